@@ -1,0 +1,195 @@
+"""Bit-exact numpy golden model of the number formats.
+
+Every function is vectorized (no Python loop per element) and takes/returns numpy arrays.
+
+Rounding and special values
+---------------------------
+- Round to nearest, ties to even (even code / even integer), as IEEE 754 and Brevitas do.
+- Saturating formats clip to ±max before rounding (inf included). Non-saturating ones (``nosat``)
+  send values beyond the rounding range to ±inf (ieee) or NaN (ocp), as ml_dtypes does.
+- Without subnormals, magnitudes below the smallest normal round to 0 or to it, ties to 0.
+- NaN policy: ``quantize`` propagates NaN (its output is float). ``encode`` maps NaN to the
+  format's NaN code (exponent and mantissa all ones, sign kept) and raises ``ValueError`` for a
+  format with no NaN code (ints, specials="none"): clean the data first (``np.nan_to_num``).
+- Negative values that round to zero keep their sign as -0.0 (code 1000…0), as in IEEE.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .formats import Format, IntFormat, MinifloatFormat, parse_format
+
+__all__ = ["values", "quantize", "encode", "decode", "all_codes", "fixed_point", "code_dtype"]
+
+
+def code_dtype(fmt: Format) -> np.dtype:
+    """Unsigned dtype that holds a code of ``fmt``."""
+    return np.dtype(np.uint8)
+
+
+def all_codes(fmt: Format | str) -> np.ndarray:
+    """Every bit pattern of the format, ``0 .. 2^bits - 1``."""
+    fmt = parse_format(fmt)
+    return np.arange(2**fmt.bits, dtype=code_dtype(fmt))
+
+
+@lru_cache(maxsize=None)
+def _decode_table(fmt: Format) -> np.ndarray:
+    """float64 value of every code (inf/NaN where the format has them)."""
+    codes = np.arange(2**fmt.bits, dtype=np.int64)
+    if isinstance(fmt, IntFormat):
+        v = codes.astype(np.float64)
+        if fmt.signed:
+            v = np.where(codes >= 2 ** (fmt.bits - 1), v - 2**fmt.bits, v)
+        # codes outside a narrow range decode to NaN (never produced by encode)
+        v = np.where((v < fmt.min_int) | (v > fmt.max_int), np.nan, v)
+        v.setflags(write=False)
+        return v
+    e, m = fmt.exponent_bits, fmt.mantissa_bits
+    sign = (codes >> (e + m)) & 1
+    ef = (codes >> m) & (2**e - 1)
+    mf = codes & (2**m - 1)
+    normal = np.ldexp(1.0 + mf / 2.0**m, (ef - fmt.bias).astype(np.int32))
+    sub = np.ldexp(mf / 2.0**m, fmt.emin) if fmt.subnormals else np.zeros(len(codes))
+    mag = np.where(ef == 0, sub, normal)
+    top = 2**e - 1
+    if fmt.ieee_like:
+        mag = np.where(ef == top, np.where(mf == 0, np.inf, np.nan), mag)
+    elif fmt.specials == "ocp":
+        mag = np.where((ef == top) & (mf == 2**m - 1), np.nan, mag)
+    v = np.where(sign == 1, -mag, mag)
+    v.setflags(write=False)
+    return v
+
+
+@lru_cache(maxsize=None)
+def _positive_grid(fmt: Format) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique finite magnitudes ≥ 0 and the (sign 0) code of each."""
+    table = _decode_table(fmt)
+    codes = np.arange(len(table))
+    keep = np.isfinite(table) & (table >= 0) & ~np.signbit(table)
+    vals, first = np.unique(table[keep], return_index=True)
+    grid_codes = codes[keep][first].astype(code_dtype(fmt))
+    vals.setflags(write=False)
+    grid_codes.setflags(write=False)
+    return vals, grid_codes
+
+
+def values(fmt: Format | str) -> np.ndarray:
+    """Sorted grid of every distinct finite value (float64, ±0 once, as +0)."""
+    fmt = parse_format(fmt)
+    if isinstance(fmt, IntFormat):
+        return np.arange(fmt.min_int, fmt.max_int + 1, dtype=np.float64)
+    pos, _ = _positive_grid(fmt)
+    return np.concatenate([-pos[:0:-1], pos])
+
+
+def decode(codes: np.ndarray, fmt: Format | str) -> np.ndarray:
+    """Value (float64) of each code. Raises ``ValueError`` for codes wider than the format."""
+    fmt = parse_format(fmt)
+    c = np.asarray(codes)
+    if c.size and (c.min() < 0 or c.max() >= 2**fmt.bits):
+        raise ValueError(f"codes must lie in 0..{2**fmt.bits - 1} for {fmt}")
+    return _decode_table(fmt)[c.astype(np.intp)]
+
+
+def _quantize_magnitude(mag: np.ndarray, fmt: MinifloatFormat) -> np.ndarray:
+    """Round non-negative magnitudes (already clipped to ≤ max) onto the minifloat grid."""
+    m = fmt.mantissa_bits
+    _, e2 = np.frexp(mag)  # mag = f · 2^e2, f in [0.5, 1)
+    e_eff = np.maximum(e2 - 1, fmt.emin)  # binade exponent; subnormals share emin's step
+    shift = (m - e_eff).astype(np.int32)
+    q = np.ldexp(np.rint(np.ldexp(mag, shift)), -shift)  # np.rint: ties to even
+    if not fmt.subnormals:
+        mn = fmt.min_normal
+        q = np.where(mag < mn, np.where(mag > mn / 2, mn, 0.0).astype(mag.dtype), q)
+    return q
+
+
+def quantize(x: np.ndarray, fmt: Format | str, scale: float | np.ndarray = 1.0) -> np.ndarray:
+    """Nearest value of ``values(fmt) · scale`` to each ``x`` (round half to even, saturating).
+
+    ``scale`` broadcasts against ``x`` (per-tensor scalar or per-channel array). The result has
+    the floating dtype of ``x`` (float32 stays float32; exact, since every format value fits).
+    """
+    fmt = parse_format(fmt)
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    unit = np.isscalar(scale) and scale == 1.0
+    y = x if unit else x / scale
+    if isinstance(fmt, IntFormat):
+        q = np.clip(np.rint(y), fmt.min_int, fmt.max_int)
+    else:
+        mag = np.abs(y)
+        mx = y.dtype.type(fmt.max_value)
+        if fmt.saturate:
+            q = _quantize_magnitude(np.minimum(mag, mx), fmt)
+        else:
+            # IEEE overflow: round with an unbounded top binade (2·max stands in for anything
+            # larger), then whatever lands above max becomes inf (ieee) or NaN (ocp).
+            q = _quantize_magnitude(np.minimum(mag, 2 * mx), fmt)
+            q = np.where(q > mx, np.inf if fmt.has_inf else np.nan, q).astype(y.dtype, copy=False)
+        q = np.copysign(q, y)
+    return q if unit else q * scale
+
+
+def encode(x: np.ndarray, fmt: Format | str) -> np.ndarray:
+    """Code (uint8, sign|exponent|mantissa or two's complement) of ``quantize(x, fmt)``."""
+    fmt = parse_format(fmt)
+    x = np.asarray(x)
+    q = quantize(x, fmt)
+    if isinstance(fmt, IntFormat):
+        if np.isnan(q).any():
+            raise ValueError(f"{int(np.isnan(q).sum())} NaN inputs: {fmt} has no NaN code; clean the data first (np.nan_to_num)")
+        return (q.astype(np.int64) & (2**fmt.bits - 1)).astype(code_dtype(fmt))
+    pos, pos_codes = _positive_grid(fmt)
+    mag = np.abs(q)
+    nan = np.isnan(q)
+    if nan.any() and not fmt.has_nan:
+        raise ValueError(f"{int(nan.sum())} NaN inputs: {fmt} has no NaN code; clean the data first (np.nan_to_num)")
+    idx = np.searchsorted(pos, np.where(nan | np.isinf(mag), 0, mag))
+    codes = pos_codes[np.minimum(idx, len(pos) - 1)].astype(np.uint16)
+    e, m = fmt.exponent_bits, fmt.mantissa_bits
+    top = (2**e - 1) << m
+    if fmt.has_nan:
+        codes = np.where(nan, top | (2**m - 1), codes)
+    if fmt.has_inf:
+        codes = np.where(np.isinf(mag), top, codes)
+    codes = codes | (np.signbit(q).astype(np.uint16) << (e + m))
+    return codes.astype(code_dtype(fmt))
+
+
+def fixed_point(codes: np.ndarray, fmt: Format | str) -> tuple[np.ndarray, int]:
+    """Exact integers ``n`` and an exponent ``k`` such that ``decode(codes) == n · 2^k``.
+
+    ``k`` is the exponent of the format's smallest step (min subnormal). ``n`` is int64 when it
+    fits in 62 bits, else a Python-int object array (wide formats such as e6m1, e7m0).
+    Raises ``ValueError`` on inf/NaN codes.
+    """
+    fmt = parse_format(fmt)
+    v = decode(codes, fmt)
+    if not np.isfinite(v).all():
+        raise ValueError(f"fixed_point: codes include inf/NaN of {fmt}")
+    if isinstance(fmt, IntFormat):
+        return v.astype(np.int64), 0
+    k = fmt.emin - fmt.mantissa_bits
+    span = fmt.emax + 1 - k
+    if span <= 62:
+        return np.ldexp(v, -k).astype(np.int64), k
+    # wide: exact Python ints per code (at most 256), then gather
+    table = np.array([_exact_int(t, k) for t in _decode_table(fmt)], dtype=object)
+    return table[np.asarray(codes).astype(np.intp)], k
+
+
+def _exact_int(t: float, k: int) -> int:
+    """``t / 2^k`` as an exact Python int (``t`` a finite multiple of ``2^k``; NaN/inf -> 0)."""
+    if not np.isfinite(t):
+        return 0
+    f, e = np.frexp(t)  # t = f·2^e, f has ≤ 53 significant bits
+    n = int(np.ldexp(f, 53))
+    sh = e - 53 - k
+    return n << sh if sh >= 0 else n >> -sh
