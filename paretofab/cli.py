@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"paretofab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `paretofab … | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"paretofab {args.command}: interrupted (results already written are kept)", file=sys.stderr)
         return 130
