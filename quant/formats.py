@@ -87,8 +87,8 @@ class IntFormat:
 
     @property
     def max_value(self) -> float:
-        """Largest magnitude (units of the scale)."""
-        return float(max(self.max_int, -self.min_int))
+        """Largest representable value (units of the scale); ``-min_int`` may be one larger."""
+        return float(self.max_int)
 
     @property
     def min_normal(self) -> float:

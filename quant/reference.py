@@ -4,7 +4,10 @@ Every function is vectorized (no Python loop per element) and takes/returns nump
 
 Rounding and special values
 ---------------------------
-- Round to nearest, ties to even (even code / even integer), as IEEE 754 and Brevitas do.
+- Round to nearest, ties to even: the even integer, or the even significand at the precision of
+  the lower neighbour's binade (= the even code whenever M ≥ 1), as IEEE 754 and Brevitas do.
+  For M = 0 formats a tie between two powers of two therefore rounds to the larger one
+  (1.5·2^e -> 2^(e+1)), which is what Brevitas' ``round(x / 2^(e-M))`` gives.
 - Saturating formats clip to ±max before rounding (inf included). Non-saturating ones (``nosat``)
   send values beyond the rounding range to ±inf (ieee) or NaN (ocp), as ml_dtypes does.
 - Without subnormals, magnitudes below the smallest normal round to 0 or to it, ties to 0.
@@ -191,5 +194,5 @@ def _exact_int(t: float, k: int) -> int:
         return 0
     f, e = np.frexp(t)  # t = f·2^e, f has ≤ 53 significant bits
     n = int(np.ldexp(f, 53))
-    sh = e - 53 - k
+    sh = int(e) - 53 - int(k)
     return n << sh if sh >= 0 else n >> -sh
