@@ -149,21 +149,37 @@ def encode(x: np.ndarray, fmt: Format | str) -> np.ndarray:
         if np.isnan(q).any():
             raise ValueError(f"{int(np.isnan(q).sum())} NaN inputs: {fmt} has no NaN code; clean the data first (np.nan_to_num)")
         return (q.astype(np.int64) & (2**fmt.bits - 1)).astype(code_dtype(fmt))
-    pos, pos_codes = _positive_grid(fmt)
-    mag = np.abs(q)
     nan = np.isnan(q)
-    if nan.any() and not fmt.has_nan:
+    has_nan = bool(nan.any())
+    if has_nan and not fmt.has_nan:
         raise ValueError(f"{int(nan.sum())} NaN inputs: {fmt} has no NaN code; clean the data first (np.nan_to_num)")
-    idx = np.searchsorted(pos, np.where(nan | np.isinf(mag), 0, mag))
-    codes = pos_codes[np.minimum(idx, len(pos) - 1)].astype(np.uint16)
-    e, m = fmt.exponent_bits, fmt.mantissa_bits
-    top = (2**e - 1) << m
-    if fmt.has_nan:
-        codes = np.where(nan, top | (2**m - 1), codes)
-    if fmt.has_inf:
-        codes = np.where(np.isinf(mag), top, codes)
-    codes = codes | (np.signbit(q).astype(np.uint16) << (e + m))
-    return codes.astype(code_dtype(fmt))
+    shift, table = _code_table(fmt)
+    codes = table[q.astype(np.float32, copy=False).view(np.uint32) >> shift]
+    if has_nan:
+        e, m = fmt.exponent_bits, fmt.mantissa_bits
+        nan_code = (((2**e - 1) << m) | (2**m - 1)) | (np.signbit(q) << (e + m))
+        codes = np.where(nan, nan_code, codes).astype(code_dtype(fmt))
+    return codes
+
+
+@lru_cache(maxsize=None)
+def _code_table(fmt: MinifloatFormat) -> tuple[int, np.ndarray]:
+    """Code of every grid value keyed by the top ``1 + 8 + M`` bits of its float32 pattern.
+
+    Every value of the format (subnormals included) has at most M+1 significant bits and fits
+    float32, so those bits identify it uniquely: encoding is a shift and a table lookup.
+    """
+    shift = 23 - fmt.mantissa_bits
+    table = np.zeros(2 ** (32 - shift), dtype=code_dtype(fmt))
+    codes = all_codes(fmt)
+    v = _decode_table(fmt)
+    finite = ~np.isnan(v)  # inf keys land on the float32 inf pattern
+    # write codes in descending order so that, where several codes share a value (the flushed
+    # subnormal codes of 'nosub' formats), the smallest code wins
+    for c, val in zip(codes[finite][::-1], v[finite][::-1].astype(np.float32)):
+        table[int(np.array(val).view(np.uint32)) >> shift] = c
+    table.setflags(write=False)
+    return shift, table
 
 
 def fixed_point(codes: np.ndarray, fmt: Format | str) -> tuple[np.ndarray, int]:
