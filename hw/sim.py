@@ -102,6 +102,7 @@ def _simulate_pysim(dut, inputs: list[int], n_outputs: int, out_ready: list[bool
 
     i_payload = Value.cast(dut.i.payload)
     o_payload = Value.cast(dut.o.payload)
+    o_mask = (1 << len(o_payload)) - 1  # signed payloads read back as negative ints
 
     async def testbench(ctx):
         nonlocal timed_out
@@ -118,7 +119,7 @@ def _simulate_pysim(dut, inputs: list[int], n_outputs: int, out_ready: list[bool
             ctx.set(dut.o.ready, out_ready[c % len(out_ready)])
             in_fire = valid and ctx.get(dut.i.ready)
             if ctx.get(dut.o.valid) and out_ready[c % len(out_ready)]:
-                outputs.append(int(ctx.get(o_payload)))
+                outputs.append(int(ctx.get(o_payload)) & o_mask)
                 out_cycles.append(c)
             if in_fire:
                 in_cycles.append(c)

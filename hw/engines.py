@@ -1,0 +1,37 @@
+"""Registry of engine modules; each follows the uniform engine API (see ``hw/dot.py``):
+a frozen config dataclass with ``build()``/``to_dict()``/``from_dict()``, ``random_workload``,
+``pack_inputs``, ``n_outputs``, ``unpack_outputs``, ``reference``, ``output_exponent``, ``cycles``."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import dot
+
+__all__ = ["ENGINES", "engine", "config_from_dict"]
+
+ENGINES: dict[str, ModuleType] = {"dot": dot}
+
+try:  # the sparse engine joins the registry once it exists
+    from . import sparse
+
+    ENGINES["sparse"] = sparse
+except ImportError:  # pragma: no cover
+    pass
+
+
+def engine(name: str) -> ModuleType:
+    """The engine module called ``name``; raises ``ValueError`` naming the valid ones."""
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}") from None
+
+
+def config_from_dict(d: dict):
+    """Rebuild any engine config from its ``to_dict()`` (the ``engine`` key picks the class)."""
+    if "engine" not in d:
+        raise ValueError(f"config dict needs an 'engine' key, one of {', '.join(ENGINES)}")
+    mod = engine(d["engine"])
+    cls = mod.SparseConfig if d["engine"] == "sparse" else mod.DotConfig
+    return cls.from_dict(d)
