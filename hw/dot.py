@@ -42,6 +42,7 @@ from .arith import (
 
 __all__ = [
     "DotConfig",
+    "Config",
     "Workload",
     "MacPipeline",
     "DotEngine",
@@ -149,6 +150,9 @@ def _from_dict(cls, d: dict):
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(names)}")
     return cls(**d)
+
+
+Config = DotConfig
 
 
 # ---- hardware ---------------------------------------------------------------------------------

@@ -1,23 +1,16 @@
 """Registry of engine modules; each follows the uniform engine API (see ``hw/dot.py``):
-a frozen config dataclass with ``build()``/``to_dict()``/``from_dict()``, ``random_workload``,
+a frozen config dataclass (also exported as ``Config``) with ``build()``/``to_dict()``/``from_dict()``, ``random_workload``,
 ``pack_inputs``, ``n_outputs``, ``unpack_outputs``, ``reference``, ``output_exponent``, ``cycles``."""
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from . import dot
+from . import dot, sparse
 
 __all__ = ["ENGINES", "engine", "config_from_dict"]
 
-ENGINES: dict[str, ModuleType] = {"dot": dot}
-
-try:  # the sparse engine joins the registry once it exists
-    from . import sparse
-
-    ENGINES["sparse"] = sparse
-except ImportError:  # pragma: no cover
-    pass
+ENGINES: dict[str, ModuleType] = {"dot": dot, "sparse": sparse}
 
 
 def engine(name: str) -> ModuleType:
@@ -33,5 +26,4 @@ def config_from_dict(d: dict):
     if "engine" not in d:
         raise ValueError(f"config dict needs an 'engine' key, one of {', '.join(ENGINES)}")
     mod = engine(d["engine"])
-    cls = mod.SparseConfig if d["engine"] == "sparse" else mod.DotConfig
-    return cls.from_dict(d)
+    return mod.Config.from_dict(d)
