@@ -137,12 +137,12 @@ def a2q_bits(wfmt: Format | str, afmt: Format | str, k: int) -> int:
 
 def kulisch_bits(wfmt: Format | str, afmt: Format | str, k: int) -> int:
     """Published exact-accumulator width ``2^Ea + Ma + 2^Eb + Mb + ceil(log2 k) - 1`` (Kulisch,
-    Uguen & de Dinechin; ANCHORS.md). An integer operand of ``b`` bits counts as ``Ma = b``, no
-    exponent (``2^Ea`` term 0)."""
+    Uguen & de Dinechin; ANCHORS.md). An integer operand of ``b`` bits counts ``b + 1`` in place
+    of ``2^E + M``, so that int × int gives A2Q's ``W + A + ceil(log2 k) + 1``."""
 
     def term(f: Format) -> int:
         if isinstance(f, IntFormat):
-            return f.bits
+            return f.bits + 1
         return 2**f.exponent_bits + f.mantissa_bits
 
     return term(parse_format(wfmt)) + term(parse_format(afmt)) + int(np.ceil(np.log2(k))) - 1
