@@ -64,8 +64,8 @@ def test_operand_decoder_matches_decode(name):
         assert value == Fraction(w), f"{fmt} code {c:#x}: ({s}, {mag}, {sh}) is {value}, decode says {w}"
 
 
-def _check_products(wfmt, afmt, w_codes, a_codes):
-    dut = multiplier(wfmt, afmt)
+def _check_products(wfmt, afmt, w_codes, a_codes, dut=None):
+    dut = dut if dut is not None else multiplier(wfmt, afmt)
     got = evaluate(dut, {"w": w_codes, "a": a_codes}, ["p"])["p"]
     want = decode(w_codes, wfmt) * decode(a_codes, afmt)  # exact: ≤ 2x5 significant bits
     scale = 2.0 ** output_exponent(wfmt, afmt)
@@ -109,7 +109,7 @@ def test_multiplier_kinds_and_errors():
     for pair, kind in ((("int8", "uint4"), IntMultiplier), (("int8", "e4m3"), MinifloatMultiplier)):
         dut = multiplier(*pair)
         assert isinstance(dut, kind)
-        _check_products(*map(parse_format, pair), np.array([1], np.uint8), np.array([1], np.uint8))
+        _check_products(*map(parse_format, pair), np.array([1], np.uint8), np.array([1], np.uint8), dut)
     with pytest.raises(ConfigError, match="MinifloatMultiplier"):
         IntMultiplier(parse_format("int8"), parse_format("e4m3"))
     with pytest.raises(ConfigError, match="IntMultiplier"):
