@@ -289,6 +289,10 @@ class VerilatorModel:
 
         if hasattr(component, "build") and not hasattr(component, "elaborate"):
             component = component.build()
+        for port in ("i", "o"):
+            if not hasattr(getattr(component, port, None), "payload"):
+                raise ValueError(f"component {type(component).__name__} has no stream port {port!r}: it needs "
+                                 "i = In(stream.Signature(...)) and o = Out(stream.Signature(...)) (see hw/sim.py)")
         in_width = Value.cast(component.i.payload).shape().width
         out_width = Value.cast(component.o.payload).shape().width
         verilog = verilog_text(component)
