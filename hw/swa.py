@@ -1,0 +1,502 @@
+"""Sliding-window attention kernel (SWAT-style: row-wise, fused, input-stationary) and its dense
+causal baseline, with the uniform engine API (see ``hw/dot.py``).
+
+Window convention
+-----------------
+Causal: query row ``i`` (0-based, within its sequence) attends to keys ``j`` in
+``[max(0, i - window + 1), i]`` -- ``window`` keys including itself, fewer for ``i < window - 1``.
+Symmetric windows are not built yet (``causal=False`` raises :class:`ConfigError`).
+
+Arithmetic (all integers; :func:`reference` reproduces it bit for bit)
+--------------------------------------------------------------------
+Codes decode exactly to ``ints · 2^k`` (``quant.reference.fixed_point``), ``k_qk`` / ``k_v`` the
+formats' unit exponents. For row ``i`` and its keys ``j``:
+
+1. score ``s_j = Σ_d q_i[d]·k_j[d]`` exact (units ``2^(2·k_qk)``, :attr:`SWAConfig.score_bits`);
+   running max ``m = max_j s_j``.
+2. ``t_j = m - s_j >= 0``; ``u_j = t_j · c`` with the constant ``c = round(g · 2^F)``,
+   ``g = log2(e) · score_scale · 2^(2·k_qk)`` (``score_scale`` defaults to ``1/sqrt(head_dim)``),
+   ``F = scale_frac`` chosen so ``c`` has ``scale_bits`` significant bits. Then
+   ``exp(score_scale·(s_j - m)) ≈ 2^(-u_j / 2^F)``.
+3. base-2 split: ``e_j = u_j >> F`` (integer shift), fraction index ``x_j`` = the top
+   ``lut_bits`` bits of ``u_j mod 2^F``; ``p_j = LUT[x_j] >> e_j`` with
+   ``LUT[x] = round(2^(-x / 2^lut_bits) · 2^exp_bits)`` (so ``p_j`` in ``[0, 2^exp_bits]``,
+   units ``2^-exp_bits``; the max score gives exactly ``2^exp_bits``). ``t_j`` is clamped to
+   :attr:`SWAConfig.t_sat`, beyond which ``p_j = 0`` anyway.
+4. ``S = Σ_j p_j``, ``a[d] = Σ_j p_j · v_j[d]`` exact.
+5. one reciprocal per row, ``r = floor(2^Z / S)`` with ``Z = exp_bits + ceil(log2 window) +
+   recip_bits`` (relative error ``< 2^-recip_bits``), by a sequential restoring divider;
+   ``o[d] = floor(a[d] · r / 2^(Z - out_frac_bits))``: outputs in units of
+   ``2^(k_v - out_frac_bits)`` (:func:`output_exponent`).
+
+Stream framing
+--------------
+Input beat (:meth:`SWAConfig.in_layout`): ``q``, ``k``, ``v`` -- ``lanes`` codes each (one chunk
+of one token), ``last`` -- 1 on the final beat of a sequence (the window empties after it). A
+token takes ``chunks = head_dim / lanes`` beats. Output beat: ``lanes`` signed outputs; a row
+takes ``chunks`` beats; one row per token, in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from quant.formats import Format, IntFormat, parse_format
+from quant.reference import decode, fixed_point
+
+from .arith import ConfigError, WorkloadError, acc_bits, finite_codes, signed_bits, unit_exponent
+from .dot import pack_beats, random_codes
+
+__all__ = [
+    "SWAConfig", "SWAWorkload", "MAX_WINDOW", "MAX_DENSE_N", "dense_baseline",
+    "random_workload", "pack_inputs", "n_outputs", "unpack_outputs", "reference",
+    "attention_float", "relative_error", "output_exponent", "cycles", "row_cycles",
+    "mac_utilization", "add_cli_arguments", "config_from_args",
+]
+
+#: largest sliding window the generator accepts (keys; the K/V buffers hold window·head_dim codes)
+MAX_WINDOW = 4096
+#: largest sequence of the dense baseline (its buffers hold the whole sequence)
+MAX_DENSE_N = 8192
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int, hint: str) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {value!r}; {hint}")
+
+
+def _clog2(x: int) -> int:
+    return (int(x) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class SWAConfig:
+    """Sliding-window attention kernel configuration.
+
+    Parameters
+    ----------
+    head_dim : int
+        Elements per Q/K/V row; a multiple of ``lanes``.
+    window : int
+        Keys per query row (causal: ``[i - window + 1, i]``), 1..:data:`MAX_WINDOW`. For the dense
+        baseline (``dense=True``) it is the longest sequence, 1..:data:`MAX_DENSE_N`.
+    lanes : int
+        Multipliers per unit (QKᵀ unit and SV unit each), elements per beat.
+    qk_fmt, v_fmt : Format or str
+        Formats of Q and K codes, and of V codes.
+    causal : bool
+        Only ``True`` is built (see module docstring).
+    exp_bits : int
+        Fraction bits of the softmax numerators ``p`` (units ``2^-exp_bits``).
+    lut_bits : int
+        Fraction bits of the base-2 exponent looked up in the ``2^lut_bits``-entry table.
+    scale_bits : int
+        Significant bits of the constant ``log2(e)·score_scale`` (per score unit).
+    recip_bits : int
+        Precision of the per-row reciprocal (relative error < ``2^-recip_bits``).
+    out_frac_bits : int
+        Fraction bits of the outputs below the V unit ``2^k_v``.
+    score_scale : float or None
+        Multiplier of ``q·k`` (decoded values) inside the softmax; None means ``1/sqrt(head_dim)``.
+    dense : bool
+        Build the dense causal baseline instead: the whole sequence (up to ``window`` tokens) is
+        buffered, then every row computes all ``n`` scores with the upper triangle masked (no
+        sliding reuse), with the same arithmetic.
+    """
+
+    head_dim: int
+    window: int
+    lanes: int
+    qk_fmt: Format
+    v_fmt: Format
+    causal: bool = True
+    exp_bits: int = 14
+    lut_bits: int = 8
+    scale_bits: int = 12
+    recip_bits: int = 16
+    out_frac_bits: int = 8
+    score_scale: float | None = None
+    dense: bool = False
+
+    engine = "swa"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "qk_fmt", parse_format(self.qk_fmt))
+        object.__setattr__(self, "v_fmt", parse_format(self.v_fmt))
+        _check_int("lanes", self.lanes, 1, 256, "use --lanes 1 or more")
+        _check_int("head_dim", self.head_dim, 1, 1024, "use --head-dim 1..1024")
+        if self.head_dim % self.lanes:
+            raise ConfigError(
+                f"head_dim={self.head_dim} is not a multiple of lanes={self.lanes}; pick lanes dividing head_dim"
+            )
+        wmax = MAX_DENSE_N if self.dense else MAX_WINDOW
+        _check_int("window", self.window, 1, wmax,
+                   f"the {'dense baseline holds at most' if self.dense else 'K/V buffers hold at most'} "
+                   f"{wmax} keys; use --window 1..{wmax}")
+        if not self.causal:
+            raise ConfigError("symmetric (non-causal) windows are not implemented; use --causal")
+        _check_int("exp_bits", self.exp_bits, 2, 24, "use --exp-bits 2..24")
+        _check_int("lut_bits", self.lut_bits, 0, 12, "use --lut-bits 0..12")
+        _check_int("scale_bits", self.scale_bits, 2, 24, "use --scale-bits 2..24")
+        _check_int("recip_bits", self.recip_bits, 1, 32, "use --recip-bits 1..32")
+        _check_int("out_frac_bits", self.out_frac_bits, 0, 32, "use --out-frac-bits 0..32")
+        if self.score_scale is not None:
+            s = float(self.score_scale)
+            if not (math.isfinite(s) and s > 0):
+                raise ConfigError(f"score_scale must be a positive finite number, got {self.score_scale!r}")
+            object.__setattr__(self, "score_scale", s)
+        if self.out_frac_bits > self.z_bits:
+            raise ConfigError(f"out_frac_bits={self.out_frac_bits} exceeds the reciprocal's {self.z_bits} "
+                              f"fraction bits; lower --out-frac-bits or raise --recip-bits")
+        if self.z_bits > 60:
+            raise ConfigError(f"exp_bits + ceil(log2 window) + recip_bits = {self.z_bits} > 60; "
+                              f"lower --exp-bits or --recip-bits")
+
+    # ---- derived widths and constants -------------------------------------------------------
+    @property
+    def chunks(self) -> int:
+        """Beats per token (and per output row): ``head_dim / lanes``."""
+        return self.head_dim // self.lanes
+
+    @property
+    def scale(self) -> float:
+        """Softmax scale of ``q·k`` on decoded values."""
+        return self.score_scale if self.score_scale is not None else 1.0 / math.sqrt(self.head_dim)
+
+    @property
+    def score_bits(self) -> int:
+        """Width of one exact score, bits (signed)."""
+        return acc_bits(self.qk_fmt, self.qk_fmt, self.head_dim)
+
+    @property
+    def _g(self) -> float:
+        return math.log2(math.e) * self.scale * 2.0 ** (2 * unit_exponent(self.qk_fmt))
+
+    @property
+    def scale_frac(self) -> int:
+        """F: fraction bits of the exponent ``u = t·c`` (bits), at least ``lut_bits``."""
+        return max(self.scale_bits - 1 - math.floor(math.log2(self._g)), self.lut_bits)
+
+    @property
+    def scale_const(self) -> int:
+        """c = round(log2(e)·score_scale·2^(2 k_qk)·2^F), a positive integer."""
+        return max(1, round(self._g * 2.0 ** self.scale_frac))
+
+    @property
+    def t_sat(self) -> int:
+        """Smallest ``t`` that surely gives ``p = 0`` (``t·c >> F > exp_bits``)."""
+        return -(-((self.exp_bits + 1) << self.scale_frac) // self.scale_const)
+
+    @property
+    def exp_table(self) -> np.ndarray:
+        """LUT[x] = round(2^(-x/2^lut_bits) · 2^exp_bits), int64, ``2^lut_bits`` entries."""
+        x = np.arange(2**self.lut_bits, dtype=np.float64)
+        return np.round(np.exp2(-x / 2**self.lut_bits) * 2.0**self.exp_bits).astype(np.int64)
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of the softmax denominator S <= window·2^exp_bits, bits (unsigned)."""
+        return (self.window << self.exp_bits).bit_length()
+
+    @property
+    def z_bits(self) -> int:
+        """Z: the reciprocal is floor(2^Z / S)."""
+        return self.exp_bits + _clog2(self.window) + self.recip_bits
+
+    @property
+    def recip_width(self) -> int:
+        """Quotient bits of the reciprocal (= divider iterations, cycles)."""
+        return self.recip_bits + _clog2(self.window) + 1
+
+    def _v_range(self) -> tuple[int, int]:
+        ints, _ = fixed_point(finite_codes(self.v_fmt), self.v_fmt)
+        return int(min(int(x) for x in ints)), int(max(int(x) for x in ints))
+
+    @property
+    def sv_bits(self) -> int:
+        """Width of the SV accumulators, bits (signed)."""
+        lo, hi = self._v_range()
+        top = self.window << self.exp_bits
+        return signed_bits(top * min(lo, 0), top * max(hi, 0))
+
+    @property
+    def out_bits(self) -> int:
+        """Width of one output, bits (signed)."""
+        lo, hi = self._v_range()
+        return signed_bits(min(lo, 0) << self.out_frac_bits, max(hi, 0) << self.out_frac_bits)
+
+    # ---- layouts and API ----------------------------------------------------------------------
+    def in_layout(self) -> data.StructLayout:
+        """Input beat layout: ``q``, ``k``, ``v`` (``lanes`` codes each) and ``last``."""
+        return data.StructLayout({
+            "q": data.ArrayLayout(unsigned(self.qk_fmt.bits), self.lanes),
+            "k": data.ArrayLayout(unsigned(self.qk_fmt.bits), self.lanes),
+            "v": data.ArrayLayout(unsigned(self.v_fmt.bits), self.lanes),
+            "last": unsigned(1),
+        })
+
+    def out_layout(self) -> data.ArrayLayout:
+        """Output beat layout: ``lanes`` signed outputs."""
+        return data.ArrayLayout(signed(self.out_bits), self.lanes)
+
+    def build(self):
+        from .swa_rtl import SWAKernel
+
+        return SWAKernel(self)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["qk_fmt"], d["v_fmt"] = str(self.qk_fmt), str(self.v_fmt)
+        return {"engine": self.engine, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SWAConfig":
+        d = dict(d)
+        engine = d.pop("engine", cls.engine)
+        if engine != cls.engine:
+            raise ConfigError(f"config is for engine {engine!r}, not {cls.engine!r}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown SWAConfig keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**d)
+
+
+def dense_baseline(config: SWAConfig, max_n: int) -> SWAConfig:
+    """The dense causal baseline with ``config``'s arithmetic for sequences up to ``max_n``."""
+    d = config.to_dict()
+    d.update(window=max_n, dense=True)
+    return SWAConfig.from_dict(d)
+
+
+# ---- workloads --------------------------------------------------------------------------------
+
+
+@dataclass
+class SWAWorkload:
+    """One sequence of Q, K, V codes.
+
+    Attributes
+    ----------
+    q, k : np.ndarray, uint8, shape (n, head_dim)
+        Query and key codes (``qk_fmt``).
+    v : np.ndarray, uint8, shape (n, head_dim)
+        Value codes (``v_fmt``).
+    """
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.q, self.k, self.v = (np.asarray(x) for x in (self.q, self.k, self.v))
+        if self.q.ndim != 2 or not (self.q.shape == self.k.shape == self.v.shape):
+            raise WorkloadError(f"q, k, v must be 2-D arrays of one shape (n, head_dim), got "
+                                f"{self.q.shape}, {self.k.shape}, {self.v.shape}")
+
+    @property
+    def n(self) -> int:
+        return self.q.shape[0]
+
+
+def _check_n(config: SWAConfig, n: Any) -> None:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise WorkloadError(f"sequence length n must be an integer >= 1, got {n!r}")
+    if config.dense and n > config.window:
+        raise WorkloadError(f"n={n} exceeds the dense baseline's max sequence {config.window}; "
+                            f"build it with window >= n")
+
+
+def random_workload(config: SWAConfig, n: int, seed: int, special_fraction: float = 0.1) -> SWAWorkload:
+    """Random Q/K/V codes of one sequence of ``n`` tokens (some edge-case codes included)."""
+    _check_n(config, n)
+    rng = np.random.default_rng(seed)
+    shape = (n, config.head_dim)
+    return SWAWorkload(random_codes(config.qk_fmt, shape, rng, special_fraction),
+                       random_codes(config.qk_fmt, shape, rng, special_fraction),
+                       random_codes(config.v_fmt, shape, rng, special_fraction))
+
+
+def check_workload(config: SWAConfig, wl: SWAWorkload) -> None:
+    """Raise :class:`WorkloadError` unless ``wl`` fits ``config`` (shape, finite codes)."""
+    _check_n(config, wl.n)
+    if wl.q.shape[1] != config.head_dim:
+        raise WorkloadError(f"rows have {wl.q.shape[1]} elements but head_dim={config.head_dim}")
+    for name, codes, fmt in (("q", wl.q, config.qk_fmt), ("k", wl.k, config.qk_fmt), ("v", wl.v, config.v_fmt)):
+        if codes.min() < 0 or codes.max() >= 2**fmt.bits or not np.isin(codes, finite_codes(fmt)).all():
+            raise WorkloadError(f"{name} holds codes that are not finite {fmt} values; clean the data first")
+
+
+def pack_inputs(config: SWAConfig, wl: SWAWorkload) -> list[int]:
+    """Input beats: token by token, ``chunks`` beats each; ``last`` on the final beat."""
+    check_workload(config, wl)
+    L = config.lanes
+    beats = wl.n * config.chunks
+    last = np.zeros((beats, 1), dtype=np.int64)
+    last[-1] = 1
+    layout = config.in_layout()
+    fs = []
+    for name, arr, fmt in (("q", wl.q, config.qk_fmt), ("k", wl.k, config.qk_fmt), ("v", wl.v, config.v_fmt)):
+        fs.append((arr.reshape(beats, L).astype(np.int64), fmt.bits, layout[name].offset))
+    fs.append((last, 1, layout["last"].offset))
+    return pack_beats(fs, layout.size)
+
+
+def n_outputs(config: SWAConfig, wl: SWAWorkload | int) -> int:
+    """Output beats: ``chunks`` per token."""
+    n = wl if isinstance(wl, (int, np.integer)) else wl.n
+    return int(n) * config.chunks
+
+
+def unpack_outputs(config: SWAConfig, outputs: list[int]) -> np.ndarray:
+    """Outputs as a (n, head_dim) int64 array, units ``2^output_exponent(config)``."""
+    b, L = config.out_bits, config.lanes
+    mask = (1 << b) - 1
+    vals = [((int(x) >> (l * b)) & mask) for x in outputs for l in range(L)]
+    arr = np.array(vals, dtype=np.int64)
+    arr = arr - ((arr >> (b - 1)) & 1) * (1 << b)
+    return arr.reshape(-1, config.head_dim)
+
+
+def output_exponent(config: SWAConfig) -> int:
+    """Outputs are integers times ``2^output_exponent(config)``."""
+    return unit_exponent(config.v_fmt) - config.out_frac_bits
+
+
+def _wl(wl_or_q, k, v) -> SWAWorkload:
+    return wl_or_q if isinstance(wl_or_q, SWAWorkload) else SWAWorkload(wl_or_q, k, v)
+
+
+def reference(config: SWAConfig, q, k=None, v=None) -> np.ndarray:
+    """The kernel's exact output (module docstring, steps 1-5) in numpy: ``(n, head_dim)`` int64,
+    units ``2^output_exponent(config)``. Takes a :class:`SWAWorkload` or ``q, k, v`` codes."""
+    wl = _wl(q, k, v)
+    check_workload(config, wl)
+    qi, _ = fixed_point(wl.q, config.qk_fmt)
+    ki, _ = fixed_point(wl.k, config.qk_fmt)
+    vi, _ = fixed_point(wl.v, config.v_fmt)
+    qi, ki, vi = (np.asarray(x, dtype=object) for x in (qi, ki, vi))
+    E, T, F, c = config.exp_bits, config.lut_bits, config.scale_frac, config.scale_const
+    lut = [int(x) for x in config.exp_table]
+    Z, sh = config.z_bits, config.z_bits - config.out_frac_bits
+    W = wl.n if config.dense else config.window
+    out = np.zeros((wl.n, config.head_dim), dtype=np.int64)
+    for i in range(wl.n):
+        j0 = max(0, i - W + 1)
+        s = [int(x) for x in ki[j0:i + 1].dot(qi[i])]
+        mx = max(s)
+        p = []
+        for sj in s:
+            u = min(mx - sj, config.t_sat) * c
+            e, x = u >> F, (u >> (F - T)) & ((1 << T) - 1)
+            p.append(lut[x] >> e if e <= E + 1 else 0)
+        S = sum(p)
+        r = (1 << Z) // S
+        a = np.array(p, dtype=object).dot(vi[j0:i + 1])
+        out[i] = [int(x * r) >> sh for x in a]
+    return out
+
+
+def attention_float(config: SWAConfig, q, k=None, v=None) -> np.ndarray:
+    """Float64 windowed causal softmax attention on decoded codes, ``(n, head_dim)``."""
+    wl = _wl(q, k, v)
+    qf, kf = decode(wl.q, config.qk_fmt), decode(wl.k, config.qk_fmt)
+    vf = decode(wl.v, config.v_fmt)
+    n = wl.n
+    W = n if config.dense else config.window
+    s = (qf @ kf.T) * config.scale
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    s = np.where((j <= i) & (j > i - W), s, -np.inf)
+    s = s - s.max(axis=1, keepdims=True)
+    pr = np.exp(s)
+    return (pr / pr.sum(axis=1, keepdims=True)) @ vf
+
+
+def relative_error(config: SWAConfig, out: np.ndarray, exact: np.ndarray) -> float:
+    """``‖out·2^output_exponent − exact‖_F / ‖exact‖_F`` (0 when both are 0)."""
+    got = np.ldexp(np.asarray(out, dtype=np.float64), output_exponent(config))
+    den = np.linalg.norm(exact)
+    return float(np.linalg.norm(got - exact) / den) if den else float(np.linalg.norm(got))
+
+
+# ---- timing -----------------------------------------------------------------------------------
+
+
+def row_cycles(config: SWAConfig, nk: int) -> int:
+    """Cycles of one row with ``nk`` keys after its token is in: QKᵀ ``nk·chunks + 1``, softmax+SV
+    ``nk·chunks + 1``, reciprocal ``recip_width``, output ``chunks``."""
+    C = config.chunks
+    return 2 * (nk * C + 1) + config.recip_width + C
+
+
+def _sum_nk(n: int, w: int) -> int:
+    """Σ_{i<n} min(i+1, w)."""
+    if n <= w:
+        return n * (n + 1) // 2
+    return w * (w + 1) // 2 + (n - w) * w
+
+
+def cycles(config: SWAConfig, wl: SWAWorkload | int) -> int:
+    """Cycles until the last output transfers for one sequence of ``n`` tokens (always-valid
+    source, always-ready sink), closed form.
+
+    SWA: each token is taken in (``chunks`` cycles) then its row runs (:func:`row_cycles` with
+    ``nk = min(i+1, window)``): ``n·(2·chunks + 2 + recip_width) + 2·chunks·Σ_i min(i+1, window)``.
+    Dense baseline: all ``n`` tokens first, then ``n`` rows of ``n`` keys each:
+    ``n·chunks + n·row_cycles(n)``.
+    """
+    n = wl if isinstance(wl, (int, np.integer)) else wl.n
+    _check_n(config, n)
+    C = config.chunks
+    if config.dense:
+        return n * C + n * row_cycles(config, n)
+    return n * (2 * C + 2 + config.recip_width) + 2 * C * _sum_nk(n, config.window)
+
+
+def mac_utilization(config: SWAConfig, n: int) -> float:
+    """Useful multiplies / (2 units · lanes · cycles): the QKᵀ and SV units together (masked
+    dense products count as not useful)."""
+    useful = 2 * config.head_dim * (_sum_nk(n, n if config.dense else config.window))
+    return useful / (2 * config.lanes * cycles(config, n))
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the SWA engine's options (and ``--n`` for simulation) to ``parser``."""
+    g = parser.add_argument_group("swa engine")
+    g.add_argument("--head-dim", type=int, default=16, help="elements per Q/K/V row (default 16)")
+    g.add_argument("--window", type=int, default=16, help="keys per query row, causal [i-w+1, i] (default 16)")
+    g.add_argument("--lanes", type=int, default=16, help="multipliers per unit; divides head-dim (default 16)")
+    g.add_argument("--qk-fmt", default="int8", help="Q/K format, e.g. int8, int4, e4m3 (default int8)")
+    g.add_argument("--v-fmt", default="int8", help="V format (default int8)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--causal", dest="causal", action="store_true", default=True, help="causal window (default)")
+    mode.add_argument("--symmetric", dest="causal", action="store_false", help="symmetric window (not built yet)")
+    g.add_argument("--exp-bits", type=int, default=14, help="fraction bits of softmax numerators (default 14)")
+    g.add_argument("--lut-bits", type=int, default=8, help="exp2 fraction table index bits (default 8)")
+    g.add_argument("--scale-bits", type=int, default=12, help="bits of the log2(e)·scale constant (default 12)")
+    g.add_argument("--recip-bits", type=int, default=16, help="reciprocal precision bits (default 16)")
+    g.add_argument("--out-frac-bits", type=int, default=8, help="output fraction bits below the V unit (default 8)")
+    g.add_argument("--score-scale", type=float, default=None, help="softmax scale of q·k (default 1/sqrt(head-dim))")
+    g.add_argument("--dense", action="store_true", help="build the dense causal baseline; --window = max n")
+    if not any(a.dest == "n" for a in parser._actions):
+        g.add_argument("--n", type=int, default=64, help="sequence length to simulate (default 64)")
+
+
+def config_from_args(args: argparse.Namespace) -> SWAConfig:
+    """An :class:`SWAConfig` from parsed :func:`add_cli_arguments` options."""
+    return SWAConfig(
+        head_dim=args.head_dim, window=args.window, lanes=args.lanes, qk_fmt=args.qk_fmt,
+        v_fmt=args.v_fmt, causal=args.causal, exp_bits=args.exp_bits, lut_bits=args.lut_bits,
+        scale_bits=args.scale_bits, recip_bits=args.recip_bits, out_frac_bits=args.out_frac_bits,
+        score_scale=args.score_scale, dense=args.dense,
+    )
