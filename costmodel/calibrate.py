@@ -1,0 +1,255 @@
+"""Ground truth for the resource model: synthesize grids of configs with Yosys and store them.
+
+Two tables live in ``costmodel/data/`` (shipped as package data):
+
+``primitives.csv``
+    One exact multiplier (``hw.arith.multiplier``) per (weight, activation) format pair, alone and
+    combinational: the per-primitive LUT / carry / DSP cost that :mod:`costmodel.resources` uses
+    as a feature.
+``calibration.csv``
+    Whole engines (``hw.engines``: dense ``dot``, ``sparse`` N:M) over formats int2–8 and every
+    minifloat of 4–8 bits, lanes 1–64, k_max, pipeline depth and N:M patterns.
+
+Every row carries the Yosys version, the UTC date and the wall time of its synthesis; the command
+that produced a table is stored in ``calibration_meta.json``. Runs are resumable: rows whose
+``key`` is already in the CSV are skipped, and each finished row is appended at once.
+
+Calibration / validation split (documented rule)
+------------------------------------------------
+A row is *held out for validation* when ``int(key[:8], 16) % 5 == 0`` (``key`` = sha1 of the
+config's canonical JSON plus the target), i.e. about 20 % of configs, chosen independently of
+their results and stable when the grid grows. :func:`split` applies it.
+
+Command line::
+
+    python -m costmodel.calibrate primitives --target xc7
+    python -m costmodel.calibrate engines --grid dense --target xc7 [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import hashlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+DATA = Path(__file__).parent / "data"
+PRIMITIVES_CSV = DATA / "primitives.csv"
+CALIBRATION_CSV = DATA / "calibration.csv"
+META_JSON = DATA / "calibration_meta.json"
+
+INT_FORMATS = [f"int{b}" for b in range(2, 9)]
+#: every ExMy minifloat of 4..8 bits (1 sign + E + M), default options
+MINIFLOAT_FORMATS = [f"e{e}m{t - 1 - e}" for t in range(4, 9) for e in range(1, t)]
+FORMATS = INT_FORMATS + MINIFLOAT_FORMATS
+#: mixed (weight, activation) pairs synthesized besides the same-format ones
+MIXED_PAIRS = [
+    ("int2", "int8"), ("int4", "int8"), ("int8", "int4"), ("int3", "int6"), ("int4", "e4m3"),
+    ("e2m1", "int8"), ("e2m1", "e4m3"), ("e4m3", "e5m2"), ("e3m2", "e2m3"), ("int8", "e4m3"),
+    ("e2m1", "int4"), ("int6", "int6"),
+]
+
+PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
+ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "k_max", "pipeline",
+                 "n", "m", "block", "lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf",
+                 "seconds", "yosys", "date"]
+
+
+def config_key(cfg: dict, target: str) -> str:
+    """sha1 of the canonical JSON of a config dict plus the synthesis target."""
+    return hashlib.sha1(json.dumps([cfg, target], sort_keys=True).encode()).hexdigest()
+
+
+def is_validation(key: str) -> bool:
+    """The documented hold-out rule: ``int(key[:8], 16) % 5 == 0`` (~20 %)."""
+    return int(key[:8], 16) % 5 == 0
+
+
+def split(df):
+    """(calibration, validation) DataFrames of a table with a ``key`` column."""
+    mask = df["key"].map(is_validation).astype(bool)
+    return df[~mask], df[mask]
+
+
+# ---- grids ------------------------------------------------------------------------------------
+
+
+def primitive_pairs() -> list[tuple[str, str]]:
+    """Same-format pairs of every format in :data:`FORMATS`, plus :data:`MIXED_PAIRS`."""
+    return [(f, f) for f in FORMATS] + MIXED_PAIRS
+
+
+def _pipeline_choices(lanes: int) -> list[int]:
+    top = (lanes - 1).bit_length() + 1
+    return sorted({0, 1, top})
+
+
+def dense_grid(seed: int = 0) -> list[dict]:
+    """Dense-engine configs: every format (w = a) at 3 random lane counts from 1–16, the mixed
+    pairs at one, and 32/64 lanes for six common formats; random k_max and pipeline depth."""
+    rng = random.Random(seed)
+    out = []
+    pairs = [(f, f) for f in FORMATS]
+    for w, a in pairs:
+        for lanes in rng.sample([1, 2, 4, 8, 16], 3):
+            out.append(dict(engine="dot", lanes=lanes, wfmt=w, afmt=a, k_max=rng.choice([64, 1024, 4096]),
+                            pipeline=rng.choice(_pipeline_choices(lanes))))
+    for w, a in MIXED_PAIRS:
+        lanes = rng.choice([2, 4, 8])
+        out.append(dict(engine="dot", lanes=lanes, wfmt=w, afmt=a, k_max=rng.choice([64, 1024, 4096]),
+                        pipeline=rng.choice(_pipeline_choices(lanes))))
+    for f in ["int2", "int4", "int8", "e2m1", "e4m3", "e5m2"]:
+        for lanes in (32, 64):
+            out.append(dict(engine="dot", lanes=lanes, wfmt=f, afmt=f, k_max=4096, pipeline=1))
+    return out
+
+
+def sparse_grid(seed: int = 1) -> list[dict]:
+    """Sparse-engine configs: N:M in {1:2, 2:4, 1:4, 2:8, 4:8} over a format subset, lanes 1–16
+    (32 for a few), random k_max and block."""
+    rng = random.Random(seed)
+    fmts = ["int2", "int3", "int4", "int5", "int6", "int8", "e2m1", "e3m0", "e2m2", "e3m2", "e2m3",
+            "e4m3", "e5m2", "e3m4", "e1m6", "e4m2", "e2m5"]
+    nms = [(1, 2), (2, 4), (1, 4), (2, 8), (4, 8)]
+    out = []
+    for f in fmts:
+        for n, m in rng.sample(nms, 3):
+            lanes = n * rng.choice([1, 2, 4, 8])
+            lanes = min(lanes, 16) if lanes > 16 and lanes % n == 0 else lanes
+            out.append(dict(engine="sparse", lanes=lanes, n=n, m=m, wfmt=f, afmt=f,
+                            k_max=rng.choice([64, 1024, 4096]), block=None,
+                            pipeline=rng.choice(_pipeline_choices(lanes))))
+    for f in ["int4", "int8", "e4m3"]:
+        out.append(dict(engine="sparse", lanes=32, n=2, m=4, wfmt=f, afmt=f, k_max=4096, block=None, pipeline=1))
+    return out
+
+
+GRIDS = {"dense": dense_grid, "sparse": sparse_grid}
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+
+def _done_keys(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with path.open() as f:
+        return {row["key"] for row in csv.DictReader(f)}
+
+
+def _append(path: Path, fields: list[str], row: dict) -> None:
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k, "") for k in fields})
+        f.flush()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _record_command(kind: str, argv: list[str]) -> None:
+    meta = json.loads(META_JSON.read_text()) if META_JSON.exists() else {}
+    from hw.rtl import TARGETS, yosys_version
+
+    meta.setdefault("commands", {})[kind] = " ".join(["python -m costmodel.calibrate", *argv])
+    meta["yosys"] = yosys_version()
+    meta["synth_scripts"] = TARGETS
+    meta["updated"] = _now()
+    meta["split_rule"] = "validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target])"
+    META_JSON.parent.mkdir(parents=True, exist_ok=True)
+    META_JSON.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+
+def run_primitives(target: str = "xc7", path: Path = PRIMITIVES_CSV, progress: bool = True) -> int:
+    """Synthesize every multiplier of :func:`primitive_pairs` not yet in ``path``; returns the
+    number synthesized."""
+    from hw.arith import multiplier
+    from hw.rtl import synthesize
+
+    done = _done_keys(path)
+    n = 0
+    for w, a in primitive_pairs():
+        key = config_key({"primitive": "multiplier", "wfmt": w, "afmt": a}, target)
+        if key in done:
+            continue
+        r = synthesize(multiplier(w, a), target)
+        _append(path, PRIM_FIELDS, dict(key=key, wfmt=w, afmt=a, target=target, lut=r.lut, ff=r.ff,
+                                         carry=r.carry, dsp=r.dsp, seconds=r.seconds, yosys=r.yosys,
+                                         date=_now()))
+        n += 1
+        if progress:
+            print(f"[prim {target}] {w} x {a}: {r.lut} LUT {r.dsp} DSP ({r.seconds:.1f} s)", flush=True)
+    return n
+
+
+def run_engines(configs: Iterable[dict], target: str = "xc7", path: Path = CALIBRATION_CSV,
+                limit: int | None = None, progress: bool = True) -> int:
+    """Synthesize engine configs (``to_dict()`` form) not yet in ``path``; returns how many."""
+    from hw.engines import config_from_dict
+    from hw.rtl import synthesize
+
+    done = _done_keys(path)
+    n = 0
+    for cfg in configs:
+        key = config_key(cfg, target)
+        if key in done:
+            continue
+        if limit is not None and n >= limit:
+            break
+        config = config_from_dict(cfg)
+        t0 = time.perf_counter()
+        r = synthesize(config, target)
+        full = config.to_dict()
+        _append(path, ENGINE_FIELDS, dict(
+            key=key, engine=full["engine"], config=json.dumps(full, sort_keys=True), target=target,
+            lanes=full["lanes"], wfmt=full["wfmt"], afmt=full["afmt"], k_max=full["k_max"],
+            pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""),
+            block=full.get("block", "") if full.get("block") is not None else "",
+            lut=r.lut, ff=r.ff, carry=r.carry, dsp=r.dsp, bram18=r.bram18, lutram=r.lutram, muxf=r.muxf,
+            seconds=r.seconds, yosys=r.yosys, date=_now()))
+        n += 1
+        if progress:
+            print(f"[{full['engine']} {target}] {cfg}: {r.lut} LUT {r.ff} FF {r.dsp} DSP "
+                  f"({r.seconds:.1f} s, wall {time.perf_counter() - t0:.1f} s)", flush=True)
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m costmodel.calibrate", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    pp = sub.add_parser("primitives")
+    pp.add_argument("--target", default="xc7")
+    pe = sub.add_parser("engines")
+    pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
+    pe.add_argument("--target", default="xc7")
+    pe.add_argument("--limit", type=int, default=None)
+    pe.add_argument("--order", choices=["grid", "shuffle"], default="shuffle",
+                    help="shuffle (seeded): any prefix of the run is a representative sample")
+    args = p.parse_args(argv)
+    _record_command(args.what if args.what == "primitives" else "engines:" + ",".join(args.grid), argv)
+    if args.what == "primitives":
+        run_primitives(args.target)
+        return 0
+    configs: list[dict] = []
+    for g in args.grid:
+        configs += GRIDS[g]()
+    if args.order == "shuffle":
+        random.Random(12345).shuffle(configs)
+    run_engines(configs, args.target, limit=args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

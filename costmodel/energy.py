@@ -1,0 +1,103 @@
+"""Energy, Accelergy-style: action counts (what the design does) × energy per action (what each
+action costs), plus static power × latency.
+
+The two halves are kept apart: :func:`action_counts_array` knows the engines and the workload,
+:data:`ERT` (the energy-reference table) knows only primitive actions. Every ERT entry cites its
+source. No published per-action energy for FPGA fabric at these granularities is at hand, so the
+dynamic figures are **ASIC (45 nm / 40 nm) figures** — Horowitz, ISSCC'14, "Computing's energy
+problem", and Accelergy's Aladdin plug-in (40 nm) — labelled ``ASIC`` wherever reported; FPGA
+dynamic energy per operation is typically several times higher. Static power comes from
+:mod:`costmodel.devices` (FPGA parts; see their ``static_source``).
+
+Actions per workload (``beats`` input beats, from the closed forms in :mod:`costmodel.latency`)
+------------------------------------------------------------------------------------------------
+``mult``            beats · lanes multiplies (padded lanes multiply zeros; the hardware still does)
+``add_bits``        beats · adder-tree bits (``tree_bits``) — bit-additions
+``acc_bits``        beats · accumulator bits
+``reg_bits``        beats · register bits clocked (pipeline, accumulator, output)
+``mux_bits``        beats · lanes · activation bits selected by the N:M index muxes (sparse)
+``read_bits``       beats · input-beat bits read from an on-chip buffer (weights, indices,
+                    activations)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ERT", "ACTIONS", "action_counts_array", "energy_frame"]
+
+ACTIONS = ["mult", "add_bits", "acc_bits", "reg_bits", "mux_bits", "read_bits"]
+
+#: Energy-reference table, pJ per action (ASIC figures; see each ``source``)
+ERT: dict[str, dict] = {
+    "int8_mult": {"pJ": 0.2, "unit": "8×8-bit integer multiply",
+                  "source": "Horowitz ISSCC'14, 45 nm (ASIC); scaled by wa·wb/64 for other widths as "
+                            "Accelergy's Aladdin plug-in scales multipliers with wa·wb"},
+    "add_bit": {"pJ": 0.1 / 32, "unit": "one bit of a ripple/carry adder",
+                "source": "Horowitz ISSCC'14, 45 nm (ASIC): 32-bit add 0.1 pJ, per bit"},
+    "reg_bit": {"pJ": 0.009, "unit": "one register bit written",
+                "source": "Accelergy Aladdin plug-in, 40 nm (ASIC): register 0.009 pJ/bit"},
+    "mux_bit": {"pJ": 0.1 / 32, "unit": "one 2:1 mux bit (index mux, alignment shifter)",
+                "source": "assumption: a 2:1 mux bit costs about one adder bit (Horowitz 45 nm ASIC "
+                          "32-bit add / 32); no published figure at hand"},
+    "sram_read_bit": {"pJ": 10.0 / 64, "unit": "one bit read from an 8 KB SRAM",
+                      "source": "Horowitz ISSCC'14, 45 nm (ASIC): 64-bit read from 8 KB SRAM 10 pJ"},
+}
+
+
+def mult_pj(mul_a, mul_b, mf, exp_bits, prod_bits, shift_bits) -> np.ndarray:
+    """Energy of one exact multiply, pJ (ASIC): significand/integer multiplier ∝ A·B; minifloats
+    add an exponent adder (``exp_bits``) and an alignment shifter (``prod_bits × shift_bits``
+    mux bits) and a negation (``prod_bits`` adder bits)."""
+    mul_a, mul_b, mf = (np.asarray(x, dtype=float) for x in (mul_a, mul_b, mf))
+    e = ERT["int8_mult"]["pJ"] * mul_a * mul_b / 64.0
+    extra = (np.asarray(exp_bits) * ERT["add_bit"]["pJ"]
+             + np.asarray(prod_bits) * np.asarray(shift_bits) * ERT["mux_bit"]["pJ"]
+             + np.asarray(prod_bits) * ERT["add_bit"]["pJ"])
+    return e + mf * extra
+
+
+def action_counts_array(features: pd.DataFrame, beats: np.ndarray) -> pd.DataFrame:
+    """Action counts per config row (see module docstring) for ``beats`` input beats each."""
+    beats = np.asarray(beats, dtype=float)
+    f = features
+    lanes = f["lanes"].to_numpy(dtype=float)
+    return pd.DataFrame({
+        "mult": beats * lanes,
+        "add_bits": beats * f["tree_bits"].to_numpy(dtype=float),
+        "acc_bits": beats * f["acc_bits"].to_numpy(dtype=float),
+        "reg_bits": beats * f["reg_bits"].to_numpy(dtype=float),
+        "mux_bits": beats * np.where(f["mux_bits"].to_numpy() > 0, lanes * f["ab"].to_numpy(dtype=float), 0.0),
+        "read_bits": beats * f["in_bits"].to_numpy(dtype=float),
+    }, index=f.index)
+
+
+def energy_frame(features: pd.DataFrame, beats: np.ndarray,
+                 latency_us: np.ndarray, static_w: float) -> pd.DataFrame:
+    """Dynamic (ASIC ERT) and static energy per config row, nJ.
+
+    Parameters
+    ----------
+    features : :func:`costmodel.features.frame_features` output.
+    beats : input beats of the workload per row.
+    latency_us : latency per row, µs.
+    static_w : device static power, W.
+
+    Returns
+    -------
+    DataFrame with action counts, ``dynamic_nj`` (ASIC), ``static_nj`` and ``energy_nj``.
+    """
+    counts = action_counts_array(features, beats)
+    f = features
+    e_mult = mult_pj(f["mul_a"], f["mul_b"], f["mf"], f["exp_bits"], f["prod_bits"], f["shift_bits"])
+    dyn_pj = (counts["mult"].to_numpy() * e_mult
+              + (counts["add_bits"] + counts["acc_bits"]).to_numpy() * ERT["add_bit"]["pJ"]
+              + counts["reg_bits"].to_numpy() * ERT["reg_bit"]["pJ"]
+              + counts["mux_bits"].to_numpy() * ERT["mux_bit"]["pJ"]
+              + counts["read_bits"].to_numpy() * ERT["sram_read_bit"]["pJ"])
+    out = counts.copy()
+    out["dynamic_nj"] = dyn_pj / 1e3
+    out["static_nj"] = static_w * np.asarray(latency_us, dtype=float) * 1e3  # W · µs = µJ
+    out["energy_nj"] = out["dynamic_nj"] + out["static_nj"]
+    return out

@@ -1,0 +1,177 @@
+"""``estimate(config) -> Cost`` and the vectorized ``estimate_frame(df) -> df``.
+
+Resources come from :mod:`costmodel.resources` (fitted on Yosys data, xc7; ``xcup`` uses the
+xc7 fit with its own DSP rule), cycles from the engines' closed forms (:mod:`costmodel.latency`),
+fmax from the labelled logic-depth model, energy from :mod:`costmodel.energy` (ASIC action
+energies + the device's static power).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .devices import Device, get_device
+from .energy import energy_frame
+from .features import config_row, frame_features, normalize_frame
+from .latency import FMAX_SOURCE, cycles_array, fmax_array
+from .resources import load_coefficients, model_for, predict_frame
+
+__all__ = ["Cost", "estimate", "estimate_frame", "DEFAULT_DEVICE", "COST_COLUMNS"]
+
+DEFAULT_DEVICE = "xc7z020"
+COST_COLUMNS = ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Estimated cost of one engine config running one workload.
+
+    Attributes
+    ----------
+    lut, ff, dsp, bram18 : resources (LUTs, flip-flops, DSP blocks, 18 Kbit BRAMs).
+    cycles : clock cycles for the workload (closed form, equals simulation).
+    fmax_mhz : clock estimate, MHz (see ``fmax_source``).
+    latency_us : cycles / fmax, µs.
+    energy_nj : dynamic (ASIC action energies) + static (device) energy, nJ.
+    dynamic_nj, static_nj : the two parts, nJ; ``dynamic_nj`` uses ASIC figures.
+    device, target : part and synthesis target the estimate is for.
+    resource_source, fmax_source, energy_source : how each figure was obtained.
+    error : held-out relative errors of this engine's resource model
+        (``{"lut": {"median": …, "p90": …}, …}``) — the honest error bar.
+    """
+
+    lut: int
+    ff: int
+    dsp: int
+    bram18: int
+    cycles: int
+    fmax_mhz: float
+    latency_us: float
+    energy_nj: float
+    dynamic_nj: float = 0.0
+    static_nj: float = 0.0
+    device: str = DEFAULT_DEVICE
+    target: str = "xc7"
+    resource_source: str = ""
+    fmax_source: str = FMAX_SOURCE
+    energy_source: str = ("dynamic: ASIC action energies (Horowitz ISSCC'14 45 nm; Accelergy Aladdin "
+                          "40 nm) × action counts; static: device static power × latency")
+    error: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def utilization(self, device: str | Device | None = None) -> dict[str, float]:
+        """Fraction of each resource of ``device`` (default: the estimate's own) used."""
+        d = get_device(device or self.device)
+        return {k: getattr(self, k) / cap for k, cap in d.capacity().items()}
+
+    def fits(self, device: str | Device | None = None) -> bool:
+        """True when every resource fits ``device`` (default: the estimate's own)."""
+        return all(u <= 1.0 for u in self.utilization(device).values())
+
+
+def _resolve(device: str | Device | None, target: str | None) -> tuple[Device, str]:
+    d = get_device(device or DEFAULT_DEVICE)
+    if target is None:
+        target = d.target
+    elif target != d.target and device is not None:
+        from .devices import DeviceError
+
+        raise DeviceError(f"device {d.name} is a {d.target} part, not {target}; drop --target or pick a "
+                          f"{target} device")
+    return d, target
+
+
+def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, target: str | None = None,
+                   k: int | None = None, vectors: int | None = None, block_density: float = 1.0,
+                   breakdown: bool = False) -> pd.DataFrame:
+    """Cost of every config row, vectorized.
+
+    Parameters
+    ----------
+    df : configs: ``engine`` (``dot``/``sparse``; default dot), ``lanes``, ``wfmt``, ``afmt``,
+        ``k_max``, and where they apply ``pipeline`` (default 1), ``n``, ``m``, ``block``; optional
+        workload columns ``k`` (elements per dot product, default ``k_max``), ``vectors``
+        (default 1) and ``block_density``.
+    device : part (default ``xc7z020``); sets the target and the static power.
+    k, vectors, block_density : workload for every row (override the columns).
+    breakdown : also return action counts and the dynamic/static energy split.
+
+    Returns
+    -------
+    A copy of ``df`` with ``lut ff dsp bram18 cycles fmax_mhz latency_us energy_nj`` appended.
+    """
+    dev, target = _resolve(device, target)
+    cfg = normalize_frame(df)
+    feats = frame_features(df, target)
+    res = predict_frame(cfg, target, model_for(target)[0], features=feats)
+    kk = (np.full(len(cfg), k) if k is not None else
+          pd.to_numeric(df["k"]).to_numpy() if "k" in df.columns else cfg["k_max"].to_numpy())
+    if (kk > cfg["k_max"].to_numpy()).any() or (kk < 1).any():
+        from hw.arith import ConfigError
+
+        raise ConfigError("workload K must lie in 1..k_max for every row; raise k_max or split the reduction")
+    vv = (np.full(len(cfg), vectors) if vectors is not None else
+          pd.to_numeric(df["vectors"]).to_numpy() if "vectors" in df.columns else np.ones(len(cfg), np.int64))
+    dens = (pd.to_numeric(df["block_density"]).to_numpy() if "block_density" in df.columns and block_density == 1.0
+            else np.full(len(cfg), block_density))
+    cyc = cycles_array(cfg["engine"].to_numpy(), cfg["lanes"].to_numpy(), kk, vv, cfg["pipeline"].to_numpy(),
+                       n=cfg["n"].to_numpy(), m=cfg["m"].to_numpy(), block=cfg["block"].to_numpy(),
+                       block_density=dens)
+    fmax = fmax_array(target, feats["lanes"], feats["prod_bits"], feats["acc_bits"], feats["mult_levels"],
+                      feats["mult_dsp"].to_numpy() > 0, feats["pipeline"], feats["mux_levels"])
+    lat = cyc / fmax
+    beats = cyc - cfg["pipeline"].to_numpy() - 1
+    en = energy_frame(feats, beats, lat, dev.static_w)
+    out = df.copy()
+    for c in ("lut", "ff", "dsp", "bram18"):
+        out[c] = res[c].to_numpy()
+    out["cycles"] = cyc
+    out["fmax_mhz"] = np.round(fmax, 2)
+    out["latency_us"] = lat
+    out["energy_nj"] = en["energy_nj"].to_numpy()
+    if breakdown:
+        for c in en.columns:
+            if c != "energy_nj":
+                out[c] = en[c].to_numpy()
+    return out
+
+
+def estimate(config: Any, device: str | Device | None = None, *, target: str | None = None,
+             k: int | None = None, vectors: int = 1, block_density: float = 1.0) -> Cost:
+    """Cost of one ``hw`` engine config (``DotConfig`` / ``SparseConfig``) for ``vectors`` dot
+    products of length ``k`` (default ``k_max``) on ``device`` (default ``xc7z020``).
+
+    Raises
+    ------
+    hw.arith.ConfigError, costmodel.devices.DeviceError
+        (both ``ValueError``) for a bad workload or an unknown device.
+    """
+    if not hasattr(config, "to_dict"):
+        from hw.arith import ConfigError
+
+        raise ConfigError(f"estimate() takes an hw engine config (DotConfig, SparseConfig), got "
+                          f"{type(config).__name__}; build one with hw.engines.config_from_dict")
+    from .latency import cycles as closed_cycles
+
+    dev, target = _resolve(device, target)
+    c = closed_cycles(config, k, vectors, block_density)  # validates k / vectors
+    row = estimate_frame(config_row(config), dev, target=target, k=k if k is not None else config.k_max,
+                         vectors=vectors, block_density=block_density, breakdown=True).iloc[0]
+    assert int(row["cycles"]) == c
+    model, fitted = model_for(target)
+    err = model.get("validation", {}).get(config.engine, {})
+    return Cost(
+        lut=int(row["lut"]), ff=int(row["ff"]), dsp=int(row["dsp"]), bram18=int(row["bram18"]),
+        cycles=int(row["cycles"]), fmax_mhz=float(row["fmax_mhz"]), latency_us=float(row["latency_us"]),
+        energy_nj=float(row["energy_nj"]), dynamic_nj=float(row["dynamic_nj"]), static_nj=float(row["static_nj"]),
+        device=dev.name, target=target,
+        resource_source=(f"Yosys-calibrated model ({fitted} fit, {load_coefficients()['date']})"
+                         + ("" if fitted == target else f"; {target} DSP rule")),
+        error={r: {"median": v["median_rel_err"], "p90": v["p90_rel_err"]} for r, v in err.items()},
+    )

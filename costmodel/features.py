@@ -1,0 +1,204 @@
+"""Structural features of engine configs, vectorized over a DataFrame.
+
+Everything here is *counted from the design*, not fitted: operand and product widths, the
+accumulator width (``hw.arith.acc_bits``), adder-tree adders and their bits, pipeline-register
+bits (``hw.dot.MacPipeline.register_points``), index-mux inputs, and the Yosys DSP-inference rule.
+:mod:`costmodel.resources` turns them into LUT / FF / DSP counts with fitted coefficients.
+
+DSP-inference rule (Yosys ``synth_xilinx``, techlibs/xilinx/synth_xilinx.cc): a ``$mul`` goes to
+a DSP48 when both operands are at least 2 bits (``DSP_A_MINWIDTH=2 -D DSP_B_MINWIDTH=2``) and the
+product at least 9 bits (``DSP_Y_MINWIDTH=9``, "UG901 suggests small multiplies are those 4x4 and
+smaller"); operands wider than 25×18 (xc7) / 27×18 (xcup) split over several DSPs. ``ice40``'s
+default flow infers none; ``ecp5`` uses 18×18 multipliers with the same minimum widths. The rule
+is checked against Yosys' own mapping of every multiplier in ``data/primitives.csv``
+(``tests/costmodel/test_resources.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from quant.formats import IntFormat, parse_format
+
+__all__ = ["pair_props", "frame_features", "config_row", "normalize_frame", "FEATURE_COLUMNS"]
+
+_DSP_MAX = {"xc7": (25, 18), "xcup": (27, 18), "ecp5": (18, 18), "ice40": (0, 0)}
+
+
+@lru_cache(maxsize=None)
+def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
+    """Widths of the exact multiplier for one format pair (see ``hw.arith``).
+
+    Returns
+    -------
+    dict with ``wb``, ``ab`` (code bits), ``prod_bits`` (exact product, signed), ``mul_a``,
+    ``mul_b`` (widths of the hardware ``$mul`` operands: codes for int × int, significand /
+    integer magnitudes otherwise), ``mul_y`` (its product width), ``mf`` (1 if a minifloat is
+    involved), ``shift_bits`` (alignment shift width), ``exp_bits`` (Ew + Ea), ``mult_dsp``
+    (DSPs per multiplier by the Yosys rule), ``mult_levels`` (LUT levels of a LUT multiplier),
+    ``plo``/``phi`` (exact product range, Python ints).
+    """
+    from hw.arith import product_bits, product_range
+
+    w, a = parse_format(wfmt), parse_format(afmt)
+    lo, hi = product_range(w, a)
+    pb = product_bits(w, a)
+
+    def mag(f):
+        if isinstance(f, IntFormat):
+            return f.bits, 0, 0
+        return f.mantissa_bits + 1, f.max_normal_field - 1, f.exponent_bits
+
+    mw, sw, ew = mag(w)
+    ma, sa, ea = mag(a)
+    mf = int(not (isinstance(w, IntFormat) and isinstance(a, IntFormat)))
+    if mf:
+        mul_a, mul_b = mw, ma
+        mul_y = mw + ma
+        signed_only_extra = 1  # unsigned magnitudes gain a sign bit under DSP_SIGNEDONLY
+    else:
+        mul_a, mul_b = w.bits, a.bits
+        mul_y = w.bits + a.bits
+        signed_only_extra = 0 if (w.signed and a.signed) else 1
+    shift_bits = max(1, (sw + sa).bit_length()) if mf else 0
+    amax, bmax = _DSP_MAX[target]
+    if target == "ice40" or min(mul_a, mul_b) < 2 or mul_y < 9:
+        dsp = 0
+    else:
+        aa, bb = sorted((mul_a + signed_only_extra, mul_b + signed_only_extra), reverse=True)
+        dsp = math.ceil(aa / amax) * math.ceil(bb / bmax)
+    levels = math.ceil(math.log2(max(2, min(mul_a, mul_b)))) + 1 + (math.ceil(math.log2(shift_bits + 1)) + 1 if mf else 0)
+    return dict(wb=w.bits, ab=a.bits, prod_bits=pb, mul_a=mul_a, mul_b=mul_b, mul_y=mul_y, mf=mf,
+                shift_bits=shift_bits, exp_bits=ew + ea, mult_dsp=dsp, mult_levels=levels,
+                plo=lo, phi=hi, a_signed=int(getattr(a, "signed", True)))
+
+
+def _acc_bits(plo: int, phi: int, k: int) -> int:
+    lo, hi = k * min(plo, 0), k * phi
+    return max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0) + 1
+
+
+#: columns a configs frame needs (``n``, ``m``, ``block``, ``pipeline`` optional)
+CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
+
+FEATURE_COLUMNS = ["lanes", "pipeline", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_adders", "reg_bits", "mux_bits", "mux_levels", "in_bits"]
+
+
+def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill optional config columns with defaults and check the required ones.
+
+    Raises
+    ------
+    hw.arith.ConfigError
+        naming the missing column, an unknown engine, or a non-positive lane count.
+    """
+    from hw.arith import ConfigError
+
+    missing = [c for c in ("lanes", "wfmt", "afmt", "k_max") if c not in df.columns]
+    if missing:
+        raise ConfigError(f"configs frame lacks column(s) {missing}; it needs engine, lanes, wfmt, afmt, "
+                          f"k_max (and pipeline, n, m, block where they apply)")
+    out = pd.DataFrame(index=df.index)
+    out["engine"] = df["engine"].astype(str) if "engine" in df.columns else "dot"
+    bad = sorted(set(out["engine"]) - {"dot", "sparse"})
+    if bad:
+        raise ConfigError(f"unknown engine(s) {bad}; the cost model knows 'dot' and 'sparse'")
+    for c, default in (("lanes", None), ("k_max", None), ("pipeline", 1), ("n", 1), ("m", 1), ("block", 0)):
+        col = df[c] if c in df.columns else pd.Series(default, index=df.index)
+        col = pd.to_numeric(col, errors="coerce")
+        if c in ("n", "m", "block", "pipeline"):
+            col = col.fillna(default)
+        if col.isna().any() or (col < 0).any():
+            raise ConfigError(f"column {c!r} needs non-negative integers (found NaN or negative values)")
+        out[c] = col.astype(np.int64)
+    if (out["lanes"] < 1).any() or (out["k_max"] < 1).any():
+        raise ConfigError("lanes and k_max must be >= 1 in every row")
+    sp = out["engine"] == "sparse"
+    if sp.any():
+        n, m = out.loc[sp, "n"], out.loc[sp, "m"]
+        if ((n < 1) | (m < 2) | (n > m) | (m & (m - 1) != 0) | (out.loc[sp, "lanes"] % n != 0)).any():
+            raise ConfigError("sparse rows need 1 <= n <= m, m a power of two >= 2, lanes a multiple of n")
+    out["wfmt"] = df["wfmt"].astype(str)
+    out["afmt"] = df["afmt"].astype(str)
+    return out
+
+
+def frame_features(df: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
+    """Structural features of every config row (vectorized; per-format-pair work is cached).
+
+    Parameters
+    ----------
+    df : configs with columns ``engine lanes wfmt afmt k_max`` [``pipeline n m block``].
+    target : synthesis target (DSP rule).
+
+    Returns
+    -------
+    DataFrame of :data:`FEATURE_COLUMNS` (bits, counts), same index.
+    """
+    cfg = normalize_frame(df)
+    pairs = cfg[["wfmt", "afmt"]].drop_duplicates()
+    props = {(w, a): pair_props(w, a, target) for w, a in zip(pairs["wfmt"], pairs["afmt"])}
+    key = list(zip(cfg["wfmt"], cfg["afmt"]))
+    f = pd.DataFrame(index=cfg.index)
+    for col in ("prod_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab", "shift_bits", "mul_a", "mul_b", "exp_bits"):
+        lut = {p: v[col] for p, v in props.items()}
+        f[col] = np.fromiter((lut[p] for p in key), dtype=np.int64, count=len(key))
+    # accumulator width per unique (pair, k_max)
+    trip = pd.DataFrame({"w": cfg["wfmt"], "a": cfg["afmt"], "k": cfg["k_max"]})
+    uniq = trip.drop_duplicates()
+    accs = {(w, a, k): _acc_bits(props[(w, a)]["plo"], props[(w, a)]["phi"], int(k))
+            for w, a, k in zip(uniq["w"], uniq["a"], uniq["k"])}
+    f["acc_bits"] = np.fromiter((accs[t] for t in zip(trip["w"], trip["a"], trip["k"])), dtype=np.int64, count=len(trip))
+    lanes = cfg["lanes"].to_numpy()
+    pipe = cfg["pipeline"].to_numpy()
+    pb = f["prod_bits"].to_numpy()
+    f["lanes"] = lanes
+    f["pipeline"] = pipe
+    # adder tree: level l adds pairs of the terms left after level l-1; widths grow by 1 per level
+    L = np.ceil(np.log2(np.maximum(lanes, 1))).astype(np.int64)
+    terms = lanes.copy()
+    tree_bits = np.zeros(len(lanes), dtype=np.int64)
+    reg_bits = np.zeros(len(lanes), dtype=np.int64)
+    points = L + 1
+    maxl = int(L.max()) if len(L) else 0
+    # register points: sorted({round(j * points / p) for j in range(p)}) (Python round = half-even)
+    regs_at = np.zeros((len(lanes), maxl + 1), dtype=bool)
+    for j in range(int(pipe.max()) if len(pipe) else 0):
+        lvl = np.round(j * points / np.maximum(pipe, 1)).astype(np.int64)
+        ok = (j < pipe) & (lvl <= maxl)
+        regs_at[np.nonzero(ok)[0], lvl[ok]] = True
+    for lvl in range(0, maxl + 1):
+        if lvl > 0:
+            adders = terms // 2
+            tree_bits += adders * (pb + lvl)
+            terms = terms - adders
+        reg_bits += np.where(regs_at[:, lvl], terms * (pb + lvl) + 2, 0)
+    f["tree_bits"] = tree_bits
+    f["tree_adders"] = lanes - 1
+    f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
+    sp = (cfg["engine"] == "sparse").to_numpy()
+    m = cfg["m"].to_numpy()
+    ab = f["ab"].to_numpy()
+    f["mux_bits"] = np.where(sp, lanes * ab * (m - 1), 0)
+    f["mux_levels"] = np.where(sp, np.ceil(np.log2(np.maximum(m, 2)) / 2).astype(np.int64), 0)
+    n = np.maximum(cfg["n"].to_numpy(), 1)
+    span = np.where(sp, lanes // n * m, lanes)
+    idx_bits = np.where(sp, np.log2(np.maximum(m, 2)).astype(np.int64), 0)
+    f["in_bits"] = lanes * f["wb"].to_numpy() + span * ab + lanes * idx_bits + 1
+    return f[FEATURE_COLUMNS]
+
+
+def config_row(config) -> pd.DataFrame:
+    """One-row configs frame of an ``hw`` engine config."""
+    d = config.to_dict()
+    row = {c: d.get(c) for c in CONFIG_COLUMNS}
+    row["engine"] = d.get("engine", "dot")
+    row["block"] = d.get("block") or 0
+    row["n"] = d.get("n", 1)
+    row["m"] = d.get("m", 1)
+    return pd.DataFrame([row])

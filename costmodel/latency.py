@@ -1,0 +1,188 @@
+"""Cycles from the engines' closed forms, and an fmax estimate labelled by how it was obtained.
+
+Cycles
+------
+The engines stream one beat per cycle with an always-valid source and an always-ready sink, so
+(``hw.dot`` / ``hw.sparse`` module docstrings)::
+
+    dot:     cycles = vectors · ceil(K / lanes) + pipeline + 1
+    sparse:  cycles = Σ_vectors max(1, live_blocks · block / span) + pipeline + 1
+             (no block skipping: vectors · ceil(K / span) + pipeline + 1,  span = lanes / n · m)
+
+:func:`cycles` evaluates these from the *shape* of a workload (K, vectors, and for block
+skipping the expected fraction of non-zero blocks); :func:`cycles_of` takes a concrete
+``hw`` workload and calls the engine's own ``cycles`` (which the hw tests check against
+simulation; ``tests/costmodel/test_latency.py`` checks both against simulated cycles).
+
+fmax
+----
+No place-and-route tool is installed here (``yowasp-nextpnr-*`` is absent), so every fmax is an
+*analytic logic-depth model*: the slowest register-to-register segment of the engine's pipeline,
+counted in LUT levels and carry-chain bits, times per-level delays of the target family. The
+delays are typical datasheet-order figures, not a timing sign-off; the label returned with each
+figure says so (``FMAX_SOURCE``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["WorkloadShape", "cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array",
+           "FMAX_SOURCE", "DELAYS"]
+
+
+@dataclass(frozen=True)
+class WorkloadShape:
+    """The shape of a workload, enough for the closed-form cycle count.
+
+    Attributes
+    ----------
+    k : reduction length K (elements).
+    vectors : number of dot products (outputs).
+    block_density : fraction of weight blocks with a non-zero (sparse engine with ``block``).
+    """
+
+    k: int
+    vectors: int = 1
+    block_density: float = 1.0
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def cycles(config: Any, k: int | None = None, vectors: int = 1, block_density: float = 1.0) -> int:
+    """Closed-form cycles (always-valid source, always-ready sink) for ``vectors`` dot products
+    of length ``k`` (default ``config.k_max``).
+
+    Parameters
+    ----------
+    config : hw.dot.DotConfig or hw.sparse.SparseConfig
+    k : elements per dot product (≤ ``config.k_max``).
+    vectors : outputs.
+    block_density : expected fraction of non-zero weight blocks (sparse engine with ``block``);
+        the count is then an expectation, rounded up.
+
+    Returns
+    -------
+    cycles (int)
+    """
+    from hw.arith import ConfigError
+
+    k = config.k_max if k is None else k
+    if not isinstance(k, (int, np.integer)) or k < 1 or k > config.k_max:
+        raise ConfigError(f"K must be an integer in 1..k_max={config.k_max}, got {k!r}; raise k_max or split the reduction")
+    if not isinstance(vectors, (int, np.integer)) or vectors < 1:
+        raise ConfigError(f"vectors must be an integer >= 1, got {vectors!r}")
+    if not 0.0 <= block_density <= 1.0:
+        raise ConfigError(f"block_density must lie in [0, 1], got {block_density!r}")
+    return int(cycles_array(config.engine, np.array([config.lanes]), np.array([k]), np.array([vectors]),
+                            np.array([config.pipeline]), n=np.array([getattr(config, "n", 1)]),
+                            m=np.array([getattr(config, "m", 1)]),
+                            block=np.array([getattr(config, "block", None) or 0]),
+                            block_density=np.array([block_density]))[0])
+
+
+def cycles_array(engine: str | np.ndarray, lanes, k, vectors, pipeline, n=None, m=None, block=None,
+                 block_density=None) -> np.ndarray:
+    """Vectorized closed form over arrays of configs (int64 cycles).
+
+    ``engine`` is ``"dot"`` / ``"sparse"`` or an array of those; ``n``, ``m``, ``block`` (0 = no
+    blocks) and ``block_density`` are only read for sparse rows.
+    """
+    lanes, k, vectors, pipeline = (np.asarray(x, dtype=np.int64) for x in (lanes, k, vectors, pipeline))
+    size = np.broadcast(lanes, k, vectors, pipeline).shape
+    eng = np.broadcast_to(np.asarray(engine), size)
+    is_sparse = eng == "sparse"
+    n = np.ones(size, np.int64) if n is None else np.broadcast_to(np.asarray(n, dtype=np.int64), size)
+    m = np.ones(size, np.int64) if m is None else np.broadcast_to(np.asarray(m, dtype=np.int64), size)
+    block = np.zeros(size, np.int64) if block is None else np.broadcast_to(np.asarray(block, dtype=np.int64), size)
+    dens = np.ones(size) if block_density is None else np.broadcast_to(np.asarray(block_density, dtype=float), size)
+    span = np.where(is_sparse, lanes // np.maximum(n, 1) * m, lanes)
+    beats = _ceil_div(k, span)
+    has_block = is_sparse & (block > 0)
+    if has_block.any():
+        bsafe = np.where(block > 0, block, 1)
+        nblocks = _ceil_div(k, bsafe)
+        live = np.ceil(nblocks * dens - 1e-9).astype(np.int64)
+        beats = np.where(has_block, np.maximum(1, live * (bsafe // span)), beats)
+    return vectors * beats + pipeline + 1
+
+
+def cycles_of(config: Any, workload: Any) -> int:
+    """Exact cycles of a concrete ``hw`` workload: the engine module's own closed form
+    (``hw.engines.ENGINES[config.engine].cycles``)."""
+    from hw.engines import engine
+
+    return int(engine(config.engine).cycles(config, workload))
+
+
+# ---------------------------------------------------------------------------------------------
+# fmax: analytic logic-depth model
+# ---------------------------------------------------------------------------------------------
+#: per-target delays, ns: register overhead (clk→Q + setup), one LUT level incl. routing,
+#: one carry-chain bit, a DSP multiply (combinational A·B → P), and the family's clock cap (MHz).
+DELAYS = {
+    # Xilinx 7-series -1: DS181 (Tcko ≈ 0.5, Tilo ≈ 0.12 + routing ≈ 0.4 assumed, CARRY4 ≈ 0.1/4 bits,
+    # DSP48E1 unregistered multiply ≈ 3.6, BUFG/DSP cap 464 MHz)
+    "xc7": dict(reg=0.6, level=0.55, carry_bit=0.03, dsp=3.6, cap=464.0),
+    # UltraScale+ -1: DS925 order (faster fabric, DSP48E2 cap 644 MHz)
+    "xcup": dict(reg=0.35, level=0.4, carry_bit=0.02, dsp=2.6, cap=644.0),
+    # iCE40 UltraPlus: FPGA-DS-02008 order (LUT4 + routing ≈ 1.6 ns, carry ≈ 0.3 ns/bit)
+    "ice40": dict(reg=1.2, level=1.6, carry_bit=0.3, dsp=8.0, cap=150.0),
+    # ECP5 -6: FPGA-DS-02012 order (LUT4 + routing ≈ 0.8 ns, CCU2 ≈ 0.1 ns/bit)
+    "ecp5": dict(reg=0.7, level=0.8, carry_bit=0.06, dsp=4.5, cap=400.0),
+}
+
+FMAX_SOURCE = ("analytic logic-depth model (per-target typical delays, no place-and-route: "
+               "yowasp-nextpnr not installed); expect ±30 %")
+
+
+def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,
+               index_mux_levels=None) -> np.ndarray:
+    """Vectorized fmax (MHz) of the dot/sparse datapath.
+
+    The pipeline registers split ``tree_levels + 1`` segments (multiplier, then each adder level);
+    the accumulator (``acc_bits`` carry chain) is always its own segment. With ``pipeline = p``
+    the longest combinational run holds ``ceil((L + 1) / (p + 1))`` of the ``L + 1`` segments
+    (even spread, as ``hw.dot.MacPipeline.register_points``); with ``p = 0`` the multiplier,
+    the whole tree and the accumulator form one path.
+    """
+    d = DELAYS[target]
+    lanes = np.asarray(lanes, dtype=np.int64)
+    prod_bits = np.asarray(prod_bits, dtype=float)
+    acc_bits = np.asarray(acc_bits, dtype=float)
+    mult_levels = np.asarray(mult_levels, dtype=float)
+    pipeline = np.asarray(pipeline, dtype=np.int64)
+    L = np.ceil(np.log2(np.maximum(lanes, 1))).astype(np.int64)
+    mult_ns = np.where(np.asarray(mult_in_dsp, bool), d["dsp"], mult_levels * d["level"] + prod_bits * d["carry_bit"])
+    if index_mux_levels is not None:
+        mult_ns = mult_ns + np.asarray(index_mux_levels, dtype=float) * d["level"]
+    adder_ns = d["level"] + (prod_bits + np.log2(np.maximum(lanes, 1))) * d["carry_bit"]
+    acc_ns = d["level"] + acc_bits * d["carry_bit"]
+    segs = L + 1
+    per = np.ceil(segs / np.maximum(pipeline, 1)).astype(np.int64)
+    # segments per combinational run: the first run holds the multiplier
+    first = np.where(pipeline > 0, mult_ns + (per - 1) * adder_ns, mult_ns + L * adder_ns + acc_ns)
+    tree_run = np.where(pipeline > 0, per * adder_ns, 0.0)
+    last = np.where(pipeline > 0, acc_ns, 0.0)
+    path = np.maximum(np.maximum(first, tree_run), last)
+    return np.minimum(1000.0 / (d["reg"] + path), d["cap"])
+
+
+def fmax_mhz(config: Any, target: str = "xc7") -> tuple[float, str]:
+    """fmax (MHz) of one engine config and the label of how it was obtained."""
+    from .features import config_row, frame_features
+
+    if target not in DELAYS:
+        from .devices import DeviceError
+
+        raise DeviceError(f"unknown synthesis target {target!r}; choose one of {', '.join(DELAYS)}")
+    f = frame_features(config_row(config), target)
+    val = fmax_array(target, f["lanes"], f["prod_bits"], f["acc_bits"], f["mult_levels"], f["mult_dsp"] > 0,
+                     f["pipeline"], f["mux_levels"])
+    return float(np.asarray(val).reshape(-1)[0]), FMAX_SOURCE

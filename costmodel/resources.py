@@ -1,0 +1,257 @@
+"""Resource model: per-primitive formulas composed per engine, coefficients fitted on Yosys data.
+
+Primitives (bits and counts from :mod:`costmodel.features`; LUTs from fitted coefficients)
+----------------------------------------------------------------------------------------
+multiplier      LUTs of one exact multiplier for the format pair: the Yosys figure from
+                ``data/primitives.csv`` where that pair was synthesized, else the fitted formula
+                ``c_int·A·B`` (int × int in LUTs) or ``c_sig·A·B + c_sh·P·S + c_neg·P + c_mf``
+                (minifloat: significand multiplier A×B, alignment shifter P×S, negation P,
+                exponent adder/decoders), A·B → 0 when the Yosys DSP rule maps it to a DSP;
+adder tree      LUTs per adder bit (``tree_bits``), split by whether the products come from LUTs
+                or DSPs (Yosys folds part of the first level into DSP post-adders);
+accumulator     LUTs per accumulator bit;
+index mux       LUTs per 2:1-mux-equivalent bit (``lanes · abits · (m − 1)``, sparse only);
+registers       FF = pipeline + accumulator + output register bits, minus the product register
+                that Yosys packs into the DSP (MREG) when the multipliers are DSPs;
+DSP             ``lanes · DSPs per multiplier`` by the Yosys inference rule (not fitted);
+BRAM18          0: the engines hold no memories (weights and activations stream in).
+
+Fit
+---
+Non-negative least squares (``scipy.optimize.nnls``) on relative error (each row divided by its
+synthesized value), over the calibration split of ``data/calibration.csv``
+(:func:`costmodel.calibrate.split`); multiplier-formula coefficients over ``data/primitives.csv``.
+``python -m costmodel.resources`` refits and writes ``data/coefficients.json`` with the data's
+sha256, the fitted rows' keys and the held-out (validation) errors.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .calibrate import CALIBRATION_CSV, PRIMITIVES_CSV, split
+from .features import frame_features, pair_props
+
+__all__ = ["COEFFICIENTS_JSON", "fit", "load_coefficients", "predict_frame", "design_matrix",
+           "LUT_TERMS", "FF_TERMS", "ResourceModelError"]
+
+COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
+
+LUT_TERMS = ["const", "mult_lut", "tree_bits_lutmult", "tree_bits_dspmult", "acc_bits", "mux_bits", "lanes"]
+FF_TERMS = ["const", "ff_struct", "dsp_lane_reg"]
+MULT_TERMS = ["int_ab", "mf_ab", "mf_shift", "mf_prod", "mf_const"]
+
+
+class ResourceModelError(ValueError):
+    """No coefficients for a target, or a damaged coefficients file; the message names the fix."""
+
+
+# ---- multiplier primitive -------------------------------------------------------------------
+
+
+def _mult_terms(props: dict) -> np.ndarray:
+    lut_mul = props["mul_a"] * props["mul_b"] * (props["mult_dsp"] == 0)
+    if props["mf"]:
+        return np.array([0.0, lut_mul, props["prod_bits"] * props["shift_bits"], props["prod_bits"], 1.0])
+    return np.array([lut_mul, 0.0, 0.0, 0.0, 0.0])
+
+
+def _primitive_table(target: str) -> dict[tuple[str, str], float]:
+    p = _read_csv(PRIMITIVES_CSV)
+    p = p[p["target"] == target]
+    return {(w, a): float(l) for w, a, l in zip(p["wfmt"], p["afmt"], p["lut"])}
+
+
+def fit_multiplier(target: str = "xc7") -> dict:
+    """Fit the multiplier LUT formula on ``primitives.csv`` (relative-error NNLS)."""
+    from scipy.optimize import nnls
+
+    p = _read_csv(PRIMITIVES_CSV)
+    p = p[p["target"] == target]
+    X = np.array([_mult_terms(pair_props(w, a, target)) for w, a in zip(p["wfmt"], p["afmt"])])
+    y = p["lut"].to_numpy(dtype=float)
+    s = 1.0 / np.maximum(y, 4.0)
+    coef, _ = nnls(X * s[:, None], y * s)
+    pred = X @ coef
+    rel = np.abs(pred - y) / np.maximum(y, 1.0)
+    return {"terms": MULT_TERMS, "coef": coef.tolist(), "rows": int(len(y)),
+            "median_rel_err": float(np.median(rel)) if len(y) else None}
+
+
+def mult_lut(wfmt: str, afmt: str, target: str, mult_coef: dict | None) -> float:
+    """LUTs of one multiplier: measured (primitives.csv) when available, else the formula."""
+    table = _cached_primitive_table(target)
+    if (wfmt, afmt) in table:
+        return table[(wfmt, afmt)]
+    if mult_coef is None:
+        return 0.0
+    return float(_mult_terms(pair_props(wfmt, afmt, target)) @ np.asarray(mult_coef["coef"]))
+
+
+@lru_cache(maxsize=None)
+def _cached_primitive_table(target: str) -> dict:
+    try:
+        return _primitive_table(target)
+    except FileNotFoundError:
+        return {}
+
+
+# ---- engine design matrices -----------------------------------------------------------------
+
+
+def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
+                  features: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+    """LUT and FF design matrices (columns :data:`LUT_TERMS`, :data:`FF_TERMS`) and the DSP
+    count of every config row."""
+    f = frame_features(df, target) if features is None else features
+    cfg_pairs = list(zip(df["wfmt"].astype(str), df["afmt"].astype(str)))
+    per_pair = {p: mult_lut(p[0], p[1], target, mult_coef) for p in set(cfg_pairs)}
+    ml = np.fromiter((per_pair[p] for p in cfg_pairs), dtype=float, count=len(cfg_pairs))
+    lanes = f["lanes"].to_numpy(dtype=float)
+    dspm = f["mult_dsp"].to_numpy() > 0
+    tree = f["tree_bits"].to_numpy(dtype=float)
+    lut = np.column_stack([
+        np.ones(len(f)), lanes * ml, tree * ~dspm, tree * dspm, f["acc_bits"].to_numpy(dtype=float),
+        f["mux_bits"].to_numpy(dtype=float), lanes,
+    ])
+    # product register at level 0 (pipeline >= 1 puts one there) is packed into the DSP
+    reg0 = np.where(f["pipeline"].to_numpy() > 0, lanes * f["prod_bits"].to_numpy(), 0)
+    ff_struct = f["reg_bits"].to_numpy(dtype=float) - np.where(dspm, reg0, 0)
+    ff = np.column_stack([np.ones(len(f)), ff_struct, np.where(dspm, reg0, 0).astype(float)])
+    dsp = lanes * f["mult_dsp"].to_numpy()
+    return {"lut": lut, "ff": ff, "dsp": dsp, "features": f}
+
+
+def _nnls_rel(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls
+
+    s = 1.0 / np.maximum(y, 10.0)
+    coef, _ = nnls(X * s[:, None], y * s)
+    return coef
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _errors(pred: np.ndarray, y: np.ndarray) -> dict:
+    rel = np.abs(pred - y) / np.maximum(np.abs(y), 1.0)
+    return {"n": int(len(y)), "median_rel_err": float(np.median(rel)) if len(y) else None,
+            "p90_rel_err": float(np.percentile(rel, 90)) if len(y) else None,
+            "median_abs_err": float(np.median(np.abs(pred - y))) if len(y) else None}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fit(target: str = "xc7", calibration_csv: Path = CALIBRATION_CSV) -> dict:
+    """Fit every coefficient for ``target`` from the stored CSVs; returns the JSON-able record
+    (coefficients, the data's sha256 and keys, and held-out errors per engine and resource)."""
+    data = _read_csv(calibration_csv)
+    data = data[data["target"] == target]
+    if data.empty:
+        raise ResourceModelError(f"no calibration rows for target {target!r} in {calibration_csv}; run "
+                                 f"python -m costmodel.calibrate engines --grid dense --target {target}")
+    mult = fit_multiplier(target)
+    cal, val = split(data)
+    out = {"target": target, "multiplier": mult, "resources": {}, "validation": {}, "calibration_fit": {}}
+    dm_cal = design_matrix(cal, target, mult)
+    for res in ("lut", "ff"):
+        y = cal[res].to_numpy(dtype=float)
+        coef = _nnls_rel(dm_cal[res], y)
+        out["resources"][res] = {"terms": LUT_TERMS if res == "lut" else FF_TERMS, "coef": coef.tolist()}
+    model = {"multiplier": mult, "resources": out["resources"]}
+    for name, part in (("calibration_fit", cal), ("validation", val)):
+        if part.empty:
+            continue
+        pred = predict_frame(part, target, model)
+        for eng in sorted(part["engine"].unique()):
+            sel = (part["engine"] == eng).to_numpy()
+            out[name][eng] = {r: _errors(pred[r].to_numpy()[sel], part[r].to_numpy(dtype=float)[sel])
+                              for r in ("lut", "ff", "dsp", "bram18")}
+    out["fitted_on"] = {
+        "calibration_csv": calibration_csv.name, "calibration_sha256": _sha256(calibration_csv),
+        "primitives_csv": PRIMITIVES_CSV.name, "primitives_sha256": _sha256(PRIMITIVES_CSV),
+        "rows_calibration": int(len(cal)), "rows_validation": int(len(val)),
+        "calibration_keys": sorted(cal["key"]), "validation_keys": sorted(val["key"]),
+        "split_rule": "validation iff int(key[:8], 16) % 5 == 0",
+        "method": "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)",
+        "yosys": sorted(set(data["yosys"])),
+    }
+    return out
+
+
+def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> dict:
+    """Refit ``targets`` and write ``coefficients.json``."""
+    rec = {"command": "python -m costmodel.resources " + " ".join(targets),
+           "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "targets": {t: fit(t) for t in targets}}
+    path.write_text(json.dumps(rec, indent=1) + "\n")
+    load_coefficients.cache_clear()
+    return rec
+
+
+@lru_cache(maxsize=None)
+def load_coefficients(path: str = str(COEFFICIENTS_JSON)) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise ResourceModelError(f"{p} is missing; run python -m costmodel.resources xc7 to fit it")
+    return json.loads(p.read_text())
+
+
+def model_for(target: str) -> tuple[dict, str]:
+    """Coefficients for ``target`` and the target they were fitted on (falls back to ``xc7`` for
+    ``xcup``: same LUT6/CARRY fabric; DSP widths still follow ``target``'s rule)."""
+    coefs = load_coefficients()["targets"]
+    if target in coefs:
+        return coefs[target], target
+    if target == "xcup" and "xc7" in coefs:
+        return coefs["xc7"], "xc7"
+    raise ResourceModelError(f"no resource calibration for target {target!r} (have {sorted(coefs)}); "
+                             f"run python -m costmodel.calibrate engines --grid dense --target {target} and refit")
+
+
+def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = None,
+                  features: pd.DataFrame | None = None) -> pd.DataFrame:
+    """LUT, FF, DSP, BRAM18 of every config row (vectorized).
+
+    Returns
+    -------
+    DataFrame with ``lut ff dsp bram18`` (float LUT/FF rounded to whole cells; ints), same index.
+    """
+    if model is None:
+        model, _ = model_for(target)
+    dm = design_matrix(df, target, model["multiplier"], features)
+    lut = dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"])
+    ff = dm["ff"] @ np.asarray(model["resources"]["ff"]["coef"])
+    return pd.DataFrame({
+        "lut": np.rint(np.maximum(lut, 0)).astype(np.int64),
+        "ff": np.rint(np.maximum(ff, 0)).astype(np.int64),
+        "dsp": dm["dsp"].astype(np.int64),
+        "bram18": np.zeros(len(df), dtype=np.int64),
+    }, index=df.index)
+
+
+def main(argv: list[str] | None = None) -> int:
+    targets = list(sys.argv[1:] if argv is None else argv) or ["xc7"]
+    rec = write_coefficients(targets)
+    for t, r in rec["targets"].items():
+        print(f"[{t}] fitted on {r['fitted_on']['rows_calibration']} rows, validated on "
+              f"{r['fitted_on']['rows_validation']}")
+        for eng, errs in r["validation"].items():
+            print(f"  {eng}: " + ", ".join(f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"
+                                          for k, v in errs.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
