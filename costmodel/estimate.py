@@ -108,8 +108,8 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
     """
     dev, target = _resolve(device, target)
     cfg = normalize_frame(df)
-    feats = frame_features(df, target)
-    res = predict_frame(cfg, target, model_for(target)[0], features=feats)
+    feats, pairs = frame_features(cfg, target, normalized=True, return_pairs=True)
+    res = predict_frame(cfg, target, model_for(target)[0], features=(feats, pairs))
     kk = (np.full(len(cfg), k) if k is not None else
           pd.to_numeric(df["k"]).to_numpy() if "k" in df.columns else cfg["k_max"].to_numpy())
     if (kk > cfg["k_max"].to_numpy()).any() or (kk < 1).any():

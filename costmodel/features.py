@@ -89,6 +89,12 @@ FEATURE_COLUMNS = ["lanes", "pipeline", "prod_bits", "acc_bits", "mult_dsp", "mu
                    "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_adders", "reg_bits", "mux_bits", "mux_levels", "in_bits"]
 
 
+def _as_str(col: pd.Series) -> pd.Series:
+    if col.dtype == object and len(col) and all(isinstance(x, str) for x in col.iloc[:1]):
+        return col
+    return col.astype(str)
+
+
 def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Fill optional config columns with defaults and check the required ones.
 
@@ -104,7 +110,7 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
         raise ConfigError(f"configs frame lacks column(s) {missing}; it needs engine, lanes, wfmt, afmt, "
                           f"k_max (and pipeline, n, m, block where they apply)")
     out = pd.DataFrame(index=df.index)
-    out["engine"] = df["engine"].astype(str) if "engine" in df.columns else "dot"
+    out["engine"] = _as_str(df["engine"]) if "engine" in df.columns else "dot"
     bad = sorted(set(out["engine"]) - {"dot", "sparse"})
     if bad:
         raise ConfigError(f"unknown engine(s) {bad}; the cost model knows 'dot' and 'sparse'")
@@ -123,37 +129,41 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
         n, m = out.loc[sp, "n"], out.loc[sp, "m"]
         if ((n < 1) | (m < 2) | (n > m) | (m & (m - 1) != 0) | (out.loc[sp, "lanes"] % n != 0)).any():
             raise ConfigError("sparse rows need 1 <= n <= m, m a power of two >= 2, lanes a multiple of n")
-    out["wfmt"] = df["wfmt"].astype(str)
-    out["afmt"] = df["afmt"].astype(str)
+    out["wfmt"] = _as_str(df["wfmt"])
+    out["afmt"] = _as_str(df["afmt"])
     return out
 
 
-def frame_features(df: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
+def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = False, return_pairs: bool = False):
     """Structural features of every config row (vectorized; per-format-pair work is cached).
 
     Parameters
     ----------
     df : configs with columns ``engine lanes wfmt afmt k_max`` [``pipeline n m block``].
     target : synthesis target (DSP rule).
+    normalized : ``df`` already went through :func:`normalize_frame`.
 
     Returns
     -------
-    DataFrame of :data:`FEATURE_COLUMNS` (bits, counts), same index.
+    DataFrame of :data:`FEATURE_COLUMNS` (bits, counts) plus ``pair_id`` (index into the list
+    of distinct (wfmt, afmt) pairs, returned too when ``return_pairs``), same index.
     """
-    cfg = normalize_frame(df)
-    pairs = cfg[["wfmt", "afmt"]].drop_duplicates()
-    props = {(w, a): pair_props(w, a, target) for w, a in zip(pairs["wfmt"], pairs["afmt"])}
-    key = list(zip(cfg["wfmt"], cfg["afmt"]))
+    cfg = df if normalized else normalize_frame(df)
+    cw, uw = pd.factorize(cfg["wfmt"].to_numpy())
+    ca, ua = pd.factorize(cfg["afmt"].to_numpy())
+    pair_id, upair = pd.factorize(cw.astype(np.int64) * len(ua) + ca)
+    pairs = [(str(uw[c // len(ua)]), str(ua[c % len(ua)])) for c in upair]
+    props = [pair_props(w, a, target) for w, a in pairs]
     f = pd.DataFrame(index=cfg.index)
     for col in ("prod_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab", "shift_bits", "mul_a", "mul_b", "exp_bits"):
-        lut = {p: v[col] for p, v in props.items()}
-        f[col] = np.fromiter((lut[p] for p in key), dtype=np.int64, count=len(key))
+        f[col] = np.array([p[col] for p in props], dtype=np.int64)[pair_id]
     # accumulator width per unique (pair, k_max)
-    trip = pd.DataFrame({"w": cfg["wfmt"], "a": cfg["afmt"], "k": cfg["k_max"]})
-    uniq = trip.drop_duplicates()
-    accs = {(w, a, k): _acc_bits(props[(w, a)]["plo"], props[(w, a)]["phi"], int(k))
-            for w, a, k in zip(uniq["w"], uniq["a"], uniq["k"])}
-    f["acc_bits"] = np.fromiter((accs[t] for t in zip(trip["w"], trip["a"], trip["k"])), dtype=np.int64, count=len(trip))
+    ck, uk = pd.factorize(cfg["k_max"].to_numpy())
+    trip_id, utrip = pd.factorize(pair_id.astype(np.int64) * len(uk) + ck)
+    accs = np.array([_acc_bits(props[t // len(uk)]["plo"], props[t // len(uk)]["phi"], int(uk[t % len(uk)]))
+                     for t in utrip], dtype=np.int64)
+    f["acc_bits"] = accs[trip_id]
+    f["pair_id"] = pair_id
     lanes = cfg["lanes"].to_numpy()
     pipe = cfg["pipeline"].to_numpy()
     pb = f["prod_bits"].to_numpy()
@@ -190,7 +200,8 @@ def frame_features(df: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
     span = np.where(sp, lanes // n * m, lanes)
     idx_bits = np.where(sp, np.log2(np.maximum(m, 2)).astype(np.int64), 0)
     f["in_bits"] = lanes * f["wb"].to_numpy() + span * ab + lanes * idx_bits + 1
-    return f[FEATURE_COLUMNS]
+    out = f[FEATURE_COLUMNS + ["pair_id"]]
+    return (out, pairs) if return_pairs else out
 
 
 def config_row(config) -> pd.DataFrame:

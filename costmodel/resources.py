@@ -108,13 +108,12 @@ def _cached_primitive_table(target: str) -> dict:
 
 
 def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
-                  features: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+                  features: tuple[pd.DataFrame, list] | None = None) -> dict[str, np.ndarray]:
     """LUT and FF design matrices (columns :data:`LUT_TERMS`, :data:`FF_TERMS`) and the DSP
-    count of every config row."""
-    f = frame_features(df, target) if features is None else features
-    cfg_pairs = list(zip(df["wfmt"].astype(str), df["afmt"].astype(str)))
-    per_pair = {p: mult_lut(p[0], p[1], target, mult_coef) for p in set(cfg_pairs)}
-    ml = np.fromiter((per_pair[p] for p in cfg_pairs), dtype=float, count=len(cfg_pairs))
+    count of every config row; ``features`` = ``frame_features(..., return_pairs=True)``."""
+    f, pairs = frame_features(df, target, return_pairs=True) if features is None else features
+    per_pair = np.array([mult_lut(w, a, target, mult_coef) for w, a in pairs], dtype=float)
+    ml = per_pair[f["pair_id"].to_numpy()]
     lanes = f["lanes"].to_numpy(dtype=float)
     dspm = f["mult_dsp"].to_numpy() > 0
     tree = f["tree_bits"].to_numpy(dtype=float)
@@ -221,7 +220,7 @@ def model_for(target: str) -> tuple[dict, str]:
 
 
 def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = None,
-                  features: pd.DataFrame | None = None) -> pd.DataFrame:
+                  features: tuple[pd.DataFrame, list] | None = None) -> pd.DataFrame:
     """LUT, FF, DSP, BRAM18 of every config row (vectorized).
 
     Returns
