@@ -1,0 +1,165 @@
+"""``paretofab`` subcommands of the cost model: ``cost dot|sparse …`` and ``pareto FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+
+from .devices import DEVICES
+
+COST_KEYS = ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
+
+
+class InputFileError(ValueError):
+    """A results file that cannot be read as a table; the message names the fix."""
+
+
+def _config_from_args(args: argparse.Namespace):
+    if args.engine == "dot":
+        from hw.dot import DotConfig
+
+        return DotConfig(args.lanes, args.wfmt, args.afmt, args.k_max, args.pipeline)
+    from hw.sparse import SparseConfig
+
+    return SparseConfig(args.lanes, args.n, args.m, args.wfmt, args.afmt, args.k_max, block=args.block,
+                        pipeline=args.pipeline)
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from .estimate import estimate
+
+    config = _config_from_args(args)
+    c = estimate(config, args.device, k=args.k, vectors=args.vectors, block_density=args.block_density)
+    d = c.to_dict()
+    if args.json:
+        print(json.dumps({k: d[k] for k in COST_KEYS}))
+        return 0
+    print(f"{config.engine} engine {config.to_dict()}")
+    print(f"device {c.device} (target {c.target}); workload K={args.k or config.k_max}, vectors={args.vectors}")
+    err = c.error
+    for k, unit in (("lut", "LUTs"), ("ff", "FFs"), ("dsp", "DSPs"), ("bram18", "BRAM18")):
+        e = err.get(k)
+        bar = f"  (held-out error median {e['median']:.1%}, p90 {e['p90']:.1%})" if e and e["median"] is not None else ""
+        print(f"  {k:<11}{d[k]:>12,} {unit}{bar}")
+    print(f"  {'cycles':<11}{c.cycles:>12,}")
+    print(f"  {'fmax':<11}{c.fmax_mhz:>12.1f} MHz   [{c.fmax_source}]")
+    print(f"  {'latency':<11}{c.latency_us:>12.4g} µs")
+    print(f"  {'energy':<11}{c.energy_nj:>12.4g} nJ    (dynamic {c.dynamic_nj:.4g} nJ ASIC-based + static "
+          f"{c.static_nj:.4g} nJ)")
+    util = c.utilization()
+    print(f"  fits {c.device}: {'yes' if c.fits() else 'NO'} ("
+          + ", ".join(f"{k} {v:.1%}" for k, v in util.items()) + ")")
+    print(f"  resources: {c.resource_source}")
+    return 0
+
+
+def read_table(path: str | Path, table: str | None = None) -> pd.DataFrame:
+    """A results table from CSV or SQLite (``table`` picks one when the database has several)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file: {p}")
+    with p.open("rb") as f:
+        head = f.read(16)
+    if head.startswith(b"SQLite format 3"):
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view') "
+                                               "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            if table is None:
+                if len(names) != 1:
+                    raise InputFileError(f"{p} holds tables {names}; pick one with --table NAME")
+                table = names[0]
+            elif table not in names:
+                raise InputFileError(f"{p} has no table {table!r}; it holds {names}")
+            return pd.read_sql_query(f'SELECT * FROM "{table}"', con)
+        finally:
+            con.close()
+    try:
+        return pd.read_csv(p)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise InputFileError(f"{p} is neither a CSV file nor a SQLite database ({e})") from None
+
+
+DEFAULT_MIN = ["lut", "dsp", "latency_us", "energy_nj"]
+DEFAULT_MAX = ["accuracy", "acc", "top1", "f1", "micro_f1"]
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from .pareto import pareto, plot
+
+    df = read_table(args.file, args.table)
+    if args.estimate or (not any(c in df.columns for c in DEFAULT_MIN)
+                         and {"lanes", "wfmt", "afmt", "k_max"} <= set(df.columns)):
+        from .estimate import estimate_frame
+
+        df = estimate_frame(df, args.device)
+    maximize = args.maximize or [c for c in DEFAULT_MAX if c in df.columns][:1]
+    minimize = args.minimize or [c for c in DEFAULT_MIN if c in df.columns]
+    if not maximize and not minimize:
+        raise InputFileError(f"no objectives: pass --maximize/--minimize column names (columns: {list(df.columns)})")
+    front = pareto(df, maximize=maximize, minimize=minimize)
+    show = [c for c in df.columns if c not in ("config",)][:14]
+    with pd.option_context("display.max_columns", 20, "display.width", 160):
+        print(f"Pareto front: {len(front)} of {len(df)} points (maximize {maximize}, minimize {minimize})")
+        print(front[show + ["pareto_rank"]].to_string(index=False))
+    x = args.x or (minimize[0] if minimize else maximize[0])
+    y = args.y or (maximize[0] if maximize else (minimize[1] if len(minimize) > 1 else minimize[0]))
+    out = Path(args.out) if args.out else Path("runs") / "pareto" / f"{Path(args.file).stem}_pareto.png"
+    label = args.label or next((c for c in ("name", "label", "wfmt") if c in df.columns), None)
+    # the plot shows the 2-D front of the two plotted objectives
+    plot(df, x, y, maximize=[c for c in (x, y) if c in maximize], minimize=[c for c in (x, y) if c in minimize or
+                                                                            c not in maximize],
+         label=label, path=out)
+    if args.csv_out:
+        front.to_csv(args.csv_out, index=False)
+    print(f"plot: {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cost", help="estimate LUT/FF/DSP/BRAM, cycles, fmax, latency and energy of an engine",
+                       description="Cost-model estimate (microseconds, no synthesis) of one engine config.")
+    esub = p.add_subparsers(dest="engine", metavar="ENGINE", required=True)
+    for name, help_ in (("dot", "dense dot-product engine"), ("sparse", "N:M structured-sparse engine")):
+        q = esub.add_parser(name, help=help_)
+        q.add_argument("--lanes", type=int, required=True, help="multipliers")
+        q.add_argument("--wfmt", required=True, help="weight format (int4, e4m3, …)")
+        q.add_argument("--afmt", required=True, help="activation format")
+        q.add_argument("--k-max", type=int, default=1024, help="longest reduction (default 1024)")
+        q.add_argument("--pipeline", type=int, default=1, help="register stages before the accumulator")
+        if name == "sparse":
+            q.add_argument("--n", type=int, required=True, help="non-zeros per group")
+            q.add_argument("--m", type=int, required=True, help="group size")
+            q.add_argument("--block", type=int, default=None, help="dense weights per skippable block")
+            q.add_argument("--block-density", type=float, default=1.0,
+                           help="expected fraction of non-zero blocks (with --block)")
+        else:
+            q.set_defaults(block_density=1.0)
+        q.add_argument("--k", type=int, default=None, help="elements per dot product (default k_max)")
+        q.add_argument("--vectors", type=int, default=1, help="dot products in the workload")
+        q.add_argument("--device", default="xc7z020", help=f"part: {', '.join(DEVICES)} (default xc7z020)")
+        q.add_argument("--json", action="store_true",
+                       help="one JSON object: lut ff dsp bram18 cycles fmax_mhz latency_us energy_nj")
+        q.set_defaults(func=_cost)
+
+    p = sub.add_parser("pareto", help="Pareto front of a results table (CSV or SQLite) + plot",
+                       description="Non-dominated points of a results table, printed, and a PNG/SVG plot. "
+                                   "A table of engine configs without cost columns is costed first.")
+    p.add_argument("file", help="CSV file or SQLite database")
+    p.add_argument("--table", default=None, help="SQLite table (when the database has several)")
+    p.add_argument("--maximize", nargs="+", default=None, metavar="COL",
+                   help=f"columns to maximize (default: the first of {DEFAULT_MAX} present)")
+    p.add_argument("--minimize", nargs="+", default=None, metavar="COL",
+                   help=f"columns to minimize (default: those of {DEFAULT_MIN} present)")
+    p.add_argument("--x", default=None, help="plot x column (default: first minimized)")
+    p.add_argument("--y", default=None, help="plot y column (default: first maximized)")
+    p.add_argument("--label", default=None, help="column naming front points in the plot")
+    p.add_argument("--out", default=None, help="plot path, .png or .svg (default runs/pareto/<file>_pareto.png)")
+    p.add_argument("--csv-out", default=None, help="also write the front as CSV")
+    p.add_argument("--estimate", action="store_true", help="cost every row with the cost model first")
+    p.add_argument("--device", default="xc7z020", help="part for --estimate")
+    p.set_defaults(func=_pareto)
