@@ -1,0 +1,146 @@
+"""Cost-model benchmark: held-out error vs Yosys, FINN-R's analytic LUT estimate beside ours,
+estimate_frame throughput next to one Yosys synthesis, and a predicted-vs-synthesized scatter.
+
+    .venv/bin/python bench/costmodel.py [--target xc7] [--out runs/costmodel_scatter.png] [--no-synth]
+
+Validation rows are the documented hold-out split of ``costmodel/data/calibration.csv``
+(``costmodel.calibrate.split``); the shipped coefficients never saw them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+# this file is named like the package it benchmarks: keep bench/ off the import path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np
+import pandas as pd
+
+
+def finn_r(row: pd.Series, dsp_mults: bool) -> tuple[float, float]:
+    """FINN-R (Blott et al. TRETS'18) LUT and DSP estimate of an MVAU with PE = 1, SIMD = lanes,
+    MW = k_max; W, A = the operand formats' total bits (FINN-R is integer-only)."""
+    from quant.formats import parse_format
+    from hw.arith import acc_bits
+
+    W, A = parse_format(row["wfmt"]).bits, parse_format(row["afmt"]).bits
+    simd, pe = int(row["lanes"]), 1
+    mult = 0.0 if dsp_mults else simd * (2 * math.ceil((W + A) / 6) - 1) * (W + A)
+    addtree = (W + A) * (2 * simd - 1)
+    signed_a = int(getattr(parse_format(row["afmt"]), "signed", True))
+    alpha = math.log2(int(row["k_max"])) + W + A - 1 - signed_a
+    acc = min(acc_bits(row["wfmt"], row["afmt"], int(row["k_max"])), math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1))
+    lut = 300 + 1.1 * pe * (mult + addtree + acc)
+    dsp = pe * simd * math.ceil((W + A) / 48) if dsp_mults else 0
+    return lut, dsp
+
+
+def rel_err(pred, y):
+    pred, y = np.asarray(pred, float), np.asarray(y, float)
+    return np.abs(pred - y) / np.maximum(np.abs(y), 1.0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", default="xc7")
+    ap.add_argument("--out", default="runs/costmodel_scatter.png")
+    ap.add_argument("--no-synth", action="store_true", help="skip the fresh Yosys timing run")
+    args = ap.parse_args(argv)
+
+    from costmodel.calibrate import CALIBRATION_CSV, split
+    from costmodel.resources import load_coefficients, predict_frame
+    from costmodel.estimate import estimate_frame
+
+    data = pd.read_csv(CALIBRATION_CSV, keep_default_na=False, na_values=[""])
+    data = data[data["target"] == args.target].reset_index(drop=True)
+    cal, val = split(data)
+    model = load_coefficients()["targets"][args.target]
+    pred = predict_frame(data, args.target, model)
+    data = data.join(pred.add_prefix("pred_"))
+    fin = [finn_r(r, r["dsp"] > 0) for _, r in data.iterrows()]
+    data["finn_lut"] = [f[0] for f in fin]
+    data["finn_dsp"] = [f[1] for f in fin]
+    data["split"] = np.where(data["key"].isin(val["key"]), "validation", "calibration")
+    v = data[data["split"] == "validation"]
+
+    print(f"# Held-out validation ({len(v)} of {len(data)} configs; rule: int(sha1[:8],16) % 5 == 0), "
+          f"{sorted(set(data["yosys"]))[0]}, target {args.target}")
+    print(f"{'engine':<8}{'n':>4}  {'resource':<8}{'ours median':>12}{'ours p90':>10}   {'FINN-R median':>14}{'FINN-R p90':>11}")
+    for eng, g in v.groupby("engine"):
+        for res in ("lut", "ff", "dsp", "bram18"):
+            e = rel_err(g[f"pred_{res}"], g[res])
+            if res == "lut":
+                fe = rel_err(g["finn_lut"], g[res])
+                peer = f"{np.median(fe):>14.1%}{np.percentile(fe, 90):>11.1%}"
+            elif res == "dsp":
+                fe = np.abs(g["finn_dsp"] - g[res]) / np.maximum(g[res], 1)
+                peer = f"{np.median(fe):>14.1%}{np.percentile(fe, 90):>11.1%}"
+            else:
+                peer = f"{'n/a':>14}{'':>11}"
+            print(f"{eng:<8}{len(g):>4}  {res:<8}{np.median(e):>12.1%}{np.percentile(e, 90):>10.1%}   {peer}")
+        exact = (g["pred_dsp"] == g["dsp"]).mean()
+        print(f"{'':<14}DSP exact on {exact:.0%} of {eng} validation configs")
+
+    # throughput
+    from costmodel.calibrate import FORMATS
+    rng = np.random.default_rng(0)
+    N = 100_000
+    df = pd.DataFrame({"engine": rng.choice(["dot", "sparse"], N), "lanes": rng.choice([2, 4, 8, 16, 32, 64], N),
+                       "wfmt": rng.choice(FORMATS, N), "afmt": rng.choice(FORMATS, N),
+                       "k_max": rng.choice([64, 256, 1024, 4096], N), "pipeline": 1, "n": 2, "m": 4})
+    t0 = time.perf_counter()
+    estimate_frame(df)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    estimate_frame(df)
+    warm = time.perf_counter() - t0
+    print(f"\n# estimate_frame: {N:,} random configs in {warm:.2f} s = {N / warm:,.0f} configs/s "
+          f"(first call, per-format-pair setup included: {N / cold:,.0f} configs/s)")
+    print(f"# Yosys synth_{'xilinx' if args.target.startswith('xc') else args.target} per calibration config: "
+          f"median {data['seconds'].median():.1f} s, max {data['seconds'].max():.1f} s "
+          f"(2 shared cores) -> the model is {data['seconds'].median() * N / warm:,.0f}x faster per config")
+    if not args.no_synth:
+        from hw.dot import DotConfig
+        from hw.rtl import synthesize
+
+        t0 = time.perf_counter()
+        r = synthesize(DotConfig(16, "int4", "int4", 1024, 1), args.target, cache=False)
+        print(f"# one fresh Yosys synthesis (dot, 16 lanes, int4, k_max 1024): {time.perf_counter() - t0:.1f} s "
+              f"-> {r.lut} LUT {r.ff} FF {r.dsp} DSP")
+
+    # scatter
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), dpi=120)
+    for ax, res in zip(axes, ("lut", "ff")):
+        for split_name, marker in (("calibration", "o"), ("validation", "s")):
+            for eng, color in (("dot", "tab:blue"), ("sparse", "tab:orange")):
+                g = data[(data["split"] == split_name) & (data["engine"] == eng)]
+                ax.scatter(np.maximum(g[res], 1), np.maximum(g[f"pred_{res}"], 1), s=18 if split_name == "validation" else 10,
+                           marker=marker, c=color, alpha=0.9 if split_name == "validation" else 0.35,
+                           label=f"ours {eng} ({split_name})")
+        if res == "lut":
+            ax.scatter(np.maximum(data[res], 1), data["finn_lut"], s=8, marker="x", c="tab:red", alpha=0.5,
+                       label="FINN-R analytic (all)")
+        lo, hi = 1, max(data[res].max(), data[f"pred_{res}"].max()) * 1.5
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xscale("log"); ax.set_yscale("log")
+        ax.set_xlabel(f"Yosys {res.upper()} ({args.target})"); ax.set_ylabel(f"predicted {res.upper()}")
+        ax.grid(alpha=0.3); ax.legend(fontsize=7)
+    fig.suptitle("costmodel: predicted vs synthesized (Yosys) resources")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, bbox_inches="tight")
+    print(f"\nscatter: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
