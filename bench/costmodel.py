@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     v = data[data["split"] == "validation"]
 
     print(f"# Held-out validation ({len(v)} of {len(data)} configs; rule: int(sha1[:8],16) % 5 == 0), "
-          f"{sorted(set(data["yosys"]))[0]}, target {args.target}")
+          f"{sorted(set(data['yosys']))[0]}, target {args.target}")
     print(f"{'engine':<8}{'n':>4}  {'resource':<8}{'ours median':>12}{'ours p90':>10}   {'FINN-R median':>14}{'FINN-R p90':>11}")
     for eng, g in v.groupby("engine"):
         for res in ("lut", "ff", "dsp", "bram18"):
