@@ -45,3 +45,15 @@ def assert_exact(got: np.ndarray, want: np.ndarray) -> None:
     assert len(got) == len(want)
     bad = [j for j, (g, w) in enumerate(zip(got, want)) if int(g) != int(w)]
     assert not bad, f"{len(bad)} mismatches, first at {bad[0]}: got {int(got[bad[0]])}, want {int(want[bad[0]])}"
+
+
+def backend_params(items: list, n_fast: int, id_of=str) -> list:
+    """``pytest.param((item, backend))`` for every item on pysim, and on Verilator (when it is
+    in git) for the first ``n_fast`` items in the default run and the rest under ``slow``:
+    each distinct config costs one Verilator build (~20 s) the first time."""
+    out = [pytest.param(it, "pysim", id=f"{id_of(it)}-pysim") for it in items]
+    if "verilator" in SIM_BACKENDS:
+        out += [pytest.param(it, "verilator", id=f"{id_of(it)}-verilator",
+                             marks=() if j < n_fast else (pytest.mark.slow,))
+                for j, it in enumerate(items)]
+    return out
