@@ -125,6 +125,7 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
                        block_density=dens)
     fmax = fmax_array(target, feats["lanes"], feats["prod_bits"], feats["acc_bits"], feats["mult_levels"],
                       feats["mult_dsp"].to_numpy() > 0, feats["pipeline"], feats["mux_levels"])
+    fmax = np.round(fmax, 2)  # the reported MHz; latency follows from it
     lat = cyc / fmax
     beats = cyc - cfg["pipeline"].to_numpy() - 1
     en = energy_frame(feats, beats, lat, dev.static_w)
@@ -132,7 +133,7 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
     for c in ("lut", "ff", "dsp", "bram18"):
         out[c] = res[c].to_numpy()
     out["cycles"] = cyc
-    out["fmax_mhz"] = np.round(fmax, 2)
+    out["fmax_mhz"] = fmax
     out["latency_us"] = lat
     out["energy_nj"] = en["energy_nj"].to_numpy()
     if breakdown:

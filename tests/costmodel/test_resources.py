@@ -1,0 +1,126 @@
+"""Resource model against Yosys' own results (the stored calibration data), and self-consistency
+of the stored fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from costmodel.calibrate import CALIBRATION_CSV, PRIMITIVES_CSV, is_validation, split
+from costmodel.features import pair_props
+from costmodel.resources import COEFFICIENTS_JSON, fit, predict_frame
+
+CAL = pd.read_csv(CALIBRATION_CSV, keep_default_na=False, na_values=[""])
+PRIM = pd.read_csv(PRIMITIVES_CSV)
+
+
+def test_dsp_rule_matches_yosys_on_every_multiplier():
+    """The Yosys DSP-inference rule (features.pair_props) vs Yosys' mapping of each multiplier."""
+    for r in PRIM.itertuples():
+        assert pair_props(r.wfmt, r.afmt, r.target)["mult_dsp"] == r.dsp, (r.wfmt, r.afmt)
+
+
+def test_dsp_exact_on_every_synthesized_engine():
+    pred = predict_frame(CAL, "xc7")
+    bad = CAL[pred["dsp"].to_numpy() != CAL["dsp"].to_numpy()]
+    assert bad.empty, bad[["engine", "lanes", "wfmt", "afmt", "dsp"]]
+    assert (pred["bram18"].to_numpy() == CAL["bram18"].to_numpy()).all()
+
+
+def test_stored_fit_reproduces_itself():
+    """Refitting from the shipped CSVs gives the shipped coefficients, on the same data."""
+    stored = json.loads(COEFFICIENTS_JSON.read_text())["targets"]["xc7"]
+    refit = fit("xc7")
+    assert refit["fitted_on"]["calibration_sha256"] == stored["fitted_on"]["calibration_sha256"]
+    assert refit["fitted_on"]["calibration_keys"] == stored["fitted_on"]["calibration_keys"]
+    for res in ("lut", "ff"):
+        np.testing.assert_allclose(refit["resources"][res]["coef"], stored["resources"][res]["coef"],
+                                   rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(refit["multiplier"]["coef"], stored["multiplier"]["coef"], rtol=1e-6, atol=1e-9)
+    for eng, errs in stored["validation"].items():
+        for res, e in errs.items():
+            assert refit["validation"][eng][res]["median_rel_err"] == pytest.approx(e["median_rel_err"])
+
+
+def test_split_rule_is_documented_and_disjoint():
+    cal, val = split(CAL)
+    assert set(cal["key"]).isdisjoint(val["key"]) and len(cal) + len(val) == len(CAL)
+    assert all(is_validation(k) == (int(k[:8], 16) % 5 == 0) for k in CAL["key"])
+    assert 0 < len(val) < len(CAL)
+
+
+def test_held_out_errors_bounded():
+    """Held-out LUT / FF errors against Yosys (validation rows never seen by the fit)."""
+    _, val = split(CAL)
+    pred = predict_frame(val, "xc7")
+    for res, median_bound, p90_bound in (("lut", 0.15, 0.40), ("ff", 0.15, 0.40)):
+        rel = np.abs(pred[res].to_numpy() - val[res].to_numpy()) / np.maximum(val[res].to_numpy(), 1)
+        assert np.median(rel) <= median_bound, (res, np.median(rel))
+        assert np.percentile(rel, 90) <= p90_bound, (res, np.percentile(rel, 90))
+
+
+def test_estimate_equals_frame_row():
+    from hw.dot import DotConfig
+    from hw.sparse import SparseConfig
+
+    from costmodel import estimate, estimate_frame
+
+    configs = [DotConfig(8, "int4", "e4m3", 512, 2), SparseConfig(8, 2, 4, "int8", "int8", 4096, pipeline=0)]
+    frame = pd.DataFrame([{**c.to_dict(), "block": 0} for c in configs])
+    out = estimate_frame(frame, "xczu3eg", k=256, vectors=3)
+    for c, (_, row) in zip(configs, out.iterrows()):
+        e = estimate(c, "xczu3eg", k=256, vectors=3)
+        for key in ("lut", "ff", "dsp", "bram18", "cycles"):
+            assert getattr(e, key) == row[key], key
+        assert e.latency_us == pytest.approx(row["latency_us"]) and e.energy_nj == pytest.approx(row["energy_nj"])
+
+
+def test_fits_and_utilization():
+    from hw.dot import DotConfig
+
+    from costmodel import estimate
+
+    big = estimate(DotConfig(64, "e4m3", "e4m3", 4096))
+    assert not big.fits("ice40up5k") and big.fits("u55c")
+    u = big.utilization("xc7z020")
+    assert u["lut"] == pytest.approx(big.lut / 53_200)
+
+
+def test_bad_inputs_raise_value_errors():
+    from hw.arith import ConfigError
+
+    from costmodel import DeviceError, estimate, estimate_frame
+
+    ok = pd.DataFrame({"lanes": [4], "wfmt": ["int4"], "afmt": ["int4"], "k_max": [64]})
+    with pytest.raises(ConfigError, match="lacks column"):
+        estimate_frame(ok.drop(columns="k_max"))
+    with pytest.raises(ConfigError, match="unknown engine"):
+        estimate_frame(ok.assign(engine="systolic"))
+    with pytest.raises(ValueError, match="Valid formats"):
+        estimate_frame(ok.assign(wfmt="int9"))
+    with pytest.raises(DeviceError, match="choose one of"):
+        estimate_frame(ok, "virtex2")
+    with pytest.raises(ConfigError, match="k_max"):
+        estimate_frame(ok, k=65)
+    with pytest.raises(ConfigError, match="engine config"):
+        estimate({"lanes": 4})
+
+
+@pytest.mark.slow
+def test_fresh_synthesis_within_error_bar():
+    """Two configs outside the calibration grid, synthesized now, against the estimate."""
+    from hw.dot import DotConfig
+    from hw.rtl import synthesize
+    from hw.sparse import SparseConfig
+
+    from costmodel import estimate
+
+    for c in (DotConfig(6, "int3", "int5", 300, 1), SparseConfig(6, 2, 4, "e3m2", "e3m2", 200, pipeline=2)):
+        r = synthesize(c, "xc7")
+        e = estimate(c)
+        assert e.dsp == r.dsp
+        assert abs(e.lut - r.lut) <= 0.35 * r.lut + 20
+        assert abs(e.ff - r.ff) <= 0.35 * r.ff + 20
