@@ -1,0 +1,307 @@
+"""``paretofab`` subcommands of the hw package: ``rtl``, ``sim`` and ``synth``.
+
+Each takes an engine name from the registry ``hw.engines.ENGINES`` (``dot``, ``sparse`` …) and
+that engine's configuration as options generated from its config dataclass (``--lanes``,
+``--wfmt``, ``--k-max`` …, help text from its docstring), so a new engine plugs in by adding
+itself to the registry.
+
+- ``paretofab rtl dot --lanes 16 --wfmt e2m3 --afmt int8 -o DIR``: Verilog + config JSON.
+- ``paretofab sim sparse --lanes 8 --n 2 --m 4 --wfmt e4m3 --afmt int8 --k 64 --vectors 100
+  --seed 1 --backend verilator [--json]``: random workload through the engine, compared with
+  the exact reference and the closed-form cycle count (exit 1 on a mismatch).
+- ``paretofab synth dot … --target xc7 [--nodsp] [--json]``: Yosys resource table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: k_max used by ``rtl`` and ``synth`` when ``--k-max`` is not given (``sim`` uses ``--k``)
+DEFAULT_K_MAX = 1024
+
+
+class CliError(ValueError):
+    """A command-line input that cannot be used; the message names the fix."""
+
+
+# ---- options generated from an engine's config dataclass ----------------------------------------
+
+
+def _field_help(cls: type) -> dict[str, str]:
+    """``name -> description`` from the NumPy-style Parameters section of ``cls``' docstring."""
+    out: dict[str, str] = {}
+    names: list[str] = []
+    for line in (cls.__doc__ or "").splitlines():
+        head = re.match(r"^ {4}(\w+(?:\s*,\s*\w+)*)\s*:", line)
+        if head:
+            names = [n.strip() for n in head.group(1).split(",")]
+            out.update({n: "" for n in names})
+        elif names and line.startswith(" " * 8) and line.strip():
+            for n in names:
+                out[n] = (out[n] + " " + line.strip()).strip()
+        elif line.strip():
+            names = []
+    return {k: _plain(v) for k, v in out.items()}
+
+
+def _plain(text: str) -> str:
+    """Docstring reST markup to plain text (``x`` -> x, :class:`~a.B` -> B)."""
+    text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([\w]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
+def _base_type(hint: Any) -> tuple[type, bool]:
+    """(argparse type, optional?) of a config field's type hint."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next((a for a in args if a is not type(None)), str)
+    if hint is bool:
+        return bool, optional
+    if hint is int:
+        return int, optional
+    if hint is float:
+        return float, optional
+    return str, optional
+
+
+def config_class(mod: types.ModuleType) -> type:
+    """The config dataclass of an engine module (its ``Config`` alias)."""
+    cls = getattr(mod, "Config", None)
+    if cls is None or not dataclasses.is_dataclass(cls):
+        raise CliError(f"engine module {mod.__name__} has no Config dataclass")
+    return cls
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--option`` per field of the config dataclass ``cls`` (``k_max`` -> ``--k-max``)."""
+    hints = typing.get_type_hints(cls)
+    helps = _field_help(cls)
+    group = parser.add_argument_group(f"{cls.__name__} options")
+    for f in dataclasses.fields(cls):
+        typ, optional = _base_type(hints.get(f.name, str))
+        opt = "--" + f.name.replace("_", "-")
+        has_default = f.default is not dataclasses.MISSING
+        help_ = helps.get(f.name, "")
+        if not help_ and f.name.endswith("fmt"):
+            help_ = "number format (int4, int8, uint8, e2m3, e4m3, e5m2 …; see `paretofab formats`)"
+        if f.name == "k_max":
+            help_ += f" (default: --k for sim, {DEFAULT_K_MAX} for rtl/synth)"
+            group.add_argument(opt, dest=f.name, type=int, default=None, metavar="K", help=help_)
+            continue
+        if typ is bool:
+            group.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=f.default if has_default else False, help=help_)
+            continue
+        if has_default and f.default is not None:
+            help_ += f" (default: {f.default})"
+        group.add_argument(opt, dest=f.name, type=typ, metavar=f.name.upper(),
+                           default=f.default if has_default else None, required=not has_default, help=help_)
+
+
+def make_config(mod: types.ModuleType, args: argparse.Namespace, k_max_default: int) -> Any:
+    """Build the engine config from parsed options (``k_max`` falls back to ``k_max_default``)."""
+    cls = config_class(mod)
+    kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    if "k_max" in kw and kw["k_max"] is None:
+        kw["k_max"] = k_max_default
+    return cls(**kw)
+
+
+def _config_str(config: Any) -> str:
+    d = config.to_dict()
+    return " ".join(f"{k}={v}" for k, v in d.items() if k != "engine" and v is not None)
+
+
+# ---- rtl -----------------------------------------------------------------------------------------
+
+
+def _rtl(args: argparse.Namespace) -> int:
+    from amaranth.hdl import Value
+
+    from .rtl import verilog_text
+
+    mod = args.engine_module
+    cfg = make_config(mod, args, DEFAULT_K_MAX)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"output {out} exists and is not a folder; pass -o DIR")
+    comp = cfg.build()
+    verilog = verilog_text(comp)
+    in_w = Value.cast(comp.i.payload).shape().width
+    out_w = Value.cast(comp.o.payload).shape().width
+    exp = mod.output_exponent(cfg)
+    header = (
+        f"// paretofab {args.engine} engine: {_config_str(cfg)}\n"
+        f"// ports: stream i (i__valid, i__ready, i__payload[{in_w - 1}:0]), "
+        f"stream o (o__valid, o__ready, o__payload[{out_w - 1}:0]), clk, rst (sync, active high)\n"
+        f"// o__payload: exact signed sum in units of 2^{exp}\n"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    vpath, jpath = out / f"{args.engine}.v", out / f"{args.engine}.json"
+    vpath.write_text(header + verilog)
+    jpath.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    print(f"wrote {vpath} (top module dut, input {in_w} bits, output {out_w} bits, units 2^{exp})")
+    print(f"wrote {jpath}")
+    return 0
+
+
+# ---- sim -----------------------------------------------------------------------------------------
+
+
+def _pattern(text: str | None, name: str) -> list[bool] | None:
+    if text is None:
+        return None
+    if not text or set(text) - {"0", "1"} or "1" not in text:
+        raise CliError(f"{name} must be a string of 0s and 1s with at least one 1 (e.g. 1101), got {text!r}")
+    return [c == "1" for c in text]
+
+
+def _load_codes(path: str, mod: types.ModuleType):
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"workload file {p} not found; pass an .npz with arrays w_codes and a_codes")
+    with np.load(p) as z:
+        missing = {"w_codes", "a_codes"} - set(z.files)
+        if missing:
+            raise CliError(f"{p} lacks arrays {sorted(missing)}; save it with np.savez(path, w_codes=…, a_codes=…)")
+        return mod.Workload(z["w_codes"].astype(np.uint8), z["a_codes"].astype(np.uint8))
+
+
+def _jsonable(a: np.ndarray) -> list:
+    return [int(x) for x in np.asarray(a).ravel()] if np.asarray(a).ndim <= 1 else [_jsonable(r) for r in a]
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from .sim import simulate
+
+    mod = args.engine_module
+    if args.codes:
+        wl = _load_codes(args.codes, mod)
+        cfg = make_config(mod, args, max(wl.k, 1))
+    else:
+        if args.k < 1 or args.vectors < 1:
+            raise CliError(f"--k and --vectors must be >= 1 (got {args.k}, {args.vectors})")
+        cfg = make_config(mod, args, args.k)
+        wl = mod.random_workload(cfg, k=args.k, vectors=args.vectors, seed=args.seed)
+    out_ready, in_valid = _pattern(args.out_ready, "--out-ready"), _pattern(args.in_valid, "--in-valid")
+    inputs = mod.pack_inputs(cfg, wl)
+    n = mod.n_outputs(cfg, wl)
+    ref = mod.reference(cfg, wl)
+    closed = mod.cycles(cfg, wl)
+    t0 = time.perf_counter()
+    res = simulate(cfg.build(), inputs, n, backend=args.backend, out_ready=out_ready, in_valid=in_valid)
+    seconds = time.perf_counter() - t0
+    outs = mod.unpack_outputs(cfg, res.outputs)
+    matches = [int(a) == int(b) for a, b in zip(outs, ref)]
+    equal = len(outs) == len(ref) and all(matches)
+    free_flow = out_ready is None and in_valid is None
+    cycles_equal = (res.cycles == closed) if free_flow else None
+    exp = mod.output_exponent(cfg)
+    if args.json:
+        print(json.dumps({
+            "engine": args.engine, "config": cfg.to_dict(), "backend": res.backend,
+            "k": int(wl.k), "vectors": int(wl.vectors), "seed": None if args.codes else args.seed,
+            "out_ready": args.out_ready, "in_valid": args.in_valid,
+            "inputs": {"w_codes": _jsonable(wl.w_codes), "a_codes": _jsonable(wl.a_codes)},
+            "input_beats": len(inputs), "output_exponent": exp,
+            "outputs": [int(x) for x in outs], "reference": [int(x) for x in ref],
+            "equal": equal, "cycles": res.cycles, "cycles_closed_form": closed, "cycles_equal": cycles_equal,
+            "seconds": round(seconds, 4),
+        }))
+    else:
+        print(f"sim {args.engine} ({_config_str(cfg)}) on {res.backend}: {wl.vectors} vectors of K={wl.k}, "
+              f"{len(inputs)} input beats")
+        print(f"  outputs == exact reference: {'yes' if equal else 'NO'} ({sum(matches)}/{len(ref)}), "
+              f"units 2^{exp}")
+        note = "" if free_flow else " (with the given stall patterns; closed form assumes none)"
+        print(f"  cycles {res.cycles}, closed form {closed}{note}; {seconds:.3f} s wall "
+              f"(elaboration and any Verilator build included)")
+        if not equal:
+            bad = next(j for j, ok in enumerate(matches + [False]) if not ok)
+            if bad < min(len(outs), len(ref)):
+                print(f"  first mismatch: vector {bad}: got {int(outs[bad])}, expected {int(ref[bad])}")
+    return 0 if equal and cycles_equal is not False else 1
+
+
+# ---- synth ---------------------------------------------------------------------------------------
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .rtl import Resources, synthesize
+
+    mod = args.engine_module
+    cfg = make_config(mod, args, DEFAULT_K_MAX)
+    res = synthesize(cfg, args.target, nodsp=args.nodsp, cache=not args.no_cache)
+    if args.json:
+        print(json.dumps({**{k: getattr(res, k) for k in Resources.FIELDS}, "target": res.target,
+                          "nodsp": args.nodsp, "yosys": res.yosys, "seconds": res.seconds, "cached": res.cached,
+                          "engine": args.engine, "config": cfg.to_dict(), "cells": res.cells}))
+        return 0
+    src = "cached result of a" if res.cached else "a"
+    print(f"synth {args.engine} ({_config_str(cfg)}) for {args.target}{' -nodsp' if args.nodsp else ''}: "
+          f"{src} {res.seconds:.1f} s run of {res.yosys}")
+    cols = [c.upper() for c in Resources.FIELDS]
+    print("  " + "  ".join(f"{c:>7}" for c in cols))
+    print("  " + "  ".join(f"{getattr(res, f):>7}" for f in Resources.FIELDS))
+    return 0
+
+
+# ---- registration --------------------------------------------------------------------------------
+
+
+def _engine_help(mod: types.ModuleType) -> str:
+    return (mod.__doc__ or mod.__name__).strip().splitlines()[0]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rtl``, ``sim`` and ``synth`` with one sub-command per registered engine."""
+    from .engines import ENGINES
+    from .rtl import TARGETS
+    from .sim import BACKENDS
+
+    def extra_rtl(p):
+        p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for <engine>.v and <engine>.json")
+
+    def extra_sim(p):
+        g = p.add_argument_group("workload and simulation")
+        g.add_argument("--k", type=int, default=64, help="reduction length K, elements (default: 64)")
+        g.add_argument("--vectors", type=int, default=100, help="dot products to run (default: 100)")
+        g.add_argument("--seed", type=int, default=1, help="random seed of the workload (default: 1)")
+        g.add_argument("--codes", metavar="NPZ", help="run these codes instead (.npz with w_codes, a_codes "
+                                                        "uint8 arrays of shape (vectors, K))")
+        g.add_argument("--backend", choices=BACKENDS, default="pysim", help="simulator (default: pysim)")
+        g.add_argument("--out-ready", metavar="BITS", help="repeating sink ready pattern, e.g. 1101 (default: 1)")
+        g.add_argument("--in-valid", metavar="BITS", help="repeating source valid pattern, e.g. 10 (default: 1)")
+        g.add_argument("--json", action="store_true", help="inputs, outputs, reference and cycles as JSON")
+
+    def extra_synth(p):
+        p.add_argument("--target", choices=list(TARGETS), default="xc7", help="FPGA family (default: xc7)")
+        p.add_argument("--nodsp", action="store_true", help="map multipliers to LUTs, not DSP blocks")
+        p.add_argument("--no-cache", action="store_true", help="synthesize again even if a cached result exists")
+        p.add_argument("--json", action="store_true", help="resource counts as JSON (keys lut ff carry dsp bram18 lutram muxf …)")
+
+    commands = (
+        ("rtl", "write an engine's Verilog and config JSON", _rtl, extra_rtl),
+        ("sim", "simulate an engine on a random workload and check it against the exact reference", _sim, extra_sim),
+        ("synth", "synthesize an engine with Yosys and print its FPGA resources", _synth, extra_synth),
+    )
+    for cmd, help_, func, extra in commands:
+        p = sub.add_parser(cmd, help=help_, description=help_ + ".")
+        engines = p.add_subparsers(dest="engine", metavar="ENGINE", required=True)
+        for name, mod in ENGINES.items():
+            q = engines.add_parser(name, help=_engine_help(mod), description=_engine_help(mod))
+            add_config_options(q, config_class(mod))
+            extra(q)
+            q.set_defaults(func=func, engine_module=mod)
