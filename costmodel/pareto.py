@@ -193,8 +193,8 @@ def plot(
     path: str | Path | None = None,
     ax=None,
     title: str | None = None,
-    logx: bool = False,
-    logy: bool = False,
+    logx: bool | None = None,
+    logy: bool | None = None,
 ):
     """Scatter ``y`` against ``x`` with the Pareto front highlighted, joined and labelled.
 
@@ -206,6 +206,7 @@ def plot(
     label : column whose value names each front point (default: the index).
     path : save the figure there (``.png`` or ``.svg``, chosen by suffix) and close it.
     ax : draw into this matplotlib Axes instead of a new figure.
+    logx, logy : log axes; default (None) when the positive values span more than two decades.
 
     Returns
     -------
@@ -235,11 +236,20 @@ def plot(
     ax.scatter(front[x], front[y], s=36, c="tab:red", edgecolor="k", lw=0.5,
                label=f"Pareto front ({len(front)})", zorder=3)
     names = front[label] if label else front.index
+    seen: set = set()
     for xi, yi, nm in zip(front[x], front[y], names):
+        if (xi, yi) in seen:  # duplicates share one label
+            continue
+        seen.add((xi, yi))
         ax.annotate(str(nm), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if logx:
+
+    def _wide(col) -> bool:
+        v = pd.to_numeric(ranked[col], errors="coerce").to_numpy(dtype=float)
+        return bool(len(v)) and (v > 0).all() and v.max() / v.min() > 100
+
+    if logx if logx is not None else _wide(x):
         ax.set_xscale("log")
-    if logy:
+    if logy if logy is not None else _wide(y):
         ax.set_yscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
