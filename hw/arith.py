@@ -23,7 +23,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Shape, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -29,7 +29,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from quant.formats import Format, IntFormat, parse_format
-from quant.reference import all_codes, decode, fixed_point
+from quant.reference import decode, fixed_point
 
 from .arith import (
     ConfigError,

@@ -34,7 +34,7 @@ from amaranth.hdl import Cat, Module, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from quant.formats import Format, IntFormat, parse_format
+from quant.formats import Format, parse_format
 from quant.reference import decode
 
 from .arith import ConfigError, WorkloadError, acc_bits, finite_codes

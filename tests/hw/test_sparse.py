@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from hw import dot, sparse
-from hw.arith import ConfigError, WorkloadError
+from hw.arith import WorkloadError
 from hw.engines import ENGINES, config_from_dict
 from quant.reference import decode
 
 from .conftest import SIM_BACKENDS, assert_exact, backend_params, run_engine
-from .test_dot import INT_FORMATS, MF_FORMATS, PATTERNS
+from .test_dot import INT_FORMATS, MF_FORMATS, PATTERNS, stalled_cycles
 
 NM = [(1, 2), (1, 4), (2, 4), (2, 8), (4, 8), (3, 4), (1, 8), (4, 4)]
 
@@ -135,6 +135,8 @@ def test_backpressure_changes_only_time(case, backend, in_valid, out_ready):
     wl = sparse.random_workload(config, k, vectors, seed)
     got, res = run_engine(sparse, config, wl, backend, in_valid=in_valid, out_ready=out_ready)
     assert_exact(got, sparse.reference(config, wl))
+    lasts = list(sparse.sparse_beats(config, wl)[3])
+    assert res.cycles == stalled_cycles(config.pipeline, lasts, in_valid, out_ready)
     assert res.cycles >= sparse.cycles(config, wl)
 
 
