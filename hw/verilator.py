@@ -331,24 +331,37 @@ class VerilatorModel:
     def run(self, inputs: Sequence[int], n_outputs: int, *, out_ready: Sequence[bool] = (True,),
             in_valid: Sequence[bool] = (True,), max_cycles: int) -> SimResult:
         """Run one batch (semantics of ``hw.sim``); raises ``SimTimeout`` past ``max_cycles``."""
-        in_words = self.pack(inputs)
+        res, words = self.run_words(self.pack(inputs), len(inputs), n_outputs, out_ready=out_ready,
+                                    in_valid=in_valid, max_cycles=max_cycles)
+        res.outputs = self.unpack(words)
+        return res
+
+    def run_words(self, in_words: np.ndarray, n_inputs: int, n_outputs: int, *,
+                  out_ready: Sequence[bool] = (True,), in_valid: Sequence[bool] = (True,),
+                  max_cycles: int) -> tuple[SimResult, np.ndarray]:
+        """Run one batch of pre-packed input words (uint32, shape (n_inputs, in_words), LSB word
+        first); returns the result (``outputs`` left empty) and the output words, shape
+        (n_outputs, out_words). The fast path for callers that build words with numpy."""
+        in_words = np.ascontiguousarray(in_words, dtype=np.uint32)
+        if in_words.ndim != 2 or in_words.shape[1] != self.in_words or in_words.shape[0] < n_inputs:
+            raise ValueError(f"in_words must have shape (>= {n_inputs}, {self.in_words}), got {in_words.shape}")
         iv = np.ascontiguousarray(np.asarray(in_valid, dtype=bool), dtype=np.uint8)
         orr = np.ascontiguousarray(np.asarray(out_ready, dtype=bool), dtype=np.uint8)
         if iv.size == 0 or orr.size == 0 or not iv.any() or not orr.any():
             raise ValueError("out_ready and in_valid patterns need at least one True")
         out_words = np.zeros((max(n_outputs, 1), self.out_words), np.uint32)
         out_cycles = np.zeros(max(n_outputs, 1), np.int64)
-        in_cycles = np.zeros(max(len(inputs), 1), np.int64)
+        in_cycles = np.zeros(max(n_inputs, 1), np.int64)
         counters = np.zeros(3, np.int64)
-        rc = self._lib.pf_run(in_words, len(inputs), iv, iv.size, orr, orr.size, out_words, n_outputs,
+        rc = self._lib.pf_run(in_words, n_inputs, iv, iv.size, orr, orr.size, out_words, n_outputs,
                               in_cycles, out_cycles, int(max_cycles), counters)
         _, k, nout = (int(x) for x in counters)
         if rc != 0:
             raise SimTimeout(f"verilator: {nout} of {n_outputs} outputs after {max_cycles} cycles "
-                             f"({k} of {len(inputs)} inputs accepted)")
+                             f"({k} of {n_inputs} inputs accepted)")
         out_cycles = out_cycles[:n_outputs]
         cycles = int(out_cycles[-1]) + 1 if n_outputs else 0
-        return SimResult(self.unpack(out_words[:n_outputs]), cycles, out_cycles, in_cycles[:k], "verilator")
+        return SimResult([], cycles, out_cycles, in_cycles[:k], "verilator"), out_words[:n_outputs]
 
 
 #: loaded models by (Verilog, widths), so repeated runs in one process skip loading
