@@ -11,6 +11,8 @@ import pandas as pd
 
 from .devices import DEVICES
 
+#: engines the cost model is calibrated for
+COSTED_ENGINES = ("dot", "sparse")
 COST_KEYS = ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
 
 
@@ -19,14 +21,10 @@ class InputFileError(ValueError):
 
 
 def _config_from_args(args: argparse.Namespace):
-    if args.engine == "dot":
-        from hw.dot import DotConfig
+    from hw.cli import DEFAULT_K_MAX, make_config
+    from hw.engines import engine
 
-        return DotConfig(args.lanes, args.wfmt, args.afmt, args.k_max, args.pipeline)
-    from hw.sparse import SparseConfig
-
-    return SparseConfig(args.lanes, args.n, args.m, args.wfmt, args.afmt, args.k_max, block=args.block,
-                        pipeline=args.pipeline)
+    return make_config(engine(args.engine), args, DEFAULT_K_MAX)
 
 
 def _cost(args: argparse.Namespace) -> int:
@@ -124,25 +122,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cost", help="estimate LUT/FF/DSP/BRAM, cycles, fmax, latency and energy of an engine",
                        description="Cost-model estimate (microseconds, no synthesis) of one engine config.")
     esub = p.add_subparsers(dest="engine", metavar="ENGINE", required=True)
-    for name, help_ in (("dot", "dense dot-product engine"), ("sparse", "N:M structured-sparse engine")):
-        q = esub.add_parser(name, help=help_)
-        q.add_argument("--lanes", type=int, required=True, help="multipliers")
-        q.add_argument("--wfmt", required=True, help="weight format (int4, e4m3, …)")
-        q.add_argument("--afmt", required=True, help="activation format")
-        q.add_argument("--k-max", type=int, default=1024, help="longest reduction (default 1024)")
-        q.add_argument("--pipeline", type=int, default=1, help="register stages before the accumulator")
+    from hw.cli import add_config_options, config_class
+    from hw.engines import ENGINES
+
+    for name in COSTED_ENGINES:
+        if name not in ENGINES:
+            continue
+        mod = ENGINES[name]
+        q = esub.add_parser(name, help=(mod.__doc__ or name).strip().splitlines()[0],
+                            description="Estimate from the cost model; the config options are those of "
+                                        f"`paretofab synth {name}`.")
+        add_config_options(q, config_class(mod))  # the same flags as `paretofab synth`
+        g = q.add_argument_group("workload and device")
+        g.add_argument("--k", type=int, default=None, help="elements per dot product (default: k_max)")
+        g.add_argument("--vectors", type=int, default=1, help="dot products in the workload (default: 1)")
         if name == "sparse":
-            q.add_argument("--n", type=int, required=True, help="non-zeros per group")
-            q.add_argument("--m", type=int, required=True, help="group size")
-            q.add_argument("--block", type=int, default=None, help="dense weights per skippable block")
-            q.add_argument("--block-density", type=float, default=1.0,
-                           help="expected fraction of non-zero blocks (with --block)")
+            g.add_argument("--block-density", type=float, default=1.0,
+                           help="expected fraction of non-zero weight blocks, with --block (default: 1)")
         else:
             q.set_defaults(block_density=1.0)
-        q.add_argument("--k", type=int, default=None, help="elements per dot product (default k_max)")
-        q.add_argument("--vectors", type=int, default=1, help="dot products in the workload")
-        q.add_argument("--device", default="xc7z020", help=f"part: {', '.join(DEVICES)} (default xc7z020)")
-        q.add_argument("--json", action="store_true",
+        g.add_argument("--device", default="xc7z020", help=f"part: {', '.join(DEVICES)} (default: xc7z020)")
+        g.add_argument("--json", action="store_true",
                        help="one JSON object: lut ff dsp bram18 cycles fmax_mhz latency_us energy_nj")
         q.set_defaults(func=_cost)
 
