@@ -57,7 +57,8 @@ from .dot import pack_beats, random_codes
 __all__ = [
     "SWAConfig", "SWAWorkload", "MAX_WINDOW", "MAX_DENSE_N", "dense_baseline",
     "random_workload", "pack_inputs", "n_outputs", "unpack_outputs", "reference",
-    "attention_float", "relative_error", "output_exponent", "cycles", "row_cycles",
+    "attention_float", "relative_error", "output_exponent", "cycles", "slot_cycles",
+    "steady_row_cycles",
     "mac_utilization", "add_cli_arguments", "config_from_args",
 ]
 
@@ -109,6 +110,9 @@ class SWAConfig:
         Build the dense causal baseline instead: the whole sequence (up to ``window`` tokens) is
         buffered, then every row computes all ``n`` scores with the upper triangle masked (no
         sliding reuse), with the same arithmetic.
+    div_bits : int or None
+        Quotient bits the reciprocal divider computes per cycle; None picks the fewest that keep
+        the normalizer within a steady-state row (``norm_cycles <= window·chunks``).
     """
 
     head_dim: int
@@ -124,6 +128,7 @@ class SWAConfig:
     out_frac_bits: int = 8
     score_scale: float | None = None
     dense: bool = False
+    div_bits: int | None = None
 
     engine = "swa"
 
@@ -155,6 +160,9 @@ class SWAConfig:
         if self.out_frac_bits > self.z_bits:
             raise ConfigError(f"out_frac_bits={self.out_frac_bits} exceeds the reciprocal's {self.z_bits} "
                               f"fraction bits; lower --out-frac-bits or raise --recip-bits")
+        if self.div_bits is not None:
+            _check_int("div_bits", self.div_bits, 1, self.recip_width,
+                       f"use --div-bits 1..{self.recip_width} (quotient bits per cycle)")
         if self.z_bits > 60:
             raise ConfigError(f"exp_bits + ceil(log2 window) + recip_bits = {self.z_bits} > 60; "
                               f"lower --exp-bits or --recip-bits")
@@ -214,6 +222,30 @@ class SWAConfig:
     def recip_width(self) -> int:
         """Quotient bits of the reciprocal (= divider iterations, cycles)."""
         return self.recip_bits + _clog2(self.window) + 1
+
+    @property
+    def div_step_bits(self) -> int:
+        """Quotient bits per divider cycle (``div_bits`` or the automatic choice)."""
+        if self.div_bits is not None:
+            return self.div_bits
+        qb, C = self.recip_width, self.chunks
+        budget = max(1, self.window * C - C - 2)
+        return min(qb, -(-qb // budget))
+
+    @property
+    def div_steps(self) -> int:
+        """Divider cycles per row: ``ceil(recip_width / div_step_bits)``."""
+        return -(-self.recip_width // self.div_step_bits)
+
+    @property
+    def norm_cycles(self) -> int:
+        """Normalizer cycles per row: copy (2) + divider + ``chunks`` output beats."""
+        return 2 + self.div_steps + self.chunks
+
+    @property
+    def buffer_slots(self) -> int:
+        """Rows held by each K/V buffer: ``window + 2`` (SWA), ``window`` = max n (dense)."""
+        return self.window if self.dense else self.window + 2
 
     def _v_range(self) -> tuple[int, int]:
         ints, _ = fixed_point(finite_codes(self.v_fmt), self.v_fmt)
@@ -429,11 +461,28 @@ def relative_error(config: SWAConfig, out: np.ndarray, exact: np.ndarray) -> flo
 # ---- timing -----------------------------------------------------------------------------------
 
 
-def row_cycles(config: SWAConfig, nk: int) -> int:
-    """Cycles of one row with ``nk`` keys after its token is in: QKᵀ ``nk·chunks + 1``, softmax+SV
-    ``nk·chunks + 1``, reciprocal ``recip_width``, output ``chunks``."""
-    C = config.chunks
-    return 2 * (nk * C + 1) + config.recip_width + C
+def slot_cycles(config: SWAConfig, n: int) -> np.ndarray:
+    """Length of every lockstep slot (cycles) for one sequence of ``n`` tokens, always-valid
+    source and always-ready sink (see ``hw.swa_rtl``'s schedule).
+
+    SWA, slot ``k = 0 .. n+2``: ``max(chunks·[k<n], chunks·nk(k-1)·[1<=k<=n],
+    chunks·nk(k-2)·[2<=k<=n+1], norm_cycles·[3<=k<=n+2])`` with ``nk(r) = min(r+1, window)``.
+    Dense: ``n`` ingest slots of ``chunks``, one empty slot of 1 cycle, then slots ``j = 0 .. n+1``
+    of ``max(n·chunks·[j<n], n·chunks·[1<=j<=n], norm_cycles·[j>=2])``.
+    """
+    _check_n(config, n)
+    C, Pn = config.chunks, config.norm_cycles
+    if config.dense:
+        j = np.arange(n + 2)
+        rows = np.maximum.reduce([n * C * (j < n), n * C * ((j >= 1) & (j <= n)), Pn * (j >= 2)])
+        return np.concatenate([np.full(n, C), [1], rows]).astype(np.int64)
+    k = np.arange(n + 3)
+    nk1 = np.minimum(k, config.window)          # nk(k-1) = min(k, W)
+    nk2 = np.minimum(k - 1, config.window)      # nk(k-2) = min(k-1, W)
+    return np.maximum.reduce([
+        C * (k < n), C * nk1 * ((k >= 1) & (k <= n)), C * nk2 * ((k >= 2) & (k <= n + 1)),
+        Pn * ((k >= 3) & (k <= n + 2)),
+    ]).astype(np.int64)
 
 
 def _sum_nk(n: int, w: int) -> int:
@@ -445,26 +494,26 @@ def _sum_nk(n: int, w: int) -> int:
 
 def cycles(config: SWAConfig, wl: SWAWorkload | int) -> int:
     """Cycles until the last output transfers for one sequence of ``n`` tokens (always-valid
-    source, always-ready sink), closed form.
-
-    SWA: each token is taken in (``chunks`` cycles) then its row runs (:func:`row_cycles` with
-    ``nk = min(i+1, window)``): ``n·(2·chunks + 2 + recip_width) + 2·chunks·Σ_i min(i+1, window)``.
-    Dense baseline: all ``n`` tokens first, then ``n`` rows of ``n`` keys each:
-    ``n·chunks + n·row_cycles(n)``.
-    """
+    source, always-ready sink): the sum of :func:`slot_cycles`. For SWA with ``n > window + 2``
+    it equals ``n·P + (warm-up and drain terms)``, ``P = max(window·chunks, norm_cycles)``:
+    linear in ``n``; the dense baseline's rows cost ``n·chunks`` each: quadratic."""
     n = wl if isinstance(wl, (int, np.integer)) else wl.n
-    _check_n(config, n)
+    return int(slot_cycles(config, int(n)).sum())
+
+
+def steady_row_cycles(config: SWAConfig) -> int:
+    """Cycles per row in the steady state of a long sequence (SWA):
+    ``max(window·chunks, norm_cycles, chunks)``."""
     C = config.chunks
-    if config.dense:
-        return n * C + n * row_cycles(config, n)
-    return n * (2 * C + 2 + config.recip_width) + 2 * C * _sum_nk(n, config.window)
+    return max(config.window * C, config.norm_cycles, C)
 
 
 def mac_utilization(config: SWAConfig, n: int) -> float:
-    """Useful multiplies / (2 units · lanes · cycles): the QKᵀ and SV units together (masked
-    dense products count as not useful)."""
-    useful = 2 * config.head_dim * (_sum_nk(n, n if config.dense else config.window))
-    return useful / (2 * config.lanes * cycles(config, n))
+    """Useful multiplies per unit / (lanes · cycles), for the QKᵀ unit (the SV unit does the
+    same work): ``head_dim · Σ_i nk_i / (lanes · cycles)``. Masked products of the dense
+    baseline are not useful work."""
+    useful = config.head_dim * _sum_nk(n, n if config.dense else config.window)
+    return useful / (config.lanes * cycles(config, n))
 
 
 # ---- CLI --------------------------------------------------------------------------------------
@@ -487,6 +536,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--recip-bits", type=int, default=16, help="reciprocal precision bits (default 16)")
     g.add_argument("--out-frac-bits", type=int, default=8, help="output fraction bits below the V unit (default 8)")
     g.add_argument("--score-scale", type=float, default=None, help="softmax scale of q·k (default 1/sqrt(head-dim))")
+    g.add_argument("--div-bits", type=int, default=None, help="reciprocal quotient bits per cycle (default: auto)")
     g.add_argument("--dense", action="store_true", help="build the dense causal baseline; --window = max n")
     if not any(a.dest == "n" for a in parser._actions):
         g.add_argument("--n", type=int, default=64, help="sequence length to simulate (default 64)")
@@ -498,5 +548,5 @@ def config_from_args(args: argparse.Namespace) -> SWAConfig:
         head_dim=args.head_dim, window=args.window, lanes=args.lanes, qk_fmt=args.qk_fmt,
         v_fmt=args.v_fmt, causal=args.causal, exp_bits=args.exp_bits, lut_bits=args.lut_bits,
         scale_bits=args.scale_bits, recip_bits=args.recip_bits, out_frac_bits=args.out_frac_bits,
-        score_scale=args.score_scale, dense=args.dense,
+        score_scale=args.score_scale, dense=args.dense, div_bits=args.div_bits,
     )
