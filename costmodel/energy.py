@@ -15,7 +15,8 @@ Actions per workload (``beats`` input beats, from the closed forms in :mod:`cost
 ``add_bits``        beats · adder-tree bits (``tree_bits``) — bit-additions
 ``acc_bits``        beats · accumulator bits
 ``reg_bits``        beats · register bits clocked (pipeline, accumulator, output)
-``mux_bits``        beats · lanes · activation bits selected by the N:M index muxes (sparse)
+``mux_bits``        beats · lanes · activation bits · (m − 1): 2:1-mux bits of the N:M index muxes
+                    (an m:1 mux is m − 1 two-input muxes; sparse only)
 ``read_bits``       beats · input-beat bits read from an on-chip buffer (weights, indices,
                     activations)
 """
@@ -68,7 +69,7 @@ def action_counts_array(features: pd.DataFrame, beats: np.ndarray) -> pd.DataFra
         "add_bits": beats * f["tree_bits"].to_numpy(dtype=float),
         "acc_bits": beats * f["acc_bits"].to_numpy(dtype=float),
         "reg_bits": beats * f["reg_bits"].to_numpy(dtype=float),
-        "mux_bits": beats * np.where(f["mux_bits"].to_numpy() > 0, lanes * f["ab"].to_numpy(dtype=float), 0.0),
+        "mux_bits": beats * lanes * f["ab"].to_numpy(dtype=float) * np.maximum(f["mux_m"].to_numpy() - 1, 0),
         "read_bits": beats * f["in_bits"].to_numpy(dtype=float),
     }, index=f.index)
 

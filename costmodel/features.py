@@ -86,7 +86,7 @@ def _acc_bits(plo: int, phi: int, k: int) -> int:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_adders", "reg_bits", "mux_bits", "mux_levels", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_adders", "reg_bits", "mux_bits", "mux_levels", "mux_m", "in_bits"]
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -194,7 +194,8 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     sp = (cfg["engine"] == "sparse").to_numpy()
     m = cfg["m"].to_numpy()
     ab = f["ab"].to_numpy()
-    f["mux_bits"] = np.where(sp, lanes * ab * (m - 1), 0)
+    f["mux_bits"] = np.where(sp, lanes * ab * np.maximum(1, m // 4), 0)  # LUT6-equivalents
+    f["mux_m"] = np.where(sp, m, 0)
     f["mux_levels"] = np.where(sp, np.ceil(np.log2(np.maximum(m, 2)) / 2).astype(np.int64), 0)
     n = np.maximum(cfg["n"].to_numpy(), 1)
     span = np.where(sp, lanes // n * m, lanes)

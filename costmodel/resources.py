@@ -10,9 +10,11 @@ multiplier      LUTs of one exact multiplier for the format pair: the Yosys figu
 adder tree      LUTs per adder bit (``tree_bits``), split by whether the products come from LUTs
                 or DSPs (Yosys folds part of the first level into DSP post-adders);
 accumulator     LUTs per accumulator bit;
-index mux       LUTs per 2:1-mux-equivalent bit (``lanes · abits · (m − 1)``, sparse only);
-registers       FF = pipeline + accumulator + output register bits, minus the product register
-                that Yosys packs into the DSP (MREG) when the multipliers are DSPs;
+index mux       LUTs per selected bit, ``lanes · abits · max(1, m / 4)`` (an m:1 mux is m/4
+                LUT6 + MUXF7/8 per bit; sparse only);
+registers       FF = pipeline + accumulator + output register bits, minus what Yosys packs into
+                DSP48 registers for int × int DSP multipliers (product → MREG/PREG; with no
+                pipeline, the accumulator → P);
 DSP             ``lanes · DSPs per multiplier`` by the Yosys inference rule (not fitted);
 BRAM18          0: the engines hold no memories (weights and activations stream in).
 
@@ -46,7 +48,7 @@ __all__ = ["COEFFICIENTS_JSON", "fit", "load_coefficients", "predict_frame", "de
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
 
 LUT_TERMS = ["const", "mult_lut", "tree_bits_lutmult", "tree_bits_dspmult", "acc_bits", "mux_bits", "lanes"]
-FF_TERMS = ["const", "ff_struct", "dsp_lane_reg"]
+FF_TERMS = ["const", "ff_struct", "dsp_absorbed"]
 MULT_TERMS = ["int_ab", "mf_ab", "mf_shift", "mf_prod", "mf_const"]
 
 
@@ -121,10 +123,17 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         np.ones(len(f)), lanes * ml, tree * ~dspm, tree * dspm, f["acc_bits"].to_numpy(dtype=float),
         f["mux_bits"].to_numpy(dtype=float), lanes,
     ])
-    # product register at level 0 (pipeline >= 1 puts one there) is packed into the DSP
-    reg0 = np.where(f["pipeline"].to_numpy() > 0, lanes * f["prod_bits"].to_numpy(), 0)
-    ff_struct = f["reg_bits"].to_numpy(dtype=float) - np.where(dspm, reg0, 0)
-    ff = np.column_stack([np.ones(len(f)), ff_struct, np.where(dspm, reg0, 0).astype(float)])
+    # Yosys packs registers into DSP48s only where the DSP's output is the integer product itself
+    # (int × int; a minifloat's significand product still goes through the LUT aligner):
+    # the level-0 product register (pipeline >= 1) becomes MREG/PREG, and with pipeline = 0 the
+    # accumulator register becomes the last DSP's P register (when it fits 48 bits).
+    int_dsp = dspm & (f["mf"].to_numpy() == 0)
+    pipe = f["pipeline"].to_numpy()
+    acc = f["acc_bits"].to_numpy()
+    reg0 = np.where(pipe > 0, lanes * f["prod_bits"].to_numpy(), 0)
+    absorbed = np.where(int_dsp, reg0 + np.where((pipe == 0) & (acc <= 48), acc, 0), 0)
+    ff_struct = f["reg_bits"].to_numpy(dtype=float) - absorbed
+    ff = np.column_stack([np.ones(len(f)), ff_struct, absorbed.astype(float)])
     dsp = lanes * f["mult_dsp"].to_numpy()
     return {"lut": lut, "ff": ff, "dsp": dsp, "features": f}
 

@@ -68,7 +68,9 @@ def test_action_counts_match_simulated_beats(config, k, vectors):
     payload_bits = config.in_layout().size
     assert counts["read_bits"] == beats * payload_bits
     if config.engine == "sparse":
-        assert counts["mux_bits"] == beats * config.lanes * config.afmt.bits
+        assert counts["mux_bits"] == beats * config.lanes * config.afmt.bits * (config.m - 1)
+    else:
+        assert counts["mux_bits"] == 0
     # multiplies by hand: every lane of every beat, padding included
     span = config.lane_span
     assert counts["mult"] == vectors * -(-k // span) * config.lanes
