@@ -281,7 +281,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cache: bool = True) -> Resources:
-    """Synthesize a component (or a config with ``build()``) with Yosys for ``target``.
+    """Synthesize a component (or a config with ``build()``, or Verilog text with top module
+    ``dut``) with Yosys for ``target``.
 
     Parameters
     ----------

