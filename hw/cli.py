@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import re
 import sys
@@ -77,10 +78,14 @@ def _base_type(hint: Any) -> tuple[type, bool]:
 
 
 def config_class(mod: types.ModuleType) -> type:
-    """The config dataclass of an engine module (its ``Config`` alias)."""
+    """The config dataclass of an engine module: its ``Config`` alias, else the type of
+    ``random_workload``'s first parameter."""
     cls = getattr(mod, "Config", None)
+    if cls is None and hasattr(mod, "random_workload"):
+        first = next(iter(inspect.signature(mod.random_workload).parameters), None)
+        cls = typing.get_type_hints(mod.random_workload).get(first) if first else None
     if cls is None or not dataclasses.is_dataclass(cls):
-        raise CliError(f"engine module {mod.__name__} has no Config dataclass")
+        raise CliError(f"engine module {mod.__name__} has no Config dataclass (define Config = <its config class>)")
     return cls
 
 
@@ -117,6 +122,51 @@ def make_config(mod: types.ModuleType, args: argparse.Namespace, k_max_default: 
     if "k_max" in kw and kw["k_max"] is None:
         kw["k_max"] = k_max_default
     return cls(**kw)
+
+
+#: defaults and help of common ``random_workload`` parameters (others: required, or their default)
+WORKLOAD_OPTIONS = {
+    "k": (64, "reduction length K, elements"),
+    "vectors": (100, "dot products (output vectors) to run"),
+    "seed": (1, "random seed of the workload"),
+    "n": (64, "sequence length, tokens"),
+}
+
+
+def workload_params(mod: types.ModuleType) -> list[tuple[str, str, type, Any]]:
+    """``(name, option, type, default)`` for each parameter of ``mod.random_workload`` after the
+    config; the option is ``--name``, or ``--workload-name`` where a config field has that name."""
+    fn = mod.random_workload
+    hints = typing.get_type_hints(fn)
+    fields = {f.name for f in dataclasses.fields(config_class(mod))}
+    out = []
+    for p in list(inspect.signature(fn).parameters.values())[1:]:
+        typ, _ = _base_type(hints.get(p.name, str))
+        default = p.default if p.default is not inspect.Parameter.empty else WORKLOAD_OPTIONS.get(p.name, (None,))[0]
+        opt = f"--workload-{p.name}" if p.name in fields else f"--{p.name}"
+        out.append((p.name, opt.replace("_", "-"), typ, default))
+    return out
+
+
+def add_workload_options(parser: argparse.ArgumentParser, mod: types.ModuleType) -> None:
+    """One option per ``random_workload`` parameter (dest ``wl__<name>``)."""
+    group = parser.add_argument_group("workload")
+    for name, opt, typ, default in workload_params(mod):
+        help_ = WORKLOAD_OPTIONS.get(name, (None, name.replace("_", " ")))[1]
+        kw: dict[str, Any] = dict(dest=f"wl__{name}", type=typ, metavar=name.upper(), default=default)
+        if default is None:
+            kw["required"] = True
+        else:
+            help_ += f" (default: {default})"
+        group.add_argument(opt, help=help_, **kw)
+
+
+def workload_class(mod: types.ModuleType) -> type:
+    """The workload dataclass an engine's ``random_workload`` returns."""
+    cls = typing.get_type_hints(mod.random_workload).get("return")
+    if cls is None or not dataclasses.is_dataclass(cls):
+        raise CliError(f"engine module {mod.__name__}: random_workload has no dataclass return annotation")
+    return cls
 
 
 def _config_str(config: Any) -> str:
@@ -168,70 +218,82 @@ def _pattern(text: str | None, name: str) -> list[bool] | None:
     return [c == "1" for c in text]
 
 
-def _load_codes(path: str, mod: types.ModuleType):
+def _load_codes(path: str, wl_cls: type):
     p = Path(path)
+    names = [f.name for f in dataclasses.fields(wl_cls)]
     if not p.exists():
-        raise FileNotFoundError(f"workload file {p} not found; pass an .npz with arrays w_codes and a_codes")
+        raise FileNotFoundError(f"workload file {p} not found; pass an .npz with arrays {', '.join(names)}")
     with np.load(p) as z:
-        missing = {"w_codes", "a_codes"} - set(z.files)
+        missing = sorted(set(names) - set(z.files))
         if missing:
-            raise CliError(f"{p} lacks arrays {sorted(missing)}; save it with np.savez(path, w_codes=…, a_codes=…)")
-        return mod.Workload(z["w_codes"].astype(np.uint8), z["a_codes"].astype(np.uint8))
+            example = ", ".join(f"{n}=…" for n in names)
+            raise CliError(f"{p} lacks arrays {missing}; save it with np.savez(path, {example})")
+        return wl_cls(**{n: z[n].astype(np.uint8) for n in names})
 
 
-def _jsonable(a: np.ndarray) -> list:
-    return [int(x) for x in np.asarray(a).ravel()] if np.asarray(a).ndim <= 1 else [_jsonable(r) for r in a]
+def _jsonable(a: Any) -> Any:
+    """Nested lists of Python ints (exact, any width) from an integer array."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return int(a)
+    return [_jsonable(x) for x in a] if a.ndim > 1 else [int(x) for x in a]
 
 
 def _sim(args: argparse.Namespace) -> int:
     from .sim import simulate
 
     mod = args.engine_module
+    params = {name: getattr(args, f"wl__{name}") for name, *_ in workload_params(mod)}
     if args.codes:
-        wl = _load_codes(args.codes, mod)
-        cfg = make_config(mod, args, max(wl.k, 1))
+        wl = _load_codes(args.codes, workload_class(mod))
+        k = getattr(wl, "k", None)
+        cfg = make_config(mod, args, int(k) if isinstance(k, (int, np.integer)) else DEFAULT_K_MAX)
+        described = {"codes": args.codes}
     else:
-        if args.k < 1 or args.vectors < 1:
-            raise CliError(f"--k and --vectors must be >= 1 (got {args.k}, {args.vectors})")
-        cfg = make_config(mod, args, args.k)
-        wl = mod.random_workload(cfg, k=args.k, vectors=args.vectors, seed=args.seed)
+        cfg = make_config(mod, args, params.get("k", DEFAULT_K_MAX))
+        wl = mod.random_workload(cfg, **params)
+        described = params
     out_ready, in_valid = _pattern(args.out_ready, "--out-ready"), _pattern(args.in_valid, "--in-valid")
     inputs = mod.pack_inputs(cfg, wl)
     n = mod.n_outputs(cfg, wl)
-    ref = mod.reference(cfg, wl)
+    ref = np.asarray(mod.reference(cfg, wl))
     closed = mod.cycles(cfg, wl)
     t0 = time.perf_counter()
     res = simulate(cfg.build(), inputs, n, backend=args.backend, out_ready=out_ready, in_valid=in_valid)
     seconds = time.perf_counter() - t0
-    outs = mod.unpack_outputs(cfg, res.outputs)
-    matches = [int(a) == int(b) for a, b in zip(outs, ref)]
-    equal = len(outs) == len(ref) and all(matches)
+    outs = np.asarray(mod.unpack_outputs(cfg, res.outputs))
+    same_shape = outs.shape == ref.shape
+    matches = [bool(np.array_equal(a, b)) for a, b in zip(outs, ref)] if same_shape else []
+    equal = same_shape and all(matches)
     free_flow = out_ready is None and in_valid is None
     cycles_equal = (res.cycles == closed) if free_flow else None
     exp = mod.output_exponent(cfg)
+    arrays = {f.name: _jsonable(getattr(wl, f.name)) for f in dataclasses.fields(wl)}
     if args.json:
         print(json.dumps({
-            "engine": args.engine, "config": cfg.to_dict(), "backend": res.backend,
-            "k": int(wl.k), "vectors": int(wl.vectors), "seed": None if args.codes else args.seed,
-            "out_ready": args.out_ready, "in_valid": args.in_valid,
-            "inputs": {"w_codes": _jsonable(wl.w_codes), "a_codes": _jsonable(wl.a_codes)},
+            "engine": args.engine, "config": cfg.to_dict(), "backend": res.backend, "workload": described,
+            "out_ready": args.out_ready, "in_valid": args.in_valid, "inputs": arrays,
             "input_beats": len(inputs), "output_exponent": exp,
-            "outputs": [int(x) for x in outs], "reference": [int(x) for x in ref],
+            "outputs": _jsonable(outs), "reference": _jsonable(ref),
             "equal": equal, "cycles": res.cycles, "cycles_closed_form": closed, "cycles_equal": cycles_equal,
             "seconds": round(seconds, 4),
         }))
     else:
-        print(f"sim {args.engine} ({_config_str(cfg)}) on {res.backend}: {wl.vectors} vectors of K={wl.k}, "
-              f"{len(inputs)} input beats")
+        what = " ".join(f"{k}={v}" for k, v in described.items())
+        print(f"sim {args.engine} ({_config_str(cfg)}) on {res.backend}: workload {what}, "
+              f"{len(inputs)} input beats, {n} output beats")
         print(f"  outputs == exact reference: {'yes' if equal else 'NO'} ({sum(matches)}/{len(ref)}), "
               f"units 2^{exp}")
         note = "" if free_flow else " (with the given stall patterns; closed form assumes none)"
         print(f"  cycles {res.cycles}, closed form {closed}{note}; {seconds:.3f} s wall "
               f"(elaboration and any Verilator build included)")
         if not equal:
-            bad = next(j for j, ok in enumerate(matches + [False]) if not ok)
-            if bad < min(len(outs), len(ref)):
-                print(f"  first mismatch: vector {bad}: got {int(outs[bad])}, expected {int(ref[bad])}")
+            if not same_shape:
+                print(f"  output shape {outs.shape} != reference shape {ref.shape}")
+            else:
+                bad = matches.index(False)
+                print(f"  first mismatch at {bad}: got {_jsonable(outs[bad:bad + 1])[0]}, "
+                      f"expected {_jsonable(ref[bad:bad + 1])[0]}")
     return 0 if equal and cycles_equal is not False else 1
 
 
@@ -275,12 +337,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for <engine>.v and <engine>.json")
 
     def extra_sim(p):
-        g = p.add_argument_group("workload and simulation")
-        g.add_argument("--k", type=int, default=64, help="reduction length K, elements (default: 64)")
-        g.add_argument("--vectors", type=int, default=100, help="dot products to run (default: 100)")
-        g.add_argument("--seed", type=int, default=1, help="random seed of the workload (default: 1)")
-        g.add_argument("--codes", metavar="NPZ", help="run these codes instead (.npz with w_codes, a_codes "
-                                                        "uint8 arrays of shape (vectors, K))")
+        add_workload_options(p, p.get_default("engine_module"))
+        g = p.add_argument_group("simulation")
+        names = ", ".join(f.name for f in dataclasses.fields(workload_class(p.get_default("engine_module"))))
+        g.add_argument("--codes", metavar="NPZ", help=f"run these codes instead of a random workload (.npz with "
+                                                        f"uint8 arrays {names}; workload options are ignored)")
         g.add_argument("--backend", choices=BACKENDS, default="pysim", help="simulator (default: pysim)")
         g.add_argument("--out-ready", metavar="BITS", help="repeating sink ready pattern, e.g. 1101 (default: 1)")
         g.add_argument("--in-valid", metavar="BITS", help="repeating source valid pattern, e.g. 10 (default: 1)")
@@ -301,7 +362,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(cmd, help=help_, description=help_ + ".")
         engines = p.add_subparsers(dest="engine", metavar="ENGINE", required=True)
         for name, mod in ENGINES.items():
+            try:
+                config_class(mod), workload_class(mod)
+            except (CliError, NameError, AttributeError) as e:  # a broken plug-in must not take the CLI down
+                print(f"paretofab: engine {name!r} skipped: {e}", file=sys.stderr)
+                continue
             q = engines.add_parser(name, help=_engine_help(mod), description=_engine_help(mod))
+            q.set_defaults(func=func, engine_module=mod)
             add_config_options(q, config_class(mod))
             extra(q)
-            q.set_defaults(func=func, engine_module=mod)

@@ -179,3 +179,19 @@ def test_every_registered_engine_gets_commands_and_a_new_one_plugs_in(monkeypatc
     rc, out, _ = run(capsys, "sim", "dot2", "--lanes", "2", "--wfmt", "int4", "--afmt", "int4", "--k", "4",
                      "--vectors", "2", "--json")
     assert rc == 0 and json.loads(out)["equal"] is True
+
+
+def test_swa_engine_plugs_in_without_cli_changes(monkeypatch, capsys):
+    """An engine with other config fields and another workload signature (n, seed; q/k/v arrays):
+    options come from its config dataclass and random_workload, nothing else is needed."""
+    swa = pytest.importorskip("hw.swa")
+    monkeypatch.setitem(ENGINES, "swa", swa)
+    rc, out, err = run(capsys, "sim", "swa", "--head-dim", "4", "--window", "4", "--lanes", "2",
+                       "--qk-fmt", "int4", "--v-fmt", "int4", "--n", "5", "--seed", "2", "--json")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert set(r["inputs"]) == {"q", "k", "v"} and np.array(r["inputs"]["q"]).shape == (5, 4)
+    assert r["equal"] is True and r["cycles_equal"] is True and r["workload"] == {"n": 5, "seed": 2, "special_fraction": 0.1}
+    rc, _, err = run(capsys, "sim", "swa", "--head-dim", "3", "--window", "4", "--lanes", "2",
+                     "--qk-fmt", "int4", "--v-fmt", "int4")
+    assert rc == 2 and err.count("\n") == 1
