@@ -124,6 +124,10 @@ class SWAConfig:
     div_bits : int or None
         Quotient bits the reciprocal divider computes per cycle; None picks the fewest that keep
         the normalizer within a steady-state row (``norm_cycles <= window·chunks``).
+    norm_lanes : int or None
+        Multipliers of the normalizer (``a·r``, wide): a divisor of ``lanes``; an output beat
+        takes ``lanes / norm_lanes`` cycles. None picks the fewest that keep the normalizer within
+        a steady-state row (then the fewest divider bits per cycle).
     """
 
     head_dim: int
@@ -140,6 +144,7 @@ class SWAConfig:
     score_scale: float | None = None
     dense: bool = False
     div_bits: int | None = None
+    norm_lanes: int | None = None
 
     engine = "swa"
 
@@ -174,6 +179,11 @@ class SWAConfig:
         if self.div_bits is not None:
             _check_int("div_bits", self.div_bits, 1, self.recip_width,
                        f"use --div-bits 1..{self.recip_width} (quotient bits per cycle)")
+        if self.norm_lanes is not None:
+            _check_int("norm_lanes", self.norm_lanes, 1, self.lanes, "use --norm-lanes dividing --lanes")
+            if self.lanes % self.norm_lanes:
+                raise ConfigError(f"norm_lanes={self.norm_lanes} does not divide lanes={self.lanes}; "
+                                  f"pick a divisor of lanes")
         if self.z_bits > 60:
             raise ConfigError(f"exp_bits + ceil(log2 window) + recip_bits = {self.z_bits} > 60; "
                               f"lower --exp-bits or --recip-bits")
@@ -234,14 +244,29 @@ class SWAConfig:
         """Quotient bits of the reciprocal (= divider iterations, cycles)."""
         return self.recip_bits + _clog2(self.window) + 1
 
+    def _norm_choice(self) -> tuple[int, int]:
+        """(norm_lanes, div bits per cycle): the given ones, else the fewest normalizer
+        multipliers, then the fewest divider bits, with ``norm_cycles <= window·chunks``."""
+        qb, C, L, budget = self.recip_width, self.chunks, self.lanes, self.window * self.chunks
+        nls = [self.norm_lanes] if self.norm_lanes else [d for d in range(1, L + 1) if L % d == 0]
+        bs = [self.div_bits] if self.div_bits else list(range(1, qb + 1))
+        for nl in nls:
+            for b in bs:
+                if 2 + -(-qb // b) + C * (L // nl) <= budget:
+                    return nl, b
+        nl = nls[-1]
+        room = budget - 2 - C * (L // nl)
+        return nl, (self.div_bits or min(qb, -(-qb // max(1, room))))
+
+    @property
+    def norm_mults(self) -> int:
+        """Normalizer multipliers (``norm_lanes`` or the automatic choice)."""
+        return self._norm_choice()[0]
+
     @property
     def div_step_bits(self) -> int:
         """Quotient bits per divider cycle (``div_bits`` or the automatic choice)."""
-        if self.div_bits is not None:
-            return self.div_bits
-        qb, C = self.recip_width, self.chunks
-        budget = max(1, self.window * C - C - 2)
-        return min(qb, -(-qb // budget))
+        return self._norm_choice()[1]
 
     @property
     def div_steps(self) -> int:
@@ -250,8 +275,8 @@ class SWAConfig:
 
     @property
     def norm_cycles(self) -> int:
-        """Normalizer cycles per row: copy (2) + divider + ``chunks`` output beats."""
-        return 2 + self.div_steps + self.chunks
+        """Normalizer cycles per row: copy (2) + divider + ``chunks·lanes/norm_mults`` (output)."""
+        return 2 + self.div_steps + self.chunks * (self.lanes // self.norm_mults)
 
     @property
     def buffer_slots(self) -> int:
@@ -548,6 +573,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--out-frac-bits", type=int, default=8, help="output fraction bits below the V unit (default 8)")
     g.add_argument("--score-scale", type=float, default=None, help="softmax scale of q·k (default 1/sqrt(head-dim))")
     g.add_argument("--div-bits", type=int, default=None, help="reciprocal quotient bits per cycle (default: auto)")
+    g.add_argument("--norm-lanes", type=int, default=None, help="normalizer multipliers, divides lanes (default: auto)")
     g.add_argument("--dense", action="store_true", help="build the dense causal baseline; --window = max n")
     if not any(a.dest == "n" for a in parser._actions):
         g.add_argument("--n", type=int, default=64, help="sequence length to simulate (default 64)")
@@ -560,4 +586,5 @@ def config_from_args(args: argparse.Namespace) -> SWAConfig:
         v_fmt=args.v_fmt, causal=args.causal, exp_bits=args.exp_bits, lut_bits=args.lut_bits,
         scale_bits=args.scale_bits, recip_bits=args.recip_bits, out_frac_bits=args.out_frac_bits,
         score_scale=args.score_scale, dense=args.dense, div_bits=args.div_bits,
+        norm_lanes=args.norm_lanes,
     )

@@ -33,7 +33,7 @@ Back-pressure on either stream only stretches the slot it falls in.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -262,15 +262,29 @@ class SWAKernel(wiring.Component):
                          rn.eq(Mux(ge, r2 - nsum, r2)), qn.eq(Cat(ge, q_next[:-1]))]
             r_next, n_next, q_next = rn, Cat(0, n_next[:-1]), qn
         oc = Signal(range(C + 1))
+        NL = cfg.norm_mults
+        SB = L // NL                                 # cycles per output beat
+        sb = Signal(range(SB + 1))
         chunk_vals = Array(Cat(*nacc[cc * L:(cc + 1) * L]) for cc in range(C))
         sel = Signal(L * cfg.sv_bits)
         m.d.comb += sel.eq(chunk_vals[oc])
+        groups = Array(sel[g * NL * cfg.sv_bits:(g + 1) * NL * cfg.sv_bits] for g in range(SB))
+        gsel = Signal(NL * cfg.sv_bits)
+        m.d.comb += gsel.eq(groups[sb])
         sh = cfg.z_bits - cfg.out_frac_bits
         recip = quo[:cfg.recip_width]
-        for l in range(L):
-            a = sel[l * cfg.sv_bits:(l + 1) * cfg.sv_bits].as_signed()
+        ob = cfg.out_bits
+        obuf = Signal(max(1, (SB - 1) * NL * ob))   # the beat's earlier groups
+        normed = []
+        for l in range(NL):
+            a = gsel[l * cfg.sv_bits:(l + 1) * cfg.sv_bits].as_signed()
             prod = Signal(signed(cfg.sv_bits + cfg.recip_width + 1), name=f"norm{l}")
-            m.d.comb += [prod.eq(a * recip), self.o.payload[l].eq(prod >> sh)]
+            o = Signal(signed(ob), name=f"normo{l}")
+            m.d.comb += [prod.eq(a * recip), o.eq(prod >> sh)]
+            normed.append(o)
+        m.d.comb += Value.cast(self.o.payload).eq(Cat(obuf[:(SB - 1) * NL * ob], *normed) if SB > 1 else Cat(*normed))
+        if SB > 1:
+            shifted = Cat(obuf, *normed)[NL * ob:]   # shift register: the newest group on top
         nm_fin = Signal()
         nm_idle = Signal()
         sv_has = Signal()                    # the SV unit holds a row in this slot
@@ -290,11 +304,17 @@ class SWAKernel(wiring.Component):
             with m.State("DIV"):
                 m.d.sync += [rem.eq(r_next), nlow.eq(n_next), quo.eq(q_next), dk.eq(dk - 1)]
                 with m.If(dk == 0):
-                    m.d.sync += oc.eq(0)
+                    m.d.sync += [oc.eq(0), sb.eq(0)]
                     m.next = "OUT"
             with m.State("OUT"):
-                m.d.comb += self.o.valid.eq(1)
-                with m.If(self.o.ready):
+                with m.If(sb != SB - 1):
+                    m.d.sync += sb.eq(sb + 1)
+                    if SB > 1:
+                        m.d.sync += obuf.eq(shifted)
+                with m.Else():
+                    m.d.comb += self.o.valid.eq(1)
+                with m.If((sb == SB - 1) & self.o.ready):
+                    m.d.sync += sb.eq(0)
                     m.d.sync += oc.eq(oc + 1)
                     with m.If(oc == C - 1):
                         m.d.comb += nm_fin.eq(1)

@@ -286,3 +286,26 @@ def test_cli_arguments_build_the_config():
     args = p.parse_args(["--symmetric"])
     with pytest.raises(ConfigError, match="symmetric"):
         swa.config_from_args(args)
+
+
+@pytest.mark.parametrize("norm_lanes,div_bits", [(1, 1), (2, 5), (4, None)])
+def test_normalizer_lanes_and_divider_radix_pysim(norm_lanes, div_bits):
+    cfg0 = swa.SWAConfig(8, 3, 4, "int8", "e2m3", norm_lanes=norm_lanes, div_bits=div_bits)
+    wl = swa.random_workload(cfg0, 9, seed=norm_lanes)
+    cfg = with_scale(cfg0, spread_scale(cfg0, wl))
+    got, res = run(cfg, wl)
+    assert np.array_equal(got, model(cfg, wl))
+    assert res.cycles == swa.cycles(cfg, 9)
+    assert cfg.norm_cycles == 2 + -(-cfg.recip_width // cfg.div_step_bits) + cfg.chunks * 4 // norm_lanes
+    res = simulate(cfg, swa.pack_inputs(cfg, wl), swa.n_outputs(cfg, wl), out_ready=[1, 0, 0, 1, 0],
+                   max_cycles=5000)
+    assert np.array_equal(swa.unpack_outputs(cfg, res.outputs), model(cfg, wl))
+
+
+def test_auto_normalizer_fits_a_steady_row():
+    for d, w, lanes in [(32, 16, 16), (64, 64, 16), (16, 16, 16), (64, 256, 16), (8, 4, 8)]:
+        cfg = swa.SWAConfig(d, w, lanes, "int8", "int8")
+        assert cfg.norm_cycles <= w * cfg.chunks
+        assert lanes % cfg.norm_mults == 0
+    with pytest.raises(ConfigError, match="norm_lanes"):
+        swa.SWAConfig(16, 16, 8, "int8", "int8", norm_lanes=3)
