@@ -1,0 +1,143 @@
+"""Benchmarks of the models package.
+
+    python bench/models.py            # trace generation accesses/s, student training samples/s
+    python bench/models.py --table    # NoKD / KD / PaCKD grid -> runs/models_table/table.md
+
+The table run appends each finished (app, arch, method) to ``results.jsonl`` and skips finished
+points when rerun, so it can be killed and resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models import distill as D  # noqa: E402
+from models import map_data, traces, zoo  # noqa: E402
+from models.cli import load_or_make_splits  # noqa: E402
+
+
+def bench_speed(scale: int, max_loads: int, rows: int) -> None:
+    print(f"trace generation (scale {scale}, {max_loads} raw loads; graph build included)")
+    print(f"{'app':<6} {'LLC acc':>9} {'seconds':>8} {'raw loads/s':>12} {'LLC acc/s':>10}")
+    for app in traces.APPS:
+        t0 = time.perf_counter()
+        tr = traces.generate(app, scale=scale, max_loads=max_loads)
+        dt = time.perf_counter() - t0
+        print(f"{app:<6} {len(tr):>9} {dt:>8.2f} {max_loads / dt:>12.0f} {len(tr) / dt:>10.0f}")
+    x = np.random.default_rng(0).integers(0, 1 << 20, 1_000_000)
+    t0 = time.perf_counter()
+    traces.lru_hits(x, traces.L1D.sets, traces.L1D.ways)
+    dt = time.perf_counter() - t0
+    print(f"LRU model, L1D geometry, 1e6 random lines: {1e6 / dt:,.0f} accesses/s")
+    sp, _ = load_or_make_splits("pr", scale, 0, max_loads, rows, progress=False)
+    cfg = D.TrainConfig(epochs=1, patience=1, progress=False)
+    print(f"\ntraining samples/s (1 thread, batch {cfg.batch_size}, {len(sp['y_train'])} rows, 1 epoch)")
+    for arch in zoo.ARCHS:
+        for preset in ("student", "cpu"):
+            torch.manual_seed(0)
+            m = zoo.build(arch, preset)
+            h = D.fit(m, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"], cfg)
+            print(f"{arch:<7} {preset:<8} {zoo.count_params(m):>9,} params {h['samples_per_s']:>9,.0f} samples/s")
+
+
+def run_table(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "results.jsonl"
+    done = {}
+    if store.exists():
+        for line in store.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["app"], r["arch"], r["method"])] = r
+    cfg = D.TrainConfig(epochs=args.epochs, patience=args.patience, progress=False, seed=args.seed)
+    tcfg = D.TrainConfig(epochs=args.teacher_epochs, patience=args.patience, progress=False, seed=args.seed)
+    for app in args.apps:
+        sp = None
+        for arch in args.archs:
+            for method in D.METHODS:
+                if (app, arch, method) in done:
+                    continue
+                if sp is None:
+                    sp, info = load_or_make_splits(app, args.scale, args.seed, args.max_loads,
+                                                   args.max_rows, progress=False)
+                t0 = time.perf_counter()
+                r = D.distill(sp, arch, method, args.clusters, args.feature, "cpu", cfg=cfg,
+                              teacher_cfg=tcfg, info=info)
+                r = {k: v for k, v in r.items() if k not in ("train_config",)}
+                with store.open("a") as f:
+                    f.write(json.dumps(r, default=float) + "\n")
+                done[(app, arch, method)] = r
+                print(f"{app} {arch} {method}: f1 {r['f1']:.4f} floor {r['floor']:.4f} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                (out / "table.md").write_text(render(done, args))
+    (out / "table.md").write_text(render(done, args))
+    print((out / "table.md").read_text())
+
+
+def render(done: dict, args: argparse.Namespace) -> str:
+    lines = [f"Test micro-F1 (threshold chosen on validation; F1 at 0.5 in brackets), scale "
+             f"{args.scale}, {args.max_rows} rows (70/10/20 time split), `cpu` teachers, "
+             f"PaCKD k={args.clusters} on `{args.feature}`, student <= {args.epochs} epochs, "
+             f"teachers <= {args.teacher_epochs}, patience {args.patience}, seed {args.seed}.", "",
+             "| app | arch | floor | NoKD | KD | PaCKD | student params | teacher params | compression | "
+             "label density | PaCKD cluster sizes (train) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for app in args.apps:
+        for arch in args.archs:
+            rs = {m: done.get((app, arch, m)) for m in D.METHODS}
+            if not any(rs.values()):
+                continue
+            any_r = next(r for r in rs.values() if r)
+
+            def cell(r):
+                return f"{r['f1']:.3f} ({r['f1_at_0.5']:.3f})" if r else "—"
+
+            kd = rs["kd"] or {}
+            pk = rs["packd"] or {}
+            tp = kd.get("teacher_params", [None])[0] if kd else None
+            comp = f"{kd['compression']:.0f}×" if kd.get("compression") else "—"
+            sizes = "/".join(map(str, pk["cluster_sizes"]["train"])) if pk else "—"
+            tp_s = f"{tp:,}" if tp else "—"
+            lines.append(f"| {app} | {arch} | {any_r['floor']:.3f} | {cell(rs['none'])} | {cell(rs['kd'])} | "
+                         f"{cell(rs['packd'])} | {any_r['student_params']:,} | {tp_s} | {comp} | "
+                         f"{any_r['density']:.3f} | {sizes} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", action="store_true", help="run the NoKD / KD / PaCKD grid")
+    p.add_argument("--apps", nargs="+", default=["pr", "bc", "cc", "sssp"])
+    p.add_argument("--archs", nargs="+", default=["resnet", "mixer", "lstm"])
+    p.add_argument("--scale", type=int, default=16)
+    p.add_argument("--max-loads", type=int, default=2_000_000)
+    p.add_argument("--max-rows", type=int, default=10_000)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--teacher-epochs", type=int, default=4)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--clusters", type=int, default=2)
+    p.add_argument("--feature", default="delta")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(ROOT / "runs" / "models_table"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.table:
+        run_table(args)
+    else:
+        bench_speed(args.scale, args.max_loads, args.max_rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

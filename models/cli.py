@@ -1,0 +1,117 @@
+"""``paretofab`` subcommands of the models package: ``traces`` and ``distill``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import distill as D
+from . import map_data, traces
+from .zoo import ARCHS, PRESETS
+
+
+def load_or_make_splits(app: str, scale: int, seed: int, max_loads: int, max_rows: int | None,
+                        trace_file: str | None = None, progress: bool = True) -> tuple[dict, dict]:
+    """Splits from a trace file (ML-DPC text) or from a freshly generated GAP trace; returns
+    ``(splits, info)`` with the trace's provenance and size."""
+    t0 = time.perf_counter()
+    if trace_file:
+        tr = traces.read_trace(trace_file)
+        info = {"trace": str(trace_file)}
+    else:
+        tr = traces.generate(app, scale=scale, seed=seed, max_loads=max_loads, progress=progress)
+        info = {"scale": scale, "seed": seed, "max_loads": max_loads}
+    sp = map_data.make_splits(tr.addr, tr.ip, max_rows=max_rows)
+    info.update({"app": app, "llc_accesses": len(tr), "trace_seconds": time.perf_counter() - t0})
+    return sp, info
+
+
+def _traces(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    tr = traces.generate(args.app, scale=args.scale, seed=args.seed, iters=args.iters,
+                         edge_factor=args.edge_factor, max_loads=args.max_loads, progress=True)
+    traces.write_trace(args.output, tr)
+    dt = time.perf_counter() - t0
+    print(f"{args.app} scale {args.scale}: {len(tr)} LLC accesses from {args.max_loads} loads max "
+          f"({dt:.1f} s) -> {args.output}")
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.output)
+    sp, info = load_or_make_splits(args.app, args.scale, args.seed, args.max_loads, args.max_rows,
+                                   args.trace)
+    info["teacher_preset"] = args.preset
+    cfg = D.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        patience=args.patience, alpha=args.alpha, temperature=args.temperature,
+                        seed=args.seed)
+    tcfg = D.TrainConfig(**{**cfg.__dict__, "epochs": args.teacher_epochs or args.epochs})
+    res = D.distill(sp, args.arch, args.method, args.clusters, args.feature, args.preset,
+                    cfg=cfg, teacher_cfg=tcfg, out_dir=out, info=info)
+    map_data.save_splits(out / "data.npz", sp)
+    (out / "metrics.json").write_text(json.dumps(res, indent=2, default=_json_default))
+    print(f"{args.app} {args.arch} {args.method}: test micro-F1 {res['f1']:.4f} "
+          f"(threshold {res['threshold']:.2f} from validation; F1@0.5 {res['f1_at_0.5']:.4f}; "
+          f"all-ones floor {res['floor']:.4f}); student {res['student_params']} params -> {out}")
+    return 0
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o)}")
+
+
+def _positive(v: str) -> int:
+    i = int(v)
+    if i < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return i
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("traces", help="LLC load trace of a GAP kernel on an RMAT graph (ML-DPC text)")
+    p.add_argument("--app", choices=traces.APPS, default="pr")
+    p.add_argument("--scale", type=int, default=16, help="RMAT scale: 2**scale vertices (default 16)")
+    p.add_argument("--edge-factor", type=_positive, default=16)
+    p.add_argument("--iters", type=_positive, default=None,
+                   help="pr/cc sweeps or bfs/sssp/bc sources (default per app)")
+    p.add_argument("--max-loads", type=_positive, default=2_000_000,
+                   help="raw loads simulated before the cache filter (default 2e6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="trace file (.txt, .txt.xz or .gz)")
+    p.set_defaults(func=_traces)
+
+    d = sub.add_parser("distill", help="train a MAP student by none / kd / packd distillation")
+    d.add_argument("--app", choices=traces.APPS, default="pr")
+    d.add_argument("--trace", default=None, help="use this ML-DPC load trace instead of generating one")
+    d.add_argument("--arch", choices=ARCHS, default="resnet")
+    d.add_argument("--method", choices=D.METHODS, default="packd")
+    d.add_argument("--clusters", type=int, default=2, help="PaCKD clusters (2..4)")
+    d.add_argument("--feature", choices=D.FEATURES, default="delta", help="PaCKD clustering feature")
+    d.add_argument("--preset", choices=[p for p in PRESETS if p != "student"], default="cpu",
+                   help="teacher size (default cpu)")
+    d.add_argument("--scale", type=int, default=16)
+    d.add_argument("--max-loads", type=_positive, default=2_000_000)
+    d.add_argument("--max-rows", type=_positive, default=None,
+                   help="evenly spaced subsample of the usable rows (default all)")
+    d.add_argument("--epochs", type=_positive, default=20, help="max student epochs (early stopping)")
+    d.add_argument("--teacher-epochs", type=_positive, default=None, help="max teacher epochs")
+    d.add_argument("--patience", type=_positive, default=3)
+    d.add_argument("--batch-size", type=_positive, default=256)
+    d.add_argument("--lr", type=float, default=2e-3)
+    d.add_argument("--alpha", type=float, default=0.5, help="weight of the label BCE in the KD loss")
+    d.add_argument("--temperature", type=float, default=2.0)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1)")
+    d.add_argument("-o", "--output", required=True, help="output directory")
+    d.set_defaults(func=_distill)
