@@ -99,10 +99,10 @@ def main() -> None:
         os.environ["PARETOFAB_CACHE"] = tempfile.mkdtemp(prefix="paretofab-bench-")
     rows = [bench_design(*d, quick=args.quick) for d in designs()]
     print(f"{'design':<40} {'payload in/out':>14} {'pysim c/s':>10} {'verilator c/s':>14} {'ratio':>7} "
-          f"{'harness c/s':>12} {'build s':>8} {'(verilate+g++)':>14}")
+          f"{'harness c/s':>12} {'ratio':>7} {'build s':>8} {'(verilate+g++)':>14}")
     for r in rows:
         print(f"{r['label']:<40} {r['in_bits']:>6}/{r['out_bits']:<7} {r['py_rate']:>10,.0f} {r['vl_rate']:>14,.0f} "
-              f"{r['ratio']:>6,.0f}× {r['core_rate']:>12,.0f} {r['build_s']:>8.1f} {r['verilate_s']:>6.1f}+{r['compile_s']:<6.1f}")
+              f"{r['ratio']:>6,.0f}× {r['core_rate']:>12,.0f} {r['core_rate'] / r['py_rate']:>6,.0f}× {r['build_s']:>8.1f} {r['verilate_s']:>6.1f}+{r['compile_s']:<6.1f}")
     print()
     for r in rows:
         print(f"  {r['label']}: verilator {r['vl_cycles']:,} cycles in {r['vl_seconds']:.2f} s "
