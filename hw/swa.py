@@ -3,9 +3,11 @@ causal baseline, with the uniform engine API (see ``hw/dot.py``).
 
 Window convention
 -----------------
-Causal: query row ``i`` (0-based, within its sequence) attends to keys ``j`` in
+Causal (default): query row ``i`` (0-based, within its sequence) attends to keys ``j`` in
 ``[max(0, i - window + 1), i]`` -- ``window`` keys including itself, fewer for ``i < window - 1``.
-Symmetric windows are not built yet (``causal=False`` raises :class:`ConfigError`).
+Symmetric (``causal=False``, odd ``window = 2h + 1``): keys ``[i - h, i + h]`` clipped to the
+sequence -- ``window`` keys centred on the query. Row ``i`` then waits for token ``i + h``; at the
+end of a sequence the last ``h`` rows are finished without new input.
 
 Arithmetic (all integers; :func:`reference` reproduces it bit for bit)
 --------------------------------------------------------------------
@@ -97,14 +99,15 @@ class SWAConfig:
     head_dim : int
         Elements per Q/K/V row; a multiple of ``lanes``.
     window : int
-        Keys per query row (causal: ``[i - window + 1, i]``), 1..:data:`MAX_WINDOW`. For the dense
+        Keys per query row (causal: ``[i - window + 1, i]``; symmetric: ``[i - h, i + h]``,
+        ``window = 2h + 1`` odd), 1..:data:`MAX_WINDOW`. For the dense
         baseline (``dense=True``) it is the longest sequence, 1..:data:`MAX_DENSE_N`.
     lanes : int
         Multipliers per unit (QKᵀ unit and SV unit each), elements per beat.
     qk_fmt, v_fmt : Format or str
         Formats of Q and K codes, and of V codes.
     causal : bool
-        Only ``True`` is built (see module docstring).
+        Causal window (True) or symmetric window (False; see module docstring).
     exp_bits : int
         Fraction bits of the softmax numerators ``p`` (units ``2^-exp_bits``).
     lut_bits : int
@@ -161,8 +164,11 @@ class SWAConfig:
         _check_int("window", self.window, 1, wmax,
                    f"the {'dense baseline holds at most' if self.dense else 'K/V buffers hold at most'} "
                    f"{wmax} keys; use --window 1..{wmax}")
-        if not self.causal:
-            raise ConfigError("symmetric (non-causal) windows are not implemented; use --causal")
+        if not self.causal and self.dense:
+            raise ConfigError("the dense baseline is causal; drop --symmetric or --dense")
+        if not self.causal and self.window % 2 == 0:
+            raise ConfigError(f"a symmetric window covers [i-h, i+h], an odd number of keys; "
+                              f"use --window {self.window + 1} (or {self.window - 1})")
         _check_int("exp_bits", self.exp_bits, 2, 24, "use --exp-bits 2..24")
         _check_int("lut_bits", self.lut_bits, 0, 12, "use --lut-bits 0..12")
         _check_int("scale_bits", self.scale_bits, 2, 24, "use --scale-bits 2..24")
@@ -277,6 +283,11 @@ class SWAConfig:
     def norm_cycles(self) -> int:
         """Normalizer cycles per row: copy (2) + divider + ``chunks·lanes/norm_mults`` (output)."""
         return 2 + self.div_steps + self.chunks * (self.lanes // self.norm_mults)
+
+    @property
+    def half(self) -> int:
+        """h: keys after the query (symmetric: ``(window - 1) / 2``; causal: 0)."""
+        return 0 if self.causal else (self.window - 1) // 2
 
     @property
     def buffer_slots(self) -> int:
@@ -442,6 +453,15 @@ def _wl(wl_or_q, k, v) -> SWAWorkload:
     return wl_or_q if isinstance(wl_or_q, SWAWorkload) else SWAWorkload(wl_or_q, k, v)
 
 
+def key_range(config: SWAConfig, n: int, i: int) -> tuple[int, int]:
+    """Keys ``j0 <= j < j1`` of query row ``i`` in a sequence of ``n`` tokens."""
+    if config.dense:
+        return 0, i + 1
+    if config.causal:
+        return max(0, i - config.window + 1), i + 1
+    return max(0, i - config.half), min(n, i + config.half + 1)
+
+
 def reference(config: SWAConfig, q, k=None, v=None) -> np.ndarray:
     """The kernel's exact output (module docstring, steps 1-5) in numpy: ``(n, head_dim)`` int64,
     units ``2^output_exponent(config)``. Takes a :class:`SWAWorkload` or ``q, k, v`` codes."""
@@ -454,11 +474,10 @@ def reference(config: SWAConfig, q, k=None, v=None) -> np.ndarray:
     E, T, F, c = config.exp_bits, config.lut_bits, config.scale_frac, config.scale_const
     lut = [int(x) for x in config.exp_table]
     Z, sh = config.z_bits, config.z_bits - config.out_frac_bits
-    W = wl.n if config.dense else config.window
     out = np.zeros((wl.n, config.head_dim), dtype=np.int64)
     for i in range(wl.n):
-        j0 = max(0, i - W + 1)
-        s = [int(x) for x in ki[j0:i + 1].dot(qi[i])]
+        j0, j1 = key_range(config, wl.n, i)
+        s = [int(x) for x in ki[j0:j1].dot(qi[i])]
         mx = max(s)
         p = []
         for sj in s:
@@ -467,21 +486,25 @@ def reference(config: SWAConfig, q, k=None, v=None) -> np.ndarray:
             p.append(lut[x] >> e if e <= E + 1 else 0)
         S = sum(p)
         r = (1 << Z) // S
-        a = np.array(p, dtype=object).dot(vi[j0:i + 1])
+        a = np.array(p, dtype=object).dot(vi[j0:j1])
         out[i] = [int(x * r) >> sh for x in a]
     return out
 
 
 def attention_float(config: SWAConfig, q, k=None, v=None) -> np.ndarray:
-    """Float64 windowed causal softmax attention on decoded codes, ``(n, head_dim)``."""
+    """Float64 windowed softmax attention on decoded codes, ``(n, head_dim)``."""
     wl = _wl(q, k, v)
     qf, kf = decode(wl.q, config.qk_fmt), decode(wl.k, config.qk_fmt)
     vf = decode(wl.v, config.v_fmt)
     n = wl.n
-    W = n if config.dense else config.window
     s = (qf @ kf.T) * config.scale
     i, j = np.arange(n)[:, None], np.arange(n)[None, :]
-    s = np.where((j <= i) & (j > i - W), s, -np.inf)
+    if config.causal:
+        W = n if config.dense else config.window
+        inwin = (j <= i) & (j > i - W)
+    else:
+        inwin = np.abs(j - i) <= config.half
+    s = np.where(inwin, s, -np.inf)
     s = s - s.max(axis=1, keepdims=True)
     pr = np.exp(s)
     return (pr / pr.sum(axis=1, keepdims=True)) @ vf
@@ -501,8 +524,9 @@ def slot_cycles(config: SWAConfig, n: int) -> np.ndarray:
     """Length of every lockstep slot (cycles) for one sequence of ``n`` tokens, always-valid
     source and always-ready sink (see ``hw.swa_rtl``'s schedule).
 
-    SWA, slot ``k = 0 .. n+2``: ``max(chunks·[k<n], chunks·nk(k-1)·[1<=k<=n],
-    chunks·nk(k-2)·[2<=k<=n+1], norm_cycles·[3<=k<=n+2])`` with ``nk(r) = min(r+1, window)``.
+    SWA, slot ``k = 0 .. n+d+2`` with ``d = min(h, n-1)`` (``h = 0`` causal):
+    ``max(chunks·[k<n], chunks·nk(k-d-1), chunks·nk(k-d-2), norm_cycles·[d+3<=k<=n+d+2])`` with
+    ``nk(r)`` the keys of row ``r`` (0 outside ``0..n-1``): ingest, QKᵀ, SV and normalizer.
     Dense: ``n`` ingest slots of ``chunks``, one empty slot of 1 cycle, then slots ``j = 0 .. n+1``
     of ``max(n·chunks·[j<n], n·chunks·[1<=j<=n], norm_cycles·[j>=2])``.
     """
@@ -512,13 +536,23 @@ def slot_cycles(config: SWAConfig, n: int) -> np.ndarray:
         j = np.arange(n + 2)
         rows = np.maximum.reduce([n * C * (j < n), n * C * ((j >= 1) & (j <= n)), Pn * (j >= 2)])
         return np.concatenate([np.full(n, C), [1], rows]).astype(np.int64)
-    k = np.arange(n + 3)
-    nk1 = np.minimum(k, config.window)          # nk(k-1) = min(k, W)
-    nk2 = np.minimum(k - 1, config.window)      # nk(k-2) = min(k-1, W)
-    return np.maximum.reduce([
-        C * (k < n), C * nk1 * ((k >= 1) & (k <= n)), C * nk2 * ((k >= 2) & (k <= n + 1)),
-        Pn * ((k >= 3) & (k <= n + 2)),
-    ]).astype(np.int64)
+    # row r is computed by QKᵀ in slot r + d + 1, by SV in r + d + 2, normalized in r + d + 3
+    d = min(config.half, n - 1)
+    k = np.arange(n + d + 3)
+    r = np.arange(n)
+    j0 = np.maximum(0, r - (config.window - 1 if config.causal else config.half))
+    j1 = np.minimum(n, r + config.half + 1)
+    nk = np.concatenate([[0] * (d + 3), j1 - j0, [0] * 3])   # nk of row k - d - 3 at [k]
+    qk = C * nk[np.clip(k + 2, 0, len(nk) - 1)]
+    sv = C * nk[np.clip(k + 1, 0, len(nk) - 1)]
+    return np.maximum.reduce([C * (k < n), qk, sv, Pn * ((k >= d + 3) & (k <= n + d + 2))]).astype(np.int64)
+
+
+def total_keys(config: SWAConfig, n: int) -> int:
+    """Σ_i nk_i: (query, key) pairs in the windows of one sequence (dense: n·n computed)."""
+    if config.dense:
+        return n * n
+    return sum(j1 - j0 for j0, j1 in (key_range(config, n, i) for i in range(n)))
 
 
 def _sum_nk(n: int, w: int) -> int:
@@ -548,7 +582,7 @@ def mac_utilization(config: SWAConfig, n: int) -> float:
     """Useful multiplies per unit / (lanes · cycles), for the QKᵀ unit (the SV unit does the
     same work): ``head_dim · Σ_i nk_i / (lanes · cycles)``. Masked products of the dense
     baseline are not useful work."""
-    useful = config.head_dim * _sum_nk(n, n if config.dense else config.window)
+    useful = config.head_dim * (_sum_nk(n, n) if config.dense else total_keys(config, n))
     return useful / (config.lanes * cycles(config, n))
 
 
@@ -559,13 +593,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the SWA engine's options (and ``--n`` for simulation) to ``parser``."""
     g = parser.add_argument_group("swa engine")
     g.add_argument("--head-dim", type=int, default=16, help="elements per Q/K/V row (default 16)")
-    g.add_argument("--window", type=int, default=16, help="keys per query row, causal [i-w+1, i] (default 16)")
+    g.add_argument("--window", type=int, default=16, help="keys per query row: causal [i-w+1, i] (default 16)")
     g.add_argument("--lanes", type=int, default=16, help="multipliers per unit; divides head-dim (default 16)")
     g.add_argument("--qk-fmt", default="int8", help="Q/K format, e.g. int8, int4, e4m3 (default int8)")
     g.add_argument("--v-fmt", default="int8", help="V format (default int8)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--causal", dest="causal", action="store_true", default=True, help="causal window (default)")
-    mode.add_argument("--symmetric", dest="causal", action="store_false", help="symmetric window (not built yet)")
+    mode.add_argument("--symmetric", dest="causal", action="store_false",
+                      help="symmetric window [i-h, i+h], odd --window = 2h+1")
     g.add_argument("--exp-bits", type=int, default=14, help="fraction bits of softmax numerators (default 14)")
     g.add_argument("--lut-bits", type=int, default=8, help="exp2 fraction table index bits (default 8)")
     g.add_argument("--scale-bits", type=int, default=12, help="bits of the log2(e)·scale constant (default 12)")

@@ -68,7 +68,7 @@ class _Issue:
         self.c = Signal(range(C + 1), name=f"{name}_c")          # chunk
         self.slot = Signal(range(Wd + 1), name=f"{name}_slot")   # K/V buffer slot of the key
         self.nk = Signal(range(W + 1), name=f"{name}_nk")
-        self.row = Signal(range(W + 1), name=f"{name}_row")      # dense: row index (mask)
+        self.row = Signal(range(max(W, Wd) + 1), name=f"{name}_row")  # dense: row; symmetric: Q slot
         self.bank = Signal(name=f"{name}_bank")
         self.kstart = Signal(range(Wd + 1), name=f"{name}_kstart")  # slot of the row's first key
         self.W, self.Wd, self.C = W, Wd, C
@@ -126,7 +126,10 @@ class SWAKernel(wiring.Component):
         # ---- memories ------------------------------------------------------------------------
         m.submodules.kmem = kmem = Memory(shape=qk_row, depth=Wd * C, init=[])
         m.submodules.vmem = vmem = Memory(shape=v_row, depth=Wd * C, init=[])
-        m.submodules.qmem = qmem = Memory(shape=qk_row, depth=(W * C if dense else 2 * C), init=[])
+        sym = not cfg.causal
+        h = cfg.half
+        q_ring = dense or sym               # Q kept per token slot (else two ping-pong rows)
+        m.submodules.qmem = qmem = Memory(shape=qk_row, depth=(Wd * C if q_ring else 2 * C), init=[])
         m.submodules.smem = smem = Memory(shape=signed(cfg.score_bits), depth=2 * W, init=[])
         m.submodules.lut = lut = Memory(shape=unsigned(E + 1), depth=2**T,
                                         init=[int(x) for x in cfg.exp_table])
@@ -158,7 +161,7 @@ class SWAKernel(wiring.Component):
             m.d.comb += [port.data.eq(self.i.payload[f]), port.en.eq(take)]
         # SWA: Q goes to the bank that the QKᵀ unit will use for this row (banks alternate)
         m.d.comb += [kw.addr.eq(waddr), vw.addr.eq(waddr),
-                     qw.addr.eq(waddr if dense else (~qk.bank) * C + ci)]
+                     qw.addr.eq(waddr if q_ring else (~qk.bank) * C + ci)]
         with m.If(take):
             m.d.sync += ci.eq(Mux(ci == C - 1, 0, ci + 1))
         with m.If(ing_fin):
@@ -172,7 +175,7 @@ class SWAKernel(wiring.Component):
 
         # ---- QKᵀ unit ------------------------------------------------------------------------
         m.d.comb += [kr.addr.eq(qk.slot * C + qk.c),
-                     qr.addr.eq((qk.row * C + qk.c) if dense else (qk.bank * C + qk.c))]
+                     qr.addr.eq((qk.row * C + qk.c) if q_ring else (qk.bank * C + qk.c))]
         q1_valid, q1_ki, q1_c, q1_bank, q1_row = (
             Signal(), Signal(range(W + 1)), Signal(range(C + 1)), Signal(), Signal(range(W + 1)))
         m.d.sync += [q1_valid.eq(qk.active), q1_ki.eq(qk.ki), q1_c.eq(qk.c), q1_bank.eq(qk.bank),
@@ -344,6 +347,33 @@ class SWAKernel(wiring.Component):
                         m.d.sync += wslot.eq(wslot + 1)
                 with m.Else():
                     m.d.sync += ing_act.eq(~rg_act & ~qk_has & ~sv_has)
+            elif sym:
+                # row r waits for token r + h (or the sequence's end); keys [r - behind, r + ahead]
+                have = Signal(range(h + 3))     # tokens of the sequence at or after row r
+                behind = Signal(range(h + 1))   # keys before row r: min(r, h)
+                rslot = Signal(range(Wd + 1))   # slot of row r
+                ended = Signal()
+                have_new = Signal(range(h + 3))
+                ended_new = Signal()
+                issue = Signal()
+                m.d.comb += [have_new.eq(have + ing_act), ended_new.eq(ended | (ing_act & last_now)),
+                             issue.eq((have_new >= h + 1) | (ended_new & (have_new >= 1)))]
+                ahead = Mux(have_new >= h + 1, h, have_new - 1)
+                kstart = Mux(rslot >= behind, rslot - behind, rslot + Wd - behind)
+                done = ended_new & (have_new == 1)
+                m.d.sync += qk_has.eq(issue)
+                qk.load(m, issue, behind + ahead + 1, kstart, rslot, ~qk.bank)
+                with m.If(issue):
+                    m.d.sync += [have.eq(have_new - 1), behind.eq(Mux(behind == h, h, behind + 1)),
+                                 rslot.eq(Mux(rslot == Wd - 1, 0, rslot + 1)), ended.eq(ended_new)]
+                    with m.If(done):
+                        m.d.sync += [have.eq(0), behind.eq(0), ended.eq(0)]
+                with m.Else():
+                    m.d.sync += [have.eq(have_new), ended.eq(ended_new)]
+                with m.If(ing_act):
+                    m.d.sync += [wslot.eq(Mux(wslot == Wd - 1, 0, wslot + 1)), ing_act.eq(~last_now)]
+                with m.Else():
+                    m.d.sync += ing_act.eq(~(ended_new & ~(issue & done)) & ~issue & ~qk_has & ~sv_has)
             else:
                 kstart = Mux(wslot >= pos, wslot - pos, wslot + Wd - pos)
                 m.d.sync += qk_has.eq(ing_act)

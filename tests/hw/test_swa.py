@@ -56,7 +56,7 @@ def model(cfg: swa.SWAConfig, wl: swa.SWAWorkload) -> np.ndarray:
     lut = np.round(2.0 ** (E - np.arange(2**T) / 2**T)).astype(np.int64)
     s = q @ k.T                                              # all scores, masked below
     i, j = np.arange(n)[:, None], np.arange(n)[None, :]
-    inwin = (j <= i) & (j > i - w)
+    inwin = (j <= i) & (j > i - w) if cfg.causal else np.abs(i - j) <= (cfg.window - 1) // 2
     mx = np.where(inwin, s, np.iinfo(np.int64).min).max(axis=1, keepdims=True)
     t = np.where(inwin, mx - s, 0)
     tsat = math.ceil((E + 1) * 2**F / c)
@@ -231,7 +231,8 @@ def test_steady_state_mac_utilization(d, w, lanes):
     (dict(window=swa.MAX_WINDOW + 1), "window"),
     (dict(head_dim=12, lanes=8), "multiple of lanes"),
     (dict(lanes=0), "lanes"),
-    (dict(causal=False), "symmetric"),
+    (dict(causal=False), "odd"),
+    (dict(causal=False, window=15, dense=True), "dense"),
     (dict(qk_fmt="int99"), None),
     (dict(exp_bits=1), "exp_bits"),
     (dict(div_bits=0), "div_bits"),
@@ -283,8 +284,10 @@ def test_cli_arguments_build_the_config():
     args = p.parse_args("--head-dim 12 --lanes 8".split())
     with pytest.raises(ConfigError, match="multiple of lanes"):
         swa.config_from_args(args)
+    args = p.parse_args(["--symmetric", "--window", "9"])
+    assert swa.config_from_args(args).causal is False
     args = p.parse_args(["--symmetric"])
-    with pytest.raises(ConfigError, match="symmetric"):
+    with pytest.raises(ConfigError, match="odd"):
         swa.config_from_args(args)
 
 
@@ -309,3 +312,48 @@ def test_auto_normalizer_fits_a_steady_row():
         assert lanes % cfg.norm_mults == 0
     with pytest.raises(ConfigError, match="norm_lanes"):
         swa.SWAConfig(16, 16, 8, "int8", "int8", norm_lanes=3)
+
+
+# ---- symmetric windows ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["int8", "e4m3"])
+@pytest.mark.parametrize("shape", [(8, 5, 4, 2), (8, 5, 4, 5), (4, 7, 2, 19), (8, 1, 8, 4), (8, 9, 4, 4)],
+                         ids=lambda s: "d{}w{}l{}n{}".format(*s))
+def test_symmetric_window_bit_exact_pysim(fmt, shape):
+    d, w, lanes, n = shape
+    base = swa.SWAConfig(d, w, lanes, fmt, fmt, causal=False)
+    wl = swa.random_workload(base, n, seed=n + w)
+    cfg = with_scale(base, spread_scale(base, wl))
+    got, res = run(cfg, wl)
+    assert np.array_equal(got, model(cfg, wl))
+    assert np.array_equal(got, swa.reference(cfg, wl))
+    assert res.cycles == swa.cycles(cfg, n)
+
+
+def test_symmetric_two_sequences_with_back_pressure_pysim():
+    cfg0 = swa.SWAConfig(8, 5, 4, "int4", "int4", causal=False)
+    a, b = swa.random_workload(cfg0, 6, seed=1), swa.random_workload(cfg0, 3, seed=2)
+    cfg = with_scale(cfg0, spread_scale(cfg0, a))
+    res = simulate(cfg, swa.pack_inputs(cfg, a) + swa.pack_inputs(cfg, b), 2 * 9, in_valid=[1, 0, 1],
+                   out_ready=[1, 0], max_cycles=5000)
+    assert np.array_equal(swa.unpack_outputs(cfg, res.outputs), np.concatenate([model(cfg, a), model(cfg, b)]))
+
+
+def test_symmetric_error_and_linear_cycles():
+    base = swa.SWAConfig(32, 33, 8, "e2m3", "e2m3", causal=False)
+    wl = swa.random_workload(base, 80, seed=5, special_fraction=0.0)
+    cfg = with_scale(base, spread_scale(base, wl))
+    assert swa.relative_error(cfg, swa.reference(cfg, wl), swa.attention_float(cfg, wl)) < swa.ERROR_BOUND
+    per = [swa.cycles(cfg, n) / n for n in (1024, 4096)]
+    assert max(per) / min(per) < 1.05 and swa.mac_utilization(cfg, 4096) > 0.95
+
+
+@pytest.mark.slow
+def test_symmetric_bit_exact_verilator():
+    base = swa.SWAConfig(16, 9, 8, "e2m3", "int8", causal=False)
+    wl = swa.random_workload(base, 60, seed=7)
+    cfg = with_scale(base, spread_scale(base, wl))
+    got, res = run(cfg, wl, backend="verilator")
+    assert np.array_equal(got, model(cfg, wl))
+    assert res.cycles == swa.cycles(cfg, 60)
