@@ -119,19 +119,37 @@ def utilization_table(configs: list[swa.SWAConfig], n: int) -> None:
     print("dense: the masked upper triangle is computed but is not useful work (hence ~50%)")
 
 
-def synth_table(pairs: list[tuple[str, swa.SWAConfig]]) -> None:
-    from hw.rtl import synthesize
+def synth_xc7(cfg: swa.SWAConfig):
+    """``hw.rtl.synthesize(cfg, "xc7")``; when Yosys hits its ABC re-integration assert
+    (YosysHQ/yosys#4349, "count_id(wire->name) == 0"), the maintainers' workaround: the same
+    ``synth_xilinx`` script split at ``map_luts`` with ``splitnets`` in between. Returns
+    (Resources, note)."""
+    from hw import rtl
 
+    try:
+        return rtl.synthesize(cfg, "xc7"), ""
+    except rtl.SynthError as e:
+        if "count_id" not in str(e):
+            raise
+    base = rtl.TARGETS["xc7"].format(top=rtl.TOP)
+    script = f"{base} -run :map_luts\nsplitnets\n{base} -run map_luts:\ntee -q -o stat.txt stat"
+    t = time.perf_counter()
+    out = rtl.run_yosys(rtl.verilog_text(cfg), script, ["stat.txt"])
+    counts = rtl.resources_from_cells(rtl.parse_stat(out["stat.txt"]), "xc7")
+    return rtl.Resources(**counts, target="xc7", seconds=time.perf_counter() - t), " (splitnets, yosys#4349)"
+
+
+def synth_table(pairs: list[tuple[str, swa.SWAConfig]]) -> None:
     print("\n## xc7 synthesis (Yosys synth_xilinx, before P&R; int8, lanes 16)")
     head = (f"{'design':<8} {'head_dim':>8} {'window/n':>8} {'LUT':>7} {'FF':>7} {'CARRY4':>6} {'DSP':>4} "
             f"{'BRAM18':>6} {'LUTRAM':>6} {'buffer bits':>11} {'s':>5}")
     print(head)
     print("-" * len(head))
     for name, cfg in pairs:
-        r = synthesize(cfg, "xc7")
+        r, note = synth_xc7(cfg)
         bits = cfg.buffer_slots * cfg.head_dim * (cfg.qk_fmt.bits + cfg.v_fmt.bits)
         print(f"{name:<8} {cfg.head_dim:>8} {cfg.window:>8} {r.lut:>7,} {r.ff:>7,} {r.carry:>6} {r.dsp:>4} "
-              f"{r.bram18:>6} {r.lutram:>6} {bits:>11,} {r.seconds:>5.0f}{' (cached)' if r.cached else ''}",
+              f"{r.bram18:>6} {r.lutram:>6} {bits:>11,} {r.seconds:>5.0f}{' (cached)' if r.cached else ''}{note}",
               flush=True)
     print("SWA buffers: (window + 2) x head_dim codes per K/V; dense: n x head_dim (grows with n)")
 
