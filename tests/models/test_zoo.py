@@ -1,0 +1,105 @@
+"""Model zoo: parameter counts, shapes, fx-traceability, sliding-window attention, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+import torch.fx
+
+from models import zoo
+
+
+@pytest.mark.parametrize("arch,ref", [("lstm", 11_904), ("mixer", 10_206), ("resnet", 9_324)])
+def test_student_params_within_10pct_of_packd(arch, ref):
+    n = zoo.count_params(zoo.build(arch, "student"))
+    assert abs(n - ref) <= 0.10 * ref, (arch, n)
+
+
+def test_lstm_student_count_by_formula():
+    # nn.LSTM: 4h(i + h) weights + 8h biases; head h*256 + 256 (input 10, hidden 28)
+    i, h = 10, 28
+    assert zoo.count_params(zoo.build("lstm", "student")) == 4 * h * (i + h) + 8 * h + h * 256 + 256 == 11_904
+
+
+def test_swa_student_is_student_sized():
+    assert 9_000 <= zoo.count_params(zoo.build("swa", "student")) <= 12_500
+
+
+@pytest.mark.parametrize("arch", zoo.ARCHS)
+def test_teacher_presets_sizes(arch):
+    assert 150_000 <= zoo.count_params(zoo.build(arch, "cpu")) <= 450_000
+    assert 4.5e6 <= zoo.count_params(zoo.build(arch, "paper")) <= 6.0e6
+
+
+@pytest.mark.parametrize("arch", zoo.ARCHS)
+def test_forward_shape_and_fx(arch):
+    torch.manual_seed(0)
+    m = zoo.build(arch, "student").eval()
+    x = torch.rand(5, 10, 10)
+    y = m(x)
+    assert y.shape == (5, 256) and torch.isfinite(y).all()
+    gm = torch.fx.symbolic_trace(m)
+    assert torch.allclose(gm(x), y)
+
+
+def test_window_mask_hand_worked():
+    m = zoo.window_mask(4, 2)
+    allowed = (m == 0).int().tolist()
+    assert allowed == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
+
+
+def test_sliding_window_attention_sees_only_its_window():
+    torch.manual_seed(1)
+    att = zoo.SlidingWindowAttention(dim=8, heads=2, window=3, history=10).eval()
+    x = torch.randn(1, 10, 8)
+    y = att(x)
+    x2 = x.clone()
+    x2[0, 2] += 5.0  # position 2 is outside the window of queries 5..9, inside that of 2..4
+    y2 = att(x2)
+    changed = (y2 - y).abs().amax(dim=-1)[0] > 1e-6
+    assert changed.tolist() == [False, False, True, True, True, False, False, False, False, False]
+
+
+def test_attention_matches_bruteforce_softmax():
+    torch.manual_seed(2)
+    att = zoo.SlidingWindowAttention(dim=4, heads=1, window=2, history=5).eval()
+    x = torch.randn(1, 5, 4)
+    q, k, v = att.q(x)[0], att.k(x)[0], att.v(x)[0]
+    out = []
+    for i in range(5):
+        js = [j for j in range(5) if i - 2 < j <= i]
+        s = torch.stack([q[i] @ k[j] / 2.0 for j in js])
+        w = torch.softmax(s, 0)
+        out.append(sum(w[n] * v[j] for n, j in enumerate(js)))
+    exp = att.o(torch.stack(out))
+    assert torch.allclose(att(x)[0], exp, atol=1e-5)
+
+
+def test_checkpoint_roundtrip_weights_only(tmp_path):
+    torch.manual_seed(3)
+    m = zoo.build("resnet", "student")
+    m.train()
+    m(torch.rand(8, 10, 10))  # move BatchNorm running stats
+    m.eval()
+    zoo.save_checkpoint(tmp_path / "s.pt", m, {"arch": "resnet", "preset": "student",
+                                               "kwargs": zoo.preset_kwargs("resnet", "student"),
+                                               "app": "pr", "method": "none"})
+    ck = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert ck["meta"]["app"] == "pr"
+    back = zoo.load_checkpoint(tmp_path / "s.pt")
+    assert not back.training and back.meta["method"] == "none"
+    x = torch.rand(4, 10, 10)
+    assert torch.equal(back(x), m(x))
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="unknown architecture"):
+        zoo.build("vgg", "student")
+    with pytest.raises(ValueError, match="unknown preset"):
+        zoo.build("lstm", "huge")
+    with pytest.raises(ValueError, match="window"):
+        zoo.build("swa", "student", window=20)
+    with pytest.raises(FileNotFoundError):
+        zoo.load_checkpoint(tmp_path / "nope.pt")
+    torch.save({"x": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a paretofab"):
+        zoo.load_checkpoint(tmp_path / "bad.pt")
