@@ -7,7 +7,8 @@ Datapath
   ``lanes`` codes (token ``t`` in slot ``t mod (window + 2)``); each K/V row is written once from
   the input stream and read by every query row whose window holds it (input-stationary). The two
   spare slots let the next tokens arrive while older rows are still being finished. Q sits in a
-  two-row ping-pong memory. The dense baseline keeps the whole sequence (``window`` = max n).
+  two-row ping-pong memory (causal) or in a ring like K/V (symmetric: a row waits for
+  token ``i + h``). The dense baseline keeps the whole sequence (``window`` = max n).
 - QKᵀ unit: ``lanes`` exact multipliers (``hw.arith.multiplier``) and an adder tree; scores go
   into a two-bank ``window``-entry row buffer (one row per bank, never an n×w matrix) while a
   running max per bank is kept.
@@ -15,17 +16,18 @@ Datapath
   and a ``2^lut_bits``-entry fraction table, ``p``; ``S += p``; ``lanes`` multipliers ``p·v``
   (``hw.arith.OperandDecoder`` + shift) into ``head_dim`` exact accumulators.
 - Normalizer: copies the accumulators and ``S``, computes one reciprocal per row with a
-  restoring divider (``div_bits`` quotient bits per cycle), then ``lanes`` multipliers ``a·r``
-  per output beat.
+  restoring divider (``div_step_bits`` quotient bits per cycle), then ``norm_mults`` wide
+  multipliers ``a·r``, ``lanes / norm_mults`` cycles per output beat.
 
 Schedule
 --------
 The four units work in lockstep on consecutive rows: in slot ``k`` the ingest unit takes token
-``k``, the QKᵀ unit computes row ``k-1``, the SV unit row ``k-2`` and the normalizer row ``k-3``.
-A slot ends in the cycle in which every unit has finished (or is finishing) its part, so slot
-``k`` lasts the longest of ``chunks`` (ingest), ``nk·chunks`` (QKᵀ, SV) and
-``norm_cycles = 2 + ceil(recip_width / div_bits) + chunks`` cycles; with ``window·chunks >=
-norm_cycles`` the MAC units never idle in the steady state. After a sequence's last token the
+``k``, the QKᵀ unit computes row ``k-d-1``, the SV unit row ``k-d-2`` and the normalizer row
+``k-d-3`` (``d = 0`` causal, ``min(h, n-1)`` symmetric). A slot ends in the cycle in which every
+unit has finished (or is finishing) its part, so slot ``k`` lasts the longest of ``chunks``
+(ingest), ``nk·chunks`` (QKᵀ, SV) and ``norm_cycles = 2 + ceil(recip_width / div_step_bits) +
+chunks·lanes/norm_mults`` cycles; with ``window·chunks >= norm_cycles`` (the automatic choice
+where possible) the MAC units never idle in the steady state. After a sequence's last token the
 ingest unit pauses until the pipeline has drained. The dense baseline first takes the whole
 sequence, then feeds one row per slot, each over all ``n`` keys with the upper triangle masked.
 Back-pressure on either stream only stretches the slot it falls in.

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
