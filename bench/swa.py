@@ -41,7 +41,7 @@ def sram_pj_per_64b(size_bytes: int) -> float:
 def energy_nj(cfg: swa.SWAConfig, n: int) -> float:
     """Dynamic action energy (nJ) of one sequence: MACs of both units and K/V/Q buffer reads."""
     C, D, L = cfg.chunks, cfg.head_dim, cfg.lanes
-    keys = n * n if cfg.dense else swa._sum_nk(n, cfg.window)   # (row, key) pairs computed
+    keys = swa.total_keys(cfg, n)                                # (row, key) pairs computed
     macs = 2 * keys * D                                          # QKᵀ and SV
     word_k = L * cfg.qk_fmt.bits
     word_v = L * cfg.v_fmt.bits

@@ -67,7 +67,7 @@ __all__ = [
     "random_workload", "pack_inputs", "n_outputs", "unpack_outputs", "reference",
     "attention_float", "relative_error", "output_exponent", "cycles", "slot_cycles",
     "steady_row_cycles",
-    "mac_utilization", "add_cli_arguments", "config_from_args",
+    "mac_utilization", "total_keys", "key_range", "add_cli_arguments", "config_from_args",
 ]
 
 #: the engine's config class (for the hw CLI and registry)
