@@ -209,7 +209,7 @@ def test_component_without_streams_is_a_value_error():
 # ---- engines ------------------------------------------------------------------------------------
 
 ENGINE_CASES = [
-    ("dot", dict(lanes=4, wfmt="e4m3", afmt="int8", k_max=64, pipeline=2), 29),
+    pytest.param("dot", dict(lanes=4, wfmt="e4m3", afmt="int8", k_max=64, pipeline=2), 29, marks=pytest.mark.slow),
     ("dot", dict(lanes=2, wfmt="e5m2", afmt="e5m2", k_max=16, pipeline=1), 16),  # acc > 64 bits
     ("sparse", dict(lanes=4, n=2, m=4, wfmt="e2m3", afmt="int4", k_max=64, block=16), 48),
 ]
@@ -239,7 +239,7 @@ def test_engine_verilator_equals_pysim_reference_and_cycles(name, kw, k):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,kw,k", ENGINE_CASES)
+@pytest.mark.parametrize("name,kw,k", [tuple(c.values) if hasattr(c, "values") else c for c in ENGINE_CASES])
 def test_engine_10k_vectors_verilator(name, kw, k):
     from hw.engines import ENGINES
 
