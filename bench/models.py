@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models import distill as D  # noqa: E402
-from models import map_data, traces, zoo  # noqa: E402
+from models import map_data, metrics, traces, zoo  # noqa: E402
 from models.cli import load_or_make_splits  # noqa: E402
 
 
@@ -59,6 +59,9 @@ def run_table(args: argparse.Namespace) -> None:
         for line in store.read_text().splitlines():
             r = json.loads(line)
             done[(r["app"], r["arch"], r["method"])] = r
+    base_file = out / "baselines.json"
+    base = json.loads(base_file.read_text()) if base_file.exists() else {}
+    args.baselines = base
     cfg = D.TrainConfig(epochs=args.epochs, patience=args.patience, progress=False, seed=args.seed)
     tcfg = D.TrainConfig(epochs=args.teacher_epochs, patience=args.patience, progress=False, seed=args.seed)
     for app in args.apps:
@@ -70,6 +73,8 @@ def run_table(args: argparse.Namespace) -> None:
                 if sp is None:
                     sp, info = load_or_make_splits(app, args.scale, args.seed, args.max_loads,
                                                    args.max_rows, progress=False)
+                    base[app] = metrics.frequency_baseline(sp["y_train"], sp["y_val"], sp["y_test"])["f1"]
+                    (out / "baselines.json").write_text(json.dumps(base, indent=1))
                 t0 = time.perf_counter()
                 r = D.distill(sp, arch, method, args.clusters, args.feature, "cpu", cfg=cfg,
                               teacher_cfg=tcfg, info=info)
@@ -88,15 +93,20 @@ def render(done: dict, args: argparse.Namespace) -> str:
     lines = [f"Test micro-F1 (threshold chosen on validation; F1 at 0.5 in brackets), scale "
              f"{args.scale}, {args.max_rows} rows (70/10/20 time split), `cpu` teachers, "
              f"PaCKD k={args.clusters} on `{args.feature}`, student <= {args.epochs} epochs, "
-             f"teachers <= {args.teacher_epochs}, patience {args.patience}, seed {args.seed}.", "",
-             "| app | arch | floor | NoKD | KD | PaCKD | student params | teacher params | compression | "
+             f"teachers <= {args.teacher_epochs}, patience {args.patience}, seed {args.seed}. "
+             "floor: all-ones predictor 2p/(1+p); freq: input-blind per-bit training frequency "
+             "(threshold on validation).", "",
+             "| app | arch | floor | freq | NoKD | KD | PaCKD | student params | teacher params | compression | "
              "label density | PaCKD cluster sizes (train) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for app in args.apps:
         for arch in args.archs:
-            rs = {m: done.get((app, arch, m)) for m in D.METHODS}
-            if not any(rs.values()):
+            if not any(done.get((app, arch, m)) for m in D.METHODS):
                 continue
+            for m in D.METHODS:
+                if done.get((app, arch, m)) and "freq_baseline" not in done[(app, arch, m)]:
+                    done[(app, arch, m)]["freq_baseline"] = args.baselines.get(app, float("nan"))
+            rs = {m: done.get((app, arch, m)) for m in D.METHODS}
             any_r = next(r for r in rs.values() if r)
 
             def cell(r):
@@ -108,7 +118,7 @@ def render(done: dict, args: argparse.Namespace) -> str:
             comp = f"{kd['compression']:.0f}×" if kd.get("compression") else "—"
             sizes = "/".join(map(str, pk["cluster_sizes"]["train"])) if pk else "—"
             tp_s = f"{tp:,}" if tp else "—"
-            lines.append(f"| {app} | {arch} | {any_r['floor']:.3f} | {cell(rs['none'])} | {cell(rs['kd'])} | "
+            lines.append(f"| {app} | {arch} | {any_r['floor']:.3f} | {any_r['freq_baseline']:.3f} | {cell(rs['none'])} | {cell(rs['kd'])} | "
                          f"{cell(rs['packd'])} | {any_r['student_params']:,} | {tp_s} | {comp} | "
                          f"{any_r['density']:.3f} | {sizes} |")
     return "\n".join(lines) + "\n"

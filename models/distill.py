@@ -257,6 +257,7 @@ def distill(splits: dict[str, np.ndarray], arch: str = "resnet", method: str = "
     s_params = count_params(student)
     res.update(metrics.summarize(predict(student, x_va), y_va, predict(student, x_te), y_te))
     res["history"] = h
+    res["freq_baseline"] = metrics.frequency_baseline(y_tr, y_va, y_te)["f1"]
     res["student_params"] = s_params
     res["teacher_params"] = teacher_params
     if teacher_params:

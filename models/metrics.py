@@ -86,6 +86,16 @@ def all_ones_floor(labels) -> float:
     return 2 * p / (1 + p)
 
 
+def frequency_baseline(train_labels, val_labels, test_labels) -> dict[str, float]:
+    """Input-blind predictor: each bit's training frequency as its probability, threshold chosen on
+    validation. A model that does not beat it has learned only which deltas are common."""
+    freq = np.asarray(train_labels, np.float64).mean(axis=0)
+    val = np.broadcast_to(freq, np.shape(val_labels))
+    thr, _ = best_threshold(val, val_labels, logits=False)
+    test = np.broadcast_to(freq, np.shape(test_labels))
+    return {"threshold": thr, "f1": micro_f1(test, test_labels, thr, logits=False)}
+
+
 def summarize(val_logits, val_labels, test_logits, test_labels) -> dict[str, float]:
     """Test micro-F1 at the validation-chosen threshold, at 0.5, and the test all-ones floor."""
     thr, f_val = best_threshold(val_logits, val_labels, logits=True)

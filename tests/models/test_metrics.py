@@ -44,3 +44,12 @@ def test_bad_inputs():
         M.micro_f1(np.zeros((2, 3)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="threshold"):
         M.micro_f1(np.zeros((2, 3)), np.zeros((2, 3)), 1.5)
+
+
+def test_frequency_baseline_hand_worked():
+    y_train = np.array([[1, 1, 0], [1, 0, 0]])  # bit frequencies 1, 0.5, 0
+    y_val = np.array([[1, 0, 0], [1, 0, 0]])  # best: predict bit 0 only -> lowest thr above 0.5
+    y_test = np.array([[1, 1, 0]])  # predicts [1, 0, 0]: TP 1, FN 1 -> 2/3
+    r = M.frequency_baseline(y_train, y_val, y_test)
+    assert r["threshold"] == pytest.approx(0.55)
+    assert r["f1"] == pytest.approx(2 / 3)
