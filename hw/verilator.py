@@ -214,6 +214,11 @@ def _wrapper(verilog: str, in_width: int, out_width: int) -> str:
     if missing:
         raise ValueError(f"component lacks stream ports {sorted(missing)}: it needs i = In(stream.Signature(...)) "
                          f"and o = Out(stream.Signature(...)) (see hw/sim.py)")
+    inputs = set(re.findall(r"^\s*input\s+(?:\[[^\]]*\]\s*)?([\w$\\.]+)\s*;", verilog, flags=re.M))
+    extra = sorted(inputs & ports - {"i__valid", "i__payload", "o__ready", "clk", "rst"})
+    if extra:
+        raise ValueError(f"component has input ports {extra} besides the streams, clk and rst; the Verilator "
+                         "backend drives only those: wrap it in a component whose only inputs are i and o.ready")
     conns = [".i__valid(in_valid)", ".i__ready(in_ready)", ".i__payload(in_data)",
              ".o__valid(out_valid)", ".o__ready(out_ready)", ".o__payload(out_data)"]
     if "clk" in ports:

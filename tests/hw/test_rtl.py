@@ -85,7 +85,7 @@ def test_4x4_multiplier_stays_in_luts():
     assert r.dsp == 0 and r.lut > 0
 
 
-def test_result_cache_and_to_dict(tmp_path, monkeypatch):
+def test_result_cache_and_to_dict():
     first = synthesize(RegMul(4), "xc7")
     again = synthesize(RegMul(4), "xc7")
     assert again.cached and again == first and again.seconds == first.seconds

@@ -206,6 +206,22 @@ def test_component_without_streams_is_a_value_error():
         vl.VerilatorModel.from_component(comp)
 
 
+def test_extra_input_port_is_a_value_error():
+    class ExtraIn(wiring.Component):
+        def __init__(self):
+            super().__init__({"i": In(stream.Signature(unsigned(4))), "o": Out(stream.Signature(unsigned(4))),
+                              "mode": In(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += [self.o.payload.eq(self.i.payload ^ self.mode), self.o.valid.eq(self.i.valid),
+                         self.i.ready.eq(self.o.ready)]
+            return m
+
+    with pytest.raises(ValueError, match=r"input ports \['mode'\]"):
+        vl.VerilatorModel.from_component(ExtraIn())
+
+
 # ---- engines ------------------------------------------------------------------------------------
 
 ENGINE_CASES = [
