@@ -108,17 +108,25 @@ def _simulate_pysim(dut, inputs: list[int], n_outputs: int, out_ready: list[bool
         nonlocal timed_out
         k = 0
         c = 0
+        # drive a port only when its value changes: every ctx.set settles the design once
+        driven: dict[str, int] = {"valid": 0, "ready": 0, "k": -1}
         while len(outputs) < n_outputs:
             if c >= max_cycles:
                 timed_out = True
                 return
-            valid = k < len(inputs) and in_valid[c % len(in_valid)]
-            ctx.set(dut.i.valid, valid)
-            if k < len(inputs):
+            valid = int(k < len(inputs) and in_valid[c % len(in_valid)])
+            ready = int(out_ready[c % len(out_ready)])
+            if k < len(inputs) and driven["k"] != k:
                 ctx.set(i_payload, inputs[k])
-            ctx.set(dut.o.ready, out_ready[c % len(out_ready)])
+                driven["k"] = k
+            if driven["valid"] != valid:
+                ctx.set(dut.i.valid, valid)
+                driven["valid"] = valid
+            if driven["ready"] != ready:
+                ctx.set(dut.o.ready, ready)
+                driven["ready"] = ready
             in_fire = valid and ctx.get(dut.i.ready)
-            if ctx.get(dut.o.valid) and out_ready[c % len(out_ready)]:
+            if ready and ctx.get(dut.o.valid):
                 outputs.append(int(ctx.get(o_payload)) & o_mask)
                 out_cycles.append(c)
             if in_fire:
