@@ -44,8 +44,12 @@ Stream framing
 --------------
 Input beat (:meth:`SWAConfig.in_layout`): ``q``, ``k``, ``v`` -- ``lanes`` codes each (one chunk
 of one token), ``last`` -- 1 on the final beat of a sequence (the window empties after it). A
-token takes ``chunks = head_dim / lanes`` beats. Output beat: ``lanes`` signed outputs; a row
-takes ``chunks`` beats; one row per token, in order.
+token takes ``chunks = head_dim / lanes`` beats (``last`` is read on a token's final beat).
+Output beat: ``lanes`` signed outputs; a row takes ``chunks`` beats; one row per token, in order.
+Sequences may follow each other in one stream; after a ``last`` the kernel drains its pipeline
+before taking the next sequence (:func:`cycles` is the closed form for one sequence).
+
+Hardware: ``hw.swa_rtl`` (datapath and lockstep schedule); configuration: ``hw.swa_config``.
 """
 
 from __future__ import annotations
