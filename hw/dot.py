@@ -62,9 +62,15 @@ __all__ = [
 # ---- configuration ----------------------------------------------------------------------------
 
 
-def _check_int(name: str, value: Any, lo: int, hint: str) -> None:
+def _check_int(name: str, value: Any, lo: int, hint: str) -> int:
+    """``value`` as a Python int, or :class:`ConfigError` unless it is an integer >= ``lo``."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
         raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}; {hint}")
+    return int(value)
+
+
+def _set_int(config, name: str, lo: int, hint: str) -> None:
+    object.__setattr__(config, name, _check_int(name, getattr(config, name), lo, hint))
 
 
 def tree_levels(lanes: int) -> int:
@@ -99,9 +105,9 @@ class DotConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "wfmt", parse_format(self.wfmt))
         object.__setattr__(self, "afmt", parse_format(self.afmt))
-        _check_int("lanes", self.lanes, 1, "use --lanes 1 or more")
-        _check_int("k_max", self.k_max, 1, "set the longest reduction length K")
-        _check_int("pipeline", self.pipeline, 0, "use 0 (no registers) or more")
+        _set_int(self, "lanes", 1, "use --lanes 1 or more")
+        _set_int(self, "k_max", 1, "set the longest reduction length K")
+        _set_int(self, "pipeline", 0, "use 0 (no registers) or more")
         if self.pipeline > tree_levels(self.lanes) + 1:
             raise ConfigError(
                 f"pipeline={self.pipeline} exceeds the {tree_levels(self.lanes) + 1} register points of a "

@@ -41,9 +41,9 @@ from .arith import ConfigError, WorkloadError, acc_bits, finite_codes
 from .dot import (
     MacPipeline,
     Workload,
-    _check_int,
     _check_workload_shape,
     _from_dict,
+    _set_int,
     check_workload,
     exact_dot,
     n_outputs,
@@ -112,11 +112,11 @@ class SparseConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "wfmt", parse_format(self.wfmt))
         object.__setattr__(self, "afmt", parse_format(self.afmt))
-        _check_int("lanes", self.lanes, 1, "use --lanes 1 or more")
-        _check_int("n", self.n, 1, "keep at least one weight per group")
-        _check_int("m", self.m, 2, "groups hold m >= 2 weights")
-        _check_int("k_max", self.k_max, 1, "set the longest reduction length K")
-        _check_int("pipeline", self.pipeline, 0, "use 0 (no registers) or more")
+        _set_int(self, "lanes", 1, "use --lanes 1 or more")
+        _set_int(self, "n", 1, "keep at least one weight per group")
+        _set_int(self, "m", 2, "groups hold m >= 2 weights")
+        _set_int(self, "k_max", 1, "set the longest reduction length K")
+        _set_int(self, "pipeline", 0, "use 0 (no registers) or more")
         if self.m & (self.m - 1):
             raise ConfigError(f"m={self.m} is not a power of two; indices are log2(m) bits, use m in 2, 4, 8, 16 …")
         if self.n > self.m:
@@ -127,7 +127,7 @@ class SparseConfig:
                 f"use lanes in {self.n}, {2 * self.n}, {3 * self.n} …"
             )
         if self.block is not None:
-            _check_int("block", self.block, 1, "use None for no block skipping")
+            _set_int(self, "block", 1, "use None for no block skipping")
             if self.block % self.span:
                 raise ConfigError(
                     f"block={self.block} is not a multiple of the beat span lanes/n*m = {self.span} dense "

@@ -242,6 +242,7 @@ def test_bad_workloads_raise_clear_errors():
 
 
 def test_config_round_trips_through_json():
+    assert json.dumps(dot.DotConfig(np.int64(4), "int8", "int8", np.int32(9)).to_dict())  # numpy ints normalized
     config = dot.DotConfig(8, "e4m3ocp", "uint4", 512, 2)
     d = json.loads(json.dumps(config.to_dict()))
     assert d["wfmt"] == "e4m3ocp" and d["engine"] == "dot"
