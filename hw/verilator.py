@@ -318,11 +318,17 @@ class VerilatorModel:
                                  "i = In(stream.Signature(...)) and o = Out(stream.Signature(...)) (see hw/sim.py)")
         in_width = Value.cast(component.i.payload).shape().width
         out_width = Value.cast(component.o.payload).shape().width
+        cfg_key = _config_key(component)
+        if cfg_key is not None and cfg_key in _BY_CONFIG:
+            component._MustUse__silence = True  # not elaborated again: its hardware is already built
+            return _BY_CONFIG[cfg_key]
         verilog = verilog_text(component)
         key = (verilog, in_width, out_width)
         model = _LOADED.get(key)
         if model is None:
             model = _LOADED[key] = cls(build(verilog, in_width, out_width), in_width, out_width)
+        if cfg_key is not None:
+            _BY_CONFIG[cfg_key] = model
         return model
 
     def pack(self, inputs: Sequence[int]) -> np.ndarray:
@@ -389,6 +395,22 @@ class VerilatorModel:
 
 #: loaded models by (Verilog, widths), so repeated runs in one process skip loading
 _LOADED: dict[tuple[str, int, int], VerilatorModel] = {}
+#: loaded models by (component class, frozen config): engines built from equal configs are the
+#: same hardware, so repeated simulate(config, …) calls skip the Verilog export too
+_BY_CONFIG: dict[tuple[str, Any], VerilatorModel] = {}
+
+
+def _config_key(component: Any) -> tuple[str, Any] | None:
+    import dataclasses
+
+    cfg = getattr(component, "config", None)
+    if cfg is None or not dataclasses.is_dataclass(cfg) or not type(cfg).__dataclass_params__.frozen:
+        return None
+    try:
+        hash(cfg)
+    except TypeError:
+        return None
+    return (f"{type(component).__module__}.{type(component).__qualname__}", cfg)
 
 
 def simulate_verilator(component: Any, inputs: Sequence[int], n_outputs: int, *,

@@ -303,6 +303,7 @@ def test_missing_compiler_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("PARETOFAB_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", "no-such-compiler-paretofab")
     monkeypatch.setattr(vl, "_LOADED", {})
+    monkeypatch.setattr(vl, "_BY_CONFIG", {})
     with pytest.raises(FileNotFoundError, match="set CXX"):
         simulate(SkidBuffer(), [1], 1, backend="verilator")
 
