@@ -406,7 +406,7 @@ _KERNELS = {"pr": _pr, "cc": _cc, "bfs": _bfs, "sssp": _sssp, "bc": _bc}
 DEFAULT_ITERS = {"pr": 20, "cc": 20, "bfs": 64, "sssp": 16, "bc": 16}
 
 
-def _layout(app: str, g: Graph, iters: int) -> Layout:
+def _layout(app: str, g: Graph) -> Layout:
     lay = Layout()
     lay.add("offsets", 8, g.n + 1)
     if app == "sssp":
@@ -546,7 +546,7 @@ def raw_loads(app: str, scale: int = 16, seed: int = 0, iters: int | None = None
     iters = DEFAULT_ITERS[app] if iters is None else iters
     if iters < 1:
         raise TraceError("iters must be >= 1")
-    lay = _layout(app, g, iters)
+    lay = _layout(app, g)
     pbar = tqdm(total=max_loads, desc=f"{app} loads", unit="ld", disable=not progress, leave=False)
     em = _Emitter(app, lay, max_loads, pbar)
     _KERNELS[app](g, em, np.random.default_rng(seed + 1), iters)
