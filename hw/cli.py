@@ -2,8 +2,9 @@
 
 Each takes an engine name from the registry ``hw.engines.ENGINES`` (``dot``, ``sparse`` …) and
 that engine's configuration as options generated from its config dataclass (``--lanes``,
-``--wfmt``, ``--k-max`` …, help text from its docstring), so a new engine plugs in by adding
-itself to the registry.
+``--wfmt``, ``--k-max`` …, help text from its docstring); ``sim`` adds one option per parameter of
+the engine's ``random_workload`` (``--k --vectors --seed`` for dot/sparse, ``--n --seed`` for
+swa). A new engine plugs in by adding itself to the registry.
 
 - ``paretofab rtl dot --lanes 16 --wfmt e2m3 --afmt int8 -o DIR``: Verilog + config JSON.
 - ``paretofab sim sparse --lanes 8 --n 2 --m 4 --wfmt e4m3 --afmt int8 --k 64 --vectors 100
@@ -196,7 +197,7 @@ def _rtl(args: argparse.Namespace) -> int:
         f"// paretofab {args.engine} engine: {_config_str(cfg)}\n"
         f"// ports: stream i (i__valid, i__ready, i__payload[{in_w - 1}:0]), "
         f"stream o (o__valid, o__ready, o__payload[{out_w - 1}:0]), clk, rst (sync, active high)\n"
-        f"// o__payload: exact signed sum in units of 2^{exp}\n"
+        f"// o__payload: exact signed result in units of 2^{exp}\n"
     )
     out.mkdir(parents=True, exist_ok=True)
     vpath, jpath = out / f"{args.engine}.v", out / f"{args.engine}.json"
@@ -228,7 +229,12 @@ def _load_codes(path: str, wl_cls: type):
         if missing:
             example = ", ".join(f"{n}=…" for n in names)
             raise CliError(f"{p} lacks arrays {missing}; save it with np.savez(path, {example})")
-        return wl_cls(**{n: z[n].astype(np.uint8) for n in names})
+        arrays = {n: np.asarray(z[n]) for n in names}
+    for n, a in arrays.items():
+        if a.size and (a.dtype.kind not in "iu" or a.min() < 0 or a.max() > 255):
+            raise CliError(f"{p}: array {n} must hold integer codes 0..255 (uint8), got dtype {a.dtype} "
+                           f"with range {a.min()}..{a.max()}")
+    return wl_cls(**{n: a.astype(np.uint8) for n, a in arrays.items()})
 
 
 def _jsonable(a: Any) -> Any:

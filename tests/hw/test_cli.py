@@ -195,3 +195,10 @@ def test_swa_engine_plugs_in_without_cli_changes(monkeypatch, capsys):
     rc, _, err = run(capsys, "sim", "swa", "--head-dim", "3", "--window", "4", "--lanes", "2",
                      "--qk-fmt", "int4", "--v-fmt", "int4")
     assert rc == 2 and err.count("\n") == 1
+
+
+def test_codes_out_of_range_exit_2(tmp_path, capsys):
+    np.savez(tmp_path / "wide.npz", w_codes=np.full((1, 4), 300), a_codes=np.ones((1, 4), np.uint8))
+    rc, _, err = run(capsys, "sim", "dot", "--lanes", "2", "--wfmt", "int8", "--afmt", "int8",
+                     "--codes", str(tmp_path / "wide.npz"))
+    assert rc == 2 and "0..255" in err and err.count("\n") == 1
