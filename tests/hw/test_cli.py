@@ -4,6 +4,7 @@ decoded codes (``quant.reference.decode``), files round-trip, bad input exits 2 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -153,7 +154,8 @@ def test_unknown_target_is_a_usage_error(capsys):
 
 def test_subprocess_bad_config_exit_2_no_traceback():
     proc = subprocess.run([str(PARETOFAB), "sim", "sparse", "--lanes", "4", "--n", "5", "--m", "4",
-                           "--wfmt", "e4m3", "--afmt", "int8"], capture_output=True, text=True, timeout=120)
+                           "--wfmt", "e4m3", "--afmt", "int8"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})  # third-party import warnings
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert "n <= m" in proc.stderr
