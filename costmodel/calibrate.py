@@ -6,6 +6,9 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
     One exact multiplier (``hw.arith.multiplier``) per (weight, activation) format pair, alone and
     combinational: the per-primitive LUT / carry / DSP cost that :mod:`costmodel.resources` uses
     as a feature.
+``buffers.csv``
+    On-chip buffers (depth × width ``Memory``, one write and one synchronous read port): where
+    Yosys puts them (LUTRAM or BRAM18) — checks :func:`costmodel.resources.buffer_cost`.
 ``calibration.csv``
     Whole engines (``hw.engines``: dense ``dot``, ``sparse`` N:M) over formats int2–8 and every
     minifloat of 4–8 bits, lanes 1–64, k_max, pipeline depth and N:M patterns.
@@ -23,6 +26,7 @@ their results and stable when the grid grows. :func:`split` applies it.
 Command line::
 
     python -m costmodel.calibrate primitives --target xc7
+    python -m costmodel.calibrate buffers --target xc7
     python -m costmodel.calibrate engines --grid dense --target xc7 [--limit N]
 """
 
@@ -41,6 +45,7 @@ from typing import Iterable, Iterator
 
 DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
+BUFFERS_CSV = DATA / "buffers.csv"
 CALIBRATION_CSV = DATA / "calibration.csv"
 META_JSON = DATA / "calibration_meta.json"
 
@@ -55,6 +60,9 @@ MIXED_PAIRS = [
     ("e2m1", "int4"), ("int6", "int6"),
 ]
 
+#: (depth, width) of the synthesized on-chip buffers (one write port, one synchronous read port)
+BUFFER_SHAPES = [(32, 8), (64, 8), (128, 8), (256, 16), (512, 8), (1024, 18), (2048, 36), (4096, 4)]
+BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date"]
 PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
 ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "k_max", "pipeline",
                  "n", "m", "block", "lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf",
@@ -197,6 +205,52 @@ def run_primitives(target: str = "xc7", path: Path = PRIMITIVES_CSV, progress: b
     return n
 
 
+def buffer_component(depth: int, width: int):
+    """A ``depth`` × ``width`` simple dual-port buffer (``amaranth.lib.memory.Memory``: one write
+    port, one synchronous read port), as a weight/activation buffer would be."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+
+    abits = max(1, (depth - 1).bit_length())
+
+    class Buf(wiring.Component):
+        def __init__(self):
+            super().__init__({"waddr": In(abits), "wdata": In(width), "we": In(1),
+                              "raddr": In(abits), "rdata": Out(width)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.mem = mem = Memory(shape=width, depth=depth, init=[])
+            w, r = mem.write_port(), mem.read_port()
+            m.d.comb += [w.addr.eq(self.waddr), w.data.eq(self.wdata), w.en.eq(self.we),
+                         r.addr.eq(self.raddr), self.rdata.eq(r.data)]
+            return m
+
+    return Buf()
+
+
+def run_buffers(target: str = "xc7", path: Path = BUFFERS_CSV, progress: bool = True) -> int:
+    """Synthesize the buffers of :data:`BUFFER_SHAPES` not yet in ``path``."""
+    from hw.rtl import synthesize
+
+    done = _done_keys(path)
+    n = 0
+    for depth, width in BUFFER_SHAPES:
+        key = config_key({"primitive": "buffer", "depth": depth, "width": width}, target)
+        if key in done:
+            continue
+        r = synthesize(buffer_component(depth, width), target)
+        _append(path, BUFFER_FIELDS, dict(key=key, depth=depth, width=width, target=target, lut=r.lut, ff=r.ff,
+                                           bram18=r.bram18, lutram=r.lutram, seconds=r.seconds, yosys=r.yosys,
+                                           date=_now()))
+        n += 1
+        if progress:
+            print(f"[buffer {target}] {depth}x{width}: {r.bram18} BRAM18 {r.lutram} LUTRAM {r.lut} LUT", flush=True)
+    return n
+
+
 def run_engines(configs: Iterable[dict], target: str = "xc7", path: Path = CALIBRATION_CSV,
                 limit: int | None = None, progress: bool = True) -> int:
     """Synthesize engine configs (``to_dict()`` form) not yet in ``path``; returns how many."""
@@ -235,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="what", required=True)
     pp = sub.add_parser("primitives")
     pp.add_argument("--target", default="xc7")
+    pb = sub.add_parser("buffers")
+    pb.add_argument("--target", default="xc7")
     pe = sub.add_parser("engines")
     pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
     pe.add_argument("--target", default="xc7")
@@ -242,9 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--order", choices=["grid", "shuffle"], default="shuffle",
                     help="shuffle (seeded): any prefix of the run is a representative sample")
     args = p.parse_args(argv)
-    _record_command(args.what if args.what == "primitives" else "engines:" + ",".join(args.grid), argv)
+    _record_command(args.what if args.what != "engines" else "engines:" + ",".join(args.grid), argv)
     if args.what == "primitives":
         run_primitives(args.target)
+        return 0
+    if args.what == "buffers":
+        run_buffers(args.target)
         return 0
     configs: list[dict] = []
     for g in args.grid:

@@ -42,7 +42,7 @@ import pandas as pd
 from .calibrate import CALIBRATION_CSV, PRIMITIVES_CSV, split
 from .features import frame_features, pair_props
 
-__all__ = ["COEFFICIENTS_JSON", "fit", "load_coefficients", "predict_frame", "design_matrix",
+__all__ = ["buffer_cost", "COEFFICIENTS_JSON", "fit", "load_coefficients", "predict_frame", "design_matrix",
            "LUT_TERMS", "FF_TERMS", "ResourceModelError"]
 
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
@@ -50,6 +50,39 @@ COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
 LUT_TERMS = ["const", "mult_lut", "tree_bits_lutmult", "tree_bits_dspmult", "acc_bits", "mux_bits", "lanes"]
 FF_TERMS = ["const", "ff_struct", "dsp_absorbed"]
 MULT_TERMS = ["int_ab", "mf_ab", "mf_shift", "mf_prod", "mf_const"]
+
+
+#: RAMB18E1 aspect ratios (depth, width): UG473 7 Series FPGAs Memory Resources, Table 1-7
+#: (true dual port up to 18 bits wide, simple dual port 512 × 36)
+BRAM18_SHAPES = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
+#: deepest buffer Yosys (synth_xilinx, memory_libmap) keeps in LUTRAM; measured: 128 × 8 ->
+#: LUTRAM, 256 × 16 -> BRAM18 (``data/buffers.csv``)
+LUTRAM_MAX_DEPTH = 128
+
+
+def buffer_cost(depth, width) -> dict[str, np.ndarray]:
+    """Xilinx (xc7/xcup) cost of a simple dual-port buffer of ``depth`` words × ``width`` bits
+    (vectorized).
+
+    Rule: depth ≤ :data:`LUTRAM_MAX_DEPTH` → distributed RAM, ``ceil(depth / 64) · ceil(width / 3)``
+    RAM64M (4 LUTs each; RAM32M, 6 bits per 4 LUTs, for depth ≤ 32) plus a ``width``-bit read
+    register; deeper → the fewest RAMB18 over the UG473 aspect ratios.
+
+    Returns
+    -------
+    dict of arrays: ``bram18`` (blocks), ``lutram`` (LUTs as RAM), ``ff`` (read-register bits
+    of LUTRAM buffers; BRAM buffers register inside the block).
+    """
+    depth = np.asarray(depth, dtype=np.int64)
+    width = np.asarray(width, dtype=np.int64)
+    if (depth < 1).any() or (width < 1).any():
+        raise ResourceModelError("buffer depth and width must be >= 1")
+    per_lut = np.where(depth <= 32, 6, 3)
+    lutram = np.ceil(depth / 64).astype(np.int64) * -(-width // per_lut) * 4
+    brams = np.min([-(-depth // d) * -(-width // w) for d, w in BRAM18_SHAPES], axis=0)
+    small = depth <= LUTRAM_MAX_DEPTH
+    return {"bram18": np.where(small, 0, brams), "lutram": np.where(small, lutram, 0),
+            "ff": np.where(small, width, 0)}
 
 
 class ResourceModelError(ValueError):

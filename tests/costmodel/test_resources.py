@@ -124,3 +124,28 @@ def test_fresh_synthesis_within_error_bar():
         assert e.dsp == r.dsp
         assert abs(e.lut - r.lut) <= 0.35 * r.lut + 20
         assert abs(e.ff - r.ff) <= 0.35 * r.ff + 20
+
+
+def test_buffer_rule_matches_yosys():
+    """LUTRAM/BRAM18 placement of on-chip buffers vs Yosys (data/buffers.csv). The depth
+    threshold was read off this data; the block counts follow UG473's aspect ratios."""
+    from costmodel.calibrate import BUFFERS_CSV
+    from costmodel.resources import buffer_cost
+
+    b = pd.read_csv(BUFFERS_CSV)
+    assert len(b) >= 6
+    got = buffer_cost(b["depth"].to_numpy(), b["width"].to_numpy())
+    for res in ("bram18", "lutram", "ff"):
+        assert (got[res] == b[res].to_numpy()).all(), res
+
+
+@pytest.mark.slow
+def test_buffer_rule_on_unseen_shapes():
+    from costmodel.calibrate import buffer_component
+    from costmodel.resources import buffer_cost
+    from hw.rtl import synthesize
+
+    for d, w in ((96, 12), (300, 10), (3000, 20)):
+        r = synthesize(buffer_component(d, w), "xc7")
+        got = buffer_cost(d, w)
+        assert (int(got["bram18"]), int(got["lutram"])) == (r.bram18, r.lutram), (d, w)
