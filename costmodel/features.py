@@ -86,7 +86,7 @@ def _acc_bits(plo: int, phi: int, k: int) -> int:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_adders", "reg_bits", "mux_bits", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_l1", "tree_adders", "reg_bits", "reg_l01", "mux_bits", "mux_levels", "mux_m", "in_bits"]
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -182,13 +182,22 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
         lvl = np.round(j * points / np.maximum(pipe, 1)).astype(np.int64)
         ok = (j < pipe) & (lvl <= maxl)
         regs_at[np.nonzero(ok)[0], lvl[ok]] = True
+    tree_l1 = np.zeros(len(lanes), dtype=np.int64)
+    reg_l01 = np.zeros(len(lanes), dtype=np.int64)
     for lvl in range(0, maxl + 1):
         if lvl > 0:
             adders = terms // 2
             tree_bits += adders * (pb + lvl)
+            if lvl == 1:
+                tree_l1 = adders * (pb + 1)
             terms = terms - adders
-        reg_bits += np.where(regs_at[:, lvl], terms * (pb + lvl) + 2, 0)
+        here = np.where(regs_at[:, lvl], terms * (pb + lvl), 0)
+        reg_bits += np.where(regs_at[:, lvl], here + 2, 0)
+        if lvl <= 1:
+            reg_l01 += here
     f["tree_bits"] = tree_bits
+    f["tree_l1"] = tree_l1  # bits of the first adder level (a DSP cascade can absorb it)
+    f["reg_l01"] = reg_l01  # data-register bits after the multipliers and after the first adders
     f["tree_adders"] = lanes - 1
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()

@@ -7,14 +7,17 @@ multiplier      LUTs of one exact multiplier for the format pair: the Yosys figu
                 ``c_int·A·B`` (int × int in LUTs) or ``c_sig·A·B + c_sh·P·S + c_neg·P + c_mf``
                 (minifloat: significand multiplier A×B, alignment shifter P×S, negation P,
                 exponent adder/decoders), A·B → 0 when the Yosys DSP rule maps it to a DSP;
-adder tree      LUTs per adder bit (``tree_bits``), split by whether the products come from LUTs
-                or DSPs (Yosys folds part of the first level into DSP post-adders);
-accumulator     LUTs per accumulator bit;
+adder tree      LUTs per adder bit (``tree_bits``); for int × int DSP multipliers separate
+                coefficients without pipeline registers (Yosys chains the tree through the DSP48
+                cascade, P = A·B + PCIN) and with them (the registered products leave the DSPs);
+                a multiplier fed by an N:M index mux gets its own coefficient (Yosys/ABC merge
+                the mux into the multiplier logic differently);
+accumulator     LUTs per accumulator bit (0 where the accumulator is a DSP48's P register);
 index mux       LUTs per selected bit, ``lanes · abits · max(1, m / 4)`` (an m:1 mux is m/4
                 LUT6 + MUXF7/8 per bit; sparse only);
 registers       FF = pipeline + accumulator + output register bits, minus what Yosys packs into
-                DSP48 registers for int × int DSP multipliers (product → MREG/PREG; with no
-                pipeline, the accumulator → P);
+                DSP48 registers for int × int DSP multipliers (products → MREG, first adder
+                level → cascade PREG; with no pipeline, the accumulator → P);
 DSP             ``lanes · DSPs per multiplier`` by the Yosys inference rule (not fitted);
 BRAM18          0: the engines hold no memories (weights and activations stream in).
 
@@ -47,7 +50,8 @@ __all__ = ["buffer_cost", "COEFFICIENTS_JSON", "fit", "load_coefficients", "pred
 
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
 
-LUT_TERMS = ["const", "mult_lut", "tree_bits_lutmult", "tree_bits_dspmult", "acc_bits", "mux_bits", "lanes"]
+LUT_TERMS = ["const", "mult_lut_dense", "mult_lut_sparse", "mult_lut_sparse_x_log2m", "tree_bits", "tree_bits_intdsp_nopipe",
+             "tree_bits_intdsp_pipelined", "acc_bits", "mux_bits", "lanes"]
 FF_TERMS = ["const", "ff_struct", "dsp_absorbed"]
 MULT_TERMS = ["int_ab", "mf_ab", "mf_shift", "mf_prod", "mf_const"]
 
@@ -151,20 +155,27 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     ml = per_pair[f["pair_id"].to_numpy()]
     lanes = f["lanes"].to_numpy(dtype=float)
     dspm = f["mult_dsp"].to_numpy() > 0
-    tree = f["tree_bits"].to_numpy(dtype=float)
-    lut = np.column_stack([
-        np.ones(len(f)), lanes * ml, tree * ~dspm, tree * dspm, f["acc_bits"].to_numpy(dtype=float),
-        f["mux_bits"].to_numpy(dtype=float), lanes,
-    ])
-    # Yosys packs registers into DSP48s only where the DSP's output is the integer product itself
-    # (int × int; a minifloat's significand product still goes through the LUT aligner):
-    # the level-0 product register (pipeline >= 1) becomes MREG/PREG, and with pipeline = 0 the
-    # accumulator register becomes the last DSP's P register (when it fits 48 bits).
+    # DSP48s take whole int × int products (and a cascade absorbs the first adder level); a
+    # minifloat's significand product in a DSP still goes through the LUT aligner and tree
     int_dsp = dspm & (f["mf"].to_numpy() == 0)
+    sparse = f["mux_m"].to_numpy() > 0
+    tree = f["tree_bits"].to_numpy(dtype=float)
+    tl1 = f["tree_l1"].to_numpy(dtype=float)
     pipe = f["pipeline"].to_numpy()
     acc = f["acc_bits"].to_numpy()
-    reg0 = np.where(pipe > 0, lanes * f["prod_bits"].to_numpy(), 0)
-    absorbed = np.where(int_dsp, reg0 + np.where((pipe == 0) & (acc <= 48), acc, 0), 0)
+    # with no pipeline an int × int DSP engine accumulates in the last DSP48 (P = P + …)
+    acc_in_dsp = int_dsp & (pipe == 0) & (acc <= 48)
+    m = np.maximum(f["mux_m"].to_numpy(), 1)
+    lut = np.column_stack([
+        np.ones(len(f)), lanes * ml * ~sparse, lanes * ml * sparse,
+        lanes * ml * sparse * np.log2(m),
+        tree * ~int_dsp, tree * (int_dsp & (pipe == 0)), tree * (int_dsp & (pipe > 0)),
+        acc * ~acc_in_dsp, f["mux_bits"].to_numpy(dtype=float), lanes,
+    ])
+    # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
+    # multipliers (MREG) and after the first adder level (PREG of the cascade), and with no
+    # pipeline the accumulator (the last DSP's P, when it fits 48 bits)
+    absorbed = np.where(int_dsp, f["reg_l01"].to_numpy() + np.where((pipe == 0) & (acc <= 48), acc, 0), 0)
     ff_struct = f["reg_bits"].to_numpy(dtype=float) - absorbed
     ff = np.column_stack([np.ones(len(f)), ff_struct, absorbed.astype(float)])
     dsp = lanes * f["mult_dsp"].to_numpy()
