@@ -1,4 +1,4 @@
-"""``paretofab`` subcommands of the quant package: ``formats`` (and the PTQ sweep commands)."""
+"""``paretofab`` subcommands of the quant package: ``formats``, ``sweep`` and ``results``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,42 @@ def _formats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_list(s: str) -> list[str]:
+    return [t.strip() for t in s.split(",") if t.strip()]
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep import grid, run_sweep
+
+    try:
+        seeds = [int(s) for s in _csv_list(args.seeds)]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    points = grid(_csv_list(args.model), _csv_list(args.wfmt), _csv_list(args.afmt), _csv_list(args.ptq),
+                  seeds, per_channel=not args.per_tensor, n_calib=args.n_calib)
+    r = run_sweep(points, args.output, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
+    print(f"{r['done']} points run, {r['skipped']} already in {args.output}, {r['total']} in the grid "
+          f"({r['seconds']:.1f} s)")
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from .sweep import load_results
+
+    df = load_results(args.file)
+    if args.csv:
+        print(df.drop(columns=["config"]).to_csv(index=False), end="")
+        return 0
+    if df.empty:
+        print(f"{args.file}: no finished points yet")
+        return 0
+    cols = ["model", "wfmt", "afmt", "ptq", "seed", "per_channel", "metric_name", "metric", "float_metric", "seconds"]
+    view = df[cols].copy()
+    view["model"] = view["model"].map(lambda m: m if len(m) <= 24 else "…" + m[-23:])
+    print(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("formats", help="table of supported number formats",
                        description="Print bits, max, min normal, min subnormal and the number of finite "
@@ -43,3 +79,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="formats to show (int4, uint8, e4m3, e4m3ocp, …)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_formats)
+
+    p = sub.add_parser(
+        "sweep", help="PTQ design-space sweep (formats × techniques) into a SQLite store",
+        description="Quantize a model for every combination of the comma lists (Brevitas PTQ) and store "
+                    "its metric, one row per finished point. A rerun skips finished points.")
+    p.add_argument("--model", required=True,
+                   help="'digits' (built-in CNN on scikit-learn's digits) or a student checkpoint / "
+                        "`paretofab distill` folder; comma list")
+    p.add_argument("--wfmt", required=True, help="weight formats, comma list (int4,int8,e2m1,e3m2)")
+    p.add_argument("--afmt", required=True, help="activation formats, comma list (int8)")
+    p.add_argument("--ptq", default="none",
+                   help="technique sets, comma list; combine techniques with '+': none, weq, smoothquant, "
+                        "bias_corr, gptq, gpfq, learned_round (default: none)")
+    p.add_argument("--seeds", default="0", help="seeds, comma list (default 0)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
+    p.add_argument("--n-calib", type=int, default=256, help="calibration samples (default 256)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask distributed scheduler (tcp://host:8786)")
+    p.add_argument("-o", "--output", required=True, help="results store, e.g. runs/NAME.sqlite")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("results", help="show a sweep's results (table or CSV)",
+                       description="Print the finished points of a sweep store.")
+    p.add_argument("file", help="results store written by `paretofab sweep`")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout")
+    p.set_defaults(func=_results)

@@ -1,0 +1,368 @@
+"""Resumable PTQ design-space sweeps into a SQLite results store.
+
+A sweep is the grid ``models × wfmts × afmts × technique sets × seeds``. Each point is keyed by
+a hash of its full configuration; a finished point is one committed row (stdlib ``sqlite3``,
+written by the driving process only), so a killed sweep loses at most the points in flight and a
+rerun skips what is done. Points run in-process (``jobs=1``), in worker processes (``jobs=N``)
+or on a Dask distributed cluster (``scheduler="tcp://…"``), with a tqdm progress bar and ETA.
+
+>>> pts = grid(["digits"], ["int4", "e2m1"], ["int8"], ["none", "gptq"], seeds=[0])
+>>> run_sweep(pts, "runs/demo.sqlite", jobs=2)          # doctest: +SKIP
+>>> load_results("runs/demo.sqlite")                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sqlite3
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+
+from .brevitas_map import check_supported
+from .ptq import parse_techniques
+
+__all__ = [
+    "SweepPoint",
+    "StoreError",
+    "Workload",
+    "grid",
+    "load_workload",
+    "evaluate_point",
+    "open_store",
+    "run_sweep",
+    "load_results",
+    "SCHEMA",
+]
+
+#: marks a file as a paretofab sweep store (table ``meta``)
+SCHEMA = "paretofab-sweep-1"
+
+COLUMNS = (
+    "key TEXT PRIMARY KEY, model TEXT NOT NULL, wfmt TEXT NOT NULL, afmt TEXT NOT NULL, "
+    "ptq TEXT NOT NULL, seed INTEGER NOT NULL, per_channel INTEGER NOT NULL, n_calib INTEGER NOT NULL, "
+    "metric_name TEXT NOT NULL, metric REAL NOT NULL, val_metric REAL, float_metric REAL, "
+    "seconds REAL NOT NULL, finished_utc TEXT NOT NULL, config TEXT NOT NULL"
+)
+
+
+class StoreError(ValueError):
+    """A results file that is not a paretofab sweep store (corrupt or foreign)."""
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of the design space (all that determines its result)."""
+
+    model: str
+    wfmt: str
+    afmt: str
+    ptq: str = "none"  # technique set, '+'-joined in application order, or 'none'
+    seed: int = 0
+    per_channel: bool = True
+    n_calib: int = 256
+
+    def config(self) -> dict:
+        return asdict(self)
+
+    @property
+    def key(self) -> str:
+        """sha256 of the canonical JSON of the full configuration (first 16 hex digits)."""
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _model_name(spec: str) -> str:
+    if spec == "digits":
+        return spec
+    p = Path(spec)
+    if not p.exists():
+        raise FileNotFoundError(f"model {spec!r}: not 'digits' and no such checkpoint (a student.pt or a `paretofab distill -o DIR` folder)")
+    return str(p.resolve())
+
+
+def grid(
+    models: Sequence[str],
+    wfmts: Sequence[str],
+    afmts: Sequence[str],
+    ptqs: Sequence[str] = ("none",),
+    seeds: Sequence[int] = (0,),
+    *,
+    per_channel: bool = True,
+    n_calib: int = 256,
+) -> list[SweepPoint]:
+    """The cartesian product, validated: bad formats / techniques / models raise ``ValueError``.
+
+    Formats are normalised (``"INT8"`` -> ``"int8"``), technique sets too (``"gptq+weq"`` ->
+    ``"weq+gptq"``), so equal points get equal keys.
+    """
+    for name, seq in (("models", models), ("wfmts", wfmts), ("afmts", afmts), ("ptqs", ptqs), ("seeds", seeds)):
+        if not seq:
+            raise ValueError(f"the sweep has no {name}: give at least one")
+    if n_calib < 1:
+        raise ValueError(f"n_calib must be >= 1 calibration samples, got {n_calib}")
+    ms = [_model_name(m) for m in models]
+    ws = [str(check_supported(f)) for f in wfmts]
+    as_ = [str(check_supported(f)) for f in afmts]
+    ps = ["+".join(parse_techniques(p)) or "none" for p in ptqs]
+    pts = [
+        SweepPoint(m, w, a, p, int(s), per_channel, n_calib)
+        for m, w, a, p, s in itertools.product(ms, ws, as_, ps, seeds)
+    ]
+    return list(dict.fromkeys(pts))  # drop duplicates, keep order
+
+
+# ---- workloads ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    """A float model, its calibration inputs and its metric."""
+
+    name: str
+    model: Any
+    calib: Any
+    metric_name: str
+    evaluate: Callable[[Any], tuple[float, float]]  # model -> (test metric, val metric)
+
+
+def load_workload(spec: str, seed: int = 0, n_calib: int = 256) -> Workload:
+    """``"digits"`` (built-in CNN, accuracy) or a PaCKD student: a checkpoint file, or a
+    ``paretofab distill -o DIR`` folder (``DIR/student.pt`` + ``DIR/data.npz``), metric micro-F1."""
+    if spec == "digits":
+        from . import digits
+
+        data = digits.load_data(seed)
+        model = digits.load_model(seed, data)
+
+        def ev(m):
+            return digits.accuracy(m, data.x_test, data.y_test), digits.accuracy(m, data.x_val, data.y_val)
+
+        return Workload("digits", model, data.x_train[:n_calib], "accuracy", ev)
+    import torch
+
+    from models.map_data import load_splits
+    from models.metrics import micro_f1
+    from models.zoo import load_checkpoint
+
+    p = Path(spec)
+    ckpt, npz = (p / "student.pt", p / "data.npz") if p.is_dir() else (p, p.parent / "data.npz")
+    model = load_checkpoint(ckpt)
+    splits = load_splits(npz)
+
+    @torch.no_grad()
+    def logits(m, x):
+        m.eval()
+        x = torch.as_tensor(x)
+        return torch.cat([m(x[i : i + 1024]) for i in range(0, len(x), 1024)]).numpy()
+
+    def ev(m):
+        return (micro_f1(logits(m, splits["x_test"]), splits["y_test"], logits=True),
+                micro_f1(logits(m, splits["x_val"]), splits["y_val"], logits=True))
+
+    return Workload(str(p), model, torch.as_tensor(splits["x_train"][:n_calib]), "micro_f1", ev)
+
+
+_WORKLOADS: dict[tuple, Workload] = {}
+_FLOAT: dict[tuple, float] = {}
+
+
+def _workload(point: SweepPoint) -> Workload:
+    k = (point.model, point.seed, point.n_calib)
+    if k not in _WORKLOADS:
+        _WORKLOADS[k] = load_workload(point.model, point.seed, point.n_calib)
+    return _WORKLOADS[k]
+
+
+def evaluate_point(point: SweepPoint | dict) -> dict:
+    """Quantize and evaluate one point (in whatever process runs it); returns its row."""
+    import warnings
+
+    import torch
+
+    from .ptq import quantize_model
+
+    warnings.filterwarnings("ignore", category=UserWarning)  # brevitas/torch.fx chatter per point
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    torch.set_num_threads(int(os.environ.get("PARETOFAB_THREADS", "1")))
+    if isinstance(point, dict):
+        point = SweepPoint(**point)
+    t0 = time.perf_counter()
+    wl = _workload(point)
+    fk = (point.model, point.seed, point.n_calib)
+    if fk not in _FLOAT:
+        _FLOAT[fk] = wl.evaluate(wl.model)[0]
+    q = quantize_model(
+        wl.model, point.wfmt, point.afmt, calib_data=wl.calib, per_channel=point.per_channel,
+        techniques=point.ptq, seed=point.seed,
+    )
+    metric, val = wl.evaluate(q)
+    return {
+        **point.config(),
+        "key": point.key,
+        "metric_name": wl.metric_name,
+        "metric": float(metric),
+        "val_metric": float(val),
+        "float_metric": float(_FLOAT[fk]),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# ---- the store ---------------------------------------------------------------------------------
+
+
+def _check_store(path: Path) -> None:
+    """Raise :class:`StoreError` unless ``path`` is a paretofab sweep store (read-only check)."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "meta" not in tables or "points" not in tables:
+                raise StoreError(
+                    f"{path} is an SQLite file but not a paretofab sweep store (no meta/points tables); "
+                    "choose another -o file, it was left untouched"
+                )
+            row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if not row or row[0] != SCHEMA:
+                raise StoreError(f"{path} has schema {row[0] if row else None!r}, not {SCHEMA!r}; "
+                                 "choose another -o file, it was left untouched")
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} is not a readable SQLite results store ({e}); choose another -o file, "
+                         "it was left untouched") from None
+
+
+def open_store(path: str | os.PathLike, create: bool = True) -> sqlite3.Connection:
+    """Open (or create) a sweep store. An existing file that is not one raises
+    :class:`StoreError` and is not modified."""
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory; give a .sqlite file name")
+    if path.exists() and path.stat().st_size > 0:
+        _check_store(path)
+    elif not create:
+        raise FileNotFoundError(f"results file {path} not found: run `paretofab sweep -o {path}` first")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=30)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    with con:
+        con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
+        con.execute(f"CREATE TABLE IF NOT EXISTS points ({COLUMNS})")
+    return con
+
+
+def _done_keys(con: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in con.execute("SELECT key FROM points")}
+
+
+def _insert(con: sqlite3.Connection, row: dict) -> None:
+    row = dict(row)
+    row["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    cfg = {k: row[k] for k in SweepPoint.__dataclass_fields__}
+    row["config"] = json.dumps(cfg, sort_keys=True)
+    row["per_channel"] = int(row["per_channel"])
+    cols = [c.split()[0] for c in COLUMNS.split(", ")]
+    with con:  # one transaction per finished point
+        con.execute(f"INSERT OR IGNORE INTO points ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [row[c] for c in cols])
+
+
+def run_sweep(
+    points: Iterable[SweepPoint],
+    out: str | os.PathLike,
+    *,
+    jobs: int = 1,
+    scheduler: str | Any | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run every point not yet in ``out``; returns ``{"done", "skipped", "total", "seconds"}``.
+
+    Parameters
+    ----------
+    jobs : worker processes (1: in this process).
+    scheduler : Dask distributed scheduler address (or a ``distributed.Client``); overrides jobs.
+    """
+    from tqdm.auto import tqdm
+
+    points = list(points)
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    con = open_store(out)
+    t0 = time.perf_counter()
+    try:
+        done = _done_keys(con)
+        todo = [p for p in points if p.key not in done]
+        bar = tqdm(total=len(todo), desc="sweep", unit="pt", disable=not progress, dynamic_ncols=True)
+        n = 0
+        try:
+            for row in _execute(todo, jobs, scheduler):
+                _insert(con, row)
+                n += 1
+                bar.set_postfix_str(f"{row['wfmt']}/{row['afmt']} {row['ptq']}: {row['metric']:.4f}", refresh=False)
+                bar.update()
+        finally:
+            bar.close()
+    finally:
+        con.close()
+    return {"done": n, "skipped": len(points) - len(todo), "total": len(points),
+            "seconds": time.perf_counter() - t0}
+
+
+def _execute(todo: list[SweepPoint], jobs: int, scheduler) -> Iterable[dict]:
+    if not todo:
+        return
+    if scheduler is not None:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        try:
+            futs = client.map(evaluate_point, [p.config() for p in todo], pure=False)
+            for f in dask_completed(futs):
+                yield f.result()
+        finally:
+            if client is not scheduler:
+                client.close()
+        return
+    if jobs == 1:
+        for p in todo:
+            yield evaluate_point(p)
+        return
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+        futs = [ex.submit(evaluate_point, p.config()) for p in todo]
+        try:
+            for f in as_completed(futs):
+                yield f.result()
+        except BaseException:
+            for f in futs:
+                f.cancel()
+            raise
+
+
+def load_results(path: str | os.PathLike) -> pd.DataFrame:
+    """Every finished point of a store as a DataFrame (one row per point, typed columns)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"results file {path} not found: run `paretofab sweep -o {path}` first")
+    _check_store(path)
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        df = pd.read_sql_query("SELECT * FROM points ORDER BY model, wfmt, afmt, ptq, seed", con)
+    finally:
+        con.close()
+    df["per_channel"] = df["per_channel"].astype(bool)
+    return df
