@@ -9,7 +9,8 @@ DSP-inference rule (Yosys ``synth_xilinx``, techlibs/xilinx/synth_xilinx.cc): a 
 a DSP48 when both operands are at least 2 bits (``DSP_A_MINWIDTH=2 -D DSP_B_MINWIDTH=2``) and the
 product at least 9 bits (``DSP_Y_MINWIDTH=9``, "UG901 suggests small multiplies are those 4x4 and
 smaller"); operands wider than 25×18 (xc7) / 27×18 (xcup) split over several DSPs. ``ice40``'s
-default flow infers none; ``ecp5`` uses 18×18 multipliers with the same minimum widths. The rule
+default flow infers none; ``synth_ecp5`` maps every multiplier with both operands ≥ 2 bits to
+18×18 MULT18X18D blocks (no minimum product width, no signed-only rule). The rule
 is checked against Yosys' own mapping of every multiplier in ``data/primitives.csv``
 (``tests/costmodel/test_resources.py``).
 """
@@ -66,8 +67,11 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
         signed_only_extra = 0 if (w.signed and a.signed) else 1
     shift_bits = max(1, (sw + sa).bit_length()) if mf else 0
     amax, bmax = _DSP_MAX[target]
-    if target == "ice40" or min(mul_a, mul_b) < 2 or mul_y < 9:
+    if target == "ice40" or min(mul_a, mul_b) < 2 or (target != "ecp5" and mul_y < 9):
         dsp = 0
+    elif target == "ecp5":  # synth_ecp5: no minimum product width, signed and unsigned 18x18
+        aa, bb = sorted((mul_a, mul_b), reverse=True)
+        dsp = math.ceil(aa / amax) * math.ceil(bb / bmax)
     else:
         aa, bb = sorted((mul_a + signed_only_extra, mul_b + signed_only_extra), reverse=True)
         dsp = math.ceil(aa / amax) * math.ceil(bb / bmax)

@@ -269,7 +269,8 @@ def model_for(target: str) -> tuple[dict, str]:
     if target == "xcup" and "xc7" in coefs:
         return coefs["xc7"], "xc7"
     raise ResourceModelError(f"no resource calibration for target {target!r} (have {sorted(coefs)}); "
-                             f"run python -m costmodel.calibrate engines --grid dense --target {target} and refit")
+                             f"run python -m costmodel.calibrate engines --grid dense --target {target}, then "
+                             f"python -m costmodel.resources xc7 {target}")
 
 
 def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = None,
