@@ -2,6 +2,7 @@
 
     python bench/models.py            # trace generation accesses/s, student training samples/s
     python bench/models.py --table    # NoKD / KD / PaCKD grid -> runs/models_table/table.md
+    python bench/models.py --why      # LLC stream composition per load site (explains the table)
 
 The table run appends each finished (app, arch, method) to ``results.jsonl`` and skips finished
 points when rerun, so it can be killed and resumed.
@@ -54,6 +55,23 @@ def bench_speed(scale: int, max_loads: int, rows: int) -> None:
             ct = time.process_time() - c0  # includes the validation pass
             print(f"{arch:<7} {preset:<8} {zoo.count_params(m):>9,} params {h['samples_per_s']:>9,.0f} samples/s"
                   f" ({len(sp['y_train']) / ct:>7,.0f} per CPU second incl. validation)")
+
+
+def composition(scale: int, max_loads: int) -> None:
+    """Why the table looks as it does: which load sites make up the LLC stream."""
+    print(f"LLC stream composition (scale {scale}, {max_loads} raw loads): share of LLC accesses per "
+          "load site (array), and share of accesses whose next block is within +-128 blocks")
+    for app in traces.APPS:
+        tr = traces.generate(app, scale=scale, max_loads=max_loads)
+        inv = {v: k for k, v in traces.site_ips(app).items()}
+        u, c = np.unique(tr.ip, return_counts=True)
+        share = {traces.SITES[app][inv[int(a)]]: 0.0 for a in u}
+        for a, n in zip(u, c):
+            share[traces.SITES[app][inv[int(a)]]] += n / len(tr)
+        d = np.diff((tr.addr >> np.uint64(6)).astype(np.int64))
+        near = (np.abs(d) <= 128).mean()
+        parts = ", ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
+        print(f"{app:<5} {len(tr):>7} LLC acc | {parts} | next within +-128: {near:.0%}")
 
 
 def run_table(args: argparse.Namespace) -> None:
@@ -133,6 +151,7 @@ def render(done: dict, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", action="store_true", help="run the NoKD / KD / PaCKD grid")
+    p.add_argument("--why", action="store_true", help="LLC stream composition per load site")
     p.add_argument("--apps", nargs="+", default=["pr", "bc", "cc", "sssp"])
     p.add_argument("--archs", nargs="+", default=["resnet", "mixer", "lstm"])
     p.add_argument("--scale", type=int, default=16)
@@ -150,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.table:
         run_table(args)
+    elif args.why:
+        composition(args.scale, args.max_loads)
     else:
         bench_speed(args.scale, args.max_loads, args.max_rows)
     return 0
