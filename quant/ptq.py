@@ -18,8 +18,8 @@ so that GPTQ/GPFQ/learned rounding actually move the quantized weights (with per
 ``stats`` scaling the scale follows the updated weights and GPTQ's update is undone). Biases stay
 float (hw adds them after the exact accumulator). Activations: every quantized activation uses
 ``afmt`` (``unsigned_acts=True`` gives unsigned ints of the same width after ReLU/Sigmoid).
-LSTMs become ``QuantLSTM`` (weights ``wfmt``, input/output ``afmt``; its internal gate and cell
-quantizers keep Brevitas' 8-bit defaults).
+LSTMs become ``QuantLSTM`` (weights ``wfmt`` with stats scaling, input/output ``afmt``; its
+internal gate and cell quantizers keep Brevitas' 8-bit defaults).
 """
 
 from __future__ import annotations
@@ -152,7 +152,11 @@ def _maps(wfmt: Format, afmt: Format, per_channel: bool, unsigned_acts: bool):
         nn.Tanh: (qnn.QuantTanh, signed),
     }
     identity_map = {"signed": (qnn.QuantIdentity, signed), "unsigned": (qnn.QuantIdentity, unsigned)}
-    lstm = {"weight_quant": wq, "io_quant": aq, "bias_quant": None}
+    # QuantLSTM shares one weight quantizer between input and hidden weights of a gate; a
+    # parameter-from-stats scale there is initialised wrongly (measured: 10x the error), so LSTM
+    # weights keep per-call max-abs stats scaling (GPTQ/GPFQ leave them as rounded).
+    lstm = {"weight_quant": weight_quant(wfmt, per_channel=per_channel, scaling="stats"), "io_quant": aq,
+            "bias_quant": None}
     layerwise_map = {
         nn.Linear: (qnn.QuantLinear, {**wbiol, "input_quant": aq}),
         nn.Conv1d: (qnn.QuantConv1d, {**wbiol, "input_quant": aq}),
@@ -183,7 +187,7 @@ def _replace_lstms(model: nn.Module, lstm_kwargs: dict) -> int:
 def _copy_lstm_weights(src: nn.LSTM, dst: nn.Module) -> None:
     """nn.LSTM packs gates (i, f, g, o) row-wise; QuantLSTM keeps one Linear-like gate each."""
     dirs = 2 if src.bidirectional else 1
-    gates = ("input_gate", "forget_gate", "cell", "output_gate")
+    gates = ("input_gate", "forget_gate", "cell_gate", "output_gate")
     with torch.no_grad():
         for layer in range(src.num_layers):
             for d in range(dirs):
