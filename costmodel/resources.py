@@ -68,8 +68,8 @@ def buffer_cost(depth, width) -> dict[str, np.ndarray]:
     """Xilinx (xc7/xcup) cost of a simple dual-port buffer of ``depth`` words × ``width`` bits
     (vectorized).
 
-    Rule: depth ≤ :data:`LUTRAM_MAX_DEPTH` → distributed RAM, ``ceil(depth / 64) · ceil(width / 3)``
-    RAM64M (4 LUTs each; RAM32M, 6 bits per 4 LUTs, for depth ≤ 32) plus a ``width``-bit read
+    Rule: depth ≤ :data:`LUTRAM_MAX_DEPTH` → distributed RAM, the cheaper of RAM32M tiles (32 deep
+    × 6 bits, 4 LUTs) and RAM64M tiles (64 deep × 3 bits, 4 LUTs), plus a ``width``-bit read
     register; deeper → the fewest RAMB18 over the UG473 aspect ratios.
 
     Returns
@@ -81,8 +81,8 @@ def buffer_cost(depth, width) -> dict[str, np.ndarray]:
     width = np.asarray(width, dtype=np.int64)
     if (depth < 1).any() or (width < 1).any():
         raise ResourceModelError("buffer depth and width must be >= 1")
-    per_lut = np.where(depth <= 32, 6, 3)
-    lutram = np.ceil(depth / 64).astype(np.int64) * -(-width // per_lut) * 4
+    # RAM32M: 32 deep × 6 bits per 4 LUTs; RAM64M: 64 deep × 3 bits per 4 LUTs; Yosys takes the cheaper
+    lutram = np.minimum(-(-depth // 32) * -(-width // 6), -(-depth // 64) * -(-width // 3)) * 4
     brams = np.min([-(-depth // d) * -(-width // w) for d, w in BRAM18_SHAPES], axis=0)
     small = depth <= LUTRAM_MAX_DEPTH
     return {"bram18": np.where(small, 0, brams), "lutram": np.where(small, lutram, 0),
