@@ -56,7 +56,8 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 def read_table(path: str | Path, table: str | None = None) -> pd.DataFrame:
-    """A results table from CSV or SQLite (``table`` picks one when the database has several)."""
+    """A results table from CSV or SQLite (``table`` picks one when the database has several;
+    a ``paretofab sweep`` store — tables ``meta`` and ``points`` — reads ``points``)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {p}")
@@ -67,6 +68,8 @@ def read_table(path: str | Path, table: str | None = None) -> pd.DataFrame:
         try:
             names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view') "
                                                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            if table is None and "points" in names and "meta" in names:
+                table = "points"  # a `paretofab sweep` results store
             if table is None:
                 if len(names) != 1:
                     raise InputFileError(f"{p} holds tables {names}; pick one with --table NAME")
