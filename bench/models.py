@@ -57,12 +57,12 @@ def bench_speed(scale: int, max_loads: int, rows: int) -> None:
                   f" ({len(sp['y_train']) / ct:>7,.0f} per CPU second incl. validation)")
 
 
-def composition(scale: int, max_loads: int) -> None:
+def composition(scale: int, max_loads: int, prefetch_degree: int = 0) -> None:
     """Why the table looks as it does: which load sites make up the LLC stream."""
     print(f"LLC stream composition (scale {scale}, {max_loads} raw loads): share of LLC accesses per "
           "load site (array), and share of accesses whose next block is within +-128 blocks")
     for app in traces.APPS:
-        tr = traces.generate(app, scale=scale, max_loads=max_loads)
+        tr = traces.generate(app, scale=scale, max_loads=max_loads, prefetch_degree=prefetch_degree)
         inv = {v: k for k, v in traces.site_ips(app).items()}
         u, c = np.unique(tr.ip, return_counts=True)
         share = {traces.SITES[app][inv[int(a)]]: 0.0 for a in u}
@@ -96,7 +96,8 @@ def run_table(args: argparse.Namespace) -> None:
                     continue
                 if sp is None:
                     sp, info = load_or_make_splits(app, args.scale, args.seed, args.max_loads,
-                                                   args.max_rows, progress=False)
+                                                   args.max_rows, progress=False,
+                                                   prefetch_degree=args.prefetch_degree)
                     base[app] = metrics.frequency_baseline(sp["y_train"], sp["y_val"], sp["y_test"])["f1"]
                     (out / "baselines.json").write_text(json.dumps(base, indent=1))
                 t0 = time.perf_counter()
@@ -117,7 +118,8 @@ def render(done: dict, args: argparse.Namespace) -> str:
     lines = [f"Test micro-F1 (threshold chosen on validation; F1 at 0.5 in brackets), scale "
              f"{args.scale}, {args.max_rows} rows (70/10/20 time split), `cpu` teachers, "
              f"PaCKD k={args.clusters} on `{args.feature}`, student <= {args.epochs} epochs, "
-             f"teachers <= {args.teacher_epochs}, patience {args.patience}, seed {args.seed}. "
+             f"teachers <= {args.teacher_epochs}, patience {args.patience}, seed {args.seed}, "
+             f"stream-prefetch degree {args.prefetch_degree}. "
              "floor: all-ones predictor 2p/(1+p); freq: input-blind per-bit training frequency "
              "(threshold on validation).", "",
              "| app | arch | floor | freq | NoKD | KD | PaCKD | student params | teacher params | compression | "
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", type=int, default=2)
     p.add_argument("--feature", default="delta")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prefetch-degree", type=int, default=0,
+                   help="strip what an ideal L2 stream prefetcher of this degree covers (0 = off)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "runs" / "models_table"))
     args = p.parse_args(argv)
@@ -170,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         run_table(args)
     elif args.why:
-        composition(args.scale, args.max_loads)
+        composition(args.scale, args.max_loads, args.prefetch_degree)
     else:
         bench_speed(args.scale, args.max_loads, args.max_rows)
     return 0

@@ -15,7 +15,8 @@ from .zoo import ARCHS, PRESETS
 
 
 def load_or_make_splits(app: str, scale: int, seed: int, max_loads: int, max_rows: int | None,
-                        trace_file: str | None = None, progress: bool = True) -> tuple[dict, dict]:
+                        trace_file: str | None = None, progress: bool = True,
+                        prefetch_degree: int = 0) -> tuple[dict, dict]:
     """Splits from a trace file (ML-DPC text) or from a freshly generated GAP trace; returns
     ``(splits, info)`` with the trace's provenance and size."""
     t0 = time.perf_counter()
@@ -23,8 +24,9 @@ def load_or_make_splits(app: str, scale: int, seed: int, max_loads: int, max_row
         tr = traces.read_trace(trace_file)
         info = {"trace": str(trace_file)}
     else:
-        tr = traces.generate(app, scale=scale, seed=seed, max_loads=max_loads, progress=progress)
-        info = {"scale": scale, "seed": seed, "max_loads": max_loads}
+        tr = traces.generate(app, scale=scale, seed=seed, max_loads=max_loads, progress=progress,
+                             prefetch_degree=prefetch_degree)
+        info = {"scale": scale, "seed": seed, "max_loads": max_loads, "prefetch_degree": prefetch_degree}
     sp = map_data.make_splits(tr.addr, tr.ip, max_rows=max_rows)
     info.update({"app": app, "llc_accesses": len(tr), "trace_seconds": time.perf_counter() - t0})
     return sp, info
@@ -33,7 +35,8 @@ def load_or_make_splits(app: str, scale: int, seed: int, max_loads: int, max_row
 def _traces(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     tr = traces.generate(args.app, scale=args.scale, seed=args.seed, iters=args.iters,
-                         edge_factor=args.edge_factor, max_loads=args.max_loads, progress=True)
+                         edge_factor=args.edge_factor, max_loads=args.max_loads, progress=True,
+                         prefetch_degree=args.prefetch_degree)
     traces.write_trace(args.output, tr)
     dt = time.perf_counter() - t0
     print(f"{args.app} scale {args.scale}: {len(tr)} LLC accesses from {args.max_loads} loads max "
@@ -47,7 +50,7 @@ def _distill(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.output)
     sp, info = load_or_make_splits(args.app, args.scale, args.seed, args.max_loads, args.max_rows,
-                                   args.trace)
+                                   args.trace, prefetch_degree=args.prefetch_degree)
     info["teacher_preset"] = args.preset
     cfg = D.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         patience=args.patience, alpha=args.alpha, temperature=args.temperature,
@@ -87,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pr/cc sweeps or bfs/sssp/bc sources (default per app)")
     p.add_argument("--max-loads", type=_positive, default=2_000_000,
                    help="raw loads simulated before the cache filter (default 2e6)")
+    p.add_argument("--prefetch-degree", type=int, default=0,
+                   help="drop LLC accesses an ideal L2 stream prefetcher of this degree covers (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="trace file (.txt, .txt.xz or .gz)")
     p.set_defaults(func=_traces)
@@ -102,6 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="teacher size (default cpu)")
     d.add_argument("--scale", type=int, default=16)
     d.add_argument("--max-loads", type=_positive, default=2_000_000)
+    d.add_argument("--prefetch-degree", type=int, default=0,
+                   help="drop LLC accesses an ideal L2 stream prefetcher of this degree covers (0 = off)")
     d.add_argument("--max-rows", type=_positive, default=None,
                    help="evenly spaced subsample of the usable rows (default all)")
     d.add_argument("--epochs", type=_positive, default=20, help="max student epochs (early stopping)")

@@ -508,6 +508,24 @@ def lru_hits_reference(lines: np.ndarray, sets: int, ways: int) -> np.ndarray:
     return out
 
 
+def stream_prefetched(lines: np.ndarray, degree: int, window: int = 16) -> np.ndarray:
+    """Accesses an ideal L2 stream prefetcher would have covered (True = hidden from the LLC).
+
+    Access t is covered when one of the previous ``window`` accesses of the stream touched a line
+    in ``lines[t] - degree .. lines[t] - 1``: the prefetcher, trained on that miss, had already
+    fetched the next ``degree`` lines. An approximation (no prefetch-induced evictions, no
+    timeliness), used to strip streaming misses from the LLC stream; ``degree=0`` disables it.
+    """
+    x = np.asarray(lines, np.int64)
+    hidden = np.zeros(x.size, bool)
+    if degree <= 0:
+        return hidden
+    for k in range(1, window + 1):
+        d = x[k:] - x[:-k]
+        hidden[k:] |= (d >= 1) & (d <= degree)
+    return hidden
+
+
 def filter_llc(addr: np.ndarray, l1: CacheConfig = L1D, l2: CacheConfig = L2) -> np.ndarray:
     """Indices of the loads of ``addr`` that miss both L1D and L2 (the LLC access stream)."""
     line = np.asarray(addr, np.uint64) // np.uint64(l1.line)
@@ -556,19 +574,25 @@ def raw_loads(app: str, scale: int = 16, seed: int = 0, iters: int | None = None
 
 
 def generate(app: str, scale: int = 16, seed: int = 0, iters: int | None = None,
-             edge_factor: int = 16, max_loads: int = 2_000_000, progress: bool = False) -> Trace:
+             edge_factor: int = 16, max_loads: int = 2_000_000, progress: bool = False,
+             prefetch_degree: int = 0) -> Trace:
     """LLC load trace of a GAP kernel on a seeded RMAT graph.
 
     ``instr_id`` is a synthetic instruction count (4 instructions per load of the raw stream) and
     ``cycle`` a synthetic clock (1 cycle per instruction plus 12 per L1 miss; the LLC's own latency
     is ignored). Addresses are byte addresses; ``llc_hit`` comes from a 2 MB 16-way LRU LLC.
+    ``prefetch_degree > 0`` drops the L2 misses an ideal stream prefetcher of that degree would
+    have covered (:func:`stream_prefetched`), leaving the irregular part of the stream.
     """
+    if prefetch_degree < 0:
+        raise TraceError("prefetch degree must be >= 0 (0 = no prefetcher)")
     addr, ip, _ = raw_loads(app, scale, seed, iters, edge_factor, max_loads, progress)
     line = (addr // np.uint64(LINE)).astype(np.int64)
     l1_miss = ~lru_hits(line, L1D.sets, L1D.ways)
     m1 = np.flatnonzero(l1_miss)
     m2 = ~lru_hits(line[m1], L2.sets, L2.ways)
     keep = m1[m2]
+    keep = keep[~stream_prefetched(line[keep], prefetch_degree)]
     instr = np.arange(addr.size, dtype=np.int64) * 4
     cycles = instr + 12 * np.cumsum(l1_miss)
     llc_hit = lru_hits(line[keep], LLC.sets, LLC.ways)

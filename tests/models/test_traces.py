@@ -168,3 +168,22 @@ def test_bad_inputs(tmp_path):
         T.raw_loads("tc", scale=8)
     with pytest.raises(ValueError, match="scale"):
         T.rmat_graph(40)
+
+
+def test_stream_prefetcher_hand_worked():
+    # lines: 10 (miss), 11 (10 seen 1 back -> covered), 50, 13 (11 seen 2 back, 13-11=2 <= 2 -> covered),
+    # 16 (13 seen, 16-13=3 > 2 -> not covered), 9 (below everything -> not covered)
+    x = np.array([10, 11, 50, 13, 16, 9])
+    assert T.stream_prefetched(x, degree=2).tolist() == [False, True, False, True, False, False]
+    assert not T.stream_prefetched(x, degree=0).any()
+    # a window of 1 only looks at the previous access: 13 follows 50
+    assert T.stream_prefetched(x, degree=2, window=1).tolist() == [False, True, False, False, False, False]
+
+
+def test_prefetch_degree_strips_streams():
+    plain = T.generate("pr", scale=10, max_loads=60_000)
+    pf = T.generate("pr", scale=10, max_loads=60_000, prefetch_degree=4)
+    assert len(pf) < len(plain)
+    assert set(pf.addr.tolist()) <= set(plain.addr.tolist())
+    with pytest.raises(ValueError, match="prefetch degree"):
+        T.generate("pr", scale=8, prefetch_degree=-1)
