@@ -121,10 +121,11 @@ def render(done: dict, args: argparse.Namespace) -> str:
              f"teachers <= {args.teacher_epochs}, patience {args.patience}, seed {args.seed}, "
              f"stream-prefetch degree {args.prefetch_degree}. "
              "floor: all-ones predictor 2p/(1+p); freq: input-blind per-bit training frequency "
-             "(threshold on validation).", "",
-             "| app | arch | floor | freq | NoKD | KD | PaCKD | student params | teacher params | compression | "
-             "label density | PaCKD cluster sizes (train) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(threshold on validation). Teacher columns: the `cpu` teacher(s) on the same test rows "
+             "(PaCKD: each row scored by its cluster's teacher).", "",
+             "| app | arch | floor | freq | NoKD | KD | PaCKD | KD teacher | PaCKD teachers | student params | "
+             "teacher params | compression | label density | PaCKD cluster sizes (train) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for app in args.apps:
         for arch in args.archs:
             if not any(done.get((app, arch, m)) for m in D.METHODS):
@@ -138,6 +139,9 @@ def render(done: dict, args: argparse.Namespace) -> str:
             def cell(r):
                 return f"{r['f1']:.3f} ({r['f1_at_0.5']:.3f})" if r else "—"
 
+            def tcell(r):
+                return f"{r['teacher']['f1']:.3f}" if r and "teacher" in r else "—"
+
             kd = rs["kd"] or {}
             pk = rs["packd"] or {}
             tp = kd.get("teacher_params", [None])[0] if kd else None
@@ -145,7 +149,7 @@ def render(done: dict, args: argparse.Namespace) -> str:
             sizes = "/".join(map(str, pk["cluster_sizes"]["train"])) if pk else "—"
             tp_s = f"{tp:,}" if tp else "—"
             lines.append(f"| {app} | {arch} | {any_r['floor']:.3f} | {any_r['freq_baseline']:.3f} | {cell(rs['none'])} | {cell(rs['kd'])} | "
-                         f"{cell(rs['packd'])} | {any_r['student_params']:,} | {tp_s} | {comp} | "
+                         f"{cell(rs['packd'])} | {tcell(kd)} | {tcell(pk)} | {any_r['student_params']:,} | {tp_s} | {comp} | "
                          f"{any_r['density']:.3f} | {sizes} |")
     return "\n".join(lines) + "\n"
 
