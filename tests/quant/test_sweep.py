@@ -1,0 +1,207 @@
+"""quant.sweep: resumable SQLite store (SIGKILL-safe, one row per point), Dask and process
+workers, clear errors for bad stores / formats / techniques / calibration sets (API and CLI)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from paretofab.cli import main
+from quant.formats import FormatError
+from quant.ptq import TechniqueError
+from quant.sweep import SCHEMA, StoreError, SweepPoint, grid, load_results, run_sweep
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    old = os.environ.get("PARETOFAB_CACHE")
+    os.environ["PARETOFAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        del os.environ["PARETOFAB_CACHE"]
+    else:
+        os.environ["PARETOFAB_CACHE"] = old
+
+
+def _rows(path) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT count(*) FROM points").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+def test_key_is_hash_of_full_config():
+    a = SweepPoint("digits", "int4", "int8", "weq+gptq", 0)
+    assert a.key == SweepPoint("digits", "int4", "int8", "weq+gptq", 0).key
+    assert len({a.key, SweepPoint("digits", "int4", "int8", "weq+gptq", 1).key,
+                SweepPoint("digits", "int4", "int8", "gptq", 0).key,
+                SweepPoint("digits", "int4", "int8", "weq+gptq", 0, per_channel=False).key}) == 4
+    # normalised: spelling and technique order do not change the key
+    (p,) = grid(["digits"], ["INT4"], ["int8"], ["gptq+weq"])
+    assert p.key == a.key
+
+
+def test_sweep_store_and_rerun(tmp_path):
+    out = tmp_path / "s.sqlite"
+    pts = grid(["digits"], ["int8", "e2m1"], ["int8"], ["none", "bias_corr"])
+    r = run_sweep(pts, out, progress=False)
+    assert (r["done"], r["skipped"]) == (4, 0)
+    df = load_results(out)
+    assert len(df) == 4 and df["key"].is_unique
+    assert set(df["wfmt"]) == {"int8", "e2m1"} and set(df["ptq"]) == {"none", "bias_corr"}
+    assert (df["metric_name"] == "accuracy").all()
+    assert ((df["metric"] > 0.9) & (df["metric"] <= 1)).all()
+    assert df["per_channel"].dtype == bool
+    before = out.read_bytes()
+    r = run_sweep(pts + grid(["digits"], ["int4"], ["int8"], ["none"]), out, progress=False)
+    assert (r["done"], r["skipped"]) == (1, 4)
+    assert len(load_results(out)) == 5
+    assert before != out.read_bytes()
+
+
+def test_cli_sweep_and_results(tmp_path, capsys):
+    out = tmp_path / "c.sqlite"
+    assert main(["sweep", "--model", "digits", "--wfmt", "int8", "--afmt", "int8,e4m3", "--ptq", "none",
+                 "-o", str(out), "-q"]) == 0
+    assert "2 points run" in capsys.readouterr().out
+    assert main(["results", str(out), "--csv"]) == 0
+    csv = capsys.readouterr().out.splitlines()
+    assert csv[0].startswith("key,") and len(csv) == 3
+    assert main(["results", str(out)]) == 0
+    assert "e4m3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--wfmt", "int9"], "2..8 bits"),
+    (["--wfmt", "fp8"], "Valid formats"),
+    (["--afmt", "e0m3"], "exponent"),
+    (["--ptq", "none,adaround"], "unknown PTQ technique 'adaround'"),
+    (["--n-calib", "0"], "calibration"),
+    (["--model", "no/such/student.pt"], "not found|no such"),
+    (["--seeds", "a"], "seeds"),
+    (["--jobs", "0"], "jobs"),
+])
+def test_cli_errors_one_line(tmp_path, capsys, argv, msg):
+    import re
+
+    out = tmp_path / "e.sqlite"
+    args = {"--model": "digits", "--wfmt": "int8", "--afmt": "int8", "--ptq": "none"}
+    rest = []
+    for k, v in zip(argv[::2], argv[1::2]):
+        if k in args:
+            args[k] = v
+        else:
+            rest += [k, v]
+    cmd = ["sweep", *[x for kv in args.items() for x in kv], *rest, "-o", str(out), "-q"]
+    assert main(cmd) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("paretofab sweep: error:")
+    assert re.search(msg, err), err
+
+
+def test_api_errors():
+    with pytest.raises(FormatError):
+        grid(["digits"], ["int4", "e9m9"], ["int8"])
+    with pytest.raises(TechniqueError):
+        grid(["digits"], ["int4"], ["int8"], ["gptq+magic"])
+    with pytest.raises(ValueError, match="calibration"):
+        grid(["digits"], ["int4"], ["int8"], n_calib=0)
+    with pytest.raises(ValueError, match="no wfmts"):
+        grid(["digits"], [], ["int8"])
+    with pytest.raises(FileNotFoundError):
+        load_results("/nonexistent/x.sqlite")
+
+
+@pytest.mark.parametrize("kind", ["garbage", "foreign", "wrong_schema"])
+def test_bad_store_is_refused_and_untouched(tmp_path, capsys, kind):
+    path = tmp_path / f"{kind}.sqlite"
+    if kind == "garbage":
+        path.write_bytes(b"this is not a database\x00" * 100)
+    else:
+        con = sqlite3.connect(path)
+        with con:
+            if kind == "foreign":
+                con.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+                con.execute("INSERT INTO customers VALUES (1, 'x')")
+            else:
+                con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+                con.execute("CREATE TABLE points (key TEXT)")
+                con.execute("INSERT INTO meta VALUES ('schema', 'someone-else-7')")
+        con.close()
+    before = path.read_bytes()
+    pts = grid(["digits"], ["int8"], ["int8"])
+    with pytest.raises(StoreError, match="untouched"):
+        run_sweep(pts, path, progress=False)
+    with pytest.raises(StoreError):
+        load_results(path)
+    assert main(["sweep", "--model", "digits", "--wfmt", "int8", "--afmt", "int8", "-o", str(path), "-q"]) == 2
+    assert main(["results", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("paretofab ") for e in err)
+    assert path.read_bytes() == before
+
+
+def test_sigkill_mid_sweep_then_rerun(tmp_path):
+    """Kill the sweep process with SIGKILL after it stored some points; the rerun completes the
+    grid and every point appears exactly once."""
+    out = tmp_path / "k.sqlite"
+    argv = ["--model", "digits", "--wfmt", "int8,int4,e2m1,e3m2,int6,e4m3", "--afmt", "int8",
+            "--ptq", "none", "-o", str(out), "-q"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "paretofab.cli", "sweep", *argv], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists() and _rows(out) >= 2:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    n_killed = _rows(out)
+    assert 2 <= n_killed < 6, f"{n_killed} rows at kill time: the kill did not land mid-sweep"
+    assert main(["sweep", *argv]) == 0
+    df = load_results(out)
+    assert len(df) == 6 and df["key"].is_unique
+    assert sorted(df["wfmt"]) == sorted(["int8", "int4", "e2m1", "e3m2", "int6", "e4m3"])
+
+
+def test_dask_local_cluster(tmp_path):
+    from distributed import Client, LocalCluster
+
+    out = tmp_path / "d.sqlite"
+    pts = grid(["digits"], ["int8", "e3m2"], ["int8"], ["none"])
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        r = run_sweep(pts, out, scheduler=client, progress=False)
+    assert r["done"] == 2
+    local = tmp_path / "l.sqlite"
+    run_sweep(pts, local, progress=False)
+    a, b = load_results(out), load_results(local)
+    assert list(a["key"]) == list(b["key"])
+    assert list(a["metric"]) == list(b["metric"])  # same seed, same numbers, wherever it ran
+
+
+@pytest.mark.slow
+def test_process_workers(tmp_path):
+    out = tmp_path / "j.sqlite"
+    pts = grid(["digits"], ["int8", "e3m2", "int4"], ["int8"], ["none"])
+    assert run_sweep(pts, out, jobs=2, progress=False)["done"] == 3
+    local = tmp_path / "l.sqlite"
+    run_sweep(pts, local, progress=False)
+    assert list(load_results(out)["metric"]) == list(load_results(local)["metric"])
