@@ -286,7 +286,9 @@ def quantize_model(
                 qmodel, layer_map=layer_map, quant_identity_map=identity_map, quant_act_map=act_map,
                 unsigned_act_tuple=unsigned_tuple, requantize_output=False,
             )
-            qmodel = DisableLastReturnQuantTensor().apply(qmodel)
+            with torch.no_grad():
+                if isinstance(qmodel(batches[0][:1]), QuantTensor):  # model ends in an activation
+                    qmodel = DisableLastReturnQuantTensor().apply(qmodel)
         else:
             qmodel = float_model
             _replace_lstms(qmodel, lstm_kwargs)
