@@ -20,6 +20,8 @@ Run: ``.venv/bin/python bench/swa.py [--quick] [--no-synth] [--backend pysim|ver
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
 
 import numpy as np
@@ -133,10 +135,19 @@ def synth_xc7(cfg: swa.SWAConfig):
             raise
     base = rtl.TARGETS["xc7"].format(top=rtl.TOP)
     script = f"{base} -run :map_luts\nsplitnets\n{base} -run map_luts:\ntee -q -o stat.txt stat"
+    note = " (splitnets, yosys#4349)"
+    verilog = rtl.verilog_text(cfg)
+    key = hashlib.sha256(json.dumps([verilog, script, rtl.yosys_version()]).encode()).hexdigest()[:32]
+    path = rtl.cache_root() / "synth" / f"bench-swa-{key}.json"
+    if path.exists():
+        return rtl.Resources.from_dict({**json.loads(path.read_text()), "cached": True}), note
     t = time.perf_counter()
-    out = rtl.run_yosys(rtl.verilog_text(cfg), script, ["stat.txt"])
+    out = rtl.run_yosys(verilog, script, ["stat.txt"])
     counts = rtl.resources_from_cells(rtl.parse_stat(out["stat.txt"]), "xc7")
-    return rtl.Resources(**counts, target="xc7", seconds=time.perf_counter() - t), " (splitnets, yosys#4349)"
+    res = rtl.Resources(**counts, target="xc7", yosys=rtl.yosys_version(), seconds=time.perf_counter() - t)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res.to_dict()))
+    return res, note
 
 
 def synth_table(pairs: list[tuple[str, swa.SWAConfig]]) -> None:
