@@ -186,10 +186,11 @@ def test_dask_local_cluster(tmp_path):
 
     out = tmp_path / "d.sqlite"
     pts = grid(["digits"], ["int8", "e3m2"], ["int8"], ["none"])
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        r = run_sweep(pts, out, scheduler=client, progress=False)
-    assert r["done"] == 2
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        r = run_sweep(pts[:1], out, scheduler=cluster.scheduler_address, progress=False)  # by address
+        with Client(cluster) as client:
+            r2 = run_sweep(pts, out, scheduler=client, progress=False)  # by client; resumes
+    assert (r["done"], r2["done"], r2["skipped"]) == (1, 1, 1)
     local = tmp_path / "l.sqlite"
     run_sweep(pts, local, progress=False)
     a, b = load_results(out), load_results(local)

@@ -1,0 +1,117 @@
+"""Sweep benchmarks (prints tables; not a test).
+
+``python bench/sweep.py speed``  points/minute with ``--jobs 2`` and the overhead of the sweep
+    machinery (store, hashing, progress bar) against calling Brevitas PTQ directly for the same
+    points in the same warm process (goal ≤ 10 %).
+``python bench/sweep.py table [--model digits] [-o runs/bits-digits.sqlite]``  metric vs
+    (format, bit width) for W = A from 3 to 8 bits: the integer format and every minifloat split
+    ExMy of that width, with and without PTQ techniques; prints the integer vs best-minifloat
+    table (markdown). Resumable: it is an ordinary sweep store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from quant.sweep import _workload, evaluate_point, grid, load_results, run_sweep  # noqa: E402
+
+WITH = "smoothquant+gptq+bias_corr"
+
+
+def speed(args) -> None:
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    pts = grid([args.model], ["int4", "int8", "e2m1", "e3m2"], ["int8"], ["none", "bias_corr"], seeds=[0])
+    with tempfile.TemporaryDirectory() as d:
+        # warm: the workload (trained model) is cached in this process for both measurements
+        _workload(pts[0])
+        evaluate_point(pts[0])
+        t = time.perf_counter()
+        for p in pts:
+            from quant.ptq import quantize_model
+
+            wl = _workload(p)
+            qm = quantize_model(wl.model, p.wfmt, p.afmt, calib_data=wl.calib, per_channel=p.per_channel,
+                                techniques=p.ptq, seed=p.seed)
+            wl.evaluate(qm)
+        direct = time.perf_counter() - t
+        t = time.perf_counter()
+        run_sweep(pts, Path(d) / "one.sqlite", jobs=1, progress=False)
+        swept = time.perf_counter() - t
+        t = time.perf_counter()
+        run_sweep(pts, Path(d) / "two.sqlite", jobs=2, progress=False)
+        two = time.perf_counter() - t
+    n = len(pts)
+    print(f"{n} digits points (int4/int8/e2m1/e3m2 weights × int8 acts × none/bias_corr), {os.cpu_count()} CPUs")
+    print(f"| run | seconds | points/min |\n|---|---|---|")
+    print(f"| Brevitas PTQ called directly (warm) | {direct:.1f} | {60 * n / direct:.1f} |")
+    print(f"| run_sweep, jobs=1 (warm process) | {swept:.1f} | {60 * n / swept:.1f} |")
+    print(f"| run_sweep, jobs=2 (incl. spawning 2 workers) | {two:.1f} | {60 * n / two:.1f} |")
+    print(f"sweep machinery overhead vs direct: {100 * (swept - direct) / direct:+.1f} % (goal <= 10 %)")
+
+
+def splits(bits: int) -> list[str]:
+    return [f"e{e}m{bits - 1 - e}" for e in range(1, bits)]
+
+
+def table(args) -> None:
+    fmts = []
+    for b in range(3, 9):
+        fmts += [f"int{b}"] + splits(b)
+    out = Path(args.output)
+    r = {"done": 0}
+    for f in fmts:  # W = A: one grid per format
+        pts = grid([args.model], [f], [f], ["none", WITH], seeds=[args.seed])
+        r["done"] += run_sweep(pts, out, jobs=args.jobs, progress=not args.quiet)["done"]
+    df = load_results(out)
+    df = df[df["wfmt"] == df["afmt"]]
+    flt = df["float_metric"].iloc[0]
+    print(f"model {args.model}: float {df['metric_name'].iloc[0]} {flt:.4f}; W = A, per-channel weights, "
+          f"seed {args.seed}; 'PTQ' = {WITH}")
+    print("| bits | int (RTN) | int (PTQ) | best minifloat (RTN) | best minifloat (PTQ) | winner |")
+    print("|---|---|---|---|---|---|")
+    for b in range(3, 9):
+        row = [str(b)]
+        best = {}
+        for kind, names in (("int", [f"int{b}"]), ("mf", splits(b))):
+            for ptq in ("none", WITH):
+                sel = df[df["wfmt"].isin(names) & (df["ptq"] == ptq)]
+                if sel.empty:
+                    row.append("–")
+                    continue
+                top = sel.loc[sel["metric"].idxmax()]
+                best[(kind, ptq)] = top["metric"]
+                row.append(f"{top['metric']:.4f}" + ("" if kind == "int" else f" ({top['wfmt']})"))
+        i = max(best.get(("int", "none"), -1), best.get(("int", WITH), -1))
+        m = max(best.get(("mf", "none"), -1), best.get(("mf", WITH), -1))
+        row.append("minifloat" if m > i else ("int" if i > m else "tie"))
+        print("| " + " | ".join(row) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("speed")
+    s.add_argument("--model", default="digits")
+    t = sub.add_parser("table")
+    t.add_argument("--model", default="digits")
+    t.add_argument("-o", "--output", default="runs/bits-digits.sqlite")
+    t.add_argument("--jobs", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("-q", "--quiet", action="store_true")
+    args = ap.parse_args()
+    speed(args) if args.cmd == "speed" else table(args)
+
+
+if __name__ == "__main__":
+    main()
