@@ -30,10 +30,11 @@ class ExploreConfig:
     app: str = "pr"
     arch: str = "resnet"
     method: str = "kd"
-    scale: int = 12
-    max_loads: int = 300_000
-    max_rows: int = 12_000
-    epochs: int = 4
+    scale: int = 16
+    max_loads: int = 2_000_000
+    max_rows: int = 10_000
+    epochs: int = 6
+    teacher_epochs: int = 3
     formats: tuple[str, ...] = DEFAULT_FORMATS
     ptq: tuple[str, ...] = ("none",)
     lanes: int = 16
@@ -62,8 +63,9 @@ def train_student(cfg: ExploreConfig) -> Path:
         return d
     splits, info = load_or_make_splits(cfg.app, cfg.scale, cfg.seed, cfg.max_loads, cfg.max_rows,
                                        progress=cfg.progress)
-    tc = D.TrainConfig(epochs=cfg.epochs, seed=cfg.seed, progress=cfg.progress)
-    res = D.distill(splits, cfg.arch, cfg.method, 2, "delta", "cpu", cfg=tc, teacher_cfg=tc,
+    tc = D.TrainConfig(epochs=cfg.epochs, patience=2, seed=cfg.seed, progress=cfg.progress)
+    teacher_tc = D.TrainConfig(epochs=cfg.teacher_epochs, patience=2, seed=cfg.seed, progress=cfg.progress)
+    res = D.distill(splits, cfg.arch, cfg.method, 2, "delta", "cpu", cfg=tc, teacher_cfg=teacher_tc,
                     out_dir=d, info=info)
     map_data.save_splits(d / "data.npz", splits)
     (d / "metrics.json").write_text(json.dumps(res, indent=2, default=_plain))
