@@ -265,7 +265,10 @@ def _sim(args: argparse.Namespace) -> int:
     ref = np.asarray(mod.reference(cfg, wl))
     closed = mod.cycles(cfg, wl)
     t0 = time.perf_counter()
-    res = simulate(cfg.build(), inputs, n, backend=args.backend, out_ready=out_ready, in_valid=in_valid)
+    stretch = max(len(out_ready or [1]), len(in_valid or [1]))  # stall patterns slow it down
+    max_cycles = 64 + 4 * stretch * (closed + len(inputs) + n)
+    res = simulate(cfg.build(), inputs, n, backend=args.backend, out_ready=out_ready, in_valid=in_valid,
+                   max_cycles=max_cycles)
     seconds = time.perf_counter() - t0
     outs = np.asarray(mod.unpack_outputs(cfg, res.outputs))
     same_shape = outs.shape == ref.shape

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import dot, sparse
+from . import dot, sparse, swa
 
 __all__ = ["ENGINES", "engine", "config_from_dict"]
 
-ENGINES: dict[str, ModuleType] = {"dot": dot, "sparse": sparse}
+ENGINES: dict[str, ModuleType] = {"dot": dot, "sparse": sparse, "swa": swa}
 
 
 def engine(name: str) -> ModuleType:

@@ -309,7 +309,15 @@ def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cach
         except (ValueError, TypeError):
             pass  # a damaged entry: synthesize again
     t0 = time.perf_counter()
-    out = run_yosys(verilog, f"{cmd}\ntee -q -o stat.txt stat", ["stat.txt"])
+    try:
+        out = run_yosys(verilog, f"{cmd}\ntee -q -o stat.txt stat", ["stat.txt"])
+    except SynthError as e:
+        if "count_id" not in str(e) or not cmd.startswith("synth_xilinx"):
+            raise
+        # YosysHQ/yosys#4349 (ABC re-integration assert): the maintainers' workaround is the same
+        # script split at map_luts with `splitnets` in between
+        split = f"{cmd} -run :map_luts\nsplitnets\n{cmd} -run map_luts:\ntee -q -o stat.txt stat"
+        out = run_yosys(verilog, split, ["stat.txt"])
     seconds = time.perf_counter() - t0
     cells = parse_stat(out["stat.txt"])
     res = Resources(**resources_from_cells(cells, target), target=target, yosys=version,
