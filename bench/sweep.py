@@ -71,13 +71,16 @@ def table(args) -> None:
     out = Path(args.output)
     r = {"done": 0}
     for f in fmts:  # W = A: one grid per format
-        pts = grid([args.model], [f], [f], ["none", WITH], seeds=[args.seed])
+        pts = grid([args.model], [f], [f], ["none", WITH], seeds=args.seeds)
         r["done"] += run_sweep(pts, out, jobs=args.jobs, progress=not args.quiet)["done"]
     df = load_results(out)
-    df = df[df["wfmt"] == df["afmt"]]
-    flt = df["float_metric"].iloc[0]
-    print(f"model {args.model}: float {df['metric_name'].iloc[0]} {flt:.4f}; W = A, per-channel weights, "
-          f"seed {args.seed}; 'PTQ' = {WITH}")
+    df = df[(df["wfmt"] == df["afmt"]) & df["seed"].isin(args.seeds)]
+    flt = df.groupby("seed")["float_metric"].first().mean()
+    name = df["metric_name"].iloc[0]
+    # mean over seeds (each seed: its own split, trained model and calibration set)
+    df = df.groupby(["wfmt", "ptq"], as_index=False)["metric"].mean()
+    print(f"model {args.model}: float {name} {flt:.4f} (mean of seeds {args.seeds}); W = A, per-channel "
+          f"weights; 'PTQ' = {WITH}; entries are means over the seeds")
     print("| bits | int (RTN) | int (PTQ) | best minifloat (RTN) | best minifloat (PTQ) | winner |")
     print("|---|---|---|---|---|---|")
     for b in range(3, 9):
@@ -107,7 +110,7 @@ def main() -> None:
     t.add_argument("--model", default="digits")
     t.add_argument("-o", "--output", default="runs/bits-digits.sqlite")
     t.add_argument("--jobs", type=int, default=1)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
     t.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
     speed(args) if args.cmd == "speed" else table(args)

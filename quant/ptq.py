@@ -274,22 +274,18 @@ def quantize_model(
         if "smoothquant" in techs:
             with activation_equalization_mode(work, alpha=0.5, layerwise=graph is None, add_mul_node=graph is None):
                 _forward_all(work, batches)
+        if "bias_corr" in techs and has_lstm:
+            raise TechniqueError("bias_corr fails on QuantLSTM in Brevitas 0.13; drop bias_corr for LSTM models")
+        qmodel = None
         if graph is not None:
-            qmodel = graph
-            if not _integer_input(batches):
-                qmodel = inp_placeholder_handler(qmodel, input_quantizer=identity_map["signed"])
-            qmodel = act_handler(qmodel, layer_map=act_map)
-            unsigned_tuple = (nn.ReLU, nn.ReLU6, nn.Sigmoid)
-            qmodel = add_output_quant_handler(qmodel, identity_map, act_map, unsigned_tuple)
-            qmodel = residual_handler(qmodel, identity_map, act_map, unsigned_tuple, align_input_quant)
-            qmodel = layer_handler(
-                qmodel, layer_map=layer_map, quant_identity_map=identity_map, quant_act_map=act_map,
-                unsigned_act_tuple=unsigned_tuple, requantize_output=False,
-            )
-            with torch.no_grad():
-                if isinstance(qmodel(batches[0][:1]), QuantTensor):  # model ends in an activation
-                    qmodel = DisableLastReturnQuantTensor().apply(qmodel)
-        else:
+            spare = copy.deepcopy(graph)
+            try:
+                qmodel = _graph_quantize(graph, batches, identity_map, act_map, layer_map)
+            except RuntimeError:
+                # e.g. "Residual handler could not find a solution to align scale factors":
+                # quantize layer by layer instead (each layer quantizes its own input)
+                float_model = spare
+        if qmodel is None:
             qmodel = float_model
             _replace_lstms(qmodel, lstm_kwargs)
             qmodel = layerwise_layer_handler(qmodel, layer_map=layerwise_map)
@@ -317,6 +313,26 @@ def quantize_model(
     finally:
         brevitas_config.IGNORE_MISSING_KEYS = ignore
     qmodel.eval()
+    return qmodel
+
+
+def _graph_quantize(graph, batches, identity_map, act_map, layer_map) -> nn.Module:
+    """Brevitas graph quantization (inputs, activations, residual alignment, layers)."""
+    qmodel = graph
+    if not _integer_input(batches):
+        qmodel = inp_placeholder_handler(qmodel, input_quantizer=identity_map["signed"])
+    qmodel = act_handler(qmodel, layer_map=act_map)
+    unsigned_tuple = (nn.ReLU, nn.ReLU6, nn.Sigmoid)
+    qmodel = add_output_quant_handler(qmodel, identity_map, act_map, unsigned_tuple)
+    qmodel = residual_handler(qmodel, identity_map, act_map, unsigned_tuple, align_input_quant)
+    qmodel = layer_handler(
+        qmodel, layer_map=layer_map, quant_identity_map=identity_map, quant_act_map=act_map,
+        unsigned_act_tuple=unsigned_tuple, requantize_output=False,
+    )
+    qmodel.eval()
+    with torch.no_grad():
+        if isinstance(qmodel(batches[0][:1]), QuantTensor):  # model ends in an activation
+            qmodel = DisableLastReturnQuantTensor().apply(qmodel)
     return qmodel
 
 
