@@ -281,7 +281,7 @@ def quantize_model(
             spare = copy.deepcopy(graph)
             try:
                 qmodel = _graph_quantize(graph, batches, identity_map, act_map, layer_map)
-            except RuntimeError:
+            except (RuntimeError, AttributeError, TypeError):
                 # e.g. "Residual handler could not find a solution to align scale factors":
                 # quantize layer by layer instead (each layer quantizes its own input)
                 float_model = spare
@@ -331,8 +331,13 @@ def _graph_quantize(graph, batches, identity_map, act_map, layer_map) -> nn.Modu
     )
     qmodel.eval()
     with torch.no_grad():
-        if isinstance(qmodel(batches[0][:1]), QuantTensor):  # model ends in an activation
+        out = qmodel(batches[0][:1])
+        if isinstance(out, QuantTensor):  # model ends in an activation
             qmodel = DisableLastReturnQuantTensor().apply(qmodel)
+            out = out.value
+        if isinstance(out, torch.Tensor) and torch.isnan(out).any():
+            # e.g. -inf attention masks through an activation quantizer
+            raise RuntimeError("graph quantization produces NaN outputs")
     return qmodel
 
 
