@@ -40,7 +40,16 @@ def _csv_list(s: str) -> list[str]:
     return [t.strip() for t in s.split(",") if t.strip()]
 
 
+def _quiet_imports() -> None:
+    """Brevitas warns about optional kernels on import; keep error output to one line."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def _sweep(args: argparse.Namespace) -> int:
+    _quiet_imports()
     from .sweep import grid, run_sweep
 
     try:
@@ -56,6 +65,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
+    _quiet_imports()
     from .sweep import load_results
 
     df = load_results(args.file)
