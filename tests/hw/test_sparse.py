@@ -229,9 +229,9 @@ def test_config_round_trips_through_json():
     d = json.loads(json.dumps(config.to_dict()))
     assert d["engine"] == "sparse" and d["block"] == 64
     assert sparse.SparseConfig.from_dict(d) == config == config_from_dict(d)
-    assert ENGINES["sparse"] is sparse and set(ENGINES) == {"dot", "sparse"}
-    with pytest.raises(ValueError, match="unknown engine 'swa'"):
-        config_from_dict({**d, "engine": "swa"})
+    assert ENGINES["sparse"] is sparse and set(ENGINES) == {"dot", "sparse", "swa"}
+    with pytest.raises(ValueError, match="unknown engine 'conv'"):
+        config_from_dict({**d, "engine": "conv"})
 
 
 # ---- long random runs through Verilator ------------------------------------------------------------
