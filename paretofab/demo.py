@@ -1,4 +1,5 @@
-"""``paretofab demo``: the main job that ``make demo`` runs."""
+"""``paretofab demo``: the main job that ``make demo`` runs: the formats table, then ``explore``
+(traces -> student -> PTQ sweep -> cost -> Pareto front) with its defaults, under runs/explore."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ import argparse
 def _demo(args: argparse.Namespace) -> int:
     from paretofab.cli import main
 
-    print("== paretofab formats")
-    return main(["formats"])
+    print("== paretofab formats int4 int8 e2m1 e2m3 e3m2 e4m3 e4m3ocp e5m2ieee")
+    main(["formats", "int4", "int8", "e2m1", "e2m3", "e3m2", "e4m3", "e4m3ocp", "e5m2ieee"])
+    from paretofab.explore import _run
+
+    return _run(args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the main job (what `make demo` runs)")
+    from paretofab.explore import add_arguments
+
+    p = sub.add_parser("demo", help="the main job (what `make demo` runs): formats table, then explore")
+    add_arguments(p)
     p.set_defaults(func=_demo)

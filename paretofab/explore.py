@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_FORMATS = ("int4", "int6", "int8", "e2m1", "e2m3", "e3m2", "e4m3")
+#: costs minimized on the front, beside micro-F1 maximized
+OBJECTIVES = ("lut", "dsp", "latency_us", "energy_nj")
 
 
 @dataclass
@@ -196,7 +198,7 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
                      "float_f1": r.get("float_metric", np.nan), **cost})
     df = pd.DataFrame(rows)
     df["name"] = df["engine"] + " " + df["format"] + np.where(df["ptq"] == "none", "", " " + df["ptq"])
-    df = pareto(df, maximize=["micro_f1"], minimize=["lut", "latency_us", "energy_nj"], all_ranks=True)
+    df = pareto(df, maximize=["micro_f1"], minimize=list(OBJECTIVES), all_ranks=True)
     df = df.rename(columns={"pareto_rank": "rank"})
     df.to_csv(out / "pareto.csv", index=False)
     plot(df, "lut", "micro_f1", maximize=["micro_f1"], minimize=["lut"], label="name",
@@ -238,7 +240,10 @@ def _csv(s: str) -> tuple[str, ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    n, m = (int(x) for x in args.nm.split(":"))
+    try:
+        n, m = (int(x) for x in args.nm.split(":"))
+    except ValueError:
+        raise ValueError(f"--nm {args.nm!r}: give the pattern as N:M, e.g. 2:4") from None
     cfg = ExploreConfig(out=args.output, app=args.app, arch=args.arch, scale=args.scale,
                         formats=_csv(args.formats), ptq=_csv(args.ptq), lanes=args.lanes, nm=(n, m),
                         device=args.device, seed=args.seed, jobs=args.jobs, epochs=args.epochs)
@@ -246,10 +251,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``explore`` options (shared with ``paretofab demo``)."""
     d = ExploreConfig()
-    p = sub.add_parser("explore", help="traces -> student -> PTQ sweep -> cost -> Pareto front (the main job)",
-                       description=__doc__.split("\n\n")[0])
     p.add_argument("-o", "--output", default=d.out, help=f"output folder (default {d.out}); rerun to resume")
     p.add_argument("--app", default=d.app, help="GAP kernel whose traces train the student (bc, cc, pr, sssp, bfs)")
     p.add_argument("--arch", default=d.arch, help="student architecture (lstm, mixer, resnet, swa)")
@@ -262,4 +266,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=d.device, help="FPGA part for fmax and static power")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--jobs", type=int, default=d.jobs, help="sweep worker processes")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="traces -> student -> PTQ sweep -> cost -> Pareto front (the main job)",
+                       description=__doc__.split("\n\n")[0])
+    add_arguments(p)
     p.set_defaults(func=_run)
