@@ -282,15 +282,9 @@ class SWAConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SWAConfig":
-        d = dict(d)
-        engine = d.pop("engine", cls.engine)
-        if engine != cls.engine:
-            raise ConfigError(f"config is for engine {engine!r}, not {cls.engine!r}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown SWAConfig keys {unknown}; valid keys: {sorted(names)}")
-        return cls(**d)
+        from .dot import _from_dict
+
+        return _from_dict(cls, d)
 
 
 def dense_baseline(config: SWAConfig, max_n: int) -> SWAConfig:
