@@ -4,7 +4,7 @@ and constants (see :mod:`hw.swa` for the window convention and the arithmetic)."
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
