@@ -192,6 +192,7 @@ def evaluate_point(point: SweepPoint | dict) -> dict:
 
     warnings.filterwarnings("ignore", category=UserWarning)  # brevitas/torch.fx chatter per point
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.fx pytree chatter inside brevitas
     torch.set_num_threads(int(os.environ.get("PARETOFAB_THREADS", "1")))
     if isinstance(point, dict):
         point = SweepPoint(**point)
