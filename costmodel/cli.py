@@ -12,7 +12,7 @@ import pandas as pd
 from .devices import DEVICES
 
 #: engines the cost model is calibrated for
-COSTED_ENGINES = ("dot", "sparse")
+COSTED_ENGINES = ("dot", "sparse", "swa")
 COST_KEYS = ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
 
 
@@ -31,26 +31,33 @@ def _cost(args: argparse.Namespace) -> int:
     from .estimate import estimate
 
     config = _config_from_args(args)
-    c = estimate(config, args.device, k=args.k, vectors=args.vectors, block_density=args.block_density)
+    is_swa = config.engine == "swa"
+    if is_swa:
+        c = estimate(config, args.device, n=args.seq_n)
+    else:
+        c = estimate(config, args.device, k=args.k, vectors=args.vectors, block_density=args.block_density)
     d = c.to_dict()
     if args.json:
         print(json.dumps({k: d[k] for k in COST_KEYS}))
         return 0
     print(f"{config.engine} engine {config.to_dict()}")
-    print(f"device {c.device} (target {c.target}); workload K={args.k or config.k_max}, vectors={args.vectors}")
+    work = f"n={args.seq_n} tokens" if is_swa else f"K={args.k or config.k_max}, vectors={args.vectors}"
+    print(f"device {c.device} (target {c.target}); workload {work}")
     err = c.error
     for k, unit in (("lut", "LUTs"), ("ff", "FFs"), ("dsp", "DSPs"), ("bram18", "BRAM18")):
         e = err.get(k)
         bar = f"  (held-out error median {e['median']:.1%}, p90 {e['p90']:.1%})" if e and e["median"] is not None else ""
-        print(f"  {k:<11}{d[k]:>12,} {unit}{bar}")
+        val = f"{d[k]:>12,}" if d[k] is not None else f"{'n/a':>12}"
+        print(f"  {k:<11}{val} {unit}{bar}")
     print(f"  {'cycles':<11}{c.cycles:>12,}")
     print(f"  {'fmax':<11}{c.fmax_mhz:>12.1f} MHz   [{c.fmax_source}]")
     print(f"  {'latency':<11}{c.latency_us:>12.4g} µs")
     print(f"  {'energy':<11}{c.energy_nj:>12.4g} nJ    (dynamic {c.dynamic_nj:.4g} nJ ASIC-based + static "
           f"{c.static_nj:.4g} nJ)")
-    util = c.utilization()
-    print(f"  fits {c.device}: {'yes' if c.fits() else 'NO'} ("
-          + ", ".join(f"{k} {v:.1%}" for k, v in util.items()) + ")")
+    if c.lut is not None:
+        util = c.utilization()
+        print(f"  fits {c.device}: {'yes' if c.fits() else 'NO'} ("
+              + ", ".join(f"{k} {v:.1%}" for k, v in util.items()) + ")")
     print(f"  resources: {c.resource_source}")
     return 0
 
@@ -137,8 +144,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         f"`paretofab synth {name}`.")
         add_config_options(q, config_class(mod))  # the same flags as `paretofab synth`
         g = q.add_argument_group("workload and device")
-        g.add_argument("--k", type=int, default=None, help="elements per dot product (default: k_max)")
-        g.add_argument("--vectors", type=int, default=1, help="dot products in the workload (default: 1)")
+        if name == "swa":
+            g.add_argument("--n", dest="seq_n", type=int, default=64, help="sequence length, tokens (default: 64)")
+        else:
+            g.add_argument("--k", type=int, default=None, help="elements per dot product (default: k_max)")
+            g.add_argument("--vectors", type=int, default=1, help="dot products in the workload (default: 1)")
         if name == "sparse":
             g.add_argument("--block-density", type=float, default=1.0,
                            help="expected fraction of non-zero weight blocks, with --block (default: 1)")

@@ -44,6 +44,9 @@ ERT: dict[str, dict] = {
                           "32-bit add / 32); no published figure at hand"},
     "sram_read_bit": {"pJ": 10.0 / 64, "unit": "one bit read from an 8 KB SRAM",
                       "source": "Horowitz ISSCC'14, 45 nm (ASIC): 64-bit read from 8 KB SRAM 10 pJ"},
+    "sram_write_bit": {"pJ": 10.0 / 64, "unit": "one bit written to an 8 KB SRAM",
+                       "source": "assumption: a write costs about a read (Horowitz ISSCC'14, 45 nm ASIC, "
+                                 "64-bit 8 KB SRAM read 10 pJ); no published write figure at hand"},
 }
 
 

@@ -32,7 +32,8 @@ class Cost:
 
     Attributes
     ----------
-    lut, ff, dsp, bram18 : resources (LUTs, flip-flops, DSP blocks, 18 Kbit BRAMs).
+    lut, ff, dsp, bram18 : resources (LUTs, flip-flops, DSP blocks, 18 Kbit BRAMs); None where
+        no calibrated model covers the config (``resource_source`` says so; SWA off xc7).
     cycles : clock cycles for the workload (closed form, equals simulation).
     fmax_mhz : clock estimate, MHz (see ``fmax_source``).
     latency_us : cycles / fmax, µs.
@@ -44,10 +45,10 @@ class Cost:
         (``{"lut": {"median": …, "p90": …}, …}``) — the honest error bar.
     """
 
-    lut: int
-    ff: int
-    dsp: int
-    bram18: int
+    lut: int | None
+    ff: int | None
+    dsp: int | None
+    bram18: int | None
     cycles: int
     fmax_mhz: float
     latency_us: float
@@ -68,6 +69,9 @@ class Cost:
     def utilization(self, device: str | Device | None = None) -> dict[str, float]:
         """Fraction of each resource of ``device`` (default: the estimate's own) used."""
         d = get_device(device or self.device)
+        if any(getattr(self, k) is None for k in d.capacity()):
+            raise ValueError(f"no resource estimate for this config ({self.resource_source}); "
+                             f"utilization and fits() need calibrated resources")
         return {k: getattr(self, k) / cap for k, cap in d.capacity().items()}
 
     def fits(self, device: str | Device | None = None) -> bool:
@@ -143,10 +147,34 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
     return out
 
 
+def _estimate_swa(config: Any, dev: Device, target: str, n: int | None) -> Cost:
+    """Cost of one ``SWAConfig`` for one sequence of ``n`` tokens (see :mod:`costmodel.swa`)."""
+    from hw import swa as hw_swa
+
+    from .swa import SWA_ENERGY_SOURCE, SWA_FMAX_SOURCE, _check_n, swa_energy, swa_fmax, swa_resources
+
+    if n is None:
+        from hw.arith import ConfigError
+
+        raise ConfigError("an SWA estimate needs the sequence length: estimate(config, n=...) / --n")
+    n = _check_n(config, n)
+    cyc = int(hw_swa.cycles(config, n))
+    fmax = swa_fmax(config, target)
+    lat = cyc / fmax
+    en = swa_energy(config, n, lat, dev.static_w)
+    res, src, err = swa_resources(config, target)
+    res = res or {}
+    return Cost(lut=res.get("lut"), ff=res.get("ff"), dsp=res.get("dsp"), bram18=res.get("bram18"),
+                cycles=cyc, fmax_mhz=fmax, latency_us=lat, energy_nj=en["energy_nj"],
+                dynamic_nj=en["dynamic_nj"], static_nj=en["static_nj"], device=dev.name, target=target,
+                resource_source=src, fmax_source=SWA_FMAX_SOURCE, energy_source=SWA_ENERGY_SOURCE, error=err)
+
+
 def estimate(config: Any, device: str | Device | None = None, *, target: str | None = None,
-             k: int | None = None, vectors: int = 1, block_density: float = 1.0) -> Cost:
+             k: int | None = None, vectors: int = 1, block_density: float = 1.0, n: int | None = None) -> Cost:
     """Cost of one ``hw`` engine config (``DotConfig`` / ``SparseConfig``) for ``vectors`` dot
-    products of length ``k`` (default ``k_max``) on ``device`` (default ``xc7z020``).
+    products of length ``k`` (default ``k_max``) on ``device`` (default ``xc7z020``); for an
+    ``SWAConfig``, of one sequence of ``n`` tokens (``k``, ``vectors``, ``block_density`` unused).
 
     Raises
     ------
@@ -161,6 +189,8 @@ def estimate(config: Any, device: str | Device | None = None, *, target: str | N
     from .latency import cycles as closed_cycles
 
     dev, target = _resolve(device, target)
+    if getattr(config, "engine", None) == "swa":
+        return _estimate_swa(config, dev, target, n)
     c = closed_cycles(config, k, vectors, block_density)  # validates k / vectors
     row = estimate_frame(config_row(config), dev, target=target, k=k if k is not None else config.k_max,
                          vectors=vectors, block_density=block_density, breakdown=True).iloc[0]

@@ -1,0 +1,89 @@
+"""SWA engine in the cost model: estimated cycles == simulated cycles (pysim), energy from action
+counts, the CLI, labelled resources, and bad workloads raise."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from costmodel import estimate
+from costmodel.energy import ERT
+from costmodel.swa import swa_actions
+from hw import swa
+from hw.arith import ConfigError
+from hw.sim import simulate
+from paretofab.cli import main
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 8, 12), (8, 6, 4, 10), (4, 3, 2, 9)],
+                         ids=lambda s: "d{}w{}l{}n{}".format(*s))
+def test_cycles_equal_simulation(shape):
+    d, w, lanes, n = shape
+    cfg = swa.SWAConfig(d, w, lanes, "int8", "int8")
+    wl = swa.random_workload(cfg, n, seed=sum(shape))
+    res = simulate(cfg, swa.pack_inputs(cfg, wl), swa.n_outputs(cfg, wl), backend="pysim",
+                   max_cycles=4 * swa.cycles(cfg, wl) + 1000)
+    assert np.array_equal(swa.unpack_outputs(cfg, res.outputs), swa.reference(cfg, wl))
+    c = estimate(cfg, n=n)
+    assert c.cycles == res.cycles
+    assert c.latency_us == pytest.approx(c.cycles / c.fmax_mhz)
+    assert "upper bound" in c.fmax_source
+
+
+def test_energy_from_action_counts():
+    cfg = swa.SWAConfig(16, 16, 16, "int8", "int8")
+    a = swa_actions(cfg, 256)
+    keys = swa.total_keys(cfg, 256)
+    assert a["qk_mult"] == a["sv_mult"] == keys * 16 and a["exp_reads"] == keys
+    assert a["buf_write_bits"] == 256 * 16 * 24
+    c = estimate(cfg, n=256)
+    assert c.energy_nj == pytest.approx(c.dynamic_nj + c.static_nj)
+    assert c.dynamic_nj > keys * 16 * 2 * ERT["int8_mult"]["pJ"] / 1e3  # at least the MACs
+    # a longer sequence costs more; the dense baseline (n^2 keys) costs more dynamic energy
+    assert estimate(cfg, n=512).dynamic_nj > c.dynamic_nj
+    dense = swa.dense_baseline(cfg, 256)
+    assert estimate(dense, n=256).dynamic_nj > 4 * c.dynamic_nj
+    assert "ASIC" in c.energy_source
+
+
+def test_resources_labelled():
+    cfg = swa.SWAConfig(16, 16, 16, "int8", "int8")
+    c = estimate(cfg, n=64)
+    if c.lut is None:
+        assert "not calibrated" in c.resource_source
+        with pytest.raises(ValueError, match="not calibrated"):
+            c.fits()
+    else:
+        assert "Yosys-calibrated SWA model" in c.resource_source
+        assert c.dsp > 0 and c.error
+    # no fit for other targets: labelled, never invented
+    other = estimate(cfg, "ice40up5k", n=64)
+    assert other.lut is None and "not calibrated" in other.resource_source
+
+
+def test_bad_workload_raises():
+    cfg = swa.SWAConfig(8, 4, 8, "int8", "int8")
+    with pytest.raises(ConfigError, match="sequence length"):
+        estimate(cfg)
+    with pytest.raises(ConfigError, match="sequence length"):
+        estimate(cfg, n=0)
+    with pytest.raises(ConfigError, match="dense baseline"):
+        estimate(swa.dense_baseline(cfg, 16), n=17)
+
+
+def test_cli_cost_swa_json(capsys):
+    assert main(["cost", "swa", "--head-dim", "16", "--window", "16", "--lanes", "16", "--qk-fmt", "int8",
+                 "--v-fmt", "int8", "--n", "256", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert list(d) == ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
+    assert d["cycles"] == swa.cycles(swa.SWAConfig(16, 16, 16, "int8", "int8"), 256)
+    assert d["latency_us"] == pytest.approx(d["cycles"] / d["fmax_mhz"])
+
+
+def test_cli_cost_swa_text(capsys):
+    assert main(["cost", "swa", "--head-dim", "8", "--window", "4", "--lanes", "8", "--qk-fmt", "e4m3",
+                 "--v-fmt", "int4", "--n", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "n=12 tokens" in out and "resources:" in out and "upper bound" in out
