@@ -11,8 +11,9 @@
   :data:`costmodel.energy.ERT` (ASIC figures, labelled there) + device static power × latency.
 - **resources**: a small least-squares model fitted on Yosys xc7 syntheses of SWA configs
   (``data/swa_calibration.csv``, fitted coefficients and held-out errors in
-  ``data/swa_coefficients.json``, see :func:`costmodel.swa_fit.fit`). Other targets: not
-  calibrated; the resource fields are then ``None`` and ``resource_source`` says so.
+  ``data/swa_coefficients.json``, see :mod:`costmodel.swa_fit`): LUT and FF fitted, DSP and
+  BRAM18 counted by rules checked against the same syntheses. Other targets and the dense
+  baseline: not calibrated; the resource fields are then ``None`` and ``resource_source`` says so.
 
 Action counts per sequence (``keys = hw.swa.total_keys(config, n)``: (query, key) pairs computed;
 the dense baseline computes all ``n²``)
@@ -142,9 +143,14 @@ def swa_features(config: Any) -> dict[str, float]:
     ``acc_bits``   head_dim · sv_bits + lanes · score_bits (SV accumulators, adder tree width)
     ``buf_bits``   (buffer_slots · head_dim) · (2 · qk bits + v bits) (K, V and Q ring storage)
     ``ctl_bits``   recip_width + sum_bits + score_bits + window bits (divider, denominator, control)
+    ``lut_mult_bits`` qk_mul_bits of Q·K multipliers Yosys maps to LUTs (0 when they go to DSPs)
+    ``lutram_bits`` buf_bits when the K/V buffers stay in LUTRAM (≤ 64 words deep), else 0
     """
     qk = pair_props(str(config.qk_fmt), str(config.qk_fmt))
+    buf_bits = float(config.buffer_slots * config.head_dim * (2 * config.qk_fmt.bits + config.v_fmt.bits))
     return {
+        "lut_mult_bits": float(config.lanes * qk["mul_a"] * qk["mul_b"] * (qk["mult_dsp"] == 0)),
+        "lutram_bits": buf_bits if config.buffer_slots * config.chunks <= 64 else 0.0,
         "one": 1.0,
         "mults": float(2 * config.lanes + config.norm_mults),
         "qk_mul_bits": float(config.lanes * qk["mul_a"] * qk["mul_b"]),
@@ -177,13 +183,17 @@ def swa_resources(config: Any, target: str) -> tuple[dict | None, str, dict]:
                       f"resources not estimated"), {}
     if config.dense:
         return None, "not calibrated for the dense SWA baseline (fit covers sliding-window configs only)", {}
+    from .swa_fit import swa_bram18, swa_dsp
+
     f = swa_features(config)
     out = {}
-    for r, m in model["resources"].items():
-        val = sum(c * f[name] for name, c in m["coefficients"].items())
+    for r in ("lut", "ff"):
+        val = sum(c * f[name] for name, c in model["resources"][r]["coefficients"].items())
         out[r] = int(max(0, round(val)))
+    out["dsp"] = swa_dsp(config, target)
+    out["bram18"] = swa_bram18(config)
     err = {r: {"median": v["median_rel_err"], "p90": v["p90_rel_err"]}
            for r, v in model.get("validation", {}).items()}
-    src = (f"Yosys-calibrated SWA model ({', '.join(model['targets'])} fit on {model['n_calibration']} syntheses, "
+    src = (f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {', '.join(model['targets'])} fit on {model['n_calibration']} syntheses, "
            f"{model['date']}; held-out n={model['n_validation']})")
     return out, src, err

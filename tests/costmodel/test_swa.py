@@ -87,3 +87,21 @@ def test_cli_cost_swa_text(capsys):
                  "--v-fmt", "int4", "--n", "12"]) == 0
     out = capsys.readouterr().out
     assert "n=12 tokens" in out and "resources:" in out and "upper bound" in out
+
+
+def test_swa_calibration_reproduces_itself():
+    from costmodel.swa import SWA_CALIBRATION, SWA_COEFFICIENTS
+    from costmodel.swa_fit import fit, swa_bram18, swa_dsp
+
+    if not SWA_COEFFICIENTS.exists():
+        pytest.skip("no SWA fit shipped")
+    shipped = json.loads(SWA_COEFFICIENTS.read_text())
+    assert fit() == shipped
+    assert shipped["n_validation"] >= 2 and shipped["n_calibration"] >= 5
+    import pandas as pd
+
+    df = pd.read_csv(SWA_CALIBRATION)
+    assert {"yosys", "date", "command"} <= set(df.columns)
+    for c, dsp, bram in zip(df["config"], df["dsp"], df["bram18"]):  # counted rules == Yosys
+        cfg = swa.SWAConfig.from_dict({k: v for k, v in json.loads(c).items() if k != "engine"})
+        assert (swa_dsp(cfg), swa_bram18(cfg)) == (dsp, bram)
