@@ -45,6 +45,30 @@ def rel_err(pred, y):
     return np.abs(pred - y) / np.maximum(np.abs(y), 1.0)
 
 
+def swa_table() -> None:
+    """SWA engine: predicted vs synthesized on every row of data/swa_calibration.csv (xc7)."""
+    import json
+
+    from costmodel.swa import SWA_CALIBRATION, load_swa_coefficients, swa_resources
+    from costmodel.swa_fit import is_validation
+    from hw.swa_config import SWAConfig
+
+    doc = load_swa_coefficients()
+    d = pd.read_csv(SWA_CALIBRATION)
+    print(f"\n# SWA engine ({len(d)} syntheses, {doc['n_validation']} held out; rule: {doc['split_rule']}), "
+          f"{doc['yosys']}, xc7")
+    print(f"{'head_dim':>8}{'window':>7}{'lanes':>6}{'fmt':>6}  {'split':<11}" + "".join(
+        f"{r + ' syn/pred':>16}" for r in ("lut", "ff", "dsp", "bram18")))
+    for _, row in d.iterrows():
+        cfg = SWAConfig.from_dict({k: v for k, v in json.loads(row["config"]).items() if k != "engine"})
+        pred = swa_resources(cfg, "xc7")[0]
+        split = "validation" if is_validation(row["key"]) else "calibration"
+        print(f"{row['head_dim']:>8}{row['window']:>7}{row['lanes']:>6}{row['qk_fmt']:>6}  {split:<11}" + "".join(
+            f"{f'{row[r]}/{pred[r]}':>16}" for r in ("lut", "ff", "dsp", "bram18")))
+    for r, v in doc["validation"].items():
+        print(f"  held-out {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default="xc7")
@@ -85,6 +109,9 @@ def main(argv=None) -> int:
             print(f"{eng:<8}{len(g):>4}  {res:<8}{np.median(e):>12.1%}{np.percentile(e, 90):>10.1%}   {peer}")
         exact = (g["pred_dsp"] == g["dsp"]).mean()
         print(f"{'':<14}DSP exact on {exact:.0%} of {eng} validation configs")
+
+    if args.target == "xc7":
+        swa_table()
 
     # throughput
     from costmodel.calibrate import FORMATS

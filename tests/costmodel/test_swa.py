@@ -105,3 +105,13 @@ def test_swa_calibration_reproduces_itself():
     for c, dsp, bram in zip(df["config"], df["dsp"], df["bram18"]):  # counted rules == Yosys
         cfg = swa.SWAConfig.from_dict({k: v for k, v in json.loads(c).items() if k != "engine"})
         assert (swa_dsp(cfg), swa_bram18(cfg)) == (dsp, bram)
+
+
+def test_estimate_frame_points_swa_rows_to_estimate():
+    import pandas as pd
+
+    from costmodel import estimate_frame
+
+    df = pd.DataFrame([{"engine": "swa", "lanes": 16, "wfmt": "int8", "afmt": "int8", "k_max": 16}])
+    with pytest.raises(ConfigError, match=r"estimate\(SWAConfig"):
+        estimate_frame(df)
