@@ -181,8 +181,9 @@ def swa_resources(config: Any, target: str) -> tuple[dict | None, str, dict]:
     if target not in model["targets"]:
         return None, (f"not calibrated for swa on {target} (SWA fit covers {', '.join(model['targets'])}); "
                       f"resources not estimated"), {}
-    if config.dense:
-        return None, "not calibrated for the dense SWA baseline (fit covers sliding-window configs only)", {}
+    if config.dense or not config.causal:
+        kind = "the dense SWA baseline" if config.dense else "symmetric SWA windows"
+        return None, f"not calibrated for {kind} (fit covers causal sliding-window configs only)", {}
     from .swa_fit import swa_bram18, swa_dsp
 
     f = swa_features(config)

@@ -17,12 +17,13 @@ from hw.sim import simulate
 from paretofab.cli import main
 
 
-@pytest.mark.parametrize("shape", [(8, 4, 8, 12), (8, 6, 4, 10), (4, 3, 2, 9)],
-                         ids=lambda s: "d{}w{}l{}n{}".format(*s))
+@pytest.mark.parametrize("shape", [(8, 4, 8, 12, "causal"), (8, 6, 4, 10, "causal"), (4, 3, 2, 9, "causal"),
+                                   (8, 5, 4, 9, "symmetric"), (8, 12, 8, 10, "dense")],
+                         ids=lambda s: "d{}w{}l{}n{}-{}".format(*s))
 def test_cycles_equal_simulation(shape):
-    d, w, lanes, n = shape
-    cfg = swa.SWAConfig(d, w, lanes, "int8", "int8")
-    wl = swa.random_workload(cfg, n, seed=sum(shape))
+    d, w, lanes, n, kind = shape
+    cfg = swa.SWAConfig(d, w, lanes, "int8", "int8", causal=kind != "symmetric", dense=kind == "dense")
+    wl = swa.random_workload(cfg, n, seed=d + w + lanes + n)
     res = simulate(cfg, swa.pack_inputs(cfg, wl), swa.n_outputs(cfg, wl), backend="pysim",
                    max_cycles=4 * swa.cycles(cfg, wl) + 1000)
     assert np.array_equal(swa.unpack_outputs(cfg, res.outputs), swa.reference(cfg, wl))
@@ -58,6 +59,9 @@ def test_resources_labelled():
     else:
         assert "Yosys-calibrated SWA model" in c.resource_source
         assert c.dsp > 0 and c.error
+    for other_kind in (swa.dense_baseline(cfg, 64), swa.SWAConfig(16, 15, 16, "int8", "int8", causal=False)):
+        o = estimate(other_kind, n=64)
+        assert o.lut is None and "not calibrated" in o.resource_source
     # no fit for other targets: labelled, never invented
     other = estimate(cfg, "ice40up5k", n=64)
     assert other.lut is None and "not calibrated" in other.resource_source
