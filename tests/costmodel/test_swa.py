@@ -59,7 +59,8 @@ def test_resources_labelled():
     else:
         assert "Yosys-calibrated SWA model" in c.resource_source
         assert c.dsp > 0 and c.error
-    for other_kind in (swa.dense_baseline(cfg, 64), swa.SWAConfig(16, 15, 16, "int8", "int8", causal=False)):
+    for other_kind in (swa.dense_baseline(cfg, 64), swa.SWAConfig(16, 15, 16, "int8", "int8", causal=False),
+                       swa.SWAConfig(16, 16, 16, "e4m3", "int8")):
         o = estimate(other_kind, n=64)
         assert o.lut is None and "not calibrated" in o.resource_source
     # no fit for other targets: labelled, never invented
