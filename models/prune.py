@@ -1,0 +1,509 @@
+"""CRISP-style hybrid structured pruning: N:M, blocks, and both, with class-aware saliency and
+SR-STE fine-tuning.
+
+Structure (matches ``hw.sparse``)
+---------------------------------
+Every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` weight is pruned along its reduction
+dimension: the rows of ``weight.reshape(out, -1)`` (for a convolution the reduction order is
+``(in_channel, kernel…)``, the order of im2col and of the engines' K).
+
+* **N:M** — in every row, consecutive groups of ``m`` inputs hold at most ``n`` non-zeros. A row
+  whose length K is not a multiple of ``m`` ends in a shorter tail group that keeps
+  ``min(n, tail)`` weights; this is exactly zero-padding K to a multiple of ``m``, which is what
+  the sparse engine does (``hw.sparse`` pads every vector to its beat span).
+* **blocks** — a block is ``block`` consecutive reduction positions of one output row (what
+  ``hw.sparse.block_bitmap`` skips); the last block of a row may be shorter (zero padding
+  again). Pruning is *balanced*: every row keeps ``ceil(keep · blocks_per_row)`` blocks, so every
+  output vector costs the engine the same beats (the closed form of ``costmodel.latency`` is
+  then exact) and no row is emptied; rows of one block are never block-pruned.
+* **hybrid** (``2:4+b8k0.5``) — N:M first, then blocks ranked by the saliency N:M left in them.
+
+Saliency
+--------
+``"magnitude"``: ``|w|``. ``"class"`` (CRISP): ``Σ_batches |∂L/∂w ⊙ w|`` where ``L`` is the BCE
+of the user's preferred outputs only, over the rows with at least one preferred label. For MAP
+students (multi-label) the classes are output delta bits; ``"top32"`` picks the 32 most frequent
+bits of the training labels. Magnitude breaks ties (rows no preferred output depends on, e.g.
+head rows of other classes, have zero class saliency).
+
+Fine-tuning (SR-STE, Zhou et al. ICLR'21)
+-----------------------------------------
+The forward pass uses ``w ⊙ mask``; the backward pass sends the gradient straight to the dense
+``w`` plus ``λ_w · (¬mask) ⊙ w`` (the sparse-refined decay pulling pruned weights to zero);
+masks are recomputed from the dense weights every ``mask_every`` steps, so pruned weights can
+come back. The best epoch on validation micro-F1 is kept.
+
+Layers: every prunable layer is pruned by default — one sparse engine then runs the whole
+student. ``skip`` leaves named layers (or ``"first"`` / ``"last"``) dense, as CRISP and most
+papers do for the first layer. LSTM weights are not pruned (not Linear/Conv).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from tqdm.auto import tqdm
+
+__all__ = ["Pattern", "PruneError", "parse_pattern", "resolve_classes", "prunable_layers", "masks",
+           "prune", "finetune", "check_pattern", "sparsity", "engine_config", "sparse_workload",
+           "SALIENCIES"]
+
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+SALIENCIES = ("magnitude", "class")
+#: weight of the normalized magnitude that breaks ties in class saliency
+TIE_BREAK = 1e-3
+
+
+class PruneError(ValueError):
+    """A bad pruning pattern / option, or a weight that breaks its pattern."""
+
+
+# ---- patterns ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """What to prune to: N:M (``n``, ``m``), blocks (``block`` weights along the reduction,
+    ``keep`` fraction of blocks kept in every row), both, or nothing (dense)."""
+
+    n: int | None = None
+    m: int | None = None
+    block: int | None = None
+    keep: float = 1.0
+
+    def __post_init__(self) -> None:
+        if (self.n is None) != (self.m is None):
+            raise PruneError(f"give both N and M of N:M (got n={self.n}, m={self.m}), e.g. 2:4")
+        if self.m is not None:
+            if int(self.m) != self.m or self.m < 2:
+                raise PruneError(f"M={self.m}: groups hold M >= 2 weights, e.g. 2:4")
+            if int(self.n) != self.n or self.n < 1:
+                raise PruneError(f"N={self.n}: keep at least one weight per group (N >= 1)")
+            if self.n > self.m:
+                raise PruneError(f"N={self.n} > M={self.m}: a group of M weights cannot keep N; use N <= M")
+        if self.block is not None:
+            if int(self.block) != self.block or self.block < 1:
+                raise PruneError(f"block={self.block}: give a positive number of weights per block")
+            if self.m is not None and self.block % self.m:
+                raise PruneError(f"block={self.block} is not a multiple of M={self.m}; blocks hold whole "
+                                 f"N:M groups, use block in {self.m}, {2 * self.m} …")
+        if not (isinstance(self.keep, (int, float)) and 0.0 < self.keep <= 1.0):
+            raise PruneError(f"keep={self.keep!r}: the kept fraction of blocks must lie in (0, 1]")
+        if self.block is None and self.keep != 1.0:
+            raise PruneError(f"keep={self.keep} needs a block size (e.g. b8k{self.keep:g})")
+
+    @property
+    def has_nm(self) -> bool:
+        return self.n is not None and self.n < self.m
+
+    @property
+    def has_blocks(self) -> bool:
+        return self.block is not None and self.keep < 1.0
+
+    @property
+    def is_dense(self) -> bool:
+        return not (self.has_nm or self.has_blocks)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.n is not None:
+            parts.append(f"{self.n}:{self.m}")
+        if self.block is not None:
+            parts.append(f"b{self.block}k{self.keep:g}")
+        return "+".join(parts) or "dense"
+
+
+_NM = re.compile(r"^(\d+):(\d+)$")
+_BLOCK = re.compile(r"^b(\d+)k([0-9.eE+-]+)$")
+
+
+def parse_pattern(spec: "str | Pattern") -> Pattern:
+    """``"dense"``, ``"2:4"``, ``"b8k0.5"``, ``"2:4+b8k0.5"`` (or a :class:`Pattern`) -> Pattern."""
+    if isinstance(spec, Pattern):
+        return spec
+    s = str(spec).strip().lower()
+    if s in ("dense", "none", ""):
+        return Pattern()
+    kw: dict[str, Any] = {}
+    for part in s.split("+"):
+        if (mt := _NM.match(part)) and "n" not in kw:
+            kw["n"], kw["m"] = int(mt.group(1)), int(mt.group(2))
+        elif (mt := _BLOCK.match(part)) and "block" not in kw:
+            try:
+                kw["block"], kw["keep"] = int(mt.group(1)), float(mt.group(2))
+            except ValueError:
+                raise PruneError(f"pattern {spec!r}: bad keep fraction {mt.group(2)!r}") from None
+        else:
+            raise PruneError(f"pattern {spec!r}: cannot read {part!r}; write dense, N:M, bBkF or N:M+bBkF "
+                             f"(e.g. 2:4, b8k0.5, 2:4+b8k0.5)")
+    return Pattern(**kw)
+
+
+# ---- masks from scores -------------------------------------------------------------------------
+
+
+def _blocks_kept(k: int, block: int, keep: float) -> tuple[int, int]:
+    """(blocks per row, blocks kept per row) for a row of ``k`` weights."""
+    nb = -(-k // block)
+    return nb, max(1, math.ceil(keep * nb - 1e-9))
+
+
+def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """bool (rows, K): the ``n`` highest scores of every group of ``m`` (tail group shorter)."""
+    rows, k = score.shape
+    pad = -k % m
+    s = torch.cat([score, score.new_full((rows, pad), -math.inf)], dim=1) if pad else score
+    g = s.reshape(rows, -1, m)
+    top = g.topk(n, dim=-1).indices
+    mask = torch.zeros_like(g, dtype=torch.bool).scatter_(-1, top, True)
+    return mask.reshape(rows, -1)[:, :k]
+
+
+def block_mask(score: torch.Tensor, block: int, keep: float) -> torch.Tensor:
+    """bool (rows, K): in every row the ``ceil(keep · blocks)`` blocks with the highest score sum."""
+    rows, k = score.shape
+    nb, kept = _blocks_kept(k, block, keep)
+    pad = nb * block - k
+    s = torch.cat([score, score.new_zeros((rows, pad))], dim=1) if pad else score
+    bs = s.reshape(rows, nb, block).sum(-1)
+    top = bs.topk(kept, dim=-1).indices
+    bm = torch.zeros((rows, nb), dtype=torch.bool).scatter_(-1, top, True)
+    return bm.repeat_interleave(block, dim=1)[:, :k]
+
+
+def mask_from_score(score: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    """bool mask of a weight's shape from its saliency (same shape) under ``pattern``."""
+    pattern = parse_pattern(pattern)
+    s = score.detach().reshape(score.shape[0], -1).to(torch.float64)
+    mask = torch.ones_like(s, dtype=torch.bool)
+    if pattern.has_nm:
+        mask = nm_mask(s, pattern.n, pattern.m)
+    if pattern.has_blocks:
+        mask &= block_mask(torch.where(mask, s, torch.zeros_like(s)), pattern.block, pattern.keep)
+    return mask.reshape(score.shape)
+
+
+# ---- layers, classes, saliency -----------------------------------------------------------------
+
+
+def prunable_layers(model: nn.Module, skip: Sequence[str] = ()) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every Linear/Conv1d/Conv2d to prune, in module order; ``skip``
+    holds layer names, or ``"first"`` / ``"last"``, to leave dense."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
+    names = [n for n, _ in layers]
+    drop = set()
+    for s in skip:
+        if s == "first" and names:
+            drop.add(names[0])
+        elif s == "last" and names:
+            drop.add(names[-1])
+        elif s in names:
+            drop.add(s)
+        else:
+            raise PruneError(f"skip: no prunable layer {s!r}; choose first, last or one of {', '.join(names)}")
+    return [(n, m) for n, m in layers if n not in drop]
+
+
+def resolve_classes(classes: "str | Sequence[int] | None", y: np.ndarray | torch.Tensor | None) -> np.ndarray | None:
+    """Preferred output indices: None/"all" -> None (every output); ``"topK"`` -> the K most
+    frequent label bits of ``y`` (ties: lower index first); ``"3,17"`` or a list -> those."""
+    if classes is None or (isinstance(classes, str) and classes.strip().lower() in ("", "all")):
+        return None
+    if isinstance(classes, str):
+        c = classes.strip().lower()
+        if mt := re.fullmatch(r"top(\d+)", c):
+            if y is None:
+                raise PruneError(f"classes {classes!r} needs labels to count frequencies (pass data=(x, y))")
+            yy = np.asarray(y)
+            k = int(mt.group(1))
+            if not 1 <= k <= yy.shape[1]:
+                raise PruneError(f"classes {classes!r}: K must lie in 1..{yy.shape[1]} (the label bits)")
+            freq = yy.reshape(len(yy), -1).sum(axis=0)
+            return np.sort(np.argsort(-freq, kind="stable")[:k])
+        try:
+            idx = [int(v) for v in c.split(",") if v.strip()]
+        except ValueError:
+            raise PruneError(f"classes {classes!r}: give topK (e.g. top32), all, or comma-separated "
+                             f"output indices") from None
+    else:
+        idx = [int(v) for v in classes]
+    out = np.unique(np.asarray(idx, dtype=np.int64))
+    if len(out) == 0:
+        raise PruneError("classes: empty set of preferred outputs")
+    if y is not None and (out.min() < 0 or out.max() >= np.asarray(y).shape[1]):
+        raise PruneError(f"classes {classes!r}: indices must lie in 0..{np.asarray(y).shape[1] - 1}")
+    return out
+
+
+def _dense_weight(mod: nn.Module) -> torch.Tensor:
+    """The dense (unmasked) weight: the SR-STE original when parametrized."""
+    if parametrize.is_parametrized(mod, "weight"):
+        return mod.parametrizations.weight.original
+    return mod.weight
+
+
+def class_saliency(model: nn.Module, layers: list[tuple[str, nn.Module]], x, y, classes=None,
+                   batch_size: int = 256, max_rows: int = 4096) -> dict[str, torch.Tensor]:
+    """``Σ_batches |∂L/∂w ⊙ w|`` per layer (float64, weight shape), ``L`` = mean BCE-with-logits of
+    the ``classes`` outputs, over (up to ``max_rows``, evenly spaced) rows with a preferred label.
+    Gradients are taken w.r.t. the weight the forward pass uses (masked, under SR-STE), ``w`` is
+    the dense weight. The model runs in eval mode (BatchNorm statistics untouched)."""
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    yt = torch.as_tensor(np.asarray(y), dtype=torch.float32)
+    cls = torch.arange(yt.shape[1]) if classes is None else torch.as_tensor(np.asarray(classes))
+    rows = torch.nonzero(yt[:, cls].sum(1) > 0).reshape(-1)
+    if len(rows) == 0:
+        rows = torch.arange(len(yt))
+    if len(rows) > max_rows:
+        rows = rows[torch.linspace(0, len(rows) - 1, max_rows).round().long()]
+    was = model.training
+    model.eval()
+    sal = {n: torch.zeros(_dense_weight(m).shape, dtype=torch.float64) for n, m in layers}
+    # under SR-STE the dense weight's gradient is the used weight's, once the decay is off
+    srste = [m.parametrizations.weight[0] for _, m in layers if parametrize.is_parametrized(m, "weight")]
+    decays = [p.decay for p in srste]
+    for p in srste:
+        p.decay = 0.0
+    try:
+        for i in range(0, len(rows), batch_size):
+            b = rows[i:i + batch_size]
+            model.zero_grad(set_to_none=True)
+            out = model(xt[b])
+            loss = nn.functional.binary_cross_entropy_with_logits(out[:, cls], yt[b][:, cls])
+            loss.backward()
+            for n, m in layers:
+                w = _dense_weight(m)
+                if w.grad is not None:
+                    sal[n] += (w.grad.detach() * w.detach()).abs().to(torch.float64)
+    finally:
+        for p, d in zip(srste, decays):
+            p.decay = d
+        model.zero_grad(set_to_none=True)
+        model.train(was)
+    return sal
+
+
+def scores(model: nn.Module, saliency: str = "magnitude", data=None, classes=None,
+           skip: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """Saliency (float64, weight shape) of every prunable layer's dense weight."""
+    if saliency not in SALIENCIES:
+        raise PruneError(f"unknown saliency {saliency!r}: choose one of {', '.join(SALIENCIES)}")
+    layers = prunable_layers(model, skip)
+    mags = {n: _dense_weight(m).detach().abs().to(torch.float64) for n, m in layers}
+    if saliency == "magnitude":
+        return mags
+    if data is None:
+        raise PruneError("class saliency needs data=(x, y): the inputs and labels to take gradients on")
+    x, y = data
+    cls = resolve_classes(classes, y)
+    sal = class_saliency(model, layers, x, y, cls)
+    out = {}
+    for n, s in sal.items():
+        mg = mags[n]
+        out[n] = s / max(float(s.max()), 1e-300) + TIE_BREAK * mg / max(float(mg.max()), 1e-300)
+    return out
+
+
+def masks(model: nn.Module, pattern: "str | Pattern", *, saliency: str = "magnitude", data=None,
+          classes=None, skip: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """bool keep-masks (weight shape) of every prunable layer under ``pattern``; ``data = (x, y)``
+    (arrays or tensors) and ``classes`` (``"top32"``, indices, None = all) for class saliency."""
+    pattern = parse_pattern(pattern)
+    return {n: mask_from_score(s, pattern)
+            for n, s in scores(model, saliency, data, classes, skip).items()}
+
+
+@torch.no_grad()
+def _apply(model: nn.Module, ms: dict[str, torch.Tensor]) -> None:
+    mods = dict(model.named_modules())
+    for n, mk in ms.items():
+        w = _dense_weight(mods[n])
+        w.mul_(mk.to(w.dtype))
+
+
+def prune(model: nn.Module, pattern: "str | Pattern", *, saliency: str = "magnitude", data=None,
+          classes=None, skip: Sequence[str] = ()) -> nn.Module:
+    """One-shot pruning in place (pruned weights set to 0); returns ``model``."""
+    _apply(model, masks(model, pattern, saliency=saliency, data=data, classes=classes, skip=skip))
+    return model
+
+
+# ---- SR-STE ------------------------------------------------------------------------------------
+
+
+class _SRSTEFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w, mask, decay):
+        ctx.save_for_backward(w, mask)
+        ctx.decay = decay
+        return w * mask
+
+    @staticmethod
+    def backward(ctx, g):
+        w, mask = ctx.saved_tensors
+        return g + ctx.decay * (~mask.bool()).to(w.dtype) * w, None, None
+
+
+class SRSTE(nn.Module):
+    """Weight parametrization ``w -> w ⊙ mask`` whose backward is SR-STE's."""
+
+    def __init__(self, mask: torch.Tensor, decay: float):
+        super().__init__()
+        self.register_buffer("mask", mask.clone().bool())
+        self.decay = decay
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return _SRSTEFn.apply(w, self.mask, self.decay)
+
+
+def finetune(model: nn.Module, pattern: "str | Pattern", x, y, x_val, y_val, *, epochs: int = 4,
+             lr: float = 1e-3, saliency: str = "magnitude", classes=None, seed: int = 0,
+             progress: bool = True, decay: float = 2e-4, mask_every: int = 50, batch_size: int = 256,
+             skip: Sequence[str] = ()) -> nn.Module:
+    """SR-STE fine-tuning in place to ``pattern``; returns ``model`` with pruned weights exactly 0.
+
+    Parameters
+    ----------
+    x, y, x_val, y_val : training and validation inputs / 0-1 labels (MAP: (n, 10, 10), (n, 256)).
+    epochs : passes over ``x``; the epoch with the best validation micro-F1 (best threshold) is kept.
+    lr : Adam learning rate.
+    decay : λ_w, the SR-STE decay on pruned weights (per unit weight, added to the gradient).
+    mask_every : steps between mask recomputations from the dense weights (class saliency is
+        recomputed on the training rows of the preferred classes).
+    """
+    from . import metrics
+    from .distill import kd_loss, predict
+
+    pattern = parse_pattern(pattern)
+    if epochs < 1 or mask_every < 1 or batch_size < 1:
+        raise PruneError("epochs, mask_every and batch_size must be >= 1")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    data = (x, y)
+    cls = resolve_classes(classes, y) if saliency == "class" else None
+    mods = dict(model.named_modules())
+    ms = masks(model, pattern, saliency=saliency, data=data, classes=cls, skip=skip)
+    for n, mk in ms.items():
+        parametrize.register_parametrization(mods[n], "weight", SRSTE(mk, decay))
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+        yt = torch.as_tensor(np.ascontiguousarray(y), dtype=torch.float32)
+        best, best_f1, step = None, -1.0, 0
+        for epoch in range(epochs):
+            model.train()
+            order = rng.permutation(len(xt))
+            bar = tqdm(range(0, len(order), batch_size), desc=f"SR-STE {pattern} epoch {epoch + 1}/{epochs}",
+                       leave=False, disable=not progress, unit="batch")
+            for i in bar:
+                b = torch.from_numpy(order[i:i + batch_size])
+                loss = kd_loss(model(xt[b]), yt[b], None)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                if step % mask_every == 0:
+                    _refresh(model, mods, pattern, saliency, data, cls, skip)
+            _refresh(model, mods, pattern, saliency, data, cls, skip)
+            _, f = metrics.best_threshold(predict(model, x_val), y_val, logits=True)
+            if f > best_f1:
+                best, best_f1 = copy.deepcopy(model.state_dict()), f
+        model.load_state_dict(best)
+    finally:
+        for n in ms:
+            if parametrize.is_parametrized(mods[n], "weight"):
+                parametrize.remove_parametrizations(mods[n], "weight", leave_parametrized=True)
+    model.eval()
+    for n in ms:
+        check_pattern(mods[n].weight, pattern)
+    return model
+
+
+def _refresh(model, mods, pattern, saliency, data, cls, skip) -> None:
+    """Recompute every SR-STE mask from the dense weights (decay off while taking gradients)."""
+    srste = {n: mods[n].parametrizations.weight[0] for n in mods
+             if isinstance(mods[n], PRUNABLE) and parametrize.is_parametrized(mods[n], "weight")}
+    new = masks(model, pattern, saliency=saliency, data=data, classes=cls, skip=skip)
+    for n, mk in new.items():
+        srste[n].mask.copy_(mk)
+
+
+# ---- checks and summaries ----------------------------------------------------------------------
+
+
+def check_pattern(weight: "torch.Tensor | np.ndarray", pattern: "str | Pattern", name: str = "weight") -> None:
+    """Raise :class:`PruneError` naming the first row/group (or row's blocks) where ``weight``
+    (non-zero = kept) breaks ``pattern``."""
+    pattern = parse_pattern(pattern)
+    w = weight.detach().cpu().numpy() if isinstance(weight, torch.Tensor) else np.asarray(weight)
+    w = w.reshape(w.shape[0], -1) != 0
+    rows, k = w.shape
+    if pattern.has_nm:
+        m = pattern.m
+        g = np.pad(w, ((0, 0), (0, -k % m))).reshape(rows, -1, m).sum(-1)
+        if (g > pattern.n).any():
+            r, j = np.argwhere(g > pattern.n)[0]
+            raise PruneError(f"{name} breaks {pattern.n}:{m}: row {r}, group {j} (columns {j * m}.."
+                             f"{min(k, j * m + m) - 1}) has {g[r, j]} non-zeros")
+    if pattern.has_blocks:
+        nb, kept = _blocks_kept(k, pattern.block, pattern.keep)
+        live = np.pad(w, ((0, 0), (0, nb * pattern.block - k))).reshape(rows, nb, pattern.block).any(-1).sum(-1)
+        if (live > kept).any():
+            r = int(np.argmax(live > kept))
+            raise PruneError(f"{name} breaks {pattern}: row {r} has {live[r]} non-zero blocks of "
+                             f"{pattern.block}, at most {kept} of {nb} allowed")
+
+
+def sparsity(model: nn.Module, skip: Sequence[str] = ()) -> dict[str, float]:
+    """Fraction of zero weights per prunable layer and ``"total"`` over them."""
+    out, z, t = {}, 0, 0
+    for n, m in prunable_layers(model, skip):
+        w = m.weight.detach()
+        out[n] = float((w == 0).float().mean())
+        z, t = z + int((w == 0).sum()), t + w.numel()
+    out["total"] = z / max(t, 1)
+    return out
+
+
+# ---- export to the sparse engine -----------------------------------------------------------------
+
+
+def engine_config(pattern: "str | Pattern", wfmt, afmt, k_max: int, lanes: int = 16, pipeline: int = 1):
+    """The ``hw.sparse.SparseConfig`` that runs ``pattern``: at most ``lanes`` multipliers, a
+    multiple of ``n`` whose beat span ``lanes / n · m`` divides ``block`` (so blocks are
+    skipped exactly); ``k_max`` rounded up to the block / span. Dense patterns run as ``m:m``
+    (``m`` = 2), which the sparse engine accepts."""
+    from hw.sparse import SparseConfig
+
+    p = parse_pattern(pattern)
+    n, m = (p.n, p.m) if p.n is not None else (2, 2)
+    cands = [la for la in range(n, lanes + 1, n) if p.block is None or p.block % (la // n * m) == 0]
+    if not cands:
+        raise PruneError(f"no sparse engine of <= {lanes} lanes runs {p}: block {p.block} must be a "
+                         f"multiple of the beat span lanes/N*M >= {m}")
+    la = max(cands)
+    unit = p.block if p.has_blocks else la // n * m
+    return SparseConfig(la, n, m, wfmt, afmt, -(-k_max // unit) * unit,
+                        p.block if p.has_blocks else None, pipeline)
+
+
+def sparse_workload(w_codes: np.ndarray, wfmt, a_codes: np.ndarray, pattern: "str | Pattern"):
+    """``hw.sparse.Workload`` of a Linear layer on a batch (one vector per (sample, output))
+    from its exported integer/minifloat codes; the codes' zeros (decoded ±0) are checked to obey
+    ``pattern`` first. Returns ``(workload, out_channel)``."""
+    from hw.sparse import Workload
+    from quant.reference import decode
+
+    check_pattern(decode(w_codes, wfmt), pattern, "exported weight codes")
+    a = a_codes.reshape(a_codes.shape[0], -1)
+    o = w_codes.shape[0]
+    w = w_codes.reshape(o, -1)
+    return Workload(np.tile(w, (len(a), 1)), np.repeat(a, o, axis=0)), np.tile(np.arange(o), len(a))
