@@ -129,11 +129,11 @@ class ResNetNet(nn.Module):
 
 
 def window_mask(history: int, window: int) -> torch.Tensor:
-    """Additive attention mask: 0 where query i may see key j (i - window < j <= i), -inf else."""
+    """Boolean (history, history) mask, True where query i must NOT see key j, i.e. outside
+    i - window < j <= i."""
     i = torch.arange(history)[:, None]
     j = torch.arange(history)[None, :]
-    allowed = (j <= i) & (j > i - window)
-    return torch.zeros(history, history).masked_fill(~allowed, float("-inf"))
+    return ~((j <= i) & (j > i - window))
 
 
 class SlidingWindowAttention(nn.Module):
@@ -150,14 +150,18 @@ class SlidingWindowAttention(nn.Module):
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
         self.o = nn.Linear(dim, dim)
-        self.register_buffer("mask", window_mask(history, window), persistent=False)
+        # boolean, applied with masked_fill right before the softmax: an additive -inf mask would
+        # pass through a PTQ activation quantizer (graph quantization quantizes both inputs of
+        # an add) and turn into NaN
+        self.register_buffer("blocked", window_mask(history, window), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D)
         b, t, d = x.shape
         q = self.q(x).view(b, t, self.heads, self.dh).transpose(1, 2)
         k = self.k(x).view(b, t, self.heads, self.dh).transpose(1, 2)
         v = self.v(x).view(b, t, self.heads, self.dh).transpose(1, 2)
-        s = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.dh)) + self.mask
+        s = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.dh))
+        s = s.masked_fill(self.blocked, float("-inf"))
         a = torch.softmax(s, dim=-1)
         y = torch.matmul(a, v).transpose(1, 2).reshape(b, t, d)
         return self.o(y)
