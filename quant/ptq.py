@@ -165,22 +165,51 @@ def _maps(wfmt: Format, afmt: Format, per_channel: bool, unsigned_acts: bool):
     return layer_map, act_map, identity_map, layerwise_map, lstm
 
 
-def _replace_lstms(model: nn.Module, lstm_kwargs: dict) -> int:
-    """Swap every ``nn.LSTM`` for a ``QuantLSTM`` carrying the same weights; returns the count."""
+def lstm_io_ranges(model: nn.Module, batches: Sequence[torch.Tensor]) -> dict[nn.LSTM, float]:
+    """max |x| over the inputs and outputs of every ``nn.LSTM`` of the float ``model`` on ``batches``.
+
+    QuantLSTM quantizes a layer's input and its hidden-state output with ONE shared quantizer
+    (``io_quant``); calibrated from runtime statistics its range follows the hidden states
+    (|h| < 1) and clips the inputs (measured on the LSTM student: 12.6% mean output error at
+    int8, 2.7% without input quantization). A constant range covering both fixes that.
+    """
+    ranges: dict[nn.LSTM, float] = {}
+
+    def hook(mod, inp, out):
+        r = max(inp[0].detach().abs().max().item(), out[0].detach().abs().max().item())
+        ranges[mod] = max(ranges.get(mod, 0.0), r)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.LSTM)]
+    try:
+        _forward_all(model, batches)
+    finally:
+        for h in handles:
+            h.remove()
+    return ranges
+
+
+def _replace_lstms(model: nn.Module, lstm_kwargs: dict, afmt: Format | None = None,
+                   ranges: dict[nn.LSTM, float] | None = None) -> int:
+    """Swap every ``nn.LSTM`` for a ``QuantLSTM`` carrying the same weights; returns the count.
+    With ``afmt`` and ``ranges`` (:func:`lstm_io_ranges`) each ``io_quant`` gets a constant
+    scale covering its layer's inputs and outputs."""
     n = 0
     for name, child in list(model.named_children()):
         if isinstance(child, nn.LSTM):
             if child.proj_size:
                 raise ValueError(f"{name}: LSTM with proj_size is not supported by Brevitas' QuantLSTM")
+            kwargs = dict(lstm_kwargs)
+            if afmt is not None and ranges and ranges.get(child, 0.0) > 0:
+                kwargs["io_quant"] = act_quant(afmt, scaling="const", scale=ranges[child] / afmt.max_value)
             q = qnn.QuantLSTM(
                 child.input_size, child.hidden_size, num_layers=child.num_layers, bias=child.bias,
-                batch_first=child.batch_first, bidirectional=child.bidirectional, **lstm_kwargs,
+                batch_first=child.batch_first, bidirectional=child.bidirectional, **kwargs,
             )
             _copy_lstm_weights(child, q)
             setattr(model, name, q)
             n += 1
         else:
-            n += _replace_lstms(child, lstm_kwargs)
+            n += _replace_lstms(child, lstm_kwargs, afmt, ranges)
     return n
 
 
@@ -287,7 +316,8 @@ def quantize_model(
                 float_model = spare
         if qmodel is None:
             qmodel = float_model
-            _replace_lstms(qmodel, lstm_kwargs)
+            if has_lstm:
+                _replace_lstms(qmodel, lstm_kwargs, afmt, lstm_io_ranges(qmodel, batches))
             qmodel = layerwise_layer_handler(qmodel, layer_map=layerwise_map)
         qmodel.eval()
         _forward_all(qmodel, batches[:1])  # initialise parameter-from-stats weight scales

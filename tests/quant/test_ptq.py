@@ -137,17 +137,24 @@ def test_errors(work):
     assert parse_techniques("none") == ()
 
 
-@pytest.mark.parametrize("arch", ["resnet", "lstm", pytest.param("mixer", marks=pytest.mark.slow)])
-def test_map_students(arch):
-    """PaCKD students from models.zoo quantize at int8 and stay close to the float model."""
+@pytest.mark.parametrize("arch,fmt,bound", [
+    ("resnet", "int8", 0.05), ("lstm", "int8", 0.15), ("swa", "int8", 0.3), ("swa", "e4m3", 0.15),
+    pytest.param("mixer", "int8", 0.05, marks=pytest.mark.slow),
+])
+def test_map_students(arch, fmt, bound):
+    """PaCKD students from models.zoo quantize and stay close to the float model: finite outputs,
+    max error relative to the output range within ``bound``."""
     from models.zoo import build
 
     torch.manual_seed(0)
     m = build(arch, "student").eval()
-    x = torch.rand(128, 10, 10)
-    y = m(x)
-    q = quantize_model(m, "int8", "int8", calib_data=x, techniques="gptq")
-    yq = q(x)
+    x = torch.rand(256, 10, 10)
+    y = m(x[128:])
+    q = quantize_model(m, fmt, fmt, calib_data=x[:128], techniques="gptq")
+    with torch.no_grad():
+        yq = q(x[128:])
+    assert torch.isfinite(yq).all()
     rel = ((yq - y).abs().max() / y.abs().max()).item()
-    # measured: resnet 0.007, mixer 0.013; the LSTM's error (0.30) is an open problem
-    assert rel < (0.5 if arch == "lstm" else 0.05), rel
+    # measured (held-out inputs): resnet 0.007, lstm 0.064 (0.27 before the LSTM io-range fix),
+    # swa int8 0.18 / e4m3 0.05 (NaN before the boolean window mask), mixer 0.013
+    assert rel < bound, rel
