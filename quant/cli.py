@@ -57,17 +57,41 @@ def _sweep(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
     points = grid(_csv_list(args.model), _csv_list(args.wfmt), _csv_list(args.afmt), _csv_list(args.ptq),
-                  seeds, per_channel=not args.per_tensor, n_calib=args.n_calib)
+                  seeds, per_channel=not args.per_tensor, n_calib=args.n_calib,
+                  sparsities=_csv_list(args.sparsity))
     r = run_sweep(points, args.output, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
     print(f"{r['done']} points run, {r['skipped']} already in {args.output}, {r['total']} in the grid "
           f"({r['seconds']:.1f} s)")
+    if r["failed"]:
+        print(f"{r['failed']} points failed (kept out of the results; a rerun tries them again):")
+        for err, n in sorted(_count(r["errors"].values()).items(), key=lambda t: -t[1]):
+            print(f"  {n} × {err}")
+        print(f"details: paretofab results {args.output} --failed")
+        return 1
     return 0
+
+
+def _count(items) -> dict:
+    from collections import Counter
+
+    return dict(Counter(items))
 
 
 def _results(args: argparse.Namespace) -> int:
     _quiet_imports()
-    from .sweep import load_results
+    from .sweep import load_failures, load_results
 
+    if args.failed:
+        df = load_failures(args.file)
+        if args.csv:
+            print(df.to_csv(index=False), end="")
+        elif df.empty:
+            print(f"{args.file}: no failed points")
+        else:
+            cols = [c for c in ("model", "sparsity", "wfmt", "afmt", "ptq", "seed", "error") if c in df]
+            with pd_width():
+                print(df[cols].to_string(index=False))
+        return 0
     df = load_results(args.file)
     if args.csv:
         print(df.drop(columns=["config"]).to_csv(index=False), end="")
@@ -75,11 +99,18 @@ def _results(args: argparse.Namespace) -> int:
     if df.empty:
         print(f"{args.file}: no finished points yet")
         return 0
-    cols = ["model", "wfmt", "afmt", "ptq", "seed", "per_channel", "metric_name", "metric", "float_metric", "seconds"]
+    cols = ["model", "sparsity", "wfmt", "afmt", "ptq", "seed", "per_channel", "metric_name", "metric",
+            "float_metric", "seconds"]
     view = df[cols].copy()
     view["model"] = view["model"].map(lambda m: m if len(m) <= 24 else "…" + m[-23:])
     print(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def pd_width():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_colwidth", 120)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,6 +133,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ptq", default="none",
                    help="technique sets, comma list; combine techniques with '+': none, weq, smoothquant, "
                         "bias_corr, gptq, gpfq, learned_round (default: none)")
+    p.add_argument("--sparsity", default="dense",
+                   help="pruning patterns, comma list: dense, N:M (2:4), blocks bBkKEEP (b8k0.5) or both "
+                        "(2:4+b8k0.5); one-shot magnitude pruning before quantization (default dense)")
     p.add_argument("--seeds", default="0", help="seeds, comma list (default 0)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     p.add_argument("--n-calib", type=int, default=256, help="calibration samples (default 256)")
@@ -115,4 +149,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Print the finished points of a sweep store.")
     p.add_argument("file", help="results store written by `paretofab sweep`")
     p.add_argument("--csv", action="store_true", help="CSV on stdout")
+    p.add_argument("--failed", action="store_true", help="the points that failed, with their errors")
     p.set_defaults(func=_results)

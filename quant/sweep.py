@@ -1,9 +1,16 @@
 """Resumable PTQ design-space sweeps into a SQLite results store.
 
-A sweep is the grid ``models × wfmts × afmts × technique sets × seeds``. Each point is keyed by
-a hash of its full configuration; a finished point is one committed row (stdlib ``sqlite3``,
-written by the driving process only), so a killed sweep loses at most the points in flight and a
-rerun skips what is done. Points run in-process (``jobs=1``), in worker processes (``jobs=N``)
+A sweep is the grid ``models × sparsities × wfmts × afmts × technique sets × seeds``. Each point
+is keyed by a hash of its full configuration; a finished point is one committed row (stdlib
+``sqlite3``, written by the driving process only), so a killed sweep loses at most the points in
+flight and a rerun skips what is done. A point that fails (e.g. a technique the model does not
+support) is recorded in the ``failures`` table with its error and does not stop the others; a
+rerun tries it again.
+
+A sparsity other than ``"dense"`` (``"2:4"``, ``"b8k0.5"``, ``"2:4+b8k0.5"``, see
+:func:`models.prune.parse_pattern`) prunes the float model one-shot by weight magnitude before
+quantization; for class-aware or SR-STE fine-tuned students sweep the checkpoint that
+``paretofab prune -o DIR`` writes. Points run in-process (``jobs=1``), in worker processes (``jobs=N``)
 or on a Dask distributed cluster (``scheduler="tcp://…"``), with a tqdm progress bar and ETA.
 
 >>> pts = grid(["digits"], ["int4", "e2m1"], ["int8"], ["none", "gptq"], seeds=[0])
@@ -40,6 +47,8 @@ __all__ = [
     "open_store",
     "run_sweep",
     "load_results",
+    "load_failures",
+    "try_point",
     "SCHEMA",
 ]
 
@@ -50,8 +59,10 @@ COLUMNS = (
     "key TEXT PRIMARY KEY, model TEXT NOT NULL, wfmt TEXT NOT NULL, afmt TEXT NOT NULL, "
     "ptq TEXT NOT NULL, seed INTEGER NOT NULL, per_channel INTEGER NOT NULL, n_calib INTEGER NOT NULL, "
     "metric_name TEXT NOT NULL, metric REAL NOT NULL, val_metric REAL, float_metric REAL, "
-    "seconds REAL NOT NULL, finished_utc TEXT NOT NULL, config TEXT NOT NULL"
+    "seconds REAL NOT NULL, finished_utc TEXT NOT NULL, config TEXT NOT NULL, "
+    "sparsity TEXT NOT NULL DEFAULT 'dense'"
 )
+FAILURE_COLUMNS = "key TEXT PRIMARY KEY, config TEXT NOT NULL, error TEXT NOT NULL, finished_utc TEXT NOT NULL"
 
 
 class StoreError(ValueError):
@@ -69,9 +80,15 @@ class SweepPoint:
     seed: int = 0
     per_channel: bool = True
     n_calib: int = 256
+    sparsity: str = "dense"  # pruning pattern applied one-shot before quantization
 
     def config(self) -> dict:
-        return asdict(self)
+        """The fields that determine the result (``sparsity`` only when not dense, so the keys
+        of stores written before sparsity existed stay valid)."""
+        c = asdict(self)
+        if c["sparsity"] == "dense":
+            del c["sparsity"]
+        return c
 
     @property
     def key(self) -> str:
@@ -89,6 +106,12 @@ def _model_name(spec: str) -> str:
     return str(p.resolve())
 
 
+def _sparsity_name(spec: str) -> str:
+    from models.prune import parse_pattern
+
+    return str(parse_pattern(spec))
+
+
 def grid(
     models: Sequence[str],
     wfmts: Sequence[str],
@@ -98,13 +121,17 @@ def grid(
     *,
     per_channel: bool = True,
     n_calib: int = 256,
+    sparsities: Sequence[str] = ("dense",),
 ) -> list[SweepPoint]:
-    """The cartesian product, validated: bad formats / techniques / models raise ``ValueError``.
+    """The cartesian product, validated: bad formats / techniques / models / sparsity patterns
+    raise ``ValueError``.
 
     Formats are normalised (``"INT8"`` -> ``"int8"``), technique sets too (``"gptq+weq"`` ->
-    ``"weq+gptq"``), so equal points get equal keys.
+    ``"weq+gptq"``), sparsity patterns too (``"2:4+b8k.5"`` -> ``"2:4+b8k0.5"``), so equal
+    points get equal keys.
     """
-    for name, seq in (("models", models), ("wfmts", wfmts), ("afmts", afmts), ("ptqs", ptqs), ("seeds", seeds)):
+    for name, seq in (("models", models), ("wfmts", wfmts), ("afmts", afmts), ("ptqs", ptqs), ("seeds", seeds),
+                      ("sparsities", sparsities)):
         if not seq:
             raise ValueError(f"the sweep has no {name}: give at least one")
     if n_calib < 1:
@@ -113,9 +140,10 @@ def grid(
     ws = [str(check_supported(f)) for f in wfmts]
     as_ = [str(check_supported(f)) for f in afmts]
     ps = ["+".join(parse_techniques(p)) or "none" for p in ptqs]
+    ss = [_sparsity_name(s) for s in sparsities]
     pts = [
-        SweepPoint(m, w, a, p, int(s), per_channel, n_calib)
-        for m, w, a, p, s in itertools.product(ms, ws, as_, ps, seeds)
+        SweepPoint(m, w, a, p, int(s), per_channel, n_calib, sp)
+        for m, sp, w, a, p, s in itertools.product(ms, ss, ws, as_, ps, seeds)
     ]
     return list(dict.fromkeys(pts))  # drop duplicates, keep order
 
@@ -199,15 +227,23 @@ def evaluate_point(point: SweepPoint | dict) -> dict:
     t0 = time.perf_counter()
     wl = _workload(point)
     fk = (point.model, point.seed, point.n_calib)
+    model = wl.model
+    if point.sparsity != "dense":
+        import copy
+
+        from models.prune import prune
+
+        model = prune(copy.deepcopy(wl.model), point.sparsity)
+        fk = fk + (point.sparsity,)
     if fk not in _FLOAT:
-        _FLOAT[fk] = wl.evaluate(wl.model)[0]
+        _FLOAT[fk] = wl.evaluate(model)[0]
     q = quantize_model(
-        wl.model, point.wfmt, point.afmt, calib_data=wl.calib, per_channel=point.per_channel,
+        model, point.wfmt, point.afmt, calib_data=wl.calib, per_channel=point.per_channel,
         techniques=point.ptq, seed=point.seed,
     )
     metric, val = wl.evaluate(q)
     return {
-        **point.config(),
+        **asdict(point),
         "key": point.key,
         "metric_name": wl.metric_name,
         "metric": float(metric),
@@ -215,6 +251,17 @@ def evaluate_point(point: SweepPoint | dict) -> dict:
         "float_metric": float(_FLOAT[fk]),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def try_point(config: dict) -> dict:
+    """:func:`evaluate_point`, but a failure comes back as ``{"key", "config", "error"}``
+    instead of raising, so one bad point does not stop a sweep (runs in workers too)."""
+    try:
+        return evaluate_point(config)
+    except Exception as e:  # noqa: BLE001 - recorded in the store, reported at the end
+        point = SweepPoint(**config)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return {"key": point.key, "config": asdict(point), "error": f"{type(e).__name__}: {msg}"}
 
 
 # ---- the store ---------------------------------------------------------------------------------
@@ -261,6 +308,10 @@ def open_store(path: str | os.PathLike, create: bool = True) -> sqlite3.Connecti
         con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
         con.execute(f"CREATE TABLE IF NOT EXISTS points ({COLUMNS})")
+        con.execute(f"CREATE TABLE IF NOT EXISTS failures ({FAILURE_COLUMNS})")
+        have = {r[1] for r in con.execute("PRAGMA table_info(points)")}
+        if "sparsity" not in have:  # a store written before the sparsity axis
+            con.execute("ALTER TABLE points ADD COLUMN sparsity TEXT NOT NULL DEFAULT 'dense'")
     return con
 
 
@@ -268,9 +319,13 @@ def _done_keys(con: sqlite3.Connection) -> set[str]:
     return {r[0] for r in con.execute("SELECT key FROM points")}
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def _insert(con: sqlite3.Connection, row: dict) -> None:
     row = dict(row)
-    row["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row["finished_utc"] = _now()
     cfg = {k: row[k] for k in SweepPoint.__dataclass_fields__}
     row["config"] = json.dumps(cfg, sort_keys=True)
     row["per_channel"] = int(row["per_channel"])
@@ -278,6 +333,13 @@ def _insert(con: sqlite3.Connection, row: dict) -> None:
     with con:  # one transaction per finished point
         con.execute(f"INSERT OR IGNORE INTO points ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [row[c] for c in cols])
+        con.execute("DELETE FROM failures WHERE key = ?", (row["key"],))
+
+
+def _insert_failure(con: sqlite3.Connection, row: dict) -> None:
+    with con:
+        con.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
+                    (row["key"], json.dumps(row["config"], sort_keys=True), row["error"], _now()))
 
 
 def run_sweep(
@@ -288,7 +350,9 @@ def run_sweep(
     scheduler: str | Any | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run every point not yet in ``out``; returns ``{"done", "skipped", "total", "seconds"}``.
+    """Run every point not yet in ``out``; returns ``{"done", "failed", "skipped", "total",
+    "seconds", "errors"}`` (``errors``: the failed points' error messages by key; they are also
+    in the store's ``failures`` table, see :func:`load_failures`).
 
     Parameters
     ----------
@@ -306,19 +370,26 @@ def run_sweep(
         done = _done_keys(con)
         todo = [p for p in points if p.key not in done]
         bar = tqdm(total=len(todo), desc="sweep", unit="pt", disable=not progress, dynamic_ncols=True)
-        n = 0
+        n, errors = 0, {}
         try:
             for row in _execute(todo, jobs, scheduler):
-                _insert(con, row)
-                n += 1
-                bar.set_postfix_str(f"{row['wfmt']}/{row['afmt']} {row['ptq']}: {row['metric']:.4f}", refresh=False)
+                if "error" in row:
+                    _insert_failure(con, row)
+                    errors[row["key"]] = row["error"]
+                    c = row["config"]
+                    bar.set_postfix_str(f"{c['wfmt']}/{c['afmt']} {c['ptq']}: FAILED", refresh=False)
+                else:
+                    _insert(con, row)
+                    n += 1
+                    bar.set_postfix_str(f"{row['wfmt']}/{row['afmt']} {row['ptq']}: {row['metric']:.4f}",
+                                        refresh=False)
                 bar.update()
         finally:
             bar.close()
     finally:
         con.close()
-    return {"done": n, "skipped": len(points) - len(todo), "total": len(points),
-            "seconds": time.perf_counter() - t0}
+    return {"done": n, "failed": len(errors), "skipped": len(points) - len(todo), "total": len(points),
+            "seconds": time.perf_counter() - t0, "errors": errors}
 
 
 def _execute(todo: list[SweepPoint], jobs: int, scheduler) -> Iterable[dict]:
@@ -330,7 +401,7 @@ def _execute(todo: list[SweepPoint], jobs: int, scheduler) -> Iterable[dict]:
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
         try:
-            futs = client.map(evaluate_point, [p.config() for p in todo], pure=False)
+            futs = client.map(try_point, [asdict(p) for p in todo], pure=False)
             for f in dask_completed(futs):
                 yield f.result()
         finally:
@@ -339,12 +410,12 @@ def _execute(todo: list[SweepPoint], jobs: int, scheduler) -> Iterable[dict]:
         return
     if jobs == 1:
         for p in todo:
-            yield evaluate_point(p)
+            yield try_point(asdict(p))
         return
     import multiprocessing as mp
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
-        futs = [ex.submit(evaluate_point, p.config()) for p in todo]
+        futs = [ex.submit(try_point, asdict(p)) for p in todo]
         try:
             for f in as_completed(futs):
                 yield f.result()
@@ -366,4 +437,24 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     finally:
         con.close()
     df["per_channel"] = df["per_channel"].astype(bool)
+    if "sparsity" not in df:  # read-only view of a store written before the sparsity axis
+        df["sparsity"] = "dense"
     return df
+
+
+def load_failures(path: str | os.PathLike) -> pd.DataFrame:
+    """The points of a store that failed on their last try: key, config columns, error, time."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"results file {path} not found: run `paretofab sweep -o {path}` first")
+    _check_store(path)
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "failures" not in tables:
+            return pd.DataFrame(columns=["key", "error", "finished_utc"])
+        raw = pd.read_sql_query("SELECT * FROM failures ORDER BY finished_utc", con)
+    finally:
+        con.close()
+    cfg = pd.DataFrame([json.loads(c) for c in raw["config"]], index=raw.index)
+    return pd.concat([raw[["key"]], cfg, raw[["error", "finished_utc"]]], axis=1)

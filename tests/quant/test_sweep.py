@@ -206,3 +206,92 @@ def test_process_workers(tmp_path):
     local = tmp_path / "l.sqlite"
     run_sweep(pts, local, progress=False)
     assert list(load_results(out)["metric"]) == list(load_results(local)["metric"])
+
+
+@pytest.fixture(scope="module")
+def lstm_student(tmp_path_factory):
+    """A tiny (untrained) LSTM student folder: student.pt + data.npz of random MAP-shaped data."""
+    import numpy as np
+
+    from models.map_data import save_splits
+    from models.zoo import build, preset_kwargs, save_checkpoint
+
+    d = tmp_path_factory.mktemp("lstm_student")
+    torch.manual_seed(0)
+    save_checkpoint(d / "student.pt", build("lstm", "student"),
+                    {"arch": "lstm", "preset": "student", "kwargs": preset_kwargs("lstm", "student")})
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", 64), ("val", 32), ("test", 32)):
+        splits[f"x_{split}"] = (rng.integers(0, 64, (n, 10, 10)) / 64.0).astype(np.float32)
+        splits[f"y_{split}"] = rng.random((n, 256)) < 0.1
+    save_splits(d / "data.npz", splits)
+    return d
+
+
+def test_failing_point_is_recorded_and_does_not_stop_the_sweep(tmp_path, capsys, lstm_student):
+    """bias_corr is refused for LSTM models: that point lands in `failures`, the others in `points`;
+    the CLI exits 1 naming the error; a rerun tries the failed point again (and only it)."""
+    from quant.sweep import load_failures
+
+    out = tmp_path / "f.sqlite"
+    pts = grid([str(lstm_student)], ["int8"], ["int8"], ["bias_corr", "none"])
+    r = run_sweep(pts, out, progress=False)
+    assert (r["done"], r["failed"]) == (1, 1)
+    (err,) = r["errors"].values()
+    assert err.startswith("TechniqueError: bias_corr")
+    assert list(load_results(out)["ptq"]) == ["none"]
+    fails = load_failures(out)
+    assert list(fails["ptq"]) == ["bias_corr"] and fails["error"].iloc[0] == err
+    argv = ["sweep", "--model", str(lstm_student), "--wfmt", "int8", "--afmt", "int8", "--ptq", "bias_corr,none",
+            "-o", str(out), "-q"]
+    assert main(argv) == 1
+    text = capsys.readouterr().out
+    assert "0 points run, 1 already in" in text and "1 × TechniqueError: bias_corr" in text
+    assert main(["results", str(out), "--failed"]) == 0
+    assert "bias_corr" in capsys.readouterr().out
+    assert len(load_failures(out)) == 1 and len(load_results(out)) == 1
+
+
+def test_sparsity_axis(tmp_path, capsys):
+    """Sparse points prune one-shot before quantizing: their float metric is the pruned float
+    model's (lower than dense), keys of dense points are those of stores without the axis."""
+    import hashlib
+    import json
+
+    out = tmp_path / "sp.sqlite"
+    pts = grid(["digits"], ["int8"], ["int8"], sparsities=["dense", "1:4", "2:4+b8k.5"])
+    assert [p.sparsity for p in pts] == ["dense", "1:4", "2:4+b8k0.5"]
+    blob = json.dumps({"model": "digits", "wfmt": "int8", "afmt": "int8", "ptq": "none", "seed": 0,
+                       "per_channel": True, "n_calib": 256}, sort_keys=True, separators=(",", ":"))
+    assert pts[0].key == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert len({p.key for p in pts}) == 3
+    run_sweep(pts, out, progress=False)
+    df = load_results(out).set_index("sparsity")
+    assert df.loc["1:4", "float_metric"] < df.loc["dense", "float_metric"]
+    assert df.loc["2:4+b8k0.5", "float_metric"] < df.loc["dense", "float_metric"]
+    assert main(["sweep", "--model", "digits", "--wfmt", "int8", "--afmt", "int8", "--sparsity", "3:2",
+                 "-o", str(out), "-q"]) == 2
+    assert "N" in capsys.readouterr().err
+
+
+def test_store_without_sparsity_column_is_upgraded(tmp_path):
+    from quant.sweep import open_store
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        con.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA,))
+        con.execute(
+            "CREATE TABLE points (key TEXT PRIMARY KEY, model TEXT NOT NULL, wfmt TEXT NOT NULL, "
+            "afmt TEXT NOT NULL, ptq TEXT NOT NULL, seed INTEGER NOT NULL, per_channel INTEGER NOT NULL, "
+            "n_calib INTEGER NOT NULL, metric_name TEXT NOT NULL, metric REAL NOT NULL, val_metric REAL, "
+            "float_metric REAL, seconds REAL NOT NULL, finished_utc TEXT NOT NULL, config TEXT NOT NULL)")
+        con.execute("INSERT INTO points VALUES ('k', 'digits', 'int8', 'int8', 'none', 0, 1, 256, 'accuracy', "
+                    "0.9, 0.9, 0.95, 1.0, 't', '{}')")
+    con.close()
+    assert list(load_results(path)["sparsity"]) == ["dense"]  # read-only view
+    open_store(path).close()
+    df = load_results(path)
+    assert list(df["sparsity"]) == ["dense"] and list(df["metric"]) == [0.9]
