@@ -90,7 +90,7 @@ def _acc_bits(plo: int, phi: int, k: int) -> int:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_l1", "tree_adders", "reg_bits", "reg_l01", "mux_bits", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "mux_bits", "mux_levels", "mux_m", "in_bits"]
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -190,10 +190,14 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
         regs_at[np.nonzero(ok)[0], lvl[ok]] = True
     tree_l1 = np.zeros(len(lanes), dtype=np.int64)
     reg_l01 = np.zeros(len(lanes), dtype=np.int64)
+    tree_reg = np.zeros(len(lanes), dtype=np.int64)
     for lvl in range(0, maxl + 1):
         if lvl > 0:
             adders = terms // 2
             tree_bits += adders * (pb + lvl)
+            # adder bits whose sums go straight into a pipeline register (the rest feed the next
+            # adder level or the accumulator combinationally)
+            tree_reg += np.where(regs_at[:, lvl], adders * (pb + lvl), 0)
             if lvl == 1:
                 tree_l1 = adders * (pb + 1)
             terms = terms - adders
@@ -202,7 +206,9 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
         if lvl <= 1:
             reg_l01 += here
     f["tree_bits"] = tree_bits
+    f["tree_reg"] = tree_reg  # adder bits whose level ends in a pipeline register
     f["tree_l1"] = tree_l1  # bits of the first adder level (a DSP cascade can absorb it)
+    f["l1_reg"] = regs_at[:, 1].astype(np.int64) if maxl >= 1 else np.zeros(len(lanes), np.int64)
     f["reg_l01"] = reg_l01  # data-register bits after the multipliers and after the first adders
     f["tree_adders"] = lanes - 1
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid

@@ -7,9 +7,12 @@ multiplier      LUTs of one exact multiplier for the format pair: the Yosys figu
                 ``c_int·A·B`` (int × int in LUTs) or ``c_sig·A·B + c_sh·P·S + c_neg·P + c_mf``
                 (minifloat: significand multiplier A×B, alignment shifter P×S, negation P,
                 exponent adder/decoders), A·B → 0 when the Yosys DSP rule maps it to a DSP;
-adder tree      LUTs per adder bit (``tree_bits``); for int × int DSP multipliers separate
-                coefficients without pipeline registers (Yosys chains the tree through the DSP48
-                cascade, P = A·B + PCIN) and with them (the registered products leave the DSPs);
+adder tree      LUTs per adder bit, separately for adder levels that end in a pipeline register
+                (``tree_reg``) and those that feed the next level or the accumulator
+                combinationally (Yosys/ABC map the two differently: about 0.7 vs 1.4 LUT/bit);
+                for int × int DSP multipliers separate coefficients without pipeline registers
+                (Yosys chains the tree through the DSP48 cascade, P = A·B + PCIN) and with them,
+                split by whether the first adder level is registered (a DSP48 PREG absorbs it);
                 a multiplier fed by an N:M index mux gets its own coefficient (Yosys/ABC merge
                 the mux into the multiplier logic differently);
 accumulator     LUTs per accumulator bit (0 where the accumulator is a DSP48's P register);
@@ -50,8 +53,9 @@ __all__ = ["buffer_cost", "COEFFICIENTS_JSON", "fit", "load_coefficients", "pred
 
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
 
-LUT_TERMS = ["const", "mult_lut_dense", "mult_lut_sparse", "mult_lut_sparse_x_log2m", "tree_bits", "tree_bits_intdsp_nopipe",
-             "tree_bits_intdsp_pipelined", "acc_bits", "mux_bits", "lanes"]
+LUT_TERMS = ["const", "mult_lut_dense", "mult_lut_sparse", "mult_lut_sparse_x_log2m", "tree_bits_reg",
+             "tree_bits_comb", "tree_bits_intdsp_nopipe", "tree_bits_intdsp_l1comb", "tree_bits_intdsp_l1reg",
+             "acc_bits", "mux_bits", "lanes"]
 FF_TERMS = ["const", "ff_struct", "dsp_absorbed"]
 MULT_TERMS = ["int_ab", "mf_ab", "mf_shift", "mf_prod", "mf_const"]
 
@@ -166,10 +170,14 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # with no pipeline an int × int DSP engine accumulates in the last DSP48 (P = P + …)
     acc_in_dsp = int_dsp & (pipe == 0) & (acc <= 48)
     m = np.maximum(f["mux_m"].to_numpy(), 1)
+    tree_reg = f["tree_reg"].to_numpy(dtype=float)
+    l1_reg = f["l1_reg"].to_numpy() > 0
+    int_dsp_pipe = int_dsp & (pipe > 0)
     lut = np.column_stack([
         np.ones(len(f)), lanes * ml * ~sparse, lanes * ml * sparse,
         lanes * ml * sparse * np.log2(m),
-        tree * ~int_dsp, tree * (int_dsp & (pipe == 0)), tree * (int_dsp & (pipe > 0)),
+        tree_reg * ~int_dsp, (tree - tree_reg) * ~int_dsp,
+        tree * (int_dsp & (pipe == 0)), tree * (int_dsp_pipe & ~l1_reg), tree * (int_dsp_pipe & l1_reg),
         acc * ~acc_in_dsp, f["mux_bits"].to_numpy(dtype=float), lanes,
     ])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the

@@ -62,6 +62,37 @@ def test_held_out_errors_bounded():
         assert np.percentile(rel, 90) <= p90_bound, (res, np.percentile(rel, 90))
 
 
+def test_dense_lut_held_out_median_within_5_percent():
+    """Issue 7's goal for the dense engine: held-out median |LUT error| vs Yosys <= 5 %."""
+    _, val = split(CAL)
+    val = val[val["engine"] == "dot"]
+    pred = predict_frame(val, "xc7")
+    rel = np.abs(pred["lut"].to_numpy() - val["lut"].to_numpy()) / np.maximum(val["lut"].to_numpy(), 1)
+    assert len(val) >= 20 and np.median(rel) <= 0.05, np.median(rel)
+
+
+def test_registered_adder_bits_counted_from_the_pipeline():
+    """tree_reg = adder bits of the levels hw.dot.MacPipeline registers (brute force over levels)."""
+    from hw.dot import MacPipeline
+    from quant.formats import parse_format
+
+    from costmodel.features import frame_features
+
+    i4 = parse_format("int4")
+    rows = [dict(engine="dot", lanes=l, wfmt="int4", afmt="int4", k_max=256, pipeline=p)
+            for l in (1, 2, 3, 5, 8, 16) for p in range(0, (l - 1).bit_length() + 2)]
+    f = frame_features(pd.DataFrame(rows), "xc7")
+    for r, (_, g) in zip(rows, f.iterrows()):
+        L = (r["lanes"] - 1).bit_length()
+        regs = set(MacPipeline(r["lanes"], i4, i4, 256, r["pipeline"]).register_points())
+        terms, want = r["lanes"], 0
+        for lvl in range(1, L + 1):
+            adders = terms // 2
+            want += adders * (g["prod_bits"] + lvl) if lvl in regs else 0
+            terms -= adders
+        assert g["tree_reg"] == want, r
+
+
 def test_estimate_equals_frame_row():
     from hw.dot import DotConfig
     from hw.sparse import SparseConfig
