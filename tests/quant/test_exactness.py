@@ -1,4 +1,5 @@
-"""The exactness thread, end to end: a real student's quantized Linear layer -> exported codes ->
+"""The exactness thread, end to end: a quantized Linear layer of a real student (the digits CNN and
+a PaCKD ResNet MAP student) -> exported codes ->
 the simulated dense engine (hw.dot, Amaranth pysim) gives exactly the integers of the numpy
 reference, and those integers, dequantized, equal Brevitas' float output within float32 rounding.
 """
@@ -20,26 +21,47 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
+def digits_work(tmp_path_factory):
     import os
 
     os.environ.setdefault("PARETOFAB_CACHE", str(tmp_path_factory.mktemp("cache")))
     data = digits.load_data(0)
-    return digits.load_model(0, data), data
+    return digits.load_model(0, data), data.x_train[:256], data.x_test
 
 
-@pytest.mark.parametrize("wfmt,afmt,layer_name,n", [
-    ("int8", "int8", "fc2", 8),
-    ("int8", "int8", "fc1", 1),
-    ("e4m3", "e2m3", "fc2", 8),
-    ("e4m3", "e2m3", "fc1", 1),
-])
+@pytest.fixture(scope="module")
+def packd_work():
+    """A PaCKD ResNet student (models.zoo) trained one epoch on a generated pr trace."""
+    from models import map_data, traces, zoo
+    from models.distill import TrainConfig, fit
+
+    tr = traces.generate("pr", scale=12, seed=0, max_loads=200_000)
+    sp = map_data.make_splits(tr.addr, tr.ip, max_rows=2000)
+    torch.manual_seed(0)
+    model = zoo.build("resnet", "student")
+    fit(model, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"], TrainConfig(epochs=1, progress=False))
+    return model.eval(), torch.as_tensor(sp["x_train"][:256]), torch.as_tensor(sp["x_test"])
+
+
+@pytest.fixture
+def work(request):
+    return request.getfixturevalue(f"{request.param}_work")
+
+
+@pytest.mark.parametrize("work,wfmt,afmt,layer_name,n", [
+    ("digits", "int8", "int8", "fc2", 8),
+    ("digits", "int8", "int8", "fc1", 1),
+    ("digits", "e4m3", "e2m3", "fc2", 8),
+    ("digits", "e4m3", "e2m3", "fc1", 1),
+    ("packd", "int8", "int8", "head", 4),
+    ("packd", "e4m3", "e2m3", "head", 4),
+], indirect=["work"])
 def test_student_layer_on_dense_engine(work, wfmt, afmt, layer_name, n):
-    model, data = work
-    q = quantize_model(model, wfmt, afmt, calib_data=data.x_train[:256], techniques="bias_corr")
+    model, calib, x_test = work
+    q = quantize_model(model, wfmt, afmt, calib_data=calib, techniques="bias_corr")
     layers = dict(quant_layers(q))
     layer = layers[layer_name]
-    x = data.x_test[:n]
+    x = x_test[:n]
     inp = capture_inputs(q, x, {layer_name: layer})[layer_name]
     ex = export_layer(layer, inp, name=layer_name)
     act = export_activation(inp)
