@@ -1,4 +1,4 @@
-"""``paretofab`` subcommands of the models package: ``traces`` and ``distill``."""
+"""``paretofab`` subcommands of the models package: ``traces``, ``distill`` and ``prune``."""
 
 from __future__ import annotations
 
@@ -66,6 +66,40 @@ def _distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pattern_of(args: argparse.Namespace):
+    """The pruning pattern from ``--pattern`` or ``--n/--m/--block/--keep`` (not both)."""
+    from .prune import Pattern, parse_pattern
+
+    parts = (args.n, args.m, args.block, args.keep)
+    if args.pattern is not None:
+        if any(v is not None for v in parts):
+            raise ValueError("give either --pattern or --n/--m/--block/--keep, not both")
+        return parse_pattern(args.pattern)
+    if all(v is None for v in parts):
+        raise ValueError("say what to prune to: --n 2 --m 4 [--block 8 --keep 0.5] or --pattern 2:4+b8k0.5")
+    return Pattern(args.n, args.m, args.block, 1.0 if args.keep is None else args.keep)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import torch
+
+    from .prune import prune_student
+
+    torch.set_num_threads(args.threads)
+    pattern = _pattern_of(args)
+    saliency = args.saliency or ("class" if args.classes else "magnitude")
+    skip = [s.strip() for s in (args.skip or "").split(",") if s.strip()]
+    res = prune_student(args.checkpoint, args.output, pattern, data=args.data, saliency=saliency,
+                        classes=args.classes, epochs=args.epochs, lr=args.lr, decay=args.decay,
+                        mask_every=args.mask_every, skip=skip, seed=args.seed)
+    extra = (f"; preferred outputs {res['f1_classes']:.4f} (dense {res['dense']['f1_classes']:.4f})"
+             if "f1_classes" in res else "")
+    print(f"{res['pattern']} ({saliency} saliency, {res['method']}): {res['sparsity']:.1%} of the pruned "
+          f"layers' weights are zero; test micro-F1 {res['f1']:.4f} (dense {res['dense']['f1']:.4f}){extra} "
+          f"-> {args.output}")
+    return 0
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
@@ -122,3 +156,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1)")
     d.add_argument("-o", "--output", required=True, help="output directory")
     d.set_defaults(func=_distill)
+
+    r = sub.add_parser("prune", help="prune a student to N:M / blocks (CRISP-style), fine-tune with SR-STE",
+                       description="Prune every Linear/Conv weight of a student along its reduction "
+                                   "dimension to N:M, balanced blocks, or both; class-aware saliency "
+                                   "(--classes) and SR-STE fine-tuning (--epochs). Writes DIR/student.pt, "
+                                   "DIR/data.npz and DIR/metrics.json.")
+    r.add_argument("--checkpoint", required=True, help="student.pt (from `paretofab distill -o DIR`)")
+    r.add_argument("--data", default=None, help="splits file (default: data.npz beside the checkpoint)")
+    r.add_argument("--pattern", default=None, help="dense, N:M, bBkF or N:M+bBkF (e.g. 2:4+b8k0.5), "
+                                                   "instead of --n/--m/--block/--keep")
+    r.add_argument("--n", type=int, default=None, help="N of N:M: non-zeros kept per group")
+    r.add_argument("--m", type=int, default=None, help="M of N:M: group size (inputs)")
+    r.add_argument("--block", type=int, default=None, help="block size (weights along the reduction)")
+    r.add_argument("--keep", type=float, default=None, help="fraction of blocks kept in every row (0, 1]")
+    r.add_argument("--saliency", choices=("magnitude", "class"), default=None,
+                   help="weight ranking (default: class with --classes, else magnitude)")
+    r.add_argument("--classes", default=None,
+                   help="preferred outputs for class saliency: topK (the K most frequent label bits), "
+                        "all, or comma-separated bit indices")
+    r.add_argument("--epochs", type=int, default=4, help="SR-STE fine-tuning epochs (0 = one-shot pruning)")
+    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--decay", type=float, default=2e-4, help="SR-STE decay on pruned weights")
+    r.add_argument("--mask-every", type=_positive, default=50, help="steps between mask recomputations")
+    r.add_argument("--skip", default="", help="layers left dense: first, last or names, comma-separated")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1)")
+    r.add_argument("-o", "--output", required=True, help="output directory")
+    r.set_defaults(func=_prune)

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["Pattern", "PruneError", "parse_pattern", "resolve_classes", "prunable_layers", "masks",
            "prune", "finetune", "check_pattern", "sparsity", "engine_config", "sparse_workload",
-           "SALIENCIES"]
+           "SALIENCIES", "evaluate", "prune_student"]
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 SALIENCIES = ("magnitude", "class")
@@ -507,3 +507,79 @@ def sparse_workload(w_codes: np.ndarray, wfmt, a_codes: np.ndarray, pattern: "st
     o = w_codes.shape[0]
     w = w_codes.reshape(o, -1)
     return Workload(np.tile(w, (len(a), 1)), np.repeat(a, o, axis=0)), np.tile(np.arange(o), len(a))
+
+
+# ---- students on disk (CLI, explore, bench) ------------------------------------------------------
+
+
+def evaluate(model: nn.Module, splits: dict, classes=None) -> dict[str, float]:
+    """Test micro-F1 at the validation threshold (``metrics.summarize``), plus ``f1_classes``:
+    micro-F1 over the preferred outputs only (same threshold), and the weight ``sparsity``."""
+    from . import metrics
+    from .distill import predict
+
+    val, test = predict(model, splits["x_val"]), predict(model, splits["x_test"])
+    res = metrics.summarize(val, splits["y_val"], test, splits["y_test"])
+    cls = resolve_classes(classes, splits["y_train"])
+    if cls is not None:
+        res["f1_classes"] = metrics.micro_f1(test[:, cls], splits["y_test"][:, cls], res["threshold"], logits=True)
+    res["sparsity"] = sparsity(model)["total"]
+    return res
+
+
+def prune_student(checkpoint: str, out_dir: str, pattern: "str | Pattern", *, data: str | None = None,
+                  saliency: str = "magnitude", classes=None, epochs: int = 4, lr: float = 1e-3,
+                  decay: float = 2e-4, mask_every: int = 50, skip: Sequence[str] = (), seed: int = 0,
+                  progress: bool = True) -> dict:
+    """Prune the student ``checkpoint`` (``student.pt``) to ``pattern`` and write ``out_dir``
+    with ``student.pt`` (meta: pattern, saliency, classes), ``data.npz`` (the splits, so the
+    folder is a student folder for ``quant.sweep`` / ``explore``) and ``metrics.json``.
+
+    ``data``: splits file (default ``data.npz`` beside the checkpoint). ``epochs=0``: one-shot
+    pruning; otherwise SR-STE fine-tuning. Returns the metrics dict (``dense`` = the input's).
+    """
+    import json
+    import shutil
+    from pathlib import Path
+
+    from .map_data import load_splits
+    from .zoo import load_checkpoint, save_checkpoint
+
+    pattern = parse_pattern(pattern)
+    if saliency not in SALIENCIES:
+        raise PruneError(f"unknown saliency {saliency!r}: choose one of {', '.join(SALIENCIES)}")
+    if classes is not None and saliency != "class":
+        raise PruneError(f"classes {classes!r} only steer class saliency: add --saliency class (or drop --classes)")
+    if epochs < 0:
+        raise PruneError(f"epochs={epochs}: use 0 (one-shot) or more (SR-STE)")
+    ckpt = Path(checkpoint)
+    model = load_checkpoint(ckpt)
+    data_path = Path(data) if data else ckpt.parent / "data.npz"
+    if not data_path.exists():
+        raise FileNotFoundError(f"splits file {data_path} not found: pass --data DIR/data.npz (written by "
+                                f"`paretofab distill -o DIR`)")
+    meta = dict(model.meta)
+    sp = load_splits(data_path)
+    cls = resolve_classes(classes, sp["y_train"])
+    torch.manual_seed(seed)
+    dense = evaluate(model, sp, cls)
+    if epochs == 0:
+        prune(model, pattern, saliency=saliency, data=(sp["x_train"], sp["y_train"]), classes=cls, skip=skip)
+    else:
+        finetune(model, pattern, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"], epochs=epochs, lr=lr,
+                 saliency=saliency, classes=cls, seed=seed, progress=progress, decay=decay,
+                 mask_every=mask_every, skip=skip)
+    for name, mod in prunable_layers(model, skip):
+        check_pattern(mod.weight, pattern, name)
+    res = {**evaluate(model, sp, cls), "pattern": str(pattern), "saliency": saliency,
+           "classes": None if cls is None else cls.tolist(), "classes_spec": classes,
+           "method": "one-shot" if epochs == 0 else f"SR-STE {epochs} epochs", "skip": list(skip),
+           "layer_sparsity": sparsity(model, skip), "dense": dense, "checkpoint": str(ckpt)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "student.pt", model, {**meta, "pruned": str(pattern), "saliency": saliency,
+                                                "prune_method": res["method"], "classes": res["classes"]})
+    if data_path.resolve() != (out / "data.npz").resolve():
+        shutil.copy(data_path, out / "data.npz")
+    (out / "metrics.json").write_text(json.dumps(res, indent=2, default=float))
+    return res

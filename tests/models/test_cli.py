@@ -22,3 +22,80 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys):
     assert main(["distill", "--trace", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not found" in err and "\n" not in err
+
+
+# ---- paretofab prune ---------------------------------------------------------------------------------
+
+
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from models import map_data, zoo  # noqa: E402
+from models import prune as P  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    """An (untrained) resnet student folder: student.pt + data.npz, as `paretofab distill` writes."""
+    d = tmp_path_factory.mktemp("student")
+    tr = traces.generate("pr", scale=10, seed=0, max_loads=50_000)
+    map_data.save_splits(d / "data.npz", map_data.make_splits(tr.addr, tr.ip, max_rows=800))
+    torch.manual_seed(0)
+    model = zoo.build("resnet", "student")
+    zoo.save_checkpoint(d / "student.pt", model, {"arch": "resnet", "preset": "student",
+                                                  "kwargs": zoo.preset_kwargs("resnet", "student")})
+    return d
+
+
+def test_prune_command_hybrid_class_aware_srste(student_dir, tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["prune", "--checkpoint", str(student_dir / "student.pt"), "--n", "2", "--m", "4", "--block", "8",
+                 "--keep", "0.5", "--classes", "top32", "--epochs", "1", "-o", str(out)]) == 0
+    msg = capsys.readouterr().out
+    assert "2:4+b8k0.5 (class saliency, SR-STE 1 epochs)" in msg and str(out) in msg
+    model = zoo.load_checkpoint(out / "student.pt")
+    assert model.meta["pruned"] == "2:4+b8k0.5" and model.meta["saliency"] == "class"
+    for name, mod in P.prunable_layers(model):
+        P.check_pattern(mod.weight, "2:4+b8k0.5", name)
+    res = json.loads((out / "metrics.json").read_text())
+    y = map_data.load_splits(student_dir / "data.npz")["y_train"]
+    assert res["classes"] == P.resolve_classes("top32", y).tolist() and len(res["classes"]) == 32
+    assert 0.6 < res["sparsity"] < 0.8 and "f1_classes" in res and "f1" in res["dense"]
+    assert (out / "data.npz").exists()
+
+
+def test_prune_command_one_shot_equals_api(student_dir, tmp_path):
+    out = tmp_path / "q"
+    assert main(["prune", "--checkpoint", str(student_dir / "student.pt"), "--pattern", "1:4", "--epochs", "0",
+                 "--skip", "first", "-o", str(out)]) == 0
+    got = zoo.load_checkpoint(out / "student.pt")
+    want = P.prune(zoo.load_checkpoint(student_dir / "student.pt"), "1:4", skip=["first"])
+    for (n, a), (_, b) in zip(got.state_dict().items(), want.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert (got.features[0].weight != 0).all(), "first layer left dense"
+
+
+@pytest.mark.parametrize("args,word", [
+    (["--n", "5", "--m", "4"], "N=5 > M=4"),
+    (["--n", "2"], "both N and M"),
+    (["--pattern", "2:4", "--n", "2", "--m", "4"], "not both"),
+    ([], "say what to prune to"),
+    (["--pattern", "2:4", "--classes", "top32", "--saliency", "magnitude"], "--saliency class"),
+    (["--pattern", "2:4", "--skip", "stem"], "no prunable layer 'stem'"),
+    (["--pattern", "b8k0.5", "--classes", "top999"], "1..256"),
+])
+def test_prune_errors_are_one_line(student_dir, tmp_path, capsys, args, word):
+    assert main(["prune", "--checkpoint", str(student_dir / "student.pt"), "--epochs", "0", *args,
+                 "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert word in err and "\n" not in err and "Traceback" not in err
+
+
+def test_prune_missing_files(tmp_path, student_dir, capsys):
+    assert main(["prune", "--checkpoint", str(tmp_path / "none.pt"), "--pattern", "2:4", "-o", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["prune", "--checkpoint", str(student_dir / "student.pt"), "--data", str(tmp_path / "d.npz"),
+                 "--pattern", "2:4", "-o", str(tmp_path / "y")]) == 2
+    assert "d.npz not found" in capsys.readouterr().err
