@@ -425,17 +425,24 @@ def _execute(todo: list[SweepPoint], jobs: int, scheduler) -> Iterable[dict]:
             raise
 
 
-def load_results(path: str | os.PathLike) -> pd.DataFrame:
-    """Every finished point of a store as a DataFrame (one row per point, typed columns)."""
+def _read(path: str | os.PathLike, table: str, order: str) -> pd.DataFrame | None:
+    """``SELECT * FROM table ORDER BY order`` of a checked store, read-only; None if the table
+    does not exist (a store written before it)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"results file {path} not found: run `paretofab sweep -o {path}` first")
     _check_store(path)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        df = pd.read_sql_query("SELECT * FROM points ORDER BY model, wfmt, afmt, ptq, seed", con)
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", con) if table in tables else None
     finally:
         con.close()
+
+
+def load_results(path: str | os.PathLike) -> pd.DataFrame:
+    """Every finished point of a store as a DataFrame (one row per point, typed columns)."""
+    df = _read(path, "points", "model, wfmt, afmt, ptq, seed")
     df["per_channel"] = df["per_channel"].astype(bool)
     if "sparsity" not in df:  # read-only view of a store written before the sparsity axis
         df["sparsity"] = "dense"
@@ -444,17 +451,8 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
 
 def load_failures(path: str | os.PathLike) -> pd.DataFrame:
     """The points of a store that failed on their last try: key, config columns, error, time."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"results file {path} not found: run `paretofab sweep -o {path}` first")
-    _check_store(path)
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "failures" not in tables:
-            return pd.DataFrame(columns=["key", "error", "finished_utc"])
-        raw = pd.read_sql_query("SELECT * FROM failures ORDER BY finished_utc", con)
-    finally:
-        con.close()
+    raw = _read(path, "failures", "finished_utc")
+    if raw is None:
+        return pd.DataFrame(columns=["key", "error", "finished_utc"])
     cfg = pd.DataFrame([json.loads(c) for c in raw["config"]], index=raw.index)
     return pd.concat([raw[["key"]], cfg, raw[["error", "finished_utc"]]], axis=1)
