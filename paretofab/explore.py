@@ -1,9 +1,15 @@
 """``paretofab explore``: the main job, from address traces to a Pareto front of accelerators.
 
-traces of one GAP app → a PaCKD student (``models``) → a PTQ sweep over integer and minifloat
-formats (``quant.sweep``), for the dense student and a one-shot N:M-pruned copy → the cost of
-running the student's layers on the dense and N:M engines (``costmodel``) → the Pareto table
-(printed and saved as CSV), a plot (PNG) and the Verilog of every Pareto point, all under ``out``.
+traces of one GAP app → a PaCKD student (``models``) → SR-STE-pruned copies (``models.prune``:
+N:M, and N:M + balanced blocks) → a PTQ sweep over integer and minifloat formats
+(``quant.sweep``) for the dense and pruned students → the cost of running the student's layers on
+the dense, N:M and N:M + block-skipping engines (``costmodel``) → the Pareto table (printed and
+saved as CSV), a plot (PNG) and the Verilog of every Pareto point, all under ``out``.
+
+Engines: the dense student runs on ``DotConfig(lanes)``, the N:M student on
+``SparseConfig(lanes, n, m)``, the hybrid one on the largest sparse engine of at most ``lanes``
+multipliers whose beat span divides the block (``models.prune.engine_config``; for 2:4 + blocks
+of 8 that is 4 lanes), with each layer's measured fraction of live blocks as its block density.
 
 Every stage is resumable: a finished stage's files are reused, the sweep skips finished points.
 """
@@ -41,6 +47,11 @@ class ExploreConfig:
     ptq: tuple[str, ...] = ("none",)
     lanes: int = 16
     nm: tuple[int, int] = (2, 4)
+    block: int = 8
+    keep: float = 0.5
+    prune_epochs: int = 2
+    saliency: str = "magnitude"
+    classes: str | None = None
     device: str = "xczu3eg"
     seed: int = 0
     jobs: int = 1
@@ -76,36 +87,32 @@ def train_student(cfg: ExploreConfig) -> Path:
     return d
 
 
-def nm_prune(model, n: int, m: int):
-    """One-shot magnitude N:M pruning (in place) of every Linear/Conv weight along its
-    reduction dimension: in each group of ``m`` consecutive inputs keep the ``n`` largest."""
-    import torch
+def patterns(cfg: ExploreConfig) -> list:
+    """The sparsity patterns explored: dense, N:M and N:M + blocks (``models.prune.Pattern``)."""
+    from models.prune import Pattern
 
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
-                w = mod.weight.reshape(mod.weight.shape[0], -1)
-                k = w.shape[1] - w.shape[1] % m
-                g = w[:, :k].reshape(w.shape[0], -1, m)
-                drop = g.abs().argsort(dim=-1)[..., : m - n]
-                g.scatter_(-1, drop, 0.0)
-                w[:, :k] = g.reshape(w.shape[0], k)
-                mod.weight.copy_(w.reshape(mod.weight.shape))
-    return model
+    n, m = cfg.nm
+    return [Pattern(), Pattern(n, m), Pattern(n, m, cfg.block, cfg.keep)]
 
 
-def pruned_student(student_dir: Path, n: int, m: int) -> Path:
-    """``student_dir``'s student pruned to n:m, saved beside it with the same data splits."""
-    import shutil
+def _slug(pattern) -> str:
+    return str(pattern).replace(":", "of").replace("+", "_")
 
-    from models.zoo import load_checkpoint, save_checkpoint
 
-    d = student_dir.parent / f"student_{n}of{m}"
-    if (d / "student.pt").exists():
-        return d
-    model = nm_prune(load_checkpoint(student_dir / "student.pt"), n, m)
-    save_checkpoint(d / "student.pt", model, {**model.meta, "pruned": f"{n}:{m} one-shot magnitude"})
-    shutil.copy(student_dir / "data.npz", d / "data.npz")
+def pruned_student(student_dir: Path, pattern, cfg: ExploreConfig) -> Path:
+    """``student_dir``'s student pruned to ``pattern`` by SR-STE fine-tuning (``models.prune``),
+    saved beside it with the same data splits (reused when present); the dense pattern is the
+    student itself."""
+    from models.prune import prune_student
+
+    if pattern.is_dense:
+        return student_dir
+    d = student_dir.parent / f"student_{_slug(pattern)}"
+    if not ((d / "student.pt").exists() and (d / "metrics.json").exists()):
+        res = prune_student(str(student_dir / "student.pt"), str(d), pattern, saliency=cfg.saliency,
+                            classes=cfg.classes, epochs=cfg.prune_epochs, seed=cfg.seed, progress=cfg.progress)
+        print(f"   {pattern}: {res['method']}, {res['sparsity']:.1%} zeros, test micro-F1 {res['f1']:.4f} "
+              f"(dense {res['dense']['f1']:.4f})")
     return d
 
 
@@ -134,25 +141,46 @@ def layer_workloads(model, sample) -> list[dict]:
     return rows
 
 
-def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, sparse: bool) -> dict:
-    """Resources of one engine for ``fmt`` × ``fmt`` and the cycles / latency / energy of running
-    every layer on it, one after another."""
+def block_density(model, pattern) -> dict[str, float]:
+    """Fraction of (row, block) weight blocks holding a non-zero, per prunable layer (1 without
+    blocks): what the block-skipping engine streams."""
+    from models.prune import prunable_layers
+
+    out = {}
+    for name, mod in prunable_layers(model):
+        w = mod.weight.detach().numpy().reshape(mod.weight.shape[0], -1) != 0
+        if not pattern.has_blocks:
+            out[name] = 1.0
+            continue
+        b = pattern.block
+        nb = -(-w.shape[1] // b)
+        live = np.pad(w, ((0, 0), (0, nb * b - w.shape[1]))).reshape(len(w), nb, b).any(-1)
+        out[name] = float(live.mean())
+    return out
+
+
+def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, pattern=None,
+                 density: dict[str, float] | None = None) -> dict:
+    """Resources of the engine that runs ``pattern`` (dense: ``DotConfig``; N:M (+ blocks):
+    ``SparseConfig``) for ``fmt`` × ``fmt`` and the cycles / latency / energy of running every
+    layer on it, one after another (``density``: each layer's fraction of live blocks)."""
     from costmodel import estimate
     from hw.dot import DotConfig
-    from hw.sparse import SparseConfig
+    from models.prune import Pattern, engine_config
 
+    pattern = pattern or Pattern()
     k_max = max(lr["k"] for lr in layers)
-    if sparse:
-        n, m = cfg.nm
-        span = cfg.lanes // n * m
-        k_max = -(-k_max // span) * span
-        config = SparseConfig(cfg.lanes, n, m, fmt, fmt, k_max)
-    else:
+    if pattern.is_dense:
         config = DotConfig(cfg.lanes, fmt, fmt, k_max)
-    costs = [estimate(config, cfg.device, k=lr["k"], vectors=lr["vectors"]) for lr in layers]
+    else:
+        config = engine_config(pattern, fmt, fmt, k_max, lanes=cfg.lanes)
+    density = density or {}
+    costs = [estimate(config, cfg.device, k=lr["k"], vectors=lr["vectors"],
+                      block_density=density.get(lr["layer"], 1.0) if config.engine == "sparse" else 1.0)
+             for lr in layers]
     c0 = costs[0]
     return {
-        "engine": f"{cfg.nm[0]}:{cfg.nm[1]}" if sparse else "dense",
+        "engine": "dense" if pattern.is_dense else str(pattern), "lanes": config.lanes,
         "config": json.dumps(config.to_dict()),
         "lut": c0.lut, "ff": c0.ff, "dsp": c0.dsp, "bram18": c0.bram18, "fmax_mhz": c0.fmax_mhz,
         "cycles": sum(c.cycles for c in costs),
@@ -175,14 +203,17 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     t0 = _stage(f"student: {cfg.arch} on {cfg.app} traces ({cfg.method})")
     student = train_student(cfg)
-    sparse_student = pruned_student(student, *cfg.nm)
+    pats = patterns(cfg)
+    _stage(f"pruning: {', '.join(str(p) for p in pats[1:])} ({cfg.saliency} saliency, SR-STE "
+           f"{cfg.prune_epochs} epochs)")
+    students = {str(p): pruned_student(student, p, cfg) for p in pats}
 
-    _stage(f"PTQ sweep: {len(cfg.formats)} formats (W = A) × {len(cfg.ptq)} technique sets, dense and "
-           f"{cfg.nm[0]}:{cfg.nm[1]}")
+    _stage(f"PTQ sweep: {len(cfg.formats)} formats (W = A) × {len(cfg.ptq)} technique sets × "
+           f"{len(pats)} sparsity patterns ({', '.join(str(p) for p in pats)})")
     store = out / "sweep.sqlite"
     points = []
     for f in cfg.formats:
-        points += grid([str(student), str(sparse_student)], [f], [f], list(cfg.ptq), [cfg.seed])
+        points += grid([str(students[str(p)]) for p in pats], [f], [f], list(cfg.ptq), [cfg.seed])
     run_sweep(points, store, jobs=cfg.jobs, progress=cfg.progress)
     acc = load_results(store)
 
@@ -190,12 +221,17 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     model = load_checkpoint(student / "student.pt")
     sample = torch.as_tensor(load_splits(student / "data.npz")["x_test"][:1])
     layers = layer_workloads(model, sample)
+    by_dir = {students[str(p)].name: p for p in pats}
+    dens = {str(p): block_density(load_checkpoint(students[str(p)] / "student.pt"), p) for p in pats}
     rows = []
     for _, r in acc.iterrows():
-        is_sparse = Path(r["model"]).name == sparse_student.name
-        cost = engine_costs(layers, r["wfmt"], cfg, sparse=is_sparse)
+        name = Path(r["model"]).name
+        if name not in by_dir:  # a store shared with other runs
+            continue
+        p = by_dir[name]
+        cost = engine_costs(layers, r["wfmt"], cfg, p, dens[str(p)])
         rows.append({"format": r["wfmt"], "ptq": r["ptq"], "micro_f1": r["metric"],
-                     "float_f1": r.get("float_metric", np.nan), **cost})
+                     "float_f1": r.get("float_metric", np.nan), "student": name, **cost})
     df = pd.DataFrame(rows)
     df["name"] = df["engine"] + " " + df["format"] + np.where(df["ptq"] == "none", "", " " + df["ptq"])
     df = pareto(df, maximize=["micro_f1"], minimize=list(OBJECTIVES), all_ranks=True)
@@ -211,7 +247,7 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     rtl = out / "rtl"
     for _, r in df[df["rank"] == 1].iterrows():
         c = config_from_dict(json.loads(r["config"]))
-        path = rtl / f"{r['engine'].replace(':', 'of')}_{r['format']}_l{cfg.lanes}.v"
+        path = rtl / f"{_slug(r['engine'])}_{r['format']}_l{r['lanes']}.v"
         if not path.exists():
             export_verilog(c.build(), path)
     print_table(df)
@@ -220,7 +256,7 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
 
 
 def print_table(df: pd.DataFrame) -> None:
-    cols = ["rank", "engine", "format", "ptq", "micro_f1", "lut", "ff", "dsp", "bram18", "cycles",
+    cols = ["rank", "engine", "lanes", "format", "ptq", "micro_f1", "lut", "ff", "dsp", "bram18", "cycles",
             "latency_us", "energy_nj"]
     show = df.sort_values(["rank", "micro_f1"], ascending=[True, False])[cols]
     with pd.option_context("display.width", 160, "display.max_rows", 200):
@@ -244,8 +280,13 @@ def _run(args: argparse.Namespace) -> int:
         n, m = (int(x) for x in args.nm.split(":"))
     except ValueError:
         raise ValueError(f"--nm {args.nm!r}: give the pattern as N:M, e.g. 2:4") from None
+    from models.prune import Pattern
+
+    Pattern(n, m, args.block, args.keep)  # one clear error for a bad combination
     cfg = ExploreConfig(out=args.output, app=args.app, arch=args.arch, scale=args.scale,
                         formats=_csv(args.formats), ptq=_csv(args.ptq), lanes=args.lanes, nm=(n, m),
+                        block=args.block, keep=args.keep, prune_epochs=args.prune_epochs,
+                        saliency="class" if args.classes else "magnitude", classes=args.classes,
                         device=args.device, seed=args.seed, jobs=args.jobs, epochs=args.epochs)
     explore(cfg)
     return 0
@@ -263,6 +304,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ptq", default=",".join(d.ptq), help="PTQ technique sets, comma-separated")
     p.add_argument("--lanes", type=int, default=d.lanes, help="engine multipliers")
     p.add_argument("--nm", default=f"{d.nm[0]}:{d.nm[1]}", help="N:M pattern of the sparse engine")
+    p.add_argument("--block", type=int, default=d.block,
+                   help="block size (weights) of the N:M + block point (block-skipping engine)")
+    p.add_argument("--keep", type=float, default=d.keep, help="fraction of blocks kept in every row")
+    p.add_argument("--prune-epochs", type=int, default=d.prune_epochs,
+                   help="SR-STE fine-tuning epochs of the pruned students (0 = one-shot)")
+    p.add_argument("--classes", default=d.classes,
+                   help="class-aware saliency for these outputs (e.g. top32); default magnitude")
     p.add_argument("--device", default=d.device, help="FPGA part for fmax and static power")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--jobs", type=int, default=d.jobs, help="sweep worker processes")

@@ -1,5 +1,6 @@
 """``paretofab explore`` end to end on a small configuration: front ranks against a brute-force
-dominance check, cycles against the engines' own closed forms, Verilog of the front, resume."""
+dominance check, cycles against the engines' own closed forms (on the pruned students' real
+weight patterns for the block-skipping engine), Verilog of the front, resume."""
 
 import json
 
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from hw.engines import config_from_dict, engine
+from models import prune as P
 from paretofab.explore import OBJECTIVES, ExploreConfig, explore, layer_workloads
 
 
@@ -15,7 +17,7 @@ from paretofab.explore import OBJECTIVES, ExploreConfig, explore, layer_workload
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("explore")
     cfg = ExploreConfig(out=str(out), method="none", scale=12, max_loads=200_000, max_rows=3000, epochs=1,
-                        formats=("int4", "e2m3"), lanes=8, progress=False)
+                        formats=("int4", "e2m3"), lanes=8, prune_epochs=1, progress=False)
     return cfg, explore(cfg)
 
 
@@ -24,7 +26,20 @@ def test_front_matches_brute_force_dominance(small):
     v = np.column_stack([-df["micro_f1"].to_numpy()] + [df[c].to_numpy(float) for c in OBJECTIVES])
     dominated = [any((v[j] <= v[i]).all() and (v[j] < v[i]).any() for j in range(len(v))) for i in range(len(v))]
     assert list(df["rank"] == 1) == [not d for d in dominated]
-    assert set(df["engine"]) == {"dense", "2:4"} and set(df["format"]) == {"int4", "e2m3"}
+    assert set(df["engine"]) == {"dense", "2:4", "2:4+b8k0.5"} and set(df["format"]) == {"int4", "e2m3"}
+    assert len(df) == 6
+
+
+def test_pruned_students_obey_their_patterns(small):
+    from models.zoo import load_checkpoint
+
+    cfg, df = small
+    for _, row in df.drop_duplicates("engine").iterrows():
+        model = load_checkpoint(f"{cfg.out}/{row['student']}/student.pt")
+        for name, mod in P.prunable_layers(model):
+            P.check_pattern(mod.weight, "dense" if row["engine"] == "dense" else row["engine"], name)
+    lanes = dict(zip(df["engine"], df["lanes"]))
+    assert lanes == {"dense": 8, "2:4": 8, "2:4+b8k0.5": 4}, "span 8 divides the block of 8 at 4 lanes"
 
 
 def test_cycles_equal_engine_closed_forms(small):
@@ -41,9 +56,21 @@ def test_cycles_equal_engine_closed_forms(small):
     for _, row in df.iterrows():
         config = config_from_dict(json.loads(row["config"]))
         mod = engine(config.to_dict()["engine"])
-        zero = [mod.Workload(np.zeros((lr["vectors"], lr["k"]), np.uint8), np.zeros((lr["vectors"], lr["k"]), np.uint8))
-                for lr in layers]
-        assert row["cycles"] == sum(mod.cycles(config, w) for w in zero)
+        if getattr(config, "block", None):  # block skipping: the pruned weights' real zero blocks
+            pruned = load_checkpoint(f"{cfg.out}/{row['student']}/student.pt")
+            mods = dict(pruned.named_modules())
+            wls = []
+            for lr in layers:
+                w = mods[lr["layer"]].weight.detach().numpy()
+                nz = (w.reshape(w.shape[0], -1) != 0).astype(np.uint8)  # code 1 = a non-zero weight
+                codes = np.tile(nz, (lr["vectors"] // len(nz), 1))
+                wls.append(mod.Workload(codes, np.zeros_like(codes)))
+            assert sum(mod.cycles(config, w) for w in wls) < sum(
+                mod.cycles(config, mod.Workload(np.ones_like(w.w_codes), w.a_codes)) for w in wls)
+        else:
+            wls = [mod.Workload(np.zeros((lr["vectors"], lr["k"]), np.uint8),
+                                np.zeros((lr["vectors"], lr["k"]), np.uint8)) for lr in layers]
+        assert row["cycles"] == sum(mod.cycles(config, w) for w in wls)
 
 
 def test_front_verilog_and_resume(small):
