@@ -6,11 +6,13 @@ on Lattice parts, whose blocks are 4 Kbit (iCE40 EBR) or 18 Kbit (ECP5 EBR), ``b
 total block-RAM bits / 18 Kbit, rounded down. ``dsp`` counts the part's hard multiplier blocks
 (DSP48E1 / DSP48E2 / SB_MAC16 / 18×18 multipliers).
 
-Static power is the device's quiescent power at nominal core voltage and 25 °C junction. Only the
-iCE40 figure is a datasheet number; the Xilinx and ECP5 figures are *order-of-magnitude
-placeholders* (labelled ``static_source`` as such) — a user who needs energy to better than a
-factor of ~2 should replace them with the vendor power estimator's figure for the design
-(Xilinx XPE / Vivado ``report_power``, Lattice Radiant Power Calculator).
+Static power is the device's quiescent power at nominal core voltage and 25 °C junction, *typical*
+process (a worst-case / hot-junction figure is several times higher). Every part says where its
+figure comes from in ``static_source``, which starts with ``datasheet:`` (a vendor data-sheet
+figure, cited) or ``estimate:`` (no vendor figure could be consulted here; the reason and the
+basis are given). Only the iCE40 figure is a data-sheet number; for a real energy budget replace
+the estimates with the vendor power estimator's figure for the design (Xilinx XPE / Vivado
+``report_power``, Lattice Radiant / Diamond Power Calculator).
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ class Device:
     bram18 : block RAM in 18 Kbit equivalents.
     bram_kbit : total block RAM, Kbit.
     lutram : LUTs usable as distributed RAM (SLICEM LUTs on Xilinx); 0 where unknown / none.
-    static_w : quiescent (static) power, W.
+    static_w : quiescent (static) power, W (typical, 25 °C).
     source : datasheet the capacities come from.
-    static_source : where ``static_w`` comes from (and how much to trust it).
+    static_source : where ``static_w`` comes from: ``datasheet: …`` (cited) or ``estimate: …``
+        (basis and reason), typical vs maximum stated.
     """
 
     name: str
@@ -65,19 +68,20 @@ class Device:
         return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram18": self.bram18}
 
 
-_PLACEHOLDER = ("order-of-magnitude placeholder, not a datasheet figure: replace with the vendor "
-                "power estimator's device static power for a real energy budget")
-
 DEVICES: dict[str, Device] = {
     d.name: d
     for d in (
         Device(
             "xc7z020", "Xilinx Zynq-7000 (PL of Z-7020)", "xc7",
             lut=53_200, ff=106_400, dsp=220, bram18=280, bram_kbit=5_040, lutram=17_400,
-            static_w=0.10,
+            static_w=0.12,
             source="Xilinx DS190 Zynq-7000 SoC Overview, Table 1 (Z-7020: 53,200 LUTs, 106,400 FFs, "
                    "140 × 36 Kb BRAM = 4.9 Mb, 220 DSP slices)",
-            static_source=_PLACEHOLDER,
+            static_source="estimate: 0.12 W, the middle of the 0.10–0.14 W 'Device Static' commonly seen in "
+                          "Vivado report_power outputs for small designs on a Z-7020 (Tj ≈ 25–30 °C, typical "
+                          "process, whole device with the PS) — from memory of such reports, not re-checked "
+                          "here. Not a data-sheet figure: DS187's per-rail quiescent currents could not be "
+                          "consulted here",
         ),
         Device(
             "xczu3eg", "Xilinx Zynq UltraScale+ MPSoC (PL of ZU3EG)", "xcup",
@@ -85,7 +89,10 @@ DEVICES: dict[str, Device] = {
             static_w=0.30,
             source="Xilinx DS891 Zynq UltraScale+ MPSoC Overview (ZU3EG: 70,560 LUTs, 141,120 FFs, "
                    "216 × 36 Kb BRAM = 7.6 Mb, 360 DSP48E2)",
-            static_source=_PLACEHOLDER,
+            static_source="estimate: 0.30 W, the order of XPE / Vivado 'Device Static' for a ZU3EG "
+                          "(Ultra96-class boards) at 25 °C typical process, PS always-on domains included — from "
+                          "memory of such reports, not re-checked here. Not a data-sheet figure (DS925 gives no "
+                          "static power); replace with XPE for the design",
         ),
         Device(
             "u55c", "Xilinx Alveo U55C (XCU55C, Virtex UltraScale+ HBM)", "xcup",
@@ -93,7 +100,10 @@ DEVICES: dict[str, Device] = {
             static_w=20.0,
             source="Xilinx DS978 Alveo U55C Data Center Accelerator Card (1,304K LUTs, 2,607K "
                    "registers, 9,024 DSP slices, 2,016 × 36 Kb BRAM = 70.9 Mb, 960 UltraRAM)",
-            static_source=_PLACEHOLDER + " (card idle power is tens of W; DS978 gives 150 W max)",
+            static_source="estimate: 20 W, the order of an idle Alveo U55C / U280-class card as the card's "
+                          "own sensors (xbutil) report it, HBM and board included — the relevant standing cost "
+                          "of a card, not an XPE die-only static figure. DS978 gives only the 150 W maximum "
+                          "(thermal design power), not an idle figure",
         ),
         Device(
             "ice40up5k", "Lattice iCE40 UltraPlus UP5K", "ice40",
@@ -101,7 +111,10 @@ DEVICES: dict[str, Device] = {
             static_w=1.2 * 100e-6,
             source="Lattice FPGA-DS-02008 iCE40 UltraPlus Family Data Sheet (UP5K: 5,280 LUT4s, "
                    "30 × 4 Kb EBR = 120 Kb, 4 × 256 Kb SPRAM not counted, 8 SB_MAC16 DSPs)",
-            static_source="FPGA-DS-02008 typical core static current (order of 100 µA at VCC = 1.2 V)",
+            static_source="datasheet: 120 µW = 100 µA × 1.2 V; Lattice FPGA-DS-02008 (iCE40 UltraPlus "
+                          "Family Data Sheet) §1.1 Features: 'As low as 100 µA standby current typical' "
+                          "(core VCC = 1.2 V, typical; the DC tables' maximum is higher, and VCCIO / SPI / "
+                          "PLL rails are not included)",
         ),
         Device(
             "ecp5-85f", "Lattice ECP5 LFE5U-85F", "ecp5",
@@ -109,7 +122,10 @@ DEVICES: dict[str, Device] = {
             static_w=0.10,
             source="Lattice FPGA-DS-02012 ECP5 and ECP5-5G Family Data Sheet (LFE5U-85: 84K LUTs, "
                    "208 × 18 Kb sysMEM EBR = 3,744 Kb, 156 18×18 multipliers)",
-            static_source=_PLACEHOLDER,
+            static_source="estimate: 0.10 W, the order of the ECP5 Power Calculator's static figure for an "
+                          "LFE5U-85F at 25 °C typical (core VCC = 1.1 V plus VCCAUX 2.5 V). Not a data-sheet "
+                          "figure: the 'Supply Current (Standby)' table of FPGA-DS-02012 could not be "
+                          "consulted here; TN1266 describes the calculator",
         ),
     )
 }

@@ -21,3 +21,17 @@ def test_unknown_device_message():
     with pytest.raises(DeviceError, match="choose one of .*xczu3eg"):
         get_device("xc7a35t")
     assert issubclass(DeviceError, ValueError)
+
+
+def test_static_power_labelled_and_consistent():
+    """Each static figure says whether it is a data-sheet number or an estimate, and the figure it
+    quotes is the one used."""
+    import re
+
+    scale = {"W": 1.0, "mW": 1e-3, "µW": 1e-6}
+    for d in DEVICES.values():
+        m = re.match(r"(datasheet|estimate): ([\d.]+) (W|mW|µW)\b", d.static_source)
+        assert m, (d.name, d.static_source[:40])
+        assert float(m.group(2)) * scale[m.group(3)] == pytest.approx(d.static_w), d.name
+        assert len(d.static_source) > 80  # names its basis, not just a number
+    assert DEVICES["ice40up5k"].static_source.startswith("datasheet: ") and "FPGA-DS-02008" in DEVICES["ice40up5k"].static_source
