@@ -151,6 +151,11 @@ def kulisch_bits(wfmt: Format | str, afmt: Format | str, k: int) -> int:
 # ---- hardware ---------------------------------------------------------------------------------
 
 
+def _multiplier_ports(wfmt: Format, afmt: Format) -> dict:
+    """Ports of a multiplier: weight and activation codes in, exact product (units of 1) out."""
+    return {"w": In(wfmt.bits), "a": In(afmt.bits), "p": Out(signed(product_bits(wfmt, afmt)))}
+
+
 class IntMultiplier(wiring.Component):
     """Exact product of two integer codes (combinational).
 
@@ -173,11 +178,7 @@ class IntMultiplier(wiring.Component):
         if not (isinstance(wfmt, IntFormat) and isinstance(afmt, IntFormat)):
             raise ConfigError("IntMultiplier takes two integer formats; use MinifloatMultiplier for minifloats")
         self.wfmt, self.afmt = wfmt, afmt
-        super().__init__({
-            "w": In(wfmt.bits),
-            "a": In(afmt.bits),
-            "p": Out(signed(product_bits(wfmt, afmt))),
-        })
+        super().__init__(_multiplier_ports(wfmt, afmt))
 
     def elaborate(self, platform):
         m = Module()
@@ -303,11 +304,7 @@ class MinifloatMultiplier(wiring.Component):
         if not (isinstance(wfmt, MinifloatFormat) or isinstance(afmt, MinifloatFormat)):
             raise ConfigError("MinifloatMultiplier needs at least one minifloat operand; use IntMultiplier for int x int")
         self.wfmt, self.afmt = wfmt, afmt
-        super().__init__({
-            "w": In(wfmt.bits),
-            "a": In(afmt.bits),
-            "p": Out(signed(product_bits(wfmt, afmt))),
-        })
+        super().__init__(_multiplier_ports(wfmt, afmt))
 
     def elaborate(self, platform):
         m = Module()

@@ -22,13 +22,20 @@ MF_FORMATS = ["e2m1", "e2m3", "e3m2", "e4m3", "e5m2", "e4m3ocp", "e5m2ieee", "e3
               "e2m1nosub", "e4m3b11", "e3m0"]
 
 
-def random_dense_cases(count: int, seed: int) -> list[tuple]:
-    """(config, k, vectors, seed) tuples covering every format of INT_FORMATS + MF_FORMATS."""
-    rng = np.random.default_rng(seed)
+def format_pairs(rng: np.random.Generator, count: int) -> tuple[list[str], list[str]]:
+    """``count`` (weight, activation) format names that together use every format of
+    INT_FORMATS + MF_FORMATS once before any repeats (for ``count`` >= half their number)."""
     names = np.array(INT_FORMATS + MF_FORMATS)
     order = rng.permutation(names)
     wnames = list(order[:count])
     anames = list(order[count:]) + list(rng.choice(names, max(0, 2 * count - len(names))))
+    return wnames, anames
+
+
+def random_dense_cases(count: int, seed: int) -> list[tuple]:
+    """(config, k, vectors, seed) tuples covering every format of INT_FORMATS + MF_FORMATS."""
+    rng = np.random.default_rng(seed)
+    wnames, anames = format_pairs(rng, count)
     cases = []
     for j in range(count):
         lanes = int(rng.integers(1, 9))

@@ -16,7 +16,7 @@ from hw.engines import ENGINES, config_from_dict
 from quant.reference import decode
 
 from .conftest import SIM_BACKENDS, assert_exact, backend_params, run_engine
-from .test_dot import INT_FORMATS, MF_FORMATS, PATTERNS, stalled_cycles
+from .test_dot import INT_FORMATS, MF_FORMATS, PATTERNS, format_pairs, stalled_cycles
 
 NM = [(1, 2), (1, 4), (2, 4), (2, 8), (4, 8), (3, 4), (1, 8), (4, 4)]
 
@@ -24,10 +24,7 @@ NM = [(1, 2), (1, 4), (2, 4), (2, 8), (4, 8), (3, 4), (1, 8), (4, 4)]
 def random_sparse_cases(count: int, seed: int) -> list[tuple]:
     """(config, k, vectors, seed) tuples over every format, several n:m, with and without block."""
     rng = np.random.default_rng(seed)
-    names = np.array(INT_FORMATS + MF_FORMATS)
-    order = rng.permutation(names)
-    wnames = list(order[:count])
-    anames = list(order[count:]) + list(rng.choice(names, max(0, 2 * count - len(names))))
+    wnames, anames = format_pairs(rng, count)
     cases = []
     for j in range(count):
         n, m = NM[j % len(NM)]
