@@ -1,0 +1,134 @@
+"""CRISP-style pruning of a PaCKD student: metric vs sparsity, and what each pattern costs on the
+engines.
+
+    python bench/prune.py                      # pr, resnet, PaCKD (cpu teachers), scale 16
+    python bench/prune.py --app bfs --out runs/bench_prune_bfs
+
+Rows: dense, then 2:4, 1:4 and 2:4 + 50% blocks of 8, each × saliency (magnitude, class = top-K
+label bits) × (one-shot, SR-STE fine-tuning), plus a dense model fine-tuned for the same epochs
+(the control: how much of SR-STE's gain is just more training). Columns: weight sparsity, test
+micro-F1 of the float student (threshold from validation), of the int8 PTQ student, and over the
+top-K label bits only; the engine that runs the pattern (``paretofab.explore.engine_costs``:
+dense ``DotConfig``, ``SparseConfig`` N:M, and N:M + block skipping at the lanes whose span
+divides the block) with its LUTs, cycles, latency and energy for one inference over all layers
+(costmodel, xczu3eg); the Pareto rank (``costmodel.pareto``: int8 F1 up; LUT, latency, energy
+down). The student is trained once and reused from ``OUT/student``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from costmodel import pareto  # noqa: E402
+from models import prune as P  # noqa: E402
+from models.map_data import load_splits  # noqa: E402
+from models.zoo import load_checkpoint  # noqa: E402
+from paretofab.explore import (ExploreConfig, block_density, engine_costs, layer_workloads,  # noqa: E402
+                               train_student)
+
+PATTERNS = ("2:4", "1:4", "2:4+b8k0.5")
+
+
+def quantized_f1(model, sp, fmt: str, cls) -> dict:
+    """Test micro-F1 (all bits, preferred bits) of ``model`` after plain ``fmt`` × ``fmt`` PTQ."""
+    from quant.ptq import quantize_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_model(model, fmt, fmt, calib_data=sp["x_train"][:256])
+        r = P.evaluate(q, sp, cls)
+    return {"f1_q": r["f1"], "f1_q_classes": r.get("f1_classes", np.nan)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--app", default="pr")
+    ap.add_argument("--scale", type=int, default=16)
+    ap.add_argument("--method", default="packd")
+    ap.add_argument("--epochs", type=int, default=6, help="student epochs")
+    ap.add_argument("--ft-epochs", type=int, default=4, help="SR-STE epochs")
+    ap.add_argument("--classes", default="top32")
+    ap.add_argument("--fmt", default="int8", help="W = A format of the PTQ column and the engines")
+    ap.add_argument("--lanes", type=int, default=16)
+    ap.add_argument("--device", default="xczu3eg")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/bench_prune")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    cfg = ExploreConfig(out=args.out, app=args.app, scale=args.scale, method=args.method, epochs=args.epochs,
+                        lanes=args.lanes, device=args.device, seed=args.seed, progress=False)
+    student = train_student(cfg)
+    base = load_checkpoint(student / "student.pt")
+    sp = load_splits(student / "data.npz")
+    cls = P.resolve_classes(args.classes, sp["y_train"])
+    layers = layer_workloads(base, torch.as_tensor(sp["x_test"][:1]))
+    print(f"student: {args.method} resnet on {args.app} (scale {args.scale}), {len(sp['y_train'])} training rows; "
+          f"{args.classes} label bits hold {sp['y_train'][:, cls].sum() / sp['y_train'].sum():.1%} of the positives "
+          f"(student ready after {time.perf_counter() - t0:.0f} s)")
+
+    runs = [("dense", "-", "-", lambda: copy.deepcopy(base)),
+            ("dense", "-", f"fine-tuned {args.ft_epochs} ep (control)",
+             lambda: P.finetune(copy.deepcopy(base), "dense", sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
+                                epochs=args.ft_epochs, seed=args.seed, progress=False))]
+    for pat in PATTERNS:
+        for sal in ("magnitude", "class"):
+            c = cls if sal == "class" else None
+            runs.append((pat, sal, "one-shot", lambda pat=pat, sal=sal, c=c: P.prune(
+                copy.deepcopy(base), pat, saliency=sal, data=(sp["x_train"], sp["y_train"]), classes=c)))
+            runs.append((pat, sal, f"SR-STE {args.ft_epochs} ep", lambda pat=pat, sal=sal, c=c: P.finetune(
+                copy.deepcopy(base), pat, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
+                epochs=args.ft_epochs, saliency=sal, classes=c, seed=args.seed, progress=False)))
+    rows = []
+    for pat, sal, how, make in runs:
+        t1 = time.perf_counter()
+        model = make()
+        p = P.parse_pattern(pat)
+        for name, mod in P.prunable_layers(model):
+            P.check_pattern(mod.weight, p, name)
+        r = P.evaluate(model, sp, cls)
+        cost = engine_costs(layers, args.fmt, cfg, p, block_density(model, p))
+        rows.append({"pattern": pat, "saliency": sal, "method": how, "sparsity": r["sparsity"], "f1": r["f1"],
+                     **quantized_f1(model, sp, args.fmt, cls), "f1_classes": r.get("f1_classes", np.nan),
+                     "engine": f"{'dot' if p.is_dense else 'sparse'} x{cost['lanes']}", "lut": cost["lut"],
+                     "dsp": cost["dsp"], "cycles": cost["cycles"], "latency_us": cost["latency_us"],
+                     "energy_nj": cost["energy_nj"], "seconds": time.perf_counter() - t1})
+        print(f"  {pat:<11} {sal:<9} {how:<28} F1 {r['f1']:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+    df = pareto(pd.DataFrame(rows), maximize=["f1_q"], minimize=["lut", "latency_us", "energy_nj"], all_ranks=True)
+    df = df.rename(columns={"pareto_rank": "rank"})
+    out = Path(args.out)
+    df.to_csv(out / "prune_table.csv", index=False)
+    cols = ["pattern", "saliency", "method", "sparsity", "f1", "f1_q", "f1_classes", "engine", "lut", "cycles",
+            "latency_us", "energy_nj", "rank"]
+    heads = ["pattern", "saliency", "method", "zeros", "F1", f"F1 {args.fmt}", f"F1 {args.classes}", "engine",
+             "LUT", "cycles", "latency µs", "energy nJ", "rank"]
+    fmt = {"sparsity": "{:.0%}", "f1": "{:.4f}", "f1_q": "{:.4f}", "f1_classes": "{:.4f}", "latency_us": "{:.2f}",
+           "energy_nj": "{:.1f}"}
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(fmt.get(c, "{}").format(r[c]) for c in cols) + " |")
+    table = "\n".join(lines)
+    (out / "prune_table.md").write_text(table + "\n")
+    meta = {"args": vars(args), "seconds": time.perf_counter() - t0,
+            "student": json.loads((student / "metrics.json").read_text()).get("f1")}
+    (out / "prune_meta.json").write_text(json.dumps(meta, indent=2))
+    print()
+    print(table)
+    print(f"\nwrote {out}/prune_table.md, prune_table.csv ({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
