@@ -485,14 +485,14 @@ def engine_config(pattern: "str | Pattern", wfmt, afmt, k_max: int, lanes: int =
 
     p = parse_pattern(pattern)
     n, m = (p.n, p.m) if p.n is not None else (2, 2)
-    cands = [la for la in range(n, lanes + 1, n) if p.block is None or p.block % (la // n * m) == 0]
+    block = p.block if p.has_blocks else None  # keep = 1 skips nothing: no block constraint
+    cands = [la for la in range(n, lanes + 1, n) if block is None or block % (la // n * m) == 0]
     if not cands:
-        raise PruneError(f"no sparse engine of <= {lanes} lanes runs {p}: block {p.block} must be a "
+        raise PruneError(f"no sparse engine of <= {lanes} lanes runs {p}: block {block} must be a "
                          f"multiple of the beat span lanes/N*M >= {m}")
     la = max(cands)
     unit = p.block if p.has_blocks else la // n * m
-    return SparseConfig(la, n, m, wfmt, afmt, -(-k_max // unit) * unit,
-                        p.block if p.has_blocks else None, pipeline)
+    return SparseConfig(la, n, m, wfmt, afmt, -(-k_max // unit) * unit, block, pipeline)
 
 
 def sparse_workload(w_codes: np.ndarray, wfmt, a_codes: np.ndarray, pattern: "str | Pattern"):

@@ -119,6 +119,8 @@ def test_engine_config_picks_lanes_whose_span_divides_the_block():
     assert (c.lanes, c.span, c.block) == (4, 16, 16)
     c = P.engine_config("2:4", "int8", "int8", 36, lanes=16)
     assert (c.lanes, c.span, c.block, c.k_max) == (16, 32, None, 64)
+    c = P.engine_config("2:4+b8k1", "int8", "int8", 36, lanes=16)  # keep 1: nothing to skip
+    assert (c.lanes, c.block) == (16, None)
     with pytest.raises(P.PruneError, match="multiple of M"):
         P.engine_config("2:4+b6k0.5", "int8", "int8", 36)
 
