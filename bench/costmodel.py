@@ -1,5 +1,6 @@
 """Cost-model benchmark: held-out error vs Yosys, FINN-R's analytic LUT estimate beside ours,
-estimate_frame throughput next to one Yosys synthesis, and a predicted-vs-synthesized scatter.
+fmax vs nextpnr place and route (ice40, ecp5), estimate_frame throughput next to one Yosys
+synthesis, and a predicted-vs-synthesized scatter.
 
     .venv/bin/python bench/costmodel.py [--target xc7] [--out runs/costmodel_scatter.png] [--no-synth]
 
@@ -69,6 +70,42 @@ def swa_table() -> None:
         print(f"  held-out {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
 
 
+def pnr_table() -> None:
+    """fmax for ice40 / ecp5: every stored nextpnr result (data/pnr.csv) next to the shipped fit's
+    prediction and its leave-one-out prediction, and the analytic logic-depth model alone."""
+    import json
+
+    from costmodel.latency import DELAYS, load_pnr_fit, path_ns_frame
+    from costmodel.features import config_row, frame_features
+    from costmodel.pnr import PNR_CSV
+    from hw.engines import config_from_dict
+
+    fit = load_pnr_fit()
+    if not fit:
+        print("\n# no nextpnr fit shipped (run python -m costmodel.pnr --target ice40 --target ecp5)")
+        return
+    d = pd.read_csv(PNR_CSV, keep_default_na=False, na_values=[""])
+    for target, rec in fit["targets"].items():
+        g = d[d["target"] == target].reset_index(drop=True)
+        cfg = pd.concat([config_row(config_from_dict(json.loads(c))) for c in g["config"]], ignore_index=True)
+        f = frame_features(cfg, target)
+        pth = path_ns_frame(target, f)
+        a, b = rec["coef"]
+        model = np.minimum(1000.0 / (a + b * pth), DELAYS[target]["cap"])
+        analytic = np.minimum(1000.0 / (DELAYS[target]["reg"] + pth), DELAYS[target]["cap"])
+        print(f"\n# fmax on {rec['part']} ({rec['nextpnr']}; {g['command'].iloc[0]})")
+        print(f"# fit: period = {a:.2f} ns + {b:.3f} x path_ns on {rec['rows']} configs; leave-one-out fmax "
+              f"median |err| {rec['loo_median_rel_err']:.1%}, p90 {rec['loo_p90_rel_err']:.1%}; analytic model "
+              f"alone median {rec['analytic_median_rel_err']:.1%}")
+        print(f"{'engine':<7}{'lanes':>6}{'n:m':>5}{'fmt':>11}{'k_max':>6}{'pipe':>5}{'P&R MHz':>9}{'fit MHz':>9}"
+              f"{'analytic':>9}{'LUT':>6}{'DSP':>4}")
+        for i, r in g.iterrows():
+            nm = f"{int(r['n'])}:{int(r['m'])}" if r["engine"] == "sparse" else "-"
+            fmt = r["wfmt"] if r["wfmt"] == r["afmt"] else f"{r['wfmt']}/{r['afmt']}"
+            print(f"{r['engine']:<7}{r['lanes']:>6}{nm:>5}{fmt:>11}{r['k_max']:>6}{r['pipeline']:>5}"
+                  f"{r['fmax_mhz']:>9.1f}{model[i]:>9.1f}{analytic[i]:>9.1f}{r['lut']:>6}{r['dsp']:>4}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default="xc7")
@@ -112,6 +149,7 @@ def main(argv=None) -> int:
 
     if args.target == "xc7":
         swa_table()
+    pnr_table()
 
     # throughput
     from costmodel.calibrate import FORMATS

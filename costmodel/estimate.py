@@ -1,8 +1,9 @@
 """``estimate(config) -> Cost`` and the vectorized ``estimate_frame(df) -> df``.
 
-Resources come from :mod:`costmodel.resources` (fitted on Yosys data, xc7; ``xcup`` uses the
-xc7 fit with its own DSP rule), cycles from the engines' closed forms (:mod:`costmodel.latency`),
-fmax from the labelled logic-depth model, energy from :mod:`costmodel.energy` (ASIC action
+Resources come from :mod:`costmodel.resources` (fitted on Yosys data: xc7, with ``xcup`` using the
+xc7 fit under its own DSP rule; ice40 / ecp5 fitted on the place-and-route sample's syntheses),
+cycles from the engines' closed forms (:mod:`costmodel.latency`), fmax from nextpnr results for
+ice40 / ecp5 and the logic-depth model for Xilinx parts (each labelled), energy from :mod:`costmodel.energy` (ASIC action
 energies + the device's static power).
 """
 
@@ -17,7 +18,7 @@ import pandas as pd
 from .devices import Device, get_device
 from .energy import energy_frame
 from .features import config_row, frame_features, normalize_frame
-from .latency import FMAX_SOURCE, cycles_array, fmax_array
+from .latency import FMAX_SOURCE, cycles_array, fmax_model_frame, fmax_source
 from .resources import load_coefficients, model_for, predict_frame
 
 __all__ = ["Cost", "estimate", "estimate_frame", "DEFAULT_DEVICE", "COST_COLUMNS"]
@@ -127,8 +128,7 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
     cyc = cycles_array(cfg["engine"].to_numpy(), cfg["lanes"].to_numpy(), kk, vv, cfg["pipeline"].to_numpy(),
                        n=cfg["n"].to_numpy(), m=cfg["m"].to_numpy(), block=cfg["block"].to_numpy(),
                        block_density=dens)
-    fmax = fmax_array(target, feats["lanes"], feats["prod_bits"], feats["acc_bits"], feats["mult_levels"],
-                      feats["mult_dsp"].to_numpy() > 0, feats["pipeline"], feats["mux_levels"])
+    fmax = fmax_model_frame(target, feats)
     fmax = np.round(fmax, 2)  # the reported MHz; latency follows from it
     lat = cyc / fmax
     beats = cyc - cfg["pipeline"].to_numpy() - 1
@@ -197,12 +197,18 @@ def estimate(config: Any, device: str | Device | None = None, *, target: str | N
     assert int(row["cycles"]) == c
     model, fitted = model_for(target)
     err = model.get("validation", {}).get(config.engine, {})
+    if model.get("kind") == "lattice":
+        src = (f"Yosys-calibrated {target} model: LUT4 fitted on {model['fitted_on']['rows']} synth_{target} runs of "
+               f"the place-and-route sample ({load_coefficients()['date']}), FF counted, DSP by the synth_{target} "
+               f"rule; errors are leave-one-out")
+    else:
+        src = (f"Yosys-calibrated model ({fitted} fit, {load_coefficients()['date']})"
+               + ("" if fitted == target else f"; {target} DSP rule"))
     return Cost(
         lut=int(row["lut"]), ff=int(row["ff"]), dsp=int(row["dsp"]), bram18=int(row["bram18"]),
         cycles=int(row["cycles"]), fmax_mhz=float(row["fmax_mhz"]), latency_us=float(row["latency_us"]),
         energy_nj=float(row["energy_nj"]), dynamic_nj=float(row["dynamic_nj"]), static_nj=float(row["static_nj"]),
         device=dev.name, target=target,
-        resource_source=(f"Yosys-calibrated model ({fitted} fit, {load_coefficients()['date']})"
-                         + ("" if fitted == target else f"; {target} DSP rule")),
+        resource_source=src, fmax_source=fmax_source(target),
         error={r: {"median": v["median_rel_err"], "p90": v["p90_rel_err"]} for r, v in err.items()},
     )

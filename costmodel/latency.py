@@ -16,23 +16,31 @@ simulation; ``tests/costmodel/test_latency.py`` checks both against simulated cy
 
 fmax
 ----
-No place-and-route tool is installed here (``yowasp-nextpnr-*`` is absent), so every fmax is an
-*analytic logic-depth model*: the slowest register-to-register segment of the engine's pipeline,
-counted in LUT levels and carry-chain bits, times per-level delays of the target family. The
-delays are typical datasheet-order figures, not a timing sign-off; the label returned with each
-figure says so (``FMAX_SOURCE``).
+Two sources, each labelled (:func:`fmax_source`):
+
+* **ice40, ecp5: real place and route.** ``data/pnr.csv`` holds nextpnr results (iCE40UP5K-SG48,
+  LFE5U-85F-CABGA381) for a sample of configs (:mod:`costmodel.pnr`); the clock period is fitted
+  as ``a + b · path_ns`` where ``path_ns`` is the logic-depth path below, and the fit's
+  leave-one-out error is stored with it (``data/pnr_fit.json``).
+* **xc7, xcup: analytic logic-depth model**: the slowest register-to-register segment of the
+  engine's pipeline, counted in LUT levels and carry-chain bits, times per-level delays of the
+  target family (datasheet-order figures, not a timing sign-off; no open place-and-route for
+  Xilinx parts is available here).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["WorkloadShape", "cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array",
-           "FMAX_SOURCE", "DELAYS"]
+__all__ = ["WorkloadShape", "cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array", "fmax_model_frame",
+           "fmax_source", "path_ns_array", "path_ns_frame", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
 
 
 @dataclass(frozen=True)
@@ -138,19 +146,25 @@ DELAYS = {
     "ecp5": dict(reg=0.7, level=0.8, carry_bit=0.06, dsp=4.5, cap=400.0),
 }
 
-FMAX_SOURCE = ("analytic logic-depth model (per-target typical delays, no place-and-route: "
-               "yowasp-nextpnr not installed); expect ±30 %")
+FMAX_SOURCE = ("analytic logic-depth model (per-target typical delays, no place-and-route for Xilinx "
+               "parts here); expect ±30 %")
+
+#: the nextpnr fit for the Lattice targets (written by ``python -m costmodel.pnr``)
+PNR_FIT_JSON = Path(__file__).parent / "data" / "pnr_fit.json"
 
 
-def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,
-               index_mux_levels=None) -> np.ndarray:
-    """Vectorized fmax (MHz) of the dot/sparse datapath.
+def path_ns_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,
+                  index_mux_levels=None, mf=None, shift_bits=None) -> np.ndarray:
+    """Longest register-to-register combinational path of the dot/sparse datapath, ns, under the
+    analytic per-target delays (:data:`DELAYS`; register overhead not included).
 
     The pipeline registers split ``tree_levels + 1`` segments (multiplier, then each adder level);
     the accumulator (``acc_bits`` carry chain) is always its own segment. With ``pipeline = p``
     the longest combinational run holds ``ceil((L + 1) / (p + 1))`` of the ``L + 1`` segments
     (even spread, as ``hw.dot.MacPipeline.register_points``); with ``p = 0`` the multiplier,
-    the whole tree and the accumulator form one path.
+    the whole tree and the accumulator form one path. A minifloat product (``mf``) whose
+    significand multiply sits in a DSP still passes the LUT alignment shifter
+    (``ceil(log2(shift_bits + 1)) + 1`` levels) and the ``prod_bits`` negation after it.
     """
     d = DELAYS[target]
     lanes = np.asarray(lanes, dtype=np.int64)
@@ -159,7 +173,13 @@ def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp
     mult_levels = np.asarray(mult_levels, dtype=float)
     pipeline = np.asarray(pipeline, dtype=np.int64)
     L = np.ceil(np.log2(np.maximum(lanes, 1))).astype(np.int64)
-    mult_ns = np.where(np.asarray(mult_in_dsp, bool), d["dsp"], mult_levels * d["level"] + prod_bits * d["carry_bit"])
+    after_dsp = 0.0
+    if mf is not None:
+        mfa = np.asarray(mf, dtype=float)
+        sb = np.asarray(shift_bits, dtype=float)
+        after_dsp = mfa * ((np.ceil(np.log2(sb + 1)) + 1) * d["level"] + prod_bits * d["carry_bit"])
+    mult_ns = np.where(np.asarray(mult_in_dsp, bool), d["dsp"] + after_dsp,
+                       mult_levels * d["level"] + prod_bits * d["carry_bit"])
     if index_mux_levels is not None:
         mult_ns = mult_ns + np.asarray(index_mux_levels, dtype=float) * d["level"]
     adder_ns = d["level"] + (prod_bits + np.log2(np.maximum(lanes, 1))) * d["carry_bit"]
@@ -170,8 +190,52 @@ def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp
     first = np.where(pipeline > 0, mult_ns + (per - 1) * adder_ns, mult_ns + L * adder_ns + acc_ns)
     tree_run = np.where(pipeline > 0, per * adder_ns, 0.0)
     last = np.where(pipeline > 0, acc_ns, 0.0)
-    path = np.maximum(np.maximum(first, tree_run), last)
+    return np.maximum(np.maximum(first, tree_run), last)
+
+
+def path_ns_frame(target: str, f) -> np.ndarray:
+    """:func:`path_ns_array` of a :func:`costmodel.features.frame_features` frame, ns."""
+    return path_ns_array(target, f["lanes"], f["prod_bits"], f["acc_bits"], f["mult_levels"],
+                         np.asarray(f["mult_dsp"]) > 0, f["pipeline"], f["mux_levels"], f["mf"], f["shift_bits"])
+
+
+def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,
+               index_mux_levels=None, mf=None, shift_bits=None) -> np.ndarray:
+    """Vectorized *analytic* fmax (MHz): ``1000 / (register overhead + path_ns_array(...))``,
+    capped at the family's clock limit (:data:`DELAYS`)."""
+    d = DELAYS[target]
+    path = path_ns_array(target, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline, index_mux_levels,
+                         mf, shift_bits)
     return np.minimum(1000.0 / (d["reg"] + path), d["cap"])
+
+
+@lru_cache(maxsize=None)
+def load_pnr_fit(path: str = str(PNR_FIT_JSON)) -> dict:
+    """The stored nextpnr fit (``{}`` when the file is absent)."""
+    p = Path(path)
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def fmax_source(target: str) -> str:
+    """How :func:`fmax_model_array` obtains fmax for ``target`` (a label for reports)."""
+    fit = load_pnr_fit().get("targets", {}).get(target)
+    if fit is None:
+        return FMAX_SOURCE
+    return (f"nextpnr P&R fit on {fit['rows']} configs ({fit['part']}, {fit['nextpnr']}): period = "
+            f"{fit['coef'][0]:.2f} ns + {fit['coef'][1]:.3f} × logic-depth path; leave-one-out median "
+            f"|error| {fit['loo_median_rel_err']:.0%}, p90 {fit['loo_p90_rel_err']:.0%}")
+
+
+def fmax_model_frame(target: str, f) -> np.ndarray:
+    """fmax (MHz) of every row of a :func:`costmodel.features.frame_features` frame, as
+    :func:`costmodel.estimate_frame` reports it: the nextpnr fit for targets that have one
+    (ice40, ecp5: ``period = a + b · path_ns``, both fitted on real place-and-route results),
+    else the analytic model. :func:`fmax_source` labels which."""
+    d = DELAYS[target]
+    path = path_ns_frame(target, f)
+    fit = load_pnr_fit().get("targets", {}).get(target)
+    a, b = (d["reg"], 1.0) if fit is None else fit["coef"]
+    return np.minimum(1000.0 / (a + b * path), d["cap"])
 
 
 def fmax_mhz(config: Any, target: str = "xc7") -> tuple[float, str]:
@@ -183,6 +247,5 @@ def fmax_mhz(config: Any, target: str = "xc7") -> tuple[float, str]:
 
         raise DeviceError(f"unknown synthesis target {target!r}; choose one of {', '.join(DELAYS)}")
     f = frame_features(config_row(config), target)
-    val = fmax_array(target, f["lanes"], f["prod_bits"], f["acc_bits"], f["mult_levels"], f["mult_dsp"] > 0,
-                     f["pipeline"], f["mux_levels"])
-    return float(np.asarray(val).reshape(-1)[0]), FMAX_SOURCE
+    val = fmax_model_frame(target, f)
+    return float(np.asarray(val).reshape(-1)[0]), fmax_source(target)

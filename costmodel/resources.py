@@ -216,6 +216,8 @@ def _sha256(path: Path) -> str:
 def fit(target: str = "xc7", calibration_csv: Path = CALIBRATION_CSV) -> dict:
     """Fit every coefficient for ``target`` from the stored CSVs; returns the JSON-able record
     (coefficients, the data's sha256 and keys, and held-out errors per engine and resource)."""
+    if target in LATTICE_TARGETS:
+        return fit_lattice(target)
     data = _read_csv(calibration_csv)
     data = data[data["target"] == target]
     if data.empty:
@@ -247,6 +249,84 @@ def fit(target: str = "xc7", calibration_csv: Path = CALIBRATION_CSV) -> dict:
         "method": "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)",
         "yosys": sorted(set(data["yosys"])),
     }
+    return out
+
+
+#: LUT4 terms of the Lattice (ice40 / ecp5) model, per config: LUT multipliers' operand-bit
+#: products (lanes · A · B, 0 where synth_ecp5 maps the multiplier to a MULT18X18D), the minifloat
+#: aligner (lanes · P · S) and negation (lanes · P), adder-tree bits of registered and of
+#: combinational levels, accumulator bits and index-mux bits
+LATTICE_LUT_TERMS = ["const", "lut_mult_ab", "mf_shift", "mf_prod", "tree_bits_reg", "tree_bits_comb",
+                     "acc_bits", "mux_bits"]
+LATTICE_TARGETS = ("ice40", "ecp5")
+
+
+def lattice_design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None = None,
+                          features: tuple[pd.DataFrame, list] | None = None) -> dict[str, np.ndarray]:
+    """LUT4 design matrix (:data:`LATTICE_LUT_TERMS`), structural FF bits and the DSP count
+    (``synth_ice40``: none; ``synth_ecp5``: MULT18X18D by :func:`costmodel.features.pair_props`).
+    ``mult_coef`` is unused (the multiplier terms are fitted per target)."""
+    f, _ = frame_features(df, target, return_pairs=True) if features is None else features
+    lanes = f["lanes"].to_numpy(dtype=float)
+    lut_mul = (f["mult_dsp"].to_numpy() == 0)
+    mf = f["mf"].to_numpy() > 0
+    pb = f["prod_bits"].to_numpy(dtype=float)
+    tree = f["tree_bits"].to_numpy(dtype=float)
+    tree_reg = f["tree_reg"].to_numpy(dtype=float)
+    lut = np.column_stack([np.ones(len(f)), lanes * f["mul_a"].to_numpy() * f["mul_b"].to_numpy() * lut_mul,
+                           lanes * pb * f["shift_bits"].to_numpy() * mf, lanes * pb * mf, tree_reg, tree - tree_reg,
+                           f["acc_bits"].to_numpy(dtype=float), f["mux_bits"].to_numpy(dtype=float)])
+    return {"lut": lut, "ff": f["reg_bits"].to_numpy(dtype=float)[:, None],
+            "dsp": lanes * f["mult_dsp"].to_numpy(), "features": f}
+
+
+def _pnr_rows(target: str) -> pd.DataFrame:
+    from hw.engines import config_from_dict
+
+    from .features import config_row
+    from .pnr import PNR_CSV
+
+    d = _read_csv(PNR_CSV)
+    d = d[d["target"] == target].reset_index(drop=True)
+    if d.empty:
+        raise ResourceModelError(f"no {target} syntheses in {PNR_CSV.name}; run python -m costmodel.pnr --target {target}")
+    cfg = pd.concat([config_row(config_from_dict(json.loads(c))) for c in d["config"]], ignore_index=True)
+    for c in ("key", "lut", "ff", "dsp", "bram"):
+        cfg[c] = d[c].to_numpy()
+    return cfg.rename(columns={"bram": "bram18"})
+
+
+def fit_lattice(target: str) -> dict:
+    """Fit the LUT4 model of ``target`` (ice40 / ecp5) on the bare-engine Yosys syntheses of the
+    place-and-route sample (``data/pnr.csv``); FF is the structural register count (no fitted
+    coefficient), DSP the synth rule. Errors are leave-one-out over those syntheses."""
+    from .pnr import PNR_CSV
+
+    rows = _pnr_rows(target)
+    mult = None
+    dm = lattice_design_matrix(rows, target)
+    y = rows["lut"].to_numpy(dtype=float)
+    coef = _nnls_rel(dm["lut"], y)
+    loo = np.empty(len(y))
+    for i in range(len(y)):
+        m = np.ones(len(y), bool)
+        m[i] = False
+        loo[i] = dm["lut"][i] @ _nnls_rel(dm["lut"][m], y[m])
+    model = {"kind": "lattice", "multiplier": mult,
+             "resources": {"lut": {"terms": LATTICE_LUT_TERMS, "coef": coef.tolist()},
+                           "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
+    pred = predict_frame(rows, target, model)
+    pred["lut"] = np.rint(np.maximum(loo, 0)).astype(np.int64)  # leave-one-out LUT predictions
+    out = {"target": target, **model, "validation": {}}
+    for eng in sorted(rows["engine"].unique()):
+        sel = (rows["engine"] == eng).to_numpy()
+        out["validation"][eng] = {r: _errors(pred[r].to_numpy()[sel], rows[r].to_numpy(dtype=float)[sel])
+                                  for r in ("lut", "ff", "dsp", "bram18")}
+    out["fitted_on"] = {"pnr_csv": PNR_CSV.name, "pnr_sha256": _sha256(PNR_CSV), "rows": int(len(y)),
+                        "keys": sorted(rows["key"]),
+                        "validation": "leave-one-out over the place-and-route sample's syntheses (LUT); "
+                                      "FF/DSP/BRAM are counted, not fitted",
+                        "method": "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)"}
     return out
 
 
@@ -291,7 +371,10 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
     """
     if model is None:
         model, _ = model_for(target)
-    dm = design_matrix(df, target, model["multiplier"], features)
+    if model.get("kind") == "lattice":
+        dm = lattice_design_matrix(df, target, model["multiplier"], features)
+    else:
+        dm = design_matrix(df, target, model["multiplier"], features)
     lut = dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"])
     ff = dm["ff"] @ np.asarray(model["resources"]["ff"]["coef"])
     return pd.DataFrame({
@@ -306,8 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     targets = list(sys.argv[1:] if argv is None else argv) or ["xc7"]
     rec = write_coefficients(targets)
     for t, r in rec["targets"].items():
-        print(f"[{t}] fitted on {r['fitted_on']['rows_calibration']} rows, validated on "
-              f"{r['fitted_on']['rows_validation']}")
+        fo = r["fitted_on"]
+        if "rows_calibration" in fo:
+            print(f"[{t}] fitted on {fo['rows_calibration']} rows, validated on {fo['rows_validation']}")
+        else:
+            print(f"[{t}] fitted on {fo['rows']} syntheses of the P&R sample, leave-one-out errors")
         for eng, errs in r["validation"].items():
             print(f"  {eng}: " + ", ".join(f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"
                                           for k, v in errs.items()))
