@@ -6,7 +6,9 @@ engines.
 
 Rows: dense, then 2:4, 1:4 and 2:4 + 50% blocks of 8, each × saliency (magnitude, class = top-K
 label bits) × (one-shot, SR-STE fine-tuning), plus a dense model fine-tuned for the same epochs
-(the control: how much of SR-STE's gain is just more training). Columns: weight sparsity, test
+(the control: how much of SR-STE's gain is just more training), and the dense and 2:4 students on
+engines of lanes/4 multipliers (the control: how much of the hybrid's gain is the smaller engine
+alone). Columns: weight sparsity, test
 micro-F1 of the float student (threshold from validation), of the int8 PTQ student, and over the
 top-K label bits only; the engine that runs the pattern (``paretofab.explore.engine_costs``:
 dense ``DotConfig``, ``SparseConfig`` N:M, and N:M + block skipping at the lanes whose span
@@ -18,7 +20,9 @@ down). The student is trained once and reused from ``OUT/student``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import sys
 import time
@@ -46,8 +50,8 @@ def quantized_f1(model, sp, fmt: str, cls) -> dict:
     """Test micro-F1 (all bits, preferred bits) of ``model`` after plain ``fmt`` × ``fmt`` PTQ."""
     from quant.ptq import quantize_model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")  # and Brevitas' printed trace of its layerwise fallback
         q = quantize_model(model, fmt, fmt, calib_data=sp["x_train"][:256])
         r = P.evaluate(q, sp, cls)
     return {"f1_q": r["f1"], "f1_q_classes": r.get("f1_classes", np.nan)}
@@ -93,14 +97,23 @@ def main() -> None:
                 copy.deepcopy(base), pat, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
                 epochs=args.ft_epochs, saliency=sal, classes=c, seed=args.seed, progress=False)))
     rows = []
-    for pat, sal, how, make in runs:
+    made: dict[tuple, torch.nn.Module] = {}
+    small = max(1, args.lanes // 4)
+    # controls: the dense and 2:4 students on small engines too (lanes vs sparsity)
+    runs += [("dense", "-", "-", None, small), ("2:4", "magnitude", f"SR-STE {args.ft_epochs} ep", None, small)]
+    for run in runs:
+        pat, sal, how, make = run[:4]
+        lanes = run[4] if len(run) > 4 else args.lanes
         t1 = time.perf_counter()
-        model = make()
+        if (pat, sal, how) not in made:
+            made[pat, sal, how] = make()
+        model = made[pat, sal, how]
         p = P.parse_pattern(pat)
         for name, mod in P.prunable_layers(model):
             P.check_pattern(mod.weight, p, name)
         r = P.evaluate(model, sp, cls)
-        cost = engine_costs(layers, args.fmt, cfg, p, block_density(model, p))
+        cost = engine_costs(layers, args.fmt, ExploreConfig(lanes=lanes, device=args.device), p,
+                            block_density(model, p))
         rows.append({"pattern": pat, "saliency": sal, "method": how, "sparsity": r["sparsity"], "f1": r["f1"],
                      **quantized_f1(model, sp, args.fmt, cls), "f1_classes": r.get("f1_classes", np.nan),
                      "engine": f"{'dot' if p.is_dense else 'sparse'} x{cost['lanes']}", "lut": cost["lut"],
@@ -115,7 +128,7 @@ def main() -> None:
             "latency_us", "energy_nj", "rank"]
     heads = ["pattern", "saliency", "method", "zeros", "F1", f"F1 {args.fmt}", f"F1 {args.classes}", "engine",
              "LUT", "cycles", "latency µs", "energy nJ", "rank"]
-    fmt = {"sparsity": "{:.0%}", "f1": "{:.4f}", "f1_q": "{:.4f}", "f1_classes": "{:.4f}", "latency_us": "{:.2f}",
+    fmt = {"sparsity": "{:.0%}", "f1": "{:.4f}", "f1_q": "{:.5f}", "f1_classes": "{:.4f}", "latency_us": "{:.2f}",
            "energy_nj": "{:.1f}"}
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for _, r in df.iterrows():
