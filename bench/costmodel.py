@@ -104,6 +104,15 @@ def pnr_table() -> None:
             fmt = r["wfmt"] if r["wfmt"] == r["afmt"] else f"{r['wfmt']}/{r['afmt']}"
             print(f"{r['engine']:<7}{r['lanes']:>6}{nm:>5}{fmt:>11}{r['k_max']:>6}{r['pipeline']:>5}"
                   f"{r['fmax_mhz']:>9.1f}{model[i]:>9.1f}{analytic[i]:>9.1f}{r['lut']:>6}{r['dsp']:>4}")
+        from costmodel.resources import load_coefficients
+
+        res = load_coefficients()["targets"].get(target)
+        if res:
+            print(f"# {target} resources ({res['fitted_on']['rows']} synth_{target} runs; LUT4 leave-one-out, "
+                  f"FF/DSP/BRAM counted):")
+            for eng, errs in res["validation"].items():
+                print(f"  {eng:<7}n={errs['lut']['n']:<3}" + "  ".join(
+                    f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}" for k, v in errs.items()))
 
 
 def main(argv=None) -> int:

@@ -29,8 +29,17 @@ Fit
 Non-negative least squares (``scipy.optimize.nnls``) on relative error (each row divided by its
 synthesized value), over the calibration split of ``data/calibration.csv``
 (:func:`costmodel.calibrate.split`); multiplier-formula coefficients over ``data/primitives.csv``.
-``python -m costmodel.resources`` refits and writes ``data/coefficients.json`` with the data's
-sha256, the fitted rows' keys and the held-out (validation) errors.
+``python -m costmodel.resources xc7 ice40 ecp5`` refits and writes ``data/coefficients.json`` with
+the data's sha256, the fitted rows' keys and the held-out (validation) errors.
+
+Lattice targets (ice40, ecp5)
+-----------------------------
+Fitted on the bare-engine ``synth_ice40`` / ``synth_ecp5`` runs of the place-and-route sample
+(``data/pnr.csv``, :mod:`costmodel.pnr`; 24 configs each): LUT4 by NNLS over
+:data:`LATTICE_LUT_TERMS`, with leave-one-out errors (the sample is too small to hold rows out);
+FF = the structural register count (no coefficient), DSP = SB_MAC16 (none: ``synth_ice40``
+infers none by default) / MULT18X18D by the ``synth_ecp5`` rule, BRAM = 0. ``tests/costmodel/
+test_pnr.py`` checks FF/DSP/BRAM against every stored Yosys run.
 """
 
 from __future__ import annotations
