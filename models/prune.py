@@ -226,7 +226,7 @@ def resolve_classes(classes: "str | Sequence[int] | None", y: np.ndarray | torch
             k = int(mt.group(1))
             if not 1 <= k <= yy.shape[1]:
                 raise PruneError(f"classes {classes!r}: K must lie in 1..{yy.shape[1]} (the label bits)")
-            freq = yy.reshape(len(yy), -1).sum(axis=0)
+            freq = yy.reshape(len(yy), -1).astype(np.int64).sum(axis=0)  # (uint8 labels: no wrap on -freq)
             return np.sort(np.argsort(-freq, kind="stable")[:k])
         try:
             idx = [int(v) for v in c.split(",") if v.strip()]

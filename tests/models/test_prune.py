@@ -165,6 +165,13 @@ def test_top_k_classes_are_the_most_frequent_bits():
     counts = Counter({j: int(y[:, j].sum()) for j in range(40)})
     want = sorted(j for j, _ in sorted(counts.items(), key=lambda t: (-t[1], t[0]))[:7])
     assert list(got) == want
+    # uint8 labels as map_data stores them, with never-set bits (they must come last)
+    y8 = y.astype(np.uint8)
+    y8[:, :10] = 0
+    assert list(P.resolve_classes("top7", y8)) == sorted(
+        j for j, _ in sorted(Counter({j: int(y8[:, j].sum()) for j in range(40)}).items(),
+                             key=lambda t: (-t[1], t[0]))[:7])
+    assert not set(P.resolve_classes("top30", y8)) & set(range(10))
     assert P.resolve_classes(None, y) is None and P.resolve_classes("all", y) is None
     assert list(P.resolve_classes("5,3,5", y)) == [3, 5]
     with pytest.raises(P.PruneError, match="1..40"):
