@@ -21,7 +21,7 @@ from .features import config_row, frame_features, normalize_frame
 from .latency import FMAX_SOURCE, cycles_array, fmax_model_frame, fmax_source
 from .resources import load_coefficients, model_for, predict_frame
 
-__all__ = ["Cost", "estimate", "estimate_frame", "DEFAULT_DEVICE", "COST_COLUMNS"]
+__all__ = ["Cost", "estimate", "estimate_frame", "DEFAULT_DEVICE", "COST_COLUMNS", "SWA_REQUIRED"]
 
 DEFAULT_DEVICE = "xc7z020"
 COST_COLUMNS = ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
@@ -92,26 +92,100 @@ def _resolve(device: str | Device | None, target: str | None) -> tuple[Device, s
     return d, target
 
 
+#: columns an SWA row needs (besides ``engine = "swa"``); optional ones are the other
+#: ``SWAConfig`` fields (``causal``, ``exp_bits``, ``dense``, …)
+SWA_REQUIRED = ["head_dim", "window", "lanes", "qk_fmt", "v_fmt", "seq_len"]
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _swa_frame(df: pd.DataFrame, dev: Device, target: str, seq_len: int | None, breakdown: bool) -> pd.DataFrame:
+    """Cost columns of SWA rows (same index): one :class:`hw.swa_config.SWAConfig` and one cost per
+    distinct (config, sequence length); resources ``<NA>`` where no calibrated SWA model covers a
+    config (``estimate(config, n=...).resource_source`` says why)."""
+    from dataclasses import fields
+
+    from hw.arith import ConfigError
+    from hw.swa_config import SWAConfig
+
+    need = [c for c in SWA_REQUIRED if c not in df.columns and not (c == "seq_len" and seq_len is not None)]
+    if need:
+        raise ConfigError(f"SWA rows need column(s) {need} (head_dim, window, lanes, qk_fmt, v_fmt and the "
+                          f"sequence length seq_len, or estimate_frame(..., seq_len=N))")
+    types = {f.name: str(f.type) for f in fields(SWAConfig)}
+    cols = [c for c in types if c in df.columns]
+
+    def typed(c: str, v: Any) -> Any:  # a mixed frame turns int columns into floats (NaN elsewhere)
+        v = _py(v)
+        if isinstance(v, float) and v.is_integer() and types[c].startswith("int"):
+            return int(v)
+        if isinstance(v, (int, float)) and types[c] == "bool" and v in (0, 1):
+            return bool(v)
+        return v
+
+    configs: dict = {}
+    costs: dict = {}
+    rows = []
+    for vals, n in zip(df[cols].itertuples(index=False, name=None),
+                       [seq_len] * len(df) if seq_len is not None else df["seq_len"].tolist()):
+        d = {c: typed(c, v) for c, v in zip(cols, vals) if not (v is None or (isinstance(v, float) and np.isnan(v)))}
+        key = tuple(sorted(d.items()))
+        if key not in configs:
+            configs[key] = SWAConfig.from_dict(d)
+        n = _py(n)
+        n = int(n) if isinstance(n, float) and float(n).is_integer() else n
+        if (key, n) not in costs:
+            costs[(key, n)] = _estimate_swa(configs[key], dev, target, n)
+        rows.append(costs[(key, n)])
+    out = pd.DataFrame(index=df.index)
+    for c in ("lut", "ff", "dsp", "bram18"):
+        out[c] = pd.array([getattr(r, c) for r in rows], dtype="Int64")
+    for c in ("cycles", "fmax_mhz", "latency_us", "energy_nj") + (("dynamic_nj", "static_nj") if breakdown else ()):
+        out[c] = [getattr(r, c) for r in rows]
+    return out
+
+
 def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, target: str | None = None,
                    k: int | None = None, vectors: int | None = None, block_density: float = 1.0,
-                   breakdown: bool = False) -> pd.DataFrame:
+                   breakdown: bool = False, seq_len: int | None = None) -> pd.DataFrame:
     """Cost of every config row, vectorized.
 
     Parameters
     ----------
-    df : configs: ``engine`` (``dot``/``sparse``; default dot), ``lanes``, ``wfmt``, ``afmt``,
-        ``k_max``, and where they apply ``pipeline`` (default 1), ``n``, ``m``, ``block``; optional
-        workload columns ``k`` (elements per dot product, default ``k_max``), ``vectors``
-        (default 1) and ``block_density``.
+    df : configs: ``engine`` (``dot``/``sparse``/``swa``; default dot), ``lanes``, ``wfmt``,
+        ``afmt``, ``k_max``, and where they apply ``pipeline`` (default 1), ``n``, ``m``, ``block``;
+        optional workload columns ``k`` (elements per dot product, default ``k_max``),
+        ``vectors`` (default 1) and ``block_density``. SWA rows instead carry the
+        ``SWAConfig`` fields (:data:`SWA_REQUIRED`: ``head_dim window lanes qk_fmt v_fmt``, and
+        optionally ``causal``, ``dense``, ``exp_bits``, …) and the sequence length ``seq_len``
+        (tokens); they are costed as :func:`estimate` costs them, once per distinct config.
     device : part (default ``xc7z020``); sets the target and the static power.
-    k, vectors, block_density : workload for every row (override the columns).
+    k, vectors, block_density : workload for every dot/sparse row (override the columns).
+    seq_len : sequence length for every SWA row (overrides the column).
     breakdown : also return action counts and the dynamic/static energy split.
 
     Returns
     -------
-    A copy of ``df`` with ``lut ff dsp bram18 cycles fmax_mhz latency_us energy_nj`` appended.
+    A copy of ``df`` with ``lut ff dsp bram18 cycles fmax_mhz latency_us energy_nj`` appended
+    (nullable ``Int64`` resources when SWA rows are present: ``<NA>`` where not calibrated).
     """
     dev, target = _resolve(device, target)
+    if "engine" in df.columns and (df["engine"].astype(str) == "swa").any():
+        is_swa = (df["engine"].astype(str) == "swa").to_numpy()
+        pos = np.arange(len(df))
+        flat = df.reset_index(drop=True)
+        parts = [_swa_frame(flat[is_swa], dev, target, seq_len, breakdown)]
+        if (~is_swa).any():
+            rest = flat[~is_swa].dropna(axis=1, how="all")
+            parts.append(estimate_frame(rest, dev, target=target, k=k, vectors=vectors, block_density=block_density,
+                                        breakdown=breakdown)[list(parts[0].columns)])
+        cost = pd.concat(parts).reindex(pos)
+        out = df.copy()
+        for c in cost.columns:
+            out[c] = cost[c].to_numpy() if c not in ("lut", "ff", "dsp", "bram18") else cost[c].astype("Int64").array
+        return out
     cfg = normalize_frame(df)
     feats, pairs = frame_features(cfg, target, normalized=True, return_pairs=True)
     res = predict_frame(cfg, target, model_for(target)[0], features=(feats, pairs))

@@ -117,8 +117,8 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
     out["engine"] = _as_str(df["engine"]) if "engine" in df.columns else "dot"
     bad = sorted(set(out["engine"]) - {"dot", "sparse"})
     if bad:
-        hint = ("; SWA configs are costed one at a time: costmodel.estimate(SWAConfig(...), n=...)"
-                if "swa" in bad else "")
+        hint = ("; SWA rows go through costmodel.estimate_frame (columns head_dim, window, lanes, qk_fmt, "
+                "v_fmt, seq_len) or costmodel.estimate(SWAConfig(...), n=...)" if "swa" in bad else "")
         raise ConfigError(f"unknown engine(s) {bad}; estimate_frame knows 'dot' and 'sparse'{hint}")
     for c, default in (("lanes", None), ("k_max", None), ("pipeline", 1), ("n", 1), ("m", 1), ("block", 0)):
         col = df[c] if c in df.columns else pd.Series(default, index=df.index)

@@ -112,11 +112,38 @@ def test_swa_calibration_reproduces_itself():
         assert (swa_dsp(cfg), swa_bram18(cfg)) == (dsp, bram)
 
 
-def test_estimate_frame_points_swa_rows_to_estimate():
+def test_estimate_frame_costs_swa_rows_like_estimate():
+    """SWA rows in a mixed frame: each equals estimate(SWAConfig, n=seq_len); dot rows are
+    unchanged by the SWA rows beside them."""
     import pandas as pd
 
-    from costmodel import estimate_frame
+    from costmodel import estimate, estimate_frame
 
-    df = pd.DataFrame([{"engine": "swa", "lanes": 16, "wfmt": "int8", "afmt": "int8", "k_max": 16}])
-    with pytest.raises(ConfigError, match=r"estimate\(SWAConfig"):
-        estimate_frame(df)
+    swa_rows = [dict(engine="swa", head_dim=16, window=16, lanes=16, qk_fmt="int8", v_fmt="int8", seq_len=64),
+                dict(engine="swa", head_dim=16, window=16, lanes=16, qk_fmt="int8", v_fmt="int8", seq_len=200),
+                dict(engine="swa", head_dim=16, window=15, lanes=16, qk_fmt="int8", v_fmt="int8", causal=False,
+                     seq_len=64),
+                dict(engine="swa", head_dim=16, window=16, lanes=16, qk_fmt="e4m3", v_fmt="int8", seq_len=32)]
+    dot = dict(engine="dot", lanes=8, wfmt="int4", afmt="int4", k_max=256, pipeline=1)
+    df = pd.DataFrame([swa_rows[0], dot, *swa_rows[1:]], index=[10, 11, 12, 13, 14])
+    out = estimate_frame(df, "xc7z020")
+    assert list(out.index) == [10, 11, 12, 13, 14]
+    for idx, r in zip([10, 12, 13, 14], swa_rows):
+        cfg = swa.SWAConfig.from_dict({k: v for k, v in r.items() if k not in ("engine", "seq_len")})
+        e = estimate(cfg, "xc7z020", n=r["seq_len"])
+        row = out.loc[idx]
+        for c in ("lut", "ff", "dsp", "bram18"):
+            assert (pd.isna(row[c]) and getattr(e, c) is None) or row[c] == getattr(e, c), (idx, c)
+        assert row["cycles"] == e.cycles and row["energy_nj"] == pytest.approx(e.energy_nj)
+        assert row["fmax_mhz"] == pytest.approx(e.fmax_mhz)
+    assert pd.isna(out.loc[13, "lut"]) and not pd.isna(out.loc[10, "lut"])
+    alone = estimate_frame(pd.DataFrame([dot]), "xc7z020").iloc[0]
+    for c in ("lut", "ff", "dsp", "cycles", "fmax_mhz", "energy_nj"):
+        assert out.loc[11, c] == pytest.approx(alone[c]), c
+    # seq_len from the keyword; missing columns named in one line
+    kw = estimate_frame(df.drop(columns="seq_len").iloc[[0]], "xc7z020", seq_len=200)
+    assert kw.iloc[0]["cycles"] == out.loc[12, "cycles"]
+    with pytest.raises(ConfigError, match="seq_len"):
+        estimate_frame(df.drop(columns="seq_len"))
+    with pytest.raises(ConfigError, match="head_dim"):
+        estimate_frame(pd.DataFrame([{"engine": "swa", "lanes": 16, "wfmt": "int8", "afmt": "int8", "k_max": 16}]))
