@@ -98,12 +98,13 @@ def pnr_table() -> None:
               f"median |err| {rec['loo_median_rel_err']:.1%}, p90 {rec['loo_p90_rel_err']:.1%}; analytic model "
               f"alone median {rec['analytic_median_rel_err']:.1%}")
         print(f"{'engine':<7}{'lanes':>6}{'n:m':>5}{'fmt':>11}{'k_max':>6}{'pipe':>5}{'P&R MHz':>9}{'fit MHz':>9}"
-              f"{'analytic':>9}{'LUT':>6}{'DSP':>4}")
+              f"{'LOO MHz':>9}{'analytic':>9}{'LUT':>6}{'DSP':>4}")
         for i, r in g.iterrows():
             nm = f"{int(r['n'])}:{int(r['m'])}" if r["engine"] == "sparse" else "-"
             fmt = r["wfmt"] if r["wfmt"] == r["afmt"] else f"{r['wfmt']}/{r['afmt']}"
             print(f"{r['engine']:<7}{r['lanes']:>6}{nm:>5}{fmt:>11}{r['k_max']:>6}{r['pipeline']:>5}"
-                  f"{r['fmax_mhz']:>9.1f}{model[i]:>9.1f}{analytic[i]:>9.1f}{r['lut']:>6}{r['dsp']:>4}")
+                  f"{r['fmax_mhz']:>9.1f}{model[i]:>9.1f}{rec['loo_fmax_mhz'][r['key']]:>9.1f}{analytic[i]:>9.1f}"
+                  f"{r['lut']:>6}{r['dsp']:>4}")
         from costmodel.resources import load_coefficients
 
         res = load_coefficients()["targets"].get(target)

@@ -291,6 +291,7 @@ def fit_pnr(path: Path = PNR_CSV) -> dict:
             "loo_p90_rel_err": float(np.percentile(e_loo, 90)),
             "analytic_median_rel_err": float(np.median(e_an)),
             "keys": sorted(g["key"]),
+            "loo_fmax_mhz": {k: round(float(v), 2) for k, v in sorted(zip(g["key"], 1000.0 / loo))},
         }
     out["fitted_on"] = {"csv": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                         "method": "scipy.optimize.nnls on [1, path_ns] -> 1000/fmax, rows scaled by fmax/1000"}
