@@ -25,7 +25,9 @@ Two sources, each labelled (:func:`fmax_source`):
 * **xc7, xcup: analytic logic-depth model**: the slowest register-to-register segment of the
   engine's pipeline, counted in LUT levels and carry-chain bits, times per-level delays of the
   target family (datasheet-order figures, not a timing sign-off; no open place-and-route for
-  Xilinx parts is available here).
+  Xilinx parts is available here). Its depth counting is checked against Yosys ``ltp`` on the
+  same sample synthesized for xc7 (:mod:`costmodel.ltp`, ``data/ltp.csv``); the label quotes
+  the agreement.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["WorkloadShape", "cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array", "fmax_model_frame",
-           "fmax_source", "path_ns_array", "path_ns_frame", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
+           "fmax_source", "path_ns_array", "path_ns_frame", "path_components_frame", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,8 @@ FMAX_SOURCE = ("analytic logic-depth model (per-target typical delays, no place-
 
 #: the nextpnr fit for the Lattice targets (written by ``python -m costmodel.pnr``)
 PNR_FIT_JSON = Path(__file__).parent / "data" / "pnr_fit.json"
+#: the Yosys ltp check of the Xilinx depth model (written by ``python -m costmodel.ltp``)
+LTP_CHECK_JSON = Path(__file__).parent / "data" / "ltp_check.json"
 
 
 def path_ns_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,
@@ -193,6 +197,34 @@ def path_ns_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_
     return np.maximum(np.maximum(first, tree_run), last)
 
 
+def path_components_frame(target: str, f) -> dict[str, np.ndarray]:
+    """What the critical run of :func:`path_ns_frame` is made of, per row: ``lut_levels``,
+    ``carry_bits`` and ``dsp`` (0/1), so that ``path_ns = lut_levels · level + carry_bits ·
+    carry_bit + dsp · dsp_delay`` under :data:`DELAYS`."""
+    d = DELAYS[target]
+    lanes = np.asarray(f["lanes"], dtype=np.int64)
+    pb = np.asarray(f["prod_bits"], dtype=float)
+    acc = np.asarray(f["acc_bits"], dtype=float)
+    mux = np.asarray(f["mux_levels"], dtype=float)
+    mf = np.asarray(f["mf"], dtype=float)
+    dsp = np.asarray(f["mult_dsp"]) > 0
+    pipe = np.asarray(f["pipeline"], dtype=np.int64)
+    L = np.ceil(np.log2(np.maximum(lanes, 1)))
+    shift_lv = mf * (np.ceil(np.log2(np.asarray(f["shift_bits"], dtype=float) + 1)) + 1)
+    mult = np.stack([np.where(dsp, shift_lv, np.asarray(f["mult_levels"], dtype=float)) + mux,
+                     np.where(dsp, mf * pb, pb), dsp.astype(float)], 1)
+    one = np.ones(len(lanes))
+    add = np.stack([one, pb + np.log2(np.maximum(lanes, 1)), 0 * one], 1)
+    accu = np.stack([one, acc, 0 * one], 1)
+    per = np.ceil((L + 1) / np.maximum(pipe, 1))
+    p = (pipe > 0)[:, None]
+    first = np.where(p, mult + (per - 1)[:, None] * add, mult + L[:, None] * add + accu)
+    runs = np.stack([first, np.where(p, per[:, None] * add, 0), np.where(p, accu, 0)], 1)
+    k = (runs @ np.array([d["level"], d["carry_bit"], d["dsp"]])).argmax(1)
+    crit = runs[np.arange(len(lanes)), k]
+    return {"lut_levels": crit[:, 0], "carry_bits": crit[:, 1], "dsp": crit[:, 2]}
+
+
 def path_ns_frame(target: str, f) -> np.ndarray:
     """:func:`path_ns_array` of a :func:`costmodel.features.frame_features` frame, ns."""
     return path_ns_array(target, f["lanes"], f["prod_bits"], f["acc_bits"], f["mult_levels"],
@@ -210,17 +242,29 @@ def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp
 
 
 @lru_cache(maxsize=None)
-def load_pnr_fit(path: str = str(PNR_FIT_JSON)) -> dict:
-    """The stored nextpnr fit (``{}`` when the file is absent)."""
+def _load_json(path: str) -> dict:
     p = Path(path)
     return json.loads(p.read_text()) if p.exists() else {}
+
+
+def load_pnr_fit(path: str = str(PNR_FIT_JSON)) -> dict:
+    """The stored nextpnr fit (``{}`` when the file is absent)."""
+    return _load_json(path)
+
+
+load_pnr_fit.cache_clear = _load_json.cache_clear  # type: ignore[attr-defined]
 
 
 def fmax_source(target: str) -> str:
     """How :func:`fmax_model_array` obtains fmax for ``target`` (a label for reports)."""
     fit = load_pnr_fit().get("targets", {}).get(target)
     if fit is None:
-        return FMAX_SOURCE
+        chk = _load_json(str(LTP_CHECK_JSON)).get("targets", {}).get(target)
+        if chk is None or chk.get("median_rel_diff") is None:
+            return FMAX_SOURCE
+        return (FMAX_SOURCE + f"; its depth checked against Yosys ltp on {chk['fabric_rows']} {target} syntheses "
+                f"without DSP48 on the path: fmax under the same delays differs by a median "
+                f"{chk['median_rel_diff']:.0%} (p90 {chk['p90_rel_diff']:.0%})")
     return (f"nextpnr P&R fit on {fit['rows']} configs ({fit['part']}, {fit['nextpnr']}): period = "
             f"{fit['coef'][0]:.2f} ns + {fit['coef'][1]:.3f} × logic-depth path; leave-one-out median "
             f"|error| {fit['loo_median_rel_err']:.0%}, p90 {fit['loo_p90_rel_err']:.0%}")
