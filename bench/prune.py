@@ -9,8 +9,9 @@ label bits) × (one-shot, SR-STE fine-tuning), plus a dense model fine-tuned for
 (the control: how much of SR-STE's gain is just more training), and the dense and 2:4 students on
 engines of lanes/4 multipliers (the control: how much of the hybrid's gain is the smaller engine
 alone). Columns: weight sparsity, test
-micro-F1 of the float student (threshold from validation), of the int8 PTQ student, and over the
-top-K label bits only; the engine that runs the pattern (``paretofab.explore.engine_costs``:
+micro-F1 of the float student (threshold from validation; fine-tuned rows: mean ± sd over
+``--ft-seeds`` fine-tuning seeds), of the int8 PTQ student (first seed), and over the top-K label
+bits only; the engine that runs the pattern (``paretofab.explore.engine_costs``:
 dense ``DotConfig``, ``SparseConfig`` N:M, and N:M + block skipping at the lanes whose span
 divides the block) with its LUTs, cycles, latency and energy for one inference over all layers
 (costmodel, xczu3eg); the Pareto rank (``costmodel.pareto``: int8 F1 up; LUT, latency, energy
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--method", default="packd")
     ap.add_argument("--epochs", type=int, default=6, help="student epochs")
     ap.add_argument("--ft-epochs", type=int, default=4, help="SR-STE epochs")
+    ap.add_argument("--ft-seeds", type=int, default=3, help="fine-tuning seeds (F1 mean ± sd)")
     ap.add_argument("--classes", default="top32")
     ap.add_argument("--fmt", default="int8", help="W = A format of the PTQ column and the engines")
     ap.add_argument("--lanes", type=int, default=16)
@@ -84,18 +86,18 @@ def main() -> None:
           f"{args.classes} label bits hold {sp['y_train'][:, cls].sum() / sp['y_train'].sum():.1%} of the positives "
           f"(student ready after {time.perf_counter() - t0:.0f} s)")
 
-    runs = [("dense", "-", "-", lambda: copy.deepcopy(base)),
+    runs = [("dense", "-", "-", lambda seed: copy.deepcopy(base)),
             ("dense", "-", f"fine-tuned {args.ft_epochs} ep (control)",
-             lambda: P.finetune(copy.deepcopy(base), "dense", sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
-                                epochs=args.ft_epochs, seed=args.seed, progress=False))]
+             lambda seed: P.finetune(copy.deepcopy(base), "dense", sp["x_train"], sp["y_train"], sp["x_val"],
+                                     sp["y_val"], epochs=args.ft_epochs, seed=seed, progress=False))]
     for pat in PATTERNS:
         for sal in ("magnitude", "class"):
             c = cls if sal == "class" else None
-            runs.append((pat, sal, "one-shot", lambda pat=pat, sal=sal, c=c: P.prune(
+            runs.append((pat, sal, "one-shot", lambda seed, pat=pat, sal=sal, c=c: P.prune(
                 copy.deepcopy(base), pat, saliency=sal, data=(sp["x_train"], sp["y_train"]), classes=c)))
-            runs.append((pat, sal, f"SR-STE {args.ft_epochs} ep", lambda pat=pat, sal=sal, c=c: P.finetune(
+            runs.append((pat, sal, f"SR-STE {args.ft_epochs} ep", lambda seed, pat=pat, sal=sal, c=c: P.finetune(
                 copy.deepcopy(base), pat, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
-                epochs=args.ft_epochs, saliency=sal, classes=c, seed=args.seed, progress=False)))
+                epochs=args.ft_epochs, saliency=sal, classes=c, seed=seed, progress=False)))
     rows = []
     made: dict[tuple, torch.nn.Module] = {}
     small = max(1, args.lanes // 4)
@@ -105,34 +107,40 @@ def main() -> None:
         pat, sal, how, make = run[:4]
         lanes = run[4] if len(run) > 4 else args.lanes
         t1 = time.perf_counter()
-        if (pat, sal, how) not in made:
-            made[pat, sal, how] = make()
-        model = made[pat, sal, how]
         p = P.parse_pattern(pat)
-        for name, mod in P.prunable_layers(model):
-            P.check_pattern(mod.weight, p, name)
+        if (pat, sal, how) not in made:  # fine-tuned runs: once per seed (F1 mean ± sd)
+            seeds = range(args.seed, args.seed + (args.ft_seeds if how not in ("-", "one-shot") else 1))
+            ms = [make(sd) for sd in seeds]
+            for m in ms:
+                for name, mod in P.prunable_layers(m):
+                    P.check_pattern(mod.weight, p, name)
+            f1s = [P.evaluate(m, sp, cls)["f1"] for m in ms]
+            made[pat, sal, how] = (ms[0], float(np.mean(f1s)), float(np.std(f1s)) if len(f1s) > 1 else np.nan)
+        model, f1_mean, f1_sd = made[pat, sal, how]
         r = P.evaluate(model, sp, cls)
         cost = engine_costs(layers, args.fmt, ExploreConfig(lanes=lanes, device=args.device), p,
                             block_density(model, p))
-        rows.append({"pattern": pat, "saliency": sal, "method": how, "sparsity": r["sparsity"], "f1": r["f1"],
+        rows.append({"pattern": pat, "saliency": sal, "method": how, "sparsity": r["sparsity"], "f1": f1_mean,
+                     "f1_sd": f1_sd,
                      **quantized_f1(model, sp, args.fmt, cls), "f1_classes": r.get("f1_classes", np.nan),
                      "engine": f"{'dot' if p.is_dense else 'sparse'} x{cost['lanes']}", "lut": cost["lut"],
                      "dsp": cost["dsp"], "cycles": cost["cycles"], "latency_us": cost["latency_us"],
                      "energy_nj": cost["energy_nj"], "seconds": time.perf_counter() - t1})
-        print(f"  {pat:<11} {sal:<9} {how:<28} F1 {r['f1']:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+        print(f"  {pat:<11} {sal:<9} {how:<28} F1 {f1_mean:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
     df = pareto(pd.DataFrame(rows), maximize=["f1_q"], minimize=["lut", "latency_us", "energy_nj"], all_ranks=True)
     df = df.rename(columns={"pareto_rank": "rank"})
     out = Path(args.out)
     df.to_csv(out / "prune_table.csv", index=False)
-    cols = ["pattern", "saliency", "method", "sparsity", "f1", "f1_q", "f1_classes", "engine", "lut", "cycles",
+    cols = ["pattern", "saliency", "method", "sparsity", "f1", "f1_sd", "f1_q", "f1_classes", "engine", "lut", "cycles",
             "latency_us", "energy_nj", "rank"]
-    heads = ["pattern", "saliency", "method", "zeros", "F1", f"F1 {args.fmt}", f"F1 {args.classes}", "engine",
+    heads = ["pattern", "saliency", "method", "zeros", "F1", "± sd", f"F1 {args.fmt}", f"F1 {args.classes}", "engine",
              "LUT", "cycles", "latency µs", "energy nJ", "rank"]
-    fmt = {"sparsity": "{:.0%}", "f1": "{:.4f}", "f1_q": "{:.5f}", "f1_classes": "{:.4f}", "latency_us": "{:.2f}",
+    fmt = {"sparsity": "{:.0%}", "f1": "{:.4f}", "f1_sd": "{:.4f}", "f1_q": "{:.5f}", "f1_classes": "{:.4f}", "latency_us": "{:.2f}",
            "energy_nj": "{:.1f}"}
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for _, r in df.iterrows():
-        lines.append("| " + " | ".join(fmt.get(c, "{}").format(r[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join("-" if isinstance(r[c], float) and np.isnan(r[c]) else
+                                       fmt.get(c, "{}").format(r[c]) for c in cols) + " |")
     table = "\n".join(lines)
     (out / "prune_table.md").write_text(table + "\n")
     meta = {"args": vars(args), "seconds": time.perf_counter() - t0,
