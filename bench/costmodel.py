@@ -116,6 +116,28 @@ def pnr_table() -> None:
                     f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}" for k, v in errs.items()))
 
 
+def ltp_table() -> None:
+    """xc7 logic depth: the analytic model's critical run vs Yosys ltp's longest path (data/ltp.csv)."""
+    from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare
+
+    if not LTP_CSV.exists():
+        return
+    import json
+
+    c = compare()
+    chk = json.loads(LTP_CHECK_JSON.read_text())["targets"]["xc7"]
+    print(f"\n# xc7 logic depth vs Yosys ltp ({len(c)} configs; {c['target'].iloc[0]}; paths cut at FFs and DSP48s): "
+          f"fmax under the same delays, median |diff| {chk['median_rel_diff']:.1%}, p90 {chk['p90_rel_diff']:.1%} "
+          f"on the {chk['fabric_rows']} without a DSP48 on the path")
+    print(f"{'engine':<7}{'lanes':>6}{'fmt':>11}{'pipe':>5}{'ltp LUT':>8}{'ltp CARRY':>10}{'model LUT':>10}"
+          f"{'model carry bits':>17}{'model MHz':>10}{'ltp MHz':>9}  fabric-only")
+    for _, r in c.iterrows():
+        fmt = r["wfmt"] if r["wfmt"] == r["afmt"] else f"{r['wfmt']}/{r['afmt']}"
+        print(f"{r['engine']:<7}{r['lanes']:>6}{fmt:>11}{r['pipeline']:>5}{r['lut_levels']:>8}{r['carry_cells']:>10}"
+              f"{r['model_lut_levels']:>10.0f}{r['model_carry_bits']:>17.0f}{r['fmax_model']:>10.1f}"
+              f"{r['fmax_ltp']:>9.1f}  {'yes' if r['fabric_only'] else 'no'}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default="xc7")
@@ -160,6 +182,8 @@ def main(argv=None) -> int:
     if args.target == "xc7":
         swa_table()
     pnr_table()
+    if args.target == "xc7":
+        ltp_table()
 
     # throughput
     from costmodel.calibrate import FORMATS

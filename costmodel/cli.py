@@ -44,9 +44,10 @@ def _cost(args: argparse.Namespace) -> int:
     work = f"n={args.seq_n} tokens" if is_swa else f"K={args.k or config.k_max}, vectors={args.vectors}"
     print(f"device {c.device} (target {c.target}); workload {work}")
     err = c.error
+    kind = "leave-one-out" if "leave-one-out" in c.resource_source else "held-out"
     for k, unit in (("lut", "LUTs"), ("ff", "FFs"), ("dsp", "DSPs"), ("bram18", "BRAM18")):
         e = err.get(k)
-        bar = f"  (held-out error median {e['median']:.1%}, p90 {e['p90']:.1%})" if e and e["median"] is not None else ""
+        bar = f"  ({kind} error median {e['median']:.1%}, p90 {e['p90']:.1%})" if e and e["median"] is not None else ""
         val = f"{d[k]:>12,}" if d[k] is not None else f"{'n/a':>12}"
         print(f"  {k:<11}{val} {unit}{bar}")
     print(f"  {'cycles':<11}{c.cycles:>12,}")
