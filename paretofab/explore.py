@@ -100,14 +100,18 @@ def _slug(pattern) -> str:
 
 
 def pruned_student(student_dir: Path, pattern, cfg: ExploreConfig) -> Path:
-    """``student_dir``'s student pruned to ``pattern`` by SR-STE fine-tuning (``models.prune``),
-    saved beside it with the same data splits (reused when present); the dense pattern is the
-    student itself."""
+    """``student_dir``'s student pruned to ``pattern`` by SR-STE fine-tuning (``models.prune``;
+    ``prune_epochs=0``: one-shot), saved beside it with the same data splits (reused when
+    present); the dense pattern is the student itself."""
     from models.prune import prune_student
 
     if pattern.is_dense:
         return student_dir
-    d = student_dir.parent / f"student_{_slug(pattern)}"
+    # the name says how it was pruned: sweep points are keyed by folder, so a folder pruned another
+    # way (e.g. the one-shot ``student_2of4`` of older runs) never lends its results
+    how = cfg.saliency + (f"_{cfg.classes}" if cfg.classes else "")
+    how += f"_srste{cfg.prune_epochs}" if cfg.prune_epochs else "_oneshot"
+    d = student_dir.parent / f"pruned_{_slug(pattern)}_{how}"
     if not ((d / "student.pt").exists() and (d / "metrics.json").exists()):
         res = prune_student(str(student_dir / "student.pt"), str(d), pattern, saliency=cfg.saliency,
                             classes=cfg.classes, epochs=cfg.prune_epochs, seed=cfg.seed, progress=cfg.progress)
