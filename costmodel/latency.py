@@ -33,7 +33,6 @@ Two sources, each labelled (:func:`fmax_source`):
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
