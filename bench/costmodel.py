@@ -75,7 +75,7 @@ def pnr_table() -> None:
     prediction and its leave-one-out prediction, and the analytic logic-depth model alone."""
     import json
 
-    from costmodel.latency import DELAYS, load_pnr_fit, path_ns_frame
+    from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame
     from costmodel.features import config_row, frame_features
     from costmodel.pnr import PNR_CSV
     from hw.engines import config_from_dict
@@ -90,11 +90,12 @@ def pnr_table() -> None:
         cfg = pd.concat([config_row(config_from_dict(json.loads(c))) for c in g["config"]], ignore_index=True)
         f = frame_features(cfg, target)
         pth = path_ns_frame(target, f)
-        a, b = rec["coef"]
-        model = np.minimum(1000.0 / (a + b * pth), DELAYS[target]["cap"])
+        model = fmax_model_frame(target, f)
+        c = rec["coef"]
         analytic = np.minimum(1000.0 / (DELAYS[target]["reg"] + pth), DELAYS[target]["cap"])
         print(f"\n# fmax on {rec['part']} ({rec['nextpnr']}; {g['command'].iloc[0]})")
-        print(f"# fit: period = {a:.2f} ns + {b:.3f} x path_ns on {rec['rows']} configs; leave-one-out fmax "
+        print(f"# fit: period = {c[0]:.2f} ns + {c[1]:.2f} ns/LUT level + {c[2]:.3f} ns/carry bit + {c[3]:.2f} ns/DSP "
+              f"on {rec['rows']} configs; leave-one-out fmax "
               f"median |err| {rec['loo_median_rel_err']:.1%}, p90 {rec['loo_p90_rel_err']:.1%}; analytic model "
               f"alone median {rec['analytic_median_rel_err']:.1%}")
         print(f"{'engine':<7}{'lanes':>6}{'n:m':>5}{'fmt':>11}{'k_max':>6}{'pipe':>5}{'P&R MHz':>9}{'fit MHz':>9}"

@@ -20,8 +20,8 @@ Two sources, each labelled (:func:`fmax_source`):
 
 * **ice40, ecp5: real place and route.** ``data/pnr.csv`` holds nextpnr results (iCE40UP5K-SG48,
   LFE5U-85F-CABGA381) for a sample of configs (:mod:`costmodel.pnr`); the clock period is fitted
-  as ``a + b · path_ns`` where ``path_ns`` is the logic-depth path below, and the fit's
-  leave-one-out error is stored with it (``data/pnr_fit.json``).
+  as ``a + b · LUT levels + c · carry bits + d · DSP`` of the critical run that the logic-depth
+  model below picks, and the fit's leave-one-out error is stored with it (``data/pnr_fit.json``).
 * **xc7, xcup: analytic logic-depth model**: the slowest register-to-register segment of the
   engine's pipeline, counted in LUT levels and carry-chain bits, times per-level delays of the
   target family (datasheet-order figures, not a timing sign-off; no open place-and-route for
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["WorkloadShape", "cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array", "fmax_model_frame",
-           "fmax_source", "path_ns_array", "path_ns_frame", "path_components_frame", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
+           "fmax_source", "path_ns_array", "path_ns_frame", "path_components_frame", "pnr_design", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ load_pnr_fit.cache_clear = _load_json.cache_clear  # type: ignore[attr-defined]
 
 
 def fmax_source(target: str) -> str:
-    """How :func:`fmax_model_array` obtains fmax for ``target`` (a label for reports)."""
+    """How :func:`fmax_model_frame` obtains fmax for ``target`` (a label for reports)."""
     fit = load_pnr_fit().get("targets", {}).get(target)
     if fit is None:
         chk = _load_json(str(LTP_CHECK_JSON)).get("targets", {}).get(target)
@@ -264,21 +264,30 @@ def fmax_source(target: str) -> str:
         return (FMAX_SOURCE + f"; its depth checked against Yosys ltp on {chk['fabric_rows']} {target} syntheses "
                 f"without DSP48 on the path: fmax under the same delays differs by a median "
                 f"{chk['median_rel_diff']:.0%} (p90 {chk['p90_rel_diff']:.0%})")
+    c = fit["coef"]
     return (f"nextpnr P&R fit on {fit['rows']} configs ({fit['part']}, {fit['nextpnr']}): period = "
-            f"{fit['coef'][0]:.2f} ns + {fit['coef'][1]:.3f} × logic-depth path; leave-one-out median "
-            f"|error| {fit['loo_median_rel_err']:.0%}, p90 {fit['loo_p90_rel_err']:.0%}")
+            f"{c[0]:.2f} ns + {c[1]:.2f} ns/LUT level + {c[2]:.3f} ns/carry bit + {c[3]:.2f} ns/DSP on the "
+            f"logic-depth model's critical run; leave-one-out median |error| {fit['loo_median_rel_err']:.0%}, "
+            f"p90 {fit['loo_p90_rel_err']:.0%}")
+
+
+def pnr_design(target: str, f) -> np.ndarray:
+    """Columns ``[1, LUT levels, carry bits, DSP]`` of each row's critical run (the run the
+    analytic delays pick, :func:`path_components_frame`): the regressors of the nextpnr fit."""
+    c = path_components_frame(target, f)
+    return np.column_stack([np.ones(len(c["dsp"])), c["lut_levels"], c["carry_bits"], c["dsp"]])
 
 
 def fmax_model_frame(target: str, f) -> np.ndarray:
     """fmax (MHz) of every row of a :func:`costmodel.features.frame_features` frame, as
-    :func:`costmodel.estimate_frame` reports it: the nextpnr fit for targets that have one
-    (ice40, ecp5: ``period = a + b · path_ns``, both fitted on real place-and-route results),
-    else the analytic model. :func:`fmax_source` labels which."""
+    :func:`costmodel.estimate_frame` reports it: for targets with a nextpnr fit (ice40, ecp5)
+    ``period = a + b · LUT levels + c · carry bits + d · DSP`` of the critical run, all four fitted
+    on real place-and-route results; else the analytic model. :func:`fmax_source` labels which."""
     d = DELAYS[target]
-    path = path_ns_frame(target, f)
     fit = load_pnr_fit().get("targets", {}).get(target)
-    a, b = (d["reg"], 1.0) if fit is None else fit["coef"]
-    return np.minimum(1000.0 / (a + b * path), d["cap"])
+    if fit is None:
+        return np.minimum(1000.0 / (d["reg"] + path_ns_frame(target, f)), d["cap"])
+    return np.minimum(1000.0 / (pnr_design(target, f) @ np.asarray(fit["coef"])), d["cap"])
 
 
 def fmax_mhz(config: Any, target: str = "xc7") -> tuple[float, str]:

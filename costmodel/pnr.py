@@ -247,16 +247,17 @@ def _rel(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def fit_pnr(path: Path = PNR_CSV) -> dict:
-    """Fit ``period_ns = a + b · path_ns`` (non-negative least squares on relative error) per
-    target on the stored nextpnr results; ``path_ns`` is :func:`costmodel.latency.path_ns_array`
-    of each config. Returns the JSON-able record with leave-one-out errors of fmax."""
+    """Fit ``period_ns = a + b · LUT levels + c · carry bits + d · DSP`` of each config's critical
+    run (:func:`costmodel.latency.pnr_design`; non-negative least squares on relative error) per
+    target on the stored nextpnr results. Returns the JSON-able record with leave-one-out errors
+    of fmax and the analytic model's own error for comparison."""
     import pandas as pd
     from scipy.optimize import nnls
 
     from hw.engines import config_from_dict
 
     from .features import config_row, frame_features
-    from .latency import path_ns_frame
+    from .latency import path_ns_frame, pnr_design
 
     data = pd.read_csv(path, keep_default_na=False, na_values=[""])
     out: dict = {"targets": {}}
@@ -266,7 +267,7 @@ def fit_pnr(path: Path = PNR_CSV) -> dict:
         f = frame_features(cfg, target)
         pth = path_ns_frame(target, f)
         y = 1000.0 / g["fmax_mhz"].to_numpy(dtype=float)  # period, ns
-        X = np.column_stack([np.ones(len(y)), pth])
+        X = pnr_design(target, f)
         s = 1.0 / y
 
         def solve(m):
@@ -285,7 +286,7 @@ def fit_pnr(path: Path = PNR_CSV) -> dict:
         d = DELAYS[target]
         e_an = _rel(np.minimum(1000.0 / (d["reg"] + pth), d["cap"]), fmax)
         out["targets"][target] = {
-            "coef": coef.tolist(), "terms": ["const_ns", "path_ns"], "rows": int(len(y)),
+            "coef": coef.tolist(), "terms": ["const_ns", "ns_per_lut_level", "ns_per_carry_bit", "ns_per_dsp"], "rows": int(len(y)),
             "part": str(g["part"].iloc[0]), "nextpnr": str(g["nextpnr"].iloc[0]), "yosys": str(g["yosys"].iloc[0]),
             "fit_median_rel_err": float(np.median(e_fit)), "loo_median_rel_err": float(np.median(e_loo)),
             "loo_p90_rel_err": float(np.percentile(e_loo, 90)),
@@ -294,7 +295,7 @@ def fit_pnr(path: Path = PNR_CSV) -> dict:
             "loo_fmax_mhz": {k: round(float(v), 2) for k, v in sorted(zip(g["key"], 1000.0 / loo))},
         }
     out["fitted_on"] = {"csv": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                        "method": "scipy.optimize.nnls on [1, path_ns] -> 1000/fmax, rows scaled by fmax/1000"}
+                        "method": "scipy.optimize.nnls on [1, LUT levels, carry bits, DSP] of the critical run -> 1000/fmax, rows scaled by fmax/1000"}
     return out
 
 
@@ -321,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         run_sample(args.target)
     rec = write_fit()
     for t, r in rec["targets"].items():
-        print(f"[{t}] {r['rows']} configs: period = {r['coef'][0]:.2f} ns + {r['coef'][1]:.3f} x path; "
+        c = r["coef"]
+        print(f"[{t}] {r['rows']} configs: period = {c[0]:.2f} ns + {c[1]:.2f} ns/LUT level + {c[2]:.3f} ns/carry bit "
+              f"+ {c[3]:.2f} ns/DSP; "
               f"leave-one-out fmax median |err| {r['loo_median_rel_err']:.1%}, p90 {r['loo_p90_rel_err']:.1%} "
               f"(analytic model alone: median {r['analytic_median_rel_err']:.1%})")
     return 0
