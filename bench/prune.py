@@ -135,8 +135,8 @@ def main() -> None:
             "latency_us", "energy_nj", "rank"]
     heads = ["pattern", "saliency", "method", "zeros", "F1", "± sd", f"F1 {args.fmt}", f"F1 {args.classes}", "engine",
              "LUT", "cycles", "latency µs", "energy nJ", "rank"]
-    fmt = {"sparsity": "{:.0%}", "f1": "{:.4f}", "f1_sd": "{:.4f}", "f1_q": "{:.5f}", "f1_classes": "{:.4f}", "latency_us": "{:.2f}",
-           "energy_nj": "{:.1f}"}
+    fmt = {"sparsity": "{:.0%}", "f1": "{:.4f}", "f1_sd": "{:.4f}", "f1_q": "{:.5f}", "f1_classes": "{:.4f}",
+           "latency_us": "{:.2f}", "energy_nj": "{:.1f}"}
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for _, r in df.iterrows():
         lines.append("| " + " | ".join("-" if isinstance(r[c], float) and np.isnan(r[c]) else
