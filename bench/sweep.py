@@ -70,11 +70,13 @@ def table(args) -> None:
         fmts += [f"int{b}"] + splits(b)
     out = Path(args.output)
     r = {"done": 0}
+    keys = set()
     for f in fmts:  # W = A: one grid per format
         pts = grid([args.model], [f], [f], ["none", WITH], seeds=args.seeds)
+        keys |= {p.key for p in pts}
         r["done"] += run_sweep(pts, out, jobs=args.jobs, progress=not args.quiet)["done"]
     df = load_results(out)
-    df = df[(df["wfmt"] == df["afmt"]) & df["seed"].isin(args.seeds)]
+    df = df[df["key"].isin(keys)]  # the store may hold other protocols' points
     flt = df.groupby("seed")["float_metric"].first().mean()
     name = df["metric_name"].iloc[0]
     # mean over seeds (each seed: its own split, trained model and calibration set)

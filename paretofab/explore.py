@@ -220,6 +220,7 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
         points += grid([str(students[str(p)]) for p in pats], [f], [f], list(cfg.ptq), [cfg.seed])
     run_sweep(points, store, jobs=cfg.jobs, progress=cfg.progress)
     acc = load_results(store)
+    acc = acc[acc["key"].isin({p.key for p in points})]  # the store may hold other sweeps' points
 
     _stage(f"cost model: lanes={cfg.lanes} on {cfg.device}")
     model = load_checkpoint(student / "student.pt")

@@ -81,13 +81,16 @@ class SweepPoint:
     per_channel: bool = True
     n_calib: int = 256
     sparsity: str = "dense"  # pruning pattern applied one-shot before quantization
+    threshold: str = "0.5"  # MAP students: micro-F1 at 0.5, or "val" = at the validation-best threshold
 
     def config(self) -> dict:
-        """The fields that determine the result (``sparsity`` only when not dense, so the keys
-        of stores written before sparsity existed stay valid)."""
+        """The fields that determine the result (``sparsity`` only when not dense, ``threshold``
+        only when not 0.5, so the keys of stores written before these existed stay valid)."""
         c = asdict(self)
         if c["sparsity"] == "dense":
             del c["sparsity"]
+        if c["threshold"] == "0.5":
+            del c["threshold"]
         return c
 
     @property
@@ -122,14 +125,19 @@ def grid(
     per_channel: bool = True,
     n_calib: int = 256,
     sparsities: Sequence[str] = ("dense",),
+    threshold: str = "val",
 ) -> list[SweepPoint]:
     """The cartesian product, validated: bad formats / techniques / models / sparsity patterns
     raise ``ValueError``.
 
     Formats are normalised (``"INT8"`` -> ``"int8"``), technique sets too (``"gptq+weq"`` ->
     ``"weq+gptq"``), sparsity patterns too (``"2:4+b8k.5"`` -> ``"2:4+b8k0.5"``), so equal
-    points get equal keys.
+    points get equal keys. ``threshold`` (MAP students only; digits reports accuracy): ``"val"``
+    (default) scores test micro-F1 at the threshold that maximizes the quantized model's
+    validation micro-F1, as ``paretofab distill`` reports it; ``"0.5"`` at a fixed 0.5.
     """
+    if threshold not in ("val", "0.5"):
+        raise ValueError(f"threshold must be 'val' or '0.5', got {threshold!r}")
     for name, seq in (("models", models), ("wfmts", wfmts), ("afmts", afmts), ("ptqs", ptqs), ("seeds", seeds),
                       ("sparsities", sparsities)):
         if not seq:
@@ -142,7 +150,7 @@ def grid(
     ps = ["+".join(parse_techniques(p)) or "none" for p in ptqs]
     ss = [_sparsity_name(s) for s in sparsities]
     pts = [
-        SweepPoint(m, w, a, p, int(s), per_channel, n_calib, sp)
+        SweepPoint(m, w, a, p, int(s), per_channel, n_calib, sp, "0.5" if m == "digits" else threshold)
         for m, sp, w, a, p, s in itertools.product(ms, ss, ws, as_, ps, seeds)
     ]
     return list(dict.fromkeys(pts))  # drop duplicates, keep order
@@ -162,9 +170,11 @@ class Workload:
     evaluate: Callable[[Any], tuple[float, float]]  # model -> (test metric, val metric)
 
 
-def load_workload(spec: str, seed: int = 0, n_calib: int = 256) -> Workload:
+def load_workload(spec: str, seed: int = 0, n_calib: int = 256, threshold: str = "0.5") -> Workload:
     """``"digits"`` (built-in CNN, accuracy) or a PaCKD student: a checkpoint file, or a
-    ``paretofab distill -o DIR`` folder (``DIR/student.pt`` + ``DIR/data.npz``), metric micro-F1."""
+    ``paretofab distill -o DIR`` folder (``DIR/student.pt`` + ``DIR/data.npz``), metric micro-F1
+    at 0.5 (``threshold="0.5"``) or at the validation-best threshold (``"val"``, metric name
+    ``micro_f1@val``)."""
     if spec == "digits":
         from . import digits
 
@@ -178,7 +188,7 @@ def load_workload(spec: str, seed: int = 0, n_calib: int = 256) -> Workload:
     import torch
 
     from models.map_data import load_splits
-    from models.metrics import micro_f1
+    from models.metrics import best_threshold, micro_f1
     from models.zoo import load_checkpoint
 
     p = Path(spec)
@@ -193,10 +203,15 @@ def load_workload(spec: str, seed: int = 0, n_calib: int = 256) -> Workload:
         return torch.cat([m(x[i : i + 1024]) for i in range(0, len(x), 1024)]).numpy()
 
     def ev(m):
-        return (micro_f1(logits(m, splits["x_test"]), splits["y_test"], logits=True),
-                micro_f1(logits(m, splits["x_val"]), splits["y_val"], logits=True))
+        val = logits(m, splits["x_val"])
+        if threshold == "val":
+            t, val_f1 = best_threshold(val, splits["y_val"], logits=True)
+        else:
+            t, val_f1 = 0.5, micro_f1(val, splits["y_val"], logits=True)
+        return micro_f1(logits(m, splits["x_test"]), splits["y_test"], threshold=t, logits=True), val_f1
 
-    return Workload(str(p), model, torch.as_tensor(splits["x_train"][:n_calib]), "micro_f1", ev)
+    name = "micro_f1@val" if threshold == "val" else "micro_f1"
+    return Workload(str(p), model, torch.as_tensor(splits["x_train"][:n_calib]), name, ev)
 
 
 _WORKLOADS: dict[tuple, Workload] = {}
@@ -204,9 +219,9 @@ _FLOAT: dict[tuple, float] = {}
 
 
 def _workload(point: SweepPoint) -> Workload:
-    k = (point.model, point.seed, point.n_calib)
+    k = (point.model, point.seed, point.n_calib, point.threshold)
     if k not in _WORKLOADS:
-        _WORKLOADS[k] = load_workload(point.model, point.seed, point.n_calib)
+        _WORKLOADS[k] = load_workload(point.model, point.seed, point.n_calib, point.threshold)
     return _WORKLOADS[k]
 
 
@@ -226,7 +241,7 @@ def evaluate_point(point: SweepPoint | dict) -> dict:
         point = SweepPoint(**point)
     t0 = time.perf_counter()
     wl = _workload(point)
-    fk = (point.model, point.seed, point.n_calib)
+    fk = (point.model, point.seed, point.n_calib, point.threshold)
     model = wl.model
     if point.sparsity != "dense":
         import copy

@@ -295,3 +295,40 @@ def test_store_without_sparsity_column_is_upgraded(tmp_path):
     open_store(path).close()
     df = load_results(path)
     assert list(df["sparsity"]) == ["dense"] and list(df["metric"]) == [0.9]
+
+
+def test_map_threshold_protocol(tmp_path, lstm_student):
+    """MAP points score test micro-F1 at the validation-best threshold by default (as `distill`
+    reports) or at 0.5; both recomputed here from the quantized model's logits with numpy."""
+    import numpy as np
+
+    from models.map_data import load_splits
+    from quant.ptq import quantize_model
+    from quant.sweep import load_workload
+
+    out = tmp_path / "t.sqlite"
+    pts = grid([str(lstm_student)], ["int8"], ["int8"]) + grid([str(lstm_student)], ["int8"], ["int8"],
+                                                               threshold="0.5")
+    assert [p.threshold for p in pts] == ["val", "0.5"] and pts[0].key != pts[1].key
+    assert grid(["digits"], ["int8"], ["int8"])[0].threshold == "0.5"  # accuracy: no threshold
+    run_sweep(pts, out, progress=False)
+    df = load_results(out).set_index("metric_name")
+    assert set(df.index) == {"micro_f1@val", "micro_f1"}
+
+    sp = load_splits(lstm_student / "data.npz")
+    wl = load_workload(str(lstm_student))
+    q = quantize_model(wl.model, "int8", "int8", calib_data=wl.calib, seed=0)
+    with torch.no_grad():
+        pv = torch.sigmoid(q(torch.as_tensor(sp["x_val"]))).numpy()
+        pt = torch.sigmoid(q(torch.as_tensor(sp["x_test"]))).numpy()
+
+    def f1(p, y, t):
+        pred = p >= t
+        tp = (pred & (y == 1)).sum()
+        return 2 * tp / (pred.sum() + (y == 1).sum())
+
+    ts = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    best = ts[int(np.argmax([f1(pv, sp["y_val"], t) for t in ts]))]
+    assert df.loc["micro_f1@val", "metric"] == pytest.approx(f1(pt, sp["y_test"], best), abs=1e-6)
+    assert df.loc["micro_f1", "metric"] == pytest.approx(f1(pt, sp["y_test"], 0.5), abs=1e-6)
+    assert df.loc["micro_f1@val", "val_metric"] >= df.loc["micro_f1", "val_metric"]
