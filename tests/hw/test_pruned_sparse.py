@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from hw import sparse
-from models import map_data, traces, zoo
 from models import prune as P
-from models.distill import TrainConfig, fit
 from quant.export import capture_inputs, export_activation, export_layer
 from quant.ptq import quant_layers, quantize_model
 from quant.reference import decode, fixed_point
+
+from tests.students import trained_student
 
 from .conftest import SIM_BACKENDS, assert_exact, run_engine
 
@@ -27,12 +27,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def student():
-    tr = traces.generate("pr", scale=12, seed=0, max_loads=200_000)
-    sp = map_data.make_splits(tr.addr, tr.ip, max_rows=2000)
-    torch.manual_seed(0)
-    model = zoo.build("resnet", "student")
-    fit(model, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"], TrainConfig(epochs=1, progress=False))
-    return model, sp
+    return trained_student(rows=2000, epochs=1)
 
 
 def _exported_head(student, pattern, wfmt, afmt, samples):

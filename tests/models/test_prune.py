@@ -13,9 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from models import map_data, metrics, traces, zoo
+from models import metrics
 from models import prune as P
-from models.distill import TrainConfig, fit, predict
+from models.distill import predict
+from tests.students import trained_student
 
 torch.set_num_threads(1)
 
@@ -228,13 +229,7 @@ def test_srste_backward_is_straight_through_plus_decay():
 
 @pytest.fixture(scope="module")
 def student():
-    tr = traces.generate("pr", scale=12, seed=0, max_loads=200_000)
-    sp = map_data.make_splits(tr.addr, tr.ip, max_rows=3000)
-    torch.manual_seed(0)
-    model = zoo.build("resnet", "student")
-    fit(model, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
-        TrainConfig(epochs=4, patience=2, progress=False))
-    return model, sp
+    return trained_student(rows=3000, epochs=4)
 
 
 def _val_f1(model, sp) -> float:

@@ -32,15 +32,10 @@ def digits_work(tmp_path_factory):
 @pytest.fixture(scope="module")
 def packd_work():
     """A PaCKD ResNet student (models.zoo) trained one epoch on a generated pr trace."""
-    from models import map_data, traces, zoo
-    from models.distill import TrainConfig, fit
+    from tests.students import trained_student
 
-    tr = traces.generate("pr", scale=12, seed=0, max_loads=200_000)
-    sp = map_data.make_splits(tr.addr, tr.ip, max_rows=2000)
-    torch.manual_seed(0)
-    model = zoo.build("resnet", "student")
-    fit(model, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"], TrainConfig(epochs=1, progress=False))
-    return model.eval(), torch.as_tensor(sp["x_train"][:256]), torch.as_tensor(sp["x_test"])
+    model, sp = trained_student(rows=2000, epochs=1)
+    return model, torch.as_tensor(sp["x_train"][:256]), torch.as_tensor(sp["x_test"])
 
 
 @pytest.fixture
