@@ -24,7 +24,9 @@ internal gate and cell quantizers keep Brevitas' 8-bit defaults).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -309,7 +311,10 @@ def quantize_model(
         if graph is not None:
             spare = copy.deepcopy(graph)
             try:
-                qmodel = _graph_quantize(graph, batches, identity_map, act_map, layer_map)
+                # torch.fx prints the failing generated code to stderr before raising: the
+                # fallback below is the normal path for such models, so keep that quiet
+                with contextlib.redirect_stderr(io.StringIO()):
+                    qmodel = _graph_quantize(graph, batches, identity_map, act_map, layer_map)
             except (RuntimeError, AttributeError, TypeError):
                 # e.g. "Residual handler could not find a solution to align scale factors":
                 # quantize layer by layer instead (each layer quantizes its own input)
