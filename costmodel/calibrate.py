@@ -9,9 +9,13 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
 ``buffers.csv``
     On-chip buffers (depth × width ``Memory``, one write and one synchronous read port): where
     Yosys puts them (LUTRAM or BRAM18) — checks :func:`costmodel.resources.buffer_cost`.
+``muxes.csv``
+    The sparse engine's N:M index mux (``hw.sparse.IndexMux``) alone, over lanes, N:M and
+    activation widths: checks the LUT6 count of an m:1 mux (:func:`costmodel.features.mux_lut6_per_bit`).
 ``calibration.csv``
     Whole engines (``hw.engines``: dense ``dot``, ``sparse`` N:M) over formats int2–8 and every
-    minifloat of 4–8 bits, lanes 1–64, k_max, pipeline depth and N:M patterns.
+    minifloat of 4–8 bits, lanes 1–64, k_max, pipeline depth and N:M patterns (grids ``dense``,
+    ``sparse``, and ``smallint``: LUT-multiplier int2–int4 engines, mostly unpipelined).
 
 Every row carries the Yosys version, the UTC date and the wall time of its synthesis; the command
 that produced a table is stored in ``calibration_meta.json``. Runs are resumable: rows whose
@@ -27,7 +31,10 @@ Command line::
 
     python -m costmodel.calibrate primitives --target xc7
     python -m costmodel.calibrate buffers --target xc7
+    python -m costmodel.calibrate muxes --target xc7
     python -m costmodel.calibrate engines --grid dense --target xc7 [--limit N]
+    python -m costmodel.calibrate engines --grid sparse --target xc7
+    python -m costmodel.calibrate engines --grid smallint --target xc7
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from typing import Iterable, Iterator
 DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
 BUFFERS_CSV = DATA / "buffers.csv"
+MUXES_CSV = DATA / "muxes.csv"
 CALIBRATION_CSV = DATA / "calibration.csv"
 META_JSON = DATA / "calibration_meta.json"
 
@@ -62,6 +70,10 @@ MIXED_PAIRS = [
 
 #: (depth, width) of the synthesized on-chip buffers (one write port, one synchronous read port)
 BUFFER_SHAPES = [(32, 8), (64, 8), (128, 8), (256, 16), (512, 8), (1024, 18), (2048, 36), (4096, 4)]
+#: (lanes, n, m, activation bits) of the synthesized standalone index muxes
+MUX_SHAPES = [(4, 2, 2, 5), (4, 2, 4, 5), (4, 2, 4, 3), (4, 2, 8, 5), (4, 1, 8, 3), (8, 4, 8, 8), (2, 1, 16, 4),
+              (4, 4, 4, 2)]
+MUX_FIELDS = ["key", "lanes", "n", "m", "abits", "target", "lut", "ff", "muxf", "seconds", "yosys", "date"]
 BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date"]
 PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
 ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "k_max", "pipeline",
@@ -142,7 +154,28 @@ def sparse_grid(seed: int = 1) -> list[dict]:
     return out
 
 
-GRIDS = {"dense": dense_grid, "sparse": sparse_grid}
+def smallint_grid(seed: int = 2) -> list[dict]:
+    """Engines whose int × int multipliers Yosys builds in LUTs (int2–int4 on xc7), mostly with
+    no pipeline register: there ``alumacc`` merges the multipliers and the adder tree into one
+    ``$macc`` (full-adder compression) and ABC maps it very differently from the registered case.
+    Per format: dense at two lane counts with pipeline 0, sparse at three random N:M patterns
+    (pipeline 0, 0 and a random choice)."""
+    rng = random.Random(seed)
+    nms = [(1, 2), (2, 4), (1, 4), (2, 8), (4, 8)]
+    out = []
+    for f in ["int2", "int3", "int4"]:
+        for lanes in rng.sample([2, 4, 8, 16], 2):
+            out.append(dict(engine="dot", lanes=lanes, wfmt=f, afmt=f, k_max=rng.choice([64, 1024, 4096]),
+                            pipeline=0))
+        for i, (n, m) in enumerate(rng.sample(nms, 3)):
+            lanes = min(n * rng.choice([1, 2, 4, 8]), 16)
+            out.append(dict(engine="sparse", lanes=lanes, n=n, m=m, wfmt=f, afmt=f,
+                            k_max=rng.choice([64, 1024, 4096]), block=None,
+                            pipeline=0 if i < 2 else rng.choice(_pipeline_choices(lanes))))
+    return out
+
+
+GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid}
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -251,6 +284,26 @@ def run_buffers(target: str = "xc7", path: Path = BUFFERS_CSV, progress: bool = 
     return n
 
 
+def run_muxes(target: str = "xc7", path: Path = MUXES_CSV, progress: bool = True) -> int:
+    """Synthesize the index muxes of :data:`MUX_SHAPES` not yet in ``path``."""
+    from hw.rtl import synthesize
+    from hw.sparse import IndexMux
+
+    done = _done_keys(path)
+    n = 0
+    for lanes, nn, m, abits in MUX_SHAPES:
+        key = config_key({"primitive": "index_mux", "lanes": lanes, "n": nn, "m": m, "abits": abits}, target)
+        if key in done:
+            continue
+        r = synthesize(IndexMux(lanes, nn, m, abits), target)
+        _append(path, MUX_FIELDS, dict(key=key, lanes=lanes, n=nn, m=m, abits=abits, target=target, lut=r.lut,
+                                        ff=r.ff, muxf=r.muxf, seconds=r.seconds, yosys=r.yosys, date=_now()))
+        n += 1
+        if progress:
+            print(f"[mux {target}] lanes {lanes} {nn}:{m} abits {abits}: {r.lut} LUT {r.muxf} MUXF", flush=True)
+    return n
+
+
 def run_engines(configs: Iterable[dict], target: str = "xc7", path: Path = CALIBRATION_CSV,
                 limit: int | None = None, progress: bool = True) -> int:
     """Synthesize engine configs (``to_dict()`` form) not yet in ``path``; returns how many."""
@@ -291,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("--target", default="xc7")
     pb = sub.add_parser("buffers")
     pb.add_argument("--target", default="xc7")
+    pm = sub.add_parser("muxes")
+    pm.add_argument("--target", default="xc7")
     pe = sub.add_parser("engines")
     pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
     pe.add_argument("--target", default="xc7")
@@ -304,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.what == "buffers":
         run_buffers(args.target)
+        return 0
+    if args.what == "muxes":
+        run_muxes(args.target)
         return 0
     configs: list[dict] = []
     for g in args.grid:

@@ -2,7 +2,8 @@
 
 Everything here is *counted from the design*, not fitted: operand and product widths, the
 accumulator width (``hw.arith.acc_bits``), adder-tree adders and their bits, pipeline-register
-bits (``hw.dot.MacPipeline.register_points``), index-mux inputs, and the Yosys DSP-inference rule.
+bits (``hw.dot.MacPipeline.register_points``), index-mux inputs and LUT6s, and the Yosys
+DSP-inference rule.
 :mod:`costmodel.resources` turns them into LUT / FF / DSP counts with fitted coefficients.
 
 DSP-inference rule (Yosys ``synth_xilinx``, techlibs/xilinx/synth_xilinx.cc): a ``$mul`` goes to
@@ -25,7 +26,7 @@ import pandas as pd
 
 from quant.formats import IntFormat, parse_format
 
-__all__ = ["pair_props", "frame_features", "config_row", "normalize_frame", "FEATURE_COLUMNS"]
+__all__ = ["pair_props", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit", "FEATURE_COLUMNS"]
 
 _DSP_MAX = {"xc7": (25, 18), "xcup": (27, 18), "ecp5": (18, 18), "ice40": (0, 0)}
 
@@ -90,7 +91,31 @@ def _acc_bits(plo: int, phi: int, k: int) -> int:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "mux_bits", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+
+
+#: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
+#: :class:`hw.sparse.IndexMux` (``data/muxes.csv``; no MUXF7/F8 used): a 2:1 or 4:1 mux is one
+#: LUT6, 8:1 takes three (two 4:1 + a 2:1), 16:1 eight
+MUX_LUT6_PER_BIT = {2: 1, 4: 1, 8: 3, 16: 8}
+
+
+def mux_lut6_per_bit(m) -> np.ndarray:
+    """LUT6s of one bit of an ``m``:1 mux as Yosys ``synth_xilinx`` maps it (vectorized; 0 for
+    m < 2): :data:`MUX_LUT6_PER_BIT` where measured, beyond that extrapolated as two m/2:1 muxes
+    and a 2:1 (unmeasured). ``tests/costmodel/test_resources.py`` checks it against every row of
+    ``data/muxes.csv``."""
+    m = np.asarray(m, dtype=np.int64)
+
+    def one(v: int) -> int:
+        if v < 2:
+            return 0
+        if v in MUX_LUT6_PER_BIT:
+            return MUX_LUT6_PER_BIT[v]
+        return 2 * one(v // 2) + 1
+
+    u, inv = np.unique(m, return_inverse=True)
+    return np.array([one(int(v)) for v in u], dtype=np.int64)[inv].reshape(m.shape)
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -215,7 +240,10 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     sp = (cfg["engine"] == "sparse").to_numpy()
     m = cfg["m"].to_numpy()
     ab = f["ab"].to_numpy()
-    f["mux_bits"] = np.where(sp, lanes * ab * np.maximum(1, m // 4), 0)  # LUT6-equivalents
+    # index mux: mux_bits (a LUT-count proxy the Lattice LUT4 fit uses), mux_lut6 (the LUT6s
+    # synth_xilinx spends: lanes · abits · mux_lut6_per_bit(m); 3 per bit for 8:1, not 2)
+    f["mux_bits"] = np.where(sp, lanes * ab * np.maximum(1, m // 4), 0)
+    f["mux_lut6"] = np.where(sp, lanes * ab * mux_lut6_per_bit(np.where(sp, m, 0)), 0)
     f["mux_m"] = np.where(sp, m, 0)
     f["mux_levels"] = np.where(sp, np.ceil(np.log2(np.maximum(m, 2)) / 2).astype(np.int64), 0)
     n = np.maximum(cfg["n"].to_numpy(), 1)

@@ -71,6 +71,38 @@ def test_dense_lut_held_out_median_within_5_percent():
     assert len(val) >= 20 and np.median(rel) <= 0.05, np.median(rel)
 
 
+def test_sparse_lut_held_out_median_within_5_percent():
+    """The same goal for the N:M sparse engine: held-out median |LUT error| vs Yosys <= 5 %."""
+    _, val = split(CAL)
+    val = val[val["engine"] == "sparse"]
+    pred = predict_frame(val, "xc7")
+    rel = np.abs(pred["lut"].to_numpy() - val["lut"].to_numpy()) / np.maximum(val["lut"].to_numpy(), 1)
+    assert len(val) >= 10 and np.median(rel) <= 0.05, np.median(rel)
+
+
+def test_index_mux_lut_rule_matches_yosys():
+    """LUT6s of the standalone N:M index mux (hw.sparse.IndexMux) vs Yosys (data/muxes.csv):
+    lanes · abits · mux_lut6_per_bit(m), and no MUXF7/F8."""
+    from costmodel.calibrate import MUXES_CSV
+    from costmodel.features import mux_lut6_per_bit
+
+    mx = pd.read_csv(MUXES_CSV)
+    assert len(mx) >= 6 and set(mx["m"]) >= {2, 4, 8}
+    want = mx["lanes"] * mx["abits"] * mux_lut6_per_bit(mx["m"].to_numpy())
+    assert (want.to_numpy() == mx["lut"].to_numpy()).all(), mx.assign(rule=want)
+    assert (mx["muxf"] == 0).all() and (mx["ff"] == 0).all()
+
+
+def test_mux_lut6_feature_counts_sparse_rows_only():
+    from costmodel.features import frame_features
+
+    rows = pd.DataFrame([dict(engine="sparse", lanes=8, n=2, m=8, wfmt="int4", afmt="e4m3", k_max=64),
+                         dict(engine="sparse", lanes=4, n=1, m=2, wfmt="int4", afmt="int6", k_max=64),
+                         dict(engine="dot", lanes=8, wfmt="int4", afmt="int4", k_max=64)])
+    f = frame_features(rows, "xc7")
+    assert f["mux_lut6"].tolist() == [8 * 8 * 3, 4 * 6 * 1, 0]
+
+
 def test_registered_adder_bits_counted_from_the_pipeline():
     """tree_reg = adder bits of the levels hw.dot.MacPipeline registers (brute force over levels)."""
     from types import SimpleNamespace
