@@ -203,6 +203,15 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def config_columns(config, key: str, target: str) -> dict:
+    """The identifying columns of one stored synthesis / P&R row: key, engine, config JSON,
+    target, lanes, formats, k_max, pipeline, n, m (empty where the engine has none), date."""
+    full = config.to_dict()
+    return dict(key=key, engine=full["engine"], config=json.dumps(full, sort_keys=True), target=target,
+                lanes=full["lanes"], wfmt=full["wfmt"], afmt=full["afmt"], k_max=full["k_max"],
+                pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""), date=_now())
+
+
 def _record_command(kind: str, argv: list[str]) -> None:
     meta = json.loads(META_JSON.read_text()) if META_JSON.exists() else {}
     from hw.rtl import TARGETS, yosys_version
@@ -323,12 +332,10 @@ def run_engines(configs: Iterable[dict], target: str = "xc7", path: Path = CALIB
         r = synthesize(config, target)
         full = config.to_dict()
         _append(path, ENGINE_FIELDS, dict(
-            key=key, engine=full["engine"], config=json.dumps(full, sort_keys=True), target=target,
-            lanes=full["lanes"], wfmt=full["wfmt"], afmt=full["afmt"], k_max=full["k_max"],
-            pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""),
+            config_columns(config, key, target),
             block=full.get("block", "") if full.get("block") is not None else "",
             lut=r.lut, ff=r.ff, carry=r.carry, dsp=r.dsp, bram18=r.bram18, lutram=r.lutram, muxf=r.muxf,
-            seconds=r.seconds, yosys=r.yosys, date=_now()))
+            seconds=r.seconds, yosys=r.yosys))
         n += 1
         if progress:
             print(f"[{full['engine']} {target}] {cfg}: {r.lut} LUT {r.ff} FF {r.dsp} DSP "

@@ -91,7 +91,7 @@ def run_sample(target: str = "xc7", path: Path = LTP_CSV, progress: bool = True)
     """``xilinx_depth`` of every :data:`costmodel.pnr.SAMPLE` config not yet in ``path``."""
     from hw.engines import config_from_dict
 
-    from .calibrate import _append, _done_keys, config_key
+    from .calibrate import _append, _done_keys, config_columns, config_key
     from .pnr import SAMPLE
 
     done = _done_keys(path)
@@ -102,12 +102,7 @@ def run_sample(target: str = "xc7", path: Path = LTP_CSV, progress: bool = True)
             continue
         config = config_from_dict(cfg)
         r = xilinx_depth(config, target)
-        full = config.to_dict()
-        _append(path, LTP_FIELDS, dict(
-            key=key, engine=full["engine"], config=json.dumps(full, sort_keys=True), target=target,
-            lanes=full["lanes"], wfmt=full["wfmt"], afmt=full["afmt"], k_max=full["k_max"],
-            pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""),
-            date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **r))
+        _append(path, LTP_FIELDS, dict(config_columns(config, key, target), **r))
         n += 1
         if progress:
             print(f"[ltp {target}] {cfg}: length {r['length']} = {r['lut_levels']} LUT + {r['carry_cells']} CARRY "

@@ -218,7 +218,7 @@ def run_sample(targets: list[str], path: Path = PNR_CSV, progress: bool = True) 
     returns how many rows were added."""
     from hw.engines import config_from_dict
 
-    from .calibrate import _append, _done_keys, config_key
+    from .calibrate import _append, _done_keys, config_columns, config_key
 
     done = _done_keys(path)
     n = 0
@@ -229,12 +229,8 @@ def run_sample(targets: list[str], path: Path = PNR_CSV, progress: bool = True) 
                 continue
             config = config_from_dict(cfg)
             r = place_and_route(config, target)
-            full = config.to_dict()
-            _append(path, PNR_FIELDS, dict(
-                key=key, engine=full["engine"], config=json.dumps(full, sort_keys=True), target=target,
-                part=PNR_TARGETS[target]["part"], lanes=full["lanes"], wfmt=full["wfmt"], afmt=full["afmt"],
-                k_max=full["k_max"], pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""),
-                date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **r))
+            _append(path, PNR_FIELDS, dict(config_columns(config, key, target),
+                                           part=PNR_TARGETS[target]["part"], **r))
             n += 1
             if progress:
                 print(f"[{target}] {cfg}: {r['fmax_mhz']} MHz, {r['lut']} LUT {r['dsp']} DSP "
