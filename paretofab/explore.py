@@ -122,20 +122,30 @@ def pruned_student(student_dir: Path, pattern, cfg: ExploreConfig) -> Path:
 
 def layer_workloads(model, sample) -> list[dict]:
     """(K, vectors) of every Linear/Conv layer for one inference: K = reduction length,
-    vectors = dot products (output channels × output positions)."""
+    vectors = dot products (output channels × output positions). An LSTM layer is one dot
+    product of K = inputs + hidden per gate row (4 · hidden), per time step and direction;
+    ``prunable`` is False for those (``models.prune`` leaves LSTM weights dense)."""
     import torch
 
     rows: list[dict] = []
 
     def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.LSTM):
+            steps = inp[0].shape[1 if mod.batch_first else 0] if inp[0].dim() == 3 else inp[0].shape[0]
+            dirs = 2 if mod.bidirectional else 1
+            for layer in range(mod.num_layers):
+                k = (mod.input_size if layer == 0 else mod.hidden_size * dirs) + mod.hidden_size
+                rows.append({"layer": f"{names[mod]}.l{layer}", "k": k,
+                             "vectors": 4 * mod.hidden_size * int(steps) * dirs, "prunable": False})
+            return
         k = int(np.prod(mod.weight.shape[1:]))
         vectors = int(out[0].numel())  # one sample
-        rows.append({"layer": names[mod], "k": k, "vectors": vectors})
+        rows.append({"layer": names[mod], "k": k, "vectors": vectors, "prunable": True})
 
     names = {}
     handles = []
     for name, mod in model.named_modules():
-        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.LSTM)):
             names[mod] = name
             handles.append(mod.register_forward_hook(hook))
     with torch.no_grad():
@@ -207,9 +217,18 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     t0 = _stage(f"student: {cfg.arch} on {cfg.app} traces ({cfg.method})")
     student = train_student(cfg)
+    model = load_checkpoint(student / "student.pt")
+    sample = torch.as_tensor(load_splits(student / "data.npz")["x_test"][:1])
+    layers = layer_workloads(model, sample)
     pats = patterns(cfg)
-    _stage(f"pruning: {', '.join(str(p) for p in pats[1:])} ({cfg.saliency} saliency, SR-STE "
-           f"{cfg.prune_epochs} epochs)")
+    dense_only = [lr["layer"] for lr in layers if not lr["prunable"]]
+    if dense_only:  # an N:M engine cannot run dense weights
+        print(f"   {', '.join(dense_only)}: recurrent weights are not prunable, so only the dense engine "
+              "is explored for this student")
+        pats = pats[:1]
+    if len(pats) > 1:
+        _stage(f"pruning: {', '.join(str(p) for p in pats[1:])} ({cfg.saliency} saliency, SR-STE "
+               f"{cfg.prune_epochs} epochs)")
     students = {str(p): pruned_student(student, p, cfg) for p in pats}
 
     _stage(f"PTQ sweep: {len(cfg.formats)} formats (W = A) × {len(cfg.ptq)} technique sets × "
@@ -223,9 +242,6 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     acc = acc[acc["key"].isin({p.key for p in points})]  # the store may hold other sweeps' points
 
     _stage(f"cost model: lanes={cfg.lanes} on {cfg.device}")
-    model = load_checkpoint(student / "student.pt")
-    sample = torch.as_tensor(load_splits(student / "data.npz")["x_test"][:1])
-    layers = layer_workloads(model, sample)
     by_dir = {students[str(p)].name: p for p in pats}
     dens = {str(p): block_density(load_checkpoint(students[str(p)] / "student.pt"), p) for p in pats}
     rows = []

@@ -79,3 +79,21 @@ def test_front_verilog_and_resume(small):
     assert len(rtl) == int((df["rank"] == 1).sum())
     again = explore(cfg)  # every stage reused: same table
     pd.testing.assert_frame_equal(again.reset_index(drop=True), df.reset_index(drop=True))
+
+
+def test_layer_workloads_count_lstm_gates():
+    """An LSTM student's gate matmuls are dot products too: per step, 4·hidden rows of
+    K = inputs + hidden (dense only); the head is one Linear."""
+    import torch
+
+    from models.zoo import build
+
+    m = build("lstm", "student")  # LSTM(10 -> 28) over 10 steps, Linear(28 -> 256)
+    rows = layer_workloads(m, torch.rand(3, 10, 10))
+    assert rows == [
+        {"layer": "lstm.l0", "k": 10 + 28, "vectors": 4 * 28 * 10, "prunable": False},
+        {"layer": "head", "k": 28, "vectors": 256, "prunable": True},
+    ]
+    macs = sum(r["k"] * r["vectors"] for r in rows)
+    weights = sum(p.numel() for n, p in m.named_parameters() if "weight" in n)
+    assert macs == 10 * (weights - 28 * 256) + 28 * 256  # every LSTM weight once per step
