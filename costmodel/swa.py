@@ -178,7 +178,10 @@ def swa_resources(config: Any, target: str) -> tuple[dict | None, str, dict]:
     model = load_swa_coefficients()
     if model is None:
         return None, "not calibrated for swa (no SWA synthesis fit shipped); resources not estimated", {}
-    if target not in model["targets"]:
+    fit_target = target
+    if target == "xcup" and target not in model["targets"] and "xc7" in model["targets"]:
+        fit_target = "xc7"  # same LUT6/CARRY fabric, as resources.model_for does for the engines
+    if fit_target not in model["targets"]:
         return None, (f"not calibrated for swa on {target} (SWA fit covers {', '.join(model['targets'])}); "
                       f"resources not estimated"), {}
     from quant.formats import IntFormat
@@ -204,4 +207,6 @@ def swa_resources(config: Any, target: str) -> tuple[dict | None, str, dict]:
            for r, v in model.get("validation", {}).items()}
     src = (f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {', '.join(model['targets'])} fit on {model['n_calibration']} syntheses, "
            f"{model['date']}; held-out n={model['n_validation']})")
+    if fit_target != target:
+        src += f"; {target} reuses the {fit_target} fit (same LUT6/CARRY fabric, DSP rule of {target})"
     return out, src, err

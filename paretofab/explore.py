@@ -155,6 +155,34 @@ def layer_workloads(model, sample) -> list[dict]:
     return rows
 
 
+#: what the attention of a SWA student adds, per inference, to every design point
+ATTENTION_KEYS = ("lut", "ff", "dsp", "bram18", "cycles", "latency_us", "energy_nj")
+
+
+def attention_cost(model, sample, cfg: ExploreConfig) -> dict | None:
+    """Cost of a SWA student's attention (QKᵀ, softmax, ·V) on the ``hw.swa`` kernel, int8 Q/K/V
+    (the quantized student keeps its attention matmuls in float; int8 is the kernel's calibrated
+    precision): one kernel sized for the largest head, heads and layers run one after another
+    over the ``history`` tokens of one inference. None for students without attention."""
+    from costmodel import estimate
+    from hw.swa_config import SWAConfig
+    from models.zoo import SlidingWindowAttention
+
+    atts = [m for m in model.modules() if isinstance(m, SlidingWindowAttention)]
+    if not atts:
+        return None
+    tokens = int(sample.shape[1])
+    total = dict.fromkeys(ATTENTION_KEYS, 0.0)
+    for att in atts:
+        lanes = max(d for d in range(1, min(cfg.lanes, att.dh) + 1) if att.dh % d == 0)
+        c = estimate(SWAConfig(att.dh, att.window, lanes, "int8", "int8"), cfg.device, n=tokens)
+        for key in ("lut", "ff", "dsp", "bram18"):  # one kernel serves every layer and head
+            total[key] = max(total[key], getattr(c, key))
+        for key in ("cycles", "latency_us", "energy_nj"):
+            total[key] += att.heads * getattr(c, key)
+    return total
+
+
 def block_density(model, pattern) -> dict[str, float]:
     """Fraction of (row, block) weight blocks holding a non-zero, per prunable layer (1 without
     blocks): what the block-skipping engine streams."""
@@ -242,6 +270,10 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     acc = acc[acc["key"].isin({p.key for p in points})]  # the store may hold other sweeps' points
 
     _stage(f"cost model: lanes={cfg.lanes} on {cfg.device}")
+    att = attention_cost(model, sample, cfg)
+    if att:
+        print(f"   attention on the SWA kernel (int8): +{att['lut']:.0f} LUT, +{att['dsp']:.0f} DSP, "
+              f"+{att['cycles']:.0f} cycles, +{att['energy_nj']:.0f} nJ per inference, added to every point")
     by_dir = {students[str(p)].name: p for p in pats}
     dens = {str(p): block_density(load_checkpoint(students[str(p)] / "student.pt"), p) for p in pats}
     rows = []
@@ -251,6 +283,8 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
             continue
         p = by_dir[name]
         cost = engine_costs(layers, r["wfmt"], cfg, p, dens[str(p)])
+        for key, v in (att or {}).items():
+            cost[key] += v
         rows.append({"format": r["wfmt"], "ptq": r["ptq"], "micro_f1": r["metric"],
                      "float_f1": r.get("float_metric", np.nan), "student": name, **cost})
     df = pd.DataFrame(rows)

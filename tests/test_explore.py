@@ -97,3 +97,21 @@ def test_layer_workloads_count_lstm_gates():
     macs = sum(r["k"] * r["vectors"] for r in rows)
     weights = sum(p.numel() for n, p in m.named_parameters() if "weight" in n)
     assert macs == 10 * (weights - 28 * 256) + 28 * 256  # every LSTM weight once per step
+
+
+def test_attention_cost_of_a_swa_student():
+    """Every head of every layer runs once per inference on one SWA kernel: cycles = heads ×
+    layers × the kernel's closed-form cycles over the history; None without attention."""
+    import torch
+
+    from hw import swa
+    from models.zoo import build
+    from paretofab.explore import attention_cost
+
+    cfg = ExploreConfig(lanes=16, device="xc7z020")
+    m = build("swa", "student", depth=2)  # dim 24, 2 heads of 12, window 4, history 10
+    att = attention_cost(m, torch.rand(1, 10, 10), cfg)
+    kernel = swa.SWAConfig(12, 4, 12, "int8", "int8")
+    assert att["cycles"] == 2 * 2 * swa.cycles(kernel, 10)
+    assert att["lut"] > 0 and att["dsp"] > 0
+    assert attention_cost(build("resnet", "student"), torch.rand(1, 10, 10), cfg) is None

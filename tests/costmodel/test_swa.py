@@ -66,6 +66,10 @@ def test_resources_labelled():
     # no fit for other targets: labelled, never invented
     other = estimate(cfg, "ice40up5k", n=64)
     assert other.lut is None and "not calibrated" in other.resource_source
+    # UltraScale+ reuses the xc7 fit, as the dot/sparse engines do, and says so
+    up, x7 = estimate(cfg, "xczu3eg", n=64), estimate(cfg, "xc7z020", n=64)
+    assert (up.lut, up.ff, up.bram18) == (x7.lut, x7.ff, x7.bram18) and up.lut is not None
+    assert "xcup reuses the xc7 fit" in up.resource_source
 
 
 def test_bad_workload_raises():
