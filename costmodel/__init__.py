@@ -3,7 +3,7 @@
 >>> from costmodel import estimate, estimate_frame, pareto
 >>> from hw.dot import DotConfig
 >>> c = estimate(DotConfig(lanes=16, wfmt="int4", afmt="int4", k_max=1024), device="xczu3eg")
->>> c.lut, c.dsp, c.cycles, c.fits("ice40up5k")
+>>> c.lut, c.dsp, c.cycles, c.fits(), c.fits("u55c")
 """
 
 from .devices import DEVICES, Device, DeviceError, get_device

@@ -68,8 +68,14 @@ class Cost:
         return asdict(self)
 
     def utilization(self, device: str | Device | None = None) -> dict[str, float]:
-        """Fraction of each resource of ``device`` (default: the estimate's own) used."""
+        """Fraction of each resource of ``device`` (default: the estimate's own) used. ``device``
+        must have the primitives this estimate counts (LUT6 for xc7/xcup, LUT4 for ice40/ecp5)."""
         d = get_device(device or self.device)
+        if _FAMILY.get(d.target, d.target) != _FAMILY.get(self.target, self.target):
+            from .devices import DeviceError
+
+            raise DeviceError(f"this estimate counts {self.target} primitives; {d.name} is a {d.target} part with "
+                              f"other cells: estimate(config, device={d.name!r}) and ask that one")
         if any(getattr(self, k) is None for k in d.capacity()):
             raise ValueError(f"no resource estimate for this config ({self.resource_source}); "
                              f"utilization and fits() need calibrated resources")
@@ -78,6 +84,11 @@ class Cost:
     def fits(self, device: str | Device | None = None) -> bool:
         """True when every resource fits ``device`` (default: the estimate's own)."""
         return all(u <= 1.0 for u in self.utilization(device).values())
+
+
+#: targets whose cells are the same (LUT6 + CARRY + DSP48 + BRAM18): an estimate for one may be
+#: checked against a part of the other
+_FAMILY = {"xc7": "xilinx", "xcup": "xilinx"}
 
 
 def _resolve(device: str | Device | None, target: str | None) -> tuple[Device, str]:

@@ -91,6 +91,8 @@ def test_lattice_estimate_labelled_and_fits():
     e = estimate(DotConfig(4, "int4", "int4", 256, 1), "ice40up5k")
     assert "leave-one-out" in e.resource_source and e.dsp == 0 and e.error["lut"]["median"] > 0
     assert e.fits("ice40up5k")
+    with pytest.raises(ValueError, match="ice40 primitives"):
+        e.fits("xc7z020")
     big = estimate(DotConfig(64, "e4m3", "e4m3", 4096, 1), "ice40up5k")
     assert not big.fits()
 

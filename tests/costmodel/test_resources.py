@@ -148,7 +148,9 @@ def test_fits_and_utilization():
     from costmodel import estimate
 
     big = estimate(DotConfig(64, "e4m3", "e4m3", 4096))
-    assert not big.fits("ice40up5k") and big.fits("u55c")
+    assert big.fits("u55c") and not estimate(DotConfig(64, "e4m3", "e4m3", 4096), "ice40up5k").fits()
+    with pytest.raises(ValueError, match="ice40up5k is a ice40 part"):  # LUT6 counts vs LUT4 capacity
+        big.fits("ice40up5k")
     u = big.utilization("xc7z020")
     assert u["lut"] == pytest.approx(big.lut / 53_200)
 
