@@ -29,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -178,6 +179,21 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def _staged(final: Path, prefix: str) -> Iterator[Path]:
+    """A fresh folder beside ``final`` to build in; on success it is marked done and published
+    in one rename (:func:`_publish`), on failure removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix))
+    try:
+        yield tmp
+        (tmp / "done").write_text("ok\n")
+        _publish(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _runtime(versions: dict[str, str]) -> Path:
     """Folder with the Verilator runtime objects, compiled once per Verilator/compiler/flags."""
     root = verilator_root()
@@ -185,18 +201,11 @@ def _runtime(versions: dict[str, str]) -> Path:
     final = cache_root() / "verilator" / f"runtime-{key}"
     if (final / "done").exists():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-runtime-"))
-    try:
+    with _staged(final, ".build-runtime-") as tmp:
         inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}"]
         for src in ("verilated.cpp", "verilated_threads.cpp"):
             _run([_cxx(), *CXXFLAGS, *inc, "-c", str(root / "include" / src), "-o", src.replace(".cpp", ".o")],
                  tmp, what=f"compiling the Verilator runtime ({src})")
-        (tmp / "done").write_text("ok\n")
-        _publish(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -255,8 +264,7 @@ def build(verilog: str, in_width: int, out_width: int) -> Path:
     runtime = _runtime(versions)
     final.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(final.parent)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".build-"))
-    try:
+    with _staged(final, ".build-") as tmp:
         (tmp / "dut.v").write_text(verilog)
         (tmp / "pf_top.v").write_text(wrapper)
         (tmp / "harness.cpp").write_text(config_h + HARNESS)
@@ -277,11 +285,6 @@ def build(verilog: str, in_width: int, out_width: int) -> Path:
         (tmp / "meta.json").write_text(json.dumps(
             {**versions, "in_width": in_width, "out_width": out_width,
              "verilate_s": round(t1 - t0, 3), "compile_s": round(t2 - t1, 3)}, indent=1))
-        (tmp / "done").write_text("ok\n")
-        _publish(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return lib
 
 
