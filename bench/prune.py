@@ -3,6 +3,7 @@ engines.
 
     python bench/prune.py                      # pr, resnet, PaCKD (cpu teachers), scale 16
     python bench/prune.py --app bfs --out runs/bench_prune_bfs
+    python bench/prune.py --arch swa --out runs/bench_prune_swa   # the SWA student (attention on the SWA kernel)
 
 Rows: dense, then 2:4, 1:4 and 2:4 + 50% blocks of 8, each × saliency (magnitude, class = top-K
 label bits) × (one-shot, SR-STE fine-tuning), plus a dense model fine-tuned for the same epochs
@@ -41,7 +42,7 @@ from costmodel import pareto  # noqa: E402
 from models import prune as P  # noqa: E402
 from models.map_data import load_splits  # noqa: E402
 from models.zoo import load_checkpoint  # noqa: E402
-from paretofab.explore import (ExploreConfig, block_density, engine_costs, layer_workloads,  # noqa: E402
+from paretofab.explore import (ExploreConfig, attention_cost, block_density, engine_costs, layer_workloads,  # noqa: E402
                                train_student)
 
 PATTERNS = ("2:4", "1:4", "2:4+b8k0.5")
@@ -61,6 +62,7 @@ def quantized_f1(model, sp, fmt: str, cls) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--app", default="pr")
+    ap.add_argument("--arch", default="resnet", help="student architecture (resnet, mixer, swa; lstm weights are not prunable)")
     ap.add_argument("--scale", type=int, default=16)
     ap.add_argument("--method", default="packd")
     ap.add_argument("--epochs", type=int, default=6, help="student epochs")
@@ -75,14 +77,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    cfg = ExploreConfig(out=args.out, app=args.app, scale=args.scale, method=args.method, epochs=args.epochs,
+    cfg = ExploreConfig(out=args.out, app=args.app, arch=args.arch, scale=args.scale, method=args.method,
+                        epochs=args.epochs,
                         lanes=args.lanes, device=args.device, seed=args.seed, progress=False)
     student = train_student(cfg)
     base = load_checkpoint(student / "student.pt")
     sp = load_splits(student / "data.npz")
     cls = P.resolve_classes(args.classes, sp["y_train"])
     layers = layer_workloads(base, torch.as_tensor(sp["x_test"][:1]))
-    print(f"student: {args.method} resnet on {args.app} (scale {args.scale}), {len(sp['y_train'])} training rows; "
+    if not all(lr["prunable"] for lr in layers):
+        raise SystemExit(f"{args.arch}: recurrent weights are not prunable; pick resnet, mixer or swa")
+    att = attention_cost(base, torch.as_tensor(sp["x_test"][:1]), cfg) or {}  # SWA kernel, same for every row
+    print(f"student: {args.method} {args.arch} on {args.app} (scale {args.scale}), {len(sp['y_train'])} training rows; "
           f"{args.classes} label bits hold {sp['y_train'][:, cls].sum() / sp['y_train'].sum():.1%} of the positives "
           f"(student ready after {time.perf_counter() - t0:.0f} s)")
 
@@ -120,6 +126,8 @@ def main() -> None:
         r = P.evaluate(model, sp, cls)
         cost = engine_costs(layers, args.fmt, ExploreConfig(lanes=lanes, device=args.device), p,
                             block_density(model, p))
+        for key, v in att.items():
+            cost[key] += v
         rows.append({"pattern": pat, "saliency": sal, "method": how, "sparsity": r["sparsity"], "f1": f1_mean,
                      "f1_sd": f1_sd,
                      **quantized_f1(model, sp, args.fmt, cls), "f1_classes": r.get("f1_classes", np.nan),
