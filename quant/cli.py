@@ -122,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_formats)
 
     p = sub.add_parser(
-        "sweep", help="PTQ design-space sweep (formats × techniques) into a SQLite store",
+        "sweep", help="PTQ design-space sweep (formats × techniques × sparsity) into a SQLite store",
         description="Quantize a model for every combination of the comma lists (Brevitas PTQ) and store "
                     "its metric, one row per finished point. A rerun skips finished points.")
     p.add_argument("--model", required=True,
