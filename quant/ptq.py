@@ -359,7 +359,7 @@ def _graph_quantize(graph, batches, identity_map, act_map, layer_map) -> nn.Modu
     qmodel = act_handler(qmodel, layer_map=act_map)
     unsigned_tuple = (nn.ReLU, nn.ReLU6, nn.Sigmoid)
     qmodel = add_output_quant_handler(qmodel, identity_map, act_map, unsigned_tuple)
-    qmodel = residual_handler(qmodel, identity_map, act_map, unsigned_tuple, align_input_quant)
+    qmodel = _residual_handler(qmodel, identity_map, act_map, unsigned_tuple)
     qmodel = layer_handler(
         qmodel, layer_map=layer_map, quant_identity_map=identity_map, quant_act_map=act_map,
         unsigned_act_tuple=unsigned_tuple, requantize_output=False,
@@ -374,6 +374,24 @@ def _graph_quantize(graph, batches, identity_map, act_map, layer_map) -> nn.Modu
             # e.g. -inf attention masks through an activation quantizer
             raise RuntimeError("graph quantization produces NaN outputs")
     return qmodel
+
+
+#: residual-alignment rewrites tried before giving up (Brevitas' own limit is 10,000: ~76 s of
+#: rewriting on the Mixer student, whose transposed residuals never align, before the same
+#: layer-by-layer fallback; the graphs here converge in fewer rewrites than they have adds)
+RESIDUAL_ITERS = 200
+
+
+def _residual_handler(model, identity_map, act_map, unsigned_tuple):
+    """Brevitas' residual alignment with the rewrite limit :data:`RESIDUAL_ITERS`."""
+    import brevitas.graph.quantize_impl as impl
+
+    limit = impl.MAX_RESIDUAL_ITERS
+    impl.MAX_RESIDUAL_ITERS = RESIDUAL_ITERS
+    try:
+        return residual_handler(model, identity_map, act_map, unsigned_tuple, align_input_quant)
+    finally:
+        impl.MAX_RESIDUAL_ITERS = limit
 
 
 def _integer_input(batches: Sequence[torch.Tensor]) -> bool:

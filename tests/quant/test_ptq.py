@@ -139,7 +139,7 @@ def test_errors(work):
 
 @pytest.mark.parametrize("arch,fmt,bound", [
     ("resnet", "int8", 0.05), ("lstm", "int8", 0.15), ("swa", "int8", 0.3), ("swa", "e4m3", 0.15),
-    pytest.param("mixer", "int8", 0.05, marks=pytest.mark.slow),
+    ("mixer", "int8", 0.05),
 ])
 def test_map_students(arch, fmt, bound):
     """PaCKD students from models.zoo quantize and stay close to the float model: finite outputs,
