@@ -101,6 +101,12 @@ def table(args) -> None:
         m = max(best.get(("mf", "none"), -1), best.get(("mf", WITH), -1))
         row.append("minifloat" if m > i else ("int" if i > m else "tie"))
         print("| " + " | ".join(row) + " |")
+    # the peer: Brevitas' own integer PTQ results (ANCHORS.md; RESULTS_TORCHVISION.csv, best config)
+    drop = {b: df[(df["wfmt"] == f"int{b}") & (df["ptq"] == "none")]["metric"].mean() - flt for b in (8, 4)}
+    print(f"\npeer: Brevitas PTQ, ResNet-18 on ImageNet (W8A8 / W4A8, top-1): 69.758 -> 69.728 / 68.94, "
+          f"i.e. -0.04% / -1.2% relative")
+    print(f"ours: {args.model}, W = A int8 / int4 round-to-nearest: {100 * drop[8] / flt:+.2f}% / "
+          f"{100 * drop[4] / flt:+.2f}% relative {name} (note: W = A, so int4 also quantizes activations)")
 
 
 def main() -> None:
