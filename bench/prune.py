@@ -87,7 +87,7 @@ def main() -> None:
     layers = layer_workloads(base, torch.as_tensor(sp["x_test"][:1]))
     if not all(lr["prunable"] for lr in layers):
         raise SystemExit(f"{args.arch}: recurrent weights are not prunable; pick resnet, mixer or swa")
-    att = attention_cost(base, torch.as_tensor(sp["x_test"][:1]), cfg) or {}  # SWA kernel, same for every row
+    att = attention_cost(base, torch.as_tensor(sp["x_test"][:1]), cfg)  # SWA kernel, same for every row
     print(f"student: {args.method} {args.arch} on {args.app} (scale {args.scale}), {len(sp['y_train'])} training rows; "
           f"{args.classes} label bits hold {sp['y_train'][:, cls].sum() / sp['y_train'].sum():.1%} of the positives "
           f"(student ready after {time.perf_counter() - t0:.0f} s)")
@@ -125,9 +125,7 @@ def main() -> None:
         model, f1_mean, f1_sd = made[pat, sal, how]
         r = P.evaluate(model, sp, cls)
         cost = engine_costs(layers, args.fmt, ExploreConfig(lanes=lanes, device=args.device), p,
-                            block_density(model, p))
-        for key, v in att.items():
-            cost[key] += v
+                            block_density(model, p), att)
         rows.append({"pattern": pat, "saliency": sal, "method": how, "sparsity": r["sparsity"], "f1": f1_mean,
                      "f1_sd": f1_sd,
                      **quantized_f1(model, sp, args.fmt, cls), "f1_classes": r.get("f1_classes", np.nan),

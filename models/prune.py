@@ -53,7 +53,7 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 __all__ = ["Pattern", "PruneError", "parse_pattern", "resolve_classes", "prunable_layers", "masks",
-           "prune", "finetune", "check_pattern", "sparsity", "engine_config", "sparse_workload",
+           "prune", "finetune", "check_pattern", "live_blocks", "sparsity", "engine_config", "sparse_workload",
            "SALIENCIES", "evaluate", "prune_student"]
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -439,6 +439,14 @@ def _refresh(model, mods, pattern, saliency, data, cls, skip) -> None:
 # ---- checks and summaries ----------------------------------------------------------------------
 
 
+def live_blocks(nonzero: np.ndarray, block: int) -> np.ndarray:
+    """bool (rows, blocks): which ``block``-wide blocks of each row of ``nonzero`` (rows, K)
+    hold a non-zero (the last block zero-padded): what the block-skipping engine streams."""
+    rows, k = nonzero.shape
+    nb = -(-k // block)
+    return np.pad(nonzero, ((0, 0), (0, nb * block - k))).reshape(rows, nb, block).any(-1)
+
+
 def check_pattern(weight: "torch.Tensor | np.ndarray", pattern: "str | Pattern", name: str = "weight") -> None:
     """Raise :class:`PruneError` naming the first row/group (or row's blocks) where ``weight``
     (non-zero = kept) breaks ``pattern``."""
@@ -455,7 +463,7 @@ def check_pattern(weight: "torch.Tensor | np.ndarray", pattern: "str | Pattern",
                              f"{min(k, j * m + m) - 1}) has {g[r, j]} non-zeros")
     if pattern.has_blocks:
         nb, kept = _blocks_kept(k, pattern.block, pattern.keep)
-        live = np.pad(w, ((0, 0), (0, nb * pattern.block - k))).reshape(rows, nb, pattern.block).any(-1).sum(-1)
+        live = live_blocks(w, pattern.block).sum(-1)
         if (live > kept).any():
             r = int(np.argmax(live > kept))
             raise PruneError(f"{name} breaks {pattern}: row {r} has {live[r]} non-zero blocks of "

@@ -186,26 +186,24 @@ def attention_cost(model, sample, cfg: ExploreConfig) -> dict | None:
 def block_density(model, pattern) -> dict[str, float]:
     """Fraction of (row, block) weight blocks holding a non-zero, per prunable layer (1 without
     blocks): what the block-skipping engine streams."""
-    from models.prune import prunable_layers
+    from models.prune import live_blocks, prunable_layers
 
     out = {}
     for name, mod in prunable_layers(model):
-        w = mod.weight.detach().numpy().reshape(mod.weight.shape[0], -1) != 0
         if not pattern.has_blocks:
             out[name] = 1.0
             continue
-        b = pattern.block
-        nb = -(-w.shape[1] // b)
-        live = np.pad(w, ((0, 0), (0, nb * b - w.shape[1]))).reshape(len(w), nb, b).any(-1)
-        out[name] = float(live.mean())
+        w = mod.weight.detach().numpy().reshape(mod.weight.shape[0], -1) != 0
+        out[name] = float(live_blocks(w, pattern.block).mean())
     return out
 
 
 def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, pattern=None,
-                 density: dict[str, float] | None = None) -> dict:
+                 density: dict[str, float] | None = None, attention: dict | None = None) -> dict:
     """Resources of the engine that runs ``pattern`` (dense: ``DotConfig``; N:M (+ blocks):
     ``SparseConfig``) for ``fmt`` × ``fmt`` and the cycles / latency / energy of running every
-    layer on it, one after another (``density``: each layer's fraction of live blocks)."""
+    layer on it, one after another (``density``: each layer's fraction of live blocks), plus
+    ``attention`` (:func:`attention_cost`), the SWA kernel beside it, when given."""
     from costmodel import estimate
     from hw.dot import DotConfig
     from models.prune import Pattern, engine_config
@@ -221,7 +219,7 @@ def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, pattern=None,
                       block_density=density.get(lr["layer"], 1.0) if config.engine == "sparse" else 1.0)
              for lr in layers]
     c0 = costs[0]
-    return {
+    out = {
         "engine": "dense" if pattern.is_dense else str(pattern), "lanes": config.lanes,
         "config": json.dumps(config.to_dict()),
         "lut": c0.lut, "ff": c0.ff, "dsp": c0.dsp, "bram18": c0.bram18, "fmax_mhz": c0.fmax_mhz,
@@ -229,6 +227,9 @@ def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, pattern=None,
         "latency_us": sum(c.latency_us for c in costs),
         "energy_nj": sum(c.energy_nj for c in costs),
     }
+    for key, v in (attention or {}).items():
+        out[key] += v
+    return out
 
 
 def explore(cfg: ExploreConfig) -> pd.DataFrame:
@@ -279,12 +280,8 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     rows = []
     for _, r in acc.iterrows():
         name = Path(r["model"]).name
-        if name not in by_dir:  # a store shared with other runs
-            continue
         p = by_dir[name]
-        cost = engine_costs(layers, r["wfmt"], cfg, p, dens[str(p)])
-        for key, v in (att or {}).items():
-            cost[key] += v
+        cost = engine_costs(layers, r["wfmt"], cfg, p, dens[str(p)], att)
         rows.append({"format": r["wfmt"], "ptq": r["ptq"], "micro_f1": r["metric"],
                      "float_f1": r.get("float_metric", np.nan), "student": name, **cost})
     df = pd.DataFrame(rows)

@@ -275,7 +275,7 @@ def try_point(config: dict) -> dict:
         return evaluate_point(config)
     except Exception as e:  # noqa: BLE001 - recorded in the store, reported at the end
         point = SweepPoint(**config)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        msg = (str(e).strip().splitlines() or [""])[0]
         return {"key": point.key, "config": asdict(point), "error": f"{type(e).__name__}: {msg}"}
 
 

@@ -62,22 +62,14 @@ def test_held_out_errors_bounded():
         assert np.percentile(rel, 90) <= p90_bound, (res, np.percentile(rel, 90))
 
 
-def test_dense_lut_held_out_median_within_5_percent():
-    """Issue 7's goal for the dense engine: held-out median |LUT error| vs Yosys <= 5 %."""
+@pytest.mark.parametrize("engine,min_rows", [("dot", 20), ("sparse", 10)])
+def test_lut_held_out_median_within_5_percent(engine, min_rows):
+    """Issue 7's goal per engine: held-out median |LUT error| vs Yosys <= 5 %."""
     _, val = split(CAL)
-    val = val[val["engine"] == "dot"]
+    val = val[val["engine"] == engine]
     pred = predict_frame(val, "xc7")
     rel = np.abs(pred["lut"].to_numpy() - val["lut"].to_numpy()) / np.maximum(val["lut"].to_numpy(), 1)
-    assert len(val) >= 20 and np.median(rel) <= 0.05, np.median(rel)
-
-
-def test_sparse_lut_held_out_median_within_5_percent():
-    """The same goal for the N:M sparse engine: held-out median |LUT error| vs Yosys <= 5 %."""
-    _, val = split(CAL)
-    val = val[val["engine"] == "sparse"]
-    pred = predict_frame(val, "xc7")
-    rel = np.abs(pred["lut"].to_numpy() - val["lut"].to_numpy()) / np.maximum(val["lut"].to_numpy(), 1)
-    assert len(val) >= 10 and np.median(rel) <= 0.05, np.median(rel)
+    assert len(val) >= min_rows and np.median(rel) <= 0.05, np.median(rel)
 
 
 def test_index_mux_lut_rule_matches_yosys():
