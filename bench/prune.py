@@ -42,6 +42,7 @@ from costmodel import pareto  # noqa: E402
 from models import prune as P  # noqa: E402
 from models.map_data import load_splits  # noqa: E402
 from models.zoo import load_checkpoint  # noqa: E402
+from models.workload import TraceSpec  # noqa: E402
 from paretofab.explore import (ExploreConfig, attention_cost, block_density, engine_costs, layer_workloads,  # noqa: E402
                                train_student)
 
@@ -63,9 +64,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--app", default="pr")
     ap.add_argument("--arch", default="resnet", help="student architecture (resnet, mixer, swa; lstm weights are not prunable)")
-    ap.add_argument("--scale", type=int, default=16)
+    ap.add_argument("--scale", type=int, default=18)
     ap.add_argument("--method", default="packd")
-    ap.add_argument("--epochs", type=int, default=6, help="student epochs")
+    ap.add_argument("--epochs", type=int, default=40, help="student epochs (early stopping)")
     ap.add_argument("--ft-epochs", type=int, default=4, help="SR-STE epochs")
     ap.add_argument("--ft-seeds", type=int, default=3, help="fine-tuning seeds (F1 mean ± sd)")
     ap.add_argument("--classes", default="top32")
@@ -77,8 +78,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    cfg = ExploreConfig(out=args.out, app=args.app, arch=args.arch, scale=args.scale, method=args.method,
-                        epochs=args.epochs,
+    cfg = ExploreConfig(out=args.out, workload=TraceSpec(app=args.app, scale=args.scale), arch=args.arch,
+                        method=args.method, epochs=args.epochs, spread_seeds=1,
                         lanes=args.lanes, device=args.device, seed=args.seed, progress=False)
     student = train_student(cfg)
     base = load_checkpoint(student / "student.pt")

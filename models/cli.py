@@ -11,36 +11,62 @@ import numpy as np
 
 from . import distill as D
 from . import map_data, traces
+from .workload import TraceSpec, stats_of_trace
 from .zoo import ARCHS, PRESETS
 
 
-def load_or_make_splits(app: str, scale: int, seed: int, max_loads: int, max_rows: int | None,
-                        trace_file: str | None = None, progress: bool = True,
-                        prefetch_degree: int = 0) -> tuple[dict, dict]:
-    """Splits from a trace file (ML-DPC text) or from a freshly generated GAP trace; returns
-    ``(splits, info)`` with the trace's provenance and size."""
-    t0 = time.perf_counter()
+def add_trace_arguments(p: argparse.ArgumentParser, trace_file: bool = True) -> None:
+    """The workload options (:class:`models.workload.TraceSpec`), shared by every command that
+    trains or scores a MAP student."""
+    d = TraceSpec()
+    p.add_argument("--app", choices=traces.APPS, default=d.app, help="GAP kernel (default %(default)s)")
     if trace_file:
-        tr = traces.read_trace(trace_file)
-        info = {"trace": str(trace_file)}
-    else:
-        tr = traces.generate(app, scale=scale, seed=seed, max_loads=max_loads, progress=progress,
-                             prefetch_degree=prefetch_degree)
-        info = {"scale": scale, "seed": seed, "max_loads": max_loads, "prefetch_degree": prefetch_degree}
-    sp = map_data.make_splits(tr.addr, tr.ip, max_rows=max_rows)
-    info.update({"app": app, "llc_accesses": len(tr), "trace_seconds": time.perf_counter() - t0})
-    return sp, info
+        p.add_argument("--trace", default=None, help="use this ML-DPC load trace instead of generating one")
+    p.add_argument("--scale", type=int, default=d.scale,
+                   help="RMAT scale: 2**scale vertices (default %(default)s; 16 fits in the L2: degenerate)")
+    p.add_argument("--max-loads", type=_positive, default=d.max_loads,
+                   help="raw loads logged after the warm-up (default %(default)s)")
+    p.add_argument("--skip-loads", type=int, default=None,
+                   help="warm-up loads run through the caches but not logged (default: pr's first "
+                        "contribution sweep, 250,000 loads for the others)")
+    p.add_argument("--l1-kb", type=_positive, default=d.l1_kb, help="L1D size in KB (default %(default)s)")
+    p.add_argument("--l2-kb", type=_positive, default=d.l2_kb, help="L2 size in KB (default %(default)s)")
+    p.add_argument("--prefetch-degree", type=int, default=d.prefetch_degree,
+                   help="drop LLC accesses an ideal L2 stream prefetcher of this degree covers (0 = off)")
+    p.add_argument("--max-rows", type=_positive, default=d.max_rows,
+                   help="evenly spaced rows kept for training and evaluation (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="graph, page mapping and validation draw")
+    p.add_argument("--allow-degenerate", action="store_true",
+                   help="go on with a degenerate trace (+1 share >= 0.3, frequency F1 > 0.5, or an "
+                        "IP baseline no better than frequency): its accuracy axis is noise")
+
+
+def spec_from_args(args: argparse.Namespace) -> TraceSpec:
+    """The :class:`TraceSpec` that :func:`add_trace_arguments` options describe."""
+    return TraceSpec(app=args.app, scale=args.scale, seed=args.seed, max_loads=args.max_loads,
+                     skip_loads=args.skip_loads, l1_kb=args.l1_kb, l2_kb=args.l2_kb,
+                     prefetch_degree=args.prefetch_degree, max_rows=args.max_rows,
+                     trace=getattr(args, "trace", None))
 
 
 def _traces(args: argparse.Namespace) -> int:
+    if args.stats:
+        if args.output:
+            raise ValueError("give either --stats FILE (read a trace) or -o FILE (generate one), not both")
+        tr = traces.read_trace(args.stats)
+        stats = stats_of_trace(tr, args.max_rows, args.seed)
+        print(f"{args.stats}: {len(tr)} LLC accesses")
+        print(stats.table())
+        return 0
+    if not args.output:
+        raise ValueError("say where to write the trace (-o FILE) or which trace to describe (--stats FILE)")
     t0 = time.perf_counter()
-    tr = traces.generate(args.app, scale=args.scale, seed=args.seed, iters=args.iters,
-                         edge_factor=args.edge_factor, max_loads=args.max_loads, progress=True,
-                         prefetch_degree=args.prefetch_degree)
-    traces.write_trace(args.output, tr)
-    dt = time.perf_counter() - t0
-    print(f"{args.app} scale {args.scale}: {len(tr)} LLC accesses from {args.max_loads} loads max "
-          f"({dt:.1f} s) -> {args.output}")
+    spec = spec_from_args(args)
+    tr = spec.load_trace(progress=True)
+    stats = stats_of_trace(tr, spec.max_rows, spec.seed)
+    traces.write_trace(args.output, tr, header={"stats": stats.to_dict()})
+    print(f"{args.app} scale {args.scale}: {len(tr)} LLC accesses ({time.perf_counter() - t0:.1f} s) -> {args.output}")
+    print(stats.table())
     return 0
 
 
@@ -49,20 +75,22 @@ def _distill(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     out = Path(args.output)
-    sp, info = load_or_make_splits(args.app, args.scale, args.seed, args.max_loads, args.max_rows,
-                                   args.trace, prefetch_degree=args.prefetch_degree)
+    sp, info = spec_from_args(args).splits(progress=True, allow_degenerate=args.allow_degenerate)
     info["teacher_preset"] = args.preset
     cfg = D.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         patience=args.patience, alpha=args.alpha, temperature=args.temperature,
                         seed=args.seed)
-    tcfg = D.TrainConfig(**{**cfg.__dict__, "epochs": args.teacher_epochs or args.epochs})
+    tcfg = D.TrainConfig(**{**cfg.__dict__, "epochs": args.teacher_epochs or args.epochs,
+                            "lr": args.teacher_lr})
     res = D.distill(sp, args.arch, args.method, args.clusters, args.feature, args.preset,
-                    cfg=cfg, teacher_cfg=tcfg, out_dir=out, info=info)
+                    teacher_arch=args.teacher_arch, cfg=cfg, teacher_cfg=tcfg, out_dir=out, info=info)
     map_data.save_splits(out / "data.npz", sp)
     (out / "metrics.json").write_text(json.dumps(res, indent=2, default=_json_default))
     print(f"{args.app} {args.arch} {args.method}: test micro-F1 {res['f1']:.4f} "
-          f"(threshold {res['threshold']:.2f} from validation; F1@0.5 {res['f1_at_0.5']:.4f}; "
-          f"all-ones floor {res['floor']:.4f}); student {res['student_params']} params -> {out}")
+          f"(threshold {res['threshold']:.2f} from validation; at the test-optimal threshold, the "
+          f"paper's protocol, {res['f1_test_opt']:.4f}); frequency baseline {res['freq_baseline']:.4f}, "
+          f"IP baseline {res['ip_baseline']:.4f}, all-ones floor {res['floor']:.4f}; "
+          f"student {res['student_params']} params -> {out}")
     return 0
 
 
@@ -116,44 +144,40 @@ def _positive(v: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("traces", help="LLC load trace of a GAP kernel on an RMAT graph (ML-DPC text)")
-    p.add_argument("--app", choices=traces.APPS, default="pr")
-    p.add_argument("--scale", type=int, default=16, help="RMAT scale: 2**scale vertices (default 16)")
-    p.add_argument("--edge-factor", type=_positive, default=16)
-    p.add_argument("--iters", type=_positive, default=None,
-                   help="pr/cc sweeps or bfs/sssp/bc sources (default per app)")
-    p.add_argument("--max-loads", type=_positive, default=2_000_000,
-                   help="raw loads simulated before the cache filter (default 2e6)")
-    p.add_argument("--prefetch-degree", type=int, default=0,
-                   help="drop LLC accesses an ideal L2 stream prefetcher of this degree covers (0 = off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, help="trace file (.txt, .txt.xz or .gz)")
+    p = sub.add_parser("traces", help="LLC load trace of a GAP kernel on an RMAT graph (ML-DPC text), or its statistics",
+                       description="Generate the LLC access stream of a GAP kernel (-o FILE: ML-DPC text whose "
+                                   "'#' header records the settings and statistics) or describe a trace "
+                                   "(--stats FILE: +1-delta share, label density, frequency and IP-conditioned "
+                                   "baselines, verdict). Example: paretofab traces --app bc -o traces/bc.txt.xz",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_trace_arguments(p, trace_file=False)
+    p.add_argument("--stats", default=None, metavar="FILE", help="print the statistics of this trace file")
+    p.add_argument("-o", "--output", default=None, help="trace file to write (.txt, .txt.xz or .gz)")
     p.set_defaults(func=_traces)
 
-    d = sub.add_parser("distill", help="train a MAP student by none / kd / packd distillation")
-    d.add_argument("--app", choices=traces.APPS, default="pr")
-    d.add_argument("--trace", default=None, help="use this ML-DPC load trace instead of generating one")
+    t = D.TrainConfig()
+    d = sub.add_parser("distill", help="train a MAP student by none / kd / packd distillation",
+                       description="Train a student on a MAP workload by plain training, KD or PaCKD; "
+                                   "refuses a degenerate trace. Example: paretofab distill --app bc --arch "
+                                   "mixer --method packd -o runs/bc_mixer",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_trace_arguments(d)
     d.add_argument("--arch", choices=ARCHS, default="resnet")
     d.add_argument("--method", choices=D.METHODS, default="packd")
     d.add_argument("--clusters", type=int, default=2, help="PaCKD clusters (2..4)")
-    d.add_argument("--feature", choices=D.FEATURES, default="delta", help="PaCKD clustering feature")
+    d.add_argument("--feature", choices=D.FEATURES, default="ip", help="PaCKD clustering feature (hashed past IPs)")
     d.add_argument("--preset", choices=[p for p in PRESETS if p != "student"], default="cpu",
-                   help="teacher size (default cpu)")
-    d.add_argument("--scale", type=int, default=16)
-    d.add_argument("--max-loads", type=_positive, default=2_000_000)
-    d.add_argument("--prefetch-degree", type=int, default=0,
-                   help="drop LLC accesses an ideal L2 stream prefetcher of this degree covers (0 = off)")
-    d.add_argument("--max-rows", type=_positive, default=None,
-                   help="evenly spaced subsample of the usable rows (default all)")
-    d.add_argument("--epochs", type=_positive, default=20, help="max student epochs (early stopping)")
-    d.add_argument("--teacher-epochs", type=_positive, default=None, help="max teacher epochs")
-    d.add_argument("--patience", type=_positive, default=3)
-    d.add_argument("--batch-size", type=_positive, default=256)
-    d.add_argument("--lr", type=float, default=2e-3)
-    d.add_argument("--alpha", type=float, default=0.5, help="weight of the label BCE in the KD loss")
-    d.add_argument("--temperature", type=float, default=2.0)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1)")
+                   help="teacher size")
+    d.add_argument("--teacher-arch", choices=ARCHS, default=None, help="teacher architecture (default: --arch)")
+    d.add_argument("--epochs", type=_positive, default=t.epochs, help="max student epochs (early stopping)")
+    d.add_argument("--teacher-epochs", type=_positive, default=None, help="max teacher epochs (default: --epochs)")
+    d.add_argument("--patience", type=_positive, default=t.patience)
+    d.add_argument("--batch-size", type=_positive, default=t.batch_size)
+    d.add_argument("--lr", type=float, default=t.lr)
+    d.add_argument("--teacher-lr", type=float, default=D.TEACHER_LR)
+    d.add_argument("--alpha", type=float, default=t.alpha, help="weight of the label BCE in the KD loss")
+    d.add_argument("--temperature", type=float, default=t.temperature)
+    d.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
     d.add_argument("-o", "--output", required=True, help="output directory")
     d.set_defaults(func=_distill)
 

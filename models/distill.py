@@ -2,15 +2,19 @@
 
 * ``none``: the student learns from the labels alone (BCE).
 * ``kd``: one teacher trained on all training rows; the student learns from
-  ``α·BCE(s, y) + (1-α)·T²·KL(Bern(σ(t/T)) || Bern(σ(s/T)))`` (per bit, averaged).
-* ``packd``: training rows are clustered with k-means++ on a feature (``addr`` past block
-  addresses, ``ip`` past IPs, ``delta`` past block deltas; standardized); one teacher per cluster
-  learns its cluster; the student is trained cluster by cluster (each epoch visits the clusters in
-  turn), distilling from that cluster's teacher (PaCKD, HPEC'23).
+  ``α·BCE(s, y) + (1-α)·T²·KL(Bern(σ(t/T)) || Bern(σ(s/T)))`` (per bit, averaged); PaCKD's
+  setting by default: T = 1, α = 0.7 (the paper uses 0.6–0.75).
+* ``packd``: training rows are clustered with k-means++ on a feature (``ip`` hashed past IPs, the
+  paper's and the default; ``addr`` past block addresses; ``delta`` past block deltas;
+  standardized); one teacher per cluster learns its cluster; the student is trained cluster by
+  cluster (each epoch visits the clusters in turn), distilling from that cluster's teacher
+  (PaCKD, HPEC'23).
 
-Every training run stops early on the validation split (best validation micro-F1, patience in
-epochs); the test split is only used for the final numbers. Teacher logits are computed once per
-training row (teachers are frozen), which makes KD as cheap per epoch as plain training.
+Every training run stops early on the validation split (a seeded random 10% of the training
+window: best validation micro-F1, patience in epochs); the test split is only used for the final
+numbers. Teacher logits are computed once per training row (teachers are frozen), which makes KD as
+cheap per epoch as plain training; :func:`train_teachers` returns them so that one set of teachers
+serves several students.
 """
 
 from __future__ import annotations
@@ -30,10 +34,17 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .map_data import cluster_features
+from .trace_stats import trace_stats
 from .zoo import build, count_params, preset_kwargs, save_checkpoint
 
 METHODS = ("none", "kd", "packd")
-FEATURES = ("addr", "ip", "delta")
+FEATURES = ("ip", "addr", "delta")
+#: a KD / PaCKD comparison is conclusive only when the teachers beat the NoKD student by this much
+TEACHER_MARGIN = 0.03
+#: Adam learning rate of the teachers (their larger models train best below the students' 2e-3)
+TEACHER_LR = 1e-3
+#: validation F1 above the frequency predictor's that counts as having left the plateau
+PLATEAU_MARGIN = 0.005
 
 
 class DistillError(ValueError):
@@ -51,7 +62,7 @@ def bernoulli_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
 
 
 def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
-            alpha: float = 0.5, temperature: float = 2.0) -> torch.Tensor:
+            alpha: float = 0.7, temperature: float = 1.0) -> torch.Tensor:
     """α·BCE(student, labels) + (1-α)·T²·KL(teacher || student); plain BCE without a teacher."""
     bce = F.binary_cross_entropy_with_logits(student_logits, labels)
     if teacher_logits is None:
@@ -62,15 +73,20 @@ def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: 
 
 @dataclass
 class TrainConfig:
-    """Training hyper-parameters (epochs are upper bounds: early stopping on validation)."""
+    """Training hyper-parameters (epochs are upper bounds: early stopping on validation).
 
-    epochs: int = 20
+    Students leave the input-blind frequency plateau only after 3–20 epochs on scale-18 traces
+    (measured), so patience (5, as PaCKD) counts only once the validation F1 has left it
+    (:func:`fit`), within a budget of 40 epochs; Adam and batch 256 as in PaCKD, with a learning
+    rate raised from their 1.75e-4 / 4e-5 to fit tens of epochs on a CPU instead of 200."""
+
+    epochs: int = 40
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.0
-    patience: int = 3
-    alpha: float = 0.5
-    temperature: float = 2.0
+    patience: int = 5
+    alpha: float = 0.7
+    temperature: float = 1.0
     seed: int = 0
     progress: bool = True
 
@@ -81,6 +97,13 @@ class TrainConfig:
             raise DistillError(f"alpha {self.alpha} must lie in [0, 1]")
         if self.temperature <= 0:
             raise DistillError(f"temperature {self.temperature} must be > 0")
+
+
+def plateau_f1(y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> float:
+    """Validation micro-F1 of the input-blind per-bit frequency predictor: the plateau a MAP model
+    sits on until it learns to use its input."""
+    freq = np.asarray(y_train, np.float64).mean(axis=0)
+    return metrics.best_threshold(np.broadcast_to(freq, np.shape(y_val)), y_val, logits=False)[1]
 
 
 @torch.no_grad()
@@ -98,7 +121,9 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val
         cfg: TrainConfig, teacher_logits: np.ndarray | None = None,
         groups: list[np.ndarray] | None = None, desc: str = "train") -> dict:
     """Train ``model`` in place with early stopping on validation micro-F1; restores the best
-    epoch's weights.
+    epoch's weights. Patience runs only once the validation F1 has left the plateau of the
+    input-blind frequency predictor (:func:`plateau_f1` + :data:`PLATEAU_MARGIN`): MAP models sit
+    on it for several epochs before they learn to use their input.
 
     Parameters
     ----------
@@ -109,7 +134,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val
 
     Returns
     -------
-    history dict: ``epochs`` run, ``best_epoch``, ``val_f1`` per epoch, ``samples_per_s``.
+    history dict: ``epochs`` run, ``best_epoch``, ``val_f1`` per epoch, ``plateau_f1``,
+    ``left_plateau_epoch`` (None: never left it), ``samples_per_s``.
     """
     cfg.check()
     rng = np.random.default_rng(cfg.seed)
@@ -120,6 +146,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val
     groups = [np.arange(len(x))] if groups is None else [g for g in groups if len(g)]
     best, best_f1, best_epoch, bad = None, -1.0, -1, 0
     hist_f1: list[float] = []
+    plateau = plateau_f1(y, x_val, y_val)
+    left_plateau = None
     seen, t_train = 0, 0.0
     for epoch in range(cfg.epochs):
         model.train()
@@ -139,20 +167,23 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val
         seen += len(order)
         _, f_val = metrics.best_threshold(predict(model, x_val), y_val, logits=True)
         hist_f1.append(f_val)
+        if left_plateau is None and f_val > plateau + PLATEAU_MARGIN:
+            left_plateau = epoch
         if f_val > best_f1:
             best, best_f1, best_epoch, bad = copy.deepcopy(model.state_dict()), f_val, epoch, 0
-        else:
+        elif left_plateau is not None:  # on the plateau, patience does not run out
             bad += 1
             if bad >= cfg.patience:
                 break
     if best is not None:
         model.load_state_dict(best)
     model.eval()
-    return {"epochs": len(hist_f1), "best_epoch": best_epoch + 1, "val_f1": hist_f1,
+    return {"epochs": len(hist_f1), "best_epoch": best_epoch + 1, "val_f1": hist_f1, "plateau_f1": plateau,
+            "left_plateau_epoch": None if left_plateau is None else left_plateau + 1,
             "samples_per_s": seen / t_train if t_train > 0 else float("nan")}
 
 
-def cluster(splits: dict[str, np.ndarray], k: int, feature: str = "delta",
+def cluster(splits: dict[str, np.ndarray], k: int, feature: str = "ip",
             seed: int = 0) -> dict[str, np.ndarray]:
     """k-means++ cluster of every row of every split (fit on train only).
 
@@ -173,98 +204,130 @@ def _meta(arch: str, preset: str, role: str, **extra) -> dict:
     return {"arch": arch, "preset": preset, "kwargs": preset_kwargs(arch, preset), "role": role, **extra}
 
 
+@dataclass
+class Teachers:
+    """Frozen teachers of one method on one set of splits: their logits per split and a summary.
+
+    ``groups`` (PaCKD): training-row indices per cluster, visited in turn by the student.
+    ``summary``: the teachers' test metrics (PaCKD: each row scored by its cluster's teacher),
+    parameter counts, histories and cluster sizes.
+    """
+
+    method: str
+    logits: dict[str, np.ndarray]
+    params: list[int]
+    summary: dict
+    groups: list[np.ndarray] | None = None
+
+
+def train_teachers(splits: dict[str, np.ndarray], method: str, arch: str = "resnet",
+                   preset: str = "cpu", clusters: int = 2, feature: str = "ip",
+                   cfg: TrainConfig | None = None, out_dir: str | Path | None = None,
+                   info: dict | None = None) -> Teachers:
+    """Train the KD teacher (``method="kd"``) or one teacher per k-means cluster (``"packd"``).
+
+    With ``out_dir``, writes ``teacher.pt`` (kd) or ``teacher_<c>.pt`` (packd).
+    """
+    if method not in ("kd", "packd"):
+        raise DistillError(f"teachers are trained for kd or packd, not {method!r}")
+    cfg = cfg or TrainConfig()
+    info = dict(info or {})
+    out = Path(out_dir) if out_dir is not None else None
+    x = {s: splits[f"x_{s}"] for s in ("train", "val", "test")}
+    y = {s: splits[f"y_{s}"] for s in ("train", "val", "test")}
+    if method == "kd":
+        lab = {s: np.zeros(len(y[s]), np.int64) for s in x}
+        summary: dict = {}
+    else:
+        lab = cluster(splits, clusters, feature, cfg.seed)
+        summary = {"clusters": clusters, "cluster_feature": feature,
+                   "cluster_sizes": {s: np.bincount(lab[s], minlength=clusters).tolist() for s in lab}}
+    k = int(max(lab["train"].max(), 0)) + 1
+    logits = {s: np.zeros(y[s].shape, np.float32) for s in x}
+    params, groups, histories = [], [], []
+    for c in range(k):
+        tr = np.flatnonzero(lab["train"] == c)
+        va = np.flatnonzero(lab["val"] == c)
+        if len(va) < 20:  # too few validation rows in this cluster: validate on all of them
+            va = np.arange(len(y["val"]))
+        torch.manual_seed(cfg.seed + 1 + c)
+        teacher = build(arch, preset)
+        name = "teacher" if method == "kd" else f"teacher {c}"
+        h = fit(teacher, x["train"][tr], y["train"][tr], x["val"][va], y["val"][va], cfg,
+                desc=f"{name} {arch}")
+        for s in x:
+            rows = lab[s] == c
+            logits[s][rows] = predict(teacher, x[s][rows])
+        params.append(count_params(teacher))
+        groups.append(tr)
+        histories.append({"cluster": c, "train_rows": int(len(tr)), "history": h})
+        if out:
+            path = out / ("teacher.pt" if method == "kd" else f"teacher_{c}.pt")
+            save_checkpoint(path, teacher, _meta(arch, preset, "teacher", method=method, cluster=c, **info))
+    summary.update(metrics.summarize(logits["val"], y["val"], logits["test"], y["test"]),
+                   params=int(sum(params)), arch=arch, preset=preset, teachers=histories)
+    return Teachers(method, logits, params, summary, groups if method == "packd" else None)
+
+
 def distill(splits: dict[str, np.ndarray], arch: str = "resnet", method: str = "packd",
-            clusters: int = 2, feature: str = "delta", teacher_preset: str = "cpu",
+            clusters: int = 2, feature: str = "ip", teacher_preset: str = "cpu",
             teacher_arch: str | None = None, cfg: TrainConfig | None = None,
             teacher_cfg: TrainConfig | None = None, out_dir: str | Path | None = None,
-            info: dict | None = None) -> dict:
+            info: dict | None = None, teachers: Teachers | None = None) -> dict:
     """Train a ``student`` of ``arch`` by ``method`` on ``splits``; evaluate it on test.
 
-    Teachers are ``teacher_arch`` (default: same as ``arch``) at ``teacher_preset``. With
-    ``out_dir``, writes ``student.pt``, ``teacher.pt`` (kd) or ``teacher_<c>.pt`` (packd).
+    Teachers are ``teachers`` when given (trained once by :func:`train_teachers`, shared by
+    several students), else trained here: ``teacher_arch`` (default: same as ``arch``) at
+    ``teacher_preset``. With ``out_dir``, writes ``student.pt`` (and the teachers it trained).
 
     Returns a metrics dict: the student's ``f1`` (test micro-F1 at the validation threshold),
-    ``f1_at_0.5``, ``floor``, parameter counts, compression ratio, cluster sizes, timings.
+    ``f1_test_opt`` (at the test-optimal threshold: the paper's protocol), ``f1_at_0.5``,
+    ``floor``, the frequency and IP baselines, parameter counts, compression ratio, the teachers'
+    summary, timings.
     """
     if method not in METHODS:
         raise DistillError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     cfg = cfg or TrainConfig()
-    teacher_cfg = teacher_cfg or cfg
-    teacher_arch = teacher_arch or arch
     info = dict(info or {})
     out = Path(out_dir) if out_dir is not None else None
-    x_tr, y_tr = splits["x_train"], splits["y_train"]
-    x_va, y_va = splits["x_val"], splits["y_val"]
-    x_te, y_te = splits["x_test"], splits["y_test"]
-    res: dict = {"arch": arch, "method": method, "teacher_arch": teacher_arch,
-                 "teacher_preset": teacher_preset, "rows": {s: int(len(splits[f"y_{s}"]))
-                                                            for s in ("train", "val", "test")},
-                 "train_config": asdict(cfg), **info}
     t_start = time.perf_counter()
-    teacher_logits = None
-    groups = None
-    teacher_params: list[int] = []
-    if method == "kd":
-        torch.manual_seed(cfg.seed + 1)
-        teacher = build(teacher_arch, teacher_preset)
-        h = fit(teacher, x_tr, y_tr, x_va, y_va, teacher_cfg, desc=f"teacher {teacher_arch}")
-        teacher_logits = predict(teacher, x_tr)
-        teacher_params.append(count_params(teacher))
-        res["teacher"] = {**metrics.summarize(predict(teacher, x_va), y_va, predict(teacher, x_te), y_te),
-                          "history": h, "params": teacher_params[0]}
-        if out:
-            save_checkpoint(out / "teacher.pt", teacher, _meta(teacher_arch, teacher_preset, "teacher", method=method, **info))
-    elif method == "packd":
-        lab = cluster(splits, clusters, feature, cfg.seed)
-        res["clusters"] = clusters
-        res["cluster_feature"] = feature
-        res["cluster_sizes"] = {s: np.bincount(lab[s], minlength=clusters).tolist() for s in lab}
-        teacher_logits = np.zeros(y_tr.shape, np.float32)
-        test_logits = np.zeros(y_te.shape, np.float32)
-        val_logits = np.zeros(y_va.shape, np.float32)
-        groups = []
-        res["teachers"] = []
-        for c in range(clusters):
-            tr = np.flatnonzero(lab["train"] == c)
-            va = np.flatnonzero(lab["val"] == c)
-            if len(va) < 20:  # too few validation rows in this cluster: validate on all of them
-                va = np.arange(len(y_va))
-            torch.manual_seed(cfg.seed + 1 + c)
-            teacher = build(teacher_arch, teacher_preset)
-            h = fit(teacher, x_tr[tr], y_tr[tr], x_va[va], y_va[va], teacher_cfg,
-                    desc=f"teacher {c} {teacher_arch}")
-            teacher_logits[tr] = predict(teacher, x_tr[tr])
-            te = lab["test"] == c
-            test_logits[te] = predict(teacher, x_te[te])
-            vv = lab["val"] == c
-            val_logits[vv] = predict(teacher, x_va[vv])
-            teacher_params.append(count_params(teacher))
-            res["teachers"].append({"cluster": c, "train_rows": int(len(tr)), "history": h,
-                                    "params": teacher_params[-1]})
-            groups.append(tr)
-            if out:
-                save_checkpoint(out / f"teacher_{c}.pt", teacher,
-                                _meta(teacher_arch, teacher_preset, "teacher", method=method, cluster=c,
-                                      **info))
-        # the routed teacher ensemble (each test row scored by its cluster's teacher)
-        res["teacher"] = {**metrics.summarize(val_logits, y_va, test_logits, y_te),
-                          "params": int(sum(teacher_params))}
+    if method != "none" and teachers is None:
+        teachers = train_teachers(splits, method, teacher_arch or arch, teacher_preset, clusters, feature,
+                                  teacher_cfg or cfg, out, info)
+    if teachers is not None and teachers.method != method:
+        raise DistillError(f"{teachers.method} teachers given for method {method}")
     t_teachers = time.perf_counter() - t_start
+    res: dict = {"arch": arch, "method": method, "rows": {s: int(len(splits[f"y_{s}"]))
+                                                          for s in ("train", "val", "test")},
+                 "train_config": asdict(cfg), **info}
     torch.manual_seed(cfg.seed)
     student = build(arch, "student")
-    h = fit(student, x_tr, y_tr, x_va, y_va, cfg, teacher_logits=teacher_logits, groups=groups,
-            desc=f"student {arch} ({method})")
+    h = fit(student, splits["x_train"], splits["y_train"], splits["x_val"], splits["y_val"], cfg,
+            teacher_logits=None if teachers is None else teachers.logits["train"],
+            groups=None if teachers is None else teachers.groups, desc=f"student {arch} ({method})")
     s_params = count_params(student)
-    res.update(metrics.summarize(predict(student, x_va), y_va, predict(student, x_te), y_te))
+    res.update(metrics.summarize(predict(student, splits["x_val"]), splits["y_val"],
+                                 predict(student, splits["x_test"]), splits["y_test"]))
     res["history"] = h
-    res["freq_baseline"] = metrics.frequency_baseline(y_tr, y_va, y_te)["f1"]
+    stats = trace_stats(splits)
+    res["freq_baseline"], res["ip_baseline"] = stats.freq_f1, stats.ip_f1
     res["student_params"] = s_params
-    res["teacher_params"] = teacher_params
-    if teacher_params:
-        res["compression"] = max(teacher_params) / s_params
-        res["compression_all_teachers"] = sum(teacher_params) / s_params
+    if teachers is not None:
+        res["teacher"] = teachers.summary
+        res["teacher_params"] = teachers.params
+        res["compression"] = max(teachers.params) / s_params
+        res["compression_all_teachers"] = sum(teachers.params) / s_params
     res["seconds"] = {"teachers": t_teachers, "total": time.perf_counter() - t_start}
     if out:
         save_checkpoint(out / "student.pt", student,
                         _meta(arch, "student", "student", method=method, **info))
     return res
+
+
+def teacher_verdict(teacher_f1: float, nokd_f1: float, margin: float = TEACHER_MARGIN) -> str | None:
+    """Why a KD / PaCKD comparison is inconclusive (None: it is conclusive): teachers that are not
+    ``margin`` F1 above the converged NoKD student have nothing to pass on."""
+    if teacher_f1 < nokd_f1 + margin:
+        return (f"inconclusive: teachers F1 {teacher_f1:.3f} are not {margin} above the NoKD student "
+                f"{nokd_f1:.3f}")
+    return None

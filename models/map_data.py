@@ -8,9 +8,9 @@ For each LLC access t (with at least 9 predecessors and 128 successors):
 * ``y[t]``: 256-bit bitmap over the block deltas ``Δ = block[t+j] - block[t]``, j = 1..128, with
   ``block = addr >> 6``: a delta 0 < Δ <= 128 sets bit Δ-1, -128 <= Δ < 0 sets bit 256+Δ.
 
-Rows whose label is empty are dropped; the rest are split by time into train / validation / test,
-and rows whose 128-access look-ahead would cross into the next split are dropped too, so no split
-sees another's future.
+Rows whose label is empty are dropped; the last 20% (in time) are the test split, validation is a
+seeded random 10% of the training window before it, and training rows whose 128-access look-ahead
+would reach into the test split are dropped, so no training label sees a test access.
 """
 
 from __future__ import annotations
@@ -63,30 +63,38 @@ def history(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.asarray(values)[idx]
 
 
-def make_splits(addr: np.ndarray, ip: np.ndarray | None = None,
-                fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
-                max_rows: int | None = None) -> dict[str, np.ndarray]:
-    """Preprocess an LLC access stream into time-ordered train / val / test arrays.
+def make_splits(addr: np.ndarray, ip: np.ndarray | None = None, test_fraction: float = 0.2,
+                val_fraction: float = 0.1, max_rows: int | None = None,
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """Preprocess an LLC access stream into train / val / test arrays.
+
+    The protocol: the last ``test_fraction`` of the usable rows (in time) is the test split; the
+    rows before it form the training window, and rows whose 128-access look-ahead would reach into
+    the test split are dropped from it. Validation is a seeded random ``val_fraction`` of the
+    training window (never a later time slice, which drifts away from test with the program's
+    phase, and never test); the rest of the window is the training split.
 
     Parameters
     ----------
     addr : (N,) byte addresses in access order; ``ip`` (N,) load IPs (zeros if None).
-    fractions : shares of the usable rows (in time order) for train, val, test.
+    test_fraction, val_fraction : share of the usable rows for test, and of the training window
+        for validation.
     max_rows : keep ``max_rows`` evenly spaced usable rows (before splitting), in time order.
+    seed : draws the validation rows.
 
     Returns
     -------
     dict with, for each split s: ``x_s`` float32 (n, 10, 10) tokens, ``y_s`` uint8 (n, 256),
     ``block_s`` int64 (n, 10) past block addresses, ``ip_s`` int64 (n, 10) past IPs, ``t_s`` int64
-    (n,) position of the row's access in the stream.
+    (n,) position of the row's access in the stream (ascending within every split).
     """
     addr = np.asarray(addr, np.uint64)
     ip = np.zeros(addr.size, np.int64) if ip is None else np.asarray(ip).astype(np.int64)
     if ip.shape != addr.shape:
         raise MapDataError("addr and ip must have the same length")
-    fr = np.asarray(fractions, float)
-    if fr.size != 3 or (fr <= 0).any() or abs(fr.sum() - 1) > 1e-6:
-        raise MapDataError(f"split fractions {fractions} must be three positive numbers summing to 1")
+    for name, f in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 < f < 1.0:
+            raise MapDataError(f"{name} {f} must lie strictly between 0 and 1")
     block = (addr >> np.uint64(BLOCK_BITS)).astype(np.int64)
     y_all = delta_labels(block)  # row t has label y_all[t]
     n = y_all.shape[0]
@@ -98,22 +106,22 @@ def make_splits(addr: np.ndarray, ip: np.ndarray | None = None,
     if t.size < 30:
         raise MapDataError(f"only {t.size} usable rows: the trace is too short, "
                            "generate a larger one (--scale or more loads)")
-    # split boundaries in stream positions; a row needs its look-ahead inside its own split
-    cut = np.cumsum(np.round(fr * t.size).astype(np.int64))[:2]
-    edges = [t[0], t[cut[0]], t[cut[1]], t[-1] + LOOKAHEAD + 1]
+    cut = int(round((1 - test_fraction) * t.size))
+    test = t[cut:]
+    window = t[:cut][t[:cut] + LOOKAHEAD < test[0]]  # no training label sees a test access
+    is_val = np.zeros(window.size, bool)
+    is_val[np.random.default_rng(seed).permutation(window.size)[:int(round(val_fraction * window.size))]] = True
+    rows_of = {"train": window[~is_val], "val": window[is_val], "test": test}
     tok = tokens(addr)
     out: dict[str, np.ndarray] = {}
-    for i, s in enumerate(SPLITS):
-        lo, hi = edges[i], edges[i + 1]
-        rows = t[(t >= lo) & (t + LOOKAHEAD < hi)]
-        out[f"x_{s}"] = history(tok, rows) if rows.size else np.zeros((0, HISTORY, TOKENS), np.float32)
-        out[f"y_{s}"] = y_all[rows]
-        out[f"block_{s}"] = history(block, rows) if rows.size else np.zeros((0, HISTORY), np.int64)
-        out[f"ip_{s}"] = history(ip, rows) if rows.size else np.zeros((0, HISTORY), np.int64)
-        out[f"t_{s}"] = rows
-    for s in SPLITS:
-        if out[f"y_{s}"].shape[0] == 0:
+    for s, rows in rows_of.items():
+        if rows.size == 0:
             raise MapDataError(f"the {s} split is empty: use a longer trace")
+        out[f"x_{s}"] = history(tok, rows)
+        out[f"y_{s}"] = y_all[rows]
+        out[f"block_{s}"] = history(block, rows)
+        out[f"ip_{s}"] = history(ip, rows)
+        out[f"t_{s}"] = rows
     return out
 
 
@@ -151,13 +159,20 @@ def load_splits(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
+def hashed_ips(ip: np.ndarray) -> np.ndarray:
+    """IPs hashed to floats in [0, 1) (Fibonacci hashing of the 64-bit IP, top 24 bits), as PaCKD
+    clusters on hashed past IPs: nearby load sites land far apart, equal ones together."""
+    h = np.asarray(ip).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (h >> np.uint64(40)).astype(np.float64) / float(1 << 24)
+
+
 def cluster_features(splits: dict[str, np.ndarray], split: str, kind: str) -> np.ndarray:
-    """PaCKD clustering features of one split: ``addr`` (past block addresses), ``ip`` (past
-    IPs) or ``delta`` (past block deltas); float64 (n, 10) or (n, 9)."""
+    """PaCKD clustering features of one split: ``addr`` (past block addresses), ``ip`` (hashed
+    past IPs, :func:`hashed_ips`) or ``delta`` (past block deltas); float64 (n, 10) or (n, 9)."""
     if kind == "addr":
         return splits[f"block_{split}"].astype(np.float64)
     if kind == "ip":
-        return splits[f"ip_{split}"].astype(np.float64)
+        return hashed_ips(splits[f"ip_{split}"])
     if kind == "delta":
         return np.diff(splits[f"block_{split}"], axis=1).astype(np.float64)
     raise MapDataError(f"unknown cluster feature {kind!r}: choose addr, ip or delta")

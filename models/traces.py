@@ -3,9 +3,12 @@
 The kernels bc, cc, pr, sssp and bfs run (in numpy, level-synchronously) on a seeded RMAT graph
 and emit the byte address of every array *read* in program order, each tagged with a fixed
 synthetic instruction pointer (IP) per load site. Each array lives in its own page-aligned region.
-The raw load stream is filtered through an L1D (48 KB, 12-way) and an L2 (512 KB, 8-way) LRU model
-with 64 B lines; the L2 misses form the LLC access stream that MAP models learn from (as in the
-ML-DPC load traces). A 2 MB 16-way LLC model fills the ``llc_hit`` column.
+Virtual pages are mapped to physical pages on first touch, as ChampSim does
+(:func:`physical_addresses`). The physical load stream is filtered through an L1D (48 KB, 12-way)
+and an L2 (512 KB, 8-way) LRU model with 64 B lines; the L2 misses form the LLC access stream that
+MAP models learn from (as in the ML-DPC load traces). A 2 MB 16-way LLC model fills the
+``llc_hit`` column. A warm-up prefix of the loads (:func:`default_skip_loads`) passes through the
+caches but is not logged.
 
 Simplifications (documented so nobody mistakes them for GAP's exact behaviour):
 * bfs is top-down only (GAP switches direction); bc uses depth checks instead of a successor bitmap.
@@ -16,7 +19,9 @@ Simplifications (documented so nobody mistakes them for GAP's exact behaviour):
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import json
 import lzma
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +36,17 @@ LINE = 64
 HEAP_BASE = 0x5600_0000_0000
 #: base of the synthetic load IPs; each app gets its own 4 KB code page
 IP_BASE = 0x40_1000
+#: synthetic instructions per load of the raw stream (``instr_id`` counts in these)
+INSTR_PER_LOAD = 4
+#: warm-up loads skipped by default for apps other than pr: ChampSim's 1M warm-up instructions
+WARMUP_LOADS = 1_000_000 // INSTR_PER_LOAD
+#: physical memory for the page mapping: PHYS_SLOTS slots of SLOT_PAGES 4 KB pages (2**38 B)
+PHYS_SLOTS = 1 << 16
+SLOT_PAGES = 1024
+#: run lengths are 2**r pages, r uniform in 0..RUN_LOG2 - 1 (ChampSim: ``1 << (rand() % 10)``)
+RUN_LOG2 = 10
+#: version string written into every trace's provenance
+GENERATOR = "paretofab-traces 2"
 
 
 class TraceError(ValueError):
@@ -74,7 +90,8 @@ def rmat_graph(scale: int, edge_factor: int = 16, seed: int = 0,
     duplicates removed. Weights are uniform integers in 1..255, symmetric per undirected edge.
     """
     if not 4 <= scale <= 24:
-        raise TraceError(f"graph scale {scale} out of range: use 4..24 (16 gives ~1e5 LLC accesses)")
+        raise TraceError(f"graph scale {scale} out of range: use 4..24 (18, the default, has arrays "
+                         "of tens of MB, far beyond the 2 MB LLC)")
     if edge_factor < 1:
         raise TraceError(f"edge factor {edge_factor} must be >= 1")
     rng = np.random.default_rng(seed)
@@ -428,11 +445,23 @@ def _layout(app: str, g: Graph) -> Layout:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CacheConfig:
-    """Set-associative LRU cache: ``size`` bytes, ``ways``, ``line`` bytes."""
+    """Set-associative LRU cache: ``size`` bytes, ``ways``, ``line`` bytes.
+
+    ``size`` must split into a power-of-two number of sets of ``ways`` lines (set index =
+    line address % sets); :class:`TraceError` otherwise.
+    """
 
     size: int
     ways: int
     line: int = LINE
+
+    def __post_init__(self) -> None:
+        unit = self.ways * self.line if min(self.ways, self.line) > 0 else 0
+        sets = self.size // unit if unit and self.size % unit == 0 else 0
+        if sets <= 0 or sets & (sets - 1):
+            raise TraceError(f"cache of {self.size} B, {self.ways} ways of {self.line} B lines: use a "
+                             f"size of {self.ways} x {self.line} B x a power of two (e.g. 48 KB "
+                             "12-way, 512 KB 8-way)")
 
     @property
     def sets(self) -> int:
@@ -526,13 +555,64 @@ def stream_prefetched(lines: np.ndarray, degree: int, window: int = 16) -> np.nd
     return hidden
 
 
+def _misses(addr: np.ndarray, l1: CacheConfig, l2: CacheConfig) -> tuple[np.ndarray, np.ndarray]:
+    """L1 miss mask (one entry per load) and indices of the loads that also miss L2."""
+    line = (np.asarray(addr, np.uint64) // np.uint64(l1.line)).astype(np.int64)
+    l1_miss = ~lru_hits(line, l1.sets, l1.ways)
+    m1 = np.flatnonzero(l1_miss)
+    m2 = ~lru_hits(line[m1] * l1.line // l2.line, l2.sets, l2.ways)
+    return l1_miss, m1[m2]
+
+
 def filter_llc(addr: np.ndarray, l1: CacheConfig = L1D, l2: CacheConfig = L2) -> np.ndarray:
     """Indices of the loads of ``addr`` that miss both L1D and L2 (the LLC access stream)."""
-    line = np.asarray(addr, np.uint64) // np.uint64(l1.line)
-    line = line.astype(np.int64)
-    m1 = np.flatnonzero(~lru_hits(line, l1.sets, l1.ways))
-    m2 = ~lru_hits(line[m1] * l1.line // l2.line, l2.sets, l2.ways)
-    return m1[m2]
+    return _misses(addr, l1, l2)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# physical pages
+# --------------------------------------------------------------------------------------------
+def physical_addresses(addr: np.ndarray, seed: int) -> np.ndarray:
+    """Map virtual byte addresses to physical ones, first-touch page allocation as in ChampSim.
+
+    Virtual 4 KB pages get physical pages in the order they are first touched in ``addr``. Pages
+    are handed out from contiguous runs; run ``i`` (``i = 0, 1, ...``) holds ``2**logs[i]`` pages
+    and starts at physical page ``slots[i] * SLOT_PAGES``, where, with
+    ``rng = np.random.default_rng(seed)``, ``slots = rng.permutation(PHYS_SLOTS)`` and then
+    ``logs = rng.integers(0, RUN_LOG2, PHYS_SLOTS)``. Physical memory is thus 2**16 slots of 1024
+    pages (256 GB); runs are 1..512 pages long, each in a slot of its own (slots drawn without
+    replacement), so no two virtual pages share a physical page, and the mapping of the first
+    ``k`` touched pages depends only on ``seed`` and ``k``. The page offset (low 12 bits) is kept.
+
+    Parameters
+    ----------
+    addr : uint64 virtual byte addresses in program order.
+    seed : seed of the run draws.
+
+    Returns
+    -------
+    uint64 physical byte addresses, same shape as ``addr``.
+
+    Raises
+    ------
+    TraceError : the stream touches more pages than the runs of all slots hold (~6.7M pages).
+    """
+    addr = np.asarray(addr, np.uint64)
+    shift = np.uint64(PAGE.bit_length() - 1)
+    vpage, first, inv = np.unique(addr >> shift, return_index=True, return_inverse=True)
+    rank = np.empty(vpage.size, np.int64)  # first-touch rank of each distinct virtual page
+    rank[np.argsort(first)] = np.arange(vpage.size)
+    rng = np.random.default_rng(seed)
+    slots = rng.permutation(PHYS_SLOTS).astype(np.int64)
+    length = np.int64(1) << rng.integers(0, RUN_LOG2, PHYS_SLOTS)
+    end = np.cumsum(length)  # first-touch rank one past each run
+    if vpage.size > end[-1]:
+        raise TraceError(f"{vpage.size} distinct pages exceed the {end[-1]} pages the physical-page runs "
+                         "hold: use a smaller scale or physical=False")
+    run = np.searchsorted(end, rank, side="right")
+    ppage = slots[run] * SLOT_PAGES + rank - (end[run] - length[run])
+    base = ppage.astype(np.uint64)[inv.reshape(-1)] << shift
+    return base.reshape(addr.shape) | (addr & np.uint64(PAGE - 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -540,30 +620,55 @@ def filter_llc(addr: np.ndarray, l1: CacheConfig = L1D, l2: CacheConfig = L2) ->
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Trace:
-    """A load trace (ML-DPC columns). All arrays have one entry per load."""
+    """A load trace (ML-DPC columns). All arrays have one entry per load.
+
+    Attributes
+    ----------
+    instr_id : int64 synthetic instruction count at the load, from the program start.
+    cycle : int64 synthetic cycle of the load, from the program start.
+    addr : uint64 byte address (physical for generated traces unless ``physical=False``).
+    ip : uint64 instruction pointer of the load site.
+    llc_hit : bool, whether the LLC model hit.
+    meta : provenance (generator settings, or the ``# key: value`` header of a trace file).
+    """
 
     instr_id: np.ndarray
     cycle: np.ndarray
     addr: np.ndarray
     ip: np.ndarray
     llc_hit: np.ndarray
+    meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.addr.size)
 
 
-def raw_loads(app: str, scale: int = 16, seed: int = 0, iters: int | None = None,
-              edge_factor: int = 16, max_loads: int = 2_000_000, progress: bool = False,
-              graph: Graph | None = None) -> tuple[np.ndarray, np.ndarray, Layout]:
-    """Unfiltered load stream (byte addresses, IPs) of ``app`` and the array layout it used."""
+def _check_app(app: str) -> None:
     if app not in APPS:
         raise TraceError(f"unknown app {app!r}: choose one of {', '.join(APPS)}")
-    if max_loads < 1:
-        raise TraceError("max_loads must be >= 1")
-    g = graph if graph is not None else rmat_graph(scale, edge_factor, seed)
+
+
+def _resolve_iters(app: str, iters: int | None) -> int:
+    """Check ``app`` and return the iteration count to use (the app's default for None)."""
+    _check_app(app)
     iters = DEFAULT_ITERS[app] if iters is None else iters
     if iters < 1:
         raise TraceError("iters must be >= 1")
+    return iters
+
+
+def raw_loads(app: str, scale: int = 18, seed: int = 0, iters: int | None = None,
+              edge_factor: int = 16, max_loads: int = 2_000_000, progress: bool = False,
+              graph: Graph | None = None) -> tuple[np.ndarray, np.ndarray, Layout]:
+    """Unfiltered load stream (virtual byte addresses, IPs) of ``app`` and the array layout it used.
+
+    At most ``max_loads`` loads from the program start; ``graph`` replaces the RMAT graph of
+    ``scale`` / ``edge_factor`` / ``seed``.
+    """
+    iters = _resolve_iters(app, iters)
+    if max_loads < 1:
+        raise TraceError("max_loads must be >= 1")
+    g = graph if graph is not None else rmat_graph(scale, edge_factor, seed)
     lay = _layout(app, g)
     pbar = tqdm(total=max_loads, desc=f"{app} loads", unit="ld", disable=not progress, leave=False)
     em = _Emitter(app, lay, max_loads, pbar)
@@ -573,30 +678,87 @@ def raw_loads(app: str, scale: int = 16, seed: int = 0, iters: int | None = None
     return addr, ip, lay
 
 
-def generate(app: str, scale: int = 16, seed: int = 0, iters: int | None = None,
-             edge_factor: int = 16, max_loads: int = 2_000_000, progress: bool = False,
-             prefetch_degree: int = 0) -> Trace:
-    """LLC load trace of a GAP kernel on a seeded RMAT graph.
+def default_skip_loads(app: str, graph: Graph) -> int:
+    """Warm-up loads :func:`generate` skips by default.
 
-    ``instr_id`` is a synthetic instruction count (4 instructions per load of the raw stream) and
-    ``cycle`` a synthetic clock (1 cycle per instruction plus 12 per L1 miss; the LLC's own latency
-    is ignored). Addresses are byte addresses; ``llc_hit`` comes from a 2 MB 16-way LRU LLC.
+    pr: its initialisation sweep, the first outgoing-contribution loop (3 loads per vertex,
+    ``3 * graph.n``). Every other app: :data:`WARMUP_LOADS` = 250,000 loads, ChampSim's 1M-instruction
+    warm-up at :data:`INSTR_PER_LOAD` = 4 instructions per load.
+    """
+    _check_app(app)
+    return 3 * graph.n if app == "pr" else WARMUP_LOADS
+
+
+def filter_trace(addr: np.ndarray, ip: np.ndarray, skip_loads: int = 0, l1: CacheConfig = L1D,
+                 l2: CacheConfig = L2, llc: CacheConfig = LLC, prefetch_degree: int = 0) -> Trace:
+    """LLC access trace of a raw load stream, the first ``skip_loads`` loads warming the caches.
+
+    The L1/L2 filter, the stream prefetcher (:func:`stream_prefetched`) and the LLC model all run
+    on the whole stream; the L2 misses among the first ``skip_loads`` loads are then dropped.
+    ``instr_id`` (:data:`INSTR_PER_LOAD` per load, 1-based) and ``cycle`` (1 per instruction plus
+    12 per L1 miss; the LLC's own latency is ignored) count from the start of ``addr``.
+
+    Parameters
+    ----------
+    addr, ip : uint64 byte addresses (as the caches index them) and IPs of the loads, in order.
+    skip_loads : number of leading warm-up loads not logged.
+    l1, l2, llc : cache geometries.
+    prefetch_degree : degree of the ideal L2 stream prefetcher (0 = none).
+    """
+    addr = np.asarray(addr, np.uint64)
+    l1_miss, keep = _misses(addr, l1, l2)
+    line = (addr // np.uint64(llc.line)).astype(np.int64)
+    keep = keep[~stream_prefetched(line[keep], prefetch_degree)]
+    llc_hit = lru_hits(line[keep], llc.sets, llc.ways)
+    logged = keep >= skip_loads
+    keep, llc_hit = keep[logged], llc_hit[logged]
+    instr = keep * INSTR_PER_LOAD
+    cycles = instr + 12 * np.cumsum(l1_miss)[keep]
+    return Trace(instr + 1, cycles + 1, addr[keep], np.asarray(ip, np.uint64)[keep], llc_hit)
+
+
+def generate(app: str, scale: int = 18, seed: int = 0, iters: int | None = None,
+             edge_factor: int = 16, max_loads: int = 2_000_000, progress: bool = False,
+             prefetch_degree: int = 0, skip_loads: int | None = None, l1_kb: int = 48,
+             l2_kb: int = 512, page_seed: int | None = None, physical: bool = True) -> Trace:
+    """LLC load trace of a GAP kernel on a seeded RMAT graph (see :func:`filter_trace`).
+
+    The kernel runs ``skip_loads + max_loads`` loads. All of them, in program order, are mapped to
+    physical addresses (:func:`physical_addresses`; ``physical=False`` keeps the virtual ones) and
+    filtered through an ``l1_kb`` KB 12-way L1D, an ``l2_kb`` KB 8-way L2 and a 2 MB 16-way LLC;
+    the first ``skip_loads`` only warm the caches and are not logged. ``skip_loads=None`` uses
+    :func:`default_skip_loads` (pr: its initialisation sweep, ``3 * 2**scale`` loads; other apps:
+    250,000 loads, ChampSim's 1M-instruction warm-up); 0 logs everything.
     ``prefetch_degree > 0`` drops the L2 misses an ideal stream prefetcher of that degree would
     have covered (:func:`stream_prefetched`), leaving the irregular part of the stream.
+    ``page_seed=None`` uses ``seed + 2``. ``meta`` records every setting actually used.
     """
+    iters = _resolve_iters(app, iters)
     if prefetch_degree < 0:
         raise TraceError("prefetch degree must be >= 0 (0 = no prefetcher)")
-    addr, ip, _ = raw_loads(app, scale, seed, iters, edge_factor, max_loads, progress)
-    line = (addr // np.uint64(LINE)).astype(np.int64)
-    l1_miss = ~lru_hits(line, L1D.sets, L1D.ways)
-    m1 = np.flatnonzero(l1_miss)
-    m2 = ~lru_hits(line[m1], L2.sets, L2.ways)
-    keep = m1[m2]
-    keep = keep[~stream_prefetched(line[keep], prefetch_degree)]
-    instr = np.arange(addr.size, dtype=np.int64) * 4
-    cycles = instr + 12 * np.cumsum(l1_miss)
-    llc_hit = lru_hits(line[keep], LLC.sets, LLC.ways)
-    return Trace(instr[keep] + 1, cycles[keep] + 1, addr[keep], ip[keep], llc_hit)
+    l1, l2 = CacheConfig(l1_kb * 1024, 12), CacheConfig(l2_kb * 1024, 8)
+    g = rmat_graph(scale, edge_factor, seed)
+    skip_loads = default_skip_loads(app, g) if skip_loads is None else skip_loads
+    if skip_loads < 0:
+        raise TraceError(f"skip_loads {skip_loads} must be >= 0 (0 = no warm-up)")
+    if max_loads < 1:
+        raise TraceError("max_loads must be >= 1")
+    addr, ip, _ = raw_loads(app, scale, seed, iters, edge_factor, skip_loads + max_loads, progress, g)
+    if addr.size <= skip_loads:
+        raise TraceError(f"{app} ended after {addr.size} loads, within the {skip_loads}-load warm-up: "
+                         "pass a smaller skip_loads, or a larger scale or iters")
+    if physical:
+        page_seed = seed + 2 if page_seed is None else page_seed
+        addr = physical_addresses(addr, page_seed)
+    else:
+        page_seed = None
+    tr = filter_trace(addr, ip, skip_loads, l1, l2, LLC, prefetch_degree)
+    tr.meta = {"generator": GENERATOR, "app": app, "scale": scale, "seed": seed,
+               "edge_factor": edge_factor, "iters": iters, "max_loads": max_loads,
+               "skip_loads": skip_loads, "l1_kb": l1_kb, "l2_kb": l2_kb,
+               "prefetch_degree": prefetch_degree, "physical": physical, "page_seed": page_seed,
+               "raw_loads": int(addr.size)}
+    return tr
 
 
 def _open(path: Path, mode: str):
@@ -607,28 +769,45 @@ def _open(path: Path, mode: str):
     return open(path, mode)
 
 
-def write_trace(path: str | Path, trace: Trace) -> None:
+def write_trace(path: str | Path, trace: Trace, header: dict | None = None) -> None:
     """Write ML-DPC load-trace text: ``instr_id, cycle, addr(hex), ip(hex), llc_hit(0/1)``
-    (``.xz`` / ``.gz`` suffixes compress)."""
+    (``.xz`` / ``.gz`` suffixes compress).
+
+    First comes one ``# key: <json value>`` line per key of ``trace.meta`` updated with
+    ``header``, so readers that skip ``#`` lines read the data unchanged.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _open(path, "w") as f:
+        for k, v in {**trace.meta, **(header or {})}.items():
+            f.write(f"# {k}: {json.dumps(v)}\n")
         for i, c, a, p, h in zip(trace.instr_id.tolist(), trace.cycle.tolist(), trace.addr.tolist(),
                                  trace.ip.tolist(), trace.llc_hit.astype(int).tolist()):
             f.write(f"{i}, {c}, {a:x}, {p:x}, {h}\n")
 
 
 def read_trace(path: str | Path, limit: int | None = None) -> Trace:
-    """Read an ML-DPC load trace (as written by :func:`write_trace` or the ML-DPC tools)."""
+    """Read an ML-DPC load trace (as written by :func:`write_trace` or the ML-DPC tools).
+
+    Blank lines and ``#`` lines are skipped; ``# key: <json value>`` lines fill ``meta`` (other
+    ``#`` lines are ignored). ``limit`` caps the number of loads read.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"trace file {path} not found: make one with `paretofab traces`")
     cols: list[list] = [[], [], [], [], []]
+    meta: dict = {}
     with _open(path, "r") as f:
         for lineno, line in enumerate(f, 1):
-            if limit is not None and lineno > limit:
+            if limit is not None and len(cols[0]) >= limit:
                 break
             line = line.strip()
+            if line.startswith("#"):
+                key, sep, value = line[1:].strip().partition(": ")
+                if sep:
+                    with contextlib.suppress(ValueError):  # not JSON: a free comment
+                        meta[key] = json.loads(value)
+                continue
             if not line:
                 continue
             parts = [p.strip() for p in line.split(",")]
@@ -645,4 +824,4 @@ def read_trace(path: str | Path, limit: int | None = None) -> Trace:
                 raise TraceError(f"{path}:{lineno}: malformed field ({e})") from None
     return Trace(np.array(cols[0], np.int64), np.array(cols[1], np.int64),
                  np.array(cols[2], np.uint64), np.array(cols[3], np.uint64),
-                 np.array(cols[4], bool))
+                 np.array(cols[4], bool), meta)

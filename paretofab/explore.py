@@ -17,13 +17,16 @@ Every stage is resumable: a finished stage's files are reused, the sweep skips f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from models.workload import TraceSpec
 
 DEFAULT_FORMATS = ("int4", "int6", "int8", "e2m1", "e2m3", "e3m2", "e4m3")
 #: costs minimized on the front, beside micro-F1 maximized
@@ -32,17 +35,22 @@ OBJECTIVES = ("lut", "dsp", "latency_us", "energy_nj")
 
 @dataclass
 class ExploreConfig:
-    """What ``explore`` builds; the defaults finish in a few minutes on 2 cores."""
+    """What ``explore`` builds; the defaults finish in a few minutes on 2 cores.
+
+    ``workload``: the trace and its splits (:class:`models.workload.TraceSpec`); ``spread_seeds``
+    students are trained on it (training seeds ``seed``, ``seed + 1``, …): the first is explored,
+    all of them give the seed-to-seed spread printed under the front."""
 
     out: str = "runs/explore"
-    app: str = "pr"
-    arch: str = "resnet"
+    workload: TraceSpec = field(default_factory=TraceSpec)
+    arch: str = "mixer"
     method: str = "kd"
-    scale: int = 16
-    max_loads: int = 2_000_000
-    max_rows: int = 10_000
-    epochs: int = 6
-    teacher_epochs: int = 3
+    teacher_arch: str = "mixer"
+    teacher_preset: str = "cpu"
+    epochs: int = 30
+    teacher_epochs: int = 15
+    spread_seeds: int = 3
+    allow_degenerate: bool = False
     formats: tuple[str, ...] = DEFAULT_FORMATS
     ptq: tuple[str, ...] = ("none",)
     lanes: int = 16
@@ -56,7 +64,14 @@ class ExploreConfig:
     seed: int = 0
     jobs: int = 1
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+
+    def student_options(self) -> dict:
+        """Everything the student stage depends on (its cache key)."""
+        return {"workload": self.workload.to_dict(), "arch": self.arch, "method": self.method,
+                "teacher_arch": self.teacher_arch, "teacher_preset": self.teacher_preset,
+                "epochs": self.epochs, "teacher_epochs": self.teacher_epochs,
+                "spread_seeds": self.spread_seeds, "seed": self.seed,
+                "allow_degenerate": self.allow_degenerate}
 
 
 def _stage(msg: str) -> float:
@@ -64,26 +79,48 @@ def _stage(msg: str) -> float:
     return time.perf_counter()
 
 
+def _key(options: dict) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def train_student(cfg: ExploreConfig) -> Path:
-    """Trace → splits → distilled student under ``out/student`` (reused when present)."""
+    """Trace → splits → teachers → ``spread_seeds`` distilled students under
+    ``out/students/<arch>_<app>_<key>`` (``key``: hash of :meth:`ExploreConfig.student_options`,
+    so a changed option never reuses another run's student). Returns the folder of the first
+    seed's student (``student.pt``, ``data.npz``, ``metrics.json`` with every seed's F1)."""
     from models import distill as D
     from models import map_data
-    from models.cli import load_or_make_splits
 
-    d = Path(cfg.out) / "student"
-    if (d / "student.pt").exists() and (d / "data.npz").exists():
+    opts = cfg.student_options()
+    d = Path(cfg.out) / "students" / f"{cfg.arch}_{cfg.workload.app}_{_key(opts)}"
+    if (d / "student.pt").exists() and (d / "data.npz").exists() and (d / "metrics.json").exists():
         print(f"   reusing {d}/student.pt")
         return d
-    splits, info = load_or_make_splits(cfg.app, cfg.scale, cfg.seed, cfg.max_loads, cfg.max_rows,
-                                       progress=cfg.progress)
-    tc = D.TrainConfig(epochs=cfg.epochs, patience=2, seed=cfg.seed, progress=cfg.progress)
-    teacher_tc = D.TrainConfig(epochs=cfg.teacher_epochs, patience=2, seed=cfg.seed, progress=cfg.progress)
-    res = D.distill(splits, cfg.arch, cfg.method, 2, "delta", "cpu", cfg=tc, teacher_cfg=teacher_tc,
-                    out_dir=d, info=info)
+    splits, info = cfg.workload.splits(progress=cfg.progress, allow_degenerate=cfg.allow_degenerate)
+    st = info["trace_stats"]
+    print(f"   {info['llc_accesses']} LLC accesses; +1 share {st['plus1_share']:.3f}, frequency F1 "
+          f"{st['freq_f1']:.3f}, IP baseline F1 {st['ip_f1']:.3f}: {st['verdict']}")
+    tc = D.TrainConfig(epochs=cfg.epochs, seed=cfg.seed, progress=cfg.progress)
+    teachers = None
+    if cfg.method != "none":
+        teachers = D.train_teachers(splits, cfg.method, cfg.teacher_arch, cfg.teacher_preset,
+                                    cfg=D.TrainConfig(epochs=cfg.teacher_epochs, lr=D.TEACHER_LR,
+                                                      seed=cfg.seed, progress=cfg.progress),
+                                    info=info)
+        print(f"   {cfg.method} teacher(s) {cfg.teacher_arch}/{cfg.teacher_preset}: test micro-F1 "
+              f"{teachers.summary['f1']:.4f}")
+    runs = []
+    for i in range(cfg.spread_seeds):
+        seed_dir = d if i == 0 else d / f"seed{cfg.seed + i}"
+        runs.append(D.distill(splits, cfg.arch, cfg.method, cfg=replace(tc, seed=cfg.seed + i),
+                              out_dir=seed_dir, info=info, teachers=teachers))
+    res = {**runs[0], "options": opts, "seed_f1": [r["f1"] for r in runs]}
     map_data.save_splits(d / "data.npz", splits)
     (d / "metrics.json").write_text(json.dumps(res, indent=2, default=_plain))
-    print(f"   student {res['student_params']} params: test micro-F1 {res['f1']:.4f} "
-          f"(all-ones floor {res['floor']:.4f})")
+    f = np.array(res["seed_f1"])
+    print(f"   student {res['student_params']} params: test micro-F1 {f[0]:.4f} (seeds: {f.mean():.4f} ± "
+          f"{f.std(ddof=1) if f.size > 1 else 0:.4f}; frequency {res['freq_baseline']:.4f}, IP "
+          f"{res['ip_baseline']:.4f}, all-ones floor {res['floor']:.4f})")
     return d
 
 
@@ -111,7 +148,7 @@ def pruned_student(student_dir: Path, pattern, cfg: ExploreConfig) -> Path:
     # way (e.g. the one-shot ``student_2of4`` of older runs) never lends its results
     how = cfg.saliency + (f"_{cfg.classes}" if cfg.classes else "")
     how += f"_srste{cfg.prune_epochs}" if cfg.prune_epochs else "_oneshot"
-    d = student_dir.parent / f"pruned_{_slug(pattern)}_{how}"
+    d = student_dir / f"pruned_{_slug(pattern)}_{how}"
     if not ((d / "student.pt").exists() and (d / "metrics.json").exists()):
         res = prune_student(str(student_dir / "student.pt"), str(d), pattern, saliency=cfg.saliency,
                             classes=cfg.classes, epochs=cfg.prune_epochs, seed=cfg.seed, progress=cfg.progress)
@@ -244,7 +281,7 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     torch.set_num_threads(2)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = _stage(f"student: {cfg.arch} on {cfg.app} traces ({cfg.method})")
+    t0 = _stage(f"student: {cfg.arch} on {cfg.workload.app} traces, scale {cfg.workload.scale} ({cfg.method})")
     student = train_student(cfg)
     model = load_checkpoint(student / "student.pt")
     sample = torch.as_tensor(load_splits(student / "data.npz")["x_test"][:1])
@@ -265,7 +302,8 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     store = out / "sweep.sqlite"
     points = []
     for f in cfg.formats:
-        points += grid([str(students[str(p)]) for p in pats], [f], [f], list(cfg.ptq), [cfg.seed])
+        points += grid([str(students[str(p)]) for p in pats], [f], [f], list(cfg.ptq), [cfg.seed],
+                       allow_degenerate=cfg.allow_degenerate)
     run_sweep(points, store, jobs=cfg.jobs, progress=cfg.progress)
     acc = load_results(store)
     acc = acc[acc["key"].isin({p.key for p in points})]  # the store may hold other sweeps' points
@@ -275,22 +313,22 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     if att:
         print(f"   attention on the SWA kernel (int8): +{att['lut']:.0f} LUT, +{att['dsp']:.0f} DSP, "
               f"+{att['cycles']:.0f} cycles, +{att['energy_nj']:.0f} nJ per inference, added to every point")
-    by_dir = {students[str(p)].name: p for p in pats}
+    by_dir = {str(students[str(p)].resolve()): p for p in pats}
     dens = {str(p): block_density(load_checkpoint(students[str(p)] / "student.pt"), p) for p in pats}
     rows = []
     for _, r in acc.iterrows():
-        name = Path(r["model"]).name
-        p = by_dir[name]
+        p = by_dir[r["model"]]
         cost = engine_costs(layers, r["wfmt"], cfg, p, dens[str(p)], att)
         rows.append({"format": r["wfmt"], "ptq": r["ptq"], "micro_f1": r["metric"],
-                     "float_f1": r.get("float_metric", np.nan), "student": name, **cost})
+                     "float_f1": r.get("float_metric", np.nan),
+                     "student": str(Path(r["model"]).relative_to(out.resolve())), **cost})
     df = pd.DataFrame(rows)
     df["name"] = df["engine"] + " " + df["format"] + np.where(df["ptq"] == "none", "", " " + df["ptq"])
     df = pareto(df, maximize=["micro_f1"], minimize=list(OBJECTIVES), all_ranks=True)
     df = df.rename(columns={"pareto_rank": "rank"})
     df.to_csv(out / "pareto.csv", index=False)
     plot(df, "lut", "micro_f1", maximize=["micro_f1"], minimize=["lut"], label="name",
-         path=out / "pareto_lut_f1.png", title=f"{cfg.arch} student on {cfg.app}: micro-F1 vs LUTs")
+         path=out / "pareto_lut_f1.png", title=f"{cfg.arch} student on {cfg.workload.app}: micro-F1 vs LUTs")
 
     _stage("Verilog of the Pareto points")
     from hw.engines import config_from_dict
@@ -303,6 +341,7 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
         if not path.exists():
             export_verilog(c.build(), path)
     print_table(df)
+    print_spread(json.loads((student / "metrics.json").read_text()), df)
     print(f"\nwrote {out}/pareto.csv, {out}/pareto_lut_f1.png, {rtl}/ ({time.perf_counter() - t0:.0f} s)")
     return df
 
@@ -313,6 +352,18 @@ def print_table(df: pd.DataFrame) -> None:
     show = df.sort_values(["rank", "micro_f1"], ascending=[True, False])[cols]
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def print_spread(student_metrics: dict, df: pd.DataFrame) -> None:
+    """The seed-to-seed spread of the float student under the front, beside the front's own F1
+    range and the input-blind baselines, so that a reader can tell signal from noise."""
+    f = np.array(student_metrics["seed_f1"])
+    sd = f.std(ddof=1) if f.size > 1 else float("nan")
+    front = df[df["rank"] == 1]["micro_f1"]
+    print(f"\nseed-to-seed spread of the float student ({f.size} training seeds): micro-F1 {f.mean():.4f} ± "
+          f"{sd:.4f} (sd; range {f.min():.4f}–{f.max():.4f}); front points span {front.min():.4f}–"
+          f"{front.max():.4f}; input-blind frequency predictor {student_metrics['freq_baseline']:.4f}, "
+          f"IP-conditioned {student_metrics['ip_baseline']:.4f}")
 
 
 def _plain(o):
@@ -332,26 +383,38 @@ def _run(args: argparse.Namespace) -> int:
         n, m = (int(x) for x in args.nm.split(":"))
     except ValueError:
         raise ValueError(f"--nm {args.nm!r}: give the pattern as N:M, e.g. 2:4") from None
+    from models.cli import spec_from_args
     from models.prune import Pattern
 
     Pattern(n, m, args.block, args.keep)  # one clear error for a bad combination
-    cfg = ExploreConfig(out=args.output, app=args.app, arch=args.arch, scale=args.scale,
+    cfg = ExploreConfig(out=args.output, workload=spec_from_args(args), arch=args.arch, method=args.method,
+                        teacher_arch=args.teacher_arch, epochs=args.epochs,
+                        teacher_epochs=args.teacher_epochs, spread_seeds=args.spread_seeds,
+                        allow_degenerate=args.allow_degenerate,
                         formats=_csv(args.formats), ptq=_csv(args.ptq), lanes=args.lanes, nm=(n, m),
                         block=args.block, keep=args.keep, prune_epochs=args.prune_epochs,
                         saliency="class" if args.classes else "magnitude", classes=args.classes,
-                        device=args.device, seed=args.seed, jobs=args.jobs, epochs=args.epochs)
+                        device=args.device, seed=args.seed, jobs=args.jobs)
     explore(cfg)
     return 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``explore`` options (shared with ``paretofab demo``)."""
+    from models.cli import add_trace_arguments
+
     d = ExploreConfig()
     p.add_argument("-o", "--output", default=d.out, help=f"output folder (default {d.out}); rerun to resume")
-    p.add_argument("--app", default=d.app, help="GAP kernel whose traces train the student (bc, cc, pr, sssp, bfs)")
-    p.add_argument("--arch", default=d.arch, help="student architecture (lstm, mixer, resnet, swa)")
-    p.add_argument("--scale", type=int, default=d.scale, help="RMAT graph scale (2**scale vertices)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (early stopping on validation)")
+    add_trace_arguments(p)
+    p.add_argument("--arch", default=d.arch, help=f"student architecture (lstm, mixer, resnet, swa; default {d.arch})")
+    p.add_argument("--method", default=d.method, help=f"none, kd or packd (default {d.method})")
+    p.add_argument("--teacher-arch", default=d.teacher_arch, help=f"teacher architecture (default {d.teacher_arch})")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help=f"student training epochs (early stopping on validation; default {d.epochs})")
+    p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs,
+                   help=f"teacher training epochs (default {d.teacher_epochs})")
+    p.add_argument("--spread-seeds", type=int, default=d.spread_seeds,
+                   help=f"students trained with seeds seed.. for the seed-to-seed spread (default {d.spread_seeds})")
     p.add_argument("--formats", default=",".join(d.formats), help="W = A formats to sweep, comma-separated")
     p.add_argument("--ptq", default=",".join(d.ptq), help="PTQ technique sets, comma-separated")
     p.add_argument("--lanes", type=int, default=d.lanes, help="engine multipliers")
@@ -364,7 +427,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", default=d.classes,
                    help="class-aware saliency for these outputs (e.g. top32); default magnitude")
     p.add_argument("--device", default=d.device, help="FPGA part for fmax and static power")
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--jobs", type=int, default=d.jobs, help="sweep worker processes")
 
 

@@ -58,7 +58,8 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
     points = grid(_csv_list(args.model), _csv_list(args.wfmt), _csv_list(args.afmt), _csv_list(args.ptq),
                   seeds, per_channel=not args.per_tensor, n_calib=args.n_calib,
-                  sparsities=_csv_list(args.sparsity), threshold=args.threshold)
+                  sparsities=_csv_list(args.sparsity), threshold=args.threshold,
+                  allow_degenerate=args.allow_degenerate)
     r = run_sweep(points, args.output, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
     print(f"{r['done']} points run, {r['skipped']} already in {args.output}, {r['total']} in the grid "
           f"({r['seconds']:.1f} s)")
@@ -140,6 +141,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MAP students: test micro-F1 at the validation-best threshold (val, default, as "
                         "`paretofab distill` reports) or at 0.5")
     p.add_argument("--seeds", default="0", help="seeds, comma list (default 0)")
+    p.add_argument("--allow-degenerate", action="store_true",
+                   help="sweep a MAP student trained on a degenerate trace (its accuracy axis is noise)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     p.add_argument("--n-calib", type=int, default=256, help="calibration samples (default 256)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")

@@ -109,6 +109,18 @@ def _model_name(spec: str) -> str:
     return str(p.resolve())
 
 
+def _check_student_workload(model: str) -> None:
+    """Refuse a MAP student trained on a degenerate trace (its accuracy axis is noise)."""
+    from models.map_data import load_splits
+    from models.trace_stats import DegenerateTraceError, check_workload, trace_stats
+
+    p = Path(model)
+    try:
+        check_workload(trace_stats(load_splits(p / "data.npz" if p.is_dir() else p.parent / "data.npz")))
+    except DegenerateTraceError as e:
+        raise DegenerateTraceError(f"{model}: {e}") from None
+
+
 def _sparsity_name(spec: str) -> str:
     from models.prune import parse_pattern
 
@@ -126,6 +138,7 @@ def grid(
     n_calib: int = 256,
     sparsities: Sequence[str] = ("dense",),
     threshold: str = "val",
+    allow_degenerate: bool = False,
 ) -> list[SweepPoint]:
     """The cartesian product, validated: bad formats / techniques / models / sparsity patterns
     raise ``ValueError``.
@@ -135,6 +148,8 @@ def grid(
     points get equal keys. ``threshold`` (MAP students only; digits reports accuracy): ``"val"``
     (default) scores test micro-F1 at the threshold that maximizes the quantized model's
     validation micro-F1, as ``paretofab distill`` reports it; ``"0.5"`` at a fixed 0.5.
+    A MAP student whose workload is degenerate (``models.trace_stats``) is refused unless
+    ``allow_degenerate``.
     """
     if threshold not in ("val", "0.5"):
         raise ValueError(f"threshold must be 'val' or '0.5', got {threshold!r}")
@@ -145,6 +160,9 @@ def grid(
     if n_calib < 1:
         raise ValueError(f"n_calib must be >= 1 calibration samples, got {n_calib}")
     ms = [_model_name(m) for m in models]
+    for m in ms:
+        if m != "digits" and not allow_degenerate:
+            _check_student_workload(m)
     ws = [str(check_supported(f)) for f in wfmts]
     as_ = [str(check_supported(f)) for f in afmts]
     ps = ["+".join(parse_techniques(p)) or "none" for p in ptqs]

@@ -10,14 +10,17 @@ import pytest
 
 from hw.engines import config_from_dict, engine
 from models import prune as P
-from paretofab.explore import OBJECTIVES, ExploreConfig, explore, layer_workloads
+from models.workload import TraceSpec
+from paretofab.explore import OBJECTIVES, ExploreConfig, explore, layer_workloads, train_student
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("explore")
-    cfg = ExploreConfig(out=str(out), method="none", scale=12, max_loads=200_000, max_rows=3000, epochs=1,
-                        formats=("int4", "e2m3"), lanes=8, prune_epochs=1, progress=False)
+    cfg = ExploreConfig(out=str(out), method="none", arch="resnet", epochs=1, spread_seeds=2,
+                        workload=TraceSpec(app="pr", scale=12, max_loads=200_000, max_rows=3000),
+                        allow_degenerate=True, formats=("int4", "e2m3"), lanes=8, prune_epochs=1,
+                        progress=False)
     return cfg, explore(cfg)
 
 
@@ -49,7 +52,7 @@ def test_cycles_equal_engine_closed_forms(small):
     from models.zoo import load_checkpoint
 
     cfg, df = small
-    student = f"{cfg.out}/student"
+    student = train_student(cfg)  # reused
     layers = layer_workloads(load_checkpoint(f"{student}/student.pt"),
                              torch.as_tensor(load_splits(f"{student}/data.npz")["x_test"][:1]))
     assert layers and all(lr["k"] > 0 and lr["vectors"] > 0 for lr in layers)
@@ -73,6 +76,33 @@ def test_cycles_equal_engine_closed_forms(small):
         assert row["cycles"] == sum(mod.cycles(config, w) for w in wls)
 
 
+def test_student_stage_is_keyed_by_its_options(small):
+    """A changed option (here the app) never reuses another run's student; the seed spread is
+    recorded for every training seed."""
+    from dataclasses import replace
+
+    cfg, df = small
+    d = train_student(cfg)
+    m = json.loads((d / "metrics.json").read_text())
+    assert len(m["seed_f1"]) == 2 and m["seed_f1"][0] == pytest.approx(m["f1"])
+    assert set(df["student"].str.split("/").str[1]) == {d.name}
+    other = replace(cfg, workload=replace(cfg.workload, app="bc", skip_loads=10_000), spread_seeds=1)
+    assert cfg.student_options() != other.student_options()
+    d2 = train_student(other)
+    assert d2 != d and json.loads((d2 / "metrics.json").read_text())["app"] == "bc"
+
+
+def test_degenerate_trace_is_refused_before_training(tmp_path):
+    from dataclasses import replace
+
+    cfg = ExploreConfig(out=str(tmp_path), workload=TraceSpec(app="pr", scale=12, max_loads=200_000,
+                                                              max_rows=3000), progress=False)
+    with pytest.raises(ValueError, match="degenerate trace"):
+        explore(cfg)
+    assert not list(tmp_path.glob("students/*/student.pt"))
+    assert replace(cfg, allow_degenerate=True).student_options() != cfg.student_options()
+
+
 def test_front_verilog_and_resume(small):
     cfg, df = small
     rtl = sorted(p.name for p in (pd.io.common.Path(cfg.out) / "rtl").glob("*.v"))
@@ -88,7 +118,7 @@ def test_layer_workloads_count_lstm_gates():
 
     from models.zoo import build
 
-    m = build("lstm", "student")  # LSTM(10 -> 28) over 10 steps, Linear(28 -> 256)
+    m = build("lstm", "student", steps=10, hidden=28)  # LSTM(10 -> 28) over 10 steps, Linear(28 -> 256)
     rows = layer_workloads(m, torch.rand(3, 10, 10))
     assert rows == [
         {"layer": "lstm.l0", "k": 10 + 28, "vectors": 4 * 28 * 10, "prunable": False},

@@ -6,13 +6,21 @@ from models import traces
 from paretofab.cli import main
 
 
-def test_traces_command_writes_mldpc(tmp_path, capsys):
+def test_traces_command_writes_mldpc_with_header(tmp_path, capsys):
     out = tmp_path / "pr.txt"
-    assert main(["traces", "--app", "pr", "--scale", "10", "--max-loads", "50000", "-o", str(out)]) == 0
+    assert main(["traces", "--app", "pr", "--scale", "10", "--max-loads", "50000", "--l2-kb", "16",
+                 "-o", str(out)]) == 0
     tr = traces.read_trace(out)
-    ref = traces.generate("pr", scale=10, max_loads=50_000)
+    ref = traces.generate("pr", scale=10, max_loads=50_000, l2_kb=16)
     assert np.array_equal(tr.addr, ref.addr)
-    assert "LLC accesses" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "LLC accesses" in printed and "verdict" in printed
+    # the header records the generator settings and the statistics printed
+    assert tr.meta["scale"] == 10 and tr.meta["l2_kb"] == 16 and tr.meta["skip_loads"] == 3 * 2**10
+    assert f"{tr.meta['stats']['freq_f1']:.3f}" in printed
+    assert main(["traces", "--stats", str(out)]) == 0
+    again = capsys.readouterr().out
+    assert f"{tr.meta['stats']['ip_f1']:.3f}" in again and "verdict" in again
 
 
 def test_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -22,6 +30,16 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys):
     assert main(["distill", "--trace", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not found" in err and "\n" not in err
+    assert main(["traces", "--app", "pr"]) == 2
+    assert "-o FILE" in capsys.readouterr().err
+
+
+def test_distill_refuses_a_degenerate_trace_with_one_line(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["distill", "--app", "pr", "--scale", "10", "--max-loads", "50000", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "degenerate trace" in err and "--allow-degenerate" in err and "\n" not in err
+    assert not out.exists()
 
 
 # ---- paretofab prune ---------------------------------------------------------------------------------

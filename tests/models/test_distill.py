@@ -72,14 +72,81 @@ def test_end_to_end_each_method_beats_floor_on_pr(pr_splits, method):
     if method != "none":
         assert r["compression"] > 10
     if method == "packd":
-        assert sum(r["cluster_sizes"]["train"]) == len(pr_splits["y_train"])
+        assert sum(r["teacher"]["cluster_sizes"]["train"]) == len(pr_splits["y_train"])
+
+
+def test_shared_teachers_equal_teachers_trained_inside():
+    """One set of teachers serves several students: a student distilled from teachers trained once
+    by train_teachers is the student distill() trains with its own teachers (same seeds)."""
+    tr = traces.generate("pr", scale=12, seed=0, max_loads=200_000, skip_loads=0)
+    sp = map_data.make_splits(tr.addr, tr.ip, max_rows=1500)
+    cfg = D.TrainConfig(epochs=1, batch_size=128, progress=False)
+    teachers = D.train_teachers(sp, "packd", "lstm", "cpu", clusters=2, cfg=cfg)
+    assert teachers.logits["train"].shape == sp["y_train"].shape and len(teachers.groups) == 2
+    assert sorted(np.concatenate(teachers.groups).tolist()) == list(range(len(sp["y_train"])))
+    shared = D.distill(sp, "lstm", "packd", teachers=teachers, cfg=cfg)
+    inside = D.distill(sp, "lstm", "packd", teacher_arch="lstm", cfg=cfg)
+    assert shared["f1"] == inside["f1"] and shared["teacher"]["f1"] == inside["teacher"]["f1"]
+    with pytest.raises(ValueError, match="packd teachers given for method kd"):
+        D.distill(sp, "lstm", "kd", teachers=teachers, cfg=cfg)
+
+
+def test_cluster_on_hashed_ips_separates_load_sites():
+    """PaCKD's default feature: rows whose past IPs come from two load-site groups split by group,
+    however close the IP values are."""
+    rng = np.random.default_rng(5)
+    sp, truth = {}, {}
+    for s in ("train", "val", "test"):
+        g = rng.integers(0, 2, 200)
+        ips = np.where(g[:, None] == 0, 0x401004, 0x401014)  # adjacent load sites, 16 bytes apart
+        sp[f"ip_{s}"], truth[s] = np.repeat(ips, 10, axis=1), g
+        sp[f"block_{s}"] = rng.integers(0, 10**6, (200, 10))
+    assert np.ptp(map_data.hashed_ips(np.array([0x401004, 0x401014]))) > 0.01  # hashing spreads them
+    lab = D.cluster(sp, 2, seed=0)
+    for s in lab:
+        agree = (lab[s] == truth[s]).mean()
+        assert max(agree, 1 - agree) == 1.0
+
+
+def _fixed_model(perfect: bool) -> torch.nn.Module:
+    """Linear(100 -> 256) on the flattened input: the identity on bits 0..99 (a perfect predictor of
+    the synthetic labels below) or all zeros (outputs 0.5 everywhere: no better than the plateau)."""
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 256))
+    with torch.no_grad():
+        m[1].weight.zero_()
+        m[1].bias.zero_()
+        if perfect:
+            m[1].weight[:100] = 20 * torch.eye(100)
+            m[1].bias.fill_(-10)
+    return m
+
+
+def test_patience_runs_only_off_the_plateau():
+    """With lr 0 nothing improves: a model stuck at the input-blind plateau trains the whole budget,
+    one above it stops after ``patience`` epochs without improvement."""
+    rng = np.random.default_rng(3)
+    x = (rng.random((400, 10, 10)) < 0.3).astype(np.float32)
+    y = np.zeros((400, 256), np.uint8)
+    y[:, :100] = x.reshape(400, 100)
+    cfg = D.TrainConfig(epochs=6, patience=2, lr=0.0, progress=False)
+    stuck = D.fit(_fixed_model(False), x[:300], y[:300], x[300:], y[300:], cfg)
+    assert stuck["epochs"] == 6 and stuck["left_plateau_epoch"] is None
+    assert max(stuck["val_f1"]) <= stuck["plateau_f1"] + 1e-12
+    good = D.fit(_fixed_model(True), x[:300], y[:300], x[300:], y[300:], cfg)
+    assert good["val_f1"][0] == 1.0 and good["left_plateau_epoch"] == 1
+    assert good["epochs"] == 1 + cfg.patience
+
+
+def test_teacher_verdict():
+    assert D.teacher_verdict(0.50, 0.45) is None
+    assert "inconclusive" in D.teacher_verdict(0.47, 0.45)
 
 
 def test_distill_cli_writes_loadable_outputs(tmp_path):
     out = tmp_path / "run"
     rc = main(["distill", "--app", "pr", "--arch", "mixer", "--method", "packd", "--clusters", "2",
                "--preset", "cpu", "--scale", "12", "--max-loads", "300000", "--max-rows", "2000",
-               "--epochs", "1", "--batch-size", "64", "-o", str(out)])
+               "--epochs", "1", "--batch-size", "64", "--allow-degenerate", "-o", str(out)])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["method"] == "packd" and np.isfinite(m["f1"]) and m["floor"] > 0

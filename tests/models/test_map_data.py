@@ -39,13 +39,11 @@ def test_history_and_split_layout():
     block[rng.random(n) < 0.05] += 10**5  # some jumps make a few empty labels
     addr = (block.astype(np.uint64) << np.uint64(6)) + np.uint64(8)
     ip = rng.integers(0x400000, 0x400100, n)
-    sp = M.make_splits(addr, ip, fractions=(0.6, 0.2, 0.2))
+    sp = M.make_splits(addr, ip, test_fraction=0.2, val_fraction=0.1, seed=3)
     y_all = M.delta_labels(block)
-    prev_end = -1
     for s in M.SPLITS:
         t = sp[f"t_{s}"]
-        assert (np.diff(t) > 0).all() and t[0] > prev_end
-        prev_end = t[-1]
+        assert (np.diff(t) > 0).all()
         assert (t >= M.HISTORY - 1).all()
         assert sp[f"y_{s}"].any(axis=1).all()  # no empty labels
         assert np.array_equal(sp[f"y_{s}"], y_all[t])
@@ -54,11 +52,23 @@ def test_history_and_split_layout():
         assert np.array_equal(sp[f"x_{s}"][k], exp_x)
         assert sp[f"block_{s}"][k].tolist() == block[t[k] - 9: t[k] + 1].tolist()
         assert sp[f"ip_{s}"][k].tolist() == ip[t[k] - 9: t[k] + 1].tolist()
-    # no row's look-ahead crosses into the next split
-    assert sp["t_train"][-1] + M.LOOKAHEAD < sp["t_val"][0]
-    assert sp["t_val"][-1] + M.LOOKAHEAD < sp["t_test"][0]
-    dropped = y_all[M.HISTORY - 1:].any(axis=1).sum() - sum(len(sp[f"t_{s}"]) for s in M.SPLITS)
-    assert dropped > 0  # rows near split boundaries
+    # brute force: usable rows in time order; the last 20% are test, the rest is the training
+    # window minus the rows whose look-ahead reaches the first test access
+    usable = [t for t in range(M.HISTORY - 1, len(block) - M.LOOKAHEAD) if y_all[t].any()]
+    cut = round(0.8 * len(usable))
+    assert sp["t_test"].tolist() == usable[cut:]
+    window = [t for t in usable[:cut] if t + M.LOOKAHEAD < usable[cut]]
+    assert len(window) < cut  # rows near the test boundary were dropped
+    train, val = set(sp["t_train"].tolist()), set(sp["t_val"].tolist())
+    assert not train & val and train | val == set(window)  # disjoint, and exactly the window
+    assert len(val) == round(0.1 * len(window))
+    # validation is a random subset of the window, not a later time slice
+    assert min(val) < np.median(window) < max(val)
+    # seeded: the same seed draws the same rows, another seed others; test never moves
+    again = M.make_splits(addr, ip, seed=3)
+    other = M.make_splits(addr, ip, seed=4)
+    assert np.array_equal(again["t_val"], sp["t_val"]) and not np.array_equal(other["t_val"], sp["t_val"])
+    assert np.array_equal(other["t_test"], sp["t_test"])
 
 
 def test_save_load_roundtrip(tmp_path):
@@ -78,5 +88,7 @@ def test_bad_inputs(tmp_path):
         M.load_splits(tmp_path / "none.npz")
     with pytest.raises(ValueError, match="too short"):
         M.make_splits(np.arange(100, dtype=np.uint64) << np.uint64(6))
-    with pytest.raises(ValueError, match="fractions"):
-        M.make_splits(np.arange(1000, dtype=np.uint64), fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="test_fraction"):
+        M.make_splits(np.arange(1000, dtype=np.uint64), test_fraction=1.0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        M.make_splits(np.arange(1000, dtype=np.uint64), val_fraction=0.0)

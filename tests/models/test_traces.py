@@ -127,9 +127,12 @@ def test_filter_llc_matches_bruteforce_hierarchy():
 
 
 def test_generate_is_seeded_and_filtered():
-    a = T.generate("cc", scale=10, seed=1, max_loads=100_000)
-    b = T.generate("cc", scale=10, seed=1, max_loads=100_000)
-    assert np.array_equal(a.addr, b.addr) and np.array_equal(a.ip, b.ip)
+    # cc converges within the default 250k-load warm-up at scale 10: skip less
+    a = T.generate("cc", scale=10, seed=1, max_loads=100_000, skip_loads=20_000)
+    b = T.generate("cc", scale=10, seed=1, max_loads=100_000, skip_loads=20_000)
+    assert np.array_equal(a.addr, b.addr) and np.array_equal(a.ip, b.ip) and a.meta == b.meta
+    assert a.meta["skip_loads"] == 20_000 and a.meta["raw_loads"] == 120_000
+    assert a.instr_id[0] > 20_000 * T.INSTR_PER_LOAD  # counted from the program start
     assert 0 < len(a) < 100_000
     assert (np.diff(a.instr_id) > 0).all() and (np.diff(a.cycle) > 0).all()
 
@@ -187,3 +190,185 @@ def test_prefetch_degree_strips_streams():
     assert set(pf.addr.tolist()) <= set(plain.addr.tolist())
     with pytest.raises(ValueError, match="prefetch degree"):
         T.generate("pr", scale=8, prefetch_degree=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# physical page mapping
+# --------------------------------------------------------------------------------------------
+def _first_touch_reference(addr: np.ndarray, seed: int) -> np.ndarray:
+    """Brute-force first-touch allocator: replays the documented run draws with a plain loop."""
+    rng = np.random.default_rng(seed)
+    slots = rng.permutation(T.PHYS_SLOTS).tolist()
+    logs = rng.integers(0, T.RUN_LOG2, T.PHYS_SLOTS).tolist()
+    table: dict[int, int] = {}
+    run, left, nxt, out = -1, 0, 0, []
+    for a in addr.tolist():
+        vp = a // 4096
+        if vp not in table:
+            if left == 0:
+                run += 1
+                nxt, left = slots[run] * T.SLOT_PAGES, 2 ** logs[run]
+            table[vp] = nxt
+            nxt, left = nxt + 1, left - 1
+        out.append(table[vp] * 4096 + a % 4096)
+    return np.array(out, np.uint64)
+
+
+def _page_stream(seed: int, pages: int, n: int) -> np.ndarray:
+    """``n`` loads over ``pages`` scattered virtual pages: random picks, repeats and page sweeps."""
+    rng = np.random.default_rng(seed)
+    vp = T.HEAP_BASE // 4096 + rng.choice(1 << 30, pages, replace=False)
+    pick = np.concatenate([rng.integers(0, pages, n // 2), np.arange(n - n // 2) // 7 % pages])
+    return (vp[pick] * 4096 + rng.integers(0, 4096, n)).astype(np.uint64)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_physical_pages_match_first_touch_bruteforce(seed):
+    addr = _page_stream(seed, 3000, 30_000)
+    phys = T.physical_addresses(addr, seed)
+    assert phys.dtype == np.uint64
+    assert np.array_equal(phys, _first_touch_reference(addr, seed))
+    assert np.array_equal(phys % np.uint64(4096), addr % np.uint64(4096))  # offsets kept
+
+
+def test_physical_runs_are_contiguous_powers_of_two_and_never_alias():
+    rng = np.random.default_rng(2)
+    vp = rng.permutation(20_000).astype(np.uint64) + np.uint64(T.HEAP_BASE // 4096)
+    addr = vp * np.uint64(4096) + np.uint64(100)  # every load touches a new page
+    pp = (T.physical_addresses(addr, 9) // np.uint64(4096)).astype(np.int64)
+    assert np.unique(pp).size == 20_000  # no two virtual pages share a physical page
+    # runs: maximal physically consecutive stretches in first-touch order (runs <= 512 pages sit in
+    # 1024-page slots, so two runs are never adjacent)
+    runs = np.split(pp, np.flatnonzero(np.diff(pp) != 1) + 1)
+    lengths = np.array([r.size for r in runs])
+    assert all(r[0] % T.SLOT_PAGES == 0 for r in runs)
+    assert (lengths <= 512).all() and lengths.max() > 1
+    full = lengths[:-1]  # the last run may be partly used
+    assert ((full & (full - 1)) == 0).all()
+    assert len({r[0] for r in runs}) == len(runs)
+
+
+def test_physical_mapping_is_seeded():
+    addr = _page_stream(1, 500, 5_000)
+    assert np.array_equal(T.physical_addresses(addr, 3), T.physical_addresses(addr, 3))
+    assert not np.array_equal(T.physical_addresses(addr, 3), T.physical_addresses(addr, 4))
+
+
+def test_generate_maps_pages_unless_told_not_to():
+    virt = T.generate("pr", scale=8, max_loads=20_000, physical=False)
+    phys = T.generate("pr", scale=8, max_loads=20_000)
+    assert (virt.addr >= np.uint64(T.HEAP_BASE)).all() and virt.meta["page_seed"] is None
+    assert (phys.addr < np.uint64(T.PHYS_SLOTS * T.SLOT_PAGES * 4096)).all()
+    assert phys.meta["page_seed"] == 2 and phys.meta["physical"] is True
+
+
+# --------------------------------------------------------------------------------------------
+# warm-up
+# --------------------------------------------------------------------------------------------
+def test_skip_loads_keeps_cache_state():
+    A, B, C = (T.HEAP_BASE + 64 * k for k in (0, 1000, 2000))  # three distinct lines
+    ip = np.arange(4, dtype=np.uint64)
+    warm = T.filter_trace(np.array([A, B, A, C], np.uint64), ip, skip_loads=2)
+    assert warm.addr.tolist() == [C]  # A hits the warm L1: not an LLC access
+    assert warm.ip.tolist() == [3]
+    assert warm.instr_id.tolist() == [3 * T.INSTR_PER_LOAD + 1]  # counted from the program start
+    assert warm.cycle.tolist() == [3 * T.INSTR_PER_LOAD + 12 * 3 + 1]  # A, B, C missed L1
+    cold = T.filter_trace(np.array([A, C], np.uint64), ip[:2], skip_loads=0)
+    assert cold.addr.tolist() == [A, C]
+
+
+@pytest.mark.parametrize("prefetch_degree", [0, 2])
+def test_skip_loads_logs_the_tail_of_the_warm_filter(prefetch_degree):
+    rng = np.random.default_rng(11)
+    addr = np.concatenate([rng.integers(0, 20_000, 16_000), np.arange(4_000) * 2]) * 8 + T.HEAP_BASE
+    addr = addr.astype(np.uint64)
+    ip = rng.integers(0, 1 << 20, addr.size).astype(np.uint64)
+    l1, l2, llc = T.CacheConfig(4 * 1024, 4), T.CacheConfig(32 * 1024, 8), T.CacheConfig(128 * 1024, 8)
+    k = 7_000
+    tr = T.filter_trace(addr, ip, k, l1, l2, llc, prefetch_degree)
+    full = T.filter_trace(addr, ip, 0, l1, l2, llc, prefetch_degree)
+    tail = full.instr_id > k * T.INSTR_PER_LOAD
+    for f in ("instr_id", "cycle", "addr", "ip", "llc_hit"):
+        assert np.array_equal(getattr(tr, f), getattr(full, f)[tail]), f
+    if prefetch_degree:
+        return
+    lines = (addr // np.uint64(64)).astype(np.int64)
+    miss1 = ~T.lru_hits_reference(lines, l1.sets, l1.ways)
+    i1 = np.flatnonzero(miss1)
+    i2 = i1[~T.lru_hits_reference(lines[i1], l2.sets, l2.ways)]
+    hit3 = T.lru_hits_reference(lines[i2], llc.sets, llc.ways)
+    logged = i2 >= k
+    assert 0 < logged.sum() < logged.size and hit3[logged].any()
+    assert np.array_equal(tr.addr, addr[i2[logged]])
+    assert np.array_equal(tr.ip, ip[i2[logged]])
+    assert np.array_equal(tr.llc_hit, hit3[logged])
+    assert np.array_equal(tr.instr_id, i2[logged] * 4 + 1)
+    assert np.array_equal(tr.cycle, i2[logged] * 4 + 12 * np.cumsum(miss1)[i2[logged]] + 1)
+
+
+def test_default_skip_loads_is_prs_init_sweep_else_250k(small_graph):
+    n = small_graph.n
+    assert T.default_skip_loads("pr", small_graph) == 3 * n
+    for app in ("bc", "cc", "sssp", "bfs"):
+        assert T.default_skip_loads(app, small_graph) == 250_000
+    # pr's first 3n loads are exactly its outgoing-contribution sweep
+    _, ip, _ = T.raw_loads("pr", graph=small_graph, iters=1, max_loads=3 * n + 1)
+    ips = T.site_ips("pr")
+    assert set(ip[:3 * n].tolist()) == {ips["deg_off"], ips["deg_off1"], ips["score_c"]}
+    assert ip[3 * n] == ips["off"]
+    with pytest.raises(ValueError, match="unknown app"):
+        T.default_skip_loads("tc", small_graph)
+
+
+def test_warmup_longer_than_the_kernel_is_an_error():
+    with pytest.raises(T.TraceError, match="smaller skip_loads"):
+        T.generate("bfs", scale=6, iters=1, max_loads=10)
+
+
+# --------------------------------------------------------------------------------------------
+# cache sizes and provenance
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw", [{"l1_kb": 0}, {"l1_kb": 40}, {"l2_kb": -512}, {"l2_kb": 100}])
+def test_cache_sizes_are_validated(kw):
+    with pytest.raises(T.TraceError, match="power of two"):
+        T.generate("pr", scale=8, max_loads=1_000, **kw)
+    with pytest.raises(T.TraceError, match="power of two"):
+        T.CacheConfig(3 * 1024, 4)
+
+
+def test_cache_sizes_reach_the_filter():
+    tr = T.generate("pr", scale=8, max_loads=5_000, l1_kb=24, l2_kb=256, skip_loads=0)
+    addr, _, _ = T.raw_loads("pr", scale=8, max_loads=5_000)
+    expect = T.filter_llc(T.physical_addresses(addr, 2), T.CacheConfig(24 * 1024, 12),
+                          T.CacheConfig(256 * 1024, 8))
+    assert np.array_equal(tr.instr_id, expect * T.INSTR_PER_LOAD + 1)
+    assert tr.meta["l1_kb"] == 24 and tr.meta["l2_kb"] == 256
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".txt.xz"])
+def test_header_roundtrip(tmp_path, suffix):
+    tr = T.generate("pr", scale=8, max_loads=5_000)
+    assert set(tr.meta) == {"generator", "app", "scale", "seed", "edge_factor", "iters", "max_loads",
+                            "skip_loads", "l1_kb", "l2_kb", "prefetch_degree", "physical",
+                            "page_seed", "raw_loads"}
+    assert tr.meta["generator"] == "paretofab-traces 2" and tr.meta["skip_loads"] == 3 * 256
+    assert tr.meta["raw_loads"] == 3 * 256 + 5_000
+    p = tmp_path / f"t{suffix}"
+    T.write_trace(p, tr, header={"note": "warm, 1", "scale": 8})
+    back = T.read_trace(p)
+    assert back.meta == {**tr.meta, "note": "warm, 1"}
+    for f in ("instr_id", "cycle", "addr", "ip", "llc_hit"):
+        assert np.array_equal(getattr(tr, f), getattr(back, f)), f
+    if suffix == ".txt":
+        assert p.read_text().splitlines()[0] == '# generator: "paretofab-traces 2"'
+
+
+def test_header_lines_and_line_numbers(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text('# app: "pr"\n# a free comment\n#\n\n1, 2, 3, 4, 0\n1, 2, zz, 4, 0\n')
+    with pytest.raises(T.TraceError, match="bad.txt:6"):
+        T.read_trace(p)
+    p.write_text('# app: "pr"\n# note: not json\n1, 2, 3, 4, 1\n2, 3, 4, 5, 0\n')
+    tr = T.read_trace(p)
+    assert tr.meta == {"app": "pr"} and tr.addr.tolist() == [3, 4]
+    assert T.read_trace(p, limit=1).addr.tolist() == [3]  # limit counts loads, not file lines

@@ -15,9 +15,21 @@ def test_student_params_within_10pct_of_packd(arch, ref):
 
 
 def test_lstm_student_count_by_formula():
-    # nn.LSTM: 4h(i + h) weights + 8h biases; head h*256 + 256 (input 10, hidden 28)
-    i, h = 10, 28
-    assert zoo.count_params(zoo.build("lstm", "student")) == 4 * h * (i + h) + 8 * h + h * 256 + 256 == 11_904
+    # nn.LSTM: 4h(i + h) weights + 8h biases; head h*256 + 256. PaCKD's student: the 100 tokens
+    # flattened into one step, hidden 16; the 10-step alternative (input 10, hidden 28) is as large
+    for model, i, h in ((zoo.build("lstm", "student"), 100, 16),
+                        (zoo.build("lstm", "student", steps=10, hidden=28), 10, 28)):
+        assert zoo.count_params(model) == 4 * h * (i + h) + 8 * h + h * 256 + 256 == 11_904
+    assert zoo.build("lstm", "student").lstm.input_size == 100
+
+
+def test_flattened_lstm_sees_the_whole_history_in_one_step():
+    torch.manual_seed(0)
+    m = zoo.build("lstm", "student").eval()
+    x = torch.rand(3, 10, 10)
+    h = torch.zeros(1, 3, 16)
+    ref, _ = m.lstm(x.reshape(3, 1, 100), (h, h))  # one step from the zero state
+    assert torch.allclose(m(x), m.head(ref[:, 0]))
 
 
 def test_swa_student_is_student_sized():

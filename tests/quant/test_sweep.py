@@ -225,8 +225,23 @@ def lstm_student(tmp_path_factory):
     for split, n in (("train", 64), ("val", 32), ("test", 32)):
         splits[f"x_{split}"] = (rng.integers(0, 64, (n, 10, 10)) / 64.0).astype(np.float32)
         splits[f"y_{split}"] = rng.random((n, 256)) < 0.1
+        splits[f"block_{split}"] = rng.integers(0, 1 << 20, (n, 10))
+        splits[f"ip_{split}"] = np.zeros((n, 10), np.int64)
     save_splits(d / "data.npz", splits)
     return d
+
+
+def test_degenerate_student_is_refused_before_any_work(tmp_path, capsys, lstm_student):
+    """Random labels with no IP signal: the sweep refuses the student with one line naming the fix,
+    writes no store, and goes on with --allow-degenerate."""
+    out = tmp_path / "d.sqlite"
+    with pytest.raises(ValueError, match="degenerate trace.*--allow-degenerate"):
+        grid([str(lstm_student)], ["int8"], ["int8"])
+    argv = ["sweep", "--model", str(lstm_student), "--wfmt", "int8", "--afmt", "int8", "-o", str(out), "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "degenerate" in err and "\n" not in err and not out.exists()
+    assert len(grid([str(lstm_student)], ["int8"], ["int8"], allow_degenerate=True)) == 1
 
 
 def test_failing_point_is_recorded_and_does_not_stop_the_sweep(tmp_path, capsys, lstm_student):
@@ -235,7 +250,7 @@ def test_failing_point_is_recorded_and_does_not_stop_the_sweep(tmp_path, capsys,
     from quant.sweep import load_failures
 
     out = tmp_path / "f.sqlite"
-    pts = grid([str(lstm_student)], ["int8"], ["int8"], ["bias_corr", "none"])
+    pts = grid([str(lstm_student)], ["int8"], ["int8"], ["bias_corr", "none"], allow_degenerate=True)
     r = run_sweep(pts, out, progress=False)
     assert (r["done"], r["failed"]) == (1, 1)
     (err,) = r["errors"].values()
@@ -244,7 +259,7 @@ def test_failing_point_is_recorded_and_does_not_stop_the_sweep(tmp_path, capsys,
     fails = load_failures(out)
     assert list(fails["ptq"]) == ["bias_corr"] and fails["error"].iloc[0] == err
     argv = ["sweep", "--model", str(lstm_student), "--wfmt", "int8", "--afmt", "int8", "--ptq", "bias_corr,none",
-            "-o", str(out), "-q"]
+            "--allow-degenerate", "-o", str(out), "-q"]
     assert main(argv) == 1
     text = capsys.readouterr().out
     assert "0 points run, 1 already in" in text and "1 × TechniqueError: bias_corr" in text
