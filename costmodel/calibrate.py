@@ -50,6 +50,16 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.arith import multiplier
+from hw.engines import config_from_dict
+from hw.rtl import TARGETS, synthesize, yosys_version
+from hw.sparse import IndexMux
+
 DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
 BUFFERS_CSV = DATA / "buffers.csv"
@@ -214,8 +224,6 @@ def config_columns(config, key: str, target: str) -> dict:
 
 def _record_command(kind: str, argv: list[str]) -> None:
     meta = json.loads(META_JSON.read_text()) if META_JSON.exists() else {}
-    from hw.rtl import TARGETS, yosys_version
-
     meta.setdefault("commands", {})[kind] = " ".join(["python -m costmodel.calibrate", *argv])
     meta["yosys"] = yosys_version()
     meta["synth_scripts"] = TARGETS
@@ -228,9 +236,6 @@ def _record_command(kind: str, argv: list[str]) -> None:
 def run_primitives(target: str = "xc7", path: Path = PRIMITIVES_CSV, progress: bool = True) -> int:
     """Synthesize every multiplier of :func:`primitive_pairs` not yet in ``path``; returns the
     number synthesized."""
-    from hw.arith import multiplier
-    from hw.rtl import synthesize
-
     done = _done_keys(path)
     n = 0
     for w, a in primitive_pairs():
@@ -250,11 +255,6 @@ def run_primitives(target: str = "xc7", path: Path = PRIMITIVES_CSV, progress: b
 def buffer_component(depth: int, width: int):
     """A ``depth`` × ``width`` simple dual-port buffer (``amaranth.lib.memory.Memory``: one write
     port, one synchronous read port), as a weight/activation buffer would be."""
-    from amaranth.hdl import Module
-    from amaranth.lib import wiring
-    from amaranth.lib.memory import Memory
-    from amaranth.lib.wiring import In, Out
-
     abits = max(1, (depth - 1).bit_length())
 
     class Buf(wiring.Component):
@@ -275,8 +275,6 @@ def buffer_component(depth: int, width: int):
 
 def run_buffers(target: str = "xc7", path: Path = BUFFERS_CSV, progress: bool = True) -> int:
     """Synthesize the buffers of :data:`BUFFER_SHAPES` not yet in ``path``."""
-    from hw.rtl import synthesize
-
     done = _done_keys(path)
     n = 0
     for depth, width in BUFFER_SHAPES:
@@ -295,9 +293,6 @@ def run_buffers(target: str = "xc7", path: Path = BUFFERS_CSV, progress: bool = 
 
 def run_muxes(target: str = "xc7", path: Path = MUXES_CSV, progress: bool = True) -> int:
     """Synthesize the index muxes of :data:`MUX_SHAPES` not yet in ``path``."""
-    from hw.rtl import synthesize
-    from hw.sparse import IndexMux
-
     done = _done_keys(path)
     n = 0
     for lanes, nn, m, abits in MUX_SHAPES:
@@ -316,9 +311,6 @@ def run_muxes(target: str = "xc7", path: Path = MUXES_CSV, progress: bool = True
 def run_engines(configs: Iterable[dict], target: str = "xc7", path: Path = CALIBRATION_CSV,
                 limit: int | None = None, progress: bool = True) -> int:
     """Synthesize engine configs (``to_dict()`` form) not yet in ``path``; returns how many."""
-    from hw.engines import config_from_dict
-    from hw.rtl import synthesize
-
     done = _done_keys(path)
     n = 0
     for cfg in configs:

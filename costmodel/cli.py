@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from hw.cli import DEFAULT_K_MAX, add_config_options, config_class, make_config
+from hw.engines import ENGINES, engine
+
 from .devices import DEVICES
+from .estimate import estimate, estimate_frame
+from .pareto import pareto, plot
 
 #: engines the cost model is calibrated for
 COSTED_ENGINES = ("dot", "sparse", "swa")
@@ -21,15 +26,10 @@ class InputFileError(ValueError):
 
 
 def _config_from_args(args: argparse.Namespace):
-    from hw.cli import DEFAULT_K_MAX, make_config
-    from hw.engines import engine
-
     return make_config(engine(args.engine), args, DEFAULT_K_MAX)
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from .estimate import estimate
-
     config = _config_from_args(args)
     is_swa = config.engine == "swa"
     if is_swa:
@@ -98,13 +98,9 @@ DEFAULT_MAX = ["accuracy", "acc", "top1", "f1", "micro_f1"]
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from .pareto import pareto, plot
-
     df = read_table(args.file, args.table)
     if args.estimate or (not any(c in df.columns for c in DEFAULT_MIN)
                          and {"lanes", "wfmt", "afmt", "k_max"} <= set(df.columns)):
-        from .estimate import estimate_frame
-
         df = estimate_frame(df, args.device)
     maximize = args.maximize or [c for c in DEFAULT_MAX if c in df.columns][:1]
     minimize = args.minimize or [c for c in DEFAULT_MIN if c in df.columns]
@@ -133,9 +129,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cost", help="estimate LUT/FF/DSP/BRAM, cycles, fmax, latency and energy of an engine",
                        description="Cost-model estimate (microseconds, no synthesis) of one engine config.")
     esub = p.add_subparsers(dest="engine", metavar="ENGINE", required=True)
-    from hw.cli import add_config_options, config_class
-    from hw.engines import ENGINES
-
     for name in COSTED_ENGINES:
         if name not in ENGINES:
             continue

@@ -9,17 +9,23 @@ energies + the device's static power).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .devices import Device, get_device
+from hw import swa as hw_swa
+from hw.arith import ConfigError
+from hw.swa_config import SWAConfig
+
+from .devices import Device, DeviceError, get_device
 from .energy import energy_frame
 from .features import config_row, frame_features, normalize_frame
 from .latency import FMAX_SOURCE, cycles_array, fmax_model_frame, fmax_source
+from .latency import cycles as closed_cycles
 from .resources import load_coefficients, model_for, predict_frame
+from .swa import SWA_ENERGY_SOURCE, SWA_FMAX_SOURCE, _check_n, swa_energy, swa_fmax, swa_resources
 
 __all__ = ["Cost", "estimate", "estimate_frame", "DEFAULT_DEVICE", "COST_COLUMNS", "SWA_REQUIRED"]
 
@@ -72,8 +78,6 @@ class Cost:
         must have the primitives this estimate counts (LUT6 for xc7/xcup, LUT4 for ice40/ecp5)."""
         d = get_device(device or self.device)
         if _FAMILY.get(d.target, d.target) != _FAMILY.get(self.target, self.target):
-            from .devices import DeviceError
-
             raise DeviceError(f"this estimate counts {self.target} primitives; {d.name} is a {d.target} part with "
                               f"other cells: estimate(config, device={d.name!r}) and ask that one")
         if any(getattr(self, k) is None for k in d.capacity()):
@@ -96,8 +100,6 @@ def _resolve(device: str | Device | None, target: str | None) -> tuple[Device, s
     if target is None:
         target = d.target
     elif target != d.target and device is not None:
-        from .devices import DeviceError
-
         raise DeviceError(f"device {d.name} is a {d.target} part, not {target}; drop --target or pick a "
                           f"{target} device")
     return d, target
@@ -116,11 +118,6 @@ def _swa_frame(df: pd.DataFrame, dev: Device, target: str, seq_len: int | None, 
     """Cost columns of SWA rows (same index): one :class:`hw.swa_config.SWAConfig` and one cost per
     distinct (config, sequence length); resources ``<NA>`` where no calibrated SWA model covers a
     config (``estimate(config, n=...).resource_source`` says why)."""
-    from dataclasses import fields
-
-    from hw.arith import ConfigError
-    from hw.swa_config import SWAConfig
-
     need = [c for c in SWA_REQUIRED if c not in df.columns and not (c == "seq_len" and seq_len is not None)]
     if need:
         raise ConfigError(f"SWA rows need column(s) {need} (head_dim, window, lanes, qk_fmt, v_fmt and the "
@@ -203,8 +200,6 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
     kk = (np.full(len(cfg), k) if k is not None else
           pd.to_numeric(df["k"]).to_numpy() if "k" in df.columns else cfg["k_max"].to_numpy())
     if (kk > cfg["k_max"].to_numpy()).any() or (kk < 1).any():
-        from hw.arith import ConfigError
-
         raise ConfigError("workload K must lie in 1..k_max for every row; raise k_max or split the reduction")
     vv = (np.full(len(cfg), vectors) if vectors is not None else
           pd.to_numeric(df["vectors"]).to_numpy() if "vectors" in df.columns else np.ones(len(cfg), np.int64))
@@ -234,13 +229,7 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
 
 def _estimate_swa(config: Any, dev: Device, target: str, n: int | None) -> Cost:
     """Cost of one ``SWAConfig`` for one sequence of ``n`` tokens (see :mod:`costmodel.swa`)."""
-    from hw import swa as hw_swa
-
-    from .swa import SWA_ENERGY_SOURCE, SWA_FMAX_SOURCE, _check_n, swa_energy, swa_fmax, swa_resources
-
     if n is None:
-        from hw.arith import ConfigError
-
         raise ConfigError("an SWA estimate needs the sequence length: estimate(config, n=...) / --n")
     n = _check_n(config, n)
     cyc = int(hw_swa.cycles(config, n))
@@ -267,12 +256,8 @@ def estimate(config: Any, device: str | Device | None = None, *, target: str | N
         (both ``ValueError``) for a bad workload or an unknown device.
     """
     if not hasattr(config, "to_dict"):
-        from hw.arith import ConfigError
-
         raise ConfigError(f"estimate() takes an hw engine config (DotConfig, SparseConfig), got "
                           f"{type(config).__name__}; build one with hw.engines.config_from_dict")
-    from .latency import cycles as closed_cycles
-
     dev, target = _resolve(device, target)
     if getattr(config, "engine", None) == "swa":
         return _estimate_swa(config, dev, target, n)

@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from hw.arith import ConfigError, product_bits, product_range
 from quant.formats import IntFormat, parse_format
 
 __all__ = ["pair_props", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit", "FEATURE_COLUMNS"]
@@ -44,8 +45,6 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
     (DSPs per multiplier by the Yosys rule), ``mult_levels`` (LUT levels of a LUT multiplier),
     ``plo``/``phi`` (exact product range, Python ints).
     """
-    from hw.arith import product_bits, product_range
-
     w, a = parse_format(wfmt), parse_format(afmt)
     lo, hi = product_range(w, a)
     pb = product_bits(w, a)
@@ -132,8 +131,6 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
     hw.arith.ConfigError
         naming the missing column, an unknown engine, or a non-positive lane count.
     """
-    from hw.arith import ConfigError
-
     missing = [c for c in ("lanes", "wfmt", "afmt", "k_max") if c not in df.columns]
     if missing:
         raise ConfigError(f"configs frame lacks column(s) {missing}; it needs engine, lanes, wfmt, afmt, "

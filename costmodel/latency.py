@@ -40,6 +40,12 @@ from typing import Any
 
 import numpy as np
 
+from hw.arith import ConfigError
+from hw.engines import engine as engine_module
+
+from .devices import DeviceError
+from .features import config_row, frame_features
+
 __all__ = ["WorkloadShape", "cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array", "fmax_model_frame",
            "fmax_source", "path_ns_array", "path_ns_frame", "path_components_frame", "pnr_design", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
 
@@ -80,8 +86,6 @@ def cycles(config: Any, k: int | None = None, vectors: int = 1, block_density: f
     -------
     cycles (int)
     """
-    from hw.arith import ConfigError
-
     k = config.k_max if k is None else k
     if not isinstance(k, (int, np.integer)) or k < 1 or k > config.k_max:
         raise ConfigError(f"K must be an integer in 1..k_max={config.k_max}, got {k!r}; raise k_max or split the reduction")
@@ -125,9 +129,7 @@ def cycles_array(engine: str | np.ndarray, lanes, k, vectors, pipeline, n=None, 
 def cycles_of(config: Any, workload: Any) -> int:
     """Exact cycles of a concrete ``hw`` workload: the engine module's own closed form
     (``hw.engines.ENGINES[config.engine].cycles``)."""
-    from hw.engines import engine
-
-    return int(engine(config.engine).cycles(config, workload))
+    return int(engine_module(config.engine).cycles(config, workload))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,11 +294,7 @@ def fmax_model_frame(target: str, f) -> np.ndarray:
 
 def fmax_mhz(config: Any, target: str = "xc7") -> tuple[float, str]:
     """fmax (MHz) of one engine config and the label of how it was obtained."""
-    from .features import config_row, frame_features
-
     if target not in DELAYS:
-        from .devices import DeviceError
-
         raise DeviceError(f"unknown synthesis target {target!r}; choose one of {', '.join(DELAYS)}")
     f = frame_features(config_row(config), target)
     val = fmax_model_frame(target, f)

@@ -30,6 +30,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from hw.engines import config_from_dict
+from hw.rtl import TARGETS, TOP, cache_root, run_yosys, verilog_text, yosys_version
+
+from .calibrate import _append, _done_keys, config_columns, config_key
+from .features import config_row, frame_features
+from .latency import DELAYS, _load_json, path_components_frame, path_ns_frame
+from .pnr import SAMPLE
+
 __all__ = ["LTP_CSV", "LTP_CHECK_JSON", "xilinx_depth", "run_sample", "compare", "write_check", "LTP_FIELDS"]
 
 LTP_CSV = Path(__file__).parent / "data" / "ltp.csv"
@@ -49,8 +60,6 @@ def xilinx_depth(config: Any, target: str = "xc7", cache: bool = True) -> dict:
     (CARRY4 / CARRY8), ``dsp_cells`` (DSP48E1/E2), ``other_cells``, ``seconds`` (Yosys wall time),
     ``command``, ``yosys``.
     """
-    from hw.rtl import TARGETS, TOP, cache_root, run_yosys, verilog_text, yosys_version
-
     if target not in ("xc7", "xcup"):
         raise ValueError(f"ltp depth is for the Xilinx targets xc7 / xcup, not {target!r}")
     verilog = verilog_text(config)
@@ -89,11 +98,6 @@ def xilinx_depth(config: Any, target: str = "xc7", cache: bool = True) -> dict:
 
 def run_sample(target: str = "xc7", path: Path = LTP_CSV, progress: bool = True) -> int:
     """``xilinx_depth`` of every :data:`costmodel.pnr.SAMPLE` config not yet in ``path``."""
-    from hw.engines import config_from_dict
-
-    from .calibrate import _append, _done_keys, config_columns, config_key
-    from .pnr import SAMPLE
-
     done = _done_keys(path)
     n = 0
     for cfg in SAMPLE:
@@ -118,14 +122,6 @@ def compare(path: Path = LTP_CSV):
     Yosys ltp's longest path, and both as fmax under the same delays. DataFrame; ``fabric_only``
     marks configs whose analytic critical run holds no DSP48 (the rows the comparison is fair
     on, since ltp cuts paths at DSP48s)."""
-    import numpy as np
-    import pandas as pd
-
-    from hw.engines import config_from_dict
-
-    from .features import config_row, frame_features
-    from .latency import DELAYS, path_components_frame, path_ns_frame
-
     d = pd.read_csv(path, keep_default_na=False, na_values=[""])
     rows = []
     for target in sorted(set(d["target"])):
@@ -149,8 +145,6 @@ def compare(path: Path = LTP_CSV):
 
 def write_check(path: Path = LTP_CSV) -> dict:
     """Summarize :func:`compare` into ``data/ltp_check.json`` (read by the fmax label)."""
-    import numpy as np
-
     c = compare(path)
     out = {"command": "python -m costmodel.ltp", "csv_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "targets": {}}
@@ -165,8 +159,6 @@ def write_check(path: Path = LTP_CSV) -> dict:
             if len(fab) else None,
         }
     LTP_CHECK_JSON.write_text(json.dumps(out, indent=1) + "\n")
-    from .latency import _load_json
-
     _load_json.cache_clear()
     return out
 

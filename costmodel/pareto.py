@@ -212,11 +212,11 @@ def plot(
     -------
     The matplotlib Axes (figure closed when ``path`` is given).
     """
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (only plots need it)
 
     if ax is None and path is not None:
         matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, after the backend is chosen
 
     if not maximize and not minimize:
         minimize, maximize = [x], [y]

@@ -37,10 +37,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from hw.engines import config_from_dict
+from hw.rtl import _yosys_exe, cache_root, synthesize, verilog_text, yosys_version
+
+from .calibrate import _append, _done_keys, config_columns, config_key
+from .features import config_row, frame_features
+from .latency import DELAYS, PNR_FIT_JSON, load_pnr_fit, path_ns_frame, pnr_design
 
 __all__ = ["PNR_CSV", "PNR_TARGETS", "SAMPLE", "harness_verilog", "place_and_route", "nextpnr_version",
            "PnrError", "main"]
@@ -111,9 +120,7 @@ def nextpnr_version(target: str) -> str:
         text = proc.stdout + proc.stderr
         m = re.search(r"\(Version ([^)]+)\)", text)
         try:
-            from importlib.metadata import version
-
-            pkg = version(tool)
+            pkg = package_version(tool)
         except Exception:  # pragma: no cover - metadata missing
             pkg = "?"
         _VERSIONS[target] = f"{m.group(1) if m else text.strip()[:60]} ({tool} {pkg})"
@@ -172,8 +179,6 @@ def place_and_route(config: Any, target: str, *, seed: int = 1, freq: float | No
     (Yosys + nextpnr wall time, s), ``command`` (the nextpnr flags), ``yosys``, ``nextpnr``
     (versions) and the bare engine's Yosys counts ``lut ff carry dsp bram``.
     """
-    from hw.rtl import cache_root, synthesize, verilog_text, yosys_version, _yosys_exe
-
     if target not in PNR_TARGETS:
         raise PnrError(f"no place-and-route flow for target {target!r}; choose one of {', '.join(PNR_TARGETS)}")
     spec = PNR_TARGETS[target]
@@ -216,10 +221,6 @@ def place_and_route(config: Any, target: str, *, seed: int = 1, freq: float | No
 def run_sample(targets: list[str], path: Path = PNR_CSV, progress: bool = True) -> int:
     """Place and route every :data:`SAMPLE` config for ``targets`` not yet in ``path`` (resumable);
     returns how many rows were added."""
-    from hw.engines import config_from_dict
-
-    from .calibrate import _append, _done_keys, config_columns, config_key
-
     done = _done_keys(path)
     n = 0
     for target in targets:
@@ -247,13 +248,7 @@ def fit_pnr(path: Path = PNR_CSV) -> dict:
     run (:func:`costmodel.latency.pnr_design`; non-negative least squares on relative error) per
     target on the stored nextpnr results. Returns the JSON-able record with leave-one-out errors
     of fmax and the analytic model's own error for comparison."""
-    import pandas as pd
-    from scipy.optimize import nnls
-
-    from hw.engines import config_from_dict
-
-    from .features import config_row, frame_features
-    from .latency import path_ns_frame, pnr_design
+    from scipy.optimize import nnls  # heavy: scipy (comes with scikit-learn; only the fit needs it)
 
     data = pd.read_csv(path, keep_default_na=False, na_values=[""])
     out: dict = {"targets": {}}
@@ -277,8 +272,6 @@ def fit_pnr(path: Path = PNR_CSV) -> dict:
             loo[i] = X[i] @ solve(m)
         fmax = g["fmax_mhz"].to_numpy(dtype=float)
         e_fit, e_loo = _rel(1000.0 / (X @ coef), fmax), _rel(1000.0 / loo, fmax)
-        from .latency import DELAYS
-
         d = DELAYS[target]
         e_an = _rel(np.minimum(1000.0 / (d["reg"] + pth), d["cap"]), fmax)
         out["targets"][target] = {
@@ -297,8 +290,6 @@ def fit_pnr(path: Path = PNR_CSV) -> dict:
 
 def write_fit(path: Path = PNR_CSV) -> dict:
     """Refit and write :data:`costmodel.latency.PNR_FIT_JSON`."""
-    from .latency import PNR_FIT_JSON, load_pnr_fit
-
     rec = {"command": "python -m costmodel.pnr --fit",
            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fit_pnr(path)}
     PNR_FIT_JSON.write_text(json.dumps(rec, indent=1) + "\n")

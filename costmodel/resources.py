@@ -67,8 +67,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hw.engines import config_from_dict
+
 from .calibrate import CALIBRATION_CSV, PRIMITIVES_CSV, split
-from .features import frame_features, pair_props
+from .features import config_row, frame_features, pair_props
+from .pnr import PNR_CSV
 
 __all__ = ["buffer_cost", "COEFFICIENTS_JSON", "fit", "load_coefficients", "predict_frame", "design_matrix",
            "LUT_TERMS", "FF_TERMS", "ResourceModelError"]
@@ -137,7 +140,7 @@ def _primitive_table(target: str) -> dict[tuple[str, str], float]:
 
 def fit_multiplier(target: str = "xc7") -> dict:
     """Fit the multiplier LUT formula on ``primitives.csv`` (relative-error NNLS)."""
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # heavy: scipy (comes with scikit-learn; only the fit needs it)
 
     p = _read_csv(PRIMITIVES_CSV)
     p = p[p["target"] == target]
@@ -221,7 +224,7 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
 
 
 def _nnls_rel(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # heavy: scipy (comes with scikit-learn; only the fit needs it)
 
     s = 1.0 / np.maximum(y, 10.0)
     coef, _ = nnls(X * s[:, None], y * s)
@@ -311,11 +314,6 @@ def lattice_design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None 
 
 
 def _pnr_rows(target: str) -> pd.DataFrame:
-    from hw.engines import config_from_dict
-
-    from .features import config_row
-    from .pnr import PNR_CSV
-
     d = _read_csv(PNR_CSV)
     d = d[d["target"] == target].reset_index(drop=True)
     if d.empty:
@@ -330,8 +328,6 @@ def fit_lattice(target: str) -> dict:
     """Fit the LUT4 model of ``target`` (ice40 / ecp5) on the bare-engine Yosys syntheses of the
     place-and-route sample (``data/pnr.csv``); FF is the structural register count (no fitted
     coefficient), DSP the synth rule. Errors are leave-one-out over those syntheses."""
-    from .pnr import PNR_CSV
-
     rows = _pnr_rows(target)
     mult = None
     dm = lattice_design_matrix(rows, target)

@@ -34,18 +34,24 @@ the dense baseline computes all ``n²``)
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hw import swa as hw_swa
+from hw.arith import ConfigError
+from quant.formats import IntFormat
+
+from .devices import DeviceError
 from .energy import ERT, mult_pj
 from .features import pair_props
 from .latency import DELAYS, fmax_array
 
-__all__ = ["swa_actions", "swa_energy", "swa_fmax", "swa_resources", "swa_features", "SWA_FMAX_SOURCE",
-           "SWA_ENERGY_SOURCE", "SWA_COEFFICIENTS", "SWA_CALIBRATION"]
+__all__ = ["swa_actions", "swa_energy", "swa_fmax", "swa_resources", "swa_features", "swa_dsp", "swa_bram18",
+           "SWA_FMAX_SOURCE", "SWA_ENERGY_SOURCE", "SWA_COEFFICIENTS", "SWA_CALIBRATION"]
 
 DATA = Path(__file__).parent / "data"
 SWA_CALIBRATION = DATA / "swa_calibration.csv"
@@ -59,8 +65,6 @@ SWA_ENERGY_SOURCE = ("dynamic: SWA action counts (QKᵀ and SV MACs, exp-table r
 
 
 def _check_n(config: Any, n: Any) -> int:
-    from hw.arith import ConfigError
-
     hi = config.window if config.dense else None
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1 or (hi is not None and n > hi):
         lim = f"1..{hi} (the dense baseline buffers at most window={hi} tokens)" if hi else ">= 1"
@@ -70,10 +74,8 @@ def _check_n(config: Any, n: Any) -> int:
 
 def swa_actions(config: Any, n: int) -> dict[str, float]:
     """Action counts of one sequence of ``n`` tokens (see the module docstring)."""
-    from hw import swa
-
     n = _check_n(config, n)
-    keys = swa.total_keys(config, n)
+    keys = hw_swa.total_keys(config, n)
     D = config.head_dim
     qb, vb = config.qk_fmt.bits, config.v_fmt.bits
     return {
@@ -121,8 +123,6 @@ def swa_energy(config: Any, n: int, latency_us: float, static_w: float) -> dict[
 def swa_fmax(config: Any, target: str) -> float:
     """Upper-bound fmax (MHz) of the QKᵀ unit (see :data:`SWA_FMAX_SOURCE`)."""
     if target not in DELAYS:
-        from .devices import DeviceError
-
         raise DeviceError(f"unknown synthesis target {target!r}; choose one of {', '.join(DELAYS)}")
     p = pair_props(str(config.qk_fmt), str(config.qk_fmt), target)
     f = fmax_array(target, [config.lanes], [p["prod_bits"]], [config.score_bits], [p["mult_levels"]],
@@ -161,6 +161,36 @@ def swa_features(config: Any) -> dict[str, float]:
     }
 
 
+def _dsp_of(a: int, b: int, signed_extra: int = 1, target: str = "xc7") -> int:
+    """DSPs of one a×b ``$mul`` by the Yosys synth_xilinx rule (see costmodel.features)."""
+    if min(a, b) < 2 or a + b < 9:
+        return 0
+    amax, bmax = (25, 18) if target == "xc7" else (27, 18)
+    aa, bb = sorted((a + signed_extra, b + signed_extra), reverse=True)
+    return math.ceil(aa / amax) * math.ceil(bb / bmax)
+
+
+def swa_dsp(config, target: str = "xc7") -> int:
+    """DSP count of an SWA config by the Yosys DSP rule, multiplier by multiplier."""
+    qk = pair_props(str(config.qk_fmt), str(config.qk_fmt), target)
+    vv = pair_props(str(config.v_fmt), str(config.v_fmt), target)
+    c_bits = int(config.scale_const).bit_length()
+    return (config.lanes * qk["mult_dsp"]
+            + config.lanes * _dsp_of(config.exp_bits + 1, vv["mul_a"], 1, target)
+            + _dsp_of(config.score_bits, c_bits, 0, target)
+            + config.norm_mults * _dsp_of(config.sv_bits, config.recip_width, 0, target))
+
+
+def swa_bram18(config) -> int:
+    """BRAM18 count of an SWA config: K and V buffers deeper than 64 words (see
+    :mod:`costmodel.swa_fit`'s module doc)."""
+    depth = config.buffer_slots * config.chunks
+    if depth <= 64:
+        return 0
+    per = math.ceil(config.lanes * config.qk_fmt.bits / 36) + math.ceil(config.lanes * config.v_fmt.bits / 36)
+    return per * (2 if depth > 512 else 1)
+
+
 @lru_cache(maxsize=1)
 def load_swa_coefficients() -> dict | None:
     """The shipped SWA resource fit (``data/swa_coefficients.json``), or None when absent."""
@@ -184,8 +214,6 @@ def swa_resources(config: Any, target: str) -> tuple[dict | None, str, dict]:
     if fit_target not in model["targets"]:
         return None, (f"not calibrated for swa on {target} (SWA fit covers {', '.join(model['targets'])}); "
                       f"resources not estimated"), {}
-    from quant.formats import IntFormat
-
     if not (isinstance(config.qk_fmt, IntFormat) and isinstance(config.v_fmt, IntFormat)):
         # measured: e4m3/int8 16/16/16 synthesized 5594 LUT / 1681 FF / 25 DSP; the int fit says
         # 4167 / 2240 / 26 -- outside the fit's domain, so no figure is given
@@ -194,8 +222,6 @@ def swa_resources(config: Any, target: str) -> tuple[dict | None, str, dict]:
     if config.dense or not config.causal:
         kind = "the dense SWA baseline" if config.dense else "symmetric SWA windows"
         return None, f"not calibrated for {kind} (fit covers causal sliding-window configs only)", {}
-    from .swa_fit import swa_bram18, swa_dsp
-
     f = swa_features(config)
     out = {}
     for r in ("lut", "ff"):

@@ -7,13 +7,15 @@ Run::
 
 Model (per config, :func:`costmodel.swa.swa_features` counted from the design):
 
-- ``dsp``: *counted*, not fitted: the Yosys ``synth_xilinx`` DSP rule of
-  :mod:`costmodel.features` applied to each multiplier of the kernel — ``lanes`` Q·K multipliers,
-  ``lanes`` p·v multipliers (``exp_bits + 1``-bit unsigned numerator × V operand), one ``t·c``
-  score multiplier and ``norm_mults`` normalizer multipliers (``sv_bits × recip_width``).
-- ``bram18``: *counted*: the K and V buffers (``buffer_slots · chunks`` words of ``lanes`` codes)
-  go to BRAM18 when deeper than 64 words (``ceil(width / 36)`` per buffer, ×2 above 512 deep),
-  else to LUTRAM; the other memories (score rows, exp table, Q) are assumed LUTRAM.
+- ``dsp``: *counted* (:func:`costmodel.swa.swa_dsp`), not fitted: the Yosys ``synth_xilinx`` DSP
+  rule of :mod:`costmodel.features` applied to each multiplier of the kernel — ``lanes`` Q·K
+  multipliers, ``lanes`` p·v multipliers (``exp_bits + 1``-bit unsigned numerator × V operand),
+  one ``t·c`` score multiplier and ``norm_mults`` normalizer multipliers (``sv_bits ×
+  recip_width``).
+- ``bram18``: *counted* (:func:`costmodel.swa.swa_bram18`): the K and V buffers (``buffer_slots ·
+  chunks`` words of ``lanes`` codes) go to BRAM18 when deeper than 64 words (``ceil(width / 36)``
+  per buffer, ×2 above 512 deep), else to LUTRAM; the other memories (score rows, exp table, Q)
+  are assumed LUTRAM.
 - ``lut``: least squares on ``one, lut_mult_bits, acc_bits``; ``ff``: on ``one, acc_bits,
   lutram_bits`` (see :func:`costmodel.swa.swa_features`) over the calibration rows. Few rows
   (11 syntheses, int4/int8 only, causal sliding window): the feature sets were picked after a
@@ -29,13 +31,14 @@ import argparse
 import datetime
 import hashlib
 import json
-import math
 
 import numpy as np
 import pandas as pd
 
-from .features import pair_props
-from .swa import SWA_CALIBRATION, SWA_COEFFICIENTS, swa_features
+from hw import rtl
+from hw.swa_config import SWAConfig
+
+from .swa import SWA_CALIBRATION, SWA_COEFFICIENTS, swa_bram18, swa_dsp, swa_features
 
 #: (head_dim, window, lanes, qk_fmt, v_fmt) synthesized for the fit (sliding-window, causal)
 GRID = [
@@ -57,38 +60,7 @@ def is_validation(key: str) -> bool:
     return int(key[:8], 16) % 3 == 0
 
 
-def _dsp_of(a: int, b: int, signed_extra: int = 1, target: str = "xc7") -> int:
-    """DSPs of one a×b ``$mul`` by the Yosys synth_xilinx rule (see costmodel.features)."""
-    if min(a, b) < 2 or a + b < 9:
-        return 0
-    amax, bmax = (25, 18) if target == "xc7" else (27, 18)
-    aa, bb = sorted((a + signed_extra, b + signed_extra), reverse=True)
-    return math.ceil(aa / amax) * math.ceil(bb / bmax)
-
-
-def swa_dsp(config, target: str = "xc7") -> int:
-    """DSP count of an SWA config by the Yosys DSP rule, multiplier by multiplier."""
-    qk = pair_props(str(config.qk_fmt), str(config.qk_fmt), target)
-    vv = pair_props(str(config.v_fmt), str(config.v_fmt), target)
-    c_bits = int(config.scale_const).bit_length()
-    return (config.lanes * qk["mult_dsp"]
-            + config.lanes * _dsp_of(config.exp_bits + 1, vv["mul_a"], 1, target)
-            + _dsp_of(config.score_bits, c_bits, 0, target)
-            + config.norm_mults * _dsp_of(config.sv_bits, config.recip_width, 0, target))
-
-
-def swa_bram18(config) -> int:
-    """BRAM18 count of an SWA config: K and V buffers deeper than 64 words (see module doc)."""
-    depth = config.buffer_slots * config.chunks
-    if depth <= 64:
-        return 0
-    per = math.ceil(config.lanes * config.qk_fmt.bits / 36) + math.ceil(config.lanes * config.v_fmt.bits / 36)
-    return per * (2 if depth > 512 else 1)
-
-
 def features_frame(df: pd.DataFrame) -> pd.DataFrame:
-    from hw.swa_config import SWAConfig
-
     rows = []
     for c in df["config"]:
         cfg = SWAConfig.from_dict({k: v for k, v in json.loads(c).items() if k != "engine"})
@@ -99,8 +71,6 @@ def features_frame(df: pd.DataFrame) -> pd.DataFrame:
 def fit(csv=SWA_CALIBRATION) -> dict:
     """Fit LUT/FF coefficients on the calibration rows; check DSP/BRAM rules and report held-out
     errors. Returns the coefficients document (as stored in ``data/swa_coefficients.json``)."""
-    from hw.swa_config import SWAConfig
-
     df = pd.read_csv(csv)
     feats = features_frame(df)
     val = df["key"].map(is_validation).to_numpy()
@@ -120,8 +90,8 @@ def fit(csv=SWA_CALIBRATION) -> dict:
     cfgs = [SWAConfig.from_dict({k: v for k, v in json.loads(c).items() if k != "engine"}) for c in df["config"]]
     preds["dsp"] = np.array([swa_dsp(c) for c in cfgs], float)
     preds["bram18"] = np.array([swa_bram18(c) for c in cfgs], float)
-    doc["resources"]["dsp"] = {"rule": "counted: Yosys synth_xilinx DSP rule per multiplier (costmodel.swa_fit.swa_dsp)"}
-    doc["resources"]["bram18"] = {"rule": "counted: K/V buffers > 64 words deep -> BRAM18 (costmodel.swa_fit.swa_bram18)"}
+    doc["resources"]["dsp"] = {"rule": "counted: Yosys synth_xilinx DSP rule per multiplier (costmodel.swa.swa_dsp)"}
+    doc["resources"]["bram18"] = {"rule": "counted: K/V buffers > 64 words deep -> BRAM18 (costmodel.swa.swa_bram18)"}
     for r in ("lut", "ff", "dsp", "bram18"):
         y = df[r].to_numpy(float)
         rel = np.abs(np.round(preds[r]) - y) / np.maximum(y, 1)
@@ -132,9 +102,6 @@ def fit(csv=SWA_CALIBRATION) -> dict:
 
 
 def synth_rows(grid=GRID) -> pd.DataFrame:
-    from hw import rtl
-    from hw.swa_config import SWAConfig
-
     rows = []
     for d, w, lanes, qk, v in grid:
         cfg = SWAConfig(d, w, lanes, qk, v)

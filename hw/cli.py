@@ -28,6 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from amaranth.hdl import Value
+
+from .engines import ENGINES
+from .rtl import TARGETS, Resources, synthesize, verilog_text
+from .sim import BACKENDS, simulate
 
 #: k_max used by ``rtl`` and ``synth`` when ``--k-max`` is not given (``sim`` uses ``--k``)
 DEFAULT_K_MAX = 1024
@@ -179,10 +184,6 @@ def _config_str(config: Any) -> str:
 
 
 def _rtl(args: argparse.Namespace) -> int:
-    from amaranth.hdl import Value
-
-    from .rtl import verilog_text
-
     mod = args.engine_module
     cfg = make_config(mod, args, DEFAULT_K_MAX)
     out = Path(args.output)
@@ -246,8 +247,6 @@ def _jsonable(a: Any) -> Any:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from .sim import simulate
-
     mod = args.engine_module
     params = {name: getattr(args, f"wl__{name}") for name, *_ in workload_params(mod)}
     if args.codes:
@@ -310,8 +309,6 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .rtl import Resources, synthesize
-
     mod = args.engine_module
     cfg = make_config(mod, args, DEFAULT_K_MAX)
     res = synthesize(cfg, args.target, nodsp=args.nodsp, cache=not args.no_cache)
@@ -338,10 +335,6 @@ def _engine_help(mod: types.ModuleType) -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``rtl``, ``sim`` and ``synth`` with one sub-command per registered engine."""
-    from .engines import ENGINES
-    from .rtl import TARGETS
-    from .sim import BACKENDS
-
     def extra_rtl(p):
         p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for <engine>.v and <engine>.json")
 

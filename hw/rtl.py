@@ -61,7 +61,7 @@ def verilog_text(component: Any, name: str = TOP) -> str:
     Source locations are left out (``emit_src=False``) so the text, and every cache key derived
     from it, depends only on the hardware.
     """
-    from amaranth.back import verilog
+    from amaranth.back import verilog  # heavy: amaranth's Verilog back end (runs Yosys)
 
     if hasattr(component, "build") and not hasattr(component, "elaborate"):
         component = component.build()

@@ -18,38 +18,18 @@ one. A run longer than ``max_cycles`` raises ``SimTimeout``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from amaranth.hdl import Value
+from amaranth.sim import Simulator
+
+from .simresult import SimResult, SimTimeout
+from .verilator import simulate_verilator
 
 __all__ = ["SimResult", "SimTimeout", "simulate", "BACKENDS"]
 
 BACKENDS = ("pysim", "verilator")
-
-
-class SimTimeout(RuntimeError):
-    """The design did not produce the expected outputs within ``max_cycles``."""
-
-
-@dataclass
-class SimResult:
-    """Outputs of one simulation run.
-
-    Attributes
-    ----------
-    outputs : packed output payloads (Python ints), in order.
-    cycles : cycles until the last output transferred (see module docstring).
-    out_cycles : cycle index of each output transfer.
-    in_cycles : cycle index of each input transfer.
-    backend : which backend produced it.
-    """
-
-    outputs: list[int]
-    cycles: int
-    out_cycles: np.ndarray = field(repr=False)
-    in_cycles: np.ndarray = field(repr=False)
-    backend: str = "pysim"
 
 
 def _as_component(dut_or_config: Any):
@@ -81,8 +61,6 @@ def simulate(
     if max_cycles is None:
         max_cycles = 64 + 4 * (len(inputs) + n_outputs) * max(len(out_ready), len(in_valid))
     if backend == "verilator":
-        from .verilator import simulate_verilator
-
         return simulate_verilator(
             _as_component(dut_or_config), inputs, n_outputs,
             out_ready=out_ready, in_valid=in_valid, max_cycles=max_cycles,
@@ -92,9 +70,6 @@ def simulate(
 
 def _simulate_pysim(dut, inputs: list[int], n_outputs: int, out_ready: list[bool],
                     in_valid: list[bool], max_cycles: int) -> SimResult:
-    from amaranth.hdl import Value
-    from amaranth.sim import Simulator
-
     outputs: list[int] = []
     out_cycles: list[int] = []
     in_cycles: list[int] = []

@@ -15,6 +15,8 @@ from quant.formats import Format, parse_format
 from quant.reference import fixed_point
 
 from .arith import ConfigError, acc_bits, finite_codes, signed_bits, unit_exponent
+from .dot import _from_dict
+from .swa_rtl import SWAKernel
 
 __all__ = ["SWAConfig", "dense_baseline", "ERROR_BOUND", "MAX_WINDOW", "MAX_DENSE_N"]
 
@@ -271,8 +273,6 @@ class SWAConfig:
         return data.ArrayLayout(signed(self.out_bits), self.lanes)
 
     def build(self):
-        from .swa_rtl import SWAKernel
-
         return SWAKernel(self)
 
     def to_dict(self) -> dict:
@@ -282,8 +282,6 @@ class SWAConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SWAConfig":
-        from .dot import _from_dict
-
         return _from_dict(cls, d)
 
 

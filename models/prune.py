@@ -41,9 +41,12 @@ papers do for the first layer. LSTM weights are not pruned (not Linear/Conv).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -52,8 +55,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
+from . import metrics
+from .distill import kd_loss, predict
+from .map_data import load_splits
+from .zoo import load_checkpoint, save_checkpoint
+
 __all__ = ["Pattern", "PruneError", "parse_pattern", "resolve_classes", "prunable_layers", "masks",
-           "prune", "finetune", "check_pattern", "live_blocks", "sparsity", "engine_config", "sparse_workload",
+           "prune", "finetune", "check_pattern", "live_blocks", "sparsity",
            "SALIENCIES", "evaluate", "prune_student"]
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -379,9 +387,6 @@ def finetune(model: nn.Module, pattern: "str | Pattern", x, y, x_val, y_val, *, 
     mask_every : steps between mask recomputations from the dense weights (class saliency is
         recomputed on the training rows of the preferred classes).
     """
-    from . import metrics
-    from .distill import kd_loss, predict
-
     pattern = parse_pattern(pattern)
     if epochs < 1 or mask_every < 1 or batch_size < 1:
         raise PruneError("epochs, mask_every and batch_size must be >= 1")
@@ -481,51 +486,12 @@ def sparsity(model: nn.Module, skip: Sequence[str] = ()) -> dict[str, float]:
     return out
 
 
-# ---- export to the sparse engine -----------------------------------------------------------------
-
-
-def engine_config(pattern: "str | Pattern", wfmt, afmt, k_max: int, lanes: int = 16, pipeline: int = 1):
-    """The ``hw.sparse.SparseConfig`` that runs ``pattern``: at most ``lanes`` multipliers, a
-    multiple of ``n`` whose beat span ``lanes / n · m`` divides ``block`` (so blocks are
-    skipped exactly); ``k_max`` rounded up to the block / span. Dense patterns run as ``m:m``
-    (``m`` = 2), which the sparse engine accepts."""
-    from hw.sparse import SparseConfig
-
-    p = parse_pattern(pattern)
-    n, m = (p.n, p.m) if p.n is not None else (2, 2)
-    block = p.block if p.has_blocks else None  # keep = 1 skips nothing: no block constraint
-    cands = [la for la in range(n, lanes + 1, n) if block is None or block % (la // n * m) == 0]
-    if not cands:
-        raise PruneError(f"no sparse engine of <= {lanes} lanes runs {p}: block {block} must be a "
-                         f"multiple of the beat span lanes/N*M >= {m}")
-    la = max(cands)
-    unit = p.block if p.has_blocks else la // n * m
-    return SparseConfig(la, n, m, wfmt, afmt, -(-k_max // unit) * unit, block, pipeline)
-
-
-def sparse_workload(w_codes: np.ndarray, wfmt, a_codes: np.ndarray, pattern: "str | Pattern"):
-    """``hw.sparse.Workload`` of a Linear layer on a batch (one vector per (sample, output))
-    from its exported integer/minifloat codes; the codes' zeros (decoded ±0) are checked to obey
-    ``pattern`` first. Returns ``(workload, out_channel)``."""
-    from hw.sparse import Workload
-    from quant.reference import decode
-
-    check_pattern(decode(w_codes, wfmt), pattern, "exported weight codes")
-    a = a_codes.reshape(a_codes.shape[0], -1)
-    o = w_codes.shape[0]
-    w = w_codes.reshape(o, -1)
-    return Workload(np.tile(w, (len(a), 1)), np.repeat(a, o, axis=0)), np.tile(np.arange(o), len(a))
-
-
 # ---- students on disk (CLI, explore, bench) ------------------------------------------------------
 
 
 def evaluate(model: nn.Module, splits: dict, classes=None) -> dict[str, float]:
     """Test micro-F1 at the validation threshold (``metrics.summarize``), plus ``f1_classes``:
     micro-F1 over the preferred outputs only (same threshold), and the weight ``sparsity``."""
-    from . import metrics
-    from .distill import predict
-
     val, test = predict(model, splits["x_val"]), predict(model, splits["x_test"])
     res = metrics.summarize(val, splits["y_val"], test, splits["y_test"])
     cls = resolve_classes(classes, splits["y_train"])
@@ -546,13 +512,6 @@ def prune_student(checkpoint: str, out_dir: str, pattern: "str | Pattern", *, da
     ``data``: splits file (default ``data.npz`` beside the checkpoint). ``epochs=0``: one-shot
     pruning; otherwise SR-STE fine-tuning. Returns the metrics dict (``dense`` = the input's).
     """
-    import json
-    import shutil
-    from pathlib import Path
-
-    from .map_data import load_splits
-    from .zoo import load_checkpoint, save_checkpoint
-
     pattern = parse_pattern(pattern)
     if saliency not in SALIENCIES:
         raise PruneError(f"unknown saliency {saliency!r}: choose one of {', '.join(SALIENCIES)}")

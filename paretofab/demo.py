@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import argparse
 
+from .cli import main
+from .explore import _run, add_arguments
+
 
 def _demo(args: argparse.Namespace) -> int:
-    from paretofab.cli import main
-
     print("== paretofab formats int4 int8 e2m1 e2m3 e3m2 e4m3 e4m3ocp e5m2ieee")
     main(["formats", "int4", "int8", "e2m1", "e2m3", "e3m2", "e4m3", "e4m3ocp", "e5m2ieee"])
-    from paretofab.explore import _run
-
     return _run(args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from paretofab.explore import add_arguments
-
     p = sub.add_parser("demo", help="the main job (what `make demo` runs): formats table, then explore")
     add_arguments(p)
     p.set_defaults(func=_demo)

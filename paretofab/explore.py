@@ -1,6 +1,8 @@
 """``paretofab explore``: the main job, from address traces to a Pareto front of accelerators.
 
-traces of one GAP app → a PaCKD student (``models``) → SR-STE-pruned copies (``models.prune``:
+traces of one GAP app (refused when degenerate, ``models.trace_stats``) → a student (``models``:
+trained on the labels by default, ``--method kd|packd`` distils it; trained with several seeds for
+the seed-to-seed spread printed under the front) → SR-STE-pruned copies (``models.prune``:
 N:M, and N:M + balanced blocks) → a PTQ sweep over integer and minifloat formats
 (``quant.sweep``) for the dense and pruned students → the cost of running the student's layers on
 the dense, N:M and N:M + block-skipping engines (``costmodel``) → the Pareto table (printed and
@@ -8,10 +10,11 @@ saved as CSV), a plot (PNG) and the Verilog of every Pareto point, all under ``o
 
 Engines: the dense student runs on ``DotConfig(lanes)``, the N:M student on
 ``SparseConfig(lanes, n, m)``, the hybrid one on the largest sparse engine of at most ``lanes``
-multipliers whose beat span divides the block (``models.prune.engine_config``; for 2:4 + blocks
+multipliers whose beat span divides the block (``paretofab.mapping.engine_config``; for 2:4 + blocks
 of 8 that is 4 lanes), with each layer's measured fraction of live blocks as its block density.
 
-Every stage is resumable: a finished stage's files are reused, the sweep skips finished points.
+Every stage is resumable: a finished stage's files are reused (the student stage is keyed by every
+option it depends on), the sweep skips finished points.
 """
 
 from __future__ import annotations
@@ -25,8 +28,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from costmodel import estimate, pareto, plot
+from hw.dot import DotConfig
+from hw.engines import config_from_dict
+from hw.rtl import export_verilog
+from hw.swa_config import SWAConfig
+from models import distill as D
+from models import map_data
+from models.cli import add_trace_arguments, spec_from_args
+from models.map_data import load_splits
+from models.prune import Pattern, live_blocks, prunable_layers, prune_student
 from models.workload import TraceSpec
+from models.zoo import SlidingWindowAttention, load_checkpoint
+from quant.sweep import grid, load_results, run_sweep
+
+from .mapping import engine_config
 
 DEFAULT_FORMATS = ("int4", "int6", "int8", "e2m1", "e2m3", "e3m2", "e4m3")
 #: costs minimized on the front, beside micro-F1 maximized
@@ -44,7 +62,7 @@ class ExploreConfig:
     out: str = "runs/explore"
     workload: TraceSpec = field(default_factory=TraceSpec)
     arch: str = "mixer"
-    method: str = "kd"
+    method: str = "none"
     teacher_arch: str = "mixer"
     teacher_preset: str = "cpu"
     epochs: int = 30
@@ -88,9 +106,6 @@ def train_student(cfg: ExploreConfig) -> Path:
     ``out/students/<arch>_<app>_<key>`` (``key``: hash of :meth:`ExploreConfig.student_options`,
     so a changed option never reuses another run's student). Returns the folder of the first
     seed's student (``student.pt``, ``data.npz``, ``metrics.json`` with every seed's F1)."""
-    from models import distill as D
-    from models import map_data
-
     opts = cfg.student_options()
     d = Path(cfg.out) / "students" / f"{cfg.arch}_{cfg.workload.app}_{_key(opts)}"
     if (d / "student.pt").exists() and (d / "data.npz").exists() and (d / "metrics.json").exists():
@@ -126,8 +141,6 @@ def train_student(cfg: ExploreConfig) -> Path:
 
 def patterns(cfg: ExploreConfig) -> list:
     """The sparsity patterns explored: dense, N:M and N:M + blocks (``models.prune.Pattern``)."""
-    from models.prune import Pattern
-
     n, m = cfg.nm
     return [Pattern(), Pattern(n, m), Pattern(n, m, cfg.block, cfg.keep)]
 
@@ -140,8 +153,6 @@ def pruned_student(student_dir: Path, pattern, cfg: ExploreConfig) -> Path:
     """``student_dir``'s student pruned to ``pattern`` by SR-STE fine-tuning (``models.prune``;
     ``prune_epochs=0``: one-shot), saved beside it with the same data splits (reused when
     present); the dense pattern is the student itself."""
-    from models.prune import prune_student
-
     if pattern.is_dense:
         return student_dir
     # the name says how it was pruned: sweep points are keyed by folder, so a folder pruned another
@@ -162,8 +173,6 @@ def layer_workloads(model, sample) -> list[dict]:
     vectors = dot products (output channels × output positions). An LSTM layer is one dot
     product of K = inputs + hidden per gate row (4 · hidden), per time step and direction;
     ``prunable`` is False for those (``models.prune`` leaves LSTM weights dense)."""
-    import torch
-
     rows: list[dict] = []
 
     def hook(mod, inp, out):
@@ -201,10 +210,6 @@ def attention_cost(model, sample, cfg: ExploreConfig) -> dict | None:
     (the quantized student keeps its attention matmuls in float; int8 is the kernel's calibrated
     precision): one kernel sized for the largest head, heads and layers run one after another
     over the ``history`` tokens of one inference. None for students without attention."""
-    from costmodel import estimate
-    from hw.swa_config import SWAConfig
-    from models.zoo import SlidingWindowAttention
-
     atts = [m for m in model.modules() if isinstance(m, SlidingWindowAttention)]
     if not atts:
         return None
@@ -223,8 +228,6 @@ def attention_cost(model, sample, cfg: ExploreConfig) -> dict | None:
 def block_density(model, pattern) -> dict[str, float]:
     """Fraction of (row, block) weight blocks holding a non-zero, per prunable layer (1 without
     blocks): what the block-skipping engine streams."""
-    from models.prune import live_blocks, prunable_layers
-
     out = {}
     for name, mod in prunable_layers(model):
         if not pattern.has_blocks:
@@ -241,10 +244,6 @@ def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, pattern=None,
     ``SparseConfig``) for ``fmt`` × ``fmt`` and the cycles / latency / energy of running every
     layer on it, one after another (``density``: each layer's fraction of live blocks), plus
     ``attention`` (:func:`attention_cost`), the SWA kernel beside it, when given."""
-    from costmodel import estimate
-    from hw.dot import DotConfig
-    from models.prune import Pattern, engine_config
-
     pattern = pattern or Pattern()
     k_max = max(lr["k"] for lr in layers)
     if pattern.is_dense:
@@ -271,13 +270,6 @@ def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, pattern=None,
 
 def explore(cfg: ExploreConfig) -> pd.DataFrame:
     """Run every stage; returns the table of design points with a ``rank`` column (1 = front)."""
-    import torch
-
-    from costmodel import pareto, plot
-    from models.map_data import load_splits
-    from models.zoo import load_checkpoint
-    from quant.sweep import grid, load_results, run_sweep
-
     torch.set_num_threads(2)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -331,8 +323,6 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
          path=out / "pareto_lut_f1.png", title=f"{cfg.arch} student on {cfg.workload.app}: micro-F1 vs LUTs")
 
     _stage("Verilog of the Pareto points")
-    from hw.engines import config_from_dict
-    from hw.rtl import export_verilog
 
     rtl = out / "rtl"
     for _, r in df[df["rank"] == 1].iterrows():
@@ -383,9 +373,6 @@ def _run(args: argparse.Namespace) -> int:
         n, m = (int(x) for x in args.nm.split(":"))
     except ValueError:
         raise ValueError(f"--nm {args.nm!r}: give the pattern as N:M, e.g. 2:4") from None
-    from models.cli import spec_from_args
-    from models.prune import Pattern
-
     Pattern(n, m, args.block, args.keep)  # one clear error for a bad combination
     cfg = ExploreConfig(out=args.output, workload=spec_from_args(args), arch=args.arch, method=args.method,
                         teacher_arch=args.teacher_arch, epochs=args.epochs,
@@ -401,8 +388,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``explore`` options (shared with ``paretofab demo``)."""
-    from models.cli import add_trace_arguments
-
     d = ExploreConfig()
     p.add_argument("-o", "--output", default=d.out, help=f"output folder (default {d.out}); rerun to resume")
     add_trace_arguments(p)

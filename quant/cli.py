@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
+from collections import Counter
+
+import pandas as pd
 
 from .formats import Format, all_formats, parse_format
+from .sweep import grid, load_failures, load_results, run_sweep
 
 
 def format_row(fmt: Format) -> dict:
@@ -40,18 +45,15 @@ def _csv_list(s: str) -> list[str]:
     return [t.strip() for t in s.split(",") if t.strip()]
 
 
-def _quiet_imports() -> None:
-    """Brevitas warns about optional kernels on import; keep error output to one line."""
-    import warnings
-
+def _quiet_warnings() -> None:
+    """Keep error output to one line: Brevitas' warnings about optional kernels and torch.fx's
+    FutureWarnings are not the user's concern."""
     warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    _quiet_imports()
-    from .sweep import grid, run_sweep
-
+    _quiet_warnings()
     try:
         seeds = [int(s) for s in _csv_list(args.seeds)]
     except ValueError:
@@ -73,15 +75,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _count(items) -> dict:
-    from collections import Counter
-
     return dict(Counter(items))
 
 
 def _results(args: argparse.Namespace) -> int:
-    _quiet_imports()
-    from .sweep import load_failures, load_results
-
+    _quiet_warnings()
     if args.failed:
         df = load_failures(args.file)
         if args.csv:
@@ -109,8 +107,6 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def pd_width():
-    import pandas as pd
-
     return pd.option_context("display.width", 200, "display.max_colwidth", 120)
 
 

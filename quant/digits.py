@@ -54,6 +54,7 @@ class DigitsData:
 
 def load_data(seed: int = 0) -> DigitsData:
     """Stratified 60/20/20 split of ``sklearn.datasets.load_digits`` (1,797 images)."""
+    # heavy: sklearn (only the digits benchmark needs it)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

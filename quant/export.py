@@ -4,7 +4,9 @@ A quantized Linear / Conv layer's weights are ``decode(w_codes, wfmt) × w_scale
 output channel or per tensor), its input activations ``decode(a_codes, afmt) × a_scale``. The
 dense engine (``hw.dot``) computes exact integer dot products of codes in units of
 ``2^output_exponent``; :meth:`ExportedLayer.dequantize` turns them back into the layer's float
-output (scales and float bias applied after the exact accumulation).
+output (scales and float bias applied after the exact accumulation). The engine workloads of an
+exported layer (:func:`paretofab.mapping.dot_workload`, ``sparse_workload``) are built above
+both packages, in ``paretofab.mapping``: quant knows nothing of hw.
 
 Codes are derived from Brevitas' own ``quant_weight()`` values and checked to reproduce them
 bit for bit (float32), so an export never silently differs from what Brevitas computes.
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import brevitas.nn as qnn
 from brevitas.quant_tensor import QuantTensor
 
 from .brevitas_map import format_of_quantizer
@@ -26,7 +29,7 @@ from .formats import Format, IntFormat, MinifloatFormat, parse_format
 from .reference import decode, encode
 
 __all__ = ["ExportError", "ExportedLayer", "ExportedActivation", "export_layer", "export_activation",
-           "capture_inputs", "dot_workload"]
+           "capture_inputs"]
 
 
 class ExportError(ValueError):
@@ -94,8 +97,6 @@ class ExportedLayer:
 
 
 def _kind(layer: nn.Module) -> str:
-    import brevitas.nn as qnn
-
     for cls, k in ((qnn.QuantLinear, "linear"), (qnn.QuantConv1d, "conv1d"), (qnn.QuantConv2d, "conv2d")):
         if isinstance(layer, cls):
             return k
@@ -185,20 +186,3 @@ def capture_inputs(model: nn.Module, x: torch.Tensor, layers: dict[str, nn.Modul
     if missing:
         raise ExportError(f"layers {missing} received no quantized input; quantize activations first")
     return seen
-
-
-def dot_workload(layer: ExportedLayer, act: ExportedActivation):
-    """A ``hw.dot.Workload`` computing a Linear layer on a batch: one vector per (sample,
-    output), ``w_codes[o]`` against ``a_codes[n]``. Returns ``(workload, out_channel)``."""
-    from hw.dot import Workload
-
-    if layer.kind != "linear":
-        raise ExportError("dot_workload maps Linear layers (lower convolutions with im2col first)")
-    a = act.codes.reshape(act.codes.shape[0], -1)
-    n, k = a.shape
-    o = layer.w_codes.shape[0]
-    if layer.w_codes.shape[1] != k:
-        raise ExportError(f"activations have {k} features, the layer expects {layer.w_codes.shape[1]}")
-    w = np.tile(layer.w_codes, (n, 1))
-    aa = np.repeat(a, o, axis=0)
-    return Workload(w, aa), np.tile(np.arange(o), n)

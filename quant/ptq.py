@@ -28,6 +28,7 @@ import contextlib
 import copy
 import io
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,20 +38,26 @@ from torch import nn
 
 import brevitas.nn as qnn
 from brevitas import config as brevitas_config
-from brevitas.graph.calibrate import bias_correction_mode, calibration_mode
-from brevitas.graph.equalize import activation_equalization_mode
-from brevitas.graph.gpfq import gpfq_mode
-from brevitas.graph.gptq import gptq_mode
-from brevitas.graph.quantize import align_input_quant, preprocess_for_quantize
-from brevitas.graph.quantize_impl import (
-    act_handler,
-    add_output_quant_handler,
-    inp_placeholder_handler,
-    layer_handler,
-    layerwise_layer_handler,
-    residual_handler,
-)
-from brevitas.graph.standardize import DisableLastReturnQuantTensor
+from brevitas.core.function_wrapper.learned_round import LearnedRoundHardSigmoid, LearnedRoundSte
+
+with warnings.catch_warnings():
+    # brevitas.graph warns on import that its optional fast_hadamard_transform kernels are absent
+    warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
+    import brevitas.graph.quantize_impl as quantize_impl
+    from brevitas.graph.calibrate import bias_correction_mode, calibration_mode
+    from brevitas.graph.equalize import activation_equalization_mode
+    from brevitas.graph.gpfq import gpfq_mode
+    from brevitas.graph.gptq import gptq_mode
+    from brevitas.graph.quantize import align_input_quant, preprocess_for_quantize
+    from brevitas.graph.quantize_impl import (
+        act_handler,
+        add_output_quant_handler,
+        inp_placeholder_handler,
+        layer_handler,
+        layerwise_layer_handler,
+        residual_handler,
+    )
+    from brevitas.graph.standardize import DisableLastReturnQuantTensor
 from brevitas.quant_tensor import QuantTensor
 
 from .brevitas_map import act_quant, check_supported, weight_quant
@@ -384,14 +391,12 @@ RESIDUAL_ITERS = 200
 
 def _residual_handler(model, identity_map, act_map, unsigned_tuple):
     """Brevitas' residual alignment with the rewrite limit :data:`RESIDUAL_ITERS`."""
-    import brevitas.graph.quantize_impl as impl
-
-    limit = impl.MAX_RESIDUAL_ITERS
-    impl.MAX_RESIDUAL_ITERS = RESIDUAL_ITERS
+    limit = quantize_impl.MAX_RESIDUAL_ITERS
+    quantize_impl.MAX_RESIDUAL_ITERS = RESIDUAL_ITERS
     try:
         return residual_handler(model, identity_map, act_map, unsigned_tuple, align_input_quant)
     finally:
-        impl.MAX_RESIDUAL_ITERS = limit
+        quantize_impl.MAX_RESIDUAL_ITERS = limit
 
 
 def _integer_input(batches: Sequence[torch.Tensor]) -> bool:
@@ -424,8 +429,6 @@ def learned_round(
     mode each weight rounds up or down: its values stay on the format's grid.
     Returns the number of layers optimised.
     """
-    from brevitas.core.function_wrapper.learned_round import LearnedRoundHardSigmoid, LearnedRoundSte
-
     gen = torch.Generator().manual_seed(seed)
     n = 0
     for _, layer in quant_layers(model):

@@ -20,12 +20,15 @@ or on a Dask distributed cluster (``scheduler="tcp://…"``), with a tqdm progre
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
+import multiprocessing as mp
 import os
 import sqlite3
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -33,9 +36,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
+from models.map_data import load_splits
+from models.metrics import best_threshold, micro_f1
+from models.prune import parse_pattern, prune
+from models.trace_stats import DegenerateTraceError, check_workload, trace_stats
+from models.zoo import load_checkpoint
+
+from . import digits
 from .brevitas_map import check_supported
-from .ptq import parse_techniques
+from .ptq import parse_techniques, quantize_model
 
 __all__ = [
     "SweepPoint",
@@ -111,9 +123,6 @@ def _model_name(spec: str) -> str:
 
 def _check_student_workload(model: str) -> None:
     """Refuse a MAP student trained on a degenerate trace (its accuracy axis is noise)."""
-    from models.map_data import load_splits
-    from models.trace_stats import DegenerateTraceError, check_workload, trace_stats
-
     p = Path(model)
     try:
         check_workload(trace_stats(load_splits(p / "data.npz" if p.is_dir() else p.parent / "data.npz")))
@@ -122,8 +131,6 @@ def _check_student_workload(model: str) -> None:
 
 
 def _sparsity_name(spec: str) -> str:
-    from models.prune import parse_pattern
-
     return str(parse_pattern(spec))
 
 
@@ -194,8 +201,6 @@ def load_workload(spec: str, seed: int = 0, n_calib: int = 256, threshold: str =
     at 0.5 (``threshold="0.5"``) or at the validation-best threshold (``"val"``, metric name
     ``micro_f1@val``)."""
     if spec == "digits":
-        from . import digits
-
         data = digits.load_data(seed)
         model = digits.load_model(seed, data)
 
@@ -203,12 +208,6 @@ def load_workload(spec: str, seed: int = 0, n_calib: int = 256, threshold: str =
             return digits.accuracy(m, data.x_test, data.y_test), digits.accuracy(m, data.x_val, data.y_val)
 
         return Workload("digits", model, data.x_train[:n_calib], "accuracy", ev)
-    import torch
-
-    from models.map_data import load_splits
-    from models.metrics import best_threshold, micro_f1
-    from models.zoo import load_checkpoint
-
     p = Path(spec)
     ckpt, npz = (p / "student.pt", p / "data.npz") if p.is_dir() else (p, p.parent / "data.npz")
     model = load_checkpoint(ckpt)
@@ -245,12 +244,6 @@ def _workload(point: SweepPoint) -> Workload:
 
 def evaluate_point(point: SweepPoint | dict) -> dict:
     """Quantize and evaluate one point (in whatever process runs it); returns its row."""
-    import warnings
-
-    import torch
-
-    from .ptq import quantize_model
-
     warnings.filterwarnings("ignore", category=UserWarning)  # brevitas/torch.fx chatter per point
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.fx pytree chatter inside brevitas
@@ -262,10 +255,6 @@ def evaluate_point(point: SweepPoint | dict) -> dict:
     fk = (point.model, point.seed, point.n_calib, point.threshold)
     model = wl.model
     if point.sparsity != "dense":
-        import copy
-
-        from models.prune import prune
-
         model = prune(copy.deepcopy(wl.model), point.sparsity)
         fk = fk + (point.sparsity,)
     if fk not in _FLOAT:
@@ -392,8 +381,6 @@ def run_sweep(
     jobs : worker processes (1: in this process).
     scheduler : Dask distributed scheduler address (or a ``distributed.Client``); overrides jobs.
     """
-    from tqdm.auto import tqdm
-
     points = list(points)
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
@@ -429,6 +416,7 @@ def _execute(todo: list[SweepPoint], jobs: int, scheduler) -> Iterable[dict]:
     if not todo:
         return
     if scheduler is not None:
+        # heavy, optional: dask's distributed scheduler
         from distributed import Client
         from distributed import as_completed as dask_completed
 
@@ -445,8 +433,6 @@ def _execute(todo: list[SweepPoint], jobs: int, scheduler) -> Iterable[dict]:
         for p in todo:
             yield try_point(asdict(p))
         return
-    import multiprocessing as mp
-
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
         futs = [ex.submit(try_point, asdict(p)) for p in todo]
         try:

@@ -99,8 +99,8 @@ def test_cli_cost_swa_text(capsys):
 
 
 def test_swa_calibration_reproduces_itself():
-    from costmodel.swa import SWA_CALIBRATION, SWA_COEFFICIENTS
-    from costmodel.swa_fit import fit, swa_bram18, swa_dsp
+    from costmodel.swa import SWA_CALIBRATION, SWA_COEFFICIENTS, swa_bram18, swa_dsp
+    from costmodel.swa_fit import fit
 
     if not SWA_COEFFICIENTS.exists():
         pytest.skip("no SWA fit shipped")

@@ -14,6 +14,7 @@ import torch
 
 from hw import sparse
 from models import prune as P
+from paretofab import mapping
 from quant.export import capture_inputs, export_activation, export_layer
 from quant.ptq import quant_layers, quantize_model
 from quant.reference import decode, fixed_point
@@ -58,10 +59,10 @@ def test_pruned_quantized_head_on_sparse_engine_is_exact(exported, case):
     assert (wv != 0).sum() > 0.8 * (w_float != 0).sum(), "most kept weights survive quantization"
     P.check_pattern(wv, pattern)
 
-    config = P.engine_config(pattern, ex.wfmt, ex.afmt, k_max=ex.w_codes.shape[1], lanes=lanes, pipeline=2)
+    config = mapping.engine_config(pattern, ex.wfmt, ex.afmt, k_max=ex.w_codes.shape[1], lanes=lanes, pipeline=2)
     p = P.parse_pattern(pattern)
     assert (config.n, config.m, config.block) == (p.n, p.m, p.block if p.has_blocks else None)
-    wl, out_ch = P.sparse_workload(ex.w_codes, ex.wfmt, act.codes, pattern)
+    wl, out_ch = mapping.sparse_workload(ex.w_codes, ex.wfmt, act.codes, pattern)
 
     # the compressed form holds the dense codes: scatter values back to their indices
     vals, idx = sparse.compress(wl.w_codes, config.n, config.m, config.wfmt)
@@ -98,8 +99,8 @@ def test_pruned_head_on_verilator_equals_pysim(exported):
     case = CASES[0]
     pattern, _, _, lanes, _ = case
     _, ex, act = exported[case]
-    config = P.engine_config(pattern, ex.wfmt, ex.afmt, k_max=ex.w_codes.shape[1], lanes=lanes, pipeline=2)
-    wl, _ = P.sparse_workload(ex.w_codes[:64], ex.wfmt, act.codes[:1], pattern)
+    config = mapping.engine_config(pattern, ex.wfmt, ex.afmt, k_max=ex.w_codes.shape[1], lanes=lanes, pipeline=2)
+    wl, _ = mapping.sparse_workload(ex.w_codes[:64], ex.wfmt, act.codes[:1], pattern)
     got_v, res_v = run_engine(sparse, config, wl, "verilator")
     got_p, res_p = run_engine(sparse, config, wl, "pysim")
     assert_exact(got_v, got_p)
@@ -108,20 +109,20 @@ def test_pruned_head_on_verilator_equals_pysim(exported):
 
 
 def test_engine_config_picks_lanes_whose_span_divides_the_block():
-    c = P.engine_config("2:4+b8k0.5", "int8", "int8", 36, lanes=16)
+    c = mapping.engine_config("2:4+b8k0.5", "int8", "int8", 36, lanes=16)
     assert (c.lanes, c.span, c.block, c.k_max) == (4, 8, 8, 40)
-    c = P.engine_config("1:4+b16k0.5", "int8", "int8", 36, lanes=16)
+    c = mapping.engine_config("1:4+b16k0.5", "int8", "int8", 36, lanes=16)
     assert (c.lanes, c.span, c.block) == (4, 16, 16)
-    c = P.engine_config("2:4", "int8", "int8", 36, lanes=16)
+    c = mapping.engine_config("2:4", "int8", "int8", 36, lanes=16)
     assert (c.lanes, c.span, c.block, c.k_max) == (16, 32, None, 64)
-    c = P.engine_config("2:4+b8k1", "int8", "int8", 36, lanes=16)  # keep 1: nothing to skip
+    c = mapping.engine_config("2:4+b8k1", "int8", "int8", 36, lanes=16)  # keep 1: nothing to skip
     assert (c.lanes, c.block) == (16, None)
     with pytest.raises(P.PruneError, match="multiple of M"):
-        P.engine_config("2:4+b6k0.5", "int8", "int8", 36)
+        mapping.engine_config("2:4+b6k0.5", "int8", "int8", 36)
 
 
 def test_export_refuses_codes_that_break_the_pattern():
     w = np.zeros((2, 8), np.uint8)
     w[0, :3] = 1
     with pytest.raises(P.PruneError, match="exported weight codes breaks 2:4"):
-        P.sparse_workload(w, "int8", np.ones((1, 8), np.uint8), "2:4")
+        mapping.sparse_workload(w, "int8", np.ones((1, 8), np.uint8), "2:4")

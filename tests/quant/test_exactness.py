@@ -12,8 +12,9 @@ import torch
 
 from hw.dot import DotConfig, output_exponent, pack_inputs, reference, unpack_outputs
 from hw.sim import simulate
+from paretofab.mapping import dot_workload
 from quant import digits
-from quant.export import capture_inputs, dot_workload, export_activation, export_layer
+from quant.export import capture_inputs, export_activation, export_layer
 from quant.ptq import quant_layers, quantize_model
 from quant.reference import fixed_point
 

@@ -322,8 +322,8 @@ def test_map_threshold_protocol(tmp_path, lstm_student):
     from quant.sweep import load_workload
 
     out = tmp_path / "t.sqlite"
-    pts = grid([str(lstm_student)], ["int8"], ["int8"]) + grid([str(lstm_student)], ["int8"], ["int8"],
-                                                               threshold="0.5")
+    pts = grid([str(lstm_student)], ["int8"], ["int8"], allow_degenerate=True) + grid(
+        [str(lstm_student)], ["int8"], ["int8"], allow_degenerate=True, threshold="0.5")
     assert [p.threshold for p in pts] == ["val", "0.5"] and pts[0].key != pts[1].key
     assert grid(["digits"], ["int8"], ["int8"])[0].threshold == "0.5"  # accuracy: no threshold
     run_sweep(pts, out, progress=False)
