@@ -81,6 +81,7 @@ class ExploreConfig:
     device: str = "xczu3eg"
     seed: int = 0
     jobs: int = 1
+    threads: int = 2
     progress: bool = True
 
     def student_options(self) -> dict:
@@ -270,7 +271,7 @@ def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, pattern=None,
 
 def explore(cfg: ExploreConfig) -> pd.DataFrame:
     """Run every stage; returns the table of design points with a ``rank`` column (1 = front)."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = _stage(f"student: {cfg.arch} on {cfg.workload.app} traces, scale {cfg.workload.scale} ({cfg.method})")
@@ -381,7 +382,7 @@ def _run(args: argparse.Namespace) -> int:
                         formats=_csv(args.formats), ptq=_csv(args.ptq), lanes=args.lanes, nm=(n, m),
                         block=args.block, keep=args.keep, prune_epochs=args.prune_epochs,
                         saliency="class" if args.classes else "magnitude", classes=args.classes,
-                        device=args.device, seed=args.seed, jobs=args.jobs)
+                        device=args.device, seed=args.seed, jobs=args.jobs, threads=args.threads)
     explore(cfg)
     return 0
 
@@ -413,6 +414,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="class-aware saliency for these outputs (e.g. top32); default magnitude")
     p.add_argument("--device", default=d.device, help="FPGA part for fmax and static power")
     p.add_argument("--jobs", type=int, default=d.jobs, help="sweep worker processes")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help=f"torch CPU threads for training (default {d.threads}; 1 when other jobs share the cores)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
