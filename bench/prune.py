@@ -1,7 +1,7 @@
-"""CRISP-style pruning of a PaCKD student: metric vs sparsity, and what each pattern costs on the
+"""CRISP-style pruning of a MAP student: metric vs sparsity, and what each pattern costs on the
 engines.
 
-    python bench/prune.py                      # pr, resnet, PaCKD (cpu teachers), scale 16
+    python bench/prune.py                      # pr, scale 18, the Mixer student explore trains
     python bench/prune.py --app bfs --out runs/bench_prune_bfs
     python bench/prune.py --arch swa --out runs/bench_prune_swa   # the SWA student (attention on the SWA kernel)
 
@@ -16,7 +16,7 @@ bits only; the engine that runs the pattern (``paretofab.explore.engine_costs``:
 dense ``DotConfig``, ``SparseConfig`` N:M, and N:M + block skipping at the lanes whose span
 divides the block) with its LUTs, cycles, latency and energy for one inference over all layers
 (costmodel, xczu3eg); the Pareto rank (``costmodel.pareto``: int8 F1 up; LUT, latency, energy
-down). The student is trained once and reused from ``OUT/student``.
+down). The student is trained once and reused from ``OUT/students/<arch>_<app>_<hash>``.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def quantized_f1(model, sp, fmt: str, cls) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--app", default="pr")
-    ap.add_argument("--arch", default="resnet", help="student architecture (resnet, mixer, swa; lstm weights are not prunable)")
+    ap.add_argument("--arch", default="mixer", help="student architecture (resnet, mixer, swa; lstm weights are not prunable)")
     ap.add_argument("--scale", type=int, default=18)
-    ap.add_argument("--method", default="packd")
+    ap.add_argument("--method", default="none", help="none, kd or packd (default none, as explore)")
     ap.add_argument("--epochs", type=int, default=40, help="student epochs (early stopping)")
     ap.add_argument("--ft-epochs", type=int, default=4, help="SR-STE epochs")
     ap.add_argument("--ft-seeds", type=int, default=3, help="fine-tuning seeds (F1 mean ± sd)")
