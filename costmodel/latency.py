@@ -33,7 +33,6 @@ Two sources, each labelled (:func:`fmax_source`):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,24 +45,8 @@ from hw.engines import engine as engine_module
 from .devices import DeviceError
 from .features import config_row, frame_features
 
-__all__ = ["WorkloadShape", "cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array", "fmax_model_frame",
+__all__ = ["cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array", "fmax_model_frame",
            "fmax_source", "path_ns_array", "path_ns_frame", "path_components_frame", "pnr_design", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
-
-
-@dataclass(frozen=True)
-class WorkloadShape:
-    """The shape of a workload, enough for the closed-form cycle count.
-
-    Attributes
-    ----------
-    k : reduction length K (elements).
-    vectors : number of dot products (outputs).
-    block_density : fraction of weight blocks with a non-zero (sparse engine with ``block``).
-    """
-
-    k: int
-    vectors: int = 1
-    block_density: float = 1.0
 
 
 def _ceil_div(a, b):

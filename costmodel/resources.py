@@ -294,11 +294,11 @@ LATTICE_LUT_TERMS = ["const", "lut_mult_ab", "mf_shift", "mf_prod", "tree_bits_r
 LATTICE_TARGETS = ("ice40", "ecp5")
 
 
-def lattice_design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None = None,
+def lattice_design_matrix(df: pd.DataFrame, target: str,
                           features: tuple[pd.DataFrame, list] | None = None) -> dict[str, np.ndarray]:
     """LUT4 design matrix (:data:`LATTICE_LUT_TERMS`), structural FF bits and the DSP count
     (``synth_ice40``: none; ``synth_ecp5``: MULT18X18D by :func:`costmodel.features.pair_props`).
-    ``mult_coef`` is unused (the multiplier terms are fitted per target)."""
+    The multiplier terms are fitted per target (no shared multiplier model)."""
     f, _ = frame_features(df, target, return_pairs=True) if features is None else features
     lanes = f["lanes"].to_numpy(dtype=float)
     lut_mul = (f["mult_dsp"].to_numpy() == 0)
@@ -398,7 +398,7 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
     if model is None:
         model, _ = model_for(target)
     if model.get("kind") == "lattice":
-        dm = lattice_design_matrix(df, target, model["multiplier"], features)
+        dm = lattice_design_matrix(df, target, features)
     else:
         dm = design_matrix(df, target, model["multiplier"], features)
     lut = dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"])

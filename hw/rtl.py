@@ -6,8 +6,9 @@ target's own ``synth_*`` script, parses its ``stat`` report into :class:`Resourc
 result as JSON keyed by a hash of (Verilog, target, options, Yosys version), so a grid of configs
 is synthesized once.
 
-Cache root: ``$PARETOFAB_CACHE`` if set, else ``<sys.prefix>/.cache/paretofab``; synthesis results
-live under ``synth/``, Verilator builds (``hw.verilator``) under ``verilator/``.
+Cache root: :func:`quant.formats.cache_root` (re-exported here as ``cache_root``;
+``$PARETOFAB_CACHE`` if set, else ``<sys.prefix>/.cache/paretofab``); synthesis results live under
+``synth/``, Verilator builds (``hw.verilator``) under ``verilator/``.
 
 Counts are before place and route (Yosys' mapping, not Vivado's), for the engine as an
 out-of-context module (``-noiopad -noclkbuf``: no I/O or clock buffers).
@@ -28,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quant.formats import cache_root
+
 __all__ = [
     "Resources", "SynthError", "TARGETS", "cache_root", "verilog_text", "export_verilog",
     "synthesize", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
@@ -47,12 +50,6 @@ TOP = "dut"
 
 class SynthError(RuntimeError):
     """Yosys failed on a design (its log tail is in the message)."""
-
-
-def cache_root() -> Path:
-    """Root directory of paretofab's build/result caches (``$PARETOFAB_CACHE`` overrides)."""
-    env = os.environ.get("PARETOFAB_CACHE")
-    return Path(env) if env else Path(sys.prefix) / ".cache" / "paretofab"
 
 
 def verilog_text(component: Any, name: str = TOP) -> str:

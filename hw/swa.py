@@ -54,7 +54,6 @@ Hardware: ``hw.swa_rtl`` (datapath and lockstep schedule); configuration: ``hw.s
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +70,7 @@ __all__ = [
     "random_workload", "pack_inputs", "n_outputs", "unpack_outputs", "reference",
     "attention_float", "relative_error", "output_exponent", "cycles", "slot_cycles",
     "steady_row_cycles",
-    "mac_utilization", "total_keys", "key_range", "add_cli_arguments", "config_from_args",
+    "mac_utilization", "total_keys", "key_range",
 ]
 
 #: the engine's config class (for the hw CLI and registry)
@@ -307,42 +306,3 @@ def mac_utilization(config: SWAConfig, n: int) -> float:
     baseline are not useful work."""
     useful = config.head_dim * (_sum_nk(n, n) if config.dense else total_keys(config, n))
     return useful / (config.lanes * cycles(config, n))
-
-
-# ---- CLI --------------------------------------------------------------------------------------
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the SWA engine's options (and ``--n`` for simulation) to ``parser``."""
-    g = parser.add_argument_group("swa engine")
-    g.add_argument("--head-dim", type=int, default=16, help="elements per Q/K/V row (default 16)")
-    g.add_argument("--window", type=int, default=16, help="keys per query row: causal [i-w+1, i] (default 16)")
-    g.add_argument("--lanes", type=int, default=16, help="multipliers per unit; divides head-dim (default 16)")
-    g.add_argument("--qk-fmt", default="int8", help="Q/K format, e.g. int8, int4, e4m3 (default int8)")
-    g.add_argument("--v-fmt", default="int8", help="V format (default int8)")
-    mode = g.add_mutually_exclusive_group()
-    mode.add_argument("--causal", dest="causal", action="store_true", default=True, help="causal window (default)")
-    mode.add_argument("--symmetric", dest="causal", action="store_false",
-                      help="symmetric window [i-h, i+h], odd --window = 2h+1")
-    g.add_argument("--exp-bits", type=int, default=14, help="fraction bits of softmax numerators (default 14)")
-    g.add_argument("--lut-bits", type=int, default=8, help="exp2 fraction table index bits (default 8)")
-    g.add_argument("--scale-bits", type=int, default=12, help="bits of the log2(e)·scale constant (default 12)")
-    g.add_argument("--recip-bits", type=int, default=16, help="reciprocal precision bits (default 16)")
-    g.add_argument("--out-frac-bits", type=int, default=8, help="output fraction bits below the V unit (default 8)")
-    g.add_argument("--score-scale", type=float, default=None, help="softmax scale of q·k (default 1/sqrt(head-dim))")
-    g.add_argument("--div-bits", type=int, default=None, help="reciprocal quotient bits per cycle (default: auto)")
-    g.add_argument("--norm-lanes", type=int, default=None, help="normalizer multipliers, divides lanes (default: auto)")
-    g.add_argument("--dense", action="store_true", help="build the dense causal baseline; --window = max n")
-    if not any(a.dest == "n" for a in parser._actions):
-        g.add_argument("--n", type=int, default=64, help="sequence length to simulate (default 64)")
-
-
-def config_from_args(args: argparse.Namespace) -> SWAConfig:
-    """An :class:`SWAConfig` from parsed :func:`add_cli_arguments` options."""
-    return SWAConfig(
-        head_dim=args.head_dim, window=args.window, lanes=args.lanes, qk_fmt=args.qk_fmt,
-        v_fmt=args.v_fmt, causal=args.causal, exp_bits=args.exp_bits, lut_bits=args.lut_bits,
-        scale_bits=args.scale_bits, recip_bits=args.recip_bits, out_frac_bits=args.out_frac_bits,
-        score_scale=args.score_scale, dense=args.dense, div_bits=args.div_bits,
-        norm_lanes=args.norm_lanes,
-    )

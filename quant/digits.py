@@ -2,7 +2,8 @@
 
 It needs no download (the data ship with scikit-learn) and trains in a few seconds on one CPU
 core, deterministically for a given seed; the trained weights are cached under
-``$PARETOFAB_CACHE`` (default ``~/.cache/paretofab``) and loaded with ``weights_only=True``.
+:func:`quant.formats.cache_root` (``$PARETOFAB_CACHE``, default ``<sys.prefix>/.cache/paretofab``)
+and loaded with ``weights_only=True``.
 Splits (stratified, fixed by ``seed``): 60 % train, 20 % validation, 20 % test; calibration
 uses the first ``n_calib`` training images.
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from .formats import cache_root
 
 __all__ = ["DigitsNet", "DigitsData", "load_data", "train", "load_model", "accuracy"]
 
@@ -87,7 +90,8 @@ def train(data: DigitsData, seed: int = 0, epochs: int = 40) -> DigitsNet:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PARETOFAB_CACHE", Path.home() / ".cache" / "paretofab"))
+    """Where the trained digits weights are cached: :func:`quant.formats.cache_root`."""
+    return cache_root()
 
 
 def load_model(seed: int = 0, data: DigitsData | None = None) -> DigitsNet:

@@ -4,6 +4,10 @@ The ground floor of paretofab: ``hw`` builds multipliers for these formats, ``qu
 Brevitas quantizers, ``costmodel`` prices them. A format is a frozen, hashable dataclass; its
 name parses back to an equal object (``parse_format(str(f)) == f``).
 
+It also owns the one default of ``$PARETOFAB_CACHE`` (:func:`cache_root`), because hw (Yosys and
+Verilator builds) and quant (trained digits weights) both cache, and the ground floor is the only
+module both may import.
+
 Spellings
 ---------
 ``int4``, ``int8``        signed two's complement, ``[-2^(b-1), 2^(b-1)-1]``
@@ -20,9 +24,12 @@ suffixes                  ``b<bias>`` non-default bias (``e4m3b11``), ``nosub`` 
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Literal, Union
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "parse_format",
     "all_formats",
     "VALID_SPELLINGS",
+    "cache_root",
 ]
 
 VALID_SPELLINGS = (
@@ -296,3 +304,12 @@ def all_formats() -> list[Format]:
             out.append(MinifloatFormat(e, total - 1 - e))
     out += [parse_format(n) for n in ("e4m3ocp", "e5m2ieee", "e4m3ieee", "e3m4ieee")]
     return out
+
+
+def cache_root() -> Path:
+    """Root directory of paretofab's build/result caches: ``$PARETOFAB_CACHE`` if set, else
+    ``<sys.prefix>/.cache/paretofab`` (inside the virtual environment). The one owner of this
+    default; hw (``synth/``, ``verilator/``), costmodel (``ltp/``, ``pnr/``) and quant (digits
+    weights) all call it."""
+    env = os.environ.get("PARETOFAB_CACHE")
+    return Path(env) if env else Path(sys.prefix) / ".cache" / "paretofab"

@@ -28,15 +28,15 @@ from .formats import Format, IntFormat, MinifloatFormat, parse_format
 __all__ = ["values", "quantize", "encode", "decode", "all_codes", "fixed_point", "code_dtype"]
 
 
-def code_dtype(fmt: Format) -> np.dtype:
-    """Unsigned dtype that holds a code of ``fmt``."""
+def code_dtype() -> np.dtype:
+    """Unsigned dtype that holds a code of any supported format (all are ≤ 8 bits)."""
     return np.dtype(np.uint8)
 
 
 def all_codes(fmt: Format | str) -> np.ndarray:
     """Every bit pattern of the format, ``0 .. 2^bits - 1``."""
     fmt = parse_format(fmt)
-    return np.arange(2**fmt.bits, dtype=code_dtype(fmt))
+    return np.arange(2**fmt.bits, dtype=code_dtype())
 
 
 @lru_cache(maxsize=None)
@@ -75,7 +75,7 @@ def _positive_grid(fmt: Format) -> tuple[np.ndarray, np.ndarray]:
     codes = np.arange(len(table))
     keep = np.isfinite(table) & (table >= 0) & ~np.signbit(table)
     vals, first = np.unique(table[keep], return_index=True)
-    grid_codes = codes[keep][first].astype(code_dtype(fmt))
+    grid_codes = codes[keep][first].astype(code_dtype())
     vals.setflags(write=False)
     grid_codes.setflags(write=False)
     return vals, grid_codes
@@ -148,7 +148,7 @@ def encode(x: np.ndarray, fmt: Format | str) -> np.ndarray:
     if isinstance(fmt, IntFormat):
         if np.isnan(q).any():
             raise ValueError(f"{int(np.isnan(q).sum())} NaN inputs: {fmt} has no NaN code; clean the data first (np.nan_to_num)")
-        return (q.astype(np.int64) & (2**fmt.bits - 1)).astype(code_dtype(fmt))
+        return (q.astype(np.int64) & (2**fmt.bits - 1)).astype(code_dtype())
     nan = np.isnan(q)
     has_nan = bool(nan.any())
     if has_nan and not fmt.has_nan:
@@ -158,7 +158,7 @@ def encode(x: np.ndarray, fmt: Format | str) -> np.ndarray:
     if has_nan:
         e, m = fmt.exponent_bits, fmt.mantissa_bits
         nan_code = (((2**e - 1) << m) | (2**m - 1)) | (np.signbit(q) << (e + m))
-        codes = np.where(nan, nan_code, codes).astype(code_dtype(fmt))
+        codes = np.where(nan, nan_code, codes).astype(code_dtype())
     return codes
 
 
@@ -170,7 +170,7 @@ def _code_table(fmt: MinifloatFormat) -> tuple[int, np.ndarray]:
     float32, so those bits identify it uniquely: encoding is a shift and a table lookup.
     """
     shift = 23 - fmt.mantissa_bits
-    table = np.zeros(2 ** (32 - shift), dtype=code_dtype(fmt))
+    table = np.zeros(2 ** (32 - shift), dtype=code_dtype())
     codes = all_codes(fmt)
     v = _decode_table(fmt)
     finite = ~np.isnan(v)  # inf keys land on the float32 inf pattern

@@ -4,7 +4,6 @@ attention, measured cycles == cycles(), bad configs raise."""
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
@@ -271,22 +270,6 @@ def test_bad_workloads_raise():
         swa.cycles(swa.dense_baseline(cfg, 8), 9)
     with pytest.raises(WorkloadError, match="n must"):
         swa.random_workload(cfg, 0, seed=0)
-
-
-def test_cli_arguments_build_the_config():
-    p = argparse.ArgumentParser()
-    swa.add_cli_arguments(p)
-    args = p.parse_args("--head-dim 32 --window 64 --lanes 8 --qk-fmt e4m3 --v-fmt int8 --n 100".split())
-    cfg = swa.config_from_args(args)
-    assert (cfg.head_dim, cfg.window, cfg.lanes, str(cfg.qk_fmt), cfg.causal, args.n) == (32, 64, 8, "e4m3", True, 100)
-    args = p.parse_args("--head-dim 12 --lanes 8".split())
-    with pytest.raises(ConfigError, match="multiple of lanes"):
-        swa.config_from_args(args)
-    args = p.parse_args(["--symmetric", "--window", "9"])
-    assert swa.config_from_args(args).causal is False
-    args = p.parse_args(["--symmetric"])
-    with pytest.raises(ConfigError, match="odd"):
-        swa.config_from_args(args)
 
 
 @pytest.mark.parametrize("norm_lanes,div_bits", [(1, 1), (2, 5), (4, None)])
