@@ -304,8 +304,8 @@ def distill(splits: dict[str, np.ndarray], arch: str = "resnet", method: str = "
     res.update(metrics.summarize(predict(student, splits["x_val"]), splits["y_val"],
                                  predict(student, splits["x_test"]), splits["y_test"]))
     res["history"] = h
-    stats = trace_stats(splits)
-    res["freq_baseline"], res["ip_baseline"] = stats.freq_f1, stats.ip_f1
+    stats = info.get("trace_stats") or trace_stats(splits).to_dict()  # computed with the splits
+    res["freq_baseline"], res["ip_baseline"] = stats["freq_f1"], stats["ip_f1"]
     res["student_params"] = s_params
     if teachers is not None:
         res["teacher"] = teachers.summary

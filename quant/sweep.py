@@ -31,6 +31,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm
 from models.map_data import load_splits
 from models.metrics import best_threshold, micro_f1
 from models.prune import parse_pattern, prune
-from models.trace_stats import DegenerateTraceError, check_workload, trace_stats
+from models.trace_stats import DegenerateTraceError, TraceStats, check_workload, trace_stats
 from models.zoo import load_checkpoint
 
 from . import digits
@@ -124,10 +125,18 @@ def _model_name(spec: str) -> str:
 def _check_student_workload(model: str) -> None:
     """Refuse a MAP student trained on a degenerate trace (its accuracy axis is noise)."""
     p = Path(model)
+    npz = p / "data.npz" if p.is_dir() else p.parent / "data.npz"
     try:
-        check_workload(trace_stats(load_splits(p / "data.npz" if p.is_dir() else p.parent / "data.npz")))
+        check_workload(_workload_stats(str(npz), npz.stat().st_mtime_ns))
     except DegenerateTraceError as e:
         raise DegenerateTraceError(f"{model}: {e}") from None
+
+
+@lru_cache(maxsize=64)
+def _workload_stats(npz: str, mtime_ns: int) -> TraceStats:
+    """Statistics of a splits file, once per file version (``grid`` is called per format, and
+    explore and the bit-width bench call it many times for the same students)."""
+    return trace_stats(load_splits(npz))
 
 
 def _sparsity_name(spec: str) -> str:
