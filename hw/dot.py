@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from quant.formats import Format, IntFormat, parse_format
 from quant.reference import decode, fixed_point
 
+from .engine import register_points, tree_levels
 from .arith import (
     ConfigError,
     WorkloadError,
@@ -55,6 +56,7 @@ __all__ = [
     "reference",
     "exact_dot",
     "cycles",
+    "cycles_array",
     "output_exponent",
 ]
 
@@ -71,11 +73,6 @@ def _check_int(name: str, value: Any, lo: int, hint: str) -> int:
 
 def _set_int(config, name: str, lo: int, hint: str) -> None:
     object.__setattr__(config, name, _check_int(name, getattr(config, name), lo, hint))
-
-
-def tree_levels(lanes: int) -> int:
-    """Adder-tree levels for ``lanes`` products: ``ceil(log2 lanes)``."""
-    return (lanes - 1).bit_length()
 
 
 @dataclass(frozen=True)
@@ -198,8 +195,7 @@ class MacPipeline(wiring.Component):
 
     def register_points(self) -> list[int]:
         """Tree levels after which a register stage sits (0 = right after the multipliers)."""
-        points = tree_levels(self.lanes) + 1
-        return sorted({round(j * points / self.pipeline) for j in range(self.pipeline)}) if self.pipeline else []
+        return register_points(self.lanes, self.pipeline)
 
     def elaborate(self, platform):
         m = Module()
@@ -475,8 +471,15 @@ def reference(config: DotConfig, workload: Workload) -> np.ndarray:
                      output_exponent(config), config.acc_bits > 62)
 
 
+def cycles_array(lanes, pipeline, k, vectors) -> np.ndarray:
+    """Closed-form cycles over arrays of configs and workloads (int64; always-valid source,
+    always-ready sink): ``vectors · ceil(K / lanes) + pipeline + 1``."""
+    lanes, pipeline, k, vectors = (np.asarray(x, dtype=np.int64) for x in (lanes, pipeline, k, vectors))
+    return vectors * -(-k // lanes) + pipeline + 1
+
+
 def cycles(config: DotConfig, workload: Workload) -> int:
-    """Cycles until the last output transfers, always-valid source and always-ready sink:
-    ``vectors · ceil(K / lanes) + pipeline + 1``."""
+    """Cycles until the last output transfers, always-valid source and always-ready sink
+    (:func:`cycles_array`)."""
     _check_workload_shape(config, workload.k, workload.vectors)
-    return workload.vectors * -(-workload.k // config.lanes) + config.pipeline + 1
+    return int(cycles_array(config.lanes, config.pipeline, workload.k, workload.vectors))

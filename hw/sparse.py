@@ -38,6 +38,7 @@ from quant.formats import Format, parse_format
 from quant.reference import decode
 
 from .arith import ConfigError, WorkloadError, acc_bits, finite_codes
+from .engine import tree_levels
 from .dot import (
     MacPipeline,
     Workload,
@@ -50,7 +51,6 @@ from .dot import (
     output_exponent,
     pack_beats,
     random_codes,
-    tree_levels,
     unpack_outputs,
 )
 
@@ -63,6 +63,8 @@ __all__ = [
     "SparseEngine",
     "compress",
     "block_bitmap",
+    "cycles_array",
+    "live_beats",
     "random_workload",
     "pack_inputs",
     "n_outputs",
@@ -419,11 +421,35 @@ def reference(config: SparseConfig, workload: Workload) -> np.ndarray:
 
 def beats_per_vector(config: SparseConfig, workload: Workload) -> np.ndarray:
     """Beats each vector takes after block skipping (int64, shape (vectors,))."""
-    k_pad = workload.k + (-workload.k % (config.block or config.span))
     if config.block is None:
+        k_pad = workload.k + (-workload.k % config.span)
         return np.full(workload.vectors, k_pad // config.span, dtype=np.int64)
-    live = block_bitmap(config, workload).sum(axis=1)
-    return np.maximum(1, live * (config.block // config.span)).astype(np.int64)
+    return live_beats(config.lanes, config.n, config.m, config.block, block_bitmap(config, workload).sum(axis=1))
+
+
+def live_beats(lanes, n, m, block, live_blocks) -> np.ndarray:
+    """Beats of one vector with ``live_blocks`` non-zero blocks of ``block`` dense weights (at
+    least one beat, so that every reduction ends): ``max(1, live · block / span)``."""
+    span = np.asarray(lanes, dtype=np.int64) // np.asarray(n, dtype=np.int64) * np.asarray(m, dtype=np.int64)
+    return np.maximum(1, np.asarray(live_blocks, dtype=np.int64) * (np.asarray(block, dtype=np.int64) // span))
+
+
+def cycles_array(lanes, n, m, block, pipeline, k, vectors, block_density=1.0) -> np.ndarray:
+    """Closed-form cycles over arrays of configs and workloads (int64; always-valid source,
+    always-ready sink): ``vectors · beats + pipeline + 1``.
+
+    ``block`` 0 means no block skipping (``ceil(K / span)`` beats per vector); otherwise each
+    vector runs ``ceil(blocks · block_density)`` live blocks (:func:`live_beats`), an expectation
+    when ``block_density`` is a measured fraction, exact when every vector has that many.
+    """
+    lanes, n, m, block, pipeline, k, vectors = (np.asarray(x, dtype=np.int64)
+                                                for x in (lanes, n, m, block, pipeline, k, vectors))
+    span = lanes // n * m
+    beats = -(-k // span)
+    bsafe = np.where(block > 0, block, span)
+    live = np.ceil(-(-k // bsafe) * np.asarray(block_density, dtype=float) - 1e-9).astype(np.int64)
+    beats = np.where(block > 0, live_beats(lanes, n, m, bsafe, live), beats)
+    return vectors * beats + pipeline + 1
 
 
 def cycles(config: SparseConfig, workload: Workload) -> int:
