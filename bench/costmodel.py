@@ -52,7 +52,7 @@ def swa_table() -> None:
 
     from costmodel.swa import SWA_CALIBRATION, load_swa_coefficients, swa_resources
     from costmodel.swa_fit import is_validation
-    from hw.swa_config import SWAConfig
+    from hw.swa import SWAConfig
 
     doc = load_swa_coefficients()
     d = pd.read_csv(SWA_CALIBRATION)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from hw import swa as hw_swa
 from hw.arith import ConfigError
-from hw.swa_config import SWAConfig
+from hw.swa import SWAConfig
 
 from .devices import Device, DeviceError, get_device
 from .energy import energy_frame
@@ -115,7 +115,7 @@ def _py(v: Any) -> Any:
 
 
 def _swa_frame(df: pd.DataFrame, dev: Device, target: str, seq_len: int | None, breakdown: bool) -> pd.DataFrame:
-    """Cost columns of SWA rows (same index): one :class:`hw.swa_config.SWAConfig` and one cost per
+    """Cost columns of SWA rows (same index): one :class:`hw.swa.SWAConfig` and one cost per
     distinct (config, sequence length); resources ``<NA>`` where no calibrated SWA model covers a
     config (``estimate(config, n=...).resource_source`` says why)."""
     need = [c for c in SWA_REQUIRED if c not in df.columns and not (c == "seq_len" and seq_len is not None)]

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from hw import rtl
-from hw.swa_config import SWAConfig
+from hw.swa import SWAConfig
 
 from .swa import SWA_CALIBRATION, SWA_COEFFICIENTS, swa_bram18, swa_dsp, swa_features
 

@@ -34,7 +34,7 @@ from costmodel import estimate, pareto, plot
 from hw.dot import DotConfig
 from hw.engines import config_from_dict
 from hw.rtl import export_verilog
-from hw.swa_config import SWAConfig
+from hw.swa import SWAConfig
 from models import distill as D
 from models import map_data
 from models.cli import add_trace_arguments, spec_from_args

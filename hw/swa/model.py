@@ -49,7 +49,7 @@ Output beat: ``lanes`` signed outputs; a row takes ``chunks`` beats; one row per
 Sequences may follow each other in one stream; after a ``last`` the kernel drains its pipeline
 before taking the next sequence (:func:`cycles` is the closed form for one sequence).
 
-Hardware: ``hw.swa_rtl`` (datapath and lockstep schedule); configuration: ``hw.swa_config``.
+Hardware: ``hw.swa.kernel`` (datapath and lockstep schedule); configuration: ``hw.swa.config``.
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ import numpy as np
 
 from quant.reference import decode, fixed_point
 
-from .arith import WorkloadError, finite_codes, unit_exponent
-from .dot import pack_beats, random_codes
-from .swa_config import ERROR_BOUND, MAX_DENSE_N, MAX_WINDOW, SWAConfig, dense_baseline
+from ..arith import WorkloadError, finite_codes, unit_exponent
+from ..dot import pack_beats, random_codes
+from .config import ERROR_BOUND, MAX_DENSE_N, MAX_WINDOW, SWAConfig, dense_baseline
 
 __all__ = [
     "SWAConfig", "Config", "SWAWorkload", "ERROR_BOUND", "MAX_WINDOW", "MAX_DENSE_N", "dense_baseline",
@@ -244,7 +244,7 @@ def relative_error(config: SWAConfig, out: np.ndarray, exact: np.ndarray) -> flo
 
 def slot_cycles(config: SWAConfig, n: int) -> np.ndarray:
     """Length of every lockstep slot (cycles) for one sequence of ``n`` tokens, always-valid
-    source and always-ready sink (see ``hw.swa_rtl``'s schedule).
+    source and always-ready sink (see ``hw.swa.kernel``'s schedule).
 
     SWA, slot ``k = 0 .. n+d+2`` with ``d = min(h, n-1)`` (``h = 0`` causal):
     ``max(chunks·[k<n], chunks·nk(k-d-1), chunks·nk(k-d-2), norm_cycles·[d+3<=k<=n+d+2])`` with

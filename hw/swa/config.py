@@ -14,9 +14,9 @@ from amaranth.lib import data
 from quant.formats import Format, parse_format
 from quant.reference import fixed_point
 
-from .arith import ConfigError, acc_bits, finite_codes, signed_bits, unit_exponent
-from .dot import _from_dict
-from .swa_rtl import SWAKernel
+from ..arith import ConfigError, acc_bits, finite_codes, signed_bits, unit_exponent
+from ..dot import _from_dict
+from .kernel import SWAKernel
 
 __all__ = ["SWAConfig", "dense_baseline", "ERROR_BOUND", "MAX_WINDOW", "MAX_DENSE_N"]
 

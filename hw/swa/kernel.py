@@ -40,7 +40,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .arith import OperandDecoder, multiplier
+from ..arith import OperandDecoder, multiplier
 
 __all__ = ["SWAKernel"]
 
