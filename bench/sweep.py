@@ -38,11 +38,11 @@ def speed(args) -> None:
         evaluate_point(pts[0])
         t = time.perf_counter()
         for p in pts:
-            from quant.ptq import quantize_model
+            from quant.ptq import PTQConfig, quantize_model
 
             wl = _workload(p)
-            qm = quantize_model(wl.model, p.wfmt, p.afmt, calib_data=wl.calib, per_channel=p.per_channel,
-                                techniques=p.ptq, seed=p.seed)
+            ptq = PTQConfig(per_channel=p.per_channel, techniques=p.ptq, seed=p.seed)
+            qm = quantize_model(wl.model, p.wfmt, p.afmt, calib_data=wl.calib, config=ptq)
             wl.evaluate(qm)
         direct = time.perf_counter() - t
         t = time.perf_counter()

@@ -27,8 +27,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import math
 import warnings
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -68,6 +68,7 @@ __all__ = [
     "TechniqueError",
     "CalibrationError",
     "parse_techniques",
+    "PTQConfig",
     "quantize_model",
     "as_batches",
     "quant_layers",
@@ -260,102 +261,122 @@ def _trace(model: nn.Module, weq: bool) -> nn.Module | None:
         return None
 
 
-def quantize_model(
-    model: nn.Module,
-    wfmt: Format | str,
-    afmt: Format | str,
-    *,
-    calib_data: Any,
-    per_channel: bool = True,
-    techniques: str | Iterable[str] | None = (),
-    batch_size: int = 128,
-    unsigned_acts: bool = False,
-    seed: int = 0,
-    learned_round_iters: int = 100,
-    inplace: bool = False,
-) -> nn.Module:
-    """Quantize ``model`` to weights ``wfmt`` / activations ``afmt`` with PTQ ``techniques``.
+@dataclass(frozen=True)
+class PTQConfig:
+    """How :func:`quantize_model` quantizes (the formats are its own arguments).
+
+    Parameters
+    ----------
+    per_channel : one weight scale per output channel (else per tensor).
+    techniques : any of :data:`TECHNIQUES` (``"weq+gptq"`` or a list); ``()``/``"none"`` is plain
+        calibration and round-to-nearest. Stored parsed, as a tuple.
+    batch_size : calibration batch size (rows).
+    unsigned_acts : unsigned integer activations after ReLU/Sigmoid (signed ``afmt`` ints only).
+    seed : seeds torch for the steps that draw random numbers.
+    learned_round_iters : optimisation steps per layer of ``learned_round``.
+    """
+
+    per_channel: bool = True
+    techniques: str | Iterable[str] | None = ()
+    batch_size: int = 128
+    unsigned_acts: bool = False
+    seed: int = 0
+    learned_round_iters: int = 100
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "techniques", tuple(parse_techniques(self.techniques)))
+
+
+def quantize_model(model: nn.Module, wfmt: Format | str, afmt: Format | str, *, calib_data: Any,
+                   config: PTQConfig | None = None, inplace: bool = False) -> nn.Module:
+    """Quantize ``model`` to weights ``wfmt`` / activations ``afmt`` as ``config`` says.
 
     Parameters
     ----------
     model : float model (left untouched unless ``inplace``).
     wfmt, afmt : formats or names (``"int8"``, ``"e4m3"``, …).
     calib_data : model inputs for calibration (tensor, array, list of batches or DataLoader).
-    per_channel : one weight scale per output channel (else per tensor).
-    techniques : any of :data:`TECHNIQUES` (``"weq+gptq"`` or a list); ``()``/``"none"`` is plain
-        calibration and round-to-nearest.
-    unsigned_acts : unsigned integer activations after ReLU/Sigmoid (signed ``afmt`` ints only).
-    seed : seeds torch for the steps that draw random numbers.
+    config : techniques, granularity, seed (default :class:`PTQConfig()`: per-channel, plain
+        calibration and round-to-nearest).
 
     Returns
     -------
     The quantized model in eval mode.
     """
+    cfg = config or PTQConfig()
     wfmt, afmt = check_supported(wfmt), check_supported(afmt)
-    techs = parse_techniques(techniques)
-    batches = as_batches(calib_data, batch_size)
-    torch.manual_seed(seed)
+    techs = cfg.techniques
+    batches = as_batches(calib_data, cfg.batch_size)
+    torch.manual_seed(cfg.seed)
     float_model = model if inplace else copy.deepcopy(model)
     float_model.eval()
-    layer_map, act_map, identity_map, layerwise_map, lstm_kwargs = _maps(wfmt, afmt, per_channel, unsigned_acts)
-
+    maps = _maps(wfmt, afmt, cfg.per_channel, cfg.unsigned_acts)
     ignore = brevitas_config.IGNORE_MISSING_KEYS
     brevitas_config.IGNORE_MISSING_KEYS = True
     try:
-        has_lstm = any(isinstance(m, nn.LSTM) for m in float_model.modules())
-        graph = None if has_lstm else _trace(float_model, "weq" in techs)
-        if "weq" in techs and graph is None:
-            raise TechniqueError(
-                f"weq needs an FX-traceable model; {type(model).__name__} is not (drop weq for it)"
-            )
-        work = graph if graph is not None else float_model
-        if "smoothquant" in techs:
-            with activation_equalization_mode(work, alpha=0.5, layerwise=graph is None, add_mul_node=graph is None):
-                _forward_all(work, batches)
-        if "bias_corr" in techs and has_lstm:
-            raise TechniqueError("bias_corr fails on QuantLSTM in Brevitas 0.13; drop bias_corr for LSTM models")
-        qmodel = None
-        if graph is not None:
-            spare = copy.deepcopy(graph)
-            try:
-                # torch.fx prints the failing generated code to stderr before raising: the
-                # fallback below is the normal path for such models, so keep that quiet
-                with contextlib.redirect_stderr(io.StringIO()):
-                    qmodel = _graph_quantize(graph, batches, identity_map, act_map, layer_map)
-            except (RuntimeError, AttributeError, TypeError):
-                # e.g. "Residual handler could not find a solution to align scale factors":
-                # quantize layer by layer instead (each layer quantizes its own input)
-                float_model = spare
-        if qmodel is None:
-            qmodel = float_model
-            if has_lstm:
-                _replace_lstms(qmodel, lstm_kwargs, afmt, lstm_io_ranges(qmodel, batches))
-            qmodel = layerwise_layer_handler(qmodel, layer_map=layerwise_map)
+        qmodel = _insert_quantizers(float_model, type(model).__name__, techs, batches, afmt, maps)
         qmodel.eval()
         _forward_all(qmodel, batches[:1])  # initialise parameter-from-stats weight scales
         with torch.no_grad(), calibration_mode(qmodel):
             _forward_all(qmodel, batches)
         qmodel.eval()
-        if "gpfq" in techs:
-            with torch.no_grad(), gpfq_mode(qmodel, act_order=False) as g:
-                for _ in range(g.num_layers):
-                    _forward_all(g.model, batches)
-                    g.update()
-        if "gptq" in techs:
-            with torch.no_grad(), gptq_mode(qmodel, act_order=False, use_quant_activations=True,
-                                            create_weight_orig=False) as g:
-                for _ in range(g.num_layers):
-                    _forward_all(g.model, batches)
-                    g.update()
-        if "learned_round" in techs:
-            learned_round(qmodel, batches, iters=learned_round_iters, seed=seed)
-        if "bias_corr" in techs:
-            with torch.no_grad(), bias_correction_mode(qmodel):
-                _forward_all(qmodel, batches)
+        _apply_techniques(qmodel, techs, batches, cfg)
     finally:
         brevitas_config.IGNORE_MISSING_KEYS = ignore
     qmodel.eval()
     return qmodel
+
+
+def _insert_quantizers(float_model: nn.Module, name: str, techs: Sequence[str], batches: list,
+                       afmt: Format, maps: tuple) -> nn.Module:
+    """The model with Brevitas quantizers in place (graph mode where FX traces it, else layer by
+    layer), after the techniques that act on the float model (weq, smoothquant)."""
+    layer_map, act_map, identity_map, layerwise_map, lstm_kwargs = maps
+    has_lstm = any(isinstance(m, nn.LSTM) for m in float_model.modules())
+    graph = None if has_lstm else _trace(float_model, "weq" in techs)
+    if "weq" in techs and graph is None:
+        raise TechniqueError(f"weq needs an FX-traceable model; {name} is not (drop weq for it)")
+    work = graph if graph is not None else float_model
+    if "smoothquant" in techs:
+        with activation_equalization_mode(work, alpha=0.5, layerwise=graph is None, add_mul_node=graph is None):
+            _forward_all(work, batches)
+    if "bias_corr" in techs and has_lstm:
+        raise TechniqueError("bias_corr fails on QuantLSTM in Brevitas 0.13; drop bias_corr for LSTM models")
+    if graph is not None:
+        spare = copy.deepcopy(graph)
+        try:
+            # torch.fx prints the failing generated code to stderr before raising: the
+            # fallback below is the normal path for such models, so keep that quiet
+            with contextlib.redirect_stderr(io.StringIO()):
+                return _graph_quantize(graph, batches, identity_map, act_map, layer_map)
+        except (RuntimeError, AttributeError, TypeError):
+            # e.g. "Residual handler could not find a solution to align scale factors":
+            # quantize layer by layer instead (each layer quantizes its own input)
+            float_model = spare
+    if has_lstm:
+        _replace_lstms(float_model, lstm_kwargs, afmt, lstm_io_ranges(float_model, batches))
+    return layerwise_layer_handler(float_model, layer_map=layerwise_map)
+
+
+def _apply_techniques(qmodel: nn.Module, techs: Sequence[str], batches: list, cfg: PTQConfig) -> None:
+    """The techniques that act on the calibrated quantized model, in order: GPFQ, GPTQ,
+    learned rounding, bias correction."""
+    if "gpfq" in techs:
+        with torch.no_grad(), gpfq_mode(qmodel, act_order=False) as g:
+            for _ in range(g.num_layers):
+                _forward_all(g.model, batches)
+                g.update()
+    if "gptq" in techs:
+        with torch.no_grad(), gptq_mode(qmodel, act_order=False, use_quant_activations=True,
+                                        create_weight_orig=False) as g:
+            for _ in range(g.num_layers):
+                _forward_all(g.model, batches)
+                g.update()
+    if "learned_round" in techs:
+        learned_round(qmodel, batches, iters=cfg.learned_round_iters, seed=cfg.seed)
+    if "bias_corr" in techs:
+        with torch.no_grad(), bias_correction_mode(qmodel):
+            _forward_all(qmodel, batches)
 
 
 def _graph_quantize(graph, batches, identity_map, act_map, layer_map) -> nn.Module:

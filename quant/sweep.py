@@ -48,7 +48,7 @@ from models.zoo import load_checkpoint
 
 from . import digits
 from .brevitas_map import check_supported
-from .ptq import parse_techniques, quantize_model
+from .ptq import PTQConfig, parse_techniques, quantize_model
 
 __all__ = [
     "SweepPoint",
@@ -268,10 +268,8 @@ def evaluate_point(point: SweepPoint | dict) -> dict:
         fk = fk + (point.sparsity,)
     if fk not in _FLOAT:
         _FLOAT[fk] = wl.evaluate(model)[0]
-    q = quantize_model(
-        model, point.wfmt, point.afmt, calib_data=wl.calib, per_channel=point.per_channel,
-        techniques=point.ptq, seed=point.seed,
-    )
+    ptq = PTQConfig(per_channel=point.per_channel, techniques=point.ptq, seed=point.seed)
+    q = quantize_model(model, point.wfmt, point.afmt, calib_data=wl.calib, config=ptq)
     metric, val = wl.evaluate(q)
     return {
         **asdict(point),

@@ -15,7 +15,7 @@ from hw.sim import simulate
 from paretofab.mapping import dot_workload
 from quant import digits
 from quant.export import capture_inputs, export_activation, export_layer
-from quant.ptq import quant_layers, quantize_model
+from quant.ptq import PTQConfig, quant_layers, quantize_model
 from quant.reference import fixed_point
 
 torch.set_num_threads(1)
@@ -54,7 +54,7 @@ def work(request):
 ], indirect=["work"])
 def test_student_layer_on_dense_engine(work, wfmt, afmt, layer_name, n):
     model, calib, x_test = work
-    q = quantize_model(model, wfmt, afmt, calib_data=calib, techniques="bias_corr")
+    q = quantize_model(model, wfmt, afmt, calib_data=calib, config=PTQConfig(techniques="bias_corr"))
     layers = dict(quant_layers(q))
     layer = layers[layer_name]
     x = x_test[:n]

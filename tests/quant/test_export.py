@@ -12,7 +12,7 @@ from quant import digits
 from quant.brevitas_map import weight_quant
 from quant.export import ExportError, capture_inputs, export_activation, export_layer
 from quant.formats import parse_format
-from quant.ptq import quant_layers, quantize_model
+from quant.ptq import PTQConfig, quant_layers, quantize_model
 from quant.reference import fixed_point
 
 torch.set_num_threads(1)
@@ -32,7 +32,7 @@ def work(tmp_path_factory):
 def test_model_roundtrip(work, wfmt, afmt, per_channel):
     model, data = work
     q = quantize_model(model, wfmt, afmt if afmt != "uint8" else "int8", calib_data=data.x_train[:128],
-                       per_channel=per_channel, unsigned_acts=afmt == "uint8")
+        config=PTQConfig(per_channel=per_channel, unsigned_acts=afmt == "uint8"))
     layers = dict(quant_layers(q))
     inputs = capture_inputs(q, data.x_test[:16], layers)
     for name, layer in layers.items():

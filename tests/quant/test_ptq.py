@@ -10,7 +10,8 @@ from torch import nn
 
 from quant import digits
 from quant.formats import FormatError
-from quant.ptq import TECHNIQUES, CalibrationError, TechniqueError, parse_techniques, quant_layers, quantize_model
+from quant.ptq import (TECHNIQUES, CalibrationError, PTQConfig, TechniqueError, parse_techniques, quant_layers,
+                       quantize_model)
 from quant.reference import quantize
 
 torch.set_num_threads(1)
@@ -48,7 +49,8 @@ def _state(q):
 @pytest.mark.parametrize("tech", TECHNIQUES)
 def test_technique_changes_model_and_keeps_accuracy(work, rtn8, tech):
     model, data = work
-    q = quantize_model(model, "int8", "int8", calib_data=data.x_train[:256], techniques=tech, learned_round_iters=60)
+    q = quantize_model(model, "int8", "int8", calib_data=data.x_train[:256],
+        config=PTQConfig(techniques=tech, learned_round_iters=60))
     a, b = _state(rtn8), _state(q)
     assert a.keys() == b.keys()
     changed = [k for k in a if a[k].shape != b[k].shape or not torch.equal(a[k], b[k])]
@@ -65,7 +67,7 @@ def test_gptq_moves_weights_beyond_rounding(work):
     model, data = work
     calib = data.x_train[:256]
     q0 = quantize_model(model, "int4", "int8", calib_data=calib)
-    q1 = quantize_model(model, "int4", "int8", calib_data=calib, techniques="gptq")
+    q1 = quantize_model(model, "int4", "int8", calib_data=calib, config=PTQConfig(techniques="gptq"))
     for (n, l0), (_, l1) in zip(quant_layers(q0), quant_layers(q1)):
         w0, w1 = l0.quant_weight(), l1.quant_weight()
         torch.testing.assert_close(w0.scale, w1.scale, rtol=0, atol=0)  # same scales…
@@ -76,7 +78,8 @@ def test_gptq_moves_weights_beyond_rounding(work):
 @pytest.mark.parametrize("wfmt,tech", [("e2m1", "none"), ("e3m2", "learned_round"), ("int3", "gpfq"), ("e2m3", "gptq")])
 def test_weights_on_grid(work, wfmt, tech):
     model, data = work
-    q = quantize_model(model, wfmt, "e4m3", calib_data=data.x_train[:128], techniques=tech, learned_round_iters=30)
+    q = quantize_model(model, wfmt, "e4m3", calib_data=data.x_train[:128],
+        config=PTQConfig(techniques=tech, learned_round_iters=30))
     for _, layer in quant_layers(q):
         qw = layer.quant_weight()
         w, s = qw.value.detach().numpy(), qw.scale.detach().numpy()
@@ -87,7 +90,8 @@ def test_weights_on_grid(work, wfmt, tech):
 
 def test_per_tensor_and_unsigned_acts(work):
     model, data = work
-    q = quantize_model(model, "int8", "int8", calib_data=data.x_train[:128], per_channel=False, unsigned_acts=True)
+    q = quantize_model(model, "int8", "int8", calib_data=data.x_train[:128],
+        config=PTQConfig(per_channel=False, unsigned_acts=True))
     for _, layer in quant_layers(q):
         assert layer.quant_weight().scale.numel() == 1
     assert any(not m.act_quant.is_signed for m in q.modules() if hasattr(m, "act_quant") and m.act_quant.is_quant_enabled)
@@ -98,7 +102,7 @@ def test_mlp_and_lstm_models():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
     x = torch.randn(200, 12)
-    q = quantize_model(mlp, "int8", "int8", calib_data=x, techniques="weq+bias_corr")
+    q = quantize_model(mlp, "int8", "int8", calib_data=x, config=PTQConfig(techniques="weq+bias_corr"))
     torch.testing.assert_close(q(x), mlp(x), atol=0.05, rtol=0.05)
 
     class Seq(nn.Module):
@@ -113,7 +117,7 @@ def test_mlp_and_lstm_models():
 
     net = Seq().eval()
     xs = torch.randn(64, 5, 6)
-    q = quantize_model(net, "int8", "int8", calib_data=xs, techniques="gptq")
+    q = quantize_model(net, "int8", "int8", calib_data=xs, config=PTQConfig(techniques="gptq"))
     import brevitas.nn as qnn
 
     assert any(isinstance(m, qnn.QuantLSTM) for m in q.modules())
@@ -124,7 +128,7 @@ def test_mlp_and_lstm_models():
 def test_errors(work):
     model, data = work
     with pytest.raises(TechniqueError, match="unknown PTQ technique 'adaround'"):
-        quantize_model(model, "int8", "int8", calib_data=data.x_train[:8], techniques="adaround")
+        quantize_model(model, "int8", "int8", calib_data=data.x_train[:8], config=PTQConfig(techniques="adaround"))
     with pytest.raises(CalibrationError, match="empty"):
         quantize_model(model, "int8", "int8", calib_data=data.x_train[:0])
     with pytest.raises(CalibrationError, match="empty"):
@@ -150,7 +154,7 @@ def test_map_students(arch, fmt, bound):
     m = build(arch, "student").eval()
     x = torch.rand(256, 10, 10)
     y = m(x[128:])
-    q = quantize_model(m, fmt, fmt, calib_data=x[:128], techniques="gptq")
+    q = quantize_model(m, fmt, fmt, calib_data=x[:128], config=PTQConfig(techniques="gptq"))
     with torch.no_grad():
         yq = q(x[128:])
     assert torch.isfinite(yq).all()

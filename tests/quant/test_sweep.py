@@ -318,7 +318,7 @@ def test_map_threshold_protocol(tmp_path, lstm_student):
     import numpy as np
 
     from models.map_data import load_splits
-    from quant.ptq import quantize_model
+    from quant.ptq import PTQConfig, quantize_model
     from quant.sweep import load_workload
 
     out = tmp_path / "t.sqlite"
@@ -332,7 +332,7 @@ def test_map_threshold_protocol(tmp_path, lstm_student):
 
     sp = load_splits(lstm_student / "data.npz")
     wl = load_workload(str(lstm_student))
-    q = quantize_model(wl.model, "int8", "int8", calib_data=wl.calib, seed=0)
+    q = quantize_model(wl.model, "int8", "int8", calib_data=wl.calib, config=PTQConfig(seed=0))
     with torch.no_grad():
         pv = torch.sigmoid(q(torch.as_tensor(sp["x_val"]))).numpy()
         pt = torch.sigmoid(q(torch.as_tensor(sp["x_test"]))).numpy()
