@@ -23,7 +23,7 @@ import contextlib
 import gzip
 import json
 import lzma
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -717,47 +717,71 @@ def filter_trace(addr: np.ndarray, ip: np.ndarray, skip_loads: int = 0, l1: Cach
     return Trace(instr + 1, cycles + 1, addr[keep], np.asarray(ip, np.uint64)[keep], llc_hit)
 
 
-def generate(app: str, scale: int = 18, seed: int = 0, iters: int | None = None,
-             edge_factor: int = 16, max_loads: int = 2_000_000, progress: bool = False,
-             prefetch_degree: int = 0, skip_loads: int | None = None, l1_kb: int = 48,
-             l2_kb: int = 512, page_seed: int | None = None, physical: bool = True) -> Trace:
+@dataclass(frozen=True)
+class TraceConfig:
+    """Settings of one generated trace (:func:`generate`); ``Trace.meta`` records them.
+
+    Attributes
+    ----------
+    app : GAP kernel (``bfs``, ``cc``, ``pr``, ``sssp``, ``bc``).
+    scale, edge_factor, seed : RMAT graph of ``2**scale`` vertices, ``edge_factor`` edges each.
+    iters : kernel iterations (None: the app's default).
+    max_loads : raw loads logged after the warm-up.
+    skip_loads : warm-up loads not logged (None: :func:`default_skip_loads`; 0: none).
+    l1_kb, l2_kb : L1D (12-way) and L2 (8-way) sizes, KB, of the filter in front of the 2 MB LLC.
+    prefetch_degree : degree of the ideal L2 stream prefetcher whose hits are dropped (0 = none).
+    physical : map to physical pages (:func:`physical_addresses`) before the caches.
+    page_seed : seed of the page mapping (None: ``seed + 2``).
+    """
+
+    app: str
+    scale: int = 18
+    seed: int = 0
+    iters: int | None = None
+    edge_factor: int = 16
+    max_loads: int = 2_000_000
+    skip_loads: int | None = None
+    l1_kb: int = 48
+    l2_kb: int = 512
+    prefetch_degree: int = 0
+    physical: bool = True
+    page_seed: int | None = None
+
+
+def generate(config: TraceConfig, progress: bool = False) -> Trace:
     """LLC load trace of a GAP kernel on a seeded RMAT graph (see :func:`filter_trace`).
 
     The kernel runs ``skip_loads + max_loads`` loads. All of them, in program order, are mapped to
     physical addresses (:func:`physical_addresses`; ``physical=False`` keeps the virtual ones) and
-    filtered through an ``l1_kb`` KB 12-way L1D, an ``l2_kb`` KB 8-way L2 and a 2 MB 16-way LLC;
-    the first ``skip_loads`` only warm the caches and are not logged. ``skip_loads=None`` uses
-    :func:`default_skip_loads` (pr: its initialisation sweep, ``3 * 2**scale`` loads; other apps:
-    250,000 loads, ChampSim's 1M-instruction warm-up); 0 logs everything.
-    ``prefetch_degree > 0`` drops the L2 misses an ideal stream prefetcher of that degree would
-    have covered (:func:`stream_prefetched`), leaving the irregular part of the stream.
-    ``page_seed=None`` uses ``seed + 2``. ``meta`` records every setting actually used.
+    filtered through the L1D, the L2 and the LLC; the first ``skip_loads`` only warm the caches
+    and are not logged (pr's default: its initialisation sweep, ``3 * 2**scale`` loads; other
+    apps: 250,000 loads, ChampSim's 1M-instruction warm-up). ``prefetch_degree > 0`` drops the L2
+    misses an ideal stream prefetcher of that degree would have covered
+    (:func:`stream_prefetched`), leaving the irregular part of the stream. ``meta`` records every
+    setting actually used.
     """
-    iters = _resolve_iters(app, iters)
-    if prefetch_degree < 0:
+    c = config
+    iters = _resolve_iters(c.app, c.iters)
+    if c.prefetch_degree < 0:
         raise TraceError("prefetch degree must be >= 0 (0 = no prefetcher)")
-    l1, l2 = CacheConfig(l1_kb * 1024, 12), CacheConfig(l2_kb * 1024, 8)
-    g = rmat_graph(scale, edge_factor, seed)
-    skip_loads = default_skip_loads(app, g) if skip_loads is None else skip_loads
+    l1, l2 = CacheConfig(c.l1_kb * 1024, 12), CacheConfig(c.l2_kb * 1024, 8)
+    g = rmat_graph(c.scale, c.edge_factor, c.seed)
+    skip_loads = default_skip_loads(c.app, g) if c.skip_loads is None else c.skip_loads
     if skip_loads < 0:
         raise TraceError(f"skip_loads {skip_loads} must be >= 0 (0 = no warm-up)")
-    if max_loads < 1:
+    if c.max_loads < 1:
         raise TraceError("max_loads must be >= 1")
-    addr, ip, _ = raw_loads(app, scale, seed, iters, edge_factor, skip_loads + max_loads, progress, g)
+    addr, ip, _ = raw_loads(c.app, c.scale, c.seed, iters, c.edge_factor, skip_loads + c.max_loads, progress, g)
     if addr.size <= skip_loads:
-        raise TraceError(f"{app} ended after {addr.size} loads, within the {skip_loads}-load warm-up: "
+        raise TraceError(f"{c.app} ended after {addr.size} loads, within the {skip_loads}-load warm-up: "
                          "pass a smaller skip_loads, or a larger scale or iters")
-    if physical:
-        page_seed = seed + 2 if page_seed is None else page_seed
+    page_seed = None
+    if c.physical:
+        page_seed = c.seed + 2 if c.page_seed is None else c.page_seed
         addr = physical_addresses(addr, page_seed)
-    else:
-        page_seed = None
-    tr = filter_trace(addr, ip, skip_loads, l1, l2, LLC, prefetch_degree)
-    tr.meta = {"generator": GENERATOR, "app": app, "scale": scale, "seed": seed,
-               "edge_factor": edge_factor, "iters": iters, "max_loads": max_loads,
-               "skip_loads": skip_loads, "l1_kb": l1_kb, "l2_kb": l2_kb,
-               "prefetch_degree": prefetch_degree, "physical": physical, "page_seed": page_seed,
-               "raw_loads": int(addr.size)}
+    tr = filter_trace(addr, ip, skip_loads, l1, l2, LLC, c.prefetch_degree)
+    tr.meta = {"generator": GENERATOR, **asdict(c), "iters": iters, "skip_loads": skip_loads,
+               "page_seed": page_seed, "raw_loads": int(addr.size)}
     return tr
 
 

@@ -50,9 +50,13 @@ class TraceSpec:
     def load_trace(self, progress: bool = False) -> traces.Trace:
         if self.trace:
             return traces.read_trace(self.trace)
-        return traces.generate(self.app, scale=self.scale, seed=self.seed, max_loads=self.max_loads,
-                               progress=progress, prefetch_degree=self.prefetch_degree,
-                               skip_loads=self.skip_loads, l1_kb=self.l1_kb, l2_kb=self.l2_kb)
+        return traces.generate(self.trace_config(), progress=progress)
+
+    def trace_config(self) -> traces.TraceConfig:
+        """The generator settings of this spec (``trace`` unset)."""
+        return traces.TraceConfig(self.app, scale=self.scale, seed=self.seed, max_loads=self.max_loads,
+                                  prefetch_degree=self.prefetch_degree, skip_loads=self.skip_loads,
+                                  l1_kb=self.l1_kb, l2_kb=self.l2_kb)
 
     def splits(self, progress: bool = False, allow_degenerate: bool = False,
                ) -> tuple[dict[str, np.ndarray], dict]:

@@ -16,7 +16,7 @@ def trained_student(rows: int = 2000, epochs: int = 1, arch: str = "resnet") -> 
     from models import map_data, traces, zoo
     from models.distill import TrainConfig, fit
 
-    tr = traces.generate("pr", scale=12, seed=0, max_loads=200_000)
+    tr = traces.generate(traces.TraceConfig("pr", scale=12, seed=0, max_loads=200_000))
     sp = map_data.make_splits(tr.addr, tr.ip, max_rows=rows)
     torch.manual_seed(0)
     model = zoo.build(arch, "student")

@@ -11,7 +11,7 @@ def test_traces_command_writes_mldpc_with_header(tmp_path, capsys):
     assert main(["traces", "--app", "pr", "--scale", "10", "--max-loads", "50000", "--l2-kb", "16",
                  "-o", str(out)]) == 0
     tr = traces.read_trace(out)
-    ref = traces.generate("pr", scale=10, max_loads=50_000, l2_kb=16)
+    ref = traces.generate(traces.TraceConfig("pr", scale=10, max_loads=50_000, l2_kb=16))
     assert np.array_equal(tr.addr, ref.addr)
     printed = capsys.readouterr().out
     assert "LLC accesses" in printed and "verdict" in printed
@@ -58,7 +58,7 @@ from models import prune as P  # noqa: E402
 def student_dir(tmp_path_factory):
     """An (untrained) resnet student folder: student.pt + data.npz, as `paretofab distill` writes."""
     d = tmp_path_factory.mktemp("student")
-    tr = traces.generate("pr", scale=10, seed=0, max_loads=50_000)
+    tr = traces.generate(traces.TraceConfig("pr", scale=10, seed=0, max_loads=50_000))
     map_data.save_splits(d / "data.npz", map_data.make_splits(tr.addr, tr.ip, max_rows=800))
     torch.manual_seed(0)
     model = zoo.build("resnet", "student")

@@ -56,7 +56,7 @@ def test_cluster_recovers_separated_groups():
 
 @pytest.fixture(scope="module")
 def pr_splits():
-    tr = traces.generate("pr", scale=14, seed=0, max_loads=400_000)
+    tr = traces.generate(traces.TraceConfig("pr", scale=14, seed=0, max_loads=400_000))
     return map_data.make_splits(tr.addr, tr.ip, max_rows=5000)
 
 
@@ -78,7 +78,7 @@ def test_end_to_end_each_method_beats_floor_on_pr(pr_splits, method):
 def test_shared_teachers_equal_teachers_trained_inside():
     """One set of teachers serves several students: a student distilled from teachers trained once
     by train_teachers is the student distill() trains with its own teachers (same seeds)."""
-    tr = traces.generate("pr", scale=12, seed=0, max_loads=200_000, skip_loads=0)
+    tr = traces.generate(traces.TraceConfig("pr", scale=12, seed=0, max_loads=200_000, skip_loads=0))
     sp = map_data.make_splits(tr.addr, tr.ip, max_rows=1500)
     cfg = D.TrainConfig(epochs=1, batch_size=128, progress=False)
     teachers = D.train_teachers(sp, "packd", "lstm", "cpu", clusters=2, cfg=cfg)

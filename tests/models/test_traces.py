@@ -128,8 +128,8 @@ def test_filter_llc_matches_bruteforce_hierarchy():
 
 def test_generate_is_seeded_and_filtered():
     # cc converges within the default 250k-load warm-up at scale 10: skip less
-    a = T.generate("cc", scale=10, seed=1, max_loads=100_000, skip_loads=20_000)
-    b = T.generate("cc", scale=10, seed=1, max_loads=100_000, skip_loads=20_000)
+    a = T.generate(T.TraceConfig("cc", scale=10, seed=1, max_loads=100_000, skip_loads=20_000))
+    b = T.generate(T.TraceConfig("cc", scale=10, seed=1, max_loads=100_000, skip_loads=20_000))
     assert np.array_equal(a.addr, b.addr) and np.array_equal(a.ip, b.ip) and a.meta == b.meta
     assert a.meta["skip_loads"] == 20_000 and a.meta["raw_loads"] == 120_000
     assert a.instr_id[0] > 20_000 * T.INSTR_PER_LOAD  # counted from the program start
@@ -139,7 +139,7 @@ def test_generate_is_seeded_and_filtered():
 
 @pytest.mark.parametrize("suffix", [".txt", ".txt.xz", ".txt.gz"])
 def test_mldpc_roundtrip(tmp_path, suffix):
-    tr = T.generate("bfs", scale=9, max_loads=20_000)
+    tr = T.generate(T.TraceConfig("bfs", scale=9, max_loads=20_000))
     p = tmp_path / f"t{suffix}"
     T.write_trace(p, tr)
     back = T.read_trace(p)
@@ -184,12 +184,12 @@ def test_stream_prefetcher_hand_worked():
 
 
 def test_prefetch_degree_strips_streams():
-    plain = T.generate("pr", scale=10, max_loads=60_000)
-    pf = T.generate("pr", scale=10, max_loads=60_000, prefetch_degree=4)
+    plain = T.generate(T.TraceConfig("pr", scale=10, max_loads=60_000))
+    pf = T.generate(T.TraceConfig("pr", scale=10, max_loads=60_000, prefetch_degree=4))
     assert len(pf) < len(plain)
     assert set(pf.addr.tolist()) <= set(plain.addr.tolist())
     with pytest.raises(ValueError, match="prefetch degree"):
-        T.generate("pr", scale=8, prefetch_degree=-1)
+        T.generate(T.TraceConfig("pr", scale=8, prefetch_degree=-1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,8 +255,8 @@ def test_physical_mapping_is_seeded():
 
 
 def test_generate_maps_pages_unless_told_not_to():
-    virt = T.generate("pr", scale=8, max_loads=20_000, physical=False)
-    phys = T.generate("pr", scale=8, max_loads=20_000)
+    virt = T.generate(T.TraceConfig("pr", scale=8, max_loads=20_000, physical=False))
+    phys = T.generate(T.TraceConfig("pr", scale=8, max_loads=20_000))
     assert (virt.addr >= np.uint64(T.HEAP_BASE)).all() and virt.meta["page_seed"] is None
     assert (phys.addr < np.uint64(T.PHYS_SLOTS * T.SLOT_PAGES * 4096)).all()
     assert phys.meta["page_seed"] == 2 and phys.meta["physical"] is True
@@ -322,7 +322,7 @@ def test_default_skip_loads_is_prs_init_sweep_else_250k(small_graph):
 
 def test_warmup_longer_than_the_kernel_is_an_error():
     with pytest.raises(T.TraceError, match="smaller skip_loads"):
-        T.generate("bfs", scale=6, iters=1, max_loads=10)
+        T.generate(T.TraceConfig("bfs", scale=6, iters=1, max_loads=10))
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,13 +331,13 @@ def test_warmup_longer_than_the_kernel_is_an_error():
 @pytest.mark.parametrize("kw", [{"l1_kb": 0}, {"l1_kb": 40}, {"l2_kb": -512}, {"l2_kb": 100}])
 def test_cache_sizes_are_validated(kw):
     with pytest.raises(T.TraceError, match="power of two"):
-        T.generate("pr", scale=8, max_loads=1_000, **kw)
+        T.generate(T.TraceConfig("pr", scale=8, max_loads=1_000, **kw))
     with pytest.raises(T.TraceError, match="power of two"):
         T.CacheConfig(3 * 1024, 4)
 
 
 def test_cache_sizes_reach_the_filter():
-    tr = T.generate("pr", scale=8, max_loads=5_000, l1_kb=24, l2_kb=256, skip_loads=0)
+    tr = T.generate(T.TraceConfig("pr", scale=8, max_loads=5_000, l1_kb=24, l2_kb=256, skip_loads=0))
     addr, _, _ = T.raw_loads("pr", scale=8, max_loads=5_000)
     expect = T.filter_llc(T.physical_addresses(addr, 2), T.CacheConfig(24 * 1024, 12),
                           T.CacheConfig(256 * 1024, 8))
@@ -347,7 +347,7 @@ def test_cache_sizes_reach_the_filter():
 
 @pytest.mark.parametrize("suffix", [".txt", ".txt.xz"])
 def test_header_roundtrip(tmp_path, suffix):
-    tr = T.generate("pr", scale=8, max_loads=5_000)
+    tr = T.generate(T.TraceConfig("pr", scale=8, max_loads=5_000))
     assert set(tr.meta) == {"generator", "app", "scale", "seed", "edge_factor", "iters", "max_loads",
                             "skip_loads", "l1_kb", "l2_kb", "prefetch_degree", "physical",
                             "page_seed", "raw_loads"}
