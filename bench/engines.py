@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from hw import dot, sparse
 from hw.arith import a2q_bits, acc_bits, finite_codes, kulisch_bits
+from hw.engine import random_codes
 from hw.sim import simulate
 from quant.formats import parse_format
 from quant.reference import decode
@@ -46,7 +47,7 @@ def full_nm_workload(n: int, m: int, k: int, vectors: int, seed: int, wfmt: str,
     keep = np.zeros((vectors, k // m, m), dtype=bool)
     np.put_along_axis(keep, pos, True, axis=2)
     w = np.where(keep.reshape(vectors, k), rng.choice(nonzero, (vectors, k)), 0).astype(np.uint8)
-    return dot.Workload(w, dot.random_codes(parse_format(afmt), (vectors, k), rng))
+    return dot.Workload(w, random_codes(parse_format(afmt), (vectors, k), rng))
 
 
 def main() -> None:

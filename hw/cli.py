@@ -32,7 +32,7 @@ from amaranth.hdl import Value
 
 from .engines import ENGINES
 from .rtl import TARGETS, Resources, synthesize, verilog_text
-from .sim import BACKENDS, simulate
+from .sim import BACKENDS, cycle_limit, simulate
 
 #: k_max used by ``rtl`` and ``synth`` when ``--k-max`` is not given (``sim`` uses ``--k``)
 DEFAULT_K_MAX = 1024
@@ -265,9 +265,8 @@ def _sim(args: argparse.Namespace) -> int:
     closed = mod.cycles(cfg, wl)
     t0 = time.perf_counter()
     stretch = max(len(out_ready or [1]), len(in_valid or [1]))  # stall patterns slow it down
-    max_cycles = 64 + 4 * stretch * (closed + len(inputs) + n)
     res = simulate(cfg.build(), inputs, n, backend=args.backend, out_ready=out_ready, in_valid=in_valid,
-                   max_cycles=max_cycles)
+                   max_cycles=cycle_limit(len(inputs), n, stretch, closed))
     seconds = time.perf_counter() - t0
     outs = np.asarray(mod.unpack_outputs(cfg, res.outputs))
     same_shape = outs.shape == ref.shape

@@ -20,25 +20,28 @@ always-valid source and an always-ready sink it takes one beat per cycle and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from quant.formats import Format, IntFormat, parse_format
-from quant.reference import decode, fixed_point
+from quant.formats import Format, parse_format
+from quant.reference import fixed_point
 
-from .engine import register_points, tree_levels
-from .arith import (
-    ConfigError,
-    WorkloadError,
-    acc_bits,
-    finite_codes,
-    multiplier,
-    output_exponent as _output_exponent,
+from .adder_tree import AdderTree
+from .arith import WorkloadError, acc_bits, multiplier, output_exponent as _output_exponent
+from .engine import (
+    EngineConfig,
+    check_codes,
+    check_pipeline,
+    check_shape,
+    pack_beats,
+    random_codes,
+    register_points,
+    set_int,
+    unpack_signed,
 )
 
 __all__ = [
@@ -46,11 +49,12 @@ __all__ = [
     "Config",
     "Workload",
     "MacPipeline",
+    "mac_layout",
     "DotEngine",
     "random_workload",
-    "random_codes",
+    "check_workload",
+    "dense_beats",
     "pack_inputs",
-    "pack_beats",
     "n_outputs",
     "unpack_outputs",
     "reference",
@@ -64,19 +68,8 @@ __all__ = [
 # ---- configuration ----------------------------------------------------------------------------
 
 
-def _check_int(name: str, value: Any, lo: int, hint: str) -> int:
-    """``value`` as a Python int, or :class:`ConfigError` unless it is an integer >= ``lo``."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
-        raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}; {hint}")
-    return int(value)
-
-
-def _set_int(config, name: str, lo: int, hint: str) -> None:
-    object.__setattr__(config, name, _check_int(name, getattr(config, name), lo, hint))
-
-
 @dataclass(frozen=True)
-class DotConfig:
+class DotConfig(EngineConfig):
     """Dense engine configuration.
 
     Parameters
@@ -102,15 +95,10 @@ class DotConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "wfmt", parse_format(self.wfmt))
         object.__setattr__(self, "afmt", parse_format(self.afmt))
-        _set_int(self, "lanes", 1, "use --lanes 1 or more")
-        _set_int(self, "k_max", 1, "set the longest reduction length K")
-        _set_int(self, "pipeline", 0, "use 0 (no registers) or more")
-        if self.pipeline > tree_levels(self.lanes) + 1:
-            raise ConfigError(
-                f"pipeline={self.pipeline} exceeds the {tree_levels(self.lanes) + 1} register points of a "
-                f"{self.lanes}-lane engine (after the multipliers and after each adder-tree level); "
-                f"use pipeline <= {tree_levels(self.lanes) + 1}"
-            )
+        set_int(self, "lanes", 1, "use --lanes 1 or more")
+        set_int(self, "k_max", 1, "set the longest reduction length K")
+        set_int(self, "pipeline", 0, "use 0 (no registers) or more")
+        check_pipeline(self.lanes, self.pipeline)
 
     @property
     def acc_bits(self) -> int:
@@ -123,36 +111,11 @@ class DotConfig:
         return self.lanes
 
     def in_layout(self) -> data.StructLayout:
-        """Input beat layout."""
-        return data.StructLayout({
-            "w": data.ArrayLayout(unsigned(self.wfmt.bits), self.lanes),
-            "a": data.ArrayLayout(unsigned(self.afmt.bits), self.lanes),
-            "last": unsigned(1),
-        })
+        """Input beat layout (:func:`mac_layout`)."""
+        return mac_layout(self.lanes, self.wfmt, self.afmt)
 
     def build(self) -> "DotEngine":
         return DotEngine(self)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["wfmt"], d["afmt"] = str(self.wfmt), str(self.afmt)
-        return {"engine": self.engine, **d}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DotConfig":
-        return _from_dict(cls, d)
-
-
-def _from_dict(cls, d: dict):
-    d = dict(d)
-    engine = d.pop("engine", cls.engine)
-    if engine != cls.engine:
-        raise ConfigError(f"config is for engine {engine!r}, not {cls.engine!r}")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(names)}")
-    return cls(**d)
 
 
 Config = DotConfig
@@ -161,9 +124,19 @@ Config = DotConfig
 # ---- hardware ---------------------------------------------------------------------------------
 
 
+def mac_layout(lanes: int, wfmt: Format, afmt: Format) -> data.StructLayout:
+    """Beat of a :class:`MacPipeline`: ``w`` and ``a`` (``lanes`` codes each, ``wfmt.bits`` /
+    ``afmt.bits`` wide) and the end-of-reduction flag ``last`` (1 bit)."""
+    return data.StructLayout({
+        "w": data.ArrayLayout(unsigned(wfmt.bits), lanes),
+        "a": data.ArrayLayout(unsigned(afmt.bits), lanes),
+        "last": unsigned(1),
+    })
+
+
 class MacPipeline(wiring.Component):
-    """``lanes`` exact multipliers, a pipelined adder tree and an exact accumulator, as a stream
-    component (see the module docstring for framing and timing).
+    """``lanes`` exact multipliers, an :class:`~hw.adder_tree.AdderTree` and an exact
+    accumulator, as a stream component (see the module docstring for framing and timing).
 
     Parameters
     ----------
@@ -183,13 +156,8 @@ class MacPipeline(wiring.Component):
     def __init__(self, lanes: int, wfmt: Format, afmt: Format, k_max: int, pipeline: int):
         self.lanes, self.wfmt, self.afmt, self.k_max, self.pipeline = lanes, wfmt, afmt, k_max, pipeline
         self.acc_bits = acc_bits(wfmt, afmt, k_max)
-        layout = data.StructLayout({
-            "w": data.ArrayLayout(unsigned(wfmt.bits), lanes),
-            "a": data.ArrayLayout(unsigned(afmt.bits), lanes),
-            "last": unsigned(1),
-        })
         super().__init__({
-            "i": In(stream.Signature(layout)),
+            "i": In(stream.Signature(mac_layout(lanes, wfmt, afmt))),
             "o": Out(stream.Signature(signed(self.acc_bits))),
         })
 
@@ -202,42 +170,16 @@ class MacPipeline(wiring.Component):
         en = Signal()  # the whole pipeline advances
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
 
-        terms = []
-        for lane in range(self.lanes):
-            mul = multiplier(self.wfmt, self.afmt)
-            m.submodules[f"mul{lane}"] = mul
-            m.d.comb += [mul.w.eq(self.i.payload.w[lane]), mul.a.eq(self.i.payload.a[lane])]
-            terms.append(mul.p)
-        valid, last = self.i.valid, self.i.payload.last
-        regs = set(self.register_points())
-
-        def stage(level: int, terms, valid, last):
-            if level not in regs:
-                return terms, valid, last
-            out_terms = []
-            for n, t in enumerate(terms):
-                r = Signal.like(t, name=f"s{level}_t{n}")
-                with m.If(en):
-                    m.d.sync += r.eq(t)
-                out_terms.append(r)
-            v, l = Signal(name=f"s{level}_valid"), Signal(name=f"s{level}_last")
-            with m.If(en):
-                m.d.sync += [v.eq(valid), l.eq(last)]
-            return out_terms, v, l
-
-        level = 0
-        terms, valid, last = stage(level, terms, valid, last)
-        while len(terms) > 1:
-            level += 1
-            pairs = [terms[j] + terms[j + 1] for j in range(0, len(terms) - 1, 2)]
-            nxt = []
-            for n, s in enumerate(pairs):
-                sig = Signal(signed(len(s)), name=f"l{level}_sum{n}")
-                m.d.comb += sig.eq(s)
-                nxt.append(sig)
-            terms = nxt + ([terms[-1]] if len(terms) % 2 else [])
-            terms, valid, last = stage(level, terms, valid, last)
-        partial = terms[0]
+        mul = [multiplier(self.wfmt, self.afmt) for _ in range(self.lanes)]
+        tree = AdderTree(len(mul[0].p), self.lanes, self.register_points(), tag_bits=2)
+        m.submodules.tree = tree
+        for lane, mu in enumerate(mul):
+            m.submodules[f"mul{lane}"] = mu
+            m.d.comb += [mu.w.eq(self.i.payload.w[lane]), mu.a.eq(self.i.payload.a[lane]),
+                         tree.terms[lane].eq(mu.p)]
+        m.d.comb += [tree.en.eq(en), tree.tag_in.eq(Cat(self.i.valid, self.i.payload.last))]
+        valid, last = tree.tag_out[0], tree.tag_out[1]
+        partial = tree.total
 
         acc = Signal(signed(self.acc_bits))
         total = Signal(signed(self.acc_bits))
@@ -317,90 +259,20 @@ class Workload:
         return self.w_codes.shape[1]
 
 
-def special_codes(fmt: Format) -> np.ndarray:
-    """Edge-case codes of a format: ±max magnitude, most negative, ±0, ±smallest non-zero
-    (subnormal where the format has them), ±largest subnormal."""
-    codes = finite_codes(fmt)
-    v = decode(codes, fmt)
-    picks = {int(codes[np.argmax(v)]), int(codes[np.argmin(v)])}
-    picks |= {int(c) for c in codes[v == 0]}  # +0 and -0 for minifloats
-    nz = np.abs(v) > 0
-    small = np.abs(v)[nz].min()
-    picks |= {int(c) for c in codes[nz & (np.abs(v) == small)]}
-    if not isinstance(fmt, IntFormat) and fmt.mantissa_bits and fmt.subnormals:
-        m = fmt.mantissa_bits
-        top_sub = (2**m - 1)  # exponent field 0, mantissa all ones
-        picks |= {top_sub, top_sub | (1 << (fmt.bits - 1))}
-    return np.array(sorted(picks), dtype=np.uint8)
-
-
-def random_codes(fmt: Format, shape: tuple[int, ...], rng: np.random.Generator,
-                 special_fraction: float = 0.25) -> np.ndarray:
-    """Random finite codes of ``fmt``; about ``special_fraction`` of them edge cases
-    (:func:`special_codes`), the rest uniform over every finite code."""
-    uniform = rng.choice(finite_codes(fmt), size=shape)
-    special = rng.choice(special_codes(fmt), size=shape)
-    return np.where(rng.random(shape) < special_fraction, special, uniform).astype(np.uint8)
-
-
 def random_workload(config: DotConfig, k: int, vectors: int, seed: int) -> Workload:
     """``vectors`` random dot products of length ``k`` (codes include max magnitudes,
     subnormals, zeros and negative zero)."""
-    _check_workload_shape(config, k, vectors)
+    check_shape(config, k, vectors)
     rng = np.random.default_rng(seed)
     return Workload(random_codes(config.wfmt, (vectors, k), rng), random_codes(config.afmt, (vectors, k), rng))
-
-
-def _check_workload_shape(config, k: int, vectors: int) -> None:
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise WorkloadError(f"K must be an integer >= 1, got {k!r}")
-    if k > config.k_max:
-        raise WorkloadError(f"K={k} exceeds k_max={config.k_max} of this engine; raise k_max or split the reduction")
-    if not isinstance(vectors, (int, np.integer)) or vectors < 1:
-        raise WorkloadError(f"vectors must be an integer >= 1, got {vectors!r}")
 
 
 def check_workload(config, workload: Workload) -> None:
     """Raise :class:`WorkloadError` unless the workload fits the config: K in ``1..k_max`` and
     every code a finite value of its format."""
-    _check_workload_shape(config, workload.k, workload.vectors)
-    for name, codes, fmt in (("w_codes", workload.w_codes, config.wfmt), ("a_codes", workload.a_codes, config.afmt)):
-        if codes.min() < 0 or codes.max() >= 2**fmt.bits:
-            raise WorkloadError(f"{name} must lie in 0..{2**fmt.bits - 1} for {fmt}")
-        bad = ~np.isin(codes, finite_codes(fmt))
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise WorkloadError(
-                f"{name}[{r}, {c}] = {int(codes[r, c])} is not a finite {fmt} value (inf/NaN or outside a "
-                f"narrow range); engines compute on finite codes only, clean the data first"
-            )
-
-
-def pack_beats(fields_: list[tuple[np.ndarray, int, int]], payload_bits: int) -> list[int]:
-    """Pack per-beat fields into payload integers.
-
-    Parameters
-    ----------
-    fields_ : list of (values, width, offset)
-        ``values`` is a (beats, count) array of non-negative ints; element ``j`` of a beat goes to
-        bits ``offset + j·width ..`` of its payload.
-    payload_bits : int
-        Payload width, bits.
-    """
-    beats = fields_[0][0].shape[0]
-    bits = np.zeros((beats, payload_bits), dtype=np.uint8)
-    for values, width, offset in fields_:
-        values = np.asarray(values, dtype=np.int64).reshape(beats, -1)
-        for j in range(values.shape[1]):
-            for b in range(width):
-                bits[:, offset + j * width + b] = (values[:, j] >> b) & 1
-    packed = np.packbits(bits, axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
-
-
-def _field(layout: data.StructLayout, name: str) -> tuple[int, int]:
-    f = layout[name]
-    return f.offset, f.width
+    check_shape(config, workload.k, workload.vectors)
+    check_codes("w_codes", workload.w_codes, config.wfmt)
+    check_codes("a_codes", workload.a_codes, config.afmt)
 
 
 def dense_beats(config: DotConfig, workload: Workload) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -422,10 +294,8 @@ def pack_inputs(config: DotConfig, workload: Workload) -> list[int]:
     check_workload(config, workload)
     w, a, last = dense_beats(config, workload)
     layout = config.in_layout()
-    fs = []
-    for name, vals, width in (("w", w, config.wfmt.bits), ("a", a, config.afmt.bits), ("last", last[:, None], 1)):
-        off, _ = _field(layout, name)
-        fs.append((vals, width, off))
+    fs = [(vals, width, layout[name].offset)
+          for name, vals, width in (("w", w, config.wfmt.bits), ("a", a, config.afmt.bits), ("last", last[:, None], 1))]
     return pack_beats(fs, layout.size)
 
 
@@ -437,10 +307,7 @@ def n_outputs(config, workload: Workload) -> int:
 def unpack_outputs(config, outputs: list[int]) -> np.ndarray:
     """Exact signed accumulators from packed output payloads (int64, or object ints when
     ``acc_bits > 62``)."""
-    bits = config.acc_bits
-    mask = (1 << bits) - 1
-    vals = [(int(x) & mask) - ((int(x) >> (bits - 1) & 1) << bits) for x in outputs]
-    return np.array(vals, dtype=object if bits > 62 else np.int64)
+    return unpack_signed(outputs, config.acc_bits)
 
 
 def output_exponent(config) -> int:
@@ -481,5 +348,5 @@ def cycles_array(lanes, pipeline, k, vectors) -> np.ndarray:
 def cycles(config: DotConfig, workload: Workload) -> int:
     """Cycles until the last output transfers, always-valid source and always-ready sink
     (:func:`cycles_array`)."""
-    _check_workload_shape(config, workload.k, workload.vectors)
+    check_shape(config, workload.k, workload.vectors)
     return int(cycles_array(config.lanes, config.pipeline, workload.k, workload.vectors))

@@ -1,6 +1,8 @@
-"""Registry of engine modules; each follows the uniform engine API (see ``hw/dot.py``):
-a frozen config dataclass (also exported as ``Config``) with ``build()``/``to_dict()``/``from_dict()``, ``random_workload``,
-``pack_inputs``, ``n_outputs``, ``unpack_outputs``, ``reference``, ``output_exponent``, ``cycles``."""
+"""Registry of engine modules. Each follows :class:`hw.engine.EngineModule` (``Config``,
+``random_workload``, ``pack_inputs``, ``n_outputs``, ``unpack_outputs``, ``reference``,
+``output_exponent``, ``cycles``) and its ``Config`` follows :class:`hw.engine.Engine` (a frozen
+dataclass with ``build()``/``to_dict()``/``from_dict()``). Adding an engine = one new module plus
+one entry in :data:`ENGINES`."""
 
 from __future__ import annotations
 

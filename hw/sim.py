@@ -27,9 +27,16 @@ from amaranth.sim import Simulator
 from .simresult import SimResult, SimTimeout
 from .verilator import simulate_verilator
 
-__all__ = ["SimResult", "SimTimeout", "simulate", "BACKENDS"]
+__all__ = ["SimResult", "SimTimeout", "simulate", "cycle_limit", "BACKENDS"]
 
 BACKENDS = ("pysim", "verilator")
+
+
+def cycle_limit(n_inputs: int, n_outputs: int, stretch: int = 1, expected: int = 0) -> int:
+    """Default ``max_cycles`` of a run, cycles: ``64 + 4 · stretch · (expected + n_inputs +
+    n_outputs)``, with ``stretch`` the longest stall pattern (patterns slow a run down at most
+    that much) and ``expected`` the closed-form cycles, if known."""
+    return 64 + 4 * stretch * (expected + n_inputs + n_outputs)
 
 
 def _as_component(dut_or_config: Any):
@@ -59,7 +66,7 @@ def simulate(
     if not any(out_ready) or not any(in_valid):
         raise ValueError("out_ready and in_valid patterns need at least one True")
     if max_cycles is None:
-        max_cycles = 64 + 4 * (len(inputs) + n_outputs) * max(len(out_ready), len(in_valid))
+        max_cycles = cycle_limit(len(inputs), n_outputs, max(len(out_ready), len(in_valid)))
     if backend == "verilator":
         return simulate_verilator(
             _as_component(dut_or_config), inputs, n_outputs,

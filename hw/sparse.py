@@ -27,7 +27,7 @@ A vector whose blocks are all zero still sends one all-zero beat carrying ``last
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Cat, Module, signed, unsigned
@@ -38,21 +38,8 @@ from quant.formats import Format, parse_format
 from quant.reference import decode
 
 from .arith import ConfigError, WorkloadError, acc_bits, finite_codes
-from .engine import tree_levels
-from .dot import (
-    MacPipeline,
-    Workload,
-    _check_workload_shape,
-    _from_dict,
-    _set_int,
-    check_workload,
-    exact_dot,
-    n_outputs,
-    output_exponent,
-    pack_beats,
-    random_codes,
-    unpack_outputs,
-)
+from .dot import MacPipeline, Workload, check_workload, exact_dot, n_outputs, output_exponent, unpack_outputs
+from .engine import EngineConfig, check_pipeline, check_shape, pack_beats, random_codes, set_int
 
 __all__ = [
     "SparseConfig",
@@ -80,7 +67,7 @@ class NMPatternError(WorkloadError):
 
 
 @dataclass(frozen=True)
-class SparseConfig:
+class SparseConfig(EngineConfig):
     """N:M (+ block) sparse engine configuration.
 
     Parameters
@@ -114,11 +101,11 @@ class SparseConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "wfmt", parse_format(self.wfmt))
         object.__setattr__(self, "afmt", parse_format(self.afmt))
-        _set_int(self, "lanes", 1, "use --lanes 1 or more")
-        _set_int(self, "n", 1, "keep at least one weight per group")
-        _set_int(self, "m", 2, "groups hold m >= 2 weights")
-        _set_int(self, "k_max", 1, "set the longest reduction length K")
-        _set_int(self, "pipeline", 0, "use 0 (no registers) or more")
+        set_int(self, "lanes", 1, "use --lanes 1 or more")
+        set_int(self, "n", 1, "keep at least one weight per group")
+        set_int(self, "m", 2, "groups hold m >= 2 weights")
+        set_int(self, "k_max", 1, "set the longest reduction length K")
+        set_int(self, "pipeline", 0, "use 0 (no registers) or more")
         if self.m & (self.m - 1):
             raise ConfigError(f"m={self.m} is not a power of two; indices are log2(m) bits, use m in 2, 4, 8, 16 …")
         if self.n > self.m:
@@ -129,17 +116,13 @@ class SparseConfig:
                 f"use lanes in {self.n}, {2 * self.n}, {3 * self.n} …"
             )
         if self.block is not None:
-            _set_int(self, "block", 1, "use None for no block skipping")
+            set_int(self, "block", 1, "use None for no block skipping")
             if self.block % self.span:
                 raise ConfigError(
                     f"block={self.block} is not a multiple of the beat span lanes/n*m = {self.span} dense "
                     f"weights; use block in {self.span}, {2 * self.span} …"
                 )
-        if self.pipeline > tree_levels(self.lanes) + 1:
-            raise ConfigError(
-                f"pipeline={self.pipeline} exceeds the {tree_levels(self.lanes) + 1} register points of a "
-                f"{self.lanes}-lane engine; use pipeline <= {tree_levels(self.lanes) + 1}"
-            )
+        check_pipeline(self.lanes, self.pipeline)
 
     @property
     def groups(self) -> int:
@@ -174,15 +157,6 @@ class SparseConfig:
 
     def build(self) -> "SparseEngine":
         return SparseEngine(self)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["wfmt"], d["afmt"] = str(self.wfmt), str(self.afmt)
-        return {"engine": self.engine, **d}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SparseConfig":
-        return _from_dict(cls, d)
 
 
 Config = SparseConfig
@@ -389,7 +363,7 @@ def random_workload(config: SparseConfig, k: int, vectors: int, seed: int,
     """Random dense weights obeying ``n:m`` (non-zeros at random positions, zeros as +0 and -0
     codes) and random activations; with ``block`` set about ``block_zero_fraction`` of the
     blocks are all zero. Codes include max magnitudes, subnormals, zeros and negative zero."""
-    _check_workload_shape(config, k, vectors)
+    check_shape(config, k, vectors)
     rng = np.random.default_rng(seed)
     kp = k + (-k % config.m)
     zeros = _zero_codes(config.wfmt)
@@ -455,5 +429,5 @@ def cycles_array(lanes, n, m, block, pipeline, k, vectors, block_density=1.0) ->
 def cycles(config: SparseConfig, workload: Workload) -> int:
     """Cycles until the last output transfers (always-valid source, always-ready sink):
     ``Σ beats_per_vector + pipeline + 1``."""
-    _check_workload_shape(config, workload.k, workload.vectors)
+    check_shape(config, workload.k, workload.vectors)
     return int(beats_per_vector(config, workload).sum()) + config.pipeline + 1

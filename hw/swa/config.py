@@ -4,8 +4,7 @@ and constants (see :mod:`hw.swa` for the window convention and the arithmetic)."
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import signed, unsigned
@@ -15,7 +14,7 @@ from quant.formats import Format, parse_format
 from quant.reference import fixed_point
 
 from ..arith import ConfigError, acc_bits, finite_codes, signed_bits, unit_exponent
-from ..dot import _from_dict
+from ..engine import EngineConfig, set_int
 from .kernel import SWAKernel
 
 __all__ = ["SWAConfig", "dense_baseline", "ERROR_BOUND", "MAX_WINDOW", "MAX_DENSE_N"]
@@ -28,17 +27,12 @@ MAX_WINDOW = 4096
 MAX_DENSE_N = 8192
 
 
-def _check_int(name: str, value: Any, lo: int, hi: int, hint: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {value!r}; {hint}")
-
-
 def _clog2(x: int) -> int:
     return (int(x) - 1).bit_length()
 
 
 @dataclass(frozen=True)
-class SWAConfig:
+class SWAConfig(EngineConfig):
     """Sliding-window attention kernel configuration.
 
     Parameters
@@ -101,26 +95,25 @@ class SWAConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "qk_fmt", parse_format(self.qk_fmt))
         object.__setattr__(self, "v_fmt", parse_format(self.v_fmt))
-        _check_int("lanes", self.lanes, 1, 256, "use --lanes 1 or more")
-        _check_int("head_dim", self.head_dim, 1, 1024, "use --head-dim 1..1024")
+        set_int(self, "lanes", 1, "use --lanes 1 or more", hi=256)
+        set_int(self, "head_dim", 1, "use --head-dim 1..1024", hi=1024)
         if self.head_dim % self.lanes:
             raise ConfigError(
                 f"head_dim={self.head_dim} is not a multiple of lanes={self.lanes}; pick lanes dividing head_dim"
             )
         wmax = MAX_DENSE_N if self.dense else MAX_WINDOW
-        _check_int("window", self.window, 1, wmax,
-                   f"the {'dense baseline holds at most' if self.dense else 'K/V buffers hold at most'} "
-                   f"{wmax} keys; use --window 1..{wmax}")
+        held = "dense baseline holds at most" if self.dense else "K/V buffers hold at most"
+        set_int(self, "window", 1, f"the {held} {wmax} keys; use --window 1..{wmax}", hi=wmax)
         if not self.causal and self.dense:
             raise ConfigError("the dense baseline is causal; drop --symmetric or --dense")
         if not self.causal and self.window % 2 == 0:
             raise ConfigError(f"a symmetric window covers [i-h, i+h], an odd number of keys; "
                               f"use --window {self.window + 1} (or {self.window - 1})")
-        _check_int("exp_bits", self.exp_bits, 2, 24, "use --exp-bits 2..24")
-        _check_int("lut_bits", self.lut_bits, 0, 12, "use --lut-bits 0..12")
-        _check_int("scale_bits", self.scale_bits, 2, 24, "use --scale-bits 2..24")
-        _check_int("recip_bits", self.recip_bits, 1, 32, "use --recip-bits 1..32")
-        _check_int("out_frac_bits", self.out_frac_bits, 0, 32, "use --out-frac-bits 0..32")
+        set_int(self, "exp_bits", 2, "use --exp-bits 2..24", hi=24)
+        set_int(self, "lut_bits", 0, "use --lut-bits 0..12", hi=12)
+        set_int(self, "scale_bits", 2, "use --scale-bits 2..24", hi=24)
+        set_int(self, "recip_bits", 1, "use --recip-bits 1..32", hi=32)
+        set_int(self, "out_frac_bits", 0, "use --out-frac-bits 0..32", hi=32)
         if self.score_scale is not None:
             s = float(self.score_scale)
             if not (math.isfinite(s) and s > 0):
@@ -130,10 +123,10 @@ class SWAConfig:
             raise ConfigError(f"out_frac_bits={self.out_frac_bits} exceeds the reciprocal's {self.z_bits} "
                               f"fraction bits; lower --out-frac-bits or raise --recip-bits")
         if self.div_bits is not None:
-            _check_int("div_bits", self.div_bits, 1, self.recip_width,
-                       f"use --div-bits 1..{self.recip_width} (quotient bits per cycle)")
+            set_int(self, "div_bits", 1, f"use --div-bits 1..{self.recip_width} (quotient bits per cycle)",
+                    hi=self.recip_width)
         if self.norm_lanes is not None:
-            _check_int("norm_lanes", self.norm_lanes, 1, self.lanes, "use --norm-lanes dividing --lanes")
+            set_int(self, "norm_lanes", 1, "use --norm-lanes dividing --lanes", hi=self.lanes)
             if self.lanes % self.norm_lanes:
                 raise ConfigError(f"norm_lanes={self.norm_lanes} does not divide lanes={self.lanes}; "
                                   f"pick a divisor of lanes")
@@ -274,15 +267,6 @@ class SWAConfig:
 
     def build(self):
         return SWAKernel(self)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["qk_fmt"], d["v_fmt"] = str(self.qk_fmt), str(self.v_fmt)
-        return {"engine": self.engine, **d}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SWAConfig":
-        return _from_dict(cls, d)
 
 
 def dense_baseline(config: SWAConfig, max_n: int) -> SWAConfig:

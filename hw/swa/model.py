@@ -61,8 +61,8 @@ import numpy as np
 
 from quant.reference import decode, fixed_point
 
-from ..arith import WorkloadError, finite_codes, unit_exponent
-from ..dot import pack_beats, random_codes
+from ..arith import WorkloadError, unit_exponent
+from ..engine import check_codes, check_int, pack_beats, random_codes, unpack_signed
 from .config import ERROR_BOUND, MAX_DENSE_N, MAX_WINDOW, SWAConfig, dense_baseline
 
 __all__ = [
@@ -108,8 +108,7 @@ class SWAWorkload:
 
 
 def _check_n(config: SWAConfig, n: Any) -> None:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise WorkloadError(f"sequence length n must be an integer >= 1, got {n!r}")
+    check_int("sequence length n", n, 1, "", error=WorkloadError)
     if config.dense and n > config.window:
         raise WorkloadError(f"n={n} exceeds the dense baseline's max sequence {config.window}; "
                             f"build it with window >= n")
@@ -131,8 +130,7 @@ def check_workload(config: SWAConfig, wl: SWAWorkload) -> None:
     if wl.q.shape[1] != config.head_dim:
         raise WorkloadError(f"rows have {wl.q.shape[1]} elements but head_dim={config.head_dim}")
     for name, codes, fmt in (("q", wl.q, config.qk_fmt), ("k", wl.k, config.qk_fmt), ("v", wl.v, config.v_fmt)):
-        if codes.min() < 0 or codes.max() >= 2**fmt.bits or not np.isin(codes, finite_codes(fmt)).all():
-            raise WorkloadError(f"{name} holds codes that are not finite {fmt} values; clean the data first")
+        check_codes(name, codes, fmt)
 
 
 def pack_inputs(config: SWAConfig, wl: SWAWorkload) -> list[int]:
@@ -158,12 +156,7 @@ def n_outputs(config: SWAConfig, wl: SWAWorkload | int) -> int:
 
 def unpack_outputs(config: SWAConfig, outputs: list[int]) -> np.ndarray:
     """Outputs as a (n, head_dim) int64 array, units ``2^output_exponent(config)``."""
-    b, L = config.out_bits, config.lanes
-    mask = (1 << b) - 1
-    vals = [((int(x) >> (l * b)) & mask) for x in outputs for l in range(L)]
-    arr = np.array(vals, dtype=np.int64)
-    arr = arr - ((arr >> (b - 1)) & 1) * (1 << b)
-    return arr.reshape(-1, config.head_dim)
+    return unpack_signed(outputs, config.out_bits, config.lanes).reshape(-1, config.head_dim)
 
 
 def output_exponent(config: SWAConfig) -> int:

@@ -12,6 +12,7 @@ import pytest
 
 from hw import dot
 from hw.arith import ConfigError, WorkloadError, acc_bits, finite_codes, product_range
+from hw.engine import tree_levels
 from hw.engines import ENGINES, config_from_dict
 from quant.reference import decode
 
@@ -39,7 +40,7 @@ def random_dense_cases(count: int, seed: int) -> list[tuple]:
     cases = []
     for j in range(count):
         lanes = int(rng.integers(1, 9))
-        pipeline = int(rng.integers(0, dot.tree_levels(lanes) + 2))
+        pipeline = int(rng.integers(0, tree_levels(lanes) + 2))
         k = int(rng.integers(1, 30))
         k_max = k + int(rng.choice([0, 1, 100, 4000]))
         cfg = dot.DotConfig(lanes, wnames[j], anames[j], k_max, pipeline)

@@ -5,7 +5,6 @@ the result cache, and error paths. Synthesis results are cached on disk, so reru
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest

@@ -12,6 +12,7 @@ import pytest
 
 from hw import dot, sparse
 from hw.arith import WorkloadError
+from hw.engine import tree_levels
 from hw.engines import ENGINES, config_from_dict
 from quant.reference import decode
 
@@ -31,7 +32,7 @@ def random_sparse_cases(count: int, seed: int) -> list[tuple]:
         lanes = n * int(rng.integers(1, max(2, 8 // n + 1)))
         span = lanes // n * m
         block = None if j % 3 == 0 else span * int(rng.integers(1, 3))
-        pipeline = int(rng.integers(0, dot.tree_levels(lanes) + 2))
+        pipeline = int(rng.integers(0, tree_levels(lanes) + 2))
         k = int(rng.integers(1, 50))
         cfg = sparse.SparseConfig(lanes, n, m, wnames[j], anames[j], k + int(rng.choice([0, 7, 3000])),
                                   block, pipeline)

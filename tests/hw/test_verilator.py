@@ -8,7 +8,6 @@ default set builds five designs; the 10k-vector runs are ``slow``.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
