@@ -11,6 +11,7 @@ Validation rows are the documented hold-out split of ``costmodel/data/calibratio
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -19,15 +20,26 @@ from pathlib import Path
 # this file is named like the package it benchmarks: keep bench/ off the import path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import numpy as np
-import pandas as pd
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from costmodel.calibrate import CALIBRATION_CSV, FORMATS, SWA_CALIBRATION_CSV, is_validation, split  # noqa: E402
+from costmodel.estimate import estimate_frame  # noqa: E402
+from costmodel.features import config_row, frame_features  # noqa: E402
+from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
+from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
+from costmodel.pnr import PNR_CSV  # noqa: E402
+from costmodel.resources import load_coefficients, predict_frame  # noqa: E402
+from hw.arith import acc_bits  # noqa: E402
+from hw.dot import DotConfig  # noqa: E402
+from hw.engines import config_from_dict  # noqa: E402
+from hw.rtl import synthesize  # noqa: E402
+from quant.formats import parse_format  # noqa: E402
 
 
 def finn_r(row: pd.Series, dsp_mults: bool) -> tuple[float, float]:
     """FINN-R (Blott et al. TRETS'18) LUT and DSP estimate of an MVAU with PE = 1, SIMD = lanes,
     MW = k_max; W, A = the operand formats' total bits (FINN-R is integer-only)."""
-    from quant.formats import parse_format
-    from hw.arith import acc_bits
 
     W, A = parse_format(row["wfmt"]).bits, parse_format(row["afmt"]).bits
     simd, pe = int(row["lanes"]), 1
@@ -48,37 +60,25 @@ def rel_err(pred, y):
 
 def swa_table() -> None:
     """SWA engine: predicted vs synthesized on every row of data/swa_calibration.csv (xc7)."""
-    import json
-
-    from costmodel.swa import SWA_CALIBRATION, load_swa_coefficients, swa_resources
-    from costmodel.swa_fit import is_validation
-    from hw.swa import SWAConfig
-
-    doc = load_swa_coefficients()
-    d = pd.read_csv(SWA_CALIBRATION)
-    print(f"\n# SWA engine ({len(d)} syntheses, {doc['n_validation']} held out; rule: {doc['split_rule']}), "
-          f"{doc['yosys']}, xc7")
+    fit = load_coefficients()["fits"]["xc7"]["swa"]
+    d = pd.read_csv(SWA_CALIBRATION_CSV)
+    pred = estimate_frame(pd.DataFrame([{**json.loads(c), "seq_len": 8} for c in d["config"]]), "xc7z020")
+    print(f"\n# SWA engine ({len(d)} syntheses, {len(fit['keys']['validation'])} held out; rule: "
+          f"{fit['split_rule']}), {', '.join(fit['yosys'])}, xc7")
     print(f"{'head_dim':>8}{'window':>7}{'lanes':>6}{'fmt':>6}  {'split':<11}" + "".join(
         f"{r + ' syn/pred':>16}" for r in ("lut", "ff", "dsp", "bram18")))
-    for _, row in d.iterrows():
-        cfg = SWAConfig.from_dict({k: v for k, v in json.loads(row["config"]).items() if k != "engine"})
-        pred = swa_resources(cfg, "xc7")[0]
+    for (_, row), (_, p) in zip(d.iterrows(), pred.iterrows()):
         split = "validation" if is_validation(row["key"]) else "calibration"
         print(f"{row['head_dim']:>8}{row['window']:>7}{row['lanes']:>6}{row['qk_fmt']:>6}  {split:<11}" + "".join(
-            f"{f'{row[r]}/{pred[r]}':>16}" for r in ("lut", "ff", "dsp", "bram18")))
-    for r, v in doc["validation"].items():
+            f"{f'{row[r]}/{p[r]}':>16}" for r in ("lut", "ff", "dsp", "bram18")))
+    for r, v in fit["validation"]["swa"].items():
         print(f"  held-out {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
 
 
 def pnr_table() -> None:
     """fmax for ice40 / ecp5: every stored nextpnr result (data/pnr.csv) next to the shipped fit's
     prediction and its leave-one-out prediction, and the analytic logic-depth model alone."""
-    import json
 
-    from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame
-    from costmodel.features import config_row, frame_features
-    from costmodel.pnr import PNR_CSV
-    from hw.engines import config_from_dict
 
     fit = load_pnr_fit()
     if not fit:
@@ -106,11 +106,10 @@ def pnr_table() -> None:
             print(f"{r['engine']:<7}{r['lanes']:>6}{nm:>5}{fmt:>11}{r['k_max']:>6}{r['pipeline']:>5}"
                   f"{r['fmax_mhz']:>9.1f}{model[i]:>9.1f}{rec['loo_fmax_mhz'][r['key']]:>9.1f}{analytic[i]:>9.1f}"
                   f"{r['lut']:>6}{r['dsp']:>4}")
-        from costmodel.resources import load_coefficients
 
-        res = load_coefficients()["targets"].get(target)
+        res = load_coefficients()["fits"].get(target, {}).get("mac")
         if res:
-            print(f"# {target} resources ({res['fitted_on']['rows']} synth_{target} runs; LUT4 leave-one-out, "
+            print(f"# {target} resources ({len(res['keys']['calibration'])} synth_{target} runs; LUT4 leave-one-out, "
                   f"FF/DSP/BRAM counted):")
             for eng, errs in res["validation"].items():
                 print(f"  {eng:<7}n={errs['lut']['n']:<3}" + "  ".join(
@@ -119,11 +118,9 @@ def pnr_table() -> None:
 
 def ltp_table() -> None:
     """xc7 logic depth: the analytic model's critical run vs Yosys ltp's longest path (data/ltp.csv)."""
-    from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare
 
     if not LTP_CSV.exists():
         return
-    import json
 
     c = compare()
     chk = json.loads(LTP_CHECK_JSON.read_text())["targets"]["xc7"]
@@ -146,14 +143,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-synth", action="store_true", help="skip the fresh Yosys timing run")
     args = ap.parse_args(argv)
 
-    from costmodel.calibrate import CALIBRATION_CSV, split
-    from costmodel.resources import load_coefficients, predict_frame
-    from costmodel.estimate import estimate_frame
 
     data = pd.read_csv(CALIBRATION_CSV, keep_default_na=False, na_values=[""])
     data = data[data["target"] == args.target].reset_index(drop=True)
     cal, val = split(data)
-    model = load_coefficients()["targets"][args.target]
+    model = load_coefficients()["fits"][args.target]["mac"]
     pred = predict_frame(data, args.target, model)
     data = data.join(pred.add_prefix("pred_"))
     fin = [finn_r(r, r["dsp"] > 0) for _, r in data.iterrows()]
@@ -187,7 +181,6 @@ def main(argv=None) -> int:
         ltp_table()
 
     # throughput
-    from costmodel.calibrate import FORMATS
     rng = np.random.default_rng(0)
     N = 100_000
     df = pd.DataFrame({"engine": rng.choice(["dot", "sparse"], N), "lanes": rng.choice([2, 4, 8, 16, 32, 64], N),
@@ -205,8 +198,6 @@ def main(argv=None) -> int:
           f"median {data['seconds'].median():.1f} s, max {data['seconds'].max():.1f} s "
           f"(2 shared cores) -> the model is {data['seconds'].median() * N / warm:,.0f}x faster per config")
     if not args.no_synth:
-        from hw.dot import DotConfig
-        from hw.rtl import synthesize
 
         t0 = time.perf_counter()
         r = synthesize(DotConfig(16, "int4", "int4", 1024, 1), args.target, cache=False)

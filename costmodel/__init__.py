@@ -8,7 +8,7 @@
 
 from .devices import DEVICES, Device, DeviceError, get_device
 from .estimate import COST_COLUMNS, Cost, estimate, estimate_frame
-from .pareto import pareto, pareto_ranks, plot
+from .pareto import PlotOptions, pareto, pareto_ranks, plot
 
-__all__ = ["Cost", "estimate", "estimate_frame", "pareto", "pareto_ranks", "plot", "DEVICES", "Device",
+__all__ = ["Cost", "estimate", "estimate_frame", "pareto", "pareto_ranks", "plot", "PlotOptions", "DEVICES", "Device",
            "DeviceError", "get_device", "COST_COLUMNS"]

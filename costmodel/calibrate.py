@@ -12,6 +12,8 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
 ``muxes.csv``
     The sparse engine's N:M index mux (``hw.sparse.IndexMux``) alone, over lanes, N:M and
     activation widths: checks the LUT6 count of an m:1 mux (:func:`costmodel.features.mux_lut6_per_bit`).
+``swa_calibration.csv``
+    The sliding-window attention kernel (``hw.swa``), causal int Q/K/V configs (grid ``swa``).
 ``calibration.csv``
     Whole engines (``hw.engines``: dense ``dot``, ``sparse`` N:M) over formats int2–8 and every
     minifloat of 4–8 bits, lanes 1–64, k_max, pipeline depth and N:M patterns (grids ``dense``,
@@ -21,8 +23,8 @@ Every row carries the Yosys version, the UTC date and the wall time of its synth
 that produced a table is stored in ``calibration_meta.json``. Runs are resumable: rows whose
 ``key`` is already in the CSV are skipped, and each finished row is appended at once.
 
-Calibration / validation split (documented rule)
-------------------------------------------------
+Calibration / validation split (documented rule, every engine and target)
+------------------------------------------------------------------------
 A row is *held out for validation* when ``int(key[:8], 16) % 5 == 0`` (``key`` = sha1 of the
 config's canonical JSON plus the target), i.e. about 20 % of configs, chosen independently of
 their results and stable when the grid grows. :func:`split` applies it.
@@ -35,6 +37,7 @@ Command line::
     python -m costmodel.calibrate engines --grid dense --target xc7 [--limit N]
     python -m costmodel.calibrate engines --grid sparse --target xc7
     python -m costmodel.calibrate engines --grid smallint --target xc7
+    python -m costmodel.calibrate engines --grid swa --target xc7
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
@@ -59,12 +62,14 @@ from hw.arith import multiplier
 from hw.engines import config_from_dict
 from hw.rtl import TARGETS, synthesize, yosys_version
 from hw.sparse import IndexMux
+from hw.swa import SWAConfig
 
 DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
 BUFFERS_CSV = DATA / "buffers.csv"
 MUXES_CSV = DATA / "muxes.csv"
 CALIBRATION_CSV = DATA / "calibration.csv"
+SWA_CALIBRATION_CSV = DATA / "swa_calibration.csv"
 META_JSON = DATA / "calibration_meta.json"
 
 INT_FORMATS = [f"int{b}" for b in range(2, 9)]
@@ -86,6 +91,8 @@ MUX_SHAPES = [(4, 2, 2, 5), (4, 2, 4, 5), (4, 2, 4, 3), (4, 2, 8, 5), (4, 1, 8, 
 MUX_FIELDS = ["key", "lanes", "n", "m", "abits", "target", "lut", "ff", "muxf", "seconds", "yosys", "date"]
 BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date"]
 PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
+SWA_FIELDS = ["key", "config", "target", "head_dim", "window", "lanes", "qk_fmt", "v_fmt", "lut", "ff", "carry",
+              "dsp", "bram18", "lutram", "seconds", "yosys", "date", "command"]
 ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "k_max", "pipeline",
                  "n", "m", "block", "lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf",
                  "seconds", "yosys", "date"]
@@ -185,7 +192,16 @@ def smallint_grid(seed: int = 2) -> list[dict]:
     return out
 
 
-GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid}
+def swa_grid(seed: int = 3) -> list[dict]:
+    """SWA kernels (``hw.swa``), causal sliding window, int Q/K/V: head_dim, window and lanes
+    around the shapes the students use (``seed`` unused: the grid is fixed)."""
+    shapes = [(16, 16, 16, "int8"), (16, 16, 8, "int8"), (16, 16, 4, "int8"), (16, 64, 16, "int8"),
+              (32, 16, 16, "int8"), (32, 32, 16, "int8"), (32, 64, 16, "int8"), (16, 32, 16, "int4"),
+              (16, 32, 8, "int8"), (32, 16, 8, "int8"), (16, 16, 16, "int4")]
+    return [SWAConfig(d, w, lanes, f, f).to_dict() for d, w, lanes, f in shapes]
+
+
+GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid, "swa": swa_grid}
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -335,6 +351,29 @@ def run_engines(configs: Iterable[dict], target: str = "xc7", path: Path = CALIB
     return n
 
 
+def run_swa(configs: Iterable[dict], target: str = "xc7", path: Path = SWA_CALIBRATION_CSV,
+            progress: bool = True) -> int:
+    """Synthesize SWA configs (``to_dict()`` form) not yet in ``path``; returns how many."""
+    done = _done_keys(path)
+    n = 0
+    for cfg in configs:
+        key = config_key(cfg, target)
+        if key in done:
+            continue
+        config = config_from_dict(cfg)
+        r = synthesize(config, target)
+        full = config.to_dict()
+        _append(path, SWA_FIELDS, dict(
+            key=key, config=json.dumps(full, sort_keys=True), target=target,
+            **{k: str(full[k]) if k.endswith("fmt") else full[k] for k in ("head_dim", "window", "lanes", "qk_fmt", "v_fmt")},
+            lut=r.lut, ff=r.ff, carry=r.carry, dsp=r.dsp, bram18=r.bram18, lutram=r.lutram, seconds=r.seconds,
+            yosys=r.yosys, date=_now(), command=f"python -m costmodel.calibrate engines --grid swa --target {target}"))
+        n += 1
+        if progress:
+            print(f"[swa {target}] {cfg}: {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18", flush=True)
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m costmodel.calibrate", description=__doc__.split("\n")[0])
@@ -362,8 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "muxes":
         run_muxes(args.target)
         return 0
+    if "swa" in args.grid:
+        run_swa(swa_grid(), args.target)
     configs: list[dict] = []
-    for g in args.grid:
+    for g in (g for g in args.grid if g != "swa"):
         configs += GRIDS[g]()
     if args.order == "shuffle":
         random.Random(12345).shuffle(configs)

@@ -14,7 +14,7 @@ from hw.engines import ENGINES, engine
 
 from .devices import DEVICES
 from .estimate import estimate, estimate_frame
-from .pareto import pareto, plot
+from .pareto import PlotOptions, pareto, plot
 
 #: engines the cost model is calibrated for
 COSTED_ENGINES = ("dot", "sparse", "swa")
@@ -116,9 +116,9 @@ def _pareto(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "pareto" / f"{Path(args.file).stem}_pareto.png"
     label = args.label or next((c for c in ("name", "label", "wfmt") if c in df.columns), None)
     # the plot shows the 2-D front of the two plotted objectives
-    plot(df, x, y, maximize=[c for c in (x, y) if c in maximize], minimize=[c for c in (x, y) if c in minimize or
-                                                                            c not in maximize],
-         label=label, path=out)
+    plot(df, x, y, PlotOptions(maximize=[c for c in (x, y) if c in maximize],
+                               minimize=[c for c in (x, y) if c in minimize or c not in maximize], label=label),
+         path=out)
     if args.csv_out:
         front.to_csv(args.csv_out, index=False)
     print(f"plot: {out}")

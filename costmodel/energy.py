@@ -9,7 +9,8 @@ problem", and Accelergy's Aladdin plug-in (40 nm) — labelled ``ASIC`` wherever
 dynamic energy per operation is typically several times higher. Static power comes from
 :mod:`costmodel.devices` (FPGA parts; see their ``static_source``).
 
-Actions per workload (``beats`` input beats, from the closed forms in :mod:`costmodel.latency`)
+Actions of the dot/sparse engines per workload (``beats`` input beats: the engine's cycles from
+``hw`` minus its pipeline fill; the SWA kernel's actions are in :mod:`costmodel.swa`)
 ------------------------------------------------------------------------------------------------
 ``mult``            beats · lanes multiplies (padded lanes multiply zeros; the hardware still does)
 ``add_bits``        beats · adder-tree bits (``tree_bits``) — bit-additions
@@ -26,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["ERT", "ACTIONS", "action_counts_array", "energy_frame"]
+__all__ = ["ERT", "ACTIONS", "action_counts_array", "mac_dynamic_pj", "mult_pj"]
 
 ACTIONS = ["mult", "add_bits", "acc_bits", "reg_bits", "mux_bits", "read_bits"]
 
@@ -77,31 +78,13 @@ def action_counts_array(features: pd.DataFrame, beats: np.ndarray) -> pd.DataFra
     }, index=f.index)
 
 
-def energy_frame(features: pd.DataFrame, beats: np.ndarray,
-                 latency_us: np.ndarray, static_w: float) -> pd.DataFrame:
-    """Dynamic (ASIC ERT) and static energy per config row, nJ.
-
-    Parameters
-    ----------
-    features : :func:`costmodel.features.frame_features` output.
-    beats : input beats of the workload per row.
-    latency_us : latency per row, µs.
-    static_w : device static power, W.
-
-    Returns
-    -------
-    DataFrame with action counts, ``dynamic_nj`` (ASIC), ``static_nj`` and ``energy_nj``.
-    """
-    counts = action_counts_array(features, beats)
+def mac_dynamic_pj(counts: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
+    """Dynamic energy (pJ, ASIC figures of :data:`ERT`) of dot/sparse action counts
+    (:func:`action_counts_array`) of :func:`costmodel.features.frame_features` rows."""
     f = features
     e_mult = mult_pj(f["mul_a"], f["mul_b"], f["mf"], f["exp_bits"], f["prod_bits"], f["shift_bits"])
-    dyn_pj = (counts["mult"].to_numpy() * e_mult
-              + (counts["add_bits"] + counts["acc_bits"]).to_numpy() * ERT["add_bit"]["pJ"]
-              + counts["reg_bits"].to_numpy() * ERT["reg_bit"]["pJ"]
-              + counts["mux_bits"].to_numpy() * ERT["mux_bit"]["pJ"]
-              + counts["read_bits"].to_numpy() * ERT["sram_read_bit"]["pJ"])
-    out = counts.copy()
-    out["dynamic_nj"] = dyn_pj / 1e3
-    out["static_nj"] = static_w * np.asarray(latency_us, dtype=float) * 1e3  # W · µs = µJ
-    out["energy_nj"] = out["dynamic_nj"] + out["static_nj"]
-    return out
+    return (counts["mult"].to_numpy() * e_mult
+            + (counts["add_bits"] + counts["acc_bits"]).to_numpy() * ERT["add_bit"]["pJ"]
+            + counts["reg_bits"].to_numpy() * ERT["reg_bit"]["pJ"]
+            + counts["mux_bits"].to_numpy() * ERT["mux_bit"]["pJ"]
+            + counts["read_bits"].to_numpy() * ERT["sram_read_bit"]["pJ"])

@@ -2,8 +2,9 @@
 
 Everything here is *counted from the design*, not fitted: operand and product widths, the
 accumulator width (``hw.arith.acc_bits``), adder-tree adders and their bits, pipeline-register
-bits (``hw.dot.MacPipeline.register_points``), index-mux inputs and LUT6s, and the Yosys
-DSP-inference rule.
+bits (``hw.engine.register_points``), index-mux inputs and LUT6s, and the Yosys DSP-inference
+rule (:func:`mult_dsp`, the one DSP rule every engine's estimator uses). Facts of the hardware
+come from ``hw`` (once per distinct value), never re-derived here.
 :mod:`costmodel.resources` turns them into LUT / FF / DSP counts with fitted coefficients.
 
 DSP-inference rule (Yosys ``synth_xilinx``, techlibs/xilinx/synth_xilinx.cc): a ``$mul`` goes to
@@ -24,10 +25,12 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from hw.arith import ConfigError, product_bits, product_range
+from hw.arith import ConfigError, acc_bits, product_bits, product_range
+from hw.engine import register_points, tree_levels
 from quant.formats import IntFormat, parse_format
 
-__all__ = ["pair_props", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit", "FEATURE_COLUMNS"]
+__all__ = ["pair_props", "mult_dsp", "buffer_cost", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
+           "FEATURE_COLUMNS"]
 
 _DSP_MAX = {"xc7": (25, 18), "xcup": (27, 18), "ecp5": (18, 18), "ice40": (0, 0)}
 
@@ -66,24 +69,33 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
         mul_y = w.bits + a.bits
         signed_only_extra = 0 if (w.signed and a.signed) else 1
     shift_bits = max(1, (sw + sa).bit_length()) if mf else 0
-    amax, bmax = _DSP_MAX[target]
-    if target == "ice40" or min(mul_a, mul_b) < 2 or (target != "ecp5" and mul_y < 9):
-        dsp = 0
-    elif target == "ecp5":  # synth_ecp5: no minimum product width, signed and unsigned 18x18
-        aa, bb = sorted((mul_a, mul_b), reverse=True)
-        dsp = math.ceil(aa / amax) * math.ceil(bb / bmax)
-    else:
-        aa, bb = sorted((mul_a + signed_only_extra, mul_b + signed_only_extra), reverse=True)
-        dsp = math.ceil(aa / amax) * math.ceil(bb / bmax)
+    dsp = mult_dsp(mul_a, mul_b, signed_only_extra, target)
     levels = math.ceil(math.log2(max(2, min(mul_a, mul_b)))) + 1 + (math.ceil(math.log2(shift_bits + 1)) + 1 if mf else 0)
     return dict(wb=w.bits, ab=a.bits, prod_bits=pb, mul_a=mul_a, mul_b=mul_b, mul_y=mul_y, mf=mf,
                 shift_bits=shift_bits, exp_bits=ew + ea, mult_dsp=dsp, mult_levels=levels,
                 plo=lo, phi=hi, a_signed=int(getattr(a, "signed", True)))
 
 
-def _acc_bits(plo: int, phi: int, k: int) -> int:
-    lo, hi = k * min(plo, 0), k * phi
-    return max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0) + 1
+def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7") -> int:
+    """DSP blocks of one ``a_bits × b_bits`` ``$mul`` by the Yosys rule of ``target`` (module
+    docstring). ``signed_extra`` = 1 where an unsigned operand gains a sign bit under
+    ``DSP_SIGNEDONLY`` (Xilinx only; ecp5 maps unsigned 18×18 directly)."""
+    amax, bmax = _DSP_MAX[target]
+    if target == "ice40" or min(a_bits, b_bits) < 2 or (target != "ecp5" and a_bits + b_bits < 9):
+        return 0
+    extra = 0 if target == "ecp5" else signed_extra
+    aa, bb = sorted((a_bits + extra, b_bits + extra), reverse=True)
+    return math.ceil(aa / amax) * math.ceil(bb / bmax)
+
+
+@lru_cache(maxsize=None)
+def _acc_bits(wfmt: str, afmt: str, k: int) -> int:
+    return acc_bits(wfmt, afmt, k)
+
+
+@lru_cache(maxsize=None)
+def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
+    return tuple(register_points(lanes, pipeline))
 
 
 #: columns a configs frame needs (``n``, ``m``, ``block``, ``pipeline`` optional)
@@ -115,6 +127,70 @@ def mux_lut6_per_bit(m) -> np.ndarray:
 
     u, inv = np.unique(m, return_inverse=True)
     return np.array([one(int(v)) for v in u], dtype=np.int64)[inv].reshape(m.shape)
+
+
+def _register_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
+    """(rows, max tree levels + 1) bool: a pipeline register after tree level l (0 = after the
+    multipliers), from ``hw.engine.register_points`` once per distinct (lanes, pipeline)."""
+    maxl = max((tree_levels(int(v)) for v in np.unique(lanes)), default=0)
+    pair_id, upairs = pd.factorize(lanes.astype(np.int64) * (int(pipeline.max(initial=0)) + 1) + pipeline)
+    table = np.zeros((len(upairs), maxl + 1), dtype=bool)
+    for i, code in enumerate(upairs):
+        ln, p = divmod(int(code), int(pipeline.max(initial=0)) + 1)
+        table[i, list(_register_levels(ln, p))] = True
+    return table[pair_id]
+
+
+#: Xilinx memory primitives as Yosys ``memory_libmap`` sees them for xc7 / xcup (share/xilinx/
+#: lutrams_xc5v.txt, brams_xc4v.txt of Yosys 0.70): (name, words, bits per cell, cost, width-scale
+#: part of the cost, BRAM18 per cell, LUTs per cell). Simple-dual-port cells only (one write and
+#: one read port, as every buffer of the engines has).
+MEMORY_CELLS = [
+    ("RAM32M", 32, 6, 8, 7, 0, 4), ("RAM64M", 64, 3, 8, 7, 0, 4),
+    *[("RAMB18", 16384 // w if w < 9 else 18432 // w, w, 129, 0, 1, 0) for w in (1, 2, 4, 9, 18, 36)],
+    *[("RAMB36", 32768 // w if w < 9 else 36864 // w, w, 257, 0, 2, 0) for w in (1, 2, 4, 9, 18, 36, 72)],
+]
+#: ``memory_libmap``'s weights of the soft read mux and write demux between address blocks
+_MUX_COST = _DEMUX_COST = 0.5
+
+
+def buffer_cost(depth, width) -> dict[str, np.ndarray]:
+    """Xilinx (xc7/xcup) cost of simple dual-port buffers of ``depth`` words × ``width`` bits
+    (vectorized): the cell Yosys ``memory_libmap`` picks, by its own cost rule.
+
+    For each cell of :data:`MEMORY_CELLS` (``words`` deep, ``bits`` wide): ``a = ceil(depth /
+    words)`` address blocks, ``r`` cells (``a · ceil(width / bits)`` for LUTRAM; block RAM packs
+    9-bit bytes: ``ceil(a · ceil(width / 9) · 9 / bits)``), cost ``(cost − scale) · r + scale · a ·
+    width / bits + 0.5 · (a − 1) · width + 0.5 · a · [a > 1]`` (read mux and write demux); the
+    cheapest wins. LUTRAM reads are asynchronous, so a ``width``-bit read register is added.
+    Checked against every stored Yosys buffer (``data/buffers.csv``) and the SWA kernel's K/V
+    buffers (``data/swa_calibration.csv``).
+
+    Returns
+    -------
+    dict of arrays: ``bram18`` (18 Kbit blocks, a RAMB36 counts 2), ``lutram`` (LUTs as RAM),
+    ``ff`` (read-register bits of LUTRAM buffers).
+    """
+    depth = np.asarray(depth, dtype=np.int64)
+    width = np.asarray(width, dtype=np.int64)
+    if (depth < 1).any() or (width < 1).any():
+        raise ConfigError("buffer depth and width must be >= 1")
+    costs, brams, luts = [], [], []
+    for _, words, bits, cost, scale, bram, lut in MEMORY_CELLS:
+        a = -(-depth // words)
+        if bram:
+            padded = -(-width // min(9, bits)) * min(9, bits)
+            cells = -(-(a * padded) // bits)
+        else:
+            cells = a * -(-width // bits)
+        costs.append((cost - scale) * cells + scale * a * width / bits + _MUX_COST * (a - 1) * width
+                     + _DEMUX_COST * np.where(a > 1, a, 0))
+        brams.append(cells * bram)
+        luts.append(cells * lut)
+    best = np.argmin(np.stack(costs), axis=0)
+    pick = lambda rows: np.take_along_axis(np.stack(rows), best[None], 0)[0]  # noqa: E731
+    lutram = pick(luts)
+    return {"bram18": pick(brams), "lutram": lutram, "ff": np.where(lutram > 0, width, 0)}
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -185,11 +261,10 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     f = pd.DataFrame(index=cfg.index)
     for col in ("prod_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab", "shift_bits", "mul_a", "mul_b", "exp_bits"):
         f[col] = np.array([p[col] for p in props], dtype=np.int64)[pair_id]
-    # accumulator width per unique (pair, k_max)
+    # accumulator width: hw.arith.acc_bits once per distinct (wfmt, afmt, k_max)
     ck, uk = pd.factorize(cfg["k_max"].to_numpy())
     trip_id, utrip = pd.factorize(pair_id.astype(np.int64) * len(uk) + ck)
-    accs = np.array([_acc_bits(props[t // len(uk)]["plo"], props[t // len(uk)]["phi"], int(uk[t % len(uk)]))
-                     for t in utrip], dtype=np.int64)
+    accs = np.array([_acc_bits(*pairs[t // len(uk)], int(uk[t % len(uk)])) for t in utrip], dtype=np.int64)
     f["acc_bits"] = accs[trip_id]
     f["pair_id"] = pair_id
     lanes = cfg["lanes"].to_numpy()
@@ -198,18 +273,11 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     f["lanes"] = lanes
     f["pipeline"] = pipe
     # adder tree: level l adds pairs of the terms left after level l-1; widths grow by 1 per level
-    L = np.ceil(np.log2(np.maximum(lanes, 1))).astype(np.int64)
     terms = lanes.copy()
     tree_bits = np.zeros(len(lanes), dtype=np.int64)
     reg_bits = np.zeros(len(lanes), dtype=np.int64)
-    points = L + 1
-    maxl = int(L.max()) if len(L) else 0
-    # register points: sorted({round(j * points / p) for j in range(p)}) (Python round = half-even)
-    regs_at = np.zeros((len(lanes), maxl + 1), dtype=bool)
-    for j in range(int(pipe.max()) if len(pipe) else 0):
-        lvl = np.round(j * points / np.maximum(pipe, 1)).astype(np.int64)
-        ok = (j < pipe) & (lvl <= maxl)
-        regs_at[np.nonzero(ok)[0], lvl[ok]] = True
+    regs_at = _register_matrix(lanes, pipe)
+    maxl = regs_at.shape[1] - 1
     tree_l1 = np.zeros(len(lanes), dtype=np.int64)
     reg_l01 = np.zeros(len(lanes), dtype=np.int64)
     tree_reg = np.zeros(len(lanes), dtype=np.int64)

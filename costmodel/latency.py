@@ -1,18 +1,8 @@
-"""Cycles from the engines' closed forms, and an fmax estimate labelled by how it was obtained.
+"""fmax of the engines, labelled by how it was obtained (the critical path of each estimator).
 
-Cycles
-------
-The engines stream one beat per cycle with an always-valid source and an always-ready sink, so
-(``hw.dot`` / ``hw.sparse`` module docstrings)::
-
-    dot:     cycles = vectors · ceil(K / lanes) + pipeline + 1
-    sparse:  cycles = Σ_vectors max(1, live_blocks · block / span) + pipeline + 1
-             (no block skipping: vectors · ceil(K / span) + pipeline + 1,  span = lanes / n · m)
-
-:func:`cycles` evaluates these from the *shape* of a workload (K, vectors, and for block
-skipping the expected fraction of non-zero blocks); :func:`cycles_of` takes a concrete
-``hw`` workload and calls the engine's own ``cycles`` (which the hw tests check against
-simulation; ``tests/costmodel/test_latency.py`` checks both against simulated cycles).
+Cycles are not here: they always come from the engine's own closed form in ``hw``
+(``hw.dot.cycles_array``, ``hw.sparse.cycles_array``, ``hw.swa.cycles``), called by
+:mod:`costmodel.estimators`.
 
 fmax
 ----
@@ -39,80 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from hw.arith import ConfigError
-from hw.engines import engine as engine_module
-
 from .devices import DeviceError
 from .features import config_row, frame_features
 
-__all__ = ["cycles", "cycles_of", "cycles_array", "fmax_mhz", "fmax_array", "fmax_model_frame",
+__all__ = ["fmax_mhz", "fmax_array", "fmax_model_frame",
            "fmax_source", "path_ns_array", "path_ns_frame", "path_components_frame", "pnr_design", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
-
-
-def _ceil_div(a, b):
-    return -(-a // b)
-
-
-def cycles(config: Any, k: int | None = None, vectors: int = 1, block_density: float = 1.0) -> int:
-    """Closed-form cycles (always-valid source, always-ready sink) for ``vectors`` dot products
-    of length ``k`` (default ``config.k_max``).
-
-    Parameters
-    ----------
-    config : hw.dot.DotConfig or hw.sparse.SparseConfig
-    k : elements per dot product (≤ ``config.k_max``).
-    vectors : outputs.
-    block_density : expected fraction of non-zero weight blocks (sparse engine with ``block``);
-        the count is then an expectation, rounded up.
-
-    Returns
-    -------
-    cycles (int)
-    """
-    k = config.k_max if k is None else k
-    if not isinstance(k, (int, np.integer)) or k < 1 or k > config.k_max:
-        raise ConfigError(f"K must be an integer in 1..k_max={config.k_max}, got {k!r}; raise k_max or split the reduction")
-    if not isinstance(vectors, (int, np.integer)) or vectors < 1:
-        raise ConfigError(f"vectors must be an integer >= 1, got {vectors!r}")
-    if not 0.0 <= block_density <= 1.0:
-        raise ConfigError(f"block_density must lie in [0, 1], got {block_density!r}")
-    return int(cycles_array(config.engine, np.array([config.lanes]), np.array([k]), np.array([vectors]),
-                            np.array([config.pipeline]), n=np.array([getattr(config, "n", 1)]),
-                            m=np.array([getattr(config, "m", 1)]),
-                            block=np.array([getattr(config, "block", None) or 0]),
-                            block_density=np.array([block_density]))[0])
-
-
-def cycles_array(engine: str | np.ndarray, lanes, k, vectors, pipeline, n=None, m=None, block=None,
-                 block_density=None) -> np.ndarray:
-    """Vectorized closed form over arrays of configs (int64 cycles).
-
-    ``engine`` is ``"dot"`` / ``"sparse"`` or an array of those; ``n``, ``m``, ``block`` (0 = no
-    blocks) and ``block_density`` are only read for sparse rows.
-    """
-    lanes, k, vectors, pipeline = (np.asarray(x, dtype=np.int64) for x in (lanes, k, vectors, pipeline))
-    size = np.broadcast(lanes, k, vectors, pipeline).shape
-    eng = np.broadcast_to(np.asarray(engine), size)
-    is_sparse = eng == "sparse"
-    n = np.ones(size, np.int64) if n is None else np.broadcast_to(np.asarray(n, dtype=np.int64), size)
-    m = np.ones(size, np.int64) if m is None else np.broadcast_to(np.asarray(m, dtype=np.int64), size)
-    block = np.zeros(size, np.int64) if block is None else np.broadcast_to(np.asarray(block, dtype=np.int64), size)
-    dens = np.ones(size) if block_density is None else np.broadcast_to(np.asarray(block_density, dtype=float), size)
-    span = np.where(is_sparse, lanes // np.maximum(n, 1) * m, lanes)
-    beats = _ceil_div(k, span)
-    has_block = is_sparse & (block > 0)
-    if has_block.any():
-        bsafe = np.where(block > 0, block, 1)
-        nblocks = _ceil_div(k, bsafe)
-        live = np.ceil(nblocks * dens - 1e-9).astype(np.int64)
-        beats = np.where(has_block, np.maximum(1, live * (bsafe // span)), beats)
-    return vectors * beats + pipeline + 1
-
-
-def cycles_of(config: Any, workload: Any) -> int:
-    """Exact cycles of a concrete ``hw`` workload: the engine module's own closed form
-    (``hw.engines.ENGINES[config.engine].cycles``)."""
-    return int(engine_module(config.engine).cycles(config, workload))
 
 
 # ---------------------------------------------------------------------------------------------

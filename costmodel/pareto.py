@@ -17,13 +17,14 @@ Algorithms
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["ParetoError", "pareto", "pareto_ranks", "plot"]
+__all__ = ["ParetoError", "PlotOptions", "pareto", "pareto_ranks", "plot"]
 
 
 class ParetoError(ValueError):
@@ -182,42 +183,55 @@ def pareto(
     return out.sort_values(["pareto_rank", first], ascending=[True, first not in maximize], kind="stable")
 
 
-def plot(
-    df: pd.DataFrame,
-    x: str,
-    y: str,
-    *,
-    maximize: Sequence[str] = (),
-    minimize: Sequence[str] = (),
-    label: str | None = None,
-    path: str | Path | None = None,
-    ax=None,
-    title: str | None = None,
-    logx: bool | None = None,
-    logy: bool | None = None,
-):
+@dataclass(frozen=True)
+class PlotOptions:
+    """What :func:`plot` draws besides the two axes.
+
+    Attributes
+    ----------
+    maximize, minimize : objectives of the front (default: minimize ``x``, maximize ``y``).
+    label : column whose value names each front point (default: the index).
+    title : plot title (default: the objectives of the front).
+    logx, logy : log axes; None: when the positive values span more than two decades.
+    """
+
+    maximize: Sequence[str] = field(default_factory=tuple)
+    minimize: Sequence[str] = field(default_factory=tuple)
+    label: str | None = None
+    title: str | None = None
+    logx: bool | None = None
+    logy: bool | None = None
+
+
+def plot(df: pd.DataFrame, x: str, y: str, options: PlotOptions | None = None, *,
+         path: str | Path | None = None, ax=None):
     """Scatter ``y`` against ``x`` with the Pareto front highlighted, joined and labelled.
 
-    The front is computed over ``maximize`` + ``minimize`` (default: minimize ``x``, maximize
-    ``y`` when neither is given — e.g. LUTs against accuracy). Points off the front are grey.
+    The front is computed over ``options.maximize`` + ``options.minimize`` (default: minimize
+    ``x``, maximize ``y`` — e.g. LUTs against accuracy). Points off the front are grey.
 
     Parameters
     ----------
-    label : column whose value names each front point (default: the index).
-    path : save the figure there (``.png`` or ``.svg``, chosen by suffix) and close it.
+    options : :class:`PlotOptions` (objectives, point labels, title, log axes).
+    path : save the figure there (``.png``, ``.svg`` or ``.pdf``, chosen by suffix) and close it.
     ax : draw into this matplotlib Axes instead of a new figure.
-    logx, logy : log axes; default (None) when the positive values span more than two decades.
 
     Returns
     -------
     The matplotlib Axes (figure closed when ``path`` is given).
     """
+    return _draw(df, x, y, options or PlotOptions(), path, ax)
+
+
+def _draw(df: pd.DataFrame, x: str, y: str, o: PlotOptions, path: str | Path | None, ax):
+    """:func:`plot`'s body."""
     import matplotlib  # heavy: matplotlib (only plots need it)
 
     if ax is None and path is not None:
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt  # heavy: matplotlib, after the backend is chosen
 
+    maximize, minimize, label = list(o.maximize), list(o.minimize), o.label
     if not maximize and not minimize:
         minimize, maximize = [x], [y]
     for c in (x, y) + ((label,) if label else ()):
@@ -247,14 +261,14 @@ def plot(
         v = pd.to_numeric(ranked[col], errors="coerce").to_numpy(dtype=float)
         return bool(len(v)) and (v > 0).all() and v.max() / v.min() > 100
 
-    if logx if logx is not None else _wide(x):
+    if o.logx if o.logx is not None else _wide(x):
         ax.set_xscale("log")
-    if logy if logy is not None else _wide(y):
+    if o.logy if o.logy is not None else _wide(y):
         ax.set_yscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     objs = [f"max {c}" for c in maximize] + [f"min {c}" for c in minimize]
-    ax.set_title(title or f"Pareto front ({', '.join(objs)})", fontsize=10)
+    ax.set_title(o.title or f"Pareto front ({', '.join(objs)})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if path is not None:

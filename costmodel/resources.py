@@ -69,11 +69,13 @@ import pandas as pd
 
 from hw.engines import config_from_dict
 
-from .calibrate import CALIBRATION_CSV, PRIMITIVES_CSV, split
+from .calibrate import CALIBRATION_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, is_validation, split
 from .features import config_row, frame_features, pair_props
 from .pnr import PNR_CSV
+from .swa import SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
 
-__all__ = ["buffer_cost", "COEFFICIENTS_JSON", "fit", "load_coefficients", "predict_frame", "design_matrix",
+__all__ = ["COEFFICIENTS_JSON", "fit", "fit_swa", "predict_swa", "model_for", "load_coefficients", "predict_frame",
+           "design_matrix",
            "LUT_TERMS", "FF_TERMS", "ResourceModelError"]
 
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
@@ -83,39 +85,6 @@ LUT_TERMS = ["const", "mult_lut_dense", "mult_lut_sparse", "tree_bits_reg", "tre
              "mux_lut6", "mux_macc", "macc_pp_bits"]
 FF_TERMS = ["const", "ff_struct", "dsp_absorbed"]
 MULT_TERMS = ["int_ab", "mf_ab", "mf_shift", "mf_prod", "mf_const"]
-
-
-#: RAMB18E1 aspect ratios (depth, width): UG473 7 Series FPGAs Memory Resources, Table 1-7
-#: (true dual port up to 18 bits wide, simple dual port 512 × 36)
-BRAM18_SHAPES = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
-#: deepest buffer Yosys (synth_xilinx, memory_libmap) keeps in LUTRAM; measured: 128 × 8 ->
-#: LUTRAM, 256 × 16 -> BRAM18 (``data/buffers.csv``)
-LUTRAM_MAX_DEPTH = 128
-
-
-def buffer_cost(depth, width) -> dict[str, np.ndarray]:
-    """Xilinx (xc7/xcup) cost of a simple dual-port buffer of ``depth`` words × ``width`` bits
-    (vectorized).
-
-    Rule: depth ≤ :data:`LUTRAM_MAX_DEPTH` → distributed RAM, the cheaper of RAM32M tiles (32 deep
-    × 6 bits, 4 LUTs) and RAM64M tiles (64 deep × 3 bits, 4 LUTs), plus a ``width``-bit read
-    register; deeper → the fewest RAMB18 over the UG473 aspect ratios.
-
-    Returns
-    -------
-    dict of arrays: ``bram18`` (blocks), ``lutram`` (LUTs as RAM), ``ff`` (read-register bits
-    of LUTRAM buffers; BRAM buffers register inside the block).
-    """
-    depth = np.asarray(depth, dtype=np.int64)
-    width = np.asarray(width, dtype=np.int64)
-    if (depth < 1).any() or (width < 1).any():
-        raise ResourceModelError("buffer depth and width must be >= 1")
-    # RAM32M: 32 deep × 6 bits per 4 LUTs; RAM64M: 64 deep × 3 bits per 4 LUTs; Yosys takes the cheaper
-    lutram = np.minimum(-(-depth // 32) * -(-width // 6), -(-depth // 64) * -(-width // 3)) * 4
-    brams = np.min([-(-depth // d) * -(-width // w) for d, w in BRAM18_SHAPES], axis=0)
-    small = depth <= LUTRAM_MAX_DEPTH
-    return {"bram18": np.where(small, 0, brams), "lutram": np.where(small, lutram, 0),
-            "ff": np.where(small, width, 0)}
 
 
 class ResourceModelError(ValueError):
@@ -140,14 +109,11 @@ def _primitive_table(target: str) -> dict[tuple[str, str], float]:
 
 def fit_multiplier(target: str = "xc7") -> dict:
     """Fit the multiplier LUT formula on ``primitives.csv`` (relative-error NNLS)."""
-    from scipy.optimize import nnls  # heavy: scipy (comes with scikit-learn; only the fit needs it)
-
     p = _read_csv(PRIMITIVES_CSV)
     p = p[p["target"] == target]
     X = np.array([_mult_terms(pair_props(w, a, target)) for w, a in zip(p["wfmt"], p["afmt"])])
     y = p["lut"].to_numpy(dtype=float)
-    s = 1.0 / np.maximum(y, 4.0)
-    coef, _ = nnls(X * s[:, None], y * s)
+    coef = _nnls_rel(X, y, floor=4.0)
     pred = X @ coef
     rel = np.abs(pred - y) / np.maximum(y, 1.0)
     return {"terms": MULT_TERMS, "coef": coef.tolist(), "rows": int(len(y)),
@@ -223,10 +189,12 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     return {"lut": lut, "ff": ff, "dsp": dsp, "features": f, "lut_columns": cols}
 
 
-def _nnls_rel(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _nnls_rel(X: np.ndarray, y: np.ndarray, floor: float = 10.0) -> np.ndarray:
+    """The one fitter: non-negative least squares on relative error (rows scaled by
+    ``1 / max(y, floor)``)."""
     from scipy.optimize import nnls  # heavy: scipy (comes with scikit-learn; only the fit needs it)
 
-    s = 1.0 / np.maximum(y, 10.0)
+    s = 1.0 / np.maximum(y, floor)
     coef, _ = nnls(X * s[:, None], y * s)
     return coef
 
@@ -246,9 +214,41 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: how every fit is made and how its rows are held out (one rule for every engine and target)
+METHOD = "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)"
+SPLIT_RULE = "validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target]; costmodel.calibrate.split)"
+#: the command that rewrites data/coefficients.json (every fit in it)
+FIT_COMMAND = "python -m costmodel.resources xc7 ice40 ecp5"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _record(engines: list[str], target: str, kind: str, resources: dict, counted: dict, files: list[Path],
+            keys: dict, split_rule: str, yosys: list[str], validation: dict, **extra) -> dict:
+    """One fit in the one schema of ``coefficients.json``: coefficients, what is counted instead
+    of fitted, the data files and their sha256, the fitted and held-out keys, the command that
+    reproduces it, the Yosys version(s) of the data, the date, and held-out errors per engine."""
+    return {"engines": engines, "target": target, "kind": kind, "resources": resources, "counted": counted,
+            "data": {f.name: _sha256(f) for f in files}, "keys": keys, "split_rule": split_rule,
+            "method": METHOD, "command": FIT_COMMAND, "yosys": yosys, "date": _now(),
+            "validation": validation, **extra}
+
+
+def _engine_errors(pred: pd.DataFrame, rows: pd.DataFrame) -> dict:
+    """Relative errors per engine and resource of ``pred`` against the synthesized ``rows``."""
+    out = {}
+    for eng in sorted(rows["engine"].unique()):
+        sel = (rows["engine"] == eng).to_numpy()
+        out[eng] = {r: _errors(pred[r].to_numpy(dtype=float)[sel], rows[r].to_numpy(dtype=float)[sel])
+                    for r in ("lut", "ff", "dsp", "bram18")}
+    return out
+
+
 def fit(target: str = "xc7", calibration_csv: Path = CALIBRATION_CSV) -> dict:
-    """Fit every coefficient for ``target`` from the stored CSVs; returns the JSON-able record
-    (coefficients, the data's sha256 and keys, and held-out errors per engine and resource)."""
+    """Fit the dot/sparse (MAC) resource model of ``target`` from the stored CSVs; returns its
+    record (:func:`_record`). Lattice targets: :func:`fit_lattice`."""
     if target in LATTICE_TARGETS:
         return fit_lattice(target)
     data = _read_csv(calibration_csv)
@@ -258,31 +258,59 @@ def fit(target: str = "xc7", calibration_csv: Path = CALIBRATION_CSV) -> dict:
                                  f"python -m costmodel.calibrate engines --grid dense --target {target}")
     mult = fit_multiplier(target)
     cal, val = split(data)
-    out = {"target": target, "multiplier": mult, "resources": {}, "validation": {}, "calibration_fit": {}}
     dm_cal = design_matrix(cal, target, mult)
-    for res in ("lut", "ff"):
-        y = cal[res].to_numpy(dtype=float)
-        coef = _nnls_rel(dm_cal[res], y)
-        out["resources"][res] = {"terms": LUT_TERMS if res == "lut" else FF_TERMS, "coef": coef.tolist()}
-    model = {"multiplier": mult, "resources": out["resources"]}
-    for name, part in (("calibration_fit", cal), ("validation", val)):
-        if part.empty:
-            continue
-        pred = predict_frame(part, target, model)
-        for eng in sorted(part["engine"].unique()):
-            sel = (part["engine"] == eng).to_numpy()
-            out[name][eng] = {r: _errors(pred[r].to_numpy()[sel], part[r].to_numpy(dtype=float)[sel])
-                              for r in ("lut", "ff", "dsp", "bram18")}
-    out["fitted_on"] = {
-        "calibration_csv": calibration_csv.name, "calibration_sha256": _sha256(calibration_csv),
-        "primitives_csv": PRIMITIVES_CSV.name, "primitives_sha256": _sha256(PRIMITIVES_CSV),
-        "rows_calibration": int(len(cal)), "rows_validation": int(len(val)),
-        "calibration_keys": sorted(cal["key"]), "validation_keys": sorted(val["key"]),
-        "split_rule": "validation iff int(key[:8], 16) % 5 == 0",
-        "method": "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)",
-        "yosys": sorted(set(data["yosys"])),
-    }
-    return out
+    resources = {res: {"terms": terms, "coef": _nnls_rel(dm_cal[res], cal[res].to_numpy(dtype=float)).tolist()}
+                 for res, terms in (("lut", LUT_TERMS), ("ff", FF_TERMS))}
+    model = {"multiplier": mult, "resources": resources}
+    return _record(
+        ["dot", "sparse"], target, "xilinx", resources,
+        {"dsp": "Yosys synth_xilinx DSP rule per multiplier (costmodel.features.mult_dsp)",
+         "bram18": "no memories in the dot/sparse engines"},
+        [calibration_csv, PRIMITIVES_CSV], {"calibration": sorted(cal["key"]), "validation": sorted(val["key"])},
+        SPLIT_RULE, sorted(set(data["yosys"])), _engine_errors(predict_frame(val, target, model), val),
+        multiplier=mult, calibration_fit=_engine_errors(predict_frame(cal, target, model), cal))
+
+
+def swa_rows(target: str, csv: Path = SWA_CALIBRATION_CSV) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored SWA syntheses of ``target`` and their :func:`costmodel.swa.swa_features`."""
+    d = _read_csv(csv)
+    d = d[d["target"] == target].reset_index(drop=True)
+    cfgs = pd.DataFrame([json.loads(c) for c in d["config"]])
+    configs, gid = swa_configs(cfgs)
+    return d, swa_features(swa_props(configs, target)).iloc[gid].reset_index(drop=True)
+
+
+def predict_swa(features: pd.DataFrame, model: dict) -> pd.DataFrame:
+    """LUT, FF (fitted), DSP, BRAM18 (counted) of :func:`costmodel.swa.swa_features` rows."""
+    dm = swa_design(features)
+    return pd.DataFrame({
+        "lut": np.rint(np.maximum(dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"]), 0)).astype(np.int64),
+        "ff": np.rint(np.maximum(dm["ff"] @ np.asarray(model["resources"]["ff"]["coef"]), 0)).astype(np.int64),
+        "dsp": dm["dsp"].astype(np.int64), "bram18": dm["bram18"].astype(np.int64)}, index=features.index)
+
+
+def fit_swa(target: str = "xc7", csv: Path = SWA_CALIBRATION_CSV) -> dict:
+    """Fit the SWA resource model of ``target`` on ``data/swa_calibration.csv`` (causal int
+    kernels): LUT and FF by the same relative NNLS and hold-out rule as :func:`fit`; DSP and
+    BRAM18 counted by the shared rules."""
+    d, f = swa_rows(target, csv)
+    if d.empty:
+        raise ResourceModelError(f"no SWA syntheses for target {target!r} in {csv.name}; run "
+                                 f"python -m costmodel.calibrate engines --grid swa --target {target}")
+    val = d["key"].map(is_validation).to_numpy(dtype=bool)
+    dm = swa_design(f[~val])
+    resources = {res: {"terms": terms, "coef": _nnls_rel(dm[res], d.loc[~val, res].to_numpy(dtype=float)).tolist()}
+                 for res, terms in (("lut", SWA_LUT_TERMS), ("ff", SWA_FF_TERMS))}
+    pred = predict_swa(f, {"resources": resources})
+    d = d.assign(engine="swa")
+    return _record(
+        ["swa"], target, "swa", resources,
+        {"dsp": "Yosys synth_xilinx DSP rule per multiplier (costmodel.features.mult_dsp)",
+         "bram18": "Yosys memory_libmap cost rule per memory (costmodel.features.buffer_cost)"},
+        [csv], {"calibration": sorted(d.loc[~val, "key"]), "validation": sorted(d.loc[val, "key"])},
+        SPLIT_RULE, sorted(set(d["yosys"])), _engine_errors(pred[val], d[val]),
+        domain="causal sliding-window kernels with int Q/K/V formats",
+        calibration_fit=_engine_errors(pred[~val], d[~val]))
 
 
 #: LUT4 terms of the Lattice (ice40 / ecp5) model, per config: LUT multipliers' operand-bit
@@ -343,24 +371,24 @@ def fit_lattice(target: str) -> dict:
                            "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
     pred["lut"] = np.rint(np.maximum(loo, 0)).astype(np.int64)  # leave-one-out LUT predictions
-    out = {"target": target, **model, "validation": {}}
-    for eng in sorted(rows["engine"].unique()):
-        sel = (rows["engine"] == eng).to_numpy()
-        out["validation"][eng] = {r: _errors(pred[r].to_numpy()[sel], rows[r].to_numpy(dtype=float)[sel])
-                                  for r in ("lut", "ff", "dsp", "bram18")}
-    out["fitted_on"] = {"pnr_csv": PNR_CSV.name, "pnr_sha256": _sha256(PNR_CSV), "rows": int(len(y)),
-                        "keys": sorted(rows["key"]),
-                        "validation": "leave-one-out over the place-and-route sample's syntheses (LUT); "
-                                      "FF/DSP/BRAM are counted, not fitted",
-                        "method": "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)"}
-    return out
+    return _record(
+        ["dot", "sparse"], target, "lattice", model["resources"],
+        {"ff": "structural register count", "dsp": f"synth_{target} rule (costmodel.features.mult_dsp)",
+         "bram18": "no memories in the dot/sparse engines"},
+        [PNR_CSV], {"calibration": sorted(rows["key"]), "validation": []},
+        "leave-one-out over the place-and-route sample's syntheses (too few to hold rows out)",
+        sorted(set(_read_csv(PNR_CSV)["yosys"])), _engine_errors(pred, rows), multiplier=None)
 
 
 def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> dict:
-    """Refit ``targets`` and write ``coefficients.json``."""
-    rec = {"command": "python -m costmodel.resources " + " ".join(targets),
-           "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "targets": {t: fit(t) for t in targets}}
+    """Refit ``targets`` (every engine with stored syntheses for each) and write ``coefficients.json``:
+    ``{"schema": 2, "fits": {target: {"mac": record, "swa": record}}}`` (:func:`_record`)."""
+    fits: dict = {}
+    for t in targets:
+        fits[t] = {"mac": fit(t)}
+        if (_read_csv(SWA_CALIBRATION_CSV)["target"] == t).any():
+            fits[t]["swa"] = fit_swa(t)
+    rec = {"schema": 2, "fits": fits}
     path.write_text(json.dumps(rec, indent=1) + "\n")
     load_coefficients.cache_clear()
     return rec
@@ -374,15 +402,17 @@ def load_coefficients(path: str = str(COEFFICIENTS_JSON)) -> dict:
     return json.loads(p.read_text())
 
 
-def model_for(target: str) -> tuple[dict, str]:
-    """Coefficients for ``target`` and the target they were fitted on (falls back to ``xc7`` for
-    ``xcup``: same LUT6/CARRY fabric; DSP widths still follow ``target``'s rule)."""
-    coefs = load_coefficients()["targets"]
-    if target in coefs:
-        return coefs[target], target
-    if target == "xcup" and "xc7" in coefs:
-        return coefs["xc7"], "xc7"
-    raise ResourceModelError(f"no resource calibration for target {target!r} (have {sorted(coefs)}); "
+def model_for(target: str, family: str = "mac") -> tuple[dict | None, str]:
+    """The fit of ``family`` (``"mac"``: dot/sparse, ``"swa"``) for ``target`` and the target it
+    was fitted on (``xcup`` falls back to ``xc7``: same LUT6/CARRY fabric; DSP widths still follow
+    ``target``'s rule). ``(None, target)`` for an SWA model never fitted on that target."""
+    fits = load_coefficients()["fits"]
+    for t in (target, "xc7") if target == "xcup" else (target,):
+        if family in fits.get(t, {}):
+            return fits[t][family], t
+    if family != "mac":
+        return None, target
+    raise ResourceModelError(f"no resource calibration for target {target!r} (have {sorted(fits)}); "
                              f"run python -m costmodel.calibrate engines --grid dense --target {target}, then "
                              f"python -m costmodel.resources xc7 {target}")
 
@@ -414,15 +444,14 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
 def main(argv: list[str] | None = None) -> int:
     targets = list(sys.argv[1:] if argv is None else argv) or ["xc7"]
     rec = write_coefficients(targets)
-    for t, r in rec["targets"].items():
-        fo = r["fitted_on"]
-        if "rows_calibration" in fo:
-            print(f"[{t}] fitted on {fo['rows_calibration']} rows, validated on {fo['rows_validation']}")
-        else:
-            print(f"[{t}] fitted on {fo['rows']} syntheses of the P&R sample, leave-one-out errors")
-        for eng, errs in r["validation"].items():
-            print(f"  {eng}: " + ", ".join(f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"
-                                          for k, v in errs.items()))
+    for t, fits in rec["fits"].items():
+        for family, r in fits.items():
+            k = r["keys"]
+            print(f"[{t} {family}] fitted on {len(k['calibration'])} syntheses, held out {len(k['validation'])} "
+                  f"({r['split_rule']})")
+            for eng, errs in r["validation"].items():
+                print(f"  {eng}: " + ", ".join(f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"
+                                              for k, v in errs.items()))
     return 0
 
 

@@ -1,29 +1,24 @@
-"""Cost of the sliding-window attention engine (``hw.swa``, ``SWAConfig``) for one sequence of
-``n`` tokens.
+"""Structure of the sliding-window attention engine (``hw.swa``, ``SWAConfig``) for the cost
+model, vectorized over the distinct configs of a frame: the widths ``hw.swa`` derives (read from
+``SWAConfig`` once per distinct config), structural features, the fitted resource terms, memories,
+DSP count and action counts. :class:`costmodel.estimators.SWAEstimator` composes them with the
+shared rules: DSPs by :func:`costmodel.features.mult_dsp`, buffers by
+:func:`costmodel.features.buffer_cost`, multiply energy by :func:`costmodel.energy.mult_pj`.
 
-- **cycles**: the engine's own closed form ``hw.swa.cycles(config, n)`` (sum of the lockstep
-  slots; the hw tests and ``tests/costmodel/test_swa.py`` check it against simulation).
-- **fmax**: the analytic logic-depth model of :mod:`costmodel.latency` applied to the QKᵀ unit
-  only (``lanes`` multipliers + the combinational adder tree + the score register, i.e. a dot
-  datapath with ``pipeline = 0``). The softmax, SV and divider paths are not modelled, so the
-  figure is an *upper bound* on the clock; the label (:data:`SWA_FMAX_SOURCE`) says so.
-- **energy**: action counts of one sequence (below) × the per-action table
-  :data:`costmodel.energy.ERT` (ASIC figures, labelled there) + device static power × latency.
-- **resources**: a small least-squares model fitted on Yosys xc7 syntheses of SWA configs
-  (``data/swa_calibration.csv``, fitted coefficients and held-out errors in
-  ``data/swa_coefficients.json``, see :mod:`costmodel.swa_fit`): LUT and FF fitted, DSP and
-  BRAM18 counted by rules checked against the same syntheses. Other targets and the dense
-  baseline: not calibrated; the resource fields are then ``None`` and ``resource_source`` says so.
+Memories of the kernel (``hw.swa.kernel``): K and V rings (``buffer_slots · chunks`` words of
+``lanes`` codes), Q (``2 · chunks`` words; a ring like K for the dense baseline and symmetric
+windows), the score rows (``2 · window`` words of ``score_bits``). The exp table is a ROM read
+asynchronously (logic, not a RAM cell).
 
 Action counts per sequence (``keys = hw.swa.total_keys(config, n)``: (query, key) pairs computed;
 the dense baseline computes all ``n²``)
 ------------------------------------------------------------------------------------------------
 ``qk_mult``     keys · head_dim multiplies of two Q/K codes (QKᵀ unit)
 ``sv_mult``     keys · head_dim multiplies ``p · v`` (``exp_bits + 1``-bit numerator × V operand)
+``score_mult``  keys multiplies ``t · c`` (score_bits × scale-constant bits)
 ``add_bits``    keys · (head_dim · score_bits  [adder tree + accumulate]  +  head_dim · sv_bits
                 [SV accumulators]  +  sum_bits [softmax denominator])
 ``exp_reads``   keys reads of the ``2^lut_bits``-entry exp table (``exp_bits + 1`` bits each)
-``score_mult``  keys multiplies ``t · c`` (score_bits × scale-constant bits)
 ``buf_read_bits``  keys · head_dim · (2 · qk bits + v bits)  (Q, K and V codes read per key)
                    + 2 · keys · score_bits (score row buffer written and read back)
 ``buf_write_bits`` n · head_dim · (2 · qk bits + v bits)  (Q, K, V written once per token)
@@ -33,206 +28,152 @@ the dense baseline computes all ``n²``)
 
 from __future__ import annotations
 
-import json
-import math
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
-from hw import swa as hw_swa
 from hw.arith import ConfigError
+from hw.swa import SWAConfig
 from quant.formats import IntFormat
 
-from .devices import DeviceError
 from .energy import ERT, mult_pj
-from .features import pair_props
-from .latency import DELAYS, fmax_array
+from .features import buffer_cost, mult_dsp, pair_props
 
-__all__ = ["swa_actions", "swa_energy", "swa_fmax", "swa_resources", "swa_features", "swa_dsp", "swa_bram18",
-           "SWA_FMAX_SOURCE", "SWA_ENERGY_SOURCE", "SWA_COEFFICIENTS", "SWA_CALIBRATION"]
+__all__ = ["SWA_REQUIRED", "SWA_LUT_TERMS", "SWA_FF_TERMS", "SWA_ACTIONS", "swa_configs", "swa_props",
+           "swa_features", "swa_design", "swa_actions", "swa_dynamic_pj"]
 
-DATA = Path(__file__).parent / "data"
-SWA_CALIBRATION = DATA / "swa_calibration.csv"
-SWA_COEFFICIENTS = DATA / "swa_coefficients.json"
-
-SWA_FMAX_SOURCE = ("upper bound: analytic logic-depth model of the QKᵀ unit only (multipliers + combinational "
-                   "adder tree + score register, pipeline 0); softmax/SV/divider paths not modelled, no P&R")
-SWA_ENERGY_SOURCE = ("dynamic: SWA action counts (QKᵀ and SV MACs, exp-table reads, buffer reads/writes, "
-                     "normalizer) × ASIC per-action energies (costmodel.energy.ERT: Horowitz ISSCC'14 45 nm, "
-                     "Accelergy Aladdin 40 nm); static: device static power × latency")
-
-
-def _check_n(config: Any, n: Any) -> int:
-    hi = config.window if config.dense else None
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1 or (hi is not None and n > hi):
-        lim = f"1..{hi} (the dense baseline buffers at most window={hi} tokens)" if hi else ">= 1"
-        raise ConfigError(f"SWA workload needs a sequence length n {lim}, got {n!r}; pass --n / n=")
-    return int(n)
+#: columns an SWA row needs (besides ``engine = "swa"``); optional ones are the other
+#: ``SWAConfig`` fields (``causal``, ``exp_bits``, ``dense``, …)
+SWA_REQUIRED = ["head_dim", "window", "lanes", "qk_fmt", "v_fmt", "seq_len"]
+#: fitted terms: LUT = c · [1, LUT-multiplier operand bits of Q·K, accumulator bits];
+#: FF = c · [1, accumulator bits, LUTs of the LUTRAM memories (their read registers and address
+#: logic grow with them)]. Chosen by leave-one-out on the calibration rows only (FF: median 1.9 %
+#: with ``lutram``, 4.0 % with the read-register bits ``lutram_ff``, 2.8 % with neither).
+SWA_LUT_TERMS = ["one", "lut_mult_bits", "acc_bits"]
+SWA_FF_TERMS = ["one", "acc_bits", "lutram"]
+SWA_ACTIONS = ["qk_mult", "sv_mult", "score_mult", "add_bits", "exp_reads", "buf_read_bits", "buf_write_bits",
+               "norm_mult", "div_bits"]
+_FIELDS = [f for f in SWAConfig.__dataclass_fields__]
 
 
-def swa_actions(config: Any, n: int) -> dict[str, float]:
-    """Action counts of one sequence of ``n`` tokens (see the module docstring)."""
-    n = _check_n(config, n)
-    keys = hw_swa.total_keys(config, n)
-    D = config.head_dim
-    qb, vb = config.qk_fmt.bits, config.v_fmt.bits
-    return {
-        "qk_mult": keys * D,
-        "sv_mult": keys * D,
-        "score_mult": keys,
-        "add_bits": keys * (D * config.score_bits + D * config.sv_bits + config.sum_bits),
+def _typed(field: str, v: Any) -> Any:
+    """A frame cell as the ``SWAConfig`` field wants it (a mixed frame turns ints into floats)."""
+    v = v.item() if isinstance(v, np.generic) else v
+    kind = str(SWAConfig.__dataclass_fields__[field].type)
+    if isinstance(v, float) and v.is_integer() and kind.startswith("int"):
+        return int(v)
+    if isinstance(v, (int, float)) and kind == "bool" and v in (0, 1):
+        return bool(v)
+    return v
+
+
+def swa_configs(df: pd.DataFrame) -> tuple[list[SWAConfig], np.ndarray]:
+    """Distinct ``SWAConfig`` of the SWA rows of ``df`` and each row's index into them.
+
+    Raises
+    ------
+    hw.arith.ConfigError
+        naming the missing columns, or what ``SWAConfig`` rejects.
+    """
+    need = [c for c in SWA_REQUIRED[:-1] if c not in df.columns]
+    if need:
+        raise ConfigError(f"SWA rows need column(s) {need} (head_dim, window, lanes, qk_fmt, v_fmt and the "
+                          f"sequence length seq_len, or estimate_frame(..., seq_len=N))")
+    cols = [c for c in _FIELDS if c in df.columns]
+    gid = df[cols].astype(object).where(df[cols].notna(), None).groupby(cols, dropna=False, sort=False).ngroup()
+    first = df.loc[~gid.duplicated().to_numpy(), cols]
+    configs = [SWAConfig.from_dict({c: _typed(c, v) for c, v in zip(cols, vals) if not pd.isna(v)})
+               for vals in first.itertuples(index=False, name=None)]
+    return configs, gid.to_numpy()
+
+
+def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
+    """One row per config: the widths ``hw.swa`` derives and what the estimator needs of them."""
+    def one(c: SWAConfig) -> dict:
+        qk = pair_props(str(c.qk_fmt), str(c.qk_fmt), target)
+        vv = pair_props(str(c.v_fmt), str(c.v_fmt), target)
+        return dict(head_dim=c.head_dim, window=c.window, lanes=c.lanes, chunks=c.chunks, slots=c.buffer_slots,
+                    qk_bits=c.qk_fmt.bits, v_bits=c.v_fmt.bits, score_bits=c.score_bits, sv_bits=c.sv_bits,
+                    sum_bits=c.sum_bits, recip_width=c.recip_width, norm_mults=c.norm_mults, exp_bits=c.exp_bits,
+                    c_bits=int(c.scale_const).bit_length(), q_ring=int(c.dense or not c.causal),
+                    calibrated=int(isinstance(c.qk_fmt, IntFormat) and isinstance(c.v_fmt, IntFormat)
+                                   and c.causal and not c.dense),
+                    qk_mul_a=qk["mul_a"], qk_mul_b=qk["mul_b"], qk_dsp=qk["mult_dsp"], qk_prod=qk["prod_bits"],
+                    qk_levels=qk["mult_levels"], qk_mf=qk["mf"], qk_exp=qk["exp_bits"], qk_shift=qk["shift_bits"],
+                    v_mul_a=vv["mul_a"], v_mf=vv["mf"], v_exp=vv["exp_bits"], v_shift=vv["shift_bits"],
+                    # p·v: unsigned (exp_bits + 1)-bit numerator × the V operand (sign bit added)
+                    sv_dsp=mult_dsp(c.exp_bits + 1, vv["mul_a"], 1, target),
+                    score_dsp=mult_dsp(c.score_bits, int(c.scale_const).bit_length(), 0, target),
+                    norm_dsp=mult_dsp(c.sv_bits, c.recip_width, 0, target))
+    return pd.DataFrame([one(c) for c in configs])
+
+
+def swa_features(p: pd.DataFrame) -> pd.DataFrame:
+    """Structural features of :func:`swa_props` rows: fitted terms, memories and DSPs.
+
+    ``lut_mult_bits``  lanes · Q·K operand bits (``mul_a · mul_b``) of multipliers in LUTs
+    ``acc_bits``       head_dim · sv_bits + lanes · score_bits (SV accumulators, adder tree width)
+    ``lutram_ff``      read-register bits of the memories Yosys keeps in LUTRAM
+    ``bram18``, ``lutram``  the memories by :func:`costmodel.features.buffer_cost`
+    ``dsp``            lanes Q·K + lanes p·v + 1 score + norm_mults normalizer multipliers,
+                       each by :func:`costmodel.features.mult_dsp`
+    """
+    g = lambda c: p[c].to_numpy(dtype=np.int64)  # noqa: E731
+    lanes, chunks = g("lanes"), g("chunks")
+    ring = g("slots") * chunks
+    depth = np.stack([ring, ring, np.where(g("q_ring") > 0, ring, 2 * chunks), 2 * g("window")])
+    width = np.stack([lanes * g("qk_bits"), lanes * g("v_bits"), lanes * g("qk_bits"), g("score_bits")])
+    mem = buffer_cost(depth, width)
+    return pd.DataFrame({
+        "one": np.ones(len(p)),
+        "lut_mult_bits": lanes * g("qk_mul_a") * g("qk_mul_b") * (g("qk_dsp") == 0),
+        "acc_bits": g("head_dim") * g("sv_bits") + lanes * g("score_bits"),
+        "lutram_ff": mem["ff"].sum(axis=0),
+        "bram18": mem["bram18"].sum(axis=0),
+        "lutram": mem["lutram"].sum(axis=0),
+        "dsp": lanes * (g("qk_dsp") + g("sv_dsp")) + g("score_dsp") + g("norm_mults") * g("norm_dsp"),
+    }, index=p.index)
+
+
+def swa_design(features: pd.DataFrame) -> dict[str, np.ndarray]:
+    """LUT and FF design matrices (:data:`SWA_LUT_TERMS`, :data:`SWA_FF_TERMS`) and the counted DSP
+    and BRAM18 of :func:`swa_features` rows."""
+    return {"lut": features[SWA_LUT_TERMS].to_numpy(dtype=float), "ff": features[SWA_FF_TERMS].to_numpy(dtype=float),
+            "dsp": features["dsp"].to_numpy(), "bram18": features["bram18"].to_numpy()}
+
+
+def swa_actions(p: pd.DataFrame, n: np.ndarray, keys: np.ndarray) -> pd.DataFrame:
+    """Action counts (module docstring) of one sequence of ``n`` tokens with ``keys`` (query, key)
+    pairs (``hw.swa.total_keys``), per row of ``p``."""
+    n, keys = np.asarray(n, dtype=float), np.asarray(keys, dtype=float)
+    g = lambda c: p[c].to_numpy(dtype=float)  # noqa: E731
+    D = g("head_dim")
+    io_bits = D * (2 * g("qk_bits") + g("v_bits"))
+    return pd.DataFrame({
+        "qk_mult": keys * D, "sv_mult": keys * D, "score_mult": keys,
+        "add_bits": keys * (D * g("score_bits") + D * g("sv_bits") + g("sum_bits")),
         "exp_reads": keys,
-        "buf_read_bits": keys * D * (2 * qb + vb) + 2 * keys * config.score_bits,
-        "buf_write_bits": n * D * (2 * qb + vb),
+        "buf_read_bits": keys * io_bits + 2 * keys * g("score_bits"),
+        "buf_write_bits": n * io_bits,
         "norm_mult": n * D,
-        "div_bits": n * config.recip_width * config.sum_bits,
-    }
+        "div_bits": n * g("recip_width") * g("sum_bits"),
+    }, index=p.index)
 
 
-def _mult_pj(a_bits: int, b_bits: int) -> float:
-    return ERT["int8_mult"]["pJ"] * a_bits * b_bits / 64.0
-
-
-def swa_energy(config: Any, n: int, latency_us: float, static_w: float) -> dict[str, float]:
-    """Action counts, ``dynamic_nj`` (ASIC ERT), ``static_nj`` and ``energy_nj`` of one sequence."""
-    a = swa_actions(config, n)
-    qk = pair_props(str(config.qk_fmt), str(config.qk_fmt))
-    vv = pair_props(str(config.v_fmt), str(config.v_fmt))
-    e_qk = float(mult_pj(qk["mul_a"], qk["mul_b"], qk["mf"], qk["exp_bits"], qk["prod_bits"], qk["shift_bits"]))
+def swa_dynamic_pj(actions: pd.DataFrame, p: pd.DataFrame) -> np.ndarray:
+    """Dynamic energy (pJ, ASIC figures of :data:`costmodel.energy.ERT`) of the action counts;
+    every multiply priced by :func:`costmodel.energy.mult_pj`."""
+    g = lambda c: p[c].to_numpy(dtype=float)  # noqa: E731
+    zero = np.zeros(len(p))
+    e_qk = mult_pj(g("qk_mul_a"), g("qk_mul_b"), g("qk_mf"), g("qk_exp"), g("qk_prod"), g("qk_shift"))
     # p (exp_bits + 1 bits, unsigned) × V operand (integer code, or significand + alignment shift)
-    e_sv = float(mult_pj(config.exp_bits + 1, vv["mul_a"], vv["mf"], vv["exp_bits"] // 2, config.sv_bits,
-                         vv["shift_bits"]))
-    c_bits = int(config.scale_const).bit_length()
-    e_score = _mult_pj(config.score_bits, c_bits)
-    e_norm = _mult_pj(config.sv_bits, config.recip_width)
-    exp_read_pj = (config.exp_bits + 1) * ERT["sram_read_bit"]["pJ"]
-    dyn_pj = (a["qk_mult"] * e_qk + a["sv_mult"] * e_sv + a["score_mult"] * e_score
-              + a["add_bits"] * ERT["add_bit"]["pJ"] + a["exp_reads"] * exp_read_pj
-              + a["buf_read_bits"] * ERT["sram_read_bit"]["pJ"]
-              + a["buf_write_bits"] * ERT["sram_write_bit"]["pJ"]
-              + a["norm_mult"] * e_norm + a["div_bits"] * ERT["add_bit"]["pJ"])
-    out = {k: float(v) for k, v in a.items()}
-    out["dynamic_nj"] = dyn_pj / 1e3
-    out["static_nj"] = static_w * float(latency_us) * 1e3  # W · µs = µJ
-    out["energy_nj"] = out["dynamic_nj"] + out["static_nj"]
-    return out
-
-
-def swa_fmax(config: Any, target: str) -> float:
-    """Upper-bound fmax (MHz) of the QKᵀ unit (see :data:`SWA_FMAX_SOURCE`)."""
-    if target not in DELAYS:
-        raise DeviceError(f"unknown synthesis target {target!r}; choose one of {', '.join(DELAYS)}")
-    p = pair_props(str(config.qk_fmt), str(config.qk_fmt), target)
-    f = fmax_array(target, [config.lanes], [p["prod_bits"]], [config.score_bits], [p["mult_levels"]],
-                   [p["mult_dsp"] > 0], [0])
-    return float(np.round(f[0], 2))
-
-
-# ---------------------------------------------------------------------------------------------
-# resources
-# ---------------------------------------------------------------------------------------------
-
-
-def swa_features(config: Any) -> dict[str, float]:
-    """Structural features of an SWA config counted from the design (inputs of the fitted model).
-
-    ``mults``      multipliers: 2 · lanes (QKᵀ, SV) + norm_mults (normalizer)
-    ``qk_mul_bits`` lanes · (Q/K multiplier operand product a·b) — LUT multipliers' size
-    ``acc_bits``   head_dim · sv_bits + lanes · score_bits (SV accumulators, adder tree width)
-    ``buf_bits``   (buffer_slots · head_dim) · (2 · qk bits + v bits) (K, V and Q ring storage)
-    ``ctl_bits``   recip_width + sum_bits + score_bits + window bits (divider, denominator, control)
-    ``lut_mult_bits`` qk_mul_bits of Q·K multipliers Yosys maps to LUTs (0 when they go to DSPs)
-    ``lutram_bits`` buf_bits when the K/V buffers stay in LUTRAM (≤ 64 words deep), else 0
-    """
-    qk = pair_props(str(config.qk_fmt), str(config.qk_fmt))
-    buf_bits = float(config.buffer_slots * config.head_dim * (2 * config.qk_fmt.bits + config.v_fmt.bits))
-    return {
-        "lut_mult_bits": float(config.lanes * qk["mul_a"] * qk["mul_b"] * (qk["mult_dsp"] == 0)),
-        "lutram_bits": buf_bits if config.buffer_slots * config.chunks <= 64 else 0.0,
-        "one": 1.0,
-        "mults": float(2 * config.lanes + config.norm_mults),
-        "qk_mul_bits": float(config.lanes * qk["mul_a"] * qk["mul_b"]),
-        "acc_bits": float(config.head_dim * config.sv_bits + config.lanes * config.score_bits),
-        "buf_bits": float(config.buffer_slots * config.head_dim * (2 * config.qk_fmt.bits + config.v_fmt.bits)),
-        "ctl_bits": float(config.recip_width + config.sum_bits + config.score_bits
-                          + max(1, int(config.window).bit_length())),
-    }
-
-
-def _dsp_of(a: int, b: int, signed_extra: int = 1, target: str = "xc7") -> int:
-    """DSPs of one a×b ``$mul`` by the Yosys synth_xilinx rule (see costmodel.features)."""
-    if min(a, b) < 2 or a + b < 9:
-        return 0
-    amax, bmax = (25, 18) if target == "xc7" else (27, 18)
-    aa, bb = sorted((a + signed_extra, b + signed_extra), reverse=True)
-    return math.ceil(aa / amax) * math.ceil(bb / bmax)
-
-
-def swa_dsp(config, target: str = "xc7") -> int:
-    """DSP count of an SWA config by the Yosys DSP rule, multiplier by multiplier."""
-    qk = pair_props(str(config.qk_fmt), str(config.qk_fmt), target)
-    vv = pair_props(str(config.v_fmt), str(config.v_fmt), target)
-    c_bits = int(config.scale_const).bit_length()
-    return (config.lanes * qk["mult_dsp"]
-            + config.lanes * _dsp_of(config.exp_bits + 1, vv["mul_a"], 1, target)
-            + _dsp_of(config.score_bits, c_bits, 0, target)
-            + config.norm_mults * _dsp_of(config.sv_bits, config.recip_width, 0, target))
-
-
-def swa_bram18(config) -> int:
-    """BRAM18 count of an SWA config: K and V buffers deeper than 64 words (see
-    :mod:`costmodel.swa_fit`'s module doc)."""
-    depth = config.buffer_slots * config.chunks
-    if depth <= 64:
-        return 0
-    per = math.ceil(config.lanes * config.qk_fmt.bits / 36) + math.ceil(config.lanes * config.v_fmt.bits / 36)
-    return per * (2 if depth > 512 else 1)
-
-
-@lru_cache(maxsize=1)
-def load_swa_coefficients() -> dict | None:
-    """The shipped SWA resource fit (``data/swa_coefficients.json``), or None when absent."""
-    if not SWA_COEFFICIENTS.exists():
-        return None
-    return json.loads(SWA_COEFFICIENTS.read_text())
-
-
-def swa_resources(config: Any, target: str) -> tuple[dict | None, str, dict]:
-    """(``{lut, ff, dsp, bram18}`` or None, ``resource_source``, held-out error) for ``config``.
-
-    None (and a ``resource_source`` saying why) where no calibrated SWA model exists for the
-    target or for the config's kind (the fit covers the sliding-window kernel on xc7).
-    """
-    model = load_swa_coefficients()
-    if model is None:
-        return None, "not calibrated for swa (no SWA synthesis fit shipped); resources not estimated", {}
-    fit_target = target
-    if target == "xcup" and target not in model["targets"] and "xc7" in model["targets"]:
-        fit_target = "xc7"  # same LUT6/CARRY fabric, as resources.model_for does for the engines
-    if fit_target not in model["targets"]:
-        return None, (f"not calibrated for swa on {target} (SWA fit covers {', '.join(model['targets'])}); "
-                      f"resources not estimated"), {}
-    if not (isinstance(config.qk_fmt, IntFormat) and isinstance(config.v_fmt, IntFormat)):
-        # measured: e4m3/int8 16/16/16 synthesized 5594 LUT / 1681 FF / 25 DSP; the int fit says
-        # 4167 / 2240 / 26 -- outside the fit's domain, so no figure is given
-        return None, ("not calibrated for minifloat SWA formats (fit covers int Q/K/V only; an e4m3 check "
-                      "synthesis missed by 25 % LUT, 33 % FF)"), {}
-    if config.dense or not config.causal:
-        kind = "the dense SWA baseline" if config.dense else "symmetric SWA windows"
-        return None, f"not calibrated for {kind} (fit covers causal sliding-window configs only)", {}
-    f = swa_features(config)
-    out = {}
-    for r in ("lut", "ff"):
-        val = sum(c * f[name] for name, c in model["resources"][r]["coefficients"].items())
-        out[r] = int(max(0, round(val)))
-    out["dsp"] = swa_dsp(config, target)
-    out["bram18"] = swa_bram18(config)
-    err = {r: {"median": v["median_rel_err"], "p90": v["p90_rel_err"]}
-           for r, v in model.get("validation", {}).items()}
-    src = (f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {', '.join(model['targets'])} fit on {model['n_calibration']} syntheses, "
-           f"{model['date']}; held-out n={model['n_validation']})")
-    if fit_target != target:
-        src += f"; {target} reuses the {fit_target} fit (same LUT6/CARRY fabric, DSP rule of {target})"
-    return out, src, err
+    e_sv = mult_pj(g("exp_bits") + 1, g("v_mul_a"), g("v_mf"), g("v_exp") // 2, g("sv_bits"), g("v_shift"))
+    e_score = mult_pj(g("score_bits"), g("c_bits"), zero, zero, zero, zero)
+    e_norm = mult_pj(g("sv_bits"), g("recip_width"), zero, zero, zero, zero)
+    exp_read_pj = (g("exp_bits") + 1) * ERT["sram_read_bit"]["pJ"]
+    a = {c: actions[c].to_numpy(dtype=float) for c in SWA_ACTIONS}
+    return (a["qk_mult"] * e_qk + a["sv_mult"] * e_sv + a["score_mult"] * e_score
+            + (a["add_bits"] + a["div_bits"]) * ERT["add_bit"]["pJ"] + a["exp_reads"] * exp_read_pj
+            + a["buf_read_bits"] * ERT["sram_read_bit"]["pJ"] + a["buf_write_bits"] * ERT["sram_write_bit"]["pJ"]
+            + a["norm_mult"] * e_norm)

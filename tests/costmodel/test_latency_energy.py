@@ -1,19 +1,19 @@
-"""Closed-form cycles and action counts against the pysim simulator (independent reference)."""
+"""Estimated cycles and action counts against the pysim simulator (independent reference)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from hw.arith import ConfigError
 from hw.dot import DotConfig
 from hw.engines import engine
 from hw.sim import simulate
-from hw.sparse import SparseConfig
+from hw.sparse import SparseConfig, block_bitmap
 
-from costmodel.energy import ERT, action_counts_array
-from costmodel.features import config_row, frame_features
-from costmodel.latency import cycles, cycles_array, cycles_of, fmax_mhz
+from costmodel import estimate, estimate_frame
+from costmodel.energy import ERT
+from costmodel.latency import fmax_mhz
 
 # small configs: dense and sparse, pipeline depths, K not a multiple of the span, block skipping
 GRID = [
@@ -40,21 +40,13 @@ def _simulate(config, k, vectors, seed=0):
 @pytest.mark.parametrize("config,k,vectors", GRID, ids=lambda x: str(x)[:40])
 def test_cycles_equal_simulation(config, k, vectors):
     wl, res = _simulate(config, k, vectors)
-    assert cycles_of(config, wl) == res.cycles
     if getattr(config, "block", None) is None:
-        # the shape-only closed form and its vectorized twin agree with simulation
-        assert cycles(config, k, vectors) == res.cycles
-        row = config_row(config)
-        c = cycles_array(row["engine"], row["lanes"], [k], [vectors], row["pipeline"], row["n"], row["m"],
-                         row["block"])
-        assert int(c[0]) == res.cycles
-    else:
-        # with the workload's actual fraction of live blocks, the expectation form is exact
-        from hw.sparse import block_bitmap
-
-        bm = block_bitmap(config, wl)
-        if bm.any(axis=1).all() and (bm.sum(axis=1) == bm.sum(axis=1)[0]).all():
-            assert cycles(config, k, vectors, bm.mean()) == res.cycles
+        assert estimate(config, k=k, vectors=vectors).cycles == res.cycles
+        return
+    # block skipping: with the workload's actual fraction of live blocks the estimate is exact
+    bm = block_bitmap(config, wl)
+    if bm.any(axis=1).all() and (bm.sum(axis=1) == bm.sum(axis=1)[0]).all():
+        assert estimate(config, k=k, vectors=vectors, block_density=float(bm.mean())).cycles == res.cycles
 
 
 @pytest.mark.parametrize("config,k,vectors", GRID[:6], ids=lambda x: str(x)[:40])
@@ -62,8 +54,8 @@ def test_action_counts_match_simulated_beats(config, k, vectors):
     """Multiplies, reads and mux selects per beat × the beats the simulator accepted."""
     wl, res = _simulate(config, k, vectors)
     beats = len(res.in_cycles)  # input transfers counted in simulation
-    f = frame_features(config_row(config))
-    counts = action_counts_array(f, np.array([cycles(config, k, vectors) - config.pipeline - 1])).iloc[0]
+    row = pd.DataFrame([{**config.to_dict(), "block": 0}])
+    counts = estimate_frame(row, k=k, vectors=vectors, breakdown=True).iloc[0]
     assert counts["mult"] == beats * config.lanes
     payload_bits = config.in_layout().size
     assert counts["read_bits"] == beats * payload_bits
@@ -89,10 +81,8 @@ def test_fmax_labelled_and_pipelining_helps():
 
 
 def test_bad_workload_errors():
-    from hw.arith import ConfigError
-
     c = DotConfig(4, "int4", "int4", 64)
     with pytest.raises(ConfigError, match="k_max"):
-        cycles(c, 65)
+        estimate(c, k=65)
     with pytest.raises(ConfigError, match="vectors"):
-        cycles(c, 8, 0)
+        estimate(c, k=8, vectors=0)

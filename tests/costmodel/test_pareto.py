@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from costmodel.pareto import ParetoError, pareto, pareto_ranks, plot
+from costmodel.pareto import ParetoError, PlotOptions, pareto, pareto_ranks, plot
 
 
 def brute_ranks(v: np.ndarray) -> np.ndarray:
@@ -96,7 +96,7 @@ def test_plot_writes_file(tmp_path, suffix):
     df = pd.DataFrame({"lut": rng.integers(10, 1000, 40), "acc": rng.random(40),
                        "fmt": [f"int{i % 7 + 2}" for i in range(40)]})
     out = tmp_path / f"front{suffix}"
-    plot(df, "lut", "acc", label="fmt", path=out)
+    plot(df, "lut", "acc", PlotOptions(label="fmt"), path=out)
     data = out.read_bytes()
     assert len(data) > 1000
     assert data.startswith(b"\x89PNG") if suffix == ".png" else b"<svg" in data[:2000]

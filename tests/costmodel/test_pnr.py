@@ -69,17 +69,17 @@ def test_lattice_counted_resources_equal_yosys():
             assert (pred[r].to_numpy() == rows[r].to_numpy()).all(), (target, r)
         rel = np.abs(pred["lut"].to_numpy() - rows["lut"].to_numpy()) / rows["lut"].to_numpy()
         assert np.median(rel) <= 0.25, (target, np.median(rel))
-        assert load_coefficients()["targets"][target]["kind"] == "lattice"
+        assert load_coefficients()["fits"][target]["mac"]["kind"] == "lattice"
 
 
 def test_stored_lattice_fit_reproduces_itself():
     from costmodel.resources import COEFFICIENTS_JSON, fit
 
-    stored = json.loads(COEFFICIENTS_JSON.read_text())["targets"]
+    stored = json.loads(COEFFICIENTS_JSON.read_text())["fits"]
     for target in PNR_TARGETS:
         refit = fit(target)
-        assert refit["fitted_on"]["pnr_sha256"] == stored[target]["fitted_on"]["pnr_sha256"]
-        np.testing.assert_allclose(refit["resources"]["lut"]["coef"], stored[target]["resources"]["lut"]["coef"],
+        assert refit["data"] == stored[target]["mac"]["data"]
+        np.testing.assert_allclose(refit["resources"]["lut"]["coef"], stored[target]["mac"]["resources"]["lut"]["coef"],
                                    rtol=1e-6, atol=1e-9)
 
 

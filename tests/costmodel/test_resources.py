@@ -32,10 +32,9 @@ def test_dsp_exact_on_every_synthesized_engine():
 
 def test_stored_fit_reproduces_itself():
     """Refitting from the shipped CSVs gives the shipped coefficients, on the same data."""
-    stored = json.loads(COEFFICIENTS_JSON.read_text())["targets"]["xc7"]
+    stored = json.loads(COEFFICIENTS_JSON.read_text())["fits"]["xc7"]["mac"]
     refit = fit("xc7")
-    assert refit["fitted_on"]["calibration_sha256"] == stored["fitted_on"]["calibration_sha256"]
-    assert refit["fitted_on"]["calibration_keys"] == stored["fitted_on"]["calibration_keys"]
+    assert refit["data"] == stored["data"] and refit["keys"] == stored["keys"]
     for res in ("lut", "ff"):
         np.testing.assert_allclose(refit["resources"][res]["coef"], stored["resources"][res]["coef"],
                                    rtol=1e-6, atol=1e-9)
@@ -185,10 +184,10 @@ def test_fresh_synthesis_within_error_bar():
 
 
 def test_buffer_rule_matches_yosys():
-    """LUTRAM/BRAM18 placement of on-chip buffers vs Yosys (data/buffers.csv). The depth
-    threshold was read off this data; the block counts follow UG473's aspect ratios."""
+    """LUTRAM/BRAM18 placement of on-chip buffers vs Yosys (data/buffers.csv): memory_libmap's
+    cost rule, written from its cell library, reproduces every stored buffer."""
     from costmodel.calibrate import BUFFERS_CSV
-    from costmodel.resources import buffer_cost
+    from costmodel.features import buffer_cost
 
     b = pd.read_csv(BUFFERS_CSV)
     assert len(b) >= 6
@@ -200,7 +199,7 @@ def test_buffer_rule_matches_yosys():
 @pytest.mark.slow
 def test_buffer_rule_on_unseen_shapes():
     from costmodel.calibrate import buffer_component
-    from costmodel.resources import buffer_cost
+    from costmodel.features import buffer_cost
     from hw.rtl import synthesize
 
     for d, w in ((96, 12), (300, 10), (3000, 20)):

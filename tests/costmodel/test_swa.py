@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from costmodel import estimate
+from costmodel import estimate, estimate_frame
+from costmodel.calibrate import SWA_CALIBRATION_CSV, is_validation
 from costmodel.energy import ERT
-from costmodel.swa import swa_actions
+from costmodel.resources import COEFFICIENTS_JSON, fit_swa
 from hw import swa
 from hw.arith import ConfigError
 from hw.sim import simulate
@@ -35,7 +37,7 @@ def test_cycles_equal_simulation(shape):
 
 def test_energy_from_action_counts():
     cfg = swa.SWAConfig(16, 16, 16, "int8", "int8")
-    a = swa_actions(cfg, 256)
+    a = estimate_frame(pd.DataFrame([{**cfg.to_dict(), "seq_len": 256}]), breakdown=True).iloc[0]
     keys = swa.total_keys(cfg, 256)
     assert a["qk_mult"] == a["sv_mult"] == keys * 16 and a["exp_reads"] == keys
     assert a["buf_write_bits"] == 256 * 16 * 24
@@ -98,31 +100,28 @@ def test_cli_cost_swa_text(capsys):
     assert "n=12 tokens" in out and "resources:" in out and "upper bound" in out
 
 
-def test_swa_calibration_reproduces_itself():
-    from costmodel.swa import SWA_CALIBRATION, SWA_COEFFICIENTS, swa_bram18, swa_dsp
-    from costmodel.swa_fit import fit
-
-    if not SWA_COEFFICIENTS.exists():
-        pytest.skip("no SWA fit shipped")
-    shipped = json.loads(SWA_COEFFICIENTS.read_text())
-    assert fit() == shipped
-    assert shipped["n_validation"] >= 2 and shipped["n_calibration"] >= 5
-    import pandas as pd
-
-    df = pd.read_csv(SWA_CALIBRATION)
+def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
+    """Refitting from the stored CSV gives the shipped SWA fit (same schema as dot/sparse); the
+    counted DSP and BRAM18 equal Yosys on every stored synthesis."""
+    shipped = json.loads(COEFFICIENTS_JSON.read_text())["fits"]["xc7"]["swa"]
+    refit = fit_swa("xc7")
+    assert refit["data"] == shipped["data"] and refit["keys"] == shipped["keys"]
+    for res in ("lut", "ff"):
+        np.testing.assert_allclose(refit["resources"][res]["coef"], shipped["resources"][res]["coef"], rtol=1e-6)
+    assert {"command", "yosys", "date", "split_rule", "validation"} <= set(shipped)
+    assert len(shipped["keys"]["validation"]) >= 2 and len(shipped["keys"]["calibration"]) >= 5
+    df = pd.read_csv(SWA_CALIBRATION_CSV)
     assert {"yosys", "date", "command"} <= set(df.columns)
-    for c, dsp, bram in zip(df["config"], df["dsp"], df["bram18"]):  # counted rules == Yosys
-        cfg = swa.SWAConfig.from_dict({k: v for k, v in json.loads(c).items() if k != "engine"})
-        assert (swa_dsp(cfg), swa_bram18(cfg)) == (dsp, bram)
+    assert sorted(df.loc[df["key"].map(is_validation), "key"]) == shipped["keys"]["validation"]
+    rows = pd.DataFrame([{**json.loads(c), "seq_len": 8} for c in df["config"]])
+    got = estimate_frame(rows, "xc7z020")
+    assert (got["dsp"].to_numpy() == df["dsp"].to_numpy()).all()
+    assert (got["bram18"].to_numpy() == df["bram18"].to_numpy()).all()
 
 
 def test_estimate_frame_costs_swa_rows_like_estimate():
     """SWA rows in a mixed frame: each equals estimate(SWAConfig, n=seq_len); dot rows are
     unchanged by the SWA rows beside them."""
-    import pandas as pd
-
-    from costmodel import estimate, estimate_frame
-
     swa_rows = [dict(engine="swa", head_dim=16, window=16, lanes=16, qk_fmt="int8", v_fmt="int8", seq_len=64),
                 dict(engine="swa", head_dim=16, window=16, lanes=16, qk_fmt="int8", v_fmt="int8", seq_len=200),
                 dict(engine="swa", head_dim=16, window=15, lanes=16, qk_fmt="int8", v_fmt="int8", causal=False,

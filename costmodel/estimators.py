@@ -1,0 +1,247 @@
+"""One estimator per engine, one registry: what :func:`costmodel.estimate_frame` calls.
+
+An estimator knows one engine family and answers, vectorized over the rows of that engine in a
+frame: its configs and workload (:meth:`~Estimator.configs`), structural features
+(:meth:`~Estimator.features`), resources (:meth:`~Estimator.resources`, fitted or counted, with
+their source), cycles (:meth:`~Estimator.cycles`, always the engine's own closed form in ``hw``),
+energy action counts and their dynamic energy (:meth:`~Estimator.actions`,
+:meth:`~Estimator.dynamic_pj`) and the critical path as fmax (:meth:`~Estimator.fmax_mhz`). The
+estimators share the rules: DSPs :func:`costmodel.features.mult_dsp`, memories
+:func:`costmodel.features.buffer_cost`, multiply energy :func:`costmodel.energy.mult_pj`, fits
+:mod:`costmodel.resources` (one fitter, one hold-out rule, one JSON schema). ``hw`` never imports
+costmodel; the registry maps engine names to estimators here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from hw import dot as hw_dot
+from hw import sparse as hw_sparse
+from hw import swa as hw_swa
+from hw.arith import ConfigError
+
+from .energy import action_counts_array, mac_dynamic_pj
+from .features import frame_features, normalize_frame
+from .latency import fmax_array, fmax_model_frame, fmax_source
+from .resources import load_coefficients, model_for, predict_frame, predict_swa
+from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
+
+__all__ = ["Workload", "Estimator", "MacEstimator", "SWAEstimator", "ESTIMATORS", "estimator",
+           "ENERGY_SOURCE", "SWA_FMAX_SOURCE", "SWA_ENERGY_SOURCE"]
+
+ENERGY_SOURCE = ("dynamic: ASIC action energies (Horowitz ISSCC'14 45 nm; Accelergy Aladdin 40 nm) × action "
+                 "counts; static: device static power × latency")
+SWA_FMAX_SOURCE = ("upper bound: analytic logic-depth model of the QKᵀ unit only (multipliers + combinational "
+                   "adder tree + score register, pipeline 0); softmax/SV/divider paths not modelled, no P&R")
+SWA_ENERGY_SOURCE = ("dynamic: SWA action counts (QKᵀ and SV MACs, exp-table reads, buffer reads/writes, "
+                     "normalizer) × ASIC per-action energies (costmodel.energy.ERT: Horowitz ISSCC'14 45 nm, "
+                     "Accelergy Aladdin 40 nm); static: device static power × latency")
+RESOURCE_COLUMNS = ["lut", "ff", "dsp", "bram18"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Workload overrides for every row (None: the row's own column, else the default).
+
+    k, vectors, block_density : dot/sparse (elements per dot product, default ``k_max``; outputs,
+        default 1; expected fraction of live weight blocks, default 1).
+    seq_len : SWA sequence length, tokens (no default).
+    """
+
+    k: int | None = None
+    vectors: int | None = None
+    block_density: float | None = None
+    seq_len: int | None = None
+
+
+def _column(df: pd.DataFrame, name: str, override, default) -> np.ndarray:
+    """``override`` for every row, else the column ``name``, else ``default`` (None: required)."""
+    if override is not None:
+        return np.full(len(df), override)
+    if name in df.columns and df[name].notna().all():
+        return pd.to_numeric(df[name]).to_numpy()
+    if default is None:
+        raise ConfigError(f"column {name!r} missing (or empty in some rows); add it or pass {name}=")
+    return np.full(len(df), default)
+
+
+def _errors(fit: dict | None, engine: str) -> dict:
+    """``{resource: {"median", "p90"}}`` held-out errors of ``engine`` in a stored fit."""
+    errs = (fit or {}).get("validation", {}).get(engine, {})
+    return {r: {"median": v["median_rel_err"], "p90": v["p90_rel_err"]} for r, v in errs.items()}
+
+
+class Estimator(Protocol):
+    """What :func:`costmodel.estimate_frame` needs of one engine family (module docstring)."""
+
+    engine: str
+    energy_source: str
+
+    def configs(self, df: pd.DataFrame, wl: Workload) -> pd.DataFrame: ...
+    def features(self, cfg: pd.DataFrame, target: str) -> pd.DataFrame: ...
+    def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame: ...
+    def cycles(self, cfg: pd.DataFrame) -> np.ndarray: ...
+    def actions(self, cfg: pd.DataFrame, feats: pd.DataFrame, cycles: np.ndarray) -> pd.DataFrame: ...
+    def dynamic_pj(self, actions: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray: ...
+    def fmax_mhz(self, feats: pd.DataFrame, target: str) -> tuple[np.ndarray, str]: ...
+
+
+class MacEstimator:
+    """The dot-product engines (``hw.dot`` dense, ``hw.sparse`` N:M): multipliers, an adder tree
+    with pipeline registers, an accumulator; resources fitted per target
+    (:func:`costmodel.resources.fit`), fmax by the logic-depth model / nextpnr fit."""
+
+    energy_source = ENERGY_SOURCE
+
+    def __init__(self, engine: str):
+        self.engine = engine
+
+    def configs(self, df: pd.DataFrame, wl: Workload) -> pd.DataFrame:
+        """Normalized configs plus the workload columns ``k vectors block_density``."""
+        cfg = normalize_frame(df)
+        cfg["k"] = _column(df, "k", wl.k, 0).astype(np.int64)
+        cfg["k"] = np.where(cfg["k"] == 0, cfg["k_max"], cfg["k"])
+        cfg["vectors"] = _column(df, "vectors", wl.vectors, 1).astype(np.int64)
+        cfg["block_density"] = _column(df, "block_density", wl.block_density, 1.0).astype(float)
+        if (cfg["k"] > cfg["k_max"]).any() or (cfg["k"] < 1).any():
+            raise ConfigError("workload K must lie in 1..k_max for every row; raise k_max or split the reduction")
+        if (cfg["vectors"] < 1).any():
+            raise ConfigError("vectors must be an integer >= 1 in every row")
+        if ((cfg["block_density"] < 0) | (cfg["block_density"] > 1)).any():
+            raise ConfigError("block_density must lie in [0, 1]")
+        return cfg
+
+    def features(self, cfg: pd.DataFrame, target: str) -> pd.DataFrame:
+        return frame_features(cfg, target, normalized=True)
+
+    def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame:
+        model, fitted = model_for(target)
+        first = np.unique(feats["pair_id"].to_numpy(), return_index=True)[1]  # pair_id order
+        pairs = list(zip(cfg["wfmt"].to_numpy()[first], cfg["afmt"].to_numpy()[first]))
+        out = predict_frame(cfg, target, model, features=(feats, pairs))
+        date = model["date"]
+        if model["kind"] == "lattice":
+            src = (f"Yosys-calibrated {target} model: LUT4 fitted on {len(model['keys']['calibration'])} "
+                   f"synth_{target} runs of the place-and-route sample ({date[:10]}), FF counted, DSP by the "
+                   f"synth_{target} rule; errors are leave-one-out")
+        else:
+            src = (f"Yosys-calibrated model ({fitted} fit, {date[:10]})" + ("" if fitted == target else f"; {target} DSP rule"))
+        out["resource_source"] = src
+        out["error"] = [_errors(model, self.engine)] * len(out)
+        return out
+
+    def cycles(self, cfg: pd.DataFrame) -> np.ndarray:
+        g = lambda c: cfg[c].to_numpy()  # noqa: E731
+        if self.engine == "sparse":
+            return hw_sparse.cycles_array(g("lanes"), g("n"), g("m"), g("block"), g("pipeline"), g("k"), g("vectors"),
+                                          g("block_density"))
+        return hw_dot.cycles_array(g("lanes"), g("pipeline"), g("k"), g("vectors"))
+
+    def actions(self, cfg: pd.DataFrame, feats: pd.DataFrame, cycles: np.ndarray) -> pd.DataFrame:
+        return action_counts_array(feats, cycles - cfg["pipeline"].to_numpy() - 1)
+
+    def dynamic_pj(self, actions: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
+        return mac_dynamic_pj(actions, feats)
+
+    def fmax_mhz(self, feats: pd.DataFrame, target: str) -> tuple[np.ndarray, str]:
+        return fmax_model_frame(target, feats), fmax_source(target)
+
+
+class SWAEstimator:
+    """The sliding-window attention kernel (``hw.swa``): one ``SWAConfig`` per distinct config
+    row, cycles ``hw.swa.cycles`` per distinct (config, sequence length); resources fitted on
+    ``data/swa_calibration.csv`` where the fit covers the config, else ``<NA>`` and labelled."""
+
+    engine = "swa"
+    energy_source = SWA_ENERGY_SOURCE
+
+    def configs(self, df: pd.DataFrame, wl: Workload) -> pd.DataFrame:
+        """Per row: its ``SWAConfig`` (``config``), ``gid`` (index of the distinct config),
+        ``seq_len``, ``cycles`` and ``keys`` (from ``hw.swa`` once per distinct (config, seq_len))."""
+        configs, gid = swa_configs(df)
+        if wl.seq_len is None and ("seq_len" not in df.columns or df["seq_len"].isna().any()):
+            raise ConfigError("an SWA estimate needs the sequence length: a seq_len column, "
+                              "estimate_frame(..., seq_len=N) or estimate(config, n=...) / --n")
+        n = _column(df, "seq_len", wl.seq_len, None)
+        if not all(float(v).is_integer() and v >= 1 for v in np.unique(n)):
+            raise ConfigError(f"SWA workload needs a sequence length n >= 1 (an integer), got {n[0]!r}; pass --n / n=")
+        n = n.astype(np.int64)
+        dense_max = np.array([c.window if c.dense else np.iinfo(np.int64).max for c in configs])[gid]
+        if (n > dense_max).any():
+            raise ConfigError(f"SWA workload sequence length exceeds the dense baseline's window "
+                              f"(the dense baseline buffers at most window={int(dense_max.min())} tokens); pass --n / n=")
+        pair, upair = pd.factorize(gid.astype(np.int64) * (int(n.max()) + 1) + n)
+        per = [(configs[int(u) // (int(n.max()) + 1)], int(u) % (int(n.max()) + 1)) for u in upair]
+        out = pd.DataFrame({"gid": gid, "seq_len": n}, index=df.index)
+        out["config"] = pd.Series(configs, dtype=object).iloc[gid].to_numpy()
+        out["cycles"] = np.array([hw_swa.cycles(c, m) for c, m in per], dtype=np.int64)[pair]
+        out["keys"] = np.array([hw_swa.total_keys(c, m) for c, m in per], dtype=np.int64)[pair]
+        return out
+
+    def features(self, cfg: pd.DataFrame, target: str) -> pd.DataFrame:
+        gid = cfg["gid"].to_numpy()
+        first = np.unique(gid, return_index=True)[1]  # gid numbers the configs in order
+        props = swa_props(list(cfg["config"].to_numpy()[first]), target)
+        f = pd.concat([props, swa_features(props)], axis=1)
+        return f.iloc[cfg["gid"].to_numpy()].set_index(cfg.index)
+
+    def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame:
+        model, fitted = model_for(target, "swa")
+        out = pd.DataFrame(index=feats.index)
+        ok = feats["calibrated"].to_numpy() > 0
+        if model is None:
+            have = sorted(t for t, f in load_coefficients()["fits"].items() if "swa" in f)
+            src = np.full(len(feats), f"not calibrated for swa on {target} (SWA fit covers {', '.join(have)}); "
+                                      f"resources not estimated", dtype=object)
+            ok = np.zeros(len(feats), bool)
+        else:
+            src = np.where(ok, f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fitted} fit on "
+                               f"{len(model['keys']['calibration'])} syntheses, {model['date'][:10]}; held-out "
+                               f"n={len(model['keys']['validation'])})"
+                               + ("" if fitted == target else f"; {target} reuses the {fitted} fit (same LUT6/CARRY "
+                                                              f"fabric, DSP rule of {target})"),
+                           "not calibrated for this SWA config (the fit covers causal sliding-window kernels with int "
+                           "Q/K/V formats; minifloat, symmetric and dense-baseline kernels are not estimated)")
+        pred = predict_swa(feats, model) if model is not None else None
+        for c in RESOURCE_COLUMNS:
+            vals = pred[c].to_numpy() if pred is not None else np.zeros(len(feats), np.int64)
+            out[c] = pd.array(np.where(ok, vals, 0), dtype="Int64")
+            out.loc[~ok, c] = pd.NA
+        out["resource_source"] = src
+        err = _errors(model, "swa")
+        out["error"] = [err if o else {} for o in ok]
+        return out
+
+    def cycles(self, cfg: pd.DataFrame) -> np.ndarray:
+        return cfg["cycles"].to_numpy()
+
+    def actions(self, cfg: pd.DataFrame, feats: pd.DataFrame, cycles: np.ndarray) -> pd.DataFrame:
+        return swa_actions(feats, cfg["seq_len"].to_numpy(), cfg["keys"].to_numpy())
+
+    def dynamic_pj(self, actions: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
+        return swa_dynamic_pj(actions, feats)
+
+    def fmax_mhz(self, feats: pd.DataFrame, target: str) -> tuple[np.ndarray, str]:
+        """Upper bound: the QKᵀ unit as a dot datapath with ``pipeline = 0`` (:data:`SWA_FMAX_SOURCE`)."""
+        g = lambda c: feats[c].to_numpy()  # noqa: E731
+        f = fmax_array(target, g("lanes"), g("qk_prod"), g("score_bits"), g("qk_levels"), g("qk_dsp") > 0,
+                       np.zeros(len(feats), np.int64))
+        return f, SWA_FMAX_SOURCE
+
+
+#: engine name -> its estimator (``hw.engines`` names)
+ESTIMATORS: dict[str, Estimator] = {"dot": MacEstimator("dot"), "sparse": MacEstimator("sparse"),
+                                    "swa": SWAEstimator()}
+
+
+def estimator(engine: str) -> Estimator:
+    """The estimator of ``engine``; ``ConfigError`` naming the known ones."""
+    try:
+        return ESTIMATORS[engine]
+    except KeyError:
+        raise ConfigError(f"unknown engine(s) [{engine!r}]; the cost model knows {', '.join(ESTIMATORS)}") from None
