@@ -12,7 +12,8 @@ engines of lanes/4 multipliers (the control: how much of the hybrid's gain is th
 alone). Columns: weight sparsity, test
 micro-F1 of the float student (threshold from validation; fine-tuned rows: mean ± sd over
 ``--ft-seeds`` fine-tuning seeds), of the int8 PTQ student (first seed), and over the top-K label
-bits only; the engine that runs the pattern (``paretofab.explore.engine_costs``:
+bits only; the engine that runs the pattern (``paretofab.mapping.engine_for``, costed by
+``paretofab.explore.network_cost``:
 dense ``DotConfig``, ``SparseConfig`` N:M, and N:M + block skipping at the lanes whose span
 divides the block) with its LUTs, cycles, latency and energy for one inference over all layers
 (costmodel, xczu3eg); the Pareto rank (``costmodel.pareto``: int8 F1 up; LUT, latency, energy
@@ -43,8 +44,8 @@ from models import prune as P  # noqa: E402
 from models.map_data import load_splits  # noqa: E402
 from models.zoo import load_checkpoint  # noqa: E402
 from models.workload import TraceSpec  # noqa: E402
-from paretofab.explore import (ExploreConfig, attention_cost, block_density, engine_costs, layer_workloads,  # noqa: E402
-                               train_student)
+from paretofab.explore import ExploreConfig, attention_cost, network_cost, train_student  # noqa: E402
+from paretofab.mapping import attention_kernels, block_density, engine_for, layer_workloads  # noqa: E402
 
 PATTERNS = ("2:4", "1:4", "2:4+b8k0.5")
 
@@ -86,9 +87,10 @@ def main() -> None:
     sp = load_splits(student / "data.npz")
     cls = P.resolve_classes(args.classes, sp["y_train"])
     layers = layer_workloads(base, torch.as_tensor(sp["x_test"][:1]))
-    if not all(lr["prunable"] for lr in layers):
+    if not all(lr.prunable for lr in layers):
         raise SystemExit(f"{args.arch}: recurrent weights are not prunable; pick resnet, mixer or swa")
-    att = attention_cost(base, torch.as_tensor(sp["x_test"][:1]), cfg)  # SWA kernel, same for every row
+    att = attention_cost(attention_kernels(base, torch.as_tensor(sp["x_test"][:1]), args.lanes),
+                         args.device)  # SWA kernel, same for every row
     print(f"student: {args.method} {args.arch} on {args.app} (scale {args.scale}), {len(sp['y_train'])} training rows; "
           f"{args.classes} label bits hold {sp['y_train'][:, cls].sum() / sp['y_train'].sum():.1%} of the positives "
           f"(student ready after {time.perf_counter() - t0:.0f} s)")
@@ -125,8 +127,8 @@ def main() -> None:
             made[pat, sal, how] = (ms[0], float(np.mean(f1s)), float(np.std(f1s)) if len(f1s) > 1 else np.nan)
         model, f1_mean, f1_sd = made[pat, sal, how]
         r = P.evaluate(model, sp, cls)
-        cost = engine_costs(layers, args.fmt, ExploreConfig(lanes=lanes, device=args.device), p,
-                            block_density(model, p), att)
+        config = engine_for(p, args.fmt, max(lr.k for lr in layers), lanes)
+        cost = {"lanes": config.lanes, **network_cost(config, layers, args.device, block_density(model, p), att)}
         rows.append({"pattern": pat, "saliency": sal, "method": how, "sparsity": r["sparsity"], "f1": f1_mean,
                      "f1_sd": f1_sd,
                      **quantized_f1(model, sp, args.fmt, cls), "f1_classes": r.get("f1_classes", np.nan),

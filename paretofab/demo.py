@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 from .cli import main
-from .explore import _run, add_arguments
+from .explore import _run
+from .options import add_arguments
 
 
 def _demo(args: argparse.Namespace) -> int:

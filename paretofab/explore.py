@@ -13,8 +13,14 @@ Engines: the dense student runs on ``DotConfig(lanes)``, the N:M student on
 multipliers whose beat span divides the block (``paretofab.mapping.engine_config``; for 2:4 + blocks
 of 8 that is 4 lanes), with each layer's measured fraction of live blocks as its block density.
 
-Every stage is resumable: a finished stage's files are reused (the student stage is keyed by every
-option it depends on), the sweep skips finished points.
+Stages and what passes between them: :func:`train_student` (a folder, keyed by every option it
+depends on) → :func:`candidates` (one :class:`Candidate` per sparsity pattern: the pruned student's
+folder, each layer's block density, the engine per format) → :func:`sweep` (micro-F1 per candidate,
+format and PTQ set) → :func:`cost_table` (once per candidate and format, joined to the sweep) →
+:func:`rank` (the front) → :func:`write_front_verilog`. Every stage is resumable: a finished
+stage's files are reused, the sweep skips finished points, and the Verilog of a front point is
+rewritten only when its engine changed (files of points no longer on the front are removed).
+Options: :class:`paretofab.options.ExploreConfig`, checked before any work starts.
 """
 
 from __future__ import annotations
@@ -23,74 +29,61 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from costmodel import estimate, pareto, plot
-from hw.dot import DotConfig
-from hw.engines import config_from_dict
+from costmodel import PlotOptions, estimate, pareto, plot
 from hw.rtl import export_verilog
-from hw.swa import SWAConfig
 from models import distill as D
 from models import map_data
-from models.cli import add_trace_arguments, spec_from_args
 from models.map_data import load_splits
-from models.prune import Pattern, live_blocks, prunable_layers, prune_student
-from models.workload import TraceSpec
-from models.zoo import SlidingWindowAttention, load_checkpoint
+from models.prune import Pattern, prune_student
+from models.zoo import load_checkpoint
+from quant.formats import parse_format
 from quant.sweep import grid, load_results, run_sweep
 
-from .mapping import engine_config
+from .mapping import (AttentionKernel, EngineConfig, LayerWorkload, attention_kernels, block_density, engine_for,
+                      layer_workloads)
+from .options import DEFAULT_FORMATS, ExploreConfig, add_arguments, from_args
 
-DEFAULT_FORMATS = ("int4", "int6", "int8", "e2m1", "e2m3", "e3m2", "e4m3")
+__all__ = ["Candidate", "ExploreConfig", "DEFAULT_FORMATS", "OBJECTIVES", "explore", "train_student",
+           "candidates", "sweep", "network_cost", "attention_cost", "cost_table", "rank",
+           "write_front_verilog", "register"]
+
 #: costs minimized on the front, beside micro-F1 maximized
 OBJECTIVES = ("lut", "dsp", "latency_us", "energy_nj")
+#: the cost columns of every design point
+COST_KEYS = ("lut", "ff", "dsp", "bram18", "fmax_mhz", "cycles", "latency_us", "energy_nj")
+#: what the attention of a SWA student adds, per inference, to every design point
+ATTENTION_KEYS = ("lut", "ff", "dsp", "bram18", "cycles", "latency_us", "energy_nj")
 
 
-@dataclass
-class ExploreConfig:
-    """What ``explore`` builds; the defaults finish in a few minutes on 2 cores.
+@dataclass(frozen=True)
+class Candidate:
+    """One student of the front, built once after pruning.
 
-    ``workload``: the trace and its splits (:class:`models.workload.TraceSpec`); ``spread_seeds``
-    students are trained on it (training seeds ``seed``, ``seed + 1``, …): the first is explored,
-    all of them give the seed-to-seed spread printed under the front."""
+    Attributes
+    ----------
+    pattern : its sparsity pattern (dense, N:M, N:M + blocks).
+    student : its folder (``student.pt``, ``data.npz``), what the sweep quantizes.
+    density : fraction of live weight blocks per prunable layer (1 without blocks): what the
+        block-skipping engine streams.
+    engines : the engine that runs it, per W = A format.
+    """
 
-    out: str = "runs/explore"
-    workload: TraceSpec = field(default_factory=TraceSpec)
-    arch: str = "mixer"
-    method: str = "none"
-    teacher_arch: str = "mixer"
-    teacher_preset: str = "cpu"
-    epochs: int = 30
-    teacher_epochs: int = 15
-    spread_seeds: int = 3
-    allow_degenerate: bool = False
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-    ptq: tuple[str, ...] = ("none",)
-    lanes: int = 16
-    nm: tuple[int, int] = (2, 4)
-    block: int = 8
-    keep: float = 0.5
-    prune_epochs: int = 2
-    saliency: str = "magnitude"
-    classes: str | None = None
-    device: str = "xczu3eg"
-    seed: int = 0
-    jobs: int = 1
-    threads: int = 2
-    progress: bool = True
+    pattern: Pattern
+    student: Path
+    density: dict[str, float]
+    engines: dict[str, EngineConfig]
 
-    def student_options(self) -> dict:
-        """Everything the student stage depends on (its cache key)."""
-        return {"workload": self.workload.to_dict(), "arch": self.arch, "method": self.method,
-                "teacher_arch": self.teacher_arch, "teacher_preset": self.teacher_preset,
-                "epochs": self.epochs, "teacher_epochs": self.teacher_epochs,
-                "spread_seeds": self.spread_seeds, "seed": self.seed,
-                "allow_degenerate": self.allow_degenerate}
+    @property
+    def name(self) -> str:
+        """``dense`` or the pattern (``2:4``, ``2:4+b8k0.5``): the table's ``engine`` column."""
+        return "dense" if self.pattern.is_dense else str(self.pattern)
 
 
 def _stage(msg: str) -> float:
@@ -119,7 +112,7 @@ def train_student(cfg: ExploreConfig) -> Path:
     tc = D.TrainConfig(epochs=cfg.epochs, seed=cfg.seed, progress=cfg.progress)
     teachers = None
     if cfg.method != "none":
-        teachers = D.train_teachers(splits, cfg.method, cfg.teacher_arch, cfg.teacher_preset,
+        teachers = D.train_teachers(splits, method=cfg.method, arch=cfg.teacher_arch, preset=cfg.teacher_preset,
                                     cfg=D.TrainConfig(epochs=cfg.teacher_epochs, lr=D.TEACHER_LR,
                                                       seed=cfg.seed, progress=cfg.progress),
                                     info=info)
@@ -128,7 +121,7 @@ def train_student(cfg: ExploreConfig) -> Path:
     runs = []
     for i in range(cfg.spread_seeds):
         seed_dir = d if i == 0 else d / f"seed{cfg.seed + i}"
-        runs.append(D.distill(splits, cfg.arch, cfg.method, cfg=replace(tc, seed=cfg.seed + i),
+        runs.append(D.distill(splits, arch=cfg.arch, method=cfg.method, cfg=replace(tc, seed=cfg.seed + i),
                               out_dir=seed_dir, info=info, teachers=teachers))
     res = {**runs[0], "options": opts, "seed_f1": [r["f1"] for r in runs]}
     map_data.save_splits(d / "data.npz", splits)
@@ -140,147 +133,37 @@ def train_student(cfg: ExploreConfig) -> Path:
     return d
 
 
-def patterns(cfg: ExploreConfig) -> list:
-    """The sparsity patterns explored: dense, N:M and N:M + blocks (``models.prune.Pattern``)."""
-    n, m = cfg.nm
-    return [Pattern(), Pattern(n, m), Pattern(n, m, cfg.block, cfg.keep)]
-
-
-def _slug(pattern) -> str:
+def _slug(pattern: Pattern | str) -> str:
     return str(pattern).replace(":", "of").replace("+", "_")
 
 
-def pruned_student(student_dir: Path, pattern, cfg: ExploreConfig) -> Path:
+def pruned_student(student_dir: Path, pattern: Pattern, cfg: ExploreConfig) -> Path:
     """``student_dir``'s student pruned to ``pattern`` by SR-STE fine-tuning (``models.prune``;
     ``prune_epochs=0``: one-shot), saved beside it with the same data splits (reused when
     present); the dense pattern is the student itself."""
     if pattern.is_dense:
         return student_dir
-    # the name says how it was pruned: sweep points are keyed by folder, so a folder pruned another
-    # way (e.g. the one-shot ``student_2of4`` of older runs) never lends its results
+    # the folder is the pruning stage's cache key (under the student's own key): its name says how
+    # it was pruned, so a folder pruned another way never lends its student or its sweep points
     how = cfg.saliency + (f"_{cfg.classes}" if cfg.classes else "")
     how += f"_srste{cfg.prune_epochs}" if cfg.prune_epochs else "_oneshot"
     d = student_dir / f"pruned_{_slug(pattern)}_{how}"
     if not ((d / "student.pt").exists() and (d / "metrics.json").exists()):
-        res = prune_student(str(student_dir / "student.pt"), str(d), pattern, saliency=cfg.saliency,
-                            classes=cfg.classes, epochs=cfg.prune_epochs, seed=cfg.seed, progress=cfg.progress)
+        res = prune_student(checkpoint=str(student_dir / "student.pt"), out_dir=str(d), pattern=pattern,
+                            saliency=cfg.saliency, classes=cfg.classes, epochs=cfg.prune_epochs, seed=cfg.seed,
+                            progress=cfg.progress)
         print(f"   {pattern}: {res['method']}, {res['sparsity']:.1%} zeros, test micro-F1 {res['f1']:.4f} "
               f"(dense {res['dense']['f1']:.4f})")
     return d
 
 
-def layer_workloads(model, sample) -> list[dict]:
-    """(K, vectors) of every Linear/Conv layer for one inference: K = reduction length,
-    vectors = dot products (output channels × output positions). An LSTM layer is one dot
-    product of K = inputs + hidden per gate row (4 · hidden), per time step and direction;
-    ``prunable`` is False for those (``models.prune`` leaves LSTM weights dense)."""
-    rows: list[dict] = []
-
-    def hook(mod, inp, out):
-        if isinstance(mod, torch.nn.LSTM):
-            steps = inp[0].shape[1 if mod.batch_first else 0] if inp[0].dim() == 3 else inp[0].shape[0]
-            dirs = 2 if mod.bidirectional else 1
-            for layer in range(mod.num_layers):
-                k = (mod.input_size if layer == 0 else mod.hidden_size * dirs) + mod.hidden_size
-                rows.append({"layer": f"{names[mod]}.l{layer}", "k": k,
-                             "vectors": 4 * mod.hidden_size * int(steps) * dirs, "prunable": False})
-            return
-        k = int(np.prod(mod.weight.shape[1:]))
-        vectors = int(out[0].numel())  # one sample
-        rows.append({"layer": names[mod], "k": k, "vectors": vectors, "prunable": True})
-
-    names = {}
-    handles = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.LSTM)):
-            names[mod] = name
-            handles.append(mod.register_forward_hook(hook))
-    with torch.no_grad():
-        model.eval()(sample[:1])
-    for h in handles:
-        h.remove()
-    return rows
-
-
-#: what the attention of a SWA student adds, per inference, to every design point
-ATTENTION_KEYS = ("lut", "ff", "dsp", "bram18", "cycles", "latency_us", "energy_nj")
-
-
-def attention_cost(model, sample, cfg: ExploreConfig) -> dict | None:
-    """Cost of a SWA student's attention (QKᵀ, softmax, ·V) on the ``hw.swa`` kernel, int8 Q/K/V
-    (the quantized student keeps its attention matmuls in float; int8 is the kernel's calibrated
-    precision): one kernel sized for the largest head, heads and layers run one after another
-    over the ``history`` tokens of one inference. None for students without attention."""
-    atts = [m for m in model.modules() if isinstance(m, SlidingWindowAttention)]
-    if not atts:
-        return None
-    tokens = int(sample.shape[1])
-    total = dict.fromkeys(ATTENTION_KEYS, 0.0)
-    for att in atts:
-        lanes = max(d for d in range(1, min(cfg.lanes, att.dh) + 1) if att.dh % d == 0)
-        c = estimate(SWAConfig(att.dh, att.window, lanes, "int8", "int8"), cfg.device, n=tokens)
-        for key in ("lut", "ff", "dsp", "bram18"):  # one kernel serves every layer and head
-            total[key] = max(total[key], getattr(c, key))
-        for key in ("cycles", "latency_us", "energy_nj"):
-            total[key] += att.heads * getattr(c, key)
-    return total
-
-
-def block_density(model, pattern) -> dict[str, float]:
-    """Fraction of (row, block) weight blocks holding a non-zero, per prunable layer (1 without
-    blocks): what the block-skipping engine streams."""
-    out = {}
-    for name, mod in prunable_layers(model):
-        if not pattern.has_blocks:
-            out[name] = 1.0
-            continue
-        w = mod.weight.detach().numpy().reshape(mod.weight.shape[0], -1) != 0
-        out[name] = float(live_blocks(w, pattern.block).mean())
-    return out
-
-
-def engine_costs(layers: list[dict], fmt: str, cfg: ExploreConfig, pattern=None,
-                 density: dict[str, float] | None = None, attention: dict | None = None) -> dict:
-    """Resources of the engine that runs ``pattern`` (dense: ``DotConfig``; N:M (+ blocks):
-    ``SparseConfig``) for ``fmt`` × ``fmt`` and the cycles / latency / energy of running every
-    layer on it, one after another (``density``: each layer's fraction of live blocks), plus
-    ``attention`` (:func:`attention_cost`), the SWA kernel beside it, when given."""
-    pattern = pattern or Pattern()
-    k_max = max(lr["k"] for lr in layers)
-    if pattern.is_dense:
-        config = DotConfig(cfg.lanes, fmt, fmt, k_max)
-    else:
-        config = engine_config(pattern, fmt, fmt, k_max, lanes=cfg.lanes)
-    density = density or {}
-    costs = [estimate(config, cfg.device, k=lr["k"], vectors=lr["vectors"],
-                      block_density=density.get(lr["layer"], 1.0) if config.engine == "sparse" else 1.0)
-             for lr in layers]
-    c0 = costs[0]
-    out = {
-        "engine": "dense" if pattern.is_dense else str(pattern), "lanes": config.lanes,
-        "config": json.dumps(config.to_dict()),
-        "lut": c0.lut, "ff": c0.ff, "dsp": c0.dsp, "bram18": c0.bram18, "fmax_mhz": c0.fmax_mhz,
-        "cycles": sum(c.cycles for c in costs),
-        "latency_us": sum(c.latency_us for c in costs),
-        "energy_nj": sum(c.energy_nj for c in costs),
-    }
-    for key, v in (attention or {}).items():
-        out[key] += v
-    return out
-
-
-def explore(cfg: ExploreConfig) -> pd.DataFrame:
-    """Run every stage; returns the table of design points with a ``rank`` column (1 = front)."""
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = _stage(f"student: {cfg.arch} on {cfg.workload.app} traces, scale {cfg.workload.scale} ({cfg.method})")
-    student = train_student(cfg)
-    model = load_checkpoint(student / "student.pt")
-    sample = torch.as_tensor(load_splits(student / "data.npz")["x_test"][:1])
-    layers = layer_workloads(model, sample)
-    pats = patterns(cfg)
-    dense_only = [lr["layer"] for lr in layers if not lr["prunable"]]
+def candidates(student_dir: Path, layers: list[LayerWorkload], cfg: ExploreConfig,
+               formats: tuple[str, ...]) -> list[Candidate]:
+    """The students of the front: the dense student and its pruned copies (:func:`pruned_student`;
+    dense only when a layer is not prunable), each with its block density (measured on the pruned
+    weights, once) and its engine for every format."""
+    pats = cfg.patterns()
+    dense_only = [lr.layer for lr in layers if not lr.prunable]
     if dense_only:  # an N:M engine cannot run dense weights
         print(f"   {', '.join(dense_only)}: recurrent weights are not prunable, so only the dense engine "
               "is explored for this student")
@@ -288,49 +171,152 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     if len(pats) > 1:
         _stage(f"pruning: {', '.join(str(p) for p in pats[1:])} ({cfg.saliency} saliency, SR-STE "
                f"{cfg.prune_epochs} epochs)")
-    students = {str(p): pruned_student(student, p, cfg) for p in pats}
+    k_max = max(lr.k for lr in layers)
+    out = []
+    for p in pats:
+        d = pruned_student(student_dir, p, cfg)
+        density = (block_density(load_checkpoint(d / "student.pt"), p) if p.has_blocks
+                   else {lr.layer: 1.0 for lr in layers if lr.prunable})
+        out.append(Candidate(p, d, density, {f: engine_for(p, f, k_max, cfg.lanes) for f in formats}))
+    return out
 
-    _stage(f"PTQ sweep: {len(cfg.formats)} formats (W = A) × {len(cfg.ptq)} technique sets × "
-           f"{len(pats)} sparsity patterns ({', '.join(str(p) for p in pats)})")
-    store = out / "sweep.sqlite"
+
+def sweep(cands: list[Candidate], cfg: ExploreConfig, formats: tuple[str, ...], store: Path) -> pd.DataFrame:
+    """PTQ sweep (``quant.sweep``, resumable in ``store``) of every candidate × format (W = A) ×
+    PTQ set; returns one row per point: ``engine`` (the candidate's name), ``format``, ``ptq``,
+    ``micro_f1``, ``float_f1``, ``student`` (its folder, relative to ``cfg.out``)."""
+    owner: dict[str, Candidate] = {}
     points = []
-    for f in cfg.formats:
-        points += grid([str(students[str(p)]) for p in pats], [f], [f], list(cfg.ptq), [cfg.seed],
+    for c in cands:
+        for f in formats:
+            pts = grid(models=[str(c.student)], wfmts=[f], afmts=[f], ptqs=list(cfg.ptq), seeds=[cfg.seed],
                        allow_degenerate=cfg.allow_degenerate)
+            owner.update((pt.key, c) for pt in pts)
+            points += pts
     run_sweep(points, store, jobs=cfg.jobs, progress=cfg.progress)
     acc = load_results(store)
-    acc = acc[acc["key"].isin({p.key for p in points})]  # the store may hold other sweeps' points
+    acc = acc[acc["key"].isin(owner)]  # the store may hold other sweeps' points
+    out = Path(cfg.out).resolve()
+    return pd.DataFrame({
+        "format": acc["wfmt"], "ptq": acc["ptq"], "micro_f1": acc["metric"],
+        "float_f1": acc["float_metric"] if "float_metric" in acc else np.nan,
+        "student": [str(owner[k].student.resolve().relative_to(out)) for k in acc["key"]],
+        "engine": [owner[k].name for k in acc["key"]],
+    }).reset_index(drop=True)
 
-    _stage(f"cost model: lanes={cfg.lanes} on {cfg.device}")
-    att = attention_cost(model, sample, cfg)
-    if att:
-        print(f"   attention on the SWA kernel (int8): +{att['lut']:.0f} LUT, +{att['dsp']:.0f} DSP, "
-              f"+{att['cycles']:.0f} cycles, +{att['energy_nj']:.0f} nJ per inference, added to every point")
-    by_dir = {str(students[str(p)].resolve()): p for p in pats}
-    dens = {str(p): block_density(load_checkpoint(students[str(p)] / "student.pt"), p) for p in pats}
-    rows = []
-    for _, r in acc.iterrows():
-        p = by_dir[r["model"]]
-        cost = engine_costs(layers, r["wfmt"], cfg, p, dens[str(p)], att)
-        rows.append({"format": r["wfmt"], "ptq": r["ptq"], "micro_f1": r["metric"],
-                     "float_f1": r.get("float_metric", np.nan),
-                     "student": str(Path(r["model"]).relative_to(out.resolve())), **cost})
-    df = pd.DataFrame(rows)
+
+def network_cost(config: EngineConfig, layers: list[LayerWorkload], device: str,
+                 density: dict[str, float] | None = None, attention: dict | None = None) -> dict[str, float]:
+    """Resources of ``config`` and the cycles / latency / energy of running every layer on it, one
+    after another, for one inference (``density``: each layer's fraction of live blocks), plus
+    ``attention`` (:func:`attention_cost`), the SWA kernel beside it, when given; keys
+    :data:`COST_KEYS`."""
+    density = density or {}
+    costs = [estimate(config, device, k=lr.k, vectors=lr.vectors, block_density=density.get(lr.layer, 1.0))
+             for lr in layers]
+    c0 = costs[0]
+    out = {"lut": c0.lut, "ff": c0.ff, "dsp": c0.dsp, "bram18": c0.bram18, "fmax_mhz": c0.fmax_mhz,
+           "cycles": sum(c.cycles for c in costs), "latency_us": sum(c.latency_us for c in costs),
+           "energy_nj": sum(c.energy_nj for c in costs)}
+    for key, v in (attention or {}).items():
+        out[key] += v
+    return out
+
+
+def attention_cost(kernels: list[AttentionKernel], device: str) -> dict[str, float] | None:
+    """Cost of a SWA student's attention (:func:`paretofab.mapping.attention_kernels`): one kernel
+    sized for the largest layer serves every layer and head (resources: the largest), heads and
+    layers run one after another (cycles, latency, energy: summed); keys :data:`ATTENTION_KEYS`.
+    None without attention."""
+    if not kernels:
+        return None
+    total = dict.fromkeys(ATTENTION_KEYS, 0.0)
+    for ak in kernels:
+        c = estimate(ak.config, device, n=ak.tokens)
+        for key in ("lut", "ff", "dsp", "bram18"):
+            total[key] = max(total[key], getattr(c, key))
+        for key in ("cycles", "latency_us", "energy_nj"):
+            total[key] += ak.heads * getattr(c, key)
+    return total
+
+
+def cost_table(cands: list[Candidate], layers: list[LayerWorkload], device: str,
+               attention: dict | None = None) -> pd.DataFrame:
+    """One row per candidate and format: ``engine`` (the candidate's name), ``format``, ``lanes``,
+    ``config`` (the engine's ``to_dict()`` as JSON, for readers of the CSV) and :data:`COST_KEYS`."""
+    rows = [{"engine": c.name, "format": f, "lanes": config.lanes, "config": json.dumps(config.to_dict()),
+             **network_cost(config, layers, device, c.density, attention)}
+            for c in cands for f, config in c.engines.items()]
+    return pd.DataFrame(rows)
+
+
+def rank(points: pd.DataFrame, costs: pd.DataFrame, cfg: ExploreConfig) -> pd.DataFrame:
+    """The sweep's points joined to their costs, ranked (``rank`` 1 = the front of micro-F1 against
+    :data:`OBJECTIVES`), saved as ``pareto.csv`` with a plot of micro-F1 against LUTs."""
+    out = Path(cfg.out)
+    df = points.merge(costs, on=["engine", "format"], how="left", validate="many_to_one")
     df["name"] = df["engine"] + " " + df["format"] + np.where(df["ptq"] == "none", "", " " + df["ptq"])
     df = pareto(df, maximize=["micro_f1"], minimize=list(OBJECTIVES), all_ranks=True)
     df = df.rename(columns={"pareto_rank": "rank"})
     df.to_csv(out / "pareto.csv", index=False)
-    plot(df, "lut", "micro_f1", maximize=["micro_f1"], minimize=["lut"], label="name",
-         path=out / "pareto_lut_f1.png", title=f"{cfg.arch} student on {cfg.workload.app}: micro-F1 vs LUTs")
+    title = f"{cfg.arch} student on {cfg.workload.app}: micro-F1 vs LUTs"
+    plot(df, "lut", "micro_f1", PlotOptions(maximize=["micro_f1"], minimize=["lut"], label="name", title=title),
+         path=out / "pareto_lut_f1.png")
+    return df
+
+
+def write_front_verilog(df: pd.DataFrame, cands: list[Candidate], rtl: Path) -> list[Path]:
+    """Verilog of the engine of every front point (``rank`` 1) in ``rtl``, named
+    ``<engine>_<format>_l<lanes>.v``; a file is rewritten only when its engine changed (``rtl /
+    front.json`` records each file's engine config), and the Verilog of points no longer on the
+    front is removed. Returns the front's files."""
+    by_name = {c.name: c for c in cands}
+    front: dict[str, EngineConfig] = {}
+    for engine, fmt in df.loc[df["rank"] == 1, ["engine", "format"]].itertuples(index=False):
+        config = by_name[engine].engines[fmt]
+        front[f"{_slug(engine)}_{fmt}_l{config.lanes}.v"] = config
+    rtl.mkdir(parents=True, exist_ok=True)
+    index = rtl / "front.json"
+    written = json.loads(index.read_text()) if index.exists() else {}
+    for stale in rtl.glob("*.v"):
+        if stale.name not in front:
+            stale.unlink()
+    want = {name: config.to_dict() for name, config in front.items()}
+    for name, config in front.items():
+        if not (rtl / name).exists() or written.get(name) != want[name]:
+            export_verilog(config.build(), rtl / name)
+    index.write_text(json.dumps(want, indent=1, sort_keys=True))
+    return [rtl / name for name in front]
+
+
+def explore(cfg: ExploreConfig) -> pd.DataFrame:
+    """Run every stage; returns the table of design points with a ``rank`` column (1 = front).
+    Raises ``ValueError`` for a bad option before any work starts."""
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    formats = tuple(str(parse_format(f)) for f in cfg.formats)
+    t0 = _stage(f"student: {cfg.arch} on {cfg.workload.app} traces, scale {cfg.workload.scale} ({cfg.method})")
+    student = train_student(cfg)
+    model = load_checkpoint(student / "student.pt")
+    sample = torch.as_tensor(load_splits(student / "data.npz")["x_test"][:1])
+    layers = layer_workloads(model, sample)
+    cands = candidates(student, layers, cfg, formats)
+    _stage(f"PTQ sweep: {len(formats)} formats (W = A) × {len(cfg.ptq)} technique sets × "
+           f"{len(cands)} sparsity patterns ({', '.join(str(c.pattern) for c in cands)})")
+    points = sweep(cands, cfg, formats, out / "sweep.sqlite")
+
+    _stage(f"cost model: lanes={cfg.lanes} on {cfg.device}")
+    att = attention_cost(attention_kernels(model, sample, cfg.lanes), cfg.device)
+    if att:
+        print(f"   attention on the SWA kernel (int8): +{att['lut']:.0f} LUT, +{att['dsp']:.0f} DSP, "
+              f"+{att['cycles']:.0f} cycles, +{att['energy_nj']:.0f} nJ per inference, added to every point")
+    df = rank(points, cost_table(cands, layers, cfg.device, att), cfg)
 
     _stage("Verilog of the Pareto points")
-
     rtl = out / "rtl"
-    for _, r in df[df["rank"] == 1].iterrows():
-        c = config_from_dict(json.loads(r["config"]))
-        path = rtl / f"{_slug(r['engine'])}_{r['format']}_l{r['lanes']}.v"
-        if not path.exists():
-            export_verilog(c.build(), path)
+    write_front_verilog(df, cands, rtl)
     print_table(df)
     print_spread(json.loads((student / "metrics.json").read_text()), df)
     print(f"\nwrote {out}/pareto.csv, {out}/pareto_lut_f1.png, {rtl}/ ({time.perf_counter() - t0:.0f} s)")
@@ -365,61 +351,15 @@ def _plain(o):
     raise TypeError(f"not JSON serializable: {type(o)}")
 
 
-def _csv(s: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in s.split(",") if x.strip())
-
-
 def _run(args: argparse.Namespace) -> int:
-    try:
-        n, m = (int(x) for x in args.nm.split(":"))
-    except ValueError:
-        raise ValueError(f"--nm {args.nm!r}: give the pattern as N:M, e.g. 2:4") from None
-    Pattern(n, m, args.block, args.keep)  # one clear error for a bad combination
-    cfg = ExploreConfig(out=args.output, workload=spec_from_args(args), arch=args.arch, method=args.method,
-                        teacher_arch=args.teacher_arch, epochs=args.epochs,
-                        teacher_epochs=args.teacher_epochs, spread_seeds=args.spread_seeds,
-                        allow_degenerate=args.allow_degenerate,
-                        formats=_csv(args.formats), ptq=_csv(args.ptq), lanes=args.lanes, nm=(n, m),
-                        block=args.block, keep=args.keep, prune_epochs=args.prune_epochs,
-                        saliency="class" if args.classes else "magnitude", classes=args.classes,
-                        device=args.device, seed=args.seed, jobs=args.jobs, threads=args.threads)
-    explore(cfg)
+    explore(from_args(args))
     return 0
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``explore`` options (shared with ``paretofab demo``)."""
-    d = ExploreConfig()
-    p.add_argument("-o", "--output", default=d.out, help=f"output folder (default {d.out}); rerun to resume")
-    add_trace_arguments(p)
-    p.add_argument("--arch", default=d.arch, help=f"student architecture (lstm, mixer, resnet, swa; default {d.arch})")
-    p.add_argument("--method", default=d.method, help=f"none, kd or packd (default {d.method})")
-    p.add_argument("--teacher-arch", default=d.teacher_arch, help=f"teacher architecture (default {d.teacher_arch})")
-    p.add_argument("--epochs", type=int, default=d.epochs,
-                   help=f"student training epochs (early stopping on validation; default {d.epochs})")
-    p.add_argument("--teacher-epochs", type=int, default=d.teacher_epochs,
-                   help=f"teacher training epochs (default {d.teacher_epochs})")
-    p.add_argument("--spread-seeds", type=int, default=d.spread_seeds,
-                   help=f"students trained with seeds seed.. for the seed-to-seed spread (default {d.spread_seeds})")
-    p.add_argument("--formats", default=",".join(d.formats), help="W = A formats to sweep, comma-separated")
-    p.add_argument("--ptq", default=",".join(d.ptq), help="PTQ technique sets, comma-separated")
-    p.add_argument("--lanes", type=int, default=d.lanes, help="engine multipliers")
-    p.add_argument("--nm", default=f"{d.nm[0]}:{d.nm[1]}", help="N:M pattern of the sparse engine")
-    p.add_argument("--block", type=int, default=d.block,
-                   help="block size (weights) of the N:M + block point (block-skipping engine)")
-    p.add_argument("--keep", type=float, default=d.keep, help="fraction of blocks kept in every row")
-    p.add_argument("--prune-epochs", type=int, default=d.prune_epochs,
-                   help="SR-STE fine-tuning epochs of the pruned students (0 = one-shot)")
-    p.add_argument("--classes", default=d.classes,
-                   help="class-aware saliency for these outputs (e.g. top32); default magnitude")
-    p.add_argument("--device", default=d.device, help="FPGA part for fmax and static power")
-    p.add_argument("--jobs", type=int, default=d.jobs, help="sweep worker processes")
-    p.add_argument("--threads", type=int, default=d.threads,
-                   help=f"torch CPU threads for training (default {d.threads}; 1 when other jobs share the cores)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explore", help="traces -> student -> PTQ sweep -> cost -> Pareto front (the main job)",
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__.split("\n\n")[0], epilog="example: paretofab explore --arch swa "
+                       "-o runs/explore_swa --threads 1",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=_run)

@@ -1,5 +1,7 @@
 """The mapping from a quantized / pruned layer to an engine: which engine configuration runs a
-pruning pattern, and the engine workload of an exported layer.
+pruning pattern, the workload of every layer of a student (one inference), the fraction of weight
+blocks a block-skipping engine streams, the attention kernels of a SWA student, and the engine
+workload of an exported layer.
 
 This is the one place that knows both sides: ``models`` (pruning patterns) and ``quant``
 (exported integer / minifloat codes and scales) know nothing of hardware, and ``hw`` knows
@@ -12,14 +14,52 @@ channel ``out_channel[i]`` (what :meth:`quant.export.ExportedLayer.dequantize` t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 
 from hw import dot, sparse
-from models.prune import Pattern, PruneError, check_pattern, parse_pattern
+from hw.swa import SWAConfig
+from models.prune import Pattern, PruneError, check_pattern, live_blocks, parse_pattern, prunable_layers
+from models.zoo import SlidingWindowAttention
 from quant.export import ExportedActivation, ExportedLayer, ExportError
 from quant.reference import decode
 
-__all__ = ["engine_config", "sparse_workload", "dot_workload"]
+__all__ = ["EngineConfig", "LayerWorkload", "AttentionKernel", "engine_config", "engine_for",
+           "layer_workloads", "block_density", "attention_kernels", "sparse_workload", "dot_workload"]
+
+#: the engine configurations a student's layers run on
+EngineConfig = dot.DotConfig | sparse.SparseConfig
+
+
+@dataclass(frozen=True)
+class LayerWorkload:
+    """The dot products of one layer for one inference.
+
+    Attributes
+    ----------
+    layer : module name (``<name>.l<i>`` for layer ``i`` of an LSTM).
+    k : reduction length of every dot product.
+    vectors : dot products (output channels × output positions; LSTM: 4 · hidden gate rows per
+        time step and direction).
+    prunable : False for LSTM weights (``models.prune`` leaves them dense).
+    """
+
+    layer: str
+    k: int
+    vectors: int
+    prunable: bool = True
+
+
+@dataclass(frozen=True)
+class AttentionKernel:
+    """One sliding-window attention layer of a student on the ``hw.swa`` kernel: ``heads`` runs
+    of ``config`` over ``tokens`` tokens per inference."""
+
+    config: SWAConfig
+    heads: int
+    tokens: int
 
 
 def engine_config(pattern: "str | Pattern", wfmt, afmt, k_max: int, lanes: int = 16,
@@ -33,12 +73,82 @@ def engine_config(pattern: "str | Pattern", wfmt, afmt, k_max: int, lanes: int =
     n, m = (p.n, p.m) if p.n is not None else (2, 2)
     block = p.block if p.has_blocks else None  # keep = 1 skips nothing: no block constraint
     cands = [la for la in range(n, lanes + 1, n) if block is None or block % (la // n * m) == 0]
+    if not cands and block is None:
+        raise PruneError(f"no sparse engine of <= {lanes} lanes runs {p}: it takes N={n} or more lanes")
     if not cands:
         raise PruneError(f"no sparse engine of <= {lanes} lanes runs {p}: block {block} must be a "
                          f"multiple of the beat span lanes/N*M >= {m}")
     la = max(cands)
     unit = p.block if p.has_blocks else la // n * m
     return sparse.SparseConfig(la, n, m, wfmt, afmt, -(-k_max // unit) * unit, block, pipeline)
+
+
+def engine_for(pattern: Pattern, fmt: str, k_max: int, lanes: int) -> EngineConfig:
+    """The engine that runs a student pruned to ``pattern`` with ``fmt`` × ``fmt`` codes: the
+    dense ``DotConfig(lanes)`` for the dense pattern, else :func:`engine_config`."""
+    if pattern.is_dense:
+        return dot.DotConfig(lanes, fmt, fmt, k_max)
+    return engine_config(pattern, fmt, fmt, k_max, lanes=lanes)
+
+
+def layer_workloads(model: torch.nn.Module, sample: torch.Tensor) -> list[LayerWorkload]:
+    """The :class:`LayerWorkload` of every Linear / Conv / LSTM layer for one inference of
+    ``sample[:1]``: K = reduction length, vectors = dot products (output channels × output
+    positions). An LSTM layer is one dot product of K = inputs + hidden per gate row
+    (4 · hidden), per time step and direction, not prunable."""
+    rows: list[LayerWorkload] = []
+    names: dict[torch.nn.Module, str] = {}
+
+    def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.LSTM):
+            x = inp[0]
+            steps = x.shape[1 if mod.batch_first else 0] if x.dim() == 3 else x.shape[0]
+            dirs = 2 if mod.bidirectional else 1
+            for layer in range(mod.num_layers):
+                k = (mod.input_size if layer == 0 else mod.hidden_size * dirs) + mod.hidden_size
+                rows.append(LayerWorkload(f"{names[mod]}.l{layer}", k, 4 * mod.hidden_size * int(steps) * dirs,
+                                          prunable=False))
+            return
+        rows.append(LayerWorkload(names[mod], int(np.prod(mod.weight.shape[1:])), int(out[0].numel())))
+
+    handles = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.LSTM)):
+            names[mod] = name
+            handles.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(sample[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return rows
+
+
+def block_density(model: torch.nn.Module, pattern: Pattern) -> dict[str, float]:
+    """Fraction of (row, block) weight blocks holding a non-zero, per prunable layer (1 without
+    blocks): what the block-skipping engine streams."""
+    out = {}
+    for name, mod in prunable_layers(model):
+        if not pattern.has_blocks:
+            out[name] = 1.0
+            continue
+        w = mod.weight.detach().numpy().reshape(mod.weight.shape[0], -1) != 0
+        out[name] = float(live_blocks(w, pattern.block).mean())
+    return out
+
+
+def attention_kernels(model: torch.nn.Module, sample: torch.Tensor, lanes: int) -> list[AttentionKernel]:
+    """The attention of a SWA student on the ``hw.swa`` kernel, int8 Q/K/V (the quantized student
+    keeps its attention matmuls in float; int8 is the kernel's calibrated precision): one kernel
+    per attention layer with the most lanes (at most ``lanes``) dividing the head dimension, run
+    once per head over the ``sample``'s tokens. Empty for students without attention."""
+    tokens = int(sample.shape[1])
+    out = []
+    for att in (m for m in model.modules() if isinstance(m, SlidingWindowAttention)):
+        la = max(d for d in range(1, min(lanes, att.dh) + 1) if att.dh % d == 0)
+        out.append(AttentionKernel(SWAConfig(att.dh, att.window, la, "int8", "int8"), att.heads, tokens))
+    return out
 
 
 def _batch(w_codes: np.ndarray, a_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

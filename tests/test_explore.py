@@ -1,8 +1,16 @@
 """``paretofab explore`` end to end on a small configuration: front ranks against a brute-force
 dominance check, cycles against the engines' own closed forms (on the pruned students' real
-weight patterns for the block-skipping engine), Verilog of the front, resume."""
+weight patterns for the block-skipping engine), Verilog of the front (stale files removed),
+resume; costs once per candidate and format; the options: every field on the command line, every
+bad one refused before any work."""
 
+import argparse
+import contextlib
+import io
 import json
+import time
+from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +19,11 @@ import pytest
 from hw.engines import config_from_dict, engine
 from models import prune as P
 from models.workload import TraceSpec
-from paretofab.explore import OBJECTIVES, ExploreConfig, explore, layer_workloads, train_student
+from paretofab.cli import main
+from paretofab.explore import (OBJECTIVES, Candidate, ExploreConfig, attention_cost, cost_table, explore, rank,
+                               train_student, write_front_verilog, _key)
+from paretofab.mapping import LayerWorkload, attention_kernels, engine_for, layer_workloads
+from paretofab.options import add_arguments, from_args, to_argv
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +67,7 @@ def test_cycles_equal_engine_closed_forms(small):
     student = train_student(cfg)  # reused
     layers = layer_workloads(load_checkpoint(f"{student}/student.pt"),
                              torch.as_tensor(load_splits(f"{student}/data.npz")["x_test"][:1]))
-    assert layers and all(lr["k"] > 0 and lr["vectors"] > 0 for lr in layers)
+    assert layers and all(lr.k > 0 and lr.vectors > 0 for lr in layers)
     for _, row in df.iterrows():
         config = config_from_dict(json.loads(row["config"]))
         mod = engine(config.to_dict()["engine"])
@@ -64,24 +76,29 @@ def test_cycles_equal_engine_closed_forms(small):
             mods = dict(pruned.named_modules())
             wls = []
             for lr in layers:
-                w = mods[lr["layer"]].weight.detach().numpy()
+                w = mods[lr.layer].weight.detach().numpy()
                 nz = (w.reshape(w.shape[0], -1) != 0).astype(np.uint8)  # code 1 = a non-zero weight
-                codes = np.tile(nz, (lr["vectors"] // len(nz), 1))
+                codes = np.tile(nz, (lr.vectors // len(nz), 1))
                 wls.append(mod.Workload(codes, np.zeros_like(codes)))
             assert sum(mod.cycles(config, w) for w in wls) < sum(
                 mod.cycles(config, mod.Workload(np.ones_like(w.w_codes), w.a_codes)) for w in wls)
         else:
-            wls = [mod.Workload(np.zeros((lr["vectors"], lr["k"]), np.uint8),
-                                np.zeros((lr["vectors"], lr["k"]), np.uint8)) for lr in layers]
+            wls = [mod.Workload(np.zeros((lr.vectors, lr.k), np.uint8),
+                                np.zeros((lr.vectors, lr.k), np.uint8)) for lr in layers]
         assert row["cycles"] == sum(mod.cycles(config, w) for w in wls)
 
 
 def test_student_stage_is_keyed_by_its_options(small):
     """A changed option (here the app) never reuses another run's student; the seed spread is
     recorded for every training seed."""
-    from dataclasses import replace
-
     cfg, df = small
+    changed = [replace(cfg, arch="mixer"), replace(cfg, seed=1), replace(cfg, method="kd"),
+               replace(cfg, workload=replace(cfg.workload, scale=13)),
+               replace(cfg, workload=replace(cfg.workload, app="bc")),
+               replace(cfg, workload=replace(cfg.workload, seed=1))]
+    keys = {_key(c.student_options()) for c in [cfg, *changed]}
+    assert len(keys) == 1 + len(changed), "every option the student depends on is in its key"
+    assert _key(replace(cfg, lanes=4, device="xc7z020").student_options()) == _key(cfg.student_options())
     d = train_student(cfg)
     m = json.loads((d / "metrics.json").read_text())
     assert len(m["seed_f1"]) == 2 and m["seed_f1"][0] == pytest.approx(m["f1"])
@@ -93,8 +110,6 @@ def test_student_stage_is_keyed_by_its_options(small):
 
 
 def test_degenerate_trace_is_refused_before_training(tmp_path):
-    from dataclasses import replace
-
     cfg = ExploreConfig(out=str(tmp_path), workload=TraceSpec(app="pr", scale=12, max_loads=200_000,
                                                               max_rows=3000), progress=False)
     with pytest.raises(ValueError, match="degenerate trace"):
@@ -120,11 +135,8 @@ def test_layer_workloads_count_lstm_gates():
 
     m = build("lstm", "student", steps=10, hidden=28)  # LSTM(10 -> 28) over 10 steps, Linear(28 -> 256)
     rows = layer_workloads(m, torch.rand(3, 10, 10))
-    assert rows == [
-        {"layer": "lstm.l0", "k": 10 + 28, "vectors": 4 * 28 * 10, "prunable": False},
-        {"layer": "head", "k": 28, "vectors": 256, "prunable": True},
-    ]
-    macs = sum(r["k"] * r["vectors"] for r in rows)
+    assert rows == [LayerWorkload("lstm.l0", 10 + 28, 4 * 28 * 10, prunable=False), LayerWorkload("head", 28, 256)]
+    macs = sum(r.k * r.vectors for r in rows)
     weights = sum(p.numel() for n, p in m.named_parameters() if "weight" in n)
     assert macs == 10 * (weights - 28 * 256) + 28 * 256  # every LSTM weight once per step
 
@@ -136,12 +148,123 @@ def test_attention_cost_of_a_swa_student():
 
     from hw import swa
     from models.zoo import build
-    from paretofab.explore import attention_cost
 
-    cfg = ExploreConfig(lanes=16, device="xc7z020")
     m = build("swa", "student", depth=2)  # dim 24, 2 heads of 12, window 4, history 10
-    att = attention_cost(m, torch.rand(1, 10, 10), cfg)
+    kernels = attention_kernels(m, torch.rand(1, 10, 10), lanes=16)
     kernel = swa.SWAConfig(12, 4, 12, "int8", "int8")
+    assert [(k.config, k.heads, k.tokens) for k in kernels] == [(kernel, 2, 10)] * 2
+    att = attention_cost(kernels, "xc7z020")
     assert att["cycles"] == 2 * 2 * swa.cycles(kernel, 10)
     assert att["lut"] > 0 and att["dsp"] > 0
-    assert attention_cost(build("resnet", "student"), torch.rand(1, 10, 10), cfg) is None
+    assert attention_kernels(build("resnet", "student"), torch.rand(1, 10, 10), lanes=16) == []
+    assert attention_cost([], "xc7z020") is None
+
+
+# ---- costs joined to the sweep, Verilog of the front ---------------------------------------------
+
+LAYERS = [LayerWorkload("a", 16, 10), LayerWorkload("b", 8, 4)]
+
+
+def _candidates(lanes: int = 4, k_max: int = 16) -> list[Candidate]:
+    pats = [P.Pattern(), P.Pattern(2, 4), P.Pattern(2, 4, 8, 0.5)]
+    return [Candidate(p, Path("s") / str(i), {"a": 0.5 if p.has_blocks else 1.0, "b": 1.0},
+                      {f: engine_for(p, f, k_max, lanes) for f in ("int4", "e2m1")}) for i, p in enumerate(pats)]
+
+
+def test_costs_once_per_candidate_and_format_joined_to_every_ptq(tmp_path, monkeypatch):
+    import paretofab.explore as E
+
+    calls = []
+    real = E.network_cost
+    monkeypatch.setattr(E, "network_cost", lambda config, *a, **k: calls.append(config) or real(config, *a, **k))
+    cands = _candidates()
+    costs = cost_table(cands, LAYERS, "xczu3eg")
+    assert len(calls) == len(costs) == 6, "one estimate per candidate and format"
+    points = pd.DataFrame([{"format": f, "ptq": ptq, "micro_f1": 0.5 + 0.01 * i, "float_f1": 0.6,
+                            "student": str(c.student), "engine": c.name}
+                           for i, (c, f, ptq) in enumerate((c, f, ptq) for c in cands for f in ("int4", "e2m1")
+                                                           for ptq in ("none", "weq"))])
+    df = rank(points, costs, ExploreConfig(out=str(tmp_path)))
+    assert len(df) == 12 and (tmp_path / "pareto.csv").exists()
+    for (engine, fmt), g in df.groupby(["engine", "format"]):
+        assert len(g) == 2 and g["lut"].nunique() == 1 and g["cycles"].nunique() == 1
+        assert config_from_dict(json.loads(g["config"].iloc[0])) == next(
+            c for c in cands if c.name == engine).engines[fmt]
+    hybrid = df[(df["engine"] == "2:4+b8k0.5") & (df["format"] == "int4")]["cycles"].iloc[0]
+    full = real(cands[2].engines["int4"], LAYERS, "xczu3eg")["cycles"]
+    assert hybrid < full, "the candidate's block density reaches the estimate"
+
+
+def test_front_verilog_follows_the_front(tmp_path):
+    """Files of points no longer on the front are removed; a file is rewritten only when its
+    engine changed."""
+    rtl = tmp_path / "rtl"
+    rtl.mkdir()
+    (rtl / "dense_int8_l16.v").write_text("// an older run's front point")
+    cands = _candidates()
+    front = pd.DataFrame({"engine": ["dense", "2:4", "2:4+b8k0.5"], "format": ["int4", "int4", "e2m1"],
+                          "rank": [1, 1, 2]})
+    files = write_front_verilog(front, cands, rtl)
+    assert sorted(p.name for p in rtl.glob("*.v")) == sorted(p.name for p in files) == ["2of4_int4_l4.v",
+                                                                                       "dense_int4_l4.v"]
+    mtime = (rtl / "dense_int4_l4.v").stat().st_mtime_ns
+    moved = front.assign(rank=[1, 2, 1])
+    write_front_verilog(moved, cands, rtl)
+    assert sorted(p.name for p in rtl.glob("*.v")) == ["2of4_b8k0.5_e2m1_l4.v", "dense_int4_l4.v"]
+    assert (rtl / "dense_int4_l4.v").stat().st_mtime_ns == mtime, "unchanged engine: not rewritten"
+    write_front_verilog(moved, _candidates(k_max=64), rtl)  # same names, longer reduction: new engines
+    assert json.loads((rtl / "front.json").read_text())["dense_int4_l4.v"]["k_max"] == 64
+    assert (rtl / "dense_int4_l4.v").stat().st_mtime_ns != mtime
+
+
+# ---- options ------------------------------------------------------------------------------------------
+
+
+def test_every_option_is_on_the_command_line_and_round_trips():
+    d = ExploreConfig()
+    cfg = ExploreConfig(out="o", workload=TraceSpec(app="bc", scale=12, seed=3, max_loads=1000, skip_loads=5,
+                                                    l1_kb=32, l2_kb=256, prefetch_degree=1, max_rows=500,
+                                                    trace="t.trace"),
+                        arch="swa", method="kd", teacher_arch="resnet", teacher_preset="student", epochs=2,
+                        teacher_epochs=3, spread_seeds=1, allow_degenerate=True, formats=("int8", "e4m3"),
+                        ptq=("none", "weq+gptq"), lanes=8, nm=(1, 4), block=16, keep=0.25, prune_epochs=0,
+                        saliency="class", classes="top32", device="xc7z020", seed=3, jobs=2, threads=1,
+                        progress=False)
+    assert [f.name for f in fields(cfg) if getattr(cfg, f.name) == getattr(d, f.name)] == []
+    assert [f.name for f in fields(cfg.workload) if getattr(cfg.workload, f.name) == getattr(d.workload, f.name)] == []
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert from_args(p.parse_args(to_argv(cfg))) == cfg
+    assert from_args(p.parse_args([])) == d
+    assert from_args(p.parse_args(to_argv(d))) == d
+    assert from_args(p.parse_args(["--classes", "top32"])).saliency == "class"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--device", "nope"], "xczu3eg"),
+    (["--formats", "int4,int99"], "got 99"),
+    (["--lanes", "0"], "--lanes"),
+    (["--lanes", "1"], "lanes"),  # no 2:4 engine of one multiplier
+    (["--nm", "3:2"], "N <= M"),
+    (["--block", "6"], "multiple"),
+    (["--scale", "40"], "--scale"),
+    (["--ptq", "foo"], "foo"),
+    (["--classes", "top32", "--saliency", "magnitude"], "--saliency"),
+])
+def test_bad_option_exits_2_at_once(tmp_path, argv, words):
+    """Every option is checked before any work: one line naming the fix, exit 2, no traceback,
+    nothing written."""
+    err = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(err):
+        rc = main(["explore", "-o", str(tmp_path / "out"), *argv])
+    assert time.perf_counter() - t0 < 1.0
+    msg = err.getvalue().strip()
+    assert rc == 2 and "\n" not in msg and "Traceback" not in msg and words in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_option_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["explore", "--nm", "2x4"])
+    assert e.value.code == 2 and "N:M" in capsys.readouterr().err
