@@ -14,7 +14,7 @@ dimension: the rows of ``weight.reshape(out, -1)`` (for a convolution the reduct
 * **blocks** — a block is ``block`` consecutive reduction positions of one output row (what
   ``hw.sparse.block_bitmap`` skips); the last block of a row may be shorter (zero padding
   again). Pruning is *balanced*: every row keeps ``ceil(keep · blocks_per_row)`` blocks, so every
-  output vector costs the engine the same beats (the closed form of ``costmodel.latency`` is
+  output vector costs the engine the same beats (the sparse engine's closed-form cycles are
   then exact) and no row is emptied; rows of one block are never block-pruned.
 * **hybrid** (``2:4+b8k0.5``) — N:M first, then blocks ranked by the saliency N:M left in them.
 
