@@ -52,7 +52,7 @@ def bench_speed(rows: int) -> None:
         for preset in ("student", "cpu"):
             torch.manual_seed(0)
             m = zoo.build(arch, preset)
-            h = D.fit(m, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"], cfg)
+            h = D.fit(m, (sp["x_train"], sp["y_train"]), (sp["x_val"], sp["y_val"]), cfg)
             print(f"{arch:<7} {preset:<8} {zoo.count_params(m):>9,} params {h['samples_per_s']:>9,.0f} samples/s")
 
 
@@ -80,14 +80,15 @@ def _group(app: str, seed: int, args: argparse.Namespace, done: set) -> list[dic
             continue
         if method != "none":
             t0 = time.perf_counter()
-            teachers[method] = D.train_teachers(sp, method, args.teacher_arch, args.teacher_preset,
-                                                args.clusters, "ip", tcfg)
+            spec = D.KDSpec(method=method, clusters=args.clusters, teacher_arch=args.teacher_arch,
+                            teacher_preset=args.teacher_preset)
+            teachers[method] = D.train_teachers(sp, spec, tcfg)
             teachers[method].summary["seconds"] = time.perf_counter() - t0
         for arch in args.archs:
             if (app, seed, arch, method) in done:
                 continue
             t0 = time.perf_counter()
-            r = D.distill(sp, arch, method, cfg=cfg, teachers=teachers.get(method), info=info)
+            r = D.distill(sp, D.KDSpec(arch=arch, method=method), cfg, teachers=teachers.get(method), info=info)
             r = {k: v for k, v in r.items() if k not in ("train_config", "workload")}
             r.update(seed=seed, seconds_student=time.perf_counter() - t0)
             with open(args.store, "a") as f:

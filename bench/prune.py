@@ -97,16 +97,16 @@ def main() -> None:
 
     runs = [("dense", "-", "-", lambda seed: copy.deepcopy(base)),
             ("dense", "-", f"fine-tuned {args.ft_epochs} ep (control)",
-             lambda seed: P.finetune(copy.deepcopy(base), "dense", sp["x_train"], sp["y_train"], sp["x_val"],
-                                     sp["y_val"], epochs=args.ft_epochs, seed=seed, progress=False))]
+             lambda seed: P.finetune(copy.deepcopy(base), "dense", sp,
+                                     P.PruneConfig(epochs=args.ft_epochs, seed=seed, progress=False)))]
     for pat in PATTERNS:
         for sal in ("magnitude", "class"):
             c = cls if sal == "class" else None
             runs.append((pat, sal, "one-shot", lambda seed, pat=pat, sal=sal, c=c: P.prune(
                 copy.deepcopy(base), pat, saliency=sal, data=(sp["x_train"], sp["y_train"]), classes=c)))
             runs.append((pat, sal, f"SR-STE {args.ft_epochs} ep", lambda seed, pat=pat, sal=sal, c=c: P.finetune(
-                copy.deepcopy(base), pat, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
-                epochs=args.ft_epochs, saliency=sal, classes=c, seed=seed, progress=False)))
+                copy.deepcopy(base), pat, sp, P.PruneConfig(sal, None if c is None else tuple(c.tolist()),
+                                                            epochs=args.ft_epochs, seed=seed, progress=False))))
     rows = []
     made: dict[tuple, torch.nn.Module] = {}
     small = max(1, args.lanes // 4)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from quant.sweep import _workload, evaluate_point, grid, load_results, run_sweep  # noqa: E402
+from quant.sweep import SweepSpace, _workload, evaluate_point, grid, load_results, run_sweep  # noqa: E402
 
 WITH = "smoothquant+gptq+bias_corr"
 
@@ -31,7 +31,7 @@ WITH = "smoothquant+gptq+bias_corr"
 def speed(args) -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    pts = grid([args.model], ["int4", "int8", "e2m1", "e3m2"], ["int8"], ["none", "bias_corr"], seeds=[0])
+    pts = grid(SweepSpace([args.model], ["int4", "int8", "e2m1", "e3m2"], ["int8"], ["none", "bias_corr"], seeds=[0]))
     with tempfile.TemporaryDirectory() as d:
         # warm: the workload (trained model) is cached in this process for both measurements
         _workload(pts[0])
@@ -72,7 +72,7 @@ def table(args) -> None:
     r = {"done": 0}
     keys = set()
     for f in fmts:  # W = A: one grid per format
-        pts = grid([args.model], [f], [f], ["none", WITH], seeds=args.seeds)
+        pts = grid(SweepSpace([args.model], [f], [f], ["none", WITH], seeds=args.seeds))
         keys |= {p.key for p in pts}
         r["done"] += run_sweep(pts, out, jobs=args.jobs, progress=not args.quiet)["done"]
     df = load_results(out)

@@ -12,7 +12,7 @@ import torch
 
 from . import distill as D
 from . import map_data, traces
-from .prune import Pattern, parse_pattern, prune_student
+from .prune import Pattern, PruneConfig, parse_pattern, prune_student
 from .workload import TraceSpec, stats_of_trace
 from .zoo import ARCHS, PRESETS
 
@@ -82,8 +82,9 @@ def _distill(args: argparse.Namespace) -> int:
                         seed=args.seed)
     tcfg = D.TrainConfig(**{**cfg.__dict__, "epochs": args.teacher_epochs or args.epochs,
                             "lr": args.teacher_lr})
-    res = D.distill(sp, args.arch, args.method, args.clusters, args.feature, args.preset,
-                    teacher_arch=args.teacher_arch, cfg=cfg, teacher_cfg=tcfg, out_dir=out, info=info)
+    spec = D.KDSpec(arch=args.arch, method=args.method, clusters=args.clusters, feature=args.feature,
+                    teacher_arch=args.teacher_arch, teacher_preset=args.preset)
+    res = D.distill(sp, spec, cfg, teacher_cfg=tcfg, out_dir=out, info=info)
     map_data.save_splits(out / "data.npz", sp)
     (out / "metrics.json").write_text(json.dumps(res, indent=2, default=_json_default))
     print(f"{args.app} {args.arch} {args.method}: test micro-F1 {res['f1']:.4f} "
@@ -111,9 +112,9 @@ def _prune(args: argparse.Namespace) -> int:
     pattern = _pattern_of(args)
     saliency = args.saliency or ("class" if args.classes else "magnitude")
     skip = [s.strip() for s in (args.skip or "").split(",") if s.strip()]
-    res = prune_student(args.checkpoint, args.output, pattern, data=args.data, saliency=saliency,
-                        classes=args.classes, epochs=args.epochs, lr=args.lr, decay=args.decay,
-                        mask_every=args.mask_every, skip=skip, seed=args.seed)
+    cfg = PruneConfig(saliency=saliency, classes=args.classes, epochs=args.epochs, lr=args.lr, decay=args.decay,
+                      mask_every=args.mask_every, skip=skip, seed=args.seed)
+    res = prune_student(args.checkpoint, args.output, pattern, cfg, data=args.data)
     extra = (f"; preferred outputs {res['f1_classes']:.4f} (dense {res['dense']['f1_classes']:.4f})"
              if "f1_classes" in res else "")
     print(f"{res['pattern']} ({saliency} saliency, {res['method']}): {res['sparsity']:.1%} of the pruned "

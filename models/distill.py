@@ -100,6 +100,32 @@ class TrainConfig:
             raise DistillError(f"temperature {self.temperature} must be > 0")
 
 
+@dataclass(frozen=True)
+class KDSpec:
+    """What :func:`distill` trains: the student's ``arch`` by ``method``, and its teachers.
+
+    Attributes
+    ----------
+    arch : student architecture (:data:`models.zoo.ARCHS`).
+    method : ``none`` (plain training), ``kd`` (one teacher) or ``packd`` (one teacher per cluster).
+    clusters, feature : PaCKD's k-means clusters (2..8) and the feature they cluster on.
+    teacher_arch : the teachers' architecture (None: ``arch``).
+    teacher_preset : the teachers' size preset (``cpu`` or ``paper``).
+    """
+
+    arch: str = "resnet"
+    method: str = "packd"
+    clusters: int = 2
+    feature: str = "ip"
+    teacher_arch: str | None = None
+    teacher_preset: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise DistillError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
+        check_clustering(self.clusters, self.feature)
+
+
 def plateau_f1(y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> float:
     """Validation micro-F1 of the input-blind per-bit frequency predictor: the plateau a MAP model
     sits on until it learns to use its input."""
@@ -118,7 +144,7 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np.ndarr
     return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
 
 
-def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
         cfg: TrainConfig, teacher_logits: np.ndarray | None = None, desc: str = "train") -> dict:
     """Train ``model`` in place with early stopping on validation micro-F1; restores the best
     epoch's weights. Patience runs only once the validation F1 has left the plateau of the
@@ -127,7 +153,7 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val
 
     Parameters
     ----------
-    x, y : training inputs (n, 10, 10) float32 and labels (n, 256) 0/1.
+    train, val : (inputs (n, 10, 10) float32, labels (n, 256) 0/1) to train on and to validate.
     teacher_logits : (n, 256) frozen teacher logits per training row (KD), or None (BCE only).
 
     Returns
@@ -136,6 +162,7 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val
     ``left_plateau_epoch`` (None: never left it), ``samples_per_s``.
     """
     cfg.check()
+    (x, y), (x_val, y_val) = train, val
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
@@ -180,16 +207,21 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val
             "samples_per_s": seen / t_train if t_train > 0 else float("nan")}
 
 
+def check_clustering(k: int, feature: str) -> None:
+    """Raise :class:`DistillError` unless ``k`` clusters of ``feature`` can be formed."""
+    if not isinstance(k, int) or not 2 <= k <= 8:
+        raise DistillError(f"--clusters {k!r}: use 2..8 clusters (PaCKD uses 2..4)")
+    if feature not in FEATURES:
+        raise DistillError(f"unknown cluster feature {feature!r}: choose one of {', '.join(FEATURES)}")
+
+
 def cluster(splits: dict[str, np.ndarray], k: int, feature: str = "ip",
             seed: int = 0) -> dict[str, np.ndarray]:
     """k-means++ cluster of every row of every split (fit on train only).
 
     Returns ``{"train": labels, "val": labels, "test": labels}`` (int arrays in 0..k-1).
     """
-    if not 2 <= k <= 8:
-        raise DistillError(f"--clusters {k} out of range: PaCKD uses 2..4 (at most 8 allowed)")
-    if feature not in FEATURES:
-        raise DistillError(f"unknown cluster feature {feature!r}: choose one of {', '.join(FEATURES)}")
+    check_clustering(k, feature)
     f_tr = cluster_features(splits, "train", feature)
     scaler = StandardScaler().fit(f_tr)
     km = KMeans(n_clusters=k, init="k-means++", n_init=4, random_state=seed).fit(scaler.transform(f_tr))
@@ -217,14 +249,15 @@ class Teachers:
     clusters: np.ndarray | None = None
 
 
-def train_teachers(splits: dict[str, np.ndarray], method: str, arch: str = "resnet",
-                   preset: str = "cpu", clusters: int = 2, feature: str = "ip",
-                   cfg: TrainConfig | None = None, out_dir: str | Path | None = None,
-                   info: dict | None = None) -> Teachers:
-    """Train the KD teacher (``method="kd"``) or one teacher per k-means cluster (``"packd"``).
+def train_teachers(splits: dict[str, np.ndarray], spec: KDSpec, cfg: TrainConfig | None = None,
+                   out_dir: str | Path | None = None, info: dict | None = None) -> Teachers:
+    """Train the KD teacher (``spec.method="kd"``) or one teacher per k-means cluster
+    (``"packd"``), of ``spec.teacher_arch`` (default ``spec.arch``) at ``spec.teacher_preset``.
 
     With ``out_dir``, writes ``teacher.pt`` (kd) or ``teacher_<c>.pt`` (packd).
     """
+    method, clusters, feature = spec.method, spec.clusters, spec.feature
+    arch, preset = spec.teacher_arch or spec.arch, spec.teacher_preset
     if method not in ("kd", "packd"):
         raise DistillError(f"teachers are trained for kd or packd, not {method!r}")
     cfg = cfg or TrainConfig()
@@ -250,7 +283,7 @@ def train_teachers(splits: dict[str, np.ndarray], method: str, arch: str = "resn
         torch.manual_seed(cfg.seed + 1 + c)
         teacher = build(arch, preset)
         name = "teacher" if method == "kd" else f"teacher {c}"
-        h = fit(teacher, x["train"][tr], y["train"][tr], x["val"][va], y["val"][va], cfg,
+        h = fit(teacher, (x["train"][tr], y["train"][tr]), (x["val"][va], y["val"][va]), cfg,
                 desc=f"{name} {arch}")
         for s in x:
             rows = lab[s] == c
@@ -265,31 +298,27 @@ def train_teachers(splits: dict[str, np.ndarray], method: str, arch: str = "resn
     return Teachers(method, logits, params, summary, lab["train"] if method == "packd" else None)
 
 
-def distill(splits: dict[str, np.ndarray], arch: str = "resnet", method: str = "packd",
-            clusters: int = 2, feature: str = "ip", teacher_preset: str = "cpu",
-            teacher_arch: str | None = None, cfg: TrainConfig | None = None,
+def distill(splits: dict[str, np.ndarray], spec: KDSpec, cfg: TrainConfig | None = None, *,
             teacher_cfg: TrainConfig | None = None, out_dir: str | Path | None = None,
             info: dict | None = None, teachers: Teachers | None = None) -> dict:
-    """Train a ``student`` of ``arch`` by ``method`` on ``splits``; evaluate it on test.
+    """Train a student of ``spec.arch`` by ``spec.method`` on ``splits``; evaluate it on test.
 
     Teachers are ``teachers`` when given (trained once by :func:`train_teachers`, shared by
-    several students), else trained here: ``teacher_arch`` (default: same as ``arch``) at
-    ``teacher_preset``. With ``out_dir``, writes ``student.pt`` (and the teachers it trained).
+    several students), else trained here with ``teacher_cfg`` (default ``cfg``). With
+    ``out_dir``, writes ``student.pt`` (and the teachers it trained).
 
     Returns a metrics dict: the student's ``f1`` (test micro-F1 at the validation threshold),
     ``f1_test_opt`` (at the test-optimal threshold: the paper's protocol), ``f1_at_0.5``,
     ``floor``, the frequency and IP baselines, parameter counts, compression ratio, the teachers'
     summary, timings.
     """
-    if method not in METHODS:
-        raise DistillError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    arch, method = spec.arch, spec.method
     cfg = cfg or TrainConfig()
     info = dict(info or {})
     out = Path(out_dir) if out_dir is not None else None
     t_start = time.perf_counter()
     if method != "none" and teachers is None:
-        teachers = train_teachers(splits, method, teacher_arch or arch, teacher_preset, clusters, feature,
-                                  teacher_cfg or cfg, out, info)
+        teachers = train_teachers(splits, spec, teacher_cfg or cfg, out, info)
     if teachers is not None and teachers.method != method:
         raise DistillError(f"{teachers.method} teachers given for method {method}")
     t_teachers = time.perf_counter() - t_start
@@ -298,7 +327,7 @@ def distill(splits: dict[str, np.ndarray], arch: str = "resnet", method: str = "
                  "train_config": asdict(cfg), **info}
     torch.manual_seed(cfg.seed)
     student = build(arch, "student")
-    h = fit(student, splits["x_train"], splits["y_train"], splits["x_val"], splits["y_val"], cfg,
+    h = fit(student, (splits["x_train"], splits["y_train"]), (splits["x_val"], splits["y_val"]), cfg,
             teacher_logits=None if teachers is None else teachers.logits["train"], desc=f"student {arch} ({method})")
     s_params = count_params(student)
     res.update(metrics.summarize(predict(student, splits["x_val"]), splits["y_val"],

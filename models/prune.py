@@ -14,7 +14,7 @@ dimension: the rows of ``weight.reshape(out, -1)`` (for a convolution the reduct
 * **blocks** — a block is ``block`` consecutive reduction positions of one output row (what
   ``hw.sparse.block_bitmap`` skips); the last block of a row may be shorter (zero padding
   again). Pruning is *balanced*: every row keeps ``ceil(keep · blocks_per_row)`` blocks, so every
-  output vector costs the engine the same beats (the closed form of ``costmodel.latency`` is
+  output vector costs the engine the same beats (the sparse engine's closed-form cycles are
   then exact) and no row is emptied; rows of one block are never block-pruned.
 * **hybrid** (``2:4+b8k0.5``) — N:M first, then blocks ranked by the saliency N:M left in them.
 
@@ -372,32 +372,72 @@ class SRSTE(nn.Module):
         return _SRSTEFn.apply(w, self.mask, self.decay)
 
 
-def finetune(model: nn.Module, pattern: "str | Pattern", x, y, x_val, y_val, *, epochs: int = 4,
-             lr: float = 1e-3, saliency: str = "magnitude", classes=None, seed: int = 0,
-             progress: bool = True, decay: float = 2e-4, mask_every: int = 50, batch_size: int = 256,
-             skip: Sequence[str] = ()) -> nn.Module:
-    """SR-STE fine-tuning in place to ``pattern``; returns ``model`` with pruned weights exactly 0.
+@dataclass(frozen=True)
+class PruneConfig:
+    """How a student is pruned (:func:`prune_student`) or fine-tuned (:func:`finetune`).
 
-    Parameters
+    Attributes
     ----------
-    x, y, x_val, y_val : training and validation inputs / 0-1 labels (MAP: (n, 10, 10), (n, 256)).
-    epochs : passes over ``x``; the epoch with the best validation micro-F1 (best threshold) is kept.
+    saliency : ``magnitude``, or ``class`` (CRISP: saliency on the preferred classes' rows).
+    classes : the preferred classes of class saliency (``"top4"``, indices; None: all).
+    epochs : SR-STE passes over the training rows (0: one-shot pruning, :func:`prune_student`
+        only); the epoch with the best validation micro-F1 (best threshold) is kept.
     lr : Adam learning rate.
     decay : λ_w, the SR-STE decay on pruned weights (per unit weight, added to the gradient).
-    mask_every : steps between mask recomputations from the dense weights (class saliency is
-        recomputed on the training rows of the preferred classes).
+    mask_every : steps between mask recomputations from the dense weights.
+    batch_size : rows per step.
+    skip : names of layers left dense.
+    seed : seeds torch and the batch order.
+    progress : show progress bars.
+    """
+
+    saliency: str = "magnitude"
+    classes: "str | Sequence[int] | None" = None
+    epochs: int = 4
+    lr: float = 1e-3
+    decay: float = 2e-4
+    mask_every: int = 50
+    batch_size: int = 256
+    skip: Sequence[str] = ()
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.saliency not in SALIENCIES:
+            raise PruneError(f"unknown saliency {self.saliency!r}: choose one of {', '.join(SALIENCIES)}")
+        if self.classes is not None and self.saliency != "class":
+            raise PruneError(f"classes {self.classes!r} only steer class saliency: add --saliency class "
+                             "(or drop --classes)")
+        if self.epochs < 0:
+            raise PruneError(f"epochs={self.epochs}: use 0 (one-shot) or more (SR-STE)")
+        if self.mask_every < 1 or self.batch_size < 1:
+            raise PruneError("mask_every and batch_size must be >= 1")
+        object.__setattr__(self, "skip", tuple(self.skip))
+
+
+def finetune(model: nn.Module, pattern: "str | Pattern", splits: dict[str, np.ndarray],
+             cfg: PruneConfig = PruneConfig()) -> nn.Module:
+    """SR-STE fine-tuning in place to ``pattern`` for ``cfg.epochs`` (>= 1) epochs; returns
+    ``model`` with pruned weights exactly 0.
+
+    ``splits`` holds ``x_train``, ``y_train``, ``x_val``, ``y_val`` (MAP: (n, 10, 10) inputs and
+    (n, 256) 0/1 labels). Class saliency is recomputed on the training rows of the preferred
+    classes at every mask refresh.
     """
     pattern = parse_pattern(pattern)
-    if epochs < 1 or mask_every < 1 or batch_size < 1:
-        raise PruneError("epochs, mask_every and batch_size must be >= 1")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    if cfg.epochs < 1:
+        raise PruneError("SR-STE fine-tuning needs epochs >= 1")
+    x, y, x_val, y_val = (splits[k] for k in ("x_train", "y_train", "x_val", "y_val"))
+    epochs, lr, saliency, skip = cfg.epochs, cfg.lr, cfg.saliency, cfg.skip
+    batch_size, mask_every, progress = cfg.batch_size, cfg.mask_every, cfg.progress
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
     data = (x, y)
-    cls = resolve_classes(classes, y) if saliency == "class" else None
+    cls = resolve_classes(cfg.classes, y) if saliency == "class" else None
     mods = dict(model.named_modules())
     ms = masks(model, pattern, saliency=saliency, data=data, classes=cls, skip=skip)
     for n, mk in ms.items():
-        parametrize.register_parametrization(mods[n], "weight", SRSTE(mk, decay))
+        parametrize.register_parametrization(mods[n], "weight", SRSTE(mk, cfg.decay))
     try:
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
@@ -501,24 +541,18 @@ def evaluate(model: nn.Module, splits: dict, classes=None) -> dict[str, float]:
     return res
 
 
-def prune_student(checkpoint: str, out_dir: str, pattern: "str | Pattern", *, data: str | None = None,
-                  saliency: str = "magnitude", classes=None, epochs: int = 4, lr: float = 1e-3,
-                  decay: float = 2e-4, mask_every: int = 50, skip: Sequence[str] = (), seed: int = 0,
-                  progress: bool = True) -> dict:
+def prune_student(checkpoint: str, out_dir: str, pattern: "str | Pattern", cfg: PruneConfig = PruneConfig(),
+                  *, data: str | None = None) -> dict:
     """Prune the student ``checkpoint`` (``student.pt``) to ``pattern`` and write ``out_dir``
     with ``student.pt`` (meta: pattern, saliency, classes), ``data.npz`` (the splits, so the
     folder is a student folder for ``quant.sweep`` / ``explore``) and ``metrics.json``.
 
-    ``data``: splits file (default ``data.npz`` beside the checkpoint). ``epochs=0``: one-shot
-    pruning; otherwise SR-STE fine-tuning. Returns the metrics dict (``dense`` = the input's).
+    ``data``: splits file (default ``data.npz`` beside the checkpoint). ``cfg.epochs=0``:
+    one-shot pruning; otherwise SR-STE fine-tuning. Returns the metrics dict (``dense`` = the
+    input's).
     """
     pattern = parse_pattern(pattern)
-    if saliency not in SALIENCIES:
-        raise PruneError(f"unknown saliency {saliency!r}: choose one of {', '.join(SALIENCIES)}")
-    if classes is not None and saliency != "class":
-        raise PruneError(f"classes {classes!r} only steer class saliency: add --saliency class (or drop --classes)")
-    if epochs < 0:
-        raise PruneError(f"epochs={epochs}: use 0 (one-shot) or more (SR-STE)")
+    saliency, classes, epochs, skip = cfg.saliency, cfg.classes, cfg.epochs, cfg.skip
     ckpt = Path(checkpoint)
     model = load_checkpoint(ckpt)
     data_path = Path(data) if data else ckpt.parent / "data.npz"
@@ -528,14 +562,12 @@ def prune_student(checkpoint: str, out_dir: str, pattern: "str | Pattern", *, da
     meta = dict(model.meta)
     sp = load_splits(data_path)
     cls = resolve_classes(classes, sp["y_train"])
-    torch.manual_seed(seed)
+    torch.manual_seed(cfg.seed)
     dense = evaluate(model, sp, cls)
     if epochs == 0:
         prune(model, pattern, saliency=saliency, data=(sp["x_train"], sp["y_train"]), classes=cls, skip=skip)
     else:
-        finetune(model, pattern, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"], epochs=epochs, lr=lr,
-                 saliency=saliency, classes=cls, seed=seed, progress=progress, decay=decay,
-                 mask_every=mask_every, skip=skip)
+        finetune(model, pattern, sp, cfg)
     for name, mod in prunable_layers(model, skip):
         check_pattern(mod.weight, pattern, name)
     res = {**evaluate(model, sp, cls), "pattern": str(pattern), "saliency": saliency,

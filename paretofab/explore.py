@@ -44,7 +44,7 @@ from models.map_data import load_splits
 from models.prune import Pattern, prune_student
 from models.zoo import load_checkpoint
 from quant.formats import parse_format
-from quant.sweep import grid, load_results, run_sweep
+from quant.sweep import SweepSpace, grid, load_results, run_sweep
 
 from .mapping import (AttentionKernel, EngineConfig, LayerWorkload, attention_kernels, block_density, engine_for,
                       layer_workloads)
@@ -110,19 +110,18 @@ def train_student(cfg: ExploreConfig) -> Path:
     print(f"   {info['llc_accesses']} LLC accesses; +1 share {st['plus1_share']:.3f}, frequency F1 "
           f"{st['freq_f1']:.3f}, IP baseline F1 {st['ip_f1']:.3f}: {st['verdict']}")
     tc = D.TrainConfig(epochs=cfg.epochs, seed=cfg.seed, progress=cfg.progress)
+    spec = cfg.kd_spec()
     teachers = None
     if cfg.method != "none":
-        teachers = D.train_teachers(splits, method=cfg.method, arch=cfg.teacher_arch, preset=cfg.teacher_preset,
-                                    cfg=D.TrainConfig(epochs=cfg.teacher_epochs, lr=D.TEACHER_LR,
-                                                      seed=cfg.seed, progress=cfg.progress),
-                                    info=info)
+        tcfg = D.TrainConfig(epochs=cfg.teacher_epochs, lr=D.TEACHER_LR, seed=cfg.seed, progress=cfg.progress)
+        teachers = D.train_teachers(splits, spec, tcfg, info=info)
         print(f"   {cfg.method} teacher(s) {cfg.teacher_arch}/{cfg.teacher_preset}: test micro-F1 "
               f"{teachers.summary['f1']:.4f}")
     runs = []
     for i in range(cfg.spread_seeds):
         seed_dir = d if i == 0 else d / f"seed{cfg.seed + i}"
-        runs.append(D.distill(splits, arch=cfg.arch, method=cfg.method, cfg=replace(tc, seed=cfg.seed + i),
-                              out_dir=seed_dir, info=info, teachers=teachers))
+        runs.append(D.distill(splits, spec, replace(tc, seed=cfg.seed + i), out_dir=seed_dir, info=info,
+                              teachers=teachers))
     res = {**runs[0], "options": opts, "seed_f1": [r["f1"] for r in runs]}
     map_data.save_splits(d / "data.npz", splits)
     (d / "metrics.json").write_text(json.dumps(res, indent=2, default=_plain))
@@ -149,9 +148,7 @@ def pruned_student(student_dir: Path, pattern: Pattern, cfg: ExploreConfig) -> P
     how += f"_srste{cfg.prune_epochs}" if cfg.prune_epochs else "_oneshot"
     d = student_dir / f"pruned_{_slug(pattern)}_{how}"
     if not ((d / "student.pt").exists() and (d / "metrics.json").exists()):
-        res = prune_student(checkpoint=str(student_dir / "student.pt"), out_dir=str(d), pattern=pattern,
-                            saliency=cfg.saliency, classes=cfg.classes, epochs=cfg.prune_epochs, seed=cfg.seed,
-                            progress=cfg.progress)
+        res = prune_student(str(student_dir / "student.pt"), str(d), pattern, cfg.prune_config())
         print(f"   {pattern}: {res['method']}, {res['sparsity']:.1%} zeros, test micro-F1 {res['f1']:.4f} "
               f"(dense {res['dense']['f1']:.4f})")
     return d
@@ -189,8 +186,8 @@ def sweep(cands: list[Candidate], cfg: ExploreConfig, formats: tuple[str, ...], 
     points = []
     for c in cands:
         for f in formats:
-            pts = grid(models=[str(c.student)], wfmts=[f], afmts=[f], ptqs=list(cfg.ptq), seeds=[cfg.seed],
-                       allow_degenerate=cfg.allow_degenerate)
+            space = SweepSpace(models=[str(c.student)], wfmts=[f], afmts=[f], ptqs=list(cfg.ptq), seeds=[cfg.seed])
+            pts = grid(space, allow_degenerate=cfg.allow_degenerate)
             owner.update((pt.key, c) for pt in pts)
             points += pts
     run_sweep(points, store, jobs=cfg.jobs, progress=cfg.progress)

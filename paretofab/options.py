@@ -20,8 +20,8 @@ from typing import Any
 
 from costmodel import DEVICES, estimate, get_device
 from models.cli import add_trace_arguments, spec_from_args
-from models.distill import METHODS
-from models.prune import SALIENCIES, Pattern
+from models.distill import METHODS, KDSpec
+from models.prune import SALIENCIES, Pattern, PruneConfig
 from models.traces import APPS
 from models.workload import TraceSpec
 from models.zoo import ARCHS, PRESETS
@@ -139,6 +139,16 @@ class ExploreConfig:
                 "spread_seeds": self.spread_seeds, "seed": self.seed,
                 "allow_degenerate": self.allow_degenerate}
 
+    def kd_spec(self) -> KDSpec:
+        """What the student stage distills (``models.distill`` validates it)."""
+        return KDSpec(arch=self.arch, method=self.method, teacher_arch=self.teacher_arch,
+                      teacher_preset=self.teacher_preset)
+
+    def prune_config(self) -> PruneConfig:
+        """How the pruning stage prunes (``models.prune`` validates it)."""
+        return PruneConfig(saliency=self.saliency, classes=self.classes, epochs=self.prune_epochs, seed=self.seed,
+                           progress=self.progress)
+
     def patterns(self) -> list[Pattern]:
         """The sparsity patterns explored: dense, N:M and N:M + blocks."""
         n, m = self.nm
@@ -149,6 +159,8 @@ class ExploreConfig:
         the package that owns the option) with one line naming the fix."""
         _check_ranges(self)
         _check_names(self)
+        self.kd_spec()
+        self.prune_config()
         if not self.formats:
             raise ValueError("--formats is empty: give at least one format, e.g. --formats int8,e4m3")
         for f in self.formats:
@@ -184,14 +196,11 @@ def _check_ranges(cfg: ExploreConfig) -> None:
 
 
 def _check_names(cfg: ExploreConfig) -> None:
-    for name, allowed in (("arch", ARCHS), ("teacher_arch", ARCHS), ("teacher_preset", PRESETS),
-                          ("method", METHODS), ("saliency", SALIENCIES)):
+    for name, allowed in (("arch", ARCHS), ("teacher_arch", ARCHS), ("teacher_preset", PRESETS)):
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"{_flag(name)} {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
     if cfg.workload.trace is None and cfg.workload.app not in APPS:
         raise ValueError(f"--app {cfg.workload.app!r}: choose one of {', '.join(APPS)}")
-    if cfg.classes is not None and cfg.saliency != "class":
-        raise ValueError(f"--classes {cfg.classes} only steers class saliency: drop --saliency {cfg.saliency}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

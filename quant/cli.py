@@ -10,7 +10,7 @@ from collections import Counter
 import pandas as pd
 
 from .formats import Format, all_formats, parse_format
-from .sweep import grid, load_failures, load_results, run_sweep
+from .sweep import SweepSpace, grid, load_failures, load_results, run_sweep
 
 
 def format_row(fmt: Format) -> dict:
@@ -58,10 +58,10 @@ def _sweep(args: argparse.Namespace) -> int:
         seeds = [int(s) for s in _csv_list(args.seeds)]
     except ValueError:
         raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
-    points = grid(_csv_list(args.model), _csv_list(args.wfmt), _csv_list(args.afmt), _csv_list(args.ptq),
-                  seeds, per_channel=not args.per_tensor, n_calib=args.n_calib,
-                  sparsities=_csv_list(args.sparsity), threshold=args.threshold,
-                  allow_degenerate=args.allow_degenerate)
+    space = SweepSpace(_csv_list(args.model), _csv_list(args.wfmt), _csv_list(args.afmt), _csv_list(args.ptq),
+                       seeds, per_channel=not args.per_tensor, n_calib=args.n_calib,
+                       sparsities=_csv_list(args.sparsity), threshold=args.threshold)
+    points = grid(space, allow_degenerate=args.allow_degenerate)
     r = run_sweep(points, args.output, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
     print(f"{r['done']} points run, {r['skipped']} already in {args.output}, {r['total']} in the grid "
           f"({r['seconds']:.1f} s)")

@@ -13,7 +13,7 @@ quantization; for class-aware or SR-STE fine-tuned students sweep the checkpoint
 ``paretofab prune -o DIR`` writes. Points run in-process (``jobs=1``), in worker processes (``jobs=N``)
 or on a Dask distributed cluster (``scheduler="tcp://…"``), with a tqdm progress bar and ETA.
 
->>> pts = grid(["digits"], ["int4", "e2m1"], ["int8"], ["none", "gptq"], seeds=[0])
+>>> pts = grid(SweepSpace(["digits"], ["int4", "e2m1"], ["int8"], ["none", "gptq"], seeds=[0]))
 >>> run_sweep(pts, "runs/demo.sqlite", jobs=2)          # doctest: +SKIP
 >>> load_results("runs/demo.sqlite")                     # doctest: +SKIP
 """
@@ -54,6 +54,7 @@ __all__ = [
     "SweepPoint",
     "StoreError",
     "Workload",
+    "SweepSpace",
     "grid",
     "load_workload",
     "evaluate_point",
@@ -143,30 +144,46 @@ def _sparsity_name(spec: str) -> str:
     return str(parse_pattern(spec))
 
 
-def grid(
-    models: Sequence[str],
-    wfmts: Sequence[str],
-    afmts: Sequence[str],
-    ptqs: Sequence[str] = ("none",),
-    seeds: Sequence[int] = (0,),
-    *,
-    per_channel: bool = True,
-    n_calib: int = 256,
-    sparsities: Sequence[str] = ("dense",),
-    threshold: str = "val",
-    allow_degenerate: bool = False,
-) -> list[SweepPoint]:
-    """The cartesian product, validated: bad formats / techniques / models / sparsity patterns
+@dataclass(frozen=True)
+class SweepSpace:
+    """The design space of a sweep: every combination of its sequences (:func:`grid`).
+
+    Attributes
+    ----------
+    models : ``digits`` or student checkpoints / folders.
+    wfmts, afmts : weight and activation formats.
+    ptqs : PTQ technique sets (``"weq+gptq"``, ``"none"``).
+    seeds : calibration seeds.
+    per_channel : per-channel weight scales (else per tensor).
+    n_calib : calibration samples.
+    sparsities : pruning patterns applied one-shot before quantization (``dense``, ``2:4``, …).
+    threshold : MAP students only (digits reports accuracy): ``"val"`` scores test micro-F1 at the
+        threshold that maximizes the quantized model's validation micro-F1, as
+        ``paretofab distill`` reports it; ``"0.5"`` at a fixed 0.5.
+    """
+
+    models: Sequence[str]
+    wfmts: Sequence[str]
+    afmts: Sequence[str]
+    ptqs: Sequence[str] = ("none",)
+    seeds: Sequence[int] = (0,)
+    per_channel: bool = True
+    n_calib: int = 256
+    sparsities: Sequence[str] = ("dense",)
+    threshold: str = "val"
+
+
+def grid(space: SweepSpace, allow_degenerate: bool = False) -> list[SweepPoint]:
+    """The points of ``space``, validated: bad formats / techniques / models / sparsity patterns
     raise ``ValueError``.
 
     Formats are normalised (``"INT8"`` -> ``"int8"``), technique sets too (``"gptq+weq"`` ->
     ``"weq+gptq"``), sparsity patterns too (``"2:4+b8k.5"`` -> ``"2:4+b8k0.5"``), so equal
-    points get equal keys. ``threshold`` (MAP students only; digits reports accuracy): ``"val"``
-    (default) scores test micro-F1 at the threshold that maximizes the quantized model's
-    validation micro-F1, as ``paretofab distill`` reports it; ``"0.5"`` at a fixed 0.5.
-    A MAP student whose workload is degenerate (``models.trace_stats``) is refused unless
-    ``allow_degenerate``.
+    points get equal keys. A MAP student whose workload is degenerate (``models.trace_stats``) is
+    refused unless ``allow_degenerate``.
     """
+    models, wfmts, afmts, ptqs, seeds = space.models, space.wfmts, space.afmts, space.ptqs, space.seeds
+    sparsities, threshold, n_calib = space.sparsities, space.threshold, space.n_calib
     if threshold not in ("val", "0.5"):
         raise ValueError(f"threshold must be 'val' or '0.5', got {threshold!r}")
     for name, seq in (("models", models), ("wfmts", wfmts), ("afmts", afmts), ("ptqs", ptqs), ("seeds", seeds),
@@ -184,7 +201,7 @@ def grid(
     ps = ["+".join(parse_techniques(p)) or "none" for p in ptqs]
     ss = [_sparsity_name(s) for s in sparsities]
     pts = [
-        SweepPoint(m, w, a, p, int(s), per_channel, n_calib, sp, "0.5" if m == "digits" else threshold)
+        SweepPoint(m, w, a, p, int(s), space.per_channel, n_calib, sp, "0.5" if m == "digits" else threshold)
         for m, sp, w, a, p, s in itertools.product(ms, ss, ws, as_, ps, seeds)
     ]
     return list(dict.fromkeys(pts))  # drop duplicates, keep order

@@ -20,6 +20,6 @@ def trained_student(rows: int = 2000, epochs: int = 1, arch: str = "resnet") -> 
     sp = map_data.make_splits(tr.addr, tr.ip, max_rows=rows)
     torch.manual_seed(0)
     model = zoo.build(arch, "student")
-    fit(model, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
+    fit(model, (sp["x_train"], sp["y_train"]), (sp["x_val"], sp["y_val"]),
         TrainConfig(epochs=epochs, patience=2, progress=False))
     return model.eval(), sp

@@ -33,8 +33,7 @@ def student():
 
 def _exported_head(student, pattern, wfmt, afmt, samples):
     model, sp = student
-    pruned = P.finetune(copy.deepcopy(model), pattern, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
-                        epochs=1, saliency="class", classes="top32", progress=False)
+    pruned = P.finetune(copy.deepcopy(model), pattern, sp, P.PruneConfig("class", "top32", epochs=1, progress=False))
     q = quantize_model(pruned, wfmt, afmt, calib_data=sp["x_train"][:256])
     head = dict(quant_layers(q))["head"]
     inp = capture_inputs(q, torch.as_tensor(sp["x_test"][:samples]), {"head": head})["head"]

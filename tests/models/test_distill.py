@@ -64,7 +64,7 @@ def pr_splits():
 def test_end_to_end_each_method_beats_floor_on_pr(pr_splits, method):
     torch.set_num_threads(1)
     cfg = D.TrainConfig(epochs=1, batch_size=64, progress=False)
-    r = D.distill(pr_splits, "lstm", method, clusters=2, feature="delta", teacher_preset="cpu", cfg=cfg)
+    r = D.distill(pr_splits, D.KDSpec("lstm", method, clusters=2, feature="delta", teacher_preset="cpu"), cfg)
     for k in ("f1", "f1_at_0.5", "floor", "val_f1"):
         assert np.isfinite(r[k])
     assert r["f1"] > r["floor"], r
@@ -81,14 +81,14 @@ def test_shared_teachers_equal_teachers_trained_inside():
     tr = traces.generate(traces.TraceConfig("pr", scale=12, seed=0, max_loads=200_000, skip_loads=0))
     sp = map_data.make_splits(tr.addr, tr.ip, max_rows=1500)
     cfg = D.TrainConfig(epochs=1, batch_size=128, progress=False)
-    teachers = D.train_teachers(sp, "packd", "lstm", "cpu", clusters=2, cfg=cfg)
+    teachers = D.train_teachers(sp, D.KDSpec("lstm", "packd", clusters=2), cfg)
     assert teachers.logits["train"].shape == sp["y_train"].shape
     assert set(teachers.clusters.tolist()) == {0, 1} and len(teachers.clusters) == len(sp["y_train"])
-    shared = D.distill(sp, "lstm", "packd", teachers=teachers, cfg=cfg)
-    inside = D.distill(sp, "lstm", "packd", teacher_arch="lstm", cfg=cfg)
+    shared = D.distill(sp, D.KDSpec("lstm", "packd"), cfg, teachers=teachers)
+    inside = D.distill(sp, D.KDSpec("lstm", "packd", teacher_arch="lstm"), cfg)
     assert shared["f1"] == inside["f1"] and shared["teacher"]["f1"] == inside["teacher"]["f1"]
     with pytest.raises(ValueError, match="packd teachers given for method kd"):
-        D.distill(sp, "lstm", "kd", teachers=teachers, cfg=cfg)
+        D.distill(sp, D.KDSpec("lstm", "kd"), cfg, teachers=teachers)
 
 
 def test_cluster_on_hashed_ips_separates_load_sites():
@@ -129,10 +129,10 @@ def test_patience_runs_only_off_the_plateau():
     y = np.zeros((400, 256), np.uint8)
     y[:, :100] = x.reshape(400, 100)
     cfg = D.TrainConfig(epochs=6, patience=2, lr=0.0, progress=False)
-    stuck = D.fit(_fixed_model(False), x[:300], y[:300], x[300:], y[300:], cfg)
+    stuck = D.fit(_fixed_model(False), (x[:300], y[:300]), (x[300:], y[300:]), cfg)
     assert stuck["epochs"] == 6 and stuck["left_plateau_epoch"] is None
     assert max(stuck["val_f1"]) <= stuck["plateau_f1"] + 1e-12
-    good = D.fit(_fixed_model(True), x[:300], y[:300], x[300:], y[300:], cfg)
+    good = D.fit(_fixed_model(True), (x[:300], y[:300]), (x[300:], y[300:]), cfg)
     assert good["val_f1"][0] == 1.0 and good["left_plateau_epoch"] == 1
     assert good["epochs"] == 1 + cfg.patience
 
@@ -166,7 +166,7 @@ def test_distill_cli_writes_loadable_outputs(tmp_path):
 
 def test_bad_distill_inputs(pr_splits):
     with pytest.raises(ValueError, match="unknown method"):
-        D.distill(pr_splits, "lstm", "fitnet")
+        D.KDSpec("lstm", "fitnet")
     with pytest.raises(ValueError, match="clusters"):
         D.cluster(pr_splits, 1)
     with pytest.raises(ValueError, match="alpha"):

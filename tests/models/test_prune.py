@@ -239,8 +239,7 @@ def _val_f1(model, sp) -> float:
 def test_srste_beats_one_shot_on_a_student(student):
     base, sp = student
     one = P.prune(copy.deepcopy(base), "1:4")
-    ft = P.finetune(copy.deepcopy(base), "1:4", sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
-                    epochs=3, progress=False, seed=0)
+    ft = P.finetune(copy.deepcopy(base), "1:4", sp, P.PruneConfig(epochs=3, progress=False, seed=0))
     for _, mod in P.prunable_layers(ft):
         P.check_pattern(mod.weight, "1:4")
         assert not P.parametrize.is_parametrized(mod, "weight")
@@ -254,8 +253,8 @@ def test_srste_beats_one_shot_on_a_student(student):
 def test_class_aware_hybrid_finetune_obeys_pattern(student):
     base, sp = student
     p = "2:4+b8k0.5"
-    ft = P.finetune(copy.deepcopy(base), p, sp["x_train"], sp["y_train"], sp["x_val"], sp["y_val"],
-                    epochs=1, saliency="class", classes="top32", progress=False, mask_every=10)
+    ft = P.finetune(copy.deepcopy(base), p, sp,
+                    P.PruneConfig("class", "top32", epochs=1, progress=False, mask_every=10))
     for name, mod in P.prunable_layers(ft):
         P.check_pattern(mod.weight, p, name)
     head = ft.head.weight.detach().numpy()

@@ -17,7 +17,7 @@ import torch
 from paretofab.cli import main
 from quant.formats import FormatError
 from quant.ptq import TechniqueError
-from quant.sweep import SCHEMA, StoreError, SweepPoint, grid, load_results, run_sweep
+from quant.sweep import SCHEMA, StoreError, SweepPoint, SweepSpace, grid, load_results, run_sweep
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -51,13 +51,13 @@ def test_key_is_hash_of_full_config():
                 SweepPoint("digits", "int4", "int8", "gptq", 0).key,
                 SweepPoint("digits", "int4", "int8", "weq+gptq", 0, per_channel=False).key}) == 4
     # normalised: spelling and technique order do not change the key
-    (p,) = grid(["digits"], ["INT4"], ["int8"], ["gptq+weq"])
+    (p,) = grid(SweepSpace(["digits"], ["INT4"], ["int8"], ["gptq+weq"]))
     assert p.key == a.key
 
 
 def test_sweep_store_and_rerun(tmp_path):
     out = tmp_path / "s.sqlite"
-    pts = grid(["digits"], ["int8", "e2m1"], ["int8"], ["none", "bias_corr"])
+    pts = grid(SweepSpace(["digits"], ["int8", "e2m1"], ["int8"], ["none", "bias_corr"]))
     r = run_sweep(pts, out, progress=False)
     assert (r["done"], r["skipped"]) == (4, 0)
     df = load_results(out)
@@ -67,7 +67,7 @@ def test_sweep_store_and_rerun(tmp_path):
     assert ((df["metric"] > 0.9) & (df["metric"] <= 1)).all()
     assert df["per_channel"].dtype == bool
     before = out.read_bytes()
-    r = run_sweep(pts + grid(["digits"], ["int4"], ["int8"], ["none"]), out, progress=False)
+    r = run_sweep(pts + grid(SweepSpace(["digits"], ["int4"], ["int8"], ["none"])), out, progress=False)
     assert (r["done"], r["skipped"]) == (1, 4)
     assert len(load_results(out)) == 5
     assert before != out.read_bytes()
@@ -115,13 +115,13 @@ def test_cli_errors_one_line(tmp_path, capsys, argv, msg):
 
 def test_api_errors():
     with pytest.raises(FormatError):
-        grid(["digits"], ["int4", "e9m9"], ["int8"])
+        grid(SweepSpace(["digits"], ["int4", "e9m9"], ["int8"]))
     with pytest.raises(TechniqueError):
-        grid(["digits"], ["int4"], ["int8"], ["gptq+magic"])
+        grid(SweepSpace(["digits"], ["int4"], ["int8"], ["gptq+magic"]))
     with pytest.raises(ValueError, match="calibration"):
-        grid(["digits"], ["int4"], ["int8"], n_calib=0)
+        grid(SweepSpace(["digits"], ["int4"], ["int8"], n_calib=0))
     with pytest.raises(ValueError, match="no wfmts"):
-        grid(["digits"], [], ["int8"])
+        grid(SweepSpace(["digits"], [], ["int8"]))
     with pytest.raises(FileNotFoundError):
         load_results("/nonexistent/x.sqlite")
 
@@ -143,7 +143,7 @@ def test_bad_store_is_refused_and_untouched(tmp_path, capsys, kind):
                 con.execute("INSERT INTO meta VALUES ('schema', 'someone-else-7')")
         con.close()
     before = path.read_bytes()
-    pts = grid(["digits"], ["int8"], ["int8"])
+    pts = grid(SweepSpace(["digits"], ["int8"], ["int8"]))
     with pytest.raises(StoreError, match="untouched"):
         run_sweep(pts, path, progress=False)
     with pytest.raises(StoreError):
@@ -185,7 +185,7 @@ def test_dask_local_cluster(tmp_path):
     from distributed import Client, LocalCluster
 
     out = tmp_path / "d.sqlite"
-    pts = grid(["digits"], ["int8", "e3m2"], ["int8"], ["none"])
+    pts = grid(SweepSpace(["digits"], ["int8", "e3m2"], ["int8"], ["none"]))
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         r = run_sweep(pts[:1], out, scheduler=cluster.scheduler_address, progress=False)  # by address
         with Client(cluster) as client:
@@ -201,7 +201,7 @@ def test_dask_local_cluster(tmp_path):
 @pytest.mark.slow
 def test_process_workers(tmp_path):
     out = tmp_path / "j.sqlite"
-    pts = grid(["digits"], ["int8", "e3m2", "int4"], ["int8"], ["none"])
+    pts = grid(SweepSpace(["digits"], ["int8", "e3m2", "int4"], ["int8"], ["none"]))
     assert run_sweep(pts, out, jobs=2, progress=False)["done"] == 3
     local = tmp_path / "l.sqlite"
     run_sweep(pts, local, progress=False)
@@ -236,12 +236,12 @@ def test_degenerate_student_is_refused_before_any_work(tmp_path, capsys, lstm_st
     writes no store, and goes on with --allow-degenerate."""
     out = tmp_path / "d.sqlite"
     with pytest.raises(ValueError, match="degenerate trace.*--allow-degenerate"):
-        grid([str(lstm_student)], ["int8"], ["int8"])
+        grid(SweepSpace([str(lstm_student)], ["int8"], ["int8"]))
     argv = ["sweep", "--model", str(lstm_student), "--wfmt", "int8", "--afmt", "int8", "-o", str(out), "-q"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "degenerate" in err and "\n" not in err and not out.exists()
-    assert len(grid([str(lstm_student)], ["int8"], ["int8"], allow_degenerate=True)) == 1
+    assert len(grid(SweepSpace([str(lstm_student)], ["int8"], ["int8"]), allow_degenerate=True)) == 1
 
 
 def test_failing_point_is_recorded_and_does_not_stop_the_sweep(tmp_path, capsys, lstm_student):
@@ -250,7 +250,7 @@ def test_failing_point_is_recorded_and_does_not_stop_the_sweep(tmp_path, capsys,
     from quant.sweep import load_failures
 
     out = tmp_path / "f.sqlite"
-    pts = grid([str(lstm_student)], ["int8"], ["int8"], ["bias_corr", "none"], allow_degenerate=True)
+    pts = grid(SweepSpace([str(lstm_student)], ["int8"], ["int8"], ["bias_corr", "none"]), allow_degenerate=True)
     r = run_sweep(pts, out, progress=False)
     assert (r["done"], r["failed"]) == (1, 1)
     (err,) = r["errors"].values()
@@ -275,7 +275,7 @@ def test_sparsity_axis(tmp_path, capsys):
     import json
 
     out = tmp_path / "sp.sqlite"
-    pts = grid(["digits"], ["int8"], ["int8"], sparsities=["dense", "1:4", "2:4+b8k.5"])
+    pts = grid(SweepSpace(["digits"], ["int8"], ["int8"], sparsities=["dense", "1:4", "2:4+b8k.5"]))
     assert [p.sparsity for p in pts] == ["dense", "1:4", "2:4+b8k0.5"]
     blob = json.dumps({"model": "digits", "wfmt": "int8", "afmt": "int8", "ptq": "none", "seed": 0,
                        "per_channel": True, "n_calib": 256}, sort_keys=True, separators=(",", ":"))
@@ -322,10 +322,10 @@ def test_map_threshold_protocol(tmp_path, lstm_student):
     from quant.sweep import load_workload
 
     out = tmp_path / "t.sqlite"
-    pts = grid([str(lstm_student)], ["int8"], ["int8"], allow_degenerate=True) + grid(
-        [str(lstm_student)], ["int8"], ["int8"], allow_degenerate=True, threshold="0.5")
+    pts = (grid(SweepSpace([str(lstm_student)], ["int8"], ["int8"]), allow_degenerate=True)
+           + grid(SweepSpace([str(lstm_student)], ["int8"], ["int8"], threshold="0.5"), allow_degenerate=True))
     assert [p.threshold for p in pts] == ["val", "0.5"] and pts[0].key != pts[1].key
-    assert grid(["digits"], ["int8"], ["int8"])[0].threshold == "0.5"  # accuracy: no threshold
+    assert grid(SweepSpace(["digits"], ["int8"], ["int8"]))[0].threshold == "0.5"  # accuracy: no threshold
     run_sweep(pts, out, progress=False)
     df = load_results(out).set_index("metric_name")
     assert set(df.index) == {"micro_f1@val", "micro_f1"}
