@@ -8,7 +8,7 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
     as a feature.
 ``buffers.csv``
     On-chip buffers (depth × width ``Memory``, one write and one synchronous read port): where
-    Yosys puts them (LUTRAM or BRAM18) — checks :func:`costmodel.resources.buffer_cost`.
+    Yosys puts them (LUTRAM or BRAM18) — checks :func:`costmodel.features.buffer_cost`.
 ``muxes.csv``
     The sparse engine's N:M index mux (``hw.sparse.IndexMux``) alone, over lanes, N:M and
     activation widths: checks the LUT6 count of an m:1 mux (:func:`costmodel.features.mux_lut6_per_bit`).
@@ -50,8 +50,11 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
@@ -249,23 +252,50 @@ def _record_command(kind: str, argv: list[str]) -> None:
     META_JSON.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
-def run_primitives(target: str = "xc7", path: Path = PRIMITIVES_CSV, progress: bool = True) -> int:
-    """Synthesize every multiplier of :func:`primitive_pairs` not yet in ``path``; returns the
-    number synthesized."""
+@dataclass(frozen=True)
+class SynthJob:
+    """One synthesis to store: ``spec`` (hashed with the target into the row's key), ``build``
+    (makes the component or engine config), the row's own identifying ``columns`` and a
+    ``label`` for the progress line."""
+
+    spec: dict
+    build: Callable[[], Any]
+    columns: dict
+    label: str
+
+
+#: measured columns a row may hold (each table keeps those of its field list)
+MEASURED = ("lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf", "seconds", "yosys")
+
+
+def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], target: str = "xc7",
+                       limit: int | None = None, progress: bool = True) -> int:
+    """Synthesize every job whose key is not yet in ``path`` and append its row at once (a killed
+    run loses at most the synthesis in flight); at most ``limit`` syntheses. Returns how many ran."""
     done = _done_keys(path)
     n = 0
-    for w, a in primitive_pairs():
-        key = config_key({"primitive": "multiplier", "wfmt": w, "afmt": a}, target)
+    for job in jobs:
+        key = config_key(job.spec, target)
         if key in done:
             continue
-        r = synthesize(multiplier(w, a), target)
-        _append(path, PRIM_FIELDS, dict(key=key, wfmt=w, afmt=a, target=target, lut=r.lut, ff=r.ff,
-                                         carry=r.carry, dsp=r.dsp, seconds=r.seconds, yosys=r.yosys,
-                                         date=_now()))
+        if limit is not None and n >= limit:
+            break
+        t0 = time.perf_counter()
+        r = synthesize(job.build(), target)
+        _append(path, fields, {"key": key, "target": target, "date": _now(), **job.columns,
+                               **{m: getattr(r, m) for m in MEASURED}})
         n += 1
         if progress:
-            print(f"[prim {target}] {w} x {a}: {r.lut} LUT {r.dsp} DSP ({r.seconds:.1f} s)", flush=True)
+            print(f"[{job.label} {target}] {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18 {r.lutram} LUTRAM "
+                  f"({r.seconds:.1f} s, wall {time.perf_counter() - t0:.1f} s)", flush=True)
     return n
+
+
+def primitive_jobs() -> Iterator[SynthJob]:
+    """Standalone exact multipliers of every :func:`primitive_pairs` pair."""
+    for w, a in primitive_pairs():
+        yield SynthJob({"primitive": "multiplier", "wfmt": w, "afmt": a}, partial(multiplier, w, a),
+                       {"wfmt": w, "afmt": a}, f"prim {w} x {a}")
 
 
 def buffer_component(depth: int, width: int):
@@ -289,89 +319,34 @@ def buffer_component(depth: int, width: int):
     return Buf()
 
 
-def run_buffers(target: str = "xc7", path: Path = BUFFERS_CSV, progress: bool = True) -> int:
-    """Synthesize the buffers of :data:`BUFFER_SHAPES` not yet in ``path``."""
-    done = _done_keys(path)
-    n = 0
+def buffer_jobs() -> Iterator[SynthJob]:
+    """The buffers of :data:`BUFFER_SHAPES`."""
     for depth, width in BUFFER_SHAPES:
-        key = config_key({"primitive": "buffer", "depth": depth, "width": width}, target)
-        if key in done:
-            continue
-        r = synthesize(buffer_component(depth, width), target)
-        _append(path, BUFFER_FIELDS, dict(key=key, depth=depth, width=width, target=target, lut=r.lut, ff=r.ff,
-                                           bram18=r.bram18, lutram=r.lutram, seconds=r.seconds, yosys=r.yosys,
-                                           date=_now()))
-        n += 1
-        if progress:
-            print(f"[buffer {target}] {depth}x{width}: {r.bram18} BRAM18 {r.lutram} LUTRAM {r.lut} LUT", flush=True)
-    return n
+        yield SynthJob({"primitive": "buffer", "depth": depth, "width": width}, partial(buffer_component, depth, width),
+                       {"depth": depth, "width": width}, f"buffer {depth}x{width}")
 
 
-def run_muxes(target: str = "xc7", path: Path = MUXES_CSV, progress: bool = True) -> int:
-    """Synthesize the index muxes of :data:`MUX_SHAPES` not yet in ``path``."""
-    done = _done_keys(path)
-    n = 0
-    for lanes, nn, m, abits in MUX_SHAPES:
-        key = config_key({"primitive": "index_mux", "lanes": lanes, "n": nn, "m": m, "abits": abits}, target)
-        if key in done:
-            continue
-        r = synthesize(IndexMux(lanes, nn, m, abits), target)
-        _append(path, MUX_FIELDS, dict(key=key, lanes=lanes, n=nn, m=m, abits=abits, target=target, lut=r.lut,
-                                        ff=r.ff, muxf=r.muxf, seconds=r.seconds, yosys=r.yosys, date=_now()))
-        n += 1
-        if progress:
-            print(f"[mux {target}] lanes {lanes} {nn}:{m} abits {abits}: {r.lut} LUT {r.muxf} MUXF", flush=True)
-    return n
+def mux_jobs() -> Iterator[SynthJob]:
+    """The standalone index muxes of :data:`MUX_SHAPES`."""
+    for lanes, n, m, abits in MUX_SHAPES:
+        yield SynthJob({"primitive": "index_mux", "lanes": lanes, "n": n, "m": m, "abits": abits},
+                       partial(IndexMux, lanes, n, m, abits), {"lanes": lanes, "n": n, "m": m, "abits": abits},
+                       f"mux lanes {lanes} {n}:{m} abits {abits}")
 
 
-def run_engines(configs: Iterable[dict], target: str = "xc7", path: Path = CALIBRATION_CSV,
-                limit: int | None = None, progress: bool = True) -> int:
-    """Synthesize engine configs (``to_dict()`` form) not yet in ``path``; returns how many."""
-    done = _done_keys(path)
-    n = 0
+def engine_jobs(configs: Iterable[dict], target: str = "xc7") -> Iterator[SynthJob]:
+    """Engine configs (``to_dict()`` form); SWA rows carry the SWA columns and the command."""
     for cfg in configs:
-        key = config_key(cfg, target)
-        if key in done:
-            continue
-        if limit is not None and n >= limit:
-            break
         config = config_from_dict(cfg)
-        t0 = time.perf_counter()
-        r = synthesize(config, target)
         full = config.to_dict()
-        _append(path, ENGINE_FIELDS, dict(
-            config_columns(config, key, target),
-            block=full.get("block", "") if full.get("block") is not None else "",
-            lut=r.lut, ff=r.ff, carry=r.carry, dsp=r.dsp, bram18=r.bram18, lutram=r.lutram, muxf=r.muxf,
-            seconds=r.seconds, yosys=r.yosys))
-        n += 1
-        if progress:
-            print(f"[{full['engine']} {target}] {cfg}: {r.lut} LUT {r.ff} FF {r.dsp} DSP "
-                  f"({r.seconds:.1f} s, wall {time.perf_counter() - t0:.1f} s)", flush=True)
-    return n
-
-
-def run_swa(configs: Iterable[dict], target: str = "xc7", path: Path = SWA_CALIBRATION_CSV,
-            progress: bool = True) -> int:
-    """Synthesize SWA configs (``to_dict()`` form) not yet in ``path``; returns how many."""
-    done = _done_keys(path)
-    n = 0
-    for cfg in configs:
-        key = config_key(cfg, target)
-        if key in done:
-            continue
-        config = config_from_dict(cfg)
-        r = synthesize(config, target)
-        full = config.to_dict()
-        _append(path, SWA_FIELDS, dict(
-            key=key, config=json.dumps(full, sort_keys=True), target=target,
-            **{k: str(full[k]) if k.endswith("fmt") else full[k] for k in ("head_dim", "window", "lanes", "qk_fmt", "v_fmt")},
-            lut=r.lut, ff=r.ff, carry=r.carry, dsp=r.dsp, bram18=r.bram18, lutram=r.lutram, seconds=r.seconds,
-            yosys=r.yosys, date=_now(), command=f"python -m costmodel.calibrate engines --grid swa --target {target}"))
-        n += 1
-        if progress:
-            print(f"[swa {target}] {cfg}: {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18", flush=True)
-    return n
+        if full["engine"] == "swa":
+            cols = {"config": json.dumps(full, sort_keys=True), "head_dim": full["head_dim"], "window": full["window"],
+                    "lanes": full["lanes"], "qk_fmt": str(full["qk_fmt"]), "v_fmt": str(full["v_fmt"]),
+                    "command": f"python -m costmodel.calibrate engines --grid swa --target {target}"}
+        else:
+            cols = {k: v for k, v in config_columns(config, "", "").items() if k not in ("key", "target", "date")}
+            cols["block"] = full.get("block") if full.get("block") is not None else ""
+        yield SynthJob(cfg, lambda config=config: config, cols, f"{full['engine']} {cfg}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,22 +368,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _record_command(args.what if args.what != "engines" else "engines:" + ",".join(args.grid), argv)
     if args.what == "primitives":
-        run_primitives(args.target)
+        synthesize_missing(primitive_jobs(), PRIMITIVES_CSV, PRIM_FIELDS, args.target)
         return 0
     if args.what == "buffers":
-        run_buffers(args.target)
+        synthesize_missing(buffer_jobs(), BUFFERS_CSV, BUFFER_FIELDS, args.target)
         return 0
     if args.what == "muxes":
-        run_muxes(args.target)
+        synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target)
         return 0
     if "swa" in args.grid:
-        run_swa(swa_grid(), args.target)
+        synthesize_missing(engine_jobs(swa_grid(), args.target), SWA_CALIBRATION_CSV, SWA_FIELDS, args.target)
     configs: list[dict] = []
     for g in (g for g in args.grid if g != "swa"):
         configs += GRIDS[g]()
     if args.order == "shuffle":
         random.Random(12345).shuffle(configs)
-    run_engines(configs, args.target, limit=args.limit)
+    synthesize_missing(engine_jobs(configs), CALIBRATION_CSV, ENGINE_FIELDS, args.target, limit=args.limit)
     return 0
 
 

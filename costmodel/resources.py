@@ -57,6 +57,7 @@ test_pnr.py`` checks FF/DSP/BRAM against every stored Yosys run.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import hashlib
 import json
@@ -442,7 +443,17 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    targets = list(sys.argv[1:] if argv is None else argv) or ["xc7"]
+    """``python -m costmodel.resources [TARGET …]``: refit every model from the stored syntheses
+    and write ``data/coefficients.json``."""
+    ap = argparse.ArgumentParser(prog="python -m costmodel.resources", description=(
+        "Refit the resource models (MAC engines, SWA, Lattice LUT4) from the stored Yosys syntheses in "
+        "costmodel/data and write costmodel/data/coefficients.json."))
+    ap.add_argument("targets", nargs="*", metavar="TARGET",
+                    help="synthesis targets to fit: xc7, ice40, ecp5 (default xc7; all three = the shipped file)")
+    targets = ap.parse_args(argv).targets or ["xc7"]
+    bad = sorted(set(targets) - {"xc7", "ice40", "ecp5"})
+    if bad:
+        ap.error(f"no calibration data for target(s) {', '.join(bad)}: choose from xc7, ice40, ecp5")
     rec = write_coefficients(targets)
     for t, fits in rec["fits"].items():
         for family, r in fits.items():
