@@ -12,8 +12,9 @@ Two sources, each labelled (:func:`fmax_source`):
   LFE5U-85F-CABGA381) for a sample of configs (:mod:`costmodel.pnr`); the clock period is fitted
   as ``a + b · LUT levels + c · carry bits + d · DSP`` of the critical run that the logic-depth
   model below picks, and the fit's leave-one-out error is stored with it (``data/pnr_fit.json``).
-* **xc7, xcup: analytic logic-depth model**: the slowest register-to-register segment of the
-  engine's pipeline, counted in LUT levels and carry-chain bits, times per-level delays of the
+* **xc7, xcup: analytic logic-depth model**: the slowest register-to-register run of the
+  engine's pipeline, between the registers where hw puts them (:func:`pipeline_runs`, from
+  ``hw.engine.register_points``), counted in LUT levels and carry-chain bits, times delays of the
   target family (datasheet-order figures, not a timing sign-off; no open place-and-route for
   Xilinx parts is available here). Its depth counting is checked against Yosys ``ltp`` on the
   same sample synthesized for xc7 (:mod:`costmodel.ltp`, ``data/ltp.csv``); the label quotes
@@ -28,12 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from hw.engine import register_points, tree_levels
 
 from .devices import DeviceError
 from .features import config_row, frame_features
 
-__all__ = ["fmax_mhz", "fmax_array", "fmax_model_frame",
-           "fmax_source", "path_ns_array", "path_ns_frame", "path_components_frame", "pnr_design", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE", "DELAYS", "PNR_FIT_JSON"]
+__all__ = ["fmax_mhz", "fmax_array", "fmax_model_frame", "fmax_source", "pipeline_runs", "path_ns_array",
+           "path_ns_frame", "path_components_frame", "pnr_design", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE",
+           "DELAYS", "PNR_FIT_JSON"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,78 +67,109 @@ PNR_FIT_JSON = Path(__file__).parent / "data" / "pnr_fit.json"
 LTP_CHECK_JSON = Path(__file__).parent / "data" / "ltp_check.json"
 
 
+@lru_cache(maxsize=None)
+def pipeline_runs(lanes: int, pipeline: int) -> tuple[tuple[int, int, int], ...]:
+    """Register-to-register runs of the MAC datapath (:class:`hw.dot.MacPipeline`), in pipeline
+    order: ``(multiplier 0/1, adder-tree levels, accumulator adder 0/1)`` each.
+
+    The datapath is the chain multiplier, adder levels ``1 .. L`` (``L = tree_levels(lanes)``),
+    accumulator adder (into the output / accumulator register); a register stage after tree
+    level ``r`` (``hw.engine.register_points``, 0 = right after the multipliers) cuts the chain
+    between element ``r`` and ``r + 1``. ``pipeline = 0``: one run of everything.
+    """
+    levels = tree_levels(lanes)
+    runs, start = [], 0  # chain element 0 = multiplier, 1..L = adder levels, L + 1 = accumulator
+    for cut in [*register_points(lanes, pipeline), levels + 1]:
+        runs.append((int(start == 0), min(cut, levels) - max(start, 1) + 1, int(cut == levels + 1)))
+        start = cut + 1
+    return tuple(runs)
+
+
+def _run_flags(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
+    """(3, rows, max runs): multipliers, adder levels and accumulator adders in each run of
+    :func:`pipeline_runs` (padded with empty runs), computed once per distinct (lanes, pipeline)."""
+    span = int(pipeline.max(initial=0)) + 1
+    inv, codes = pd.factorize(lanes * span + pipeline)
+    tables = [pipeline_runs(*divmod(int(c), span)) for c in codes]
+    out = np.zeros((3, len(codes), max((len(t) for t in tables), default=1)))
+    for i, t in enumerate(tables):
+        out[:, i, :len(t)] = np.array(t).T
+    return out[:, inv]
+
+
+def _elements(lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, index_mux_levels=None, mf=None,
+              shift_bits=None) -> np.ndarray:
+    """(3 elements, 3 parts, rows): LUT levels, carry bits and DSP multiplies of the multiplier,
+    one adder-tree level and the accumulator adder.
+
+    Multiplier: ``mult_levels`` LUT levels + a ``prod_bits`` carry chain, or one DSP multiply
+    (a minifloat product, ``mf``, then still passes the LUT alignment shifter,
+    ``ceil(log2(shift_bits + 1)) + 1`` levels, and the ``prod_bits`` negation), plus the sparse
+    index mux (``index_mux_levels``). Adder level: one LUT level + ``prod_bits + log2(lanes)``
+    carry bits. Accumulator: one LUT level + ``acc_bits`` carry bits.
+    """
+    lanes = np.asarray(lanes, dtype=np.int64).reshape(-1)
+    n = len(lanes)
+
+    def col(x) -> np.ndarray:
+        return np.broadcast_to(np.asarray(0.0 if x is None else x, dtype=float), (n,))
+
+    pb, mf_, dsp = col(prod_bits), col(mf), col(mult_in_dsp) > 0
+    out = np.zeros((3, 3, n))
+    out[0, 0] = np.where(dsp, mf_ * (np.ceil(np.log2(col(shift_bits) + 1)) + 1), col(mult_levels))
+    out[0, 0] += col(index_mux_levels)
+    out[0, 1] = np.where(dsp, mf_ * pb, pb)
+    out[0, 2] = dsp
+    out[1:, 0] = 1.0
+    out[1, 1] = pb + np.log2(np.maximum(lanes, 1))
+    out[2, 1] = col(acc_bits)
+    return out
+
+
+def _critical(target: str, lanes, pipeline, elements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Path ns of the slowest run (:func:`pipeline_runs`) of each row and that run's
+    (LUT levels, carry bits, DSP) as a (3, rows) array, given :func:`_elements`; the earliest
+    run on a tie."""
+    d = DELAYS[target]
+    lanes = np.asarray(lanes, dtype=np.int64).reshape(-1)
+    flags = _run_flags(lanes, np.broadcast_to(np.asarray(pipeline, dtype=np.int64), lanes.shape))
+    elem_ns = d["level"] * elements[:, 0] + d["carry_bit"] * elements[:, 1] + d["dsp"] * elements[:, 2]
+    run_ns = flags[0] * elem_ns[0, :, None] + flags[1] * elem_ns[1, :, None] + flags[2] * elem_ns[2, :, None]
+    k = run_ns.argmax(1)
+    rows = np.arange(len(lanes))
+    pick = flags[:, rows, k]  # (3 elements, rows)
+    return run_ns[rows, k], (pick[:, None] * elements).sum(0)
+
+
 def path_ns_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,
                   index_mux_levels=None, mf=None, shift_bits=None) -> np.ndarray:
     """Longest register-to-register combinational path of the dot/sparse datapath, ns, under the
-    analytic per-target delays (:data:`DELAYS`; register overhead not included).
-
-    The pipeline registers split ``tree_levels + 1`` segments (multiplier, then each adder level);
-    the accumulator (``acc_bits`` carry chain) is always its own segment. With ``pipeline = p``
-    the longest combinational run holds ``ceil((L + 1) / (p + 1))`` of the ``L + 1`` segments
-    (even spread, as ``hw.dot.MacPipeline.register_points``); with ``p = 0`` the multiplier,
-    the whole tree and the accumulator form one path. A minifloat product (``mf``) whose
-    significand multiply sits in a DSP still passes the LUT alignment shifter
-    (``ceil(log2(shift_bits + 1)) + 1`` levels) and the ``prod_bits`` negation after it.
+    analytic per-target delays (:data:`DELAYS`; register overhead not included): the slowest of
+    the runs between the pipeline registers that hw places (:func:`pipeline_runs`), with the
+    multiplier, adder-level and accumulator delays of :func:`_elements`.
     """
-    d = DELAYS[target]
-    lanes = np.asarray(lanes, dtype=np.int64)
-    prod_bits = np.asarray(prod_bits, dtype=float)
-    acc_bits = np.asarray(acc_bits, dtype=float)
-    mult_levels = np.asarray(mult_levels, dtype=float)
-    pipeline = np.asarray(pipeline, dtype=np.int64)
-    L = np.ceil(np.log2(np.maximum(lanes, 1))).astype(np.int64)
-    after_dsp = 0.0
-    if mf is not None:
-        mfa = np.asarray(mf, dtype=float)
-        sb = np.asarray(shift_bits, dtype=float)
-        after_dsp = mfa * ((np.ceil(np.log2(sb + 1)) + 1) * d["level"] + prod_bits * d["carry_bit"])
-    mult_ns = np.where(np.asarray(mult_in_dsp, bool), d["dsp"] + after_dsp,
-                       mult_levels * d["level"] + prod_bits * d["carry_bit"])
-    if index_mux_levels is not None:
-        mult_ns = mult_ns + np.asarray(index_mux_levels, dtype=float) * d["level"]
-    adder_ns = d["level"] + (prod_bits + np.log2(np.maximum(lanes, 1))) * d["carry_bit"]
-    acc_ns = d["level"] + acc_bits * d["carry_bit"]
-    segs = L + 1
-    per = np.ceil(segs / np.maximum(pipeline, 1)).astype(np.int64)
-    # segments per combinational run: the first run holds the multiplier
-    first = np.where(pipeline > 0, mult_ns + (per - 1) * adder_ns, mult_ns + L * adder_ns + acc_ns)
-    tree_run = np.where(pipeline > 0, per * adder_ns, 0.0)
-    last = np.where(pipeline > 0, acc_ns, 0.0)
-    return np.maximum(np.maximum(first, tree_run), last)
+    el = _elements(lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, index_mux_levels, mf, shift_bits)
+    return _critical(target, lanes, pipeline, el)[0].reshape(np.shape(lanes))
+
+
+def _frame_critical(target: str, f) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_critical` of a :func:`costmodel.features.frame_features` frame (ns, parts)."""
+    el = _elements(f["lanes"], f["prod_bits"], f["acc_bits"], f["mult_levels"], np.asarray(f["mult_dsp"]) > 0,
+                   f["mux_levels"], f["mf"], f["shift_bits"])
+    return _critical(target, f["lanes"], f["pipeline"], el)
 
 
 def path_components_frame(target: str, f) -> dict[str, np.ndarray]:
     """What the critical run of :func:`path_ns_frame` is made of, per row: ``lut_levels``,
     ``carry_bits`` and ``dsp`` (0/1), so that ``path_ns = lut_levels · level + carry_bits ·
     carry_bit + dsp · dsp_delay`` under :data:`DELAYS`."""
-    d = DELAYS[target]
-    lanes = np.asarray(f["lanes"], dtype=np.int64)
-    pb = np.asarray(f["prod_bits"], dtype=float)
-    acc = np.asarray(f["acc_bits"], dtype=float)
-    mux = np.asarray(f["mux_levels"], dtype=float)
-    mf = np.asarray(f["mf"], dtype=float)
-    dsp = np.asarray(f["mult_dsp"]) > 0
-    pipe = np.asarray(f["pipeline"], dtype=np.int64)
-    L = np.ceil(np.log2(np.maximum(lanes, 1)))
-    shift_lv = mf * (np.ceil(np.log2(np.asarray(f["shift_bits"], dtype=float) + 1)) + 1)
-    mult = np.stack([np.where(dsp, shift_lv, np.asarray(f["mult_levels"], dtype=float)) + mux,
-                     np.where(dsp, mf * pb, pb), dsp.astype(float)], 1)
-    one = np.ones(len(lanes))
-    add = np.stack([one, pb + np.log2(np.maximum(lanes, 1)), 0 * one], 1)
-    accu = np.stack([one, acc, 0 * one], 1)
-    per = np.ceil((L + 1) / np.maximum(pipe, 1))
-    p = (pipe > 0)[:, None]
-    first = np.where(p, mult + (per - 1)[:, None] * add, mult + L[:, None] * add + accu)
-    runs = np.stack([first, np.where(p, per[:, None] * add, 0), np.where(p, accu, 0)], 1)
-    k = (runs @ np.array([d["level"], d["carry_bit"], d["dsp"]])).argmax(1)
-    crit = runs[np.arange(len(lanes)), k]
-    return {"lut_levels": crit[:, 0], "carry_bits": crit[:, 1], "dsp": crit[:, 2]}
+    crit = _frame_critical(target, f)[1]
+    return {"lut_levels": crit[0], "carry_bits": crit[1], "dsp": crit[2]}
 
 
 def path_ns_frame(target: str, f) -> np.ndarray:
     """:func:`path_ns_array` of a :func:`costmodel.features.frame_features` frame, ns."""
-    return path_ns_array(target, f["lanes"], f["prod_bits"], f["acc_bits"], f["mult_levels"],
-                         np.asarray(f["mult_dsp"]) > 0, f["pipeline"], f["mux_levels"], f["mf"], f["shift_bits"])
+    return _frame_critical(target, f)[0]
 
 
 def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,

@@ -43,6 +43,8 @@ WARMUP_LOADS = 1_000_000 // INSTR_PER_LOAD
 #: physical memory for the page mapping: PHYS_SLOTS slots of SLOT_PAGES 4 KB pages (2**38 B)
 PHYS_SLOTS = 1 << 16
 SLOT_PAGES = 1024
+#: RMAT graph scales :func:`rmat_graph` builds (2**scale vertices)
+SCALES = range(4, 25)
 #: run lengths are 2**r pages, r uniform in 0..RUN_LOG2 - 1 (ChampSim: ``1 << (rand() % 10)``)
 RUN_LOG2 = 10
 #: version string written into every trace's provenance
@@ -89,9 +91,9 @@ def rmat_graph(scale: int, edge_factor: int = 16, seed: int = 0,
     ``2**scale`` vertices, ``edge_factor * 2**scale`` generated edges, symmetrized, self-loops and
     duplicates removed. Weights are uniform integers in 1..255, symmetric per undirected edge.
     """
-    if not 4 <= scale <= 24:
-        raise TraceError(f"graph scale {scale} out of range: use 4..24 (18, the default, has arrays "
-                         "of tens of MB, far beyond the 2 MB LLC)")
+    if scale not in SCALES:
+        raise TraceError(f"graph scale {scale} out of range: use {SCALES.start}..{SCALES.stop - 1} (18, the default, "
+                         "has arrays of tens of MB, far beyond the 2 MB LLC)")
     if edge_factor < 1:
         raise TraceError(f"edge factor {edge_factor} must be >= 1")
     rng = np.random.default_rng(seed)

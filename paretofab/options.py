@@ -22,7 +22,7 @@ from costmodel import DEVICES, estimate, get_device
 from models.cli import add_trace_arguments, spec_from_args
 from models.distill import METHODS, KDSpec
 from models.prune import SALIENCIES, Pattern, PruneConfig
-from models.traces import APPS
+from models.traces import APPS, SCALES
 from models.workload import TraceSpec
 from models.zoo import ARCHS, PRESETS
 from quant.brevitas_map import check_supported
@@ -33,9 +33,6 @@ from .mapping import engine_for
 __all__ = ["DEFAULT_FORMATS", "ExploreConfig", "Option", "add_arguments", "from_args", "to_argv"]
 
 DEFAULT_FORMATS = ("int4", "int6", "int8", "e2m1", "e2m3", "e3m2", "e4m3")
-#: RMAT scales ``models.traces.rmat_graph`` generates (it refuses others, but only after the trace
-#: stage has started; checked here up front)
-SCALES = range(4, 25)
 
 
 def _csv(s: str) -> tuple[str, ...]:
