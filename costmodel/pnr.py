@@ -99,7 +99,11 @@ PNR_FIELDS = ["key", "engine", "config", "target", "part", "lanes", "wfmt", "afm
 
 
 class PnrError(RuntimeError):
-    """Yosys or nextpnr failed on a design (log tail in the message), or a tool is missing."""
+    """Yosys or nextpnr failed on a design (log tail in the message), or a tool is missing.
+    ``tool`` names it for the CLI (exit 3); ``log`` is the path of the full log when known."""
+
+    tool = "nextpnr"
+    log: str | None = None
 
 
 def _exe(name: str) -> str:

@@ -49,7 +49,11 @@ TOP = "dut"
 
 
 class SynthError(RuntimeError):
-    """Yosys failed on a design (its log tail is in the message)."""
+    """Yosys failed on a design (its log tail is in the message). ``tool`` names it for the CLI
+    (exit 3); ``log`` is the path of the full log when one was written."""
+
+    tool = "yosys"
+    log: str | None = None
 
 
 def verilog_text(component: Any, name: str = TOP) -> str:

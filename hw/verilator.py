@@ -114,7 +114,11 @@ int pf_run(const uint32_t* in_words, int64_t n_in,
 
 
 class BuildError(RuntimeError):
-    """Verilator or the C++ compiler failed on a design (log tail in the message)."""
+    """Verilator or the C++ compiler failed on a design (log tail in the message). ``tool`` names
+    it for the CLI (exit 3); ``log`` is the path of the full log when one was written."""
+
+    tool = "verilator"
+    log: str | None = None
 
 
 def verilator_root() -> Path:
