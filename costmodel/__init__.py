@@ -6,7 +6,7 @@
 >>> c.lut, c.dsp, c.cycles, c.fits(), c.fits("u55c")
 """
 
-from .devices import DEVICES, Device, DeviceError, get_device
+from hw.devices import DEVICES, Device, DeviceError, get_device
 from .estimate import COST_COLUMNS, Cost, estimate, estimate_frame
 from .pareto import PlotOptions, pareto, pareto_ranks, plot
 

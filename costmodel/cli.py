@@ -12,7 +12,7 @@ import pandas as pd
 from hw.cli import DEFAULT_K_MAX, add_config_options, config_class, make_config
 from hw.engines import ENGINES, engine
 
-from .devices import DEVICES
+from hw.devices import DEVICES
 from .estimate import estimate, estimate_frame
 from .pareto import PlotOptions, pareto, plot
 

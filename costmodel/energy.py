@@ -7,7 +7,7 @@ source. No published per-action energy for FPGA fabric at these granularities is
 dynamic figures are **ASIC (45 nm / 40 nm) figures** — Horowitz, ISSCC'14, "Computing's energy
 problem", and Accelergy's Aladdin plug-in (40 nm) — labelled ``ASIC`` wherever reported; FPGA
 dynamic energy per operation is typically several times higher. Static power comes from
-:mod:`costmodel.devices` (FPGA parts; see their ``static_source``).
+:mod:`hw.devices` (FPGA parts; see their ``static_source``).
 
 Actions of the dot/sparse engines per workload (``beats`` input beats: the engine's cycles from
 ``hw`` minus its pipeline fill; the SWA kernel's actions are in :mod:`costmodel.swa`)

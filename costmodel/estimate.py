@@ -20,7 +20,7 @@ import pandas as pd
 
 from hw.arith import ConfigError
 
-from .devices import Device, DeviceError, get_device
+from hw.devices import Device, DeviceError, get_device
 from .estimators import ENERGY_SOURCE, RESOURCE_COLUMNS, Estimator, Workload, estimator
 from .features import config_row
 from .latency import FMAX_SOURCE
@@ -183,7 +183,7 @@ def estimate(config: Any, device: str | Device | None = None, *, target: str | N
 
     Raises
     ------
-    hw.arith.ConfigError, costmodel.devices.DeviceError
+    hw.arith.ConfigError, hw.devices.DeviceError
         (both ``ValueError``) for a bad workload or an unknown device.
     """
     if not hasattr(config, "to_dict"):

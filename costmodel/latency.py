@@ -33,7 +33,7 @@ import pandas as pd
 
 from hw.engine import register_points, tree_levels
 
-from .devices import DeviceError
+from hw.devices import DeviceError
 from .features import config_row, frame_features
 
 __all__ = ["fmax_mhz", "fmax_array", "fmax_model_frame", "fmax_source", "pipeline_runs", "path_ns_array",

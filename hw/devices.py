@@ -1,4 +1,6 @@
-"""Real FPGA parts with their capacities, and the synthesis target each maps to.
+"""Real FPGA parts with their capacities, static power, and the Yosys synthesis family
+(``target``) each maps to: ``paretofab synth --device PART`` synthesizes for the part's family,
+and the cost model (``costmodel``) sizes designs against its capacities.
 
 Capacities are the vendors' datasheet totals (cited per part). Block RAM is given both in the
 part's native blocks and in 18 Kbit equivalents (``bram18``), the unit of :class:`costmodel.Cost`;
@@ -19,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .rtl import TARGETS
+
 __all__ = ["Device", "DEVICES", "DeviceError", "get_device", "TARGETS"]
 
-#: synthesis targets understood by ``hw.rtl.synthesize``
-TARGETS = ("xc7", "xcup", "ice40", "ecp5")
 
 
 class DeviceError(ValueError):

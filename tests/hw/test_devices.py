@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from costmodel.devices import DEVICES, DeviceError, TARGETS, get_device
+from hw.devices import DEVICES, DeviceError, TARGETS, get_device
 
 
 def test_parts_and_aliases():
