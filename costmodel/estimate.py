@@ -20,7 +20,7 @@ import pandas as pd
 
 from hw.arith import ConfigError
 
-from hw.devices import Device, DeviceError, get_device
+from hw.devices import DEFAULT_DEVICE, Device, DeviceError, get_device
 from .estimators import ENERGY_SOURCE, RESOURCE_COLUMNS, Estimator, Workload, estimator
 from .features import config_row
 from .latency import FMAX_SOURCE
@@ -28,7 +28,6 @@ from .swa import SWA_REQUIRED
 
 __all__ = ["Cost", "estimate", "estimate_frame", "DEFAULT_DEVICE", "COST_COLUMNS", "SWA_REQUIRED"]
 
-DEFAULT_DEVICE = "xc7z020"
 COST_COLUMNS = ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
 #: extra columns of ``estimate_frame(..., breakdown=True)`` besides the action counts
 SOURCE_COLUMNS = ["resource_source", "fmax_source", "energy_source", "error"]

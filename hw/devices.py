@@ -23,7 +23,10 @@ from dataclasses import dataclass
 
 from .rtl import TARGETS
 
-__all__ = ["Device", "DEVICES", "DeviceError", "get_device", "TARGETS"]
+__all__ = ["Device", "DEVICES", "DEFAULT_DEVICE", "DeviceError", "get_device", "TARGETS"]
+
+#: the part every command uses unless told otherwise: the family the cost model is calibrated on
+DEFAULT_DEVICE = "xc7z020"
 
 
 
