@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -17,13 +18,32 @@ from .workload import TraceSpec, stats_of_trace
 from .zoo import ARCHS, PRESETS
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Wraps a one-paragraph description, keeps the line breaks of a multi-line text (the
+    examples), and shows every default that says something (not None, False or an empty string,
+    which the help text words itself)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        d = action.default
+        if "%(default)" in help or d is None or d is False or d == "" or d is argparse.SUPPRESS:
+            return help
+        return f"{help} (default %(default)s)"  # the project's spelling (explore, trace options)
+
+
 def add_trace_arguments(p: argparse.ArgumentParser, trace_file: bool = True) -> None:
     """The workload options (:class:`models.workload.TraceSpec`), shared by every command that
     trains or scores a MAP student."""
     d = TraceSpec()
     p.add_argument("--app", choices=traces.APPS, default=d.app, help="GAP kernel (default %(default)s)")
     if trace_file:
-        p.add_argument("--trace", default=None, help="use this ML-DPC load trace instead of generating one")
+        p.add_argument("--trace", default=None, metavar="FILE",
+                       help="use this ML-DPC load trace (plain, .xz, .gz or .bz2) instead of generating one")
     p.add_argument("--scale", type=int, default=d.scale,
                    help="RMAT scale: 2**scale vertices (default %(default)s; 16 fits in the L2: degenerate)")
     p.add_argument("--max-loads", type=_positive, default=d.max_loads,
@@ -34,10 +54,12 @@ def add_trace_arguments(p: argparse.ArgumentParser, trace_file: bool = True) -> 
     p.add_argument("--l1-kb", type=_positive, default=d.l1_kb, help="L1D size in KB (default %(default)s)")
     p.add_argument("--l2-kb", type=_positive, default=d.l2_kb, help="L2 size in KB (default %(default)s)")
     p.add_argument("--prefetch-degree", type=int, default=d.prefetch_degree,
-                   help="drop LLC accesses an ideal L2 stream prefetcher of this degree covers (0 = off)")
+                   help="drop LLC accesses an ideal L2 stream prefetcher of this degree covers "
+                        "(default %(default)s = off)")
     p.add_argument("--max-rows", type=_positive, default=d.max_rows,
                    help="evenly spaced rows kept for training and evaluation (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="graph, page mapping and validation draw")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the graph, the page mapping and the validation draw; >= 0 (default %(default)s)")
     p.add_argument("--allow-degenerate", action="store_true",
                    help="go on with a degenerate trace (+1 share >= 0.3, frequency F1 > 0.5, or an "
                         "IP baseline no better than frequency): its accuracy axis is noise")
@@ -52,6 +74,7 @@ def spec_from_args(args: argparse.Namespace) -> TraceSpec:
 
 
 def _traces(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)  # refuses a negative seed, skip or prefetch degree
     if args.stats:
         if args.output:
             raise ValueError("give either --stats FILE (read a trace) or -o FILE (generate one), not both")
@@ -62,8 +85,8 @@ def _traces(args: argparse.Namespace) -> int:
         return 0
     if not args.output:
         raise ValueError("say where to write the trace (-o FILE) or which trace to describe (--stats FILE)")
+    traces.check_output_path(args.output)  # before minutes of generation
     t0 = time.perf_counter()
-    spec = spec_from_args(args)
     tr = spec.load_trace(progress=True)
     stats = stats_of_trace(tr, spec.max_rows, spec.seed)
     traces.write_trace(args.output, tr, header={"stats": stats.to_dict()})
@@ -75,15 +98,19 @@ def _traces(args: argparse.Namespace) -> int:
 def _distill(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.output)
-    sp, info = spec_from_args(args).splits(progress=True, allow_degenerate=args.allow_degenerate)
-    info["teacher_preset"] = args.preset
+    # every option is checked before the trace is generated
+    workload = spec_from_args(args)
     cfg = D.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         patience=args.patience, alpha=args.alpha, temperature=args.temperature,
                         seed=args.seed)
     tcfg = D.TrainConfig(**{**cfg.__dict__, "epochs": args.teacher_epochs or args.epochs,
                             "lr": args.teacher_lr})
+    cfg.check()
+    tcfg.check()
     spec = D.KDSpec(arch=args.arch, method=args.method, clusters=args.clusters, feature=args.feature,
                     teacher_arch=args.teacher_arch, teacher_preset=args.preset)
+    sp, info = workload.splits(progress=True, allow_degenerate=args.allow_degenerate)
+    info["teacher_preset"] = args.preset
     res = D.distill(sp, spec, cfg, teacher_cfg=tcfg, out_dir=out, info=info)
     map_data.save_splits(out / "data.npz", sp)
     (out / "metrics.json").write_text(json.dumps(res, indent=2, default=_json_default))
@@ -96,15 +123,21 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _pattern_of(args: argparse.Namespace):
-    """The pruning pattern from ``--pattern`` or ``--n/--m/--block/--keep`` (not both)."""
+    """The pruning pattern from ``--pattern``, or from the deprecated ``--n/--m/--block/--keep``
+    (not both; a one-line deprecation note on stderr)."""
     parts = (args.n, args.m, args.block, args.keep)
     if args.pattern is not None:
         if any(v is not None for v in parts):
-            raise ValueError("give either --pattern or --n/--m/--block/--keep, not both")
+            raise ValueError("give --pattern only (e.g. --pattern 2:4+b8k0.5); --n/--m/--block/--keep are "
+                             "its deprecated spelling, not both")
         return parse_pattern(args.pattern)
     if all(v is None for v in parts):
-        raise ValueError("say what to prune to: --n 2 --m 4 [--block 8 --keep 0.5] or --pattern 2:4+b8k0.5")
-    return Pattern(args.n, args.m, args.block, 1.0 if args.keep is None else args.keep)
+        raise ValueError("say what to prune to: --pattern 2:4, b8k0.5 or 2:4+b8k0.5 (N:M, then blocks of B "
+                         "weights keeping a fraction F)")
+    pattern = Pattern(args.n, args.m, args.block, 1.0 if args.keep is None else args.keep)
+    print(f"paretofab prune: note: --n/--m/--block/--keep are deprecated and go in the next release; "
+          f"write --pattern {pattern}", file=sys.stderr)
+    return pattern
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -143,63 +176,79 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Generate the LLC access stream of a GAP kernel (-o FILE: ML-DPC text whose "
                                    "'#' header records the settings and statistics) or describe a trace "
                                    "(--stats FILE: +1-delta share, label density, frequency and IP-conditioned "
-                                   "baselines, verdict). Example: paretofab traces --app bc -o traces/bc.txt.xz",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   "baselines, verdict).",
+                       epilog="examples:\n"
+                              "  paretofab traces --app bc -o traces/bc.txt.xz\n"
+                              "  paretofab traces --stats traces/bc.txt.xz",
+                       formatter_class=HelpFormatter)
     add_trace_arguments(p, trace_file=False)
     p.add_argument("--stats", default=None, metavar="FILE", help="print the statistics of this trace file")
-    p.add_argument("-o", "--output", default=None, help="trace file to write (.txt, .txt.xz or .gz)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="trace file to write: .txt, or compressed .txt.xz, .txt.gz or .txt.bz2")
     p.set_defaults(func=_traces)
 
     t = D.TrainConfig()
     d = sub.add_parser("distill", help="train a MAP student by none / kd / packd distillation",
-                       description="Train a student on a MAP workload by plain training, KD or PaCKD; "
-                                   "refuses a degenerate trace. Example: paretofab distill --app bc --arch "
-                                   "mixer --method packd -o runs/bc_mixer",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Train a MAP student (memory-access prediction: a future-delta bitmap "
+                                   "from the last 10 LLC accesses) by plain training (none), KD from one "
+                                   "teacher, or PaCKD (one teacher per k-means cluster of the rows). Refuses a "
+                                   "degenerate trace. Writes DIR/student.pt, DIR/teacher_*.pt, DIR/data.npz "
+                                   "and DIR/metrics.json.",
+                       epilog="example:\n"
+                              "  paretofab distill --app bc --arch mixer --method packd -o runs/bc_mixer",
+                       formatter_class=HelpFormatter)
     add_trace_arguments(d)
-    d.add_argument("--arch", choices=ARCHS, default="resnet")
-    d.add_argument("--method", choices=D.METHODS, default="packd")
-    d.add_argument("--clusters", type=int, default=2, help="PaCKD clusters (2..4)")
-    d.add_argument("--feature", choices=D.FEATURES, default="ip", help="PaCKD clustering feature (hashed past IPs)")
+    d.add_argument("--arch", choices=ARCHS, default="resnet", help="student (and default teacher) architecture")
+    d.add_argument("--method", choices=D.METHODS, default="packd", help="distillation method")
+    d.add_argument("--clusters", type=int, default=2, help="PaCKD clusters: 2..8 (PaCKD uses 2..4)")
+    d.add_argument("--feature", choices=D.FEATURES, default="ip", help="PaCKD clustering feature (ip: hashed past IPs)")
     d.add_argument("--preset", choices=[p for p in PRESETS if p != "student"], default="cpu",
                    help="teacher size")
     d.add_argument("--teacher-arch", choices=ARCHS, default=None, help="teacher architecture (default: --arch)")
     d.add_argument("--epochs", type=_positive, default=t.epochs, help="max student epochs (early stopping)")
     d.add_argument("--teacher-epochs", type=_positive, default=None, help="max teacher epochs (default: --epochs)")
-    d.add_argument("--patience", type=_positive, default=t.patience)
-    d.add_argument("--batch-size", type=_positive, default=t.batch_size)
-    d.add_argument("--lr", type=float, default=t.lr)
-    d.add_argument("--teacher-lr", type=float, default=D.TEACHER_LR)
-    d.add_argument("--alpha", type=float, default=t.alpha, help="weight of the label BCE in the KD loss")
-    d.add_argument("--temperature", type=float, default=t.temperature)
+    d.add_argument("--patience", type=_positive, default=t.patience,
+                   help="epochs without validation gain before stopping")
+    d.add_argument("--batch-size", type=_positive, default=t.batch_size, help="rows per step")
+    d.add_argument("--lr", type=float, default=t.lr, help="student Adam learning rate")
+    d.add_argument("--teacher-lr", type=float, default=D.TEACHER_LR, help="teacher Adam learning rate")
+    d.add_argument("--alpha", type=float, default=t.alpha, help="weight of the label BCE in the KD loss, in [0, 1]")
+    d.add_argument("--temperature", type=float, default=t.temperature, help="KD temperature (> 0)")
     d.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
-    d.add_argument("-o", "--output", required=True, help="output directory")
+    d.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     d.set_defaults(func=_distill)
 
     r = sub.add_parser("prune", help="prune a student to N:M / blocks (CRISP-style), fine-tune with SR-STE",
                        description="Prune every Linear/Conv weight of a student along its reduction "
-                                   "dimension to N:M, balanced blocks, or both; class-aware saliency "
-                                   "(--classes) and SR-STE fine-tuning (--epochs). Writes DIR/student.pt, "
-                                   "DIR/data.npz and DIR/metrics.json.")
-    r.add_argument("--checkpoint", required=True, help="student.pt (from `paretofab distill -o DIR`)")
-    r.add_argument("--data", default=None, help="splits file (default: data.npz beside the checkpoint)")
-    r.add_argument("--pattern", default=None, help="dense, N:M, bBkF or N:M+bBkF (e.g. 2:4+b8k0.5), "
-                                                   "instead of --n/--m/--block/--keep")
-    r.add_argument("--n", type=int, default=None, help="N of N:M: non-zeros kept per group")
-    r.add_argument("--m", type=int, default=None, help="M of N:M: group size (inputs)")
-    r.add_argument("--block", type=int, default=None, help="block size (weights along the reduction)")
-    r.add_argument("--keep", type=float, default=None, help="fraction of blocks kept in every row (0, 1]")
+                                   "dimension to N:M, balanced blocks, or both (--pattern); class-aware "
+                                   "saliency (--classes) and SR-STE fine-tuning (--epochs). Writes "
+                                   "DIR/student.pt, DIR/data.npz and DIR/metrics.json.",
+                       epilog="example:\n"
+                              "  paretofab prune --checkpoint runs/bc_mixer/student.pt --pattern 2:4+b8k0.5 \\\n"
+                              "      --classes top32 -o runs/bc_mixer_2of4",
+                       formatter_class=HelpFormatter)
+    r.add_argument("--checkpoint", required=True, metavar="FILE", help="student.pt (from `paretofab distill -o DIR`)")
+    r.add_argument("--data", default=None, metavar="FILE",
+                   help="splits file (default: data.npz beside the checkpoint)")
+    r.add_argument("--pattern", default=None, metavar="PATTERN",
+                   help="sparsity pattern: N:M (2:4), blocks of B weights keeping a fraction F of them in "
+                        "every row (b8k0.5), both (2:4+b8k0.5), or dense")
+    # deprecated spelling of --pattern, kept hidden for one release
+    r.add_argument("--n", type=int, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--m", type=int, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--block", type=int, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--keep", type=float, default=None, help=argparse.SUPPRESS)
     r.add_argument("--saliency", choices=("magnitude", "class"), default=None,
                    help="weight ranking (default: class with --classes, else magnitude)")
     r.add_argument("--classes", default=None,
                    help="preferred outputs for class saliency: topK (the K most frequent label bits), "
                         "all, or comma-separated bit indices")
     r.add_argument("--epochs", type=int, default=4, help="SR-STE fine-tuning epochs (0 = one-shot pruning)")
-    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--lr", type=float, default=1e-3, help="fine-tuning Adam learning rate")
     r.add_argument("--decay", type=float, default=2e-4, help="SR-STE decay on pruned weights")
     r.add_argument("--mask-every", type=_positive, default=50, help="steps between mask recomputations")
     r.add_argument("--skip", default="", help="layers left dense: first, last or names, comma-separated")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1)")
-    r.add_argument("-o", "--output", required=True, help="output directory")
+    r.add_argument("--seed", type=int, default=0, help="seeds torch and the batch order; >= 0")
+    r.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
+    r.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     r.set_defaults(func=_prune)

@@ -21,6 +21,7 @@ serves several students.
 from __future__ import annotations
 
 import copy
+import numbers
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,6 +99,8 @@ class TrainConfig:
             raise DistillError(f"alpha {self.alpha} must lie in [0, 1]")
         if self.temperature <= 0:
             raise DistillError(f"temperature {self.temperature} must be > 0")
+        if not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise DistillError(f"--seed {self.seed!r}: use a non-negative integer (e.g. --seed 0)")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import numbers
 import re
 import shutil
 from dataclasses import dataclass
@@ -412,6 +413,8 @@ class PruneConfig:
             raise PruneError(f"epochs={self.epochs}: use 0 (one-shot) or more (SR-STE)")
         if self.mask_every < 1 or self.batch_size < 1:
             raise PruneError("mask_every and batch_size must be >= 1")
+        if not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise PruneError(f"--seed {self.seed!r}: use a non-negative integer (e.g. --seed 0)")
         object.__setattr__(self, "skip", tuple(self.skip))
 
 

@@ -19,6 +19,7 @@ Simplifications (documented so nobody mistakes them for GAP's exact behaviour):
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import json
@@ -787,22 +788,47 @@ def generate(config: TraceConfig, progress: bool = False) -> Trace:
     return tr
 
 
+#: compressed trace files: suffix -> (magic bytes, opener); writing picks by suffix, reading by
+#: the file's first bytes (so a misnamed file still reads)
+_CODECS = {".xz": (b"\xfd7zXZ\x00", lzma.open), ".gz": (b"\x1f\x8b", gzip.open),
+           ".bz2": (b"BZh", bz2.open)}
+#: compression suffixes no codec here writes: refused rather than silently written as plain text
+_UNSUPPORTED = {".zst", ".zstd", ".lz4", ".lz", ".lzma", ".zip", ".7z", ".z", ".tgz", ".br", ".sz"}
+
+
+def check_output_path(path: str | Path) -> None:
+    """Raise :class:`TraceError` if ``path`` names a compression :func:`write_trace` cannot
+    write (``.zst``, ``.zip`` …); ``.xz``, ``.gz``, ``.bz2`` and anything else (plain text) pass."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _UNSUPPORTED:
+        raise TraceError(f"{path}: cannot write {suffix} compression; name the trace .txt, .txt.xz, "
+                         ".txt.gz or .txt.bz2")
+
+
 def _open(path: Path, mode: str):
-    if path.suffix == ".xz":
-        return lzma.open(path, mode + "t")
-    if path.suffix == ".gz":
-        return gzip.open(path, mode + "t")
-    return open(path, mode)
+    if mode == "w":
+        check_output_path(path)
+        suffix = path.suffix.lower()
+        if suffix in _CODECS:
+            return _CODECS[suffix][1](path, "wt", encoding="utf-8")
+        return open(path, "w", encoding="utf-8")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    for magic, opener in _CODECS.values():
+        if head.startswith(magic):
+            return opener(path, "rt", encoding="utf-8")
+    return open(path, "r", encoding="utf-8")
 
 
 def write_trace(path: str | Path, trace: Trace, header: dict | None = None) -> None:
     """Write ML-DPC load-trace text: ``instr_id, cycle, addr(hex), ip(hex), llc_hit(0/1)``
-    (``.xz`` / ``.gz`` suffixes compress).
+    (``.xz`` / ``.gz`` / ``.bz2`` suffixes compress; other compression suffixes are refused).
 
     First comes one ``# key: <json value>`` line per key of ``trace.meta`` updated with
     ``header``, so readers that skip ``#`` lines read the data unchanged.
     """
     path = Path(path)
+    check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _open(path, "w") as f:
         for k, v in {**trace.meta, **(header or {})}.items():
@@ -810,6 +836,18 @@ def write_trace(path: str | Path, trace: Trace, header: dict | None = None) -> N
         for i, c, a, p, h in zip(trace.instr_id.tolist(), trace.cycle.tolist(), trace.addr.tolist(),
                                  trace.ip.tolist(), trace.llc_hit.astype(int).tolist()):
             f.write(f"{i}, {c}, {a:x}, {p:x}, {h}\n")
+
+
+_EXPECTED = ("expected text lines 'instr_id, cycle, addr(hex), ip(hex), llc_hit', plain or .xz / .gz / "
+             ".bz2 compressed (make one with `paretofab traces -o FILE`)")
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return f"binary data (byte 0x{e.object[e.start]:02x} is not text)"
+    if isinstance(e, EOFError):
+        return "a compressed stream that ends early (truncated?)"
+    return f"corrupt compressed data ({str(e) or type(e).__name__})"
 
 
 def read_trace(path: str | Path, limit: int | None = None) -> Trace:
@@ -823,31 +861,40 @@ def read_trace(path: str | Path, limit: int | None = None) -> Trace:
         raise FileNotFoundError(f"trace file {path} not found: make one with `paretofab traces`")
     cols: list[list] = [[], [], [], [], []]
     meta: dict = {}
-    with _open(path, "r") as f:
-        for lineno, line in enumerate(f, 1):
-            if limit is not None and len(cols[0]) >= limit:
-                break
-            line = line.strip()
-            if line.startswith("#"):
-                key, sep, value = line[1:].strip().partition(": ")
-                if sep:
-                    with contextlib.suppress(ValueError):  # not JSON: a free comment
-                        meta[key] = json.loads(value)
-                continue
-            if not line:
-                continue
-            parts = [p.strip() for p in line.split(",")]
-            if len(parts) != 5:
-                raise TraceError(f"{path}:{lineno}: expected 5 comma-separated fields "
-                                 f"(instr_id, cycle, addr, ip, llc_hit), got {len(parts)}")
-            try:
-                cols[0].append(int(parts[0]))
-                cols[1].append(int(parts[1]))
-                cols[2].append(int(parts[2], 16))
-                cols[3].append(int(parts[3], 16))
-                cols[4].append(parts[4] in ("1", "True", "true"))
-            except ValueError as e:
-                raise TraceError(f"{path}:{lineno}: malformed field ({e})") from None
+    try:
+        with _open(path, "r") as f:
+            for lineno, line in enumerate(f, 1):
+                if limit is not None and len(cols[0]) >= limit:
+                    break
+                line = line.strip()
+                if line.startswith("#"):
+                    key, sep, value = line[1:].strip().partition(": ")
+                    if sep:
+                        with contextlib.suppress(ValueError):  # not JSON: a free comment
+                            meta[key] = json.loads(value)
+                    continue
+                if not line:
+                    continue
+                parts = [p.strip() for p in line.split(",")]
+                if len(parts) != 5:
+                    raise TraceError(f"{path}:{lineno}: expected 5 comma-separated fields "
+                                     f"(instr_id, cycle, addr, ip, llc_hit), got {len(parts)}")
+                try:
+                    cols[0].append(int(parts[0]))
+                    cols[1].append(int(parts[1]))
+                    cols[2].append(int(parts[2], 16))
+                    cols[3].append(int(parts[3], 16))
+                    cols[4].append(parts[4] in ("1", "True", "true"))
+                except ValueError as e:
+                    raise TraceError(f"{path}:{lineno}: malformed field ({e})") from None
+    except (UnicodeDecodeError, EOFError, lzma.LZMAError) as e:
+        raise TraceError(f"{path} is not an ML-DPC load trace: {_why(e)}; {_EXPECTED}") from None
+    except OSError as e:
+        if e.errno is not None:  # a folder, no permission …: the CLI names the path
+            raise
+        raise TraceError(f"{path} is not an ML-DPC load trace: {_why(e)}; {_EXPECTED}") from None
+    if not cols[0] and not meta and limit != 0:  # (write_trace always writes a header)
+        raise TraceError(f"{path} is not an ML-DPC load trace: it holds no load lines; {_EXPECTED}")
     return Trace(np.array(cols[0], np.int64), np.array(cols[1], np.int64),
                  np.array(cols[2], np.uint64), np.array(cols[3], np.uint64),
                  np.array(cols[4], bool), meta)

@@ -44,6 +44,13 @@ class TraceSpec:
     max_rows: int | None = DEFAULT_ROWS
     trace: str | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("seed", "skip_loads", "prefetch_degree"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} {v!r}: use a non-negative integer (e.g. {flag} 0)")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

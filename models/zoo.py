@@ -18,6 +18,9 @@ Presets (``build(arch, preset)``):
 from __future__ import annotations
 
 import math
+import pickle
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -279,21 +282,68 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> None:
     torch.save({"state_dict": model.state_dict(), "meta": _listify(meta)}, path)
 
 
+def _sniff(path: Path) -> str:
+    """A few words on what ``path`` holds, for a refusal message."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return "unreadable"
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive that is not a complete torch checkpoint (truncated or foreign?)"
+    if head[:1] == b"\x80":
+        return "a pickle stream that is not a torch checkpoint of tensors and plain values"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "unrecognised binary data"
+
+
 def load_checkpoint(path: str | Path) -> nn.Module:
     """Rebuild a model saved by :func:`save_checkpoint` (``weights_only=True``), in eval mode.
 
-    The checkpoint's ``meta`` dict is attached as ``model.meta``.
+    The checkpoint's ``meta`` dict is attached as ``model.meta``. Anything that is not such a
+    checkpoint (a foreign pickle, random bytes, a text file, a torch file without our ``meta``)
+    raises :class:`ZooError` ``"PATH: not a paretofab checkpoint (…)"``; the file is only ever
+    read with torch's weights-only unpickler, so a pickle payload is never executed.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found: run `paretofab distill -o DIR` first")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+
+    def refuse(why: str) -> ZooError:
+        return ZooError(f"{path}: not a paretofab checkpoint ({why}); "
+                        "give a student.pt written by `paretofab distill` or `paretofab prune`")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # a folder, no permission …: the CLI names the path
+    except pickle.UnpicklingError as e:
+        # torch's message advises weights_only=False: never repeat that advice
+        m = re.search(r"GLOBAL ([\w.]+)", str(e))
+        why = (f"it pickles {m.group(1)}, which is never unpickled here" if m else _sniff(path))
+        raise refuse(why) from None
+    except Exception:  # KeyError, EOFError, RuntimeError (corrupt zip) …
+        raise refuse(_sniff(path)) from None
     if not isinstance(ck, dict) or "state_dict" not in ck or "meta" not in ck:
-        raise ZooError(f"{path} is not a paretofab model checkpoint (needs state_dict and meta)")
-    meta = ck["meta"]
-    kwargs = _tupleify(meta["kwargs"])
-    model = _CLASSES[meta["arch"]](**kwargs)
-    model.load_state_dict(ck["state_dict"])
+        raise refuse("a torch file without the state_dict and meta paretofab writes")
+    meta, state = ck["meta"], ck["state_dict"]
+    if not isinstance(meta, dict) or not isinstance(state, dict) or "kwargs" not in meta:
+        raise refuse("its meta lacks arch, preset or kwargs")
+    if meta.get("arch") not in _CLASSES:
+        raise refuse(f"unknown architecture {meta.get('arch')!r}")
+    try:
+        model = _CLASSES[meta["arch"]](**_tupleify(meta["kwargs"]))
+        model.load_state_dict(state)
+    except (TypeError, RuntimeError, ValueError, KeyError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise refuse(f"its weights do not fit a {meta['arch']} model: {first[:160]}") from None
     model.eval()
     model.meta = meta
     return model

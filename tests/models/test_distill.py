@@ -171,3 +171,9 @@ def test_bad_distill_inputs(pr_splits):
         D.cluster(pr_splits, 1)
     with pytest.raises(ValueError, match="alpha"):
         D.TrainConfig(alpha=2).check()
+
+
+def test_negative_seed_is_refused_by_train_config():
+    with pytest.raises(D.DistillError, match=r"--seed -1: use a non-negative integer"):
+        D.TrainConfig(seed=-1).check()
+    D.TrainConfig(seed=np.int64(2)).check()  # numpy integers are fine

@@ -260,3 +260,8 @@ def test_class_aware_hybrid_finetune_obeys_pattern(student):
     head = ft.head.weight.detach().numpy()
     assert ((head != 0).reshape(256, 4, 8).any(-1).sum(-1) == 2).all(), "2 of 4 blocks in every head row"
     assert _val_f1(ft, sp) > 0.5
+
+
+def test_negative_seed_is_refused_by_prune_config():
+    with pytest.raises(P.PruneError, match=r"--seed -1: use a non-negative integer"):
+        P.PruneConfig(seed=-1)

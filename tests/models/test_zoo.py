@@ -115,3 +115,74 @@ def test_bad_inputs(tmp_path):
     torch.save({"x": 1}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a paretofab"):
         zoo.load_checkpoint(tmp_path / "bad.pt")
+
+
+# ---- foreign / corrupt checkpoints: one-line ZooError, payload never executed ----------------------
+
+
+import os  # noqa: E402
+import pickle  # noqa: E402
+
+
+class _Payload:
+    """A pickle whose unpickling would create a file (must never happen)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _refused(path):
+    with pytest.raises(zoo.ZooError) as e:
+        zoo.load_checkpoint(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: not a paretofab checkpoint (") and "\n" not in msg
+    assert "weights_only" not in msg and "Traceback" not in msg
+    return msg
+
+
+def test_malicious_pickle_is_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(_Payload(marker), protocol=2))
+    msg = _refused(tmp_path / "evil.pt")
+    assert "system" in msg  # names the global it refused
+    (tmp_path / "evil4.pt").write_bytes(pickle.dumps(_Payload(marker)))  # protocol 4 framing
+    _refused(tmp_path / "evil4.pt")
+    torch.save(_Payload(marker), tmp_path / "evil_zip.pt")  # inside a torch zip
+    assert "system" in _refused(tmp_path / "evil_zip.pt")
+    assert not marker.exists()
+
+
+def test_random_bytes_are_refused(tmp_path):
+    (tmp_path / "r.pt").write_bytes(np.random.default_rng(0).bytes(400))
+    _refused(tmp_path / "r.pt")
+
+
+def test_text_file_is_refused(tmp_path):
+    (tmp_path / "t.pt").write_text("hello world\n")
+    assert "text file" in _refused(tmp_path / "t.pt")
+
+
+def test_empty_and_truncated_files_are_refused(tmp_path):
+    (tmp_path / "e.pt").write_bytes(b"")
+    assert "empty" in _refused(tmp_path / "e.pt")
+    torch.save({"state_dict": {}, "meta": {}}, tmp_path / "z.pt")
+    b = (tmp_path / "z.pt").read_bytes()
+    (tmp_path / "tr.pt").write_bytes(b[: len(b) // 2])
+    _refused(tmp_path / "tr.pt")
+
+
+def test_torch_file_without_our_meta_is_refused(tmp_path):
+    torch.save({"x": 1}, tmp_path / "a.pt")
+    assert "state_dict and meta" in _refused(tmp_path / "a.pt")
+    torch.save(torch.zeros(3), tmp_path / "b.pt")
+    _refused(tmp_path / "b.pt")
+    torch.save({"state_dict": {}, "meta": {"arch": "vgg", "kwargs": {}}}, tmp_path / "c.pt")
+    assert "unknown architecture" in _refused(tmp_path / "c.pt")
+    m = zoo.build("lstm", "student")
+    torch.save({"state_dict": m.state_dict(), "meta": {"arch": "resnet", "preset": "student",
+                                                       "kwargs": zoo.preset_kwargs("resnet", "student")}},
+               tmp_path / "d.pt")
+    assert "do not fit a resnet model" in _refused(tmp_path / "d.pt")
