@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import textwrap
 import warnings
 from collections import Counter
 
 import pandas as pd
 
 from .formats import Format, all_formats, parse_format
-from .sweep import SweepSpace, grid, load_failures, load_results, run_sweep
+from .sweep import SCHEDULER_TIMEOUT_S, SweepSpace, grid, load_failures, load_results, run_sweep
+
+#: printed under the ``formats`` table and in its help
+OCP_NOTE = ("note: plain e4m3 (and every ExMy without a suffix) spends all codes on finite values "
+            "(e4m3: max 480, no NaN); it is not OCP FP8 E4M3, which is e4m3ocp (max 448, S.1111.111 = NaN). "
+            "e5m2ieee is OCP FP8 E5M2.")
 
 
 def format_row(fmt: Format) -> dict:
@@ -38,6 +45,8 @@ def _formats(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<10} {r['kind']:<9} {r['bits']:>4} {r['max']:>12.6g} {r['min_normal']:>12.6g} "
               f"{r['min_subnormal']:>14.6g} {r['finite_values']:>6}")
+    if any(r["name"] == "e4m3" or r["name"].startswith("e4m3b") for r in rows) or not args.names:
+        print(OCP_NOTE)
     return 0
 
 
@@ -52,18 +61,36 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def _patterns(args: argparse.Namespace) -> list[str]:
+    """``--pattern``, or its deprecated spelling ``--sparsity`` (with a one-line note)."""
+    if args.sparsity is None:
+        return _csv_list(args.pattern or "dense")
+    if args.pattern is not None:
+        raise ValueError("give --pattern only (e.g. --pattern dense,2:4); --sparsity is its deprecated "
+                         "spelling, not both")
+    print(f"paretofab sweep: note: --sparsity is deprecated and goes in the next release; write "
+          f"--pattern {args.sparsity}", file=sys.stderr)
+    return _csv_list(args.sparsity)
+
+
 def _sweep(args: argparse.Namespace) -> int:
     _quiet_warnings()
     try:
         seeds = [int(s) for s in _csv_list(args.seeds)]
     except ValueError:
-        raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+        raise ValueError(f"--seeds takes comma-separated non-negative integers (0,1,2), got {args.seeds!r}") from None
+    if any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds takes non-negative integers (0,1,2), got {args.seeds!r}")
+    if args.scheduler_timeout <= 0:
+        raise ValueError(f"--scheduler-timeout must be > 0 seconds, got {args.scheduler_timeout:g}")
     space = SweepSpace(_csv_list(args.model), _csv_list(args.wfmt), _csv_list(args.afmt), _csv_list(args.ptq),
                        seeds, per_channel=not args.per_tensor, n_calib=args.n_calib,
-                       sparsities=_csv_list(args.sparsity), threshold=args.threshold)
+                       sparsities=_patterns(args), threshold=args.threshold)
     points = grid(space, allow_degenerate=args.allow_degenerate)
-    r = run_sweep(points, args.output, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
-    print(f"{r['done']} points run, {r['skipped']} already in {args.output}, {r['total']} in the grid "
+    r = run_sweep(points, args.output, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet,
+                  scheduler_timeout=args.scheduler_timeout)
+    elsewhere = f", {r['elsewhere']} running elsewhere" if r["elsewhere"] else ""
+    print(f"{r['done']} points run, {r['skipped']} already in {args.output}{elsewhere}, {r['total']} in the grid "
           f"({r['seconds']:.1f} s)")
     if r["failed"]:
         print(f"{r['failed']} points failed (kept out of the results; a rerun tries them again):")
@@ -110,18 +137,44 @@ def pd_width():
     return pd.option_context("display.width", 200, "display.max_colwidth", 120)
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown (where the help does not already say them), description and example kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        if "default" in h or action.default in (None, False) or isinstance(action.default, bool):
+            return h
+        return super()._get_help_string(action)
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, 100)
+
+
+def _example(*lines: str) -> str:
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("formats", help="table of supported number formats",
-                       description="Print bits, max, min normal, min subnormal and the number of finite "
-                                   "values of every supported format, or only of those named.")
-    p.add_argument("names", nargs="*", metavar="NAME", help="formats to show (int4, uint8, e4m3, e4m3ocp, …)")
+    p = sub.add_parser("formats", help="table of supported number formats", formatter_class=_Help,
+                       description=_wrap("Print bits, max, min normal, min subnormal and the number of finite "
+                                         "values of every supported format, or only of those named.")
+                       + "\n\n" + _wrap(OCP_NOTE),
+                       epilog=_example("paretofab formats e4m3 e4m3ocp e5m2ieee", "paretofab formats --json"))
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="formats to show (int4, uint8, e2m1, e4m3, e4m3ocp, e5m2ieee, …; default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_formats)
 
     p = sub.add_parser(
-        "sweep", help="PTQ design-space sweep (formats × techniques × sparsity) into a SQLite store",
-        description="Quantize a model for every combination of the comma lists (Brevitas PTQ) and store "
-                    "its metric, one row per finished point. A rerun skips finished points.")
+        "sweep", help="PTQ design-space sweep (formats × techniques × pattern) into a SQLite store",
+        formatter_class=_Help,
+        description=_wrap("Quantize a model for every combination of the comma lists (Brevitas PTQ) and "
+                          "store its metric, one row per finished point. A rerun skips finished points; "
+                          "sweeps running into one store at once share the grid (each point is computed "
+                          "once)."),
+        epilog=_example("paretofab sweep --model digits --wfmt int4,int8,e2m1,e3m2 --afmt int8 \\",
+                        "    --ptq none,weq+gptq --pattern dense,2:4 --seeds 0,1 -o runs/demo.sqlite"))
     p.add_argument("--model", required=True,
                    help="'digits' (built-in CNN on scikit-learn's digits) or a student checkpoint / "
                         "`paretofab distill` folder; comma list")
@@ -129,26 +182,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--afmt", required=True, help="activation formats, comma list (int8)")
     p.add_argument("--ptq", default="none",
                    help="technique sets, comma list; combine techniques with '+': none, weq, smoothquant, "
-                        "bias_corr, gptq, gpfq, learned_round (default: none)")
-    p.add_argument("--sparsity", default="dense",
-                   help="pruning patterns, comma list: dense, N:M (2:4), blocks bBkKEEP (b8k0.5) or both "
-                        "(2:4+b8k0.5); one-shot magnitude pruning before quantization (default dense)")
-    p.add_argument("--threshold", choices=("val", "0.5"), default="val",
-                   help="MAP students: test micro-F1 at the validation-best threshold (val, default, as "
-                        "`paretofab distill` reports) or at 0.5")
-    p.add_argument("--seeds", default="0", help="seeds, comma list (default 0)")
+                        "bias_corr, gptq, gpfq, learned_round")
+    p.add_argument("--pattern", default=None, metavar="PATTERNS",
+                   help="sparsity patterns, comma list: dense, N:M (2:4), blocks bBkKEEP (b8k0.5) or both "
+                        "(2:4+b8k0.5); one-shot magnitude pruning before quantization (default: dense)")
+    p.add_argument("--sparsity", default=None, help=argparse.SUPPRESS)  # deprecated spelling of --pattern
+    p.add_argument("--threshold", choices=("val", "0.5"), default=None,
+                   help="MAP students only (refused for digits, which reports accuracy): test micro-F1 at "
+                        "the validation-best threshold (val, as `paretofab distill` reports) or at 0.5 "
+                        "(default: val)")
+    p.add_argument("--seeds", default="0", help="calibration seeds, comma list of non-negative integers")
     p.add_argument("--allow-degenerate", action="store_true",
                    help="sweep a MAP student trained on a degenerate trace (its accuracy axis is noise)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
-    p.add_argument("--n-calib", type=int, default=256, help="calibration samples (default 256)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask distributed scheduler (tcp://host:8786)")
+    p.add_argument("--n-calib", type=int, default=256, help="calibration samples")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask distributed scheduler (tcp://host:8786); overrides --jobs")
+    p.add_argument("--scheduler-timeout", type=float, default=SCHEDULER_TIMEOUT_S, metavar="SECONDS",
+                   help="give up when the scheduler does not answer within this time")
     p.add_argument("-o", "--output", required=True, help="results store, e.g. runs/NAME.sqlite")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("results", help="show a sweep's results (table or CSV)",
-                       description="Print the finished points of a sweep store.")
+    p = sub.add_parser("results", help="show a sweep's results (table or CSV)", formatter_class=_Help,
+                       description=_wrap("Print the finished points of a sweep store (or, with --failed, "
+                                         "the points whose last try failed, with their errors)."),
+                       epilog=_example("paretofab results runs/demo.sqlite",
+                                       "paretofab results runs/demo.sqlite --csv > demo.csv",
+                                       "paretofab results runs/demo.sqlite --failed"))
     p.add_argument("file", help="results store written by `paretofab sweep`")
     p.add_argument("--csv", action="store_true", help="CSV on stdout")
     p.add_argument("--failed", action="store_true", help="the points that failed, with their errors")

@@ -7,6 +7,13 @@ flight and a rerun skips what is done. A point that fails (e.g. a technique the 
 support) is recorded in the ``failures`` table with its error and does not stop the others; a
 rerun tries it again.
 
+Several sweeps may write one store at once (processes on this host or others sharing the file):
+each point is claimed (a row of the ``claims`` table: key, pid, host, started; one atomic
+``INSERT``) before it runs and released in the transaction that stores its result, so no point is
+computed twice. A point claimed by a live process is skipped ("running elsewhere"); a claim whose
+process is gone (its pid is dead on this host, or the claim is older than ``claim_timeout`` for
+another host) expires and the point is run again.
+
 A sparsity other than ``"dense"`` (``"2:4"``, ``"b8k0.5"``, ``"2:4+b8k0.5"``, see
 :func:`models.prune.parse_pattern`) prunes the float model one-shot by weight magnitude before
 quantization; for class-aware or SR-STE fine-tuned students sweep the checkpoint that
@@ -21,20 +28,24 @@ or on a Dask distributed cluster (``scheduler="tcp://…"``), with a tqdm progre
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import itertools
 import json
 import multiprocessing as mp
+import numbers
 import os
+import socket
 import sqlite3
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -53,6 +64,7 @@ from .ptq import PTQConfig, parse_techniques, quantize_model
 __all__ = [
     "SweepPoint",
     "StoreError",
+    "SchedulerError",
     "Workload",
     "SweepSpace",
     "grid",
@@ -77,10 +89,23 @@ COLUMNS = (
     "sparsity TEXT NOT NULL DEFAULT 'dense'"
 )
 FAILURE_COLUMNS = "key TEXT PRIMARY KEY, config TEXT NOT NULL, error TEXT NOT NULL, finished_utc TEXT NOT NULL"
+#: a point being computed: by which process (pid on host) since when (unix seconds)
+CLAIM_COLUMNS = "key TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, started REAL NOT NULL"
+#: a claim by a process on another host (whose pid cannot be checked) expires after this (seconds)
+CLAIM_TIMEOUT_S = 3600.0
+#: seconds to wait for a Dask scheduler to answer
+SCHEDULER_TIMEOUT_S = 5.0
 
 
 class StoreError(ValueError):
     """A results file that is not a paretofab sweep store (corrupt or foreign)."""
+
+
+class SchedulerError(RuntimeError):
+    """The Dask scheduler did not answer (an external tool's failure: ``tool = "dask"``)."""
+
+    tool = "dask"
+    log = None
 
 
 @dataclass(frozen=True)
@@ -123,14 +148,31 @@ def _model_name(spec: str) -> str:
     return str(p.resolve())
 
 
-def _check_student_workload(model: str) -> None:
-    """Refuse a MAP student trained on a degenerate trace (its accuracy axis is noise)."""
+def _student_files(model: str) -> tuple[Path, Path]:
+    """``(checkpoint, splits)`` of a student: a checkpoint file (splits beside it) or a folder."""
     p = Path(model)
-    npz = p / "data.npz" if p.is_dir() else p.parent / "data.npz"
+    return (p / "student.pt", p / "data.npz") if p.is_dir() else (p, p.parent / "data.npz")
+
+
+def _check_student(model: str, allow_degenerate: bool) -> None:
+    """Load a student's checkpoint and splits once (so a bad file fails the sweep before any point
+    runs, with ``models``' one-line message), and refuse one trained on a degenerate trace (its
+    accuracy axis is noise) unless ``allow_degenerate``."""
+    ckpt, npz = _student_files(model)
+    _loads(str(ckpt), ckpt.stat().st_mtime_ns if ckpt.is_file() else 0)
+    stats = _workload_stats(str(npz), npz.stat().st_mtime_ns)
+    if allow_degenerate:
+        return
     try:
-        check_workload(_workload_stats(str(npz), npz.stat().st_mtime_ns))
+        check_workload(stats)
     except DegenerateTraceError as e:
         raise DegenerateTraceError(f"{model}: {e}") from None
+
+
+@lru_cache(maxsize=64)
+def _loads(ckpt: str, mtime_ns: int) -> None:
+    """Raise unless ``ckpt`` loads as a paretofab checkpoint (once per file version)."""
+    load_checkpoint(ckpt)
 
 
 @lru_cache(maxsize=64)
@@ -159,7 +201,8 @@ class SweepSpace:
     sparsities : pruning patterns applied one-shot before quantization (``dense``, ``2:4``, …).
     threshold : MAP students only (digits reports accuracy): ``"val"`` scores test micro-F1 at the
         threshold that maximizes the quantized model's validation micro-F1, as
-        ``paretofab distill`` reports it; ``"0.5"`` at a fixed 0.5.
+        ``paretofab distill`` reports it; ``"0.5"`` at a fixed 0.5; ``None`` (default): ``"val"``.
+        Given for a grid of digits only, it is refused (accuracy has no threshold).
     """
 
     models: Sequence[str]
@@ -170,7 +213,7 @@ class SweepSpace:
     per_channel: bool = True
     n_calib: int = 256
     sparsities: Sequence[str] = ("dense",)
-    threshold: str = "val"
+    threshold: str | None = None
 
 
 def grid(space: SweepSpace, allow_degenerate: bool = False) -> list[SweepPoint]:
@@ -184,7 +227,7 @@ def grid(space: SweepSpace, allow_degenerate: bool = False) -> list[SweepPoint]:
     """
     models, wfmts, afmts, ptqs, seeds = space.models, space.wfmts, space.afmts, space.ptqs, space.seeds
     sparsities, threshold, n_calib = space.sparsities, space.threshold, space.n_calib
-    if threshold not in ("val", "0.5"):
+    if threshold not in (None, "val", "0.5"):
         raise ValueError(f"threshold must be 'val' or '0.5', got {threshold!r}")
     for name, seq in (("models", models), ("wfmts", wfmts), ("afmts", afmts), ("ptqs", ptqs), ("seeds", seeds),
                       ("sparsities", sparsities)):
@@ -192,10 +235,17 @@ def grid(space: SweepSpace, allow_degenerate: bool = False) -> list[SweepPoint]:
             raise ValueError(f"the sweep has no {name}: give at least one")
     if n_calib < 1:
         raise ValueError(f"n_calib must be >= 1 calibration samples, got {n_calib}")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
+            raise ValueError(f"seeds must be non-negative integers (0, 1, 2 …), got {s!r}")
     ms = [_model_name(m) for m in models]
+    if threshold is not None and all(m == "digits" for m in ms):
+        raise ValueError("a threshold applies to MAP students only (micro-F1); digits reports accuracy: "
+                         "drop --threshold")
+    threshold = threshold or "val"
     for m in ms:
-        if m != "digits" and not allow_degenerate:
-            _check_student_workload(m)
+        if m != "digits":
+            _check_student(m, allow_degenerate)
     ws = [str(check_supported(f)) for f in wfmts]
     as_ = [str(check_supported(f)) for f in afmts]
     ps = ["+".join(parse_techniques(p)) or "none" for p in ptqs]
@@ -235,7 +285,7 @@ def load_workload(spec: str, seed: int = 0, n_calib: int = 256, threshold: str =
 
         return Workload("digits", model, data.x_train[:n_calib], "accuracy", ev)
     p = Path(spec)
-    ckpt, npz = (p / "student.pt", p / "data.npz") if p.is_dir() else (p, p.parent / "data.npz")
+    ckpt, npz = _student_files(spec)
     model = load_checkpoint(ckpt)
     splits = load_splits(npz)
 
@@ -315,46 +365,79 @@ def try_point(config: dict) -> dict:
 
 def _check_store(path: Path) -> None:
     """Raise :class:`StoreError` unless ``path`` is a paretofab sweep store (read-only check)."""
+    untouched = "choose another -o file, it was left untouched"
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a results store; give a .sqlite file name")
+    if path.stat().st_size == 0:
+        raise StoreError(f"{path} is an empty file, not a results store; run `paretofab sweep -o {path}` first")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "meta" not in tables or "points" not in tables:
                 raise StoreError(
-                    f"{path} is an SQLite file but not a paretofab sweep store (no meta/points tables); "
-                    "choose another -o file, it was left untouched"
+                    f"{path} is an SQLite file but not a paretofab sweep store (no meta/points tables); {untouched}"
                 )
             row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if not row or row[0] != SCHEMA:
-                raise StoreError(f"{path} has schema {row[0] if row else None!r}, not {SCHEMA!r}; "
-                                 "choose another -o file, it was left untouched")
+                raise StoreError(f"{path} has schema {row[0] if row else None!r}, not {SCHEMA!r}; {untouched}")
+            check = con.execute("PRAGMA quick_check").fetchone()
+            if not check or check[0] != "ok":
+                raise StoreError(f"{path} is a damaged results store ({check[0] if check else 'no answer'}); "
+                                 f"{untouched}")
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"{path} is not a readable SQLite results store ({e}); choose another -o file, "
-                         "it was left untouched") from None
+        raise StoreError(f"{path} is not a readable SQLite results store ({e}); {untouched}") from None
+
+
+def _check_new_file(path: Path) -> None:
+    """Raise the ``OSError`` that creating ``path`` would meet: a file where a folder is needed,
+    or a folder that cannot be written (checked before any work, so the error is one line)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(parent))
+
+
+def _check_target(path: Path) -> None:
+    """Check that ``path`` can be a sweep store (an existing store, or a new file that can be
+    created) without creating or changing anything."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; give a .sqlite file name")
+    if path.exists() and path.stat().st_size > 0:
+        _check_store(path)
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    else:
+        _check_new_file(path)
 
 
 def open_store(path: str | os.PathLike, create: bool = True) -> sqlite3.Connection:
     """Open (or create) a sweep store. An existing file that is not one raises
     :class:`StoreError` and is not modified."""
     path = Path(path)
-    if path.is_dir():
-        raise StoreError(f"{path} is a directory; give a .sqlite file name")
-    if path.exists() and path.stat().st_size > 0:
-        _check_store(path)
-    elif not create:
+    if not create and not path.exists():
         raise FileNotFoundError(f"results file {path} not found: run `paretofab sweep -o {path}` first")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30)
-    con.execute("PRAGMA journal_mode=WAL")
+    _check_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = sqlite3.connect(path, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path}: cannot open as a results store ({e}); choose another -o file") from None
     con.execute("PRAGMA synchronous=NORMAL")
     with con:
         con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
         con.execute(f"CREATE TABLE IF NOT EXISTS points ({COLUMNS})")
         con.execute(f"CREATE TABLE IF NOT EXISTS failures ({FAILURE_COLUMNS})")
+        con.execute(f"CREATE TABLE IF NOT EXISTS claims ({CLAIM_COLUMNS})")
         have = {r[1] for r in con.execute("PRAGMA table_info(points)")}
         if "sparsity" not in have:  # a store written before the sparsity axis
             con.execute("ALTER TABLE points ADD COLUMN sparsity TEXT NOT NULL DEFAULT 'dense'")
@@ -369,23 +452,142 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _insert(con: sqlite3.Connection, row: dict) -> None:
+# ---- claims: one process computes each point ---------------------------------------------------
+
+
+def _proc_stat(pid: int) -> tuple[str, float] | None:
+    """``(state, start time in unix seconds)`` of a process from Linux' ``/proc``; None where
+    there is no ``/proc`` (the pid alone then decides)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        btime = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state is field 3, starttime 22
+    try:
+        return fields[0], btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError, OSError):
+        return None
+
+
+def _pid_alive(pid: int, since: float) -> bool:
+    """Whether process ``pid`` of this host still runs and is the one that claimed at ``since``
+    (not a zombie, not a later process that reuses the pid)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's live process
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True
+    state, started = stat
+    return state not in ("Z", "X", "x") and started <= since + 2.0
+
+
+class _Claims:
+    """This process's claims in a store (see the module doc)."""
+
+    def __init__(self, con: sqlite3.Connection, timeout: float):
+        self.con, self.timeout = con, timeout
+        self.pid, self.host = os.getpid(), socket.gethostname()
+        self.since = _now()
+        self.mine: set[str] = set()
+
+    def _live(self, pid: int, host: str, started: float) -> bool:
+        if host == self.host:
+            return _pid_alive(pid, started)
+        return time.time() - started < self.timeout
+
+    def take(self, key: str) -> str:
+        """Claim ``key``: ``"mine"`` (run it), ``"done"`` (in the store meanwhile) or ``"elsewhere"``
+        (a live process holds it, or another process just tried it and it failed)."""
+        for _ in range(5):
+            with self.con:
+                got = self.con.execute("INSERT OR IGNORE INTO claims VALUES (?, ?, ?, ?)",
+                                       (key, self.pid, self.host, time.time())).rowcount == 1
+            if got:
+                if self.con.execute("SELECT 1 FROM points WHERE key = ?", (key,)).fetchone():
+                    self.release(key)
+                    return "done"
+                failed = self.con.execute("SELECT finished_utc FROM failures WHERE key = ?", (key,)).fetchone()
+                if failed and failed[0] >= self.since:  # failed in another sweep during this one
+                    self.release(key)
+                    return "elsewhere"
+                self.mine.add(key)
+                return "mine"
+            row = self.con.execute("SELECT pid, host, started FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                continue  # released meanwhile: try again
+            if self._live(*row):
+                return "elsewhere"
+            with self.con:  # expired: remove exactly that claim (another process may do so too)
+                self.con.execute("DELETE FROM claims WHERE key = ? AND pid = ? AND host = ? AND started = ?",
+                                 (key, *row))
+        return "elsewhere"
+
+    def release_sql(self, key: str) -> tuple[str, tuple]:
+        self.mine.discard(key)
+        return "DELETE FROM claims WHERE key = ? AND pid = ? AND host = ?", (key, self.pid, self.host)
+
+    def release(self, key: str) -> None:
+        with self.con:
+            self.con.execute(*self.release_sql(key))
+
+    def release_all(self) -> None:
+        """Drop the claims of points this process did not finish (interrupted, failed)."""
+        with self.con:
+            self.con.executemany("DELETE FROM claims WHERE key = ? AND pid = ? AND host = ?",
+                                 [(k, self.pid, self.host) for k in self.mine])
+        self.mine.clear()
+
+
+def _insert(con: sqlite3.Connection, row: dict, claims: _Claims | None = None) -> None:
     row = dict(row)
     row["finished_utc"] = _now()
     cfg = {k: row[k] for k in SweepPoint.__dataclass_fields__}
     row["config"] = json.dumps(cfg, sort_keys=True)
     row["per_channel"] = int(row["per_channel"])
     cols = [c.split()[0] for c in COLUMNS.split(", ")]
-    with con:  # one transaction per finished point
+    with con:  # one transaction per finished point, releasing its claim
         con.execute(f"INSERT OR IGNORE INTO points ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [row[c] for c in cols])
         con.execute("DELETE FROM failures WHERE key = ?", (row["key"],))
+        if claims is not None:
+            con.execute(*claims.release_sql(row["key"]))
 
 
-def _insert_failure(con: sqlite3.Connection, row: dict) -> None:
+def _insert_failure(con: sqlite3.Connection, row: dict, claims: _Claims | None = None) -> None:
     with con:
         con.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
                     (row["key"], json.dumps(row["config"], sort_keys=True), row["error"], _now()))
+        if claims is not None:
+            con.execute(*claims.release_sql(row["key"]))
+
+
+def _connect(scheduler, timeout: float):
+    """``(client, owned)`` for a Dask scheduler address or client; a scheduler that does not
+    answer within ``timeout`` seconds raises :class:`SchedulerError`."""
+    # heavy, optional: dask's distributed scheduler
+    from distributed import Client
+
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    if timeout <= 0:
+        raise ValueError(f"--scheduler-timeout must be > 0 seconds, got {timeout:g}")
+    try:
+        return Client(scheduler, timeout=timeout), True
+    except (OSError, TimeoutError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        why = "" if first.startswith("Timed out") else f" ({first})"
+        raise SchedulerError(f"the Dask scheduler at {scheduler} did not answer within {timeout:g} s{why}; "
+                             "start it (`dask scheduler`) or check the address") from None
 
 
 def run_sweep(
@@ -395,75 +597,124 @@ def run_sweep(
     jobs: int = 1,
     scheduler: str | Any | None = None,
     progress: bool = True,
+    scheduler_timeout: float = SCHEDULER_TIMEOUT_S,
+    claim_timeout: float = CLAIM_TIMEOUT_S,
 ) -> dict:
-    """Run every point not yet in ``out``; returns ``{"done", "failed", "skipped", "total",
-    "seconds", "errors"}`` (``errors``: the failed points' error messages by key; they are also
-    in the store's ``failures`` table, see :func:`load_failures`).
+    """Run every point not yet in ``out`` and not being run by another sweep of the same store;
+    returns ``{"done", "failed", "skipped", "elsewhere", "total", "seconds", "errors"}``:
+    points run here, failed here (``errors``: their messages by key; they are also in the store's
+    ``failures`` table, see :func:`load_failures`), already in the store (``skipped``, including
+    points another sweep finished meanwhile), still running elsewhere (or failed there) at the end.
 
     Parameters
     ----------
     jobs : worker processes (1: in this process).
     scheduler : Dask distributed scheduler address (or a ``distributed.Client``); overrides jobs.
+    scheduler_timeout : seconds to wait for the scheduler to answer (else :class:`SchedulerError`).
+    claim_timeout : seconds after which another host's claim on a point expires.
     """
     points = list(points)
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    con = open_store(out)
+    out = Path(out)
+    _check_target(out)
+    client, owned = _connect(scheduler, scheduler_timeout) if scheduler is not None else (None, False)
     t0 = time.perf_counter()
     try:
-        done = _done_keys(con)
-        todo = [p for p in points if p.key not in done]
-        bar = tqdm(total=len(todo), desc="sweep", unit="pt", disable=not progress, dynamic_ncols=True)
-        n, errors = 0, {}
+        con = open_store(out)
         try:
-            for row in _execute(todo, jobs, scheduler):
-                if "error" in row:
-                    _insert_failure(con, row)
-                    errors[row["key"]] = row["error"]
-                    c = row["config"]
-                    bar.set_postfix_str(f"{c['wfmt']}/{c['afmt']} {c['ptq']}: FAILED", refresh=False)
-                else:
-                    _insert(con, row)
-                    n += 1
-                    bar.set_postfix_str(f"{row['wfmt']}/{row['afmt']} {row['ptq']}: {row['metric']:.4f}",
-                                        refresh=False)
-                bar.update()
+            r = _run(points, con, jobs, client, progress, claim_timeout)
         finally:
-            bar.close()
+            con.close()
     finally:
-        con.close()
-    return {"done": n, "failed": len(errors), "skipped": len(points) - len(todo), "total": len(points),
-            "seconds": time.perf_counter() - t0, "errors": errors}
+        if owned:
+            client.close()
+    return {**r, "total": len(points), "seconds": time.perf_counter() - t0}
 
 
-def _execute(todo: list[SweepPoint], jobs: int, scheduler) -> Iterable[dict]:
-    if not todo:
-        return
-    if scheduler is not None:
-        # heavy, optional: dask's distributed scheduler
-        from distributed import Client
-        from distributed import as_completed as dask_completed
+def _run(points: list[SweepPoint], con: sqlite3.Connection, jobs: int, client, progress: bool,
+         claim_timeout: float) -> dict:
+    done = _done_keys(con)
+    todo = [p for p in points if p.key not in done]
+    claims = _Claims(con, claim_timeout)
+    counts = {"skipped": len(points) - len(todo)}
+    elsewhere: list[str] = []
+    bar = tqdm(total=len(todo), desc="sweep", unit="pt", disable=not progress, dynamic_ncols=True)
 
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-        try:
-            futs = client.map(try_point, [asdict(p) for p in todo], pure=False)
-            for f in dask_completed(futs):
-                yield f.result()
-        finally:
-            if client is not scheduler:
-                client.close()
-        return
-    if jobs == 1:
+    def claimed() -> Iterator[SweepPoint]:
         for p in todo:
+            state = claims.take(p.key)
+            if state == "mine":
+                yield p
+                continue
+            if state == "done":
+                counts["skipped"] += 1
+            else:
+                elsewhere.append(p.key)
+            bar.set_postfix_str(f"{p.wfmt}/{p.afmt} {p.ptq}: {state}", refresh=False)
+            bar.update()
+
+    n, errors = 0, {}
+    try:
+        for row in _execute(claimed(), jobs, client):
+            if "error" in row:
+                _insert_failure(con, row, claims)
+                errors[row["key"]] = row["error"]
+                c = row["config"]
+                bar.set_postfix_str(f"{c['wfmt']}/{c['afmt']} {c['ptq']}: FAILED", refresh=False)
+            else:
+                _insert(con, row, claims)
+                n += 1
+                bar.set_postfix_str(f"{row['wfmt']}/{row['afmt']} {row['ptq']}: {row['metric']:.4f}", refresh=False)
+            bar.update()
+    finally:
+        bar.close()
+        claims.release_all()
+    finished = _done_keys(con) & set(elsewhere)  # finished by the other sweep meanwhile
+    counts["skipped"] += len(finished)
+    return {"done": n, "failed": len(errors), **counts, "elsewhere": len(elsewhere) - len(finished),
+            "errors": errors}
+
+
+def _execute(points: Iterator[SweepPoint], jobs: int, client) -> Iterator[dict]:
+    """Results of ``points`` as they finish. Points are drawn (claimed) only when a worker is
+    free, so concurrent sweeps share the grid instead of claiming it all at once."""
+    if client is not None:
+        # heavy, optional: dask's distributed scheduler
+        from distributed import wait as dask_wait
+
+        pending: set = set()
+        try:
+            while True:
+                room = max(1, sum(client.nthreads().values())) - len(pending)
+                for p in itertools.islice(points, max(room, 0)):
+                    pending.add(client.submit(try_point, asdict(p), pure=False))
+                if not pending:
+                    return
+                finished, pending = dask_wait(pending, return_when="FIRST_COMPLETED")
+                pending = set(pending)
+                for f in finished:
+                    yield f.result()
+        finally:
+            for f in pending:
+                f.cancel()
+    if jobs == 1:
+        for p in points:
             yield try_point(asdict(p))
         return
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
-        futs = [ex.submit(try_point, asdict(p)) for p in todo]
+        pending = set()
         try:
-            for f in as_completed(futs):
-                yield f.result()
+            while True:
+                for p in itertools.islice(points, jobs - len(pending)):
+                    pending.add(ex.submit(try_point, asdict(p)))
+                if not pending:
+                    return
+                finished, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    yield f.result()
         except BaseException:
-            for f in futs:
+            for f in pending:
                 f.cancel()
             raise
 
@@ -475,12 +726,15 @@ def _read(path: str | os.PathLike, table: str, order: str) -> pd.DataFrame | Non
     if not path.exists():
         raise FileNotFoundError(f"results file {path} not found: run `paretofab sweep -o {path}` first")
     _check_store(path)
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", con) if table in tables else None
-    finally:
-        con.close()
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", con) if table in tables else None
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} is a damaged results store ({e}); rerun the sweep into a new file") from None
 
 
 def load_results(path: str | os.PathLike) -> pd.DataFrame:

@@ -93,6 +93,11 @@ def test_cli_sweep_and_results(tmp_path, capsys):
     (["--n-calib", "0"], "calibration"),
     (["--model", "no/such/student.pt"], "not found|no such"),
     (["--seeds", "a"], "seeds"),
+    (["--seeds", "-1"], "non-negative"),
+    (["--threshold", "0.5"], "digits reports accuracy: drop --threshold"),
+    (["--threshold", "val"], "drop --threshold"),
+    (["--scheduler-timeout", "0"], "scheduler-timeout"),
+    (["--pattern", "2:4", "--sparsity", "1:4"], "--pattern only"),
     (["--jobs", "0"], "jobs"),
 ])
 def test_cli_errors_one_line(tmp_path, capsys, argv, msg):
@@ -124,13 +129,36 @@ def test_api_errors():
         grid(SweepSpace(["digits"], [], ["int8"]))
     with pytest.raises(FileNotFoundError):
         load_results("/nonexistent/x.sqlite")
+    with pytest.raises(ValueError, match="non-negative"):
+        grid(SweepSpace(["digits"], ["int4"], ["int8"], seeds=[0, -1]))
+    with pytest.raises(ValueError, match="drop --threshold"):
+        grid(SweepSpace(["digits"], ["int4"], ["int8"], threshold="val"))
 
 
-@pytest.mark.parametrize("kind", ["garbage", "foreign", "wrong_schema"])
+def _store_with_points(path, n: int = 40) -> None:
+    """A real store with ``n`` (fake) finished points, big enough to span several pages."""
+    from quant.sweep import open_store
+
+    con = open_store(path)
+    with con:
+        for i in range(n):
+            con.execute("INSERT INTO points (key, model, wfmt, afmt, ptq, seed, per_channel, n_calib, metric_name, "
+                        "metric, seconds, finished_utc, config) VALUES (?, 'digits', 'int8', 'int8', 'none', 0, 1, "
+                        "256, 'accuracy', 0.9, 1.0, 't', ?)", (f"k{i:04d}", "x" * 400))
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "foreign", "wrong_schema", "truncated"])
 def test_bad_store_is_refused_and_untouched(tmp_path, capsys, kind):
     path = tmp_path / f"{kind}.sqlite"
     if kind == "garbage":
         path.write_bytes(b"this is not a database\x00" * 100)
+    elif kind == "truncated":
+        _store_with_points(path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
     else:
         con = sqlite3.connect(path)
         with con:
@@ -285,7 +313,7 @@ def test_sparsity_axis(tmp_path, capsys):
     df = load_results(out).set_index("sparsity")
     assert df.loc["1:4", "float_metric"] < df.loc["dense", "float_metric"]
     assert df.loc["2:4+b8k0.5", "float_metric"] < df.loc["dense", "float_metric"]
-    assert main(["sweep", "--model", "digits", "--wfmt", "int8", "--afmt", "int8", "--sparsity", "3:2",
+    assert main(["sweep", "--model", "digits", "--wfmt", "int8", "--afmt", "int8", "--pattern", "3:2",
                  "-o", str(out), "-q"]) == 2
     assert "N" in capsys.readouterr().err
 
@@ -347,3 +375,237 @@ def test_map_threshold_protocol(tmp_path, lstm_student):
     assert df.loc["micro_f1@val", "metric"] == pytest.approx(f1(pt, sp["y_test"], best), abs=1e-6)
     assert df.loc["micro_f1", "metric"] == pytest.approx(f1(pt, sp["y_test"], 0.5), abs=1e-6)
     assert df.loc["micro_f1@val", "val_metric"] >= df.loc["micro_f1", "val_metric"]
+
+
+# ---- one line for every bad input (issue 14) ------------------------------------------------------
+
+
+def _one_line(capsys, prefix: str = "paretofab sweep: error:") -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(prefix), err
+    assert "Traceback" not in err
+    return err
+
+
+def _sweep_argv(out, *extra: str) -> list[str]:
+    return ["sweep", "--model", "digits", "--wfmt", "int8", "--afmt", "int8", *extra, "-o", str(out), "-q"]
+
+
+def test_store_path_that_is_a_folder_is_one_line(tmp_path, capsys):
+    assert main(_sweep_argv(tmp_path)) == 2
+    assert "folder" in _one_line(capsys)
+    assert main(["results", str(tmp_path)]) == 2
+    assert "folder" in _one_line(capsys, "paretofab results: error:")
+    assert main(["results", str(tmp_path), "--failed"]) == 2
+    assert "folder" in _one_line(capsys, "paretofab results: error:")
+
+
+def test_store_below_a_file_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(_sweep_argv(afile / "sub" / "s.sqlite")) == 2
+    err = _one_line(capsys)
+    assert "a file sits where a folder is needed" in err and str(afile) in err
+
+
+def test_empty_file_is_not_a_store_for_results(tmp_path, capsys):
+    path = tmp_path / "empty.sqlite"
+    path.touch()
+    assert main(["results", str(path)]) == 2
+    assert "empty" in _one_line(capsys, "paretofab results: error:")
+
+
+@pytest.mark.parametrize("content", [b"\x93\x1f garbage \x00\xff" * 64, b"just some text, not a model\n"],
+                         ids=["garbage", "text"])
+def test_bad_checkpoint_fails_before_any_point(tmp_path, capsys, lstm_student, content):
+    """A .pt that is not a paretofab checkpoint (random bytes, text) is refused while the grid is
+    validated: one line from models ("not a paretofab checkpoint"), never torch's advice about
+    weights_only or a KeyError, and no store is written."""
+    import shutil
+
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(lstm_student / "data.npz", d / "data.npz")
+    (d / "garbage.pt").write_bytes(content)
+    out = tmp_path / "s.sqlite"
+    with pytest.raises(ValueError, match="not a paretofab checkpoint"):
+        grid(SweepSpace([str(d / "garbage.pt")], ["int8"], ["int8"]), allow_degenerate=True)
+    argv = ["sweep", "--model", f"digits,{d / 'garbage.pt'}", "--wfmt", "int8", "--afmt", "int8",
+            "--allow-degenerate", "-o", str(out), "-q"]
+    assert main(argv) == 2
+    err = _one_line(capsys)
+    assert "not a paretofab checkpoint" in err and "garbage.pt" in err
+    assert "weights_only" not in err and "KeyError" not in err
+    assert not out.exists()
+
+
+def test_scheduler_not_answering_is_a_dask_failure(tmp_path, capsys):
+    """No scheduler at the address: within the timeout, one line naming dask and the address, exit 3;
+    nothing is written."""
+    from quant.sweep import SchedulerError
+
+    out = tmp_path / "s.sqlite"
+    t0 = time.time()
+    assert main(_sweep_argv(out, "--scheduler", "tcp://127.0.0.1:1", "--scheduler-timeout", "2")) == 3
+    assert time.time() - t0 < 20
+    err = _one_line(capsys)
+    assert "dask failed" in err and "tcp://127.0.0.1:1" in err and "2 s" in err
+    assert not out.exists()
+    with pytest.raises(SchedulerError) as e:
+        run_sweep(grid(SweepSpace(["digits"], ["int8"], ["int8"])), out, scheduler="tcp://127.0.0.1:1",
+                  scheduler_timeout=1, progress=False)
+    assert e.value.tool == "dask"
+
+
+# ---- vocabulary and help ---------------------------------------------------------------------------
+
+
+def test_sparsity_is_a_deprecated_alias_of_pattern(tmp_path, capsys):
+    out = tmp_path / "p.sqlite"
+    assert main(_sweep_argv(out, "--sparsity", "2:4")) == 0
+    cap = capsys.readouterr()
+    assert cap.err.strip() == "paretofab sweep: note: --sparsity is deprecated and goes in the next release; " \
+                              "write --pattern 2:4"
+    assert "1 points run" in cap.out
+    assert main(_sweep_argv(out, "--pattern", "2:4")) == 0  # the same point, already stored
+    cap = capsys.readouterr()
+    assert cap.err == "" and "0 points run, 1 already in" in cap.out
+    assert list(load_results(out)["sparsity"]) == ["2:4"]
+
+
+@pytest.mark.parametrize("cmd", ["formats", "sweep", "results"])
+def test_help_has_description_example_and_defaults(cmd):
+    from paretofab.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    text = sub.choices[cmd].format_help()
+    assert sub.choices[cmd].description and f"example:\n  paretofab {cmd}" in text
+    assert "--sparsity" not in text
+    if cmd == "sweep":
+        for shown in ("(default: none)", "(default: dense)", "(default: 256)", "(default: 1)", "(default: 5.0)",
+                      "(default: val)"):
+            assert shown in text
+    if cmd == "formats":
+        assert "not OCP FP8" in " ".join(text.split()) and "e4m3ocp" in text
+
+
+def test_formats_notes_that_plain_e4m3_is_not_ocp(capsys):
+    assert main(["formats", "e4m3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "e4m3 " in out and "not OCP FP8 E4M3, which is e4m3ocp" in out
+    assert main(["formats", "int8"]) == 0
+    assert "OCP" not in capsys.readouterr().out
+
+
+# ---- concurrent sweeps into one store ---------------------------------------------------------------
+
+_SWEEPER = """
+import os, sys, time
+from pathlib import Path
+import quant.sweep as s
+
+log, rendezvous = Path(sys.argv[1]), Path(sys.argv[2])
+evaluate, first = s.evaluate_point, [True]
+
+def logged(point):
+    key = s.SweepPoint(**point).key if isinstance(point, dict) else point.key
+    with open(log, "a") as f:  # O_APPEND: one whole line per write
+        f.write(f"{key} {os.getpid()}\\n")
+    if first[0]:  # hold the first point until the other sweep also runs one: both are mid-sweep
+        first[0] = False
+        (rendezvous / str(os.getpid())).touch()
+        deadline = time.time() + 240
+        while len(list(rendezvous.iterdir())) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+    return evaluate(point)
+
+s.evaluate_point = logged
+from paretofab.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_two_sweeps_into_one_store_compute_each_point_once(tmp_path):
+    """Two processes sweep the same digits grid into one store at the same time: every point is
+    computed exactly once (per-point run log), no row is lost, and each reports what it really ran."""
+    import re
+
+    out, log, rv = tmp_path / "c.sqlite", tmp_path / "run.log", tmp_path / "rendezvous"
+    rv.mkdir()
+    script = tmp_path / "sweeper.py"
+    script.write_text(_SWEEPER)
+    argv = _sweep_argv(out)[:3] + ["--wfmt", "int8,int4,e2m1,e3m2", "--afmt", "int8,e4m3", "-o", str(out), "-q"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, str(script), str(log), str(rv), *argv], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (so, se) in zip(procs, outs):
+        assert p.returncode == 0, se
+    keys = [line.split()[0] for line in log.read_text().splitlines()]
+    df = load_results(out)
+    assert len(df) == 8 and df["key"].is_unique
+    assert sorted(keys) == sorted(df["key"])  # each point computed exactly once
+    ran = [int(re.search(r"(\d+) points run", so).group(1)) for so, _ in outs]
+    assert sum(ran) == 8 and min(ran) >= 1  # both really ran points
+    for so, _ in outs:
+        m = re.search(r"(\d+) points run, (\d+) already in .*?(?:, (\d+) running elsewhere)?, 8 in the grid", so)
+        assert m, so
+        assert int(m.group(1)) + int(m.group(2)) + int(m.group(3) or 0) == 8
+    con = sqlite3.connect(out)
+    assert con.execute("SELECT count(*) FROM claims").fetchone()[0] == 0  # every claim released
+    con.close()
+
+
+def test_claims_of_live_processes_are_respected_and_dead_ones_expire(tmp_path, capsys):
+    """Points claimed by a live process (this host: pid alive; another host: claim recent) are
+    skipped and reported as running elsewhere; a dead process's claim (pid gone here, or too old
+    elsewhere) expires and the point runs."""
+    import socket
+
+    from quant.sweep import CLAIM_TIMEOUT_S, open_store
+
+    out = tmp_path / "cl.sqlite"
+    pts = grid(SweepSpace(["digits"], ["int8", "int4", "e2m1", "e3m2"], ["int8"]))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid is gone
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        time.sleep(0.5)
+        host, now = socket.gethostname(), time.time()
+        con = open_store(out)
+        with con:
+            con.executemany("INSERT INTO claims VALUES (?, ?, ?, ?)", [
+                (pts[0].key, dead.pid, host, now),                              # dead here: expires
+                (pts[1].key, alive.pid, host, now),                             # alive here: skipped
+                (pts[2].key, 4242, host + "-other", now - 60),                  # other host, recent: skipped
+                (pts[3].key, 4242, host + "-other", now - 2 * CLAIM_TIMEOUT_S),  # other host, stale: expires
+            ])
+        con.close()
+        argv = ["sweep", "--model", "digits", "--wfmt", "int8,int4,e2m1,e3m2", "--afmt", "int8", "-o", str(out), "-q"]
+        assert main(argv) == 0
+        text = capsys.readouterr().out
+        assert "2 points run, 0 already in" in text and "2 running elsewhere" in text
+        assert set(load_results(out)["key"]) == {pts[0].key, pts[3].key}
+        con = sqlite3.connect(out)
+        left = {r[0] for r in con.execute("SELECT key FROM claims")}
+        con.close()
+        assert left == {pts[1].key, pts[2].key}  # the others' claims stay, ours are released
+    finally:
+        alive.kill()
+        alive.wait()
+    r = run_sweep(pts, out, progress=False)  # the live process is gone now: its point runs
+    assert (r["done"], r["skipped"], r["elsewhere"]) == (1, 2, 1)
+
+
+def test_unwritable_store_folder_is_one_line(tmp_path, capsys):
+    """A folder the user may not write (read-only for a normal user; sysfs for root): one line, exit 2."""
+    if os.geteuid() == 0:
+        target = Path("/sys/paretofab_test/s.sqlite")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = ro / "s.sqlite"
+    assert main(_sweep_argv(target)) == 2
+    assert "permi" in _one_line(capsys)
