@@ -3,14 +3,22 @@
 Each takes an engine name from the registry ``hw.engines.ENGINES`` (``dot``, ``sparse`` …) and
 that engine's configuration as options generated from its config dataclass (``--lanes``,
 ``--wfmt``, ``--k-max`` …, help text from its docstring); ``sim`` adds one option per parameter of
-the engine's ``random_workload`` (``--k --vectors --seed`` for dot/sparse, ``--n --seed`` for
+the engine's ``random_workload`` (``--k --vectors --seed`` for dot/sparse, ``--seq-len --seed`` for
 swa). A new engine plugs in by adding itself to the registry.
 
-- ``paretofab rtl dot --lanes 16 --wfmt e2m3 --afmt int8 -o DIR``: Verilog + config JSON.
-- ``paretofab sim sparse --lanes 8 --n 2 --m 4 --wfmt e4m3 --afmt int8 --k 64 --vectors 100
+One spelling per concept (DESIGN.md, CLI): ``--pattern N:M`` sets a config's ``n`` and ``m``
+fields together (the sparse engine), ``--k`` is the workload's reduction length and ``--k-max``
+the accumulator's capacity, ``--seq-len`` the SWA sequence length, ``--device PART`` the FPGA
+part (``synth`` synthesizes for its Yosys family). The old spellings ``--n/--m`` (pattern),
+``--n`` (sequence length) and ``--target`` (family) stay as hidden aliases that print a
+deprecation line on stderr.
+
+- ``paretofab rtl dot --lanes 16 --wfmt e2m3 --afmt int8 -o DIR [--top NAME]``: ``<top>.v`` and
+  ``<top>.json`` (``hw.rtl.export_design``: ports and payload fields with bit offsets).
+- ``paretofab sim sparse --lanes 8 --pattern 2:4 --wfmt e4m3 --afmt int8 --k 64 --vectors 100
   --seed 1 --backend verilator [--json]``: random workload through the engine, compared with
   the exact reference and the closed-form cycle count (exit 1 on a mismatch).
-- ``paretofab synth dot … --target xc7 [--nodsp] [--json]``: Yosys resource table.
+- ``paretofab synth dot … --device xc7z020 [--nodsp] [--json]``: Yosys resource table.
 """
 
 from __future__ import annotations
@@ -21,17 +29,20 @@ import inspect
 import json
 import re
 import sys
+import textwrap
 import time
 import types
 import typing
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Value
 
+from .devices import DEFAULT_DEVICE, DEVICES, get_device
+from .engine import check_int
 from .engines import ENGINES
-from .rtl import TARGETS, Resources, synthesize, verilog_text
+from .rtl import TARGETS, Resources, export_design, synthesize
 from .sim import BACKENDS, cycle_limit, simulate
 
 #: k_max used by ``rtl`` and ``synth`` when ``--k-max`` is not given (``sim`` uses ``--k``)
@@ -95,76 +106,156 @@ def config_class(mod: types.ModuleType) -> type:
     return cls
 
 
+class _Deprecated(argparse.Action):
+    """A hidden old spelling: stores its value under the new option's dest and prints one
+    deprecation line on stderr (``new`` names the spelling to use)."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kw):
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        said = namespace.__dict__.setdefault("_deprecations_said", set())
+        if self.new not in said:  # --n and --m of one pattern: one line
+            said.add(self.new)
+            old = "/".join(a.option_strings[0] for a in parser._actions if getattr(a, "new", None) == self.new)
+            print(f"paretofab: {old} is deprecated and will be removed; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def parse_pattern(text: str) -> tuple[int, int]:
+    """``"N:M"`` (at most N non-zeros in every M weights) -> ``(N, M)``; argparse type."""
+    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"expected a sparsity pattern N:M such as 2:4, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+#: config fields set together by one option: fields -> (option, metavar, argparse type, help)
+COMBINED_OPTIONS: dict[tuple[str, ...], tuple[str, str, Any, str]] = {
+    ("n", "m"): ("--pattern", "N:M", parse_pattern,
+                 "sparsity pattern: at most N non-zero weights in every group of M (M a power of two), e.g. 2:4"),
+}
+
+#: metavar of config fields whose upper-cased name would read badly or collide
+METAVARS = {"k_max": "K_MAX"}
+
+
 def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--option`` per field of the config dataclass ``cls`` (``k_max`` -> ``--k-max``)."""
+    """One ``--option`` per field of the config dataclass ``cls`` (``k_max`` -> ``--k-max``);
+    fields listed together in :data:`COMBINED_OPTIONS` get that one option (dest
+    ``combined__<fields>``) and their own spellings as hidden deprecated aliases."""
     hints = typing.get_type_hints(cls)
     helps = _field_help(cls)
     group = parser.add_argument_group(f"{cls.__name__} options")
+    names = {f.name for f in dataclasses.fields(cls)}
+    combined = {f: (fs, spec) for fs, spec in COMBINED_OPTIONS.items() if set(fs) <= names for f in fs}
     for f in dataclasses.fields(cls):
         typ, optional = _base_type(hints.get(f.name, str))
         opt = "--" + f.name.replace("_", "-")
         has_default = f.default is not dataclasses.MISSING
         help_ = helps.get(f.name, "")
+        if f.name in combined:
+            fs, (copt, cmeta, ctype, chelp) = combined[f.name]
+            if f.name == fs[0]:
+                group.add_argument(copt, dest="combined__" + "__".join(fs), type=ctype, metavar=cmeta,
+                                   default=None, help=chelp + " (required)")
+            group.add_argument(opt, dest=f.name, type=typ, default=None, action=_Deprecated,
+                               new=f"{copt} {cmeta}", help=argparse.SUPPRESS)
+            continue
         if not help_ and f.name.endswith("fmt"):
             help_ = "number format (int4, int8, uint8, e2m3, e4m3, e5m2 …; see `paretofab formats`)"
         if f.name == "k_max":
             help_ += f" (default: --k for sim, {DEFAULT_K_MAX} for rtl/synth)"
-            group.add_argument(opt, dest=f.name, type=int, default=None, metavar="K", help=help_)
+            group.add_argument(opt, dest=f.name, type=int, default=None, metavar=METAVARS[f.name], help=help_)
             continue
         if typ is bool:
             group.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=f.default if has_default else False, help=help_)
+                               default=f.default if has_default else False,
+                               help=help_ + f" (default: {f.default if has_default else False})")
             continue
         if has_default and f.default is not None:
             help_ += f" (default: {f.default})"
-        group.add_argument(opt, dest=f.name, type=typ, metavar=f.name.upper(),
+        elif has_default:
+            help_ += " (default: None)"
+        else:
+            help_ += " (required)"
+        group.add_argument(opt, dest=f.name, type=typ, metavar=METAVARS.get(f.name, f.name.upper()),
                            default=f.default if has_default else None, required=not has_default, help=help_)
 
 
 def make_config(mod: types.ModuleType, args: argparse.Namespace, k_max_default: int) -> Any:
-    """Build the engine config from parsed options (``k_max`` falls back to ``k_max_default``)."""
+    """Build the engine config from parsed options (``k_max`` falls back to ``k_max_default``;
+    a combined option such as ``--pattern`` fills its fields, else their deprecated spellings)."""
     cls = config_class(mod)
     kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    for fs, (copt, cmeta, _, _) in COMBINED_OPTIONS.items():
+        dest = "combined__" + "__".join(fs)
+        if not hasattr(args, dest):
+            continue
+        value, old = getattr(args, dest), [kw.get(f) for f in fs]
+        if value is not None:
+            if any(v is not None for v in old):
+                raise CliError(f"give {copt} alone, not together with {'/'.join('--' + f for f in fs)}")
+            kw.update(zip(fs, value))
+        elif any(v is None for v in old):
+            raise CliError(f"{cls.__name__} needs {copt} {cmeta} (e.g. {copt} 2:4)")
     if "k_max" in kw and kw["k_max"] is None:
         kw["k_max"] = k_max_default
     return cls(**kw)
 
 
-#: defaults and help of common ``random_workload`` parameters (others: required, or their default)
-WORKLOAD_OPTIONS = {
-    "k": (64, "reduction length K, elements"),
-    "vectors": (100, "dot products (output vectors) to run"),
-    "seed": (1, "random seed of the workload"),
-    "n": (64, "sequence length, tokens"),
+#: common ``random_workload`` parameters: option, metavar, default, help, argparse type, old spelling
+WORKLOAD_OPTIONS: dict[str, tuple[str, str, Any, str, Any, str | None]] = {
+    "k": ("--k", "K", 64, "workload reduction length K, elements (the accumulator's capacity is --k-max)",
+          int, None),
+    "vectors": ("--vectors", "VECTORS", 100, "dot products (output vectors) to run", int, None),
+    "seed": ("--seed", "SEED", 1, "random seed of the workload, an integer >= 0", int, None),
+    "n": ("--seq-len", "TOKENS", 64, "sequence length, tokens", int, "--n"),
+    "block_zero_fraction": ("--block-zero-fraction", "FRACTION", 0.4,
+                            "fraction of blocks whose weights are all zero, 0..1 (with --block)", float, None),
 }
 
 
 def workload_params(mod: types.ModuleType) -> list[tuple[str, str, type, Any]]:
     """``(name, option, type, default)`` for each parameter of ``mod.random_workload`` after the
-    config; the option is ``--name``, or ``--workload-name`` where a config field has that name."""
+    config: the option of :data:`WORKLOAD_OPTIONS`, else ``--name``, or ``--workload-name`` where
+    a config field has that name."""
     fn = mod.random_workload
     hints = typing.get_type_hints(fn)
     fields = {f.name for f in dataclasses.fields(config_class(mod))}
     out = []
     for p in list(inspect.signature(fn).parameters.values())[1:]:
         typ, _ = _base_type(hints.get(p.name, str))
-        default = p.default if p.default is not inspect.Parameter.empty else WORKLOAD_OPTIONS.get(p.name, (None,))[0]
-        opt = f"--workload-{p.name}" if p.name in fields else f"--{p.name}"
-        out.append((p.name, opt.replace("_", "-"), typ, default))
+        known = WORKLOAD_OPTIONS.get(p.name)
+        default = p.default if p.default is not inspect.Parameter.empty else (known[2] if known else None)
+        if known:
+            opt, typ = known[0], known[4]
+        else:
+            opt = (f"--workload-{p.name}" if p.name in fields else f"--{p.name}").replace("_", "-")
+        out.append((p.name, opt, typ, default))
     return out
 
 
 def add_workload_options(parser: argparse.ArgumentParser, mod: types.ModuleType) -> None:
     """One option per ``random_workload`` parameter (dest ``wl__<name>``)."""
     group = parser.add_argument_group("workload")
+    taken = {o for a in parser._actions for o in a.option_strings}
     for name, opt, typ, default in workload_params(mod):
-        help_ = WORKLOAD_OPTIONS.get(name, (None, name.replace("_", " ")))[1]
-        kw: dict[str, Any] = dict(dest=f"wl__{name}", type=typ, metavar=name.upper(), default=default)
+        known = WORKLOAD_OPTIONS.get(name)
+        help_ = known[3] if known else name.replace("_", " ")
+        metavar = known[1] if known else name.upper()
+        kw: dict[str, Any] = dict(dest=f"wl__{name}", type=typ, metavar=metavar, default=default)
         if default is None:
             kw["required"] = True
+            help_ += " (required)"
         else:
             help_ += f" (default: {default})"
         group.add_argument(opt, help=help_, **kw)
+        old = known[5] if known else None
+        if old and old not in taken:
+            group.add_argument(old, dest=f"wl__{name}", type=typ, action=_Deprecated, new=opt,
+                               help=argparse.SUPPRESS)
 
 
 def workload_class(mod: types.ModuleType) -> type:
@@ -186,26 +277,12 @@ def _config_str(config: Any) -> str:
 def _rtl(args: argparse.Namespace) -> int:
     mod = args.engine_module
     cfg = make_config(mod, args, DEFAULT_K_MAX)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"output {out} exists and is not a folder; pass -o DIR")
-    comp = cfg.build()
-    verilog = verilog_text(comp)
-    in_w = Value.cast(comp.i.payload).shape().width
-    out_w = Value.cast(comp.o.payload).shape().width
-    exp = mod.output_exponent(cfg)
-    header = (
-        f"// paretofab {args.engine} engine: {_config_str(cfg)}\n"
-        f"// ports: stream i (i__valid, i__ready, i__payload[{in_w - 1}:0]), "
-        f"stream o (o__valid, o__ready, o__payload[{out_w - 1}:0]), clk, rst (sync, active high)\n"
-        f"// o__payload: exact signed result in units of 2^{exp}\n"
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    vpath, jpath = out / f"{args.engine}.v", out / f"{args.engine}.json"
-    vpath.write_text(header + verilog)
-    jpath.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    print(f"wrote {vpath} (top module dut, input {in_w} bits, output {out_w} bits, units 2^{exp})")
-    print(f"wrote {jpath}")
+    vpath, jpath = export_design(cfg, args.output, top=args.top)
+    doc = json.loads(jpath.read_text())
+    widths = {p["name"]: p["width"] for p in doc["ports"]}
+    print(f"wrote {vpath} (top module {doc['top']}, input {widths.get('i__payload')} bits, output "
+          f"{widths.get('o__payload')} bits, units 2^{doc['output_exponent']})")
+    print(f"wrote {jpath} (ports, payload fields with bit offsets and widths, config)")
     return 0
 
 
@@ -223,14 +300,26 @@ def _pattern(text: str | None, name: str) -> list[bool] | None:
 def _load_codes(path: str, wl_cls: type):
     p = Path(path)
     names = [f.name for f in dataclasses.fields(wl_cls)]
+    example = ", ".join(f"{n}=…" for n in names)
     if not p.exists():
         raise FileNotFoundError(f"workload file {p} not found; pass an .npz with arrays {', '.join(names)}")
-    with np.load(p) as z:
-        missing = sorted(set(names) - set(z.files))
-        if missing:
-            example = ", ".join(f"{n}=…" for n in names)
-            raise CliError(f"{p} lacks arrays {missing}; save it with np.savez(path, {example})")
-        arrays = {n: np.asarray(z[n]) for n in names}
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder; pass an .npz file saved with np.savez(path, {example})")
+    if not zipfile.is_zipfile(p):
+        raise CliError(f"{p} is not an .npz of codes: not a zip archive; save one with np.savez(path, {example})")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            missing = sorted(set(names) - set(z.files))
+            if missing:
+                raise CliError(f"{p} lacks arrays {missing}; save it with np.savez(path, {example})")
+            arrays = {n: np.asarray(z[n]) for n in names}
+    except CliError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        # never pass numpy's own advice on: object arrays (pickles) are not codes
+        reason = "holds object arrays (pickled data)" if "pickle" in str(e) else f"{type(e).__name__}: {e}"
+        raise CliError(f"{p} is not an .npz of codes: {reason}; save uint8 arrays with np.savez(path, {example})"
+                       ) from None
     for n, a in arrays.items():
         if a.size and (a.dtype.kind not in "iu" or a.min() < 0 or a.max() > 255):
             raise CliError(f"{p}: array {n} must hold integer codes 0..255 (uint8), got dtype {a.dtype} "
@@ -255,6 +344,10 @@ def _sim(args: argparse.Namespace) -> int:
         cfg = make_config(mod, args, int(k) if isinstance(k, (int, np.integer)) else DEFAULT_K_MAX)
         described = {"codes": args.codes}
     else:
+        if "k" in params:  # checked here, before --k stands in for a missing --k-max
+            check_int("--k", params["k"], 1, "the reduction length K is at least 1 element", error=CliError)
+        if "seed" in params:
+            check_int("--seed", params["seed"], 0, "use a seed >= 0", error=CliError)
         cfg = make_config(mod, args, params.get("k", DEFAULT_K_MAX))
         wl = mod.random_workload(cfg, **params)
         described = params
@@ -310,18 +403,30 @@ def _sim(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     mod = args.engine_module
     cfg = make_config(mod, args, DEFAULT_K_MAX)
-    res = synthesize(cfg, args.target, nodsp=args.nodsp, cache=not args.no_cache)
+    if args.target is not None:  # deprecated: a Yosys family instead of a part
+        if args.target not in TARGETS:
+            raise CliError(f"unknown synthesis family {args.target!r}; use --device PART "
+                           f"(one of {', '.join(DEVICES)})")
+        device, target = None, args.target
+    else:
+        device = get_device(args.device)
+        target = device.target
+    res = synthesize(cfg, target, nodsp=args.nodsp, cache=not args.no_cache)
     if args.json:
         print(json.dumps({**{k: getattr(res, k) for k in Resources.FIELDS}, "target": res.target,
+                          "device": device.name if device else None,
                           "nodsp": args.nodsp, "yosys": res.yosys, "seconds": res.seconds, "cached": res.cached,
                           "engine": args.engine, "config": cfg.to_dict(), "cells": res.cells}))
         return 0
     src = "cached result of a" if res.cached else "a"
-    print(f"synth {args.engine} ({_config_str(cfg)}) for {args.target}{' -nodsp' if args.nodsp else ''}: "
+    part = f"{device.name} ({target})" if device else target
+    print(f"synth {args.engine} ({_config_str(cfg)}) for {part}{' -nodsp' if args.nodsp else ''}: "
           f"{src} {res.seconds:.1f} s run of {res.yosys}")
     cols = [c.upper() for c in Resources.FIELDS]
     print("  " + "  ".join(f"{c:>7}" for c in cols))
     print("  " + "  ".join(f"{getattr(res, f):>7}" for f in Resources.FIELDS))
+    if device:
+        print(f"  of {device.name}: {device.lut} LUT, {device.ff} FF, {device.dsp} DSP, {device.bram18} BRAM18")
     return 0
 
 
@@ -332,35 +437,73 @@ def _engine_help(mod: types.ModuleType) -> str:
     return (mod.__doc__ or mod.__name__).strip().splitlines()[0]
 
 
+#: example engine options of each engine in ``--help`` (others: none shown)
+EXAMPLE_CONFIGS = {
+    "dot": "--lanes 16 --wfmt e2m3 --afmt int8",
+    "sparse": "--lanes 8 --pattern 2:4 --wfmt e4m3 --afmt int8",
+    "swa": "--head-dim 64 --window 16 --lanes 8 --qk-fmt int8 --v-fmt int8",
+}
+#: example command-specific options (``sim``: per engine)
+EXAMPLE_EXTRA = {
+    "rtl": "-o rtl/",
+    "sim": {"swa": "--seq-len 64 --seed 1", None: "--k 256 --vectors 10 --seed 1 --backend verilator"},
+    "synth": f"--device {DEFAULT_DEVICE} --json",
+}
+
+
+def _example(cmd: str, engine: str | None) -> str:
+    extra = EXAMPLE_EXTRA[cmd]
+    if isinstance(extra, dict):
+        extra = extra.get(engine, extra[None])
+    names = [engine] if engine else [e for e in EXAMPLE_CONFIGS if e in ENGINES]
+    lines = [f"  paretofab {cmd} {e} {EXAMPLE_CONFIGS[e]} {extra}" for e in names if e in EXAMPLE_CONFIGS]
+    return "example:\n" + ("\n".join(lines) if lines else f"  paretofab {cmd} {engine} --help")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``rtl``, ``sim`` and ``synth`` with one sub-command per registered engine."""
     def extra_rtl(p):
-        p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for <engine>.v and <engine>.json")
+        p.add_argument("-o", "--output", required=True, metavar="DIR",
+                       help="folder for <top>.v and <top>.json (created) (required)")
+        p.add_argument("--top", metavar="NAME", default=None,
+                       help="Verilog top module name, also the file names (default: named after the design, "
+                            "e.g. dot_l16_int8_int8_k1024)")
 
     def extra_sim(p):
         add_workload_options(p, p.get_default("engine_module"))
         g = p.add_argument_group("simulation")
         names = ", ".join(f.name for f in dataclasses.fields(workload_class(p.get_default("engine_module"))))
         g.add_argument("--codes", metavar="NPZ", help=f"run these codes instead of a random workload (.npz with "
-                                                        f"uint8 arrays {names}; workload options are ignored)")
+                                                        f"uint8 arrays {names}; workload options are ignored) "
+                                                        f"(default: a random workload)")
         g.add_argument("--backend", choices=BACKENDS, default="pysim", help="simulator (default: pysim)")
         g.add_argument("--out-ready", metavar="BITS", help="repeating sink ready pattern, e.g. 1101 (default: 1)")
         g.add_argument("--in-valid", metavar="BITS", help="repeating source valid pattern, e.g. 10 (default: 1)")
-        g.add_argument("--json", action="store_true", help="inputs, outputs, reference and cycles as JSON")
+        g.add_argument("--json", action="store_true", help="inputs, outputs, reference and cycles as JSON "
+                                                            "(default: a summary)")
 
     def extra_synth(p):
-        p.add_argument("--target", choices=list(TARGETS), default="xc7", help="FPGA family (default: xc7)")
-        p.add_argument("--nodsp", action="store_true", help="map multipliers to LUTs, not DSP blocks")
-        p.add_argument("--no-cache", action="store_true", help="synthesize again even if a cached result exists")
-        p.add_argument("--json", action="store_true", help="resource counts as JSON (keys lut ff carry dsp bram18 lutram muxf …)")
+        p.add_argument("--device", metavar="PART", default=DEFAULT_DEVICE,
+                       help=f"FPGA part; synthesis uses its Yosys family ({', '.join(DEVICES)}) "
+                            f"(default: {DEFAULT_DEVICE})")
+        p.add_argument("--target", default=None, action=_Deprecated, new="--device PART", help=argparse.SUPPRESS)
+        p.add_argument("--nodsp", action="store_true", help="map multipliers to LUTs, not DSP blocks (default: off)")
+        p.add_argument("--no-cache", action="store_true",
+                       help="synthesize again even if a cached result exists (default: use the cache)")
+        p.add_argument("--json", action="store_true",
+                       help="resource counts as JSON (keys lut ff carry dsp bram18 lutram muxf …) (default: a table)")
 
     commands = (
-        ("rtl", "write an engine's Verilog and config JSON", _rtl, extra_rtl),
-        ("sim", "simulate an engine on a random workload and check it against the exact reference", _sim, extra_sim),
-        ("synth", "synthesize an engine with Yosys and print its FPGA resources", _synth, extra_synth),
+        ("rtl", "write an engine's Verilog, named after the design, and a JSON of its ports and payload bit "
+                "layout", _rtl, extra_rtl),
+        ("sim", "simulate an engine on a random workload and check it against the exact reference and the "
+                "closed-form cycle count (exit 1 on a mismatch)", _sim, extra_sim),
+        ("synth", "synthesize an engine with Yosys for an FPGA part and print its resources", _synth, extra_synth),
     )
+    fmt = argparse.RawDescriptionHelpFormatter
     for cmd, help_, func, extra in commands:
-        p = sub.add_parser(cmd, help=help_, description=help_ + ".")
+        p = sub.add_parser(cmd, help=help_.split(" (")[0], description=textwrap.fill(help_ + "."),
+                           epilog=_example(cmd, None), formatter_class=fmt)
         engines = p.add_subparsers(dest="engine", metavar="ENGINE", required=True)
         for name, mod in ENGINES.items():
             try:
@@ -368,7 +511,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             except (CliError, NameError, AttributeError) as e:  # a broken plug-in must not take the CLI down
                 print(f"paretofab: engine {name!r} skipped: {e}", file=sys.stderr)
                 continue
-            q = engines.add_parser(name, help=_engine_help(mod), description=_engine_help(mod))
+            q = engines.add_parser(name, help=_engine_help(mod), description=textwrap.fill(f"{help_}. {name}: {_engine_help(mod)}"),
+                                   epilog=_example(cmd, name), formatter_class=fmt)
             q.set_defaults(func=func, engine_module=mod)
             add_config_options(q, config_class(mod))
             extra(q)

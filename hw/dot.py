@@ -110,6 +110,11 @@ class DotConfig(EngineConfig):
         """Dense elements consumed per beat."""
         return self.lanes
 
+    def design_tag(self) -> str:
+        """``l<lanes>_<wfmt>_<afmt>_k<k_max>`` (+ ``_p<pipeline>`` when not 1)."""
+        tag = f"l{self.lanes}_{self.wfmt}_{self.afmt}_k{self.k_max}"
+        return tag + (f"_p{self.pipeline}" if self.pipeline != 1 else "")
+
     def in_layout(self) -> data.StructLayout:
         """Input beat layout (:func:`mac_layout`)."""
         return mac_layout(self.lanes, self.wfmt, self.afmt)

@@ -14,7 +14,9 @@ codes (:func:`random_codes`, :func:`special_codes`), workload checks (:func:`che
 
 from __future__ import annotations
 
-from dataclasses import fields
+import hashlib
+import json
+from dataclasses import MISSING, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -118,6 +120,22 @@ class EngineConfig:
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(names)}")
         return cls(**d)
+
+    def design_tag(self) -> str:
+        """The part of the design name after ``<engine>_`` (``hw.rtl.design_name``): readable
+        fields, then :meth:`other_fields_tag` for the rest. Engines override it; this default
+        is only the hash of every field."""
+        return self.other_fields_tag(set()).lstrip("_") or "default"
+
+    def other_fields_tag(self, shown: set[str]) -> str:
+        """``"_x"`` + 6 hex digits of a hash of the fields not in ``shown`` that differ from
+        their defaults (``""`` when none do), so two configs never share a design name."""
+        rest = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in shown and (f.default is MISSING or getattr(self, f.name) != f.default)}
+        if not rest:
+            return ""
+        text = json.dumps({k: str(v) for k, v in sorted(rest.items())})
+        return "_x" + hashlib.sha256(text.encode()).hexdigest()[:6]
 
 
 # ---- adder tree facts -------------------------------------------------------------------------

@@ -147,7 +147,16 @@ class SparseConfig(EngineConfig):
     def acc_bits(self) -> int:
         return acc_bits(self.wfmt, self.afmt, self.k_max)
 
+    def design_tag(self) -> str:
+        """``l<lanes>_<n>of<m>_<wfmt>_<afmt>_k<k_max>`` (+ ``_b<block>``, + ``_p<pipeline>``
+        when not 1)."""
+        tag = f"l{self.lanes}_{self.n}of{self.m}_{self.wfmt}_{self.afmt}_k{self.k_max}"
+        tag += f"_b{self.block}" if self.block is not None else ""
+        return tag + (f"_p{self.pipeline}" if self.pipeline != 1 else "")
+
     def in_layout(self) -> data.StructLayout:
+        """Input beat layout: ``w`` (``lanes`` compressed weight codes), ``idx`` (their in-group
+        indices, ``index_bits`` each), ``a`` (``span`` activation codes), ``last`` (1 bit)."""
         return data.StructLayout({
             "w": data.ArrayLayout(unsigned(self.wfmt.bits), self.lanes),
             "idx": data.ArrayLayout(unsigned(self.index_bits), self.lanes),
@@ -364,6 +373,8 @@ def random_workload(config: SparseConfig, k: int, vectors: int, seed: int,
     codes) and random activations; with ``block`` set about ``block_zero_fraction`` of the
     blocks are all zero. Codes include max magnitudes, subnormals, zeros and negative zero."""
     check_shape(config, k, vectors)
+    if not 0.0 <= float(block_zero_fraction) <= 1.0:
+        raise WorkloadError(f"block_zero_fraction={block_zero_fraction} is a fraction of blocks; use 0..1")
     rng = np.random.default_rng(seed)
     kp = k + (-k % config.m)
     zeros = _zero_codes(config.wfmt)

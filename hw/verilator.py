@@ -8,10 +8,14 @@ sink, the ``in_valid`` / ``out_ready`` patterns and the clock, exactly as ``hw.s
 docstring specifies (so its outputs and cycle counts equal pysim's). Payloads travel as numpy
 arrays of 32-bit words (LSB word first); payloads wider than 64 bits use Verilator's ``VlWide``.
 
-Builds are cached in ``hw.rtl.cache_root()/verilator/<hash>/`` keyed by a hash of the Verilog,
+Builds are cached in ``hw.rtl.cache_root()/verilator/<hash>/`` (:func:`build_root`) keyed by a hash of the Verilog,
 the harness, the Verilator version and the compiler flags; a build happens in a temporary folder
 renamed into place at the end, so concurrent processes never see a half-built library. The
 Verilator runtime (``verilated.cpp``) is compiled once per Verilator version into ``runtime-*/``.
+A cached library is loaded only from a folder owned by the current user and not group- or
+world-writable (the cache root, the build folder and ``lib.so`` alike); otherwise the design is
+rebuilt in a private (mode 0700) temporary folder. A failed step's full output is kept in
+``<cache>/verilator/logs/`` and named by ``BuildError.log``.
 
 Like pysim, the design starts from its registers' initial values (Amaranth writes them as
 Verilog initializers); no reset pulse is applied and ``rst`` stays low.
@@ -39,7 +43,7 @@ from amaranth.hdl import Value
 from .rtl import TOP, cache_root, verilog_text
 from .simresult import SimResult, SimTimeout
 
-__all__ = ["simulate_verilator", "build", "VerilatorModel", "verilator_root"]
+__all__ = ["simulate_verilator", "build", "build_root", "BuildError", "VerilatorModel", "verilator_root"]
 
 #: optimisation flags for the verilated model and the harness (part of the cache key)
 CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-w"]
@@ -155,6 +159,51 @@ def _tool_versions() -> dict[str, str]:
     return _VERSIONS[cxx]
 
 
+def _private(path: Path) -> bool:
+    """True when ``path`` is no symlink, is owned by the current user and is not group- or
+    world-writable: only then may a shared library found there be loaded (anyone else able to
+    write it could run code in this process)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return not os.path.islink(path) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+_PRIVATE_ROOT: Path | None = None
+
+
+def build_root() -> Path:
+    """Folder of the Verilator build cache: ``cache_root()/verilator`` (created mode 0700) when it
+    is private (:func:`_private`), else a fresh private temporary folder (mode 0700, this
+    process only) in which designs are rebuilt."""
+    global _PRIVATE_ROOT
+    shared = cache_root() / "verilator"
+    try:
+        shared.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        pass
+    if _private(shared):
+        return shared
+    if _PRIVATE_ROOT is None or not _private(_PRIVATE_ROOT):
+        _PRIVATE_ROOT = Path(tempfile.mkdtemp(prefix="paretofab-verilator-"))  # mode 0700
+    return _PRIVATE_ROOT
+
+
+def _cached(final: Path, *files: str) -> bool:
+    """True when ``final`` is a finished build that may be trusted: marked done, and the folder
+    and each of ``files`` private (:func:`_private`)."""
+    return (final / "done").exists() and _private(final) and all(_private(final / f) for f in files)
+
+
+def _fresh_folder(final: Path) -> Path:
+    """Where to build ``final`` anew: ``final`` itself unless an untrusted build holds that name,
+    else the same name in a new private folder (mode 0700)."""
+    if final.exists() and not _cached(final):
+        return Path(tempfile.mkdtemp(prefix="paretofab-verilator-")) / final.name
+    return final
+
+
 def _clean_stale(folder: Path, max_age_s: float = 6 * 3600) -> None:
     """Remove temporary build folders left by killed builds (older than ``max_age_s``)."""
     now = time.time()
@@ -167,10 +216,27 @@ def _clean_stale(folder: Path, max_age_s: float = 6 * 3600) -> None:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, what: str = "") -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    """Run one build step in ``cwd``; on failure raise :class:`BuildError` with its first error
+    line and the whole output kept in ``<build cache>/logs/`` (``BuildError.log``): the staged
+    build folder itself is removed."""
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    except OSError as e:  # the compiler named by CXX cannot be started
+        raise BuildError(f"{what or cmd[0]}: cannot run {cmd[0]}: {e.strerror or e}") from None
     if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr)[-3000:]
-        raise BuildError(f"{what or cmd[0]} failed (exit {proc.returncode}):\n{tail}")
+        out = proc.stdout + proc.stderr
+        errors = [line.strip() for line in out.splitlines() if re.search(r"error|Error|ERROR", line)]
+        err = BuildError(f"{what or cmd[0]} failed (exit {proc.returncode})"
+                         + (f": {errors[0]}" if errors else "") + f"\n{out[-3000:]}")
+        try:
+            logs = cwd.parent / "logs"
+            logs.mkdir(mode=0o700, exist_ok=True)
+            log = logs / f"{cwd.name.lstrip('.')}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            log.write_text(f"$ {' '.join(cmd)}\n# in {cwd}\n# exit {proc.returncode}\n{out}")
+            err.log = str(log)
+        except OSError:
+            pass  # the message still carries the output's tail
+        raise err
 
 
 def _publish(tmp: Path, final: Path) -> None:
@@ -187,8 +253,8 @@ def _publish(tmp: Path, final: Path) -> None:
 def _staged(final: Path, prefix: str) -> Iterator[Path]:
     """A fresh folder beside ``final`` to build in; on success it is marked done and published
     in one rename (:func:`_publish`), on failure removed."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix))
+    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix))  # mode 0700, renamed into place
     try:
         yield tmp
         (tmp / "done").write_text("ok\n")
@@ -202,9 +268,11 @@ def _runtime(versions: dict[str, str]) -> Path:
     """Folder with the Verilator runtime objects, compiled once per Verilator/compiler/flags."""
     root = verilator_root()
     key = hashlib.sha256(json.dumps([versions, CXXFLAGS]).encode()).hexdigest()[:16]
-    final = cache_root() / "verilator" / f"runtime-{key}"
-    if (final / "done").exists():
+    final = build_root() / f"runtime-{key}"
+    objs = ("verilated.o", "verilated_threads.o")
+    if _cached(final, *objs):
         return final
+    final = _fresh_folder(final)
     with _staged(final, ".build-runtime-") as tmp:
         inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}"]
         for src in ("verilated.cpp", "verilated_threads.cpp"):
@@ -261,10 +329,11 @@ def build(verilog: str, in_width: int, out_width: int) -> Path:
                 f"#define PF_OUT_WORDS {(out_width + 31) // 32}\n")
     key = hashlib.sha256(json.dumps(
         [verilog, wrapper, HARNESS, config_h, versions, CXXFLAGS, VERILATOR_FLAGS]).encode()).hexdigest()[:32]
-    final = cache_root() / "verilator" / key
+    final = build_root() / key
+    if _cached(final, "lib.so"):
+        return final / "lib.so"
+    final = _fresh_folder(final)  # a build someone else could have written is never loaded
     lib = final / "lib.so"
-    if (final / "done").exists():
-        return lib
     runtime = _runtime(versions)
     final.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(final.parent)

@@ -17,7 +17,7 @@ from ..arith import ConfigError, acc_bits, finite_codes, signed_bits, unit_expon
 from ..engine import EngineConfig, set_int
 from .kernel import SWAKernel
 
-__all__ = ["SWAConfig", "dense_baseline", "ERROR_BOUND", "MAX_WINDOW", "MAX_DENSE_N"]
+__all__ = ["SWAConfig", "dense_baseline", "ERROR_BOUND", "MAX_WINDOW", "MAX_DENSE_N", "MAX_SCALE_BITS"]
 
 #: documented bound on the relative (Frobenius) error vs float64 attention, default widths
 ERROR_BOUND = 5e-3
@@ -25,6 +25,9 @@ ERROR_BOUND = 5e-3
 MAX_WINDOW = 4096
 #: largest sequence of the dense baseline (its buffers hold the whole sequence)
 MAX_DENSE_N = 8192
+#: most fraction bits (and significant bits) of the exponent constant ``c``: bounds the width of
+#: ``u = t·c`` in the exp unit for extreme ``score_scale`` × ``qk_fmt`` combinations
+MAX_SCALE_BITS = 256
 
 
 def _clog2(x: int) -> int:
@@ -50,7 +53,12 @@ class SWAConfig(EngineConfig):
     causal : bool
         Causal window (True) or symmetric window (False; see module docstring).
     exp_bits : int
-        Fraction bits of the softmax numerators ``p`` (units ``2^-exp_bits``).
+        Fraction bits of the softmax numerators ``p`` (units ``2^-exp_bits``): each ``p_j`` (the
+        row max gives 1) is floored to this grid, so its absolute error is below
+        ``2^-exp_bits`` and a key more than :attr:`drop_nats` = ``(exp_bits + 1)·ln 2`` nats below
+        the row's best score gets weight 0. The default 18 (12.5 nats) keeps the error below
+        :data:`ERROR_BOUND` also when one key per window dominates and the rest lie 6-10 nats
+        lower (14 gave up to 8.3e-3 there).
     lut_bits : int
         Fraction bits of the base-2 exponent looked up in the ``2^lut_bits``-entry table.
     scale_bits : int
@@ -80,7 +88,7 @@ class SWAConfig(EngineConfig):
     qk_fmt: Format
     v_fmt: Format
     causal: bool = True
-    exp_bits: int = 14
+    exp_bits: int = 18
     lut_bits: int = 8
     scale_bits: int = 12
     recip_bits: int = 16
@@ -119,6 +127,7 @@ class SWAConfig(EngineConfig):
             if not (math.isfinite(s) and s > 0):
                 raise ConfigError(f"score_scale must be a positive finite number, got {self.score_scale!r}")
             object.__setattr__(self, "score_scale", s)
+        self._check_scale()
         if self.out_frac_bits > self.z_bits:
             raise ConfigError(f"out_frac_bits={self.out_frac_bits} exceeds the reciprocal's {self.z_bits} "
                               f"fraction bits; lower --out-frac-bits or raise --recip-bits")
@@ -134,7 +143,29 @@ class SWAConfig(EngineConfig):
             raise ConfigError(f"exp_bits + ceil(log2 window) + recip_bits = {self.z_bits} > 60; "
                               f"lower --exp-bits or --recip-bits")
 
+    def _check_scale(self) -> None:
+        """:class:`ConfigError` unless the exponent constant ``c = round(g·2^F)`` needs at most
+        :data:`MAX_SCALE_BITS` fraction bits ``F`` and significant bits (``g`` = log2(e) ·
+        score_scale · 2^(2 k_qk), one score unit in base-2 exponent units)."""
+        u = unit_exponent(self.qk_fmt)
+        # log2 g without forming g (it under/overflows for e7m0 with extreme scales)
+        log2_g = math.log2(math.log2(math.e)) + math.log2(self.scale) + 2 * u
+        frac = self.scale_bits - 1 - math.floor(log2_g)
+        width = math.floor(log2_g) + max(frac, self.lut_bits) + 1
+        if frac > MAX_SCALE_BITS or width > MAX_SCALE_BITS:
+            lo = 2.0 ** (self.scale_bits - 1 - MAX_SCALE_BITS - 2 * u) / math.log2(math.e)
+            hi = 2.0 ** (MAX_SCALE_BITS - 1 - self.lut_bits - 2 * u) / math.log2(math.e)
+            raise ConfigError(
+                f"score_scale={self.scale:g} with qk_fmt {self.qk_fmt} needs a {max(frac, width)}-bit exponent "
+                f"constant (limit {MAX_SCALE_BITS}); use --score-scale in {lo:.3g}..{hi:.3g} for this format")
+
     # ---- derived widths and constants -------------------------------------------------------
+    @property
+    def drop_nats(self) -> float:
+        """Score gap (nats, ``score_scale·(max - s_j)``) beyond which a key's numerator is
+        floored to 0: ``(exp_bits + 1)·ln 2`` (12.5 nats at the default 18)."""
+        return (self.exp_bits + 1) * math.log(2)
+
     @property
     def chunks(self) -> int:
         """Beats per token (and per output row): ``head_dim / lanes``."""
@@ -252,6 +283,16 @@ class SWAConfig(EngineConfig):
         return signed_bits(min(lo, 0) << self.out_frac_bits, max(hi, 0) << self.out_frac_bits)
 
     # ---- layouts and API ----------------------------------------------------------------------
+    def design_tag(self) -> str:
+        """``d<head_dim>_w<window>_l<lanes>_<qk_fmt>_<v_fmt>`` (+ ``_sym`` for a symmetric
+        window, ``_dense`` for the dense baseline, ``_e<exp_bits>`` when not the default, and a
+        hash of any other non-default field)."""
+        tag = f"d{self.head_dim}_w{self.window}_l{self.lanes}_{self.qk_fmt}_{self.v_fmt}"
+        tag += ("" if self.causal else "_sym") + ("_dense" if self.dense else "")
+        tag += f"_e{self.exp_bits}" if self.exp_bits != type(self).exp_bits else ""
+        shown = {"head_dim", "window", "lanes", "qk_fmt", "v_fmt", "causal", "dense", "exp_bits"}
+        return tag + self.other_fields_tag(shown)
+
     def in_layout(self) -> data.StructLayout:
         """Input beat layout: ``q``, ``k``, ``v`` (``lanes`` codes each) and ``last``."""
         return data.StructLayout({

@@ -49,7 +49,7 @@ class SoftmaxNumerator(wiring.Component):
         lr = lut.read_port(domain="comb")
         t = Signal(cfg.score_bits + 1)
         m.d.comb += t.eq(self.max - self.score)
-        tc = Signal(range(cfg.t_sat + 1))
+        tc = Signal(unsigned(cfg.t_sat.bit_length()))  # 0..t_sat (may exceed 64 bits: no range())
         m.d.comb += tc.eq(Mux(t >= cfg.t_sat, cfg.t_sat, t))
         u = Signal(len(tc) + cfg.scale_const.bit_length())
         m.d.comb += u.eq(tc * cfg.scale_const)

@@ -41,14 +41,19 @@ def exact_dots(w_codes, wfmt, a_codes, afmt, exponent: int) -> list[int]:
 
 def test_rtl_writes_verilog_and_config(tmp_path, capsys):
     rc, out, _ = run(capsys, "rtl", "dot", "--lanes", "4", "--wfmt", "e2m3", "--afmt", "int8", "-o", str(tmp_path))
-    assert rc == 0 and "dot.v" in out
-    cfg = config_from_dict(json.loads((tmp_path / "dot.json").read_text()))
+    top = "dot_l4_e2m3_int8_k1024"
+    assert rc == 0 and f"{top}.v" in out
+    cfg = config_from_dict(json.loads((tmp_path / f"{top}.json").read_text())["config"])
     assert (cfg.lanes, str(cfg.wfmt), str(cfg.afmt), cfg.k_max) == (4, "e2m3", "int8", 1024)
-    text = (tmp_path / "dot.v").read_text()
+    text = (tmp_path / f"{top}.v").read_text()
     in_bits = cfg.in_layout().size
-    assert text.count("endmodule") >= 1 and "module dut(" in text
+    assert text.count("endmodule") >= 1 and f"module {top}(" in text
     assert f"input [{in_bits - 1}:0] i__payload" in text
     assert f"output [{cfg.acc_bits - 1}:0] o__payload" in text
+    rc, out, _ = run(capsys, "rtl", "dot", "--lanes", "4", "--wfmt", "e2m3", "--afmt", "int8", "-o", str(tmp_path),
+                     "--top", "my_dot")
+    assert rc == 0 and "module my_dot(" in (tmp_path / "my_dot.v").read_text()
+    assert json.loads((tmp_path / "my_dot.json").read_text())["top"] == "my_dot"
 
 
 def test_sim_json_equals_independent_reference(capsys):
@@ -75,7 +80,7 @@ def test_sim_same_seed_same_workload(capsys):
 
 def test_sim_sparse_verilator_with_back_pressure(capsys):
     # the same engine config as tests/hw/test_verilator.py, so its cached build is reused
-    argv = ["sim", "sparse", "--lanes", "4", "--n", "2", "--m", "4", "--wfmt", "e2m3", "--afmt", "int4",
+    argv = ["sim", "sparse", "--lanes", "4", "--pattern", "2:4", "--wfmt", "e2m3", "--afmt", "int4",
             "--k-max", "64", "--block", "16", "--k", "48", "--vectors", "8", "--backend", "verilator", "--json"]
     rc, out, _ = run(capsys, *argv)
     free = json.loads(out)
@@ -102,12 +107,12 @@ def test_sim_plain_summary_and_codes_file(tmp_path, capsys):
 
 
 def test_synth_json_keys_and_table(capsys):
-    argv = ["synth", "dot", "--lanes", "2", "--wfmt", "int4", "--afmt", "int4", "--k-max", "8", "--target", "xc7"]
+    argv = ["synth", "dot", "--lanes", "2", "--wfmt", "int4", "--afmt", "int4", "--k-max", "8", "--device", "xc7z020"]
     rc, out, _ = run(capsys, *argv, "--json")
     r = json.loads(out)
     assert rc == 0
     assert {"lut", "ff", "carry", "dsp", "bram18", "lutram"} <= set(r)
-    assert r["target"] == "xc7" and r["yosys"].startswith("Yosys")
+    assert r["target"] == "xc7" and r["device"] == "xc7z020" and r["yosys"].startswith("Yosys")
     assert r["dsp"] == 0 and r["lut"] > 0 and r["ff"] > 0  # 4x4 multipliers stay in LUTs (ANCHORS.md)
     # Resources sums Yosys' own cell counts
     assert r["lut"] == sum(v for k, v in r["cells"].items() if k.startswith("LUT") or k == "INV")
@@ -117,11 +122,11 @@ def test_synth_json_keys_and_table(capsys):
 
 BAD = [
     (["sim", "dot", "--lanes", "0", "--wfmt", "int8", "--afmt", "int8"], "lanes"),
-    (["sim", "sparse", "--lanes", "4", "--n", "5", "--m", "4", "--wfmt", "int8", "--afmt", "int8"], "n <= m"),
-    (["sim", "sparse", "--lanes", "4", "--n", "2", "--m", "3", "--wfmt", "int8", "--afmt", "int8"], "power of two"),
+    (["sim", "sparse", "--lanes", "4", "--pattern", "5:4", "--wfmt", "int8", "--afmt", "int8"], "n <= m"),
+    (["sim", "sparse", "--lanes", "4", "--pattern", "2:3", "--wfmt", "int8", "--afmt", "int8"], "power of two"),
     (["sim", "dot", "--lanes", "4", "--wfmt", "int8", "--afmt", "int8", "--k", "100", "--k-max", "50"], "k_max"),
     (["synth", "dot", "--lanes", "4", "--wfmt", "int9x", "--afmt", "int8"], "format"),
-    (["rtl", "sparse", "--lanes", "4", "--n", "2", "--m", "4", "--wfmt", "int8", "--afmt", "int8", "--block", "5",
+    (["rtl", "sparse", "--lanes", "4", "--pattern", "2:4", "--wfmt", "int8", "--afmt", "int8", "--block", "5",
       "-o", "unused"], "block"),
     (["sim", "dot", "--lanes", "4", "--wfmt", "int8", "--afmt", "int8", "--out-ready", "12"], "0s and 1s"),
     (["sim", "dot", "--lanes", "4", "--wfmt", "int8", "--afmt", "int8", "--codes", "no/such.npz"], "not found"),
@@ -141,19 +146,20 @@ def test_sparse_weights_breaking_nm_exit_2(tmp_path, capsys):
     w = np.zeros((2, 8), np.uint8)
     w[1, 4:7] = 1  # group 1 of vector 1 has three non-zeros
     np.savez(tmp_path / "bad.npz", w_codes=w, a_codes=np.ones((2, 8), np.uint8))
-    rc, _, err = run(capsys, "sim", "sparse", "--lanes", "2", "--n", "2", "--m", "4", "--wfmt", "int8",
+    rc, _, err = run(capsys, "sim", "sparse", "--lanes", "2", "--pattern", "2:4", "--wfmt", "int8",
                      "--afmt", "int8", "--codes", str(tmp_path / "bad.npz"))
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_unknown_target_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["synth", "dot", "--lanes", "4", "--wfmt", "int8", "--afmt", "int8", "--target", "virtex2"])
-    assert e.value.code == 2
+def test_unknown_device_or_family_exits_2_naming_the_parts(capsys):
+    rc, _, err = run(capsys, "synth", "dot", "--lanes", "4", "--wfmt", "int8", "--afmt", "int8", "--device", "virtex2")
+    assert rc == 2 and err.count("\n") == 1 and "xc7z020" in err
+    rc, _, err = run(capsys, "synth", "dot", "--lanes", "4", "--wfmt", "int8", "--afmt", "int8", "--target", "virtex2")
+    assert rc == 2 and "deprecated" in err.splitlines()[0] and "--device" in err.splitlines()[1]
 
 
 def test_subprocess_bad_config_exit_2_no_traceback():
-    proc = subprocess.run([str(PARETOFAB), "sim", "sparse", "--lanes", "4", "--n", "5", "--m", "4",
+    proc = subprocess.run([str(PARETOFAB), "sim", "sparse", "--lanes", "4", "--pattern", "5:4",
                            "--wfmt", "e4m3", "--afmt", "int8"], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})  # third-party import warnings
     assert proc.returncode == 2
@@ -176,8 +182,10 @@ def test_every_registered_engine_gets_commands_and_a_new_one_plugs_in(monkeypatc
             with pytest.raises(SystemExit):
                 parser.parse_args([cmd, name, "--help"])
             helptext = capsys.readouterr().out
+            combined = {f: spec[0] for fs, spec in hw_cli.COMBINED_OPTIONS.items() for f in fs}
             for f in dataclasses.fields(hw_cli.config_class(mod)):
-                assert "--" + f.name.replace("_", "-") in helptext
+                assert (combined.get(f.name) or "--" + f.name.replace("_", "-")) in helptext
+            assert "example:" in helptext and f"paretofab {cmd} {name}" in helptext
     rc, out, _ = run(capsys, "sim", "dot2", "--lanes", "2", "--wfmt", "int4", "--afmt", "int4", "--k", "4",
                      "--vectors", "2", "--json")
     assert rc == 0 and json.loads(out)["equal"] is True
@@ -189,7 +197,7 @@ def test_swa_engine_plugs_in_without_cli_changes(monkeypatch, capsys):
     swa = pytest.importorskip("hw.swa")
     monkeypatch.setitem(ENGINES, "swa", swa)
     rc, out, err = run(capsys, "sim", "swa", "--head-dim", "4", "--window", "4", "--lanes", "2",
-                       "--qk-fmt", "int4", "--v-fmt", "int4", "--n", "5", "--seed", "2", "--json")
+                       "--qk-fmt", "int4", "--v-fmt", "int4", "--seq-len", "5", "--seed", "2", "--json")
     assert rc == 0, err
     r = json.loads(out)
     assert set(r["inputs"]) == {"q", "k", "v"} and np.array(r["inputs"]["q"]).shape == (5, 4)

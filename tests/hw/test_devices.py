@@ -33,5 +33,9 @@ def test_static_power_labelled_and_consistent():
         m = re.match(r"(datasheet|estimate): ([\d.]+) (W|mW|µW)\b", d.static_source)
         assert m, (d.name, d.static_source[:40])
         assert float(m.group(2)) * scale[m.group(3)] == pytest.approx(d.static_w), d.name
-        assert len(d.static_source) > 80  # names its basis, not just a number
+        # names its basis, not just a number: the document it rests on (a data sheet's id), and for
+        # an estimate, why it is not that document's figure
+        assert re.search(r"\b(?:FPGA-)?DS-?\d{3,}\b", d.static_source), d.name
+        if m.group(1) == "estimate":
+            assert re.search(r"not a data-sheet figure|gives only", d.static_source, re.I), d.name
     assert DEVICES["ice40up5k"].static_source.startswith("datasheet: ") and "FPGA-DS-02008" in DEVICES["ice40up5k"].static_source

@@ -144,6 +144,8 @@ def test_missing_yosys_names_the_fix(monkeypatch, tmp_path):
         synthesize(verilog, "xc7", cache=False)
 
 
-def test_yosys_error_is_reported():
-    with pytest.raises(SynthError, match="yosys failed"):
+def test_yosys_error_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARETOFAB_CACHE", str(tmp_path))
+    with pytest.raises(SynthError, match="ERROR") as e:
         rtl.run_yosys("module dut(input a; endmodule", "synth -top dut", [])
+    assert e.value.log and "ERROR" in open(e.value.log).read()
