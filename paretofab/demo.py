@@ -17,6 +17,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job (what `make demo` runs): formats table, then explore")
+    p = sub.add_parser("demo", help="the main job (what `make demo` runs): formats table, then explore",
+                       description="The main job, as `make demo` runs it: the table of number formats\n"
+                                   "(`paretofab formats`), then `paretofab explore` with the options given here\n"
+                                   "(the same as explore's, with the same defaults).",
+                       epilog="examples:\n  paretofab demo\n  paretofab demo --threads 1 -o runs/demo --pattern 2:4",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=_demo)

@@ -37,7 +37,8 @@ import pandas as pd
 import torch
 
 from costmodel import PlotOptions, estimate, pareto, plot
-from hw.rtl import export_verilog
+from costmodel.cli import writable_folder
+from hw.rtl import design_name, export_design
 from models import distill as D
 from models import map_data
 from models.map_data import load_splits
@@ -263,25 +264,30 @@ def rank(points: pd.DataFrame, costs: pd.DataFrame, cfg: ExploreConfig) -> pd.Da
 
 
 def write_front_verilog(df: pd.DataFrame, cands: list[Candidate], rtl: Path) -> list[Path]:
-    """Verilog of the engine of every front point (``rank`` 1) in ``rtl``, named
-    ``<engine>_<format>_l<lanes>.v``; a file is rewritten only when its engine changed (``rtl /
-    front.json`` records each file's engine config), and the Verilog of points no longer on the
-    front is removed. Returns the front's files."""
+    """Verilog of the engine of every front point (``rank`` 1) in ``rtl``, by
+    :func:`hw.rtl.export_design`: ``<top>.v`` whose top module is named after the design
+    (:func:`hw.rtl.design_name`, e.g. ``sparse_l8_2of4_int4_int4_k64``, so front points can sit
+    in one design) and ``<top>.json`` beside it (ports and payload fields with bit offsets and
+    widths). A design is rewritten only when its engine changed (``rtl / front.json`` records
+    each file's engine config); the files of designs no longer on the front are removed.
+    Returns the front's ``.v`` files."""
     by_name = {c.name: c for c in cands}
     front: dict[str, EngineConfig] = {}
     for engine, fmt in df.loc[df["rank"] == 1, ["engine", "format"]].itertuples(index=False):
         config = by_name[engine].engines[fmt]
-        front[f"{_slug(engine)}_{fmt}_l{config.lanes}.v"] = config
+        front[f"{design_name(config)}.v"] = config
     rtl.mkdir(parents=True, exist_ok=True)
     index = rtl / "front.json"
     written = json.loads(index.read_text()) if index.exists() else {}
     for stale in rtl.glob("*.v"):
         if stale.name not in front:
             stale.unlink()
+            stale.with_suffix(".json").unlink(missing_ok=True)
     want = {name: config.to_dict() for name, config in front.items()}
     for name, config in front.items():
-        if not (rtl / name).exists() or written.get(name) != want[name]:
-            export_verilog(config.build(), rtl / name)
+        v = rtl / name
+        if not (v.exists() and v.with_suffix(".json").exists()) or written.get(name) != want[name]:
+            export_design(config, rtl)
     index.write_text(json.dumps(want, indent=1, sort_keys=True))
     return [rtl / name for name in front]
 
@@ -290,9 +296,8 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     """Run every stage; returns the table of design points with a ``rank`` column (1 = front).
     Raises ``ValueError`` for a bad option before any work starts."""
     cfg.validate()
+    out = writable_folder(cfg.out)  # an output path that cannot be written fails here, before any work
     torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     formats = tuple(str(parse_format(f)) for f in cfg.formats)
     t0 = _stage(f"student: {cfg.arch} on {cfg.workload.app} traces, scale {cfg.workload.scale} ({cfg.method})")
     student = train_student(cfg)
@@ -311,7 +316,7 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
               f"+{att['cycles']:.0f} cycles, +{att['energy_nj']:.0f} nJ per inference, added to every point")
     df = rank(points, cost_table(cands, layers, cfg.device, att), cfg)
 
-    _stage("Verilog of the Pareto points")
+    _stage("Verilog of the Pareto points (+ a JSON of ports and payload fields beside each)")
     rtl = out / "rtl"
     write_front_verilog(df, cands, rtl)
     print_table(df)
@@ -348,6 +353,12 @@ def _plain(o):
     raise TypeError(f"not JSON serializable: {type(o)}")
 
 
+EXAMPLES = """examples:
+  paretofab explore --threads 1
+  paretofab explore --arch swa -o runs/explore_swa --threads 1
+  paretofab explore --pattern 2:4,1:4,2:4+b8k0.5 --formats int4,int8,e4m3 --device xczu3eg"""
+
+
 def _run(args: argparse.Namespace) -> int:
     explore(from_args(args))
     return 0
@@ -355,8 +366,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explore", help="traces -> student -> PTQ sweep -> cost -> Pareto front (the main job)",
-                       description=__doc__.split("\n\n")[0], epilog="example: paretofab explore --arch swa "
-                       "-o runs/explore_swa --threads 1",
+                       description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=_run)

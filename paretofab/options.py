@@ -14,14 +14,16 @@ names the fix.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from costmodel import DEVICES, estimate, get_device
+from hw.devices import DEFAULT_DEVICE
 from models.cli import add_trace_arguments, spec_from_args
 from models.distill import METHODS, KDSpec
-from models.prune import SALIENCIES, Pattern, PruneConfig
+from models.prune import SALIENCIES, Pattern, PruneConfig, parse_pattern
 from models.traces import APPS, SCALES
 from models.workload import TraceSpec
 from models.zoo import ARCHS, PRESETS
@@ -33,6 +35,8 @@ from .mapping import engine_for
 __all__ = ["DEFAULT_FORMATS", "ExploreConfig", "Option", "add_arguments", "from_args", "to_argv"]
 
 DEFAULT_FORMATS = ("int4", "int6", "int8", "e2m1", "e2m3", "e3m2", "e4m3")
+#: the sparsity patterns explored beside the dense student
+DEFAULT_PATTERNS = ("2:4", "2:4+b8k0.5")
 
 
 def _csv(s: str) -> tuple[str, ...]:
@@ -45,6 +49,17 @@ def _nm(s: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r}: give the pattern as N:M, e.g. 2:4") from None
     return n, m
+
+
+def _patterns(s: str) -> tuple[str, ...]:
+    """``--pattern`` text → the patterns as written, each checked (``2:4``, ``2:4+b8k0.5``, ``dense``)."""
+    out = _csv(s)
+    for x in out:
+        try:
+            parse_pattern(x)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{x!r}: {e} (patterns look like 2:4, 2:4+b8k0.5)") from None
+    return out
 
 
 def _show(v: Any) -> str:
@@ -66,6 +81,7 @@ class Option:
     flags : its spellings (default ``--<field-name>`` with dashes).
     parse : text → value (default: the type of the field's default, or ``str``).
     choices : the values accepted.
+    metavar : the placeholder in ``--help`` (default: the flag in capitals).
     kind : ``"value"`` (takes a value), ``"no-flag"`` (a bool that ``--no-<name>`` turns off),
         ``"trace"`` (the trace options of ``models.cli``) or ``"shared"`` (a flag that the trace
         options add, e.g. ``--seed``).
@@ -76,6 +92,7 @@ class Option:
     parse: Callable[[str], Any] | None = None
     choices: tuple[str, ...] | None = None
     kind: str = "value"
+    metavar: str | None = None
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -96,7 +113,7 @@ class ExploreConfig:
     saliency when ``classes`` are given, else magnitude. Every field's :class:`Option` (its
     ``metadata["cli"]``) says how the command line sets it."""
 
-    out: str = _opt("runs/explore", "output folder; rerun to resume", flags=("-o", "--output"))
+    out: str = _opt("runs/explore", "output folder; rerun to resume", flags=("-o", "--output"), metavar="DIR")
     workload: TraceSpec = _opt(TraceSpec(), "the trace and its splits", kind="trace")
     arch: str = _opt("mixer", "student architecture", choices=ARCHS)
     method: str = _opt("none", "distillation: none (labels only), kd or packd", choices=METHODS)
@@ -111,14 +128,16 @@ class ExploreConfig:
     ptq: tuple[str, ...] = _opt(("none",), "PTQ technique sets, comma-separated (e.g. none,weq+gptq)",
                                 parse=_csv)
     lanes: int = _opt(16, "engine multipliers")
-    nm: tuple[int, int] = _opt((2, 4), "N:M pattern of the sparse engine", parse=_nm)
-    block: int = _opt(8, "block size (weights) of the N:M + block point (block-skipping engine)")
-    keep: float = _opt(0.5, "fraction of blocks kept in every row")
+    pattern: tuple[str, ...] = _opt(DEFAULT_PATTERNS, "sparsity patterns explored beside dense (always "
+                                    "included), comma-separated: N:M (sparse engine), N:M+bBkK (blocks of B "
+                                    "weights, fraction K kept: block-skipping engine)", parse=_patterns,
+                                    metavar="PATTERNS")
     prune_epochs: int = _opt(2, "SR-STE fine-tuning epochs of the pruned students (0 = one-shot)")
     saliency: str | None = _opt(None, "pruning saliency (default: class with --classes, else magnitude)",
                                 choices=SALIENCIES)
     classes: str | None = _opt(None, "class-aware saliency for these outputs (e.g. top32)")
-    device: str = _opt("xczu3eg", f"FPGA part for fmax and static power ({', '.join(DEVICES)})")
+    device: str = _opt(DEFAULT_DEVICE, f"FPGA part for fmax and static power ({', '.join(DEVICES)})",
+                       metavar="PART")
     seed: int = _opt(0, "training seed (and the trace's)", kind="shared", flags=("--seed",))
     jobs: int = _opt(1, "sweep worker processes")
     threads: int = _opt(2, "torch CPU threads for training (1 when other jobs share the cores)")
@@ -147,9 +166,14 @@ class ExploreConfig:
                            progress=self.progress)
 
     def patterns(self) -> list[Pattern]:
-        """The sparsity patterns explored: dense, N:M and N:M + blocks."""
-        n, m = self.nm
-        return [Pattern(), Pattern(n, m), Pattern(n, m, self.block, self.keep)]
+        """The sparsity patterns explored: dense first, then :attr:`pattern` in its order (each
+        once). Raises ``PruneError`` (a ``ValueError``) for a bad pattern."""
+        out = [Pattern()]
+        for text in self.pattern:
+            p = parse_pattern(text)
+            if not p.is_dense and str(p) not in map(str, out):
+                out.append(p)
+        return out
 
     def validate(self) -> None:
         """Check every option before any work starts; raises ``ValueError`` (or a subclass from
@@ -165,6 +189,8 @@ class ExploreConfig:
         for p in self.ptq:
             parse_techniques(p)
         get_device(self.device)
+        if isinstance(self.pattern, str):
+            raise ValueError(f"pattern={self.pattern!r}: give a tuple of patterns, e.g. ('2:4', '2:4+b8k0.5')")
         for pattern in self.patterns():  # a bad N:M / block / keep raises PruneError
             unit = pattern.block if pattern.has_blocks else 1
             for f in self.formats:  # lanes × pattern × format must make an engine the cost model knows
@@ -213,16 +239,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             default = getattr(d, f.name) if f.name != "saliency" else None
             shown = "" if default is None else f" (default {_show(default)})"
             flags = o.flags or (f"--{f.name.replace('_', '-')}",)
-            p.add_argument(*flags, dest=f.name, default=default,
+            # --pattern: None when not given, so that its deprecated spellings can be told apart
+            p.add_argument(*flags, dest=f.name, default=None if f.name == "pattern" else default,
                            type=o.parse or (type(default) if default is not None else str), choices=o.choices,
-                           metavar=None if o.choices else flags[-1].lstrip("-").replace("-", "_").upper(),
+                           metavar=None if o.choices else o.metavar or flags[-1].lstrip("-").replace("-", "_").upper(),
                            help=o.help + shown)
+    _add_deprecated(p)
+
+
+#: the old spellings of --pattern (one release): N:M, block size, kept fraction
+_OLD_PATTERN = (("--nm", "old_nm", _nm, (2, 4)), ("--block", "old_block", int, 8), ("--keep", "old_keep", float, 0.5))
+
+
+def _add_deprecated(p: argparse.ArgumentParser) -> None:
+    for flag, dest, parse, _ in _OLD_PATTERN:
+        p.add_argument(flag, dest=dest, type=parse, default=None, help=argparse.SUPPRESS)
+
+
+def _old_pattern(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--nm/--block/--keep`` (deprecated) as the ``--pattern`` they meant: N:M and N:M + blocks
+    (:meth:`ExploreConfig.validate` checks it); a one-line note on stderr."""
+    given = {dest: getattr(args, dest, None) for _, dest, _, _ in _OLD_PATTERN}
+    if all(v is None for v in given.values()):
+        return None
+    (n, m), block, keep = (default if given[dest] is None else given[dest] for _, dest, _, default in _OLD_PATTERN)
+    new = (f"{n}:{m}", f"{n}:{m}+b{block}k{keep:g}")
+    old = "/".join(flag for flag, dest, _, _ in _OLD_PATTERN if given[dest] is not None)
+    print(f"paretofab {getattr(args, 'command', None) or 'explore'}: note: {old} deprecated, going in the next "
+          f"release; use --pattern {','.join(new)}", file=sys.stderr)
+    return new
 
 
 def from_args(args: argparse.Namespace) -> ExploreConfig:
-    """The :class:`ExploreConfig` that :func:`add_arguments` options describe."""
+    """The :class:`ExploreConfig` that :func:`add_arguments` options describe (the deprecated
+    ``--nm/--block/--keep`` become the ``--pattern`` they meant, with a note on stderr)."""
     kw = {f.name: getattr(args, f.name) for f in fields(ExploreConfig)
           if f.metadata["cli"].kind != "trace"}
+    if kw["pattern"] is not None and any(getattr(args, dest, None) is not None for _, dest, _, _ in _OLD_PATTERN):
+        raise ValueError("give --pattern only (e.g. --pattern 2:4,2:4+b8k0.5); --nm/--block/--keep are its "
+                         "deprecated spelling, not both")
+    old = _old_pattern(args)
+    kw["pattern"] = old or (DEFAULT_PATTERNS if kw["pattern"] is None else kw["pattern"])
     return ExploreConfig(workload=spec_from_args(args), **kw)
 
 

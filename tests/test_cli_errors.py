@@ -73,3 +73,93 @@ def test_debug_shows_the_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "paretofab.cli", "rtl", "dot", "--lanes", "2", "--wfmt", "int4",
                         "--afmt", "int4", "-o", str(afile / "sub")], capture_output=True, text=True, env=env)
     assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+# ---- cost, pareto, explore (issue 14: one row each) ------------------------------------------------
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder path the user may not create (see test_unwritable_output_is_one_line_exit_2)."""
+    if os.geteuid() == 0:
+        return Path("/sys/paretofab_test/out")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    return ro / "out"
+
+
+def _results_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "res.csv"
+    path.write_text("name,accuracy,lut\na,0.5,10\nb,0.7,20\nc,0.6,30\n")
+    return path
+
+
+def test_pareto_on_a_truncated_store_is_one_line_exit_2(tmp_path, capsys):
+    import sqlite3
+
+    store = tmp_path / "sweep.sqlite"
+    with sqlite3.connect(store) as con:
+        con.execute("CREATE TABLE points (key TEXT, metric REAL, lut INT)")
+        con.executemany("INSERT INTO points VALUES (?, ?, ?)", [(f"k{i}" * 50, i / 1000, i) for i in range(2000)])
+    con.close()
+    data = store.read_bytes()
+    store.write_bytes(data[: len(data) // 3])  # header intact, pages missing
+    rc, err = _run(["pareto", str(store), "--out", str(tmp_path / "p.png")], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(store) in err and "damaged SQLite" in err
+
+
+def test_pareto_on_a_folder_is_one_line_exit_2(tmp_path, capsys):
+    rc, err = _run(["pareto", str(tmp_path), "--out", str(tmp_path / "p.png")], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "is a folder" in err and str(tmp_path) in err
+
+
+@pytest.mark.parametrize("flag", ["--out", "--csv-out"])
+def test_pareto_output_below_a_file_is_one_line_exit_2(tmp_path, capsys, flag):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    rc, err = _run(["pareto", str(_results_csv(tmp_path)), flag, str(afile / "sub" / "front.png")], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "a file sits where a folder is needed" in err
+
+
+def test_pareto_unwritable_output_fails_before_reading(tmp_path, capsys, monkeypatch):
+    import costmodel.cli as C
+
+    monkeypatch.setattr(C, "read_table", lambda *a: pytest.fail("read before the output was checked"))
+    rc, err = _run(["pareto", str(_results_csv(tmp_path)), "--out", str(_unwritable(tmp_path) / "p.png")], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "permi" in err
+
+
+def test_explore_output_below_a_file_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    import paretofab.explore as E
+
+    monkeypatch.setattr(E, "train_student", lambda cfg: pytest.fail("work started before the output check"))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    rc, err = _run(["explore", "-o", str(afile / "sub"), "--no-progress"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "a file sits where a folder is needed" in err
+    rc, err = _run(["explore", "-o", str(_unwritable(tmp_path)), "--no-progress"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "permi" in err
+
+
+def test_explore_existing_but_unwritable_output_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    """An output folder that exists but cannot be written (mkdir succeeds): the write probe
+    fails, before training."""
+    import tempfile
+
+    import paretofab.explore as E
+
+    monkeypatch.setattr(E, "train_student", lambda cfg: pytest.fail("work started before the output check"))
+
+    def refuse(*a, dir=None, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(Path(dir) / ".paretofab-write-testXYZ"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    rc, err = _run(["explore", "-o", str(tmp_path / "out"), "--no-progress"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and f"{tmp_path / 'out'}: no permission" in err
+
+
+def test_cost_block_density_without_block_is_refused(capsys):
+    rc, err = _run(["cost", "sparse", "--lanes", "4", "--pattern", "2:4", "--wfmt", "int4", "--afmt", "int4",
+                    "--block-density", "0.5"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--block" in err

@@ -98,7 +98,8 @@ def test_student_stage_is_keyed_by_its_options(small):
                replace(cfg, workload=replace(cfg.workload, seed=1))]
     keys = {_key(c.student_options()) for c in [cfg, *changed]}
     assert len(keys) == 1 + len(changed), "every option the student depends on is in its key"
-    assert _key(replace(cfg, lanes=4, device="xc7z020").student_options()) == _key(cfg.student_options())
+    assert _key(replace(cfg, lanes=4, device="xczu3eg", pattern=("1:4",)).student_options()) == _key(
+        cfg.student_options())
     d = train_student(cfg)
     m = json.loads((d / "metrics.json").read_text())
     assert len(m["seed_f1"]) == 2 and m["seed_f1"][0] == pytest.approx(m["f1"])
@@ -120,8 +121,10 @@ def test_degenerate_trace_is_refused_before_training(tmp_path):
 
 def test_front_verilog_and_resume(small):
     cfg, df = small
-    rtl = sorted(p.name for p in (pd.io.common.Path(cfg.out) / "rtl").glob("*.v"))
-    assert len(rtl) == int((df["rank"] == 1).sum())
+    rtl = Path(cfg.out) / "rtl"
+    designs = sorted(p.stem for p in rtl.glob("*.v"))
+    assert 0 < len(designs) <= int((df["rank"] == 1).sum())  # front points of one engine share a design
+    assert sorted(p.stem for p in rtl.glob("*.json")) == sorted(designs + ["front"])
     again = explore(cfg)  # every stage reused: same table
     pd.testing.assert_frame_equal(again.reset_index(drop=True), df.reset_index(drop=True))
 
@@ -196,25 +199,41 @@ def test_costs_once_per_candidate_and_format_joined_to_every_ptq(tmp_path, monke
 
 
 def test_front_verilog_follows_the_front(tmp_path):
-    """Files of points no longer on the front are removed; a file is rewritten only when its
-    engine changed."""
+    """Each front design is ``<top>.v`` with its top module named after the design, and a JSON of
+    its ports and payload fields beside it; files of designs no longer on the front are removed
+    (with their JSON); a design is rewritten only when its engine changed."""
     rtl = tmp_path / "rtl"
     rtl.mkdir()
-    (rtl / "dense_int8_l16.v").write_text("// an older run's front point")
+    (rtl / "dot_l16_int8_int8_k1024.v").write_text("// an older run's front point")
+    (rtl / "dot_l16_int8_int8_k1024.json").write_text("{}")
     cands = _candidates()
     front = pd.DataFrame({"engine": ["dense", "2:4", "2:4+b8k0.5"], "format": ["int4", "int4", "e2m1"],
                           "rank": [1, 1, 2]})
     files = write_front_verilog(front, cands, rtl)
-    assert sorted(p.name for p in rtl.glob("*.v")) == sorted(p.name for p in files) == ["2of4_int4_l4.v",
-                                                                                       "dense_int4_l4.v"]
-    mtime = (rtl / "dense_int4_l4.v").stat().st_mtime_ns
+    names = ["dot_l4_int4_int4_k16", "sparse_l4_2of4_int4_int4_k16"]
+    assert sorted(p.name for p in rtl.glob("*.v")) == sorted(p.name for p in files) == [f"{n}.v" for n in names]
+    assert sorted(p.name for p in rtl.glob("*.json")) == sorted([f"{n}.json" for n in names] + ["front.json"])
+    for name, (engine, fmt) in zip(names, [("dense", "int4"), ("2:4", "int4")]):
+        v = (rtl / f"{name}.v").read_text()
+        assert f"module {name}(" in v.replace(" (", "(") and "module dut" not in v
+        doc = json.loads((rtl / f"{name}.json").read_text())
+        config = next(c for c in cands if c.name == engine).engines[fmt]
+        assert doc["top"] == name and config_from_dict(doc["config"]) == config
+        ports = {p["name"]: p["width"] for p in doc["ports"]}
+        fields_ = doc["payload_fields"]["i"]
+        assert ports["i__payload"] == max(f["offset"] + f["width"] for f in fields_) == config.in_layout().size
+    mtime = (rtl / f"{names[0]}.v").stat().st_mtime_ns
     moved = front.assign(rank=[1, 2, 1])
     write_front_verilog(moved, cands, rtl)
-    assert sorted(p.name for p in rtl.glob("*.v")) == ["2of4_b8k0.5_e2m1_l4.v", "dense_int4_l4.v"]
-    assert (rtl / "dense_int4_l4.v").stat().st_mtime_ns == mtime, "unchanged engine: not rewritten"
-    write_front_verilog(moved, _candidates(k_max=64), rtl)  # same names, longer reduction: new engines
-    assert json.loads((rtl / "front.json").read_text())["dense_int4_l4.v"]["k_max"] == 64
-    assert (rtl / "dense_int4_l4.v").stat().st_mtime_ns != mtime
+    assert sorted(p.name for p in rtl.glob("*.v")) == ["dot_l4_int4_int4_k16.v", "sparse_l4_2of4_e2m1_e2m1_k16_b8.v"]
+    assert not (rtl / f"{names[1]}.json").exists(), "a removed design's JSON goes with it"
+    assert (rtl / f"{names[0]}.v").stat().st_mtime_ns == mtime, "unchanged engine: not rewritten"
+    (rtl / f"{names[0]}.json").unlink()  # a design missing its JSON is written again
+    write_front_verilog(moved, cands, rtl)
+    assert (rtl / f"{names[0]}.json").exists() and (rtl / f"{names[0]}.v").stat().st_mtime_ns != mtime
+    write_front_verilog(moved, _candidates(k_max=64), rtl)  # longer reduction: new engines, new names
+    assert sorted(p.name for p in rtl.glob("*.v")) == ["dot_l4_int4_int4_k64.v", "sparse_l4_2of4_e2m1_e2m1_k64_b8.v"]
+    assert json.loads((rtl / "front.json").read_text())["dot_l4_int4_int4_k64.v"]["k_max"] == 64
 
 
 # ---- options ------------------------------------------------------------------------------------------
@@ -227,8 +246,8 @@ def test_every_option_is_on_the_command_line_and_round_trips():
                                                     trace="t.trace"),
                         arch="swa", method="kd", teacher_arch="resnet", teacher_preset="student", epochs=2,
                         teacher_epochs=3, spread_seeds=1, allow_degenerate=True, formats=("int8", "e4m3"),
-                        ptq=("none", "weq+gptq"), lanes=8, nm=(1, 4), block=16, keep=0.25, prune_epochs=0,
-                        saliency="class", classes="top32", device="xc7z020", seed=3, jobs=2, threads=1,
+                        ptq=("none", "weq+gptq"), lanes=8, pattern=("1:4", "1:4+b16k0.25"), prune_epochs=0,
+                        saliency="class", classes="top32", device="xczu3eg", seed=3, jobs=2, threads=1,
                         progress=False)
     assert [f.name for f in fields(cfg) if getattr(cfg, f.name) == getattr(d, f.name)] == []
     assert [f.name for f in fields(cfg.workload) if getattr(cfg.workload, f.name) == getattr(d.workload, f.name)] == []
@@ -241,12 +260,11 @@ def test_every_option_is_on_the_command_line_and_round_trips():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--device", "nope"], "xczu3eg"),
+    (["--device", "nope"], "xc7z020"),
     (["--formats", "int4,int99"], "got 99"),
     (["--lanes", "0"], "--lanes"),
     (["--lanes", "1"], "lanes"),  # no 2:4 engine of one multiplier
-    (["--nm", "3:2"], "N <= M"),
-    (["--block", "6"], "multiple"),
+    (["--pattern", "2:4", "--nm", "1:4"], "--pattern only"),
     (["--scale", "40"], "--scale"),
     (["--ptq", "foo"], "foo"),
     (["--classes", "top32", "--saliency", "magnitude"], "--saliency"),
@@ -264,7 +282,62 @@ def test_bad_option_exits_2_at_once(tmp_path, argv, words):
     assert not (tmp_path / "out").exists()
 
 
-def test_malformed_option_is_an_argparse_error(capsys):
+@pytest.mark.parametrize("argv, words", [(["--nm", "2x4"], "N:M"), (["--pattern", "2:4,3:2"], "N <= M"),
+                                         (["--pattern", "2x4"], "2:4+b8k0.5"),
+                                         (["--pattern", "2:4+b6k0.5"], "multiple")])
+def test_malformed_option_is_an_argparse_error(capsys, argv, words):
     with pytest.raises(SystemExit) as e:
-        main(["explore", "--nm", "2x4"])
-    assert e.value.code == 2 and "N:M" in capsys.readouterr().err
+        main(["explore", *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and words in err, err
+
+
+def test_pattern_list_dense_always_and_deprecated_spellings(capsys):
+    """``--pattern`` is a comma list explored beside dense (always first, each pattern once); the
+    old ``--nm/--block/--keep`` still work for one release, with one note on stderr."""
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = from_args(p.parse_args(["--pattern", "1:4,dense,2:4+b16k0.25,1:4"]))
+    assert [str(x) for x in cfg.patterns()] == ["dense", "1:4", "2:4+b16k0.25"]
+    assert [str(x) for x in from_args(p.parse_args(["--pattern", "dense"])).patterns()] == ["dense"]
+    assert [str(x) for x in ExploreConfig().patterns()] == ["dense", "2:4", "2:4+b8k0.5"]
+    assert capsys.readouterr().err == ""
+    old = from_args(p.parse_args(["--nm", "1:4", "--keep", "0.25"]))
+    assert old.pattern == ("1:4", "1:4+b8k0.25")
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "deprecated" in err and "--pattern 1:4,1:4+b8k0.25" in err
+    assert "--nm" not in p.format_help() and "--keep" not in p.format_help()
+    with pytest.raises(ValueError, match="N <= M"):  # the old spelling is checked as --pattern is
+        from_args(p.parse_args(["--nm", "3:2"])).validate()
+    with pytest.raises(ValueError, match="multiple"):
+        from_args(p.parse_args(["--block", "6"])).validate()
+
+
+def test_help_shows_defaults_and_an_example(capsys):
+    for cmd in ("explore", "demo", "cost", "pareto"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        out = capsys.readouterr().out
+        assert "example" in out and "paretofab " + cmd in out.split("example")[1], cmd
+    with pytest.raises(SystemExit):
+        main(["explore", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for shown in ("--device PART", "(default xc7z020)", "--pattern PATTERNS", "(default 2:4,2:4+b8k0.5)",
+                  "(default 16)", "(default runs/explore)"):
+        assert shown in out, shown
+
+
+def test_one_default_device():
+    from hw.devices import DEFAULT_DEVICE
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert ExploreConfig().device == from_args(p.parse_args([])).device == DEFAULT_DEVICE
+    from paretofab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for cmd in (["cost", "dot"], ["cost", "sparse"], ["cost", "swa"], ["pareto"]):
+        parser = sub.choices[cmd[0]]
+        if len(cmd) > 1:
+            parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[cmd[1]]
+        assert parser.get_default("device") == DEFAULT_DEVICE, cmd

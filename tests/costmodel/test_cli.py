@@ -20,17 +20,17 @@ def test_cost_json_keys(capsys):
 
 
 def test_cost_sparse_table(capsys):
-    assert main(["cost", "sparse", "--lanes", "4", "--n", "2", "--m", "4", "--wfmt", "e4m3", "--afmt", "int8",
+    assert main(["cost", "sparse", "--lanes", "4", "--pattern", "2:4", "--wfmt", "e4m3", "--afmt", "int8",
                  "--block", "64", "--block-density", "0.5"]) == 0
     out = capsys.readouterr().out
-    assert "held-out error" in out or "LUTs" in out
+    assert "held-out error median" in out and "LUTs" in out
     assert "ASIC" in out and "fits xc7z020" in out
 
 
 @pytest.mark.parametrize("argv,msg", [
     (["cost", "dot", "--lanes", "8", "--wfmt", "int4", "--afmt", "int4", "--device", "xc9"], "unknown device"),
     (["cost", "dot", "--lanes", "0", "--wfmt", "int4", "--afmt", "int4"], "lanes"),
-    (["cost", "sparse", "--lanes", "3", "--n", "2", "--m", "4", "--wfmt", "int4", "--afmt", "int4"], "multiple of n"),
+    (["cost", "sparse", "--lanes", "3", "--pattern", "2:4", "--wfmt", "int4", "--afmt", "int4"], "multiple of n"),
     (["cost", "dot", "--lanes", "4", "--wfmt", "e9m9", "--afmt", "int4"], "Valid formats"),
 ])
 def test_cost_errors_exit_2_one_line(argv, msg, capsys):
@@ -84,3 +84,31 @@ def test_pareto_costs_a_config_table(tmp_path, capsys):
 def test_pareto_bad_file(tmp_path, capsys):
     assert main(["pareto", str(tmp_path / "missing.csv")]) == 2
     assert main(["pareto", str(tmp_path / "x.csv"), "--minimize", "zzz"]) == 2
+
+
+@pytest.mark.parametrize("name", ["dot", "sparse", "swa"])
+def test_cost_example_in_help_runs(name, capsys):
+    """The example each `cost ENGINE --help` shows is a command that works."""
+    from costmodel.cli import COST_EXAMPLES
+
+    with pytest.raises(SystemExit):
+        main(["cost", name, "--help"])
+    out = capsys.readouterr().out
+    example = COST_EXAMPLES[name]
+    assert example in " ".join(out.split()) and "synth" not in out.split("options:")[0]
+    assert main(example.split()[1:]) == 0
+    assert "cycles" in capsys.readouterr().out
+
+
+def test_cost_swa_seq_len_and_its_old_spelling(capsys):
+    base = ["cost", "swa", "--head-dim", "16", "--window", "16", "--lanes", "16", "--qk-fmt", "int8",
+            "--v-fmt", "int8", "--json"]
+    assert main(base + ["--seq-len", "128"]) == 0
+    new = capsys.readouterr()
+    assert main(base) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert json.loads(new.out)["cycles"] > default["cycles"] and new.err == ""
+    assert main(base + ["--n", "128"]) == 0  # deprecated alias: same numbers, one note
+    old = capsys.readouterr()
+    assert old.out == new.out and "deprecated" in old.err and "--seq-len" in old.err
+    assert len(old.err.strip().splitlines()) == 1

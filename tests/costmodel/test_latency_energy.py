@@ -18,7 +18,7 @@ from hw.sparse import SparseConfig, block_bitmap
 
 from costmodel import estimate, estimate_frame
 from costmodel.energy import ERT
-from costmodel.latency import DELAYS, fmax_mhz, path_ns_frame, pipeline_runs
+from costmodel.latency import DELAYS, FMAX_SOURCE, fmax_mhz, fmax_source, path_ns_frame, pipeline_runs
 
 # small configs: dense and sparse, pipeline depths, K not a multiple of the span, block skipping
 GRID = [
@@ -33,13 +33,25 @@ GRID = [
 ]
 
 
-def _simulate(config, k, vectors, seed=0):
+def _simulate(config, k, vectors, seed=0, wl=None):
     mod = engine(config.engine)
-    wl = mod.random_workload(config, k, vectors, seed)
+    wl = mod.random_workload(config, k, vectors, seed) if wl is None else wl
     inputs = mod.pack_inputs(config, wl)
     res = simulate(config, inputs, mod.n_outputs(config, wl))
     assert (mod.unpack_outputs(config, res.outputs) == mod.reference(config, wl)).all()
     return wl, res
+
+
+def _equal_live_blocks(config, wl):
+    """``wl`` with weight blocks zeroed so that every vector keeps the same number of live blocks
+    (about half of them, at least one): the case where ``block_density`` gives exact cycles."""
+    bm = block_bitmap(config, wl)
+    live = max(1, int(bm.sum(axis=1).min()) // 2)
+    w = wl.w_codes.copy()
+    for row, bits in enumerate(bm):
+        for b in np.flatnonzero(bits)[live:]:
+            w[row, b * config.block:(b + 1) * config.block] = 0  # code 0 is zero in the integer formats used
+    return type(wl)(w, wl.a_codes), live
 
 
 @pytest.mark.parametrize("config,k,vectors", GRID, ids=lambda x: str(x)[:40])
@@ -48,10 +60,15 @@ def test_cycles_equal_simulation(config, k, vectors):
     if getattr(config, "block", None) is None:
         assert estimate(config, k=k, vectors=vectors).cycles == res.cycles
         return
-    # block skipping: with the workload's actual fraction of live blocks the estimate is exact
+    # block skipping: with the same number of live blocks in every vector, the estimate at that
+    # fraction of live blocks is exact
+    wl, live = _equal_live_blocks(config, wl)
     bm = block_bitmap(config, wl)
-    if bm.any(axis=1).all() and (bm.sum(axis=1) == bm.sum(axis=1)[0]).all():
-        assert estimate(config, k=k, vectors=vectors, block_density=float(bm.mean())).cycles == res.cycles
+    assert (bm.sum(axis=1) == live).all() and live < bm.shape[1], "the workload skips blocks, equally per vector"
+    wl, res = _simulate(config, k, vectors, wl=wl)
+    est = estimate(config, k=k, vectors=vectors, block_density=live / bm.shape[1]).cycles
+    assert est == res.cycles
+    assert est < estimate(config, k=k, vectors=vectors).cycles, "skipped blocks save cycles"
 
 
 @pytest.mark.parametrize("config,k,vectors", GRID[:6], ids=lambda x: str(x)[:40])
@@ -81,8 +98,13 @@ def test_ert_entries_cite_sources():
 
 def test_fmax_labelled_and_pipelining_helps():
     f0, src = fmax_mhz(DotConfig(16, "int4", "int4", 1024, 0))
-    f3, _ = fmax_mhz(DotConfig(16, "int4", "int4", 1024, 3))
-    assert "model" in src and f3 > f0 > 0
+    f3, src3 = fmax_mhz(DotConfig(16, "int4", "int4", 1024, 3))
+    assert f3 > f0 > 0
+    # the label says which model gave the figure: the logic-depth model (+ its ltp check) on xc7, the
+    # nextpnr fit on the Lattice parts
+    assert src == src3 == fmax_source("xc7") and src.startswith(FMAX_SOURCE) and "ltp" in src
+    f_ice, src_ice = fmax_mhz(DotConfig(16, "int4", "int4", 1024, 0), "ice40")
+    assert src_ice.startswith("nextpnr P&R fit") and src_ice != src and 0 < f_ice < DELAYS["ice40"]["cap"] + 1e-9
 
 
 def test_bad_workload_errors():

@@ -53,18 +53,16 @@ def test_energy_from_action_counts():
 
 def test_resources_labelled():
     cfg = swa.SWAConfig(16, 16, 16, "int8", "int8")
-    c = estimate(cfg, n=64)
-    if c.lut is None:
-        assert "not calibrated" in c.resource_source
-        with pytest.raises(ValueError, match="not calibrated"):
-            c.fits()
-    else:
-        assert "Yosys-calibrated SWA model" in c.resource_source
-        assert c.dsp > 0 and c.error
+    c = estimate(cfg, n=64)  # the calibrated kind: the stored fit must give its resources
+    assert c.lut is not None and c.lut > 0 and c.ff > 0 and c.dsp > 0, "the SWA fit is missing or broken"
+    assert "Yosys-calibrated SWA model" in c.resource_source and c.error["lut"]["median"] is not None
+    assert isinstance(c.fits(), bool)
     for other_kind in (swa.dense_baseline(cfg, 64), swa.SWAConfig(16, 15, 16, "int8", "int8", causal=False),
                        swa.SWAConfig(16, 16, 16, "e4m3", "int8")):
         o = estimate(other_kind, n=64)
         assert o.lut is None and "not calibrated" in o.resource_source
+        with pytest.raises(ValueError, match="not calibrated"):
+            o.fits()
     # no fit for other targets: labelled, never invented
     other = estimate(cfg, "ice40up5k", n=64)
     assert other.lut is None and "not calibrated" in other.resource_source
