@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sqlite3
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from hw.cli import DEFAULT_K_MAX, add_config_options, config_class, make_config
 from hw.engines import ENGINES, engine
 
 from hw.devices import DEFAULT_DEVICE, DEVICES
+from quant.formats import writable_folder
 
 from .estimate import estimate, estimate_frame
 from .pareto import PlotOptions, pareto, plot
@@ -106,20 +105,6 @@ def read_table(path: str | Path, table: str | None = None) -> pd.DataFrame:
         return pd.read_csv(p)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise InputFileError(f"{p} is neither a CSV file nor a SQLite database ({e})") from None
-
-
-def writable_folder(folder: str | Path) -> Path:
-    """``folder``, created if needed and checked writable (a probe file is written and removed),
-    so that a bad output path fails before any work; an ``OSError`` naming ``folder`` otherwise."""
-    d = Path(folder)
-    d.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, probe = tempfile.mkstemp(dir=d, prefix=".paretofab-write-test")
-    except OSError as e:
-        raise type(e)(e.errno, e.strerror, str(d)) from None
-    os.close(fd)
-    os.unlink(probe)
-    return d
 
 
 DEFAULT_MIN = ["lut", "dsp", "latency_us", "energy_nj"]

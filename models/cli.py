@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from quant.formats import writable_folder
+
 from . import distill as D
 from . import map_data, traces
 from .prune import Pattern, PruneConfig, parse_pattern, prune_student
@@ -86,6 +88,7 @@ def _traces(args: argparse.Namespace) -> int:
     if not args.output:
         raise ValueError("say where to write the trace (-o FILE) or which trace to describe (--stats FILE)")
     traces.check_output_path(args.output)  # before minutes of generation
+    writable_folder(Path(args.output).parent)
     t0 = time.perf_counter()
     tr = spec.load_trace(progress=True)
     stats = stats_of_trace(tr, spec.max_rows, spec.seed)

@@ -15,6 +15,7 @@ would reach into the test split are dropped, so no training label sees a test ac
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -147,12 +148,18 @@ def load_splits(path: str | Path) -> dict[str, np.ndarray]:
     if not path.exists():
         raise FileNotFoundError(f"splits file {path} not found: run `paretofab distill -o DIR` first")
     out = {}
-    with np.load(path) as z:
-        for k in z.files:
-            if k.endswith("_packed"):
-                out[k[: -len("_packed")]] = np.unpackbits(z[k], axis=1, count=LABELS)
-            else:
-                out[k] = z[k]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for k in z.files:
+                if k.endswith("_packed"):
+                    out[k[: -len("_packed")]] = np.unpackbits(z[k], axis=1, count=LABELS)
+                else:
+                    out[k] = z[k]
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:
+        # numpy blames pickled data for anything that is not .npy/.npz, and advises unpickling
+        reason = "not an .npz archive" if not zipfile.is_zipfile(path) else str(e).split(". If you trust")[0]
+        raise MapDataError(f"{path} is not a splits file (.npz of arrays written by `paretofab distill`): "
+                           f"{reason}") from None
     missing = [f"{p}_{s}" for p in ("x", "y") for s in SPLITS if f"{p}_{s}" not in out]
     if missing:
         raise MapDataError(f"{path} lacks {', '.join(missing)}: not a splits file from save_splits")

@@ -37,14 +37,13 @@ import pandas as pd
 import torch
 
 from costmodel import PlotOptions, estimate, pareto, plot
-from costmodel.cli import writable_folder
 from hw.rtl import design_name, export_design
 from models import distill as D
 from models import map_data
 from models.map_data import load_splits
 from models.prune import Pattern, prune_student
 from models.zoo import load_checkpoint
-from quant.formats import parse_format
+from quant.formats import parse_format, writable_folder
 from quant.sweep import SweepSpace, grid, load_results, run_sweep
 
 from .mapping import (AttentionKernel, EngineConfig, LayerWorkload, attention_kernels, block_density, engine_for,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "all_formats",
     "VALID_SPELLINGS",
     "cache_root",
+    "writable_folder",
 ]
 
 VALID_SPELLINGS = (
@@ -313,3 +315,19 @@ def cache_root() -> Path:
     weights) all call it."""
     env = os.environ.get("PARETOFAB_CACHE")
     return Path(env) if env else Path(sys.prefix) / ".cache" / "paretofab"
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """``folder``, created if needed and checked writable (a probe file is written and removed),
+    so that a bad output path fails before any work; an ``OSError`` naming ``folder`` otherwise.
+    The one output-folder check of every command (beside :func:`cache_root`, the other path every
+    package needs)."""
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".paretofab-write-test")
+    except OSError as e:
+        raise type(e)(e.errno, e.strerror, str(d)) from None
+    os.close(fd)
+    os.unlink(probe)
+    return d

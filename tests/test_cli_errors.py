@@ -3,6 +3,7 @@ tool's failure in one line naming the tool and exit 3, never a traceback (``pare
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import subprocess
@@ -163,3 +164,51 @@ def test_cost_block_density_without_block_is_refused(capsys):
     rc, err = _run(["cost", "sparse", "--lanes", "4", "--pattern", "2:4", "--wfmt", "int4", "--afmt", "int4",
                     "--block-density", "0.5"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--block" in err
+
+
+def test_random_bytes_as_splits_file_is_one_line(tmp_path, capsys):
+    """``prune --data`` on bytes that are not an .npz: one line naming the file, never numpy's
+    advice to unpickle."""
+    from models import map_data
+
+    bad = tmp_path / "data.npz"
+    bad.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(map_data.MapDataError, match="not an .npz archive") as ei:
+        map_data.load_splits(bad)
+    assert "allow_pickle" not in str(ei.value) and str(bad) in str(ei.value)
+
+
+COMMANDS = ["formats", "sweep", "results", "rtl", "sim", "synth", "traces", "distill", "prune", "cost", "pareto",
+            "explore", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_a_description_an_example_and_defaults(command):
+    """DESIGN.md: each subcommand has a description, an example, and shows defaults."""
+    from paretofab.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.choices[command]
+    assert p.description and len(p.description.split()) >= 4, command
+    text = p.format_help()
+    assert "example" in text.lower() and "paretofab " in (p.epilog or ""), command
+    if any(a.default not in (None, False, argparse.SUPPRESS) and a.option_strings for a in p._actions
+           if a.dest != "help"):
+        assert "default" in text.lower(), command
+
+
+@pytest.mark.parametrize("argv", [
+    ["rtl", "dot", "--lanes", "2", "--wfmt", "int4", "--afmt", "int4", "-o", "{out}"],
+    ["sweep", "--model", "digits", "--wfmt", "int8", "--afmt", "int8", "-o", "{out}/s.sqlite"],
+    ["traces", "--app", "pr", "--scale", "8", "--max-loads", "2000", "-o", "{out}/t.txt"],
+    ["explore", "--scale", "8", "-o", "{out}"],
+])
+def test_output_below_a_file_fails_in_one_line_before_work(argv, tmp_path, capsys):
+    """A file where the output folder should be: every writing command ends in one line, exit 2."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = str(afile / "sub")
+    rc = main([a.replace("{out}", out) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(afile) in err[0] and "folder" in err[0], err
