@@ -212,3 +212,27 @@ def test_output_below_a_file_fails_in_one_line_before_work(argv, tmp_path, capsy
     rc = main([a.replace("{out}", out) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and str(afile) in err[0] and "folder" in err[0], err
+
+
+@pytest.mark.parametrize("argv", [
+    ["rtl", "dot", "--lanes", "2", "--wfmt", "int4", "--afmt", "int4", "-o", "{out}"],
+    ["sweep", "--model", "digits", "--wfmt", "int8", "--afmt", "int8", "-o", "{out}/s.sqlite"],
+    ["traces", "--app", "pr", "--scale", "8", "--max-loads", "2000", "-o", "{out}/t.txt"],
+    ["explore", "--scale", "8", "-o", "{out}"],
+    ["pareto", "{csv}", "--out", "{out}/front.png"],
+])
+def test_unwritable_output_fails_in_one_line_before_work(argv, tmp_path, capsys):
+    """An output folder the user may not write (read-only for a normal user; sysfs, where even
+    root may not create folders, in CI): one line, exit 2."""
+    if os.geteuid() == 0:
+        out = Path("/sys/paretofab_test") / tmp_path.name
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        out = ro / "out"
+    csv = tmp_path / "t.csv"
+    csv.write_text("lut,accuracy\n1,0.5\n2,0.6\n")
+    rc = main([a.replace("{out}", str(out)).replace("{csv}", str(csv)) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "permi" in err[0], err
