@@ -200,7 +200,14 @@ def swa_grid(seed: int = 3) -> list[dict]:
     around the shapes the students use (``seed`` unused: the grid is fixed)."""
     shapes = [(16, 16, 16, "int8"), (16, 16, 8, "int8"), (16, 16, 4, "int8"), (16, 64, 16, "int8"),
               (32, 16, 16, "int8"), (32, 32, 16, "int8"), (32, 64, 16, "int8"), (16, 32, 16, "int4"),
-              (16, 32, 8, "int8"), (32, 16, 8, "int8"), (16, 16, 16, "int4")]
+              (16, 32, 8, "int8"), (32, 16, 8, "int8"), (16, 16, 16, "int4"),
+              # wider spread: 2 and 32 lanes, head_dim 8 and 64, windows 8 and 128, int6 / int4
+              (16, 16, 2, "int8"), (8, 16, 8, "int8"), (64, 16, 16, "int8"), (16, 128, 16, "int8"),
+              (16, 8, 16, "int8"), (16, 16, 16, "int6"), (32, 16, 16, "int4"), (32, 32, 32, "int8"),
+              (64, 32, 8, "int6"),
+              # LUT multipliers (int4/int5 Q·K below the DSP threshold): a family of its own
+              (16, 16, 8, "int4"), (32, 32, 16, "int4"), (16, 64, 16, "int4"), (8, 16, 8, "int4"),
+              (16, 32, 16, "int5")]
     return [SWAConfig(d, w, lanes, f, f).to_dict() for d, w, lanes, f in shapes]
 
 
