@@ -18,12 +18,16 @@ from hw.engines import ENGINES, engine
 from hw.devices import DEFAULT_DEVICE, DEVICES
 from quant.formats import writable_folder
 
-from .estimate import estimate, estimate_frame
+from .estimate import LABEL_COLUMNS, estimate, estimate_frame
 from .pareto import PlotOptions, pareto, plot
 
 #: engines the cost model is calibrated for
 COSTED_ENGINES = ("dot", "sparse", "swa")
 COST_KEYS = ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
+#: what ``cost --json`` prints beside :data:`COST_KEYS`: the source and held-out error of every
+#: figure, the fmax clamp, the energy split and the part
+LABEL_KEYS = ["resource_source", "error", "error_source", "fmax_source", "fmax_clamped", "fmax_cap_mhz",
+              "energy_source", "dynamic_nj", "static_nj", "device", "target"]
 
 
 class InputFileError(ValueError):
@@ -49,20 +53,22 @@ def _cost(args: argparse.Namespace) -> int:
         c = estimate(config, args.device, k=args.k, vectors=args.vectors, block_density=args.block_density)
     d = c.to_dict()
     if args.json:
-        print(json.dumps({k: d[k] for k in COST_KEYS}))
+        print(json.dumps({k: d[k] for k in COST_KEYS + LABEL_KEYS}))
         return 0
     print(f"{config.engine} engine {config.to_dict()}")
     work = f"n={args.seq_n} tokens" if is_swa else f"K={args.k or config.k_max}, vectors={args.vectors}"
     print(f"device {c.device} (target {c.target}); workload {work}")
-    err = c.error
-    kind = "leave-one-out" if "leave-one-out" in c.resource_source else "held-out"
+    err = c.error  # None values where the fit is another target's: no error bar is printed then
+    kind = "leave-one-out" if c.error_source.startswith("leave-one-out") else "held-out"
     for k, unit in (("lut", "LUTs"), ("ff", "FFs"), ("dsp", "DSPs"), ("bram18", "BRAM18")):
         e = err.get(k)
         bar = f"  ({kind} error median {e['median']:.1%}, p90 {e['p90']:.1%})" if e and e["median"] is not None else ""
         val = f"{d[k]:>12,}" if d[k] is not None else f"{'n/a':>12}"
         print(f"  {k:<11}{val} {unit}{bar}")
     print(f"  {'cycles':<11}{c.cycles:>12,}")
-    print(f"  {'fmax':<11}{c.fmax_mhz:>12.1f} MHz   [{c.fmax_source}]")
+    clamp = (f" (clamped at the {c.target} clock cap {c.fmax_cap_mhz:g} MHz: the path model gives more)"
+             if c.fmax_clamped else "")
+    print(f"  {'fmax':<11}{c.fmax_mhz:>12.1f} MHz{clamp}   [{c.fmax_source}]")
     print(f"  {'latency':<11}{c.latency_us:>12.4g} µs")
     print(f"  {'energy':<11}{c.energy_nj:>12.4g} nJ    (dynamic {c.dynamic_nj:.4g} nJ ASIC-based + static "
           f"{c.static_nj:.4g} nJ)")
@@ -71,6 +77,7 @@ def _cost(args: argparse.Namespace) -> int:
         print(f"  fits {c.device}: {'yes' if c.fits() else 'NO'} ("
               + ", ".join(f"{k} {v:.1%}" for k, v in util.items()) + ")")
     print(f"  resources: {c.resource_source}")
+    print(f"  error:     {c.error_source}")
     return 0
 
 
@@ -125,10 +132,14 @@ def _pareto(args: argparse.Namespace) -> int:
     if not maximize and not minimize:
         raise InputFileError(f"no objectives: pass --maximize/--minimize column names (columns: {list(df.columns)})")
     front = pareto(df, maximize=maximize, minimize=minimize)
-    show = [c for c in df.columns if c not in ("config",)][:14]
+    labels = [c for c in LABEL_COLUMNS if c in df.columns]
+    show = [c for c in df.columns if c != "config" and c not in labels][:14]
     with pd.option_context("display.max_columns", 20, "display.width", 160):
         print(f"Pareto front: {len(front)} of {len(df)} points (maximize {maximize}, minimize {minimize})")
         print(front[show + ["pareto_rank"]].to_string(index=False))
+    if labels:
+        print(f"labels (source and held-out error of every figure, fmax clamp): columns {', '.join(labels)}"
+              + (f" of {args.csv_out}" if args.csv_out else "; --csv-out FILE writes them"))
     x = args.x or (minimize[0] if minimize else maximize[0])
     y = args.y or (maximize[0] if maximize else (minimize[1] if len(minimize) > 1 else minimize[0]))
     label = args.label or next((c for c in ("name", "label", "wfmt") if c in df.columns), None)
@@ -215,7 +226,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             q.set_defaults(block_density=1.0)
         g.add_argument("--device", default=DEFAULT_DEVICE, metavar="PART", help=f"FPGA part: {parts}")
         g.add_argument("--json", action="store_true",
-                       help="one JSON object: lut ff dsp bram18 cycles fmax_mhz latency_us energy_nj")
+                       help="one JSON object: lut ff dsp bram18 cycles fmax_mhz latency_us energy_nj, then "
+                            "their labels: resource_source, error (held-out median/p90 per resource), "
+                            "error_source, fmax_source, fmax_clamped, fmax_cap_mhz, energy_source, "
+                            "dynamic_nj, static_nj, device, target")
         q.set_defaults(func=_cost)
 
     p = sub.add_parser("pareto", help="Pareto front of a results table (CSV or SQLite) + plot",

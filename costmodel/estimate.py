@@ -21,16 +21,22 @@ import pandas as pd
 from hw.arith import ConfigError
 
 from hw.devices import DEFAULT_DEVICE, Device, DeviceError, get_device
-from .estimators import ENERGY_SOURCE, RESOURCE_COLUMNS, Estimator, Workload, estimator
+from .estimators import (ENERGY_SOURCE, ERROR_COLUMNS, RESOURCE_COLUMNS, Estimator, Workload, estimator,
+                         label_column)
 from .features import config_row
-from .latency import FMAX_SOURCE
+from .latency import DELAYS, FMAX_SOURCE
 from .swa import SWA_REQUIRED
 
-__all__ = ["Cost", "estimate", "estimate_frame", "DEFAULT_DEVICE", "COST_COLUMNS", "SWA_REQUIRED"]
+__all__ = ["Cost", "estimate", "estimate_frame", "DEFAULT_DEVICE", "COST_COLUMNS", "LABEL_COLUMNS", "SWA_REQUIRED"]
 
 COST_COLUMNS = ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
+#: label columns of every ``estimate_frame`` result (after :data:`COST_COLUMNS`): how each figure
+#: was obtained, where its error comes from, the compact held-out errors, and whether fmax hit the
+#: family's clock cap (``fmax_cap_mhz``: the cap where it did, else NaN)
+LABEL_COLUMNS = ["resource_source", "error_source", *ERROR_COLUMNS, "fmax_source", "fmax_clamped", "fmax_cap_mhz",
+                 "energy_source"]
 #: extra columns of ``estimate_frame(..., breakdown=True)`` besides the action counts
-SOURCE_COLUMNS = ["resource_source", "fmax_source", "energy_source", "error"]
+SOURCE_COLUMNS = [*LABEL_COLUMNS, "error"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,14 @@ class Cost:
     dynamic_nj, static_nj : the two parts, nJ; ``dynamic_nj`` uses ASIC figures.
     device, target : part and synthesis target the estimate is for.
     resource_source, fmax_source, energy_source : how each figure was obtained.
-    error : held-out relative errors of this engine's resource model
-        (``{"lut": {"median": …, "p90": …}, …}``) — the honest error bar.
+    error : held-out relative errors of this engine's resource model on this target
+        (``{"lut": {"median": …, "p90": …, "n": …}, …}``) — the honest error bar; values None when
+        the fit is another target's, reused here (not measured on this part), ``{}`` without a
+        resource estimate.
+    error_source : which fit and rows ``error`` comes from (held-out, leave-one-out, or "xc7 fit
+        reused for xcup: error not measured on xcup").
+    fmax_clamped : fmax hit the family's clock cap (:data:`costmodel.latency.DELAYS`); the path
+        model gives a faster clock. fmax_cap_mhz : that cap where clamped, else None.
     """
 
     lut: int | None
@@ -68,6 +80,9 @@ class Cost:
     fmax_source: str = FMAX_SOURCE
     energy_source: str = ENERGY_SOURCE
     error: dict = field(default_factory=dict, compare=False)
+    error_source: str = ""
+    fmax_clamped: bool = False
+    fmax_cap_mhz: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +127,8 @@ def _cost_part(est: Estimator, df: pd.DataFrame, dev: Device, target: str, wl: W
     res = est.resources(cfg, feats, target)
     cyc = np.asarray(est.cycles(cfg), dtype=np.int64)
     fmax, fsrc = est.fmax_mhz(feats, target)
+    cap = DELAYS[target]["cap"]
+    clamped = np.asarray(fmax, dtype=float) >= cap  # fmax = min(model, cap): the cap bound
     fmax = np.round(np.asarray(fmax, dtype=float), 2)  # the reported MHz; latency follows from it
     lat = cyc / fmax
     acts = est.actions(cfg, feats, cyc)
@@ -119,12 +136,17 @@ def _cost_part(est: Estimator, df: pd.DataFrame, dev: Device, target: str, wl: W
     static = dev.static_w * lat * 1e3  # W · µs = µJ
     out = pd.DataFrame({c: res[c].to_numpy() for c in RESOURCE_COLUMNS}, index=df.index)
     out["cycles"], out["fmax_mhz"], out["latency_us"], out["energy_nj"] = cyc, fmax, lat, dyn + static
+    # labels: one per fit / target (broadcast), never per-row Python work
+    for c in ("resource_source", "error_source", *ERROR_COLUMNS):
+        out[c] = res[c].array if isinstance(res[c].dtype, pd.CategoricalDtype) else res[c].to_numpy()
+    out["fmax_source"] = label_column([fsrc], 0, len(out))
+    out["fmax_clamped"] = clamped
+    out["fmax_cap_mhz"] = np.where(clamped, cap, np.nan)
+    out["energy_source"] = label_column([est.energy_source], 0, len(out))
     if breakdown:
         for c in acts.columns:
             out[c] = acts[c].to_numpy()
         out["dynamic_nj"], out["static_nj"] = dyn, static
-        out["resource_source"] = res["resource_source"].to_numpy()
-        out["fmax_source"], out["energy_source"] = fsrc, est.energy_source
         out["error"] = res["error"].to_numpy()
     return out
 
@@ -146,12 +168,17 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
     k, vectors, block_density : workload for every dot/sparse row (override the columns).
     seq_len : sequence length for every SWA row (overrides the column).
     breakdown : also return action counts, the dynamic/static energy split (nJ), and each row's
-        ``resource_source``, ``fmax_source``, ``energy_source`` and held-out ``error``.
+        held-out ``error`` as a dict (as ``Cost.error``).
 
     Returns
     -------
     A copy of ``df`` with ``lut ff dsp bram18 cycles fmax_mhz latency_us energy_nj`` appended
-    (resources nullable ``Int64`` where some row has no calibrated figure: ``<NA>`` there).
+    (resources nullable ``Int64`` where some row has no calibrated figure: ``<NA>`` there), then
+    the labels :data:`LABEL_COLUMNS`: ``resource_source``, ``error_source``, ``lut_err_median``,
+    ``lut_err_p90``, ``ff_err_median``, ``ff_err_p90`` (held-out relative error of this engine's
+    fit on this target; NaN where not measured on it), ``fmax_source``, ``fmax_clamped`` (bool),
+    ``fmax_cap_mhz`` (the family clock cap where clamped, else NaN), ``energy_source``; the text
+    labels are categoricals (one string per fit / target, broadcast, not per-row objects).
     """
     dev, target = _resolve(device, target)
     wl = Workload(k=k, vectors=vectors, block_density=None if block_density == 1.0 else block_density,
@@ -169,7 +196,8 @@ def estimate_frame(df: pd.DataFrame, device: str | Device | None = None, *, targ
         col = cost[c]
         if c in RESOURCE_COLUMNS:
             col = col.astype("Int64") if col.isna().any() else col.astype(np.int64)
-        out[c] = col.to_numpy() if c not in RESOURCE_COLUMNS or col.dtype == np.int64 else col.array
+        keep = isinstance(col.dtype, pd.CategoricalDtype) or (c in RESOURCE_COLUMNS and col.dtype != np.int64)
+        out[c] = col.array if keep else col.to_numpy()
     return out
 
 
@@ -203,4 +231,6 @@ def estimate(config: Any, device: str | Device | None = None, *, target: str | N
     return Cost(**res, cycles=int(r["cycles"]), fmax_mhz=float(r["fmax_mhz"]), latency_us=float(r["latency_us"]),
                 energy_nj=float(r["energy_nj"]), dynamic_nj=float(r["dynamic_nj"]), static_nj=float(r["static_nj"]),
                 device=dev.name, target=target, resource_source=r["resource_source"], fmax_source=r["fmax_source"],
-                energy_source=r["energy_source"], error=r["error"])
+                energy_source=r["energy_source"], error=r["error"], error_source=r["error_source"],
+                fmax_clamped=bool(r["fmax_clamped"]),
+                fmax_cap_mhz=None if pd.isna(r["fmax_cap_mhz"]) else float(r["fmax_cap_mhz"]))

@@ -32,7 +32,7 @@ from .resources import load_coefficients, model_for, predict_frame, predict_swa
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
 
 __all__ = ["Workload", "Estimator", "MacEstimator", "SWAEstimator", "ESTIMATORS", "estimator",
-           "ENERGY_SOURCE", "SWA_FMAX_SOURCE", "SWA_ENERGY_SOURCE"]
+           "ENERGY_SOURCE", "SWA_FMAX_SOURCE", "SWA_ENERGY_SOURCE", "ERROR_COLUMNS", "NO_ERROR"]
 
 ENERGY_SOURCE = ("dynamic: ASIC action energies (Horowitz ISSCC'14 45 nm; Accelergy Aladdin 40 nm) × action "
                  "counts; static: device static power × latency")
@@ -42,6 +42,11 @@ SWA_ENERGY_SOURCE = ("dynamic: SWA action counts (QKᵀ and SV MACs, exp-table r
                      "normalizer) × ASIC per-action energies (costmodel.energy.ERT: Horowitz ISSCC'14 45 nm, "
                      "Accelergy Aladdin 40 nm); static: device static power × latency")
 RESOURCE_COLUMNS = ["lut", "ff", "dsp", "bram18"]
+#: the compact held-out error columns of every cost frame (relative; NaN where not measured for
+#: this part or no resource estimate); the full ``{resource: {median, p90, n}}`` is ``Cost.error``
+ERROR_COLUMNS = ["lut_err_median", "lut_err_p90", "ff_err_median", "ff_err_p90"]
+#: ``error_source`` of a row without a resource estimate
+NO_ERROR = "no resource estimate, so no error"
 
 
 @dataclass(frozen=True)
@@ -70,10 +75,49 @@ def _column(df: pd.DataFrame, name: str, override, default) -> np.ndarray:
     return np.full(len(df), default)
 
 
-def _errors(fit: dict | None, engine: str) -> dict:
-    """``{resource: {"median", "p90"}}`` held-out errors of ``engine`` in a stored fit."""
+def _errors(fit: dict | None, engine: str, measured: bool = True) -> dict:
+    """``{resource: {"median", "p90", "n"}}`` held-out errors of ``engine`` in a stored fit;
+    ``measured=False`` (the fit is reused for another target): the same keys, values None."""
     errs = (fit or {}).get("validation", {}).get(engine, {})
-    return {r: {"median": v["median_rel_err"], "p90": v["p90_rel_err"]} for r, v in errs.items()}
+    return {r: {"median": v["median_rel_err"] if measured else None, "p90": v["p90_rel_err"] if measured else None,
+                "n": v.get("n") if measured else 0} for r, v in errs.items()}
+
+
+def _error_source(fit: dict | None, engine: str, fitted: str, target: str) -> str:
+    """Where the error of ``engine``'s resources on ``target`` comes from: the fit's own held-out
+    (or leave-one-out) rows, or — for a fit reused from another target — that it was not measured."""
+    if fit is None:
+        return NO_ERROR
+    errs = fit.get("validation", {}).get(engine, {})
+    loo = "leave-one-out" in str(fit.get("split_rule", ""))
+    if fitted != target:
+        on = ", ".join(f"{r.upper()} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"
+                       for r, v in errs.items() if r in ("lut", "ff"))
+        return (f"{fitted} fit reused for {target}: error not measured on {target}"
+                + (f" (on {fitted} itself: {on}; not this part's)" if on else ""))
+    n = errs.get("lut", {}).get("n")
+    kind = "leave-one-out" if loo else "held-out"
+    what = f"over {n} {target} syntheses" if loo else f"on {n} {target} syntheses never fitted on"
+    return f"{kind} error of the {fitted} {engine} fit {what} ({fit.get('date', '')[:10]})"
+
+
+def label_column(labels: list[str], codes: np.ndarray | int, rows: int) -> pd.Categorical:
+    """A label column: ``labels[codes]`` for ``rows`` rows, as a categorical (one string per fit
+    or target, broadcast; no per-row Python objects). Duplicate labels are merged."""
+    uniq = list(dict.fromkeys(labels))
+    remap = np.array([uniq.index(x) for x in labels], dtype=np.int8)
+    return pd.Categorical.from_codes(remap[np.broadcast_to(np.asarray(codes, dtype=np.int64), (rows,))], uniq)
+
+
+def _error_columns(err: dict, ok: np.ndarray | None, rows: int) -> dict[str, np.ndarray]:
+    """:data:`ERROR_COLUMNS` of ``rows`` rows sharing one error dict (NaN where ``ok`` is False)."""
+    out = {}
+    for col in ERROR_COLUMNS:
+        r, stat = col.split("_err_")
+        v = err.get(r, {}).get(stat)
+        a = np.full(rows, np.nan if v is None else float(v))
+        out[col] = a if ok is None else np.where(ok, a, np.nan)
+    return out
 
 
 class Estimator(Protocol):
@@ -84,7 +128,9 @@ class Estimator(Protocol):
 
     def configs(self, df: pd.DataFrame, wl: Workload) -> pd.DataFrame: ...
     def features(self, cfg: pd.DataFrame, target: str) -> pd.DataFrame: ...
-    def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame: ...
+    def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame:
+        """``lut ff dsp bram18``, ``resource_source``, ``error`` (dict per row), ``error_source``
+        and :data:`ERROR_COLUMNS`; labels are per fit and target, broadcast to the rows."""
     def cycles(self, cfg: pd.DataFrame) -> np.ndarray: ...
     def actions(self, cfg: pd.DataFrame, feats: pd.DataFrame, cycles: np.ndarray) -> pd.DataFrame: ...
     def dynamic_pj(self, actions: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray: ...
@@ -130,9 +176,15 @@ class MacEstimator:
                    f"synth_{target} runs of the place-and-route sample ({date[:10]}), FF counted, DSP by the "
                    f"synth_{target} rule; errors are leave-one-out")
         else:
-            src = (f"Yosys-calibrated model ({fitted} fit, {date[:10]})" + ("" if fitted == target else f"; {target} DSP rule"))
-        out["resource_source"] = src
-        out["error"] = [_errors(model, self.engine)] * len(out)
+            src = (f"Yosys-calibrated model ({fitted} fit, {date[:10]})"
+                   + ("" if fitted == target else f"; {fitted} fit reused for {target} (same LUT6/CARRY fabric) with "
+                                                  f"the {target} DSP rule: error not measured on {target}"))
+        out["resource_source"] = label_column([src], 0, len(out))
+        err = _errors(model, self.engine, measured=fitted == target)
+        out["error"] = [err] * len(out)
+        out["error_source"] = label_column([_error_source(model, self.engine, fitted, target)], 0, len(out))
+        for c, v in _error_columns(err, None, len(out)).items():
+            out[c] = v
         return out
 
     def cycles(self, cfg: pd.DataFrame) -> np.ndarray:
@@ -196,25 +248,29 @@ class SWAEstimator:
         ok = feats["calibrated"].to_numpy() > 0
         if model is None:
             have = sorted(t for t, f in load_coefficients()["fits"].items() if "swa" in f)
-            src = np.full(len(feats), f"not calibrated for swa on {target} (SWA fit covers {', '.join(have)}); "
-                                      f"resources not estimated", dtype=object)
+            src = [f"not calibrated for swa on {target} (SWA fit covers {', '.join(have)}); resources not estimated"] * 2
             ok = np.zeros(len(feats), bool)
         else:
-            src = np.where(ok, f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fitted} fit on "
+            src = [f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fitted} fit on "
                                f"{len(model['keys']['calibration'])} syntheses, {model['date'][:10]}; held-out "
                                f"n={len(model['keys']['validation'])})"
                                + ("" if fitted == target else f"; {target} reuses the {fitted} fit (same LUT6/CARRY "
-                                                              f"fabric, DSP rule of {target})"),
-                           "not calibrated for this SWA config (the fit covers causal sliding-window kernels with int "
-                           "Q/K/V formats; minifloat, symmetric and dense-baseline kernels are not estimated)")
+                                                              f"fabric, DSP rule of {target}): error not measured "
+                                                              f"on {target}"),
+                   "not calibrated for this SWA config (the fit covers causal sliding-window kernels with int "
+                           "Q/K/V formats; minifloat, symmetric and dense-baseline kernels are not estimated)"]
         pred = predict_swa(feats, model) if model is not None else None
         for c in RESOURCE_COLUMNS:
             vals = pred[c].to_numpy() if pred is not None else np.zeros(len(feats), np.int64)
             out[c] = pd.array(np.where(ok, vals, 0), dtype="Int64")
             out.loc[~ok, c] = pd.NA
-        out["resource_source"] = src
-        err = _errors(model, "swa")
-        out["error"] = [err if o else {} for o in ok]
+        codes = np.where(ok, 0, 1)
+        out["resource_source"] = label_column(src, codes, len(out))
+        err = _errors(model, "swa", measured=fitted == target)
+        out["error"] = np.where(ok, pd.Series([err] * len(ok), dtype=object), pd.Series([{}] * len(ok), dtype=object))
+        out["error_source"] = label_column([_error_source(model, "swa", fitted, target), NO_ERROR], codes, len(out))
+        for c, v in _error_columns(err, ok, len(out)).items():
+            out[c] = v
         return out
 
     def cycles(self, cfg: pd.DataFrame) -> np.ndarray:

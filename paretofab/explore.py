@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from costmodel import PlotOptions, estimate, pareto, plot
+from costmodel.estimate import LABEL_COLUMNS, Cost
 from hw.rtl import design_name, export_design
 from models import distill as D
 from models import map_data
@@ -60,6 +61,20 @@ OBJECTIVES = ("lut", "dsp", "latency_us", "energy_nj")
 COST_KEYS = ("lut", "ff", "dsp", "bram18", "fmax_mhz", "cycles", "latency_us", "energy_nj")
 #: what the attention of a SWA student adds, per inference, to every design point
 ATTENTION_KEYS = ("lut", "ff", "dsp", "bram18", "cycles", "latency_us", "energy_nj")
+#: the label columns of every design point (``costmodel.estimate.LABEL_COLUMNS``): the source and
+#: held-out error of the engine's figures and whether its fmax hit the family's clock cap
+LABEL_KEYS = tuple(LABEL_COLUMNS)
+#: labels that name the SWA attention kernel too when it is added to a point
+_JOINED_LABELS = ("resource_source", "error_source", "energy_source")
+
+
+def cost_labels(c: Cost) -> dict:
+    """:data:`LABEL_KEYS` of one estimate, as ``estimate_frame`` gives them (NaN: not measured)."""
+    err = {f"{r}_err_{s}": (c.error.get(r) or {}).get(s) for r in ("lut", "ff") for s in ("median", "p90")}
+    return {"resource_source": c.resource_source, "error_source": c.error_source,
+            **{k: np.nan if v is None else v for k, v in err.items()}, "fmax_source": c.fmax_source,
+            "fmax_clamped": c.fmax_clamped, "fmax_cap_mhz": np.nan if c.fmax_cap_mhz is None else c.fmax_cap_mhz,
+            "energy_source": c.energy_source}
 
 
 @dataclass(frozen=True)
@@ -207,24 +222,29 @@ def network_cost(config: EngineConfig, layers: list[LayerWorkload], device: str,
     """Resources of ``config`` and the cycles / latency / energy of running every layer on it, one
     after another, for one inference (``density``: each layer's fraction of live blocks), plus
     ``attention`` (:func:`attention_cost`), the SWA kernel beside it, when given; keys
-    :data:`COST_KEYS`."""
+    :data:`COST_KEYS`, and the engine's labels :data:`LABEL_KEYS` (the attention kernel's sources
+    appended to ``resource_source``, ``error_source`` and ``energy_source``)."""
     density = density or {}
     costs = [estimate(config, device, k=lr.k, vectors=lr.vectors, block_density=density.get(lr.layer, 1.0))
              for lr in layers]
     c0 = costs[0]
     out = {"lut": c0.lut, "ff": c0.ff, "dsp": c0.dsp, "bram18": c0.bram18, "fmax_mhz": c0.fmax_mhz,
            "cycles": sum(c.cycles for c in costs), "latency_us": sum(c.latency_us for c in costs),
-           "energy_nj": sum(c.energy_nj for c in costs)}
+           "energy_nj": sum(c.energy_nj for c in costs), **cost_labels(c0)}
     for key, v in (attention or {}).items():
-        out[key] += v
+        if key in ATTENTION_KEYS:
+            out[key] += v
+        elif key in _JOINED_LABELS:
+            out[key] = f"{out[key]}; + SWA attention kernel: {v}"
     return out
 
 
 def attention_cost(kernels: list[AttentionKernel], device: str) -> dict[str, float] | None:
     """Cost of a SWA student's attention (:func:`paretofab.mapping.attention_kernels`): one kernel
     sized for the largest layer serves every layer and head (resources: the largest), heads and
-    layers run one after another (cycles, latency, energy: summed); keys :data:`ATTENTION_KEYS`.
-    None without attention."""
+    layers run one after another (cycles, latency, energy: summed); keys :data:`ATTENTION_KEYS`
+    and the kernel's ``resource_source``, ``error_source``, ``energy_source``. None without
+    attention."""
     if not kernels:
         return None
     total = dict.fromkeys(ATTENTION_KEYS, 0.0)
@@ -234,13 +254,16 @@ def attention_cost(kernels: list[AttentionKernel], device: str) -> dict[str, flo
             total[key] = max(total[key], getattr(c, key))
         for key in ("cycles", "latency_us", "energy_nj"):
             total[key] += ak.heads * getattr(c, key)
+        for key in _JOINED_LABELS:
+            total.setdefault(key, getattr(c, key))
     return total
 
 
 def cost_table(cands: list[Candidate], layers: list[LayerWorkload], device: str,
                attention: dict | None = None) -> pd.DataFrame:
     """One row per candidate and format: ``engine`` (the candidate's name), ``format``, ``lanes``,
-    ``config`` (the engine's ``to_dict()`` as JSON, for readers of the CSV) and :data:`COST_KEYS`."""
+    ``config`` (the engine's ``to_dict()`` as JSON, for readers of the CSV), :data:`COST_KEYS` and
+    the labels :data:`LABEL_KEYS`."""
     rows = [{"engine": c.name, "format": f, "lanes": config.lanes, "config": json.dumps(config.to_dict()),
              **network_cost(config, layers, device, c.density, attention)}
             for c in cands for f, config in c.engines.items()]
@@ -330,6 +353,14 @@ def print_table(df: pd.DataFrame) -> None:
     show = df.sort_values(["rank", "micro_f1"], ascending=[True, False])[cols]
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    labels = [c for c in LABEL_KEYS if c in df.columns]
+    if labels:
+        print(f"source and held-out error of every figure, and the fmax clamp: columns {', '.join(labels)} "
+              "of pareto.csv")
+        clamped = df["fmax_clamped"].astype(bool) if "fmax_clamped" in df.columns else None
+        if clamped is not None and clamped.any():
+            print(f"fmax hit the family clock cap ({df.loc[clamped, 'fmax_cap_mhz'].iloc[0]:g} MHz) on "
+                  f"{int(clamped.sum())} points (fmax_clamped): the cap, not their logic depth, sets their latency")
 
 
 def print_spread(student_metrics: dict, df: pd.DataFrame) -> None:

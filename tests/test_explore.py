@@ -159,6 +159,14 @@ def test_attention_cost_of_a_swa_student():
     att = attention_cost(kernels, "xc7z020")
     assert att["cycles"] == 2 * 2 * swa.cycles(kernel, 10)
     assert att["lut"] > 0 and att["dsp"] > 0
+    assert "SWA" in att["resource_source"] and att["error_source"] and att["energy_source"]
+    from paretofab.explore import network_cost
+
+    from hw.dot import DotConfig
+
+    net = network_cost(DotConfig(4, "int4", "int4", 16), [LayerWorkload("a", 16, 1)], "xc7z020", attention=att)
+    assert "+ SWA attention kernel: Yosys-calibrated SWA model" in net["resource_source"]
+    assert "+ SWA attention kernel:" in net["error_source"] and "fmax_clamped" in net
     assert attention_kernels(build("resnet", "student"), torch.rand(1, 10, 10), lanes=16) == []
     assert attention_cost([], "xc7z020") is None
 
@@ -189,6 +197,15 @@ def test_costs_once_per_candidate_and_format_joined_to_every_ptq(tmp_path, monke
                                                            for ptq in ("none", "weq"))])
     df = rank(points, costs, ExploreConfig(out=str(tmp_path)))
     assert len(df) == 12 and (tmp_path / "pareto.csv").exists()
+    from paretofab.explore import LABEL_KEYS
+
+    table = pd.read_csv(tmp_path / "pareto.csv")
+    assert all(c in table.columns for c in LABEL_KEYS), "pareto.csv carries every figure's source and error"
+    assert table["resource_source"].str.len().min() > 0 and table["fmax_clamped"].dtype == bool
+    for (engine, fmt), g in table.groupby(["engine", "format"]):
+        c = next(c for c in cands if c.name == engine).engines[fmt]
+        one = E.estimate(c, "xczu3eg", k=LAYERS[0].k, vectors=LAYERS[0].vectors)
+        assert g["error_source"].iloc[0] == one.error_source and bool(g["fmax_clamped"].iloc[0]) == one.fmax_clamped
     for (engine, fmt), g in df.groupby(["engine", "format"]):
         assert len(g) == 2 and g["lut"].nunique() == 1 and g["cycles"].nunique() == 1
         assert config_from_dict(json.loads(g["config"].iloc[0])) == next(

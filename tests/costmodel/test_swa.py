@@ -86,7 +86,7 @@ def test_cli_cost_swa_json(capsys):
     assert main(["cost", "swa", "--head-dim", "16", "--window", "16", "--lanes", "16", "--qk-fmt", "int8",
                  "--v-fmt", "int8", "--n", "256", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert list(d) == ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
+    assert list(d)[:8] == ["lut", "ff", "dsp", "bram18", "cycles", "fmax_mhz", "latency_us", "energy_nj"]
     assert d["cycles"] == swa.cycles(swa.SWAConfig(16, 16, 16, "int8", "int8"), 256)
     assert d["latency_us"] == pytest.approx(d["cycles"] / d["fmax_mhz"])
 
