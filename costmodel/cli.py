@@ -16,7 +16,7 @@ from hw.cli import DEFAULT_K_MAX, add_config_options, config_class, make_config
 from hw.engines import ENGINES, engine
 
 from hw.devices import DEFAULT_DEVICE, DEVICES
-from quant.formats import writable_folder
+from quant.common import HelpFormatter, writable_folder
 
 from .estimate import LABEL_COLUMNS, estimate, estimate_frame
 from .pareto import PlotOptions, pareto, plot
@@ -161,16 +161,6 @@ COST_EXAMPLES = {
 }
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown (where the help does not already say them), description and example kept as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        h = action.help or ""
-        if "default" in h or action.default in (None, False) or isinstance(action.default, bool):
-            return h
-        return super()._get_help_string(action)
-
-
 def _summary(mod) -> str:
     """The first sentence of an engine module's docstring, as plain text."""
     para = " ".join((mod.__doc__ or mod.__name__).strip().split("\n\n")[0].split())
@@ -193,7 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=_wrap("Cost-model estimate (microseconds, no synthesis) of one engine config on a "
                                    "workload and an FPGA part: resources with their held-out error, cycles "
                                    "from the engine's own closed form, fmax, latency and energy."),
-                       epilog=_example(*COST_EXAMPLES.values()), formatter_class=_Help)
+                       epilog=_example(*COST_EXAMPLES.values()), formatter_class=HelpFormatter)
     esub = p.add_subparsers(dest="engine", metavar="ENGINE", required=True)
     parts = ", ".join(DEVICES)
     for name in COSTED_ENGINES:
@@ -204,7 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         work = ("--seq-len tokens" if name == "swa" else
                 "--k elements per dot product and --vectors dot products"
                 + (", --block-density the fraction of weight blocks kept" if name == "sparse" else ""))
-        q = esub.add_parser(name, help=first, formatter_class=_Help, epilog=_example(COST_EXAMPLES.get(name, "")),
+        q = esub.add_parser(name, help=first, formatter_class=HelpFormatter, epilog=_example(COST_EXAMPLES.get(name, "")),
                             description=_wrap(f"Cost-model estimate of one {name} engine ({first}): the "
                                         f"engine's config options, the workload ({work}) and the FPGA part "
                                         "(--device). Prints a table, or --json."))
@@ -240,7 +230,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "--minimize lut latency_us --out front.svg",
                                        "paretofab pareto configs.csv --estimate --device xczu3eg "
                                        "--minimize lut latency_us"),
-                       formatter_class=_Help)
+                       formatter_class=HelpFormatter)
     p.add_argument("file", help="CSV file or SQLite database")
     p.add_argument("--table", default=None, help="SQLite table (when the database has several)")
     p.add_argument("--maximize", nargs="+", default=None, metavar="COL",

@@ -10,7 +10,7 @@ target's own ``synth_*`` script, parses its ``stat`` report into :class:`Resourc
 result as JSON keyed by a hash of (Verilog, target, options, Yosys version), so a grid of configs
 is synthesized once.
 
-Cache root: :func:`quant.formats.cache_root` (re-exported here as ``cache_root``;
+Cache root: :func:`quant.common.cache_root` (re-exported here as ``cache_root``;
 ``$PARETOFAB_CACHE`` if set, else ``<sys.prefix>/.cache/paretofab``); synthesis results live under
 ``synth/``, Verilator builds (``hw.verilator``) under ``verilator/``.
 
@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quant.formats import cache_root
+from quant.common import cache_root
 
 from .engines import engine
 

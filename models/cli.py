@@ -11,31 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant.formats import writable_folder
+from quant.common import HelpFormatter, writable_folder
 
 from . import distill as D
 from . import map_data, traces
 from .prune import Pattern, PruneConfig, parse_pattern, prune_student
 from .workload import TraceSpec, stats_of_trace
 from .zoo import ARCHS, PRESETS
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Wraps a one-paragraph description, keeps the line breaks of a multi-line text (the
-    examples), and shows every default that says something (not None, False or an empty string,
-    which the help text words itself)."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if "\n" in text:
-            return "".join(indent + line for line in text.splitlines(keepends=True))
-        return super()._fill_text(text, width, indent)
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        help = action.help or ""
-        d = action.default
-        if "%(default)" in help or d is None or d is False or d == "" or d is argparse.SUPPRESS:
-            return help
-        return f"{help} (default %(default)s)"  # the project's spelling (explore, trace options)
 
 
 def add_trace_arguments(p: argparse.ArgumentParser, trace_file: bool = True) -> None:

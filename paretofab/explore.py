@@ -44,7 +44,8 @@ from models import map_data
 from models.map_data import load_splits
 from models.prune import Pattern, prune_student
 from models.zoo import load_checkpoint
-from quant.formats import parse_format, writable_folder
+from quant.common import writable_folder
+from quant.formats import parse_format
 from quant.sweep import SweepSpace, grid, load_results, run_sweep
 
 from .mapping import (AttentionKernel, EngineConfig, LayerWorkload, attention_kernels, block_density, engine_for,

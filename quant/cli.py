@@ -11,6 +11,7 @@ from collections import Counter
 
 import pandas as pd
 
+from .common import HelpFormatter
 from .formats import Format, all_formats, parse_format
 from .sweep import SCHEDULER_TIMEOUT_S, SweepSpace, grid, load_failures, load_results, run_sweep
 
@@ -137,16 +138,6 @@ def pd_width():
     return pd.option_context("display.width", 200, "display.max_colwidth", 120)
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown (where the help does not already say them), description and example kept as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        h = action.help or ""
-        if "default" in h or action.default in (None, False) or isinstance(action.default, bool):
-            return h
-        return super()._get_help_string(action)
-
-
 def _wrap(text: str) -> str:
     return textwrap.fill(text, 100)
 
@@ -156,7 +147,7 @@ def _example(*lines: str) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("formats", help="table of supported number formats", formatter_class=_Help,
+    p = sub.add_parser("formats", help="table of supported number formats", formatter_class=HelpFormatter,
                        description=_wrap("Print bits, max, min normal, min subnormal and the number of finite "
                                          "values of every supported format, or only of those named.")
                        + "\n\n" + _wrap(OCP_NOTE),
@@ -168,7 +159,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "sweep", help="PTQ design-space sweep (formats × techniques × pattern) into a SQLite store",
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
         description=_wrap("Quantize a model for every combination of the comma lists (Brevitas PTQ) and "
                           "store its metric, one row per finished point. A rerun skips finished points; "
                           "sweeps running into one store at once share the grid (each point is computed "
@@ -205,7 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("results", help="show a sweep's results (table or CSV)", formatter_class=_Help,
+    p = sub.add_parser("results", help="show a sweep's results (table or CSV)", formatter_class=HelpFormatter,
                        description=_wrap("Print the finished points of a sweep store (or, with --failed, "
                                          "the points whose last try failed, with their errors)."),
                        epilog=_example("paretofab results runs/demo.sqlite",

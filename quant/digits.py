@@ -2,7 +2,7 @@
 
 It needs no download (the data ship with scikit-learn) and trains in a few seconds on one CPU
 core, deterministically for a given seed; the trained weights are cached under
-:func:`quant.formats.cache_root` (``$PARETOFAB_CACHE``, default ``<sys.prefix>/.cache/paretofab``)
+:func:`quant.common.cache_root` (``$PARETOFAB_CACHE``, default ``<sys.prefix>/.cache/paretofab``)
 and loaded with ``weights_only=True``.
 Splits (stratified, fixed by ``seed``): 60 % train, 20 % validation, 20 % test; calibration
 uses the first ``n_calib`` training images.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .formats import cache_root
+from .common import cache_root
 
 __all__ = ["DigitsNet", "DigitsData", "load_data", "train", "load_model", "accuracy"]
 
@@ -90,7 +90,7 @@ def train(data: DigitsData, seed: int = 0, epochs: int = 40) -> DigitsNet:
 
 
 def cache_dir() -> Path:
-    """Where the trained digits weights are cached: :func:`quant.formats.cache_root`."""
+    """Where the trained digits weights are cached: :func:`quant.common.cache_root`."""
     return cache_root()
 
 

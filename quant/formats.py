@@ -24,10 +24,7 @@ suffixes                  ``b<bias>`` non-default bias (``e4m3b11``), ``nosub`` 
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,8 +38,6 @@ __all__ = [
     "parse_format",
     "all_formats",
     "VALID_SPELLINGS",
-    "cache_root",
-    "writable_folder",
 ]
 
 VALID_SPELLINGS = (
@@ -306,28 +301,3 @@ def all_formats() -> list[Format]:
             out.append(MinifloatFormat(e, total - 1 - e))
     out += [parse_format(n) for n in ("e4m3ocp", "e5m2ieee", "e4m3ieee", "e3m4ieee")]
     return out
-
-
-def cache_root() -> Path:
-    """Root directory of paretofab's build/result caches: ``$PARETOFAB_CACHE`` if set, else
-    ``<sys.prefix>/.cache/paretofab`` (inside the virtual environment). The one owner of this
-    default; hw (``synth/``, ``verilator/``), costmodel (``ltp/``, ``pnr/``) and quant (digits
-    weights) all call it."""
-    env = os.environ.get("PARETOFAB_CACHE")
-    return Path(env) if env else Path(sys.prefix) / ".cache" / "paretofab"
-
-
-def writable_folder(folder: str | Path) -> Path:
-    """``folder``, created if needed and checked writable (a probe file is written and removed),
-    so that a bad output path fails before any work; an ``OSError`` naming ``folder`` otherwise.
-    The one output-folder check of every command (beside :func:`cache_root`, the other path every
-    package needs)."""
-    d = Path(folder)
-    d.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, probe = tempfile.mkstemp(dir=d, prefix=".paretofab-write-test")
-    except OSError as e:
-        raise type(e)(e.errno, e.strerror, str(d)) from None
-    os.close(fd)
-    os.unlink(probe)
-    return d

@@ -449,7 +449,7 @@ def _done_keys(con: sqlite3.Connection) -> set[str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 # ---- claims: one process computes each point ---------------------------------------------------

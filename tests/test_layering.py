@@ -5,11 +5,12 @@ is imported):
 1. the arrows between packages::
 
        paretofab  may import everything
-       costmodel  hw, quant.formats                  (never models, never paretofab)
+       costmodel  hw, quant.formats, quant.common    (never models, never paretofab)
        hw         quant.formats, quant.reference     (never costmodel, models, paretofab)
        quant      models (students)                  (never hw, costmodel, paretofab)
-       models     quant.formats at most              (never hw, costmodel, paretofab)
-       quant.formats, quant.reference: the ground floor, importing nothing else of the project
+       models     quant.formats, quant.common at most (never hw, costmodel, paretofab)
+       quant.formats, quant.reference, quant.common: the ground floor, importing nothing else of the
+       project (common: the cache root, the output-folder check, the commands' help formatter)
 
 2. no import cycle between project modules (function-local imports count);
 3. no function-local import of a project module;
@@ -31,7 +32,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("hw", "quant", "models", "costmodel", "paretofab")
-GROUND = frozenset({"quant.formats", "quant.reference"})
+GROUND = frozenset({"quant.formats", "quant.reference", "quant.common"})
 
 #: top-level packages a function may import locally, with the words its comment may name them by
 HEAVY = {
@@ -48,7 +49,7 @@ HEAVY = {
 
 
 def layer(module: str) -> str:
-    """``ground`` for quant.formats / quant.reference, else the top-level package."""
+    """``ground`` for quant.formats / quant.reference / quant.common, else the top-level package."""
     return "ground" if module in GROUND else module.split(".")[0]
 
 
@@ -59,10 +60,10 @@ def allowed(src: str, dst: str) -> bool:
         return True
     return {
         "ground": False,
-        "models": dst == "quant.formats",
+        "models": dst in ("quant.formats", "quant.common"),
         "hw": d == "ground",
         "quant": d in ("ground", "models"),
-        "costmodel": d == "hw" or dst == "quant.formats",
+        "costmodel": d == "hw" or dst in ("quant.formats", "quant.common"),
         "paretofab": True,
     }[s]
 
