@@ -2,6 +2,10 @@
 #   make demo   bootstrap .venv, then run the main job
 #   make test   bootstrap .venv, then the default (fast) test suite
 # Others: make test-slow (slow-marked tests), make bench (benchmark tables), make clean.
+#   make bench-costmodel   cost-model tables from the stored Yosys runs only (minutes, no synthesis)
+#   make calibrate         every calibration grid + the held-out random DOE (hours; one Yosys at a
+#                          time; stop it any time, run it again to resume; then `make refit`)
+#   make refit             refit data/coefficients.json from the stored runs
 
 PY      ?= python3
 VENV    ?= .venv
@@ -9,7 +13,11 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 JOBS    ?= 2
 
-.PHONY: demo test test-slow bench clean venv
+.PHONY: demo test test-slow bench bench-costmodel calibrate refit clean venv
+
+DOE_COUNT ?= 400
+DOE_SEED  ?= 0
+CAL       := $(VPY) -m costmodel.calibrate
 
 venv: $(STAMP)
 
@@ -32,6 +40,21 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+bench-costmodel: $(STAMP)
+	$(VPY) bench/costmodel.py --no-synth
+
+calibrate: $(STAMP)
+	$(CAL) primitives --target xc7
+	$(CAL) buffers --target xc7
+	$(CAL) muxes --target xc7
+	$(CAL) engines --grid dense --grid sparse --grid smallint --target xc7
+	$(CAL) engines --grid swa --target xc7
+	$(CAL) engines --grid order --target xc7
+	$(CAL) engines --grid doe --count $(DOE_COUNT) --seed $(DOE_SEED) --target xc7
+
+refit: $(STAMP)
+	$(VPY) -m costmodel.resources xc7 ice40 ecp5
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

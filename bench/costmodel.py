@@ -5,7 +5,10 @@ synthesis, and a predicted-vs-synthesized scatter.
     .venv/bin/python bench/costmodel.py [--target xc7] [--out runs/costmodel_scatter.png] [--no-synth]
 
 Validation rows are the documented hold-out split of ``costmodel/data/calibration.csv``
-(``costmodel.calibrate.split``); the shipped coefficients never saw them.
+(``costmodel.calibrate.split``); the shipped coefficients never saw them. The random held-out
+table reads ``costmodel/data/doe_heldout.csv`` (the seeded design of experiments over the space the
+CLI accepts, never fitted on; ``costmodel.resources.heldout_report``). Everything is read from
+stored Yosys runs; ``--no-synth`` skips the one fresh timing synthesis. ``make bench-costmodel``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from costmodel.calibrate import CALIBRATION_CSV, FORMATS, SWA_CALIBRATION_CSV, is_validation, split  # noqa: E402
+from costmodel.calibrate import CALIBRATION_CSV, DOE_HELDOUT_CSV, FORMATS, SWA_CALIBRATION_CSV, is_validation, split  # noqa: E402
 from costmodel.estimate import estimate_frame  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
 from costmodel.pnr import PNR_CSV  # noqa: E402
-from costmodel.resources import load_coefficients, predict_frame  # noqa: E402
+from costmodel.resources import heldout_groups, heldout_report, heldout_rows, load_coefficients, predict_frame  # noqa: E402
 from hw.arith import acc_bits  # noqa: E402
 from hw.dot import DotConfig  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
@@ -73,6 +76,33 @@ def swa_table() -> None:
             f"{f'{row[r]}/{p[r]}':>16}" for r in ("lut", "ff", "dsp", "bram18")))
     for r, v in fit["validation"]["swa"].items():
         print(f"  held-out {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
+
+
+def heldout_table(target: str) -> None:
+    """Error on the held-out random design of experiments (``data/doe_heldout.csv``) per group,
+    with FINN-R's analytic LUT estimate on the same configs beside it (stored rows only)."""
+    rows = heldout_rows(target)
+    rep = heldout_report(target)
+    if rows.empty:
+        print(f"\n# no held-out DOE rows for {target} (run: make calibrate, or python -m costmodel.calibrate "
+              f"engines --grid doe --count 400 --seed 0 --target {target})")
+        return
+    masks = heldout_groups(rows)
+    fin = np.array([finn_r(r, r["dsp"] > 0)[0] for _, r in rows.iterrows()])
+    fe = rel_err(fin, rows["lut"])
+    cmds = sorted(set(pd.read_csv(DOE_HELDOUT_CSV)["command"].dropna()))
+    print(f"\n# Random held-out set: {len(rows)} configs drawn over the CLI's space before any fit, never fitted on "
+          f"({DOE_HELDOUT_CSV.name}; {'; '.join(cmds)}), {', '.join(sorted(set(rows['yosys'])))}, target {target}")
+    print(f"{'group':<24}{'n':>4}{'LUT median':>11}{'LUT p90':>9}{'LUT bias':>9}{'FF exact':>9}{'DSP exact':>10}"
+          f"{'BRAM exact':>11}   {'FINN-R LUT median':>18}{'p90':>7}")
+    for _, r in rep.iterrows():
+        m = masks[r["group"]]
+        if not r["n"]:
+            print(f"{r['group']:<24}{0:>4}")
+            continue
+        print(f"{r['group']:<24}{r['n']:>4}{r['lut_median']:>11.1%}{r['lut_p90']:>9.1%}{r['lut_bias']:>+9.1%}"
+              f"{r['ff_exact']:>9.0%}{r['dsp_exact']:>10.0%}{r['bram18_exact']:>11.0%}   "
+              f"{np.median(fe[m]):>18.1%}{np.percentile(fe[m], 90):>7.1%}")
 
 
 def pnr_table() -> None:
@@ -174,6 +204,7 @@ def main(argv=None) -> int:
         exact = (g["pred_dsp"] == g["dsp"]).mean()
         print(f"{'':<14}DSP exact on {exact:.0%} of {eng} validation configs")
 
+    heldout_table(args.target)
     if args.target == "xc7":
         swa_table()
     pnr_table()

@@ -14,6 +14,17 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
     activation widths: checks the LUT6 count of an m:1 mux (:func:`costmodel.features.mux_lut6_per_bit`).
 ``swa_calibration.csv``
     The sliding-window attention kernel (``hw.swa``), causal int Q/K/V configs (grid ``swa``).
+``doe_heldout.csv``
+    Whole engines (``dot``, ``sparse``) drawn by a seeded random design of experiments over the
+    space the CLI accepts (grid ``doe``, :func:`doe_grid`). **Every row of this file is held out**:
+    the configs are fixed by ``(seed, index)`` before any synthesis, the file is never fitted on
+    (:func:`heldout_keys`; :func:`costmodel.resources.fit` drops any calibration row whose key is
+    in it), and it serves only to report the model's error on the space users ask for
+    (:func:`costmodel.resources.heldout_report`). Each row stores its command, seed and index.
+``order_check.csv``
+    Dense engines with a mixed format pair synthesized in both operand orders (grid ``order``,
+    :func:`order_grid`): checks that the operand order changes neither Yosys' result (beyond a few
+    LUTs) nor the estimate. Never fitted on.
 ``calibration.csv``
     Whole engines (``hw.engines``: dense ``dot``, ``sparse`` N:M) over formats int2–8 and every
     minifloat of 4–8 bits, lanes 1–64, k_max, pipeline depth and N:M patterns (grids ``dense``,
@@ -38,6 +49,11 @@ Command line::
     python -m costmodel.calibrate engines --grid sparse --target xc7
     python -m costmodel.calibrate engines --grid smallint --target xc7
     python -m costmodel.calibrate engines --grid swa --target xc7
+    python -m costmodel.calibrate engines --grid doe --count 400 --seed 0 --target xc7   # held out
+    python -m costmodel.calibrate engines --grid order --target xc7                      # not fitted
+
+``make calibrate`` runs all of them in sequence (hours; stop it any time and run it again to
+resume); ``make bench-costmodel`` reports from the stored rows only (minutes).
 """
 
 from __future__ import annotations
@@ -56,6 +72,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -66,12 +83,16 @@ from hw.engines import config_from_dict
 from hw.rtl import TARGETS, synthesize, yosys_version
 from hw.sparse import IndexMux
 from hw.swa import SWAConfig
+from hw.engine import tree_levels
+from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 
 DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
 BUFFERS_CSV = DATA / "buffers.csv"
 MUXES_CSV = DATA / "muxes.csv"
 CALIBRATION_CSV = DATA / "calibration.csv"
+DOE_HELDOUT_CSV = DATA / "doe_heldout.csv"
+ORDER_CHECK_CSV = DATA / "order_check.csv"
 SWA_CALIBRATION_CSV = DATA / "swa_calibration.csv"
 META_JSON = DATA / "calibration_meta.json"
 
@@ -84,6 +105,13 @@ MIXED_PAIRS = [
     ("int2", "int8"), ("int4", "int8"), ("int8", "int4"), ("int3", "int6"), ("int4", "e4m3"),
     ("e2m1", "int8"), ("e2m1", "e4m3"), ("e4m3", "e5m2"), ("e3m2", "e2m3"), ("int8", "e4m3"),
     ("e2m1", "int4"), ("int6", "int6"),
+]
+#: the operand-order check: pairs of MIXED_PAIRS (and two new ones) synthesized in the other order
+#: too, so that (w, a) and (a, w) are both measured (``hw.arith.multiplier`` builds the same
+#: circuit up to the order of the ``$mul`` / ``$add`` operands; Yosys gives equal LUTs)
+ORDER_PAIRS = [
+    ("e4m3", "int8"), ("e4m3", "int4"), ("int8", "e2m1"), ("int4", "e2m1"), ("e2m3", "e3m2"),
+    ("e3m2", "int8"), ("int8", "e3m2"), ("e4m3", "int6"), ("int6", "e4m3"),
 ]
 
 #: (depth, width) of the synthesized on-chip buffers (one write port, one synchronous read port)
@@ -99,6 +127,8 @@ SWA_FIELDS = ["key", "config", "target", "head_dim", "window", "lanes", "qk_fmt"
 ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "k_max", "pipeline",
                  "n", "m", "block", "lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf",
                  "seconds", "yosys", "date"]
+#: the held-out DOE table: the engine columns plus the split, the draw (seed, index) and the command
+DOE_FIELDS = ENGINE_FIELDS + ["split", "seed", "index", "command"]
 
 
 def config_key(cfg: dict, target: str) -> str:
@@ -121,8 +151,9 @@ def split(df):
 
 
 def primitive_pairs() -> list[tuple[str, str]]:
-    """Same-format pairs of every format in :data:`FORMATS`, plus :data:`MIXED_PAIRS`."""
-    return [(f, f) for f in FORMATS] + MIXED_PAIRS
+    """Same-format pairs of every format in :data:`FORMATS`, plus :data:`MIXED_PAIRS` and
+    :data:`ORDER_PAIRS`."""
+    return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS
 
 
 def _pipeline_choices(lanes: int) -> list[int]:
@@ -211,7 +242,94 @@ def swa_grid(seed: int = 3) -> list[dict]:
     return [SWAConfig(d, w, lanes, f, f).to_dict() for d, w, lanes, f in shapes]
 
 
-GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid, "swa": swa_grid}
+def order_grid(seed: int = 4) -> list[dict]:
+    """Dense engines of mixed minifloat × int pairs, each in both operand orders at the same
+    shape (lanes, k_max, pipeline): the operand-order check (``order_check.csv``)."""
+    shapes = [(8, "e3m2", "int8", 1024, 1), (6, "e4m3", "int6", 2000, 2), (5, "e2m3", "int8", 300, 0)]
+    out = []
+    for lanes, w, a, k, p in shapes:
+        for ww, aa in ((w, a), (a, w)):
+            out.append(dict(engine="dot", lanes=lanes, wfmt=ww, afmt=aa, k_max=k, pipeline=p))
+    return out
+
+
+#: every format the CLI accepts (quant.formats.all_formats: ints 2–8 signed / narrow / unsigned,
+#: every ExMy minifloat of 3–8 bits, the OCP / IEEE FP8 variants)
+def _doe_formats() -> tuple[list[str], list[str]]:
+
+    fmts = [str(f) for f in all_formats()]
+    ints = [str(f) for f in all_formats() if isinstance(f, IntFormat)]
+    return ints, [f for f in fmts if f not in ints]
+
+
+#: wide-exponent minifloats (E >= 5) align products into 60–260-bit words; the DOE caps their
+#: engines at this many lanes so that one synthesis stays within minutes
+DOE_WIDE_EXP_MAX_LANES = 8
+DOE_MAX_LANES = 64
+DOE_K_RANGE = (16, 16384)
+
+
+def _wide_exp(fmt: str) -> bool:
+
+    f = parse_format(fmt)
+    return isinstance(f, MinifloatFormat) and f.exponent_bits >= 5
+
+
+def doe_config(rng: random.Random) -> dict:
+    """One random dot / sparse config over the space the CLI accepts (:func:`doe_grid`)."""
+
+    ints, mfs = _doe_formats()
+    kind = rng.choice(["same", "mf_int", "int_mf", "mf_mf", "int_int"])
+    if kind == "same":
+        w = rng.choice(ints + mfs)
+        a = w
+    else:
+        w = rng.choice(mfs if kind in ("mf_int", "mf_mf") else ints)
+        a = rng.choice(mfs if kind in ("int_mf", "mf_mf") else ints)
+    cap = DOE_WIDE_EXP_MAX_LANES if (_wide_exp(w) or _wide_exp(a)) else DOE_MAX_LANES
+    # lanes log-uniform over 1..cap (non-powers of two included), k_max log-uniform over DOE_K_RANGE
+    lanes = max(1, min(cap, int(round(2 ** rng.uniform(0, np.log2(cap))))))
+    lo, hi = DOE_K_RANGE
+    k_max = int(round(2 ** rng.uniform(np.log2(lo), np.log2(hi))))
+    engine = rng.choice(["dot", "sparse"])
+    if engine == "dot":
+        return dict(engine="dot", lanes=lanes, wfmt=w, afmt=a, k_max=k_max,
+                    pipeline=rng.randint(0, tree_levels(lanes) + 1))
+    m = rng.choice([2, 4, 8, 16])
+    n = rng.randint(1, min(m - 1, cap))
+    lanes = n * max(1, int(round(lanes / n)))
+    while lanes > cap:
+        lanes -= n
+    lanes = max(lanes, n)
+    span = lanes // n * m
+    block = None if rng.random() < 0.5 else span * rng.choice([1, 2, 4, 8])
+    return dict(engine="sparse", lanes=lanes, n=n, m=m, wfmt=w, afmt=a, k_max=k_max, block=block,
+                pipeline=rng.randint(0, tree_levels(lanes) + 1))
+
+
+def doe_grid(seed: int = 0, count: int = 400) -> list[dict]:
+    """A seeded random design of experiments over the space the CLI accepts, ``count`` configs.
+
+    Per config (each draw from ``random.Random(seed)``, in order, so that the first ``c`` configs
+    of ``count`` > ``c`` are the ``c`` configs of a shorter run): the format pair — same format,
+    minifloat × int, int × minifloat, minifloat × minifloat or int × int, each 1/5 — from every
+    format of :func:`quant.formats.all_formats`; lanes log-uniform over 1–64 (non-powers of two
+    included; at most :data:`DOE_WIDE_EXP_MAX_LANES` for E ≥ 5 minifloats); k_max log-uniform over
+    16–16384; engine dot or sparse (1/2 each); for sparse, m in {2, 4, 8, 16}, n uniform in
+    1..m-1, lanes rounded to a multiple of n, block none (1/2) or span × {1, 2, 4, 8}; pipeline
+    uniform over every depth 0..tree_levels(lanes) + 1. Every row is held out
+    (``doe_heldout.csv``, module docstring)."""
+    rng = random.Random(seed)
+    return [doe_config(rng) for _ in range(count)]
+
+
+def heldout_keys(path: Path | None = None) -> set[str]:
+    """Keys of the held-out DOE rows (``doe_heldout.csv``): never fitted on."""
+    return _done_keys(DOE_HELDOUT_CSV if path is None else path)
+
+
+GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid, "swa": swa_grid, "doe": doe_grid,
+         "order": order_grid}
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -254,7 +372,8 @@ def _record_command(kind: str, argv: list[str]) -> None:
     meta["yosys"] = yosys_version()
     meta["synth_scripts"] = TARGETS
     meta["updated"] = _now()
-    meta["split_rule"] = "validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target])"
+    meta["split_rule"] = ("validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target]); every row "
+                          "of doe_heldout.csv (grid doe, drawn by seed before synthesis) is held out, never fitted")
     META_JSON.parent.mkdir(parents=True, exist_ok=True)
     META_JSON.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
@@ -356,6 +475,14 @@ def engine_jobs(configs: Iterable[dict], target: str = "xc7") -> Iterator[SynthJ
         yield SynthJob(cfg, lambda config=config: config, cols, f"{full['engine']} {cfg}")
 
 
+def doe_jobs(configs: list[dict], seed: int, command: str) -> Iterator[SynthJob]:
+    """:func:`engine_jobs` of the DOE draw, each row marked ``split=heldout`` with its (seed,
+    index) and command, in draw order (a stopped run resumes where it stopped)."""
+    for i, job in enumerate(engine_jobs(configs)):
+        yield SynthJob(job.spec, job.build, {**job.columns, "split": "heldout", "seed": seed, "index": i,
+                                             "command": command}, f"doe #{i} {job.label}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m costmodel.calibrate", description=__doc__.split("\n")[0])
@@ -372,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--limit", type=int, default=None)
     pe.add_argument("--order", choices=["grid", "shuffle"], default="shuffle",
                     help="shuffle (seeded): any prefix of the run is a representative sample")
+    pe.add_argument("--count", type=int, default=400, help="grid doe: configs drawn (default 400)")
+    pe.add_argument("--seed", type=int, default=0, help="grid doe: seed of the draw (default 0)")
     args = p.parse_args(argv)
     _record_command(args.what if args.what != "engines" else "engines:" + ",".join(args.grid), argv)
     if args.what == "primitives":
@@ -385,8 +514,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "swa" in args.grid:
         synthesize_missing(engine_jobs(swa_grid(), args.target), SWA_CALIBRATION_CSV, SWA_FIELDS, args.target)
+    if "doe" in args.grid:
+        command = f"python -m costmodel.calibrate engines --grid doe --count {args.count} --seed {args.seed} " \
+                  f"--target {args.target}"
+        configs = doe_grid(args.seed, args.count)
+        synthesize_missing(doe_jobs(configs, args.seed, command), DOE_HELDOUT_CSV, DOE_FIELDS, args.target,
+                           limit=args.limit)
+    if "order" in args.grid:
+        command = f"python -m costmodel.calibrate engines --grid order --target {args.target}"
+        jobs = (SynthJob(j.spec, j.build, {**j.columns, "command": command}, j.label) for j in engine_jobs(order_grid()))
+        synthesize_missing(jobs, ORDER_CHECK_CSV, ENGINE_FIELDS + ["command"], args.target)
     configs: list[dict] = []
-    for g in (g for g in args.grid if g != "swa"):
+    for g in (g for g in args.grid if g not in ("swa", "doe", "order")):
         configs += GRIDS[g]()
     if args.order == "shuffle":
         random.Random(12345).shuffle(configs)

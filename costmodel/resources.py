@@ -2,8 +2,10 @@
 
 Primitives (bits and counts from :mod:`costmodel.features`; LUTs from fitted coefficients)
 ----------------------------------------------------------------------------------------
-multiplier      LUTs of one exact multiplier for the format pair: the Yosys figure from
-                ``data/primitives.csv`` where that pair was synthesized, else the fitted formula
+multiplier      LUTs of one exact multiplier for the format pair, operand-order free (the
+                hardware is the same for (w, a) and (a, w)): the mean Yosys figure from
+                ``data/primitives.csv`` where that pair was synthesized in either order, else
+                the fitted formula (symmetric in w and a)
                 ``c_int·A·B`` (int × int in LUTs) or ``c_sig·A·B + c_sh·P·S + c_neg·P + c_mf``
                 (minifloat: significand multiplier A×B, alignment shifter P×S, negation P,
                 exponent adder/decoders), A·B → 0 when the Yosys DSP rule maps it to a DSP;
@@ -70,13 +72,14 @@ import pandas as pd
 
 from hw.engines import config_from_dict
 
-from .calibrate import CALIBRATION_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, is_validation, split
+from .calibrate import (CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, heldout_keys,
+                        is_validation, split)
 from .features import config_row, frame_features, pair_props
 from .pnr import PNR_CSV
 from .swa import SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
 
 __all__ = ["COEFFICIENTS_JSON", "fit", "fit_swa", "predict_swa", "model_for", "load_coefficients", "predict_frame",
-           "design_matrix",
+           "design_matrix", "heldout_report", "HELDOUT_GROUPS",
            "LUT_TERMS", "FF_TERMS", "ResourceModelError"]
 
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
@@ -103,9 +106,27 @@ def _mult_terms(props: dict) -> np.ndarray:
 
 
 def _primitive_table(target: str) -> dict[tuple[str, str], float]:
+    """Measured multiplier LUTs per format pair, operand-order free: ``hw.arith.multiplier(w, a)``
+    and ``multiplier(a, w)`` are the same circuit up to the order of the ``$mul`` / ``$add``
+    operands (:class:`hw.arith.IntMultiplier`: ``w * a``; :class:`hw.arith.MinifloatMultiplier`:
+    decoders of both operands, ``wdec.mag * adec.mag``, ``wdec.shift + adec.shift``; the product
+    width and alignment are symmetric), so both orders get the mean of every stored synthesis of
+    either order (Yosys/ABC differ by a few LUTs between orders: ``data/primitives.csv``,
+    :data:`costmodel.calibrate.ORDER_PAIRS`)."""
     p = _read_csv(PRIMITIVES_CSV)
     p = p[p["target"] == target]
-    return {(w, a): float(l) for w, a, l in zip(p["wfmt"], p["afmt"], p["lut"])}
+    runs: dict[tuple[str, str], list[float]] = {}
+    for w, a, l in zip(p["wfmt"], p["afmt"], p["lut"]):
+        runs.setdefault(_pair_key(w, a), []).append(float(l))
+    out = {}
+    for (w, a), ls in runs.items():
+        out[(w, a)] = out[(a, w)] = float(np.mean(ls))
+    return out
+
+
+def _pair_key(w: str, a: str) -> tuple[str, str]:
+    """The operand-order-free key of a format pair (sorted names)."""
+    return (w, a) if w <= a else (a, w)
 
 
 def fit_multiplier(target: str = "xc7") -> dict:
@@ -122,7 +143,8 @@ def fit_multiplier(target: str = "xc7") -> dict:
 
 
 def mult_lut(wfmt: str, afmt: str, target: str, mult_coef: dict | None) -> float:
-    """LUTs of one multiplier: measured (primitives.csv) when available, else the formula."""
+    """LUTs of one multiplier: measured (primitives.csv, either operand order) when available,
+    else the formula; the same for (wfmt, afmt) and (afmt, wfmt)."""
     table = _cached_primitive_table(target)
     if (wfmt, afmt) in table:
         return table[(wfmt, afmt)]
@@ -257,6 +279,8 @@ def fit(target: str = "xc7", calibration_csv: Path = CALIBRATION_CSV) -> dict:
     if data.empty:
         raise ResourceModelError(f"no calibration rows for target {target!r} in {calibration_csv}; run "
                                  f"python -m costmodel.calibrate engines --grid dense --target {target}")
+    # the held-out DOE rows (data/doe_heldout.csv) are never fitted on, whichever file holds them
+    data = data[~data["key"].isin(heldout_keys())]
     mult = fit_multiplier(target)
     cal, val = split(data)
     dm_cal = design_matrix(cal, target, mult)
@@ -269,7 +293,9 @@ def fit(target: str = "xc7", calibration_csv: Path = CALIBRATION_CSV) -> dict:
          "bram18": "no memories in the dot/sparse engines"},
         [calibration_csv, PRIMITIVES_CSV], {"calibration": sorted(cal["key"]), "validation": sorted(val["key"])},
         SPLIT_RULE, sorted(set(data["yosys"])), _engine_errors(predict_frame(val, target, model), val),
-        multiplier=mult, calibration_fit=_engine_errors(predict_frame(cal, target, model), cal))
+        multiplier=mult, calibration_fit=_engine_errors(predict_frame(cal, target, model), cal),
+        never_fitted=f"every key of data/{DOE_HELDOUT_CSV.name} (the held-out random design of experiments, "
+                     "costmodel.calibrate.doe_grid; errors: costmodel.resources.heldout_report)")
 
 
 def swa_rows(target: str, csv: Path = SWA_CALIBRATION_CSV) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -440,6 +466,62 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
         "dsp": dm["dsp"].astype(np.int64),
         "bram18": np.zeros(len(df), dtype=np.int64),
     }, index=df.index)
+
+
+#: the groups of the held-out DOE report (a row may be in several: "non-power-of-two lanes" cuts
+#: across the others)
+HELDOUT_GROUPS = ["dense same-format", "dense mixed", "sparse", "sparse+blocks", "non-power-of-two lanes", "all"]
+
+
+def heldout_groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Boolean masks of :data:`HELDOUT_GROUPS` over config ``rows``."""
+    eng = rows["engine"].to_numpy()
+    same = (rows["wfmt"].astype(str) == rows["afmt"].astype(str)).to_numpy()
+    block = rows["block"] if "block" in rows else pd.Series([None] * len(rows), index=rows.index)
+    has_block = block.map(lambda b: b is not None and b == b and str(b) != "").to_numpy(dtype=bool)
+    lanes = rows["lanes"].to_numpy(dtype=int)
+    return {"dense same-format": (eng == "dot") & same, "dense mixed": (eng == "dot") & ~same,
+            "sparse": (eng == "sparse") & ~has_block, "sparse+blocks": (eng == "sparse") & has_block,
+            "non-power-of-two lanes": (lanes & (lanes - 1)) != 0, "all": np.ones(len(rows), bool)}
+
+
+def heldout_rows(target: str = "xc7", path: Path = DOE_HELDOUT_CSV) -> pd.DataFrame:
+    """The stored held-out DOE syntheses of ``target`` (empty when none)."""
+    if not path.exists():
+        return pd.DataFrame(columns=["key", "engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m",
+                                     "block", "lut", "ff", "dsp", "bram18"])
+    d = _read_csv(path)
+    d = d[d["target"] == target].reset_index(drop=True)
+    cfg = pd.DataFrame([json.loads(c) for c in d["config"]])
+    for c in ("n", "m", "block"):
+        if c not in cfg:
+            cfg[c] = None
+    for c in ("key", "lut", "ff", "dsp", "bram18", "yosys", "date"):
+        cfg[c] = d[c].to_numpy()
+    return cfg
+
+
+def heldout_report(target: str = "xc7", model: dict | None = None, path: Path = DOE_HELDOUT_CSV) -> pd.DataFrame:
+    """Error of the resource model (the shipped fit of ``target`` unless ``model``) on the held-out
+    DOE rows (``data/doe_heldout.csv``, never fitted on), per group of :data:`HELDOUT_GROUPS`:
+    rows ``n``, LUT median / p90 relative error, signed LUT median bias, and the fraction of rows
+    where FF, DSP and BRAM18 are exact. Stored rows only; no synthesis."""
+    rows = heldout_rows(target, path)
+    cols = ["group", "n", "lut_median", "lut_p90", "lut_bias", "ff_exact", "dsp_exact", "bram18_exact"]
+    if rows.empty:
+        return pd.DataFrame([{"group": g, "n": 0} for g in HELDOUT_GROUPS], columns=cols)
+    pred = predict_frame(rows, target, model)
+    y = {r: rows[r].to_numpy(dtype=float) for r in ("lut", "ff", "dsp", "bram18")}
+    rel = (pred["lut"].to_numpy(dtype=float) - y["lut"]) / np.maximum(np.abs(y["lut"]), 1.0)
+    out = []
+    for g, m in heldout_groups(rows).items():
+        rec = {"group": g, "n": int(m.sum())}
+        if m.any():
+            rec.update(lut_median=float(np.median(np.abs(rel[m]))), lut_p90=float(np.percentile(np.abs(rel[m]), 90)),
+                       lut_bias=float(np.median(rel[m])),
+                       **{f"{r}_exact": float(np.mean(pred[r].to_numpy()[m] == y[r][m])) for r in ("ff", "dsp", "bram18")})
+        out.append(rec)
+    return pd.DataFrame(out, columns=cols)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,87 @@
+"""The calibration runner's random design of experiments (issue 15, item 1): a seeded draw over
+the space the CLI accepts, cached and resumable like the other grids, every row held out."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from costmodel import calibrate as C
+from hw.engine import tree_levels
+from hw.engines import config_from_dict
+from quant.formats import IntFormat, MinifloatFormat, parse_format
+
+DOE = C.doe_grid(0, 400)
+
+
+def test_doe_is_seeded_and_prefix_stable():
+    assert C.doe_grid(0, 400) == DOE
+    assert C.doe_grid(0, 24) == DOE[:24]
+    assert C.doe_grid(1, 24) != DOE[:24]
+
+
+def test_doe_covers_the_space_the_cli_accepts():
+    for cfg in DOE:
+        config_from_dict(cfg)  # every draw is a valid engine config
+    kinds = {(type(parse_format(c["wfmt"])), type(parse_format(c["afmt"]))) for c in DOE}
+    assert {(MinifloatFormat, IntFormat), (IntFormat, MinifloatFormat)} <= kinds  # both orders
+    fmts = {c["wfmt"] for c in DOE} | {c["afmt"] for c in DOE}
+    assert any(f.startswith("uint") for f in fmts) and any(f.endswith("n") for f in fmts)  # unsigned, narrow
+    lanes = {c["lanes"] for c in DOE}
+    assert min(lanes) == 1 and max(lanes) <= C.DOE_MAX_LANES and any(l & (l - 1) for l in lanes)
+    ks = [c["k_max"] for c in DOE]
+    assert C.DOE_K_RANGE[0] <= min(ks) and max(ks) <= C.DOE_K_RANGE[1]
+    assert min(ks) < 64 and max(ks) > 8192
+    depths = {(c["lanes"], c["pipeline"]) for c in DOE}
+    assert all(0 <= p <= tree_levels(l) + 1 for l, p in depths)
+    assert any(p not in (0, 1, tree_levels(l) + 1) for l, p in depths)  # intermediate depths
+    sparse = [c for c in DOE if c["engine"] == "sparse"]
+    assert any(c["block"] is None for c in sparse) and any(c["block"] is not None for c in sparse)
+    assert {c["m"] for c in sparse} == {2, 4, 8, 16}
+
+
+def test_doe_runner_is_cached_and_resumable(tmp_path, monkeypatch):
+    """Same runner as the other grids: each row appended at once, keyed by the config hash, marked
+    held out with its (seed, index) and command; a second run synthesizes nothing."""
+    calls = []
+
+    class R:
+        lut = ff = carry = dsp = bram18 = lutram = muxf = 1
+        seconds, yosys = 0.0, "Yosys test"
+
+    monkeypatch.setattr(C, "synthesize", lambda design, target: calls.append(design) or R())
+    path = tmp_path / "doe.csv"
+    jobs = lambda: C.doe_jobs(DOE[:6], 0, "cmd")  # noqa: E731
+    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, limit=4, progress=False) == 4
+    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, progress=False) == 2  # resumes
+    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, progress=False) == 0
+    d = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    assert list(d["index"]) == list(range(6)) and set(d["split"]) == {"heldout"} and set(d["command"]) == {"cmd"}
+    assert list(d["key"]) == [C.config_key(c, "xc7") for c in DOE[:6]]
+    assert [json.loads(c) == config_from_dict(DOE[i]).to_dict() for i, c in enumerate(d["config"])] == [True] * 6
+
+
+def test_stored_doe_rows_are_the_seeded_draw_and_never_fitted():
+    """Every stored held-out row is the draw at its (seed, index), and no key of it is among the
+    shipped fit's calibration rows (the fit drops them before splitting)."""
+    if not C.DOE_HELDOUT_CSV.exists():
+        pytest.skip("no held-out DOE rows stored yet")
+    d = pd.read_csv(C.DOE_HELDOUT_CSV, keep_default_na=False, na_values=[""])
+    for r in d.itertuples():
+        cfg = C.doe_grid(int(r.seed), int(r.index) + 1)[int(r.index)]
+        assert r.key == C.config_key(cfg, r.target) and r.split == "heldout"
+        assert r.yosys and r.date and r.command.startswith("python -m costmodel.calibrate engines --grid doe")
+    from costmodel.resources import load_coefficients
+
+    fitted = set(load_coefficients()["fits"]["xc7"]["mac"]["keys"]["calibration"])
+    assert fitted.isdisjoint(C.heldout_keys())
+
+
+def test_heldout_report_groups():
+    from costmodel.resources import HELDOUT_GROUPS, heldout_report
+
+    rep = heldout_report("xc7")
+    assert list(rep["group"]) == HELDOUT_GROUPS
+    assert (rep["n"] >= 0).all()
