@@ -29,7 +29,7 @@ from .arith import ConfigError, WorkloadError, finite_codes
 
 __all__ = [
     "Engine", "EngineModule", "EngineConfig",
-    "tree_levels", "register_points", "ceil_div",
+    "tree_levels", "register_points",
     "check_int", "set_int", "check_pipeline",
     "special_codes", "random_codes", "check_shape", "check_codes",
     "pack_beats", "unpack_signed",
@@ -151,11 +151,6 @@ def register_points(lanes: int, pipeline: int) -> list[int]:
     ``pipeline`` stages spread evenly over the ``tree_levels(lanes) + 1`` points."""
     points = tree_levels(lanes) + 1
     return sorted({round(j * points / pipeline) for j in range(pipeline)}) if pipeline else []
-
-
-def ceil_div(a, b):
-    """``ceil(a / b)`` for non-negative ints or int arrays."""
-    return -(-np.asarray(a) // np.asarray(b)) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else -(-a // b)
 
 
 # ---- config checks ----------------------------------------------------------------------------

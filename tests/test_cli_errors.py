@@ -31,16 +31,9 @@ def test_output_below_a_file_is_one_line_exit_2(tmp_path, capsys):
     assert "a file sits where a folder is needed" in err and str(afile / "sub") in err
 
 
-def test_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
-    """A folder the user may not write: a read-only one for a normal user; for root (CI), sysfs,
-    where even root may not create folders."""
-    if os.geteuid() == 0:
-        target = Path("/sys/paretofab_test/out")
-    else:
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        target = ro / "out"
+def test_unwritable_output_is_one_line_exit_2(unwritable_folder, capsys):
+    """A folder the user may not write (the ``unwritable_folder`` fixture)."""
+    target = unwritable_folder
     rc, err = _run(["rtl", "dot", "--lanes", "2", "--wfmt", "int4", "--afmt", "int4", "-o", str(target)], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "permi" in err  # "no permission" / "not permitted"
@@ -79,16 +72,6 @@ def test_debug_shows_the_traceback(tmp_path):
 # ---- cost, pareto, explore (issue 14: one row each) ------------------------------------------------
 
 
-def _unwritable(tmp_path: Path) -> Path:
-    """A folder path the user may not create (see test_unwritable_output_is_one_line_exit_2)."""
-    if os.geteuid() == 0:
-        return Path("/sys/paretofab_test/out")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    return ro / "out"
-
-
 def _results_csv(tmp_path: Path) -> Path:
     path = tmp_path / "res.csv"
     path.write_text("name,accuracy,lut\na,0.5,10\nb,0.7,20\nc,0.6,30\n")
@@ -123,15 +106,15 @@ def test_pareto_output_below_a_file_is_one_line_exit_2(tmp_path, capsys, flag):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "a file sits where a folder is needed" in err
 
 
-def test_pareto_unwritable_output_fails_before_reading(tmp_path, capsys, monkeypatch):
+def test_pareto_unwritable_output_fails_before_reading(tmp_path, unwritable_folder, capsys, monkeypatch):
     import costmodel.cli as C
 
     monkeypatch.setattr(C, "read_table", lambda *a: pytest.fail("read before the output was checked"))
-    rc, err = _run(["pareto", str(_results_csv(tmp_path)), "--out", str(_unwritable(tmp_path) / "p.png")], capsys)
+    rc, err = _run(["pareto", str(_results_csv(tmp_path)), "--out", str(unwritable_folder / "p.png")], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "permi" in err
 
 
-def test_explore_output_below_a_file_fails_before_any_work(tmp_path, capsys, monkeypatch):
+def test_explore_output_below_a_file_fails_before_any_work(tmp_path, unwritable_folder, capsys, monkeypatch):
     import paretofab.explore as E
 
     monkeypatch.setattr(E, "train_student", lambda cfg: pytest.fail("work started before the output check"))
@@ -139,7 +122,7 @@ def test_explore_output_below_a_file_fails_before_any_work(tmp_path, capsys, mon
     afile.write_text("x")
     rc, err = _run(["explore", "-o", str(afile / "sub"), "--no-progress"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "a file sits where a folder is needed" in err
-    rc, err = _run(["explore", "-o", str(_unwritable(tmp_path)), "--no-progress"], capsys)
+    rc, err = _run(["explore", "-o", str(unwritable_folder), "--no-progress"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "permi" in err
 
 
@@ -221,16 +204,9 @@ def test_output_below_a_file_fails_in_one_line_before_work(argv, tmp_path, capsy
     ["explore", "--scale", "8", "-o", "{out}"],
     ["pareto", "{csv}", "--out", "{out}/front.png"],
 ])
-def test_unwritable_output_fails_in_one_line_before_work(argv, tmp_path, capsys):
-    """An output folder the user may not write (read-only for a normal user; sysfs, where even
-    root may not create folders, in CI): one line, exit 2."""
-    if os.geteuid() == 0:
-        out = Path("/sys/paretofab_test") / tmp_path.name
-    else:
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        out = ro / "out"
+def test_unwritable_output_fails_in_one_line_before_work(argv, tmp_path, unwritable_folder, capsys):
+    """An output folder the user may not write (the ``unwritable_folder`` fixture): one line, exit 2."""
+    out = unwritable_folder
     csv = tmp_path / "t.csv"
     csv.write_text("lut,accuracy\n1,0.5\n2,0.6\n")
     rc = main([a.replace("{out}", str(out)).replace("{csv}", str(csv)) for a in argv])

@@ -598,14 +598,8 @@ def test_claims_of_live_processes_are_respected_and_dead_ones_expire(tmp_path, c
     assert (r["done"], r["skipped"], r["elsewhere"]) == (1, 2, 1)
 
 
-def test_unwritable_store_folder_is_one_line(tmp_path, capsys):
-    """A folder the user may not write (read-only for a normal user; sysfs for root): one line, exit 2."""
-    if os.geteuid() == 0:
-        target = Path("/sys/paretofab_test/s.sqlite")
-    else:
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        target = ro / "s.sqlite"
+def test_unwritable_store_folder_is_one_line(unwritable_folder, capsys):
+    """A folder the user may not write (the ``unwritable_folder`` fixture): one line, exit 2."""
+    target = unwritable_folder / "s.sqlite"
     assert main(_sweep_argv(target)) == 2
     assert "permi" in _one_line(capsys)
