@@ -3,8 +3,9 @@
 #   make test   bootstrap .venv, then the default (fast) test suite
 # Others: make test-slow (slow-marked tests), make bench (benchmark tables), make clean.
 #   make bench-costmodel   cost-model tables from the stored Yosys runs only (minutes, no synthesis)
-#   make calibrate         every calibration grid + the held-out random DOE (hours; one Yosys at a
-#                          time; stop it any time, run it again to resume; then `make refit`)
+#   make calibrate         every calibration grid + the random DOE draws, calibration (seed 1) and
+#                          held out (seed 0), per family (hours; one Yosys at a time; stop it any
+#                          time, run it again to resume; then `make refit`)
 #   make refit             refit data/coefficients.json from the stored runs
 
 PY      ?= python3
@@ -16,7 +17,8 @@ JOBS    ?= 2
 .PHONY: demo test test-slow bench bench-costmodel calibrate refit clean venv
 
 DOE_COUNT ?= 400
-DOE_SEED  ?= 0
+DOE_HELDOUT_COUNT ?= 200
+FAMILIES  ?= xc7 xcup
 CAL       := $(VPY) -m costmodel.calibrate
 
 venv: $(STAMP)
@@ -51,10 +53,13 @@ calibrate: $(STAMP)
 	$(CAL) engines --grid dense --grid sparse --grid smallint --target xc7
 	$(CAL) engines --grid swa --target xc7
 	$(CAL) engines --grid order --target xc7
-	$(CAL) engines --grid doe --count $(DOE_COUNT) --seed $(DOE_SEED) --target xc7
+	for t in $(FAMILIES); do \
+	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t || exit 1; \
+	  $(CAL) engines --grid doe --split heldout --count $(DOE_HELDOUT_COUNT) --target $$t || exit 1; \
+	done
 
 refit: $(STAMP)
-	$(VPY) -m costmodel.resources xc7 ice40 ecp5
+	$(VPY) -m costmodel.resources xc7 xcup ice40 ecp5
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

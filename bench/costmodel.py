@@ -4,8 +4,9 @@ synthesis, and a predicted-vs-synthesized scatter.
 
     .venv/bin/python bench/costmodel.py [--target xc7] [--out runs/costmodel_scatter.png] [--no-synth]
 
-Validation rows are the documented hold-out split of ``costmodel/data/calibration.csv``
-(``costmodel.calibrate.split``); the shipped coefficients never saw them. The random held-out
+The calibration rows (``costmodel/data/calibration.csv`` grids and the random calibration draw
+``doe_calibration.csv``) are reported by 5-fold cross-validation, the way the model's terms were
+chosen (``costmodel.resources.cross_validate``). The random held-out
 table reads ``costmodel/data/doe_heldout.csv`` (the seeded design of experiments over the space the
 CLI accepts, never fitted on; ``costmodel.resources.heldout_report``). Everything is read from
 stored Yosys runs; ``--no-synth`` skips the one fresh timing synthesis. ``make bench-costmodel``.
@@ -26,13 +27,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from costmodel.calibrate import CALIBRATION_CSV, DOE_HELDOUT_CSV, FORMATS, SWA_CALIBRATION_CSV, is_validation, split  # noqa: E402
+from costmodel.calibrate import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, FORMATS,  # noqa: E402
+                                 SWA_CALIBRATION_CSV, is_validation)
 from costmodel.estimate import estimate_frame  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
 from costmodel.pnr import PNR_CSV  # noqa: E402
-from costmodel.resources import heldout_groups, heldout_report, heldout_rows, load_coefficients, predict_frame  # noqa: E402
+from costmodel.resources import (calibration_rows, cross_validate, error_report, heldout_groups,  # noqa: E402
+                                 heldout_report, heldout_rows, load_coefficients, predict_frame)
 from hw.arith import acc_bits  # noqa: E402
 from hw.dot import DotConfig  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
@@ -78,21 +81,7 @@ def swa_table() -> None:
         print(f"  held-out {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
 
 
-def heldout_table(target: str) -> None:
-    """Error on the held-out random design of experiments (``data/doe_heldout.csv``) per group,
-    with FINN-R's analytic LUT estimate on the same configs beside it (stored rows only)."""
-    rows = heldout_rows(target)
-    rep = heldout_report(target)
-    if rows.empty:
-        print(f"\n# no held-out DOE rows for {target} (run: make calibrate, or python -m costmodel.calibrate "
-              f"engines --grid doe --count 400 --seed 0 --target {target})")
-        return
-    masks = heldout_groups(rows)
-    fin = np.array([finn_r(r, r["dsp"] > 0)[0] for _, r in rows.iterrows()])
-    fe = rel_err(fin, rows["lut"])
-    cmds = sorted(set(pd.read_csv(DOE_HELDOUT_CSV)["command"].dropna()))
-    print(f"\n# Random held-out set: {len(rows)} configs drawn over the CLI's space before any fit, never fitted on "
-          f"({DOE_HELDOUT_CSV.name}; {'; '.join(cmds)}), {', '.join(sorted(set(rows['yosys'])))}, target {target}")
+def _group_rows(rep: pd.DataFrame, masks: dict, fe: np.ndarray) -> None:
     print(f"{'group':<24}{'n':>4}{'LUT median':>11}{'LUT p90':>9}{'LUT bias':>9}{'FF exact':>9}{'DSP exact':>10}"
           f"{'BRAM exact':>11}   {'FINN-R LUT median':>18}{'p90':>7}")
     for _, r in rep.iterrows():
@@ -103,6 +92,35 @@ def heldout_table(target: str) -> None:
         print(f"{r['group']:<24}{r['n']:>4}{r['lut_median']:>11.1%}{r['lut_p90']:>9.1%}{r['lut_bias']:>+9.1%}"
               f"{r['ff_exact']:>9.0%}{r['dsp_exact']:>10.0%}{r['bram18_exact']:>11.0%}   "
               f"{np.median(fe[m]):>18.1%}{np.percentile(fe[m], 90):>7.1%}")
+
+
+def cv_table(target: str, rows: pd.DataFrame, cv: pd.DataFrame) -> None:
+    """5-fold cross-validation over the calibration rows (the grids and the random calibration
+    draw), per group, with FINN-R's LUT estimate on the same configs beside it."""
+    fin = np.array([finn_r(r, r["dsp"] > 0)[0] for _, r in rows.iterrows()])
+    print(f"# Calibration rows, 5-fold cross-validation (fold = int(key[:8], 16) % 5; every row predicted by the fit "
+          f"on the other folds): {len(rows)} syntheses ({CALIBRATION_CSV.name} grids + {DOE_CALIBRATION_CSV.name} "
+          f"random draw, seed 1), {', '.join(sorted(set(rows['yosys'])))}, target {target}")
+    _group_rows(error_report(rows, cv), heldout_groups(rows), rel_err(fin, rows["lut"]))
+
+
+def heldout_table(target: str) -> None:
+    """Error on the held-out random design of experiments (``data/doe_heldout.csv``) per group,
+    with FINN-R's analytic LUT estimate on the same configs beside it (stored rows only)."""
+    rows = heldout_rows(target)
+    rep = heldout_report(target)
+    if rows.empty:
+        print(f"\n# no held-out DOE rows for {target} (run: make calibrate, or python -m costmodel.calibrate "
+              f"engines --grid doe --split heldout --count 200 --target {target})")
+        return
+    masks = heldout_groups(rows)
+    fin = np.array([finn_r(r, r["dsp"] > 0)[0] for _, r in rows.iterrows()])
+    fe = rel_err(fin, rows["lut"])
+    stored = pd.read_csv(DOE_HELDOUT_CSV)
+    cmds = sorted(set(stored.loc[stored["target"] == target, "command"].dropna()))
+    print(f"\n# Random held-out set: {len(rows)} configs drawn over the CLI's space before any fit, never fitted on "
+          f"({DOE_HELDOUT_CSV.name}; {'; '.join(cmds)}), {', '.join(sorted(set(rows['yosys'])))}, target {target}")
+    _group_rows(rep, masks, fe)
 
 
 def pnr_table() -> None:
@@ -174,35 +192,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
 
-    data = pd.read_csv(CALIBRATION_CSV, keep_default_na=False, na_values=[""])
-    data = data[data["target"] == args.target].reset_index(drop=True)
-    cal, val = split(data)
-    model = load_coefficients()["fits"][args.target]["mac"]
-    pred = predict_frame(data, args.target, model)
-    data = data.join(pred.add_prefix("pred_"))
-    fin = [finn_r(r, r["dsp"] > 0) for _, r in data.iterrows()]
-    data["finn_lut"] = [f[0] for f in fin]
-    data["finn_dsp"] = [f[1] for f in fin]
-    data["split"] = np.where(data["key"].isin(val["key"]), "validation", "calibration")
-    v = data[data["split"] == "validation"]
-
-    print(f"# Held-out validation ({len(v)} of {len(data)} configs; rule: int(sha1[:8],16) % 5 == 0), "
-          f"{sorted(set(data['yosys']))[0]}, target {args.target}")
-    print(f"{'engine':<8}{'n':>4}  {'resource':<8}{'ours median':>12}{'ours p90':>10}   {'FINN-R median':>14}{'FINN-R p90':>11}")
-    for eng, g in v.groupby("engine"):
-        for res in ("lut", "ff", "dsp", "bram18"):
-            e = rel_err(g[f"pred_{res}"], g[res])
-            if res == "lut":
-                fe = rel_err(g["finn_lut"], g[res])
-                peer = f"{np.median(fe):>14.1%}{np.percentile(fe, 90):>11.1%}"
-            elif res == "dsp":
-                fe = np.abs(g["finn_dsp"] - g[res]) / np.maximum(g[res], 1)
-                peer = f"{np.median(fe):>14.1%}{np.percentile(fe, 90):>11.1%}"
-            else:
-                peer = f"{'n/a':>14}{'':>11}"
-            print(f"{eng:<8}{len(g):>4}  {res:<8}{np.median(e):>12.1%}{np.percentile(e, 90):>10.1%}   {peer}")
-        exact = (g["pred_dsp"] == g["dsp"]).mean()
-        print(f"{'':<14}DSP exact on {exact:.0%} of {eng} validation configs")
+    rows = calibration_rows(args.target)
+    if rows.empty:
+        print(f"# no calibration rows for {args.target} (run: make calibrate FAMILIES={args.target})")
+        return 2
+    cv = cross_validate(rows, args.target)
+    cv_table(args.target, rows, cv)
 
     heldout_table(args.target)
     if args.target == "xc7":
@@ -225,9 +220,10 @@ def main(argv=None) -> int:
     warm = time.perf_counter() - t0
     print(f"\n# estimate_frame: {N:,} random configs in {warm:.2f} s = {N / warm:,.0f} configs/s "
           f"(first call, per-format-pair setup included: {N / cold:,.0f} configs/s)")
+    secs = pd.concat([pd.read_csv(f)["seconds"] for f in (CALIBRATION_CSV, DOE_CALIBRATION_CSV) if f.exists()])
     print(f"# Yosys synth_{'xilinx' if args.target.startswith('xc') else args.target} per calibration config: "
-          f"median {data['seconds'].median():.1f} s, max {data['seconds'].max():.1f} s "
-          f"(2 shared cores) -> the model is {data['seconds'].median() * N / warm:,.0f}x faster per config")
+          f"median {secs.median():.1f} s, max {secs.max():.1f} s "
+          f"(2 shared cores) -> the model is {secs.median() * N / warm:,.0f}x faster per config")
     if not args.no_synth:
 
         t0 = time.perf_counter()
@@ -241,19 +237,24 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    held = heldout_rows(args.target)
+    held_pred = predict_frame(held, args.target) if not held.empty else held
+    sets = [("calibration, 5-fold CV", rows, cv, "o", 0.35), ("held-out random draw", held, held_pred, "s", 0.9)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), dpi=120)
     for ax, res in zip(axes, ("lut", "ff")):
-        for split_name, marker in (("calibration", "o"), ("validation", "s")):
+        for label, y, pred, marker, alpha in sets:
             for eng, color in (("dot", "tab:blue"), ("sparse", "tab:orange")):
-                g = data[(data["split"] == split_name) & (data["engine"] == eng)]
-                ax.scatter(np.maximum(g[res], 1), np.maximum(g[f"pred_{res}"], 1), s=18 if split_name == "validation" else 10,
-                           marker=marker, c=color, alpha=0.9 if split_name == "validation" else 0.35,
-                           label=f"ours {eng} ({split_name})")
-        if res == "lut":
-            ax.scatter(np.maximum(data[res], 1), data["finn_lut"], s=8, marker="x", c="tab:red", alpha=0.5,
-                       label="FINN-R analytic (all)")
-        lo, hi = 1, max(data[res].max(), data[f"pred_{res}"].max()) * 1.5
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+                sel = (y["engine"] == eng).to_numpy()
+                if sel.any():
+                    ax.scatter(np.maximum(y[res].to_numpy(float)[sel], 1), np.maximum(pred[res].to_numpy(float)[sel], 1),
+                               s=18 if marker == "s" else 10, marker=marker, c=color, alpha=alpha,
+                               label=f"ours {eng} ({label})")
+        if res == "lut" and not held.empty:
+            fin = [finn_r(r, r["dsp"] > 0)[0] for _, r in held.iterrows()]
+            ax.scatter(np.maximum(held[res].to_numpy(float), 1), fin, s=8, marker="x", c="tab:red", alpha=0.5,
+                       label="FINN-R analytic (held-out draw)")
+        hi = max(rows[res].max(), cv[res].max()) * 1.5
+        ax.plot([1, hi], [1, hi], "k--", lw=0.8)
         ax.set_xscale("log"); ax.set_yscale("log")
         ax.set_xlabel(f"Yosys {res.upper()} ({args.target})"); ax.set_ylabel(f"predicted {res.upper()}")
         ax.grid(alpha=0.3); ax.legend(fontsize=7)

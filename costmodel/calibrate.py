@@ -92,6 +92,9 @@ BUFFERS_CSV = DATA / "buffers.csv"
 MUXES_CSV = DATA / "muxes.csv"
 CALIBRATION_CSV = DATA / "calibration.csv"
 DOE_HELDOUT_CSV = DATA / "doe_heldout.csv"
+DOE_CALIBRATION_CSV = DATA / "doe_calibration.csv"
+#: the DOE table of each split (``--split``)
+DOE_CSV = {"heldout": DOE_HELDOUT_CSV, "calibration": DOE_CALIBRATION_CSV}
 ORDER_CHECK_CSV = DATA / "order_check.csv"
 SWA_CALIBRATION_CSV = DATA / "swa_calibration.csv"
 META_JSON = DATA / "calibration_meta.json"
@@ -112,6 +115,15 @@ MIXED_PAIRS = [
 ORDER_PAIRS = [
     ("e4m3", "int8"), ("e4m3", "int4"), ("int8", "e2m1"), ("int4", "e2m1"), ("e2m3", "e3m2"),
     ("e3m2", "int8"), ("int8", "e3m2"), ("e4m3", "int6"), ("int6", "e4m3"),
+]
+
+#: narrow (symmetric range) and unsigned integer pairs around the DSP threshold: the product Yosys
+#: sees is ``product_bits`` wide (the exact range), narrower than the operands' sum for narrow
+#: formats, which moves a multiplier across ``DSP_Y_MINWIDTH``
+NARROW_PAIRS = [
+    ("int6n", "int3n"), ("int5n", "int4n"), ("int8n", "int8n"), ("int6n", "int8n"), ("uint4", "uint4"),
+    ("uint5", "int4"), ("uint8", "uint8"), ("int4n", "uint5"), ("uint3", "uint6"), ("int2n", "uint4"),
+    ("int7n", "int3n"), ("uint4", "int2n"),
 ]
 
 #: (depth, width) of the synthesized on-chip buffers (one write port, one synchronous read port)
@@ -151,9 +163,9 @@ def split(df):
 
 
 def primitive_pairs() -> list[tuple[str, str]]:
-    """Same-format pairs of every format in :data:`FORMATS`, plus :data:`MIXED_PAIRS` and
-    :data:`ORDER_PAIRS`."""
-    return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS
+    """Same-format pairs of every format in :data:`FORMATS`, plus :data:`MIXED_PAIRS`,
+    :data:`ORDER_PAIRS` and :data:`NARROW_PAIRS`."""
+    return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS + NARROW_PAIRS
 
 
 def _pipeline_choices(lanes: int) -> list[int]:
@@ -267,6 +279,8 @@ def _doe_formats() -> tuple[list[str], list[str]]:
 DOE_WIDE_EXP_MAX_LANES = 8
 DOE_MAX_LANES = 64
 DOE_K_RANGE = (16, 16384)
+#: the documented seed of each DOE split: the held-out draw and the calibration draw never share one
+DOE_SEEDS = {"heldout": 0, "calibration": 1}
 
 
 def _wide_exp(fmt: str) -> bool:
@@ -475,12 +489,13 @@ def engine_jobs(configs: Iterable[dict], target: str = "xc7") -> Iterator[SynthJ
         yield SynthJob(cfg, lambda config=config: config, cols, f"{full['engine']} {cfg}")
 
 
-def doe_jobs(configs: list[dict], seed: int, command: str) -> Iterator[SynthJob]:
-    """:func:`engine_jobs` of the DOE draw, each row marked ``split=heldout`` with its (seed,
-    index) and command, in draw order (a stopped run resumes where it stopped)."""
+def doe_jobs(configs: list[dict], seed: int, command: str, split: str = "heldout") -> Iterator[SynthJob]:
+    """:func:`engine_jobs` of the DOE draw, each row marked with its ``split`` (``heldout`` or
+    ``calibration``), (seed, index) and command, in draw order (a stopped run resumes where it
+    stopped)."""
     for i, job in enumerate(engine_jobs(configs)):
-        yield SynthJob(job.spec, job.build, {**job.columns, "split": "heldout", "seed": seed, "index": i,
-                                             "command": command}, f"doe #{i} {job.label}")
+        yield SynthJob(job.spec, job.build, {**job.columns, "split": split, "seed": seed, "index": i,
+                                             "command": command}, f"doe {split} #{i} {job.label}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -500,7 +515,11 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--order", choices=["grid", "shuffle"], default="shuffle",
                     help="shuffle (seeded): any prefix of the run is a representative sample")
     pe.add_argument("--count", type=int, default=400, help="grid doe: configs drawn (default 400)")
-    pe.add_argument("--seed", type=int, default=0, help="grid doe: seed of the draw (default 0)")
+    pe.add_argument("--seed", type=int, default=None,
+                    help="grid doe: seed of the draw (default 0 for --split heldout, 1 for calibration)")
+    pe.add_argument("--split", choices=sorted(DOE_CSV), default="heldout",
+                    help="grid doe: heldout (doe_heldout.csv, never fitted) or calibration (doe_calibration.csv, "
+                         "fitted); default heldout")
     args = p.parse_args(argv)
     _record_command(args.what if args.what != "engines" else "engines:" + ",".join(args.grid), argv)
     if args.what == "primitives":
@@ -515,11 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     if "swa" in args.grid:
         synthesize_missing(engine_jobs(swa_grid(), args.target), SWA_CALIBRATION_CSV, SWA_FIELDS, args.target)
     if "doe" in args.grid:
-        command = f"python -m costmodel.calibrate engines --grid doe --count {args.count} --seed {args.seed} " \
-                  f"--target {args.target}"
-        configs = doe_grid(args.seed, args.count)
-        synthesize_missing(doe_jobs(configs, args.seed, command), DOE_HELDOUT_CSV, DOE_FIELDS, args.target,
-                           limit=args.limit)
+        seed = args.seed if args.seed is not None else DOE_SEEDS[args.split]
+        command = f"python -m costmodel.calibrate engines --grid doe --split {args.split} --count {args.count} " \
+                  f"--seed {seed} --target {args.target}"
+        configs = doe_grid(seed, args.count)
+        synthesize_missing(doe_jobs(configs, seed, command, args.split), DOE_CSV[args.split], DOE_FIELDS,
+                           args.target, limit=args.limit)
     if "order" in args.grid:
         command = f"python -m costmodel.calibrate engines --grid order --target {args.target}"
         jobs = (SynthJob(j.spec, j.build, {**j.columns, "command": command}, j.label) for j in engine_jobs(order_grid()))

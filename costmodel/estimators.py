@@ -75,10 +75,17 @@ def _column(df: pd.DataFrame, name: str, override, default) -> np.ndarray:
     return np.full(len(df), default)
 
 
+def _validation(fit: dict | None) -> dict:
+    """Per-engine errors of a stored fit: on its held-out rows (``validation``), else its
+    cross-validation errors (``cv``) where no held-out rows of that target are stored."""
+    fit = fit or {}
+    return fit.get("validation") or fit.get("cv") or {}
+
+
 def _errors(fit: dict | None, engine: str, measured: bool = True) -> dict:
     """``{resource: {"median", "p90", "n"}}`` held-out errors of ``engine`` in a stored fit;
     ``measured=False`` (the fit is reused for another target): the same keys, values None."""
-    errs = (fit or {}).get("validation", {}).get(engine, {})
+    errs = _validation(fit).get(engine, {})
     return {r: {"median": v["median_rel_err"] if measured else None, "p90": v["p90_rel_err"] if measured else None,
                 "n": v.get("n") if measured else 0} for r, v in errs.items()}
 
@@ -88,8 +95,12 @@ def _error_source(fit: dict | None, engine: str, fitted: str, target: str) -> st
     (or leave-one-out) rows, or — for a fit reused from another target — that it was not measured."""
     if fit is None:
         return NO_ERROR
-    errs = fit.get("validation", {}).get(engine, {})
+    errs = _validation(fit).get(engine, {})
     loo = "leave-one-out" in str(fit.get("split_rule", ""))
+    if not fit.get("validation") and fit.get("cv"):  # no held-out rows for this target yet
+        n = errs.get("lut", {}).get("n")
+        return (f"5-fold cross-validation error of the {fitted} {engine} fit over {n} {target} calibration "
+                f"syntheses (no held-out {target} draw stored yet; {fit.get('date', '')[:10]})")
     if fitted != target:
         on = ", ".join(f"{r.upper()} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"
                        for r, v in errs.items() if r in ("lut", "ff"))
@@ -176,7 +187,10 @@ class MacEstimator:
                    f"synth_{target} runs of the place-and-route sample ({date[:10]}), FF counted, DSP by the "
                    f"synth_{target} rule; errors are leave-one-out")
         else:
-            src = (f"Yosys-calibrated model ({fitted} fit, {date[:10]})"
+            joint = model.get("fitted_with", [fitted])
+            src = (f"Yosys-calibrated model ({fitted} fit, {date[:10]}"
+                   + (f"; fabric coefficients fitted on {' + '.join(joint)} syntheses together, DSP48 packing per "
+                      f"family, errors measured on {fitted} alone)" if len(joint) > 1 else ")")
                    + ("" if fitted == target else f"; {fitted} fit reused for {target} (same LUT6/CARRY fabric) with "
                                                   f"the {target} DSP rule: error not measured on {target}"))
         out["resource_source"] = label_column([src], 0, len(out))

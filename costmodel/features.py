@@ -46,7 +46,9 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
     integer magnitudes otherwise), ``mul_y`` (its product width), ``mf`` (1 if a minifloat is
     involved), ``shift_bits`` (alignment shift width), ``exp_bits`` (Ew + Ea), ``mult_dsp``
     (DSPs per multiplier by the Yosys rule), ``mult_levels`` (LUT levels of a LUT multiplier),
-    ``plo``/``phi`` (exact product range, Python ints).
+    ``plo``/``phi`` (exact product range, Python ints), ``unsigned_product`` (1 if the product is
+    never negative), ``native_product`` (1 for a signed int × signed int product as wide as its
+    operands together: the only kind Yosys accumulates inside a DSP48).
     """
     w, a = parse_format(wfmt), parse_format(afmt)
     lo, hi = product_range(w, a)
@@ -66,22 +68,29 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
         signed_only_extra = 1  # unsigned magnitudes gain a sign bit under DSP_SIGNEDONLY
     else:
         mul_a, mul_b = w.bits, a.bits
-        mul_y = w.bits + a.bits
+        # the product signal is product_bits wide (the exact range): narrow formats' products
+        # are a bit narrower than the operands' sum, and Yosys (wreduce) shrinks the $mul to it
+        mul_y = min(w.bits + a.bits, pb)
         signed_only_extra = 0 if (w.signed and a.signed) else 1
     shift_bits = max(1, (sw + sa).bit_length()) if mf else 0
-    dsp = mult_dsp(mul_a, mul_b, signed_only_extra, target)
+    dsp = mult_dsp(mul_a, mul_b, signed_only_extra, target, mul_y)
     levels = math.ceil(math.log2(max(2, min(mul_a, mul_b)))) + 1 + (math.ceil(math.log2(shift_bits + 1)) + 1 if mf else 0)
     return dict(wb=w.bits, ab=a.bits, prod_bits=pb, mul_a=mul_a, mul_b=mul_b, mul_y=mul_y, mf=mf,
                 shift_bits=shift_bits, exp_bits=ew + ea, mult_dsp=dsp, mult_levels=levels,
-                plo=lo, phi=hi, a_signed=int(getattr(a, "signed", True)))
+                plo=lo, phi=hi, a_signed=int(getattr(a, "signed", True)),
+                unsigned_product=int(lo >= 0),
+                native_product=int(not mf and w.signed and a.signed and pb == w.bits + a.bits))
 
 
-def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7") -> int:
-    """DSP blocks of one ``a_bits × b_bits`` ``$mul`` by the Yosys rule of ``target`` (module
-    docstring). ``signed_extra`` = 1 where an unsigned operand gains a sign bit under
-    ``DSP_SIGNEDONLY`` (Xilinx only; ecp5 maps unsigned 18×18 directly)."""
+def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7", y_bits: int | None = None) -> int:
+    """DSP blocks of one ``a_bits × b_bits`` ``$mul`` with a ``y_bits`` product (default
+    ``a_bits + b_bits``) by the Yosys rule of ``target`` (module docstring). ``signed_extra`` = 1
+    where an unsigned operand gains a sign bit under ``DSP_SIGNEDONLY`` (Xilinx only; ecp5 maps
+    unsigned 18×18 directly). A product narrower than 9 bits stays in LUTs on Xilinx even when the
+    operands' widths add up to 9 (narrow formats: ``int6n × int3n`` has an 8-bit product)."""
     amax, bmax = _DSP_MAX[target]
-    if target == "ice40" or min(a_bits, b_bits) < 2 or (target != "ecp5" and a_bits + b_bits < 9):
+    y = a_bits + b_bits if y_bits is None else min(y_bits, a_bits + b_bits)
+    if target == "ice40" or min(a_bits, b_bits) < 2 or (target != "ecp5" and y < 9):
         return 0
     extra = 0 if target == "ecp5" else signed_extra
     aa, bb = sorted((a_bits + extra, b_bits + extra), reverse=True)
@@ -101,8 +110,8 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 #: columns a configs frame needs (``n``, ``m``, ``block``, ``pipeline`` optional)
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
-FEATURE_COLUMNS = ["lanes", "pipeline", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_terms", "reg_terms_dsp", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
 #: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
@@ -127,6 +136,35 @@ def mux_lut6_per_bit(m) -> np.ndarray:
 
     u, inv = np.unique(m, return_inverse=True)
     return np.array([one(int(v)) for v in u], dtype=np.int64)[inv].reshape(m.shape)
+
+
+@lru_cache(maxsize=None)
+def _tree_shape(lanes: int) -> tuple[tuple[int, int, int, int], ...]:
+    """Per level of a ``lanes``-term :class:`hw.adder_tree.AdderTree` (0 = its inputs): the
+    adders, their width beyond the term width summed over them, the terms left, their width
+    beyond the term width summed over them (bits), and 1 while the last term is still a product
+    that passed through every level unchanged. A sum is one bit wider than its wider operand; an
+    odd last term passes through unchanged."""
+    extra = [0] * int(lanes)
+    raw = True  # the last term is still a product, passed through every level so far
+    out = [(0, 0, len(extra), 0, 1)]
+    for _ in range(tree_levels(lanes)):
+        sums = [max(extra[2 * i], extra[2 * i + 1]) + 1 for i in range(len(extra) // 2)]
+        raw = raw and len(extra) % 2 == 1
+        extra = sums + ([extra[-1]] if len(extra) % 2 else [])
+        out.append((len(sums), sum(sums), len(extra), sum(extra), int(raw)))
+    return tuple(out)
+
+
+def _tree_shape_matrix(lanes: np.ndarray) -> np.ndarray:
+    """:func:`_tree_shape` of every row, zero-padded to the deepest tree: (rows, levels + 1, 5)."""
+    ul, inv = np.unique(lanes.astype(np.int64), return_inverse=True)
+    maxl = max((tree_levels(int(v)) for v in ul), default=0)
+    table = np.zeros((len(ul), maxl + 1, 5), dtype=np.int64)
+    for i, v in enumerate(ul):
+        shape = _tree_shape(int(v))
+        table[i, :len(shape)] = shape
+    return table[inv.reshape(-1)]
 
 
 def _register_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
@@ -259,7 +297,8 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     pairs = [(str(uw[c // len(ua)]), str(ua[c % len(ua)])) for c in upair]
     props = [pair_props(w, a, target) for w, a in pairs]
     f = pd.DataFrame(index=cfg.index)
-    for col in ("prod_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab", "shift_bits", "mul_a", "mul_b", "exp_bits"):
+    for col in ("prod_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab", "shift_bits", "mul_a", "mul_b", "exp_bits",
+                "unsigned_product", "native_product"):
         f[col] = np.array([p[col] for p in props], dtype=np.int64)[pair_id]
     # accumulator width: hw.arith.acc_bits once per distinct (wfmt, afmt, k_max)
     ck, uk = pd.factorize(cfg["k_max"].to_numpy())
@@ -272,8 +311,9 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     pb = f["prod_bits"].to_numpy()
     f["lanes"] = lanes
     f["pipeline"] = pipe
-    # adder tree: level l adds pairs of the terms left after level l-1; widths grow by 1 per level
-    terms = lanes.copy()
+    # adder tree (hw.adder_tree.AdderTree): level l adds neighbouring pairs, each sum one bit
+    # wider than its wider operand; an odd last term passes through at its own width
+    shape = _tree_shape_matrix(lanes)  # (rows, levels + 1, 5): adders, their extra bits, terms, theirs, raw last
     tree_bits = np.zeros(len(lanes), dtype=np.int64)
     reg_bits = np.zeros(len(lanes), dtype=np.int64)
     regs_at = _register_matrix(lanes, pipe)
@@ -281,17 +321,31 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     tree_l1 = np.zeros(len(lanes), dtype=np.int64)
     reg_l01 = np.zeros(len(lanes), dtype=np.int64)
     tree_reg = np.zeros(len(lanes), dtype=np.int64)
+    reg_raw_last = np.zeros(len(lanes), dtype=np.int64)
+    reg_terms = np.zeros(len(lanes), dtype=np.int64)
+    reg_terms_l01 = np.zeros(len(lanes), dtype=np.int64)
+    seen_reg = np.zeros(len(lanes), dtype=bool)  # a register after level 0 came before this level
+    raw_terms = np.zeros(len(lanes), dtype=np.int64)
     for lvl in range(0, maxl + 1):
+        adders, adder_extra, terms, term_extra, raw_last = (shape[:, lvl, j] for j in range(5))
+        if lvl >= 2:
+            first = regs_at[:, lvl] & ~seen_reg & (raw_last > 0)
+            reg_raw_last += np.where(first, pb, 0)
+            raw_terms += first
+        if lvl >= 1:
+            seen_reg |= regs_at[:, lvl]
         if lvl > 0:
-            adders = terms // 2
-            tree_bits += adders * (pb + lvl)
+            level_bits = adders * pb + adder_extra
+            tree_bits += level_bits
             # adder bits whose sums go straight into a pipeline register (the rest feed the next
             # adder level or the accumulator combinationally)
-            tree_reg += np.where(regs_at[:, lvl], adders * (pb + lvl), 0)
+            tree_reg += np.where(regs_at[:, lvl], level_bits, 0)
             if lvl == 1:
-                tree_l1 = adders * (pb + 1)
-            terms = terms - adders
-        here = np.where(regs_at[:, lvl], terms * (pb + lvl), 0)
+                tree_l1 = level_bits
+        here = np.where(regs_at[:, lvl], terms * pb + term_extra, 0)
+        reg_terms += np.where(regs_at[:, lvl], terms, 0)
+        if lvl <= 1:
+            reg_terms_l01 += np.where(regs_at[:, lvl], terms, 0)
         reg_bits += np.where(regs_at[:, lvl], here + 2, 0)
         if lvl <= 1:
             reg_l01 += here
@@ -300,6 +354,13 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     f["tree_l1"] = tree_l1  # bits of the first adder level (a DSP cascade can absorb it)
     f["l1_reg"] = regs_at[:, 1].astype(np.int64) if maxl >= 1 else np.zeros(len(lanes), np.int64)
     f["reg_l01"] = reg_l01  # data-register bits after the multipliers and after the first adders
+    # product bits of the last lane held, still unsummed, by the first register after level 1
+    # (an odd lane count passes that product through the first levels; a DSP48's PREG takes it)
+    f["reg_raw_last"] = reg_raw_last
+    # registered tree terms (pipeline registers after the multipliers and after adder levels):
+    # all of them, those of levels 0–1 and that lone product (a DSP48 may take them)
+    f["reg_terms"] = reg_terms
+    f["reg_terms_dsp"] = reg_terms_l01 + raw_terms
     f["tree_adders"] = lanes - 1
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()

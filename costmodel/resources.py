@@ -30,22 +30,32 @@ index mux       ``lanes · abits · L(m)`` LUT6s (``mux_lut6``), ``L`` = LUT6s p
                 coefficient; where the mux feeds a merged ``$macc`` (LUT multipliers, pipeline
                 0) a second coefficient on the same count (``mux_macc``: ABC folds it into the
                 compressor at about twice the standalone cost; sparse only);
-registers       FF = pipeline + accumulator + output register bits, minus what Yosys packs into
-                DSP48 registers for int × int DSP multipliers (products → MREG, first adder
-                level → cascade PREG; with no pipeline, the accumulator → P);
-DSP             ``lanes · DSPs per multiplier`` by the Yosys inference rule (not fitted);
+registers       FF counted, not fitted: pipeline + accumulator + output register bits (the
+                adder tree's terms at their own widths: an odd lane count passes a narrower
+                term through), minus what Yosys packs into DSP48 registers on xc7 for int × int
+                DSP multipliers (products → MREG, first adder level → cascade PREG, a lone
+                product passed unsummed to the first later register → its PREG, the accumulator
+                → P with one lane or, unpipelined, for a native signed product), minus one
+                constant sign bit per registered term of an unsigned × unsigned product; xcup
+                packs none (its syntheses keep every register in the fabric);
+DSP             ``lanes · DSPs per multiplier`` by the Yosys inference rule (not fitted; a
+                product narrower than 9 bits stays in LUTs, as for narrow ``int6n × int3n``);
 BRAM18          0: the engines hold no memories (weights and activations stream in).
 
 Fit
 ---
 Non-negative least squares (``scipy.optimize.nnls``) on relative error (each row divided by its
-synthesized value), over the calibration split of ``data/calibration.csv``
-(:func:`costmodel.calibrate.split`); multiplier-formula coefficients over ``data/primitives.csv``.
-``python -m costmodel.resources xc7 ice40 ecp5`` refits and writes ``data/coefficients.json`` with
-the data's sha256, the fitted rows' keys and the held-out (validation) errors.
-The LUT terms were chosen by leave-one-out and 5-fold cross-validation over the 153 calibration
-rows only (LUT median |error|, LOO: sparse 7.9 % with the previous terms → 2.5 %, dense 3.7 % →
-3.5 %); the held-out rows were looked at once, to report.
+synthesized value), over every calibration row — the grids of ``data/calibration.csv`` and the
+seeded random calibration draw ``data/doe_calibration.csv`` (seed 1) — of xc7 and xcup together
+(:func:`fit_xilinx`: one set of fabric coefficients, the same LUT6/CARRY fabric; each family's
+own DSP48 packing rule in its design matrix; each family's errors measured on its own rows);
+multiplier-formula coefficients over ``data/primitives.csv`` (xc7 syntheses; xcup maps a LUT
+multiplier identically, :data:`PRIMITIVES_OF`). The held-out random draw
+``data/doe_heldout.csv`` (seed 0, drawn before any fit) is never fitted on; its errors per group
+are the model's stated accuracy (:func:`heldout_report`). Terms are chosen by 5-fold
+cross-validation over calibration rows only (:func:`cross_validate`). ``python -m
+costmodel.resources xc7 xcup ice40 ecp5`` refits and writes ``data/coefficients.json`` with the
+data's sha256, the fitted and held-out keys, and both sets of errors.
 
 Lattice targets (ice40, ecp5)
 -----------------------------
@@ -72,8 +82,8 @@ import pandas as pd
 
 from hw.engines import config_from_dict
 
-from .calibrate import (CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, heldout_keys,
-                        is_validation, split)
+from .calibrate import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, heldout_keys,
+                        is_validation)
 from .features import config_row, frame_features, pair_props
 from .pnr import PNR_CSV
 from .swa import SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
@@ -87,7 +97,8 @@ COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
 LUT_TERMS = ["const", "mult_lut_dense", "mult_lut_sparse", "tree_bits_reg", "tree_bits_comb",
              "tree_bits_intdsp_nopipe", "tree_bits_intdsp_l1comb", "tree_bits_intdsp_l1reg", "acc_bits",
              "mux_lut6", "mux_macc", "macc_pp_bits"]
-FF_TERMS = ["const", "ff_struct", "dsp_absorbed"]
+#: FF is counted, not fitted: the structural register bits minus those Yosys packs into DSP48s
+FF_TERMS = ["ff_struct"]
 MULT_TERMS = ["int_ab", "mf_ab", "mf_shift", "mf_prod", "mf_const"]
 
 
@@ -105,6 +116,16 @@ def _mult_terms(props: dict) -> np.ndarray:
     return np.array([lut_mul, 0.0, 0.0, 0.0, 0.0])
 
 
+#: the standalone multiplier syntheses a target reads: xcup maps a LUT multiplier exactly as xc7
+#: (same LUT6 / CARRY fabric and the same synth_xilinx script: every stored engine without DSPs
+#: synthesizes to the same LUT and FF count for both, ``tests/costmodel/test_resources.py``)
+PRIMITIVES_OF = {"xcup": "xc7"}
+#: Xilinx families fitted together: one set of fabric coefficients (LUTs per adder bit, per
+#: multiplier, per mux LUT6), each family with its own DSP48 packing rule (:func:`design_matrix`)
+#: and its own measured errors
+XILINX_TARGETS = ("xc7", "xcup")
+
+
 def _primitive_table(target: str) -> dict[tuple[str, str], float]:
     """Measured multiplier LUTs per format pair, operand-order free: ``hw.arith.multiplier(w, a)``
     and ``multiplier(a, w)`` are the same circuit up to the order of the ``$mul`` / ``$add``
@@ -114,7 +135,7 @@ def _primitive_table(target: str) -> dict[tuple[str, str], float]:
     either order (Yosys/ABC differ by a few LUTs between orders: ``data/primitives.csv``,
     :data:`costmodel.calibrate.ORDER_PAIRS`)."""
     p = _read_csv(PRIMITIVES_CSV)
-    p = p[p["target"] == target]
+    p = p[p["target"] == PRIMITIVES_OF.get(target, target)]
     runs: dict[tuple[str, str], list[float]] = {}
     for w, a, l in zip(p["wfmt"], p["afmt"], p["lut"]):
         runs.setdefault(_pair_key(w, a), []).append(float(l))
@@ -130,9 +151,10 @@ def _pair_key(w: str, a: str) -> tuple[str, str]:
 
 
 def fit_multiplier(target: str = "xc7") -> dict:
-    """Fit the multiplier LUT formula on ``primitives.csv`` (relative-error NNLS)."""
+    """Fit the multiplier LUT formula on ``primitives.csv`` (relative-error NNLS), on the
+    syntheses of ``PRIMITIVES_OF[target]`` (xcup: xc7's)."""
     p = _read_csv(PRIMITIVES_CSV)
-    p = p[p["target"] == target]
+    p = p[p["target"] == PRIMITIVES_OF.get(target, target)]
     X = np.array([_mult_terms(pair_props(w, a, target)) for w, a in zip(p["wfmt"], p["afmt"])])
     y = p["lut"].to_numpy(dtype=float)
     coef = _nnls_rel(X, y, floor=4.0)
@@ -165,49 +187,89 @@ def _cached_primitive_table(target: str) -> dict:
 
 
 def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
-                  features: tuple[pd.DataFrame, list] | None = None) -> dict[str, np.ndarray]:
-    """LUT and FF design matrices (columns :data:`LUT_TERMS`, :data:`FF_TERMS`) and the DSP
-    count of every config row; ``features`` = ``frame_features(..., return_pairs=True)``."""
+                  features: tuple[pd.DataFrame, list] | None = None,
+                  lut_terms: list[str] | None = None) -> dict[str, np.ndarray]:
+    """LUT and FF design matrices (columns ``lut_terms``, default :data:`LUT_TERMS`, and
+    :data:`FF_TERMS`) and the DSP count of every config row; ``features`` =
+    ``frame_features(..., return_pairs=True)``. ``lut_columns`` holds every candidate LUT term
+    (:data:`LUT_CANDIDATES`), the cross-validation's menu."""
     f, pairs = frame_features(df, target, return_pairs=True) if features is None else features
     per_pair = np.array([mult_lut(w, a, target, mult_coef) for w, a in pairs], dtype=float)
-    ml = per_pair[f["pair_id"].to_numpy()]
+    pid = f["pair_id"].to_numpy()
+    ml = per_pair[pid]
+    # the multiplier formula's terms per pair (MULT_TERMS), and whether the pair was synthesized
+    # alone (primitives.csv): candidates that fit the formula on whole engines instead
+    table = _cached_primitive_table(target)
+    measured = np.array([(w, a) in table for w, a in pairs], dtype=bool)[pid]
+    mterms = np.array([_mult_terms(pair_props(w, a, target)) for w, a in pairs], dtype=float).reshape(-1, 5)[pid]
+    ml_measured = np.array([table.get((w, a), 0.0) for w, a in pairs], dtype=float)[pid]
     lanes = f["lanes"].to_numpy(dtype=float)
     dspm = f["mult_dsp"].to_numpy() > 0
     # DSP48s take whole int × int products (and a cascade absorbs the first adder level); a
     # minifloat's significand product in a DSP still goes through the LUT aligner and tree
-    int_dsp = dspm & (f["mf"].to_numpy() == 0)
+    mf = f["mf"].to_numpy() > 0
+    int_dsp = dspm & ~mf
     sparse = f["mux_m"].to_numpy() > 0
     tree = f["tree_bits"].to_numpy(dtype=float)
     pipe = f["pipeline"].to_numpy()
     acc = f["acc_bits"].to_numpy()
-    # with no pipeline an int × int DSP engine accumulates in the last DSP48 (P = P + …)
-    acc_in_dsp = int_dsp & (pipe == 0) & (acc <= 48)
+    # Yosys packs into the DSP48s of int × int multipliers, on xc7 only (on xcup every adder and
+    # register stays in the fabric: its syntheses equal xc7's LUT for LUT, FF for FF on every
+    # engine without DSPs, and differ exactly there, data/doe_calibration.csv): the first adder
+    # level (P = A·B + C), a whole unpipelined tree (one $macc), and the accumulator (P = P + …,
+    # when it fits 48 bits) with a single lane, or with no pipeline for a native signed product
+    # (``native_product``: a zero-extended unsigned or a truncated narrow product is not
+    # accumulated across a DSP48 cascade)
+    packs = target == "xc7"
+    tree_dsp = int_dsp & packs
+    acc_in_dsp = tree_dsp & (acc <= 48) & ((lanes == 1) | ((pipe == 0) & (f["native_product"].to_numpy() > 0)))
     tree_reg = f["tree_reg"].to_numpy(dtype=float)
+    tree_l1 = f["tree_l1"].to_numpy(dtype=float)
     l1_reg = f["l1_reg"].to_numpy() > 0
-    int_dsp_pipe = int_dsp & (pipe > 0)
+    dsp_pipe = tree_dsp & (pipe > 0)
     # int × int LUT multipliers with no register after them (pipeline 0): Yosys alumacc merges
     # the multipliers and the adder tree into one $macc, mapped as a full-adder compressor of
     # the lanes · A · B partial-product bits (extra LUTs on top of the separate-multiplier cost)
     # (sparse: the index mux then feeds the partial products; ABC maps it into the compressor's
     # LUTs at about twice its standalone cost, hence mux_macc)
-    int_lut_macc = (~dspm) & (f["mf"].to_numpy() == 0) & (pipe == 0)
+    int_lut_macc = (~dspm) & ~mf & (pipe == 0)
     ab_bits = lanes * f["mul_a"].to_numpy(dtype=float) * f["mul_b"].to_numpy(dtype=float)
     mux6 = f["mux_lut6"].to_numpy(dtype=float)
+    fabric_reg = tree_reg * ~tree_dsp + (tree_reg - tree_l1 * l1_reg) * dsp_pipe  # adder bits in LUTs,
+    fabric_comb = (tree - tree_reg) * ~tree_dsp + (tree - tree_reg - tree_l1 * ~l1_reg) * dsp_pipe  # by regime
     cols = {
         "const": np.ones(len(f)), "mult_lut_dense": lanes * ml * ~sparse, "mult_lut_sparse": lanes * ml * sparse,
-        "tree_bits_reg": tree_reg * ~int_dsp, "tree_bits_comb": (tree - tree_reg) * ~int_dsp,
-        "tree_bits_intdsp_nopipe": tree * (int_dsp & (pipe == 0)),
-        "tree_bits_intdsp_l1comb": tree * (int_dsp_pipe & ~l1_reg), "tree_bits_intdsp_l1reg": tree * (int_dsp_pipe & l1_reg),
+        "tree_bits_reg": tree_reg * ~tree_dsp, "tree_bits_comb": (tree - tree_reg) * ~tree_dsp,
+        "tree_bits_intdsp_nopipe": tree * (tree_dsp & (pipe == 0)),
+        "tree_bits_intdsp_l1comb": tree * (dsp_pipe & ~l1_reg), "tree_bits_intdsp_l1reg": tree * (dsp_pipe & l1_reg),
         "acc_bits": acc * ~acc_in_dsp, "mux_lut6": mux6, "mux_macc": mux6 * int_lut_macc,
         "macc_pp_bits": ab_bits * int_lut_macc,
+        "mult_measured": lanes * ml_measured,
+        **{f"mult_{t}": lanes * mterms[:, j] * ~measured for j, t in enumerate(MULT_TERMS)},
+        **{f"mult_all_{t}": lanes * mterms[:, j] for j, t in enumerate(MULT_TERMS)},
+        # candidates: only the first adder level of a pipelined DSP tree packs into the DSP48s
+        "tree_l1_intdsp_pipe": tree_l1 * dsp_pipe,
+        "tree_bits_reg_fabric": fabric_reg, "tree_bits_comb_fabric": fabric_comb,
+        # candidates: minifloat engines' adders and accumulator add aligned, mostly sparse words
+        "tree_bits_reg_mf": fabric_reg * mf, "tree_bits_comb_mf": fabric_comb * mf, "acc_bits_mf": acc * mf,
+        "tree_bits_reg_int": fabric_reg * ~mf, "tree_bits_comb_int": fabric_comb * ~mf,
+        "acc_bits_int": acc * ~acc_in_dsp * ~mf,
+        # candidate: a minifloat significand product in a DSP on xcup (no packing of its aligner)
+        "mf_dsp_nopack": lanes * f["prod_bits"].to_numpy(dtype=float) * (dspm & mf & ~packs),
     }
-    lut = np.column_stack([cols[t] for t in LUT_TERMS])
+    lut = np.column_stack([cols[t] for t in (LUT_TERMS if lut_terms is None else lut_terms)])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
-    # multipliers (MREG) and after the first adder level (PREG of the cascade), and with no
-    # pipeline the accumulator (the last DSP's P, when it fits 48 bits)
-    absorbed = np.where(int_dsp, f["reg_l01"].to_numpy() + np.where((pipe == 0) & (acc <= 48), acc, 0), 0)
-    ff_struct = f["reg_bits"].to_numpy(dtype=float) - absorbed
-    ff = np.column_stack([np.ones(len(f)), ff_struct, absorbed.astype(float)])
+    # multipliers (MREG) and after the first adder level (PREG of the cascade), a lone product
+    # that an odd lane count passes unsummed to the first later register (its DSP's PREG), and
+    # the accumulator (``acc_in_dsp``); on xcup Yosys packs none of them
+    absorbs = tree_dsp
+    absorbed = np.where(absorbs, f["reg_l01"].to_numpy() + f["reg_raw_last"].to_numpy()
+                        + np.where(acc_in_dsp, acc, 0), 0)
+    # a product of two unsigned operands is never negative: each registered tree term's sign bit
+    # is constant 0 and Yosys drops that flip-flop (those in DSP48 registers are gone already)
+    const_msb = np.where(f["unsigned_product"].to_numpy() > 0,
+                         f["reg_terms"].to_numpy() - np.where(absorbs, f["reg_terms_dsp"].to_numpy(), 0), 0)
+    ff = (f["reg_bits"].to_numpy(dtype=float) - absorbed - const_msb)[:, None]
     dsp = lanes * f["mult_dsp"].to_numpy()
     return {"lut": lut, "ff": ff, "dsp": dsp, "features": f, "lut_columns": cols}
 
@@ -239,9 +301,11 @@ def _sha256(path: Path) -> str:
 
 #: how every fit is made and how its rows are held out (one rule for every engine and target)
 METHOD = "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)"
+CV_RULE = ("validation = every row of the held-out random draw (data/doe_heldout.csv, seed 0), never fitted on; "
+           "terms chosen by 5-fold cross-validation over the calibration rows (fold = int(key[:8], 16) % 5)")
 SPLIT_RULE = "validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target]; costmodel.calibrate.split)"
 #: the command that rewrites data/coefficients.json (every fit in it)
-FIT_COMMAND = "python -m costmodel.resources xc7 ice40 ecp5"
+FIT_COMMAND = "python -m costmodel.resources xc7 xcup ice40 ecp5"
 
 
 def _now() -> str:
@@ -269,33 +333,101 @@ def _engine_errors(pred: pd.DataFrame, rows: pd.DataFrame) -> dict:
     return out
 
 
-def fit(target: str = "xc7", calibration_csv: Path = CALIBRATION_CSV) -> dict:
-    """Fit the dot/sparse (MAC) resource model of ``target`` from the stored CSVs; returns its
-    record (:func:`_record`). Lattice targets: :func:`fit_lattice`."""
+def calibration_rows(targets: str | tuple[str, ...] = "xc7") -> pd.DataFrame:
+    """Every stored dot/sparse synthesis of ``targets`` the MAC model may be fitted on: the grids
+    (``data/calibration.csv``) and the random calibration draw (``data/doe_calibration.csv``),
+    minus any key of the held-out draw (``data/doe_heldout.csv``); column ``target`` says whose."""
+    targets = (targets,) if isinstance(targets, str) else targets
+    rows = pd.concat([stored_rows(path, t) for t in targets for path in (CALIBRATION_CSV, DOE_CALIBRATION_CSV)],
+                     ignore_index=True)
+    return rows[~rows["key"].isin(heldout_keys())].drop_duplicates("key").reset_index(drop=True)
+
+
+def _by_target(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {str(t): idx for t, idx in rows.groupby("target", sort=True).indices.items()}
+
+
+def fit_mac(rows: pd.DataFrame, lut_terms: list[str] | None = None) -> dict:
+    """The dot/sparse model fitted on synthesized ``rows`` (relative NNLS) of one or several
+    targets (column ``target``, each row's design matrix by its own target's rules): LUT over
+    ``lut_terms`` (default :data:`LUT_TERMS`), the multiplier formula over ``data/primitives.csv``;
+    FF counted (:data:`FF_TERMS`, coefficient 1). Returns ``{"multiplier", "resources"}``."""
+    terms = LUT_TERMS if lut_terms is None else list(lut_terms)
+    first = str(rows["target"].iloc[0])
+    mult = fit_multiplier(first) if _cached_primitive_table(first) else None
+    X = np.zeros((len(rows), len(terms)))
+    for t, idx in _by_target(rows).items():
+        X[idx] = design_matrix(rows.iloc[idx], t, mult, lut_terms=terms)["lut"]
+    return {"multiplier": mult,
+            "resources": {"lut": {"terms": terms, "coef": _nnls_rel(X, rows["lut"].to_numpy(dtype=float)).tolist()},
+                          "ff": {"terms": FF_TERMS, "coef": [1.0]}}}
+
+
+def predict_rows(rows: pd.DataFrame, model: dict) -> pd.DataFrame:
+    """:func:`predict_frame` of rows of one or several targets (column ``target``)."""
+    parts = [predict_frame(rows.iloc[idx], t, model) for t, idx in _by_target(rows).items()]
+    return pd.concat(parts).loc[rows.index] if parts else pd.DataFrame(columns=["lut", "ff", "dsp", "bram18"])
+
+
+#: folds of the cross-validation that chooses the model's terms (by key: ``int(key[:8], 16) % 5``)
+CV_FOLDS = 5
+
+
+def cross_validate(rows: pd.DataFrame, lut_terms: list[str] | None = None, folds: int = CV_FOLDS) -> pd.DataFrame:
+    """Out-of-fold predictions of :func:`fit_mac` on calibration ``rows``: each row predicted by
+    the model fitted on the other folds (fold = ``int(key[:8], 16) % folds``, fixed by the key,
+    not by the results). The held-out draw takes no part."""
+    fold = rows["key"].map(lambda k: int(k[:8], 16) % folds).to_numpy()
+    parts = []
+    for f in range(folds):
+        test = fold == f
+        if test.any() and (~test).any():
+            parts.append(predict_rows(rows[test], fit_mac(rows[~test], lut_terms)))
+    return pd.concat(parts).loc[rows.index]
+
+
+def fit_xilinx(targets: tuple[str, ...] = XILINX_TARGETS) -> dict[str, dict]:
+    """Fit the dot/sparse model of the Xilinx ``targets`` together on every calibration row of
+    each (:func:`calibration_rows`): one record per target (:func:`_record`, the same
+    coefficients) with that target's own errors: on its held-out random draw per engine
+    (``validation``) and per group (``heldout_groups``), and by 5-fold cross-validation over its
+    calibration rows per engine (``cv``) and per group (``cv_groups``)."""
+    rows = calibration_rows(targets)
+    missing = [t for t in targets if not (rows["target"] == t).any()]
+    if missing:
+        raise ResourceModelError(f"no calibration rows for target(s) {missing}; run python -m costmodel.calibrate "
+                                 f"engines --grid doe --split calibration --target {missing[0]}")
+    model = fit_mac(rows)
+    cv = cross_validate(rows)
+    files = [f for f in (CALIBRATION_CSV, DOE_CALIBRATION_CSV, PRIMITIVES_CSV) if f.exists()]
+    out = {}
+    for t in targets:
+        own = (rows["target"] == t).to_numpy()
+        mine, mine_cv = rows[own], cv[own]
+        held = heldout_rows(t)
+        held_pred = predict_frame(held, t, model) if not held.empty else held
+        out[t] = _record(
+            ["dot", "sparse"], t, "xilinx", model["resources"],
+            {"dsp": "Yosys synth_xilinx DSP rule per multiplier (costmodel.features.mult_dsp)",
+             "ff": "counted: register bits minus those Yosys packs into DSP48s (xc7 only) and constant sign bits",
+             "bram18": "no memories in the dot/sparse engines"},
+            files, {"calibration": sorted(mine["key"]), "validation": sorted(held["key"])}, CV_RULE,
+            sorted(set(mine["yosys"])), _engine_errors(held_pred, held) if not held.empty else {},
+            multiplier=model["multiplier"], fitted_with=list(targets), cv=_engine_errors(mine_cv, mine),
+            calibration_fit=_engine_errors(predict_frame(mine, t, model), mine),
+            cv_groups=error_report(mine, mine_cv).to_dict("records"),
+            heldout_groups=error_report(held, held_pred).to_dict("records"),
+            never_fitted=f"every key of data/{DOE_HELDOUT_CSV.name} (the held-out random design of experiments, "
+                         "costmodel.calibrate.doe_grid seed 0)")
+    return out
+
+
+def fit(target: str = "xc7") -> dict:
+    """The dot/sparse (MAC) resource fit of ``target``: Xilinx targets by :func:`fit_xilinx`
+    (fitted together), Lattice targets by :func:`fit_lattice`."""
     if target in LATTICE_TARGETS:
         return fit_lattice(target)
-    data = _read_csv(calibration_csv)
-    data = data[data["target"] == target]
-    if data.empty:
-        raise ResourceModelError(f"no calibration rows for target {target!r} in {calibration_csv}; run "
-                                 f"python -m costmodel.calibrate engines --grid dense --target {target}")
-    # the held-out DOE rows (data/doe_heldout.csv) are never fitted on, whichever file holds them
-    data = data[~data["key"].isin(heldout_keys())]
-    mult = fit_multiplier(target)
-    cal, val = split(data)
-    dm_cal = design_matrix(cal, target, mult)
-    resources = {res: {"terms": terms, "coef": _nnls_rel(dm_cal[res], cal[res].to_numpy(dtype=float)).tolist()}
-                 for res, terms in (("lut", LUT_TERMS), ("ff", FF_TERMS))}
-    model = {"multiplier": mult, "resources": resources}
-    return _record(
-        ["dot", "sparse"], target, "xilinx", resources,
-        {"dsp": "Yosys synth_xilinx DSP rule per multiplier (costmodel.features.mult_dsp)",
-         "bram18": "no memories in the dot/sparse engines"},
-        [calibration_csv, PRIMITIVES_CSV], {"calibration": sorted(cal["key"]), "validation": sorted(val["key"])},
-        SPLIT_RULE, sorted(set(data["yosys"])), _engine_errors(predict_frame(val, target, model), val),
-        multiplier=mult, calibration_fit=_engine_errors(predict_frame(cal, target, model), cal),
-        never_fitted=f"every key of data/{DOE_HELDOUT_CSV.name} (the held-out random design of experiments, "
-                     "costmodel.calibrate.doe_grid; errors: costmodel.resources.heldout_report)")
+    return fit_xilinx()[target]
 
 
 def swa_rows(target: str, csv: Path = SWA_CALIBRATION_CSV) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -411,8 +543,10 @@ def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> di
     """Refit ``targets`` (every engine with stored syntheses for each) and write ``coefficients.json``:
     ``{"schema": 2, "fits": {target: {"mac": record, "swa": record}}}`` (:func:`_record`)."""
     fits: dict = {}
+    xilinx = tuple(t for t in XILINX_TARGETS if t in targets)
+    joint = fit_xilinx(xilinx) if xilinx else {}
     for t in targets:
-        fits[t] = {"mac": fit(t)}
+        fits[t] = {"mac": joint[t] if t in joint else fit(t)}
         if (_read_csv(SWA_CALIBRATION_CSV)["target"] == t).any():
             fits[t]["swa"] = fit_swa(t)
     rec = {"schema": 2, "fits": fits}
@@ -457,7 +591,7 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
     if model.get("kind") == "lattice":
         dm = lattice_design_matrix(df, target, features)
     else:
-        dm = design_matrix(df, target, model["multiplier"], features)
+        dm = design_matrix(df, target, model["multiplier"], features, lut_terms=model["resources"]["lut"]["terms"])
     lut = dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"])
     ff = dm["ff"] @ np.asarray(model["resources"]["ff"]["coef"])
     return pd.DataFrame({
@@ -485,32 +619,40 @@ def heldout_groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
             "non-power-of-two lanes": (lanes & (lanes - 1)) != 0, "all": np.ones(len(rows), bool)}
 
 
-def heldout_rows(target: str = "xc7", path: Path = DOE_HELDOUT_CSV) -> pd.DataFrame:
-    """The stored held-out DOE syntheses of ``target`` (empty when none)."""
+def stored_rows(path: Path, target: str = "xc7") -> pd.DataFrame:
+    """The stored dot/sparse syntheses of ``target`` in ``path`` (a table with ``config`` JSON
+    and the measured columns): config columns plus ``key lut ff dsp bram18 yosys date`` (empty
+    when none)."""
+    cols = ["key", "engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block", "lut", "ff", "dsp",
+            "bram18", "yosys", "date", "target"]
     if not path.exists():
-        return pd.DataFrame(columns=["key", "engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m",
-                                     "block", "lut", "ff", "dsp", "bram18"])
+        return pd.DataFrame(columns=cols)
     d = _read_csv(path)
     d = d[d["target"] == target].reset_index(drop=True)
+    if d.empty:
+        return pd.DataFrame(columns=cols)
     cfg = pd.DataFrame([json.loads(c) for c in d["config"]])
     for c in ("n", "m", "block"):
         if c not in cfg:
             cfg[c] = None
     for c in ("key", "lut", "ff", "dsp", "bram18", "yosys", "date"):
         cfg[c] = d[c].to_numpy()
+    cfg["target"] = target
     return cfg
 
 
-def heldout_report(target: str = "xc7", model: dict | None = None, path: Path = DOE_HELDOUT_CSV) -> pd.DataFrame:
-    """Error of the resource model (the shipped fit of ``target`` unless ``model``) on the held-out
-    DOE rows (``data/doe_heldout.csv``, never fitted on), per group of :data:`HELDOUT_GROUPS`:
-    rows ``n``, LUT median / p90 relative error, signed LUT median bias, and the fraction of rows
-    where FF, DSP and BRAM18 are exact. Stored rows only; no synthesis."""
-    rows = heldout_rows(target, path)
+def heldout_rows(target: str = "xc7", path: Path = DOE_HELDOUT_CSV) -> pd.DataFrame:
+    """The stored held-out DOE syntheses of ``target`` (empty when none)."""
+    return stored_rows(path, target)
+
+
+def error_report(rows: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+    """Error of predictions ``pred`` against synthesized ``rows`` per group of
+    :data:`HELDOUT_GROUPS`: rows ``n``, LUT median / p90 relative error, signed LUT median bias,
+    and the fraction of rows where FF, DSP and BRAM18 are exact."""
     cols = ["group", "n", "lut_median", "lut_p90", "lut_bias", "ff_exact", "dsp_exact", "bram18_exact"]
     if rows.empty:
         return pd.DataFrame([{"group": g, "n": 0} for g in HELDOUT_GROUPS], columns=cols)
-    pred = predict_frame(rows, target, model)
     y = {r: rows[r].to_numpy(dtype=float) for r in ("lut", "ff", "dsp", "bram18")}
     rel = (pred["lut"].to_numpy(dtype=float) - y["lut"]) / np.maximum(np.abs(y["lut"]), 1.0)
     out = []
@@ -524,6 +666,14 @@ def heldout_report(target: str = "xc7", model: dict | None = None, path: Path = 
     return pd.DataFrame(out, columns=cols)
 
 
+def heldout_report(target: str = "xc7", model: dict | None = None, path: Path = DOE_HELDOUT_CSV) -> pd.DataFrame:
+    """:func:`error_report` of the resource model (the shipped fit of ``target`` unless
+    ``model``) on the held-out DOE rows (``data/doe_heldout.csv``, never fitted on). Stored rows
+    only; no synthesis."""
+    rows = heldout_rows(target, path)
+    return error_report(rows, predict_frame(rows, target, model) if not rows.empty else rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m costmodel.resources [TARGET …]``: refit every model from the stored syntheses
     and write ``data/coefficients.json``."""
@@ -531,11 +681,11 @@ def main(argv: list[str] | None = None) -> int:
         "Refit the resource models (MAC engines, SWA, Lattice LUT4) from the stored Yosys syntheses in "
         "costmodel/data and write costmodel/data/coefficients.json."))
     ap.add_argument("targets", nargs="*", metavar="TARGET",
-                    help="synthesis targets to fit: xc7, ice40, ecp5 (default xc7; all three = the shipped file)")
+                    help="synthesis targets to fit: xc7, xcup, ice40, ecp5 (default xc7; all four = the shipped file)")
     targets = ap.parse_args(argv).targets or ["xc7"]
-    bad = sorted(set(targets) - {"xc7", "ice40", "ecp5"})
+    bad = sorted(set(targets) - {"xc7", "xcup", "ice40", "ecp5"})
     if bad:
-        ap.error(f"no calibration data for target(s) {', '.join(bad)}: choose from xc7, ice40, ecp5")
+        ap.error(f"no calibration data for target(s) {', '.join(bad)}: choose from xc7, xcup, ice40, ecp5")
     rec = write_coefficients(targets)
     for t, fits in rec["fits"].items():
         for family, r in fits.items():

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from costmodel import calibrate as C
-from costmodel.calibrate import CALIBRATION_CSV, PRIMITIVES_CSV, is_validation, split
+from costmodel.calibrate import CALIBRATION_CSV, PRIMITIVES_CSV
 from costmodel.features import pair_props
 from costmodel.resources import COEFFICIENTS_JSON, fit, predict_frame
 
@@ -46,31 +46,112 @@ def test_stored_fit_reproduces_itself():
             assert refit["validation"][eng][res]["median_rel_err"] == pytest.approx(e["median_rel_err"])
 
 
-def test_split_rule_is_documented_and_disjoint():
-    cal, val = split(CAL)
-    assert set(cal["key"]).isdisjoint(val["key"]) and len(cal) + len(val) == len(CAL)
-    assert all(is_validation(k) == (int(k[:8], 16) % 5 == 0) for k in CAL["key"])
-    assert 0 < len(val) < len(CAL)
+def test_xcup_synthesizes_like_xc7_without_dsps():
+    """The premise of PRIMITIVES_OF and of the joint Xilinx fit: on every engine stored for both
+    families, LUT and FF agree wherever no multiplier maps to a DSP, and FF differs (xcup packs no
+    register into a DSP48E2) on int × int DSP engines with registers."""
+    from costmodel.calibrate import DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV
+    from costmodel.resources import stored_rows
+
+    cols = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
+    both = []
+    for path in (DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV):
+        a, b = stored_rows(path, "xc7"), stored_rows(path, "xcup")
+        if not b.empty:
+            both.append(a.astype({c: str for c in cols}).merge(b.astype({c: str for c in cols}), on=cols,
+                                                               suffixes=("_7", "_u")))
+    m = pd.concat(both, ignore_index=True) if both else pd.DataFrame()
+    if len(m) < 20:
+        pytest.skip("fewer than 20 engines synthesized for both xc7 and xcup")
+    no_dsp = m["dsp_7"] == 0
+    assert no_dsp.sum() >= 10 and (m["dsp_7"] == m["dsp_u"]).all()
+    assert (m.loc[no_dsp, "lut_7"] == m.loc[no_dsp, "lut_u"]).all()
+    assert (m.loc[no_dsp, "ff_7"] == m.loc[no_dsp, "ff_u"]).all()
 
 
-def test_held_out_errors_bounded():
-    """Held-out LUT / FF errors against Yosys (validation rows never seen by the fit)."""
-    _, val = split(CAL)
-    pred = predict_frame(val, "xc7")
-    for res, median_bound, p90_bound in (("lut", 0.15, 0.40), ("ff", 0.15, 0.40)):
-        rel = np.abs(pred[res].to_numpy() - val[res].to_numpy()) / np.maximum(val[res].to_numpy(), 1)
-        assert np.median(rel) <= median_bound, (res, np.median(rel))
-        assert np.percentile(rel, 90) <= p90_bound, (res, np.percentile(rel, 90))
+def test_cv_folds_fixed_by_key_and_heldout_never_fitted():
+    """The shipped fit saw every calibration row and no held-out one; cross-validation predicts
+    each row from a fit on the other folds (fold = int(key[:8], 16) % 5), checked on one fold."""
+    from costmodel.resources import calibration_rows, cross_validate, fit_mac, heldout_rows, load_coefficients
+
+    rec = load_coefficients()["fits"]["xc7"]["mac"]
+    rows = calibration_rows("xc7")
+    held = set(heldout_rows("xc7")["key"])
+    assert set(rec["keys"]["calibration"]) == set(rows["key"]) and held.isdisjoint(rows["key"])
+    assert set(rec["keys"]["validation"]) == held
+    cv = cross_validate(rows)
+    fold = rows["key"].map(lambda k: int(k[:8], 16) % 5).to_numpy()
+    own = predict_frame(rows[fold == 0], "xc7", fit_mac(rows[fold != 0]))
+    pd.testing.assert_frame_equal(cv[fold == 0], own)
+    assert not cv[fold == 0].equals(predict_frame(rows[fold == 0], "xc7", fit_mac(rows)))
 
 
-@pytest.mark.parametrize("engine,min_rows", [("dot", 20), ("sparse", 10)])
-def test_lut_held_out_median_within_5_percent(engine, min_rows):
-    """Issue 7's goal per engine: held-out median |LUT error| vs Yosys <= 5 %."""
-    _, val = split(CAL)
-    val = val[val["engine"] == engine]
-    pred = predict_frame(val, "xc7")
-    rel = np.abs(pred["lut"].to_numpy() - val["lut"].to_numpy()) / np.maximum(val["lut"].to_numpy(), 1)
-    assert len(val) >= min_rows and np.median(rel) <= 0.05, np.median(rel)
+#: issue 15's goals on the random held-out draw, per group
+GOALS = {"lut_median": 0.05, "lut_p90": 0.12, "ff_exact": 1.0, "dsp_exact": 1.0, "bram18_exact": 1.0}
+#: (group, metric) pairs the shipped model does not meet yet, each with what it measured; strict
+#: xfail: a model that meets one turns its test red until the entry is removed
+NOT_MET: dict[tuple[str, str], str] = {
+    ("dense same-format", "lut_median"): "6.8% (goal ≤5%)",
+    ("dense same-format", "lut_p90"): "45.7% (goal ≤12%)",
+    ("dense mixed", "lut_median"): "7.8% (goal ≤5%)",
+    ("dense mixed", "lut_p90"): "19.3% (goal ≤12%)",
+    ("dense mixed", "ff_exact"): "98.2% (goal 100%)",
+    ("sparse", "lut_median"): "10.8% (goal ≤5%)",
+    ("sparse", "lut_p90"): "28.1% (goal ≤12%)",
+    ("sparse", "ff_exact"): "96.4% (goal 100%)",
+    ("sparse+blocks", "lut_median"): "10.6% (goal ≤5%)",
+    ("sparse+blocks", "lut_p90"): "24.8% (goal ≤12%)",
+    ("sparse+blocks", "ff_exact"): "93.3% (goal 100%)",
+    ("non-power-of-two lanes", "lut_median"): "9.8% (goal ≤5%)",
+    ("non-power-of-two lanes", "lut_p90"): "25.0% (goal ≤12%)",
+    ("non-power-of-two lanes", "ff_exact"): "94.8% (goal 100%)",
+    ("all", "lut_median"): "10.1% (goal ≤5%)",
+    ("all", "lut_p90"): "26.4% (goal ≤12%)",
+    ("all", "ff_exact"): "96.6% (goal 100%)",
+}
+
+
+def _goal_cases():
+    from costmodel.resources import HELDOUT_GROUPS
+
+    for g in HELDOUT_GROUPS:
+        for metric in GOALS:
+            why = NOT_MET.get((g, metric))
+            marks = [pytest.mark.xfail(strict=True, reason=f"issue 15 goal not met: {why}")] if why else []
+            yield pytest.param(g, metric, marks=marks, id=f"{g}-{metric}")
+
+
+@pytest.mark.parametrize("group,metric", list(_goal_cases()))
+def test_heldout_goal(group, metric):
+    """Issue 15's goals on the random held-out draw (data/doe_heldout.csv, never fitted on), per
+    group, from the stored Yosys runs: LUT median <= 5 %, p90 <= 12 %; FF, DSP, BRAM18 exact."""
+    from costmodel.resources import heldout_report
+
+    rep = heldout_report("xc7").set_index("group")
+    assert rep.loc[group, "n"] >= 10, f"too few held-out rows in {group}"
+    got = rep.loc[group, metric]
+    assert got <= GOALS[metric] if metric.startswith("lut") else got >= GOALS[metric], (group, metric, got)
+
+
+@pytest.mark.parametrize("target", ["xc7", "xcup"])
+def test_ff_and_dsp_counted_exactly_on_calibration_rows(target):
+    """FF and DSP are counted from the structure (no fitted coefficient): they equal Yosys on the
+    stored calibration syntheses of each Xilinx family, but for the documented residue (unsigned
+    products in DSP48s with registers above the first adder level: Yosys drops a few more
+    constant flip-flops than the one sign bit per term the count removes)."""
+    from costmodel.features import frame_features
+    from costmodel.resources import calibration_rows, fit_mac
+
+    rows = calibration_rows(target)
+    if len(rows) < 20:
+        pytest.skip(f"fewer than 20 stored {target} calibration syntheses")
+    pred = predict_frame(rows, target, fit_mac(rows))
+    assert (pred["dsp"].to_numpy() == rows["dsp"].to_numpy()).all()
+    f = frame_features(rows, target)
+    residue = (f["unsigned_product"] > 0) & (f["mult_dsp"] > 0) & (f["reg_terms"] > f["reg_terms_dsp"])
+    ff, y = pred["ff"].to_numpy(), rows["ff"].to_numpy()
+    assert (ff[~residue.to_numpy()] == y[~residue.to_numpy()]).all()
+    assert (np.abs(ff - y) <= 0.1 * y).all()
 
 
 def test_index_mux_lut_rule_matches_yosys():
