@@ -9,10 +9,11 @@ simulation model, see ``costmodel.activity``).
 For each engine (dense int8, dense int4, 2:4 sparse int8, dense e4m3) the digits CNN
 (``quant.digits``; 2:4 magnitude-pruned with ``models.prune`` for the sparse engine) is quantized
 with ``quant.ptq.quantize_model`` (weights and activations in the engine's format), its layers'
-weight and input-activation codes are exported (``quant.export``), the convolutions lowered with
-im2col (zero padding: code 0 is zero in every format), and every layer of ``--images`` test images
-streams through the engine (``costmodel.activity.layer_beats``). The same shapes with the
-project's random codes (``hw.dot`` / ``hw.sparse.random_workload``) are the comparison.
+weight and input-activation codes are exported and the convolutions lowered with im2col
+(``paretofab.mapping.layer_codes``; zero padding: code 0 is zero in every format), and every
+layer of ``--images`` test images streams through the engine (``costmodel.activity.layer_beats``).
+The same shapes with the project's random codes (``hw.dot`` / ``hw.sparse.random_workload``) are
+the comparison.
 Columns (all per inference, nJ):
 
 - ``act`` — toggles counted by Verilator gate-level simulation of the Yosys-mapped netlist ×
@@ -51,37 +52,20 @@ K_MAX = 512  # the widest reduction of the digits CNN (fc1: 32·4·4)
 TARGET = "xc7"
 
 
-def im2col(codes: np.ndarray, k: int = 3) -> np.ndarray:
-    """(N, C, H, W) codes → (N·H·W, C·k·k) patches of a 'same' k×k convolution, zero-padded
-    (code 0), in the (C, ky, kx) order of a ``(out, C, k, k)`` weight."""
-    n, c, h, w = codes.shape
-    p = k // 2
-    x = np.pad(codes, ((0, 0), (0, 0), (p, p), (p, p)))
-    cols = np.stack([x[:, :, dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)], axis=2)  # N C k² H W
-    return cols.reshape(n, c * k * k, h * w).transpose(0, 2, 1).reshape(n * h * w, c * k * k)
-
-
 def student_layers(student, data, fmt: str, pattern: str | None,
                    images: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(layer, weight codes (out, K), activation codes (vectors, K)) of the quantized digits CNN
     ``student`` (2:4-pruned first when ``pattern``) on ``images`` test images of ``data``."""
     from models.prune import prune  # heavy: torch
-    from quant.export import capture_inputs, export_activation, export_layer
-    from quant.ptq import quant_layers, quantize_model
+    from paretofab.mapping import layer_codes
+    from quant.ptq import quantize_model
 
     model = copy.deepcopy(student)
     if pattern:
         prune(model, pattern)
     q = quantize_model(model, fmt, fmt, calib_data=data.x_train[:256])
-    layers = dict(quant_layers(q))
-    ins = capture_inputs(q, data.x_test[:images], layers)
-    out = []
-    for name, layer in layers.items():
-        el, ea = export_layer(layer, ins[name], name), export_activation(ins[name])
-        w = el.w_codes.reshape(el.w_codes.shape[0], -1)
-        a = im2col(ea.codes) if el.kind == "conv2d" else ea.codes.reshape(ea.codes.shape[0], -1)
-        out.append((name, w, a))
-    return out
+    codes, _ = layer_codes(q, data.x_test[:images])  # convolutions lowered by im2col (zero padding: code 0)
+    return [(lc.layer, lc.w_codes, lc.a_codes) for lc in codes]
 
 
 def run(cfg, layers, real: bool, target: str, seed: int = 0) -> dict:

@@ -162,10 +162,23 @@ def split(df):
 # ---- grids ------------------------------------------------------------------------------------
 
 
+#: format pairs drawn at random (seeded) over every format the CLI accepts, beside the chosen ones:
+#: the multiplier formula is fitted on the space, not only on hand-picked pairs
+RANDOM_PRIMITIVES = 40
+
+
+def random_pairs(count: int = RANDOM_PRIMITIVES, seed: int = 7) -> list[tuple[str, str]]:
+    """``count`` (weight, activation) pairs drawn uniformly over :func:`quant.formats.all_formats`
+    (seeded; a longer draw starts with the shorter one)."""
+    names = [str(f) for f in all_formats()]
+    rng = random.Random(seed)
+    return [(rng.choice(names), rng.choice(names)) for _ in range(count)]
+
+
 def primitive_pairs() -> list[tuple[str, str]]:
     """Same-format pairs of every format in :data:`FORMATS`, plus :data:`MIXED_PAIRS`,
-    :data:`ORDER_PAIRS` and :data:`NARROW_PAIRS`."""
-    return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS + NARROW_PAIRS
+    :data:`ORDER_PAIRS`, :data:`NARROW_PAIRS` and :func:`random_pairs`."""
+    return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS + NARROW_PAIRS + random_pairs()
 
 
 def _pipeline_choices(lanes: int) -> list[int]:

@@ -46,7 +46,9 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
     integer magnitudes otherwise), ``mul_y`` (its product width), ``mf`` (1 if a minifloat is
     involved), ``shift_bits`` (alignment shift width), ``exp_bits`` (Ew + Ea), ``mult_dsp``
     (DSPs per multiplier by the Yosys rule), ``mult_levels`` (LUT levels of a LUT multiplier),
-    ``plo``/``phi`` (exact product range, Python ints), ``unsigned_product`` (1 if the product is
+    ``plo``/``phi`` (exact product range, Python ints), ``shifter_bits`` (mux bits of the
+    minifloat aligner's log shifter), ``mf_int_bits`` (code bits of a signed integer operand of
+    a minifloat × int pair: its magnitude is taken in LUTs; an unsigned one is its own), ``unsigned_product`` (1 if the product is
     never negative), ``native_product`` (1 for a signed int × signed int product as wide as its
     operands together: the only kind Yosys accumulates inside a DSP48).
     """
@@ -74,10 +76,15 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
         signed_only_extra = 0 if (w.signed and a.signed) else 1
     shift_bits = max(1, (sw + sa).bit_length()) if mf else 0
     dsp = mult_dsp(mul_a, mul_b, signed_only_extra, target, mul_y)
+    # the aligner: a log shifter of the (mul_a + mul_b)-bit significand product into prod_bits, one
+    # stage per shift bit, stage k at most (mul_a + mul_b) + 2^(k+1) - 1 bits wide (mux bits)
+    shifter = sum(min(pb, mul_a + mul_b + 2 ** (k + 1) - 1) for k in range(shift_bits)) if mf else 0
+    int_bits = sum(f.bits for f in (w, a) if isinstance(f, IntFormat) and f.signed) if mf else 0
     levels = math.ceil(math.log2(max(2, min(mul_a, mul_b)))) + 1 + (math.ceil(math.log2(shift_bits + 1)) + 1 if mf else 0)
     return dict(wb=w.bits, ab=a.bits, prod_bits=pb, mul_a=mul_a, mul_b=mul_b, mul_y=mul_y, mf=mf,
                 shift_bits=shift_bits, exp_bits=ew + ea, mult_dsp=dsp, mult_levels=levels,
-                plo=lo, phi=hi, a_signed=int(getattr(a, "signed", True)),
+                plo=lo, phi=hi, a_signed=int(getattr(a, "signed", True)), shifter_bits=shifter,
+                mf_int_bits=int_bits,
                 unsigned_product=int(lo >= 0),
                 native_product=int(not mf and w.signed and a.signed and pb == w.bits + a.bits))
 
@@ -313,6 +320,7 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     f["pipeline"] = pipe
     # adder tree (hw.adder_tree.AdderTree): level l adds neighbouring pairs, each sum one bit
     # wider than its wider operand; an odd last term passes through at its own width
+    unsigned = f["unsigned_product"].to_numpy()
     shape = _tree_shape_matrix(lanes)  # (rows, levels + 1, 5): adders, their extra bits, terms, theirs, raw last
     tree_bits = np.zeros(len(lanes), dtype=np.int64)
     reg_bits = np.zeros(len(lanes), dtype=np.int64)
@@ -335,7 +343,9 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
         if lvl >= 1:
             seen_reg |= regs_at[:, lvl]
         if lvl > 0:
-            level_bits = adders * pb + adder_extra
+            # an unsigned × unsigned product's sign bit is constant 0, and so is every sum's: one
+            # adder bit fewer per adder (Yosys drops the constant top bit)
+            level_bits = adders * (pb - unsigned) + adder_extra
             tree_bits += level_bits
             # adder bits whose sums go straight into a pipeline register (the rest feed the next
             # adder level or the accumulator combinationally)

@@ -6,7 +6,9 @@ the seed-to-seed spread printed under the front) → SR-STE-pruned copies (``mod
 N:M, and N:M + balanced blocks) → a PTQ sweep over integer and minifloat formats
 (``quant.sweep``) for the dense and pruned students → the cost of running the student's layers on
 the dense, N:M and N:M + block-skipping engines (``costmodel``) → the Pareto table (printed and
-saved as CSV), a plot (PNG) and the Verilog of every Pareto point, all under ``out``.
+saved as CSV), a plot (PNG) and the Verilog of every Pareto point, all under ``out``; with
+``--activity-energy``, the dynamic energy of every Pareto point from the measured switching activity
+of its engine's gate-level netlist on the point's own quantized data (:func:`front_activity`).
 
 Engines: the dense student runs on ``DotConfig(lanes)``, the N:M student on
 ``SparseConfig(lanes, n, m)``, the hybrid one on the largest sparse engine of at most ``lanes``
@@ -17,9 +19,10 @@ Stages and what passes between them: :func:`train_student` (a folder, keyed by e
 depends on) → :func:`candidates` (one :class:`Candidate` per sparsity pattern: the pruned student's
 folder, each layer's block density, the engine per format) → :func:`sweep` (micro-F1 per candidate,
 format and PTQ set) → :func:`cost_table` (once per candidate and format, joined to the sweep) →
-:func:`rank` (the front) → :func:`write_front_verilog`. Every stage is resumable: a finished
-stage's files are reused, the sweep skips finished points, and the Verilog of a front point is
-rewritten only when its engine changed (files of points no longer on the front are removed).
+:func:`rank` (the front) → :func:`write_front_verilog` (→ :func:`front_activity`, opt-in). Every
+stage is resumable: a finished stage's files are reused, the sweep skips finished points, and the
+Verilog of a front point is rewritten only when its engine changed (files of points no longer on
+the front are removed); the activity step reuses the cached netlists and gate-level models.
 Options: :class:`paretofab.options.ExploreConfig`, checked before any work starts.
 """
 
@@ -36,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from costmodel import PlotOptions, estimate, pareto, plot
+from costmodel import PlotOptions, estimate, get_device, pareto, plot
 from costmodel.estimate import LABEL_COLUMNS, Cost
 from hw.rtl import design_name, export_design
 from models import distill as D
@@ -48,6 +51,7 @@ from quant.common import writable_folder
 from quant.formats import parse_format
 from quant.sweep import SweepSpace, grid, load_results, run_sweep
 
+from .front_energy import front_activity, print_activity
 from .mapping import (AttentionKernel, EngineConfig, LayerWorkload, attention_kernels, block_density, engine_for,
                       layer_workloads)
 from .options import DEFAULT_FORMATS, ExploreConfig, add_arguments, from_args
@@ -58,10 +62,10 @@ __all__ = ["Candidate", "ExploreConfig", "DEFAULT_FORMATS", "OBJECTIVES", "explo
 
 #: costs minimized on the front, beside micro-F1 maximized
 OBJECTIVES = ("lut", "dsp", "latency_us", "energy_nj")
-#: the cost columns of every design point
-COST_KEYS = ("lut", "ff", "dsp", "bram18", "fmax_mhz", "cycles", "latency_us", "energy_nj")
+#: the cost columns of every design point (``dynamic_nj``: the action-count part of ``energy_nj``)
+COST_KEYS = ("lut", "ff", "dsp", "bram18", "fmax_mhz", "cycles", "latency_us", "energy_nj", "dynamic_nj")
 #: what the attention of a SWA student adds, per inference, to every design point
-ATTENTION_KEYS = ("lut", "ff", "dsp", "bram18", "cycles", "latency_us", "energy_nj")
+ATTENTION_KEYS = ("lut", "ff", "dsp", "bram18", "cycles", "latency_us", "energy_nj", "dynamic_nj")
 #: the label columns of every design point (``costmodel.estimate.LABEL_COLUMNS``): the source and
 #: held-out error of the engine's figures and whether its fmax hit the family's clock cap
 LABEL_KEYS = tuple(LABEL_COLUMNS)
@@ -231,7 +235,8 @@ def network_cost(config: EngineConfig, layers: list[LayerWorkload], device: str,
     c0 = costs[0]
     out = {"lut": c0.lut, "ff": c0.ff, "dsp": c0.dsp, "bram18": c0.bram18, "fmax_mhz": c0.fmax_mhz,
            "cycles": sum(c.cycles for c in costs), "latency_us": sum(c.latency_us for c in costs),
-           "energy_nj": sum(c.energy_nj for c in costs), **cost_labels(c0)}
+           "energy_nj": sum(c.energy_nj for c in costs), "dynamic_nj": sum(c.dynamic_nj for c in costs),
+           **cost_labels(c0)}
     for key, v in (attention or {}).items():
         if key in ATTENTION_KEYS:
             out[key] += v
@@ -253,7 +258,7 @@ def attention_cost(kernels: list[AttentionKernel], device: str) -> dict[str, flo
         c = estimate(ak.config, device, n=ak.tokens)
         for key in ("lut", "ff", "dsp", "bram18"):
             total[key] = max(total[key], getattr(c, key))
-        for key in ("cycles", "latency_us", "energy_nj"):
+        for key in ("cycles", "latency_us", "energy_nj", "dynamic_nj"):
             total[key] += ak.heads * getattr(c, key)
         for key in _JOINED_LABELS:
             total.setdefault(key, getattr(c, key))
@@ -342,8 +347,15 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
     _stage("Verilog of the Pareto points (+ a JSON of ports and payload fields beside each)")
     rtl = out / "rtl"
     write_front_verilog(df, cands, rtl)
+    note = None
+    if cfg.activity_energy:
+        _stage(f"activity energy of the front: gate-level simulation on {cfg.activity_samples} test input(s) per "
+               "point (20-110 s per new design)")
+        df, note = front_activity(df, cands, cfg)
     print_table(df)
     print_spread(json.loads((student / "metrics.json").read_text()), df)
+    if cfg.activity_energy:
+        print_activity(df, cfg.activity_samples, note)
     print(f"\nwrote {out}/pareto.csv, {out}/pareto_lut_f1.png, {rtl}/ ({time.perf_counter() - t0:.0f} s)")
     return df
 

@@ -1,7 +1,8 @@
 """The mapping from a quantized / pruned layer to an engine: which engine configuration runs a
 pruning pattern, the workload of every layer of a student (one inference), the fraction of weight
-blocks a block-skipping engine streams, the attention kernels of a SWA student, and the engine
-workload of an exported layer.
+blocks a block-skipping engine streams, the attention kernels of a SWA student, the engine
+workload of an exported layer, and a quantized student's layers lowered to the weight and
+activation codes its engine streams (:func:`layer_codes`, convolutions by im2col).
 
 This is the one place that knows both sides: ``models`` (pruning patterns) and ``quant``
 (exported integer / minifloat codes and scales) know nothing of hardware, and ``hw`` knows
@@ -23,11 +24,13 @@ from hw import dot, sparse
 from hw.swa import SWAConfig
 from models.prune import Pattern, PruneError, check_pattern, live_blocks, parse_pattern, prunable_layers
 from models.zoo import SlidingWindowAttention
-from quant.export import ExportedActivation, ExportedLayer, ExportError
+from quant.export import (ExportedActivation, ExportedLayer, ExportError, capture_inputs, export_activation,
+                          export_layer)
+from quant.ptq import quant_layers
 from quant.reference import decode
 
-__all__ = ["EngineConfig", "LayerWorkload", "AttentionKernel", "engine_config", "engine_for",
-           "layer_workloads", "block_density", "attention_kernels", "sparse_workload", "dot_workload"]
+__all__ = ["EngineConfig", "LayerWorkload", "AttentionKernel", "LayerCodes", "engine_config", "engine_for",
+           "layer_workloads", "block_density", "attention_kernels", "sparse_workload", "dot_workload", "layer_codes"]
 
 #: the engine configurations a student's layers run on
 EngineConfig = dot.DotConfig | sparse.SparseConfig
@@ -181,3 +184,62 @@ def dot_workload(layer: ExportedLayer, act: ExportedActivation) -> tuple[dot.Wor
         raise ExportError(f"activations have {k} features, the layer expects {layer.w_codes.shape[1]}")
     w, aa, out_channel = _batch(layer.w_codes, a)
     return dot.Workload(w, aa), out_channel
+
+
+@dataclass(frozen=True)
+class LayerCodes:
+    """One quantized layer lowered to dot products, as its engine streams them.
+
+    Attributes
+    ----------
+    layer : module name (as in :func:`layer_workloads`).
+    w_codes : (outputs, K) uint8 weight codes (a convolution's kernel flattened in (C, k…) order).
+    a_codes : (rows, K) uint8 activation codes, one row per input vector (samples × output
+        positions, sample-major); the layer is ``rows × outputs`` dot products.
+    """
+
+    layer: str
+    w_codes: np.ndarray
+    a_codes: np.ndarray
+
+
+def _im2col(codes: np.ndarray, layer: torch.nn.Module) -> np.ndarray:
+    """(N, C, H, W) or (N, C, L) activation codes → (N · positions, C · kernel) patches of
+    ``layer``'s convolution (its kernel, stride, padding, dilation), zero-padded with code 0 (zero
+    in every format)."""
+    x = torch.as_tensor(codes.astype(np.float32))
+    if x.dim() == 3:  # Conv1d as a 1 × L image
+        x = x.unsqueeze(2)
+        kernel, stride, pad, dil = ((1, *layer.kernel_size), (1, *layer.stride), (0, *layer.padding),
+                                    (1, *layer.dilation))
+    else:
+        kernel, stride, pad, dil = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+    cols = torch.nn.functional.unfold(x, kernel, dilation=dil, padding=pad, stride=stride)  # N, C·k, positions
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1]).round().numpy().astype(np.uint8)
+
+
+def layer_codes(qmodel: torch.nn.Module, x: torch.Tensor) -> tuple[list[LayerCodes], list[str]]:
+    """The weight and input-activation codes of every quantized Linear / Conv layer of
+    ``qmodel`` (``quant.ptq.quantize_model``'s output) on the inputs ``x``, lowered to dot
+    products (:class:`LayerCodes`: Linear over its last dimension, convolutions by im2col).
+
+    Returns
+    -------
+    ``(lowered, skipped)``: the layers in module order, and the names of those that no engine
+    here runs as dot products (grouped or string-padded convolutions), left out.
+    """
+    layers = dict(quant_layers(qmodel))
+    ins = capture_inputs(qmodel, x, layers)
+    out, skipped = [], []
+    for name, layer in layers.items():
+        el, ea = export_layer(layer, ins[name], name), export_activation(ins[name])
+        w = el.w_codes.reshape(el.w_codes.shape[0], -1)
+        if el.kind == "linear":
+            a = ea.codes.reshape(-1, w.shape[1])
+        elif getattr(layer, "groups", 1) != 1 or isinstance(layer.padding, str):
+            skipped.append(name)
+            continue
+        else:
+            a = _im2col(ea.codes, layer)
+        out.append(LayerCodes(name, w, a))
+    return out, skipped

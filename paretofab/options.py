@@ -32,11 +32,16 @@ from quant.ptq import parse_techniques
 
 from .mapping import engine_for
 
-__all__ = ["DEFAULT_FORMATS", "ExploreConfig", "Option", "add_arguments", "from_args", "to_argv"]
+__all__ = ["DEFAULT_FORMATS", "ACTIVITY_SAMPLES", "ExploreConfig", "Option", "add_arguments", "from_args",
+           "to_argv"]
 
 DEFAULT_FORMATS = ("int4", "int6", "int8", "e2m1", "e2m3", "e3m2", "e4m3")
 #: the sparsity patterns explored beside the dense student
 DEFAULT_PATTERNS = ("2:4", "2:4+b8k0.5")
+#: test inputs per front point of ``--activity-energy`` (default) and the most accepted: each is one
+#: inference of gate-level simulation (thousands of cycles)
+ACTIVITY_SAMPLES = 1
+MAX_ACTIVITY_SAMPLES = 64
 
 
 def _csv(s: str) -> tuple[str, ...]:
@@ -83,8 +88,9 @@ class Option:
     choices : the values accepted.
     metavar : the placeholder in ``--help`` (default: the flag in capitals).
     kind : ``"value"`` (takes a value), ``"no-flag"`` (a bool that ``--no-<name>`` turns off),
-        ``"trace"`` (the trace options of ``models.cli``) or ``"shared"`` (a flag that the trace
-        options add, e.g. ``--seed``).
+        ``"flag"`` (a bool, off by default, that ``--<name>`` turns on), ``"trace"`` (the trace
+        options of ``models.cli``) or ``"shared"`` (a flag that the trace options add, e.g.
+        ``--seed``).
     """
 
     help: str
@@ -138,6 +144,12 @@ class ExploreConfig:
     classes: str | None = _opt(None, "class-aware saliency for these outputs (e.g. top32)")
     device: str = _opt(DEFAULT_DEVICE, f"FPGA part for fmax and static power ({', '.join(DEVICES)})",
                        metavar="PART")
+    activity_energy: bool = _opt(False, "after the front: dynamic energy of every front point from the switching "
+                                 "activity of its engine's gate-level netlist (Yosys + Verilator) on the point's "
+                                 "own quantized layers and test inputs, beside the action-count and vectorless "
+                                 "figures (xc7 parts; 20-110 s per new design)", kind="flag")
+    activity_samples: int = _opt(ACTIVITY_SAMPLES, "test inputs streamed through each front engine with "
+                                 "--activity-energy (energies per inference)", metavar="N")
     seed: int = _opt(0, "training seed (and the trace's)", kind="shared", flags=("--seed",))
     jobs: int = _opt(1, "sweep worker processes")
     threads: int = _opt(2, "torch CPU threads for training (1 when other jobs share the cores)")
@@ -189,6 +201,9 @@ class ExploreConfig:
         for p in self.ptq:
             parse_techniques(p)
         get_device(self.device)
+        if self.activity_samples != ACTIVITY_SAMPLES and not self.activity_energy:
+            raise ValueError(f"--activity-samples {self.activity_samples} applies to --activity-energy only: add "
+                             "--activity-energy or drop --activity-samples")
         if isinstance(self.pattern, str):
             raise ValueError(f"pattern={self.pattern!r}: give a tuple of patterns, e.g. ('2:4', '2:4+b8k0.5')")
         for pattern in self.patterns():  # a bad N:M / block / keep raises PruneError
@@ -204,11 +219,14 @@ def _flag(name: str) -> str:
 
 def _check_ranges(cfg: ExploreConfig) -> None:
     lows = {"epochs": 1, "teacher_epochs": 1, "spread_seeds": 1, "lanes": 1, "prune_epochs": 0, "jobs": 1,
-            "threads": 1}
+            "threads": 1, "activity_samples": 1}
     for name, low in lows.items():
         v = getattr(cfg, name)
         if not isinstance(v, int) or v < low:
             raise ValueError(f"{_flag(name)} {v!r}: use an integer >= {low}")
+    if cfg.activity_samples > MAX_ACTIVITY_SAMPLES:
+        raise ValueError(f"--activity-samples {cfg.activity_samples}: use 1..{MAX_ACTIVITY_SAMPLES} (each test input "
+                         "is one inference of gate-level simulation per front point)")
     w = cfg.workload
     if w.trace is None and w.scale not in SCALES:
         raise ValueError(f"--scale {w.scale}: use {SCALES.start}..{SCALES.stop - 1} (2**scale graph vertices)")
@@ -235,6 +253,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             add_trace_arguments(p)  # also adds the "shared" --seed and --allow-degenerate
         elif o.kind == "no-flag":
             p.add_argument(*o.flags, dest=f.name, action="store_false", help=f"no {o.help}")
+        elif o.kind == "flag":
+            p.add_argument(*(o.flags or (f"--{f.name.replace('_', '-')}",)), dest=f.name, action="store_true",
+                           help=o.help)
         elif o.kind == "value":
             default = getattr(d, f.name) if f.name != "saliency" else None
             shown = "" if default is None else f" (default {_show(default)})"
@@ -295,8 +316,8 @@ def to_argv(cfg: ExploreConfig) -> list[str]:
                 tv = getattr(v, tf.name)
                 if tf.name != "seed" and tv is not None:
                     argv += [f"--{tf.name.replace('_', '-')}", str(tv)]
-        elif o.kind in ("no-flag", "shared") and isinstance(v, bool):
-            argv += list(o.flags) if v != (o.kind == "no-flag") else []
+        elif o.kind in ("no-flag", "shared", "flag") and isinstance(v, bool):
+            argv += list(o.flags or (f"--{f.name.replace('_', '-')}",)) if v != (o.kind == "no-flag") else []
         elif v is not None:
             argv += [(o.flags or (f"--{f.name.replace('_', '-')}",))[-1], _show(v)]
     return argv

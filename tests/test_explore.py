@@ -263,8 +263,8 @@ def test_every_option_is_on_the_command_line_and_round_trips():
                         arch="swa", method="kd", teacher_arch="resnet", teacher_preset="student", epochs=2,
                         teacher_epochs=3, spread_seeds=1, allow_degenerate=True, formats=("int8", "e4m3"),
                         ptq=("none", "weq+gptq"), lanes=8, pattern=("1:4", "1:4+b16k0.25"), prune_epochs=0,
-                        saliency="class", classes="top32", device="xczu3eg", seed=3, jobs=2, threads=1,
-                        progress=False)
+                        saliency="class", classes="top32", device="xczu3eg", activity_energy=True,
+                        activity_samples=2, seed=3, jobs=2, threads=1, progress=False)
     assert [f.name for f in fields(cfg) if getattr(cfg, f.name) == getattr(d, f.name)] == []
     assert [f.name for f in fields(cfg.workload) if getattr(cfg.workload, f.name) == getattr(d.workload, f.name)] == []
     p = argparse.ArgumentParser()
