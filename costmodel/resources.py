@@ -105,7 +105,7 @@ _REST_TERMS = ["mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux
 LUT_TERMS = ["const", "mult_measured", *[f"mult_{t}" for t in MULT_TERMS], *_REST_TERMS]
 #: the LUT term sets the cross-validation compared (``python -m costmodel.resources --cv``); the
 #: shipped :data:`LUT_TERMS` had the least median + p90 error summed over the random calibration
-#: rows of xc7 and xcup (6.2 % + 17.2 %, 5.8 % + 18.7 % on 2026-12-03)
+#: rows of xc7 and xcup (6.4 % + 15.7 %, 6.2 % + 16.5 % on 2026-12-03, 360 + 100 drawn rows)
 CANDIDATES = {
     "grid-era terms (one tree coefficient per register regime, DSP trees by first-level register)": [
         "const", "mult_lut_dense", "mult_lut_sparse", "tree_bits_reg", "tree_bits_comb", "tree_bits_intdsp_nopipe",
