@@ -21,6 +21,9 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
     (:func:`heldout_keys`; :func:`costmodel.resources.fit` drops any calibration row whose key is
     in it), and it serves only to report the model's error on the space users ask for
     (:func:`costmodel.resources.heldout_report`). Each row stores its command, seed and index.
+``doe_calibration.csv``
+    The same kind of random draw with another seed (``--split calibration``, seed 1): fitted on
+    beside ``calibration.csv``. Both draws run for every family (xc7, xcup, ice40, ecp5).
 ``order_check.csv``
     Dense engines with a mixed format pair synthesized in both operand orders (grid ``order``,
     :func:`order_grid`): checks that the operand order changes neither Yosys' result (beyond a few
@@ -49,7 +52,8 @@ Command line::
     python -m costmodel.calibrate engines --grid sparse --target xc7
     python -m costmodel.calibrate engines --grid smallint --target xc7
     python -m costmodel.calibrate engines --grid swa --target xc7
-    python -m costmodel.calibrate engines --grid doe --count 400 --seed 0 --target xc7   # held out
+    python -m costmodel.calibrate engines --grid doe --split calibration --count 400 --target xc7  # seed 1, fitted
+    python -m costmodel.calibrate engines --grid doe --split heldout --count 200 --target xc7      # seed 0, held out
     python -m costmodel.calibrate engines --grid order --target xc7                      # not fitted
 
 ``make calibrate`` runs all of them in sequence (hours; stop it any time and run it again to
@@ -281,7 +285,6 @@ def order_grid(seed: int = 4) -> list[dict]:
 #: every format the CLI accepts (quant.formats.all_formats: ints 2–8 signed / narrow / unsigned,
 #: every ExMy minifloat of 3–8 bits, the OCP / IEEE FP8 variants)
 def _doe_formats() -> tuple[list[str], list[str]]:
-
     fmts = [str(f) for f in all_formats()]
     ints = [str(f) for f in all_formats() if isinstance(f, IntFormat)]
     return ints, [f for f in fmts if f not in ints]
@@ -297,7 +300,6 @@ DOE_SEEDS = {"heldout": 0, "calibration": 1}
 
 
 def _wide_exp(fmt: str) -> bool:
-
     f = parse_format(fmt)
     return isinstance(f, MinifloatFormat) and f.exponent_bits >= 5
 
@@ -344,8 +346,9 @@ def doe_grid(seed: int = 0, count: int = 400) -> list[dict]:
     included; at most :data:`DOE_WIDE_EXP_MAX_LANES` for E ≥ 5 minifloats); k_max log-uniform over
     16–16384; engine dot or sparse (1/2 each); for sparse, m in {2, 4, 8, 16}, n uniform in
     1..m-1, lanes rounded to a multiple of n, block none (1/2) or span × {1, 2, 4, 8}; pipeline
-    uniform over every depth 0..tree_levels(lanes) + 1. Every row is held out
-    (``doe_heldout.csv``, module docstring)."""
+    uniform over every depth 0..tree_levels(lanes) + 1. Seed 0 is the held-out draw
+    (``doe_heldout.csv``), seed 1 the calibration draw (``doe_calibration.csv``): module
+    docstring, :data:`DOE_SEEDS`."""
     rng = random.Random(seed)
     return [doe_config(rng) for _ in range(count)]
 

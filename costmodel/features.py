@@ -146,7 +146,7 @@ def mux_lut6_per_bit(m) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _tree_shape(lanes: int) -> tuple[tuple[int, int, int, int], ...]:
+def _tree_shape(lanes: int) -> tuple[tuple[int, int, int, int, int], ...]:
     """Per level of a ``lanes``-term :class:`hw.adder_tree.AdderTree` (0 = its inputs): the
     adders, their width beyond the term width summed over them, the terms left, their width
     beyond the term width summed over them (bits), and 1 while the last term is still a product

@@ -217,7 +217,7 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     """LUT and FF design matrices (columns ``lut_terms``, default :data:`LUT_TERMS`, and
     :data:`FF_TERMS`) and the DSP count of every config row; ``features`` =
     ``frame_features(..., return_pairs=True)``. ``lut_columns`` holds every candidate LUT term
-    (:data:`LUT_CANDIDATES`), the cross-validation's menu."""
+    (the menu of :data:`CANDIDATES`)."""
     f, pairs = frame_features(df, target, return_pairs=True) if features is None else features
     per_pair = np.array([mult_lut(w, a, target, mult_coef) for w, a in pairs], dtype=float)
     pid = f["pair_id"].to_numpy()
@@ -293,13 +293,12 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # multipliers (MREG) and after the first adder level (PREG of the cascade), a lone product
     # that an odd lane count passes unsummed to the first later register (its DSP's PREG), and
     # the accumulator (``acc_in_dsp``); on xcup Yosys packs none of them
-    absorbs = tree_dsp
-    absorbed = np.where(absorbs, f["reg_l01"].to_numpy() + f["reg_raw_last"].to_numpy()
+    absorbed = np.where(tree_dsp, f["reg_l01"].to_numpy() + f["reg_raw_last"].to_numpy()
                         + np.where(acc_in_dsp, acc, 0), 0)
     # a product of two unsigned operands is never negative: each registered tree term's sign bit
     # is constant 0 and Yosys drops that flip-flop (those in DSP48 registers are gone already)
     const_msb = np.where(f["unsigned_product"].to_numpy() > 0,
-                         f["reg_terms"].to_numpy() - np.where(absorbs, f["reg_terms_dsp"].to_numpy(), 0), 0)
+                         f["reg_terms"].to_numpy() - np.where(tree_dsp, f["reg_terms_dsp"].to_numpy(), 0), 0)
     ff = (f["reg_bits"].to_numpy(dtype=float) - absorbed - const_msb)[:, None]
     dsp = lanes * f["mult_dsp"].to_numpy()
     return {"lut": lut, "ff": ff, "dsp": dsp, "features": f, "lut_columns": cols}
@@ -598,11 +597,13 @@ def fit_lattice(target: str) -> dict:
     pred["lut"] = np.rint(np.maximum(loo, 0)).astype(np.int64)  # leave-one-out LUT predictions
     cv = _engine_errors(pred, rows)
     held = heldout_rows(target)
+    held_pred = predict_frame(held, target, model) if not held.empty else held
     if held.empty:
         validation, rule = cv, "leave-one-out over the fitted syntheses (no held-out random draw of this target stored)"
     else:
-        validation, rule = _engine_errors(predict_frame(held, target, model), held), CV_RULE
-    files = [PNR_CSV] + ([DOE_CALIBRATION_CSV] if len(rows) > len(_pnr_rows(target)) else [])
+        validation, rule = _engine_errors(held_pred, held), CV_RULE
+    drawn = rows["key"].isin(_read_csv(DOE_CALIBRATION_CSV)["key"]).any() if DOE_CALIBRATION_CSV.exists() else False
+    files = [PNR_CSV] + ([DOE_CALIBRATION_CSV] if drawn else [])
     yosys = sorted(set(_read_csv(PNR_CSV)["yosys"]) | set(rows.get("yosys", pd.Series(dtype=str)).dropna()))
     return _record(
         ["dot", "sparse"], target, "lattice", model["resources"],
@@ -610,8 +611,7 @@ def fit_lattice(target: str) -> dict:
          "bram18": "no memories in the dot/sparse engines"},
         files, {"calibration": sorted(rows["key"]), "validation": sorted(held["key"]) if not held.empty else []},
         rule, yosys, validation, multiplier=None, cv=cv,
-        heldout_groups=error_report(held, predict_frame(held, target, model)).to_dict("records")
-        if not held.empty else [])
+        heldout_groups=error_report(held, held_pred).to_dict("records") if not held.empty else [])
 
 
 def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> dict:

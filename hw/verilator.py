@@ -46,20 +46,16 @@ from .simresult import SimResult, SimTimeout
 __all__ = ["simulate_verilator", "build", "build_root", "BuildError", "VerilatorModel", "verilator_root",
            # the build machinery, for other verilated models (costmodel.activity's gate-level one)
            "cxx_compiler", "tool_versions", "cached_build", "fresh_folder", "clean_stale", "run_tool",
-           "staged_build", "runtime_objects", "stream_wrapper", "CXXFLAGS", "VERILATOR_FLAGS"]
+           "staged_build", "runtime_objects", "stream_wrapper", "PAYLOAD_IO", "CXXFLAGS", "VERILATOR_FLAGS"]
 
 #: optimisation flags for the verilated model and the harness (part of the cache key)
 CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-w"]
 VERILATOR_FLAGS = ["--cc", "--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3",
                    "--x-assign", "fast", "--noassert", "--top-module", "pf_top", "--prefix", "Vpf_top"]
 
-HARNESS = r"""
-// paretofab generic stream harness (see hw/verilator.py)
-#include "Vpf_top.h"
-#include "verilated.h"
-#include <cstdint>
-
-static inline void put(CData& d, const uint32_t* w) { d = (CData)w[0]; }
+#: C++ converters between a verilated port (CData, SData, IData, QData, VlWide) and 32-bit words,
+#: LSB word first: the payload I/O of every harness (this one and costmodel.activity's)
+PAYLOAD_IO = r"""static inline void put(CData& d, const uint32_t* w) { d = (CData)w[0]; }
 static inline void put(SData& d, const uint32_t* w) { d = (SData)w[0]; }
 static inline void put(IData& d, const uint32_t* w) { d = w[0]; }
 static inline void put(QData& d, const uint32_t* w) { d = (QData)w[0] | ((QData)w[1] << 32); }
@@ -73,7 +69,15 @@ static inline void get(const QData& d, uint32_t* w) { w[0] = (uint32_t)d; w[1] =
 template <std::size_t N> static inline void get(const VlWide<N>& d, uint32_t* w) {
     for (std::size_t i = 0; i < N; ++i) w[i] = d[i];
 }
+"""
 
+HARNESS = r"""
+// paretofab generic stream harness (see hw/verilator.py)
+#include "Vpf_top.h"
+#include "verilated.h"
+#include <cstdint>
+
+""" + PAYLOAD_IO + r"""
 // Returns 0 when all n_out outputs were collected, 1 on timeout (max_cycles reached).
 // counters[0] = cycles run, counters[1] = inputs accepted, counters[2] = outputs collected.
 extern "C" __attribute__((visibility("default")))

@@ -2,10 +2,12 @@
 netlist by :mod:`costmodel.activity.gatesim`) and the Verilator trace flags. The text is part of
 the build cache key: any edit rebuilds every gate-level model."""
 
+from hw.verilator import PAYLOAD_IO
+
 __all__ = ["HARNESS", "TRACE_FLAGS"]
 
 HARNESS = r"""
-// paretofab activity harness (see costmodel/activity.py): hw.sim stream protocol, one VCD sample
+// paretofab activity harness (see costmodel/activity/): hw.sim stream protocol, one VCD sample
 // per cycle (inputs of the cycle applied and settled, before the rising edge). The VCD stream is
 // not stored: CountFile keeps its header and counts, per signal code, the changes after the
 // first sample (scalars: one per change line; vectors: per bit, LSB 0).
@@ -19,21 +21,7 @@ HARNESS = r"""
 #include <unordered_map>
 #include <vector>
 
-static inline void put(CData& d, const uint32_t* w) { d = (CData)w[0]; }
-static inline void put(SData& d, const uint32_t* w) { d = (SData)w[0]; }
-static inline void put(IData& d, const uint32_t* w) { d = w[0]; }
-static inline void put(QData& d, const uint32_t* w) { d = (QData)w[0] | ((QData)w[1] << 32); }
-template <std::size_t N> static inline void put(VlWide<N>& d, const uint32_t* w) {
-    for (std::size_t i = 0; i < N; ++i) d[i] = w[i];
-}
-static inline void get(const CData& d, uint32_t* w) { w[0] = d; }
-static inline void get(const SData& d, uint32_t* w) { w[0] = d; }
-static inline void get(const IData& d, uint32_t* w) { w[0] = d; }
-static inline void get(const QData& d, uint32_t* w) { w[0] = (uint32_t)d; w[1] = (uint32_t)(d >> 32); }
-template <std::size_t N> static inline void get(const VlWide<N>& d, uint32_t* w) {
-    for (std::size_t i = 0; i < N; ++i) w[i] = d[i];
-}
-
+""" + PAYLOAD_IO + r"""
 class CountFile final : public VerilatedVcdFile {
     FILE* m_out = nullptr;
     std::string m_line;
