@@ -28,6 +28,9 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
     Dense engines with a mixed format pair synthesized in both operand orders (grid ``order``,
     :func:`order_grid`): checks that the operand order changes neither Yosys' result (beyond a few
     LUTs) nor the estimate. Never fitted on.
+``synth_failures.csv``
+    Configs Yosys itself failed on (an internal assertion, say), with the table they were meant
+    for, the error line, the Yosys version and the date: skipped by resumed runs, never fitted.
 ``calibration.csv``
     Whole engines (``hw.engines``: dense ``dot``, ``sparse`` N:M) over formats int2–8 and every
     minifloat of 4–8 bits, lanes 1–64, k_max, pipeline depth and N:M patterns (grids ``dense``,
@@ -84,7 +87,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.arith import multiplier
 from hw.engines import config_from_dict
-from hw.rtl import TARGETS, synthesize, yosys_version
+from hw.rtl import TARGETS, SynthError, synthesize, yosys_version
 from hw.sparse import IndexMux
 from hw.swa import SWAConfig
 from hw.engine import tree_levels
@@ -102,6 +105,10 @@ DOE_CSV = {"heldout": DOE_HELDOUT_CSV, "calibration": DOE_CALIBRATION_CSV}
 ORDER_CHECK_CSV = DATA / "order_check.csv"
 SWA_CALIBRATION_CSV = DATA / "swa_calibration.csv"
 META_JSON = DATA / "calibration_meta.json"
+#: configs Yosys failed on (an internal error of the tool, not of the design): one row each, with
+#: the table it was meant for and the error line; resumed runs skip them
+FAILURES_CSV = DATA / "synth_failures.csv"
+FAILURE_FIELDS = ["key", "target", "table", "label", "error", "yosys", "date"]
 
 INT_FORMATS = [f"int{b}" for b in range(2, 9)]
 #: every ExMy minifloat of 4..8 bits (1 sign + E + M), default options
@@ -425,26 +432,52 @@ MEASURED = ("lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf", "seconds", 
 
 
 def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], target: str = "xc7",
-                       limit: int | None = None, progress: bool = True) -> int:
+                       limit: int | None = None, progress: bool = True,
+                       failures: Path | None = None) -> int:
     """Synthesize every job whose key is not yet in ``path`` and append its row at once (a killed
-    run loses at most the synthesis in flight); at most ``limit`` syntheses. Returns how many ran."""
+    run loses at most the synthesis in flight); at most ``limit`` syntheses. A synthesis Yosys
+    fails on is recorded in ``failures`` (default :data:`FAILURES_CSV`) with its error line and
+    skipped, now and on every resumed run, so one tool crash never stops a long calibration.
+    Returns how many ran (failures included)."""
+    failures = FAILURES_CSV if failures is None else failures
     done = _done_keys(path)
+    failed = _failed_keys(failures, path)
+    if failed and progress:
+        print(f"skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})", flush=True)
     n = 0
     for job in jobs:
         key = config_key(job.spec, target)
-        if key in done:
+        if key in done or key in failed:
             continue
         if limit is not None and n >= limit:
             break
         t0 = time.perf_counter()
-        r = synthesize(job.build(), target)
+        n += 1
+        try:
+            r = synthesize(job.build(), target)
+        except SynthError as e:
+            error = next((ln.strip() for ln in str(e).splitlines() if "ERROR" in ln), str(e).strip()[-200:])
+            _append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": path.name,
+                                               "label": job.label, "error": error, "yosys": yosys_version(),
+                                               "date": _now()})
+            failed.add(key)
+            print(f"[{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: {error}",
+                  flush=True)
+            continue
         _append(path, fields, {"key": key, "target": target, "date": _now(), **job.columns,
                                **{m: getattr(r, m) for m in MEASURED}})
-        n += 1
         if progress:
             print(f"[{job.label} {target}] {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18 {r.lutram} LUTRAM "
                   f"({r.seconds:.1f} s, wall {time.perf_counter() - t0:.1f} s)", flush=True)
     return n
+
+
+def _failed_keys(failures: Path, table: Path) -> set[str]:
+    """Keys recorded in ``failures`` for ``table``."""
+    if not failures.exists():
+        return set()
+    with failures.open() as f:
+        return {row["key"] for row in csv.DictReader(f) if row["table"] == table.name}
 
 
 def primitive_jobs() -> Iterator[SynthJob]:

@@ -63,6 +63,34 @@ def test_doe_runner_is_cached_and_resumable(tmp_path, monkeypatch):
     assert [json.loads(c) == config_from_dict(DOE[i]).to_dict() for i, c in enumerate(d["config"])] == [True] * 6
 
 
+def test_a_yosys_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
+    """A config Yosys crashes on is written to the failures table with its error line, the run
+    goes on to the next config, and a resumed run skips it (no second attempt)."""
+    from hw.rtl import SynthError
+
+    calls = []
+
+    class R:
+        lut = ff = carry = dsp = bram18 = lutram = muxf = 1
+        seconds, yosys = 0.0, "Yosys test"
+
+    def synth(design, target):
+        calls.append(design)
+        if len(calls) == 2:
+            raise SynthError("...\nERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed\n")
+        return R()
+
+    monkeypatch.setattr(C, "synthesize", synth)
+    path, fails = tmp_path / "doe.csv", tmp_path / "fail.csv"
+    jobs = lambda: C.doe_jobs(DOE[:4], 0, "cmd")  # noqa: E731
+    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, progress=False, failures=fails) == 4
+    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, progress=False, failures=fails) == 0
+    assert len(calls) == 4
+    d, f = pd.read_csv(path), pd.read_csv(fails)
+    assert len(d) == 3 and list(f["key"]) == [C.config_key(DOE[1], "xc7")]
+    assert f["table"][0] == "doe.csv" and f["error"][0].startswith("ERROR: Assert")
+
+
 def test_stored_doe_rows_are_the_seeded_draw_and_never_fitted():
     """Every stored held-out row is the draw at its (seed, index), and no key of it is among the
     shipped fit's calibration rows (the fit drops them before splitting)."""
