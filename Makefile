@@ -18,6 +18,8 @@ JOBS    ?= 2
 
 DOE_COUNT ?= 400
 DOE_HELDOUT_COUNT ?= 200
+SWA_DOE_COUNT ?= 120
+SWA_DOE_HELDOUT_COUNT ?= 60
 FAMILIES  ?= xc7 xcup
 CAL       := $(VPY) -m costmodel.calibrate
 
@@ -52,6 +54,8 @@ calibrate: $(STAMP)
 	$(CAL) muxes --target xc7
 	$(CAL) engines --grid dense --grid sparse --grid smallint --target xc7
 	$(CAL) engines --grid swa --target xc7
+	$(CAL) engines --grid swa-doe --split calibration --count $(SWA_DOE_COUNT) --target xc7
+	$(CAL) engines --grid swa-doe --split heldout --count $(SWA_DOE_HELDOUT_COUNT) --target xc7
 	$(CAL) engines --grid order --target xc7
 	for t in $(FAMILIES); do \
 	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t || exit 1; \

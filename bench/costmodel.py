@@ -27,15 +27,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from costmodel.calibrate import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, FORMATS,  # noqa: E402
-                                 SWA_CALIBRATION_CSV, is_validation)
+from costmodel.calibrate import CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, FORMATS  # noqa: E402
 from costmodel.estimate import estimate_frame  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
 from costmodel.pnr import PNR_CSV  # noqa: E402
 from costmodel.resources import (XILINX_TARGETS, calibration_rows, cross_validate, error_report, heldout_groups,  # noqa: E402
-                                 heldout_report, heldout_rows, load_coefficients, predict_frame)
+                                 heldout_report, heldout_rows, load_coefficients, predict_frame,
+                                 swa_heldout_report)
 from hw.arith import acc_bits  # noqa: E402
 from hw.dot import DotConfig  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
@@ -65,20 +65,24 @@ def rel_err(pred, y):
 
 
 def swa_table() -> None:
-    """SWA engine: predicted vs synthesized on every row of data/swa_calibration.csv (xc7)."""
+    """SWA engine on xc7: 5-fold CV over its calibration rows and error on its random held-out
+    draw (``data/swa_doe_heldout.csv``, never fitted on), per variant and format family."""
     fit = load_coefficients()["fits"]["xc7"]["swa"]
-    d = pd.read_csv(SWA_CALIBRATION_CSV)
-    pred = estimate_frame(pd.DataFrame([{**json.loads(c), "seq_len": 8} for c in d["config"]]), "xc7z020")
-    print(f"\n# SWA engine ({len(d)} syntheses, {len(fit['keys']['validation'])} held out; rule: "
-          f"{fit['split_rule']}), {', '.join(fit['yosys'])}, xc7")
-    print(f"{'head_dim':>8}{'window':>7}{'lanes':>6}{'fmt':>6}  {'split':<11}" + "".join(
-        f"{r + ' syn/pred':>16}" for r in ("lut", "ff", "dsp", "bram18")))
-    for (_, row), (_, p) in zip(d.iterrows(), pred.iterrows()):
-        split = "validation" if is_validation(row["key"]) else "calibration"
-        print(f"{row['head_dim']:>8}{row['window']:>7}{row['lanes']:>6}{row['qk_fmt']:>6}  {split:<11}" + "".join(
-            f"{f'{row[r]}/{p[r]}':>16}" for r in ("lut", "ff", "dsp", "bram18")))
-    for r, v in fit["validation"]["swa"].items():
-        print(f"  held-out {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
+    print(f"\n# SWA kernel, xc7: fitted on {len(fit['keys']['calibration'])} syntheses (grid swa + random draw "
+          f"swa-doe seed 1), held out {len(fit['keys']['validation'])} (random draw seed 0), "
+          f"{', '.join(fit['yosys'])}; LUT terms {' + '.join(fit['resources']['lut']['terms'])}; "
+          f"FF terms {' + '.join(fit['resources']['ff']['terms'])}")
+    for r, v in fit["cv"]["swa"].items():
+        print(f"  5-fold CV {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
+    rep = swa_heldout_report("xc7")
+    print(f"{'group':<22}{'n':>4}{'LUT median':>11}{'LUT p90':>9}{'LUT bias':>9}{'FF median':>10}{'FF p90':>8}"
+          f"{'DSP exact':>10}{'BRAM exact':>11}")
+    for _, r in rep.iterrows():
+        if not r["n"]:
+            print(f"{r['group']:<22}{0:>4}")
+            continue
+        print(f"{r['group']:<22}{r['n']:>4}{r['lut_median']:>11.1%}{r['lut_p90']:>9.1%}{r['lut_bias']:>+9.1%}"
+              f"{r['ff_median']:>10.1%}{r['ff_p90']:>8.1%}{r['dsp_exact']:>10.0%}{r['bram18_exact']:>11.0%}")
 
 
 def _group_rows(rep: pd.DataFrame, masks: dict, fe: np.ndarray) -> None:

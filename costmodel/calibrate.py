@@ -24,6 +24,9 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
 ``doe_calibration.csv``
     The same kind of random draw with another seed (``--split calibration``, seed 1): fitted on
     beside ``calibration.csv``. Both draws run for every family (xc7, xcup, ice40, ecp5).
+``swa_doe_calibration.csv``, ``swa_doe_heldout.csv``
+    SWA kernels drawn at random (grid ``swa-doe``, :func:`swa_doe_grid`): causal, symmetric and
+    dense-baseline kernels over every Q/K and V format; the same seeds and split rule as ``doe``.
 ``order_check.csv``
     Dense engines with a mixed format pair synthesized in both operand orders (grid ``order``,
     :func:`order_grid`): checks that the operand order changes neither Yosys' result (beyond a few
@@ -57,6 +60,8 @@ Command line::
     python -m costmodel.calibrate engines --grid swa --target xc7
     python -m costmodel.calibrate engines --grid doe --split calibration --count 400 --target xc7  # seed 1, fitted
     python -m costmodel.calibrate engines --grid doe --split heldout --count 200 --target xc7      # seed 0, held out
+    python -m costmodel.calibrate engines --grid swa-doe --split calibration --count 120 --target xc7  # SWA, seed 1
+    python -m costmodel.calibrate engines --grid swa-doe --split heldout --count 60 --target xc7       # SWA, seed 0
     python -m costmodel.calibrate engines --grid order --target xc7                      # not fitted
 
 ``make calibrate`` runs all of them in sequence (hours; stop it any time and run it again to
@@ -85,7 +90,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.arith import multiplier
+from hw.arith import ConfigError, multiplier
 from hw.engines import config_from_dict
 from hw.rtl import TARGETS, SynthError, synthesize, yosys_version
 from hw.sparse import IndexMux
@@ -102,6 +107,8 @@ DOE_HELDOUT_CSV = DATA / "doe_heldout.csv"
 DOE_CALIBRATION_CSV = DATA / "doe_calibration.csv"
 #: the DOE table of each split (``--split``)
 DOE_CSV = {"heldout": DOE_HELDOUT_CSV, "calibration": DOE_CALIBRATION_CSV}
+#: the SWA kernel's random draws (grid ``swa-doe``), one table per split as for ``doe``
+SWA_DOE_CSV = {"heldout": DATA / "swa_doe_heldout.csv", "calibration": DATA / "swa_doe_calibration.csv"}
 ORDER_CHECK_CSV = DATA / "order_check.csv"
 SWA_CALIBRATION_CSV = DATA / "swa_calibration.csv"
 META_JSON = DATA / "calibration_meta.json"
@@ -152,6 +159,8 @@ ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "
                  "seconds", "yosys", "date"]
 #: the held-out DOE table: the engine columns plus the split, the draw (seed, index) and the command
 DOE_FIELDS = ENGINE_FIELDS + ["split", "seed", "index", "command"]
+#: the SWA DOE tables: the SWA columns, the variant, the draw (seed, index) and the command
+SWA_DOE_FIELDS = SWA_FIELDS + ["causal", "dense", "split", "seed", "index"]
 
 
 def config_key(cfg: dict, target: str) -> str:
@@ -188,8 +197,15 @@ def random_pairs(count: int = RANDOM_PRIMITIVES, seed: int = 7) -> list[tuple[st
 
 def primitive_pairs() -> list[tuple[str, str]]:
     """Same-format pairs of every format in :data:`FORMATS`, plus :data:`MIXED_PAIRS`,
-    :data:`ORDER_PAIRS`, :data:`NARROW_PAIRS` and :func:`random_pairs`."""
-    return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS + NARROW_PAIRS + random_pairs()
+    :data:`ORDER_PAIRS`, :data:`NARROW_PAIRS`, :func:`random_pairs`, and every other format the
+    CLI accepts (:func:`quant.formats.all_formats`: narrow, unsigned, 3-bit minifloats, IEEE/OCP
+    variants) with itself, and every unordered pair of integer formats (signed, narrow, unsigned,
+    2–8 bits): a same-format or int × int engine then always uses a measured multiplier."""
+    fmts = [str(f) for f in all_formats()]
+    rest = [(f, f) for f in fmts if f not in FORMATS]
+    ints = [f for f in fmts if isinstance(parse_format(f), IntFormat)]
+    int_pairs = [(w, a) for i, w in enumerate(ints) for a in ints[i + 1:]]
+    return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS + NARROW_PAIRS + random_pairs() + rest + int_pairs
 
 
 def _pipeline_choices(lanes: int) -> list[int]:
@@ -360,13 +376,58 @@ def doe_grid(seed: int = 0, count: int = 400) -> list[dict]:
     return [doe_config(rng) for _ in range(count)]
 
 
+#: SWA draw bounds: lanes log-uniform over 1..SWA_DOE_MAX_LANES (E >= 5 minifloats: at most
+#: DOE_WIDE_EXP_MAX_LANES), head_dim = lanes · chunks up to SWA_DOE_MAX_HEAD_DIM, windows (keys;
+#: the dense baseline's longest sequence) log-uniform over SWA_DOE_WINDOW
+SWA_DOE_MAX_LANES = 32
+SWA_DOE_MAX_HEAD_DIM = 128
+SWA_DOE_WINDOW = (2, 256)
+
+
+def _log_uniform_int(rng: random.Random, lo: int, hi: int) -> int:
+    return max(lo, min(hi, int(round(2 ** rng.uniform(np.log2(lo), np.log2(hi))))))
+
+
+def swa_doe_config(rng: random.Random) -> dict:
+    """One random SWA kernel config (:func:`swa_doe_grid`); configs ``SWAConfig`` rejects (an
+    exponent constant or reciprocal too wide for the format) are drawn again."""
+    ints, mfs = _doe_formats()
+    while True:
+        variant = rng.choice(["causal", "causal", "symmetric", "dense"])
+        qk, v = rng.choice(ints + mfs), rng.choice(ints + mfs)
+        cap = DOE_WIDE_EXP_MAX_LANES if (_wide_exp(qk) or _wide_exp(v)) else SWA_DOE_MAX_LANES
+        lanes = _log_uniform_int(rng, 1, cap)
+        chunks = _log_uniform_int(rng, 1, max(1, SWA_DOE_MAX_HEAD_DIM // lanes))
+        window = _log_uniform_int(rng, *SWA_DOE_WINDOW)
+        if variant == "symmetric":
+            window = max(3, window | 1)  # [i - h, i + h]: odd
+        try:
+            cfg = SWAConfig(lanes * chunks, window, lanes, qk, v, causal=variant != "symmetric",
+                            dense=variant == "dense")
+        except ConfigError:
+            continue
+        return cfg.to_dict()
+
+
+def swa_doe_grid(seed: int = 0, count: int = 120) -> list[dict]:
+    """A seeded random design of experiments over the SWA kernels the CLI accepts, ``count``
+    configs (prefix-stable like :func:`doe_grid`): variant causal (1/2), symmetric (1/4) or the
+    dense baseline (1/4); Q/K and V formats each uniform over every format of
+    :func:`quant.formats.all_formats`; lanes log-uniform over 1–32 (1–8 with an E ≥ 5 minifloat);
+    head_dim = lanes × chunks, chunks log-uniform up to head_dim 128; window log-uniform over
+    2–256 keys (odd when symmetric; the dense baseline's longest sequence). The softmax widths
+    (``exp_bits``, ``recip_bits``, …) keep their defaults. Seeds as :data:`DOE_SEEDS`."""
+    rng = random.Random(seed)
+    return [swa_doe_config(rng) for _ in range(count)]
+
+
 def heldout_keys(path: Path | None = None) -> set[str]:
     """Keys of the held-out DOE rows (``doe_heldout.csv``): never fitted on."""
     return _done_keys(DOE_HELDOUT_CSV if path is None else path)
 
 
 GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid, "swa": swa_grid, "doe": doe_grid,
-         "order": order_grid}
+         "swa-doe": swa_doe_grid, "order": order_grid}
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -589,12 +650,19 @@ def main(argv: list[str] | None = None) -> int:
         configs = doe_grid(seed, args.count)
         synthesize_missing(doe_jobs(configs, seed, command, args.split), DOE_CSV[args.split], DOE_FIELDS,
                            args.target, limit=args.limit)
+    if "swa-doe" in args.grid:
+        seed = args.seed if args.seed is not None else DOE_SEEDS[args.split]
+        command = f"python -m costmodel.calibrate engines --grid swa-doe --split {args.split} --count {args.count} " \
+                  f"--seed {seed} --target {args.target}"
+        jobs = (SynthJob(j.spec, j.build, {**j.columns, "causal": j.spec["causal"], "dense": j.spec["dense"]}, j.label)
+                for j in doe_jobs(swa_doe_grid(seed, args.count), seed, command, args.split))
+        synthesize_missing(jobs, SWA_DOE_CSV[args.split], SWA_DOE_FIELDS, args.target, limit=args.limit)
     if "order" in args.grid:
         command = f"python -m costmodel.calibrate engines --grid order --target {args.target}"
         jobs = (SynthJob(j.spec, j.build, {**j.columns, "command": command}, j.label) for j in engine_jobs(order_grid()))
         synthesize_missing(jobs, ORDER_CHECK_CSV, ENGINE_FIELDS + ["command"], args.target)
     configs: list[dict] = []
-    for g in (g for g in args.grid if g not in ("swa", "doe", "order")):
+    for g in (g for g in args.grid if g not in ("swa", "doe", "swa-doe", "order")):
         configs += GRIDS[g]()
     if args.order == "shuffle":
         random.Random(12345).shuffle(configs)

@@ -184,8 +184,9 @@ class MacEstimator:
         date = model["date"]
         if model["kind"] == "lattice":
             src = (f"Yosys-calibrated {target} model: LUT4 fitted on {len(model['keys']['calibration'])} "
-                   f"synth_{target} runs of the place-and-route sample ({date[:10]}), FF counted, DSP by the "
-                   f"synth_{target} rule; errors are leave-one-out")
+                   f"synth_{target} runs (place-and-route sample + random calibration draw, {date[:10]}; "
+                   f"{model.get('lut_terms_chosen', 'Lattice LUT4 terms')}, chosen by 5-fold CV), FF counted, "
+                   f"DSP by the synth_{target} rule")
         else:
             joint = model.get("fitted_with", [fitted])
             src = (f"Yosys-calibrated model ({fitted} fit, {date[:10]}"
@@ -220,8 +221,9 @@ class MacEstimator:
 
 class SWAEstimator:
     """The sliding-window attention kernel (``hw.swa``): one ``SWAConfig`` per distinct config
-    row, cycles ``hw.swa.cycles`` per distinct (config, sequence length); resources fitted on
-    ``data/swa_calibration.csv`` where the fit covers the config, else ``<NA>`` and labelled."""
+    row, cycles ``hw.swa.cycles`` per distinct (config, sequence length); resources fitted on the
+    stored SWA syntheses of the family (grid ``swa`` and the random draw ``swa-doe``), ``<NA>`` and
+    labelled where the family has no SWA fit."""
 
     engine = "swa"
     energy_source = SWA_ENERGY_SOURCE
@@ -259,21 +261,17 @@ class SWAEstimator:
     def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame:
         model, fitted = model_for(target, "swa")
         out = pd.DataFrame(index=feats.index)
-        ok = feats["calibrated"].to_numpy() > 0
+        ok = np.full(len(feats), model is not None)
         if model is None:
             have = sorted(t for t, f in load_coefficients()["fits"].items() if "swa" in f)
             src = [f"not calibrated for swa on {target} (SWA fit covers {', '.join(have)}); resources not estimated"] * 2
-            ok = np.zeros(len(feats), bool)
         else:
             src = [f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fitted} fit on "
-                               f"{len(model['keys']['calibration'])} syntheses, {model['date'][:10]}; held-out "
-                               f"n={len(model['keys']['validation'])})"
-                               + ("" if fitted == target else f"; {target} reuses the {fitted} fit (same LUT6/CARRY "
-                                                              f"fabric, DSP rule of {target}): error not measured "
-                                                              f"on {target}"),
-                   "not calibrated for this SWA config (the fit covers causal sliding-window kernels with int "
-                           "Q/K/V formats; minifloat, symmetric and dense-baseline kernels are not estimated)"]
-        pred = predict_swa(feats, model) if model is not None else None
+                   f"{len(model['keys']['calibration'])} syntheses of {model.get('domain', 'SWA kernels')}, "
+                   f"{model['date'][:10]}; held-out n={len(model['keys']['validation'])})"
+                   + ("" if fitted == target else f"; {target} reuses the {fitted} fit (same LUT6/CARRY "
+                                                  f"fabric, DSP rule of {target}): error not measured on {target}")] * 2
+        pred = predict_swa(feats, model, target) if model is not None else None
         for c in RESOURCE_COLUMNS:
             vals = pred[c].to_numpy() if pred is not None else np.zeros(len(feats), np.int64)
             out[c] = pd.array(np.where(ok, vals, 0), dtype="Int64")

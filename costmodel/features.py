@@ -92,16 +92,52 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
 def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7", y_bits: int | None = None) -> int:
     """DSP blocks of one ``a_bits × b_bits`` ``$mul`` with a ``y_bits`` product (default
     ``a_bits + b_bits``) by the Yosys rule of ``target`` (module docstring). ``signed_extra`` = 1
-    where an unsigned operand gains a sign bit under ``DSP_SIGNEDONLY`` (Xilinx only; ecp5 maps
-    unsigned 18×18 directly). A product narrower than 9 bits stays in LUTs on Xilinx even when the
-    operands' widths add up to 9 (narrow formats: ``int6n × int3n`` has an 8-bit product)."""
-    amax, bmax = _DSP_MAX[target]
+    for an unsigned × unsigned ``$mul``, which gains a sign bit per operand under
+    ``DSP_SIGNEDONLY`` (Xilinx only; ecp5 maps unsigned 18×18 directly). A product narrower than 9
+    bits stays in LUTs on Xilinx even when the operands' widths add up to 9 (narrow formats:
+    ``int6n × int3n`` has an 8-bit product). Xilinx: Yosys' ``mul2dsp`` decomposition itself
+    (:func:`_mul2dsp`); ecp5: 18×18 tiles."""
     y = a_bits + b_bits if y_bits is None else min(y_bits, a_bits + b_bits)
-    if target == "ice40" or min(a_bits, b_bits) < 2 or (target != "ecp5" and y < 9):
+    if target in _MUL2DSP:
+        return _mul2dsp(a_bits, b_bits, not signed_extra, y, *_MUL2DSP[target])
+    amax, bmax = _DSP_MAX[target]
+    if target == "ice40" or min(a_bits, b_bits) < 2:
         return 0
-    extra = 0 if target == "ecp5" else signed_extra
-    aa, bb = sorted((a_bits + extra, b_bits + extra), reverse=True)
+    aa, bb = sorted((a_bits, b_bits), reverse=True)
     return math.ceil(aa / amax) * math.ceil(bb / bmax)
+
+
+#: Yosys ``mul2dsp`` macros of ``synth_xilinx`` per family: A max width, B max width and the A
+#: width of partial products (``DSP_A_MAXWIDTH_PARTIAL=18``: slices meet over the 17-bit
+#: PCOUT→PCIN cascade shift); operands at least 2 bits, products at least 9 bits, signed only
+_MUL2DSP = {"xc7": (25, 18, 18), "xcup": (27, 18, 18)}
+
+
+@lru_cache(maxsize=None)
+def _mul2dsp(a: int, b: int, signed: bool, y: int, amax: int, bmax: int, apart: int, top: bool = True) -> int:
+    """DSP cells Yosys' ``techlibs/common/mul2dsp.v`` makes of one ``a × b → y`` ``$mul``
+    (both operands ``signed`` or both unsigned), following its recursion: too small a slice
+    (an operand under 2 bits, a product under 9) stays in LUTs; at the top an unsigned ``$mul``
+    gains a sign bit per operand and the wider operand becomes A; an A wider than ``amax`` splits
+    into slices of ``apart - 1`` bits plus a last slice, else a B wider than ``bmax`` into slices
+    of ``bmax - 1`` bits plus a last one; each slice is mapped the same way."""
+    if a < 2 or b < 2 or y < 9:
+        return 0
+    if top:
+        if not signed:
+            a, b = a + 1, b + 1
+        a, b = max(a, b), min(a, b)
+    if a > amax:
+        n = (a - amax + apart - 2) // (apart - 1)
+        last = a - n * (apart - 1)
+        return (n * _mul2dsp(apart, b, True, min(y, b + apart), amax, bmax, apart, False)
+                + _mul2dsp(last, b, True, b + last, amax, bmax, apart, False))
+    if b > bmax:
+        n = (b - 2) // (bmax - 1)
+        last = b - n * (bmax - 1)
+        return (n * _mul2dsp(a, bmax, True, min(y, a + bmax), amax, bmax, apart, False)
+                + _mul2dsp(a, last, True, a + last, amax, bmax, apart, False))
+    return 1
 
 
 @lru_cache(maxsize=None)

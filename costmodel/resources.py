@@ -61,9 +61,10 @@ data's sha256, the fitted and held-out keys, and both sets of errors.
 Lattice targets (ice40, ecp5)
 -----------------------------
 Fitted on the bare-engine ``synth_ice40`` / ``synth_ecp5`` runs of the place-and-route sample
-(``data/pnr.csv``, :mod:`costmodel.pnr`; 24 configs each): LUT4 by NNLS over
-:data:`LATTICE_LUT_TERMS`, with leave-one-out errors (the sample is too small to hold rows out);
-FF = the structural register count (no coefficient), DSP = SB_MAC16 (none: ``synth_ice40``
+(``data/pnr.csv``, :mod:`costmodel.pnr`) and of the family's random calibration draw: LUT4 by
+NNLS over the :data:`LATTICE_CANDIDATES` term set of least 5-fold CV error (the Lattice terms, or
+the engine terms on the family's own standalone multipliers where ``primitives.csv`` holds them),
+errors on the family's held-out random draw; FF = the structural register count (no coefficient), DSP = SB_MAC16 (none: ``synth_ice40``
 infers none by default) / MULT18X18D by the ``synth_ecp5`` rule, BRAM = 0. ``tests/costmodel/
 test_pnr.py`` checks FF/DSP/BRAM against every stored Yosys run.
 """
@@ -75,6 +76,7 @@ import datetime as _dt
 import hashlib
 import json
 import sys
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -83,11 +85,11 @@ import pandas as pd
 
 from hw.engines import config_from_dict
 
-from .calibrate import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, heldout_keys,
-                        is_validation)
+from .calibrate import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV,
+                        SWA_DOE_CSV, heldout_keys)
 from .features import config_row, frame_features, pair_props
 from .pnr import PNR_CSV
-from .swa import SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
+from .swa import SWA_CANDIDATES, SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
 
 __all__ = ["COEFFICIENTS_JSON", "fit", "fit_swa", "predict_swa", "model_for", "load_coefficients", "predict_frame",
            "design_matrix", "heldout_report", "HELDOUT_GROUPS",
@@ -481,46 +483,114 @@ def fit(target: str = "xc7") -> dict:
     return fit_xilinx()[target]
 
 
-def swa_rows(target: str, csv: Path = SWA_CALIBRATION_CSV) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The stored SWA syntheses of ``target`` and their :func:`costmodel.swa.swa_features`."""
-    d = _read_csv(csv)
-    d = d[d["target"] == target].reset_index(drop=True)
-    cfgs = pd.DataFrame([json.loads(c) for c in d["config"]])
-    configs, gid = swa_configs(cfgs)
-    return d, swa_features(swa_props(configs, target)).iloc[gid].reset_index(drop=True)
+def swa_rows(target: str, paths: Sequence[Path] = (SWA_CALIBRATION_CSV, SWA_DOE_CSV["calibration"]),
+             heldout: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored SWA syntheses of ``target`` and their :func:`costmodel.swa.swa_features`:
+    the calibration rows (grid ``swa`` and the random draw ``swa-doe``, minus any held-out key),
+    or with ``heldout`` the held-out random draw (``data/swa_doe_heldout.csv``, never fitted)."""
+    held = SWA_DOE_CSV["heldout"]
+    paths = [held] if heldout else [q for q in paths if q.exists()]
+    frames = [_read_csv(q) for q in paths if q.exists()]
+    d = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target", "config", "key"])
+    d = d[d["target"] == target]
+    if not heldout and held.exists():
+        d = d[~d["key"].isin(_read_csv(held)["key"])]
+    d = d.drop_duplicates("key").reset_index(drop=True)
+    if d.empty:
+        return d, pd.DataFrame()
+    configs, gid = swa_configs(pd.DataFrame([json.loads(c) for c in d["config"]]))
+    props = swa_props(configs, target)
+    f = pd.concat([props, swa_features(props)], axis=1)
+    return d, f.iloc[gid].reset_index(drop=True)
 
 
-def predict_swa(features: pd.DataFrame, model: dict) -> pd.DataFrame:
-    """LUT, FF (fitted), DSP, BRAM18 (counted) of :func:`costmodel.swa.swa_features` rows."""
-    dm = swa_design(features)
+def _swa_mult_lut(features: pd.DataFrame, target: str, mult: dict | None) -> np.ndarray:
+    """LUTs of the Q·K multipliers of each SWA row: lanes × :func:`mult_lut` of the (Q, K)
+    format pair (the family's measured primitive, else its formula), 0 where they are DSPs."""
+    per = {f: mult_lut(f, f, target, mult) for f in features["qk_fmt"].unique()}
+    lut = features["qk_fmt"].map(per).to_numpy(dtype=float)
+    return features["lanes"].to_numpy(dtype=float) * lut * (features["qk_dsp"].to_numpy() == 0)
+
+
+def predict_swa(features: pd.DataFrame, model: dict, target: str = "xc7") -> pd.DataFrame:
+    """LUT, FF (fitted), DSP, BRAM18 (counted) of :func:`costmodel.swa.swa_props` +
+    :func:`costmodel.swa.swa_features` rows under a stored SWA ``model`` of ``target``."""
+    lut, ff = model["resources"]["lut"], model["resources"]["ff"]
+    if "qk_mult_lut" in lut["terms"] + ff["terms"]:
+        features = features.assign(qk_mult_lut=_swa_mult_lut(features, target, model.get("multiplier")))
+    dm = swa_design(features, lut["terms"], ff["terms"])
     return pd.DataFrame({
-        "lut": np.rint(np.maximum(dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"]), 0)).astype(np.int64),
-        "ff": np.rint(np.maximum(dm["ff"] @ np.asarray(model["resources"]["ff"]["coef"]), 0)).astype(np.int64),
+        "lut": np.rint(np.maximum(dm["lut"] @ np.asarray(lut["coef"]), 0)).astype(np.int64),
+        "ff": np.rint(np.maximum(dm["ff"] @ np.asarray(ff["coef"]), 0)).astype(np.int64),
         "dsp": dm["dsp"].astype(np.int64), "bram18": dm["bram18"].astype(np.int64)}, index=features.index)
 
 
-def fit_swa(target: str = "xc7", csv: Path = SWA_CALIBRATION_CSV) -> dict:
-    """Fit the SWA resource model of ``target`` on ``data/swa_calibration.csv`` (causal int
-    kernels): LUT and FF by the same relative NNLS and hold-out rule as :func:`fit`; DSP and
-    BRAM18 counted by the shared rules."""
-    d, f = swa_rows(target, csv)
+def _fit_swa_terms(d: pd.DataFrame, f: pd.DataFrame, target: str, lut_terms: Sequence[str],
+                   ff_terms: Sequence[str]) -> dict:
+    """The SWA model of ``target`` fitted on rows ``d`` (features ``f``): relative NNLS."""
+    mult = fit_multiplier(target) if _cached_primitive_table(target) else None
+    f = f.assign(qk_mult_lut=_swa_mult_lut(f, target, mult))
+    dm = swa_design(f, lut_terms, ff_terms)
+    return {"multiplier": mult, "resources": {
+        res: {"terms": list(terms), "coef": _nnls_rel(dm[res], d[res].to_numpy(dtype=float)).tolist()}
+        for res, terms in (("lut", lut_terms), ("ff", ff_terms))}}
+
+
+def swa_cross_validate(d: pd.DataFrame, f: pd.DataFrame, target: str, lut_terms: Sequence[str] = SWA_LUT_TERMS,
+                       ff_terms: Sequence[str] = SWA_FF_TERMS, folds: int = CV_FOLDS) -> pd.DataFrame:
+    """Out-of-fold SWA predictions (folds by key, as :func:`cross_validate`)."""
+    fold = d["key"].map(lambda k: int(k[:8], 16) % folds).to_numpy()
+    out = []
+    for k in range(folds):
+        test = fold == k
+        if test.any() and (~test).any():
+            m = _fit_swa_terms(d[~test], f[~test], target, lut_terms, ff_terms)
+            out.append(predict_swa(f[test], m, target))
+    return pd.concat(out).loc[d.index]
+
+
+def swa_cv_table(target: str = "xc7") -> pd.DataFrame:
+    """5-fold cross-validated LUT and FF errors of every :data:`costmodel.swa.SWA_CANDIDATES` term
+    set on the SWA calibration rows of ``target`` (the held-out draw takes no part)."""
+    d, f = swa_rows(target)
+    recs = []
+    for res, cands in SWA_CANDIDATES.items():
+        for name, terms in cands.items():
+            other = SWA_FF_TERMS if res == "lut" else SWA_LUT_TERMS
+            lt, ft = (terms, other) if res == "lut" else (other, terms)
+            e = _errors(swa_cross_validate(d, f, target, lt, ft)[res].to_numpy(), d[res].to_numpy(dtype=float))
+            recs.append({"resource": res, "candidate": name, "terms": " + ".join(terms), "n": len(d),
+                         "median": e["median_rel_err"], "p90": e["p90_rel_err"]})
+    return pd.DataFrame(recs)
+
+
+def fit_swa(target: str = "xc7") -> dict:
+    """Fit the SWA resource model of ``target`` on its SWA calibration rows (:func:`swa_rows`:
+    grid ``swa`` and the random draw ``swa-doe``): LUT and FF by relative NNLS over
+    :data:`costmodel.swa.SWA_LUT_TERMS` / :data:`~costmodel.swa.SWA_FF_TERMS` (chosen by 5-fold
+    CV, :func:`swa_cv_table`), DSP and BRAM18 counted by the shared rules. Errors: on the
+    held-out random draw (``swa_doe_heldout.csv``) where stored, and 5-fold CV."""
+    d, f = swa_rows(target)
     if d.empty:
-        raise ResourceModelError(f"no SWA syntheses for target {target!r} in {csv.name}; run "
-                                 f"python -m costmodel.calibrate engines --grid swa --target {target}")
-    val = d["key"].map(is_validation).to_numpy(dtype=bool)
-    dm = swa_design(f[~val])
-    resources = {res: {"terms": terms, "coef": _nnls_rel(dm[res], d.loc[~val, res].to_numpy(dtype=float)).tolist()}
-                 for res, terms in (("lut", SWA_LUT_TERMS), ("ff", SWA_FF_TERMS))}
-    pred = predict_swa(f, {"resources": resources})
+        raise ResourceModelError(f"no SWA syntheses for target {target!r}; run python -m costmodel.calibrate "
+                                 f"engines --grid swa-doe --split calibration --target {target}")
+    model = _fit_swa_terms(d, f, target, SWA_LUT_TERMS, SWA_FF_TERMS)
     d = d.assign(engine="swa")
+    cv = _engine_errors(swa_cross_validate(d, f, target).assign(engine="swa"), d)
+    hd, hf = swa_rows(target, heldout=True)
+    hpred = predict_swa(hf, model, target) if not hd.empty else None
+    validation = _engine_errors(hpred, hd.assign(engine="swa")) if hpred is not None else {}
+    files = [q for q in (SWA_CALIBRATION_CSV, SWA_DOE_CSV["calibration"]) if q.exists()]
     return _record(
-        ["swa"], target, "swa", resources,
+        ["swa"], target, "swa", model["resources"],
         {"dsp": "Yosys synth_xilinx DSP rule per multiplier (costmodel.features.mult_dsp)",
          "bram18": "Yosys memory_libmap cost rule per memory (costmodel.features.buffer_cost)"},
-        [csv], {"calibration": sorted(d.loc[~val, "key"]), "validation": sorted(d.loc[val, "key"])},
-        SPLIT_RULE, sorted(set(d["yosys"])), _engine_errors(pred[val], d[val]),
-        domain="causal sliding-window kernels with int Q/K/V formats",
-        calibration_fit=_engine_errors(pred[~val], d[~val]))
+        files, {"calibration": sorted(d["key"]), "validation": sorted(hd["key"]) if not hd.empty else []},
+        CV_RULE.replace("doe_heldout.csv", "swa_doe_heldout.csv") if not hd.empty else
+        "5-fold cross-validation by key over the calibration rows (no held-out SWA draw stored)",
+        sorted(set(d["yosys"])), validation, multiplier=model["multiplier"], cv=cv,
+        domain="causal, symmetric and dense-baseline SWA kernels, int and minifloat Q/K/V",
+        heldout_groups=swa_heldout_groups(hd, hf, hpred) if hpred is not None else [])
 
 
 #: LUT4 terms of the Lattice (ice40 / ecp5) model, per config: LUT multipliers' operand-bit
@@ -576,41 +646,72 @@ def lattice_rows(target: str) -> pd.DataFrame:
     return rows[~rows["key"].isin(heldout_keys())].drop_duplicates("key").reset_index(drop=True)
 
 
+def _lattice_lut_matrix(rows: pd.DataFrame, target: str, terms: list[str], mult: dict | None) -> np.ndarray:
+    """LUT4 design matrix of ``rows`` over ``terms``: :data:`LATTICE_LUT_TERMS`, or engine terms
+    (:data:`LUT_TERMS`) built on the family's own measured multipliers and formula ``mult``."""
+    if terms == LATTICE_LUT_TERMS:
+        return lattice_design_matrix(rows, target)["lut"]
+    return design_matrix(rows, target, mult, lut_terms=terms)["lut"]
+
+
+#: the LUT term sets a Lattice fit chooses from by 5-fold CV (engine terms only where the family's
+#: own multipliers are stored in ``primitives.csv``)
+LATTICE_CANDIDATES = {"Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": LUT_TERMS}
+
+
+def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = CV_FOLDS) -> np.ndarray:
+    """Out-of-fold LUT predictions of a Lattice fit over ``terms`` (folds by key)."""
+    mult = fit_multiplier(target) if _cached_primitive_table(target) else None
+    X = _lattice_lut_matrix(rows, target, terms, mult)
+    y = rows["lut"].to_numpy(dtype=float)
+    fold = rows["key"].map(lambda k: int(k[:8], 16) % folds).to_numpy()
+    pred = np.empty(len(y))
+    for k in range(folds):
+        t = fold == k
+        pred[t] = X[t] @ _nnls_rel(X[~t], y[~t])
+    return pred
+
+
 def fit_lattice(target: str) -> dict:
     """Fit the LUT4 model of ``target`` (ice40 / ecp5) on its bare-engine Yosys syntheses
     (:func:`lattice_rows`); FF is the structural register count (no fitted coefficient), DSP the
-    synth rule. Errors: on the held-out random draw of ``target`` where one is stored, else
-    leave-one-out over the fitted syntheses (``cv`` holds the leave-one-out errors either way)."""
+    synth rule. LUT terms: the :data:`LATTICE_CANDIDATES` set of least 5-fold CV median + p90.
+    Errors: on the held-out random draw of ``target`` where one is stored; ``cv`` holds the
+    5-fold CV errors either way."""
     rows = lattice_rows(target)
-    dm = lattice_design_matrix(rows, target)
     y = rows["lut"].to_numpy(dtype=float)
-    coef = _nnls_rel(dm["lut"], y)
-    loo = np.empty(len(y))
-    for i in range(len(y)):
-        m = np.ones(len(y), bool)
-        m[i] = False
-        loo[i] = dm["lut"][i] @ _nnls_rel(dm["lut"][m], y[m])
-    model = {"kind": "lattice", "multiplier": None,
-             "resources": {"lut": {"terms": LATTICE_LUT_TERMS, "coef": coef.tolist()},
+    cands = {n: t for n, t in LATTICE_CANDIDATES.items()
+             if t == LATTICE_LUT_TERMS or _cached_primitive_table(target)}
+    scores = {}
+    for name, terms in cands.items():
+        e = _errors(np.rint(np.maximum(lattice_cv(rows, target, terms), 0)), y)
+        scores[name] = e["median_rel_err"] + e["p90_rel_err"]
+    chosen = min(scores, key=scores.get)
+    terms = cands[chosen]
+    mult = fit_multiplier(target) if terms != LATTICE_LUT_TERMS else None
+    coef = _nnls_rel(_lattice_lut_matrix(rows, target, terms, mult), y)
+    model = {"kind": "lattice", "multiplier": mult,
+             "resources": {"lut": {"terms": terms, "coef": coef.tolist()},
                            "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
-    pred["lut"] = np.rint(np.maximum(loo, 0)).astype(np.int64)  # leave-one-out LUT predictions
+    pred["lut"] = np.rint(np.maximum(lattice_cv(rows, target, terms), 0)).astype(np.int64)  # out-of-fold LUTs
     cv = _engine_errors(pred, rows)
     held = heldout_rows(target)
     held_pred = predict_frame(held, target, model) if not held.empty else held
     if held.empty:
-        validation, rule = cv, "leave-one-out over the fitted syntheses (no held-out random draw of this target stored)"
+        validation, rule = cv, "5-fold cross-validation by key over the fitted syntheses (no held-out random draw of this target stored)"
     else:
         validation, rule = _engine_errors(held_pred, held), CV_RULE
     drawn = rows["key"].isin(_read_csv(DOE_CALIBRATION_CSV)["key"]).any() if DOE_CALIBRATION_CSV.exists() else False
-    files = [PNR_CSV] + ([DOE_CALIBRATION_CSV] if drawn else [])
+    files = [PNR_CSV] + ([DOE_CALIBRATION_CSV] if drawn else []) + ([PRIMITIVES_CSV] if mult else [])
     yosys = sorted(set(_read_csv(PNR_CSV)["yosys"]) | set(rows.get("yosys", pd.Series(dtype=str)).dropna()))
     return _record(
         ["dot", "sparse"], target, "lattice", model["resources"],
         {"ff": "structural register count", "dsp": f"synth_{target} rule (costmodel.features.mult_dsp)",
          "bram18": "no memories in the dot/sparse engines"},
         files, {"calibration": sorted(rows["key"]), "validation": sorted(held["key"]) if not held.empty else []},
-        rule, yosys, validation, multiplier=None, cv=cv,
+        rule, yosys, validation, multiplier=mult, cv=cv, lut_terms_chosen=chosen,
+        lut_terms_cv={n: round(v, 4) for n, v in scores.items()},
         heldout_groups=error_report(held, held_pred).to_dict("records") if not held.empty else [])
 
 
@@ -622,7 +723,7 @@ def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> di
     joint = fit_xilinx(xilinx) if xilinx else {}
     for t in targets:
         fits[t] = {"mac": joint[t] if t in joint else fit(t)}
-        if (_read_csv(SWA_CALIBRATION_CSV)["target"] == t).any():
+        if not swa_rows(t)[0].empty:
             fits[t]["swa"] = fit_swa(t)
     rec = {"schema": 2, "fits": fits}
     path.write_text(json.dumps(rec, indent=1) + "\n")
@@ -665,6 +766,9 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
         model, _ = model_for(target)
     if model.get("kind") == "lattice":
         dm = lattice_design_matrix(df, target, features)
+        terms = model["resources"]["lut"]["terms"]
+        if terms != LATTICE_LUT_TERMS:  # the engine terms, on the family's own multipliers
+            dm["lut"] = design_matrix(df, target, model.get("multiplier"), features, lut_terms=terms)["lut"]
     else:
         dm = design_matrix(df, target, model["multiplier"], features, lut_terms=model["resources"]["lut"]["terms"])
     lut = dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"])
@@ -741,6 +845,53 @@ def error_report(rows: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
+#: groups of the SWA held-out report (:func:`swa_error_report`)
+SWA_GROUPS = ["swa causal", "swa symmetric", "swa dense baseline", "swa int Q/K/V", "swa minifloat", "swa"]
+
+
+def swa_error_report(rows: pd.DataFrame, features: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+    """Error of SWA predictions ``pred`` against synthesized ``rows`` (features ``features``) per
+    group of :data:`SWA_GROUPS`: ``n``, LUT median / p90 / signed median, FF median / p90 relative
+    error, and the fraction of rows where DSP and BRAM18 are exact."""
+    cols = ["group", "n", "lut_median", "lut_p90", "lut_bias", "ff_median", "ff_p90", "dsp_exact", "bram18_exact"]
+    if rows.empty:
+        return pd.DataFrame([{"group": g, "n": 0} for g in SWA_GROUPS], columns=cols)
+    rel = {r: (pred[r].to_numpy(dtype=float) - rows[r].to_numpy(dtype=float))
+           / np.maximum(np.abs(rows[r].to_numpy(dtype=float)), 1.0) for r in ("lut", "ff")}
+    dense, sym = features["dense"].to_numpy() > 0, features["symmetric"].to_numpy() > 0
+    ints = np.array([q.startswith(("int", "uint")) and v.startswith(("int", "uint"))
+                     for q, v in zip(features["qk_fmt"], features["v_fmt"])])
+    masks = {"swa causal": ~dense & ~sym, "swa symmetric": sym, "swa dense baseline": dense, "swa int Q/K/V": ints,
+             "swa minifloat": ~ints, "swa": np.ones(len(rows), bool)}
+    out = []
+    for g, m in masks.items():
+        rec = {"group": g, "n": int(m.sum())}
+        if m.any():
+            a = {r: np.abs(rel[r][m]) for r in rel}
+            rec.update(lut_median=float(np.median(a["lut"])), lut_p90=float(np.percentile(a["lut"], 90)),
+                       lut_bias=float(np.median(rel["lut"][m])), ff_median=float(np.median(a["ff"])),
+                       ff_p90=float(np.percentile(a["ff"], 90)),
+                       **{f"{r}_exact": float(np.mean(pred[r].to_numpy()[m] == rows[r].to_numpy(dtype=float)[m]))
+                          for r in ("dsp", "bram18")})
+        out.append(rec)
+    return pd.DataFrame(out, columns=cols)
+
+
+def swa_heldout_groups(rows: pd.DataFrame, features: pd.DataFrame, pred: pd.DataFrame) -> list[dict]:
+    """:func:`swa_error_report` as records (the form stored in ``coefficients.json``)."""
+    return swa_error_report(rows, features, pred).to_dict("records")
+
+
+def swa_heldout_report(target: str = "xc7", model: dict | None = None) -> pd.DataFrame:
+    """:func:`swa_error_report` of the SWA model (the shipped fit of ``target`` unless ``model``)
+    on the held-out SWA draw (``data/swa_doe_heldout.csv``, never fitted on); stored rows only."""
+    d, f = swa_rows(target, heldout=True)
+    if d.empty:
+        return swa_error_report(d, f, d)
+    model = model if model is not None else model_for(target, "swa")[0]
+    return swa_error_report(d, f, predict_swa(f, model, target))
+
+
 def heldout_report(target: str = "xc7", model: dict | None = None, path: Path = DOE_HELDOUT_CSV) -> pd.DataFrame:
     """:func:`error_report` of the resource model (the shipped fit of ``target`` unless
     ``model``) on the held-out DOE rows (``data/doe_heldout.csv``, never fitted on). Stored rows
@@ -760,9 +911,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cv", action="store_true",
                     help="instead of refitting, print the 5-fold cross-validation of every candidate LUT term set "
                          "(how the shipped terms were chosen) on the stored xc7 + xcup calibration rows")
+    ap.add_argument("--swa-cv", action="store_true",
+                    help="instead of refitting, print the 5-fold cross-validation of every candidate SWA LUT and FF "
+                         "term set on the stored xc7 SWA calibration rows")
     args = ap.parse_args(argv)
     if args.cv:
         print(cv_table().to_string(index=False, float_format=lambda v: f"{v:.1%}"))
+        return 0
+    if args.swa_cv:
+        print(swa_cv_table().to_string(index=False, float_format=lambda v: f"{v:.1%}"))
         return 0
     targets = args.targets or ["xc7"]
     bad = sorted(set(targets) - {"xc7", "xcup", "ice40", "ecp5"})

@@ -28,30 +28,62 @@ the dense baseline computes all ``n²``)
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from hw.arith import ConfigError
+from hw.registers import register_bits
 from hw.swa import SWAConfig
 from quant.formats import IntFormat
 
 from .energy import ERT, mult_pj
 from .features import buffer_cost, mult_dsp, pair_props
 
-__all__ = ["SWA_REQUIRED", "SWA_LUT_TERMS", "SWA_FF_TERMS", "SWA_ACTIONS", "swa_configs", "swa_props",
+__all__ = ["SWA_REQUIRED", "SWA_CANDIDATES", "SWA_LUT_TERMS", "SWA_FF_TERMS", "SWA_ACTIONS", "swa_configs", "swa_props",
            "swa_features", "swa_design", "swa_actions", "swa_dynamic_pj"]
 
 #: columns an SWA row needs (besides ``engine = "swa"``); optional ones are the other
 #: ``SWAConfig`` fields (``causal``, ``exp_bits``, ``dense``, …)
 SWA_REQUIRED = ["head_dim", "window", "lanes", "qk_fmt", "v_fmt", "seq_len"]
-#: fitted terms: LUT = c · [1, LUT-multiplier operand bits of Q·K, accumulator bits];
-#: FF = c · [1, accumulator bits, LUTs of the LUTRAM memories (their read registers and address
-#: logic grow with them)]. Chosen by leave-one-out on the calibration rows only (FF: median 1.9 %
-#: with ``lutram``, 4.0 % with the read-register bits ``lutram_ff``, 2.8 % with neither).
-SWA_LUT_TERMS = ["one", "lut_mult_bits", "acc_bits"]
-SWA_FF_TERMS = ["one", "acc_bits", "lutram"]
+#: candidate LUT and FF term sets (:func:`swa_features` columns, plus ``qk_mult_lut``), compared
+#: by 5-fold cross-validation on the calibration rows only (``python -m costmodel.resources
+#: --swa-cv``); the shipped ones are :data:`SWA_LUT_TERMS` and :data:`SWA_FF_TERMS`
+_UNITS = ["one", "qk_mult_lut", "qk_tree_bits", "sv_acc_bits", "score_bits", "sv_shift_bits", "sv_mult_bits"]
+SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
+    "lut": {
+        "int grid (one, LUT-multiplier bits, accumulator bits)": ["one", "lut_mult_bits", "acc_bits"],
+        "multiplier LUTs + accumulator bits": ["one", "qk_mult_lut", "acc_bits"],
+        "per unit": _UNITS,
+        "per unit + SV negation": [*_UNITS, "sv_lane_bits"],
+        "per unit + beat bits": [*_UNITS, "io_bits"],
+        "per unit + LUTRAM": [*_UNITS, "lutram"],
+        "per unit + divider": [*_UNITS, "div_bits"],
+        "per unit + divider + normalizer": [*_UNITS, "div_bits", "norm_bits"],
+        "per unit + divider + normalizer + LUTRAM": [*_UNITS, "div_bits", "norm_bits", "lutram"],
+        "… + LUT-multiplier bits": [*_UNITS, "div_bits", "norm_bits", "lutram", "lut_mult_bits"],
+        "… + beat bits": [*_UNITS, "div_bits", "norm_bits", "lutram", "io_bits"],
+        "… + LUT-multiplier bits + beat bits": [*_UNITS, "div_bits", "norm_bits", "lutram", "lut_mult_bits", "io_bits"],
+    },
+    "ff": {
+        "int grid (one, accumulator bits, LUTRAM)": ["one", "acc_bits", "lutram"],
+        "per unit": ["one", "sv_acc_bits", "score_bits", "qk_tree_bits", "lutram"],
+        "per unit + beat bits": ["one", "sv_acc_bits", "score_bits", "qk_tree_bits", "lutram", "io_bits"],
+        "per unit, read registers": ["one", "sv_acc_bits", "score_bits", "io_bits", "lutram_ff"],
+        "per unit + beat bits + normalizer": ["one", "sv_acc_bits", "score_bits", "qk_tree_bits", "lutram", "io_bits",
+                                              "norm_bits", "div_bits"],
+        "counted registers": ["ff_counted"],
+        "counted registers less a constant": ["ff_counted", "less_one"],
+        "counted registers less score bits": ["ff_counted", "less_one", "less_score_bits"],
+        "counted registers less score bits and single-chunk": ["ff_counted", "less_one", "less_score_bits",
+                                                               "less_one_chunk"],
+    },
+}
+#: least CV median + p90 (``--swa-cv``): FF counted from the elaborated design less what Yosys drops
+SWA_LUT_TERMS = SWA_CANDIDATES["lut"]["… + LUT-multiplier bits"]
+SWA_FF_TERMS = SWA_CANDIDATES["ff"]["counted registers less score bits and single-chunk"]
 SWA_ACTIONS = ["qk_mult", "sv_mult", "score_mult", "add_bits", "exp_reads", "buf_read_bits", "buf_write_bits",
                "norm_mult", "div_bits"]
 _FIELDS = [f for f in SWAConfig.__dataclass_fields__]
@@ -88,36 +120,86 @@ def swa_configs(df: pd.DataFrame) -> tuple[list[SWAConfig], np.ndarray]:
     return configs, gid.to_numpy()
 
 
+@lru_cache(maxsize=4096)
+def _reg_bits(c: SWAConfig) -> int:
+    """Register bits of the kernel's elaborated design (:func:`hw.registers.register_bits`,
+    ~0.1 s per config: cached)."""
+    return register_bits(c).logic
+
+
+def _addr_dsp(c: SWAConfig, target: str) -> int:
+    """DSPs of the buffer addresses ``slot · chunks + chunk`` (``hw.swa.ingest``): one product per
+    write address, K read and V read, plus the Q read where Q has a slot per token (dense or
+    symmetric); a constant multiply by ``chunks`` is a shift when ``chunks`` is a power of two,
+    else Yosys maps it like any ``$mul`` (unsigned operands, the address as its product)."""
+    C, slots = c.chunks, c.buffer_slots
+    tz = (C & -C).bit_length() - 1  # x · (odd << tz) = (x · odd) << tz: the shift is wiring
+    odd = C >> tz
+    if odd == 1:
+        return 0
+    y = max(1, (slots * C - 1).bit_length()) - tz
+    n = mult_dsp(slots.bit_length(), odd.bit_length(), 1, target, y) * 3
+    if c.dense or not c.causal:
+        n += mult_dsp(max(c.window, slots).bit_length(), odd.bit_length(), 1, target, y)
+    return n
+
+
 def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
     """One row per config: the widths ``hw.swa`` derives and what the estimator needs of them."""
     def one(c: SWAConfig) -> dict:
         qk = pair_props(str(c.qk_fmt), str(c.qk_fmt), target)
         vv = pair_props(str(c.v_fmt), str(c.v_fmt), target)
-        return dict(head_dim=c.head_dim, window=c.window, lanes=c.lanes, chunks=c.chunks, slots=c.buffer_slots,
+        vf = c.v_fmt
+        # stages of the V decoder's alignment shift (0 for an int V): shifts 0..max_normal_field - 1
+        v_stages = 0 if isinstance(vf, IntFormat) else max(1, (vf.max_normal_field - 1).bit_length())
+        return dict(qk_fmt=str(c.qk_fmt), v_fmt=str(vf), v_shift_stages=v_stages, dense=int(c.dense),
+                    symmetric=int(not c.causal),
+                    head_dim=c.head_dim, window=c.window, lanes=c.lanes, chunks=c.chunks, slots=c.buffer_slots,
                     qk_bits=c.qk_fmt.bits, v_bits=c.v_fmt.bits, score_bits=c.score_bits, sv_bits=c.sv_bits,
                     sum_bits=c.sum_bits, recip_width=c.recip_width, norm_mults=c.norm_mults, exp_bits=c.exp_bits,
+                    div_step_bits=c.div_step_bits, out_bits=c.out_bits, reg_bits=_reg_bits(c),
                     c_bits=int(c.scale_const).bit_length(), q_ring=int(c.dense or not c.causal),
-                    calibrated=int(isinstance(c.qk_fmt, IntFormat) and isinstance(c.v_fmt, IntFormat)
-                                   and c.causal and not c.dense),
                     qk_mul_a=qk["mul_a"], qk_mul_b=qk["mul_b"], qk_dsp=qk["mult_dsp"], qk_prod=qk["prod_bits"],
                     qk_levels=qk["mult_levels"], qk_mf=qk["mf"], qk_exp=qk["exp_bits"], qk_shift=qk["shift_bits"],
                     v_mul_a=vv["mul_a"], v_mf=vv["mf"], v_exp=vv["exp_bits"], v_shift=vv["shift_bits"],
                     # p·v: unsigned (exp_bits + 1)-bit numerator × the V operand (sign bit added)
                     sv_dsp=mult_dsp(c.exp_bits + 1, vv["mul_a"], 1, target),
-                    score_dsp=mult_dsp(c.score_bits, int(c.scale_const).bit_length(), 0, target),
-                    norm_dsp=mult_dsp(c.sv_bits, c.recip_width, 0, target))
+                    # t·c: the saturated score gap (unsigned, t_sat's bits) × the constant c
+                    score_dsp=mult_dsp(int(c.t_sat).bit_length(), int(c.scale_const).bit_length(), 1, target),
+                    # a·r: a signed sv_bits accumulator × the unsigned reciprocal (gains a sign bit)
+                    norm_dsp=mult_dsp(c.sv_bits, c.recip_width + (target not in ("ecp5", "ice40")), 0, target),
+                    addr_dsp=_addr_dsp(c, target))
     return pd.DataFrame([one(c) for c in configs])
 
 
 def swa_features(p: pd.DataFrame) -> pd.DataFrame:
-    """Structural features of :func:`swa_props` rows: fitted terms, memories and DSPs.
+    """Structural features of :func:`swa_props` rows: candidate fitted terms, memories and DSPs.
 
     ``lut_mult_bits``  lanes · Q·K operand bits (``mul_a · mul_b``) of multipliers in LUTs
     ``acc_bits``       head_dim · sv_bits + lanes · score_bits (SV accumulators, adder tree width)
+    ``sv_acc_bits``    head_dim · sv_bits (the SV accumulators, their restart mux and adders)
+    ``qk_tree_bits``   lanes · Q·K product bits (the QKᵀ adder tree's inputs)
+    ``sv_shift_bits``  lanes · sv_bits · V alignment stages (minifloat V: the log shifter)
+    ``sv_mult_bits``   lanes · (exp_bits + 1) · V magnitude bits of p·v multipliers in LUTs
+    ``sv_lane_bits``   lanes · sv_bits (each SV term's negation)
+    ``io_bits``        lanes · (2 · Q/K bits + V bits) (a beat of codes)
+    ``ff_counted``     the kernel's register bits (:func:`hw.registers.register_bits`, from the
+                       elaborated design) + the LUTRAM memories' read registers
+    ``less_one``, ``less_score_bits``, ``less_one_chunk``  −1, −score_bits, −[chunks = 1]: the
+                       registers Yosys removes (constant and duplicate bits of the score path;
+                       with one chunk the SV accumulators meet their DSP48s), as negative terms
+    ``div_bits``       quotient bits per divider cycle · sum_bits (the reciprocal's subtractors)
+    ``norm_bits``      norm_mults · (sv_bits + out_bits) (normalizer operand select and rounding)
     ``lutram_ff``      read-register bits of the memories Yosys keeps in LUTRAM
     ``bram18``, ``lutram``  the memories by :func:`costmodel.features.buffer_cost`
-    ``dsp``            lanes Q·K + lanes p·v + 1 score + norm_mults normalizer multipliers,
-                       each by :func:`costmodel.features.mult_dsp`
+    ``dsp``            lanes Q·K + lanes p·v + 1 score (t·c) + norm_mults normalizer (a·r)
+                       multipliers + the buffer-address products (:func:`_addr_dsp`), each by
+                       :func:`costmodel.features.mult_dsp`
+
+    Terms may also name :func:`swa_props` columns (``score_bits``: one exact score, the row
+    maximum, subtractor and exp-unit input). ``qk_mult_lut`` (LUTs of the Q·K multipliers: lanes ×
+    the family's multiplier estimate) is added by :func:`costmodel.resources.predict_swa`, which
+    knows the family's multiplier model.
     """
     g = lambda c: p[c].to_numpy(dtype=np.int64)  # noqa: E731
     lanes, chunks = g("lanes"), g("chunks")
@@ -129,17 +211,32 @@ def swa_features(p: pd.DataFrame) -> pd.DataFrame:
         "one": np.ones(len(p)),
         "lut_mult_bits": lanes * g("qk_mul_a") * g("qk_mul_b") * (g("qk_dsp") == 0),
         "acc_bits": g("head_dim") * g("sv_bits") + lanes * g("score_bits"),
+        "sv_acc_bits": g("head_dim") * g("sv_bits"),
+        "qk_tree_bits": lanes * g("qk_prod"),
+        "sv_shift_bits": lanes * g("sv_bits") * g("v_shift_stages"),
+        "sv_mult_bits": lanes * (g("exp_bits") + 1) * g("v_mul_a") * (g("sv_dsp") == 0),
+        "sv_lane_bits": lanes * g("sv_bits"),
+        "io_bits": lanes * (2 * g("qk_bits") + g("v_bits")),
+        "ff_counted": g("reg_bits") + mem["ff"].sum(axis=0),
+        # what Yosys drops of them, as negative terms (a positive coefficient subtracts):
+        "less_one": -np.ones(len(p)),
+        "less_score_bits": -g("score_bits"),
+        "less_one_chunk": -(chunks == 1).astype(np.int64),
+        "div_bits": g("div_step_bits") * g("sum_bits"),
+        "norm_bits": g("norm_mults") * (g("sv_bits") + g("out_bits")),
         "lutram_ff": mem["ff"].sum(axis=0),
         "bram18": mem["bram18"].sum(axis=0),
         "lutram": mem["lutram"].sum(axis=0),
-        "dsp": lanes * (g("qk_dsp") + g("sv_dsp")) + g("score_dsp") + g("norm_mults") * g("norm_dsp"),
+        "dsp": lanes * (g("qk_dsp") + g("sv_dsp")) + g("score_dsp") + g("norm_mults") * g("norm_dsp") + g("addr_dsp"),
     }, index=p.index)
 
 
-def swa_design(features: pd.DataFrame) -> dict[str, np.ndarray]:
-    """LUT and FF design matrices (:data:`SWA_LUT_TERMS`, :data:`SWA_FF_TERMS`) and the counted DSP
-    and BRAM18 of :func:`swa_features` rows."""
-    return {"lut": features[SWA_LUT_TERMS].to_numpy(dtype=float), "ff": features[SWA_FF_TERMS].to_numpy(dtype=float),
+def swa_design(features: pd.DataFrame, lut_terms: Sequence[str] = SWA_LUT_TERMS,
+               ff_terms: Sequence[str] = SWA_FF_TERMS) -> dict[str, np.ndarray]:
+    """LUT and FF design matrices (columns ``lut_terms``, ``ff_terms`` of :func:`swa_features`
+    rows) and the counted DSP and BRAM18."""
+    return {"lut": features[list(lut_terms)].to_numpy(dtype=float),
+            "ff": features[list(ff_terms)].to_numpy(dtype=float),
             "dsp": features["dsp"].to_numpy(), "bram18": features["bram18"].to_numpy()}
 
 

@@ -113,3 +113,36 @@ def test_heldout_report_groups():
     rep = heldout_report("xc7")
     assert list(rep["group"]) == HELDOUT_GROUPS
     assert (rep["n"] >= 0).all()
+
+
+def test_swa_doe_draw_covers_the_swa_space():
+    """The SWA draw spans what the CLI accepts: causal, symmetric (odd windows) and dense kernels;
+    int (signed, narrow, unsigned) and minifloat Q/K and V; lanes 1..32 including non-powers of
+    two; head_dim a multiple of lanes; prefix-stable and different per seed."""
+    from hw.swa import SWAConfig
+
+    draw = C.swa_doe_grid(1, 120)
+    assert draw[:30] == C.swa_doe_grid(1, 30) and draw[:30] != C.swa_doe_grid(0, 30)
+    kinds = {("dense" if c["dense"] else "causal" if c["causal"] else "symmetric") for c in draw}
+    assert kinds == {"causal", "symmetric", "dense"}
+    assert all(c["window"] % 2 for c in draw if not c["causal"])
+    fmts = {c["qk_fmt"] for c in draw} | {c["v_fmt"] for c in draw}
+    assert any(f.startswith("e") for f in fmts) and any(f.startswith("uint") for f in fmts)
+    assert any(f.startswith("int") and f.endswith("n") for f in fmts)
+    lanes = {c["lanes"] for c in draw}
+    assert min(lanes) == 1 and max(lanes) <= C.SWA_DOE_MAX_LANES and any(l & (l - 1) for l in lanes)
+    for c in draw:
+        cfg = SWAConfig.from_dict({k: v for k, v in c.items() if k != "engine"})
+        assert cfg.head_dim % cfg.lanes == 0 and cfg.head_dim <= C.SWA_DOE_MAX_HEAD_DIM
+
+
+def test_stored_swa_doe_rows_are_the_seeded_draw():
+    """Every stored SWA DOE row is the draw at its (seed, index), with its split and command."""
+    for split, path in C.SWA_DOE_CSV.items():
+        if not path.exists():
+            continue
+        d = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        for r in d.itertuples():
+            cfg = C.swa_doe_grid(int(r.seed), int(r.index) + 1)[int(r.index)]
+            assert r.key == C.config_key(cfg, r.target) and r.split == split and r.seed == C.DOE_SEEDS[split]
+            assert r.command.startswith("python -m costmodel.calibrate engines --grid swa-doe") and r.yosys

@@ -84,6 +84,8 @@ def test_stored_lattice_fit_reproduces_itself():
         assert refit["data"] == stored[target]["mac"]["data"]
         np.testing.assert_allclose(refit["resources"]["lut"]["coef"], stored[target]["mac"]["resources"]["lut"]["coef"],
                                    rtol=1e-6, atol=1e-9)
+        assert refit["resources"]["lut"]["terms"] == stored[target]["mac"]["resources"]["lut"]["terms"]
+        assert refit["lut_terms_chosen"] == stored[target]["mac"]["lut_terms_chosen"]
 
 
 def test_lattice_estimate_labelled_and_fits():
@@ -92,7 +94,8 @@ def test_lattice_estimate_labelled_and_fits():
     from costmodel import estimate
 
     e = estimate(DotConfig(4, "int4", "int4", 256, 1), "ice40up5k")
-    assert "leave-one-out" in e.resource_source and e.dsp == 0 and e.error["lut"]["median"] > 0
+    assert "Yosys-calibrated ice40 model" in e.resource_source and "5-fold CV" in e.resource_source
+    assert e.dsp == 0 and e.error["lut"]["median"] > 0 and "ice40" in e.error_source
     assert e.fits("ice40up5k")
     with pytest.raises(ValueError, match="ice40 primitives"):
         e.fits("xc7z020")

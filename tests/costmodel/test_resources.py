@@ -15,6 +15,8 @@ from costmodel.calibrate import CALIBRATION_CSV, PRIMITIVES_CSV
 from costmodel.features import pair_props
 from costmodel.resources import COEFFICIENTS_JSON, fit, predict_frame
 
+from .goals import goal_cases, meets
+
 CAL = pd.read_csv(CALIBRATION_CSV, keep_default_na=False, na_values=[""])
 PRIM = pd.read_csv(PRIMITIVES_CSV)
 
@@ -99,22 +101,22 @@ GOALS = {"lut_median": 0.05, "lut_p90": 0.12, "ff_exact": 1.0, "dsp_exact": 1.0,
 #: (group, metric) pairs the shipped model does not meet yet, each with what it measured; strict
 #: xfail: a model that meets one turns its test red until the entry is removed
 NOT_MET: dict[tuple[str, str], str] = {
-    ("dense same-format", "lut_median"): "8.5% (goal ≤5%)",
-    ("dense same-format", "lut_p90"): "42.0% (goal ≤12%)",
+    ("dense same-format", "lut_median"): "5.1% (goal ≤5%)",
+    ("dense same-format", "lut_p90"): "22.2% (goal ≤12%)",
     ("dense mixed", "lut_median"): "5.5% (goal ≤5%)",
-    ("dense mixed", "lut_p90"): "15.1% (goal ≤12%)",
+    ("dense mixed", "lut_p90"): "14.9% (goal ≤12%)",
     ("dense mixed", "ff_exact"): "98.2% (goal 100%)",
-    ("sparse", "lut_median"): "7.1% (goal ≤5%)",
-    ("sparse", "lut_p90"): "26.7% (goal ≤12%)",
+    ("sparse", "lut_median"): "7.0% (goal ≤5%)",
+    ("sparse", "lut_p90"): "24.9% (goal ≤12%)",
     ("sparse", "ff_exact"): "96.4% (goal 100%)",
-    ("sparse+blocks", "lut_median"): "5.9% (goal ≤5%)",
-    ("sparse+blocks", "lut_p90"): "16.7% (goal ≤12%)",
+    ("sparse+blocks", "lut_median"): "6.2% (goal ≤5%)",
+    ("sparse+blocks", "lut_p90"): "17.8% (goal ≤12%)",
     ("sparse+blocks", "ff_exact"): "93.3% (goal 100%)",
-    ("non-power-of-two lanes", "lut_median"): "5.9% (goal ≤5%)",
-    ("non-power-of-two lanes", "lut_p90"): "20.2% (goal ≤12%)",
+    ("non-power-of-two lanes", "lut_median"): "5.7% (goal ≤5%)",
+    ("non-power-of-two lanes", "lut_p90"): "18.6% (goal ≤12%)",
     ("non-power-of-two lanes", "ff_exact"): "94.8% (goal 100%)",
-    ("all", "lut_median"): "6.2% (goal ≤5%)",
-    ("all", "lut_p90"): "20.9% (goal ≤12%)",
+    ("all", "lut_median"): "6.0% (goal ≤5%)",
+    ("all", "lut_p90"): "19.7% (goal ≤12%)",
     ("all", "ff_exact"): "96.6% (goal 100%)",
 }
 
@@ -122,11 +124,7 @@ NOT_MET: dict[tuple[str, str], str] = {
 def _goal_cases():
     from costmodel.resources import HELDOUT_GROUPS
 
-    for g in HELDOUT_GROUPS:
-        for metric in GOALS:
-            why = NOT_MET.get((g, metric))
-            marks = [pytest.mark.xfail(strict=True, reason=f"issue 15 goal not met: {why}")] if why else []
-            yield pytest.param(g, metric, marks=marks, id=f"{g}-{metric}")
+    return goal_cases(HELDOUT_GROUPS, GOALS, NOT_MET)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +141,7 @@ def test_heldout_goal(heldout_xc7, group, metric):
     rep = heldout_xc7
     assert rep.loc[group, "n"] >= 10, f"too few held-out rows in {group}"
     got = rep.loc[group, metric]
-    assert got <= GOALS[metric] if metric.startswith("lut") else got >= GOALS[metric], (group, metric, got)
+    assert meets(got, metric, GOALS[metric]), (group, metric, got)
 
 
 @pytest.mark.parametrize("target", ["xc7", "xcup"])

@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 
 from costmodel import estimate, estimate_frame
-from costmodel.calibrate import SWA_CALIBRATION_CSV, is_validation
+from costmodel.calibrate import SWA_CALIBRATION_CSV, SWA_DOE_CSV
 from costmodel.energy import ERT
 from costmodel.resources import COEFFICIENTS_JSON, fit_swa
 from hw import swa
 from hw.arith import ConfigError
 from hw.sim import simulate
 from paretofab.cli import main
+
+from .goals import goal_cases, meets
 
 
 @pytest.mark.parametrize("shape", [(8, 4, 8, 12, "causal"), (8, 6, 4, 10, "causal"), (4, 3, 2, 9, "causal"),
@@ -53,19 +55,20 @@ def test_energy_from_action_counts():
 
 def test_resources_labelled():
     cfg = swa.SWAConfig(16, 16, 16, "int8", "int8")
-    c = estimate(cfg, n=64)  # the calibrated kind: the stored fit must give its resources
+    c = estimate(cfg, n=64)
     assert c.lut is not None and c.lut > 0 and c.ff > 0 and c.dsp > 0, "the SWA fit is missing or broken"
     assert "Yosys-calibrated SWA model" in c.resource_source and c.error["lut"]["median"] is not None
     assert isinstance(c.fits(), bool)
+    # the dense baseline, symmetric windows and minifloat Q/K/V are in the fit's domain now
     for other_kind in (swa.dense_baseline(cfg, 64), swa.SWAConfig(16, 15, 16, "int8", "int8", causal=False),
                        swa.SWAConfig(16, 16, 16, "e4m3", "int8")):
         o = estimate(other_kind, n=64)
-        assert o.lut is None and "not calibrated" in o.resource_source
-        with pytest.raises(ValueError, match="not calibrated"):
-            o.fits()
+        assert o.lut is not None and o.lut > 0 and o.resource_source == c.resource_source
     # no fit for other targets: labelled, never invented
     other = estimate(cfg, "ice40up5k", n=64)
     assert other.lut is None and "not calibrated" in other.resource_source
+    with pytest.raises(ValueError, match="not calibrated"):
+        other.fits()
     # UltraScale+ reuses the xc7 fit, as the dot/sparse engines do, and says so
     up, x7 = estimate(cfg, "xczu3eg", n=64), estimate(cfg, "xc7z020", n=64)
     assert (up.lut, up.ff, up.bram18) == (x7.lut, x7.ff, x7.bram18) and up.lut is not None
@@ -98,23 +101,77 @@ def test_cli_cost_swa_text(capsys):
     assert "n=12 tokens" in out and "resources:" in out and "upper bound" in out
 
 
+def _stored_swa() -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in (SWA_CALIBRATION_CSV, *SWA_DOE_CSV.values()) if p.exists()]
+    return pd.concat(frames, ignore_index=True)
+
+
 def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
-    """Refitting from the stored CSV gives the shipped SWA fit (same schema as dot/sparse); the
-    counted DSP and BRAM18 equal Yosys on every stored synthesis."""
+    """Refitting from the stored CSVs gives the shipped SWA fit (same schema as dot/sparse), never
+    fitted on a held-out key; the counted DSP and BRAM18 equal Yosys on every stored synthesis
+    (grid, random calibration draw and random held-out draw: causal, symmetric and dense kernels,
+    int and minifloat Q/K/V)."""
     shipped = json.loads(COEFFICIENTS_JSON.read_text())["fits"]["xc7"]["swa"]
     refit = fit_swa("xc7")
     assert refit["data"] == shipped["data"] and refit["keys"] == shipped["keys"]
     for res in ("lut", "ff"):
+        assert refit["resources"][res]["terms"] == shipped["resources"][res]["terms"]
         np.testing.assert_allclose(refit["resources"][res]["coef"], shipped["resources"][res]["coef"], rtol=1e-6)
-    assert {"command", "yosys", "date", "split_rule", "validation"} <= set(shipped)
-    assert len(shipped["keys"]["validation"]) >= 2 and len(shipped["keys"]["calibration"]) >= 5
-    df = pd.read_csv(SWA_CALIBRATION_CSV)
-    assert {"yosys", "date", "command"} <= set(df.columns)
-    assert sorted(df.loc[df["key"].map(is_validation), "key"]) == shipped["keys"]["validation"]
-    rows = pd.DataFrame([{**json.loads(c), "seq_len": 8} for c in df["config"]])
+    assert {"command", "yosys", "date", "split_rule", "validation", "cv", "heldout_groups"} <= set(shipped)
+    held = set(pd.read_csv(SWA_DOE_CSV["heldout"])["key"])
+    assert len(held) >= 40 and held == set(shipped["keys"]["validation"])
+    assert not held & set(shipped["keys"]["calibration"]) and len(shipped["keys"]["calibration"]) >= 60
+    df = _stored_swa()
+    assert {"yosys", "date", "command"} <= set(df.columns) and df["command"].notna().all()
+    rows = pd.DataFrame([{**json.loads(c), "seq_len": 1} for c in df["config"]])
     got = estimate_frame(rows, "xc7z020")
-    assert (got["dsp"].to_numpy() == df["dsp"].to_numpy()).all()
-    assert (got["bram18"].to_numpy() == df["bram18"].to_numpy()).all()
+    bad = df.assign(dsp_est=got["dsp"].to_numpy(), bram_est=got["bram18"].to_numpy())
+    bad = bad[(bad["dsp_est"] != bad["dsp"]) | (bad["bram_est"] != bad["bram18"])]
+    assert bad.empty, bad[["head_dim", "window", "lanes", "qk_fmt", "v_fmt", "dsp", "dsp_est", "bram18", "bram_est"]]
+
+
+#: issue 15's SWA goals on the held-out random draw: LUT median <= 5 %, p90 <= 12 %; FF <= 2 %
+#: (median and p90); DSP and BRAM18 exact
+SWA_GOALS = {"lut_median": 0.05, "lut_p90": 0.12, "ff_median": 0.02, "ff_p90": 0.02, "dsp_exact": 1.0,
+             "bram18_exact": 1.0}
+#: (group, metric) pairs not met by the shipped SWA model, with what it measured (strict xfail)
+SWA_NOT_MET: dict[tuple[str, str], str] = {
+    ("swa causal", "lut_p90"): "13.9% (goal ≤12%)",
+    ("swa causal", "ff_p90"): "2.1% (goal ≤2%)",
+    ("swa symmetric", "lut_median"): "8.2% (goal ≤5%)",
+    ("swa symmetric", "lut_p90"): "13.0% (goal ≤12%)",
+    ("swa dense baseline", "lut_median"): "5.9% (goal ≤5%)",
+    ("swa dense baseline", "lut_p90"): "17.1% (goal ≤12%)",
+    ("swa dense baseline", "ff_p90"): "4.0% (goal ≤2%)",
+    ("swa int Q/K/V", "lut_median"): "9.3% (goal ≤5%)",
+    ("swa int Q/K/V", "lut_p90"): "18.9% (goal ≤12%)",
+    ("swa minifloat", "lut_p90"): "13.0% (goal ≤12%)",
+    ("swa minifloat", "ff_p90"): "3.9% (goal ≤2%)",
+    ("swa", "lut_p90"): "14.4% (goal ≤12%)",
+    ("swa", "ff_p90"): "3.0% (goal ≤2%)",
+}
+
+
+def _swa_goal_cases():
+    from costmodel.resources import SWA_GROUPS
+
+    return goal_cases(SWA_GROUPS, SWA_GOALS, SWA_NOT_MET)
+
+
+@pytest.fixture(scope="module")
+def swa_heldout() -> pd.DataFrame:
+    from costmodel.resources import swa_heldout_report
+
+    return swa_heldout_report("xc7").set_index("group")
+
+
+@pytest.mark.parametrize("group,metric", list(_swa_goal_cases()))
+def test_swa_heldout_goal(swa_heldout, group, metric):
+    """The SWA model on its random held-out draw (data/swa_doe_heldout.csv, never fitted on), per
+    variant and format family, from the stored Yosys runs (no synthesis)."""
+    assert swa_heldout.loc[group, "n"] >= 8, f"too few held-out SWA rows in {group}"
+    got = swa_heldout.loc[group, metric]
+    assert meets(got, metric, SWA_GOALS[metric]), (group, metric, got)
 
 
 def test_estimate_frame_costs_swa_rows_like_estimate():
@@ -137,7 +194,7 @@ def test_estimate_frame_costs_swa_rows_like_estimate():
             assert (pd.isna(row[c]) and getattr(e, c) is None) or row[c] == getattr(e, c), (idx, c)
         assert row["cycles"] == e.cycles and row["energy_nj"] == pytest.approx(e.energy_nj)
         assert row["fmax_mhz"] == pytest.approx(e.fmax_mhz)
-    assert pd.isna(out.loc[13, "lut"]) and not pd.isna(out.loc[10, "lut"])
+    assert not pd.isna(out.loc[13, "lut"]) and not pd.isna(out.loc[10, "lut"])
     alone = estimate_frame(pd.DataFrame([dot]), "xc7z020").iloc[0]
     for c in ("lut", "ff", "dsp", "cycles", "fmax_mhz", "energy_nj"):
         assert out.loc[11, c] == pytest.approx(alone[c]), c
