@@ -161,7 +161,9 @@ def pnr_table() -> None:
 
         res = load_coefficients()["fits"].get(target, {}).get("mac")
         if res:
-            print(f"# {target} resources ({len(res['keys']['calibration'])} synth_{target} runs; LUT4 leave-one-out, "
+            print(f"# {target} resources (fitted on {len(res['keys']['calibration'])} synth_{target} runs; LUT4 terms: "
+                  f"{res.get('lut_terms_chosen', 'Lattice LUT4 terms')}, chosen by 5-fold CV "
+                  f"{res.get('lut_terms_cv', {})}; errors on {len(res['keys']['validation'])} held-out runs; "
                   f"FF/DSP/BRAM counted):")
             for eng, errs in res["validation"].items():
                 print(f"  {eng:<7}n={errs['lut']['n']:<3}" + "  ".join(
