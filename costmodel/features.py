@@ -154,7 +154,7 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_terms", "reg_terms_dsp", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_terms", "reg_terms_dsp", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
 #: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
@@ -370,12 +370,23 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     reg_terms_l01 = np.zeros(len(lanes), dtype=np.int64)
     seen_reg = np.zeros(len(lanes), dtype=bool)  # a register after level 0 came before this level
     raw_terms = np.zeros(len(lanes), dtype=np.int64)
+    # the lone product of an odd lane count passes raw until the first level with an even term
+    # count, where it meets a sum of 2^(L-1) products: with no register on the way, that adder is
+    # its DSP48's post-adder (P = A·B + C) and a register after it is that DSP's PREG
+    lone_raw = (shape[:, 1, 4] > 0) if maxl >= 1 else np.zeros(len(lanes), bool)
+    reg_meet = np.zeros(len(lanes), dtype=np.int64)
+    meet_terms = np.zeros(len(lanes), dtype=np.int64)
     for lvl in range(0, maxl + 1):
         adders, adder_extra, terms, term_extra, raw_last = (shape[:, lvl, j] for j in range(5))
         if lvl >= 2:
             first = regs_at[:, lvl] & ~seen_reg & (raw_last > 0)
             reg_raw_last += np.where(first, pb, 0)
             raw_terms += first
+            meets = lone_raw & (raw_last == 0)
+            held = meets & regs_at[:, lvl] & ~seen_reg
+            reg_meet += np.where(held, pb + lvl - unsigned, 0)
+            meet_terms += held
+            lone_raw &= ~meets
         if lvl >= 1:
             seen_reg |= regs_at[:, lvl]
         if lvl > 0:
@@ -406,7 +417,10 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # registered tree terms (pipeline registers after the multipliers and after adder levels):
     # all of them, those of levels 0–1 and that lone product (a DSP48 may take them)
     f["reg_terms"] = reg_terms
-    f["reg_terms_dsp"] = reg_terms_l01 + raw_terms
+    f["reg_terms_dsp"] = reg_terms_l01 + raw_terms + meet_terms
+    # bits of the register after the adder where that lone product first meets a sum (its DSP48's
+    # PREG when no register came before: see the loop)
+    f["reg_meet_last"] = reg_meet
     f["tree_adders"] = lanes - 1
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()

@@ -293,9 +293,11 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     lut = np.column_stack([cols[t] for t in (LUT_TERMS if lut_terms is None else lut_terms)])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
     # multipliers (MREG) and after the first adder level (PREG of the cascade), a lone product
-    # that an odd lane count passes unsummed to the first later register (its DSP's PREG), and
-    # the accumulator (``acc_in_dsp``); on xcup Yosys packs none of them
-    absorbed = np.where(tree_dsp, f["reg_l01"].to_numpy() + f["reg_raw_last"].to_numpy()
+    # that an odd lane count passes unsummed to the first later register (its DSP's PREG), or
+    # the register after the adder where it first meets a sum with none before (``reg_meet_last``:
+    # that adder is its DSP's post-adder), and the accumulator (``acc_in_dsp``); on xcup Yosys
+    # packs none of them
+    absorbed = np.where(tree_dsp, f["reg_l01"].to_numpy() + f["reg_raw_last"].to_numpy() + f["reg_meet_last"].to_numpy()
                         + np.where(acc_in_dsp, acc, 0), 0)
     # a product of two unsigned operands is never negative: each registered tree term's sign bit
     # is constant 0 and Yosys drops that flip-flop (those in DSP48 registers are gone already)

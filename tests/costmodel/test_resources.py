@@ -105,19 +105,18 @@ NOT_MET: dict[tuple[str, str], str] = {
     ("dense same-format", "lut_p90"): "22.2% (goal ≤12%)",
     ("dense mixed", "lut_median"): "5.5% (goal ≤5%)",
     ("dense mixed", "lut_p90"): "14.9% (goal ≤12%)",
-    ("dense mixed", "ff_exact"): "98.2% (goal 100%)",
     ("sparse", "lut_median"): "7.0% (goal ≤5%)",
     ("sparse", "lut_p90"): "24.9% (goal ≤12%)",
     ("sparse", "ff_exact"): "96.4% (goal 100%)",
     ("sparse+blocks", "lut_median"): "6.2% (goal ≤5%)",
     ("sparse+blocks", "lut_p90"): "17.8% (goal ≤12%)",
-    ("sparse+blocks", "ff_exact"): "93.3% (goal 100%)",
+    ("sparse+blocks", "ff_exact"): "95.6% (goal 100%)",
     ("non-power-of-two lanes", "lut_median"): "5.7% (goal ≤5%)",
     ("non-power-of-two lanes", "lut_p90"): "18.6% (goal ≤12%)",
-    ("non-power-of-two lanes", "ff_exact"): "94.8% (goal 100%)",
+    ("non-power-of-two lanes", "ff_exact"): "96.9% (goal 100%)",
     ("all", "lut_median"): "6.0% (goal ≤5%)",
     ("all", "lut_p90"): "19.7% (goal ≤12%)",
-    ("all", "ff_exact"): "96.6% (goal 100%)",
+    ("all", "ff_exact"): "98.0% (goal 100%)",
 }
 
 
@@ -147,10 +146,10 @@ def test_heldout_goal(heldout_xc7, group, metric):
 @pytest.mark.parametrize("target", ["xc7", "xcup"])
 def test_ff_and_dsp_counted_exactly_on_calibration_rows(target):
     """FF and DSP are counted from the structure (no fitted coefficient): DSP equals Yosys on every
-    stored calibration synthesis of each Xilinx family, FF on at least 95 % of them and within
-    40 % (+2) on all (the residue: registered unsigned products, where Yosys drops a few more
-    constant flip-flops than the one sign bit per term the count removes; odd lane counts whose
-    lone product meets its adder in a DSP48 post-adder; single flip-flops merged at odd lanes)."""
+    stored calibration synthesis of each Xilinx family, FF on at least 97 % of them and within
+    12 % (+2) on all (the residue: registered unsigned products, where Yosys drops a few more
+    constant flip-flops than the one sign bit per term the count removes; single flip-flops
+    merged at odd lanes)."""
     from costmodel.resources import calibration_rows, fit_mac
 
     rows = calibration_rows(target)
@@ -159,8 +158,8 @@ def test_ff_and_dsp_counted_exactly_on_calibration_rows(target):
     pred = predict_frame(rows, target, fit_mac(rows))
     assert (pred["dsp"].to_numpy() == rows["dsp"].to_numpy(dtype=np.int64)).all()
     ff, y = pred["ff"].to_numpy(), rows["ff"].to_numpy(dtype=np.int64)
-    assert np.mean(ff == y) >= 0.95, rows[ff != y][["engine", "lanes", "wfmt", "afmt", "pipeline", "ff"]]
-    assert (np.abs(ff - y) <= 0.4 * y + 2).all()  # worst: narrow products in DSP48s at 3 lanes, 56 vs 41
+    assert np.mean(ff == y) >= 0.97, rows[ff != y][["engine", "lanes", "wfmt", "afmt", "pipeline", "ff"]]
+    assert (np.abs(ff - y) <= 0.12 * y + 2).all()  # worst: uint7 x uint7, 14 lanes, pipeline 3: 158 vs 143
 
 
 def test_index_mux_lut_rule_matches_yosys():
