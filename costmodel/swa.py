@@ -66,6 +66,8 @@ SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
         "… + LUT-multiplier bits": [*_UNITS, "div_bits", "norm_bits", "lutram", "lut_mult_bits"],
         "… + beat bits": [*_UNITS, "div_bits", "norm_bits", "lutram", "io_bits"],
         "… + LUT-multiplier bits + beat bits": [*_UNITS, "div_bits", "norm_bits", "lutram", "lut_mult_bits", "io_bits"],
+        "… + LUT-multiplier bits + signed-V negation": [*_UNITS, "div_bits", "norm_bits", "lutram", "lut_mult_bits",
+                                                        "sv_neg_bits"],
     },
     "ff": {
         "int grid (one, accumulator bits, LUTRAM)": ["one", "acc_bits", "lutram"],
@@ -82,7 +84,7 @@ SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
     },
 }
 #: least CV median + p90 (``--swa-cv``): FF counted from the elaborated design less what Yosys drops
-SWA_LUT_TERMS = SWA_CANDIDATES["lut"]["… + LUT-multiplier bits"]
+SWA_LUT_TERMS = SWA_CANDIDATES["lut"]["… + LUT-multiplier bits + signed-V negation"]
 SWA_FF_TERMS = SWA_CANDIDATES["ff"]["counted registers less score bits and single-chunk"]
 SWA_ACTIONS = ["qk_mult", "sv_mult", "score_mult", "add_bits", "exp_reads", "buf_read_bits", "buf_write_bits",
                "norm_mult", "div_bits"]
@@ -153,6 +155,7 @@ def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
         # stages of the V decoder's alignment shift (0 for an int V): shifts 0..max_normal_field - 1
         v_stages = 0 if isinstance(vf, IntFormat) else max(1, (vf.max_normal_field - 1).bit_length())
         return dict(qk_fmt=str(c.qk_fmt), v_fmt=str(vf), v_shift_stages=v_stages, dense=int(c.dense),
+                    v_signed=int(getattr(vf, "signed", True)),
                     symmetric=int(not c.causal),
                     head_dim=c.head_dim, window=c.window, lanes=c.lanes, chunks=c.chunks, slots=c.buffer_slots,
                     qk_bits=c.qk_fmt.bits, v_bits=c.v_fmt.bits, score_bits=c.score_bits, sv_bits=c.sv_bits,
@@ -182,6 +185,7 @@ def swa_features(p: pd.DataFrame) -> pd.DataFrame:
     ``sv_shift_bits``  lanes · sv_bits · V alignment stages (minifloat V: the log shifter)
     ``sv_mult_bits``   lanes · (exp_bits + 1) · V magnitude bits of p·v multipliers in LUTs
     ``sv_lane_bits``   lanes · sv_bits (each SV term's negation)
+    ``sv_neg_bits``    the same where V is signed (an unsigned V's sign is constant 0: no negation)
     ``io_bits``        lanes · (2 · Q/K bits + V bits) (a beat of codes)
     ``ff_counted``     the kernel's register bits (:func:`hw.registers.register_bits`, from the
                        elaborated design) + the LUTRAM memories' read registers
@@ -216,6 +220,7 @@ def swa_features(p: pd.DataFrame) -> pd.DataFrame:
         "sv_shift_bits": lanes * g("sv_bits") * g("v_shift_stages"),
         "sv_mult_bits": lanes * (g("exp_bits") + 1) * g("v_mul_a") * (g("sv_dsp") == 0),
         "sv_lane_bits": lanes * g("sv_bits"),
+        "sv_neg_bits": lanes * g("sv_bits") * g("v_signed"),
         "io_bits": lanes * (2 * g("qk_bits") + g("v_bits")),
         "ff_counted": g("reg_bits") + mem["ff"].sum(axis=0),
         # what Yosys drops of them, as negative terms (a positive coefficient subtracts):
