@@ -201,9 +201,8 @@ def primitive_pairs() -> list[tuple[str, str]]:
     CLI accepts (:func:`quant.formats.all_formats`: narrow, unsigned, 3-bit minifloats, IEEE/OCP
     variants) with itself, and every unordered pair of integer formats (signed, narrow, unsigned,
     2–8 bits): a same-format or int × int engine then always uses a measured multiplier."""
-    fmts = [str(f) for f in all_formats()]
-    rest = [(f, f) for f in fmts if f not in FORMATS]
-    ints = [f for f in fmts if isinstance(parse_format(f), IntFormat)]
+    ints, mfs = _doe_formats()
+    rest = [(f, f) for f in ints + mfs if f not in FORMATS]
     int_pairs = [(w, a) for i, w in enumerate(ints) for a in ints[i + 1:]]
     return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS + NARROW_PAIRS + random_pairs() + rest + int_pairs
 
@@ -327,6 +326,11 @@ def _wide_exp(fmt: str) -> bool:
     return isinstance(f, MinifloatFormat) and f.exponent_bits >= 5
 
 
+def _log_uniform_int(rng: random.Random, lo: int, hi: int) -> int:
+    """An integer log-uniform over ``lo..hi`` (one draw of ``rng``)."""
+    return max(lo, min(hi, int(round(2 ** rng.uniform(np.log2(lo), np.log2(hi))))))
+
+
 def doe_config(rng: random.Random) -> dict:
     """One random dot / sparse config over the space the CLI accepts (:func:`doe_grid`)."""
 
@@ -340,9 +344,8 @@ def doe_config(rng: random.Random) -> dict:
         a = rng.choice(mfs if kind in ("int_mf", "mf_mf") else ints)
     cap = DOE_WIDE_EXP_MAX_LANES if (_wide_exp(w) or _wide_exp(a)) else DOE_MAX_LANES
     # lanes log-uniform over 1..cap (non-powers of two included), k_max log-uniform over DOE_K_RANGE
-    lanes = max(1, min(cap, int(round(2 ** rng.uniform(0, np.log2(cap))))))
-    lo, hi = DOE_K_RANGE
-    k_max = int(round(2 ** rng.uniform(np.log2(lo), np.log2(hi))))
+    lanes = _log_uniform_int(rng, 1, cap)
+    k_max = _log_uniform_int(rng, *DOE_K_RANGE)
     engine = rng.choice(["dot", "sparse"])
     if engine == "dot":
         return dict(engine="dot", lanes=lanes, wfmt=w, afmt=a, k_max=k_max,
@@ -382,10 +385,6 @@ def doe_grid(seed: int = 0, count: int = 400) -> list[dict]:
 SWA_DOE_MAX_LANES = 32
 SWA_DOE_MAX_HEAD_DIM = 128
 SWA_DOE_WINDOW = (2, 256)
-
-
-def _log_uniform_int(rng: random.Random, lo: int, hi: int) -> int:
-    return max(lo, min(hi, int(round(2 ** rng.uniform(np.log2(lo), np.log2(hi))))))
 
 
 def swa_doe_config(rng: random.Random) -> dict:

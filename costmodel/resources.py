@@ -407,11 +407,17 @@ def predict_rows(rows: pd.DataFrame, model: dict) -> pd.DataFrame:
 CV_FOLDS = 5
 
 
+def cv_fold(keys: pd.Series, folds: int = CV_FOLDS) -> np.ndarray:
+    """The cross-validation fold of each row: ``int(key[:8], 16) % folds``, fixed by the key, not
+    by the results (every model's term choice uses it)."""
+    return keys.map(lambda k: int(k[:8], 16) % folds).to_numpy()
+
+
 def cross_validate(rows: pd.DataFrame, lut_terms: list[str] | None = None, folds: int = CV_FOLDS) -> pd.DataFrame:
     """Out-of-fold predictions of :func:`fit_mac` on calibration ``rows``: each row predicted by
     the model fitted on the other folds (fold = ``int(key[:8], 16) % folds``, fixed by the key,
     not by the results). The held-out draw takes no part."""
-    fold = rows["key"].map(lambda k: int(k[:8], 16) % folds).to_numpy()
+    fold = cv_fold(rows["key"], folds)
     parts = []
     for f in range(folds):
         test = fold == f
@@ -491,8 +497,7 @@ def swa_rows(target: str, paths: Sequence[Path] = (SWA_CALIBRATION_CSV, SWA_DOE_
     the calibration rows (grid ``swa`` and the random draw ``swa-doe``, minus any held-out key),
     or with ``heldout`` the held-out random draw (``data/swa_doe_heldout.csv``, never fitted)."""
     held = SWA_DOE_CSV["heldout"]
-    paths = [held] if heldout else [q for q in paths if q.exists()]
-    frames = [_read_csv(q) for q in paths if q.exists()]
+    frames = [_read_csv(q) for q in ([held] if heldout else paths) if q.exists()]
     d = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target", "config", "key"])
     d = d[d["target"] == target]
     if not heldout and held.exists():
@@ -541,7 +546,7 @@ def _fit_swa_terms(d: pd.DataFrame, f: pd.DataFrame, target: str, lut_terms: Seq
 def swa_cross_validate(d: pd.DataFrame, f: pd.DataFrame, target: str, lut_terms: Sequence[str] = SWA_LUT_TERMS,
                        ff_terms: Sequence[str] = SWA_FF_TERMS, folds: int = CV_FOLDS) -> pd.DataFrame:
     """Out-of-fold SWA predictions (folds by key, as :func:`cross_validate`)."""
-    fold = d["key"].map(lambda k: int(k[:8], 16) % folds).to_numpy()
+    fold = cv_fold(d["key"], folds)
     out = []
     for k in range(folds):
         test = fold == k
@@ -592,7 +597,7 @@ def fit_swa(target: str = "xc7") -> dict:
         "5-fold cross-validation by key over the calibration rows (no held-out SWA draw stored)",
         sorted(set(d["yosys"])), validation, multiplier=model["multiplier"], cv=cv,
         domain="causal, symmetric and dense-baseline SWA kernels, int and minifloat Q/K/V",
-        heldout_groups=swa_heldout_groups(hd, hf, hpred) if hpred is not None else [])
+        heldout_groups=swa_error_report(hd, hf, hpred).to_dict("records") if hpred is not None else [])
 
 
 #: LUT4 terms of the Lattice (ice40 / ecp5) model, per config: LUT multipliers' operand-bit
@@ -666,7 +671,7 @@ def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = C
     mult = fit_multiplier(target) if _cached_primitive_table(target) else None
     X = _lattice_lut_matrix(rows, target, terms, mult)
     y = rows["lut"].to_numpy(dtype=float)
-    fold = rows["key"].map(lambda k: int(k[:8], 16) % folds).to_numpy()
+    fold = cv_fold(rows["key"], folds)
     pred = np.empty(len(y))
     for k in range(folds):
         t = fold == k
@@ -684,9 +689,10 @@ def fit_lattice(target: str) -> dict:
     y = rows["lut"].to_numpy(dtype=float)
     cands = {n: t for n, t in LATTICE_CANDIDATES.items()
              if t == LATTICE_LUT_TERMS or _cached_primitive_table(target)}
+    oof = {name: np.rint(np.maximum(lattice_cv(rows, target, terms), 0)) for name, terms in cands.items()}
     scores = {}
-    for name, terms in cands.items():
-        e = _errors(np.rint(np.maximum(lattice_cv(rows, target, terms), 0)), y)
+    for name, pred_lut in oof.items():
+        e = _errors(pred_lut, y)
         scores[name] = e["median_rel_err"] + e["p90_rel_err"]
     chosen = min(scores, key=scores.get)
     terms = cands[chosen]
@@ -696,7 +702,7 @@ def fit_lattice(target: str) -> dict:
              "resources": {"lut": {"terms": terms, "coef": coef.tolist()},
                            "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
-    pred["lut"] = np.rint(np.maximum(lattice_cv(rows, target, terms), 0)).astype(np.int64)  # out-of-fold LUTs
+    pred["lut"] = oof[chosen].astype(np.int64)  # out-of-fold LUTs
     cv = _engine_errors(pred, rows)
     held = heldout_rows(target)
     held_pred = predict_frame(held, target, model) if not held.empty else held
@@ -877,11 +883,6 @@ def swa_error_report(rows: pd.DataFrame, features: pd.DataFrame, pred: pd.DataFr
                           for r in ("dsp", "bram18")})
         out.append(rec)
     return pd.DataFrame(out, columns=cols)
-
-
-def swa_heldout_groups(rows: pd.DataFrame, features: pd.DataFrame, pred: pd.DataFrame) -> list[dict]:
-    """:func:`swa_error_report` as records (the form stored in ``coefficients.json``)."""
-    return swa_error_report(rows, features, pred).to_dict("records")
 
 
 def swa_heldout_report(target: str = "xc7", model: dict | None = None) -> pd.DataFrame:
