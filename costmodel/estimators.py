@@ -261,27 +261,25 @@ class SWAEstimator:
     def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame:
         model, fitted = model_for(target, "swa")
         out = pd.DataFrame(index=feats.index)
-        ok = np.full(len(feats), model is not None)
         if model is None:
             have = sorted(t for t, f in load_coefficients()["fits"].items() if "swa" in f)
-            src = [f"not calibrated for swa on {target} (SWA fit covers {', '.join(have)}); resources not estimated"] * 2
+            src = f"not calibrated for swa on {target} (SWA fit covers {', '.join(have)}); resources not estimated"
+            for c in RESOURCE_COLUMNS:
+                out[c] = pd.array([pd.NA] * len(out), dtype="Int64")
         else:
-            src = [f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fitted} fit on "
+            src = (f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fitted} fit on "
                    f"{len(model['keys']['calibration'])} syntheses of {model.get('domain', 'SWA kernels')}, "
                    f"{model['date'][:10]}; held-out n={len(model['keys']['validation'])})"
                    + ("" if fitted == target else f"; {target} reuses the {fitted} fit (same LUT6/CARRY "
-                                                  f"fabric, DSP rule of {target}): error not measured on {target}")] * 2
-        pred = predict_swa(feats, model, target) if model is not None else None
-        for c in RESOURCE_COLUMNS:
-            vals = pred[c].to_numpy() if pred is not None else np.zeros(len(feats), np.int64)
-            out[c] = pd.array(np.where(ok, vals, 0), dtype="Int64")
-            out.loc[~ok, c] = pd.NA
-        codes = np.where(ok, 0, 1)
-        out["resource_source"] = label_column(src, codes, len(out))
-        err = _errors(model, "swa", measured=fitted == target)
-        out["error"] = np.where(ok, pd.Series([err] * len(ok), dtype=object), pd.Series([{}] * len(ok), dtype=object))
-        out["error_source"] = label_column([_error_source(model, "swa", fitted, target), NO_ERROR], codes, len(out))
-        for c, v in _error_columns(err, ok, len(out)).items():
+                                                  f"fabric, DSP rule of {target}): error not measured on {target}"))
+            pred = predict_swa(feats, model, target)
+            for c in RESOURCE_COLUMNS:
+                out[c] = pd.array(pred[c].to_numpy(), dtype="Int64")
+        out["resource_source"] = label_column([src], 0, len(out))
+        err = _errors(model, "swa", measured=fitted == target)  # {} without a fit
+        out["error"] = [err] * len(out)
+        out["error_source"] = label_column([_error_source(model, "swa", fitted, target)], 0, len(out))
+        for c, v in _error_columns(err, None, len(out)).items():
             out[c] = v
         return out
 

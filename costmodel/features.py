@@ -32,7 +32,8 @@ from quant.formats import IntFormat, parse_format
 __all__ = ["pair_props", "mult_dsp", "buffer_cost", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
            "FEATURE_COLUMNS"]
 
-_DSP_MAX = {"xc7": (25, 18), "xcup": (27, 18), "ecp5": (18, 18), "ice40": (0, 0)}
+#: MULT18X18D operand widths of synth_ecp5 (Xilinx families: :data:`_MUL2DSP`; synth_ice40 infers none)
+_DSP_MAX = {"ecp5": (18, 18)}
 
 
 @lru_cache(maxsize=None)
@@ -100,8 +101,10 @@ def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7
     y = a_bits + b_bits if y_bits is None else min(y_bits, a_bits + b_bits)
     if target in _MUL2DSP:
         return _mul2dsp(a_bits, b_bits, not signed_extra, y, *_MUL2DSP[target])
+    if target == "ice40":
+        return 0
     amax, bmax = _DSP_MAX[target]
-    if target == "ice40" or min(a_bits, b_bits) < 2:
+    if min(a_bits, b_bits) < 2:
         return 0
     aa, bb = sorted((a_bits, b_bits), reverse=True)
     return math.ceil(aa / amax) * math.ceil(bb / bmax)
