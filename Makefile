@@ -20,7 +20,10 @@ DOE_COUNT ?= 400
 DOE_HELDOUT_COUNT ?= 200
 SWA_DOE_COUNT ?= 120
 SWA_DOE_HELDOUT_COUNT ?= 60
-FAMILIES  ?= xc7 xcup
+FAMILIES  ?= xc7 xcup ice40 ecp5
+#: families with their own standalone multipliers and buffers (xcup uses xc7's: same fabric)
+PRIMITIVE_FAMILIES ?= xc7 ice40 ecp5
+SWA_FAMILIES ?= xc7 ecp5
 CAL       := $(VPY) -m costmodel.calibrate
 
 venv: $(STAMP)
@@ -49,14 +52,18 @@ bench-costmodel: $(STAMP)
 	$(VPY) bench/costmodel.py --no-synth
 
 calibrate: $(STAMP)
-	$(CAL) primitives --target xc7
-	$(CAL) buffers --target xc7
+	for t in $(PRIMITIVE_FAMILIES); do \
+	  $(CAL) primitives --target $$t || exit 1; \
+	  $(CAL) buffers --target $$t || exit 1; \
+	done
 	$(CAL) muxes --target xc7
 	$(CAL) engines --grid dense --grid sparse --grid smallint --target xc7
 	$(CAL) engines --grid swa --target xc7
-	$(CAL) engines --grid swa-doe --split calibration --count $(SWA_DOE_COUNT) --target xc7
-	$(CAL) engines --grid swa-doe --split heldout --count $(SWA_DOE_HELDOUT_COUNT) --target xc7
 	$(CAL) engines --grid order --target xc7
+	for t in $(SWA_FAMILIES); do \
+	  $(CAL) engines --grid swa-doe --split calibration --count $(SWA_DOE_COUNT) --target $$t || exit 1; \
+	  $(CAL) engines --grid swa-doe --split heldout --count $(SWA_DOE_HELDOUT_COUNT) --target $$t || exit 1; \
+	done
 	for t in $(FAMILIES); do \
 	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t || exit 1; \
 	  $(CAL) engines --grid doe --split heldout --count $(DOE_HELDOUT_COUNT) --target $$t || exit 1; \

@@ -144,13 +144,18 @@ NARROW_PAIRS = [
     ("int7n", "int3n"), ("uint4", "int2n"),
 ]
 
-#: (depth, width) of the synthesized on-chip buffers (one write port, one synchronous read port)
-BUFFER_SHAPES = [(32, 8), (64, 8), (128, 8), (256, 16), (512, 8), (1024, 18), (2048, 36), (4096, 4)]
+#: (depth, width) of the synthesized on-chip buffers (one write port, one synchronous read port):
+#: the first eight span LUTRAM and block RAM; the rest add the shallow memories an iCE40 leaves in
+#: flip-flops (2 × 32: a 4-kbit block costs more than 64 bits of logic; 4 × 16: a tie), odd
+#: widths and depths between the cells' own
+BUFFER_SHAPES = [(32, 8), (64, 8), (128, 8), (256, 16), (512, 8), (1024, 18), (2048, 36), (4096, 4),
+                 (2, 32), (4, 16), (8, 16), (16, 48), (40, 28), (300, 10), (3000, 20)]
 #: (lanes, n, m, activation bits) of the synthesized standalone index muxes
 MUX_SHAPES = [(4, 2, 2, 5), (4, 2, 4, 5), (4, 2, 4, 3), (4, 2, 8, 5), (4, 1, 8, 3), (8, 4, 8, 8), (2, 1, 16, 4),
               (4, 4, 4, 2)]
 MUX_FIELDS = ["key", "lanes", "n", "m", "abits", "target", "lut", "ff", "muxf", "seconds", "yosys", "date"]
-BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date"]
+BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date",
+                 "transparent"]
 PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
 SWA_FIELDS = ["key", "config", "target", "head_dim", "window", "lanes", "qk_fmt", "v_fmt", "lut", "ff", "carry",
               "dsp", "bram18", "lutram", "seconds", "yosys", "date", "command"]
@@ -199,12 +204,19 @@ def primitive_pairs() -> list[tuple[str, str]]:
     """Same-format pairs of every format in :data:`FORMATS`, plus :data:`MIXED_PAIRS`,
     :data:`ORDER_PAIRS`, :data:`NARROW_PAIRS`, :func:`random_pairs`, and every other format the
     CLI accepts (:func:`quant.formats.all_formats`: narrow, unsigned, 3-bit minifloats, IEEE/OCP
-    variants) with itself, and every unordered pair of integer formats (signed, narrow, unsigned,
-    2–8 bits): a same-format or int × int engine then always uses a measured multiplier."""
+    variants) with itself, every unordered pair of integer formats (signed, narrow, unsigned, 2–8
+    bits), and then every other unordered pair of formats (minifloat × int, minifloat × minifloat),
+    in either order once: every engine the CLI accepts then has a measured multiplier (the
+    multiplier is operand-order free, :func:`costmodel.resources._primitive_table`). The list
+    grows at its end only, so the stored runs of a shorter list stay valid (resumable)."""
     ints, mfs = _doe_formats()
     rest = [(f, f) for f in ints + mfs if f not in FORMATS]
     int_pairs = [(w, a) for i, w in enumerate(ints) for a in ints[i + 1:]]
-    return [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS + NARROW_PAIRS + random_pairs() + rest + int_pairs
+    chosen = [(f, f) for f in FORMATS] + MIXED_PAIRS + ORDER_PAIRS + NARROW_PAIRS + random_pairs() + rest + int_pairs
+    seen = {tuple(sorted(p)) for p in chosen}
+    names = ints + mfs
+    others = [(w, a) for i, w in enumerate(names) for a in names[i + 1:] if tuple(sorted((w, a))) not in seen]
+    return chosen + others
 
 
 def _pipeline_choices(lanes: int) -> list[int]:
@@ -547,9 +559,10 @@ def primitive_jobs() -> Iterator[SynthJob]:
                        {"wfmt": w, "afmt": a}, f"prim {w} x {a}")
 
 
-def buffer_component(depth: int, width: int):
+def buffer_component(depth: int, width: int, transparent: bool = False):
     """A ``depth`` × ``width`` simple dual-port buffer (``amaranth.lib.memory.Memory``: one write
-    port, one synchronous read port), as a weight/activation buffer would be."""
+    port, one synchronous read port), as a weight/activation buffer would be; ``transparent``: the
+    read port returns the word written in the same cycle (as the SWA score row's)."""
     abits = max(1, (depth - 1).bit_length())
 
     class Buf(wiring.Component):
@@ -560,7 +573,8 @@ def buffer_component(depth: int, width: int):
         def elaborate(self, platform):
             m = Module()
             m.submodules.mem = mem = Memory(shape=width, depth=depth, init=[])
-            w, r = mem.write_port(), mem.read_port()
+            w = mem.write_port()
+            r = mem.read_port(transparent_for=(w,) if transparent else ())
             m.d.comb += [w.addr.eq(self.waddr), w.data.eq(self.wdata), w.en.eq(self.we),
                          r.addr.eq(self.raddr), self.rdata.eq(r.data)]
             return m
@@ -569,10 +583,13 @@ def buffer_component(depth: int, width: int):
 
 
 def buffer_jobs() -> Iterator[SynthJob]:
-    """The buffers of :data:`BUFFER_SHAPES`."""
-    for depth, width in BUFFER_SHAPES:
-        yield SynthJob({"primitive": "buffer", "depth": depth, "width": width}, partial(buffer_component, depth, width),
-                       {"depth": depth, "width": width}, f"buffer {depth}x{width}")
+    """The buffers of :data:`BUFFER_SHAPES`, each with a plain and with a transparent read port."""
+    for transparent in (False, True):
+        for depth, width in BUFFER_SHAPES:
+            spec = {"primitive": "buffer", "depth": depth, "width": width, **({"transparent": True} if transparent else {})}
+            yield SynthJob(spec, partial(buffer_component, depth, width, transparent),
+                           {"depth": depth, "width": width, "transparent": transparent},
+                           f"buffer {depth}x{width}{' transparent' if transparent else ''}")
 
 
 def mux_jobs() -> Iterator[SynthJob]:

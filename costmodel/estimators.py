@@ -255,7 +255,7 @@ class SWAEstimator:
         gid = cfg["gid"].to_numpy()
         first = np.unique(gid, return_index=True)[1]  # gid numbers the configs in order
         props = swa_props(list(cfg["config"].to_numpy()[first]), target)
-        f = pd.concat([props, swa_features(props)], axis=1)
+        f = pd.concat([props, swa_features(props, target)], axis=1)
         return f.iloc[cfg["gid"].to_numpy()].set_index(cfg.index)
 
     def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,12 +30,8 @@ from hw.arith import ConfigError, acc_bits, product_bits, product_range
 from hw.engine import register_points, tree_levels
 from quant.formats import IntFormat, parse_format
 
-__all__ = ["pair_props", "mult_dsp", "buffer_cost", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
+__all__ = ["pair_props", "mult_dsp", "buffer_cost", "MemoryCell", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
            "FEATURE_COLUMNS"]
-
-#: MULT18X18D operand widths of synth_ecp5 (Xilinx families: :data:`_MUL2DSP`; synth_ice40 infers none)
-_DSP_MAX = {"ecp5": (18, 18)}
-
 
 @lru_cache(maxsize=None)
 def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
@@ -99,47 +96,46 @@ def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7
     ``int6n × int3n`` has an 8-bit product). Xilinx: Yosys' ``mul2dsp`` decomposition itself
     (:func:`_mul2dsp`); ecp5: 18×18 tiles."""
     y = a_bits + b_bits if y_bits is None else min(y_bits, a_bits + b_bits)
-    if target in _MUL2DSP:
-        return _mul2dsp(a_bits, b_bits, not signed_extra, y, *_MUL2DSP[target])
     if target == "ice40":
         return 0
-    amax, bmax = _DSP_MAX[target]
-    if min(a_bits, b_bits) < 2:
-        return 0
-    aa, bb = sorted((a_bits, b_bits), reverse=True)
-    return math.ceil(aa / amax) * math.ceil(bb / bmax)
+    return _mul2dsp(a_bits, b_bits, not signed_extra, y, *_MUL2DSP[target])
 
 
-#: Yosys ``mul2dsp`` macros of ``synth_xilinx`` per family: A max width, B max width and the A
-#: width of partial products (``DSP_A_MAXWIDTH_PARTIAL=18``: slices meet over the 17-bit
-#: PCOUT→PCIN cascade shift); operands at least 2 bits, products at least 9 bits, signed only
-_MUL2DSP = {"xc7": (25, 18, 18), "xcup": (27, 18, 18)}
+#: Yosys ``mul2dsp`` macros per family: A max width, B max width, the width of partial products
+#: (``DSP_A_MAXWIDTH_PARTIAL``; B's is B's max width), the sign headroom of a slice (1 under
+#: ``DSP_SIGNEDONLY``: slices of ``partial - 1`` bits, and an unsigned ``$mul`` gains a sign bit
+#: per operand) and the least product width (``DSP_Y_MINWIDTH``). ``synth_xilinx``: signed only,
+#: products at least 9 bits, partial A of 18 (slices meet over the 17-bit PCOUT→PCIN cascade
+#: shift); ``synth_ecp5``: 18 × 18 MULT18X18D, unsigned kept, slices of 18 bits, no product
+#: minimum; every family: operands at least 2 bits (``synth_ice40`` infers no DSP)
+_MUL2DSP = {"xc7": (25, 18, 18, 1, 9), "xcup": (27, 18, 18, 1, 9), "ecp5": (18, 18, 18, 0, 0)}
 
 
 @lru_cache(maxsize=None)
-def _mul2dsp(a: int, b: int, signed: bool, y: int, amax: int, bmax: int, apart: int, top: bool = True) -> int:
+def _mul2dsp(a: int, b: int, signed: bool, y: int, amax: int, bmax: int, apart: int, headroom: int, ymin: int,
+             top: bool = True) -> int:
     """DSP cells Yosys' ``techlibs/common/mul2dsp.v`` makes of one ``a × b → y`` ``$mul``
-    (both operands ``signed`` or both unsigned), following its recursion: too small a slice
-    (an operand under 2 bits, a product under 9) stays in LUTs; at the top an unsigned ``$mul``
-    gains a sign bit per operand and the wider operand becomes A; an A wider than ``amax`` splits
-    into slices of ``apart - 1`` bits plus a last slice, else a B wider than ``bmax`` into slices
-    of ``bmax - 1`` bits plus a last one; each slice is mapped the same way."""
-    if a < 2 or b < 2 or y < 9:
+    (both operands ``signed`` or both unsigned), following its recursion: too small a slice (an
+    operand under 2 bits, a product under ``ymin``) stays in LUTs; at the top, under a sign
+    ``headroom``, an unsigned ``$mul`` gains a sign bit per operand, and the wider operand becomes
+    A; an A wider than ``amax`` splits into slices of ``apart - headroom`` bits plus a last slice,
+    else a B wider than ``bmax`` into slices of ``bmax - headroom`` bits plus a last one; each
+    slice is mapped the same way."""
+    if a < 2 or b < 2 or y < ymin:
         return 0
     if top:
-        if not signed:
+        if headroom and not signed:
             a, b = a + 1, b + 1
         a, b = max(a, b), min(a, b)
+    args = (amax, bmax, apart, headroom, ymin, False)
     if a > amax:
-        n = (a - amax + apart - 2) // (apart - 1)
-        last = a - n * (apart - 1)
-        return (n * _mul2dsp(apart, b, True, min(y, b + apart), amax, bmax, apart, False)
-                + _mul2dsp(last, b, True, b + last, amax, bmax, apart, False))
+        n = (a - amax + apart - headroom - 1) // (apart - headroom)
+        last = a - n * (apart - headroom)
+        return n * _mul2dsp(apart, b, True, min(y, b + apart), *args) + _mul2dsp(last, b, True, b + last, *args)
     if b > bmax:
-        n = (b - 2) // (bmax - 1)
-        last = b - n * (bmax - 1)
-        return (n * _mul2dsp(a, bmax, True, min(y, a + bmax), amax, bmax, apart, False)
-                + _mul2dsp(a, last, True, a + last, amax, bmax, apart, False))
+        n = (b - 1 - headroom) // (bmax - headroom)
+        last = b - n * (bmax - headroom)
+        return n * _mul2dsp(a, bmax, True, min(y, a + bmax), *args) + _mul2dsp(a, last, True, a + last, *args)
     return 1
 
 
@@ -157,7 +153,7 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_terms", "reg_terms_dsp", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
 #: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
@@ -225,56 +221,110 @@ def _register_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
     return table[pair_id]
 
 
-#: Xilinx memory primitives as Yosys ``memory_libmap`` sees them for xc7 / xcup (share/xilinx/
-#: lutrams_xc5v.txt, brams_xc4v.txt of Yosys 0.70): (name, words, bits per cell, cost, width-scale
-#: part of the cost, BRAM18 per cell, LUTs per cell). Simple-dual-port cells only (one write and
-#: one read port, as every buffer of the engines has).
-MEMORY_CELLS = [
-    ("RAM32M", 32, 6, 8, 7, 0, 4), ("RAM64M", 64, 3, 8, 7, 0, 4),
-    *[("RAMB18", 16384 // w if w < 9 else 18432 // w, w, 129, 0, 1, 0) for w in (1, 2, 4, 9, 18, 36)],
-    *[("RAMB36", 32768 // w if w < 9 else 36864 // w, w, 257, 0, 2, 0) for w in (1, 2, 4, 9, 18, 36, 72)],
+class MemoryCell(NamedTuple):
+    """One memory primitive as Yosys ``memory_libmap`` scores it (its library files)."""
+
+    name: str
+    words: int  #: depth of one cell in this mode
+    bits: int  #: width of one cell in this mode
+    cost: float  #: the library's ``cost``
+    widthscale: float  #: the part of ``cost`` that scales with the bits used (Xilinx LUTRAM)
+    bram: int  #: block RAMs per cell (18-kbit units on Xilinx: a RAMB36 counts 2)
+    lutram: int  #: LUTRAM units per cell (Xilinx: LUTs; ECP5: TRELLIS_DPR16X4 cells)
+    byte: int  #: write-enable granularity of a block RAM (bits; 0: the whole word)
+    emulation: int  #: ``memory_libmap``'s emulation score for a non-transparent read port
+
+
+#: memory primitives per family (share/xilinx/lutrams_xc5v.txt and brams_xc4v.txt,
+#: share/lattice/lutrams_trellis.txt and brams_16kd.txt, share/ice40/brams.txt of Yosys 0.70).
+#: Simple-dual-port modes only (one write and one read port, as every buffer of the engines
+#: has). Emulation score: 1 for the read port of its own (every family); Lattice block RAMs have
+#: no read-old-data capability across ports, so Yosys emulates read-first (3) and transparency (3)
+#: there: 7. A transparent read port (:data:`_TRANSPARENT_EMULATION`) is emulated on every cell.
+_XILINX_MEMORY = [
+    MemoryCell("RAM32M", 32, 6, 8, 7, 0, 4, 0, 1), MemoryCell("RAM64M", 64, 3, 8, 7, 0, 4, 0, 1),
+    *[MemoryCell("RAMB18", 16384 // w if w < 9 else 18432 // w, w, 129, 0, 1, 0, 9, 1) for w in (1, 2, 4, 9, 18, 36)],
+    *[MemoryCell("RAMB36", 32768 // w if w < 9 else 36864 // w, w, 257, 0, 2, 0, 9, 1)
+      for w in (1, 2, 4, 9, 18, 36, 72)],
 ]
-#: ``memory_libmap``'s weights of the soft read mux and write demux between address blocks
+MEMORY_CELLS: dict[str, list[MemoryCell]] = {
+    "xc7": _XILINX_MEMORY, "xcup": _XILINX_MEMORY,
+    "ecp5": [MemoryCell("TRELLIS_DPR16X4", 16, 4, 4, 0, 0, 1, 0, 1),
+             *[MemoryCell("DP16KD", 16384 // w if w < 9 else 18432 // w, w, 128, 0, 1, 0, 9, 7) for w in (1, 2, 4, 9, 18)],
+             MemoryCell("PDPW16KD", 512, 36, 128, 0, 1, 0, 9, 7)],
+    # with per-bit write enables (option HAS_BE: byte 1) every mode packs bits across address blocks
+    "ice40": [MemoryCell("SB_RAM40_4K", 4096 // w, w, 64, 0, 1, 0, 1, 7) for w in (2, 4, 8, 16)],
+}
+#: ``memory_libmap``'s weights of the soft read mux, the write demux and an emulation point, and
+#: its cost of a memory bit left in flip-flops (``-logic-cost-ram``, default 1)
 _MUX_COST = _DEMUX_COST = 0.5
+_EMU_COST = 2.0
+_LOGIC_COST = 1.0
+#: the emulation score of every cell for a read port transparent to the write port (3 for the
+#: transparency logic + 1 for the read port of its own)
+_TRANSPARENT_EMULATION = 4
+#: families whose block RAMs cannot read old data across ports (read-first emulation glue)
+_READ_FIRST_EMULATED = ("ecp5", "ice40")
 
 
-def buffer_cost(depth, width) -> dict[str, np.ndarray]:
-    """Xilinx (xc7/xcup) cost of simple dual-port buffers of ``depth`` words × ``width`` bits
-    (vectorized): the cell Yosys ``memory_libmap`` picks, by its own cost rule.
+def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) -> dict[str, np.ndarray]:
+    """Cost of simple dual-port buffers of ``depth`` words × ``width`` bits on ``target``
+    (vectorized): the cell Yosys ``memory_libmap`` picks, by its own cost rule. ``transparent``:
+    the read port returns the word written in the same cycle (the SWA score row's).
 
-    For each cell of :data:`MEMORY_CELLS` (``words`` deep, ``bits`` wide): ``a = ceil(depth /
-    words)`` address blocks, ``r`` cells (``a · ceil(width / bits)`` for LUTRAM; block RAM packs
-    9-bit bytes: ``ceil(a · ceil(width / 9) · 9 / bits)``), cost ``(cost − scale) · r + scale · a ·
-    width / bits + 0.5 · (a − 1) · width + 0.5 · a · [a > 1]`` (read mux and write demux); the
-    cheapest wins. LUTRAM reads are asynchronous, so a ``width``-bit read register is added.
-    Checked against every stored Yosys buffer (``data/buffers.csv``) and the SWA kernel's K/V
-    buffers (``data/swa_calibration.csv``).
+    For each :class:`MemoryCell` of ``MEMORY_CELLS[target]``: ``a = ceil(depth / words)`` address
+    blocks, ``r`` cells (``a · ceil(width / bits)``; a block RAM with bytes of ``B`` bits packs
+    them: ``ceil(a · ceil(width / B) · B / bits)``), cost ``(cost − widthscale) · r + widthscale ·
+    a · width / bits + 0.5 · (a − 1) · width + 0.5 · a · [a > 1] + 2 · emulation`` (read mux,
+    write demux, emulated features); the cheapest wins, unless flip-flops cost no more
+    (``depth · width``). Flip-flops: LUTRAM reads are asynchronous, so a ``width``-bit read
+    register is added (transparent: the ``ceil(log2 depth)``-bit address is registered instead);
+    a memory in flip-flops has ``depth · width`` of them plus that register; a block RAM has the
+    emulation's glue (transparent: ``width + 1``; else on Lattice, read-first too: ``2 · width +
+    ceil(log2 depth) + 2``) and the registered block select (``ceil(log2 a)``). Checked against
+    every stored Yosys buffer (``data/buffers.csv``, each family, both read kinds; random unseen
+    shapes in the slow tests) and the SWA kernel's memories (``data/swa_*.csv``).
 
     Returns
     -------
-    dict of arrays: ``bram18`` (18 Kbit blocks, a RAMB36 counts 2), ``lutram`` (LUTs as RAM),
-    ``ff`` (read-register bits of LUTRAM buffers).
+    dict of arrays: ``bram18`` (block RAMs: 18 Kbit on Xilinx, a RAMB36 counts 2; the family's own
+    block on Lattice), ``lutram`` (Xilinx: LUTs as RAM; ECP5: DPR16X4 cells), ``ff`` (flip-flops
+    of the memory: read registers, emulation glue, every bit of a memory left in flip-flops).
     """
     depth = np.asarray(depth, dtype=np.int64)
     width = np.asarray(width, dtype=np.int64)
     if (depth < 1).any() or (width < 1).any():
         raise ConfigError("buffer depth and width must be >= 1")
-    costs, brams, luts = [], [], []
-    for _, words, bits, cost, scale, bram, lut in MEMORY_CELLS:
-        a = -(-depth // words)
-        if bram:
-            padded = -(-width // min(9, bits)) * min(9, bits)
-            cells = -(-(a * padded) // bits)
+    if target not in MEMORY_CELLS:
+        raise ConfigError(f"no memory rule for target {target!r}; choose one of {', '.join(MEMORY_CELLS)}")
+    # flip-flops first: memory_libmap keeps them unless a cell costs strictly less
+    costs, brams, luts, blocks = [np.floor(depth * width * _LOGIC_COST)], [depth * 0], [depth * 0], [depth * 0 + 1]
+    for c in MEMORY_CELLS[target]:
+        a = -(-depth // c.words)
+        if c.byte:
+            padded = -(-width // min(c.byte, c.bits)) * min(c.byte, c.bits)
+            cells = -(-(a * padded) // c.bits)
         else:
-            cells = a * -(-width // bits)
-        costs.append((cost - scale) * cells + scale * a * width / bits + _MUX_COST * (a - 1) * width
-                     + _DEMUX_COST * np.where(a > 1, a, 0))
-        brams.append(cells * bram)
-        luts.append(cells * lut)
-    best = np.argmin(np.stack(costs), axis=0)
+            cells = a * -(-width // c.bits)
+        costs.append((c.cost - c.widthscale) * cells + c.widthscale * a * width / c.bits
+                     + _MUX_COST * (a - 1) * width + _DEMUX_COST * np.where(a > 1, a, 0)
+                     + _EMU_COST * (_TRANSPARENT_EMULATION if transparent else c.emulation))
+        brams.append(cells * c.bram)
+        luts.append(cells * c.lutram)
+        blocks.append(a)
+    best = np.argmin(np.stack(costs), axis=0)  # the first of equal costs: flip-flops win ties
     pick = lambda rows: np.take_along_axis(np.stack(rows), best[None], 0)[0]  # noqa: E731
-    lutram = pick(luts)
-    return {"bram18": pick(brams), "lutram": lutram, "ff": np.where(lutram > 0, width, 0)}
+    lutram, bram, in_ff = pick(luts), pick(brams), best == 0
+    abits = np.ceil(np.log2(np.maximum(depth, 2))).astype(np.int64)
+    read_reg = abits if transparent else width
+    if transparent:
+        glue = width + 1
+    else:
+        glue = (2 * width + abits + 2) * (target in _READ_FIRST_EMULATED)
+    select = np.ceil(np.log2(pick(blocks))).astype(np.int64)
+    ff = (np.where(lutram > 0, read_reg, 0) + np.where(in_ff, depth * width + read_reg, 0)
+          + np.where(bram > 0, glue + select, 0))
+    return {"bram18": bram, "lutram": lutram, "ff": ff}
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -379,9 +429,21 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     lone_raw = (shape[:, 1, 4] > 0) if maxl >= 1 else np.zeros(len(lanes), bool)
     reg_meet = np.zeros(len(lanes), dtype=np.int64)
     meet_terms = np.zeros(len(lanes), dtype=np.int64)
+    # the level whose adder made the last term (0: a product): an odd term count passes the last
+    # term on unsummed. A first-level sum passed on so to the first register after level 1 leaves
+    # a DSP48 post-adder (P = A·B + C) straight into that register: its PREG
+    origin = np.zeros(len(lanes), dtype=np.int64)
+    reg_l1_raw = np.zeros(len(lanes), dtype=np.int64)
+    l1_raw_terms = np.zeros(len(lanes), dtype=np.int64)
     for lvl in range(0, maxl + 1):
         adders, adder_extra, terms, term_extra, raw_last = (shape[:, lvl, j] for j in range(5))
+        if lvl >= 1:
+            passes = (shape[:, lvl - 1, 2] % 2 == 1) & (shape[:, lvl - 1, 2] > 1)
+            origin = np.where(passes, origin, lvl)
         if lvl >= 2:
+            held_l1 = regs_at[:, lvl] & ~seen_reg & (origin == 1) & (terms > 1)
+            reg_l1_raw += np.where(held_l1, pb + 1, 0)
+            l1_raw_terms += held_l1
             first = regs_at[:, lvl] & ~seen_reg & (raw_last > 0)
             reg_raw_last += np.where(first, pb, 0)
             raw_terms += first
@@ -420,7 +482,9 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # registered tree terms (pipeline registers after the multipliers and after adder levels):
     # all of them, those of levels 0–1 and that lone product (a DSP48 may take them)
     f["reg_terms"] = reg_terms
-    f["reg_terms_dsp"] = reg_terms_l01 + raw_terms + meet_terms
+    f["reg_terms_dsp"] = reg_terms_l01 + raw_terms + meet_terms + l1_raw_terms
+    # bits of a first-level sum held unsummed by the first register after level 1 (its PREG)
+    f["reg_l1_raw"] = reg_l1_raw
     # bits of the register after the adder where that lone product first meets a sum (its DSP48's
     # PREG when no register came before: see the loop)
     f["reg_meet_last"] = reg_meet

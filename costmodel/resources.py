@@ -298,7 +298,7 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # that adder is its DSP's post-adder), and the accumulator (``acc_in_dsp``); on xcup Yosys
     # packs none of them
     absorbed = np.where(tree_dsp, f["reg_l01"].to_numpy() + f["reg_raw_last"].to_numpy() + f["reg_meet_last"].to_numpy()
-                        + np.where(acc_in_dsp, acc, 0), 0)
+                        + f["reg_l1_raw"].to_numpy() + np.where(acc_in_dsp, acc, 0), 0)
     # a product of two unsigned operands is never negative: each registered tree term's sign bit
     # is constant 0 and Yosys drops that flip-flop (those in DSP48 registers are gone already)
     const_msb = np.where(f["unsigned_product"].to_numpy() > 0,
@@ -469,7 +469,7 @@ def fit_xilinx(targets: tuple[str, ...] = XILINX_TARGETS) -> dict[str, dict]:
         held_pred = predict_frame(held, t, model) if not held.empty else held
         out[t] = _record(
             ["dot", "sparse"], t, "xilinx", model["resources"],
-            {"dsp": "Yosys synth_xilinx DSP rule per multiplier (costmodel.features.mult_dsp)",
+            {"dsp": "Yosys mul2dsp rule of the family per multiplier (costmodel.features.mult_dsp)",
              "ff": "counted: register bits minus those Yosys packs into DSP48s (xc7 only) and constant sign bits",
              "bram18": "no memories in the dot/sparse engines"},
             files, {"calibration": sorted(mine["key"]), "validation": sorted(held["key"])}, CV_RULE,
@@ -507,7 +507,7 @@ def swa_rows(target: str, paths: Sequence[Path] = (SWA_CALIBRATION_CSV, SWA_DOE_
         return d, pd.DataFrame()
     configs, gid = swa_configs(pd.DataFrame([json.loads(c) for c in d["config"]]))
     props = swa_props(configs, target)
-    f = pd.concat([props, swa_features(props)], axis=1)
+    f = pd.concat([props, swa_features(props, target)], axis=1)
     return d, f.iloc[gid].reset_index(drop=True)
 
 
@@ -556,10 +556,11 @@ def swa_cross_validate(d: pd.DataFrame, f: pd.DataFrame, target: str, lut_terms:
     return pd.concat(out).loc[d.index]
 
 
-def swa_cv_table(target: str = "xc7") -> pd.DataFrame:
+def swa_cv_table(target: str = "xc7", rows: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """5-fold cross-validated LUT and FF errors of every :data:`costmodel.swa.SWA_CANDIDATES` term
-    set on the SWA calibration rows of ``target`` (the held-out draw takes no part)."""
-    d, f = swa_rows(target)
+    set on the SWA calibration rows of ``target`` (``rows``: :func:`swa_rows` already read; the
+    held-out draw takes no part)."""
+    d, f = swa_rows(target) if rows is None else rows
     recs = []
     for res, cands in SWA_CANDIDATES.items():
         for name, terms in cands.items():
@@ -571,26 +572,34 @@ def swa_cv_table(target: str = "xc7") -> pd.DataFrame:
     return pd.DataFrame(recs)
 
 
+def swa_terms(table: pd.DataFrame) -> dict[str, list[str]]:
+    """The LUT and FF terms of least cross-validated median + p90 in a :func:`swa_cv_table`."""
+    best = table.assign(score=table["median"] + table["p90"]).sort_values("score").groupby("resource").head(1)
+    return {r["resource"]: SWA_CANDIDATES[r["resource"]][r["candidate"]] for _, r in best.iterrows()}
+
+
 def fit_swa(target: str = "xc7") -> dict:
     """Fit the SWA resource model of ``target`` on its SWA calibration rows (:func:`swa_rows`:
-    grid ``swa`` and the random draw ``swa-doe``): LUT and FF by relative NNLS over
-    :data:`costmodel.swa.SWA_LUT_TERMS` / :data:`~costmodel.swa.SWA_FF_TERMS` (chosen by 5-fold
-    CV, :func:`swa_cv_table`), DSP and BRAM18 counted by the shared rules. Errors: on the
+    grid ``swa`` and the random draw ``swa-doe``): LUT and FF by relative NNLS over the
+    :data:`costmodel.swa.SWA_CANDIDATES` term sets the family's own 5-fold CV picks
+    (:func:`swa_cv_table`, :func:`swa_terms`; on xc7 :data:`~costmodel.swa.SWA_LUT_TERMS` and
+    :data:`~costmodel.swa.SWA_FF_TERMS`), DSP and BRAM18 counted by the shared rules. Errors: on the
     held-out random draw (``swa_doe_heldout.csv``) where stored, and 5-fold CV."""
     d, f = swa_rows(target)
     if d.empty:
         raise ResourceModelError(f"no SWA syntheses for target {target!r}; run python -m costmodel.calibrate "
                                  f"engines --grid swa-doe --split calibration --target {target}")
-    model = _fit_swa_terms(d, f, target, SWA_LUT_TERMS, SWA_FF_TERMS)
+    terms = swa_terms(swa_cv_table(target, (d, f)))
+    model = _fit_swa_terms(d, f, target, terms["lut"], terms["ff"])
     d = d.assign(engine="swa")
-    cv = _engine_errors(swa_cross_validate(d, f, target).assign(engine="swa"), d)
+    cv = _engine_errors(swa_cross_validate(d, f, target, terms["lut"], terms["ff"]).assign(engine="swa"), d)
     hd, hf = swa_rows(target, heldout=True)
     hpred = predict_swa(hf, model, target) if not hd.empty else None
     validation = _engine_errors(hpred, hd.assign(engine="swa")) if hpred is not None else {}
     files = [q for q in (SWA_CALIBRATION_CSV, SWA_DOE_CSV["calibration"]) if q.exists()]
     return _record(
         ["swa"], target, "swa", model["resources"],
-        {"dsp": "Yosys synth_xilinx DSP rule per multiplier (costmodel.features.mult_dsp)",
+        {"dsp": "Yosys mul2dsp rule of the family per multiplier (costmodel.features.mult_dsp)",
          "bram18": "Yosys memory_libmap cost rule per memory (costmodel.features.buffer_cost)"},
         files, {"calibration": sorted(d["key"]), "validation": sorted(hd["key"]) if not hd.empty else []},
         CV_RULE.replace("doe_heldout.csv", "swa_doe_heldout.csv") if not hd.empty else

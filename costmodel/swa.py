@@ -7,8 +7,8 @@ shared rules: DSPs by :func:`costmodel.features.mult_dsp`, buffers by
 
 Memories of the kernel (``hw.swa.kernel``): K and V rings (``buffer_slots · chunks`` words of
 ``lanes`` codes), Q (``2 · chunks`` words; a ring like K for the dense baseline and symmetric
-windows), the score rows (``2 · window`` words of ``score_bits``). The exp table is a ROM read
-asynchronously (logic, not a RAM cell).
+windows), the score rows (``2 · window`` words of ``score_bits``, read transparently). The exp
+table is a ROM read asynchronously (logic, not a RAM cell).
 
 Action counts per sequence (``keys = hw.swa.total_keys(config, n)``: (query, key) pairs computed;
 the dense baseline computes all ``n²``)
@@ -170,13 +170,14 @@ def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
                     # t·c: the saturated score gap (unsigned, t_sat's bits) × the constant c
                     score_dsp=mult_dsp(int(c.t_sat).bit_length(), int(c.scale_const).bit_length(), 1, target),
                     # a·r: a signed sv_bits accumulator × the unsigned reciprocal (gains a sign bit)
-                    norm_dsp=mult_dsp(c.sv_bits, c.recip_width + (target not in ("ecp5", "ice40")), 0, target),
+                    norm_dsp=mult_dsp(c.sv_bits, c.recip_width + 1, 0, target),
                     addr_dsp=_addr_dsp(c, target))
     return pd.DataFrame([one(c) for c in configs])
 
 
-def swa_features(p: pd.DataFrame) -> pd.DataFrame:
-    """Structural features of :func:`swa_props` rows: candidate fitted terms, memories and DSPs.
+def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
+    """Structural features of :func:`swa_props` rows of ``target``: candidate fitted terms,
+    memories (by the family's memory rule) and DSPs.
 
     ``lut_mult_bits``  lanes · Q·K operand bits (``mul_a · mul_b``) of multipliers in LUTs
     ``acc_bits``       head_dim · sv_bits + lanes · score_bits (SV accumulators, adder tree width)
@@ -188,13 +189,14 @@ def swa_features(p: pd.DataFrame) -> pd.DataFrame:
     ``sv_neg_bits``    the same where V is signed (an unsigned V's sign is constant 0: no negation)
     ``io_bits``        lanes · (2 · Q/K bits + V bits) (a beat of codes)
     ``ff_counted``     the kernel's register bits (:func:`hw.registers.register_bits`, from the
-                       elaborated design) + the LUTRAM memories' read registers
+                       elaborated design) + the memories' flip-flops (``lutram_ff``)
     ``less_one``, ``less_score_bits``, ``less_one_chunk``  −1, −score_bits, −[chunks = 1]: the
                        registers Yosys removes (constant and duplicate bits of the score path;
                        with one chunk the SV accumulators meet their DSP48s), as negative terms
     ``div_bits``       quotient bits per divider cycle · sum_bits (the reciprocal's subtractors)
     ``norm_bits``      norm_mults · (sv_bits + out_bits) (normalizer operand select and rounding)
-    ``lutram_ff``      read-register bits of the memories Yosys keeps in LUTRAM
+    ``lutram_ff``      flip-flops of the memories: read registers of LUTRAM, every bit of a
+                       memory Yosys leaves in flip-flops
     ``bram18``, ``lutram``  the memories by :func:`costmodel.features.buffer_cost`
     ``dsp``            lanes Q·K + lanes p·v + 1 score (t·c) + norm_mults normalizer (a·r)
                        multipliers + the buffer-address products (:func:`_addr_dsp`), each by
@@ -208,9 +210,11 @@ def swa_features(p: pd.DataFrame) -> pd.DataFrame:
     g = lambda c: p[c].to_numpy(dtype=np.int64)  # noqa: E731
     lanes, chunks = g("lanes"), g("chunks")
     ring = g("slots") * chunks
-    depth = np.stack([ring, ring, np.where(g("q_ring") > 0, ring, 2 * chunks), 2 * g("window")])
-    width = np.stack([lanes * g("qk_bits"), lanes * g("v_bits"), lanes * g("qk_bits"), g("score_bits")])
-    mem = buffer_cost(depth, width)
+    # K, V and Q buffers; the score row (its read port transparent to its write port)
+    rings = buffer_cost(np.stack([ring, ring, np.where(g("q_ring") > 0, ring, 2 * chunks)]),
+                        np.stack([lanes * g("qk_bits"), lanes * g("v_bits"), lanes * g("qk_bits")]), target)
+    row = buffer_cost(2 * g("window"), g("score_bits"), target, transparent=True)
+    mem = {k: rings[k].sum(axis=0) + row[k] for k in ("ff", "bram18", "lutram")}
     return pd.DataFrame({
         "one": np.ones(len(p)),
         "lut_mult_bits": lanes * g("qk_mul_a") * g("qk_mul_b") * (g("qk_dsp") == 0),
@@ -222,16 +226,16 @@ def swa_features(p: pd.DataFrame) -> pd.DataFrame:
         "sv_lane_bits": lanes * g("sv_bits"),
         "sv_neg_bits": lanes * g("sv_bits") * g("v_signed"),
         "io_bits": lanes * (2 * g("qk_bits") + g("v_bits")),
-        "ff_counted": g("reg_bits") + mem["ff"].sum(axis=0),
+        "ff_counted": g("reg_bits") + mem["ff"],
         # what Yosys drops of them, as negative terms (a positive coefficient subtracts):
         "less_one": -np.ones(len(p)),
         "less_score_bits": -g("score_bits"),
         "less_one_chunk": -(chunks == 1).astype(np.int64),
         "div_bits": g("div_step_bits") * g("sum_bits"),
         "norm_bits": g("norm_mults") * (g("sv_bits") + g("out_bits")),
-        "lutram_ff": mem["ff"].sum(axis=0),
-        "bram18": mem["bram18"].sum(axis=0),
-        "lutram": mem["lutram"].sum(axis=0),
+        "lutram_ff": mem["ff"],
+        "bram18": mem["bram18"],
+        "lutram": mem["lutram"],
         "dsp": lanes * (g("qk_dsp") + g("sv_dsp")) + g("score_dsp") + g("norm_mults") * g("norm_dsp") + g("addr_dsp"),
     }, index=p.index)
 

@@ -13,7 +13,7 @@ import pytest
 from costmodel import calibrate as C
 from costmodel.calibrate import CALIBRATION_CSV, PRIMITIVES_CSV
 from costmodel.features import pair_props
-from costmodel.resources import COEFFICIENTS_JSON, fit, predict_frame
+from costmodel.resources import COEFFICIENTS_JSON, predict_frame
 
 from .goals import goal_cases, meets
 
@@ -107,16 +107,15 @@ NOT_MET: dict[tuple[str, str], str] = {
     ("dense mixed", "lut_p90"): "14.9% (goal ≤12%)",
     ("sparse", "lut_median"): "7.0% (goal ≤5%)",
     ("sparse", "lut_p90"): "24.9% (goal ≤12%)",
-    ("sparse", "ff_exact"): "96.4% (goal 100%)",
     ("sparse+blocks", "lut_median"): "6.2% (goal ≤5%)",
     ("sparse+blocks", "lut_p90"): "17.8% (goal ≤12%)",
     ("sparse+blocks", "ff_exact"): "95.6% (goal 100%)",
     ("non-power-of-two lanes", "lut_median"): "5.7% (goal ≤5%)",
     ("non-power-of-two lanes", "lut_p90"): "18.6% (goal ≤12%)",
-    ("non-power-of-two lanes", "ff_exact"): "96.9% (goal 100%)",
+    ("non-power-of-two lanes", "ff_exact"): "97.9% (goal 100%)",
     ("all", "lut_median"): "6.0% (goal ≤5%)",
     ("all", "lut_p90"): "19.7% (goal ≤12%)",
-    ("all", "ff_exact"): "98.0% (goal 100%)",
+    ("all", "ff_exact"): "98.6% (goal 100%)",
 }
 
 
@@ -146,10 +145,9 @@ def test_heldout_goal(heldout_xc7, group, metric):
 @pytest.mark.parametrize("target", ["xc7", "xcup"])
 def test_ff_and_dsp_counted_exactly_on_calibration_rows(target):
     """FF and DSP are counted from the structure (no fitted coefficient): DSP equals Yosys on every
-    stored calibration synthesis of each Xilinx family, FF on at least 97 % of them and within
-    12 % (+2) on all (the residue: registered unsigned products, where Yosys drops a few more
-    constant flip-flops than the one sign bit per term the count removes; single flip-flops
-    merged at odd lanes)."""
+    stored calibration synthesis of each Xilinx family, FF on at least 97 % of them and within 3
+    flip-flops on all (the residue: deep pipelines and registered unsigned products, where Yosys
+    drops or keeps a flip-flop or two beyond the count)."""
     from costmodel.resources import calibration_rows, fit_mac
 
     rows = calibration_rows(target)
@@ -159,7 +157,7 @@ def test_ff_and_dsp_counted_exactly_on_calibration_rows(target):
     assert (pred["dsp"].to_numpy() == rows["dsp"].to_numpy(dtype=np.int64)).all()
     ff, y = pred["ff"].to_numpy(), rows["ff"].to_numpy(dtype=np.int64)
     assert np.mean(ff == y) >= 0.97, rows[ff != y][["engine", "lanes", "wfmt", "afmt", "pipeline", "ff"]]
-    assert (np.abs(ff - y) <= 0.12 * y + 2).all()  # worst: uint7 x uint7, 14 lanes, pipeline 3: 158 vs 143
+    assert (np.abs(ff - y) <= 3).all()  # worst: uint4 x uint4, 26 lanes, 2:8, pipeline 5: 474 vs 477
 
 
 def test_index_mux_lut_rule_matches_yosys():
@@ -275,43 +273,63 @@ def test_fresh_synthesis_within_error_bar():
 
 
 def test_buffer_rule_matches_yosys():
-    """LUTRAM/BRAM18 placement of on-chip buffers vs Yosys (data/buffers.csv): memory_libmap's
-    cost rule, written from its cell library, reproduces every stored buffer."""
+    """Block RAM / LUTRAM / flip-flop placement of on-chip buffers vs Yosys (data/buffers.csv) on
+    every family: memory_libmap's cost rule, written from its cell libraries, reproduces every
+    stored buffer, the flip-flops included."""
     from costmodel.calibrate import BUFFERS_CSV
     from costmodel.features import buffer_cost
 
     b = pd.read_csv(BUFFERS_CSV)
-    assert len(b) >= 6
-    got = buffer_cost(b["depth"].to_numpy(), b["width"].to_numpy())
-    for res in ("bram18", "lutram", "ff"):
-        assert (got[res] == b[res].to_numpy()).all(), res
+    assert set(b["target"]) >= {"xc7", "ecp5", "ice40"} and b["transparent"].any()
+    for (target, transparent), g in b.groupby(["target", "transparent"]):
+        assert len(g) >= 8 or target == "xc7", (target, transparent)
+        got = buffer_cost(g["depth"].to_numpy(), g["width"].to_numpy(), target, bool(transparent))
+        for res in ("bram18", "lutram", "ff"):
+            assert (got[res] == g[res].to_numpy()).all(), (target, transparent, res)
 
 
 @pytest.mark.slow
-def test_buffer_rule_on_unseen_shapes():
-    from costmodel.calibrate import buffer_component
+@pytest.mark.parametrize("target", ["xc7", "ecp5", "ice40"])
+@pytest.mark.parametrize("transparent", [False, True])
+def test_buffer_rule_on_unseen_shapes(target, transparent):
+    """Random shapes outside the stored grid (depth log-uniform 2–8192, width 1–48), synthesized
+    fresh, plain and transparent read: the rule gives Yosys' block RAMs, LUTRAM and flip-flops."""
+    import random
+
+    from costmodel.calibrate import BUFFER_SHAPES, buffer_component
     from costmodel.features import buffer_cost
     from hw.rtl import synthesize
 
-    for d, w in ((96, 12), (300, 10), (3000, 20)):
-        r = synthesize(buffer_component(d, w), "xc7")
-        got = buffer_cost(d, w)
-        assert (int(got["bram18"]), int(got["lutram"])) == (r.bram18, r.lutram), (d, w)
+    rng = random.Random(f"buffers {target} {transparent}")
+    shapes = [(int(round(2 ** rng.uniform(1, 13))), rng.randint(1, 48)) for _ in range(3)]
+    for d, w in shapes:
+        assert (d, w) not in BUFFER_SHAPES
+        r = synthesize(buffer_component(d, w, transparent), target)
+        got = buffer_cost(d, w, target, transparent)
+        assert (int(got["bram18"]), int(got["lutram"]), int(got["ff"])) == (r.bram18, r.lutram, r.ff), (d, w)
 
 
 def test_every_calibration_job_is_already_stored():
     """The job lists ``python -m costmodel.calibrate`` runs hash to the keys of the shipped rows
-    (written by the earlier per-table runners): a rerun synthesizes nothing twice."""
-    def keys(path):
+    (written by the earlier per-table runners): a rerun synthesizes nothing twice. ECP5 holds
+    every format pair the CLI accepts; xc7 the pairs chosen before the list grew to all of them
+    (a prefix: the list only grows at its end)."""
+    def keys(path, target):
         with open(path) as f:
-            return {r["key"] for r in csv.DictReader(f) if r["target"] == "xc7"}
+            return {r["key"] for r in csv.DictReader(f) if r["target"] == target}
 
-    for jobs, path in ((C.primitive_jobs(), C.PRIMITIVES_CSV), (C.buffer_jobs(), C.BUFFERS_CSV),
-                       (C.mux_jobs(), C.MUXES_CSV), (C.engine_jobs(C.swa_grid()), C.SWA_CALIBRATION_CSV)):
-        want = {C.config_key(j.spec, "xc7") for j in jobs}
-        assert want <= keys(path), path.name
+    for jobs, path, target in ((C.primitive_jobs(), C.PRIMITIVES_CSV, "ecp5"),
+                               *[(C.buffer_jobs(), C.BUFFERS_CSV, t) for t in ("xc7", "ecp5", "ice40")],
+                               (C.mux_jobs(), C.MUXES_CSV, "xc7"),
+                               (C.engine_jobs(C.swa_grid()), C.SWA_CALIBRATION_CSV, "xc7")):
+        want = {C.config_key(j.spec, target) for j in jobs}
+        assert want <= keys(path, target), (path.name, target)
+    prim = [C.config_key(j.spec, "xc7") for j in C.primitive_jobs()]
+    have = keys(C.PRIMITIVES_CSV, "xc7")
+    n = sum(k in have for k in prim)
+    assert n >= 300 and all(k in have for k in prim[:n])
     grid = C.engine_jobs(C.dense_grid() + C.sparse_grid())
-    stored = keys(C.CALIBRATION_CSV)
+    stored = keys(C.CALIBRATION_CSV, "xc7")
     assert sum(C.config_key(j.spec, "xc7") in stored for j in grid) >= 0.9 * len(C.dense_grid() + C.sparse_grid())
 
 
