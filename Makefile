@@ -21,7 +21,7 @@ DOE_HELDOUT_COUNT ?= 200
 SWA_DOE_COUNT ?= 120
 SWA_DOE_HELDOUT_COUNT ?= 60
 FAMILIES  ?= xc7 xcup ice40 ecp5
-#: families with their own standalone multipliers and buffers (xcup uses xc7's: same fabric)
+#: families with their own standalone multipliers (xcup uses xc7's: same fabric; its memories differ)
 PRIMITIVE_FAMILIES ?= xc7 ice40 ecp5
 SWA_FAMILIES ?= xc7 ecp5
 CAL       := $(VPY) -m costmodel.calibrate
@@ -52,10 +52,8 @@ bench-costmodel: $(STAMP)
 	$(VPY) bench/costmodel.py --no-synth
 
 calibrate: $(STAMP)
-	for t in $(PRIMITIVE_FAMILIES); do \
-	  $(CAL) primitives --target $$t || exit 1; \
-	  $(CAL) buffers --target $$t || exit 1; \
-	done
+	for t in $(PRIMITIVE_FAMILIES); do $(CAL) primitives --target $$t || exit 1; done
+	for t in $(FAMILIES); do $(CAL) buffers --target $$t || exit 1; done
 	$(CAL) muxes --target xc7
 	$(CAL) engines --grid dense --grid sparse --grid smallint --target xc7
 	$(CAL) engines --grid swa --target xc7

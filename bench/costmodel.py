@@ -64,17 +64,21 @@ def rel_err(pred, y):
     return np.abs(pred - y) / np.maximum(np.abs(y), 1.0)
 
 
-def swa_table() -> None:
-    """SWA engine on xc7: 5-fold CV over its calibration rows and error on its random held-out
-    draw (``data/swa_doe_heldout.csv``, never fitted on), per variant and format family."""
-    fit = load_coefficients()["fits"]["xc7"]["swa"]
-    print(f"\n# SWA kernel, xc7: fitted on {len(fit['keys']['calibration'])} syntheses (grid swa + random draw "
+def swa_table(target: str) -> None:
+    """SWA engine on ``target``: 5-fold CV over its calibration rows and error on its random
+    held-out draw (``data/swa_doe_heldout.csv``, never fitted on), per variant and format family."""
+    fit = load_coefficients()["fits"].get(target, {}).get("swa")
+    if fit is None:
+        print(f"\n# no SWA fit for {target} (run: python -m costmodel.calibrate engines --grid swa-doe --split "
+              f"calibration --count 120 --target {target}, then make refit)")
+        return
+    print(f"\n# SWA kernel, {target}: fitted on {len(fit['keys']['calibration'])} syntheses (grid swa + random draw "
           f"swa-doe seed 1), held out {len(fit['keys']['validation'])} (random draw seed 0), "
           f"{', '.join(fit['yosys'])}; LUT terms {' + '.join(fit['resources']['lut']['terms'])}; "
           f"FF terms {' + '.join(fit['resources']['ff']['terms'])}")
     for r, v in fit["cv"]["swa"].items():
         print(f"  5-fold CV {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
-    rep = swa_heldout_report("xc7")
+    rep = swa_heldout_report(target)
     print(f"{'group':<22}{'n':>4}{'LUT median':>11}{'LUT p90':>9}{'LUT bias':>9}{'FF median':>10}{'FF p90':>8}"
           f"{'DSP exact':>10}{'BRAM exact':>11}")
     for _, r in rep.iterrows():
@@ -87,7 +91,7 @@ def swa_table() -> None:
 
 def _group_rows(rep: pd.DataFrame, masks: dict, fe: np.ndarray) -> None:
     print(f"{'group':<24}{'n':>4}{'LUT median':>11}{'LUT p90':>9}{'LUT bias':>9}{'FF exact':>9}{'DSP exact':>10}"
-          f"{'BRAM exact':>11}   {'FINN-R LUT median':>18}{'p90':>7}")
+          f"{'BRAM exact':>11}   {'FINN-R LUT median':>18}{'p90':>9}")
     for _, r in rep.iterrows():
         m = masks[r["group"]]
         if not r["n"]:
@@ -95,7 +99,7 @@ def _group_rows(rep: pd.DataFrame, masks: dict, fe: np.ndarray) -> None:
             continue
         print(f"{r['group']:<24}{r['n']:>4}{r['lut_median']:>11.1%}{r['lut_p90']:>9.1%}{r['lut_bias']:>+9.1%}"
               f"{r['ff_exact']:>9.0%}{r['dsp_exact']:>10.0%}{r['bram18_exact']:>11.0%}   "
-              f"{np.median(fe[m]):>18.1%}{np.percentile(fe[m], 90):>7.1%}")
+              f"{np.median(fe[m]):>18.1%}{np.percentile(fe[m], 90):>9.1%}")
 
 
 def cv_table(target: str, rows: pd.DataFrame, cv: pd.DataFrame) -> None:
@@ -199,7 +203,9 @@ def main(argv=None) -> int:
 
 
     if args.target not in XILINX_TARGETS:
-        print(f"# {args.target}: Lattice LUT4 model, see the place-and-route tables below")
+        print(f"# {args.target}: Lattice LUT4 model (fitted on its own syntheses)")
+        heldout_table(args.target)
+        swa_table(args.target)
         pnr_table()
         return 0
     both = calibration_rows(XILINX_TARGETS)  # fitted together, as the shipped model is
@@ -212,8 +218,7 @@ def main(argv=None) -> int:
     cv_table(args.target, rows, cv)
 
     heldout_table(args.target)
-    if args.target == "xc7":
-        swa_table()
+    swa_table(args.target)
     pnr_table()
     if args.target == "xc7":
         ltp_table()

@@ -59,7 +59,7 @@ def _cost(args: argparse.Namespace) -> int:
     work = f"n={args.seq_n} tokens" if is_swa else f"K={args.k or config.k_max}, vectors={args.vectors}"
     print(f"device {c.device} (target {c.target}); workload {work}")
     err = c.error  # None values where the fit is another target's: no error bar is printed then
-    kind = "leave-one-out" if c.error_source.startswith("leave-one-out") else "held-out"
+    kind = next((k for k in ("leave-one-out", "5-fold cross-validation") if c.error_source.startswith(k)), "held-out")
     for k, unit in (("lut", "LUTs"), ("ff", "FFs"), ("dsp", "DSPs"), ("bram18", "BRAM18")):
         e = err.get(k)
         bar = f"  ({kind} error median {e['median']:.1%}, p90 {e['p90']:.1%})" if e and e["median"] is not None else ""

@@ -101,6 +101,10 @@ def _error_source(fit: dict | None, engine: str, fitted: str, target: str) -> st
         n = errs.get("lut", {}).get("n")
         return (f"5-fold cross-validation error of the {fitted} {engine} fit over {n} {target} calibration "
                 f"syntheses (no held-out {target} draw stored yet; {fit.get('date', '')[:10]})")
+    if fitted != target and fit.get("measured_on") == target:
+        n = errs.get("lut", {}).get("n")
+        return (f"held-out error of the {fitted} {engine} fit reused for {target}, on {n} {target} syntheses "
+                f"never fitted on ({fit.get('date', '')[:10]})")
     if fitted != target:
         on = ", ".join(f"{r.upper()} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"
                        for r, v in errs.items() if r in ("lut", "ff"))
@@ -271,12 +275,15 @@ class SWAEstimator:
                    f"{len(model['keys']['calibration'])} syntheses of {model.get('domain', 'SWA kernels')}, "
                    f"{model['date'][:10]}; held-out n={len(model['keys']['validation'])})"
                    + ("" if fitted == target else f"; {target} reuses the {fitted} fit (same LUT6/CARRY "
-                                                  f"fabric, DSP rule of {target}): error not measured on {target}"))
+                                                  f"fabric, DSP and memory rules of {target}): error "
+                                                  + (f"measured on {target}'s own held-out draw"
+                                                     if model.get("measured_on") == target
+                                                     else f"not measured on {target}")))
             pred = predict_swa(feats, model, target)
             for c in RESOURCE_COLUMNS:
                 out[c] = pd.array(pred[c].to_numpy(), dtype="Int64")
         out["resource_source"] = label_column([src], 0, len(out))
-        err = _errors(model, "swa", measured=fitted == target)  # {} without a fit
+        err = _errors(model, "swa", measured=(model or {}).get("measured_on", fitted) == target)  # {} without a fit
         out["error"] = [err] * len(out)
         out["error_source"] = label_column([_error_source(model, "swa", fitted, target)], 0, len(out))
         for c, v in _error_columns(err, None, len(out)).items():

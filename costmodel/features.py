@@ -12,9 +12,11 @@ a DSP48 when both operands are at least 2 bits (``DSP_A_MINWIDTH=2 -D DSP_B_MINW
 product at least 9 bits (``DSP_Y_MINWIDTH=9``, "UG901 suggests small multiplies are those 4x4 and
 smaller"); operands wider than 25×18 (xc7) / 27×18 (xcup) split over several DSPs. ``ice40``'s
 default flow infers none; ``synth_ecp5`` maps every multiplier with both operands ≥ 2 bits to
-18×18 MULT18X18D blocks (no minimum product width, no signed-only rule). The rule
-is checked against Yosys' own mapping of every multiplier in ``data/primitives.csv``
-(``tests/costmodel/test_resources.py``).
+18×18 MULT18X18D blocks (no minimum product width, no signed-only rule; wider operands split into
+18-bit slices, a remainder under 2 bits stays in LUTs). The rule is checked against Yosys' own
+mapping of every multiplier in ``data/primitives.csv`` (``tests/costmodel/test_resources.py``).
+Memories: ``memory_libmap``'s cost rule over each family's RAM cells (:func:`buffer_cost`),
+checked against every buffer in ``data/buffers.csv``.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7
     for an unsigned × unsigned ``$mul``, which gains a sign bit per operand under
     ``DSP_SIGNEDONLY`` (Xilinx only; ecp5 maps unsigned 18×18 directly). A product narrower than 9
     bits stays in LUTs on Xilinx even when the operands' widths add up to 9 (narrow formats:
-    ``int6n × int3n`` has an 8-bit product). Xilinx: Yosys' ``mul2dsp`` decomposition itself
-    (:func:`_mul2dsp`); ecp5: 18×18 tiles."""
+    ``int6n × int3n`` has an 8-bit product). Yosys' own ``mul2dsp`` decomposition with the
+    family's macros (:func:`_mul2dsp`, :data:`_MUL2DSP`); iCE40: none."""
     y = a_bits + b_bits if y_bits is None else min(y_bits, a_bits + b_bits)
     if target == "ice40":
         return 0
@@ -235,20 +237,24 @@ class MemoryCell(NamedTuple):
     emulation: int  #: ``memory_libmap``'s emulation score for a non-transparent read port
 
 
-#: memory primitives per family (share/xilinx/lutrams_xc5v.txt and brams_xc4v.txt,
-#: share/lattice/lutrams_trellis.txt and brams_16kd.txt, share/ice40/brams.txt of Yosys 0.70).
+#: memory primitives per family (share/xilinx/lutrams_xc5v.txt — lutrams_xcu.txt on UltraScale+ —
+#: and brams_xc4v.txt, share/lattice/lutrams_trellis.txt and brams_16kd.txt, share/ice40/brams.txt
+#: of Yosys 0.70; UltraScale+ URAM, 4096 × 72 at cost 1024, is left out: no engine buffer is that big).
 #: Simple-dual-port modes only (one write and one read port, as every buffer of the engines
 #: has). Emulation score: 1 for the read port of its own (every family); Lattice block RAMs have
 #: no read-old-data capability across ports, so Yosys emulates read-first (3) and transparency (3)
 #: there: 7. A transparent read port (:data:`_TRANSPARENT_EMULATION`) is emulated on every cell.
-_XILINX_MEMORY = [
-    MemoryCell("RAM32M", 32, 6, 8, 7, 0, 4, 0, 1), MemoryCell("RAM64M", 64, 3, 8, 7, 0, 4, 0, 1),
+_XILINX_BRAM = [
     *[MemoryCell("RAMB18", 16384 // w if w < 9 else 18432 // w, w, 129, 0, 1, 0, 9, 1) for w in (1, 2, 4, 9, 18, 36)],
     *[MemoryCell("RAMB36", 32768 // w if w < 9 else 36864 // w, w, 257, 0, 2, 0, 9, 1)
       for w in (1, 2, 4, 9, 18, 36, 72)],
 ]
 MEMORY_CELLS: dict[str, list[MemoryCell]] = {
-    "xc7": _XILINX_MEMORY, "xcup": _XILINX_MEMORY,
+    "xc7": [MemoryCell("RAM32M", 32, 6, 8, 7, 0, 4, 0, 1), MemoryCell("RAM64M", 64, 3, 8, 7, 0, 4, 0, 1),
+            *_XILINX_BRAM],
+    # UltraScale+ SLICEM: RAM32M16 (32 × 14) and RAM64M8 (64 × 7), 8 LUTs each, cost all width-scaled
+    "xcup": [MemoryCell("RAM32M16", 32, 14, 16, 16, 0, 8, 0, 1), MemoryCell("RAM64M8", 64, 7, 16, 16, 0, 8, 0, 1),
+             *_XILINX_BRAM],
     "ecp5": [MemoryCell("TRELLIS_DPR16X4", 16, 4, 4, 0, 0, 1, 0, 1),
              *[MemoryCell("DP16KD", 16384 // w if w < 9 else 18432 // w, w, 128, 0, 1, 0, 9, 7) for w in (1, 2, 4, 9, 18)],
              MemoryCell("PDPW16KD", 512, 36, 128, 0, 1, 0, 9, 7)],

@@ -285,6 +285,9 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         "mf_dsp_nopack": lanes * f["prod_bits"].to_numpy(dtype=float) * (dspm & mf & ~packs),
         # candidates the cross-validation weighed and left out (CANDIDATES)
         "sparse_const": sparse.astype(float),
+        # product bits summed with no pipeline register (a Lattice candidate: ECP5's calibration
+        # rows had 5-fold CV residuals of −20 % on every pipeline-0 group; iCE40's none)
+        "prod_bits_comb": lanes * f["prod_bits"].to_numpy(dtype=float) * (pipe == 0),
         # index-mux bits (lanes · abits) per m: in an engine ABC maps a wide mux more tightly
         # than the standalone IndexMux syntheses (16:1: ~5 LUT6 per bit instead of 8)
         **{f"mux_bits_m{mm}": lanes * f["ab"].to_numpy(dtype=float) * (f["mux_m"].to_numpy() == mm)
@@ -609,6 +612,21 @@ def fit_swa(target: str = "xc7") -> dict:
         heldout_groups=swa_error_report(hd, hf, hpred).to_dict("records") if hpred is not None else [])
 
 
+def reuse_swa(record: dict, fitted: str, target: str) -> dict | None:
+    """The SWA fit of ``fitted`` as ``target`` reuses it (xcup: xc7's, the same LUT6/CARRY fabric;
+    DSP and memory rules of ``target``), its error measured on ``target``'s own held-out SWA draw
+    (``reused_from``, ``measured_on``; the cross-validation, being ``fitted``'s, is dropped).
+    ``None`` without such a draw."""
+    hd, hf = swa_rows(target, heldout=True)
+    if hd.empty:
+        return None
+    hpred = predict_swa(hf, {"multiplier": record.get("multiplier"), "resources": record["resources"]}, target)
+    return {**record, "target": target, "reused_from": fitted, "measured_on": target, "cv": {},
+            "keys": {"calibration": record["keys"]["calibration"], "validation": sorted(hd["key"])},
+            "validation": _engine_errors(hpred, hd.assign(engine="swa")),
+            "heldout_groups": swa_error_report(hd, hf, hpred).to_dict("records")}
+
+
 #: LUT4 terms of the Lattice (ice40 / ecp5) model, per config: LUT multipliers' operand-bit
 #: products (lanes · A · B, 0 where synth_ecp5 maps the multiplier to a MULT18X18D), the minifloat
 #: aligner (lanes · P · S) and negation (lanes · P), adder-tree bits of registered and of
@@ -672,7 +690,8 @@ def _lattice_lut_matrix(rows: pd.DataFrame, target: str, terms: list[str], mult:
 
 #: the LUT term sets a Lattice fit chooses from by 5-fold CV (engine terms only where the family's
 #: own multipliers are stored in ``primitives.csv``)
-LATTICE_CANDIDATES = {"Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": LUT_TERMS}
+LATTICE_CANDIDATES = {"Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": LUT_TERMS,
+                      "engine terms + unpipelined product bits": LUT_TERMS + ["prod_bits_comb"]}
 
 
 def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = CV_FOLDS) -> np.ndarray:
@@ -738,10 +757,14 @@ def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> di
     fits: dict = {}
     xilinx = tuple(t for t in XILINX_TARGETS if t in targets)
     joint = fit_xilinx(xilinx) if xilinx else {}
-    for t in targets:
+    for t in sorted(targets, key=lambda t: t in PRIMITIVES_OF):  # a family another reuses comes first
         fits[t] = {"mac": joint[t] if t in joint else fit(t)}
         if not swa_rows(t)[0].empty:
             fits[t]["swa"] = fit_swa(t)
+        elif "swa" in fits.get(PRIMITIVES_OF.get(t, ""), {}):
+            reused = reuse_swa(fits[PRIMITIVES_OF[t]]["swa"], PRIMITIVES_OF[t], t)
+            if reused is not None:
+                fits[t]["swa"] = reused
     rec = {"schema": 2, "fits": fits}
     path.write_text(json.dumps(rec, indent=1) + "\n")
     load_coefficients.cache_clear()
@@ -759,11 +782,12 @@ def load_coefficients(path: str = str(COEFFICIENTS_JSON)) -> dict:
 def model_for(target: str, family: str = "mac") -> tuple[dict | None, str]:
     """The fit of ``family`` (``"mac"``: dot/sparse, ``"swa"``) for ``target`` and the target it
     was fitted on (``xcup`` falls back to ``xc7``: same LUT6/CARRY fabric; DSP widths still follow
-    ``target``'s rule). ``(None, target)`` for an SWA model never fitted on that target."""
+    ``target``'s rule; a reused fit stored under ``target`` (:func:`reuse_swa`) carries its error
+    measured there). ``(None, target)`` for an SWA model never fitted on that target."""
     fits = load_coefficients()["fits"]
     for t in (target, "xc7") if target == "xcup" else (target,):
         if family in fits.get(t, {}):
-            return fits[t][family], t
+            return fits[t][family], fits[t][family].get("reused_from", t)
     if family != "mac":
         return None, target
     raise ResourceModelError(f"no resource calibration for target {target!r} (have {sorted(fits)}); "
@@ -941,7 +965,8 @@ def main(argv: list[str] | None = None) -> int:
     for t, fits in rec["fits"].items():
         for family, r in fits.items():
             k = r["keys"]
-            print(f"[{t} {family}] fitted on {len(k['calibration'])} syntheses, held out {len(k['validation'])} "
+            src = f"{r['reused_from']}'s fit reused, on" if r.get("reused_from") else "fitted on"
+            print(f"[{t} {family}] {src} {len(k['calibration'])} syntheses, held out {len(k['validation'])} "
                   f"({r['split_rule']})")
             for eng, errs in r["validation"].items():
                 print(f"  {eng}: " + ", ".join(f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"

@@ -69,10 +69,28 @@ def test_resources_labelled():
     assert other.lut is None and "not calibrated" in other.resource_source
     with pytest.raises(ValueError, match="not calibrated"):
         other.fits()
-    # UltraScale+ reuses the xc7 fit, as the dot/sparse engines do, and says so
+    # UltraScale+ reuses the xc7 fit and says so, with its error measured on xcup's own held-out
+    # SWA draw (the same kernels synthesized with synth_xilinx -family xcup)
     up, x7 = estimate(cfg, "xczu3eg", n=64), estimate(cfg, "xc7z020", n=64)
-    assert (up.lut, up.ff, up.bram18) == (x7.lut, x7.ff, x7.bram18) and up.lut is not None
-    assert "xcup reuses the xc7 fit" in up.resource_source
+    # the same coefficients; the family's own memory cells (RAM32M16, RAM64M8) move the LUTRAM term
+    assert (up.ff, up.bram18) == (x7.ff, x7.bram18) and abs(up.lut - x7.lut) <= 0.02 * x7.lut
+    assert "xcup reuses the xc7 fit" in up.resource_source and "measured on xcup" in up.resource_source
+    assert "reused for xcup, on" in up.error_source and up.error["lut"]["median"] != x7.error["lut"]["median"]
+    # ECP5 has a SWA fit of its own syntheses
+    e5 = estimate(cfg, "ecp5-85f", n=64)
+    assert e5.lut is not None and "ecp5" in e5.resource_source and "reuses" not in e5.resource_source
+
+
+def test_xcup_swa_reuse_is_measured_on_xcup():
+    """The xcup SWA record is xc7's fit (same coefficients and calibration keys), its validation
+    the xc7 fit's error on xcup's own held-out syntheses, which were never fitted on."""
+    fits = json.loads(COEFFICIENTS_JSON.read_text())["fits"]
+    up, x7 = fits["xcup"]["swa"], fits["xc7"]["swa"]
+    assert up["reused_from"] == "xc7" and up["measured_on"] == "xcup"
+    assert up["resources"] == x7["resources"] and up["keys"]["calibration"] == x7["keys"]["calibration"]
+    held = pd.read_csv(SWA_DOE_CSV["heldout"])
+    assert set(up["keys"]["validation"]) == set(held.loc[held["target"] == "xcup", "key"])
+    assert len(up["keys"]["validation"]) >= 15 and not set(up["keys"]["validation"]) & set(x7["keys"]["calibration"])
 
 
 def test_bad_workload_raises():
@@ -118,7 +136,8 @@ def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
         assert refit["resources"][res]["terms"] == shipped["resources"][res]["terms"]
         np.testing.assert_allclose(refit["resources"][res]["coef"], shipped["resources"][res]["coef"], rtol=1e-6)
     assert {"command", "yosys", "date", "split_rule", "validation", "cv", "heldout_groups"} <= set(shipped)
-    held = set(pd.read_csv(SWA_DOE_CSV["heldout"])["key"])
+    held = pd.read_csv(SWA_DOE_CSV["heldout"])
+    held = set(held.loc[held["target"] == "xc7", "key"])
     assert len(held) >= 40 and held == set(shipped["keys"]["validation"])
     assert not held & set(shipped["keys"]["calibration"]) and len(shipped["keys"]["calibration"]) >= 60
     stored = _stored_swa()
@@ -140,12 +159,32 @@ def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
 #: (median and p90); DSP and BRAM18 exact
 SWA_GOALS = {"lut_median": 0.05, "lut_p90": 0.12, "ff_median": 0.02, "ff_p90": 0.02, "dsp_exact": 1.0,
              "bram18_exact": 1.0}
-#: (group, metric) pairs not met by the shipped SWA model, with what it measured (strict xfail)
-SWA_NOT_MET: dict[tuple[str, str], str] = {
-    ("swa causal", "lut_p90"): "12.5% (goal ≤12%)",
-    ("swa dense baseline", "ff_p90"): "2.3% (goal ≤2%)",
-    ("swa minifloat", "lut_p90"): "12.2% (goal ≤12%)",
-    ("swa minifloat", "ff_p90"): "2.0% (goal ≤2%: 2.01%)",
+#: per family with a held-out SWA draw, the (group, metric) pairs the shipped SWA model does not
+#: meet, with what it measured (strict xfail)
+SWA_NOT_MET: dict[str, dict[tuple[str, str], str]] = {
+    "xc7": {
+        ("swa causal", "lut_p90"): "12.5% (goal ≤12%)",
+        ("swa dense baseline", "ff_p90"): "2.3% (goal ≤2%)",
+        ("swa minifloat", "lut_p90"): "12.2% (goal ≤12%)",
+        ("swa minifloat", "ff_p90"): "2.0% (goal ≤2%: 2.01%)",
+    },
+    "xcup": {  # xc7's fit, measured on xcup's own held-out kernels
+        ("swa causal", "lut_p90"): "13.3% (goal ≤12%)",
+        ("swa causal", "ff_p90"): "2.4% (goal ≤2%)",
+        ("swa int Q/K/V", "lut_median"): "5.2% (goal ≤5%)",
+        ("swa minifloat", "lut_p90"): "15.2% (goal ≤12%)",
+        ("swa", "lut_p90"): "12.9% (goal ≤12%)",
+    },
+    "ecp5": {
+        ("swa causal", "lut_p90"): "14.0% (goal ≤12%)",
+        ("swa symmetric", "lut_p90"): "27.4% (goal ≤12%)",
+        ("swa dense baseline", "lut_median"): "5.9% (goal ≤5%)",
+        ("swa dense baseline", "lut_p90"): "20.3% (goal ≤12%)",
+        ("swa dense baseline", "ff_p90"): "2.1% (goal ≤2%)",
+        ("swa minifloat", "lut_median"): "5.1% (goal ≤5%)",
+        ("swa minifloat", "lut_p90"): "20.1% (goal ≤12%)",
+        ("swa", "lut_p90"): "19.0% (goal ≤12%)",
+    },
 }
 
 
@@ -156,19 +195,20 @@ def _swa_goal_cases():
 
 
 @pytest.fixture(scope="module")
-def swa_heldout() -> pd.DataFrame:
+def swa_heldout() -> dict[str, pd.DataFrame]:
     from costmodel.resources import swa_heldout_report
 
-    return swa_heldout_report("xc7").set_index("group")
+    return {t: swa_heldout_report(t).set_index("group") for t in SWA_NOT_MET}
 
 
-@pytest.mark.parametrize("group,metric", list(_swa_goal_cases()))
-def test_swa_heldout_goal(swa_heldout, group, metric):
-    """The SWA model on its random held-out draw (data/swa_doe_heldout.csv, never fitted on), per
-    variant and format family, from the stored Yosys runs (no synthesis)."""
-    assert swa_heldout.loc[group, "n"] >= 8, f"too few held-out SWA rows in {group}"
-    got = swa_heldout.loc[group, metric]
-    assert meets(got, metric, SWA_GOALS[metric]), (group, metric, got)
+@pytest.mark.parametrize("family,group,metric", list(_swa_goal_cases()))
+def test_swa_heldout_goal(swa_heldout, family, group, metric):
+    """The SWA model on its family's random held-out draw (data/swa_doe_heldout.csv, never fitted
+    on), per variant and format family, from the stored Yosys runs (no synthesis)."""
+    rep = swa_heldout[family]
+    assert rep.loc[group, "n"] >= 3, f"too few held-out {family} SWA rows in {group}"
+    got = rep.loc[group, metric]
+    assert meets(got, metric, SWA_GOALS[metric]), (family, group, metric, got)
 
 
 def test_estimate_frame_costs_swa_rows_like_estimate():
