@@ -44,6 +44,7 @@ from .engine import check_int
 from .engines import ENGINES
 from .rtl import TARGETS, Resources, export_design, synthesize
 from .sim import BACKENDS, cycle_limit, simulate
+from .testbench import DEFAULT_READY_PCT, DEFAULT_VALID_PCT, write_testbench
 
 #: k_max used by ``rtl`` and ``synth`` when ``--k-max`` is not given (``sim`` uses ``--k``)
 DEFAULT_K_MAX = 1024
@@ -277,12 +278,28 @@ def _config_str(config: Any) -> str:
 def _rtl(args: argparse.Namespace) -> int:
     mod = args.engine_module
     cfg = make_config(mod, args, DEFAULT_K_MAX)
-    vpath, jpath = export_design(cfg, args.output, top=args.top)
+    if args.testbench:
+        params = {name: getattr(args, f"wl__{name}") for name, *_ in workload_params(mod)}
+        if "seed" in params:
+            check_int("--seed", params["seed"], 0, "use a seed >= 0", error=CliError)
+        for opt, pct in (("--valid-pct", args.valid_pct), ("--ready-pct", args.ready_pct)):
+            check_int(opt, pct, 1, "a percentage in 1..100 (100: never stall)", hi=100, error=CliError)
+        tb = write_testbench(cfg, args.output, mod.random_workload(cfg, **params), top=args.top,
+                             seed=params.get("seed", 1), valid_pct=args.valid_pct, ready_pct=args.ready_pct)
+        vpath, jpath = tb.verilog, tb.json
+    else:
+        vpath, jpath = export_design(cfg, args.output, top=args.top)
     doc = json.loads(jpath.read_text())
     widths = {p["name"]: p["width"] for p in doc["ports"]}
     print(f"wrote {vpath} (top module {doc['top']}, input {widths.get('i__payload')} bits, output "
           f"{widths.get('o__payload')} bits, units 2^{doc['output_exponent']})")
     print(f"wrote {jpath} (ports, payload fields with bit offsets and widths, config)")
+    if args.testbench:
+        print(f"wrote {tb.testbench} (self-checking: PASS / FAIL with the first mismatch, non-zero exit on FAIL)")
+        print(f"wrote {tb.inputs} ({tb.in_beats} input beats) and {tb.expected} ({tb.out_beats} expected output "
+              f"beats, from the exact reference)")
+        print(f"run: cd {args.output} && iverilog -g2005 -o tb.vvp {tb.testbench.name} {vpath.name} && vvp tb.vvp "
+              f"(Verilator: see the testbench's header)")
     return 0
 
 
@@ -468,6 +485,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--top", metavar="NAME", default=None,
                        help="Verilog top module name, also the file names (default: named after the design, "
                             "e.g. dot_l16_int8_int8_k1024)")
+        g = p.add_argument_group("testbench")
+        g.add_argument("--testbench", action="store_true",
+                       help="also write tb_<top>.sv, a self-checking testbench for Icarus Verilog and Verilator, "
+                            "and its <top>_in.hex / <top>_expected.hex (a random workload, below; expected values "
+                            "from the exact reference) (default: off)")
+        g.add_argument("--valid-pct", type=int, default=DEFAULT_VALID_PCT, metavar="PCT",
+                       help=f"testbench: chance per cycle of offering an input beat, percent "
+                            f"(default: {DEFAULT_VALID_PCT}; 100: never stall)")
+        g.add_argument("--ready-pct", type=int, default=DEFAULT_READY_PCT, metavar="PCT",
+                       help=f"testbench: chance per cycle of taking an output beat, percent "
+                            f"(default: {DEFAULT_READY_PCT}; 100: never stall)")
+        add_workload_options(p, p.get_default("engine_module"))
 
     def extra_sim(p):
         add_workload_options(p, p.get_default("engine_module"))
