@@ -72,11 +72,13 @@ def swa_table(target: str) -> None:
         print(f"\n# no SWA fit for {target} (run: python -m costmodel.calibrate engines --grid swa-doe --split "
               f"calibration --count 120 --target {target}, then make refit)")
         return
-    print(f"\n# SWA kernel, {target}: fitted on {len(fit['keys']['calibration'])} syntheses (grid swa + random draw "
-          f"swa-doe seed 1), held out {len(fit['keys']['validation'])} (random draw seed 0), "
+    fitted = (f"{fit['reused_from']}'s fit reused (fitted on {len(fit['keys']['calibration'])} {fit['reused_from']} "
+              f"syntheses), error measured on {target}'s own" if fit.get("reused_from") else
+              f"fitted on {len(fit['keys']['calibration'])} syntheses (grid swa + random draw swa-doe seed 1),")
+    print(f"\n# SWA kernel, {target}: {fitted} held out {len(fit['keys']['validation'])} (random draw seed 0), "
           f"{', '.join(fit['yosys'])}; LUT terms {' + '.join(fit['resources']['lut']['terms'])}; "
           f"FF terms {' + '.join(fit['resources']['ff']['terms'])}")
-    for r, v in fit["cv"]["swa"].items():
+    for r, v in fit.get("cv", {}).get("swa", {}).items():
         print(f"  5-fold CV {r:<7} median {v['median_rel_err']:.1%}  p90 {v['p90_rel_err']:.1%}")
     rep = swa_heldout_report(target)
     print(f"{'group':<22}{'n':>4}{'LUT median':>11}{'LUT p90':>9}{'LUT bias':>9}{'FF median':>10}{'FF p90':>8}"
