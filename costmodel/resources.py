@@ -145,7 +145,8 @@ def _mult_terms(props: dict) -> np.ndarray:
 
 #: the standalone multiplier syntheses a target reads: xcup maps a LUT multiplier exactly as xc7
 #: (same LUT6 / CARRY fabric and the same synth_xilinx script: every stored engine without DSPs
-#: synthesizes to the same LUT and FF count for both, ``tests/costmodel/test_resources.py``)
+#: synthesizes to the same LUT and FF count for both, ``tests/costmodel/test_resources.py``); the
+#: same map says whose fit a family falls back to (:func:`model_for`, :func:`reuse_swa`)
 PRIMITIVES_OF = {"xcup": "xc7"}
 #: Xilinx families fitted together: one set of fabric coefficients (LUTs per adder bit, per
 #: multiplier, per mux LUT6), each family with its own DSP48 packing rule (:func:`design_matrix`)
@@ -785,7 +786,7 @@ def model_for(target: str, family: str = "mac") -> tuple[dict | None, str]:
     ``target``'s rule; a reused fit stored under ``target`` (:func:`reuse_swa`) carries its error
     measured there). ``(None, target)`` for an SWA model never fitted on that target."""
     fits = load_coefficients()["fits"]
-    for t in (target, "xc7") if target == "xcup" else (target,):
+    for t in (target, PRIMITIVES_OF[target]) if target in PRIMITIVES_OF else (target,):
         if family in fits.get(t, {}):
             return fits[t][family], fits[t][family].get("reused_from", t)
     if family != "mac":

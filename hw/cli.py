@@ -279,9 +279,7 @@ def _rtl(args: argparse.Namespace) -> int:
     mod = args.engine_module
     cfg = make_config(mod, args, DEFAULT_K_MAX)
     if args.testbench:
-        params = {name: getattr(args, f"wl__{name}") for name, *_ in workload_params(mod)}
-        if "seed" in params:
-            check_int("--seed", params["seed"], 0, "use a seed >= 0", error=CliError)
+        params = _workload_args(mod, args)
         for opt, pct in (("--valid-pct", args.valid_pct), ("--ready-pct", args.ready_pct)):
             check_int(opt, pct, 1, "a percentage in 1..100 (100: never stall)", hi=100, error=CliError)
         tb = write_testbench(cfg, args.output, mod.random_workload(cfg, **params), top=args.top,
@@ -352,19 +350,26 @@ def _jsonable(a: Any) -> Any:
     return [_jsonable(x) for x in a] if a.ndim > 1 else [int(x) for x in a]
 
 
+def _workload_args(mod: types.ModuleType, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``random_workload`` parameters given on the command line (dests ``wl__<name>``), with
+    ``--k`` and ``--seed`` checked (before ``--k`` stands in for a missing ``--k-max``)."""
+    params = {name: getattr(args, f"wl__{name}") for name, *_ in workload_params(mod)}
+    if "k" in params:
+        check_int("--k", params["k"], 1, "the reduction length K is at least 1 element", error=CliError)
+    if "seed" in params:
+        check_int("--seed", params["seed"], 0, "use a seed >= 0", error=CliError)
+    return params
+
+
 def _sim(args: argparse.Namespace) -> int:
     mod = args.engine_module
-    params = {name: getattr(args, f"wl__{name}") for name, *_ in workload_params(mod)}
     if args.codes:
         wl = _load_codes(args.codes, workload_class(mod))
         k = getattr(wl, "k", None)
         cfg = make_config(mod, args, int(k) if isinstance(k, (int, np.integer)) else DEFAULT_K_MAX)
         described = {"codes": args.codes}
     else:
-        if "k" in params:  # checked here, before --k stands in for a missing --k-max
-            check_int("--k", params["k"], 1, "the reduction length K is at least 1 element", error=CliError)
-        if "seed" in params:
-            check_int("--seed", params["seed"], 0, "use a seed >= 0", error=CliError)
+        params = _workload_args(mod, args)
         cfg = make_config(mod, args, params.get("k", DEFAULT_K_MAX))
         wl = mod.random_workload(cfg, **params)
         described = params

@@ -24,3 +24,11 @@ def goal_cases(groups: Sequence[str], goals: dict[str, float],
 def meets(got: float, metric: str, goal: float) -> bool:
     """An ``*_exact`` fraction at least its goal; an error at most its goal."""
     return got >= goal if metric.endswith("exact") else got <= goal
+
+
+def assert_goal(report, family: str, group: str, metric: str, goal: float, min_rows: int) -> None:
+    """One goal case on a held-out report (``group`` index): at least ``min_rows`` rows in the
+    group, and the metric :func:`meets` its goal."""
+    assert report.loc[group, "n"] >= min_rows, f"too few held-out {family} rows in {group}"
+    got = report.loc[group, metric]
+    assert meets(got, metric, goal), (family, group, metric, got)

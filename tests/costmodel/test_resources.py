@@ -15,7 +15,7 @@ from costmodel.calibrate import CALIBRATION_CSV, PRIMITIVES_CSV
 from costmodel.features import pair_props
 from costmodel.resources import COEFFICIENTS_JSON, predict_frame
 
-from .goals import goal_cases, meets
+from .goals import assert_goal, goal_cases
 
 CAL = pd.read_csv(CALIBRATION_CSV, keep_default_na=False, na_values=[""])
 PRIM = pd.read_csv(PRIMITIVES_CSV)
@@ -171,10 +171,7 @@ def test_heldout_goal(heldout, family, group, metric):
     """Issue 15's goals on each family's random held-out draw (data/doe_heldout.csv, never fitted
     on), per group, from the stored Yosys runs: LUT median <= 5 %, p90 <= 12 %; FF, DSP, BRAM18
     exact."""
-    rep = heldout[family]
-    assert rep.loc[group, "n"] >= MIN_GROUP_ROWS.get(family, 5), f"too few held-out {family} rows in {group}"
-    got = rep.loc[group, metric]
-    assert meets(got, metric, GOALS[metric]), (family, group, metric, got)
+    assert_goal(heldout[family], family, group, metric, GOALS[metric], MIN_GROUP_ROWS.get(family, 5))
 
 
 @pytest.mark.parametrize("target", ["xc7", "xcup"])

@@ -18,7 +18,7 @@ from hw.arith import ConfigError
 from hw.sim import simulate
 from paretofab.cli import main
 
-from .goals import goal_cases, meets
+from .goals import assert_goal, goal_cases
 
 
 @pytest.mark.parametrize("shape", [(8, 4, 8, 12, "causal"), (8, 6, 4, 10, "causal"), (4, 3, 2, 9, "causal"),
@@ -205,10 +205,7 @@ def swa_heldout() -> dict[str, pd.DataFrame]:
 def test_swa_heldout_goal(swa_heldout, family, group, metric):
     """The SWA model on its family's random held-out draw (data/swa_doe_heldout.csv, never fitted
     on), per variant and format family, from the stored Yosys runs (no synthesis)."""
-    rep = swa_heldout[family]
-    assert rep.loc[group, "n"] >= 3, f"too few held-out {family} SWA rows in {group}"
-    got = rep.loc[group, metric]
-    assert meets(got, metric, SWA_GOALS[metric]), (family, group, metric, got)
+    assert_goal(swa_heldout[family], family, group, metric, SWA_GOALS[metric], 3)
 
 
 def test_estimate_frame_costs_swa_rows_like_estimate():
