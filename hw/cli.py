@@ -14,7 +14,7 @@ part (``synth`` synthesizes for its Yosys family). The old spellings ``--n/--m``
 deprecation line on stderr.
 
 - ``paretofab rtl dot --lanes 16 --wfmt e2m3 --afmt int8 -o DIR [--top NAME]``: ``<top>.v`` and
-  ``<top>.json`` (``hw.rtl.export_design``: ports and payload fields with bit offsets).
+  ``<top>.json`` (``hw.export.export_design``: ports and payload fields with bit offsets).
 - ``paretofab sim sparse --lanes 8 --pattern 2:4 --wfmt e4m3 --afmt int8 --k 64 --vectors 100
   --seed 1 --backend verilator [--json]``: random workload through the engine, compared with
   the exact reference and the closed-form cycle count (exit 1 on a mismatch).
@@ -42,7 +42,8 @@ import numpy as np
 from .devices import DEFAULT_DEVICE, DEVICES, get_device
 from .engine import check_int
 from .engines import ENGINES
-from .rtl import TARGETS, Resources, export_design, synthesize
+from .export import export_design
+from .rtl import TARGETS, Resources, synthesize
 from .sim import BACKENDS, cycle_limit, simulate
 from .testbench import DEFAULT_READY_PCT, DEFAULT_VALID_PCT, write_testbench
 
@@ -292,11 +293,13 @@ def _rtl(args: argparse.Namespace) -> int:
     print(f"wrote {vpath} (top module {doc['top']}, input {widths.get('i__payload')} bits, output "
           f"{widths.get('o__payload')} bits, units 2^{doc['output_exponent']})")
     print(f"wrote {jpath} (ports, payload fields with bit offsets and widths, config)")
+    print(f"wrote {jpath.with_suffix('.vlt')} (Verilator waivers: verilator --lint-only -Wall {doc['top']}.vlt "
+          f"{vpath.name} is clean)")
     if args.testbench:
         print(f"wrote {tb.testbench} (self-checking: PASS / FAIL with the first mismatch, non-zero exit on FAIL)")
         print(f"wrote {tb.inputs} ({tb.in_beats} input beats) and {tb.expected} ({tb.out_beats} expected output "
               f"beats, from the exact reference)")
-        print(f"run: cd {args.output} && iverilog -g2005 -o tb.vvp {tb.testbench.name} {vpath.name} && vvp tb.vvp "
+        print(f"run: cd {args.output} && iverilog -g2012 -o tb.vvp {tb.testbench.name} {vpath.name} && vvp tb.vvp "
               f"(Verilator: see the testbench's header)")
     return 0
 

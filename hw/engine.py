@@ -122,7 +122,7 @@ class EngineConfig:
         return cls(**d)
 
     def design_tag(self) -> str:
-        """The part of the design name after ``<engine>_`` (``hw.rtl.design_name``): readable
+        """The part of the design name after ``<engine>_`` (``hw.export.design_name``): readable
         fields, then :meth:`other_fields_tag` for the rest. Engines override it; this default
         is only the hash of every field."""
         return self.other_fields_tag(set()).lstrip("_") or "default"

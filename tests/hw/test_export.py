@@ -1,4 +1,4 @@
-"""``hw.rtl.export_design``: the top module carries the design's name, and the JSON beside the
+"""``hw.export.export_design``: the top module carries the design's name, and the JSON beside the
 ``.v`` documents the payload bit layout. The layout is checked against the engine's own packing
 (``pack_inputs``): a payload is sliced by the JSON's offsets/widths alone and the slices must
 equal the workload's codes, placed by an independent rule written here; Yosys must accept the
@@ -14,7 +14,7 @@ import pytest
 
 from hw import dot, rtl, sparse, swa
 from hw.engines import config_from_dict
-from hw.rtl import design_name, export_design
+from hw.export import design_name, export_design
 
 
 def field(doc: dict, port: str, name: str) -> dict:

@@ -15,18 +15,19 @@ import pytest
 
 from hw import dot, sparse
 from hw.engines import engine
-from hw.swa import SWAConfig
 from hw.testbench import write_testbench
 from paretofab.cli import main
+
+from .conftest import random_config
 
 ICARUS = shutil.which("iverilog") and shutil.which("vvp")
 needs_icarus = pytest.mark.skipif(not ICARUS, reason="Icarus Verilog not installed: apt-get install -y iverilog")
 
 
 def run_icarus(tb) -> subprocess.CompletedProcess:
-    """Compile (``-g2005``, see hw.testbench) and run a testbench in its folder."""
+    """Compile (``-g2012``) and run a testbench in its folder."""
     folder = tb.testbench.parent
-    subprocess.run(["iverilog", "-g2005", "-o", "tb.vvp", tb.testbench.name, tb.verilog.name], cwd=folder,
+    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", tb.testbench.name, tb.verilog.name], cwd=folder,
                    check=True, capture_output=True, text=True)
     return subprocess.run(["vvp", "-n", "tb.vvp"], cwd=folder, capture_output=True, text=True, timeout=600)
 
@@ -37,29 +38,11 @@ def run_verilator(tb) -> subprocess.CompletedProcess:
 
     root = verilator_root()
     folder = tb.testbench.parent
-    subprocess.run([str(root / "bin" / "verilator"), "--binary", "--timing", "-Wno-fatal", "-CFLAGS", "-fcoroutines",
-                    "--top-module", f"tb_{tb.top}", tb.testbench.name, tb.verilog.name], cwd=folder, check=True,
+    subprocess.run([str(root / "bin" / "verilator"), "--binary", "--timing", "-CFLAGS", "-fcoroutines",
+                    "--top-module", f"tb_{tb.top}", f"{tb.top}.vlt", tb.testbench.name, tb.verilog.name], cwd=folder, check=True,
                    capture_output=True, text=True, env={**os.environ, "VERILATOR_ROOT": str(root)})
     return subprocess.run([str(folder / "obj_dir" / f"Vtb_{tb.top}")], cwd=folder, capture_output=True, text=True,
                           timeout=600)
-
-
-def _random_config(kind: str, rng: random.Random):
-    ints = ["int2", "int4", "int5n", "int8", "uint3", "uint6"]
-    mfs = ["e2m1", "e3m2", "e4m3", "e1m4", "e5m2"]
-    fmt = lambda: rng.choice(ints + mfs)  # noqa: E731
-    if kind == "dot":
-        lanes = rng.choice([1, 3, 4, 6, 8])
-        return dot.DotConfig(lanes, fmt(), fmt(), rng.choice([32, 100, 1000]),
-                             rng.randint(0, (lanes - 1).bit_length() + 1))
-    if kind == "sparse":
-        n, m = rng.choice([(1, 2), (2, 4), (1, 4), (3, 8)])
-        lanes = n * rng.choice([1, 2])
-        span = lanes // n * m
-        return sparse.SparseConfig(lanes, n, m, fmt(), fmt(), 256, block=rng.choice([None, 2 * span]),
-                                   pipeline=rng.randint(0, 2))
-    lanes = rng.choice([1, 2, 4])
-    return SWAConfig(lanes * rng.choice([1, 2]), rng.choice([3, 4, 6]), lanes, fmt(), fmt())
 
 
 def _workload(config, seed: int):
@@ -85,7 +68,7 @@ def test_icarus_passes_random_configs_and_catches_any_flipped_bit(tmp_path, kind
     flipping one bit of one expected value makes the same run fail at that beat, non-zero exit."""
     rng = random.Random(f"testbench {kind}")
     for trial in range(3):
-        cfg = _random_config(kind, rng)
+        cfg = random_config(kind, rng)
         tb = write_testbench(cfg, tmp_path / f"{kind}{trial}", _workload(cfg, trial), seed=trial)
         res = run_icarus(tb)
         assert res.returncode == 0 and "PASS" in res.stdout, (cfg, res.stdout[-500:])
@@ -126,7 +109,7 @@ def test_verilator_runs_the_same_testbench(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dot", "swa"])
 def test_verilator_passes_random_configs(tmp_path, kind):
-    cfg = _random_config(kind, random.Random(f"verilator {kind}"))
+    cfg = random_config(kind, random.Random(f"verilator {kind}"))
     tb = write_testbench(cfg, tmp_path, _workload(cfg, 5), seed=5)
     res = run_verilator(tb)
     assert res.returncode == 0 and "PASS" in res.stdout, (cfg, res.stdout[-500:])
@@ -140,7 +123,7 @@ def test_cli_writes_the_testbench_and_rejects_bad_percentages(tmp_path, capsys):
     top = "dot_l4_int4_int4_k1024"
     for name in (f"{top}.v", f"{top}.json", f"tb_{top}.sv", f"{top}_in.hex", f"{top}_expected.hex"):
         assert (out / name).exists(), name
-    assert len((out / f"{top}_expected.hex").read_text().split()) == 3 and "iverilog -g2005" in text
+    assert len((out / f"{top}_expected.hex").read_text().split()) == 3 and "iverilog -g2012" in text
     assert main(["rtl", "dot", "--lanes", "4", "--wfmt", "int4", "--afmt", "int4", "--testbench", "--valid-pct", "0",
                  "-o", str(out)]) == 2
     err = capsys.readouterr().err
