@@ -2,7 +2,8 @@
 
 Everything here is *counted from the design*, not fitted: operand and product widths, the
 accumulator width (``hw.arith.acc_bits``), adder-tree adders and their bits, pipeline-register
-bits (``hw.engine.register_points``), index-mux inputs and LUT6s, and the Yosys DSP-inference
+bits (``hw.engine.register_points``; tree bits at or above the accumulator's width are dead and
+left out, :func:`_tree_dead`), index-mux inputs and LUT6s, and the Yosys DSP-inference
 rule (:func:`mult_dsp`, the one DSP rule every engine's estimator uses). Facts of the hardware
 come from ``hw`` (once per distinct value), never re-derived here.
 :mod:`costmodel.resources` turns them into LUT / FF / DSP counts with fitted coefficients.
@@ -50,7 +51,12 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
     minifloat aligner's log shifter), ``mf_int_bits`` (code bits of a signed integer operand of
     a minifloat × int pair: its magnitude is taken in LUTs; an unsigned one is its own), ``unsigned_product`` (1 if the product is
     never negative), ``native_product`` (1 for a signed int × signed int product as wide as its
-    operands together: the only kind Yosys accumulates inside a DSP48).
+    operands together: the only kind Yosys accumulates inside a DSP48), ``full_product`` (1 for an
+    int × int ``$mul`` whose whole result reaches the adder tree: unsigned × unsigned, zero-extended,
+    or a native signed product; a mixed-sign ``$mul`` (Amaranth sign-extends the unsigned operand
+    by one bit, so its result is one bit narrower than its operands) or a narrow format's truncated
+    product is sign-extended from a bit below the DSP48's own product, which Yosys cannot take as a
+    DSP48 P output into a post-adder).
     """
     w, a = parse_format(wfmt), parse_format(afmt)
     lo, hi = product_range(w, a)
@@ -86,7 +92,9 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
                 plo=lo, phi=hi, a_signed=int(getattr(a, "signed", True)), shifter_bits=shifter,
                 mf_int_bits=int_bits,
                 unsigned_product=int(lo >= 0),
-                native_product=int(not mf and w.signed and a.signed and pb == w.bits + a.bits))
+                native_product=int(not mf and w.signed and a.signed and pb == w.bits + a.bits),
+                full_product=int(not mf and ((not w.signed and not a.signed)
+                                             or (w.signed and a.signed and pb == w.bits + a.bits))))
 
 
 def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7", y_bits: int | None = None) -> int:
@@ -154,7 +162,7 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 #: columns a configs frame needs (``n``, ``m``, ``block``, ``pipeline`` optional)
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
-FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
+FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "full_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
                    "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
@@ -198,6 +206,39 @@ def _tree_shape(lanes: int) -> tuple[tuple[int, int, int, int, int], ...]:
         extra = sums + ([extra[-1]] if len(extra) % 2 else [])
         out.append((len(sums), sum(sums), len(extra), sum(extra), int(raw)))
     return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def _tree_dead(lanes: int, room: int, unsigned: int) -> tuple[tuple[int, int, int], ...]:
+    """Per level of a ``lanes``-term :class:`hw.adder_tree.AdderTree` (0 = its inputs) whose
+    accumulator is ``room`` bits wider than a product: the term bits at or above the
+    accumulator's width (summed over the terms), the terms that reach it, and the adder output
+    bits at or above it. Those bits are dead: the accumulator (``acc + partial``, truncated to
+    its width) reads only its own low bits of the tree's sum, and a sum's low bits depend only on
+    its operands' low bits, so Yosys (``opt_clean``, ``wreduce``) removes them from the adders
+    and the pipeline registers. Only a tree wider than its accumulator (``k_max`` below the lane
+    count) has any. An unsigned × unsigned product's adders have a constant-0 top bit already
+    (``unsigned``: one bit fewer counted live)."""
+    extra = [0] * int(lanes)
+    out = [(sum(max(0, e - room) for e in extra), sum(e > room for e in extra), 0)]
+    for _ in range(tree_levels(lanes)):
+        sums = [max(extra[2 * i], extra[2 * i + 1]) + 1 for i in range(len(extra) // 2)]
+        extra = sums + ([extra[-1]] if len(extra) % 2 else [])
+        out.append((sum(max(0, e - room) for e in extra), sum(e > room for e in extra),
+                    sum(max(0, e - unsigned - room) for e in sums)))
+    return tuple(out)
+
+
+def _tree_dead_matrix(lanes: np.ndarray, room: np.ndarray, unsigned: np.ndarray) -> np.ndarray:
+    """:func:`_tree_dead` of every row, zero-padded to the deepest tree: (rows, levels + 1, 3)."""
+    code = np.stack([lanes, np.clip(room, 0, None), unsigned], axis=1).astype(np.int64)
+    uniq, inv = np.unique(code, axis=0, return_inverse=True)
+    maxl = max((tree_levels(int(v)) for v in np.unique(lanes)), default=0)
+    table = np.zeros((len(uniq), maxl + 1, 3), dtype=np.int64)
+    for i, (ln, rm, un) in enumerate(uniq):
+        dead = _tree_dead(int(ln), int(rm), int(un))
+        table[i, :len(dead)] = dead
+    return table[inv.reshape(-1)]
 
 
 def _tree_shape_matrix(lanes: np.ndarray) -> np.ndarray:
@@ -400,7 +441,7 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     props = [pair_props(w, a, target) for w, a in pairs]
     f = pd.DataFrame(index=cfg.index)
     for col in ("prod_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab", "shift_bits", "mul_a", "mul_b", "exp_bits",
-                "unsigned_product", "native_product"):
+                "unsigned_product", "native_product", "full_product"):
         f[col] = np.array([p[col] for p in props], dtype=np.int64)[pair_id]
     # accumulator width: hw.arith.acc_bits once per distinct (wfmt, afmt, k_max)
     ck, uk = pd.factorize(cfg["k_max"].to_numpy())
@@ -417,6 +458,8 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # wider than its wider operand; an odd last term passes through at its own width
     unsigned = f["unsigned_product"].to_numpy()
     shape = _tree_shape_matrix(lanes)  # (rows, levels + 1, 5): adders, their extra bits, terms, theirs, raw last
+    # tree bits at or above the accumulator's width: dead (rows, levels + 1, 3: term bits, terms, adder bits)
+    dead = _tree_dead_matrix(lanes, f["acc_bits"].to_numpy() - pb, unsigned)
     tree_bits = np.zeros(len(lanes), dtype=np.int64)
     reg_bits = np.zeros(len(lanes), dtype=np.int64)
     regs_at = _register_matrix(lanes, pipe)
@@ -443,6 +486,7 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     l1_raw_terms = np.zeros(len(lanes), dtype=np.int64)
     for lvl in range(0, maxl + 1):
         adders, adder_extra, terms, term_extra, raw_last = (shape[:, lvl, j] for j in range(5))
+        dead_bits, dead_terms, dead_adder = (dead[:, lvl, j] for j in range(3))
         if lvl >= 1:
             passes = (shape[:, lvl - 1, 2] % 2 == 1) & (shape[:, lvl - 1, 2] > 1)
             origin = np.where(passes, origin, lvl)
@@ -463,15 +507,16 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
         if lvl > 0:
             # an unsigned × unsigned product's sign bit is constant 0, and so is every sum's: one
             # adder bit fewer per adder (Yosys drops the constant top bit)
-            level_bits = adders * (pb - unsigned) + adder_extra
+            level_bits = adders * (pb - unsigned) + adder_extra - dead_adder
             tree_bits += level_bits
             # adder bits whose sums go straight into a pipeline register (the rest feed the next
             # adder level or the accumulator combinationally)
             tree_reg += np.where(regs_at[:, lvl], level_bits, 0)
             if lvl == 1:
                 tree_l1 = level_bits
-        here = np.where(regs_at[:, lvl], terms * pb + term_extra, 0)
-        reg_terms += np.where(regs_at[:, lvl], terms, 0)
+        here = np.where(regs_at[:, lvl], terms * pb + term_extra - dead_bits, 0)
+        # registered terms that keep their top (sign) bit: a term cut to the accumulator's width has none
+        reg_terms += np.where(regs_at[:, lvl], terms - dead_terms, 0)
         if lvl <= 1:
             reg_terms_l01 += np.where(regs_at[:, lvl], terms, 0)
         reg_bits += np.where(regs_at[:, lvl], here + 2, 0)

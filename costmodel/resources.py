@@ -5,8 +5,10 @@ Primitives (bits and counts from :mod:`costmodel.features`; LUTs from fitted coe
 multiplier      LUTs of one exact multiplier for the format pair, operand-order free (the
                 hardware is the same for (w, a) and (a, w)): the mean Yosys figure from
                 ``data/primitives.csv`` where that pair was synthesized in either order, else
-                the fitted formula (symmetric in w and a; :func:`_mult_terms`): int × int in
-                LUTs ``c1·A·B + c2·A·B·(min(A, B) − 1)`` (partial products and adder depth);
+                the formula fitted on those standalone multipliers (each of the two scaled by
+                one coefficient fitted on whole engines; symmetric in w and a;
+                :func:`_mult_terms`): int × int in LUTs ``c1·A·B + c2·A·B·(min(A, B) − 1)``
+                (partial products and adder depth);
                 minifloat ``c3·A·B + c4·shifter + c5·P + c6·I`` (significand product A×B, the
                 aligner's log-shifter mux bits, the negation P, a signed int operand's
                 magnitude I), A·B → 0 when the Yosys DSP rule maps it to a DSP; a multiplier
@@ -15,15 +17,21 @@ multiplier      LUTs of one exact multiplier for the format pair, operand-order 
 adder tree      LUTs per adder bit of the fabric, for levels that end in a pipeline register and
                 those that feed the next level or the accumulator combinationally (Yosys/ABC
                 map the two differently: about 0.7 vs 1.3 LUT/bit), minifloat and integer engines
-                apart; int × int DSP engines on xc7: an unpipelined tree folds into the DSP48
-                cascade (one coefficient, near 0), a pipelined one packs its first adder level
+                apart; int × int DSP engines on xc7: an unpipelined tree of full-width products
+                (``full_product``: unsigned × unsigned or a native signed product) folds into the
+                DSP48 cascade (one coefficient, near 0), one of truncated products (mixed sign,
+                narrow formats: sign-extended from below the DSP48's product) stays in the fabric
+                (its own coefficient), a pipelined one packs its first adder level
                 (P = A·B + C; its own coefficient) and keeps the rest in the fabric; xcup packs
                 none of it (a minifloat significand product in a DSP48E2 costs a term of its own);
 multiply-accumulate merge
                 int × int LUT multipliers (int2–int4 on xc7) with no register after them
-                (pipeline 0): Yosys ``alumacc`` merges the multipliers and the adder tree into
-                one ``$macc``, mapped as a full-adder compressor; LUTs per partial-product bit
-                ``lanes · A · B`` on top of the multiplier and tree terms (``macc_pp_bits``);
+                (pipeline 0): Yosys ``alumacc`` merges full-width products and the adder tree
+                into the accumulator's ``$macc``, mapped as a full-adder compressor; LUTs per
+                partial-product bit ``lanes · A · B`` on top of the multiplier and tree terms
+                (``macc_pp_full``; truncated products, not merged, ``macc_pp_trunc``), and for a
+                signed product maccmap's sign-extension rows, ``Σ_{i<B} (acc_bits − A − i)``
+                bits per lane (``macc_signext``);
 accumulator     LUTs per accumulator bit (0 where the accumulator is a DSP48's P register);
 index mux       ``lanes · abits`` selected bits, one coefficient per m (2, 4, 8, 16): inside an
                 engine ABC maps a wide mux more tightly than alone (a standalone 16:1
@@ -33,8 +41,10 @@ index mux       ``lanes · abits`` selected bits, one coefficient per m (2, 4, 8
                 compressor; sparse only);
 registers       FF counted, not fitted: pipeline + accumulator + output register bits (the
                 adder tree's terms at their own widths: an odd lane count passes a narrower
-                term through), minus what Yosys packs into DSP48 registers on xc7 for int × int
-                DSP multipliers (products → MREG, first adder level → cascade PREG, a lone
+                term through; no term wider than the accumulator, whose truncated sum reads
+                only its own low bits: Yosys removes the bits above), minus what Yosys packs
+                into DSP48 registers on xc7 for int × int DSP multipliers (products → MREG,
+                first adder level → cascade PREG, a lone
                 product passed unsummed to the first later register → its PREG, the accumulator
                 → P with one lane or, unpipelined, for a native signed product), minus one
                 constant sign bit per registered term of an unsigned × unsigned product; xcup
@@ -98,20 +108,40 @@ __all__ = ["COEFFICIENTS_JSON", "fit", "fit_swa", "predict_swa", "model_for", "l
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
 
 MULT_TERMS = ["int_ab", "int_ab_depth", "mf_ab", "mf_shifter", "mf_prod", "mf_int_bits", "mf_const"]
-#: terms of everything but the multipliers
-_REST_TERMS = ["mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux_macc", "macc_pp_bits", "mf_dsp_nopack",
-               "tree_bits_intdsp_nopipe", "tree_l1_intdsp_pipe", "tree_bits_reg_mf", "tree_bits_comb_mf", "acc_bits_mf",
-               "tree_bits_reg_int", "tree_bits_comb_int", "acc_bits_int"]
+#: terms of everything but the multipliers, as shipped until 2026-12 (every unpipelined int × int
+#: DSP tree folded into the DSP48 cascade, one multiply-accumulate merge term)
+_REST_TERMS_2026_12 = ["mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux_macc", "macc_pp_bits",
+                       "mf_dsp_nopack", "tree_bits_intdsp_nopipe", "tree_l1_intdsp_pipe", "tree_bits_reg_mf",
+                       "tree_bits_comb_mf", "acc_bits_mf", "tree_bits_reg_int", "tree_bits_comb_int", "acc_bits_int"]
+#: terms of everything but the multipliers: the DSP48 cascade folds an unpipelined tree of
+#: full-width products only (``tree_bits_intdsp_fold``; truncated ones add in the fabric,
+#: ``tree_bits_intdsp_nofold``), alumacc merges full-width LUT products into the accumulator's
+#: $macc (``macc_pp_full``, signed ones with maccmap's sign-extension rows ``macc_signext``;
+#: truncated ones stay multipliers of their own, ``macc_pp_trunc``)
+_REST_TERMS = ["mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux_macc", "macc_pp_full", "macc_pp_trunc",
+               "macc_signext", "mf_dsp_nopack", "tree_bits_intdsp_fold", "tree_bits_intdsp_nofold",
+               "tree_l1_intdsp_pipe", "tree_bits_reg_mf", "tree_bits_comb_mf", "acc_bits_mf", "tree_bits_reg_int",
+               "tree_bits_comb_int", "acc_bits_int"]
+_MULT_LUT_TERMS = ["const", "mult_measured", *[f"mult_{t}" for t in MULT_TERMS]]
 #: the shipped LUT terms: multipliers synthesized alone (primitives.csv) at their measured cost,
-#: the others by the multiplier formula's terms with coefficients fitted on whole engines
-LUT_TERMS = ["const", "mult_measured", *[f"mult_{t}" for t in MULT_TERMS], *_REST_TERMS]
+#: the others at the multiplier formula fitted on those standalone syntheses (:func:`fit_multiplier`),
+#: each with one coefficient fitted on whole engines
+LUT_TERMS = ["const", "mult_measured", "mult_formula", *_REST_TERMS]
 #: the LUT term sets the cross-validation compared (``python -m costmodel.resources --cv``); the
 #: shipped :data:`LUT_TERMS` had the least median + p90 error summed over the random calibration
-#: rows of xc7 and xcup (6.4 % + 15.7 %, 6.2 % + 16.5 % on 2026-12-03, 360 + 100 drawn rows)
+#: rows of xc7 and xcup (6.2 % + 15.1 %, 5.1 % + 15.7 %, against 6.6 % + 15.4 %, 6.1 % + 15.5 % for
+#: the earlier 2026-12-03 terms; 360 + 100 drawn rows, refit later on 2026-12-03)
 CANDIDATES = {
     "grid-era terms (one tree coefficient per register regime, DSP trees by first-level register)": [
         "const", "mult_lut_dense", "mult_lut_sparse", "tree_bits_reg", "tree_bits_comb", "tree_bits_intdsp_nopipe",
         "tree_bits_intdsp_l1comb", "tree_bits_intdsp_l1reg", "acc_bits", "mux_lut6", "mux_macc", "macc_pp_bits"],
+    "2026-12-03 terms (every unpipelined int DSP tree folds, one macc term)": [*_MULT_LUT_TERMS, *_REST_TERMS_2026_12],
+    "2026-12-03 terms, the fold for full-width products only": [
+        *_MULT_LUT_TERMS, *[x for t in _REST_TERMS_2026_12 for x in (
+            ["tree_bits_intdsp_fold", "tree_bits_intdsp_nofold"] if t == "tree_bits_intdsp_nopipe" else [t])]],
+    "2026-12-03 terms, the fold for full-width products only, the macc merge of full-width products": [
+        *_MULT_LUT_TERMS, *[t for t in _REST_TERMS if t != "macc_signext"]],
+    "the multiplier formula's terms fitted on whole engines, the rest shipped": [*_MULT_LUT_TERMS, *_REST_TERMS],
     "shipped": LUT_TERMS,
     "the multiplier formula fitted on the standalone multipliers (primitives.csv), dense and sparse apart": [
         "const", "mult_lut_dense", "mult_lut_sparse", *_REST_TERMS],
@@ -274,6 +304,8 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         "acc_bits": acc * ~acc_in_dsp, "mux_lut6": mux6, "mux_macc": mux6 * int_lut_macc,
         "macc_pp_bits": ab_bits * int_lut_macc,
         "mult_measured": lanes * ml_measured,
+        # the multiplier formula fitted on primitives.csv, where the pair was not synthesized alone
+        "mult_formula": lanes * ml * ~measured,
         **{f"mult_{t}": lanes * mterms[:, j] * ~measured for j, t in enumerate(MULT_TERMS)},
         # only the first adder level of a pipelined DSP tree packs into the DSP48s (P = A·B + C)
         "tree_l1_intdsp_pipe": tree_l1 * dsp_pipe,
@@ -294,6 +326,26 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         **{f"mux_bits_m{mm}": lanes * f["ab"].to_numpy(dtype=float) * (f["mux_m"].to_numpy() == mm)
            for mm in (2, 4, 8, 16)},
     }
+    # the DSP48 cascade folds an unpipelined tree only of products at the $mul's full width
+    # (``full_product``): a mixed-sign or a narrow format's truncated product is sign-extended
+    # from a bit below the DSP48's own product, so its adders stay in the fabric (their own
+    # coefficient: plain carry-chain adders of DSP outputs). Calibration rows, pipeline 0, xc7:
+    # 40 lanes uint7 × uint7 take 51 LUT, 57 lanes int3n × uint7 597, 8 lanes int7n × int7n 104
+    full = f["full_product"].to_numpy() > 0
+    cols["tree_bits_intdsp_fold"] = tree * (tree_dsp & full & (pipe == 0))
+    cols["tree_bits_intdsp_nofold"] = tree * (tree_dsp & ~full & (pipe == 0))
+    # alumacc merges a $mul into the accumulator's $macc only when the product reaches the adders
+    # at its full width: a truncated product (mixed sign, narrow formats) stays a $mul of its own
+    merge = int_lut_macc & full
+    cols["macc_pp_full"] = ab_bits * merge
+    cols["macc_pp_trunc"] = ab_bits * (int_lut_macc & ~full)
+    # maccmap sign-extends a signed product's wider operand (A bits) to the $macc's width (the
+    # accumulator's, W bits) and adds one partial-product row per bit i of the narrower (B bits):
+    # sum over i < B of (W - A - i) sign-extension bits per lane on top of the A·B ones
+    a_op = np.maximum(f["mul_a"].to_numpy(), f["mul_b"].to_numpy())
+    b_op = np.minimum(f["mul_a"].to_numpy(), f["mul_b"].to_numpy())
+    ext = sum(np.maximum(acc - a_op - i, 0) * (i < b_op) for i in range(int(b_op.max(initial=0))))
+    cols["macc_signext"] = lanes * ext * (merge & (f["unsigned_product"].to_numpy() == 0))
     lut = np.column_stack([cols[t] for t in (LUT_TERMS if lut_terms is None else lut_terms)])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
     # multipliers (MREG) and after the first adder level (PREG of the cascade), a lone product
@@ -691,8 +743,14 @@ def _lattice_lut_matrix(rows: pd.DataFrame, target: str, terms: list[str], mult:
 
 #: the LUT term sets a Lattice fit chooses from by 5-fold CV (engine terms only where the family's
 #: own multipliers are stored in ``primitives.csv``)
-LATTICE_CANDIDATES = {"Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": LUT_TERMS,
-                      "engine terms + unpipelined product bits": LUT_TERMS + ["prod_bits_comb"]}
+LATTICE_CANDIDATES = {
+    "Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": LUT_TERMS,
+    "engine terms + unpipelined product bits": LUT_TERMS + ["prod_bits_comb"],
+    "engine terms, the multiplier formula's terms fitted on whole engines": [*_MULT_LUT_TERMS, *_REST_TERMS],
+    "engine terms, the multiplier formula's terms fitted on whole engines + unpipelined product bits": [
+        *_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb"],
+    "2026-12-03 engine terms": [*_MULT_LUT_TERMS, *_REST_TERMS_2026_12],
+    "2026-12-03 engine terms + unpipelined product bits": [*_MULT_LUT_TERMS, *_REST_TERMS_2026_12, "prod_bits_comb"]}
 
 
 def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = CV_FOLDS) -> np.ndarray:
