@@ -43,6 +43,7 @@ from .devices import DEFAULT_DEVICE, DEVICES, get_device
 from .engine import check_int
 from .engines import ENGINES
 from .export import export_design
+from .fusesoc import core_name, write_core
 from .rtl import TARGETS, Resources, synthesize
 from .sim import BACKENDS, cycle_limit, simulate
 from .testbench import DEFAULT_READY_PCT, DEFAULT_VALID_PCT, write_testbench
@@ -279,6 +280,7 @@ def _config_str(config: Any) -> str:
 def _rtl(args: argparse.Namespace) -> int:
     mod = args.engine_module
     cfg = make_config(mod, args, DEFAULT_K_MAX)
+    get_device(args.device)  # an unknown part: one line, before anything is written
     if args.testbench:
         params = _workload_args(mod, args)
         for opt, pct in (("--valid-pct", args.valid_pct), ("--ready-pct", args.ready_pct)):
@@ -295,12 +297,17 @@ def _rtl(args: argparse.Namespace) -> int:
     print(f"wrote {jpath} (ports, payload fields with bit offsets and widths, config)")
     print(f"wrote {jpath.with_suffix('.vlt')} (Verilator waivers: verilator --lint-only -Wall {doc['top']}.vlt "
           f"{vpath.name} is clean)")
+    core = write_core(args.output, doc["top"], args.device, testbench=args.testbench)
+    targets = ", ".join(re.findall(r"^  (\w+):$", core.read_text().split("targets:", 1)[1], re.M))
+    print(f"wrote {core} (FuseSoC core {core_name(doc['top'])}; targets {targets}: "
+          f"cd {args.output} && fusesoc run --target lint {core_name(doc['top'])})")
     if args.testbench:
         print(f"wrote {tb.testbench} (self-checking: PASS / FAIL with the first mismatch, non-zero exit on FAIL)")
         print(f"wrote {tb.inputs} ({tb.in_beats} input beats) and {tb.expected} ({tb.out_beats} expected output "
               f"beats, from the exact reference)")
         print(f"run: cd {args.output} && iverilog -g2012 -o tb.vvp {tb.testbench.name} {vpath.name} && vvp tb.vvp "
-              f"(Verilator: see the testbench's header)")
+              f"(or fusesoc run --target sim_icarus|sim_verilator {core_name(doc['top'])}; "
+              f"Verilator by hand: see the testbench's header)")
     return 0
 
 
@@ -490,6 +497,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     def extra_rtl(p):
         p.add_argument("-o", "--output", required=True, metavar="DIR",
                        help="folder for <top>.v and <top>.json (created) (required)")
+        p.add_argument("--device", metavar="PART", default=DEFAULT_DEVICE,
+                       help=f"FPGA part of the FuseSoC core's synth_yosys and vivado targets ({', '.join(DEVICES)}) "
+                            f"(default: {DEFAULT_DEVICE})")
         p.add_argument("--top", metavar="NAME", default=None,
                        help="Verilog top module name, also the file names (default: named after the design, "
                             "e.g. dot_l16_int8_int8_k1024)")

@@ -53,6 +53,8 @@ class Device:
     source : datasheet the capacities come from.
     static_source : where ``static_w`` comes from: ``datasheet: …`` (cited) or ``estimate: …``
         (basis and reason), typical vs maximum stated.
+    part : the vendor tool's full part number (package, speed grade) of the usual board, for
+        generated vendor projects (``hw.fusesoc``); empty where no vendor project is generated.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Device:
     static_w: float
     source: str
     static_source: str
+    part: str = ""
 
     def capacity(self) -> dict[str, int]:
         """Capacities keyed like :class:`costmodel.Cost` fields (``lut ff dsp bram18``)."""
@@ -87,6 +90,7 @@ DEVICES: dict[str, Device] = {
                           "process, whole device with the PS) — from memory of such reports, not re-checked "
                           "here. Not a data-sheet figure: DS187's per-rail quiescent currents could not be "
                           "consulted here",
+            part="xc7z020clg400-1",  # PYNQ-Z1 / Z2, Zybo Z7-20
         ),
         Device(
             "xczu3eg", "Xilinx Zynq UltraScale+ MPSoC (PL of ZU3EG)", "xcup",
@@ -98,6 +102,7 @@ DEVICES: dict[str, Device] = {
                           "(Ultra96-class boards) at 25 °C typical process, PS always-on domains included — from "
                           "memory of such reports, not re-checked here. Not a data-sheet figure (DS925 gives no "
                           "static power); replace with XPE for the design",
+            part="xczu3eg-sbva484-1-e",  # Ultra96
         ),
         Device(
             "u55c", "Xilinx Alveo U55C (XCU55C, Virtex UltraScale+ HBM)", "xcup",
@@ -109,6 +114,7 @@ DEVICES: dict[str, Device] = {
                           "own sensors (xbutil) report it, HBM and board included — the relevant standing cost "
                           "of a card, not an XPE die-only static figure. DS978 gives only the 150 W maximum "
                           "(thermal design power), not an idle figure",
+            part="xcu55c-fsvh2892-2L-e",  # the Alveo U55C card's part
         ),
         Device(
             "ice40up5k", "Lattice iCE40 UltraPlus UP5K", "ice40",
@@ -120,6 +126,7 @@ DEVICES: dict[str, Device] = {
                           "Family Data Sheet) §1.1 Features: 'As low as 100 µA standby current typical' "
                           "(core VCC = 1.2 V, typical; the DC tables' maximum is higher, and VCCIO / SPI / "
                           "PLL rails are not included)",
+            part="iCE40UP5K-SG48I",  # iCE40 UltraPlus breakout board
         ),
         Device(
             "ecp5-85f", "Lattice ECP5 LFE5U-85F", "ecp5",
@@ -131,6 +138,7 @@ DEVICES: dict[str, Device] = {
                           "LFE5U-85F at 25 °C typical (core VCC = 1.1 V plus VCCAUX 2.5 V). Not a data-sheet "
                           "figure: the 'Supply Current (Standby)' table of FPGA-DS-02012 could not be "
                           "consulted here; TN1266 describes the calculator",
+            part="LFE5U-85F-6BG381C",  # ECP5 evaluation board
         ),
     )
 }

@@ -148,7 +148,8 @@ def export_design(config: Any, folder: str | os.PathLike, top: str | None = None
            "ports": design_ports(verilog, top), "payload_fields": payload_fields(comp),
            "output_exponent": int(engine(config.engine).output_exponent(config))}
     vpath, jpath = folder / f"{top}.v", folder / f"{top}.json"
-    vpath.write_text(_header(top, doc) + verilog)
+    # a timescale of its own: simulators warn (Verilator: TIMESCALEMOD) when only the testbench has one
+    vpath.write_text(_header(top, doc) + "`timescale 1ns / 1ps\n" + verilog)
     jpath.write_text(json.dumps(doc, indent=2) + "\n")
     (folder / f"{top}.vlt").write_text(waivers(top))
     return vpath, jpath

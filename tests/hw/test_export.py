@@ -108,7 +108,7 @@ def test_verilog_header_and_yosys_accepts_the_name(tmp_path):
     text = vpath.read_text()
     doc = json.loads(jpath.read_text())
     head = text[:text.index("/*")]
-    assert all(line.startswith("//") for line in head.splitlines())
+    assert all(line.startswith("//") for line in head.splitlines()[:-1]) and head.splitlines()[-1] == "`timescale 1ns / 1ps"
     for p in doc["ports"]:
         assert re.search(rf"//\s+{p['direction']}\s+{p['width']}\s+{p['name']}$", head, re.M)
     for f in doc["payload_fields"]["i"]:
