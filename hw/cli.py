@@ -286,14 +286,21 @@ def _rtl(args: argparse.Namespace) -> int:
         for opt, pct in (("--valid-pct", args.valid_pct), ("--ready-pct", args.ready_pct)):
             check_int(opt, pct, 1, "a percentage in 1..100 (100: never stall)", hi=100, error=CliError)
         tb = write_testbench(cfg, args.output, mod.random_workload(cfg, **params), top=args.top,
-                             seed=params.get("seed", 1), valid_pct=args.valid_pct, ready_pct=args.ready_pct)
+                             seed=params.get("seed", 1), valid_pct=args.valid_pct, ready_pct=args.ready_pct,
+                             axis=args.axis)
         vpath, jpath = tb.verilog, tb.json
     else:
-        vpath, jpath = export_design(cfg, args.output, top=args.top)
+        vpath, jpath = export_design(cfg, args.output, top=args.top, axis=args.axis)
     doc = json.loads(jpath.read_text())
     widths = {p["name"]: p["width"] for p in doc["ports"]}
-    print(f"wrote {vpath} (top module {doc['top']}, input {widths.get('i__payload')} bits, output "
-          f"{widths.get('o__payload')} bits, units 2^{doc['output_exponent']})")
+    if args.axis:
+        ax = doc["axis"]
+        print(f"wrote {vpath} (top module {doc['top']}, AXI4-Stream: s_axis_tdata {widths['s_axis_tdata']} bits "
+              f"({ax['in_bits']} used), m_axis_tdata {widths['m_axis_tdata']} bits ({ax['out_bits']} used), "
+              f"units 2^{doc['output_exponent']})")
+    else:
+        print(f"wrote {vpath} (top module {doc['top']}, input {widths.get('i__payload')} bits, output "
+              f"{widths.get('o__payload')} bits, units 2^{doc['output_exponent']})")
     print(f"wrote {jpath} (ports, payload fields with bit offsets and widths, config)")
     print(f"wrote {jpath.with_suffix('.vlt')} (Verilator waivers: verilator --lint-only -Wall {doc['top']}.vlt "
           f"{vpath.name} is clean)")
@@ -303,6 +310,9 @@ def _rtl(args: argparse.Namespace) -> int:
           f"cd {args.output} && fusesoc run --target lint {core_name(doc['top'])})")
     if args.testbench:
         print(f"wrote {tb.testbench} (self-checking: PASS / FAIL with the first mismatch, non-zero exit on FAIL)")
+        if tb.cocotb:
+            print(f"wrote {tb.cocotb} (cocotb 2 + cocotbext-axi test of the AXI4-Stream top; how to run: its "
+                  f"docstring, hw.cocotb_bench)")
         print(f"wrote {tb.inputs} ({tb.in_beats} input beats) and {tb.expected} ({tb.out_beats} expected output "
               f"beats, from the exact reference)")
         print(f"run: cd {args.output} && iverilog -g2012 -o tb.vvp {tb.testbench.name} {vpath.name} && vvp tb.vvp "
@@ -500,6 +510,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--device", metavar="PART", default=DEFAULT_DEVICE,
                        help=f"FPGA part of the FuseSoC core's synth_yosys and vivado targets ({', '.join(DEVICES)}) "
                             f"(default: {DEFAULT_DEVICE})")
+        p.add_argument("--axis", action="store_true",
+                       help="AXI4-Stream top (s_axis_*/m_axis_* with tdata, tvalid, tready, tlast, tkeep; named "
+                            "<design>_axis) instead of the bare valid/ready streams (default: off)")
         p.add_argument("--top", metavar="NAME", default=None,
                        help="Verilog top module name, also the file names (default: named after the design, "
                             "e.g. dot_l16_int8_int8_k1024)")

@@ -45,6 +45,7 @@ from .engine import (
 )
 
 __all__ = [
+    "OUTPUT_PACKET",
     "DotConfig",
     "Config",
     "Workload",
@@ -302,6 +303,10 @@ def pack_inputs(config: DotConfig, workload: Workload) -> list[int]:
     fs = [(vals, width, layout[name].offset)
           for name, vals, width in (("w", w, config.wfmt.bits), ("a", a, config.afmt.bits), ("last", last[:, None], 1))]
     return pack_beats(fs, layout.size)
+
+
+#: one output beat per input packet (a vector, its beats up to ``last``): the AXI4-Stream tlast
+OUTPUT_PACKET = "one"
 
 
 def n_outputs(config, workload: Workload) -> int:

@@ -32,8 +32,11 @@ __all__ = [
     "tree_levels", "register_points",
     "check_int", "set_int", "check_pipeline",
     "special_codes", "random_codes", "check_shape", "check_codes",
-    "pack_beats", "unpack_signed",
+    "pack_beats", "unpack_signed", "OUTPUT_PACKETS",
 ]
+
+#: the values of an engine module's ``OUTPUT_PACKET`` (:class:`EngineModule`)
+OUTPUT_PACKETS = ("one", "beat_for_beat")
 
 
 # ---- the protocol -----------------------------------------------------------------------------
@@ -77,9 +80,15 @@ class EngineModule(Protocol):
     cycles(config, W) -> int
         Closed-form cycles until the last output transfers (always-valid source,
         always-ready sink).
+    OUTPUT_PACKET : str
+        What the output beats of one input packet (the beats up to and including one with the
+        payload's ``last`` bit) are: ``"one"`` (one output beat per packet: a dot product per
+        vector) or ``"beat_for_beat"`` (one output beat per input beat: a token's output chunks
+        per input chunk). The AXI4-Stream top (:mod:`hw.axis`) sets ``tlast`` from it.
     """
 
     Config: type
+    OUTPUT_PACKET: str
 
     def random_workload(self, config: Any, *args: Any, **kwargs: Any) -> Any: ...
 

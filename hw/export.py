@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .axis import AXIStreamTop
 from .engines import engine
 from .portable import portable_verilog, waivers
 
@@ -105,9 +106,18 @@ def design_ports(verilog: str, top: str) -> list[dict[str, Any]]:
 def _header(top: str, doc: dict[str, Any]) -> str:
     lines = [f"paretofab {doc['engine']} engine, top module {top}",
              "config: " + " ".join(f"{k}={v}" for k, v in doc["config"].items() if k != "engine" and v is not None),
-             "clock: clk (rising edge); reset: rst (synchronous, active high)",
-             "streams: <s>__payload is valid when <s>__valid & <s>__ready (AXI-Stream-like handshake)",
-             "ports (direction, width in bits):"]
+             "clock: clk (rising edge); reset: rst (synchronous, active high)"]
+    if "axis" in doc:
+        ax = doc["axis"]
+        lines += ["streams: AXI4-Stream, s_axis_* in, m_axis_* out (hw.axis)",
+                  f"s_axis_tdata = the i payload below without its last bit ({ax['in_bits']} bits, zero-padded); "
+                  "s_axis_tlast = that last bit",
+                  f"m_axis_tdata = the o payload below ({ax['out_bits']} bits; padding: a single signed result "
+                  "sign-extended, else zeros); m_axis_tkeep all ones; "
+                  f"m_axis_tlast: {ax['tlast']}"]
+    else:
+        lines.append("streams: <s>__payload is valid when <s>__valid & <s>__ready (AXI-Stream-like handshake)")
+    lines.append("ports (direction, width in bits):")
     lines += [f"  {p['direction']:<6} {p['width']:>4}  {p['name']}" for p in doc["ports"]]
     for port, flds in doc["payload_fields"].items():
         lines.append(f"{port}__payload fields (bit offset, width; array element j at offset + j*element_width):")
@@ -120,14 +130,24 @@ def _header(top: str, doc: dict[str, Any]) -> str:
     return "".join(f"// {line}\n" for line in lines)
 
 
-def export_design(config: Any, folder: str | os.PathLike, top: str | None = None) -> tuple[Path, Path]:
+#: what m_axis_tlast marks, per engine OUTPUT_PACKET
+_TLAST = {"one": "every output beat (one result per input packet: a vector)",
+          "beat_for_beat": "the last output beat of an input packet (as many output beats as it had input beats: "
+                           "a sequence)"}
+
+
+def export_design(config: Any, folder: str | os.PathLike, top: str | None = None,
+                  axis: bool = False) -> tuple[Path, Path]:
     """Write an engine config as ``<top>.v`` and ``<top>.json`` into ``folder`` (created).
 
     Parameters
     ----------
     config : an engine config (``hw.engines``), with ``build()`` and ``to_dict()``.
     folder : output folder.
-    top : module name; None: :func:`design_name` of the config.
+    top : module name; None: :func:`design_name` of the config (``_axis`` appended with ``axis``).
+    axis : the AXI4-Stream top of :mod:`hw.axis` instead of the bare valid/ready streams; the
+        JSON gains ``axis`` (``in_bits``, ``out_bits`` carried in tdata, ``output_packet``,
+        ``tlast``).
 
     Returns
     -------
@@ -137,19 +157,23 @@ def export_design(config: Any, folder: str | os.PathLike, top: str | None = None
     ``element_width``) and ``output_exponent`` (outputs are integers times 2^it). The ``.v``
     starts with a comment block saying the same; ``<top>.vlt`` beside it holds its lint waivers.
     """
-    top = check_top_name(top) if top is not None else design_name(config)
+    top = check_top_name(top) if top is not None else design_name(config) + ("_axis" if axis else "")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"output {folder} exists and is not a folder; pass a folder path")
     folder.mkdir(parents=True, exist_ok=True)
-    comp = config.build()
-    verilog = portable_verilog(comp, top)
+    wrapper = AXIStreamTop(config) if axis else None
+    comp = wrapper.engine if wrapper else config.build()
+    verilog = portable_verilog(wrapper or comp, top)
     doc = {"top": top, "engine": config.engine, "config": config.to_dict(),
            "ports": design_ports(verilog, top), "payload_fields": payload_fields(comp),
            "output_exponent": int(engine(config.engine).output_exponent(config))}
+    if wrapper:
+        doc["axis"] = {"in_bits": wrapper.in_bits, "out_bits": wrapper.out_bits,
+                       "output_packet": wrapper.output_packet, "tlast": _TLAST[wrapper.output_packet]}
     vpath, jpath = folder / f"{top}.v", folder / f"{top}.json"
     # a timescale of its own: simulators warn (Verilator: TIMESCALEMOD) when only the testbench has one
     vpath.write_text(_header(top, doc) + "`timescale 1ns / 1ps\n" + verilog)
     jpath.write_text(json.dumps(doc, indent=2) + "\n")
-    (folder / f"{top}.vlt").write_text(waivers(top))
+    (folder / f"{top}.vlt").write_text(waivers(top, axis=axis))
     return vpath, jpath

@@ -130,8 +130,9 @@ def portable_verilog(component: Any, top: str) -> str:
     return out["portable.v"]
 
 
-def waivers(top: str) -> str:
-    """Verilator configuration (``<top>.vlt``) with the waivers ``-Wall`` needs on ``<top>.v``."""
+def waivers(top: str, axis: bool = False) -> str:
+    """Verilator configuration (``<top>.vlt``) with the waivers ``-Wall`` needs on ``<top>.v``;
+    ``axis``: an AXI4-Stream top, whose ``s_axis_tdata`` padding bits are unread."""
     return f"""`verilator_config
 // Waivers for `verilator --lint-only -Wall {top}.vlt {top}.v` (paretofab). Only patterns the
 // generator cannot avoid:
@@ -146,7 +147,10 @@ lint_off -rule PROCASSINIT -file "*{top}.v"
 //   design names get no waiver.
 lint_off -rule UNUSEDSIGNAL -file "*{top}.v" -match "*: '_*_'*"
 lint_off -rule UNUSEDSIGNAL -file "*{top}.v" -match "*: '*$*'*"
-"""
+""" + (f"""// UNUSEDSIGNAL on s_axis_tdata: AXI4-Stream carries whole bytes; the bits above the payload are
+//   padding the design does not read (hw.axis).
+lint_off -rule UNUSEDSIGNAL -file "*{top}.v" -match "*'s_axis_tdata'*"
+""" if axis else "")
 
 
 class LintError(RuntimeError):

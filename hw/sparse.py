@@ -38,10 +38,12 @@ from quant.formats import Format, parse_format
 from quant.reference import decode
 
 from .arith import ConfigError, WorkloadError, acc_bits, finite_codes
-from .dot import MacPipeline, Workload, check_workload, exact_dot, n_outputs, output_exponent, unpack_outputs
+from .dot import (OUTPUT_PACKET, MacPipeline, Workload, check_workload, exact_dot, n_outputs, output_exponent,
+                  unpack_outputs)
 from .engine import EngineConfig, check_pipeline, check_shape, pack_beats, random_codes, set_int
 
 __all__ = [
+    "OUTPUT_PACKET",
     "SparseConfig",
     "Config",
     "Workload",

@@ -32,6 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .engines import engine
+from .axis import byte_width, expected_tlast
+from .cocotb_bench import write_cocotb_test
 from .export import export_design
 
 __all__ = ["TestbenchFiles", "write_testbench", "expected_beats", "DEFAULT_VALID_PCT", "DEFAULT_READY_PCT"]
@@ -53,6 +55,7 @@ class TestbenchFiles:
     top: str
     in_beats: int
     out_beats: int
+    cocotb: Path | None = None  # test_<top>.py (AXI4-Stream tops only)
 
     __test__ = False  # not a pytest test class
 
@@ -73,8 +76,37 @@ def _hex_lines(words: Sequence[int], width: int) -> str:
     return "".join(f"{w:0{digits}x}\n" for w in words)
 
 
+def _bare_dut(top: str) -> str:
+    return f"""  wire [OW-1:0] out_data;
+
+  {top} dut (
+    .clk(clk), .rst(rst),
+    .i__valid(in_valid), .i__ready(in_ready), .i__payload(in_data),
+    .o__valid(out_valid), .o__ready(out_ready), .o__payload(out_data)
+  );"""
+
+
+def _axis_dut(top: str, iw: int, ow: int) -> str:
+    """The AXI4-Stream top (hw.axis): tdata = payload without last, tlast = last; what is
+    compared per output beat is {&tkeep, tlast, payload bits of tdata}."""
+    pad_in, pad_out = byte_width(iw - 1) - (iw - 1), byte_width(ow - 2) - (ow - 2)
+    tdata = f"{{{{{pad_in}{{1'b0}}}}, in_data[IW-2:0]}}" if pad_in else "in_data[IW-2:0]"
+    return f"""  wire [{byte_width(ow - 2) - 1}:0] m_tdata;
+  wire [{byte_width(ow - 2) // 8 - 1}:0] m_tkeep;
+  wire m_tlast;
+  // compared per beat: {{all tkeep bits set, tlast, the payload bits of tdata}}{" (the top " + str(pad_out) + " tdata bits are padding)" if pad_out else ""}
+  wire [OW-1:0] out_data = {{&m_tkeep, m_tlast, m_tdata[OW-3:0]}};
+
+  {top} dut (
+    .clk(clk), .rst(rst),
+    .s_axis_tvalid(in_valid), .s_axis_tready(in_ready), .s_axis_tdata({tdata}), .s_axis_tlast(in_data[IW-1]),
+    .m_axis_tvalid(out_valid), .m_axis_tready(out_ready), .m_axis_tdata(m_tdata), .m_axis_tkeep(m_tkeep),
+    .m_axis_tlast(m_tlast)
+  );"""
+
+
 def _testbench_text(top: str, n_in: int, n_out: int, iw: int, ow: int, seed: int, valid_pct: int,
-                    ready_pct: int, max_cycles: int) -> str:
+                    ready_pct: int, max_cycles: int, dut: str) -> str:
     rng0 = (seed * 2654435761 + 0x9E3779B9) & 0xFFFFFFFF or 1  # xorshift32 needs a non-zero state
     return f"""`timescale 1ns / 1ps
 // Self-checking testbench of {top} (paretofab). Drives {top}_in.hex ({n_in} beats) with random
@@ -104,17 +136,12 @@ module tb_{top};
   reg out_ready = 1'b0;
   wire in_ready;
   wire out_valid;
-  wire [OW-1:0] out_data;
   reg [31:0] rng = 32'd{rng0};
   integer n_in = 0;
   integer n_out = 0;
   integer cycle = 0;
 
-  {top} dut (
-    .clk(clk), .rst(rst),
-    .i__valid(in_valid), .i__ready(in_ready), .i__payload(in_data),
-    .o__valid(out_valid), .o__ready(out_ready), .o__payload(out_data)
-  );
+{dut}
 
   function [31:0] xorshift(input [31:0] x);
     reg [31:0] y;
@@ -173,7 +200,8 @@ endmodule
 
 
 def write_testbench(config: Any, folder: str | Path, workload: Any, *, top: str | None = None, seed: int = 1,
-                    valid_pct: int = DEFAULT_VALID_PCT, ready_pct: int = DEFAULT_READY_PCT) -> TestbenchFiles:
+                    valid_pct: int = DEFAULT_VALID_PCT, ready_pct: int = DEFAULT_READY_PCT,
+                    axis: bool = False) -> TestbenchFiles:
     """Export ``config`` into ``folder`` (``<top>.v``, ``<top>.json``) with a self-checking
     testbench for ``workload`` (module docstring).
 
@@ -186,6 +214,8 @@ def write_testbench(config: Any, folder: str | Path, workload: Any, *, top: str 
     seed : seed of the valid / ready gaps (xorshift32 in the testbench).
     valid_pct, ready_pct : chance per cycle, percent (1–100), of offering an input beat and of
         taking an output beat; 100 and 100 never stall.
+    axis : test the AXI4-Stream top (:mod:`hw.axis`): each expected beat also holds the expected
+        ``tlast`` (:func:`hw.axis.expected_tlast`) and all ``tkeep`` bits set, above the payload.
 
     Raises
     ------
@@ -201,13 +231,21 @@ def write_testbench(config: Any, folder: str | Path, workload: Any, *, top: str 
     inputs = mod.pack_inputs(config, workload)  # raises the engine's WorkloadError on a bad workload
     n_out = int(mod.n_outputs(config, workload))
     reference = mod.reference(config, workload)
-    vpath, jpath = export_design(config, folder, top=top)
+    vpath, jpath = export_design(config, folder, top=top, axis=axis)
     doc = json.loads(jpath.read_text())
     top = doc["top"]
-    widths = {p["name"]: p["width"] for p in doc["ports"]}
-    iw, ow = widths["i__payload"], widths["o__payload"]
     (out_field,) = doc["payload_fields"]["o"]
     expected = expected_beats(reference, n_out, out_field)
+    if axis:
+        iw, ow = doc["axis"]["in_bits"] + 1, doc["axis"]["out_bits"] + 2
+        lasts = [beat >> (iw - 1) & 1 for beat in inputs]
+        tlast = expected_tlast(mod.OUTPUT_PACKET, lasts, n_out)
+        expected = [e | t << (ow - 2) | 1 << (ow - 1) for e, t in zip(expected, tlast)]
+        dut = _axis_dut(top, iw, ow)
+    else:
+        widths = {p["name"]: p["width"] for p in doc["ports"]}
+        iw, ow = widths["i__payload"], widths["o__payload"]
+        dut = _bare_dut(top)
     folder = Path(folder)
     ipath, epath, tpath = folder / f"{top}_in.hex", folder / f"{top}_expected.hex", folder / f"tb_{top}.sv"
     ipath.write_text(_hex_lines(inputs, iw))
@@ -215,5 +253,6 @@ def write_testbench(config: Any, folder: str | Path, workload: Any, *, top: str 
     slowest = min(int(valid_pct), int(ready_pct))
     max_cycles = 1000 + 4 * (int(mod.cycles(config, workload)) + len(inputs) + n_out) * 100 // slowest
     tpath.write_text(_testbench_text(top, len(inputs), n_out, iw, ow, int(seed), int(valid_pct), int(ready_pct),
-                                     max_cycles))
-    return TestbenchFiles(vpath, jpath, tpath, ipath, epath, top, len(inputs), n_out)
+                                     max_cycles, dut))
+    cocotb = write_cocotb_test(folder, top, iw - 1, ow - 2, int(seed), int(valid_pct), int(ready_pct)) if axis else None
+    return TestbenchFiles(vpath, jpath, tpath, ipath, epath, top, len(inputs), n_out, cocotb)

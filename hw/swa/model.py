@@ -78,7 +78,7 @@ from ..engine import check_codes, check_int, pack_beats, random_codes, unpack_si
 from .config import ERROR_BOUND, MAX_DENSE_N, MAX_WINDOW, SWAConfig, dense_baseline
 
 __all__ = [
-    "SWAConfig", "Config", "SWAWorkload", "ERROR_BOUND", "MAX_WINDOW", "MAX_DENSE_N", "dense_baseline",
+    "OUTPUT_PACKET", "SWAConfig", "Config", "SWAWorkload", "ERROR_BOUND", "MAX_WINDOW", "MAX_DENSE_N", "dense_baseline",
     "random_workload", "pack_inputs", "n_outputs", "unpack_outputs", "reference",
     "attention_float", "relative_error", "output_exponent", "cycles", "slot_cycles",
     "steady_row_cycles",
@@ -158,6 +158,11 @@ def pack_inputs(config: SWAConfig, wl: SWAWorkload) -> list[int]:
         fs.append((arr.reshape(beats, L).astype(np.int64), fmt.bits, layout[name].offset))
     fs.append((last, 1, layout["last"].offset))
     return pack_beats(fs, layout.size)
+
+
+#: one output beat per input beat (a token's output chunks for its input chunks): a sequence in,
+#: a sequence out (the AXI4-Stream tlast)
+OUTPUT_PACKET = "beat_for_beat"
 
 
 def n_outputs(config: SWAConfig, wl: SWAWorkload | int) -> int:
