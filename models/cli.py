@@ -1,4 +1,4 @@
-"""``paretofab`` subcommands of the models package: ``traces``, ``distill`` and ``prune``."""
+"""``paretofab`` subcommands of the models package: ``traces``, ``distill``, ``prune`` and ``gtn``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import torch
 from quant.common import HelpFormatter, writable_folder
 
 from . import distill as D
-from . import map_data, traces
+from . import gtn_eval, map_data, traces
+from .digits_data import load_data as load_digits
+from .gtn_pool import DEFAULT_POOL, TEACHER, parse_pool
 from .prune import Pattern, PruneConfig, parse_pattern, prune_student
 from .workload import TraceSpec, stats_of_trace
 from .zoo import ARCHS, PRESETS
@@ -141,6 +143,35 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gtn(args: argparse.Namespace) -> int:
+    # every option is checked before minutes of training
+    if args.data != "digits":
+        raise ValueError(f"--data {args.data!r}: only the digits workload has a student pool yet (the MAP "
+                         f"pool from a trace folder is not built); use --data digits")
+    pool = parse_pool(args.pool)
+    custom = gtn_eval.custom_members(pool) if args.custom is None else gtn_eval.parse_custom(args.custom, pool)
+    budget = gtn_eval.BUDGETS[args.budget]
+    cfg = gtn_eval.with_overrides(budget.cfg, epochs=args.epochs, kd_weight=args.kd_weight, teacher=args.teacher)
+    cfg.check()
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: use a non-negative integer (e.g. --seed 0)")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {out} is a file; give a folder (it is created if missing)")
+    writable_folder(out)
+    torch.set_num_threads(args.threads)
+    seeds = list(range(args.seed, args.seed + (args.seeds or budget.seeds)))
+    print(f"gtn on digits: pool {', '.join(f'{s.name} ({s.params:,})' for s in pool)}; teacher {cfg.teacher}; "
+          f"custom teachers for {', '.join(s.name for s in custom) or 'none'}; seeds {seeds}; budget {args.budget}")
+    t0 = time.perf_counter()
+    df = gtn_eval.run(load_digits(args.seed), pool, cfg, seeds, out, custom=custom,
+                      log=lambda line: print(line, flush=True))
+    print(gtn_eval.markdown_table(df))
+    print(gtn_eval.cost_table(out / "costs.csv"))
+    print(f"{len(df)} students in {time.perf_counter() - t0:.0f} s -> {out}/results.csv, accuracy_vs_params.png")
+    return 0
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
@@ -237,3 +268,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
     r.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     r.set_defaults(func=_prune)
+
+    g = sub.add_parser("gtn", help="a Generic Teacher Network for a pool of student sizes, against standard, "
+                                   "custom and no-KD baselines",
+                       description="Train one KD-aware generic teacher (GTN) for a pool of CNN students "
+                                   "(a weight-sharing supernet, sandwich-sampled), a standard teacher of the "
+                                   "same architecture and epochs, and a teacher customized for two pool "
+                                   "members; then distill every pool student from scratch from each, and "
+                                   "train it without KD, for every seed. Writes DIR/teachers/*.pt, "
+                                   "DIR/students/*.pt (standalone), DIR/results.csv (student, params, "
+                                   "teacher, seed, accuracy, train_seconds), DIR/teachers.csv, DIR/costs.csv "
+                                   "(CPU seconds per approach) and DIR/accuracy_vs_params.png.",
+                       epilog="examples:\n"
+                              "  paretofab gtn --data digits --budget quick -o runs/gtn_quick\n"
+                              "  paretofab gtn --data digits --budget full --pool d1w12,d2w16,d2w24,d3w24,d3w32,d3w48 \\\n"
+                              "      -o runs/gtn",
+                       formatter_class=HelpFormatter)
+    g.add_argument("--data", default="digits", help="workload: digits (the MAP trace-folder pool is not built yet)")
+    g.add_argument("--pool", default=DEFAULT_POOL, metavar="SPEC",
+                   help="students, comma-separated dDwW: D 3x3 convolutions of W channels, max-pool, linear "
+                        "(depth 1..4, width 2..128; at least two)")
+    g.add_argument("--budget", choices=tuple(gtn_eval.BUDGETS), default="quick",
+                   help="quick: 1 seed, 10 teacher / <=30 student epochs (a few minutes on 2 cores); full: "
+                        "3 seeds, 40 / <=80 epochs (default quick)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="first seed (seeds S, S+1, ...: weights and batch order); also fixes the data split; >= 0")
+    g.add_argument("--seeds", type=_positive, default=None, help="repetitions (default: the budget's)")
+    g.add_argument("--teacher", default=None, metavar="dDwW",
+                   help=f"architecture of every teacher (default {TEACHER}, 182,410 parameters)")
+    g.add_argument("--custom", default=None, metavar="SPEC",
+                   help="pool members given a customized teacher, comma-separated, or none "
+                        "(default: the smallest and the middle one)")
+    g.add_argument("--epochs", type=_positive, default=None,
+                   help="set every training's epochs to N, overriding the budget (smoke tests)")
+    g.add_argument("--kd-weight", type=float, default=None,
+                   help="weight of the students' KD loss in the generic teacher's objective (default: "
+                        "the budget's, 1.0; 0 makes it a standard teacher)")
+    g.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
+    g.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    g.set_defaults(func=_gtn)

@@ -302,21 +302,31 @@ def _sniff(path: Path) -> str:
         return "unrecognised binary data"
 
 
-def load_checkpoint(path: str | Path) -> nn.Module:
+#: what a refused checkpoint's message asks for, and the command that writes one
+_MAP_CHECKPOINT = ("paretofab", "give a student.pt written by `paretofab distill` or `paretofab prune`",
+                   "paretofab distill -o DIR")
+
+
+def load_checkpoint(path: str | Path, classes: dict[str, type] | None = None,
+                    wanted: tuple[str, str, str] = _MAP_CHECKPOINT) -> nn.Module:
     """Rebuild a model saved by :func:`save_checkpoint` (``weights_only=True``), in eval mode.
 
     The checkpoint's ``meta`` dict is attached as ``model.meta``. Anything that is not such a
     checkpoint (a foreign pickle, random bytes, a text file, a torch file without our ``meta``)
     raises :class:`ZooError` ``"PATH: not a paretofab checkpoint (…)"``; the file is only ever
     read with torch's weights-only unpickler, so a pickle payload is never executed.
+    ``classes``: the architectures accepted (``arch`` → class built from ``meta["kwargs"]``;
+    default the MAP models); ``wanted``: (kind named in a refusal, what to give instead, the
+    command that writes one).
     """
+    classes = _CLASSES if classes is None else classes
+    kind, give, command = wanted
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found: run `paretofab distill -o DIR` first")
+        raise FileNotFoundError(f"checkpoint {path} not found: run `{command}` first")
 
     def refuse(why: str) -> ZooError:
-        return ZooError(f"{path}: not a paretofab checkpoint ({why}); "
-                        "give a student.pt written by `paretofab distill` or `paretofab prune`")
+        return ZooError(f"{path}: not a {kind} checkpoint ({why}); {give}")
 
     try:
         with warnings.catch_warnings():
@@ -336,10 +346,10 @@ def load_checkpoint(path: str | Path) -> nn.Module:
     meta, state = ck["meta"], ck["state_dict"]
     if not isinstance(meta, dict) or not isinstance(state, dict) or "kwargs" not in meta:
         raise refuse("its meta lacks arch, preset or kwargs")
-    if meta.get("arch") not in _CLASSES:
+    if meta.get("arch") not in classes:
         raise refuse(f"unknown architecture {meta.get('arch')!r}")
     try:
-        model = _CLASSES[meta["arch"]](**_tupleify(meta["kwargs"]))
+        model = classes[meta["arch"]](**_tupleify(meta["kwargs"]))
         model.load_state_dict(state)
     except (TypeError, RuntimeError, ValueError, KeyError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]

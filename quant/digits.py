@@ -5,18 +5,20 @@ core, deterministically for a given seed; the trained weights are cached under
 :func:`quant.common.cache_root` (``$PARETOFAB_CACHE``, default ``<sys.prefix>/.cache/paretofab``)
 and loaded with ``weights_only=True``.
 Splits (stratified, fixed by ``seed``): 60 % train, 20 % validation, 20 % test; calibration
-uses the first ``n_calib`` training images.
+uses the first ``n_calib`` training images. The data loader (:class:`DigitsData`,
+:func:`load_data`) lives in :mod:`models.digits_data` (the students of :mod:`models.gtn` train on it
+too) and is re-exported here.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
+
+from models.digits_data import DigitsData, load_data
 
 from .common import cache_root
 
@@ -41,33 +43,6 @@ class DigitsNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
         return self.fc2(self.relu3(self.fc1(self.flatten(x))))
-
-
-@dataclass(frozen=True)
-class DigitsData:
-    """Float32 images ``(N, 1, 8, 8)`` scaled to [0, 1] and int64 labels, per split."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-def load_data(seed: int = 0) -> DigitsData:
-    """Stratified 60/20/20 split of ``sklearn.datasets.load_digits`` (1,797 images)."""
-    # heavy: sklearn (only the digits benchmark needs it)
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[:, None]
-    y = d.target.astype(np.int64)
-    x_tr, x_rest, y_tr, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=seed)
-    x_va, x_te, y_va, y_te = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=seed)
-    t = torch.from_numpy
-    return DigitsData(t(x_tr), t(y_tr), t(x_va), t(y_va), t(x_te), t(y_te))
 
 
 def train(data: DigitsData, seed: int = 0, epochs: int = 40) -> DigitsNet:
