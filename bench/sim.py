@@ -9,6 +9,10 @@ the pysim figure excludes elaboration and the Verilator figure excludes the buil
 both include moving Python ints in and out (the Verilator run packs them into 32-bit words, the
 harness runs the whole batch in one ctypes call). The build time is reported separately; with
 ``--cold`` it is measured on an empty cache (Verilator runtime compile included).
+
+The exported self-checking testbench (``paretofab rtl … --testbench``, never stalling) is timed
+too, under Icarus (``iverilog -g2012``, ``vvp``) and Verilator (``--binary --timing``): the
+marginal rate between a short and a long workload (each its own compile; run time only).
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
+import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 from hw.engines import ENGINES
 from hw.sim import simulate
-from hw.verilator import VerilatorModel
+from hw.testbench import write_testbench
+from hw.verilator import VerilatorModel, verilator_root
 
 #: ANCHORS.md, "Simulation speed measured here" (16 signed int8 MACs, 24-bit accumulators)
 PEERS = [
@@ -90,6 +99,46 @@ def bench_design(label, mod, cfg, k, quick: bool):
                 compile_s=meta["compile_s"], ratio=vl_rate / py_rate)
 
 
+def _run_exported(tb, simulator: str) -> tuple[int, float]:
+    """Compile and run an exported testbench; (cycles it reports, run seconds)."""
+    folder = tb.testbench.parent
+    if simulator == "icarus":
+        subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", tb.testbench.name, tb.verilog.name], cwd=folder,
+                       check=True, capture_output=True)
+        cmd = ["vvp", "-n", "tb.vvp"]
+    else:
+        root = verilator_root()
+        subprocess.run([str(root / "bin" / "verilator"), "--binary", "--timing", "-O3", "-CFLAGS", "-fcoroutines",
+                        "--top-module", f"tb_{tb.top}", f"{tb.top}.vlt", tb.testbench.name, tb.verilog.name],
+                       cwd=folder, check=True, capture_output=True, env={**os.environ, "VERILATOR_ROOT": str(root)})
+        cmd = [str(folder / "obj_dir" / f"Vtb_{tb.top}")]
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=folder, check=True, capture_output=True, text=True).stdout
+    dt = time.perf_counter() - t
+    m = re.search(r"PASS: .*?, (\d+) cycles\)", out)
+    assert m, out[-500:]
+    return int(m.group(1)), dt
+
+
+def bench_exported(label, mod, cfg, k, quick: bool) -> dict:
+    """Marginal cycles/s of the exported testbench under Icarus and Verilator (``nan`` where the
+    simulator is missing)."""
+    rates = {}
+    with tempfile.TemporaryDirectory(prefix="paretofab-bench-tb-") as d:
+        for sim, (short, long) in (("icarus", (20, 120 if quick else 400)), ("verilator", (200, 4000 if quick else 40000))):
+            if sim == "icarus" and not shutil.which("iverilog"):
+                rates[sim] = float("nan")
+                continue
+            runs = []
+            for v in (short, long):
+                tb = write_testbench(cfg, Path(d) / f"{sim}{v}", mod.random_workload(cfg, k=k, vectors=v, seed=1),
+                                     valid_pct=100, ready_pct=100)
+                runs.append(_run_exported(tb, sim))
+            (c0, t0), (c1, t1) = runs
+            rates[sim] = (c1 - c0) / max(t1 - t0, 1e-9)
+    return dict(label=label, **rates)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs (noisier rates)")
@@ -113,6 +162,12 @@ def main() -> None:
           "verilate+g++: the recorded cold build of this design")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"  machine: {os.cpu_count()} cores, load average {load:.1f} during the run (rates scale down under load)")
+    print("\nexported self-checking testbench (paretofab rtl --testbench, never stalling), marginal cycles/s:")
+    print(f"{'design':<40} {'Icarus 11':>12} {'Verilator --binary':>19} {'ours: pysim':>12} {'our Verilator':>14}")
+    for r, d in zip(rows, designs()):
+        e = bench_exported(*d, quick=args.quick)
+        print(f"{r['label']:<40} {e['icarus']:>12,.0f} {e['verilator']:>19,.0f} {r['py_rate']:>12,.0f} "
+              f"{r['vl_rate']:>14,.0f}")
     print("\npeers, ANCHORS.md (16 signed int8 MACs, 24-bit accumulators), cycles/s:")
     for name, v in PEERS:
         print(f"  {name:<56} {v:>10}")
