@@ -25,7 +25,8 @@ import numpy as np
 
 from .formats import Format, IntFormat, MinifloatFormat, parse_format
 
-__all__ = ["values", "quantize", "encode", "decode", "all_codes", "fixed_point", "code_dtype"]
+__all__ = ["values", "quantize", "encode", "decode", "all_codes", "fixed_point", "code_dtype",
+           "fixed_point_multiplier", "requantize"]
 
 
 def code_dtype() -> np.dtype:
@@ -212,3 +213,46 @@ def _exact_int(t: float, k: int) -> int:
     n = int(np.ldexp(f, 53))
     sh = int(e) - 53 - int(k)
     return n << sh if sh >= 0 else n >> -sh
+
+
+def fixed_point_multiplier(scale: float, bits: int) -> tuple[int, int]:
+    """A positive real ``scale`` as ``multiplier · 2^-shift`` with an unsigned ``bits``-bit
+    multiplier whose top bit is set (the most precision ``bits`` allow; relative error at most
+    ``2^-bits``) and ``shift >= 0``; ``ValueError`` for a scale that is not positive and finite,
+    or one too large (> ``2^bits - 1``) for a non-negative shift."""
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"requantization scale must be positive and finite, got {scale}")
+    if not 2 <= int(bits) <= 32:
+        raise ValueError(f"multiplier bits must be in 2..32, got {bits}")
+    _, e = np.frexp(scale)  # scale = f·2^e, 0.5 <= f < 1
+    shift = int(bits) - int(e)
+    m = int(round(np.ldexp(scale, shift)))
+    if m == 2 ** int(bits):  # rounded up to the next power of two
+        m, shift = m >> 1, shift - 1
+    if shift < 0:
+        raise ValueError(f"scale {scale} needs a left shift with a {bits}-bit multiplier; use more bits")
+    return m, shift
+
+
+def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray, fmt: IntFormat | str,
+               zero_point: int = 0, relu: bool = False) -> np.ndarray:
+    """Integer requantization, exactly: ``clamp(rne(acc · multiplier / 2^shift) + zero_point)``.
+
+    ``rne`` rounds to nearest, ties to even; the clamp is to the format's integer range, and with
+    ``relu`` from ``max(min_int, zero_point)`` (the code of 0: a fused ReLU). ``acc``,
+    ``multiplier`` and ``shift`` broadcast (per-channel scales: arrays along the channel axis).
+    Returns the output integers (int64; two's complement codes are these ``& (2^bits - 1)``).
+    """
+    fmt = parse_format(fmt)
+    if not isinstance(fmt, IntFormat):
+        raise ValueError(f"requantize: {fmt} is not an integer format")
+    acc, m, sh = (np.asarray(v, dtype=object) for v in (acc, multiplier, shift))
+    x = acc * m
+    q = np.vectorize(lambda xi, si: xi >> int(si), otypes=[object])(x, sh)  # floor(x / 2^s)
+    rem = x - np.vectorize(lambda qi, si: qi << int(si), otypes=[object])(q, sh)
+    half = np.vectorize(lambda si: (1 << (int(si) - 1)) if si > 0 else 0, otypes=[object])(sh)
+    up = (sh > 0) & ((rem > half) | ((rem == half) & (q % 2 == 1)))
+    q = q + up.astype(object) + int(zero_point)
+    lo = max(fmt.min_int, int(zero_point)) if relu else fmt.min_int
+    return np.clip(q, lo, fmt.max_int).astype(np.int64)
+

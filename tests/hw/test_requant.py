@@ -1,0 +1,108 @@
+"""Integer requantization (issue 16, item 2): hw.requant.IntRequantizer against the numpy
+semantics quant.reference.requantize, exhaustively over the accumulator range of random specs,
+and that numpy semantics against exact rational arithmetic (fractions.Fraction, whose round() is
+round-half-even)."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.arith import ConfigError
+from hw.portable import lint, portable_verilog, waivers
+from hw.requant import IntRequantizer, RequantSpec
+from quant.formats import parse_format
+from quant.reference import fixed_point_multiplier, requantize
+
+FORMATS = ["int8", "int4", "uint4", "int5n", "uint8", "int2", "uint3n"]
+
+
+def _rational(acc: int, m: int, s: int, fmt: str, zp: int, relu: bool) -> int:
+    f = parse_format(fmt)
+    q = round(Fraction(acc * m, 2**s)) + zp  # Python rounds a Fraction half to even
+    lo = max(f.min_int, zp) if relu else f.min_int
+    return min(max(q, lo), f.max_int)
+
+
+def _random_spec(rng: random.Random, acc_bits: int = 9) -> RequantSpec:
+    fmt = rng.choice(FORMATS)
+    f = parse_format(fmt)
+    ch = rng.choice([1, 2, 5])
+    return RequantSpec(acc_bits, tuple(rng.randrange(0, 2**rng.randint(1, 12)) for _ in range(ch)),
+                       tuple(rng.randrange(0, 16) for _ in range(ch)), fmt,
+                       zero_point=rng.randint(f.min_int, f.max_int), relu=rng.random() < 0.5,
+                       biases=tuple(rng.randrange(-300, 300) for _ in range(ch)) if rng.random() < 0.7 else None)
+
+
+def test_numpy_semantics_equal_exact_rationals():
+    rng = random.Random(0)
+    for _ in range(300):
+        fmt, m, s = rng.choice(FORMATS), rng.randrange(0, 70000), rng.randrange(0, 24)
+        f = parse_format(fmt)
+        zp, relu = rng.randint(f.min_int, f.max_int), rng.random() < 0.5
+        acc = [rng.randrange(-2**20, 2**20) for _ in range(20)] + [k * 2 ** max(s - 1, 0) for k in range(-5, 6)]
+        got = requantize(np.array(acc), m, s, fmt, zp, relu)
+        assert [int(g) for g in got] == [_rational(a, m, s, fmt, zp, relu) for a in acc]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_rtl_equals_numpy_on_every_accumulator(seed):
+    spec = _random_spec(random.Random(seed))
+    dut = IntRequantizer(spec)
+    accs = range(-(2 ** (spec.acc_bits - 1)), 2 ** (spec.acc_bits - 1))
+    got: dict[tuple[int, int], int] = {}
+
+    async def bench(ctx):
+        for c in range(spec.channels):
+            ctx.set(dut.channel, c)
+            for a in accs:
+                ctx.set(dut.acc, a)
+                got[c, a] = ctx.get(dut.code)
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    mask = (1 << parse_format(spec.fmt).bits) - 1
+    for c in range(spec.channels):
+        bias = spec.biases[c] if spec.biases else 0
+        want = requantize(np.array(accs) + bias, spec.multipliers[c], spec.shifts[c], spec.fmt, spec.zero_point,
+                          spec.relu) & mask
+        bad = [a for a, w in zip(accs, want) if got[c, a] != w]
+        assert not bad, (spec, c, bad[:5])
+
+
+def test_fixed_point_multiplier():
+    rng = random.Random(2)
+    for _ in range(500):
+        scale, bits = 10 ** rng.uniform(-6, 1), rng.randint(4, 24)
+        m, s = fixed_point_multiplier(scale, bits)
+        assert 2 ** (bits - 1) <= m < 2**bits and s >= 0
+        assert abs(Fraction(m, 2**s) / Fraction(scale) - 1) <= Fraction(1, 2**bits)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="positive and finite"):
+            fixed_point_multiplier(bad, 16)
+    with pytest.raises(ValueError, match="left shift"):
+        fixed_point_multiplier(1e9, 8)
+
+
+def test_spec_from_scales_and_bad_specs():
+    spec = RequantSpec.from_scales(20, [0.01, 0.5], "int8", mult_bits=12)
+    assert spec.channels == 2 and all(2**11 <= m < 2**12 for m in spec.multipliers)
+    with pytest.raises(ConfigError, match="only integer formats"):
+        RequantSpec(16, (1,), (0,), "e4m3")
+    with pytest.raises(ConfigError, match="one entry per channel"):
+        RequantSpec(16, (1, 2), (0,), "int8")
+    with pytest.raises(ConfigError, match="zero point"):
+        RequantSpec(16, (1,), (0,), "uint4", zero_point=-1)
+
+
+def test_requantizer_verilog_is_lint_clean(tmp_path):
+    spec = RequantSpec.from_scales(24, [0.003, 0.02, 0.7], "int8", zero_point=3, relu=True, biases=(5, -7, 100))
+    v, vlt = tmp_path / "rq.v", tmp_path / "rq.vlt"
+    v.write_text(portable_verilog(IntRequantizer(spec), "rq"))
+    vlt.write_text(waivers("rq"))
+    assert lint(v, vlt) == []
