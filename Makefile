@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q torch==2.13.0
-	$(VPY) -m pip install -q -e '.[test,flow]'
+	$(VPY) -m pip install -q -e '.[test,flow,qonnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -45,6 +45,8 @@ HEAVY = {
     "dask": ("dask",),
     "distributed": ("dask", "distributed"),
     "matplotlib": ("matplotlib",),
+    "qonnx": ("qonnx",),
+    "onnx": ("onnx",),
 }
 
 

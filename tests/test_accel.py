@@ -1,0 +1,123 @@
+"""``paretofab accel`` / quant.qonnx_import (issue 16, item 1 and the numpy side of item 4): a
+Brevitas model exported with ``export_qonnx`` is read as integer layers whose codes reproduce
+Brevitas' own quantized weights, and its exact integer execution equals QONNX's own execution of
+the file — exactly with power-of-two scales, within one code of every hidden tensor with float
+scales. Unsupported nodes and bad files: one line, exit 2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("qonnx", reason="qonnx not installed: pip install -e '.[qonnx]'")
+
+import brevitas.nn as qnn  # noqa: E402
+from brevitas.export import export_qonnx  # noqa: E402
+from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8ActPerTensorFloat, Int8WeightPerTensorFixedPoint,  # noqa: E402
+                            Int8WeightPerTensorFloat, Int32Bias, Uint8ActPerTensorFloat)
+
+from paretofab.accel import qonnx_outputs  # noqa: E402
+from paretofab.cli import main  # noqa: E402
+from quant.qonnx_import import QonnxError, execute_int, read_qonnx  # noqa: E402
+
+QUANTS = {"fixed": (Int8WeightPerTensorFixedPoint, Int8ActPerTensorFixedPoint, Int8ActPerTensorFixedPoint),
+          "float": (Int8WeightPerTensorFloat, Int8ActPerTensorFloat, Uint8ActPerTensorFloat)}
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, wq, aq, rq, tail: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self.q0 = qnn.QuantIdentity(act_quant=aq, return_quant_tensor=True)
+        self.l1 = qnn.QuantLinear(64, 24, bias=True, weight_quant=wq, bias_quant=Int32Bias, return_quant_tensor=True)
+        self.r1 = qnn.QuantReLU(act_quant=rq, return_quant_tensor=True)
+        self.l2 = qnn.QuantLinear(24, 10, bias=True, weight_quant=wq, bias_quant=Int32Bias)
+        self.tail = tail
+
+    def forward(self, x):
+        y = self.l2(self.r1(self.l1(self.q0(x))))
+        return self.tail(y) if self.tail is not None else y
+
+
+def _export(tmp, name: str, tail=None):
+    torch.manual_seed(0)
+    m = MLP(*QUANTS["fixed" if name == "sigmoid" else name], tail=tail)
+    with torch.no_grad():  # calibrate the activation scales in training mode
+        for _ in range(4):
+            m(torch.randn(64, 64))
+    m.eval()
+    path = tmp / f"{name}.onnx"
+    export_qonnx(m, torch.randn(1, 64), export_path=str(path))
+    return m, path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("qonnx")
+    return {name: _export(tmp, name) for name in QUANTS}
+
+
+def _x(n: int = 64) -> np.ndarray:
+    return np.random.default_rng(7).normal(size=(n, 64)).astype(np.float32)
+
+
+def test_weight_codes_reproduce_brevitas(exported):
+    model, path = exported["float"]
+    g = read_qonnx(path)
+    for layer, mod in zip(g.layers, (model.l1, model.l2)):
+        want = mod.quant_weight().value.detach().numpy()  # float32: code · scale, rounded once
+        np.testing.assert_array_equal((layer.weight * layer.weight_quant.scale).astype(np.float32), want)
+
+
+def test_power_of_two_scales_equal_qonnx_execution_exactly(exported):
+    _, path = exported["fixed"]
+    g = read_qonnx(path)
+    out, _ = execute_int(g, _x())
+    ref = qonnx_outputs(path, _x())
+    assert np.array_equal(out, ref.astype(np.float64))
+
+
+def test_float_scales_within_one_code_of_qonnx(exported):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    _, path = exported["float"]
+    g = read_qonnx(path)
+    x = _x(200)
+    _, codes = execute_int(g, x)
+    mw = ModelWrapper(str(path))
+    relu = next(n for n in mw.graph.node if n.op_type == "Relu")
+    quant = next(n for n in mw.graph.node if n.op_type == "Quant" and n.input[0] == relu.output[0])
+    hidden = np.concatenate([execute_onnx(mw, {mw.graph.input[0].name: row[None]}, return_full_exec_context=True)
+                             [quant.output[0]] for row in x])
+    ref = np.round(hidden / float(g.layers[0].out_quant.scale)).astype(np.int64)
+    diff = np.abs(ref - codes[1])
+    assert diff.max() <= 1 and np.mean(diff != 0) < 0.01  # float32 rounding inside QONNX's own execution
+
+
+def test_cli_prints_layers_and_checks(exported, tmp_path, capsys):
+    _, path = exported["fixed"]
+    np.save(tmp_path / "x.npy", _x(5))
+    assert main(["accel", str(path), "--inputs", str(tmp_path / "x.npy"), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "equal, exactly" in out and "int8n" in out and "2 layers" in out
+
+
+def test_unsupported_node_is_named(tmp_path, capsys):
+    _, path = _export(tmp_path, "sigmoid", tail=torch.nn.Sigmoid())
+    with pytest.raises(QonnxError, match=r"\(Sigmoid\): not supported"):
+        read_qonnx(path)
+    assert main(["accel", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Sigmoid" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_files_exit_2(exported, tmp_path, capsys):
+    _, path = exported["fixed"]
+    (tmp_path / "junk.onnx").write_text("not onnx")
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 5), np.float32))
+    for argv in (["accel", str(tmp_path / "junk.onnx")], ["accel", str(tmp_path / "missing.onnx")],
+                 ["accel", str(path), "--inputs", str(tmp_path / "wrong.npy")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
