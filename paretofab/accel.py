@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from quant.common import HelpFormatter
-from quant.qonnx_import import QGraph, QonnxError, execute_int, read_qonnx
+from quant.qonnx_import import QGraph, QLayer, QonnxError, execute_int, read_qonnx
 
 __all__ = ["register", "layer_rows", "qonnx_outputs"]
 
@@ -25,17 +25,19 @@ def _scale_kind(scale) -> str:
 
 
 def layer_rows(graph: QGraph) -> list[dict]:
-    """One dict per layer: name, in/out features, weight and output formats, scale kinds, ReLU,
-    bias, MACs per inference."""
+    """One dict per op: name, kind, input and output shapes (no batch), formats, scale kinds,
+    bias, ReLU, MACs per inference (pools and reshapes: formats pass through, no MACs)."""
     rows, fmt_in = [], graph.in_quant.fmt
-    for layer in graph.layers:
-        out_f, in_f = layer.weight.shape
-        rows.append({"layer": layer.name, "in": in_f, "out": out_f, "input_format": fmt_in,
-                     "weight_format": layer.weight_quant.fmt, "weight_scale": _scale_kind(layer.weight_quant.scale),
-                     "bias": layer.bias is not None, "relu": layer.relu,
-                     "output_format": layer.out_quant.fmt if layer.out_quant else "float",
-                     "macs": int(in_f * out_f)})
-        fmt_in = layer.out_quant.fmt if layer.out_quant else "float"
+    for op in graph.layers:
+        row = {"layer": op.name, "kind": type(op).__name__[1:].lower(), "in": list(op.in_shape),
+               "out": list(op.out_shape), "input_format": fmt_in, "weight_format": "", "weight_scale": "",
+               "bias": False, "relu": False, "output_format": fmt_in, "macs": 0}
+        if isinstance(op, QLayer):
+            row.update(kind=op.kind, weight_format=op.weight_quant.fmt, weight_scale=_scale_kind(op.weight_quant.scale),
+                       bias=op.bias is not None, relu=op.relu, macs=op.macs,
+                       output_format=op.out_quant.fmt if op.out_quant else "float")
+        rows.append(row)
+        fmt_in = row["output_format"]
     return rows
 
 
@@ -75,11 +77,13 @@ def _accel(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
         return 0
     print(f"{args.model}: input {graph.input_name} {list(graph.input_shape)} quantized to {graph.in_quant.fmt}; "
-          f"{len(rows)} layers, {sum(r['macs'] for r in rows):,} MACs per inference")
-    head = ("layer", "in", "out", "input", "weights", "weight scale", "bias", "relu", "output")
-    table = [head] + [tuple(str(v) for v in (r["layer"], r["in"], r["out"], r["input_format"], r["weight_format"],
-                                             r["weight_scale"], "yes" if r["bias"] else "no",
-                                             "yes" if r["relu"] else "no", r["output_format"])) for r in rows]
+          f"{len(graph.compute)} layers with weights, {sum(r['macs'] for r in rows):,} MACs per inference")
+    head = ("layer", "kind", "in", "out", "input", "weights", "weight scale", "bias", "relu", "output", "MACs")
+    shape = lambda v: "×".join(map(str, v))  # noqa: E731
+    table = [head] + [tuple(str(v) for v in (r["layer"], r["kind"], shape(r["in"]), shape(r["out"]), r["input_format"],
+                                             r["weight_format"] or "-", r["weight_scale"] or "-",
+                                             "yes" if r["bias"] else "no", "yes" if r["relu"] else "no",
+                                             r["output_format"], f"{r['macs']:,}")) for r in rows]
     widths = [max(len(row[j]) for row in table) for j in range(len(head))]
     for row in table:
         print("  " + "  ".join(f"{v:<{w}}" for v, w in zip(row, widths)))

@@ -3,8 +3,9 @@ integer execution — the front end of the whole-network accelerator (issue 16).
 
 :func:`read_qonnx` normalizes the graph with ``qonnx``'s own transformations (shape inference,
 constant folding, unique names) and reads it as: an input ``Quant``, then per layer a ``Gemm`` /
-``MatMul`` (+ ``Add`` bias) with ``Quant``-ed weights, an optional ``Relu`` and an optional output
-``Quant`` (absent after the last layer: float logits). Integer weights (codes), their scales (per
+``MatMul`` / ``Conv`` (+ ``Add`` bias) with ``Quant``-ed weights, an optional ``Relu`` and an optional output
+``Quant`` (absent after the last layer: float logits), with MaxPool / Flatten / Reshape between
+layers. Integer weights (codes), their scales (per
 tensor or per output channel), the bias and every activation format come out as
 :class:`QLayer` s. Any other node stops it with :class:`QonnxError` naming the node and its op.
 
@@ -14,9 +15,10 @@ does (round half to even, clamp), integer dot products, and each requantization 
 when the ratio is a power of two, as with Brevitas' ``…FixedPoint`` quantizers). The bias is
 folded into the accumulator, rounded to its units ``s_in · s_w``.
 
-Supported now: fully connected layers (Gemm / MatMul), ReLU, Flatten / Reshape of the input,
-integer ``Quant`` (2–8 bits, zero point 0). Not yet: convolutions, residual adds, pooling,
-``FloatQuant`` (minifloat) nodes.
+Supported now: fully connected layers (Gemm / MatMul), 2-D convolutions (Conv: ungrouped,
+undilated, any stride and zero padding), ReLU, MaxPool (unpadded) and Flatten / Reshape on
+quantized tensors, integer ``Quant`` (2–8 bits, zero point 0). Not yet: residual adds,
+``FloatQuant`` (minifloat) nodes, zero points other than 0.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ import numpy as np
 from .formats import FormatError, IntFormat, parse_format
 from .reference import fixed_point_multiplier, requantize
 
-__all__ = ["QonnxError", "QuantSpec", "QLayer", "QGraph", "read_qonnx", "execute_int", "MULT_BITS"]
+__all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QGraph", "read_qonnx", "execute_int",
+           "MULT_BITS"]
 
 #: bits of the fixed-point multiplier of a scale ratio that is not a power of two
 MULT_BITS = 24
 
-#: ops passed over when they only reshape the input vector
-_RESHAPES = {"Flatten", "Reshape"}
+#: ops that only reshape a tensor into one feature vector per input
+_RESHAPES = ("Flatten", "Reshape")
+#: ops with quantized weights
+_LAYERS = ("Gemm", "MatMul", "Conv")
 
 
 class QonnxError(ValueError):
@@ -57,12 +62,15 @@ class QuantSpec:
 
 @dataclass
 class QLayer:
-    """One fully connected layer: ``y = x · Wᵀ + b`` on quantized ``x`` and ``W``.
+    """One fully connected or convolution layer: ``y = x · Wᵀ + b`` (``conv2d(x, W) + b``) on
+    quantized ``x`` and ``W``.
 
     Attributes
     ----------
-    name : the Gemm / MatMul node's name.
-    weight : int64 codes, (out, in).
+    name : the Gemm / MatMul / Conv node's name.
+    weight : int64 codes, (out, in) or, for a convolution, (out, in, kh, kw).
+    stride, pads : a convolution's strides (h, w) and pads (top, left, bottom, right).
+    in_shape, out_shape : tensor shapes without the batch dimension.
     weight_quant : the weights' format and scale (scalar or per output channel).
     bias : float bias (out,) or None.
     relu : a ReLU follows.
@@ -75,16 +83,55 @@ class QLayer:
     bias: np.ndarray | None
     relu: bool
     out_quant: QuantSpec | None
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    @property
+    def kind(self) -> str:
+        return "conv" if self.weight.ndim == 4 else "linear"
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per inference."""
+        return int(np.prod(self.out_shape)) * int(np.prod(self.weight.shape[1:]))
+
+
+@dataclass
+class QPool:
+    """Max pooling of quantized codes (a positive scale keeps their order): ``kernel``, ``stride``
+    (h, w), no padding."""
+
+    name: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+
+
+@dataclass
+class QFlatten:
+    """Flatten / Reshape to one feature vector per input (C, H, W order, as ONNX)."""
+
+    name: str
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
 
 
 @dataclass
 class QGraph:
-    """The chain: input name and shape, the input quantizer, the layers."""
+    """The chain: input name and shape, the input quantizer, the layers (and pools, flattens)."""
 
     input_name: str
     input_shape: tuple[int, ...]
     in_quant: QuantSpec
-    layers: list[QLayer]
+    layers: list
+
+    @property
+    def compute(self) -> list[QLayer]:
+        """The layers with weights."""
+        return [op for op in self.layers if isinstance(op, QLayer)]
 
 
 def _quant_spec(model, node) -> QuantSpec:
@@ -143,38 +190,57 @@ def read_qonnx(path: str | Path) -> QGraph:
                          "quantized input (QuantIdentity)")
     in_quant = _quant_spec(model, node)
     tensor = node.output[0]
-    layers: list[QLayer] = []
-    while True:
-        node = next_node(tensor)
-        if node is None:
-            break
-        if node.op_type in _RESHAPES and not layers:
+    layers: list = []
+
+    def shape(t: str) -> tuple[int, ...]:
+        return tuple(int(d) for d in model.get_tensor_shape(t)[1:])
+
+    while (node := next_node(tensor)) is not None:
+        if node.op_type in _RESHAPES:
+            layers.append(QFlatten(node.name, shape(tensor), shape(node.output[0])))
             tensor = node.output[0]
             continue
-        if node.op_type not in ("Gemm", "MatMul"):
+        if node.op_type == "MaxPool":
+            layers.append(_pool(node, shape(tensor), shape(node.output[0])))
+            tensor = node.output[0]
+            continue
+        if node.op_type not in _LAYERS:
             raise QonnxError(f"node {node.name} ({node.op_type}): not supported yet (supported: Quant, Gemm, MatMul, "
-                             f"Add (bias), Relu, Flatten/Reshape of the input)")
-        layers.append(_layer(model, node, tensor))
+                             f"Conv, Add (bias), Relu, MaxPool, Flatten/Reshape)")
+        layer = _layer(model, node, tensor)
+        layer.in_shape, layer.out_shape = shape(tensor), shape(node.output[0])
+        layers.append(layer)
         tensor = node.output[0]
         nxt = next_node(tensor)
         if nxt is not None and nxt.op_type == "Add" and _constant(model, nxt.input[1]) is not None:
-            layers[-1].bias = _add(layers[-1].bias, _constant(model, nxt.input[1]))
+            layer.bias = _add(layer.bias, _constant(model, nxt.input[1]))
             tensor, nxt = nxt.output[0], next_node(nxt.output[0])
         if nxt is not None and nxt.op_type == "Relu":
-            layers[-1].relu = True
+            layer.relu = True
             tensor, nxt = nxt.output[0], next_node(nxt.output[0])
         if nxt is not None and nxt.op_type == "Quant":
-            layers[-1].out_quant = _quant_spec(model, nxt)
+            layer.out_quant = _quant_spec(model, nxt)
             tensor = nxt.output[0]
-        elif nxt is not None and nxt.op_type not in ("Gemm", "MatMul"):
-            raise QonnxError(f"node {nxt.name} ({nxt.op_type}): not supported yet after layer {layers[-1].name}")
-        elif nxt is not None:
+        elif nxt is not None and nxt.op_type in (*_LAYERS, "MaxPool", *_RESHAPES):
             raise QonnxError(f"node {nxt.name} ({nxt.op_type}): its input is not quantized; add a quantizer "
-                             f"(QuantIdentity / QuantReLU) after layer {layers[-1].name}")
-    if not layers:
-        raise QonnxError(f"{path}: no Gemm / MatMul layer after the input quantizer")
-    shape = tuple(int(d) for d in model.get_tensor_shape(inp))
-    return QGraph(inp, shape, in_quant, layers)
+                             f"(QuantIdentity / QuantReLU) after layer {layer.name}")
+        elif nxt is not None:
+            raise QonnxError(f"node {nxt.name} ({nxt.op_type}): not supported yet after layer {layer.name}")
+    if not any(isinstance(op, QLayer) for op in layers):
+        raise QonnxError(f"{path}: no Gemm / MatMul / Conv layer after the input quantizer")
+    return QGraph(inp, tuple(int(d) for d in model.get_tensor_shape(inp)), in_quant, layers)
+
+
+def _ints(node, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    return next((tuple(a.ints) for a in node.attribute if a.name == name), default)
+
+
+def _pool(node, in_shape, out_shape) -> QPool:
+    if any(_ints(node, "pads", (0, 0, 0, 0))) or any(d != 1 for d in _ints(node, "dilations", (1, 1))) or \
+            any(a.name == "ceil_mode" and a.i for a in node.attribute):
+        raise QonnxError(f"node {node.name} (MaxPool): only unpadded, undilated, floor-mode pooling is supported")
+    kernel = _ints(node, "kernel_shape", ())
+    return QPool(node.name, kernel, _ints(node, "strides", kernel), in_shape, out_shape)
 
 
 def _constant(model, tensor: str) -> np.ndarray | None:
@@ -198,16 +264,22 @@ def _add(bias: np.ndarray | None, more: np.ndarray) -> np.ndarray:
 
 
 def _layer(model, node, x_tensor: str) -> QLayer:
-    """A Gemm / MatMul node with a Quant-ed constant weight as a QLayer (int codes, out × in)."""
+    """A Gemm / MatMul / Conv node with a Quant-ed constant weight as a QLayer (int codes, out
+    first)."""
     w_name = next(i for i in node.input[:2] if i != x_tensor)
     wq = next((n for n in model.graph.node if w_name in n.output), None)
     if wq is None or wq.op_type != "Quant" or model.get_initializer(wq.input[0]) is None:
         raise QonnxError(f"node {node.name} ({node.op_type}): its weights are not quantized by a Quant node on a "
-                         "constant; use a Brevitas QuantLinear")
+                         "constant; use a Brevitas QuantLinear / QuantConv2d")
     spec = _quant_spec(model, wq)
     w = np.asarray(model.get_initializer(wq.input[0]), dtype=np.float64)
     attrs = {a.name: a.i for a in node.attribute}
-    if node.op_type == "MatMul" or not attrs.get("transB", 0):
+    stride, pads = (1, 1), (0, 0, 0, 0)
+    if node.op_type == "Conv":
+        if w.ndim != 4 or attrs.get("group", 1) != 1 or any(d != 1 for d in _ints(node, "dilations", (1, 1))):
+            raise QonnxError(f"node {node.name} (Conv): only 2-D, ungrouped, undilated convolutions are supported")
+        stride, pads = _ints(node, "strides", (1, 1)), _ints(node, "pads", (0, 0, 0, 0))
+    elif node.op_type == "MatMul" or not attrs.get("transB", 0):
         w = w.T  # (in, out) -> (out, in)
     if attrs.get("transA", 0):
         raise QonnxError(f"node {node.name} (Gemm): transA=1 is not supported")
@@ -216,39 +288,70 @@ def _layer(model, node, x_tensor: str) -> QLayer:
         raise QonnxError(f"node {node.name}: weight scale of shape {spec.scale.shape} is neither per tensor nor per "
                          "output channel")
     spec = QuantSpec(spec.fmt, scale if scale.size > 1 else scale[0])
-    w_scale = spec.scale if np.ndim(spec.scale) == 0 else spec.scale[:, None]
+    w_scale = spec.scale if np.ndim(spec.scale) == 0 else spec.scale.reshape(-1, *[1] * (w.ndim - 1))
     codes = QuantSpec(spec.fmt, w_scale).codes(w)
-    bias = _constant(model, node.input[2]) if node.op_type == "Gemm" and len(node.input) > 2 else None
-    return QLayer(node.name, codes, spec, None if bias is None else np.asarray(bias, np.float64).ravel(), False, None)
+    bias = _constant(model, node.input[2]) if node.op_type in ("Gemm", "Conv") and len(node.input) > 2 else None
+    return QLayer(node.name, codes, spec, None if bias is None else np.asarray(bias, np.float64).ravel(), False, None,
+                  stride=tuple(stride), pads=tuple(pads))
+
+
+def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pads: tuple[int, ...]) -> np.ndarray:
+    """Exact integer 2-D convolution (cross-correlation, as ONNX) of object arrays: x (N, C, H, W),
+    w (O, C, kh, kw) -> (N, O, H', W'); zero padding (the code of 0 with zero point 0)."""
+    t, left, b, r = pads
+    x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
+    kh, kw = w.shape[2:]
+    sh, sw = stride
+    oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    cols = np.stack([x[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] for i in range(kh) for j in range(kw)], axis=2)
+    cols = cols.reshape(x.shape[0], x.shape[1] * kh * kw, oh * ow)  # (N, C·kh·kw, positions), C-major like w
+    out = np.einsum("ok,nkp->nop", w.reshape(w.shape[0], -1).astype(object), cols.astype(object))
+    return out.reshape(x.shape[0], w.shape[0], oh, ow)
+
+
+def _maxpool(x: np.ndarray, pool: QPool) -> np.ndarray:
+    (kh, kw), (sh, sw) = pool.kernel, pool.stride
+    oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    wins = [x[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] for i in range(kh) for j in range(kw)]
+    return np.max(np.stack(wins), axis=0)
 
 
 def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Exact integer execution of ``graph`` on float inputs ``x`` (batch first).
+    """Exact integer execution of ``graph`` on float inputs ``x`` (batch first, any shape with the
+    model's input size per row).
 
     Returns
     -------
-    out : float64, the last layer's real output (``acc · s_in · s_w`` plus bias).
-    codes : int64 codes of every quantized tensor, the input's first.
+    out : float64, the last layer's real output (``acc · s_in · s_w`` plus bias), or the last
+        quantized tensor's values.
+    codes : int64 codes of every quantized tensor, the input's first (layer outputs in their
+        own shapes, batch first).
     """
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    codes = [graph.in_quant.codes(x)]
-    q, s_in = codes[0], np.float64(graph.in_quant.scale)
-    out = None
-    for layer in graph.layers:
-        acc = q.astype(object) @ layer.weight.T.astype(object)  # exact: Python ints
-        unit = s_in * np.asarray(layer.weight_quant.scale, dtype=np.float64)  # real value of one acc step
-        if layer.bias is not None:
-            acc = acc + np.round(layer.bias / unit).astype(np.int64).astype(object)
-        if layer.out_quant is None:
-            out = acc.astype(np.float64) * unit
-            if layer.relu:
-                out = np.maximum(out, 0.0)
-            break
-        ratio = np.broadcast_to(unit / np.float64(layer.out_quant.scale), (layer.weight.shape[0],))
-        q = np.stack([requantize(acc[:, c], *fixed_point_multiplier(float(r), MULT_BITS), layer.out_quant.fmt,
-                                 relu=layer.relu) for c, r in enumerate(ratio)], axis=1)
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), *graph.input_shape[1:])
+    q = graph.in_quant.codes(x)
+    codes, s_in = [q], np.float64(graph.in_quant.scale)
+    for op in graph.layers:
+        if isinstance(op, QFlatten):
+            q = q.reshape(len(q), -1)
+            continue
+        if isinstance(op, QPool):
+            q = _maxpool(q, op)
+            continue
+        if op.kind == "conv":
+            acc = _conv(q, op.weight, op.stride, op.pads)
+        else:
+            acc = q.reshape(len(q), -1).astype(object) @ op.weight.T.astype(object)  # exact: Python ints
+        shape = (-1,) + (1,) * (acc.ndim - 2)  # per output channel along axis 1
+        w_scale = np.broadcast_to(np.asarray(op.weight_quant.scale, np.float64), (op.weight.shape[0],))
+        unit = s_in * w_scale  # real value of one accumulator step, per output channel
+        if op.bias is not None:
+            acc = acc + np.round(op.bias / unit).astype(np.int64).astype(object).reshape(shape)
+        if op.out_quant is None:
+            out = acc.astype(np.float64) * unit.reshape(shape)
+            return (np.maximum(out, 0.0) if op.relu else out), codes
+        ratio = unit / np.float64(op.out_quant.scale)
+        q = np.stack([requantize(acc[:, c], *fixed_point_multiplier(float(r), MULT_BITS), op.out_quant.fmt,
+                                 relu=op.relu) for c, r in enumerate(ratio)], axis=1)
         codes.append(q)
-        s_in = np.float64(layer.out_quant.scale)
-    if out is None:
-        out = q.astype(np.float64) * s_in
-    return out, codes
+        s_in = np.float64(op.out_quant.scale)
+    return q.astype(np.float64) * s_in, codes

@@ -57,6 +57,44 @@ def exported(tmp_path_factory):
     return {name: _export(tmp, name) for name in QUANTS}
 
 
+class CNN(torch.nn.Module):
+    """conv3x3(6)-ReLU-conv3x3 stride 2 (6)-ReLU-maxpool2-flatten-linear(10) on 1×8×8."""
+
+    def __init__(self, wq, aq) -> None:
+        super().__init__()
+        self.q0 = qnn.QuantIdentity(act_quant=aq, return_quant_tensor=True)
+        self.c1 = qnn.QuantConv2d(1, 6, 3, padding=1, weight_quant=wq, bias_quant=Int32Bias, return_quant_tensor=True)
+        self.r1 = qnn.QuantReLU(act_quant=aq, return_quant_tensor=True)
+        self.c2 = qnn.QuantConv2d(6, 6, 3, stride=2, padding=1, weight_quant=wq, bias_quant=Int32Bias,
+                                  return_quant_tensor=True)
+        self.r2 = qnn.QuantReLU(act_quant=aq, return_quant_tensor=True)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.fc = qnn.QuantLinear(6 * 2 * 2, 10, bias=True, weight_quant=wq, bias_quant=Int32Bias)
+
+    def forward(self, x):
+        y = self.pool(self.r2(self.c2(self.r1(self.c1(self.q0(x))))))
+        return self.fc(torch.flatten(y, 1))
+
+
+def test_cnn_equals_qonnx_execution_exactly(tmp_path):
+    """Convolutions (padding, stride 2), max pooling of codes and a flatten, end to end."""
+    torch.manual_seed(1)
+    m = CNN(*QUANTS["fixed"][:2])
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.rand(32, 1, 8, 8))
+    m.eval()
+    path = tmp_path / "cnn.onnx"
+    export_qonnx(m, torch.rand(1, 1, 8, 8), export_path=str(path))
+    g = read_qonnx(path)
+    assert [op.kind for op in g.compute] == ["conv", "conv", "linear"] and g.compute[1].stride == (2, 2)
+    x = np.random.default_rng(3).random((40, 1, 8, 8)).astype(np.float32)
+    out, _ = execute_int(g, x)
+    assert np.array_equal(out, qonnx_outputs(path, x.reshape(40, -1)).astype(np.float64))
+    with torch.no_grad():  # and Brevitas itself
+        assert np.array_equal(out.astype(np.float32), m(torch.from_numpy(x)).numpy())
+
+
 def _x(n: int = 64) -> np.ndarray:
     return np.random.default_rng(7).normal(size=(n, 64)).astype(np.float32)
 
@@ -100,7 +138,7 @@ def test_cli_prints_layers_and_checks(exported, tmp_path, capsys):
     np.save(tmp_path / "x.npy", _x(5))
     assert main(["accel", str(path), "--inputs", str(tmp_path / "x.npy"), "--check"]) == 0
     out = capsys.readouterr().out
-    assert "equal, exactly" in out and "int8n" in out and "2 layers" in out
+    assert "equal, exactly" in out and "int8n" in out and "2 layers with weights" in out
 
 
 def test_unsupported_node_is_named(tmp_path, capsys):
