@@ -14,9 +14,9 @@ from amaranth.sim import Simulator
 
 from hw.arith import ConfigError
 from hw.portable import lint, portable_verilog, waivers
-from hw.requant import IntRequantizer, RequantSpec
-from quant.formats import parse_format
-from quant.reference import fixed_point_multiplier, requantize
+from hw.requant import IntRequantizer, MinifloatRequantizer, RequantSpec, requantizer
+from quant.formats import MinifloatFormat, all_formats, parse_format
+from quant.reference import encode, fixed_point_multiplier, quantize, requantize
 
 FORMATS = ["int8", "int4", "uint4", "int5n", "uint8", "int2", "uint3n"]
 
@@ -92,8 +92,11 @@ def test_fixed_point_multiplier():
 def test_spec_from_scales_and_bad_specs():
     spec = RequantSpec.from_scales(20, [0.01, 0.5], "int8", mult_bits=12)
     assert spec.channels == 2 and all(2**11 <= m < 2**12 for m in spec.multipliers)
-    with pytest.raises(ConfigError, match="only integer formats"):
-        RequantSpec(16, (1,), (0,), "e4m3")
+    with pytest.raises(ConfigError, match="only saturating minifloats"):
+        RequantSpec(16, (1,), (0,), "e4m3ocpnosat")
+    with pytest.raises(ConfigError, match="no zero point"):
+        RequantSpec(16, (1,), (0,), "e4m3", zero_point=1)
+    assert isinstance(requantizer(RequantSpec(16, (1,), (0,), "e4m3")), MinifloatRequantizer)
     with pytest.raises(ConfigError, match="one entry per channel"):
         RequantSpec(16, (1, 2), (0,), "int8")
     with pytest.raises(ConfigError, match="zero point"):
@@ -106,3 +109,39 @@ def test_requantizer_verilog_is_lint_clean(tmp_path):
     v.write_text(portable_verilog(IntRequantizer(spec), "rq"))
     vlt.write_text(waivers("rq"))
     assert lint(v, vlt) == []
+
+
+#: every default minifloat, and variants: other biases, no subnormals, OCP / IEEE specials
+MINIFLOATS = [str(f) for f in all_formats() if isinstance(f, MinifloatFormat)] + [
+    "e3m2nosub", "e4m3ocp", "e5m2ieee", "e2m1nosub", "e4m0nosub", "e3m2b1", "e2m3b5nosub", "e5m2ocp", "e4m0ocp"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_minifloat_rtl_equals_quantize_on_every_accumulator(seed):
+    """MinifloatRequantizer == encode(quantize((acc + b)·M·2^-s)) (quant.reference, float64 exact
+    here) on every 8-bit accumulator: rounding, subnormals or flush, saturation, -0, fused ReLU."""
+    rng = random.Random(f"mf {seed}")
+    ch = rng.choice([1, 2])
+    fmt = MINIFLOATS[seed * 7 % len(MINIFLOATS)] if seed < 6 else rng.choice(MINIFLOATS)
+    spec = RequantSpec(8, tuple(rng.randrange(1, 2 ** rng.randint(1, 10)) for _ in range(ch)),
+                       tuple(rng.randrange(0, 20) for _ in range(ch)), fmt, relu=rng.random() < 0.3,
+                       biases=tuple(rng.randrange(-40, 40) for _ in range(ch)) if rng.random() < 0.5 else None)
+    dut = MinifloatRequantizer(spec)
+    got: dict[tuple[int, int], int] = {}
+
+    async def bench(ctx):
+        for c in range(ch):
+            ctx.set(dut.channel, c)
+            for a in range(-128, 128):
+                ctx.set(dut.acc, a)
+                got[c, a] = ctx.get(dut.code)
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    for c in range(ch):
+        b = spec.biases[c] if spec.biases else 0
+        v = (np.arange(-128, 128) + b) * spec.multipliers[c] * 2.0 ** -spec.shifts[c]
+        want = encode(quantize(np.maximum(v, 0.0) if spec.relu else v, fmt), fmt)
+        bad = [(a, float(x), int(w), got[c, a]) for a, x, w in zip(range(-128, 128), v, want) if got[c, a] != int(w)]
+        assert not bad, (spec, c, bad[:4])
