@@ -124,13 +124,14 @@ _REST_TERMS = ["mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux
                "tree_bits_comb_int", "acc_bits_int"]
 _MULT_LUT_TERMS = ["const", "mult_measured", *[f"mult_{t}" for t in MULT_TERMS]]
 #: the shipped LUT terms: multipliers synthesized alone (primitives.csv) at their measured cost,
-#: the others at the multiplier formula fitted on those standalone syntheses (:func:`fit_multiplier`),
-#: each with one coefficient fitted on whole engines
-LUT_TERMS = ["const", "mult_measured", "mult_formula", *_REST_TERMS]
+#: the others by the multiplier formula's terms, each with its coefficient fitted on whole engines
+LUT_TERMS = [*_MULT_LUT_TERMS, *_REST_TERMS]
 #: the LUT term sets the cross-validation compared (``python -m costmodel.resources --cv``); the
 #: shipped :data:`LUT_TERMS` had the least median + p90 error summed over the random calibration
-#: rows of xc7 and xcup (6.2 % + 15.1 %, 5.1 % + 15.7 %, against 6.6 % + 15.4 %, 6.1 % + 15.5 % for
-#: the earlier 2026-12-03 terms; 360 + 100 drawn rows, refit later on 2026-12-03)
+#: rows of xc7 and xcup: 5.5 % + 13.1 %, 5.6 % + 14.9 % (360 + 100 drawn rows, with 689 xc7
+#: standalone multipliers, 2026-12-03), against 5.8 % + 14.8 %, 6.0 % + 16.7 % for the formula
+#: fitted on the standalone multipliers and scaled by one coefficient (shipped earlier that day,
+#: when 335 xc7 multipliers were stored)
 CANDIDATES = {
     "grid-era terms (one tree coefficient per register regime, DSP trees by first-level register)": [
         "const", "mult_lut_dense", "mult_lut_sparse", "tree_bits_reg", "tree_bits_comb", "tree_bits_intdsp_nopipe",
@@ -141,8 +142,9 @@ CANDIDATES = {
             ["tree_bits_intdsp_fold", "tree_bits_intdsp_nofold"] if t == "tree_bits_intdsp_nopipe" else [t])]],
     "2026-12-03 terms, the fold for full-width products only, the macc merge of full-width products": [
         *_MULT_LUT_TERMS, *[t for t in _REST_TERMS if t != "macc_signext"]],
-    "the multiplier formula's terms fitted on whole engines, the rest shipped": [*_MULT_LUT_TERMS, *_REST_TERMS],
     "shipped": LUT_TERMS,
+    "the standalone multiplier formula scaled by one coefficient, the rest shipped": [
+        "const", "mult_measured", "mult_formula", *_REST_TERMS],
     "the multiplier formula fitted on the standalone multipliers (primitives.csv), dense and sparse apart": [
         "const", "mult_lut_dense", "mult_lut_sparse", *_REST_TERMS],
     "shipped + a constant for sparse engines": LUT_TERMS + ["sparse_const"],
