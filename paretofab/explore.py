@@ -24,6 +24,9 @@ stage is resumable: a finished stage's files are reused, the sweep skips finishe
 Verilog of a front point is rewritten only when its engine changed (files of points no longer on
 the front are removed); the activity step reuses the cached netlists and gate-level models.
 Options: :class:`paretofab.options.ExploreConfig`, checked before any work starts.
+
+``--students DIR`` explores student size instead, from a ``paretofab gtn`` folder
+(:mod:`paretofab.explore_students`).
 """
 
 from __future__ import annotations
@@ -39,9 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from costmodel import PlotOptions, estimate, get_device, pareto, plot
-from costmodel.estimate import LABEL_COLUMNS, Cost
-from hw.export import design_name, export_design
+from costmodel import PlotOptions, pareto, plot
 from models import distill as D
 from models import map_data
 from models.map_data import load_splits
@@ -51,35 +52,20 @@ from quant.common import writable_folder
 from quant.formats import parse_format
 from quant.sweep import SweepSpace, grid, load_results, run_sweep
 
+from .costing import COST_KEYS, LABEL_KEYS, attention_cost, export_front, network_cost
+from .explore_students import add_arguments as add_student_arguments
+from .explore_students import explore_students
+from .explore_students import from_args as students_from_args
 from .front_energy import front_activity, print_activity
-from .mapping import (AttentionKernel, EngineConfig, LayerWorkload, attention_kernels, block_density, engine_for,
-                      layer_workloads)
+from .mapping import EngineConfig, LayerWorkload, attention_kernels, block_density, engine_for, layer_workloads
 from .options import DEFAULT_FORMATS, ExploreConfig, add_arguments, from_args
 
 __all__ = ["Candidate", "ExploreConfig", "DEFAULT_FORMATS", "OBJECTIVES", "explore", "train_student",
            "candidates", "sweep", "network_cost", "attention_cost", "cost_table", "rank",
-           "write_front_verilog", "register"]
+           "write_front_verilog", "export_front", "COST_KEYS", "LABEL_KEYS", "register"]
 
 #: costs minimized on the front, beside micro-F1 maximized
 OBJECTIVES = ("lut", "dsp", "latency_us", "energy_nj")
-#: the cost columns of every design point (``dynamic_nj``: the action-count part of ``energy_nj``)
-COST_KEYS = ("lut", "ff", "dsp", "bram18", "fmax_mhz", "cycles", "latency_us", "energy_nj", "dynamic_nj")
-#: what the attention of a SWA student adds, per inference, to every design point
-ATTENTION_KEYS = ("lut", "ff", "dsp", "bram18", "cycles", "latency_us", "energy_nj", "dynamic_nj")
-#: the label columns of every design point (``costmodel.estimate.LABEL_COLUMNS``): the source and
-#: held-out error of the engine's figures and whether its fmax hit the family's clock cap
-LABEL_KEYS = tuple(LABEL_COLUMNS)
-#: labels that name the SWA attention kernel too when it is added to a point
-_JOINED_LABELS = ("resource_source", "error_source", "energy_source")
-
-
-def cost_labels(c: Cost) -> dict:
-    """:data:`LABEL_KEYS` of one estimate, as ``estimate_frame`` gives them (NaN: not measured)."""
-    err = {f"{r}_err_{s}": (c.error.get(r) or {}).get(s) for r in ("lut", "ff") for s in ("median", "p90")}
-    return {"resource_source": c.resource_source, "error_source": c.error_source,
-            **{k: np.nan if v is None else v for k, v in err.items()}, "fmax_source": c.fmax_source,
-            "fmax_clamped": c.fmax_clamped, "fmax_cap_mhz": np.nan if c.fmax_cap_mhz is None else c.fmax_cap_mhz,
-            "energy_source": c.energy_source}
 
 
 @dataclass(frozen=True)
@@ -222,49 +208,6 @@ def sweep(cands: list[Candidate], cfg: ExploreConfig, formats: tuple[str, ...], 
     }).reset_index(drop=True)
 
 
-def network_cost(config: EngineConfig, layers: list[LayerWorkload], device: str,
-                 density: dict[str, float] | None = None, attention: dict | None = None) -> dict[str, float]:
-    """Resources of ``config`` and the cycles / latency / energy of running every layer on it, one
-    after another, for one inference (``density``: each layer's fraction of live blocks), plus
-    ``attention`` (:func:`attention_cost`), the SWA kernel beside it, when given; keys
-    :data:`COST_KEYS`, and the engine's labels :data:`LABEL_KEYS` (the attention kernel's sources
-    appended to ``resource_source``, ``error_source`` and ``energy_source``)."""
-    density = density or {}
-    costs = [estimate(config, device, k=lr.k, vectors=lr.vectors, block_density=density.get(lr.layer, 1.0))
-             for lr in layers]
-    c0 = costs[0]
-    out = {"lut": c0.lut, "ff": c0.ff, "dsp": c0.dsp, "bram18": c0.bram18, "fmax_mhz": c0.fmax_mhz,
-           "cycles": sum(c.cycles for c in costs), "latency_us": sum(c.latency_us for c in costs),
-           "energy_nj": sum(c.energy_nj for c in costs), "dynamic_nj": sum(c.dynamic_nj for c in costs),
-           **cost_labels(c0)}
-    for key, v in (attention or {}).items():
-        if key in ATTENTION_KEYS:
-            out[key] += v
-        elif key in _JOINED_LABELS:
-            out[key] = f"{out[key]}; + SWA attention kernel: {v}"
-    return out
-
-
-def attention_cost(kernels: list[AttentionKernel], device: str) -> dict[str, float] | None:
-    """Cost of a SWA student's attention (:func:`paretofab.mapping.attention_kernels`): one kernel
-    sized for the largest layer serves every layer and head (resources: the largest), heads and
-    layers run one after another (cycles, latency, energy: summed); keys :data:`ATTENTION_KEYS`
-    and the kernel's ``resource_source``, ``error_source``, ``energy_source``. None without
-    attention."""
-    if not kernels:
-        return None
-    total = dict.fromkeys(ATTENTION_KEYS, 0.0)
-    for ak in kernels:
-        c = estimate(ak.config, device, n=ak.tokens)
-        for key in ("lut", "ff", "dsp", "bram18"):
-            total[key] = max(total[key], getattr(c, key))
-        for key in ("cycles", "latency_us", "energy_nj", "dynamic_nj"):
-            total[key] += ak.heads * getattr(c, key)
-        for key in _JOINED_LABELS:
-            total.setdefault(key, getattr(c, key))
-    return total
-
-
 def cost_table(cands: list[Candidate], layers: list[LayerWorkload], device: str,
                attention: dict | None = None) -> pd.DataFrame:
     """One row per candidate and format: ``engine`` (the candidate's name), ``format``, ``lanes``,
@@ -293,31 +236,14 @@ def rank(points: pd.DataFrame, costs: pd.DataFrame, cfg: ExploreConfig) -> pd.Da
 
 def write_front_verilog(df: pd.DataFrame, cands: list[Candidate], rtl: Path) -> list[Path]:
     """Verilog of the engine of every front point (``rank`` 1) in ``rtl``, by
-    :func:`hw.export.export_design`: ``<top>.v`` whose top module is named after the design
+    :func:`export_front`: ``<top>.v`` whose top module is named after the design
     (:func:`hw.export.design_name`, e.g. ``sparse_l8_2of4_int4_int4_k64``, so front points can sit
     in one design) and ``<top>.json`` beside it (ports and payload fields with bit offsets and
-    widths). A design is rewritten only when its engine changed (``rtl / front.json`` records
-    each file's engine config); the files of designs no longer on the front are removed.
-    Returns the front's ``.v`` files."""
+    widths). Returns the front's ``.v`` files."""
     by_name = {c.name: c for c in cands}
-    front: dict[str, EngineConfig] = {}
-    for engine, fmt in df.loc[df["rank"] == 1, ["engine", "format"]].itertuples(index=False):
-        config = by_name[engine].engines[fmt]
-        front[f"{design_name(config)}.v"] = config
-    rtl.mkdir(parents=True, exist_ok=True)
-    index = rtl / "front.json"
-    written = json.loads(index.read_text()) if index.exists() else {}
-    for stale in rtl.glob("*.v"):
-        if stale.name not in front:
-            stale.unlink()
-            stale.with_suffix(".json").unlink(missing_ok=True)
-    want = {name: config.to_dict() for name, config in front.items()}
-    for name, config in front.items():
-        v = rtl / name
-        if not (v.exists() and v.with_suffix(".json").exists()) or written.get(name) != want[name]:
-            export_design(config, rtl)
-    index.write_text(json.dumps(want, indent=1, sort_keys=True))
-    return [rtl / name for name in front]
+    front = [by_name[engine].engines[fmt]
+             for engine, fmt in df.loc[df["rank"] == 1, ["engine", "format"]].itertuples(index=False)]
+    return export_front(front, rtl)
 
 
 def explore(cfg: ExploreConfig) -> pd.DataFrame:
@@ -399,11 +325,16 @@ def _plain(o):
 EXAMPLES = """examples:
   paretofab explore --threads 1
   paretofab explore --arch swa -o runs/explore_swa --threads 1
-  paretofab explore --pattern 2:4,1:4,2:4+b8k0.5 --formats int4,int8,e4m3 --device xczu3eg"""
+  paretofab explore --pattern 2:4,1:4,2:4+b8k0.5 --formats int4,int8,e4m3 --device xczu3eg
+  paretofab explore --students runs/gtn_quick --teacher generic --formats int4,int8,e4m3 -o runs/explore_gtn"""
 
 
 def _run(args: argparse.Namespace) -> int:
-    explore(from_args(args))
+    cfg = from_args(args)
+    if getattr(args, "students", None) is not None:
+        explore_students(students_from_args(args, cfg))
+    else:
+        explore(cfg)
     return 0
 
 
@@ -412,4 +343,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
+    add_student_arguments(p)
     p.set_defaults(func=_run)

@@ -20,6 +20,11 @@ quantization; for class-aware or SR-STE fine-tuned students sweep the checkpoint
 ``paretofab prune -o DIR`` writes. Points run in-process (``jobs=1``), in worker processes (``jobs=N``)
 or on a Dask distributed cluster (``scheduler="tcp://…"``), with a tqdm progress bar and ETA.
 
+A model is ``digits`` (the built-in CNN), a MAP student (micro-F1) or a digits student of a GTN
+folder (``paretofab gtn -o DIR``: ``DIR/students/*.pt``, accuracy on the digits split of the
+point's seed; refused for a seed other than the folder's ``split_seed``, whose test images would
+have been its training images).
+
 >>> pts = grid(SweepSpace(["digits"], ["int4", "e2m1"], ["int8"], ["none", "gptq"], seeds=[0]))
 >>> run_sweep(pts, "runs/demo.sqlite", jobs=2)          # doctest: +SKIP
 >>> load_results("runs/demo.sqlite")                     # doctest: +SKIP
@@ -56,6 +61,7 @@ from models.metrics import best_threshold, micro_f1
 from models.prune import parse_pattern, prune
 from models.trace_stats import DegenerateTraceError, TraceStats, check_workload, trace_stats
 from models.zoo import load_checkpoint
+from models import gtn_pool
 
 from . import digits
 from .brevitas_map import check_supported
@@ -69,6 +75,8 @@ __all__ = [
     "SweepSpace",
     "grid",
     "load_workload",
+    "is_digits_student",
+    "digits_split_seed",
     "evaluate_point",
     "open_store",
     "run_sweep",
@@ -152,6 +160,52 @@ def _student_files(model: str) -> tuple[Path, Path]:
     """``(checkpoint, splits)`` of a student: a checkpoint file (splits beside it) or a folder."""
     p = Path(model)
     return (p / "student.pt", p / "data.npz") if p.is_dir() else (p, p.parent / "data.npz")
+
+
+@lru_cache(maxsize=256)
+def _arch_of(ckpt: str, mtime_ns: int) -> str | None:
+    """``meta["arch"]`` of a checkpoint file (read with ``weights_only=True``); None for anything
+    else (the loaders then say what is wrong)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = torch.load(ckpt, map_location="cpu", weights_only=True).get("meta", {})
+        return meta.get("arch") if isinstance(meta, dict) else None
+    except Exception:  # noqa: BLE001 - not a checkpoint of ours: the MAP loader reports it
+        return None
+
+
+def is_digits_student(model: str) -> bool:
+    """Whether ``model`` is a digits CNN checkpoint (``paretofab gtn``'s students and teachers)."""
+    p = Path(model)
+    return p.is_file() and _arch_of(str(p), p.stat().st_mtime_ns) == gtn_pool.ARCH
+
+
+def _accuracy_metric(model: str) -> bool:
+    """Models scored by accuracy (no threshold): the built-in digits CNN and digits students."""
+    return model == "digits" or is_digits_student(model)
+
+
+def digits_split_seed(model: str) -> int | None:
+    """The digits split a GTN student trained on: ``split_seed`` of the ``run.json`` of its GTN
+    folder (``DIR/students/x.pt`` → ``DIR/run.json``); None when there is none."""
+    run = Path(model).resolve().parent.parent / "run.json"
+    try:
+        seed = json.loads(run.read_text()).get("split_seed")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) else None
+
+
+def _check_digits_student(model: str, seeds: Sequence[int]) -> None:
+    """Load a digits student once (a bad file fails before any point runs) and refuse seeds whose
+    digits split is not the one it trained on."""
+    gtn_pool.load_student(model)
+    split = digits_split_seed(model)
+    bad = [s for s in seeds if split is not None and s != split]
+    if bad:
+        raise ValueError(f"{model}: trained on the digits split of seed {split}, whose test images are not its "
+                         f"training images; sweep it with seed {split} (--seeds {split}), not {bad[0]}")
 
 
 def _check_student(model: str, allow_degenerate: bool) -> None:
@@ -239,19 +293,21 @@ def grid(space: SweepSpace, allow_degenerate: bool = False) -> list[SweepPoint]:
         if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
             raise ValueError(f"seeds must be non-negative integers (0, 1, 2 …), got {s!r}")
     ms = [_model_name(m) for m in models]
-    if threshold is not None and all(m == "digits" for m in ms):
+    if threshold is not None and all(_accuracy_metric(m) for m in ms):
         raise ValueError("a threshold applies to MAP students only (micro-F1); digits reports accuracy: "
                          "drop --threshold")
     threshold = threshold or "val"
     for m in ms:
-        if m != "digits":
+        if is_digits_student(m):
+            _check_digits_student(m, seeds)
+        elif m != "digits":
             _check_student(m, allow_degenerate)
     ws = [str(check_supported(f)) for f in wfmts]
     as_ = [str(check_supported(f)) for f in afmts]
     ps = ["+".join(parse_techniques(p)) or "none" for p in ptqs]
     ss = [_sparsity_name(s) for s in sparsities]
     pts = [
-        SweepPoint(m, w, a, p, int(s), space.per_channel, n_calib, sp, "0.5" if m == "digits" else threshold)
+        SweepPoint(m, w, a, p, int(s), space.per_channel, n_calib, sp, "0.5" if _accuracy_metric(m) else threshold)
         for m, sp, w, a, p, s in itertools.product(ms, ss, ws, as_, ps, seeds)
     ]
     return list(dict.fromkeys(pts))  # drop duplicates, keep order
@@ -272,18 +328,20 @@ class Workload:
 
 
 def load_workload(spec: str, seed: int = 0, n_calib: int = 256, threshold: str = "0.5") -> Workload:
-    """``"digits"`` (built-in CNN, accuracy) or a PaCKD student: a checkpoint file, or a
-    ``paretofab distill -o DIR`` folder (``DIR/student.pt`` + ``DIR/data.npz``), metric micro-F1
-    at 0.5 (``threshold="0.5"``) or at the validation-best threshold (``"val"``, metric name
-    ``micro_f1@val``)."""
-    if spec == "digits":
+    """``"digits"`` (built-in CNN, accuracy), a digits student of a GTN folder (a ``.pt`` written
+    by ``paretofab gtn``; accuracy on the digits split of ``seed``) or a PaCKD student: a
+    checkpoint file, or a ``paretofab distill -o DIR`` folder (``DIR/student.pt`` +
+    ``DIR/data.npz``), metric micro-F1 at 0.5 (``threshold="0.5"``) or at the validation-best
+    threshold (``"val"``, metric name ``micro_f1@val``). Calibration: the first ``n_calib``
+    training inputs."""
+    if spec == "digits" or is_digits_student(spec):
         data = digits.load_data(seed)
-        model = digits.load_model(seed, data)
+        model = digits.load_model(seed, data) if spec == "digits" else gtn_pool.load_student(spec)
 
         def ev(m):
             return digits.accuracy(m, data.x_test, data.y_test), digits.accuracy(m, data.x_val, data.y_val)
 
-        return Workload("digits", model, data.x_train[:n_calib], "accuracy", ev)
+        return Workload(spec, model, data.x_train[:n_calib], "accuracy", ev)
     p = Path(spec)
     ckpt, npz = _student_files(spec)
     model = load_checkpoint(ckpt)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from costmodel import estimate
 from hw.engines import config_from_dict, engine
 from models import prune as P
 from models.workload import TraceSpec
@@ -201,14 +202,14 @@ def test_costs_once_per_candidate_and_format_joined_to_every_ptq(tmp_path, monke
     table = pd.read_csv(tmp_path / "pareto.csv")
     assert all(c in table.columns for c in LABEL_KEYS), "pareto.csv carries every figure's source and error"
     assert table["resource_source"].str.len().min() > 0 and table["fmax_clamped"].dtype == bool
-    for (engine, fmt), g in table.groupby(["engine", "format"]):
-        c = next(c for c in cands if c.name == engine).engines[fmt]
-        one = E.estimate(c, "xczu3eg", k=LAYERS[0].k, vectors=LAYERS[0].vectors)
+    for (eng, fmt), g in table.groupby(["engine", "format"]):
+        c = next(c for c in cands if c.name == eng).engines[fmt]
+        one = estimate(c, "xczu3eg", k=LAYERS[0].k, vectors=LAYERS[0].vectors)
         assert g["error_source"].iloc[0] == one.error_source and bool(g["fmax_clamped"].iloc[0]) == one.fmax_clamped
-    for (engine, fmt), g in df.groupby(["engine", "format"]):
+    for (eng, fmt), g in df.groupby(["engine", "format"]):
         assert len(g) == 2 and g["lut"].nunique() == 1 and g["cycles"].nunique() == 1
         assert config_from_dict(json.loads(g["config"].iloc[0])) == next(
-            c for c in cands if c.name == engine).engines[fmt]
+            c for c in cands if c.name == eng).engines[fmt]
     hybrid = df[(df["engine"] == "2:4+b8k0.5") & (df["format"] == "int4")]["cycles"].iloc[0]
     full = real(cands[2].engines["int4"], LAYERS, "xczu3eg")["cycles"]
     assert hybrid < full, "the candidate's block density reaches the estimate"
@@ -229,11 +230,11 @@ def test_front_verilog_follows_the_front(tmp_path):
     names = ["dot_l4_int4_int4_k16", "sparse_l4_2of4_int4_int4_k16"]
     assert sorted(p.name for p in rtl.glob("*.v")) == sorted(p.name for p in files) == [f"{n}.v" for n in names]
     assert sorted(p.name for p in rtl.glob("*.json")) == sorted([f"{n}.json" for n in names] + ["front.json"])
-    for name, (engine, fmt) in zip(names, [("dense", "int4"), ("2:4", "int4")]):
+    for name, (eng, fmt) in zip(names, [("dense", "int4"), ("2:4", "int4")]):
         v = (rtl / f"{name}.v").read_text()
         assert f"module {name}(" in v.replace(" (", "(") and "module dut" not in v
         doc = json.loads((rtl / f"{name}.json").read_text())
-        config = next(c for c in cands if c.name == engine).engines[fmt]
+        config = next(c for c in cands if c.name == eng).engines[fmt]
         assert doc["top"] == name and config_from_dict(doc["config"]) == config
         ports = {p["name"]: p["width"] for p in doc["ports"]}
         fields_ = doc["payload_fields"]["i"]

@@ -1,0 +1,201 @@
+"""``paretofab explore --students DIR``: student size as a design axis from a GTN folder.
+
+References are independent of the code under test: the front against a brute-force dominance
+check over every point; each point's accuracy against a fresh Brevitas quantization
+(``quant.ptq.quantize_model``) of the freshly loaded student, scored by a hand-written argmax on a
+freshly loaded split, and its float accuracy against the one ``paretofab gtn`` measured when it
+trained the student (so the split is the one it trained on); each layer's dot products against the
+closed form of a 3×3 convolution (out_h·out_w·cout dot products of K = cin·9), and the cycles
+against the engine's own ``cycles()``; the winners against a brute-force search of each budget.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hw.engines import config_from_dict, engine
+from models.digits_data import load_data
+from models.gtn_pool import DEFAULT_POOL, DigitsCNN, StudentSpec, load_student, parse_pool
+from models.prune import Pattern
+from paretofab.cli import main
+from paretofab.costing import COST_KEYS, network_cost
+from paretofab.explore_students import (OBJECTIVES, StudentsConfig, explore_students, lane_counts, open_folder, rank,
+                                        student_layers, winners)
+from paretofab.mapping import engine_for, layer_workloads
+from quant.ptq import PTQConfig, quantize_model
+from quant.sweep import SweepSpace, grid
+
+POOL = "d1w4,d2w8"
+FORMATS = ("int4", "int8")
+
+
+@pytest.fixture(scope="module")
+def gtn_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gtn") / "run"
+    rc = main(["gtn", "--data", "digits", "--pool", POOL, "--teacher", "d1w8", "--epochs", "2", "--custom", "none",
+               "--threads", "1", "-o", str(out)])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ran(gtn_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explore_students")
+    cfg = StudentsConfig(str(gtn_folder), out=str(out), formats=FORMATS, lanes=4, threads=1, progress=False)
+    return cfg, explore_students(cfg)
+
+
+def test_every_point_is_there_and_written(ran):
+    cfg, df = ran
+    assert set(zip(df.student, df.format, df.lanes)) == {(s, f, la) for s in ("d1w4", "d2w8") for f in FORMATS
+                                                       for la in (1, 2, 4)}
+    assert len(df) == 2 * 2 * 3
+    out = pd.read_csv(f"{cfg.out}/pareto.csv")
+    assert len(out) == len(df) and (out["rank"] == df["rank"]).all()
+    for name in ("pareto_lut_accuracy.png", "pareto_latency_accuracy.png", "winners.csv"):
+        assert (Path(cfg.out) / name).stat().st_size > 0
+    front = df[df["rank"] == 1]
+    designs = {f"dot_l{r.lanes}_{r.format}_{r.format}_k{json.loads(r.config)['k_max']}.v" for r in front.itertuples()}
+    assert {p.name for p in (Path(cfg.out) / "rtl").glob("*.v")} == designs
+
+
+def test_front_matches_brute_force_dominance(ran):
+    _, df = ran
+    v = np.column_stack([-df["accuracy"].to_numpy()] + [df[c].to_numpy(float) for c in OBJECTIVES])
+    dominated = [any((v[j] <= v[i]).all() and (v[j] < v[i]).any() for j in range(len(v))) for i in range(len(v))]
+    assert list(df["rank"] == 1) == [not d for d in dominated]
+    assert (df["rank"] == 1).any()
+    # a worse copy of every student (same engines, 1 point less accurate) is dominated, the rest unmoved
+    pts = df[["student", "params", "format", "ptq", "accuracy", "float_accuracy"]].drop_duplicates()
+    costs = df[["student", "format", "lanes", "macs", "config", *COST_KEYS]].drop_duplicates()
+    worse = pts.assign(student=pts["student"] + "x", accuracy=pts["accuracy"] - 0.01)
+    again = rank(pd.concat([pts, worse]), pd.concat([costs, costs.assign(student=costs["student"] + "x")]))
+    assert (again.loc[again["student"].str.endswith("x"), "rank"] > 1).all()
+    mine = again[~again["student"].str.endswith("x")].set_index("name")["rank"]
+    assert mine.sort_index().equals(df.set_index("name")["rank"].sort_index())
+
+
+def test_accuracy_equals_a_fresh_quantization_of_the_student(ran, gtn_folder):
+    cfg, df = ran
+    results = pd.read_csv(gtn_folder / "results.csv")
+    data = load_data(0)  # the split paretofab gtn trained on (its --seed, default 0)
+    for (student, fmt), rows in df.groupby(["student", "format"]):
+        model = load_student(gtn_folder / "students" / f"{student}-generic-seed0.pt")
+        q = quantize_model(model, fmt, fmt, calib_data=data.x_train[:256], config=PTQConfig(seed=0))
+        with torch.no_grad():
+            acc = int((q.eval()(data.x_test).argmax(1) == data.y_test).sum()) / len(data.y_test)
+        assert rows["accuracy"].to_numpy() == pytest.approx(acc, abs=1e-12), (student, fmt)
+        trained = results[(results.student == student) & (results.teacher == "generic")]["accuracy"].item()
+        assert rows["float_accuracy"].to_numpy() == pytest.approx(trained, abs=1e-6), "the split it trained on"  # gtn: float32
+
+
+@pytest.mark.parametrize("spec", DEFAULT_POOL.split(","))
+def test_conv_layers_are_their_macs(spec):
+    s = StudentSpec.parse(spec)
+    layers = layer_workloads(DigitsCNN(s.depth, s.width), torch.zeros(1, 1, 8, 8))
+    w = s.width
+    expect = [(9 * 1, 8 * 8 * w)] + [(9 * w, 8 * 8 * w)] * (s.depth - 1) + [(w * 16, 10)]
+    assert [(lr.k, lr.vectors) for lr in layers] == expect
+    macs = sum(lr.k * lr.vectors for lr in layers)
+    assert macs == sum(8 * 8 * cin * w * 9 for cin in [1] + [w] * (s.depth - 1)) + w * 16 * 10
+
+
+def test_cycles_are_the_engines_and_grow_with_macs():
+    pool = parse_pool(DEFAULT_POOL)
+    for fmt in ("int4", "e4m3"):
+        for lanes in (1, 4, 16):
+            got = []
+            for s in pool:
+                layers = layer_workloads(DigitsCNN(s.depth, s.width), torch.zeros(1, 1, 8, 8))
+                config = engine_for(Pattern(), fmt, max(lr.k for lr in layers), lanes)
+                mod = engine(config.to_dict()["engine"])
+                cycles = network_cost(config, layers, "xc7z020")["cycles"]
+                wls = [mod.Workload(np.zeros((lr.vectors, lr.k), np.uint8), np.zeros((lr.vectors, lr.k), np.uint8))
+                       for lr in layers]
+                assert cycles == sum(mod.cycles(config, wl) for wl in wls)
+                got.append((sum(lr.k * lr.vectors for lr in layers), cycles))
+            got.sort()
+            assert all(b[1] > a[1] for a, b in zip(got, got[1:]) if b[0] > a[0]), (fmt, lanes, got)
+
+
+def test_costed_layers_match_the_students(ran, gtn_folder):
+    _, df = ran
+    for student, rows in df.groupby("student"):
+        layers = student_layers(gtn_folder / "students" / f"{student}-generic-seed0.pt")
+        assert (rows["macs"] == sum(lr.k * lr.vectors for lr in layers)).all()
+        for r in rows.itertuples():
+            config = config_from_dict(json.loads(r.config))
+            assert (config.lanes, str(config.wfmt), config.k_max) == (r.lanes, r.format, max(lr.k for lr in layers))
+    # more lanes: fewer cycles, more LUTs, same student
+    for _, g in df.groupby(["student", "format", "ptq"]):
+        g = g.sort_values("lanes")
+        assert g["cycles"].is_monotonic_decreasing and g["lut"].is_monotonic_increasing
+
+
+def test_winners_are_the_best_fit_and_on_the_front(ran):
+    _, df = ran
+    w = winners(df)
+    assert len(w) == w["lut_budget"].nunique() * w["latency_budget_us"].nunique()
+    for r in w.itertuples():
+        fit = df[(df.lut <= r.lut_budget) & (df.latency_us <= r.latency_budget_us)]
+        if fit.empty:
+            assert pd.isna(r.name)
+            continue
+        assert r.accuracy == fit["accuracy"].max()
+        assert df.loc[df.name == r.name, "rank"].eq(1).all(), "a winner is never dominated"
+    assert w["name"].notna().any()
+    big = winners(df, [1e9], [1e9]).iloc[0]
+    assert big["accuracy"] == df["accuracy"].max()
+
+
+def test_lane_counts():
+    assert lane_counts(16) == (1, 2, 4, 8, 16)
+    assert lane_counts(12) == (1, 2, 4, 8, 12)
+    assert lane_counts(1) == (1,)
+
+
+def test_wrong_split_seed_is_refused(gtn_folder):
+    ckpt = str(gtn_folder / "students" / "d1w4-generic-seed0.pt")
+    assert len(grid(SweepSpace([ckpt], ["int8"], ["int8"], seeds=[0]))) == 1
+    with pytest.raises(ValueError, match="seed 0"):
+        grid(SweepSpace([ckpt], ["int8"], ["int8"], seeds=[1]))
+
+
+def _one_line_exit_2(argv, capsys, *words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+
+
+def test_bad_folders_and_options_are_one_line_exit_2(gtn_folder, tmp_path, capsys):
+    base = ["explore", "--students"]
+    out = ["-o", str(tmp_path / "o")]
+    _one_line_exit_2(base + [str(tmp_path / "nowhere")] + out, capsys, "no such folder", "paretofab gtn")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_exit_2(base + [str(empty)] + out, capsys, "results.csv", "paretofab gtn")
+    _one_line_exit_2(base + [str(gtn_folder), "--teacher", "genric"] + out, capsys, "--teacher", "generic")
+    _one_line_exit_2(base + [str(gtn_folder), "--teacher", "custom"] + out, capsys, "no students of that teacher")
+    _one_line_exit_2(base + [str(gtn_folder), "--seed", "3"] + out, capsys, "--seed 0")
+    _one_line_exit_2(base + [str(gtn_folder), "--arch", "swa"] + out, capsys, "--arch", "drop it")
+    _one_line_exit_2(base + [str(gtn_folder), "--formats", "int3x"] + out, capsys)
+    assert not (tmp_path / "o").exists(), "refused before any work"
+
+
+def test_missing_checkpoint_is_one_line_exit_2(gtn_folder, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(gtn_folder, copy)
+    (copy / "students" / "d2w8-generic-seed0.pt").unlink()
+    _one_line_exit_2(["explore", "--students", str(copy), "-o", str(tmp_path / "o")], capsys,
+                     "d2w8-generic-seed0.pt is missing")
+    with pytest.raises(ValueError, match="is missing"):
+        open_folder(copy)
