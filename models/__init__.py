@@ -9,4 +9,6 @@ digits_data  the digits workload's data (sklearn 8x8 digits, stratified 60/20/20
 gtn_pool  digits CNN students ``dDwW``, their weight-sharing supernet, sandwich sampling, checkpoints
 gtn       Generic Teacher Network: KD-aware teacher training, standard teachers, standalone students
 gtn_eval  the GTN comparison (generic / standard / custom / no KD, seeds) behind `paretofab gtn`
+datafree  data-free KD: BN teacher, DeepInversion, DAFL, DM condensation / few-shot side information,
+          KD on synthetic samples only, the sealed-split guard; `paretofab datafree`
 """

@@ -1,0 +1,337 @@
+"""Data-free KD (models.datafree, ``paretofab datafree``; issue 18).
+
+References are independent of the code under test: the BatchNorm-statistic loss and total
+variation against numpy hand computations; the DAFL losses against numpy; the condensation
+against an embedding network and class means computed here (not the module's ``embedding_net``
+or ``dm_loss``); the distilled student against a noise-KD student of the same budget on the real
+test split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from models.datafree import run as R
+from models.datafree.condense import condense, few_shot
+from models.datafree.dafl import DAFLConfig, Generator, dafl_losses, train_dafl
+from models.datafree.guard import SplitReadError, sealed
+from models.datafree.inversion import (BNStatLoss, InversionConfig, balanced_labels, bn_stat_loss,
+                                       deep_inversion, total_variation)
+from models.datafree.kd import KDConfig, curve_stats
+from models.datafree.replay import StoreReplay, VAEReplay, vae_loss
+from models.datafree.teacher import BNTeacher, load_teacher, train_bn_teacher
+from models.digits_data import load_data
+from models.gtn import GTNConfig, accuracy
+from models.gtn_pool import DigitsCNN, StudentSpec, load_student
+from paretofab.cli import main
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data(0)
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    """A small BN teacher: width 8, 4 epochs (measured 97.2 % test accuracy, seed 0)."""
+    torch.set_num_threads(1)
+    t, info = train_bn_teacher(data, 4, 0, width=8)
+    assert info["test_accuracy"] > 0.9
+    return t
+
+
+# ---- BatchNorm-statistic loss, priors --------------------------------------------------------------
+
+def _hand_bn(a: np.ndarray, rm: np.ndarray, rv: np.ndarray) -> float:
+    c = a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
+    mean = c.mean(1)
+    var = ((c - mean[:, None]) ** 2).mean(1)
+    return float(np.sqrt(((mean - rm) ** 2).sum()) + np.sqrt(((var - rv) ** 2).sum()))
+
+
+def test_bn_stat_loss_is_zero_at_the_running_statistics_and_matches_a_hand_computation():
+    rng = np.random.default_rng(0)
+    a = rng.normal(1.5, 2.0, size=(6, 3, 4, 4)).astype(np.float64)
+    c = a.transpose(1, 0, 2, 3).reshape(3, -1)
+    mean, var = c.mean(1), c.var(1)  # numpy's var is the biased one
+    x = torch.from_numpy(a)
+    assert float(bn_stat_loss(x, torch.from_numpy(mean), torch.from_numpy(var))) == pytest.approx(0, abs=1e-9)
+    rm, rv = np.zeros(3), np.ones(3)
+    got = float(bn_stat_loss(x, torch.from_numpy(rm), torch.from_numpy(rv)))
+    assert got == pytest.approx(_hand_bn(a, rm, rv), rel=1e-9) and got > 1.0
+
+
+def test_bn_hooks_gather_every_layer_and_vanish_when_fed_the_real_statistics():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 5, 3, padding=1), nn.BatchNorm2d(5)).eval()
+    x = torch.rand(16, 1, 8, 8, dtype=torch.float64)
+    net = net.double()
+    with torch.no_grad():  # set each BN's running statistics to what this batch gives it
+        h1 = net[0](x)
+        net[1].running_mean.copy_(h1.mean((0, 2, 3)))
+        net[1].running_var.copy_(h1.var((0, 2, 3), unbiased=False))
+        h2 = net[3](net[2](net[1](h1)))
+        net[4].running_mean.copy_(h2.mean((0, 2, 3)))
+        net[4].running_var.copy_(h2.var((0, 2, 3), unbiased=False))
+    with BNStatLoss(net) as stats:
+        net(x)
+        assert len(stats.terms) == 2
+        assert float(stats.pop().detach()) == pytest.approx(0, abs=1e-9)
+        y = torch.rand(16, 1, 8, 8, dtype=torch.float64) * 2
+        net(y)
+        got = float(stats.pop().detach())
+    with torch.no_grad():
+        g1 = net[0](y).numpy()
+        g2 = net[3](net[2](net[1](net[0](y)))).numpy()
+    want = (_hand_bn(g1, net[1].running_mean.numpy(), net[1].running_var.numpy())
+            + _hand_bn(g2, net[4].running_mean.numpy(), net[4].running_var.numpy()))
+    assert got == pytest.approx(want, rel=1e-9) and got > 0
+    net(x)  # hooks are gone after the context
+    assert not stats.terms
+    with pytest.raises(ValueError, match="BatchNorm"):
+        BNStatLoss(nn.Linear(2, 2))
+
+
+def test_total_variation_by_hand():
+    a = np.random.default_rng(1).random((2, 1, 4, 5))
+    h = np.mean([abs(a[b, 0, i + 1, j] - a[b, 0, i, j]) for b in range(2) for i in range(3) for j in range(5)])
+    v = np.mean([abs(a[b, 0, i, j + 1] - a[b, 0, i, j]) for b in range(2) for i in range(4) for j in range(4)])
+    assert float(total_variation(torch.from_numpy(a))) == pytest.approx(h + v, rel=1e-12)
+
+
+def test_dafl_losses_by_hand():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]], dtype=torch.float64)
+    feats = torch.tensor([[1.0, -2.0], [0.5, 0.0]], dtype=torch.float64)
+    p = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(1, keepdims=True)
+    got = dafl_losses(logits, feats)
+    assert float(got["onehot"]) == pytest.approx(-(np.log(p[0, 0]) + np.log(p[1, 1])) / 2)
+    assert float(got["activation"]) == pytest.approx(-3.5 / 4)
+    pm = p.mean(0)
+    assert float(got["entropy"]) == pytest.approx((pm * np.log(pm)).sum())
+    uniform = dafl_losses(torch.zeros(4, 10), torch.zeros(4, 3))["entropy"]
+    assert float(uniform) == pytest.approx(-math.log(10), rel=1e-6)  # the minimum: a balanced class mix
+
+
+# ---- inversion ------------------------------------------------------------------------------------
+
+def test_inversion_lowers_the_bn_loss_and_the_cross_entropy(teacher):
+    hist: list[dict] = []
+    labels = balanced_labels(40)
+    x = deep_inversion(teacher, labels, InversionConfig(steps=60), 0, history=hist)
+    assert x.shape == (40, 1, 8, 8) and float(x.min()) >= 0 and float(x.max()) <= 1
+    first = hist[0]
+    bn_last = np.mean([h["bn"] for h in hist[-5:]])
+    ce_last = np.mean([h["ce"] for h in hist[-5:]])
+    assert bn_last < 0.5 * first["bn"] and ce_last < 0.2 * first["ce"]
+    assert accuracy(teacher, x, labels) >= 0.9  # the teacher sees the chosen labels
+    assert all(p.requires_grad for p in teacher.parameters())  # the teacher is left trainable as found
+
+
+def test_generator_images_and_dafl_one_hot_loss_fall(teacher):
+    torch.manual_seed(0)
+    hist: list[dict] = []
+    student = DigitsCNN(1, 4)
+    gen, curve = train_dafl(teacher, student, DAFLConfig(iterations=60, batch_size=32, eval_every=30), 0,
+                            history=hist)
+    x = gen(torch.randn(5, gen.latent))
+    assert x.shape == (5, 1, 8, 8) and float(x.min()) >= 0 and float(x.max()) <= 1
+    assert np.mean([h["onehot"] for h in hist[-10:]]) < np.mean([h["onehot"] for h in hist[:10]])
+    assert curve == []  # no test split given, no curve
+    assert isinstance(Generator(), nn.Module)
+
+
+# ---- condensation and few-shot ----------------------------------------------------------------------
+
+def _held_out_gap(images: torch.Tensor, k: int, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean over 10 random embeddings built here (not the module's) of Σ_c ‖class mean − mean of
+    the k images of class c‖², embeddings flattened conv3x3(16)+tanh features."""
+    total = 0.0
+    for s in range(10):
+        g = torch.Generator().manual_seed(10_000 + s)
+        w = torch.randn(16, 1, 3, 3, generator=g) / 3
+        emb = lambda z: torch.tanh(torch.nn.functional.conv2d(z, w, padding=1)).flatten(1)  # noqa: E731
+        with torch.no_grad():
+            for c in range(10):
+                total += float(((emb(x[y == c]).mean(0) - emb(images[c * k:(c + 1) * k]).mean(0)) ** 2).sum())
+    return total / 10
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_condensed_means_match_the_real_class_means_better_than_random_real_samples(data, k):
+    x, y = data.x_train, data.y_train
+    images, labels = condense(x, y, k, 40, seed=0)
+    assert images.shape == (10 * k, 1, 8, 8) and labels.tolist() == [c for c in range(10) for _ in range(k)]
+    assert float(images.min()) >= 0 and float(images.max()) <= 1
+    gap = _held_out_gap(images, k, x, y)
+    random_gaps = [_held_out_gap(few_shot(x, y, k, seed)[0], k, x, y) for seed in range(1, 6)]
+    assert gap < min(random_gaps), (gap, random_gaps)
+
+
+def test_few_shot_draws_k_real_images_of_each_class(data):
+    x, y = data.x_train, data.y_train
+    images, labels = few_shot(x, y, 3, 0)
+    assert images.shape == (30, 1, 8, 8)
+    flat = x.flatten(1)
+    for img, c in zip(images, labels):
+        hits = (flat == img.flatten()).all(1)
+        assert bool(hits.any()) and int(c) in set(y[hits].tolist())
+    with pytest.raises(ValueError, match="fewer than"):
+        few_shot(x[:20], y[:20], 5, 0)
+
+
+# ---- guard, KD, end to end ------------------------------------------------------------------------
+
+def test_sealed_training_split_fails_any_read(data):
+    blind = sealed(data)
+    assert len(blind.x_train) == len(data.x_train)
+    for read in (lambda: blind.x_train[0], lambda: blind.x_train.mean(), lambda: blind.y_train == 3,
+                 lambda: float(blind.x_train.sum())):
+        with pytest.raises(SplitReadError):
+            read()
+    assert float(blind.x_test.sum()) == float(data.x_test.sum())
+
+
+TINY = R.Budget(teacher_epochs=2, real=GTNConfig(student_epochs=3, patience=2), images=200, batch=100,
+                inversion=InversionConfig(steps=60), kd=KDConfig(epochs=30),
+                dafl=DAFLConfig(iterations=20, eval_every=10), condense_iterations=5)
+
+
+def test_student_distilled_on_inverted_images_beats_the_noise_floor(teacher, data):
+    """Measured with this budget (width-8 teacher, d1w8 student; seeds 0, 1, 2): noise KD
+    32.2 / 11.7 / 29.4 %, DeepInversion KD 57.8 / 41.4 / 57.5 %: gaps of 25-30 points. The test asks
+    for 15 points on seed 0, on the real test split, with the training split sealed."""
+    spec = StudentSpec(1, 8)
+    blind = sealed(data)
+    inv, curve, memory = R.datafree_student(teacher, spec, "deepinv", TINY, 0, blind)
+    noise, ncurve, _ = R.datafree_student(teacher, spec, "noise", TINY, 0, blind)
+    a_inv, a_noise = accuracy(inv, data.x_test, data.y_test), accuracy(noise, data.x_test, data.y_test)
+    assert a_inv >= a_noise + 0.15 and a_inv > 0.1 + 0.3, (a_inv, a_noise)
+    assert len(curve) == TINY.kd.epochs and curve[-1] == pytest.approx(a_inv)
+    assert memory == TINY.images * 64 * 4
+
+
+def test_curve_stats_by_hand():
+    st = curve_stats([0.2, 0.6, 0.5, 0.7, 0.3, 0.4])
+    assert st == {"final": 0.4, "best": 0.7, "worst_drop": pytest.approx(0.4)}
+    assert math.isnan(curve_stats([])["final"])
+
+
+def test_run_writes_loadable_students_results_and_metrics(data, tmp_path):
+    budget = R.Budget(teacher_epochs=1, real=GTNConfig(student_epochs=1, patience=1), images=20, batch=10,
+                      inversion=InversionConfig(steps=3), kd=KDConfig(epochs=2), dafl=DAFLConfig(iterations=4, eval_every=2),
+                      condense_iterations=2)
+    df = R.run(data, "deepinv", StudentSpec(1, 4), budget, 0, tmp_path, side="condensed", per_class=1)
+    df2 = R.run(data, "deepinv", StudentSpec(1, 4), budget, 0, tmp_path / "all", side="fewshot", per_class=1,
+                uses=("init", "feat", "mix"))
+    assert load_student(tmp_path / "all" / "student.pt").meta["uses"] == ["init", "feat", "mix"]
+    assert df2["accuracy"].iloc[0] == df["accuracy"].iloc[0]  # same seed, same teacher
+    assert list(df["model"]) == ["teacher", "kd-real", "kd-noise", "deepinv", "deepinv+condensed1"]
+    assert list(pd.read_csv(tmp_path / "results.csv").columns) == list(R.COLUMNS)
+    student = load_student(tmp_path / "student.pt")
+    assert student.meta["side"] == "condensed" and student.meta["uses"] == ["mix"]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["accuracy"] == pytest.approx(accuracy(student, data.x_test, data.y_test))
+    assert m["teacher_accuracy"] == pytest.approx(accuracy(load_teacher(tmp_path / "teacher.pt"), data.x_test, data.y_test))
+    assert len(m["curve"]) == 2 and (tmp_path / "curves.png").stat().st_size > 0
+    side = torch.load(tmp_path / "side.pt", weights_only=True)
+    assert side["images"].shape == (10, 1, 8, 8)
+    with pytest.raises(ValueError, match="--uses mix"):
+        R.run(data, "dafl", StudentSpec(1, 4), budget, 0, tmp_path, side="fewshot", per_class=1, uses=("init",))
+    assert isinstance(load_teacher(tmp_path / "teacher.pt"), BNTeacher)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--data", "cifar"], "--data digits"),
+    (["--condensed", "1", "--fewshot", "1"], "not both"),
+    (["--condensed", "-1"], "samples per class"),
+    (["--condensed", "80"], "1..50"),
+    (["--seed", "-1"], "non-negative"),
+    (["--uses", "magic"], "--uses"),
+    (["--method", "dafl", "--fewshot", "1", "--uses", "init"], "--uses mix"),
+    (["--student", "big"], "dDwW"),
+    (["--replay", "vae"], "--method dafl"),
+])
+def test_datafree_command_errors_are_one_line_exit_2(tmp_path, capsys, argv, words):
+    out = tmp_path / "o"
+    assert main(["datafree", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_datafree_command_refuses_a_file_as_output(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["datafree", "-o", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_quick_budget_command_beats_the_noise_floor(tmp_path):
+    """The CLI's quick budget end to end (measured 52 s on an idle core, seed 0: DeepInversion
+    95.0 %, noise 68.6 %)."""
+    assert main(["datafree", "--data", "digits", "--method", "deepinv", "--seed", "0", "-o", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "results.csv").set_index("model")
+    assert df.loc["deepinv", "accuracy"] >= df.loc["kd-noise", "accuracy"] + 0.15
+    assert df.loc["teacher", "accuracy"] >= 0.97
+
+
+# ---- generative pseudo-replay ----------------------------------------------------------------------
+
+def test_vae_reconstructs_its_training_samples_better_than_noise(data):
+    """Trained 150 steps on 200 digits, the VAE's mean reconstruction (decoded μ) is closer to
+    those digits than to uniform noise images it never saw (mean squared error per pixel)."""
+    rep = VAEReplay(0)
+    x = data.x_test[:200]  # any images serve; these are not the training split
+    for _ in range(150):
+        rep.observe(x)
+    noise = torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        def mse(z):
+            return float(((rep.vae.decode(rep.vae.encode(z)[0]) - z) ** 2).mean())
+        own, other = mse(x), mse(noise)
+    assert own < 0.5 * other, (own, other)
+    assert float(vae_loss(x, *rep.vae(x))) > 0
+    s = rep.sample(7, torch.Generator().manual_seed(1))
+    assert s.shape == (7, 1, 8, 8) and float(s.min()) >= 0 and float(s.max()) <= 1
+    assert rep.nbytes == sum(p.numel() for p in rep.vae.parameters()) * 4
+
+
+def test_replay_memory_store_grows_vae_stays_constant():
+    gen = torch.Generator().manual_seed(0)
+    store, vae = StoreReplay(), VAEReplay(0)
+    assert store.sample(3, gen) is None and vae.sample(3, gen) is None
+    sizes = []
+    for i in range(3):
+        b = torch.rand(16, 1, 8, 8, generator=gen)
+        store.observe(b)
+        vae.observe(b)
+        sizes.append((store.nbytes, vae.nbytes))
+    assert [s for s, _ in sizes] == [16 * 64 * 4 * (i + 1) for i in range(3)]
+    assert len({v for _, v in sizes}) == 1
+    drawn = store.sample(50, gen)
+    pool = torch.cat(store.images).flatten(1)
+    assert all(bool((pool == d.flatten()).all(1).any()) for d in drawn)
+
+
+def test_dafl_with_replay_records_its_memory(teacher, data):
+    budget = R.Budget(teacher_epochs=1, real=GTNConfig(), images=20, batch=10, inversion=InversionConfig(steps=2),
+                      kd=KDConfig(epochs=1), dafl=DAFLConfig(iterations=6, batch_size=16, eval_every=3),
+                      condense_iterations=1)
+    spec = StudentSpec(1, 4)
+    _, curve, m_none = R.datafree_student(teacher, spec, "dafl", budget, 0, sealed(data))
+    _, _, m_store = R.datafree_student(teacher, spec, "dafl", budget, 0, sealed(data), replay="store")
+    _, _, m_vae = R.datafree_student(teacher, spec, "dafl", budget, 0, sealed(data), replay="vae")
+    assert m_store - m_none == 6 * 16 * 64 * 4 and m_vae - m_none == VAEReplay(0).nbytes
+    assert len(curve) == 2
+    with pytest.raises(ValueError, match="--method dafl"):
+        R.datafree_student(teacher, spec, "deepinv", budget, 0, sealed(data), replay="vae")
