@@ -157,10 +157,7 @@ def _gtn(args: argparse.Namespace) -> int:
     cfg.check()
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed}: use a non-negative integer (e.g. --seed 0)")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"-o {out} is a file; give a folder (it is created if missing)")
-    writable_folder(out)
+    out = writable_folder(args.output)
     torch.set_num_threads(args.threads)
     seeds = list(range(args.seed, args.seed + (args.seeds or budget.seeds)))
     print(f"gtn on digits: pool {', '.join(f'{s.name} ({s.params:,})' for s in pool)}; teacher {cfg.teacher}; "
@@ -191,10 +188,7 @@ def _datafree(args: argparse.Namespace) -> int:
     if args.replay != "none" and args.method != "dafl":
         raise ValueError(f"--replay {args.replay}: rehearsal applies to the DAFL generator; add --method dafl")
     spec = StudentSpec.parse(args.student)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"-o {out} is a file; give a folder (it is created if missing)")
-    writable_folder(out)
+    out = writable_folder(args.output)
     torch.set_num_threads(args.threads)
     print(f"datafree on digits: {args.method}, student {spec.name} ({spec.params:,} params), side information "
           f"{side}{f' {k}/class via {chr(43).join(uses)}' if k else ''}; seed {args.seed}; budget {args.budget}")

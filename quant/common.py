@@ -25,9 +25,12 @@ def cache_root() -> Path:
 
 def writable_folder(folder: str | Path) -> Path:
     """``folder``, created if needed and checked writable (a probe file is written and removed),
-    so that a bad output path fails before any work; an ``OSError`` naming ``folder`` otherwise.
-    The one output-folder check of every command."""
+    so that a bad output path fails before any work; an ``OSError`` naming ``folder`` otherwise
+    (``NotADirectoryError`` saying so when ``folder`` is a file). The one output-folder check of
+    every command."""
     d = Path(folder)
+    if d.exists() and not d.is_dir():
+        raise NotADirectoryError(f"{d} is a file; give a folder (it is created if missing)")
     d.mkdir(parents=True, exist_ok=True)
     try:
         fd, probe = tempfile.mkstemp(dir=d, prefix=".paretofab-write-test")
