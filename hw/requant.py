@@ -94,6 +94,20 @@ def _scaled(m: Module, spec: RequantSpec, channel, acc_in) -> tuple[Signal, Sign
     return prod, shift
 
 
+def _shift_rne(m: Module, value: Signal, amount: Signal, width: int):
+    """``value / 2^amount`` rounded to nearest, ties to even: ``(floor, up)`` with ``floor`` the
+    arithmetic right shift and ``up`` set when the bits shifted out exceed half a step, or equal it
+    and ``floor`` is odd. ``width``: bits of the shifted-out remainder (``> len(value)`` and
+    ``> amount``'s largest value)."""
+    q = Signal.like(value)  # floor(value / 2^amount)
+    m.d.comb += q.eq(value >> amount)
+    rem = Signal(width)  # value - q·2^amount, in [0, 2^amount)
+    m.d.comb += rem.eq((value - (q << amount))[:width])
+    half = Signal(width)
+    m.d.comb += half.eq((Const(1, 1) << amount) >> 1)
+    return q, (amount != 0) & ((rem > half) | ((rem == half) & q[0]))
+
+
 class _Requantizer(wiring.Component):
     """Ports shared by the requantizers: ``acc`` In(signed(acc_bits)), ``channel``
     In(range(channels)), ``code`` Out(bits) (two's complement for signed integers; sign,
@@ -113,14 +127,7 @@ class IntRequantizer(_Requantizer):
         sp, fmt = self.spec, self.out_fmt
         m = Module()
         prod, shift = _scaled(m, sp, self.channel, self.acc)
-        q = Signal.like(prod)  # floor(prod / 2^shift): arithmetic right shift
-        m.d.comb += q.eq(prod >> shift)
-        width = max(len(prod), max(sp.shifts) + 1)  # the bits shifted out, and 2^shift / 2
-        rem = Signal(width)  # prod - q·2^shift, in [0, 2^shift)
-        m.d.comb += rem.eq((prod - (q << shift))[:width])
-        half = Signal(width)
-        m.d.comb += half.eq((Const(1, 1) << shift) >> 1)
-        up = (shift != 0) & ((rem > half) | ((rem == half) & q[0]))
+        q, up = _shift_rne(m, prod, shift, max(len(prod), max(sp.shifts) + 1))
         lo = max(fmt.min_int, sp.zero_point) if sp.relu else fmt.min_int
         rounded = Signal(signed(len(q) + 2))
         m.d.comb += rounded.eq(q + up + sp.zero_point)
@@ -163,13 +170,7 @@ class MinifloatRequantizer(_Requantizer):
         m.d.comb += tr.eq(Mux(t > wp, wp, Mux(t > 0, t, 0)))
         tl = Signal(range(mb + 2))
         m.d.comb += tl.eq(Mux(t < 0, -t, 0))
-        q = Signal(wp)
-        m.d.comb += q.eq(mag >> tr)
-        rem = Signal(wp + 1)
-        m.d.comb += rem.eq((mag - (q << tr))[:wp + 1])
-        half = Signal(wp + 1)
-        m.d.comb += half.eq((Const(1, 1) << tr) >> 1)
-        up = (tr != 0) & ((rem > half) | ((rem == half) & q[0]))
+        q, up = _shift_rne(m, mag, tr, wp + 1)
         n = Signal(mb + 2)  # quanta: at most 2^(M+1)
         m.d.comb += n.eq(Mux(t > 0, q + up, mag << tl))
         e = Signal(signed(ew))  # the binade's unbiased exponent, after a rounding carry
