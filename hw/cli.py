@@ -43,7 +43,7 @@ from .devices import DEFAULT_DEVICE, DEVICES, get_device
 from .engine import check_int
 from .engines import ENGINES
 from .export import export_design
-from .fusesoc import core_name, write_core
+from .fusesoc import core_name, core_targets, write_core
 from .rtl import TARGETS, Resources, synthesize
 from .sim import BACKENDS, cycle_limit, simulate
 from .testbench import DEFAULT_READY_PCT, DEFAULT_VALID_PCT, write_testbench
@@ -305,7 +305,7 @@ def _rtl(args: argparse.Namespace) -> int:
     print(f"wrote {jpath.with_suffix('.vlt')} (Verilator waivers: verilator --lint-only -Wall {doc['top']}.vlt "
           f"{vpath.name} is clean)")
     core = write_core(args.output, doc["top"], args.device, testbench=args.testbench)
-    targets = ", ".join(re.findall(r"^  (\w+):$", core.read_text().split("targets:", 1)[1], re.M))
+    targets = ", ".join(core_targets(args.device, args.testbench))
     print(f"wrote {core} (FuseSoC core {core_name(doc['top'])}; targets {targets}: "
           f"cd {args.output} && fusesoc run --target lint {core_name(doc['top'])})")
     if args.testbench:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .devices import Device, get_device
 
-__all__ = ["core_name", "core_text", "write_core"]
+__all__ = ["core_name", "core_text", "core_targets", "write_core"]
 
 #: edalize's Yosys ``arch`` and extra ``synth_<arch>`` options of each synthesis family
 _YOSYS_ARCH = {"xc7": ("xilinx", ["-family", "xc7"]), "xcup": ("xilinx", ["-family", "xcup"]),
@@ -41,7 +41,6 @@ def _list(items: list[str]) -> str:
 def core_text(top: str, device: str | Device, testbench: bool) -> str:
     """CAPI2 text of the core (module docstring); ``testbench``: add the simulation targets."""
     dev = get_device(device)
-    arch, synth_opts = _YOSYS_ARCH[dev.target]
     lines = [
         "CAPI=2:",
         f"name: {core_name(top)}",
@@ -63,58 +62,39 @@ def core_text(top: str, device: str | Device, testbench: bool) -> str:
             f"      - {top}_in.hex: {{file_type: user, copyto: {top}_in.hex}}",
             f"      - {top}_expected.hex: {{file_type: user, copyto: {top}_expected.hex}}",
         ]
-    lines += [
-        "",
-        "targets:",
-        "  default:",
-        "    filesets: [rtl]",
-        "  lint:",
-        "    default_tool: verilator",
-        "    filesets: [rtl, waivers]",
-        f"    toplevel: {top}",
-        "    tools:",
-        "      verilator:",
-        "        mode: lint-only",
-        '        verilator_options: ["-Wall"]',
-        "  synth_yosys:",
-        "    default_tool: yosys",
-        "    filesets: [rtl]",
-        f"    toplevel: {top}",
-        "    tools:",
-        "      yosys:",
-        f"        arch: {arch}",
-        f"        yosys_synth_options: {_list(synth_opts)}",
-    ]
-    if dev.target in ("xc7", "xcup") and dev.part:
-        lines += [
-            "  vivado:",
-            "    default_tool: vivado",
-            "    filesets: [rtl]",
-            f"    toplevel: {top}",
-            "    tools:",
-            "      vivado:",
-            f"        part: {dev.part}",
-        ]
-    if testbench:
-        lines += [
-            "  sim_icarus:",
-            "    default_tool: icarus",
-            "    filesets: [rtl, testbench]",
-            f"    toplevel: tb_{top}",
-            "    tools:",
-            "      icarus:",
-            '        iverilog_options: ["-g2012"]',
-            "  sim_verilator:",
-            "    default_tool: verilator",
-            "    filesets: [rtl, waivers, testbench]",
-            f"    toplevel: tb_{top}",
-            "    tools:",
-            "      verilator:",
-            "        mode: binary",
-            "        # -fcoroutines: --timing needs C++20 coroutines, which g++ 10-12 enable only with it",
-            '        verilator_options: ["--timing", "-CFLAGS", "-fcoroutines"]',
-        ]
+    lines += ["", "targets:"]
+    for name, body in _targets(top, dev, testbench).items():
+        lines += [f"  {name}:", *(f"    {line}" for line in body)]
     return "\n".join(lines) + "\n"
+
+
+def _targets(top: str, dev: Device, testbench: bool) -> dict[str, list[str]]:
+    """The core's targets, name -> their lines (indented below the name)."""
+    arch, synth_opts = _YOSYS_ARCH[dev.target]
+    out = {
+        "default": ["filesets: [rtl]"],
+        "lint": ["default_tool: verilator", "filesets: [rtl, waivers]", f"toplevel: {top}", "tools:",
+                 "  verilator:", "    mode: lint-only", '    verilator_options: ["-Wall"]'],
+        "synth_yosys": ["default_tool: yosys", "filesets: [rtl]", f"toplevel: {top}", "tools:", "  yosys:",
+                        f"    arch: {arch}", f"    yosys_synth_options: {_list(synth_opts)}"],
+    }
+    if dev.target in ("xc7", "xcup") and dev.part:
+        out["vivado"] = ["default_tool: vivado", "filesets: [rtl]", f"toplevel: {top}", "tools:", "  vivado:",
+                         f"    part: {dev.part}"]
+    if testbench:
+        out["sim_icarus"] = ["default_tool: icarus", "filesets: [rtl, testbench]", f"toplevel: tb_{top}", "tools:",
+                             "  icarus:", '    iverilog_options: ["-g2012"]']
+        out["sim_verilator"] = [
+            "default_tool: verilator", "filesets: [rtl, waivers, testbench]", f"toplevel: tb_{top}", "tools:",
+            "  verilator:", "    mode: binary",
+            "    # -fcoroutines: --timing needs C++20 coroutines, which g++ 10-12 enable only with it",
+            '    verilator_options: ["--timing", "-CFLAGS", "-fcoroutines"]']
+    return out
+
+
+def core_targets(device: str | Device, testbench: bool) -> list[str]:
+    """Names of the targets :func:`core_text` writes for ``device``."""
+    return list(_targets("top", get_device(device), testbench))
 
 
 def write_core(folder: str | Path, top: str, device: str | Device, testbench: bool) -> Path:
