@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from quant.common import writable_folder
+
 from .axis import AXIStreamTop
 from .engines import engine
 from .portable import portable_verilog, waivers
@@ -158,10 +160,7 @@ def export_design(config: Any, folder: str | os.PathLike, top: str | None = None
     starts with a comment block saying the same; ``<top>.vlt`` beside it holds its lint waivers.
     """
     top = check_top_name(top) if top is not None else design_name(config) + ("_axis" if axis else "")
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"output {folder} exists and is not a folder; pass a folder path")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = writable_folder(folder)  # a file, or a folder that cannot be written: one line, before any work
     wrapper = AXIStreamTop(config) if axis else None
     comp = wrapper.engine if wrapper else config.build()
     verilog = portable_verilog(wrapper or comp, top)
