@@ -29,8 +29,8 @@ from pathlib import Path
 
 from hw.engines import ENGINES
 from hw.sim import simulate
-from hw.testbench import write_testbench
-from hw.verilator import VerilatorModel, verilator_root
+from hw.testbench import compile_testbench, write_testbench
+from hw.verilator import VerilatorModel
 
 #: ANCHORS.md, "Simulation speed measured here" (16 signed int8 MACs, 24-bit accumulators)
 PEERS = [
@@ -101,19 +101,9 @@ def bench_design(label, mod, cfg, k, quick: bool):
 
 def _run_exported(tb, simulator: str) -> tuple[int, float]:
     """Compile and run an exported testbench; (cycles it reports, run seconds)."""
-    folder = tb.testbench.parent
-    if simulator == "icarus":
-        subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", tb.testbench.name, tb.verilog.name], cwd=folder,
-                       check=True, capture_output=True)
-        cmd = ["vvp", "-n", "tb.vvp"]
-    else:
-        root = verilator_root()
-        subprocess.run([str(root / "bin" / "verilator"), "--binary", "--timing", "-O3", "-CFLAGS", "-fcoroutines",
-                        "--top-module", f"tb_{tb.top}", f"{tb.top}.vlt", tb.testbench.name, tb.verilog.name],
-                       cwd=folder, check=True, capture_output=True, env={**os.environ, "VERILATOR_ROOT": str(root)})
-        cmd = [str(folder / "obj_dir" / f"Vtb_{tb.top}")]
+    cmd = compile_testbench(tb, simulator, optimize=True)
     t = time.perf_counter()
-    out = subprocess.run(cmd, cwd=folder, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, cwd=tb.testbench.parent, check=True, capture_output=True, text=True).stdout
     dt = time.perf_counter() - t
     m = re.search(r"PASS: .*?, (\d+) cycles\)", out)
     assert m, out[-500:]

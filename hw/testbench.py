@@ -25,6 +25,8 @@ Valid and ready percentages of 100 give an all-ready, never-stalling run.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,8 +37,10 @@ from .engines import engine
 from .axis import byte_width, expected_tlast
 from .cocotb_bench import write_cocotb_test
 from .export import export_design
+from .verilator import verilator_root
 
-__all__ = ["TestbenchFiles", "write_testbench", "expected_beats", "DEFAULT_VALID_PCT", "DEFAULT_READY_PCT"]
+__all__ = ["TestbenchFiles", "write_testbench", "compile_testbench", "expected_beats", "DEFAULT_VALID_PCT",
+           "DEFAULT_READY_PCT", "SIMULATORS"]
 
 #: default chance, percent, that the testbench offers a beat (valid) / accepts one (ready) in a cycle
 DEFAULT_VALID_PCT = 70
@@ -256,3 +260,28 @@ def write_testbench(config: Any, folder: str | Path, workload: Any, *, top: str 
                                      max_cycles, dut))
     cocotb = write_cocotb_test(folder, top, iw - 1, ow - 2, int(seed), int(valid_pct), int(ready_pct)) if axis else None
     return TestbenchFiles(vpath, jpath, tpath, ipath, epath, top, len(inputs), n_out, cocotb)
+
+
+#: simulators :func:`compile_testbench` builds for
+SIMULATORS = ("icarus", "verilator")
+
+
+def compile_testbench(tb: TestbenchFiles, simulator: str, optimize: bool = False) -> list[str]:
+    """Compile an exported testbench in its folder with Icarus 11 (``iverilog -g2012``) or
+    Verilator 5 (``--binary --timing`` with ``<top>.vlt``; ``optimize``: ``-O3``), the commands its
+    header gives; returns the command that runs it there (the hex files are read at run time, so
+    it can run again after they change). ``subprocess.CalledProcessError`` if compiling fails."""
+    folder = tb.testbench.parent
+    if simulator == "icarus":
+        subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", tb.testbench.name, tb.verilog.name], cwd=folder,
+                       check=True, capture_output=True, text=True)
+        return ["vvp", "-n", "tb.vvp"]
+    if simulator != "verilator":
+        raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+    root = verilator_root()
+    subprocess.run([str(root / "bin" / "verilator"), "--binary", "--timing", *(["-O3"] if optimize else []),
+                    "-CFLAGS", "-fcoroutines", "--top-module", f"tb_{tb.top}", f"{tb.top}.vlt", tb.testbench.name,
+                    tb.verilog.name], cwd=folder, check=True, capture_output=True, text=True,
+                   env={**os.environ, "VERILATOR_ROOT": str(root)})
+    return [str(folder / "obj_dir" / f"Vtb_{tb.top}")]
+

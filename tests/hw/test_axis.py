@@ -16,7 +16,7 @@ from hw.engine import OUTPUT_PACKETS
 from hw.engines import ENGINES, engine
 from hw.export import export_design
 from hw.portable import lint
-from hw.testbench import write_testbench
+from hw.testbench import compile_testbench, write_testbench
 
 from .conftest import random_config
 
@@ -86,13 +86,13 @@ def test_verilog_testbench_checks_tlast_and_tkeep(tmp_path, kind):
     cfg = random_config(kind, random.Random(f"axis tb {kind}"))
     tb = write_testbench(cfg, tmp_path, _workload(cfg, 2), axis=True, valid_pct=50, ready_pct=50)
     folder = tb.verilog.parent
-    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", tb.testbench.name, tb.verilog.name], cwd=folder, check=True)
-    ok = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=folder, capture_output=True, text=True)
+    run = compile_testbench(tb, "icarus")
+    ok = subprocess.run(run, cwd=folder, capture_output=True, text=True)
     assert ok.returncode == 0 and "PASS" in ok.stdout, ok.stdout[-1000:]
     lines = tb.expected.read_text().split()
     lines[0] = f"{int(lines[0], 16) ^ 1 << (int(lines[0], 16).bit_length() - 2):0{len(lines[0])}x}"  # flip tlast
     tb.expected.write_text("\n".join(lines) + "\n")
-    bad = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=folder, capture_output=True, text=True)
+    bad = subprocess.run(run, cwd=folder, capture_output=True, text=True)
     assert bad.returncode != 0 and "FAIL: output beat 0" in bad.stdout
 
 

