@@ -52,11 +52,14 @@ def simulate(
     out_ready: Sequence[bool] | None = None,
     in_valid: Sequence[bool] | None = None,
     max_cycles: int | None = None,
+    taps: Sequence[Any] = (),
 ) -> SimResult:
     """Stream ``inputs`` (packed payloads) into a component and collect ``n_outputs`` beats.
 
     ``dut_or_config`` is a Component or a config with ``build()``. ``out_ready`` / ``in_valid``
-    are repeating patterns (default: always 1) to exercise back-pressure and gaps.
+    are repeating patterns (default: always 1) to exercise back-pressure and gaps. ``taps``:
+    inner streams of the component (interfaces with ``valid``, ``ready``, ``payload``) whose
+    transfers ``SimResult.taps`` records (pysim only).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown simulation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -68,16 +71,21 @@ def simulate(
     if max_cycles is None:
         max_cycles = cycle_limit(len(inputs), n_outputs, max(len(out_ready), len(in_valid)))
     if backend == "verilator":
+        if taps:
+            raise ValueError("taps watch inner streams: pysim only")
         return simulate_verilator(
             _as_component(dut_or_config), inputs, n_outputs,
             out_ready=out_ready, in_valid=in_valid, max_cycles=max_cycles,
         )
-    return _simulate_pysim(_as_component(dut_or_config), inputs, n_outputs, out_ready, in_valid, max_cycles)
+    return _simulate_pysim(_as_component(dut_or_config), inputs, n_outputs, out_ready, in_valid, max_cycles,
+                           list(taps))
 
 
 def _simulate_pysim(dut, inputs: list[int], n_outputs: int, out_ready: list[bool],
-                    in_valid: list[bool], max_cycles: int) -> SimResult:
+                    in_valid: list[bool], max_cycles: int, taps: list[Any]) -> SimResult:
     outputs: list[int] = []
+    tapped: list[list[int]] = [[] for _ in taps]
+    tap_payloads = [(Value.cast(t.payload), (1 << len(Value.cast(t.payload))) - 1) for t in taps]
     out_cycles: list[int] = []
     in_cycles: list[int] = []
     timed_out = False
@@ -113,6 +121,9 @@ def _simulate_pysim(dut, inputs: list[int], n_outputs: int, out_ready: list[bool
                 out_cycles.append(c)
             if in_fire:
                 in_cycles.append(c)
+            for t, (payload, mask), got in zip(taps, tap_payloads, tapped):
+                if ctx.get(t.valid) and ctx.get(t.ready):
+                    got.append(int(ctx.get(payload)) & mask)
             await ctx.tick()
             if in_fire:
                 k += 1
@@ -128,4 +139,4 @@ def _simulate_pysim(dut, inputs: list[int], n_outputs: int, out_ready: list[bool
             f"({len(in_cycles)} of {len(inputs)} inputs accepted)"
         )
     cycles = out_cycles[-1] + 1 if out_cycles else 0
-    return SimResult(outputs, cycles, np.array(out_cycles), np.array(in_cycles), "pysim")
+    return SimResult(outputs, cycles, np.array(out_cycles), np.array(in_cycles), "pysim", tapped)

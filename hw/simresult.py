@@ -26,6 +26,8 @@ class SimResult:
     out_cycles : cycle index of each output transfer.
     in_cycles : cycle index of each input transfer.
     backend : which backend produced it.
+    taps : per watched stream (``simulate(..., taps=...)``, pysim only), the payloads that
+        transferred on it, in order.
     """
 
     outputs: list[int]
@@ -33,3 +35,4 @@ class SimResult:
     out_cycles: np.ndarray = field(repr=False)
     in_cycles: np.ndarray = field(repr=False)
     backend: str = "pysim"
+    taps: list[list[int]] = field(default_factory=list, repr=False)

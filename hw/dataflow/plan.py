@@ -1,0 +1,300 @@
+"""What a dataflow accelerator computes, as data: a chain of :class:`Stage` s (one per layer with
+weights, one per pooling), its exact numpy model (:func:`run_plan`) and its closed-form timing
+(:func:`schedule`). Knows nothing of ONNX: ``paretofab.netplan`` builds plans from QONNX graphs.
+
+Every stage reads one frame (one inference's input tensor, flattened in C, H, W order, as codes)
+and writes one frame. Its work is a list of *windows*: ``windows[p]`` holds the input addresses
+of window ``p`` (``-1``: a zero-padding element, the code of 0). A MAC stage computes, for each
+output channel ``o`` and window ``p`` (``o`` outer, so the output is in C, H, W order again), the
+dot product of weight row ``o`` with window ``p`` — a fully connected layer is one window
+``0 .. K-1``, a convolution one window per output position (FINN's sliding-window input
+generator, as an address table) — then requantizes it (:class:`hw.requant.RequantSpec`: bias,
+fixed-point scale, round half to even, ReLU, clamp) or, in the last layer, outputs the exact
+accumulator plus bias. A pool stage outputs the largest code value of each window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from quant.formats import IntFormat, parse_format
+from quant.reference import requantize
+
+from ..arith import ConfigError, acc_bits
+from ..engine import check_int, check_pipeline
+from ..requant import RequantSpec
+
+__all__ = ["Stage", "NetworkPlan", "conv_windows", "pool_windows", "run_plan", "schedule", "Schedule", "MAC_LATENCY",
+           "POOL_LATENCY"]
+
+#: cycles from issuing a window's last beat to its output transferring, beyond the MAC pipeline
+#: depth (the beat register, the accumulator register, the output register)
+MAC_LATENCY = 3
+#: the same for a pool stage (the beat register, the output register)
+POOL_LATENCY = 2
+
+
+@dataclass(eq=False)
+class Stage:
+    """One stage of a dataflow accelerator (module docstring).
+
+    Attributes
+    ----------
+    name : the layer's name (ONNX node).
+    kind : ``"mac"`` or ``"pool"``.
+    in_fmt : format of the input codes (integer).
+    in_size : codes per input frame.
+    windows : int array (P, K): input addresses per window, ``-1`` for zero padding.
+    weights : int array (O, K) of weight integers (MAC stages).
+    wfmt : the weights' format (MAC stages).
+    lanes : window elements per beat (multipliers of a MAC stage); a pool stage takes a whole
+        window per beat.
+    pipeline : register stages of the MAC pipeline (``hw.dot.MacPipeline``).
+    requant : the output requantization; ``None``: the accumulator plus ``bias`` (the network's
+        raw output), with ``relu``.
+    bias, relu : bias integers per output channel and a ReLU, used when ``requant`` is None.
+    """
+
+    name: str
+    kind: str
+    in_fmt: str
+    in_size: int
+    windows: np.ndarray
+    weights: np.ndarray | None = None
+    wfmt: str | None = None
+    lanes: int = 1
+    pipeline: int = 1
+    requant: RequantSpec | None = None
+    bias: tuple[int, ...] | None = None
+    relu: bool = False
+
+    def __post_init__(self) -> None:
+        self.windows = np.asarray(self.windows, dtype=np.int64)
+        if self.kind not in ("mac", "pool"):
+            raise ConfigError(f"stage {self.name}: kind must be 'mac' or 'pool', got {self.kind!r}")
+        if self.windows.ndim != 2 or self.windows.size == 0:
+            raise ConfigError(f"stage {self.name}: windows must be a non-empty (P, K) array")
+        if self.windows.min() < -1 or self.windows.max() >= self.in_size:
+            raise ConfigError(f"stage {self.name}: window addresses must lie in -1..{self.in_size - 1}")
+        if not isinstance(parse_format(self.in_fmt), IntFormat):
+            raise ConfigError(f"stage {self.name}: input format {self.in_fmt} — integer formats only so far")
+        if self.kind == "pool":
+            self.lanes = self.k
+            return
+        self.weights = np.asarray(self.weights, dtype=np.int64)
+        if self.weights.ndim != 2 or self.weights.shape[1] != self.k:
+            raise ConfigError(f"stage {self.name}: weights must be (O, {self.k}), got {self.weights.shape}")
+        self.lanes = check_int("lanes", self.lanes, 1, f"stage {self.name}: use 1..{self.k}", self.k)
+        check_pipeline(self.lanes, self.pipeline)
+        n = self.channels
+        if self.requant is not None and self.requant.channels not in (1, n):
+            raise ConfigError(f"stage {self.name}: requantization has {self.requant.channels} channels, not {n}")
+        if self.requant is not None and self.requant.acc_bits != self.acc_bits:
+            raise ConfigError(f"stage {self.name}: requantization expects {self.requant.acc_bits}-bit accumulators, "
+                              f"the MAC gives {self.acc_bits}")
+        if self.bias is not None and len(self.bias) != n:
+            raise ConfigError(f"stage {self.name}: {len(self.bias)} biases for {n} channels")
+
+    # ---- shape ----------------------------------------------------------------------------------
+
+    @property
+    def positions(self) -> int:
+        """Windows per channel, P."""
+        return self.windows.shape[0]
+
+    @property
+    def k(self) -> int:
+        """Elements per window, K."""
+        return self.windows.shape[1]
+
+    @property
+    def channels(self) -> int:
+        """Output channels O (1 for a pool stage: its windows already run over channels)."""
+        return 1 if self.kind == "pool" else self.weights.shape[0]
+
+    @property
+    def out_size(self) -> int:
+        """Codes per output frame, O · P."""
+        return self.channels * self.positions
+
+    @property
+    def beats(self) -> int:
+        """Beats per window, ``ceil(K / lanes)``."""
+        return -(-self.k // self.lanes)
+
+    @property
+    def busy_cycles(self) -> int:
+        """Cycles a frame occupies the stage's beat issue, O · P · beats."""
+        return self.out_size * self.beats
+
+    @property
+    def latency(self) -> int:
+        """Cycles from issuing a window's last beat to its output transferring."""
+        return self.pipeline + MAC_LATENCY if self.kind == "mac" else POOL_LATENCY
+
+    @property
+    def acc_bits(self) -> int:
+        """Accumulator width of a MAC stage, bits (signed)."""
+        return acc_bits(self.wfmt, self.in_fmt, self.k)
+
+    @property
+    def out_fmt(self) -> str | None:
+        """Format of the output codes; None for the raw accumulator output."""
+        if self.kind == "pool":
+            return self.in_fmt
+        return self.requant.fmt if self.requant is not None else None
+
+    @property
+    def out_bits(self) -> int:
+        """Width of an output element, bits (a code, or the signed raw accumulator plus bias)."""
+        if self.out_fmt is not None:
+            return parse_format(self.out_fmt).bits
+        return max(self.acc_bits, max(abs(b).bit_length() + 1 for b in self.bias or (0,))) + 1
+
+
+@dataclass(eq=False)
+class NetworkPlan:
+    """A chain of stages; stage ``s + 1`` reads what stage ``s`` writes."""
+
+    name: str
+    stages: list[Stage] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ConfigError(f"network {self.name}: no stages")
+        for a, b in zip(self.stages, self.stages[1:]):
+            if a.out_fmt is None:
+                raise ConfigError(f"network {self.name}: stage {a.name} outputs raw accumulators, so it must be last")
+            if a.out_size != b.in_size or a.out_fmt != b.in_fmt:
+                raise ConfigError(f"network {self.name}: stage {a.name} writes {a.out_size} {a.out_fmt} codes, "
+                                  f"stage {b.name} reads {b.in_size} {b.in_fmt} codes")
+
+    @property
+    def in_size(self) -> int:
+        return self.stages[0].in_size
+
+    @property
+    def out_size(self) -> int:
+        return self.stages[-1].out_size
+
+
+def conv_windows(in_shape: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                 pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Input addresses (C, H, W order; ``-1``: padding) of every output position's window,
+    (OH·OW, C·kh·kw), window elements in (c, i, j) order as ONNX weights are."""
+    c, h, w = in_shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, stride, pads
+    oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    y = np.arange(oh)[:, None, None, None, None] * sh - pt + np.arange(kh)[None, None, None, :, None]
+    x = np.arange(ow)[None, :, None, None, None] * sw - pl + np.arange(kw)[None, None, None, None, :]
+    ch = np.arange(c)[None, None, :, None, None]
+    inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+    addr = np.where(inside, ch * h * w + y * w + x, -1)
+    return addr.reshape(oh * ow, c * kh * kw)
+
+
+def pool_windows(in_shape: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """Input addresses of every pooling window, one row per output element (C, H, W order)."""
+    c, h, w = in_shape
+    one = conv_windows((1, h, w), kernel, stride, (0, 0, 0, 0))  # (OH·OW, kh·kw) of channel 0
+    return (np.arange(c)[:, None, None] * h * w + one[None]).reshape(-1, one.shape[1])
+
+
+def _gather(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """(frames, P, K) window elements of integer frames ``x`` (frames, in_size); padding is 0."""
+    padded = np.concatenate([x, np.zeros((len(x), 1), dtype=x.dtype)], axis=1)
+    return padded[:, np.where(windows < 0, x.shape[1], windows)]
+
+
+def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
+    """The exact numpy model of the accelerator: every stage's output integers.
+
+    Parameters
+    ----------
+    x : integer values (not bit patterns) of the input codes, (frames, in_size).
+
+    Returns
+    -------
+    One (frames, out_size) array per stage: integer values of its output codes, or the raw
+    accumulators plus bias of a last stage without requantization (object ints when wide).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != plan.in_size:
+        raise ValueError(f"inputs must be (frames, {plan.in_size}) integers, got {x.shape}")
+    outs = []
+    for st in plan.stages:
+        win = _gather(x, st.windows)  # (F, P, K)
+        if st.kind == "pool":
+            y = win.max(axis=2)
+        else:
+            acc = np.einsum("ok,fpk->fop", st.weights.astype(object), win.astype(object))  # exact
+            if st.requant is None:
+                y = acc + np.array(st.bias or (0,) * st.channels, dtype=object)[None, :, None]
+                y = np.maximum(y, 0) if st.relu else y
+            else:
+                rq = st.requant
+                pick = (lambda v: v) if rq.channels > 1 else (lambda v: v * st.channels)  # noqa: E731
+                bias = np.array(rq.biases if rq.biases is not None else (0,) * rq.channels, dtype=object)
+                y = np.stack([requantize(acc[:, o] + pick(bias)[o], pick(rq.multipliers)[o], pick(rq.shifts)[o],
+                                         rq.fmt, rq.zero_point, rq.relu) for o in range(st.channels)], axis=1)
+            y = y.reshape(len(x), -1)
+        outs.append(y)
+        x = y
+    return outs
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Closed-form timing of a batch of frames through a plan (always-valid source, always-ready
+    sink), cycles after reset.
+
+    Attributes
+    ----------
+    cycles : cycles until the last output transfers (the index of that cycle plus one).
+    latency : cycles from the first input transfer to the first frame's last output, plus one.
+    interval : cycles between the last outputs of the last two frames (the initiation interval
+        in steady state); ``cycles`` for one frame.
+    starts : per frame and stage, the cycle its first beat issues.
+    """
+
+    cycles: int
+    latency: int
+    interval: int
+    starts: np.ndarray
+
+
+def schedule(plan: NetworkPlan, frames: int) -> Schedule:
+    """Closed-form cycles of ``frames`` inferences (:class:`Schedule`).
+
+    Per stage ``s`` and frame ``n``: its input is written one code per cycle into one of two frame
+    banks; its first beat issues at ``A = max(D + 1, A_prev + busy, credit)`` — the cycle after
+    the frame's last input code arrived (``D``), after the previous frame's beats, and once the
+    next stage has a free bank (the cycle after that stage released frame ``n - 2``'s bank, i.e.
+    ``A_{s+1}(n-2) + busy_{s+1} + 1``); its beats then issue back to back (credits guarantee the
+    next stage never stalls them), so its last output transfers at ``A + busy - 1 + latency``,
+    which is the next stage's ``D``. The first stage's input bank for frame ``n`` frees when it
+    released frame ``n - 2`` (``A_0(n-2) + busy_0``), and the source writes ``in_size`` codes
+    back to back from then (or after the previous frame's last code).
+    """
+    check_int("frames", frames, 1, "simulate at least one frame")
+    st = plan.stages
+    A = np.zeros((frames, len(st)), dtype=np.int64)
+    done = np.zeros(frames, dtype=np.int64)  # the last output's transfer cycle
+    last_in = -1
+    for n in range(frames):
+        free = A[n - 2, 0] + st[0].busy_cycles + 1 if n >= 2 else 0
+        d = max(last_in + 1, free) + st[0].in_size - 1
+        last_in = d
+        for s, stage in enumerate(st):
+            a = d + 1
+            if n >= 1:
+                a = max(a, A[n - 1, s] + stage.busy_cycles)
+            if n >= 2 and s + 1 < len(st):
+                a = max(a, A[n - 2, s + 1] + st[s + 1].busy_cycles + 1)
+            A[n, s] = a
+            d = a + stage.busy_cycles - 1 + stage.latency
+        done[n] = d
+    return Schedule(int(done[-1]) + 1, int(done[0]) + 1, int(done[-1] - done[-2]) if frames > 1 else int(done[0]) + 1,
+                    A)

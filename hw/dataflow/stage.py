@@ -1,0 +1,192 @@
+"""One stage of a dataflow accelerator in hardware (:class:`StageEngine`): two frame banks, a
+window reader, and a MAC pipeline with a requantizer, or a max over each window.
+
+Ports: ``i`` — input codes, one per beat (a frame is ``in_size`` beats, C, H, W order); ``o`` —
+output elements, one per beat, in the order of :mod:`hw.dataflow.plan`; ``credit`` (in) — a pulse
+when the next stage frees a frame bank; ``release`` (out) — a pulse when this stage frees one
+(wired to the previous stage's ``credit``).
+
+Inside, per cycle:
+
+- **writer**: an input beat goes into the write bank at the next address; the frame's last code
+  marks the bank full and switches banks; ``i.ready`` is low while the write bank is full.
+- **issue** (stage A): when a bank is full and the next stage has a free bank (a credit; the
+  last stage needs none), the counters walk channel ``o``, window ``p``, beat ``b`` and read, from
+  ROMs with a synchronous port, beat ``b`` of weight row ``o`` and of window ``p``'s addresses.
+- **beat** (stage B): the addressed codes of the read bank (address ``in_size``: zero padding)
+  form the beat; a MAC stage feeds it to :class:`hw.dot.MacPipeline` (``last`` on a window's last
+  beat) and requantizes each accumulator for its channel (:func:`hw.requant.requantizer`) into
+  the output register; a pool stage puts the largest value of the window there. The frame's last
+  beat frees its bank (``release``).
+
+The credit rule (a frame starts only when the next stage can take all of it) means a stage never
+stalls on its neighbour with an always-ready sink, which makes the timing the closed form of
+:func:`hw.dataflow.plan.schedule`; valid/ready handshakes keep every transfer correct under any
+back-pressure.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from quant.formats import parse_format
+
+from ..dot import MacPipeline
+from ..requant import requantizer
+from .plan import Stage
+
+__all__ = ["StageEngine", "code_bits"]
+
+
+def code_bits(values, fmt: str) -> list[int]:
+    """Integer values as ``fmt``'s codes (two's complement bit patterns for signed formats)."""
+    bits = parse_format(fmt).bits
+    return [int(v) & ((1 << bits) - 1) for v in values]
+
+
+def _rom(m: Module, name: str, rows: list[list[int]], width: int):
+    """A ROM of ``rows`` (each a list of ``width``-bit fields, element 0 in the low bits) with a
+    synchronous read port; returns the port."""
+    init = [sum(int(v) << (j * width) for j, v in enumerate(row)) for row in rows]
+    mem = Memory(shape=unsigned(max(1, width * len(rows[0]))), depth=max(2, len(init)), init=init)
+    m.submodules[name] = mem
+    return mem.read_port(domain="sync")
+
+
+class StageEngine(wiring.Component):
+    """A :class:`~hw.dataflow.plan.Stage` in hardware (module docstring).
+
+    Parameters
+    ----------
+    stage : Stage
+    credited : whether a next stage returns credits (False for the last stage).
+    """
+
+    def __init__(self, stage: Stage, credited: bool) -> None:
+        self.stage, self.credited = stage, credited
+        out_shape = unsigned(stage.out_bits) if stage.out_fmt is not None else signed(stage.out_bits)
+        super().__init__({
+            "i": In(stream.Signature(unsigned(parse_format(stage.in_fmt).bits))),
+            "o": Out(stream.Signature(out_shape)),
+            "credit": In(1),
+            "release": Out(1),
+        })
+
+    def elaborate(self, platform):
+        st = self.stage
+        m = Module()
+        n, lanes, beats, positions, channels = st.in_size, st.lanes, st.beats, st.positions, st.channels
+        abits = max(1, n.bit_length())  # addresses 0 .. n (n: zero padding)
+        in_bits = parse_format(st.in_fmt).bits
+
+        # ---- frame banks and writer ----
+        banks = [[Signal(in_bits, name=f"bank{b}_{j}") for j in range(n)] + [Const(0, in_bits)] for b in (0, 1)]
+        full = Array([Signal(name="full0"), Signal(name="full1")])
+        wb, wcount = Signal(), Signal(range(max(2, n)))
+        m.d.comb += self.i.ready.eq(~full[wb])
+        with m.If(self.i.valid & self.i.ready):
+            for b in (0, 1):
+                with m.If(wb == b):
+                    m.d.sync += Array(banks[b][:n])[wcount].eq(self.i.payload)
+            with m.If(wcount == n - 1):
+                m.d.sync += [wcount.eq(0), wb.eq(~wb), full[wb].eq(1)]
+            with m.Else():
+                m.d.sync += wcount.eq(wcount + 1)
+
+        # ---- issue (stage A) ----
+        pad = -(-st.k // lanes) * lanes - st.k
+        win_rows = []
+        for p in range(positions):
+            addrs = [a if a >= 0 else n for a in st.windows[p]] + [n] * pad
+            win_rows += [addrs[b * lanes:(b + 1) * lanes] for b in range(beats)]
+        win_rd = _rom(m, "windows", win_rows, abits)
+        busy, rb = Signal(), Signal()
+        credits = Signal(range(3), init=2)
+        b_c = Signal(range(max(2, beats)))
+        win_addr = Signal(range(max(2, positions * beats)))
+        w_addr = Signal(range(max(2, channels * positions * beats)))  # beat index within the frame
+        valid_b, bank_b, last_b, end_b = Signal(), Signal(), Signal(), Signal()
+        sink_ready = Signal()
+        adv = Signal()
+        can_start = full[rb] & ((credits != 0) if self.credited else 1)
+        go = busy | can_start
+        issue = go & adv
+        final = w_addr == channels * positions * beats - 1
+        m.d.comb += [adv.eq(~valid_b | sink_ready), win_rd.addr.eq(win_addr), win_rd.en.eq(adv)]
+        if st.kind == "mac":
+            w_bits = parse_format(st.wfmt).bits
+            w_rows = [code_bits(list(st.weights[o, b * lanes:(b + 1) * lanes]) + [0] * max(0, (b + 1) * lanes - st.k),
+                                st.wfmt) for o in range(channels) for b in range(beats)]
+            w_rd = _rom(m, "weights", w_rows, w_bits)
+            row_base = Signal(range(max(2, channels * beats)))  # o · beats
+            m.d.comb += [w_rd.addr.eq(row_base + b_c), w_rd.en.eq(adv)]
+        with m.If(adv):
+            m.d.sync += valid_b.eq(go)
+        with m.If(issue):
+            m.d.sync += [bank_b.eq(rb), last_b.eq(b_c == beats - 1), end_b.eq(final)]
+            m.d.sync += [b_c.eq(Mux(b_c == beats - 1, 0, b_c + 1)), w_addr.eq(Mux(final, 0, w_addr + 1)),
+                         win_addr.eq(Mux(win_addr == positions * beats - 1, 0, win_addr + 1))]
+            if st.kind == "mac":
+                with m.If(final):
+                    m.d.sync += row_base.eq(0)
+                with m.Elif(win_addr == positions * beats - 1):
+                    m.d.sync += row_base.eq(row_base + beats)
+            m.d.sync += busy.eq(~final)
+            with m.If(final):
+                m.d.sync += rb.eq(~rb)
+        if self.credited:
+            m.d.sync += credits.eq(credits - (issue & ~busy) + self.credit)
+
+        # ---- beat (stage B) ----
+        fmt = parse_format(st.in_fmt)
+        codes = []
+        for j in range(lanes):
+            addr = win_rd.data[j * abits:(j + 1) * abits]
+            code = Signal(in_bits, name=f"a{j}")
+            m.d.comb += code.eq(Mux(bank_b, Array(banks[1])[addr], Array(banks[0])[addr]))
+            codes.append(code)
+        release = valid_b & sink_ready & end_b
+        m.d.comb += self.release.eq(release)
+        with m.If(release):
+            m.d.sync += full[bank_b].eq(0)
+
+        valid_o = Signal()
+        m.d.comb += self.o.valid.eq(valid_o)
+        with m.If(self.o.ready):
+            m.d.sync += valid_o.eq(0)
+        if st.kind == "pool":
+            value = lambda c: c.as_signed() if fmt.signed else c  # noqa: E731
+            best = value(codes[0])
+            for c in codes[1:]:
+                best = Mux(value(c) > best, value(c), best)
+            m.d.comb += sink_ready.eq(~valid_o | self.o.ready)
+            with m.If(valid_b & sink_ready):
+                m.d.sync += [valid_o.eq(1), self.o.payload.eq(best[:in_bits])]
+            return m
+
+        m.submodules.mac = mac = MacPipeline(lanes, parse_format(st.wfmt), fmt, st.k, st.pipeline)
+        m.d.comb += [mac.i.valid.eq(valid_b), mac.i.payload.last.eq(last_b), sink_ready.eq(mac.i.ready)]
+        for j in range(lanes):
+            m.d.comb += [mac.i.payload.w[j].eq(w_rd.data[j * w_bits:(j + 1) * w_bits]), mac.i.payload.a[j].eq(codes[j])]
+        channel, pos = Signal(range(max(2, channels))), Signal(range(max(2, positions)))
+        m.d.comb += mac.o.ready.eq(~valid_o | self.o.ready)
+        with m.If(mac.o.valid & mac.o.ready):
+            m.d.sync += [pos.eq(Mux(pos == positions - 1, 0, pos + 1)), valid_o.eq(1)]
+            with m.If(pos == positions - 1):
+                m.d.sync += channel.eq(Mux(channel == channels - 1, 0, channel + 1))
+        if st.requant is not None:
+            m.submodules.requant = rq = requantizer(st.requant)
+            m.d.comb += [rq.acc.eq(mac.o.payload), rq.channel.eq(channel if st.requant.channels > 1 else 0)]
+            result = rq.code
+        else:
+            bias = Array(Const(b, signed(st.out_bits)) for b in st.bias or (0,) * channels)[channel]
+            total = Signal(signed(st.out_bits))
+            m.d.comb += total.eq(mac.o.payload + bias)
+            result = Mux(total < 0, 0, total) if st.relu else total
+        with m.If(mac.o.valid & mac.o.ready):
+            m.d.sync += self.o.payload.eq(result)
+        return m
+

@@ -1,0 +1,93 @@
+"""A QONNX graph (:class:`quant.qonnx_import.QGraph`) as a dataflow accelerator plan
+(:class:`hw.dataflow.plan.NetworkPlan`): convolutions become address tables of their windows
+(zero padding, strides), pools tables of theirs, flattens vanish (frames stay in C, H, W order),
+scales become per-channel fixed-point requantizers of :data:`quant.qonnx_import.MULT_BITS` bits
+(bias rounded to accumulator units, as :func:`quant.qonnx_import.execute_int`), and the lanes
+of each MAC stage come from the user or from :func:`auto_lanes`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.arith import acc_bits
+from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, pool_windows
+from hw.requant import RequantSpec
+from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool
+from quant.reference import fixed_point_multiplier
+
+__all__ = ["plan_network", "auto_lanes", "DEFAULT_MAX_LANES"]
+
+#: multipliers ``--lanes auto`` may spend over the whole network
+DEFAULT_MAX_LANES = 64
+
+
+def auto_lanes(work: list[tuple[int, int]], max_lanes: int = DEFAULT_MAX_LANES) -> list[int]:
+    """Lanes per MAC stage that balance their cycles: ``work`` holds each stage's (outputs, K);
+    a stage takes ``outputs · ceil(K / lanes)`` cycles per frame. Greedy: widen the slowest stage
+    to its next lane count that saves a beat, while the total stays within ``max_lanes``
+    multipliers (at least one per stage)."""
+    lanes = [1] * len(work)
+    cycles = lambda s: work[s][0] * -(-work[s][1] // lanes[s])  # noqa: E731
+    while True:
+        s = max(range(len(work)), key=cycles)
+        n, k = work[s]
+        beats = -(-k // lanes[s])
+        if beats == 1:
+            return lanes
+        wider = -(-k // (beats - 1))  # fewest lanes giving one beat less
+        if sum(lanes) - lanes[s] + wider > max_lanes:
+            return lanes
+        lanes[s] = wider
+
+
+def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline: int = 1,
+                 max_lanes: int = DEFAULT_MAX_LANES, name: str = "net") -> NetworkPlan:
+    """The accelerator plan of ``graph``.
+
+    Parameters
+    ----------
+    lanes : one count per layer with weights, one count for all, or ``"auto"`` (:func:`auto_lanes`
+        under ``max_lanes`` multipliers).
+    pipeline : MAC pipeline registers of every layer.
+    """
+    ops = [op for op in graph.layers if not isinstance(op, QFlatten)]
+    compute = [op for op in ops if isinstance(op, QLayer)]
+    work = [(int(np.prod(op.out_shape)), int(np.prod(op.weight.shape[1:]))) for op in compute]
+    if lanes == "auto":
+        per = auto_lanes(work, max_lanes)
+    elif isinstance(lanes, int):
+        per = [min(lanes, k) for _, k in work]
+    else:
+        per = list(lanes)
+        if len(per) != len(compute):
+            raise ValueError(f"{len(per)} lane counts for {len(compute)} layers with weights; give one per layer")
+    stages, fmt, s_in, li = [], graph.in_quant.fmt, np.float64(graph.in_quant.scale), 0
+    in_size = int(np.prod(graph.input_shape[1:]))
+    for op in ops:
+        if isinstance(op, QPool):
+            win = pool_windows(op.in_shape, op.kernel, op.stride)
+            stages.append(Stage(op.name, "pool", fmt, in_size, win))
+            in_size = stages[-1].out_size
+            continue
+        shape3 = op.in_shape if op.kind == "conv" else (1, 1, in_size)
+        if op.kind == "conv":
+            win = conv_windows(shape3, op.weight.shape[2:], op.stride, op.pads)
+        else:
+            win = np.arange(in_size)[None]
+        w = op.weight.reshape(op.weight.shape[0], -1)
+        o = w.shape[0]
+        unit = s_in * np.broadcast_to(np.asarray(op.weight_quant.scale, np.float64), (o,))
+        bias = tuple(int(b) for b in np.round(op.bias / unit)) if op.bias is not None else None
+        common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=per[li], pipeline=min(pipeline, 1 + (per[li] - 1).bit_length()))
+        if op.out_quant is None:
+            stages.append(Stage(op.name, "mac", fmt, in_size, win, bias=bias or (0,) * o, relu=op.relu, **common))
+        else:
+            pairs = [fixed_point_multiplier(float(r), MULT_BITS) for r in unit / np.float64(op.out_quant.scale)]
+            rq = RequantSpec(acc_bits(op.weight_quant.fmt, fmt, win.shape[1]), tuple(m for m, _ in pairs),
+                             tuple(s for _, s in pairs), op.out_quant.fmt, relu=op.relu, biases=bias)
+            stages.append(Stage(op.name, "mac", fmt, in_size, win, requant=rq, **common))
+            fmt, s_in = op.out_quant.fmt, np.float64(op.out_quant.scale)
+        in_size = stages[-1].out_size
+        li += 1
+    return NetworkPlan(name, stages)

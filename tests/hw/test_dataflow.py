@@ -1,0 +1,145 @@
+"""Whole-network dataflow accelerators (issue 16, items 3-4): random chains of convolution, pool
+and fully connected stages in random integer formats, lanes, pipelines and per-channel
+requantizers. The RTL equals the numpy model of the plan on every stage's output, under
+back-pressure too; the cycles equal the closed-form schedule; the numpy model's convolution
+equals a brute-force loop over output positions and kernel taps."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from hw.arith import acc_bits
+from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, pool_windows, run_plan, schedule
+from hw.dataflow.sim import simulate_plan
+from hw.requant import RequantSpec
+from quant.formats import parse_format
+
+from .conftest import SIM_BACKENDS
+
+INTS = ["int2", "int3", "int4", "int5n", "int8", "uint3", "uint4", "uint8"]
+
+
+def _requant(rng: random.Random, wfmt: str, afmt: str, k: int, channels: int, out: str, relu: bool) -> RequantSpec:
+    """Per-channel multipliers and shifts that map the accumulator's typical range onto ``out``."""
+    ab = acc_bits(wfmt, afmt, k)
+    spread = max(1, ab - 2 - parse_format(out).bits)  # typical sums use a few bits less than the worst case
+    mults = tuple(rng.randint(1 << 11, (1 << 12) - 1) for _ in range(channels))
+    shifts = tuple(12 + spread + rng.randint(-2, 1) for _ in range(channels))
+    biases = tuple(rng.randint(-(1 << spread), 1 << spread) for _ in range(channels)) if rng.random() < 0.7 else None
+    return RequantSpec(ab, mults, shifts, out, relu=relu, biases=biases)
+
+
+def _weights(rng: np.random.Generator, fmt: str, shape) -> np.ndarray:
+    f = parse_format(fmt)
+    return rng.integers(f.min_int, f.max_int + 1, shape)
+
+
+def random_plan(seed: int) -> NetworkPlan:
+    """A random conv (→ pool) → fully connected chain, small enough for pysim."""
+    rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    fmt = rng.choice(INTS)
+    c, h, w = rng.randint(1, 2), rng.randint(3, 6), rng.randint(3, 6)
+    stages, size = [], c * h * w
+    if rng.random() < 0.8:
+        kh, kw = rng.randint(1, 3), rng.randint(1, 3)
+        stride = (rng.randint(1, 2), rng.randint(1, 2))
+        pads = tuple(rng.randint(0, 1) for _ in range(4))
+        win = conv_windows((c, h, w), (kh, kw), stride, pads)
+        oc, wfmt, out = rng.randint(1, 3), rng.choice(INTS), rng.choice(INTS)
+        lanes = rng.randint(1, win.shape[1])
+        stages.append(Stage("conv", "mac", fmt, size, win, _weights(nrng, wfmt, (oc, win.shape[1])), wfmt, lanes,
+                            rng.randint(0, 1 + (lanes - 1).bit_length()),
+                            _requant(rng, wfmt, fmt, win.shape[1], oc, out, rng.random() < 0.5)))
+        oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
+        ow = (w + pads[1] + pads[3] - kw) // stride[1] + 1
+        c, h, w, size, fmt = oc, oh, ow, stages[-1].out_size, out
+        if h >= 2 and w >= 2 and rng.random() < 0.6:
+            stages.append(Stage("pool", "pool", fmt, size, pool_windows((c, h, w), (2, 2), (rng.randint(1, 2),) * 2)))
+            size = stages[-1].out_size
+    n_out, wfmt = rng.randint(1, 4), rng.choice(INTS)
+    lanes = rng.randint(1, size)
+    stages.append(Stage("fc", "mac", fmt, size, np.arange(size)[None], _weights(nrng, wfmt, (n_out, size)), wfmt,
+                        lanes, rng.randint(0, 1 + (lanes - 1).bit_length()),
+                        bias=tuple(rng.randint(-50, 50) for _ in range(n_out)), relu=rng.random() < 0.3))
+    return NetworkPlan(f"rand{seed}", stages)
+
+
+def _inputs(plan: NetworkPlan, frames: int, seed: int) -> np.ndarray:
+    f = parse_format(plan.stages[0].in_fmt)
+    return np.random.default_rng(seed).integers(f.min_int, f.max_int + 1, (frames, plan.in_size))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_rtl_equals_numpy_model_on_every_stage_and_cycles_equal_closed_form(seed):
+    plan = random_plan(seed)
+    x = _inputs(plan, 3, seed)
+    run = simulate_plan(plan, x, "pysim")
+    ref = run_plan(plan, x)
+    for st, got, want in zip(plan.stages, run.stages, ref):
+        assert np.array_equal(got, want), f"stage {st.name} of {[s.name for s in plan.stages]}"
+    assert run.cycles == run.schedule.cycles
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_back_pressure_and_input_gaps_keep_outputs_exact(seed):
+    plan = random_plan(seed)
+    x = _inputs(plan, 3, seed + 100)
+    run = simulate_plan(plan, x, "pysim", out_ready=[1, 0, 0, 1, 0], in_valid=[0, 1, 1])
+    assert np.array_equal(run.outputs, run_plan(plan, x)[-1])
+    assert run.cycles > run.schedule.cycles  # the sink stalls it
+
+
+@pytest.mark.skipif("verilator" not in SIM_BACKENDS, reason="verilator backend not in git")
+def test_verilator_backend_equals_numpy_model_and_closed_form():
+    plan = random_plan(3)
+    x = _inputs(plan, 4, 9)
+    run = simulate_plan(plan, x, "verilator")
+    assert np.array_equal(run.outputs, run_plan(plan, x)[-1]) and run.cycles == run.schedule.cycles
+
+
+def test_conv_windows_equal_brute_force_convolution():
+    """run_plan's convolution through conv_windows equals a loop over positions and taps."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        c, h, w = rng.integers(1, 4), rng.integers(2, 7), rng.integers(2, 7)
+        kh, kw = rng.integers(1, 4, 2)
+        sh, sw = rng.integers(1, 3, 2)
+        pads = tuple(int(p) for p in rng.integers(0, 2, 4))
+        oc = int(rng.integers(1, 4))
+        x = rng.integers(-8, 8, (2, c, h, w))
+        wt = rng.integers(-8, 8, (oc, c, kh, kw))
+        win = conv_windows((c, h, w), (kh, kw), (sh, sw), pads)
+        st = Stage("c", "mac", "int4", c * h * w, win, wt.reshape(oc, -1), "int4", 1, 0, bias=(0,) * oc)
+        got = run_plan(NetworkPlan("c", [st]), x.reshape(2, -1))[0]
+        xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+        oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+        want = np.zeros((2, oc, oh, ow), dtype=np.int64)
+        for o in range(oc):
+            for y in range(oh):
+                for z in range(ow):
+                    want[:, o, y, z] = (xp[:, :, y * sh:y * sh + kh, z * sw:z * sw + kw] * wt[o]).sum(axis=(1, 2, 3))
+        assert np.array_equal(got.astype(np.int64), want.reshape(2, -1))
+
+
+def test_one_stage_closed_form_by_hand():
+    """One fully connected stage, one frame: in_size input cycles, then O·ceil(K/lanes) beats,
+    then the pipeline and its three registers."""
+    st = Stage("fc", "mac", "int8", 10, np.arange(10)[None], np.ones((3, 10), int), "int8", 4, 2, bias=(0, 0, 0))
+    sch = schedule(NetworkPlan("one", [st]), 1)
+    assert sch.cycles == 10 + 3 * 3 + 2 + 3
+
+
+def test_bad_plans_are_refused():
+    from hw.arith import ConfigError
+
+    with pytest.raises(ConfigError, match="addresses"):
+        Stage("p", "pool", "int4", 4, np.array([[0, 4]]))
+    with pytest.raises(ConfigError, match="lanes"):
+        Stage("f", "mac", "int4", 4, np.arange(4)[None], np.ones((1, 4), int), "int4", 5, bias=(0,))
+    a = Stage("f", "mac", "int4", 4, np.arange(4)[None], np.ones((2, 4), int), "int4", 2, bias=(0, 0))
+    b = Stage("g", "mac", "int4", 2, np.arange(2)[None], np.ones((1, 2), int), "int4", 1, bias=(0,))
+    with pytest.raises(ConfigError, match="raw accumulators"):
+        NetworkPlan("n", [a, b])
