@@ -1,21 +1,34 @@
-"""``paretofab accel MODEL.onnx``: a user's QONNX model (Brevitas ``export_qonnx``) read as a chain of
-integer layers (:mod:`quant.qonnx_import`) — the first step of the whole-network accelerator
-(issue 16). Prints each layer (shape, formats, scales, ReLU) and, with ``--inputs X.npy``, runs the
-exact integer model and, with ``--check``, compares it with QONNX's own execution of the file.
+"""``paretofab accel MODEL.onnx``: a user's QONNX model (Brevitas ``export_qonnx``) as one dataflow
+accelerator. Reads it as integer layers (:mod:`quant.qonnx_import`), maps them onto one stage per
+layer (:mod:`paretofab.netplan`, :mod:`hw.dataflow`) and prints both with the closed-form cycles.
+With ``--inputs X.npy`` it runs the exact integer model; with ``--sim`` it streams the inputs
+through the accelerator's RTL (pysim or Verilator) and checks every stage against the numpy model;
+with ``--check`` it compares the outputs with QONNX's own execution of the file; with ``-o DIR`` it
+writes the Verilog (lint-clean, :mod:`hw.portable`), its Verilator waivers and a JSON report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
-from quant.common import HelpFormatter
+from hw.dataflow.plan import NetworkPlan, run_plan, schedule
+from hw.dataflow.sim import simulate_plan
+from hw.dataflow.top import Accelerator, AXIStreamAccelerator
+from hw.export import check_top_name
+from hw.portable import portable_verilog, waivers
+from hw.sim import BACKENDS
+from quant.common import HelpFormatter, writable_folder
+from quant.formats import parse_format
 from quant.qonnx_import import QGraph, QLayer, QonnxError, execute_int, read_qonnx
 
-__all__ = ["register", "layer_rows", "qonnx_outputs"]
+from .netplan import DEFAULT_MAX_LANES, dequantize, plan_network
+
+__all__ = ["register", "layer_rows", "plan_rows", "qonnx_outputs"]
 
 
 def _scale_kind(scale) -> str:
@@ -52,56 +65,151 @@ def qonnx_outputs(path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate([execute_onnx(mw, {name: row.reshape(shape).astype(np.float32)})[out] for row in x])
 
 
+def _load_inputs(path: str, graph: QGraph) -> np.ndarray:
+    """The float inputs of ``--inputs``, checked against the model's input size."""
+    try:
+        x = np.load(path)
+    except ValueError:
+        raise QonnxError(f"{path}: not a .npy array of numbers; save one with numpy.save") from None
+    feat = int(np.prod(graph.input_shape[1:]))
+    if x.ndim < 1 or x.size == 0 or x.reshape(len(x), -1).shape[1] != feat:
+        raise QonnxError(f"{path}: shape {x.shape} does not fit the model's input {list(graph.input_shape)} "
+                         f"(give [batch, {feat}] or [batch, …] with {feat} values per row)")
+    return x
+
+
+def _lanes(text: str) -> str | int | list[int]:
+    """``--lanes``: ``auto``, one count, or a comma list (one per layer with weights)."""
+    if text == "auto":
+        return "auto"
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise QonnxError(f"--lanes {text!r}: give auto, a count or a comma list of counts (one per layer)") from None
+    if min(vals) < 1:
+        raise QonnxError(f"--lanes {text!r}: lane counts must be >= 1")
+    return vals[0] if len(vals) == 1 else vals
+
+
+def plan_rows(plan: NetworkPlan) -> list[dict]:
+    """Per stage of the accelerator: lanes, beats, cycles per frame (closed form), ROM and bank
+    sizes (bits)."""
+    rows = []
+    for st in plan.stages:
+        in_bits = parse_format(st.in_fmt).bits
+        abits = max(1, st.in_size.bit_length())
+        rows.append({"stage": st.name, "kind": st.kind, "lanes": st.lanes, "pipeline": st.pipeline if st.kind == "mac"
+                     else None, "windows": st.positions, "window": st.k, "channels": st.channels,
+                     "beats_per_window": st.beats, "cycles_per_frame": st.busy_cycles,
+                     "weight_rom_bits": st.weights.size * parse_format(st.wfmt).bits if st.kind == "mac" else 0,
+                     "window_rom_bits": st.positions * st.beats * st.lanes * abits,
+                     "bank_bits": 2 * st.in_size * in_bits, "output": st.out_fmt or f"int{st.out_bits} (raw)"})
+    return rows
+
+
+def _model_name(path: Path) -> str:
+    """A Verilog module name from a model file's name (``cnn-v2.onnx`` -> ``cnn_v2``)."""
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", path.stem) or "net"
+    return check_top_name(stem if stem[0].isalpha() or stem[0] == "_" else f"net_{stem}")
+
+
 def _accel(args: argparse.Namespace) -> int:
+    if args.sim and not args.inputs:
+        raise QonnxError("--sim needs --inputs X.npy (the inputs to stream through the accelerator)")
+    out_dir = writable_folder(args.out) if args.out else None  # before any work
     graph = read_qonnx(args.model)
     rows = layer_rows(graph)
+    name = _model_name(args.model)
+    plan = plan_network(graph, _lanes(args.lanes), args.pipeline, args.max_lanes, name=name)
     doc: dict = {"model": str(args.model), "input": graph.input_name, "input_shape": list(graph.input_shape),
-                 "input_format": graph.in_quant.fmt, "layers": rows}
+                 "input_format": graph.in_quant.fmt, "layers": rows, "stages": plan_rows(plan),
+                 "cycles_per_inference": schedule(plan, 1).cycles, "interval": schedule(plan, 8).interval}
     if args.inputs:
-        try:
-            x = np.load(args.inputs)
-        except ValueError:
-            raise QonnxError(f"{args.inputs}: not a .npy array of numbers; save one with numpy.save") from None
-        feat = int(np.prod(graph.input_shape[1:]))
-        if x.ndim < 1 or x.reshape(len(x), -1).shape[1] != feat:
-            raise QonnxError(f"{args.inputs}: shape {x.shape} does not fit the model's input {list(graph.input_shape)} "
-                             f"(give [batch, {feat}] or [batch, …] with {feat} values per row)")
+        x = _load_inputs(args.inputs, graph)
         out, codes = execute_int(graph, x)
         doc["outputs"] = out.tolist()
         doc["codes"] = [c.tolist() for c in codes]
+        if args.sim:
+            xi = graph.in_quant.codes(x.reshape(len(x), *graph.input_shape[1:])).reshape(len(x), -1)
+            run = simulate_plan(plan, xi, args.backend)
+            model = run_plan(plan, xi)
+            got = dequantize(graph, run.outputs)
+            same = all(np.array_equal(a, b) for a, b in zip(run.stages, model)) if run.stages else \
+                np.array_equal(run.outputs, model[-1])
+            doc.update(outputs=got.tolist(), codes=np.asarray(run.outputs).tolist(), cycles=run.cycles,
+                       closed_form_cycles=run.schedule.cycles, backend=run.backend, rtl_equals_model=bool(same),
+                       rtl_equals_integer_model=bool(np.array_equal(got, out)))
+            out = got
         if args.check:
             ref = qonnx_outputs(Path(args.model), x.reshape(len(x), -1)).reshape(out.shape)
             doc["qonnx_max_abs_diff"] = float(np.max(np.abs(out - ref)))
             doc["qonnx_equal"] = bool(np.array_equal(out, ref.astype(np.float64)))
+    if out_dir is not None:
+        top = name + ("_axis" if args.axis else "")
+        comp = AXIStreamAccelerator(plan) if args.axis else Accelerator(plan)
+        (out_dir / f"{top}.v").write_text("`timescale 1ns / 1ps\n" + portable_verilog(comp, top))
+        (out_dir / f"{top}.vlt").write_text(waivers(top, axis=args.axis))
+        report = {k: doc[k] for k in ("model", "input_shape", "input_format", "layers", "stages",
+                                      "cycles_per_inference", "interval")}
+        (out_dir / f"{top}.json").write_text(json.dumps({"top": top, **report}, indent=2) + "\n")
+        doc["files"] = [str(out_dir / f"{top}{ext}") for ext in (".v", ".vlt", ".json")]
     if args.json:
         print(json.dumps(doc))
         return 0
-    print(f"{args.model}: input {graph.input_name} {list(graph.input_shape)} quantized to {graph.in_quant.fmt}; "
-          f"{len(graph.compute)} layers with weights, {sum(r['macs'] for r in rows):,} MACs per inference")
-    head = ("layer", "kind", "in", "out", "input", "weights", "weight scale", "bias", "relu", "output", "MACs")
-    shape = lambda v: "×".join(map(str, v))  # noqa: E731
-    table = [head] + [tuple(str(v) for v in (r["layer"], r["kind"], shape(r["in"]), shape(r["out"]), r["input_format"],
-                                             r["weight_format"] or "-", r["weight_scale"] or "-",
-                                             "yes" if r["bias"] else "no", "yes" if r["relu"] else "no",
-                                             r["output_format"], f"{r['macs']:,}")) for r in rows]
+    _print(args, graph, rows, doc)
+    return 0
+
+
+def _table(head: tuple[str, ...], rows: list[tuple]) -> None:
+    table = [head] + [tuple(str(v) for v in r) for r in rows]
     widths = [max(len(row[j]) for row in table) for j in range(len(head))]
     for row in table:
         print("  " + "  ".join(f"{v:<{w}}" for v, w in zip(row, widths)))
-    if "outputs" in doc:
+
+
+def _print(args: argparse.Namespace, graph: QGraph, rows: list[dict], doc: dict) -> None:
+    print(f"{args.model}: input {graph.input_name} {list(graph.input_shape)} quantized to {graph.in_quant.fmt}; "
+          f"{len(graph.compute)} layers with weights, {sum(r['macs'] for r in rows):,} MACs per inference")
+    shape = lambda v: "×".join(map(str, v))  # noqa: E731
+    _table(("layer", "kind", "in", "out", "input", "weights", "weight scale", "bias", "relu", "output", "MACs"),
+           [(r["layer"], r["kind"], shape(r["in"]), shape(r["out"]), r["input_format"], r["weight_format"] or "-",
+             r["weight_scale"] or "-", "yes" if r["bias"] else "no", "yes" if r["relu"] else "no", r["output_format"],
+             f"{r['macs']:,}") for r in rows])
+    print(f"accelerator: one stage per layer, {doc['cycles_per_inference']:,} cycles for one inference, then one "
+          f"every {doc['interval']:,} cycles (closed form)")
+    _table(("stage", "kind", "lanes", "windows×K", "channels", "cycles/frame", "weight ROM (bits)", "banks (bits)"),
+           [(r["stage"], r["kind"], r["lanes"], f"{r['windows']}×{r['window']}", r["channels"], f"{r['cycles_per_frame']:,}",
+             f"{r['weight_rom_bits']:,}", f"{r['bank_bits']:,}") for r in doc["stages"]])
+    if "cycles" in doc:
+        print(f"simulated ({doc['backend']}): {len(doc['outputs'])} inferences in {doc['cycles']:,} cycles (closed form "
+              f"{doc['closed_form_cycles']:,}); RTL {'equals' if doc['rtl_equals_model'] else 'DIFFERS from'} the "
+              f"numpy model of the accelerator")
+    elif "outputs" in doc:
         print(f"outputs: {len(doc['outputs'])} rows from the exact integer model (--json for values and codes)")
     if "qonnx_equal" in doc:
         print(f"QONNX execution: {'equal, exactly' if doc['qonnx_equal'] else 'max |diff| ' + str(doc['qonnx_max_abs_diff'])}")
-    return 0
+    for f in doc.get("files", []):
+        print(f"wrote {f}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``accel``."""
-    p = sub.add_parser("accel", help="read a QONNX model (Brevitas export_qonnx) as integer layers; run its exact "
-                                     "integer model", formatter_class=HelpFormatter,
+    p = sub.add_parser("accel", help="a QONNX model (Brevitas export_qonnx) as one dataflow accelerator: layers, "
+                                     "cycles, simulation against QONNX, Verilog", formatter_class=HelpFormatter,
                        description=__doc__.split("\n\n")[0].replace("\n", " "),
-                       epilog="example:\n  paretofab accel mlp.onnx --inputs x.npy --check")
+                       epilog="examples:\n  paretofab accel cnn.onnx\n"
+                              "  paretofab accel cnn.onnx --inputs x.npy --sim --backend verilator --check\n"
+                              "  paretofab accel cnn.onnx --lanes 9,27,4 -o rtl/ --axis")
     p.add_argument("model", type=Path, metavar="MODEL.onnx", help="QONNX file (brevitas.export.export_qonnx)")
     p.add_argument("--inputs", metavar="X.npy", help="run the exact integer model on these inputs (batch first)")
+    p.add_argument("--sim", action="store_true", help="with --inputs: simulate whole inferences on the accelerator's RTL")
+    p.add_argument("--backend", choices=BACKENDS, default="pysim", help="simulator for --sim")
     p.add_argument("--check", action="store_true", help="with --inputs: compare with QONNX's own execution")
+    p.add_argument("--lanes", default="auto", help="multipliers per layer: auto (balance cycles within --max-lanes), "
+                                                   "one count, or a comma list, one per layer with weights")
+    p.add_argument("--max-lanes", type=int, default=DEFAULT_MAX_LANES, help="multipliers --lanes auto may spend")
+    p.add_argument("--pipeline", type=int, default=1, help="MAC pipeline registers per layer")
+    p.add_argument("-o", "--out", metavar="DIR", help="write the accelerator's Verilog, lint waivers and JSON report")
+    p.add_argument("--axis", action="store_true", help="with -o: AXI4-Stream ports (<model>_axis)")
     p.add_argument("--json", action="store_true", help="layers (and outputs, codes) as JSON (default: a table)")
     p.set_defaults(func=_accel)

@@ -16,7 +16,7 @@ from hw.requant import RequantSpec
 from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool
 from quant.reference import fixed_point_multiplier
 
-__all__ = ["plan_network", "auto_lanes", "DEFAULT_MAX_LANES"]
+__all__ = ["plan_network", "auto_lanes", "dequantize", "DEFAULT_MAX_LANES"]
 
 #: multipliers ``--lanes auto`` may spend over the whole network
 DEFAULT_MAX_LANES = 64
@@ -91,3 +91,23 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
         in_size = stages[-1].out_size
         li += 1
     return NetworkPlan(name, stages)
+
+
+def dequantize(graph: QGraph, values: np.ndarray) -> np.ndarray:
+    """Real outputs of the network from the last stage's integer outputs (frames, out_size): a
+    raw last layer's accumulators times ``s_in · s_w`` per channel, or the last codes times their
+    scale; float64, shaped ``[batch, *output shape]`` — the same arithmetic as
+    :func:`quant.qonnx_import.execute_int`."""
+    s_in, unit = np.float64(graph.in_quant.scale), None
+    for op in graph.layers:
+        if not isinstance(op, QLayer):
+            continue
+        if op.out_quant is None:
+            unit = s_in * np.broadcast_to(np.asarray(op.weight_quant.scale, np.float64), (op.weight.shape[0],))
+            break
+        s_in = np.float64(op.out_quant.scale)
+    out_shape = next(op.out_shape for op in reversed(graph.layers) if op.out_shape)
+    v = np.asarray(values).reshape(len(values), *out_shape)
+    if unit is None:
+        return v.astype(np.float64) * s_in
+    return v.astype(np.float64) * unit.reshape((-1,) + (1,) * (v.ndim - 2))

@@ -11,8 +11,9 @@ Inside, per cycle:
 - **writer**: an input beat goes into the write bank at the next address; the frame's last code
   marks the bank full and switches banks; ``i.ready`` is low while the write bank is full.
 - **issue** (stage A): when a bank is full and the next stage has a free bank (a credit; the
-  last stage needs none), the counters walk channel ``o``, window ``p``, beat ``b`` and read, from
-  ROMs with a synchronous port, beat ``b`` of weight row ``o`` and of window ``p``'s addresses.
+  last stage needs none), the counters walk channel ``o``, window ``p``, beat ``b``; beat ``b`` of
+  window ``p``'s addresses comes from a ROM (asynchronous read) and addresses the banks'
+  registered read ports, one per lane; beat ``b`` of weight row ``o`` comes from a registered ROM.
 - **beat** (stage B): the addressed codes of the read bank (address ``in_size``: zero padding)
   form the beat; a MAC stage feeds it to :class:`hw.dot.MacPipeline` (``last`` on a window's last
   beat) and requantizes each accumulator for its channel (:func:`hw.requant.requantizer`) into
@@ -47,13 +48,13 @@ def code_bits(values, fmt: str) -> list[int]:
     return [int(v) & ((1 << bits) - 1) for v in values]
 
 
-def _rom(m: Module, name: str, rows: list[list[int]], width: int):
+def _rom(m: Module, name: str, rows: list[list[int]], width: int, domain: str = "sync"):
     """A ROM of ``rows`` (each a list of ``width``-bit fields, element 0 in the low bits) with a
-    synchronous read port; returns the port."""
+    read port in ``domain`` (``"sync"``: registered, ``"comb"``: asynchronous); returns the port."""
     init = [sum(int(v) << (j * width) for j, v in enumerate(row)) for row in rows]
     mem = Memory(shape=unsigned(max(1, width * len(rows[0]))), depth=max(2, len(init)), init=init)
     m.submodules[name] = mem
-    return mem.read_port(domain="sync")
+    return mem.read_port(domain=domain)
 
 
 class StageEngine(wiring.Component):
@@ -82,15 +83,17 @@ class StageEngine(wiring.Component):
         abits = max(1, n.bit_length())  # addresses 0 .. n (n: zero padding)
         in_bits = parse_format(st.in_fmt).bits
 
-        # ---- frame banks and writer ----
-        banks = [[Signal(in_bits, name=f"bank{b}_{j}") for j in range(n)] + [Const(0, in_bits)] for b in (0, 1)]
+        # ---- frame banks (memories, one read port per lane) and writer ----
+        banks = [Memory(shape=unsigned(in_bits), depth=max(2, n), init=[]) for _ in (0, 1)]
+        m.submodules.bank0, m.submodules.bank1 = banks
+        writes = [b.write_port() for b in banks]
         full = Array([Signal(name="full0"), Signal(name="full1")])
         wb, wcount = Signal(), Signal(range(max(2, n)))
+        fire = self.i.valid & self.i.ready
         m.d.comb += self.i.ready.eq(~full[wb])
-        with m.If(self.i.valid & self.i.ready):
-            for b in (0, 1):
-                with m.If(wb == b):
-                    m.d.sync += Array(banks[b][:n])[wcount].eq(self.i.payload)
+        for b, wp in enumerate(writes):
+            m.d.comb += [wp.addr.eq(wcount), wp.data.eq(self.i.payload), wp.en.eq(fire & (wb == b))]
+        with m.If(fire):
             with m.If(wcount == n - 1):
                 m.d.sync += [wcount.eq(0), wb.eq(~wb), full[wb].eq(1)]
             with m.Else():
@@ -102,7 +105,7 @@ class StageEngine(wiring.Component):
         for p in range(positions):
             addrs = [a if a >= 0 else n for a in st.windows[p]] + [n] * pad
             win_rows += [addrs[b * lanes:(b + 1) * lanes] for b in range(beats)]
-        win_rd = _rom(m, "windows", win_rows, abits)
+        win_rd = _rom(m, "windows", win_rows, abits, domain="comb")
         busy, rb = Signal(), Signal()
         credits = Signal(range(3), init=2)
         b_c = Signal(range(max(2, beats)))
@@ -115,7 +118,15 @@ class StageEngine(wiring.Component):
         go = busy | can_start
         issue = go & adv
         final = w_addr == channels * positions * beats - 1
-        m.d.comb += [adv.eq(~valid_b | sink_ready), win_rd.addr.eq(win_addr), win_rd.en.eq(adv)]
+        m.d.comb += [adv.eq(~valid_b | sink_ready), win_rd.addr.eq(win_addr)]
+        reads = [[bank.read_port(domain="sync") for _ in range(lanes)] for bank in banks]
+        pads = Signal(lanes)  # stage B: which lanes are zero padding
+        for j in range(lanes):
+            addr = win_rd.data[j * abits:(j + 1) * abits]
+            for port in (reads[0][j], reads[1][j]):
+                m.d.comb += [port.addr.eq(addr), port.en.eq(adv)]
+            with m.If(adv):
+                m.d.sync += pads[j].eq(addr == n)
         if st.kind == "mac":
             w_bits = parse_format(st.wfmt).bits
             w_rows = [code_bits(list(st.weights[o, b * lanes:(b + 1) * lanes]) + [0] * max(0, (b + 1) * lanes - st.k),
@@ -144,9 +155,8 @@ class StageEngine(wiring.Component):
         fmt = parse_format(st.in_fmt)
         codes = []
         for j in range(lanes):
-            addr = win_rd.data[j * abits:(j + 1) * abits]
             code = Signal(in_bits, name=f"a{j}")
-            m.d.comb += code.eq(Mux(bank_b, Array(banks[1])[addr], Array(banks[0])[addr]))
+            m.d.comb += code.eq(Mux(pads[j], 0, Mux(bank_b, reads[1][j].data, reads[0][j].data)))
             codes.append(code)
         release = valid_b & sink_ready & end_b
         m.d.comb += self.release.eq(release)

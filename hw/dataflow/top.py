@@ -10,13 +10,16 @@ gaps or framing bits: the counts delimit them.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..axis import byte_width
 
 from .plan import NetworkPlan
 from .stage import StageEngine
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "AXIStreamAccelerator"]
 
 
 class Accelerator(wiring.Component):
@@ -48,3 +51,47 @@ class Accelerator(wiring.Component):
 def _ident(name: str) -> str:
     """``name`` as a Verilog-friendly identifier fragment."""
     return "".join(c if c.isalnum() else "_" for c in name)[:32] or "stage"
+
+
+class AXIStreamAccelerator(wiring.Component):
+    """An :class:`Accelerator` behind AXI4-Stream ports (``paretofab accel … -o DIR --axis``).
+
+    Slave ``s_axis_*``: ``tdata`` an input code, zero-padded to whole bytes; ``tlast`` on a
+    frame's last code. Master ``m_axis_*``: ``tdata`` an output element padded to whole bytes
+    (the raw signed accumulator sign-extended, codes zero-padded), ``tkeep`` all ones, ``tlast`` on
+    every frame's last element. Frames are counted, so ``tlast`` is not needed to delimit them:
+    ``framing_error`` (sticky) rises when an input ``tlast`` disagrees with the count. Clock
+    ``clk``, synchronous active-high reset ``rst``.
+    """
+
+    def __init__(self, plan: NetworkPlan) -> None:
+        self.accelerator = Accelerator(plan)
+        self.plan = plan
+        self.in_bits = Shape.cast(self.accelerator.i.payload.shape()).width
+        self.out_bits = Shape.cast(self.accelerator.o.payload.shape()).width
+        ob = byte_width(self.out_bits)
+        super().__init__({
+            "s_axis_tdata": In(byte_width(self.in_bits)), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(ob), "m_axis_tkeep": Out(ob // 8), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1), "framing_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accelerator = acc = self.accelerator
+        n_in, n_out = Signal(range(max(2, self.plan.in_size))), Signal(range(max(2, self.plan.out_size)))
+        in_last, out_last = n_in == self.plan.in_size - 1, n_out == self.plan.out_size - 1
+        m.d.comb += [
+            acc.i.payload.eq(self.s_axis_tdata[:self.in_bits]), acc.i.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(acc.i.ready),
+            self.m_axis_tdata.eq(acc.o.payload), self.m_axis_tkeep.eq(Const(-1, len(self.m_axis_tkeep))),
+            self.m_axis_tvalid.eq(acc.o.valid), acc.o.ready.eq(self.m_axis_tready), self.m_axis_tlast.eq(out_last),
+        ]
+        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+            m.d.sync += n_in.eq(Mux(in_last, 0, n_in + 1))
+            with m.If(self.s_axis_tlast != in_last):
+                m.d.sync += self.framing_error.eq(1)
+        with m.If(self.m_axis_tvalid & self.m_axis_tready):
+            m.d.sync += n_out.eq(Mux(out_last, 0, n_out + 1))
+        return m
