@@ -159,3 +159,96 @@ def test_bad_files_exit_2(exported, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+# ---- the whole-network accelerator (issue 16, items 3-4) ----------------------------------------
+
+from hw.dataflow.plan import run_plan  # noqa: E402
+from hw.dataflow.sim import simulate_plan  # noqa: E402
+from paretofab.netplan import auto_lanes, dequantize, plan_network  # noqa: E402
+from tests.hw.conftest import SIM_BACKENDS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cnn_file(tmp_path_factory):
+    torch.manual_seed(1)
+    m = CNN(*QUANTS["fixed"][:2])
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.rand(32, 1, 8, 8))
+    m.eval()
+    path = tmp_path_factory.mktemp("cnn") / "cnn.onnx"
+    export_qonnx(m, torch.rand(1, 1, 8, 8), export_path=str(path))
+    return path
+
+
+@pytest.mark.parametrize("backend", SIM_BACKENDS)
+def test_accelerator_cnn_equals_qonnx_execution_exactly(cnn_file, backend):
+    """Power-of-two scales: the RTL's dequantized outputs equal QONNX's execution bit for bit, its
+    hidden codes equal the exact integer model's, its cycles the closed form."""
+    g = read_qonnx(cnn_file)
+    plan = plan_network(g, lanes=[4, 14, 5])
+    x = np.random.default_rng(5).random((3, 1, 8, 8)).astype(np.float32)
+    xi = g.in_quant.codes(x).reshape(3, -1)
+    run = simulate_plan(plan, xi, backend)
+    out, codes = execute_int(g, x)
+    if backend == "pysim":
+        assert np.array_equal(run.stages[0], codes[1].reshape(3, -1))
+        assert np.array_equal(run.stages[1], codes[2].reshape(3, -1))
+    assert np.array_equal(dequantize(g, run.outputs), qonnx_outputs(cnn_file, x.reshape(3, -1)).astype(np.float64))
+    assert run.cycles == run.schedule.cycles
+
+
+def test_accelerator_float_scales_equal_integer_model(exported):
+    """Float scales: the RTL equals the exact integer model (fixed-point requantization), which is
+    within one code of QONNX's float32 execution (test_float_scales_within_one_code_of_qonnx)."""
+    _, path = exported["float"]
+    g = read_qonnx(path)
+    plan = plan_network(g, lanes=8)
+    x = _x(6)
+    run = simulate_plan(plan, g.in_quant.codes(x), "pysim")
+    out, codes = execute_int(g, x)
+    assert np.array_equal(run.stages[0], codes[1]) and np.array_equal(dequantize(g, run.outputs), out)
+    assert all(np.array_equal(a, b) for a, b in zip(run.stages, run_plan(plan, g.in_quant.codes(x))))
+
+
+def test_auto_lanes_balances_within_budget():
+    """Brute force over every lane split of three layers: the greedy never exceeds the budget and
+    reaches the best bottleneck a budget-respecting split can."""
+    import itertools
+
+    work = [(64, 9), (16, 54), (10, 24)]
+    cyc = lambda lanes: max(n * -(-k // ln) for (n, k), ln in zip(work, lanes))  # noqa: E731
+    for budget in (3, 8, 20, 40, 87):
+        got = auto_lanes(work, budget)
+        best = min(cyc(c) for c in itertools.product(*(range(1, k + 1) for _, k in work)) if sum(c) <= budget)
+        assert sum(got) <= budget and cyc(got) == best, (budget, got)
+
+
+def test_cli_sim_json_and_verilog(cnn_file, tmp_path, capsys):
+    import json
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).random((2, 1, 8, 8)).astype(np.float32))
+    assert main(["accel", str(cnn_file), "--inputs", str(tmp_path / "x.npy"), "--sim", "--check", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["qonnx_equal"] and doc["rtl_equals_model"] and doc["cycles"] == doc["closed_form_cycles"]
+    assert np.asarray(doc["outputs"]).shape == (2, 10) and len(doc["stages"]) == 4
+    assert main(["accel", str(cnn_file), "-o", str(tmp_path / "rtl"), "--axis"]) == 0
+    names = sorted(p.name for p in (tmp_path / "rtl").iterdir())
+    assert names == ["cnn_axis.json", "cnn_axis.v", "cnn_axis.vlt"]
+    v = (tmp_path / "rtl" / "cnn_axis.v").read_text()
+    assert "module cnn_axis" in v and "m_axis_tlast" in v and "s_axis_tready" in v
+    from hw.portable import lint
+
+    assert lint(tmp_path / "rtl" / "cnn_axis.v", tmp_path / "rtl" / "cnn_axis.vlt") == []  # verilator -Wall
+
+
+def test_cli_bad_accelerator_options_exit_2(cnn_file, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 64), np.float32))
+    (tmp_path / "afile").write_text("")
+    for argv in (["accel", str(cnn_file), "--sim"], ["accel", str(cnn_file), "--lanes", "0"],
+                 ["accel", str(cnn_file), "--lanes", "1,2"], ["accel", str(cnn_file), "--lanes", "x"],
+                 ["accel", str(cnn_file), "-o", str(tmp_path / "afile")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
