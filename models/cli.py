@@ -174,29 +174,23 @@ def _gtn(args: argparse.Namespace) -> int:
 def _datafree(args: argparse.Namespace) -> int:
     # every option is checked before minutes of training
     if args.data != "digits":
-        raise ValueError(f"--data {args.data!r}: only the digits workload has a data-free flow; use --data digits")
+        raise ValueError(f"--teacher {args.data!r}: only the digits workload has a data-free flow; use --teacher digits")
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed}: use a non-negative integer (e.g. --seed 0)")
-    if args.condensed < 0 or args.fewshot < 0:
-        raise ValueError("--condensed and --fewshot count samples per class: use 0 (none), 1, 10, ...")
-    if args.condensed and args.fewshot:
-        raise ValueError("give either --condensed K or --fewshot K (side information of one kind), not both")
-    side, k = ("condensed", args.condensed) if args.condensed else ("fewshot", args.fewshot) if args.fewshot else ("none", 0)
-    if k > 50:
-        raise ValueError(f"{k} samples per class: the digits training split has about 100 per class; use 1..50")
-    uses = DF.check_uses(args.method, side, DF.parse_uses(args.uses))
-    if args.replay != "none" and args.method != "dafl":
-        raise ValueError(f"--replay {args.replay}: rehearsal applies to the DAFL generator; add --method dafl")
+    method, side, k, replay = DF.recipe(args.method, args.per_class, args.condensed, args.fewshot, args.replay)
+    uses = DF.check_uses(method, side, DF.parse_uses(args.uses))
     spec = StudentSpec.parse(args.student)
     out = writable_folder(args.output)
     torch.set_num_threads(args.threads)
-    print(f"datafree on digits: {args.method}, student {spec.name} ({spec.params:,} params), side information "
+    print(f"datafree on digits: {args.method} ({method}{f', {replay} replay' if replay != 'none' else ''}), student "
+          f"{spec.name} ({spec.params:,} params), side information "
           f"{side}{f' {k}/class via {chr(43).join(uses)}' if k else ''}; seed {args.seed}; budget {args.budget}")
     t0 = time.perf_counter()
-    df = DF.run(load_digits(0), args.method, spec, DF.BUDGETS[args.budget], args.seed, out, side=side,
-                per_class=k, uses=uses, replay=args.replay, log=lambda line: print(line, flush=True))
+    df = DF.run(load_digits(0), method, spec, DF.BUDGETS[args.budget], args.seed, out, side=side,
+                per_class=k, uses=uses, replay=replay, log=lambda line: print(line, flush=True))
     print(DF.markdown_table(df))
-    print(f"{time.perf_counter() - t0:.0f} s -> {out}/student.pt, results.csv, metrics.json, curves.png")
+    print(f"{time.perf_counter() - t0:.0f} s -> {out}/student.pt, results.csv, metrics.json, curves.png, "
+          f"synthetic.pt")
     return 0
 
 
@@ -336,37 +330,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     g.set_defaults(func=_gtn)
 
-    f = sub.add_parser("datafree", help="distill a digits student without its training data (DeepInversion, "
-                                        "DAFL), optionally helped by condensed or few-shot samples",
+    f = sub.add_parser("datafree", help="distill a digits student without its training data (model inversion, "
+                                        "condensed or few-shot side information, VAE replay, dynamic collection)",
                        description="Train a BatchNorm digits teacher, then distill a student from it on "
-                                   "synthetic images only: DeepInversion (pixels optimized to match the "
-                                   "teacher's BatchNorm statistics and chosen labels, under a total-variation prior) or a "
-                                   "DAFL generator (one-hot, activation, information-entropy losses). With "
-                                   "--condensed K or --fewshot K, K distribution-matching condensed (or real) "
-                                   "images per class guide the inversion (--uses). Baselines in the same run: "
-                                   "KD on real data (upper reference) and KD on uniform noise (no-data floor). "
-                                   "The data-free stage never reads the training split (a guard fails the run "
-                                   "if it does). Writes DIR/teacher.pt, DIR/student.pt, DIR/students/*.pt, "
-                                   "DIR/results.csv, DIR/metrics.json and DIR/curves.png.",
+                                   "synthetic images only. --method inversion: DeepInversion (pixels optimized "
+                                   "to match the teacher's BatchNorm statistics and chosen labels, under a "
+                                   "total-variation prior); condensed / fewshot: the same, helped by K "
+                                   "distribution-matching condensed (or real) images per class (--per-class K, "
+                                   "--uses); vae-replay: a DAFL generator (one-hot, activation, information-"
+                                   "entropy losses) whose student rehearses on a VAE trained on past samples; "
+                                   "dynamic: a generator under the BatchNorm statistics seeking student-teacher "
+                                   "disagreement, the student distilled on a bounded, evolving collection of its "
+                                   "samples. deepinv and dafl name the bare methods (--condensed K, --fewshot K "
+                                   "and --replay are their older options). Baselines in the same run: KD on real "
+                                   "data (upper reference) and KD on uniform noise (no-data floor). The data-free "
+                                   "stage never reads the training split (a guard fails the run if it does). "
+                                   "Writes DIR/teacher.pt, DIR/student.pt, DIR/students/*.pt, DIR/results.csv, "
+                                   "DIR/metrics.json (accuracy, teacher_accuracy, curve), DIR/curves.png and "
+                                   "DIR/synthetic.pt (the synthetic images: `paretofab sweep --calib synthetic:DIR`).",
                        epilog="examples:\n"
-                              "  paretofab datafree --data digits --method deepinv -o runs/datafree\n"
-                              "  paretofab datafree --data digits --method deepinv --condensed 10 --uses mix \\\n"
-                              "      --budget full --seed 1 -o runs/datafree_c10",
+                              "  paretofab datafree --teacher digits --method inversion -o runs/datafree\n"
+                              "  paretofab datafree --teacher digits --method condensed --per-class 10 \\\n"
+                              "      --budget full --seed 1 -o runs/datafree_c10\n"
+                              "  paretofab datafree --teacher digits --method dynamic -o runs/datafree_dyn",
                        formatter_class=HelpFormatter)
-    f.add_argument("--data", default="digits", help="workload: digits")
-    f.add_argument("--method", choices=("deepinv", "dafl"), default="deepinv", help="inversion method")
+    f.add_argument("--teacher", "--data", dest="data", default="digits", metavar="NAME",
+                   help="the teacher's workload: digits (a BatchNorm CNN trained on it)")
+    f.add_argument("--method", default="inversion", metavar="METHOD",
+                   help=f"one of {', '.join(DF.RECIPES)}")
+    f.add_argument("--per-class", type=int, default=None, metavar="K",
+                   help="side samples per class of --method condensed / fewshot (default 1)")
     f.add_argument("--condensed", type=int, default=0, metavar="K",
-                   help="condensed samples per class (distribution matching on the training split), 0 = none")
-    f.add_argument("--fewshot", type=int, default=0, metavar="K", help="real samples per class, 0 = none")
+                   help="with --method deepinv/dafl/dynamic: condensed samples per class (distribution "
+                        "matching on the training split), 0 = none")
+    f.add_argument("--fewshot", type=int, default=0, metavar="K",
+                   help="with --method deepinv/dafl/dynamic: real samples per class, 0 = none")
     f.add_argument("--uses", default="mix",
                    help="how side samples enter, comma-separated: init (inversion start), feat (class "
-                        "feature matching), mix (added to KD batches: the best measured); dafl takes mix only")
-    f.add_argument("--replay", choices=("none", "vae", "store"), default="none",
+                        "feature matching), mix (added to KD batches: the best measured); dafl and dynamic "
+                        "take mix only")
+    f.add_argument("--replay", choices=DF.REPLAYS, default="none",
                    help="DAFL only: also distill with rehearsal of past generated samples, from a VAE "
                         "trained on them (vae) or from all of them kept (store)")
     f.add_argument("--student", default="d2w16", metavar="dDwW", help="student: D 3x3 convolutions of W channels")
     f.add_argument("--budget", choices=("quick", "full"), default="quick",
-                   help="quick: about 1 min (1.5 with --condensed) on one free core; full: longer inversion and KD")
+                   help="quick: about 1 min (1.5 with side information or --method dynamic) on one free core; "
+                        "full: longer inversion, generators and KD")
     f.add_argument("--seed", type=int, default=0, help="weights, synthesis and batch order; >= 0 (the data split is fixed)")
     f.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
     f.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")

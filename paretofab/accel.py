@@ -24,7 +24,7 @@ from hw.portable import portable_verilog, waivers
 from hw.sim import BACKENDS
 from quant.common import HelpFormatter, writable_folder
 from quant.formats import parse_format
-from quant.qonnx_import import QGraph, QLayer, QonnxError, execute_int, read_qonnx
+from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, execute_int, read_qonnx
 
 from .netplan import DEFAULT_MAX_LANES, dequantize, plan_network
 
@@ -49,6 +49,8 @@ def layer_rows(graph: QGraph) -> list[dict]:
             row.update(kind=op.kind, weight_format=op.weight_quant.fmt, weight_scale=_scale_kind(op.weight_quant.scale),
                        bias=op.bias is not None, relu=op.relu, macs=op.macs,
                        output_format=op.out_quant.fmt if op.out_quant else "float")
+        if isinstance(op, QRequant):
+            row.update(output_format=op.quant.fmt)
         rows.append(row)
         fmt_in = row["output_format"]
     return rows

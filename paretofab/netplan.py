@@ -13,7 +13,8 @@ import numpy as np
 from hw.arith import acc_bits
 from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, pool_windows
 from hw.requant import RequantSpec
-from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool
+from quant.formats import parse_format
+from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant
 from quant.reference import fixed_point_multiplier
 
 __all__ = ["plan_network", "auto_lanes", "dequantize", "DEFAULT_MAX_LANES"]
@@ -65,6 +66,10 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
     stages, fmt, s_in, li = [], graph.in_quant.fmt, np.float64(graph.in_quant.scale), 0
     in_size = int(np.prod(graph.input_shape[1:]))
     for op in ops:
+        if isinstance(op, QRequant):
+            _fold_rescale(stages, op, fmt, s_in)
+            fmt, s_in = op.quant.fmt, np.float64(op.quant.scale)
+            continue
         if isinstance(op, QPool):
             win = pool_windows(op.in_shape, op.kernel, op.stride)
             stages.append(Stage(op.name, "pool", fmt, in_size, win))
@@ -93,6 +98,21 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
     return NetworkPlan(name, stages)
 
 
+def _fold_rescale(stages: list[Stage], op: QRequant, fmt: str, s_in: np.float64) -> None:
+    """Fold a re-quantization into the last MAC stage (monotone: it commutes with the pools after
+    that stage, whose formats change with it)."""
+    macs = [i for i, st in enumerate(stages) if st.kind == "mac"]
+    if not macs or stages[macs[-1]].requant is None or stages[macs[-1]].rescale is not None:
+        raise ValueError(f"node {op.name} (Quant): a re-quantization must follow one quantized layer output; "
+                         "this one follows the network input or another re-quantization")
+    st = stages[macs[-1]]
+    m, sh = fixed_point_multiplier(float(s_in / np.float64(op.quant.scale)), MULT_BITS)
+    st.rescale = RequantSpec(parse_format(fmt).bits + 1, (m,), (sh,), op.quant.fmt)
+    st.__post_init__()
+    for later in stages[macs[-1] + 1:]:
+        later.in_fmt = op.quant.fmt
+
+
 def dequantize(graph: QGraph, values: np.ndarray) -> np.ndarray:
     """Real outputs of the network from the last stage's integer outputs (frames, out_size): a
     raw last layer's accumulators times ``s_in · s_w`` per channel, or the last codes times their
@@ -100,6 +120,8 @@ def dequantize(graph: QGraph, values: np.ndarray) -> np.ndarray:
     :func:`quant.qonnx_import.execute_int`."""
     s_in, unit = np.float64(graph.in_quant.scale), None
     for op in graph.layers:
+        if isinstance(op, QRequant):
+            s_in = np.float64(op.quant.scale)
         if not isinstance(op, QLayer):
             continue
         if op.out_quant is None:

@@ -86,7 +86,7 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"--scheduler-timeout must be > 0 seconds, got {args.scheduler_timeout:g}")
     space = SweepSpace(_csv_list(args.model), _csv_list(args.wfmt), _csv_list(args.afmt), _csv_list(args.ptq),
                        seeds, per_channel=not args.per_tensor, n_calib=args.n_calib,
-                       sparsities=_patterns(args), threshold=args.threshold)
+                       sparsities=_patterns(args), threshold=args.threshold, calib=args.calib)
     points = grid(space, allow_degenerate=args.allow_degenerate)
     r = run_sweep(points, args.output, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet,
                   scheduler_timeout=args.scheduler_timeout)
@@ -127,9 +127,11 @@ def _results(args: argparse.Namespace) -> int:
         print(f"{args.file}: no finished points yet")
         return 0
     cols = ["model", "sparsity", "wfmt", "afmt", "ptq", "seed", "per_channel", "metric_name", "metric",
-            "float_metric", "seconds"]
+            "float_metric", "seconds"] + (["calib"] if (df["calib"] != "real").any() else [])
     view = df[cols].copy()
-    view["model"] = view["model"].map(lambda m: m if len(m) <= 24 else "…" + m[-23:])
+    for col in ("model", "calib"):
+        if col in view:
+            view[col] = view[col].map(lambda m: m if len(m) <= 24 else "…" + m[-23:])
     print(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
@@ -165,7 +167,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "sweeps running into one store at once share the grid (each point is computed "
                           "once)."),
         epilog=_example("paretofab sweep --model digits --wfmt int4,int8,e2m1,e3m2 --afmt int8 \\",
-                        "    --ptq none,weq+gptq --pattern dense,2:4 --seeds 0,1 -o runs/demo.sqlite"))
+                        "    --ptq none,weq+gptq --pattern dense,2:4 --seeds 0,1 -o runs/demo.sqlite",
+                        "paretofab sweep --model runs/df/student.pt --wfmt int8,int4 --afmt int8,int4 \\",
+                        "    --calib synthetic:runs/df -o runs/df.sqlite   # data-free PTQ calibration"))
     p.add_argument("--model", required=True,
                    help="'digits' (built-in CNN on scikit-learn's digits) or a student checkpoint / "
                         "`paretofab distill` folder; comma list")
@@ -187,6 +191,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sweep a MAP student trained on a degenerate trace (its accuracy axis is noise)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     p.add_argument("--n-calib", type=int, default=256, help="calibration samples")
+    p.add_argument("--calib", default="real", metavar="SOURCE",
+                   help="calibration inputs: real (the first --n-calib training inputs) or synthetic:DIR "
+                        "(data-free: the images `paretofab datafree -o DIR` synthesized, digits models only)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask distributed scheduler (tcp://host:8786); overrides --jobs")

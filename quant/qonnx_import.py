@@ -17,7 +17,8 @@ folded into the accumulator, rounded to its units ``s_in · s_w``.
 
 Supported now: fully connected layers (Gemm / MatMul), 2-D convolutions (Conv: ungrouped,
 undilated, any stride and zero padding), ReLU, MaxPool (unpadded) and Flatten / Reshape on
-quantized tensors, integer ``Quant`` (2–8 bits, zero point 0). Not yet: residual adds,
+quantized tensors, integer ``Quant`` (2–8 bits, zero point 0), also of an already quantized
+tensor (:class:`QRequant`). Not yet: residual adds,
 ``FloatQuant`` (minifloat) nodes, zero points other than 0.
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 from .formats import FormatError, IntFormat, parse_format
 from .reference import fixed_point_multiplier, requantize
 
-__all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QGraph", "read_qonnx", "execute_int",
+__all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QRequant", "QGraph", "read_qonnx", "execute_int",
            "MULT_BITS"]
 
 #: bits of the fixed-point multiplier of a scale ratio that is not a power of two
@@ -120,6 +121,17 @@ class QFlatten:
 
 
 @dataclass
+class QRequant:
+    """A ``Quant`` of an already quantized tensor (Brevitas re-quantizes a layer's input that way):
+    the codes move to ``quant``'s format and scale, rounding half to even."""
+
+    name: str
+    quant: QuantSpec
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+
+
+@dataclass
 class QGraph:
     """The chain: input name and shape, the input quantizer, the layers (and pools, flattens)."""
 
@@ -202,6 +214,10 @@ def read_qonnx(path: str | Path) -> QGraph:
             continue
         if node.op_type == "MaxPool":
             layers.append(_pool(node, shape(tensor), shape(node.output[0])))
+            tensor = node.output[0]
+            continue
+        if node.op_type == "Quant":
+            layers.append(QRequant(node.name, _quant_spec(model, node), shape(tensor), shape(node.output[0])))
             tensor = node.output[0]
             continue
         if node.op_type not in _LAYERS:
@@ -336,6 +352,11 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
             continue
         if isinstance(op, QPool):
             q = _maxpool(q, op)
+            continue
+        if isinstance(op, QRequant):
+            q = requantize(q, *fixed_point_multiplier(float(s_in / np.float64(op.quant.scale)), MULT_BITS), op.quant.fmt)
+            codes.append(q)
+            s_in = np.float64(op.quant.scale)
             continue
         if op.kind == "conv":
             acc = _conv(q, op.weight, op.stride, op.pads)

@@ -25,6 +25,12 @@ folder (``paretofab gtn -o DIR``: ``DIR/students/*.pt``, accuracy on the digits 
 point's seed; refused for a seed other than the folder's ``split_seed``, whose test images would
 have been its training images).
 
+Calibration (``calib``) is ``real`` (the first ``n_calib`` training inputs) or, for digits models,
+``synthetic:DIR``: the first ``n_calib`` images a ``paretofab datafree -o DIR`` run synthesized
+(``DIR/synthetic.pt``), data-free PTQ. A synthetic point stores ``calib`` as
+``synthetic:<absolute DIR>@<sha256 of synthetic.pt, 12 hex>``, so it is keyed by the images it
+used; real points keep the keys of stores written before the axis existed.
+
 >>> pts = grid(SweepSpace(["digits"], ["int4", "e2m1"], ["int8"], ["none", "gptq"], seeds=[0]))
 >>> run_sweep(pts, "runs/demo.sqlite", jobs=2)          # doctest: +SKIP
 >>> load_results("runs/demo.sqlite")                     # doctest: +SKIP
@@ -94,8 +100,12 @@ COLUMNS = (
     "ptq TEXT NOT NULL, seed INTEGER NOT NULL, per_channel INTEGER NOT NULL, n_calib INTEGER NOT NULL, "
     "metric_name TEXT NOT NULL, metric REAL NOT NULL, val_metric REAL, float_metric REAL, "
     "seconds REAL NOT NULL, finished_utc TEXT NOT NULL, config TEXT NOT NULL, "
-    "sparsity TEXT NOT NULL DEFAULT 'dense'"
+    "sparsity TEXT NOT NULL DEFAULT 'dense', calib TEXT NOT NULL DEFAULT 'real'"
 )
+#: columns added after the first stores were written, with the value their old rows take
+ADDED_COLUMNS = {"sparsity": "dense", "calib": "real"}
+#: the file a ``paretofab datafree -o DIR`` run writes its synthetic images to
+SYNTHETIC_FILE = "synthetic.pt"
 FAILURE_COLUMNS = "key TEXT PRIMARY KEY, config TEXT NOT NULL, error TEXT NOT NULL, finished_utc TEXT NOT NULL"
 #: a point being computed: by which process (pid on host) since when (unix seconds)
 CLAIM_COLUMNS = "key TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, started REAL NOT NULL"
@@ -129,15 +139,16 @@ class SweepPoint:
     n_calib: int = 256
     sparsity: str = "dense"  # pruning pattern applied one-shot before quantization
     threshold: str = "0.5"  # MAP students: micro-F1 at 0.5, or "val" = at the validation-best threshold
+    calib: str = "real"  # calibration inputs: "real", or "synthetic:DIR@SHA" (see the module doc)
 
     def config(self) -> dict:
         """The fields that determine the result (``sparsity`` only when not dense, ``threshold``
-        only when not 0.5, so the keys of stores written before these existed stay valid)."""
+        only when not 0.5, ``calib`` only when not real, so the keys of stores written before these
+        existed stay valid)."""
         c = asdict(self)
-        if c["sparsity"] == "dense":
-            del c["sparsity"]
-        if c["threshold"] == "0.5":
-            del c["threshold"]
+        for name, default in (("sparsity", "dense"), ("threshold", "0.5"), ("calib", "real")):
+            if c[name] == default:
+                del c[name]
         return c
 
     @property
@@ -148,11 +159,15 @@ class SweepPoint:
 
 
 def _model_name(spec: str) -> str:
+    """``digits``, or the absolute path of a checkpoint or `distill` folder; a `datafree` folder
+    (a digits ``student.pt``, no ``data.npz``) names its ``student.pt``."""
     if spec == "digits":
         return spec
     p = Path(spec)
     if not p.exists():
         raise FileNotFoundError(f"model {spec!r}: not 'digits' and no such checkpoint (a student.pt or a `paretofab distill -o DIR` folder)")
+    if p.is_dir() and not (p / "data.npz").exists() and is_digits_student(str(p / "student.pt")):
+        p = p / "student.pt"
     return str(p.resolve())
 
 
@@ -187,9 +202,11 @@ def _accuracy_metric(model: str) -> bool:
 
 
 def digits_split_seed(model: str) -> int | None:
-    """The digits split a GTN student trained on: ``split_seed`` of the ``run.json`` of its GTN
-    folder (``DIR/students/x.pt`` → ``DIR/run.json``); None when there is none."""
-    run = Path(model).resolve().parent.parent / "run.json"
+    """The digits split a digits student trained on: ``split_seed`` of the ``run.json`` of its
+    `datafree` folder (``DIR/student.pt`` → ``DIR/run.json``) or GTN folder
+    (``DIR/students/x.pt`` → ``DIR/run.json``); None when there is none."""
+    here = Path(model).resolve().parent
+    run = here / "run.json" if (here / "run.json").is_file() else here.parent / "run.json"
     try:
         seed = json.loads(run.read_text()).get("split_seed")
     except (OSError, ValueError, AttributeError):
@@ -257,6 +274,7 @@ class SweepSpace:
         threshold that maximizes the quantized model's validation micro-F1, as
         ``paretofab distill`` reports it; ``"0.5"`` at a fixed 0.5; ``None`` (default): ``"val"``.
         Given for a grid of digits only, it is refused (accuracy has no threshold).
+    calib : ``"real"`` or ``"synthetic:DIR"`` (digits models only; see the module doc).
     """
 
     models: Sequence[str]
@@ -268,6 +286,51 @@ class SweepSpace:
     n_calib: int = 256
     sparsities: Sequence[str] = ("dense",)
     threshold: str | None = None
+    calib: str = "real"
+
+
+def _calib_name(spec: str, n_calib: int) -> str:
+    """``"real"``, or ``"synthetic:<absolute DIR>@<sha12>"`` of ``"synthetic:DIR"`` after checking
+    that ``DIR/synthetic.pt`` holds at least ``n_calib`` images; ``ValueError`` naming the fix."""
+    if spec == "real":
+        return spec
+    kind, _, folder = spec.partition(":")
+    if kind != "synthetic" or not folder:
+        raise ValueError(f"--calib {spec!r}: use real, or synthetic:DIR (a `paretofab datafree -o DIR` folder)")
+    d = Path(folder).resolve()
+    f = d / SYNTHETIC_FILE
+    if not f.is_file():
+        raise ValueError(f"--calib {spec}: no {f}; write one with `paretofab datafree --teacher digits -o {folder}`")
+    images, sha = _synthetic_images(str(f), f.stat().st_mtime_ns)
+    if len(images) < n_calib:
+        raise ValueError(f"--calib {spec}: {f} holds {len(images)} images, fewer than --n-calib {n_calib}; "
+                         f"lower --n-calib")
+    return f"synthetic:{d}@{sha}"
+
+
+@lru_cache(maxsize=16)
+def _synthetic_images(path: str, mtime_ns: int) -> tuple[torch.Tensor, str]:
+    """``(images (N, 1, 8, 8), sha256 of the file, 12 hex)`` of a ``synthetic.pt`` (read with
+    ``weights_only=True``); ``ValueError`` for anything else."""
+    blob = Path(path).read_bytes()
+    try:
+        images = torch.load(path, map_location="cpu", weights_only=True)["images"]
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ValueError(f"{path}: not a synthetic set written by `paretofab datafree` ({type(e).__name__})") from None
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (1, 8, 8):
+        raise ValueError(f"{path}: its images are not (N, 1, 8, 8) digits images")
+    return images.float(), hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _calib_images(calib: str, n_calib: int) -> torch.Tensor:
+    """The first ``n_calib`` images of a normalized ``synthetic:DIR@SHA`` calibration set, checked
+    to be the file the point was keyed by."""
+    folder, _, sha = calib.removeprefix("synthetic:").rpartition("@")
+    f = Path(folder) / SYNTHETIC_FILE
+    images, now = _synthetic_images(str(f), f.stat().st_mtime_ns)
+    if now != sha:
+        raise ValueError(f"{f} changed since the sweep's points were made (sha {now}, not {sha}); rerun the sweep")
+    return images[:n_calib]
 
 
 def grid(space: SweepSpace, allow_degenerate: bool = False) -> list[SweepPoint]:
@@ -306,8 +369,13 @@ def grid(space: SweepSpace, allow_degenerate: bool = False) -> list[SweepPoint]:
     as_ = [str(check_supported(f)) for f in afmts]
     ps = ["+".join(parse_techniques(p)) or "none" for p in ptqs]
     ss = [_sparsity_name(s) for s in sparsities]
+    if space.calib != "real" and not all(_accuracy_metric(m) for m in ms):
+        raise ValueError(f"--calib {space.calib}: synthetic calibration images are digits images; sweep digits "
+                         f"models with it (MAP students calibrate on real rows)")
+    calib = _calib_name(space.calib, n_calib)
     pts = [
-        SweepPoint(m, w, a, p, int(s), space.per_channel, n_calib, sp, "0.5" if _accuracy_metric(m) else threshold)
+        SweepPoint(m, w, a, p, int(s), space.per_channel, n_calib, sp, "0.5" if _accuracy_metric(m) else threshold,
+                   calib)
         for m, sp, w, a, p, s in itertools.product(ms, ss, ws, as_, ps, seeds)
     ]
     return list(dict.fromkeys(pts))  # drop duplicates, keep order
@@ -327,13 +395,15 @@ class Workload:
     evaluate: Callable[[Any], tuple[float, float]]  # model -> (test metric, val metric)
 
 
-def load_workload(spec: str, seed: int = 0, n_calib: int = 256, threshold: str = "0.5") -> Workload:
+def load_workload(spec: str, seed: int = 0, n_calib: int = 256, threshold: str = "0.5",
+                  calib: str = "real") -> Workload:
     """``"digits"`` (built-in CNN, accuracy), a digits student of a GTN folder (a ``.pt`` written
     by ``paretofab gtn``; accuracy on the digits split of ``seed``) or a PaCKD student: a
     checkpoint file, or a ``paretofab distill -o DIR`` folder (``DIR/student.pt`` +
     ``DIR/data.npz``), metric micro-F1 at 0.5 (``threshold="0.5"``) or at the validation-best
     threshold (``"val"``, metric name ``micro_f1@val``). Calibration: the first ``n_calib``
-    training inputs."""
+    training inputs, or (digits, ``calib`` a normalized ``synthetic:DIR@SHA``) the first
+    ``n_calib`` synthetic images of ``DIR/synthetic.pt``."""
     if spec == "digits" or is_digits_student(spec):
         data = digits.load_data(seed)
         model = digits.load_model(seed, data) if spec == "digits" else gtn_pool.load_student(spec)
@@ -341,7 +411,10 @@ def load_workload(spec: str, seed: int = 0, n_calib: int = 256, threshold: str =
         def ev(m):
             return digits.accuracy(m, data.x_test, data.y_test), digits.accuracy(m, data.x_val, data.y_val)
 
-        return Workload(spec, model, data.x_train[:n_calib], "accuracy", ev)
+        x = data.x_train[:n_calib] if calib == "real" else _calib_images(calib, n_calib)
+        return Workload(spec, model, x, "accuracy", ev)
+    if calib != "real":
+        raise ValueError(f"{spec}: synthetic calibration applies to digits models only")
     p = Path(spec)
     ckpt, npz = _student_files(spec)
     model = load_checkpoint(ckpt)
@@ -370,9 +443,9 @@ _FLOAT: dict[tuple, float] = {}
 
 
 def _workload(point: SweepPoint) -> Workload:
-    k = (point.model, point.seed, point.n_calib, point.threshold)
+    k = (point.model, point.seed, point.n_calib, point.threshold, point.calib)
     if k not in _WORKLOADS:
-        _WORKLOADS[k] = load_workload(point.model, point.seed, point.n_calib, point.threshold)
+        _WORKLOADS[k] = load_workload(point.model, point.seed, point.n_calib, point.threshold, point.calib)
     return _WORKLOADS[k]
 
 
@@ -497,8 +570,9 @@ def open_store(path: str | os.PathLike, create: bool = True) -> sqlite3.Connecti
         con.execute(f"CREATE TABLE IF NOT EXISTS failures ({FAILURE_COLUMNS})")
         con.execute(f"CREATE TABLE IF NOT EXISTS claims ({CLAIM_COLUMNS})")
         have = {r[1] for r in con.execute("PRAGMA table_info(points)")}
-        if "sparsity" not in have:  # a store written before the sparsity axis
-            con.execute("ALTER TABLE points ADD COLUMN sparsity TEXT NOT NULL DEFAULT 'dense'")
+        for col, default in ADDED_COLUMNS.items():  # a store written before that axis
+            if col not in have:
+                con.execute(f"ALTER TABLE points ADD COLUMN {col} TEXT NOT NULL DEFAULT '{default}'")
     return con
 
 
@@ -799,8 +873,9 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     """Every finished point of a store as a DataFrame (one row per point, typed columns)."""
     df = _read(path, "points", "model, wfmt, afmt, ptq, seed")
     df["per_channel"] = df["per_channel"].astype(bool)
-    if "sparsity" not in df:  # read-only view of a store written before the sparsity axis
-        df["sparsity"] = "dense"
+    for col, default in ADDED_COLUMNS.items():  # read-only view of a store written before that axis
+        if col not in df:
+            df[col] = default
     return df
 
 

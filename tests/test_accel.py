@@ -60,9 +60,10 @@ def exported(tmp_path_factory):
 class CNN(torch.nn.Module):
     """conv3x3(6)-ReLU-conv3x3 stride 2 (6)-ReLU-maxpool2-flatten-linear(10) on 1×8×8."""
 
-    def __init__(self, wq, aq) -> None:
+    def __init__(self, wq, aq, requant: bool = False) -> None:
         super().__init__()
         self.q0 = qnn.QuantIdentity(act_quant=aq, return_quant_tensor=True)
+        self.requant = qnn.QuantIdentity(act_quant=aq, bit_width=5, return_quant_tensor=True) if requant else None
         self.c1 = qnn.QuantConv2d(1, 6, 3, padding=1, weight_quant=wq, bias_quant=Int32Bias, return_quant_tensor=True)
         self.r1 = qnn.QuantReLU(act_quant=aq, return_quant_tensor=True)
         self.c2 = qnn.QuantConv2d(6, 6, 3, stride=2, padding=1, weight_quant=wq, bias_quant=Int32Bias,
@@ -72,8 +73,8 @@ class CNN(torch.nn.Module):
         self.fc = qnn.QuantLinear(6 * 2 * 2, 10, bias=True, weight_quant=wq, bias_quant=Int32Bias)
 
     def forward(self, x):
-        y = self.pool(self.r2(self.c2(self.r1(self.c1(self.q0(x))))))
-        return self.fc(torch.flatten(y, 1))
+        y = torch.flatten(self.pool(self.r2(self.c2(self.r1(self.c1(self.q0(x)))))), 1)
+        return self.fc(self.requant(y) if self.requant is not None else y)
 
 
 def test_cnn_equals_qonnx_execution_exactly(tmp_path):
@@ -169,17 +170,36 @@ from paretofab.netplan import auto_lanes, dequantize, plan_network  # noqa: E402
 from tests.hw.conftest import SIM_BACKENDS  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def cnn_file(tmp_path_factory):
+def _cnn_file(folder, requant: bool = False):
     torch.manual_seed(1)
-    m = CNN(*QUANTS["fixed"][:2])
+    m = CNN(*QUANTS["fixed"][:2], requant=requant)
     with torch.no_grad():
         for _ in range(3):
-            m(torch.rand(32, 1, 8, 8))
+            m(torch.rand(32, 1, 8, 8) * (1 + 3 * torch.rand(1)))  # the re-quantizer sees another range
     m.eval()
-    path = tmp_path_factory.mktemp("cnn") / "cnn.onnx"
+    path = folder / "cnn.onnx"
     export_qonnx(m, torch.rand(1, 1, 8, 8), export_path=str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def cnn_file(tmp_path_factory):
+    return _cnn_file(tmp_path_factory.mktemp("cnn"))
+
+
+def test_requantized_layer_input_folds_into_the_layer_before(tmp_path):
+    """A QuantIdentity on a pooled tensor (as Brevitas PTQ puts before a Linear) is a QRequant;
+    folded into the convolution before the pool, the RTL still equals QONNX execution exactly."""
+    from quant.qonnx_import import QRequant
+
+    path = _cnn_file(tmp_path, requant=True)
+    g = read_qonnx(path)
+    assert any(isinstance(op, QRequant) for op in g.layers)
+    plan = plan_network(g, lanes=[3, 9, 6])
+    assert plan.stages[1].rescale is not None and plan.stages[2].in_fmt == plan.stages[1].out_fmt
+    x = np.random.default_rng(8).random((3, 1, 8, 8)).astype(np.float32) * 3
+    run = simulate_plan(plan, g.in_quant.codes(x).reshape(3, -1), "pysim")
+    assert np.array_equal(dequantize(g, run.outputs), qonnx_outputs(path, x.reshape(3, -1)).astype(np.float64))
 
 
 @pytest.mark.parametrize("backend", SIM_BACKENDS)

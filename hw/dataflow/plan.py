@@ -55,6 +55,9 @@ class Stage:
     requant : the output requantization; ``None``: the accumulator plus ``bias`` (the network's
         raw output), with ``relu``.
     bias, relu : bias integers per output channel and a ReLU, used when ``requant`` is None.
+    rescale : a second, per-tensor requantization of the output codes (a ``Quant`` of an already
+        quantized tensor; it may be folded into the MAC stage before pools and flattens because it
+        is monotone, so it commutes with max pooling).
     """
 
     name: str
@@ -69,6 +72,7 @@ class Stage:
     requant: RequantSpec | None = None
     bias: tuple[int, ...] | None = None
     relu: bool = False
+    rescale: RequantSpec | None = None
 
     def __post_init__(self) -> None:
         self.windows = np.asarray(self.windows, dtype=np.int64)
@@ -96,6 +100,10 @@ class Stage:
                               f"the MAC gives {self.acc_bits}")
         if self.bias is not None and len(self.bias) != n:
             raise ConfigError(f"stage {self.name}: {len(self.bias)} biases for {n} channels")
+        if self.rescale is not None and (self.requant is None or self.rescale.channels != 1
+                                         or self.rescale.acc_bits != parse_format(self.requant.fmt).bits + 1):
+            raise ConfigError(f"stage {self.name}: a rescale needs a requantized output and one channel of "
+                              f"{parse_format(self.requant.fmt).bits + 1 if self.requant else '?'}-bit inputs")
 
     # ---- shape ----------------------------------------------------------------------------------
 
@@ -144,6 +152,8 @@ class Stage:
         """Format of the output codes; None for the raw accumulator output."""
         if self.kind == "pool":
             return self.in_fmt
+        if self.rescale is not None:
+            return self.rescale.fmt
         return self.requant.fmt if self.requant is not None else None
 
     @property
@@ -239,6 +249,9 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
                 bias = np.array(rq.biases if rq.biases is not None else (0,) * rq.channels, dtype=object)
                 y = np.stack([requantize(acc[:, o] + pick(bias)[o], pick(rq.multipliers)[o], pick(rq.shifts)[o],
                                          rq.fmt, rq.zero_point, rq.relu) for o in range(st.channels)], axis=1)
+                if st.rescale is not None:
+                    r2 = st.rescale
+                    y = requantize(y, r2.multipliers[0], r2.shifts[0], r2.fmt, r2.zero_point, r2.relu)
             y = y.reshape(len(x), -1)
         outs.append(y)
         x = y

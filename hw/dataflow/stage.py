@@ -191,6 +191,11 @@ class StageEngine(wiring.Component):
             m.submodules.requant = rq = requantizer(st.requant)
             m.d.comb += [rq.acc.eq(mac.o.payload), rq.channel.eq(channel if st.requant.channels > 1 else 0)]
             result = rq.code
+            if st.rescale is not None:  # the codes' integer values, requantized once more
+                m.submodules.rescale = rq2 = requantizer(st.rescale)
+                value = rq.code.as_signed() if parse_format(st.requant.fmt).signed else rq.code
+                m.d.comb += [rq2.acc.eq(value), rq2.channel.eq(0)]
+                result = rq2.code
         else:
             bias = Array(Const(b, signed(st.out_bits)) for b in st.bias or (0,) * channels)[channel]
             total = Signal(signed(st.out_bits))

@@ -13,15 +13,18 @@ weights default to the paper's (1, 0.1, 5). The generator here draws 8×8 images
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..gtn import accuracy, softmax_kl
+from ..gtn import accuracy
+from .kd import kd_step
 
-__all__ = ["Generator", "dafl_losses", "DAFLConfig", "train_dafl"]
+__all__ = ["Generator", "dafl_losses", "DAFLConfig", "frozen", "start_generator", "train_dafl"]
 
 
 class Generator(nn.Module):
@@ -109,6 +112,31 @@ class DAFLConfig:
             raise ValueError("DAFL learning rates and temperature must be > 0, loss weights >= 0")
 
 
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Inside, no parameter of ``modules`` requires gradients (inputs still get theirs); after,
+    every one does again."""
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def start_generator(cfg: DAFLConfig, student: nn.Module,
+                    seed: int) -> tuple[Generator, torch.Generator, torch.optim.Adam, torch.optim.Adam]:
+    """A :class:`Generator` initialized from ``seed``, the noise stream (seeded ``seed``) and the
+    Adam optimizers of generator (``cfg.lr_g``) and student (``cfg.lr_s``)."""
+    torch.manual_seed(seed)
+    gen_model = Generator()
+    noise = torch.Generator().manual_seed(seed)
+    return (gen_model, noise, torch.optim.Adam(gen_model.parameters(), lr=cfg.lr_g),
+            torch.optim.Adam(student.parameters(), lr=cfg.lr_s))
+
+
 def train_dafl(teacher: nn.Module, student: nn.Module, cfg: DAFLConfig, seed: int,
                test: tuple[torch.Tensor, torch.Tensor] | None = None,
                mix: torch.Tensor | None = None, history: list[dict] | None = None,
@@ -141,17 +169,11 @@ def train_dafl(teacher: nn.Module, student: nn.Module, cfg: DAFLConfig, seed: in
         Test accuracies (empty without ``test``).
     """
     cfg.check()
-    torch.manual_seed(seed)
-    gen_model = Generator()
-    noise = torch.Generator().manual_seed(seed)
-    opt_g = torch.optim.Adam(gen_model.parameters(), lr=cfg.lr_g)
-    opt_s = torch.optim.Adam(student.parameters(), lr=cfg.lr_s)
+    gen_model, noise, opt_g, opt_s = start_generator(cfg, student, seed)
     teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    t_mix = teacher(mix) if mix is not None else None
     curve = []
-    try:
+    with frozen(teacher):
+        t_mix = teacher(mix) if mix is not None else None
         for it in range(1, cfg.iterations + 1):
             gen_model.train()
             x = gen_model(torch.randn(cfg.batch_size, gen_model.latent, generator=noise))
@@ -174,15 +196,9 @@ def train_dafl(teacher: nn.Module, student: nn.Module, cfg: DAFLConfig, seed: in
                 if old is not None:
                     with torch.no_grad():
                         xb, tb = torch.cat([xb, old]), torch.cat([tb, teacher(old)])
-            loss_s = softmax_kl(tb, student(xb), cfg.temperature)
-            opt_s.zero_grad()
-            loss_s.backward()
-            opt_s.step()
+            kd_step(student, opt_s, xb, tb, cfg.temperature)
             if test is not None and it % cfg.eval_every == 0:
                 curve.append(accuracy(student, *test))
-    finally:
-        for p in teacher.parameters():
-            p.requires_grad_(True)
     gen_model.eval()
     student.eval()
     return gen_model, curve

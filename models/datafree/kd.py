@@ -13,7 +13,7 @@ from torch import nn
 
 from ..gtn import accuracy, logits_of, softmax_kl
 
-__all__ = ["KDConfig", "distill_on_set", "curve_stats"]
+__all__ = ["KDConfig", "kd_step", "distill_on_set", "curve_stats"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,16 @@ class KDConfig:
         """``ValueError`` (one line) on values no training can use."""
         if min(self.epochs, self.batch_size) < 1 or self.lr <= 0 or self.temperature <= 0:
             raise ValueError("KD epochs and batch size must be >= 1, learning rate and temperature > 0")
+
+
+def kd_step(student: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, t_logits: torch.Tensor,
+            temperature: float) -> None:
+    """One step of ``opt`` on ``softmax_kl(t_logits, student(x), temperature)`` (the KD step of
+    every data-free method)."""
+    loss = softmax_kl(t_logits, student(x), temperature)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
 
 
 def distill_on_set(student: nn.Module, teacher: nn.Module, x: torch.Tensor, cfg: KDConfig, seed: int,
@@ -81,10 +91,7 @@ def distill_on_set(student: nn.Module, teacher: nn.Module, x: torch.Tensor, cfg:
             xb, tb = x[idx], t_x[idx]
             if mix is not None:
                 xb, tb = torch.cat([xb, mix]), torch.cat([tb, t_mix])
-            loss = softmax_kl(tb, student(xb), cfg.temperature)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            kd_step(student, opt, xb, tb, cfg.temperature)
         if test is not None:
             curve.append(accuracy(student, *test))
     student.eval()

@@ -2,8 +2,10 @@
 teacher on real data, the real-data KD student (upper reference, :func:`models.gtn.train_student`
 with validation early stopping), the noise-KD student (no-data floor: KD on uniform noise images),
 optionally the side information (condensed or few-shot samples from the training split), then the
-data-free student of the chosen method, without and with the side information (and, for DAFL,
-with VAE or store-everything rehearsal). The data-free
+data-free student of the chosen method (DeepInversion, DAFL, or the dynamic collection of
+:mod:`.dynamic`), without and with the side information (and, for DAFL, with VAE or
+store-everything rehearsal). :data:`RECIPES` maps the method names of ``paretofab datafree
+--method`` to these. The data-free
 stage gets the split with its training tensors sealed (:mod:`.guard`): it reads only the
 teacher, the side information and the test split (for the reporting curve).
 
@@ -13,8 +15,11 @@ Folder written by :func:`run`::
     student.pt                 the data-free student of the method (with side info when given)
     students/{row}.pt          every student of the run (models.gtn_pool.load_student)
     side.pt                    side-information images and labels (when given)
+    synthetic.pt               {"images": (N, 1, 8, 8)} the synthetic images of the final student's
+                               method (no labels): data-free PTQ calibration, `sweep --calib synthetic:DIR`
     results.csv                one row per model: see COLUMNS
     metrics.json               accuracy, teacher_accuracy, curve (per epoch / eval point), settings
+    run.json                   {"split_seed": S}: the digits split every model trained on (sweep checks it)
     curves.png                 test accuracy along distillation (reporting only; nothing selected)
 """
 
@@ -24,7 +29,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import pandas as pd
 import torch
@@ -34,16 +39,17 @@ from ..gtn import GTNConfig, accuracy, logits_of, train_student
 from ..gtn_pool import DigitsCNN, StudentSpec, save_student
 from .condense import condense, few_shot
 from .dafl import DAFLConfig, train_dafl
+from .dynamic import DynamicConfig, train_dynamic
 from .guard import sealed
 from .inversion import InversionConfig, balanced_labels, deep_inversion
 from .kd import KDConfig, curve_stats, distill_on_set
 from .replay import StoreReplay, VAEReplay
 from .teacher import BNTeacher, save_teacher, train_bn_teacher
 
-__all__ = ["METHODS", "SIDES", "USES", "REPLAYS", "Budget", "BUDGETS", "COLUMNS", "parse_uses", "check_uses", "side_info",
+__all__ = ["METHODS", "SIDES", "USES", "REPLAYS", "RECIPES", "recipe", "Distilled", "save_synthetic", "Budget", "BUDGETS", "COLUMNS", "parse_uses", "check_uses", "side_info",
            "invert_set", "datafree_student", "run", "markdown_table", "plot_curves"]
 
-METHODS = ("deepinv", "dafl")
+METHODS = ("deepinv", "dafl", "dynamic")
 SIDES = ("none", "condensed", "fewshot")
 #: ways side information enters: initial images of the inversion, class feature matching to the
 #: teacher's features of the side samples, side samples mixed into every KD batch (the default:
@@ -52,6 +58,20 @@ SIDES = ("none", "condensed", "fewshot")
 USES = ("init", "feat", "mix")
 #: rehearsal of past generated samples in DAFL (models.datafree.replay)
 REPLAYS = ("none", "vae", "store")
+#: ``paretofab datafree --method NAME`` -> (inversion method, side information, rehearsal): the
+#: names of issue 18, then the methods by their own names (side information and rehearsal only
+#: when --condensed / --fewshot / --replay add them); the one table of these names
+RECIPES = {
+    "inversion": ("deepinv", "none", "none"),
+    "condensed": ("deepinv", "condensed", "none"),
+    "fewshot": ("deepinv", "fewshot", "none"),
+    "vae-replay": ("dafl", "none", "vae"),
+    "dynamic": ("dynamic", "none", "none"),
+    "deepinv": ("deepinv", "none", "none"),
+    "dafl": ("dafl", "none", "none"),
+}
+#: side samples per class a run may ask for (the digits training split has about 100 per class)
+MAX_PER_CLASS = 50
 COLUMNS = ("model", "method", "side", "per_class", "uses", "student", "seed", "accuracy", "best",
            "worst_drop", "memory_bytes", "cpu_seconds")
 
@@ -76,6 +96,8 @@ class Budget:
     dafl : DAFLConfig
     condense_iterations : int
         Distribution-matching steps.
+    dynamic : DynamicConfig
+        The dynamic-collection method (:mod:`.dynamic`).
     """
 
     teacher_epochs: int
@@ -86,15 +108,18 @@ class Budget:
     kd: KDConfig
     dafl: DAFLConfig
     condense_iterations: int
+    dynamic: DynamicConfig = DynamicConfig()
 
 
 BUDGETS = {
     "quick": Budget(teacher_epochs=12, real=GTNConfig(student_epochs=30, patience=8), images=400, batch=100,
                     inversion=InversionConfig(steps=150), kd=KDConfig(epochs=60),
-                    dafl=DAFLConfig(iterations=600), condense_iterations=200),
+                    dafl=DAFLConfig(iterations=600), condense_iterations=200,
+                    dynamic=DynamicConfig(iterations=600)),
     "full": Budget(teacher_epochs=30, real=GTNConfig(), images=1000, batch=100,
                    inversion=InversionConfig(steps=300), kd=KDConfig(epochs=100),
-                   dafl=DAFLConfig(iterations=2000), condense_iterations=500),
+                   dafl=DAFLConfig(iterations=2000), condense_iterations=500,
+                   dynamic=DynamicConfig(iterations=2000)),
 }
 
 
@@ -108,14 +133,63 @@ def parse_uses(text: str) -> tuple[str, ...]:
 
 
 def check_uses(method: str, side: str, uses: tuple[str, ...]) -> tuple[str, ...]:
-    """The uses that apply: DAFL's generator takes side information only as ``mix`` (the other
-    uses act on DeepInversion's pixels); ``ValueError`` when none is left."""
-    if method == "dafl" and side != "none":
+    """The uses that apply: the generators (DAFL, dynamic) take side information only as ``mix``
+    (the other uses act on DeepInversion's pixels); ``ValueError`` when none is left."""
+    if method in ("dafl", "dynamic") and side != "none":
         uses = tuple(u for u in uses if u == "mix")
         if not uses:
-            raise ValueError("--method dafl uses side information only by mixing it into KD batches: "
+            raise ValueError(f"--method {method} uses side information only by mixing it into KD batches: "
                              "give --uses mix")
     return uses
+
+
+def recipe(name: str, per_class: int | None = None, condensed: int = 0, fewshot: int = 0,
+           replay: str = "none") -> tuple[str, str, int, str]:
+    """What ``paretofab datafree`` runs: ``(method, side, per_class, replay)`` of a
+    :data:`RECIPES` name refined by its options; ``ValueError`` (one line) on a contradiction.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`RECIPES`.
+    per_class : int, optional
+        ``--per-class K``: side samples per class of ``condensed`` / ``fewshot`` (default 1).
+    condensed, fewshot : int
+        The older spelling ``--condensed K`` / ``--fewshot K``: side information for the methods
+        named by their own names (0 = none).
+    replay : str
+        ``--replay``: rehearsal added to DAFL (:data:`REPLAYS`).
+    """
+    if name not in RECIPES:
+        raise ValueError(f"--method {name!r}: use one of {', '.join(RECIPES)}")
+    method, side, rp = RECIPES[name]
+    if per_class is not None and not 1 <= per_class <= MAX_PER_CLASS:
+        raise ValueError(f"--per-class {per_class}: give 1..{MAX_PER_CLASS} side samples per class")
+    if condensed < 0 or fewshot < 0:
+        raise ValueError("--condensed and --fewshot count samples per class: use 0 (none), 1, 10, ...")
+    if condensed and fewshot:
+        raise ValueError("give either --condensed K or --fewshot K (side information of one kind), not both")
+    if condensed or fewshot:
+        if side != "none" or per_class is not None:
+            raise ValueError(f"--method {name} --per-class K is the spelling of side information; drop "
+                             f"--condensed / --fewshot (or use --method deepinv with them), not both")
+        side, k = ("condensed", condensed) if condensed else ("fewshot", fewshot)
+    elif side != "none":
+        k = 1 if per_class is None else per_class
+    elif per_class is not None:
+        raise ValueError(f"--per-class applies to --method condensed or fewshot, not {name}")
+    else:
+        k = 0
+    if k > MAX_PER_CLASS:
+        raise ValueError(f"{k} samples per class: the digits training split has about 100 per class; "
+                         f"use 1..{MAX_PER_CLASS}")
+    if replay != "none":
+        if replay not in REPLAYS or rp not in ("none", replay):
+            raise ValueError(f"--replay {replay}: use none, vae or store (--method {name} brings {rp} rehearsal)")
+        rp = replay
+    if rp != "none" and method != "dafl":
+        raise ValueError(f"--replay {rp}: rehearsal applies to the DAFL generator; add --method dafl")
+    return method, side, k, rp
 
 
 def side_info(x: torch.Tensor, y: torch.Tensor, side: str, per_class: int, iterations: int,
@@ -160,9 +234,21 @@ def invert_set(teacher: BNTeacher, budget: Budget, seed: int,
     return torch.cat(out)
 
 
+class Distilled(NamedTuple):
+    """What :func:`datafree_student` returns."""
+
+    student: DigitsCNN
+    #: test accuracy along distillation (reporting only)
+    curve: list[float]
+    #: float32 bytes the method holds to distill
+    memory_bytes: int
+    #: synthetic images (N, 1, 8, 8) the method made, no side images (data-free PTQ calibration)
+    images: torch.Tensor
+
+
 def datafree_student(teacher: BNTeacher, spec: StudentSpec, method: str, budget: Budget, seed: int,
                      data: DigitsData, side: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     uses: tuple[str, ...] = (), replay: str = "none") -> tuple[DigitsCNN, list[float], int]:
+                     uses: tuple[str, ...] = (), replay: str = "none") -> Distilled:
     """A student distilled without the training split.
 
     Parameters
@@ -171,7 +257,8 @@ def datafree_student(teacher: BNTeacher, spec: StudentSpec, method: str, budget:
     spec : StudentSpec
     method : str
         ``deepinv`` (fixed inverted set, :func:`invert_set` + :func:`distill_on_set`), ``dafl``
-        (:func:`train_dafl`) or ``noise`` (uniform noise images: the no-data floor).
+        (:func:`train_dafl`), ``dynamic`` (:func:`train_dynamic`) or ``noise`` (uniform noise
+        images: the no-data floor).
     budget : Budget
     seed : int
         Student initial weights (the same for every method), synthesis and batch order.
@@ -186,12 +273,12 @@ def datafree_student(teacher: BNTeacher, spec: StudentSpec, method: str, budget:
 
     Returns
     -------
-    student : DigitsCNN
-    curve : list of float
-        Test accuracy along distillation (reporting only).
-    memory_bytes : int
-        What the method holds to distill: synthetic images (float32), or the generator's
-        parameters (and the replay's VAE or stored images), plus the side images.
+    Distilled
+        ``student``; ``curve``; ``memory_bytes``: what the method holds to distill: synthetic
+        images (float32), or the generator's parameters (and the replay's VAE or stored images,
+        or the dynamic collection's images and teacher logits), plus the side images;
+        ``images``: the synthetic set (DeepInversion's or the noise images, ``budget.images``
+        drawn from the DAFL generator, the dynamic collection at the end).
     """
     test = (data.x_test, data.y_test)
     mix = side[0] if side is not None and "mix" in uses else None
@@ -204,7 +291,12 @@ def datafree_student(teacher: BNTeacher, spec: StudentSpec, method: str, budget:
         rep = {"none": None, "vae": VAEReplay(seed), "store": StoreReplay()}[replay]
         gen_model, curve = train_dafl(teacher, student, budget.dafl, seed, test=test, mix=mix, replay=rep)
         held = 0 if rep is None else rep.nbytes
-        return student, curve, sum(p.numel() for p in gen_model.parameters()) * 4 + side_bytes + held
+        with torch.no_grad():
+            x = gen_model(torch.randn(budget.images, gen_model.latent, generator=torch.Generator().manual_seed(seed)))
+        return Distilled(student, curve, _nbytes(gen_model) + side_bytes + held, x)
+    if method == "dynamic":
+        gen_model, coll, curve = train_dynamic(teacher, student, budget.dynamic, seed, test=test, mix=mix)
+        return Distilled(student, curve, _nbytes(gen_model) + coll.nbytes + side_bytes, coll.images)
     if method == "deepinv":
         x = invert_set(teacher, budget, seed, side, uses)
     elif method == "noise":
@@ -212,16 +304,28 @@ def datafree_student(teacher: BNTeacher, spec: StudentSpec, method: str, budget:
     else:
         raise ValueError(f"--method {method!r}: use one of {', '.join(METHODS)}")
     curve = distill_on_set(student, teacher, x, budget.kd, seed, test=test, mix=mix)
-    return student, curve, x.numel() * 4 + side_bytes
+    return Distilled(student, curve, x.numel() * 4 + side_bytes, x)
+
+
+def save_synthetic(path: Path, images: torch.Tensor, **meta) -> None:
+    """Write a synthetic set ``{"images": (N, 1, 8, 8), **meta}`` (plain values; loads with
+    ``weights_only=True``): what ``paretofab sweep --calib synthetic:DIR`` reads."""
+    torch.save({"images": images.detach().contiguous(), **meta}, path)
+
+
+def _nbytes(model: torch.nn.Module) -> int:
+    """float32 bytes of a model's parameters."""
+    return sum(p.numel() for p in model.parameters()) * 4
 
 
 def run(data: DigitsData, method: str, spec: StudentSpec, budget: Budget, seed: int, out: Path,
         side: str = "none", per_class: int = 0, uses: tuple[str, ...] = ("mix",), replay: str = "none",
-        log: Callable[[str], None] = lambda line: None) -> pd.DataFrame:
+        log: Callable[[str], None] = lambda line: None, split_seed: int = 0) -> pd.DataFrame:
     """Teacher, real-data KD, noise floor, ``method`` without side information, and (when ``side``
     is not ``none``) ``method`` with ``per_class`` side samples per class used as ``uses`` says,
     and (``replay`` not ``none``, DAFL only) DAFL with that rehearsal; files as the module
-    docstring lists. Returns the results table (:data:`COLUMNS`)."""
+    docstring lists (``split_seed``: the seed ``data`` was split with, recorded in run.json).
+    Returns the results table (:data:`COLUMNS`)."""
     if method not in METHODS:
         raise ValueError(f"--method {method!r}: use one of {', '.join(METHODS)}")
     if side not in SIDES or (side == "none") != (per_class == 0) or per_class < 0:
@@ -231,6 +335,7 @@ def run(data: DigitsData, method: str, spec: StudentSpec, budget: Budget, seed: 
     if replay not in REPLAYS or (replay != "none" and method != "dafl"):
         raise ValueError(f"--replay {replay!r}: use none, or vae / store with --method dafl")
     out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps({"split_seed": split_seed, "method": method, "seed": seed}))
     rows, curves = [], {}
 
     def record(model: str, student: torch.nn.Module, curve: list[float] | None, t0: float, m: str = "",
@@ -271,12 +376,13 @@ def run(data: DigitsData, method: str, spec: StudentSpec, budget: Budget, seed: 
         variants.append((f"{method}+{side}{per_class}", method, sx, uses, replay))
     for name, m, s, u, rp in variants:
         t0 = time.process_time()
-        student, curve, memory = datafree_student(teacher, spec, m, budget, seed, blind, s, u, rp)
+        student, curve, memory, images = datafree_student(teacher, spec, m, budget, seed, blind, s, u, rp)
         save_student(out / "students" / f"{name}.pt", student, seed=seed, method=m, side=side if s else "none",
                      per_class=per_class if s else 0, uses=list(u), replay=rp)
         record(name, student, curve, t0 - (side_seconds if s is not None else 0), m=m,
                sd=side if s is not None else "none", k=per_class if s is not None else 0, u=u, memory=memory)
-        final = (student, curve)
+        final = (student, curve, images)
+    save_synthetic(out / "synthetic.pt", final[2], method=method, seed=seed)
     save_student(out / "student.pt", final[0], seed=seed, method=method, side=side, per_class=per_class,
                  uses=list(uses if sx is not None else ()), replay=replay)
     df = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -284,8 +390,8 @@ def run(data: DigitsData, method: str, spec: StudentSpec, budget: Budget, seed: 
         "accuracy": float(df["accuracy"].iloc[-1]), "teacher_accuracy": tinfo["test_accuracy"],
         "curve": final[1], "curves": curves, "method": method, "side": side, "per_class": per_class,
         "uses": list(uses), "replay": replay, "student": spec.name, "seed": seed, "budget": asdict(budget),
-        "curve_note": "test accuracy after every KD epoch (deepinv, noise) or every eval_every DAFL "
-                      "iterations; reporting only, never used for selection"}, indent=2, default=str))
+        "curve_note": "test accuracy after every KD epoch (deepinv, noise) or every eval_every DAFL / "
+                      "dynamic iterations; reporting only, never used for selection"}, indent=2, default=str))
     plot_curves(curves, out / "curves.png", f"digits data-free KD, {spec.name}, seed {seed}")
     return df
 
