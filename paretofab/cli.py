@@ -19,7 +19,8 @@ import os
 import sys
 
 #: packages whose ``cli.register`` adds subcommands, in help order
-COMMAND_PACKAGES = ("quant", "hw", "models", "costmodel", "paretofab.explore", "paretofab.accel", "paretofab.demo")
+COMMAND_PACKAGES = ("quant", "hw", "models", "costmodel", "paretofab.explore", "paretofab.accel", "paretofab.qonnx_export",
+                    "paretofab.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -196,6 +196,10 @@ def read_qonnx(path: str | Path) -> QGraph:
         return consumers.get(tensor)
 
     node = next_node(inp)
+    floats = [n.name for n in model.graph.node if n.op_type == "FloatQuant"]
+    if floats:
+        raise QonnxError(f"{path}: node {floats[0]} (FloatQuant): minifloat quantizers are not supported by accel yet; "
+                         "export the model with integer formats (e.g. --wfmt int8 --afmt int8)")
     if node is None or node.op_type != "Quant":
         raise QonnxError(f"{path}: the input {inp} is not quantized by a QONNX Quant node "
                          f"(found {node.op_type if node else 'nothing'}); export with brevitas export_qonnx and a "

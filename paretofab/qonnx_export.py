@@ -1,0 +1,70 @@
+"""``paretofab export --qonnx OUT.onnx``: a quantized student as the QONNX file a user's Brevitas
+model would be (``brevitas.export.export_qonnx``), so our students take the same path into
+``paretofab accel`` as anyone's. The student is a sweep's model spec (``digits``, a GTN student
+``.pt``, a PaCKD checkpoint or ``distill`` folder) quantized by :func:`quant.ptq.quantize_model`
+with the sweep's own workload and calibration (:func:`quant.sweep.load_workload`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from quant.common import HelpFormatter
+from quant.ptq import PTQConfig, as_batches, quantize_model
+from quant.sweep import load_workload
+
+__all__ = ["register", "export_student_qonnx"]
+
+
+def export_student_qonnx(spec: str, wfmt: str, afmt: str, path: str | Path, *, seed: int = 0, n_calib: int = 256,
+                         config: PTQConfig | None = None) -> tuple[Path, np.ndarray]:
+    """Quantize the student ``spec`` to ``wfmt`` weights / ``afmt`` activations and write its
+    QONNX to ``path``; returns the path and the calibration inputs (float32, batch first)."""
+    import torch  # heavy: torch
+    from brevitas.export import export_qonnx  # heavy: brevitas
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wl = load_workload(spec, seed, n_calib)
+    qmodel = quantize_model(wl.model, wfmt, afmt, calib_data=wl.calib, config=config)
+    example = as_batches(wl.calib, 1)[0][:1]
+    with torch.no_grad():
+        export_qonnx(qmodel, example, export_path=str(path))
+    return path, torch.cat(as_batches(wl.calib)).numpy().astype(np.float32)
+
+
+def _export(args: argparse.Namespace) -> int:
+    cfg = PTQConfig(per_channel=not args.per_tensor, techniques=args.ptq, unsigned_acts=args.unsigned_acts,
+                    seed=args.seed)
+    path, calib = export_student_qonnx(args.model, args.wfmt, args.afmt, args.qonnx, seed=args.seed,
+                                       n_calib=args.n_calib, config=cfg)
+    print(f"wrote {path} ({args.model}, weights {args.wfmt}, activations {args.afmt}, PTQ {args.ptq or 'none'})")
+    if args.save_inputs:
+        np.save(args.save_inputs, calib)
+        print(f"wrote {args.save_inputs} ({len(calib)} calibration inputs, shape {list(calib.shape)})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``export``."""
+    p = sub.add_parser("export", help="write a quantized student as QONNX (the input of `paretofab accel`)",
+                       formatter_class=HelpFormatter, description=__doc__.split("\n\n")[0].replace("\n", " "),
+                       epilog="example:\n  paretofab export --qonnx digits_int8.onnx --model digits --wfmt int8 "
+                              "--afmt int8 --save-inputs x.npy\n  paretofab accel digits_int8.onnx --inputs x.npy "
+                              "--sim --backend verilator --check")
+    p.add_argument("--qonnx", required=True, metavar="OUT.onnx", help="QONNX file to write")
+    p.add_argument("--model", default="digits", help="digits, a GTN student .pt, a PaCKD checkpoint or distill folder")
+    p.add_argument("--wfmt", default="int8", help="weight format")
+    p.add_argument("--afmt", default="int8", help="activation format")
+    p.add_argument("--ptq", default="none", help="PTQ techniques, e.g. weq+gptq (see `paretofab sweep --help`)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
+    p.add_argument("--unsigned-acts", action="store_true", help="unsigned activations after ReLU")
+    p.add_argument("--seed", type=int, default=0, help="data split / calibration seed")
+    p.add_argument("--n-calib", type=int, default=256, help="calibration inputs")
+    p.add_argument("--save-inputs", metavar="X.npy", help="also save the calibration inputs (for accel --inputs)")
+    p.set_defaults(func=_export)
