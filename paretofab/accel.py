@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.dataflow.plan import NetworkPlan, run_plan, schedule
+from hw.dataflow.plan import NetworkPlan, run_plan
 from hw.dataflow.sim import simulate_plan
 from hw.dataflow.top import Accelerator, AXIStreamAccelerator
 from hw.export import check_top_name
@@ -25,6 +25,8 @@ from hw.sim import BACKENDS
 from quant.common import HelpFormatter, writable_folder
 from quant.formats import parse_format
 from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, execute_int, read_qonnx
+
+from costmodel.accel import plan_cost
 
 from .netplan import DEFAULT_MAX_LANES, dequantize, plan_network
 
@@ -93,6 +95,24 @@ def _lanes(text: str) -> str | int | list[int]:
     return vals[0] if len(vals) == 1 else vals
 
 
+def _nm(text: str | None) -> tuple[int, int] | None:
+    """``--nm N:M``."""
+    if text is None:
+        return None
+    try:
+        n, m = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise QonnxError(f"--nm {text!r}: give N:M, e.g. 2:4") from None
+    if not 1 <= n <= m or m < 2 or m & (m - 1):
+        raise QonnxError(f"--nm {text}: need 1 <= N <= M with M a power of two >= 2, e.g. 2:4")
+    return n, m
+
+
+def _weight_bits(st) -> int:
+    """Bits per stored weight: its code, plus its in-group index in an N:M stage."""
+    return parse_format(st.wfmt).bits + (st.nm[1].bit_length() - 1 if st.nm else 0)
+
+
 def plan_rows(plan: NetworkPlan) -> list[dict]:
     """Per stage of the accelerator: lanes, beats, cycles per frame (closed form), ROM and bank
     sizes (bits)."""
@@ -100,11 +120,11 @@ def plan_rows(plan: NetworkPlan) -> list[dict]:
     for st in plan.stages:
         in_bits = parse_format(st.in_fmt).bits
         abits = max(1, st.in_size.bit_length())
-        rows.append({"stage": st.name, "kind": st.kind, "lanes": st.lanes, "pipeline": st.pipeline if st.kind == "mac"
+        rows.append({"stage": st.name, "kind": st.kind, "lanes": st.lanes, "nm": f"{st.nm[0]}:{st.nm[1]}" if st.nm else None, "pipeline": st.pipeline if st.kind == "mac"
                      else None, "windows": st.positions, "window": st.k, "channels": st.channels,
                      "beats_per_window": st.beats, "cycles_per_frame": st.busy_cycles,
-                     "weight_rom_bits": st.weights.size * parse_format(st.wfmt).bits if st.kind == "mac" else 0,
-                     "window_rom_bits": st.positions * st.beats * st.lanes * abits,
+                     "weight_rom_bits": st.channels * st.beats * st.lanes * _weight_bits(st) if st.kind == "mac" else 0,
+                     "window_rom_bits": st.positions * st.beats * st.span * abits,
                      "bank_bits": 2 * st.in_size * in_bits, "output": st.out_fmt or f"int{st.out_bits} (raw)"})
     return rows
 
@@ -122,10 +142,14 @@ def _accel(args: argparse.Namespace) -> int:
     graph = read_qonnx(args.model)
     rows = layer_rows(graph)
     name = _model_name(args.model)
-    plan = plan_network(graph, _lanes(args.lanes), args.pipeline, args.max_lanes, name=name)
+    plan = plan_network(graph, _lanes(args.lanes), args.pipeline, args.max_lanes, name=name, nm=_nm(args.nm))
+    cost = plan_cost(plan, args.device)
+    stage_rows = [{**r, **{k: c[k] for k in ("lut", "ff", "dsp", "bram18")}, "parts": c["parts"]}
+                  for r, c in zip(plan_rows(plan), cost["stages"])]
     doc: dict = {"model": str(args.model), "input": graph.input_name, "input_shape": list(graph.input_shape),
-                 "input_format": graph.in_quant.fmt, "layers": rows, "stages": plan_rows(plan),
-                 "cycles_per_inference": schedule(plan, 1).cycles, "interval": schedule(plan, 8).interval}
+                 "input_format": graph.in_quant.fmt, "layers": rows, "stages": stage_rows,
+                 "cycles_per_inference": cost["cycles_per_inference"], "interval": cost["interval"],
+                 "device": cost["device"], "total": cost["total"], "sources": cost["sources"]}
     if args.inputs:
         x = _load_inputs(args.inputs, graph)
         out, codes = execute_int(graph, x)
@@ -152,7 +176,7 @@ def _accel(args: argparse.Namespace) -> int:
         (out_dir / f"{top}.v").write_text("`timescale 1ns / 1ps\n" + portable_verilog(comp, top))
         (out_dir / f"{top}.vlt").write_text(waivers(top, axis=args.axis))
         report = {k: doc[k] for k in ("model", "input_shape", "input_format", "layers", "stages",
-                                      "cycles_per_inference", "interval")}
+                                      "cycles_per_inference", "interval", "device", "total", "sources")}
         (out_dir / f"{top}.json").write_text(json.dumps({"top": top, **report}, indent=2) + "\n")
         doc["files"] = [str(out_dir / f"{top}{ext}") for ext in (".v", ".vlt", ".json")]
     if args.json:
@@ -177,11 +201,15 @@ def _print(args: argparse.Namespace, graph: QGraph, rows: list[dict], doc: dict)
            [(r["layer"], r["kind"], shape(r["in"]), shape(r["out"]), r["input_format"], r["weight_format"] or "-",
              r["weight_scale"] or "-", "yes" if r["bias"] else "no", "yes" if r["relu"] else "no", r["output_format"],
              f"{r['macs']:,}") for r in rows])
-    print(f"accelerator: one stage per layer, {doc['cycles_per_inference']:,} cycles for one inference, then one "
-          f"every {doc['interval']:,} cycles (closed form)")
-    _table(("stage", "kind", "lanes", "windows×K", "channels", "cycles/frame", "weight ROM (bits)", "banks (bits)"),
-           [(r["stage"], r["kind"], r["lanes"], f"{r['windows']}×{r['window']}", r["channels"], f"{r['cycles_per_frame']:,}",
-             f"{r['weight_rom_bits']:,}", f"{r['bank_bits']:,}") for r in doc["stages"]])
+    t = doc["total"]
+    print(f"accelerator on {doc['device']}: one stage per layer, {doc['cycles_per_inference']:,} cycles for one "
+          f"inference, then one every {doc['interval']:,} cycles (closed form); {t['lut']:,} LUT, {t['ff']:,} FF, "
+          f"{t['dsp']} DSP, {t['bram18']} BRAM18 (model: per-part sources in --json; error vs Yosys: bench/accel.py)")
+    _table(("stage", "kind", "lanes", "N:M", "windows×K", "channels", "cycles/frame", "weight ROM (bits)", "banks (bits)",
+            "LUT", "FF", "DSP", "BRAM18"),
+           [(r["stage"], r["kind"], r["lanes"], r["nm"] or "dense", f"{r['windows']}×{r['window']}", r["channels"], f"{r['cycles_per_frame']:,}",
+             f"{r['weight_rom_bits']:,}", f"{r['bank_bits']:,}", f"{r['lut']:,}", f"{r['ff']:,}", r["dsp"], r["bram18"])
+            for r in doc["stages"]])
     if "cycles" in doc:
         print(f"simulated ({doc['backend']}): {len(doc['outputs'])} inferences in {doc['cycles']:,} cycles (closed form "
               f"{doc['closed_form_cycles']:,}); RTL {'equals' if doc['rtl_equals_model'] else 'DIFFERS from'} the "
@@ -211,6 +239,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                    "one count, or a comma list, one per layer with weights")
     p.add_argument("--max-lanes", type=int, default=DEFAULT_MAX_LANES, help="multipliers --lanes auto may spend")
     p.add_argument("--pipeline", type=int, default=1, help="MAC pipeline registers per layer")
+    p.add_argument("--nm", metavar="N:M", help="layers whose weights are N:M sparse become N:M engines (compressed "
+                                               "weight ROM, index mux); e.g. 2:4 for a CRISP-pruned model")
+    p.add_argument("--device", default="xc7z020", help="FPGA part the cost model estimates for (paretofab cost --help "
+                                                       "lists them)")
     p.add_argument("-o", "--out", metavar="DIR", help="write the accelerator's Verilog, lint waivers and JSON report")
     p.add_argument("--axis", action="store_true", help="with -o: AXI4-Stream ports (<model>_axis)")
     p.add_argument("--json", action="store_true", help="layers (and outputs, codes) as JSON (default: a table)")

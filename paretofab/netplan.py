@@ -17,7 +17,7 @@ from quant.formats import parse_format
 from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant
 from quant.reference import fixed_point_multiplier
 
-__all__ = ["plan_network", "auto_lanes", "dequantize", "DEFAULT_MAX_LANES"]
+__all__ = ["plan_network", "auto_lanes", "fits_nm", "dequantize", "DEFAULT_MAX_LANES"]
 
 #: multipliers ``--lanes auto`` may spend over the whole network
 DEFAULT_MAX_LANES = 64
@@ -42,15 +42,30 @@ def auto_lanes(work: list[tuple[int, int]], max_lanes: int = DEFAULT_MAX_LANES) 
         lanes[s] = wider
 
 
+def fits_nm(weights: np.ndarray, n: int, m: int) -> bool:
+    """Whether every group of ``m`` consecutive weights along each row (zero-padded to whole
+    groups) holds at most ``n`` non-zeros."""
+    w = np.pad(weights, ((0, 0), (0, -weights.shape[1] % m)))
+    return bool(((w != 0).reshape(len(w), -1, m).sum(axis=2) <= n).all())
+
+
+def _sparse_lanes(dense: int, n: int, m: int) -> int:
+    """Multipliers of an N:M stage covering at least ``dense`` window elements per beat."""
+    return max(1, -(-dense // m)) * n
+
+
 def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline: int = 1,
-                 max_lanes: int = DEFAULT_MAX_LANES, name: str = "net") -> NetworkPlan:
+                 max_lanes: int = DEFAULT_MAX_LANES, name: str = "net", nm: tuple[int, int] | None = None) -> NetworkPlan:
     """The accelerator plan of ``graph``.
 
     Parameters
     ----------
     lanes : one count per layer with weights, one count for all, or ``"auto"`` (:func:`auto_lanes`
-        under ``max_lanes`` multipliers).
+        under ``max_lanes`` multipliers). For an N:M layer the count is its dense window
+        elements per beat, rounded up to whole groups (its multipliers are ``N/M`` of that).
     pipeline : MAC pipeline registers of every layer.
+    nm : ``(N, M)``: every layer whose weights fit the pattern (:func:`fits_nm`) becomes an N:M
+        sparse stage; the others stay dense.
     """
     ops = [op for op in graph.layers if not isinstance(op, QFlatten)]
     compute = [op for op in ops if isinstance(op, QLayer)]
@@ -84,7 +99,10 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
         o = w.shape[0]
         unit = s_in * np.broadcast_to(np.asarray(op.weight_quant.scale, np.float64), (o,))
         bias = tuple(int(b) for b in np.round(op.bias / unit)) if op.bias is not None else None
-        common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=per[li], pipeline=min(pipeline, 1 + (per[li] - 1).bit_length()))
+        sparse = nm if nm is not None and fits_nm(w, *nm) else None
+        ln = _sparse_lanes(per[li], *sparse) if sparse else per[li]
+        common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=ln, pipeline=min(pipeline, 1 + (ln - 1).bit_length()),
+                      nm=sparse)
         if op.out_quant is None:
             stages.append(Stage(op.name, "mac", fmt, in_size, win, bias=bias or (0,) * o, relu=op.relu, **common))
         else:

@@ -330,3 +330,45 @@ def test_minifloat_model_is_refused_in_one_line(tmp_path, capsys):
     assert main(["accel", str(path)]) == 2
     err = capsys.readouterr().err
     assert "FloatQuant" in err and len(err.strip().splitlines()) == 1
+
+
+def _prune_nm(weight: torch.Tensor, n: int, m: int) -> None:
+    """Zero all but the ``n`` largest magnitudes of every group of ``m`` along each output row
+    (flattened C, kh, kw order, zero-padded to whole groups), in place."""
+    w = weight.data.reshape(weight.shape[0], -1)
+    k = w.shape[1]
+    g = torch.nn.functional.pad(w, (0, -k % m)).reshape(w.shape[0], -1, m)
+    keep = torch.zeros_like(g, dtype=torch.bool).scatter_(2, g.abs().topk(n, dim=2).indices, True)
+    weight.data.copy_((g * keep).reshape(w.shape[0], -1)[:, :k].reshape(weight.shape))
+
+
+def test_two_of_four_pruned_cnn_runs_on_sparse_stages_and_equals_qonnx(tmp_path, capsys):
+    """A CNN whose every layer is pruned 2:4 (as CRISP prunes): with --nm 2:4 each layer becomes
+    an N:M stage (compressed weight ROM, index mux, half the multipliers per window element) and
+    the RTL still equals QONNX execution exactly; the CLI says so."""
+    import json
+
+    torch.manual_seed(3)
+    m = CNN(*QUANTS["fixed"][:2])
+    with torch.no_grad():
+        for layer in (m.c1, m.c2, m.fc):
+            _prune_nm(layer.weight, 2, 4)
+        for _ in range(3):
+            m(torch.rand(32, 1, 8, 8))
+    m.eval()
+    path = tmp_path / "cnn24.onnx"
+    export_qonnx(m, torch.rand(1, 1, 8, 8), export_path=str(path))
+    g = read_qonnx(path)
+    plan = plan_network(g, lanes=[8, 16, 8], nm=(2, 4))
+    assert [s.nm for s in plan.stages if s.kind == "mac"] == [(2, 4)] * 3
+    assert [s.lanes for s in plan.stages if s.kind == "mac"] == [4, 8, 4]
+    x = np.random.default_rng(4).random((3, 1, 8, 8)).astype(np.float32)
+    run = simulate_plan(plan, g.in_quant.codes(x).reshape(3, -1), "pysim")
+    assert np.array_equal(dequantize(g, run.outputs), qonnx_outputs(path, x.reshape(3, -1)).astype(np.float64))
+    assert run.cycles == run.schedule.cycles
+    np.save(tmp_path / "x.npy", x)
+    capsys.readouterr()  # the exporter's own messages
+    assert main(["accel", str(path), "--nm", "2:4", "--inputs", str(tmp_path / "x.npy"), "--sim", "--check",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["qonnx_equal"] and [r["nm"] for r in doc["stages"]] == ["2:4", "2:4", None, "2:4"]

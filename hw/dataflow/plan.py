@@ -25,6 +25,7 @@ from quant.reference import requantize
 from ..arith import ConfigError, acc_bits
 from ..engine import check_int, check_pipeline
 from ..requant import RequantSpec
+from ..sparse import compress
 
 __all__ = ["Stage", "NetworkPlan", "conv_windows", "pool_windows", "run_plan", "schedule", "Schedule", "MAC_LATENCY",
            "POOL_LATENCY"]
@@ -49,8 +50,8 @@ class Stage:
     windows : int array (P, K): input addresses per window, ``-1`` for zero padding.
     weights : int array (O, K) of weight integers (MAC stages).
     wfmt : the weights' format (MAC stages).
-    lanes : window elements per beat (multipliers of a MAC stage); a pool stage takes a whole
-        window per beat.
+    lanes : multipliers of a MAC stage (window elements per beat when dense); a pool stage
+        takes a whole window per beat.
     pipeline : register stages of the MAC pipeline (``hw.dot.MacPipeline``).
     requant : the output requantization; ``None``: the accumulator plus ``bias`` (the network's
         raw output), with ``relu``.
@@ -58,6 +59,10 @@ class Stage:
     rescale : a second, per-tensor requantization of the output codes (a ``Quant`` of an already
         quantized tensor; it may be folded into the MAC stage before pools and flattens because it
         is monotone, so it commutes with max pooling).
+    nm : ``(n, m)`` for a MAC stage whose weights hold at most ``n`` non-zeros in every group of
+        ``m`` along the window (zero-padded to whole beats): its weight ROM holds them compressed
+        with in-group indices (:func:`hw.sparse.compress`), an :class:`hw.sparse.IndexMux` picks
+        each multiplier's element, and a beat covers ``span = lanes / n · m`` window elements.
     """
 
     name: str
@@ -73,6 +78,7 @@ class Stage:
     bias: tuple[int, ...] | None = None
     relu: bool = False
     rescale: RequantSpec | None = None
+    nm: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.windows = np.asarray(self.windows, dtype=np.int64)
@@ -90,7 +96,16 @@ class Stage:
         self.weights = np.asarray(self.weights, dtype=np.int64)
         if self.weights.ndim != 2 or self.weights.shape[1] != self.k:
             raise ConfigError(f"stage {self.name}: weights must be (O, {self.k}), got {self.weights.shape}")
-        self.lanes = check_int("lanes", self.lanes, 1, f"stage {self.name}: use 1..{self.k}", self.k)
+        if self.nm is not None:
+            n, m = self.nm = tuple(int(v) for v in self.nm)
+            if not 1 <= n <= m or m & (m - 1) or m < 2:
+                raise ConfigError(f"stage {self.name}: N:M needs 1 <= N <= M, M a power of two >= 2; got {n}:{m}")
+            check_int("lanes", self.lanes, n, f"stage {self.name}: a multiple of N={n}")
+            if self.lanes % n:
+                raise ConfigError(f"stage {self.name}: lanes={self.lanes} is not a multiple of N={n}")
+            compress(self.padded_weights(), n, m)  # NMPatternError naming the first dense group
+        else:
+            self.lanes = check_int("lanes", self.lanes, 1, f"stage {self.name}: use 1..{self.k}", self.k)
         check_pipeline(self.lanes, self.pipeline)
         n = self.channels
         if self.requant is not None and self.requant.channels not in (1, n):
@@ -128,9 +143,18 @@ class Stage:
         return self.channels * self.positions
 
     @property
+    def span(self) -> int:
+        """Window elements per beat: ``lanes``, or ``lanes / n · m`` for an N:M stage."""
+        return self.lanes // self.nm[0] * self.nm[1] if self.nm else self.lanes
+
+    @property
     def beats(self) -> int:
-        """Beats per window, ``ceil(K / lanes)``."""
-        return -(-self.k // self.lanes)
+        """Beats per window, ``ceil(K / span)``."""
+        return -(-self.k // self.span)
+
+    def padded_weights(self) -> np.ndarray:
+        """The weights zero-padded to whole beats, (O, beats · span)."""
+        return np.pad(self.weights, ((0, 0), (0, self.beats * self.span - self.k)))
 
     @property
     def busy_cycles(self) -> int:

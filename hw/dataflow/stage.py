@@ -37,6 +37,7 @@ from quant.formats import parse_format
 
 from ..dot import MacPipeline
 from ..requant import requantizer
+from ..sparse import IndexMux, compress
 from .plan import Stage
 
 __all__ = ["StageEngine", "code_bits", "READ_PORTS"]
@@ -85,11 +86,12 @@ class StageEngine(wiring.Component):
         st = self.stage
         m = Module()
         n, lanes, beats, positions, channels = st.in_size, st.lanes, st.beats, st.positions, st.channels
+        span = st.span  # window elements (bank read ports) per beat
         abits = max(1, n.bit_length())  # addresses 0 .. n (n: zero padding)
         in_bits = parse_format(st.in_fmt).bits
 
         # ---- frame banks (memories, one read port per lane, copies of at most READ_PORTS each) ----
-        copies = -(-lanes // READ_PORTS)
+        copies = -(-span // READ_PORTS)
         banks = [[Memory(shape=unsigned(in_bits), depth=max(2, n), init=[]) for _ in range(copies)] for _ in (0, 1)]
         for b, bank in enumerate(banks):
             for c, mem in enumerate(bank):
@@ -109,11 +111,11 @@ class StageEngine(wiring.Component):
                 m.d.sync += wcount.eq(wcount + 1)
 
         # ---- issue (stage A) ----
-        pad = -(-st.k // lanes) * lanes - st.k
+        pad = beats * span - st.k
         win_rows = []
         for p in range(positions):
             addrs = [a if a >= 0 else n for a in st.windows[p]] + [n] * pad
-            win_rows += [addrs[b * lanes:(b + 1) * lanes] for b in range(beats)]
+            win_rows += [addrs[b * span:(b + 1) * span] for b in range(beats)]
         win_rd = _rom(m, "windows", win_rows, abits, domain="comb")
         busy, rb = Signal(), Signal()
         credits = Signal(range(3), init=2)
@@ -128,9 +130,9 @@ class StageEngine(wiring.Component):
         issue = go & adv
         final = w_addr == channels * positions * beats - 1
         m.d.comb += [adv.eq(~valid_b | sink_ready), win_rd.addr.eq(win_addr)]
-        reads = [[bank[j // READ_PORTS].read_port(domain="sync") for j in range(lanes)] for bank in banks]
-        pads = Signal(lanes)  # stage B: which lanes are zero padding
-        for j in range(lanes):
+        reads = [[bank[j // READ_PORTS].read_port(domain="sync") for j in range(span)] for bank in banks]
+        pads = Signal(span)  # stage B: which window elements are zero padding
+        for j in range(span):
             addr = win_rd.data[j * abits:(j + 1) * abits]
             for port in (reads[0][j], reads[1][j]):
                 m.d.comb += [port.addr.eq(addr), port.en.eq(adv)]
@@ -138,9 +140,18 @@ class StageEngine(wiring.Component):
                 m.d.sync += pads[j].eq(addr == n)
         if st.kind == "mac":
             w_bits = parse_format(st.wfmt).bits
-            w_rows = [code_bits(list(st.weights[o, b * lanes:(b + 1) * lanes]) + [0] * max(0, (b + 1) * lanes - st.k),
-                                st.wfmt) for o in range(channels) for b in range(beats)]
-            w_rd = _rom(m, "weights", w_rows, w_bits)
+            if st.nm:  # compressed: lanes codes, then lanes in-group indices
+                vals, idx = compress(st.padded_weights(), *st.nm)
+                ibits = st.nm[1].bit_length() - 1
+                w_rows = [[sum(c << (j * w_bits) for j, c in enumerate(code_bits(vals[o, b * lanes:(b + 1) * lanes],
+                                                                                st.wfmt))) |
+                           (sum(int(i) << (j * ibits) for j, i in enumerate(idx[o, b * lanes:(b + 1) * lanes]))
+                            << (lanes * w_bits))] for o in range(channels) for b in range(beats)]
+                w_rd = _rom(m, "weights", w_rows, lanes * (w_bits + ibits))
+            else:
+                w_rows = [code_bits(st.padded_weights()[o, b * lanes:(b + 1) * lanes], st.wfmt)
+                          for o in range(channels) for b in range(beats)]
+                w_rd = _rom(m, "weights", w_rows, w_bits)
             row_base = Signal(range(max(2, channels * beats)))  # o · beats
             m.d.comb += [w_rd.addr.eq(row_base + b_c), w_rd.en.eq(adv)]
         with m.If(adv):
@@ -163,7 +174,7 @@ class StageEngine(wiring.Component):
         # ---- beat (stage B) ----
         fmt = parse_format(st.in_fmt)
         codes = []
-        for j in range(lanes):
+        for j in range(span):
             code = Signal(in_bits, name=f"a{j}")
             m.d.comb += code.eq(Mux(pads[j], 0, Mux(bank_b, reads[1][j].data, reads[0][j].data)))
             codes.append(code)
@@ -188,6 +199,13 @@ class StageEngine(wiring.Component):
 
         m.submodules.mac = mac = MacPipeline(lanes, parse_format(st.wfmt), fmt, st.k, st.pipeline)
         m.d.comb += [mac.i.valid.eq(valid_b), mac.i.payload.last.eq(last_b), sink_ready.eq(mac.i.ready)]
+        if st.nm:
+            m.submodules.mux = mux = IndexMux(lanes, *st.nm, in_bits)
+            for j in range(span):
+                m.d.comb += mux.a[j].eq(codes[j])
+            for j in range(lanes):
+                m.d.comb += mux.idx[j].eq(w_rd.data[lanes * w_bits + j * ibits:lanes * w_bits + (j + 1) * ibits])
+            codes = [mux.out[j] for j in range(lanes)]
         for j in range(lanes):
             m.d.comb += [mac.i.payload.w[j].eq(w_rd.data[j * w_bits:(j + 1) * w_bits]), mac.i.payload.a[j].eq(codes[j])]
         channel, pos = Signal(range(max(2, channels))), Signal(range(max(2, positions)))

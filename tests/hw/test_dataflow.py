@@ -37,8 +37,23 @@ def _weights(rng: np.random.Generator, fmt: str, shape) -> np.ndarray:
     return rng.integers(f.min_int, f.max_int + 1, shape)
 
 
+def _prune(rng: random.Random, w: np.ndarray, lanes: int) -> tuple[np.ndarray, tuple[int, int] | None, int]:
+    """Half the time: ``w`` pruned to a random N:M pattern along K (the largest magnitudes of
+    each group kept, K zero-padded to whole groups) and lanes a multiple of N."""
+    if rng.random() < 0.5:
+        return w, None, lanes
+    n, m = rng.choice([(1, 2), (2, 4), (1, 4), (3, 8)])
+    k = w.shape[1]
+    g = np.pad(w, ((0, 0), (0, -k % m))).reshape(w.shape[0], -1, m)
+    order = np.argsort(-np.abs(g), axis=2, kind="stable")
+    keep = np.zeros_like(g, dtype=bool)
+    np.put_along_axis(keep, order[:, :, :n], True, axis=2)
+    return np.where(keep, g, 0).reshape(w.shape[0], -1)[:, :k], (n, m), n * rng.randint(1, 3)
+
+
 def random_plan(seed: int) -> NetworkPlan:
-    """A random conv (→ pool) → fully connected chain, small enough for pysim."""
+    """A random conv (→ pool) → fully connected chain, small enough for pysim; MAC stages dense
+    or N:M sparse."""
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
     fmt = rng.choice(INTS)
     c, h, w = rng.randint(1, 2), rng.randint(3, 6), rng.randint(3, 6)
@@ -49,10 +64,10 @@ def random_plan(seed: int) -> NetworkPlan:
         pads = tuple(rng.randint(0, 1) for _ in range(4))
         win = conv_windows((c, h, w), (kh, kw), stride, pads)
         oc, wfmt, out = rng.randint(1, 3), rng.choice(INTS), rng.choice(INTS)
-        lanes = rng.randint(1, win.shape[1])
-        stages.append(Stage("conv", "mac", fmt, size, win, _weights(nrng, wfmt, (oc, win.shape[1])), wfmt, lanes,
+        wt, nm, lanes = _prune(rng, _weights(nrng, wfmt, (oc, win.shape[1])), rng.randint(1, win.shape[1]))
+        stages.append(Stage("conv", "mac", fmt, size, win, wt, wfmt, lanes,
                             rng.randint(0, 1 + (lanes - 1).bit_length()),
-                            _requant(rng, wfmt, fmt, win.shape[1], oc, out, rng.random() < 0.5)))
+                            _requant(rng, wfmt, fmt, win.shape[1], oc, out, rng.random() < 0.5), nm=nm))
         oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
         ow = (w + pads[1] + pads[3] - kw) // stride[1] + 1
         c, h, w, size, fmt = oc, oh, ow, stages[-1].out_size, out
@@ -60,10 +75,10 @@ def random_plan(seed: int) -> NetworkPlan:
             stages.append(Stage("pool", "pool", fmt, size, pool_windows((c, h, w), (2, 2), (rng.randint(1, 2),) * 2)))
             size = stages[-1].out_size
     n_out, wfmt = rng.randint(1, 4), rng.choice(INTS)
-    lanes = rng.randint(1, size)
-    stages.append(Stage("fc", "mac", fmt, size, np.arange(size)[None], _weights(nrng, wfmt, (n_out, size)), wfmt,
-                        lanes, rng.randint(0, 1 + (lanes - 1).bit_length()),
-                        bias=tuple(rng.randint(-50, 50) for _ in range(n_out)), relu=rng.random() < 0.3))
+    wt, nm, lanes = _prune(rng, _weights(nrng, wfmt, (n_out, size)), rng.randint(1, size))
+    stages.append(Stage("fc", "mac", fmt, size, np.arange(size)[None], wt, wfmt, lanes,
+                        rng.randint(0, 1 + (lanes - 1).bit_length()),
+                        bias=tuple(rng.randint(-50, 50) for _ in range(n_out)), relu=rng.random() < 0.3, nm=nm))
     return NetworkPlan(f"rand{seed}", stages)
 
 
@@ -72,7 +87,7 @@ def _inputs(plan: NetworkPlan, frames: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(f.min_int, f.max_int + 1, (frames, plan.in_size))
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(16))
 def test_rtl_equals_numpy_model_on_every_stage_and_cycles_equal_closed_form(seed):
     plan = random_plan(seed)
     x = _inputs(plan, 3, seed)
@@ -143,6 +158,10 @@ def test_bad_plans_are_refused():
     b = Stage("g", "mac", "int4", 2, np.arange(2)[None], np.ones((1, 2), int), "int4", 1, bias=(0,))
     with pytest.raises(ConfigError, match="raw accumulators"):
         NetworkPlan("n", [a, b])
+    from hw.sparse import NMPatternError
+
+    with pytest.raises(NMPatternError, match="2:4"):
+        Stage("s", "mac", "int4", 4, np.arange(4)[None], np.array([[1, 1, 1, 0]]), "int4", 2, bias=(0,), nm=(2, 4))
 
 
 def test_axi_stream_top_frames_tlast_and_flags_a_misplaced_input_tlast():
