@@ -1,0 +1,118 @@
+"""Cost of a whole-network dataflow accelerator (:mod:`hw.dataflow`), per stage and in total, in
+the spirit of FINN's ``estimate_layer_resources.json``: each stage's parts costed by the rule that
+already exists for them, each figure labelled with its source.
+
+Per MAC stage:
+
+- **MAC pipeline**: the calibrated engine model (:func:`costmodel.estimate` of the equivalent
+  ``DotConfig``, or ``SparseConfig`` for an N:M stage: lanes, formats, ``k_max`` = the window
+  length, pipeline);
+- **frame banks**: two banks of ``in_size`` codes, each read by ``span`` ports (window elements
+  per beat); Yosys' ``memory_libmap`` gives every read port its own copy, so ``2 · span``
+  buffers of the memory rule (:func:`costmodel.features.buffer_cost`);
+- **ROMs**: the weights (registered read: ``channels · beats`` words × ``lanes · wbits``) and the
+  window addresses (asynchronous; a fully connected layer's single window is constant-folded
+  away) in logic — Yosys maps ROMs to LUTs, not LUTRAM, which needs a write port: one LUT6 per 64
+  words per bit, with the registered ROM's output in flip-flops;
+- **requantizer**: :func:`costmodel.requant_cost.requant_cost` (LUTs fitted on standalone random
+  requantizers; the product's DSPs by the Yosys rule);
+- **control and registers**: the counters, the beat register (pad flags, bank, last), the output
+  register: flip-flops counted, one LUT per counter bit.
+
+Pool stages have the banks (one read port per window element), the window ROM and a comparator
+tree (one LUT per bit per comparison). Cycles per frame and the interval are the closed form of
+:func:`hw.dataflow.plan.schedule`. The error of the total against Yosys synthesis of whole
+accelerators is measured by ``bench/accel.py`` (README), never fitted here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hw.dataflow.plan import NetworkPlan, Stage, schedule
+from hw.devices import Device, get_device
+from hw.dot import DotConfig
+from hw.sparse import SparseConfig
+from quant.formats import parse_format
+
+from .estimate import estimate
+from .features import buffer_cost
+from .requant_cost import requant_cost
+
+__all__ = ["stage_cost", "plan_cost", "SOURCES", "PARTS"]
+
+PARTS = ("mac", "banks", "weight_rom", "window_rom", "requant", "control")
+SOURCES = {
+    "mac": "calibrated engine model (costmodel.estimate of the stage's DotConfig or SparseConfig)",
+    "banks": "memory rule (costmodel.features.buffer_cost) × 2 banks × one copy per read port (lane)",
+    "weight_rom": "counted: ROM in logic, 1 LUT6 per 64 words per bit, registered output",
+    "window_rom": "counted: ROM in logic, 1 LUT6 per 64 words per bit (Yosys folds constant bits: an upper bound)",
+    "requant": "LUTs fitted on standalone random requantizers (costmodel/data/requant.csv); DSPs by the Yosys "
+               "rule (mult_dsp)",
+    "control": "counted: counters, beat and output registers (FF), 1 LUT per counter bit",
+}
+
+
+def _bits(n: int) -> int:
+    """Bits of a counter over ``0 .. n - 1`` (at least 1)."""
+    return max(1, (max(2, n) - 1).bit_length())
+
+
+def _memory(depth: int, width: int, copies: int, target: str) -> dict[str, int]:
+    c = buffer_cost(depth, width, target)
+    return {"lut": int(c["lutram"]) * copies, "ff": int(c["ff"]) * copies, "dsp": 0,
+            "bram18": int(c["bram18"]) * copies}
+
+
+def _rom(depth: int, width: int, registered: bool) -> dict[str, int]:
+    return {"lut": width * math.ceil(depth / 64), "ff": width if registered else 0, "dsp": 0, "bram18": 0}
+
+
+def _requant(st: Stage, target: str) -> dict[str, int]:
+    if st.requant is None:  # raw output: the bias adder and the ReLU
+        return {"lut": st.out_bits * (2 if st.relu else 1), "ff": 0, "dsp": 0, "bram18": 0}
+    parts = [requant_cost(st.requant, target)] + ([requant_cost(st.rescale, target)] if st.rescale else [])
+    return {"lut": sum(p["lut"] for p in parts), "ff": 0, "dsp": sum(p["dsp"] for p in parts), "bram18": 0}
+
+
+def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
+    """Resources of one stage by part (:data:`PARTS`; LUTs include LUTRAM), with the totals and
+    the cycles per frame."""
+    dev = get_device(device or "xc7z020")
+    target = dev.target
+    in_bits = parse_format(st.in_fmt).bits
+    abits = max(1, st.in_size.bit_length())
+    parts: dict[str, dict[str, int]] = {}
+    parts["banks"] = _memory(st.in_size, in_bits, 2 * st.span, target)
+    folded = st.positions == 1  # a fully connected layer's table is a constant per beat
+    parts["window_rom"] = _rom(0 if folded else st.positions * st.beats, st.span * abits, False)
+    parts["window_rom"]["ff"] = st.span  # the pad flags
+    counters = _bits(st.in_size) + _bits(st.beats) + _bits(st.positions * st.beats) + \
+        _bits(st.out_size * st.beats) + 6
+    if st.kind == "mac":
+        engine = SparseConfig(st.lanes, *st.nm, st.wfmt, st.in_fmt, st.k, pipeline=st.pipeline) if st.nm else \
+            DotConfig(st.lanes, st.wfmt, st.in_fmt, st.k, st.pipeline)
+        dot = estimate(engine, dev)
+        parts["mac"] = {"lut": dot.lut or 0, "ff": dot.ff or 0, "dsp": dot.dsp or 0, "bram18": dot.bram18 or 0}
+        index_bits = st.nm[1].bit_length() - 1 if st.nm else 0
+        parts["weight_rom"] = _rom(st.channels * st.beats, st.lanes * (parse_format(st.wfmt).bits + index_bits), True)
+        parts["requant"] = _requant(st, target)
+        counters += _bits(st.channels * st.beats) + _bits(st.channels) + _bits(st.positions)
+    else:
+        parts["mac"] = {"lut": (st.lanes - 1) * 2 * in_bits, "ff": 0, "dsp": 0, "bram18": 0}  # comparator tree
+    parts["control"] = {"lut": counters, "ff": counters + st.out_bits + 4, "dsp": 0, "bram18": 0}
+    total = {k: sum(p[k] for p in parts.values()) for k in ("lut", "ff", "dsp", "bram18")}
+    return {"stage": st.name, "kind": st.kind, "lanes": st.lanes, "cycles_per_frame": st.busy_cycles,
+            **total, "parts": parts}
+
+
+def plan_cost(plan: NetworkPlan, device: str | Device | None = None) -> dict[str, Any]:
+    """Per-stage resources (:func:`stage_cost`), network totals, closed-form cycles for one
+    inference and the steady-state interval, fmax-free (cycles only), each labelled."""
+    dev = get_device(device or "xc7z020")
+    stages = [stage_cost(st, dev) for st in plan.stages]
+    total = {k: sum(s[k] for s in stages) for k in ("lut", "ff", "dsp", "bram18")}
+    return {"device": dev.name, "target": dev.target, "stages": stages, "total": total,
+            "cycles_per_inference": schedule(plan, 1).cycles, "interval": schedule(plan, 8).interval,
+            "sources": {**SOURCES, "cycles": "closed form (hw.dataflow.plan.schedule), equal to simulation"}}
