@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from hw.requant import RequantSpec, requantizer
+from hw.rtl import synthesize, yosys_version
 from quant.formats import parse_format
-from quant.reference import fixed_point_multiplier
 
 from .features import mult_dsp
 
@@ -53,11 +53,10 @@ def random_spec(rng: random.Random) -> RequantSpec:
     1–64 channels, per-channel scale ratios over 2^-20 .. 2^-2, biases or none, any int output."""
     acc = rng.randint(8, 32)
     ch = rng.choice([1, 1, 4, 10, 16, 32, 64])
-    pairs = [fixed_point_multiplier(2.0 ** rng.uniform(-20, -2), MULT_BITS) for _ in range(ch)]
+    scales = [2.0 ** rng.uniform(-20, -2) for _ in range(ch)]
     fmt = rng.choice(["int2", "int3", "int4", "int5", "int6", "int8", "uint4", "uint8", "int8n"])
     biases = tuple(rng.randint(-(1 << (acc - 2)), 1 << (acc - 2)) for _ in range(ch)) if rng.random() < 0.7 else None
-    return RequantSpec(acc, tuple(m for m, _ in pairs), tuple(s for _, s in pairs), fmt, relu=rng.random() < 0.5,
-                       biases=biases)
+    return RequantSpec.from_scales(acc, scales, fmt, MULT_BITS, relu=rng.random() < 0.5, biases=biases)
 
 
 @lru_cache(maxsize=None)
@@ -87,8 +86,6 @@ def requant_cost(spec: RequantSpec, target: str = "xc7") -> dict[str, int]:
 
 def calibrate(n: int, seed: int, target: str = "xc7") -> None:
     """Synthesize ``n`` random specs of ``seed`` (skipping those stored) and append them."""
-    from hw.rtl import synthesize, yosys_version
-
     rng = random.Random(seed)
     done = set(pd.read_csv(REQUANT_CSV)["key"]) if REQUANT_CSV.exists() else set()
     for i in range(n):
