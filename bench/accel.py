@@ -18,21 +18,25 @@ for larger designs" for FIFO sizing (Xilinx/finn pull request 694).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# bench/costmodel.py is named like the package: keep bench/ off the import path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from costmodel.accel import plan_cost
-from hw.dataflow.sim import simulate_plan
-from hw.dataflow.top import Accelerator
-from hw.rtl import _XILINX_LUTRAM, synthesize
-from hw.verilator import VerilatorModel
-from paretofab.netplan import plan_network
-from paretofab.qonnx_export import export_student_qonnx
-from quant.ptq import PTQConfig
-from quant.qonnx_import import read_qonnx
+import numpy as np  # noqa: E402
+
+from costmodel.accel import plan_cost  # noqa: E402
+from hw.dataflow.sim import simulate_plan  # noqa: E402
+from hw.dataflow.top import Accelerator  # noqa: E402
+from hw.rtl import _XILINX_LUTRAM, synthesize  # noqa: E402
+from hw.verilator import VerilatorModel  # noqa: E402
+from paretofab.netplan import plan_network  # noqa: E402
+from paretofab.qonnx_export import export_student_qonnx  # noqa: E402
+from quant.ptq import PTQConfig  # noqa: E402
+from quant.qonnx_import import read_qonnx  # noqa: E402
 
 
 def _brevitas_nets(folder: Path) -> dict[str, tuple[Path, object]]:

@@ -1,12 +1,15 @@
 """LUTs of a requantizer (:mod:`hw.requant`), calibrated on standalone Yosys syntheses of random
 specs — not on the networks whose accelerators it is then checked against.
 
-Features (:func:`requant_features`, bits): ``summed`` — the accumulator plus bias adder;
-``shifter`` — the product width times the shift's levels (the barrel shifter and the remainder
-compare of round-half-even); ``clamp`` — the output bits compared twice; ``tables`` — the
-per-channel multiplier, shift and bias constants selected by the channel (one LUT6 per 64
-channels per bit). LUT = non-negative least squares over ``data/requant.csv`` of those (plus one
-constant); DSPs by the Yosys rule (:func:`costmodel.features.mult_dsp`), not fitted.
+Features (:func:`requant_features`, bits): ``summed`` — the accumulator plus bias (the adder,
+the rounding compare and the clamp all scale with it); ``var`` — the product width times the
+levels of a shift that varies by channel (a barrel shifter; a per-tensor shift is wiring);
+``sel`` — the channel select's bits times the bits of the per-channel constants (multiplier,
+shift, bias) it picks; ``np2`` — the variable shifter again when the channel count is not a power
+of two (Yosys maps those selects much worse: 10 channels cost more than 64). LUT = non-negative
+least squares on relative error over ``data/requant.csv``; 5-fold cross-validation on those rows:
+median 30 %, p90 50 % (:func:`cv_error`) — a rough part, labelled so. DSPs by the Yosys rule
+(:func:`costmodel.features.mult_dsp`), not fitted.
 
 ``python -m costmodel.requant_cost N`` synthesizes ``N`` more random specs (seeded, resumable:
 the CSV is appended with the command's seed, the Yosys version and the date).
@@ -15,37 +18,40 @@ the CSV is appended with the command's seed, the Yosys version and the date).
 from __future__ import annotations
 
 import datetime
-import math
+import json
 import random
 import sys
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hw.requant import RequantSpec, requantizer
 from hw.rtl import synthesize, yosys_version
-from quant.formats import parse_format
 
 from .features import mult_dsp
 
-__all__ = ["requant_features", "requant_cost", "requant_coefficients", "random_spec", "REQUANT_CSV", "FEATURES"]
+__all__ = ["requant_features", "requant_cost", "requant_coefficients", "cv_error", "random_spec", "REQUANT_CSV",
+           "FEATURES"]
 
 REQUANT_CSV = Path(__file__).parent / "data" / "requant.csv"
-FEATURES = ("one", "summed", "shifter", "clamp", "tables")
+FEATURES = ("summed", "var", "sel", "np2")
 #: bits of the multipliers of the random specs (quant.qonnx_import.MULT_BITS)
 MULT_BITS = 24
 
 
 def requant_features(spec: RequantSpec) -> dict[str, float]:
-    """Structural features of one requantizer (module docstring), and its product's widths."""
+    """Structural features of one requantizer (module docstring), and its product's widths
+    ``a_bits``, ``b_bits``."""
     bias_bits = max(abs(b).bit_length() + 1 for b in spec.biases or (0,))
     summed = max(spec.acc_bits, bias_bits) + 1
     mult = max(m.bit_length() for m in spec.multipliers) + 1
-    levels = max(1, max(spec.shifts).bit_length())
-    tables = math.ceil(spec.channels / 64) * (bias_bits + mult + levels) if spec.channels > 1 else 0
-    return {"one": 1.0, "summed": summed, "shifter": (summed + mult) * levels,
-            "clamp": 2 * parse_format(spec.fmt).bits, "tables": tables, "a_bits": summed, "b_bits": mult}
+    lo, hi = min(spec.shifts), max(spec.shifts)
+    var = (summed + mult) * (hi - lo).bit_length() if spec.channels > 1 else 0
+    sel = (spec.channels - 1).bit_length() * (bias_bits + mult + hi.bit_length())
+    np2 = var if spec.channels & (spec.channels - 1) else 0
+    return {"summed": summed, "var": var, "sel": sel, "np2": np2, "a_bits": summed, "b_bits": mult}
 
 
 def random_spec(rng: random.Random) -> RequantSpec:
@@ -59,27 +65,55 @@ def random_spec(rng: random.Random) -> RequantSpec:
     return RequantSpec.from_scales(acc, scales, fmt, MULT_BITS, relu=rng.random() < 0.5, biases=biases)
 
 
+def spec_json(spec: RequantSpec) -> str:
+    """A stored run's spec (the features are recomputed from it when the model changes)."""
+    return json.dumps({"acc_bits": spec.acc_bits, "multipliers": list(spec.multipliers), "shifts": list(spec.shifts),
+                       "fmt": spec.fmt, "relu": spec.relu, "biases": list(spec.biases) if spec.biases else None})
+
+
+def _rows(target: str) -> pd.DataFrame:
+    """``target``'s stored runs with their features."""
+    if not REQUANT_CSV.exists():
+        return pd.DataFrame()
+    rows = pd.read_csv(REQUANT_CSV)
+    rows = rows[rows["target"] == target].reset_index(drop=True)
+    specs = [json.loads(t) for t in rows["spec"]]
+    feats = pd.DataFrame([requant_features(RequantSpec(d["acc_bits"], tuple(d["multipliers"]), tuple(d["shifts"]),
+                                                       d["fmt"], relu=d["relu"],
+                                                       biases=tuple(d["biases"]) if d["biases"] else None))
+                          for d in specs])
+    return pd.concat([rows, feats], axis=1)
+
+
+def _fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls  # heavy: scipy
+
+    return nnls(X / y[:, None], np.ones(len(y)))[0]  # relative error
+
+
 @lru_cache(maxsize=None)
 def requant_coefficients(target: str = "xc7") -> dict[str, float] | None:
     """NNLS coefficients of :data:`FEATURES` on ``target``'s stored runs (None: no runs)."""
-    from scipy.optimize import nnls  # heavy: scipy
-
-    if not REQUANT_CSV.exists():
-        return None
-    rows = pd.read_csv(REQUANT_CSV)
-    rows = rows[rows["target"] == target]
+    rows = _rows(target)
     if rows.empty:
         return None
-    X = rows[list(FEATURES)].to_numpy(float)
-    coef, _ = nnls(X, rows["lut"].to_numpy(float))
-    return dict(zip(FEATURES, coef.tolist()))
+    return dict(zip(FEATURES, _fit(rows[list(FEATURES)].to_numpy(float), rows["lut"].to_numpy(float)).tolist()))
+
+
+def cv_error(target: str = "xc7", folds: int = 5) -> tuple[float, float]:
+    """(median, p90) relative LUT error of 5-fold cross-validation over the stored runs."""
+    rows = _rows(target)
+    X, y = rows[list(FEATURES)].to_numpy(float), rows["lut"].to_numpy(float)
+    fold = np.arange(len(y)) % folds
+    err = np.concatenate([np.abs(X[fold == f] @ _fit(X[fold != f], y[fold != f]) / y[fold == f] - 1)
+                          for f in range(folds)])
+    return float(np.median(err)), float(np.percentile(err, 90))
 
 
 def requant_cost(spec: RequantSpec, target: str = "xc7") -> dict[str, int]:
-    """LUTs (fitted; a LUT per feature bit where ``target`` has no runs) and DSPs (Yosys rule) of
-    a requantizer."""
+    """LUTs (fitted on ``target``'s runs, else xc7's) and DSPs (Yosys rule) of a requantizer."""
     f = requant_features(spec)
-    coef = requant_coefficients(target) or {k: (0.0 if k == "one" else 1.0) for k in FEATURES}
+    coef = requant_coefficients(target) or requant_coefficients("xc7") or {k: 1.0 for k in FEATURES}
     dsp = mult_dsp(int(f["a_bits"]), int(f["b_bits"]), 0, target)
     return {"lut": int(round(sum(coef[k] * f[k] for k in FEATURES))), "dsp": dsp}
 
@@ -94,8 +128,7 @@ def calibrate(n: int, seed: int, target: str = "xc7") -> None:
         if key in done:
             continue
         r = synthesize(requantizer(spec), target)
-        row = {"key": key, "target": target, **{k: requant_features(spec)[k] for k in FEATURES},
-               "channels": spec.channels, "acc_bits": spec.acc_bits, "fmt": spec.fmt, "lut": r.lut, "dsp": r.dsp,
+        row = {"key": key, "target": target, "spec": spec_json(spec), "lut": r.lut, "dsp": r.dsp,
                "seconds": r.seconds, "yosys": yosys_version(),
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "command": f"python -m costmodel.requant_cost {n} --seed {seed}"}
