@@ -1,16 +1,18 @@
-"""Data-free KD comparison on digits (issue 18): for every seed, the BN teacher, the real-data KD
-student, the noise floor, DeepInversion and DAFL without side information, and with condensed
+"""Data-free KD comparison on digits (issue 18): for every seed, the BN teacher, the students on
+real data (``ce-real``: cross-entropy on the labels, no KD; ``kd-real``: KD from the teacher), the
+noise floor, DeepInversion and DAFL without side information, and with condensed
 (distribution matching) or few-shot real samples (1 and 10 per class) used as inversion
 initialization, class feature matching, KD-batch mixing, or all three.
 
     .venv/bin/python bench/datafree.py [--seeds 0,1,2] [--budget quick] [--out runs/datafree_bench]
 
+``--references``: only the teacher and the two students on real data (OUT/results-references-seed{S}.csv).
 ``--replay``: only DAFL without rehearsal, with VAE pseudo-replay and with every generated image
 stored (OUT/results-replay-seed{S}.csv). ``--side-only``: KD on the side samples alone, no
 inversion, as many steps as DeepInversion's KD (OUT/results-sideonly-seed{S}.csv).
-``--dynamic``: DAFL and the dynamic collection (models.datafree.dynamic), with two ablations:
-no information-gain term (``gain=0``) and a collection that holds only the newest batch
-(``capacity=batch``) (OUT/results-dynamic-seed{S}.csv). Writes OUT/results-seed{S}.csv (one row
+``--dynamic``: DAFL and the dynamic collection (models.datafree.dynamic), with three ablations:
+no information-gain term (``gain=0``), no BatchNorm-statistic term (``bn=0``) and a collection
+that holds only the newest batch (``capacity=batch``) (OUT/results-dynamic-seed{S}.csv). Writes OUT/results-seed{S}.csv (one row
 per student, rewritten after each) and prints the summary (mean ± std over seeds) as a markdown
 table.
 
@@ -31,6 +33,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 # keep bench/ off the import path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -40,10 +43,11 @@ import torch  # noqa: E402
 
 from models.datafree.guard import sealed  # noqa: E402
 from models.datafree.kd import curve_stats, distill_on_set  # noqa: E402
-from models.datafree.run import BUDGETS, datafree_student, save_synthetic, side_info  # noqa: E402
-from models.datafree.teacher import train_bn_teacher  # noqa: E402
-from models.digits_data import load_data  # noqa: E402
-from models.gtn import accuracy, logits_of, train_student  # noqa: E402
+from models.datafree.run import (BUDGETS, REFERENCES, Budget, datafree_student, real_student,  # noqa: E402
+                                 save_synthetic, side_info)
+from models.datafree.teacher import BNTeacher, train_bn_teacher  # noqa: E402
+from models.digits_data import DigitsData, load_data  # noqa: E402
+from models.gtn import accuracy  # noqa: E402
 from models.gtn_pool import DigitsCNN, StudentSpec, save_student  # noqa: E402
 from quant.sweep import SweepSpace, grid, load_results, run_sweep  # noqa: E402
 
@@ -61,12 +65,26 @@ for _side in ("condensed", "fewshot"):
 REPLAY_VARIANTS = [("dafl", "none", 0, (), r) for r in ("none", "vae", "store")]
 #: ``--dynamic``: (row name, method, overrides of the budget's DynamicConfig)
 DYNAMIC_VARIANTS = [("noise", "noise", {}), ("dafl", "dafl", {}), ("dynamic", "dynamic", {}),
-                    ("dynamic[gain=0]", "dynamic", {"gain": 0.0}),
+                    ("dynamic[gain=0]", "dynamic", {"gain": 0.0}), ("dynamic[bn=0]", "dynamic", {"bn": 0.0}),
                     ("dynamic[capacity=batch]", "dynamic", {"capacity": None})]
 #: ``--calib``: formats (weights = activations) and calibration sets
 CALIB_FORMATS = ("int8", "int4", "e2m3", "e4m3")
 CALIB_SETS = ("real", "deepinv", "dynamic", "noise")
 N_CALIB = 256
+
+
+def references(data: DigitsData, spec: StudentSpec, budget: Budget, seed: int,
+               add: Callable[[str, float, int, float], None]) -> BNTeacher:
+    """Train the BN teacher and the :data:`REFERENCES` students on real data, reporting each as
+    ``add(model, test accuracy, memory bytes, CPU start)``; returns the teacher."""
+    t0 = time.process_time()
+    teacher, info = train_bn_teacher(data, budget.teacher_epochs, seed)
+    add("teacher", info["test_accuracy"], 0, t0)
+    for name, kd in REFERENCES.items():
+        t0 = time.process_time()
+        student = real_student(data, spec, teacher, budget, seed, kd)
+        add(name, accuracy(student, data.x_test, data.y_test), data.x_train.numel() * 4, t0)
+    return teacher
 
 
 def one_seed(seed: int, budget_name: str, spec: StudentSpec, out: Path, replay: bool = False) -> pd.DataFrame:
@@ -82,44 +100,40 @@ def one_seed(seed: int, budget_name: str, spec: StudentSpec, out: Path, replay: 
         pd.DataFrame(rows).to_csv(out / f"results{'-replay' if replay else ''}-seed{seed}.csv", index=False)
         print(f"seed {seed} {model}: {acc:.4f}", flush=True)
 
-    t0 = time.process_time()
-    teacher, info = train_bn_teacher(data, budget.teacher_epochs, seed)
-    add("teacher", "", "none", 0, (), info["test_accuracy"], [], 0, t0)
-    t0 = time.process_time()
-    real, _ = train_student(data, spec, logits_of(teacher, data.x_train), budget.real, seed)
-    add("kd-real", "kd-real", "none", 0, (), accuracy(real, data.x_test, data.y_test), [],
-        data.x_train.numel() * 4, t0)
+    teacher = references(data, spec, budget, seed, lambda model, acc, memory, t0: add(
+        model, "" if model == "teacher" else model, "none", 0, (), acc, [], memory, t0))
     sides = {} if replay else {(s, k): side_info(data.x_train, data.y_train, s, k, budget.condense_iterations, seed)
                                for s in ("condensed", "fewshot") for k in (1, 10)}
     blind = sealed(data)
     for method, side, k, uses, rp in (REPLAY_VARIANTS if replay else [v + ("none",) for v in VARIANTS]):
         t0 = time.process_time()
         sx = sides.get((side, k))
-        student, curve, memory = datafree_student(teacher, spec, method, budget, seed, blind, sx, uses, rp)
+        student, curve, memory, _ = datafree_student(teacher, spec, method, budget, seed, blind, sx, uses, rp)
         name = method if side == "none" else f"{method}+{side}{k}[{'+'.join(uses)}]"
         name += f"+{rp}-replay" if rp != "none" else ""
         add(name, method, side, k, uses, accuracy(student, data.x_test, data.y_test), curve, memory, t0)
     return pd.DataFrame(rows)
 
 
-def dynamic_seed(seed: int, budget_name: str, spec: StudentSpec, out: Path) -> pd.DataFrame:
-    """Teacher, real-data KD and :data:`DYNAMIC_VARIANTS` for one seed (training split sealed)."""
+def dynamic_seed(seed: int, budget_name: str, spec: StudentSpec, out: Path, only_references: bool = False
+                 ) -> pd.DataFrame:
+    """Teacher, the students on real data (:func:`references`) and :data:`DYNAMIC_VARIANTS` for
+    one seed (training split sealed); ``only_references``: stop after the references
+    (OUT/results-references-seed{S}.csv)."""
     budget = BUDGETS[budget_name]
     data = load_data(0)
     rows = []
+    csv = out / f"results-{'references' if only_references else 'dynamic'}-seed{seed}.csv"
 
     def add(model: str, acc: float, curve: list[float], memory: int, t0: float) -> None:
         rows.append({"model": model, "seed": seed, "accuracy": acc, "worst_drop": curve_stats(curve)["worst_drop"],
                      "memory_bytes": memory, "cpu_seconds": time.process_time() - t0})
-        pd.DataFrame(rows).to_csv(out / f"results-dynamic-seed{seed}.csv", index=False)
+        pd.DataFrame(rows).to_csv(csv, index=False)
         print(f"seed {seed} {model}: {acc:.4f}", flush=True)
 
-    t0 = time.process_time()
-    teacher, info = train_bn_teacher(data, budget.teacher_epochs, seed)
-    add("teacher", info["test_accuracy"], [], 0, t0)
-    t0 = time.process_time()
-    real, _ = train_student(data, spec, logits_of(teacher, data.x_train), budget.real, seed)
-    add("kd-real", accuracy(real, data.x_test, data.y_test), [], data.x_train.numel() * 4, t0)
+    teacher = references(data, spec, budget, seed, lambda model, acc, memory, t0: add(model, acc, [], memory, t0))
+    if only_references:
+        return pd.DataFrame(rows)
     blind = sealed(data)
     for name, method, over in DYNAMIC_VARIANTS:
         t0 = time.process_time()
@@ -196,6 +210,8 @@ def main() -> None:
     ap.add_argument("--budget", choices=tuple(BUDGETS), default="quick")
     ap.add_argument("--student", default="d2w16")
     ap.add_argument("--out", default="runs/datafree_bench")
+    ap.add_argument("--references", action="store_true", help="only the teacher and the students on real data "
+                                                              "(cross-entropy, KD)")
     ap.add_argument("--side-only", action="store_true", help="only KD on the side samples alone (no inversion)")
     ap.add_argument("--replay", action="store_true", help="only DAFL without rehearsal, with VAE replay, with "
                                                           "every sample stored")
@@ -212,8 +228,8 @@ def main() -> None:
         return
     if args.side_only:
         frames = [side_only(int(s), args.budget, spec, out) for s in args.seeds.split(",")]
-    elif args.dynamic:
-        frames = [dynamic_seed(s, args.budget, spec, out) for s in seeds]
+    elif args.dynamic or args.references:
+        frames = [dynamic_seed(s, args.budget, spec, out, args.references) for s in seeds]
     else:
         frames = [one_seed(int(s), args.budget, spec, out, args.replay) for s in args.seeds.split(",")]
     print(summary(pd.concat(frames)))

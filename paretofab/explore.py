@@ -25,8 +25,8 @@ Verilog of a front point is rewritten only when its engine changed (files of poi
 the front are removed); the activity step reuses the cached netlists and gate-level models.
 Options: :class:`paretofab.options.ExploreConfig`, checked before any work starts.
 
-``--students DIR`` explores student size instead, from a ``paretofab gtn`` folder
-(:mod:`paretofab.explore_students`).
+``--students DIR`` explores student size instead, from a ``paretofab gtn`` folder, or the one
+student of a ``paretofab datafree`` folder (:mod:`paretofab.explore_students`).
 """
 
 from __future__ import annotations
@@ -326,7 +326,8 @@ EXAMPLES = """examples:
   paretofab explore --threads 1
   paretofab explore --arch swa -o runs/explore_swa --threads 1
   paretofab explore --pattern 2:4,1:4,2:4+b8k0.5 --formats int4,int8,e4m3 --device xczu3eg
-  paretofab explore --students runs/gtn_quick --teacher generic --formats int4,int8,e4m3 -o runs/explore_gtn"""
+  paretofab explore --students runs/gtn_quick --teacher generic --formats int4,int8,e4m3 -o runs/explore_gtn
+  paretofab explore --students runs/datafree --formats int4,int8,e4m3 -o runs/explore_datafree"""
 
 
 def _run(args: argparse.Namespace) -> int:

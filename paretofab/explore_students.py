@@ -1,7 +1,10 @@
 """``paretofab explore --students DIR``: student size as a design axis, from a GTN folder.
 
 A folder written by ``paretofab gtn --data digits -o DIR`` holds every pool student distilled from
-one teacher (``--teacher``: ``generic`` by default, the Generic Teacher Network's). For every
+one teacher (``--teacher``: ``generic`` by default, the Generic Teacher Network's). A folder
+written by ``paretofab datafree --teacher digits -o DIR`` holds one student (``DIR/student.pt``,
+distilled without the training data; ``run.json``: its method, training seed and digits split):
+it is explored the same way, as a pool of one (:func:`open_folder`). For every
 (student, W = A format, PTQ set) this runs the PTQ sweep (``quant.sweep``, resumable in
 ``out/sweep.sqlite``: the quantized student's test accuracy on the digits split it trained on), and
 for every (student, format, lanes) the cost of running the student's layers one after another on
@@ -38,7 +41,7 @@ from models.gtn_pool import SIDE, load_student
 from models.prune import Pattern
 from quant.common import writable_folder
 from quant.formats import parse_format
-from quant.sweep import SweepSpace, digits_split_seed, grid, load_results, run_sweep
+from quant.sweep import SweepSpace, digits_split_seed, grid, is_digits_student, load_results, run_sweep
 
 from .costing import export_front, network_cost
 from .mapping import LayerWorkload, engine_for, layer_workloads
@@ -61,7 +64,8 @@ class StudentFolder:
     Attributes
     ----------
     path : the folder.
-    teacher : ``generic``, ``standard``, ``custom`` or ``none``.
+    teacher : ``generic``, ``standard``, ``custom`` or ``none``; ``datafree:<method>`` for the
+        student of a ``paretofab datafree`` folder.
     seed : the training seed of these students.
     split_seed : the digits split they trained on (``run.json``).
     students : ``(name, params, checkpoint)`` per student, by parameters.
@@ -78,24 +82,62 @@ class StudentFolder:
 
 
 def _refuse(folder: Path, why: str) -> ValueError:
-    return ValueError(f"--students {folder}: {why}; give a folder written by `paretofab gtn --data digits -o DIR`")
+    return ValueError(f"--students {folder}: {why}; give a folder written by `paretofab gtn --data digits -o DIR` "
+                      "or `paretofab datafree --teacher digits -o DIR`")
+
+
+def _datafree_folder(folder: Path, teacher: str, seed: int) -> StudentFolder | None:
+    """The one student of a ``paretofab datafree`` folder (a ``run.json`` naming its ``method``, or
+    a ``student.pt``); None for a folder of another kind. Checkpoint and split are resolved as
+    ``quant.sweep`` resolves them (:func:`is_digits_student`, :func:`digits_split_seed`)."""
+    ckpt = folder / "student.pt"
+    try:
+        run = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        run = {}
+    run = run if isinstance(run, dict) else {}
+    if "method" not in run and not ckpt.exists():
+        return None
+    if not is_digits_student(str(ckpt)):
+        raise _refuse(folder, "it has no student.pt" if not ckpt.exists() else "its student.pt is not a digits student")
+    split = digits_split_seed(str(ckpt))
+    if split is None or not isinstance(run.get("seed"), int):
+        raise _refuse(folder, "its run.json names no split_seed and seed")
+    if teacher != "generic":
+        raise ValueError(f"--teacher {teacher}: {folder} holds one data-free student (of its BatchNorm teacher); "
+                         "drop --teacher")
+    if run["seed"] != seed:
+        raise ValueError(f"--seed {seed}: {folder} holds the data-free student of seed {run['seed']}; give --seed "
+                         f"{run['seed']}")
+    try:
+        acc = float(json.loads((folder / "metrics.json").read_text())["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise _refuse(folder, "its metrics.json names no accuracy") from None
+    spec = load_student(ckpt).spec
+    float_acc = pd.DataFrame({"student": [spec.name], "params": [spec.params], "seed": [seed], "accuracy": [acc]})
+    return StudentFolder(folder, f"datafree:{run['method']}", seed, split, ((spec.name, spec.params, ckpt),),
+                         float_acc)
 
 
 def open_folder(folder: str | Path, teacher: str = "generic", seed: int = 0) -> StudentFolder:
     """Read a GTN folder: its ``results.csv``, ``run.json`` and the checkpoints of ``teacher``'s
-    students of training seed ``seed``.
+    students of training seed ``seed``; or a ``paretofab datafree`` folder: its one student.
 
     Raises
     ------
     ValueError
         One line naming the fix: no such folder, no ``results.csv`` / ``run.json``, an unknown
-        teacher, no students of that teacher and seed, a missing checkpoint.
+        teacher, no students of that teacher and seed, a missing checkpoint; for a data-free
+        folder, no ``student.pt``, another training seed, a ``--teacher`` given.
     """
     folder = Path(folder)
     if teacher not in TEACHERS:
         raise ValueError(f"--teacher {teacher!r}: choose one of {', '.join(TEACHERS)}")
     if not folder.is_dir():
         raise _refuse(folder, "no such folder")
+    datafree = _datafree_folder(folder, teacher, seed)
+    if datafree is not None:
+        return datafree
     for name in ("results.csv", "run.json"):
         if not (folder / name).is_file():
             raise _refuse(folder, f"it has no {name}")
@@ -283,7 +325,7 @@ def explore_students(cfg: StudentsConfig) -> pd.DataFrame:
     lanes = lane_counts(cfg.lanes)
     t0 = time.perf_counter()
     names = ", ".join(f"{n} ({p:,})" for n, p, _ in folder.students)
-    print(f"== PTQ sweep: {len(folder.students)} {cfg.teacher}-teacher students of seed {cfg.seed} ({names}) × "
+    print(f"== PTQ sweep: {len(folder.students)} {folder.teacher}-teacher students of seed {cfg.seed} ({names}) × "
           f"{len(formats)} formats (W = A) × {len(cfg.ptq)} technique sets, digits split {folder.split_seed}",
           flush=True)
     points = sweep(folder, formats, cfg.ptq, out / "sweep.sqlite", cfg.jobs, cfg.progress)
@@ -291,7 +333,7 @@ def explore_students(cfg: StudentsConfig) -> pd.DataFrame:
     df = rank(points, cost_table(folder, formats, lanes, cfg.device))
     df.to_csv(out / "pareto.csv", index=False)
     for x, what in (("lut", "LUTs (DSPs and latency not counted)"), ("latency_us", "latency (µs per inference)")):
-        title = (f"digits students ({cfg.teacher} teacher) on the dense engine\nfront: max accuracy, min {what}")
+        title = (f"digits students ({folder.teacher} teacher) on the dense engine\nfront: max accuracy, min {what}")
         plot(df, x, "accuracy", PlotOptions(maximize=["accuracy"], minimize=[x], label="name", title=title),
              path=out / f"pareto_{x.split('_')[0]}_accuracy.png")
     w = winners(df)
@@ -327,8 +369,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """``--students`` and ``--teacher`` on the explore parser."""
     p.add_argument("--students", metavar="DIR", default=None,
                    help="explore student size instead of a trace student: the students of a `paretofab gtn` "
-                        "folder (training seed --seed) × --formats × lanes 1, 2, 4 … up to --lanes, on the "
-                        "dense engine")
+                        "folder (training seed --seed), or the one student of a `paretofab datafree` folder, "
+                        "× --formats × lanes 1, 2, 4 … up to --lanes, on the dense engine")
     p.add_argument("--teacher", default="generic", metavar="|".join(TEACHERS),
                    help="with --students: whose distilled students (default generic)")
 

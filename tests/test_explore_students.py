@@ -1,4 +1,5 @@
-"""``paretofab explore --students DIR``: student size as a design axis from a GTN folder.
+"""``paretofab explore --students DIR``: student size as a design axis from a GTN folder, and the one
+student of a ``paretofab datafree`` folder.
 
 References are independent of the code under test: the front against a brute-force dominance
 check over every point; each point's accuracy against a fresh Brevitas quantization
@@ -21,8 +22,13 @@ import pytest
 import torch
 
 from hw.engines import config_from_dict, engine
+from models.datafree import run as R
+from models.datafree.dafl import DAFLConfig
+from models.datafree.inversion import InversionConfig
+from models.datafree.kd import KDConfig
 from models.digits_data import load_data
-from models.gtn_pool import DEFAULT_POOL, DigitsCNN, StudentSpec, load_student, parse_pool
+from models.gtn import GTNConfig
+from models.gtn_pool import DEFAULT_POOL, DigitsCNN, StudentSpec, load_student, parse_pool, save_student
 from models.prune import Pattern
 from paretofab.cli import main
 from paretofab.costing import COST_KEYS, network_cost
@@ -199,3 +205,70 @@ def test_missing_checkpoint_is_one_line_exit_2(gtn_folder, tmp_path, capsys):
                      "d2w8-generic-seed0.pt is missing")
     with pytest.raises(ValueError, match="is missing"):
         open_folder(copy)
+
+
+# ---- the one student of a `paretofab datafree` folder ----------------------------------------------
+
+def _datafree_folder(path: Path, seed: int = 0, method: str = "dynamic") -> Path:
+    """What ``paretofab datafree -o DIR`` leaves that explore reads, written by hand: an untrained
+    d1w4 student, run.json, metrics.json."""
+    path.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_student(path / "student.pt", DigitsCNN(1, 4), seed=seed, method=method)
+    (path / "run.json").write_text(json.dumps({"split_seed": 0, "method": method, "seed": seed}))
+    (path / "metrics.json").write_text(json.dumps({"accuracy": 0.25}))
+    return path
+
+
+def test_a_datafree_folder_is_a_pool_of_one(tmp_path):
+    d = _datafree_folder(tmp_path / "df", seed=2)
+    f = open_folder(d, seed=2)
+    params = sum(p.numel() for p in DigitsCNN(1, 4).parameters())
+    assert f.students == (("d1w4", params, d / "student.pt"),)
+    assert (f.teacher, f.seed, f.split_seed) == ("datafree:dynamic", 2, 0)
+    assert f.float_accuracy.to_dict("records") == [{"student": "d1w4", "params": params, "seed": 2, "accuracy": 0.25}]
+
+
+def test_bad_datafree_folders_and_options_are_one_line_exit_2(tmp_path, capsys):
+    d = _datafree_folder(tmp_path / "df")
+    out = ["-o", str(tmp_path / "o")]
+    _one_line_exit_2(["explore", "--students", str(d), "--seed", "1"] + out, capsys, "--seed 0")
+    _one_line_exit_2(["explore", "--students", str(d), "--teacher", "standard"] + out, capsys, "drop --teacher")
+    (d / "metrics.json").unlink()
+    _one_line_exit_2(["explore", "--students", str(d)] + out, capsys, "metrics.json")
+    (d / "student.pt").unlink()
+    _one_line_exit_2(["explore", "--students", str(d)] + out, capsys, "no student.pt", "paretofab datafree")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_exit_2(["explore", "--students", str(empty)] + out, capsys, "paretofab gtn", "paretofab datafree")
+    assert not (tmp_path / "o").exists(), "refused before any work"
+
+
+def test_explore_takes_a_datafree_student_end_to_end(tmp_path, monkeypatch, capsys):
+    """``paretofab datafree`` (the quick budget shrunk to seconds, seed 1) then ``paretofab explore
+    --students DIR --seed 1``: every (format, lanes) point of the one student, its accuracy that of
+    a fresh quantization on the digits split of run.json, its float accuracy the one metrics.json
+    measured when the student was distilled."""
+    monkeypatch.setitem(R.BUDGETS, "quick", R.Budget(
+        teacher_epochs=1, real=GTNConfig(student_epochs=1, patience=1), images=20, batch=10,
+        inversion=InversionConfig(steps=3), kd=KDConfig(epochs=2), dafl=DAFLConfig(iterations=2),
+        condense_iterations=1))
+    d = tmp_path / "df"
+    assert main(["datafree", "--method", "inversion", "--student", "d1w4", "--seed", "1", "-o", str(d)]) == 0
+    out = tmp_path / "explore"
+    assert main(["explore", "--students", str(d), "--seed", "1", "--formats", ",".join(FORMATS), "--lanes", "2",
+                 "--threads", "1", "-o", str(out)]) == 0
+    assert "datafree:deepinv-teacher" in capsys.readouterr().out
+    df = pd.read_csv(out / "pareto.csv")
+    assert sorted(zip(df.student, df.format, df.lanes)) == sorted(("d1w4", f, la) for f in FORMATS for la in (1, 2))
+    split = json.loads((d / "run.json").read_text())["split_seed"]
+    data = load_data(split)
+    model = load_student(d / "student.pt")
+    for fmt, rows in df.groupby("format"):
+        q = quantize_model(model, fmt, fmt, calib_data=data.x_train[:256], config=PTQConfig(seed=split))
+        with torch.no_grad():
+            acc = int((q.eval()(data.x_test).argmax(1) == data.y_test).sum()) / len(data.y_test)
+        assert rows["accuracy"].to_numpy() == pytest.approx(acc, abs=1e-12), fmt
+    measured = json.loads((d / "metrics.json").read_text())["accuracy"]
+    assert df["float_accuracy"].to_numpy() == pytest.approx(measured, abs=1e-6)
+    assert (out / "winners.csv").stat().st_size > 0 and list((out / "rtl").glob("*.v"))

@@ -1,13 +1,14 @@
 """One data-free KD run on digits, what ``paretofab datafree`` executes: train the BatchNorm
-teacher on real data, the real-data KD student (upper reference, :func:`models.gtn.train_student`
-with validation early stopping), the noise-KD student (no-data floor: KD on uniform noise images),
-optionally the side information (condensed or few-shot samples from the training split), then the
-data-free student of the chosen method (DeepInversion, DAFL, or the dynamic collection of
-:mod:`.dynamic`), without and with the side information (and, for DAFL, with VAE or
-store-everything rehearsal). :data:`RECIPES` maps the method names of ``paretofab datafree
---method`` to these. The data-free
-stage gets the split with its training tensors sealed (:mod:`.guard`): it reads only the
-teacher, the side information and the test split (for the reporting curve).
+teacher on real data, the two real-data students of :data:`REFERENCES` (upper references,
+:func:`real_student`: the student trained on the labels alone, cross-entropy, and the real-data KD
+student; :func:`models.gtn.train_student` with validation early stopping), the noise-KD student
+(no-data floor: KD on uniform noise images), optionally the side information (condensed or
+few-shot samples from the training split), then the data-free student of the chosen method
+(DeepInversion, DAFL, or the dynamic collection of :mod:`.dynamic`), without and with the side
+information (and, for DAFL, with VAE or store-everything rehearsal). :data:`RECIPES` maps the
+method names of ``paretofab datafree --method`` to these. The data-free stage gets the split with
+its training tensors sealed (:mod:`.guard`): it reads only the teacher, the side information and
+the test split (for the reporting curve).
 
 Folder written by :func:`run`::
 
@@ -46,7 +47,7 @@ from .kd import KDConfig, curve_stats, distill_on_set
 from .replay import StoreReplay, VAEReplay
 from .teacher import BNTeacher, save_teacher, train_bn_teacher
 
-__all__ = ["METHODS", "SIDES", "USES", "REPLAYS", "RECIPES", "recipe", "Distilled", "save_synthetic", "Budget", "BUDGETS", "COLUMNS", "parse_uses", "check_uses", "side_info",
+__all__ = ["METHODS", "SIDES", "USES", "REPLAYS", "RECIPES", "REFERENCES", "real_student", "recipe", "Distilled", "save_synthetic", "Budget", "BUDGETS", "COLUMNS", "parse_uses", "check_uses", "side_info",
            "invert_set", "datafree_student", "run", "markdown_table", "plot_curves"]
 
 METHODS = ("deepinv", "dafl", "dynamic")
@@ -70,6 +71,9 @@ RECIPES = {
     "deepinv": ("deepinv", "none", "none"),
     "dafl": ("dafl", "none", "none"),
 }
+#: the students trained on the real training split, references of every run: row name -> whether
+#: the student distils the teacher's logits (KD) or learns the labels alone (cross-entropy)
+REFERENCES = {"ce-real": False, "kd-real": True}
 #: side samples per class a run may ask for (the digits training split has about 100 per class)
 MAX_PER_CLASS = 50
 COLUMNS = ("model", "method", "side", "per_class", "uses", "student", "seed", "accuracy", "best",
@@ -190,6 +194,22 @@ def recipe(name: str, per_class: int | None = None, condensed: int = 0, fewshot:
     if rp != "none" and method != "dafl":
         raise ValueError(f"--replay {rp}: rehearsal applies to the DAFL generator; add --method dafl")
     return method, side, k, rp
+
+
+def real_student(data: DigitsData, spec: StudentSpec, teacher: BNTeacher, budget: Budget, seed: int,
+                 kd: bool) -> DigitsCNN:
+    """A reference student on the real training split (:func:`models.gtn.train_student`,
+    ``budget.real``, early stopping on validation accuracy).
+
+    Parameters
+    ----------
+    kd : bool
+        True: Hinton KD from ``teacher``'s logits on the training images; False: cross-entropy on
+        the labels alone (``teacher`` unused). The same ``seed`` gives the same initial weights and
+        batch order either way.
+    """
+    student, _ = train_student(data, spec, logits_of(teacher, data.x_train) if kd else None, budget.real, seed)
+    return student
 
 
 def side_info(x: torch.Tensor, y: torch.Tensor, side: str, per_class: int, iterations: int,
@@ -321,10 +341,11 @@ def _nbytes(model: torch.nn.Module) -> int:
 def run(data: DigitsData, method: str, spec: StudentSpec, budget: Budget, seed: int, out: Path,
         side: str = "none", per_class: int = 0, uses: tuple[str, ...] = ("mix",), replay: str = "none",
         log: Callable[[str], None] = lambda line: None, split_seed: int = 0) -> pd.DataFrame:
-    """Teacher, real-data KD, noise floor, ``method`` without side information, and (when ``side``
-    is not ``none``) ``method`` with ``per_class`` side samples per class used as ``uses`` says,
-    and (``replay`` not ``none``, DAFL only) DAFL with that rehearsal; files as the module
-    docstring lists (``split_seed``: the seed ``data`` was split with, recorded in run.json).
+    """Teacher, :data:`REFERENCES` (real data without and with KD), noise floor, ``method``
+    without side information, and (when ``side`` is not ``none``) ``method`` with ``per_class``
+    side samples per class used as ``uses`` says, and (``replay`` not ``none``, DAFL only) DAFL
+    with that rehearsal; files as the module docstring lists (``split_seed``: the seed ``data``
+    was split with, recorded in run.json).
     Returns the results table (:data:`COLUMNS`)."""
     if method not in METHODS:
         raise ValueError(f"--method {method!r}: use one of {', '.join(METHODS)}")
@@ -357,10 +378,11 @@ def run(data: DigitsData, method: str, spec: StudentSpec, budget: Budget, seed: 
     save_teacher(out / "teacher.pt", teacher, seed=seed, test_accuracy=tinfo["test_accuracy"])
     record("teacher", teacher, None, t0, memory=0)
 
-    t0 = time.process_time()
-    real, _ = train_student(data, spec, logits_of(teacher, data.x_train), budget.real, seed)
-    save_student(out / "students" / "kd-real.pt", real, seed=seed, method="kd-real")
-    record("kd-real", real, None, t0, m="kd-real", memory=data.x_train.numel() * 4)
+    for name, kd in REFERENCES.items():
+        t0 = time.process_time()
+        real = real_student(data, spec, teacher, budget, seed, kd)
+        save_student(out / "students" / f"{name}.pt", real, seed=seed, method=name)
+        record(name, real, None, t0, m=name, memory=data.x_train.numel() * 4)
 
     t0 = time.process_time()
     sx = side_info(data.x_train, data.y_train, side, per_class, budget.condense_iterations, seed)

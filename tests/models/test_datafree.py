@@ -30,7 +30,7 @@ from models.datafree.kd import KDConfig, curve_stats
 from models.datafree.replay import StoreReplay, VAEReplay, vae_loss
 from models.datafree.teacher import BNTeacher, load_teacher, train_bn_teacher
 from models.digits_data import load_data
-from models.gtn import GTNConfig, accuracy
+from models.gtn import GTNConfig, accuracy, train_student
 from models.gtn_pool import DigitsCNN, StudentSpec, load_student
 from paretofab.cli import main
 
@@ -235,8 +235,19 @@ def test_run_writes_loadable_students_results_and_metrics(data, tmp_path):
                 uses=("init", "feat", "mix"))
     assert load_student(tmp_path / "all" / "student.pt").meta["uses"] == ["init", "feat", "mix"]
     assert df2["accuracy"].iloc[0] == df["accuracy"].iloc[0]  # same seed, same teacher
-    assert list(df["model"]) == ["teacher", "kd-real", "kd-noise", "deepinv", "deepinv+condensed1"]
+    assert list(df["model"]) == ["teacher", "ce-real", "kd-real", "kd-noise", "deepinv", "deepinv+condensed1"]
     assert list(pd.read_csv(tmp_path / "results.csv").columns) == list(R.COLUMNS)
+    # the student on real data without KD: cross-entropy on the labels (train_student without a
+    # teacher, the same seed), not the KD student
+    ce = load_student(tmp_path / "students" / "ce-real.pt")
+    torch.manual_seed(0)
+    alone, _ = train_student(data, StudentSpec(1, 4), None, budget.real, 0)
+    kd = load_student(tmp_path / "students" / "kd-real.pt").state_dict()
+    for name, w in ce.state_dict().items():
+        assert torch.allclose(w, alone.state_dict()[name], atol=1e-6), name
+    assert any(not torch.allclose(w, kd[n]) for n, w in ce.state_dict().items() if w.is_floating_point())
+    row = pd.read_csv(tmp_path / "results.csv").set_index("model").loc["ce-real"]
+    assert row["method"] == "ce-real" and row["accuracy"] == pytest.approx(accuracy(ce, data.x_test, data.y_test))
     student = load_student(tmp_path / "student.pt")
     assert student.meta["side"] == "condensed" and student.meta["uses"] == ["mix"]
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -295,6 +306,15 @@ def test_quick_budget_command_beats_the_noise_floor(tmp_path):
     df = pd.read_csv(tmp_path / "results.csv").set_index("model")
     assert df.loc["deepinv", "accuracy"] >= df.loc["kd-noise", "accuracy"] + 0.15
     assert df.loc["teacher", "accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_quick_budget_dynamic_command_beats_the_noise_floor(tmp_path):
+    """``--method dynamic`` at the quick budget, the issue's spelling (measured 73 s wall on one
+    core, seed 0: dynamic 98.06 %, noise 68.61 %, real-data KD 98.06 %)."""
+    assert main(["datafree", "--teacher", "digits", "--method", "dynamic", "--seed", "0", "-o", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "results.csv").set_index("model")
+    assert df.loc["dynamic", "accuracy"] >= df.loc["kd-noise", "accuracy"] + 0.15
 
 
 # ---- generative pseudo-replay ----------------------------------------------------------------------
