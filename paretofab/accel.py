@@ -170,6 +170,8 @@ def _accel(args: argparse.Namespace) -> int:
             ref = qonnx_outputs(Path(args.model), x.reshape(len(x), -1)).reshape(out.shape)
             doc["qonnx_max_abs_diff"] = float(np.max(np.abs(out - ref)))
             doc["qonnx_equal"] = bool(np.array_equal(out, ref.astype(np.float64)))
+            if out.ndim == 2:  # class scores: how often the predicted class agrees
+                doc["qonnx_argmax_agree"] = float(np.mean(out.argmax(1) == ref.argmax(1)))
     if out_dir is not None:
         top = name + ("_axis" if args.axis else "")
         comp = AXIStreamAccelerator(plan) if args.axis else Accelerator(plan)
@@ -217,7 +219,10 @@ def _print(args: argparse.Namespace, graph: QGraph, rows: list[dict], doc: dict)
     elif "outputs" in doc:
         print(f"outputs: {len(doc['outputs'])} rows from the exact integer model (--json for values and codes)")
     if "qonnx_equal" in doc:
-        print(f"QONNX execution: {'equal, exactly' if doc['qonnx_equal'] else 'max |diff| ' + str(doc['qonnx_max_abs_diff'])}")
+        agree = f"; the predicted class agrees on {doc['qonnx_argmax_agree']:.1%} of inputs" \
+            if "qonnx_argmax_agree" in doc else ""
+        diff = "equal, exactly" if doc["qonnx_equal"] else f"max |diff| {doc['qonnx_max_abs_diff']:.4g}"
+        print(f"QONNX execution: {diff}{agree}")
     for f in doc.get("files", []):
         print(f"wrote {f}")
 
