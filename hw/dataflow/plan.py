@@ -15,6 +15,7 @@ accumulator plus bias. A pool stage outputs the largest code value of each windo
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -208,6 +209,15 @@ class NetworkPlan:
     @property
     def in_size(self) -> int:
         return self.stages[0].in_size
+
+    def digest(self) -> str:
+        """sha256 of everything the hardware is built from (equal plans, equal hardware)."""
+        h = hashlib.sha256()
+        for st in self.stages:
+            for name, value in sorted(vars(st).items()):
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(value).tobytes() if isinstance(value, np.ndarray) else repr(value).encode())
+        return h.hexdigest()
 
     @property
     def out_size(self) -> int:

@@ -10,6 +10,8 @@ gaps or framing bits: the counts delimit them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -19,7 +21,15 @@ from ..axis import byte_width
 from .plan import NetworkPlan
 from .stage import StageEngine
 
-__all__ = ["Accelerator", "AXIStreamAccelerator"]
+__all__ = ["Accelerator", "AXIStreamAccelerator", "PlanKey"]
+
+
+@dataclass(frozen=True)
+class PlanKey:
+    """The identity of an accelerator's hardware (:meth:`NetworkPlan.digest`): as ``config``, it
+    lets the Verilator backend reuse a model built from an equal plan without exporting again."""
+
+    digest: str
 
 
 class Accelerator(wiring.Component):
@@ -32,6 +42,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, plan: NetworkPlan) -> None:
         self.plan = plan
+        self.config = PlanKey(plan.digest())
         self.engines = [StageEngine(st, credited=s + 1 < len(plan.stages)) for s, st in enumerate(plan.stages)]
         super().__init__({"i": self.engines[0].signature.members["i"],
                           "o": self.engines[-1].signature.members["o"]})
