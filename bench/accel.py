@@ -64,6 +64,7 @@ def _brevitas_nets(folder: Path) -> dict[str, tuple[Path, object]]:
             qnn.QuantLinear(24, 10, bias=True, weight_quant=wq, bias_quant=Int32Bias))
 
     fixed = (Int8WeightPerTensorFixedPoint, Int8ActPerTensorFixedPoint)
+    torch.manual_seed(0)  # the weights, hence the ROM contents and the synthesized netlists
     nets = {"mlp_fixed": (mlp(*fixed, Int8ActPerTensorFixedPoint), (64,), "auto"),
             "mlp_float": (mlp(Int8WeightPerTensorFloat, Int8ActPerTensorFloat, Uint8ActPerTensorFloat), (64,), 8),
             "cnn_small": (cnn(*fixed), (1, 8, 8), "auto")}

@@ -12,8 +12,9 @@ Per MAC stage:
   buffers of the memory rule (:func:`costmodel.features.buffer_cost`);
 - **ROMs**: the weights (registered read: ``channels · beats`` words × ``lanes · wbits``) and the
   window addresses (asynchronous; a fully connected layer's single window is constant-folded
-  away) in logic — Yosys maps ROMs to LUTs, not LUTRAM, which needs a write port: one LUT6 per 64
-  words per bit, with the registered ROM's output in flip-flops;
+  away): a large registered ROM in block RAM by the memory rule, others in logic (no LUTRAM: it
+  needs a write port), with the registered output in flip-flops (:func:`_rom`; the thresholds and
+  the LUTs per bit read off standalone ROM syntheses, never the networks);
 - **requantizer**: :func:`costmodel.requant_cost.requant_cost` (LUTs fitted on standalone random
   requantizers; the product's DSPs by the Yosys rule);
 - **control and registers**: the counters, the beat register (pad flags, bank, last), the output
@@ -27,7 +28,6 @@ accelerators is measured by ``bench/accel.py`` (README), never fitted here.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from hw.dataflow.plan import NetworkPlan, Stage, schedule
@@ -46,8 +46,10 @@ PARTS = ("mac", "banks", "weight_rom", "window_rom", "requant", "control")
 SOURCES = {
     "mac": "calibrated engine model (costmodel.estimate of the stage's DotConfig or SparseConfig)",
     "banks": "memory rule (costmodel.features.buffer_cost) × 2 banks × one copy per read port (lane)",
-    "weight_rom": "counted: ROM in logic, 1 LUT6 per 64 words per bit, registered output",
-    "window_rom": "counted: ROM in logic, 1 LUT6 per 64 words per bit (Yosys folds constant bits: an upper bound)",
+    "weight_rom": "rule from standalone ROM syntheses: >= 256 words and 16 Kbit in BRAM (memory rule), else logic "
+                  "(per bit a LUT6 per 64 words, + 1/3 for the mux beyond 4), registered output",
+    "window_rom": "rule from standalone ROM syntheses: logic, per bit a LUT6 per 64 words, + 1/3 beyond 4 (Yosys "
+                  "folds constant bits: an upper bound)",
     "requant": "LUTs fitted on standalone random requantizers (costmodel/data/requant.csv); DSPs by the Yosys "
                "rule (mult_dsp)",
     "control": "counted: counters, beat and output registers (FF), 1 LUT per counter bit",
@@ -65,8 +67,26 @@ def _memory(depth: int, width: int, copies: int, target: str) -> dict[str, int]:
             "bram18": int(c["bram18"]) * copies}
 
 
-def _rom(depth: int, width: int, registered: bool) -> dict[str, int]:
-    return {"lut": width * math.ceil(depth / 64), "ff": width if registered else 0, "dsp": 0, "bram18": 0}
+#: a registered ROM goes to block RAM when it has at least this many words and bits (Yosys
+#: ``memory_libmap`` on xc7, read off 12 standalone ROM syntheses: 48–320 words or under 16 Kbit
+#: stayed in logic — 320 × 40 among them — 256–5,504 words of 16 Kbit or more went to BRAM18, in
+#: the numbers the memory rule gives; the rule itself is not derived from Yosys' cost model)
+ROM_BRAM_WORDS, ROM_BRAM_BITS = 256, 16384
+
+
+def _rom(depth: int, width: int, registered: bool, target: str) -> dict[str, int]:
+    """A ROM of ``depth`` words × ``width`` bits: block RAM by the memory rule when registered and
+    large (:data:`ROM_BRAM_WORDS`, :data:`ROM_BRAM_BITS`), else logic — per bit one LUT6 per
+    64 words, muxed for free by MUXF7/MUXF8 up to four of them, beyond that a third more for the
+    mux tree (as Yosys maps random contents), the registered output in flip-flops."""
+    if depth == 0:
+        return {"lut": 0, "ff": 0, "dsp": 0, "bram18": 0}
+    if registered and depth >= ROM_BRAM_WORDS and depth * width >= ROM_BRAM_BITS:
+        c = buffer_cost(depth, width, target)
+        return {"lut": int(c["lutram"]), "ff": int(c["ff"]), "dsp": 0, "bram18": int(c["bram18"])}
+    blocks = -(-depth // 64)
+    per_bit = blocks if blocks <= 4 else blocks * 4 / 3
+    return {"lut": round(width * per_bit), "ff": width if registered else 0, "dsp": 0, "bram18": 0}
 
 
 def _requant(st: Stage, target: str) -> dict[str, int]:
@@ -86,7 +106,7 @@ def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
     parts: dict[str, dict[str, int]] = {}
     parts["banks"] = _memory(st.in_size, in_bits, 2 * st.span, target)
     folded = st.positions == 1  # a fully connected layer's table is a constant per beat
-    parts["window_rom"] = _rom(0 if folded else st.positions * st.beats, st.span * abits, False)
+    parts["window_rom"] = _rom(0 if folded else st.positions * st.beats, st.span * abits, False, target)
     parts["window_rom"]["ff"] = st.span  # the pad flags
     counters = _bits(st.in_size) + _bits(st.beats) + _bits(st.positions * st.beats) + \
         _bits(st.out_size * st.beats) + 6
@@ -96,7 +116,8 @@ def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
         dot = estimate(engine, dev)
         parts["mac"] = {"lut": dot.lut or 0, "ff": dot.ff or 0, "dsp": dot.dsp or 0, "bram18": dot.bram18 or 0}
         index_bits = st.nm[1].bit_length() - 1 if st.nm else 0
-        parts["weight_rom"] = _rom(st.channels * st.beats, st.lanes * (parse_format(st.wfmt).bits + index_bits), True)
+        parts["weight_rom"] = _rom(st.channels * st.beats, st.lanes * (parse_format(st.wfmt).bits + index_bits), True,
+                                   target)
         parts["requant"] = _requant(st, target)
         counters += _bits(st.channels * st.beats) + _bits(st.channels) + _bits(st.positions)
     else:
