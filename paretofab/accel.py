@@ -148,8 +148,8 @@ def _accel(args: argparse.Namespace) -> int:
                   for r, c in zip(plan_rows(plan), cost["stages"])]
     doc: dict = {"model": str(args.model), "input": graph.input_name, "input_shape": list(graph.input_shape),
                  "input_format": graph.in_quant.fmt, "layers": rows, "stages": stage_rows,
-                 "cycles_per_inference": cost["cycles_per_inference"], "interval": cost["interval"],
-                 "device": cost["device"], "total": cost["total"], "sources": cost["sources"]}
+                 **{k: cost[k] for k in ("cycles_per_inference", "interval", "fmax_mhz", "latency_us",
+                                         "inferences_per_s", "energy_nj_per_inference", "device", "total", "sources")}}
     if args.inputs:
         x = _load_inputs(args.inputs, graph)
         out, codes = execute_int(graph, x)
@@ -178,7 +178,8 @@ def _accel(args: argparse.Namespace) -> int:
         (out_dir / f"{top}.v").write_text("`timescale 1ns / 1ps\n" + portable_verilog(comp, top))
         (out_dir / f"{top}.vlt").write_text(waivers(top, axis=args.axis))
         report = {k: doc[k] for k in ("model", "input_shape", "input_format", "layers", "stages",
-                                      "cycles_per_inference", "interval", "device", "total", "sources")}
+                                      "cycles_per_inference", "interval", "fmax_mhz", "latency_us", "inferences_per_s",
+                                      "energy_nj_per_inference", "device", "total", "sources")}
         (out_dir / f"{top}.json").write_text(json.dumps({"top": top, **report}, indent=2) + "\n")
         doc["files"] = [str(out_dir / f"{top}{ext}") for ext in (".v", ".vlt", ".json")]
     if args.json:
@@ -206,7 +207,9 @@ def _print(args: argparse.Namespace, graph: QGraph, rows: list[dict], doc: dict)
     t = doc["total"]
     print(f"accelerator on {doc['device']}: one stage per layer, {doc['cycles_per_inference']:,} cycles for one "
           f"inference, then one every {doc['interval']:,} cycles (closed form); {t['lut']:,} LUT, {t['ff']:,} FF, "
-          f"{t['dsp']} DSP, {t['bram18']} BRAM18 (model: per-part sources in --json; error vs Yosys: bench/accel.py)")
+          f"{t['dsp']} DSP, {t['bram18']} BRAM18; ≤ {doc['fmax_mhz']:.0f} MHz: {doc['latency_us']:,.1f} µs per inference, "
+          f"{doc['inferences_per_s']:,.0f} inferences/s, {doc['energy_nj_per_inference']['total']:,.0f} nJ per inference "
+          f"(model: sources in --json; resource error vs Yosys: bench/accel.py)")
     _table(("stage", "kind", "lanes", "N:M", "windows×K", "channels", "cycles/frame", "weight ROM (bits)", "banks (bits)",
             "LUT", "FF", "DSP", "BRAM18"),
            [(r["stage"], r["kind"], r["lanes"], r["nm"] or "dense", f"{r['windows']}×{r['window']}", r["channels"], f"{r['cycles_per_frame']:,}",

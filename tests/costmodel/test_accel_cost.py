@@ -26,6 +26,10 @@ def test_parts_are_labelled_and_sum_to_the_totals():
             for k in ("lut", "ff", "dsp", "bram18"):
                 assert c[k] == sum(p[k] for p in c["parts"].values())
         assert cost["total"]["dsp"] == sum(c["dsp"] for c in cost["stages"])
+        e = cost["energy_nj_per_inference"]
+        assert e["dynamic"] == pytest.approx(sum(c["dynamic_nj"] for c in cost["stages"])) and e["static"] > 0
+        assert {"fmax", "energy", "cycles"} <= set(cost["sources"]) and "no board" in cost["sources"]["energy"]
+        assert cost["latency_us"] == pytest.approx(cost["cycles_per_inference"] / cost["fmax_mhz"])
 
 
 def test_requantizer_dsps_equal_every_stored_yosys_run():
