@@ -120,7 +120,8 @@ def plan_rows(plan: NetworkPlan) -> list[dict]:
     for st in plan.stages:
         in_bits = parse_format(st.in_fmt).bits
         abits = max(1, st.in_size.bit_length())
-        rows.append({"stage": st.name, "kind": st.kind, "lanes": st.lanes, "nm": f"{st.nm[0]}:{st.nm[1]}" if st.nm else None, "pipeline": st.pipeline if st.kind == "mac"
+        rows.append({"stage": st.name, "kind": st.kind, "lanes": st.lanes,
+                     "nm": f"{st.nm[0]}:{st.nm[1]}" if st.nm else None, "pipeline": st.pipeline if st.kind == "mac"
                      else None, "windows": st.positions, "window": st.k, "channels": st.channels,
                      "beats_per_window": st.beats, "cycles_per_frame": st.busy_cycles,
                      "weight_rom_bits": st.channels * st.beats * st.lanes * _weight_bits(st) if st.kind == "mac" else 0,
@@ -212,7 +213,8 @@ def _print(args: argparse.Namespace, graph: QGraph, rows: list[dict], doc: dict)
           f"(model: sources in --json; resource error vs Yosys: bench/accel.py)")
     _table(("stage", "kind", "lanes", "N:M", "windows×K", "channels", "cycles/frame", "weight ROM (bits)", "banks (bits)",
             "LUT", "FF", "DSP", "BRAM18"),
-           [(r["stage"], r["kind"], r["lanes"], r["nm"] or "dense", f"{r['windows']}×{r['window']}", r["channels"], f"{r['cycles_per_frame']:,}",
+           [(r["stage"], r["kind"], r["lanes"], r["nm"] or ("dense" if r["kind"] == "mac" else "-"), f"{r['windows']}×{r['window']}", r["channels"],
+             f"{r['cycles_per_frame']:,}",
              f"{r['weight_rom_bits']:,}", f"{r['bank_bits']:,}", f"{r['lut']:,}", f"{r['ff']:,}", r["dsp"], r["bram18"])
             for r in doc["stages"]])
     if "cycles" in doc:

