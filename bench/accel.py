@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from costmodel.accel import plan_cost  # noqa: E402
 from hw.dataflow.sim import simulate_plan  # noqa: E402
 from hw.dataflow.top import Accelerator  # noqa: E402
-from hw.rtl import _XILINX_LUTRAM, synthesize  # noqa: E402
+from hw.rtl import synthesize  # noqa: E402
 from hw.verilator import VerilatorModel  # noqa: E402
 from paretofab.netplan import plan_network  # noqa: E402
 from paretofab.qonnx_export import export_student_qonnx  # noqa: E402
@@ -83,8 +83,7 @@ def _brevitas_nets(folder: Path) -> dict[str, tuple[Path, object]]:
 
 def _yosys_total(plan) -> dict[str, int]:
     r = synthesize(Accelerator(plan), "xc7")
-    lutram = sum(_XILINX_LUTRAM.get(k.lstrip("\\$"), 0) * n for k, n in r.cells.items())
-    return {"lut": r.lut + lutram, "ff": r.ff, "dsp": r.dsp, "bram18": r.bram18, "seconds": r.seconds}
+    return {"lut": r.lut + r.lutram, "ff": r.ff, "dsp": r.dsp, "bram18": r.bram18, "seconds": r.seconds}
 
 
 def main() -> None:

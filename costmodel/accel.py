@@ -116,9 +116,7 @@ def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
         dot = estimate(engine, dev, k=st.k, vectors=st.out_size)  # one frame: O · P dot products of length K
         parts["mac"] = {"lut": dot.lut or 0, "ff": dot.ff or 0, "dsp": dot.dsp or 0, "bram18": dot.bram18 or 0}
         dynamic_nj, fmax = dot.dynamic_nj, dot.fmax_mhz
-        index_bits = st.nm[1].bit_length() - 1 if st.nm else 0
-        parts["weight_rom"] = _rom(st.channels * st.beats, st.lanes * (parse_format(st.wfmt).bits + index_bits), True,
-                                   target)
+        parts["weight_rom"] = _rom(st.channels * st.beats, st.lanes * st.weight_bits, True, target)
         parts["requant"] = _requant(st, target)
         counters += _bits(st.channels * st.beats) + _bits(st.channels) + _bits(st.positions)
     else:

@@ -32,8 +32,8 @@ from hw.rtl import synthesize, yosys_version
 
 from .features import mult_dsp
 
-__all__ = ["requant_features", "requant_cost", "requant_coefficients", "cv_error", "random_spec", "REQUANT_CSV",
-           "FEATURES"]
+__all__ = ["requant_features", "requant_cost", "requant_coefficients", "cv_error", "random_spec", "spec_json",
+           "spec_from_json", "REQUANT_CSV", "FEATURES"]
 
 REQUANT_CSV = Path(__file__).parent / "data" / "requant.csv"
 FEATURES = ("summed", "var", "sel", "np2")
@@ -71,17 +71,20 @@ def spec_json(spec: RequantSpec) -> str:
                        "fmt": spec.fmt, "relu": spec.relu, "biases": list(spec.biases) if spec.biases else None})
 
 
+def spec_from_json(text: str) -> RequantSpec:
+    """The spec of :func:`spec_json`."""
+    d = json.loads(text)
+    return RequantSpec(d["acc_bits"], tuple(d["multipliers"]), tuple(d["shifts"]), d["fmt"], relu=d["relu"],
+                       biases=tuple(d["biases"]) if d["biases"] else None)
+
+
 def _rows(target: str) -> pd.DataFrame:
     """``target``'s stored runs with their features."""
     if not REQUANT_CSV.exists():
         return pd.DataFrame()
     rows = pd.read_csv(REQUANT_CSV)
     rows = rows[rows["target"] == target].reset_index(drop=True)
-    specs = [json.loads(t) for t in rows["spec"]]
-    feats = pd.DataFrame([requant_features(RequantSpec(d["acc_bits"], tuple(d["multipliers"]), tuple(d["shifts"]),
-                                                       d["fmt"], relu=d["relu"],
-                                                       biases=tuple(d["biases"]) if d["biases"] else None))
-                          for d in specs])
+    feats = pd.DataFrame([requant_features(spec_from_json(t)) for t in rows["spec"]])
     return pd.concat([rows, feats], axis=1)
 
 

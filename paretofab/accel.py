@@ -24,11 +24,11 @@ from hw.portable import portable_verilog, waivers
 from hw.sim import BACKENDS
 from quant.common import HelpFormatter, writable_folder
 from quant.formats import parse_format
-from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, execute_int, read_qonnx
+from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, dequantize, execute_int, read_qonnx
 
 from costmodel.accel import plan_cost
 
-from .netplan import DEFAULT_MAX_LANES, dequantize, plan_network
+from .netplan import DEFAULT_MAX_LANES, plan_network
 
 __all__ = ["register", "layer_rows", "plan_rows", "qonnx_outputs"]
 
@@ -108,11 +108,6 @@ def _nm(text: str | None) -> tuple[int, int] | None:
     return n, m
 
 
-def _weight_bits(st) -> int:
-    """Bits per stored weight: its code, plus its in-group index in an N:M stage."""
-    return parse_format(st.wfmt).bits + (st.nm[1].bit_length() - 1 if st.nm else 0)
-
-
 def plan_rows(plan: NetworkPlan) -> list[dict]:
     """Per stage of the accelerator: lanes, beats, cycles per frame (closed form), ROM and bank
     sizes (bits)."""
@@ -124,7 +119,7 @@ def plan_rows(plan: NetworkPlan) -> list[dict]:
                      "nm": f"{st.nm[0]}:{st.nm[1]}" if st.nm else None, "pipeline": st.pipeline if st.kind == "mac"
                      else None, "windows": st.positions, "window": st.k, "channels": st.channels,
                      "beats_per_window": st.beats, "cycles_per_frame": st.busy_cycles,
-                     "weight_rom_bits": st.channels * st.beats * st.lanes * _weight_bits(st) if st.kind == "mac" else 0,
+                     "weight_rom_bits": st.channels * st.beats * st.lanes * st.weight_bits if st.kind == "mac" else 0,
                      "window_rom_bits": st.positions * st.beats * st.span * abits,
                      "bank_bits": 2 * st.in_size * in_bits, "output": st.out_fmt or f"int{st.out_bits} (raw)"})
     return rows

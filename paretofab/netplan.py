@@ -1,9 +1,10 @@
 """A QONNX graph (:class:`quant.qonnx_import.QGraph`) as a dataflow accelerator plan
 (:class:`hw.dataflow.plan.NetworkPlan`): convolutions become address tables of their windows
 (zero padding, strides), pools tables of theirs, flattens vanish (frames stay in C, H, W order),
-scales become per-channel fixed-point requantizers of :data:`quant.qonnx_import.MULT_BITS` bits
-(bias rounded to accumulator units, as :func:`quant.qonnx_import.execute_int`), and the lanes
-of each MAC stage come from the user or from :func:`auto_lanes`.
+scales become per-channel fixed-point requantizers and biases accumulator steps (the integers
+:func:`quant.qonnx_import.execute_int` computes with: ``QLayer.requant_pairs``,
+``QLayer.bias_steps``), and the lanes of each MAC stage come from the user or from
+:func:`auto_lanes`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import numpy as np
 from hw.arith import acc_bits
 from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, pool_windows
 from hw.requant import RequantSpec
+from hw.sparse import NMPatternError, compress
 from quant.formats import parse_format
-from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant
-from quant.reference import fixed_point_multiplier
+from quant.qonnx_import import QFlatten, QGraph, QLayer, QPool, QRequant
 
-__all__ = ["plan_network", "auto_lanes", "fits_nm", "dequantize", "DEFAULT_MAX_LANES"]
+__all__ = ["plan_network", "auto_lanes", "fits_nm", "DEFAULT_MAX_LANES"]
 
 #: multipliers ``--lanes auto`` may spend over the whole network
 DEFAULT_MAX_LANES = 64
@@ -44,9 +45,12 @@ def auto_lanes(work: list[tuple[int, int]], max_lanes: int = DEFAULT_MAX_LANES) 
 
 def fits_nm(weights: np.ndarray, n: int, m: int) -> bool:
     """Whether every group of ``m`` consecutive weights along each row (zero-padded to whole
-    groups) holds at most ``n`` non-zeros."""
-    w = np.pad(weights, ((0, 0), (0, -weights.shape[1] % m)))
-    return bool(((w != 0).reshape(len(w), -1, m).sum(axis=2) <= n).all())
+    groups) holds at most ``n`` non-zeros (:func:`hw.sparse.compress` accepts them)."""
+    try:
+        compress(np.pad(weights, ((0, 0), (0, -weights.shape[1] % m))), n, m)
+    except NMPatternError:
+        return False
+    return True
 
 
 def _sparse_lanes(dense: int, n: int, m: int) -> int:
@@ -97,8 +101,8 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
             win = np.arange(in_size)[None]
         w = op.weight.reshape(op.weight.shape[0], -1)
         o = w.shape[0]
-        unit = s_in * np.broadcast_to(np.asarray(op.weight_quant.scale, np.float64), (o,))
-        bias = tuple(int(b) for b in np.round(op.bias / unit)) if op.bias is not None else None
+        steps = op.bias_steps(s_in)
+        bias = tuple(int(b) for b in steps) if steps is not None else None
         sparse = nm if nm is not None and fits_nm(w, *nm) else None
         ln = _sparse_lanes(per[li], *sparse) if sparse else per[li]
         common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=ln, pipeline=min(pipeline, 1 + (ln - 1).bit_length()),
@@ -106,7 +110,7 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
         if op.out_quant is None:
             stages.append(Stage(op.name, "mac", fmt, in_size, win, bias=bias or (0,) * o, relu=op.relu, **common))
         else:
-            pairs = [fixed_point_multiplier(float(r), MULT_BITS) for r in unit / np.float64(op.out_quant.scale)]
+            pairs = op.requant_pairs(s_in)
             rq = RequantSpec(acc_bits(op.weight_quant.fmt, fmt, win.shape[1]), tuple(m for m, _ in pairs),
                              tuple(s for _, s in pairs), op.out_quant.fmt, relu=op.relu, biases=bias)
             stages.append(Stage(op.name, "mac", fmt, in_size, win, requant=rq, **common))
@@ -124,30 +128,9 @@ def _fold_rescale(stages: list[Stage], op: QRequant, fmt: str, s_in: np.float64)
         raise ValueError(f"node {op.name} (Quant): a re-quantization must follow one quantized layer output; "
                          "this one follows the network input or another re-quantization")
     st = stages[macs[-1]]
-    m, sh = fixed_point_multiplier(float(s_in / np.float64(op.quant.scale)), MULT_BITS)
+    m, sh = op.requant_pair(s_in)
     st.rescale = RequantSpec(parse_format(fmt).bits + 1, (m,), (sh,), op.quant.fmt)
     st.__post_init__()
     for later in stages[macs[-1] + 1:]:
         later.in_fmt = op.quant.fmt
 
-
-def dequantize(graph: QGraph, values: np.ndarray) -> np.ndarray:
-    """Real outputs of the network from the last stage's integer outputs (frames, out_size): a
-    raw last layer's accumulators times ``s_in · s_w`` per channel, or the last codes times their
-    scale; float64, shaped ``[batch, *output shape]`` — the same arithmetic as
-    :func:`quant.qonnx_import.execute_int`."""
-    s_in, unit = np.float64(graph.in_quant.scale), None
-    for op in graph.layers:
-        if isinstance(op, QRequant):
-            s_in = np.float64(op.quant.scale)
-        if not isinstance(op, QLayer):
-            continue
-        if op.out_quant is None:
-            unit = s_in * np.broadcast_to(np.asarray(op.weight_quant.scale, np.float64), (op.weight.shape[0],))
-            break
-        s_in = np.float64(op.out_quant.scale)
-    out_shape = next(op.out_shape for op in reversed(graph.layers) if op.out_shape)
-    v = np.asarray(values).reshape(len(values), *out_shape)
-    if unit is None:
-        return v.astype(np.float64) * s_in
-    return v.astype(np.float64) * unit.reshape((-1,) + (1,) * (v.ndim - 2))

@@ -33,7 +33,7 @@ from .formats import FormatError, IntFormat, parse_format
 from .reference import fixed_point_multiplier, requantize
 
 __all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QRequant", "QGraph", "read_qonnx", "execute_int",
-           "MULT_BITS"]
+           "dequantize", "MULT_BITS"]
 
 #: bits of the fixed-point multiplier of a scale ratio that is not a power of two
 MULT_BITS = 24
@@ -98,6 +98,20 @@ class QLayer:
         """Multiply-accumulates per inference."""
         return int(np.prod(self.out_shape)) * int(np.prod(self.weight.shape[1:]))
 
+    def unit(self, s_in: float) -> np.ndarray:
+        """Real value of one accumulator step per output channel, ``s_in · s_w``, for inputs of
+        scale ``s_in``."""
+        return np.float64(s_in) * np.broadcast_to(np.asarray(self.weight_quant.scale, np.float64), (len(self.weight),))
+
+    def bias_steps(self, s_in: float) -> np.ndarray | None:
+        """The bias in accumulator steps, rounded half to even (int64 per channel; None: no bias)."""
+        return None if self.bias is None else np.round(self.bias / self.unit(s_in)).astype(np.int64)
+
+    def requant_pairs(self, s_in: float) -> list[tuple[int, int]]:
+        """Per channel, the fixed-point ``(multiplier, shift)`` of :data:`MULT_BITS` bits of the
+        ratio of an accumulator step to an output step."""
+        return [fixed_point_multiplier(float(r), MULT_BITS) for r in self.unit(s_in) / np.float64(self.out_quant.scale)]
+
 
 @dataclass
 class QPool:
@@ -129,6 +143,10 @@ class QRequant:
     quant: QuantSpec
     in_shape: tuple[int, ...] = ()
     out_shape: tuple[int, ...] = ()
+
+    def requant_pair(self, s_in: float) -> tuple[int, int]:
+        """The fixed-point ``(multiplier, shift)`` of :data:`MULT_BITS` bits of ``s_in / scale``."""
+        return fixed_point_multiplier(float(np.float64(s_in) / np.float64(self.quant.scale)), MULT_BITS)
 
 
 @dataclass
@@ -343,7 +361,7 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
     Returns
     -------
     out : float64, the last layer's real output (``acc · s_in · s_w`` plus bias), or the last
-        quantized tensor's values.
+        quantized tensor's values (:func:`dequantize`).
     codes : int64 codes of every quantized tensor, the input's first (layer outputs in their
         own shapes, batch first).
     """
@@ -358,7 +376,7 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
             q = _maxpool(q, op)
             continue
         if isinstance(op, QRequant):
-            q = requantize(q, *fixed_point_multiplier(float(s_in / np.float64(op.quant.scale)), MULT_BITS), op.quant.fmt)
+            q = requantize(q, *op.requant_pair(s_in), op.quant.fmt)
             codes.append(q)
             s_in = np.float64(op.quant.scale)
             continue
@@ -367,16 +385,33 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
         else:
             acc = q.reshape(len(q), -1).astype(object) @ op.weight.T.astype(object)  # exact: Python ints
         shape = (-1,) + (1,) * (acc.ndim - 2)  # per output channel along axis 1
-        w_scale = np.broadcast_to(np.asarray(op.weight_quant.scale, np.float64), (op.weight.shape[0],))
-        unit = s_in * w_scale  # real value of one accumulator step, per output channel
         if op.bias is not None:
-            acc = acc + np.round(op.bias / unit).astype(np.int64).astype(object).reshape(shape)
+            acc = acc + op.bias_steps(s_in).astype(object).reshape(shape)
         if op.out_quant is None:
-            out = acc.astype(np.float64) * unit.reshape(shape)
-            return (np.maximum(out, 0.0) if op.relu else out), codes
-        ratio = unit / np.float64(op.out_quant.scale)
-        q = np.stack([requantize(acc[:, c], *fixed_point_multiplier(float(r), MULT_BITS), op.out_quant.fmt,
-                                 relu=op.relu) for c, r in enumerate(ratio)], axis=1)
+            return dequantize(graph, (np.maximum(acc, 0) if op.relu else acc).reshape(len(acc), -1)), codes
+        q = np.stack([requantize(acc[:, c], m, sh, op.out_quant.fmt, relu=op.relu)
+                      for c, (m, sh) in enumerate(op.requant_pairs(s_in))], axis=1)
         codes.append(q)
         s_in = np.float64(op.out_quant.scale)
-    return q.astype(np.float64) * s_in, codes
+    return dequantize(graph, q.reshape(len(q), -1)), codes
+
+
+def dequantize(graph: QGraph, values: np.ndarray) -> np.ndarray:
+    """Real outputs of the network from its last integers (frames, out_size): a raw last layer's
+    accumulators (plus bias) times ``s_in · s_w`` per channel, or the last codes times their scale;
+    float64, shaped ``[batch, *output shape]``."""
+    s_in, unit = np.float64(graph.in_quant.scale), None
+    for op in graph.layers:
+        if isinstance(op, QRequant):
+            s_in = np.float64(op.quant.scale)
+        if not isinstance(op, QLayer):
+            continue
+        if op.out_quant is None:
+            unit = op.unit(s_in)
+            break
+        s_in = np.float64(op.out_quant.scale)
+    out_shape = next(op.out_shape for op in reversed(graph.layers) if op.out_shape)
+    v = np.asarray(values).reshape(len(values), *out_shape)
+    if unit is None:
+        return v.astype(np.float64) * s_in
+    return v.astype(np.float64) * unit.reshape((-1,) + (1,) * (v.ndim - 2))

@@ -77,16 +77,26 @@ class CNN(torch.nn.Module):
         return self.fc(self.requant(y) if self.requant is not None else y)
 
 
+def _cnn(folder, requant: bool = False, seed: int = 1, prune: tuple[int, int] | None = None):
+    """The FixedPoint CNN (every layer pruned N:M with ``prune``), calibrated and exported to
+    ``folder/cnn.onnx``: ``(model, path)``."""
+    torch.manual_seed(seed)
+    m = CNN(*QUANTS["fixed"][:2], requant=requant)
+    with torch.no_grad():
+        if prune:
+            for layer in (m.c1, m.c2, m.fc):
+                _prune_nm(layer.weight, *prune)
+        for _ in range(3):
+            m(torch.rand(32, 1, 8, 8) * (1 + 3 * torch.rand(1)))  # a re-quantizer sees another range
+    m.eval()
+    path = folder / "cnn.onnx"
+    export_qonnx(m, torch.rand(1, 1, 8, 8), export_path=str(path))
+    return m, path
+
+
 def test_cnn_equals_qonnx_execution_exactly(tmp_path):
     """Convolutions (padding, stride 2), max pooling of codes and a flatten, end to end."""
-    torch.manual_seed(1)
-    m = CNN(*QUANTS["fixed"][:2])
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.rand(32, 1, 8, 8))
-    m.eval()
-    path = tmp_path / "cnn.onnx"
-    export_qonnx(m, torch.rand(1, 1, 8, 8), export_path=str(path))
+    m, path = _cnn(tmp_path)
     g = read_qonnx(path)
     assert [op.kind for op in g.compute] == ["conv", "conv", "linear"] and g.compute[1].stride == (2, 2)
     x = np.random.default_rng(3).random((40, 1, 8, 8)).astype(np.float32)
@@ -166,25 +176,14 @@ def test_bad_files_exit_2(exported, tmp_path, capsys):
 
 from hw.dataflow.plan import run_plan  # noqa: E402
 from hw.dataflow.sim import simulate_plan  # noqa: E402
-from paretofab.netplan import auto_lanes, dequantize, plan_network  # noqa: E402
+from paretofab.netplan import auto_lanes, plan_network  # noqa: E402
+from quant.qonnx_import import dequantize  # noqa: E402
 from tests.hw.conftest import SIM_BACKENDS  # noqa: E402
-
-
-def _cnn_file(folder, requant: bool = False):
-    torch.manual_seed(1)
-    m = CNN(*QUANTS["fixed"][:2], requant=requant)
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.rand(32, 1, 8, 8) * (1 + 3 * torch.rand(1)))  # the re-quantizer sees another range
-    m.eval()
-    path = folder / "cnn.onnx"
-    export_qonnx(m, torch.rand(1, 1, 8, 8), export_path=str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
 def cnn_file(tmp_path_factory):
-    return _cnn_file(tmp_path_factory.mktemp("cnn"))
+    return _cnn(tmp_path_factory.mktemp("cnn"))[1]
 
 
 def test_requantized_layer_input_folds_into_the_layer_before(tmp_path):
@@ -192,7 +191,7 @@ def test_requantized_layer_input_folds_into_the_layer_before(tmp_path):
     folded into the convolution before the pool, the RTL still equals QONNX execution exactly."""
     from quant.qonnx_import import QRequant
 
-    path = _cnn_file(tmp_path, requant=True)
+    _, path = _cnn(tmp_path, requant=True)
     g = read_qonnx(path)
     assert any(isinstance(op, QRequant) for op in g.layers)
     plan = plan_network(g, lanes=[3, 9, 6])
@@ -348,16 +347,7 @@ def test_two_of_four_pruned_cnn_runs_on_sparse_stages_and_equals_qonnx(tmp_path,
     the RTL still equals QONNX execution exactly; the CLI says so."""
     import json
 
-    torch.manual_seed(3)
-    m = CNN(*QUANTS["fixed"][:2])
-    with torch.no_grad():
-        for layer in (m.c1, m.c2, m.fc):
-            _prune_nm(layer.weight, 2, 4)
-        for _ in range(3):
-            m(torch.rand(32, 1, 8, 8))
-    m.eval()
-    path = tmp_path / "cnn24.onnx"
-    export_qonnx(m, torch.rand(1, 1, 8, 8), export_path=str(path))
+    _, path = _cnn(tmp_path, seed=3, prune=(2, 4))
     g = read_qonnx(path)
     plan = plan_network(g, lanes=[8, 16, 8], nm=(2, 4))
     assert [s.nm for s in plan.stages if s.kind == "mac"] == [(2, 4)] * 3

@@ -153,6 +153,16 @@ class Stage:
         """Beats per window, ``ceil(K / span)``."""
         return -(-self.k // self.span)
 
+    @property
+    def index_bits(self) -> int:
+        """Bits of a stored weight's in-group index: ``log2 M`` for an N:M stage, else 0."""
+        return self.nm[1].bit_length() - 1 if self.nm else 0
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits per stored weight of a MAC stage: its code plus its in-group index."""
+        return parse_format(self.wfmt).bits + self.index_bits
+
     def padded_weights(self) -> np.ndarray:
         """The weights zero-padded to whole beats, (O, beats · span)."""
         return np.pad(self.weights, ((0, 0), (0, self.beats * self.span - self.k)))

@@ -11,6 +11,7 @@ import numpy as np
 
 from quant.formats import parse_format
 
+from ..engine import unpack_signed
 from ..sim import simulate
 from .plan import NetworkPlan, Schedule, schedule
 from .stage import code_bits
@@ -22,10 +23,9 @@ __all__ = ["PlanRun", "simulate_plan", "element_values"]
 def element_values(payloads: Sequence[int], fmt: str | None, bits: int) -> np.ndarray:
     """Integer values of output elements: ``fmt``'s codes (sign-extended for signed formats) or,
     with ``fmt`` None, signed ``bits``-bit raw values (int64, or object ints beyond 62 bits)."""
-    signed = fmt is None or parse_format(fmt).signed
-    top = 1 << (bits - 1)
-    vals = [(int(v) ^ top) - top if signed else int(v) for v in payloads]
-    return np.array(vals, dtype=object if bits > 62 else np.int64)
+    if fmt is None or parse_format(fmt).signed:
+        return unpack_signed(payloads, bits)
+    return np.array([int(v) for v in payloads], dtype=np.int64)
 
 
 @dataclass

@@ -68,12 +68,11 @@ def weight_words(st: Stage) -> list[int]:
     """The weight ROM of a MAC stage, one word per (channel, beat) in that order: ``lanes`` weight
     codes (element 0 in the low bits), then, for an N:M stage, the compressed weights' ``lanes``
     in-group indices (:func:`hw.sparse.compress`)."""
-    lanes, w_bits = st.lanes, parse_format(st.wfmt).bits
+    lanes, w_bits, ibits = st.lanes, parse_format(st.wfmt).bits, st.index_bits
     if st.nm:
         vals, idx = compress(st.padded_weights(), *st.nm)
-        ibits = st.nm[1].bit_length() - 1
     else:
-        vals, idx, ibits = st.padded_weights(), np.zeros((st.channels, 0), dtype=np.int64), 0
+        vals, idx = st.padded_weights(), np.zeros((st.channels, 0), dtype=np.int64)
     words = []
     for o in range(st.channels):
         for b in range(st.beats):
@@ -160,8 +159,8 @@ class StageEngine(wiring.Component):
             with m.If(adv):
                 m.d.sync += pads[j].eq(addr == n)
         if st.kind == "mac":
-            w_bits, ibits = parse_format(st.wfmt).bits, (st.nm[1].bit_length() - 1 if st.nm else 0)
-            w_rd = _rom(m, "weights", [[word] for word in weight_words(st)], lanes * (w_bits + ibits))
+            w_bits, ibits = parse_format(st.wfmt).bits, st.index_bits
+            w_rd = _rom(m, "weights", [[word] for word in weight_words(st)], lanes * st.weight_bits)
             row_base = Signal(range(max(2, channels * beats)))  # o · beats
             m.d.comb += [w_rd.addr.eq(row_base + b_c), w_rd.en.eq(adv)]
         with m.If(adv):

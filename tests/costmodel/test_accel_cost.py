@@ -5,14 +5,12 @@ syntheses (slow)."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from costmodel.accel import PARTS, SOURCES, plan_cost
-from costmodel.requant_cost import _rows, requant_cost
+from costmodel.requant_cost import _rows, requant_cost, spec_from_json
 from hw.dataflow.plan import schedule
-from hw.requant import RequantSpec
 from tests.hw.test_dataflow import random_plan
 
 
@@ -36,10 +34,7 @@ def test_requantizer_dsps_equal_every_stored_yosys_run():
     rows = _rows("xc7")
     assert len(rows) >= 40
     for _, row in rows.iterrows():
-        d = json.loads(row["spec"])
-        spec = RequantSpec(d["acc_bits"], tuple(d["multipliers"]), tuple(d["shifts"]), d["fmt"], relu=d["relu"],
-                           biases=tuple(d["biases"]) if d["biases"] else None)
-        assert requant_cost(spec)["dsp"] == row["dsp"], row["key"]
+        assert requant_cost(spec_from_json(row["spec"]))["dsp"] == row["dsp"], row["key"]
 
 
 @pytest.mark.slow
@@ -48,13 +43,13 @@ def test_dsp_and_bram_equal_fresh_yosys_synthesis(seed):
     """Random dense / N:M chains never fitted on: DSP and BRAM18 as Yosys synth_xilinx counts them;
     LUTs (incl. LUTRAM) and FFs reported, within a loose band."""
     from hw.dataflow.top import Accelerator
-    from hw.rtl import _XILINX_LUTRAM, synthesize
+    from hw.rtl import synthesize
 
     plan = random_plan(seed)
     r = synthesize(Accelerator(plan), "xc7")
     t = plan_cost(plan, "xc7z020")["total"]
     assert (t["dsp"], t["bram18"]) == (r.dsp, r.bram18)
-    lut = r.lut + sum(_XILINX_LUTRAM.get(k.lstrip("\\$"), 0) * n for k, n in r.cells.items())
+    lut = r.lut + r.lutram
     assert 0.5 < t["lut"] / lut < 2 and 0.5 < t["ff"] / r.ff < 2, (t, lut, r.ff)
 
 
