@@ -50,8 +50,9 @@ SOURCES = {
                   "(per bit a LUT6 per 64 words, + 1/3 for the mux beyond 4), registered output",
     "window_rom": "rule from standalone ROM syntheses: logic, per bit a LUT6 per 64 words, + 1/3 beyond 4 (Yosys "
                   "folds constant bits: an upper bound)",
-    "requant": "LUTs fitted on standalone random requantizers (costmodel/data/requant.csv); DSPs by the Yosys "
-               "rule (mult_dsp)",
+    "requant": "LUTs fitted on standalone random integer requantizers (costmodel/data/requant.csv), applied "
+               "unchanged to minifloat outputs (no minifloat requantizer among its rows: unmeasured); DSPs by the "
+               "Yosys rule (mult_dsp)",
     "control": "counted: counters, beat and output registers (FF), 1 LUT per counter bit",
 }
 

@@ -36,6 +36,7 @@ __all__ = [
     "finite_codes",
     "unit_exponent",
     "output_exponent",
+    "element_bits",
     "product_range",
     "product_bits",
     "acc_bits",
@@ -88,6 +89,12 @@ def output_exponent(wfmt: Format | str, afmt: Format | str) -> int:
 def _int_extremes(fmt: Format) -> tuple[int, int]:
     ints, _ = fixed_point(finite_codes(fmt), fmt)
     return int(min(int(x) for x in ints)), int(max(int(x) for x in ints))
+
+
+def element_bits(fmt: Format | str) -> int:
+    """Width (bits, signed) of the exact integers of a format's values (units of
+    ``2^unit_exponent``: an int's value, a minifloat's ``mag << shift``)."""
+    return signed_bits(*_int_extremes(parse_format(fmt)))
 
 
 @lru_cache(maxsize=None)

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from hw.arith import acc_bits
-from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, pool_windows
+from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, element_bits, pool_windows
 from hw.requant import RequantSpec
 from hw.sparse import NMPatternError, compress
-from quant.formats import parse_format
 from quant.qonnx_import import QFlatten, QGraph, QLayer, QPool, QRequant
 
 __all__ = ["plan_network", "auto_lanes", "fits_nm", "DEFAULT_MAX_LANES"]
@@ -82,12 +81,12 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
         per = list(lanes)
         if len(per) != len(compute):
             raise ValueError(f"{len(per)} lane counts for {len(compute)} layers with weights; give one per layer")
-    stages, fmt, s_in, li = [], graph.in_quant.fmt, np.float64(graph.in_quant.scale), 0
+    stages, fmt, s_in, li = [], graph.in_quant.fmt, graph.in_quant.step, 0
     in_size = int(np.prod(graph.input_shape[1:]))
     for op in ops:
         if isinstance(op, QRequant):
             _fold_rescale(stages, op, fmt, s_in)
-            fmt, s_in = op.quant.fmt, np.float64(op.quant.scale)
+            fmt, s_in = op.quant.fmt, op.quant.step
             continue
         if isinstance(op, QPool):
             win = pool_windows(op.in_shape, op.kernel, op.stride)
@@ -114,7 +113,7 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
             rq = RequantSpec(acc_bits(op.weight_quant.fmt, fmt, win.shape[1]), tuple(m for m, _ in pairs),
                              tuple(s for _, s in pairs), op.out_quant.fmt, relu=op.relu, biases=bias)
             stages.append(Stage(op.name, "mac", fmt, in_size, win, requant=rq, **common))
-            fmt, s_in = op.out_quant.fmt, np.float64(op.out_quant.scale)
+            fmt, s_in = op.out_quant.fmt, op.out_quant.step
         in_size = stages[-1].out_size
         li += 1
     return NetworkPlan(name, stages)
@@ -129,7 +128,7 @@ def _fold_rescale(stages: list[Stage], op: QRequant, fmt: str, s_in: np.float64)
                          "this one follows the network input or another re-quantization")
     st = stages[macs[-1]]
     m, sh = op.requant_pair(s_in)
-    st.rescale = RequantSpec(parse_format(fmt).bits + 1, (m,), (sh,), op.quant.fmt)
+    st.rescale = RequantSpec(element_bits(fmt), (m,), (sh,), op.quant.fmt)
     st.__post_init__()
     for later in stages[macs[-1] + 1:]:
         later.in_fmt = op.quant.fmt

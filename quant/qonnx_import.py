@@ -17,9 +17,13 @@ folded into the accumulator, rounded to its units ``s_in · s_w``.
 
 Supported now: fully connected layers (Gemm / MatMul), 2-D convolutions (Conv: ungrouped,
 undilated, any stride and zero padding), ReLU, MaxPool (unpadded) and Flatten / Reshape on
-quantized tensors, integer ``Quant`` (2–8 bits, zero point 0), also of an already quantized
-tensor (:class:`QRequant`). Not yet: residual adds,
-``FloatQuant`` (minifloat) nodes, zero points other than 0.
+quantized tensors, integer ``Quant`` (2–8 bits, zero point 0) and minifloat ``FloatQuant``
+(saturating, no inf/NaN, 3–8 bits: :class:`~quant.formats.MinifloatFormat`), also of an already
+quantized tensor (:class:`QRequant`). Not yet: residual adds, zero points other than 0.
+
+Elements: an integer tensor's elements are its integer codes' values; a minifloat tensor's are its
+codes (bit patterns). Either way :func:`quant.reference.element_ints` gives the exact integers
+``n`` of value ``n · step`` (:attr:`QuantSpec.step`), which the layers multiply and add.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import FormatError, IntFormat, parse_format
-from .reference import fixed_point_multiplier, requantize
+from .formats import FormatError, IntFormat, MinifloatFormat, parse_format
+from .reference import element_ints, encode, fixed_point_multiplier, quantize, requantize
 
 __all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QRequant", "QGraph", "read_qonnx", "execute_int",
            "dequantize", "MULT_BITS"]
@@ -50,15 +54,33 @@ class QonnxError(ValueError):
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """An integer quantizer: ``value = scale · (code - zero_point)`` (``zero_point`` 0 here)."""
+    """A quantizer: ``value = scale · decode(code)`` (integer: ``decode(code)`` is the code's
+    integer, zero point 0; minifloat: the code's minifloat value)."""
 
     fmt: str
     scale: np.ndarray = field(compare=False)
 
     def codes(self, x: np.ndarray) -> np.ndarray:
-        """QONNX ``Quant`` of ``x``: ``clamp(round_half_even(x / scale))`` as int64."""
+        """QONNX ``Quant`` / ``FloatQuant`` of ``x`` as elements (int64): an integer format's
+        ``clamp(round_half_even(x / scale))``, a minifloat's codes of the nearest value (ties to
+        even, saturating)."""
         f = parse_format(self.fmt)
-        return np.clip(np.round(np.asarray(x, dtype=np.float64) / self.scale), f.min_int, f.max_int).astype(np.int64)
+        x = np.asarray(x, dtype=np.float64)
+        if isinstance(f, MinifloatFormat):
+            return encode(quantize(x / self.scale, f), f).astype(np.int64)
+        return np.clip(np.round(x / self.scale), f.min_int, f.max_int).astype(np.int64)
+
+    @property
+    def step(self) -> np.ndarray:
+        """The real value of one integer step of :func:`~quant.reference.element_ints`:
+        ``scale · 2^k`` (``k`` = 0 for integers, the smallest subnormal's exponent for minifloats)."""
+        f = parse_format(self.fmt)
+        k = 0 if isinstance(f, IntFormat) else f.emin - f.mantissa_bits
+        return np.asarray(self.scale, dtype=np.float64) * np.float64(2.0) ** k
+
+    def ints(self, elements: np.ndarray) -> np.ndarray:
+        """Exact integers of ``elements`` (value = ``ints · step``)."""
+        return element_ints(elements, self.fmt)
 
 
 @dataclass
@@ -99,9 +121,9 @@ class QLayer:
         return int(np.prod(self.out_shape)) * int(np.prod(self.weight.shape[1:]))
 
     def unit(self, s_in: float) -> np.ndarray:
-        """Real value of one accumulator step per output channel, ``s_in · s_w``, for inputs of
-        scale ``s_in``."""
-        return np.float64(s_in) * np.broadcast_to(np.asarray(self.weight_quant.scale, np.float64), (len(self.weight),))
+        """Real value of one accumulator step per output channel, ``s_in · step_w``, for inputs
+        whose integers have step ``s_in`` (:attr:`QuantSpec.step`)."""
+        return np.float64(s_in) * np.broadcast_to(self.weight_quant.step, (len(self.weight),))
 
     def bias_steps(self, s_in: float) -> np.ndarray | None:
         """The bias in accumulator steps, rounded half to even (int64 per channel; None: no bias)."""
@@ -109,7 +131,8 @@ class QLayer:
 
     def requant_pairs(self, s_in: float) -> list[tuple[int, int]]:
         """Per channel, the fixed-point ``(multiplier, shift)`` of :data:`MULT_BITS` bits of the
-        ratio of an accumulator step to an output step."""
+        ratio of an accumulator step to the output scale (the requantizer rounds the product to
+        the output format's grid: integers, or minifloat values)."""
         return [fixed_point_multiplier(float(r), MULT_BITS) for r in self.unit(s_in) / np.float64(self.out_quant.scale)]
 
 
@@ -145,7 +168,8 @@ class QRequant:
     out_shape: tuple[int, ...] = ()
 
     def requant_pair(self, s_in: float) -> tuple[int, int]:
-        """The fixed-point ``(multiplier, shift)`` of :data:`MULT_BITS` bits of ``s_in / scale``."""
+        """The fixed-point ``(multiplier, shift)`` of :data:`MULT_BITS` bits of ``s_in / scale``
+        (``s_in``: the step of the input's integers)."""
         return fixed_point_multiplier(float(np.float64(s_in) / np.float64(self.quant.scale)), MULT_BITS)
 
 
@@ -164,10 +188,17 @@ class QGraph:
         return [op for op in self.layers if isinstance(op, QLayer)]
 
 
+#: the quantizer ops read
+_QUANTS = ("Quant", "FloatQuant")
+
+
 def _quant_spec(model, node) -> QuantSpec:
-    """The QuantSpec of a ``Quant`` node (constant scale, zero point and bit width)."""
+    """The QuantSpec of a ``Quant`` node (constant scale, zero point and bit width) or a
+    ``FloatQuant`` node."""
     from qonnx.custom_op.registry import getCustomOp  # heavy: qonnx
 
+    if node.op_type == "FloatQuant":
+        return _float_spec(model, node)
     scale, zp, bits = (model.get_initializer(i) for i in node.input[1:4])
     if scale is None or zp is None or bits is None:
         raise QonnxError(f"node {node.name} (Quant): scale, zero point and bit width must be constants")
@@ -181,6 +212,35 @@ def _quant_spec(model, node) -> QuantSpec:
         fmt = IntFormat(int(bits), signed=bool(op.get_nodeattr("signed")), narrow=bool(op.get_nodeattr("narrow")))
     except (FormatError, TypeError) as e:
         raise QonnxError(f"node {node.name} (Quant): {e}") from None
+    return QuantSpec(str(fmt), np.asarray(scale, dtype=np.float64))
+
+
+def _float_spec(model, node) -> QuantSpec:
+    """The QuantSpec of a ``FloatQuant`` node: constant scale, exponent and mantissa widths,
+    exponent bias and maximum; saturating, without inf/NaN (what the accelerator's requantizers
+    produce); the maximum picks the variant (``none``: every code finite, ``ocp``, ``ieee``)."""
+    from qonnx.custom_op.registry import getCustomOp  # heavy: qonnx
+
+    scale, e, mb, bias, max_val = (model.get_initializer(i) for i in node.input[1:6])
+    where = f"node {node.name} (FloatQuant)"
+    if any(v is None for v in (scale, e, mb, bias, max_val)):
+        raise QonnxError(f"{where}: scale, exponent/mantissa widths, exponent bias and max value must be constants")
+    op = getCustomOp(node)
+    if op.get_nodeattr("rounding_mode").upper() not in ("ROUND", "HALF_EVEN"):
+        raise QonnxError(f"{where}: rounding mode {op.get_nodeattr('rounding_mode')} — only ROUND (half to even)")
+    if not op.get_nodeattr("saturation") or op.get_nodeattr("has_inf") or op.get_nodeattr("has_nan"):
+        raise QonnxError(f"{where}: only saturating minifloats without inf/NaN are supported; quantize with "
+                         "saturating=True (Brevitas' Fp8…Float quantizers)")
+    try:
+        e, mb, bias = (int(np.asarray(v).item()) for v in (e, mb, bias))
+        options = [MinifloatFormat(e, mb, bias=bias, subnormals=bool(op.get_nodeattr("has_subnormal")), specials=sp)
+                   for sp in ("none", "ocp", "ieee")]
+    except (FormatError, ValueError) as err:
+        raise QonnxError(f"{where}: {err}") from None
+    fmt = next((f for f in options if f.max_value == float(np.asarray(max_val).item())), None)
+    if fmt is None:
+        raise QonnxError(f"{where}: max value {float(np.asarray(max_val).item())} is not the largest value of "
+                         f"e{e}m{mb} with bias {bias} (any of {[f.max_value for f in options]})")
     return QuantSpec(str(fmt), np.asarray(scale, dtype=np.float64))
 
 
@@ -206,7 +266,8 @@ def read_qonnx(path: str | Path) -> QGraph:
         model = ModelWrapper(onnx.load(str(path)))
     except Exception as e:  # noqa: BLE001 - protobuf DecodeError and friends
         raise QonnxError(f"{path}: not an ONNX file ({type(e).__name__})") from None
-    model = model.transform(InferShapes()).transform(FoldConstants()).transform(GiveUniqueNodeNames())
+    model = model.transform(InferShapes()).transform(FoldConstants(exclude_op_types=["BipolarQuant", *_QUANTS]))
+    model = model.transform(GiveUniqueNodeNames())
     inp = model.graph.input[0].name
     consumers = {i: n for n in model.graph.node for i in n.input}
 
@@ -214,11 +275,7 @@ def read_qonnx(path: str | Path) -> QGraph:
         return consumers.get(tensor)
 
     node = next_node(inp)
-    floats = [n.name for n in model.graph.node if n.op_type == "FloatQuant"]
-    if floats:
-        raise QonnxError(f"{path}: node {floats[0]} (FloatQuant): minifloat quantizers are not supported by accel yet; "
-                         "export the model with integer formats (e.g. --wfmt int8 --afmt int8)")
-    if node is None or node.op_type != "Quant":
+    if node is None or node.op_type not in _QUANTS:
         raise QonnxError(f"{path}: the input {inp} is not quantized by a QONNX Quant node "
                          f"(found {node.op_type if node else 'nothing'}); export with brevitas export_qonnx and a "
                          "quantized input (QuantIdentity)")
@@ -238,13 +295,13 @@ def read_qonnx(path: str | Path) -> QGraph:
             layers.append(_pool(node, shape(tensor), shape(node.output[0])))
             tensor = node.output[0]
             continue
-        if node.op_type == "Quant":
+        if node.op_type in _QUANTS:
             layers.append(QRequant(node.name, _quant_spec(model, node), shape(tensor), shape(node.output[0])))
             tensor = node.output[0]
             continue
         if node.op_type not in _LAYERS:
-            raise QonnxError(f"node {node.name} ({node.op_type}): not supported yet (supported: Quant, Gemm, MatMul, "
-                             f"Conv, Add (bias), Relu, MaxPool, Flatten/Reshape)")
+            raise QonnxError(f"node {node.name} ({node.op_type}): not supported yet (supported: Quant, FloatQuant, "
+                             f"Gemm, MatMul, Conv, Add (bias), Relu, MaxPool, Flatten/Reshape)")
         layer = _layer(model, node, tensor)
         layer.in_shape, layer.out_shape = shape(tensor), shape(node.output[0])
         layers.append(layer)
@@ -256,7 +313,7 @@ def read_qonnx(path: str | Path) -> QGraph:
         if nxt is not None and nxt.op_type == "Relu":
             layer.relu = True
             tensor, nxt = nxt.output[0], next_node(nxt.output[0])
-        if nxt is not None and nxt.op_type == "Quant":
+        if nxt is not None and nxt.op_type in _QUANTS:
             layer.out_quant = _quant_spec(model, nxt)
             tensor = nxt.output[0]
         elif nxt is not None and nxt.op_type in (*_LAYERS, "MaxPool", *_RESHAPES):
@@ -306,7 +363,7 @@ def _layer(model, node, x_tensor: str) -> QLayer:
     first)."""
     w_name = next(i for i in node.input[:2] if i != x_tensor)
     wq = next((n for n in model.graph.node if w_name in n.output), None)
-    if wq is None or wq.op_type != "Quant" or model.get_initializer(wq.input[0]) is None:
+    if wq is None or wq.op_type not in _QUANTS or model.get_initializer(wq.input[0]) is None:
         raise QonnxError(f"node {node.name} ({node.op_type}): its weights are not quantized by a Quant node on a "
                          "constant; use a Brevitas QuantLinear / QuantConv2d")
     spec = _quant_spec(model, wq)
@@ -328,6 +385,7 @@ def _layer(model, node, x_tensor: str) -> QLayer:
     spec = QuantSpec(spec.fmt, scale if scale.size > 1 else scale[0])
     w_scale = spec.scale if np.ndim(spec.scale) == 0 else spec.scale.reshape(-1, *[1] * (w.ndim - 1))
     codes = QuantSpec(spec.fmt, w_scale).codes(w)
+    codes = np.where(spec.ints(codes) == 0, 0, codes)  # a minifloat's -0 is +0 (one zero code, as pruning wants)
     bias = _constant(model, node.input[2]) if node.op_type in ("Gemm", "Conv") and len(node.input) > 2 else None
     return QLayer(node.name, codes, spec, None if bias is None else np.asarray(bias, np.float64).ravel(), False, None,
                   stride=tuple(stride), pads=tuple(pads))
@@ -347,11 +405,13 @@ def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pads: tuple[int
     return out.reshape(x.shape[0], w.shape[0], oh, ow)
 
 
-def _maxpool(x: np.ndarray, pool: QPool) -> np.ndarray:
+def _maxpool(x: np.ndarray, pool: QPool, fmt: str) -> np.ndarray:
+    """Max pooling of elements ``x`` (N, C, H, W) by value; the first of equal values wins."""
     (kh, kw), (sh, sw) = pool.kernel, pool.stride
     oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
-    wins = [x[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] for i in range(kh) for j in range(kw)]
-    return np.max(np.stack(wins), axis=0)
+    wins = np.stack([x[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] for i in range(kh) for j in range(kw)])
+    pick = np.argmax(element_ints(wins, fmt), axis=0)
+    return np.take_along_axis(wins, pick[None], axis=0)[0]
 
 
 def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -366,24 +426,27 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
         own shapes, batch first).
     """
     x = np.asarray(x, dtype=np.float64).reshape(len(x), *graph.input_shape[1:])
-    q = graph.in_quant.codes(x)
-    codes, s_in = [q], np.float64(graph.in_quant.scale)
+    spec = graph.in_quant
+    q = spec.codes(x)
+    codes, s_in = [q], spec.step
     for op in graph.layers:
         if isinstance(op, QFlatten):
             q = q.reshape(len(q), -1)
             continue
         if isinstance(op, QPool):
-            q = _maxpool(q, op)
+            q = _maxpool(q, op, spec.fmt)
             continue
         if isinstance(op, QRequant):
-            q = requantize(q, *op.requant_pair(s_in), op.quant.fmt)
+            q = requantize(spec.ints(q), *op.requant_pair(s_in), op.quant.fmt)
             codes.append(q)
-            s_in = np.float64(op.quant.scale)
+            spec = op.quant
+            s_in = spec.step
             continue
+        a, w = spec.ints(q), op.weight_quant.ints(op.weight)
         if op.kind == "conv":
-            acc = _conv(q, op.weight, op.stride, op.pads)
+            acc = _conv(a, w, op.stride, op.pads)
         else:
-            acc = q.reshape(len(q), -1).astype(object) @ op.weight.T.astype(object)  # exact: Python ints
+            acc = a.reshape(len(a), -1).astype(object) @ w.T.astype(object)  # exact: Python ints
         shape = (-1,) + (1,) * (acc.ndim - 2)  # per output channel along axis 1
         if op.bias is not None:
             acc = acc + op.bias_steps(s_in).astype(object).reshape(shape)
@@ -392,26 +455,27 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
         q = np.stack([requantize(acc[:, c], m, sh, op.out_quant.fmt, relu=op.relu)
                       for c, (m, sh) in enumerate(op.requant_pairs(s_in))], axis=1)
         codes.append(q)
-        s_in = np.float64(op.out_quant.scale)
+        spec = op.out_quant
+        s_in = spec.step
     return dequantize(graph, q.reshape(len(q), -1)), codes
 
 
 def dequantize(graph: QGraph, values: np.ndarray) -> np.ndarray:
-    """Real outputs of the network from its last integers (frames, out_size): a raw last layer's
-    accumulators (plus bias) times ``s_in · s_w`` per channel, or the last codes times their scale;
-    float64, shaped ``[batch, *output shape]``."""
-    s_in, unit = np.float64(graph.in_quant.scale), None
+    """Real outputs of the network from its last elements (frames, out_size): a raw last layer's
+    accumulators (plus bias) times ``step_in · step_w`` per channel, or the last codes' values
+    times their scale; float64, shaped ``[batch, *output shape]``."""
+    spec, unit = graph.in_quant, None
     for op in graph.layers:
         if isinstance(op, QRequant):
-            s_in = np.float64(op.quant.scale)
+            spec = op.quant
         if not isinstance(op, QLayer):
             continue
         if op.out_quant is None:
-            unit = op.unit(s_in)
+            unit = op.unit(spec.step)
             break
-        s_in = np.float64(op.out_quant.scale)
+        spec = op.out_quant
     out_shape = next(op.out_shape for op in reversed(graph.layers) if op.out_shape)
     v = np.asarray(values).reshape(len(values), *out_shape)
     if unit is None:
-        return v.astype(np.float64) * s_in
+        return spec.ints(v).astype(np.float64) * spec.step
     return v.astype(np.float64) * unit.reshape((-1,) + (1,) * (v.ndim - 2))

@@ -19,6 +19,7 @@ Rounding and special values
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from .formats import Format, IntFormat, MinifloatFormat, parse_format
 
 __all__ = ["values", "quantize", "encode", "decode", "all_codes", "fixed_point", "code_dtype",
-           "fixed_point_multiplier", "requantize"]
+           "fixed_point_multiplier", "requantize", "element_ints"]
 
 
 def code_dtype() -> np.dtype:
@@ -234,18 +235,45 @@ def fixed_point_multiplier(scale: float, bits: int) -> tuple[int, int]:
     return m, shift
 
 
-def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray, fmt: IntFormat | str,
-               zero_point: int = 0, relu: bool = False) -> np.ndarray:
-    """Integer requantization, exactly: ``clamp(rne(acc · multiplier / 2^shift) + zero_point)``.
+def element_ints(elements: np.ndarray, fmt: Format | str) -> np.ndarray:
+    """The exact integers ``n`` (value ``n · 2^k``, ``k`` as in :func:`fixed_point`) of the elements
+    a dataflow carries: an integer format's elements are its integer values (``k = 0``), a
+    minifloat's are its codes (bit patterns, sign bit on top)."""
+    fmt = parse_format(fmt)
+    if isinstance(fmt, IntFormat):
+        return np.asarray(elements, dtype=np.int64)
+    return fixed_point(np.asarray(elements), fmt)[0]
 
-    ``rne`` rounds to nearest, ties to even; the clamp is to the format's integer range, and with
-    ``relu`` from ``max(min_int, zero_point)`` (the code of 0: a fused ReLU). ``acc``,
-    ``multiplier`` and ``shift`` broadcast (per-channel scales: arrays along the channel axis).
-    Returns the output integers (int64; two's complement codes are these ``& (2^bits - 1)``).
+
+def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray, fmt: Format | str,
+               zero_point: int = 0, relu: bool = False) -> np.ndarray:
+    """Exact requantization of integers ``acc`` by the real factor ``multiplier / 2^shift``.
+
+    Integer ``fmt``: ``clamp(rne(acc · multiplier / 2^shift) + zero_point)``; ``rne`` rounds to
+    nearest, ties to even; the clamp is to the format's integer range, and with ``relu`` from
+    ``max(min_int, zero_point)`` (the code of 0: a fused ReLU). Returns the output integers (int64;
+    two's complement codes are these ``& (2^bits - 1)``).
+
+    Minifloat ``fmt`` (saturating, no zero point): the value ``acc · multiplier / 2^shift`` rounded
+    exactly as :func:`quantize` rounds (nearest, ties to even at the binade's precision,
+    subnormals or flush with ties to 0, saturation to ±max), negative results that round to zero
+    as -0 (with ``relu``: every negative value gives +0). Returns the codes (int64 bit patterns).
+
+    ``acc``, ``multiplier`` and ``shift`` broadcast (per-channel scales: arrays along the channel
+    axis); the arithmetic is on Python integers, so any accumulator width is exact.
     """
     fmt = parse_format(fmt)
-    if not isinstance(fmt, IntFormat):
-        raise ValueError(f"requantize: {fmt} is not an integer format")
+    if isinstance(fmt, MinifloatFormat):
+        if zero_point:
+            raise ValueError(f"requantize: {fmt} has no zero point")
+        if not fmt.saturate:
+            raise ValueError(f"requantize: only saturating minifloats (drop 'nosat' from {fmt})")
+        acc, m, sh = np.broadcast_arrays(*(np.asarray(v, dtype=object) for v in (acc, multiplier, shift)))
+        out = []
+        for a, mm, s in zip(acc.ravel(), m.ravel(), sh.ravel()):
+            x = int(a) * int(mm)
+            out.append(0.0 if relu and x < 0 else math.copysign(_round_to_minifloat(abs(x), int(s), fmt), x))
+        return encode(np.array(out, dtype=np.float64), fmt).astype(np.int64).reshape(acc.shape)
     acc, m, sh = (np.asarray(v, dtype=object) for v in (acc, multiplier, shift))
     x = acc * m
     q = np.vectorize(lambda xi, si: xi >> int(si), otypes=[object])(x, sh)  # floor(x / 2^s)
@@ -256,3 +284,23 @@ def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.nd
     lo = max(fmt.min_int, int(zero_point)) if relu else fmt.min_int
     return np.clip(q, lo, fmt.max_int).astype(np.int64)
 
+
+
+def _round_to_minifloat(mag: int, shift: int, fmt: MinifloatFormat) -> float:
+    """``mag / 2^shift`` (``mag`` >= 0, Python ints: exact) rounded to ``fmt``'s magnitudes as
+    :func:`quantize` rounds, saturated to ``fmt.max_value``; the result is exact in float64."""
+    if mag == 0:
+        return 0.0
+    mb = fmt.mantissa_bits
+    e = max(mag.bit_length() - 1 - shift, fmt.emin)  # the binade; subnormals share emin's step
+    q = e - mb + shift  # one quantum of the binade is 2^q units of mag
+    if q > 0:
+        n, rem, half = mag >> q, mag & ((1 << q) - 1), 1 << (q - 1)
+        n += rem > half or (rem == half and n & 1)
+    else:
+        n = mag << -q
+    if not fmt.subnormals and n < (1 << mb):  # below the smallest normal: it or 0, ties to 0
+        t = fmt.emin + shift  # the smallest normal is 2^t units of mag
+        n = 1 << mb if t < 0 or 2 * mag > 1 << t else 0
+    value = float(np.ldexp(float(n), e - mb))
+    return min(value, fmt.max_value)

@@ -177,7 +177,8 @@ def test_bad_files_exit_2(exported, tmp_path, capsys):
 from hw.dataflow.plan import run_plan  # noqa: E402
 from hw.dataflow.sim import simulate_plan  # noqa: E402
 from paretofab.netplan import auto_lanes, plan_network  # noqa: E402
-from quant.qonnx_import import dequantize  # noqa: E402
+from quant.qonnx_import import QLayer, QRequant, dequantize  # noqa: E402
+from quant.reference import decode, values  # noqa: E402
 from tests.hw.conftest import SIM_BACKENDS  # noqa: E402
 
 
@@ -273,17 +274,22 @@ def test_cli_bad_accelerator_options_exit_2(cnn_file, tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
-def _qonnx_activation_codes(path, x: np.ndarray) -> list[np.ndarray]:
-    """QONNX's own execution of every activation ``Quant`` (graph order), as integer codes."""
+def _qonnx_activations(path, x: np.ndarray) -> list[np.ndarray]:
+    """QONNX's own execution of every activation ``Quant`` / ``FloatQuant`` (graph order), divided
+    by its scale: integer codes, or minifloat values."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
 
     mw = ModelWrapper(str(path))
-    quants = [n for n in mw.graph.node if n.op_type == "Quant" and mw.get_initializer(n.input[0]) is None]
+    quants = [n for n in mw.graph.node if n.op_type in ("Quant", "FloatQuant") and mw.get_initializer(n.input[0]) is None]
     name = mw.graph.input[0].name
     outs = [execute_onnx(mw, {name: row[None]}, return_full_exec_context=True) for row in x]
-    return [np.round(np.concatenate([o[q.output[0]] for o in outs]) / float(mw.get_initializer(q.input[1])))
-            for q in quants]
+    return [np.concatenate([o[q.output[0]] for o in outs]) / float(mw.get_initializer(q.input[1])) for q in quants]
+
+
+def _qonnx_activation_codes(path, x: np.ndarray) -> list[np.ndarray]:
+    """QONNX's own execution of every activation ``Quant`` (graph order), as integer codes."""
+    return [np.round(a) for a in _qonnx_activations(path, x)]
 
 
 def test_export_digits_cnn_through_accel(tmp_path, capsys):
@@ -322,13 +328,78 @@ def test_export_digits_cnn_int8_verilator_equals_integer_model(tmp_path):
     assert np.array_equal(dequantize(g, run.outputs), out) and run.cycles == run.schedule.cycles
 
 
-def test_minifloat_model_is_refused_in_one_line(tmp_path, capsys):
-    path = tmp_path / "mf.onnx"
-    assert main(["export", "--qonnx", str(path), "--wfmt", "e4m3", "--afmt", "e4m3"]) == 0
-    capsys.readouterr()
-    assert main(["accel", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert "FloatQuant" in err and len(err.strip().splitlines()) == 1
+def _grid_rank(v: np.ndarray, fmt: str) -> np.ndarray:
+    """Position of the grid value nearest each ``v`` on ``fmt``'s sorted finite values
+    (neighbouring codes: ranks one apart; ±0 share a rank)."""
+    grid = np.unique(np.abs(values(fmt))[np.isfinite(values(fmt))])
+    grid = np.concatenate([-grid[:0:-1], grid])
+    return np.searchsorted((grid[1:] + grid[:-1]) / 2, np.asarray(v, dtype=np.float64))
+
+
+@pytest.fixture(scope="module")
+def digits_e4m3(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mf")
+    path = tmp / "digits_e4m3.onnx"
+    assert main(["export", "--qonnx", str(path), "--wfmt", "e4m3", "--afmt", "e4m3", "--save-inputs",
+                 str(tmp / "x.npy")]) == 0
+    return path, np.load(tmp / "x.npy")
+
+
+def test_export_digits_cnn_minifloat_through_accel(digits_e4m3):
+    """The digits CNN PTQ'd to e4m3 (Brevitas FloatQuant nodes, float scales): every hidden tensor
+    of the exact integer model lies within one grid step of QONNX's own execution (almost always
+    on it), its outputs within float32 rounding of QONNX's; the accelerator's RTL equals the plan's
+    numpy model on every stage and the integer model, in the closed-form cycles."""
+    path, x = digits_e4m3
+    x = x[:40]
+    g = read_qonnx(path)
+    assert g.in_quant.fmt == "e4m3" and all(op.weight_quant.fmt == "e4m3" for op in g.compute)
+    out, codes = execute_int(g, x)
+    specs = [g.in_quant] + [op.out_quant if isinstance(op, QLayer) else op.quant for op in g.layers
+                            if isinstance(op, QRequant) or (isinstance(op, QLayer) and op.out_quant is not None)]
+    ref = _qonnx_activations(path, x)
+    assert len(ref) == len(codes) == len(specs)
+    for mine, theirs, spec in zip(codes, ref, specs):
+        diff = np.abs(_grid_rank(decode(mine, spec.fmt), spec.fmt) - _grid_rank(theirs, spec.fmt).reshape(mine.shape))
+        assert diff.max() <= 1 and np.mean(diff) < 0.01, (spec, np.mean(diff))  # measured: 0 of 61,440 off
+    qref = qonnx_outputs(path, x.reshape(len(x), -1))
+    assert np.max(np.abs(out - qref)) < 1e-4 * np.max(np.abs(qref)) and np.all(out.argmax(1) == qref.argmax(1))
+    plan = plan_network(g, max_lanes=16)
+    xi = g.in_quant.codes(x[:1]).reshape(1, -1)
+    run = simulate_plan(plan, xi, "pysim")
+    assert all(np.array_equal(a, b) for a, b in zip(run.stages, run_plan(plan, xi)))
+    assert np.array_equal(dequantize(g, run.outputs), out[:1]) and run.cycles == run.schedule.cycles
+
+
+@pytest.mark.slow
+def test_export_digits_cnn_minifloat_verilator_equals_integer_model(digits_e4m3):
+    """The e4m3 digits CNN, 64 inferences through Verilator: equal to the exact integer model."""
+    path, x = digits_e4m3
+    g = read_qonnx(path)
+    out, _ = execute_int(g, x[:64])
+    run = simulate_plan(plan_network(g), g.in_quant.codes(x[:64]).reshape(64, -1), "verilator")
+    assert np.array_equal(dequantize(g, run.outputs), out) and run.cycles == run.schedule.cycles
+
+
+def test_minifloat_quantizers_the_accelerator_cannot_build_are_refused_in_one_line(digits_e4m3, tmp_path, capsys):
+    """A FloatQuant that does not saturate, or whose maximum is no variant of its format: one line
+    naming the node, exit 2."""
+    import onnx
+
+    for attr, value, expect in (("saturation", 0, "saturating"), (None, 100.0, "max value")):
+        model = onnx.load(str(digits_e4m3[0]))
+        node = next(n for n in model.graph.node if n.op_type == "FloatQuant")
+        if attr:
+            next(a for a in node.attribute if a.name == attr).i = value
+        else:
+            init = next(i for i in model.graph.initializer if i.name == node.input[5])
+            init.CopyFrom(onnx.numpy_helper.from_array(np.array(value, dtype=np.float32), init.name))
+        bad = tmp_path / f"bad_{expect[:3]}.onnx"
+        onnx.save(model, str(bad))
+        capsys.readouterr()
+        assert main(["accel", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "FloatQuant" in err and expect in err and len(err.strip().splitlines()) == 1, err
 
 
 def _prune_nm(weight: torch.Tensor, n: int, m: int) -> None:

@@ -10,7 +10,12 @@ dot product of weight row ``o`` with window ``p`` — a fully connected layer is
 ``0 .. K-1``, a convolution one window per output position (FINN's sliding-window input
 generator, as an address table) — then requantizes it (:class:`hw.requant.RequantSpec`: bias,
 fixed-point scale, round half to even, ReLU, clamp) or, in the last layer, outputs the exact
-accumulator plus bias. A pool stage outputs the largest code value of each window.
+accumulator plus bias. A pool stage outputs the largest value of each window (the first of
+equal values).
+
+Elements: an integer format's elements are its codes' integer values, a minifloat's its codes (bit
+patterns); :func:`quant.reference.element_ints` gives the exact integers the MACs multiply
+(``hw.arith.MinifloatMultiplier``'s units), so the accumulators are exact for every format pair.
 """
 
 from __future__ import annotations
@@ -20,16 +25,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from quant.formats import IntFormat, parse_format
-from quant.reference import requantize
+from quant.formats import parse_format
+from quant.reference import element_ints, requantize
 
-from ..arith import ConfigError, acc_bits
+from ..arith import ConfigError, acc_bits, element_bits
 from ..engine import check_int, check_pipeline
 from ..requant import RequantSpec
 from ..sparse import compress
 
 __all__ = ["Stage", "NetworkPlan", "conv_windows", "pool_windows", "run_plan", "schedule", "Schedule", "MAC_LATENCY",
-           "POOL_LATENCY"]
+           "POOL_LATENCY", "element_bits"]
 
 #: cycles from issuing a window's last beat to its output transferring, beyond the MAC pipeline
 #: depth (the beat register, the accumulator register, the output register)
@@ -46,10 +51,11 @@ class Stage:
     ----------
     name : the layer's name (ONNX node).
     kind : ``"mac"`` or ``"pool"``.
-    in_fmt : format of the input codes (integer).
+    in_fmt : format of the input elements (integer or minifloat).
     in_size : codes per input frame.
     windows : int array (P, K): input addresses per window, ``-1`` for zero padding.
-    weights : int array (O, K) of weight integers (MAC stages).
+    weights : int array (O, K) of weight elements (MAC stages; ``wfmt``'s integer values or
+        minifloat codes, zeros as code 0).
     wfmt : the weights' format (MAC stages).
     lanes : multipliers of a MAC stage (window elements per beat when dense); a pool stage
         takes a whole window per beat.
@@ -89,8 +95,6 @@ class Stage:
             raise ConfigError(f"stage {self.name}: windows must be a non-empty (P, K) array")
         if self.windows.min() < -1 or self.windows.max() >= self.in_size:
             raise ConfigError(f"stage {self.name}: window addresses must lie in -1..{self.in_size - 1}")
-        if not isinstance(parse_format(self.in_fmt), IntFormat):
-            raise ConfigError(f"stage {self.name}: input format {self.in_fmt} — integer formats only so far")
         if self.kind == "pool":
             self.lanes = self.k
             return
@@ -117,9 +121,9 @@ class Stage:
         if self.bias is not None and len(self.bias) != n:
             raise ConfigError(f"stage {self.name}: {len(self.bias)} biases for {n} channels")
         if self.rescale is not None and (self.requant is None or self.rescale.channels != 1
-                                         or self.rescale.acc_bits != parse_format(self.requant.fmt).bits + 1):
+                                         or self.rescale.acc_bits != element_bits(self.requant.fmt)):
             raise ConfigError(f"stage {self.name}: a rescale needs a requantized output and one channel of "
-                              f"{parse_format(self.requant.fmt).bits + 1 if self.requant else '?'}-bit inputs")
+                              f"{element_bits(self.requant.fmt) if self.requant else '?'}-bit inputs")
 
     # ---- shape ----------------------------------------------------------------------------------
 
@@ -267,11 +271,12 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
 
     Parameters
     ----------
-    x : integer values (not bit patterns) of the input codes, (frames, in_size).
+    x : input elements, (frames, in_size): integer values (not bit patterns) of integer codes, or
+        minifloat codes.
 
     Returns
     -------
-    One (frames, out_size) array per stage: integer values of its output codes, or the raw
+    One (frames, out_size) array per stage: its output elements, or the raw
     accumulators plus bias of a last stage without requantization (object ints when wide).
     """
     x = np.asarray(x, dtype=np.int64)
@@ -281,9 +286,11 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
     for st in plan.stages:
         win = _gather(x, st.windows)  # (F, P, K)
         if st.kind == "pool":
-            y = win.max(axis=2)
+            pick = np.argmax(element_ints(win, st.in_fmt), axis=2)
+            y = np.take_along_axis(win, pick[..., None], axis=2)[..., 0]
         else:
-            acc = np.einsum("ok,fpk->fop", st.weights.astype(object), win.astype(object))  # exact
+            w, a = element_ints(st.weights, st.wfmt), element_ints(win, st.in_fmt)
+            acc = np.einsum("ok,fpk->fop", w.astype(object), a.astype(object))  # exact
             if st.requant is None:
                 y = acc + np.array(st.bias or (0,) * st.channels, dtype=object)[None, :, None]
                 y = np.maximum(y, 0) if st.relu else y
@@ -295,7 +302,8 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
                                          rq.fmt, rq.zero_point, rq.relu) for o in range(st.channels)], axis=1)
                 if st.rescale is not None:
                     r2 = st.rescale
-                    y = requantize(y, r2.multipliers[0], r2.shifts[0], r2.fmt, r2.zero_point, r2.relu)
+                    y = requantize(element_ints(y, rq.fmt), r2.multipliers[0], r2.shifts[0], r2.fmt, r2.zero_point,
+                                   r2.relu)
             y = y.reshape(len(x), -1)
         outs.append(y)
         x = y

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from quant.formats import parse_format
+from quant.formats import IntFormat, parse_format
 
 from ..engine import unpack_signed
 from ..sim import simulate
@@ -21,9 +21,11 @@ __all__ = ["PlanRun", "simulate_plan", "element_values"]
 
 
 def element_values(payloads: Sequence[int], fmt: str | None, bits: int) -> np.ndarray:
-    """Integer values of output elements: ``fmt``'s codes (sign-extended for signed formats) or,
-    with ``fmt`` None, signed ``bits``-bit raw values (int64, or object ints beyond 62 bits)."""
-    if fmt is None or parse_format(fmt).signed:
+    """Output elements from payloads: ``fmt``'s codes (sign-extended for signed integer formats,
+    as they are for unsigned ones and minifloats) or, with ``fmt`` None, signed ``bits``-bit raw
+    values (int64, or object ints beyond 62 bits)."""
+    f = parse_format(fmt) if fmt is not None else None
+    if f is None or (isinstance(f, IntFormat) and f.signed):
         return unpack_signed(payloads, bits)
     return np.array([int(v) for v in payloads], dtype=np.int64)
 

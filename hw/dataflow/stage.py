@@ -29,13 +29,14 @@ back-pressure.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from quant.formats import parse_format
+from quant.formats import Format, IntFormat, MinifloatFormat, parse_format
 
+from ..arith import Aligner, OperandDecoder, element_bits
 from ..dot import MacPipeline
 from ..requant import requantizer
 from ..sparse import IndexMux, compress
@@ -62,6 +63,27 @@ def _rom(m: Module, name: str, rows: list[list[int]], width: int, domain: str = 
     mem = Memory(shape=unsigned(max(1, width * len(rows[0]))), depth=max(2, len(init)), init=init)
     m.submodules[name] = mem
     return mem.read_port(domain=domain)
+
+
+def _order_key(code: Value, fmt: Format) -> Value:
+    """A signed value ordered as ``fmt``'s values: two's complement integers as they are, a
+    minifloat's sign and magnitude bits (their order is the magnitudes') as ± magnitude."""
+    if isinstance(fmt, MinifloatFormat):
+        mag = code[:-1]
+        return Mux(code[-1], -mag, mag)
+    return code.as_signed() if fmt.signed else code
+
+
+def _element_int(m: Module, code: Value, fmt: Format) -> Value:
+    """The exact integer of an element (:func:`quant.reference.element_ints`): an integer code's
+    value, or a minifloat's ``± mag << shift`` (:class:`hw.arith.OperandDecoder`)."""
+    if isinstance(fmt, IntFormat):
+        return code.as_signed() if fmt.signed else code
+    dec = OperandDecoder(fmt)
+    align = Aligner(len(dec.mag), len(dec.shift), element_bits(fmt))
+    m.submodules += [dec, align]
+    m.d.comb += [dec.code.eq(code), align.sign.eq(dec.sign), align.mag.eq(dec.mag), align.shift.eq(dec.shift)]
+    return align.p
 
 
 def weight_words(st: Stage) -> list[int]:
@@ -197,13 +219,13 @@ class StageEngine(wiring.Component):
         with m.If(self.o.ready):
             m.d.sync += valid_o.eq(0)
         if st.kind == "pool":
-            value = lambda c: c.as_signed() if fmt.signed else c  # noqa: E731
-            best = value(codes[0])
+            best, best_key = codes[0], _order_key(codes[0], fmt)
             for c in codes[1:]:
-                best = Mux(value(c) > best, value(c), best)
+                later = _order_key(c, fmt) > best_key
+                best, best_key = Mux(later, c, best), Mux(later, _order_key(c, fmt), best_key)
             m.d.comb += sink_ready.eq(~valid_o | self.o.ready)
             with m.If(valid_b & sink_ready):
-                m.d.sync += [valid_o.eq(1), self.o.payload.eq(best[:in_bits])]
+                m.d.sync += [valid_o.eq(1), self.o.payload.eq(best)]
             return m
 
         m.submodules.mac = mac = MacPipeline(lanes, parse_format(st.wfmt), fmt, st.k, st.pipeline)
@@ -227,10 +249,9 @@ class StageEngine(wiring.Component):
             m.submodules.requant = rq = requantizer(st.requant)
             m.d.comb += [rq.acc.eq(mac.o.payload), rq.channel.eq(channel if st.requant.channels > 1 else 0)]
             result = rq.code
-            if st.rescale is not None:  # the codes' integer values, requantized once more
+            if st.rescale is not None:  # the codes' exact integers, requantized once more
                 m.submodules.rescale = rq2 = requantizer(st.rescale)
-                value = rq.code.as_signed() if parse_format(st.requant.fmt).signed else rq.code
-                m.d.comb += [rq2.acc.eq(value), rq2.channel.eq(0)]
+                m.d.comb += [rq2.acc.eq(_element_int(m, rq.code, parse_format(st.requant.fmt))), rq2.channel.eq(0)]
                 result = rq2.code
         else:
             bias = Array(Const(b, signed(st.out_bits)) for b in st.bias or (0,) * channels)[channel]

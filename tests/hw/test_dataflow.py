@@ -1,6 +1,6 @@
 """Whole-network dataflow accelerators (issue 16, items 3-4): random chains of convolution, pool
-and fully connected stages in random integer formats, lanes, pipelines and per-channel
-requantizers. The RTL equals the numpy model of the plan on every stage's output, under
+and fully connected stages in random integer and minifloat formats, lanes, pipelines and
+per-channel requantizers. The RTL equals the numpy model of the plan on every stage's output, under
 back-pressure too; the cycles equal the closed-form schedule; the numpy model's convolution
 equals a brute-force loop over output positions and kernel taps."""
 
@@ -11,7 +11,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.arith import acc_bits
+from hw.arith import acc_bits, finite_codes
 from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, pool_windows, run_plan, schedule
 from hw.dataflow.sim import simulate_plan
 from hw.requant import RequantSpec
@@ -20,6 +20,8 @@ from quant.formats import parse_format
 from .conftest import SIM_BACKENDS
 
 INTS = ["int2", "int3", "int4", "int5n", "int8", "uint3", "uint4", "uint8"]
+#: integer and minifloat formats (subnormals, flush, OCP, a non-default bias, a wide exponent)
+MIXED = [*INTS, "e2m1", "e3m2", "e4m3", "e2m3", "e4m3ocp", "e3m2nosub", "e3m1b1", "e5m2"]
 
 
 def _requant(rng: random.Random, wfmt: str, afmt: str, k: int, channels: int, out: str, relu: bool) -> RequantSpec:
@@ -32,8 +34,11 @@ def _requant(rng: random.Random, wfmt: str, afmt: str, k: int, channels: int, ou
     return RequantSpec(ab, mults, shifts, out, relu=relu, biases=biases)
 
 
-def _weights(rng: np.random.Generator, fmt: str, shape) -> np.ndarray:
+def _elements(rng: np.random.Generator, fmt: str, shape) -> np.ndarray:
+    """Random elements: integer values, or finite minifloat codes (-0 included)."""
     f = parse_format(fmt)
+    if f.kind == "minifloat":
+        return rng.choice(finite_codes(f).astype(np.int64), shape)
     return rng.integers(f.min_int, f.max_int + 1, shape)
 
 
@@ -51,11 +56,11 @@ def _prune(rng: random.Random, w: np.ndarray, lanes: int) -> tuple[np.ndarray, t
     return np.where(keep, g, 0).reshape(w.shape[0], -1)[:, :k], (n, m), n * rng.randint(1, 3)
 
 
-def random_plan(seed: int) -> NetworkPlan:
+def random_plan(seed: int, formats: list[str] = INTS) -> NetworkPlan:
     """A random conv (→ pool) → fully connected chain, small enough for pysim; MAC stages dense
-    or N:M sparse."""
+    or N:M sparse; every format drawn from ``formats``."""
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
-    fmt = rng.choice(INTS)
+    fmt = rng.choice(formats)
     c, h, w = rng.randint(1, 2), rng.randint(3, 6), rng.randint(3, 6)
     stages, size = [], c * h * w
     if rng.random() < 0.8:
@@ -63,8 +68,8 @@ def random_plan(seed: int) -> NetworkPlan:
         stride = (rng.randint(1, 2), rng.randint(1, 2))
         pads = tuple(rng.randint(0, 1) for _ in range(4))
         win = conv_windows((c, h, w), (kh, kw), stride, pads)
-        oc, wfmt, out = rng.randint(1, 3), rng.choice(INTS), rng.choice(INTS)
-        wt, nm, lanes = _prune(rng, _weights(nrng, wfmt, (oc, win.shape[1])), rng.randint(1, win.shape[1]))
+        oc, wfmt, out = rng.randint(1, 3), rng.choice(formats), rng.choice(formats)
+        wt, nm, lanes = _prune(rng, _elements(nrng, wfmt, (oc, win.shape[1])), rng.randint(1, win.shape[1]))
         stages.append(Stage("conv", "mac", fmt, size, win, wt, wfmt, lanes,
                             rng.randint(0, 1 + (lanes - 1).bit_length()),
                             _requant(rng, wfmt, fmt, win.shape[1], oc, out, rng.random() < 0.5), nm=nm))
@@ -74,8 +79,8 @@ def random_plan(seed: int) -> NetworkPlan:
         if h >= 2 and w >= 2 and rng.random() < 0.6:
             stages.append(Stage("pool", "pool", fmt, size, pool_windows((c, h, w), (2, 2), (rng.randint(1, 2),) * 2)))
             size = stages[-1].out_size
-    n_out, wfmt = rng.randint(1, 4), rng.choice(INTS)
-    wt, nm, lanes = _prune(rng, _weights(nrng, wfmt, (n_out, size)), rng.randint(1, size))
+    n_out, wfmt = rng.randint(1, 4), rng.choice(formats)
+    wt, nm, lanes = _prune(rng, _elements(nrng, wfmt, (n_out, size)), rng.randint(1, size))
     stages.append(Stage("fc", "mac", fmt, size, np.arange(size)[None], wt, wfmt, lanes,
                         rng.randint(0, 1 + (lanes - 1).bit_length()),
                         bias=tuple(rng.randint(-50, 50) for _ in range(n_out)), relu=rng.random() < 0.3, nm=nm))
@@ -83,13 +88,12 @@ def random_plan(seed: int) -> NetworkPlan:
 
 
 def _inputs(plan: NetworkPlan, frames: int, seed: int) -> np.ndarray:
-    f = parse_format(plan.stages[0].in_fmt)
-    return np.random.default_rng(seed).integers(f.min_int, f.max_int + 1, (frames, plan.in_size))
+    return _elements(np.random.default_rng(seed), plan.stages[0].in_fmt, (frames, plan.in_size))
 
 
-@pytest.mark.parametrize("seed", range(16))
-def test_rtl_equals_numpy_model_on_every_stage_and_cycles_equal_closed_form(seed):
-    plan = random_plan(seed)
+@pytest.mark.parametrize("seed,formats", [(s, INTS) for s in range(16)] + [(s, MIXED) for s in range(100, 110)])
+def test_rtl_equals_numpy_model_on_every_stage_and_cycles_equal_closed_form(seed, formats):
+    plan = random_plan(seed, formats)
     x = _inputs(plan, 3, seed)
     run = simulate_plan(plan, x, "pysim")
     ref = run_plan(plan, x)
@@ -108,8 +112,9 @@ def test_back_pressure_and_input_gaps_keep_outputs_exact(seed):
 
 
 @pytest.mark.skipif("verilator" not in SIM_BACKENDS, reason="verilator backend not in git")
-def test_verilator_backend_equals_numpy_model_and_closed_form():
-    plan = random_plan(3)
+@pytest.mark.parametrize("seed,formats", [(3, INTS), (104, MIXED)])
+def test_verilator_backend_equals_numpy_model_and_closed_form(seed, formats):
+    plan = random_plan(seed, formats)
     x = _inputs(plan, 4, 9)
     run = simulate_plan(plan, x, "verilator")
     assert np.array_equal(run.outputs, run_plan(plan, x)[-1]) and run.cycles == run.schedule.cycles

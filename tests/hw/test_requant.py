@@ -1,7 +1,8 @@
-"""Integer requantization (issue 16, item 2): hw.requant.IntRequantizer against the numpy
-semantics quant.reference.requantize, exhaustively over the accumulator range of random specs,
-and that numpy semantics against exact rational arithmetic (fractions.Fraction, whose round() is
-round-half-even)."""
+"""Requantization (issue 16, item 2): hw.requant.IntRequantizer against the numpy semantics
+quant.reference.requantize, exhaustively over the accumulator range of random specs, and that
+numpy semantics against exact rational arithmetic (fractions.Fraction, whose round() is
+round-half-even); MinifloatRequantizer against encode(quantize(...)), and requantize's minifloat
+branch against a brute-force nearest-value search over exact rationals."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from hw.arith import ConfigError
 from hw.portable import lint, portable_verilog, waivers
 from hw.requant import IntRequantizer, MinifloatRequantizer, RequantSpec, requantizer
 from quant.formats import MinifloatFormat, all_formats, parse_format
-from quant.reference import encode, fixed_point_multiplier, quantize, requantize
+from quant.reference import encode, fixed_point_multiplier, quantize, requantize, values
 
 FORMATS = ["int8", "int4", "uint4", "int5n", "uint8", "int2", "uint3n"]
 
@@ -47,6 +48,40 @@ def test_numpy_semantics_equal_exact_rationals():
         acc = [rng.randrange(-2**20, 2**20) for _ in range(20)] + [k * 2 ** max(s - 1, 0) for k in range(-5, 6)]
         got = requantize(np.array(acc), m, s, fmt, zp, relu)
         assert [int(g) for g in got] == [_rational(a, m, s, fmt, zp, relu) for a in acc]
+
+
+def _nearest_minifloat(x: Fraction, fmt: str) -> int:
+    """Brute force: the code of the grid value nearest to ``x`` (ties: the even code; beyond the
+    largest value: it; without subnormals, below the smallest normal: it or 0, ties to 0; zero
+    keeps the sign of ``x``)."""
+    f = parse_format(fmt)
+    grid = sorted({Fraction(float(v)) for v in np.abs(values(f)) if np.isfinite(v)})
+    mag = abs(x)
+    if not f.subnormals and 0 < mag < Fraction(f.min_normal):
+        best = Fraction(f.min_normal) if mag > Fraction(f.min_normal) / 2 else Fraction(0)
+    else:
+        dist = min(abs(g - mag) for g in grid)
+        ties = [g for g in grid if abs(g - mag) == dist]
+        best = next(g for g in ties if int(encode(np.array([float(g)]), f)[0]) % 2 == 0) if len(ties) > 1 else ties[0]
+    return int(encode(np.array([-float(best) if x < 0 else float(best)]), f)[0])
+
+
+def test_minifloat_numpy_semantics_equal_exact_rationals():
+    """requantize to a minifloat (Python-int arithmetic: exact for any accumulator width) equals
+    the nearest grid value found by brute force over exact rationals, and, where float64 holds
+    the product exactly, encode(quantize(...))."""
+    rng = random.Random(3)
+    fmts = ["e4m3", "e2m3", "e3m2", "e5m2", "e4m3ocp", "e2m1", "e3m0", "e4m3nosub", "e2m2b0", "e5m2ieee"]
+    for _ in range(400):
+        fmt = rng.choice(fmts)
+        acc, m, s = rng.randrange(-2**30, 2**30) >> rng.randrange(0, 30), rng.randrange(1 << 23, 1 << 24), \
+            rng.randrange(0, 60)
+        got = int(requantize(acc, m, s, fmt))
+        assert got == _nearest_minifloat(Fraction(acc * m, 2**s), fmt), (fmt, acc, m, s)
+        if abs(acc * m) < 2**53:
+            assert got == int(encode(np.array([acc * m / 2.0**s]), fmt)[0])
+    assert int(requantize(-5, 1, 0, "e4m3", relu=True)) == 0  # a fused ReLU gives +0
+    assert int(requantize(-1, 1, 40, "e4m3")) == 0x80  # a negative value that rounds to zero is -0
 
 
 @pytest.mark.parametrize("seed", range(8))
