@@ -37,7 +37,7 @@ from hw.sparse import SparseConfig
 from quant.formats import parse_format
 
 from .estimate import estimate
-from .features import buffer_cost
+from .features import buffer_cost, mult_dsp
 from .requant_cost import requant_cost
 
 __all__ = ["stage_cost", "plan_cost", "SOURCES", "PARTS"]
@@ -52,7 +52,8 @@ SOURCES = {
                   "folds constant bits: an upper bound)",
     "requant": "LUTs fitted on standalone random integer requantizers (costmodel/data/requant.csv), applied "
                "unchanged to minifloat outputs (no minifloat requantizer among its rows: unmeasured); DSPs by the "
-               "Yosys rule (mult_dsp)",
+               "Yosys rule (mult_dsp); a residual join's combiner counted (its multiplier by the DSP rule, a LUT per "
+               "adder bit, its registers): not checked against Yosys",
     "control": "counted: counters, beat and output registers (FF), 1 LUT per counter bit",
 }
 
@@ -91,10 +92,24 @@ def _rom(depth: int, width: int, registered: bool, target: str) -> dict[str, int
 
 
 def _requant(st: Stage, target: str) -> dict[str, int]:
+    combine = _combiner(st, target) if st.combines else {"lut": 0, "ff": 0, "dsp": 0}
     if st.requant is None:  # raw output: the bias adder and the ReLU
-        return {"lut": st.out_bits * (2 if st.relu else 1), "ff": 0, "dsp": 0, "bram18": 0}
-    parts = [requant_cost(st.requant, target)] + ([requant_cost(st.rescale, target)] if st.rescale else [])
-    return {"lut": sum(p["lut"] for p in parts), "ff": 0, "dsp": sum(p["dsp"] for p in parts), "bram18": 0}
+        return {"lut": st.out_bits * (2 if st.relu else 1) + combine["lut"], "ff": combine["ff"],
+                "dsp": combine["dsp"], "bram18": 0}
+    parts = [requant_cost(st.requant, target), combine] + ([requant_cost(st.rescale, target)] if st.rescale else [])
+    return {"lut": sum(p["lut"] for p in parts), "ff": combine["ff"], "dsp": sum(p["dsp"] for p in parts),
+            "bram18": 0}
+
+
+def _combiner(st: Stage, target: str) -> dict[str, int]:
+    """A combining stage's segment multiplier (Yosys' DSP rule; none when every multiplier is 1),
+    its adders (sum, bias, ReLU, the mean's sum: a LUT per bit each) and its partial and mean
+    registers (counted)."""
+    width = st.combined_bits
+    mults = [v for row in st.seg_mults or () for v in row]
+    dsp = mult_dsp(st.acc_bits, max(mults).bit_length() + 1, 0, target) if mults and max(mults) > 1 else 0
+    adders = 2 + int(st.relu) + int(st.mean)
+    return {"lut": adders * width, "ff": width * (1 + int(st.mean)), "dsp": dsp}
 
 
 def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from hw.portable import portable_verilog, waivers
 from hw.sim import BACKENDS
 from quant.common import HelpFormatter, writable_folder
 from quant.formats import parse_format
-from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, dequantize, execute_int, read_qonnx
+from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, QResidual, dequantize, execute_int, read_qonnx
 
 from costmodel.accel import plan_cost
 
@@ -53,6 +53,11 @@ def layer_rows(graph: QGraph) -> list[dict]:
                        output_format=op.out_quant.fmt if op.out_quant else "float")
         if isinstance(op, QRequant):
             row.update(output_format=op.quant.fmt)
+        if isinstance(op, QResidual):
+            branches = [op.main] + ([op.skip] if op.skip is not None else [])
+            row.update(kind="residual" + (" + mean" if op.mean else ""), weight_format=op.main.weight_quant.fmt,
+                       weight_scale=_scale_kind(op.main.weight_quant.scale), bias=any(b.bias is not None for b in branches),
+                       relu=op.relu, macs=sum(b.macs for b in branches), output_format=op.out_quant.fmt)
         rows.append(row)
         fmt_in = row["output_format"]
     return rows

@@ -15,7 +15,9 @@ from hw.arith import acc_bits
 from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, element_bits, pool_windows
 from hw.requant import RequantSpec
 from hw.sparse import NMPatternError, compress
-from quant.qonnx_import import QFlatten, QGraph, QLayer, QPool, QRequant
+from quant.formats import IntFormat, parse_format
+from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant, QResidual
+from quant.reference import fixed_point_multiplier
 
 __all__ = ["plan_network", "auto_lanes", "fits_nm", "DEFAULT_MAX_LANES"]
 
@@ -42,11 +44,15 @@ def auto_lanes(work: list[tuple[int, int]], max_lanes: int = DEFAULT_MAX_LANES) 
         lanes[s] = wider
 
 
-def fits_nm(weights: np.ndarray, n: int, m: int) -> bool:
+def fits_nm(weights: np.ndarray, n: int, m: int, segments: tuple[int, ...] | None = None) -> bool:
     """Whether every group of ``m`` consecutive weights along each row (zero-padded to whole
-    groups) holds at most ``n`` non-zeros (:func:`hw.sparse.compress` accepts them)."""
+    groups, counted from the start of each segment) holds at most ``n`` non-zeros
+    (:func:`hw.sparse.compress` accepts them)."""
+    cuts = np.cumsum((0, *(segments or (weights.shape[1],))))
     try:
-        compress(np.pad(weights, ((0, 0), (0, -weights.shape[1] % m))), n, m)
+        for a, b in zip(cuts, cuts[1:]):
+            part = weights[:, a:b]
+            compress(np.pad(part, ((0, 0), (0, -part.shape[1] % m))), n, m)
     except NMPatternError:
         return False
     return True
@@ -69,54 +75,181 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
     pipeline : MAC pipeline registers of every layer.
     nm : ``(N, M)``: every layer whose weights fit the pattern (:func:`fits_nm`) becomes an N:M
         sparse stage; the others stay dense.
+
+    A residual join (:class:`~quant.qonnx_import.QResidual`) becomes one combining stage
+    (:attr:`hw.dataflow.plan.Stage.segments`: the body's last layer and the shortcut, each with its
+    own accumulator unit): its skip tensor rides through the body's stages as extra identity
+    channels (weight 1 at the window's centre, requantization by exactly 1), so the chain stays a
+    chain — correct, but those stages spend MAC beats on the copies (see :func:`_carry_rows`).
     """
     ops = [op for op in graph.layers if not isinstance(op, QFlatten)]
-    compute = [op for op in ops if isinstance(op, QLayer)]
-    work = [(int(np.prod(op.out_shape)), int(np.prod(op.weight.shape[1:]))) for op in compute]
+    carried = _carried_ops(graph, ops)
+    stages, fmt, s_in = [], graph.in_quant.fmt, graph.in_quant.step
+    in_size = int(np.prod(graph.input_shape[1:]))
+    carry: dict | None = None  # the skip tensor riding along: channels, format, whether non-negative, stride so far
+    for i, op in enumerate(ops):
+        if isinstance(op, QRequant):
+            if carry is not None:
+                raise ValueError(f"node {op.name} (Quant): a re-quantization inside a residual block is not supported")
+            _fold_rescale(stages, op, fmt, s_in)
+            fmt, s_in = op.quant.fmt, op.quant.step
+            continue
+        if isinstance(op, QPool):
+            if carry is not None or i in carried:
+                raise ValueError(f"node {op.name} (MaxPool): pooling inside a residual block is not supported")
+            win = pool_windows(op.in_shape, op.kernel, op.stride)
+            stages.append(Stage(op.name, "pool", fmt, in_size, win))
+            in_size = stages[-1].out_size
+            continue
+        if isinstance(op, QResidual):
+            stages.append(_residual_stage(op, fmt, s_in, in_size, carry, nm))
+            carry = None
+            fmt, s_in, in_size = op.out_quant.fmt, op.out_quant.step, stages[-1].out_size
+            continue
+        if i in carried and carry is None:  # this layer reads the skip tensor: carry its own input
+            c = op.in_shape[0] if op.kind == "conv" else 0
+            carry = {"channels": c, "fmt": fmt, "nonneg": _nonnegative(ops[:i], graph), "stride": 1, "own": True}
+        shape3 = op.in_shape if op.kind == "conv" else (1, 1, in_size)
+        w = op.weight.reshape(op.weight.shape[0], -1)
+        steps = op.bias_steps(s_in)
+        bias = tuple(int(b) for b in steps) if steps is not None else (0,) * len(w)
+        pairs = op.requant_pairs(s_in) if op.out_quant is not None else None
+        if carry is not None:
+            shape3, w, bias, pairs = _carry_rows(op, carry, w, bias, pairs)
+        win = conv_windows(shape3, op.weight.shape[2:], op.stride, op.pads) if op.kind == "conv" else \
+            np.arange(in_size)[None]
+        sparse = nm if nm is not None and fits_nm(w, *nm) else None
+        common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=sparse[0] if sparse else 1, pipeline=0, nm=sparse)
+        if op.out_quant is None:
+            stages.append(Stage(op.name, "mac", fmt, in_size, win, bias=bias, relu=op.relu, **common))
+        else:
+            rq = RequantSpec(acc_bits(op.weight_quant.fmt, fmt, win.shape[1]), tuple(m for m, _ in pairs),
+                             tuple(s for _, s in pairs), op.out_quant.fmt, relu=op.relu,
+                             biases=None if op.bias is None and carry is None else bias)
+            stages.append(Stage(op.name, "mac", fmt, in_size, win, requant=rq, **common))
+            fmt, s_in = op.out_quant.fmt, op.out_quant.step
+        if carry is not None:
+            carry.update(own=False, stride=carry["stride"] * op.stride[0])
+        in_size = stages[-1].out_size
+    _set_lanes(stages, lanes, pipeline, max_lanes)
+    return NetworkPlan(name, stages)
+
+
+def _set_lanes(stages: list[Stage], lanes: list[int] | str | int, pipeline: int, max_lanes: int) -> None:
+    """Lanes (and the pipeline depth they allow) of every MAC stage: given, or balanced by
+    :func:`auto_lanes` over the stages' (outputs, K)."""
+    macs = [st for st in stages if st.kind == "mac"]
+    work = [(st.channels * st.positions, st.k) for st in macs]
     if lanes == "auto":
         per = auto_lanes(work, max_lanes)
     elif isinstance(lanes, int):
         per = [min(lanes, k) for _, k in work]
     else:
         per = list(lanes)
-        if len(per) != len(compute):
-            raise ValueError(f"{len(per)} lane counts for {len(compute)} layers with weights; give one per layer")
-    stages, fmt, s_in, li = [], graph.in_quant.fmt, graph.in_quant.step, 0
-    in_size = int(np.prod(graph.input_shape[1:]))
-    for op in ops:
-        if isinstance(op, QRequant):
-            _fold_rescale(stages, op, fmt, s_in)
-            fmt, s_in = op.quant.fmt, op.quant.step
-            continue
-        if isinstance(op, QPool):
-            win = pool_windows(op.in_shape, op.kernel, op.stride)
-            stages.append(Stage(op.name, "pool", fmt, in_size, win))
-            in_size = stages[-1].out_size
-            continue
-        shape3 = op.in_shape if op.kind == "conv" else (1, 1, in_size)
-        if op.kind == "conv":
-            win = conv_windows(shape3, op.weight.shape[2:], op.stride, op.pads)
-        else:
-            win = np.arange(in_size)[None]
-        w = op.weight.reshape(op.weight.shape[0], -1)
-        o = w.shape[0]
-        steps = op.bias_steps(s_in)
-        bias = tuple(int(b) for b in steps) if steps is not None else None
-        sparse = nm if nm is not None and fits_nm(w, *nm) else None
-        ln = _sparse_lanes(per[li], *sparse) if sparse else per[li]
-        common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=ln, pipeline=min(pipeline, 1 + (ln - 1).bit_length()),
-                      nm=sparse)
-        if op.out_quant is None:
-            stages.append(Stage(op.name, "mac", fmt, in_size, win, bias=bias or (0,) * o, relu=op.relu, **common))
-        else:
-            pairs = op.requant_pairs(s_in)
-            rq = RequantSpec(acc_bits(op.weight_quant.fmt, fmt, win.shape[1]), tuple(m for m, _ in pairs),
-                             tuple(s for _, s in pairs), op.out_quant.fmt, relu=op.relu, biases=bias)
-            stages.append(Stage(op.name, "mac", fmt, in_size, win, requant=rq, **common))
-            fmt, s_in = op.out_quant.fmt, op.out_quant.step
-        in_size = stages[-1].out_size
-        li += 1
-    return NetworkPlan(name, stages)
+        if len(per) != len(macs):
+            raise ValueError(f"{len(per)} lane counts for {len(macs)} layers with weights; give one per layer")
+    for st, ln in zip(macs, per):
+        st.lanes = _sparse_lanes(ln, *st.nm) if st.nm else min(ln, st.k)
+        st.pipeline = min(pipeline, 1 + (st.lanes - 1).bit_length())
+        st.__post_init__()
+
+
+def _carried_ops(graph: QGraph, ops: list) -> set[int]:
+    """Indices into ``ops`` of the layers a residual join's skip tensor must ride through: from
+    the layer that reads the skip tensor up to the join."""
+    produced, carried = [-1], set()  # the op index that produced each quantized tensor (-1: the input)
+    for i, op in enumerate(ops):
+        if isinstance(op, QResidual):
+            carried |= set(range(produced[op.skip_from] + 1, i))
+        if isinstance(op, (QRequant, QResidual)) or (isinstance(op, QLayer) and op.out_quant is not None):
+            produced.append(i)
+    return carried
+
+
+def _nonnegative(before: list, graph: QGraph) -> bool:
+    """Whether the tensor after ``before`` (the chain's ops so far) holds no negative value: a
+    ReLU'd layer output, or an unsigned format."""
+    fmt = graph.in_quant.fmt
+    relu = False
+    for op in before:
+        if isinstance(op, QLayer) and op.out_quant is not None:
+            fmt, relu = op.out_quant.fmt, op.relu
+        elif isinstance(op, QResidual):
+            fmt, relu = op.out_quant.fmt, op.relu
+        elif isinstance(op, QRequant):
+            fmt = op.quant.fmt
+    f = parse_format(fmt)
+    return relu or (isinstance(f, IntFormat) and not f.signed)
+
+
+def _carry_rows(op: QLayer, carry: dict, w: np.ndarray, bias: tuple[int, ...], pairs: list | None):
+    """A conv layer that carries the skip tensor: its input is ``[x ‖ skip]`` (or ``x`` itself,
+    the skip tensor, in the first such layer); its weights gain zero columns for the carried
+    channels and one identity row per carried channel (1 at the window's centre), requantized by
+    exactly 1 with bias 0. Returns the input shape, weights, biases and requantization pairs."""
+    where = f"node {op.name} ({'Conv' if op.kind == 'conv' else 'Gemm'})"
+    if op.kind != "conv" or op.out_quant is None:
+        raise ValueError(f"{where}: a residual block's body must be quantized convolutions")
+    kh, kw = op.weight.shape[2:]
+    if kh % 2 == 0 or kw % 2 == 0 or op.pads != (kh // 2, kw // 2, kh // 2, kw // 2) or op.stride[0] != op.stride[1]:
+        raise ValueError(f"{where}: a residual block's body needs odd kernels with 'same' padding and square strides "
+                         "(the skip tensor rides through each layer's window centre)")
+    if parse_format(op.out_quant.fmt) != parse_format(carry["fmt"]) or not isinstance(parse_format(carry["fmt"]),
+                                                                                        IntFormat):
+        raise ValueError(f"{where}: the skip tensor ({carry['fmt']}) and this layer's output ({op.out_quant.fmt}) "
+                         "must share one integer format")
+    if op.relu and not carry["nonneg"]:
+        raise ValueError(f"{where}: a ReLU layer cannot carry a skip tensor that may be negative")
+    cx, h, wd = op.in_shape
+    cs = carry["channels"]
+    total = cx if carry["own"] else cx + cs
+    first = 0 if carry["own"] else cx  # the carried channels' index in the input
+    real = np.zeros((len(w), total, kh, kw), dtype=np.int64)
+    real[:, :cx] = op.weight
+    ident = np.zeros((cs, total, kh, kw), dtype=np.int64)
+    ident[np.arange(cs), first + np.arange(cs), kh // 2, kw // 2] = 1
+    weights = np.concatenate([real, ident]).reshape(len(w) + cs, -1)
+    return ((total, h, wd), weights, (*bias, *(0,) * cs),
+            [*pairs, *[fixed_point_multiplier(1.0, MULT_BITS)] * cs])
+
+
+def _residual_stage(op: QResidual, fmt: str, s_in: float, in_size: int, carry: dict | None,
+                    nm: tuple[int, int] | None) -> Stage:
+    """The combining stage of a residual join: segment 0 the body's last layer over ``x``, segment
+    1 the shortcut (a 1x1 layer, or the identity) over the carried skip tensor."""
+    where = f"node {op.name} (Add)"
+    main = op.main
+    if main.kind != "conv" or carry is None or carry["own"]:
+        raise ValueError(f"{where}: only residual joins of convolutions with a body of at least one layer are "
+                         "supported")
+    cx, h, wd = main.in_shape
+    cs, o = carry["channels"], len(main.weight)
+    main_win = conv_windows((cx, h, wd), main.weight.shape[2:], main.stride, main.pads)
+    skip_stride = carry["stride"] * main.stride[0]
+    if op.skip is not None:
+        if op.skip.weight.shape[2:] != (1, 1) or op.skip.pads != (0, 0, 0, 0) or op.skip.stride != (skip_stride,) * 2:
+            raise ValueError(f"{where}: the shortcut must be a 1x1 convolution without padding and stride "
+                             f"{skip_stride} (the body's)")
+        skip_w = op.skip.weight.reshape(o, -1)
+    else:
+        if cs != o or skip_stride != 1:
+            raise ValueError(f"{where}: an identity shortcut needs as many channels as the body's output and stride 1")
+        skip_w = np.eye(o, dtype=np.int64)
+    skip_win = conv_windows((cs, h, wd), (1, 1), main.stride, (0, 0, 0, 0)) + cx * h * wd
+    windows = np.concatenate([main_win, skip_win], axis=1)
+    weights = np.concatenate([main.weight.reshape(o, -1), skip_w], axis=1)
+    segments = (main_win.shape[1], cs)
+    if op.skip is not None and op.skip.weight_quant.fmt != main.weight_quant.fmt:
+        raise ValueError(f"{where}: the body's and the shortcut's weights must share one format")
+    m_main, m_skip, bias, _ = op.integers(s_in)
+    sparse = nm if nm is not None and fits_nm(weights, *nm, segments) else None
+    st = Stage(op.name, "mac", fmt, in_size, windows, weights, main.weight_quant.fmt, sparse[0] if sparse else 1, 0,
+               None, bias=tuple(int(b) for b in bias), relu=op.relu, nm=sparse, segments=segments,
+               seg_mults=(tuple(int(v) for v in m_main), tuple(int(v) for v in m_skip)), mean=op.mean)
+    pairs = op.requant_pairs(s_in)
+    st.requant = RequantSpec(st.combined_bits, tuple(m for m, _ in pairs), tuple(s for _, s in pairs), op.out_quant.fmt)
+    st.__post_init__()
+    return st
 
 
 def _fold_rescale(stages: list[Stage], op: QRequant, fmt: str, s_in: np.float64) -> None:

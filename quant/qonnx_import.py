@@ -36,14 +36,18 @@ import numpy as np
 from .formats import FormatError, IntFormat, MinifloatFormat, parse_format
 from .reference import element_ints, encode, fixed_point_multiplier, quantize, requantize
 
-__all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QRequant", "QGraph", "read_qonnx", "execute_int",
-           "dequantize", "MULT_BITS"]
+__all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QRequant", "QResidual", "QGraph", "read_qonnx",
+           "execute_int", "dequantize", "MULT_BITS", "RESIDUAL_GUARD_BITS"]
 
 #: bits of the fixed-point multiplier of a scale ratio that is not a power of two
 MULT_BITS = 24
+#: guard bits of a residual join's common accumulator unit below the finer branch's unit
+RESIDUAL_GUARD_BITS = 16
 
 #: ops that only reshape a tensor into one feature vector per input
 _RESHAPES = ("Flatten", "Reshape")
+#: ops that may shape the network input before its quantizer
+_INPUT_RESHAPES = ("Unsqueeze", "Reshape", "Flatten")
 #: ops with quantized weights
 _LAYERS = ("Gemm", "MatMul", "Conv")
 
@@ -174,6 +178,62 @@ class QRequant:
 
 
 @dataclass
+class QResidual:
+    """A residual join: the real outputs of two layers added (ONNX ``Add``), an optional ReLU, an
+    optional global average pool over H, W (``ReduceMean``), then ``out_quant``.
+
+    ``main`` is the body's last layer (its input: the chain's current tensor); ``skip`` the
+    shortcut layer, or None for an identity shortcut; its input is the chain's quantized tensor
+    number ``skip_from`` (0: the network input; numbered as :func:`execute_int` returns them),
+    quantized by ``skip_quant``.
+
+    Integers (:meth:`integers`): per channel a common unit ``u* = min(u_main, u_skip) /
+    2^RESIDUAL_GUARD_BITS``; each branch's accumulator times the integer nearest its unit over
+    ``u*`` (exact when the ratio of the units is a power of two, as with ``…FixedPoint``
+    quantizers; else relative error at most ``2^-(RESIDUAL_GUARD_BITS + 1)``), plus both biases in
+    ``u*`` steps; ReLU; the sum over positions for the mean; requantized by ``u* / (P · scale)``.
+    """
+
+    name: str
+    main: QLayer
+    skip: QLayer | None
+    skip_from: int
+    skip_quant: QuantSpec
+    relu: bool
+    mean: bool
+    out_quant: QuantSpec
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+
+    def units(self, s_in: float) -> tuple[np.ndarray, np.ndarray]:
+        """Real value of one accumulator step of the main and the skip branch, per channel."""
+        skip = self.skip.unit(self.skip_quant.step) if self.skip is not None else \
+            np.broadcast_to(self.skip_quant.step, (len(self.main.weight),))
+        return self.main.unit(s_in), np.asarray(skip, dtype=np.float64)
+
+    def integers(self, s_in: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per channel: the main and skip multipliers and the bias (int64, units of ``u*``), and
+        ``u*`` itself (float64)."""
+        u_main, u_skip = self.units(s_in)
+        unit = np.minimum(u_main, u_skip) / 2.0**RESIDUAL_GUARD_BITS
+        bias = sum((b for b in (self.main.bias, None if self.skip is None else self.skip.bias) if b is not None),
+                   np.zeros(len(unit)))
+        return (np.round(u_main / unit).astype(np.int64), np.round(u_skip / unit).astype(np.int64),
+                np.round(bias / unit).astype(np.int64), unit)
+
+    @property
+    def positions(self) -> int:
+        """Output positions of the branches, H · W (summed by the mean)."""
+        return int(np.prod(self.main.out_shape[1:]))
+
+    def requant_pairs(self, s_in: float) -> list[tuple[int, int]]:
+        """Per channel, the fixed-point ``(multiplier, shift)`` of ``u* / (P · scale)`` (``P`` = 1
+        without the mean)."""
+        unit = self.integers(s_in)[3] / (self.positions if self.mean else 1)
+        return [fixed_point_multiplier(float(r), MULT_BITS) for r in unit / np.float64(self.out_quant.scale)]
+
+
+@dataclass
 class QGraph:
     """The chain: input name and shape, the input quantizer, the layers (and pools, flattens)."""
 
@@ -269,18 +329,33 @@ def read_qonnx(path: str | Path) -> QGraph:
     model = model.transform(InferShapes()).transform(FoldConstants(exclude_op_types=["BipolarQuant", *_QUANTS]))
     model = model.transform(GiveUniqueNodeNames())
     inp = model.graph.input[0].name
-    consumers = {i: n for n in model.graph.node for i in n.input}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
 
     def next_node(tensor: str):
-        return consumers.get(tensor)
+        """The node the chain goes on with: the only consumer, or at a fork (a residual block's
+        input) the body's first node, not the shortcut (a layer that feeds an ``Add`` directly,
+        or the ``Add`` itself)."""
+        nodes = consumers.get(tensor, [])
+        if len(nodes) <= 1:
+            return nodes[0] if nodes else None
+        body = [n for n in nodes if n.op_type != "Add" and
+                not any(c.op_type == "Add" for c in consumers.get(n.output[0], []))]
+        return (body or nodes)[0]
 
-    node = next_node(inp)
+    node, tensor = next_node(inp), inp
+    while node is not None and node.op_type in _INPUT_RESHAPES:  # (B, 10, 10) -> (B, 1, 10, 10)
+        tensor, node = node.output[0], next_node(node.output[0])
     if node is None or node.op_type not in _QUANTS:
         raise QonnxError(f"{path}: the input {inp} is not quantized by a QONNX Quant node "
                          f"(found {node.op_type if node else 'nothing'}); export with brevitas export_qonnx and a "
                          "quantized input (QuantIdentity)")
     in_quant = _quant_spec(model, node)
+    input_shape = tuple(int(d) for d in model.get_tensor_shape(tensor))
     tensor = node.output[0]
+    quantized = {tensor: (0, in_quant)}  # the chain's quantized tensors: numbered as execute_int returns them
     layers: list = []
 
     def shape(t: str) -> tuple[int, ...]:
@@ -290,6 +365,8 @@ def read_qonnx(path: str | Path) -> QGraph:
         if node.op_type in _RESHAPES:
             layers.append(QFlatten(node.name, shape(tensor), shape(node.output[0])))
             tensor = node.output[0]
+            if node.input[0] in quantized:  # the same codes, reshaped
+                quantized[tensor] = quantized[node.input[0]]
             continue
         if node.op_type == "MaxPool":
             layers.append(_pool(node, shape(tensor), shape(node.output[0])))
@@ -298,10 +375,12 @@ def read_qonnx(path: str | Path) -> QGraph:
         if node.op_type in _QUANTS:
             layers.append(QRequant(node.name, _quant_spec(model, node), shape(tensor), shape(node.output[0])))
             tensor = node.output[0]
+            quantized[tensor] = (len(quantized), layers[-1].quant)
             continue
         if node.op_type not in _LAYERS:
             raise QonnxError(f"node {node.name} ({node.op_type}): not supported yet (supported: Quant, FloatQuant, "
-                             f"Gemm, MatMul, Conv, Add (bias), Relu, MaxPool, Flatten/Reshape)")
+                             f"Gemm, MatMul, Conv, Add (bias or residual), Relu, ReduceMean (global average pool "
+                             f"of a residual join), MaxPool, Flatten/Reshape)")
         layer = _layer(model, node, tensor)
         layer.in_shape, layer.out_shape = shape(tensor), shape(node.output[0])
         layers.append(layer)
@@ -310,20 +389,71 @@ def read_qonnx(path: str | Path) -> QGraph:
         if nxt is not None and nxt.op_type == "Add" and _constant(model, nxt.input[1]) is not None:
             layer.bias = _add(layer.bias, _constant(model, nxt.input[1]))
             tensor, nxt = nxt.output[0], next_node(nxt.output[0])
+        if nxt is not None and nxt.op_type == "Add":
+            layers[-1], tensor = _residual(model, nxt, layer, tensor, quantized, next_node, shape)
+            quantized[tensor] = (len(quantized), layers[-1].out_quant)
+            continue
         if nxt is not None and nxt.op_type == "Relu":
             layer.relu = True
             tensor, nxt = nxt.output[0], next_node(nxt.output[0])
         if nxt is not None and nxt.op_type in _QUANTS:
             layer.out_quant = _quant_spec(model, nxt)
             tensor = nxt.output[0]
+            quantized[tensor] = (len(quantized), layer.out_quant)
         elif nxt is not None and nxt.op_type in (*_LAYERS, "MaxPool", *_RESHAPES):
             raise QonnxError(f"node {nxt.name} ({nxt.op_type}): its input is not quantized; add a quantizer "
                              f"(QuantIdentity / QuantReLU) after layer {layer.name}")
         elif nxt is not None:
             raise QonnxError(f"node {nxt.name} ({nxt.op_type}): not supported yet after layer {layer.name}")
-    if not any(isinstance(op, QLayer) for op in layers):
+    if not any(isinstance(op, (QLayer, QResidual)) for op in layers):
         raise QonnxError(f"{path}: no Gemm / MatMul / Conv layer after the input quantizer")
-    return QGraph(inp, tuple(int(d) for d in model.get_tensor_shape(inp)), in_quant, layers)
+    return QGraph(inp, input_shape, in_quant, layers)
+
+
+def _residual(model, add, main: QLayer, tensor: str, quantized: dict, next_node, shape) -> tuple[QResidual, str]:
+    """The residual join at ``add`` (the body's last layer ``main`` writes ``tensor``): its
+    shortcut (a layer on a quantized tensor of the chain, or that tensor itself), then ReLU,
+    ReduceMean over H, W, Flatten / Reshape, and the quantizer that must follow; returns it and
+    the quantized tensor's name."""
+    where = f"node {add.name} (Add)"
+    other = next(i for i in add.input if i != tensor)
+    producer = next((n for n in model.graph.node if other in n.output), None)
+    skip, skip_in = None, other
+    if producer is not None and producer.op_type in _LAYERS:
+        skip_in = next((i for i in producer.input[:2] if i in quantized), producer.input[0])
+        skip = _layer(model, producer, skip_in)
+        skip.in_shape, skip.out_shape = shape(skip_in), shape(other)
+    if skip_in not in quantized:
+        raise QonnxError(f"{where}: the shortcut's input {skip_in} is not a quantized tensor of the chain; only "
+                         "residual adds of a layer (or a quantized tensor) and the body's last layer are supported")
+    if shape(other) != main.out_shape:
+        raise QonnxError(f"{where}: the branches' shapes differ ({list(shape(other))} vs {list(main.out_shape)})")
+    relu, mean, out = False, False, add.output[0]
+    nxt = next_node(out)
+    if nxt is not None and nxt.op_type == "Relu":
+        relu, out, nxt = True, nxt.output[0], next_node(nxt.output[0])
+    if nxt is not None and nxt.op_type == "ReduceMean":
+        axes = _reduce_axes(model, nxt)
+        if sorted(a % 4 for a in axes) != [2, 3] or len(main.out_shape) != 3:
+            raise QonnxError(f"node {nxt.name} (ReduceMean): only a global average pool over H, W (axes 2, 3) "
+                             f"is supported, got axes {list(axes)}")
+        mean, out, nxt = True, nxt.output[0], next_node(nxt.output[0])
+        while nxt is not None and nxt.op_type in _RESHAPES:
+            out, nxt = nxt.output[0], next_node(nxt.output[0])
+    if nxt is None or nxt.op_type not in _QUANTS:
+        raise QonnxError(f"{where}: a residual join must be quantized (found {nxt.op_type if nxt else 'the output'} "
+                         "after it); add a QuantIdentity / QuantReLU after the add")
+    index, skip_quant = quantized[skip_in]
+    res = QResidual(add.name, main, skip, index, skip_quant, relu, mean, _quant_spec(model, nxt), main.in_shape,
+                    shape(nxt.output[0]))
+    return res, nxt.output[0]
+
+
+def _reduce_axes(model, node) -> tuple[int, ...]:
+    """A ReduceMean's axes: its attribute (opset < 18) or its constant second input."""
+    if len(node.input) > 1 and model.get_initializer(node.input[1]) is not None:
+        return tuple(int(a) for a in np.asarray(model.get_initializer(node.input[1])).ravel())
+    return _ints(node, "axes", ())
 
 
 def _ints(node, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -414,6 +544,31 @@ def _maxpool(x: np.ndarray, pool: QPool, fmt: str) -> np.ndarray:
     return np.take_along_axis(wins, pick[None], axis=0)[0]
 
 
+def _accumulate(layer: QLayer, a: np.ndarray) -> np.ndarray:
+    """Exact accumulators (object ints) of ``layer`` on input integers ``a`` (batch first)."""
+    w = layer.weight_quant.ints(layer.weight)
+    if layer.kind == "conv":
+        return _conv(a, w, layer.stride, layer.pads)
+    return a.reshape(len(a), -1).astype(object) @ w.T.astype(object)
+
+
+def _residual_codes(op: QResidual, q: np.ndarray, spec: QuantSpec, codes: list[np.ndarray]) -> np.ndarray:
+    """The output codes of a residual join (:meth:`QResidual.integers`) on the main branch's input
+    codes ``q`` and the chain's quantized tensors so far."""
+    m_main, m_skip, bias, _ = op.integers(spec.step)
+    skip_in = op.skip_quant.ints(codes[op.skip_from])
+    a_skip = _accumulate(op.skip, skip_in.reshape(len(q), *op.skip.in_shape)) if op.skip is not None else \
+        skip_in.reshape(len(q), *op.main.out_shape).astype(object)
+    col = lambda v: v.astype(object).reshape((-1,) + (1,) * (len(op.main.out_shape) - 1))  # noqa: E731
+    total = _accumulate(op.main, spec.ints(q)) * col(m_main) + a_skip * col(m_skip) + col(bias)
+    if op.relu:
+        total = np.maximum(total, 0)
+    if op.mean:
+        total = total.reshape(len(q), total.shape[1], -1).sum(axis=2)
+    return np.stack([requantize(total[:, c], m, sh, op.out_quant.fmt)
+                     for c, (m, sh) in enumerate(op.requant_pairs(spec.step))], axis=1).reshape(len(q), *op.out_shape)
+
+
 def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Exact integer execution of ``graph`` on float inputs ``x`` (batch first, any shape with the
     model's input size per row).
@@ -442,11 +597,13 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
             spec = op.quant
             s_in = spec.step
             continue
-        a, w = spec.ints(q), op.weight_quant.ints(op.weight)
-        if op.kind == "conv":
-            acc = _conv(a, w, op.stride, op.pads)
-        else:
-            acc = a.reshape(len(a), -1).astype(object) @ w.T.astype(object)  # exact: Python ints
+        if isinstance(op, QResidual):
+            q = _residual_codes(op, q, spec, codes)
+            codes.append(q)
+            spec = op.out_quant
+            s_in = spec.step
+            continue
+        acc = _accumulate(op, spec.ints(q))
         shape = (-1,) + (1,) * (acc.ndim - 2)  # per output channel along axis 1
         if op.bias is not None:
             acc = acc + op.bias_steps(s_in).astype(object).reshape(shape)
@@ -468,6 +625,8 @@ def dequantize(graph: QGraph, values: np.ndarray) -> np.ndarray:
     for op in graph.layers:
         if isinstance(op, QRequant):
             spec = op.quant
+        if isinstance(op, QResidual):
+            spec = op.out_quant
         if not isinstance(op, QLayer):
             continue
         if op.out_quant is None:

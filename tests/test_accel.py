@@ -433,3 +433,74 @@ def test_two_of_four_pruned_cnn_runs_on_sparse_stages_and_equals_qonnx(tmp_path,
                  "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["qonnx_equal"] and [r["nm"] for r in doc["stages"]] == ["2:4", "2:4", None, "2:4"]
+
+
+@pytest.fixture(scope="module")
+def resnet_students(tmp_path_factory):
+    """The PaCKD ResNet student's architecture (models.zoo, preset ``student``: 3x3 stem, one
+    bottleneck with a projection shortcut, residual add, ReLU, global average pool, Linear head;
+    9,324 parameters) with random weights and BatchNorm statistics (exactness needs no training),
+    PTQ'd to int8 as the sweep does, exported with export_qonnx: dense, and pruned 2:4."""
+    from models.zoo import build
+    from quant.ptq import PTQConfig, quantize_model
+
+    tmp = tmp_path_factory.mktemp("resnet")
+    files = {}
+    for prune in (None, (2, 4)):
+        torch.manual_seed(3)
+        m = build("resnet", "student")
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.3)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.data.uniform_(0.5, 1.5)
+                mod.bias.data.normal_(0, 0.2)
+            if prune and isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+                _prune_nm(mod.weight, *prune)
+        m.eval()
+        x = torch.rand(64, 10, 10)
+        q = quantize_model(m, "int8", "int8", calib_data=x, config=PTQConfig())
+        path = tmp / f"resnet_{'dense' if prune is None else '2of4'}.onnx"
+        with torch.no_grad():
+            export_qonnx(q, x[:1], export_path=str(path))
+        files[prune] = path
+    return files, torch.rand(16, 10, 10).numpy()
+
+
+@pytest.mark.parametrize("prune", [None, (2, 4)], ids=["dense", "2of4"])
+def test_resnet_student_residual_block_through_accel(resnet_students, prune):
+    """The residual block (Add of the body's last conv and the shortcut conv, ReLU, ReduceMean):
+    the integer model's hidden codes are within one code of QONNX's execution and its outputs
+    within float32 rounding; the accelerator (a combining stage for the join, the skip tensor
+    carried through the body as identity channels; with --nm 2:4 every MAC stage sparse) equals
+    the plan's numpy model on every stage and the integer model, in the closed-form cycles."""
+    files, x = resnet_students
+    path = files[prune]
+    g = read_qonnx(path)
+    assert [type(op).__name__ for op in g.layers] == ["QLayer", "QLayer", "QLayer", "QResidual", "QLayer"]
+    assert g.layers[3].mean and g.layers[3].relu and g.layers[3].skip is not None
+    out, codes = execute_int(g, x)
+    for mine, theirs in zip(codes, _qonnx_activation_codes(path, x)):
+        diff = np.abs(mine.reshape(len(x), -1) - theirs.reshape(len(x), -1))
+        assert diff.max() <= 1 and np.mean(diff) < 0.01
+    ref = qonnx_outputs(path, x.reshape(len(x), -1))
+    assert np.max(np.abs(out - ref)) < 1e-4 * np.max(np.abs(ref))
+    plan = plan_network(g, max_lanes=24, nm=prune)
+    assert all(st.nm == prune for st in plan.stages)
+    assert plan.stages[3].segments is not None and plan.stages[3].mean
+    xi = g.in_quant.codes(x[:1].reshape(1, *g.input_shape[1:])).reshape(1, -1)
+    run = simulate_plan(plan, xi, "pysim")
+    assert all(np.array_equal(a, b) for a, b in zip(run.stages, run_plan(plan, xi)))
+    assert np.array_equal(dequantize(g, run.outputs), out[:1]) and run.cycles == run.schedule.cycles
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prune", [None, (2, 4)], ids=["dense", "2of4"])
+def test_resnet_student_verilator_equals_integer_model(resnet_students, prune):
+    """The ResNet student, 16 inferences through Verilator: equal to the exact integer model."""
+    files, x = resnet_students
+    g = read_qonnx(files[prune])
+    out, _ = execute_int(g, x)
+    run = simulate_plan(plan_network(g, nm=prune), g.in_quant.codes(x.reshape(len(x), 1, 10, 10)).reshape(len(x), -1),
+                        "verilator")
+    assert np.array_equal(dequantize(g, run.outputs), out) and run.cycles == run.schedule.cycles

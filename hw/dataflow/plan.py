@@ -66,6 +66,15 @@ class Stage:
     rescale : a second, per-tensor requantization of the output codes (a ``Quant`` of an already
         quantized tensor; it may be folded into the MAC stage before pools and flattens because it
         is monotone, so it commutes with max pooling).
+    segments : element counts of a MAC stage's window segments (summing to K), each reduced on its
+        own (zero-padded to whole beats; the MAC's ``last`` at its end) — the two branches of a
+        residual join; their accumulators combine per channel as ``T = Σ_s A_s · seg_mults[s][o]
+        + bias[o]``, ReLU'd with ``relu``; None: one segment, no combination.
+    seg_mults : per segment, per output channel, the integer multiplier of its accumulator.
+    mean : sum the combined values over the windows of each channel (a global average pool whose
+        division is in ``requant``): one output per channel. A combining stage (``segments`` or
+        ``mean``) applies ``bias`` and ``relu`` itself; its ``requant`` has neither (None: the
+        combined values are the network's raw output).
     nm : ``(n, m)`` for a MAC stage whose weights hold at most ``n`` non-zeros in every group of
         ``m`` along the window (zero-padded to whole beats): its weight ROM holds them compressed
         with in-group indices (:func:`hw.sparse.compress`), an :class:`hw.sparse.IndexMux` picks
@@ -86,6 +95,9 @@ class Stage:
     relu: bool = False
     rescale: RequantSpec | None = None
     nm: tuple[int, int] | None = None
+    segments: tuple[int, ...] | None = None
+    seg_mults: tuple[tuple[int, ...], ...] | None = None
+    mean: bool = False
 
     def __post_init__(self) -> None:
         self.windows = np.asarray(self.windows, dtype=np.int64)
@@ -113,11 +125,23 @@ class Stage:
             self.lanes = check_int("lanes", self.lanes, 1, f"stage {self.name}: use 1..{self.k}", self.k)
         check_pipeline(self.lanes, self.pipeline)
         n = self.channels
+        if self.segments is not None:
+            self.segments = tuple(int(v) for v in self.segments)
+            if min(self.segments) < 1 or sum(self.segments) != self.k:
+                raise ConfigError(f"stage {self.name}: segments {self.segments} must be positive and sum to K={self.k}")
+            if self.seg_mults is None or len(self.seg_mults) != len(self.segments) or \
+                    any(len(row) != n for row in self.seg_mults):
+                raise ConfigError(f"stage {self.name}: seg_mults needs one multiplier per segment and channel")
+        if self.combines and self.requant is not None and (self.requant.biases is not None or self.requant.relu
+                                                            or self.rescale is not None):
+            raise ConfigError(f"stage {self.name}: a combining stage's requantization has no bias, ReLU or rescale "
+                              "(it applies bias and ReLU itself)")
         if self.requant is not None and self.requant.channels not in (1, n):
             raise ConfigError(f"stage {self.name}: requantization has {self.requant.channels} channels, not {n}")
-        if self.requant is not None and self.requant.acc_bits != self.acc_bits:
+        width = self.combined_bits if self.combines else self.acc_bits
+        if self.requant is not None and self.requant.acc_bits != width:
             raise ConfigError(f"stage {self.name}: requantization expects {self.requant.acc_bits}-bit accumulators, "
-                              f"the MAC gives {self.acc_bits}")
+                              f"the MAC gives {width}")
         if self.bias is not None and len(self.bias) != n:
             raise ConfigError(f"stage {self.name}: {len(self.bias)} biases for {n} channels")
         if self.rescale is not None and (self.requant is None or self.rescale.channels != 1
@@ -144,8 +168,8 @@ class Stage:
 
     @property
     def out_size(self) -> int:
-        """Codes per output frame, O · P."""
-        return self.channels * self.positions
+        """Codes per output frame, O · P (O with :attr:`mean`)."""
+        return self.channels * (1 if self.mean else self.positions)
 
     @property
     def span(self) -> int:
@@ -153,9 +177,28 @@ class Stage:
         return self.lanes // self.nm[0] * self.nm[1] if self.nm else self.lanes
 
     @property
+    def combines(self) -> bool:
+        """Whether the stage combines segments or sums windows (:attr:`segments`, :attr:`mean`)."""
+        return self.kind == "mac" and (self.segments is not None or self.mean)
+
+    @property
+    def seg_beats(self) -> tuple[int, ...]:
+        """Beats of each segment of a window, ``ceil(k_s / span)``."""
+        return tuple(-(-k // self.span) for k in (self.segments or (self.k,)))
+
+    @property
     def beats(self) -> int:
-        """Beats per window, ``ceil(K / span)``."""
-        return -(-self.k // self.span)
+        """Beats per window: the segments' beats summed (``ceil(K / span)`` with one segment)."""
+        return sum(self.seg_beats)
+
+    def layout(self) -> np.ndarray:
+        """Window element of every slot of a window's beats (``beats · span`` slots; ``-1``: the
+        zero padding at the end of each segment)."""
+        slots, start = [], 0
+        for k, b in zip(self.segments or (self.k,), self.seg_beats):
+            slots += list(range(start, start + k)) + [-1] * (b * self.span - k)
+            start += k
+        return np.array(slots, dtype=np.int64)
 
     @property
     def index_bits(self) -> int:
@@ -168,13 +211,14 @@ class Stage:
         return parse_format(self.wfmt).bits + self.index_bits
 
     def padded_weights(self) -> np.ndarray:
-        """The weights zero-padded to whole beats, (O, beats · span)."""
-        return np.pad(self.weights, ((0, 0), (0, self.beats * self.span - self.k)))
+        """The weights in :meth:`layout` order, zero in the padding, (O, beats · span)."""
+        lay = self.layout()
+        return np.where(lay >= 0, np.pad(self.weights, ((0, 0), (0, 1)))[:, lay], 0)
 
     @property
     def busy_cycles(self) -> int:
         """Cycles a frame occupies the stage's beat issue, O · P · beats."""
-        return self.out_size * self.beats
+        return self.channels * self.positions * self.beats
 
     @property
     def latency(self) -> int:
@@ -183,8 +227,19 @@ class Stage:
 
     @property
     def acc_bits(self) -> int:
-        """Accumulator width of a MAC stage, bits (signed)."""
-        return acc_bits(self.wfmt, self.in_fmt, self.k)
+        """Accumulator width of a MAC stage, bits (signed): of its longest segment."""
+        return acc_bits(self.wfmt, self.in_fmt, max(self.segments or (self.k,)))
+
+    @property
+    def combined_bits(self) -> int:
+        """Width of a combining stage's value (:attr:`segments`, :attr:`mean`) before its
+        requantization, bits (signed): the segments' accumulators times their largest multipliers,
+        plus the largest bias, times the windows summed by a mean."""
+        mults = self.seg_mults or ((1,) * self.channels,)
+        top = sum((1 << (acc_bits(self.wfmt, self.in_fmt, k) - 1)) * max(abs(v) for v in row)
+                  for k, row in zip(self.segments or (self.k,), mults))
+        top = (top + max(abs(b) for b in self.bias or (0,))) * (self.positions if self.mean else 1)
+        return top.bit_length() + 1
 
     @property
     def out_fmt(self) -> str | None:
@@ -200,6 +255,8 @@ class Stage:
         """Width of an output element, bits (a code, or the signed raw accumulator plus bias)."""
         if self.out_fmt is not None:
             return parse_format(self.out_fmt).bits
+        if self.combines:
+            return self.combined_bits
         return max(self.acc_bits, max(abs(b).bit_length() + 1 for b in self.bias or (0,))) + 1
 
 
@@ -289,8 +346,12 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
             pick = np.argmax(element_ints(win, st.in_fmt), axis=2)
             y = np.take_along_axis(win, pick[..., None], axis=2)[..., 0]
         else:
-            w, a = element_ints(st.weights, st.wfmt), element_ints(win, st.in_fmt)
-            acc = np.einsum("ok,fpk->fop", w.astype(object), a.astype(object))  # exact
+            w, a = element_ints(st.weights, st.wfmt).astype(object), element_ints(win, st.in_fmt).astype(object)
+            if st.combines:
+                outs.append(_combine(st, w, a))
+                x = outs[-1]
+                continue
+            acc = np.einsum("ok,fpk->fop", w, a)  # exact
             if st.requant is None:
                 y = acc + np.array(st.bias or (0,) * st.channels, dtype=object)[None, :, None]
                 y = np.maximum(y, 0) if st.relu else y
@@ -308,6 +369,28 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
         outs.append(y)
         x = y
     return outs
+
+
+def _combine(st: Stage, w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """A combining stage's outputs (:attr:`Stage.segments`, :attr:`Stage.mean`) from its exact
+    weight and window integers (object arrays (O, K) and (F, P, K))."""
+    total, start = 0, 0
+    for k, mult in zip(st.segments or (st.k,), st.seg_mults or ((1,) * st.channels,)):
+        acc = np.einsum("ok,fpk->fop", w[:, start:start + k], a[:, :, start:start + k])
+        total = total + acc * np.array(mult, dtype=object)[None, :, None]
+        start += k
+    total = total + np.array(st.bias or (0,) * st.channels, dtype=object)[None, :, None]
+    if st.relu:
+        total = np.maximum(total, 0)
+    if st.mean:
+        total = total.sum(axis=2, keepdims=True)
+    rq = st.requant
+    if rq is None:  # the network's raw output
+        return total.reshape(len(a), -1)
+    pick = (lambda v: v) if rq.channels > 1 else (lambda v: v * st.channels)  # noqa: E731
+    y = np.stack([requantize(total[:, o], pick(rq.multipliers)[o], pick(rq.shifts)[o], rq.fmt, rq.zero_point)
+                  for o in range(st.channels)], axis=1)
+    return y.reshape(len(a), -1)
 
 
 @dataclass(frozen=True)

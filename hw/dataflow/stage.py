@@ -29,7 +29,7 @@ back-pressure.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -84,6 +84,48 @@ def _element_int(m: Module, code: Value, fmt: Format) -> Value:
     m.submodules += [dec, align]
     m.d.comb += [dec.code.eq(code), align.sign.eq(dec.sign), align.mag.eq(dec.mag), align.shift.eq(dec.shift)]
     return align.p
+
+
+def _combiner(m: Module, st: Stage, mac: MacPipeline, channel: Signal, pos: Signal, valid_o: Signal,
+              payload: Value) -> None:
+    """A combining stage's output (:attr:`~hw.dataflow.plan.Stage.segments`, ``mean``): each
+    segment's accumulator times its channel's multiplier, summed into ``T``; at the last segment
+    ``T + bias``, ReLU'd, summed over the channel's windows with ``mean``, requantized (or raw)
+    into the output register when it is the channel's (or the window's) result."""
+    nseg, width = len(st.seg_beats), st.combined_bits
+    seg = Signal(range(max(2, nseg)))
+    partial, total, value, summed, held = (Signal(signed(width), name=nm) for nm in
+                                           ("partial", "total", "value", "summed", "held"))
+    mults = st.seg_mults or ((1,) * st.channels,)
+    if all(v == 1 for row in mults for v in row):
+        term = mac.o.payload
+    else:
+        table = Array(Array(Const(v, unsigned(max(1, max(row).bit_length()))) for v in row) for row in mults)
+        term = mac.o.payload * table[seg][channel]
+    bias = Array(Const(b, signed(width)) for b in st.bias or (0,) * st.channels)[channel]
+    biased = total + bias
+    m.d.comb += [total.eq(Mux(seg == 0, 0, partial) + term), value.eq(Mux(biased < 0, 0, biased) if st.relu else biased)]
+    final = seg == nseg - 1
+    if st.mean:
+        m.d.comb += summed.eq(Mux(pos == 0, 0, held) + value)
+        emit = final & (pos == st.positions - 1)
+    else:
+        m.d.comb += summed.eq(value)
+        emit = final
+    result = summed
+    if st.requant is not None:
+        m.submodules.requant = rq = requantizer(st.requant)
+        m.d.comb += [rq.acc.eq(summed), rq.channel.eq(channel if st.requant.channels > 1 else 0)]
+        result = rq.code
+    with m.If(mac.o.valid & mac.o.ready):
+        with m.If(final):
+            m.d.sync += [seg.eq(0), held.eq(summed), pos.eq(Mux(pos == st.positions - 1, 0, pos + 1))]
+            with m.If(pos == st.positions - 1):
+                m.d.sync += channel.eq(Mux(channel == st.channels - 1, 0, channel + 1))
+        with m.Else():
+            m.d.sync += [seg.eq(seg + 1), partial.eq(total)]
+        with m.If(emit):
+            m.d.sync += [valid_o.eq(1), payload.eq(result)]
 
 
 def weight_words(st: Stage) -> list[int]:
@@ -153,10 +195,10 @@ class StageEngine(wiring.Component):
                 m.d.sync += wcount.eq(wcount + 1)
 
         # ---- issue (stage A) ----
-        pad = beats * span - st.k
+        lay = st.layout()
         win_rows = []
         for p in range(positions):
-            addrs = [a if a >= 0 else n for a in st.windows[p]] + [n] * pad
+            addrs = [int(a) if a >= 0 else n for a in np.where(lay >= 0, st.windows[p][lay], -1)]
             win_rows += [addrs[b * span:(b + 1) * span] for b in range(beats)]
         win_rd = _rom(m, "windows", win_rows, abits, domain="comb")
         busy, rb = Signal(), Signal()
@@ -188,7 +230,8 @@ class StageEngine(wiring.Component):
         with m.If(adv):
             m.d.sync += valid_b.eq(go)
         with m.If(issue):
-            m.d.sync += [bank_b.eq(rb), last_b.eq(b_c == beats - 1), end_b.eq(final)]
+            seg_last = [sum(st.seg_beats[:i + 1]) - 1 for i in range(len(st.seg_beats))]  # a segment's last beat
+            m.d.sync += [bank_b.eq(rb), last_b.eq(Cat(*(b_c == e for e in seg_last)).any()), end_b.eq(final)]
             m.d.sync += [b_c.eq(Mux(b_c == beats - 1, 0, b_c + 1)), w_addr.eq(Mux(final, 0, w_addr + 1)),
                          win_addr.eq(Mux(win_addr == positions * beats - 1, 0, win_addr + 1))]
             if st.kind == "mac":
@@ -228,7 +271,8 @@ class StageEngine(wiring.Component):
                 m.d.sync += [valid_o.eq(1), self.o.payload.eq(best)]
             return m
 
-        m.submodules.mac = mac = MacPipeline(lanes, parse_format(st.wfmt), fmt, st.k, st.pipeline)
+        k_max = max(st.segments or (st.k,))
+        m.submodules.mac = mac = MacPipeline(lanes, parse_format(st.wfmt), fmt, k_max, st.pipeline)
         m.d.comb += [mac.i.valid.eq(valid_b), mac.i.payload.last.eq(last_b), sink_ready.eq(mac.i.ready)]
         if st.nm:
             m.submodules.mux = mux = IndexMux(lanes, *st.nm, in_bits)
@@ -241,6 +285,9 @@ class StageEngine(wiring.Component):
             m.d.comb += [mac.i.payload.w[j].eq(w_rd.data[j * w_bits:(j + 1) * w_bits]), mac.i.payload.a[j].eq(codes[j])]
         channel, pos = Signal(range(max(2, channels))), Signal(range(max(2, positions)))
         m.d.comb += mac.o.ready.eq(~valid_o | self.o.ready)
+        if st.combines:
+            _combiner(m, st, mac, channel, pos, valid_o, self.o.payload)
+            return m
         with m.If(mac.o.valid & mac.o.ready):
             m.d.sync += [pos.eq(Mux(pos == positions - 1, 0, pos + 1)), valid_o.eq(1)]
             with m.If(pos == positions - 1):

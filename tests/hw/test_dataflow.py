@@ -15,6 +15,7 @@ from hw.arith import acc_bits, finite_codes
 from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, pool_windows, run_plan, schedule
 from hw.dataflow.sim import simulate_plan
 from hw.requant import RequantSpec
+from quant.reference import requantize
 from quant.formats import parse_format
 
 from .conftest import SIM_BACKENDS
@@ -48,12 +49,21 @@ def _prune(rng: random.Random, w: np.ndarray, lanes: int) -> tuple[np.ndarray, t
     if rng.random() < 0.5:
         return w, None, lanes
     n, m = rng.choice([(1, 2), (2, 4), (1, 4), (3, 8)])
+    return _nm_prune(w, n, m), (n, m), n * rng.randint(1, 3)
+
+
+def _nm_prune(w: np.ndarray, n: int, m: int, segments: tuple[int, ...] | None = None) -> np.ndarray:
+    """``w`` with the ``n`` largest magnitudes of every group of ``m`` kept, groups counted from
+    the start of each segment (segments pad to whole beats, hence whole groups)."""
+    if segments is not None:
+        cuts = np.cumsum((0, *segments))
+        return np.concatenate([_nm_prune(w[:, a:b], n, m) for a, b in zip(cuts, cuts[1:])], axis=1)
     k = w.shape[1]
     g = np.pad(w, ((0, 0), (0, -k % m))).reshape(w.shape[0], -1, m)
     order = np.argsort(-np.abs(g), axis=2, kind="stable")
     keep = np.zeros_like(g, dtype=bool)
     np.put_along_axis(keep, order[:, :, :n], True, axis=2)
-    return np.where(keep, g, 0).reshape(w.shape[0], -1)[:, :k], (n, m), n * rng.randint(1, 3)
+    return np.where(keep, g, 0).reshape(w.shape[0], -1)[:, :k]
 
 
 def random_plan(seed: int, formats: list[str] = INTS) -> NetworkPlan:
@@ -87,19 +97,82 @@ def random_plan(seed: int, formats: list[str] = INTS) -> NetworkPlan:
     return NetworkPlan(f"rand{seed}", stages)
 
 
+def random_residual_plan(seed: int) -> NetworkPlan:
+    """A combining stage as a residual join makes it: its input is two tensors side by side (the
+    body's output and the carried skip tensor), its window two segments (a conv over the first,
+    a 1x1 over the second) with random per-channel multipliers, bias, ReLU, and half the time a
+    global sum over positions; then a fully connected stage. Dense or N:M."""
+    rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    fmt, wfmt = rng.choice(INTS), rng.choice(INTS)
+    c1, c2, h, w = rng.randint(1, 3), rng.randint(1, 3), rng.randint(2, 4), rng.randint(2, 4)
+    kh = rng.choice([1, 3])
+    main = conv_windows((c1, h, w), (kh, kh), (1, 1), (kh // 2,) * 4)
+    skip = conv_windows((c2, h, w), (1, 1), (1, 1), (0,) * 4) + c1 * h * w
+    win, oc = np.concatenate([main, skip], axis=1), rng.randint(1, 3)
+    segments = (main.shape[1], c2)
+    wt, nm, lanes = _prune(rng, _elements(nrng, wfmt, (oc, win.shape[1])), rng.randint(1, win.shape[1]))
+    if nm is not None:
+        wt = _nm_prune(_elements(nrng, wfmt, (oc, win.shape[1])), *nm, segments)
+    mults = tuple(tuple(rng.randint(1, 1 << rng.randint(0, 17)) for _ in range(oc)) for _ in range(2))
+    mean = rng.random() < 0.5
+    st = Stage("res", "mac", fmt, (c1 + c2) * h * w, win, wt, wfmt, lanes, rng.randint(0, 1 + (lanes - 1).bit_length()),
+               None, bias=tuple(rng.randint(-1 << 12, 1 << 12) for _ in range(oc)), relu=rng.random() < 0.6, nm=nm,
+               segments=segments, seg_mults=mults, mean=mean)
+    out = rng.choice(INTS)
+    width = st.combined_bits
+    st.requant = RequantSpec(width, tuple(rng.randint(1 << 11, (1 << 12) - 1) for _ in range(oc)),
+                             tuple(12 + max(1, width - 6 - parse_format(out).bits) + rng.randint(-2, 1) for _ in range(oc)),
+                             out)
+    st.__post_init__()
+    n_out, wfmt2 = rng.randint(1, 3), rng.choice(INTS)
+    fc = Stage("fc", "mac", out, st.out_size, np.arange(st.out_size)[None], _elements(nrng, wfmt2, (n_out, st.out_size)),
+               wfmt2, rng.randint(1, st.out_size), 0, bias=(0,) * n_out)
+    return NetworkPlan(f"res{seed}", [st, fc])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_residual_join_stage_equals_numpy_model(seed):
+    """Segments with per-channel multipliers, bias, ReLU and the sum over positions: RTL == numpy
+    model on every stage, in the closed-form cycles; and the numpy model == a brute-force loop."""
+    plan = random_residual_plan(seed)
+    x = _inputs(plan, 2, seed)
+    ref = _check_rtl(plan, x)
+    st = plan.stages[0]
+    for f in range(len(x)):
+        vals = []
+        for o in range(st.channels):
+            per_p = []
+            for p in range(st.positions):
+                k0 = st.segments[0]
+                elem = [x[f, a] if a >= 0 else 0 for a in st.windows[p]]
+                t = sum(int(st.weights[o, k]) * int(elem[k]) for k in range(k0)) * st.seg_mults[0][o] + \
+                    sum(int(st.weights[o, k]) * int(elem[k]) for k in range(k0, st.k)) * st.seg_mults[1][o] + st.bias[o]
+                per_p.append(max(t, 0) if st.relu else t)
+            rq = st.requant
+            for t in ([sum(per_p)] if st.mean else per_p):
+                vals.append(int(requantize(t, rq.multipliers[o], rq.shifts[o], rq.fmt)))
+        assert vals == list(ref[0][f])
+
+
 def _inputs(plan: NetworkPlan, frames: int, seed: int) -> np.ndarray:
     return _elements(np.random.default_rng(seed), plan.stages[0].in_fmt, (frames, plan.in_size))
 
 
-@pytest.mark.parametrize("seed,formats", [(s, INTS) for s in range(16)] + [(s, MIXED) for s in range(100, 110)])
-def test_rtl_equals_numpy_model_on_every_stage_and_cycles_equal_closed_form(seed, formats):
-    plan = random_plan(seed, formats)
-    x = _inputs(plan, 3, seed)
+def _check_rtl(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
+    """pysim of ``x`` through the plan's RTL: every stage equal to the numpy model, cycles to the
+    closed form; returns the model's outputs."""
     run = simulate_plan(plan, x, "pysim")
     ref = run_plan(plan, x)
     for st, got, want in zip(plan.stages, run.stages, ref):
         assert np.array_equal(got, want), f"stage {st.name} of {[s.name for s in plan.stages]}"
     assert run.cycles == run.schedule.cycles
+    return ref
+
+
+@pytest.mark.parametrize("seed,formats", [(s, INTS) for s in range(16)] + [(s, MIXED) for s in range(100, 110)])
+def test_rtl_equals_numpy_model_on_every_stage_and_cycles_equal_closed_form(seed, formats):
+    plan = random_plan(seed, formats)
+    _check_rtl(plan, _inputs(plan, 3, seed))
 
 
 @pytest.mark.parametrize("seed", [0, 5])
@@ -112,9 +185,9 @@ def test_back_pressure_and_input_gaps_keep_outputs_exact(seed):
 
 
 @pytest.mark.skipif("verilator" not in SIM_BACKENDS, reason="verilator backend not in git")
-@pytest.mark.parametrize("seed,formats", [(3, INTS), (104, MIXED)])
+@pytest.mark.parametrize("seed,formats", [(3, INTS), (104, MIXED), (6, "residual")])
 def test_verilator_backend_equals_numpy_model_and_closed_form(seed, formats):
-    plan = random_plan(seed, formats)
+    plan = random_residual_plan(seed) if formats == "residual" else random_plan(seed, formats)
     x = _inputs(plan, 4, 9)
     run = simulate_plan(plan, x, "verilator")
     assert np.array_equal(run.outputs, run_plan(plan, x)[-1]) and run.cycles == run.schedule.cycles
