@@ -163,7 +163,7 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "full_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "macc_signext_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
 #: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
@@ -515,6 +515,11 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
             if lvl == 1:
                 tree_l1 = level_bits
         here = np.where(regs_at[:, lvl], terms * pb + term_extra - dead_bits, 0)
+        # the terms the last register so far holds (before any: the products) and their bits
+        if lvl == 0:
+            last_terms, last_bits = terms.copy(), terms * pb + term_extra - dead_bits
+        last_terms = np.where(regs_at[:, lvl], terms, last_terms)
+        last_bits = np.where(regs_at[:, lvl], here, last_bits)
         # registered terms that keep their top (sign) bit: a term cut to the accumulator's width has none
         reg_terms += np.where(regs_at[:, lvl], terms - dead_terms, 0)
         if lvl <= 1:
@@ -540,6 +545,13 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # PREG when no register came before: see the loop)
     f["reg_meet_last"] = reg_meet
     f["tree_adders"] = lanes - 1
+    # the adder levels after the last pipeline register (all of them without one) and the
+    # accumulator's adder are one multi-operand sum (Yosys alumacc merges the chain into a $macc
+    # with the accumulator as one more addend; maccmap sign-extends every operand to the $macc's
+    # width, the accumulator's): the bits between the width of each term entering it and the
+    # accumulator's (0 where one term enters: acc + partial is a plain adder)
+    acc_w = f["acc_bits"].to_numpy()
+    f["macc_signext_bits"] = np.where(last_terms > 1, np.maximum(last_terms * acc_w - last_bits, 0), 0)
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()
     m = cfg["m"].to_numpy()

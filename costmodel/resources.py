@@ -20,8 +20,9 @@ adder tree      LUTs per adder bit of the fabric, for levels that end in a pipel
                 apart; int × int DSP engines on xc7: an unpipelined tree of full-width products
                 (``full_product``: unsigned × unsigned or a native signed product) folds into the
                 DSP48 cascade (one coefficient, near 0), one of truncated products (mixed sign,
-                narrow formats: sign-extended from below the DSP48's product) stays in the fabric
-                (its own coefficient), a pipelined one packs its first adder level
+                narrow formats: sign-extended from below the DSP48's product) packs its first
+                level into the DSP48 post-adders and keeps the rest in the fabric (a coefficient
+                each: about 0.1 and 0.9 LUT/bit), a pipelined one packs its first adder level
                 (P = A·B + C; its own coefficient) and keeps the rest in the fabric; xcup packs
                 none of it (a minifloat significand product in a DSP48E2 costs a term of its own);
 multiply-accumulate merge
@@ -31,14 +32,23 @@ multiply-accumulate merge
                 partial-product bit ``lanes · A · B`` on top of the multiplier and tree terms
                 (``macc_pp_full``; truncated products, not merged, ``macc_pp_trunc``), and for a
                 signed product maccmap's sign-extension rows, ``Σ_{i<B} (acc_bits − A − i)``
-                bits per lane (``macc_signext``);
-accumulator     LUTs per accumulator bit (0 where the accumulator is a DSP48's P register);
+                bits per lane (``macc_signext``); integer engines whose accumulator's
+                ``$macc`` lies in the fabric (the adder levels after the last pipeline register,
+                or all of them, merged with the accumulator's adder): LUTs per sign-extension
+                bit of its signed operands, each extended to the accumulator's width
+                (``macc_signext_fabric``, ``features.macc_signext_bits``);
+accumulator     LUTs per accumulator bit, minifloat and integer engines apart (about 1.7: the
+                adder and its clear); one LUT per bit where Yosys packs the accumulator into a
+                DSP48's P register (``acc_bits_intdsp``: every such dense xc7 calibration
+                engine has acc_bits + 4 LUTs);
 index mux       ``lanes · abits`` selected bits, one coefficient per m (2, 4, 8, 16): inside an
                 engine ABC maps a wide mux more tightly than alone (a standalone 16:1
                 :class:`hw.sparse.IndexMux` bit takes 8 LUT6, ``data/muxes.csv``; in engines about
                 5); where the mux feeds a merged ``$macc`` (LUT multipliers, pipeline 0) a
                 second coefficient on the mux's LUT6 count (``mux_macc``: ABC folds it into the
-                compressor; sparse only);
+                compressor; sparse only); a third on the LUT6 count of a mux feeding int × int
+                LUT multipliers at any depth (``mux_intlut``: each selected bit drives B
+                partial products, kept apart from the multiplier's LUTs);
 registers       FF counted, not fitted: pipeline + accumulator + output register bits (the
                 adder tree's terms at their own widths: an odd lane count passes a narrower
                 term through; no term wider than the accumulator, whose truncated sum reads
@@ -123,15 +133,25 @@ _REST_TERMS = ["mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux
                "tree_l1_intdsp_pipe", "tree_bits_reg_mf", "tree_bits_comb_mf", "acc_bits_mf", "tree_bits_reg_int",
                "tree_bits_comb_int", "acc_bits_int"]
 _MULT_LUT_TERMS = ["const", "mult_measured", *[f"mult_{t}" for t in MULT_TERMS]]
+#: the LUT terms shipped until the evening of 2026-12-03
+_LUT_TERMS_2026_12_03 = [*_MULT_LUT_TERMS, *_REST_TERMS]
+#: terms the calibration residuals showed missing (5-fold CV on calibration rows only): an
+#: accumulator in a DSP48 still costs a LUT per bit (``acc_bits_intdsp``; the constant had taken
+#: it), an index mux feeding int × int LUT multipliers at any depth (``mux_intlut``), the sign
+#: extension of the operands of the accumulator's fabric $macc (``macc_signext_fabric``), and an
+#: unfolded DSP tree (truncated products, pipeline 0) with its first level in the DSP48
+#: post-adders like a pipelined one (``tree_l1_intdsp_nofold``), the rest in the fabric
+_STRUCTURE_TERMS = ["acc_bits_intdsp", "mux_intlut", "macc_signext_fabric"]
+_NOFOLD_SPLIT = ["tree_l1_intdsp_nofold", "tree_rest_intdsp_nofold"]
 #: the shipped LUT terms: multipliers synthesized alone (primitives.csv) at their measured cost,
 #: the others by the multiplier formula's terms, each with its coefficient fitted on whole engines
-LUT_TERMS = [*_MULT_LUT_TERMS, *_REST_TERMS]
+LUT_TERMS = [*[t for t in _LUT_TERMS_2026_12_03 if t != "tree_bits_intdsp_nofold"], *_NOFOLD_SPLIT, *_STRUCTURE_TERMS]
 #: the LUT term sets the cross-validation compared (``python -m costmodel.resources --cv``); the
 #: shipped :data:`LUT_TERMS` had the least median + p90 error summed over the random calibration
-#: rows of xc7 and xcup: 5.5 % + 13.1 %, 5.6 % + 14.9 % (360 + 100 drawn rows, with 689 xc7
-#: standalone multipliers, 2026-12-03), against 5.8 % + 14.8 %, 6.0 % + 16.7 % for the formula
-#: fitted on the standalone multipliers and scaled by one coefficient (shipped earlier that day,
-#: when 335 xc7 multipliers were stored)
+#: rows of xc7 and xcup: 4.3 % + 10.6 %, 4.8 % + 11.5 % (360 + 100 drawn rows, 2026-12-03
+#: evening), against 5.5 % + 13.1 %, 5.6 % + 14.9 % for the terms shipped before (which had
+#: beaten 5.8 % + 14.8 %, 6.0 % + 16.7 % of the formula fitted on the standalone multipliers and
+#: scaled by one coefficient)
 CANDIDATES = {
     "grid-era terms (one tree coefficient per register regime, DSP trees by first-level register)": [
         "const", "mult_lut_dense", "mult_lut_sparse", "tree_bits_reg", "tree_bits_comb", "tree_bits_intdsp_nopipe",
@@ -142,11 +162,19 @@ CANDIDATES = {
             ["tree_bits_intdsp_fold", "tree_bits_intdsp_nofold"] if t == "tree_bits_intdsp_nopipe" else [t])]],
     "2026-12-03 terms, the fold for full-width products only, the macc merge of full-width products": [
         *_MULT_LUT_TERMS, *[t for t in _REST_TERMS if t != "macc_signext"]],
-    "shipped": LUT_TERMS,
+    "terms shipped until 2026-12-03 evening": _LUT_TERMS_2026_12_03,
+    "those + the accumulator in a DSP48": [*_LUT_TERMS_2026_12_03, "acc_bits_intdsp"],
+    "those + the accumulator in a DSP48, the index mux into int LUT multipliers": [
+        *_LUT_TERMS_2026_12_03, "acc_bits_intdsp", "mux_intlut"],
+    "those + the accumulator in a DSP48, the fabric $macc's sign extension": [
+        *_LUT_TERMS_2026_12_03, "acc_bits_intdsp", "macc_signext_fabric"],
+    "those + the accumulator in a DSP48, the index mux into int LUT multipliers, the fabric $macc's sign "
+    "extension": [*_LUT_TERMS_2026_12_03, *_STRUCTURE_TERMS],
+    "shipped (those + an unfolded DSP tree's first level apart)": LUT_TERMS,
     "the standalone multiplier formula scaled by one coefficient, the rest shipped": [
-        "const", "mult_measured", "mult_formula", *_REST_TERMS],
+        "const", "mult_measured", "mult_formula", *_REST_TERMS, *_STRUCTURE_TERMS],
     "the multiplier formula fitted on the standalone multipliers (primitives.csv), dense and sparse apart": [
-        "const", "mult_lut_dense", "mult_lut_sparse", *_REST_TERMS],
+        "const", "mult_lut_dense", "mult_lut_sparse", *_REST_TERMS, *_STRUCTURE_TERMS],
     "shipped + a constant for sparse engines": LUT_TERMS + ["sparse_const"],
     "shipped, the index mux as one LUT6 count (standalone IndexMux LUT6 per bit by m)": [
         t for t in LUT_TERMS if not t.startswith("mux_bits_m")] + ["mux_lut6"],
@@ -293,7 +321,8 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # the lanes · A · B partial-product bits (extra LUTs on top of the separate-multiplier cost)
     # (sparse: the index mux then feeds the partial products; ABC maps it into the compressor's
     # LUTs at about twice its standalone cost, hence mux_macc)
-    int_lut_macc = (~dspm) & ~mf & (pipe == 0)
+    int_lut = (~dspm) & ~mf
+    int_lut_macc = int_lut & (pipe == 0)
     ab_bits = lanes * f["mul_a"].to_numpy(dtype=float) * f["mul_b"].to_numpy(dtype=float)
     mux6 = f["mux_lut6"].to_numpy(dtype=float)
     fabric_reg = tree_reg * ~tree_dsp + (tree_reg - tree_l1 * l1_reg) * dsp_pipe  # adder bits in LUTs,
@@ -334,8 +363,9 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # coefficient: plain carry-chain adders of DSP outputs). Calibration rows, pipeline 0, xc7:
     # 40 lanes uint7 × uint7 take 51 LUT, 57 lanes int3n × uint7 597, 8 lanes int7n × int7n 104
     full = f["full_product"].to_numpy() > 0
-    cols["tree_bits_intdsp_fold"] = tree * (tree_dsp & full & (pipe == 0))
-    cols["tree_bits_intdsp_nofold"] = tree * (tree_dsp & ~full & (pipe == 0))
+    fold, nofold = tree_dsp & full & (pipe == 0), tree_dsp & ~full & (pipe == 0)
+    cols["tree_bits_intdsp_fold"] = tree * fold
+    cols["tree_bits_intdsp_nofold"] = tree * nofold
     # alumacc merges a $mul into the accumulator's $macc only when the product reaches the adders
     # at its full width: a truncated product (mixed sign, narrow formats) stays a $mul of its own
     merge = int_lut_macc & full
@@ -348,6 +378,27 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     b_op = np.minimum(f["mul_a"].to_numpy(), f["mul_b"].to_numpy())
     ext = sum(np.maximum(acc - a_op - i, 0) * (i < b_op) for i in range(int(b_op.max(initial=0))))
     cols["macc_signext"] = lanes * ext * (merge & (f["unsigned_product"].to_numpy() == 0))
+    # an accumulator packed into a DSP48's P register still costs one LUT per bit in the fabric
+    # (every such dense xc7 calibration engine synthesizes to acc_bits + 4 LUTs);
+    # without this term the constant took it (22 LUTs), over-estimating every tiny engine
+    cols["acc_bits_intdsp"] = acc * acc_in_dsp
+    # an index mux feeding int × int LUT multipliers, at any pipeline depth: each selected bit
+    # drives B partial products, and ABC keeps the mux's LUTs apart from the multiplier's (a
+    # minifloat's decoder absorbs it; the mux_bits_m* coefficients average over both)
+    cols["mux_intlut"] = mux6 * int_lut
+    # Yosys alumacc merges the adder levels after the last pipeline register and the
+    # accumulator's adder into one $macc, and maccmap sign-extends each of its operands to the
+    # accumulator's width (``macc_signext_bits``): full adders on the replicated sign bits, for
+    # a signed product (an unsigned one extends a constant 0: nothing to add), where that $macc
+    # lies in the fabric: integer engines, except a tree the DSP48 cascade folds and the LUT
+    # multipliers' own $macc at pipeline 0 (their partial products: ``macc_signext``)
+    cols["macc_signext_fabric"] = (f["macc_signext_bits"].to_numpy(dtype=float) * (~mf & ~fold & ~int_lut_macc)
+                                   * (f["unsigned_product"].to_numpy() == 0))
+    # an unpipelined DSP tree of truncated products (not folded): its first level in the DSP48
+    # post-adders (P = A·B + C, as in a pipelined tree: fitted near 0.1 LUT/bit), the rest in the
+    # fabric (near 1 LUT/bit)
+    cols["tree_l1_intdsp_nofold"] = tree_l1 * nofold
+    cols["tree_rest_intdsp_nofold"] = (tree - tree_l1) * nofold
     lut = np.column_stack([cols[t] for t in (LUT_TERMS if lut_terms is None else lut_terms)])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
     # multipliers (MREG) and after the first adder level (PREG of the cascade), a lone product
@@ -744,7 +795,9 @@ def _lattice_lut_matrix(rows: pd.DataFrame, target: str, terms: list[str], mult:
 
 
 #: the LUT term sets a Lattice fit chooses from by 5-fold CV (engine terms only where the family's
-#: own multipliers are stored in ``primitives.csv``)
+#: own multipliers are stored in ``primitives.csv``; "the multiplier formula's terms fitted on
+#: whole engines" are the engine terms shipped until 2026-12-03 evening, without the structure
+#: terms of :data:`LUT_TERMS`)
 LATTICE_CANDIDATES = {
     "Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": LUT_TERMS,
     "engine terms + unpipelined product bits": LUT_TERMS + ["prod_bits_comb"],
