@@ -6,7 +6,8 @@ Brevitas ``export_qonnx`` and mapped with ``--lanes auto``: a 64-24-10 MLP with 
 (``FixedPoint``) scales, the same MLP with float scales and 8 lanes per layer, a small CNN
 (conv3×3 6 → conv3×3 stride 2 6 → maxpool → linear 10 on 1×8×8), and the digits CNN of
 ``quant.digits`` post-training quantized to int4 (unsigned activations; ``paretofab export
---qonnx``). Synthesis: ``synth_xilinx`` (xc7) of the bare accelerator, cached; LUT counts include
+--qonnx``), the same CNN in e4m3 (minifloat layers), and the PaCKD ResNet student's architecture
+(``zoo:resnet``, untrained: a residual block, global average pool), int8. Synthesis: ``synth_xilinx`` (xc7) of the bare accelerator, cached; LUT counts include
 LUTRAM. The cost model (:func:`costmodel.accel.plan_cost`) is never fitted on these networks.
 
 Speed: inferences/s of the digits CNN, pysim (one inference) against Verilator (a batch, build
@@ -97,6 +98,10 @@ def main() -> None:
         path, _ = export_student_qonnx("digits", "int4", "int4", folder / "digits_int4.onnx",
                                        config=PTQConfig(unsigned_acts=True))
         nets["digits_int4"] = (path, "auto")
+        path, _ = export_student_qonnx("digits", "e4m3", "e4m3", folder / "digits_e4m3.onnx")
+        nets["digits_e4m3"] = (path, "auto")
+        path, _ = export_student_qonnx("zoo:resnet", "int8", "int8", folder / "resnet_int8.onnx")
+        nets["resnet_int8"] = (path, "auto")
     print("Cost model vs Yosys synth_xilinx (xc7) of the whole accelerator, --lanes auto (LUT incl. LUTRAM)")
     print(f"{'network':<12} {'stages':>6} {'lanes':<14} {'LUT model':>9} {'LUT yosys':>9} {'err':>7} {'FF model':>8} "
           f"{'FF yosys':>8} {'err':>7} {'DSP m/y':>8} {'BRAM18 m/y':>10} {'cycles/inf':>10} {'interval':>8}")

@@ -54,6 +54,7 @@ from quant.sweep import SweepSpace, grid, load_results, run_sweep
 
 from .costing import COST_KEYS, LABEL_KEYS, attention_cost, export_front, network_cost
 from .explore_students import add_arguments as add_student_arguments
+from .front_accel import front_accel, print_accel
 from .explore_students import explore_students
 from .explore_students import from_args as students_from_args
 from .front_energy import front_activity, print_activity
@@ -278,10 +279,16 @@ def explore(cfg: ExploreConfig) -> pd.DataFrame:
         _stage(f"activity energy of the front: gate-level simulation on {cfg.activity_samples} test input(s) per "
                "point (20-110 s per new design)")
         df, note = front_activity(df, cands, cfg)
+    accel_note = None
+    if cfg.accel:
+        _stage(f"whole-network accelerators of the front (QONNX export, plan, cost; lanes ≤ {cfg.lanes} per network)")
+        df, accel_note = front_accel(df, cfg)
     print_table(df)
     print_spread(json.loads((student / "metrics.json").read_text()), df)
     if cfg.activity_energy:
         print_activity(df, cfg.activity_samples, note)
+    if cfg.accel:
+        print_accel(df, accel_note)
     print(f"\nwrote {out}/pareto.csv, {out}/pareto_lut_f1.png, {rtl}/ ({time.perf_counter() - t0:.0f} s)")
     return df
 

@@ -24,7 +24,7 @@ from quant.sweep import SweepSpace, grid, load_workload
 from .mapping import EngineConfig, LayerCodes, layer_codes
 from .options import ExploreConfig
 
-__all__ = ["ACTIVITY_KEYS", "ACTIVITY_TARGETS", "front_codes", "point_activity", "front_activity", "print_activity"]
+__all__ = ["ACTIVITY_KEYS", "ACTIVITY_TARGETS", "front_codes", "quantized_point", "point_activity", "front_activity", "print_activity"]
 
 #: the columns ``--activity-energy`` adds (front points; NaN elsewhere), per inference, nJ:
 #: measured-activity, vectorless (same netlist, 12.5 %) and action-count dynamic energy of the
@@ -42,15 +42,23 @@ def front_codes(student: Path, fmt: str, ptq: str, cfg: ExploreConfig,
     PTQ set, seed, per-channel scales), its layers' weight codes and the activation codes of its
     first ``samples`` test inputs (:func:`paretofab.mapping.layer_codes`). Returns
     ``(lowered layers, names of layers left out)``."""
+    q = quantized_point(student, fmt, ptq, cfg)
+    x = torch.as_tensor(load_splits(Path(student) / "data.npz")["x_test"][:samples])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return layer_codes(q, x)
+
+
+def quantized_point(student: Path, fmt: str, ptq: str, cfg: ExploreConfig) -> torch.nn.Module:
+    """The student in ``student`` quantized exactly as its sweep point was (``quant.sweep``: same
+    calibration set, PTQ set, seed, per-channel scales): a Brevitas model."""
     space = SweepSpace(models=[str(student)], wfmts=[fmt], afmts=[fmt], ptqs=[ptq], seeds=[cfg.seed])
     pt = grid(space, allow_degenerate=cfg.allow_degenerate)[0]
     wl = load_workload(pt.model, pt.seed, pt.n_calib, pt.threshold)
     with warnings.catch_warnings():  # brevitas / torch.fx chatter, as in quant.sweep.evaluate_point
         warnings.simplefilter("ignore")
-        q = quantize_model(wl.model, pt.wfmt, pt.afmt, calib_data=wl.calib,
-                           config=PTQConfig(per_channel=pt.per_channel, techniques=pt.ptq, seed=pt.seed))
-        x = torch.as_tensor(load_splits(Path(student) / "data.npz")["x_test"][:samples])
-        return layer_codes(q, x)
+        return quantize_model(wl.model, pt.wfmt, pt.afmt, calib_data=wl.calib,
+                              config=PTQConfig(per_channel=pt.per_channel, techniques=pt.ptq, seed=pt.seed))
 
 
 def point_activity(config: EngineConfig, codes: list[LayerCodes], device: str, samples: int,

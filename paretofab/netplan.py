@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.arith import acc_bits
+from hw.arith import acc_bits, unit_exponent
 from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, element_bits, pool_windows
 from hw.requant import RequantSpec
 from hw.sparse import NMPatternError, compress
-from quant.formats import IntFormat, parse_format
+from quant.formats import IntFormat, MinifloatFormat, parse_format
 from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant, QResidual
-from quant.reference import fixed_point_multiplier
+from quant.reference import decode, encode, fixed_point_multiplier
 
 __all__ = ["plan_network", "auto_lanes", "fits_nm", "DEFAULT_MAX_LANES"]
 
@@ -194,10 +194,9 @@ def _carry_rows(op: QLayer, carry: dict, w: np.ndarray, bias: tuple[int, ...], p
     if kh % 2 == 0 or kw % 2 == 0 or op.pads != (kh // 2, kw // 2, kh // 2, kw // 2) or op.stride[0] != op.stride[1]:
         raise ValueError(f"{where}: a residual block's body needs odd kernels with 'same' padding and square strides "
                          "(the skip tensor rides through each layer's window centre)")
-    if parse_format(op.out_quant.fmt) != parse_format(carry["fmt"]) or not isinstance(parse_format(carry["fmt"]),
-                                                                                        IntFormat):
+    if parse_format(op.out_quant.fmt) != parse_format(carry["fmt"]):
         raise ValueError(f"{where}: the skip tensor ({carry['fmt']}) and this layer's output ({op.out_quant.fmt}) "
-                         "must share one integer format")
+                         "must share one format")
     if op.relu and not carry["nonneg"]:
         raise ValueError(f"{where}: a ReLU layer cannot carry a skip tensor that may be negative")
     cx, h, wd = op.in_shape
@@ -206,11 +205,23 @@ def _carry_rows(op: QLayer, carry: dict, w: np.ndarray, bias: tuple[int, ...], p
     first = 0 if carry["own"] else cx  # the carried channels' index in the input
     real = np.zeros((len(w), total, kh, kw), dtype=np.int64)
     real[:, :cx] = op.weight
+    one, ratio = _identity(op.weight_quant.fmt, carry["fmt"])
     ident = np.zeros((cs, total, kh, kw), dtype=np.int64)
-    ident[np.arange(cs), first + np.arange(cs), kh // 2, kw // 2] = 1
+    ident[np.arange(cs), first + np.arange(cs), kh // 2, kw // 2] = one
     weights = np.concatenate([real, ident]).reshape(len(w) + cs, -1)
-    return ((total, h, wd), weights, (*bias, *(0,) * cs),
-            [*pairs, *[fixed_point_multiplier(1.0, MULT_BITS)] * cs])
+    return ((total, h, wd), weights, (*bias, *(0,) * cs), [*pairs, *[fixed_point_multiplier(ratio, MULT_BITS)] * cs])
+
+
+def _identity(wfmt: str, fmt: str) -> tuple[int, float]:
+    """The weight element of value 1 in ``wfmt`` and the (power-of-two) requantization ratio that
+    turns its products with ``fmt``'s elements back into those elements: the weight's integer is
+    ``2^-k_w``, so an integer output needs ``2^k_w``, a minifloat output (rounded as a value)
+    ``2^(k_w + k_a)``."""
+    w, a = parse_format(wfmt), parse_format(fmt)
+    one = int(encode(np.array([1.0]), w)[0]) if isinstance(w, MinifloatFormat) else 1
+    if isinstance(w, MinifloatFormat) and decode(np.array([one]), w)[0] != 1.0:
+        raise ValueError(f"weight format {wfmt} cannot hold 1, which carrying a skip tensor needs")
+    return one, 2.0 ** (unit_exponent(w) + (unit_exponent(a) if isinstance(a, MinifloatFormat) else 0))
 
 
 def _residual_stage(op: QResidual, fmt: str, s_in: float, in_size: int, carry: dict | None,
@@ -232,8 +243,9 @@ def _residual_stage(op: QResidual, fmt: str, s_in: float, in_size: int, carry: d
                              f"{skip_stride} (the body's)")
         skip_w = op.skip.weight.reshape(o, -1)
     else:
-        if cs != o or skip_stride != 1:
-            raise ValueError(f"{where}: an identity shortcut needs as many channels as the body's output and stride 1")
+        if cs != o or skip_stride != 1 or not isinstance(parse_format(main.weight_quant.fmt), IntFormat):
+            raise ValueError(f"{where}: an identity shortcut needs as many channels as the body's output, stride 1 "
+                             "and integer weights")
         skip_w = np.eye(o, dtype=np.int64)
     skip_win = conv_windows((cs, h, wd), (1, 1), main.stride, (0, 0, 0, 0)) + cx * h * wd
     windows = np.concatenate([main_win, skip_win], axis=1)

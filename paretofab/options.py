@@ -148,6 +148,9 @@ class ExploreConfig:
                                  "activity of its engine's gate-level netlist (Yosys + Verilator) on the point's "
                                  "own quantized layers and test inputs, beside the action-count and vectorless "
                                  "figures (xc7 parts; 20-110 s per new design)", kind="flag")
+    accel: bool = _opt(False, "after the front: every front point as a whole-network dataflow accelerator (paretofab "
+                       "accel: one stage per layer, at most --lanes multipliers in all), costed beside the single "
+                       "engine (students QONNX can map: resnet)", kind="flag")
     activity_samples: int = _opt(ACTIVITY_SAMPLES, "test inputs streamed through each front engine with "
                                  "--activity-energy (energies per inference)", metavar="N")
     seed: int = _opt(0, "training seed (and the trace's)", kind="shared", flags=("--seed",))

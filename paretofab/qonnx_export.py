@@ -2,7 +2,9 @@
 model would be (``brevitas.export.export_qonnx``), so our students take the same path into
 ``paretofab accel`` as anyone's. The student is a sweep's model spec (``digits``, a GTN student
 ``.pt``, a PaCKD checkpoint or ``distill`` folder) quantized by :func:`quant.ptq.quantize_model`
-with the sweep's own workload and calibration (:func:`quant.sweep.load_workload`).
+with the sweep's own workload and calibration (:func:`quant.sweep.load_workload`), or
+``zoo:ARCH``: an untrained :mod:`models.zoo` student (:func:`untrained_student`) — enough to
+check or cost its hardware, which does not care whether the weights were trained.
 """
 
 from __future__ import annotations
@@ -12,11 +14,30 @@ from pathlib import Path
 
 import numpy as np
 
+from models.map_data import HISTORY, TOKENS
+from models.zoo import build
 from quant.common import HelpFormatter
 from quant.ptq import PTQConfig, as_batches, quantize_model
 from quant.sweep import load_workload
 
-__all__ = ["register", "export_student_qonnx"]
+__all__ = ["register", "export_student_qonnx", "untrained_student"]
+
+
+def untrained_student(arch: str, seed: int = 0, n_calib: int = 256):
+    """A :mod:`models.zoo` student (preset ``student``) with random weights and random BatchNorm
+    statistics (so folding them leaves biases and scales to check), in eval mode, and ``n_calib``
+    calibration inputs uniform in [0, 1) shaped as MAP inputs (batch, history, tokens)."""
+    import torch  # heavy: torch
+
+    torch.manual_seed(seed)
+    model = build(arch, "student")
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.running_mean.normal_(0, 0.3)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.normal_(0, 0.2)
+    return model.eval(), torch.rand(n_calib, HISTORY, TOKENS)
 
 
 def export_student_qonnx(spec: str, wfmt: str, afmt: str, path: str | Path, *, seed: int = 0, n_calib: int = 256,
@@ -30,12 +51,16 @@ def export_student_qonnx(spec: str, wfmt: str, afmt: str, path: str | Path, *, s
     if path.is_dir():
         raise IsADirectoryError(21, "Is a directory", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    wl = load_workload(spec, seed, n_calib)
-    qmodel = quantize_model(wl.model, wfmt, afmt, calib_data=wl.calib, config=config)
-    example = as_batches(wl.calib, 1)[0][:1]
+    if spec.startswith("zoo:"):
+        model, calib = untrained_student(spec[4:], seed, n_calib)
+    else:
+        wl = load_workload(spec, seed, n_calib)
+        model, calib = wl.model, wl.calib
+    qmodel = quantize_model(model, wfmt, afmt, calib_data=calib, config=config)
+    example = as_batches(calib, 1)[0][:1]
     with torch.no_grad():
         export_qonnx(qmodel, example, export_path=str(path))
-    return path, torch.cat(as_batches(wl.calib)).numpy().astype(np.float32)
+    return path, torch.cat(as_batches(calib)).numpy().astype(np.float32)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -58,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                               "--afmt int8 --save-inputs x.npy\n  paretofab accel digits_int8.onnx --inputs x.npy "
                               "--sim --backend verilator --check")
     p.add_argument("--qonnx", required=True, metavar="OUT.onnx", help="QONNX file to write")
-    p.add_argument("--model", default="digits", help="digits, a GTN student .pt, a PaCKD checkpoint or distill folder")
+    p.add_argument("--model", default="digits", help="digits, a GTN student .pt, a PaCKD checkpoint or distill folder, "
+                   "or zoo:ARCH (an untrained models.zoo student, e.g. zoo:resnet: its hardware, not its accuracy)")
     p.add_argument("--wfmt", default="int8", help="weight format")
     p.add_argument("--afmt", default="int8", help="activation format")
     p.add_argument("--ptq", default="none", help="PTQ techniques, e.g. weq+gptq (see `paretofab sweep --help`)")

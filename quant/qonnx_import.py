@@ -244,8 +244,14 @@ class QGraph:
 
     @property
     def compute(self) -> list[QLayer]:
-        """The layers with weights."""
-        return [op for op in self.layers if isinstance(op, QLayer)]
+        """The layers with weights (a residual join's branches included)."""
+        out = []
+        for op in self.layers:
+            if isinstance(op, QResidual):
+                out += [op.main] + ([op.skip] if op.skip is not None else [])
+            elif isinstance(op, QLayer):
+                out.append(op)
+        return out
 
 
 #: the quantizer ops read

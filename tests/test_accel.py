@@ -177,7 +177,7 @@ def test_bad_files_exit_2(exported, tmp_path, capsys):
 from hw.dataflow.plan import run_plan  # noqa: E402
 from hw.dataflow.sim import simulate_plan  # noqa: E402
 from paretofab.netplan import auto_lanes, plan_network  # noqa: E402
-from quant.qonnx_import import QLayer, QRequant, dequantize  # noqa: E402
+from quant.qonnx_import import QLayer, QRequant, QResidual, dequantize  # noqa: E402
 from quant.reference import decode, values  # noqa: E402
 from tests.hw.conftest import SIM_BACKENDS  # noqa: E402
 
@@ -355,8 +355,7 @@ def test_export_digits_cnn_minifloat_through_accel(digits_e4m3):
     g = read_qonnx(path)
     assert g.in_quant.fmt == "e4m3" and all(op.weight_quant.fmt == "e4m3" for op in g.compute)
     out, codes = execute_int(g, x)
-    specs = [g.in_quant] + [op.out_quant if isinstance(op, QLayer) else op.quant for op in g.layers
-                            if isinstance(op, QRequant) or (isinstance(op, QLayer) and op.out_quant is not None)]
+    specs = _activation_specs(g)
     ref = _qonnx_activations(path, x)
     assert len(ref) == len(codes) == len(specs)
     for mine, theirs, spec in zip(codes, ref, specs):
@@ -441,48 +440,51 @@ def resnet_students(tmp_path_factory):
     bottleneck with a projection shortcut, residual add, ReLU, global average pool, Linear head;
     9,324 parameters) with random weights and BatchNorm statistics (exactness needs no training),
     PTQ'd to int8 as the sweep does, exported with export_qonnx: dense, and pruned 2:4."""
-    from models.zoo import build
+    from paretofab.qonnx_export import untrained_student
     from quant.ptq import PTQConfig, quantize_model
 
     tmp = tmp_path_factory.mktemp("resnet")
     files = {}
-    for prune in (None, (2, 4)):
-        torch.manual_seed(3)
-        m = build("resnet", "student")
+    for fmt, prune in RESNETS:
+        m, x = untrained_student("resnet", seed=3, n_calib=64)
         for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.normal_(0, 0.3)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.data.uniform_(0.5, 1.5)
-                mod.bias.data.normal_(0, 0.2)
             if prune and isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
                 _prune_nm(mod.weight, *prune)
-        m.eval()
-        x = torch.rand(64, 10, 10)
-        q = quantize_model(m, "int8", "int8", calib_data=x, config=PTQConfig())
-        path = tmp / f"resnet_{'dense' if prune is None else '2of4'}.onnx"
+        q = quantize_model(m, fmt, fmt, calib_data=x, config=PTQConfig())
+        path = tmp / f"resnet_{fmt}_{'dense' if prune is None else '2of4'}.onnx"
         with torch.no_grad():
             export_qonnx(q, x[:1], export_path=str(path))
-        files[prune] = path
+        files[fmt, prune] = path
     return files, torch.rand(16, 10, 10).numpy()
 
 
-@pytest.mark.parametrize("prune", [None, (2, 4)], ids=["dense", "2of4"])
-def test_resnet_student_residual_block_through_accel(resnet_students, prune):
+#: the ResNet students checked: int8 dense, int8 pruned 2:4, e2m3 dense (minifloat residual block)
+RESNETS = [("int8", None), ("int8", (2, 4)), ("e2m3", None)]
+
+
+def _activation_specs(g) -> list:
+    """The quantizers of the tensors execute_int returns, in its order."""
+    return [g.in_quant] + [op.quant if isinstance(op, QRequant) else op.out_quant for op in g.layers
+                           if isinstance(op, (QRequant, QResidual)) or (isinstance(op, QLayer) and op.out_quant)]
+
+
+@pytest.mark.parametrize("fmt,prune", RESNETS, ids=["int8", "int8-2of4", "e2m3"])
+def test_resnet_student_residual_block_through_accel(resnet_students, fmt, prune):
     """The residual block (Add of the body's last conv and the shortcut conv, ReLU, ReduceMean):
     the integer model's hidden codes are within one code of QONNX's execution and its outputs
     within float32 rounding; the accelerator (a combining stage for the join, the skip tensor
     carried through the body as identity channels; with --nm 2:4 every MAC stage sparse) equals
     the plan's numpy model on every stage and the integer model, in the closed-form cycles."""
     files, x = resnet_students
-    path = files[prune]
+    path = files[fmt, prune]
     g = read_qonnx(path)
     assert [type(op).__name__ for op in g.layers] == ["QLayer", "QLayer", "QLayer", "QResidual", "QLayer"]
     assert g.layers[3].mean and g.layers[3].relu and g.layers[3].skip is not None
     out, codes = execute_int(g, x)
-    for mine, theirs in zip(codes, _qonnx_activation_codes(path, x)):
-        diff = np.abs(mine.reshape(len(x), -1) - theirs.reshape(len(x), -1))
-        assert diff.max() <= 1 and np.mean(diff) < 0.01
+    for mine, theirs, spec in zip(codes, _qonnx_activations(path, x), _activation_specs(g)):
+        v = decode(mine, spec.fmt) if spec.fmt == "e2m3" else mine
+        diff = np.abs(_grid_rank(v, spec.fmt) - _grid_rank(theirs, spec.fmt).reshape(mine.shape))
+        assert diff.max() <= 1 and np.mean(diff) < 0.01, (spec, np.mean(diff))
     ref = qonnx_outputs(path, x.reshape(len(x), -1))
     assert np.max(np.abs(out - ref)) < 1e-4 * np.max(np.abs(ref))
     plan = plan_network(g, max_lanes=24, nm=prune)
@@ -495,11 +497,11 @@ def test_resnet_student_residual_block_through_accel(resnet_students, prune):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prune", [None, (2, 4)], ids=["dense", "2of4"])
-def test_resnet_student_verilator_equals_integer_model(resnet_students, prune):
+@pytest.mark.parametrize("fmt,prune", RESNETS, ids=["int8", "int8-2of4", "e2m3"])
+def test_resnet_student_verilator_equals_integer_model(resnet_students, fmt, prune):
     """The ResNet student, 16 inferences through Verilator: equal to the exact integer model."""
     files, x = resnet_students
-    g = read_qonnx(files[prune])
+    g = read_qonnx(files[fmt, prune])
     out, _ = execute_int(g, x)
     run = simulate_plan(plan_network(g, nm=prune), g.in_quant.codes(x.reshape(len(x), 1, 10, 10)).reshape(len(x), -1),
                         "verilator")

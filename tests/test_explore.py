@@ -32,7 +32,7 @@ def small(tmp_path_factory):
     cfg = ExploreConfig(out=str(out), method="none", arch="resnet", epochs=1, spread_seeds=2,
                         workload=TraceSpec(app="pr", scale=12, max_loads=200_000, max_rows=3000),
                         allow_degenerate=True, formats=("int4", "e2m3"), lanes=8, prune_epochs=1,
-                        progress=False)
+                        progress=False, accel=True)
     return cfg, explore(cfg)
 
 
@@ -43,6 +43,43 @@ def test_front_matches_brute_force_dominance(small):
     assert list(df["rank"] == 1) == [not d for d in dominated]
     assert set(df["engine"]) == {"dense", "2:4", "2:4+b8k0.5"} and set(df["format"]) == {"int4", "e2m3"}
     assert len(df) == 6
+
+
+def test_front_points_gain_their_whole_network_accelerator(small):
+    """`--accel`: every front point (and only those) carries its whole-network accelerator within
+    the multiplier budget, labelled, N:M stages for N:M points; the same figures come back from
+    `paretofab accel` on the point's own QONNX export (the planner and cost model run apart from
+    explore's bookkeeping)."""
+    import torch
+    from brevitas.export import export_qonnx
+
+    from costmodel.accel import plan_cost
+    from models.map_data import load_splits
+    from paretofab.front_accel import ACCEL_KEYS
+    from paretofab.front_energy import quantized_point
+    from paretofab.netplan import plan_network
+    from quant.qonnx_import import read_qonnx
+
+    cfg, df = small
+    front, rest = df[df["rank"] == 1], df[df["rank"] != 1]
+    assert set(ACCEL_KEYS) <= set(pd.read_csv(Path(cfg.out) / "pareto.csv").columns)
+    assert front["accel_lut"].notna().all() and rest["accel_lut"].isna().all()
+    for _, row in front.iterrows():
+        assert "no board measurement" in row["accel_source"]
+        assert ("N:M" in row["accel_source"]) == (row["engine"] != "dense")
+    row = front.iloc[0]
+    q = quantized_point(Path(cfg.out) / row["student"], row["format"], row["ptq"], cfg)
+    path = Path(cfg.out) / "check.onnx"
+    x = torch.as_tensor(load_splits(Path(cfg.out) / row["student"] / "data.npz")["x_test"][:1])
+    export_qonnx(q, x, export_path=str(path))
+    g = read_qonnx(path)
+    nm = None if row["engine"] == "dense" else tuple(int(v) for v in row["engine"].split("+")[0].split(":"))
+    budget = max(cfg.lanes, len(g.compute))
+    plan = plan_network(g, max_lanes=budget, nm=nm)
+    macs = [st for st in plan.stages if st.kind == "mac"]
+    assert sum(st.lanes for st in macs) <= budget + sum(st.nm[0] for st in macs if st.nm)  # N:M rounds up to N
+    c = plan_cost(plan, cfg.device)
+    assert (c["total"]["lut"], c["cycles_per_inference"]) == (row["accel_lut"], row["accel_cycles"])
 
 
 def test_pruned_students_obey_their_patterns(small):
@@ -264,7 +301,7 @@ def test_every_option_is_on_the_command_line_and_round_trips():
                         arch="swa", method="kd", teacher_arch="resnet", teacher_preset="student", epochs=2,
                         teacher_epochs=3, spread_seeds=1, allow_degenerate=True, formats=("int8", "e4m3"),
                         ptq=("none", "weq+gptq"), lanes=8, pattern=("1:4", "1:4+b16k0.25"), prune_epochs=0,
-                        saliency="class", classes="top32", device="xczu3eg", activity_energy=True,
+                        saliency="class", classes="top32", device="xczu3eg", activity_energy=True, accel=True,
                         activity_samples=2, seed=3, jobs=2, threads=1, progress=False)
     assert [f.name for f in fields(cfg) if getattr(cfg, f.name) == getattr(d, f.name)] == []
     assert [f.name for f in fields(cfg.workload) if getattr(cfg.workload, f.name) == getattr(d.workload, f.name)] == []
