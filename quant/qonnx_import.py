@@ -15,8 +15,9 @@ does (round half to even, clamp), integer dot products, and each requantization 
 when the ratio is a power of two, as with Brevitas' ``…FixedPoint`` quantizers). The bias is
 folded into the accumulator, rounded to its units ``s_in · s_w``.
 
-Supported now: fully connected layers (Gemm / MatMul), 2-D convolutions (Conv: ungrouped,
-undilated, any stride and zero padding), ReLU, MaxPool (unpadded) and Flatten / Reshape on
+Supported now: fully connected layers (Gemm / MatMul), 1-D and 2-D convolutions (Conv:
+ungrouped, undilated, any stride and zero padding; a 1-D one as a 2-D one of height 1), ReLU,
+MaxPool (unpadded, 1-D or 2-D) and Flatten / Reshape on
 quantized tensors, integer ``Quant`` (2–8 bits, zero point 0) and minifloat ``FloatQuant``
 (saturating, no inf/NaN, 3–8 bits: :class:`~quant.formats.MinifloatFormat`), also of an already
 quantized tensor (:class:`QRequant`). Not yet: residual adds, zero points other than 0.
@@ -389,6 +390,8 @@ def read_qonnx(path: str | Path) -> QGraph:
                              f"of a residual join), MaxPool, Flatten/Reshape)")
         layer = _layer(model, node, tensor)
         layer.in_shape, layer.out_shape = shape(tensor), shape(node.output[0])
+        if layer.kind == "conv":
+            layer.in_shape = _as_2d(layer.in_shape)
         layers.append(layer)
         tensor = node.output[0]
         nxt = next_node(tensor)
@@ -429,6 +432,8 @@ def _residual(model, add, main: QLayer, tensor: str, quantized: dict, next_node,
         skip_in = next((i for i in producer.input[:2] if i in quantized), producer.input[0])
         skip = _layer(model, producer, skip_in)
         skip.in_shape, skip.out_shape = shape(skip_in), shape(other)
+        if skip.kind == "conv":
+            skip.in_shape = _as_2d(skip.in_shape)
     if skip_in not in quantized:
         raise QonnxError(f"{where}: the shortcut's input {skip_in} is not a quantized tensor of the chain; only "
                          "residual adds of a layer (or a quantized tensor) and the body's last layer are supported")
@@ -471,7 +476,15 @@ def _pool(node, in_shape, out_shape) -> QPool:
             any(a.name == "ceil_mode" and a.i for a in node.attribute):
         raise QonnxError(f"node {node.name} (MaxPool): only unpadded, undilated, floor-mode pooling is supported")
     kernel = _ints(node, "kernel_shape", ())
-    return QPool(node.name, kernel, _ints(node, "strides", kernel), in_shape, out_shape)
+    stride = _ints(node, "strides", kernel)
+    if len(kernel) == 1:  # 1-D: a pool of height 1
+        kernel, stride = (1, *kernel), (1, *stride)
+    return QPool(node.name, kernel, stride, _as_2d(in_shape), out_shape)
+
+
+def _as_2d(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A 1-D feature map's (C, L) as (C, 1, L); other shapes as they are."""
+    return (shape[0], 1, shape[1]) if len(shape) == 2 else shape
 
 
 def _constant(model, tensor: str) -> np.ndarray | None:
@@ -507,9 +520,12 @@ def _layer(model, node, x_tensor: str) -> QLayer:
     attrs = {a.name: a.i for a in node.attribute}
     stride, pads = (1, 1), (0, 0, 0, 0)
     if node.op_type == "Conv":
-        if w.ndim != 4 or attrs.get("group", 1) != 1 or any(d != 1 for d in _ints(node, "dilations", (1, 1))):
-            raise QonnxError(f"node {node.name} (Conv): only 2-D, ungrouped, undilated convolutions are supported")
-        stride, pads = _ints(node, "strides", (1, 1)), _ints(node, "pads", (0, 0, 0, 0))
+        if w.ndim not in (3, 4) or attrs.get("group", 1) != 1 or any(d != 1 for d in _ints(node, "dilations", (1,))):
+            raise QonnxError(f"node {node.name} (Conv): only 1-D and 2-D, ungrouped, undilated convolutions are "
+                             "supported")
+        stride, pads = _ints(node, "strides", (1,) * (w.ndim - 2)), _ints(node, "pads", (0,) * 2 * (w.ndim - 2))
+        if w.ndim == 3:  # 1-D: a 2-D convolution of height 1
+            w, stride, pads = w[:, :, None, :], (1, *stride), (0, pads[0], 0, pads[1])
     elif node.op_type == "MatMul" or not attrs.get("transB", 0):
         w = w.T  # (in, out) -> (out, in)
     if attrs.get("transA", 0):
@@ -554,7 +570,7 @@ def _accumulate(layer: QLayer, a: np.ndarray) -> np.ndarray:
     """Exact accumulators (object ints) of ``layer`` on input integers ``a`` (batch first)."""
     w = layer.weight_quant.ints(layer.weight)
     if layer.kind == "conv":
-        return _conv(a, w, layer.stride, layer.pads)
+        return _conv(a.reshape(len(a), *layer.in_shape), w, layer.stride, layer.pads)
     return a.reshape(len(a), -1).astype(object) @ w.T.astype(object)
 
 
@@ -595,7 +611,7 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
             q = q.reshape(len(q), -1)
             continue
         if isinstance(op, QPool):
-            q = _maxpool(q, op, spec.fmt)
+            q = _maxpool(q.reshape(len(q), *op.in_shape), op, spec.fmt)
             continue
         if isinstance(op, QRequant):
             q = requantize(spec.ints(q), *op.requant_pair(s_in), op.quant.fmt)

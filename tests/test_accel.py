@@ -506,3 +506,32 @@ def test_resnet_student_verilator_equals_integer_model(resnet_students, fmt, pru
     run = simulate_plan(plan_network(g, nm=prune), g.in_quant.codes(x.reshape(len(x), 1, 10, 10)).reshape(len(x), -1),
                         "verilator")
     assert np.array_equal(dequantize(g, run.outputs), out) and run.cycles == run.schedule.cycles
+
+
+def test_conv1d_network_equals_qonnx_execution_exactly(tmp_path):
+    """A 1-D CNN (QuantConv1d with padding and stride 2, MaxPool1d, Linear; FixedPoint scales):
+    the integer model equals QONNX's execution exactly; the accelerator (1-D layers as 2-D ones of
+    height 1) equals it on pysim, in the closed-form cycles."""
+    wq, aq = QUANTS["fixed"][:2]
+    torch.manual_seed(4)
+    m = torch.nn.Sequential(
+        qnn.QuantIdentity(act_quant=aq, return_quant_tensor=True),
+        qnn.QuantConv1d(2, 5, 3, padding=1, weight_quant=wq, bias_quant=Int32Bias, return_quant_tensor=True),
+        qnn.QuantReLU(act_quant=aq, return_quant_tensor=True),
+        qnn.QuantConv1d(5, 4, 3, stride=2, padding=1, weight_quant=wq, bias_quant=Int32Bias, return_quant_tensor=True),
+        qnn.QuantReLU(act_quant=aq, return_quant_tensor=True), torch.nn.MaxPool1d(2), torch.nn.Flatten(),
+        qnn.QuantLinear(4 * 4, 6, bias=True, weight_quant=wq, bias_quant=Int32Bias))
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.rand(32, 2, 16) * 2)
+    m.eval()
+    path = tmp_path / "cnn1d.onnx"
+    export_qonnx(m, torch.rand(1, 2, 16), export_path=str(path))
+    g = read_qonnx(path)
+    assert [op.kind for op in g.compute] == ["conv", "conv", "linear"] and g.compute[1].stride == (1, 2)
+    x = np.random.default_rng(2).random((12, 2, 16)).astype(np.float32) * 2
+    out, _ = execute_int(g, x)
+    assert np.array_equal(out, qonnx_outputs(path, x.reshape(len(x), -1)).astype(np.float64))
+    plan = plan_network(g, lanes=[3, 5, 4])
+    run = simulate_plan(plan, g.in_quant.codes(x[:2]).reshape(2, -1), "pysim")
+    assert np.array_equal(dequantize(g, run.outputs), out[:2]) and run.cycles == run.schedule.cycles
