@@ -3,8 +3,9 @@ minifloat format, with per-channel fixed-point scales — the step between two e
 whole-network accelerator (:class:`IntRequantizer`, :class:`MinifloatRequantizer`; pick one with
 :func:`requantizer`).
 
-``code = clamp(rne((acc + bias_c) · M_c / 2^s_c) + zero_point)`` for channel ``c``: the product
-is exact, the rounding is to nearest with ties to even on the bits shifted out, the clamp is to the
+``code = clamp(rne((acc + bias_c) · M_c / 2^s_c + zero_point))`` for channel ``c`` (the zero point
+added before rounding, as QONNX's ``Quant`` and Brevitas do): the product is exact, the rounding is
+to nearest with ties to even, the clamp is to the
 output format's range (with a fused ReLU from the code of 0). Scales become (``M_c``, ``s_c``)
 by :func:`quant.reference.fixed_point_multiplier` (``mult_bits``-bit multipliers, relative error
 at most ``2^-mult_bits``). The numpy semantics are :func:`quant.reference.requantize`.
@@ -94,18 +95,19 @@ def _scaled(m: Module, spec: RequantSpec, channel, acc_in) -> tuple[Signal, Sign
     return prod, shift
 
 
-def _shift_rne(m: Module, value: Signal, amount: Signal, width: int):
+def _shift_rne(m: Module, value: Signal, amount: Signal, width: int, offset_odd: bool = False):
     """``value / 2^amount`` rounded to nearest, ties to even: ``(floor, up)`` with ``floor`` the
     arithmetic right shift and ``up`` set when the bits shifted out exceed half a step, or equal it
-    and ``floor`` is odd. ``width``: bits of the shifted-out remainder (``> len(value)`` and
-    ``> amount``'s largest value)."""
+    and ``floor`` is odd (``offset_odd``: even — the tie is broken on ``floor`` plus an odd integer
+    added after the shift, such as a zero point). ``width``: bits of the shifted-out remainder
+    (``> len(value)`` and ``> amount``'s largest value)."""
     q = Signal.like(value)  # floor(value / 2^amount)
     m.d.comb += q.eq(value >> amount)
     rem = Signal(width)  # value - q·2^amount, in [0, 2^amount)
     m.d.comb += rem.eq((value - (q << amount))[:width])
     half = Signal(width)
     m.d.comb += half.eq((Const(1, 1) << amount) >> 1)
-    return q, (amount != 0) & ((rem > half) | ((rem == half) & q[0]))
+    return q, (amount != 0) & ((rem > half) | ((rem == half) & (q[0] ^ offset_odd)))
 
 
 class _Requantizer(wiring.Component):
@@ -127,7 +129,7 @@ class IntRequantizer(_Requantizer):
         sp, fmt = self.spec, self.out_fmt
         m = Module()
         prod, shift = _scaled(m, sp, self.channel, self.acc)
-        q, up = _shift_rne(m, prod, shift, max(len(prod), max(sp.shifts) + 1))
+        q, up = _shift_rne(m, prod, shift, max(len(prod), max(sp.shifts) + 1), offset_odd=bool(sp.zero_point % 2))
         lo = max(fmt.min_int, sp.zero_point) if sp.relu else fmt.min_int
         rounded = Signal(signed(len(q) + 2))
         m.d.comb += rounded.eq(q + up + sp.zero_point)

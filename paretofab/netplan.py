@@ -16,7 +16,7 @@ from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, element_bits, poo
 from hw.requant import RequantSpec
 from hw.sparse import NMPatternError, compress
 from quant.formats import IntFormat, MinifloatFormat, parse_format
-from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant, QResidual
+from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant, QResidual, QuantSpec
 from quant.reference import decode, encode, fixed_point_multiplier
 
 __all__ = ["plan_network", "auto_lanes", "fits_nm", "DEFAULT_MAX_LANES"]
@@ -84,15 +84,17 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
     """
     ops = [op for op in graph.layers if not isinstance(op, QFlatten)]
     carried = _carried_ops(graph, ops)
-    stages, fmt, s_in = [], graph.in_quant.fmt, graph.in_quant.step
+    stages, spec = [], graph.in_quant
+    fmt, s_in = spec.fmt, spec.step
     in_size = int(np.prod(graph.input_shape[1:]))
     carry: dict | None = None  # the skip tensor riding along: channels, format, whether non-negative, stride so far
     for i, op in enumerate(ops):
         if isinstance(op, QRequant):
             if carry is not None:
                 raise ValueError(f"node {op.name} (Quant): a re-quantization inside a residual block is not supported")
-            _fold_rescale(stages, op, fmt, s_in)
-            fmt, s_in = op.quant.fmt, op.quant.step
+            _fold_rescale(stages, op, spec)
+            spec = op.quant
+            fmt, s_in = spec.fmt, spec.step
             continue
         if isinstance(op, QPool):
             if carry is not None or i in carried:
@@ -102,9 +104,12 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
             in_size = stages[-1].out_size
             continue
         if isinstance(op, QResidual):
+            if spec.zero_point or op.out_quant.zero_point or op.skip_quant.zero_point:
+                raise ValueError(f"node {op.name} (Add): residual blocks with zero points are not supported")
             stages.append(_residual_stage(op, fmt, s_in, in_size, carry, nm))
             carry = None
-            fmt, s_in, in_size = op.out_quant.fmt, op.out_quant.step, stages[-1].out_size
+            spec = op.out_quant
+            fmt, s_in, in_size = spec.fmt, spec.step, stages[-1].out_size
             continue
         if i in carried and carry is None:  # this layer reads the skip tensor: carry its own input
             c = op.in_shape[0] if op.kind == "conv" else 0
@@ -113,21 +118,28 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
         w = op.weight.reshape(op.weight.shape[0], -1)
         steps = op.bias_steps(s_in)
         bias = tuple(int(b) for b in steps) if steps is not None else (0,) * len(w)
+        if spec.zero_point:  # the MACs see codes: Σ w·(q - zp) = Σ w·q - zp·Σ w (padding reads zp)
+            bias = tuple(int(b) - spec.zero_point * int(row.sum()) for b, row in
+                         zip(bias, op.weight_quant.ints(w).astype(object)))
         pairs = op.requant_pairs(s_in) if op.out_quant is not None else None
         if carry is not None:
+            if spec.zero_point:
+                raise ValueError(f"node {op.name}: residual blocks with zero points are not supported")
             shape3, w, bias, pairs = _carry_rows(op, carry, w, bias, pairs)
         win = conv_windows(shape3, op.weight.shape[2:], op.stride, op.pads) if op.kind == "conv" else \
             np.arange(in_size)[None]
         sparse = nm if nm is not None and fits_nm(w, *nm) else None
-        common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=sparse[0] if sparse else 1, pipeline=0, nm=sparse)
+        common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=sparse[0] if sparse else 1, pipeline=0, nm=sparse,
+                      pad_code=spec.zero_point)
         if op.out_quant is None:
             stages.append(Stage(op.name, "mac", fmt, in_size, win, bias=bias, relu=op.relu, **common))
         else:
             rq = RequantSpec(acc_bits(op.weight_quant.fmt, fmt, win.shape[1]), tuple(m for m, _ in pairs),
-                             tuple(s for _, s in pairs), op.out_quant.fmt, relu=op.relu,
-                             biases=None if op.bias is None and carry is None else bias)
+                             tuple(s for _, s in pairs), op.out_quant.fmt, zero_point=op.out_quant.zero_point,
+                             relu=op.relu, biases=None if not any(bias) else bias)
             stages.append(Stage(op.name, "mac", fmt, in_size, win, requant=rq, **common))
-            fmt, s_in = op.out_quant.fmt, op.out_quant.step
+            spec = op.out_quant
+            fmt, s_in = spec.fmt, spec.step
         if carry is not None:
             carry.update(own=False, stride=carry["stride"] * op.stride[0])
         in_size = stages[-1].out_size
@@ -264,16 +276,18 @@ def _residual_stage(op: QResidual, fmt: str, s_in: float, in_size: int, carry: d
     return st
 
 
-def _fold_rescale(stages: list[Stage], op: QRequant, fmt: str, s_in: np.float64) -> None:
-    """Fold a re-quantization into the last MAC stage (monotone: it commutes with the pools after
-    that stage, whose formats change with it)."""
+def _fold_rescale(stages: list[Stage], op: QRequant, spec: QuantSpec) -> None:
+    """Fold a re-quantization of ``spec``'s codes into the last MAC stage (monotone: it commutes
+    with the pools after that stage, whose formats change with it); the old zero point comes off
+    as a bias, the new one is the requantizer's."""
     macs = [i for i, st in enumerate(stages) if st.kind == "mac"]
     if not macs or stages[macs[-1]].requant is None or stages[macs[-1]].rescale is not None:
         raise ValueError(f"node {op.name} (Quant): a re-quantization must follow one quantized layer output; "
                          "this one follows the network input or another re-quantization")
     st = stages[macs[-1]]
-    m, sh = op.requant_pair(s_in)
-    st.rescale = RequantSpec(element_bits(fmt), (m,), (sh,), op.quant.fmt)
+    m, sh = op.requant_pair(spec.step)
+    st.rescale = RequantSpec(element_bits(spec.fmt), (m,), (sh,), op.quant.fmt, zero_point=op.quant.zero_point,
+                             biases=(-spec.zero_point,) if spec.zero_point else None)
     st.__post_init__()
     for later in stages[macs[-1] + 1:]:
         later.in_fmt = op.quant.fmt

@@ -18,9 +18,10 @@ folded into the accumulator, rounded to its units ``s_in · s_w``.
 Supported now: fully connected layers (Gemm / MatMul), 1-D and 2-D convolutions (Conv:
 ungrouped, undilated, any stride and zero padding; a 1-D one as a 2-D one of height 1), ReLU,
 MaxPool (unpadded, 1-D or 2-D) and Flatten / Reshape on
-quantized tensors, integer ``Quant`` (2–8 bits, zero point 0) and minifloat ``FloatQuant``
-(saturating, no inf/NaN, 3–8 bits: :class:`~quant.formats.MinifloatFormat`), also of an already
-quantized tensor (:class:`QRequant`). Not yet: residual adds, zero points other than 0.
+quantized tensors, integer ``Quant`` (2–8 bits; a per-tensor integer zero point on activations,
+0 on weights) and minifloat ``FloatQuant`` (saturating, no inf/NaN, 3–8 bits:
+:class:`~quant.formats.MinifloatFormat`), also of an already quantized tensor (:class:`QRequant`),
+and residual joins (:class:`QResidual`).
 
 Elements: an integer tensor's elements are its integer codes' values; a minifloat tensor's are its
 codes (bit patterns). Either way :func:`quant.reference.element_ints` gives the exact integers
@@ -59,21 +60,22 @@ class QonnxError(ValueError):
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """A quantizer: ``value = scale · decode(code)`` (integer: ``decode(code)`` is the code's
-    integer, zero point 0; minifloat: the code's minifloat value)."""
+    """A quantizer: ``value = scale · (code - zero_point)`` for an integer format (``code`` the
+    code's integer), ``value = scale · decode(code)`` for a minifloat (no zero point)."""
 
     fmt: str
     scale: np.ndarray = field(compare=False)
+    zero_point: int = 0
 
     def codes(self, x: np.ndarray) -> np.ndarray:
         """QONNX ``Quant`` / ``FloatQuant`` of ``x`` as elements (int64): an integer format's
-        ``clamp(round_half_even(x / scale))``, a minifloat's codes of the nearest value (ties to
-        even, saturating)."""
+        ``clamp(round_half_even(x / scale + zero_point))`` (as QONNX's ``Quant``), a minifloat's
+        codes of the nearest value (ties to even, saturating)."""
         f = parse_format(self.fmt)
         x = np.asarray(x, dtype=np.float64)
         if isinstance(f, MinifloatFormat):
             return encode(quantize(x / self.scale, f), f).astype(np.int64)
-        return np.clip(np.round(x / self.scale), f.min_int, f.max_int).astype(np.int64)
+        return np.clip(np.round(x / self.scale + self.zero_point), f.min_int, f.max_int).astype(np.int64)
 
     @property
     def step(self) -> np.ndarray:
@@ -84,8 +86,8 @@ class QuantSpec:
         return np.asarray(self.scale, dtype=np.float64) * np.float64(2.0) ** k
 
     def ints(self, elements: np.ndarray) -> np.ndarray:
-        """Exact integers of ``elements`` (value = ``ints · step``)."""
-        return element_ints(elements, self.fmt)
+        """Exact integers of ``elements`` (value = ``ints · step``): the zero point taken off."""
+        return element_ints(elements, self.fmt) - self.zero_point
 
 
 @dataclass
@@ -269,8 +271,9 @@ def _quant_spec(model, node) -> QuantSpec:
     scale, zp, bits = (model.get_initializer(i) for i in node.input[1:4])
     if scale is None or zp is None or bits is None:
         raise QonnxError(f"node {node.name} (Quant): scale, zero point and bit width must be constants")
-    if np.any(zp != 0):
-        raise QonnxError(f"node {node.name} (Quant): zero point {zp.ravel()[:3]} — only zero points of 0 are supported")
+    if np.size(zp) != 1 or float(np.ravel(zp)[0]) != round(float(np.ravel(zp)[0])):
+        raise QonnxError(f"node {node.name} (Quant): zero point {np.ravel(zp)[:3]} — only one integer zero point per "
+                         "tensor is supported")
     op = getCustomOp(node)
     if op.get_nodeattr("rounding_mode").upper() not in ("ROUND", "HALF_EVEN"):
         raise QonnxError(f"node {node.name} (Quant): rounding mode {op.get_nodeattr('rounding_mode')} — "
@@ -279,7 +282,10 @@ def _quant_spec(model, node) -> QuantSpec:
         fmt = IntFormat(int(bits), signed=bool(op.get_nodeattr("signed")), narrow=bool(op.get_nodeattr("narrow")))
     except (FormatError, TypeError) as e:
         raise QonnxError(f"node {node.name} (Quant): {e}") from None
-    return QuantSpec(str(fmt), np.asarray(scale, dtype=np.float64))
+    zero = int(round(float(np.ravel(zp)[0])))
+    if not fmt.min_int <= zero <= fmt.max_int:
+        raise QonnxError(f"node {node.name} (Quant): zero point {zero} outside {fmt}'s range")
+    return QuantSpec(str(fmt), np.asarray(scale, dtype=np.float64), zero)
 
 
 def _float_spec(model, node) -> QuantSpec:
@@ -516,6 +522,9 @@ def _layer(model, node, x_tensor: str) -> QLayer:
         raise QonnxError(f"node {node.name} ({node.op_type}): its weights are not quantized by a Quant node on a "
                          "constant; use a Brevitas QuantLinear / QuantConv2d")
     spec = _quant_spec(model, wq)
+    if spec.zero_point:
+        raise QonnxError(f"node {node.name} ({node.op_type}): weight zero point {spec.zero_point} — only symmetric "
+                         "weights (zero point 0) are supported")
     w = np.asarray(model.get_initializer(wq.input[0]), dtype=np.float64)
     attrs = {a.name: a.i for a in node.attribute}
     stride, pads = (1, 1), (0, 0, 0, 0)
@@ -545,7 +554,7 @@ def _layer(model, node, x_tensor: str) -> QLayer:
 
 def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pads: tuple[int, ...]) -> np.ndarray:
     """Exact integer 2-D convolution (cross-correlation, as ONNX) of object arrays: x (N, C, H, W),
-    w (O, C, kh, kw) -> (N, O, H', W'); zero padding (the code of 0 with zero point 0)."""
+    w (O, C, kh, kw) -> (N, O, H', W'); zero padding (real 0: the integers have no zero point)."""
     t, left, b, r = pads
     x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
     kh, kw = w.shape[2:]
@@ -587,7 +596,7 @@ def _residual_codes(op: QResidual, q: np.ndarray, spec: QuantSpec, codes: list[n
         total = np.maximum(total, 0)
     if op.mean:
         total = total.reshape(len(q), total.shape[1], -1).sum(axis=2)
-    return np.stack([requantize(total[:, c], m, sh, op.out_quant.fmt)
+    return np.stack([requantize(total[:, c], m, sh, op.out_quant.fmt, op.out_quant.zero_point)
                      for c, (m, sh) in enumerate(op.requant_pairs(spec.step))], axis=1).reshape(len(q), *op.out_shape)
 
 
@@ -614,7 +623,7 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
             q = _maxpool(q.reshape(len(q), *op.in_shape), op, spec.fmt)
             continue
         if isinstance(op, QRequant):
-            q = requantize(spec.ints(q), *op.requant_pair(s_in), op.quant.fmt)
+            q = requantize(spec.ints(q), *op.requant_pair(s_in), op.quant.fmt, op.quant.zero_point)
             codes.append(q)
             spec = op.quant
             s_in = spec.step
@@ -631,7 +640,7 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
             acc = acc + op.bias_steps(s_in).astype(object).reshape(shape)
         if op.out_quant is None:
             return dequantize(graph, (np.maximum(acc, 0) if op.relu else acc).reshape(len(acc), -1)), codes
-        q = np.stack([requantize(acc[:, c], m, sh, op.out_quant.fmt, relu=op.relu)
+        q = np.stack([requantize(acc[:, c], m, sh, op.out_quant.fmt, op.out_quant.zero_point, relu=op.relu)
                       for c, (m, sh) in enumerate(op.requant_pairs(s_in))], axis=1)
         codes.append(q)
         spec = op.out_quant

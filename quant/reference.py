@@ -249,8 +249,8 @@ def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.nd
                zero_point: int = 0, relu: bool = False) -> np.ndarray:
     """Exact requantization of integers ``acc`` by the real factor ``multiplier / 2^shift``.
 
-    Integer ``fmt``: ``clamp(rne(acc · multiplier / 2^shift) + zero_point)``; ``rne`` rounds to
-    nearest, ties to even; the clamp is to the format's integer range, and with ``relu`` from
+    Integer ``fmt``: ``clamp(rne(acc · multiplier / 2^shift + zero_point))`` (the zero point added
+    before rounding, as QONNX's ``Quant`` and Brevitas do); ``rne`` rounds to nearest, ties to even; the clamp is to the format's integer range, and with ``relu`` from
     ``max(min_int, zero_point)`` (the code of 0: a fused ReLU). Returns the output integers (int64;
     two's complement codes are these ``& (2^bits - 1)``).
 
@@ -279,7 +279,7 @@ def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.nd
     q = np.vectorize(lambda xi, si: xi >> int(si), otypes=[object])(x, sh)  # floor(x / 2^s)
     rem = x - np.vectorize(lambda qi, si: qi << int(si), otypes=[object])(q, sh)
     half = np.vectorize(lambda si: (1 << (int(si) - 1)) if si > 0 else 0, otypes=[object])(sh)
-    up = (sh > 0) & ((rem > half) | ((rem == half) & (q % 2 == 1)))
+    up = (sh > 0) & ((rem > half) | ((rem == half) & ((q + int(zero_point)) % 2 == 1)))
     q = q + up.astype(object) + int(zero_point)
     lo = max(fmt.min_int, int(zero_point)) if relu else fmt.min_int
     return np.clip(q, lo, fmt.max_int).astype(np.int64)

@@ -4,7 +4,7 @@ weights, one per pooling), its exact numpy model (:func:`run_plan`) and its clos
 
 Every stage reads one frame (one inference's input tensor, flattened in C, H, W order, as codes)
 and writes one frame. Its work is a list of *windows*: ``windows[p]`` holds the input addresses
-of window ``p`` (``-1``: a zero-padding element, the code of 0). A MAC stage computes, for each
+of window ``p`` (``-1``: a padding element, the code of real 0). A MAC stage computes, for each
 output channel ``o`` and window ``p`` (``o`` outer, so the output is in C, H, W order again), the
 dot product of weight row ``o`` with window ``p`` — a fully connected layer is one window
 ``0 .. K-1``, a convolution one window per output position (FINN's sliding-window input
@@ -71,6 +71,8 @@ class Stage:
         residual join; their accumulators combine per channel as ``T = Σ_s A_s · seg_mults[s][o]
         + bias[o]``, ReLU'd with ``relu``; None: one segment, no combination.
     seg_mults : per segment, per output channel, the integer multiplier of its accumulator.
+    pad_code : the input element a padding address reads (the code of real 0: the input's zero
+        point; 0 without one).
     mean : sum the combined values over the windows of each channel (a global average pool whose
         division is in ``requant``): one output per channel. A combining stage (``segments`` or
         ``mean``) applies ``bias`` and ``relu`` itself; its ``requant`` has neither (None: the
@@ -98,6 +100,7 @@ class Stage:
     segments: tuple[int, ...] | None = None
     seg_mults: tuple[tuple[int, ...], ...] | None = None
     mean: bool = False
+    pad_code: int = 0
 
     def __post_init__(self) -> None:
         self.windows = np.asarray(self.windows, dtype=np.int64)
@@ -317,9 +320,10 @@ def pool_windows(in_shape: tuple[int, int, int], kernel: tuple[int, int], stride
     return (np.arange(c)[:, None, None] * h * w + one[None]).reshape(-1, one.shape[1])
 
 
-def _gather(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
-    """(frames, P, K) window elements of integer frames ``x`` (frames, in_size); padding is 0."""
-    padded = np.concatenate([x, np.zeros((len(x), 1), dtype=x.dtype)], axis=1)
+def _gather(x: np.ndarray, windows: np.ndarray, pad: int = 0) -> np.ndarray:
+    """(frames, P, K) window elements of integer frames ``x`` (frames, in_size); padding reads
+    ``pad``."""
+    padded = np.concatenate([x, np.full((len(x), 1), pad, dtype=x.dtype)], axis=1)
     return padded[:, np.where(windows < 0, x.shape[1], windows)]
 
 
@@ -341,7 +345,7 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
         raise ValueError(f"inputs must be (frames, {plan.in_size}) integers, got {x.shape}")
     outs = []
     for st in plan.stages:
-        win = _gather(x, st.windows)  # (F, P, K)
+        win = _gather(x, st.windows, st.pad_code)  # (F, P, K)
         if st.kind == "pool":
             pick = np.argmax(element_ints(win, st.in_fmt), axis=2)
             y = np.take_along_axis(win, pick[..., None], axis=2)[..., 0]

@@ -14,7 +14,8 @@ Inside, per cycle:
   last stage needs none), the counters walk channel ``o``, window ``p``, beat ``b``; beat ``b`` of
   window ``p``'s addresses comes from a ROM (asynchronous read) and addresses the banks'
   registered read ports, one per lane; beat ``b`` of weight row ``o`` comes from a registered ROM.
-- **beat** (stage B): the addressed codes of the read bank (address ``in_size``: zero padding)
+- **beat** (stage B): the addressed codes of the read bank (address ``in_size``: padding, the
+  code of real 0)
   form the beat; a MAC stage feeds it to :class:`hw.dot.MacPipeline` (``last`` on a window's last
   beat) and requantizes each accumulator for its channel (:func:`hw.requant.requantizer`) into
   the output register; a pool stage puts the largest value of the window there. The frame's last
@@ -250,7 +251,8 @@ class StageEngine(wiring.Component):
         codes = []
         for j in range(span):
             code = Signal(in_bits, name=f"a{j}")
-            m.d.comb += code.eq(Mux(pads[j], 0, Mux(bank_b, reads[1][j].data, reads[0][j].data)))
+            m.d.comb += code.eq(Mux(pads[j], st.pad_code & ((1 << in_bits) - 1),
+                                    Mux(bank_b, reads[1][j].data, reads[0][j].data)))
             codes.append(code)
         release = valid_b & sink_ready & end_b
         m.d.comb += self.release.eq(release)

@@ -24,7 +24,7 @@ FORMATS = ["int8", "int4", "uint4", "int5n", "uint8", "int2", "uint3n"]
 
 def _rational(acc: int, m: int, s: int, fmt: str, zp: int, relu: bool) -> int:
     f = parse_format(fmt)
-    q = round(Fraction(acc * m, 2**s)) + zp  # Python rounds a Fraction half to even
+    q = round(Fraction(acc * m, 2**s) + zp)  # Python rounds a Fraction half to even; QONNX adds zp first
     lo = max(f.min_int, zp) if relu else f.min_int
     return min(max(q, lo), f.max_int)
 
