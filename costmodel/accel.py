@@ -21,7 +21,10 @@ Per MAC stage:
   register: flip-flops counted, one LUT per counter bit.
 
 Pool stages have the banks (one read port per window element), the window ROM and a comparator
-tree (one LUT per bit per comparison). Cycles per frame and the interval are the closed form of
+tree (one LUT per bit per comparison). Dynamic energy per frame: the MAC engine's actions
+(:func:`costmodel.estimate`), the frame-bank writes, window-ROM reads, pool reads and compares,
+combiner and requantizer multiplies and adds, each × an ASIC per-action figure of
+:data:`costmodel.energy.ERT`. Cycles per frame and the interval are the closed form of
 :func:`hw.dataflow.plan.schedule`. The error of the total against Yosys synthesis of whole
 accelerators is measured by ``bench/accel.py`` (README), never fitted here.
 """
@@ -36,6 +39,7 @@ from hw.dot import DotConfig
 from hw.sparse import SparseConfig
 from quant.formats import parse_format
 
+from .energy import ERT, mult_pj
 from .estimate import estimate
 from .features import buffer_cost, mult_dsp
 from .requant_cost import requant_cost
@@ -112,6 +116,35 @@ def _combiner(st: Stage, target: str) -> dict[str, int]:
     return {"lut": adders * width, "ff": width * (1 + int(st.mean)), "dsp": dsp}
 
 
+def _frame_io_pj(st: Stage) -> float:
+    """pJ per frame of a stage's frame-bank writes and window-address ROM reads (ASIC SRAM figures
+    of :data:`costmodel.energy.ERT`; the ROM is logic, so an upper estimate)."""
+    abits = max(1, st.in_size.bit_length())
+    rom_bits = 0 if st.positions == 1 else st.positions * st.beats * st.span * abits
+    return st.in_size * parse_format(st.in_fmt).bits * ERT["sram_write_bit"]["pJ"] + rom_bits * ERT["sram_read_bit"]["pJ"]
+
+
+def _around_mac_nj(st: Stage) -> float:
+    """nJ per frame of what a MAC stage does beside its engine (whose actions, bank and weight
+    reads included, :func:`costmodel.estimate` counts): frame-bank writes and window-ROM reads, a
+    combining stage's segment multiplies and adds, and each requantization (its multiply by the
+    per-channel multiplier, its bias add and rounding add)."""
+    pj = _frame_io_pj(st)
+    values = st.channels * st.positions  # accumulators out of the engine per segment
+    if st.combines:
+        mults = [v for row in st.seg_mults or () for v in row]
+        m_bits = max(mults).bit_length() if mults and max(mults) > 1 else 0
+        per = (mult_pj(st.acc_bits, m_bits, 0, 0, 0, 0) if m_bits else 0.0) + st.combined_bits * ERT["add_bit"]["pJ"]
+        pj += values * len(st.seg_beats) * float(per)
+        width = st.combined_bits
+    else:
+        width = st.acc_bits
+    if st.requant is not None:
+        m_bits = max(st.requant.multipliers).bit_length()
+        pj += st.out_size * float(mult_pj(width + 1, m_bits, 0, 0, 0, 0) + 2 * (width + m_bits) * ERT["add_bit"]["pJ"])
+    return pj / 1e3
+
+
 def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
     """Resources of one stage by part (:data:`PARTS`; LUTs include LUTRAM), with the totals and
     the cycles per frame."""
@@ -129,15 +162,16 @@ def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
     if st.kind == "mac":
         engine = SparseConfig(st.lanes, *st.nm, st.wfmt, st.in_fmt, st.k, pipeline=st.pipeline) if st.nm else \
             DotConfig(st.lanes, st.wfmt, st.in_fmt, st.k, st.pipeline)
-        dot = estimate(engine, dev, k=st.k, vectors=st.out_size)  # one frame: O · P dot products of length K
+        dot = estimate(engine, dev, k=st.k, vectors=st.channels * st.positions)  # a frame: O · P dot products
         parts["mac"] = {"lut": dot.lut or 0, "ff": dot.ff or 0, "dsp": dot.dsp or 0, "bram18": dot.bram18 or 0}
-        dynamic_nj, fmax = dot.dynamic_nj, dot.fmax_mhz
+        dynamic_nj, fmax = dot.dynamic_nj + _around_mac_nj(st), dot.fmax_mhz
         parts["weight_rom"] = _rom(st.channels * st.beats, st.lanes * st.weight_bits, True, target)
         parts["requant"] = _requant(st, target)
         counters += _bits(st.channels * st.beats) + _bits(st.channels) + _bits(st.positions)
     else:
         parts["mac"] = {"lut": (st.lanes - 1) * 2 * in_bits, "ff": 0, "dsp": 0, "bram18": 0}  # comparator tree
-        dynamic_nj, fmax = 0.0, None
+        reads = st.positions * st.k * in_bits  # every window element read once, compared once
+        dynamic_nj, fmax = (reads * (ERT["sram_read_bit"]["pJ"] + ERT["add_bit"]["pJ"]) + _frame_io_pj(st)) / 1e3, None
     parts["control"] = {"lut": counters, "ff": counters + st.out_bits + 4, "dsp": 0, "bram18": 0}
     total = {k: sum(p[k] for p in parts.values()) for k in ("lut", "ff", "dsp", "bram18")}
     return {"stage": st.name, "kind": st.kind, "lanes": st.lanes, "cycles_per_frame": st.busy_cycles,
@@ -161,7 +195,9 @@ def plan_cost(plan: NetworkPlan, device: str | Device | None = None) -> dict[str
             "sources": {**SOURCES, "cycles": "closed form (hw.dataflow.plan.schedule), equal to simulation",
                         "fmax": "the slowest stage's MAC engine by the engine path model (costmodel.latency); bank, "
                                 "ROM and requantizer paths not modelled: an upper bound",
-                        "energy": "dynamic: each stage's MAC actions per frame × ASIC per-action energies (costmodel.energy: "
-                                  "Horowitz ISSCC'14 45 nm, Accelergy Aladdin 40 nm); memories and requantizers not "
-                                  f"counted; static: {dev.name} static power × one steady-state interval; no board "
-                                  "measurement stands behind either"}}
+                        "energy": "dynamic: each stage's MAC actions per frame, its frame-bank writes, window-ROM reads "
+                                  "(SRAM figure for a logic ROM: an upper estimate), pool reads and compares, combiner "
+                                  "and requantizer multiplies and adds × ASIC per-action energies (costmodel.energy: "
+                                  "Horowitz ISSCC'14 45 nm, Accelergy Aladdin 40 nm); static: "
+                                  f"{dev.name} static power × one steady-state interval; no board measurement stands "
+                                  "behind either"}}

@@ -14,6 +14,30 @@ from hw.dataflow.plan import schedule
 from tests.hw.test_dataflow import random_plan
 
 
+def test_energy_beside_the_engines_by_hand():
+    """A pool stage: 8 windows of 4 int8 codes read and compared, 32 codes written into its bank,
+    8 × 1 beat × 4 addresses of 6 bits read from its window ROM (ERT's SRAM read/write and adder
+    bit, pJ). A MAC stage: its engine's estimate plus the same bank writes and ROM reads plus one
+    requantization per output (a 22 × 24-bit multiply and two adds of 45 bits)."""
+    from costmodel import estimate
+    from costmodel.accel import stage_cost
+    from costmodel.energy import ERT, mult_pj
+    from hw.dataflow.plan import Stage, pool_windows
+    from hw.dot import DotConfig
+    from hw.requant import RequantSpec
+
+    rd, wr, add = ERT["sram_read_bit"]["pJ"], ERT["sram_write_bit"]["pJ"], ERT["add_bit"]["pJ"]
+    pool = Stage("p", "pool", "int8", 32, pool_windows((2, 4, 4), (2, 2), (2, 2)))
+    want = 8 * 4 * 8 * (rd + add) + 32 * 8 * wr + 8 * 4 * 6 * rd
+    assert stage_cost(pool)["dynamic_nj"] == pytest.approx(want / 1e3)
+    w = [[1, -2, 3, 0] * 8, [0, 1, 1, -1] * 8]
+    rq = RequantSpec(21, ((1 << 23) + 5, (1 << 23) + 7), (30, 31), "int8")
+    mac = Stage("fc", "mac", "int8", 32, [list(range(32))], w, "int8", 4, 1, rq)
+    engine = estimate(DotConfig(4, "int8", "int8", 32, 1), "xc7z020", k=32, vectors=2).dynamic_nj
+    extra = 32 * 8 * wr + 2 * (float(mult_pj(22, 24, 0, 0, 0, 0)) + 2 * 45 * add)  # one window: no ROM read
+    assert stage_cost(mac)["dynamic_nj"] == pytest.approx(engine + extra / 1e3)
+
+
 def test_parts_are_labelled_and_sum_to_the_totals():
     for seed in range(6):
         plan = random_plan(seed)
