@@ -3,6 +3,7 @@ differences between teachers, and the training cost of each approach.
 
     python bench/gtn.py runs/gtn_full            # markdown on stdout
     python bench/gtn.py runs/gtn_full --plot     # also rewrites DIR/accuracy_vs_params.png
+    python bench/gtn.py runs/gtn_map_quick       # a MAP run: "accuracy" is test micro-F1
 
 Paired differences compare two teachers on the same (student, seed): same split, same initial
 student weights and batch order, so only the teacher differs. The sign test is exact (binomial,
@@ -42,7 +43,8 @@ def paired(results: pd.DataFrame, a: str, b: str) -> str:
         return f"{a} vs {b}: no pairs"
     d = (100 * (wide[a] - wide[b])).dropna()
     w, t, l = int((d > 1e-9).sum()), int((d.abs() <= 1e-9).sum()), int((d < -1e-9).sum())
-    return (f"{a} − {b}: {d.mean():+.2f} ± {d.std(ddof=1):.2f} pp over {len(d)} (student, seed) pairs; "
+    sd = d.std(ddof=1) if len(d) > 1 else 0.0
+    return (f"{a} − {b}: {d.mean():+.2f} ± {sd:.2f} pp over {len(d)} (student, seed) pairs; "
             f"{w} wins / {t} ties / {l} losses; sign test p = {sign_test(w, l):.3f}")
 
 
@@ -56,17 +58,20 @@ def main() -> None:
     run = json.loads((d / "run.json").read_text())
     teachers = pd.read_csv(d / "teachers.csv")
     costs = pd.read_csv(d / "costs.csv")
+    workload = run.get("data", "digits")
+    metric = run.get("metric", "accuracy")
     if args.plot:
-        E.plot(results, d / "accuracy_vs_params.png")
-    print(f"seeds {run['seeds']}, config {run['config']}\n")
-    print("test accuracy (%), mean ± std over seeds\n")
+        E.plot(results, d / "accuracy_vs_params.png", workload)
+    print(f"{workload}, seeds {run['seeds']}, config {run['config']}\n")
+    print(f"test {metric} (%), mean ± std over seeds\n")
     print(E.markdown_table(results) + "\n")
     g = teachers.groupby(["teacher", "student"], dropna=False)
-    print("teachers: test accuracy (%) and CPU seconds, mean ± std over seeds\n")
+    print(f"teachers: test {metric} (%) and CPU seconds, mean ± std over seeds\n")
     for (kind, student), grp in g:
         name = kind + (f" ({student})" if isinstance(student, str) and student else "")
-        print(f"- {name}: {100 * grp.accuracy.mean():.2f} ± {100 * grp.accuracy.std(ddof=1):.2f} %, "
-              f"{grp.train_seconds.mean():.0f} ± {grp.train_seconds.std(ddof=1):.0f} CPU s")
+        sd = grp[["accuracy", "train_seconds"]].std(ddof=1).fillna(0.0)  # one seed: 0
+        print(f"- {name}: {100 * grp.accuracy.mean():.2f} ± {100 * sd.accuracy:.2f} %, "
+              f"{grp.train_seconds.mean():.0f} ± {sd.train_seconds:.0f} CPU s")
     print("\npaired differences\n")
     for a, b in (("generic", "standard"), ("generic", "none"), ("standard", "none"), ("custom", "generic"),
                  ("custom", "standard")):

@@ -6,7 +6,9 @@ zoo       ``build(arch, preset)`` for lstm / mixer / resnet / swa; ``load_checkp
 distill   KD loss; methods none / kd / packd (k-means++ clusters, one teacher per cluster)
 metrics   micro-F1 at the validation threshold, F1 at 0.5, all-ones floor, frequency baseline
 digits_data  the digits workload's data (sklearn 8x8 digits, stratified 60/20/20); quant re-exports it
-gtn_pool  digits CNN students ``dDwW``, their weight-sharing supernet, sandwich sampling, checkpoints
+gtn_pool  digits CNN students ``dDwW``, their weight-sharing supernet, sandwich sampling, checkpoints;
+          ``Family``: what a pool of one architecture needs (digits here, MAP in gtn_map)
+gtn_map   MAP ResNet students ``rDwW`` (r1w32 = PaCKD's student), their supernet, trace folders
 gtn       Generic Teacher Network: KD-aware teacher training, standard teachers, standalone students
 gtn_eval  the GTN comparison (generic / standard / custom / no KD, seeds) behind `paretofab gtn`
 datafree  data-free KD: BN teacher, DeepInversion, DAFL, DM condensation / few-shot side information,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,10 +16,11 @@ import torch
 from quant.common import HelpFormatter, writable_folder
 
 from . import distill as D
-from . import gtn_eval, map_data, traces
+from . import gtn_eval, gtn_map, map_data, traces
 from .datafree import run as DF
 from .digits_data import load_data as load_digits
-from .gtn_pool import DEFAULT_POOL, TEACHER, StudentSpec, parse_pool
+from .gtn import MapTask
+from .gtn_pool import DEFAULT_POOL, DIGITS, TEACHER, StudentSpec, parse_pool
 from .prune import Pattern, PruneConfig, parse_pattern, prune_student
 from .workload import TraceSpec, stats_of_trace
 from .zoo import ARCHS, PRESETS
@@ -147,24 +149,35 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _gtn(args: argparse.Namespace) -> int:
     # every option is checked before minutes of training
-    if args.data != "digits":
-        raise ValueError(f"--data {args.data!r}: only the digits workload has a student pool yet (the MAP "
-                         f"pool from a trace folder is not built); use --data digits")
-    pool = parse_pool(args.pool)
-    custom = gtn_eval.custom_members(pool) if args.custom is None else gtn_eval.parse_custom(args.custom, pool)
-    budget = gtn_eval.BUDGETS[args.budget]
-    cfg = gtn_eval.with_overrides(budget.cfg, epochs=args.epochs, kd_weight=args.kd_weight, teacher=args.teacher)
-    cfg.check()
+    digits = args.data == "digits"
+    family, budgets = (DIGITS, gtn_eval.BUDGETS) if digits else (gtn_map.MAP, gtn_eval.MAP_BUDGETS)
+    if not digits:
+        gtn_map.find_workload(args.data)
+    pool = parse_pool(args.pool or family.default_pool, family)
+    custom = (gtn_eval.custom_members(pool) if args.custom is None
+              else gtn_eval.parse_custom(args.custom, pool, family))
+    budget = budgets[args.budget]
+    cfg = gtn_eval.with_overrides(budget.cfg, epochs=args.epochs, kd_weight=args.kd_weight, teacher=args.teacher,
+                                  family=family)
+    cfg.check(family)
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed}: use a non-negative integer (e.g. --seed 0)")
     out = writable_folder(args.output)
     torch.set_num_threads(args.threads)
+    if digits:
+        data, what = load_digits(args.seed), "digits"
+    else:
+        rows = args.rows or budget.rows
+        splits, info = gtn_map.load_splits_of(args.data, rows, args.seed, args.allow_degenerate)
+        data = MapTask.from_splits(splits, family, info)
+        what = (f"MAP {args.data} ({len(data.x_train):,} / {len(data.x_val):,} / {len(data.x_test):,} rows; "
+                f"frequency plateau F1 {data.plateau:.3f})")
     seeds = list(range(args.seed, args.seed + (args.seeds or budget.seeds)))
-    print(f"gtn on digits: pool {', '.join(f'{s.name} ({s.params:,})' for s in pool)}; teacher {cfg.teacher}; "
+    print(f"gtn on {what}: pool {', '.join(f'{s.name} ({s.params:,})' for s in pool)}; teacher {cfg.teacher}; "
           f"custom teachers for {', '.join(s.name for s in custom) or 'none'}; seeds {seeds}; budget {args.budget}")
     t0 = time.perf_counter()
-    df = gtn_eval.run(load_digits(args.seed), pool, cfg, seeds, out, custom=custom,
-                      log=lambda line: print(line, flush=True))
+    df = gtn_eval.run(data, pool, cfg, seeds, out, custom=custom, log=lambda line: print(line, flush=True),
+                      jobs=args.jobs)
     print(gtn_eval.markdown_table(df))
     print(gtn_eval.cost_table(out / "costs.csv"))
     print(f"{len(df)} students in {time.perf_counter() - t0:.0f} s -> {out}/results.csv, accuracy_vs_params.png")
@@ -293,31 +306,47 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     g = sub.add_parser("gtn", help="a Generic Teacher Network for a pool of student sizes, against standard, "
                                    "custom and no-KD baselines",
-                       description="Train one KD-aware generic teacher (GTN) for a pool of CNN students "
-                                   "(a weight-sharing supernet, sandwich-sampled), a standard teacher of the "
+                       description="Train one KD-aware generic teacher (GTN) for a pool of students (a "
+                                   "weight-sharing supernet, sandwich-sampled), a standard teacher of the "
                                    "same architecture and epochs, and a teacher customized for two pool "
                                    "members; then distill every pool student from scratch from each, and "
-                                   "train it without KD, for every seed. Writes DIR/teachers/*.pt, "
-                                   "DIR/students/*.pt (standalone), DIR/results.csv (student, params, "
+                                   "train it without KD, for every seed. digits: CNN students dDwW, accuracy; "
+                                   "a MAP trace (a folder holding one trace file, a trace file, or a "
+                                   "`paretofab distill` folder): ResNet students rDwW, test micro-F1 at the "
+                                   "validation-best threshold (distill's protocol). Writes DIR/teachers/*.pt, "
+                                   "DIR/students/*.pt (standalone; MAP: with data.npz beside them, so each "
+                                   "is a `paretofab sweep --model` spec), DIR/results.csv (student, params, "
                                    "teacher, seed, accuracy, train_seconds), DIR/teachers.csv, DIR/costs.csv "
                                    "(CPU seconds per approach) and DIR/accuracy_vs_params.png.",
                        epilog="examples:\n"
                               "  paretofab gtn --data digits --budget quick -o runs/gtn_quick\n"
                               "  paretofab gtn --data digits --budget full --pool d1w12,d2w16,d2w24,d3w24,d3w32,d3w48 \\\n"
-                              "      -o runs/gtn",
+                              "      -o runs/gtn\n"
+                              "  paretofab traces --app pr -o traces/pr/pr.txt.xz\n"
+                              "  paretofab gtn --data traces/pr --budget quick -o runs/gtn_map_quick",
                        formatter_class=HelpFormatter)
-    g.add_argument("--data", default="digits", help="workload: digits (the MAP trace-folder pool is not built yet)")
-    g.add_argument("--pool", default=DEFAULT_POOL, metavar="SPEC",
-                   help="students, comma-separated dDwW: D 3x3 convolutions of W channels, max-pool, linear "
-                        "(depth 1..4, width 2..128; at least two)")
+    g.add_argument("--data", default="digits", metavar="digits|TRACE-FOLDER",
+                   help="workload: digits, or a MAP trace: a folder holding one trace file (`paretofab traces "
+                        "-o DIR/NAME.txt.xz`), a trace file, or a `paretofab distill -o DIR` folder (its data.npz)")
+    g.add_argument("--pool", default=None, metavar="SPEC",
+                   help=f"students, comma-separated, at least two. digits (default {DEFAULT_POOL}): dDwW, D 3x3 "
+                        f"convolutions of W channels, max-pool, linear (depth 1..4, width 2..128). MAP (default "
+                        f"{gtn_map.DEFAULT_POOL}): rDwW, a ResNet of D bottleneck blocks of W channels (depth "
+                        f"1..3, width 4..256; r1w32 is PaCKD's 9.2k student)")
     g.add_argument("--budget", choices=tuple(gtn_eval.BUDGETS), default="quick",
-                   help="quick: 1 seed, 10 teacher / <=30 student epochs (a few minutes on 2 cores); full: "
-                        "3 seeds, 40 / <=80 epochs (default quick)")
+                   help="quick: 1 seed, short trainings (under 5 minutes on 2 cores; MAP: 4,000 rows); full: "
+                        "3 seeds, longer trainings (digits 40 / <=80 epochs; MAP 30,000 rows, 30 / <=40 epochs) "
+                        "(default quick)")
     g.add_argument("--seed", type=int, default=0,
                    help="first seed (seeds S, S+1, ...: weights and batch order); also fixes the data split; >= 0")
     g.add_argument("--seeds", type=_positive, default=None, help="repetitions (default: the budget's)")
-    g.add_argument("--teacher", default=None, metavar="dDwW",
-                   help=f"architecture of every teacher (default {TEACHER}, 182,410 parameters)")
+    g.add_argument("--rows", type=_positive, default=None,
+                   help="MAP: evenly spaced rows of the trace kept (default: the budget's)")
+    g.add_argument("--allow-degenerate", action="store_true",
+                   help="MAP: go on with a degenerate trace (its micro-F1 axis is noise)")
+    g.add_argument("--teacher", default=None, metavar="SPEC",
+                   help=f"architecture of every teacher, a member of the family (default digits {TEACHER}, "
+                        f"182,410 parameters; MAP {gtn_map.TEACHER}, 49,632)")
     g.add_argument("--custom", default=None, metavar="SPEC",
                    help="pool members given a customized teacher, comma-separated, or none "
                         "(default: the smallest and the middle one)")
@@ -326,7 +355,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--kd-weight", type=float, default=None,
                    help="weight of the students' KD loss in the generic teacher's objective (default: "
                         "the budget's, 1.0; 0 makes it a standard teacher)")
-    g.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
+    g.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (of each job)")
+    g.add_argument("--jobs", type=_positive, default=min(2, os.cpu_count() or 1),
+                   help="trainings run at once, each in its own process (the teachers of a seed together, then "
+                        "its students); results and CPU seconds do not depend on it (default: 2 where there are "
+                        "2 cores)")
     g.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     g.set_defaults(func=_gtn)
 

@@ -9,6 +9,9 @@ depth and width, and student ``dDwW`` is the supernet's first ``D`` convolutions
 their first ``W`` output (and input) channels, and the matching ``W·16`` columns of the head
 (once-for-all-style elastic depth and width): every pool member shares the supernet's weights.
 
+A :class:`Family` bundles what the GTN training needs of a student family (spelling, builder,
+supernet, checkpoints): :data:`DIGITS` here, :data:`models.gtn_map.MAP` for the MAP ResNets.
+
 Checkpoints follow :func:`models.zoo.save_checkpoint` (``{"state_dict", "meta"}``, ``meta`` with
 ``arch``, ``preset`` and ``kwargs``; read with ``weights_only=True``); :func:`load_student` rebuilds
 a student from one alone.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +31,7 @@ from torch import nn
 from .zoo import count_params, load_checkpoint, save_checkpoint
 
 __all__ = ["ARCH", "CLASSES", "DEFAULT_POOL", "TEACHER", "StudentSpec", "DigitsCNN", "Supernet",
-           "parse_pool", "sandwich", "save_student", "load_student"]
+           "Family", "DIGITS", "parse_pool", "sandwich", "save_student", "load_student"]
 
 #: ``meta["arch"]`` of a digits CNN checkpoint
 ARCH = "digits-cnn"
@@ -88,24 +92,25 @@ class StudentSpec:
         return cls(int(m.group(1)), int(m.group(2)))
 
 
-def parse_pool(text: str) -> tuple[StudentSpec, ...]:
-    """The pool a ``--pool`` value names: comma-separated ``dDwW`` students, at least two,
-    distinct; sorted by parameters (then depth, width).
+def parse_pool(text: str, family: "Family | None" = None) -> tuple[Any, ...]:
+    """The pool a ``--pool`` value names: comma-separated students of ``family`` (default
+    :data:`DIGITS`: ``dDwW``), at least two, distinct; sorted by parameters (then depth, width).
 
     Raises
     ------
     ValueError
         One line naming the fix (``--pool d1w12,d2w16,...``).
     """
+    family = family or DIGITS
     parts = [p for p in (text or "").split(",") if p.strip()]
     try:
-        specs = [StudentSpec.parse(p) for p in parts]
+        specs = [family.parse(p) for p in parts]
     except ValueError as e:
         raise ValueError(f"--pool {text!r}: {e}") from None
     if len(set(specs)) != len(specs):
         raise ValueError(f"--pool {text!r}: a student appears twice; name each once")
     if len(specs) < 2:
-        raise ValueError(f"--pool {text!r}: name at least two students (e.g. --pool {DEFAULT_POOL})")
+        raise ValueError(f"--pool {text!r}: name at least two students (e.g. --pool {family.default_pool})")
     return tuple(sorted(specs, key=lambda s: (s.params, s.depth, s.width)))
 
 
@@ -183,8 +188,9 @@ class Supernet(nn.Module):
         return F.linear(F.max_pool2d(h, 2).flatten(1), weight, bias)
 
     @torch.no_grad()
-    def extract(self, spec: StudentSpec) -> DigitsCNN:
-        """A standalone :class:`DigitsCNN` holding a copy of subnet ``spec``'s current weights."""
+    def extract(self, spec: StudentSpec, calib: torch.Tensor | None = None) -> DigitsCNN:
+        """A standalone :class:`DigitsCNN` holding a copy of subnet ``spec``'s current weights
+        (``calib`` is ignored: the digits CNNs have no normalization statistics)."""
         self._check(spec)
         model = DigitsCNN(spec.depth, spec.width)
         w = spec.width
@@ -248,3 +254,43 @@ def load_student(path: str | Path) -> DigitsCNN:
     return load_checkpoint(path, classes={ARCH: DigitsCNN},
                            wanted=(ARCH, "give a student or teacher .pt written by `paretofab gtn`",
                                    "paretofab gtn --data digits -o DIR"))
+
+
+@dataclass(frozen=True)
+class Family:
+    """A student family the GTN machinery trains: how a pool member is spelled, built, held in a
+    weight-sharing supernet and saved. Members (``spec``) are frozen, ordered, and have ``name``,
+    ``params``, ``depth`` and ``width``; the teachers are members of the same family.
+
+    Attributes
+    ----------
+    arch : str
+        ``meta["arch"]`` of its checkpoints.
+    parse : callable
+        ``str -> spec``; ``ValueError`` naming the spelling otherwise.
+    build : callable
+        ``spec -> nn.Module``, a fresh standalone model.
+    supernet : callable
+        ``pool -> nn.Module`` with ``forward(x, spec)``, ``extract(spec, calib)`` and ``pool``.
+    save, load : callable
+        ``save(path, model, **meta)``; ``load(path) -> nn.Module`` (``model.meta`` attached).
+    default_pool, teacher : str
+        The ``--pool`` and ``--teacher`` defaults.
+    """
+
+    arch: str
+    parse: Callable[[str], Any]
+    build: Callable[[Any], nn.Module]
+    supernet: Callable[[tuple], nn.Module]
+    save: Callable[..., None]
+    load: Callable[[str | Path], nn.Module]
+    default_pool: str
+    teacher: str
+
+
+def _build(spec: StudentSpec) -> DigitsCNN:
+    return DigitsCNN(spec.depth, spec.width)
+
+
+#: the digits CNN family (``dDwW``)
+DIGITS = Family(ARCH, StudentSpec.parse, _build, Supernet, save_student, load_student, DEFAULT_POOL, TEACHER)

@@ -288,5 +288,5 @@ def test_same_seed_same_student_and_the_teacher_changes_it():
     teacher, _ = G.train_teacher(data, cfg, seed=3)
     c, _ = G.train_student(data, spec, G.logits_of(teacher, data.x_train), cfg, seed=3)
     assert not torch.equal(c.head.weight, a.head.weight)
-    with pytest.raises(ValueError, match="training images"):
+    with pytest.raises(ValueError, match="training inputs"):
         G.train_student(data, spec, torch.zeros(5, 10), cfg, seed=3)
