@@ -243,7 +243,7 @@ def _residual_stage(op: QResidual, fmt: str, s_in: float, in_size: int, carry: d
     where = f"node {op.name} (Add)"
     main = op.main
     if main.kind != "conv" or carry is None or carry["own"]:
-        raise ValueError(f"{where}: only residual joins of convolutions with a body of at least one layer are "
+        raise ValueError(f"{where}: only residual joins of convolutions whose body has at least two layers are "
                          "supported")
     cx, h, wd = main.in_shape
     cs, o = carry["channels"], len(main.weight)
