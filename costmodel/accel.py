@@ -88,8 +88,7 @@ def _rom(depth: int, width: int, registered: bool, target: str) -> dict[str, int
     if depth == 0:
         return {"lut": 0, "ff": 0, "dsp": 0, "bram18": 0}
     if registered and depth >= ROM_BRAM_WORDS and depth * width >= ROM_BRAM_BITS:
-        c = buffer_cost(depth, width, target)
-        return {"lut": int(c["lutram"]), "ff": int(c["ff"]), "dsp": 0, "bram18": int(c["bram18"])}
+        return _memory(depth, width, 1, target)
     blocks = -(-depth // 64)
     per_bit = blocks if blocks <= 4 else blocks * 4 / 3
     return {"lut": round(width * per_bit), "ff": width if registered else 0, "dsp": 0, "bram18": 0}
@@ -110,8 +109,7 @@ def _combiner(st: Stage, target: str) -> dict[str, int]:
     its adders (sum, bias, ReLU, the mean's sum: a LUT per bit each) and its partial and mean
     registers (counted)."""
     width = st.combined_bits
-    mults = [v for row in st.seg_mults or () for v in row]
-    dsp = mult_dsp(st.acc_bits, max(mults).bit_length() + 1, 0, target) if mults and max(mults) > 1 else 0
+    dsp = mult_dsp(st.acc_bits, st.seg_mult_bits + 1, 0, target) if st.seg_mult_bits else 0
     adders = 2 + int(st.relu) + int(st.mean)
     return {"lut": adders * width, "ff": width * (1 + int(st.mean)), "dsp": dsp}
 
@@ -132,8 +130,7 @@ def _around_mac_nj(st: Stage) -> float:
     pj = _frame_io_pj(st)
     values = st.channels * st.positions  # accumulators out of the engine per segment
     if st.combines:
-        mults = [v for row in st.seg_mults or () for v in row]
-        m_bits = max(mults).bit_length() if mults and max(mults) > 1 else 0
+        m_bits = st.seg_mult_bits
         per = (mult_pj(st.acc_bits, m_bits, 0, 0, 0, 0) if m_bits else 0.0) + st.combined_bits * ERT["add_bit"]["pJ"]
         pj += values * len(st.seg_beats) * float(per)
         width = st.combined_bits

@@ -33,6 +33,11 @@ from .netplan import DEFAULT_MAX_LANES, plan_network
 __all__ = ["register", "layer_rows", "plan_rows", "qonnx_outputs"]
 
 
+#: the network figures of :func:`costmodel.accel.plan_cost` in the report (text, --json, -o DIR)
+_COST_KEYS = ("cycles_per_inference", "interval", "fmax_mhz", "latency_us", "inferences_per_s",
+              "energy_nj_per_inference", "device", "total", "sources")
+
+
 def _scale_kind(scale) -> str:
     s = np.atleast_1d(np.asarray(scale, dtype=np.float64))
     pow2 = bool(np.all(np.frexp(s)[0] == 0.5))
@@ -149,8 +154,7 @@ def _accel(args: argparse.Namespace) -> int:
                   for r, c in zip(plan_rows(plan), cost["stages"])]
     doc: dict = {"model": str(args.model), "input": graph.input_name, "input_shape": list(graph.input_shape),
                  "input_format": graph.in_quant.fmt, "layers": rows, "stages": stage_rows,
-                 **{k: cost[k] for k in ("cycles_per_inference", "interval", "fmax_mhz", "latency_us",
-                                         "inferences_per_s", "energy_nj_per_inference", "device", "total", "sources")}}
+                 **{k: cost[k] for k in _COST_KEYS}}
     if args.inputs:
         x = _load_inputs(args.inputs, graph)
         out, codes = execute_int(graph, x)
@@ -178,9 +182,7 @@ def _accel(args: argparse.Namespace) -> int:
         comp = AXIStreamAccelerator(plan) if args.axis else Accelerator(plan)
         (out_dir / f"{top}.v").write_text("`timescale 1ns / 1ps\n" + portable_verilog(comp, top))
         (out_dir / f"{top}.vlt").write_text(waivers(top, axis=args.axis))
-        report = {k: doc[k] for k in ("model", "input_shape", "input_format", "layers", "stages",
-                                      "cycles_per_inference", "interval", "fmax_mhz", "latency_us", "inferences_per_s",
-                                      "energy_nj_per_inference", "device", "total", "sources")}
+        report = {k: doc[k] for k in ("model", "input_shape", "input_format", "layers", "stages", *_COST_KEYS)}
         (out_dir / f"{top}.json").write_text(json.dumps({"top": top, **report}, indent=2) + "\n")
         doc["files"] = [str(out_dir / f"{top}{ext}") for ext in (".v", ".vlt", ".json")]
     if args.json:

@@ -24,6 +24,7 @@ from quant.qonnx_import import QonnxError, read_qonnx
 
 from .front_energy import quantized_point
 from .netplan import plan_network
+from .qonnx_export import write_qonnx
 from .options import ExploreConfig
 
 __all__ = ["ACCEL_KEYS", "point_accel", "front_accel", "print_accel"]
@@ -41,18 +42,14 @@ def point_accel(student: Path, fmt: str, ptq: str, engine: str, cfg: ExploreConf
     stage), its layers N:M sparse when ``engine`` is an N:M pattern and they fit it. Raises
     :class:`~quant.qonnx_import.QonnxError` or ``ValueError`` (one line) for a student the front
     end cannot map."""
-    from brevitas.export import export_qonnx  # heavy: brevitas
-
     q = quantized_point(student, fmt, ptq, cfg)
     example = torch.as_tensor(load_splits(Path(student) / "data.npz")["x_test"][:1])
     pattern = parse_pattern(engine) if engine != "dense" else None
     nm = (pattern.n, pattern.m) if pattern is not None and pattern.n is not None else None
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        path = Path(tmp) / "point.onnx"
-        with torch.no_grad():
-            export_qonnx(q, example, export_path=str(path))
-        graph = read_qonnx(path)
+        write_qonnx(q, example, Path(tmp) / "point.onnx")
+        graph = read_qonnx(Path(tmp) / "point.onnx")
     plan = plan_network(graph, "auto", max_lanes=max(cfg.lanes, len(graph.compute)), nm=nm)
     c = plan_cost(plan, cfg.device)
     return {"accel_lut": c["total"]["lut"], "accel_ff": c["total"]["ff"], "accel_dsp": c["total"]["dsp"],

@@ -16,7 +16,7 @@ from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, element_bits, poo
 from hw.requant import RequantSpec
 from hw.sparse import NMPatternError, compress
 from quant.formats import IntFormat, MinifloatFormat, parse_format
-from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant, QResidual, QuantSpec
+from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant, QResidual, QuantSpec, output_quant
 from quant.reference import decode, encode, fixed_point_multiplier
 
 __all__ = ["plan_network", "auto_lanes", "fits_nm", "DEFAULT_MAX_LANES"]
@@ -83,9 +83,9 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
     chain — correct, but those stages spend MAC beats on the copies (see :func:`_carry_rows`).
     """
     ops = [op for op in graph.layers if not isinstance(op, QFlatten)]
-    carried = _carried_ops(graph, ops)
-    stages, spec = [], graph.in_quant
-    fmt, s_in = spec.fmt, spec.step
+    carried = _carried_ops(ops)
+    stages, spec = [], graph.in_quant  # the quantizer of the tensor the next stage reads
+    relu = False  # whether that tensor (or the one it re-quantizes) came out of a ReLU
     in_size = int(np.prod(graph.input_shape[1:]))
     carry: dict | None = None  # the skip tensor riding along: channels, format, whether non-negative, stride so far
     for i, op in enumerate(ops):
@@ -94,34 +94,32 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
                 raise ValueError(f"node {op.name} (Quant): a re-quantization inside a residual block is not supported")
             _fold_rescale(stages, op, spec)
             spec = op.quant
-            fmt, s_in = spec.fmt, spec.step
             continue
         if isinstance(op, QPool):
             if carry is not None or i in carried:
                 raise ValueError(f"node {op.name} (MaxPool): pooling inside a residual block is not supported")
             win = pool_windows(op.in_shape, op.kernel, op.stride)
-            stages.append(Stage(op.name, "pool", fmt, in_size, win))
+            stages.append(Stage(op.name, "pool", spec.fmt, in_size, win))
             in_size = stages[-1].out_size
             continue
         if isinstance(op, QResidual):
             if spec.zero_point or op.out_quant.zero_point or op.skip_quant.zero_point:
                 raise ValueError(f"node {op.name} (Add): residual blocks with zero points are not supported")
-            stages.append(_residual_stage(op, fmt, s_in, in_size, carry, nm))
+            stages.append(_residual_stage(op, spec, in_size, carry, nm))
             carry = None
-            spec = op.out_quant
-            fmt, s_in, in_size = spec.fmt, spec.step, stages[-1].out_size
+            spec, relu, in_size = op.out_quant, op.relu, stages[-1].out_size
             continue
         if i in carried and carry is None:  # this layer reads the skip tensor: carry its own input
             c = op.in_shape[0] if op.kind == "conv" else 0
-            carry = {"channels": c, "fmt": fmt, "nonneg": _nonnegative(ops[:i], graph), "stride": 1, "own": True}
+            carry = {"channels": c, "fmt": spec.fmt, "nonneg": _nonnegative(spec, relu), "stride": 1, "own": True}
         shape3 = op.in_shape if op.kind == "conv" else (1, 1, in_size)
         w = op.weight.reshape(op.weight.shape[0], -1)
-        steps = op.bias_steps(s_in)
+        steps = op.bias_steps(spec.step)
         bias = tuple(int(b) for b in steps) if steps is not None else (0,) * len(w)
         if spec.zero_point:  # the MACs see codes: Σ w·(q - zp) = Σ w·q - zp·Σ w (padding reads zp)
             bias = tuple(int(b) - spec.zero_point * int(row.sum()) for b, row in
                          zip(bias, op.weight_quant.ints(w).astype(object)))
-        pairs = op.requant_pairs(s_in) if op.out_quant is not None else None
+        pairs = op.requant_pairs(spec.step) if op.out_quant is not None else None
         if carry is not None:
             if spec.zero_point:
                 raise ValueError(f"node {op.name}: residual blocks with zero points are not supported")
@@ -132,14 +130,13 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
         common = dict(weights=w, wfmt=op.weight_quant.fmt, lanes=sparse[0] if sparse else 1, pipeline=0, nm=sparse,
                       pad_code=spec.zero_point)
         if op.out_quant is None:
-            stages.append(Stage(op.name, "mac", fmt, in_size, win, bias=bias, relu=op.relu, **common))
+            stages.append(Stage(op.name, "mac", spec.fmt, in_size, win, bias=bias, relu=op.relu, **common))
         else:
-            rq = RequantSpec(acc_bits(op.weight_quant.fmt, fmt, win.shape[1]), tuple(m for m, _ in pairs),
+            rq = RequantSpec(acc_bits(op.weight_quant.fmt, spec.fmt, win.shape[1]), tuple(m for m, _ in pairs),
                              tuple(s for _, s in pairs), op.out_quant.fmt, zero_point=op.out_quant.zero_point,
                              relu=op.relu, biases=None if not any(bias) else bias)
-            stages.append(Stage(op.name, "mac", fmt, in_size, win, requant=rq, **common))
-            spec = op.out_quant
-            fmt, s_in = spec.fmt, spec.step
+            stages.append(Stage(op.name, "mac", spec.fmt, in_size, win, requant=rq, **common))
+            spec, relu = op.out_quant, op.relu
         if carry is not None:
             carry.update(own=False, stride=carry["stride"] * op.stride[0])
         in_size = stages[-1].out_size
@@ -166,31 +163,22 @@ def _set_lanes(stages: list[Stage], lanes: list[int] | str | int, pipeline: int,
         st.__post_init__()
 
 
-def _carried_ops(graph: QGraph, ops: list) -> set[int]:
+def _carried_ops(ops: list) -> set[int]:
     """Indices into ``ops`` of the layers a residual join's skip tensor must ride through: from
     the layer that reads the skip tensor up to the join."""
     produced, carried = [-1], set()  # the op index that produced each quantized tensor (-1: the input)
     for i, op in enumerate(ops):
         if isinstance(op, QResidual):
             carried |= set(range(produced[op.skip_from] + 1, i))
-        if isinstance(op, (QRequant, QResidual)) or (isinstance(op, QLayer) and op.out_quant is not None):
+        if output_quant(op) is not None:
             produced.append(i)
     return carried
 
 
-def _nonnegative(before: list, graph: QGraph) -> bool:
-    """Whether the tensor after ``before`` (the chain's ops so far) holds no negative value: a
-    ReLU'd layer output, or an unsigned format."""
-    fmt = graph.in_quant.fmt
-    relu = False
-    for op in before:
-        if isinstance(op, QLayer) and op.out_quant is not None:
-            fmt, relu = op.out_quant.fmt, op.relu
-        elif isinstance(op, QResidual):
-            fmt, relu = op.out_quant.fmt, op.relu
-        elif isinstance(op, QRequant):
-            fmt = op.quant.fmt
-    f = parse_format(fmt)
+def _nonnegative(spec: QuantSpec, relu: bool) -> bool:
+    """Whether a tensor quantized by ``spec`` holds no negative value: it (or the tensor it
+    re-quantizes) came out of a ReLU, or its format is unsigned."""
+    f = parse_format(spec.fmt)
     return relu or (isinstance(f, IntFormat) and not f.signed)
 
 
@@ -236,7 +224,7 @@ def _identity(wfmt: str, fmt: str) -> tuple[int, float]:
     return one, 2.0 ** (unit_exponent(w) + (unit_exponent(a) if isinstance(a, MinifloatFormat) else 0))
 
 
-def _residual_stage(op: QResidual, fmt: str, s_in: float, in_size: int, carry: dict | None,
+def _residual_stage(op: QResidual, spec: QuantSpec, in_size: int, carry: dict | None,
                     nm: tuple[int, int] | None) -> Stage:
     """The combining stage of a residual join: segment 0 the body's last layer over ``x``, segment
     1 the shortcut (a 1x1 layer, or the identity) over the carried skip tensor."""
@@ -265,12 +253,12 @@ def _residual_stage(op: QResidual, fmt: str, s_in: float, in_size: int, carry: d
     segments = (main_win.shape[1], cs)
     if op.skip is not None and op.skip.weight_quant.fmt != main.weight_quant.fmt:
         raise ValueError(f"{where}: the body's and the shortcut's weights must share one format")
-    m_main, m_skip, bias, _ = op.integers(s_in)
+    m_main, m_skip, bias, _ = op.integers(spec.step)
     sparse = nm if nm is not None and fits_nm(weights, *nm, segments) else None
-    st = Stage(op.name, "mac", fmt, in_size, windows, weights, main.weight_quant.fmt, sparse[0] if sparse else 1, 0,
+    st = Stage(op.name, "mac", spec.fmt, in_size, windows, weights, main.weight_quant.fmt, sparse[0] if sparse else 1, 0,
                None, bias=tuple(int(b) for b in bias), relu=op.relu, nm=sparse, segments=segments,
                seg_mults=(tuple(int(v) for v in m_main), tuple(int(v) for v in m_skip)), mean=op.mean)
-    pairs = op.requant_pairs(s_in)
+    pairs = op.requant_pairs(spec.step)
     st.requant = RequantSpec(st.combined_bits, tuple(m for m, _ in pairs), tuple(s for _, s in pairs), op.out_quant.fmt)
     st.__post_init__()
     return st

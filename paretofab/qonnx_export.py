@@ -20,7 +20,7 @@ from quant.common import HelpFormatter
 from quant.ptq import PTQConfig, as_batches, quantize_model
 from quant.sweep import load_workload
 
-__all__ = ["register", "export_student_qonnx", "untrained_student"]
+__all__ = ["register", "export_student_qonnx", "untrained_student", "write_qonnx"]
 
 
 def untrained_student(arch: str, seed: int = 0, n_calib: int = 256):
@@ -45,7 +45,6 @@ def export_student_qonnx(spec: str, wfmt: str, afmt: str, path: str | Path, *, s
     """Quantize the student ``spec`` to ``wfmt`` weights / ``afmt`` activations and write its
     QONNX to ``path``; returns the path and the calibration inputs (float32, batch first)."""
     import torch  # heavy: torch
-    from brevitas.export import export_qonnx  # heavy: brevitas
 
     path = Path(path)
     if path.is_dir():
@@ -57,10 +56,18 @@ def export_student_qonnx(spec: str, wfmt: str, afmt: str, path: str | Path, *, s
         wl = load_workload(spec, seed, n_calib)
         model, calib = wl.model, wl.calib
     qmodel = quantize_model(model, wfmt, afmt, calib_data=calib, config=config)
-    example = as_batches(calib, 1)[0][:1]
+    write_qonnx(qmodel, as_batches(calib, 1)[0][:1], path)
+    return path, torch.cat(as_batches(calib)).numpy().astype(np.float32)
+
+
+def write_qonnx(qmodel, example, path: str | Path) -> None:
+    """Brevitas' ``export_qonnx`` of the quantized model ``qmodel`` traced on ``example`` (one
+    input, batch first) to ``path``, without gradients."""
+    import torch  # heavy: torch
+    from brevitas.export import export_qonnx  # heavy: brevitas
+
     with torch.no_grad():
         export_qonnx(qmodel, example, export_path=str(path))
-    return path, torch.cat(as_batches(calib)).numpy().astype(np.float32)
 
 
 def _export(args: argparse.Namespace) -> int:

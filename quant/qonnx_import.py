@@ -39,7 +39,7 @@ from .formats import FormatError, IntFormat, MinifloatFormat, parse_format
 from .reference import element_ints, encode, fixed_point_multiplier, quantize, requantize
 
 __all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QRequant", "QResidual", "QGraph", "read_qonnx",
-           "execute_int", "dequantize", "MULT_BITS", "RESIDUAL_GUARD_BITS"]
+           "execute_int", "dequantize", "output_quant", "MULT_BITS", "RESIDUAL_GUARD_BITS"]
 
 #: bits of the fixed-point multiplier of a scale ratio that is not a power of two
 MULT_BITS = 24
@@ -236,6 +236,15 @@ class QResidual:
         return [fixed_point_multiplier(float(r), MULT_BITS) for r in unit / np.float64(self.out_quant.scale)]
 
 
+def output_quant(op) -> QuantSpec | None:
+    """The quantizer of the tensor ``op`` writes: a re-quantization's, a layer's or a residual
+    join's output quantizer; None for pools, flattens and a layer with a float output (those
+    leave the chain's quantized tensors as they are, or end it)."""
+    if isinstance(op, QRequant):
+        return op.quant
+    return op.out_quant if isinstance(op, (QLayer, QResidual)) else None
+
+
 @dataclass
 class QGraph:
     """The chain: input name and shape, the input quantizer, the layers (and pools, flattens)."""
@@ -395,9 +404,6 @@ def read_qonnx(path: str | Path) -> QGraph:
                              f"Gemm, MatMul, Conv, Add (bias or residual), Relu, ReduceMean (global average pool "
                              f"of a residual join), MaxPool, Flatten/Reshape)")
         layer = _layer(model, node, tensor)
-        layer.in_shape, layer.out_shape = shape(tensor), shape(node.output[0])
-        if layer.kind == "conv":
-            layer.in_shape = _as_2d(layer.in_shape)
         layers.append(layer)
         tensor = node.output[0]
         nxt = next_node(tensor)
@@ -437,9 +443,6 @@ def _residual(model, add, main: QLayer, tensor: str, quantized: dict, next_node,
     if producer is not None and producer.op_type in _LAYERS:
         skip_in = next((i for i in producer.input[:2] if i in quantized), producer.input[0])
         skip = _layer(model, producer, skip_in)
-        skip.in_shape, skip.out_shape = shape(skip_in), shape(other)
-        if skip.kind == "conv":
-            skip.in_shape = _as_2d(skip.in_shape)
     if skip_in not in quantized:
         raise QonnxError(f"{where}: the shortcut's input {skip_in} is not a quantized tensor of the chain; only "
                          "residual adds of a layer (or a quantized tensor) and the body's last layer are supported")
@@ -515,7 +518,7 @@ def _add(bias: np.ndarray | None, more: np.ndarray) -> np.ndarray:
 
 def _layer(model, node, x_tensor: str) -> QLayer:
     """A Gemm / MatMul / Conv node with a Quant-ed constant weight as a QLayer (int codes, out
-    first)."""
+    first), with its input and output shapes (no batch; a 1-D convolution's input as (C, 1, L))."""
     w_name = next(i for i in node.input[:2] if i != x_tensor)
     wq = next((n for n in model.graph.node if w_name in n.output), None)
     if wq is None or wq.op_type not in _QUANTS or model.get_initializer(wq.input[0]) is None:
@@ -548,8 +551,9 @@ def _layer(model, node, x_tensor: str) -> QLayer:
     codes = QuantSpec(spec.fmt, w_scale).codes(w)
     codes = np.where(spec.ints(codes) == 0, 0, codes)  # a minifloat's -0 is +0 (one zero code, as pruning wants)
     bias = _constant(model, node.input[2]) if node.op_type in ("Gemm", "Conv") and len(node.input) > 2 else None
+    in_shape, out_shape = (tuple(int(d) for d in model.get_tensor_shape(t)[1:]) for t in (x_tensor, node.output[0]))
     return QLayer(node.name, codes, spec, None if bias is None else np.asarray(bias, np.float64).ravel(), False, None,
-                  stride=tuple(stride), pads=tuple(pads))
+                  _as_2d(in_shape) if node.op_type == "Conv" else in_shape, out_shape, tuple(stride), tuple(pads))
 
 
 def _conv(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pads: tuple[int, ...]) -> np.ndarray:
@@ -588,7 +592,7 @@ def _residual_codes(op: QResidual, q: np.ndarray, spec: QuantSpec, codes: list[n
     codes ``q`` and the chain's quantized tensors so far."""
     m_main, m_skip, bias, _ = op.integers(spec.step)
     skip_in = op.skip_quant.ints(codes[op.skip_from])
-    a_skip = _accumulate(op.skip, skip_in.reshape(len(q), *op.skip.in_shape)) if op.skip is not None else \
+    a_skip = _accumulate(op.skip, skip_in) if op.skip is not None else \
         skip_in.reshape(len(q), *op.main.out_shape).astype(object)
     col = lambda v: v.astype(object).reshape((-1,) + (1,) * (len(op.main.out_shape) - 1))  # noqa: E731
     total = _accumulate(op.main, spec.ints(q)) * col(m_main) + a_skip * col(m_skip) + col(bias)
@@ -614,37 +618,27 @@ def execute_int(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarr
     x = np.asarray(x, dtype=np.float64).reshape(len(x), *graph.input_shape[1:])
     spec = graph.in_quant
     q = spec.codes(x)
-    codes, s_in = [q], spec.step
+    codes = [q]
     for op in graph.layers:
         if isinstance(op, QFlatten):
             q = q.reshape(len(q), -1)
-            continue
-        if isinstance(op, QPool):
+        elif isinstance(op, QPool):
             q = _maxpool(q.reshape(len(q), *op.in_shape), op, spec.fmt)
-            continue
-        if isinstance(op, QRequant):
-            q = requantize(spec.ints(q), *op.requant_pair(s_in), op.quant.fmt, op.quant.zero_point)
-            codes.append(q)
-            spec = op.quant
-            s_in = spec.step
-            continue
-        if isinstance(op, QResidual):
+        elif isinstance(op, QRequant):
+            q = requantize(spec.ints(q), *op.requant_pair(spec.step), op.quant.fmt, op.quant.zero_point)
+        elif isinstance(op, QResidual):
             q = _residual_codes(op, q, spec, codes)
+        else:
+            acc = _accumulate(op, spec.ints(q))
+            if op.bias is not None:  # per output channel along axis 1
+                acc = acc + op.bias_steps(spec.step).astype(object).reshape((-1,) + (1,) * (acc.ndim - 2))
+            if op.out_quant is None:
+                return dequantize(graph, (np.maximum(acc, 0) if op.relu else acc).reshape(len(acc), -1)), codes
+            q = np.stack([requantize(acc[:, c], m, sh, op.out_quant.fmt, op.out_quant.zero_point, relu=op.relu)
+                          for c, (m, sh) in enumerate(op.requant_pairs(spec.step))], axis=1)
+        if output_quant(op) is not None:
+            spec = output_quant(op)
             codes.append(q)
-            spec = op.out_quant
-            s_in = spec.step
-            continue
-        acc = _accumulate(op, spec.ints(q))
-        shape = (-1,) + (1,) * (acc.ndim - 2)  # per output channel along axis 1
-        if op.bias is not None:
-            acc = acc + op.bias_steps(s_in).astype(object).reshape(shape)
-        if op.out_quant is None:
-            return dequantize(graph, (np.maximum(acc, 0) if op.relu else acc).reshape(len(acc), -1)), codes
-        q = np.stack([requantize(acc[:, c], m, sh, op.out_quant.fmt, op.out_quant.zero_point, relu=op.relu)
-                      for c, (m, sh) in enumerate(op.requant_pairs(s_in))], axis=1)
-        codes.append(q)
-        spec = op.out_quant
-        s_in = spec.step
     return dequantize(graph, q.reshape(len(q), -1)), codes
 
 
@@ -654,16 +648,10 @@ def dequantize(graph: QGraph, values: np.ndarray) -> np.ndarray:
     times their scale; float64, shaped ``[batch, *output shape]``."""
     spec, unit = graph.in_quant, None
     for op in graph.layers:
-        if isinstance(op, QRequant):
-            spec = op.quant
-        if isinstance(op, QResidual):
-            spec = op.out_quant
-        if not isinstance(op, QLayer):
-            continue
-        if op.out_quant is None:
+        if isinstance(op, QLayer) and op.out_quant is None:
             unit = op.unit(spec.step)
             break
-        spec = op.out_quant
+        spec = output_quant(op) or spec
     out_shape = next(op.out_shape for op in reversed(graph.layers) if op.out_shape)
     v = np.asarray(values).reshape(len(values), *out_shape)
     if unit is None:

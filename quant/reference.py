@@ -250,7 +250,8 @@ def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.nd
     """Exact requantization of integers ``acc`` by the real factor ``multiplier / 2^shift``.
 
     Integer ``fmt``: ``clamp(rne(acc · multiplier / 2^shift + zero_point))`` (the zero point added
-    before rounding, as QONNX's ``Quant`` and Brevitas do); ``rne`` rounds to nearest, ties to even; the clamp is to the format's integer range, and with ``relu`` from
+    before rounding, as QONNX's ``Quant`` and Brevitas do); ``rne`` rounds to nearest, ties to
+    even; the clamp is to the format's integer range, and with ``relu`` from
     ``max(min_int, zero_point)`` (the code of 0: a fused ReLU). Returns the output integers (int64;
     two's complement codes are these ``& (2^bits - 1)``).
 
@@ -275,14 +276,20 @@ def requantize(acc: np.ndarray, multiplier: int | np.ndarray, shift: int | np.nd
             out.append(0.0 if relu and x < 0 else math.copysign(_round_to_minifloat(abs(x), int(s), fmt), x))
         return encode(np.array(out, dtype=np.float64), fmt).astype(np.int64).reshape(acc.shape)
     acc, m, sh = (np.asarray(v, dtype=object) for v in (acc, multiplier, shift))
-    x = acc * m
-    q = np.vectorize(lambda xi, si: xi >> int(si), otypes=[object])(x, sh)  # floor(x / 2^s)
-    rem = x - np.vectorize(lambda qi, si: qi << int(si), otypes=[object])(q, sh)
-    half = np.vectorize(lambda si: (1 << (int(si) - 1)) if si > 0 else 0, otypes=[object])(sh)
-    up = (sh > 0) & ((rem > half) | ((rem == half) & ((q + int(zero_point)) % 2 == 1)))
-    q = q + up.astype(object) + int(zero_point)
-    lo = max(fmt.min_int, int(zero_point)) if relu else fmt.min_int
+    zp = int(zero_point)
+    q = np.vectorize(lambda xi, si: _shift_rne(int(xi), int(si), zp), otypes=[object])(acc * m, sh) + zp
+    lo = max(fmt.min_int, zp) if relu else fmt.min_int
     return np.clip(q, lo, fmt.max_int).astype(np.int64)
+
+
+def _shift_rne(x: int, shift: int, offset: int = 0) -> int:
+    """``x / 2^shift`` (Python ints: exact) rounded to nearest, ties to the quotient whose sum with
+    ``offset`` is even (``offset``: an integer added after rounding, as a zero point is); a
+    negative ``shift`` shifts left, exactly."""
+    if shift <= 0:
+        return x << -shift
+    q, rem, half = x >> shift, x & ((1 << shift) - 1), 1 << (shift - 1)
+    return q + (rem > half or (rem == half and (q + offset) & 1 == 1))
 
 
 
@@ -293,12 +300,7 @@ def _round_to_minifloat(mag: int, shift: int, fmt: MinifloatFormat) -> float:
         return 0.0
     mb = fmt.mantissa_bits
     e = max(mag.bit_length() - 1 - shift, fmt.emin)  # the binade; subnormals share emin's step
-    q = e - mb + shift  # one quantum of the binade is 2^q units of mag
-    if q > 0:
-        n, rem, half = mag >> q, mag & ((1 << q) - 1), 1 << (q - 1)
-        n += rem > half or (rem == half and n & 1)
-    else:
-        n = mag << -q
+    n = _shift_rne(mag, e - mb + shift)  # quanta of the binade, 2^(e - mb + shift) units of mag each
     if not fmt.subnormals and n < (1 << mb):  # below the smallest normal: it or 0, ties to 0
         t = fmt.emin + shift  # the smallest normal is 2^t units of mag
         n = 1 << mb if t < 0 or 2 * mag > 1 << t else 0

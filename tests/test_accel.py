@@ -177,7 +177,7 @@ def test_bad_files_exit_2(exported, tmp_path, capsys):
 from hw.dataflow.plan import run_plan  # noqa: E402
 from hw.dataflow.sim import simulate_plan  # noqa: E402
 from paretofab.netplan import auto_lanes, plan_network  # noqa: E402
-from quant.qonnx_import import QLayer, QRequant, QResidual, dequantize  # noqa: E402
+from quant.qonnx_import import dequantize, output_quant  # noqa: E402
 from quant.reference import decode, values  # noqa: E402
 from tests.hw.conftest import SIM_BACKENDS  # noqa: E402
 
@@ -471,8 +471,7 @@ RESNETS = [("int8", None), pytest.param("int8", (2, 4), marks=pytest.mark.slow),
 
 def _activation_specs(g) -> list:
     """The quantizers of the tensors execute_int returns, in its order."""
-    return [g.in_quant] + [op.quant if isinstance(op, QRequant) else op.out_quant for op in g.layers
-                           if isinstance(op, (QRequant, QResidual)) or (isinstance(op, QLayer) and op.out_quant)]
+    return [g.in_quant] + [q for op in g.layers if (q := output_quant(op)) is not None]
 
 
 @pytest.mark.parametrize("fmt,prune", RESNETS, ids=["int8", "int8-2of4", "e2m3"])
@@ -562,20 +561,24 @@ def _with_zero_points(path, out, zps: list[int]):
     return out
 
 
-@pytest.mark.parametrize("which", ["mlp", "cnn"])
+@pytest.mark.parametrize("which", ["mlp", "cnn", "cnn_requant"])
 def test_zero_points_equal_qonnx_execution_exactly(exported, cnn_file, tmp_path, which):
     """Activations with zero points (FixedPoint scales): the integer model equals QONNX's execution
     exactly, and so does the accelerator (the zero point taken off as a bias correction, padding
-    reading the code of real 0)."""
-    src, shape, zps = (exported["fixed"][1], (64,), [5, -20]) if which == "mlp" else (cnn_file, (1, 8, 8), [7, -9, 3])
+    reading the code of real 0; a re-quantized Linear input's old zero point as the folded
+    rescale's bias)."""
+    src, shape, zps = {"mlp": (exported["fixed"][1], (64,), [5, -20]), "cnn": (cnn_file, (1, 8, 8), [7, -9, 3]),
+                       "cnn_requant": (_cnn(tmp_path, requant=True)[1], (1, 8, 8), [7, -9, 3, 2])}[which]
     path = _with_zero_points(src, tmp_path / "zp.onnx", zps)
     g = read_qonnx(path)
-    assert [g.in_quant.zero_point] + [op.out_quant.zero_point for op in g.compute if op.out_quant] == zps
+    assert [spec.zero_point for spec in _activation_specs(g)] == zps
     x = (np.random.default_rng(11).normal(size=(24, *shape)) * 30).astype(np.float32)  # saturating: zps matter
     out, _ = execute_int(g, x)
     ref = qonnx_outputs(path, x.reshape(len(x), -1)).astype(np.float64)
     assert np.array_equal(out, ref)
     assert not np.array_equal(out, execute_int(read_qonnx(src), x)[0])  # the zero points matter
     plan = plan_network(g, max_lanes=12)
-    run = simulate_plan(plan, g.in_quant.codes(x[:2].reshape(2, *g.input_shape[1:])).reshape(2, -1), "pysim")
+    xi = g.in_quant.codes(x[:2].reshape(2, *g.input_shape[1:])).reshape(2, -1)
+    run = simulate_plan(plan, xi, "pysim")
+    assert all(np.array_equal(a, b) for a, b in zip(run.stages, run_plan(plan, xi)))
     assert np.array_equal(dequantize(g, run.outputs), ref[:2]) and run.cycles == run.schedule.cycles

@@ -185,9 +185,26 @@ class Stage:
         return self.kind == "mac" and (self.segments is not None or self.mean)
 
     @property
+    def segment_sizes(self) -> tuple[int, ...]:
+        """Elements of each segment of a window (one segment of ``K`` without :attr:`segments`)."""
+        return self.segments or (self.k,)
+
+    @property
+    def segment_mults(self) -> tuple[tuple[int, ...], ...]:
+        """Per segment, per output channel, the multiplier of its accumulator (1 without
+        :attr:`seg_mults`)."""
+        return self.seg_mults or ((1,) * self.channels,)
+
+    @property
+    def seg_mult_bits(self) -> int:
+        """Bits of the largest segment multiplier; 0 when every one is 1 (no multiply at all)."""
+        top = max(v for row in self.segment_mults for v in row)
+        return top.bit_length() if top > 1 else 0
+
+    @property
     def seg_beats(self) -> tuple[int, ...]:
         """Beats of each segment of a window, ``ceil(k_s / span)``."""
-        return tuple(-(-k // self.span) for k in (self.segments or (self.k,)))
+        return tuple(-(-k // self.span) for k in self.segment_sizes)
 
     @property
     def beats(self) -> int:
@@ -198,7 +215,7 @@ class Stage:
         """Window element of every slot of a window's beats (``beats · span`` slots; ``-1``: the
         zero padding at the end of each segment)."""
         slots, start = [], 0
-        for k, b in zip(self.segments or (self.k,), self.seg_beats):
+        for k, b in zip(self.segment_sizes, self.seg_beats):
             slots += list(range(start, start + k)) + [-1] * (b * self.span - k)
             start += k
         return np.array(slots, dtype=np.int64)
@@ -231,16 +248,15 @@ class Stage:
     @property
     def acc_bits(self) -> int:
         """Accumulator width of a MAC stage, bits (signed): of its longest segment."""
-        return acc_bits(self.wfmt, self.in_fmt, max(self.segments or (self.k,)))
+        return acc_bits(self.wfmt, self.in_fmt, max(self.segment_sizes))
 
     @property
     def combined_bits(self) -> int:
         """Width of a combining stage's value (:attr:`segments`, :attr:`mean`) before its
         requantization, bits (signed): the segments' accumulators times their largest multipliers,
         plus the largest bias, times the windows summed by a mean."""
-        mults = self.seg_mults or ((1,) * self.channels,)
         top = sum((1 << (acc_bits(self.wfmt, self.in_fmt, k) - 1)) * max(abs(v) for v in row)
-                  for k, row in zip(self.segments or (self.k,), mults))
+                  for k, row in zip(self.segment_sizes, self.segment_mults))
         top = (top + max(abs(b) for b in self.bias or (0,))) * (self.positions if self.mean else 1)
         return top.bit_length() + 1
 
@@ -360,15 +376,9 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
                 y = acc + np.array(st.bias or (0,) * st.channels, dtype=object)[None, :, None]
                 y = np.maximum(y, 0) if st.relu else y
             else:
-                rq = st.requant
-                pick = (lambda v: v) if rq.channels > 1 else (lambda v: v * st.channels)  # noqa: E731
-                bias = np.array(rq.biases if rq.biases is not None else (0,) * rq.channels, dtype=object)
-                y = np.stack([requantize(acc[:, o] + pick(bias)[o], pick(rq.multipliers)[o], pick(rq.shifts)[o],
-                                         rq.fmt, rq.zero_point, rq.relu) for o in range(st.channels)], axis=1)
+                y = _requantize(st.requant, acc, st.channels)
                 if st.rescale is not None:
-                    r2 = st.rescale
-                    y = requantize(element_ints(y, rq.fmt), r2.multipliers[0], r2.shifts[0], r2.fmt, r2.zero_point,
-                                   r2.relu)
+                    y = _requantize(st.rescale, element_ints(y, st.requant.fmt), st.channels)
             y = y.reshape(len(x), -1)
         outs.append(y)
         x = y
@@ -379,7 +389,7 @@ def _combine(st: Stage, w: np.ndarray, a: np.ndarray) -> np.ndarray:
     """A combining stage's outputs (:attr:`Stage.segments`, :attr:`Stage.mean`) from its exact
     weight and window integers (object arrays (O, K) and (F, P, K))."""
     total, start = 0, 0
-    for k, mult in zip(st.segments or (st.k,), st.seg_mults or ((1,) * st.channels,)):
+    for k, mult in zip(st.segment_sizes, st.segment_mults):
         acc = np.einsum("ok,fpk->fop", w[:, start:start + k], a[:, :, start:start + k])
         total = total + acc * np.array(mult, dtype=object)[None, :, None]
         start += k
@@ -388,13 +398,21 @@ def _combine(st: Stage, w: np.ndarray, a: np.ndarray) -> np.ndarray:
         total = np.maximum(total, 0)
     if st.mean:
         total = total.sum(axis=2, keepdims=True)
-    rq = st.requant
-    if rq is None:  # the network's raw output
+    if st.requant is None:  # the network's raw output
         return total.reshape(len(a), -1)
-    pick = (lambda v: v) if rq.channels > 1 else (lambda v: v * st.channels)  # noqa: E731
-    y = np.stack([requantize(total[:, o], pick(rq.multipliers)[o], pick(rq.shifts)[o], rq.fmt, rq.zero_point)
-                  for o in range(st.channels)], axis=1)
-    return y.reshape(len(a), -1)
+    return _requantize(st.requant, total, st.channels).reshape(len(a), -1)
+
+
+def _requantize(rq: RequantSpec, acc: np.ndarray, channels: int) -> np.ndarray:
+    """``acc`` (frames, channels, …) through ``rq`` as :func:`hw.requant.requantizer` does it:
+    per channel (a one-channel spec serves every channel) its bias added, then
+    :func:`quant.reference.requantize` with the spec's multiplier, shift, zero point and ReLU."""
+    def pick(values):
+        return values if rq.channels > 1 else values * channels
+
+    bias = pick(rq.biases if rq.biases is not None else (0,) * rq.channels)
+    return np.stack([requantize(acc[:, o] + bias[o], pick(rq.multipliers)[o], pick(rq.shifts)[o], rq.fmt,
+                                rq.zero_point, rq.relu) for o in range(channels)], axis=1)
 
 
 @dataclass(frozen=True)

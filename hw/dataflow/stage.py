@@ -97,7 +97,7 @@ def _combiner(m: Module, st: Stage, mac: MacPipeline, channel: Signal, pos: Sign
     seg = Signal(range(max(2, nseg)))
     partial, total, value, summed, held = (Signal(signed(width), name=nm) for nm in
                                            ("partial", "total", "value", "summed", "held"))
-    mults = st.seg_mults or ((1,) * st.channels,)
+    mults = st.segment_mults
     if all(v == 1 for row in mults for v in row):
         term = mac.o.payload
     else:
@@ -251,7 +251,7 @@ class StageEngine(wiring.Component):
         codes = []
         for j in range(span):
             code = Signal(in_bits, name=f"a{j}")
-            m.d.comb += code.eq(Mux(pads[j], st.pad_code & ((1 << in_bits) - 1),
+            m.d.comb += code.eq(Mux(pads[j], code_bits([st.pad_code], st.in_fmt)[0],
                                     Mux(bank_b, reads[1][j].data, reads[0][j].data)))
             codes.append(code)
         release = valid_b & sink_ready & end_b
@@ -266,14 +266,15 @@ class StageEngine(wiring.Component):
         if st.kind == "pool":
             best, best_key = codes[0], _order_key(codes[0], fmt)
             for c in codes[1:]:
-                later = _order_key(c, fmt) > best_key
-                best, best_key = Mux(later, c, best), Mux(later, _order_key(c, fmt), best_key)
+                key = _order_key(c, fmt)
+                later = key > best_key
+                best, best_key = Mux(later, c, best), Mux(later, key, best_key)
             m.d.comb += sink_ready.eq(~valid_o | self.o.ready)
             with m.If(valid_b & sink_ready):
                 m.d.sync += [valid_o.eq(1), self.o.payload.eq(best)]
             return m
 
-        k_max = max(st.segments or (st.k,))
+        k_max = max(st.segment_sizes)
         m.submodules.mac = mac = MacPipeline(lanes, parse_format(st.wfmt), fmt, k_max, st.pipeline)
         m.d.comb += [mac.i.valid.eq(valid_b), mac.i.payload.last.eq(last_b), sink_ready.eq(mac.i.ready)]
         if st.nm:
