@@ -25,12 +25,13 @@ from hw.sim import BACKENDS
 from quant.common import HelpFormatter, writable_folder
 from quant.formats import parse_format
 from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, QResidual, dequantize, execute_int, read_qonnx
+from quant.qonnx_net import QNet, execute_net, read_net
 
 from costmodel.accel import plan_cost
 
 from .netplan import DEFAULT_MAX_LANES, plan_network
 
-__all__ = ["register", "layer_rows", "plan_rows", "qonnx_outputs"]
+__all__ = ["register", "layer_rows", "net_rows", "plan_rows", "qonnx_outputs"]
 
 
 #: the network figures of :func:`costmodel.accel.plan_cost` in the report (text, --json, -o DIR)
@@ -79,7 +80,7 @@ def qonnx_outputs(path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate([execute_onnx(mw, {name: row.reshape(shape).astype(np.float32)})[out] for row in x])
 
 
-def _load_inputs(path: str, graph: QGraph) -> np.ndarray:
+def _load_inputs(path: str, graph: QGraph | QNet) -> np.ndarray:
     """The float inputs of ``--inputs``, checked against the model's input size."""
     try:
         x = np.load(path)
@@ -145,7 +146,14 @@ def _accel(args: argparse.Namespace) -> int:
     if args.sim and not args.inputs:
         raise QonnxError("--sim needs --inputs X.npy (the inputs to stream through the accelerator)")
     out_dir = writable_folder(args.out) if args.out else None  # before any work
-    graph = read_qonnx(args.model)
+    try:
+        graph = read_qonnx(args.model)
+    except QonnxError as chain_error:
+        try:
+            net = read_net(args.model)
+        except QonnxError:
+            raise chain_error from None
+        return _accel_net(args, net)
     rows = layer_rows(graph)
     name = _model_name(args.model)
     plan = plan_network(graph, _lanes(args.lanes), args.pipeline, args.max_lanes, name=name, nm=_nm(args.nm))
@@ -173,10 +181,7 @@ def _accel(args: argparse.Namespace) -> int:
             out = got
         if args.check:
             ref = qonnx_outputs(Path(args.model), x.reshape(len(x), -1)).reshape(out.shape)
-            doc["qonnx_max_abs_diff"] = float(np.max(np.abs(out - ref)))
-            doc["qonnx_equal"] = bool(np.array_equal(out, ref.astype(np.float64)))
-            if out.ndim == 2:  # class scores: how often the predicted class agrees
-                doc["qonnx_argmax_agree"] = float(np.mean(out.argmax(1) == ref.argmax(1)))
+            _compare(doc, out, ref)
     if out_dir is not None:
         top = name + ("_axis" if args.axis else "")
         comp = AXIStreamAccelerator(plan) if args.axis else Accelerator(plan)
@@ -190,6 +195,73 @@ def _accel(args: argparse.Namespace) -> int:
         return 0
     _print(args, graph, rows, doc)
     return 0
+
+
+def net_rows(net: QNet) -> list[dict]:
+    """One dict per op of a :class:`~quant.qonnx_net.QNet`: name, kind, output shape, format (a
+    quantizer's), weight format, MACs per inference."""
+    return [{"op": op.name, "kind": op.kind, "out": list(op.shape), "format": op.spec.fmt if op.spec else "",
+             "weight_format": op.weight_quant.fmt if op.weight_quant else "", "macs": op.macs} for op in net.ops]
+
+
+#: ops of the general front end that no accelerator stage implements yet
+NO_STAGE = ("LayerNormalization", "Gelu", "Transpose", "Add", "ReduceMean")
+
+
+def _accel_net(args: argparse.Namespace, net: QNet) -> int:
+    """``accel`` on a graph only the general front end reads (:mod:`quant.qonnx_net`): its ops, the
+    exact integer model on ``--inputs`` and ``--check``; no accelerator yet (:data:`NO_STAGE`)."""
+    missing = sorted({op.kind for op in net.ops if op.kind in NO_STAGE}, key=NO_STAGE.index)
+    first = next((op for op in net.ops if op.kind in NO_STAGE), None)
+    why = f"no accelerator stage yet for {', '.join(missing)}" + (f" (first: node {first.name})" if first else "")
+    if args.sim or args.out:
+        raise QonnxError(f"{args.model}: {why}; the exact integer model runs (paretofab accel MODEL --inputs X.npy "
+                         "--check), --sim and -o do not")
+    rows = net_rows(net)
+    doc: dict = {"model": str(args.model), "input": net.input_name, "input_shape": list(net.input_shape), "ops": rows,
+                 "accelerator": why}
+    if args.inputs:
+        x = _load_inputs(args.inputs, net)
+        out, codes = execute_net(net, x)
+        doc.update(outputs=out.tolist(), codes={k: v.tolist() for k, v in codes.items()})
+        if args.check:
+            ref = qonnx_outputs(Path(args.model), x.reshape(len(x), -1)).reshape(out.shape)
+            _compare(doc, out, ref)
+    if args.json:
+        print(json.dumps(doc))
+        return 0
+    print(f"{args.model}: input {net.input_name} {list(net.input_shape)}; {len(net.layers)} layers with weights, "
+          f"{sum(r['macs'] for r in rows):,} MACs per inference; exact integer model only ({why})")
+    _table(("op", "kind", "out", "format", "weights", "MACs"),
+           [(r["op"], r["kind"], "×".join(map(str, r["out"])), r["format"] or "-", r["weight_format"] or "-",
+             f"{r['macs']:,}") for r in rows])
+    _print_outputs(doc)
+    return 0
+
+
+def _compare(doc: dict, out: np.ndarray, ref: np.ndarray) -> None:
+    """QONNX's outputs ``ref`` against ours, into ``doc``: max |diff|, exact equality and, for
+    class scores, how often the predicted class agrees."""
+    doc["qonnx_max_abs_diff"] = float(np.max(np.abs(out - ref)))
+    doc["qonnx_equal"] = bool(np.array_equal(out, ref.astype(np.float64)))
+    if out.ndim == 2:
+        doc["qonnx_argmax_agree"] = float(np.mean(out.argmax(1) == ref.argmax(1)))
+
+
+def _print_outputs(doc: dict) -> None:
+    if "cycles" in doc:
+        print(f"simulated ({doc['backend']}): {len(doc['outputs'])} inferences in {doc['cycles']:,} cycles (closed form "
+              f"{doc['closed_form_cycles']:,}); RTL {'equals' if doc['rtl_equals_model'] else 'DIFFERS from'} the "
+              f"numpy model of the accelerator")
+    elif "outputs" in doc:
+        print(f"outputs: {len(doc['outputs'])} rows from the exact integer model (--json for values and codes)")
+    if "qonnx_equal" in doc:
+        agree = f"; the predicted class agrees on {doc['qonnx_argmax_agree']:.1%} of inputs" \
+            if "qonnx_argmax_agree" in doc else ""
+        diff = "equal, exactly" if doc["qonnx_equal"] else f"max |diff| {doc['qonnx_max_abs_diff']:.4g}"
+        print(f"QONNX execution: {diff}{agree}")
+    for f in doc.get("files", []):
+        print(f"wrote {f}")
 
 
 def _table(head: tuple[str, ...], rows: list[tuple]) -> None:
@@ -219,19 +291,7 @@ def _print(args: argparse.Namespace, graph: QGraph, rows: list[dict], doc: dict)
              f"{r['cycles_per_frame']:,}",
              f"{r['weight_rom_bits']:,}", f"{r['bank_bits']:,}", f"{r['lut']:,}", f"{r['ff']:,}", r["dsp"], r["bram18"])
             for r in doc["stages"]])
-    if "cycles" in doc:
-        print(f"simulated ({doc['backend']}): {len(doc['outputs'])} inferences in {doc['cycles']:,} cycles (closed form "
-              f"{doc['closed_form_cycles']:,}); RTL {'equals' if doc['rtl_equals_model'] else 'DIFFERS from'} the "
-              f"numpy model of the accelerator")
-    elif "outputs" in doc:
-        print(f"outputs: {len(doc['outputs'])} rows from the exact integer model (--json for values and codes)")
-    if "qonnx_equal" in doc:
-        agree = f"; the predicted class agrees on {doc['qonnx_argmax_agree']:.1%} of inputs" \
-            if "qonnx_argmax_agree" in doc else ""
-        diff = "equal, exactly" if doc["qonnx_equal"] else f"max |diff| {doc['qonnx_max_abs_diff']:.4g}"
-        print(f"QONNX execution: {diff}{agree}")
-    for f in doc.get("files", []):
-        print(f"wrote {f}")
+    _print_outputs(doc)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

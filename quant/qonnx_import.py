@@ -39,7 +39,7 @@ from .formats import FormatError, IntFormat, MinifloatFormat, parse_format
 from .reference import element_ints, encode, fixed_point_multiplier, quantize, requantize
 
 __all__ = ["QonnxError", "QuantSpec", "QLayer", "QPool", "QFlatten", "QRequant", "QResidual", "QGraph", "read_qonnx",
-           "execute_int", "dequantize", "output_quant", "MULT_BITS", "RESIDUAL_GUARD_BITS"]
+           "execute_int", "dequantize", "output_quant", "load_model", "MULT_BITS", "RESIDUAL_GUARD_BITS"]
 
 #: bits of the fixed-point multiplier of a scale ratio that is not a power of two
 MULT_BITS = 24
@@ -326,6 +326,26 @@ def _float_spec(model, node) -> QuantSpec:
     return QuantSpec(str(fmt), np.asarray(scale, dtype=np.float64))
 
 
+def load_model(path: Path):
+    """The QONNX file at ``path`` as a qonnx ``ModelWrapper``, normalized by qonnx's own
+    transformations: shapes inferred, constants folded (quantizers kept), unique node names;
+    :class:`QonnxError` for a missing file or one that is not ONNX."""
+    import onnx  # heavy: onnx (the qonnx extra)
+    from qonnx.core.modelwrapper import ModelWrapper  # heavy: qonnx
+    from qonnx.transformation.fold_constants import FoldConstants  # heavy: qonnx
+    from qonnx.transformation.general import GiveUniqueNodeNames  # heavy: qonnx
+    from qonnx.transformation.infer_shapes import InferShapes  # heavy: qonnx
+
+    if not path.is_file():
+        raise QonnxError(f"{path}: no such file; export a model with brevitas.export.export_qonnx first")
+    try:
+        model = ModelWrapper(onnx.load(str(path)))
+    except Exception as e:  # noqa: BLE001 - protobuf DecodeError and friends
+        raise QonnxError(f"{path}: not an ONNX file ({type(e).__name__})") from None
+    model = model.transform(InferShapes()).transform(FoldConstants(exclude_op_types=["BipolarQuant", *_QUANTS]))
+    return model.transform(GiveUniqueNodeNames())
+
+
 def read_qonnx(path: str | Path) -> QGraph:
     """Read and normalize a QONNX file into a :class:`QGraph` (module docstring).
 
@@ -335,21 +355,8 @@ def read_qonnx(path: str | Path) -> QGraph:
         Not an ONNX file, no input ``Quant``, an unsupported node (named with its op), a layer
         whose weights are not quantized.
     """
-    import onnx  # heavy: onnx (the qonnx extra)
-    from qonnx.core.modelwrapper import ModelWrapper  # heavy: qonnx
-    from qonnx.transformation.fold_constants import FoldConstants  # heavy: qonnx
-    from qonnx.transformation.general import GiveUniqueNodeNames  # heavy: qonnx
-    from qonnx.transformation.infer_shapes import InferShapes  # heavy: qonnx
-
     path = Path(path)
-    if not path.is_file():
-        raise QonnxError(f"{path}: no such file; export a model with brevitas.export.export_qonnx first")
-    try:
-        model = ModelWrapper(onnx.load(str(path)))
-    except Exception as e:  # noqa: BLE001 - protobuf DecodeError and friends
-        raise QonnxError(f"{path}: not an ONNX file ({type(e).__name__})") from None
-    model = model.transform(InferShapes()).transform(FoldConstants(exclude_op_types=["BipolarQuant", *_QUANTS]))
-    model = model.transform(GiveUniqueNodeNames())
+    model = load_model(path)
     inp = model.graph.input[0].name
     consumers: dict[str, list] = {}
     for n in model.graph.node:

@@ -27,7 +27,8 @@ import numpy as np
 from .formats import Format, IntFormat, MinifloatFormat, parse_format
 
 __all__ = ["values", "quantize", "encode", "decode", "all_codes", "fixed_point", "code_dtype",
-           "fixed_point_multiplier", "requantize", "element_ints"]
+           "fixed_point_multiplier", "requantize", "element_ints", "normalize", "NORM_VAR_BITS", "NORM_RSQRT_BITS",
+           "NORM_FRAC_BITS"]
 
 
 def code_dtype() -> np.dtype:
@@ -291,6 +292,36 @@ def _shift_rne(x: int, shift: int, offset: int = 0) -> int:
     q, rem, half = x >> shift, x & ((1 << shift) - 1), 1 << (shift - 1)
     return q + (rem > half or (rem == half and (q + offset) & 1 == 1))
 
+
+
+#: a LayerNorm normalizer's widths (bits): the normalized variance ``m`` lies in [2^(2P), 2^(2P+2))
+#: for ``P`` = NORM_VAR_BITS; its reciprocal square root has NORM_RSQRT_BITS bits; the normalized
+#: outputs have NORM_FRAC_BITS fractional bits
+NORM_VAR_BITS, NORM_RSQRT_BITS, NORM_FRAC_BITS = 15, 16, 16
+
+
+def normalize(row: list[int], extra: int, frac_bits: int = NORM_FRAC_BITS) -> list[int]:
+    """A LayerNorm normalizer's exact integer semantics: ``(x - mean) / sqrt(var + eps)`` of one
+    row of integers ``k`` (``x = k · u``) with ``frac_bits`` fractional bits.
+
+    With ``D`` = len(row), ``S1 = Σk``, ``S2 = Σk²``, ``t_i = D·k_i - S1`` and
+    ``V = D·S2 - S1² + extra`` (``extra`` = ``D²·eps / u²`` rounded: the epsilon on the row's
+    integer grid), the exact normalized value is ``t_i / sqrt(V)``. The normalizer computes one
+    reciprocal square root per row: ``V = m · 4^e`` with ``m`` in [2^(2P), 2^(2P+2)) (truncated
+    when ``e > 0``), ``r = isqrt(2^(2F) // m)`` with ``F = P + R`` (``R`` bits), and returns
+    ``rne(t_i · r / 2^(F + e - frac_bits))`` (round half to even; exact when the shift is ≤ 0).
+    The relative error of ``r · 2^-(F+e)`` against ``1/sqrt(V)`` is below ``2^-(R-1)``;
+    ``|t_i / sqrt(V)| <= sqrt(D - 1)`` bounds the outputs. A row with ``V = 0`` gives zeros.
+    """
+    d, s1 = len(row), sum(int(k) for k in row)
+    v = d * sum(int(k) * int(k) for k in row) - s1 * s1 + int(extra)
+    if v <= 0:
+        return [0] * d
+    p, f = NORM_VAR_BITS, NORM_VAR_BITS + NORM_RSQRT_BITS
+    e = (v.bit_length() - 1 - 2 * p) // 2
+    m = v >> (2 * e) if e >= 0 else v << (-2 * e)
+    r = math.isqrt((1 << (2 * f)) // m)
+    return [_shift_rne((d * int(k) - s1) * r, f + e - frac_bits) for k in row]
 
 
 def _round_to_minifloat(mag: int, shift: int, fmt: MinifloatFormat) -> float:
