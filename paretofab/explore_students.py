@@ -1,23 +1,28 @@
 """``paretofab explore --students DIR``: student size as a design axis, from a GTN folder.
 
-A folder written by ``paretofab gtn --data digits -o DIR`` holds every pool student distilled from
-one teacher (``--teacher``: ``generic`` by default, the Generic Teacher Network's). A folder
+A folder written by ``paretofab gtn --data digits -o DIR`` (digits CNNs ``dDwW``) or ``paretofab gtn
+--data TRACE-FOLDER -o DIR`` (MAP ResNets ``rDwW``, :mod:`models.gtn_map`) holds every pool student
+distilled from one teacher (``--teacher``: ``generic`` by default, the Generic Teacher Network's);
+its ``run.json`` names the workload (``data``: ``digits`` or ``map``, :data:`KINDS`). A folder
 written by ``paretofab datafree --teacher digits -o DIR`` holds one student (``DIR/student.pt``,
 distilled without the training data; ``run.json``: its method, training seed and digits split):
 it is explored the same way, as a pool of one (:func:`open_folder`). For every
 (student, W = A format, PTQ set) this runs the PTQ sweep (``quant.sweep``, resumable in
-``out/sweep.sqlite``: the quantized student's test accuracy on the digits split it trained on), and
-for every (student, format, lanes) the cost of running the student's layers one after another on
-the dense engine ``DotConfig(lanes)`` (:func:`paretofab.costing.network_cost`; a 3×3 convolution
-is ``out_h·out_w·cout`` dot products of K = ``cin·9``, the linear head ``10`` of K = its inputs;
-max-pool and ReLU are not costed). Lanes: 1, 2, 4 … up to ``--lanes``, since the engine streams the
-weights, its LUTs depend on its lanes and format, not on the student, and the student's size shows
-in cycles, latency and energy.
+``out/sweep.sqlite``) scored as ``paretofab gtn`` scored the student: digits, test accuracy on the
+digits split it trained on; MAP, test micro-F1 at the validation-best threshold on the trace splits
+it trained on (``DIR/students/data.npz``). For every (student, format, lanes) it costs running the
+student's layers one after another on the dense engine ``DotConfig(lanes)``
+(:func:`paretofab.costing.network_cost` of :func:`paretofab.mapping.layer_workloads`: a
+convolution is ``out_h·out_w·cout`` dot products of K = ``cin·kh·kw``, a linear layer ``out`` of
+K = its inputs; pooling, normalization and ReLU are not costed). Lanes: 1, 2, 4 … up to
+``--lanes``, since the engine streams the weights, its LUTs depend on its lanes and format, not on
+the student, and the student's size shows in cycles, latency and energy.
 
 Results under ``out``: ``pareto.csv`` (every point with its ``rank``, 1 = the front of accuracy
 against :data:`OBJECTIVES`), ``pareto_lut_accuracy.png`` and ``pareto_latency_accuracy.png``
 (accuracy against LUTs, against latency: each plot's own two-objective front, its points labelled
-``student format l<lanes>``), ``winners.csv`` (:func:`winners`: for each LUT budget and
+``student format l<lanes>``; ``accuracy`` is the workload's metric, named in the ``metric`` column:
+``accuracy`` or ``micro_f1@val``), ``winners.csv`` (:func:`winners`: for each LUT budget and
 latency target, the most accurate point that fits: which student size wins where) and the Verilog
 of the front's engines in ``out/rtl``.
 """
@@ -37,7 +42,9 @@ import torch
 
 from costmodel import PlotOptions, pareto, plot
 from models.gtn_eval import TEACHERS
-from models.gtn_pool import SIDE, load_student
+from models.gtn_map import MAP
+from models.gtn_pool import DIGITS, SIDE, Family
+from models.map_data import HISTORY, TOKENS
 from models.prune import Pattern
 from quant.common import writable_folder
 from quant.formats import parse_format
@@ -47,14 +54,44 @@ from .costing import export_front, network_cost
 from .mapping import LayerWorkload, engine_for, layer_workloads
 from .options import ExploreConfig
 
-__all__ = ["OBJECTIVES", "StudentFolder", "StudentsConfig", "open_folder", "lane_counts", "student_layers",
-           "sweep", "cost_table", "rank", "winners", "winners_table", "explore_students", "add_arguments",
-           "from_args"]
+__all__ = ["OBJECTIVES", "KINDS", "StudentKind", "StudentFolder", "StudentsConfig", "open_folder", "lane_counts",
+           "student_layers", "sweep", "cost_table", "rank", "winners", "winners_table", "explore_students",
+           "add_arguments", "from_args"]
 
 #: costs minimized on the front, beside accuracy maximized (energy follows latency on one engine)
 OBJECTIVES = ("lut", "dsp", "latency_us")
 #: ExploreConfig fields that apply to ``--students`` (the others describe the MAP trace student)
-_SHARED = ("out", "formats", "ptq", "lanes", "device", "seed", "jobs", "threads", "progress")
+_SHARED = ("out", "formats", "ptq", "lanes", "device", "seed", "allow_degenerate", "jobs", "threads", "progress")
+
+
+@dataclass(frozen=True)
+class StudentKind:
+    """What exploring a GTN folder needs of its workload (``run.json``'s ``data``).
+
+    Attributes
+    ----------
+    data : ``digits`` or ``map``.
+    family : the student family (:class:`models.gtn_pool.Family`: its ``load`` rebuilds a student).
+    input_shape : one input of a student (its layers' dot products are counted on it).
+    metric : what the sweep's ``accuracy`` is, for titles and logs.
+    """
+
+    data: str
+    family: Family
+    input_shape: tuple[int, ...]
+    metric: str
+
+    def layers(self, ckpt: Path) -> list[LayerWorkload]:
+        """The dot products of one inference of the student saved at ``ckpt``
+        (:func:`layer_workloads`): per layer K and the number of dot products."""
+        return layer_workloads(self.family.load(ckpt), torch.zeros(self.input_shape))
+
+
+#: the workloads a GTN folder may hold, by ``run.json``'s ``data``
+KINDS = {
+    "digits": StudentKind("digits", DIGITS, (1, 1, SIDE, SIDE), "test accuracy"),
+    "map": StudentKind("map", MAP, (1, HISTORY, TOKENS), "test micro-F1"),
+}
 
 
 @dataclass(frozen=True)
@@ -67,10 +104,12 @@ class StudentFolder:
     teacher : ``generic``, ``standard``, ``custom`` or ``none``; ``datafree:<method>`` for the
         student of a ``paretofab datafree`` folder.
     seed : the training seed of these students.
-    split_seed : the digits split they trained on (``run.json``).
+    split_seed : the split they trained on (``run.json``; MAP: the seed of the splits in
+        ``students/data.npz``, also the PTQ seed of the sweep).
     students : ``(name, params, checkpoint)`` per student, by parameters.
-    float_accuracy : test accuracy (fraction) of every (student, seed) of this teacher
+    float_accuracy : the metric (fraction) of every (student, seed) of this teacher
         (``results.csv``: the seed-to-seed spread).
+    kind : the workload (:data:`KINDS`).
     """
 
     path: Path
@@ -79,11 +118,12 @@ class StudentFolder:
     split_seed: int
     students: tuple[tuple[str, int, Path], ...]
     float_accuracy: pd.DataFrame
+    kind: StudentKind = KINDS["digits"]
 
 
 def _refuse(folder: Path, why: str) -> ValueError:
-    return ValueError(f"--students {folder}: {why}; give a folder written by `paretofab gtn --data digits -o DIR` "
-                      "or `paretofab datafree --teacher digits -o DIR`")
+    return ValueError(f"--students {folder}: {why}; give a folder written by `paretofab gtn --data digits|TRACE-FOLDER "
+                      "-o DIR` or `paretofab datafree --teacher digits -o DIR`")
 
 
 def _datafree_folder(folder: Path, teacher: str, seed: int) -> StudentFolder | None:
@@ -113,22 +153,24 @@ def _datafree_folder(folder: Path, teacher: str, seed: int) -> StudentFolder | N
         acc = float(json.loads((folder / "metrics.json").read_text())["accuracy"])
     except (OSError, ValueError, KeyError, TypeError):
         raise _refuse(folder, "its metrics.json names no accuracy") from None
-    spec = load_student(ckpt).spec
+    spec = DIGITS.load(ckpt).spec
     float_acc = pd.DataFrame({"student": [spec.name], "params": [spec.params], "seed": [seed], "accuracy": [acc]})
     return StudentFolder(folder, f"datafree:{run['method']}", seed, split, ((spec.name, spec.params, ckpt),),
                          float_acc)
 
 
 def open_folder(folder: str | Path, teacher: str = "generic", seed: int = 0) -> StudentFolder:
-    """Read a GTN folder: its ``results.csv``, ``run.json`` and the checkpoints of ``teacher``'s
-    students of training seed ``seed``; or a ``paretofab datafree`` folder: its one student.
+    """Read a GTN folder: its ``results.csv``, ``run.json`` (the workload, :data:`KINDS`, and the
+    split) and the checkpoints of ``teacher``'s students of training seed ``seed``; or a
+    ``paretofab datafree`` folder: its one student.
 
     Raises
     ------
     ValueError
-        One line naming the fix: no such folder, no ``results.csv`` / ``run.json``, an unknown
-        teacher, no students of that teacher and seed, a missing checkpoint; for a data-free
-        folder, no ``student.pt``, another training seed, a ``--teacher`` given.
+        One line naming the fix: no such folder, no ``results.csv`` / ``run.json``, a workload
+        neither digits nor MAP, a MAP folder without ``students/data.npz``, an unknown teacher, no
+        students of that teacher and seed, a missing checkpoint or one of another family; for a
+        data-free folder, no ``student.pt``, another training seed, a ``--teacher`` given.
     """
     folder = Path(folder)
     if teacher not in TEACHERS:
@@ -141,6 +183,7 @@ def open_folder(folder: str | Path, teacher: str = "generic", seed: int = 0) -> 
     for name in ("results.csv", "run.json"):
         if not (folder / name).is_file():
             raise _refuse(folder, f"it has no {name}")
+    kind, split = _gtn_run(folder)
     try:
         res = pd.read_csv(folder / "results.csv")
     except (ValueError, OSError) as e:
@@ -161,12 +204,32 @@ def open_folder(folder: str | Path, teacher: str = "generic", seed: int = 0) -> 
         ckpt = folder / "students" / f"{r.student}-{teacher}-seed{seed}.pt"
         if not ckpt.is_file():
             raise _refuse(folder, f"students/{ckpt.name} is missing")
+        try:
+            kind.family.load(ckpt)  # a checkpoint of another family fails here, before any work
+        except ValueError as e:
+            raise _refuse(folder, f"students/{ckpt.name} is not a {kind.data} student ({e})") from None
         students.append((str(r.student), int(r.params), ckpt))
-    split = digits_split_seed(str(students[0][2]))
-    if split is None:
-        raise _refuse(folder, "its run.json names no split_seed")
     acc = mine[["student", "params", "seed", "accuracy"]].reset_index(drop=True)
-    return StudentFolder(folder, teacher, seed, split, tuple(students), acc)
+    return StudentFolder(folder, teacher, seed, split, tuple(students), acc, kind)
+
+
+def _gtn_run(folder: Path) -> tuple[StudentKind, int]:
+    """The workload (:data:`KINDS`, by ``run.json``'s ``data``) and split seed of a GTN folder; a
+    MAP folder must hold its splits beside the students (``students/data.npz``)."""
+    try:
+        run = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        raise _refuse(folder, "its run.json does not read") from None
+    run = run if isinstance(run, dict) else {}
+    data = run.get("data")
+    if data not in KINDS:
+        raise _refuse(folder, f"its run.json names the workload {data!r}, neither digits nor map")
+    split = run.get("split_seed")
+    if not isinstance(split, int):
+        raise _refuse(folder, "its run.json names no split_seed")
+    if data == "map" and not (folder / "students" / "data.npz").is_file():
+        raise _refuse(folder, "students/data.npz (the splits the MAP students trained on) is missing")
+    return KINDS[data], split
 
 
 def lane_counts(lanes: int) -> tuple[int, ...]:
@@ -174,23 +237,25 @@ def lane_counts(lanes: int) -> tuple[int, ...]:
     return tuple(sorted({2**i for i in range(int(math.log2(lanes)) + 1)} | {lanes}))
 
 
-def student_layers(ckpt: Path) -> list[LayerWorkload]:
-    """The dot products of one inference of a digits student (:func:`layer_workloads` on one
-    1×8×8 image): per layer K and the number of dot products."""
-    return layer_workloads(load_student(ckpt), torch.zeros(1, 1, SIDE, SIDE))
+def student_layers(ckpt: Path, kind: StudentKind = KINDS["digits"]) -> list[LayerWorkload]:
+    """The dot products of one inference of a student of ``kind`` (:meth:`StudentKind.layers`:
+    digits, one 1×8×8 image; MAP, one 10×10 input): per layer K and the number of dot products."""
+    return kind.layers(ckpt)
 
 
 def sweep(folder: StudentFolder, formats: tuple[str, ...], ptqs: tuple[str, ...], store: Path, jobs: int = 1,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, allow_degenerate: bool = False) -> pd.DataFrame:
     """PTQ sweep (``quant.sweep``, resumable in ``store``) of every student × format (W = A) ×
-    PTQ set, on the digits split the students trained on; returns one row per point: ``student``,
-    ``params``, ``format``, ``ptq``, ``accuracy`` and ``float_accuracy`` (test, fractions)."""
+    PTQ set, on the split the students trained on (digits: accuracy; MAP: micro-F1 at the
+    validation-best threshold; a degenerate trace refused unless ``allow_degenerate``); returns one
+    row per point: ``student``, ``params``, ``format``, ``ptq``, ``metric`` (the sweep's name of
+    it), ``accuracy`` and ``float_accuracy`` (test, fractions)."""
     owner: dict[str, tuple[str, int]] = {}
     points = []
     for name, params, ckpt in folder.students:
         for f in formats:
             space = SweepSpace(models=[str(ckpt)], wfmts=[f], afmts=[f], ptqs=list(ptqs), seeds=[folder.split_seed])
-            pts = grid(space)
+            pts = grid(space, allow_degenerate=allow_degenerate)
             owner.update((p.key, (name, params)) for p in pts)
             points += pts
     r = run_sweep(points, store, jobs=jobs, progress=progress)
@@ -200,7 +265,8 @@ def sweep(folder: StudentFolder, formats: tuple[str, ...], ptqs: tuple[str, ...]
     acc = acc[acc["key"].isin(owner)]
     return pd.DataFrame({
         "student": [owner[k][0] for k in acc["key"]], "params": [owner[k][1] for k in acc["key"]],
-        "format": acc["wfmt"].to_numpy(), "ptq": acc["ptq"].to_numpy(), "accuracy": acc["metric"].to_numpy(),
+        "format": acc["wfmt"].to_numpy(), "ptq": acc["ptq"].to_numpy(), "metric": acc["metric_name"].to_numpy(),
+        "accuracy": acc["metric"].to_numpy(),
         "float_accuracy": acc["float_metric"].to_numpy(),
     })
 
@@ -212,7 +278,7 @@ def cost_table(folder: StudentFolder, formats: tuple[str, ...], lanes: tuple[int
     (:func:`paretofab.costing.network_cost`: resources, cycles, latency, energy, labels)."""
     rows = []
     for name, _, ckpt in folder.students:
-        layers = student_layers(ckpt)
+        layers = student_layers(ckpt, folder.kind)
         k_max = max(lr.k for lr in layers)
         macs = sum(lr.k * lr.vectors for lr in layers)
         for f in formats:
@@ -305,6 +371,7 @@ class StudentsConfig:
     jobs: int = 1
     threads: int = 2
     progress: bool = True
+    allow_degenerate: bool = False
 
     def validate(self) -> None:
         """Check the options before any work (``ValueError``, one line naming the fix); the folder
@@ -325,15 +392,18 @@ def explore_students(cfg: StudentsConfig) -> pd.DataFrame:
     lanes = lane_counts(cfg.lanes)
     t0 = time.perf_counter()
     names = ", ".join(f"{n} ({p:,})" for n, p, _ in folder.students)
-    print(f"== PTQ sweep: {len(folder.students)} {folder.teacher}-teacher students of seed {cfg.seed} ({names}) × "
-          f"{len(formats)} formats (W = A) × {len(cfg.ptq)} technique sets, digits split {folder.split_seed}",
+    split = (f"digits split {folder.split_seed}" if folder.kind.data == "digits"
+             else f"{folder.kind.metric} on the trace splits of {folder.path / 'students' / 'data.npz'}")
+    print(f"== PTQ sweep: {len(folder.students)} {folder.teacher}-teacher {folder.kind.data} students of seed "
+          f"{cfg.seed} ({names}) × {len(formats)} formats (W = A) × {len(cfg.ptq)} technique sets, {split}",
           flush=True)
-    points = sweep(folder, formats, cfg.ptq, out / "sweep.sqlite", cfg.jobs, cfg.progress)
+    points = sweep(folder, formats, cfg.ptq, out / "sweep.sqlite", cfg.jobs, cfg.progress, cfg.allow_degenerate)
     print(f"== cost model: dense engine, lanes {', '.join(map(str, lanes))} on {cfg.device}", flush=True)
     df = rank(points, cost_table(folder, formats, lanes, cfg.device))
     df.to_csv(out / "pareto.csv", index=False)
     for x, what in (("lut", "LUTs (DSPs and latency not counted)"), ("latency_us", "latency (µs per inference)")):
-        title = (f"digits students ({folder.teacher} teacher) on the dense engine\nfront: max accuracy, min {what}")
+        title = (f"{folder.kind.data} students ({folder.teacher} teacher) on the dense engine\n"
+                 f"front: max {folder.kind.metric}, min {what}")
         plot(df, x, "accuracy", PlotOptions(maximize=["accuracy"], minimize=[x], label="name", title=title),
              path=out / f"pareto_{x.split('_')[0]}_accuracy.png")
     w = winners(df)
@@ -360,7 +430,7 @@ def print_front(df: pd.DataFrame, folder: StudentFolder) -> None:
         print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     g = folder.float_accuracy.groupby(["student", "params"])["accuracy"]
     s = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "n": g.size()}).reset_index().sort_values("params")
-    print(f"float test accuracy of the {folder.teacher}-teacher students over seeds: " + "; ".join(
+    print(f"float {folder.kind.metric} of the {folder.teacher}-teacher students over seeds: " + "; ".join(
         f"{r.student} {100 * r.mean:.1f} %" + (f" ± {100 * r.sd:.1f} (n={r.n})" if r.n > 1 else " (1 seed)")
         for r in s.itertuples()))
 
@@ -369,8 +439,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """``--students`` and ``--teacher`` on the explore parser."""
     p.add_argument("--students", metavar="DIR", default=None,
                    help="explore student size instead of a trace student: the students of a `paretofab gtn` "
-                        "folder (training seed --seed), or the one student of a `paretofab datafree` folder, "
-                        "× --formats × lanes 1, 2, 4 … up to --lanes, on the dense engine")
+                        "folder, digits or MAP (training seed --seed), or the one student of a `paretofab "
+                        "datafree` folder, × --formats × lanes 1, 2, 4 … up to --lanes, on the dense engine")
     p.add_argument("--teacher", default="generic", metavar="|".join(TEACHERS),
                    help="with --students: whose distilled students (default generic)")
 

@@ -1,5 +1,5 @@
-"""``paretofab explore --students DIR``: student size as a design axis from a GTN folder, and the one
-student of a ``paretofab datafree`` folder.
+"""``paretofab explore --students DIR``: student size as a design axis from a GTN folder (digits, or MAP
+traces: the ResNet students ``rDwW``), and the one student of a ``paretofab datafree`` folder.
 
 References are independent of the code under test: the front against a brute-force dominance
 check over every point; each point's accuracy against a fresh Brevitas quantization
@@ -8,6 +8,10 @@ freshly loaded split, and its float accuracy against the one ``paretofab gtn`` m
 trained the student (so the split is the one it trained on); each layer's dot products against the
 closed form of a 3×3 convolution (out_h·out_w·cout dot products of K = cin·9), and the cycles
 against the engine's own ``cycles()``; the winners against a brute-force search of each budget.
+For a MAP folder: each point's accuracy against a fresh quantization of the student reloaded with
+``models.zoo``, scored by scikit-learn's micro-F1 on the splits beside the students at the
+threshold (0.05 … 0.95) of best validation micro-F1, searched here; each layer's dot products
+against the closed form of the ResNet's convolutions and head.
 """
 
 from __future__ import annotations
@@ -20,20 +24,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
 from hw.engines import config_from_dict, engine
+from models import map_data, traces, zoo
 from models.datafree import run as R
 from models.datafree.dafl import DAFLConfig
 from models.datafree.inversion import InversionConfig
 from models.datafree.kd import KDConfig
 from models.digits_data import load_data
 from models.gtn import GTNConfig
+from models.gtn_map import MapSpec
 from models.gtn_pool import DEFAULT_POOL, DigitsCNN, StudentSpec, load_student, parse_pool, save_student
 from models.prune import Pattern
 from paretofab.cli import main
 from paretofab.costing import COST_KEYS, network_cost
-from paretofab.explore_students import (OBJECTIVES, StudentsConfig, explore_students, lane_counts, open_folder, rank,
-                                        student_layers, winners)
+from paretofab.explore_students import (KINDS, OBJECTIVES, StudentsConfig, explore_students, lane_counts,
+                                        open_folder, rank, student_layers, winners)
 from paretofab.mapping import engine_for, layer_workloads
 from quant.ptq import PTQConfig, quantize_model
 from quant.sweep import SweepSpace, grid
@@ -272,3 +279,124 @@ def test_explore_takes_a_datafree_student_end_to_end(tmp_path, monkeypatch, caps
     measured = json.loads((d / "metrics.json").read_text())["accuracy"]
     assert df["float_accuracy"].to_numpy() == pytest.approx(measured, abs=1e-6)
     assert (out / "winners.csv").stat().st_size > 0 and list((out / "rtl").glob("*.v"))
+
+
+# ---- a MAP GTN folder (`paretofab gtn --data TRACE-FOLDER`): ResNet students rDwW -----------------------
+
+MAP_POOL = ("r1w4", "r1w8")
+MAP_LANES = (1, 2)
+
+
+@pytest.fixture(scope="module")
+def map_gtn(tmp_path_factory):
+    """A MAP GTN folder: two students of one epoch on 1,200 rows of a small pr trace (scale 12 with
+    small caches: not degenerate), no custom teacher; ~3 s on one core."""
+    base = tmp_path_factory.mktemp("gtn_map")
+    tr = traces.generate(traces.TraceConfig("pr", scale=12, seed=0, max_loads=200_000, l1_kb=3, l2_kb=8))
+    (base / "trace").mkdir()
+    traces.write_trace(base / "trace" / "pr.txt", tr)
+    out = base / "run"
+    assert main(["gtn", "--data", str(base / "trace"), "--pool", ",".join(MAP_POOL), "--teacher", "r1w8", "--rows",
+                 "1200", "--epochs", "1", "--custom", "none", "--threads", "1", "--jobs", "1", "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def explored(map_gtn, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explore_map") / "o"
+    assert main(["explore", "--students", str(map_gtn), "--formats", ",".join(FORMATS), "--lanes", str(MAP_LANES[-1]),
+                 "--threads", "1", "--jobs", "1", "--no-progress", "-o", str(out)]) == 0
+    return out, pd.read_csv(out / "pareto.csv")
+
+
+def test_the_folder_kind_is_detected(map_gtn, gtn_folder):
+    assert open_folder(gtn_folder).kind is KINDS["digits"]
+    f = open_folder(map_gtn)
+    assert f.kind is KINDS["map"] and f.split_seed == 0
+    assert [s[:2] for s in f.students] == [(s, MapSpec.parse(s).params) for s in MAP_POOL]
+
+
+def test_every_student_format_and_lanes_is_explored_and_written(explored):
+    out, df = explored
+    assert sorted(zip(df.student, df.format, df.lanes)) == sorted((s, f, la) for s in MAP_POOL for f in FORMATS
+                                                                  for la in MAP_LANES)
+    assert set(df["metric"]) == {"micro_f1@val"} and df["accuracy"].between(0, 1).all()
+    assert (df["rank"] == 1).any()
+    for name in ("pareto_lut_accuracy.png", "pareto_latency_accuracy.png", "winners.csv"):
+        assert (out / name).stat().st_size > 0
+    front = df[df["rank"] == 1]
+    designs = {f"dot_l{r.lanes}_{r.format}_{r.format}_k{json.loads(r.config)['k_max']}.v" for r in front.itertuples()}
+    assert {p.name for p in (out / "rtl").glob("*.v")} == designs
+
+
+def _micro_f1_at_val_best(model: torch.nn.Module, sp: dict[str, np.ndarray]) -> float:
+    """The MAP protocol, by hand: test micro-F1 (scikit-learn) at the threshold among 0.05, 0.10 …
+    0.95 of best validation micro-F1 (ties: the lowest), on float64 sigmoid probabilities."""
+    with torch.no_grad():
+        zv = model.eval()(torch.as_tensor(sp["x_val"])).double().numpy()
+        zt = model(torch.as_tensor(sp["x_test"])).double().numpy()
+    pv, pt = 1 / (1 + np.exp(-zv)), 1 / (1 + np.exp(-zt))
+    yv, yt = sp["y_val"].astype(int), sp["y_test"].astype(int)
+    grid = [round(0.05 * i, 2) for i in range(1, 20)]
+    scores = [f1_score(yv, (pv >= t).astype(int), average="micro", zero_division=0) for t in grid]
+    t = grid[int(np.argmax(scores))]
+    return f1_score(yt, (pt >= t).astype(int), average="micro", zero_division=0)
+
+
+def test_accuracy_equals_a_fresh_quantization_scored_with_sklearn(explored, map_gtn):
+    _, df = explored
+    sp = map_data.load_splits(map_gtn / "students" / "data.npz")
+    student, fmt = "r1w8", "int4"
+    model = zoo.load_checkpoint(map_gtn / "students" / f"{student}-generic-seed0.pt")
+    q = quantize_model(model, fmt, fmt, calib_data=torch.as_tensor(sp["x_train"][:256]), config=PTQConfig(seed=0))
+    rows = df[(df.student == student) & (df.format == fmt)]
+    assert rows["accuracy"].to_numpy() == pytest.approx(_micro_f1_at_val_best(q, sp), abs=1e-6)
+    trained = pd.read_csv(map_gtn / "results.csv").query("student == @student and teacher == 'generic'")
+    assert rows["float_accuracy"].to_numpy() == pytest.approx(trained["accuracy"].item(), abs=1e-6)
+
+
+def test_costed_layers_are_the_resnets(explored, map_gtn):
+    _, df = explored
+    for name in MAP_POOL:
+        s = MapSpec.parse(name)
+        layers = student_layers(map_gtn / "students" / f"{name}-generic-seed0.pt", KINDS["map"])
+        # 10×10 positions: stem 3×3 (K 9), 1×1 to mid, 3×3 mid, 1×1 to width, 1×1 shortcut; head 256 of K width
+        expect = [(9, 100 * s.stem), (s.stem, 100 * s.mid), (9 * s.mid, 100 * s.mid), (s.mid, 100 * s.width),
+                  (s.stem, 100 * s.width), (s.width, 256)]
+        assert sorted((lr.k, lr.vectors) for lr in layers) == sorted(expect)
+        assert (df.loc[df.student == name, "macs"] == sum(k * v for k, v in expect)).all()
+    for _, g in df.groupby(["student", "format"]):
+        g = g.sort_values("lanes")
+        assert g["cycles"].is_monotonic_decreasing and g["lut"].is_monotonic_increasing
+
+
+def test_a_folder_of_neither_kind_is_one_line_exit_2(map_gtn, tmp_path, capsys):
+    out = ["-o", str(tmp_path / "o")]
+    other = tmp_path / "other"
+    (other / "students").mkdir(parents=True)
+    (other / "results.csv").write_text((map_gtn / "results.csv").read_text())
+    (other / "run.json").write_text(json.dumps({"data": "cifar", "split_seed": 0}))
+    _one_line_exit_2(["explore", "--students", str(other)] + out, capsys, "'cifar'", "neither digits nor map",
+                     "paretofab gtn")
+    (other / "run.json").write_text(json.dumps({"data": "map", "split_seed": 0}))
+    _one_line_exit_2(["explore", "--students", str(other)] + out, capsys, "students/data.npz")
+    (other / "students" / "data.npz").write_bytes((map_gtn / "students" / "data.npz").read_bytes())
+    for s in MAP_POOL:  # digits checkpoints where MAP students belong
+        torch.save({"state_dict": {}, "meta": {"arch": "digits-cnn"}}, other / "students" / f"{s}-generic-seed0.pt")
+    _one_line_exit_2(["explore", "--students", str(other)] + out, capsys, "not a map student")
+    assert not (tmp_path / "o").exists(), "refused before any work"
+
+
+def test_a_degenerate_trace_is_refused_unless_allowed(map_gtn, tmp_path, capsys, monkeypatch):
+    import quant.sweep as S
+    from models.trace_stats import DegenerateTraceError
+
+    def degenerate(stats, allow_degenerate=False):
+        raise DegenerateTraceError("degenerate trace: made so here")
+
+    monkeypatch.setattr(S, "check_workload", degenerate)
+    argv = ["explore", "--students", str(map_gtn), "--formats", "int8", "--lanes", "1", "--threads", "1",
+            "--no-progress"]
+    _one_line_exit_2(argv + ["-o", str(tmp_path / "a")], capsys, "degenerate trace")
+    assert main(argv + ["--allow-degenerate", "-o", str(tmp_path / "b")]) == 0
+    assert len(pd.read_csv(tmp_path / "b" / "pareto.csv")) == len(MAP_POOL)
