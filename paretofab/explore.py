@@ -334,6 +334,7 @@ EXAMPLES = """examples:
   paretofab explore --arch swa -o runs/explore_swa --threads 1
   paretofab explore --pattern 2:4,1:4,2:4+b8k0.5 --formats int4,int8,e4m3 --device xczu3eg
   paretofab explore --students runs/gtn_quick --teacher generic --formats int4,int8,e4m3 -o runs/explore_gtn
+  paretofab explore --students runs/gtn_map_quick --threads 1 -o runs/explore_gtn_map
   paretofab explore --students runs/datafree --formats int4,int8,e4m3 -o runs/explore_datafree"""
 
 
