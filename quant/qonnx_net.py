@@ -10,7 +10,8 @@ one sample); quantized tensors are codes with their quantizer (:class:`Coded`). 
 
 - ``Quant`` / ``FloatQuant`` of the input, of a quantized tensor or of an exact one:
   :func:`quant.reference.requantize` by the fixed-point ratio of each unit to the scale (exact for
-  power-of-two ratios); of a ``Gelu``, evaluated in float64 on the exact values (its only use);
+  power-of-two ratios); of a ``Gelu`` (its only use), a threshold table on the integers per unit
+  (:func:`gelu_table`: the codes of GELU in float64 of the exact values);
 - ``MatMul`` / ``Gemm`` on a quantized tensor with ``Quant``-ed constant weights (a ``Transpose``
   of them too), contracting the last axis: exact accumulators, unit ``step_in · step_w`` per output;
 - ``Add`` of a constant (a bias: rounded to the unit) or of two exact tensors (both brought to one
@@ -27,15 +28,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .qonnx_import import (_QUANTS, MULT_BITS, RESIDUAL_GUARD_BITS, QonnxError, QuantSpec, _ints, _quant_spec,
                            _reduce_axes, load_model)
-from .reference import NORM_FRAC_BITS, fixed_point_multiplier, normalize, requantize
+from .formats import IntFormat, parse_format
+from .reference import NORM_FRAC_BITS, apply_breakpoints, breakpoints, fixed_point_multiplier, normalize, requantize
 
-__all__ = ["Exact", "Coded", "NetOp", "QNet", "OPS", "read_net", "execute_net"]
+__all__ = ["Exact", "Coded", "Activated", "NetOp", "QNet", "OPS", "GELU_MIN", "read_net", "execute_net", "gelu_table"]
 
 #: the ONNX ops :func:`read_net` takes (besides quantizers on constants: weights and biases)
 OPS = ("Quant", "FloatQuant", "MatMul", "Gemm", "Add", "LayerNormalization", "Relu", "Gelu", "Transpose",
@@ -71,6 +74,14 @@ class Coded:
     def exact(self) -> Exact:
         ints = self.spec.ints(self.elements).astype(object)
         return Exact(ints, np.full(ints.shape[1:], float(self.spec.step)))
+
+
+@dataclass
+class Activated:
+    """An activation (``fn``: ``Gelu``) of an exact tensor, waiting for its quantizer."""
+
+    exact: Exact
+    fn: str
 
 
 @dataclass
@@ -300,8 +311,10 @@ def _run(op: NetOp, args: list):
     """One op on its input tensors (module docstring)."""
     a = args[0]
     if op.kind == "Quant":
-        if isinstance(a, np.ndarray):  # the float input, a Gelu's output
+        if isinstance(a, np.ndarray):  # the float input
             return Coded(op.spec.codes(a), op.spec)
+        if isinstance(a, Activated):
+            return Coded(_activate(a.exact, op.spec), op.spec)
         return Coded(_quantize(_exact(a), op.spec), op.spec)
     if op.kind == "Reshape":
         if isinstance(a, Coded):
@@ -328,7 +341,7 @@ def _run(op: NetOp, args: list):
     if op.kind == "Relu":
         return Exact(np.maximum(a.ints, 0), a.unit)
     if op.kind == "Gelu":
-        return _gelu(a.value)
+        return Activated(a, "Gelu")
     if op.kind == "ReduceMean":
         if not all(np.all(a.unit == a.unit.take([0], axis=ax)) for ax in op.const):
             a = _common(a)
@@ -348,6 +361,38 @@ def _quantize(t: Exact, spec: QuantSpec) -> np.ndarray:
         sel = np.broadcast_to(t.unit == u, t.ints.shape)
         m, sh = fixed_point_multiplier(float(u / np.float64(spec.scale)), MULT_BITS)
         out[sel] = requantize(t.ints[sel], m, sh, spec.fmt, spec.zero_point)
+    return out
+
+
+#: where GELU (the exact form) has its minimum, -0.7517915…: it falls before, rises after
+GELU_MIN = -0.7517915246
+
+
+def gelu_table(unit: float, spec: QuantSpec) -> tuple[list[int], list[int]]:
+    """``spec``'s codes of GELU(``x · unit``) for every integer ``x``, as a threshold table
+    (:func:`quant.reference.breakpoints`: what :class:`hw.activation.TableActivation` stores;
+    GELU in float64). Below ``-40 / unit`` GELU is -0.0; above the format's largest value (plus
+    40) the codes saturate."""
+    return _gelu_table(float(unit), spec.fmt, float(spec.scale), spec.zero_point)
+
+
+@lru_cache(maxsize=256)
+def _gelu_table(unit: float, fmt: str, scale: float, zero_point: int) -> tuple[list[int], list[int]]:
+    spec = QuantSpec(fmt, np.float64(scale), zero_point)
+    f = parse_format(fmt)
+    top = scale * (f.max_int - zero_point if isinstance(f, IntFormat) else f.max_value)
+    lo, hi = -math.ceil(40.0 / unit), math.ceil((40.0 + 2 * abs(top)) / unit)
+    code = lambda x: int(spec.codes(_gelu(np.array([x * unit])))[0])  # noqa: E731
+    return breakpoints(code, lo, hi, (round(GELU_MIN / unit),))
+
+
+def _activate(t: Exact, spec: QuantSpec) -> np.ndarray:
+    """``spec``'s codes of GELU of the exact tensor ``t``: per unit, its threshold table
+    (:func:`gelu_table`) applied to the integers."""
+    out = np.empty(t.ints.shape, np.int64)
+    for u in np.unique(t.unit):
+        sel = np.broadcast_to(t.unit == u, t.ints.shape)
+        out[sel] = apply_breakpoints(t.ints[sel], *gelu_table(u, spec))
     return out
 
 

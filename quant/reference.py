@@ -28,7 +28,7 @@ from .formats import Format, IntFormat, MinifloatFormat, parse_format
 
 __all__ = ["values", "quantize", "encode", "decode", "all_codes", "fixed_point", "code_dtype",
            "fixed_point_multiplier", "requantize", "element_ints", "normalize", "NORM_VAR_BITS", "NORM_RSQRT_BITS",
-           "NORM_FRAC_BITS"]
+           "NORM_FRAC_BITS", "breakpoints", "apply_breakpoints"]
 
 
 def code_dtype() -> np.dtype:
@@ -322,6 +322,41 @@ def normalize(row: list[int], extra: int, frac_bits: int = NORM_FRAC_BITS) -> li
     m = v >> (2 * e) if e >= 0 else v << (-2 * e)
     r = math.isqrt((1 << (2 * f)) // m)
     return [_shift_rne((d * int(k) - s1) * r, f + e - frac_bits) for k in row]
+
+
+def breakpoints(f, lo: int, hi: int, turns: tuple[int, ...] = ()) -> tuple[list[int], list[int]]:
+    """A step function of the integers as a table: ``f`` (integer → integer code) constant below
+    ``lo`` and above ``hi`` and monotone between consecutive points of ``turns`` (its turning
+    points; none for a monotone ``f``) gives ``breaks`` (ascending) and ``values`` (one more) with
+    ``f(x) = values[#{b in breaks: b <= x}]`` for every integer ``x`` — what a threshold unit
+    (:class:`hw.activation.TableActivation`) stores. Each change is found by bisection inside a
+    monotone piece (``f`` is called O(changes · log(hi - lo)) times)."""
+    cuts = sorted({int(lo), int(hi), *(int(t) for t in turns if lo < t < hi)})
+    breaks: list[int] = []
+
+    def split(a: int, fa: int, b: int, fb: int) -> None:  # a < b, f monotone on [a, b], fa != fb
+        if b == a + 1:
+            breaks.append(b)
+            return
+        mid = (a + b) // 2
+        fm = f(mid)
+        if fm != fa:
+            split(a, fa, mid, fm)
+        if fm != fb:
+            split(mid, fm, b, fb)
+
+    ends = [f(c) for c in cuts]
+    for (a, fa), (b, fb) in zip(zip(cuts, ends), zip(cuts[1:], ends[1:])):
+        if fa != fb:
+            split(a, fa, b, fb)
+    values = [ends[0]] + [f(b) for b in breaks]
+    return breaks, values
+
+
+def apply_breakpoints(x: np.ndarray, breaks: list[int], values: list[int]) -> np.ndarray:
+    """``values[#{b in breaks: b <= x}]`` per element of the integers ``x`` (int64)."""
+    idx = np.searchsorted(np.asarray(breaks, dtype=object), np.asarray(x, dtype=object), side="right")
+    return np.asarray(values, dtype=np.int64)[idx]
 
 
 def _round_to_minifloat(mag: int, shift: int, fmt: MinifloatFormat) -> float:

@@ -21,9 +21,9 @@ from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedP
 from paretofab.accel import qonnx_outputs  # noqa: E402
 from paretofab.cli import main  # noqa: E402
 from paretofab.qonnx_export import export_student_qonnx  # noqa: E402
-from quant.qonnx_import import QonnxError  # noqa: E402
-from quant.qonnx_net import Coded, _gelu, _run, execute_net, read_net  # noqa: E402
-from quant.reference import NORM_FRAC_BITS, NORM_RSQRT_BITS, element_ints, normalize  # noqa: E402
+from quant.qonnx_import import QonnxError, QuantSpec  # noqa: E402
+from quant.qonnx_net import Coded, _gelu, _run, execute_net, gelu_table, read_net  # noqa: E402
+from quant.reference import NORM_FRAC_BITS, NORM_RSQRT_BITS, apply_breakpoints, element_ints, normalize  # noqa: E402
 
 
 def test_normalize_within_its_bound_of_exact_square_roots():
@@ -48,6 +48,18 @@ def test_gelu_is_torchs_exact_gelu():
     x = np.linspace(-8, 8, 4001)
     ref = torch.nn.functional.gelu(torch.tensor(x, dtype=torch.float64)).numpy()
     assert np.max(np.abs(_gelu(x) - ref)) < 1e-15
+
+
+@pytest.mark.parametrize("fmt, unit, scale, zp", [("int8", 1.7e-3, 0.02, 0), ("uint8", 9e-4, 0.01, 3),
+                                                  ("e4m3", 2.1e-3, 0.004, 0), ("int4", 0.011, 0.25, 0)])
+def test_gelu_table_equals_torch_gelu_then_quantize(fmt, unit, scale, zp):
+    """The threshold table the model (and the RTL) uses equals torch's GELU (float64) of every
+    integer's value, quantized, over and beyond the table's range."""
+    spec = QuantSpec(fmt, np.float64(scale), zp)
+    breaks, values = gelu_table(unit, spec)
+    xs = np.arange(-int(45 / unit), int(60 / unit))
+    ref = spec.codes(torch.nn.functional.gelu(torch.tensor(xs * unit, dtype=torch.float64)).numpy())
+    assert np.array_equal(apply_breakpoints(xs, breaks, values), ref)
 
 
 class TokenNet(torch.nn.Module):
