@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
 from hw import dot, sparse
 from hw.sim import simulate
@@ -80,3 +81,21 @@ def random_config(kind: str, rng: random.Random):
                                    pipeline=rng.randint(0, (lanes - 1).bit_length() + 1))
     lanes = rng.choice([1, 2, 4])
     return SWAConfig(lanes * rng.choice([1, 2]), rng.choice([3, 4, 6]), lanes, fmt(), fmt())
+
+
+def sweep_channels(dut, channels: int, accs) -> dict[tuple[int, int], int]:
+    """A combinational unit with ``channel``, ``acc`` and ``code`` ports (a requantizer, a
+    threshold table) on every (channel, accumulator): its codes by ``(channel, acc)``."""
+    got: dict[tuple[int, int], int] = {}
+
+    async def bench(ctx):
+        for c in range(channels):
+            ctx.set(dut.channel, c)
+            for a in accs:
+                ctx.set(dut.acc, a)
+                got[c, a] = ctx.get(dut.code)
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    return got

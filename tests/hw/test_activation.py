@@ -10,13 +10,13 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.activation import ActivationSpec, TableActivation
 from hw.arith import ConfigError
 from hw.portable import lint, portable_verilog, waivers
 from quant.formats import parse_format
 from quant.reference import apply_breakpoints, breakpoints, encode, quantize
+from tests.hw.conftest import sweep_channels
 
 #: where GELU (the exact form) has its minimum
 GELU_MIN = -0.7517915246
@@ -61,18 +61,7 @@ def test_rtl_equals_the_table_on_every_accumulator(seed):
     spec = _random_spec(random.Random(seed))
     dut = TableActivation(spec)
     accs = range(-(1 << (spec.acc_bits - 1)), 1 << (spec.acc_bits - 1))
-    got = {}
-
-    async def bench(ctx):
-        for c in range(spec.channels):
-            ctx.set(dut.channel, c)
-            for a in accs:
-                ctx.set(dut.acc, a)
-                got[c, a] = ctx.get(dut.code)
-
-    sim = Simulator(dut)
-    sim.add_testbench(bench)
-    sim.run()
+    got = sweep_channels(dut, spec.channels, accs)
     for c in range(spec.channels):
         want = apply_breakpoints(np.array(accs), list(spec.breaks[c]), list(spec.values[c])) & 0xFF
         assert [got[c, a] for a in accs] == list(want), (spec, c)

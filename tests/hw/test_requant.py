@@ -18,6 +18,7 @@ from hw.portable import lint, portable_verilog, waivers
 from hw.requant import IntRequantizer, MinifloatRequantizer, RequantSpec, requantizer
 from quant.formats import MinifloatFormat, all_formats, parse_format
 from quant.reference import encode, fixed_point_multiplier, quantize, requantize, values
+from tests.hw.conftest import sweep_channels
 
 FORMATS = ["int8", "int4", "uint4", "int5n", "uint8", "int2", "uint3n"]
 
@@ -89,18 +90,7 @@ def test_rtl_equals_numpy_on_every_accumulator(seed):
     spec = _random_spec(random.Random(seed))
     dut = IntRequantizer(spec)
     accs = range(-(2 ** (spec.acc_bits - 1)), 2 ** (spec.acc_bits - 1))
-    got: dict[tuple[int, int], int] = {}
-
-    async def bench(ctx):
-        for c in range(spec.channels):
-            ctx.set(dut.channel, c)
-            for a in accs:
-                ctx.set(dut.acc, a)
-                got[c, a] = ctx.get(dut.code)
-
-    sim = Simulator(dut)
-    sim.add_testbench(bench)
-    sim.run()
+    got = sweep_channels(dut, spec.channels, accs)
     mask = (1 << parse_format(spec.fmt).bits) - 1
     for c in range(spec.channels):
         bias = spec.biases[c] if spec.biases else 0
