@@ -163,7 +163,7 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "full_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "macc_signext_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "reg_msb_kept", "reg_msb_kept_dsp", "macc_signext_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
 #: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
@@ -262,6 +262,90 @@ def _register_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
         ln, p = divmod(int(code), int(pipeline.max(initial=0)) + 1)
         table[i, list(_register_levels(ln, p))] = True
     return table[pair_id]
+
+
+@lru_cache(maxsize=None)
+def _msb_kept(lanes: int, pipeline: int) -> tuple[tuple[int, int], ...]:
+    """Per tree level (0 = the products) of a ``lanes``-term :class:`hw.adder_tree.AdderTree`
+    with the registers of ``pipeline`` and an unsigned × unsigned product (its sign bit and every
+    exact sum's are constant 0): how many registered terms keep that constant top bit as a
+    flip-flop after ``synth_xilinx``, and 1 if the level's last term is one of them.
+
+    Yosys (0.70) removes a constant-0 top bit only where it can see it, replayed here:
+
+    1. ``opt`` (``opt_dff``) before ``wreduce``: a register of a product (its top bit is the
+       zero extension of the ``$mul``) or of such a register, passed through, loses it;
+    2. ``wreduce``: an ``$add`` whose operands both have a constant-0 top bit becomes unsigned
+       and drops its top output bit. Its cells are visited in two sweeps, the adders in source
+       order except the tree's first adder (level 1, pair 0), visited last, then the registers
+       (first sweep only): an adder reads what the visits before it left, a register is
+       narrowed when its sum was, and the second sweep reaches the adders after them (an
+       adder's narrowed output queues none of its readers: the wave stops at the next register);
+    3. ``alumacc`` merges an adder read only by another adder into that adder's ``$macc``; the
+       later ``opt`` passes narrow the remaining two-operand ``$alu`` cells whose operands have
+       a constant top bit, and drop the registers whose input bit is constant, to a fixpoint,
+       but never narrow a ``$macc``.
+
+    Checked against every stored unsigned × unsigned engine synthesis of xc7 and xcup (FF counts,
+    ``tests/costmodel/test_resources.py``): a register of a ``$macc`` the wave did not reach
+    (a 3-term root ``(a + b) + c`` after a register, the first pair's 4-term sum) keeps the bit.
+    """
+    regs = set(register_points(lanes, pipeline))
+    kind: list[str] = []
+    ins: list[tuple[int, ...]] = []
+    const: list[bool] = []
+
+    def node(k: str, operands: tuple[int, ...] = (), c: bool = False) -> int:
+        kind.append(k)
+        ins.append(operands)
+        const.append(c)
+        return len(kind) - 1
+
+    levels: dict[int, list[int]] = {}
+    adders: list[int] = []
+    terms = [node("product", c=True) for _ in range(int(lanes))]
+    for lvl in range(tree_levels(lanes) + 1):
+        if lvl:
+            sums = [node("add", (terms[2 * i], terms[2 * i + 1])) for i in range(len(terms) // 2)]
+            adders += sums
+            terms = sums + ([terms[-1]] if len(terms) % 2 else [])
+        if lvl in regs:
+            terms = levels[lvl] = [node("reg", (t,)) for t in terms]
+    ffs = [r for lvl in sorted(levels) for r in levels[lvl]]
+    if adders:
+        adders = adders[1:] + adders[:1]  # the tree's first adder is visited last
+
+    def settle(cells: list[int], allowed=lambda n: True) -> bool:
+        changed = False
+        for n in cells:
+            if not const[n] and allowed(n) and all(const[i] for i in ins[n]):
+                const[n] = changed = True
+        return changed
+
+    while settle(ffs):  # 1. opt_dff
+        pass
+    settle(adders)  # 2. wreduce: first sweep, adders then registers
+    settle(ffs)
+    settle(adders)  # second sweep
+    readers = {i: n for n in range(len(kind)) for i in ins[n]}
+    merged = {a for a in adders if a in readers and kind[readers[a]] == "add"}
+    alu = lambda n: n not in merged and not any(i in merged for i in ins[n])  # noqa: E731
+    while settle(adders, alu) | settle(ffs):  # 3. alumacc, then opt to a fixpoint
+        pass
+    return tuple((sum(not const[r] for r in levels.get(lvl, [])), int(lvl in levels and not const[levels[lvl][-1]]))
+                 for lvl in range(tree_levels(lanes) + 1))
+
+
+def _msb_kept_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
+    """:func:`_msb_kept` of every row, zero-padded to the deepest tree: (rows, levels + 1, 2)."""
+    code = np.stack([lanes, pipeline], axis=1).astype(np.int64)
+    uniq, inv = np.unique(code, axis=0, return_inverse=True)
+    maxl = max((tree_levels(int(v)) for v in np.unique(lanes)), default=0)
+    table = np.zeros((len(uniq), maxl + 1, 2), dtype=np.int64)
+    for i, (ln, p) in enumerate(uniq):
+        kept = _msb_kept(int(ln), int(p))
+        table[i, :len(kept)] = kept
+    return table[inv.reshape(-1)]
 
 
 class MemoryCell(NamedTuple):
@@ -457,9 +541,13 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # adder tree (hw.adder_tree.AdderTree): level l adds neighbouring pairs, each sum one bit
     # wider than its wider operand; an odd last term passes through at its own width
     unsigned = f["unsigned_product"].to_numpy()
+    carry_free = 2 if target in ("xc7", "xcup") else 1  # LUT-free adder bits of an unsigned sum
     shape = _tree_shape_matrix(lanes)  # (rows, levels + 1, 5): adders, their extra bits, terms, theirs, raw last
     # tree bits at or above the accumulator's width: dead (rows, levels + 1, 3: term bits, terms, adder bits)
     dead = _tree_dead_matrix(lanes, f["acc_bits"].to_numpy() - pb, unsigned)
+    msb = _msb_kept_matrix(lanes, pipe)  # (rows, levels + 1, 2): registered terms keeping a constant top bit
+    reg_kept = np.zeros(len(lanes), dtype=np.int64)
+    reg_kept_fabric = np.zeros(len(lanes), dtype=np.int64)
     tree_bits = np.zeros(len(lanes), dtype=np.int64)
     reg_bits = np.zeros(len(lanes), dtype=np.int64)
     regs_at = _register_matrix(lanes, pipe)
@@ -499,15 +587,30 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
             raw_terms += first
             meets = lone_raw & (raw_last == 0)
             held = meets & regs_at[:, lvl] & ~seen_reg
-            reg_meet += np.where(held, pb + lvl - unsigned, 0)
+            # the whole term, its constant-0 top bit included (an unsigned product's): the PREG
+            # takes every bit of the post-adder's sum
+            reg_meet += np.where(held, pb + lvl, 0)
             meet_terms += held
             lone_raw &= ~meets
+            # the level's last term goes into that DSP48's PREG (raw product, post-adder sum)
+            dsp_last = first | held | held_l1
+        else:
+            dsp_last = np.zeros(len(lanes), dtype=bool)
+        # registered terms of an unsigned product whose constant-0 top bit Yosys keeps
+        # (_msb_kept; a term cut to the accumulator's width has no top bit), all of them and
+        # those outside the DSP48 registers of an xc7 int × int DSP tree (levels 0–1 and that
+        # last term)
+        kept = np.maximum(msb[:, lvl, 0] - dead_terms, 0)
+        reg_kept += kept
+        if lvl >= 2:
+            reg_kept_fabric += kept - (dsp_last & (msb[:, lvl, 1] > 0) & (kept > 0))
         if lvl >= 1:
             seen_reg |= regs_at[:, lvl]
         if lvl > 0:
             # an unsigned × unsigned product's sign bit is constant 0, and so is every sum's: one
-            # adder bit fewer per adder (Yosys drops the constant top bit)
-            level_bits = adders * (pb - unsigned) + adder_extra - dead_adder
+            # adder bit fewer per adder (Yosys drops the constant top bit), and on Xilinx one more:
+            # an unsigned sum's top bit is its carry chain's carry-out (CARRY4/CARRY8 CO, no LUT)
+            level_bits = adders * (pb - carry_free * unsigned) + adder_extra - dead_adder
             tree_bits += level_bits
             # adder bits whose sums go straight into a pipeline register (the rest feed the next
             # adder level or the accumulator combinationally)
@@ -539,6 +642,10 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # all of them, those of levels 0–1 and that lone product (a DSP48 may take them)
     f["reg_terms"] = reg_terms
     f["reg_terms_dsp"] = reg_terms_l01 + raw_terms + meet_terms + l1_raw_terms
+    # of those, the unsigned × unsigned product's terms whose constant-0 top bit stays a flip-flop
+    # (_msb_kept): all, and those outside an xc7 DSP48's registers
+    f["reg_msb_kept"] = np.where(unsigned > 0, reg_kept, 0)
+    f["reg_msb_kept_dsp"] = np.where(unsigned > 0, reg_kept_fabric, 0)
     # bits of a first-level sum held unsummed by the first register after level 1 (its PREG)
     f["reg_l1_raw"] = reg_l1_raw
     # bits of the register after the adder where that lone product first meets a sum (its DSP48's

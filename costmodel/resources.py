@@ -11,20 +11,24 @@ multiplier      LUTs of one exact multiplier for the format pair, operand-order 
                 (partial products and adder depth);
                 minifloat ``c3·A·B + c4·shifter + c5·P + c6·I`` (significand product A×B, the
                 aligner's log-shifter mux bits, the negation P, a signed int operand's
-                magnitude I), A·B → 0 when the Yosys DSP rule maps it to a DSP; a multiplier
-                fed by an N:M index mux gets its own coefficient (Yosys/ABC merge the mux into
-                the multiplier logic differently);
+                magnitude I), A·B → 0 when the Yosys DSP rule maps it to a DSP (a coefficient
+                of its own for the multipliers behind an N:M index mux was weighed and left out,
+                :data:`CANDIDATES`);
 adder tree      LUTs per adder bit of the fabric, for levels that end in a pipeline register and
                 those that feed the next level or the accumulator combinationally (Yosys/ABC
                 map the two differently: about 0.7 vs 1.3 LUT/bit), minifloat and integer engines
-                apart; int × int DSP engines on xc7: an unpipelined tree of full-width products
+                apart, a minifloat engine's combinational levels by where its significand
+                products lie (DSP or LUTs); an unsigned sum's top bit is its carry chain's
+                carry-out (no LUT; features.frame_features); int × int DSP engines on xc7: an
+                unpipelined tree of full-width products
                 (``full_product``: unsigned × unsigned or a native signed product) folds into the
                 DSP48 cascade (one coefficient, near 0), one of truncated products (mixed sign,
                 narrow formats: sign-extended from below the DSP48's product) packs its first
                 level into the DSP48 post-adders and keeps the rest in the fabric (a coefficient
                 each: about 0.1 and 0.9 LUT/bit), a pipelined one packs its first adder level
                 (P = A·B + C; its own coefficient) and keeps the rest in the fabric; xcup packs
-                none of it (a minifloat significand product in a DSP48E2 costs a term of its own);
+                none of it (a minifloat significand product in a DSP48E2 costs a term of its own;
+                an unpipelined int × int DSP tree, one fabric ``$macc``, ``tree_intdsp_nopack_p0``);
 multiply-accumulate merge
                 int × int LUT multipliers (int2–int4 on xc7) with no register after them
                 (pipeline 0): Yosys ``alumacc`` merges full-width products and the adder tree
@@ -38,7 +42,8 @@ multiply-accumulate merge
                 bit of its signed operands, each extended to the accumulator's width
                 (``macc_signext_fabric``, ``features.macc_signext_bits``);
 accumulator     LUTs per accumulator bit, minifloat and integer engines apart (about 1.7: the
-                adder and its clear); one LUT per bit where Yosys packs the accumulator into a
+                adder and its clear; a minifloat engine's by where its significand products lie,
+                as its adders); one LUT per bit where Yosys packs the accumulator into a
                 DSP48's P register (``acc_bits_intdsp``: every such dense xc7 calibration
                 engine has acc_bits + 4 LUTs);
 index mux       ``lanes · abits`` selected bits, one coefficient per m (2, 4, 8, 16): inside an
@@ -56,9 +61,11 @@ registers       FF counted, not fitted: pipeline + accumulator + output register
                 into DSP48 registers on xc7 for int × int DSP multipliers (products → MREG,
                 first adder level → cascade PREG, a lone
                 product passed unsummed to the first later register → its PREG, the accumulator
-                → P with one lane or, unpipelined, for a native signed product), minus one
-                constant sign bit per registered term of an unsigned × unsigned product; xcup
-                packs none (its syntheses keep every register in the fabric);
+                → P with one lane or, unpipelined, for a native signed product), minus the
+                constant sign bit of each registered term of an unsigned × unsigned product that
+                Yosys' passes see as constant (``features._msb_kept`` replays ``opt_dff``,
+                ``wreduce``'s sweeps and ``alumacc``: a ``$macc`` the ``wreduce`` wave missed keeps
+                it); xcup packs none (its syntheses keep every register in the fabric);
 DSP             ``lanes · DSPs per multiplier`` by the Yosys inference rule (not fitted; a
                 product narrower than 9 bits stays in LUTs, as for narrow ``int6n × int3n``);
 BRAM18          0: the engines hold no memories (weights and activations stream in).
@@ -82,8 +89,9 @@ Lattice targets (ice40, ecp5)
 -----------------------------
 Fitted on the bare-engine ``synth_ice40`` / ``synth_ecp5`` runs of the place-and-route sample
 (``data/pnr.csv``, :mod:`costmodel.pnr`) and of the family's random calibration draw: LUT4 by
-NNLS over the :data:`LATTICE_CANDIDATES` term set of least 5-fold CV error (the Lattice terms, or
-the engine terms on the family's own standalone multipliers where ``primitives.csv`` holds them),
+NNLS over the :data:`LATTICE_CANDIDATES` term set and :data:`LATTICE_FITS` criterion (squared or
+absolute relative error) of least 5-fold CV error (the Lattice terms, or the engine terms on the
+family's own standalone multipliers where ``primitives.csv`` holds them; ECP5: absolute),
 errors on the family's held-out random draw; FF = the structural register count (no coefficient), DSP = SB_MAC16 (none: ``synth_ice40``
 infers none by default) / MULT18X18D by the ``synth_ecp5`` rule, BRAM = 0. ``tests/costmodel/
 test_pnr.py`` checks FF/DSP/BRAM against every stored Yosys run.
@@ -143,15 +151,35 @@ _LUT_TERMS_2026_12_03 = [*_MULT_LUT_TERMS, *_REST_TERMS]
 #: post-adders like a pipelined one (``tree_l1_intdsp_nofold``), the rest in the fabric
 _STRUCTURE_TERMS = ["acc_bits_intdsp", "mux_intlut", "macc_signext_fabric"]
 _NOFOLD_SPLIT = ["tree_l1_intdsp_nofold", "tree_rest_intdsp_nofold"]
+#: the LUT terms shipped until 2026-12-04
+_LUT_TERMS_2026_12_04 = [*[t for t in _LUT_TERMS_2026_12_03 if t != "tree_bits_intdsp_nofold"], *_NOFOLD_SPLIT,
+                         *_STRUCTURE_TERMS]
+#: the LUT terms of 2026-12-04 + an unpipelined int × int DSP tree that no DSP packs (xcup) apart
+_NOPACK_TERMS = [*_LUT_TERMS_2026_12_04, "tree_intdsp_nopack_p0"]
+#: the split of a minifloat engine's combinational fabric adders and accumulator by where its
+#: significand products lie (DSP / LUTs)
+_MF_SPLIT = {"tree_bits_comb_mf": ["tree_bits_comb_mf_dsp", "tree_bits_comb_mf_lut"],
+             "acc_bits_mf": ["acc_bits_mf_dsp", "acc_bits_mf_lut"]}
+
+
+def _split(terms: list[str], split: dict[str, list[str]]) -> list[str]:
+    """``terms`` with each term of ``split`` replaced by its parts."""
+    return [x for t in terms for x in split.get(t, [t])]
+
+
 #: the shipped LUT terms: multipliers synthesized alone (primitives.csv) at their measured cost,
-#: the others by the multiplier formula's terms, each with its coefficient fitted on whole engines
-LUT_TERMS = [*[t for t in _LUT_TERMS_2026_12_03 if t != "tree_bits_intdsp_nofold"], *_NOFOLD_SPLIT, *_STRUCTURE_TERMS]
+#: the others by the multiplier formula's terms, each with its coefficient fitted on whole engines;
+#: an unpipelined int × int DSP tree that no DSP packs (xcup) and a minifloat engine's
+#: combinational adders and accumulator by where its significand products lie, apart
+LUT_TERMS = _split(_NOPACK_TERMS, _MF_SPLIT)
 #: the LUT term sets the cross-validation compared (``python -m costmodel.resources --cv``); the
-#: shipped :data:`LUT_TERMS` had the least median + p90 error summed over the random calibration
-#: rows of xc7 and xcup: 4.3 % + 10.6 %, 4.8 % + 11.5 % (360 + 100 drawn rows, 2026-12-03
-#: evening), against 5.5 % + 13.1 %, 5.6 % + 14.9 % for the terms shipped before (which had
-#: beaten 5.8 % + 14.8 %, 6.0 % + 16.7 % of the formula fitted on the standalone multipliers and
-#: scaled by one coefficient)
+#: shipped :data:`LUT_TERMS` lower median + p90 on the random calibration rows of each of xc7 and
+#: xcup: 4.3 % + 10.1 %, 4.9 % + 9.9 % (2026-12-04, 360 + 100 drawn rows), against 4.2 % + 10.5 %,
+#: 5.1 % + 11.4 % for the terms shipped until then on the same features (and 4.3 % + 10.6 %,
+#: 4.8 % + 11.5 % before the unsigned carry-out); every other candidate raises at least one
+#: family's. The terms shipped until 2026-12-04 had beaten 5.5 % + 13.1 %, 5.6 % + 14.9 %
+#: of the terms before them, which had beaten 5.8 % + 14.8 %, 6.0 % + 16.7 % of the formula fitted
+#: on the standalone multipliers and scaled by one coefficient
 CANDIDATES = {
     "grid-era terms (one tree coefficient per register regime, DSP trees by first-level register)": [
         "const", "mult_lut_dense", "mult_lut_sparse", "tree_bits_reg", "tree_bits_comb", "tree_bits_intdsp_nopipe",
@@ -170,7 +198,15 @@ CANDIDATES = {
         *_LUT_TERMS_2026_12_03, "acc_bits_intdsp", "macc_signext_fabric"],
     "those + the accumulator in a DSP48, the index mux into int LUT multipliers, the fabric $macc's sign "
     "extension": [*_LUT_TERMS_2026_12_03, *_STRUCTURE_TERMS],
-    "shipped (those + an unfolded DSP tree's first level apart)": LUT_TERMS,
+    "terms shipped until 2026-12-04 (those + an unfolded DSP tree's first level apart)": _LUT_TERMS_2026_12_04,
+    "those + an unpipelined int DSP tree no DSP packs apart": _NOPACK_TERMS,
+    "those, a minifloat engine's combinational fabric adders apart by DSP / LUT significand products": _split(
+        _NOPACK_TERMS, {"tree_bits_comb_mf": _MF_SPLIT["tree_bits_comb_mf"]}),
+    "shipped (those, its accumulator apart too)": LUT_TERMS,
+    "shipped, its registered fabric adders apart too": _split(
+        LUT_TERMS, {"tree_bits_reg_mf": ["tree_bits_reg_mf_dsp", "tree_bits_reg_mf_lut"]}),
+    "shipped + the sparse engines' multipliers (behind the index mux) apart": LUT_TERMS + ["mult_measured_sparse"],
+    "shipped + the index mux's bits apart for minifloat and integer engines": LUT_TERMS + ["mux_bits_mf", "mux_bits_int"],
     "the standalone multiplier formula scaled by one coefficient, the rest shipped": [
         "const", "mult_measured", "mult_formula", *_REST_TERMS, *_STRUCTURE_TERMS],
     "the multiplier formula fitted on the standalone multipliers (primitives.csv), dense and sparse apart": [
@@ -349,6 +385,23 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         "mf_dsp_nopack": lanes * f["prod_bits"].to_numpy(dtype=float) * (dspm & mf & ~packs),
         # candidates the cross-validation weighed and left out (CANDIDATES)
         "sparse_const": sparse.astype(float),
+        # a minifloat engine's combinational fabric adders and accumulator apart for significand
+        # products in DSPs (the aligner's shifter and negation stand between the DSP's product and
+        # the adders) and in LUTs (ABC maps the aligner and the adders' first bits together)
+        "tree_bits_comb_mf_dsp": fabric_comb * mf * dspm, "tree_bits_comb_mf_lut": fabric_comb * mf * ~dspm,
+        "acc_bits_mf_dsp": acc * mf * dspm, "acc_bits_mf_lut": acc * mf * ~dspm,
+        # candidates the cross-validation weighed and left out (CANDIDATES): the registered
+        # fabric adders of minifloat engines apart the same way, the multipliers of sparse engines
+        # (behind the index mux) at their own coefficient, the index mux's selected bits apart for
+        # minifloat and integer engines
+        "tree_bits_reg_mf_dsp": fabric_reg * mf * dspm, "tree_bits_reg_mf_lut": fabric_reg * mf * ~dspm,
+        "mult_measured_sparse": lanes * ml_measured * sparse,
+        "mux_bits_mf": lanes * f["ab"].to_numpy(dtype=float) * sparse * mf,
+        "mux_bits_int": lanes * f["ab"].to_numpy(dtype=float) * sparse * ~mf,
+        # an unpipelined tree of int × int DSP products where Yosys packs none of it into the
+        # DSPs (xcup; ECP5's MULT18X18D): the products, the adders and the accumulator's adder are
+        # one $macc in the fabric (maccmap's compressor, not carry-chain adders)
+        "tree_intdsp_nopack_p0": tree * (int_dsp & ~packs & (pipe == 0)),
         # product bits summed with no pipeline register (a Lattice candidate: ECP5's calibration
         # rows had 5-fold CV residuals of −20 % on every pipeline-0 group; iCE40's none)
         "prod_bits_comb": lanes * f["prod_bits"].to_numpy(dtype=float) * (pipe == 0),
@@ -409,9 +462,10 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     absorbed = np.where(tree_dsp, f["reg_l01"].to_numpy() + f["reg_raw_last"].to_numpy() + f["reg_meet_last"].to_numpy()
                         + f["reg_l1_raw"].to_numpy() + np.where(acc_in_dsp, acc, 0), 0)
     # a product of two unsigned operands is never negative: each registered tree term's sign bit
-    # is constant 0 and Yosys drops that flip-flop (those in DSP48 registers are gone already)
-    const_msb = np.where(f["unsigned_product"].to_numpy() > 0,
-                         f["reg_terms"].to_numpy() - np.where(tree_dsp, f["reg_terms_dsp"].to_numpy(), 0), 0)
+    # is constant 0 and Yosys drops that flip-flop where its passes see the constant (those in
+    # DSP48 registers are gone already; features._msb_kept: the terms whose bit stays)
+    const_msb = np.where(f["unsigned_product"].to_numpy() > 0, f["reg_terms"].to_numpy() - np.where(
+        tree_dsp, f["reg_terms_dsp"].to_numpy() + f["reg_msb_kept_dsp"].to_numpy(), f["reg_msb_kept"].to_numpy()), 0)
     ff = (f["reg_bits"].to_numpy(dtype=float) - absorbed - const_msb)[:, None]
     dsp = lanes * f["mult_dsp"].to_numpy()
     return {"lut": lut, "ff": ff, "dsp": dsp, "features": f, "lut_columns": cols}
@@ -425,6 +479,27 @@ def _nnls_rel(X: np.ndarray, y: np.ndarray, floor: float = 10.0) -> np.ndarray:
     s = 1.0 / np.maximum(y, floor)
     coef, _ = nnls(X * s[:, None], y * s)
     return coef
+
+
+def _nnls_rel_l1(X: np.ndarray, y: np.ndarray, floor: float = 10.0, iters: int = 10, eps: float = 0.01) -> np.ndarray:
+    """Non-negative least *absolute* relative error: :func:`_nnls_rel`'s system, reweighted
+    ``iters`` times from its solution by ``1 / sqrt(max(|relative residual|, eps))`` (iteratively
+    reweighted least squares; a few far-off rows pull the fit less than under squares)."""
+    from scipy.optimize import nnls
+
+    s = 1.0 / np.maximum(y, floor)
+    A, b = X * s[:, None], y * s
+    coef, _ = nnls(A, b)
+    for _ in range(iters):
+        w = 1.0 / np.sqrt(np.maximum(np.abs(A @ coef - b), eps))
+        coef, _ = nnls(A * w[:, None], b * w)
+    return coef
+
+
+#: the LUT fits a Lattice family chooses from by 5-fold CV, with :data:`LATTICE_CANDIDATES`
+#: (ECP5's calibration rows hold a few engines far off any term set, −30 % to +40 %; squares let
+#: them tilt every coefficient)
+LATTICE_FITS = {"least squares of relative error": _nnls_rel, "least absolute relative error": _nnls_rel_l1}
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -757,8 +832,10 @@ def lattice_design_matrix(df: pd.DataFrame, target: str,
     lut = np.column_stack([np.ones(len(f)), lanes * f["mul_a"].to_numpy() * f["mul_b"].to_numpy() * lut_mul,
                            lanes * pb * f["shift_bits"].to_numpy() * mf, lanes * pb * mf, tree_reg, tree - tree_reg,
                            f["acc_bits"].to_numpy(dtype=float), f["mux_bits"].to_numpy(dtype=float)])
-    # registers, less one constant sign bit per registered term of an unsigned × unsigned product
-    ff = f["reg_bits"].to_numpy(dtype=float) - f["unsigned_product"].to_numpy() * f["reg_terms"].to_numpy()
+    # registers, less the constant sign bit of each registered term of an unsigned × unsigned
+    # product that Yosys' coarse passes (shared by every synth script) see (features._msb_kept)
+    ff = f["reg_bits"].to_numpy(dtype=float) - f["unsigned_product"].to_numpy() * (
+        f["reg_terms"].to_numpy() - f["reg_msb_kept"].to_numpy())
     return {"lut": lut, "ff": ff[:, None],
             "dsp": lanes * f["mult_dsp"].to_numpy(), "features": f}
 
@@ -808,8 +885,10 @@ LATTICE_CANDIDATES = {
     "2026-12-03 engine terms + unpipelined product bits": [*_MULT_LUT_TERMS, *_REST_TERMS_2026_12, "prod_bits_comb"]}
 
 
-def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = CV_FOLDS) -> np.ndarray:
-    """Out-of-fold LUT predictions of a Lattice fit over ``terms`` (folds by key)."""
+def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = CV_FOLDS,
+               fitter=_nnls_rel) -> np.ndarray:
+    """Out-of-fold LUT predictions of a Lattice fit over ``terms`` by ``fitter`` (one of
+    :data:`LATTICE_FITS`; folds by key)."""
     mult = fit_multiplier(target) if _cached_primitive_table(target) else None
     X = _lattice_lut_matrix(rows, target, terms, mult)
     y = rows["lut"].to_numpy(dtype=float)
@@ -817,29 +896,34 @@ def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = C
     pred = np.empty(len(y))
     for k in range(folds):
         t = fold == k
-        pred[t] = X[t] @ _nnls_rel(X[~t], y[~t])
+        pred[t] = X[t] @ fitter(X[~t], y[~t])
     return pred
 
 
 def fit_lattice(target: str) -> dict:
     """Fit the LUT4 model of ``target`` (ice40 / ecp5) on its bare-engine Yosys syntheses
     (:func:`lattice_rows`); FF is the structural register count (no fitted coefficient), DSP the
-    synth rule. LUT terms: the :data:`LATTICE_CANDIDATES` set of least 5-fold CV median + p90.
-    Errors: on the held-out random draw of ``target`` where one is stored; ``cv`` holds the
-    5-fold CV errors either way."""
+    synth rule. LUT terms and fit: the :data:`LATTICE_CANDIDATES` set and :data:`LATTICE_FITS`
+    method of least 5-fold CV median + p90 (a set fitted by least absolute error is named with
+    ", least absolute relative error" after it). Errors: on the held-out random draw of ``target``
+    where one is stored; ``cv`` holds the 5-fold CV errors either way."""
     rows = lattice_rows(target)
     y = rows["lut"].to_numpy(dtype=float)
-    cands = {n: t for n, t in LATTICE_CANDIDATES.items()
-             if t == LATTICE_LUT_TERMS or _cached_primitive_table(target)}
-    oof = {name: np.rint(np.maximum(lattice_cv(rows, target, terms), 0)) for name, terms in cands.items()}
+    cands = {}
+    for method, fitter in LATTICE_FITS.items():
+        for n, t in LATTICE_CANDIDATES.items():
+            if t == LATTICE_LUT_TERMS or _cached_primitive_table(target):
+                cands[n if fitter is _nnls_rel else f"{n}, {method}"] = (t, fitter)
+    oof = {name: np.rint(np.maximum(lattice_cv(rows, target, terms, fitter=fitter), 0))
+           for name, (terms, fitter) in cands.items()}
     scores = {}
     for name, pred_lut in oof.items():
         e = _errors(pred_lut, y)
         scores[name] = e["median_rel_err"] + e["p90_rel_err"]
     chosen = min(scores, key=scores.get)
-    terms = cands[chosen]
+    terms, fitter = cands[chosen]
     mult = fit_multiplier(target) if terms != LATTICE_LUT_TERMS else None
-    coef = _nnls_rel(_lattice_lut_matrix(rows, target, terms, mult), y)
+    coef = fitter(_lattice_lut_matrix(rows, target, terms, mult), y)
     model = {"kind": "lattice", "multiplier": mult,
              "resources": {"lut": {"terms": terms, "coef": coef.tolist()},
                            "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
