@@ -16,14 +16,16 @@ Per MAC stage:
   needs a write port), with the registered output in flip-flops (:func:`_rom`; the thresholds and
   the LUTs per bit read off standalone ROM syntheses, never the networks);
 - **requantizer**: :func:`costmodel.requant_cost.requant_cost` (LUTs fitted on standalone random
-  requantizers; the product's DSPs by the Yosys rule);
+  requantizers; the product's DSPs by the Yosys rule), or for a threshold table
+  :func:`costmodel.requant_cost.threshold_cost` (fitted on standalone random tables);
 - **control and registers**: the counters, the beat register (pad flags, bank, last), the output
   register: flip-flops counted, one LUT per counter bit.
 
 Pool stages have the banks (one read port per window element), the window ROM and a comparator
 tree (one LUT per bit per comparison). Dynamic energy per frame: the MAC engine's actions
 (:func:`costmodel.estimate`), the frame-bank writes, window-ROM reads, pool reads and compares,
-combiner and requantizer multiplies and adds, each × an ASIC per-action figure of
+combiner and requantizer multiplies and adds (a threshold table's comparisons), each × an ASIC
+per-action figure of
 :data:`costmodel.energy.ERT`. Cycles per frame and the interval are the closed form of
 :func:`hw.dataflow.plan.schedule`. The error of the total against Yosys synthesis of whole
 accelerators is measured by ``bench/accel.py`` (README), never fitted here.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hw.activation import ActivationSpec
 from hw.dataflow.plan import NetworkPlan, Stage, schedule
 from hw.devices import Device, get_device
 from hw.dot import DotConfig
@@ -42,7 +45,7 @@ from quant.formats import parse_format
 from .energy import ERT, mult_pj
 from .estimate import estimate
 from .features import buffer_cost, mult_dsp
-from .requant_cost import requant_cost
+from .requant_cost import requant_cost, threshold_cost
 
 __all__ = ["stage_cost", "plan_cost", "SOURCES", "PARTS"]
 
@@ -57,7 +60,8 @@ SOURCES = {
     "requant": "LUTs fitted on standalone random integer requantizers (costmodel/data/requant.csv), applied "
                "unchanged to minifloat outputs (no minifloat requantizer among its rows: unmeasured); DSPs by the "
                "Yosys rule (mult_dsp); a residual join's combiner counted (its multiplier by the DSP rule, a LUT per "
-               "adder bit, its registers): not checked against Yosys",
+               "adder bit, its registers): not checked against Yosys; a threshold table: LUTs fitted on standalone "
+               "random tables (hw.activation.thresholds of random requantizers, the same CSV)",
     "control": "counted: counters, beat and output registers (FF), 1 LUT per counter bit",
 }
 
@@ -99,7 +103,9 @@ def _requant(st: Stage, target: str) -> dict[str, int]:
     if st.requant is None:  # raw output: the bias adder and the ReLU
         return {"lut": st.out_bits * (2 if st.relu else 1) + combine["lut"], "ff": combine["ff"],
                 "dsp": combine["dsp"], "bram18": 0}
-    parts = [requant_cost(st.requant, target), combine] + ([requant_cost(st.rescale, target)] if st.rescale else [])
+    unit = threshold_cost(st.requant, target) if isinstance(st.requant, ActivationSpec) else \
+        requant_cost(st.requant, target)
+    parts = [unit, combine] + ([requant_cost(st.rescale, target)] if st.rescale else [])
     return {"lut": sum(p["lut"] for p in parts), "ff": combine["ff"], "dsp": sum(p["dsp"] for p in parts),
             "bram18": 0}
 
@@ -136,7 +142,9 @@ def _around_mac_nj(st: Stage) -> float:
         width = st.combined_bits
     else:
         width = st.acc_bits
-    if st.requant is not None:
+    if isinstance(st.requant, ActivationSpec):  # L comparisons (subtractions) of width + 1 bits
+        pj += st.out_size * st.requant.levels * (width + 1) * float(ERT["add_bit"]["pJ"])
+    elif st.requant is not None:
         m_bits = max(st.requant.multipliers).bit_length()
         pj += st.out_size * float(mult_pj(width + 1, m_bits, 0, 0, 0, 0) + 2 * (width + m_bits) * ERT["add_bit"]["pJ"])
     return pj / 1e3

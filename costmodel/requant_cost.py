@@ -1,5 +1,6 @@
-"""LUTs of a requantizer (:mod:`hw.requant`), calibrated on standalone Yosys syntheses of random
-specs — not on the networks whose accelerators it is then checked against.
+"""LUTs of a requantizer (:mod:`hw.requant`) and of a threshold table in its place
+(:mod:`hw.activation`), calibrated on standalone Yosys syntheses of random specs — not on the
+networks whose accelerators they are then checked against.
 
 Features (:func:`requant_features`, bits): ``summed`` — the accumulator plus bias (the adder,
 the rounding compare and the clamp all scale with it); ``var`` — the product width times the
@@ -11,8 +12,14 @@ least squares on relative error over ``data/requant.csv``; 5-fold cross-validati
 median 30 %, p90 50 % (:func:`cv_error`) — a rough part, labelled so. DSPs by the Yosys rule
 (:func:`costmodel.features.mult_dsp`), not fitted.
 
-``python -m costmodel.requant_cost N`` synthesizes ``N`` more random specs (seeded, resumable:
-the CSV is appended with the command's seed, the Yosys version and the date).
+A threshold table (:func:`hw.activation.thresholds` of a requantizer; column ``unit`` =
+``thresholds``): features (:func:`threshold_features`, bits) ``cmp`` — its ``L`` comparators of
+``acc_bits + 1`` bits; ``tbits`` — the thresholds' constant bits the comparators select among
+(``channels · (2^L - 1) · (acc_bits + 1)``); ``vbits`` — the output codes' constant bits
+(``channels · 2^L · bits``). Same fit (:func:`threshold_cost`).
+
+``python -m costmodel.requant_cost N [--seed S] [--thresholds]`` synthesizes ``N`` more random
+specs (seeded, resumable: the CSV is appended with the command, the Yosys version and the date).
 """
 
 from __future__ import annotations
@@ -27,16 +34,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hw.activation import ActivationSpec, TableActivation, thresholds
 from hw.requant import RequantSpec, requantizer
 from hw.rtl import synthesize, yosys_version
+from quant.formats import parse_format
 
 from .features import mult_dsp
 
-__all__ = ["requant_features", "requant_cost", "requant_coefficients", "cv_error", "random_spec", "spec_json",
-           "spec_from_json", "REQUANT_CSV", "FEATURES"]
+__all__ = ["requant_features", "threshold_features", "requant_cost", "threshold_cost", "requant_coefficients",
+           "cv_error", "random_spec", "spec_json", "spec_from_json", "REQUANT_CSV", "FEATURES", "UNITS"]
 
 REQUANT_CSV = Path(__file__).parent / "data" / "requant.csv"
 FEATURES = ("summed", "var", "sel", "np2")
+#: the fitted features of each kind of unit (``unit`` column of the CSV)
+UNITS = {"multiplier": FEATURES, "thresholds": ("cmp", "tbits", "vbits")}
 #: bits of the multipliers of the random specs (quant.qonnx_import.MULT_BITS)
 MULT_BITS = 24
 
@@ -54,11 +65,20 @@ def requant_features(spec: RequantSpec) -> dict[str, float]:
     return {"summed": summed, "var": var, "sel": sel, "np2": np2, "a_bits": summed, "b_bits": mult}
 
 
-def random_spec(rng: random.Random) -> RequantSpec:
+def threshold_features(spec: ActivationSpec) -> dict[str, float]:
+    """Structural features of one threshold table (module docstring)."""
+    levels, width = spec.levels, spec.acc_bits + 1
+    return {"cmp": levels * width, "tbits": spec.channels * ((1 << levels) - 1) * width,
+            "vbits": spec.channels * (1 << levels) * parse_format(spec.fmt).bits}
+
+
+def random_spec(rng: random.Random, thresholds_of: bool = False) -> RequantSpec:
     """A random integer requantizer as a user's layer would have: accumulators of 8–32 bits,
-    1–64 channels, per-channel scale ratios over 2^-20 .. 2^-2, biases or none, any int output."""
-    acc = rng.randint(8, 32)
-    ch = rng.choice([1, 1, 4, 10, 16, 32, 64])
+    1–64 channels, per-channel scale ratios over 2^-20 .. 2^-2, biases or none, any int output;
+    with ``thresholds_of`` one whose threshold table synthesizes in seconds (accumulators of
+    8–24 bits, 1–16 channels)."""
+    acc = rng.randint(8, 24 if thresholds_of else 32)
+    ch = rng.choice([1, 1, 4, 16] if thresholds_of else [1, 1, 4, 10, 16, 32, 64])
     scales = [2.0 ** rng.uniform(-20, -2) for _ in range(ch)]
     fmt = rng.choice(["int2", "int3", "int4", "int5", "int6", "int8", "uint4", "uint8", "int8n"])
     biases = tuple(rng.randint(-(1 << (acc - 2)), 1 << (acc - 2)) for _ in range(ch)) if rng.random() < 0.7 else None
@@ -78,14 +98,18 @@ def spec_from_json(text: str) -> RequantSpec:
                        biases=tuple(d["biases"]) if d["biases"] else None)
 
 
-def _rows(target: str) -> pd.DataFrame:
-    """``target``'s stored runs with their features."""
+def _rows(target: str, unit: str = "multiplier") -> pd.DataFrame:
+    """``target``'s stored runs of ``unit`` (:data:`UNITS`) with their features."""
     if not REQUANT_CSV.exists():
         return pd.DataFrame()
     rows = pd.read_csv(REQUANT_CSV)
-    rows = rows[rows["target"] == target].reset_index(drop=True)
-    feats = pd.DataFrame([requant_features(spec_from_json(t)) for t in rows["spec"]])
-    return pd.concat([rows, feats], axis=1)
+    kind = rows["unit"].fillna("multiplier") if "unit" in rows else pd.Series("multiplier", index=rows.index)
+    rows = rows[(rows["target"] == target) & (kind == unit)].reset_index(drop=True)
+    if rows.empty:
+        return rows
+    specs = [spec_from_json(t) for t in rows["spec"]]
+    feats = [requant_features(sp) if unit == "multiplier" else threshold_features(thresholds(sp)) for sp in specs]
+    return pd.concat([rows, pd.DataFrame(feats)], axis=1)
 
 
 def _fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -95,18 +119,19 @@ def _fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def requant_coefficients(target: str = "xc7") -> dict[str, float] | None:
-    """NNLS coefficients of :data:`FEATURES` on ``target``'s stored runs (None: no runs)."""
-    rows = _rows(target)
+def requant_coefficients(target: str = "xc7", unit: str = "multiplier") -> dict[str, float] | None:
+    """NNLS coefficients of ``unit``'s features (:data:`UNITS`) on ``target``'s stored runs (None:
+    no runs)."""
+    rows, names = _rows(target, unit), UNITS[unit]
     if rows.empty:
         return None
-    return dict(zip(FEATURES, _fit(rows[list(FEATURES)].to_numpy(float), rows["lut"].to_numpy(float)).tolist()))
+    return dict(zip(names, _fit(rows[list(names)].to_numpy(float), rows["lut"].to_numpy(float)).tolist()))
 
 
-def cv_error(target: str = "xc7", folds: int = 5) -> tuple[float, float]:
+def cv_error(target: str = "xc7", folds: int = 5, unit: str = "multiplier") -> tuple[float, float]:
     """(median, p90) relative LUT error of 5-fold cross-validation over the stored runs."""
-    rows = _rows(target)
-    X, y = rows[list(FEATURES)].to_numpy(float), rows["lut"].to_numpy(float)
+    rows, names = _rows(target, unit), UNITS[unit]
+    X, y = rows[list(names)].to_numpy(float), rows["lut"].to_numpy(float)
     fold = np.arange(len(y)) % folds
     err = np.concatenate([np.abs(X[fold == f] @ _fit(X[fold != f], y[fold != f]) / y[fold == f] - 1)
                           for f in range(folds)])
@@ -121,26 +146,38 @@ def requant_cost(spec: RequantSpec, target: str = "xc7") -> dict[str, int]:
     return {"lut": int(round(sum(coef[k] * f[k] for k in FEATURES))), "dsp": dsp}
 
 
-def calibrate(n: int, seed: int, target: str = "xc7") -> None:
+def threshold_cost(spec: ActivationSpec, target: str = "xc7") -> dict[str, int]:
+    """LUTs of a threshold table (fitted on ``target``'s runs, else xc7's); no DSP."""
+    f = threshold_features(spec)
+    coef = requant_coefficients(target, "thresholds") or requant_coefficients("xc7", "thresholds") or \
+        {k: 1.0 for k in UNITS["thresholds"]}
+    return {"lut": int(round(sum(coef[k] * f[k] for k in UNITS["thresholds"]))), "dsp": 0}
+
+
+def calibrate(n: int, seed: int, target: str = "xc7", unit: str = "multiplier") -> None:
     """Synthesize ``n`` random specs of ``seed`` (skipping those stored) and append them."""
     rng = random.Random(seed)
     done = set(pd.read_csv(REQUANT_CSV)["key"]) if REQUANT_CSV.exists() else set()
+    tag = "" if unit == "multiplier" else ":thresholds"
     for i in range(n):
-        spec = random_spec(rng)
-        key = f"{seed}:{i}:{target}"
+        spec = random_spec(rng, thresholds_of=bool(tag))
+        key = f"{seed}:{i}:{target}{tag}"
         if key in done:
             continue
-        r = synthesize(requantizer(spec), target)
+        r = synthesize(requantizer(spec) if unit == "multiplier" else TableActivation(thresholds(spec)), target)
         row = {"key": key, "target": target, "spec": spec_json(spec), "lut": r.lut, "dsp": r.dsp,
                "seconds": r.seconds, "yosys": yosys_version(),
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-               "command": f"python -m costmodel.requant_cost {n} --seed {seed}"}
-        pd.DataFrame([row]).to_csv(REQUANT_CSV, mode="a", header=not REQUANT_CSV.exists(), index=False)
-        print(f"{key}: {spec.channels} channels, acc {spec.acc_bits} bits -> {spec.fmt}: {r.lut} LUT, {r.dsp} DSP",
-              flush=True)
+               "command": f"python -m costmodel.requant_cost {n} --seed {seed}" + (" --thresholds" if tag else ""),
+               "unit": unit}
+        old = pd.read_csv(REQUANT_CSV) if REQUANT_CSV.exists() else pd.DataFrame()
+        pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(REQUANT_CSV, index=False)
+        print(f"{key}: {spec.channels} channels, acc {spec.acc_bits} bits -> {spec.fmt} ({unit}): {r.lut} LUT, "
+              f"{r.dsp} DSP", flush=True)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 0
-    calibrate(int(args[0]) if args and args[0].isdigit() else 30, seed)
+    calibrate(int(args[0]) if args and args[0].isdigit() else 30, seed,
+              unit="thresholds" if "--thresholds" in args else "multiplier")

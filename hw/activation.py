@@ -16,15 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from amaranth.hdl import Array, Const, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from quant.formats import parse_format
+from quant.reference import breakpoints, element_ints, requantize
 
 from .arith import ConfigError
+from .requant import RequantSpec
 
-__all__ = ["ActivationSpec", "TableActivation"]
+__all__ = ["ActivationSpec", "TableActivation", "thresholds"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +96,26 @@ class TableActivation(wiring.Component):
                       for row in (list(v) for v in sp.values))
         m.d.comb += self.code.eq(codes[self.channel][count])
         return m
+
+
+def thresholds(spec: RequantSpec, rescale: RequantSpec | None = None) -> ActivationSpec:
+    """The threshold table of a requantizer (and of a ``rescale`` requantizing its codes once more,
+    folded in): per channel, the breakpoints of ``acc → code`` over every ``acc_bits``-bit
+    accumulator (:func:`quant.reference.breakpoints`; a requantization is monotone), so the
+    table's codes equal the requantizer's on every accumulator. FINN's MultiThreshold in place of
+    a multiplier: a ``b``-bit output needs at most ``2^b - 1`` thresholds per channel."""
+    lo, hi = -(1 << (spec.acc_bits - 1)), (1 << (spec.acc_bits - 1)) - 1
+    biases = spec.biases or (0,) * spec.channels
+    breaks, values = [], []
+    for c in range(spec.channels):
+        def code(acc, c=c):
+            out = requantize(np.asarray(acc, dtype=object) + biases[c], spec.multipliers[c], spec.shifts[c], spec.fmt,
+                             spec.zero_point, spec.relu)
+            if rescale is not None:
+                out = requantize(element_ints(out, spec.fmt), rescale.multipliers[0], rescale.shifts[0], rescale.fmt,
+                                 rescale.zero_point, rescale.relu)
+            return np.asarray(out, dtype=np.int64)
+        b, v = breakpoints(code, lo, hi)
+        breaks.append(tuple(b))
+        values.append(tuple(v))
+    return ActivationSpec(spec.acc_bits, tuple(breaks), tuple(values), rescale.fmt if rescale else spec.fmt)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.activation import ActivationSpec
 from hw.dataflow.plan import NetworkPlan, run_plan
 from hw.dataflow.sim import simulate_plan
 from hw.dataflow.top import Accelerator, AXIStreamAccelerator
@@ -29,7 +30,7 @@ from quant.qonnx_net import QNet, execute_net, read_net
 
 from costmodel.accel import plan_cost
 
-from .netplan import DEFAULT_MAX_LANES, plan_network
+from .netplan import DEFAULT_MAX_LANES, REQUANT_UNITS, plan_network
 
 __all__ = ["register", "layer_rows", "net_rows", "plan_rows", "qonnx_outputs"]
 
@@ -132,7 +133,9 @@ def plan_rows(plan: NetworkPlan) -> list[dict]:
                      "beats_per_window": st.beats, "cycles_per_frame": st.busy_cycles,
                      "weight_rom_bits": st.channels * st.beats * st.lanes * st.weight_bits if st.kind == "mac" else 0,
                      "window_rom_bits": st.positions * st.beats * st.span * abits,
-                     "bank_bits": 2 * st.in_size * in_bits, "output": st.out_fmt or f"int{st.out_bits} (raw)"})
+                     "bank_bits": 2 * st.in_size * in_bits, "output": st.out_fmt or f"int{st.out_bits} (raw)",
+                     "requant": "-" if st.requant is None else
+                     "thresholds" if isinstance(st.requant, ActivationSpec) else "multiplier"})
     return rows
 
 
@@ -156,7 +159,8 @@ def _accel(args: argparse.Namespace) -> int:
         return _accel_net(args, net)
     rows = layer_rows(graph)
     name = _model_name(args.model)
-    plan = plan_network(graph, _lanes(args.lanes), args.pipeline, args.max_lanes, name=name, nm=_nm(args.nm))
+    plan = plan_network(graph, _lanes(args.lanes), args.pipeline, args.max_lanes, name=name, nm=_nm(args.nm),
+                        requant=args.requant, device=args.device)
     cost = plan_cost(plan, args.device)
     stage_rows = [{**r, **{k: c[k] for k in ("lut", "ff", "dsp", "bram18")}, "parts": c["parts"]}
                   for r, c in zip(plan_rows(plan), cost["stages"])]
@@ -285,10 +289,10 @@ def _print(args: argparse.Namespace, graph: QGraph, rows: list[dict], doc: dict)
           f"{t['dsp']} DSP, {t['bram18']} BRAM18; ≤ {doc['fmax_mhz']:.0f} MHz: {doc['latency_us']:,.1f} µs per inference, "
           f"{doc['inferences_per_s']:,.0f} inferences/s, {doc['energy_nj_per_inference']['total']:,.0f} nJ per inference "
           f"(model: sources in --json; resource error vs Yosys: bench/accel.py)")
-    _table(("stage", "kind", "lanes", "N:M", "windows×K", "channels", "cycles/frame", "weight ROM (bits)", "banks (bits)",
-            "LUT", "FF", "DSP", "BRAM18"),
+    _table(("stage", "kind", "lanes", "N:M", "windows×K", "channels", "requant", "cycles/frame", "weight ROM (bits)",
+            "banks (bits)", "LUT", "FF", "DSP", "BRAM18"),
            [(r["stage"], r["kind"], r["lanes"], r["nm"] or ("dense" if r["kind"] == "mac" else "-"), f"{r['windows']}×{r['window']}", r["channels"],
-             f"{r['cycles_per_frame']:,}",
+             r["requant"], f"{r['cycles_per_frame']:,}",
              f"{r['weight_rom_bits']:,}", f"{r['bank_bits']:,}", f"{r['lut']:,}", f"{r['ff']:,}", r["dsp"], r["bram18"])
             for r in doc["stages"]])
     _print_outputs(doc)
@@ -313,6 +317,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline", type=int, default=1, help="MAC pipeline registers per layer")
     p.add_argument("--nm", metavar="N:M", help="layers whose weights are N:M sparse become N:M engines (compressed "
                                                "weight ROM, index mux); e.g. 2:4 for a CRISP-pruned model")
+    p.add_argument("--requant", choices=REQUANT_UNITS, default="multiplier",
+                   help="requantizers: fixed-point multipliers, threshold tables (FINN's MultiThreshold; the same "
+                        "codes), or per layer the one the cost model says takes fewer LUTs")
     p.add_argument("--device", default="xc7z020", help="FPGA part the cost model estimates for (paretofab cost --help "
                                                        "lists them)")
     p.add_argument("-o", "--out", metavar="DIR", help="write the accelerator's Verilog, lint waivers and JSON report")

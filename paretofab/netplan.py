@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from costmodel.requant_cost import requant_cost, threshold_cost
+from hw.activation import thresholds
 from hw.arith import acc_bits, unit_exponent
 from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, element_bits, pool_windows
+from hw.devices import get_device
 from hw.requant import RequantSpec
 from hw.sparse import NMPatternError, compress
 from quant.formats import IntFormat, MinifloatFormat, parse_format
 from quant.qonnx_import import MULT_BITS, QFlatten, QGraph, QLayer, QPool, QRequant, QResidual, QuantSpec, output_quant
 from quant.reference import decode, encode, fixed_point_multiplier
 
-__all__ = ["plan_network", "auto_lanes", "fits_nm", "DEFAULT_MAX_LANES"]
+__all__ = ["plan_network", "auto_lanes", "fits_nm", "DEFAULT_MAX_LANES", "REQUANT_UNITS"]
 
 #: multipliers ``--lanes auto`` may spend over the whole network
 DEFAULT_MAX_LANES = 64
@@ -64,7 +67,8 @@ def _sparse_lanes(dense: int, n: int, m: int) -> int:
 
 
 def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline: int = 1,
-                 max_lanes: int = DEFAULT_MAX_LANES, name: str = "net", nm: tuple[int, int] | None = None) -> NetworkPlan:
+                 max_lanes: int = DEFAULT_MAX_LANES, name: str = "net", nm: tuple[int, int] | None = None,
+                 requant: str = "multiplier", device: str = "xc7z020") -> NetworkPlan:
     """The accelerator plan of ``graph``.
 
     Parameters
@@ -75,6 +79,10 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
     pipeline : MAC pipeline registers of every layer.
     nm : ``(N, M)``: every layer whose weights fit the pattern (:func:`fits_nm`) becomes an N:M
         sparse stage; the others stay dense.
+    requant : :data:`REQUANT_UNITS`: every requantizer a fixed-point multiplier, every one a
+        threshold table (:func:`hw.activation.thresholds`, a rescale folded in: FINN's
+        MultiThreshold), or per stage whichever the cost model says takes fewer LUTs on
+        ``device`` (``auto``; a table never takes a DSP). The codes are the same either way.
 
     A residual join (:class:`~quant.qonnx_import.QResidual`) becomes one combining stage
     (:attr:`hw.dataflow.plan.Stage.segments`: the body's last layer and the shortcut, each with its
@@ -141,7 +149,31 @@ def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline:
             carry.update(own=False, stride=carry["stride"] * op.stride[0])
         in_size = stages[-1].out_size
     _set_lanes(stages, lanes, pipeline, max_lanes)
+    _choose_requantizers(stages, requant, get_device(device).target)
     return NetworkPlan(name, stages)
+
+
+#: how ``plan_network`` requantizes (its ``requant``)
+REQUANT_UNITS = ("multiplier", "thresholds", "auto")
+
+
+def _choose_requantizers(stages: list[Stage], mode: str, target: str) -> None:
+    """Every multiplier requantizer (and its rescale) as a threshold table where ``mode`` says so
+    (:func:`plan_network`)."""
+    if mode not in REQUANT_UNITS:
+        raise ValueError(f"requantizers {mode!r}: choose one of {', '.join(REQUANT_UNITS)}")
+    if mode == "multiplier":
+        return
+    for st in stages:
+        if not isinstance(st.requant, RequantSpec):
+            continue
+        table = thresholds(st.requant, st.rescale)
+        if mode == "auto":
+            now = requant_cost(st.requant, target)["lut"] + (requant_cost(st.rescale, target)["lut"] if st.rescale else 0)
+            if threshold_cost(table, target)["lut"] >= now:
+                continue
+        st.requant, st.rescale = table, None
+        st.__post_init__()
 
 
 def _set_lanes(stages: list[Stage], lanes: list[int] | str | int, pipeline: int, max_lanes: int) -> None:

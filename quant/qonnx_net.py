@@ -382,8 +382,7 @@ def _gelu_table(unit: float, fmt: str, scale: float, zero_point: int) -> tuple[l
     f = parse_format(fmt)
     top = scale * (f.max_int - zero_point if isinstance(f, IntFormat) else f.max_value)
     lo, hi = -math.ceil(40.0 / unit), math.ceil((40.0 + 2 * abs(top)) / unit)
-    code = lambda x: int(spec.codes(_gelu(np.array([x * unit])))[0])  # noqa: E731
-    return breakpoints(code, lo, hi, (round(GELU_MIN / unit),))
+    return breakpoints(lambda x: spec.codes(_gelu(x * unit)), lo, hi, (round(GELU_MIN / unit),))
 
 
 def _activate(t: Exact, spec: QuantSpec) -> np.ndarray:

@@ -325,32 +325,30 @@ def normalize(row: list[int], extra: int, frac_bits: int = NORM_FRAC_BITS) -> li
 
 
 def breakpoints(f, lo: int, hi: int, turns: tuple[int, ...] = ()) -> tuple[list[int], list[int]]:
-    """A step function of the integers as a table: ``f`` (integer → integer code) constant below
-    ``lo`` and above ``hi`` and monotone between consecutive points of ``turns`` (its turning
-    points; none for a monotone ``f``) gives ``breaks`` (ascending) and ``values`` (one more) with
-    ``f(x) = values[#{b in breaks: b <= x}]`` for every integer ``x`` — what a threshold unit
-    (:class:`hw.activation.TableActivation`) stores. Each change is found by bisection inside a
-    monotone piece (``f`` is called O(changes · log(hi - lo)) times)."""
-    cuts = sorted({int(lo), int(hi), *(int(t) for t in turns if lo < t < hi)})
-    breaks: list[int] = []
-
-    def split(a: int, fa: int, b: int, fb: int) -> None:  # a < b, f monotone on [a, b], fa != fb
-        if b == a + 1:
-            breaks.append(b)
-            return
+    """A step function of the integers as a table: ``f`` (vectorized: an int64 array of integers
+    → their codes) constant below ``lo`` and above ``hi`` and monotone between consecutive points
+    of ``turns`` (its turning points; none for a monotone ``f``) gives ``breaks`` (ascending) and
+    ``values`` (one more) with ``f(x) = values[#{b in breaks: b <= x}]`` for every integer ``x`` —
+    what a threshold unit (:class:`hw.activation.TableActivation`) stores. Every change is found by
+    bisection inside a monotone piece, all at once: ``log2(hi - lo)`` calls of ``f``."""
+    cuts = np.array(sorted({int(lo), int(hi), *(int(t) for t in turns if lo < t < hi)}), dtype=np.int64)
+    ends = np.asarray(f(cuts))
+    a, b, fa, fb = cuts[:-1], cuts[1:], ends[:-1], ends[1:]
+    keep = fa != fb
+    a, b, fa, fb = a[keep], b[keep], fa[keep], fb[keep]
+    found = []
+    while len(a):
+        done = b == a + 1
+        found.append(b[done])
+        a, b, fa, fb = a[~done], b[~done], fa[~done], fb[~done]
         mid = (a + b) // 2
-        fm = f(mid)
-        if fm != fa:
-            split(a, fa, mid, fm)
-        if fm != fb:
-            split(mid, fm, b, fb)
-
-    ends = [f(c) for c in cuts]
-    for (a, fa), (b, fb) in zip(zip(cuts, ends), zip(cuts[1:], ends[1:])):
-        if fa != fb:
-            split(a, fa, b, fb)
-    values = [ends[0]] + [f(b) for b in breaks]
-    return breaks, values
+        fm = np.asarray(f(mid)) if len(mid) else fa
+        left, right = fm != fa, fm != fb  # a change in [a, mid], in [mid, b]
+        a, b, fa, fb = (np.concatenate(v) for v in ((a[left], mid[right]), (mid[left], b[right]),
+                                                     (fa[left], fm[right]), (fm[left], fb[right])))
+    breaks = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    values = [int(ends[0])] + [int(v) for v in np.asarray(f(breaks))] if len(breaks) else [int(ends[0])]
+    return [int(x) for x in breaks], values
 
 
 def apply_breakpoints(x: np.ndarray, breaks: list[int], values: list[int]) -> np.ndarray:

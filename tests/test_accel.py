@@ -202,6 +202,25 @@ def test_requantized_layer_input_folds_into_the_layer_before(tmp_path):
     assert np.array_equal(dequantize(g, run.outputs), qonnx_outputs(path, x.reshape(3, -1)).astype(np.float64))
 
 
+def test_threshold_requantizers_equal_qonnx_execution_exactly(tmp_path, capsys):
+    """`--requant thresholds`: every requantizer a threshold table (the rescale of a re-quantized
+    input folded into the table before it); the RTL still equals QONNX's execution bit for bit."""
+    from hw.activation import ActivationSpec
+
+    _, path = _cnn(tmp_path, requant=True)
+    g = read_qonnx(path)
+    plan = plan_network(g, lanes=[3, 9, 6], requant="thresholds")
+    assert all(isinstance(st.requant, ActivationSpec) and st.rescale is None for st in plan.stages if st.requant)
+    x = np.random.default_rng(9).random((3, 1, 8, 8)).astype(np.float32) * 3
+    run = simulate_plan(plan, g.in_quant.codes(x).reshape(3, -1), "pysim")
+    assert np.array_equal(dequantize(g, run.outputs), qonnx_outputs(path, x.reshape(3, -1)).astype(np.float64))
+    np.save(tmp_path / "x.npy", x)
+    assert main(["accel", str(path), "--requant", "thresholds", "--inputs", str(tmp_path / "x.npy"), "--sim",
+                 "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "thresholds" in out and "equal, exactly" in out and "RTL equals" in out
+
+
 @pytest.mark.parametrize("backend", SIM_BACKENDS)
 def test_accelerator_cnn_equals_qonnx_execution_exactly(cnn_file, backend):
     """Power-of-two scales: the RTL's dequantized outputs equal QONNX's execution bit for bit, its

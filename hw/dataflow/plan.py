@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quant.formats import parse_format
-from quant.reference import element_ints, requantize
+from quant.reference import apply_breakpoints, element_ints, requantize
 
+from ..activation import ActivationSpec
 from ..arith import ConfigError, acc_bits, element_bits
 from ..engine import check_int, check_pipeline
 from ..requant import RequantSpec
@@ -60,8 +61,10 @@ class Stage:
     lanes : multipliers of a MAC stage (window elements per beat when dense); a pool stage
         takes a whole window per beat.
     pipeline : register stages of the MAC pipeline (``hw.dot.MacPipeline``).
-    requant : the output requantization; ``None``: the accumulator plus ``bias`` (the network's
-        raw output), with ``relu``.
+    requant : the output requantization: a multiplier (:class:`hw.requant.RequantSpec`) or a
+        threshold table (:class:`hw.activation.ActivationSpec`, e.g. :func:`hw.activation.thresholds`
+        of one, its bias, ReLU and any rescale folded in); ``None``: the accumulator plus ``bias``
+        (the network's raw output), with ``relu``.
     bias, relu : bias integers per output channel and a ReLU, used when ``requant`` is None.
     rescale : a second, per-tensor requantization of the output codes (a ``Quant`` of an already
         quantized tensor; it may be folded into the MAC stage before pools and flattens because it
@@ -92,7 +95,7 @@ class Stage:
     wfmt: str | None = None
     lanes: int = 1
     pipeline: int = 1
-    requant: RequantSpec | None = None
+    requant: RequantSpec | ActivationSpec | None = None
     bias: tuple[int, ...] | None = None
     relu: bool = False
     rescale: RequantSpec | None = None
@@ -135,8 +138,8 @@ class Stage:
             if self.seg_mults is None or len(self.seg_mults) != len(self.segments) or \
                     any(len(row) != n for row in self.seg_mults):
                 raise ConfigError(f"stage {self.name}: seg_mults needs one multiplier per segment and channel")
-        if self.combines and self.requant is not None and (self.requant.biases is not None or self.requant.relu
-                                                            or self.rescale is not None):
+        if self.combines and isinstance(self.requant, RequantSpec) and (self.requant.biases is not None or self.requant.relu
+                                                                         or self.rescale is not None):
             raise ConfigError(f"stage {self.name}: a combining stage's requantization has no bias, ReLU or rescale "
                               "(it applies bias and ReLU itself)")
         if self.requant is not None and self.requant.channels not in (1, n):
@@ -147,7 +150,7 @@ class Stage:
                               f"the MAC gives {width}")
         if self.bias is not None and len(self.bias) != n:
             raise ConfigError(f"stage {self.name}: {len(self.bias)} biases for {n} channels")
-        if self.rescale is not None and (self.requant is None or self.rescale.channels != 1
+        if self.rescale is not None and (not isinstance(self.requant, RequantSpec) or self.rescale.channels != 1
                                          or self.rescale.acc_bits != element_bits(self.requant.fmt)):
             raise ConfigError(f"stage {self.name}: a rescale needs a requantized output and one channel of "
                               f"{element_bits(self.requant.fmt) if self.requant else '?'}-bit inputs")
@@ -403,12 +406,17 @@ def _combine(st: Stage, w: np.ndarray, a: np.ndarray) -> np.ndarray:
     return _requantize(st.requant, total, st.channels).reshape(len(a), -1)
 
 
-def _requantize(rq: RequantSpec, acc: np.ndarray, channels: int) -> np.ndarray:
+def _requantize(rq: RequantSpec | ActivationSpec, acc: np.ndarray, channels: int) -> np.ndarray:
     """``acc`` (frames, channels, …) through ``rq`` as :func:`hw.requant.requantizer` does it:
     per channel (a one-channel spec serves every channel) its bias added, then
-    :func:`quant.reference.requantize` with the spec's multiplier, shift, zero point and ReLU."""
+    :func:`quant.reference.requantize` with the spec's multiplier, shift, zero point and ReLU; a
+    threshold table by :func:`quant.reference.apply_breakpoints`."""
     def pick(values):
         return values if rq.channels > 1 else values * channels
+
+    if isinstance(rq, ActivationSpec):
+        return np.stack([apply_breakpoints(acc[:, o], pick(rq.breaks)[o], pick(rq.values)[o]) for o in range(channels)],
+                        axis=1)
 
     bias = pick(rq.biases if rq.biases is not None else (0,) * rq.channels)
     return np.stack([requantize(acc[:, o] + bias[o], pick(rq.multipliers)[o], pick(rq.shifts)[o], rq.fmt,

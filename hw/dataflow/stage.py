@@ -17,7 +17,8 @@ Inside, per cycle:
 - **beat** (stage B): the addressed codes of the read bank (address ``in_size``: padding, the
   code of real 0)
   form the beat; a MAC stage feeds it to :class:`hw.dot.MacPipeline` (``last`` on a window's last
-  beat) and requantizes each accumulator for its channel (:func:`hw.requant.requantizer`) into
+  beat) and requantizes each accumulator for its channel (:func:`hw.requant.requantizer`, or a
+  threshold table, :class:`hw.activation.TableActivation`) into
   the output register; a pool stage puts the largest value of the window there. The frame's last
   beat frees its bank (``release``).
 
@@ -37,9 +38,10 @@ from amaranth.lib.wiring import In, Out
 
 from quant.formats import Format, IntFormat, MinifloatFormat, parse_format
 
+from ..activation import ActivationSpec, TableActivation
 from ..arith import Aligner, OperandDecoder, element_bits
 from ..dot import MacPipeline
-from ..requant import requantizer
+from ..requant import RequantSpec, requantizer
 from ..sparse import IndexMux, compress
 from .plan import Stage
 
@@ -115,7 +117,7 @@ def _combiner(m: Module, st: Stage, mac: MacPipeline, channel: Signal, pos: Sign
         emit = final
     result = summed
     if st.requant is not None:
-        m.submodules.requant = rq = requantizer(st.requant)
+        m.submodules.requant = rq = _requant_unit(st.requant)
         m.d.comb += [rq.acc.eq(summed), rq.channel.eq(channel if st.requant.channels > 1 else 0)]
         result = rq.code
     with m.If(mac.o.valid & mac.o.ready):
@@ -127,6 +129,12 @@ def _combiner(m: Module, st: Stage, mac: MacPipeline, channel: Signal, pos: Sign
             m.d.sync += [seg.eq(seg + 1), partial.eq(total)]
         with m.If(emit):
             m.d.sync += [valid_o.eq(1), payload.eq(result)]
+
+
+def _requant_unit(spec: RequantSpec | ActivationSpec):
+    """The unit of a stage's requantization: a multiplier requantizer or a threshold table (the
+    same ports: ``acc``, ``channel``, ``code``)."""
+    return TableActivation(spec) if isinstance(spec, ActivationSpec) else requantizer(spec)
 
 
 def weight_words(st: Stage) -> list[int]:
@@ -296,7 +304,7 @@ class StageEngine(wiring.Component):
             with m.If(pos == positions - 1):
                 m.d.sync += channel.eq(Mux(channel == channels - 1, 0, channel + 1))
         if st.requant is not None:
-            m.submodules.requant = rq = requantizer(st.requant)
+            m.submodules.requant = rq = _requant_unit(st.requant)
             m.d.comb += [rq.acc.eq(mac.o.payload), rq.channel.eq(channel if st.requant.channels > 1 else 0)]
             result = rq.code
             if st.rescale is not None:  # the codes' exact integers, requantized once more

@@ -7,6 +7,7 @@ equals a brute-force loop over output positions and kernel taps."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from hw.arith import acc_bits, finite_codes
 from hw.dataflow.plan import NetworkPlan, Stage, conv_windows, pool_windows, run_plan, schedule
 from hw.dataflow.sim import simulate_plan
+from hw.activation import ActivationSpec, thresholds
 from hw.requant import RequantSpec
 from quant.reference import requantize
 from quant.formats import parse_format
@@ -173,6 +175,26 @@ def _check_rtl(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
 def test_rtl_equals_numpy_model_on_every_stage_and_cycles_equal_closed_form(seed, formats):
     plan = random_plan(seed, formats)
     _check_rtl(plan, _inputs(plan, 3, seed))
+
+
+def _thresholded(plan: NetworkPlan) -> NetworkPlan:
+    """``plan`` with every requantizer (and rescale, folded in) as a threshold table."""
+    stages = [replace(st, requant=thresholds(st.requant, st.rescale), rescale=None)
+              if isinstance(st.requant, RequantSpec) else st for st in plan.stages]
+    return NetworkPlan(plan.name + "_thr", stages)
+
+
+@pytest.mark.parametrize("seed,formats", [(1, INTS), (4, INTS), (7, INTS), (103, MIXED), (3, "residual")])
+def test_threshold_tables_in_place_of_multipliers_give_the_same_codes(seed, formats):
+    """FINN-style thresholds (hw.activation.thresholds) instead of each stage's multiplier
+    requantizer: the RTL equals its numpy model, in the closed-form cycles, and every stage's
+    codes equal the multiplier plan's."""
+    plan = random_residual_plan(seed) if formats == "residual" else random_plan(seed, formats)
+    th = _thresholded(plan)
+    assert any(isinstance(st.requant, ActivationSpec) for st in th.stages)
+    x = _inputs(plan, 2, seed)
+    for got, want in zip(_check_rtl(th, x), run_plan(plan, x)):
+        assert np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("seed", [0, 5])
