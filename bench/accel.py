@@ -1,7 +1,7 @@
 """Whole-network accelerators (``paretofab accel``): the cost model against Yosys synthesis of the
 whole accelerator, and whole-inference simulation speed of both backends.
 
-Run: ``.venv/bin/python bench/accel.py [--quick] [--no-synth]``. Networks, each exported with
+Run: ``.venv/bin/python bench/accel.py [--quick] [--no-synth] [--requant thresholds|auto]``. Networks, each exported with
 Brevitas ``export_qonnx`` and mapped with ``--lanes auto``: a 64-24-10 MLP with power-of-two
 (``FixedPoint``) scales, the same MLP with float scales and 8 lanes per layer, a small CNN
 (conv3×3 6 → conv3×3 stride 2 6 → maxpool → linear 10 on 1×8×8), and the digits CNN of
@@ -34,7 +34,7 @@ from hw.dataflow.sim import simulate_plan  # noqa: E402
 from hw.dataflow.top import Accelerator  # noqa: E402
 from hw.rtl import synthesize  # noqa: E402
 from hw.verilator import VerilatorModel  # noqa: E402
-from paretofab.netplan import plan_network  # noqa: E402
+from paretofab.netplan import REQUANT_UNITS, plan_network  # noqa: E402
 from paretofab.qonnx_export import export_student_qonnx  # noqa: E402
 from quant.ptq import PTQConfig  # noqa: E402
 from quant.qonnx_import import read_qonnx  # noqa: E402
@@ -91,6 +91,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the three small networks only; 20 Verilator inferences")
     ap.add_argument("--no-synth", action="store_true", help="skip Yosys (model figures only)")
+    ap.add_argument("--requant", choices=REQUANT_UNITS, default="multiplier",
+                    help="requantizers of every plan (paretofab accel --requant)")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench_accel_"))
     nets = _brevitas_nets(folder)
@@ -102,13 +104,14 @@ def main() -> None:
         nets["digits_e4m3"] = (path, "auto")
         path, _ = export_student_qonnx("zoo:resnet", "int8", "int8", folder / "resnet_int8.onnx")
         nets["resnet_int8"] = (path, "auto")
-    print("Cost model vs Yosys synth_xilinx (xc7) of the whole accelerator, --lanes auto (LUT incl. LUTRAM)")
+    print(f"Cost model vs Yosys synth_xilinx (xc7) of the whole accelerator, --lanes auto, --requant {args.requant} "
+          "(LUT incl. LUTRAM)")
     print(f"{'network':<12} {'stages':>6} {'lanes':<14} {'LUT model':>9} {'LUT yosys':>9} {'err':>7} {'FF model':>8} "
           f"{'FF yosys':>8} {'err':>7} {'DSP m/y':>8} {'BRAM18 m/y':>10} {'cycles/inf':>10} {'interval':>8}")
     errs = []
     plans = {}
     for name, (path, lanes) in nets.items():
-        plan = plan_network(read_qonnx(path), lanes, name=name)
+        plan = plan_network(read_qonnx(path), lanes, name=name, requant=args.requant)
         plans[name] = (plan, path)
         cost = plan_cost(plan)
         t = cost["total"]

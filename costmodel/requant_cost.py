@@ -36,7 +36,7 @@ import pandas as pd
 
 from hw.activation import ActivationSpec, TableActivation, thresholds
 from hw.requant import RequantSpec, requantizer
-from hw.rtl import synthesize, yosys_version
+from hw.rtl import SynthError, synthesize, yosys_version
 from quant.formats import parse_format
 
 from .features import mult_dsp
@@ -164,7 +164,14 @@ def calibrate(n: int, seed: int, target: str = "xc7", unit: str = "multiplier") 
         key = f"{seed}:{i}:{target}{tag}"
         if key in done:
             continue
-        r = synthesize(requantizer(spec) if unit == "multiplier" else TableActivation(thresholds(spec)), target)
+        table = None if unit == "multiplier" else thresholds(spec)
+        if table is not None and table.levels == 0:
+            continue  # a constant code: no logic to measure
+        try:
+            r = synthesize(requantizer(spec) if table is None else TableActivation(table), target)
+        except SynthError as e:
+            print(f"{key}: Yosys gave no count ({e}); skipped", flush=True)
+            continue
         row = {"key": key, "target": target, "spec": spec_json(spec), "lut": r.lut, "dsp": r.dsp,
                "seconds": r.seconds, "yosys": yosys_version(),
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
