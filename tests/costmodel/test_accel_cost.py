@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from costmodel.accel import PARTS, SOURCES, plan_cost
-from costmodel.requant_cost import _rows, requant_cost, spec_from_json
+from costmodel.requant_cost import _rows, cv_error, requant_cost, spec_from_json, threshold_cost
 from hw.dataflow.plan import schedule
 from tests.hw.test_dataflow import random_plan
 
@@ -59,6 +59,19 @@ def test_requantizer_dsps_equal_every_stored_yosys_run():
     assert len(rows) >= 40
     for _, row in rows.iterrows():
         assert requant_cost(spec_from_json(row["spec"]))["dsp"] == row["dsp"], row["key"]
+
+
+def test_threshold_tables_take_no_dsp_and_their_fit_holds_out():
+    """Every stored Yosys run of a standalone threshold table (hw.activation.thresholds of a
+    random requantizer) has no DSP, as threshold_cost says; the LUT fit's 5-fold CV error on
+    those runs stays at the README's figure (median 20 %, p90 38 %)."""
+    from hw.activation import thresholds
+
+    rows = _rows("xc7", "thresholds")
+    assert len(rows) >= 30 and (rows["dsp"] == 0).all()
+    assert all(threshold_cost(thresholds(spec_from_json(t)))["dsp"] == 0 for t in rows["spec"][:5])
+    median, p90 = cv_error("xc7", unit="thresholds")
+    assert median <= 0.22 and p90 <= 0.40
 
 
 @pytest.mark.slow
