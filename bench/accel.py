@@ -1,7 +1,7 @@
 """Whole-network accelerators (``paretofab accel``): the cost model against Yosys synthesis of the
 whole accelerator, and whole-inference simulation speed of both backends.
 
-Run: ``.venv/bin/python bench/accel.py [--quick] [--no-synth] [--requant thresholds|auto]``. Networks, each exported with
+Run: ``.venv/bin/python bench/accel.py [--quick] [--no-synth] [--no-sim] [--requant thresholds|auto]``. Networks, each exported with
 Brevitas ``export_qonnx`` and mapped with ``--lanes auto``: a 64-24-10 MLP with power-of-two
 (``FixedPoint``) scales, the same MLP with float scales and 8 lanes per layer, a small CNN
 (conv3×3 6 → conv3×3 stride 2 6 → maxpool → linear 10 on 1×8×8), and the digits CNN of
@@ -91,6 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the three small networks only; 20 Verilator inferences")
     ap.add_argument("--no-synth", action="store_true", help="skip Yosys (model figures only)")
+    ap.add_argument("--no-sim", action="store_true", help="skip the simulation-speed table")
     ap.add_argument("--requant", choices=REQUANT_UNITS, default="multiplier",
                     help="requantizers of every plan (paretofab accel --requant)")
     args = ap.parse_args()
@@ -131,6 +132,8 @@ def main() -> None:
         e = np.array(errs)
         print(f"median |error|: LUT {np.median(e[:, 0]):.1%}, FF {np.median(e[:, 1]):.1%} over {len(e)} networks")
 
+    if args.no_sim:
+        return
     name = "cnn_small" if args.quick else "digits_int4"
     plan, path = plans[name]
     g = read_qonnx(path)

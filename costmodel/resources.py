@@ -485,7 +485,7 @@ def _nnls_rel_l1(X: np.ndarray, y: np.ndarray, floor: float = 10.0, iters: int =
     """Non-negative least *absolute* relative error: :func:`_nnls_rel`'s system, reweighted
     ``iters`` times from its solution by ``1 / sqrt(max(|relative residual|, eps))`` (iteratively
     reweighted least squares; a few far-off rows pull the fit less than under squares)."""
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # heavy: scipy
 
     s = 1.0 / np.maximum(y, floor)
     A, b = X * s[:, None], y * s
@@ -695,20 +695,30 @@ def swa_rows(target: str, paths: Sequence[Path] = (SWA_CALIBRATION_CSV, SWA_DOE_
     return d, f.iloc[gid].reset_index(drop=True)
 
 
-def _swa_mult_lut(features: pd.DataFrame, target: str, mult: dict | None) -> np.ndarray:
+def _swa_mult_lut(features: pd.DataFrame, target: str, mult: dict | None, in_dsp: bool = False) -> np.ndarray:
     """LUTs of the Q·K multipliers of each SWA row: lanes × :func:`mult_lut` of the (Q, K)
-    format pair (the family's measured primitive, else its formula), 0 where they are DSPs."""
+    format pair (the family's measured primitive, else its formula), 0 where they are DSPs
+    (``qk_mult_lut``). With ``in_dsp`` the other rows (``qk_mult_lut_dsp``): the fabric LUTs of
+    multipliers whose significand product is a DSP (a minifloat pair's aligner, negation and
+    exponent adder stay in LUTs; an int × int one in a DSP measures 0)."""
     per = {f: mult_lut(f, f, target, mult) for f in features["qk_fmt"].unique()}
     lut = features["qk_fmt"].map(per).to_numpy(dtype=float)
-    return features["lanes"].to_numpy(dtype=float) * lut * (features["qk_dsp"].to_numpy() == 0)
+    dsp = features["qk_dsp"].to_numpy() > 0
+    return features["lanes"].to_numpy(dtype=float) * lut * (dsp if in_dsp else ~dsp)
+
+
+def _with_mult_lut(features: pd.DataFrame, target: str, mult: dict | None, terms: Sequence[str]) -> pd.DataFrame:
+    """``features`` with the multiplier columns (:func:`_swa_mult_lut`) that ``terms`` name."""
+    cols = {c: _swa_mult_lut(features, target, mult, in_dsp=c.endswith("_dsp"))
+            for c in ("qk_mult_lut", "qk_mult_lut_dsp") if c in terms}
+    return features.assign(**cols) if cols else features
 
 
 def predict_swa(features: pd.DataFrame, model: dict, target: str = "xc7") -> pd.DataFrame:
     """LUT, FF (fitted), DSP, BRAM18 (counted) of :func:`costmodel.swa.swa_props` +
     :func:`costmodel.swa.swa_features` rows under a stored SWA ``model`` of ``target``."""
     lut, ff = model["resources"]["lut"], model["resources"]["ff"]
-    if "qk_mult_lut" in lut["terms"] + ff["terms"]:
-        features = features.assign(qk_mult_lut=_swa_mult_lut(features, target, model.get("multiplier")))
+    features = _with_mult_lut(features, target, model.get("multiplier"), [*lut["terms"], *ff["terms"]])
     dm = swa_design(features, lut["terms"], ff["terms"])
     return pd.DataFrame({
         "lut": np.rint(np.maximum(dm["lut"] @ np.asarray(lut["coef"]), 0)).astype(np.int64),
@@ -720,7 +730,7 @@ def _fit_swa_terms(d: pd.DataFrame, f: pd.DataFrame, target: str, lut_terms: Seq
                    ff_terms: Sequence[str]) -> dict:
     """The SWA model of ``target`` fitted on rows ``d`` (features ``f``): relative NNLS."""
     mult = fit_multiplier(target) if _cached_primitive_table(target) else None
-    f = f.assign(qk_mult_lut=_swa_mult_lut(f, target, mult))
+    f = _with_mult_lut(f, target, mult, [*lut_terms, *ff_terms])
     dm = swa_design(f, lut_terms, ff_terms)
     return {"multiplier": mult, "resources": {
         res: {"terms": list(terms), "coef": _nnls_rel(dm[res], d[res].to_numpy(dtype=float)).tolist()}

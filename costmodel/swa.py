@@ -40,7 +40,7 @@ from hw.swa import SWAConfig
 from quant.formats import IntFormat
 
 from .energy import ERT, mult_pj
-from .features import buffer_cost, mult_dsp, pair_props
+from .features import MEMORY_CELLS, buffer_cost, mult_dsp, pair_props
 
 __all__ = ["SWA_REQUIRED", "SWA_CANDIDATES", "SWA_LUT_TERMS", "SWA_FF_TERMS", "SWA_ACTIONS", "swa_configs", "swa_props",
            "swa_features", "swa_design", "swa_actions", "swa_dynamic_pj"]
@@ -48,7 +48,8 @@ __all__ = ["SWA_REQUIRED", "SWA_CANDIDATES", "SWA_LUT_TERMS", "SWA_FF_TERMS", "S
 #: columns an SWA row needs (besides ``engine = "swa"``); optional ones are the other
 #: ``SWAConfig`` fields (``causal``, ``exp_bits``, ``dense``, …)
 SWA_REQUIRED = ["head_dim", "window", "lanes", "qk_fmt", "v_fmt", "seq_len"]
-#: candidate LUT and FF term sets (:func:`swa_features` columns, plus ``qk_mult_lut``), compared
+#: candidate LUT and FF term sets (:func:`swa_features` columns, plus ``qk_mult_lut`` and
+#: ``qk_mult_lut_dsp``), compared
 #: by 5-fold cross-validation on the calibration rows only (``python -m costmodel.resources
 #: --swa-cv``); the shipped ones are :data:`SWA_LUT_TERMS` and :data:`SWA_FF_TERMS`
 _UNITS = ["one", "qk_mult_lut", "qk_tree_bits", "sv_acc_bits", "score_bits", "sv_shift_bits", "sv_mult_bits"]
@@ -68,6 +69,24 @@ SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
         "… + LUT-multiplier bits + beat bits": [*_UNITS, "div_bits", "norm_bits", "lutram", "lut_mult_bits", "io_bits"],
         "… + LUT-multiplier bits + signed-V negation": [*_UNITS, "div_bits", "norm_bits", "lutram", "lut_mult_bits",
                                                         "sv_neg_bits"],
+        # a minifloat Q·K multiplier whose significand product is a DSP keeps its aligner,
+        # negation and exponent adder in LUTs (its measured primitive LUTs)
+        "… + signed-V negation + fabric of DSP multipliers": [*_UNITS, "div_bits", "norm_bits", "lutram",
+                                                               "lut_mult_bits", "sv_neg_bits", "qk_mult_lut_dsp"],
+        # Xilinx: the DSP48 cascade's post-adders take the QKᵀ tree of full-width int × int DSP
+        # products (as in the dot engine); every other tree adds in the fabric
+        "… + fabric of DSP multipliers, QKᵀ tree outside the DSP48 cascade": [
+            "one", "qk_mult_lut", "qk_tree_fabric_bits", "sv_acc_bits", "score_bits", "sv_shift_bits", "sv_mult_bits",
+            "div_bits", "norm_bits", "lutram", "sv_neg_bits", "qk_mult_lut_dsp"],
+        # several chunks per key: each SV accumulator has a chunk enable and the normalizer reads
+        # them through a chunk mux; one chunk: neither
+        "… + QKᵀ tree outside the DSP48 cascade, SV accumulators by chunking": [
+            "one", "qk_mult_lut", "qk_tree_fabric_bits", "sv_acc_one_chunk", "sv_acc_chunked", "score_bits",
+            "sv_shift_bits", "sv_mult_bits", "div_bits", "norm_bits", "lutram", "sv_neg_bits", "qk_mult_lut_dsp"],
+        # the memories' read muxes (ECP5's LUTRAM cells hold 16 words: deeper buffers read
+        # through a mux of their address blocks)
+        "per unit + divider + fabric of DSP multipliers + read muxes": [*_UNITS, "div_bits", "qk_mult_lut_dsp",
+                                                                         "mem_mux_bits"],
     },
     "ff": {
         "int grid (one, accumulator bits, LUTRAM)": ["one", "acc_bits", "lutram"],
@@ -81,11 +100,28 @@ SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
         "counted registers less score bits": ["ff_counted", "less_one", "less_score_bits"],
         "counted registers less score bits and single-chunk": ["ff_counted", "less_one", "less_score_bits",
                                                                "less_one_chunk"],
+        # with one chunk the QKᵀ unit's running sum (score_bits) is never read: Yosys drops it
+        "counted registers less the single-chunk score sum": ["ff_counted", "less_one", "less_sum_one_chunk"],
+        "counted registers less the single-chunk score sum and constant": ["ff_counted", "less_one",
+                                                                           "less_sum_one_chunk", "less_one_chunk"],
+        # a score row in a block RAM keeps fewer flip-flops in the kernel than buffer_cost's
+        # transparent-read glue of a standalone buffer
+        "counted registers less a constant and block-RAM score row": ["ff_counted", "less_one", "less_bram_row"],
+        "counted registers less the single-chunk score sum, constant and block-RAM score row": [
+            "ff_counted", "less_one", "less_sum_one_chunk", "less_one_chunk", "less_bram_row"],
+        # the issue loops' row registers a sliding window never uses (causal: loaded with 0;
+        # symmetric: only the QKᵀ loop's Q slot is read)
+        "counted registers less a constant and unused row registers": ["ff_counted", "less_one", "less_row_bits"],
+        "counted registers less the single-chunk score sum, constant and unused row registers": [
+            "ff_counted", "less_one", "less_sum_one_chunk", "less_one_chunk", "less_row_bits"],
+        "… + block-RAM score row": ["ff_counted", "less_one", "less_sum_one_chunk", "less_one_chunk", "less_row_bits",
+                                    "less_bram_row"],
     },
 }
-#: least CV median + p90 (``--swa-cv``): FF counted from the elaborated design less what Yosys drops
-SWA_LUT_TERMS = SWA_CANDIDATES["lut"]["… + LUT-multiplier bits + signed-V negation"]
-SWA_FF_TERMS = SWA_CANDIDATES["ff"]["counted registers less score bits and single-chunk"]
+#: least CV median + p90 on xc7 (``--swa-cv``): FF counted from the elaborated design less what
+#: Yosys drops (each family's fit picks its own by the same rule: :func:`costmodel.resources.fit_swa`)
+SWA_LUT_TERMS = SWA_CANDIDATES["lut"]["… + QKᵀ tree outside the DSP48 cascade, SV accumulators by chunking"]
+SWA_FF_TERMS = SWA_CANDIDATES["ff"]["… + block-RAM score row"]
 SWA_ACTIONS = ["qk_mult", "sv_mult", "score_mult", "add_bits", "exp_reads", "buf_read_bits", "buf_write_bits",
                "norm_mult", "div_bits"]
 _FIELDS = [f for f in SWAConfig.__dataclass_fields__]
@@ -146,6 +182,43 @@ def _addr_dsp(c: SWAConfig, target: str) -> int:
     return n
 
 
+@lru_cache(maxsize=4096)
+def _read_sources(depth: int, width: int, target: str, transparent: bool = False) -> int:
+    """Words one read port selects among per bit: every word of a memory left in flip-flops,
+    else the address blocks ``ceil(depth / words)`` of the cell :func:`buffer_cost` picks (the cell
+    of ``MEMORY_CELLS[target]`` whose count of block RAMs and LUTRAM it gives)."""
+    got = buffer_cost(depth, width, target, transparent)
+    bram, lutram = int(got["bram18"]), int(got["lutram"])
+    if bram == lutram == 0:
+        return depth
+    blocks = []
+    for c in MEMORY_CELLS[target]:
+        a = -(-depth // c.words)
+        b = min(c.byte, c.bits) if c.byte else c.bits
+        cells = -(-(a * -(-width // b) * b) // c.bits) if c.byte else a * -(-width // c.bits)
+        if (cells * c.bram, cells * c.lutram) == (bram, lutram):
+            blocks.append(a)
+    return min(blocks, default=1)
+
+
+def _read_mux_bits(depth: np.ndarray, width: np.ndarray, target: str, transparent: bool = False) -> np.ndarray:
+    """2:1 mux bits of the read ports of memories ``depth`` × ``width`` (vectorized):
+    ``width · (sources − 1)`` (:func:`_read_sources`)."""
+    n = [_read_sources(int(d), int(w), target, transparent) for d, w in zip(depth, width)]
+    return np.asarray(width, dtype=np.int64) * (np.asarray(n, dtype=np.int64) - 1)
+
+
+def _unused_row_bits(window: np.ndarray, slots: np.ndarray, dense: np.ndarray, symmetric: np.ndarray) -> np.ndarray:
+    """Register bits of the row fields of ``hw.swa.kernel``'s issue loops (``qk_row``, ``sv_row``:
+    ``range(max(window, slots) + 1)``; their one-cycle copies ``q1_row``, ``s1_row``:
+    ``range(window + 1)``) that nothing reads: all four in a causal window (loaded with 0), all
+    but ``qk_row`` (the Q slot) in a symmetric one, none in the dense baseline (its mask reads
+    them)."""
+    bits = lambda x: np.floor(np.log2(np.maximum(x, 1))).astype(np.int64) + 1  # noqa: E731  int.bit_length
+    wide, narrow = bits(np.maximum(window, slots)), bits(window)
+    return np.where(dense > 0, 0, np.where(symmetric > 0, wide, 2 * wide) + 2 * narrow)
+
+
 def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
     """One row per config: the widths ``hw.swa`` derives and what the estimator needs of them."""
     def one(c: SWAConfig) -> dict:
@@ -164,6 +237,7 @@ def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
                     c_bits=int(c.scale_const).bit_length(), q_ring=int(c.dense or not c.causal),
                     qk_mul_a=qk["mul_a"], qk_mul_b=qk["mul_b"], qk_dsp=qk["mult_dsp"], qk_prod=qk["prod_bits"],
                     qk_levels=qk["mult_levels"], qk_mf=qk["mf"], qk_exp=qk["exp_bits"], qk_shift=qk["shift_bits"],
+                    qk_full=qk["full_product"],
                     v_mul_a=vv["mul_a"], v_mf=vv["mf"], v_exp=vv["exp_bits"], v_shift=vv["shift_bits"],
                     # p·v: unsigned (exp_bits + 1)-bit numerator × the V operand (sign bit added)
                     sv_dsp=mult_dsp(c.exp_bits + 1, vv["mul_a"], 1, target),
@@ -182,7 +256,12 @@ def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
     ``lut_mult_bits``  lanes · Q·K operand bits (``mul_a · mul_b``) of multipliers in LUTs
     ``acc_bits``       head_dim · sv_bits + lanes · score_bits (SV accumulators, adder tree width)
     ``sv_acc_bits``    head_dim · sv_bits (the SV accumulators, their restart mux and adders)
+    ``sv_acc_one_chunk``, ``sv_acc_chunked``  the same where chunks = 1 and where chunks > 1
+                       (then each accumulator has a chunk enable and the normalizer's chunk mux)
     ``qk_tree_bits``   lanes · Q·K product bits (the QKᵀ adder tree's inputs)
+    ``qk_tree_fabric_bits``  the same, 0 where the products are full-width int × int DSP
+                       products (``pair_props``' ``full_product``): on Xilinx the DSP48 cascade's
+                       post-adders sum those
     ``sv_shift_bits``  lanes · sv_bits · V alignment stages (minifloat V: the log shifter)
     ``sv_mult_bits``   lanes · (exp_bits + 1) · V magnitude bits of p·v multipliers in LUTs
     ``sv_lane_bits``   lanes · sv_bits (each SV term's negation)
@@ -193,19 +272,31 @@ def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
     ``less_one``, ``less_score_bits``, ``less_one_chunk``  −1, −score_bits, −[chunks = 1]: the
                        registers Yosys removes (constant and duplicate bits of the score path;
                        with one chunk the SV accumulators meet their DSP48s), as negative terms
+    ``less_sum_one_chunk``  −score_bits · [chunks = 1]: with one chunk per key the QKᵀ unit's
+                       running sum ``sacc`` is never read (its chunk index is constant 0), so
+                       Yosys removes its register
+    ``less_bram_row``  −[score row in block RAM]: its transparent-read glue, counted by
+                       :func:`costmodel.features.buffer_cost` from standalone buffers, comes out
+                       smaller inside the kernel (a constant per family, fitted)
+    ``less_row_bits``  −(row registers of the issue loops a sliding window never reads,
+                       :func:`_unused_row_bits`), which Yosys removes
     ``div_bits``       quotient bits per divider cycle · sum_bits (the reciprocal's subtractors)
     ``norm_bits``      norm_mults · (sv_bits + out_bits) (normalizer operand select and rounding)
     ``lutram_ff``      flip-flops of the memories: read registers of LUTRAM, every bit of a
                        memory Yosys leaves in flip-flops
     ``bram18``, ``lutram``  the memories by :func:`costmodel.features.buffer_cost`
+    ``mem_mux_bits``   2:1 mux bits of the memories' read ports: a memory deeper than one cell
+                       (ECP5's DPR16X4 holds 16 words) reads through a mux of its address
+                       blocks, one left in flip-flops through a mux of every word
     ``dsp``            lanes Q·K + lanes p·v + 1 score (t·c) + norm_mults normalizer (a·r)
                        multipliers + the buffer-address products (:func:`_addr_dsp`), each by
                        :func:`costmodel.features.mult_dsp`
 
     Terms may also name :func:`swa_props` columns (``score_bits``: one exact score, the row
     maximum, subtractor and exp-unit input). ``qk_mult_lut`` (LUTs of the Q·K multipliers: lanes ×
-    the family's multiplier estimate) is added by :func:`costmodel.resources.predict_swa`, which
-    knows the family's multiplier model.
+    the family's multiplier estimate) and ``qk_mult_lut_dsp`` (the same for multipliers whose
+    significand product is a DSP: their fabric part) are added by
+    :func:`costmodel.resources.predict_swa`, which knows the family's multiplier model.
     """
     g = lambda c: p[c].to_numpy(dtype=np.int64)  # noqa: E731
     lanes, chunks = g("lanes"), g("chunks")
@@ -215,12 +306,19 @@ def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
                         np.stack([lanes * g("qk_bits"), lanes * g("v_bits"), lanes * g("qk_bits")]), target)
     row = buffer_cost(2 * g("window"), g("score_bits"), target, transparent=True)
     mem = {k: rings[k].sum(axis=0) + row[k] for k in ("ff", "bram18", "lutram")}
+    q_depth = np.where(g("q_ring") > 0, ring, 2 * chunks)
+    mem_mux = (_read_mux_bits(ring, lanes * g("qk_bits"), target) + _read_mux_bits(ring, lanes * g("v_bits"), target)
+               + _read_mux_bits(q_depth, lanes * g("qk_bits"), target)
+               + _read_mux_bits(2 * g("window"), g("score_bits"), target, transparent=True))
     return pd.DataFrame({
         "one": np.ones(len(p)),
         "lut_mult_bits": lanes * g("qk_mul_a") * g("qk_mul_b") * (g("qk_dsp") == 0),
         "acc_bits": g("head_dim") * g("sv_bits") + lanes * g("score_bits"),
         "sv_acc_bits": g("head_dim") * g("sv_bits"),
+        "sv_acc_one_chunk": g("head_dim") * g("sv_bits") * (chunks == 1),
+        "sv_acc_chunked": g("head_dim") * g("sv_bits") * (chunks > 1),
         "qk_tree_bits": lanes * g("qk_prod"),
+        "qk_tree_fabric_bits": lanes * g("qk_prod") * ~((g("qk_mf") == 0) & (g("qk_dsp") > 0) & (g("qk_full") > 0)),
         "sv_shift_bits": lanes * g("sv_bits") * g("v_shift_stages"),
         "sv_mult_bits": lanes * (g("exp_bits") + 1) * g("v_mul_a") * (g("sv_dsp") == 0),
         "sv_lane_bits": lanes * g("sv_bits"),
@@ -231,11 +329,15 @@ def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
         "less_one": -np.ones(len(p)),
         "less_score_bits": -g("score_bits"),
         "less_one_chunk": -(chunks == 1).astype(np.int64),
+        "less_sum_one_chunk": -g("score_bits") * (chunks == 1),
+        "less_bram_row": -(row["bram18"] > 0).astype(np.int64),
+        "less_row_bits": -_unused_row_bits(g("window"), g("slots"), g("dense"), g("symmetric")),
         "div_bits": g("div_step_bits") * g("sum_bits"),
         "norm_bits": g("norm_mults") * (g("sv_bits") + g("out_bits")),
         "lutram_ff": mem["ff"],
         "bram18": mem["bram18"],
         "lutram": mem["lutram"],
+        "mem_mux_bits": mem_mux,
         "dsp": lanes * (g("qk_dsp") + g("sv_dsp")) + g("score_dsp") + g("norm_mults") * g("norm_dsp") + g("addr_dsp"),
     }, index=p.index)
 
