@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the three small networks only; 20 Verilator inferences")
     ap.add_argument("--no-synth", action="store_true", help="skip Yosys (model figures only)")
     ap.add_argument("--no-sim", action="store_true", help="skip the simulation-speed table")
-    ap.add_argument("--requant", choices=REQUANT_UNITS, default="multiplier",
+    ap.add_argument("--requant", choices=REQUANT_UNITS, default="auto",
                     help="requantizers of every plan (paretofab accel --requant)")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench_accel_"))

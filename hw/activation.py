@@ -112,8 +112,8 @@ def thresholds(spec: RequantSpec, rescale: RequantSpec | None = None) -> Activat
             out = requantize(np.asarray(acc, dtype=object) + biases[c], spec.multipliers[c], spec.shifts[c], spec.fmt,
                              spec.zero_point, spec.relu)
             if rescale is not None:
-                out = requantize(element_ints(out, spec.fmt), rescale.multipliers[0], rescale.shifts[0], rescale.fmt,
-                                 rescale.zero_point, rescale.relu)
+                out = requantize(element_ints(out, spec.fmt) + (rescale.biases or (0,))[0], rescale.multipliers[0],
+                                 rescale.shifts[0], rescale.fmt, rescale.zero_point, rescale.relu)
             return np.asarray(out, dtype=np.int64)
         b, v = breakpoints(code, lo, hi)
         breaks.append(tuple(b))

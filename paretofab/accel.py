@@ -317,7 +317,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline", type=int, default=1, help="MAC pipeline registers per layer")
     p.add_argument("--nm", metavar="N:M", help="layers whose weights are N:M sparse become N:M engines (compressed "
                                                "weight ROM, index mux); e.g. 2:4 for a CRISP-pruned model")
-    p.add_argument("--requant", choices=REQUANT_UNITS, default="multiplier",
+    p.add_argument("--requant", choices=REQUANT_UNITS, default="auto",
                    help="requantizers: fixed-point multipliers, threshold tables (FINN's MultiThreshold; the same "
                         "codes), or per layer the one the cost model says takes fewer LUTs")
     p.add_argument("--device", default="xc7z020", help="FPGA part the cost model estimates for (paretofab cost --help "

@@ -68,7 +68,7 @@ def _sparse_lanes(dense: int, n: int, m: int) -> int:
 
 def plan_network(graph: QGraph, lanes: list[int] | str | int = "auto", pipeline: int = 1,
                  max_lanes: int = DEFAULT_MAX_LANES, name: str = "net", nm: tuple[int, int] | None = None,
-                 requant: str = "multiplier", device: str = "xc7z020") -> NetworkPlan:
+                 requant: str = "auto", device: str = "xc7z020") -> NetworkPlan:
     """The accelerator plan of ``graph``.
 
     Parameters

@@ -195,7 +195,7 @@ def test_requantized_layer_input_folds_into_the_layer_before(tmp_path):
     _, path = _cnn(tmp_path, requant=True)
     g = read_qonnx(path)
     assert any(isinstance(op, QRequant) for op in g.layers)
-    plan = plan_network(g, lanes=[3, 9, 6])
+    plan = plan_network(g, lanes=[3, 9, 6], requant="multiplier")
     assert plan.stages[1].rescale is not None and plan.stages[2].in_fmt == plan.stages[1].out_fmt
     x = np.random.default_rng(8).random((3, 1, 8, 8)).astype(np.float32) * 3
     run = simulate_plan(plan, g.in_quant.codes(x).reshape(3, -1), "pysim")

@@ -92,8 +92,8 @@ def test_verilog_is_lint_clean(tmp_path):
 @pytest.mark.parametrize("seed", range(6))
 def test_thresholds_equal_the_requantizers_on_every_accumulator(seed):
     """hw.activation.thresholds of a random multiplier requantizer (integer or minifloat output,
-    per-channel scales, bias, ReLU, zero point) and of it followed by a rescale: equal to
-    quant.reference.requantize (twice) on every accumulator."""
+    per-channel scales, bias, ReLU, zero point) and of it followed by a rescale (with its bias):
+    equal to quant.reference.requantize (twice) on every accumulator."""
     rng = random.Random(seed)
     fmt = rng.choice(["int4", "uint8", "int8n", "e4m3", "e2m3", "int2"])
     zp = rng.randint(-3, 3) if fmt in ("int4", "int8n") else 0
@@ -102,13 +102,13 @@ def test_thresholds_equal_the_requantizers_on_every_accumulator(seed):
     spec = RequantSpec(spec.acc_bits, spec.multipliers, spec.shifts, fmt, zp, spec.relu,
                        tuple(rng.randint(-40, 40) for _ in range(spec.channels)))
     rescale = RequantSpec.from_scales(element_bits(fmt), [2 ** rng.uniform(-3, 1)], rng.choice(["int4", "int3", "e2m1"]),
-                                      24)
+                                      24, biases=(rng.randint(-5, 5),))
     accs = np.arange(-(1 << (spec.acc_bits - 1)), 1 << (spec.acc_bits - 1))
     for rs in (None, rescale):
         table = thresholds(spec, rs)
         for c in range(spec.channels):
             want = requantize(accs + spec.biases[c], spec.multipliers[c], spec.shifts[c], fmt, zp, spec.relu)
             if rs is not None:
-                want = requantize(element_ints(want, fmt), rs.multipliers[0], rs.shifts[0], rs.fmt)
+                want = requantize(element_ints(want, fmt) + rs.biases[0], rs.multipliers[0], rs.shifts[0], rs.fmt)
             assert np.array_equal(apply_breakpoints(accs, table.breaks[c], table.values[c]), want), (spec, rs, c)
         assert table.fmt == (rs.fmt if rs else fmt)
