@@ -37,6 +37,7 @@ from typing import Any
 
 from hw.activation import ActivationSpec
 from hw.dataflow.plan import NetworkPlan, Stage, schedule
+from hw.dataflow.stage import weight_words
 from hw.devices import Device, get_device
 from hw.dot import DotConfig
 from hw.sparse import SparseConfig
@@ -54,9 +55,10 @@ SOURCES = {
     "mac": "calibrated engine model (costmodel.estimate of the stage's DotConfig or SparseConfig)",
     "banks": "memory rule (costmodel.features.buffer_cost) × 2 banks × one copy per read port (lane)",
     "weight_rom": "rule from standalone ROM syntheses: >= 256 words and 16 Kbit in BRAM (memory rule), else logic "
-                  "(per bit a LUT6 per 64 words, + 1/3 for the mux beyond 4), registered output",
-    "window_rom": "rule from standalone ROM syntheses: logic, per bit a LUT6 per 64 words, + 1/3 beyond 4 (Yosys "
-                  "folds constant bits: an upper bound)",
+                  "(per live bit column — not constant, one of identical ones — a LUT6 per 64 words, + 1/3 for the "
+                  "mux beyond 4), registered output",
+    "window_rom": "rule from standalone ROM syntheses: logic, per live bit column a LUT6 per 64 words, + 1/3 beyond 4 "
+                  "(Yosys also simplifies the addresses' arithmetic patterns: an upper bound)",
     "requant": "LUTs fitted on standalone random integer requantizers (costmodel/data/requant.csv), applied "
                "unchanged to minifloat outputs (no minifloat requantizer among its rows: unmeasured); DSPs by the "
                "Yosys rule (mult_dsp); a residual join's combiner counted (its multiplier by the DSP rule, a LUT per "
@@ -84,18 +86,34 @@ def _memory(depth: int, width: int, copies: int, target: str) -> dict[str, int]:
 ROM_BRAM_WORDS, ROM_BRAM_BITS = 256, 16384
 
 
-def _rom(depth: int, width: int, registered: bool, target: str) -> dict[str, int]:
+def _rom(depth: int, width: int, registered: bool, target: str, words: list[int] | None = None) -> dict[str, int]:
     """A ROM of ``depth`` words × ``width`` bits: block RAM by the memory rule when registered and
     large (:data:`ROM_BRAM_WORDS`, :data:`ROM_BRAM_BITS`), else logic — per bit one LUT6 per
     64 words, muxed for free by MUXF7/MUXF8 up to four of them, beyond that a third more for the
-    mux tree (as Yosys maps random contents), the registered output in flip-flops."""
+    mux tree (as Yosys maps random contents), the registered output in flip-flops. Given its
+    ``words``, only its live columns count in logic (:func:`live_columns`)."""
     if depth == 0:
         return {"lut": 0, "ff": 0, "dsp": 0, "bram18": 0}
     if registered and depth >= ROM_BRAM_WORDS and depth * width >= ROM_BRAM_BITS:
         return _memory(depth, width, 1, target)
+    if words is not None:
+        width = live_columns(words, width)
     blocks = -(-depth // 64)
     per_bit = blocks if blocks <= 4 else blocks * 4 / 3
     return {"lut": round(width * per_bit), "ff": width if registered else 0, "dsp": 0, "bram18": 0}
+
+
+def live_columns(words: list[int], width: int) -> int:
+    """Bit columns of a ROM in logic that cost anything: not constant over the words, and one of
+    each set of identical columns (Yosys folds constant outputs and merges identical logic and
+    flip-flops: ``opt_expr``, ``opt_merge``)."""
+    full = (1 << len(words)) - 1
+    cols = set()
+    for j in range(width):
+        col = sum(((w >> j) & 1) << i for i, w in enumerate(words))
+        if col not in (0, full):
+            cols.add(col)
+    return len(cols)
 
 
 def _requant(st: Stage, target: str) -> dict[str, int]:
@@ -160,7 +178,9 @@ def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
     parts: dict[str, dict[str, int]] = {}
     parts["banks"] = _memory(st.in_size, in_bits, 2 * st.span, target)
     folded = st.positions == 1  # a fully connected layer's table is a constant per beat
-    parts["window_rom"] = _rom(0 if folded else st.positions * st.beats, st.span * abits, False, target)
+    window_words = [sum(a << (j * abits) for j, a in enumerate(row)) for row in st.window_rows()] if not folded \
+        else None
+    parts["window_rom"] = _rom(0 if folded else st.positions * st.beats, st.span * abits, False, target, window_words)
     parts["window_rom"]["ff"] = st.span  # the pad flags
     counters = _bits(st.in_size) + _bits(st.beats) + _bits(st.positions * st.beats) + \
         _bits(st.out_size * st.beats) + 6
@@ -170,7 +190,7 @@ def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
         dot = estimate(engine, dev, k=st.k, vectors=st.channels * st.positions)  # a frame: O · P dot products
         parts["mac"] = {"lut": dot.lut or 0, "ff": dot.ff or 0, "dsp": dot.dsp or 0, "bram18": dot.bram18 or 0}
         dynamic_nj, fmax = dot.dynamic_nj + _around_mac_nj(st), dot.fmax_mhz
-        parts["weight_rom"] = _rom(st.channels * st.beats, st.lanes * st.weight_bits, True, target)
+        parts["weight_rom"] = _rom(st.channels * st.beats, st.lanes * st.weight_bits, True, target, weight_words(st))
         parts["requant"] = _requant(st, target)
         counters += _bits(st.channels * st.beats) + _bits(st.channels) + _bits(st.positions)
     else:

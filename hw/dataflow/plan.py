@@ -223,6 +223,16 @@ class Stage:
             start += k
         return np.array(slots, dtype=np.int64)
 
+    def window_rows(self) -> list[list[int]]:
+        """The window-address table, one row per (window, beat): the ``span`` bank addresses each
+        beat reads (``in_size``: padding, the code of real 0)."""
+        lay, span, n = self.layout(), self.span, self.in_size
+        rows = []
+        for p in range(self.positions):
+            addrs = [int(a) if a >= 0 else n for a in np.where(lay >= 0, self.windows[p][lay], -1)]
+            rows += [addrs[b * span:(b + 1) * span] for b in range(self.beats)]
+        return rows
+
     @property
     def index_bits(self) -> int:
         """Bits of a stored weight's in-group index: ``log2 M`` for an N:M stage, else 0."""

@@ -204,12 +204,7 @@ class StageEngine(wiring.Component):
                 m.d.sync += wcount.eq(wcount + 1)
 
         # ---- issue (stage A) ----
-        lay = st.layout()
-        win_rows = []
-        for p in range(positions):
-            addrs = [int(a) if a >= 0 else n for a in np.where(lay >= 0, st.windows[p][lay], -1)]
-            win_rows += [addrs[b * span:(b + 1) * span] for b in range(beats)]
-        win_rd = _rom(m, "windows", win_rows, abits, domain="comb")
+        win_rd = _rom(m, "windows", st.window_rows(), abits, domain="comb")
         busy, rb = Signal(), Signal()
         credits = Signal(range(3), init=2)
         b_c = Signal(range(max(2, beats)))

@@ -121,3 +121,14 @@ def test_rom_cost_against_fresh_yosys_synthesis(depth, width):
     r = synthesize(Rom(), "xc7")
     want = _rom(depth, width, True, "xc7")
     assert (want["bram18"], want["ff"]) == (r.bram18, r.ff) and abs(want["lut"] - r.lut) <= 0.25 * max(r.lut, 1)
+
+
+def test_live_columns_by_hand():
+    """Four 5-bit words: bit 0 constant 1, bit 4 constant 0, bits 1 and 3 identical, bit 2 its
+    own: two live columns; a ROM in logic is costed on them alone (registered: two flip-flops)."""
+    from costmodel.accel import _rom, live_columns
+
+    words = [0b00001, 0b01011, 0b01111, 0b00101]  # columns: b0 1111, b1 0110, b2 1100, b3 0110, b4 0000
+    assert live_columns(words, 5) == 2
+    assert _rom(4, 5, True, "xc7", words) == {"lut": 2, "ff": 2, "dsp": 0, "bram18": 0}
+    assert _rom(4, 5, True, "xc7") == {"lut": 5, "ff": 5, "dsp": 0, "bram18": 0}
