@@ -76,11 +76,13 @@ def random_spec(rng: random.Random, thresholds_of: bool = False) -> RequantSpec:
     """A random integer requantizer as a user's layer would have: accumulators of 8–32 bits,
     1–64 channels, per-channel scale ratios over 2^-20 .. 2^-2, biases or none, any int output;
     with ``thresholds_of`` one whose threshold table synthesizes in seconds (accumulators of
-    8–24 bits, 1–64 channels; seeds 0 and 1 drew 1–16)."""
+    8–24 bits, 1–64 channels, minifloat outputs too; seeds 0 and 1 drew 1–16 channels and integer
+    outputs only, seed 2 integer outputs only)."""
     acc = rng.randint(8, 24 if thresholds_of else 32)
     ch = rng.choice([1, 1, 4, 16, 24, 64] if thresholds_of else [1, 1, 4, 10, 16, 32, 64])
     scales = [2.0 ** rng.uniform(-20, -2) for _ in range(ch)]
-    fmt = rng.choice(["int2", "int3", "int4", "int5", "int6", "int8", "uint4", "uint8", "int8n"])
+    ints = ["int2", "int3", "int4", "int5", "int6", "int8", "uint4", "uint8", "int8n"]
+    fmt = rng.choice(ints + (["e4m3", "e2m3", "e3m2", "e5m2", "e2m1"] if thresholds_of else []))
     biases = tuple(rng.randint(-(1 << (acc - 2)), 1 << (acc - 2)) for _ in range(ch)) if rng.random() < 0.7 else None
     return RequantSpec.from_scales(acc, scales, fmt, MULT_BITS, relu=rng.random() < 0.5, biases=biases)
 
