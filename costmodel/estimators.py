@@ -238,15 +238,17 @@ class SWAEstimator:
         configs, gid = swa_configs(df)
         if wl.seq_len is None and ("seq_len" not in df.columns or df["seq_len"].isna().any()):
             raise ConfigError("an SWA estimate needs the sequence length: a seq_len column, "
-                              "estimate_frame(..., seq_len=N) or estimate(config, n=...) / --n")
+                              "estimate_frame(..., seq_len=N) or estimate(config, n=...) / --seq-len")
         n = _column(df, "seq_len", wl.seq_len, None)
         if not all(float(v).is_integer() and v >= 1 for v in np.unique(n)):
-            raise ConfigError(f"SWA workload needs a sequence length n >= 1 (an integer), got {n[0]!r}; pass --n / n=")
+            raise ConfigError(f"SWA workload needs a sequence length n >= 1 (an integer), got {n[0]!r}; "
+                              "pass --seq-len (n= in Python)")
         n = n.astype(np.int64)
         dense_max = np.array([c.window if c.dense else np.iinfo(np.int64).max for c in configs])[gid]
         if (n > dense_max).any():
             raise ConfigError(f"SWA workload sequence length exceeds the dense baseline's window "
-                              f"(the dense baseline buffers at most window={int(dense_max.min())} tokens); pass --n / n=")
+                              f"(the dense baseline buffers at most window={int(dense_max.min())} tokens); "
+                              "pass --seq-len (n= in Python)")
         pair, upair = pd.factorize(gid.astype(np.int64) * (int(n.max()) + 1) + n)
         per = [(configs[int(u) // (int(n.max()) + 1)], int(u) % (int(n.max()) + 1)) for u in upair]
         out = pd.DataFrame({"gid": gid, "seq_len": n}, index=df.index)

@@ -212,3 +212,17 @@ def test_unwritable_output_fails_in_one_line_before_work(argv, tmp_path, unwrita
     rc = main([a.replace("{out}", str(out)).replace("{csv}", str(csv)) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "permi" in err[0], err
+
+
+def test_a_config_error_names_options_that_exist(capsys):
+    """SWA configs refused in one line that names the command's own options, each of which the
+    parser then accepts: a symmetric dense baseline (`--no-causal`, `--dense`), a dense baseline
+    shorter than the sequence (`--seq-len`)."""
+    argv = ["cost", "swa", "--head-dim", "16", "--window", "15", "--lanes", "4", "--qk-fmt", "int8", "--v-fmt", "int8"]
+    assert main([*argv, "--no-causal", "--dense"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--no-causal" in err[0] and "--dense" in err[0], err
+    assert main([*argv, "--dense", "--seq-len", "64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seq-len" in err[0], err
+    assert main([*argv, "--no-causal", "--json"]) == 0 and main([*argv, "--dense", "--seq-len", "15", "--json"]) == 0

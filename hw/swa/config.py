@@ -113,7 +113,7 @@ class SWAConfig(EngineConfig):
         held = "dense baseline holds at most" if self.dense else "K/V buffers hold at most"
         set_int(self, "window", 1, f"the {held} {wmax} keys; use --window 1..{wmax}", hi=wmax)
         if not self.causal and self.dense:
-            raise ConfigError("the dense baseline is causal; drop --symmetric or --dense")
+            raise ConfigError("the dense baseline is causal; drop --no-causal (the symmetric window) or --dense")
         if not self.causal and self.window % 2 == 0:
             raise ConfigError(f"a symmetric window covers [i-h, i+h], an odd number of keys; "
                               f"use --window {self.window + 1} (or {self.window - 1})")
