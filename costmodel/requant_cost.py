@@ -108,7 +108,7 @@ def _rows(target: str, unit: str = "multiplier") -> pd.DataFrame:
     if not REQUANT_CSV.exists():
         return pd.DataFrame()
     rows = pd.read_csv(REQUANT_CSV)
-    kind = rows["unit"].fillna("multiplier") if "unit" in rows else pd.Series("multiplier", index=rows.index)
+    kind = rows["unit"].fillna("multiplier")  # the first 40 runs predate the column: multipliers
     rows = rows[(rows["target"] == target) & (kind == unit)].reset_index(drop=True)
     if rows.empty:
         return rows
@@ -182,8 +182,7 @@ def calibrate(n: int, seed: int, target: str = "xc7", unit: str = "multiplier") 
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "command": f"python -m costmodel.requant_cost {n} --seed {seed}" + (" --thresholds" if tag else ""),
                "unit": unit}
-        old = pd.read_csv(REQUANT_CSV) if REQUANT_CSV.exists() else pd.DataFrame()
-        pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(REQUANT_CSV, index=False)
+        pd.DataFrame([row]).to_csv(REQUANT_CSV, mode="a", header=not REQUANT_CSV.exists(), index=False)
         print(f"{key}: {spec.channels} channels, acc {spec.acc_bits} bits -> {spec.fmt} ({unit}): {r.lut} LUT, "
               f"{r.dsp} DSP", flush=True)
 

@@ -78,10 +78,9 @@ class Coded:
 
 @dataclass
 class Activated:
-    """An activation (``fn``: ``Gelu``) of an exact tensor, waiting for its quantizer."""
+    """The GELU of an exact tensor, waiting for its quantizer (:func:`gelu_table`)."""
 
     exact: Exact
-    fn: str
 
 
 @dataclass
@@ -234,7 +233,7 @@ def read_net(path: str | Path) -> QNet:
 
 def _linear(model, node, ins: list[str], consts: dict, kinds: dict, where: str, out_shape) -> NetOp:
     """A MatMul / Gemm of an activation and quantized constant weights as a layer: weights (out,
-    in), a Gemm's bias as a ``const``."""
+    in), per-output-channel scales (a Gemm's bias input becomes a ``Bias`` op after it)."""
     x = next((i for i in ins[:2] if i in kinds), None)
     w_name = next((i for i in ins[:2] if i in consts), None)
     if x is None or w_name is None:
@@ -341,7 +340,7 @@ def _run(op: NetOp, args: list):
     if op.kind == "Relu":
         return Exact(np.maximum(a.ints, 0), a.unit)
     if op.kind == "Gelu":
-        return Activated(a, "Gelu")
+        return Activated(a)
     if op.kind == "ReduceMean":
         if not all(np.all(a.unit == a.unit.take([0], axis=ax)) for ax in op.const):
             a = _common(a)
@@ -353,15 +352,22 @@ def _run(op: NetOp, args: list):
     raise AssertionError(op.kind)
 
 
-def _quantize(t: Exact, spec: QuantSpec) -> np.ndarray:
-    """Elements of ``spec`` for the exact tensor ``t``: each unit's fixed-point ratio to the scale
-    (:data:`MULT_BITS` bits), :func:`quant.reference.requantize`."""
+def _per_unit(t: Exact, codes) -> np.ndarray:
+    """Elements (int64) of the exact tensor ``t``, ``codes(ints, unit)`` for each unit's integers."""
     out = np.empty(t.ints.shape, np.int64)
     for u in np.unique(t.unit):
         sel = np.broadcast_to(t.unit == u, t.ints.shape)
-        m, sh = fixed_point_multiplier(float(u / np.float64(spec.scale)), MULT_BITS)
-        out[sel] = requantize(t.ints[sel], m, sh, spec.fmt, spec.zero_point)
+        out[sel] = codes(t.ints[sel], float(u))
     return out
+
+
+def _quantize(t: Exact, spec: QuantSpec) -> np.ndarray:
+    """Elements of ``spec`` for the exact tensor ``t``: each unit's fixed-point ratio to the scale
+    (:data:`MULT_BITS` bits), :func:`quant.reference.requantize`."""
+    def codes(ints, u):
+        m, sh = fixed_point_multiplier(float(u / np.float64(spec.scale)), MULT_BITS)
+        return requantize(ints, m, sh, spec.fmt, spec.zero_point)
+    return _per_unit(t, codes)
 
 
 #: where GELU (the exact form) has its minimum, -0.7517915…: it falls before, rises after
@@ -388,11 +394,7 @@ def _gelu_table(unit: float, fmt: str, scale: float, zero_point: int) -> tuple[l
 def _activate(t: Exact, spec: QuantSpec) -> np.ndarray:
     """``spec``'s codes of GELU of the exact tensor ``t``: per unit, its threshold table
     (:func:`gelu_table`) applied to the integers."""
-    out = np.empty(t.ints.shape, np.int64)
-    for u in np.unique(t.unit):
-        sel = np.broadcast_to(t.unit == u, t.ints.shape)
-        out[sel] = apply_breakpoints(t.ints[sel], *gelu_table(u, spec))
-    return out
+    return _per_unit(t, lambda ints, u: apply_breakpoints(ints, *gelu_table(u, spec)))
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
