@@ -301,7 +301,10 @@ def _in_unit(t: Exact, unit: float) -> np.ndarray:
 
 
 def _common(t: Exact) -> Exact:
-    """``t`` in one unit for every element, ``u* = min(unit) / 2^RESIDUAL_GUARD_BITS``."""
+    """``t`` in one unit for every element: as it is when it has one, else in
+    ``u* = min(unit) / 2^RESIDUAL_GUARD_BITS``."""
+    if np.all(t.unit == t.unit.flat[0]):
+        return t
     unit = float(np.min(t.unit)) / 2.0**RESIDUAL_GUARD_BITS
     return Exact(_in_unit(t, unit), np.full(t.unit.shape, unit))
 

@@ -33,6 +33,7 @@ from ..arith import ConfigError, acc_bits, element_bits
 from ..engine import check_int, check_pipeline
 from ..requant import RequantSpec
 from ..sparse import compress
+from .row import RowStage, run_row
 
 __all__ = ["Stage", "NetworkPlan", "conv_windows", "pool_windows", "run_plan", "schedule", "Schedule", "MAC_LATENCY",
            "POOL_LATENCY", "element_bits"]
@@ -254,6 +255,11 @@ class Stage:
         return self.channels * self.positions * self.beats
 
     @property
+    def release(self) -> int:
+        """Cycles from the frame's first beat issuing to its bank's release: :attr:`busy_cycles`."""
+        return self.busy_cycles
+
+    @property
     def latency(self) -> int:
         """Cycles from issuing a window's last beat to its output transferring."""
         return self.pipeline + MAC_LATENCY if self.kind == "mac" else POOL_LATENCY
@@ -294,20 +300,37 @@ class Stage:
 
 @dataclass(eq=False)
 class NetworkPlan:
-    """A chain of stages; stage ``s + 1`` reads what stage ``s`` writes."""
+    """A chain of stages; stage ``s + 1`` reads what stage ``s`` writes, and a row stage
+    (:class:`~hw.dataflow.row.RowStage`) may also read what an earlier stage ``skip`` writes."""
 
     name: str
-    stages: list[Stage] = field(default_factory=list)
+    stages: list[Stage | RowStage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.stages:
             raise ConfigError(f"network {self.name}: no stages")
         for a, b in zip(self.stages, self.stages[1:]):
-            if a.out_fmt is None:
-                raise ConfigError(f"network {self.name}: stage {a.name} outputs raw accumulators, so it must be last")
-            if a.out_size != b.in_size or a.out_fmt != b.in_fmt:
-                raise ConfigError(f"network {self.name}: stage {a.name} writes {a.out_size} {a.out_fmt} codes, "
-                                  f"stage {b.name} reads {b.in_size} {b.in_fmt} codes")
+            if a.out_fmt is None and not isinstance(b, RowStage):
+                raise ConfigError(f"network {self.name}: stage {a.name} outputs raw integers, so it must be last "
+                                  "or feed a row stage")
+            if a.out_size != b.in_size or a.out_fmt != b.in_fmt or (a.out_fmt is None and a.out_bits != b.in_bits):
+                what = lambda st, fmt, bits: f"{fmt} codes" if fmt else f"raw {bits}-bit integers"  # noqa: E731
+                raise ConfigError(f"network {self.name}: stage {a.name} writes {a.out_size} "
+                                  f"{what(a, a.out_fmt, a.out_bits)}, stage {b.name} reads {b.in_size} "
+                                  f"{what(b, b.in_fmt, getattr(b, 'in_bits', 0))}")
+        for t, b in enumerate(self.stages):
+            if isinstance(b, RowStage) and b.skip is not None:
+                if not 0 <= b.skip <= t - 2:
+                    raise ConfigError(f"network {self.name}: stage {b.name} skips from stage {b.skip}, which must be "
+                                      f"0..{t - 2} (an earlier stage than its main input's)")
+                a = self.stages[b.skip]
+                if a.out_size != b.skip_size or a.out_fmt != b.skip_fmt or (a.out_fmt is None and a.out_bits != b.skip_bits):
+                    raise ConfigError(f"network {self.name}: stage {b.name}'s skip input does not match what stage "
+                                      f"{a.name} writes")
+
+    def skip_readers(self, s: int) -> list[int]:
+        """The stages that read stage ``s``'s output as their skip input."""
+        return [t for t, b in enumerate(self.stages) if isinstance(b, RowStage) and b.skip == s]
 
     @property
     def in_size(self) -> int:
@@ -374,6 +397,10 @@ def run_plan(plan: NetworkPlan, x: np.ndarray) -> list[np.ndarray]:
         raise ValueError(f"inputs must be (frames, {plan.in_size}) integers, got {x.shape}")
     outs = []
     for st in plan.stages:
+        if isinstance(st, RowStage):
+            outs.append(run_row(st, x, outs[st.skip] if st.skip is not None else None))
+            x = outs[-1]
+            continue
         win = _gather(x, st.windows, st.pad_code)  # (F, P, K)
         if st.kind == "pool":
             pick = np.argmax(element_ints(win, st.in_fmt), axis=2)
@@ -460,7 +487,9 @@ def schedule(plan: NetworkPlan, frames: int) -> Schedule:
     banks; its first beat issues at ``A = max(D + 1, A_prev + busy, credit)`` — the cycle after
     the frame's last input code arrived (``D``), after the previous frame's beats, and once the
     next stage has a free bank (the cycle after that stage released frame ``n - 2``'s bank, i.e.
-    ``A_{s+1}(n-2) + busy_{s+1} + 1``); its beats then issue back to back (credits guarantee the
+    ``A_{s+1}(n-2) + release_{s+1} + 1``; ``release`` is ``busy`` but for a row stage) and every
+    stage reading this one's frames as its skip input has a free skip bank
+    (``A_t(n - depth_t) + release_t + 1``); its beats then issue back to back (credits guarantee the
     next stage never stalls them), so its last output transfers at ``A + busy - 1 + latency``,
     which is the next stage's ``D``. The first stage's input bank for frame ``n`` frees when it
     released frame ``n - 2`` (``A_0(n-2) + busy_0``), and the source writes ``in_size`` codes
@@ -468,11 +497,12 @@ def schedule(plan: NetworkPlan, frames: int) -> Schedule:
     """
     check_int("frames", frames, 1, "simulate at least one frame")
     st = plan.stages
+    readers = [plan.skip_readers(s) for s in range(len(st))]
     A = np.zeros((frames, len(st)), dtype=np.int64)
     done = np.zeros(frames, dtype=np.int64)  # the last output's transfer cycle
     last_in = -1
     for n in range(frames):
-        free = A[n - 2, 0] + st[0].busy_cycles + 1 if n >= 2 else 0
+        free = A[n - 2, 0] + st[0].release + 1 if n >= 2 else 0
         d = max(last_in + 1, free) + st[0].in_size - 1
         last_in = d
         for s, stage in enumerate(st):
@@ -480,7 +510,10 @@ def schedule(plan: NetworkPlan, frames: int) -> Schedule:
             if n >= 1:
                 a = max(a, A[n - 1, s] + stage.busy_cycles)
             if n >= 2 and s + 1 < len(st):
-                a = max(a, A[n - 2, s + 1] + st[s + 1].busy_cycles + 1)
+                a = max(a, A[n - 2, s + 1] + st[s + 1].release + 1)
+            for t in readers[s]:  # a free skip bank in each stage that reads this one's frames
+                if n >= st[t].skip_depth:
+                    a = max(a, A[n - st[t].skip_depth, t] + st[t].release + 1)
             A[n, s] = a
             d = a + stage.busy_cycles - 1 + stage.latency
         done[n] = d

@@ -256,7 +256,7 @@ def test_bad_plans_are_refused():
         Stage("f", "mac", "int4", 4, np.arange(4)[None], np.ones((1, 4), int), "int4", 5, bias=(0,))
     a = Stage("f", "mac", "int4", 4, np.arange(4)[None], np.ones((2, 4), int), "int4", 2, bias=(0, 0))
     b = Stage("g", "mac", "int4", 2, np.arange(2)[None], np.ones((1, 2), int), "int4", 1, bias=(0,))
-    with pytest.raises(ConfigError, match="raw accumulators"):
+    with pytest.raises(ConfigError, match="raw integers"):
         NetworkPlan("n", [a, b])
     from hw.sparse import NMPatternError
 
