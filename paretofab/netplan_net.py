@@ -30,8 +30,8 @@ from hw.dataflow.plan import NetworkPlan, Stage
 from hw.dataflow.row import RowStage
 from hw.devices import get_device
 from hw.requant import RequantSpec
-from quant.qonnx_import import MULT_BITS, RESIDUAL_GUARD_BITS, QonnxError, QuantSpec
-from quant.qonnx_net import NetOp, QNet, gelu_table
+from quant.qonnx_import import MULT_BITS, QonnxError, QuantSpec
+from quant.qonnx_net import NetOp, QNet, common_unit, gelu_table, unit_ratios
 from quant.reference import NORM_FRAC_BITS, fixed_point_multiplier
 
 from .netplan import DEFAULT_MAX_LANES, _choose_requantizers, _set_lanes, fits_nm
@@ -107,6 +107,8 @@ class NetAccelerator:
     in_spec : the quantizer of the network input (the plan's input codes).
     out_addr : the output frame's address of every element of the output tensor (its shape).
     out_spec, out_unit : the output's quantizer (codes) or the unit of its raw integers.
+    tensors : every quantized tensor a stage writes (by name, as :func:`quant.qonnx_net.execute_net`
+        returns its codes): the stage and the frame address of each element.
     """
 
     plan: NetworkPlan
@@ -114,6 +116,13 @@ class NetAccelerator:
     out_addr: np.ndarray
     out_spec: QuantSpec | None
     out_unit: np.ndarray | None
+    tensors: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
+
+    def tensor(self, name: str, stages: list[np.ndarray]) -> np.ndarray:
+        """The elements of the quantized tensor ``name`` (batch first) from every stage's output
+        frames (:func:`hw.dataflow.plan.run_plan`, or a simulation's)."""
+        s, addr = self.tensors[name]
+        return np.asarray(stages[s])[:, addr.ravel()].reshape(len(stages[s]), *addr.shape).astype(np.int64)
 
     def input_codes(self, x: np.ndarray) -> np.ndarray:
         """The plan's input frames (frames, in_size) of float inputs ``x`` (batch first)."""
@@ -156,7 +165,9 @@ def plan_net(net: QNet, lanes: list[int] | str | int = "auto", pipeline: int = 1
     _set_lanes(macs, lanes, pipeline, max_lanes)
     _choose_requantizers(macs, requant, get_device(device).target)
     plan = NetworkPlan(name, b.stages)
-    return NetAccelerator(plan, b.in_spec, out.addr, out.spec, out.unit)
+    tensors = {t: (v.stage, v.addr) for t, v in b.env.items() if isinstance(v, _Frame) and v.spec is not None
+               and v.stage >= 0}
+    return NetAccelerator(plan, b.in_spec, out.addr, out.spec, out.unit, tensors)
 
 
 class _Builder:
@@ -252,9 +263,9 @@ class _Builder:
             raise QonnxError(f"{where}: a residual sum must join the last stage's output with an earlier stage's "
                              "(not the network input)")
         um, us = self.units(main), self.units(skip)
-        unit = min(float(np.min(um)), float(np.min(us))) / 2.0**RESIDUAL_GUARD_BITS
+        unit = common_unit(um, us)
         d = main.addr.shape[-1]
-        ratio = lambda u: np.round(u / unit).astype(np.int64).astype(object).reshape(-1, d)  # noqa: E731
+        ratio = lambda u: unit_ratios(u, unit).reshape(-1, d)  # noqa: E731
         return _Row(op.name, main, ratio(um), np.full(main.addr.shape, unit), skip=skip, skip_mults=ratio(us),
                     gains=np.ones(d, dtype=object), biases=np.zeros(d, dtype=object))
 
@@ -269,8 +280,8 @@ class _Builder:
         gamma, beta, eps = op.const
         u = row.unit.reshape(-1)
         if not np.all(u == u[0]):  # the common unit of the row's values (quant.qonnx_net._common)
-            common = float(np.min(u)) / 2.0**RESIDUAL_GUARD_BITS
-            scale = np.round(row.unit.reshape(-1, row.d) / common).astype(np.int64).astype(object)
+            common = common_unit(u)
+            scale = unit_ratios(row.unit.reshape(-1, row.d), common)
             row.mults = row.mults * scale
             if row.skip_mults is not None:
                 row.skip_mults = row.skip_mults * scale

@@ -15,7 +15,7 @@ one sample); quantized tensors are codes with their quantizer (:class:`Coded`). 
 - ``MatMul`` / ``Gemm`` on a quantized tensor with ``Quant``-ed constant weights (a ``Transpose``
   of them too), contracting the last axis: exact accumulators, unit ``step_in · step_w`` per output;
 - ``Add`` of a constant (a bias: rounded to the unit) or of two exact tensors (both brought to one
-  common unit ``u* = min(units) / 2^RESIDUAL_GUARD_BITS``, as a residual join does);
+  common unit, :func:`common_unit`, as a residual join does);
 - ``LayerNormalization`` over the last axis: :func:`quant.reference.normalize` on the row's integers
   in a common unit, then ``γ`` and ``β`` (unit ``|γ| · 2^-NORM_FRAC_BITS`` per channel);
 - ``Relu``, ``Transpose`` (the batch axis stays first), ``Reshape`` / ``Flatten`` / ``Unsqueeze``,
@@ -38,7 +38,8 @@ from .qonnx_import import (_QUANTS, MULT_BITS, RESIDUAL_GUARD_BITS, QonnxError, 
 from .formats import IntFormat, parse_format
 from .reference import NORM_FRAC_BITS, apply_breakpoints, breakpoints, fixed_point_multiplier, normalize, requantize
 
-__all__ = ["Exact", "Coded", "Activated", "NetOp", "QNet", "OPS", "GELU_MIN", "read_net", "execute_net", "gelu_table"]
+__all__ = ["Exact", "Coded", "Activated", "NetOp", "QNet", "OPS", "GELU_MIN", "read_net", "execute_net", "gelu_table",
+           "common_unit", "unit_ratios"]
 
 #: the ONNX ops :func:`read_net` takes (besides quantizers on constants: weights and biases)
 OPS = ("Quant", "FloatQuant", "MatMul", "Gemm", "Add", "LayerNormalization", "Relu", "Gelu", "Transpose",
@@ -296,16 +297,38 @@ def _exact(t) -> Exact:
 
 def _in_unit(t: Exact, unit: float) -> np.ndarray:
     """The integers of ``t`` in the finer ``unit``: each element's times the integer nearest its
-    unit over ``unit`` (exact when their ratio is a power of two)."""
-    return t.ints * np.round(t.unit / unit).astype(np.int64).astype(object)
+    unit over ``unit`` (exact when their ratio is an integer)."""
+    return t.ints * unit_ratios(t.unit, unit)
+
+
+def unit_ratios(units: np.ndarray, unit: float) -> np.ndarray:
+    """The integers nearest ``units / unit`` (object ints); QonnxError when one would not fit 62
+    bits (units too far apart for one integer grid)."""
+    r = np.round(np.asarray(units, np.float64) / unit)
+    if np.any(r >= 2.0**62):
+        raise QonnxError(f"units {float(np.max(units)):.3g} and {unit:.3g} are too far apart for one integer grid")
+    return r.astype(np.int64).astype(object)
+
+
+def common_unit(*units: np.ndarray) -> float:
+    """The one unit a sum (or a LayerNorm's row) of tensors with these units is carried in: the
+    smallest unit, when every other unit is an integer multiple of it or at least
+    ``2^RESIDUAL_GUARD_BITS`` times it (rounding each ratio to an integer then costs at most
+    ``2^-(RESIDUAL_GUARD_BITS + 1)`` of it); else the smallest unit over ``2^RESIDUAL_GUARD_BITS``.
+    So a residual stream keeps its unit from one sum to the next instead of losing guard bits at
+    each."""
+    u = min(float(np.min(x)) for x in units)
+    ratios = [np.asarray(x, np.float64) / u for x in units]
+    if all(np.all((r == np.round(r)) | (r >= 2.0**RESIDUAL_GUARD_BITS)) for r in ratios):
+        return u
+    return u / 2.0**RESIDUAL_GUARD_BITS
 
 
 def _common(t: Exact) -> Exact:
-    """``t`` in one unit for every element: as it is when it has one, else in
-    ``u* = min(unit) / 2^RESIDUAL_GUARD_BITS``."""
+    """``t`` in one unit for every element (:func:`common_unit`)."""
     if np.all(t.unit == t.unit.flat[0]):
         return t
-    unit = float(np.min(t.unit)) / 2.0**RESIDUAL_GUARD_BITS
+    unit = common_unit(t.unit)
     return Exact(_in_unit(t, unit), np.full(t.unit.shape, unit))
 
 
@@ -338,7 +361,7 @@ def _run(op: NetOp, args: list):
         return Exact(a.ints + np.round(op.const[0] / a.unit).astype(np.int64).astype(object), a.unit)
     if op.kind == "Add":
         b = _exact(args[1])
-        unit = min(float(np.min(a.unit)), float(np.min(b.unit))) / 2.0**RESIDUAL_GUARD_BITS
+        unit = common_unit(a.unit, b.unit)
         return Exact(_in_unit(a, unit) + _in_unit(b, unit), np.full(op.shape, unit))
     if op.kind == "Relu":
         return Exact(np.maximum(a.ints, 0), a.unit)
