@@ -22,7 +22,11 @@ Per MAC stage:
   register: flip-flops counted, one LUT per counter bit.
 
 Pool stages have the banks (one read port per window element), the window ROM and a comparator
-tree (one LUT per bit per comparison). Dynamic energy per frame: the MAC engine's actions
+tree (one LUT per bit per comparison). Row stages (:class:`hw.dataflow.row.RowStage`: residual
+sums, LayerNorm, means; :func:`row_cost`) have their banks (main and skip), address and
+multiplier ROMs, the multiply-adds, the normalizer (:class:`hw.normalizer.Normalizer`: registers
+counted, multipliers by the DSP rule, a LUT per adder, comparator and mux bit), the gain, bias and
+mean, and the requantizer as above: counted from the RTL's structure, not fitted. Dynamic energy per frame: the MAC engine's actions
 (:func:`costmodel.estimate`), the frame-bank writes, window-ROM reads, pool reads and compares,
 combiner and requantizer multiplies and adds (a threshold table's comparisons), each × an ASIC
 per-action figure of
@@ -35,11 +39,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from hw.activation import ActivationSpec
 from hw.dataflow.plan import NetworkPlan, Stage, schedule
+from hw.dataflow.row import RowStage
 from hw.dataflow.stage import weight_words
 from hw.devices import Device, get_device
 from hw.dot import DotConfig
+from hw.normalizer import NORM_RSQRT_BITS, NORM_VAR_BITS
 from hw.sparse import SparseConfig
 from quant.formats import parse_format
 
@@ -48,7 +56,7 @@ from .estimate import estimate
 from .features import buffer_cost, mult_dsp
 from .requant_cost import requant_cost, threshold_cost
 
-__all__ = ["stage_cost", "plan_cost", "SOURCES", "PARTS"]
+__all__ = ["stage_cost", "row_cost", "plan_cost", "SOURCES", "PARTS"]
 
 PARTS = ("mac", "banks", "weight_rom", "window_rom", "requant", "control")
 SOURCES = {
@@ -65,6 +73,9 @@ SOURCES = {
                "adder bit, its registers): not checked against Yosys; a threshold table: LUTs fitted on standalone "
                "random tables (hw.activation.thresholds of random requantizers, the same CSV)",
     "control": "counted: counters, beat and output registers (FF), 1 LUT per counter bit",
+    "row": "a row stage (residual sum, LayerNorm, mean): counted from the RTL's structure (registers; a LUT per "
+           "adder, comparator and mux bit; multipliers by the Yosys DSP rule; banks and ROMs by the rules above), "
+           "not fitted",
 }
 
 
@@ -203,11 +214,80 @@ def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
             **total, "parts": parts, "dynamic_nj": dynamic_nj, "fmax_mhz": fmax}
 
 
+def _row_rom(st: RowStage, table: np.ndarray, width: int, target: str) -> dict[str, int]:
+    """A per-element ROM of a row stage (addresses or multipliers: one word per element, read
+    asynchronously), in logic on its live columns."""
+    words = [int(v) for v in np.asarray(table).ravel()]
+    return _rom(len(words), max(1, width), False, target, words)
+
+
+def row_cost(st: RowStage, device: str | Device | None = None) -> dict[str, Any]:
+    """Resources of a row stage by part (:data:`PARTS`; ``mac``: its multiply-adds, ``requant``:
+    normalizer, gain, bias, mean and requantizer), totals and cycles per frame (module docstring)."""
+    dev = get_device(device or "xc7z020")
+    target = dev.target
+    d, p, w = st.d, st.rows, st.sum_bits
+    parts: dict[str, dict[str, int]] = {"banks": _memory(st.in_size, st.in_bits, 2, target)}
+    abits, mbits = _bits(st.in_size + 1), max(1, int(max(st.mults.flat)).bit_length())
+    rom = [_row_rom(st, st.windows, abits, target), _row_rom(st, st.mults, mbits, target)]
+    mults = [(st.in_bits, mbits, int(max(st.mults.flat)) > 1)]
+    if st.skip is not None:
+        skip_bank = _memory(st.skip_size, st.skip_bits, st.skip_depth, target)
+        parts["banks"] = {k: parts["banks"][k] + skip_bank[k] for k in parts["banks"]}
+        sbits = max(1, int(max(st.skip_mults.flat)).bit_length())
+        rom += [_row_rom(st, st.skip_windows, _bits(st.skip_size + 1), target), _row_rom(st, st.skip_mults, sbits, target)]
+        mults.append((st.skip_bits, sbits, int(max(st.skip_mults.flat)) > 1))
+    parts["window_rom"] = {k: sum(r[k] for r in rom) for k in ("lut", "ff", "dsp", "bram18")}
+    parts["weight_rom"] = {"lut": 0, "ff": 0, "dsp": 0, "bram18": 0}
+    dsp = sum(mult_dsp(a, b + 1, 0, target) for a, b, real in mults if real)
+    parts["mac"] = {"lut": w * len(mults), "ff": st.in_bits + (st.skip_bits if st.skip is not None else 0) + w,
+                    "dsp": dsp, "bram18": 0}
+    lut, ff, dsp = 0, 0, 0
+    vb = st.value_bits
+    if st.extra is not None:  # hw.normalizer.Normalizer's registers and datapath
+        P, R = NORM_VAR_BITS, NORM_RSQRT_BITS
+        lg = _bits(d)
+        s1, s2 = w + lg + 1, 2 * w + lg
+        v = max((d * d << (2 * w - 2)).bit_length(), st.extra.bit_length()) + 1
+        t = w + lg + 3
+        ff += d * w + s1 + s2 + v + v.bit_length() + 2 + (2 * P + 2) + (2 * P + 3) + 3 * (2 * R + 2) + 2 * _bits(d) + 3
+        dsp += mult_dsp(w, w, 0, target) + mult_dsp(s1, s1, 0, target) + mult_dsp(t, R + 1, 0, target)
+        shift = t + R + 2
+        lut += (s1 + s2 + bin(d).count("1") * s2 + v  # the sums and V
+                + v * (1 + v.bit_length()) + 2 * (2 * P + 3) + 3 * (2 * R + 2)  # normalize, divide, square root
+                + w * -(-d // 4) + 2 * t + shift * shift.bit_length())  # the row's mux, t, the rounding shift
+    gains = max(abs(g) for g in st.gains)
+    dsp += mult_dsp(vb, gains.bit_length() + 1, 0, target) if gains > 1 else 0
+    lut += 2 * vb * (2 if st.mean else 1)
+    ff += d * vb if st.mean else 0
+    if st.requant is not None:
+        rq = requant_cost(st.requant, target)
+        lut, dsp = lut + rq["lut"], dsp + rq["dsp"]
+    parts["requant"] = {"lut": lut, "ff": ff, "dsp": dsp, "bram18": 0}
+    counters = _bits(st.in_size) + _bits(p * d) + _bits(d) + _bits(p) + 6 + \
+        (_bits(st.skip_size) + _bits(st.skip_depth) + 2 if st.skip is not None else 0)
+    parts["control"] = {"lut": counters, "ff": counters + st.out_bits + 4, "dsp": 0, "bram18": 0}
+    total = {k: sum(q[k] for q in parts.values()) for k in ("lut", "ff", "dsp", "bram18")}
+    elements = p * d
+    pj = elements * (st.in_bits + (st.skip_bits if st.skip is not None else 0)) * \
+        (ERT["sram_write_bit"]["pJ"] + ERT["sram_read_bit"]["pJ"])
+    pj += elements * sum(float(mult_pj(a, b, 0, 0, 0, 0)) for a, b, real in mults if real)
+    pj += elements * w * ERT["add_bit"]["pJ"] * len(mults)
+    if st.extra is not None:  # per element its square, its product with 1/sqrt; per row the divide and root
+        pj += elements * float(mult_pj(w, w, 0, 0, 0, 0) + mult_pj(w + 4, NORM_RSQRT_BITS + 1, 0, 0, 0, 0))
+        pj += p * 3 * NORM_RSQRT_BITS * 2 * NORM_VAR_BITS * ERT["add_bit"]["pJ"]
+    if st.requant is not None:
+        m_bits = max(st.requant.multipliers).bit_length()
+        pj += st.out_size * float(mult_pj(vb + 1, m_bits, 0, 0, 0, 0))
+    return {"stage": st.name, "kind": st.kind, "lanes": 1, "cycles_per_frame": st.busy_cycles, **total, "parts": parts,
+            "dynamic_nj": float(pj) / 1e3, "fmax_mhz": None}
+
+
 def plan_cost(plan: NetworkPlan, device: str | Device | None = None) -> dict[str, Any]:
     """Per-stage resources (:func:`stage_cost`), network totals, closed-form cycles for one
     inference and the steady-state interval, fmax-free (cycles only), each labelled."""
     dev = get_device(device or "xc7z020")
-    stages = [stage_cost(st, dev) for st in plan.stages]
+    stages = [row_cost(st, dev) if isinstance(st, RowStage) else stage_cost(st, dev) for st in plan.stages]
     total = {k: sum(s[k] for s in stages) for k in ("lut", "ff", "dsp", "bram18")}
     cycles, interval = schedule(plan, 1).cycles, schedule(plan, 8).interval
     fmax = min(s["fmax_mhz"] for s in stages if s["fmax_mhz"] is not None)

@@ -23,7 +23,7 @@ from quant.reference import NORM_FRAC_BITS, NORM_RSQRT_BITS, NORM_VAR_BITS
 from .arith import ConfigError
 from .requant import _shift_rne
 
-__all__ = ["Normalizer"]
+__all__ = ["Normalizer", "NORM_VAR_BITS", "NORM_RSQRT_BITS"]  # the precision (bits) it is built for
 
 
 class Normalizer(wiring.Component):

@@ -1,6 +1,9 @@
 """``paretofab accel MODEL.onnx``: a user's QONNX model (Brevitas ``export_qonnx``) as one dataflow
-accelerator. Reads it as integer layers (:mod:`quant.qonnx_import`), maps them onto one stage per
-layer (:mod:`paretofab.netplan`, :mod:`hw.dataflow`) and prints both with the closed-form cycles.
+accelerator. Reads it as integer layers (:mod:`quant.qonnx_import`) — or, for graphs a chain of
+layers cannot hold (an MLP-Mixer's residual sums, LayerNorms, GELUs, transposes), as exact integer
+ops (:mod:`quant.qonnx_net`) — maps them onto one stage per layer and per row op
+(:mod:`paretofab.netplan`, :mod:`paretofab.netplan_net`, :mod:`hw.dataflow`) and prints both with
+the closed-form cycles and the cost model's resources.
 With ``--inputs X.npy`` it runs the exact integer model; with ``--sim`` it streams the inputs
 through the accelerator's RTL (pysim or Verilator) and checks every stage against the numpy model;
 with ``--check`` it compares the outputs with QONNX's own execution of the file; with ``-o DIR`` it
@@ -12,12 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from hw.activation import ActivationSpec
 from hw.dataflow.plan import NetworkPlan, run_plan
+from hw.dataflow.row import RowStage
 from hw.dataflow.sim import simulate_plan
 from hw.dataflow.top import Accelerator, AXIStreamAccelerator
 from hw.export import check_top_name
@@ -31,6 +37,7 @@ from quant.qonnx_net import QNet, execute_net, read_net
 from costmodel.accel import plan_cost
 
 from .netplan import DEFAULT_MAX_LANES, REQUANT_UNITS, plan_network
+from .netplan_net import plan_net
 
 __all__ = ["register", "layer_rows", "net_rows", "plan_rows", "qonnx_outputs"]
 
@@ -81,15 +88,15 @@ def qonnx_outputs(path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate([execute_onnx(mw, {name: row.reshape(shape).astype(np.float32)})[out] for row in x])
 
 
-def _load_inputs(path: str, graph: QGraph | QNet) -> np.ndarray:
-    """The float inputs of ``--inputs``, checked against the model's input size."""
+def _load_inputs(path: str, input_shape: tuple[int, ...]) -> np.ndarray:
+    """The float inputs of ``--inputs``, checked against the model's input shape."""
     try:
         x = np.load(path)
     except ValueError:
         raise QonnxError(f"{path}: not a .npy array of numbers; save one with numpy.save") from None
-    feat = int(np.prod(graph.input_shape[1:]))
+    feat = int(np.prod(input_shape[1:]))
     if x.ndim < 1 or x.size == 0 or x.reshape(len(x), -1).shape[1] != feat:
-        raise QonnxError(f"{path}: shape {x.shape} does not fit the model's input {list(graph.input_shape)} "
+        raise QonnxError(f"{path}: shape {x.shape} does not fit the model's input {list(input_shape)} "
                          f"(give [batch, {feat}] or [batch, …] with {feat} values per row)")
     return x
 
@@ -122,9 +129,22 @@ def _nm(text: str | None) -> tuple[int, int] | None:
 
 def plan_rows(plan: NetworkPlan) -> list[dict]:
     """Per stage of the accelerator: lanes, beats, cycles per frame (closed form), ROM and bank
-    sizes (bits)."""
+    sizes (bits). A row stage (residual sum, LayerNorm, mean) reads its ``P`` rows of ``D``
+    elements one per cycle: windows × window is P × D."""
     rows = []
     for st in plan.stages:
+        requant = "-" if st.requant is None else "thresholds" if isinstance(st.requant, ActivationSpec) else "multiplier"
+        out = st.out_fmt or f"int{st.out_bits} (raw)"
+        if isinstance(st, RowStage):
+            what = "+".join(w for w, on in (("skip", st.skip is not None), ("layernorm", st.extra is not None),
+                                             ("mean", st.mean)) if on) or "scale"
+            bank = 2 * st.in_size * st.in_bits + (st.skip_depth * st.skip_size * st.skip_bits if st.skip is not None else 0)
+            rows.append({"stage": st.name, "kind": f"row ({what})", "lanes": 1, "nm": None, "pipeline": None,
+                         "windows": st.rows, "window": st.d, "channels": st.d, "beats_per_window": st.d,
+                         "cycles_per_frame": st.busy_cycles, "weight_rom_bits": 0,
+                         "window_rom_bits": st.rows * st.d * (2 if st.skip is not None else 1) *
+                         max(1, st.in_size.bit_length()), "bank_bits": bank, "output": out, "requant": requant})
+            continue
         in_bits = parse_format(st.in_fmt).bits
         abits = max(1, st.in_size.bit_length())
         rows.append({"stage": st.name, "kind": st.kind, "lanes": st.lanes,
@@ -133,10 +153,45 @@ def plan_rows(plan: NetworkPlan) -> list[dict]:
                      "beats_per_window": st.beats, "cycles_per_frame": st.busy_cycles,
                      "weight_rom_bits": st.channels * st.beats * st.lanes * st.weight_bits if st.kind == "mac" else 0,
                      "window_rom_bits": st.positions * st.beats * st.span * abits,
-                     "bank_bits": 2 * st.in_size * in_bits, "output": st.out_fmt or f"int{st.out_bits} (raw)",
-                     "requant": "-" if st.requant is None else
-                     "thresholds" if isinstance(st.requant, ActivationSpec) else "multiplier"})
+                     "bank_bits": 2 * st.in_size * in_bits, "output": out, "requant": requant})
     return rows
+
+
+@dataclass
+class _Front:
+    """What ``accel`` needs of a model, from either reader: its op rows, the plan, the float
+    input's quantizer (as input codes), the exact integer model and the outputs' dequantization."""
+
+    rows: list[dict]
+    plan: NetworkPlan
+    input_name: str
+    input_shape: tuple[int, ...]
+    input_format: str
+    input_codes: Callable[[np.ndarray], np.ndarray]
+    integer_model: Callable[[np.ndarray], tuple[np.ndarray, object]]
+    dequantize: Callable[[np.ndarray], np.ndarray]
+    chain: bool
+
+
+def _front(args: argparse.Namespace, name: str) -> _Front:
+    """The model read by the layer chain (:func:`quant.qonnx_import.read_qonnx`) or, for graphs it
+    cannot hold (an MLP-Mixer), by the general front end (:func:`quant.qonnx_net.read_net`)."""
+    opts = dict(lanes=_lanes(args.lanes), pipeline=args.pipeline, max_lanes=args.max_lanes, name=name, nm=_nm(args.nm),
+                requant=args.requant, device=args.device)
+    try:
+        graph = read_qonnx(args.model)
+    except QonnxError as chain_error:
+        try:
+            net = read_net(args.model)
+        except QonnxError:
+            raise chain_error from None
+        acc = plan_net(net, **opts)
+        return _Front(net_rows(net), acc.plan, net.input_name, net.input_shape, acc.in_spec.fmt, acc.input_codes,
+                      lambda x: execute_net(net, x), acc.outputs, False)
+    shape = graph.input_shape
+    return _Front(layer_rows(graph), plan_network(graph, **opts), graph.input_name, shape, graph.in_quant.fmt,
+                  lambda x: graph.in_quant.codes(x.reshape(len(x), *shape[1:])).reshape(len(x), -1),
+                  lambda x: execute_int(graph, x), lambda y: dequantize(graph, y), True)
 
 
 def _model_name(path: Path) -> str:
@@ -149,34 +204,25 @@ def _accel(args: argparse.Namespace) -> int:
     if args.sim and not args.inputs:
         raise QonnxError("--sim needs --inputs X.npy (the inputs to stream through the accelerator)")
     out_dir = writable_folder(args.out) if args.out else None  # before any work
-    try:
-        graph = read_qonnx(args.model)
-    except QonnxError as chain_error:
-        try:
-            net = read_net(args.model)
-        except QonnxError:
-            raise chain_error from None
-        return _accel_net(args, net)
-    rows = layer_rows(graph)
     name = _model_name(args.model)
-    plan = plan_network(graph, _lanes(args.lanes), args.pipeline, args.max_lanes, name=name, nm=_nm(args.nm),
-                        requant=args.requant, device=args.device)
+    front = _front(args, name)
+    plan = front.plan
     cost = plan_cost(plan, args.device)
     stage_rows = [{**r, **{k: c[k] for k in ("lut", "ff", "dsp", "bram18")}, "parts": c["parts"]}
                   for r, c in zip(plan_rows(plan), cost["stages"])]
-    doc: dict = {"model": str(args.model), "input": graph.input_name, "input_shape": list(graph.input_shape),
-                 "input_format": graph.in_quant.fmt, "layers": rows, "stages": stage_rows,
-                 **{k: cost[k] for k in _COST_KEYS}}
+    doc: dict = {"model": str(args.model), "input": front.input_name, "input_shape": list(front.input_shape),
+                 "input_format": front.input_format, "layers" if front.chain else "ops": front.rows,
+                 "stages": stage_rows, **{k: cost[k] for k in _COST_KEYS}}
     if args.inputs:
-        x = _load_inputs(args.inputs, graph)
-        out, codes = execute_int(graph, x)
+        x = _load_inputs(args.inputs, front.input_shape)
+        out, codes = front.integer_model(x)
         doc["outputs"] = out.tolist()
-        doc["codes"] = [c.tolist() for c in codes]
+        doc["codes"] = [c.tolist() for c in codes] if front.chain else {k: v.tolist() for k, v in codes.items()}
         if args.sim:
-            xi = graph.in_quant.codes(x.reshape(len(x), *graph.input_shape[1:])).reshape(len(x), -1)
+            xi = front.input_codes(x)
             run = simulate_plan(plan, xi, args.backend)
             model = run_plan(plan, xi)
-            got = dequantize(graph, run.outputs)
+            got = front.dequantize(run.outputs)
             same = all(np.array_equal(a, b) for a, b in zip(run.stages, model)) if run.stages else \
                 np.array_equal(run.outputs, model[-1])
             doc.update(outputs=got.tolist(), codes=np.asarray(run.outputs).tolist(), cycles=run.cycles,
@@ -191,13 +237,13 @@ def _accel(args: argparse.Namespace) -> int:
         comp = AXIStreamAccelerator(plan) if args.axis else Accelerator(plan)
         (out_dir / f"{top}.v").write_text("`timescale 1ns / 1ps\n" + portable_verilog(comp, top))
         (out_dir / f"{top}.vlt").write_text(waivers(top, axis=args.axis))
-        report = {k: doc[k] for k in ("model", "input_shape", "input_format", "layers", "stages", *_COST_KEYS)}
-        (out_dir / f"{top}.json").write_text(json.dumps({"top": top, **report}, indent=2) + "\n")
+        keep = ("model", "input_shape", "input_format", "layers" if front.chain else "ops", "stages", *_COST_KEYS)
+        (out_dir / f"{top}.json").write_text(json.dumps({"top": top, **{k: doc[k] for k in keep}}, indent=2) + "\n")
         doc["files"] = [str(out_dir / f"{top}{ext}") for ext in (".v", ".vlt", ".json")]
     if args.json:
         print(json.dumps(doc))
         return 0
-    _print(args, graph, rows, doc)
+    _print(args, front, doc)
     return 0
 
 
@@ -206,41 +252,6 @@ def net_rows(net: QNet) -> list[dict]:
     quantizer's), weight format, MACs per inference."""
     return [{"op": op.name, "kind": op.kind, "out": list(op.shape), "format": op.spec.fmt if op.spec else "",
              "weight_format": op.weight_quant.fmt if op.weight_quant else "", "macs": op.macs} for op in net.ops]
-
-
-#: ops of the general front end that no accelerator stage implements yet
-NO_STAGE = ("LayerNormalization", "Gelu", "Transpose", "Add", "ReduceMean")
-
-
-def _accel_net(args: argparse.Namespace, net: QNet) -> int:
-    """``accel`` on a graph only the general front end reads (:mod:`quant.qonnx_net`): its ops, the
-    exact integer model on ``--inputs`` and ``--check``; no accelerator yet (:data:`NO_STAGE`)."""
-    missing = sorted({op.kind for op in net.ops if op.kind in NO_STAGE}, key=NO_STAGE.index)
-    first = next((op for op in net.ops if op.kind in NO_STAGE), None)
-    why = f"no accelerator stage yet for {', '.join(missing)}" + (f" (first: node {first.name})" if first else "")
-    if args.sim or args.out:
-        raise QonnxError(f"{args.model}: {why}; the exact integer model runs (paretofab accel MODEL --inputs X.npy "
-                         "--check), --sim and -o do not")
-    rows = net_rows(net)
-    doc: dict = {"model": str(args.model), "input": net.input_name, "input_shape": list(net.input_shape), "ops": rows,
-                 "accelerator": why}
-    if args.inputs:
-        x = _load_inputs(args.inputs, net)
-        out, codes = execute_net(net, x)
-        doc.update(outputs=out.tolist(), codes={k: v.tolist() for k, v in codes.items()})
-        if args.check:
-            ref = qonnx_outputs(Path(args.model), x.reshape(len(x), -1)).reshape(out.shape)
-            _compare(doc, out, ref)
-    if args.json:
-        print(json.dumps(doc))
-        return 0
-    print(f"{args.model}: input {net.input_name} {list(net.input_shape)}; {len(net.layers)} layers with weights, "
-          f"{sum(r['macs'] for r in rows):,} MACs per inference; exact integer model only ({why})")
-    _table(("op", "kind", "out", "format", "weights", "MACs"),
-           [(r["op"], r["kind"], "×".join(map(str, r["out"])), r["format"] or "-", r["weight_format"] or "-",
-             f"{r['macs']:,}") for r in rows])
-    _print_outputs(doc)
-    return 0
 
 
 def _compare(doc: dict, out: np.ndarray, ref: np.ndarray) -> None:
@@ -275,16 +286,26 @@ def _table(head: tuple[str, ...], rows: list[tuple]) -> None:
         print("  " + "  ".join(f"{v:<{w}}" for v, w in zip(row, widths)))
 
 
-def _print(args: argparse.Namespace, graph: QGraph, rows: list[dict], doc: dict) -> None:
-    print(f"{args.model}: input {graph.input_name} {list(graph.input_shape)} quantized to {graph.in_quant.fmt}; "
-          f"{len(graph.compute)} layers with weights, {sum(r['macs'] for r in rows):,} MACs per inference")
+def _print(args: argparse.Namespace, front: _Front, doc: dict) -> None:
+    rows = front.rows
+    macs = sum(r["macs"] for r in rows)
     shape = lambda v: "×".join(map(str, v))  # noqa: E731
-    _table(("layer", "kind", "in", "out", "input", "weights", "weight scale", "bias", "relu", "output", "MACs"),
-           [(r["layer"], r["kind"], shape(r["in"]), shape(r["out"]), r["input_format"], r["weight_format"] or "-",
-             r["weight_scale"] or "-", "yes" if r["bias"] else "no", "yes" if r["relu"] else "no", r["output_format"],
-             f"{r['macs']:,}") for r in rows])
+    if front.chain:
+        print(f"{args.model}: input {front.input_name} {list(front.input_shape)} quantized to {front.input_format}; "
+              f"{sum(1 for r in rows if r['weight_format'])} layers with weights, {macs:,} MACs per inference")
+        _table(("layer", "kind", "in", "out", "input", "weights", "weight scale", "bias", "relu", "output", "MACs"),
+               [(r["layer"], r["kind"], shape(r["in"]), shape(r["out"]), r["input_format"], r["weight_format"] or "-",
+                 r["weight_scale"] or "-", "yes" if r["bias"] else "no", "yes" if r["relu"] else "no",
+                 r["output_format"], f"{r['macs']:,}") for r in rows])
+    else:
+        print(f"{args.model}: input {front.input_name} {list(front.input_shape)} quantized to {front.input_format}; "
+              f"{sum(1 for r in rows if r['weight_format'])} layers with weights, {macs:,} MACs per inference "
+              "(general front end: residual sums, LayerNorm, GELU, transposes)")
+        _table(("op", "kind", "out", "format", "weights", "MACs"),
+               [(r["op"], r["kind"], shape(r["out"]), r["format"] or "-", r["weight_format"] or "-", f"{r['macs']:,}")
+                for r in rows])
     t = doc["total"]
-    print(f"accelerator on {doc['device']}: one stage per layer, {doc['cycles_per_inference']:,} cycles for one "
+    print(f"accelerator on {doc['device']}: {len(doc['stages'])} stages, {doc['cycles_per_inference']:,} cycles for one "
           f"inference, then one every {doc['interval']:,} cycles (closed form); {t['lut']:,} LUT, {t['ff']:,} FF, "
           f"{t['dsp']} DSP, {t['bram18']} BRAM18; ≤ {doc['fmax_mhz']:.0f} MHz: {doc['latency_us']:,.1f} µs per inference, "
           f"{doc['inferences_per_s']:,.0f} inferences/s, {doc['energy_nj_per_inference']['total']:,.0f} nJ per inference "
