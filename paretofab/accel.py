@@ -31,13 +31,13 @@ from hw.portable import portable_verilog, waivers
 from hw.sim import BACKENDS
 from quant.common import HelpFormatter, writable_folder
 from quant.formats import parse_format
-from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, QResidual, dequantize, execute_int, read_qonnx
-from quant.qonnx_net import QNet, execute_net, read_net
+from quant.qonnx_import import QGraph, QLayer, QonnxError, QRequant, QResidual, dequantize, execute_int
+from quant.qonnx_net import QNet, execute_net
 
 from costmodel.accel import plan_cost
 
 from .netplan import DEFAULT_MAX_LANES, REQUANT_UNITS, plan_network
-from .netplan_net import plan_net
+from .netplan_net import plan_net, read_model
 
 __all__ = ["register", "layer_rows", "net_rows", "plan_rows", "qonnx_outputs"]
 
@@ -178,14 +178,9 @@ def _front(args: argparse.Namespace, name: str) -> _Front:
     cannot hold (an MLP-Mixer), by the general front end (:func:`quant.qonnx_net.read_net`)."""
     opts = dict(lanes=_lanes(args.lanes), pipeline=args.pipeline, max_lanes=args.max_lanes, name=name, nm=_nm(args.nm),
                 requant=args.requant, device=args.device)
-    try:
-        graph = read_qonnx(args.model)
-    except QonnxError as chain_error:
-        try:
-            net = read_net(args.model)
-        except QonnxError:
-            raise chain_error from None
-        acc = plan_net(net, **opts)
+    graph = read_model(args.model)
+    if isinstance(graph, QNet):
+        net, acc = graph, plan_net(graph, **opts)
         return _Front(net_rows(net), acc.plan, net.input_name, net.input_shape, acc.in_spec.fmt, acc.input_codes,
                       lambda x: execute_net(net, x), acc.outputs, False)
     shape = graph.input_shape

@@ -1,9 +1,11 @@
 """The whole-network accelerator of every Pareto point (``explore --accel``): the point's student
 quantized exactly as its sweep point was, exported with Brevitas' ``export_qonnx``, read by
-:mod:`quant.qonnx_import`, planned by :func:`paretofab.netplan.plan_network` (one stage per
-layer, ``--lanes`` multipliers in all, N:M stages for an N:M pattern) and costed by
-:func:`costmodel.accel.plan_cost` — beside the time-multiplexed single engine of the table,
-labelled. Students the front end cannot map (the Mixer's LayerNorm, the LSTM) say why in one line.
+:mod:`quant.qonnx_import` (or, for the Mixer's LayerNorms, GELUs and residual sums, by
+:mod:`quant.qonnx_net`), planned by :func:`paretofab.netplan.plan_network` (or
+:func:`paretofab.netplan_net.plan_net`: one stage per layer and per row op, ``--lanes``
+multipliers in all, N:M stages for an N:M pattern) and costed by :func:`costmodel.accel.plan_cost`
+— beside the time-multiplexed single engine of the table, labelled. Students neither front end
+can map (the LSTM) say why in one line.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import torch
 from costmodel.accel import plan_cost
 from models.map_data import load_splits
 from models.prune import parse_pattern
-from quant.qonnx_import import QonnxError, read_qonnx
+from quant.qonnx_import import QonnxError
+from quant.qonnx_net import QNet
 
 from .front_energy import quantized_point
 from .netplan import plan_network
+from .netplan_net import plan_net, read_model
 from .qonnx_export import write_qonnx
 from .options import ExploreConfig
 
@@ -48,9 +52,13 @@ def point_accel(student: Path, fmt: str, ptq: str, engine: str, cfg: ExploreConf
     nm = (pattern.n, pattern.m) if pattern is not None and pattern.n is not None else None
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        write_qonnx(q, example, Path(tmp) / "point.onnx")
-        graph = read_qonnx(Path(tmp) / "point.onnx")
-    plan = plan_network(graph, "auto", max_lanes=max(cfg.lanes, len(graph.compute)), nm=nm)
+        path = Path(tmp) / "point.onnx"
+        write_qonnx(q, example, path)
+        model = read_model(path)
+    if isinstance(model, QNet):
+        plan = plan_net(model, "auto", max_lanes=max(cfg.lanes, len(model.layers)), nm=nm).plan
+    else:
+        plan = plan_network(model, "auto", max_lanes=max(cfg.lanes, len(model.compute)), nm=nm)
     c = plan_cost(plan, cfg.device)
     return {"accel_lut": c["total"]["lut"], "accel_ff": c["total"]["ff"], "accel_dsp": c["total"]["dsp"],
             "accel_bram18": c["total"]["bram18"], "accel_cycles": c["cycles_per_inference"],

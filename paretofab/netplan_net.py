@@ -22,6 +22,7 @@ something needs it in a frame:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -30,13 +31,13 @@ from hw.dataflow.plan import NetworkPlan, Stage
 from hw.dataflow.row import RowStage
 from hw.devices import get_device
 from hw.requant import RequantSpec
-from quant.qonnx_import import MULT_BITS, QonnxError, QuantSpec
-from quant.qonnx_net import NetOp, QNet, common_unit, gelu_table, unit_ratios
+from quant.qonnx_import import MULT_BITS, QGraph, QonnxError, QuantSpec, read_qonnx
+from quant.qonnx_net import NetOp, QNet, common_unit, gelu_table, read_net, unit_ratios
 from quant.reference import NORM_FRAC_BITS, fixed_point_multiplier
 
 from .netplan import DEFAULT_MAX_LANES, _choose_requantizers, _set_lanes, fits_nm
 
-__all__ = ["NetAccelerator", "plan_net"]
+__all__ = ["NetAccelerator", "plan_net", "read_model"]
 
 
 #: the float network input, before its quantizer
@@ -136,6 +137,19 @@ class NetAccelerator:
         if self.out_spec is not None:
             return self.out_spec.ints(picked.astype(np.int64)).astype(np.float64) * self.out_spec.step
         return picked.astype(np.float64) * self.out_unit
+
+
+def read_model(path: str | Path) -> QGraph | QNet:
+    """A QONNX file as a chain of layers (:func:`quant.qonnx_import.read_qonnx`) or, when the chain
+    cannot hold it (an MLP-Mixer), as exact integer ops (:func:`quant.qonnx_net.read_net`); a
+    file neither reads raises the chain reader's error."""
+    try:
+        return read_qonnx(path)
+    except QonnxError as chain_error:
+        try:
+            return read_net(path)
+        except QonnxError:
+            raise chain_error from None
 
 
 def _uses(net: QNet) -> dict[str, int]:

@@ -393,3 +393,18 @@ def test_one_default_device():
         if len(cmd) > 1:
             parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[cmd[1]]
         assert parser.get_default("device") == DEFAULT_DEVICE, cmd
+
+
+def test_mixer_front_points_gain_their_accelerator(tmp_path):
+    """`--accel` on Mixer students (LayerNorm, GELU, residual sums: the general front end and row
+    stages): every front point carries its whole-network accelerator, the 2:4 ones with N:M
+    stages."""
+    cfg = ExploreConfig(out=str(tmp_path), method="none", arch="mixer", epochs=1, spread_seeds=1,
+                        workload=TraceSpec(app="pr", scale=12, max_loads=200_000, max_rows=3000),
+                        allow_degenerate=True, formats=("int8",), lanes=16, pattern=("2:4",), prune_epochs=0,
+                        progress=False, accel=True)
+    df = explore(cfg)
+    front = df[df["rank"] == 1]
+    assert len(front) >= 1 and front["accel_lut"].notna().all() and (front["accel_interval"] > 0).all()
+    for _, row in front.iterrows():
+        assert "stages" in row["accel_source"] and ("N:M" in row["accel_source"]) == (row["engine"] != "dense")
