@@ -7,7 +7,8 @@ Brevitas ``export_qonnx`` and mapped with ``--lanes auto``: a 64-24-10 MLP with 
 (conv3×3 6 → conv3×3 stride 2 6 → maxpool → linear 10 on 1×8×8), and the digits CNN of
 ``quant.digits`` post-training quantized to int4 (unsigned activations; ``paretofab export
 --qonnx``), the same CNN in e4m3 (minifloat layers), and the PaCKD ResNet student's architecture
-(``zoo:resnet``, untrained: a residual block, global average pool), int8. Synthesis: ``synth_xilinx`` (xc7) of the bare accelerator, cached; LUT counts include
+(``zoo:resnet``, untrained: a residual block, global average pool), int8, and the PaCKD Mixer
+student (``zoo:mixer``, untrained: LayerNorms, GELUs, residual sums; MAC and row stages), int8. Synthesis: ``synth_xilinx`` (xc7) of the bare accelerator, cached; LUT counts include
 LUTRAM. The cost model (:func:`costmodel.accel.plan_cost`) is never fitted on these networks.
 
 Speed: inferences/s of the digits CNN, pysim (one inference) against Verilator (a batch, build
@@ -35,9 +36,11 @@ from hw.dataflow.top import Accelerator  # noqa: E402
 from hw.rtl import synthesize  # noqa: E402
 from hw.verilator import VerilatorModel  # noqa: E402
 from paretofab.netplan import REQUANT_UNITS, plan_network  # noqa: E402
+from paretofab.netplan_net import plan_net, read_model  # noqa: E402
 from paretofab.qonnx_export import export_student_qonnx  # noqa: E402
 from quant.ptq import PTQConfig  # noqa: E402
 from quant.qonnx_import import read_qonnx  # noqa: E402
+from quant.qonnx_net import QNet  # noqa: E402
 
 
 def _brevitas_nets(folder: Path) -> dict[str, tuple[Path, object]]:
@@ -105,6 +108,8 @@ def main() -> None:
         nets["digits_e4m3"] = (path, "auto")
         path, _ = export_student_qonnx("zoo:resnet", "int8", "int8", folder / "resnet_int8.onnx")
         nets["resnet_int8"] = (path, "auto")
+        path, _ = export_student_qonnx("zoo:mixer", "int8", "int8", folder / "mixer_int8.onnx")
+        nets["mixer_int8"] = (path, "auto")
     print(f"Cost model vs Yosys synth_xilinx (xc7) of the whole accelerator, --lanes auto, --requant {args.requant} "
           "(LUT incl. LUTRAM)")
     print(f"{'network':<12} {'stages':>6} {'lanes':<14} {'LUT model':>9} {'LUT yosys':>9} {'err':>7} {'FF model':>8} "
@@ -112,7 +117,9 @@ def main() -> None:
     errs = []
     plans = {}
     for name, (path, lanes) in nets.items():
-        plan = plan_network(read_qonnx(path), lanes, name=name, requant=args.requant)
+        model = read_model(path)
+        plan = plan_net(model, lanes, name=name, requant=args.requant).plan if isinstance(model, QNet) else \
+            plan_network(model, lanes, name=name, requant=args.requant)
         plans[name] = (plan, path)
         cost = plan_cost(plan)
         t = cost["total"]

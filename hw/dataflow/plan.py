@@ -342,7 +342,10 @@ class NetworkPlan:
         for st in self.stages:
             for name, value in sorted(vars(st).items()):
                 h.update(name.encode())
-                h.update(np.ascontiguousarray(value).tobytes() if isinstance(value, np.ndarray) else repr(value).encode())
+                if isinstance(value, np.ndarray) and value.dtype != object:
+                    h.update(np.ascontiguousarray(value).tobytes())
+                else:  # object arrays by their values' text, not their pointers
+                    h.update(repr(value.tolist() if isinstance(value, np.ndarray) else value).encode())
         return h.hexdigest()
 
     @property

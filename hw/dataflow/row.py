@@ -22,8 +22,10 @@ Outputs are in row order (``p · D + j``), or one per column with ``mean``.
 
 Timing (one element per cycle into the row's datapath): without normalization a frame takes
 ``P · D`` cycles; with it, each row goes through :class:`hw.normalizer.Normalizer`, which takes
-``D`` cycles to load a row, ``3R + 2`` to compute, ``D`` to output it:
-:attr:`RowStage.row_cycles` per row.
+``D`` cycles to load a row, ``3R + 4`` to compute, ``D`` to output it, and the engine issues a
+row every :attr:`RowStage.row_cycles` = ``2D + 3R + 4`` cycles (``R`` = NORM_RSQRT_BITS). From the
+frame's first issue ``A``: its banks are released at ``A + release`` (the last element leaving
+the beat register), its last output transfers at ``A + busy_cycles - 1 + latency``.
 """
 
 from __future__ import annotations
@@ -36,24 +38,27 @@ import numpy as np
 from quant.formats import IntFormat, parse_format
 from quant.reference import NORM_FRAC_BITS, NORM_RSQRT_BITS, element_ints, normalize, requantize
 
-from ..arith import ConfigError
+from ..arith import ConfigError, finite_codes
 from ..requant import RequantSpec
 
 __all__ = ["RowStage", "run_row", "ROW_LATENCY", "NORM_ROW_LATENCY"]
 
-#: cycles from a frame's last element issuing to its last output transferring, without
-#: normalization (the read register, the output register)
+#: cycles from a frame's last element issuing (``A + busy_cycles - 1``) to its last output
+#: transferring, without normalization (the beat register, the output register)
 ROW_LATENCY = 2
-#: the same with normalization: from the last row's start to its last output, beyond its
-#: ``row_cycles`` (the read register, the output register)
+#: the same with normalization: the last row issues from ``A + busy_cycles - row_cycles``, enters
+#: the normalizer a cycle later (the beat register), whose last output of it is ``row_cycles - 1``
+#: cycles after that, at ``A + busy_cycles``; then the output register
 NORM_ROW_LATENCY = 2
 
 
 def _table(values, shape: tuple[int, int], what: str, name: str) -> np.ndarray:
+    """``values`` as an int64 array (object ints only beyond 62 bits: their bytes are no digest)."""
     arr = np.asarray(values, dtype=object)
     if arr.shape != shape:
         raise ConfigError(f"stage {name}: {what} must be {shape}, got {arr.shape}")
-    return arr
+    arr = np.vectorize(int, otypes=[object])(arr)
+    return arr.astype(np.int64) if all(abs(v) < 1 << 62 for v in arr.flat) else arr
 
 
 @dataclass(eq=False)
@@ -169,14 +174,14 @@ class RowStage:
         f = parse_format(fmt)
         if isinstance(f, IntFormat):
             return max(abs(f.min_int), abs(f.max_int))
-        return int(np.max(np.abs(element_ints(np.arange(1 << f.bits), f))))
+        return int(np.max(np.abs(element_ints(finite_codes(f), f))))  # NaN / inf codes never arrive
 
     @property
     def sum_bits(self) -> int:
         """Width of ``v`` before normalization, bits."""
-        top = self._top(self.in_fmt, self.in_bits) * max(self.mults.flat)
+        top = self._top(self.in_fmt, self.in_bits) * int(max(self.mults.flat))
         if self.skip is not None:
-            top += self._top(self.skip_fmt, self.skip_bits) * max(self.skip_mults.flat)
+            top += self._top(self.skip_fmt, self.skip_bits) * int(max(self.skip_mults.flat))
         return max(2, int(top).bit_length() + 1)
 
     @property
@@ -189,7 +194,7 @@ class RowStage:
         """Width of ``y`` (summed over rows with :attr:`mean`), bits."""
         top = (1 << ((self.norm_bits if self.extra is not None else self.sum_bits) - 1)) * max(abs(g) for g in self.gains)
         top = (top + max(abs(b) for b in self.biases)) * (self.rows if self.mean else 1)
-        return top.bit_length() + 1
+        return max(2, top.bit_length() + 1)  # 2: a requantizer's narrowest input (all gains and biases 0)
 
     @property
     def out_bits(self) -> int:
@@ -216,7 +221,8 @@ class RowStage:
 
     @property
     def latency(self) -> int:
-        """Cycles from the end of :attr:`busy_cycles` to the last output transferring (plus one)."""
+        """Cycles from the frame's last issue slot, ``A + busy_cycles - 1``, to its last output's
+        transfer."""
         return NORM_ROW_LATENCY if self.extra is not None else ROW_LATENCY
 
 

