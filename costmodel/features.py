@@ -163,7 +163,7 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "full_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "reg_msb_kept", "reg_msb_kept_dsp", "macc_signext_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "reg_msb_kept", "reg_msb_kept_dsp", "macc_signext_bits", "macc_terms", "macc_term_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
 #: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
@@ -659,6 +659,10 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # accumulator's (0 where one term enters: acc + partial is a plain adder)
     acc_w = f["acc_bits"].to_numpy()
     f["macc_signext_bits"] = np.where(last_terms > 1, np.maximum(last_terms * acc_w - last_bits, 0), 0)
+    # the terms that enter that $macc with the accumulator and their bits at their own widths
+    # (1 term: acc + partial, a plain adder)
+    f["macc_terms"] = last_terms
+    f["macc_term_bits"] = last_bits
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()
     m = cfg["m"].to_numpy()

@@ -11,9 +11,10 @@ multiplier      LUTs of one exact multiplier for the format pair, operand-order 
                 (partial products and adder depth);
                 minifloat ``c3·A·B + c4·shifter + c5·P + c6·I`` (significand product A×B, the
                 aligner's log-shifter mux bits, the negation P, a signed int operand's
-                magnitude I), A·B → 0 when the Yosys DSP rule maps it to a DSP (a coefficient
-                of its own for the multipliers behind an N:M index mux was weighed and left out,
-                :data:`CANDIDATES`);
+                magnitude I), A·B → 0 when the Yosys DSP rule maps it to a DSP; a measured
+                multiplier behind an N:M index mux at a coefficient of its own
+                (``mult_measured_sparse``: ABC maps the mux's last level with the multiplier's
+                first LUTs);
 adder tree      LUTs per adder bit of the fabric, for levels that end in a pipeline register and
                 those that feed the next level or the accumulator combinationally (Yosys/ABC
                 map the two differently: about 0.7 vs 1.3 LUT/bit), minifloat and integer engines
@@ -40,7 +41,11 @@ multiply-accumulate merge
                 ``$macc`` lies in the fabric (the adder levels after the last pipeline register,
                 or all of them, merged with the accumulator's adder): LUTs per sign-extension
                 bit of its signed operands, each extended to the accumulator's width
-                (``macc_signext_fabric``, ``features.macc_signext_bits``);
+                (``macc_signext_fabric``, ``features.macc_signext_bits``), and per full adder
+                of maccmap's compressor, ``(terms − 1) · acc_bits`` for a signed product
+                (``macc_fa_signed``, ``features.macc_terms``: on ECP5, whose CCU2C carry chains
+                leave a plain adder's sum bits out of the LUT4 count, the bulk of an int × int
+                DSP engine's LUT4s);
 accumulator     LUTs per accumulator bit, minifloat and integer engines apart (about 1.7: the
                 adder and its clear; a minifloat engine's by where its significand products lie,
                 as its adders); one LUT per bit where Yosys packs the accumulator into a
@@ -167,14 +172,25 @@ def _split(terms: list[str], split: dict[str, list[str]]) -> list[str]:
     return [x for t in terms for x in split.get(t, [t])]
 
 
-#: the shipped LUT terms: multipliers synthesized alone (primitives.csv) at their measured cost,
-#: the others by the multiplier formula's terms, each with its coefficient fitted on whole engines;
-#: an unpipelined int × int DSP tree that no DSP packs (xcup) and a minifloat engine's
-#: combinational adders and accumulator by where its significand products lie, apart
-LUT_TERMS = _split(_NOPACK_TERMS, _MF_SPLIT)
+#: the LUT terms shipped until the evening of 2026-12-04: multipliers synthesized alone
+#: (primitives.csv) at their measured cost, the others by the multiplier formula's terms, each with
+#: its coefficient fitted on whole engines; an unpipelined int × int DSP tree that no DSP packs
+#: (xcup) and a minifloat engine's combinational adders and accumulator by where its significand
+#: products lie, apart (the engine terms the Lattice fits choose from, :data:`LATTICE_CANDIDATES`)
+_ENGINE_TERMS_2026_12_04 = _split(_NOPACK_TERMS, _MF_SPLIT)
+#: the shipped LUT terms: those, the measured multipliers of sparse engines (behind the index mux,
+#: which ABC maps together with the multiplier's first LUTs) at a coefficient of their own
+#: (``mult_measured_sparse``), and the full adders of the accumulator's fabric $macc
+#: (``macc_fa_signed``)
+LUT_TERMS = [*_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa_signed"]
 #: the LUT term sets the cross-validation compared (``python -m costmodel.resources --cv``); the
 #: shipped :data:`LUT_TERMS` lower median + p90 on the random calibration rows of each of xc7 and
-#: xcup: 4.3 % + 10.1 %, 4.9 % + 9.9 % (2026-12-04, 360 + 100 drawn rows), against 4.2 % + 10.5 %,
+#: xcup: 3.7 % + 10.5 %, 4.2 % + 10.5 % (2026-12-04 evening, 360 + 220 drawn rows), against
+#: 4.1 % + 10.3 %, 4.4 % + 10.6 % for the terms shipped until then (and on average over five
+#: other fold assignments by key, 13.95 % vs 14.52 % and 15.09 % vs 15.32 %: small gains, within
+#: the spread between fold assignments); either new term alone raises one family's against it
+#: (the sparse multipliers apart: xcup's; the full adders: xc7's). The terms shipped until then, on
+#: their own data: 4.3 % + 10.1 %, 4.9 % + 9.9 % (2026-12-04, 360 + 100 drawn rows), against 4.2 % + 10.5 %,
 #: 5.1 % + 11.4 % for the terms shipped until then on the same features (and 4.3 % + 10.6 %,
 #: 4.8 % + 11.5 % before the unsigned carry-out); every other candidate raises at least one
 #: family's. The terms shipped until 2026-12-04 had beaten 5.5 % + 13.1 %, 5.6 % + 14.9 %
@@ -202,10 +218,13 @@ CANDIDATES = {
     "those + an unpipelined int DSP tree no DSP packs apart": _NOPACK_TERMS,
     "those, a minifloat engine's combinational fabric adders apart by DSP / LUT significand products": _split(
         _NOPACK_TERMS, {"tree_bits_comb_mf": _MF_SPLIT["tree_bits_comb_mf"]}),
-    "shipped (those, its accumulator apart too)": LUT_TERMS,
-    "shipped, its registered fabric adders apart too": _split(
-        LUT_TERMS, {"tree_bits_reg_mf": ["tree_bits_reg_mf_dsp", "tree_bits_reg_mf_lut"]}),
-    "shipped + the sparse engines' multipliers (behind the index mux) apart": LUT_TERMS + ["mult_measured_sparse"],
+    "terms shipped until 2026-12-04 evening (those, its accumulator apart too)": _ENGINE_TERMS_2026_12_04,
+    "those, its registered fabric adders apart too": _split(
+        _ENGINE_TERMS_2026_12_04, {"tree_bits_reg_mf": ["tree_bits_reg_mf_dsp", "tree_bits_reg_mf_lut"]}),
+    "those + the sparse engines' multipliers (behind the index mux) apart": [
+        *_ENGINE_TERMS_2026_12_04, "mult_measured_sparse"],
+    "those + the fabric $macc's full adders (signed products)": [*_ENGINE_TERMS_2026_12_04, "macc_fa_signed"],
+    "shipped (those + the sparse engines' multipliers apart + the fabric $macc's full adders)": LUT_TERMS,
     "shipped + the index mux's bits apart for minifloat and integer engines": LUT_TERMS + ["mux_bits_mf", "mux_bits_int"],
     "the standalone multiplier formula scaled by one coefficient, the rest shipped": [
         "const", "mult_measured", "mult_formula", *_REST_TERMS, *_STRUCTURE_TERMS],
@@ -391,10 +410,11 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         "tree_bits_comb_mf_dsp": fabric_comb * mf * dspm, "tree_bits_comb_mf_lut": fabric_comb * mf * ~dspm,
         "acc_bits_mf_dsp": acc * mf * dspm, "acc_bits_mf_lut": acc * mf * ~dspm,
         # candidates the cross-validation weighed and left out (CANDIDATES): the registered
-        # fabric adders of minifloat engines apart the same way, the multipliers of sparse engines
-        # (behind the index mux) at their own coefficient, the index mux's selected bits apart for
-        # minifloat and integer engines
+        # fabric adders of minifloat engines apart the same way, the index mux's selected bits
+        # apart for minifloat and integer engines
         "tree_bits_reg_mf_dsp": fabric_reg * mf * dspm, "tree_bits_reg_mf_lut": fabric_reg * mf * ~dspm,
+        # the measured multipliers of sparse engines (behind the index mux) at their own
+        # coefficient (shipped: the mux's last level and the multiplier's first LUTs map together)
         "mult_measured_sparse": lanes * ml_measured * sparse,
         "mux_bits_mf": lanes * f["ab"].to_numpy(dtype=float) * sparse * mf,
         "mux_bits_int": lanes * f["ab"].to_numpy(dtype=float) * sparse * ~mf,
@@ -447,6 +467,19 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # multipliers' own $macc at pipeline 0 (their partial products: ``macc_signext``)
     cols["macc_signext_fabric"] = (f["macc_signext_bits"].to_numpy(dtype=float) * (~mf & ~fold & ~int_lut_macc)
                                    * (f["unsigned_product"].to_numpy() == 0))
+    # that fabric $macc's full adders (a Lattice candidate): maccmap reduces its operands (the
+    # ``macc_terms`` terms after the last pipeline register, each sign-extended to the
+    # accumulator's width, and the accumulator) to two rows with full adders, (terms - 1) ·
+    # acc_bits of them for a signed product (an unsigned one extends constant 0s: nothing to
+    # add), before one carry-chain adder. On ECP5 a carry-chain adder's sum bits are CCU2C cells,
+    # no LUT4, but each full adder takes LUT4s (sum and carry): the ECP5 calibration engine int4 ×
+    # int4, 4 lanes (MULT18X18D products) takes 110 LUT4 at pipeline 0 and 1 (four terms and the
+    # accumulator in one $macc) and 20 at pipeline 3 (one term: a CCU2C adder); on LUT6 / SB_CARRY
+    # fabrics the adder terms price most of it (5-fold CV: on xc7 a gain only together with
+    # ``mult_measured_sparse``)
+    terms_in = f["macc_terms"].to_numpy(dtype=float)
+    cols["macc_fa_signed"] = (np.maximum(terms_in - 1, 0) * acc * (~fold & ~int_lut_macc)
+                              * (f["unsigned_product"].to_numpy() == 0))
     # an unpipelined DSP tree of truncated products (not folded): its first level in the DSP48
     # post-adders (P = A·B + C, as in a pipelined tree: fitted near 0.1 LUT/bit), the rest in the
     # fabric (near 1 LUT/bit)
@@ -882,17 +915,25 @@ def _lattice_lut_matrix(rows: pd.DataFrame, target: str, terms: list[str], mult:
 
 
 #: the LUT term sets a Lattice fit chooses from by 5-fold CV (engine terms only where the family's
-#: own multipliers are stored in ``primitives.csv``; "the multiplier formula's terms fitted on
-#: whole engines" are the engine terms shipped until 2026-12-03 evening, without the structure
-#: terms of :data:`LUT_TERMS`)
+#: own multipliers are stored in ``primitives.csv``; "engine terms" are the Xilinx terms shipped
+#: until the evening of 2026-12-04; "the multiplier formula's terms fitted on whole engines" the
+#: engine terms shipped until 2026-12-03 evening, without the structure terms of
+#: :data:`LUT_TERMS`; "the fabric $macc's full adders": ``macc_fa_signed``, which ECP5's CCU2C
+#: carry chains, pricing a carry-chain adder's sum bits at no LUT4, set apart most)
 LATTICE_CANDIDATES = {
-    "Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": LUT_TERMS,
-    "engine terms + unpipelined product bits": LUT_TERMS + ["prod_bits_comb"],
+    "Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": _ENGINE_TERMS_2026_12_04,
+    "engine terms + unpipelined product bits": _ENGINE_TERMS_2026_12_04 + ["prod_bits_comb"],
     "engine terms, the multiplier formula's terms fitted on whole engines": [*_MULT_LUT_TERMS, *_REST_TERMS],
     "engine terms, the multiplier formula's terms fitted on whole engines + unpipelined product bits": [
         *_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb"],
     "2026-12-03 engine terms": [*_MULT_LUT_TERMS, *_REST_TERMS_2026_12],
-    "2026-12-03 engine terms + unpipelined product bits": [*_MULT_LUT_TERMS, *_REST_TERMS_2026_12, "prod_bits_comb"]}
+    "2026-12-03 engine terms + unpipelined product bits": [*_MULT_LUT_TERMS, *_REST_TERMS_2026_12, "prod_bits_comb"],
+    "engine terms, the family's own multipliers + the fabric $macc's full adders": _ENGINE_TERMS_2026_12_04 + [
+        "macc_fa_signed"],
+    "engine terms + unpipelined product bits + the fabric $macc's full adders": _ENGINE_TERMS_2026_12_04 + [
+        "prod_bits_comb", "macc_fa_signed"],
+    "engine terms, the multiplier formula's terms fitted on whole engines + unpipelined product bits + the fabric "
+    "$macc's full adders": [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa_signed"]}
 
 
 def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = CV_FOLDS,
