@@ -24,9 +24,10 @@ Per MAC stage:
 Pool stages have the banks (one read port per window element), the window ROM and a comparator
 tree (one LUT per bit per comparison). Row stages (:class:`hw.dataflow.row.RowStage`: residual
 sums, LayerNorm, means; :func:`row_cost`) have their banks (main and skip), address and
-multiplier ROMs, the multiply-adds, the normalizer (:class:`hw.normalizer.Normalizer`: registers
-counted, multipliers by the DSP rule, a LUT per adder, comparator and mux bit), the gain, bias and
-mean, and the requantizer as above: counted from the RTL's structure, not fitted. Dynamic energy per frame: the MAC engine's actions
+multiplier ROMs (a constant or repeated table free, one constant along rows or columns by its
+distinct words), the multiply-adds, the normalizer (:func:`costmodel.norm_cost.norm_cost`: LUTs
+fitted on standalone random normalizers, registers counted, multipliers by the DSP rule), the gain,
+bias and mean (its sums a memory) and the requantizer as above. Dynamic energy per frame: the MAC engine's actions
 (:func:`costmodel.estimate`), the frame-bank writes, window-ROM reads, pool reads and compares,
 combiner and requantizer multiplies and adds (a threshold table's comparisons), each × an ASIC
 per-action figure of
@@ -54,6 +55,7 @@ from quant.formats import parse_format
 from .energy import ERT, mult_pj
 from .estimate import estimate
 from .features import buffer_cost, mult_dsp
+from .norm_cost import norm_cost
 from .requant_cost import requant_cost, threshold_cost
 
 __all__ = ["stage_cost", "row_cost", "plan_cost", "SOURCES", "PARTS"]
@@ -73,9 +75,10 @@ SOURCES = {
                "adder bit, its registers): not checked against Yosys; a threshold table: LUTs fitted on standalone "
                "random tables (hw.activation.thresholds of random requantizers, the same CSV)",
     "control": "counted: counters, beat and output registers (FF), 1 LUT per counter bit",
-    "row": "a row stage (residual sum, LayerNorm, mean): counted from the RTL's structure (registers; a LUT per "
-           "adder, comparator and mux bit; multipliers by the Yosys DSP rule; banks and ROMs by the rules above), "
-           "not fitted",
+    "row": "a row stage (residual sum, LayerNorm, mean): the normalizer's LUTs fitted on standalone random "
+           "normalizers (costmodel.norm_cost, data/normalizer.csv), its registers counted; the rest counted from the "
+           "RTL's structure (a LUT per adder bit; multipliers by the Yosys DSP rule; banks, ROMs and the mean's sums "
+           "by the rules above)",
 }
 
 
@@ -214,11 +217,28 @@ def stage_cost(st: Stage, device: str | Device | None = None) -> dict[str, Any]:
             **total, "parts": parts, "dynamic_nj": dynamic_nj, "fmax_mhz": fmax}
 
 
-def _row_rom(st: RowStage, table: np.ndarray, width: int, target: str) -> dict[str, int]:
-    """A per-element ROM of a row stage (addresses or multipliers: one word per element, read
-    asynchronously), in logic on its live columns."""
-    words = [int(v) for v in np.asarray(table).ravel()]
-    return _rom(len(words), max(1, width), False, target, words)
+def _row_roms(st: RowStage, tables: list[tuple[np.ndarray, int, bool]], target: str) -> dict[str, int]:
+    """A row stage's per-element ROMs (address tables, read asynchronously; multipliers,
+    registered), each ``(table (P, D), width, registered)``, in logic on their live columns: none
+    for a constant table (the RTL makes it a constant) or one equal to an earlier one (Yosys'
+    ``opt_merge``); with a power-of-two ``D`` (the element counter's low bits are the column) a
+    table constant along the rows or the columns needs only ``D`` or ``P`` words."""
+    total, seen = {"lut": 0, "ff": 0, "dsp": 0, "bram18": 0}, []
+    p2 = st.d & (st.d - 1) == 0
+    for table, width, registered in tables:
+        t = np.asarray(table, dtype=object).reshape(st.rows, st.d)
+        if np.all(t == t[0, 0]) or any(np.array_equal(t, u) for u, _ in seen if _ == registered):
+            continue
+        seen.append((t, registered))
+        if p2 and np.all(t == t[:, :1]):
+            t = t[:, :1]
+        elif p2 and np.all(t == t[:1]):
+            t = t[:1]
+        words = [int(v) for v in t.ravel()]
+        cost = _rom(len(words), max(1, width), False, target, words)
+        cost["ff"] = max(1, width) if registered else 0
+        total = {k: total[k] + cost[k] for k in total}
+    return total
 
 
 def row_cost(st: RowStage, device: str | Device | None = None) -> dict[str, Any]:
@@ -229,41 +249,33 @@ def row_cost(st: RowStage, device: str | Device | None = None) -> dict[str, Any]
     d, p, w = st.d, st.rows, st.sum_bits
     parts: dict[str, dict[str, int]] = {"banks": _memory(st.in_size, st.in_bits, 2, target)}
     abits, mbits = _bits(st.in_size + 1), max(1, int(max(st.mults.flat)).bit_length())
-    rom = [_row_rom(st, st.windows, abits, target), _row_rom(st, st.mults, mbits, target)]
+    tables = [(st.windows, abits, False), (st.mults, mbits, True)]
     mults = [(st.in_bits, mbits, int(max(st.mults.flat)) > 1)]
     if st.skip is not None:
         skip_bank = _memory(st.skip_size, st.skip_bits, st.skip_depth, target)
         parts["banks"] = {k: parts["banks"][k] + skip_bank[k] for k in parts["banks"]}
         sbits = max(1, int(max(st.skip_mults.flat)).bit_length())
-        rom += [_row_rom(st, st.skip_windows, _bits(st.skip_size + 1), target), _row_rom(st, st.skip_mults, sbits, target)]
+        tables += [(st.skip_windows, _bits(st.skip_size + 1), False), (st.skip_mults, sbits, True)]
         mults.append((st.skip_bits, sbits, int(max(st.skip_mults.flat)) > 1))
-    parts["window_rom"] = {k: sum(r[k] for r in rom) for k in ("lut", "ff", "dsp", "bram18")}
+    parts["window_rom"] = _row_roms(st, tables, target)
     parts["weight_rom"] = {"lut": 0, "ff": 0, "dsp": 0, "bram18": 0}
     dsp = sum(mult_dsp(a, b + 1, 0, target) for a, b, real in mults if real)
-    parts["mac"] = {"lut": w * len(mults), "ff": st.in_bits + (st.skip_bits if st.skip is not None else 0) + w,
-                    "dsp": dsp, "bram18": 0}
-    lut, ff, dsp = 0, 0, 0
+    parts["mac"] = {"lut": w * len(mults), "ff": 0, "dsp": dsp, "bram18": 0}  # the read registers: the banks'
+    lut, ff, dsp, bram = 0, 0, 0, 0
     vb = st.value_bits
-    if st.extra is not None:  # hw.normalizer.Normalizer's registers and datapath
-        P, R = NORM_VAR_BITS, NORM_RSQRT_BITS
-        lg = _bits(d)
-        s1, s2 = w + lg + 1, 2 * w + lg
-        v = max((d * d << (2 * w - 2)).bit_length(), st.extra.bit_length()) + 1
-        t = w + lg + 3
-        ff += d * w + s1 + s2 + v + v.bit_length() + 2 + (2 * P + 2) + (2 * P + 3) + 3 * (2 * R + 2) + 2 * _bits(d) + 3
-        dsp += mult_dsp(w, w, 0, target) + mult_dsp(s1, s1, 0, target) + mult_dsp(t, R + 1, 0, target)
-        shift = t + R + 2
-        lut += (s1 + s2 + bin(d).count("1") * s2 + v  # the sums and V
-                + v * (1 + v.bit_length()) + 2 * (2 * P + 3) + 3 * (2 * R + 2)  # normalize, divide, square root
-                + w * -(-d // 4) + 2 * t + shift * shift.bit_length())  # the row's mux, t, the rounding shift
+    if st.extra is not None:  # hw.normalizer.Normalizer: LUTs fitted on standalone ones, the rest counted
+        norm = norm_cost(d, w, st.extra, target)
+        lut, ff, dsp = norm["lut"], norm["ff"], norm["dsp"]
     gains = max(abs(g) for g in st.gains)
     dsp += mult_dsp(vb, gains.bit_length() + 1, 0, target) if gains > 1 else 0
     lut += 2 * vb * (2 if st.mean else 1)
-    ff += d * vb if st.mean else 0
+    if st.mean:  # the columns' running sums: a memory of D words
+        sums = _memory(d, vb, 1, target)
+        lut, ff, bram = lut + sums["lut"], ff + sums["ff"], sums["bram18"]
     if st.requant is not None:
         rq = requant_cost(st.requant, target)
         lut, dsp = lut + rq["lut"], dsp + rq["dsp"]
-    parts["requant"] = {"lut": lut, "ff": ff, "dsp": dsp, "bram18": 0}
+    parts["requant"] = {"lut": lut, "ff": ff, "dsp": dsp, "bram18": bram}
     counters = _bits(st.in_size) + _bits(p * d) + _bits(d) + _bits(p) + 6 + \
         (_bits(st.skip_size) + _bits(st.skip_depth) + 2 if st.skip is not None else 0)
     parts["control"] = {"lut": counters, "ff": counters + st.out_bits + 4, "dsp": 0, "bram18": 0}

@@ -44,7 +44,7 @@ from quant.formats import parse_format
 from .features import mult_dsp
 
 __all__ = ["requant_features", "threshold_features", "requant_cost", "threshold_cost", "requant_coefficients",
-           "cv_error", "random_spec", "spec_json", "spec_from_json", "REQUANT_CSV", "FEATURES", "UNITS"]
+           "cv_error", "fit_relative", "cv_relative", "random_spec", "spec_json", "spec_from_json", "REQUANT_CSV", "FEATURES", "UNITS"]
 
 REQUANT_CSV = Path(__file__).parent / "data" / "requant.csv"
 FEATURES = ("summed", "var", "sel", "np2")
@@ -117,10 +117,20 @@ def _rows(target: str, unit: str = "multiplier") -> pd.DataFrame:
     return pd.concat([rows, pd.DataFrame(feats)], axis=1)
 
 
-def _fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+def fit_relative(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares of ``X · c ≈ y`` on relative error (the coefficients ``c``)."""
     from scipy.optimize import nnls  # heavy: scipy
 
-    return nnls(X / y[:, None], np.ones(len(y)))[0]  # relative error
+    return nnls(X / y[:, None], np.ones(len(y)))[0]
+
+
+def cv_relative(X: np.ndarray, y: np.ndarray, folds: int = 5) -> tuple[float, float]:
+    """(median, p90) relative error of ``folds``-fold cross-validation of :func:`fit_relative`
+    (row ``i`` in fold ``i mod folds``)."""
+    fold = np.arange(len(y)) % folds
+    err = np.concatenate([np.abs(X[fold == f] @ fit_relative(X[fold != f], y[fold != f]) / y[fold == f] - 1)
+                          for f in range(folds)])
+    return float(np.median(err)), float(np.percentile(err, 90))
 
 
 @lru_cache(maxsize=None)
@@ -130,17 +140,13 @@ def requant_coefficients(target: str = "xc7", unit: str = "multiplier") -> dict[
     rows, names = _rows(target, unit), UNITS[unit]
     if rows.empty:
         return None
-    return dict(zip(names, _fit(rows[list(names)].to_numpy(float), rows["lut"].to_numpy(float)).tolist()))
+    return dict(zip(names, fit_relative(rows[list(names)].to_numpy(float), rows["lut"].to_numpy(float)).tolist()))
 
 
 def cv_error(target: str = "xc7", folds: int = 5, unit: str = "multiplier") -> tuple[float, float]:
     """(median, p90) relative LUT error of 5-fold cross-validation over the stored runs."""
     rows, names = _rows(target, unit), UNITS[unit]
-    X, y = rows[list(names)].to_numpy(float), rows["lut"].to_numpy(float)
-    fold = np.arange(len(y)) % folds
-    err = np.concatenate([np.abs(X[fold == f] @ _fit(X[fold != f], y[fold != f]) / y[fold == f] - 1)
-                          for f in range(folds)])
-    return float(np.median(err)), float(np.percentile(err, 90))
+    return cv_relative(rows[list(names)].to_numpy(float), rows["lut"].to_numpy(float), folds)
 
 
 def requant_cost(spec: RequantSpec, target: str = "xc7") -> dict[str, int]:
