@@ -101,17 +101,61 @@ def _load_inputs(path: str, input_shape: tuple[int, ...]) -> np.ndarray:
     return x
 
 
-def _lanes(text: str) -> str | int | list[int]:
-    """``--lanes``: ``auto``, one count, or a comma list (one per layer with weights)."""
+def _lanes(text: str) -> str | int | list[int] | dict[str, int]:
+    """``--lanes``: ``auto``, one count, a comma list (one per layer with weights), or a folding
+    file (:func:`_folding`)."""
     if text == "auto":
         return "auto"
+    if text.endswith(".json"):
+        return _folding(Path(text))
     try:
         vals = [int(v) for v in text.split(",")]
     except ValueError:
-        raise QonnxError(f"--lanes {text!r}: give auto, a count or a comma list of counts (one per layer)") from None
+        raise QonnxError(f"--lanes {text!r}: give auto, a count, a comma list of counts (one per layer) or a "
+                         "folding .json") from None
     if min(vals) < 1:
         raise QonnxError(f"--lanes {text!r}: lane counts must be >= 1")
     return vals[0] if len(vals) == 1 else vals
+
+
+def _folding(path: Path) -> dict[str, int]:
+    """A folding file (FINN's folding config, in this tool's words): a JSON object of layer (MAC
+    stage) names to their lanes — a count or ``{"lanes": count}`` — or a report this command wrote
+    (``--json`` or ``-o``: its ``stages``, MAC stages only)."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise QonnxError(f"--lanes {path}: no such file; give a JSON object of layer names to lane counts") from None
+    except (OSError, ValueError) as e:
+        raise QonnxError(f"--lanes {path}: not a JSON file ({e}); give an object of layer names to lane counts") from None
+    if isinstance(doc, dict) and isinstance(doc.get("stages"), list):
+        doc = {r["stage"]: _dense_lanes(r) for r in doc["stages"] if isinstance(r, dict) and r.get("kind") == "mac"}
+    lanes = {k: (v.get("lanes") if isinstance(v, dict) else v) for k, v in doc.items()} if isinstance(doc, dict) else None
+    if not lanes or not all(isinstance(v, int) and v >= 1 for v in lanes.values()):
+        raise QonnxError(f"--lanes {path}: give an object of layer names to lane counts >= 1, e.g. "
+                         '{"MatMul_0": 8, "Gemm_0": {"lanes": 4}}')
+    return lanes
+
+
+def _dense_lanes(row: dict) -> int:
+    """A report row's lanes as ``--lanes`` counts them: multipliers, or for an N:M stage its
+    window elements per beat (``lanes / N · M``)."""
+    if row.get("nm"):
+        n, m = (int(v) for v in str(row["nm"]).split(":"))
+        return int(row["lanes"]) // n * m
+    return int(row["lanes"])
+
+
+def _per_stage(lanes: dict[str, int], names: list[str], where: str) -> list[int]:
+    """A folding file's lanes in the order of the MAC stages ``names``; one line naming the
+    layers it misses or does not know."""
+    unknown, missing = sorted(set(lanes) - set(names)), [n for n in names if n not in lanes]
+    if unknown or missing:
+        raise QonnxError(f"--lanes {where}: " + "; ".join(
+            part for part in (f"no layer with weights named {', '.join(unknown)}" if unknown else "",
+                              f"no lanes for {', '.join(missing)}" if missing else "") if part) +
+            f" (its layers with weights: {', '.join(names)})")
+    return [lanes[n] for n in names]
 
 
 def _nm(text: str | None) -> tuple[int, int] | None:
@@ -176,15 +220,21 @@ class _Front:
 def _front(args: argparse.Namespace, name: str) -> _Front:
     """The model read by the layer chain (:func:`quant.qonnx_import.read_qonnx`) or, for graphs it
     cannot hold (an MLP-Mixer), by the general front end (:func:`quant.qonnx_net.read_net`)."""
-    opts = dict(lanes=_lanes(args.lanes), pipeline=args.pipeline, max_lanes=args.max_lanes, name=name, nm=_nm(args.nm),
-                requant=args.requant, device=args.device)
+    lanes = _lanes(args.lanes)
+    opts = dict(lanes="auto" if isinstance(lanes, dict) else lanes, pipeline=args.pipeline, max_lanes=args.max_lanes,
+                name=name, nm=_nm(args.nm), requant=args.requant, device=args.device)
     graph = read_model(args.model)
+    planner = (lambda **kw: plan_net(graph, **kw).plan) if isinstance(graph, QNet) else \
+        (lambda **kw: plan_network(graph, **kw))
+    if isinstance(lanes, dict):  # a folding file: the MAC stages by name
+        names = [st.name for st in planner(**opts).stages if st.kind == "mac"]
+        opts["lanes"] = _per_stage(lanes, names, args.lanes)
     if isinstance(graph, QNet):
         net, acc = graph, plan_net(graph, **opts)
         return _Front(net_rows(net), acc.plan, net.input_name, net.input_shape, acc.in_spec.fmt, acc.input_codes,
                       lambda x: execute_net(net, x), acc.outputs, False)
     shape = graph.input_shape
-    return _Front(layer_rows(graph), plan_network(graph, **opts), graph.input_name, shape, graph.in_quant.fmt,
+    return _Front(layer_rows(graph), planner(**opts), graph.input_name, shape, graph.in_quant.fmt,
                   lambda x: graph.in_quant.codes(x.reshape(len(x), *shape[1:])).reshape(len(x), -1),
                   lambda x: execute_int(graph, x), lambda y: dequantize(graph, y), True)
 
@@ -203,8 +253,8 @@ def _accel(args: argparse.Namespace) -> int:
     front = _front(args, name)
     plan = front.plan
     cost = plan_cost(plan, args.device)
-    stage_rows = [{**r, **{k: c[k] for k in ("lut", "ff", "dsp", "bram18")}, "parts": c["parts"]}
-                  for r, c in zip(plan_rows(plan), cost["stages"])]
+    stage_rows = [{**r, **{k: c[k] for k in ("lut", "ff", "dsp", "bram18")}, "dynamic_nj_per_frame": c["dynamic_nj"],
+                   "parts": c["parts"]} for r, c in zip(plan_rows(plan), cost["stages"])]
     doc: dict = {"model": str(args.model), "input": front.input_name, "input_shape": list(front.input_shape),
                  "input_format": front.input_format, "layers" if front.chain else "ops": front.rows,
                  "stages": stage_rows, **{k: cost[k] for k in _COST_KEYS}}
@@ -328,6 +378,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="pysim", help="simulator for --sim")
     p.add_argument("--check", action="store_true", help="with --inputs: compare with QONNX's own execution")
     p.add_argument("--lanes", default="auto", help="multipliers per layer: auto (balance cycles within --max-lanes), "
+                                                   "a folding .json (layer name: lanes; or a --json report), "
                                                    "one count, or a comma list, one per layer with weights")
     p.add_argument("--max-lanes", type=int, default=DEFAULT_MAX_LANES, help="multipliers --lanes auto may spend")
     p.add_argument("--pipeline", type=int, default=1, help="MAC pipeline registers per layer")

@@ -179,6 +179,7 @@ def test_cli_simulates_the_mixer_and_writes_its_verilog(mixer_students, tmp_path
 
     export, x = mixer_students
     path = export("int8", None)
+    capsys.readouterr()  # the export's progress lines
     np.save(tmp_path / "x.npy", x[:2])
     assert main(["accel", str(path), "--inputs", str(tmp_path / "x.npy"), "--sim", "--check", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -187,3 +188,32 @@ def test_cli_simulates_the_mixer_and_writes_its_verilog(mixer_students, tmp_path
     assert main(["accel", str(path), "-o", str(tmp_path / "rtl"), "--axis"]) == 0
     verilog = (tmp_path / "rtl" / "mixer_int8_dense_axis.v").read_text()
     assert "module mixer_int8_dense_axis" in verilog and "s_axis_tdata" in verilog
+
+
+def test_folding_file_sets_each_layers_lanes(mixer_students, tmp_path, capsys):
+    """`--lanes FOLDING.json`: a JSON object of layer names to lanes sets each MAC stage's; a
+    report this command wrote reproduces its own lanes (N:M stages too: a report counts
+    multipliers, --lanes window elements per beat); a file naming an unknown layer or missing one
+    is refused in one line, exit 2."""
+    import json
+
+    from paretofab.cli import main
+
+    export, _ = mixer_students
+    path = export("int8", (2, 4))
+    capsys.readouterr()  # the export's progress lines
+    assert main(["accel", str(path), "--nm", "2:4", "--json"]) == 0
+    report = capsys.readouterr().out
+    (tmp_path / "report.json").write_text(report)
+    assert main(["accel", str(path), "--nm", "2:4", "--lanes", str(tmp_path / "report.json"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [s["lanes"] for s in again["stages"]] == [s["lanes"] for s in json.loads(report)["stages"]]
+    macs = [s["stage"] for s in again["stages"] if s["kind"] == "mac"]
+    (tmp_path / "fold.json").write_text(json.dumps({name: {"lanes": 4} if i % 2 else 8 for i, name in enumerate(macs)}))
+    assert main(["accel", str(path), "--lanes", str(tmp_path / "fold.json"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["lanes"] for s in doc["stages"] if s["kind"] == "mac"] == [4 if i % 2 else 8 for i in range(len(macs))]
+    (tmp_path / "bad.json").write_text(json.dumps({macs[0]: 2, "Conv_9": 3}))
+    assert main(["accel", str(path), "--lanes", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Conv_9" in err and macs[1] in err
