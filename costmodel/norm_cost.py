@@ -6,8 +6,9 @@ Features (:func:`norm_features`, bits; ``w`` the input width, ``d`` the row leng
 the adders of Σk, Σk², ``V = d·S2 − S1² + extra`` and ``t = d·k − S1``; ``shift`` — the even
 normalization's two barrel shifters of ``V`` (its width times its levels); ``rne`` — the output
 rounding's variable shift (the product's width times the levels of its shift); ``mux`` — the read
-of the row register (``w`` bits out of ``d`` words); ``one`` — a constant (the restoring divider's
-and the square root's fixed ``2P + 3`` and ``2R + 2``-bit datapaths, the state machine). LUT =
+of the output part's row register (``w`` bits out of ``d`` words); ``one`` — a constant (the
+restoring divider's and the square root's fixed ``2P + 3`` and ``2R + 2``-bit datapaths, the
+state machine). LUT =
 non-negative least squares on relative error over ``data/normalizer.csv``; 5-fold
 cross-validation on those rows: :func:`norm_cv_error`. DSPs by the Yosys rule
 (:func:`costmodel.features.mult_dsp`), registers counted (:func:`norm_cost`), not fitted.
@@ -86,19 +87,25 @@ def norm_cv_error(target: str = "xc7", folds: int = 5) -> tuple[float, float]:
 def norm_cost(d: int, w: int, extra: int, target: str = "xc7") -> dict[str, int]:
     """LUTs (fitted on ``target``'s runs, else xc7's), DSPs (the Yosys rule: ``k²``, ``S1²``,
     ``t · r``, and ``d · S2``, ``d · k`` when ``d`` is no power of two) and flip-flops (counted: the
-    row, the sums, ``V``, the divider's and the square root's registers — the root's one-hot bit
-    only ever at even positions —, the counter and the state) of one normalizer of rows of ``d``
-    signed ``w``-bit integers."""
+    three parts' rows — load, compute, output —, the loader's sums, ``S1`` again in the compute and
+    output parts, ``V``, ``e`` twice, the divider's and the square root's registers — the root's
+    one-hot bit only ever at even positions —, the output's copy of the root unless it sits in the
+    DSPs' input registers, the three counters, the state and the loader's and output's busy
+    flags) of one normalizer of rows of ``d`` signed ``w``-bit integers."""
     b = _widths(d, w, extra)
     coef = norm_coefficients(target) or norm_coefficients("xc7") or {k: 1.0 for k in NORM_FEATURES}
     f = norm_features(d, w, extra)
     P, R = NORM_VAR_BITS, NORM_RSQRT_BITS
-    dsp = mult_dsp(w, w, 0, target) + mult_dsp(b["s1"], b["s1"], 0, target) + mult_dsp(b["t"], R + 1, 0, target)
+    # t · r: the product takes ``d·k - S1`` as Amaranth emits it, a bit narrower than t's signal
+    t_dsp = mult_dsp(b["t"] - 1, R + 1, 0, target)
+    dsp = mult_dsp(w, w, 0, target) + mult_dsp(b["s1"], b["s1"], 0, target) + t_dsp
     if d & (d - 1):  # d · S2 and d · k are products by a constant that is no power of two
         db = d.bit_length() + 1
         dsp += mult_dsp(b["s2"], db, 0, target, y_bits=b["s2"] + db - 1) + mult_dsp(w, db, 0, target)
-    ff = d * w + b["s1"] + b["s2"] + b["v"] + b["v"].bit_length() + 2 + (2 * P + 2) + (2 * P + 3) + \
-        (2 * R + 1) + 2 * (2 * R + 2) + (R + 1) + max(1, max(d, 2 * R + 2).bit_length()) + 3  # q, root, srem, one
+    e_bits = max(P, b["v"]).bit_length() + 2
+    oroot = 0 if t_dsp else R + 1  # the output's root: in the DSPs' input registers when t · r is on DSPs
+    ff = 3 * d * w + 3 * b["s1"] + b["s2"] + b["v"] + 2 * e_bits + (2 * P + 2) + (2 * P + 3) + (2 * R + 1) + \
+        2 * (2 * R + 2) + (R + 1) + oroot + 2 * max(1, (d - 1).bit_length()) + (2 * R).bit_length() + 3 + 2
     return {"lut": int(round(sum(coef[k] * f[k] for k in NORM_FEATURES))), "ff": ff, "dsp": dsp}
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.activation import ActivationSpec
-from hw.dataflow.plan import NetworkPlan, Stage
+from hw.dataflow.plan import NetworkPlan, Stage, schedule
 from hw.dataflow.row import RowStage
 from hw.devices import get_device
 from hw.requant import RequantSpec
@@ -179,9 +179,31 @@ def plan_net(net: QNet, lanes: list[int] | str | int = "auto", pipeline: int = 1
     _set_lanes(macs, lanes, pipeline, max_lanes)
     _choose_requantizers(macs, requant, get_device(device).target)
     plan = NetworkPlan(name, b.stages)
+    _shrink_skip_depths(plan)
     tensors = {t: (v.stage, v.addr) for t, v in b.env.items() if isinstance(v, _Frame) and v.spec is not None
                and v.stage >= 0}
     return NetAccelerator(plan, b.in_spec, out.addr, out.spec, out.unit, tensors)
+
+
+#: frames :func:`_shrink_skip_depths` compares schedules over (steady state within a few)
+DEPTH_FRAMES = 32
+
+
+def _shrink_skip_depths(plan: NetworkPlan) -> None:
+    """Each skip reader's ``skip_depth`` cut to the fewest frames that keep the schedule of
+    :data:`DEPTH_FRAMES` inferences as fast as with the frames that can be in flight between the
+    skip's source and its reader (twice the stages between them, the planner's first choice): skip
+    banks are whole frames of wide raw integers, the largest memories of a Mixer."""
+    readers = [st for st in plan.stages if isinstance(st, RowStage) and st.skip is not None]
+    best = schedule(plan, DEPTH_FRAMES).cycles
+    for st in readers:
+        full = st.skip_depth
+        for depth in range(1, full):
+            st.skip_depth = depth
+            if schedule(plan, DEPTH_FRAMES).cycles <= best:
+                break
+        else:
+            st.skip_depth = full
 
 
 class _Builder:

@@ -21,11 +21,16 @@ of a residual join), the gains and biases are LayerNorm's ``γ`` and ``β`` on t
 Outputs are in row order (``p · D + j``), or one per column with ``mean``.
 
 Timing (one element per cycle into the row's datapath): without normalization a frame takes
-``P · D`` cycles; with it, each row goes through :class:`hw.normalizer.Normalizer`, which takes
-``D`` cycles to load a row, ``3R + 4`` to compute, ``D`` to output it, and the engine issues a
-row every :attr:`RowStage.row_cycles` = ``2D + 3R + 4`` cycles (``R`` = NORM_RSQRT_BITS). From the
-frame's first issue ``A``: its banks are released at ``A + release`` (the last element leaving
-the beat register), its last output transfers at ``A + busy_cycles - 1 + latency``.
+``P · D`` cycles; with it, each row goes through :class:`hw.normalizer.Normalizer`, a pipeline
+that loads a row (``D`` cycles), computes (``3R + 3``) and outputs it (``D``) while the next rows
+load and compute: the engine issues a row every :attr:`RowStage.row_cycles` = ``max(D, 3R + 4)``
+cycles (``R`` = NORM_RSQRT_BITS), so that no row waits in the normalizer, and each row's last
+output leaves the normalizer :attr:`RowStage.row_span` = ``2D + 3R + 4`` cycles after its first
+element entered it (both counted). From the frame's first issue ``A``: its banks are released at
+``A + release`` (the last element leaving the beat register), its last output transfers at ``A +
+busy_cycles - 1 + latency``. Frames follow each other at the same row period (the next frame's
+first row issues ``row_cycles`` after this one's last, at the earliest), so the normalizer works
+on the last rows of one frame while the first rows of the next load.
 """
 
 from __future__ import annotations
@@ -46,9 +51,10 @@ __all__ = ["RowStage", "run_row", "ROW_LATENCY", "NORM_ROW_LATENCY"]
 #: cycles from a frame's last element issuing (``A + busy_cycles - 1``) to its last output
 #: transferring, without normalization (the beat register, the output register)
 ROW_LATENCY = 2
-#: the same with normalization: the last row issues from ``A + busy_cycles - row_cycles``, enters
-#: the normalizer a cycle later (the beat register), whose last output of it is ``row_cycles - 1``
-#: cycles after that, at ``A + busy_cycles``; then the output register
+#: the same with normalization, besides the normalizer's row span: the last row issues at ``A +
+#: busy_cycles - row_cycles``, enters the normalizer a cycle later (the beat register), whose last
+#: output of it is ``row_span - 1`` cycles after that; then the output register — a latency of
+#: ``NORM_ROW_LATENCY + row_span - row_cycles`` (:attr:`RowStage.latency`)
 NORM_ROW_LATENCY = 2
 
 
@@ -205,12 +211,20 @@ class RowStage:
 
     @property
     def row_cycles(self) -> int:
-        """Cycles per row: ``D``, or with normalization the normalizer's ``2D + 3R + 4``."""
+        """Cycles per row: ``D``, or with normalization the normalizer's steady-state period ``max(D,
+        3R + 4)`` (:attr:`hw.normalizer.Normalizer.row_cycles`)."""
+        return max(self.d, 3 * NORM_RSQRT_BITS + 4) if self.extra is not None else self.d
+
+    @property
+    def row_span(self) -> int:
+        """Cycles from a row's first element entering its datapath to its last value leaving it,
+        both counted: ``D``, or with normalization ``2D + 3R + 4``
+        (:attr:`hw.normalizer.Normalizer.row_span`)."""
         return 2 * self.d + 3 * NORM_RSQRT_BITS + 4 if self.extra is not None else self.d
 
     @property
     def busy_cycles(self) -> int:
-        """Cycles a frame occupies the stage, P · :attr:`row_cycles`."""
+        """Cycles a frame occupies the stage's issuer, P · :attr:`row_cycles`."""
         return self.rows * self.row_cycles
 
     @property
@@ -222,9 +236,10 @@ class RowStage:
     @property
     def latency(self) -> int:
         """Cycles from the frame's last issue slot, ``A + busy_cycles - 1``, to its last output's
-        transfer."""
-        return NORM_ROW_LATENCY if self.extra is not None else ROW_LATENCY
-
+        transfer: ROW_LATENCY, or with normalization ``NORM_ROW_LATENCY + row_span - row_cycles``."""
+        if self.extra is None:
+            return ROW_LATENCY
+        return NORM_ROW_LATENCY + self.row_span - self.row_cycles
 
 def run_row(st: RowStage, main: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
     """The row stage's outputs (frames, out_size) — object ints when raw — from its main frames

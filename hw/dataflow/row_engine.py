@@ -19,11 +19,12 @@ Inside, per cycle:
   counter walks rows ``p`` and columns ``j``, one element per cycle: ROMs (asynchronous) give the
   main and skip addresses of element ``(p, j)``, which address the banks' registered read ports;
   registered ROMs give its multipliers. With normalization, after a row's last element the issuer
-  waits until the normalizer can take the next row: rows issue every :attr:`RowStage.row_cycles`
-  cycles.
+  waits so that rows issue every :attr:`RowStage.row_cycles` cycles, the normalizer's steady-state
+  period: no row then waits in the normalizer.
 - **beat** (stage B, the beat register: the read ports' outputs and ``valid``): ``v = main · mult
-  + skip · skip_mult`` of the elements' exact integers; into the normalizer (which stalls the
-  beat register while it works on a row) or straight on. The frame's last element leaving the
+  + skip · skip_mult`` of the elements' exact integers; into the normalizer (a pipeline of three
+  rows: it loads one while it computes the one before and outputs the one before that; it stalls
+  the beat register only when the sink holds it back) or straight on. The frame's last element leaving the
   beat register frees its main and skip banks (``release``, ``skip_release``).
 - **output**: ``y = v · gain[j] + bias[j]`` (``v`` normalized, or as is), with ``mean`` added to
   the column's running sum (a memory of ``D`` sums) and passed on only in the last row; then
@@ -33,9 +34,10 @@ Timing with an always-valid source and ready sink, from the frame's first issue 
 ``(p, j)`` issues at ``A + p · row_cycles + j``; the frame's last element leaves the beat register
 (its banks are released) at ``A + release``, ``release = (P - 1) · row_cycles + D``; the last
 output transfers at ``A + busy_cycles - 1 + latency`` (``busy_cycles = P · row_cycles``, latency 2:
-the beat register and the output register; with normalization the normalizer's ``2D + 3R + 4``
-cycles per row are all in ``row_cycles``); the next frame issues from ``A + busy_cycles`` on. This
-is :func:`hw.dataflow.plan.schedule`'s closed form.
+the beat register and the output register; with normalization ``row_cycles = max(D, 3R + 4)`` and
+the latency ``2 + row_span - row_cycles``, ``row_span = 2D + 3R + 4`` the normalizer's cycles from
+a row's first input to its last output); the next frame issues from ``A + busy_cycles`` on (its
+rows keep the period). This is :func:`hw.dataflow.plan.schedule`'s closed form.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class RowEngine(wiring.Component):
         credits = Signal(range(3), init=2)
         valid_b, bank_b, end_b = Signal(), Signal(), Signal()
         sink_ready, adv, start = Signal(), Signal(), Signal()
-        gap = Signal(range(max(2, st.row_cycles - d + 1)))  # cycles the issuer still waits for the normalizer
+        gap = Signal(range(max(2, st.row_cycles - d + 1)))  # cycles the issuer still waits: the row period
         can_start = full[rb] & ((credits != 0) if self.credited else 1)
         if self.skip_depths:
             can_start &= _skip_credits(m, self.skip_depths, self.skip_credit, start)

@@ -134,16 +134,16 @@ def test_live_columns_by_hand():
     assert _rom(4, 5, True, "xc7") == {"lut": 5, "ff": 5, "dsp": 0, "bram18": 0}
 
 
-#: the normalizer LUT fit's 5-fold CV (median, p90) bound: measured 3.7 %, 9.7 % on 24 runs
+#: the normalizer LUT fit's 5-fold CV (median, p90) bound: measured 2.2 %, 5.5 % on 24 runs of the
+#: three-part normalizer (3.7 %, 9.7 % on the one-row-at-a-time one it replaced)
 NORM_CV = (0.045, 0.12)
 
 
 def test_normalizer_cost_against_every_stored_yosys_run():
     """Standalone random LayerNorm normalizers (hw.normalizer.Normalizer, data/normalizer.csv):
     DSPs equal Yosys' on every run (the DSP rule, constant products by a row length that is no
-    power of two included), flip-flops within 5 % (counted: 2–3 over on 22 of 24 runs, 22 and 30
-    over on the two with 7- and 11-bit inputs), the LUT fit's 5-fold CV error at the README's
-    figure."""
+    power of two included), flip-flops within 5 % (counted: 3–5 over on all 24), the LUT fit's
+    5-fold CV error at the README's figure."""
     from costmodel.norm_cost import _rows, norm_cost, norm_cv_error
 
     rows = _rows("xc7")

@@ -290,16 +290,20 @@ def test_back_pressure_and_input_gaps_keep_every_stage_exact(which):
 
 def test_row_stage_alone_closed_form_by_hand():
     """A row stage first in the plan, on raw signed inputs: ``in_size`` input cycles, then ``P ·
-    D`` elements one per cycle (``P · (2D + 3R + 4)`` with LayerNorm), then the beat and output
-    registers; its requantized codes feed a fully connected stage."""
+    D`` elements one per cycle (with LayerNorm a row every ``max(D, 3R + 4)`` cycles, the last
+    row's outputs ``2D + 3R + 4`` cycles after its first element entered the normalizer), then the
+    beat and output registers; its requantized codes feed a fully connected stage."""
     rng = np.random.default_rng(3)
     x = rng.integers(-(1 << 11), 1 << 11, (3, 12))
     for extra in (None, 9):
         st = RowStage("r", None, 12, 12, np.arange(12).reshape(3, 4)[:, ::-1], np.ones((3, 4), int), (1, -2, 0, 3),
                       (7, 0, -5, 1), extra=extra)
         alone = NetworkPlan("alone", [st])
-        assert schedule(alone, 1).cycles == 12 + st.busy_cycles + 2
-        assert st.busy_cycles == (12 if extra is None else 3 * (2 * 4 + 3 * 16 + 4))
+        if extra is None:
+            assert schedule(alone, 1).cycles == 12 + st.busy_cycles + 2 and st.busy_cycles == 12
+        else:  # rows issue at 12 + 52·p; the last enters the normalizer at 12 + 104 + 1
+            assert st.busy_cycles == 3 * (3 * 16 + 4) and st.release == 2 * 52 + 4
+            assert schedule(alone, 1).cycles == 12 + 2 * 52 + 1 + (2 * 4 + 3 * 16 + 4) + 1
         run = _check_rtl(alone, x)
         assert run.cycles == schedule(alone, 3).cycles
         rq = replace(st, requant=RequantSpec(st.value_bits, (3, 1, 2, 5), (4, 12, 9, 2), "e4m3"))
@@ -324,3 +328,17 @@ def test_verilator_backend_equals_numpy_model_and_closed_form():
     run = simulate_plan(plan, x, "verilator")
     assert np.array_equal(run.outputs, np.asarray(run_plan(plan, x)[-1]).astype(run.outputs.dtype))
     assert run.cycles == run.schedule.cycles
+
+
+def test_long_rows_issue_back_to_back():
+    """Rows longer than the normalizer's computation (``D > 3R + 4``): the row period is ``D``, no
+    gap between rows or frames, and the RTL still lands on the closed form exactly."""
+    rng = np.random.default_rng(9)
+    p, d = 2, 56
+    x = rng.integers(-(1 << 9), 1 << 9, (3, p * d))
+    st = RowStage("long", None, 10, p * d, np.arange(p * d).reshape(p, d), np.ones((p, d), int),
+                  tuple(int(g) for g in rng.integers(-3, 4, d)), (0,) * d, extra=5)
+    assert st.row_cycles == d and st.busy_cycles == p * d and st.latency == 2 + d + 3 * 16 + 4
+    plan = NetworkPlan("long", [st])
+    run = _check_rtl(plan, x)
+    assert run.cycles == schedule(plan, 3).cycles
