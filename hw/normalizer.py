@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 from quant.reference import NORM_FRAC_BITS, NORM_RSQRT_BITS, NORM_VAR_BITS
 
 from .arith import ConfigError
-from .requant import _shift_rne
+from .requant import shift_rne
 
 __all__ = ["Normalizer", "NORM_VAR_BITS", "NORM_RSQRT_BITS"]  # the precision (bits) it is built for
 
@@ -187,6 +187,6 @@ class Normalizer(wiring.Component):
         m.d.comb += prod.eq(t * oroot.as_unsigned())
         shift = Signal(range(F + max(P, v_bits) + 2))
         m.d.comb += shift.eq((oe + (F - self.frac_bits)).as_unsigned())
-        floor, up = _shift_rne(m, prod, shift, max(len(prod), F + v_bits) + 1)
+        floor, up = shift_rne(m, prod, shift, max(len(prod), F + v_bits) + 1)
         m.d.comb += [self.o.valid.eq(obusy), self.o.payload.eq(floor + up)]
         return m

@@ -25,7 +25,7 @@ from quant.reference import fixed_point_multiplier
 
 from .arith import ConfigError
 
-__all__ = ["RequantSpec", "IntRequantizer", "MinifloatRequantizer", "requantizer"]
+__all__ = ["RequantSpec", "IntRequantizer", "MinifloatRequantizer", "requantizer", "shift_rne"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _scaled(m: Module, spec: RequantSpec, channel, acc_in) -> tuple[Signal, Sign
     return prod, shift
 
 
-def _shift_rne(m: Module, value: Signal, amount: Signal, width: int, offset_odd: bool = False):
+def shift_rne(m: Module, value: Signal, amount: Signal, width: int, offset_odd: bool = False):
     """``value / 2^amount`` rounded to nearest, ties to even: ``(floor, up)`` with ``floor`` the
     arithmetic right shift and ``up`` set when the bits shifted out exceed half a step, or equal it
     and ``floor`` is odd (``offset_odd``: even — the tie is broken on ``floor`` plus an odd integer
@@ -129,7 +129,7 @@ class IntRequantizer(_Requantizer):
         sp, fmt = self.spec, self.out_fmt
         m = Module()
         prod, shift = _scaled(m, sp, self.channel, self.acc)
-        q, up = _shift_rne(m, prod, shift, max(len(prod), max(sp.shifts) + 1), offset_odd=bool(sp.zero_point % 2))
+        q, up = shift_rne(m, prod, shift, max(len(prod), max(sp.shifts) + 1), offset_odd=bool(sp.zero_point % 2))
         lo = max(fmt.min_int, sp.zero_point) if sp.relu else fmt.min_int
         rounded = Signal(signed(len(q) + 2))
         m.d.comb += rounded.eq(q + up + sp.zero_point)
@@ -172,7 +172,7 @@ class MinifloatRequantizer(_Requantizer):
         m.d.comb += tr.eq(Mux(t > wp, wp, Mux(t > 0, t, 0)))
         tl = Signal(range(mb + 2))
         m.d.comb += tl.eq(Mux(t < 0, -t, 0))
-        q, up = _shift_rne(m, mag, tr, wp + 1)
+        q, up = shift_rne(m, mag, tr, wp + 1)
         n = Signal(mb + 2)  # quanta: at most 2^(M+1)
         m.d.comb += n.eq(Mux(t > 0, q + up, mag << tl))
         e = Signal(signed(ew))  # the binade's unbiased exponent, after a rounding carry
@@ -189,7 +189,9 @@ class MinifloatRequantizer(_Requantizer):
             with m.If(~normal):
                 m.d.comb += [expf.eq(Mux(above, 1, 0)), mant.eq(0)]
         top, top_mant = fmt.max_normal_field, fmt.max_mantissa_at_top
-        over = (e > fmt.emax) | ((e == fmt.emax) & (frac[:mb] > top_mant)) if mb else (e > fmt.emax)
+        over = e > fmt.emax
+        if mb and top_mant < (1 << mb) - 1:  # an all-ones top mantissa is never exceeded (no constant compare)
+            over = over | ((e == fmt.emax) & (frac[:mb] > top_mant))
         with m.If(over & normal):
             m.d.comb += [expf.eq(top), mant.eq(top_mant)]
         sign = neg & ~Const(int(sp.relu))

@@ -322,6 +322,16 @@ def test_integer_mixer_verilog_is_lint_clean(tmp_path):
     assert lint(tmp_path / "mix.v", tmp_path / "mix.vlt") == []
 
 
+@pytest.mark.parametrize("seed", [3, 7, 11])
+def test_minifloat_mixer_verilog_is_lint_clean(tmp_path, seed):
+    """The same with minifloat and mixed formats (requantizers to minifloats whose top mantissa
+    is all ones among them): silent too."""
+    plan, _ = mixer_plan(seed)
+    (tmp_path / "mix.v").write_text(portable_verilog(AXIStreamAccelerator(plan), "mix"))
+    (tmp_path / "mix.vlt").write_text(waivers("mix", axis=True))
+    assert lint(tmp_path / "mix.v", tmp_path / "mix.vlt") == []
+
+
 @pytest.mark.skipif("verilator" not in SIM_BACKENDS, reason="verilator backend not in git")
 def test_verilator_backend_equals_numpy_model_and_closed_form():
     plan, x = mixer_plan(2)
