@@ -79,10 +79,16 @@ class _Row:
     skip: _Frame | None = None
     skip_mults: np.ndarray | None = None
     extra: int | None = None
-    gains: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    biases: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gains: np.ndarray | None = None  # per column; None: 1 (no LayerNorm yet)
+    biases: np.ndarray | None = None  # per column; None: 0
     mean: bool = False
     view: np.ndarray | None = None  # the output tensor's positions in the stage's output frame (None: as computed)
+
+    def __post_init__(self) -> None:
+        if self.gains is None:
+            self.gains = np.ones(self.d, dtype=object)
+        if self.biases is None:
+            self.biases = np.zeros(self.d, dtype=object)
 
     @property
     def d(self) -> int:
@@ -302,8 +308,7 @@ class _Builder:
         unit = common_unit(um, us)
         d = main.addr.shape[-1]
         ratio = lambda u: unit_ratios(u, unit).reshape(-1, d)  # noqa: E731
-        return _Row(op.name, main, ratio(um), np.full(main.addr.shape, unit), skip=skip, skip_mults=ratio(us),
-                    gains=np.ones(d, dtype=object), biases=np.zeros(d, dtype=object))
+        return _Row(op.name, main, ratio(um), np.full(main.addr.shape, unit), skip=skip, skip_mults=ratio(us))
 
     def layer_norm(self, op: NetOp, a) -> _Row:
         """LayerNorm over the last axis: of a pending sum nothing else reads, or of a frame; then
@@ -344,8 +349,7 @@ class _Builder:
     def row_of(self, name: str, f: _Frame) -> _Row:
         """The identity row computation of a frame (to normalize, average or quantize it)."""
         d = f.addr.shape[-1]
-        return _Row(name, f, np.ones(f.addr.shape, dtype=object).reshape(-1, d), self.units(f).copy(),
-                    gains=np.ones(d, dtype=object), biases=np.zeros(d, dtype=object))
+        return _Row(name, f, np.ones(f.addr.shape, dtype=object).reshape(-1, d), self.units(f).copy())
 
     def materialize(self, v) -> _Frame:
         """A pending value as a stage's raw output frame."""

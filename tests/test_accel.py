@@ -453,31 +453,38 @@ def test_two_of_four_pruned_cnn_runs_on_sparse_stages_and_equals_qonnx(tmp_path,
     assert doc["qonnx_equal"] and [r["nm"] for r in doc["stages"]] == ["2:4", "2:4", None, "2:4"]
 
 
+def student_exporter(tmp, arch: str, seed: int, prunable: tuple[type, ...]):
+    """``export(fmt, prune) -> path``: the untrained ``zoo`` student ``arch`` (random weights of
+    ``seed``), its ``prunable`` layers pruned N:M when ``prune`` is given, PTQ'd as the sweep does
+    and exported with export_qonnx into ``tmp`` — each (format, pruning) on first use."""
+    from paretofab.qonnx_export import untrained_student
+    from quant.ptq import PTQConfig, quantize_model
+
+    files: dict = {}
+
+    def export(fmt: str, prune: tuple[int, int] | None):
+        if (fmt, prune) not in files:
+            m, x = untrained_student(arch, seed=seed, n_calib=64)
+            for mod in m.modules():
+                if prune and isinstance(mod, prunable):
+                    _prune_nm(mod.weight, *prune)
+            q = quantize_model(m, fmt, fmt, calib_data=x, config=PTQConfig())
+            path = tmp / f"{arch}_{fmt}_{'dense' if prune is None else '2of4'}.onnx"
+            with torch.no_grad():
+                export_qonnx(q, x[:1], export_path=str(path))
+            files[fmt, prune] = path
+        return files[fmt, prune]
+
+    return export
+
+
 @pytest.fixture(scope="module")
 def resnet_students(tmp_path_factory):
     """The PaCKD ResNet student's architecture (models.zoo, preset ``student``: 3x3 stem, one
     bottleneck with a projection shortcut, residual add, ReLU, global average pool, Linear head;
     9,324 parameters) with random weights and BatchNorm statistics (exactness needs no training),
     PTQ'd as the sweep does, exported with export_qonnx (each (format, pruning) on first use)."""
-    from paretofab.qonnx_export import untrained_student
-    from quant.ptq import PTQConfig, quantize_model
-
-    tmp = tmp_path_factory.mktemp("resnet")
-    files: dict = {}
-
-    def export(fmt: str, prune: tuple[int, int] | None):
-        if (fmt, prune) not in files:
-            m, x = untrained_student("resnet", seed=3, n_calib=64)
-            for mod in m.modules():
-                if prune and isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
-                    _prune_nm(mod.weight, *prune)
-            q = quantize_model(m, fmt, fmt, calib_data=x, config=PTQConfig())
-            path = tmp / f"resnet_{fmt}_{'dense' if prune is None else '2of4'}.onnx"
-            with torch.no_grad():
-                export_qonnx(q, x[:1], export_path=str(path))
-            files[fmt, prune] = path
-        return files[fmt, prune]
-
+    export = student_exporter(tmp_path_factory.mktemp("resnet"), "resnet", 3, (torch.nn.Conv2d, torch.nn.Linear))
     torch.manual_seed(0)
     return export, torch.rand(16, 10, 10).numpy()
 

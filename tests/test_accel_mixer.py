@@ -20,7 +20,7 @@ from paretofab.netplan_net import plan_net  # noqa: E402
 from quant.qonnx_import import QonnxError  # noqa: E402
 from quant.qonnx_net import execute_net, read_net  # noqa: E402
 
-from .test_accel import _prune_nm  # noqa: E402
+from .test_accel import student_exporter  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,27 +29,7 @@ def mixer_students(tmp_path_factory):
     channel-mixing MLP with GELU, each pre-LayerNorm residual, final LayerNorm, mean over tokens,
     head) with random weights, PTQ'd as the sweep does, exported with export_qonnx (each (format,
     pruning) on first use)."""
-    from brevitas.export import export_qonnx
-
-    from paretofab.qonnx_export import untrained_student
-    from quant.ptq import PTQConfig, quantize_model
-
-    tmp = tmp_path_factory.mktemp("mixer")
-    files: dict = {}
-
-    def export(fmt: str, prune: tuple[int, int] | None):
-        if (fmt, prune) not in files:
-            m, x = untrained_student("mixer", seed=5, n_calib=64)
-            for mod in m.modules():
-                if prune and isinstance(mod, torch.nn.Linear):
-                    _prune_nm(mod.weight, *prune)
-            q = quantize_model(m, fmt, fmt, calib_data=x, config=PTQConfig())
-            path = tmp / f"mixer_{fmt}_{'dense' if prune is None else '2of4'}.onnx"
-            with torch.no_grad():
-                export_qonnx(q, x[:1], export_path=str(path))
-            files[fmt, prune] = path
-        return files[fmt, prune]
-
+    export = student_exporter(tmp_path_factory.mktemp("mixer"), "mixer", 5, (torch.nn.Linear,))
     return export, np.random.default_rng(7).random((24, 10, 10)).astype(np.float32)
 
 

@@ -52,7 +52,7 @@ from quant.formats import parse_format
 from ..normalizer import Normalizer
 from ..requant import requantizer
 from .row import RowStage
-from .stage import _bank_writer, _element_int, _rom, _skip_credits, element_shape
+from .stage import _bank_writer, _element_int, _rom, _skip_credits, element_shape, engine_ports
 
 __all__ = ["RowEngine"]
 
@@ -90,17 +90,10 @@ class RowEngine(wiring.Component):
 
     def __init__(self, stage: RowStage, credited: bool, skip_depths: tuple[int, ...] = ()) -> None:
         self.stage, self.credited, self.skip_depths = stage, credited, tuple(skip_depths)
-        members = {
-            "i": In(stream.Signature(element_shape(stage.in_fmt, stage.in_bits))),
-            "o": Out(stream.Signature(element_shape(stage.out_fmt, stage.out_bits))),
-            "credit": In(1),
-            "release": Out(1),
-        }
+        members = engine_ports(element_shape(stage.in_fmt, stage.in_bits), stage, self.skip_depths)
         if stage.skip is not None:
             members["skip_i"] = In(stream.Signature(element_shape(stage.skip_fmt, stage.skip_bits)))
             members["skip_release"] = Out(1)
-        if self.skip_depths:
-            members["skip_credit"] = In(len(self.skip_depths))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -140,21 +133,20 @@ class RowEngine(wiring.Component):
         final, row_end = e == total - 1, col == d - 1
         m.d.comb += [adv.eq(~valid_b | sink_ready), start.eq(issue & ~busy)]
 
-        abits = max(1, st.in_size.bit_length())
-        win_rd = _rom(m, "windows", [[int(a)] for a in st.windows.ravel()], abits, domain="comb")
-        m.d.comb += win_rd.addr.eq(e)
-        reads = [mem.read_port(domain="sync") for mem in banks]
-        for port in reads:
-            m.d.comb += [port.addr.eq(win_rd.data), port.en.eq(adv)]
-        mult = _table(m, "mults", list(st.mults.ravel()), e, False, "sync", adv)
+        def reader(prefix: str, mems: list[Memory], windows, mults, size: int):
+            """Element ``e``'s address (an asynchronous ROM) on a registered read port of every
+            bank of ``mems``, and its multiplier (registered): the read ports and the multiplier."""
+            win_rd = _rom(m, f"{prefix}windows", [[int(a)] for a in windows.ravel()], max(1, size.bit_length()),
+                          domain="comb")
+            m.d.comb += win_rd.addr.eq(e)
+            ports = [mem.read_port(domain="sync") for mem in mems]
+            for port in ports:
+                m.d.comb += [port.addr.eq(win_rd.data), port.en.eq(adv)]
+            return ports, _table(m, f"{prefix}mults", list(mults.ravel()), e, False, "sync", adv)
+
+        reads, mult = reader("", banks, st.windows, st.mults, st.in_size)
         if has_skip:
-            sabits = max(1, st.skip_size.bit_length())
-            swin_rd = _rom(m, "skip_windows", [[int(a)] for a in st.skip_windows.ravel()], sabits, domain="comb")
-            m.d.comb += swin_rd.addr.eq(e)
-            sreads = [mem.read_port(domain="sync") for mem in sbanks]
-            for port in sreads:
-                m.d.comb += [port.addr.eq(swin_rd.data), port.en.eq(adv)]
-            smult = _table(m, "skip_mults", list(st.skip_mults.ravel()), e, False, "sync", adv)
+            sreads, smult = reader("skip_", sbanks, st.skip_windows, st.skip_mults, st.skip_size)
 
         with m.If(gap != 0):
             m.d.sync += gap.eq(gap - 1)

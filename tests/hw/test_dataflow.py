@@ -264,50 +264,60 @@ def test_bad_plans_are_refused():
         Stage("s", "mac", "int4", 4, np.arange(4)[None], np.array([[1, 1, 1, 0]]), "int4", 2, bias=(0,), nm=(2, 4))
 
 
+def axis_run(plan: NetworkPlan, x: np.ndarray, lasts: list[int], n_out: int) -> tuple[list[int], list[int], int]:
+    """``n_out`` output beats of ``plan``'s AXIStreamAccelerator under amaranth.sim, the input
+    ``x`` (integer values) sent with ``tlast`` bits ``lasts``, input gaps (tvalid low every third
+    cycle) and back-pressure (tready low every fourth): the output tdata, masked to the element's
+    bits, their tlast bits, and framing_error at the end; tkeep all ones on every output."""
+    from amaranth.sim import Simulator
+
+    from hw.dataflow.stage import code_bits
+    from hw.dataflow.top import AXIStreamAccelerator
+
+    dut = AXIStreamAccelerator(plan)
+    codes = code_bits(x.ravel(), plan.stages[0].in_fmt)
+    got, tl, flags = [], [], []
+
+    async def bench(ctx):
+        k, c = 0, 0
+        while len(got) < n_out and c < 20000:
+            ctx.set(dut.s_axis_tvalid, int(k < len(codes) and c % 3 != 1))
+            if k < len(codes):
+                ctx.set(dut.s_axis_tdata, codes[k])
+                ctx.set(dut.s_axis_tlast, lasts[k])
+            ctx.set(dut.m_axis_tready, int(c % 4 != 2))
+            if ctx.get(dut.m_axis_tvalid) and ctx.get(dut.m_axis_tready):
+                got.append(ctx.get(dut.m_axis_tdata) & ((1 << dut.out_bits) - 1))
+                tl.append(ctx.get(dut.m_axis_tlast))
+                assert ctx.get(dut.m_axis_tkeep) == (1 << len(dut.m_axis_tkeep)) - 1
+            fire = k < len(codes) and ctx.get(dut.s_axis_tvalid) and ctx.get(dut.s_axis_tready)
+            await ctx.tick()
+            k += bool(fire)
+            c += 1
+        flags.append(ctx.get(dut.framing_error))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got, tl, flags[0]
+
+
 def test_axi_stream_top_frames_tlast_and_flags_a_misplaced_input_tlast():
     """AXIStreamAccelerator under amaranth.sim with gaps and back-pressure: the outputs equal the
     numpy model, m_axis_tlast marks each frame's last element, tkeep is all ones, and
     framing_error rises only after an input tlast that disagrees with the frame count."""
-    from amaranth.sim import Simulator
-
-    from hw.dataflow.top import AXIStreamAccelerator
     from hw.dataflow.sim import element_values
-    from hw.dataflow.stage import code_bits
 
     plan = random_plan(4)
     x = _inputs(plan, 2, 1)
     want = run_plan(plan, x)[-1]
     last = plan.stages[-1]
     for bad in (False, True):
-        dut = AXIStreamAccelerator(plan)
-        codes = code_bits(x.ravel(), plan.stages[0].in_fmt)
-        lasts = [int((j + 1) % plan.in_size == 0) for j in range(len(codes))]
+        lasts = [int((j + 1) % plan.in_size == 0) for j in range(x.size)]
         if bad:
             lasts[3] ^= 1
-        got, tl, flags = [], [], []
-
-        async def bench(ctx):
-            k, c = 0, 0
-            while len(got) < want.size and c < 20000:
-                ctx.set(dut.s_axis_tvalid, int(k < len(codes) and c % 3 != 1))
-                if k < len(codes):
-                    ctx.set(dut.s_axis_tdata, codes[k])
-                    ctx.set(dut.s_axis_tlast, lasts[k])
-                ctx.set(dut.m_axis_tready, int(c % 4 != 2))
-                if ctx.get(dut.m_axis_tvalid) and ctx.get(dut.m_axis_tready):
-                    got.append(ctx.get(dut.m_axis_tdata) & ((1 << dut.out_bits) - 1))
-                    tl.append(ctx.get(dut.m_axis_tlast))
-                    assert ctx.get(dut.m_axis_tkeep) == (1 << len(dut.m_axis_tkeep)) - 1
-                fire = k < len(codes) and ctx.get(dut.s_axis_tvalid) and ctx.get(dut.s_axis_tready)
-                await ctx.tick()
-                k += bool(fire)
-                c += 1
-            flags.append(ctx.get(dut.framing_error))
-
-        sim = Simulator(dut)
-        sim.add_clock(1e-8)
-        sim.add_testbench(bench)
-        sim.run()
+        got, tl, flag = axis_run(plan, x, lasts, want.size)
         assert np.array_equal(element_values(got, last.out_fmt, last.out_bits).reshape(want.shape), want)
         assert tl == [int((j + 1) % plan.out_size == 0) for j in range(want.size)]
-        assert flags == [int(bad)]
+        assert flag == int(bad)

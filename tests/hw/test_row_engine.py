@@ -16,19 +16,17 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hw.dataflow.plan import NetworkPlan, Stage, run_plan, schedule
 from hw.dataflow.row import RowStage
 from hw.dataflow.sim import element_values, simulate_plan
-from hw.dataflow.stage import code_bits
 from hw.dataflow.top import AXIStreamAccelerator
 from hw.portable import lint, portable_verilog, waivers
 from hw.requant import RequantSpec
 from quant.formats import IntFormat, parse_format
 
 from .conftest import SIM_BACKENDS
-from .test_dataflow import INTS, MIXED, _elements
+from .test_dataflow import INTS, MIXED, _elements, axis_run
 
 
 def _fit(values: np.ndarray, fmt: str, rng: random.Random) -> tuple[int, int]:
@@ -252,31 +250,8 @@ def test_axi_stream_top_with_row_stages():
     plan, x = mixer_plan(1)
     want = run_plan(plan, x)[-1]
     last = plan.stages[-1]
-    dut = AXIStreamAccelerator(plan)
-    codes = code_bits(x.ravel(), plan.stages[0].in_fmt)
-    got, tl = [], []
-
-    async def bench(ctx):
-        k, c = 0, 0
-        while len(got) < want.size and c < 20000:
-            ctx.set(dut.s_axis_tvalid, int(k < len(codes) and c % 3 != 1))
-            if k < len(codes):
-                ctx.set(dut.s_axis_tdata, codes[k])
-                ctx.set(dut.s_axis_tlast, int((k + 1) % plan.in_size == 0))
-            ctx.set(dut.m_axis_tready, int(c % 4 != 2))
-            if ctx.get(dut.m_axis_tvalid) and ctx.get(dut.m_axis_tready):
-                got.append(ctx.get(dut.m_axis_tdata) & ((1 << dut.out_bits) - 1))
-                tl.append(ctx.get(dut.m_axis_tlast))
-            fire = k < len(codes) and ctx.get(dut.s_axis_tvalid) and ctx.get(dut.s_axis_tready)
-            await ctx.tick()
-            k += bool(fire)
-            c += 1
-        assert not ctx.get(dut.framing_error)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got, tl, flag = axis_run(plan, x, [int((k + 1) % plan.in_size == 0) for k in range(x.size)], want.size)
+    assert not flag
     assert np.array_equal(element_values(got, last.out_fmt, last.out_bits).reshape(want.shape), want.astype(np.int64))
     assert tl == [int((j + 1) % plan.out_size == 0) for j in range(want.size)]
 
