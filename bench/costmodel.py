@@ -27,7 +27,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from costmodel.calibrate import CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, FORMATS  # noqa: E402
+from costmodel.calibrate import FORMATS  # noqa: E402
+from costmodel.store import CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV  # noqa: E402
 from costmodel.estimate import estimate_frame  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402

@@ -71,9 +71,6 @@ resume); ``make bench-costmodel`` reports from the stored rows only (minutes).
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as _dt
-import hashlib
 import json
 import random
 import sys
@@ -98,24 +95,11 @@ from hw.swa import SWAConfig
 from hw.engine import tree_levels
 from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 
-DATA = Path(__file__).parent / "data"
-PRIMITIVES_CSV = DATA / "primitives.csv"
-BUFFERS_CSV = DATA / "buffers.csv"
-MUXES_CSV = DATA / "muxes.csv"
-CALIBRATION_CSV = DATA / "calibration.csv"
-DOE_HELDOUT_CSV = DATA / "doe_heldout.csv"
-DOE_CALIBRATION_CSV = DATA / "doe_calibration.csv"
-#: the DOE table of each split (``--split``)
-DOE_CSV = {"heldout": DOE_HELDOUT_CSV, "calibration": DOE_CALIBRATION_CSV}
-#: the SWA kernel's random draws (grid ``swa-doe``), one table per split as for ``doe``
-SWA_DOE_CSV = {"heldout": DATA / "swa_doe_heldout.csv", "calibration": DATA / "swa_doe_calibration.csv"}
-ORDER_CHECK_CSV = DATA / "order_check.csv"
-SWA_CALIBRATION_CSV = DATA / "swa_calibration.csv"
-META_JSON = DATA / "calibration_meta.json"
-#: configs Yosys failed on (an internal error of the tool, not of the design): one row each, with
-#: the table it was meant for and the error line; resumed runs skip them
-FAILURES_CSV = DATA / "synth_failures.csv"
-FAILURE_FIELDS = ["key", "target", "table", "label", "error", "yosys", "date"]
+from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
+                    FAILURE_FIELDS, FAILURES_CSV, MEASURED, META_JSON, MUX_FIELDS, MUXES_CSV, ORDER_CHECK_CSV,
+                    PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV, SWA_DOE_FIELDS, SWA_FIELDS, append,
+                    config_columns, config_key, done_keys, failed_keys, now)
+
 
 INT_FORMATS = [f"int{b}" for b in range(2, 9)]
 #: every ExMy minifloat of 4..8 bits (1 sign + E + M), default options
@@ -153,35 +137,6 @@ BUFFER_SHAPES = [(32, 8), (64, 8), (128, 8), (256, 16), (512, 8), (1024, 18), (2
 #: (lanes, n, m, activation bits) of the synthesized standalone index muxes
 MUX_SHAPES = [(4, 2, 2, 5), (4, 2, 4, 5), (4, 2, 4, 3), (4, 2, 8, 5), (4, 1, 8, 3), (8, 4, 8, 8), (2, 1, 16, 4),
               (4, 4, 4, 2)]
-MUX_FIELDS = ["key", "lanes", "n", "m", "abits", "target", "lut", "ff", "muxf", "seconds", "yosys", "date"]
-BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date",
-                 "transparent"]
-PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
-SWA_FIELDS = ["key", "config", "target", "head_dim", "window", "lanes", "qk_fmt", "v_fmt", "lut", "ff", "carry",
-              "dsp", "bram18", "lutram", "seconds", "yosys", "date", "command"]
-ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "k_max", "pipeline",
-                 "n", "m", "block", "lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf",
-                 "seconds", "yosys", "date"]
-#: the held-out DOE table: the engine columns plus the split, the draw (seed, index) and the command
-DOE_FIELDS = ENGINE_FIELDS + ["split", "seed", "index", "command"]
-#: the SWA DOE tables: the SWA columns, the variant, the draw (seed, index) and the command
-SWA_DOE_FIELDS = SWA_FIELDS + ["causal", "dense", "split", "seed", "index"]
-
-
-def config_key(cfg: dict, target: str) -> str:
-    """sha1 of the canonical JSON of a config dict plus the synthesis target."""
-    return hashlib.sha1(json.dumps([cfg, target], sort_keys=True).encode()).hexdigest()
-
-
-def is_validation(key: str) -> bool:
-    """The documented hold-out rule: ``int(key[:8], 16) % 5 == 0`` (~20 %)."""
-    return int(key[:8], 16) % 5 == 0
-
-
-def split(df):
-    """(calibration, validation) DataFrames of a table with a ``key`` column."""
-    mask = df["key"].map(is_validation).astype(bool)
-    return df[~mask], df[mask]
 
 
 # ---- grids ------------------------------------------------------------------------------------
@@ -432,11 +387,6 @@ def swa_doe_grid(seed: int = 0, count: int = 120) -> list[dict]:
     return [swa_doe_config(rng) for _ in range(count)]
 
 
-def heldout_keys(path: Path | None = None) -> set[str]:
-    """Keys of the held-out DOE rows (``doe_heldout.csv``): never fitted on."""
-    return _done_keys(DOE_HELDOUT_CSV if path is None else path)
-
-
 GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid, "swa": swa_grid, "doe": doe_grid,
          "swa-doe": swa_doe_grid, "order": order_grid}
 
@@ -444,43 +394,12 @@ GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid, 
 # ---- running ----------------------------------------------------------------------------------
 
 
-def _done_keys(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-    with path.open() as f:
-        return {row["key"] for row in csv.DictReader(f)}
-
-
-def _append(path: Path, fields: list[str], row: dict) -> None:
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in fields})
-        f.flush()
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def config_columns(config, key: str, target: str) -> dict:
-    """The identifying columns of one stored synthesis / P&R row: key, engine, config JSON,
-    target, lanes, formats, k_max, pipeline, n, m (empty where the engine has none), date."""
-    full = config.to_dict()
-    return dict(key=key, engine=full["engine"], config=json.dumps(full, sort_keys=True), target=target,
-                lanes=full["lanes"], wfmt=full["wfmt"], afmt=full["afmt"], k_max=full["k_max"],
-                pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""), date=_now())
-
-
 def _record_command(kind: str, argv: list[str]) -> None:
     meta = json.loads(META_JSON.read_text()) if META_JSON.exists() else {}
     meta.setdefault("commands", {})[kind] = " ".join(["python -m costmodel.calibrate", *argv])
     meta["yosys"] = yosys_version()
     meta["synth_scripts"] = TARGETS
-    meta["updated"] = _now()
+    meta["updated"] = now()
     meta["split_rule"] = ("validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target]); every row "
                           "of doe_heldout.csv (grid doe, drawn by seed before synthesis) is held out, never fitted")
     META_JSON.parent.mkdir(parents=True, exist_ok=True)
@@ -499,8 +418,6 @@ class SynthJob:
     label: str
 
 
-#: measured columns a row may hold (each table keeps those of its field list)
-MEASURED = ("lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf", "seconds", "yosys")
 
 
 def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], target: str = "xc7",
@@ -512,8 +429,8 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
     skipped, now and on every resumed run, so one tool crash never stops a long calibration.
     Returns how many ran (failures included)."""
     failures = FAILURES_CSV if failures is None else failures
-    done = _done_keys(path)
-    failed = _failed_keys(failures, path)
+    done = done_keys(path)
+    failed = failed_keys(failures, path)
     if failed and progress:
         print(f"skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})", flush=True)
     n = 0
@@ -529,27 +446,19 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
             r = synthesize(job.build(), target)
         except SynthError as e:
             error = next((ln.strip() for ln in str(e).splitlines() if "ERROR" in ln), str(e).strip()[-200:])
-            _append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": path.name,
+            append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": path.name,
                                                "label": job.label, "error": error, "yosys": yosys_version(),
-                                               "date": _now()})
+                                               "date": now()})
             failed.add(key)
             print(f"[{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: {error}",
                   flush=True)
             continue
-        _append(path, fields, {"key": key, "target": target, "date": _now(), **job.columns,
+        append(path, fields, {"key": key, "target": target, "date": now(), **job.columns,
                                **{m: getattr(r, m) for m in MEASURED}})
         if progress:
             print(f"[{job.label} {target}] {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18 {r.lutram} LUTRAM "
                   f"({r.seconds:.1f} s, wall {time.perf_counter() - t0:.1f} s)", flush=True)
     return n
-
-
-def _failed_keys(failures: Path, table: Path) -> set[str]:
-    """Keys recorded in ``failures`` for ``table``."""
-    if not failures.exists():
-        return set()
-    with failures.open() as f:
-        return {row["key"] for row in csv.DictReader(f) if row["table"] == table.name}
 
 
 def primitive_jobs() -> Iterator[SynthJob]:

@@ -21,7 +21,6 @@ model's *depth counting*, it is not a timing sign-off.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import re
@@ -36,7 +35,7 @@ import pandas as pd
 from hw.engines import config_from_dict
 from hw.rtl import TARGETS, TOP, cache_root, run_yosys, verilog_text, yosys_version
 
-from .calibrate import _append, _done_keys, config_columns, config_key
+from .store import append, config_columns, config_key, done_keys, now
 from .features import config_row, frame_features
 from .latency import DELAYS, _load_json, path_components_frame, path_ns_frame
 from .pnr import SAMPLE
@@ -98,7 +97,7 @@ def xilinx_depth(config: Any, target: str = "xc7", cache: bool = True) -> dict:
 
 def run_sample(target: str = "xc7", path: Path = LTP_CSV, progress: bool = True) -> int:
     """``xilinx_depth`` of every :data:`costmodel.pnr.SAMPLE` config not yet in ``path``."""
-    done = _done_keys(path)
+    done = done_keys(path)
     n = 0
     for cfg in SAMPLE:
         key = config_key({**cfg, "ltp": True}, target)
@@ -106,7 +105,7 @@ def run_sample(target: str = "xc7", path: Path = LTP_CSV, progress: bool = True)
             continue
         config = config_from_dict(cfg)
         r = xilinx_depth(config, target)
-        _append(path, LTP_FIELDS, dict(config_columns(config, key, target), **r))
+        append(path, LTP_FIELDS, dict(config_columns(config, key, target), **r))
         n += 1
         if progress:
             print(f"[ltp {target}] {cfg}: length {r['length']} = {r['lut_levels']} LUT + {r['carry_cells']} CARRY "
@@ -147,7 +146,7 @@ def write_check(path: Path = LTP_CSV) -> dict:
     """Summarize :func:`compare` into ``data/ltp_check.json`` (read by the fmax label)."""
     c = compare(path)
     out = {"command": "python -m costmodel.ltp", "csv_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-           "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "targets": {}}
+           "date": now(), "targets": {}}
     for target, g in c.groupby("target"):
         fab = g[g["fabric_only"]]
         rel = (np.abs(fab["fmax_model"] - fab["fmax_ltp"]) / fab["fmax_ltp"]).to_numpy()

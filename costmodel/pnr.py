@@ -27,7 +27,6 @@ the tool versions, the UTC date and the wall time. Results are also cached under
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -47,7 +46,7 @@ import pandas as pd
 from hw.engines import config_from_dict
 from hw.rtl import _yosys_exe, cache_root, synthesize, verilog_text, yosys_version
 
-from .calibrate import _append, _done_keys, config_columns, config_key
+from .store import append, config_columns, config_key, done_keys, now
 from .features import config_row, frame_features
 from .latency import DELAYS, PNR_FIT_JSON, load_pnr_fit, path_ns_frame, pnr_design
 
@@ -225,7 +224,7 @@ def place_and_route(config: Any, target: str, *, seed: int = 1, freq: float | No
 def run_sample(targets: list[str], path: Path = PNR_CSV, progress: bool = True) -> int:
     """Place and route every :data:`SAMPLE` config for ``targets`` not yet in ``path`` (resumable);
     returns how many rows were added."""
-    done = _done_keys(path)
+    done = done_keys(path)
     n = 0
     for target in targets:
         for cfg in SAMPLE:
@@ -234,7 +233,7 @@ def run_sample(targets: list[str], path: Path = PNR_CSV, progress: bool = True) 
                 continue
             config = config_from_dict(cfg)
             r = place_and_route(config, target)
-            _append(path, PNR_FIELDS, dict(config_columns(config, key, target),
+            append(path, PNR_FIELDS, dict(config_columns(config, key, target),
                                            part=PNR_TARGETS[target]["part"], **r))
             n += 1
             if progress:
@@ -295,7 +294,7 @@ def fit_pnr(path: Path = PNR_CSV) -> dict:
 def write_fit(path: Path = PNR_CSV) -> dict:
     """Refit and write :data:`costmodel.latency.PNR_FIT_JSON`."""
     rec = {"command": "python -m costmodel.pnr --fit",
-           "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fit_pnr(path)}
+           "date": now(), **fit_pnr(path)}
     PNR_FIT_JSON.write_text(json.dumps(rec, indent=1) + "\n")
     load_pnr_fit.cache_clear()
     return rec

@@ -118,7 +118,7 @@ import pandas as pd
 
 from hw.engines import config_from_dict
 
-from .calibrate import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV,
+from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV,
                         SWA_DOE_CSV, heldout_keys)
 from .features import config_row, frame_features, pair_props
 from .pnr import PNR_CSV
@@ -554,7 +554,7 @@ def _sha256(path: Path) -> str:
 METHOD = "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)"
 CV_RULE = ("validation = every row of the held-out random draw (data/doe_heldout.csv, seed 0), never fitted on; "
            "terms chosen by 5-fold cross-validation over the calibration rows (fold = int(key[:8], 16) % 5)")
-SPLIT_RULE = "validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target]; costmodel.calibrate.split)"
+SPLIT_RULE = "validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target]; costmodel.store.split)"
 #: the command that rewrites data/coefficients.json (every fit in it)
 FIT_COMMAND = "python -m costmodel.resources xc7 xcup ice40 ecp5"
 

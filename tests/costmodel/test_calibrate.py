@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from costmodel import calibrate as C
+from costmodel import store
 from hw.engine import tree_levels
 from hw.engines import config_from_dict
 from quant.formats import IntFormat, MinifloatFormat, parse_format
@@ -54,12 +55,12 @@ def test_doe_runner_is_cached_and_resumable(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "synthesize", lambda design, target: calls.append(design) or R())
     path = tmp_path / "doe.csv"
     jobs = lambda: C.doe_jobs(DOE[:6], 0, "cmd")  # noqa: E731
-    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, limit=4, progress=False) == 4
-    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, progress=False) == 2  # resumes
-    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, progress=False) == 0
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, limit=4, progress=False) == 4
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False) == 2  # resumes
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False) == 0
     d = pd.read_csv(path, keep_default_na=False, na_values=[""])
     assert list(d["index"]) == list(range(6)) and set(d["split"]) == {"heldout"} and set(d["command"]) == {"cmd"}
-    assert list(d["key"]) == [C.config_key(c, "xc7") for c in DOE[:6]]
+    assert list(d["key"]) == [store.config_key(c, "xc7") for c in DOE[:6]]
     assert [json.loads(c) == config_from_dict(DOE[i]).to_dict() for i, c in enumerate(d["config"])] == [True] * 6
 
 
@@ -83,28 +84,28 @@ def test_a_yosys_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "synthesize", synth)
     path, fails = tmp_path / "doe.csv", tmp_path / "fail.csv"
     jobs = lambda: C.doe_jobs(DOE[:4], 0, "cmd")  # noqa: E731
-    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, progress=False, failures=fails) == 4
-    assert C.synthesize_missing(jobs(), path, C.DOE_FIELDS, progress=False, failures=fails) == 0
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False, failures=fails) == 4
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False, failures=fails) == 0
     assert len(calls) == 4
     d, f = pd.read_csv(path), pd.read_csv(fails)
-    assert len(d) == 3 and list(f["key"]) == [C.config_key(DOE[1], "xc7")]
+    assert len(d) == 3 and list(f["key"]) == [store.config_key(DOE[1], "xc7")]
     assert f["table"][0] == "doe.csv" and f["error"][0].startswith("ERROR: Assert")
 
 
 def test_stored_doe_rows_are_the_seeded_draw_and_never_fitted():
     """Every stored held-out row is the draw at its (seed, index), and no key of it is among the
     shipped fit's calibration rows (the fit drops them before splitting)."""
-    if not C.DOE_HELDOUT_CSV.exists():
+    if not store.DOE_HELDOUT_CSV.exists():
         pytest.skip("no held-out DOE rows stored yet")
-    d = pd.read_csv(C.DOE_HELDOUT_CSV, keep_default_na=False, na_values=[""])
+    d = pd.read_csv(store.DOE_HELDOUT_CSV, keep_default_na=False, na_values=[""])
     for r in d.itertuples():
         cfg = C.doe_grid(int(r.seed), int(r.index) + 1)[int(r.index)]
-        assert r.key == C.config_key(cfg, r.target) and r.split == "heldout"
+        assert r.key == store.config_key(cfg, r.target) and r.split == "heldout"
         assert r.yosys and r.date and r.command.startswith("python -m costmodel.calibrate engines --grid doe")
     from costmodel.resources import load_coefficients
 
     fitted = set(load_coefficients()["fits"]["xc7"]["mac"]["keys"]["calibration"])
-    assert fitted.isdisjoint(C.heldout_keys())
+    assert fitted.isdisjoint(store.heldout_keys())
 
 
 def test_heldout_report_groups():
@@ -138,11 +139,11 @@ def test_swa_doe_draw_covers_the_swa_space():
 
 def test_stored_swa_doe_rows_are_the_seeded_draw():
     """Every stored SWA DOE row is the draw at its (seed, index), with its split and command."""
-    for split, path in C.SWA_DOE_CSV.items():
+    for split, path in store.SWA_DOE_CSV.items():
         if not path.exists():
             continue
         d = pd.read_csv(path, keep_default_na=False, na_values=[""])
         for r in d.itertuples():
             cfg = C.swa_doe_grid(int(r.seed), int(r.index) + 1)[int(r.index)]
-            assert r.key == C.config_key(cfg, r.target) and r.split == split and r.seed == C.DOE_SEEDS[split]
+            assert r.key == store.config_key(cfg, r.target) and r.split == split and r.seed == C.DOE_SEEDS[split]
             assert r.command.startswith("python -m costmodel.calibrate engines --grid swa-doe") and r.yosys

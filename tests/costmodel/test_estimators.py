@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from costmodel import estimate, estimate_frame
-from costmodel.calibrate import BUFFERS_CSV, SWA_CALIBRATION_CSV
+from costmodel.store import BUFFERS_CSV, SWA_CALIBRATION_CSV
 from costmodel import estimators, features, swa as cm_swa
 from hw import dot, sparse, swa
 from hw.dot import DotConfig

@@ -16,7 +16,7 @@ PNR = pd.read_csv(PNR_CSV, keep_default_na=False, na_values=[""])
 
 
 def test_every_sample_config_placed_and_routed_on_both_targets():
-    from costmodel.calibrate import config_key
+    from costmodel.store import config_key
 
     for target, spec in PNR_TARGETS.items():
         g = PNR[PNR["target"] == target]

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from costmodel import calibrate as C
-from costmodel.calibrate import CALIBRATION_CSV, PRIMITIVES_CSV
+from costmodel import store
+from costmodel.store import CALIBRATION_CSV, PRIMITIVES_CSV
 from costmodel.features import pair_props
 from costmodel.resources import COEFFICIENTS_JSON, predict_frame
 
@@ -60,7 +61,7 @@ def test_xcup_synthesizes_like_xc7_without_dsps():
     """The premise of PRIMITIVES_OF and of the joint Xilinx fit: on every engine stored for both
     families, LUT and FF agree wherever no multiplier maps to a DSP, and FF differs (xcup packs no
     register into a DSP48E2) on int × int DSP engines with registers."""
-    from costmodel.calibrate import DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV
+    from costmodel.store import DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV
     from costmodel.resources import stored_rows
 
     cols = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
@@ -208,7 +209,7 @@ def test_tree_bits_above_the_accumulator_are_dead():
 def test_index_mux_lut_rule_matches_yosys():
     """LUT6s of the standalone N:M index mux (hw.sparse.IndexMux) vs Yosys (data/muxes.csv):
     lanes · abits · mux_lut6_per_bit(m), and no MUXF7/F8."""
-    from costmodel.calibrate import MUXES_CSV
+    from costmodel.store import MUXES_CSV
     from costmodel.features import mux_lut6_per_bit
 
     mx = pd.read_csv(MUXES_CSV)
@@ -321,7 +322,7 @@ def test_buffer_rule_matches_yosys():
     """Block RAM / LUTRAM / flip-flop placement of on-chip buffers vs Yosys (data/buffers.csv) on
     every family: memory_libmap's cost rule, written from its cell libraries, reproduces every
     stored buffer, the flip-flops included."""
-    from costmodel.calibrate import BUFFERS_CSV
+    from costmodel.store import BUFFERS_CSV
     from costmodel.features import buffer_cost
 
     b = pd.read_csv(BUFFERS_CSV)
@@ -363,19 +364,19 @@ def test_every_calibration_job_is_already_stored():
         with open(path) as f:
             return {r["key"] for r in csv.DictReader(f) if r["target"] == target}
 
-    for jobs, path, target in ((C.primitive_jobs(), C.PRIMITIVES_CSV, "ecp5"),
-                               *[(C.buffer_jobs(), C.BUFFERS_CSV, t) for t in ("xc7", "xcup", "ecp5", "ice40")],
-                               (C.mux_jobs(), C.MUXES_CSV, "xc7"),
-                               (C.engine_jobs(C.swa_grid()), C.SWA_CALIBRATION_CSV, "xc7")):
-        want = {C.config_key(j.spec, target) for j in jobs}
+    for jobs, path, target in ((C.primitive_jobs(), store.PRIMITIVES_CSV, "ecp5"),
+                               *[(C.buffer_jobs(), store.BUFFERS_CSV, t) for t in ("xc7", "xcup", "ecp5", "ice40")],
+                               (C.mux_jobs(), store.MUXES_CSV, "xc7"),
+                               (C.engine_jobs(C.swa_grid()), store.SWA_CALIBRATION_CSV, "xc7")):
+        want = {store.config_key(j.spec, target) for j in jobs}
         assert want <= keys(path, target), (path.name, target)
-    prim = [C.config_key(j.spec, "xc7") for j in C.primitive_jobs()]
-    have = keys(C.PRIMITIVES_CSV, "xc7")
+    prim = [store.config_key(j.spec, "xc7") for j in C.primitive_jobs()]
+    have = keys(store.PRIMITIVES_CSV, "xc7")
     n = sum(k in have for k in prim)
     assert n >= 300 and all(k in have for k in prim[:n])
     grid = C.engine_jobs(C.dense_grid() + C.sparse_grid())
-    stored = keys(C.CALIBRATION_CSV, "xc7")
-    assert sum(C.config_key(j.spec, "xc7") in stored for j in grid) >= 0.9 * len(C.dense_grid() + C.sparse_grid())
+    stored = keys(store.CALIBRATION_CSV, "xc7")
+    assert sum(store.config_key(j.spec, "xc7") in stored for j in grid) >= 0.9 * len(C.dense_grid() + C.sparse_grid())
 
 
 # ---- operand order (issue 15, item 2) -------------------------------------------------------
@@ -445,7 +446,7 @@ def test_reversed_engine_rows_agree_with_yosys():
     Yosys is the held-out report's business, not this test's)."""
     from costmodel.resources import heldout_rows
 
-    rows = pd.concat([CAL[CAL["engine"] == "dot"], heldout_rows("xc7"), heldout_rows("xc7", C.ORDER_CHECK_CSV)],
+    rows = pd.concat([CAL[CAL["engine"] == "dot"], heldout_rows("xc7"), heldout_rows("xc7", store.ORDER_CHECK_CSV)],
                      ignore_index=True)
     rows = rows[rows["engine"] == "dot"].reset_index(drop=True)
     pred = predict_frame(rows, "xc7")
@@ -460,5 +461,5 @@ def test_reversed_engine_rows_agree_with_yosys():
             assert (y1["ff"], y1["dsp"]) == (y2["ff"], y2["dsp"])
             assert (pred.loc[i] == pred.loc[j]).all()
             assert pred.loc[i, "dsp"] == y1["dsp"]
-    if C.ORDER_CHECK_CSV.exists():
+    if store.ORDER_CHECK_CSV.exists():
         assert pairs >= 3

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from costmodel import estimate, estimate_frame
-from costmodel.calibrate import SWA_CALIBRATION_CSV, SWA_DOE_CSV
+from costmodel.store import SWA_CALIBRATION_CSV, SWA_DOE_CSV
 from costmodel.energy import ERT
 from costmodel.resources import COEFFICIENTS_JSON, fit_swa
 from hw import swa

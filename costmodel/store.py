@@ -1,0 +1,114 @@
+"""The stored runs the cost model is calibrated and judged on: the CSV tables under
+``costmodel/data/`` (one row per synthesis or place-and-route run, keyed by config and target),
+their schemas, the documented calibration / validation split, and resumable appends.
+
+:mod:`costmodel.calibrate` fills the tables (Yosys), :mod:`costmodel.pnr` and :mod:`costmodel.ltp`
+add their own; :mod:`costmodel.resources` fits on them. Nothing here runs a tool, so reading the
+stored runs never imports the synthesis flow.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import json
+from pathlib import Path
+
+__all__ = ["DATA", "config_key", "is_validation", "split", "heldout_keys", "done_keys", "failed_keys", "append",
+           "now", "config_columns"]
+
+DATA = Path(__file__).parent / "data"
+PRIMITIVES_CSV = DATA / "primitives.csv"
+BUFFERS_CSV = DATA / "buffers.csv"
+MUXES_CSV = DATA / "muxes.csv"
+CALIBRATION_CSV = DATA / "calibration.csv"
+DOE_HELDOUT_CSV = DATA / "doe_heldout.csv"
+DOE_CALIBRATION_CSV = DATA / "doe_calibration.csv"
+#: the DOE table of each split (``--split``)
+DOE_CSV = {"heldout": DOE_HELDOUT_CSV, "calibration": DOE_CALIBRATION_CSV}
+#: the SWA kernel's random draws (grid ``swa-doe``), one table per split as for ``doe``
+SWA_DOE_CSV = {"heldout": DATA / "swa_doe_heldout.csv", "calibration": DATA / "swa_doe_calibration.csv"}
+ORDER_CHECK_CSV = DATA / "order_check.csv"
+SWA_CALIBRATION_CSV = DATA / "swa_calibration.csv"
+META_JSON = DATA / "calibration_meta.json"
+#: configs Yosys failed on (an internal error of the tool, not of the design): one row each, with
+#: the table it was meant for and the error line; resumed runs skip them
+FAILURES_CSV = DATA / "synth_failures.csv"
+FAILURE_FIELDS = ["key", "target", "table", "label", "error", "yosys", "date"]
+
+#: measured columns a row may hold (each table keeps those of its field list)
+MEASURED = ("lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf", "seconds", "yosys")
+MUX_FIELDS = ["key", "lanes", "n", "m", "abits", "target", "lut", "ff", "muxf", "seconds", "yosys", "date"]
+BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date",
+                 "transparent"]
+PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
+SWA_FIELDS = ["key", "config", "target", "head_dim", "window", "lanes", "qk_fmt", "v_fmt", "lut", "ff", "carry",
+              "dsp", "bram18", "lutram", "seconds", "yosys", "date", "command"]
+ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "k_max", "pipeline",
+                 "n", "m", "block", "lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf",
+                 "seconds", "yosys", "date"]
+#: the held-out DOE table: the engine columns plus the split, the draw (seed, index) and the command
+DOE_FIELDS = ENGINE_FIELDS + ["split", "seed", "index", "command"]
+#: the SWA DOE tables: the SWA columns, the variant, the draw (seed, index) and the command
+SWA_DOE_FIELDS = SWA_FIELDS + ["causal", "dense", "split", "seed", "index"]
+
+
+def config_key(cfg: dict, target: str) -> str:
+    """sha1 of the canonical JSON of a config dict plus the synthesis target."""
+    return hashlib.sha1(json.dumps([cfg, target], sort_keys=True).encode()).hexdigest()
+
+
+def is_validation(key: str) -> bool:
+    """The documented hold-out rule: ``int(key[:8], 16) % 5 == 0`` (~20 %)."""
+    return int(key[:8], 16) % 5 == 0
+
+
+def split(df):
+    """(calibration, validation) DataFrames of a table with a ``key`` column."""
+    mask = df["key"].map(is_validation).astype(bool)
+    return df[~mask], df[mask]
+
+
+def heldout_keys(path: Path | None = None) -> set[str]:
+    """Keys of the held-out DOE rows (``doe_heldout.csv``): never fitted on."""
+    return done_keys(DOE_HELDOUT_CSV if path is None else path)
+
+
+def done_keys(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with path.open() as f:
+        return {row["key"] for row in csv.DictReader(f)}
+
+
+def append(path: Path, fields: list[str], row: dict) -> None:
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k, "") for k in fields})
+        f.flush()
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def config_columns(config, key: str, target: str) -> dict:
+    """The identifying columns of one stored synthesis / P&R row: key, engine, config JSON,
+    target, lanes, formats, k_max, pipeline, n, m (empty where the engine has none), date."""
+    full = config.to_dict()
+    return dict(key=key, engine=full["engine"], config=json.dumps(full, sort_keys=True), target=target,
+                lanes=full["lanes"], wfmt=full["wfmt"], afmt=full["afmt"], k_max=full["k_max"],
+                pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""), date=now())
+
+
+def failed_keys(failures: Path, table: Path) -> set[str]:
+    """Keys recorded in ``failures`` for ``table``."""
+    if not failures.exists():
+        return set()
+    with failures.open() as f:
+        return {row["key"] for row in csv.DictReader(f) if row["table"] == table.name}
