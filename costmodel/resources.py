@@ -1115,11 +1115,29 @@ def heldout_rows(target: str = "xc7", path: Path = DOE_HELDOUT_CSV) -> pd.DataFr
     return stored_rows(path, target)
 
 
+#: resamples of the bootstrap confidence intervals of the held-out LUT statistics (seeded)
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def lut_stats(rel: np.ndarray) -> dict:
+    """LUT statistics of signed relative errors ``rel`` (one group's rows): median and p90 of
+    ``|rel|``, the signed median (bias), and a 95 % bootstrap confidence interval (percentile
+    method, :data:`BOOTSTRAP_RESAMPLES` resamples of the rows, seed 0) of the median and of the
+    p90: how far a draw of this many rows may move either figure."""
+    a = np.abs(rel)
+    boot = a[np.random.default_rng(0).integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))]
+    ci = {name: tuple(float(v) for v in np.percentile(stat, [2.5, 97.5]))
+          for name, stat in (("lut_median_ci", np.median(boot, axis=1)), ("lut_p90_ci", np.percentile(boot, 90, axis=1)))}
+    return dict(lut_median=float(np.median(a)), lut_p90=float(np.percentile(a, 90)), lut_bias=float(np.median(rel)), **ci)
+
+
 def error_report(rows: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     """Error of predictions ``pred`` against synthesized ``rows`` per group of
-    :data:`HELDOUT_GROUPS`: rows ``n``, LUT median / p90 relative error, signed LUT median bias,
-    and the fraction of rows where FF, DSP and BRAM18 are exact."""
-    cols = ["group", "n", "lut_median", "lut_p90", "lut_bias", "ff_exact", "dsp_exact", "bram18_exact"]
+    :data:`HELDOUT_GROUPS`: rows ``n``, LUT median / p90 relative error with their 95 % bootstrap
+    intervals, signed LUT median bias (:func:`lut_stats`), and the fraction of rows where FF, DSP
+    and BRAM18 are exact."""
+    cols = ["group", "n", "lut_median", "lut_p90", "lut_bias", "lut_median_ci", "lut_p90_ci", "ff_exact", "dsp_exact",
+            "bram18_exact"]
     if rows.empty:
         return pd.DataFrame([{"group": g, "n": 0} for g in HELDOUT_GROUPS], columns=cols)
     y = {r: rows[r].to_numpy(dtype=float) for r in ("lut", "ff", "dsp", "bram18")}
@@ -1128,8 +1146,7 @@ def error_report(rows: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     for g, m in heldout_groups(rows).items():
         rec = {"group": g, "n": int(m.sum())}
         if m.any():
-            rec.update(lut_median=float(np.median(np.abs(rel[m]))), lut_p90=float(np.percentile(np.abs(rel[m]), 90)),
-                       lut_bias=float(np.median(rel[m])),
+            rec.update(lut_stats(rel[m]),
                        **{f"{r}_exact": float(np.mean(pred[r].to_numpy()[m] == y[r][m])) for r in ("ff", "dsp", "bram18")})
         out.append(rec)
     return pd.DataFrame(out, columns=cols)
@@ -1142,8 +1159,10 @@ SWA_GROUPS = ["swa causal", "swa symmetric", "swa dense baseline", "swa int Q/K/
 def swa_error_report(rows: pd.DataFrame, features: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     """Error of SWA predictions ``pred`` against synthesized ``rows`` (features ``features``) per
     group of :data:`SWA_GROUPS`: ``n``, LUT median / p90 / signed median, FF median / p90 relative
-    error, and the fraction of rows where DSP and BRAM18 are exact."""
-    cols = ["group", "n", "lut_median", "lut_p90", "lut_bias", "ff_median", "ff_p90", "dsp_exact", "bram18_exact"]
+    error (LUT with 95 % bootstrap intervals, :func:`lut_stats`), and the fraction of rows where
+    DSP and BRAM18 are exact."""
+    cols = ["group", "n", "lut_median", "lut_p90", "lut_bias", "lut_median_ci", "lut_p90_ci", "ff_median", "ff_p90",
+            "dsp_exact", "bram18_exact"]
     if rows.empty:
         return pd.DataFrame([{"group": g, "n": 0} for g in SWA_GROUPS], columns=cols)
     rel = {r: (pred[r].to_numpy(dtype=float) - rows[r].to_numpy(dtype=float))
@@ -1158,8 +1177,7 @@ def swa_error_report(rows: pd.DataFrame, features: pd.DataFrame, pred: pd.DataFr
         rec = {"group": g, "n": int(m.sum())}
         if m.any():
             a = {r: np.abs(rel[r][m]) for r in rel}
-            rec.update(lut_median=float(np.median(a["lut"])), lut_p90=float(np.percentile(a["lut"], 90)),
-                       lut_bias=float(np.median(rel["lut"][m])), ff_median=float(np.median(a["ff"])),
+            rec.update(lut_stats(rel["lut"][m]), ff_median=float(np.median(a["ff"])),
                        ff_p90=float(np.percentile(a["ff"], 90)),
                        **{f"{r}_exact": float(np.mean(pred[r].to_numpy()[m] == rows[r].to_numpy(dtype=float)[m]))
                           for r in ("dsp", "bram18")})

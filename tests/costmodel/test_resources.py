@@ -148,6 +148,22 @@ def test_heldout_goal(heldout, family, group, metric):
     assert_goal(heldout[family], family, group, metric, GOALS[metric], MIN_GROUP_ROWS.get(family, 5))
 
 
+def test_bootstrap_intervals_match_the_asymptotic_spread():
+    """The held-out figures' 95 % bootstrap intervals against the textbook large-sample ones: for
+    400 |errors| uniform on [0, 1] the sample median's standard error is 1 / (2 f(m) sqrt(n)) =
+    0.025 (f = 1), the p90's sqrt(0.9 · 0.1 / n) / f = 0.015; each interval holds the true value
+    and is 2 · 1.96 standard errors wide within 30 %. A constant error has a zero-width interval."""
+    from costmodel.resources import lut_stats
+
+    rel = np.random.default_rng(3).uniform(0, 1, 400) * np.where(np.arange(400) % 2, 1, -1)
+    s = lut_stats(rel)
+    for stat, true, se in (("lut_median", 0.5, 0.025), ("lut_p90", 0.9, 0.015)):
+        lo, hi = s[f"{stat}_ci"]
+        assert lo < true < hi and lo <= s[stat] <= hi
+        assert abs((hi - lo) / (2 * 1.96 * se) - 1) < 0.3, (stat, lo, hi)
+    assert lut_stats(np.full(7, -0.04))["lut_median_ci"] == (0.04, 0.04)
+
+
 @pytest.mark.parametrize("target", ["xc7", "xcup"])
 def test_ff_and_dsp_counted_exactly_on_calibration_rows(target):
     """FF and DSP are counted from the structure (no fitted coefficient): both equal Yosys on every
