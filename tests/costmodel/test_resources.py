@@ -148,6 +148,25 @@ def test_heldout_goal(heldout, family, group, metric):
     assert_goal(heldout[family], family, group, metric, GOALS[metric], MIN_GROUP_ROWS.get(family, 5))
 
 
+def test_block_skipping_leaves_the_rtl_and_the_estimate_unchanged():
+    """Block skipping lives in the weight streamer (``hw.sparse.pack_inputs`` sends the beats of
+    non-zero blocks only): a sparse engine's Verilog is the same text with and without ``block``,
+    and so is its resource estimate. The held-out groups "sparse" and "sparse+blocks" are thus two
+    random draws of one hardware population."""
+    from hw.engines import config_from_dict
+    from hw.rtl import verilog_text
+
+    base = [dict(engine="sparse", lanes=6, n=3, m=4, wfmt="int4n", afmt="int4n", k_max=106, pipeline=1),
+            dict(engine="sparse", lanes=4, n=1, m=8, wfmt="e4m3", afmt="int8", k_max=300, pipeline=0)]
+    for cfg in base:
+        span = cfg["lanes"] // cfg["n"] * cfg["m"]
+        plain, blocked = ({**cfg, "block": b} for b in (None, 4 * span))
+        assert verilog_text(config_from_dict(plain).build()) == verilog_text(config_from_dict(blocked).build())
+        for target in ("xc7", "ecp5"):
+            est = predict_frame(pd.DataFrame([plain, blocked]), target)
+            assert est.iloc[0].equals(est.iloc[1])
+
+
 def test_bootstrap_intervals_match_the_asymptotic_spread():
     """The held-out figures' 95 % bootstrap intervals against the textbook large-sample ones: for
     400 |errors| uniform on [0, 1] the sample median's standard error is 1 / (2 f(m) sqrt(n)) =
