@@ -480,6 +480,14 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     terms_in = f["macc_terms"].to_numpy(dtype=float)
     cols["macc_fa_signed"] = (np.maximum(terms_in - 1, 0) * acc * (~fold & ~int_lut_macc)
                               * (f["unsigned_product"].to_numpy() == 0))
+    # the minifloat aligners' shifter mux bits in front of an unpipelined multi-operand sum (a
+    # Lattice candidate): synth_ecp5 maps LUTs with abc9, which maps for delay, and duplicates the
+    # aligners' logic that feeds the $macc's full adders and the carry chain behind them. ECP5,
+    # 2 lanes e7m0 × uint3: 2,912 LUT4 at pipeline 0 and 1,199 at pipeline 1 from the same gates
+    # before LUT mapping; with abc -lut 4 (area) in place of abc9, 1,199 at pipeline 0 too; one
+    # lane (no multi-operand sum): 526 and 530
+    shifter = np.array([pair_props(w, a, target)["shifter_bits"] for w, a in pairs], dtype=float)[pid]
+    cols["aligner_dup_p0"] = lanes * shifter * (pipe == 0) * (f["macc_terms"].to_numpy() >= 2)
     # an unpipelined DSP tree of truncated products (not folded): its first level in the DSP48
     # post-adders (P = A·B + C, as in a pipelined tree: fitted near 0.1 LUT/bit), the rest in the
     # fabric (near 1 LUT/bit)
@@ -919,7 +927,8 @@ def _lattice_lut_matrix(rows: pd.DataFrame, target: str, terms: list[str], mult:
 #: until the evening of 2026-12-04; "the multiplier formula's terms fitted on whole engines" the
 #: engine terms shipped until 2026-12-03 evening, without the structure terms of
 #: :data:`LUT_TERMS`; "the fabric $macc's full adders": ``macc_fa_signed``, which ECP5's CCU2C
-#: carry chains, pricing a carry-chain adder's sum bits at no LUT4, set apart most)
+#: carry chains, pricing a carry-chain adder's sum bits at no LUT4, set apart most; "abc9's
+#: duplicated aligners": ``aligner_dup_p0``, design_matrix)
 LATTICE_CANDIDATES = {
     "Lattice LUT4 terms": LATTICE_LUT_TERMS, "engine terms, the family's own multipliers": _ENGINE_TERMS_2026_12_04,
     "engine terms + unpipelined product bits": _ENGINE_TERMS_2026_12_04 + ["prod_bits_comb"],
@@ -933,7 +942,10 @@ LATTICE_CANDIDATES = {
     "engine terms + unpipelined product bits + the fabric $macc's full adders": _ENGINE_TERMS_2026_12_04 + [
         "prod_bits_comb", "macc_fa_signed"],
     "engine terms, the multiplier formula's terms fitted on whole engines + unpipelined product bits + the fabric "
-    "$macc's full adders": [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa_signed"]}
+    "$macc's full adders": [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa_signed"],
+    "engine terms, the multiplier formula's terms fitted on whole engines + unpipelined product bits + the fabric "
+    "$macc's full adders + abc9's duplicated aligners": [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb",
+                                                         "macc_fa_signed", "aligner_dup_p0"]}
 
 
 def lattice_cv(rows: pd.DataFrame, target: str, terms: list[str], folds: int = CV_FOLDS,

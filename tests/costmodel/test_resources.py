@@ -104,27 +104,32 @@ GOALS = {"lut_median": 0.05, "lut_p90": 0.12, "ff_exact": 1.0, "dsp_exact": 1.0,
 NOT_MET: dict[str, dict[tuple[str, str], str]] = {
     "xc7": {
         ("sparse", "lut_median"): "6.2% (goal ≤5%)",
-        ("sparse", "lut_p90"): "19.5% (goal ≤12%)",
+        ("sparse", "lut_p90"): "17.6% (goal ≤12%)",
+        ("non-power-of-two lanes", "lut_p90"): "13.1% (goal ≤12%)",
     },
     "xcup": {
-        ("sparse", "lut_median"): "6.9% (goal ≤5%)",
-        ("sparse+blocks", "lut_median"): "5.9% (goal ≤5%)",
-        ("non-power-of-two lanes", "lut_median"): "5.5% (goal ≤5%)",
-        ("all", "lut_median"): "5.1% (goal ≤5%)",
+        ("dense mixed", "lut_p90"): "13.4% (goal ≤12%)",
+        ("sparse", "lut_median"): "6.4% (goal ≤5%)",
+        ("sparse", "lut_p90"): "13.4% (goal ≤12%)",
     },
     "ice40": {
-        ("dense mixed", "lut_median"): "5.5% (goal ≤5%)",
-        ("sparse+blocks", "lut_median"): "7.3% (goal ≤5%)",
-        ("sparse+blocks", "lut_p90"): "13.4% (goal ≤12%)",
+        ("sparse+blocks", "lut_p90"): "12.8% (goal ≤12%)",
     },
     "ecp5": {
-        ("dense mixed", "lut_median"): "5.5% (goal ≤5%)",
-        ("sparse", "lut_p90"): "48.2% (goal ≤12%)",
-        ("non-power-of-two lanes", "lut_p90"): "12.6% (goal ≤12%)",
+        ("dense mixed", "lut_median"): "7.0% (goal ≤5%)",
+        ("dense mixed", "lut_p90"): "23.6% (goal ≤12%)",
+        ("sparse", "lut_median"): "7.8% (goal ≤5%)",
+        ("sparse", "lut_p90"): "27.8% (goal ≤12%)",
+        ("sparse+blocks", "lut_median"): "6.4% (goal ≤5%)",
+        ("sparse+blocks", "lut_p90"): "17.8% (goal ≤12%)",
+        ("non-power-of-two lanes", "lut_median"): "6.8% (goal ≤5%)",
+        ("non-power-of-two lanes", "lut_p90"): "19.3% (goal ≤12%)",
+        ("all", "lut_median"): "6.6% (goal ≤5%)",
+        ("all", "lut_p90"): "21.7% (goal ≤12%)",
     },
 }
-#: the fewest held-out rows a group may have: xc7 draws 147, the other families 39–80
-MIN_GROUP_ROWS = {"xc7": 10}
+#: the fewest held-out rows a group may have: each family draws 200 (ECP5: 194; Yosys crashed on 6)
+MIN_GROUP_ROWS = dict.fromkeys(("xc7", "xcup", "ice40", "ecp5"), 20)
 
 
 def _goal_cases():
