@@ -223,10 +223,11 @@ def summary_table() -> None:
         for _, r in heldout_report(target).iterrows():
             if not r["n"]:
                 continue
-            met = ("ok" if r["lut_median"] <= GOAL_MEDIAN else "MED") + ("" if r["lut_p90"] <= GOAL_P90 else " P90")
+            missed = " ".join(name for name, stat, goal in (("MED", "lut_median", GOAL_MEDIAN), ("P90", "lut_p90", GOAL_P90))
+                              if r[stat] > goal)
             exact = all(r[f"{c}_exact"] == 1 for c in ("ff", "dsp", "bram18"))
             print(f"{target:<7}{r['group']:<24}{r['n']:>4}{_ci(r, 'lut_median'):>20}{_ci(r, 'lut_p90'):>22}  "
-                  f"{met if met != 'ok P90' else 'P90':<8}{'exact' if exact else 'NOT exact':>14}")
+                  f"{missed or 'ok':<8}{'exact' if exact else 'NOT exact':>14}")
         # "sparse" and "sparse+blocks" are one hardware population (block skipping is the
         # streamer's; the RTL is the same text): both together, for information (not a goal group)
         rows = heldout_rows(target)

@@ -14,6 +14,10 @@ import datetime as _dt
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["DATA", "config_key", "is_validation", "split", "heldout_keys", "done_keys", "failed_keys", "append",
            "now", "config_columns"]
@@ -64,7 +68,7 @@ def is_validation(key: str) -> bool:
     return int(key[:8], 16) % 5 == 0
 
 
-def split(df):
+def split(df: "pd.DataFrame") -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """(calibration, validation) DataFrames of a table with a ``key`` column."""
     mask = df["key"].map(is_validation).astype(bool)
     return df[~mask], df[mask]
@@ -76,6 +80,7 @@ def heldout_keys(path: Path | None = None) -> set[str]:
 
 
 def done_keys(path: Path) -> set[str]:
+    """Keys already stored in the table at ``path`` (empty if it does not exist yet)."""
     if not path.exists():
         return set()
     with path.open() as f:
@@ -83,6 +88,9 @@ def done_keys(path: Path) -> set[str]:
 
 
 def append(path: Path, fields: list[str], row: dict) -> None:
+    """Append one ``row`` (columns ``fields``; missing ones empty) to the table at ``path`` and
+    flush it at once, writing the header first for a new table: a killed run loses at most the
+    row in flight."""
     new = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="") as f:
@@ -94,6 +102,7 @@ def append(path: Path, fields: list[str], row: dict) -> None:
 
 
 def now() -> str:
+    """The UTC time, ISO 8601 to the second, as every stored row records it."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
