@@ -19,7 +19,6 @@ cross-validation on those rows: :func:`norm_cv_error`. DSPs by the Yosys rule
 
 from __future__ import annotations
 
-import datetime
 import random
 import sys
 from functools import lru_cache
@@ -32,6 +31,7 @@ from hw.rtl import SynthError, synthesize, yosys_version
 
 from .features import mult_dsp
 from .requant_cost import cv_relative, fit_relative
+from .store import append, done_keys, now
 
 __all__ = ["norm_features", "norm_cost", "norm_coefficients", "norm_cv_error", "NORM_CSV", "NORM_FEATURES"]
 
@@ -121,7 +121,7 @@ def random_normalizer(rng: random.Random) -> tuple[int, int, int]:
 def calibrate(n: int, seed: int, target: str = "xc7") -> None:
     """Synthesize ``n`` random normalizers of ``seed`` (skipping those stored) and append them."""
     rng = random.Random(seed)
-    done = set(pd.read_csv(NORM_CSV, dtype={"extra": str})["key"]) if NORM_CSV.exists() else set()
+    done = done_keys(NORM_CSV)
     for i in range(n):
         d, w, extra = random_normalizer(rng)
         key = f"{seed}:{i}:{target}"
@@ -134,9 +134,9 @@ def calibrate(n: int, seed: int, target: str = "xc7") -> None:
             continue
         row = {"key": key, "target": target, "d": d, "in_bits": w, "extra": str(extra), "lut": r.lut + r.lutram,
                "ff": r.ff, "dsp": r.dsp, "seconds": r.seconds, "yosys": yosys_version(),
-               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "date": now(),
                "command": f"python -m costmodel.norm_cost {n} --seed {seed}"}
-        pd.DataFrame([row]).to_csv(NORM_CSV, mode="a", header=not NORM_CSV.exists(), index=False)
+        append(NORM_CSV, list(row), row)
         print(f"{key}: d={d}, {w} bits: {row['lut']} LUT, {r.ff} FF, {r.dsp} DSP ({r.seconds:.0f} s)", flush=True)
 
 

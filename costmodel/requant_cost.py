@@ -26,7 +26,6 @@ specs (seeded, resumable: the CSV is appended with the command, the Yosys versio
 
 from __future__ import annotations
 
-import datetime
 import json
 import random
 import sys
@@ -42,6 +41,7 @@ from hw.rtl import SynthError, synthesize, yosys_version
 from quant.formats import parse_format
 
 from .features import mult_dsp
+from .store import append, done_keys, now
 
 __all__ = ["requant_features", "threshold_features", "requant_cost", "threshold_cost", "requant_coefficients",
            "cv_error", "fit_relative", "cv_relative", "random_spec", "spec_json", "spec_from_json", "REQUANT_CSV", "FEATURES", "UNITS"]
@@ -168,7 +168,7 @@ def threshold_cost(spec: ActivationSpec, target: str = "xc7") -> dict[str, int]:
 def calibrate(n: int, seed: int, target: str = "xc7", unit: str = "multiplier") -> None:
     """Synthesize ``n`` random specs of ``seed`` (skipping those stored) and append them."""
     rng = random.Random(seed)
-    done = set(pd.read_csv(REQUANT_CSV)["key"]) if REQUANT_CSV.exists() else set()
+    done = done_keys(REQUANT_CSV)
     tag = "" if unit == "multiplier" else ":thresholds"
     for i in range(n):
         spec = random_spec(rng, thresholds_of=bool(tag))
@@ -185,10 +185,10 @@ def calibrate(n: int, seed: int, target: str = "xc7", unit: str = "multiplier") 
             continue
         row = {"key": key, "target": target, "spec": spec_json(spec), "lut": r.lut, "dsp": r.dsp,
                "seconds": r.seconds, "yosys": yosys_version(),
-               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "date": now(),
                "command": f"python -m costmodel.requant_cost {n} --seed {seed}" + (" --thresholds" if tag else ""),
                "unit": unit}
-        pd.DataFrame([row]).to_csv(REQUANT_CSV, mode="a", header=not REQUANT_CSV.exists(), index=False)
+        append(REQUANT_CSV, list(row), row)
         print(f"{key}: {spec.channels} channels, acc {spec.acc_bits} bits -> {spec.fmt} ({unit}): {r.lut} LUT, "
               f"{r.dsp} DSP", flush=True)
 

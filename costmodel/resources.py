@@ -105,7 +105,6 @@ test_pnr.py`` checks FF/DSP/BRAM against every stored Yosys run.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import hashlib
 import json
 import sys
@@ -119,7 +118,7 @@ import pandas as pd
 from hw.engines import config_from_dict
 
 from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV,
-                        SWA_DOE_CSV, heldout_keys)
+                    SWA_DOE_CSV, heldout_keys, now)
 from .features import config_row, frame_features, pair_props
 from .pnr import PNR_CSV
 from .swa import SWA_CANDIDATES, SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
@@ -344,7 +343,8 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # alone (primitives.csv): candidates that fit the formula on whole engines instead
     table = _cached_primitive_table(target)
     measured = np.array([(w, a) in table for w, a in pairs], dtype=bool)[pid]
-    mterms = np.array([_mult_terms(pair_props(w, a, target)) for w, a in pairs],
+    props = [pair_props(w, a, target) for w, a in pairs]
+    mterms = np.array([_mult_terms(pp) for pp in props],
                       dtype=float).reshape(-1, len(MULT_TERMS))[pid]
     ml_measured = np.array([table.get((w, a), 0.0) for w, a in pairs], dtype=float)[pid]
     lanes = f["lanes"].to_numpy(dtype=float)
@@ -486,7 +486,7 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # 2 lanes e7m0 × uint3: 2,912 LUT4 at pipeline 0 and 1,199 at pipeline 1 from the same gates
     # before LUT mapping; with abc -lut 4 (area) in place of abc9, 1,199 at pipeline 0 too; one
     # lane (no multi-operand sum): 526 and 530
-    shifter = np.array([pair_props(w, a, target)["shifter_bits"] for w, a in pairs], dtype=float)[pid]
+    shifter = np.array([pp["shifter_bits"] for pp in props], dtype=float)[pid]
     cols["aligner_dup_p0"] = lanes * shifter * (pipe == 0) * (f["macc_terms"].to_numpy() >= 2)
     # an unpipelined DSP tree of truncated products (not folded): its first level in the DSP48
     # post-adders (P = A·B + C, as in a pipelined tree: fitted near 0.1 LUT/bit), the rest in the
@@ -567,10 +567,6 @@ SPLIT_RULE = "validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, t
 FIT_COMMAND = "python -m costmodel.resources xc7 xcup ice40 ecp5"
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _record(engines: list[str], target: str, kind: str, resources: dict, counted: dict, files: list[Path],
             keys: dict, split_rule: str, yosys: list[str], validation: dict, **extra) -> dict:
     """One fit in the one schema of ``coefficients.json``: coefficients, what is counted instead
@@ -578,7 +574,7 @@ def _record(engines: list[str], target: str, kind: str, resources: dict, counted
     reproduces it, the Yosys version(s) of the data, the date, and held-out errors per engine."""
     return {"engines": engines, "target": target, "kind": kind, "resources": resources, "counted": counted,
             "data": {f.name: _sha256(f) for f in files}, "keys": keys, "split_rule": split_rule,
-            "method": METHOD, "command": FIT_COMMAND, "yosys": yosys, "date": _now(),
+            "method": METHOD, "command": FIT_COMMAND, "yosys": yosys, "date": now(),
             "validation": validation, **extra}
 
 
