@@ -503,3 +503,28 @@ def test_reversed_engine_rows_agree_with_yosys():
             assert pred.loc[i, "dsp"] == y1["dsp"]
     if store.ORDER_CHECK_CSV.exists():
         assert pairs >= 3
+
+
+def test_goal_score_by_hand():
+    """goal_score on four dense same-format rows, 10 % off on three: median 10 % (2 goals: counted
+    2 · 2 − 1 = 3), p90 10 % (10/12 of its goal); no other group has rows: (3 + 10/12) / 2."""
+    from costmodel.resources import goal_score
+
+    rows = pd.DataFrame(dict(engine="dot", wfmt="int4", afmt="int4", lanes=4, block=None, target="xc7",
+                             lut=[100, 100, 200, 50]))
+    assert goal_score(rows, np.array([100, 110, 220, 55])) == pytest.approx((3 + 10 / 12) / 2)
+    # a second target's rows, all exact, count as groups of their own (ratios 0)
+    both = pd.concat([rows, rows.assign(target="xcup")], ignore_index=True)
+    assert goal_score(both, np.array([100, 110, 220, 55, 100, 100, 200, 50])) == pytest.approx((3 + 10 / 12) / 4)
+
+
+@pytest.mark.parametrize("target", ["xc7", "ecp5"])
+def test_shipped_lut_fit_is_the_selection_rule_s_choice(target):
+    """Each shipped fit names its LUT terms and fit, chosen by the recorded rule: the candidate of
+    least goal score among those it lists (stored scores, no refit)."""
+    from costmodel.resources import SELECTION_RULE, load_coefficients
+
+    rec = load_coefficients()["fits"][target]["mac"]
+    assert rec["selection_rule"] == SELECTION_RULE
+    scores = rec["lut_terms_cv"]
+    assert len(scores) >= 10 and rec["lut_terms_chosen"] == min(scores, key=scores.get)
