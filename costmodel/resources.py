@@ -187,8 +187,8 @@ LUT_TERMS = [*_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa_signed"
 #: the LUT term sets the Xilinx fit chooses from (:func:`select_xilinx`, each by either fit of
 #: :data:`LUT_FITS`; ``python -m costmodel.resources --cv`` lists their scores; the choice is
 #: ``lut_terms_chosen`` in ``coefficients.json``). Until 2026-12-04 night the terms were chosen by
-#: hand on median + p90 of the least-squares fits: :data:`LUT_TERMS` lowered median + p90 on the random calibration rows of each of xc7 and
-#: xcup: 3.7 % + 10.5 %, 4.2 % + 10.5 % (2026-12-04 evening, 360 + 220 drawn rows), against
+#: hand on median + p90 of the least-squares fits: :data:`LUT_TERMS` lowered median + p90 on
+#: the random calibration rows of each of xc7 and xcup: 3.7 % + 10.5 %, 4.2 % + 10.5 % (2026-12-04 evening, 360 + 220 drawn rows), against
 #: 4.1 % + 10.3 %, 4.4 % + 10.6 % for the terms shipped until then (and on average over five
 #: other fold assignments by key, 13.95 % vs 14.52 % and 15.09 % vs 15.32 %: small gains, within
 #: the spread between fold assignments); either new term alone raises one family's against it
@@ -563,6 +563,11 @@ def _method(fitter) -> str:
     return METHOD if fitter is _nnls_rel else (
         "scipy.optimize.nnls on rows scaled by 1/max(y, 10), reweighted 10 times by 1/sqrt(max(|relative residual|, "
         "0.01)) (least absolute relative error)")
+
+
+def lut_fit_of(record: dict) -> tuple[list[str], object]:
+    """The LUT terms and fitter (one of :data:`LUT_FITS`) of a stored fit ``record``."""
+    return record["resources"]["lut"]["terms"], _nnls_rel if record.get("method", METHOD) == METHOD else _nnls_rel_l1
 
 
 #: issue 15's goals for each group's LUT error on the random held-out draw (relative)
@@ -1296,8 +1301,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("targets", nargs="*", metavar="TARGET",
                     help="synthesis targets to fit: xc7, xcup, ice40, ecp5 (default xc7; all four = the shipped file)")
     ap.add_argument("--cv", action="store_true",
-                    help="instead of refitting, print the 5-fold cross-validation of every candidate LUT term set "
-                         "(how the shipped terms were chosen) on the stored xc7 + xcup calibration rows")
+                    help="instead of refitting, print every candidate LUT term set x fit of the xc7 + xcup model with its "
+                         "goal score and 5-fold cross-validated median / p90 on the random calibration draws, best "
+                         "first (the refit takes the first)")
     ap.add_argument("--swa-cv", action="store_true",
                     help="instead of refitting, print the 5-fold cross-validation of every candidate SWA LUT and FF "
                          "term set on the stored xc7 SWA calibration rows")
