@@ -121,7 +121,7 @@ def cv_table(target: str, rows: pd.DataFrame, cv: pd.DataFrame) -> None:
     """5-fold cross-validation over the calibration rows (the grids and the random calibration
     draw), per group, with FINN-R's LUT estimate on the same configs beside it."""
     fin = np.array([finn_r(r, r["dsp"] > 0)[0] for _, r in rows.iterrows()])
-    print(f"# Calibration rows, 5-fold cross-validation (fold = int(key[:8], 16) % 5; every row predicted by the "
+    print(f"# Calibration rows, 5-fold cross-validation (folds by config, costmodel.resources.config_ids; every row predicted by the "
           f"{' + '.join(XILINX_TARGETS)} fit on the other folds): {len(rows)} {target} syntheses ({CALIBRATION_CSV.name} grids + {DOE_CALIBRATION_CSV.name} "
           f"random draw, seed 1), {', '.join(sorted(set(rows['yosys'])))}, target {target}")
     _group_rows(error_report(rows, cv), heldout_groups(rows), rel_err(fin, rows["lut"]))

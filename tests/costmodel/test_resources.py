@@ -80,9 +80,13 @@ def test_xcup_synthesizes_like_xc7_without_dsps():
     assert (m.loc[no_dsp, "ff_7"] == m.loc[no_dsp, "ff_u"]).all()
 
 
-def test_cv_folds_fixed_by_key_and_heldout_never_fitted():
+def test_cv_folds_fixed_by_config_and_heldout_never_fitted():
     """The shipped fit saw every calibration row and no held-out one; cross-validation predicts
-    each row from a fit on the other folds (fold = int(key[:8], 16) % 5), checked on one fold."""
+    each row from a fit on the other folds, checked on one fold. Folds go by the config alone
+    (sha1 of its columns, hashed here independently): every config synthesized for both xc7 and
+    xcup has both rows in one fold, so no row is predicted by a fit on its twin."""
+    import hashlib
+
     from costmodel.resources import calibration_rows, cross_validate, fit_mac, heldout_rows, load_coefficients
 
     rec = load_coefficients()["fits"]["xc7"]["mac"]
@@ -91,10 +95,20 @@ def test_cv_folds_fixed_by_key_and_heldout_never_fitted():
     assert set(rec["keys"]["calibration"]) == set(rows["key"]) and held.isdisjoint(rows["key"])
     assert set(rec["keys"]["validation"]) == held
     cv = cross_validate(rows)
-    fold = rows["key"].map(lambda k: int(k[:8], 16) % 5).to_numpy()
+
+    def fold_of(r) -> int:
+        vals = ["" if v is None or v != v else str(int(v)) if isinstance(v, (int, float)) else str(v)
+                for v in (r.engine, r.lanes, r.wfmt, r.afmt, r.k_max, r.pipeline, r.n, r.m, r.block)]
+        return int(hashlib.sha1("|".join(vals).encode()).hexdigest()[:8], 16) % 5
+
+    fold = np.array([fold_of(r) for r in rows.itertuples()])
     own = predict_frame(rows[fold == 0], "xc7", fit_mac(rows[fold != 0]))
     pd.testing.assert_frame_equal(cv[fold == 0], own)
     assert not cv[fold == 0].equals(predict_frame(rows[fold == 0], "xc7", fit_mac(rows)))
+    both = calibration_rows(("xc7", "xcup"))
+    twins = both.assign(fold=[fold_of(r) for r in both.itertuples()]).groupby(
+        ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"], dropna=False)["fold"].nunique()
+    assert (both["target"] == "xcup").sum() >= 100 and (twins == 1).all()
 
 
 #: issue 15's goals on the random held-out draw, per group
