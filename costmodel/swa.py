@@ -51,7 +51,7 @@ SWA_REQUIRED = ["head_dim", "window", "lanes", "qk_fmt", "v_fmt", "seq_len"]
 #: candidate LUT and FF term sets (:func:`swa_features` columns, plus ``qk_mult_lut`` and
 #: ``qk_mult_lut_dsp``), compared
 #: by 5-fold cross-validation on the calibration rows only (``python -m costmodel.resources
-#: --swa-cv``); the shipped ones are :data:`SWA_LUT_TERMS` and :data:`SWA_FF_TERMS`
+#: --swa-cv``; :func:`costmodel.resources.swa_cv_table`)
 _UNITS = ["one", "qk_mult_lut", "qk_tree_bits", "sv_acc_bits", "score_bits", "sv_shift_bits", "sv_mult_bits"]
 SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
     "lut": {
@@ -118,8 +118,10 @@ SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
                                     "less_bram_row"],
     },
 }
-#: least CV median + p90 on xc7 (``--swa-cv``): FF counted from the elaborated design less what
-#: Yosys drops (each family's fit picks its own by the same rule: :func:`costmodel.resources.fit_swa`)
+#: the default terms (least CV median + p90 on xc7 until 2026-12-04; FF counted from the elaborated
+#: design less what Yosys drops): the other resource's terms while one resource's candidates are
+#: cross-validated. Each family's shipped fit picks its own terms and fit by the goal score
+#: (:func:`costmodel.resources.fit_swa`, ``lut_terms_chosen`` / ``ff_terms_chosen``)
 SWA_LUT_TERMS = SWA_CANDIDATES["lut"]["… + QKᵀ tree outside the DSP48 cascade, SV accumulators by chunking"]
 SWA_FF_TERMS = SWA_CANDIDATES["ff"]["… + block-RAM score row"]
 SWA_ACTIONS = ["qk_mult", "sv_mult", "score_mult", "add_bits", "exp_reads", "buf_read_bits", "buf_write_bits",

@@ -538,3 +538,16 @@ def test_shipped_lut_fit_is_the_selection_rule_s_choice(target):
     assert rec["selection_rule"] == SELECTION_RULE
     scores = rec["lut_terms_cv"]
     assert len(scores) >= 10 and rec["lut_terms_chosen"] == min(scores, key=scores.get)
+
+
+@pytest.mark.parametrize("target", ["xc7", "ecp5"])
+def test_shipped_swa_fit_is_the_selection_rule_s_choice(target):
+    """Each shipped SWA fit's LUT and FF terms and fits are, per resource, the candidates of least
+    stored goal score, and its record names the rule."""
+    from costmodel.resources import SWA_SELECTION_RULE, load_coefficients
+
+    rec = load_coefficients()["fits"][target]["swa"]
+    assert rec["selection_rule"] == SWA_SELECTION_RULE
+    for res in ("lut", "ff"):
+        scores = {k.split(": ", 1)[1]: v for k, v in rec["terms_cv"].items() if k.startswith(f"{res}: ")}
+        assert len(scores) >= 10 and rec[f"{res}_terms_chosen"] == min(scores, key=scores.get)

@@ -162,11 +162,9 @@ SWA_GOALS = {"lut_median": 0.05, "lut_p90": 0.12, "ff_median": 0.02, "ff_p90": 0
 #: per family with a held-out SWA draw, the (group, metric) pairs the shipped SWA model does not
 #: meet, with what it measured (strict xfail)
 SWA_NOT_MET: dict[str, dict[tuple[str, str], str]] = {
-    "xc7": {
-        ("swa int Q/K/V", "lut_median"): "5.9% (goal ≤5%)",
-    },
+    "xc7": {},
     "xcup": {  # xc7's fit, measured on xcup's own held-out kernels
-        ("swa causal", "lut_p90"): "12.6% (goal ≤12%)",
+        ("swa causal", "lut_p90"): "14.2% (goal ≤12%)",
     },
     "ecp5": {
         ("swa causal", "lut_p90"): "15.6% (goal ≤12%)",
