@@ -430,7 +430,7 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
     Returns how many ran (failures included)."""
     failures = FAILURES_CSV if failures is None else failures
     done = done_keys(path)
-    failed = failed_keys(failures, path)
+    failed = failed_keys(failures, path, target)
     if failed and progress:
         print(f"skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})", flush=True)
     n = 0

@@ -115,9 +115,10 @@ def config_columns(config, key: str, target: str) -> dict:
                 pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""), date=now())
 
 
-def failed_keys(failures: Path, table: Path) -> set[str]:
-    """Keys recorded in ``failures`` for ``table``."""
+def failed_keys(failures: Path, table: Path, target: str | None = None) -> set[str]:
+    """Keys recorded in ``failures`` for ``table`` (and ``target``, where given)."""
     if not failures.exists():
         return set()
     with failures.open() as f:
-        return {row["key"] for row in csv.DictReader(f) if row["table"] == table.name}
+        return {row["key"] for row in csv.DictReader(f)
+                if row["table"] == table.name and (target is None or row["target"] == target)}

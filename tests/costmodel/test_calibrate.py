@@ -90,6 +90,8 @@ def test_a_yosys_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
     d, f = pd.read_csv(path), pd.read_csv(fails)
     assert len(d) == 3 and list(f["key"]) == [store.config_key(DOE[1], "xc7")]
     assert f["table"][0] == "doe.csv" and f["error"][0].startswith("ERROR: Assert")
+    # another family's run of the same table counts none of these as its own failures
+    assert store.failed_keys(fails, path, "xc7") == set(f["key"]) and store.failed_keys(fails, path, "ice40") == set()
 
 
 def test_stored_doe_rows_are_the_seeded_draw_and_never_fitted():
