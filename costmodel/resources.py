@@ -81,7 +81,9 @@ Non-negative least squares (``scipy.optimize.nnls``) on relative error (each row
 synthesized value), over every calibration row — the grids of ``data/calibration.csv`` and the
 seeded random calibration draw ``data/doe_calibration.csv`` (seed 1) — of xc7 and xcup together
 (:func:`fit_xilinx`: one set of fabric coefficients, the same LUT6/CARRY fabric; each family's
-own DSP48 packing rule in its design matrix; each family's errors measured on its own rows);
+own DSP48 packing rule in its design matrix; each family's errors measured on its own rows; each
+family fitted on its own rows is a candidate of the selection too, and loses: CV goal score
+0.809 against 0.776, 2026-12-04);
 multiplier-formula coefficients over ``data/primitives.csv`` (xc7 syntheses; xcup maps a LUT
 multiplier identically, :data:`PRIMITIVES_OF`). The held-out random draw
 ``data/doe_heldout.csv`` (seed 0, drawn before any fit) is never fitted on; its errors per group
@@ -625,24 +627,28 @@ def _score_in_goals(rel: np.ndarray, masks: Sequence[np.ndarray], goals: dict[st
 
 
 def select_lut_fit(rows: pd.DataFrame, matrix, candidates: dict[str, list[str]], scored: np.ndarray,
-                   folds: int = CV_FOLDS) -> tuple[str, dict[str, tuple[list[str], object]], dict[str, float],
-                                                   dict[str, np.ndarray]]:
-    """The LUT term set x fit (:data:`LUT_FITS`) of least :func:`goal_score` on the ``scored``
-    rows (the random calibration draw) by ``folds``-fold CV over all calibration ``rows`` (folds
-    by :func:`config_ids`); ``matrix(terms)`` is the LUT design matrix of ``rows``.
-    Returns the chosen name (a least-absolute fit named with ", least absolute relative error"
-    after its terms), every candidate ``name -> (terms, fitter)``, their scores, and their
-    out-of-fold LUTs (rounded, as predicted)."""
+                   folds: int = CV_FOLDS, pools: dict[str, list[np.ndarray]] | None = None
+                   ) -> tuple[str, dict[str, tuple[list[str], object, str]], dict[str, float], dict[str, np.ndarray]]:
+    """The LUT term set x fit (:data:`LUT_FITS`) x pooling of least :func:`goal_score` on the
+    ``scored`` rows (the random calibration draw) by ``folds``-fold CV over all calibration
+    ``rows`` (folds by :func:`config_ids`); ``matrix(terms)`` is the LUT design matrix of
+    ``rows``; ``pools`` maps a name suffix to the row masks fitted apart (default: all rows
+    together, suffix ""). Returns the chosen name (a least-absolute fit named with ", least
+    absolute relative error" after its terms, then the pool's suffix), every candidate ``name ->
+    (terms, fitter, pool suffix)``, their scores, and their out-of-fold LUTs (rounded, as
+    predicted)."""
     y = rows["lut"].to_numpy(dtype=float)
     fold = cv_fold(config_ids(rows), folds)
-    cands = {(n if fitter is _nnls_rel else f"{n}, {method}"): (terms, fitter)
-             for method, fitter in LUT_FITS.items() for n, terms in candidates.items()}
+    pools = pools or {"": [np.ones(len(rows), bool)]}
+    cands = {f"{n}{'' if fitter is _nnls_rel else ', ' + method}{pool}": (terms, fitter, pool)
+             for pool in pools for method, fitter in LUT_FITS.items() for n, terms in candidates.items()}
     oof, scores = {}, {}
-    for name, (terms, fitter) in cands.items():
-        X, pred = matrix(terms), np.empty(len(y))
-        for k in range(folds):
-            test = fold == k
-            pred[test] = X[test] @ fitter(X[~test], y[~test])
+    for name, (terms, fitter, pool) in cands.items():
+        X, pred = matrix(terms), np.zeros(len(y))
+        for part in pools[pool]:
+            for k in range(folds):
+                test, train = (fold == k) & part, (fold != k) & part
+                pred[test] = X[test] @ fitter(X[train], y[train])
         oof[name] = np.rint(np.maximum(pred, 0))
         scores[name] = goal_score(rows[scored], oof[name][scored])
     return min(scores, key=scores.get), cands, scores, oof
@@ -771,11 +777,18 @@ def _drawn(rows: pd.DataFrame) -> np.ndarray:
     return drawn if drawn.any() else np.ones(len(rows), bool)
 
 
+#: the name suffix of a Xilinx candidate fitted on each family's own rows (xc7 and xcup apart)
+APART = ", each family on its own rows"
+
+
 def select_xilinx(rows: pd.DataFrame):
-    """:func:`select_lut_fit` over :data:`CANDIDATES` of the Xilinx calibration ``rows``
-    (targets fitted together, scored on each target's random calibration draw)."""
+    """:func:`select_lut_fit` over :data:`CANDIDATES` of the Xilinx calibration ``rows``, each
+    fitted on both families together (one set of fabric coefficients) and on each family's own
+    rows apart (suffix :data:`APART`); scored on each target's random calibration draw."""
     cols = mac_lut_columns(rows, _mac_multiplier(rows))
-    return select_lut_fit(rows, lambda terms: np.column_stack([cols[t] for t in terms]), CANDIDATES, _drawn(rows))
+    apart = [(rows["target"] == t).to_numpy() for t in sorted(rows["target"].unique())]
+    return select_lut_fit(rows, lambda terms: np.column_stack([cols[t] for t in terms]), CANDIDATES, _drawn(rows),
+                          pools={"": [np.ones(len(rows), bool)], APART: apart})
 
 
 def cv_table(targets: tuple[str, ...] = XILINX_TARGETS) -> pd.DataFrame:
@@ -799,9 +812,10 @@ def cv_table(targets: tuple[str, ...] = XILINX_TARGETS) -> pd.DataFrame:
 
 
 def fit_xilinx(targets: tuple[str, ...] = XILINX_TARGETS) -> dict[str, dict]:
-    """Fit the dot/sparse model of the Xilinx ``targets`` together on every calibration row of
-    each (:func:`calibration_rows`): one record per target (:func:`_record`, the same
-    coefficients) with that target's own errors: on its held-out random draw per engine
+    """Fit the dot/sparse model of the Xilinx ``targets`` on every calibration row of each
+    (:func:`calibration_rows`), together or each family apart as :func:`select_xilinx` chooses:
+    one record per target (:func:`_record`; ``fitted_with`` names the families whose rows it was
+    fitted on) with that target's own errors: on its held-out random draw per engine
     (``validation``) and per group (``heldout_groups``), and by 5-fold cross-validation over its
     calibration rows per engine (``cv``) and per group (``cv_groups``)."""
     rows = calibration_rows(targets)
@@ -810,14 +824,20 @@ def fit_xilinx(targets: tuple[str, ...] = XILINX_TARGETS) -> dict[str, dict]:
         raise ResourceModelError(f"no calibration rows for target(s) {missing}; run python -m costmodel.calibrate "
                                  f"engines --grid doe --split calibration --target {missing[0]}")
     chosen, cands, scores, _ = select_xilinx(rows)
-    terms, fitter = cands[chosen]
-    model = fit_mac(rows, terms, fitter)
-    cv = cross_validate(rows, terms, fitter=fitter)
+    terms, fitter, pool = cands[chosen]
+    parts = [rows["target"].unique()] if pool != APART else [[t] for t in targets]
+    models, cv = {}, []
+    for part in parts:
+        mine = rows[rows["target"].isin(part)]
+        model = fit_mac(mine, terms, fitter)
+        models.update(dict.fromkeys(part, model))
+        cv.append(cross_validate(mine, terms, fitter=fitter))
+    cv = pd.concat(cv).loc[rows.index]
     files = [f for f in (CALIBRATION_CSV, DOE_CALIBRATION_CSV, PRIMITIVES_CSV) if f.exists()]
     out = {}
     for t in targets:
         own = (rows["target"] == t).to_numpy()
-        mine, mine_cv = rows[own], cv[own]
+        mine, mine_cv, model = rows[own], cv[own], models[t]
         held = heldout_rows(t)
         held_pred = predict_frame(held, t, model) if not held.empty else held
         out[t] = _record(
@@ -827,7 +847,8 @@ def fit_xilinx(targets: tuple[str, ...] = XILINX_TARGETS) -> dict[str, dict]:
              "bram18": "no memories in the dot/sparse engines"},
             files, {"calibration": sorted(mine["key"]), "validation": sorted(held["key"])}, CV_RULE,
             sorted(set(mine["yosys"])), _engine_errors(held_pred, held) if not held.empty else {},
-            multiplier=model["multiplier"], fitted_with=list(targets), cv=_engine_errors(mine_cv, mine),
+            multiplier=model["multiplier"], fitted_with=[t] if pool == APART else list(targets),
+            cv=_engine_errors(mine_cv, mine),
             lut_terms_chosen=chosen, lut_terms_cv={n: round(v, 4) for n, v in scores.items()},
             selection_rule=SELECTION_RULE, method=_method(fitter),
             calibration_fit=_engine_errors(predict_frame(mine, t, model), mine),
@@ -1122,7 +1143,7 @@ def fit_lattice(target: str) -> dict:
     menu = {n: t for n, t in LATTICE_CANDIDATES.items() if t == LATTICE_LUT_TERMS or own is not None}
     chosen, cands, scores, oof = select_lut_fit(
         rows, lambda terms: _lattice_lut_matrix(rows, target, terms, own), menu, _drawn(rows))
-    terms, fitter = cands[chosen]
+    terms, fitter, _ = cands[chosen]
     mult = own if terms != LATTICE_LUT_TERMS else None
     coef = fitter(_lattice_lut_matrix(rows, target, terms, mult), rows["lut"].to_numpy(dtype=float))
     model = {"kind": "lattice", "multiplier": mult,
@@ -1151,6 +1172,11 @@ def fit_lattice(target: str) -> dict:
         heldout_groups=error_report(held, held_pred).to_dict("records") if not held.empty else [])
 
 
+#: the fewest SWA calibration kernels a family's SWA model is fitted on (with fewer, as while its
+#: draw is still running, its SWA estimates stay "not calibrated")
+MIN_SWA_ROWS = 20
+
+
 def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> dict:
     """Refit ``targets`` (every engine with stored syntheses for each) and write ``coefficients.json``:
     ``{"schema": 2, "fits": {target: {"mac": record, "swa": record}}}`` (:func:`_record`)."""
@@ -1159,7 +1185,7 @@ def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> di
     joint = fit_xilinx(xilinx) if xilinx else {}
     for t in sorted(targets, key=lambda t: t in PRIMITIVES_OF):  # a family another reuses comes first
         fits[t] = {"mac": joint[t] if t in joint else fit(t)}
-        if not swa_rows(t)[0].empty:
+        if len(swa_rows(t)[0]) >= MIN_SWA_ROWS:
             fits[t]["swa"] = fit_swa(t)
         elif "swa" in fits.get(PRIMITIVES_OF.get(t, ""), {}):
             reused = reuse_swa(fits[PRIMITIVES_OF[t]]["swa"], PRIMITIVES_OF[t], t)
