@@ -1,29 +1,22 @@
 """``paretofab`` subcommands of the models package: ``traces``, ``distill``, ``prune``, ``gtn`` and
-``datafree``."""
+``datafree``.
+
+The commands that train name what they run (``"models.commands:_distill"`` …): it needs torch, so
+``paretofab`` imports it only when the command runs, and building the parser stays light."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from quant.common import HelpFormatter, writable_folder
 
-from . import distill as D
-from . import gtn_eval, gtn_map, map_data, traces
-from .datafree import run as DF
-from .digits_data import load_data as load_digits
-from .gtn import MapTask
-from .gtn_pool import DEFAULT_POOL, DIGITS, TEACHER, StudentSpec, parse_pool
-from .prune import Pattern, PruneConfig, parse_pattern, prune_student
+from . import traces
+from .specs import (ARCHS, BUDGET_NAMES, DIGITS_POOL, DIGITS_TEACHER, FEATURES, MAP_POOL, MAP_TEACHER, METHODS,
+                    PRESETS, RECIPES, REPLAYS, TEACHER_LR, TrainConfig)
 from .workload import TraceSpec, stats_of_trace
-from .zoo import ARCHS, PRESETS
 
 
 def add_trace_arguments(p: argparse.ArgumentParser, trace_file: bool = True) -> None:
@@ -86,135 +79,6 @@ def _traces(args: argparse.Namespace) -> int:
     return 0
 
 
-def _distill(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
-    out = Path(args.output)
-    # every option is checked before the trace is generated
-    workload = spec_from_args(args)
-    cfg = D.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        patience=args.patience, alpha=args.alpha, temperature=args.temperature,
-                        seed=args.seed)
-    tcfg = D.TrainConfig(**{**cfg.__dict__, "epochs": args.teacher_epochs or args.epochs,
-                            "lr": args.teacher_lr})
-    cfg.check()
-    tcfg.check()
-    spec = D.KDSpec(arch=args.arch, method=args.method, clusters=args.clusters, feature=args.feature,
-                    teacher_arch=args.teacher_arch, teacher_preset=args.preset)
-    sp, info = workload.splits(progress=True, allow_degenerate=args.allow_degenerate)
-    info["teacher_preset"] = args.preset
-    res = D.distill(sp, spec, cfg, teacher_cfg=tcfg, out_dir=out, info=info)
-    map_data.save_splits(out / "data.npz", sp)
-    (out / "metrics.json").write_text(json.dumps(res, indent=2, default=_json_default))
-    print(f"{args.app} {args.arch} {args.method}: test micro-F1 {res['f1']:.4f} "
-          f"(threshold {res['threshold']:.2f} from validation; at the test-optimal threshold, the "
-          f"paper's protocol, {res['f1_test_opt']:.4f}); frequency baseline {res['freq_baseline']:.4f}, "
-          f"IP baseline {res['ip_baseline']:.4f}, all-ones floor {res['floor']:.4f}; "
-          f"student {res['student_params']} params -> {out}")
-    return 0
-
-
-def _pattern_of(args: argparse.Namespace):
-    """The pruning pattern from ``--pattern``, or from the deprecated ``--n/--m/--block/--keep``
-    (not both; a one-line deprecation note on stderr)."""
-    parts = (args.n, args.m, args.block, args.keep)
-    if args.pattern is not None:
-        if any(v is not None for v in parts):
-            raise ValueError("give --pattern only (e.g. --pattern 2:4+b8k0.5); --n/--m/--block/--keep are "
-                             "its deprecated spelling, not both")
-        return parse_pattern(args.pattern)
-    if all(v is None for v in parts):
-        raise ValueError("say what to prune to: --pattern 2:4, b8k0.5 or 2:4+b8k0.5 (N:M, then blocks of B "
-                         "weights keeping a fraction F)")
-    pattern = Pattern(args.n, args.m, args.block, 1.0 if args.keep is None else args.keep)
-    print(f"paretofab prune: note: --n/--m/--block/--keep are deprecated and go in the next release; "
-          f"write --pattern {pattern}", file=sys.stderr)
-    return pattern
-
-
-def _prune(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
-    pattern = _pattern_of(args)
-    saliency = args.saliency or ("class" if args.classes else "magnitude")
-    skip = [s.strip() for s in (args.skip or "").split(",") if s.strip()]
-    cfg = PruneConfig(saliency=saliency, classes=args.classes, epochs=args.epochs, lr=args.lr, decay=args.decay,
-                      mask_every=args.mask_every, skip=skip, seed=args.seed)
-    res = prune_student(args.checkpoint, args.output, pattern, cfg, data=args.data)
-    extra = (f"; preferred outputs {res['f1_classes']:.4f} (dense {res['dense']['f1_classes']:.4f})"
-             if "f1_classes" in res else "")
-    print(f"{res['pattern']} ({saliency} saliency, {res['method']}): {res['sparsity']:.1%} of the pruned "
-          f"layers' weights are zero; test micro-F1 {res['f1']:.4f} (dense {res['dense']['f1']:.4f}){extra} "
-          f"-> {args.output}")
-    return 0
-
-
-def _gtn(args: argparse.Namespace) -> int:
-    # every option is checked before minutes of training
-    digits = args.data == "digits"
-    family, budgets = (DIGITS, gtn_eval.BUDGETS) if digits else (gtn_map.MAP, gtn_eval.MAP_BUDGETS)
-    if not digits:
-        gtn_map.find_workload(args.data)
-    pool = parse_pool(args.pool or family.default_pool, family)
-    custom = (gtn_eval.custom_members(pool) if args.custom is None
-              else gtn_eval.parse_custom(args.custom, pool, family))
-    budget = budgets[args.budget]
-    cfg = gtn_eval.with_overrides(budget.cfg, epochs=args.epochs, kd_weight=args.kd_weight, teacher=args.teacher,
-                                  family=family)
-    cfg.check(family)
-    if args.seed < 0:
-        raise ValueError(f"--seed {args.seed}: use a non-negative integer (e.g. --seed 0)")
-    out = writable_folder(args.output)
-    torch.set_num_threads(args.threads)
-    if digits:
-        data, what = load_digits(args.seed), "digits"
-    else:
-        rows = args.rows or budget.rows
-        splits, info = gtn_map.load_splits_of(args.data, rows, args.seed, args.allow_degenerate)
-        data = MapTask.from_splits(splits, family, info)
-        what = (f"MAP {args.data} ({len(data.x_train):,} / {len(data.x_val):,} / {len(data.x_test):,} rows; "
-                f"frequency plateau F1 {data.plateau:.3f})")
-    seeds = list(range(args.seed, args.seed + (args.seeds or budget.seeds)))
-    print(f"gtn on {what}: pool {', '.join(f'{s.name} ({s.params:,})' for s in pool)}; teacher {cfg.teacher}; "
-          f"custom teachers for {', '.join(s.name for s in custom) or 'none'}; seeds {seeds}; budget {args.budget}")
-    t0 = time.perf_counter()
-    df = gtn_eval.run(data, pool, cfg, seeds, out, custom=custom, log=lambda line: print(line, flush=True),
-                      jobs=args.jobs)
-    print(gtn_eval.markdown_table(df))
-    print(gtn_eval.cost_table(out / "costs.csv"))
-    print(f"{len(df)} students in {time.perf_counter() - t0:.0f} s -> {out}/results.csv, accuracy_vs_params.png")
-    return 0
-
-
-def _datafree(args: argparse.Namespace) -> int:
-    # every option is checked before minutes of training
-    if args.data != "digits":
-        raise ValueError(f"--teacher {args.data!r}: only the digits workload has a data-free flow; use --teacher digits")
-    if args.seed < 0:
-        raise ValueError(f"--seed {args.seed}: use a non-negative integer (e.g. --seed 0)")
-    method, side, k, replay = DF.recipe(args.method, args.per_class, args.condensed, args.fewshot, args.replay)
-    uses = DF.check_uses(method, side, DF.parse_uses(args.uses))
-    spec = StudentSpec.parse(args.student)
-    out = writable_folder(args.output)
-    torch.set_num_threads(args.threads)
-    print(f"datafree on digits: {args.method} ({method}{f', {replay} replay' if replay != 'none' else ''}), student "
-          f"{spec.name} ({spec.params:,} params), side information "
-          f"{side}{f' {k}/class via {chr(43).join(uses)}' if k else ''}; seed {args.seed}; budget {args.budget}")
-    t0 = time.perf_counter()
-    df = DF.run(load_digits(0), method, spec, DF.BUDGETS[args.budget], args.seed, out, side=side,
-                per_class=k, uses=uses, replay=replay, log=lambda line: print(line, flush=True))
-    print(DF.markdown_table(df))
-    print(f"{time.perf_counter() - t0:.0f} s -> {out}/student.pt, results.csv, metrics.json, curves.png, "
-          f"synthetic.pt")
-    return 0
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o)}")
-
-
 def _positive(v: str) -> int:
     i = int(v)
     if i < 1:
@@ -238,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trace file to write: .txt, or compressed .txt.xz, .txt.gz or .txt.bz2")
     p.set_defaults(func=_traces)
 
-    t = D.TrainConfig()
+    t = TrainConfig()
     d = sub.add_parser("distill", help="train a MAP student by none / kd / packd distillation",
                        description="Train a MAP student (memory-access prediction: a future-delta bitmap "
                                    "from the last 10 LLC accesses) by plain training (none), KD from one "
@@ -250,9 +114,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=HelpFormatter)
     add_trace_arguments(d)
     d.add_argument("--arch", choices=ARCHS, default="resnet", help="student (and default teacher) architecture")
-    d.add_argument("--method", choices=D.METHODS, default="packd", help="distillation method")
+    d.add_argument("--method", choices=METHODS, default="packd", help="distillation method")
     d.add_argument("--clusters", type=int, default=2, help="PaCKD clusters: 2..8 (PaCKD uses 2..4)")
-    d.add_argument("--feature", choices=D.FEATURES, default="ip", help="PaCKD clustering feature (ip: hashed past IPs)")
+    d.add_argument("--feature", choices=FEATURES, default="ip", help="PaCKD clustering feature (ip: hashed past IPs)")
     d.add_argument("--preset", choices=[p for p in PRESETS if p != "student"], default="cpu",
                    help="teacher size")
     d.add_argument("--teacher-arch", choices=ARCHS, default=None, help="teacher architecture (default: --arch)")
@@ -262,12 +126,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs without validation gain before stopping")
     d.add_argument("--batch-size", type=_positive, default=t.batch_size, help="rows per step")
     d.add_argument("--lr", type=float, default=t.lr, help="student Adam learning rate")
-    d.add_argument("--teacher-lr", type=float, default=D.TEACHER_LR, help="teacher Adam learning rate")
+    d.add_argument("--teacher-lr", type=float, default=TEACHER_LR, help="teacher Adam learning rate")
     d.add_argument("--alpha", type=float, default=t.alpha, help="weight of the label BCE in the KD loss, in [0, 1]")
     d.add_argument("--temperature", type=float, default=t.temperature, help="KD temperature (> 0)")
     d.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
     d.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    d.set_defaults(func=_distill)
+    d.set_defaults(func="models.commands:_distill")
 
     r = sub.add_parser("prune", help="prune a student to N:M / blocks (CRISP-style), fine-tune with SR-STE",
                        description="Prune every Linear/Conv weight of a student along its reduction "
@@ -302,7 +166,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=0, help="seeds torch and the batch order; >= 0")
     r.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
     r.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    r.set_defaults(func=_prune)
+    r.set_defaults(func="models.commands:_prune")
 
     g = sub.add_parser("gtn", help="a Generic Teacher Network for a pool of student sizes, against standard, "
                                    "custom and no-KD baselines",
@@ -329,11 +193,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="workload: digits, or a MAP trace: a folder holding one trace file (`paretofab traces "
                         "-o DIR/NAME.txt.xz`), a trace file, or a `paretofab distill -o DIR` folder (its data.npz)")
     g.add_argument("--pool", default=None, metavar="SPEC",
-                   help=f"students, comma-separated, at least two. digits (default {DEFAULT_POOL}): dDwW, D 3x3 "
+                   help=f"students, comma-separated, at least two. digits (default {DIGITS_POOL}): dDwW, D 3x3 "
                         f"convolutions of W channels, max-pool, linear (depth 1..4, width 2..128). MAP (default "
-                        f"{gtn_map.DEFAULT_POOL}): rDwW, a ResNet of D bottleneck blocks of W channels (depth "
+                        f"{MAP_POOL}): rDwW, a ResNet of D bottleneck blocks of W channels (depth "
                         f"1..3, width 4..256; r1w32 is PaCKD's 9.2k student)")
-    g.add_argument("--budget", choices=tuple(gtn_eval.BUDGETS), default="quick",
+    g.add_argument("--budget", choices=BUDGET_NAMES, default="quick",
                    help="quick: 1 seed, short trainings (under 5 minutes on 2 cores; MAP: 4,000 rows); full: "
                         "3 seeds, longer trainings (digits 40 / <=80 epochs; MAP 30,000 rows, 30 / <=40 epochs) "
                         "(default quick)")
@@ -345,8 +209,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--allow-degenerate", action="store_true",
                    help="MAP: go on with a degenerate trace (its micro-F1 axis is noise)")
     g.add_argument("--teacher", default=None, metavar="SPEC",
-                   help=f"architecture of every teacher, a member of the family (default digits {TEACHER}, "
-                        f"182,410 parameters; MAP {gtn_map.TEACHER}, 49,632)")
+                   help=f"architecture of every teacher, a member of the family (default digits {DIGITS_TEACHER}, "
+                        f"182,410 parameters; MAP {MAP_TEACHER}, 49,632)")
     g.add_argument("--custom", default=None, metavar="SPEC",
                    help="pool members given a customized teacher, comma-separated, or none "
                         "(default: the smallest and the middle one)")
@@ -361,7 +225,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "its students); results and CPU seconds do not depend on it (default: 2 where there are "
                         "2 cores)")
     g.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    g.set_defaults(func=_gtn)
+    g.set_defaults(func="models.commands:_gtn")
 
     f = sub.add_parser("datafree", help="distill a digits student without its training data (model inversion, "
                                         "condensed or few-shot side information, VAE replay, dynamic collection)",
@@ -391,7 +255,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--teacher", "--data", dest="data", default="digits", metavar="NAME",
                    help="the teacher's workload: digits (a BatchNorm CNN trained on it)")
     f.add_argument("--method", default="inversion", metavar="METHOD",
-                   help=f"one of {', '.join(DF.RECIPES)}")
+                   help=f"one of {', '.join(RECIPES)}")
     f.add_argument("--per-class", type=int, default=None, metavar="K",
                    help="side samples per class of --method condensed / fewshot (default 1)")
     f.add_argument("--condensed", type=int, default=0, metavar="K",
@@ -403,14 +267,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how side samples enter, comma-separated: init (inversion start), feat (class "
                         "feature matching), mix (added to KD batches: the best measured); dafl and dynamic "
                         "take mix only")
-    f.add_argument("--replay", choices=DF.REPLAYS, default="none",
+    f.add_argument("--replay", choices=REPLAYS, default="none",
                    help="DAFL only: also distill with rehearsal of past generated samples, from a VAE "
                         "trained on them (vae) or from all of them kept (store)")
     f.add_argument("--student", default="d2w16", metavar="dDwW", help="student: D 3x3 convolutions of W channels")
-    f.add_argument("--budget", choices=("quick", "full"), default="quick",
+    f.add_argument("--budget", choices=BUDGET_NAMES, default="quick",
                    help="quick: about 1 min (1.5 with side information or --method dynamic) on one free core; "
                         "full: longer inversion, generators and KD")
     f.add_argument("--seed", type=int, default=0, help="weights, synthesis and batch order; >= 0 (the data split is fixed)")
     f.add_argument("--threads", type=_positive, default=1, help="torch CPU threads")
     f.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    f.set_defaults(func=_datafree)
+    f.set_defaults(func="models.commands:_datafree")

@@ -21,7 +21,6 @@ serves several students.
 from __future__ import annotations
 
 import copy
-import numbers
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,21 +35,18 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .map_data import cluster_features
+from .specs import FEATURES, METHODS, TEACHER_LR, DistillError, TrainConfig
 from .trace_stats import trace_stats
 from .zoo import build, count_params, preset_kwargs, save_checkpoint
 
-METHODS = ("none", "kd", "packd")
-FEATURES = ("ip", "addr", "delta")
+__all__ = ["METHODS", "FEATURES", "TEACHER_MARGIN", "TEACHER_LR", "PLATEAU_MARGIN", "DistillError", "TrainConfig",
+           "KDSpec", "bernoulli_kl", "kd_loss", "plateau_f1", "predict", "fit", "check_clustering", "cluster",
+           "Teachers", "train_teachers", "distill", "teacher_verdict"]
+
 #: a KD / PaCKD comparison is conclusive only when the teachers beat the NoKD student by this much
 TEACHER_MARGIN = 0.03
-#: Adam learning rate of the teachers (their larger models train best below the students' 2e-3)
-TEACHER_LR = 1e-3
 #: validation F1 above the frequency predictor's that counts as having left the plateau
 PLATEAU_MARGIN = 0.005
-
-
-class DistillError(ValueError):
-    """Bad distillation parameters."""
 
 
 def bernoulli_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
@@ -71,36 +67,6 @@ def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: 
         return bce
     return alpha * bce + (1 - alpha) * temperature ** 2 * bernoulli_kl(teacher_logits, student_logits,
                                                                          temperature)
-
-
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters (epochs are upper bounds: early stopping on validation).
-
-    Students leave the input-blind frequency plateau only after 3–20 epochs on scale-18 traces
-    (measured), so patience (5, as PaCKD) counts only once the validation F1 has left it
-    (:func:`fit`), within a budget of 40 epochs; Adam and batch 256 as in PaCKD, with a learning
-    rate raised from their 1.75e-4 / 4e-5 to fit tens of epochs on a CPU instead of 200."""
-
-    epochs: int = 40
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    patience: int = 5
-    alpha: float = 0.7
-    temperature: float = 1.0
-    seed: int = 0
-    progress: bool = True
-
-    def check(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise DistillError("epochs, batch_size and patience must be >= 1")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise DistillError(f"alpha {self.alpha} must lie in [0, 1]")
-        if self.temperature <= 0:
-            raise DistillError(f"temperature {self.temperature} must be > 0")
-        if not isinstance(self.seed, numbers.Integral) or self.seed < 0:
-            raise DistillError(f"--seed {self.seed!r}: use a non-negative integer (e.g. --seed 0)")
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,11 @@ from torch import nn
 from .digits_data import DigitsData
 from .gtn import GTNConfig, Task, as_task, logits_of, train_gtn, train_student, train_teacher
 from .gtn_pool import DIGITS, Family
+from .specs import TEACHERS
 
 __all__ = ["Budget", "BUDGETS", "MAP_BUDGETS", "TEACHERS", "COLUMNS", "METRIC_LABEL", "custom_members",
            "parse_custom", "run", "summary", "markdown_table", "cost_table", "plot", "with_overrides"]
 
-#: ``teacher`` values of results.csv
-TEACHERS = ("generic", "standard", "custom", "none")
 COLUMNS = ("student", "params", "teacher", "seed", "accuracy", "train_seconds")
 
 

@@ -36,6 +36,8 @@ from torch import nn
 from . import map_data, traces
 from .gtn_pool import Family, parse_pool
 from .map_data import LABELS
+from .specs import MAP_POOL as DEFAULT_POOL
+from .specs import MAP_TEACHER as TEACHER
 from .workload import TraceSpec
 from .zoo import ResNetNet, count_params, load_checkpoint, save_checkpoint
 
@@ -46,11 +48,6 @@ __all__ = ["ARCH", "DEFAULT_POOL", "TEACHER", "MapSpec", "Supernet", "MAP", "bui
 ARCH = "resnet"
 DEPTHS = range(1, 4)
 WIDTHS = range(4, 257)
-#: six students from 1.9k to 42.9k parameters (r1w6 1,910; r1w12 3,519; r1w24 6,889; r1w32 9,240,
-#: PaCKD's student; r1w64 18,560; r1w128 42,912)
-DEFAULT_POOL = "r1w6,r1w12,r1w24,r1w32,r1w64,r1w128"
-#: the teachers' architecture: 49,632 parameters, two blocks of the widest student
-TEACHER = "r2w128"
 
 _SPEC = re.compile(r"r(\d+)w(\d+)")
 

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .specs import DIGITS_POOL as DEFAULT_POOL
+from .specs import DIGITS_TEACHER as TEACHER
 from .zoo import count_params, load_checkpoint, save_checkpoint
 
 __all__ = ["ARCH", "CLASSES", "DEFAULT_POOL", "TEACHER", "StudentSpec", "DigitsCNN", "Supernet",
@@ -41,11 +43,6 @@ SIDE = 8
 #: depth and width a pool member may have
 DEPTHS = range(1, 5)
 WIDTHS = range(2, 129)
-#: six students from 2k to 50k parameters (d1w12 2,050; d2w16 5,050; d2w24 9,298; d3w24 14,506;
-#: d3w32 23,946; d3w48 49,738)
-DEFAULT_POOL = "d1w12,d2w16,d2w24,d3w24,d3w32,d3w48"
-#: the teacher architecture (generic, standard and custom teachers alike): 182,410 parameters
-TEACHER = "d3w96"
 
 _SPEC = re.compile(r"d(\d+)w(\d+)")
 

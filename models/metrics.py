@@ -8,8 +8,9 @@ next to the scores: a model below it is worse than a trivial predictor.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 
 #: thresholds searched on the validation split
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -22,7 +23,8 @@ class MetricsError(ValueError):
 def to_probs(logits_or_probs, logits: bool | None = None) -> np.ndarray:
     """Probabilities as float64 numpy. ``logits=None`` decides by range: values outside [0, 1]
     mean logits (pass ``logits=True`` when logits may all lie inside [0, 1])."""
-    if isinstance(logits_or_probs, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor means torch is loaded: no need to import it here
+    if torch is not None and isinstance(logits_or_probs, torch.Tensor):
         logits_or_probs = logits_or_probs.detach().cpu().numpy()
     z = np.asarray(logits_or_probs, np.float64)
     if logits is None:

@@ -48,7 +48,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 from . import metrics
 from .distill import kd_loss, predict
 from .map_data import load_splits
+from .specs import SALIENCIES, Pattern, PruneError, parse_pattern
 from .zoo import load_checkpoint, save_checkpoint
 
 __all__ = ["Pattern", "PruneError", "parse_pattern", "resolve_classes", "prunable_layers", "masks",
@@ -66,94 +67,8 @@ __all__ = ["Pattern", "PruneError", "parse_pattern", "resolve_classes", "prunabl
            "SALIENCIES", "evaluate", "prune_student"]
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
-SALIENCIES = ("magnitude", "class")
 #: weight of the normalized magnitude that breaks ties in class saliency
 TIE_BREAK = 1e-3
-
-
-class PruneError(ValueError):
-    """A bad pruning pattern / option, or a weight that breaks its pattern."""
-
-
-# ---- patterns ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """What to prune to: N:M (``n``, ``m``), blocks (``block`` weights along the reduction,
-    ``keep`` fraction of blocks kept in every row), both, or nothing (dense)."""
-
-    n: int | None = None
-    m: int | None = None
-    block: int | None = None
-    keep: float = 1.0
-
-    def __post_init__(self) -> None:
-        if (self.n is None) != (self.m is None):
-            raise PruneError(f"give both N and M of N:M (got n={self.n}, m={self.m}), e.g. 2:4")
-        if self.m is not None:
-            if int(self.m) != self.m or self.m < 2:
-                raise PruneError(f"M={self.m}: groups hold M >= 2 weights, e.g. 2:4")
-            if int(self.n) != self.n or self.n < 1:
-                raise PruneError(f"N={self.n}: keep at least one weight per group (N >= 1)")
-            if self.n > self.m:
-                raise PruneError(f"N={self.n} > M={self.m}: a group of M weights cannot keep N; use N <= M")
-        if self.block is not None:
-            if int(self.block) != self.block or self.block < 1:
-                raise PruneError(f"block={self.block}: give a positive number of weights per block")
-            if self.m is not None and self.block % self.m:
-                raise PruneError(f"block={self.block} is not a multiple of M={self.m}; blocks hold whole "
-                                 f"N:M groups, use block in {self.m}, {2 * self.m} …")
-        if not (isinstance(self.keep, (int, float)) and 0.0 < self.keep <= 1.0):
-            raise PruneError(f"keep={self.keep!r}: the kept fraction of blocks must lie in (0, 1]")
-        if self.block is None and self.keep != 1.0:
-            raise PruneError(f"keep={self.keep} needs a block size (e.g. b8k{self.keep:g})")
-
-    @property
-    def has_nm(self) -> bool:
-        return self.n is not None and self.n < self.m
-
-    @property
-    def has_blocks(self) -> bool:
-        return self.block is not None and self.keep < 1.0
-
-    @property
-    def is_dense(self) -> bool:
-        return not (self.has_nm or self.has_blocks)
-
-    def __str__(self) -> str:
-        parts = []
-        if self.n is not None:
-            parts.append(f"{self.n}:{self.m}")
-        if self.block is not None:
-            parts.append(f"b{self.block}k{self.keep:g}")
-        return "+".join(parts) or "dense"
-
-
-_NM = re.compile(r"^(\d+):(\d+)$")
-_BLOCK = re.compile(r"^b(\d+)k([0-9.eE+-]+)$")
-
-
-def parse_pattern(spec: "str | Pattern") -> Pattern:
-    """``"dense"``, ``"2:4"``, ``"b8k0.5"``, ``"2:4+b8k0.5"`` (or a :class:`Pattern`) -> Pattern."""
-    if isinstance(spec, Pattern):
-        return spec
-    s = str(spec).strip().lower()
-    if s in ("dense", "none", ""):
-        return Pattern()
-    kw: dict[str, Any] = {}
-    for part in s.split("+"):
-        if (mt := _NM.match(part)) and "n" not in kw:
-            kw["n"], kw["m"] = int(mt.group(1)), int(mt.group(2))
-        elif (mt := _BLOCK.match(part)) and "block" not in kw:
-            try:
-                kw["block"], kw["keep"] = int(mt.group(1)), float(mt.group(2))
-            except ValueError:
-                raise PruneError(f"pattern {spec!r}: bad keep fraction {mt.group(2)!r}") from None
-        else:
-            raise PruneError(f"pattern {spec!r}: cannot read {part!r}; write dense, N:M, bBkF or N:M+bBkF "
-                             f"(e.g. 2:4, b8k0.5, 2:4+b8k0.5)")
-    return Pattern(**kw)
 
 
 # ---- masks from scores -------------------------------------------------------------------------

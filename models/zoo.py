@@ -27,9 +27,8 @@ import torch
 from torch import nn
 
 from .map_data import HISTORY, LABELS, TOKENS
+from .specs import ARCHS, PRESETS
 
-ARCHS = ("lstm", "mixer", "resnet", "swa")
-PRESETS = ("student", "cpu", "paper")
 #: PaCKD's published student sizes (parameters)
 PACKD_STUDENT_PARAMS = {"lstm": 11_904, "mixer": 10_206, "resnet": 9_324}
 

@@ -1,7 +1,10 @@
 """The ``paretofab`` command: thin dispatch to each package's own commands.
 
 Each package owns its subcommands in ``<package>/cli.py``, which defines
-``register(subparsers) -> None``; every subparser sets ``func=<callable(args) -> int>``.
+``register(subparsers) -> None``; every subparser sets ``func=<callable(args) -> int>``, or
+``func="module:function"`` naming one: a command whose work needs torch or Brevitas names it, and
+it is imported only when the command runs, so that building the parser (``paretofab --help``)
+imports neither (:func:`command`).
 Errors end in one line on stderr, never a traceback (``PARETOFAB_DEBUG=1`` shows it):
 
 - user errors exit 2: ``ValueError`` and its subclasses (``FormatError``, ``ConfigError`` …) and
@@ -17,10 +20,11 @@ import errno
 import importlib
 import os
 import sys
+from typing import Callable
 
-#: packages whose ``cli.register`` adds subcommands, in help order
-COMMAND_PACKAGES = ("quant", "hw", "models", "costmodel", "paretofab.explore", "paretofab.accel", "paretofab.qonnx_export",
-                    "paretofab.demo")
+#: packages whose ``cli.register`` adds subcommands (for paretofab's own: the module), in help order
+COMMAND_PACKAGES = ("quant", "hw", "models", "costmodel", "paretofab.explore_cli", "paretofab.accel",
+                    "paretofab.export_cli", "paretofab.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,14 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command(func: Callable[[argparse.Namespace], int] | str) -> Callable[[argparse.Namespace], int]:
+    """A subparser's ``func`` as a callable: itself, or the function its ``"module:function"``
+    names, imported now."""
+    if callable(func):
+        return func
+    module, _, name = func.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    func = command(args.func)
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except BrokenPipeError:  # `paretofab … | head`
         sys.stderr.close()
         return 0

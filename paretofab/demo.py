@@ -1,19 +1,13 @@
 """``paretofab demo``: the main job that ``make demo`` runs: the formats table, then ``explore``
-(traces -> student -> PTQ sweep -> cost -> Pareto front) with its defaults, under runs/explore."""
+(traces -> student -> PTQ sweep -> cost -> Pareto front) with its defaults, under runs/explore.
+Its parser; what it runs, :func:`paretofab.explore._demo`, needs torch and is imported only when
+the command runs."""
 
 from __future__ import annotations
 
 import argparse
 
-from .cli import main
-from .explore import _run
-from .options import add_arguments
-
-
-def _demo(args: argparse.Namespace) -> int:
-    print("== paretofab formats int4 int8 e2m1 e2m3 e3m2 e4m3 e4m3ocp e5m2ieee")
-    main(["formats", "int4", "int8", "e2m1", "e2m3", "e3m2", "e4m3", "e4m3ocp", "e5m2ieee"])
-    return _run(args)
+from .explore_cli import add_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,4 +18,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog="examples:\n  paretofab demo\n  paretofab demo --threads 1 -o runs/demo --pattern 2:4",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    p.set_defaults(func=_demo)
+    p.set_defaults(func="paretofab.explore:_demo")

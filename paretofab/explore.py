@@ -23,7 +23,8 @@ format and PTQ set) → :func:`cost_table` (once per candidate and format, joine
 stage is resumable: a finished stage's files are reused, the sweep skips finished points, and the
 Verilog of a front point is rewritten only when its engine changed (files of points no longer on
 the front are removed); the activity step reuses the cached netlists and gate-level models.
-Options: :class:`paretofab.options.ExploreConfig`, checked before any work starts.
+Options: :class:`paretofab.options.ExploreConfig`, checked before any work starts; the command
+line: :mod:`paretofab.explore_cli`.
 
 ``--students DIR`` explores student size instead, from a ``paretofab gtn`` folder, or the one
 student of a ``paretofab datafree`` folder (:mod:`paretofab.explore_students`).
@@ -52,18 +53,18 @@ from quant.common import writable_folder
 from quant.formats import parse_format
 from quant.sweep import SweepSpace, grid, load_results, run_sweep
 
+from .cli import main
 from .costing import COST_KEYS, LABEL_KEYS, attention_cost, export_front, network_cost
-from .explore_students import add_arguments as add_student_arguments
 from .front_accel import front_accel, print_accel
 from .explore_students import explore_students
 from .explore_students import from_args as students_from_args
 from .front_energy import front_activity, print_activity
 from .mapping import EngineConfig, LayerWorkload, attention_kernels, block_density, engine_for, layer_workloads
-from .options import DEFAULT_FORMATS, ExploreConfig, add_arguments, from_args
+from .options import DEFAULT_FORMATS, ExploreConfig, from_args
 
 __all__ = ["Candidate", "ExploreConfig", "DEFAULT_FORMATS", "OBJECTIVES", "explore", "train_student",
            "candidates", "sweep", "network_cost", "attention_cost", "cost_table", "rank",
-           "write_front_verilog", "export_front", "COST_KEYS", "LABEL_KEYS", "register"]
+           "write_front_verilog", "export_front", "COST_KEYS", "LABEL_KEYS"]
 
 #: costs minimized on the front, beside micro-F1 maximized
 OBJECTIVES = ("lut", "dsp", "latency_us", "energy_nj")
@@ -329,15 +330,6 @@ def _plain(o):
     raise TypeError(f"not JSON serializable: {type(o)}")
 
 
-EXAMPLES = """examples:
-  paretofab explore --threads 1
-  paretofab explore --arch swa -o runs/explore_swa --threads 1
-  paretofab explore --pattern 2:4,1:4,2:4+b8k0.5 --formats int4,int8,e4m3 --device xczu3eg
-  paretofab explore --students runs/gtn_quick --teacher generic --formats int4,int8,e4m3 -o runs/explore_gtn
-  paretofab explore --students runs/gtn_map_quick --threads 1 -o runs/explore_gtn_map
-  paretofab explore --students runs/datafree --formats int4,int8,e4m3 -o runs/explore_datafree"""
-
-
 def _run(args: argparse.Namespace) -> int:
     cfg = from_args(args)
     if getattr(args, "students", None) is not None:
@@ -347,10 +339,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explore", help="traces -> student -> PTQ sweep -> cost -> Pareto front (the main job)",
-                       description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    add_student_arguments(p)
-    p.set_defaults(func=_run)
+def _demo(args: argparse.Namespace) -> int:
+    """``paretofab demo``: the formats table, then :func:`_run` (its parser: :mod:`paretofab.demo`)."""
+    print("== paretofab formats int4 int8 e2m1 e2m3 e3m2 e4m3 e4m3ocp e5m2ieee")
+    main(["formats", "int4", "int8", "e2m1", "e2m3", "e3m2", "e4m3", "e4m3ocp", "e5m2ieee"])
+    return _run(args)

@@ -56,7 +56,7 @@ from .options import ExploreConfig
 
 __all__ = ["OBJECTIVES", "KINDS", "StudentKind", "StudentFolder", "StudentsConfig", "open_folder", "lane_counts",
            "student_layers", "sweep", "cost_table", "rank", "winners", "winners_table", "explore_students",
-           "add_arguments", "from_args"]
+           "from_args"]
 
 #: costs minimized on the front, beside accuracy maximized (energy follows latency on one engine)
 OBJECTIVES = ("lut", "dsp", "latency_us")
@@ -433,16 +433,6 @@ def print_front(df: pd.DataFrame, folder: StudentFolder) -> None:
     print(f"float {folder.kind.metric} of the {folder.teacher}-teacher students over seeds: " + "; ".join(
         f"{r.student} {100 * r.mean:.1f} %" + (f" ± {100 * r.sd:.1f} (n={r.n})" if r.n > 1 else " (1 seed)")
         for r in s.itertuples()))
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``--students`` and ``--teacher`` on the explore parser."""
-    p.add_argument("--students", metavar="DIR", default=None,
-                   help="explore student size instead of a trace student: the students of a `paretofab gtn` "
-                        "folder, digits or MAP (training seed --seed), or the one student of a `paretofab "
-                        "datafree` folder, × --formats × lanes 1, 2, 4 … up to --lanes, on the dense engine")
-    p.add_argument("--teacher", default="generic", metavar="|".join(TEACHERS),
-                   help="with --students: whose distilled students (default generic)")
 
 
 def from_args(args: argparse.Namespace, explore_cfg: ExploreConfig) -> StudentsConfig:

@@ -1,10 +1,7 @@
-"""``paretofab export --qonnx OUT.onnx``: a quantized student as the QONNX file a user's Brevitas
-model would be (``brevitas.export.export_qonnx``), so our students take the same path into
-``paretofab accel`` as anyone's. The student is a sweep's model spec (``digits``, a GTN student
-``.pt``, a PaCKD checkpoint or ``distill`` folder) quantized by :func:`quant.ptq.quantize_model`
-with the sweep's own workload and calibration (:func:`quant.sweep.load_workload`), or
-``zoo:ARCH``: an untrained :mod:`models.zoo` student (:func:`untrained_student`) — enough to
-check or cost its hardware, which does not care whether the weights were trained.
+"""What ``paretofab export`` runs (its parser, which says what it writes: :mod:`paretofab.export_cli`):
+:func:`export_student_qonnx` quantizes a sweep's model spec with the sweep's own workload and
+calibration, or builds an untrained :mod:`models.zoo` student (:func:`untrained_student`), and
+writes its QONNX with Brevitas' ``export_qonnx`` (:func:`write_qonnx`).
 """
 
 from __future__ import annotations
@@ -16,11 +13,10 @@ import numpy as np
 
 from models.map_data import HISTORY, TOKENS
 from models.zoo import build
-from quant.common import HelpFormatter
 from quant.ptq import PTQConfig, as_batches, quantize_model
 from quant.sweep import load_workload
 
-__all__ = ["register", "export_student_qonnx", "untrained_student", "write_qonnx"]
+__all__ = ["export_student_qonnx", "untrained_student", "write_qonnx"]
 
 
 def untrained_student(arch: str, seed: int = 0, n_calib: int = 256):
@@ -80,24 +76,3 @@ def _export(args: argparse.Namespace) -> int:
         np.save(args.save_inputs, calib)
         print(f"wrote {args.save_inputs} ({len(calib)} calibration inputs, shape {list(calib.shape)})")
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``export``."""
-    p = sub.add_parser("export", help="write a quantized student as QONNX (the input of `paretofab accel`)",
-                       formatter_class=HelpFormatter, description=__doc__.split("\n\n")[0].replace("\n", " "),
-                       epilog="example:\n  paretofab export --qonnx digits_int8.onnx --model digits --wfmt int8 "
-                              "--afmt int8 --save-inputs x.npy\n  paretofab accel digits_int8.onnx --inputs x.npy "
-                              "--sim --backend verilator --check")
-    p.add_argument("--qonnx", required=True, metavar="OUT.onnx", help="QONNX file to write")
-    p.add_argument("--model", default="digits", help="digits, a GTN student .pt, a PaCKD checkpoint or distill folder, "
-                   "or zoo:ARCH (an untrained models.zoo student, e.g. zoo:resnet: its hardware, not its accuracy)")
-    p.add_argument("--wfmt", default="int8", help="weight format")
-    p.add_argument("--afmt", default="int8", help="activation format")
-    p.add_argument("--ptq", default="none", help="PTQ techniques, e.g. weq+gptq (see `paretofab sweep --help`)")
-    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
-    p.add_argument("--unsigned-acts", action="store_true", help="unsigned activations after ReLU")
-    p.add_argument("--seed", type=int, default=0, help="data split / calibration seed")
-    p.add_argument("--n-calib", type=int, default=256, help="calibration inputs")
-    p.add_argument("--save-inputs", metavar="X.npy", help="also save the calibration inputs (for accel --inputs)")
-    p.set_defaults(func=_export)

@@ -1,19 +1,16 @@
-"""``paretofab`` subcommands of the quant package: ``formats``, ``sweep`` and ``results``."""
+"""``paretofab`` subcommands of the quant package: ``formats``, ``sweep`` and ``results``.
+
+``sweep`` and ``results`` name what they run (``"quant.commands:_sweep"``): it needs torch, so
+``paretofab`` imports it only when the command runs, and building the parser stays light."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import textwrap
-import warnings
-from collections import Counter
 
-import pandas as pd
-
-from .common import HelpFormatter
+from .common import SCHEDULER_TIMEOUT_S, HelpFormatter
 from .formats import Format, all_formats, parse_format
-from .sweep import SCHEDULER_TIMEOUT_S, SweepSpace, grid, load_failures, load_results, run_sweep
 
 #: printed under the ``formats`` table and in its help
 OCP_NOTE = ("note: plain e4m3 (and every ExMy without a suffix) spends all codes on finite values "
@@ -49,95 +46,6 @@ def _formats(args: argparse.Namespace) -> int:
     if any(r["name"] == "e4m3" or r["name"].startswith("e4m3b") for r in rows) or not args.names:
         print(OCP_NOTE)
     return 0
-
-
-def _csv_list(s: str) -> list[str]:
-    return [t.strip() for t in s.split(",") if t.strip()]
-
-
-def _quiet_warnings() -> None:
-    """Keep error output to one line: Brevitas' warnings about optional kernels and torch.fx's
-    FutureWarnings are not the user's concern."""
-    warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _patterns(args: argparse.Namespace) -> list[str]:
-    """``--pattern``, or its deprecated spelling ``--sparsity`` (with a one-line note)."""
-    if args.sparsity is None:
-        return _csv_list(args.pattern or "dense")
-    if args.pattern is not None:
-        raise ValueError("give --pattern only (e.g. --pattern dense,2:4); --sparsity is its deprecated "
-                         "spelling, not both")
-    print(f"paretofab sweep: note: --sparsity is deprecated and goes in the next release; write "
-          f"--pattern {args.sparsity}", file=sys.stderr)
-    return _csv_list(args.sparsity)
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    _quiet_warnings()
-    try:
-        seeds = [int(s) for s in _csv_list(args.seeds)]
-    except ValueError:
-        raise ValueError(f"--seeds takes comma-separated non-negative integers (0,1,2), got {args.seeds!r}") from None
-    if any(s < 0 for s in seeds):
-        raise ValueError(f"--seeds takes non-negative integers (0,1,2), got {args.seeds!r}")
-    if args.scheduler_timeout <= 0:
-        raise ValueError(f"--scheduler-timeout must be > 0 seconds, got {args.scheduler_timeout:g}")
-    space = SweepSpace(_csv_list(args.model), _csv_list(args.wfmt), _csv_list(args.afmt), _csv_list(args.ptq),
-                       seeds, per_channel=not args.per_tensor, n_calib=args.n_calib,
-                       sparsities=_patterns(args), threshold=args.threshold, calib=args.calib)
-    points = grid(space, allow_degenerate=args.allow_degenerate)
-    r = run_sweep(points, args.output, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet,
-                  scheduler_timeout=args.scheduler_timeout)
-    elsewhere = f", {r['elsewhere']} running elsewhere" if r["elsewhere"] else ""
-    print(f"{r['done']} points run, {r['skipped']} already in {args.output}{elsewhere}, {r['total']} in the grid "
-          f"({r['seconds']:.1f} s)")
-    if r["failed"]:
-        print(f"{r['failed']} points failed (kept out of the results; a rerun tries them again):")
-        for err, n in sorted(_count(r["errors"].values()).items(), key=lambda t: -t[1]):
-            print(f"  {n} × {err}")
-        print(f"details: paretofab results {args.output} --failed")
-        return 1
-    return 0
-
-
-def _count(items) -> dict:
-    return dict(Counter(items))
-
-
-def _results(args: argparse.Namespace) -> int:
-    _quiet_warnings()
-    if args.failed:
-        df = load_failures(args.file)
-        if args.csv:
-            print(df.to_csv(index=False), end="")
-        elif df.empty:
-            print(f"{args.file}: no failed points")
-        else:
-            cols = [c for c in ("model", "sparsity", "wfmt", "afmt", "ptq", "seed", "error") if c in df]
-            with pd_width():
-                print(df[cols].to_string(index=False))
-        return 0
-    df = load_results(args.file)
-    if args.csv:
-        print(df.drop(columns=["config"]).to_csv(index=False), end="")
-        return 0
-    if df.empty:
-        print(f"{args.file}: no finished points yet")
-        return 0
-    cols = ["model", "sparsity", "wfmt", "afmt", "ptq", "seed", "per_channel", "metric_name", "metric",
-            "float_metric", "seconds"] + (["calib"] if (df["calib"] != "real").any() else [])
-    view = df[cols].copy()
-    for col in ("model", "calib"):
-        if col in view:
-            view[col] = view[col].map(lambda m: m if len(m) <= 24 else "…" + m[-23:])
-    print(view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    return 0
-
-
-def pd_width():
-    return pd.option_context("display.width", 200, "display.max_colwidth", 120)
 
 
 def _wrap(text: str) -> str:
@@ -201,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="give up when the scheduler does not answer within this time")
     p.add_argument("-o", "--output", required=True, help="results store, e.g. runs/NAME.sqlite")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_sweep)
+    p.set_defaults(func="quant.commands:_sweep")
 
     p = sub.add_parser("results", help="show a sweep's results (table or CSV)", formatter_class=HelpFormatter,
                        description=_wrap("Print the finished points of a sweep store (or, with --failed, "
@@ -212,4 +120,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="results store written by `paretofab sweep`")
     p.add_argument("--csv", action="store_true", help="CSV on stdout")
     p.add_argument("--failed", action="store_true", help="the points that failed, with their errors")
-    p.set_defaults(func=_results)
+    p.set_defaults(func="quant.commands:_results")

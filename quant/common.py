@@ -1,7 +1,8 @@
 """What every package needs and nothing of the project: the cache root, the output-folder check
-and the help formatter of the ``paretofab`` commands. Part of the ground floor (with
-:mod:`quant.formats` and :mod:`quant.reference`): imports nothing of the project, so hw, quant,
-models and costmodel may all use it."""
+and the help formatter of the ``paretofab`` commands, with :data:`SCHEDULER_TIMEOUT_S`, the sweep
+default ``paretofab sweep --help`` shows (here, so that its parser needs no torch). Part of the
+ground floor (with :mod:`quant.formats` and :mod:`quant.reference`): imports nothing of the
+project, so hw, quant, models and costmodel may all use it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["cache_root", "writable_folder", "HelpFormatter"]
+__all__ = ["cache_root", "writable_folder", "HelpFormatter", "SCHEDULER_TIMEOUT_S"]
+
+#: seconds a sweep waits for a Dask scheduler to answer (:func:`quant.sweep.run_sweep`)
+SCHEDULER_TIMEOUT_S = 5.0
 
 
 def cache_root() -> Path:

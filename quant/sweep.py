@@ -71,6 +71,7 @@ from models import gtn_pool
 
 from . import digits
 from .brevitas_map import check_supported
+from .common import SCHEDULER_TIMEOUT_S
 from .ptq import PTQConfig, parse_techniques, quantize_model
 
 __all__ = [
@@ -111,8 +112,6 @@ FAILURE_COLUMNS = "key TEXT PRIMARY KEY, config TEXT NOT NULL, error TEXT NOT NU
 CLAIM_COLUMNS = "key TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, started REAL NOT NULL"
 #: a claim by a process on another host (whose pid cannot be checked) expires after this (seconds)
 CLAIM_TIMEOUT_S = 3600.0
-#: seconds to wait for a Dask scheduler to answer
-SCHEDULER_TIMEOUT_S = 5.0
 
 
 class StoreError(ValueError):

@@ -38,6 +38,7 @@ import torch
 from ..digits_data import DigitsData
 from ..gtn import GTNConfig, accuracy, logits_of, train_student
 from ..gtn_pool import DigitsCNN, StudentSpec, save_student
+from ..specs import RECIPES, REPLAYS
 from .condense import condense, few_shot
 from .dafl import DAFLConfig, train_dafl
 from .dynamic import DynamicConfig, train_dynamic
@@ -57,20 +58,6 @@ SIDES = ("none", "condensed", "fewshot")
 #: the best measured, bench/datafree.py, quick budget, 3 seeds: condensed 1/class 96.0 %, 10/class
 #: 98.3 %, against 95.6 % for DeepInversion alone)
 USES = ("init", "feat", "mix")
-#: rehearsal of past generated samples in DAFL (models.datafree.replay)
-REPLAYS = ("none", "vae", "store")
-#: ``paretofab datafree --method NAME`` -> (inversion method, side information, rehearsal): the
-#: names of issue 18, then the methods by their own names (side information and rehearsal only
-#: when --condensed / --fewshot / --replay add them); the one table of these names
-RECIPES = {
-    "inversion": ("deepinv", "none", "none"),
-    "condensed": ("deepinv", "condensed", "none"),
-    "fewshot": ("deepinv", "fewshot", "none"),
-    "vae-replay": ("dafl", "none", "vae"),
-    "dynamic": ("dynamic", "none", "none"),
-    "deepinv": ("deepinv", "none", "none"),
-    "dafl": ("dafl", "none", "none"),
-}
 #: the students trained on the real training split, references of every run: row name -> whether
 #: the student distils the teacher's logits (KD) or learns the labels alone (cross-entropy)
 REFERENCES = {"ce-real": False, "kd-real": True}
