@@ -31,7 +31,7 @@ import subprocess
 from typing import Any
 
 from .rtl import run_yosys, verilog_text
-from .verilator import verilator_root
+from .verilator import verilator_command
 
 __all__ = ["EXPLICIT_WIDTHS", "PORTABLE_SCRIPT", "portable_verilog", "waivers", "lint", "LintError"]
 
@@ -161,9 +161,8 @@ class LintError(RuntimeError):
 
 def lint(verilog: str | os.PathLike, waiver: str | os.PathLike | None = None) -> list[str]:
     """``verilator --lint-only -Wall [waiver] verilog``: the warning lines (empty: lint-clean)."""
-    root = verilator_root()
-    cmd = [str(root / "bin" / "verilator"), "--lint-only", "-Wall", *([str(waiver)] if waiver else []), str(verilog)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "VERILATOR_ROOT": str(root)})
+    cmd, env = verilator_command("--lint-only", "-Wall", *([str(waiver)] if waiver else []), str(verilog))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("%")]
     if proc.returncode != 0 and not lines:
         raise LintError(f"verilator --lint-only exit {proc.returncode}: {(proc.stdout + proc.stderr)[-500:]}")

@@ -25,7 +25,6 @@ Valid and ready percentages of 100 give an all-ready, never-stalling run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from .engines import engine
 from .axis import byte_width, expected_tlast
 from .cocotb_bench import write_cocotb_test
 from .export import export_design
-from .verilator import verilator_root
+from .verilator import verilator_command
 
 __all__ = ["TestbenchFiles", "write_testbench", "compile_testbench", "expected_beats", "DEFAULT_VALID_PCT",
            "DEFAULT_READY_PCT", "SIMULATORS"]
@@ -278,10 +277,8 @@ def compile_testbench(tb: TestbenchFiles, simulator: str, optimize: bool = False
         return ["vvp", "-n", "tb.vvp"]
     if simulator != "verilator":
         raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
-    root = verilator_root()
-    subprocess.run([str(root / "bin" / "verilator"), "--binary", "--timing", *(["-O3"] if optimize else []),
-                    "-CFLAGS", "-fcoroutines", "--top-module", f"tb_{tb.top}", f"{tb.top}.vlt", tb.testbench.name,
-                    tb.verilog.name], cwd=folder, check=True, capture_output=True, text=True,
-                   env={**os.environ, "VERILATOR_ROOT": str(root)})
+    cmd, env = verilator_command("--binary", "--timing", *(["-O3"] if optimize else []), "-CFLAGS", "-fcoroutines",
+                                 "--top-module", f"tb_{tb.top}", f"{tb.top}.vlt", tb.testbench.name, tb.verilog.name)
+    subprocess.run(cmd, cwd=folder, check=True, capture_output=True, text=True, env=env)
     return [str(folder / "obj_dir" / f"Vtb_{tb.top}")]
 

