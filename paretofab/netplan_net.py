@@ -31,7 +31,7 @@ from hw.dataflow.plan import NetworkPlan, Stage, schedule
 from hw.dataflow.row import RowStage
 from hw.devices import get_device
 from hw.requant import RequantSpec
-from quant.qonnx_import import MULT_BITS, QGraph, QonnxError, QuantSpec, read_qonnx
+from quant.qonnx_import import MULT_BITS, QGraph, QonnxError, QuantSpec, load_model, read_qonnx
 from quant.qonnx_net import NetOp, QNet, common_unit, gelu_table, read_net, unit_ratios
 from quant.reference import NORM_FRAC_BITS, fixed_point_multiplier
 
@@ -148,12 +148,13 @@ class NetAccelerator:
 def read_model(path: str | Path) -> QGraph | QNet:
     """A QONNX file as a chain of layers (:func:`quant.qonnx_import.read_qonnx`) or, when the chain
     cannot hold it (an MLP-Mixer), as exact integer ops (:func:`quant.qonnx_net.read_net`); a
-    file neither reads raises the chain reader's error."""
+    file neither reads raises the chain reader's error. The file is loaded once, for both."""
+    model = load_model(Path(path))
     try:
-        return read_qonnx(path)
+        return read_qonnx(path, model)
     except QonnxError as chain_error:
         try:
-            return read_net(path)
+            return read_net(path, model)
         except QonnxError:
             raise chain_error from None
 

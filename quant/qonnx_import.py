@@ -346,8 +346,9 @@ def load_model(path: Path):
     return model.transform(GiveUniqueNodeNames())
 
 
-def read_qonnx(path: str | Path) -> QGraph:
-    """Read and normalize a QONNX file into a :class:`QGraph` (module docstring).
+def read_qonnx(path: str | Path, model=None) -> QGraph:
+    """Read and normalize a QONNX file into a :class:`QGraph` (module docstring); ``model``: the
+    file already loaded by :func:`load_model` (read, never changed).
 
     Raises
     ------
@@ -356,7 +357,7 @@ def read_qonnx(path: str | Path) -> QGraph:
         whose weights are not quantized.
     """
     path = Path(path)
-    model = load_model(path)
+    model = load_model(path) if model is None else model
     inp = model.graph.input[0].name
     consumers: dict[str, list] = {}
     for n in model.graph.node:

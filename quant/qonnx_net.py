@@ -131,9 +131,10 @@ class QNet:
         return [op for op in self.ops if op.weight is not None]
 
 
-def read_net(path: str | Path) -> QNet:
+def read_net(path: str | Path, model=None) -> QNet:
     """Read a QONNX file as a :class:`QNet` (module docstring), normalized as
-    :func:`quant.qonnx_import.read_qonnx` normalizes it.
+    :func:`quant.qonnx_import.read_qonnx` normalizes it; ``model``: the file already loaded by
+    :func:`quant.qonnx_import.load_model` (read, never changed).
 
     Raises
     ------
@@ -142,7 +143,7 @@ def read_net(path: str | Path) -> QNet:
         Gelu whose output is not quantized; a LayerNorm not over the last axis.
     """
     path = Path(path)
-    model = load_model(path)
+    model = load_model(path) if model is None else model
     inp = model.graph.input[0].name
 
     def shape(t: str) -> tuple[int, ...]:
