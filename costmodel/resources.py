@@ -644,14 +644,39 @@ def select_lut_fit(rows: pd.DataFrame, matrix, candidates: dict[str, list[str]],
              for pool in pools for method, fitter in LUT_FITS.items() for n, terms in candidates.items()}
     oof, scores = {}, {}
     for name, (terms, fitter, pool) in cands.items():
-        X, pred = matrix(terms), np.zeros(len(y))
-        for part in pools[pool]:
-            for k in range(folds):
-                test, train = (fold == k) & part, (fold != k) & part
-                pred[test] = X[test] @ fitter(X[train], y[train])
-        oof[name] = np.rint(np.maximum(pred, 0))
+        oof[name] = _out_of_fold(matrix(terms), y, fold, fitter, pools[pool])
         scores[name] = goal_score(rows[scored], oof[name][scored])
     return min(scores, key=scores.get), cands, scores, oof
+
+
+def _out_of_fold(X: np.ndarray, y: np.ndarray, fold: np.ndarray, fitter, parts: Sequence[np.ndarray]) -> np.ndarray:
+    """LUTs of each row predicted by ``fitter`` on the other folds of its part (rounded, as
+    predicted)."""
+    pred = np.zeros(len(y))
+    for part in parts:
+        for k in np.unique(fold):
+            test, train = (fold == k) & part, (fold != k) & part
+            pred[test] = X[test] @ fitter(X[train], y[train])
+    return np.rint(np.maximum(pred, 0))
+
+
+def cv_predictions(target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The random calibration draw of ``target`` and its 5-fold out-of-fold predictions under the
+    shipped fit's terms and fitter (what its selection scored; DSP, FF and BRAM18 as counted):
+    the calibration-side figure beside the held-out one."""
+    model, _ = model_for(target)
+    terms, fitter = lut_fit_of(model)
+    if target in LATTICE_TARGETS:
+        rows = lattice_rows(target).assign(target=target)
+        pred = predict_frame(rows, target, model)
+        X = _lattice_lut_matrix(rows, target, terms, model.get("multiplier"))
+        pred["lut"] = _out_of_fold(X, rows["lut"].to_numpy(dtype=float), cv_fold(config_ids(rows)), fitter,
+                                   [np.ones(len(rows), bool)]).astype(np.int64)
+    else:
+        rows = calibration_rows(tuple(model.get("fitted_with", [target])))
+        pred = cross_validate(rows, terms, fitter=fitter)
+    keep = _drawn(rows) & (rows["target"] == target).to_numpy()
+    return rows[keep], pred[keep]
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
