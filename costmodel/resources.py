@@ -1154,7 +1154,18 @@ LATTICE_CANDIDATES = {
     "$macc's full adders": [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa_signed"],
     "engine terms, the multiplier formula's terms fitted on whole engines + unpipelined product bits + the fabric "
     "$macc's full adders + abc9's duplicated aligners": [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb",
-                                                         "macc_fa_signed", "aligner_dup_p0"]}
+                                                         "macc_fa_signed", "aligner_dup_p0"],
+    # the sparse engines' multipliers (behind the index mux) at a coefficient of their own, as in
+    # the Xilinx terms of 2026-12-04 night: on ECP5 a sparse engine's lanes cost 1.3-1.8 x what
+    # the terms above give, at every lane count (e2m2 x e2m2, 2:8, pipeline 3, k_max 5114: 539 /
+    # 1,099 / 2,296 / 4,625 / 6,970 LUT4 for 4-48 lanes, 1.82-1.77 x), while the dense engine is
+    # on it (8 lanes: 367 against 362)
+    "those + the sparse engines' multipliers apart": [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb",
+                                                       "macc_fa_signed", "aligner_dup_p0", "mult_measured_sparse"],
+    "those + the sparse engines' multipliers apart, the index mux's bits apart for minifloat and integer engines": [
+        *_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa_signed", "aligner_dup_p0", "mult_measured_sparse",
+        "mux_bits_mf", "mux_bits_int"],
+    "the terms of 2026-12-04 night, the family's own multipliers": LUT_TERMS}
 
 
 def fit_lattice(target: str) -> dict:
