@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
 from typing import Literal, Union
 
 __all__ = [
