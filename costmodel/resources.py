@@ -667,7 +667,7 @@ def cv_predictions(target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     model, _ = model_for(target)
     terms, fitter = lut_fit_of(model)
     if target in LATTICE_TARGETS:
-        rows = lattice_rows(target).assign(target=target)
+        rows = lattice_rows(target)
         pred = predict_frame(rows, target, model)
         X = _lattice_lut_matrix(rows, target, terms, model.get("multiplier"))
         pred["lut"] = _out_of_fold(X, rows["lut"].to_numpy(dtype=float), cv_fold(config_ids(rows)), fitter,
@@ -794,11 +794,10 @@ def cross_validate(rows: pd.DataFrame, lut_terms: list[str] | None = None, folds
     return pd.concat(parts).loc[rows.index]
 
 
-def _drawn(rows: pd.DataFrame) -> np.ndarray:
-    """Which ``rows`` belong to the random calibration draw (``doe_calibration.csv``); every row
-    where none is stored."""
-    drawn = rows["key"].isin(_read_csv(DOE_CALIBRATION_CSV)["key"]).to_numpy() if DOE_CALIBRATION_CSV.exists() \
-        else np.zeros(len(rows), bool)
+def _drawn(rows: pd.DataFrame, path: Path = DOE_CALIBRATION_CSV) -> np.ndarray:
+    """Which ``rows`` belong to the random calibration draw stored at ``path`` (dot/sparse:
+    ``doe_calibration.csv``; SWA: ``swa_doe_calibration.csv``); every row where none is stored."""
+    drawn = rows["key"].isin(_read_csv(path)["key"]).to_numpy() if path.exists() else np.zeros(len(rows), bool)
     return drawn if drawn.any() else np.ones(len(rows), bool)
 
 
@@ -987,9 +986,7 @@ def swa_cv_table(target: str = "xc7", rows: tuple[pd.DataFrame, pd.DataFrame] | 
     over :data:`SWA_GROUPS` (but "swa") on the random calibration draw (LUT: :data:`LUT_GOALS`;
     FF: :data:`SWA_FF_GOALS`), and the 5-fold CV median / p90 over every row."""
     d, f = swa_rows(target) if rows is None else rows
-    drawn = d["key"].isin(_read_csv(SWA_DOE_CSV["calibration"])["key"]).to_numpy() \
-        if SWA_DOE_CSV["calibration"].exists() else np.zeros(len(d), bool)
-    drawn = drawn if drawn.any() else np.ones(len(d), bool)
+    drawn = _drawn(d, SWA_DOE_CSV["calibration"])
     masks = [m[drawn] for g, m in swa_groups(f).items() if g != "swa"]
     recs = []
     for res, cands in SWA_CANDIDATES.items():
@@ -1114,8 +1111,8 @@ def _pnr_rows(target: str) -> pd.DataFrame:
 def lattice_rows(target: str) -> pd.DataFrame:
     """The stored bare-engine syntheses of ``target`` (ice40 / ecp5) the Lattice model is fitted
     on: the place-and-route sample (``data/pnr.csv``) and the random calibration draw
-    (``data/doe_calibration.csv``), minus any held-out key."""
-    rows = _pnr_rows(target)
+    (``data/doe_calibration.csv``), minus any held-out key; column ``target`` says whose."""
+    rows = _pnr_rows(target).assign(target=target)
     drawn = stored_rows(DOE_CALIBRATION_CSV, target)
     if not drawn.empty:
         rows = pd.concat([rows, drawn[[c for c in drawn.columns if c in rows.columns or c == "yosys"]]],
@@ -1174,7 +1171,7 @@ def fit_lattice(target: str) -> dict:
     synth rule. LUT terms and fit: the :data:`LATTICE_CANDIDATES` set and :data:`LUT_FITS` fit
     chosen by :func:`select_lut_fit` (:data:`SELECTION_RULE`). Errors: on the held-out random
     draw of ``target`` where one is stored; ``cv`` holds the 5-fold CV errors either way."""
-    rows = lattice_rows(target).assign(target=target)
+    rows = lattice_rows(target)
     own = fit_multiplier(target) if _cached_primitive_table(target) else None
     menu = {n: t for n, t in LATTICE_CANDIDATES.items() if t == LATTICE_LUT_TERMS or own is not None}
     chosen, cands, scores, oof = select_lut_fit(
