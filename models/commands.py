@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from quant.common import writable_folder
+from quant.common import json_default, writable_folder
 
 from . import distill as D
 from . import gtn_eval, gtn_map, map_data
@@ -43,7 +42,7 @@ def _distill(args: argparse.Namespace) -> int:
     info["teacher_preset"] = args.preset
     res = D.distill(sp, spec, cfg, teacher_cfg=tcfg, out_dir=out, info=info)
     map_data.save_splits(out / "data.npz", sp)
-    (out / "metrics.json").write_text(json.dumps(res, indent=2, default=_json_default))
+    (out / "metrics.json").write_text(json.dumps(res, indent=2, default=json_default))
     print(f"{args.app} {args.arch} {args.method}: test micro-F1 {res['f1']:.4f} "
           f"(threshold {res['threshold']:.2f} from validation; at the test-optimal threshold, the "
           f"paper's protocol, {res['f1_test_opt']:.4f}); frequency baseline {res['freq_baseline']:.4f}, "
@@ -144,11 +143,3 @@ def _datafree(args: argparse.Namespace) -> int:
     print(f"{time.perf_counter() - t0:.0f} s -> {out}/student.pt, results.csv, metrics.json, curves.png, "
           f"synthetic.pt")
     return 0
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o)}")

@@ -49,7 +49,7 @@ from models import map_data
 from models.map_data import load_splits
 from models.prune import Pattern, prune_student
 from models.zoo import load_checkpoint
-from quant.common import writable_folder
+from quant.common import json_default, writable_folder
 from quant.formats import parse_format
 from quant.sweep import SweepSpace, grid, load_results, run_sweep
 
@@ -132,7 +132,7 @@ def train_student(cfg: ExploreConfig) -> Path:
                               teachers=teachers))
     res = {**runs[0], "options": opts, "seed_f1": [r["f1"] for r in runs]}
     map_data.save_splits(d / "data.npz", splits)
-    (d / "metrics.json").write_text(json.dumps(res, indent=2, default=_plain))
+    (d / "metrics.json").write_text(json.dumps(res, indent=2, default=json_default))
     f = np.array(res["seed_f1"])
     print(f"   student {res['student_params']} params: test micro-F1 {f[0]:.4f} (seeds: {f.mean():.4f} ± "
           f"{f.std(ddof=1) if f.size > 1 else 0:.4f}; frequency {res['freq_baseline']:.4f}, IP "
@@ -322,12 +322,6 @@ def print_spread(student_metrics: dict, df: pd.DataFrame) -> None:
           f"IP-conditioned {student_metrics['ip_baseline']:.4f}")
 
 
-def _plain(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o)}")
 
 
 def _run(args: argparse.Namespace) -> int:

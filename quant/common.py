@@ -1,5 +1,5 @@
-"""What every package needs and nothing of the project: the cache root, the output-folder check
-and the help formatter of the ``paretofab`` commands, with :data:`SCHEDULER_TIMEOUT_S`, the sweep
+"""What every package needs and nothing of the project: the cache root, the output-folder check,
+the help formatter of the ``paretofab`` commands and the JSON encoding of numpy values, with :data:`SCHEDULER_TIMEOUT_S`, the sweep
 default ``paretofab sweep --help`` shows (here, so that its parser needs no torch). Part of the
 ground floor (with :mod:`quant.formats` and :mod:`quant.reference`): imports nothing of the
 project, so hw, quant, models and costmodel may all use it."""
@@ -12,10 +12,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["cache_root", "writable_folder", "HelpFormatter", "SCHEDULER_TIMEOUT_S"]
+import numpy as np
+
+__all__ = ["cache_root", "writable_folder", "HelpFormatter", "SCHEDULER_TIMEOUT_S", "json_default"]
 
 #: seconds a sweep waits for a Dask scheduler to answer (:func:`quant.sweep.run_sweep`)
 SCHEDULER_TIMEOUT_S = 5.0
+
+
+def json_default(o):
+    """``json.dumps(..., default=json_default)``: numpy scalars as Python numbers, arrays as lists."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o)}")
 
 
 def cache_root() -> Path:
