@@ -48,6 +48,7 @@ import numbers
 import os
 import socket
 import sqlite3
+import tempfile
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
@@ -556,6 +557,8 @@ def open_store(path: str | os.PathLike, create: bool = True) -> sqlite3.Connecti
         raise FileNotFoundError(f"results file {path} not found: run `paretofab sweep -o {path}` first")
     _check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        _create_store(path)
     try:
         con = sqlite3.connect(path, timeout=30)
         con.execute("PRAGMA journal_mode=WAL")
@@ -563,16 +566,46 @@ def open_store(path: str | os.PathLike, create: bool = True) -> sqlite3.Connecti
         raise StoreError(f"{path}: cannot open as a results store ({e}); choose another -o file") from None
     con.execute("PRAGMA synchronous=NORMAL")
     with con:
-        con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
-        con.execute(f"CREATE TABLE IF NOT EXISTS points ({COLUMNS})")
-        con.execute(f"CREATE TABLE IF NOT EXISTS failures ({FAILURE_COLUMNS})")
-        con.execute(f"CREATE TABLE IF NOT EXISTS claims ({CLAIM_COLUMNS})")
+        _create_tables(con)
         have = {r[1] for r in con.execute("PRAGMA table_info(points)")}
         for col, default in ADDED_COLUMNS.items():  # a store written before that axis
             if col not in have:
                 con.execute(f"ALTER TABLE points ADD COLUMN {col} TEXT NOT NULL DEFAULT '{default}'")
     return con
+
+
+def _create_tables(con: sqlite3.Connection) -> None:
+    """The store's tables and schema mark, where missing."""
+    con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
+    con.execute(f"CREATE TABLE IF NOT EXISTS points ({COLUMNS})")
+    con.execute(f"CREATE TABLE IF NOT EXISTS failures ({FAILURE_COLUMNS})")
+    con.execute(f"CREATE TABLE IF NOT EXISTS claims ({CLAIM_COLUMNS})")
+
+
+def _create_store(path: Path) -> None:
+    """Create an empty store at ``path`` whole: built under a temporary name beside it, then
+    hard-linked into place. No process ever sees ``path`` without its tables (a sweep starting
+    beside another one would otherwise find an SQLite file with none and refuse it as foreign);
+    where another process linked its store first, that one stays and this one's is dropped."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp)
+        try:
+            with con:
+                _create_tables(con)
+        finally:
+            con.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another sweep created it first
+        except OSError:  # a file system without hard links: rename (no other sweep guard there)
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _done_keys(con: sqlite3.Connection) -> set[str]:

@@ -340,6 +340,26 @@ def test_store_without_sparsity_column_is_upgraded(tmp_path):
     assert list(df["sparsity"]) == ["dense"] and list(df["metric"]) == [0.9]
 
 
+def test_a_new_store_appears_whole_and_a_racing_creator_keeps_the_first(tmp_path):
+    """A new store is linked into place with its tables already in it (a second sweep starting at
+    the same moment never finds an SQLite file without them); a creator that comes second leaves
+    the first store, its rows included, and no temporary file behind."""
+    from quant.sweep import _check_store, _create_store
+
+    path = tmp_path / "new.sqlite"
+    _create_store(path)
+    _check_store(path)  # a whole store: meta with the schema, points
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("INSERT INTO failures VALUES ('k', '{}', 'e', 't')")
+    con.close()
+    _create_store(path)  # the racing second creator
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT key FROM failures").fetchall() == [("k",)]
+    con.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.sqlite"]
+
+
 def test_map_threshold_protocol(tmp_path, lstm_student):
     """MAP points score test micro-F1 at the validation-best threshold by default (as `distill`
     reports) or at 0.5; both recomputed here from the quantized model's logits with numpy."""
