@@ -7,7 +7,8 @@ synthesized alone (LUTs of a family; Yosys, cached).
 Why: on ECP5, a sparse engine's lanes cost up to 1.8 x what the cost model's terms give, by format
 pair (e2m2 worst, e4m3 on the model), while its dense twin sits on the model. If the lane alone
 shows the same excess over its parts, a table of measured lanes per (pair, m), as
-``data/primitives.csv`` is for multipliers, can carry it.
+``data/primitives.csv`` is for multipliers, can carry it: ``data/lanes.csv``
+(``python -m costmodel.calibrate lanes --target ecp5``), which the ECP5 model now reads.
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ from pathlib import Path
 # this file's folder holds scripts named like packages: keep bench/ off the import path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from amaranth.hdl import Module  # noqa: E402
-from amaranth.lib import wiring  # noqa: E402
-from amaranth.lib.wiring import In, Out  # noqa: E402
-
+from costmodel.calibrate import SparseLane  # noqa: E402
 from hw.arith import multiplier  # noqa: E402
 from hw.rtl import SynthError, synthesize  # noqa: E402
 from hw.sparse import IndexMux  # noqa: E402
@@ -32,26 +30,6 @@ from quant.formats import parse_format  # noqa: E402
 #: (weight format, activation format, m) of the lanes compared
 LANES = [("e2m2", "e2m2", 8), ("e2m3", "e2m3", 8), ("e3m2", "e3m2", 8), ("e4m3", "e4m3", 8), ("int4", "e2m2", 8),
          ("e2m2", "int4", 8), ("e2m2", "e2m2", 4), ("e2m2", "e2m2", 16), ("int4", "int4", 8)]
-
-
-class SparseLane(wiring.Component):
-    """One lane of a sparse engine, combinational: ``p = w × acts[idx]`` (``acts``: m activation
-    codes of ``afmt``), the index mux and the multiplier as the engine instantiates them."""
-
-    def __init__(self, wfmt: str, afmt: str, m: int):
-        self.m, self.abits = m, parse_format(afmt).bits
-        self.mul = multiplier(wfmt, afmt)
-        ports = self.mul.signature.members
-        super().__init__({"acts": In(self.abits * m), "idx": In((m - 1).bit_length()), "w": In(ports["w"].shape),
-                          "p": Out(ports["p"].shape)})
-
-    def elaborate(self, platform):
-        mod = Module()
-        mod.submodules.mux = mux = IndexMux(1, 1, self.m, self.abits)
-        mod.submodules.mul = mul = self.mul
-        mod.d.comb += [mux.a.as_value().eq(self.acts), mux.idx.as_value().eq(self.idx),
-                       mul.a.eq(mux.out.as_value()), mul.w.eq(self.w), self.p.eq(mul.p)]
-        return mod
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,11 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
 ``buffers.csv``
     On-chip buffers (depth × width ``Memory``, one write and one synchronous read port): where
     Yosys puts them (LUTRAM or BRAM18) — checks :func:`costmodel.features.buffer_cost`.
+``lanes.csv``
+    One lane of a sparse engine alone (:class:`SparseLane`: an m:1 index mux feeding the exact
+    multiplier of the format pair) per (weight, activation, m): on ECP5, abc9 maps a lane at up to
+    twice its mux and multiplier alone, by format pair and m, in no pattern a formula of the
+    formats follows; the model reads the measured lane where stored (:func:`lane_triples`).
 ``muxes.csv``
     The sparse engine's N:M index mux (``hw.sparse.IndexMux``) alone, over lanes, N:M and
     activation widths: checks the LUT6 count of an m:1 mux (:func:`costmodel.features.mux_lut6_per_bit`).
@@ -54,6 +59,7 @@ Command line::
     python -m costmodel.calibrate primitives --target xc7
     python -m costmodel.calibrate buffers --target xc7
     python -m costmodel.calibrate muxes --target xc7
+    python -m costmodel.calibrate lanes --target ecp5 [--limit N]                        # hours; resumable
     python -m costmodel.calibrate engines --grid dense --target xc7 [--limit N]
     python -m costmodel.calibrate engines --grid sparse --target xc7
     python -m costmodel.calibrate engines --grid smallint --target xc7
@@ -71,6 +77,7 @@ resume); ``make bench-costmodel`` reports from the stored rows only (minutes).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import sys
@@ -95,10 +102,10 @@ from hw.swa import SWAConfig
 from hw.engine import tree_levels
 from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 
-from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
-                    FAILURE_FIELDS, FAILURES_CSV, MEASURED, META_JSON, MUX_FIELDS, MUXES_CSV, ORDER_CHECK_CSV,
-                    PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV, SWA_DOE_FIELDS, SWA_FIELDS, append,
-                    config_columns, config_key, done_keys, failed_keys, now)
+from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DATA, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
+                    FAILURE_FIELDS, FAILURES_CSV, LANE_FIELDS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS, MUXES_CSV,
+                    ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV, SWA_DOE_FIELDS,
+                    SWA_FIELDS, append, config_columns, config_key, done_keys, failed_keys, heldout_keys, now)
 
 
 INT_FORMATS = [f"int{b}" for b in range(2, 9)]
@@ -346,25 +353,56 @@ def doe_grid(seed: int = 0, count: int = 400) -> list[dict]:
     return [doe_config(rng) for _ in range(count)]
 
 
-#: SWA draw bounds: lanes log-uniform over 1..SWA_DOE_MAX_LANES (E >= 5 minifloats: at most
-#: DOE_WIDE_EXP_MAX_LANES), head_dim = lanes · chunks up to SWA_DOE_MAX_HEAD_DIM, windows (keys;
-#: the dense baseline's longest sequence) log-uniform over SWA_DOE_WINDOW
-SWA_DOE_MAX_LANES = 32
-SWA_DOE_MAX_HEAD_DIM = 128
-SWA_DOE_WINDOW = (2, 256)
+@dataclass(frozen=True)
+class SWABounds:
+    """The geometry an SWA draw covers: lanes log-uniform over 1..``max_lanes`` (E >= 5
+    minifloats: at most :data:`DOE_WIDE_EXP_MAX_LANES`), head_dim = lanes · chunks up to
+    ``max_head_dim``, windows (keys; the dense baseline's longest sequence) log-uniform over
+    ``window``."""
+
+    max_lanes: int
+    max_head_dim: int
+    window: tuple[int, int]
+
+    def holds(self, lanes: int, head_dim: int, window: int) -> bool:
+        """Whether a kernel of this geometry lies inside the bounds (a symmetric kernel's window,
+        odd, up to ``window[1] + 1``)."""
+        return (lanes <= self.max_lanes and head_dim <= self.max_head_dim
+                and self.window[0] <= window <= self.window[1] + 1)
+
+    def describe(self) -> str:
+        return (f"lanes 1-{self.max_lanes}, head_dim up to {self.max_head_dim}, "
+                f"window {self.window[0]}-{self.window[1]}")
 
 
-def swa_doe_config(rng: random.Random) -> dict:
-    """One random SWA kernel config (:func:`swa_doe_grid`); configs ``SWAConfig`` rejects (an
-    exponent constant or reciprocal too wide for the format) are drawn again."""
+#: the SWA draw's bounds (every family but those in :data:`SWA_DOE_FAMILY_BOUNDS`)
+SWA_DOE_BOUNDS = SWABounds(32, 128, (2, 256))
+#: smaller bounds for a family whose parts hold only small kernels. iCE40: the largest part the
+#: device table knows, the iCE40UP5K, has 5,280 LUT4, and the full draw's first 8 kernels took
+#: 5,291-40,501 LUT4 (27 s to over 58 min of synthesis each: no LUTRAM, so every small memory
+#: becomes flip-flops); head_dim 8, 2 lanes, window 4, int8 takes 3,792 LUT4 and head_dim 12,
+#: 2 lanes, window 2, e2m1 / e3m4 5,576: these bounds straddle the part's size (set on
+#: 2026-12-05, before any kernel inside them was synthesized)
+SWA_DOE_FAMILY_BOUNDS = {"ice40": SWABounds(4, 16, (2, 32))}
+
+
+def swa_doe_bounds(target: str) -> SWABounds:
+    """The SWA draw's bounds of family ``target``."""
+    return SWA_DOE_FAMILY_BOUNDS.get(target, SWA_DOE_BOUNDS)
+
+
+def swa_doe_config(rng: random.Random, bounds: SWABounds = SWA_DOE_BOUNDS) -> dict:
+    """One random SWA kernel config (:func:`swa_doe_grid`) within ``bounds``; configs
+    ``SWAConfig`` rejects (an exponent constant or reciprocal too wide for the format) are drawn
+    again."""
     ints, mfs = _doe_formats()
     while True:
         variant = rng.choice(["causal", "causal", "symmetric", "dense"])
         qk, v = rng.choice(ints + mfs), rng.choice(ints + mfs)
-        cap = DOE_WIDE_EXP_MAX_LANES if (_wide_exp(qk) or _wide_exp(v)) else SWA_DOE_MAX_LANES
+        cap = min(DOE_WIDE_EXP_MAX_LANES, bounds.max_lanes) if (_wide_exp(qk) or _wide_exp(v)) else bounds.max_lanes
         lanes = _log_uniform_int(rng, 1, cap)
-        chunks = _log_uniform_int(rng, 1, max(1, SWA_DOE_MAX_HEAD_DIM // lanes))
-        window = _log_uniform_int(rng, *SWA_DOE_WINDOW)
+        chunks = _log_uniform_int(rng, 1, max(1, bounds.max_head_dim // lanes))
+        window = _log_uniform_int(rng, *bounds.window)
         if variant == "symmetric":
             window = max(3, window | 1)  # [i - h, i + h]: odd
         try:
@@ -375,16 +413,17 @@ def swa_doe_config(rng: random.Random) -> dict:
         return cfg.to_dict()
 
 
-def swa_doe_grid(seed: int = 0, count: int = 120) -> list[dict]:
+def swa_doe_grid(seed: int = 0, count: int = 120, bounds: SWABounds = SWA_DOE_BOUNDS) -> list[dict]:
     """A seeded random design of experiments over the SWA kernels the CLI accepts, ``count``
     configs (prefix-stable like :func:`doe_grid`): variant causal (1/2), symmetric (1/4) or the
     dense baseline (1/4); Q/K and V formats each uniform over every format of
-    :func:`quant.formats.all_formats`; lanes log-uniform over 1–32 (1–8 with an E ≥ 5 minifloat);
-    head_dim = lanes × chunks, chunks log-uniform up to head_dim 128; window log-uniform over
-    2–256 keys (odd when symmetric; the dense baseline's longest sequence). The softmax widths
+    :func:`quant.formats.all_formats`; geometry within ``bounds`` (default :data:`SWA_DOE_BOUNDS`:
+    lanes log-uniform over 1–32, 1–8 with an E ≥ 5 minifloat; head_dim = lanes × chunks, chunks
+    log-uniform up to head_dim 128; window log-uniform over 2–256 keys, odd when symmetric, the
+    dense baseline's longest sequence; a family's own: :func:`swa_doe_bounds`). The softmax widths
     (``exp_bits``, ``recip_bits``, …) keep their defaults. Seeds as :data:`DOE_SEEDS`."""
     rng = random.Random(seed)
-    return [swa_doe_config(rng) for _ in range(count)]
+    return [swa_doe_config(rng, bounds) for _ in range(count)]
 
 
 GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid, "swa": swa_grid, "doe": doe_grid,
@@ -459,6 +498,67 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
             print(f"[{job.label} {target}] {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18 {r.lutram} LUTRAM "
                   f"({r.seconds:.1f} s, wall {time.perf_counter() - t0:.1f} s)", flush=True)
     return n
+
+
+class SparseLane(wiring.Component):
+    """One lane of a sparse engine, combinational: ``p = w × acts[idx]`` (``acts``: m activation
+    codes of ``afmt``), the index mux (:class:`hw.sparse.IndexMux`, one lane, m:1) and the exact
+    multiplier (:func:`hw.arith.multiplier`) as the engine instantiates them."""
+
+    def __init__(self, wfmt: str, afmt: str, m: int):
+        self.m, self.abits = m, parse_format(afmt).bits
+        self.mul = multiplier(wfmt, afmt)
+        ports = self.mul.signature.members
+        super().__init__({"acts": In(self.abits * m), "idx": In((m - 1).bit_length()), "w": In(ports["w"].shape),
+                          "p": Out(ports["p"].shape)})
+
+    def elaborate(self, platform):
+        mod = Module()
+        mod.submodules.mux = mux = IndexMux(1, 1, self.m, self.abits)
+        mod.submodules.mul = mul = self.mul
+        mod.d.comb += [mux.a.as_value().eq(self.acts), mux.idx.as_value().eq(self.idx),
+                       mul.a.eq(mux.out.as_value()), mul.w.eq(self.w), self.p.eq(mul.p)]
+        return mod
+
+
+#: the m of the lanes measured (those of the random engine draws, :func:`doe_config`)
+LANE_MS = (2, 4, 8, 16)
+
+
+def _sparse_calibration_triples(target: str) -> list[tuple[str, str, int]]:
+    """(w, a, m) of every stored sparse calibration engine of ``target``: the grids
+    (``calibration.csv``), the random calibration draw and the place-and-route sample
+    (``pnr.csv``), never a held-out key."""
+    held = heldout_keys()
+    out = set()
+    for path in (CALIBRATION_CSV, DOE_CSV["calibration"], DATA / "pnr.csv"):
+        if path.exists():
+            with path.open() as f:
+                out |= {(r["wfmt"], r["afmt"], int(float(r["m"]))) for r in csv.DictReader(f)
+                        if r["target"] == target and r["engine"] == "sparse" and r["key"] not in held}
+    return sorted(out)
+
+
+def lane_triples(target: str, seed: int = 5) -> list[tuple[str, str, int]]:
+    """The sparse lanes ``lanes`` measures for ``target``, in order: first the (w, a, m) of the
+    family's sparse calibration engines (:func:`_sparse_calibration_triples`), then every other
+    ordered format pair of :func:`quant.formats.all_formats` (a lane is not operand-order free:
+    the mux sits on the activation) at every m of :data:`LANE_MS`, shuffled by ``seed``, so that
+    a stopped run has measured the fitted engines' lanes and a uniform sample of the rest."""
+    ints, mfs = _doe_formats()
+    names = ints + mfs
+    first = _sparse_calibration_triples(target)
+    seen = set(first)
+    rest = [(w, a, m) for w in names for a in names for m in LANE_MS if (w, a, m) not in seen]
+    random.Random(seed).shuffle(rest)
+    return first + rest
+
+
+def lane_jobs(target: str) -> Iterator[SynthJob]:
+    """Standalone sparse lanes (:class:`SparseLane`) of :func:`lane_triples`."""
+    for w, a, m in lane_triples(target):
+        yield SynthJob({"primitive": "sparse_lane", "wfmt": w, "afmt": a, "m": m}, partial(SparseLane, w, a, m),
+                       {"wfmt": w, "afmt": a, "m": m}, f"lane {w} x {a} {m}:1")
 
 
 def primitive_jobs() -> Iterator[SynthJob]:
@@ -543,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
     pb.add_argument("--target", default="xc7")
     pm = sub.add_parser("muxes")
     pm.add_argument("--target", default="xc7")
+    pl = sub.add_parser("lanes", help="sparse lanes (index mux + multiplier) alone; hours, resumable")
+    pl.add_argument("--target", default="ecp5")
+    pl.add_argument("--limit", type=int, default=None)
     pe = sub.add_parser("engines")
     pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
     pe.add_argument("--target", default="xc7")
@@ -566,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "muxes":
         synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target)
         return 0
+    if args.what == "lanes":
+        synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit)
+        return 0
     if "swa" in args.grid:
         synthesize_missing(engine_jobs(swa_grid(), args.target), SWA_CALIBRATION_CSV, SWA_FIELDS, args.target)
     if "doe" in args.grid:
@@ -580,7 +686,8 @@ def main(argv: list[str] | None = None) -> int:
         command = f"python -m costmodel.calibrate engines --grid swa-doe --split {args.split} --count {args.count} " \
                   f"--seed {seed} --target {args.target}"
         jobs = (SynthJob(j.spec, j.build, {**j.columns, "causal": j.spec["causal"], "dense": j.spec["dense"]}, j.label)
-                for j in doe_jobs(swa_doe_grid(seed, args.count), seed, command, args.split))
+                for j in doe_jobs(swa_doe_grid(seed, args.count, swa_doe_bounds(args.target)), seed, command,
+                                 args.split))
         synthesize_missing(jobs, SWA_DOE_CSV[args.split], SWA_DOE_FIELDS, args.target, limit=args.limit)
     if "order" in args.grid:
         command = f"python -m costmodel.calibrate engines --grid order --target {args.target}"

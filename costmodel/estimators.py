@@ -25,10 +25,11 @@ from hw import sparse as hw_sparse
 from hw import swa as hw_swa
 from hw.arith import ConfigError
 
+from .calibrate import SWABounds
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
 from .latency import fmax_array, fmax_model_frame, fmax_source
-from .resources import load_coefficients, model_for, predict_frame, predict_swa
+from .resources import lane_luts, load_coefficients, model_for, predict_frame, predict_swa
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
 
 __all__ = ["Workload", "Estimator", "MacEstimator", "SWAEstimator", "ESTIMATORS", "estimator",
@@ -198,7 +199,14 @@ class MacEstimator:
                       f"family, errors measured on {fitted} alone)" if len(joint) > 1 else ")")
                    + ("" if fitted == target else f"; {fitted} fit reused for {target} (same LUT6/CARRY fabric) with "
                                                   f"the {target} DSP rule: error not measured on {target}"))
-        out["resource_source"] = label_column([src], 0, len(out))
+        # a lane model prices a sparse engine by its lane measured alone, where stored
+        unmeasured = np.zeros(len(out), dtype=np.int64)
+        if "lut_lane_unmeasured" in model["resources"] and self.engine == "sparse":
+            unmeasured = np.isnan(lane_luts(pairs, feats["pair_id"].to_numpy(), feats["mux_m"].to_numpy(),
+                                            target)).astype(np.int64)
+        out["resource_source"] = label_column(
+            [src, f"{src}; this sparse lane (index mux + multiplier) is not yet synthesized alone "
+                  f"(data/lanes.csv): its LUT4s priced by the index-mux terms"], unmeasured, len(out))
         err = _errors(model, self.engine, measured=fitted == target)
         out["error"] = [err] * len(out)
         out["error_source"] = label_column([_error_source(model, self.engine, fitted, target)], 0, len(out))
@@ -284,11 +292,17 @@ class SWAEstimator:
             pred = predict_swa(feats, model, target)
             for c in RESOURCE_COLUMNS:
                 out[c] = pd.array(pred[c].to_numpy(), dtype="Int64")
-        out["resource_source"] = label_column([src], 0, len(out))
+        outside = _outside_draw(cfg, model)
+        out["resource_source"] = label_column(
+            [src, f"{src}; this kernel lies outside the draw of the fit's syntheses: extrapolated, its error not "
+                  "measured"], outside, len(out))
         err = _errors(model, "swa", measured=(model or {}).get("measured_on", fitted) == target)  # {} without a fit
-        out["error"] = [err] * len(out)
-        out["error_source"] = label_column([_error_source(model, "swa", fitted, target)], 0, len(out))
-        for c, v in _error_columns(err, None, len(out)).items():
+        # an extrapolated kernel has no measured error: none is given
+        out["error"] = [{} if o else err for o in outside]
+        out["error_source"] = label_column(
+            [_error_source(model, "swa", fitted, target), "no error measured: the kernel lies outside the draw the "
+                                                          "fit was drawn from"], outside, len(out))
+        for c, v in _error_columns(err, outside == 0, len(out)).items():
             out[c] = v
         return out
 
@@ -307,6 +321,16 @@ class SWAEstimator:
         f = fmax_array(target, g("lanes"), g("qk_prod"), g("score_bits"), g("qk_levels"), g("qk_dsp") > 0,
                        np.zeros(len(feats), np.int64))
         return f, SWA_FMAX_SOURCE
+
+
+def _outside_draw(cfg: pd.DataFrame, model: dict | None) -> np.ndarray:
+    """Per row of SWA ``cfg`` (column ``config``): whether its kernel's lanes, head_dim or window
+    lie beyond the random draw the SWA ``model`` was fitted on (its ``draw_bounds``)."""
+    b = (model or {}).get("draw_bounds")
+    if b is None:
+        return np.zeros(len(cfg), dtype=np.int64)
+    bounds = SWABounds(b["max_lanes"], b["max_head_dim"], tuple(b["window"]))
+    return np.array([not bounds.holds(c.lanes, c.head_dim, c.window) for c in cfg["config"]], dtype=np.int64)
 
 
 #: engine name -> its estimator (``hw.engines`` names)

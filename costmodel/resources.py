@@ -121,14 +121,15 @@ import pandas as pd
 
 from hw.engines import config_from_dict
 
-from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV,
+from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANES_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV,
                     SWA_DOE_CSV, heldout_keys, now)
+from .calibrate import swa_doe_bounds
 from .features import CONFIG_COLUMNS, config_row, frame_features, pair_props
 from .pnr import PNR_CSV
 from .swa import SWA_CANDIDATES, SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
 
 __all__ = ["COEFFICIENTS_JSON", "fit", "fit_swa", "predict_swa", "model_for", "load_coefficients", "predict_frame",
-           "design_matrix", "heldout_report", "HELDOUT_GROUPS",
+           "design_matrix", "lane_luts", "heldout_report", "HELDOUT_GROUPS",
            "LUT_TERMS", "FF_TERMS", "ResourceModelError"]
 
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
@@ -332,6 +333,48 @@ def _cached_primitive_table(target: str) -> dict:
         return {}
 
 
+def _lane_table(target: str) -> dict[tuple[str, str, int], float]:
+    """Measured LUTs of one sparse lane alone (``data/lanes.csv``: an m:1 index mux feeding the
+    multiplier, :class:`costmodel.calibrate.SparseLane`) per (w, a, m), the mean of every stored
+    run; the family's own syntheses (``PRIMITIVES_OF`` as for multipliers)."""
+    p = _read_csv(LANES_CSV)
+    p = p[p["target"] == PRIMITIVES_OF.get(target, target)]
+    return {(w, a, int(m)): float(v) for (w, a, m), v in p.groupby(["wfmt", "afmt", "m"])["lut"].mean().items()}
+
+
+@lru_cache(maxsize=None)
+def _cached_lane_table(target: str) -> dict:
+    try:
+        return _lane_table(target)
+    except FileNotFoundError:
+        return {}
+
+
+def lane_luts(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, m: np.ndarray, target: str) -> np.ndarray:
+    """LUTs of each row's sparse lane measured alone (``data/lanes.csv``; format pair
+    ``pairs[pair_id]``, index mux ``m``:1), NaN where none is stored (a dense row: ``m`` 0)."""
+    table = _cached_lane_table(target)
+    m = np.asarray(m).astype(np.int64)
+    span = int(m.max(initial=0)) + 1
+    combo, inv = np.unique(np.asarray(pair_id).astype(np.int64) * span + m, return_inverse=True)
+    return np.array([table.get((*pairs[int(c) // span], int(c) % span), np.nan) for c in combo])[inv.reshape(-1)]
+
+
+#: the LUT terms that price a sparse engine's index mux (and its multipliers apart): a lane model
+#: (:func:`lane_terms`) prices a measured lane by ``lane_excess`` instead
+LANE_PRICED = ("mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux_lut6", "mux_macc", "mux_intlut",
+               "mux_bits_mf", "mux_bits_int", "mult_measured_sparse")
+#: what a lane model's name adds to its fallback's (:func:`fit_lattice`)
+WITH_LANES = ", the sparse lanes measured alone where stored"
+
+
+def lane_terms(terms: list[str]) -> list[str]:
+    """The lane model of LUT ``terms``: the index mux's terms (:data:`LANE_PRICED`) dropped, the
+    measured lane's LUTs over its multiplier's (``lane_excess``) added. It prices dense engines
+    and sparse engines whose lane is stored in ``data/lanes.csv``; ``terms`` the others."""
+    return [t for t in terms if t not in LANE_PRICED] + ["lane_excess"]
+
+
 # ---- engine design matrices -----------------------------------------------------------------
 
 
@@ -500,6 +543,12 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # fabric (near 1 LUT/bit)
     cols["tree_l1_intdsp_nofold"] = tree_l1 * nofold
     cols["tree_rest_intdsp_nofold"] = (tree - tree_l1) * nofold
+    # a sparse lane (m:1 index mux + multiplier) measured alone: its LUTs over the multiplier's per
+    # lane, in place of the mux terms (ECP5: abc9 maps a lane at up to twice its mux and multiplier
+    # alone, by format pair and m: e2m2 x e2m2 8:1 1.94 x, e4m3 x e4m3 1.04 x, bench/sparse_lane.py)
+    lane = lane_luts(pairs, pid, f["mux_m"].to_numpy(), target)
+    measured_lane = sparse & ~np.isnan(lane)
+    cols["lane_excess"] = np.where(measured_lane, lanes * (np.nan_to_num(lane) - ml), 0.0)
     lut = np.column_stack([cols[t] for t in (LUT_TERMS if lut_terms is None else lut_terms)])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
     # multipliers (MREG) and after the first adder level (PREG of the cascade), a lone product
@@ -516,7 +565,7 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         tree_dsp, f["reg_terms_dsp"].to_numpy() + f["reg_msb_kept_dsp"].to_numpy(), f["reg_msb_kept"].to_numpy()), 0)
     ff = (f["reg_bits"].to_numpy(dtype=float) - absorbed - const_msb)[:, None]
     dsp = lanes * f["mult_dsp"].to_numpy()
-    return {"lut": lut, "ff": ff, "dsp": dsp, "features": f, "lut_columns": cols}
+    return {"lut": lut, "ff": ff, "dsp": dsp, "features": f, "lut_columns": cols, "lane_model_rows": ~sparse | measured_lane}
 
 
 def _nnls_rel(X: np.ndarray, y: np.ndarray, floor: float = 10.0) -> np.ndarray:
@@ -669,9 +718,13 @@ def cv_predictions(target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if target in LATTICE_TARGETS:
         rows = lattice_rows(target)
         pred = predict_frame(rows, target, model)
-        X = _lattice_lut_matrix(rows, target, terms, model.get("multiplier"))
-        pred["lut"] = _out_of_fold(X, rows["lut"].to_numpy(dtype=float), cv_fold(config_ids(rows)), fitter,
-                                   [np.ones(len(rows), bool)]).astype(np.int64)
+        fallback = model["resources"].get("lut_lane_unmeasured", model["resources"]["lut"])["terms"]
+        X = _lattice_lut_matrix(rows, target, fallback, model.get("multiplier"))
+        oof = _out_of_fold(X, rows["lut"].to_numpy(dtype=float), cv_fold(config_ids(rows)), fitter,
+                           [np.ones(len(rows), bool)])
+        if fallback != terms:
+            oof = _lane_oof(rows, target, model.get("multiplier"), fallback, fitter, oof)[0]
+        pred["lut"] = oof.astype(np.int64)
     else:
         rows = calibration_rows(tuple(model.get("fitted_with", [target])))
         pred = cross_validate(rows, terms, fitter=fitter)
@@ -1034,6 +1087,7 @@ def fit_swa(target: str = "xc7") -> dict:
     hpred = predict_swa(hf, model, target) if not hd.empty else None
     validation = _engine_errors(hpred, hd.assign(engine="swa")) if hpred is not None else {}
     files = [q for q in (SWA_CALIBRATION_CSV, SWA_DOE_CSV["calibration"]) if q.exists()]
+    bounds = swa_doe_bounds(target)
     return _record(
         ["swa"], target, "swa", model["resources"],
         {"dsp": "Yosys mul2dsp rule of the family per multiplier (costmodel.features.mult_dsp)",
@@ -1046,7 +1100,9 @@ def fit_swa(target: str = "xc7") -> dict:
         method={"lut": _method(lfit), "ff": _method(ffit)},
         terms_cv={f"{r['resource']}: {r['candidate']}, {r['fit']}": round(r["goal score"], 4)
                   for _, r in table.iterrows()},
-        domain="causal, symmetric and dense-baseline SWA kernels, int and minifloat Q/K/V",
+        domain=f"causal, symmetric and dense-baseline SWA kernels, int and minifloat Q/K/V, {bounds.describe()}",
+        draw_bounds={"max_lanes": bounds.max_lanes, "max_head_dim": bounds.max_head_dim,
+                     "window": list(bounds.window)},
         heldout_groups=swa_error_report(hd, hf, hpred).to_dict("records") if hpred is not None else [])
 
 
@@ -1165,6 +1221,17 @@ LATTICE_CANDIDATES = {
     "the terms of 2026-12-04 night, the family's own multipliers": LUT_TERMS}
 
 
+def _lane_oof(rows: pd.DataFrame, target: str, mult: dict, terms: list[str], fitter,
+              fallback_oof: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold LUTs of the lane model of ``terms`` (:func:`lane_terms`, fitted by ``fitter`` on
+    the rows it prices: dense engines and sparse ones whose lane is measured) on those rows, and
+    ``fallback_oof`` (the out-of-fold LUTs of ``terms``) on the others; and the mask of the first."""
+    dm = design_matrix(rows, target, mult, lut_terms=lane_terms(terms))
+    applies = dm["lane_model_rows"]
+    own = _out_of_fold(dm["lut"], rows["lut"].to_numpy(dtype=float), cv_fold(config_ids(rows)), fitter, [applies])
+    return np.where(applies, own, fallback_oof), applies
+
+
 def fit_lattice(target: str) -> dict:
     """Fit the LUT4 model of ``target`` (ice40 / ecp5) on its bare-engine Yosys syntheses
     (:func:`lattice_rows`); FF is the structural register count (no fitted coefficient), DSP the
@@ -1178,10 +1245,20 @@ def fit_lattice(target: str) -> dict:
         rows, lambda terms: _lattice_lut_matrix(rows, target, terms, own), menu, _drawn(rows))
     terms, fitter, _ = cands[chosen]
     mult = own if terms != LATTICE_LUT_TERMS else None
-    coef = fitter(_lattice_lut_matrix(rows, target, terms, mult), rows["lut"].to_numpy(dtype=float))
-    model = {"kind": "lattice", "multiplier": mult,
-             "resources": {"lut": {"terms": terms, "coef": coef.tolist()},
-                           "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
+    y = rows["lut"].to_numpy(dtype=float)
+    coef = fitter(_lattice_lut_matrix(rows, target, terms, mult), y)
+    lut = {"lut": {"terms": terms, "coef": coef.tolist()}}
+    if mult is not None and _cached_lane_table(target):  # the lane model, where it beats its fallback
+        lane_oof, applies = _lane_oof(rows, target, mult, terms, fitter, oof[chosen])
+        scores[chosen + WITH_LANES] = goal_score(rows[_drawn(rows)], lane_oof[_drawn(rows)])
+        if scores[chosen + WITH_LANES] < scores[chosen]:
+            chosen += WITH_LANES
+            oof[chosen] = lane_oof
+            X = _lattice_lut_matrix(rows, target, lane_terms(terms), mult)
+            lut = {"lut": {"terms": lane_terms(terms), "coef": fitter(X[applies], y[applies]).tolist(),
+                           "rows": "dense engines and sparse engines whose lane is stored in lanes.csv"},
+                   "lut_lane_unmeasured": {**lut["lut"], "rows": "sparse engines whose lane is not stored"}}
+    model = {"kind": "lattice", "multiplier": mult, "resources": {**lut, "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
     pred["lut"] = oof[chosen].astype(np.int64)  # out-of-fold LUTs
     cv = _engine_errors(pred, rows)
@@ -1192,7 +1269,8 @@ def fit_lattice(target: str) -> dict:
     else:
         validation, rule = _engine_errors(held_pred, held), CV_RULE
     drawn = rows["key"].isin(_read_csv(DOE_CALIBRATION_CSV)["key"]).any() if DOE_CALIBRATION_CSV.exists() else False
-    files = [PNR_CSV] + ([DOE_CALIBRATION_CSV] if drawn else []) + ([PRIMITIVES_CSV] if mult else [])
+    files = ([PNR_CSV] + ([DOE_CALIBRATION_CSV] if drawn else []) + ([PRIMITIVES_CSV] if mult else [])
+             + ([LANES_CSV] if "lut_lane_unmeasured" in lut else []))
     yosys = sorted(set(_read_csv(PNR_CSV)["yosys"]) | set(rows.get("yosys", pd.Series(dtype=str)).dropna()))
     return _record(
         ["dot", "sparse"], target, "lattice", model["resources"],
@@ -1272,6 +1350,10 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
     else:
         dm = design_matrix(df, target, model["multiplier"], features, lut_terms=model["resources"]["lut"]["terms"])
     lut = dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"])
+    fallback = model["resources"].get("lut_lane_unmeasured")
+    if fallback is not None:  # a lane model: sparse engines whose lane is not measured take its fallback
+        other = design_matrix(df, target, model.get("multiplier"), features, lut_terms=fallback["terms"])
+        lut = np.where(other["lane_model_rows"], lut, other["lut"] @ np.asarray(fallback["coef"]))
     ff = dm["ff"] @ np.asarray(model["resources"]["ff"]["coef"])
     return pd.DataFrame({
         "lut": np.rint(np.maximum(lut, 0)).astype(np.int64),

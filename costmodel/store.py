@@ -26,6 +26,7 @@ DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
 BUFFERS_CSV = DATA / "buffers.csv"
 MUXES_CSV = DATA / "muxes.csv"
+LANES_CSV = DATA / "lanes.csv"
 CALIBRATION_CSV = DATA / "calibration.csv"
 DOE_HELDOUT_CSV = DATA / "doe_heldout.csv"
 DOE_CALIBRATION_CSV = DATA / "doe_calibration.csv"
@@ -47,6 +48,8 @@ MUX_FIELDS = ["key", "lanes", "n", "m", "abits", "target", "lut", "ff", "muxf", 
 BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date",
                  "transparent"]
 PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
+#: one lane of a sparse engine alone (``lanes``): an m:1 index mux feeding the exact multiplier
+LANE_FIELDS = ["key", "wfmt", "afmt", "m", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
 SWA_FIELDS = ["key", "config", "target", "head_dim", "window", "lanes", "qk_fmt", "v_fmt", "lut", "ff", "carry",
               "dsp", "bram18", "lutram", "seconds", "yosys", "date", "command"]
 ENGINE_FIELDS = ["key", "engine", "config", "target", "lanes", "wfmt", "afmt", "k_max", "pipeline",

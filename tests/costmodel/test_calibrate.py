@@ -118,14 +118,17 @@ def test_heldout_report_groups():
     assert (rep["n"] >= 0).all()
 
 
-def test_swa_doe_draw_covers_the_swa_space():
-    """The SWA draw spans what the CLI accepts: causal, symmetric (odd windows) and dense kernels;
-    int (signed, narrow, unsigned) and minifloat Q/K and V; lanes 1..32 including non-powers of
-    two; head_dim a multiple of lanes; prefix-stable and different per seed."""
+@pytest.mark.parametrize("target", ["xc7", "ice40"])
+def test_swa_doe_draw_covers_the_swa_space(target):
+    """The SWA draw spans what the CLI accepts within the family's bounds: causal, symmetric (odd
+    windows) and dense kernels; int (signed, narrow, unsigned) and minifloat Q/K and V; lanes from
+    1 including non-powers of two; head_dim a multiple of lanes; prefix-stable and different per
+    seed. iCE40 draws smaller kernels than the other families, from the same stream of draws."""
     from hw.swa import SWAConfig
 
-    draw = C.swa_doe_grid(1, 120)
-    assert draw[:30] == C.swa_doe_grid(1, 30) and draw[:30] != C.swa_doe_grid(0, 30)
+    bounds = C.swa_doe_bounds(target)
+    draw = C.swa_doe_grid(1, 120, bounds)
+    assert draw[:30] == C.swa_doe_grid(1, 30, bounds) and draw[:30] != C.swa_doe_grid(0, 30, bounds)
     kinds = {("dense" if c["dense"] else "causal" if c["causal"] else "symmetric") for c in draw}
     assert kinds == {"causal", "symmetric", "dense"}
     assert all(c["window"] % 2 for c in draw if not c["causal"])
@@ -133,19 +136,22 @@ def test_swa_doe_draw_covers_the_swa_space():
     assert any(f.startswith("e") for f in fmts) and any(f.startswith("uint") for f in fmts)
     assert any(f.startswith("int") and f.endswith("n") for f in fmts)
     lanes = {c["lanes"] for c in draw}
-    assert min(lanes) == 1 and max(lanes) <= C.SWA_DOE_MAX_LANES and any(l & (l - 1) for l in lanes)
+    assert min(lanes) == 1 and max(lanes) <= bounds.max_lanes and any(l & (l - 1) for l in lanes)
     for c in draw:
         cfg = SWAConfig.from_dict({k: v for k, v in c.items() if k != "engine"})
-        assert cfg.head_dim % cfg.lanes == 0 and cfg.head_dim <= C.SWA_DOE_MAX_HEAD_DIM
+        assert cfg.head_dim % cfg.lanes == 0 and bounds.holds(cfg.lanes, cfg.head_dim, cfg.window)
+    assert (C.swa_doe_bounds(target) == C.SWA_DOE_BOUNDS) == (target != "ice40")
+    assert C.SWA_DOE_BOUNDS.max_lanes == 32 and C.SWA_DOE_BOUNDS.max_head_dim == 128
 
 
 def test_stored_swa_doe_rows_are_the_seeded_draw():
-    """Every stored SWA DOE row is the draw at its (seed, index), with its split and command."""
+    """Every stored SWA DOE row is the draw at its (seed, index) within its family's bounds, with its
+    split and command."""
     for split, path in store.SWA_DOE_CSV.items():
         if not path.exists():
             continue
         d = pd.read_csv(path, keep_default_na=False, na_values=[""])
         for r in d.itertuples():
-            cfg = C.swa_doe_grid(int(r.seed), int(r.index) + 1)[int(r.index)]
+            cfg = C.swa_doe_grid(int(r.seed), int(r.index) + 1, C.swa_doe_bounds(r.target))[int(r.index)]
             assert r.key == store.config_key(cfg, r.target) and r.split == split and r.seed == C.DOE_SEEDS[split]
             assert r.command.startswith("python -m costmodel.calibrate engines --grid swa-doe") and r.yosys

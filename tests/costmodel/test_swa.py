@@ -82,6 +82,31 @@ def test_resources_labelled():
     assert e5.lut is not None and "ecp5" in e5.resource_source and "reuses" not in e5.resource_source
 
 
+def test_kernels_beyond_the_draw_are_labelled_extrapolated():
+    """An SWA kernel whose lanes, head_dim or window lie beyond the random draw its family's fit
+    was drawn from says so in its resource label; every stored calibration kernel lies inside."""
+    from costmodel.calibrate import swa_doe_bounds
+
+    inside, wide = swa.SWAConfig(16, 16, 16, "int8", "int8"), swa.SWAConfig(256, 16, 16, "int8", "int8")
+    b = swa_doe_bounds("xc7")
+    assert b.holds(16, 16, 16) and not b.holds(16, 256, 16)
+    assert "outside the draw" not in estimate(inside, n=64).resource_source
+    far = estimate(wide, n=64)
+    assert far.lut is not None and "outside the draw" in far.resource_source and "extrapolated" in far.resource_source
+    assert "head_dim up to 128" in far.resource_source and far.error == {} and "no error measured" in far.error_source
+    fits = json.loads(COEFFICIENTS_JSON.read_text())["fits"]
+    for target, rec in fits.items():
+        if "swa" in rec:
+            bounds = swa_doe_bounds(target)
+            assert rec["swa"]["draw_bounds"] == {"max_lanes": bounds.max_lanes, "max_head_dim": bounds.max_head_dim,
+                                                 "window": list(bounds.window)}
+    for path in (SWA_CALIBRATION_CSV, SWA_DOE_CSV["calibration"]):
+        d = pd.read_csv(path)
+        for target, c in zip(d["target"], d["config"]):
+            c = json.loads(c)
+            assert swa_doe_bounds(target).holds(c["lanes"], c["head_dim"], c["window"]), (target, c)
+
+
 def test_xcup_swa_reuse_is_measured_on_xcup():
     """The xcup SWA record is xc7's fit (same coefficients and calibration keys), its validation
     the xc7 fit's error on xcup's own held-out syntheses, which were never fitted on."""
