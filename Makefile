@@ -23,7 +23,10 @@ SWA_DOE_HELDOUT_COUNT ?= 60
 FAMILIES  ?= xc7 xcup ice40 ecp5
 #: families with their own standalone multipliers (xcup uses xc7's: same fabric; its memories differ)
 PRIMITIVE_FAMILIES ?= xc7 ice40 ecp5
-SWA_FAMILIES ?= xc7 ecp5
+#: iCE40 draws its SWA kernels within its own bounds (costmodel.calibrate.SWA_DOE_FAMILY_BOUNDS)
+SWA_FAMILIES ?= xc7 ecp5 ice40
+#: families whose sparse lanes (index mux + multiplier) are synthesized alone (data/lanes.csv)
+LANE_FAMILIES ?= ecp5
 CAL       := $(VPY) -m costmodel.calibrate
 
 venv: $(STAMP)
@@ -66,6 +69,8 @@ calibrate: $(STAMP)
 	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t || exit 1; \
 	  $(CAL) engines --grid doe --split heldout --count $(DOE_HELDOUT_COUNT) --target $$t || exit 1; \
 	done
+	# last: a family's lanes start with those of its stored sparse calibration engines
+	for t in $(LANE_FAMILIES); do $(CAL) lanes --target $$t || exit 1; done
 
 refit: $(STAMP)
 	$(VPY) -m costmodel.resources xc7 xcup ice40 ecp5

@@ -27,16 +27,16 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from costmodel.calibrate import FORMATS  # noqa: E402
-from costmodel.store import CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV  # noqa: E402
+from costmodel.calibrate import FORMATS, lane_triples  # noqa: E402
+from costmodel.store import CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANES_CSV  # noqa: E402
 from costmodel.estimate import estimate_frame  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
 from costmodel.pnr import PNR_CSV  # noqa: E402
 from costmodel.resources import (XILINX_TARGETS, calibration_rows, cross_validate, error_report, heldout_groups,  # noqa: E402
-                                 cv_predictions, heldout_report, heldout_rows, load_coefficients, lut_fit_of, lut_stats,
-                                 model_for, predict_frame, swa_heldout_report)
+                                 cv_predictions, heldout_report, heldout_rows, lane_luts, load_coefficients, lut_fit_of,
+                                 lut_stats, model_for, predict_frame, swa_heldout_report)
 from hw.arith import acc_bits  # noqa: E402
 from hw.dot import DotConfig  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
@@ -144,6 +144,27 @@ def heldout_table(target: str) -> None:
     print(f"\n# Random held-out set: {len(rows)} configs drawn over the CLI's space before any fit, never fitted on "
           f"({DOE_HELDOUT_CSV.name}; {'; '.join(cmds)}), {', '.join(sorted(set(rows['yosys'])))}, target {target}")
     _group_rows(rep, masks, fe)
+    lane_split(target, rows)
+
+
+def lane_split(target: str, rows: pd.DataFrame) -> None:
+    """Where the family's fit prices sparse engines by their lanes measured alone: how many
+    held-out sparse engines had theirs measured, and the LUT error of each part."""
+    model, _ = model_for(target)
+    if "lut_lane_unmeasured" not in model["resources"]:
+        return
+    sparse = (rows["engine"] == "sparse").to_numpy()
+    pid, pairs = pd.factorize(pd.Series(list(zip(rows["wfmt"], rows["afmt"]))))
+    measured = sparse & ~np.isnan(lane_luts(list(pairs), pid, rows["m"].fillna(0).to_numpy(), target))
+    err = rel_err(predict_frame(rows, target, model)["lut"], rows["lut"])
+    stored = pd.read_csv(LANES_CSV)
+    n_lanes = int((stored["target"] == target).sum())
+    print(f"# sparse lanes synthesized alone ({LANES_CSV.name}): {n_lanes:,} of {len(lane_triples(target)):,} "
+          f"(w, a, m); held-out sparse engines priced by a measured lane: {measured.sum()} of {sparse.sum()}")
+    for name, m in (("lane measured", measured), ("lane not measured (index-mux terms)", sparse & ~measured)):
+        if m.any():
+            print(f"#   {name}: {m.sum()} engines, LUT median {np.median(err[m]):.1%}, p90 "
+                  f"{np.percentile(err[m], 90):.1%}")
 
 
 def pnr_table() -> None:
