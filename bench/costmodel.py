@@ -289,8 +289,8 @@ def main(argv=None) -> int:
         print(f"# no calibration rows for {args.target} (run: make calibrate FAMILIES={args.target})")
         return 2
     own = (both["target"] == args.target).to_numpy()
-    terms, fitter = lut_fit_of(model_for(args.target)[0])
-    cv_all = cross_validate(both, terms, fitter=fitter)
+    terms, fitter, lanes = lut_fit_of(model_for(args.target)[0])
+    cv_all = cross_validate(both, terms, fitter=fitter, lanes=lanes)
     rows, cv = both[own], cv_all[own]
     cv_table(args.target, rows, cv)
 

@@ -206,7 +206,7 @@ class MacEstimator:
                                             target)).astype(np.int64)
         out["resource_source"] = label_column(
             [src, f"{src}; this sparse lane (index mux + multiplier) is not yet synthesized alone "
-                  f"(data/lanes.csv): its LUT4s priced by the index-mux terms"], unmeasured, len(out))
+                  f"(data/lanes.csv): its LUTs priced by the index-mux terms"], unmeasured, len(out))
         err = _errors(model, self.engine, measured=fitted == target)
         out["error"] = [err] * len(out)
         out["error_source"] = label_column([_error_source(model, self.engine, fitted, target)], 0, len(out))

@@ -59,6 +59,13 @@ index mux       ``lanes · abits`` selected bits, one coefficient per m (2, 4, 8
                 compressor; sparse only); a third on the LUT6 count of a mux feeding int × int
                 LUT multipliers at any depth (``mux_intlut``: each selected bit drives B
                 partial products, kept apart from the multiplier's LUTs);
+sparse lane     the index mux and the multiplier of one lane synthesized together, alone
+                (``data/lanes.csv``, per (w, a, m)): where a family's lanes are stored (ECP5),
+                a *lane model* prices a sparse engine whose lane is stored by its LUTs over the
+                multiplier's (``lane_excess``) in place of the index-mux terms (abc9 maps a lane at
+                1.0-1.9 x its two parts alone, by format pair and m, in no pattern of the
+                formats); dense engines by the same model; a sparse engine whose lane is not
+                stored by the family's fit without it (``lut_lane_unmeasured``), and says so;
 registers       FF counted, not fitted: pipeline + accumulator + output register bits (the
                 adder tree's terms at their own widths: an odd lane count passes a narrower
                 term through; no term wider than the accumulator, whose truncated sum reads
@@ -121,8 +128,8 @@ import pandas as pd
 
 from hw.engines import config_from_dict
 
-from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANES_CSV, PRIMITIVES_CSV, SWA_CALIBRATION_CSV,
-                    SWA_DOE_CSV, heldout_keys, now)
+from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANES_CSV, PRIMITIVES_CSV,
+                    SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now)
 from .calibrate import swa_doe_bounds
 from .features import CONFIG_COLUMNS, config_row, frame_features, pair_props
 from .pnr import PNR_CSV
@@ -375,6 +382,38 @@ def lane_terms(terms: list[str]) -> list[str]:
     return [t for t in terms if t not in LANE_PRICED] + ["lane_excess"]
 
 
+def with_lane_model(lut: dict, matrix, applies: np.ndarray, y: np.ndarray, fitter) -> dict:
+    """``lut`` (``{"lut": {"terms", "coef"}}``) with a lane model on top: :func:`lane_terms` of its
+    terms fitted by ``fitter`` on the ``applies`` rows (dense engines, sparse ones whose lane is
+    measured) as ``"lut"``, ``lut``'s own fit as ``"lut_lane_unmeasured"``; ``matrix(terms)`` is
+    the LUT design matrix of the fitted rows, ``y`` their LUTs."""
+    terms = lane_terms(lut["lut"]["terms"])
+    return {"lut": {"terms": terms, "coef": fitter(matrix(terms)[applies], y[applies]).tolist(),
+                    "rows": "dense engines and sparse engines whose lane is stored in lanes.csv"},
+            "lut_lane_unmeasured": {**lut["lut"], "rows": "sparse engines whose lane is not stored"}}
+
+
+def _lane_oof(matrix, applies: np.ndarray, y: np.ndarray, fold: np.ndarray, fitter, terms: list[str],
+              parts: Sequence[np.ndarray], fallback_oof: np.ndarray) -> np.ndarray:
+    """Out-of-fold LUTs of the lane model of ``terms`` (fitted on the ``applies`` rows of each of
+    ``parts``) on the rows it prices, ``fallback_oof`` (those of ``terms``) on the others."""
+    own = _out_of_fold(matrix(lane_terms(terms)), y, fold, fitter, [p & applies for p in parts])
+    return np.where(applies, own, fallback_oof)
+
+
+def score_lane_model(rows: pd.DataFrame, matrix, applies: np.ndarray, chosen: str, terms: list[str], fitter,
+                     parts: Sequence[np.ndarray], scores: dict, oof: dict) -> str:
+    """Add the lane model of the chosen candidate (``chosen``: ``terms``, ``fitter``, fitted on
+    ``parts``) to a :func:`select_lut_fit` result (``scores``, ``oof``, name ``chosen`` +
+    :data:`WITH_LANES`) and return whichever of the two has the lesser goal score."""
+    y = rows["lut"].to_numpy(dtype=float)
+    name = chosen + WITH_LANES
+    oof[name] = _lane_oof(matrix, applies, y, cv_fold(config_ids(rows)), fitter, terms, parts, oof[chosen])
+    drawn = _drawn(rows)
+    scores[name] = goal_score(rows[drawn], oof[name][drawn])
+    return min((chosen, name), key=scores.get)
+
+
 # ---- engine design matrices -----------------------------------------------------------------
 
 
@@ -565,7 +604,8 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         tree_dsp, f["reg_terms_dsp"].to_numpy() + f["reg_msb_kept_dsp"].to_numpy(), f["reg_msb_kept"].to_numpy()), 0)
     ff = (f["reg_bits"].to_numpy(dtype=float) - absorbed - const_msb)[:, None]
     dsp = lanes * f["mult_dsp"].to_numpy()
-    return {"lut": lut, "ff": ff, "dsp": dsp, "features": f, "lut_columns": cols, "lane_model_rows": ~sparse | measured_lane}
+    return {"lut": lut, "ff": ff, "dsp": dsp, "features": f, "lut_columns": cols,
+            "lane_model_rows": ~sparse | measured_lane}
 
 
 def _nnls_rel(X: np.ndarray, y: np.ndarray, floor: float = 10.0) -> np.ndarray:
@@ -632,9 +672,13 @@ def _method(fitter) -> str:
         "0.01)) (least absolute relative error)")
 
 
-def lut_fit_of(record: dict) -> tuple[list[str], object]:
-    """The LUT terms and fitter (one of :data:`LUT_FITS`) of a stored fit ``record``."""
-    return record["resources"]["lut"]["terms"], _nnls_rel if record.get("method", METHOD) == METHOD else _nnls_rel_l1
+def lut_fit_of(record: dict) -> tuple[list[str], object, bool]:
+    """The LUT terms and fitter (one of :data:`LUT_FITS`) of a stored fit ``record``, and whether a
+    lane model (:func:`with_lane_model`) sits on them (the terms are then its fallback's)."""
+    res = record["resources"]
+    lanes = "lut_lane_unmeasured" in res
+    fitter = _nnls_rel if record.get("method", METHOD) == METHOD else _nnls_rel_l1
+    return res["lut_lane_unmeasured" if lanes else "lut"]["terms"], fitter, lanes
 
 
 #: issue 15's goals for each group's LUT error on the random held-out draw (relative)
@@ -714,20 +758,21 @@ def cv_predictions(target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     shipped fit's terms and fitter (what its selection scored; DSP, FF and BRAM18 as counted):
     the calibration-side figure beside the held-out one."""
     model, _ = model_for(target)
-    terms, fitter = lut_fit_of(model)
+    terms, fitter, lanes = lut_fit_of(model)
     if target in LATTICE_TARGETS:
         rows = lattice_rows(target)
         pred = predict_frame(rows, target, model)
-        fallback = model["resources"].get("lut_lane_unmeasured", model["resources"]["lut"])["terms"]
-        X = _lattice_lut_matrix(rows, target, fallback, model.get("multiplier"))
-        oof = _out_of_fold(X, rows["lut"].to_numpy(dtype=float), cv_fold(config_ids(rows)), fitter,
-                           [np.ones(len(rows), bool)])
-        if fallback != terms:
-            oof = _lane_oof(rows, target, model.get("multiplier"), fallback, fitter, oof)[0]
+        mult = model.get("multiplier")
+        matrix = lambda t: _lattice_lut_matrix(rows, target, t, mult)  # noqa: E731
+        y, fold, every = rows["lut"].to_numpy(dtype=float), cv_fold(config_ids(rows)), [np.ones(len(rows), bool)]
+        oof = _out_of_fold(matrix(terms), y, fold, fitter, every)
+        if lanes:
+            applies = design_matrix(rows, target, mult)["lane_model_rows"]
+            oof = _lane_oof(matrix, applies, y, fold, fitter, terms, every, oof)
         pred["lut"] = oof.astype(np.int64)
     else:
         rows = calibration_rows(tuple(model.get("fitted_with", [target])))
-        pred = cross_validate(rows, terms, fitter=fitter)
+        pred = cross_validate(rows, terms, fitter=fitter, lanes=lanes)
     keep = _drawn(rows) & (rows["target"] == target).to_numpy()
     return rows[keep], pred[keep]
 
@@ -802,29 +847,36 @@ def _mac_multiplier(rows: pd.DataFrame) -> dict | None:
     return fit_multiplier(first) if _cached_primitive_table(first) else None
 
 
-def mac_lut_columns(rows: pd.DataFrame, mult: dict | None) -> dict[str, np.ndarray]:
+def mac_lut_columns(rows: pd.DataFrame, mult: dict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Every candidate LUT column (``design_matrix``'s ``lut_columns``) of ``rows`` of one or
-    several targets (column ``target``), each row by its own target's rules."""
+    several targets (column ``target``), each row by its own target's rules, and the rows a lane
+    model prices (``lane_model_rows``)."""
     cols: dict[str, np.ndarray] = {}
+    applies = np.zeros(len(rows), bool)
     for t, idx in _by_target(rows).items():
-        for name, col in design_matrix(rows.iloc[idx], t, mult)["lut_columns"].items():
+        dm = design_matrix(rows.iloc[idx], t, mult)
+        for name, col in dm["lut_columns"].items():
             cols.setdefault(name, np.zeros(len(rows)))[idx] = col
-    return cols
+        applies[idx] = dm["lane_model_rows"]
+    return cols, applies
 
 
-def fit_mac(rows: pd.DataFrame, lut_terms: list[str] | None = None, fitter=_nnls_rel) -> dict:
+def fit_mac(rows: pd.DataFrame, lut_terms: list[str] | None = None, fitter=_nnls_rel, lanes: bool = False) -> dict:
     """The dot/sparse model fitted on synthesized ``rows`` of one or several targets (column
     ``target``, each row's design matrix by its own target's rules): LUT over ``lut_terms``
     (default :data:`LUT_TERMS`) by ``fitter`` (one of :data:`LUT_FITS`; default relative NNLS),
-    the multiplier formula over ``data/primitives.csv``; FF counted (:data:`FF_TERMS`,
-    coefficient 1). Returns ``{"multiplier", "resources"}``."""
+    with a lane model on top where ``lanes`` (:func:`with_lane_model`), the multiplier formula over
+    ``data/primitives.csv``; FF counted (:data:`FF_TERMS`, coefficient 1). Returns
+    ``{"multiplier", "resources"}``."""
     terms = LUT_TERMS if lut_terms is None else list(lut_terms)
     mult = _mac_multiplier(rows)
-    cols = mac_lut_columns(rows, mult)
-    X = np.column_stack([cols[t] for t in terms])
-    return {"multiplier": mult,
-            "resources": {"lut": {"terms": terms, "coef": fitter(X, rows["lut"].to_numpy(dtype=float)).tolist()},
-                          "ff": {"terms": FF_TERMS, "coef": [1.0]}}}
+    cols, applies = mac_lut_columns(rows, mult)
+    matrix = lambda ts: np.column_stack([cols[t] for t in ts])  # noqa: E731
+    y = rows["lut"].to_numpy(dtype=float)
+    lut = {"lut": {"terms": terms, "coef": fitter(matrix(terms), y).tolist()}}
+    if lanes:
+        lut = with_lane_model(lut, matrix, applies, y, fitter)
+    return {"multiplier": mult, "resources": {**lut, "ff": {"terms": FF_TERMS, "coef": [1.0]}}}
 
 
 def predict_rows(rows: pd.DataFrame, model: dict) -> pd.DataFrame:
@@ -834,7 +886,7 @@ def predict_rows(rows: pd.DataFrame, model: dict) -> pd.DataFrame:
 
 
 def cross_validate(rows: pd.DataFrame, lut_terms: list[str] | None = None, folds: int = CV_FOLDS,
-                   fitter=_nnls_rel) -> pd.DataFrame:
+                   fitter=_nnls_rel, lanes: bool = False) -> pd.DataFrame:
     """Out-of-fold predictions of :func:`fit_mac` on calibration ``rows``: each row predicted by
     the model fitted on the other folds (folds by :func:`config_ids`: a config's xc7 and xcup
     rows fall in one fold). The held-out draw takes no part."""
@@ -843,7 +895,7 @@ def cross_validate(rows: pd.DataFrame, lut_terms: list[str] | None = None, folds
     for f in range(folds):
         test = fold == f
         if test.any() and (~test).any():
-            parts.append(predict_rows(rows[test], fit_mac(rows[~test], lut_terms, fitter)))
+            parts.append(predict_rows(rows[test], fit_mac(rows[~test], lut_terms, fitter, lanes)))
     return pd.concat(parts).loc[rows.index]
 
 
@@ -862,10 +914,17 @@ def select_xilinx(rows: pd.DataFrame):
     """:func:`select_lut_fit` over :data:`CANDIDATES` of the Xilinx calibration ``rows``, each
     fitted on both families together (one set of fabric coefficients) and on each family's own
     rows apart (suffix :data:`APART`); scored on each target's random calibration draw."""
-    cols = mac_lut_columns(rows, _mac_multiplier(rows))
-    apart = [(rows["target"] == t).to_numpy() for t in sorted(rows["target"].unique())]
-    return select_lut_fit(rows, lambda terms: np.column_stack([cols[t] for t in terms]), CANDIDATES, _drawn(rows),
-                          pools={"": [np.ones(len(rows), bool)], APART: apart})
+    cols, applies = mac_lut_columns(rows, _mac_multiplier(rows))
+    matrix = lambda terms: np.column_stack([cols[t] for t in terms])  # noqa: E731
+    pools = {"": [np.ones(len(rows), bool)], APART: [(rows["target"] == t).to_numpy()
+                                                      for t in sorted(rows["target"].unique())]}
+    chosen, cands, scores, oof = select_lut_fit(rows, matrix, CANDIDATES, _drawn(rows), pools=pools)
+    if _cached_lane_table(str(rows["target"].iloc[0])):  # the chosen fit with a lane model on top
+        base = chosen
+        terms, fitter, pool = cands[base]
+        chosen = score_lane_model(rows, matrix, applies, base, terms, fitter, pools[pool], scores, oof)
+        cands[base + WITH_LANES] = cands[base]
+    return chosen, cands, scores, oof
 
 
 def cv_table(targets: tuple[str, ...] = XILINX_TARGETS) -> pd.DataFrame:
@@ -902,15 +961,17 @@ def fit_xilinx(targets: tuple[str, ...] = XILINX_TARGETS) -> dict[str, dict]:
                                  f"engines --grid doe --split calibration --target {missing[0]}")
     chosen, cands, scores, _ = select_xilinx(rows)
     terms, fitter, pool = cands[chosen]
+    lanes = chosen.endswith(WITH_LANES)
     parts = [rows["target"].unique()] if pool != APART else [[t] for t in targets]
     models, cv = {}, []
     for part in parts:
         mine = rows[rows["target"].isin(part)]
-        model = fit_mac(mine, terms, fitter)
+        model = fit_mac(mine, terms, fitter, lanes)
         models.update(dict.fromkeys(part, model))
-        cv.append(cross_validate(mine, terms, fitter=fitter))
+        cv.append(cross_validate(mine, terms, fitter=fitter, lanes=lanes))
     cv = pd.concat(cv).loc[rows.index]
-    files = [f for f in (CALIBRATION_CSV, DOE_CALIBRATION_CSV, PRIMITIVES_CSV) if f.exists()]
+    files = [f for f in (CALIBRATION_CSV, DOE_CALIBRATION_CSV, PRIMITIVES_CSV) + ((LANES_CSV,) if lanes else ())
+             if f.exists()]
     out = {}
     for t in targets:
         own = (rows["target"] == t).to_numpy()
@@ -1221,17 +1282,6 @@ LATTICE_CANDIDATES = {
     "the terms of 2026-12-04 night, the family's own multipliers": LUT_TERMS}
 
 
-def _lane_oof(rows: pd.DataFrame, target: str, mult: dict, terms: list[str], fitter,
-              fallback_oof: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold LUTs of the lane model of ``terms`` (:func:`lane_terms`, fitted by ``fitter`` on
-    the rows it prices: dense engines and sparse ones whose lane is measured) on those rows, and
-    ``fallback_oof`` (the out-of-fold LUTs of ``terms``) on the others; and the mask of the first."""
-    dm = design_matrix(rows, target, mult, lut_terms=lane_terms(terms))
-    applies = dm["lane_model_rows"]
-    own = _out_of_fold(dm["lut"], rows["lut"].to_numpy(dtype=float), cv_fold(config_ids(rows)), fitter, [applies])
-    return np.where(applies, own, fallback_oof), applies
-
-
 def fit_lattice(target: str) -> dict:
     """Fit the LUT4 model of ``target`` (ice40 / ecp5) on its bare-engine Yosys syntheses
     (:func:`lattice_rows`); FF is the structural register count (no fitted coefficient), DSP the
@@ -1246,18 +1296,14 @@ def fit_lattice(target: str) -> dict:
     terms, fitter, _ = cands[chosen]
     mult = own if terms != LATTICE_LUT_TERMS else None
     y = rows["lut"].to_numpy(dtype=float)
-    coef = fitter(_lattice_lut_matrix(rows, target, terms, mult), y)
-    lut = {"lut": {"terms": terms, "coef": coef.tolist()}}
-    if mult is not None and _cached_lane_table(target):  # the lane model, where it beats its fallback
-        lane_oof, applies = _lane_oof(rows, target, mult, terms, fitter, oof[chosen])
-        scores[chosen + WITH_LANES] = goal_score(rows[_drawn(rows)], lane_oof[_drawn(rows)])
-        if scores[chosen + WITH_LANES] < scores[chosen]:
-            chosen += WITH_LANES
-            oof[chosen] = lane_oof
-            X = _lattice_lut_matrix(rows, target, lane_terms(terms), mult)
-            lut = {"lut": {"terms": lane_terms(terms), "coef": fitter(X[applies], y[applies]).tolist(),
-                           "rows": "dense engines and sparse engines whose lane is stored in lanes.csv"},
-                   "lut_lane_unmeasured": {**lut["lut"], "rows": "sparse engines whose lane is not stored"}}
+    matrix = lambda ts: _lattice_lut_matrix(rows, target, ts, mult)  # noqa: E731
+    lut = {"lut": {"terms": terms, "coef": fitter(matrix(terms), y).tolist()}}
+    if mult is not None and _cached_lane_table(target):  # the chosen fit with a lane model on top
+        applies = design_matrix(rows, target, mult)["lane_model_rows"]
+        chosen = score_lane_model(rows, matrix, applies, chosen, terms, fitter, [np.ones(len(rows), bool)], scores,
+                                  oof)
+        if chosen.endswith(WITH_LANES):
+            lut = with_lane_model(lut, matrix, applies, y, fitter)
     model = {"kind": "lattice", "multiplier": mult, "resources": {**lut, "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
     pred["lut"] = oof[chosen].astype(np.int64)  # out-of-fold LUTs

@@ -65,11 +65,14 @@ def test_resources_labelled():
                        swa.SWAConfig(16, 16, 16, "e4m3", "int8")):
         o = estimate(other_kind, n=64)
         assert o.lut is not None and o.lut > 0 and o.resource_source == c.resource_source
-    # no fit for other targets: labelled, never invented
-    other = estimate(cfg, "ice40up5k", n=64)
-    assert other.lut is None and "not calibrated" in other.resource_source
-    with pytest.raises(ValueError, match="not calibrated"):
-        other.fits()
+    # iCE40 is fitted on kernels drawn near an UP5K's size (lanes <= 4, head_dim <= 16, window <=
+    # 32): this one lies beyond them, estimated and labelled extrapolated, with no error
+    big = estimate(cfg, "ice40up5k", n=64)
+    assert big.lut is not None and "ice40 fit" in big.resource_source and "outside the draw" in big.resource_source
+    assert big.error == {} and not big.fits()
+    small = estimate(swa.SWAConfig(8, 8, 2, "int4", "int4"), "ice40up5k", n=64)
+    assert "ice40 fit" in small.resource_source and "outside" not in small.resource_source
+    assert small.error["lut"]["median"] is not None and small.lut < big.lut
     # UltraScale+ reuses the xc7 fit and says so, with its error measured on xcup's own held-out
     # SWA draw (the same kernels synthesized with synth_xilinx -family xcup)
     up, x7 = estimate(cfg, "xczu3eg", n=64), estimate(cfg, "xc7z020", n=64)
@@ -80,6 +83,22 @@ def test_resources_labelled():
     # ECP5 has a SWA fit of its own syntheses
     e5 = estimate(cfg, "ecp5-85f", n=64)
     assert e5.lut is not None and "ecp5" in e5.resource_source and "reuses" not in e5.resource_source
+
+
+def test_a_family_without_an_swa_fit_gets_no_invented_resources(monkeypatch):
+    """A coefficients file with no SWA fit for a family (as while its draw has fewer than
+    MIN_SWA_ROWS kernels): resources are not estimated, the label says so, ``fits()`` refuses."""
+    from costmodel import estimators, resources
+
+    stored = resources.load_coefficients()
+    fits = {t: {k: v for k, v in f.items() if not (t == "ice40" and k == "swa")} for t, f in stored["fits"].items()}
+    without = {**stored, "fits": fits}
+    monkeypatch.setattr(resources, "load_coefficients", lambda *a: without)
+    monkeypatch.setattr(estimators, "load_coefficients", lambda *a: without)
+    other = estimate(swa.SWAConfig(8, 8, 2, "int4", "int4"), "ice40up5k", n=64)
+    assert other.lut is None and "not calibrated" in other.resource_source and other.error == {}
+    with pytest.raises(ValueError, match="not calibrated"):
+        other.fits()
 
 
 def test_kernels_beyond_the_draw_are_labelled_extrapolated():
@@ -195,6 +214,13 @@ SWA_NOT_MET: dict[str, dict[tuple[str, str], str]] = {
     "xc7": {},
     "xcup": {  # xc7's fit, measured on xcup's own held-out kernels
         ("swa causal", "lut_p90"): "14.2% (goal ≤12%)",
+    },
+    "ice40": {  # kernels within iCE40's own draw bounds (calibrate.SWA_DOE_FAMILY_BOUNDS)
+        ("swa symmetric", "lut_median"): "9.6% (goal ≤5%)",
+        ("swa symmetric", "lut_p90"): "15.4% (goal ≤12%)",
+        ("swa dense baseline", "lut_median"): "5.7% (goal ≤5%)",
+        ("swa dense baseline", "ff_p90"): "2.00% (goal ≤2%)",
+        ("swa int Q/K/V", "lut_median"): "5.7% (goal ≤5%)",
     },
     "ecp5": {
         ("swa causal", "lut_p90"): "15.6% (goal ≤12%)",
