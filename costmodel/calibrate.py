@@ -105,7 +105,8 @@ from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DATA, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
                     FAILURE_FIELDS, FAILURES_CSV, LANE_FIELDS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS, MUXES_CSV,
                     ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV, SWA_DOE_FIELDS,
-                    SWA_FIELDS, append, config_columns, config_key, done_keys, failed_keys, heldout_keys, now)
+                    SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
+                    failed_keys, heldout_keys, now, swa_doe_bounds)
 
 
 INT_FORMATS = [f"int{b}" for b in range(2, 9)]
@@ -351,44 +352,6 @@ def doe_grid(seed: int = 0, count: int = 400) -> list[dict]:
     docstring, :data:`DOE_SEEDS`."""
     rng = random.Random(seed)
     return [doe_config(rng) for _ in range(count)]
-
-
-@dataclass(frozen=True)
-class SWABounds:
-    """The geometry an SWA draw covers: lanes log-uniform over 1..``max_lanes`` (E >= 5
-    minifloats: at most :data:`DOE_WIDE_EXP_MAX_LANES`), head_dim = lanes · chunks up to
-    ``max_head_dim``, windows (keys; the dense baseline's longest sequence) log-uniform over
-    ``window``."""
-
-    max_lanes: int
-    max_head_dim: int
-    window: tuple[int, int]
-
-    def holds(self, lanes: int, head_dim: int, window: int) -> bool:
-        """Whether a kernel of this geometry lies inside the bounds (a symmetric kernel's window,
-        odd, up to ``window[1] + 1``)."""
-        return (lanes <= self.max_lanes and head_dim <= self.max_head_dim
-                and self.window[0] <= window <= self.window[1] + 1)
-
-    def describe(self) -> str:
-        return (f"lanes 1-{self.max_lanes}, head_dim up to {self.max_head_dim}, "
-                f"window {self.window[0]}-{self.window[1]}")
-
-
-#: the SWA draw's bounds (every family but those in :data:`SWA_DOE_FAMILY_BOUNDS`)
-SWA_DOE_BOUNDS = SWABounds(32, 128, (2, 256))
-#: smaller bounds for a family whose parts hold only small kernels. iCE40: the largest part the
-#: device table knows, the iCE40UP5K, has 5,280 LUT4, and the full draw's first 8 kernels took
-#: 5,291-40,501 LUT4 (27 s to over 58 min of synthesis each: no LUTRAM, so every small memory
-#: becomes flip-flops); head_dim 8, 2 lanes, window 4, int8 takes 3,792 LUT4 and head_dim 12,
-#: 2 lanes, window 2, e2m1 / e3m4 5,576: these bounds straddle the part's size (set on
-#: 2026-12-05, before any kernel inside them was synthesized)
-SWA_DOE_FAMILY_BOUNDS = {"ice40": SWABounds(4, 16, (2, 32))}
-
-
-def swa_doe_bounds(target: str) -> SWABounds:
-    """The SWA draw's bounds of family ``target``."""
-    return SWA_DOE_FAMILY_BOUNDS.get(target, SWA_DOE_BOUNDS)
 
 
 def swa_doe_config(rng: random.Random, bounds: SWABounds = SWA_DOE_BOUNDS) -> dict:
@@ -638,17 +601,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m costmodel.calibrate", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     pp = sub.add_parser("primitives")
-    pp.add_argument("--target", default="xc7")
+    pp.add_argument("--target", default="xc7", choices=sorted(TARGETS))
     pb = sub.add_parser("buffers")
-    pb.add_argument("--target", default="xc7")
+    pb.add_argument("--target", default="xc7", choices=sorted(TARGETS))
     pm = sub.add_parser("muxes")
-    pm.add_argument("--target", default="xc7")
+    pm.add_argument("--target", default="xc7", choices=sorted(TARGETS))
     pl = sub.add_parser("lanes", help="sparse lanes (index mux + multiplier) alone; hours, resumable")
-    pl.add_argument("--target", default="ecp5")
+    pl.add_argument("--target", default="ecp5", choices=sorted(TARGETS))
     pl.add_argument("--limit", type=int, default=None)
     pe = sub.add_parser("engines")
     pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
-    pe.add_argument("--target", default="xc7")
+    pe.add_argument("--target", default="xc7", choices=sorted(TARGETS))
     pe.add_argument("--limit", type=int, default=None)
     pe.add_argument("--order", choices=["grid", "shuffle"], default="shuffle",
                     help="shuffle (seeded): any prefix of the run is a representative sample")

@@ -25,10 +25,10 @@ from hw import sparse as hw_sparse
 from hw import swa as hw_swa
 from hw.arith import ConfigError
 
-from .calibrate import SWABounds
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
 from .latency import fmax_array, fmax_model_frame, fmax_source
+from .store import SWABounds
 from .resources import lane_luts, load_coefficients, model_for, predict_frame, predict_swa
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
 

@@ -129,8 +129,7 @@ import pandas as pd
 from hw.engines import config_from_dict
 
 from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANES_CSV, PRIMITIVES_CSV,
-                    SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now)
-from .calibrate import swa_doe_bounds
+                    SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now, swa_doe_bounds)
 from .features import CONFIG_COLUMNS, config_row, frame_features, pair_props
 from .pnr import PNR_CSV
 from .swa import SWA_CANDIDATES, SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props

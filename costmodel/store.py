@@ -13,6 +13,7 @@ import csv
 import datetime as _dt
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["DATA", "config_key", "is_validation", "split", "heldout_keys", "done_keys", "failed_keys", "append",
-           "now", "config_columns"]
+           "now", "config_columns", "SWABounds", "swa_doe_bounds"]
 
 DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
@@ -125,3 +126,44 @@ def failed_keys(failures: Path, table: Path, target: str | None = None) -> set[s
     with failures.open() as f:
         return {row["key"] for row in csv.DictReader(f)
                 if row["table"] == table.name and (target is None or row["target"] == target)}
+
+
+# ---- the random SWA draws' bounds -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SWABounds:
+    """The geometry an SWA draw covers: lanes log-uniform over 1..``max_lanes`` (E >= 5
+    minifloats: at most ``costmodel.calibrate.DOE_WIDE_EXP_MAX_LANES``), head_dim = lanes · chunks up to
+    ``max_head_dim``, windows (keys; the dense baseline's longest sequence) log-uniform over
+    ``window``."""
+
+    max_lanes: int
+    max_head_dim: int
+    window: tuple[int, int]
+
+    def holds(self, lanes: int, head_dim: int, window: int) -> bool:
+        """Whether a kernel of this geometry lies inside the bounds (a symmetric kernel's window,
+        odd, up to ``window[1] + 1``)."""
+        return (lanes <= self.max_lanes and head_dim <= self.max_head_dim
+                and self.window[0] <= window <= self.window[1] + 1)
+
+    def describe(self) -> str:
+        return (f"lanes 1-{self.max_lanes}, head_dim up to {self.max_head_dim}, "
+                f"window {self.window[0]}-{self.window[1]}")
+
+
+#: the SWA draw's bounds (every family but those in :data:`SWA_DOE_FAMILY_BOUNDS`)
+SWA_DOE_BOUNDS = SWABounds(32, 128, (2, 256))
+#: smaller bounds for a family whose parts hold only small kernels. iCE40: the largest part the
+#: device table knows, the iCE40UP5K, has 5,280 LUT4, and the full draw's first 8 kernels took
+#: 5,291-40,501 LUT4 (27 s to over 58 min of synthesis each: no LUTRAM, so every small memory
+#: becomes flip-flops); head_dim 8, 2 lanes, window 4, int8 takes 3,792 LUT4 and head_dim 12,
+#: 2 lanes, window 2, e2m1 / e3m4 5,576: these bounds straddle the part's size (set on
+#: 2026-12-05, before any kernel inside them was synthesized)
+SWA_DOE_FAMILY_BOUNDS = {"ice40": SWABounds(4, 16, (2, 32))}
+
+
+def swa_doe_bounds(target: str) -> SWABounds:
+    """The SWA draw's bounds of family ``target``."""
+    return SWA_DOE_FAMILY_BOUNDS.get(target, SWA_DOE_BOUNDS)
