@@ -215,7 +215,7 @@ SWA_NOT_MET: dict[str, dict[tuple[str, str], str]] = {
     "xcup": {  # xc7's fit, measured on xcup's own held-out kernels
         ("swa causal", "lut_p90"): "14.2% (goal ≤12%)",
     },
-    "ice40": {  # kernels within iCE40's own draw bounds (calibrate.SWA_DOE_FAMILY_BOUNDS)
+    "ice40": {  # kernels within iCE40's own draw bounds (costmodel.store.SWA_DOE_FAMILY_BOUNDS)
         ("swa symmetric", "lut_median"): "9.6% (goal ≤5%)",
         ("swa symmetric", "lut_p90"): "15.4% (goal ≤12%)",
         ("swa dense baseline", "lut_median"): "5.7% (goal ≤5%)",
