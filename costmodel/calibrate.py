@@ -102,7 +102,8 @@ from hw.swa import SWAConfig
 from hw.engine import tree_levels
 from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 
-from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DATA, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
+from .pnr import PNR_CSV
+from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
                     FAILURE_FIELDS, FAILURES_CSV, LANE_FIELDS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS, MUXES_CSV,
                     ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV, SWA_DOE_FIELDS,
                     SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
@@ -494,7 +495,7 @@ def _sparse_calibration_triples(target: str) -> list[tuple[str, str, int]]:
     (``pnr.csv``), never a held-out key."""
     held = heldout_keys()
     out = set()
-    for path in (CALIBRATION_CSV, DOE_CSV["calibration"], DATA / "pnr.csv"):
+    for path in (CALIBRATION_CSV, DOE_CSV["calibration"], PNR_CSV):
         if path.exists():
             with path.open() as f:
                 out |= {(r["wfmt"], r["afmt"], int(float(r["m"]))) for r in csv.DictReader(f)

@@ -329,7 +329,7 @@ def _outside_draw(cfg: pd.DataFrame, model: dict | None) -> np.ndarray:
     b = (model or {}).get("draw_bounds")
     if b is None:
         return np.zeros(len(cfg), dtype=np.int64)
-    bounds = SWABounds(b["max_lanes"], b["max_head_dim"], tuple(b["window"]))
+    bounds = SWABounds(**{**b, "window": tuple(b["window"])})
     return np.array([not bounds.holds(c.lanes, c.head_dim, c.window) for c in cfg["config"]], dtype=np.int64)
 
 

@@ -120,6 +120,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -339,27 +340,23 @@ def _cached_primitive_table(target: str) -> dict:
         return {}
 
 
+@lru_cache(maxsize=None)
 def _lane_table(target: str) -> dict[tuple[str, str, int], float]:
     """Measured LUTs of one sparse lane alone (``data/lanes.csv``: an m:1 index mux feeding the
     multiplier, :class:`costmodel.calibrate.SparseLane`) per (w, a, m), the mean of every stored
-    run; the family's own syntheses (``PRIMITIVES_OF`` as for multipliers)."""
+    run; the family's own syntheses (``PRIMITIVES_OF`` as for multipliers); empty without the
+    table."""
+    if not LANES_CSV.exists():
+        return {}
     p = _read_csv(LANES_CSV)
     p = p[p["target"] == PRIMITIVES_OF.get(target, target)]
     return {(w, a, int(m)): float(v) for (w, a, m), v in p.groupby(["wfmt", "afmt", "m"])["lut"].mean().items()}
 
 
-@lru_cache(maxsize=None)
-def _cached_lane_table(target: str) -> dict:
-    try:
-        return _lane_table(target)
-    except FileNotFoundError:
-        return {}
-
-
 def lane_luts(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, m: np.ndarray, target: str) -> np.ndarray:
     """LUTs of each row's sparse lane measured alone (``data/lanes.csv``; format pair
     ``pairs[pair_id]``, index mux ``m``:1), NaN where none is stored (a dense row: ``m`` 0)."""
-    table = _cached_lane_table(target)
+    table = _lane_table(target)
     m = np.asarray(m).astype(np.int64)
     span = int(m.max(initial=0)) + 1
     combo, inv = np.unique(np.asarray(pair_id).astype(np.int64) * span + m, return_inverse=True)
@@ -918,7 +915,7 @@ def select_xilinx(rows: pd.DataFrame):
     pools = {"": [np.ones(len(rows), bool)], APART: [(rows["target"] == t).to_numpy()
                                                       for t in sorted(rows["target"].unique())]}
     chosen, cands, scores, oof = select_lut_fit(rows, matrix, CANDIDATES, _drawn(rows), pools=pools)
-    if _cached_lane_table(str(rows["target"].iloc[0])):  # the chosen fit with a lane model on top
+    if _lane_table(str(rows["target"].iloc[0])):  # the chosen fit with a lane model on top
         base = chosen
         terms, fitter, pool = cands[base]
         chosen = score_lane_model(rows, matrix, applies, base, terms, fitter, pools[pool], scores, oof)
@@ -1161,8 +1158,7 @@ def fit_swa(target: str = "xc7") -> dict:
         terms_cv={f"{r['resource']}: {r['candidate']}, {r['fit']}": round(r["goal score"], 4)
                   for _, r in table.iterrows()},
         domain=f"causal, symmetric and dense-baseline SWA kernels, int and minifloat Q/K/V, {bounds.describe()}",
-        draw_bounds={"max_lanes": bounds.max_lanes, "max_head_dim": bounds.max_head_dim,
-                     "window": list(bounds.window)},
+        draw_bounds=asdict(bounds),
         heldout_groups=swa_error_report(hd, hf, hpred).to_dict("records") if hpred is not None else [])
 
 
@@ -1297,7 +1293,7 @@ def fit_lattice(target: str) -> dict:
     y = rows["lut"].to_numpy(dtype=float)
     matrix = lambda ts: _lattice_lut_matrix(rows, target, ts, mult)  # noqa: E731
     lut = {"lut": {"terms": terms, "coef": fitter(matrix(terms), y).tolist()}}
-    if mult is not None and _cached_lane_table(target):  # the chosen fit with a lane model on top
+    if mult is not None and _lane_table(target):  # the chosen fit with a lane model on top
         applies = design_matrix(rows, target, mult)["lane_model_rows"]
         chosen = score_lane_model(rows, matrix, applies, chosen, terms, fitter, [np.ones(len(rows), bool)], scores,
                                   oof)
@@ -1387,18 +1383,21 @@ def predict_frame(df: pd.DataFrame, target: str = "xc7", model: dict | None = No
     """
     if model is None:
         model, _ = model_for(target)
+    terms = model["resources"]["lut"]["terms"]
+    engine = None  # the engine-term design matrix (every fit but the Lattice LUT4 terms)
     if model.get("kind") == "lattice":
         dm = lattice_design_matrix(df, target, features)
-        terms = model["resources"]["lut"]["terms"]
         if terms != LATTICE_LUT_TERMS:  # the engine terms, on the family's own multipliers
-            dm["lut"] = design_matrix(df, target, model.get("multiplier"), features, lut_terms=terms)["lut"]
+            engine = design_matrix(df, target, model.get("multiplier"), features, lut_terms=terms)
+            dm["lut"] = engine["lut"]
     else:
-        dm = design_matrix(df, target, model["multiplier"], features, lut_terms=model["resources"]["lut"]["terms"])
+        dm = engine = design_matrix(df, target, model["multiplier"], features, lut_terms=terms)
     lut = dm["lut"] @ np.asarray(model["resources"]["lut"]["coef"])
     fallback = model["resources"].get("lut_lane_unmeasured")
     if fallback is not None:  # a lane model: sparse engines whose lane is not measured take its fallback
-        other = design_matrix(df, target, model.get("multiplier"), features, lut_terms=fallback["terms"])
-        lut = np.where(other["lane_model_rows"], lut, other["lut"] @ np.asarray(fallback["coef"]))
+        cols = engine["lut_columns"]
+        other = np.column_stack([cols[t] for t in fallback["terms"]]) @ np.asarray(fallback["coef"])
+        lut = np.where(engine["lane_model_rows"], lut, other)
     ff = dm["ff"] @ np.asarray(model["resources"]["ff"]["coef"])
     return pd.DataFrame({
         "lut": np.rint(np.maximum(lut, 0)).astype(np.int64),
