@@ -104,9 +104,9 @@ from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 
 from .pnr import PNR_CSV
 from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
-                    FAILURE_FIELDS, FAILURES_CSV, LANE_FIELDS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS, MUXES_CSV,
-                    ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV, SWA_DOE_FIELDS,
-                    SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
+                    FAILURE_FIELDS, FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
+                    MUXES_CSV, ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV,
+                    SWA_DOE_FIELDS, SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
                     failed_keys, heldout_keys, now, swa_doe_bounds)
 
 
@@ -483,10 +483,6 @@ class SparseLane(wiring.Component):
         mod.d.comb += [mux.a.as_value().eq(self.acts), mux.idx.as_value().eq(self.idx),
                        mul.a.eq(mux.out.as_value()), mul.w.eq(self.w), self.p.eq(mul.p)]
         return mod
-
-
-#: the m of the lanes measured (those of the random engine draws, :func:`doe_config`)
-LANE_MS = (2, 4, 8, 16)
 
 
 def _sparse_calibration_triples(target: str) -> list[tuple[str, str, int]]:

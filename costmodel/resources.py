@@ -64,8 +64,11 @@ sparse lane     the index mux and the multiplier of one lane synthesized togethe
                 a *lane model* prices a sparse engine whose lane is stored by its LUTs over the
                 multiplier's (``lane_excess``) in place of the index-mux terms (abc9 maps a lane at
                 1.0-1.9 x its two parts alone, by format pair and m, in no pattern of the
-                formats); dense engines by the same model; a sparse engine whose lane is not
-                stored by the family's fit without it (``lut_lane_unmeasured``), and says so;
+                formats); or, a candidate too (:data:`LANE_MODELS`), an int × int lane's excess
+                (its mux alone) at one coefficient per m and a minifloat lane's at one of its
+                own: inside an engine a 16:1 mux bit takes 5 LUT6, alone 8; dense engines by
+                the same model; a sparse engine whose lane is not stored by the family's fit
+                without it (``lut_lane_unmeasured``), and says so;
 registers       FF counted, not fitted: pipeline + accumulator + output register bits (the
                 adder tree's terms at their own widths: an odd lane count passes a narrower
                 term through; no term wider than the accumulator, whose truncated sum reads
@@ -129,7 +132,7 @@ import pandas as pd
 
 from hw.engines import config_from_dict
 
-from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANES_CSV, PRIMITIVES_CSV,
+from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANE_MS, LANES_CSV, PRIMITIVES_CSV,
                     SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now, swa_doe_bounds)
 from .features import CONFIG_COLUMNS, config_row, frame_features, pair_props
 from .pnr import PNR_CSV
@@ -364,50 +367,79 @@ def lane_luts(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, m: np.ndarr
 
 
 #: the LUT terms that price a sparse engine's index mux (and its multipliers apart): a lane model
-#: (:func:`lane_terms`) prices a measured lane by ``lane_excess`` instead
+#: (:func:`lane_terms`) prices a measured lane by its own terms (:data:`LANE_MODELS`) instead
 LANE_PRICED = ("mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux_lut6", "mux_macc", "mux_intlut",
                "mux_bits_mf", "mux_bits_int", "mult_measured_sparse")
-#: what a lane model's name adds to its fallback's (:func:`fit_lattice`)
-WITH_LANES = ", the sparse lanes measured alone where stored"
+#: the lane models a fit is offered, by what each adds to its fallback's name: the measured lane's
+#: LUTs over its multiplier's (``lane_excess``) at one coefficient; or an int × int lane's at one
+#: coefficient per m (its excess is the m:1 mux alone, and inside an engine ABC maps a wide mux more
+#: tightly than alone: 5 LUT6 per 16:1 bit against 8, ``data/muxes.csv``) and a lane with a
+#: minifloat operand at one of its own (``lane_excess_int_m*``, ``lane_excess_mf``)
+LANE_MODELS = {", the sparse lanes measured alone where stored": ("lane_excess",),
+               ", the sparse lanes measured alone where stored, an int × int lane's by its m": (
+                   "lane_excess_int_m2", "lane_excess_int_m4", "lane_excess_int_m8", "lane_excess_int_m16",
+                   "lane_excess_mf")}
 
 
-def lane_terms(terms: list[str]) -> list[str]:
+#: the fewest fitted rows on which each of a lane model's own terms must be non-zero for the model
+#: to be a candidate: a coefficient fitted on fewer (ECP5 int × int lanes at 8:1: none, most
+#: crash Yosys) would price those lanes by chance
+MIN_LANE_TERM_ROWS = 10
+
+
+def lane_model_of(name: str) -> tuple[str, ...] | None:
+    """The lane terms (a :data:`LANE_MODELS` value) a candidate's ``name`` ends with; None for a
+    candidate without a lane model."""
+    return next((own for suffix, own in LANE_MODELS.items() if name.endswith(suffix)), None)
+
+
+def lane_terms(terms: list[str], own: Sequence[str] = ("lane_excess",)) -> list[str]:
     """The lane model of LUT ``terms``: the index mux's terms (:data:`LANE_PRICED`) dropped, the
-    measured lane's LUTs over its multiplier's (``lane_excess``) added. It prices dense engines
-    and sparse engines whose lane is stored in ``data/lanes.csv``; ``terms`` the others."""
-    return [t for t in terms if t not in LANE_PRICED] + ["lane_excess"]
+    measured lane's terms ``own`` (a :data:`LANE_MODELS` value) added. It prices dense engines and
+    sparse engines whose lane is stored in ``data/lanes.csv``; ``terms`` the others."""
+    return [t for t in terms if t not in LANE_PRICED] + list(own)
 
 
-def with_lane_model(lut: dict, matrix, applies: np.ndarray, y: np.ndarray, fitter) -> dict:
+def with_lane_model(lut: dict, matrix, applies: np.ndarray, y: np.ndarray, fitter,
+                    own: Sequence[str] = ("lane_excess",)) -> dict:
     """``lut`` (``{"lut": {"terms", "coef"}}``) with a lane model on top: :func:`lane_terms` of its
-    terms fitted by ``fitter`` on the ``applies`` rows (dense engines, sparse ones whose lane is
-    measured) as ``"lut"``, ``lut``'s own fit as ``"lut_lane_unmeasured"``; ``matrix(terms)`` is
-    the LUT design matrix of the fitted rows, ``y`` their LUTs."""
-    terms = lane_terms(lut["lut"]["terms"])
+    terms and ``own`` fitted by ``fitter`` on the ``applies`` rows (dense engines, sparse ones
+    whose lane is measured) as ``"lut"``, ``lut``'s own fit as ``"lut_lane_unmeasured"``;
+    ``matrix(terms)`` is the LUT design matrix of the fitted rows, ``y`` their LUTs."""
+    terms = lane_terms(lut["lut"]["terms"], own)
     return {"lut": {"terms": terms, "coef": fitter(matrix(terms)[applies], y[applies]).tolist(),
                     "rows": "dense engines and sparse engines whose lane is stored in lanes.csv"},
             "lut_lane_unmeasured": {**lut["lut"], "rows": "sparse engines whose lane is not stored"}}
 
 
 def _lane_oof(matrix, applies: np.ndarray, y: np.ndarray, fold: np.ndarray, fitter, terms: list[str],
-              parts: Sequence[np.ndarray], fallback_oof: np.ndarray) -> np.ndarray:
-    """Out-of-fold LUTs of the lane model of ``terms`` (fitted on the ``applies`` rows of each of
-    ``parts``) on the rows it prices, ``fallback_oof`` (those of ``terms``) on the others."""
-    own = _out_of_fold(matrix(lane_terms(terms)), y, fold, fitter, [p & applies for p in parts])
-    return np.where(applies, own, fallback_oof)
+              parts: Sequence[np.ndarray], fallback_oof: np.ndarray,
+              own: Sequence[str] = ("lane_excess",)) -> np.ndarray:
+    """Out-of-fold LUTs of the lane model (``terms`` with lane terms ``own``, fitted on the
+    ``applies`` rows of each of ``parts``) on the rows it prices, ``fallback_oof`` (those of
+    ``terms``) on the others."""
+    lane = _out_of_fold(matrix(lane_terms(terms, own)), y, fold, fitter, [p & applies for p in parts])
+    return np.where(applies, lane, fallback_oof)
 
 
 def score_lane_model(rows: pd.DataFrame, matrix, applies: np.ndarray, chosen: str, terms: list[str], fitter,
                      parts: Sequence[np.ndarray], scores: dict, oof: dict) -> str:
-    """Add the lane model of the chosen candidate (``chosen``: ``terms``, ``fitter``, fitted on
-    ``parts``) to a :func:`select_lut_fit` result (``scores``, ``oof``, name ``chosen`` +
-    :data:`WITH_LANES`) and return whichever of the two has the lesser goal score."""
+    """Add every lane model (:data:`LANE_MODELS`) of the chosen candidate (``chosen``: ``terms``,
+    ``fitter``, fitted on ``parts``) to a :func:`select_lut_fit` result (``scores``, ``oof``, name
+    ``chosen`` + the model's suffix; those whose own terms are non-zero on at least
+    :data:`MIN_LANE_TERM_ROWS` ``applies`` rows each) and return whichever has the least goal
+    score, ``chosen`` included."""
     y = rows["lut"].to_numpy(dtype=float)
-    name = chosen + WITH_LANES
-    oof[name] = _lane_oof(matrix, applies, y, cv_fold(config_ids(rows)), fitter, terms, parts, oof[chosen])
-    drawn = _drawn(rows)
-    scores[name] = goal_score(rows[drawn], oof[name][drawn])
-    return min((chosen, name), key=scores.get)
+    fold, drawn = cv_fold(config_ids(rows)), _drawn(rows)
+    names = [chosen]
+    for suffix, own in LANE_MODELS.items():
+        if (np.count_nonzero(matrix(list(own))[applies], axis=0) < MIN_LANE_TERM_ROWS).any():
+            continue
+        name = chosen + suffix
+        oof[name] = _lane_oof(matrix, applies, y, fold, fitter, terms, parts, oof[chosen], own)
+        scores[name] = goal_score(rows[drawn], oof[name][drawn])
+        names.append(name)
+    return min(names, key=scores.get)
 
 
 # ---- engine design matrices -----------------------------------------------------------------
@@ -584,6 +616,11 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     lane = lane_luts(pairs, pid, f["mux_m"].to_numpy(), target)
     measured_lane = sparse & ~np.isnan(lane)
     cols["lane_excess"] = np.where(measured_lane, lanes * (np.nan_to_num(lane) - ml), 0.0)
+    # the same apart by operand kind, an int × int lane's (its multiplier's LUTs are the DSP's
+    # glue or a LUT multiplier's, its excess the m:1 mux alone) per m (LANE_MODELS)
+    for m_ in LANE_MS:
+        cols[f"lane_excess_int_m{m_}"] = cols["lane_excess"] * (~mf & (f["mux_m"].to_numpy() == m_))
+    cols["lane_excess_mf"] = cols["lane_excess"] * mf
     lut = np.column_stack([cols[t] for t in (LUT_TERMS if lut_terms is None else lut_terms)])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
     # multipliers (MREG) and after the first adder level (PREG of the cascade), a lone product
@@ -668,13 +705,16 @@ def _method(fitter) -> str:
         "0.01)) (least absolute relative error)")
 
 
-def lut_fit_of(record: dict) -> tuple[list[str], object, bool]:
-    """The LUT terms and fitter (one of :data:`LUT_FITS`) of a stored fit ``record``, and whether a
-    lane model (:func:`with_lane_model`) sits on them (the terms are then its fallback's)."""
+def lut_fit_of(record: dict) -> tuple[list[str], object, tuple[str, ...] | None]:
+    """The LUT terms and fitter (one of :data:`LUT_FITS`) of a stored fit ``record``, and the lane
+    terms of the lane model (:func:`with_lane_model`) that sits on them (the terms are then its
+    fallback's; None without one)."""
     res = record["resources"]
-    lanes = "lut_lane_unmeasured" in res
     fitter = _nnls_rel if record.get("method", METHOD) == METHOD else _nnls_rel_l1
-    return res["lut_lane_unmeasured" if lanes else "lut"]["terms"], fitter, lanes
+    if "lut_lane_unmeasured" not in res:
+        return res["lut"]["terms"], fitter, None
+    fallback = res["lut_lane_unmeasured"]["terms"]
+    return fallback, fitter, tuple(t for t in res["lut"]["terms"] if t not in lane_terms(fallback, ()))
 
 
 #: issue 15's goals for each group's LUT error on the random held-out draw (relative)
@@ -764,7 +804,7 @@ def cv_predictions(target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         oof = _out_of_fold(matrix(terms), y, fold, fitter, every)
         if lanes:
             applies = design_matrix(rows, target, mult)["lane_model_rows"]
-            oof = _lane_oof(matrix, applies, y, fold, fitter, terms, every, oof)
+            oof = _lane_oof(matrix, applies, y, fold, fitter, terms, every, oof, lanes)
         pred["lut"] = oof.astype(np.int64)
     else:
         rows = calibration_rows(tuple(model.get("fitted_with", [target])))
@@ -857,11 +897,12 @@ def mac_lut_columns(rows: pd.DataFrame, mult: dict | None) -> tuple[dict[str, np
     return cols, applies
 
 
-def fit_mac(rows: pd.DataFrame, lut_terms: list[str] | None = None, fitter=_nnls_rel, lanes: bool = False) -> dict:
+def fit_mac(rows: pd.DataFrame, lut_terms: list[str] | None = None, fitter=_nnls_rel,
+            lanes: Sequence[str] | None = None) -> dict:
     """The dot/sparse model fitted on synthesized ``rows`` of one or several targets (column
     ``target``, each row's design matrix by its own target's rules): LUT over ``lut_terms``
     (default :data:`LUT_TERMS`) by ``fitter`` (one of :data:`LUT_FITS`; default relative NNLS),
-    with a lane model on top where ``lanes`` (:func:`with_lane_model`), the multiplier formula over
+    with a lane model of lane terms ``lanes`` on top (:func:`with_lane_model`), the multiplier formula over
     ``data/primitives.csv``; FF counted (:data:`FF_TERMS`, coefficient 1). Returns
     ``{"multiplier", "resources"}``."""
     terms = LUT_TERMS if lut_terms is None else list(lut_terms)
@@ -871,7 +912,7 @@ def fit_mac(rows: pd.DataFrame, lut_terms: list[str] | None = None, fitter=_nnls
     y = rows["lut"].to_numpy(dtype=float)
     lut = {"lut": {"terms": terms, "coef": fitter(matrix(terms), y).tolist()}}
     if lanes:
-        lut = with_lane_model(lut, matrix, applies, y, fitter)
+        lut = with_lane_model(lut, matrix, applies, y, fitter, lanes)
     return {"multiplier": mult, "resources": {**lut, "ff": {"terms": FF_TERMS, "coef": [1.0]}}}
 
 
@@ -882,7 +923,7 @@ def predict_rows(rows: pd.DataFrame, model: dict) -> pd.DataFrame:
 
 
 def cross_validate(rows: pd.DataFrame, lut_terms: list[str] | None = None, folds: int = CV_FOLDS,
-                   fitter=_nnls_rel, lanes: bool = False) -> pd.DataFrame:
+                   fitter=_nnls_rel, lanes: Sequence[str] | None = None) -> pd.DataFrame:
     """Out-of-fold predictions of :func:`fit_mac` on calibration ``rows``: each row predicted by
     the model fitted on the other folds (folds by :func:`config_ids`: a config's xc7 and xcup
     rows fall in one fold). The held-out draw takes no part."""
@@ -919,7 +960,7 @@ def select_xilinx(rows: pd.DataFrame):
         base = chosen
         terms, fitter, pool = cands[base]
         chosen = score_lane_model(rows, matrix, applies, base, terms, fitter, pools[pool], scores, oof)
-        cands[base + WITH_LANES] = cands[base]
+        cands.update({base + suffix: cands[base] for suffix in LANE_MODELS})
     return chosen, cands, scores, oof
 
 
@@ -957,7 +998,7 @@ def fit_xilinx(targets: tuple[str, ...] = XILINX_TARGETS) -> dict[str, dict]:
                                  f"engines --grid doe --split calibration --target {missing[0]}")
     chosen, cands, scores, _ = select_xilinx(rows)
     terms, fitter, pool = cands[chosen]
-    lanes = chosen.endswith(WITH_LANES)
+    lanes = lane_model_of(chosen)
     parts = [rows["target"].unique()] if pool != APART else [[t] for t in targets]
     models, cv = {}, []
     for part in parts:
@@ -1297,8 +1338,8 @@ def fit_lattice(target: str) -> dict:
         applies = design_matrix(rows, target, mult)["lane_model_rows"]
         chosen = score_lane_model(rows, matrix, applies, chosen, terms, fitter, [np.ones(len(rows), bool)], scores,
                                   oof)
-        if chosen.endswith(WITH_LANES):
-            lut = with_lane_model(lut, matrix, applies, y, fitter)
+        if lane_model_of(chosen):
+            lut = with_lane_model(lut, matrix, applies, y, fitter, lane_model_of(chosen))
     model = {"kind": "lattice", "multiplier": mult, "resources": {**lut, "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
     pred["lut"] = oof[chosen].astype(np.int64)  # out-of-fold LUTs

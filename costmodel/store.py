@@ -28,6 +28,8 @@ PRIMITIVES_CSV = DATA / "primitives.csv"
 BUFFERS_CSV = DATA / "buffers.csv"
 MUXES_CSV = DATA / "muxes.csv"
 LANES_CSV = DATA / "lanes.csv"
+#: the m of the sparse lanes measured alone (those of the random engine draws)
+LANE_MS = (2, 4, 8, 16)
 CALIBRATION_CSV = DATA / "calibration.csv"
 DOE_HELDOUT_CSV = DATA / "doe_heldout.csv"
 DOE_CALIBRATION_CSV = DATA / "doe_calibration.csv"
