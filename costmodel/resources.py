@@ -393,15 +393,14 @@ def lane_model_of(name: str) -> tuple[str, ...] | None:
     return next((own for suffix, own in LANE_MODELS.items() if name.endswith(suffix)), None)
 
 
-def lane_terms(terms: list[str], own: Sequence[str] = ("lane_excess",)) -> list[str]:
+def lane_terms(terms: list[str], own: Sequence[str]) -> list[str]:
     """The lane model of LUT ``terms``: the index mux's terms (:data:`LANE_PRICED`) dropped, the
     measured lane's terms ``own`` (a :data:`LANE_MODELS` value) added. It prices dense engines and
     sparse engines whose lane is stored in ``data/lanes.csv``; ``terms`` the others."""
     return [t for t in terms if t not in LANE_PRICED] + list(own)
 
 
-def with_lane_model(lut: dict, matrix, applies: np.ndarray, y: np.ndarray, fitter,
-                    own: Sequence[str] = ("lane_excess",)) -> dict:
+def with_lane_model(lut: dict, matrix, applies: np.ndarray, y: np.ndarray, fitter, own: Sequence[str]) -> dict:
     """``lut`` (``{"lut": {"terms", "coef"}}``) with a lane model on top: :func:`lane_terms` of its
     terms and ``own`` fitted by ``fitter`` on the ``applies`` rows (dense engines, sparse ones
     whose lane is measured) as ``"lut"``, ``lut``'s own fit as ``"lut_lane_unmeasured"``;
@@ -413,8 +412,7 @@ def with_lane_model(lut: dict, matrix, applies: np.ndarray, y: np.ndarray, fitte
 
 
 def _lane_oof(matrix, applies: np.ndarray, y: np.ndarray, fold: np.ndarray, fitter, terms: list[str],
-              parts: Sequence[np.ndarray], fallback_oof: np.ndarray,
-              own: Sequence[str] = ("lane_excess",)) -> np.ndarray:
+              parts: Sequence[np.ndarray], fallback_oof: np.ndarray, own: Sequence[str]) -> np.ndarray:
     """Out-of-fold LUTs of the lane model (``terms`` with lane terms ``own``, fitted on the
     ``applies`` rows of each of ``parts``) on the rows it prices, ``fallback_oof`` (those of
     ``terms``) on the others."""
@@ -960,7 +958,7 @@ def select_xilinx(rows: pd.DataFrame):
         base = chosen
         terms, fitter, pool = cands[base]
         chosen = score_lane_model(rows, matrix, applies, base, terms, fitter, pools[pool], scores, oof)
-        cands.update({base + suffix: cands[base] for suffix in LANE_MODELS})
+        cands[chosen] = cands[base]
     return chosen, cands, scores, oof
 
 
@@ -1338,8 +1336,9 @@ def fit_lattice(target: str) -> dict:
         applies = design_matrix(rows, target, mult)["lane_model_rows"]
         chosen = score_lane_model(rows, matrix, applies, chosen, terms, fitter, [np.ones(len(rows), bool)], scores,
                                   oof)
-        if lane_model_of(chosen):
-            lut = with_lane_model(lut, matrix, applies, y, fitter, lane_model_of(chosen))
+        lanes = lane_model_of(chosen)
+        if lanes:
+            lut = with_lane_model(lut, matrix, applies, y, fitter, lanes)
     model = {"kind": "lattice", "multiplier": mult, "resources": {**lut, "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
     pred["lut"] = oof[chosen].astype(np.int64)  # out-of-fold LUTs
