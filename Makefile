@@ -4,7 +4,7 @@
 # Others: make test-slow (slow-marked tests), make bench (benchmark tables), make clean.
 #   make bench-costmodel   cost-model tables from the stored Yosys runs only (minutes, no synthesis)
 #   make calibrate         every calibration grid + the random DOE draws, calibration (seed 1) and
-#                          held out (seed 0), per family (hours; one Yosys at a time; stop it any
+#                          held out (seed 0), per family (hours; JOBS Yosys at a time; stop it any
 #                          time, run it again to resume; then `make refit`)
 #   make refit             refit data/coefficients.json from the stored runs
 
@@ -26,7 +26,7 @@ PRIMITIVE_FAMILIES ?= xc7 ice40 ecp5
 #: iCE40 draws its SWA kernels within its own bounds (costmodel.store.SWA_DOE_FAMILY_BOUNDS)
 SWA_FAMILIES ?= xc7 ecp5 ice40
 #: families whose sparse lanes (index mux + multiplier) are synthesized alone (data/lanes.csv)
-LANE_FAMILIES ?= ecp5
+LANE_FAMILIES ?= ecp5 xc7
 CAL       := $(VPY) -m costmodel.calibrate
 
 venv: $(STAMP)
@@ -55,22 +55,22 @@ bench-costmodel: $(STAMP)
 	$(VPY) bench/costmodel.py --no-synth
 
 calibrate: $(STAMP)
-	for t in $(PRIMITIVE_FAMILIES); do $(CAL) primitives --target $$t || exit 1; done
-	for t in $(FAMILIES); do $(CAL) buffers --target $$t || exit 1; done
-	$(CAL) muxes --target xc7
-	$(CAL) engines --grid dense --grid sparse --grid smallint --target xc7
-	$(CAL) engines --grid swa --target xc7
-	$(CAL) engines --grid order --target xc7
+	for t in $(PRIMITIVE_FAMILIES); do $(CAL) primitives --target $$t --jobs $(JOBS) || exit 1; done
+	for t in $(FAMILIES); do $(CAL) buffers --target $$t --jobs $(JOBS) || exit 1; done
+	$(CAL) muxes --target xc7 --jobs $(JOBS)
+	$(CAL) engines --grid dense --grid sparse --grid smallint --target xc7 --jobs $(JOBS)
+	$(CAL) engines --grid swa --target xc7 --jobs $(JOBS)
+	$(CAL) engines --grid order --target xc7 --jobs $(JOBS)
 	for t in $(SWA_FAMILIES); do \
-	  $(CAL) engines --grid swa-doe --split calibration --count $(SWA_DOE_COUNT) --target $$t || exit 1; \
-	  $(CAL) engines --grid swa-doe --split heldout --count $(SWA_DOE_HELDOUT_COUNT) --target $$t || exit 1; \
+	  $(CAL) engines --grid swa-doe --split calibration --count $(SWA_DOE_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
+	  $(CAL) engines --grid swa-doe --split heldout --count $(SWA_DOE_HELDOUT_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	done
 	for t in $(FAMILIES); do \
-	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t || exit 1; \
-	  $(CAL) engines --grid doe --split heldout --count $(DOE_HELDOUT_COUNT) --target $$t || exit 1; \
+	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
+	  $(CAL) engines --grid doe --split heldout --count $(DOE_HELDOUT_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	done
 	# last: a family's lanes start with those of its stored sparse calibration engines
-	for t in $(LANE_FAMILIES); do $(CAL) lanes --target $$t || exit 1; done
+	for t in $(LANE_FAMILIES); do $(CAL) lanes --target $$t --jobs $(JOBS) || exit 1; done
 
 refit: $(STAMP)
 	$(VPY) -m costmodel.resources xc7 xcup ice40 ecp5

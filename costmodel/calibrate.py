@@ -83,6 +83,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -96,7 +97,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.arith import ConfigError, multiplier
 from hw.engines import config_from_dict
-from hw.rtl import TARGETS, SynthError, synthesize, yosys_version
+from hw.rtl import TARGETS, SynthError, synthesize, verilog_text, yosys_version
 from hw.sparse import IndexMux
 from hw.swa import SWAConfig
 from hw.engine import tree_levels
@@ -398,8 +399,10 @@ GRIDS = {"dense": dense_grid, "sparse": sparse_grid, "smallint": smallint_grid, 
 
 
 def _record_command(kind: str, argv: list[str]) -> None:
+    """Record the command that made ``kind``'s rows (without ``--jobs``: the rows do not depend on it)."""
     meta = json.loads(META_JSON.read_text()) if META_JSON.exists() else {}
-    meta.setdefault("commands", {})[kind] = " ".join(["python -m costmodel.calibrate", *argv])
+    kept = [a for i, a in enumerate(argv) if not a.startswith("--jobs") and (i == 0 or argv[i - 1] != "--jobs")]
+    meta.setdefault("commands", {})[kind] = " ".join(["python -m costmodel.calibrate", *kept])
     meta["yosys"] = yosys_version()
     meta["synth_scripts"] = TARGETS
     meta["updated"] = now()
@@ -425,28 +428,24 @@ class SynthJob:
 
 def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], target: str = "xc7",
                        limit: int | None = None, progress: bool = True,
-                       failures: Path | None = None) -> int:
-    """Synthesize every job whose key is not yet in ``path`` and append its row at once (a killed
-    run loses at most the synthesis in flight); at most ``limit`` syntheses. A synthesis Yosys
-    fails on is recorded in ``failures`` (default :data:`FAILURES_CSV`) with its error line and
-    skipped, now and on every resumed run, so one tool crash never stops a long calibration.
-    Returns how many ran (failures included)."""
+                       failures: Path | None = None, workers: int = 1) -> int:
+    """Synthesize every job whose key is not yet in ``path`` and append its row as soon as it
+    finishes (a killed run loses at most the syntheses in flight); at most ``limit`` syntheses,
+    ``workers`` Yosys processes at a time (the designs are elaborated to Verilog here, one at a
+    time, in job order). A synthesis Yosys fails on is recorded in ``failures`` (default
+    :data:`FAILURES_CSV`) with its error line and skipped, now and on every resumed run, so one
+    tool crash never stops a long calibration. Returns how many ran (failures included)."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     failures = FAILURES_CSV if failures is None else failures
     done = done_keys(path)
     failed = failed_keys(failures, path, target)
     if failed and progress:
         print(f"skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})", flush=True)
-    n = 0
-    for job in jobs:
-        key = config_key(job.spec, target)
-        if key in done or key in failed:
-            continue
-        if limit is not None and n >= limit:
-            break
-        t0 = time.perf_counter()
-        n += 1
+
+    def store(job: SynthJob, key: str, started: float, future: Future) -> None:
         try:
-            r = synthesize(job.build(), target)
+            r = future.result()
         except SynthError as e:
             error = next((ln.strip() for ln in str(e).splitlines() if "ERROR" in ln), str(e).strip()[-200:])
             append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": path.name,
@@ -455,12 +454,34 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
             failed.add(key)
             print(f"[{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: {error}",
                   flush=True)
-            continue
+            return
         append(path, fields, {"key": key, "target": target, "date": now(), **job.columns,
                                **{m: getattr(r, m) for m in MEASURED}})
         if progress:
             print(f"[{job.label} {target}] {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18 {r.lutram} LUTRAM "
-                  f"({r.seconds:.1f} s, wall {time.perf_counter() - t0:.1f} s)", flush=True)
+                  f"({r.seconds:.1f} s, wall {time.perf_counter() - started:.1f} s)", flush=True)
+
+    n = 0
+    # Yosys runs as a subprocess, so threads overlap the syntheses; rows are appended by this thread
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running: dict[Future, tuple[SynthJob, str, float]] = {}
+        for job in jobs:
+            key = config_key(job.spec, target)
+            if key in done or key in failed:
+                continue
+            if limit is not None and n >= limit:
+                break
+            n += 1
+            started = time.perf_counter()
+            built = job.build()
+            verilog = built if isinstance(built, str) else verilog_text(built)
+            running[pool.submit(synthesize, verilog, target)] = (job, key, started)
+            if len(running) >= workers:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    store(*running.pop(f), f)
+        for f in as_completed(list(running)):
+            store(*running.pop(f), f)
     return n
 
 
@@ -597,16 +618,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m costmodel.calibrate", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
-    pp = sub.add_parser("primitives")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--jobs", type=int, default=1,
+                        help="Yosys processes at a time (default 1; each takes one core)")
+    pp = sub.add_parser("primitives", parents=[common])
     pp.add_argument("--target", default="xc7", choices=sorted(TARGETS))
-    pb = sub.add_parser("buffers")
+    pb = sub.add_parser("buffers", parents=[common])
     pb.add_argument("--target", default="xc7", choices=sorted(TARGETS))
-    pm = sub.add_parser("muxes")
+    pm = sub.add_parser("muxes", parents=[common])
     pm.add_argument("--target", default="xc7", choices=sorted(TARGETS))
-    pl = sub.add_parser("lanes", help="sparse lanes (index mux + multiplier) alone; hours, resumable")
+    pl = sub.add_parser("lanes", parents=[common], help="sparse lanes (index mux + multiplier) alone; hours, resumable")
     pl.add_argument("--target", default="ecp5", choices=sorted(TARGETS))
     pl.add_argument("--limit", type=int, default=None)
-    pe = sub.add_parser("engines")
+    pe = sub.add_parser("engines", parents=[common])
     pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
     pe.add_argument("--target", default="xc7", choices=sorted(TARGETS))
     pe.add_argument("--limit", type=int, default=None)
@@ -619,28 +643,32 @@ def main(argv: list[str] | None = None) -> int:
                     help="grid doe: heldout (doe_heldout.csv, never fitted) or calibration (doe_calibration.csv, "
                          "fitted); default heldout")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     _record_command(args.what if args.what != "engines" else "engines:" + ",".join(args.grid), argv)
     if args.what == "primitives":
-        synthesize_missing(primitive_jobs(), PRIMITIVES_CSV, PRIM_FIELDS, args.target)
+        synthesize_missing(primitive_jobs(), PRIMITIVES_CSV, PRIM_FIELDS, args.target, workers=args.jobs)
         return 0
     if args.what == "buffers":
-        synthesize_missing(buffer_jobs(), BUFFERS_CSV, BUFFER_FIELDS, args.target)
+        synthesize_missing(buffer_jobs(), BUFFERS_CSV, BUFFER_FIELDS, args.target, workers=args.jobs)
         return 0
     if args.what == "muxes":
-        synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target)
+        synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target, workers=args.jobs)
         return 0
     if args.what == "lanes":
-        synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit)
+        synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit,
+                           workers=args.jobs)
         return 0
     if "swa" in args.grid:
-        synthesize_missing(engine_jobs(swa_grid(), args.target), SWA_CALIBRATION_CSV, SWA_FIELDS, args.target)
+        synthesize_missing(engine_jobs(swa_grid(), args.target), SWA_CALIBRATION_CSV, SWA_FIELDS, args.target,
+                           workers=args.jobs)
     if "doe" in args.grid:
         seed = args.seed if args.seed is not None else DOE_SEEDS[args.split]
         command = f"python -m costmodel.calibrate engines --grid doe --split {args.split} --count {args.count} " \
                   f"--seed {seed} --target {args.target}"
         configs = doe_grid(seed, args.count)
         synthesize_missing(doe_jobs(configs, seed, command, args.split), DOE_CSV[args.split], DOE_FIELDS,
-                           args.target, limit=args.limit)
+                           args.target, limit=args.limit, workers=args.jobs)
     if "swa-doe" in args.grid:
         seed = args.seed if args.seed is not None else DOE_SEEDS[args.split]
         command = f"python -m costmodel.calibrate engines --grid swa-doe --split {args.split} --count {args.count} " \
@@ -648,17 +676,19 @@ def main(argv: list[str] | None = None) -> int:
         jobs = (SynthJob(j.spec, j.build, {**j.columns, "causal": j.spec["causal"], "dense": j.spec["dense"]}, j.label)
                 for j in doe_jobs(swa_doe_grid(seed, args.count, swa_doe_bounds(args.target)), seed, command,
                                  args.split))
-        synthesize_missing(jobs, SWA_DOE_CSV[args.split], SWA_DOE_FIELDS, args.target, limit=args.limit)
+        synthesize_missing(jobs, SWA_DOE_CSV[args.split], SWA_DOE_FIELDS, args.target, limit=args.limit,
+                           workers=args.jobs)
     if "order" in args.grid:
         command = f"python -m costmodel.calibrate engines --grid order --target {args.target}"
         jobs = (SynthJob(j.spec, j.build, {**j.columns, "command": command}, j.label) for j in engine_jobs(order_grid()))
-        synthesize_missing(jobs, ORDER_CHECK_CSV, ENGINE_FIELDS + ["command"], args.target)
+        synthesize_missing(jobs, ORDER_CHECK_CSV, ENGINE_FIELDS + ["command"], args.target, workers=args.jobs)
     configs: list[dict] = []
     for g in (g for g in args.grid if g not in ("swa", "doe", "swa-doe", "order")):
         configs += GRIDS[g]()
     if args.order == "shuffle":
         random.Random(12345).shuffle(configs)
-    synthesize_missing(engine_jobs(configs), CALIBRATION_CSV, ENGINE_FIELDS, args.target, limit=args.limit)
+    synthesize_missing(engine_jobs(configs), CALIBRATION_CSV, ENGINE_FIELDS, args.target, limit=args.limit,
+                       workers=args.jobs)
     return 0
 
 

@@ -155,3 +155,38 @@ def test_stored_swa_doe_rows_are_the_seeded_draw():
             cfg = C.swa_doe_grid(int(r.seed), int(r.index) + 1, C.swa_doe_bounds(r.target))[int(r.index)]
             assert r.key == store.config_key(cfg, r.target) and r.split == split and r.seed == C.DOE_SEEDS[split]
             assert r.command.startswith("python -m costmodel.calibrate engines --grid swa-doe") and r.yosys
+
+
+def test_parallel_runner_stores_each_synthesis_under_its_own_key(tmp_path):
+    """``workers=2`` overlaps real Yosys runs that finish out of order (a small lane and larger
+    ones): every row holds the LUTs Yosys gives its own design synthesized alone, uncached, and a
+    second run synthesizes nothing."""
+    from hw.rtl import synthesize
+
+    triples = [("e4m3", "e4m3", 8), ("int2", "int2", 2), ("e2m1", "int4", 4), ("e3m2", "e2m2", 2)]
+    jobs = lambda: (j for j in C.lane_jobs("ice40")  # noqa: E731
+                    if (j.columns["wfmt"], j.columns["afmt"], j.columns["m"]) in triples)
+    path = tmp_path / "lanes.csv"
+    assert C.synthesize_missing(jobs(), path, store.LANE_FIELDS, "ice40", progress=False, workers=2) == 4
+    assert C.synthesize_missing(jobs(), path, store.LANE_FIELDS, "ice40", progress=False, workers=2) == 0
+    d = pd.read_csv(path)
+    got = {(w, a, m): lut for w, a, m, lut in zip(d["wfmt"], d["afmt"], d["m"], d["lut"])}
+    want = {t: synthesize(C.SparseLane(*t), "ice40", cache=False).lut for t in triples}
+    assert got == want and len(set(want.values())) == 4
+    assert list(d["key"].map(lambda k: k in {store.config_key(j.spec, "ice40") for j in jobs()})) == [True] * 4
+
+
+def test_calibrate_rejects_a_worker_count_below_one(capsys):
+    with pytest.raises(SystemExit) as e:
+        C.main(["lanes", "--jobs", "0", "--limit", "0"])
+    assert e.value.code == 2 and "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_recorded_command_leaves_out_the_worker_count(tmp_path, monkeypatch):
+    """The rows do not depend on ``--jobs``, so the command stored beside them omits it."""
+    monkeypatch.setattr(C, "META_JSON", tmp_path / "meta.json")
+    C._record_command("lanes", ["lanes", "--jobs", "4", "--target", "xc7"])
+    C._record_command("muxes", ["muxes", "--jobs=3", "--target", "xc7"])
+    cmds = json.loads((tmp_path / "meta.json").read_text())["commands"]
+    assert cmds == {"lanes": "python -m costmodel.calibrate lanes --target xc7",
+                    "muxes": "python -m costmodel.calibrate muxes --target xc7"}
