@@ -57,7 +57,7 @@ def bench_speed(rows: int) -> None:
 
 
 def bench_stats(apps: list[str], scale: int) -> None:
-    print(f"| app | scale | LLC accesses | +1 share | label density train / test | frequency F1 | IP baseline F1 | verdict |")
+    print("| app | scale | LLC accesses | +1 share | label density train / test | frequency F1 | IP baseline F1 | verdict |")
     print("|---|---|---|---|---|---|---|---|")
     for app in apps:
         _, info = TraceSpec(app=app, scale=scale).splits(allow_degenerate=True)

@@ -92,7 +92,7 @@ def bench_design(label, mod, cfg, k, quick: bool):
     (hb, _), t_hb = timed(lambda: model.run_words(words, len(big_ins), big_n, max_cycles=max_c))
     (hs, _), t_hs = timed(lambda: model.run_words(words, len(big_ins) // 10, big_n // 10, max_cycles=max_c))
     core_rate = (hb.cycles - hs.cycles) / max(t_hb - t_hs, 1e-9)
-    del words
+    words = None  # free the packed copy before the next config
     return dict(label=label, in_bits=model.in_width, out_bits=model.out_width, py_rate=py_rate,
                 py_cycles=full.cycles, vl_rate=vl_rate, vl_cycles=big.cycles, vl_seconds=t_vb,
                 core_rate=core_rate, build_s=t_build, verilate_s=meta["verilate_s"],

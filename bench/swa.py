@@ -108,7 +108,7 @@ def ratio_table(configs: list[swa.SWAConfig], n: int, mhz: float) -> None:
 
 
 def utilization_table(configs: list[swa.SWAConfig], n: int) -> None:
-    print(f"\n## MAC utilization (useful multiplies / (lanes x cycles), per unit; goal >= 95% steady state)")
+    print("\n## MAC utilization (useful multiplies / (lanes x cycles), per unit; goal >= 95% steady state)")
     head = (f"{'head_dim':>8} {'window':>6} {'lanes':>5} {'norm mults':>10} {'div b/cyc':>9} {'row cycles':>10} "
             f"{'steady':>7} {f'n={n}':>7} {'dense n=' + str(n):>12}")
     print(head)

@@ -53,7 +53,7 @@ def speed(args) -> None:
         two = time.perf_counter() - t
     n = len(pts)
     print(f"{n} digits points (int4/int8/e2m1/e3m2 weights × int8 acts × none/bias_corr), {os.cpu_count()} CPUs")
-    print(f"| run | seconds | points/min |\n|---|---|---|")
+    print("| run | seconds | points/min |\n|---|---|---|")
     print(f"| Brevitas PTQ called directly (warm) | {direct:.1f} | {60 * n / direct:.1f} |")
     print(f"| run_sweep, jobs=1 (warm process) | {swept:.1f} | {60 * n / swept:.1f} |")
     print(f"| run_sweep, jobs=2 (incl. spawning 2 workers) | {two:.1f} | {60 * n / two:.1f} |")
@@ -103,8 +103,8 @@ def table(args) -> None:
         print("| " + " | ".join(row) + " |")
     # the peer: Brevitas' own integer PTQ results (ANCHORS.md; RESULTS_TORCHVISION.csv, best config)
     drop = {b: df[(df["wfmt"] == f"int{b}") & (df["ptq"] == "none")]["metric"].mean() - flt for b in (8, 4)}
-    print(f"\npeer: Brevitas PTQ, ResNet-18 on ImageNet (W8A8 / W4A8, top-1): 69.758 -> 69.728 / 68.94, "
-          f"i.e. -0.04% / -1.2% relative")
+    print("\npeer: Brevitas PTQ, ResNet-18 on ImageNet (W8A8 / W4A8, top-1): 69.758 -> 69.728 / 68.94, "
+          "i.e. -0.04% / -1.2% relative")
     print(f"ours: {args.model}, W = A int8 / int4 round-to-nearest: {100 * drop[8] / flt:+.2f}% / "
           f"{100 * drop[4] / flt:+.2f}% relative {name} (note: W = A, so int4 also quantizes activations)")
 
