@@ -1073,9 +1073,13 @@ def _swa_mult_lut(features: pd.DataFrame, target: str, mult: dict | None, in_dsp
 
 
 def _with_mult_lut(features: pd.DataFrame, target: str, mult: dict | None, terms: Sequence[str]) -> pd.DataFrame:
-    """``features`` with the multiplier columns (:func:`_swa_mult_lut`) that ``terms`` name."""
+    """``features`` with the multiplier columns (:func:`_swa_mult_lut`) that ``terms`` name;
+    ``qk_mult_lut_int`` / ``qk_mult_lut_mf``: ``qk_mult_lut`` of int / minifloat Q·K formats."""
     cols = {c: _swa_mult_lut(features, target, mult, in_dsp=c.endswith("_dsp"))
             for c in ("qk_mult_lut", "qk_mult_lut_dsp") if c in terms}
+    if "qk_mult_lut_int" in terms or "qk_mult_lut_mf" in terms:
+        lut, mf = _swa_mult_lut(features, target, mult), features["qk_mf"].to_numpy() > 0
+        cols.update(qk_mult_lut_int=lut * ~mf, qk_mult_lut_mf=lut * mf)
     return features.assign(**cols) if cols else features
 
 
@@ -1128,6 +1132,20 @@ SWA_SELECTION_RULE = ("per resource, least goal score of the 5-fold out-of-fold 
                       "twice; the other resource at its default terms")
 
 
+def swa_goal_scores(d: pd.DataFrame, f: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
+    """LUT and FF :func:`goal_score` rule of SWA predictions ``pred`` (columns ``lut``, ``ff``) of
+    the rows ``d`` (features ``f``): over :data:`SWA_GROUPS` but "swa" on the random calibration
+    draw (LUT: :data:`LUT_GOALS`; FF: :data:`SWA_FF_GOALS`)."""
+    drawn = _drawn(d, SWA_DOE_CSV["calibration"])
+    masks = [m[drawn] for g, m in swa_groups(f).items() if g != "swa"]
+    out = {}
+    for res, goals in (("lut", LUT_GOALS), ("ff", SWA_FF_GOALS)):
+        y = d[res].to_numpy(dtype=float)
+        rel = np.abs(pred[res].to_numpy(dtype=float) - y) / np.maximum(y, 1.0)
+        out[res] = _score_in_goals(rel[drawn], masks, goals)
+    return out
+
+
 def swa_cv_table(target: str = "xc7", rows: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Every :data:`costmodel.swa.SWA_CANDIDATES` term set x :data:`LUT_FITS` fit per resource on
     the SWA calibration rows of ``target`` (``rows``: :func:`swa_rows` already read; the held-out
@@ -1135,20 +1153,17 @@ def swa_cv_table(target: str = "xc7", rows: tuple[pd.DataFrame, pd.DataFrame] | 
     over :data:`SWA_GROUPS` (but "swa") on the random calibration draw (LUT: :data:`LUT_GOALS`;
     FF: :data:`SWA_FF_GOALS`), and the 5-fold CV median / p90 over every row."""
     d, f = swa_rows(target) if rows is None else rows
-    drawn = _drawn(d, SWA_DOE_CSV["calibration"])
-    masks = [m[drawn] for g, m in swa_groups(f).items() if g != "swa"]
     recs = []
     for res, cands in SWA_CANDIDATES.items():
         for method, fitter in LUT_FITS.items():
             for name, terms in cands.items():
                 other = SWA_FF_TERMS if res == "lut" else SWA_LUT_TERMS
                 lt, ft = (terms, other) if res == "lut" else (other, terms)
-                pred = swa_cross_validate(d, f, target, lt, ft, fitters={res: fitter})[res].to_numpy(dtype=float)
+                pred = swa_cross_validate(d, f, target, lt, ft, fitters={res: fitter})
                 y = d[res].to_numpy(dtype=float)
-                rel = np.abs(pred - y) / np.maximum(y, 1.0)
+                rel = np.abs(pred[res].to_numpy(dtype=float) - y) / np.maximum(y, 1.0)
                 recs.append({"resource": res, "candidate": name, "fit": method, "terms": " + ".join(terms),
-                             "n": len(d), "goal score": _score_in_goals(
-                                 rel[drawn], masks, LUT_GOALS if res == "lut" else SWA_FF_GOALS),
+                             "n": len(d), "goal score": swa_goal_scores(d, f, pred)[res],
                              "median": float(np.median(rel)), "p90": float(np.percentile(rel, 90))})
     return pd.DataFrame(recs)
 
@@ -1178,7 +1193,8 @@ def fit_swa(target: str = "xc7") -> dict:
     fitters = {"lut": lfit, "ff": ffit}
     model = _fit_swa_terms(d, f, target, lt, ft, fitters)
     d = d.assign(engine="swa")
-    cv = _engine_errors(swa_cross_validate(d, f, target, lt, ft, fitters=fitters).assign(engine="swa"), d)
+    cvpred = swa_cross_validate(d, f, target, lt, ft, fitters=fitters)
+    cv = _engine_errors(cvpred.assign(engine="swa"), d)
     hd, hf = swa_rows(target, heldout=True)
     hpred = predict_swa(hf, model, target) if not hd.empty else None
     validation = _engine_errors(hpred, hd.assign(engine="swa")) if hpred is not None else {}
@@ -1193,6 +1209,7 @@ def fit_swa(target: str = "xc7") -> dict:
         "5-fold cross-validation by key over the calibration rows (no held-out SWA draw stored)",
         sorted(set(d["yosys"])), validation, multiplier=model["multiplier"], cv=cv,
         lut_terms_chosen=lname, ff_terms_chosen=fname, selection_rule=SWA_SELECTION_RULE,
+        cv_goal_score={k: round(v, 4) for k, v in swa_goal_scores(d, f, cvpred).items()},
         method={"lut": _method(lfit), "ff": _method(ffit)},
         terms_cv={f"{r['resource']}: {r['candidate']}, {r['fit']}": round(r["goal score"], 4)
                   for _, r in table.iterrows()},
@@ -1201,19 +1218,69 @@ def fit_swa(target: str = "xc7") -> dict:
         heldout_groups=swa_error_report(hd, hf, hpred).to_dict("records") if hpred is not None else [])
 
 
+def _swa_config_ids(d: pd.DataFrame) -> pd.Series:
+    """sha1 hex of each SWA row's stored config (its JSON, the target left out): the random draws
+    give every family the same configs, so a cross-family score folds by these (as
+    :func:`config_ids` for dot/sparse rows)."""
+    return d["config"].map(lambda c: hashlib.sha1(c.encode()).hexdigest())
+
+
+def _reused_oof(record: dict, fitted: str, target: str, d: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
+    """Out-of-fold predictions of ``target``'s SWA rows ``d`` (features ``f``) by ``fitted``'s fit
+    (``record``: its terms and fits), refitted for each fold on ``fitted``'s calibration rows whose
+    config is not in that fold, so no row is predicted by a fit on its own config's twin."""
+    dp, fp = swa_rows(fitted)
+    by_method = {_method(fit): fit for fit in LUT_FITS.values()}
+    fitters = {res: by_method[m] for res, m in record["method"].items()}
+    lt, ft = record["resources"]["lut"]["terms"], record["resources"]["ff"]["terms"]
+    fold, fold_p = cv_fold(_swa_config_ids(d)), cv_fold(_swa_config_ids(dp))
+    out = [predict_swa(f[fold == k], _fit_swa_terms(dp[fold_p != k], fp[fold_p != k], fitted, lt, ft, fitters), target)
+           for k in range(CV_FOLDS) if (fold == k).any()]
+    return pd.concat(out).loc[d.index]
+
+
 def reuse_swa(record: dict, fitted: str, target: str) -> dict | None:
     """The SWA fit of ``fitted`` as ``target`` reuses it (xcup: xc7's, the same LUT6/CARRY fabric;
     DSP and memory rules of ``target``), its error measured on ``target``'s own held-out SWA draw
-    (``reused_from``, ``measured_on``; the cross-validation, being ``fitted``'s, is dropped).
-    ``None`` without such a draw."""
+    (``reused_from``, ``measured_on``; the cross-validation, being ``fitted``'s, is dropped) and,
+    where ``target`` has SWA calibration rows, its goal scores on them (``goal_score_on_own_rows``,
+    :func:`swa_goal_scores` of :func:`_reused_oof`, out of fold by config). ``None`` without a
+    held-out draw."""
     hd, hf = swa_rows(target, heldout=True)
     if hd.empty:
         return None
-    hpred = predict_swa(hf, {"multiplier": record.get("multiplier"), "resources": record["resources"]}, target)
-    return {**record, "target": target, "reused_from": fitted, "measured_on": target, "cv": {},
+    model = {"multiplier": record.get("multiplier"), "resources": record["resources"]}
+    hpred = predict_swa(hf, model, target)
+    d, f = swa_rows(target)
+    own = {} if d.empty else {"goal_score_on_own_rows": {
+        k: round(v, 4) for k, v in swa_goal_scores(d, f, _reused_oof(record, fitted, target, d, f)).items()}}
+    return {**{k: v for k, v in record.items() if k != "cv_goal_score"}, "target": target, "reused_from": fitted,
+            "measured_on": target, "cv": {}, **own,
             "keys": {"calibration": record["keys"]["calibration"], "validation": sorted(hd["key"])},
             "validation": _engine_errors(hpred, hd.assign(engine="swa")),
             "heldout_groups": swa_error_report(hd, hf, hpred).to_dict("records")}
+
+
+#: how a family with its own SWA calibration rows and a parent (:data:`PRIMITIVES_OF`) picks
+#: between its own fit and its parent's (:func:`pick_swa_fit`)
+SWA_REUSE_RULE = ("the family's own fit (at least MIN_SWA_ROWS calibration kernels) unless its parent's terms and "
+                  "fits, refitted per fold on the parent's rows of the other folds' configs and scored on the "
+                  "family's own calibration rows, have the lesser LUT + FF goal score than the own fit's 5-fold "
+                  "cross-validation")
+
+
+def pick_swa_fit(own: dict | None, reused: dict | None) -> dict | None:
+    """The SWA record a family ships (:data:`SWA_REUSE_RULE`): ``own`` (:func:`fit_swa`, None with
+    too few rows) or ``reused`` (:func:`reuse_swa`, None without a parent fit or held-out draw),
+    the chosen one carrying both scores (``fit_choice``)."""
+    if own is None or reused is None:
+        return own if reused is None else reused
+    theirs = f"{reused['reused_from']}'s fit on the own calibration rows"
+    scores = {"own fit, 5-fold CV": sum(own["cv_goal_score"].values()),
+              theirs: sum(reused["goal_score_on_own_rows"].values())}
+    pick = reused if scores[theirs] < scores["own fit, 5-fold CV"] else own
+    return {**pick, "fit_choice": {"rule": SWA_REUSE_RULE, "lut + ff goal score": {
+        k: round(v, 4) for k, v in scores.items()}}}
 
 
 #: LUT4 terms of the Lattice (ice40 / ecp5) model, per config: LUT multipliers' operand-bit
@@ -1377,12 +1444,11 @@ def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> di
     joint = fit_xilinx(xilinx) if xilinx else {}
     for t in sorted(targets, key=lambda t: t in PRIMITIVES_OF):  # a family another reuses comes first
         fits[t] = {"mac": joint[t] if t in joint else fit(t)}
-        if len(swa_rows(t)[0]) >= MIN_SWA_ROWS:
-            fits[t]["swa"] = fit_swa(t)
-        elif "swa" in fits.get(PRIMITIVES_OF.get(t, ""), {}):
-            reused = reuse_swa(fits[PRIMITIVES_OF[t]]["swa"], PRIMITIVES_OF[t], t)
-            if reused is not None:
-                fits[t]["swa"] = reused
+        own = fit_swa(t) if len(swa_rows(t)[0]) >= MIN_SWA_ROWS else None
+        parent = fits.get(PRIMITIVES_OF.get(t, ""), {}).get("swa")
+        swa = pick_swa_fit(own, reuse_swa(parent, PRIMITIVES_OF[t], t) if parent else None)
+        if swa is not None:
+            fits[t]["swa"] = swa
     rec = {"schema": 2, "fits": fits}
     path.write_text(json.dumps(rec, indent=1) + "\n")
     load_coefficients.cache_clear()

@@ -118,6 +118,15 @@ SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
                                     "less_bram_row"],
     },
 }
+#: every LUT term set that prices the Q·K multipliers by their measured LUTs (``qk_mult_lut``), also
+#: with int and minifloat multipliers at a coefficient each (``qk_mult_lut_int``, ``qk_mult_lut_mf``):
+#: with one coefficient for both, the iCE40 fit over-predicts its int Q/K/V calibration kernels by a
+#: median 4.7 % (2026-12-05)
+SPLIT_MULT_SUFFIX = ", Q·K multipliers int / minifloat apart"
+SWA_CANDIDATES["lut"].update({
+    name + SPLIT_MULT_SUFFIX: [c for t in terms
+                               for c in (("qk_mult_lut_int", "qk_mult_lut_mf") if t == "qk_mult_lut" else (t,))]
+    for name, terms in SWA_CANDIDATES["lut"].items() if "qk_mult_lut" in terms})
 #: the default terms (least CV median + p90 on xc7 until 2026-12-04; FF counted from the elaborated
 #: design less what Yosys drops): the other resource's terms while one resource's candidates are
 #: cross-validated. Each family's shipped fit picks its own terms and fit by the goal score
