@@ -35,7 +35,7 @@ from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_fr
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
 from costmodel.pnr import PNR_CSV  # noqa: E402
 from costmodel.resources import (XILINX_TARGETS, calibration_rows, cross_validate, error_report, heldout_groups,  # noqa: E402
-                                 cv_predictions, heldout_report, heldout_rows, lane_luts, load_coefficients, lut_fit_of,
+                                 cv_predictions, fit_origin, heldout_report, heldout_rows, lane_luts, load_coefficients, lut_fit_of,
                                  lut_stats, model_for, predict_frame, swa_heldout_report)
 from hw.arith import acc_bits  # noqa: E402
 from hw.dot import DotConfig  # noqa: E402
@@ -77,9 +77,10 @@ def swa_table(target: str) -> None:
         print(f"\n# no SWA fit for {target} (run: python -m costmodel.calibrate engines --grid swa-doe --split "
               f"calibration --count 120 --target {target}, then make refit)")
         return
-    fitted = (f"{fit['reused_from']}'s fit reused (fitted on {len(fit['keys']['calibration'])} {fit['reused_from']} "
-              f"syntheses), error measured on {target}'s own" if fit.get("reused_from") else
-              f"fitted on {len(fit['keys']['calibration'])} syntheses (grid swa + random draw swa-doe seed 1),")
+    choice = fit.get("fit_choice", {}).get("lut + ff goal score")
+    fitted = fit_origin(fit, target) + (
+        f" (LUT + FF goal score on {target}'s calibration rows, out of fold: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in choice.items()) + ")" if choice else "") + ","
     print(f"\n# SWA kernel, {target}: {fitted} held out {len(fit['keys']['validation'])} (random draw seed 0), "
           f"{', '.join(fit['yosys'])}; LUT terms {' + '.join(fit['resources']['lut']['terms'])}; "
           f"FF terms {' + '.join(fit['resources']['ff']['terms'])}")

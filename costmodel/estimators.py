@@ -29,7 +29,7 @@ from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
 from .latency import fmax_array, fmax_model_frame, fmax_source
 from .store import SWABounds
-from .resources import lane_luts, load_coefficients, model_for, predict_frame, predict_swa
+from .resources import fit_origin, lane_luts, load_coefficients, model_for, predict_frame, predict_swa
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
 
 __all__ = ["Workload", "Estimator", "MacEstimator", "SWAEstimator", "ESTIMATORS", "estimator",
@@ -281,8 +281,8 @@ class SWAEstimator:
             for c in RESOURCE_COLUMNS:
                 out[c] = pd.array([pd.NA] * len(out), dtype="Int64")
         else:
-            src = (f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fitted} fit on "
-                   f"{len(model['keys']['calibration'])} syntheses of {model.get('domain', 'SWA kernels')}, "
+            src = (f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fit_origin(model, fitted)} "
+                   f"of {model.get('domain', 'SWA kernels')}, "
                    f"{model['date'][:10]}; held-out n={len(model['keys']['validation'])})"
                    + ("" if fitted == target else f"; {target} reuses the {fitted} fit (same LUT6/CARRY "
                                                   f"fabric, DSP and memory rules of {target}): error "

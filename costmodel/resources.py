@@ -1225,61 +1225,108 @@ def _swa_config_ids(d: pd.DataFrame) -> pd.Series:
     return d["config"].map(lambda c: hashlib.sha1(c.encode()).hexdigest())
 
 
-def _reused_oof(record: dict, fitted: str, target: str, d: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
-    """Out-of-fold predictions of ``target``'s SWA rows ``d`` (features ``f``) by ``fitted``'s fit
-    (``record``: its terms and fits), refitted for each fold on ``fitted``'s calibration rows whose
-    config is not in that fold, so no row is predicted by a fit on its own config's twin."""
-    dp, fp = swa_rows(fitted)
+def _swa_fit_of(record: dict) -> tuple[list[str], list[str], dict]:
+    """The LUT terms, FF terms and fitters (:data:`LUT_FITS`, per resource) of a stored SWA fit."""
     by_method = {_method(fit): fit for fit in LUT_FITS.values()}
-    fitters = {res: by_method[m] for res, m in record["method"].items()}
-    lt, ft = record["resources"]["lut"]["terms"], record["resources"]["ff"]["terms"]
+    return (record["resources"]["lut"]["terms"], record["resources"]["ff"]["terms"],
+            {res: by_method[m] for res, m in record["method"].items()})
+
+
+def _cross_family_oof(record: dict, fitted: str, target: str, d: pd.DataFrame, f: pd.DataFrame,
+                      joint: bool) -> pd.DataFrame:
+    """Out-of-fold predictions of ``target``'s SWA rows ``d`` (features ``f``) by ``fitted``'s terms
+    and fits (``record``), refitted for each fold on ``fitted``'s calibration rows whose config is
+    not in that fold (folds by config, :func:`_swa_config_ids`: no row is predicted by a fit on its
+    own config's twin), with ``joint`` on ``target``'s rows of the other folds too."""
+    dp, fp = swa_rows(fitted)
+    lt, ft, fitters = _swa_fit_of(record)
     fold, fold_p = cv_fold(_swa_config_ids(d)), cv_fold(_swa_config_ids(dp))
-    out = [predict_swa(f[fold == k], _fit_swa_terms(dp[fold_p != k], fp[fold_p != k], fitted, lt, ft, fitters), target)
-           for k in range(CV_FOLDS) if (fold == k).any()]
+    out = []
+    for k in range(CV_FOLDS):
+        if (fold == k).any():
+            fd, ff_ = dp[fold_p != k], fp[fold_p != k]
+            if joint:
+                fd, ff_ = pd.concat([fd, d[fold != k]]), pd.concat([ff_, f[fold != k]])
+            out.append(predict_swa(f[fold == k], _fit_swa_terms(fd, ff_, fitted, lt, ft, fitters), target))
     return pd.concat(out).loc[d.index]
 
 
-def reuse_swa(record: dict, fitted: str, target: str) -> dict | None:
-    """The SWA fit of ``fitted`` as ``target`` reuses it (xcup: xc7's, the same LUT6/CARRY fabric;
-    DSP and memory rules of ``target``), its error measured on ``target``'s own held-out SWA draw
-    (``reused_from``, ``measured_on``; the cross-validation, being ``fitted``'s, is dropped) and,
-    where ``target`` has SWA calibration rows, its goal scores on them (``goal_score_on_own_rows``,
-    :func:`swa_goal_scores` of :func:`_reused_oof`, out of fold by config). ``None`` without a
-    held-out draw."""
+def _swa_heldout(model: dict, target: str) -> dict:
+    """A fit's ``validation`` and ``heldout_groups`` on ``target``'s held-out SWA draw (empty
+    without one) and their keys."""
     hd, hf = swa_rows(target, heldout=True)
     if hd.empty:
+        return {"validation": {}, "heldout_groups": [], "heldout_keys": []}
+    hpred = predict_swa(hf, model, target)
+    return {"validation": _engine_errors(hpred, hd.assign(engine="swa")),
+            "heldout_groups": swa_error_report(hd, hf, hpred).to_dict("records"), "heldout_keys": sorted(hd["key"])}
+
+
+def reuse_swa(record: dict, fitted: str, target: str, joint: bool = False) -> dict | None:
+    """``target``'s SWA record from ``fitted``'s fit (xcup from xc7's: the same LUT6/CARRY fabric;
+    the DSP and memory rules stay ``target``'s): reused as it is (``reused_from``) or, with
+    ``joint``, its terms and fits refitted on both families' calibration rows (``fitted_with``).
+    Its error is measured on ``target``'s own held-out SWA draw (``measured_on``) and, where
+    ``target`` has calibration rows, its goal scores on them (``goal_score_on_own_rows``,
+    :func:`swa_goal_scores` of :func:`_cross_family_oof`). ``None`` without a held-out draw, or
+    ``joint`` without rows of ``target``."""
+    d, f = swa_rows(target)
+    if joint and d.empty:
         return None
     model = {"multiplier": record.get("multiplier"), "resources": record["resources"]}
-    hpred = predict_swa(hf, model, target)
-    d, f = swa_rows(target)
-    own = {} if d.empty else {"goal_score_on_own_rows": {
-        k: round(v, 4) for k, v in swa_goal_scores(d, f, _reused_oof(record, fitted, target, d, f)).items()}}
-    return {**{k: v for k, v in record.items() if k != "cv_goal_score"}, "target": target, "reused_from": fitted,
-            "measured_on": target, "cv": {}, **own,
-            "keys": {"calibration": record["keys"]["calibration"], "validation": sorted(hd["key"])},
-            "validation": _engine_errors(hpred, hd.assign(engine="swa")),
-            "heldout_groups": swa_error_report(hd, hf, hpred).to_dict("records")}
+    keys = record["keys"]["calibration"]
+    if joint:
+        dp, fp = swa_rows(fitted)
+        lt, ft, fitters = _swa_fit_of(record)
+        model = _fit_swa_terms(pd.concat([dp, d], ignore_index=True), pd.concat([fp, f], ignore_index=True),
+                               fitted, lt, ft, fitters)
+        keys = sorted([*dp["key"], *d["key"]])
+    held = _swa_heldout(model, target)
+    if not held["heldout_keys"]:
+        return None
+    rec = {k: v for k, v in record.items() if k not in ("cv_goal_score", "fit_choice")}
+    rec.update(target=target, measured_on=target, cv={}, resources=model["resources"], multiplier=model["multiplier"],
+               keys={"calibration": keys, "validation": held["heldout_keys"]},
+               validation=held["validation"], heldout_groups=held["heldout_groups"],
+               **({"fitted_with": fitted} if joint else {"reused_from": fitted}))
+    if not d.empty:
+        oof = _cross_family_oof(record, fitted, target, d, f, joint)
+        rec["goal_score_on_own_rows"] = {k: round(v, 4) for k, v in swa_goal_scores(d, f, oof).items()}
+        if joint:
+            rec["cv"] = _engine_errors(oof.assign(engine="swa"), d.assign(engine="swa"))
+    return rec
+
+
+def fit_origin(record: dict, target: str) -> str:
+    """Whose syntheses a stored fit of ``target`` was fitted on, in words (labels, reports)."""
+    n, parent = len(record["keys"]["calibration"]), record.get("reused_from") or record.get("fitted_with")
+    if record.get("reused_from"):
+        return f"{parent} fit on {n} {parent} syntheses, reused"
+    if parent:
+        return f"{target} fit on {n} {parent} + {target} syntheses ({parent}'s terms)"
+    return f"{target} fit on {n} syntheses"
 
 
 #: how a family with its own SWA calibration rows and a parent (:data:`PRIMITIVES_OF`) picks
-#: between its own fit and its parent's (:func:`pick_swa_fit`)
-SWA_REUSE_RULE = ("the family's own fit (at least MIN_SWA_ROWS calibration kernels) unless its parent's terms and "
-                  "fits, refitted per fold on the parent's rows of the other folds' configs and scored on the "
-                  "family's own calibration rows, have the lesser LUT + FF goal score than the own fit's 5-fold "
-                  "cross-validation")
+#: among its own fit, its parent's and the two fitted together (:func:`pick_swa_fit`)
+SWA_REUSE_RULE = ("the least LUT + FF goal score on the family's own calibration rows, out of fold: its own fit "
+                  "(at least MIN_SWA_ROWS kernels; 5-fold CV), its parent's terms and fits refitted per fold on "
+                  "the parent's rows of the other folds' configs, or the same on both families' rows of the "
+                  "other folds (folds by config); a tie keeps the earlier")
 
 
-def pick_swa_fit(own: dict | None, reused: dict | None) -> dict | None:
-    """The SWA record a family ships (:data:`SWA_REUSE_RULE`): ``own`` (:func:`fit_swa`, None with
-    too few rows) or ``reused`` (:func:`reuse_swa`, None without a parent fit or held-out draw),
-    the chosen one carrying both scores (``fit_choice``)."""
-    if own is None or reused is None:
-        return own if reused is None else reused
-    theirs = f"{reused['reused_from']}'s fit on the own calibration rows"
-    scores = {"own fit, 5-fold CV": sum(own["cv_goal_score"].values()),
-              theirs: sum(reused["goal_score_on_own_rows"].values())}
-    pick = reused if scores[theirs] < scores["own fit, 5-fold CV"] else own
-    return {**pick, "fit_choice": {"rule": SWA_REUSE_RULE, "lut + ff goal score": {
+def pick_swa_fit(own: dict | None, reused: dict | None, joint: dict | None = None) -> dict | None:
+    """The SWA record a family ships (:data:`SWA_REUSE_RULE`) among ``own`` (:func:`fit_swa`, None
+    with too few rows), ``reused`` and ``joint`` (:func:`reuse_swa`, None without a parent fit or
+    held-out draw); the chosen one carries every score (``fit_choice``). Without own rows to
+    score on, the parent's fit as it is."""
+    named = {"own fit": (own, "cv_goal_score"), "parent's fit": (reused, "goal_score_on_own_rows"),
+             "both families' rows": (joint, "goal_score_on_own_rows")}
+    scores = {name: sum(r[key].values()) for name, (r, key) in named.items() if r is not None and key in r}
+    if not scores:
+        return reused
+    pick = min(scores, key=scores.get)
+    return {**named[pick][0], "fit_choice": {"rule": SWA_REUSE_RULE, "lut + ff goal score": {
         k: round(v, 4) for k, v in scores.items()}}}
 
 
@@ -1446,7 +1493,8 @@ def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> di
         fits[t] = {"mac": joint[t] if t in joint else fit(t)}
         own = fit_swa(t) if len(swa_rows(t)[0]) >= MIN_SWA_ROWS else None
         parent = fits.get(PRIMITIVES_OF.get(t, ""), {}).get("swa")
-        swa = pick_swa_fit(own, reuse_swa(parent, PRIMITIVES_OF[t], t) if parent else None)
+        swa = pick_swa_fit(own, *((reuse_swa(parent, PRIMITIVES_OF[t], t, joint=j) for j in (False, True))
+                                  if parent else (None, None)))
         if swa is not None:
             fits[t]["swa"] = swa
     rec = {"schema": 2, "fits": fits}
@@ -1680,9 +1728,7 @@ def main(argv: list[str] | None = None) -> int:
     for t, fits in rec["fits"].items():
         for family, r in fits.items():
             k = r["keys"]
-            src = f"{r['reused_from']}'s fit reused, on" if r.get("reused_from") else "fitted on"
-            print(f"[{t} {family}] {src} {len(k['calibration'])} syntheses, held out {len(k['validation'])} "
-                  f"({r['split_rule']})")
+            print(f"[{t} {family}] {fit_origin(r, t)}, held out {len(k['validation'])} ({r['split_rule']})")
             for eng, errs in r["validation"].items():
                 print(f"  {eng}: " + ", ".join(f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}"
                                               for k, v in errs.items()))

@@ -73,13 +73,21 @@ def test_resources_labelled():
     small = estimate(swa.SWAConfig(8, 8, 2, "int4", "int4"), "ice40up5k", n=64)
     assert "ice40 fit" in small.resource_source and "outside" not in small.resource_source
     assert small.error["lut"]["median"] is not None and small.lut < big.lut
-    # UltraScale+ reuses the xc7 fit and says so, with its error measured on xcup's own held-out
-    # SWA draw (the same kernels synthesized with synth_xilinx -family xcup)
+    # UltraScale+ says whose fit it is (xc7's reused, xc7's terms on both families' rows, or its
+    # own), its error always measured on xcup's own held-out SWA draw (the same kernels
+    # synthesized with synth_xilinx -family xcup)
     up, x7 = estimate(cfg, "xczu3eg", n=64), estimate(cfg, "xc7z020", n=64)
-    # the same coefficients; the family's own memory cells (RAM32M16, RAM64M8) move the LUTRAM term
-    assert (up.ff, up.bram18) == (x7.ff, x7.bram18) and abs(up.lut - x7.lut) <= 0.02 * x7.lut
-    assert "xcup reuses the xc7 fit" in up.resource_source and "measured on xcup" in up.resource_source
-    assert "reused for xcup, on" in up.error_source and up.error["lut"]["median"] != x7.error["lut"]["median"]
+    assert up.error["lut"]["median"] != x7.error["lut"]["median"]
+    shipped = json.loads(COEFFICIENTS_JSON.read_text())["fits"]["xcup"]["swa"]
+    if shipped.get("reused_from"):
+        # the same coefficients; the family's own memory cells (RAM32M16, RAM64M8) move the LUTRAM term
+        assert (up.ff, up.bram18) == (x7.ff, x7.bram18) and abs(up.lut - x7.lut) <= 0.02 * x7.lut
+        assert "xcup reuses the xc7 fit" in up.resource_source and "measured on xcup" in up.resource_source
+        assert "reused for xcup, on" in up.error_source
+    else:
+        assert "xcup fit on" in up.resource_source and "reuses" not in up.resource_source
+        assert ("xc7 + xcup syntheses" in up.resource_source) == bool(shipped.get("fitted_with"))
+        assert "held-out error of the xcup swa fit" in up.error_source
     # ECP5 has a SWA fit of its own syntheses
     e5 = estimate(cfg, "ecp5-85f", n=64)
     assert e5.lut is not None and "ecp5" in e5.resource_source and "reuses" not in e5.resource_source
@@ -127,37 +135,46 @@ def test_kernels_beyond_the_draw_are_labelled_extrapolated():
 
 
 def test_xcup_swa_fit_follows_the_reuse_rule():
-    """The xcup SWA record is its own fit or xc7's, whichever the reuse rule scores lower. Reused:
-    xc7's coefficients and calibration keys, its validation the error on xcup's own held-out
-    syntheses, which were never fitted on; with xcup calibration rows, xc7's fit scored on them."""
-    from costmodel.resources import MIN_SWA_ROWS, swa_rows
+    """The xcup SWA record is whichever of its own fit, xc7's and xc7's terms fitted on both
+    families' rows the reuse rule scores lowest. Its validation is always the error on xcup's own
+    held-out syntheses, which no fit has seen. Reused: xc7's coefficients and calibration keys;
+    joint: xc7's terms on both families' calibration keys; own: xcup's rows alone."""
+    from costmodel.resources import swa_rows
 
     fits = json.loads(COEFFICIENTS_JSON.read_text())["fits"]
     up, x7 = fits["xcup"]["swa"], fits["xc7"]["swa"]
     held = pd.read_csv(SWA_DOE_CSV["heldout"])
     assert set(up["keys"]["validation"]) == set(held.loc[held["target"] == "xcup", "key"])
-    assert len(up["keys"]["validation"]) >= 15
-    if len(swa_rows("xcup")[0]) >= MIN_SWA_ROWS:
+    assert len(up["keys"]["validation"]) >= 15 and not set(up["keys"]["validation"]) & set(up["keys"]["calibration"])
+    own_keys = set(swa_rows("xcup")[0]["key"])
+    kind = "parent's fit" if "reused_from" in up else "both families' rows" if "fitted_with" in up else "own fit"
+    if own_keys:
         scores = up["fit_choice"]["lut + ff goal score"]
-        own, theirs = scores["own fit, 5-fold CV"], scores["xc7's fit on the own calibration rows"]
-        assert ("reused_from" in up) == (theirs < own)
-    if up.get("reused_from"):
+        assert min(scores, key=scores.get) == kind
+    if kind == "parent's fit":
         assert up["reused_from"] == "xc7" and up["measured_on"] == "xcup"
         assert up["resources"] == x7["resources"] and up["keys"]["calibration"] == x7["keys"]["calibration"]
-        assert not set(up["keys"]["validation"]) & set(x7["keys"]["calibration"])
+    elif kind == "both families' rows":
+        assert up["fitted_with"] == "xc7" and [up["resources"][r]["terms"] for r in ("lut", "ff")] == [
+            x7["resources"][r]["terms"] for r in ("lut", "ff")]
+        assert set(up["keys"]["calibration"]) == set(x7["keys"]["calibration"]) | own_keys
     else:
-        assert set(up["keys"]["calibration"]) == set(swa_rows("xcup")[0]["key"])
+        assert set(up["keys"]["calibration"]) == own_keys
 
 
-def test_pick_swa_fit_takes_the_lesser_goal_score():
+def test_pick_swa_fit_takes_the_least_goal_score():
     from costmodel.resources import pick_swa_fit
 
     own = {"cv_goal_score": {"lut": 0.9, "ff": 0.2}, "name": "own"}
     reused = {"reused_from": "xc7", "goal_score_on_own_rows": {"lut": 1.0, "ff": 0.05}, "name": "xc7"}
+    joint = {"fitted_with": "xc7", "goal_score_on_own_rows": {"lut": 0.8, "ff": 0.2}, "name": "joint"}
     assert pick_swa_fit(own, reused)["name"] == "xc7"  # 1.05 < 1.1
+    assert pick_swa_fit(own, reused, joint)["name"] == "joint"  # 1.0
     assert pick_swa_fit(own, {**reused, "goal_score_on_own_rows": {"lut": 1.0, "ff": 0.2}})["name"] == "own"
-    assert pick_swa_fit(None, reused) is reused and pick_swa_fit(own, None) is own
-    assert pick_swa_fit(None, None) is None
+    assert pick_swa_fit(own, {**reused, "goal_score_on_own_rows": {"lut": 0.9, "ff": 0.2}})["name"] == "own"  # tie
+    assert pick_swa_fit(None, reused)["name"] == "xc7" and pick_swa_fit(own, None)["name"] == "own"
+    bare = {"reused_from": "xc7"}  # no own rows to score on: the parent's fit as it is
+    assert pick_swa_fit(None, bare, None) is bare and pick_swa_fit(None, None) is None
 
 
 def test_bad_workload_raises():
