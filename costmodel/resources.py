@@ -312,7 +312,13 @@ def _pair_key(w: str, a: str) -> tuple[str, str]:
 
 def fit_multiplier(target: str = "xc7") -> dict:
     """Fit the multiplier LUT formula on ``primitives.csv`` (relative-error NNLS), on the
-    syntheses of ``PRIMITIVES_OF[target]`` (xcup: xc7's)."""
+    syntheses of ``PRIMITIVES_OF[target]`` (xcup: xc7's); a fresh copy of one fit per table."""
+    fit = _fit_multiplier(target, _file_stamp(PRIMITIVES_CSV))
+    return {**fit, "terms": list(fit["terms"]), "coef": list(fit["coef"])}
+
+
+@lru_cache(maxsize=None)
+def _fit_multiplier(target: str, stamp: tuple) -> dict:
     p = _read_csv(PRIMITIVES_CSV)
     p = p[p["target"] == PRIMITIVES_OF.get(target, target)]
     X = np.array([_mult_terms(pair_props(w, a, target)) for w, a in zip(p["wfmt"], p["afmt"])])
@@ -811,8 +817,20 @@ def cv_predictions(target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return rows[keep], pred[keep]
 
 
+def _file_stamp(path: Path) -> tuple:
+    """(path, mtime, size) of a data file: the key of what was read from it."""
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    """A stored table, parsed once per file version (a copy each call: callers may change it)."""
+    return _parsed_csv(_file_stamp(path)).copy()
+
+
+@lru_cache(maxsize=64)
+def _parsed_csv(stamp: tuple) -> pd.DataFrame:
+    return pd.read_csv(stamp[0], keep_default_na=False, na_values=[""])
 
 
 def _errors(pred: np.ndarray, y: np.ndarray) -> dict:

@@ -28,14 +28,21 @@ the dense baseline computes all ``n²``)
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Sequence
 
+import amaranth
 import numpy as np
 import pandas as pd
 
+import hw
 from hw.arith import ConfigError
 from hw.registers import register_bits
+from hw.rtl import cache_root
 from hw.swa import SWAConfig
 from quant.formats import IntFormat
 
@@ -169,11 +176,34 @@ def swa_configs(df: pd.DataFrame) -> tuple[list[SWAConfig], np.ndarray]:
     return configs, gid.to_numpy()
 
 
+@lru_cache(maxsize=1)
+def _generator_hash() -> str:
+    """sha256 of every source file of ``hw`` and the Amaranth version: a register count cached on
+    disk is taken again whenever the generators (or Amaranth) change."""
+    root = Path(hw.__file__).parent
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for src in sorted(root.rglob("*.py")):
+        h.update(src.relative_to(root).as_posix().encode() + b"\0" + src.read_bytes())
+    return h.hexdigest()
+
+
 @lru_cache(maxsize=4096)
 def _reg_bits(c: SWAConfig) -> int:
     """Register bits of the kernel's elaborated design (:func:`hw.registers.register_bits`,
-    ~0.1 s per config: cached)."""
-    return register_bits(c).logic
+    ~0.15 s per config): cached in memory and in ``cache_root()/regbits`` keyed by the config and
+    :func:`_generator_hash`."""
+    key = hashlib.sha256(json.dumps([c.to_dict(), _generator_hash()], sort_keys=True).encode()).hexdigest()[:32]
+    path = cache_root() / "regbits" / f"{key}.json"
+    try:
+        return int(json.loads(path.read_text())["logic"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not cached yet, or a damaged entry: count again
+    bits = register_bits(c).logic
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"logic": bits}))
+    os.replace(tmp, path)
+    return bits
 
 
 def _addr_dsp(c: SWAConfig, target: str) -> int:

@@ -557,3 +557,18 @@ def test_cv_predictions_are_out_of_fold_on_the_random_calibration_draw(target):
     own = predict_frame(rows, target)
     assert (pred["lut"].to_numpy() != own["lut"].to_numpy()).mean() > 0.3
     assert (pred["dsp"].to_numpy() == rows["dsp"].to_numpy(dtype=np.int64)).all()
+
+
+def test_stored_tables_are_parsed_once_per_file_version(tmp_path):
+    """``_read_csv`` serves a parsed table until the file changes (as a calibration run appends
+    a row), and a caller's change to its copy never reaches the next caller."""
+    from costmodel.resources import _read_csv
+
+    path = tmp_path / "t.csv"
+    path.write_text("key,lut\na,1\n")
+    first = _read_csv(path)
+    first.loc[0, "lut"] = 99
+    assert _read_csv(path)["lut"].tolist() == [1]
+    with path.open("a") as f:
+        f.write("b,2\n")
+    assert _read_csv(path)["lut"].tolist() == [1, 2]

@@ -322,3 +322,22 @@ def test_estimate_frame_costs_swa_rows_like_estimate():
         estimate_frame(df.drop(columns="seq_len"))
     with pytest.raises(ConfigError, match="head_dim"):
         estimate_frame(pd.DataFrame([{"engine": "swa", "lanes": 16, "wfmt": "int8", "afmt": "int8", "k_max": 16}]))
+
+
+def test_register_count_cache_on_disk(tmp_path, monkeypatch):
+    """The SWA register count cached on disk equals a fresh elaboration's, a damaged entry is
+    counted again, and another generator version (hash of hw's sources) never reads it."""
+    from hw.registers import register_bits
+    from costmodel import swa as S
+
+    monkeypatch.setattr(S, "cache_root", lambda: tmp_path)
+    cfg = swa.SWAConfig(8, 4, 2, "int4", "e2m1")
+    want = register_bits(cfg).logic
+    count = S._reg_bits.__wrapped__
+    assert count(cfg) == want
+    (entry,) = (tmp_path / "regbits").glob("*.json")
+    entry.write_text("{not json")
+    assert count(cfg) == want and json.loads(entry.read_text()) == {"logic": want}
+    entry.write_text(json.dumps({"logic": want + 1}))  # what another version of hw might have counted
+    monkeypatch.setattr(S, "_generator_hash", lambda: "another version of hw")
+    assert count(cfg) == want and len(list((tmp_path / "regbits").glob("*.json"))) == 2
