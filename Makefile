@@ -24,7 +24,7 @@ FAMILIES  ?= xc7 xcup ice40 ecp5
 #: families with their own standalone multipliers (xcup uses xc7's: same fabric; its memories differ)
 PRIMITIVE_FAMILIES ?= xc7 ice40 ecp5
 #: iCE40 draws its SWA kernels within its own bounds (costmodel.store.SWA_DOE_FAMILY_BOUNDS)
-SWA_FAMILIES ?= xc7 ecp5 ice40
+SWA_FAMILIES ?= xc7 xcup ecp5 ice40
 #: families whose sparse lanes (index mux + multiplier) are synthesized alone (data/lanes.csv)
 LANE_FAMILIES ?= ecp5 xc7
 CAL       := $(VPY) -m costmodel.calibrate
