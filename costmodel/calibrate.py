@@ -440,10 +440,19 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
     failures = FAILURES_CSV if failures is None else failures
     done = done_keys(path)
     failed = failed_keys(failures, path, target)
-    if failed and progress:
-        print(f"skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})", flush=True)
+    todo = list({key: (job, key) for job in jobs
+                 if (key := config_key(job.spec, target)) not in done and key not in failed}.values())[:limit]
+    if progress:
+        print(f"{len(todo)} to synthesize for {target} into {path.name} ({workers} at a time)"
+              + (f"; skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})" if failed else ""),
+              flush=True)
+    t_start, finished = time.perf_counter(), 0
 
     def store(job: SynthJob, key: str, started: float, future: Future) -> None:
+        nonlocal finished
+        finished += 1
+        left = (time.perf_counter() - t_start) / finished * (len(todo) - finished)
+        count = f"{finished}/{len(todo)}" + (f", ~{_duration(left)} left" if finished < len(todo) else "")
         try:
             r = future.result()
         except SynthError as e:
@@ -451,38 +460,35 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
             append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": path.name,
                                                "label": job.label, "error": error, "yosys": yosys_version(),
                                                "date": now()})
-            failed.add(key)
-            print(f"[{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: {error}",
-                  flush=True)
+            print(f"[{count}] [{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: "
+                  f"{error}", flush=True)
             return
         append(path, fields, {"key": key, "target": target, "date": now(), **job.columns,
                                **{m: getattr(r, m) for m in MEASURED}})
         if progress:
-            print(f"[{job.label} {target}] {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18 {r.lutram} LUTRAM "
-                  f"({r.seconds:.1f} s, wall {time.perf_counter() - started:.1f} s)", flush=True)
+            print(f"[{count}] [{job.label} {target}] {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18 "
+                  f"{r.lutram} LUTRAM ({r.seconds:.1f} s, wall {time.perf_counter() - started:.1f} s)", flush=True)
 
-    n = 0
     # Yosys runs as a subprocess, so threads overlap the syntheses; rows are appended by this thread
     with ThreadPoolExecutor(max_workers=workers) as pool:
         running: dict[Future, tuple[SynthJob, str, float]] = {}
-        for job in jobs:
-            key = config_key(job.spec, target)
-            if key in done or key in failed:
-                continue
-            if limit is not None and n >= limit:
-                break
-            n += 1
+        for job, key in todo:
             started = time.perf_counter()
             built = job.build()
             verilog = built if isinstance(built, str) else verilog_text(built)
             running[pool.submit(synthesize, verilog, target)] = (job, key, started)
             if len(running) >= workers:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for f in finished:
+                ready, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in ready:
                     store(*running.pop(f), f)
         for f in as_completed(list(running)):
             store(*running.pop(f), f)
-    return n
+    return len(todo)
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as a short duration: 42 s, 7 min, 3.5 h."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 class SparseLane(wiring.Component):

@@ -190,3 +190,21 @@ def test_recorded_command_leaves_out_the_worker_count(tmp_path, monkeypatch):
     cmds = json.loads((tmp_path / "meta.json").read_text())["commands"]
     assert cmds == {"lanes": "python -m costmodel.calibrate lanes --target xc7",
                     "muxes": "python -m costmodel.calibrate muxes --target xc7"}
+
+
+def test_runner_counts_what_is_left_and_synthesizes_a_repeated_config_once(tmp_path, monkeypatch, capsys):
+    class R:
+        lut = ff = carry = dsp = bram18 = lutram = muxf = 1
+        seconds, yosys = 0.0, "Yosys test"
+
+    calls = []
+    monkeypatch.setattr(C, "synthesize", lambda design, target: calls.append(design) or R())
+    jobs = list(C.doe_jobs(DOE[:3], 0, "cmd"))
+    path = tmp_path / "doe.csv"
+    assert C.synthesize_missing([*jobs, jobs[1]], path, store.DOE_FIELDS) == 3
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("3 to synthesize for xc7 into doe.csv (1 at a time)")
+    heads = [ln.split("]")[0] for ln in out[1:]]
+    assert [h.split(",")[0] for h in heads] == ["[1/3", "[2/3", "[3/3"]
+    assert all(h.endswith(" s left") for h in heads[:2]) and "left" not in heads[2]
+    assert len(calls) == 3 and len(pd.read_csv(path)) == 3
