@@ -693,8 +693,9 @@ def main(argv: list[str] | None = None) -> int:
         configs += GRIDS[g]()
     if args.order == "shuffle":
         random.Random(12345).shuffle(configs)
-    synthesize_missing(engine_jobs(configs), CALIBRATION_CSV, ENGINE_FIELDS, args.target, limit=args.limit,
-                       workers=args.jobs)
+    if configs:  # the grids stored in calibration.csv (dense, sparse, smallint)
+        synthesize_missing(engine_jobs(configs), CALIBRATION_CSV, ENGINE_FIELDS, args.target, limit=args.limit,
+                           workers=args.jobs)
     return 0
 
 
