@@ -1283,7 +1283,8 @@ def _swa_heldout(model: dict, target: str) -> dict:
 def reuse_swa(record: dict, fitted: str, target: str, joint: bool = False) -> dict | None:
     """``target``'s SWA record from ``fitted``'s fit (xcup from xc7's: the same LUT6/CARRY fabric;
     the DSP and memory rules stay ``target``'s): reused as it is (``reused_from``) or, with
-    ``joint``, its terms and fits refitted on both families' calibration rows (``fitted_with``).
+    ``joint``, its terms and fits refitted on both families' calibration rows (``fitted_with``, as
+    the joint dot/sparse fit; ``keys`` are ``target``'s own, as there).
     Its error is measured on ``target``'s own held-out SWA draw (``measured_on``) and, where
     ``target`` has calibration rows, its goal scores on them (``goal_score_on_own_rows``,
     :func:`swa_goal_scores` of :func:`_cross_family_oof`). ``None`` without a held-out draw, or
@@ -1298,7 +1299,7 @@ def reuse_swa(record: dict, fitted: str, target: str, joint: bool = False) -> di
         lt, ft, fitters = _swa_fit_of(record)
         model = _fit_swa_terms(pd.concat([dp, d], ignore_index=True), pd.concat([fp, f], ignore_index=True),
                                fitted, lt, ft, fitters)
-        keys = sorted([*dp["key"], *d["key"]])
+        keys = sorted(d["key"])
     held = _swa_heldout(model, target)
     if not held["heldout_keys"]:
         return None
@@ -1306,7 +1307,7 @@ def reuse_swa(record: dict, fitted: str, target: str, joint: bool = False) -> di
     rec.update(target=target, measured_on=target, cv={}, resources=model["resources"], multiplier=model["multiplier"],
                keys={"calibration": keys, "validation": held["heldout_keys"]},
                validation=held["validation"], heldout_groups=held["heldout_groups"],
-               **({"fitted_with": fitted} if joint else {"reused_from": fitted}))
+               **({"fitted_with": [fitted, target]} if joint else {"reused_from": fitted}))
     if not d.empty:
         oof = _cross_family_oof(record, fitted, target, d, f, joint)
         rec["goal_score_on_own_rows"] = {k: round(v, 4) for k, v in swa_goal_scores(d, f, oof).items()}
@@ -1317,12 +1318,11 @@ def reuse_swa(record: dict, fitted: str, target: str, joint: bool = False) -> di
 
 def fit_origin(record: dict, target: str) -> str:
     """Whose syntheses a stored fit of ``target`` was fitted on, in words (labels, reports)."""
-    n, parent = len(record["keys"]["calibration"]), record.get("reused_from") or record.get("fitted_with")
-    if record.get("reused_from"):
-        return f"{parent} fit on {n} {parent} syntheses, reused"
+    n, parent = len(record["keys"]["calibration"]), record.get("reused_from")
     if parent:
-        return f"{target} fit on {n} {parent} + {target} syntheses ({parent}'s terms)"
-    return f"{target} fit on {n} syntheses"
+        return f"{parent} fit on {n} {parent} syntheses, reused"
+    others = [f for f in record.get("fitted_with", []) if f != target]
+    return f"{target} fit on its {n} syntheses" + (f" together with {' and '.join(others)}'s" if others else "")
 
 
 #: how a family with its own SWA calibration rows and a parent (:data:`PRIMITIVES_OF`) picks
@@ -1336,14 +1336,16 @@ SWA_REUSE_RULE = ("the least LUT + FF goal score on the family's own calibration
 def pick_swa_fit(own: dict | None, reused: dict | None, joint: dict | None = None) -> dict | None:
     """The SWA record a family ships (:data:`SWA_REUSE_RULE`) among ``own`` (:func:`fit_swa`, None
     with too few rows), ``reused`` and ``joint`` (:func:`reuse_swa`, None without a parent fit or
-    held-out draw); the chosen one carries every score (``fit_choice``). Without own rows to
-    score on, the parent's fit as it is."""
+    held-out draw); where there was a choice, the chosen one carries every score (``fit_choice``).
+    Without own rows to score on, the parent's fit as it is."""
     named = {"own fit": (own, "cv_goal_score"), "parent's fit": (reused, "goal_score_on_own_rows"),
              "both families' rows": (joint, "goal_score_on_own_rows")}
     scores = {name: sum(r[key].values()) for name, (r, key) in named.items() if r is not None and key in r}
     if not scores:
         return reused
     pick = min(scores, key=scores.get)
+    if len(scores) == 1:
+        return named[pick][0]
     return {**named[pick][0], "fit_choice": {"rule": SWA_REUSE_RULE, "lut + ff goal score": {
         k: round(v, 4) for k, v in scores.items()}}}
 
