@@ -488,7 +488,9 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
 
 def _duration(seconds: float) -> str:
     """``seconds`` as a short duration: 42 s, 7 min, 3.5 h."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 class SparseLane(wiring.Component):
