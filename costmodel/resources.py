@@ -1213,19 +1213,17 @@ def fit_swa(target: str = "xc7") -> dict:
     d = d.assign(engine="swa")
     cvpred = swa_cross_validate(d, f, target, lt, ft, fitters=fitters)
     cv = _engine_errors(cvpred.assign(engine="swa"), d)
-    hd, hf = swa_rows(target, heldout=True)
-    hpred = predict_swa(hf, model, target) if not hd.empty else None
-    validation = _engine_errors(hpred, hd.assign(engine="swa")) if hpred is not None else {}
+    held = _swa_heldout(model, target)
     files = [q for q in (SWA_CALIBRATION_CSV, SWA_DOE_CSV["calibration"]) if q.exists()]
     bounds = swa_doe_bounds(target)
     return _record(
         ["swa"], target, "swa", model["resources"],
         {"dsp": "Yosys mul2dsp rule of the family per multiplier (costmodel.features.mult_dsp)",
          "bram18": "Yosys memory_libmap cost rule per memory (costmodel.features.buffer_cost)"},
-        files, {"calibration": sorted(d["key"]), "validation": sorted(hd["key"]) if not hd.empty else []},
-        SWA_CV_RULE if not hd.empty else
+        files, {"calibration": sorted(d["key"]), "validation": held["heldout_keys"]},
+        SWA_CV_RULE if held["heldout_keys"] else
         "5-fold cross-validation by key over the calibration rows (no held-out SWA draw stored)",
-        sorted(set(d["yosys"])), validation, multiplier=model["multiplier"], cv=cv,
+        sorted(set(d["yosys"])), held["validation"], multiplier=model["multiplier"], cv=cv,
         lut_terms_chosen=lname, ff_terms_chosen=fname, selection_rule=SWA_SELECTION_RULE,
         cv_goal_score={k: round(v, 4) for k, v in swa_goal_scores(d, f, cvpred).items()},
         method={"lut": _method(lfit), "ff": _method(ffit)},
@@ -1233,7 +1231,7 @@ def fit_swa(target: str = "xc7") -> dict:
                   for _, r in table.iterrows()},
         domain=f"causal, symmetric and dense-baseline SWA kernels, int and minifloat Q/K/V, {bounds.describe()}",
         draw_bounds=asdict(bounds),
-        heldout_groups=swa_error_report(hd, hf, hpred).to_dict("records") if hpred is not None else [])
+        heldout_groups=held["heldout_groups"])
 
 
 def _swa_config_ids(d: pd.DataFrame) -> pd.Series:

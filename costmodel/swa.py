@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,7 +41,7 @@ import pandas as pd
 import hw
 from hw.arith import ConfigError
 from hw.registers import register_bits
-from hw.rtl import cache_root
+from hw.rtl import atomic_write, cache_root
 from hw.swa import SWAConfig
 from quant.formats import IntFormat
 
@@ -199,10 +198,7 @@ def _reg_bits(c: SWAConfig) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         pass  # not cached yet, or a damaged entry: count again
     bits = register_bits(c).logic
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"logic": bits}))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps({"logic": bits}))
     return bits
 
 

@@ -36,7 +36,7 @@ from quant.common import cache_root
 
 
 __all__ = [
-    "Resources", "SynthError", "TARGETS", "cache_root", "verilog_text", "export_verilog",
+    "Resources", "SynthError", "TARGETS", "atomic_write", "cache_root", "verilog_text", "export_verilog",
     "synthesize", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
 ]
 
@@ -301,7 +301,8 @@ def run_yosys(verilog: str, script: str, outputs: list[str], timeout: float | No
         return {name: (Path(d) / name).read_text() for name in outputs}
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (its folder made) so that a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     with os.fdopen(fd, "w") as f:
@@ -352,5 +353,5 @@ def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cach
     res = Resources(**resources_from_cells(cells, target), target=target, yosys=version,
                     seconds=round(seconds, 3), cells=dict(sorted(cells.items())))
     if cache:
-        _atomic_write(path, json.dumps(res.to_dict(), indent=1))
+        atomic_write(path, json.dumps(res.to_dict(), indent=1))
     return res
