@@ -143,7 +143,11 @@ NARROW_PAIRS = [
 #: flip-flops (2 × 32: a 4-kbit block costs more than 64 bits of logic; 4 × 16: a tie), odd
 #: widths and depths between the cells' own
 BUFFER_SHAPES = [(32, 8), (64, 8), (128, 8), (256, 16), (512, 8), (1024, 18), (2048, 36), (4096, 4),
-                 (2, 32), (4, 16), (8, 16), (16, 48), (40, 28), (300, 10), (3000, 20)]
+                 (2, 32), (4, 16), (8, 16), (16, 48), (40, 28), (300, 10), (3000, 20),
+                 # near ties, where memory_libmap's integer best cost keeps LUTRAM over a block RAM
+                 # that costs a fraction less (features._libmap_choice): xc7, xcup, ECP5 plain, ECP5
+                 # transparent
+                 (1900, 1), (80, 29), (240, 12), (70, 19), (185, 7), (200, 5), (40, 31), (170, 7)]
 #: (lanes, n, m, activation bits) of the synthesized standalone index muxes
 MUX_SHAPES = [(4, 2, 2, 5), (4, 2, 4, 5), (4, 2, 4, 3), (4, 2, 8, 5), (4, 1, 8, 3), (8, 4, 8, 8), (2, 1, 16, 4),
               (4, 4, 4, 2)]

@@ -398,6 +398,24 @@ _TRANSPARENT_EMULATION = 4
 _READ_FIRST_EMULATED = ("ecp5", "ice40")
 
 
+def _libmap_choice(costs: np.ndarray, distributed: list[bool]) -> np.ndarray:
+    """Index of the option ``memory_libmap`` maps to, per memory: ``costs[0]`` flip-flops, then one
+    row per cell (``distributed``: a LUTRAM cell, else a block RAM). Yosys keeps the cheapest
+    configuration of each kind (the first of equal costs), then walks the kinds in library order
+    (LUTRAM first) holding the best cost so far in an ``int``: a kind wins only if its cost is below
+    the *truncated* best, so LUTRAM at 131.7 keeps a RAMB18 at 131 out."""
+    best_cost, best = np.floor(costs[0]), np.zeros(costs.shape[1:], dtype=np.int64)
+    for kind in (True, False):
+        rows = 1 + np.flatnonzero(np.array(distributed) == kind)
+        if not len(rows):
+            continue
+        pick = rows[np.argmin(costs[rows], axis=0)]
+        cost = np.take_along_axis(costs, pick[None], 0)[0]
+        take = cost < best_cost
+        best, best_cost = np.where(take, pick, best), np.where(take, np.floor(cost), best_cost)
+    return best
+
+
 def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) -> dict[str, np.ndarray]:
     """Cost of simple dual-port buffers of ``depth`` words × ``width`` bits on ``target``
     (vectorized): the cell Yosys ``memory_libmap`` picks, by its own cost rule. ``transparent``:
@@ -408,7 +426,8 @@ def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) ->
     them: ``ceil(a · ceil(width / B) · B / bits)``), cost ``(cost − widthscale) · r + widthscale ·
     a · width / bits + 0.5 · (a − 1) · width + 0.5 · a · [a > 1] + 2 · emulation`` (read mux,
     write demux, emulated features); the cheapest wins, unless flip-flops cost no more
-    (``depth · width``). Flip-flops: LUTRAM reads are asynchronous, so a ``width``-bit read
+    (``depth · width``), and a LUTRAM cell only loses to a block RAM that costs less than its cost
+    truncated to an integer (:func:`_libmap_choice`). Flip-flops: LUTRAM reads are asynchronous, so a ``width``-bit read
     register is added (transparent: the ``ceil(log2 depth)``-bit address is registered instead);
     a memory in flip-flops has ``depth · width`` of them plus that register; a block RAM has the
     emulation's glue (transparent: ``width + 1``; else on Lattice, read-first too: ``2 · width +
@@ -443,7 +462,7 @@ def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) ->
         brams.append(cells * c.bram)
         luts.append(cells * c.lutram)
         blocks.append(a)
-    best = np.argmin(np.stack(costs), axis=0)  # the first of equal costs: flip-flops win ties
+    best = _libmap_choice(np.stack(costs), [bool(c.lutram) for c in MEMORY_CELLS[target]])
     pick = lambda rows: np.take_along_axis(np.stack(rows), best[None], 0)[0]  # noqa: E731
     lutram, bram, in_ff = pick(luts), pick(brams), best == 0
     abits = np.ceil(np.log2(np.maximum(depth, 2))).astype(np.int64)

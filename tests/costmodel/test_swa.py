@@ -208,22 +208,9 @@ def _stored_swa() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-#: stored SWA syntheses whose block RAMs the memory rule (``features.buffer_cost``, memory_libmap's
-#: cost reimplemented) gets wrong, each with what Yosys did. Both are near ties on xcup: a 220 × 12
-#: and two 235 × 12 buffers go to RAM64M8 LUTRAM (cost 131.7 by the rule) where the rule picks a
-#: RAMB18 (131). Found 2026-12-05 in xcup's first calibration draw; the rule is not yet mended.
-KNOWN_MEMORY_MISMATCHES = {
-    "a7c698863365686d19311246fc4aa480e9bee108": "xcup, head_dim 88, window 3, 2 lanes: V buffer 220 x 12 in "
-                                                "LUTRAM (0 BRAM18, rule 1)",
-    "e2b5545ee5766ef84d840c7781f30fee2aa7a51e": "xcup, head_dim 30, window 47, 6 lanes: K and Q buffers 235 x 12 in "
-                                                "LUTRAM (1 BRAM18, rule 3)",
-}
-
-
 def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
     """Refitting from the stored CSVs gives the shipped SWA fit (same schema as dot/sparse), never
     fitted on a held-out key; the counted DSP and BRAM18 equal Yosys on every stored synthesis
-    but :data:`KNOWN_MEMORY_MISMATCHES`
     (grid, random calibration draw and random held-out draw: causal, symmetric and dense kernels,
     int and minifloat Q/K/V)."""
     shipped = json.loads(COEFFICIENTS_JSON.read_text())["fits"]["xc7"]["swa"]
@@ -251,8 +238,7 @@ def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
             props = swa_props(configs, target)
             got = pd.concat([props, swa_features(props, target)], axis=1).iloc[gid]
         bad = df.assign(dsp_est=got["dsp"].to_numpy(), bram_est=got["bram18"].to_numpy())
-        bad = bad[((bad["dsp_est"] != bad["dsp"]) | (bad["bram_est"] != bad["bram18"]))
-                  & ~bad["key"].isin(KNOWN_MEMORY_MISMATCHES)]
+        bad = bad[(bad["dsp_est"] != bad["dsp"]) | (bad["bram_est"] != bad["bram18"])]
         assert bad.empty, (target, bad[["head_dim", "window", "lanes", "qk_fmt", "v_fmt", "dsp", "dsp_est", "bram18",
                                         "bram_est"]])
 
