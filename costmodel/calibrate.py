@@ -657,6 +657,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.what == "engines" and args.seed is not None:
+        for split, seed in DOE_SEEDS.items():
+            if split != args.split and args.seed == seed:
+                p.error(f"--seed {seed} draws the {split} configs; give the {args.split} draw another seed")
     _record_command(args.what if args.what != "engines" else "engines:" + ",".join(args.grid), argv)
     if args.what == "primitives":
         synthesize_missing(primitive_jobs(), PRIMITIVES_CSV, PRIM_FIELDS, args.target, workers=args.jobs)

@@ -182,6 +182,22 @@ def test_calibrate_rejects_a_worker_count_below_one(capsys):
     assert e.value.code == 2 and "--jobs must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("split", ["heldout", "calibration"])
+@pytest.mark.parametrize("grid", ["doe", "swa-doe"])
+def test_a_draw_cannot_take_the_other_splits_seed(split, grid, capsys, monkeypatch):
+    """A held-out draw with the calibration draw's seed would hold out the fitted configs (and the
+    reverse would fit the held-out ones): one line, exit 2, nothing recorded or synthesized."""
+    recorded = []
+    monkeypatch.setattr(C, "_record_command", lambda *a: recorded.append(a))
+    monkeypatch.setattr(C, "synthesize_missing", lambda *a, **k: recorded.append(a))
+    other = next(s for s in C.DOE_SEEDS if s != split)
+    with pytest.raises(SystemExit) as e:
+        C.main(["engines", "--grid", grid, "--split", split, "--seed", str(C.DOE_SEEDS[other]), "--count", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"draws the {other} configs" in err and not recorded
+    assert not set(map(str, C.doe_grid(C.DOE_SEEDS["heldout"], 50))) & set(map(str, C.doe_grid(C.DOE_SEEDS["calibration"], 50)))
+
+
 def test_recorded_command_leaves_out_the_worker_count(tmp_path, monkeypatch):
     """The rows do not depend on ``--jobs``, so the command stored beside them omits it."""
     monkeypatch.setattr(C, "META_JSON", tmp_path / "meta.json")
