@@ -97,18 +97,20 @@ def pair_props(wfmt: str, afmt: str, target: str = "xc7") -> dict:
                                              or (w.signed and a.signed and pb == w.bits + a.bits))))
 
 
-def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7", y_bits: int | None = None) -> int:
+def mult_dsp(a_bits: int, b_bits: int, signed_extra: int = 0, target: str = "xc7", y_bits: int | None = None,
+             used_bits: int | None = None) -> int:
     """DSP blocks of one ``a_bits × b_bits`` ``$mul`` with a ``y_bits`` product (default
     ``a_bits + b_bits``) by the Yosys rule of ``target`` (module docstring). ``signed_extra`` = 1
     for an unsigned × unsigned ``$mul``, which gains a sign bit per operand under
     ``DSP_SIGNEDONLY`` (Xilinx only; ecp5 maps unsigned 18×18 directly). A product narrower than 9
     bits stays in LUTs on Xilinx even when the operands' widths add up to 9 (narrow formats:
     ``int6n × int3n`` has an 8-bit product). Yosys' own ``mul2dsp`` decomposition with the
-    family's macros (:func:`_mul2dsp`, :data:`_MUL2DSP`); iCE40: none."""
+    family's macros (:func:`_mul2dsp`, :data:`_MUL2DSP`); iCE40: none. ``used_bits``: the low
+    product bits anything reads (default all ``y_bits``): a DSP slice above them is removed."""
     y = a_bits + b_bits if y_bits is None else min(y_bits, a_bits + b_bits)
     if target == "ice40":
         return 0
-    return _mul2dsp(a_bits, b_bits, not signed_extra, y, *_MUL2DSP[target])
+    return _mul2dsp(a_bits, b_bits, not signed_extra, y, *_MUL2DSP[target], True, used_bits)
 
 
 #: Yosys ``mul2dsp`` macros per family: A max width, B max width, the width of partial products
@@ -123,15 +125,17 @@ _MUL2DSP = {"xc7": (25, 18, 18, 1, 9), "xcup": (27, 18, 18, 1, 9), "ecp5": (18, 
 
 @lru_cache(maxsize=None)
 def _mul2dsp(a: int, b: int, signed: bool, y: int, amax: int, bmax: int, apart: int, headroom: int, ymin: int,
-             top: bool = True) -> int:
+             top: bool = True, used: int | None = None) -> int:
     """DSP cells Yosys' ``techlibs/common/mul2dsp.v`` makes of one ``a × b → y`` ``$mul``
     (both operands ``signed`` or both unsigned), following its recursion: too small a slice (an
     operand under 2 bits, a product under ``ymin``) stays in LUTs; at the top, under a sign
     ``headroom``, an unsigned ``$mul`` gains a sign bit per operand, and the wider operand becomes
     A; an A wider than ``amax`` splits into slices of ``apart - headroom`` bits plus a last slice,
     else a B wider than ``bmax`` into slices of ``bmax - headroom`` bits plus a last one; each
-    slice is mapped the same way."""
-    if a < 2 or b < 2 or y < ymin:
+    slice is mapped the same way. ``used``: the product bits read (default ``y``); a slice whose
+    shifted outputs all lie at or above them is unread, and Yosys removes it."""
+    used = y if used is None else used
+    if a < 2 or b < 2 or y < ymin or used <= 0:
         return 0
     if top:
         if headroom and not signed:
@@ -139,13 +143,17 @@ def _mul2dsp(a: int, b: int, signed: bool, y: int, amax: int, bmax: int, apart: 
         a, b = max(a, b), min(a, b)
     args = (amax, bmax, apart, headroom, ymin, False)
     if a > amax:
-        n = (a - amax + apart - headroom - 1) // (apart - headroom)
-        last = a - n * (apart - headroom)
-        return n * _mul2dsp(apart, b, True, min(y, b + apart), *args) + _mul2dsp(last, b, True, b + last, *args)
+        step = apart - headroom
+        n = (a - amax + step - 1) // step
+        last = a - n * step
+        return (sum(_mul2dsp(apart, b, True, min(y, b + apart), *args, used - i * step) for i in range(n))
+                + _mul2dsp(last, b, True, b + last, *args, used - n * step))
     if b > bmax:
-        n = (b - 1 - headroom) // (bmax - headroom)
-        last = b - n * (bmax - headroom)
-        return n * _mul2dsp(a, bmax, True, min(y, a + bmax), *args) + _mul2dsp(a, last, True, a + last, *args)
+        step = bmax - headroom
+        n = (b - 1 - headroom) // step
+        last = b - n * step
+        return (sum(_mul2dsp(a, bmax, True, min(y, a + bmax), *args, used - i * step) for i in range(n))
+                + _mul2dsp(a, last, True, a + last, *args, used - n * step))
     return 1
 
 
@@ -427,8 +435,8 @@ def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) ->
     a · width / bits + 0.5 · (a − 1) · width + 0.5 · a · [a > 1] + 2 · emulation`` (read mux,
     write demux, emulated features); the cheapest wins, unless flip-flops cost no more
     (``depth · width``), and a LUTRAM cell only loses to a block RAM that costs less than its cost
-    truncated to an integer (:func:`_libmap_choice`). Flip-flops: LUTRAM reads are asynchronous, so a ``width``-bit read
-    register is added (transparent: the ``ceil(log2 depth)``-bit address is registered instead);
+    truncated to an integer (:func:`_libmap_choice`). Flip-flops: LUTRAM reads are asynchronous,
+    so a ``width``-bit read register is added (transparent: the ``ceil(log2 depth)``-bit address is registered instead);
     a memory in flip-flops has ``depth · width`` of them plus that register; a block RAM has the
     emulation's glue (transparent: ``width + 1``; else on Lattice, read-first too: ``2 · width +
     ceil(log2 depth) + 2``) and the registered block select (``ceil(log2 a)``). Checked against

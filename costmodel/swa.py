@@ -280,8 +280,10 @@ def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
                     sv_dsp=mult_dsp(c.exp_bits + 1, vv["mul_a"], 1, target),
                     # t·c: the saturated score gap (unsigned, t_sat's bits) × the constant c
                     score_dsp=mult_dsp(int(c.t_sat).bit_length(), int(c.scale_const).bit_length(), 1, target),
-                    # a·r: a signed sv_bits accumulator × the unsigned reciprocal (gains a sign bit)
-                    norm_dsp=mult_dsp(c.sv_bits, c.recip_width + 1, 0, target),
+                    # a·r: a signed sv_bits accumulator × the unsigned reciprocal (gains a sign bit),
+                    # read only up to its out_bits-bit field at z_bits - out_frac_bits
+                    norm_dsp=mult_dsp(c.sv_bits, c.recip_width + 1, 0, target,
+                                      used_bits=c.z_bits - c.out_frac_bits + c.out_bits),
                     addr_dsp=_addr_dsp(c, target))
     return pd.DataFrame([one(c) for c in configs])
 

@@ -250,20 +250,21 @@ SWA_GOALS = {"lut_median": 0.05, "lut_p90": 0.12, "ff_median": 0.02, "ff_p90": 0
 #: per family with a held-out SWA draw, the (group, metric) pairs the shipped SWA model does not
 #: meet, with what it measured (strict xfail)
 SWA_NOT_MET: dict[str, dict[tuple[str, str], str]] = {
-    "xc7": {},
+    "xc7": {  # 60 kernels of seed 0 + 20 of seed 2 (drawn after the terms were chosen)
+        ("swa int Q/K/V", "lut_median"): "5.1% (goal ≤5%)",  # 13 kernels
+    },
     "xcup": {},  # its own fit (resources.pick_swa_fit)
     "ice40": {  # kernels within iCE40's own draw bounds (costmodel.store.SWA_DOE_FAMILY_BOUNDS)
         ("swa int Q/K/V", "ff_p90"): "2.17% (goal ≤2%)",  # 12 kernels
     },
-    "ecp5": {
-        ("swa causal", "lut_p90"): "15.6% (goal ≤12%)",
-        ("swa symmetric", "lut_p90"): "22.1% (goal ≤12%)",
-        ("swa dense baseline", "lut_median"): "5.2% (goal ≤5%)",
-        ("swa dense baseline", "lut_p90"): "13.4% (goal ≤12%)",
-        ("swa dense baseline", "ff_p90"): "2.32% (goal ≤2%)",
-        ("swa int Q/K/V", "lut_p90"): "14.8% (goal ≤12%)",
-        ("swa minifloat", "lut_p90"): "14.7% (goal ≤12%)",
-        ("swa", "lut_p90"): "16.3% (goal ≤12%)",
+    "ecp5": {  # 46 kernels of seed 0 + 18 of seed 2
+        ("swa causal", "lut_p90"): "17.0% (goal ≤12%)",
+        ("swa symmetric", "lut_p90"): "31.8% (goal ≤12%)",
+        ("swa dense baseline", "lut_p90"): "13.3% (goal ≤12%)",
+        ("swa dense baseline", "ff_p90"): "2.02% (goal ≤2%)",
+        ("swa int Q/K/V", "lut_p90"): "13.3% (goal ≤12%)",
+        ("swa minifloat", "lut_p90"): "16.3% (goal ≤12%)",
+        ("swa", "lut_p90"): "17.4% (goal ≤12%)",
     },
 }
 
