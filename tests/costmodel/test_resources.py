@@ -403,6 +403,35 @@ def test_buffer_rule_on_unseen_shapes(target, transparent):
         assert (int(got["bram18"]), int(got["lutram"]), int(got["ff"])) == (r.bram18, r.lutram, r.ff), (d, w)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["xc7", "xcup", "ecp5"])
+def test_buffer_rule_on_unseen_near_ties(target, monkeypatch):
+    """Shapes where memory_libmap's integer best cost decides (its choice differs from the plain
+    cheapest cell: found by scanning depth 2–4096 × width 1–48, both read kinds), two drawn at
+    random outside the stored ones and synthesized fresh: the rule gives Yosys' cells."""
+    import random
+
+    from costmodel import features
+    from costmodel.calibrate import BUFFER_SHAPES, buffer_component
+    from hw.rtl import synthesize
+
+    d, w = (a.ravel() for a in np.meshgrid(np.arange(2, 4097), np.arange(1, 49), indexing="ij"))
+    ties = []
+    for transparent in (False, True):
+        rule = features.buffer_cost(d, w, target, transparent)
+        with monkeypatch.context() as mp:
+            mp.setattr(features, "_libmap_choice", lambda costs, distributed: np.argmin(costs, axis=0))
+            plain = features.buffer_cost(d, w, target, transparent)
+        differ = np.flatnonzero((rule["bram18"] != plain["bram18"]) | (rule["lutram"] != plain["lutram"]))
+        ties += [(int(d[i]), int(w[i]), transparent) for i in differ if (int(d[i]), int(w[i])) not in BUFFER_SHAPES]
+    assert ties, target
+    for depth, width, transparent in random.Random(f"near ties {target}").sample(ties, 2):
+        r = synthesize(buffer_component(depth, width, transparent), target)
+        got = features.buffer_cost(depth, width, target, transparent)
+        assert (int(got["bram18"]), int(got["lutram"]), int(got["ff"])) == (r.bram18, r.lutram, r.ff), (
+            depth, width, transparent)
+
+
 def test_every_calibration_job_is_already_stored():
     """The job lists ``python -m costmodel.calibrate`` runs hash to the keys of the shipped rows
     (written by the earlier per-table runners): a rerun synthesizes nothing twice. xc7, iCE40 and
