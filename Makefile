@@ -22,9 +22,8 @@ DOE_HELDOUT_COUNT ?= 200
 DOE_FRESH_COUNT ?= 60
 SWA_DOE_COUNT ?= 120
 SWA_DOE_HELDOUT_COUNT ?= 60
-#: a second held-out SWA draw (seed 2) of the families it was run for
-SWA_DOE_FRESH_COUNT ?= 20
-SWA_FRESH_FAMILIES ?= xc7 ecp5
+#: a second held-out SWA draw (seed 2), family:count as it was run
+SWA_FRESH ?= xc7:20 ecp5:20 xcup:12 ice40:12
 FAMILIES  ?= xc7 xcup ice40 ecp5
 #: families with their own standalone multipliers (xcup uses xc7's: same fabric; its memories differ)
 PRIMITIVE_FAMILIES ?= xc7 ice40 ecp5
@@ -70,8 +69,8 @@ calibrate: $(STAMP)
 	  $(CAL) engines --grid swa-doe --split calibration --count $(SWA_DOE_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	  $(CAL) engines --grid swa-doe --split heldout --count $(SWA_DOE_HELDOUT_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	done
-	for t in $(SWA_FRESH_FAMILIES); do \
-	  $(CAL) engines --grid swa-doe --split heldout --seed 2 --count $(SWA_DOE_FRESH_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
+	for tn in $(SWA_FRESH); do \
+	  $(CAL) engines --grid swa-doe --split heldout --seed 2 --count $${tn##*:} --target $${tn%%:*} --jobs $(JOBS) || exit 1; \
 	done
 	for t in $(FAMILIES); do \
 	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
