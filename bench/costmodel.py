@@ -81,7 +81,7 @@ def swa_table(target: str) -> None:
     fitted = fit_origin(fit, target) + (
         f" (LUT + FF goal score on {target}'s calibration rows, out of fold: "
         + ", ".join(f"{k} {v:.3f}" for k, v in choice.items()) + ")" if choice else "") + ","
-    print(f"\n# SWA kernel, {target}: {fitted} held out {len(fit['keys']['validation'])} (random draw seed 0), "
+    print(f"\n# SWA kernel, {target}: {fitted} held out {len(fit['keys']['validation'])} (random draws), "
           f"{', '.join(fit['yosys'])}; LUT terms {' + '.join(fit['resources']['lut']['terms'])}; "
           f"FF terms {' + '.join(fit['resources']['ff']['terms'])}")
     for r, v in fit.get("cv", {}).get("swa", {}).items():
