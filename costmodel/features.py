@@ -436,9 +436,9 @@ def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) ->
     write demux, emulated features); the cheapest wins, unless flip-flops cost no more
     (``depth · width``), and a LUTRAM cell only loses to a block RAM that costs less than its cost
     truncated to an integer (:func:`_libmap_choice`). Flip-flops: LUTRAM reads are asynchronous,
-    so a ``width``-bit read register is added (transparent: the ``ceil(log2 depth)``-bit address is registered instead);
-    a memory in flip-flops has ``depth · width`` of them plus that register; a block RAM has the
-    emulation's glue (transparent: ``width + 1``; else on Lattice, read-first too: ``2 · width +
+    so a ``width``-bit read register is added (transparent: the ``ceil(log2 depth)``-bit address
+    is registered instead); a memory in flip-flops has ``depth · width`` of them plus that
+    register; a block RAM has the emulation's glue (transparent: ``width + 1``; else on Lattice, read-first too: ``2 · width +
     ceil(log2 depth) + 2``) and the registered block select (``ceil(log2 a)``). Checked against
     every stored Yosys buffer (``data/buffers.csv``, each family, both read kinds; random unseen
     shapes in the slow tests) and the SWA kernel's memories (``data/swa_*.csv``).

@@ -122,7 +122,7 @@ NOT_MET: dict[str, dict[tuple[str, str], str]] = {
         ("sparse", "lut_p90"): "13.0% (goal ≤12%)",
     },
     "xcup": {},
-    "ice40": {  # one fresh (seed 2) engine: abc9 + opt_lut leave two adder-tree MSB registers unread
+    "ice40": {  # one fresh (seed 2) engine: its mapped LUTs stop reading two adder-tree MSB registers
         ("sparse", "ff_exact"): "98.2% exact (goal 100%)",
         ("non-power-of-two lanes", "ff_exact"): "99.4% exact (goal 100%)",
         ("all", "ff_exact"): "99.6% exact (goal 100%)",
