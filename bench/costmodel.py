@@ -244,6 +244,7 @@ def summary_table() -> None:
     print(f"{'family':<7}{'group':<24}{'n':>4}{'LUT median':>20}{'LUT p90':>22}  {'goals':<8}{'FF/DSP/BRAM18':>14}"
           f"{'CV n':>7}{'CV median / p90':>17}")
     stored = pd.read_csv(DOE_HELDOUT_CSV)
+    seed_of = dict(zip(stored["key"], stored["seed"]))
     for target in ("xc7", "xcup", "ice40", "ecp5"):
         rows = heldout_rows(target)
         if rows.empty:
@@ -261,23 +262,20 @@ def summary_table() -> None:
             print(f"{target:<7}{r['group']:<24}{r['n']:>4}{_ci(r, 'lut_median'):>20}{_ci(r, 'lut_p90'):>22}  "
                   f"{missed or 'ok':<8}{'exact' if exact else 'NOT exact':>14}{c['n']:>7}{cv_text:>17}")
         # "sparse" and "sparse+blocks" are one hardware population (block skipping is the
-        # streamer's; the RTL is the same text): both together, for information (not a goal group)
-        sp = (rows["engine"] == "sparse").to_numpy()
-        if sp.any():
-            y = rows["lut"].to_numpy(float)
-            r = pd.Series(lut_stats((pred["lut"].to_numpy(float)[sp] - y[sp]) / y[sp]))
-            print(f"{target:<7}{'(both sparse, same RTL)':<24}{sp.sum():>4}{_ci(r, 'lut_median'):>20}"
-                  f"{_ci(r, 'lut_p90'):>22}  {'(info)':<8}")
-        # each held-out draw alone: seed 2 was drawn after the terms were chosen with seed 0's figures in view
-        seed_of = dict(zip(stored["key"], stored["seed"]))
+        # streamer's; the RTL is the same text): both together, for information (not a goal group);
+        # and each held-out draw alone: seed 2 was drawn after the terms were chosen with seed 0's
+        # figures in view
+        y = rows["lut"].to_numpy(float)
+        rel = (pred["lut"].to_numpy(float) - y) / y
         seeds = rows["key"].map(seed_of).to_numpy()
+        info = [("(both sparse, same RTL)", (rows["engine"] == "sparse").to_numpy())]
         if len(set(seeds)) > 1:
-            y, p = rows["lut"].to_numpy(float), pred["lut"].to_numpy(float)
-            for seed in sorted(set(seeds)):
-                m = seeds == seed
-                r = pd.Series(lut_stats((p[m] - y[m]) / y[m]))
-                print(f"{target:<7}{f'(all, seed {seed} draw)':<24}{m.sum():>4}{_ci(r, 'lut_median'):>20}"
-                      f"{_ci(r, 'lut_p90'):>22}  {'(info)':<8}")
+            info += [(f"(all, seed {seed} draw)", seeds == seed) for seed in sorted(set(seeds))]
+        for label, m in info:
+            if m.any():
+                r = pd.Series(lut_stats(rel[m]))
+                print(f"{target:<7}{label:<24}{m.sum():>4}{_ci(r, 'lut_median'):>20}{_ci(r, 'lut_p90'):>22}  "
+                      f"{'(info)':<8}")
     print()
 
 

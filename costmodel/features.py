@@ -413,8 +413,9 @@ def _libmap_choice(costs: np.ndarray, distributed: list[bool]) -> np.ndarray:
     (LUTRAM first) holding the best cost so far in an ``int``: a kind wins only if its cost is below
     the *truncated* best, so LUTRAM at 131.7 keeps a RAMB18 at 131 out."""
     best_cost, best = np.floor(costs[0]), np.zeros(costs.shape[1:], dtype=np.int64)
+    distributed = np.asarray(distributed)
     for kind in (True, False):
-        rows = 1 + np.flatnonzero(np.array(distributed) == kind)
+        rows = 1 + np.flatnonzero(distributed == kind)
         if not len(rows):
             continue
         pick = rows[np.argmin(costs[rows], axis=0)]
@@ -438,8 +439,8 @@ def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) ->
     truncated to an integer (:func:`_libmap_choice`). Flip-flops: LUTRAM reads are asynchronous,
     so a ``width``-bit read register is added (transparent: the ``ceil(log2 depth)``-bit address
     is registered instead); a memory in flip-flops has ``depth · width`` of them plus that
-    register; a block RAM has the emulation's glue (transparent: ``width + 1``; else on Lattice, read-first too: ``2 · width +
-    ceil(log2 depth) + 2``) and the registered block select (``ceil(log2 a)``). Checked against
+    register; a block RAM has the emulation's glue (transparent: ``width + 1``; else on Lattice,
+    read-first too: ``2 · width + ceil(log2 depth) + 2``) and the registered block select (``ceil(log2 a)``). Checked against
     every stored Yosys buffer (``data/buffers.csv``, each family, both read kinds; random unseen
     shapes in the slow tests) and the SWA kernel's memories (``data/swa_*.csv``).
 
