@@ -273,7 +273,7 @@ def _register_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _msb_kept(lanes: int, pipeline: int) -> tuple[tuple[int, int], ...]:
+def _msb_kept(lanes: int, pipeline: int, fold: tuple[int, int] | None = None) -> tuple[tuple[int, int], ...]:
     """Per tree level (0 = the products) of a ``lanes``-term :class:`hw.adder_tree.AdderTree`
     with the registers of ``pipeline`` and an unsigned × unsigned product (its sign bit and every
     exact sum's are constant 0): how many registered terms keep that constant top bit as a
@@ -292,7 +292,9 @@ def _msb_kept(lanes: int, pipeline: int) -> tuple[tuple[int, int], ...]:
     3. ``alumacc`` merges an adder read only by another adder into that adder's ``$macc``; the
        later ``opt`` passes narrow the remaining two-operand ``$alu`` cells whose operands have
        a constant top bit, and drop the registers whose input bit is constant, to a fixpoint,
-       but never narrow a ``$macc``.
+       but never narrow a ``$macc``;
+    4. ``synth_ice40`` only (``fold``: the product's operand widths): the kept bits whose carry
+       chains fold once the adders are gates share one flip-flop (:func:`_carry_lut_tops`).
 
     Checked against every stored unsigned × unsigned engine synthesis of xc7 and xcup (FF counts,
     ``tests/costmodel/test_resources.py``): a register of a ``$macc`` the wave did not reach
@@ -340,18 +342,59 @@ def _msb_kept(lanes: int, pipeline: int) -> tuple[tuple[int, int], ...]:
     alu = lambda n: n not in merged and not any(i in merged for i in ins[n])  # noqa: E731
     while settle(adders, alu) | settle(ffs):  # 3. alumacc, then opt to a fixpoint
         pass
-    return tuple((sum(not const[r] for r in levels.get(lvl, [])), int(lvl in levels and not const[levels[lvl][-1]]))
+    lut_top = _carry_lut_tops(kind, ins, const, merged, fold) if fold else set()
+    first_lut = min((lvl for lvl, regs_l in levels.items() if lut_top & set(regs_l)), default=-1)
+    return tuple((sum(not const[r] and r not in lut_top for r in levels.get(lvl, [])) + (lvl == first_lut),
+                  int(lvl in levels and not const[levels[lvl][-1]]))
                  for lvl in range(tree_levels(lanes) + 1))
 
 
-def _msb_kept_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
-    """:func:`_msb_kept` of every row, zero-padded to the deepest tree: (rows, levels + 1, 2)."""
-    code = np.stack([lanes, pipeline], axis=1).astype(np.int64)
+def _carry_lut_tops(kind: list[str], ins: list[tuple[int, ...]], const: list[bool], merged: set[int],
+                    fold: tuple[int, int]) -> set[int]:
+    """4. ``synth_ice40`` (:func:`_msb_kept`): the registers whose kept top bit its adder's carry
+    chain leaves with constant inputs only (:mod:`costmodel.maccmap`). ``ice40_opt`` turns that
+    bit's ``SB_CARRY`` wrapper into a ``$lut`` that no later pass folds; every such ``$lut`` is the
+    same cell (one init, inputs all 0), so ``opt_merge`` makes them one, and their flip-flops
+    (one clock, enable and reset) one. ``fold``: the unsigned product's operand widths (bits);
+    a node is one bit wider than its wider operand (a product: a + b + 1, its sign bit)."""
+    from .maccmap import macc, product_rows, word
+
+    width: list[int] = []
+    out: set[int] = set()
+    for n, k in enumerate(kind):
+        if k == "product":
+            width.append(sum(fold) + 1)
+            continue
+        width.append(width[ins[n][0]] if k == "reg" else max(width[i] for i in ins[n]) + 1)
+        src = ins[n][0]
+        if k != "reg" or const[n] or kind[src] != "add":
+            continue
+        rows: list = []
+        todo = list(ins[src])
+        while todo:  # the $macc's addends: merged adders open up, a $mul gives its partial products
+            i = todo.pop(0)
+            if i in merged:
+                todo += ins[i]
+            elif kind[i] == "product":
+                rows += product_rows(*fold, width[src])
+            else:  # a register: every kept bit is a wire
+                rows.append(word(width[i], width[i] - const[i], width[i] - const[i], True, width[src]))
+        if not macc(rows, width[src])[width[src] - 1]:
+            out.add(n)
+    return out
+
+
+def _msb_kept_matrix(lanes: np.ndarray, pipeline: np.ndarray, fold: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_msb_kept` of every row, zero-padded to the deepest tree: (rows, levels + 1, 2).
+    ``fold``: (rows, 2) operand widths of an unsigned product whose carry chains fold
+    (``synth_ice40``), 0 where none do."""
+    fold = np.zeros((len(lanes), 2), dtype=np.int64) if fold is None else fold
+    code = np.column_stack([lanes, pipeline, fold]).astype(np.int64)
     uniq, inv = np.unique(code, axis=0, return_inverse=True)
     maxl = max((tree_levels(int(v)) for v in np.unique(lanes)), default=0)
     table = np.zeros((len(uniq), maxl + 1, 2), dtype=np.int64)
-    for i, (ln, p) in enumerate(uniq):
-        kept = _msb_kept(int(ln), int(p))
+    for i, (ln, p, a, b) in enumerate(uniq):
+        kept = _msb_kept(int(ln), int(p), (int(a), int(b)) if a else None)
         table[i, :len(kept)] = kept
     return table[inv.reshape(-1)]
 
@@ -573,7 +616,11 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     shape = _tree_shape_matrix(lanes)  # (rows, levels + 1, 5): adders, their extra bits, terms, theirs, raw last
     # tree bits at or above the accumulator's width: dead (rows, levels + 1, 3: term bits, terms, adder bits)
     dead = _tree_dead_matrix(lanes, f["acc_bits"].to_numpy() - pb, unsigned)
-    msb = _msb_kept_matrix(lanes, pipe)  # (rows, levels + 1, 2): registered terms keeping a constant top bit
+    # (rows, levels + 1, 2): registered terms keeping a constant top bit; iCE40's carry chains fold
+    # (an unsigned product's operand widths)
+    folds = (target == "ice40") & (unsigned > 0)
+    fold = np.where(folds[:, None], np.column_stack([f["mul_a"].to_numpy(), f["mul_b"].to_numpy()]), 0)
+    msb = _msb_kept_matrix(lanes, pipe, fold)
     reg_kept = np.zeros(len(lanes), dtype=np.int64)
     reg_kept_fabric = np.zeros(len(lanes), dtype=np.int64)
     tree_bits = np.zeros(len(lanes), dtype=np.int64)

@@ -80,7 +80,9 @@ registers       FF counted, not fitted: pipeline + accumulator + output register
                 constant sign bit of each registered term of an unsigned × unsigned product that
                 Yosys' passes see as constant (``features._msb_kept`` replays ``opt_dff``,
                 ``wreduce``'s sweeps and ``alumacc``: a ``$macc`` the ``wreduce`` wave missed keeps
-                it); xcup packs none (its syntheses keep every register in the fabric);
+                it; on iCE40 the kept bits whose carry chains fold on the gates share one
+                flip-flop, :mod:`costmodel.maccmap`); xcup packs none (its syntheses keep every
+                register in the fabric);
 DSP             ``lanes · DSPs per multiplier`` by the Yosys inference rule (not fitted; a
                 product narrower than 9 bits stays in LUTs, as for narrow ``int6n × int3n``);
 BRAM18          0: the engines hold no memories (weights and activations stream in).
