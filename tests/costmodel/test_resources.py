@@ -398,6 +398,31 @@ def test_fresh_synthesis_within_error_bar():
         assert abs(e.ff - r.ff) <= 0.35 * r.ff + 20
 
 
+@pytest.mark.slow
+def test_ice40_folded_carries_on_fresh_engines():
+    """Fresh synth_ice40 runs of unsigned × unsigned engines (seeded, lanes 3–32, every pipeline)
+    where the folded-carry rule (costmodel.maccmap) changes the flip-flop count: the count with it
+    equals Yosys."""
+    import random
+
+    from costmodel.features import _msb_kept
+    from hw.engine import tree_levels
+    from hw.engines import config_from_dict
+    from hw.rtl import synthesize
+
+    rng, cfgs = random.Random(2026), []
+    while len(cfgs) < 4:
+        lanes = rng.randint(3, 32)
+        pipe = rng.randint(1, tree_levels(lanes) + 1)
+        w, a = rng.randint(2, 8), rng.randint(2, 8)
+        if _msb_kept(lanes, pipe) != _msb_kept(lanes, pipe, (w, a)):
+            cfgs.append(dict(engine="dot", lanes=lanes, wfmt=f"uint{w}", afmt=f"uint{a}",
+                             k_max=rng.randint(16, 4096), pipeline=pipe))
+    pred = predict_frame(pd.DataFrame(cfgs), "ice40")["ff"].to_numpy()
+    got = [synthesize(config_from_dict(c), "ice40").ff for c in cfgs]
+    assert list(pred) == got, cfgs
+
+
 def test_buffer_rule_matches_yosys():
     """Block RAM / LUTRAM / flip-flop placement of on-chip buffers vs Yosys (data/buffers.csv) on
     every family: memory_libmap's cost rule, written from its cell libraries, reproduces every
