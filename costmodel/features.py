@@ -33,6 +33,8 @@ from hw.arith import ConfigError, acc_bits, product_bits, product_range
 from hw.engine import register_points, tree_levels
 from quant.formats import IntFormat, parse_format
 
+from .maccmap import macc, product_rows, word
+
 __all__ = ["pair_props", "mult_dsp", "buffer_cost", "MemoryCell", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
            "FEATURE_COLUMNS"]
 
@@ -357,8 +359,6 @@ def _carry_lut_tops(kind: list[str], ins: list[tuple[int, ...]], const: list[boo
     same cell (one init, inputs all 0), so ``opt_merge`` makes them one, and their flip-flops
     (one clock, enable and reset) one. ``fold``: the unsigned product's operand widths (bits);
     a node is one bit wider than its wider operand (a product: a + b + 1, its sign bit)."""
-    from .maccmap import macc, product_rows, word
-
     width: list[int] = []
     out: set[int] = set()
     for n, k in enumerate(kind):
