@@ -378,7 +378,7 @@ def _carry_lut_tops(kind: list[str], ins: list[tuple[int, ...]], const: list[boo
             elif kind[i] == "product":
                 rows += product_rows(*fold, width[src])
             else:  # a register: every kept bit is a wire
-                rows.append(word(width[i], width[i] - const[i], width[i] - const[i], True, width[src]))
+                rows.append(word(width[i], width[i] - const[i], width[src]))
         if not macc(rows, width[src])[width[src] - 1]:
             out.add(n)
     return out

@@ -27,12 +27,12 @@ __all__ = ["Bits", "word", "product_rows", "carry_chain", "macc"]
 Bits = list
 
 
-def word(width: int, rtl_bits: int, data_bits: int, signed: bool, out: int) -> Bits:
-    """An addend of ``width`` bits extended to ``out`` bits: its low ``rtl_bits`` are wires (the
-    rest constant 0 in the netlist, e.g. an unsigned value's zero sign bit), of which the low
-    ``data_bits`` carry data; a ``signed`` one whose top wire is kept repeats that wire above."""
-    bits: Bits = [(i < data_bits) if i < rtl_bits else None for i in range(min(width, out))]
-    fill = bits[-1] if signed and rtl_bits >= width and bits else None
+def word(width: int, wires: int, out: int) -> Bits:
+    """A signed addend of ``width`` bits (a register) extended to ``out`` bits: its low ``wires``
+    bits carry data, the rest are constant 0 in the netlist (an unsigned value's zero sign bit,
+    narrowed by ``wreduce``); one whose sign bit is kept (``wires == width``) repeats it above."""
+    bits: Bits = [True if i < wires else None for i in range(min(width, out))]
+    fill = bits[-1] if wires >= width and bits else None
     return bits + [fill] * (out - len(bits))
 
 

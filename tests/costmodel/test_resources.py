@@ -247,7 +247,7 @@ def test_maccmap_replay_never_calls_a_live_bit_constant():
     for _ in range(300):
         out = int(rng.integers(6, 20))
         words = [int(w) for w in rng.integers(1, out, size=int(rng.integers(1, 7)))]
-        rows = [word(w + 1, w, w, True, out) for w in words]
+        rows = [word(w + 1, w, out) for w in words]
         top = sum((1 << w) - 1 for w in words)
         if rng.random() < 0.5:
             a, b = (int(v) for v in rng.integers(1, 5, size=2))
