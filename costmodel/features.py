@@ -35,7 +35,7 @@ from quant.formats import IntFormat, parse_format
 
 from .maccmap import macc, product_rows, word
 
-__all__ = ["pair_props", "mult_dsp", "buffer_cost", "MemoryCell", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
+__all__ = ["pair_props", "mult_dsp", "buffer_cost", "write_port_glue", "MemoryCell", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
            "FEATURE_COLUMNS"]
 
 @lru_cache(maxsize=None)
@@ -448,6 +448,15 @@ _TRANSPARENT_EMULATION = 4
 #: families whose block RAMs cannot read old data across ports (read-first emulation glue)
 _READ_FIRST_EMULATED = ("ecp5", "ice40")
 
+
+
+def write_port_glue(depth, target: str = "xc7") -> np.ndarray:
+    """Flip-flops of a block RAM's read-first emulation (:func:`buffer_cost`'s Lattice glue) that
+    depend on the write port alone: its registered address (``ceil(log2 depth)`` bits) and write
+    enable (1 bit); 0 where the family reads old data natively. Memories written at one address
+    with one enable share them (``opt_merge``: read off the SWA kernel's netlists, 2026-12-06)."""
+    depth = np.asarray(depth, dtype=np.int64)
+    return (np.ceil(np.log2(np.maximum(depth, 2))).astype(np.int64) + 1) * (target in _READ_FIRST_EMULATED)
 
 def _libmap_choice(costs: np.ndarray, distributed: list[bool]) -> np.ndarray:
     """Index of the option ``memory_libmap`` maps to, per memory: ``costs[0]`` flip-flops, then one

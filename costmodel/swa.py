@@ -46,7 +46,7 @@ from hw.swa import SWAConfig
 from quant.formats import IntFormat
 
 from .energy import ERT, mult_pj
-from .features import MEMORY_CELLS, buffer_cost, mult_dsp, pair_props
+from .features import MEMORY_CELLS, buffer_cost, mult_dsp, pair_props, write_port_glue
 
 __all__ = ["SWA_REQUIRED", "SWA_CANDIDATES", "SWA_LUT_TERMS", "SWA_FF_TERMS", "SWA_ACTIONS", "swa_configs", "swa_props",
            "swa_features", "swa_design", "swa_actions", "swa_dynamic_pj"]
@@ -122,6 +122,17 @@ SWA_CANDIDATES: dict[str, dict[str, list[str]]] = {
             "ff_counted", "less_one", "less_sum_one_chunk", "less_one_chunk", "less_row_bits"],
         "… + block-RAM score row": ["ff_counted", "less_one", "less_sum_one_chunk", "less_one_chunk", "less_row_bits",
                                     "less_bram_row"],
+        # every register bit Yosys removes, by rule, and the memories' shared glue: the Lattice flows
+        # (:func:`_dead_bits`, :func:`_slot_top_bits`, :func:`_shared_glue`) …
+        "counted registers less unused, dead and shared bits": [
+            "ff_counted", "less_row_bits", "less_dead_bits", "less_slot_top_bits", "less_shared_glue"],
+        # … and synth_xilinx (:func:`_constant_counters`; the single-chunk score sum), with a constant
+        # and the single-chunk and block-RAM score row terms for the registers its DSP48s absorb
+        "counted registers less unused, dead and constant bits": [
+            "ff_counted", "less_row_bits", "less_dead_bits", "less_sum_one_chunk", "less_constant_counters"],
+        "… + a constant, single-chunk and block-RAM score row": [
+            "ff_counted", "less_row_bits", "less_dead_bits", "less_sum_one_chunk", "less_constant_counters",
+            "less_one", "less_one_chunk", "less_bram_row"],
     },
 }
 #: every LUT term set that prices the Q·K multipliers by their measured LUTs (``qk_mult_lut``), also
@@ -245,16 +256,70 @@ def _read_mux_bits(depth: np.ndarray, width: np.ndarray, target: str, transparen
     return np.asarray(width, dtype=np.int64) * (np.asarray(n, dtype=np.int64) - 1)
 
 
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of each of ``x`` (≥ 1 for 0)."""
+    return np.floor(np.log2(np.maximum(x, 1))).astype(np.int64) + 1
+
+
 def _unused_row_bits(window: np.ndarray, slots: np.ndarray, dense: np.ndarray, symmetric: np.ndarray) -> np.ndarray:
     """Register bits of the row fields of ``hw.swa.kernel``'s issue loops (``qk_row``, ``sv_row``:
     ``range(max(window, slots) + 1)``; their one-cycle copies ``q1_row``, ``s1_row``:
     ``range(window + 1)``) that nothing reads: all four in a causal window (loaded with 0), all
     but ``qk_row`` (the Q slot) in a symmetric one, none in the dense baseline (its mask reads
     them)."""
-    bits = lambda x: np.floor(np.log2(np.maximum(x, 1))).astype(np.int64) + 1  # noqa: E731  int.bit_length
-    wide, narrow = bits(np.maximum(window, slots)), bits(window)
+    wide, narrow = _bit_length(np.maximum(window, slots)), _bit_length(window)
     return np.where(dense > 0, 0, np.where(symmetric > 0, wide, 2 * wide) + 2 * narrow)
 
+
+
+def _dead_bits(p: pd.DataFrame) -> np.ndarray:
+    """Register bits of the elaborated kernel that Yosys removes on every family (read off the
+    netlists of iCE40, ECP5 and Xilinx kernels, 2026-12-06), per :func:`swa_props` row:
+
+    - the divider's dividend register ``nlow`` (``div_steps · div_step_bits`` bits) below bit
+      ``z_bits``: zeros shifted in from below, constant (all of it where ``z_bits`` is above it);
+    - the quotient register's bits above ``recip_width``: shifted out, never read;
+    - ``sv_kstart`` (the SV issue loop's copy of the first key's slot): never read; in the dense
+      baseline ``qk_kstart`` too (loaded with 0).
+    """
+    g = lambda c: p[c].to_numpy(dtype=np.int64)  # noqa: E731
+    div, kstart = g("div_reg_bits"), _bit_length(g("slots"))
+    return np.minimum(div, g("z_bits")) + div - g("recip_width") + np.where(g("dense") > 0, 2 * kstart, kstart)
+
+
+def _slot_top_bits(p: pd.DataFrame) -> np.ndarray:
+    """Top bits of the slot counters that the Lattice flows remove where both the buffer slots and
+    the chunks are powers of two: ``qk_slot``, ``sv_slot`` (``range(slots + 1)``, wrapping at
+    ``slots - 1``) and, but in the dense baseline (whose ``wslot`` counts up to ``slots``),
+    ``wslot`` and ``qk_kstart`` (every stored iCE40 and ECP5 kernel; not on Xilinx)."""
+    g = lambda c: p[c].to_numpy(dtype=np.int64)  # noqa: E731
+    slots, chunks = g("slots"), g("chunks")
+    p2 = ((slots & (slots - 1)) == 0) & ((chunks & (chunks - 1)) == 0)
+    return p2 * np.where(g("dense") > 0, 2, 4)
+
+
+def _constant_counters(p: pd.DataFrame) -> np.ndarray:
+    """Counter bits that ``synth_xilinx`` proves constant (a counter that wraps at 0): with one
+    chunk per key the five chunk counters (``qk_c``, ``sv_c``, their one-cycle copies and the
+    ingest unit's ``ci``, 1 bit each), with one output group per beat (``lanes = norm_mults``) the
+    normalizer's group counter (1 bit)."""
+    g = lambda c: p[c].to_numpy(dtype=np.int64)  # noqa: E731
+    return 5 * (g("chunks") == 1) + (g("lanes") == g("norm_mults"))
+
+
+def _shared_glue(bram: np.ndarray, q_ring: np.ndarray, chunks: np.ndarray, ring: np.ndarray,
+                 target: str) -> np.ndarray:
+    """Flip-flops of the read-first emulation glue (:func:`costmodel.features.write_port_glue`)
+    that ``opt_merge`` shares among the K, V and Q block RAMs (``bram``: 3 × rows, K / V / Q), per
+    row: K, V and a Q ring are written at one address with one enable (one copy of the glue for
+    all); the causal Q (``2 · chunks`` words, at ``bank · chunks + chunk``) has that enable and the
+    low ``tz(chunks)`` address bits (``chunk``'s, where ``slot · chunks`` has only zeros) in common
+    with a K or V block RAM's."""
+    k, v, q = bram
+    rings = k.astype(np.int64) + v + (q & q_ring)
+    tz = np.log2(chunks & -chunks).astype(np.int64)
+    q_part = np.where(q & ~q_ring & (k | v), np.minimum(1 + tz, write_port_glue(2 * chunks, target)), 0)
+    return np.maximum(rings - 1, 0) * write_port_glue(ring, target) + q_part
 
 def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
     """One row per config: the widths ``hw.swa`` derives and what the estimator needs of them."""
@@ -270,7 +335,8 @@ def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
                     head_dim=c.head_dim, window=c.window, lanes=c.lanes, chunks=c.chunks, slots=c.buffer_slots,
                     qk_bits=c.qk_fmt.bits, v_bits=c.v_fmt.bits, score_bits=c.score_bits, sv_bits=c.sv_bits,
                     sum_bits=c.sum_bits, recip_width=c.recip_width, norm_mults=c.norm_mults, exp_bits=c.exp_bits,
-                    div_step_bits=c.div_step_bits, out_bits=c.out_bits, reg_bits=_reg_bits(c),
+                    div_step_bits=c.div_step_bits, div_reg_bits=c.div_steps * c.div_step_bits, z_bits=c.z_bits,
+                    out_bits=c.out_bits, reg_bits=_reg_bits(c),
                     c_bits=int(c.scale_const).bit_length(), q_ring=int(c.dense or not c.causal),
                     qk_mul_a=qk["mul_a"], qk_mul_b=qk["mul_b"], qk_dsp=qk["mult_dsp"], qk_prod=qk["prod_bits"],
                     qk_levels=qk["mult_levels"], qk_mf=qk["mf"], qk_exp=qk["exp_bits"], qk_shift=qk["shift_bits"],
@@ -319,6 +385,11 @@ def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
                        smaller inside the kernel (a constant per family, fitted)
     ``less_row_bits``  −(row registers of the issue loops a sliding window never reads,
                        :func:`_unused_row_bits`), which Yosys removes
+    ``less_dead_bits`` −(the other register bits Yosys removes, :func:`_dead_bits`)
+    ``less_slot_top_bits``  −(the slot counters' top bits the Lattice flows remove, :func:`_slot_top_bits`)
+    ``less_constant_counters``  −(counter bits ``synth_xilinx`` proves constant, :func:`_constant_counters`)
+    ``less_shared_glue``  −(the write-port glue of the read-first emulation that the K, V and Q
+                       block RAMs share, :func:`_shared_glue`)
     ``div_bits``       quotient bits per divider cycle · sum_bits (the reciprocal's subtractors)
     ``norm_bits``      norm_mults · (sv_bits + out_bits) (normalizer operand select and rounding)
     ``lutram_ff``      flip-flops of the memories: read registers of LUTRAM, every bit of a
@@ -371,6 +442,10 @@ def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
         "less_sum_one_chunk": -g("score_bits") * (chunks == 1),
         "less_bram_row": -(row["bram18"] > 0).astype(np.int64),
         "less_row_bits": -_unused_row_bits(g("window"), g("slots"), g("dense"), g("symmetric")),
+        "less_dead_bits": -_dead_bits(p),
+        "less_slot_top_bits": -_slot_top_bits(p),
+        "less_constant_counters": -_constant_counters(p),
+        "less_shared_glue": -_shared_glue(rings["bram18"] > 0, g("q_ring") > 0, chunks, ring, target),
         "div_bits": g("div_step_bits") * g("sum_bits"),
         "norm_bits": g("norm_mults") * (g("sv_bits") + g("out_bits")),
         "lutram_ff": mem["ff"],
