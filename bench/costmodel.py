@@ -30,6 +30,7 @@ import pandas as pd  # noqa: E402
 from costmodel.calibrate import FORMATS, lane_triples  # noqa: E402
 from costmodel.store import CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANES_CSV  # noqa: E402
 from costmodel.estimate import estimate_frame  # noqa: E402
+from hw.rtl import CARRY_LUT_SITES  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
@@ -204,7 +205,8 @@ def pnr_table() -> None:
         if res:
             scores = res.get("lut_terms_cv", {})
             chosen = res.get("lut_terms_chosen", "Lattice LUT4 terms")
-            print(f"# {target} resources (fitted on {len(res['keys']['calibration'])} synth_{target} runs; LUT4 terms: "
+            unit = "LUT sites (LUT4 + 2 per CCU2C)" if CARRY_LUT_SITES.get(target) else "LUT4"
+            print(f"# {target} resources (fitted on {len(res['keys']['calibration'])} synth_{target} runs; {unit} terms: "
                   f"{chosen}, chosen among {len(scores)} candidates (term set x fit) by 5-fold CV goal score "
                   f"({scores.get(chosen, float('nan')):.3f}; python -m costmodel.resources --cv lists them); errors on "
                   f"{len(res['keys']['validation'])} held-out runs; FF/DSP/BRAM counted):")
@@ -289,7 +291,8 @@ def main(argv=None) -> int:
 
     summary_table()
     if args.target not in XILINX_TARGETS:
-        print(f"# {args.target}: Lattice LUT4 model (fitted on its own syntheses)")
+        print(f"# {args.target}: Lattice {'LUT-site' if CARRY_LUT_SITES.get(args.target) else 'LUT4'} model "
+              f"(fitted on its own syntheses)")
         heldout_table(args.target)
         swa_table(args.target)
         pnr_table()

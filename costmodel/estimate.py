@@ -89,7 +89,8 @@ class Cost:
 
     def utilization(self, device: str | Device | None = None) -> dict[str, float]:
         """Fraction of each resource of ``device`` (default: the estimate's own) used. ``device``
-        must have the primitives this estimate counts (LUT6 for xc7/xcup, LUT4 for ice40/ecp5)."""
+        must have the primitives this estimate counts (LUT6 for xc7/xcup, LUT4 for ice40, LUT4 sites for ecp5:
+        LUT4 cells + 2 per CCU2C carry cell, :func:`hw.rtl.lut_sites`)."""
         d = get_device(device or self.device)
         if _FAMILY.get(d.target, d.target) != _FAMILY.get(self.target, self.target):
             raise DeviceError(f"this estimate counts {self.target} primitives; {d.name} is a {d.target} part with "

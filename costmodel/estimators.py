@@ -24,6 +24,7 @@ from hw import dot as hw_dot
 from hw import sparse as hw_sparse
 from hw import swa as hw_swa
 from hw.arith import ConfigError
+from hw.rtl import CARRY_LUT_SITES
 
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
@@ -136,6 +137,13 @@ def _error_columns(err: dict, ok: np.ndarray | None, rows: int) -> dict[str, np.
     return out
 
 
+
+def _lut_sites_note(target: str) -> str:
+    """The label's words for a family whose LUT count holds its carry cells' LUTs (""
+    elsewhere; :func:`hw.rtl.lut_sites`)."""
+    n = CARRY_LUT_SITES.get(target, 0)
+    return f"; LUT = LUT4 cells + {n} per CCU2C carry cell (the part's LUT sites)" if n else ""
+
 class Estimator(Protocol):
     """What :func:`costmodel.estimate_frame` needs of one engine family (module docstring)."""
 
@@ -188,10 +196,10 @@ class MacEstimator:
         out = predict_frame(cfg, target, model, features=(feats, pairs))
         date = model["date"]
         if model["kind"] == "lattice":
-            src = (f"Yosys-calibrated {target} model: LUT4 fitted on {len(model['keys']['calibration'])} "
+            src = (f"Yosys-calibrated {target} model: LUT fitted on {len(model['keys']['calibration'])} "
                    f"synth_{target} runs (place-and-route sample + random calibration draw, {date[:10]}; "
                    f"{model.get('lut_terms_chosen', 'Lattice LUT4 terms')}, chosen by 5-fold CV), FF counted, "
-                   f"DSP by the synth_{target} rule")
+                   f"DSP by the synth_{target} rule" + _lut_sites_note(target))
         else:
             joint = model.get("fitted_with", [fitted])
             src = (f"Yosys-calibrated model ({fitted} fit, {date[:10]}"
@@ -289,6 +297,7 @@ class SWAEstimator:
                                                   + (f"measured on {target}'s own held-out draw"
                                                      if model.get("measured_on") == target
                                                      else f"not measured on {target}")))
+            src += _lut_sites_note(target)
             pred = predict_swa(feats, model, target)
             for c in RESOURCE_COLUMNS:
                 out[c] = pd.array(pred[c].to_numpy(), dtype="Int64")

@@ -109,8 +109,9 @@ data's sha256, the fitted and held-out keys, and both sets of errors.
 Lattice targets (ice40, ecp5)
 -----------------------------
 Fitted on the bare-engine ``synth_ice40`` / ``synth_ecp5`` runs of the place-and-route sample
-(``data/pnr.csv``, :mod:`costmodel.pnr`) and of the family's random calibration draw: LUT4 by
-NNLS over the :data:`LATTICE_CANDIDATES` term set and :data:`LUT_FITS` fit (squared or
+(``data/pnr.csv``, :mod:`costmodel.pnr`) and of the family's random calibration draw: LUT4 (ECP5:
+LUT4 sites, every CCU2C carry cell counted as its two LUT4s, :func:`hw.rtl.lut_sites`, as
+every stored table is read) by NNLS over the :data:`LATTICE_CANDIDATES` term set and :data:`LUT_FITS` fit (squared or
 absolute relative error) that :func:`select_lut_fit` chooses (the Lattice terms, or the engine
 terms on the family's own standalone multipliers where ``primitives.csv`` holds them),
 errors on the family's held-out random draw; FF = the structural register count (no coefficient), DSP = SB_MAC16 (none: ``synth_ice40``
@@ -133,6 +134,7 @@ import numpy as np
 import pandas as pd
 
 from hw.engines import config_from_dict
+from hw.rtl import CARRY_LUT_SITES
 
 from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANE_MS, LANES_CSV, PRIMITIVES_CSV,
                     SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now, swa_doe_bounds)
@@ -832,7 +834,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 @lru_cache(maxsize=64)
 def _parsed_csv(stamp: tuple) -> pd.DataFrame:
-    return pd.read_csv(stamp[0], keep_default_na=False, na_values=[""])
+    """A stored table as the model reads it: where it holds ``target``, ``lut`` and ``carry``, ``lut``
+    in LUT sites (:func:`hw.rtl.lut_sites`: ECP5 counts each CCU2C's LUT4 pair)."""
+    d = pd.read_csv(stamp[0], keep_default_na=False, na_values=[""])
+    if {"target", "lut", "carry"} <= set(d.columns):
+        per_carry = d["target"].map(lambda t: CARRY_LUT_SITES.get(t, 0))
+        d["lut"] = d["lut"] + per_carry * d["carry"].fillna(0)
+    return d
 
 
 def _errors(pred: np.ndarray, y: np.ndarray) -> dict:

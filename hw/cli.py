@@ -44,7 +44,7 @@ from .engine import check_int
 from .engines import ENGINES
 from .export import export_design
 from .fusesoc import core_name, core_targets, write_core
-from .rtl import TARGETS, Resources, synthesize
+from .rtl import CARRY_LUT_SITES, TARGETS, Resources, synthesize
 from .sim import BACKENDS, cycle_limit, simulate
 from .testbench import DEFAULT_READY_PCT, DEFAULT_VALID_PCT, write_testbench
 
@@ -455,7 +455,8 @@ def _synth(args: argparse.Namespace) -> int:
         target = device.target
     res = synthesize(cfg, target, nodsp=args.nodsp, cache=not args.no_cache)
     if args.json:
-        print(json.dumps({**{k: getattr(res, k) for k in Resources.FIELDS}, "target": res.target,
+        print(json.dumps({**{k: getattr(res, k) for k in Resources.FIELDS}, "lut_sites": res.lut_sites,
+                          "target": res.target,
                           "device": device.name if device else None,
                           "nodsp": args.nodsp, "yosys": res.yosys, "seconds": res.seconds, "cached": res.cached,
                           "engine": args.engine, "config": cfg.to_dict(), "cells": res.cells}))
@@ -467,6 +468,9 @@ def _synth(args: argparse.Namespace) -> int:
     cols = [c.upper() for c in Resources.FIELDS]
     print("  " + "  ".join(f"{c:>7}" for c in cols))
     print("  " + "  ".join(f"{getattr(res, f):>7}" for f in Resources.FIELDS))
+    if res.lut_sites != res.lut:
+        print(f"  LUT sites {res.lut_sites} (LUT4 + {CARRY_LUT_SITES[target]} per CCU2C carry cell: the unit of the "
+              f"part's LUT count and of the cost model's LUT)")
     if device:
         print(f"  of {device.name}: {device.lut} LUT, {device.ff} FF, {device.dsp} DSP, {device.bram18} BRAM18")
     return 0

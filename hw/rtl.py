@@ -87,6 +87,19 @@ def export_verilog(component: Any, path: str | os.PathLike, name: str = TOP) -> 
 # Resources
 
 
+#: LUT sites each carry cell takes, per family whose carry cell is a LUT pair of its own: an ECP5
+#: CCU2C is a slice's two LUT4s in ripple mode (nextpnr places it on two TRELLIS_COMB sites; the
+#: parts' LUT counts include them). A Xilinx CARRY4/8 or an iCE40 SB_CARRY sits beside the LUTs
+#: Yosys counts and takes none.
+CARRY_LUT_SITES = {"ecp5": 2}
+
+
+def lut_sites(lut, carry, target: str):
+    """LUT sites of ``lut`` LUT cells and ``carry`` carry cells on ``target`` (numbers or arrays;
+    :data:`CARRY_LUT_SITES`): what a part's LUT count is measured against, and the cost model's LUT."""
+    return lut + CARRY_LUT_SITES.get(target, 0) * carry
+
+
 @dataclass(frozen=True)
 class Resources:
     """FPGA resources of one synthesized design (Yosys ``stat`` after ``synth_<target>``).
@@ -122,6 +135,11 @@ class Resources:
 
     #: the resource counts, in column order
     FIELDS = ("lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf")
+
+    @property
+    def lut_sites(self) -> int:
+        """LUT sites the design takes on its part (:func:`lut_sites`: ECP5 counts each CCU2C's LUT4 pair)."""
+        return lut_sites(self.lut, self.carry, self.target)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict: the counts, then ``target``, ``yosys``, ``seconds``, ``cells``, ``cached``."""
