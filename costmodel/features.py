@@ -530,8 +530,8 @@ def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) ->
     read_reg = abits if transparent else width
     if transparent:
         glue = width + 1
-    else:
-        glue = (2 * width + abits + 2) * (target in _READ_FIRST_EMULATED)
+    else:  # read-first emulation: the write data and the read-side flag, and the write port's own
+        glue = (2 * width + 1) * (target in _READ_FIRST_EMULATED) + write_port_glue(depth, target)
     select = np.ceil(np.log2(pick(blocks))).astype(np.int64)
     ff = (np.where(lutram > 0, read_reg, 0) + np.where(in_ff, depth * width + read_reg, 0)
           + np.where(bram > 0, glue + select, 0))
