@@ -137,12 +137,12 @@ def _error_columns(err: dict, ok: np.ndarray | None, rows: int) -> dict[str, np.
     return out
 
 
-
 def _lut_sites_note(target: str) -> str:
     """The label's words for a family whose LUT count holds its carry cells' LUTs (""
     elsewhere; :func:`hw.rtl.lut_sites`)."""
     n = CARRY_LUT_SITES.get(target, 0)
     return f"; LUT = LUT4 cells + {n} per CCU2C carry cell (the part's LUT sites)" if n else ""
+
 
 class Estimator(Protocol):
     """What :func:`costmodel.estimate_frame` needs of one engine family (module docstring)."""

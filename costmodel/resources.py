@@ -134,7 +134,7 @@ import numpy as np
 import pandas as pd
 
 from hw.engines import config_from_dict
-from hw.rtl import CARRY_LUT_SITES
+from hw.rtl import lut_sites
 
 from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANE_MS, LANES_CSV, PRIMITIVES_CSV,
                     SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now, swa_doe_bounds)
@@ -838,8 +838,8 @@ def _parsed_csv(stamp: tuple) -> pd.DataFrame:
     in LUT sites (:func:`hw.rtl.lut_sites`: ECP5 counts each CCU2C's LUT4 pair)."""
     d = pd.read_csv(stamp[0], keep_default_na=False, na_values=[""])
     if {"target", "lut", "carry"} <= set(d.columns):
-        per_carry = d["target"].map(lambda t: CARRY_LUT_SITES.get(t, 0))
-        d["lut"] = d["lut"] + per_carry * d["carry"].fillna(0)
+        for target, idx in d.groupby("target").groups.items():
+            d.loc[idx, "lut"] = lut_sites(d.loc[idx, "lut"], d.loc[idx, "carry"].fillna(0), str(target))
     return d
 
 

@@ -271,7 +271,6 @@ def _unused_row_bits(window: np.ndarray, slots: np.ndarray, dense: np.ndarray, s
     return np.where(dense > 0, 0, np.where(symmetric > 0, wide, 2 * wide) + 2 * narrow)
 
 
-
 def _dead_bits(p: pd.DataFrame) -> np.ndarray:
     """Register bits of the elaborated kernel that Yosys removes on every family (read off the
     netlists of iCE40, ECP5 and Xilinx kernels, 2026-12-06), per :func:`swa_props` row:
@@ -320,6 +319,7 @@ def _shared_glue(bram: np.ndarray, q_ring: np.ndarray, chunks: np.ndarray, ring:
     tz = np.log2(chunks & -chunks).astype(np.int64)
     q_part = np.where(q & ~q_ring & (k | v), np.minimum(1 + tz, write_port_glue(2 * chunks, target)), 0)
     return np.maximum(rings - 1, 0) * write_port_glue(ring, target) + q_part
+
 
 def swa_props(configs: Sequence[SWAConfig], target: str) -> pd.DataFrame:
     """One row per config: the widths ``hw.swa`` derives and what the estimator needs of them."""
