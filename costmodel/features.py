@@ -449,14 +449,18 @@ _TRANSPARENT_EMULATION = 4
 _READ_FIRST_EMULATED = ("ecp5", "ice40")
 
 
+def _address_bits(depth: np.ndarray) -> np.ndarray:
+    """Address bits of memories ``depth`` words deep (at least 1)."""
+    return np.ceil(np.log2(np.maximum(depth, 2))).astype(np.int64)
+
 
 def write_port_glue(depth, target: str = "xc7") -> np.ndarray:
     """Flip-flops of a block RAM's read-first emulation (:func:`buffer_cost`'s Lattice glue) that
     depend on the write port alone: its registered address (``ceil(log2 depth)`` bits) and write
     enable (1 bit); 0 where the family reads old data natively. Memories written at one address
     with one enable share them (``opt_merge``: read off the SWA kernel's netlists, 2026-12-06)."""
-    depth = np.asarray(depth, dtype=np.int64)
-    return (np.ceil(np.log2(np.maximum(depth, 2))).astype(np.int64) + 1) * (target in _READ_FIRST_EMULATED)
+    return (_address_bits(np.asarray(depth, dtype=np.int64)) + 1) * (target in _READ_FIRST_EMULATED)
+
 
 def _libmap_choice(costs: np.ndarray, distributed: list[bool]) -> np.ndarray:
     """Index of the option ``memory_libmap`` maps to, per memory: ``costs[0]`` flip-flops, then one
@@ -526,7 +530,7 @@ def buffer_cost(depth, width, target: str = "xc7", transparent: bool = False) ->
     best = _libmap_choice(np.stack(costs), [bool(c.lutram) for c in MEMORY_CELLS[target]])
     pick = lambda rows: np.take_along_axis(np.stack(rows), best[None], 0)[0]  # noqa: E731
     lutram, bram, in_ff = pick(luts), pick(brams), best == 0
-    abits = np.ceil(np.log2(np.maximum(depth, 2))).astype(np.int64)
+    abits = _address_bits(depth)
     read_reg = abits if transparent else width
     if transparent:
         glue = width + 1

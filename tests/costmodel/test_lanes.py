@@ -84,11 +84,11 @@ def test_estimates_say_when_their_sparse_lane_was_not_measured(tmp_path, monkeyp
             drop = set(triples[::2])
             keep = [(t != lanes_of) or ((w, a, int(m)) not in drop)
                     for t, w, a, m in zip(lanes["target"], lanes["wfmt"], lanes["afmt"], lanes["m"])]
+            kept = lanes[keep]
             path = tmp_path / f"lanes_{target}.csv"
-            lanes[keep].to_csv(path, index=False)
+            kept.to_csv(path, index=False)
             monkeypatch.setattr(resources, "LANES_CSV", path)
             resources._lane_table.cache_clear()
-            kept = lanes[keep]
             kept = kept[kept["target"] == lanes_of]
             stored = set(zip(kept["wfmt"], kept["afmt"], kept["m"].astype(int)))
             want = np.array([t not in stored for t in triples])

@@ -121,7 +121,7 @@ NOT_MET: dict[str, dict[tuple[str, str], str]] = {
     "xc7": {},
     "xcup": {},
     "ice40": {},
-    "ecp5": {  # LUT sites: LUT4 + 2 per CCU2C (costmodel.store.CARRY_LUT_SITES)
+    "ecp5": {  # LUT sites: LUT4 + 2 per CCU2C (hw.rtl.CARRY_LUT_SITES)
         ("dense mixed", "lut_p90"): "14.7% (goal ≤12%)",
         ("sparse", "lut_p90"): "18.0% (goal ≤12%)",
         ("all", "lut_p90"): "12.4% (goal ≤12%)",
@@ -220,7 +220,6 @@ def test_constant_sign_bits_yosys_keeps():
     assert all(k == (0, 0) for k in _msb_kept(16, 0))  # no register, nothing kept
 
 
-
 def test_ecp5_lut_counts_the_carry_cells_lut_pairs():
     """The model reads an ECP5 synthesis's LUT as LUT4 cells + 2 per CCU2C (each CCU2C is a slice's
     LUT4 pair; the part's LUT count includes them); other families' LUT cells as Yosys counts them
@@ -262,6 +261,7 @@ def test_ecp5_lut_sites_are_what_nextpnr_places():
                             "--json", "pnr.json", "-l", "pnr.log", "-q"], cwd=d, check=True, capture_output=True)
             comb = int(re.search(r"TRELLIS_COMB:\s+(\d+)/", (Path(d) / "pnr.log").read_text()).group(1))
         assert ccu2c > 0 and lut4 + 2 * ccu2c <= comb <= 1.08 * (lut4 + 2 * ccu2c), (cfg, comb, lut4, ccu2c)
+
 
 def test_ice40_carry_folded_top_bits_share_one_flip_flop():
     """synth_ice40 (Yosys 0.70), read off its netlists after ``map_gates``: where a kept top bit's

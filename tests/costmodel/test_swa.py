@@ -243,7 +243,6 @@ def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
                                         "bram_est"]])
 
 
-
 def _ff_by_rule(configs: list[dict], target: str) -> np.ndarray:
     """Flip-flops of SWA kernels by the structural rule alone (no fitted coefficient): the elaborated
     registers and memory glue less every bit the rules say Yosys removes."""
@@ -287,6 +286,7 @@ def test_swa_flip_flops_by_rule_on_fresh_kernels():
     pred = _ff_by_rule(configs, "ecp5")
     got = [synthesize(swa.SWAConfig.from_dict(c), "ecp5").ff for c in configs]
     assert list(pred) == got, configs
+
 
 #: issue 15's SWA goals on the held-out random draw: LUT median <= 5 %, p90 <= 12 %; FF <= 2 %
 #: (median and p90); DSP and BRAM18 exact
