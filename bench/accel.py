@@ -87,7 +87,7 @@ def _brevitas_nets(folder: Path) -> dict[str, tuple[Path, object]]:
 
 def _yosys_total(plan) -> dict[str, int]:
     r = synthesize(Accelerator(plan), "xc7")
-    return {"lut": r.lut + r.lutram, "ff": r.ff, "dsp": r.dsp, "bram18": r.bram18, "seconds": r.seconds}
+    return {"lut": r.lut_sites, "ff": r.ff, "dsp": r.dsp, "bram18": r.bram18, "seconds": r.seconds}
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ from hw.dataflow.stage import weight_words
 from hw.devices import Device, get_device
 from hw.dot import DotConfig
 from hw.normalizer import NORM_RSQRT_BITS, NORM_VAR_BITS
+from hw.rtl import lut_sites
 from hw.sparse import SparseConfig
 from quant.formats import parse_format
 
@@ -63,7 +64,8 @@ __all__ = ["stage_cost", "row_cost", "plan_cost", "SOURCES", "PARTS"]
 PARTS = ("mac", "banks", "weight_rom", "window_rom", "requant", "control")
 SOURCES = {
     "mac": "calibrated engine model (costmodel.estimate of the stage's DotConfig or SparseConfig)",
-    "banks": "memory rule (costmodel.features.buffer_cost) × 2 banks × one copy per read port (lane)",
+    "banks": "memory rule (costmodel.features.buffer_cost; distributed RAM in LUT sites, hw.rtl.lut_sites) × 2 banks "
+             "× one copy per read port (lane)",
     "weight_rom": "rule from standalone ROM syntheses: >= 256 words and 16 Kbit in BRAM (memory rule), else logic "
                   "(per live bit column — not constant, one of identical ones — a LUT6 per 64 words, + 1/3 for the "
                   "mux beyond 4), registered output",
@@ -88,8 +90,8 @@ def _bits(n: int) -> int:
 
 
 def _memory(depth: int, width: int, copies: int, target: str) -> dict[str, int]:
-    c = buffer_cost(depth, width, target)
-    return {"lut": int(c["lutram"]) * copies, "ff": int(c["ff"]) * copies, "dsp": 0,
+    c = buffer_cost(depth, width, target)  # distributed RAM in LUT sites (hw.rtl.lut_sites)
+    return {"lut": int(lut_sites(0, 0, target, c["lutram"])) * copies, "ff": int(c["ff"]) * copies, "dsp": 0,
             "bram18": int(c["bram18"]) * copies}
 
 

@@ -45,8 +45,10 @@ class Cost:
 
     Attributes
     ----------
-    lut, ff, dsp, bram18 : resources (LUTs, flip-flops, DSP blocks, 18 Kbit BRAMs); None where
-        no calibrated model covers the config (``resource_source`` says so; SWA off xc7).
+    lut, ff, dsp, bram18 : resources (LUT sites, flip-flops, DSP blocks, 18 Kbit BRAMs); None where
+        no calibrated model covers the config (``resource_source`` says so). LUT sites are what the
+        part's LUT count counts (:func:`hw.rtl.lut_sites`): logic LUTs, LUTs as distributed RAM
+        (Vivado's "Slice LUTs"), and on ECP5 the LUT4 pair of each CCU2C carry cell.
     cycles : clock cycles for the workload (closed form, equals simulation).
     fmax_mhz : clock estimate, MHz (see ``fmax_source``).
     latency_us : cycles / fmax, µs.

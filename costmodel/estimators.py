@@ -24,7 +24,7 @@ from hw import dot as hw_dot
 from hw import sparse as hw_sparse
 from hw import swa as hw_swa
 from hw.arith import ConfigError
-from hw.rtl import CARRY_LUT_SITES
+from hw.rtl import LUTRAM_LUT_SITES, lut_sites, lut_sites_rule
 
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
@@ -137,11 +137,11 @@ def _error_columns(err: dict, ok: np.ndarray | None, rows: int) -> dict[str, np.
     return out
 
 
-def _lut_sites_note(target: str) -> str:
-    """The label's words for a family whose LUT count holds its carry cells' LUTs (""
-    elsewhere; :func:`hw.rtl.lut_sites`)."""
-    n = CARRY_LUT_SITES.get(target, 0)
-    return f"; LUT = LUT4 cells + {n} per CCU2C carry cell (the part's LUT sites)" if n else ""
+def _lut_sites_note(target: str, memory: bool) -> str:
+    """The label's words for a family whose LUT count holds more than its LUT cells (carry cells'
+    LUTs, distributed RAM where the engine has ``memory``; "" elsewhere; :func:`hw.rtl.lut_sites`)."""
+    rule = lut_sites_rule(target, memory)
+    return f"; LUT = {rule} (the part's LUT sites)" if rule else ""
 
 
 class Estimator(Protocol):
@@ -199,7 +199,7 @@ class MacEstimator:
             src = (f"Yosys-calibrated {target} model: LUT fitted on {len(model['keys']['calibration'])} "
                    f"synth_{target} runs (place-and-route sample + random calibration draw, {date[:10]}; "
                    f"{model.get('lut_terms_chosen', 'Lattice LUT4 terms')}, chosen by 5-fold CV), FF counted, "
-                   f"DSP by the synth_{target} rule" + _lut_sites_note(target))
+                   f"DSP by the synth_{target} rule" + _lut_sites_note(target, memory=False))
         else:
             joint = model.get("fitted_with", [fitted])
             src = (f"Yosys-calibrated model ({fitted} fit, {date[:10]}"
@@ -297,8 +297,12 @@ class SWAEstimator:
                                                   + (f"measured on {target}'s own held-out draw"
                                                      if model.get("measured_on") == target
                                                      else f"not measured on {target}")))
-            src += _lut_sites_note(target)
+            src += _lut_sites_note(target, memory=True)
+            if target in LUTRAM_LUT_SITES:
+                src += (": the distributed RAM's sites counted by the memory rule (exact on every stored SWA "
+                        "synthesis), the rest fitted; the LUT error is the fitted part's")
             pred = predict_swa(feats, model, target)
+            pred["lut"] += lut_sites(0, 0, target, feats["lutram"].to_numpy(dtype=np.int64))
             for c in RESOURCE_COLUMNS:
                 out[c] = pd.array(pred[c].to_numpy(), dtype="Int64")
         outside = _outside_draw(cfg, model)

@@ -132,7 +132,7 @@ def calibrate(n: int, seed: int, target: str = "xc7") -> None:
         except SynthError as e:
             print(f"{key}: Yosys gave no count ({e}); skipped", flush=True)
             continue
-        row = {"key": key, "target": target, "d": d, "in_bits": w, "extra": str(extra), "lut": r.lut + r.lutram,
+        row = {"key": key, "target": target, "d": d, "in_bits": w, "extra": str(extra), "lut": r.lut_sites,
                "ff": r.ff, "dsp": r.dsp, "seconds": r.seconds, "yosys": yosys_version(),
                "date": now(),
                "command": f"python -m costmodel.norm_cost {n} --seed {seed}"}

@@ -1114,7 +1114,8 @@ def _with_mult_lut(features: pd.DataFrame, target: str, mult: dict | None, terms
 
 def predict_swa(features: pd.DataFrame, model: dict, target: str = "xc7") -> pd.DataFrame:
     """LUT, FF (fitted), DSP, BRAM18 (counted) of :func:`costmodel.swa.swa_props` +
-    :func:`costmodel.swa.swa_features` rows under a stored SWA ``model`` of ``target``."""
+    :func:`costmodel.swa.swa_features` rows under a stored SWA ``model`` of ``target``; LUT in
+    LUT sites without the distributed RAM's (the SWA estimator adds those, counted)."""
     lut, ff = model["resources"]["lut"], model["resources"]["ff"]
     features = _with_mult_lut(features, target, model.get("multiplier"), [*lut["terms"], *ff["terms"]])
     dm = swa_design(features, lut["terms"], ff["terms"])

@@ -44,7 +44,7 @@ from .engine import check_int
 from .engines import ENGINES
 from .export import export_design
 from .fusesoc import core_name, core_targets, write_core
-from .rtl import CARRY_LUT_SITES, TARGETS, Resources, synthesize
+from .rtl import TARGETS, Resources, lut_sites_rule, synthesize
 from .sim import BACKENDS, cycle_limit, simulate
 from .testbench import DEFAULT_READY_PCT, DEFAULT_VALID_PCT, write_testbench
 
@@ -469,8 +469,8 @@ def _synth(args: argparse.Namespace) -> int:
     print("  " + "  ".join(f"{c:>7}" for c in cols))
     print("  " + "  ".join(f"{getattr(res, f):>7}" for f in Resources.FIELDS))
     if res.lut_sites != res.lut:
-        print(f"  LUT sites {res.lut_sites} (LUT4 + {CARRY_LUT_SITES[target]} per CCU2C carry cell: the unit of the "
-              f"part's LUT count and of the cost model's LUT)")
+        print(f"  LUT sites {res.lut_sites} ({lut_sites_rule(target)}: the unit of the part's LUT count and of "
+              f"the cost model's LUT)")
     if device:
         print(f"  of {device.name}: {device.lut} LUT, {device.ff} FF, {device.dsp} DSP, {device.bram18} BRAM18")
     return 0

@@ -93,11 +93,35 @@ def export_verilog(component: Any, path: str | os.PathLike, name: str = TOP) -> 
 #: Yosys counts and takes none.
 CARRY_LUT_SITES = {"ecp5": 2}
 
+#: LUT sites each unit of :attr:`Resources.lutram` takes, per family: a Xilinx count is already in
+#: LUTs (SLICEM LUTs as distributed RAM or shift registers, as Vivado's "LUT as Memory"); an ECP5
+#: TRELLIS_DPR16X4 takes a PFU's two RAM slices (4 LUT4 sites) and the slice of its write port
+#: (RAMW: 2 more) — nextpnr-ecp5 counts 4 "RAM LUTs" + 2 "RAMW LUTs" per cell in its "Total LUT4s"
+#: (ecp5/pack.cc, print_logic_usage). iCE40 has no distributed RAM.
+LUTRAM_LUT_SITES = {"xc7": 1, "xcup": 1, "ecp5": 6}
 
-def lut_sites(lut, carry, target: str):
-    """LUT sites of ``lut`` LUT cells and ``carry`` carry cells on ``target`` (numbers or arrays;
-    :data:`CARRY_LUT_SITES`): what a part's LUT count is measured against, and the cost model's LUT."""
-    return lut + CARRY_LUT_SITES.get(target, 0) * carry
+
+def lut_sites(lut, carry, target: str, lutram=0):
+    """LUT sites of ``lut`` LUT cells, ``carry`` carry cells and ``lutram`` distributed-RAM units on
+    ``target`` (numbers or arrays; :data:`CARRY_LUT_SITES`, :data:`LUTRAM_LUT_SITES`): what a part's
+    LUT count is measured against — Vivado's "Slice LUTs", nextpnr-ecp5's "Total LUT4s" — and the
+    cost model's LUT."""
+    return lut + CARRY_LUT_SITES.get(target, 0) * carry + LUTRAM_LUT_SITES.get(target, 0) * lutram
+
+
+#: :data:`LUTRAM_LUT_SITES` in words, per family
+_LUTRAM_WORDS = {"xc7": "LUTs as distributed RAM / shift registers",
+                 "xcup": "LUTs as distributed RAM / shift registers",
+                 "ecp5": f"{LUTRAM_LUT_SITES['ecp5']} per TRELLIS_DPR16X4 distributed RAM cell"}
+
+
+def lut_sites_rule(target: str, memory: bool = True) -> str:
+    """:func:`lut_sites` of ``target`` in words (``""`` where LUT sites are the LUT cells alone);
+    ``memory=False``: for designs that hold no distributed RAM."""
+    parts = [f"{CARRY_LUT_SITES[target]} per CCU2C carry cell"] if target in CARRY_LUT_SITES else []
+    if memory and target in LUTRAM_LUT_SITES:
+        parts.append(_LUTRAM_WORDS[target])
+    return f"{'LUT4' if target in ('ice40', 'ecp5') else 'LUT'} cells + {' + '.join(parts)}" if parts else ""
 
 
 @dataclass(frozen=True)
@@ -138,8 +162,9 @@ class Resources:
 
     @property
     def lut_sites(self) -> int:
-        """LUT sites the design takes on its part (:func:`lut_sites`: ECP5 counts each CCU2C's LUT4 pair)."""
-        return lut_sites(self.lut, self.carry, self.target)
+        """LUT sites the design takes on its part (:func:`lut_sites`: logic, distributed RAM, and on ECP5
+        each CCU2C's LUT4 pair)."""
+        return lut_sites(self.lut, self.carry, self.target, self.lutram)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict: the counts, then ``target``, ``yosys``, ``seconds``, ``cells``, ``cached``."""

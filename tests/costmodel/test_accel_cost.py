@@ -86,7 +86,7 @@ def test_dsp_and_bram_equal_fresh_yosys_synthesis(seed):
     r = synthesize(Accelerator(plan), "xc7")
     t = plan_cost(plan, "xc7z020")["total"]
     assert (t["dsp"], t["bram18"]) == (r.dsp, r.bram18)
-    lut = r.lut + r.lutram
+    lut = r.lut_sites
     assert 0.5 < t["lut"] / lut < 2 and 0.5 < t["ff"] / r.ff < 2, (t, lut, r.ff)
 
 

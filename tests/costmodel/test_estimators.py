@@ -116,6 +116,31 @@ def test_buffer_rule_matches_yosys_on_swa_memories():
     assert (f["lutram"].to_numpy() == d["lutram"].to_numpy()).all()
 
 
+@pytest.mark.parametrize("target,sites", [("xc7", 1), ("ecp5", 6)])
+def test_swa_lut_holds_the_distributed_ram_sites(target, sites):
+    """An SWA estimate's LUT is the part's LUT sites: the fitted logic plus the distributed RAM
+    Yosys maps its memories to (Xilinx: LUTs as RAM, 1 site each; ECP5: TRELLIS_DPR16X4, 6 sites:
+    4 RAM + 2 RAMW LUTs, nextpnr-ecp5's count). On every stored held-out kernel of ``target`` with
+    distributed RAM, read with the csv module: estimate LUT - the fitted model's LUT = sites × the
+    synthesis's LUTRAM count."""
+    import csv
+
+    from costmodel.resources import model_for, predict_swa, swa_rows
+    from costmodel.store import SWA_DOE_CSV
+
+    with SWA_DOE_CSV["heldout"].open() as fh:
+        raw = {r["key"]: int(r["lutram"]) for r in csv.DictReader(fh) if r["target"] == target}
+    d, f = swa_rows(target, heldout=True)
+    keep = np.array([raw[k] > 0 for k in d["key"]])
+    assert keep.sum() >= 40, target
+    rows = pd.DataFrame([json.loads(c) for c in d["config"][keep]]).assign(seq_len=1)
+    est = estimate_frame(rows, {"xc7": "xc7z020", "ecp5": "ecp5-85f"}[target])
+    fitted = predict_swa(f[keep].reset_index(drop=True), model_for(target, "swa")[0], target)["lut"]
+    want = sites * np.array([raw[k] for k in d["key"][keep]])
+    assert (est["lut"].to_numpy(dtype=np.int64) - fitted.to_numpy() == want).all()
+    assert "TRELLIS_DPR16X4" in str(est["resource_source"].iloc[0]) or target != "ecp5"
+
+
 def test_registry_covers_every_engine():
     from hw.engines import ENGINES
 
