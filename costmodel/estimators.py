@@ -289,7 +289,9 @@ class SWAEstimator:
             for c in RESOURCE_COLUMNS:
                 out[c] = pd.array([pd.NA] * len(out), dtype="Int64")
         else:
-            src = (f"Yosys-calibrated SWA model (LUT/FF fitted, DSP/BRAM18 counted; {fit_origin(model, fitted)} "
+            how = ("LUT fitted, FF/DSP/BRAM18 counted" if str(model.get("method", {}).get("ff", "")).startswith("counted")
+                   else "LUT/FF fitted, DSP/BRAM18 counted")
+            src = (f"Yosys-calibrated SWA model ({how}; {fit_origin(model, fitted)} "
                    f"of {model.get('domain', 'SWA kernels')}, "
                    f"{model['date'][:10]}; held-out n={len(model['keys']['validation'])})"
                    + ("" if fitted == target else f"; {target} reuses the {fitted} fit (same LUT6/CARRY "

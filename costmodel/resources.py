@@ -706,8 +706,21 @@ def config_ids(rows: pd.DataFrame) -> pd.Series:
 LUT_FITS = {"least squares of relative error": _nnls_rel, "least absolute relative error": _nnls_rel_l1}
 
 
+def _counted(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """No fit: every term at coefficient 1 (for term sets that are a count: registers less the
+    bits Yosys removes)."""
+    return np.ones(X.shape[1])
+
+
+#: the SWA FF fits (:func:`swa_cv_table`): a count where the family's CV finds it as good as a fit
+#: (listed first: a tie goes to the count), else the LUT fits
+FF_FITS = {"counted (every term at coefficient 1, no fit)": _counted, **LUT_FITS}
+
+
 def _method(fitter) -> str:
-    """How ``fitter`` (one of :data:`LUT_FITS`) fits, for the record's ``method``."""
+    """How ``fitter`` (one of :data:`FF_FITS`) fits, for the record's ``method``."""
+    if fitter is _counted:
+        return "counted: every term at coefficient 1, no fit"
     return METHOD if fitter is _nnls_rel else (
         "scipy.optimize.nnls on rows scaled by 1/max(y, 10), reweighted 10 times by 1/sqrt(max(|relative residual|, "
         "0.01)) (least absolute relative error)")
@@ -1177,15 +1190,16 @@ def swa_goal_scores(d: pd.DataFrame, f: pd.DataFrame, pred: pd.DataFrame) -> dic
 
 
 def swa_cv_table(target: str = "xc7", rows: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """Every :data:`costmodel.swa.SWA_CANDIDATES` term set x :data:`LUT_FITS` fit per resource on
-    the SWA calibration rows of ``target`` (``rows``: :func:`swa_rows` already read; the held-out
+    """Every :data:`costmodel.swa.SWA_CANDIDATES` term set x fit (LUT: :data:`LUT_FITS`; FF:
+    :data:`FF_FITS`) per resource on the SWA calibration rows of ``target`` (``rows``:
+    :func:`swa_rows` already read; the held-out
     draw takes no part), the other resource at its default terms: the :func:`goal_score` rule
     over :data:`SWA_GROUPS` (but "swa") on the random calibration draw (LUT: :data:`LUT_GOALS`;
     FF: :data:`SWA_FF_GOALS`), and the 5-fold CV median / p90 over every row."""
     d, f = swa_rows(target) if rows is None else rows
     recs = []
     for res, cands in SWA_CANDIDATES.items():
-        for method, fitter in LUT_FITS.items():
+        for method, fitter in (LUT_FITS if res == "lut" else FF_FITS).items():
             for name, terms in cands.items():
                 other = SWA_FF_TERMS if res == "lut" else SWA_LUT_TERMS
                 lt, ft = (terms, other) if res == "lut" else (other, terms)
@@ -1202,7 +1216,7 @@ def swa_terms(table: pd.DataFrame) -> dict[str, tuple[list[str], object, str]]:
     """Per resource of a :func:`swa_cv_table`, the terms, fitter and name (``candidate, fit``)
     of least goal score."""
     best = table.sort_values("goal score", kind="stable").groupby("resource").head(1)
-    return {r["resource"]: (SWA_CANDIDATES[r["resource"]][r["candidate"]], LUT_FITS[r["fit"]],
+    return {r["resource"]: (SWA_CANDIDATES[r["resource"]][r["candidate"]], FF_FITS[r["fit"]],
                             f"{r['candidate']}, {r['fit']}") for _, r in best.iterrows()}
 
 
@@ -1255,7 +1269,7 @@ def _swa_config_ids(d: pd.DataFrame) -> pd.Series:
 
 def _swa_fit_of(record: dict) -> tuple[list[str], list[str], dict]:
     """The LUT terms, FF terms and fitters (:data:`LUT_FITS`, per resource) of a stored SWA fit."""
-    by_method = {_method(fit): fit for fit in LUT_FITS.values()}
+    by_method = {_method(fit): fit for fit in FF_FITS.values()}
     return (record["resources"]["lut"]["terms"], record["resources"]["ff"]["terms"],
             {res: by_method[m] for res, m in record["method"].items()})
 

@@ -244,20 +244,25 @@ def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
 
 
 def _ff_by_rule(configs: list[dict], target: str) -> np.ndarray:
-    """Flip-flops of SWA kernels by the structural rule alone (no fitted coefficient): the elaborated
-    registers and memory glue less every bit the rules say Yosys removes."""
+    """Flip-flops of SWA kernels as the shipped model of ``target`` gives them, which must be the
+    structural rule alone (no fitted coefficient): the elaborated registers and memory glue less
+    every bit the rules say Yosys removes."""
+    from costmodel.resources import model_for, predict_swa
+
+    model = model_for(target, "swa")[0]
+    assert model["method"]["ff"].startswith("counted") and model["resources"]["ff"]["terms"] == [
+        "ff_counted", "less_row_bits", "less_dead_bits", "less_slot_top_bits", "less_shared_glue"], model["method"]
     cs, gid = swa_configs(pd.DataFrame(configs))
     props = swa_props(cs, target)
-    f = swa_features(props, target)
-    return (f["ff_counted"] + f["less_row_bits"] + f["less_dead_bits"] + f["less_slot_top_bits"]
-            + f["less_shared_glue"]).to_numpy()[gid]
+    f = pd.concat([props, swa_features(props, target)], axis=1)
+    return predict_swa(f, model, target)["ff"].to_numpy()[gid]
 
 
 @pytest.mark.parametrize("target", ["ecp5", "ice40"])
 def test_swa_flip_flops_by_rule_match_yosys(target):
     """On every stored SWA synthesis of the Lattice families (grid, random calibration and held-out
-    draws: causal, symmetric, dense; 1-107 chunks), the flip-flops by rule (no fitted coefficient)
-    equal Yosys'."""
+    draws: causal, symmetric, dense; 1-107 chunks), the shipped model's flip-flops — the rule, no
+    fitted coefficient: the families' CV picks the count — equal Yosys'."""
     df = _stored_swa()
     df = df[df["target"] == target]
     got = _ff_by_rule([{k: v for k, v in json.loads(c).items() if k not in ("engine", "target")}
