@@ -6,7 +6,7 @@
 #   make calibrate         every calibration grid + the random DOE draws, calibration (seed 1) and
 #                          held out (seed 0), per family (hours; JOBS Yosys at a time; stop it any
 #                          time, run it again to resume; then `make refit`)
-#   make refit             refit data/coefficients.json from the stored runs
+#   make refit             refit data/coefficients.json (and the iCE40 logic-cell fit) from the stored runs
 
 PY      ?= python3
 VENV    ?= .venv
@@ -79,9 +79,13 @@ calibrate: $(STAMP)
 	done
 	# last: a family's lanes start with those of its stored sparse calibration engines
 	for t in $(LANE_FAMILIES); do $(CAL) lanes --target $$t --jobs $(JOBS) || exit 1; done
+	# the iCE40 engines of both draws packed by nextpnr-ice40 (logic cells)
+	$(CAL) logic-cells --split calibration --jobs $(JOBS)
+	$(CAL) logic-cells --split heldout --jobs $(JOBS)
 
 refit: $(STAMP)
 	$(VPY) -m costmodel.resources xc7 xcup ice40 ecp5
+	$(VPY) -m costmodel.packing
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

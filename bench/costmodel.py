@@ -34,6 +34,7 @@ from hw.rtl import CARRY_LUT_SITES  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
+from costmodel.packing import heldout_report as packing_heldout_report, load_fit as load_logic_cell_fit  # noqa: E402
 from costmodel.pnr import PNR_CSV  # noqa: E402
 from costmodel.resources import (XILINX_TARGETS, calibration_rows, cross_validate, error_report, heldout_groups,  # noqa: E402
                                  cv_predictions, fit_origin, heldout_report, heldout_rows, lane_luts, load_coefficients, lut_fit_of,
@@ -215,6 +216,24 @@ def pnr_table() -> None:
                     f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}" for k, v in errs.items()))
 
 
+def logic_cell_table() -> None:
+    """iCE40: the estimate's logic cells (LUT4 model + the cells flip-flops and carries take alone)
+    against nextpnr-ice40 --pack-only on the held-out draw, beside the LUT4 count alone."""
+    fit = load_logic_cell_fit()
+    if not fit:
+        print("\n# no iCE40 logic-cell fit (run python -m costmodel.calibrate logic-cells, then python -m "
+              "costmodel.packing)")
+        return
+    print(f"\n# iCE40 logic cells (nextpnr-ice40 {' '.join(fit['nextpnr'])}, {fit['flags']}): the estimate = LUT4 "
+          f"model + {fit['chosen']} (fitted on {fit['calibration_rows']} packed calibration engines); held out, "
+          f"|err| / logic cells, percent")
+    print("| group | engines | estimate median / p90 | bias | LUT4 count alone median / p90 |")
+    print("|---|---:|---|---:|---|")
+    for _, r in packing_heldout_report(fit).iterrows():
+        print(f"| {r['group']} | {r['n']} | {r['median']:.1%} / {r['p90']:.1%} | {r['bias']:+.1%} | "
+              f"{r['lut4_alone_median']:.1%} / {r['lut4_alone_p90']:.1%} |")
+
+
 def ltp_table() -> None:
     """xc7 logic depth: the analytic model's critical run vs Yosys ltp's longest path (data/ltp.csv)."""
 
@@ -294,6 +313,8 @@ def main(argv=None) -> int:
         print(f"# {args.target}: Lattice {'LUT-site' if CARRY_LUT_SITES.get(args.target) else 'LUT4'} model "
               f"(fitted on its own syntheses)")
         heldout_table(args.target)
+        if args.target == "ice40":
+            logic_cell_table()
         swa_table(args.target)
         pnr_table()
         return 0

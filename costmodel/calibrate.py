@@ -103,6 +103,7 @@ from hw.swa import SWAConfig
 from hw.engine import tree_levels
 from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 
+from .packing import measure_stored
 from .pnr import PNR_CSV
 from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
                     FAILURE_FIELDS, FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
@@ -642,6 +643,10 @@ def main(argv: list[str] | None = None) -> int:
     pl = sub.add_parser("lanes", parents=[common], help="sparse lanes (index mux + multiplier) alone; hours, resumable")
     pl.add_argument("--target", default="ecp5", choices=sorted(TARGETS))
     pl.add_argument("--limit", type=int, default=None)
+    pc = sub.add_parser("logic-cells", parents=[common],
+                        help="iCE40 logic cells (nextpnr-ice40 --pack-only) of the stored engines of a draw; resumable")
+    pc.add_argument("--split", choices=sorted(DOE_CSV), default="heldout")
+    pc.add_argument("--limit", type=int, default=None)
     pe = sub.add_parser("engines", parents=[common])
     pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
     pe.add_argument("--target", default="xc7", choices=sorted(TARGETS))
@@ -670,6 +675,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.what == "muxes":
         synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target, workers=args.jobs)
+        return 0
+    if args.what == "logic-cells":
+        measure_stored(args.split, jobs=args.jobs, limit=args.limit)
         return 0
     if args.what == "lanes":
         synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit,

@@ -29,6 +29,7 @@ from hw.rtl import LUTRAM_LUT_SITES, lut_sites, lut_sites_rule
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
 from .latency import fmax_array, fmax_model_frame, fmax_source
+from .packing import extra_cells, load_fit as load_logic_cell_fit
 from .store import SWABounds
 from .resources import fit_origin, lane_luts, load_coefficients, model_for, predict_frame, predict_swa
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
@@ -216,8 +217,21 @@ class MacEstimator:
             [src, f"{src}; this sparse lane (index mux + multiplier) is not yet synthesized alone "
                   f"(data/lanes.csv): its LUTs priced by the index-mux terms"], unmeasured, len(out))
         err = _errors(model, self.engine, measured=fitted == target)
+        esrc = _error_source(model, self.engine, fitted, target)
+        cells = load_logic_cell_fit() if target == "ice40" else {}
+        if cells:  # the part counts logic cells: LUT4 + the cells flip-flops and carries take alone
+            out["lut"] = out["lut"] + extra_cells(feats, cells).astype(np.int64)
+            held = cells.get("heldout_engine", {}).get(self.engine)
+            out["resource_source"] = out["resource_source"].cat.rename_categories(
+                lambda c: f"{c}; LUT = logic cells (nextpnr-ice40 ICESTORM_LC, the part's LUT count): the fitted LUT4 + "
+                          f"the cells flip-flops and carries take alone ({cells['chosen']}, fitted on "
+                          f"{cells['calibration_rows']} engines packed by nextpnr-ice40 --pack-only)")
+            if held:
+                err = {**err, "lut": {"median": held["median"], "p90": held["p90"], "n": held["n"]}}
+                esrc += (f"; LUT: held-out error of the logic cells (LUT4 model + cell fit) on {held['n']} packed "
+                         f"{self.engine} engines")
         out["error"] = [err] * len(out)
-        out["error_source"] = label_column([_error_source(model, self.engine, fitted, target)], 0, len(out))
+        out["error_source"] = label_column([esrc], 0, len(out))
         for c, v in _error_columns(err, None, len(out)).items():
             out[c] = v
         return out
@@ -303,6 +317,10 @@ class SWAEstimator:
             if target in LUTRAM_LUT_SITES:
                 src += (": the distributed RAM's sites counted by the memory rule (exact on every stored SWA "
                         "synthesis), the rest fitted; the LUT error is the fitted part's")
+            if target == "ice40":
+                src += ("; LUT = LUT4 cells: the part counts logic cells, which the flip-flops and carries nextpnr "
+                        "packs alone add to (modelled for the dot / sparse engines, not measured on SWA kernels: "
+                        "this LUT is short of them)")
             pred = predict_swa(feats, model, target)
             pred["lut"] += lut_sites(0, 0, target, feats["lutram"].to_numpy(dtype=np.int64))
             for c in RESOURCE_COLUMNS:

