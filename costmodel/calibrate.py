@@ -644,8 +644,10 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--target", default="ecp5", choices=sorted(TARGETS))
     pl.add_argument("--limit", type=int, default=None)
     pc = sub.add_parser("logic-cells", parents=[common],
-                        help="iCE40 logic cells (nextpnr-ice40 --pack-only) of the stored engines of a draw; resumable")
+                        help="Lattice cells (nextpnr --pack-only: iCE40 logic cells, ECP5 TRELLIS_COMB) of the stored "
+                             "engines of a draw; resumable")
     pc.add_argument("--split", choices=sorted(DOE_CSV), default="heldout")
+    pc.add_argument("--target", default="ice40", choices=["ice40", "ecp5"])
     pc.add_argument("--limit", type=int, default=None)
     pe = sub.add_parser("engines", parents=[common])
     pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
@@ -677,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target, workers=args.jobs)
         return 0
     if args.what == "logic-cells":
-        measure_stored(args.split, jobs=args.jobs, limit=args.limit)
+        measure_stored(args.split, args.target, jobs=args.jobs, limit=args.limit)
         return 0
     if args.what == "lanes":
         synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit,

