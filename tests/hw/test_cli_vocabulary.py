@@ -6,7 +6,6 @@ one line and the right exit code (2: user error, 3: a tool failed, with its log)
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -209,7 +209,7 @@ def test_normalizer_outputs_floor_of_acc_times_reciprocal(kw):
     cfg = swa.SWAConfig(**{**dict(head_dim=8, window=3, lanes=4, qk_fmt="int8", v_fmt="int8"), **kw})
     dut = SWANormalizer(cfg)
     rng = np.random.default_rng(6)
-    C, L, D = cfg.chunks, cfg.lanes, cfg.head_dim
+    L, D = cfg.lanes, cfg.head_dim
     sh = cfg.z_bits - cfg.out_frac_bits
     rows = [random_row_sums(cfg, rng, int(rng.integers(1, cfg.window + 1))) for _ in range(4)]
 
