@@ -216,18 +216,18 @@ def pnr_table() -> None:
                     f"{k} median {v['median_rel_err']:.1%} p90 {v['p90_rel_err']:.1%}" for k, v in errs.items()))
 
 
-def logic_cell_table() -> None:
-    """iCE40: the estimate's logic cells (LUT4 model + the cells flip-flops and carries take alone)
-    against nextpnr-ice40 --pack-only on the held-out draw, beside the LUT4 count alone."""
-    fit = load_logic_cell_fit()
+def logic_cell_table(target: str) -> None:
+    """iCE40 / ECP5: the estimate's LUT (the LUT model + the cells nextpnr's packing adds) against
+    nextpnr --pack-only on the held-out draw, beside the LUT count alone."""
+    fit = load_logic_cell_fit(target)
     if not fit:
-        print("\n# no iCE40 logic-cell fit (run python -m costmodel.calibrate logic-cells, then python -m "
-              "costmodel.packing)")
+        print(f"\n# no {target} cell fit (run python -m costmodel.calibrate logic-cells --target {target}, then "
+              f"python -m costmodel.packing)")
         return
-    print(f"\n# iCE40 logic cells (nextpnr-ice40 {' '.join(fit['nextpnr'])}, {fit['flags']}): the estimate = LUT4 "
-          f"model + {fit['chosen']} (fitted on {fit['calibration_rows']} packed calibration engines); held out, "
-          f"|err| / logic cells, percent")
-    print("| group | engines | estimate median / p90 | bias | LUT4 count alone median / p90 |")
+    print(f"\n# {target} {fit['cells']}, {' '.join(fit['nextpnr'])} {fit['flags']}: the estimate = LUT model + "
+          f"{fit['chosen']} (fitted on {fit['calibration_rows']} packed calibration engines); held out, "
+          f"|err| / cells, percent")
+    print("| group | engines | estimate median / p90 | bias | LUT count alone median / p90 |")
     print("|---|---:|---|---:|---|")
     for _, r in packing_heldout_report(fit).iterrows():
         print(f"| {r['group']} | {r['n']} | {r['median']:.1%} / {r['p90']:.1%} | {r['bias']:+.1%} | "
@@ -313,8 +313,7 @@ def main(argv=None) -> int:
         print(f"# {args.target}: Lattice {'LUT-site' if CARRY_LUT_SITES.get(args.target) else 'LUT4'} model "
               f"(fitted on its own syntheses)")
         heldout_table(args.target)
-        if args.target == "ice40":
-            logic_cell_table()
+        logic_cell_table(args.target)
         swa_table(args.target)
         pnr_table()
         return 0

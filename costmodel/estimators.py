@@ -218,17 +218,17 @@ class MacEstimator:
                   f"(data/lanes.csv): its LUTs priced by the index-mux terms"], unmeasured, len(out))
         err = _errors(model, self.engine, measured=fitted == target)
         esrc = _error_source(model, self.engine, fitted, target)
-        cells = load_logic_cell_fit() if target == "ice40" else {}
-        if cells:  # the part counts logic cells: LUT4 + the cells flip-flops and carries take alone
-            out["lut"] = out["lut"] + extra_cells(feats, cells).astype(np.int64)
+        cells = load_logic_cell_fit(target)
+        if cells:  # the part counts the cells nextpnr packs: the LUT count + the cells it adds
+            lut = out["lut"].to_numpy(dtype=np.int64)
+            out["lut"] = lut + extra_cells(feats, cells, lut).astype(np.int64)
             held = cells.get("heldout_engine", {}).get(self.engine)
             out["resource_source"] = out["resource_source"].cat.rename_categories(
-                lambda c: f"{c}; LUT = logic cells (nextpnr-ice40 ICESTORM_LC, the part's LUT count): the fitted LUT4 + "
-                          f"the cells flip-flops and carries take alone ({cells['chosen']}, fitted on "
-                          f"{cells['calibration_rows']} engines packed by nextpnr-ice40 --pack-only)")
+                lambda c: f"{c}; LUT = {cells['cells']}: the model's LUT + the cells packing adds ({cells['chosen']}, "
+                          f"fitted on {cells['calibration_rows']} engines packed by nextpnr --pack-only)")
             if held:
                 err = {**err, "lut": {"median": held["median"], "p90": held["p90"], "n": held["n"]}}
-                esrc += (f"; LUT: held-out error of the logic cells (LUT4 model + cell fit) on {held['n']} packed "
+                esrc += (f"; LUT: held-out error of those cells (LUT model + cell fit) on {held['n']} packed "
                          f"{self.engine} engines")
         out["error"] = [err] * len(out)
         out["error_source"] = label_column([esrc], 0, len(out))
@@ -321,6 +321,10 @@ class SWAEstimator:
                 src += ("; LUT = LUT4 cells: the part counts logic cells, which the flip-flops and carries nextpnr "
                         "packs alone add to (modelled for the dot / sparse engines, not measured on SWA kernels: "
                         "this LUT is short of them)")
+            if target == "ecp5":
+                src += ("; nextpnr-ecp5 also places pass-through LUTs in front of PFUMX / L6MUX21 inputs (modelled "
+                        "for the dot / sparse engines, not measured on SWA kernels: this LUT is short of them; +9 % "
+                        "on one kernel, test_ecp5_lut_sites_are_what_nextpnr_places)")
             pred = predict_swa(feats, model, target)
             pred["lut"] += lut_sites(0, 0, target, feats["lutram"].to_numpy(dtype=np.int64))
             for c in RESOURCE_COLUMNS:

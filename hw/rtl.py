@@ -105,9 +105,10 @@ def lut_sites(lut, carry, target: str, lutram=0):
     """LUT sites of ``lut`` LUT cells, ``carry`` carry cells and ``lutram`` distributed-RAM units on
     ``target`` (numbers or arrays; :data:`CARRY_LUT_SITES`, :data:`LUTRAM_LUT_SITES`): what a part's
     LUT count is measured against — Vivado's "Slice LUTs", nextpnr-ecp5's "Total LUT4s" — and the
-    cost model's LUT. On iCE40 the part counts logic cells, which a netlist's cell counts do not give:
-    flip-flops and carries nextpnr cannot pack beside a LUT4 take cells of their own (measured and
-    modelled in ``costmodel.packing``); here the LUT4 cells."""
+    cost model's fitted LUT. What nextpnr then fills is more, and a netlist's cell counts do not give
+    it: on ECP5 pass-through LUTs in front of PFUMX / L6MUX21 inputs, on iCE40 (whose part counts
+    logic cells; here the LUT4 cells) the flip-flops and carries it cannot pack beside a LUT4
+    (measured and modelled in ``costmodel.packing``)."""
     return lut + CARRY_LUT_SITES.get(target, 0) * carry + LUTRAM_LUT_SITES.get(target, 0) * lutram
 
 

@@ -50,40 +50,43 @@ def test_every_lut_and_flip_flop_lands_in_one_logic_cell():
 
 def test_ecp5_trellis_comb_holds_the_lut_sites():
     """ECP5 (nextpnr-ecp5 --pack-only): the TRELLIS_COMB sites of every packed engine hold its LUT
-    sites as ``hw.rtl.lut_sites`` counts them (LUT4 + 2 per CCU2C), and at most a third more
-    (pass-through LUTs in front of PFUMX / L6MUX21 inputs)."""
+    sites as ``hw.rtl.lut_sites`` counts them (LUT4 + 2 per CCU2C), and at most half more
+    (pass-through LUTs in front of PFUMX / L6MUX21 inputs: a median 5 %, at most 44 % on 638)."""
     from hw.rtl import lut_sites
 
     c = _packed()
     c = c[c["target"] == "ecp5"]
     sites = lut_sites(c["lut"], c["carry"], "ecp5")
-    assert len(c) >= 1 and (sites <= c["lc"]).all() and (c["lc"] <= 1.34 * sites).all()
+    assert len(c) >= 600 and (sites <= c["lc"]).all() and (c["lc"] <= 1.5 * sites).all()
 
 
-def test_refit_reproduces_the_stored_logic_cell_fit():
-    stored, again = load_fit(), fit_extra()
+@pytest.mark.parametrize("target", ["ice40", "ecp5"])
+def test_refit_reproduces_the_stored_cell_fit(target):
+    stored, again = load_fit(target), fit_extra(target)
     assert stored["terms"] == again["terms"] and np.allclose(stored["coef"], again["coef"], rtol=1e-9, atol=1e-9)
     assert stored["heldout"] == again["heldout"] and stored["data_sha256"] == again["data_sha256"]
 
 
-def test_ice40_estimate_counts_logic_cells():
-    """An iCE40 dot / sparse estimate's LUT is the part's logic cells: the LUT4 model plus the
-    fitted cells beyond it, labelled, with the logic cells' held-out error; other families keep
-    their LUT."""
-    rows = packed_rows("heldout").head(40)
-    est = estimate_frame(rows[["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]], "ice40up5k")
-    lut4 = predict_frame(rows, "ice40", model_for("ice40")[0])["lut"].to_numpy()
-    more = extra_cells(frame_features(rows, "ice40"), load_fit())
-    assert (more > 0).all() and (est["lut"].to_numpy() == lut4 + more).all()
-    assert "ICESTORM_LC" in str(est["resource_source"].iloc[0])
-    fit = load_fit()
+@pytest.mark.parametrize("target,device,cell", [("ice40", "ice40up5k", "ICESTORM_LC"),
+                                                 ("ecp5", "ecp5-85f", "TRELLIS_COMB")])
+def test_estimate_counts_the_packed_cells(target, device, cell):
+    """An iCE40 / ECP5 dot / sparse estimate's LUT is the cells the part fills: the LUT model
+    (LUT4; ECP5 LUT sites) plus the fitted cells packing adds, labelled, with the cells' held-out
+    error."""
+    rows = packed_rows("heldout", target).head(40)
+    est = estimate_frame(rows[["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]], device)
+    lut = predict_frame(rows, target, model_for(target)[0])["lut"].to_numpy()
+    fit = load_fit(target)
+    more = extra_cells(frame_features(rows, target), fit, lut)
+    assert (more > 0).all() and (est["lut"].to_numpy() == lut + more).all()
+    assert cell in str(est["resource_source"].iloc[0])
     assert est["lut_err_median"].iloc[0] == fit["heldout_engine"][rows["engine"].iloc[0]]["median"]
 
 
 def test_logic_cells_held_out_within_the_lut_goals():
     """The logic cells the iCE40 estimate gives, on the packed held-out draw (never fitted on):
     within issue 15's LUT goals in every group (median <= 5 %, p90 <= 12 %)."""
-    rep = heldout_report(load_fit())
+    rep = heldout_report(load_fit("ice40"))
     assert len(rep) == 6 and rep["n"].iloc[-1] >= 200
     bad = rep[(rep["median"] > 0.05) | (rep["p90"] > 0.12)]
     assert bad.empty, bad
@@ -104,3 +107,22 @@ def test_fresh_engine_logic_cells_near_the_estimate(cfg):
     got = logic_cells(verilog_text(config_from_dict(cfg).build()))
     est = estimate_frame(pd.DataFrame([cfg]), "ice40up5k").iloc[0]
     assert got["lc"] > got["lut"] and abs(est["lut"] - got["lc"]) <= 0.12 * got["lc"], (cfg, got, est["lut"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg", [
+    dict(engine="dot", lanes=6, wfmt="int5", afmt="uint6", k_max=700, pipeline=2),
+    dict(engine="sparse", lanes=6, n=2, m=4, wfmt="e3m2", afmt="int4", k_max=300, pipeline=1),
+    dict(engine="dot", lanes=3, wfmt="e2m3", afmt="e4m3", k_max=2000, pipeline=0),
+])
+def test_fresh_ecp5_pass_through_luts_near_the_fit(cfg):
+    """Fresh ECP5 engines: nextpnr-ecp5 --pack-only's TRELLIS_COMB sites within 6 % of their LUT
+    sites + the fitted pass-through LUTs (the cell fit alone: the LUT-site model's own error, the
+    ECP5 tail, is the LUT goals' business: this sparse engine's LUT-site estimate is a third over)."""
+    from hw.engines import config_from_dict
+    from hw.rtl import lut_sites, verilog_text
+
+    got = logic_cells(verilog_text(config_from_dict(cfg).build()), "ecp5")
+    sites = lut_sites(got["lut"], got["carry"], "ecp5")
+    more = extra_cells(frame_features(pd.DataFrame([cfg]), "ecp5"), load_fit("ecp5"), np.array([sites]))[0]
+    assert got["lc"] > sites and abs(sites + more - got["lc"]) <= 0.06 * got["lc"], (cfg, got, sites, more)
