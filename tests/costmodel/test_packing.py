@@ -17,6 +17,14 @@ from costmodel.resources import model_for, predict_frame
 from costmodel.store import DOE_CSV
 
 
+#: engines never packed before (the slow tests): int, sparse minifloat x int, unpipelined minifloat
+FRESH = [
+    dict(engine="dot", lanes=6, wfmt="int5", afmt="uint6", k_max=700, pipeline=2),
+    dict(engine="sparse", lanes=6, n=2, m=4, wfmt="e3m2", afmt="int4", k_max=300, pipeline=1),
+    dict(engine="dot", lanes=3, wfmt="e2m3", afmt="e4m3", k_max=2000, pipeline=0),
+]
+
+
 def _packed() -> pd.DataFrame:
     return pd.read_csv(LOGIC_CELLS_CSV)
 
@@ -93,11 +101,7 @@ def test_logic_cells_held_out_within_the_lut_goals():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cfg", [
-    dict(engine="dot", lanes=6, wfmt="int5", afmt="uint6", k_max=700, pipeline=2),
-    dict(engine="sparse", lanes=6, n=2, m=4, wfmt="e3m2", afmt="int4", k_max=300, pipeline=1),
-    dict(engine="dot", lanes=3, wfmt="e2m3", afmt="e4m3", k_max=2000, pipeline=0),
-])
+@pytest.mark.parametrize("cfg", FRESH)
 def test_fresh_engine_logic_cells_near_the_estimate(cfg):
     """Fresh engines never packed before: nextpnr-ice40 --pack-only's logic cells within 12 % of
     the iCE40 estimate, and above the LUT4 count alone."""
@@ -110,11 +114,7 @@ def test_fresh_engine_logic_cells_near_the_estimate(cfg):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cfg", [
-    dict(engine="dot", lanes=6, wfmt="int5", afmt="uint6", k_max=700, pipeline=2),
-    dict(engine="sparse", lanes=6, n=2, m=4, wfmt="e3m2", afmt="int4", k_max=300, pipeline=1),
-    dict(engine="dot", lanes=3, wfmt="e2m3", afmt="e4m3", k_max=2000, pipeline=0),
-])
+@pytest.mark.parametrize("cfg", FRESH)
 def test_fresh_ecp5_pass_through_luts_near_the_fit(cfg):
     """Fresh ECP5 engines: nextpnr-ecp5 --pack-only's TRELLIS_COMB sites within 6 % of their LUT
     sites + the fitted pass-through LUTs (the cell fit alone: the LUT-site model's own error, the
