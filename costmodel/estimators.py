@@ -145,6 +145,23 @@ def _lut_sites_note(target: str, memory: bool) -> str:
     return f"; LUT = {rule} (the part's LUT sites)" if rule else ""
 
 
+def _add_packed_cells(out: pd.DataFrame, feats: pd.DataFrame, cells: dict, engine: str, err: dict,
+                      esrc: str) -> tuple[dict, str]:
+    """``out``'s LUT (in place) as the cells nextpnr fills on a Lattice part: the LUT model + the
+    cells packing adds (:func:`costmodel.packing.extra_cells` under the stored fit ``cells``), its
+    label said; returns the error dict and error source with the cells' held-out LUT error."""
+    lut = out["lut"].to_numpy(dtype=np.int64)
+    out["lut"] = lut + extra_cells(feats, cells, lut).astype(np.int64)
+    out["resource_source"] = out["resource_source"].cat.rename_categories(
+        lambda c: f"{c}; LUT = {cells['cells']}: the model's LUT + the cells packing adds ({cells['chosen']}, "
+                  f"fitted on {cells['calibration_rows']} engines packed by nextpnr --pack-only)")
+    held = cells.get("heldout_engine", {}).get(engine)
+    if not held:
+        return err, esrc
+    return ({**err, "lut": {"median": held["median"], "p90": held["p90"], "n": held["n"]}},
+            f"{esrc}; LUT: held-out error of those cells (LUT model + cell fit) on {held['n']} packed {engine} engines")
+
+
 class Estimator(Protocol):
     """What :func:`costmodel.estimate_frame` needs of one engine family (module docstring)."""
 
@@ -219,17 +236,8 @@ class MacEstimator:
         err = _errors(model, self.engine, measured=fitted == target)
         esrc = _error_source(model, self.engine, fitted, target)
         cells = load_logic_cell_fit(target)
-        if cells:  # the part counts the cells nextpnr packs: the LUT count + the cells it adds
-            lut = out["lut"].to_numpy(dtype=np.int64)
-            out["lut"] = lut + extra_cells(feats, cells, lut).astype(np.int64)
-            held = cells.get("heldout_engine", {}).get(self.engine)
-            out["resource_source"] = out["resource_source"].cat.rename_categories(
-                lambda c: f"{c}; LUT = {cells['cells']}: the model's LUT + the cells packing adds ({cells['chosen']}, "
-                          f"fitted on {cells['calibration_rows']} engines packed by nextpnr --pack-only)")
-            if held:
-                err = {**err, "lut": {"median": held["median"], "p90": held["p90"], "n": held["n"]}}
-                esrc += (f"; LUT: held-out error of those cells (LUT model + cell fit) on {held['n']} packed "
-                         f"{self.engine} engines")
+        if cells:
+            err, esrc = _add_packed_cells(out, feats, cells, self.engine, err, esrc)
         out["error"] = [err] * len(out)
         out["error_source"] = label_column([esrc], 0, len(out))
         for c, v in _error_columns(err, None, len(out)).items():

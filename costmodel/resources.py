@@ -1192,8 +1192,8 @@ def swa_goal_scores(d: pd.DataFrame, f: pd.DataFrame, pred: pd.DataFrame) -> dic
 def swa_cv_table(target: str = "xc7", rows: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Every :data:`costmodel.swa.SWA_CANDIDATES` term set x fit (LUT: :data:`LUT_FITS`; FF:
     :data:`FF_FITS`) per resource on the SWA calibration rows of ``target`` (``rows``:
-    :func:`swa_rows` already read; the held-out
-    draw takes no part), the other resource at its default terms: the :func:`goal_score` rule
+    :func:`swa_rows` already read; the held-out draw takes no part), the other resource at its
+    default terms: the :func:`goal_score` rule
     over :data:`SWA_GROUPS` (but "swa") on the random calibration draw (LUT: :data:`LUT_GOALS`;
     FF: :data:`SWA_FF_GOALS`), and the 5-fold CV median / p90 over every row."""
     d, f = swa_rows(target) if rows is None else rows
@@ -1268,7 +1268,7 @@ def _swa_config_ids(d: pd.DataFrame) -> pd.Series:
 
 
 def _swa_fit_of(record: dict) -> tuple[list[str], list[str], dict]:
-    """The LUT terms, FF terms and fitters (:data:`LUT_FITS`, per resource) of a stored SWA fit."""
+    """The LUT terms, FF terms and fitters (:data:`FF_FITS`, per resource) of a stored SWA fit."""
     by_method = {_method(fit): fit for fit in FF_FITS.values()}
     return (record["resources"]["lut"]["terms"], record["resources"]["ff"]["terms"],
             {res: by_method[m] for res, m in record["method"].items()})
