@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from functools import lru_cache
 from pathlib import Path
 
@@ -110,21 +110,34 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
     versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version(target)}
     if progress:
         print(f"{len(todo)} stored {target} engines of the {split} draw to pack ({jobs} at a time)", flush=True)
+    finished = 0
+
+    def store(fut: Future, r: pd.Series) -> None:
+        nonlocal finished
+        finished += 1
+        try:
+            got = fut.result()
+        except Exception as e:  # a tool failure: reported, the run goes on
+            print(f"[{finished}/{len(todo)}] {r['key'][:10]}: failed, skipped ({str(e).splitlines()[0][:200]})",
+                  flush=True)
+            return
+        append(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {"key": r["key"], "target": target, "split": split, **got,
+                                                     **versions, "date": now(), "command": command})
+        if progress:
+            print(f"[{finished}/{len(todo)}] {r['key'][:10]}: {got['lut']} LUT4 {got['ff']} FF {got['carry']} carry "
+                  f"-> {got['lc']} cells ({got['seconds']:.0f} s)", flush=True)
+
+    # each design elaborated as its turn comes (not all up front): the first rows land at once
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(logic_cells, verilog_text(config_from_dict(json.loads(r["config"])).build()), target): r
-                   for r in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            r = futures[fut]
-            try:
-                got = fut.result()
-            except Exception as e:  # a tool failure: reported, the run goes on
-                print(f"[{i}/{len(todo)}] {r['key'][:10]}: failed, skipped ({str(e).splitlines()[0][:200]})", flush=True)
-                continue
-            append(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {"key": r["key"], "target": target, "split": split, **got,
-                                                         **versions, "date": now(), "command": command})
-            if progress:
-                print(f"[{i}/{len(todo)}] {r['key'][:10]}: {got['lut']} LUT4 {got['ff']} FF {got['carry']} carry -> "
-                      f"{got['lc']} cells ({got['seconds']:.0f} s)", flush=True)
+        running: dict[Future, pd.Series] = {}
+        for r in todo:
+            verilog = verilog_text(config_from_dict(json.loads(r["config"])).build())
+            running[pool.submit(logic_cells, verilog, target)] = r
+            if len(running) >= jobs:
+                for fut in wait(running, return_when=FIRST_COMPLETED)[0]:
+                    store(fut, running.pop(fut))
+        for fut in as_completed(list(running)):
+            store(fut, running.pop(fut))
     return len(todo)
 
 
