@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 from costmodel.calibrate import FORMATS, lane_triples  # noqa: E402
 from costmodel.store import CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANES_CSV  # noqa: E402
 from costmodel.estimate import estimate_frame  # noqa: E402
-from hw.rtl import CARRY_LUT_SITES  # noqa: E402
+from hw.rtl import lut_sites_rule  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
@@ -206,7 +206,7 @@ def pnr_table() -> None:
         if res:
             scores = res.get("lut_terms_cv", {})
             chosen = res.get("lut_terms_chosen", "Lattice LUT4 terms")
-            unit = "LUT sites (LUT4 + 2 per CCU2C)" if CARRY_LUT_SITES.get(target) else "LUT4"
+            unit = f"LUT sites ({lut_sites_rule(target, memory=False)})" if lut_sites_rule(target) else "LUT4"
             print(f"# {target} resources (fitted on {len(res['keys']['calibration'])} synth_{target} runs; {unit} terms: "
                   f"{chosen}, chosen among {len(scores)} candidates (term set x fit) by 5-fold CV goal score "
                   f"({scores.get(chosen, float('nan')):.3f}; python -m costmodel.resources --cv lists them); errors on "
@@ -231,7 +231,7 @@ def logic_cell_table(target: str) -> None:
     print("|---|---:|---|---:|---|")
     for _, r in packing_heldout_report(fit).iterrows():
         print(f"| {r['group']} | {r['n']} | {r['median']:.1%} / {r['p90']:.1%} | {r['bias']:+.1%} | "
-              f"{r['lut4_alone_median']:.1%} / {r['lut4_alone_p90']:.1%} |")
+              f"{r['lut_alone_median']:.1%} / {r['lut_alone_p90']:.1%} |")
 
 
 def ltp_table() -> None:
@@ -310,7 +310,7 @@ def main(argv=None) -> int:
 
     summary_table()
     if args.target not in XILINX_TARGETS:
-        print(f"# {args.target}: Lattice {'LUT-site' if CARRY_LUT_SITES.get(args.target) else 'LUT4'} model "
+        print(f"# {args.target}: Lattice {'LUT-site' if lut_sites_rule(args.target) else 'LUT4'} model "
               f"(fitted on its own syntheses)")
         heldout_table(args.target)
         logic_cell_table(args.target)

@@ -47,8 +47,10 @@ class Cost:
     ----------
     lut, ff, dsp, bram18 : resources (LUT sites, flip-flops, DSP blocks, 18 Kbit BRAMs); None where
         no calibrated model covers the config (``resource_source`` says so). LUT sites are what the
-        part's LUT count counts (:func:`hw.rtl.lut_sites`): logic LUTs, LUTs as distributed RAM
-        (Vivado's "Slice LUTs"), and on ECP5 the LUT4 pair of each CCU2C carry cell.
+        part's LUT count counts: on Xilinx logic LUTs and LUTs as distributed RAM (Vivado's "Slice
+        LUTs", :func:`hw.rtl.lut_sites`); on ECP5 the TRELLIS_COMB sites nextpnr fills (LUT4 cells, 2
+        per CCU2C, 6 per distributed-RAM cell, and pass-through LUTs); on iCE40 logic cells (LUT4s and
+        the flip-flops and carries packed alone). The Lattice packing: :mod:`costmodel.packing`.
     cycles : clock cycles for the workload (closed form, equals simulation).
     fmax_mhz : clock estimate, MHz (see ``fmax_source``).
     latency_us : cycles / fmax, µs.
@@ -91,8 +93,8 @@ class Cost:
 
     def utilization(self, device: str | Device | None = None) -> dict[str, float]:
         """Fraction of each resource of ``device`` (default: the estimate's own) used. ``device``
-        must have the primitives this estimate counts (LUT6 for xc7/xcup, LUT4 for ice40, LUT4 sites for ecp5:
-        LUT4 cells + 2 per CCU2C carry cell, :func:`hw.rtl.lut_sites`)."""
+        must have the primitives this estimate counts (LUT6 sites for xc7/xcup, logic cells for ice40,
+        TRELLIS_COMB sites for ecp5: the ``lut`` attribute)."""
         d = get_device(device or self.device)
         if _FAMILY.get(d.target, d.target) != _FAMILY.get(self.target, self.target):
             raise DeviceError(f"this estimate counts {self.target} primitives; {d.name} is a {d.target} part with "

@@ -253,8 +253,8 @@ def heldout_report(fit: dict, rows: pd.DataFrame | None = None, by_engine: bool 
             st = lut_stats(((cells - lc) / lc)[m])
             alone = np.abs(lut - lc)[m] / lc[m]
             out.append({"group": g, "n": int(m.sum()), "median": st["lut_median"], "p90": st["lut_p90"],
-                        "bias": st["lut_bias"], "lut4_alone_median": float(np.median(alone)),
-                        "lut4_alone_p90": float(np.percentile(alone, 90))})
+                        "bias": st["lut_bias"], "lut_alone_median": float(np.median(alone)),
+                        "lut_alone_p90": float(np.percentile(alone, 90))})
     return pd.DataFrame(out)
 
 
@@ -286,7 +286,7 @@ def fit_extra(target: str = "ice40") -> dict:
     held = packed_rows("heldout", target)
     if not held.empty:
         fit["heldout"] = {r["group"]: {k: round(float(r[k]), 4) if k != "n" else int(r[k])
-                                       for k in ("n", "median", "p90", "bias", "lut4_alone_median", "lut4_alone_p90")}
+                                       for k in ("n", "median", "p90", "bias", "lut_alone_median", "lut_alone_p90")}
                           for _, r in heldout_report(fit, held).iterrows()}
         fit["heldout_engine"] = {r["group"]: {k: round(float(r[k]), 4) if k != "n" else int(r[k])
                                               for k in ("n", "median", "p90")}
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{k} {v['median']:.1%} / {v['p90']:.1%}" for k, v in fit["cv"].items()))
         for g, v in fit.get("heldout", {}).items():
             print(f"  held out {g} ({v['n']}): {v['median']:.1%} / {v['p90']:.1%} (LUT count alone "
-                  f"{v['lut4_alone_median']:.1%} / {v['lut4_alone_p90']:.1%})")
+                  f"{v['lut_alone_median']:.1%} / {v['lut_alone_p90']:.1%})")
     return 0
 
 if __name__ == "__main__":
