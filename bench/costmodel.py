@@ -34,7 +34,8 @@ from hw.rtl import lut_sites_rule  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
-from costmodel.packing import heldout_report as packing_heldout_report, load_fit as load_logic_cell_fit  # noqa: E402
+from costmodel.packing import ENGINE_WORDS, heldout_report as packing_heldout_report  # noqa: E402
+from costmodel.packing import load_fit as load_logic_cell_fit  # noqa: E402
 from costmodel.pnr import PNR_CSV  # noqa: E402
 from costmodel.resources import (XILINX_TARGETS, calibration_rows, cross_validate, error_report, heldout_groups,  # noqa: E402
                                  cv_predictions, fit_origin, heldout_report, heldout_rows, lane_luts, load_coefficients, lut_fit_of,
@@ -218,20 +219,22 @@ def pnr_table() -> None:
 
 def logic_cell_table(target: str) -> None:
     """iCE40 / ECP5: the estimate's LUT (the LUT model + the cells nextpnr's packing adds) against
-    nextpnr --pack-only on the held-out draw, beside the LUT count alone."""
-    fit = load_logic_cell_fit(target)
-    if not fit:
-        print(f"\n# no {target} cell fit (run python -m costmodel.calibrate logic-cells --target {target}, then "
-              f"python -m costmodel.packing)")
-        return
-    print(f"\n# {target} {fit['cells']}, {' '.join(fit['nextpnr'])} {fit['flags']}: the estimate = LUT model + "
-          f"{fit['chosen']} (fitted on {fit['calibration_rows']} packed calibration engines); held out, "
-          f"|err| / cells, percent")
-    print("| group | engines | estimate median / p90 | bias | LUT count alone median / p90 |")
-    print("|---|---:|---|---:|---|")
-    for _, r in packing_heldout_report(fit).iterrows():
-        print(f"| {r['group']} | {r['n']} | {r['median']:.1%} / {r['p90']:.1%} | {r['bias']:+.1%} | "
-              f"{r['lut_alone_median']:.1%} / {r['lut_alone_p90']:.1%} |")
+    nextpnr --pack-only on the held-out draws (dot / sparse engines, SWA kernels), beside the LUT
+    count alone."""
+    for engines, words in ENGINE_WORDS.items():
+        fit = load_logic_cell_fit(target, engines)
+        if not fit:
+            print(f"\n# no {target} cell fit for the {words} (run python -m costmodel.calibrate logic-cells --target "
+                  f"{target} --engines {engines}, then python -m costmodel.packing)")
+            continue
+        print(f"\n# {target} {words}: {fit['cells']}, {' '.join(fit['nextpnr'])} {fit['flags']}: the estimate = LUT "
+              f"model + {fit['chosen']} (fitted on {fit['calibration_rows']} packed calibration {words}); held out, "
+              f"|err| / cells, percent")
+        print(f"| group | {words} | estimate median / p90 | bias | LUT count alone median / p90 |")
+        print("|---|---:|---|---:|---|")
+        for _, r in packing_heldout_report(fit).iterrows():
+            print(f"| {r['group']} | {r['n']} | {r['median']:.1%} / {r['p90']:.1%} | {r['bias']:+.1%} | "
+                  f"{r['lut_alone_median']:.1%} / {r['lut_alone_p90']:.1%} |")
 
 
 def ltp_table() -> None:

@@ -648,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
                              "engines of a draw; resumable")
     pc.add_argument("--split", choices=sorted(DOE_CSV), default="heldout")
     pc.add_argument("--target", default="ice40", choices=["ice40", "ecp5"])
+    pc.add_argument("--engines", choices=["mac", "swa"], default="mac",
+                    help="mac: the dot / sparse engines of doe_<split>.csv (default); swa: the SWA kernels of "
+                         "swa_doe_<split>.csv")
     pc.add_argument("--limit", type=int, default=None)
     pe = sub.add_parser("engines", parents=[common])
     pe.add_argument("--grid", choices=sorted(GRIDS), action="append", required=True)
@@ -679,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target, workers=args.jobs)
         return 0
     if args.what == "logic-cells":
-        measure_stored(args.split, args.target, jobs=args.jobs, limit=args.limit)
+        measure_stored(args.split, args.target, jobs=args.jobs, limit=args.limit, engines=args.engines)
         return 0
     if args.what == "lanes":
         synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit,

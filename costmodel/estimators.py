@@ -24,12 +24,12 @@ from hw import dot as hw_dot
 from hw import sparse as hw_sparse
 from hw import swa as hw_swa
 from hw.arith import ConfigError
-from hw.rtl import LUTRAM_LUT_SITES, lut_sites, lut_sites_rule
+from hw.rtl import LUTRAM_LUT_SITES, lut_sites_rule
 
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
 from .latency import fmax_array, fmax_model_frame, fmax_source
-from .packing import extra_cells, load_fit as load_logic_cell_fit
+from .packing import ENGINE_WORDS, extra_cells, load_fit as load_logic_cell_fit
 from .store import SWABounds
 from .resources import fit_origin, lane_luts, load_coefficients, model_for, predict_frame, predict_swa
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
@@ -154,12 +154,14 @@ def _add_packed_cells(out: pd.DataFrame, feats: pd.DataFrame, cells: dict, engin
     out["lut"] = lut + extra_cells(feats, cells, lut).astype(np.int64)
     out["resource_source"] = out["resource_source"].cat.rename_categories(
         lambda c: f"{c}; LUT = {cells['cells']}: the model's LUT + the cells packing adds ({cells['chosen']}, "
-                  f"fitted on {cells['calibration_rows']} engines packed by nextpnr --pack-only)")
+                  f"fitted on {cells['calibration_rows']} {ENGINE_WORDS[cells.get('engines', 'mac')]} packed by nextpnr "
+                  f"--pack-only)")
     held = cells.get("heldout_engine", {}).get(engine)
     if not held:
         return err, esrc
     return ({**err, "lut": {"median": held["median"], "p90": held["p90"], "n": held["n"]}},
-            f"{esrc}; LUT: held-out error of those cells (LUT model + cell fit) on {held['n']} packed {engine} engines")
+            f"{esrc}; LUT: held-out error of those cells (LUT model + cell fit) on {held['n']} packed "
+            + (f"{engine} engines" if engine != "swa" else "SWA kernels"))
 
 
 class Estimator(Protocol):
@@ -304,6 +306,7 @@ class SWAEstimator:
 
     def resources(self, cfg: pd.DataFrame, feats: pd.DataFrame, target: str) -> pd.DataFrame:
         model, fitted = model_for(target, "swa")
+        cells = load_logic_cell_fit(target, "swa") if model is not None else {}
         out = pd.DataFrame(index=feats.index)
         if model is None:
             have = sorted(t for t, f in load_coefficients()["fits"].items() if "swa" in f)
@@ -324,17 +327,15 @@ class SWAEstimator:
             src += _lut_sites_note(target, memory=True)
             if target in LUTRAM_LUT_SITES:
                 src += (": the distributed RAM's sites counted by the memory rule (exact on every stored SWA "
-                        "synthesis), the rest fitted; the LUT error is the fitted part's")
-            if target == "ice40":
+                        "synthesis), the rest fitted" + ("" if cells else "; the LUT error is the fitted part's"))
+            if target == "ice40" and not cells:
                 src += ("; LUT = LUT4 cells: the part counts logic cells, which the flip-flops and carries nextpnr "
                         "packs alone add to (modelled for the dot / sparse engines, not measured on SWA kernels: "
                         "this LUT is short of them)")
-            if target == "ecp5":
+            if target == "ecp5" and not cells:
                 src += ("; nextpnr-ecp5 also places pass-through LUTs in front of PFUMX / L6MUX21 inputs (modelled "
-                        "for the dot / sparse engines, not measured on SWA kernels: this LUT is short of them; +9 % "
-                        "on one kernel, test_ecp5_lut_sites_are_what_nextpnr_places)")
-            pred = predict_swa(feats, model, target)
-            pred["lut"] += lut_sites(0, 0, target, feats["lutram"].to_numpy(dtype=np.int64))
+                        "for the dot / sparse engines, not measured on SWA kernels: this LUT is short of them)")
+            pred = predict_swa(feats, model, target, memory=True)
             for c in RESOURCE_COLUMNS:
                 out[c] = pd.array(pred[c].to_numpy(), dtype="Int64")
         outside = _outside_draw(cfg, model)
@@ -342,11 +343,13 @@ class SWAEstimator:
             [src, f"{src}; this kernel lies outside the draw of the fit's syntheses: extrapolated, its error not "
                   "measured"], outside, len(out))
         err = _errors(model, "swa", measured=(model or {}).get("measured_on", fitted) == target)  # {} without a fit
+        esrc = _error_source(model, "swa", fitted, target)
+        if cells:
+            err, esrc = _add_packed_cells(out, feats, cells, "swa", err, esrc)
         # an extrapolated kernel has no measured error: none is given
         out["error"] = [{} if o else err for o in outside]
         out["error_source"] = label_column(
-            [_error_source(model, "swa", fitted, target), "no error measured: the kernel lies outside the draw the "
-                                                          "fit was drawn from"], outside, len(out))
+            [esrc, "no error measured: the kernel lies outside the draw the fit was drawn from"], outside, len(out))
         for c, v in _error_columns(err, outside == 0, len(out)).items():
             out[c] = v
         return out

