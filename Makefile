@@ -79,9 +79,10 @@ calibrate: $(STAMP)
 	done
 	# last: a family's lanes start with those of its stored sparse calibration engines
 	for t in $(LANE_FAMILIES); do $(CAL) lanes --target $$t --jobs $(JOBS) || exit 1; done
-	# the iCE40 engines of both draws packed by nextpnr-ice40 (logic cells)
-	$(CAL) logic-cells --split calibration --jobs $(JOBS)
-	$(CAL) logic-cells --split heldout --jobs $(JOBS)
+	# the Lattice engines and SWA kernels of both draws packed by nextpnr (iCE40 logic cells, ECP5 TRELLIS_COMB)
+	for t in ice40 ecp5; do for e in mac swa; do for s in calibration heldout; do \
+	  $(CAL) logic-cells --split $$s --target $$t --engines $$e --jobs $(JOBS) || exit 1; \
+	done; done; done
 
 refit: $(STAMP)
 	$(VPY) -m costmodel.resources xc7 xcup ice40 ecp5

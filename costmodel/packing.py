@@ -184,6 +184,15 @@ EXTRA_CANDIDATES: dict[str, dict[str, dict[str, list[str]]]] = {"mac": {
         "… + lanes + beat bits": ["one", "head_dim", "lanes", "io_bits"],
         "… + lanes + memory read registers": ["one", "head_dim", "lanes", "lutram_ff"],
         "… + lanes + flip-flops": ["one", "head_dim", "lanes", "ff"],
+    },
+    "ice40": {
+        "flip-flops": ["one", "ff"],
+        "… + a share of the LUT4s": ["one", "ff", "lut"],
+        "… + the memories' flip-flops": ["one", "ff", "lutram_ff"],
+        "… + a share of the LUT4s + the memories' flip-flops": ["one", "ff", "lut", "lutram_ff"],
+        "accumulator bits": ["one", "acc_bits"],
+        "accumulator bits + the memories' flip-flops": ["one", "acc_bits", "lutram_ff"],
+        "accumulator bits + the memories' flip-flops + a share of the LUT4s": ["one", "acc_bits", "lutram_ff", "lut"],
     }},
 }
 #: the cells each target's fit estimates, in words
@@ -214,11 +223,13 @@ def swa_extra_features(feats: pd.DataFrame, lut: np.ndarray) -> pd.DataFrame:
     """The :data:`EXTRA_CANDIDATES` ``"swa"`` columns of SWA kernel rows
     (:func:`costmodel.resources.swa_row_features`) with their LUT sites ``lut`` (distributed RAM
     included): ``head_dim`` (one SV accumulator each), ``lanes``, ``io_bits`` (a beat of codes),
-    ``lutram_ff`` (the memories' read registers), ``ff`` (the counted flip-flops), ``lut``."""
+    ``acc_bits`` (the SV accumulators and the QKᵀ adder tree), ``lutram_ff`` (the memories'
+    flip-flops: read registers, and memories kept in flip-flops), ``ff`` (the counted flip-flops),
+    ``lut``."""
     g = lambda c: feats[c].to_numpy(dtype=float)  # noqa: E731
     return pd.DataFrame({"one": 1.0, "head_dim": g("head_dim"), "lanes": g("lanes"), "io_bits": g("io_bits"),
-                         "lutram_ff": g("lutram_ff"), "ff": g("ff_counted"), "lut": np.asarray(lut, dtype=float)},
-                        index=feats.index)
+                         "acc_bits": g("acc_bits"), "lutram_ff": g("lutram_ff"), "ff": g("ff_counted"),
+                         "lut": np.asarray(lut, dtype=float)}, index=feats.index)
 
 
 #: the columns each kind of engine's fits read
