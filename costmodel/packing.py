@@ -272,10 +272,17 @@ def _nnls_scaled(X: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return nnls(X * s[:, None], y * s)[0]
 
 
-def cv_table(rows: pd.DataFrame, target: str = "ice40", engines: str = "mac") -> pd.DataFrame:
-    """Every :data:`EXTRA_CANDIDATES` term set's out-of-fold error on packed ``rows``: median and
-    p90 of |predicted - measured cells| / measured (the LUT count taken as known)."""
-    feats = _EXTRA_FEATURES[engines](packed_features(rows, target, engines), rows["lut"].to_numpy())
+def extra_columns(rows: pd.DataFrame, target: str, engines: str = "mac") -> pd.DataFrame:
+    """The :data:`EXTRA_CANDIDATES` columns of packed ``rows``, their measured LUT count in ``lut``."""
+    return _EXTRA_FEATURES[engines](packed_features(rows, target, engines), rows["lut"].to_numpy())
+
+
+def cv_table(rows: pd.DataFrame, target: str = "ice40", engines: str = "mac",
+             feats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every :data:`EXTRA_CANDIDATES` term set's out-of-fold error on packed ``rows`` (their
+    :func:`extra_columns` ``feats``, computed where not given): median and p90 of |predicted -
+    measured cells| / measured (the LUT count taken as known)."""
+    feats = extra_columns(rows, target, engines) if feats is None else feats
     fold = cv_fold(config_ids(rows) if engines == "mac" else swa_config_ids(rows))
     extra, lc = (rows["lc"] - rows["lut"]).to_numpy(float), rows["lc"].to_numpy(float)
     out = []
@@ -335,10 +342,11 @@ def fit_extra(target: str = "ice40", engines: str = "mac") -> dict:
     if rows.empty:
         raise RuntimeError(f"no packed {target} {ENGINE_WORDS[engines]} of the calibration draw: run python -m "
                            f"costmodel.calibrate logic-cells --split calibration --target {target} --engines {engines}")
-    table = cv_table(rows, target, engines)
+    feats = extra_columns(rows, target, engines)
+    table = cv_table(rows, target, engines, feats)
     best = table.sort_values(["p90", "median"], kind="stable").iloc[0]
     terms = EXTRA_CANDIDATES[engines][target][best["candidate"]]
-    X = _EXTRA_FEATURES[engines](packed_features(rows, target, engines), rows["lut"].to_numpy())[terms].to_numpy()
+    X = feats[terms].to_numpy()
     coef = _nnls_scaled(X, (rows["lc"] - rows["lut"]).to_numpy(float), rows["lc"].to_numpy(float))
     held = packed_rows("heldout", target, engines)
     fit = {"target": target, "engines": engines, "cells": CELLS[target], "terms": terms, "coef": coef.tolist(),

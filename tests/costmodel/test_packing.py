@@ -80,7 +80,7 @@ def test_ecp5_trellis_comb_holds_the_lut_sites():
     """ECP5 (nextpnr-ecp5 --pack-only): the TRELLIS_COMB sites of every packed engine and SWA
     kernel hold its LUT sites as ``hw.rtl.lut_sites`` counts them (LUT4 + 2 per CCU2C + 6 per
     DPR16X4 of the stored synthesis), and at most half more (pass-through LUTs in front of PFUMX /
-    L6MUX21 inputs: dot / sparse a median 5 %, at most 44 % on 638; SWA kernels 3–8 %)."""
+    L6MUX21 inputs: dot / sparse a median 5 %, at most 44 % on 638; SWA kernels a median 5.4 %, 1.2–10.1 % on 155)."""
     from hw.rtl import lut_sites
 
     lutram, swa = {}, set()
@@ -96,7 +96,7 @@ def test_ecp5_trellis_comb_holds_the_lut_sites():
     assert (sites <= c["lc"]).all() and (c["lc"] <= 1.5 * sites).all()
 
 
-@pytest.mark.parametrize("target,engines", [("ice40", "mac"), ("ecp5", "mac"), ("ecp5", "swa")])
+@pytest.mark.parametrize("target,engines", [("ice40", "mac"), ("ecp5", "mac"), ("ice40", "swa"), ("ecp5", "swa")])
 def test_refit_reproduces_the_stored_cell_fit(target, engines):
     stored, again = load_fit(target, engines), fit_extra(target, engines)
     assert stored["terms"] == again["terms"] and np.allclose(stored["coef"], again["coef"], rtol=1e-9, atol=1e-9)
@@ -119,7 +119,8 @@ def test_estimate_counts_the_packed_cells(target, device, cell):
     assert est["lut_err_median"].iloc[0] == fit["heldout_engine"][rows["engine"].iloc[0]]["median"]
 
 
-@pytest.mark.parametrize("target,device,cell", [("ecp5", "ecp5-85f", "TRELLIS_COMB")])
+@pytest.mark.parametrize("target,device,cell", [("ice40", "ice40up5k", "ICESTORM_LC"),
+                                                 ("ecp5", "ecp5-85f", "TRELLIS_COMB")])
 def test_swa_estimate_counts_the_packed_cells(target, device, cell):
     """An SWA kernel's estimate on a Lattice part: the LUT model's sites (distributed RAM
     included) plus the cells packing adds under the SWA cell fit, labelled, with those cells'
@@ -136,11 +137,13 @@ def test_swa_estimate_counts_the_packed_cells(target, device, cell):
     assert est["lut_err_median"].iloc[0] == fit["heldout_engine"]["swa"]["median"]
 
 
-def test_logic_cells_held_out_within_the_lut_goals():
-    """The logic cells the iCE40 estimate gives, on the packed held-out draw (never fitted on):
-    within issue 15's LUT goals in every group (median <= 5 %, p90 <= 12 %)."""
-    rep = heldout_report(load_fit("ice40"))
-    assert len(rep) == 6 and rep["n"].iloc[-1] >= 200
+@pytest.mark.parametrize("engines,least", [("mac", 200), ("swa", 70)])
+def test_logic_cells_held_out_within_the_lut_goals(engines, least):
+    """The logic cells the iCE40 estimate gives, on the packed held-out draws (never fitted on),
+    of dot / sparse engines and of SWA kernels: within issue 15's LUT goals in every group
+    (median <= 5 %, p90 <= 12 %)."""
+    rep = heldout_report(load_fit("ice40", engines))
+    assert len(rep) == 6 and rep["n"].iloc[-1] >= least
     bad = rep[(rep["median"] > 0.05) | (rep["p90"] > 0.12)]
     assert bad.empty, bad
 
@@ -225,3 +228,17 @@ def test_a_packing_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
     cells, fails = pd.read_csv(tmp_path / "cells.csv"), pd.read_csv(tmp_path / "fail.csv")
     assert list(cells["key"]) == ["k1", "k3"] and list(fails["key"]) == ["k2"]
     assert fails["table"][0] == "cells.csv" and fails["error"][0].startswith("ERROR: Assert")
+
+
+@pytest.mark.slow
+def test_fresh_ice40_swa_logic_cells_near_the_fit():
+    """A fresh SWA kernel within iCE40's draw bounds: nextpnr-ice40 --pack-only's logic cells
+    within 3 % of its LUT4s + the SWA fit's cells, which the LUT4 count alone falls short of."""
+    from hw.engines import config_from_dict
+    from hw.rtl import verilog_text
+
+    cfg = dict(engine="swa", head_dim=6, window=9, lanes=3, qk_fmt="int5", v_fmt="e2m3")
+    got = logic_cells(verilog_text(config_from_dict(cfg).build()), "ice40")
+    feats = swa_row_features(pd.DataFrame({"config": [json.dumps(cfg)]}), "ice40")
+    more = extra_cells(feats, load_fit("ice40", "swa"), np.array([got["lut"]]))[0]
+    assert got["lc"] > 1.05 * got["lut"] and abs(got["lut"] + more - got["lc"]) <= 0.03 * got["lc"], (got, more)
