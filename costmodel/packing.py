@@ -12,18 +12,20 @@ LUT4s") and pass-through LUTs in front of PFUMX / L6MUX21 inputs.
 Measured: :func:`logic_cells` synthesizes a bare engine (``synth_<target>``, the flow of
 :func:`hw.rtl.synthesize`) and packs it with nextpnr ``--pack-only`` (no placement: the bare
 engine's ports need not fit the package). ``python -m costmodel.calibrate logic-cells --split
-calibration|heldout --target ice40|ecp5`` stores it for every stored engine of a random draw
-(``data/logic_cells.csv``, resumable, one row per stored synthesis key).
+calibration|heldout --target ice40|ecp5 [--engines swa]`` stores it for every stored dot / sparse
+engine (or SWA kernel) of a random draw (``data/logic_cells.csv``, resumable, one row per stored
+synthesis key).
 
 Modelled: the cells beyond the LUT count (:func:`extra_cells`) by NNLS over a term set of
 :data:`EXTRA_CANDIDATES` — on iCE40 the output register (its D is the accumulator's sum LUT, which
 also feeds the accumulator: a cell of its own), the pipeline's tag registers (flip-flop to
 flip-flop), the minifloat aligners' comparators (carries whose sum no LUT uses), the adders'
-chains; on ECP5 lanes, flip-flops, minifloat lanes, index-mux bits — chosen by 5-fold CV on the
-packed calibration draw (:data:`SELECTION`), judged on the packed held-out draw with the LUT model
-in front (:func:`heldout_report`). ``python -m costmodel.packing [ice40 ecp5]`` refits
-``data/logic_cells_fit.json``; the dot / sparse estimate's LUT on iCE40 and ECP5 is the LUT model +
-these cells (what the part fills).
+chains; on ECP5 lanes, flip-flops, minifloat lanes, index-mux bits; for SWA kernels their own
+terms (iCE40: accumulator bits, the memories' flip-flops; ECP5: head_dim, lanes, beat bits) — chosen
+by 5-fold CV on the packed calibration draw (:data:`SELECTION`), judged on the packed held-out draw
+with the LUT model in front (:func:`heldout_report`). ``python -m costmodel.packing [ice40 ecp5]``
+refits ``data/logic_cells_fit.json`` (``{"mac" | "swa": {target: fit}}``); every estimate's LUT on
+iCE40 and ECP5 is the LUT model + these cells (what the part fills).
 """
 
 from __future__ import annotations

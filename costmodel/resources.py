@@ -1130,9 +1130,9 @@ def _with_mult_lut(features: pd.DataFrame, target: str, mult: dict | None, terms
 
 def predict_swa(features: pd.DataFrame, model: dict, target: str = "xc7", memory: bool = False) -> pd.DataFrame:
     """LUT, FF (fitted), DSP, BRAM18 (counted) of :func:`costmodel.swa.swa_props` +
-    :func:`costmodel.swa.swa_features` rows under a stored SWA ``model`` of ``target``; LUT in
-    LUT sites of the fitted logic, with ``memory`` (the estimate's) + the distributed RAM's sites,
-    counted by the memory rule (``lutram``, :func:`hw.rtl.lut_sites`)."""
+    :func:`costmodel.swa.swa_features` rows under a stored SWA ``model`` of ``target``. LUT: the
+    fitted logic's LUT sites; with ``memory`` (as the estimate gives it) plus the distributed RAM's
+    sites, counted by the memory rule (``lutram``, :func:`hw.rtl.lut_sites`)."""
     lut, ff = model["resources"]["lut"], model["resources"]["ff"]
     features = _with_mult_lut(features, target, model.get("multiplier"), [*lut["terms"], *ff["terms"]])
     dm = swa_design(features, lut["terms"], ff["terms"])
