@@ -6,7 +6,8 @@
 #   make calibrate         every calibration grid + the random DOE draws, calibration (seed 1) and
 #                          held out (seed 0), per family (hours; JOBS Yosys at a time; stop it any
 #                          time, run it again to resume; then `make refit`)
-#   make refit             refit data/coefficients.json (and the iCE40 logic-cell fit) from the stored runs
+#   make refit             refit data/coefficients.json and data/logic_cells_fit.json (the Lattice cell fits,
+#                          dot / sparse and SWA) from the stored runs
 
 PY      ?= python3
 VENV    ?= .venv

@@ -106,10 +106,10 @@ from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 from .packing import measure_stored
 from .pnr import PNR_CSV
 from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
-                    FAILURE_FIELDS, FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
+                    FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
                     MUXES_CSV, ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV,
                     SWA_DOE_FIELDS, SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
-                    failed_keys, heldout_keys, now, swa_doe_bounds)
+                    failed_keys, heldout_keys, now, record_failure, swa_doe_bounds)
 
 
 INT_FORMATS = [f"int{b}" for b in range(2, 9)]
@@ -461,10 +461,7 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
         try:
             r = future.result()
         except SynthError as e:
-            error = next((ln.strip() for ln in str(e).splitlines() if "ERROR" in ln), str(e).strip()[-200:])
-            append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": path.name,
-                                               "label": job.label, "error": error, "yosys": yosys_version(),
-                                               "date": now()})
+            error = record_failure(failures, path, key, target, job.label, e, yosys_version())
             print(f"[{count}] [{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: "
                   f"{error}", flush=True)
             return

@@ -51,7 +51,7 @@ from .features import frame_features
 from .pnr import _exe, nextpnr_version
 from .resources import (config_ids, cv_fold, heldout_groups, lut_stats, model_for, predict_frame, predict_swa,
                         swa_config_ids, swa_groups, swa_row_features)
-from .store import DATA, DOE_CSV, FAILURE_FIELDS, FAILURES_CSV, SWA_DOE_CSV, append, done_keys, failed_keys, now
+from .store import DATA, DOE_CSV, FAILURES_CSV, SWA_DOE_CSV, append, done_keys, failed_keys, now, record_failure
 
 __all__ = ["LOGIC_CELLS_CSV", "LOGIC_CELL_FIELDS", "LOGIC_CELLS_FIT_JSON", "EXTRA_CANDIDATES", "logic_cells",
            "measure_stored", "packed_rows", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
@@ -128,10 +128,8 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
         try:
             got = fut.result()
         except (RuntimeError, subprocess.TimeoutExpired) as e:  # Yosys (SynthError) or nextpnr: recorded, the run goes on
-            error = next((ln.strip() for ln in str(e).splitlines() if "ERROR" in ln), str(e).strip()[-200:])
-            append(FAILURES_CSV, FAILURE_FIELDS, {"key": r["key"], "target": target, "table": LOGIC_CELLS_CSV.name,
-                                                  "label": f"{engines} {split} {r['config']}", "error": error,
-                                                  "yosys": versions["yosys"], "date": now()})
+            error = record_failure(FAILURES_CSV, LOGIC_CELLS_CSV, r["key"], target, f"{engines} {split} {r['config']}",
+                                   e, versions["yosys"])
             print(f"[{finished}/{len(todo)}] {r['key'][:10]}: failed, recorded in {FAILURES_CSV.name} and skipped "
                   f"({error[:200]})", flush=True)
             return

@@ -121,6 +121,17 @@ def config_columns(config, key: str, target: str) -> dict:
                 pipeline=full.get("pipeline", ""), n=full.get("n", ""), m=full.get("m", ""), date=now())
 
 
+def record_failure(failures: Path, table: Path, key: str, target: str, label: str, exc: Exception,
+                   yosys: str) -> str:
+    """Append a tool failure on ``key`` (a row ``table`` will not get) to ``failures``, with the
+    error line of ``exc`` (its first line holding "ERROR", else its last 200 characters), which is
+    returned; :func:`failed_keys` reads it back so a resumed run skips the row."""
+    error = next((ln.strip() for ln in str(exc).splitlines() if "ERROR" in ln), str(exc).strip()[-200:])
+    append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": table.name, "label": label,
+                                      "error": error, "yosys": yosys, "date": now()})
+    return error
+
+
 def failed_keys(failures: Path, table: Path, target: str | None = None) -> set[str]:
     """Keys recorded in ``failures`` for ``table`` (and ``target``, where given)."""
     if not failures.exists():

@@ -30,12 +30,13 @@ def _packed() -> pd.DataFrame:
     return pd.read_csv(LOGIC_CELLS_CSV)
 
 
-def _stored(paths) -> dict[str, tuple[int, int, int]]:
-    """LUT4, FF and carry of every stored synthesis in ``paths``, read with the csv module."""
+def _stored(paths, cols: tuple[str, ...] = ("lut", "ff", "carry")) -> dict[str, tuple[int, ...]]:
+    """``cols`` (default LUT4, FF and carry) of every stored synthesis in ``paths``, by key, read
+    with the csv module."""
     out = {}
     for path in paths:
         with path.open() as f:
-            out.update({r["key"]: (int(r["lut"]), int(r["ff"]), int(r["carry"])) for r in csv.DictReader(f)})
+            out.update({r["key"]: tuple(int(r[c]) for c in cols) for r in csv.DictReader(f)})
     return out
 
 
@@ -65,7 +66,7 @@ def test_every_lut_and_flip_flop_lands_in_one_logic_cell():
     LUT4s, LUT4 and DFF + DFF only = the flip-flops, and the logic cells = those + CARRY only -
     LUTs merged into carry cells + chain legalisation + the constant 0 and 1 cells — but where
     nextpnr promotes a LUT-driven clock enable to a global buffer, which takes a few cells more (two
-    wide e7m0 engines of 660: +2 and +12; SWA kernels, whose enables fan out wider: RESTSWA)."""
+    wide e7m0 engines of 660: +2 and +12; 59 of 192 SWA kernels, whose enables fan out wider: +1 to +16)."""
     c = _packed()
     c = c[c["target"] == "ice40"]
     assert ((c["lut_only"] + c["lut_and_dff"]) == c["lut"]).all()
@@ -83,12 +84,8 @@ def test_ecp5_trellis_comb_holds_the_lut_sites():
     L6MUX21 inputs: dot / sparse a median 5 %, at most 44 % on 638; SWA kernels a median 5.4 %, 1.2–10.1 % on 155)."""
     from hw.rtl import lut_sites
 
-    lutram, swa = {}, set()
-    for path in [*DOE_CSV.values(), *SWA_DOE_CSV.values()]:
-        with path.open() as f:
-            rows = list(csv.DictReader(f))
-        lutram.update({r["key"]: int(r["lutram"]) for r in rows})
-        swa |= {r["key"] for r in rows} if path in SWA_DOE_CSV.values() else set()
+    swa = _stored(SWA_DOE_CSV.values(), ("lutram",))
+    lutram = {k: v[0] for k, v in {**_stored(DOE_CSV.values(), ("lutram",)), **swa}.items()}
     c = _packed()
     c = c[c["target"] == "ecp5"]
     sites = lut_sites(c["lut"], c["carry"], "ecp5", c["key"].map(lutram))
