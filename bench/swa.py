@@ -20,8 +20,6 @@ Run: ``.venv/bin/python bench/swa.py [--quick] [--no-synth] [--backend pysim|ver
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import time
 
 import numpy as np
@@ -122,32 +120,12 @@ def utilization_table(configs: list[swa.SWAConfig], n: int) -> None:
 
 
 def synth_xc7(cfg: swa.SWAConfig):
-    """``hw.rtl.synthesize(cfg, "xc7")``; when Yosys hits its ABC re-integration assert
-    (YosysHQ/yosys#4349, "count_id(wire->name) == 0"), the maintainers' workaround: the same
-    ``synth_xilinx`` script split at ``map_luts`` with ``splitnets`` in between. Returns
-    (Resources, note)."""
+    """``hw.rtl.synthesize(cfg, "xc7")`` and a note when the run took Yosys' assert workaround
+    (``Resources.workaround``). Returns (Resources, note)."""
     from hw import rtl
 
-    base = rtl.TARGETS["xc7"].format(top=rtl.TOP)
-    script = f"{base} -run :map_luts\nsplitnets\n{base} -run map_luts:\ntee -q -o stat.txt stat"
-    note = " (splitnets, yosys#4349)"
-    verilog = rtl.verilog_text(cfg)
-    key = hashlib.sha256(json.dumps([verilog, script, rtl.yosys_version()]).encode()).hexdigest()[:32]
-    path = rtl.cache_root() / "synth" / f"bench-swa-{key}.json"
-    if path.exists():  # this design needed the workaround before
-        return rtl.Resources.from_dict({**json.loads(path.read_text()), "cached": True}), note
-    try:
-        return rtl.synthesize(cfg, "xc7"), ""
-    except rtl.SynthError as e:
-        if "count_id" not in str(e):
-            raise
-    t = time.perf_counter()
-    out = rtl.run_yosys(verilog, script, ["stat.txt"])
-    counts = rtl.resources_from_cells(rtl.parse_stat(out["stat.txt"]), "xc7")
-    res = rtl.Resources(**counts, target="xc7", yosys=rtl.yosys_version(), seconds=time.perf_counter() - t)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res.to_dict()))
-    return res, note
+    res = rtl.synthesize(cfg, "xc7")
+    return res, " (splitnets, yosys#4349)" if res.workaround else ""
 
 
 def synth_table(pairs: list[tuple[str, swa.SWAConfig]]) -> None:

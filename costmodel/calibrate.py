@@ -109,7 +109,7 @@ from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FI
                     FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
                     MUXES_CSV, ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV,
                     SWA_DOE_FIELDS, SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
-                    failed_keys, heldout_keys, now, record_failure, swa_doe_bounds)
+                    failed_keys, forget_failure, heldout_keys, now, record_failure, swa_doe_bounds)
 
 
 INT_FORMATS = [f"int{b}" for b in range(2, 9)]
@@ -433,24 +433,27 @@ class SynthJob:
 
 def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], target: str = "xc7",
                        limit: int | None = None, progress: bool = True,
-                       failures: Path | None = None, workers: int = 1) -> int:
+                       failures: Path | None = None, workers: int = 1, retry_failed: bool = False) -> int:
     """Synthesize every job whose key is not yet in ``path`` and append its row as soon as it
     finishes (a killed run loses at most the syntheses in flight); at most ``limit`` syntheses,
     ``workers`` Yosys processes at a time (the designs are elaborated to Verilog here, one at a
     time, in job order). A synthesis Yosys fails on is recorded in ``failures`` (default
     :data:`FAILURES_CSV`) with its error line and skipped, now and on every resumed run, so one
-    tool crash never stops a long calibration. Returns how many ran (failures included)."""
+    tool crash never stops a long calibration; ``retry_failed``: run the recorded ones again (one
+    that now runs loses its record). Returns how many ran (failures included)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     failures = FAILURES_CSV if failures is None else failures
     done = done_keys(path)
-    failed = failed_keys(failures, path, target)
+    recorded = failed_keys(failures, path, target)
+    failed = set() if retry_failed else recorded
     todo = list({key: (job, key) for job in jobs
                  if (key := config_key(job.spec, target)) not in done and key not in failed}.values())[:limit]
     if progress:
+        retried = sum(key in recorded for _, key in todo) if retry_failed else 0
         print(f"{len(todo)} to synthesize for {target} into {path.name} ({workers} at a time)"
-              + (f"; skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})" if failed else ""),
-              flush=True)
+              + (f"; skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})" if failed else "")
+              + (f"; {retried} of them failed before" if retried else ""), flush=True)
     t_start, finished = time.perf_counter(), 0
 
     def store(job: SynthJob, key: str, started: float, future: Future) -> None:
@@ -461,12 +464,16 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
         try:
             r = future.result()
         except SynthError as e:
+            if key in recorded:  # a retry that failed again: its record is replaced
+                forget_failure(failures, path, key, target)
             error = record_failure(failures, path, key, target, job.label, e, yosys_version())
             print(f"[{count}] [{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: "
                   f"{error}", flush=True)
             return
         append(path, fields, {"key": key, "target": target, "date": now(), **job.columns,
                                **{m: getattr(r, m) for m in MEASURED}})
+        if key in recorded:
+            forget_failure(failures, path, key, target)
         if progress:
             print(f"[{count}] [{job.label} {target}] {r.lut} LUT {r.ff} FF {r.dsp} DSP {r.bram18} BRAM18 "
                   f"{r.lutram} LUTRAM ({r.seconds:.1f} s, wall {time.perf_counter() - started:.1f} s)", flush=True)
@@ -631,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--jobs", type=int, default=1,
                         help="Yosys processes at a time (default 1; each takes one core)")
+    common.add_argument("--retry-failed", action="store_true",
+                        help=f"run again the configs a tool failed on before (recorded in {FAILURES_CSV.name}, "
+                             "skipped otherwise); one that now runs loses its record")
     pp = sub.add_parser("primitives", parents=[common])
     pp.add_argument("--target", default="xc7", choices=sorted(TARGETS))
     pb = sub.add_parser("buffers", parents=[common])
@@ -669,32 +679,32 @@ def main(argv: list[str] | None = None) -> int:
             if split != args.split and args.seed == seed:
                 p.error(f"--seed {seed} draws the {split} configs; give the {args.split} draw another seed")
     _record_command(args.what if args.what != "engines" else "engines:" + ",".join(args.grid), argv)
+    run = dict(workers=args.jobs, retry_failed=args.retry_failed)
     if args.what == "primitives":
-        synthesize_missing(primitive_jobs(), PRIMITIVES_CSV, PRIM_FIELDS, args.target, workers=args.jobs)
+        synthesize_missing(primitive_jobs(), PRIMITIVES_CSV, PRIM_FIELDS, args.target, **run)
         return 0
     if args.what == "buffers":
-        synthesize_missing(buffer_jobs(), BUFFERS_CSV, BUFFER_FIELDS, args.target, workers=args.jobs)
+        synthesize_missing(buffer_jobs(), BUFFERS_CSV, BUFFER_FIELDS, args.target, **run)
         return 0
     if args.what == "muxes":
-        synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target, workers=args.jobs)
+        synthesize_missing(mux_jobs(), MUXES_CSV, MUX_FIELDS, args.target, **run)
         return 0
     if args.what == "logic-cells":
-        measure_stored(args.split, args.target, jobs=args.jobs, limit=args.limit, engines=args.engines)
+        measure_stored(args.split, args.target, jobs=args.jobs, limit=args.limit, engines=args.engines,
+                       retry_failed=args.retry_failed)
         return 0
     if args.what == "lanes":
-        synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit,
-                           workers=args.jobs)
+        synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit, **run)
         return 0
     if "swa" in args.grid:
-        synthesize_missing(engine_jobs(swa_grid(), args.target), SWA_CALIBRATION_CSV, SWA_FIELDS, args.target,
-                           workers=args.jobs)
+        synthesize_missing(engine_jobs(swa_grid(), args.target), SWA_CALIBRATION_CSV, SWA_FIELDS, args.target, **run)
     if "doe" in args.grid:
         seed = args.seed if args.seed is not None else DOE_SEEDS[args.split]
         command = f"python -m costmodel.calibrate engines --grid doe --split {args.split} --count {args.count} " \
                   f"--seed {seed} --target {args.target}"
         configs = doe_grid(seed, args.count)
         synthesize_missing(doe_jobs(configs, seed, command, args.split), DOE_CSV[args.split], DOE_FIELDS,
-                           args.target, limit=args.limit, workers=args.jobs)
+                           args.target, limit=args.limit, **run)
     if "swa-doe" in args.grid:
         seed = args.seed if args.seed is not None else DOE_SEEDS[args.split]
         command = f"python -m costmodel.calibrate engines --grid swa-doe --split {args.split} --count {args.count} " \
@@ -702,20 +712,18 @@ def main(argv: list[str] | None = None) -> int:
         jobs = (SynthJob(j.spec, j.build, {**j.columns, "causal": j.spec["causal"], "dense": j.spec["dense"]}, j.label)
                 for j in doe_jobs(swa_doe_grid(seed, args.count, swa_doe_bounds(args.target)), seed, command,
                                  args.split))
-        synthesize_missing(jobs, SWA_DOE_CSV[args.split], SWA_DOE_FIELDS, args.target, limit=args.limit,
-                           workers=args.jobs)
+        synthesize_missing(jobs, SWA_DOE_CSV[args.split], SWA_DOE_FIELDS, args.target, limit=args.limit, **run)
     if "order" in args.grid:
         command = f"python -m costmodel.calibrate engines --grid order --target {args.target}"
         jobs = (SynthJob(j.spec, j.build, {**j.columns, "command": command}, j.label) for j in engine_jobs(order_grid()))
-        synthesize_missing(jobs, ORDER_CHECK_CSV, ENGINE_FIELDS + ["command"], args.target, workers=args.jobs)
+        synthesize_missing(jobs, ORDER_CHECK_CSV, ENGINE_FIELDS + ["command"], args.target, **run)
     configs: list[dict] = []
     for g in (g for g in args.grid if g not in ("swa", "doe", "swa-doe", "order")):
         configs += GRIDS[g]()
     if args.order == "shuffle":
         random.Random(12345).shuffle(configs)
     if configs:  # the grids stored in calibration.csv (dense, sparse, smallint)
-        synthesize_missing(engine_jobs(configs), CALIBRATION_CSV, ENGINE_FIELDS, args.target, limit=args.limit,
-                           workers=args.jobs)
+        synthesize_missing(engine_jobs(configs), CALIBRATION_CSV, ENGINE_FIELDS, args.target, limit=args.limit, **run)
     return 0
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from hw.engines import config_from_dict
-from hw.rtl import TARGETS, TOP, cache_root, run_yosys, verilog_text, yosys_version
+from hw.rtl import TARGETS, TOP, cache_root, run_synth, verilog_text, yosys_version
 
 from .store import append, config_columns, config_key, done_keys, now
 from .features import config_row, frame_features
@@ -63,14 +63,15 @@ def xilinx_depth(config: Any, target: str = "xc7", cache: bool = True) -> dict:
         raise ValueError(f"ltp depth is for the Xilinx targets xc7 / xcup, not {target!r}")
     verilog = verilog_text(config)
     synth = TARGETS[target].format(top=TOP)
-    script = f"{synth}\ntee -q -o ltp.txt ltp -noff t:FD* t:DSP48* %u %n\nwrite_json net.json"
+    tail = "tee -q -o ltp.txt ltp -noff t:FD* t:DSP48* %u %n\nwrite_json net.json"
+    script = f"{synth}\n{tail}"
     version = yosys_version()
     key = hashlib.sha256(json.dumps([verilog, target, script, version]).encode()).hexdigest()[:32]
     path = cache_root() / "ltp" / f"{key}.json"
     if cache and path.exists():
         return json.loads(path.read_text())
     t0 = time.perf_counter()
-    out = run_yosys(verilog, script, ["ltp.txt", "net.json"])
+    out = run_synth(verilog, synth, tail, ["ltp.txt", "net.json"])[0]
     seconds = time.perf_counter() - t0
     text = out["ltp.txt"]
     m = re.search(r"Longest topological path in \S+ \(length=(\d+)\)", text)

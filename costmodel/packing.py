@@ -45,13 +45,14 @@ import numpy as np
 import pandas as pd
 
 from hw.engines import config_from_dict
-from hw.rtl import TARGETS, lut_sites, parse_stat, resources_from_cells, run_yosys, verilog_text, yosys_version
+from hw.rtl import TARGETS, lut_sites, parse_stat, resources_from_cells, run_synth, verilog_text, yosys_version
 
 from .features import frame_features
 from .pnr import _exe, nextpnr_version
 from .resources import (config_ids, cv_fold, heldout_groups, lut_stats, model_for, predict_frame, predict_swa,
                         swa_config_ids, swa_groups, swa_row_features)
-from .store import DATA, DOE_CSV, FAILURES_CSV, SWA_DOE_CSV, append, done_keys, failed_keys, now, record_failure
+from .store import (DATA, DOE_CSV, FAILURES_CSV, SWA_DOE_CSV, append, done_keys, failed_keys, forget_failure, now,
+                    record_failure)
 
 __all__ = ["LOGIC_CELLS_CSV", "LOGIC_CELL_FIELDS", "LOGIC_CELLS_FIT_JSON", "EXTRA_CANDIDATES", "logic_cells",
            "measure_stored", "packed_rows", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
@@ -86,8 +87,8 @@ def logic_cells(verilog: str, target: str = "ice40", timeout: float | None = Non
     (nextpnr)."""
     tool, flags, cells_line = PACKERS[target]
     t0 = time.perf_counter()
-    script = TARGETS[target].format(top="dut") + "\nwrite_json pack.json\ntee -q -o stat.txt stat"
-    out = run_yosys(verilog, script, ["pack.json", "stat.txt"], timeout)
+    out = run_synth(verilog, TARGETS[target].format(top="dut"), "write_json pack.json\ntee -q -o stat.txt stat",
+                    ["pack.json", "stat.txt"], timeout)[0]
     res = resources_from_cells(parse_stat(out["stat.txt"]), target)
     with tempfile.TemporaryDirectory(prefix="paretofab-pack-") as d:
         (Path(d) / "pack.json").write_text(out["pack.json"])
@@ -104,16 +105,18 @@ def logic_cells(verilog: str, target: str = "ice40", timeout: float | None = Non
 
 
 def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int | None = None,
-                   progress: bool = True, engines: str = "mac") -> int:
+                   progress: bool = True, engines: str = "mac", retry_failed: bool = False) -> int:
     """:func:`logic_cells` of every stored ``target`` engine of the random ``split`` draw not yet
     in :data:`LOGIC_CELLS_CSV`, ``jobs`` at a time, each row appended as it finishes (resumable):
     ``engines`` "mac" the dot / sparse engines (``data/doe_<split>.csv``), "swa" the SWA kernels
     (``data/swa_doe_<split>.csv``). A design Yosys or nextpnr fails on is recorded in
     :data:`~costmodel.store.FAILURES_CSV` and skipped, now and on every resumed run (as
-    ``calibrate.synthesize_missing`` does). Returns how many were measured (failures included)."""
+    ``calibrate.synthesize_missing`` does; ``retry_failed``: measured again, a success drops the
+    record). Returns how many were measured (failures included)."""
     rows = pd.read_csv(DRAWS[engines][split])
     rows = rows[rows["target"] == target]
-    skip = done_keys(LOGIC_CELLS_CSV) | failed_keys(FAILURES_CSV, LOGIC_CELLS_CSV, target)
+    recorded = failed_keys(FAILURES_CSV, LOGIC_CELLS_CSV, target)
+    skip = done_keys(LOGIC_CELLS_CSV) | (set() if retry_failed else recorded)
     todo = [r for _, r in rows.iterrows() if r["key"] not in skip][:limit]
     command = f"python -m costmodel.calibrate logic-cells --split {split} --target {target} --engines {engines}"
     versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version(target)}
@@ -128,6 +131,8 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
         try:
             got = fut.result()
         except (RuntimeError, subprocess.TimeoutExpired) as e:  # Yosys (SynthError) or nextpnr: recorded, the run goes on
+            if r["key"] in recorded:  # a retry that failed again: its record is replaced
+                forget_failure(FAILURES_CSV, LOGIC_CELLS_CSV, r["key"], target)
             error = record_failure(FAILURES_CSV, LOGIC_CELLS_CSV, r["key"], target, f"{engines} {split} {r['config']}",
                                    e, versions["yosys"])
             print(f"[{finished}/{len(todo)}] {r['key'][:10]}: failed, recorded in {FAILURES_CSV.name} and skipped "
@@ -135,6 +140,8 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
             return
         append(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {"key": r["key"], "target": target, "split": split, **got,
                                                      **versions, "date": now(), "command": command})
+        if r["key"] in recorded:
+            forget_failure(FAILURES_CSV, LOGIC_CELLS_CSV, r["key"], target)
         if progress:
             print(f"[{finished}/{len(todo)}] {r['key'][:10]}: {got['lut']} LUT4 {got['ff']} FF {got['carry']} carry "
                   f"-> {got['lc']} cells ({got['seconds']:.0f} s)", flush=True)

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from hw.engines import config_from_dict
-from hw.rtl import _yosys_exe, cache_root, synthesize, verilog_text, yosys_version
+from hw.rtl import cache_root, run_synth, synthesize, verilog_text, yosys_version
 
 from .store import append, config_columns, config_key, done_keys, now
 from .features import config_row, frame_features
@@ -98,8 +98,8 @@ PNR_FIELDS = ["key", "engine", "config", "target", "part", "lanes", "wfmt", "afm
 
 
 class PnrError(RuntimeError):
-    """Yosys or nextpnr failed on a design (log tail in the message), or a tool is missing.
-    ``tool`` names it for the CLI (exit 3); ``log`` is the path of the full log when known."""
+    """nextpnr failed on a design (log tail in the message), or a tool is missing (a Yosys failure
+    is ``hw.rtl.SynthError``). ``tool`` names it for the CLI (exit 3); ``log`` is the path of the full log when known."""
 
     tool = "nextpnr"
     log: str | None = None
@@ -200,9 +200,8 @@ def place_and_route(config: Any, target: str, *, seed: int = 1, freq: float | No
     res = synthesize(core, target)  # bare engine counts (cached by hw.rtl)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="paretofab-pnr-") as d:
-        (Path(d) / "top.v").write_text(verilog)
-        (Path(d) / "run.ys").write_text(f"read_verilog -sv top.v\n{spec['synth']}\n")
-        _run([_yosys_exe(), "-q", "-l", "yosys.log", "-s", "run.ys"], d, "yosys.log", timeout)
+        netlist = run_synth(verilog, spec["synth"], "", ["pnr.json"], timeout)[0]["pnr.json"]
+        (Path(d) / "pnr.json").write_text(netlist)
         _run([_exe(spec["tool"]), *flags, "--json", "pnr.json", "--report", "report.json", "-l", "nextpnr.log"],
              d, "nextpnr.log", timeout)
         report = json.loads((Path(d) / "report.json").read_text())

@@ -13,6 +13,7 @@ import csv
 import datetime as _dt
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["DATA", "config_key", "is_validation", "split", "heldout_keys", "done_keys", "failed_keys", "append",
-           "now", "config_columns", "SWABounds", "swa_doe_bounds"]
+           "record_failure", "forget_failure", "now", "config_columns", "SWABounds", "swa_doe_bounds"]
 
 DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
@@ -130,6 +131,24 @@ def record_failure(failures: Path, table: Path, key: str, target: str, label: st
     append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": table.name, "label": label,
                                       "error": error, "yosys": yosys, "date": now()})
     return error
+
+
+def forget_failure(failures: Path, table: Path, key: str, target: str) -> None:
+    """Drop the records of ``key`` on ``target`` for ``table`` from ``failures`` (a retried config
+    that now runs; the table is rewritten whole, atomically)."""
+    if not failures.exists():
+        return
+    with failures.open() as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if not (r["key"] == key and r["table"] == table.name and r["target"] == target)]
+    if len(keep) == len(rows):
+        return
+    tmp = failures.with_name(f".{failures.name}.{os.getpid()}")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FAILURE_FIELDS)
+        w.writeheader()
+        w.writerows({k: r.get(k, "") for k in FAILURE_FIELDS} for r in keep)
+    os.replace(tmp, failures)
 
 
 def failed_keys(failures: Path, table: Path, target: str | None = None) -> set[str]:

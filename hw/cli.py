@@ -458,13 +458,16 @@ def _synth(args: argparse.Namespace) -> int:
         print(json.dumps({**{k: getattr(res, k) for k in Resources.FIELDS}, "lut_sites": res.lut_sites,
                           "target": res.target,
                           "device": device.name if device else None,
-                          "nodsp": args.nodsp, "yosys": res.yosys, "seconds": res.seconds, "cached": res.cached,
+                          "nodsp": args.nodsp, "yosys": res.yosys, "workaround": res.workaround or None,
+                          "seconds": res.seconds, "cached": res.cached,
                           "engine": args.engine, "config": cfg.to_dict(), "cells": res.cells}))
         return 0
     src = "cached result of a" if res.cached else "a"
     part = f"{device.name} ({target})" if device else target
     print(f"synth {args.engine} ({_config_str(cfg)}) for {part}{' -nodsp' if args.nodsp else ''}: "
           f"{src} {res.seconds:.1f} s run of {res.yosys}")
+    if res.workaround:
+        print(f"  ({res.workaround})")
     cols = [c.upper() for c in Resources.FIELDS]
     print("  " + "  ".join(f"{c:>7}" for c in cols))
     print("  " + "  ".join(f"{getattr(res, f):>7}" for f in Resources.FIELDS))

@@ -37,7 +37,7 @@ from quant.common import cache_root
 
 __all__ = [
     "Resources", "SynthError", "TARGETS", "atomic_write", "cache_root", "verilog_text", "export_verilog",
-    "synthesize", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
+    "synthesize", "run_synth", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
 ]
 
 #: Yosys synthesis command per target (``{top}`` is the module name)
@@ -145,6 +145,7 @@ class Resources:
     target, yosys, seconds : synthesis target, Yosys version string, wall time of the run (s).
     cells : every cell type and its count, as Yosys reported them.
     cached : True when this result came from the cache (``seconds`` is the original run's).
+    workaround : ``""``, or how the run got past a Yosys assert (:func:`run_synth`).
     """
 
     lut: int
@@ -159,6 +160,7 @@ class Resources:
     seconds: float = 0.0
     cells: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
     cached: bool = field(default=False, compare=False)
+    workaround: str = field(default="", compare=False)
 
     #: the resource counts, in column order
     FIELDS = ("lut", "ff", "carry", "dsp", "bram18", "lutram", "muxf")
@@ -347,6 +349,29 @@ def run_yosys(verilog: str, script: str, outputs: list[str], timeout: float | No
         return {name: (Path(d) / name).read_text() for name in outputs}
 
 
+#: Yosys asserts in ABC's re-integration of the mapped netlist that the maintainers' workaround
+#: avoids (YosysHQ/yosys#4349 on synth_xilinx; in Yosys 0.70 the same two on synth_ecp5 / abc9)
+ABC_REINTEGRATION_ASSERTS = ("count_id", "GetSize(conn.first) == GetSize(conn.second)", "abc_ops_reintegrate.cc")
+#: :attr:`Resources.workaround` of a run :func:`run_synth` split
+SPLIT_WORKAROUND = ("synth split at map_luts with splitnets between: the maintainers' workaround for Yosys' ABC "
+                    "re-integration assert (YosysHQ/yosys#4349)")
+
+
+def run_synth(verilog: str, synth: str, tail: str, outputs: list[str],
+              timeout: float | None = None) -> tuple[dict[str, str], str]:
+    """:func:`run_yosys` of the ``synth_*`` command ``synth`` then the script ``tail``. When Yosys
+    stops on one of :data:`ABC_REINTEGRATION_ASSERTS`, the same again with ``synth`` split at
+    ``map_luts`` and ``splitnets`` between (on designs that pass both ways the two give the same
+    netlist counts). Returns the outputs and ``""`` or :data:`SPLIT_WORKAROUND`."""
+    try:
+        return run_yosys(verilog, f"{synth}\n{tail}", outputs, timeout), ""
+    except SynthError as e:
+        if not any(a in str(e) for a in ABC_REINTEGRATION_ASSERTS):
+            raise
+    split = f"{synth} -run :map_luts\nsplitnets\n{synth} -run map_luts:\n{tail}"
+    return run_yosys(verilog, split, outputs, timeout), SPLIT_WORKAROUND
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` (its folder made) so that a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -385,19 +410,11 @@ def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cach
         except (ValueError, TypeError):
             pass  # a damaged entry: synthesize again
     t0 = time.perf_counter()
-    try:
-        out = run_yosys(verilog, f"{cmd}\ntee -q -o stat.txt stat", ["stat.txt"])
-    except SynthError as e:
-        if "count_id" not in str(e) or not cmd.startswith("synth_xilinx"):
-            raise
-        # YosysHQ/yosys#4349 (ABC re-integration assert): the maintainers' workaround is the same
-        # script split at map_luts with `splitnets` in between
-        split = f"{cmd} -run :map_luts\nsplitnets\n{cmd} -run map_luts:\ntee -q -o stat.txt stat"
-        out = run_yosys(verilog, split, ["stat.txt"])
+    out, workaround = run_synth(verilog, cmd, "tee -q -o stat.txt stat", ["stat.txt"])
     seconds = time.perf_counter() - t0
     cells = parse_stat(out["stat.txt"])
     res = Resources(**resources_from_cells(cells, target), target=target, yosys=version,
-                    seconds=round(seconds, 3), cells=dict(sorted(cells.items())))
+                    seconds=round(seconds, 3), cells=dict(sorted(cells.items())), workaround=workaround)
     if cache:
         atomic_write(path, json.dumps(res.to_dict(), indent=1))
     return res

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hw.rtl import TARGETS, TOP, SynthError, cache_root, run_yosys, verilog_text, yosys_version
+from hw.rtl import TARGETS, TOP, cache_root, run_synth, verilog_text, yosys_version
 
 from .coefficients import DSP_MULT_BITS, FAMILIES
 
@@ -188,14 +188,7 @@ def netlist(config: Any, target: str = "xc7", *, nodsp: bool = False) -> Netlist
     if (folder / "net.json").exists() and (folder / "net.v").exists():
         net_v, net_json = (folder / "net.v").read_text(), (folder / "net.json").read_text()
     else:
-        try:
-            out = run_yosys(verilog, f"{cmd}\n{_POST}", ["net.v", "net.json"])
-        except SynthError as e:
-            if "count_id" not in str(e):
-                raise
-            # YosysHQ/yosys#4349: the workaround hw.rtl.synthesize uses (split at map_luts)
-            out = run_yosys(verilog, f"{cmd} -run :map_luts\nsplitnets\n{cmd} -run map_luts:\n{_POST}",
-                            ["net.v", "net.json"])
+        out = run_synth(verilog, cmd, _POST, ["net.v", "net.json"])[0]
         net_v, net_json = out["net.v"], out["net.json"]
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in (("net.v", net_v), ("net.json", net_json)):

@@ -64,24 +64,30 @@ def test_doe_runner_is_cached_and_resumable(tmp_path, monkeypatch):
     assert [json.loads(c) == config_from_dict(DOE[i]).to_dict() for i, c in enumerate(d["config"])] == [True] * 6
 
 
-def test_a_yosys_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
-    """A config Yosys crashes on is written to the failures table with its error line, the run
-    goes on to the next config, and a resumed run skips it (no second attempt)."""
+def _stand_in(calls: list[str], fails):
+    """A stand-in for ``hw.rtl.synthesize`` that records each design in ``calls`` and raises Yosys'
+    re-integration assert where ``fails(design)``, else returns counts of 1."""
     from hw.rtl import SynthError
 
-    calls = []
-
-    class R:
+    class Counts:
         lut = ff = carry = dsp = bram18 = lutram = muxf = 1
         seconds, yosys = 0.0, "Yosys test"
 
     def synth(design, target):
         calls.append(design)
-        if len(calls) == 2:
-            raise SynthError("...\nERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed\n")
-        return R()
+        if fails(design):
+            raise SynthError(f"...\nERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed"
+                             f" (run {len(calls)})\n")
+        return Counts()
 
-    monkeypatch.setattr(C, "synthesize", synth)
+    return synth
+
+
+def test_a_yosys_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
+    """A config Yosys crashes on is written to the failures table with its error line, the run
+    goes on to the next config, and a resumed run skips it (no second attempt)."""
+    calls: list[str] = []
+    monkeypatch.setattr(C, "synthesize", _stand_in(calls, lambda design: len(calls) == 2))
     path, fails = tmp_path / "doe.csv", tmp_path / "fail.csv"
     jobs = lambda: C.doe_jobs(DOE[:4], 0, "cmd")  # noqa: E731
     assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False, failures=fails) == 4
@@ -92,6 +98,33 @@ def test_a_yosys_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
     assert f["table"][0] == "doe.csv" and f["error"][0].startswith("ERROR: Assert")
     # another family's run of the same table counts none of these as its own failures
     assert store.failed_keys(fails, path, "xc7") == set(f["key"]) and store.failed_keys(fails, path, "ice40") == set()
+
+
+def test_retry_failed_runs_the_recorded_failures_again_and_drops_the_ones_that_pass(tmp_path, monkeypatch):
+    """``retry_failed``: the configs recorded as failed are synthesized again; one that now passes
+    gets its row and loses its record, one that fails again keeps one record (the new error);
+    another table's and another family's records are left as they were."""
+    failing = {"design 1", "design 2"}
+    calls: list[str] = []
+    monkeypatch.setattr(C, "synthesize", _stand_in(calls, failing.__contains__))
+    path, fails = tmp_path / "doe.csv", tmp_path / "fail.csv"
+    jobs = lambda: [C.SynthJob(j.spec, lambda i=i: f"design {i}", j.columns, j.label)  # noqa: E731
+                    for i, j in enumerate(C.doe_jobs(DOE[:4], 0, "cmd"))]
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False, failures=fails) == 4
+    other = dict(key=store.config_key(DOE[1], "xc7"), target="ice40", table="doe.csv", label="x", error="E",
+                 yosys="y", date="d")
+    store.append(fails, store.FAILURE_FIELDS, other)
+    store.append(fails, store.FAILURE_FIELDS, {**other, "target": "xc7", "table": "lanes.csv"})
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False, failures=fails) == 0
+    failing.discard("design 1")
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False, failures=fails,
+                                retry_failed=True) == 2
+    assert calls == ["design 0", "design 1", "design 2", "design 3", "design 1", "design 2"]
+    d, f = pd.read_csv(path), pd.read_csv(fails)
+    assert sorted(d["index"]) == [0, 1, 3]
+    assert store.failed_keys(fails, path, "xc7") == {store.config_key(DOE[2], "xc7")}
+    assert sorted(zip(f["table"], f["target"])) == [("doe.csv", "ice40"), ("doe.csv", "xc7"), ("lanes.csv", "xc7")]
+    assert f["error"][f["target"] == "xc7"].str.contains("run 6").any()
 
 
 def test_stored_doe_rows_are_the_seeded_draw_and_never_fitted():
