@@ -46,8 +46,8 @@ def test_lanes_measure_the_fitted_engines_first_then_a_shuffle_of_the_whole_spac
 @pytest.mark.parametrize("target", ["ecp5", "xc7"])
 def test_stored_lanes_are_the_first_of_that_order(target):
     """A stopped run leaves a prefix: every lane up to the last stored one is stored or recorded
-    as a Yosys failure (ECP5 crashes on an int x int lane into a MULT18X18D), at least those of
-    the family's sparse calibration engines."""
+    as a tool failure (none since the ABC re-integration workaround: ``hw.rtl.run_synth``), at
+    least those of the family's sparse calibration engines."""
     stored = _stored(target)
     if not stored:
         pytest.skip(f"no {target} lanes stored (python -m costmodel.calibrate lanes --target {target})")
