@@ -1,10 +1,11 @@
 """Activity-based FPGA energy vs the action-count (ASIC) energy vs the vendors' vectorless
 estimate, per inference of the digits student, on real quantized data and on random codes.
 
-    .venv/bin/python bench/energy_activity.py [--lanes 8] [--images 1]
+    .venv/bin/python bench/energy_activity.py [--lanes 8] [--images 1] [--target xc7|ice40|ecp5]
 
-Target: xc7 (7-series, the default part xc7z020's family; UltraScale+ DSP48E2 cells have no Yosys
-simulation model, see ``costmodel.activity``).
+Target: xc7 by default (7-series, the default part xc7z020's family); ice40 (no DSPs inferred);
+ecp5 with its multipliers in LUTs (``nodsp``: Yosys ships no model of its MULT18X18D cells, nor of
+UltraScale+ DSP48E2, see ``costmodel.activity``).
 
 For each engine (dense int8, dense int4, 2:4 sparse int8, dense e4m3) the digits CNN
 (``quant.digits``; 2:4 magnitude-pruned with ``models.prune`` for the sparse engine) is quantized
@@ -49,7 +50,8 @@ ENGINES = [
     ("dense e4m3", {"engine": "dot", "wfmt": "e4m3", "afmt": "e4m3"}, None),
 ]
 K_MAX = 512  # the widest reduction of the digits CNN (fc1: 32·4·4)
-TARGET = "xc7"
+#: the families this bench simulates, and whether their multipliers go to LUTs (nodsp)
+TARGETS = {"xc7": False, "ice40": False, "ecp5": True}
 
 
 def student_layers(student, data, fmt: str, pattern: str | None,
@@ -68,7 +70,7 @@ def student_layers(student, data, fmt: str, pattern: str | None,
     return [(lc.layer, lc.w_codes, lc.a_codes) for lc in codes]
 
 
-def run(cfg, layers, real: bool, target: str, seed: int = 0) -> dict:
+def run(cfg, layers, real: bool, target: str, seed: int = 0, nodsp: bool = False) -> dict:
     """Per-inference energies of one engine on real or random codes (summed over layers)."""
     mod = dot if cfg.engine == "dot" else sparse
     tot = {"cycles": 0, "toggles": 0.0, "act": 0.0, "vectorless": 0.0, "actions": 0.0, "static": 0.0, "parts": {}}
@@ -79,14 +81,14 @@ def run(cfg, layers, real: bool, target: str, seed: int = 0) -> dict:
         else:
             extra = {"block_zero_fraction": 0.0} if cfg.engine == "sparse" else {}
             beats = mod.pack_inputs(cfg, mod.random_workload(cfg, k, vectors, seed + i, **extra))
-        act = A.activity(cfg, beats, target)
+        act = A.activity(cfg, beats, target, nodsp=nodsp)
         tot["cycles"] += act.cycles
         tot["toggles"] += sum(act.toggles.values())
         e = A.activity_energy(act)
         tot["act"] += e.dynamic_pj / 1e3
         for part, pj in e.parts.items():
             tot["parts"][part] = tot["parts"].get(part, 0.0) + pj / 1e3
-        tot["vectorless"] += A.activity_energy(A.vectorless(cfg, act.cycles, target)).dynamic_pj / 1e3
+        tot["vectorless"] += A.activity_energy(A.vectorless(cfg, act.cycles, target, nodsp=nodsp)).dynamic_pj / 1e3
         c = estimate(cfg, target=target, k=k, vectors=vectors)
         tot["actions"] += c.dynamic_nj
         tot["static"] += c.static_nj
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lanes", type=int, default=8)
     ap.add_argument("--images", type=int, default=1, help="test images per inference batch (energies are per image)")
+    ap.add_argument("--target", choices=sorted(TARGETS), default="xc7",
+                    help="synthesis family (default xc7; ecp5: multipliers in LUTs, nodsp)")
     args = ap.parse_args(argv)
     from quant.digits import load_data, load_model  # heavy: torch, sklearn
 
@@ -108,15 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_dict({**spec, "lanes": args.lanes, "k_max": K_MAX})
         layers = student_layers(student, data, spec["wfmt"], pattern, args.images)
         for real in (True, False):
-            r = run(cfg, layers, real, TARGET)
+            r = run(cfg, layers, real, args.target, nodsp=TARGETS[args.target])
             r["tog_per_cycle"] = r["toggles"] / r["cycles"]
             r["parts"] = {k: v / args.images for k, v in r["parts"].items()}
             r.update({k: r[k] / args.images for k in ("cycles", "act", "vectorless", "actions", "static")})
             rows.append((label, "student" if real else "random", r))
             print(f"  [{time.perf_counter() - t0:6.0f} s] {label} {'student' if real else 'random'} done",
                   file=sys.stderr)
-    print(f"digits CNN, {args.images} image(s), lanes={args.lanes}, k_max={K_MAX}, target {TARGET}; "
-          "energies per inference, nJ")
+    print(f"digits CNN, {args.images} image(s), lanes={args.lanes}, k_max={K_MAX}, target {args.target}"
+          f"{' (multipliers in LUTs, nodsp)' if TARGETS[args.target] else ''}; energies per inference, nJ")
     print(f"{'engine':<12} {'data':<8} {'cycles':>7} {'tog/cyc':>8} {'act':>9} {'vectorless':>10} "
           f"{'actions':>9} {'static':>9} {'act/vl':>7}")
     for label, data, r in rows:

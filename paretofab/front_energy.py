@@ -24,15 +24,16 @@ from quant.sweep import SweepSpace, grid, load_workload
 from .mapping import EngineConfig, LayerCodes, layer_codes
 from .options import ExploreConfig
 
-__all__ = ["ACTIVITY_KEYS", "ACTIVITY_TARGETS", "front_codes", "quantized_point", "point_activity", "front_activity", "print_activity"]
+__all__ = ["ACTIVITY_KEYS", "ACTIVITY_TARGETS", "front_codes", "quantized_point", "point_activity", "front_activity",
+           "print_activity"]
 
 #: the columns ``--activity-energy`` adds (front points; NaN elsewhere), per inference, nJ:
 #: measured-activity, vectorless (same netlist, 12.5 %) and action-count dynamic energy of the
 #: same simulated layers, and the label that says how they were obtained
 ACTIVITY_KEYS = ("activity_dynamic_nj", "vectorless_dynamic_nj", "actions_dynamic_nj", "activity_energy_source")
-#: the synthesis targets whose gate-level netlist the activity model simulates (UltraScale+
-#: DSP48E2 cells have no Yosys simulation model; iCE40 / ECP5 cells are not classified)
-ACTIVITY_TARGETS = ("xc7",)
+#: the synthesis targets whose engines' gate-level netlists the activity model simulates as
+#: mapped (Yosys ships no simulation model of UltraScale+ DSP48E2 or ECP5 MULT18X18D cells)
+ACTIVITY_TARGETS = ("xc7", "ice40")
 
 
 def front_codes(student: Path, fmt: str, ptq: str, cfg: ExploreConfig,
@@ -82,7 +83,7 @@ def point_activity(config: EngineConfig, codes: list[LayerCodes], device: str, s
     target = get_device(device).target
     if target not in ACTIVITY_TARGETS:
         raise ValueError(f"activity-based energy simulates {', '.join(ACTIVITY_TARGETS)} parts, not {device} "
-                         f"({target}); use e.g. --device xc7z020")
+                         f"({target}); use e.g. --device xc7z020 or ice40up5k")
     if not codes:
         raise ValueError("no layers to simulate: pass the lowered layers of paretofab.mapping.layer_codes")
     density = density or {}
@@ -117,10 +118,9 @@ def front_activity(df: pd.DataFrame, cands: list[Any], cfg: ExploreConfig) -> tu
         df[key] = "" if key == "activity_energy_source" else np.nan
     target = get_device(cfg.device).target
     if target not in ACTIVITY_TARGETS:
-        why = ("Yosys ships no simulation model of its DSP48E2 cells" if target == "xcup" else
-               "the activity model classifies and simulates Xilinx 7-series cells only")
-        note = (f"activity energy skipped: {cfg.device} is an {target} part and {why}; use an xc7 part "
-                "(e.g. --device xc7z020)")
+        cell = {"xcup": "DSP48E2", "ecp5": "MULT18X18D"}.get(target, "DSP")
+        note = (f"activity energy skipped: {cfg.device} is an {target} part and Yosys ships no simulation model of "
+                f"its {cell} cells; use an xc7 or iCE40 part (e.g. --device xc7z020)")
         df.loc[df["rank"] == 1, "activity_energy_source"] = f"not measured: {note}"
         df.to_csv(out / "pareto.csv", index=False)
         return df, note

@@ -89,9 +89,10 @@ def test_layer_codes_reproduce_the_quantized_layers():
 
 
 def test_front_activity_skips_families_without_a_model(tmp_path):
-    """An xcup, iCE40 or ECP5 part: one note, the columns present and NaN, nothing simulated."""
+    """An xcup or ECP5 part (DSP cells with no Yosys simulation model): one note, the columns
+    present and NaN, nothing simulated."""
     df = pd.DataFrame({"rank": [1, 2], "name": ["a", "b"], "engine": ["dense", "dense"], "format": ["int4"] * 2})
-    for device, words in (("xczu3eg", "DSP48E2"), ("ice40up5k", "7-series"), ("ecp5-85f", "7-series")):
+    for device, words in (("xczu3eg", "DSP48E2"), ("ecp5-85f", "MULT18X18D")):
         out, note = front_activity(df, [], ExploreConfig(out=str(tmp_path), device=device))
         assert note and words in note and "\n" not in note and "--device xc7z020" in note
         assert all(k in out.columns for k in ACTIVITY_KEYS) and out["activity_dynamic_nj"].isna().all()

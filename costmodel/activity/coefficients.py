@@ -1,4 +1,4 @@
-"""The per-toggle energy figures of the activity model, per Xilinx family: each published figure
+"""The per-toggle energy figures of the activity model, per family: each published figure
 (cited), the first-order CV² node scaling from its process to the family's, and the labels that
 say no board measurement stands behind them (:data:`COEFFICIENTS`, :data:`ENERGY_SOURCE`); the
 vendors' default vectorless toggle rate (:data:`VECTORLESS_RATE`)."""
@@ -18,8 +18,8 @@ __all__ = ["VECTORLESS_RATE", "XPE_DEFAULT_FANOUT", "FAMILIES", "NODE", "DSP_MUL
 VECTORLESS_RATE = 0.125
 XPE_DEFAULT_FANOUT = 3.0
 
-#: synthesis targets whose cell library this module classifies and simulates
-FAMILIES = ("xc7", "xcup")
+#: synthesis targets whose cell library this package classifies and simulates
+FAMILIES = ("xc7", "xcup", "ice40", "ecp5")
 
 # ---------------------------------------------------------------------------------------------
 # Coefficients. Every number below is either a published figure (cited) or an arithmetic
@@ -44,9 +44,12 @@ V2_LOGIC_PJ = SHANG_CLB_PJ_PER_CYCLE * SHANG_SHARE["logic"] / _V2_TOGGLES_PER_CL
 V2_CLOCK_PJ = SHANG_CLB_PJ_PER_CYCLE * SHANG_SHARE["clock"] / VIRTEX2_CLB_FFS             # 0.103 pJ / FF·cycle
 
 # Process and core voltage of each family: Virtex-II 150 nm, VCCINT 1.5 V (DS031); 7-series
-# 28 nm HPL, VCCINT 1.0 V (DS181/DS187, WP389); UltraScale+ 16 nm FinFET, VCCINT 0.85 V (DS925).
-# Horowitz ISSCC'14 figures (costmodel.energy.ERT) are 45 nm at 0.9 V.
-NODE = {"virtex2": (150.0, 1.5), "horowitz45": (45.0, 0.9), "xc7": (28.0, 1.0), "xcup": (16.0, 0.85)}
+# 28 nm HPL, VCCINT 1.0 V (DS181/DS187, WP389); UltraScale+ 16 nm FinFET, VCCINT 0.85 V (DS925);
+# iCE40 UltraPlus 40 nm, VCC 1.2 V (Lattice FPGA-DS-02008); ECP5 40 nm, VCC 1.1 V (Lattice
+# FPGA-DS-02012; ECP5-5G runs at 1.2 V). Horowitz ISSCC'14 figures (costmodel.energy.ERT) are 45 nm
+# at 0.9 V.
+NODE = {"virtex2": (150.0, 1.5), "horowitz45": (45.0, 0.9), "xc7": (28.0, 1.0), "xcup": (16.0, 0.85),
+        "ice40": (40.0, 1.2), "ecp5": (40.0, 1.1)}
 
 
 def _scale(src: str, dst: str) -> float:
@@ -56,8 +59,10 @@ def _scale(src: str, dst: str) -> float:
     return (l1 / l0) * (v1 / v0) ** 2
 
 
-#: multiplier array of the family's DSP slice: DSP48E1 25×18 (UG479), DSP48E2 27×18 (UG579)
-DSP_MULT_BITS = {"xc7": (25, 18), "xcup": (27, 18)}
+#: multiplier array of the family's DSP block: DSP48E1 25×18 (UG479), DSP48E2 27×18 (UG579), iCE40
+#: SB_MAC16 16×16 (Lattice TN1295; synth_ice40 infers none by default), ECP5 MULT18X18D 18×18
+#: (FPGA-DS-02012 sysDSP)
+DSP_MULT_BITS = {"xc7": (25, 18), "xcup": (27, 18), "ice40": (16, 16), "ecp5": (18, 18)}
 
 _NO_BOARD = ("no board measurement stands behind this figure: published Virtex-II / ASIC figures scaled "
              "to the family by first-order CV² rules")
@@ -69,7 +74,9 @@ def _coefficients(fam: str) -> dict[str, dict[str, Any]]:
     a, b = DSP_MULT_BITS[fam]
     node = f"{NODE[fam][0]:g} nm, {NODE[fam][1]:g} V"
     conv = (f"scaled Virtex-II (150 nm, 1.5 V) → {fam} ({node}) by (L1/L0)·(V1/V0)² = {s:.4f} "
-            "(assumption: C ∝ feature size)")
+            "(assumption: C ∝ feature size" + (
+                "; and a Lattice LUT4 fabric's routing and logic toggle as a Virtex-II one, also LUT4-based)"
+                if fam in ("ice40", "ecp5") else ")"))
     return {
         "route_toggle": {
             "pJ": V2_ROUTE_PJ * s, "unit": f"one 0↔1 transition of a net of fanout {XPE_DEFAULT_FANOUT:g} "
@@ -92,15 +99,15 @@ def _coefficients(fam: str) -> dict[str, dict[str, Any]]:
                        "not counted; " + _NO_BOARD)},
         "dsp_mult_input_toggle": {
             "pJ": ERT["int8_mult"]["pJ"] * a * b / 64 * sa / (0.5 * (a + b)),
-            "unit": f"one 0↔1 transition at a multiplier input bit of a DSP48 ({a}×{b}: A[{a - 1}:0], B, D)",
-            "source": (f"assumption: a DSP48 is a hard (ASIC-like) block; its {a}×{b} multiply costs "
+            "unit": f"one 0↔1 transition at a multiplier input bit of a DSP block ({a}×{b})",
+            "source": (f"assumption: a DSP block is a hard (ASIC-like) block; its {a}×{b} multiply costs "
                        f"Horowitz ISSCC'14 45 nm 8×8 0.2 pJ × {a}·{b}/64 (Aladdin's wa·wb scaling, "
                        f"costmodel.energy.ERT) × {sa:.4f} (45 nm 0.9 V → {node}, C ∝ L, CV²), spread over "
-                       f"the 0.5·({a}+{b}) input toggles of uniformly random operands; no published DSP48 "
+                       f"the 0.5·({a}+{b}) input toggles of uniformly random operands; no published DSP-block "
                        "per-toggle figure at hand; " + _NO_BOARD)},
         "dsp_alu_input_toggle": {
             "pJ": ERT["add_bit"]["pJ"] * sa / 0.5,
-            "unit": "one 0↔1 transition at a DSP48 ALU input bit (C, PCIN cascade)",
+            "unit": "one 0↔1 transition at a DSP block's ALU input bit (DSP48 C, PCIN cascade)",
             "source": (f"assumption: one adder bit (Horowitz ISSCC'14 45 nm, 32-bit add 0.1 pJ / 32) per "
                        f"0.5 input toggles of random operands, × {sa:.4f} (45 nm 0.9 V → {node}); "
                        + _NO_BOARD)},
@@ -112,6 +119,6 @@ COEFFICIENTS: dict[str, dict[str, dict[str, Any]]] = {fam: _coefficients(fam) fo
 
 ENERGY_SOURCE = ("activity-based FPGA dynamic energy: toggles counted by Verilator gate-level simulation of the "
                  "Yosys-mapped netlist × per-class coefficients from Shang/Kaviani/Bathala FPGA'02 (Virtex-II "
-                 "shares and 5.9 µW/MHz per CLB) and Horowitz ISSCC'14 (DSP48 internals, assumption), scaled to "
+                 "shares and 5.9 µW/MHz per CLB) and Horowitz ISSCC'14 (DSP-block internals, assumption), scaled to "
                  "the family by first-order CV² rules; zero-delay (no glitches), no place and route (fanout, "
                  "not wire length); no board measurement stands behind these figures")

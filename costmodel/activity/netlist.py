@@ -1,13 +1,15 @@
-"""The synthesized, classified netlist (:func:`netlist`): Yosys maps the engine for a Xilinx
-family, splits every net to single bits and renames them ``n<k>_``; each kept net bit is
-classified by the cell that drives it (:data:`CLASSES`) with its fanout and the DSP48 data pins it
-drives. Cached in ``cache_root()/activity/<hash>/`` and in memory."""
+"""The synthesized, classified netlist (:func:`netlist`): Yosys maps the engine for a family
+(:data:`~costmodel.activity.coefficients.FAMILIES`), splits every net to single bits and renames
+them ``n<k>_``; each kept net bit is classified by the cell that drives it (:data:`CLASSES`, per
+cell library) with its fanout and the DSP data pins it drives. Cached in
+``cache_root()/activity/<hash>/`` and in memory."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +36,11 @@ write_verilog -noattr net.v
 write_json net.json
 """
 
-#: the multiplier and ALU data inputs of a DSP48 (toggles there price its internal energy)
+#: the multiplier and ALU data inputs of a DSP48 (toggles there price its internal energy); on
+#: ECP5 a MULT18X18D's A0…A17 / B0…B17 and an iCE40 SB_MAC16's A / B are its multiplier inputs
 _DSP_MULT_PORTS = ("A", "B", "D", "ACIN", "BCIN")
 _DSP_ALU_PORTS = ("C", "PCIN")
+_LATTICE_MULT_PORT = re.compile(r"[AB]\d*")
 #: DSP48 outputs that feed the next DSP over dedicated cascade wires (no general routing)
 _DSP_CASCADE_OUT = ("PCOUT", "ACOUT", "BCOUT", "CARRYCASCOUT", "MULTSIGNOUT")
 
@@ -48,7 +52,7 @@ class Netlist:
     Attributes
     ----------
     verilog : the mapped netlist (top ``dut``), ``write_verilog -noattr``.
-    target : synthesis target (``xc7`` / ``xcup``); nodsp : synthesized with ``-nodsp``.
+    target : synthesis target (one of :data:`FAMILIES`); nodsp : synthesized with ``-nodsp``.
     bits : JSON bit ids of the nets kept (driven by a cell or an input, at least one sink).
     cls : index into :data:`CLASSES` per kept bit.
     fanout : sink pins (+ output-port bits) per kept bit.
@@ -78,32 +82,41 @@ class Netlist:
         return {c: int((self.cls == i).sum()) for i, c in enumerate(CLASSES)}
 
 
-def _cell_class(typ: str) -> str | None:
-    """Driver class of a Xilinx cell type (None: a constant driver)."""
+#: driver class of a cell type by its name's prefix, per cell library (first match wins; None: a
+#: constant driver; anything else is "other")
+_CELL_CLASSES: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "xilinx": (("GND", None), ("VCC", None), ("LUT", "lut"), ("INV", "lut"), ("MUXF", "lut"),
+               ("CARRY", "carry"), ("FD", "ff"), ("LD", "ff"), ("DSP48", "dsp"), ("RAM", "mem"), ("SRL", "mem")),
+    "ice40": (("SB_LUT4", "lut"), ("SB_CARRY", "carry"), ("SB_DFF", "ff"), ("SB_MAC16", "dsp"), ("SB_RAM", "mem"),
+              ("SB_SPRAM", "mem")),
+    "ecp5": (("VLO", None), ("VHI", None), ("LUT4", "lut"), ("PFUMX", "lut"), ("L6MUX21", "lut"),
+             ("CCU2C", "carry"), ("TRELLIS_FF", "ff"), ("MULT18X18D", "dsp"), ("ALU54B", "dsp"),
+             ("DP16KD", "mem"), ("TRELLIS_DPR16X4", "mem")),
+}
+#: the cell library of each family
+LIBRARY = {"xc7": "xilinx", "xcup": "xilinx", "ice40": "ice40", "ecp5": "ecp5"}
+
+
+def _cell_class(typ: str, target: str = "xc7") -> str | None:
+    """Driver class of a cell type of ``target``'s library (None: a constant driver)."""
     t = typ.lstrip("\\$")
-    if t in ("GND", "VCC"):
-        return None
-    if t.startswith("LUT") or t in ("INV", "MUXF7", "MUXF8", "MUXF9"):
-        return "lut"
-    if t in ("CARRY4", "CARRY8"):
-        return "carry"
-    if t.startswith("FD") or t.startswith("LD"):
-        return "ff"
-    if t.startswith("DSP48"):
-        return "dsp"
-    if t.startswith("RAM") or t.startswith("SRL"):
-        return "mem"
-    return "other"
+    return next((cls for prefix, cls in _CELL_CLASSES[LIBRARY[target]] if t.startswith(prefix)), "other")
+
+
+def _dsp_pin(target: str, port: str, j: int) -> str | None:
+    """"mult" / "alu" / None: what a DSP cell's input ``port`` bit ``j`` feeds."""
+    if LIBRARY[target] != "xilinx":
+        return "mult" if _LATTICE_MULT_PORT.fullmatch(port) else None
+    if port in _DSP_MULT_PORTS and (port in ("B", "BCIN") or j < DSP_MULT_BITS[target][0]):
+        return "mult"  # A / ACIN / D bits above the multiplier width feed only the ALU path
+    return "alu" if port in _DSP_ALU_PORTS else None
 
 
 def check_target(target: str) -> str:
-    """``target`` when this package classifies and simulates it (``xc7``, ``xcup``); else a
+    """``target`` when this package classifies and simulates it (:data:`FAMILIES`); else a
     ``ValueError`` naming the fix."""
-    if target not in TARGETS:
+    if target not in TARGETS or target not in FAMILIES:
         raise ValueError(f"unknown synthesis target {target!r}; choose one of {', '.join(FAMILIES)}")
-    if target not in FAMILIES:
-        raise ValueError(f"activity-based energy supports the Xilinx targets {', '.join(FAMILIES)}, not {target!r}; "
-                         f"pass target='xc7'")
     return target
 
 
@@ -119,7 +132,7 @@ def _classify(js: dict, verilog: str, target: str, nodsp: bool) -> Netlist:
     for cell in mod["cells"].values():
         typ = cell["type"]
         cells[typ] += 1
-        cls = _cell_class(typ)
+        cls = _cell_class(typ, target)
         ff += cls == "ff"
         dirs = cell.get("port_directions", {})
         for port, conn in cell["connections"].items():
@@ -135,10 +148,9 @@ def _classify(js: dict, verilog: str, target: str, nodsp: bool) -> Netlist:
                     continue
                 fan[b] += 1
                 if cls == "dsp":
-                    if port in _DSP_MULT_PORTS and (port in ("B", "BCIN") or j < DSP_MULT_BITS[target][0]):
-                        mult[b] += 1  # A / ACIN / D bits above the multiplier width feed only the ALU path
-                    elif port in _DSP_ALU_PORTS:
-                        alu[b] += 1
+                    pin = _dsp_pin(target, port, j)
+                    mult[b] += pin == "mult"
+                    alu[b] += pin == "alu"
     for pname, port in mod["ports"].items():
         for b in port["bits"]:
             if not isinstance(b, int):
@@ -173,7 +185,7 @@ def netlist(config: Any, target: str = "xc7", *, nodsp: bool = False) -> Netlist
 
     Raises
     ------
-    ValueError for a target other than ``xc7`` / ``xcup``; ``hw.rtl.SynthError`` (``tool`` =
+    ValueError for a target not in :data:`FAMILIES`; ``hw.rtl.SynthError`` (``tool`` =
     ``"yosys"``) when Yosys fails.
     """
     check_target(target)

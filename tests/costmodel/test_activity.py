@@ -99,6 +99,33 @@ def test_gate_level_dot_engine_equals_reference_and_energy_follows_switching(dot
     assert A.activity_energy(vl).dynamic_pj > 0
 
 
+@pytest.mark.parametrize("target", ["ice40", pytest.param("ecp5", marks=pytest.mark.slow)])
+def test_lattice_netlist_equals_reference_and_energy_follows_switching(target):
+    """On iCE40 and ECP5 (Yosys' Lattice cell models, multipliers in LUTs) the mapped netlist
+    computes the engine's exact reference, its toggles fall in the LUT / carry / flip-flop
+    classes, zero data costs less dynamic energy than random data, and the part's static energy
+    stands beside it."""
+    cfg = config_from_dict({"engine": "dot", "lanes": 2, "wfmt": "int4", "afmt": "int4", "k_max": 32, "pipeline": 1})
+    nodsp = target == "ecp5"  # synth_ice40 maps no multiplier to its SB_MAC16 by default
+    wl = dot.random_workload(cfg, 32, 8, seed=5)
+    rnd = A.activity(cfg, dot.pack_inputs(cfg, wl), target, nodsp=nodsp)
+    np.testing.assert_array_equal(dot.unpack_outputs(cfg, rnd.outputs), dot.reference(cfg, wl))
+    assert min(rnd.toggles[c] for c in ("lut", "carry", "ff")) > 0 and rnd.toggles["other"] == 0
+    zero = dot.Workload(np.zeros_like(wl.w_codes), np.zeros_like(wl.a_codes))
+    zer = A.activity(cfg, dot.pack_inputs(cfg, zero), target, nodsp=nodsp)
+    e_rnd, e_zero = A.activity_energy(rnd, fmax_mhz=50.0), A.activity_energy(zer, fmax_mhz=50.0)
+    assert e_zero.dynamic_pj < 0.5 * e_rnd.dynamic_pj
+    assert e_rnd.static_pj == pytest.approx(e_zero.static_pj) and e_rnd.static_pj > 0
+    assert "no board measurement" in e_rnd.source
+
+
+def test_a_cell_with_no_simulation_model_names_the_fix(dot_int8):
+    """An ECP5 engine whose multipliers Yosys maps to MULT18X18D (no model in its Lattice library)
+    is refused before any build, naming nodsp=True."""
+    with pytest.raises(ValueError, match="MULT18X18D.*nodsp=True"):
+        A.activity(dot_int8, [0], "ecp5")
+
+
 def test_labels_carry_sources_and_no_board_measurement():
     """Every coefficient cites its source and says that no board measurement stands behind it;
     the energy label says the same and names the method."""
@@ -110,13 +137,15 @@ def test_labels_carry_sources_and_no_board_measurement():
         assert "assumption" in table["dsp_mult_input_toggle"]["source"]
         assert "Horowitz" in table["dsp_mult_input_toggle"]["source"]
     assert "no board measurement" in A.ENERGY_SOURCE and "Verilator" in A.ENERGY_SOURCE
-    # the newer node costs less per toggle
+    # the newer node costs less per toggle; the 40 nm Lattice parts more than 28 nm 7-series
     assert A.COEFFICIENTS["xcup"]["route_toggle"]["pJ"] < A.COEFFICIENTS["xc7"]["route_toggle"]["pJ"]
+    assert A.COEFFICIENTS["xc7"]["route_toggle"]["pJ"] < A.COEFFICIENTS["ecp5"]["route_toggle"]["pJ"] < \
+        A.COEFFICIENTS["ice40"]["route_toggle"]["pJ"]
 
 
 def test_bad_input_names_the_fix(dot_int8):
-    with pytest.raises(ValueError, match="target='xc7'"):
-        A.netlist(dot_int8, "ice40")
+    with pytest.raises(ValueError, match="xc7, xcup, ice40, ecp5"):
+        A.netlist(dot_int8, "virtex2")
     with pytest.raises(ValueError, match="pack_inputs"):
         A.activity(dot_int8, [])
     with pytest.raises(ValueError, match="same K"):
