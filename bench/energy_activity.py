@@ -50,8 +50,9 @@ ENGINES = [
     ("dense e4m3", {"engine": "dot", "wfmt": "e4m3", "afmt": "e4m3"}, None),
 ]
 K_MAX = 512  # the widest reduction of the digits CNN (fc1: 32·4·4)
-#: the families this bench simulates, and whether their multipliers go to LUTs (nodsp)
-TARGETS = {"xc7": False, "ice40": False, "ecp5": True}
+#: the families this bench simulates: the part whose static power and clock it takes, and whether
+#: the multipliers go to LUTs (nodsp)
+TARGETS = {"xc7": ("xc7z020", False), "ice40": ("ice40up5k", False), "ecp5": ("ecp5-85f", True)}
 
 
 def student_layers(student, data, fmt: str, pattern: str | None,
@@ -70,9 +71,10 @@ def student_layers(student, data, fmt: str, pattern: str | None,
     return [(lc.layer, lc.w_codes, lc.a_codes) for lc in codes]
 
 
-def run(cfg, layers, real: bool, target: str, seed: int = 0, nodsp: bool = False) -> dict:
+def run(cfg, layers, real: bool, target: str, seed: int = 0) -> dict:
     """Per-inference energies of one engine on real or random codes (summed over layers)."""
     mod = dot if cfg.engine == "dot" else sparse
+    device, nodsp = TARGETS[target]
     tot = {"cycles": 0, "toggles": 0.0, "act": 0.0, "vectorless": 0.0, "actions": 0.0, "static": 0.0, "parts": {}}
     for i, (name, w, a) in enumerate(layers):
         k, vectors = w.shape[1], w.shape[0] * a.shape[0]
@@ -89,7 +91,7 @@ def run(cfg, layers, real: bool, target: str, seed: int = 0, nodsp: bool = False
         for part, pj in e.parts.items():
             tot["parts"][part] = tot["parts"].get(part, 0.0) + pj / 1e3
         tot["vectorless"] += A.activity_energy(A.vectorless(cfg, act.cycles, target, nodsp=nodsp)).dynamic_pj / 1e3
-        c = estimate(cfg, target=target, k=k, vectors=vectors)
+        c = estimate(cfg, device, k=k, vectors=vectors)
         tot["actions"] += c.dynamic_nj
         tot["static"] += c.static_nj
     return tot
@@ -112,15 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_dict({**spec, "lanes": args.lanes, "k_max": K_MAX})
         layers = student_layers(student, data, spec["wfmt"], pattern, args.images)
         for real in (True, False):
-            r = run(cfg, layers, real, args.target, nodsp=TARGETS[args.target])
+            r = run(cfg, layers, real, args.target)
             r["tog_per_cycle"] = r["toggles"] / r["cycles"]
             r["parts"] = {k: v / args.images for k, v in r["parts"].items()}
             r.update({k: r[k] / args.images for k in ("cycles", "act", "vectorless", "actions", "static")})
             rows.append((label, "student" if real else "random", r))
             print(f"  [{time.perf_counter() - t0:6.0f} s] {label} {'student' if real else 'random'} done",
                   file=sys.stderr)
-    print(f"digits CNN, {args.images} image(s), lanes={args.lanes}, k_max={K_MAX}, target {args.target}"
-          f"{' (multipliers in LUTs, nodsp)' if TARGETS[args.target] else ''}; energies per inference, nJ")
+    device, nodsp = TARGETS[args.target]
+    print(f"digits CNN, {args.images} image(s), lanes={args.lanes}, k_max={K_MAX}, {device} ({args.target}"
+          f"{', multipliers in LUTs: nodsp' if nodsp else ''}); energies per inference, nJ")
     print(f"{'engine':<12} {'data':<8} {'cycles':>7} {'tog/cyc':>8} {'act':>9} {'vectorless':>10} "
           f"{'actions':>9} {'static':>9} {'act/vl':>7}")
     for label, data, r in rows:

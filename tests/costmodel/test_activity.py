@@ -119,6 +119,26 @@ def test_lattice_netlist_equals_reference_and_energy_follows_switching(target):
     assert "no board measurement" in e_rnd.source
 
 
+@pytest.mark.slow
+def test_the_split_workaround_netlist_computes_the_reference():
+    """A sparse engine whose plain synth_ecp5 stops on Yosys 0.70's ABC re-integration assert (one
+    of the 22 engines of the ECP5 draws it dropped before the workaround): the netlist of the split
+    run (``hw.rtl.run_synth``), simulated gate-level, computes the engine's exact reference. About
+    10–18 minutes on 2 cores: its no-inline gate-level build is the slowest of the suite."""
+    from hw import rtl, sparse
+
+    cfg = config_from_dict({"engine": "sparse", "lanes": 7, "n": 1, "m": 8, "wfmt": "int6n", "afmt": "int6n",
+                            "k_max": 23, "pipeline": 0})
+    try:
+        rtl.run_yosys(rtl.verilog_text(cfg), "synth_ecp5 -top dut -nodsp\ntee -q -o s.txt stat", ["s.txt"])
+        pytest.skip(f"{rtl.yosys_version()} no longer stops on this design")
+    except rtl.SynthError as e:
+        assert any(a in str(e) for a in rtl.ABC_REINTEGRATION_ASSERTS)
+    wl = sparse.random_workload(cfg, 23, 12, seed=7)
+    act = A.activity(cfg, sparse.pack_inputs(cfg, wl), "ecp5", nodsp=True)
+    np.testing.assert_array_equal(sparse.unpack_outputs(cfg, act.outputs), sparse.reference(cfg, wl))
+
+
 def test_a_cell_with_no_simulation_model_names_the_fix(dot_int8):
     """An ECP5 engine whose multipliers Yosys maps to MULT18X18D (no model in its Lattice library)
     is refused before any build, naming nodsp=True."""
