@@ -464,8 +464,6 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
         try:
             r = future.result()
         except SynthError as e:
-            if key in recorded:  # a retry that failed again: its record is replaced
-                forget_failure(failures, path, key, target)
             error = record_failure(failures, path, key, target, job.label, e, yosys_version())
             print(f"[{count}] [{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: "
                   f"{error}", flush=True)

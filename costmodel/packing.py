@@ -131,8 +131,6 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
         try:
             got = fut.result()
         except (RuntimeError, subprocess.TimeoutExpired) as e:  # Yosys (SynthError) or nextpnr: recorded, the run goes on
-            if r["key"] in recorded:  # a retry that failed again: its record is replaced
-                forget_failure(FAILURES_CSV, LOGIC_CELLS_CSV, r["key"], target)
             error = record_failure(FAILURES_CSV, LOGIC_CELLS_CSV, r["key"], target, f"{engines} {split} {r['config']}",
                                    e, versions["yosys"])
             print(f"[{finished}/{len(todo)}] {r['key'][:10]}: failed, recorded in {FAILURES_CSV.name} and skipped "

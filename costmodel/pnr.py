@@ -99,7 +99,8 @@ PNR_FIELDS = ["key", "engine", "config", "target", "part", "lanes", "wfmt", "afm
 
 class PnrError(RuntimeError):
     """nextpnr failed on a design (log tail in the message), or a tool is missing (a Yosys failure
-    is ``hw.rtl.SynthError``). ``tool`` names it for the CLI (exit 3); ``log`` is the path of the full log when known."""
+    is ``hw.rtl.SynthError``). ``tool`` names it for the CLI (exit 3); ``log`` is the path of the
+    full log when known."""
 
     tool = "nextpnr"
     log: str | None = None

@@ -126,7 +126,9 @@ def record_failure(failures: Path, table: Path, key: str, target: str, label: st
                    yosys: str) -> str:
     """Append a tool failure on ``key`` (a row ``table`` will not get) to ``failures``, with the
     error line of ``exc`` (its first line holding "ERROR", else its last 200 characters), which is
-    returned; :func:`failed_keys` reads it back so a resumed run skips the row."""
+    returned; :func:`failed_keys` reads it back so a resumed run skips the row. A record of the same
+    key, table and target is replaced (a retry that failed again)."""
+    forget_failure(failures, table, key, target)
     error = next((ln.strip() for ln in str(exc).splitlines() if "ERROR" in ln), str(exc).strip()[-200:])
     append(failures, FAILURE_FIELDS, {"key": key, "target": target, "table": table.name, "label": label,
                                       "error": error, "yosys": yosys, "date": now()})

@@ -1,8 +1,8 @@
 """Gate-level simulation of a :class:`~costmodel.activity.netlist.Netlist` under Verilator and
 the switching activity it measures (:func:`activity`), or the vendors' vectorless estimate on the
 same netlist (:func:`vectorless`): the netlist plus the family's Yosys simulation models
-(:data:`SIM_LIBRARIES`: ``xilinx/cells_sim.v``, ``ice40/cells_sim.v``, ``lattice/cells_sim_ecp5.v``) is verilated
-with :data:`~costmodel.activity.harness.HARNESS` into a cached shared library (``hw.verilator``'s
+(:data:`SIM_LIBRARIES`: ``xilinx/cells_sim.v``, ``ice40/cells_sim.v``, ``lattice/cells_sim_ecp5.v``)
+is verilated with :data:`~costmodel.activity.harness.HARNESS` into a cached shared library (``hw.verilator``'s
 build machinery), driven with packed input beats, and its per-signal toggle counts are mapped
 back to net bits."""
 
@@ -80,7 +80,7 @@ def sim_models(target: str) -> frozenset[str]:
 
 def sim_library(target: str, cells: Sequence[str]) -> str:
     """:func:`cells_sim` with only the models of ``cells`` and of the cells they use (every
-    text outside a module kept: macros, ``ifdef``\ s); Verilator trips over some unused ones."""
+    text outside a module kept: macros, ``ifdef`` blocks); Verilator trips over some unused ones."""
     blocks = _sim_blocks(target)
     need: set[str] = set()
     todo = [c.lstrip("\\$") for c in cells]
