@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from hw.engines import config_from_dict
-from hw.rtl import TARGETS, TOP, cache_root, run_synth, verilog_text, yosys_version
+from hw.rtl import cache_root, run_synth, synth_command, verilog_text, yosys_version
 
 from .store import append, config_columns, config_key, done_keys, now
 from .features import config_row, frame_features
@@ -62,7 +62,7 @@ def xilinx_depth(config: Any, target: str = "xc7", cache: bool = True) -> dict:
     if target not in ("xc7", "xcup"):
         raise ValueError(f"ltp depth is for the Xilinx targets xc7 / xcup, not {target!r}")
     verilog = verilog_text(config)
-    synth = TARGETS[target].format(top=TOP)
+    synth = synth_command(target)
     tail = "tee -q -o ltp.txt ltp -noff t:FD* t:DSP48* %u %n\nwrite_json net.json"
     script = f"{synth}\n{tail}"
     version = yosys_version()

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from hw.engines import config_from_dict
-from hw.rtl import TARGETS, lut_sites, parse_stat, resources_from_cells, run_synth, verilog_text, yosys_version
+from hw.rtl import lut_sites, parse_stat, resources_from_cells, run_synth, synth_command, verilog_text, yosys_version
 
 from .features import frame_features
 from .pnr import _exe, nextpnr_version
@@ -87,7 +87,7 @@ def logic_cells(verilog: str, target: str = "ice40", timeout: float | None = Non
     (nextpnr)."""
     tool, flags, cells_line = PACKERS[target]
     t0 = time.perf_counter()
-    out = run_synth(verilog, TARGETS[target].format(top="dut"), "write_json pack.json\ntee -q -o stat.txt stat",
+    out = run_synth(verilog, synth_command(target), "write_json pack.json\ntee -q -o stat.txt stat",
                     ["pack.json", "stat.txt"], timeout)[0]
     res = resources_from_cells(parse_stat(out["stat.txt"]), target)
     with tempfile.TemporaryDirectory(prefix="paretofab-pack-") as d:

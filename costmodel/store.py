@@ -12,11 +12,13 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import hashlib
+import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from hw.rtl import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,12 +147,11 @@ def forget_failure(failures: Path, table: Path, key: str, target: str) -> None:
     keep = [r for r in rows if not (r["key"] == key and r["table"] == table.name and r["target"] == target)]
     if len(keep) == len(rows):
         return
-    tmp = failures.with_name(f".{failures.name}.{os.getpid()}")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FAILURE_FIELDS)
-        w.writeheader()
-        w.writerows({k: r.get(k, "") for k in FAILURE_FIELDS} for r in keep)
-    os.replace(tmp, failures)
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=FAILURE_FIELDS)
+    w.writeheader()
+    w.writerows({k: r.get(k, "") for k in FAILURE_FIELDS} for r in keep)
+    atomic_write(failures, text.getvalue())
 
 
 def failed_keys(failures: Path, table: Path, target: str | None = None) -> set[str]:

@@ -37,7 +37,7 @@ from quant.common import cache_root
 
 __all__ = [
     "Resources", "SynthError", "TARGETS", "atomic_write", "cache_root", "verilog_text", "export_verilog",
-    "synthesize", "run_synth", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
+    "synthesize", "synth_command", "run_synth", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
 ]
 
 #: Yosys synthesis command per target (``{top}`` is the module name)
@@ -381,6 +381,15 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def synth_command(target: str, nodsp: bool = False, top: str = TOP) -> str:
+    """The Yosys synthesis command of ``target`` (:data:`TARGETS`) for top module ``top``;
+    ``nodsp``: multipliers in LUTs (``-nodsp``; iCE40's default flow maps none to DSPs and
+    ``synth_ice40`` knows no such option, so nothing is added there)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown synthesis target {target!r}; choose one of {', '.join(TARGETS)}")
+    return TARGETS[target].format(top=top) + (" -nodsp" if nodsp and target != "ice40" else "")
+
+
 def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cache: bool = True) -> Resources:
     """Synthesize a component (or a config with ``build()``, or Verilog text with top module
     ``dut``) with Yosys for ``target``.
@@ -395,12 +404,8 @@ def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cach
     -------
     Resources, with the Yosys version and wall time (s) of the run.
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown synthesis target {target!r}; choose one of {', '.join(TARGETS)}")
+    cmd = synth_command(target, nodsp)
     verilog = component if isinstance(component, str) else verilog_text(component)
-    cmd = TARGETS[target].format(top=TOP)
-    if nodsp and target != "ice40":
-        cmd += " -nodsp"
     version = yosys_version()
     key = hashlib.sha256(json.dumps([verilog, target, cmd, version]).encode()).hexdigest()[:32]
     path = cache_root() / "synth" / f"{key}.json"

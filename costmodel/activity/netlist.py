@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hw.rtl import TARGETS, TOP, cache_root, run_synth, verilog_text, yosys_version
+from hw.rtl import TARGETS, TOP, cache_root, run_synth, synth_command, verilog_text, yosys_version
 
 from .coefficients import DSP_MULT_BITS, FAMILIES
 
@@ -193,7 +193,7 @@ def netlist(config: Any, target: str = "xc7", *, nodsp: bool = False) -> Netlist
     key = (verilog, target, nodsp)
     if key in _NETLISTS:
         return _NETLISTS[key]
-    cmd = TARGETS[target].format(top=TOP) + (" -nodsp" if nodsp else "")
+    cmd = synth_command(target, nodsp)
     version = yosys_version()
     h = hashlib.sha256(json.dumps([verilog, cmd, _POST, version]).encode()).hexdigest()[:32]
     folder = cache_root() / "activity" / h

@@ -43,10 +43,10 @@ def _stored(paths, cols: tuple[str, ...] = ("lut", "ff", "carry")) -> dict[str, 
 def test_packed_rows_are_the_stored_syntheses():
     """Each packed dot / sparse row re-ran the synthesis of a stored engine (same Yosys): its LUT4,
     FF and carry cells equal the stored row's, read with the csv module. Each packed SWA kernel:
-    its flip-flops equal, its carries within 1 %, its LUT4 within 8 % (p90 2 %) — the stored SWA
+    its flip-flops equal, its carries within 1 %, its LUT4 within 8 % (p90 2 %) — most stored SWA
     syntheses predate 400eafe, after which the softmax numerator's product is an expression, not a
     named signal: the same logic, which ECP5's abc9 maps a few LUTs apart, both ways (on ECP5, 89 of
-    155 kernels differ, by at most 6.9 %)."""
+    those 155 kernels differ, by at most 6.9 %; the 45 synthesized since are today's RTL)."""
     c = _packed()
     mac, swa = _stored(DOE_CSV.values()), _stored(SWA_DOE_CSV.values())
     assert set(c["key"]) <= set(mac) | set(swa)
@@ -81,7 +81,8 @@ def test_ecp5_trellis_comb_holds_the_lut_sites():
     """ECP5 (nextpnr-ecp5 --pack-only): the TRELLIS_COMB sites of every packed engine and SWA
     kernel hold its LUT sites as ``hw.rtl.lut_sites`` counts them (LUT4 + 2 per CCU2C + 6 per
     DPR16X4 of the stored synthesis), and at most half more (pass-through LUTs in front of PFUMX /
-    L6MUX21 inputs: dot / sparse a median 5 %, at most 44 % on 638; SWA kernels a median 5.4 %, 1.2–10.1 % on 155)."""
+    L6MUX21 inputs: dot / sparse a median 4.9 %, at most 44 % on 660; SWA kernels a median 5.1 %,
+    1.2–10.1 % on 200)."""
     from hw.rtl import lut_sites
 
     swa = _stored(SWA_DOE_CSV.values(), ("lutram",))
