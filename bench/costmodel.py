@@ -34,7 +34,7 @@ from hw.rtl import lut_sites_rule  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import DELAYS, fmax_model_frame, load_pnr_fit, path_ns_frame  # noqa: E402
 from costmodel.ltp import LTP_CHECK_JSON, LTP_CSV, compare  # noqa: E402
-from costmodel.packing import ENGINE_WORDS, heldout_report as packing_heldout_report  # noqa: E402
+from costmodel.packing import KINDS as ENGINE_KINDS, heldout_report as packing_heldout_report  # noqa: E402
 from costmodel.packing import load_fit as load_logic_cell_fit  # noqa: E402
 from costmodel.pnr import PNR_CSV  # noqa: E402
 from costmodel.resources import (XILINX_TARGETS, calibration_rows, cross_validate, error_report, heldout_groups,  # noqa: E402
@@ -221,7 +221,7 @@ def logic_cell_table(target: str) -> None:
     """iCE40 / ECP5: the estimate's LUT (the LUT model + the cells nextpnr's packing adds) against
     nextpnr --pack-only on the held-out draws (dot / sparse engines, SWA kernels), beside the LUT
     count alone."""
-    for engines, words in ENGINE_WORDS.items():
+    for engines, words in ((e, k.words) for e, k in ENGINE_KINDS.items()):
         fit = load_logic_cell_fit(target, engines)
         if not fit:
             print(f"\n# no {target} cell fit for the {words} (run python -m costmodel.calibrate logic-cells --target "

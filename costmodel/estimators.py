@@ -29,7 +29,7 @@ from hw.rtl import LUTRAM_LUT_SITES, lut_sites_rule
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
 from .latency import fmax_array, fmax_model_frame, fmax_source
-from .packing import ENGINE_WORDS, extra_cells, load_fit as load_logic_cell_fit
+from .packing import KINDS as ENGINE_KINDS, extra_cells, load_fit as load_logic_cell_fit
 from .store import SWABounds
 from .resources import fit_origin, lane_luts, load_coefficients, model_for, predict_frame, predict_swa
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
@@ -154,7 +154,7 @@ def _add_packed_cells(out: pd.DataFrame, feats: pd.DataFrame, cells: dict, engin
     out["lut"] = lut + extra_cells(feats, cells, lut).astype(np.int64)
     out["resource_source"] = out["resource_source"].cat.rename_categories(
         lambda c: f"{c}; LUT = {cells['cells']}: the model's LUT + the cells packing adds ({cells['chosen']}, "
-                  f"fitted on {cells['calibration_rows']} {ENGINE_WORDS[cells.get('engines', 'mac')]} packed by nextpnr "
+                  f"fitted on {cells['calibration_rows']} {ENGINE_KINDS[cells.get('engines', 'mac')].words} packed by nextpnr "
                   f"--pack-only)")
     held = cells.get("heldout_engine", {}).get(engine)
     if not held:

@@ -40,6 +40,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -55,12 +56,9 @@ from .store import (DATA, DOE_CSV, FAILURES_CSV, SWA_DOE_CSV, append, done_keys,
                     record_failure)
 
 __all__ = ["LOGIC_CELLS_CSV", "LOGIC_CELL_FIELDS", "LOGIC_CELLS_FIT_JSON", "EXTRA_CANDIDATES", "logic_cells",
-           "measure_stored", "packed_rows", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
+           "measure_stored", "KINDS", "EngineKind", "packed_rows", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
 
 LOGIC_CELLS_CSV = DATA / "logic_cells.csv"
-#: the stored random draws whose syntheses are packed, per kind of engine and split
-DRAWS = {"mac": DOE_CSV, "swa": SWA_DOE_CSV}
-ENGINE_WORDS = {"mac": "dot / sparse engines", "swa": "SWA kernels"}
 LOGIC_CELLS_FIT_JSON = DATA / "logic_cells_fit.json"
 #: nextpnr-ice40's packing lines (``Info: N LCs used as …``) and the columns they go to
 _PACK_LINES = {"lut_only": r"(\d+) LCs used as LUT4 only", "lut_and_dff": r"(\d+) LCs used as LUT4 and DFF",
@@ -113,7 +111,7 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
     :data:`~costmodel.store.FAILURES_CSV` and skipped, now and on every resumed run (as
     ``calibrate.synthesize_missing`` does; ``retry_failed``: measured again, a success drops the
     record). Returns how many were measured (failures included)."""
-    rows = pd.read_csv(DRAWS[engines][split])
+    rows = pd.read_csv(KINDS[engines].draws[split])
     rows = rows[rows["target"] == target]
     recorded = failed_keys(FAILURES_CSV, LOGIC_CELLS_CSV, target)
     skip = done_keys(LOGIC_CELLS_CSV) | (set() if retry_failed else recorded)
@@ -121,7 +119,7 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
     command = f"python -m costmodel.calibrate logic-cells --split {split} --target {target} --engines {engines}"
     versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version(target)}
     if progress:
-        print(f"{len(todo)} stored {target} {ENGINE_WORDS[engines]} of the {split} draw to pack ({jobs} at a time)",
+        print(f"{len(todo)} stored {target} {KINDS[engines].words} of the {split} draw to pack ({jobs} at a time)",
               flush=True)
     finished = 0
 
@@ -237,8 +235,40 @@ def swa_extra_features(feats: pd.DataFrame, lut: np.ndarray) -> pd.DataFrame:
                          "lut": np.asarray(lut, dtype=float)}, index=feats.index)
 
 
-#: the columns each kind of engine's fits read
-_EXTRA_FEATURES = {"mac": extra_features, "swa": swa_extra_features}
+class EngineKind(NamedTuple):
+    """What the cell fits need of one kind of engine (:data:`KINDS`)."""
+
+    #: the engines in words (messages, labels)
+    words: str
+    #: the stored random draws whose syntheses are packed, per split
+    draws: dict[str, Path]
+    #: the model features of packed rows for a target
+    features: Callable[[pd.DataFrame, str], pd.DataFrame]
+    #: the :data:`EXTRA_CANDIDATES` columns of those features with the rows' LUT count
+    extra: Callable[[pd.DataFrame, np.ndarray], pd.DataFrame]
+    #: what a CV fold keeps together (a config's rows)
+    ids: Callable[[pd.DataFrame], pd.Series]
+    #: the shipped LUT estimate of packed rows (rows, their features, target)
+    lut: Callable[[pd.DataFrame, pd.DataFrame, str], np.ndarray]
+    #: the held-out groups of packed rows (rows, their features): the goals' groups
+    groups: Callable[[pd.DataFrame, pd.DataFrame], dict[str, np.ndarray]]
+    #: the same per engine
+    engines: Callable[[pd.DataFrame], dict[str, np.ndarray]]
+
+
+#: per kind of engine ("mac": dot / sparse; "swa"), what the cell fits read of it
+KINDS: dict[str, EngineKind] = {
+    "mac": EngineKind(
+        "dot / sparse engines", DOE_CSV, lambda rows, target: frame_features(rows, target), extra_features, config_ids,
+        lambda rows, feats, target: predict_frame(rows, target, model_for(target)[0])["lut"].to_numpy(float),
+        lambda rows, feats: heldout_groups(rows),
+        lambda rows: {e: (rows["engine"] == e).to_numpy() for e in ("dot", "sparse")}),
+    "swa": EngineKind(
+        "SWA kernels", SWA_DOE_CSV, swa_row_features, swa_extra_features, swa_config_ids,
+        lambda rows, feats, target: predict_swa(feats, model_for(target, "swa")[0], target,
+                                                memory=True)["lut"].to_numpy(float),
+        lambda rows, feats: swa_groups(feats), lambda rows: {"swa": np.ones(len(rows), bool)}),
+}
 
 
 def extra_cells(feats: pd.DataFrame, fit: dict, lut: np.ndarray) -> np.ndarray:
@@ -246,7 +276,7 @@ def extra_cells(feats: pd.DataFrame, fit: dict, lut: np.ndarray) -> np.ndarray:
     legalisation; ECP5: pass-through LUTs) of feature rows (dot / sparse:
     :func:`costmodel.features.frame_features`; SWA: :func:`costmodel.resources.swa_row_features`,
     as the fit's ``engines`` says) under a stored ``fit`` (:func:`load_fit`)."""
-    X = _EXTRA_FEATURES[fit.get("engines", "mac")](feats, lut)[fit["terms"]].to_numpy()
+    X = KINDS[fit.get("engines", "mac")].extra(feats, lut)[fit["terms"]].to_numpy()
     return np.rint(np.maximum(X @ np.asarray(fit["coef"]), 0))
 
 
@@ -258,16 +288,10 @@ def packed_rows(split: str, target: str = "ice40", engines: str = "mac") -> pd.D
         return pd.DataFrame()
     cells = pd.read_csv(LOGIC_CELLS_CSV)
     cells = cells[(cells["split"] == split) & (cells["target"] == target)]
-    stored = pd.read_csv(DRAWS[engines][split]).drop(columns=["lut", "ff", "carry", "seconds", "yosys", "date",
+    stored = pd.read_csv(KINDS[engines].draws[split]).drop(columns=["lut", "ff", "carry", "seconds", "yosys", "date",
                                                               "command", "split"], errors="ignore")
     rows = cells.merge(stored, on=["key", "target"], how="inner").reset_index(drop=True)
     return rows.assign(lut=lut_sites(rows["lut"], rows["carry"], target, rows["lutram"]))
-
-
-def packed_features(rows: pd.DataFrame, target: str, engines: str = "mac") -> pd.DataFrame:
-    """The model features of :func:`packed_rows` (dot / sparse: ``frame_features``; SWA:
-    ``swa_row_features``)."""
-    return frame_features(rows, target) if engines == "mac" else swa_row_features(rows, target)
 
 
 def _nnls_scaled(X: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -279,7 +303,8 @@ def _nnls_scaled(X: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 def extra_columns(rows: pd.DataFrame, target: str, engines: str = "mac") -> pd.DataFrame:
     """The :data:`EXTRA_CANDIDATES` columns of packed ``rows``, their measured LUT count in ``lut``."""
-    return _EXTRA_FEATURES[engines](packed_features(rows, target, engines), rows["lut"].to_numpy())
+    kind = KINDS[engines]
+    return kind.extra(kind.features(rows, target), rows["lut"].to_numpy())
 
 
 def cv_table(rows: pd.DataFrame, target: str = "ice40", engines: str = "mac",
@@ -288,7 +313,7 @@ def cv_table(rows: pd.DataFrame, target: str = "ice40", engines: str = "mac",
     :func:`extra_columns` ``feats``, computed where not given): median and p90 of |predicted -
     measured cells| / measured (the LUT count taken as known)."""
     feats = extra_columns(rows, target, engines) if feats is None else feats
-    fold = cv_fold(config_ids(rows) if engines == "mac" else swa_config_ids(rows))
+    fold = cv_fold(KINDS[engines].ids(rows))
     extra, lc = (rows["lc"] - rows["lut"]).to_numpy(float), rows["lc"].to_numpy(float)
     out = []
     for name, terms in EXTRA_CANDIDATES[engines][target].items():
@@ -303,33 +328,37 @@ def cv_table(rows: pd.DataFrame, target: str = "ice40", engines: str = "mac",
     return pd.DataFrame(out)
 
 
-def heldout_report(fit: dict, rows: pd.DataFrame | None = None, by_engine: bool = False) -> pd.DataFrame:
+def heldout_reports(fit: dict, rows: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Cell error of the ``fit["target"]`` estimate (the shipped LUT model + :func:`extra_cells`
-    under ``fit``) on the packed held-out draw of the fit's ``engines``, per group of
-    :data:`costmodel.resources.HELDOUT_GROUPS` (SWA: :data:`~costmodel.resources.SWA_GROUPS`;
-    ``by_engine``: per engine, dot and sparse, or swa): ``n``, median / p90 (:func:`lut_stats`),
-    and the LUT count alone against the cells (what the estimate said before)."""
-    target, engines = fit["target"], fit.get("engines", "mac")
-    rows = packed_rows("heldout", target, engines) if rows is None else rows
-    feats = packed_features(rows, target, engines)
-    if engines == "mac":
-        lut = predict_frame(rows, target, model_for(target)[0])["lut"].to_numpy(float)
-        groups = ({e: (rows["engine"] == e).to_numpy() for e in ("dot", "sparse")} if by_engine
-                  else heldout_groups(rows))
-    else:
-        lut = predict_swa(feats, model_for(target, "swa")[0], target, memory=True)["lut"].to_numpy(float)
-        groups = {"swa": np.ones(len(rows), bool)} if by_engine else swa_groups(feats)
+    under ``fit``) on the packed held-out draw of the fit's ``engines`` (``rows``, read where not
+    given), per group (``"groups"``: :data:`costmodel.resources.HELDOUT_GROUPS`, SWA:
+    :data:`~costmodel.resources.SWA_GROUPS`) and per engine (``"engines"``: dot and sparse, or
+    swa): ``n``, median / p90 (:func:`lut_stats`), and the LUT count alone against the cells
+    (what the estimate said before)."""
+    target, kind = fit["target"], KINDS[fit.get("engines", "mac")]
+    rows = packed_rows("heldout", target, fit.get("engines", "mac")) if rows is None else rows
+    feats = kind.features(rows, target)
+    lut = kind.lut(rows, feats, target)
     lc = rows["lc"].to_numpy(float)
     cells = lut + extra_cells(feats, fit, lut)
-    out = []
-    for g, m in groups.items():
-        if m.any():
-            st = lut_stats(((cells - lc) / lc)[m])
-            alone = np.abs(lut - lc)[m] / lc[m]
-            out.append({"group": g, "n": int(m.sum()), "median": st["lut_median"], "p90": st["lut_p90"],
-                        "bias": st["lut_bias"], "lut_alone_median": float(np.median(alone)),
-                        "lut_alone_p90": float(np.percentile(alone, 90))})
-    return pd.DataFrame(out)
+
+    def report(groups: dict[str, np.ndarray]) -> pd.DataFrame:
+        out = []
+        for g, m in groups.items():
+            if m.any():
+                st = lut_stats(((cells - lc) / lc)[m])
+                alone = np.abs(lut - lc)[m] / lc[m]
+                out.append({"group": g, "n": int(m.sum()), "median": st["lut_median"], "p90": st["lut_p90"],
+                            "bias": st["lut_bias"], "lut_alone_median": float(np.median(alone)),
+                            "lut_alone_p90": float(np.percentile(alone, 90))})
+        return pd.DataFrame(out)
+
+    return {"groups": report(kind.groups(rows, feats)), "engines": report(kind.engines(rows))}
+
+
+def heldout_report(fit: dict, rows: pd.DataFrame | None = None, by_engine: bool = False) -> pd.DataFrame:
+    """:func:`heldout_reports` per group, or with ``by_engine`` per engine."""
+    return heldout_reports(fit, rows)["engines" if by_engine else "groups"]
 
 
 def _rows_sha256(keys: set[str]) -> str:
@@ -339,13 +368,13 @@ def _rows_sha256(keys: set[str]) -> str:
     return hashlib.sha256("\n".join([lines[0], *own]).encode()).hexdigest()
 
 
-def fit_extra(target: str = "ice40", engines: str = "mac") -> dict:
+def fit_extra(target: str = "ice40", engines: str = "mac", rows: pd.DataFrame | None = None) -> dict:
     """The cell fit of ``target`` for ``engines`` ("mac": dot / sparse, "swa"): the
     :data:`EXTRA_CANDIDATES` term set of least CV error (:data:`SELECTION`) fitted on every packed
-    calibration row, with its CV and held-out errors."""
-    rows = packed_rows("calibration", target, engines)
+    calibration row (``rows``, read where not given), with its CV and held-out errors."""
+    rows = packed_rows("calibration", target, engines) if rows is None else rows
     if rows.empty:
-        raise RuntimeError(f"no packed {target} {ENGINE_WORDS[engines]} of the calibration draw: run python -m "
+        raise RuntimeError(f"no packed {target} {KINDS[engines].words} of the calibration draw: run python -m "
                            f"costmodel.calibrate logic-cells --split calibration --target {target} --engines {engines}")
     feats = extra_columns(rows, target, engines)
     table = cv_table(rows, target, engines, feats)
@@ -361,12 +390,13 @@ def fit_extra(target: str = "ice40", engines: str = "mac") -> dict:
            "data_sha256": _rows_sha256(set(rows["key"]) | set(held.get("key", []))),
            "nextpnr": sorted(set(rows["nextpnr"])), "flags": " ".join(PACKERS[target][1])}
     if not held.empty:
+        reports = heldout_reports(fit, held)
         fit["heldout"] = {r["group"]: {k: round(float(r[k]), 4) if k != "n" else int(r[k])
                                        for k in ("n", "median", "p90", "bias", "lut_alone_median", "lut_alone_p90")}
-                          for _, r in heldout_report(fit, held).iterrows()}
+                          for _, r in reports["groups"].iterrows()}
         fit["heldout_engine"] = {r["group"]: {k: round(float(r[k]), 4) if k != "n" else int(r[k])
                                               for k in ("n", "median", "p90")}
-                                 for _, r in heldout_report(fit, held, by_engine=True).iterrows()}
+                                 for _, r in reports["engines"].iterrows()}
     return fit
 
 
@@ -383,14 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     kept)."""
     targets = [t for t in (argv if argv is not None else sys.argv[1:]) or PACKERS]
     stored = json.loads(LOGIC_CELLS_FIT_JSON.read_text()) if LOGIC_CELLS_FIT_JSON.exists() else {}
-    fits = {e: {t: fit_extra(t, e) for t in targets
-                if t in EXTRA_CANDIDATES[e] and not packed_rows("calibration", t, e).empty}
+    packed = {(e, t): packed_rows("calibration", t, e) for e in EXTRA_CANDIDATES for t in targets
+              if t in EXTRA_CANDIDATES[e]}
+    fits = {e: {t: fit_extra(t, e, rows) for (e_, t), rows in packed.items() if e_ == e and not rows.empty}
             for e in EXTRA_CANDIDATES}
     kept = {e: {t: f for t, f in stored.get(e, {}).items() if t not in targets} for e in EXTRA_CANDIDATES}
     LOGIC_CELLS_FIT_JSON.write_text(json.dumps({e: dict(sorted({**kept[e], **fits[e]}.items())) for e in fits},
                                                indent=1) + "\n")
     for e, t, fit in ((e, t, f) for e, per in fits.items() for t, f in per.items()):
-        print(f"{t} {ENGINE_WORDS[e]}: cells = LUT + {fit['chosen']} ({', '.join(f'{c:.3f} x {n}' for n, c in zip(fit['terms'], fit['coef']))}); "
+        print(f"{t} {KINDS[e].words}: cells = LUT + {fit['chosen']} ({', '.join(f'{c:.3f} x {n}' for n, c in zip(fit['terms'], fit['coef']))}); "
               f"CV on {fit['calibration_rows']} packed calibration rows: " + ", ".join(
                   f"{k} {v['median']:.1%} / {v['p90']:.1%}" for k, v in fit["cv"].items()))
         for g, v in fit.get("heldout", {}).items():

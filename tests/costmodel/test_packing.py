@@ -217,7 +217,7 @@ def test_a_packing_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
             raise SynthError("...\nERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed\n")
         return {"lut": 1, "ff": 1, "carry": 0, "lc": 2, "seconds": 0.0}
 
-    monkeypatch.setattr(P, "DRAWS", {"mac": {"heldout": draw}})
+    monkeypatch.setattr(P, "KINDS", {"mac": P.KINDS["mac"]._replace(draws={"heldout": draw})})
     monkeypatch.setattr(P, "LOGIC_CELLS_CSV", tmp_path / "cells.csv")
     monkeypatch.setattr(P, "FAILURES_CSV", tmp_path / "fail.csv")
     monkeypatch.setattr(P, "logic_cells", pack)
