@@ -46,7 +46,10 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
 
 Every row carries the Yosys version, the UTC date and the wall time of its synthesis; the command
 that produced a table is stored in ``calibration_meta.json``. Runs are resumable: rows whose
-``key`` is already in the CSV are skipped, and each finished row is appended at once.
+``key`` is already in the CSV are skipped, and each finished row is appended at once. After a
+change to the generators (or the tools), ``--again-before DATE`` synthesizes the rows of the table
+and target stored before ``DATE`` again, each new row in place of its old one; ``logic-cells``
+then packs again every design synthesized since it was packed.
 
 Calibration / validation split (documented rule, every engine and target)
 ------------------------------------------------------------------------
@@ -109,6 +112,7 @@ from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FI
                     FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
                     MUXES_CSV, ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV,
                     SWA_DOE_FIELDS, SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
+                    parse_date, replace_row, stored_before,
                     failed_keys, forget_failure, heldout_keys, now, record_failure, swa_doe_bounds)
 
 
@@ -433,18 +437,22 @@ class SynthJob:
 
 def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], target: str = "xc7",
                        limit: int | None = None, progress: bool = True,
-                       failures: Path | None = None, workers: int = 1, retry_failed: bool = False) -> int:
+                       failures: Path | None = None, workers: int = 1, retry_failed: bool = False,
+                       before: str | None = None) -> int:
     """Synthesize every job whose key is not yet in ``path`` and append its row as soon as it
     finishes (a killed run loses at most the syntheses in flight); at most ``limit`` syntheses,
     ``workers`` Yosys processes at a time (the designs are elaborated to Verilog here, one at a
     time, in job order). A synthesis Yosys fails on is recorded in ``failures`` (default
     :data:`FAILURES_CSV`) with its error line and skipped, now and on every resumed run, so one
     tool crash never stops a long calibration; ``retry_failed``: run the recorded ones again (one
-    that now runs loses its record). Returns how many ran (failures included)."""
+    that now runs loses its record). ``before`` (a :func:`~costmodel.store.parse_date` string):
+    the jobs whose row was stored before then are synthesized again, each new row in place of its
+    old one (after a change to the generators). Returns how many ran (failures included)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     failures = FAILURES_CSV if failures is None else failures
-    done = done_keys(path)
+    again = stored_before(path, target, before) if before else set()
+    done = done_keys(path) - again
     recorded = failed_keys(failures, path, target)
     failed = set() if retry_failed else recorded
     todo = list({key: (job, key) for job in jobs
@@ -453,7 +461,8 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
         retried = sum(key in recorded for _, key in todo) if retry_failed else 0
         print(f"{len(todo)} to synthesize for {target} into {path.name} ({workers} at a time)"
               + (f"; skipping {len(failed)} config(s) Yosys failed on before (listed in {failures})" if failed else "")
-              + (f"; {retried} of them failed before" if retried else ""), flush=True)
+              + (f"; {retried} of them failed before" if retried else "")
+              + (f"; {len(again)} of them again (stored before {before})" if again else ""), flush=True)
     t_start, finished = time.perf_counter(), 0
 
     def store(job: SynthJob, key: str, started: float, future: Future) -> None:
@@ -468,8 +477,8 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
             print(f"[{count}] [{job.label} {target}] Yosys failed, recorded in {failures.name} and skipped: "
                   f"{error}", flush=True)
             return
-        append(path, fields, {"key": key, "target": target, "date": now(), **job.columns,
-                               **{m: getattr(r, m) for m in MEASURED}})
+        (replace_row if key in again else append)(path, fields, {
+            "key": key, "target": target, "date": now(), **job.columns, **{m: getattr(r, m) for m in MEASURED}})
         if key in recorded:
             forget_failure(failures, path, key, target)
         if progress:
@@ -629,6 +638,14 @@ def doe_jobs(configs: list[dict], seed: int, command: str, split: str = "heldout
                                              "command": command}, f"doe {split} #{i} {job.label}")
 
 
+def _date_arg(text: str) -> str:
+    """argparse type of ``--again-before``: :func:`~costmodel.store.parse_date`."""
+    try:
+        return parse_date(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m costmodel.calibrate", description=__doc__.split("\n")[0])
@@ -639,6 +656,10 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--retry-failed", action="store_true",
                         help=f"run again the configs a tool failed on before (recorded in {FAILURES_CSV.name}, "
                              "skipped otherwise); one that now runs loses its record")
+    common.add_argument("--again-before", metavar="DATE", type=_date_arg, default=None,
+                        help="run again the stored configs of this table and target run before DATE (ISO 8601 UTC, "
+                             "e.g. 2026-12-03T12:16: after a change to the generators or the tools), each new row "
+                             "in place of its old one")
     pp = sub.add_parser("primitives", parents=[common])
     pp.add_argument("--target", default="xc7", choices=sorted(TARGETS))
     pb = sub.add_parser("buffers", parents=[common])
@@ -677,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
             if split != args.split and args.seed == seed:
                 p.error(f"--seed {seed} draws the {split} configs; give the {args.split} draw another seed")
     _record_command(args.what if args.what != "engines" else "engines:" + ",".join(args.grid), argv)
-    run = dict(workers=args.jobs, retry_failed=args.retry_failed)
+    run = dict(workers=args.jobs, retry_failed=args.retry_failed, before=args.again_before)
     if args.what == "primitives":
         synthesize_missing(primitive_jobs(), PRIMITIVES_CSV, PRIM_FIELDS, args.target, **run)
         return 0
@@ -689,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.what == "logic-cells":
         measure_stored(args.split, args.target, jobs=args.jobs, limit=args.limit, engines=args.engines,
-                       retry_failed=args.retry_failed)
+                       retry_failed=args.retry_failed, before=args.again_before)
         return 0
     if args.what == "lanes":
         synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit, **run)

@@ -53,7 +53,7 @@ from .pnr import _exe, nextpnr_version
 from .resources import (config_ids, cv_fold, heldout_groups, lut_stats, model_for, predict_frame, predict_swa,
                         swa_config_ids, swa_groups, swa_row_features)
 from .store import (DATA, DOE_CSV, FAILURES_CSV, SWA_DOE_CSV, append, done_keys, failed_keys, forget_failure, now,
-                    record_failure)
+                    record_failure, replace_row, stored_before)
 
 __all__ = ["LOGIC_CELLS_CSV", "LOGIC_CELL_FIELDS", "LOGIC_CELLS_FIT_JSON", "EXTRA_CANDIDATES", "logic_cells",
            "measure_stored", "KINDS", "EngineKind", "packed_rows", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
@@ -103,24 +103,34 @@ def logic_cells(verilog: str, target: str = "ice40", timeout: float | None = Non
 
 
 def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int | None = None,
-                   progress: bool = True, engines: str = "mac", retry_failed: bool = False) -> int:
+                   progress: bool = True, engines: str = "mac", retry_failed: bool = False,
+                   before: str | None = None) -> int:
     """:func:`logic_cells` of every stored ``target`` engine of the random ``split`` draw not yet
     in :data:`LOGIC_CELLS_CSV`, ``jobs`` at a time, each row appended as it finishes (resumable):
     ``engines`` "mac" the dot / sparse engines (``data/doe_<split>.csv``), "swa" the SWA kernels
     (``data/swa_doe_<split>.csv``). A design Yosys or nextpnr fails on is recorded in
     :data:`~costmodel.store.FAILURES_CSV` and skipped, now and on every resumed run (as
     ``calibrate.synthesize_missing`` does; ``retry_failed``: measured again, a success drops the
-    record). Returns how many were measured (failures included)."""
+    record). A stored row older than its synthesis (one synthesized again, ``calibrate --again-before``)
+    is measured again, and so is every row stored before ``before`` (a
+    :func:`~costmodel.store.parse_date` string), each new row in place of its old one. Returns how
+    many were measured (failures included)."""
     rows = pd.read_csv(KINDS[engines].draws[split])
     rows = rows[rows["target"] == target]
     recorded = failed_keys(FAILURES_CSV, LOGIC_CELLS_CSV, target)
-    skip = done_keys(LOGIC_CELLS_CSV) | (set() if retry_failed else recorded)
+    packed = (pd.read_csv(LOGIC_CELLS_CSV, usecols=["key", "target", "date"]) if LOGIC_CELLS_CSV.exists()
+              else pd.DataFrame(columns=["key", "target", "date"]))
+    packed = packed[packed["target"] == target].merge(rows[["key", "date"]], on="key", suffixes=("", "_synth"))
+    again = set(packed.loc[packed["date"] < packed["date_synth"], "key"])
+    again |= stored_before(LOGIC_CELLS_CSV, target, before) if before else set()
+    skip = (done_keys(LOGIC_CELLS_CSV) - again) | (set() if retry_failed else recorded)
     todo = [r for _, r in rows.iterrows() if r["key"] not in skip][:limit]
     command = f"python -m costmodel.calibrate logic-cells --split {split} --target {target} --engines {engines}"
     versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version(target)}
     if progress:
-        print(f"{len(todo)} stored {target} {KINDS[engines].words} of the {split} draw to pack ({jobs} at a time)",
-              flush=True)
+        print(f"{len(todo)} stored {target} {KINDS[engines].words} of the {split} draw to pack ({jobs} at a time)"
+              + (f"; {len(again & {r['key'] for r in todo})} of them again (synthesized again since, or packed "
+                 f"before {before})" if again else ""), flush=True)
     finished = 0
 
     def store(fut: Future, r: pd.Series) -> None:
@@ -134,8 +144,8 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
             print(f"[{finished}/{len(todo)}] {r['key'][:10]}: failed, recorded in {FAILURES_CSV.name} and skipped "
                   f"({error[:200]})", flush=True)
             return
-        append(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {"key": r["key"], "target": target, "split": split, **got,
-                                                     **versions, "date": now(), "command": command})
+        (replace_row if r["key"] in again else append)(LOGIC_CELLS_CSV, LOGIC_CELL_FIELDS, {
+            "key": r["key"], "target": target, "split": split, **got, **versions, "date": now(), "command": command})
         if r["key"] in recorded:
             forget_failure(FAILURES_CSV, LOGIC_CELLS_CSV, r["key"], target)
         if progress:

@@ -23,8 +23,9 @@ from hw.rtl import atomic_write
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DATA", "config_key", "is_validation", "split", "heldout_keys", "done_keys", "failed_keys", "append",
-           "record_failure", "forget_failure", "now", "config_columns", "SWABounds", "swa_doe_bounds"]
+__all__ = ["DATA", "config_key", "is_validation", "split", "heldout_keys", "done_keys", "stored_before", "failed_keys",
+           "append", "replace_row", "record_failure", "forget_failure", "now", "parse_date", "config_columns",
+           "SWABounds", "swa_doe_bounds"]
 
 DATA = Path(__file__).parent / "data"
 PRIMITIVES_CSV = DATA / "primitives.csv"
@@ -96,6 +97,48 @@ def done_keys(path: Path) -> set[str]:
         return {row["key"] for row in csv.DictReader(f)}
 
 
+def stored_before(path: Path, target: str, before: str) -> set[str]:
+    """Keys of ``target``'s rows in the table at ``path`` stored before ``before`` (a
+    :func:`parse_date` string): the runs to take again after a change to what they measured."""
+    if not path.exists():
+        return set()
+    with path.open() as f:
+        return {row["key"] for row in csv.DictReader(f) if row["target"] == target and row["date"] < before}
+
+
+def parse_date(text: str) -> str:
+    """``text`` (ISO 8601, UTC: ``2026-12-03``, ``2026-12-03T12:16``, …) as the stored rows spell
+    their dates (:func:`now`), for comparing with them; ValueError naming the form otherwise."""
+    try:
+        when = _dt.datetime.fromisoformat(text.strip().removesuffix("Z"))
+    except ValueError:
+        raise ValueError(f"not a date: {text!r}; give an ISO 8601 UTC date such as 2026-12-03 or 2026-12-03T12:16")
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rewrite(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """Write the table at ``path`` whole (header ``fields``, then ``rows``), atomically."""
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=fields)
+    w.writeheader()
+    w.writerows({k: r.get(k, "") for k in fields} for r in rows)
+    atomic_write(path, text.getvalue())
+
+
+def replace_row(path: Path, fields: list[str], row: dict) -> None:
+    """Put ``row`` in place of the stored row of its key and target in the table at ``path``
+    (appended where there is none; the table rewritten atomically): a run taken again."""
+    if not path.exists():
+        return append(path, fields, row)
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    at = next((i for i, r in enumerate(rows) if r["key"] == row["key"] and r["target"] == row["target"]), None)
+    if at is None:
+        return append(path, fields, row)
+    rows[at] = row
+    _rewrite(path, fields, rows)
+
+
 def append(path: Path, fields: list[str], row: dict) -> None:
     """Append one ``row`` (columns ``fields``; missing ones empty) to the table at ``path`` and
     flush it at once, writing the header first for a new table: a killed run loses at most the
@@ -145,13 +188,8 @@ def forget_failure(failures: Path, table: Path, key: str, target: str) -> None:
     with failures.open() as f:
         rows = list(csv.DictReader(f))
     keep = [r for r in rows if not (r["key"] == key and r["table"] == table.name and r["target"] == target)]
-    if len(keep) == len(rows):
-        return
-    text = io.StringIO()
-    w = csv.DictWriter(text, fieldnames=FAILURE_FIELDS)
-    w.writeheader()
-    w.writerows({k: r.get(k, "") for k in FAILURE_FIELDS} for r in keep)
-    atomic_write(failures, text.getvalue())
+    if len(keep) < len(rows):
+        _rewrite(failures, FAILURE_FIELDS, keep)
 
 
 def failed_keys(failures: Path, table: Path, target: str | None = None) -> set[str]:

@@ -127,6 +127,45 @@ def test_retry_failed_runs_the_recorded_failures_again_and_drops_the_ones_that_p
     assert f["error"][f["target"] == "xc7"].str.contains("run 6").any()
 
 
+def test_again_before_takes_the_old_rows_again_in_place(tmp_path, monkeypatch):
+    """``before``: the rows of this table and target stored before the date are synthesized again,
+    each new row where its old one stood (one row per key; the others, and another family's row of
+    the same config, untouched); a second run with the same date takes none again."""
+    calls: list[str] = []
+    monkeypatch.setattr(C, "synthesize", _stand_in(calls, lambda design: False))
+    path = tmp_path / "doe.csv"
+    jobs = lambda: [C.SynthJob(j.spec, lambda i=i: f"design {i}", j.columns, j.label)  # noqa: E731
+                    for i, j in enumerate(C.doe_jobs(DOE[:4], 0, "cmd"))]
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False) == 4
+    d = pd.read_csv(path)
+    d.loc[[1, 3], "date"] = "2026-12-01T10:00:00Z"  # two old rows
+    d.loc[[0, 2], "date"] = "2026-12-05T10:00:00Z"
+    d.loc[:, "lut"] = 7
+    other = d.iloc[[1]].assign(target="ice40", key=store.config_key(DOE[1], "ice40"))
+    pd.concat([d, other]).to_csv(path, index=False)
+    before = store.parse_date("2026-12-03")
+    assert store.stored_before(path, "xc7", before) == {store.config_key(DOE[i], "xc7") for i in (1, 3)}
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False, before=before) == 2
+    assert calls[4:] == ["design 1", "design 3"]
+    after = pd.read_csv(path)
+    assert list(after["key"]) == list(d["key"]) + list(other["key"])  # in place, nothing appended
+    assert list(after["lut"]) == [7, 1, 7, 1, 7] and after["date"].iloc[1] > before
+    assert C.synthesize_missing(jobs(), path, store.DOE_FIELDS, progress=False, before=before) == 0
+
+
+@pytest.mark.parametrize("text,stored", [("2026-12-03", "2026-12-03T00:00:00Z"),
+                                         ("2026-12-03T12:16", "2026-12-03T12:16:00Z"),
+                                         ("2026-12-03T12:16:05Z", "2026-12-03T12:16:05Z")])
+def test_parse_date_spells_dates_as_the_rows_do(text, stored):
+    assert store.parse_date(text) == stored
+
+
+def test_again_before_refuses_a_date_it_cannot_read(capsys):
+    with pytest.raises(SystemExit) as e:
+        C.main(["engines", "--grid", "doe", "--again-before", "last tuesday"])
+    assert e.value.code == 2 and "ISO 8601" in capsys.readouterr().err
+
+
 def test_stored_doe_rows_are_the_seeded_draw_and_never_fitted():
     """Every stored held-out row is the draw at its (seed, index), and no key of it is among the
     shipped fit's calibration rows (the fit drops them before splitting)."""

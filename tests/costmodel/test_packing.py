@@ -207,8 +207,8 @@ def test_a_packing_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
 
     configs = [dict(engine="dot", lanes=lanes, wfmt="int4", afmt="int4", k_max=16, pipeline=1) for lanes in (1, 2, 3)]
     draw = tmp_path / "draw.csv"
-    pd.DataFrame({"key": ["k1", "k2", "k3"], "target": "ecp5", "config": [json.dumps(c) for c in configs]}).to_csv(
-        draw, index=False)
+    pd.DataFrame({"key": ["k1", "k2", "k3"], "target": "ecp5", "config": [json.dumps(c) for c in configs],
+                  "date": "2026-12-01T00:00:00Z"}).to_csv(draw, index=False)
     calls = []
 
     def pack(verilog, target):
@@ -226,6 +226,34 @@ def test_a_packing_failure_is_recorded_and_skipped(tmp_path, monkeypatch):
     cells, fails = pd.read_csv(tmp_path / "cells.csv"), pd.read_csv(tmp_path / "fail.csv")
     assert list(cells["key"]) == ["k1", "k3"] and list(fails["key"]) == ["k2"]
     assert fails["table"][0] == "cells.csv" and fails["error"][0].startswith("ERROR: Assert")
+
+
+def test_a_design_synthesized_again_is_packed_again_in_place(tmp_path, monkeypatch):
+    """A packed row older than its synthesis (a config synthesized again, ``calibrate
+    --again-before``) is measured again and its new row takes the old one's place; so is every
+    row packed before ``before``; the rest are left alone (the tools stood in for)."""
+    import costmodel.packing as P
+
+    configs = [dict(engine="dot", lanes=lanes, wfmt="int4", afmt="int4", k_max=16, pipeline=1) for lanes in (1, 2, 3)]
+    draw, cells = tmp_path / "draw.csv", tmp_path / "cells.csv"
+    pd.DataFrame({"key": ["k1", "k2", "k3"], "target": "ecp5", "config": [json.dumps(c) for c in configs],
+                  "date": ["2026-12-01T00:00:00Z", "2026-12-05T00:00:00Z", "2026-12-01T00:00:00Z"]}).to_csv(
+        draw, index=False)
+    old = {"target": "ecp5", "split": "heldout", "lut": 5, "ff": 5, "carry": 0, "lc": 9, "date": "2026-12-02T00:00:00Z"}
+    for k in ("k1", "k2", "k3"):
+        P.append(cells, P.LOGIC_CELL_FIELDS, {"key": k, **old})
+    calls = []
+    monkeypatch.setattr(P, "KINDS", {"mac": P.KINDS["mac"]._replace(draws={"heldout": draw})})
+    monkeypatch.setattr(P, "LOGIC_CELLS_CSV", cells)
+    monkeypatch.setattr(P, "FAILURES_CSV", tmp_path / "fail.csv")
+    monkeypatch.setattr(P, "logic_cells", lambda verilog, target: calls.append(verilog) or {
+        "lut": 1, "ff": 1, "carry": 0, "lc": 2, "seconds": 0.0})
+    assert P.measure_stored("heldout", "ecp5", progress=False) == 1  # k2: synthesized after it was packed
+    got = pd.read_csv(cells)
+    assert list(got["key"]) == ["k1", "k2", "k3"] and list(got["lc"]) == [9, 2, 9]
+    assert P.measure_stored("heldout", "ecp5", progress=False) == 0
+    assert P.measure_stored("heldout", "ecp5", progress=False, before="2026-12-03T00:00:00Z") == 2  # k1, k3
+    assert list(pd.read_csv(cells)["lc"]) == [2, 2, 2] and len(calls) == 3
 
 
 @pytest.mark.slow
