@@ -129,8 +129,8 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
     versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version(target)}
     if progress:
         print(f"{len(todo)} stored {target} {KINDS[engines].words} of the {split} draw to pack ({jobs} at a time)"
-              + (f"; {len(again & {r['key'] for r in todo})} of them again (synthesized again since, or packed "
-                 f"before {before})" if again else ""), flush=True)
+              + (f"; {len(again & {r['key'] for r in todo})} of them again (synthesized again since they were packed"
+                 + (f", or packed before {before}" if before else "") + ")" if again else ""), flush=True)
     finished = 0
 
     def store(fut: Future, r: pd.Series) -> None:

@@ -127,7 +127,10 @@ def _rewrite(path: Path, fields: list[str], rows: list[dict]) -> None:
 
 def replace_row(path: Path, fields: list[str], row: dict) -> None:
     """Put ``row`` in place of the stored row of its key and target in the table at ``path``
-    (appended where there is none; the table rewritten atomically): a run taken again."""
+    (appended where there is none; the table rewritten atomically): a run taken again. Two
+    processes writing one table at once may lose a row this way (never corrupt the table): the
+    old row stays, and the next run with the same date (``--again-before``; ``logic-cells``: any)
+    takes it again."""
     if not path.exists():
         return append(path, fields, row)
     with path.open() as f:
