@@ -25,6 +25,8 @@ SWA_DOE_COUNT ?= 120
 SWA_DOE_HELDOUT_COUNT ?= 60
 #: a second held-out SWA draw (seed 2), family:count as it was run
 SWA_FRESH ?= xc7:20 ecp5:20 xcup:12 ice40:12
+#: SWA calibration draws grown past SWA_DOE_COUNT (the same seed 1, continued), family:count as it was run
+SWA_MORE ?= xc7:240
 FAMILIES  ?= xc7 xcup ice40 ecp5
 #: families with their own standalone multipliers (xcup uses xc7's: same fabric; its memories differ)
 PRIMITIVE_FAMILIES ?= xc7 ice40 ecp5
@@ -72,6 +74,9 @@ calibrate: $(STAMP)
 	done
 	for tn in $(SWA_FRESH); do \
 	  $(CAL) engines --grid swa-doe --split heldout --seed 2 --count $${tn##*:} --target $${tn%%:*} --jobs $(JOBS) || exit 1; \
+	done
+	for tn in $(SWA_MORE); do \
+	  $(CAL) engines --grid swa-doe --split calibration --count $${tn##*:} --target $${tn%%:*} --jobs $(JOBS) || exit 1; \
 	done
 	for t in $(FAMILIES); do \
 	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t --jobs $(JOBS) || exit 1; \

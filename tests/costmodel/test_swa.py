@@ -301,13 +301,13 @@ SWA_GOALS = {"lut_median": 0.05, "lut_p90": 0.12, "ff_median": 0.02, "ff_p90": 0
 #: meet, with what it measured (strict xfail)
 SWA_NOT_MET: dict[str, dict[tuple[str, str], str]] = {
     "xc7": {  # 60 kernels of seed 0 + 20 of seed 2 (drawn after the terms were chosen)
-        ("swa int Q/K/V", "lut_median"): "5.1% (goal ≤5%)",  # 13 kernels
+        ("swa int Q/K/V", "lut_median"): "6.0% (goal ≤5%)",  # 13 kernels; 5-fold CV on 68: 2.6 %
     },
     "xcup": {},  # its own fit (resources.pick_swa_fit); 60 kernels of seed 0 + 12 of seed 2
     "ice40": {},  # 60 + 12 kernels within iCE40's own draw bounds (costmodel.store.SWA_DOE_FAMILY_BOUNDS)
-    "ecp5": {  # 60 kernels of seed 0 + 20 of seed 2; LUT sites: LUT4 + 2 per CCU2C
-        ("swa dense baseline", "lut_p90"): "12.4% (goal ≤12%)",
-        ("swa minifloat", "lut_p90"): "12.5% (goal ≤12%)",
+    "ecp5": {  # 60 kernels of seed 0 + 20 of seed 2; LUT sites: LUT4 + 2 per CCU2C; every kernel on today's RTL
+        ("swa causal", "lut_p90"): "12.2% (goal ≤12%)",
+        ("swa minifloat", "lut_p90"): "12.8% (goal ≤12%)",
     },
 }
 
