@@ -29,9 +29,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from costmodel.features import frame_features  # noqa: E402
+from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import pipeline_runs  # noqa: E402
-from costmodel.resources import config_row, cv_predictions, predict_frame  # noqa: E402
+from costmodel.resources import cv_predictions, predict_frame  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
 from hw.rtl import lut_sites, parse_stat, run_synth, synth_command, verilog_text  # noqa: E402
 

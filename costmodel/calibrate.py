@@ -112,8 +112,8 @@ from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FI
                     FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
                     MUXES_CSV, ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV,
                     SWA_DOE_FIELDS, SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
-                    parse_date, replace_row, stored_before,
-                    failed_keys, forget_failure, heldout_keys, now, record_failure, swa_doe_bounds)
+                    failed_keys, forget_failure, heldout_keys, now, parse_date, record_failure, replace_row,
+                    stored_before, swa_doe_bounds)
 
 
 INT_FORMATS = [f"int{b}" for b in range(2, 9)]

@@ -269,7 +269,7 @@ class EngineKind(NamedTuple):
 #: per kind of engine ("mac": dot / sparse; "swa"), what the cell fits read of it
 KINDS: dict[str, EngineKind] = {
     "mac": EngineKind(
-        "dot / sparse engines", DOE_CSV, lambda rows, target: frame_features(rows, target), extra_features, config_ids,
+        "dot / sparse engines", DOE_CSV, frame_features, extra_features, config_ids,
         lambda rows, feats, target: predict_frame(rows, target, model_for(target)[0])["lut"].to_numpy(float),
         lambda rows, feats: heldout_groups(rows),
         lambda rows: {e: (rows["engine"] == e).to_numpy() for e in ("dot", "sparse")}),
@@ -298,8 +298,8 @@ def packed_rows(split: str, target: str = "ice40", engines: str = "mac") -> pd.D
         return pd.DataFrame()
     cells = pd.read_csv(LOGIC_CELLS_CSV)
     cells = cells[(cells["split"] == split) & (cells["target"] == target)]
-    stored = pd.read_csv(KINDS[engines].draws[split]).drop(columns=["lut", "ff", "carry", "seconds", "yosys", "date",
-                                                              "command", "split"], errors="ignore")
+    stored = pd.read_csv(KINDS[engines].draws[split]).drop(
+        columns=["lut", "ff", "carry", "seconds", "yosys", "date", "command", "split"], errors="ignore")
     rows = cells.merge(stored, on=["key", "target"], how="inner").reset_index(drop=True)
     return rows.assign(lut=lut_sites(rows["lut"], rows["carry"], target, rows["lutram"]))
 
