@@ -221,8 +221,8 @@ def logic_cell_table(target: str) -> None:
     """iCE40 / ECP5: the estimate's LUT (the LUT model + the cells nextpnr's packing adds) against
     nextpnr --pack-only on the held-out draws (dot / sparse engines, SWA kernels), beside the LUT
     count alone."""
-    for engines, words in ((e, k.words) for e, k in ENGINE_KINDS.items()):
-        fit = load_logic_cell_fit(target, engines)
+    for engines, kind in ENGINE_KINDS.items():
+        words, fit = kind.words, load_logic_cell_fit(target, engines)
         if not fit:
             print(f"\n# no {target} cell fit for the {words} (run python -m costmodel.calibrate logic-cells --target "
                   f"{target} --engines {engines}, then python -m costmodel.packing)")

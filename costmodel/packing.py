@@ -52,8 +52,8 @@ from .features import frame_features
 from .pnr import _exe, nextpnr_version
 from .resources import (config_ids, cv_fold, heldout_groups, lut_stats, model_for, predict_frame, predict_swa,
                         swa_config_ids, swa_groups, swa_row_features)
-from .store import (DATA, DOE_CSV, FAILURES_CSV, SWA_DOE_CSV, append, done_keys, failed_keys, forget_failure, now,
-                    record_failure, replace_row, stored_before)
+from .store import (DATA, DOE_CSV, FAILURES_CSV, SWA_DOE_CSV, append, failed_keys, forget_failure, now, record_failure,
+                    replace_row)
 
 __all__ = ["LOGIC_CELLS_CSV", "LOGIC_CELL_FIELDS", "LOGIC_CELLS_FIT_JSON", "EXTRA_CANDIDATES", "logic_cells",
            "measure_stored", "KINDS", "EngineKind", "packed_rows", "extra_cells", "fit_extra", "heldout_report", "load_fit"]
@@ -118,12 +118,12 @@ def measure_stored(split: str, target: str = "ice40", jobs: int = 1, limit: int 
     rows = pd.read_csv(KINDS[engines].draws[split])
     rows = rows[rows["target"] == target]
     recorded = failed_keys(FAILURES_CSV, LOGIC_CELLS_CSV, target)
-    packed = (pd.read_csv(LOGIC_CELLS_CSV, usecols=["key", "target", "date"]) if LOGIC_CELLS_CSV.exists()
+    packed = (pd.read_csv(LOGIC_CELLS_CSV, usecols=["key", "target", "date"], dtype=str) if LOGIC_CELLS_CSV.exists()
               else pd.DataFrame(columns=["key", "target", "date"]))
-    packed = packed[packed["target"] == target].merge(rows[["key", "date"]], on="key", suffixes=("", "_synth"))
-    again = set(packed.loc[packed["date"] < packed["date_synth"], "key"])
-    again |= stored_before(LOGIC_CELLS_CSV, target, before) if before else set()
-    skip = (done_keys(LOGIC_CELLS_CSV) - again) | (set() if retry_failed else recorded)
+    own = packed[packed["target"] == target].merge(rows[["key", "date"]], on="key", how="left", suffixes=("", "_synth"))
+    stale = (own["date"] < own["date_synth"]) | ((own["date"] < before) if before else False)
+    again = set(own.loc[stale, "key"])
+    skip = (set(packed["key"]) - again) | (set() if retry_failed else recorded)
     todo = [r for _, r in rows.iterrows() if r["key"] not in skip][:limit]
     command = f"python -m costmodel.calibrate logic-cells --split {split} --target {target} --engines {engines}"
     versions = {"yosys": yosys_version(), "nextpnr": nextpnr_version(target)}
@@ -345,8 +345,9 @@ def heldout_reports(fit: dict, rows: pd.DataFrame | None = None) -> dict[str, pd
     :data:`~costmodel.resources.SWA_GROUPS`) and per engine (``"engines"``: dot and sparse, or
     swa): ``n``, median / p90 (:func:`lut_stats`), and the LUT count alone against the cells
     (what the estimate said before)."""
-    target, kind = fit["target"], KINDS[fit.get("engines", "mac")]
-    rows = packed_rows("heldout", target, fit.get("engines", "mac")) if rows is None else rows
+    target, engines = fit["target"], fit.get("engines", "mac")
+    kind = KINDS[engines]
+    rows = packed_rows("heldout", target, engines) if rows is None else rows
     feats = kind.features(rows, target)
     lut = kind.lut(rows, feats, target)
     lc = rows["lc"].to_numpy(float)
