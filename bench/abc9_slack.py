@@ -1,5 +1,5 @@
-"""ECP5: abc9's slack moves a sparse engine's index mux between delay and area mapping (a
-diagnostic of the LUT model's tail; issue 15; Yosys, cached).
+"""ECP5: abc9's slack moves a sparse engine's index mux between delay and area mapping (the
+mechanism behind the cost model's delay-mapped lane term; issue 15; Yosys, cached).
 
     .venv/bin/python bench/abc9_slack.py
 
@@ -7,17 +7,18 @@ Why: ``synth_ecp5`` maps LUTs with ``abc9 -W 300``, which maps for delay and rec
 a path has slack against the slowest register-to-register path it sees (a MULT18X18D cuts paths:
 abc9 sees no timing through it). A 16:1 index mux in front of the multipliers is mapped with wide
 LUTs (LUT6 / LUT7 through PFUMX and L6MUX21) when it lies on that slowest path, into LUT4s when
-not. The cost model prices a measured lane (``data/lanes.csv``) at one coefficient per m, so it
-misses the engines whose mux stays delay-mapped.
+not. The cost model prices such a lane (``data/lanes.csv``) at its standalone cost where
+``costmodel.latency.mux_slack_ratio`` is at least ``MUX16_DELAY_MAPPED`` (0.676: where even the
+mux's LUT4 form, 4 levels against 2 of LUT6, would be the slowest segment), at the fitted
+coefficient of the other int x int 16:1 lanes elsewhere.
 
 1. One engine (4 lanes int7n x int7n, 2:16, k_max 17) at every pipeline depth: cells, LUT sites,
    and the model's LUT sites beside them.
-2. Every stored ECP5 int x int 16:1 engine (calibration: the shipped fit's 5-fold out-of-fold
-   error, ``costmodel.resources.cv_predictions``; held out: the shipped fit's): its mux segment over
-   the slowest other segment (the segment delays below) beside the model's error, and the error
-   with the lane priced at its standalone cost (``data/lanes.csv``, coefficient 1, no fit) where
-   the mux stays delay-mapped: where even its LUT4 form (4 levels, against 2 of LUT6) would be the
-   slowest segment, a ratio of at least :data:`DELAY_MAPPED` = 2 x 0.918 / (4 x 0.679) = 0.676.
+2. Every stored ECP5 int x int 16:1 engine with DSP multipliers (calibration: the shipped fit's
+   5-fold out-of-fold error, ``costmodel.resources.cv_predictions``; held out: the shipped fit's):
+   its mux segment over the slowest other segment, the shipped model's error, and the error with
+   the delay-mapped lanes at the fitted coefficient of the others (the rule taken out, the other
+   coefficients as shipped).
 """
 
 from __future__ import annotations
@@ -29,43 +30,15 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from costmodel.features import config_row, frame_features  # noqa: E402
-from costmodel.latency import pipeline_runs  # noqa: E402
+from costmodel.latency import MUX16_DELAY_MAPPED, mux_slack_ratio  # noqa: E402
 from costmodel.resources import cv_predictions, design_matrix, heldout_rows, model_for, predict_frame  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
 from hw.rtl import lut_sites, parse_stat, run_synth, synth_command, verilog_text  # noqa: E402
 
-#: ns, Yosys' Lattice cell timing (techlibs/lattice: common_sim.vh, ccu2c_sim.vh) and the wire
-#: delay per level of ``synth_lattice``'s ``abc9 -W 300``
-LUT4, LUT6, WIRE = 0.379, 0.618, 0.300
-CCU2C_IN, CCU2C_PER_2_BITS, CCU2C_OUT = 0.516, 0.043, 0.273
 ENGINE = dict(engine="sparse", lanes=4, wfmt="int7n", afmt="int7n", k_max=17, n=2, m=16, block=None)
 CELLS = ("LUT4", "PFUMX", "L6MUX21", "CCU2C", "MULT18X18D", "TRELLIS_FF")
-#: the mux segment ratio from which a 16:1 mux's LUT4 form (4 levels) would be the slowest segment
-#: (against its LUT6 form's 2 levels): abc9 keeps it delay-mapped, as when it is synthesized alone
-DELAY_MAPPED = 2 * (LUT6 + WIRE) / (4 * (LUT4 + WIRE))
-
-
-def _adder(bits: np.ndarray) -> np.ndarray:
-    """ns of a carry-chain adder of ``bits`` bits (CCU2C cells, two bits each) and its wire."""
-    return CCU2C_IN + CCU2C_PER_2_BITS * bits / 2 + CCU2C_OUT + WIRE
-
-
-def mux_ratio(f: pd.DataFrame) -> np.ndarray:
-    """Each int x int DSP engine's index-mux segment (registers -> mux -> MULT18X18D, delay-mapped:
-    ``mux_levels`` LUT6) over its slowest other segment (the adder levels and the accumulator
-    between its pipeline registers, and the DSP's output through the adders of the first run)."""
-    lanes, pipe = f["lanes"].to_numpy(), f["pipeline"].to_numpy()
-    mux = f["mux_levels"].to_numpy(float) * (LUT6 + WIRE)
-    level = _adder(f["prod_bits"].to_numpy(float) + np.log2(np.maximum(lanes, 1)))
-    acc = LUT4 + WIRE + _adder(f["acc_bits"].to_numpy(float))
-    out = np.empty(len(f))
-    for i in range(len(f)):
-        segs = [r[1] * level[i] + r[2] * acc[i] for r in pipeline_runs(int(lanes[i]), int(pipe[i]))]
-        out[i] = mux[i] / max(max(segs), 1e-9)  # the first run's adders follow the DSP: a segment of their own
-    return out
 
 
 def sweep() -> None:
@@ -89,21 +62,22 @@ def stored() -> None:
     c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_int_m16"]
     cal, cal_pred = cv_predictions("ecp5")
     held = heldout_rows("ecp5")
-    print(f"\n# ECP5 int x int 16:1 engines: mux segment / slowest other, the LUT-site error of the shipped fit (lane "
-          f"at {c16:.3f} x its standalone excess; calibration out of fold), and with the lane at its standalone cost "
-          f"(1 x) where the ratio is at least {DELAY_MAPPED:.3f}")
-    print("| draw | lanes | pipeline | mux / slowest | LUT sites | model error | lane alone where delay-mapped |")
+    print(f"\n# ECP5 int x int 16:1 engines with DSP multipliers: mux segment / slowest other (delay-mapped from "
+          f"{MUX16_DELAY_MAPPED:.3f}), the LUT-site error of the shipped fit (calibration out of fold), and with every "
+          f"lane at the fitted {c16:.3f} x its standalone excess (the rule taken out)")
+    print("| draw | lanes | pipeline | mux / slowest | LUT sites | shipped error | without the rule |")
     print("|---|---|---|---|---|---|---|")
     for name, rows, pred in (("calibration", cal, cal_pred), ("held out", held, predict_frame(held, "ecp5"))):
         f = frame_features(rows, "ecp5")
-        lane = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]["lane_excess_int_m16"]
-        ratio, y = mux_ratio(f), rows["lut"].to_numpy(float)
+        cols = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]
+        mapped = cols["lane_excess_int_m16_delay_mapped"]
+        ratio, y = mux_slack_ratio(f), rows["lut"].to_numpy(float)
         p = pred["lut"].to_numpy(float)
-        alone = p + (ratio >= DELAY_MAPPED) * (1 - c16) * lane
-        keep = ((f["mf"] == 0) & (f["mult_dsp"] > 0)).to_numpy() & (lane > 0)
+        without = p - (1 - c16) * mapped
+        keep = ((f["mf"] == 0) & (f["mult_dsp"] > 0)).to_numpy() & (cols["lane_excess_int_m16"] + mapped > 0)
         for i in np.where(keep)[0][np.argsort(ratio[keep])]:
             print(f"| {name} | {f['lanes'].iloc[i]} | {f['pipeline'].iloc[i]} | {ratio[i]:.3f} | {int(y[i])} | "
-                  f"{(p[i] - y[i]) / y[i]:+.1%} | {(alone[i] - y[i]) / y[i]:+.1%} |")
+                  f"{(p[i] - y[i]) / y[i]:+.1%} | {(without[i] - y[i]) / y[i]:+.1%} |")
 
 
 def main() -> int:

@@ -38,7 +38,8 @@ from .features import config_row, frame_features
 
 __all__ = ["fmax_mhz", "fmax_array", "fmax_model_frame", "fmax_source", "pipeline_runs", "path_ns_array",
            "path_ns_frame", "path_components_frame", "pnr_design", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE",
-           "DELAYS", "PNR_FIT_JSON"]
+           "DELAYS", "PNR_FIT_JSON",
+           "ABC9_ECP5", "MUX16_DELAY_MAPPED", "mux_slack_ratio"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,6 +171,36 @@ def path_components_frame(target: str, f) -> dict[str, np.ndarray]:
 def path_ns_frame(target: str, f) -> np.ndarray:
     """:func:`path_ns_array` of a :func:`costmodel.features.frame_features` frame, ns."""
     return _frame_critical(target, f)[0]
+
+
+#: ns, the cell delays ``synth_ecp5``'s abc9 maps LUTs by (Yosys' Lattice timing models,
+#: techlibs/lattice ``common_sim.vh`` and ``ccu2c_sim.vh``) and its wire delay per LUT level
+#: (``abc9 -W 300``)
+ABC9_ECP5 = dict(lut4=0.379, lut6=0.618, wire=0.300, ccu2c_in=0.516, ccu2c_per_2_bits=0.043, ccu2c_out=0.273)
+#: the :func:`mux_slack_ratio` from which abc9 keeps an ECP5 16:1 index mux delay-mapped (2 levels
+#: of LUT6, through PFUMX / L6MUX21) instead of recovering its area (4 levels of LUT4): where even
+#: its LUT4 form would be the slowest segment, ``2 (LUT6 + wire) / (4 (LUT4 + wire))`` = 0.676
+MUX16_DELAY_MAPPED = 2 * (ABC9_ECP5["lut6"] + ABC9_ECP5["wire"]) / (4 * (ABC9_ECP5["lut4"] + ABC9_ECP5["wire"]))
+
+
+def mux_slack_ratio(f) -> np.ndarray:
+    """ECP5 (abc9's view, :data:`ABC9_ECP5`): each engine's sparse index-mux segment (registers →
+    mux → MULT18X18D, delay-mapped: ``mux_levels`` LUT6) over its slowest other segment (the adder
+    levels and the accumulator adder between pipeline registers, the first run's adders after the
+    DSP block, which cuts every path through it); 0 for dense engines. Meaningful for int × int
+    engines with DSP multipliers (a LUT multiplier or a minifloat aligner lengthens the mux's
+    segment). ``f``: a :func:`costmodel.features.frame_features` frame."""
+    d = ABC9_ECP5
+
+    def adder(bits: np.ndarray) -> np.ndarray:  # a CCU2C carry chain (two bits a cell) and its wire
+        return d["ccu2c_in"] + d["ccu2c_per_2_bits"] * bits / 2 + d["ccu2c_out"] + d["wire"]
+
+    lanes = np.asarray(f["lanes"], dtype=np.int64)
+    level = adder(np.asarray(f["prod_bits"], dtype=float) + np.log2(np.maximum(lanes, 1)))
+    acc = d["lut4"] + d["wire"] + adder(np.asarray(f["acc_bits"], dtype=float))
+    flags = _run_flags(lanes, np.asarray(f["pipeline"], dtype=np.int64))
+    slowest = (flags[1] * level[:, None] + flags[2] * acc[:, None]).max(1)
+    return np.asarray(f["mux_levels"], dtype=float) * (d["lut6"] + d["wire"]) / np.maximum(slowest, 1e-9)
 
 
 def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,

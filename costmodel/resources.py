@@ -139,6 +139,7 @@ from hw.rtl import lut_sites
 from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANE_MS, LANES_CSV, PRIMITIVES_CSV,
                     SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now, swa_doe_bounds)
 from .features import CONFIG_COLUMNS, config_row, frame_features, pair_props
+from .latency import MUX16_DELAY_MAPPED, mux_slack_ratio
 from .pnr import PNR_CSV
 from .swa import SWA_CANDIDATES, SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
 
@@ -388,7 +389,11 @@ LANE_PRICED = ("mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux
 LANE_MODELS = {", the sparse lanes measured alone where stored": ("lane_excess",),
                ", the sparse lanes measured alone where stored, an int × int lane's by its m": (
                    "lane_excess_int_m2", "lane_excess_int_m4", "lane_excess_int_m8", "lane_excess_int_m16",
-                   "lane_excess_mf")}
+                   "lane_excess_int_m16_delay_mapped", "lane_excess_mf")}
+#: lane terms priced at coefficient 1, never fitted: an ECP5 int × int 16:1 lane whose mux abc9
+#: keeps delay-mapped costs what it costs alone (design_matrix; bench/abc9_slack.py: the 9 stored
+#: such engines within ±0.7 % at coefficient 1). A fit leaves out one that none of its rows carries
+FIXED_TERMS = ("lane_excess_int_m16_delay_mapped",)
 
 
 #: the fewest fitted rows on which each of a lane model's own terms must be non-zero for the model
@@ -410,13 +415,30 @@ def lane_terms(terms: list[str], own: Sequence[str]) -> list[str]:
     return [t for t in terms if t not in LANE_PRICED] + list(own)
 
 
+def with_fixed(fitter, terms: Sequence[str]):
+    """``fitter`` over the columns ``terms`` with the :data:`FIXED_TERMS` among them at coefficient
+    1: the others fitted to the LUTs less those terms' (each row's error still relative to all its
+    LUTs)."""
+    fixed = np.isin(list(terms), FIXED_TERMS)
+    if not fixed.any():
+        return fitter
+
+    def fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        coef = np.ones(X.shape[1])
+        coef[~fixed] = fitter(X[:, ~fixed], y, offset=X[:, fixed].sum(1))
+        return coef
+    return fit
+
+
 def with_lane_model(lut: dict, matrix, applies: np.ndarray, y: np.ndarray, fitter, own: Sequence[str]) -> dict:
     """``lut`` (``{"lut": {"terms", "coef"}}``) with a lane model on top: :func:`lane_terms` of its
     terms and ``own`` fitted by ``fitter`` on the ``applies`` rows (dense engines, sparse ones
     whose lane is measured) as ``"lut"``, ``lut``'s own fit as ``"lut_lane_unmeasured"``;
-    ``matrix(terms)`` is the LUT design matrix of the fitted rows, ``y`` their LUTs."""
+    ``matrix(terms)`` is the LUT design matrix of the fitted rows, ``y`` their LUTs. A
+    :data:`FIXED_TERMS` term is priced at 1 where a fitted row carries it, else left out."""
+    own = [t for t in own if t not in FIXED_TERMS or matrix([t])[applies].any()]
     terms = lane_terms(lut["lut"]["terms"], own)
-    return {"lut": {"terms": terms, "coef": fitter(matrix(terms)[applies], y[applies]).tolist(),
+    return {"lut": {"terms": terms, "coef": with_fixed(fitter, terms)(matrix(terms)[applies], y[applies]).tolist(),
                     "rows": "dense engines and sparse engines whose lane is stored in lanes.csv"},
             "lut_lane_unmeasured": {**lut["lut"], "rows": "sparse engines whose lane is not stored"}}
 
@@ -426,7 +448,8 @@ def _lane_oof(matrix, applies: np.ndarray, y: np.ndarray, fold: np.ndarray, fitt
     """Out-of-fold LUTs of the lane model (``terms`` with lane terms ``own``, fitted on the
     ``applies`` rows of each of ``parts``) on the rows it prices, ``fallback_oof`` (those of
     ``terms``) on the others."""
-    lane = _out_of_fold(matrix(lane_terms(terms, own)), y, fold, fitter, [p & applies for p in parts])
+    lane_cols = lane_terms(terms, own)
+    lane = _out_of_fold(matrix(lane_cols), y, fold, with_fixed(fitter, lane_cols), [p & applies for p in parts])
     return np.where(applies, lane, fallback_oof)
 
 
@@ -441,7 +464,8 @@ def score_lane_model(rows: pd.DataFrame, matrix, applies: np.ndarray, chosen: st
     fold, drawn = cv_fold(config_ids(rows)), _drawn(rows)
     names = [chosen]
     for suffix, own in LANE_MODELS.items():
-        if (np.count_nonzero(matrix(list(own))[applies], axis=0) < MIN_LANE_TERM_ROWS).any():
+        fitted = [t for t in own if t not in FIXED_TERMS]
+        if (np.count_nonzero(matrix(fitted)[applies], axis=0) < MIN_LANE_TERM_ROWS).any():
             continue
         name = chosen + suffix
         oof[name] = _lane_oof(matrix, applies, y, fold, fitter, terms, parts, oof[chosen], own)
@@ -626,8 +650,16 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     cols["lane_excess"] = np.where(measured_lane, lanes * (np.nan_to_num(lane) - ml), 0.0)
     # the same apart by operand kind, an int × int lane's (its multiplier's LUTs are the DSP's
     # glue or a LUT multiplier's, its excess the m:1 mux alone) per m (LANE_MODELS)
+    # ECP5: abc9 maps an int × int engine's 16:1 index mux for delay (wide LUTs, as alone) where it
+    # lies on the slowest path abc9 sees, and recovers area where it has slack (latency.
+    # mux_slack_ratio, bench/abc9_slack.py): the delay-mapped lanes apart, priced at their
+    # standalone cost (FIXED_TERMS)
+    m16 = f["mux_m"].to_numpy() == 16
+    delay_mapped = (int_dsp & m16 & (mux_slack_ratio(f) >= MUX16_DELAY_MAPPED) if target == "ecp5"
+                    else np.zeros(len(f), bool))
     for m_ in LANE_MS:
-        cols[f"lane_excess_int_m{m_}"] = cols["lane_excess"] * (~mf & (f["mux_m"].to_numpy() == m_))
+        cols[f"lane_excess_int_m{m_}"] = cols["lane_excess"] * (~mf & (f["mux_m"].to_numpy() == m_) & ~delay_mapped)
+    cols["lane_excess_int_m16_delay_mapped"] = cols["lane_excess"] * delay_mapped
     cols["lane_excess_mf"] = cols["lane_excess"] * mf
     lut = np.column_stack([cols[t] for t in (LUT_TERMS if lut_terms is None else lut_terms)])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
@@ -649,24 +681,25 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
             "lane_model_rows": ~sparse | measured_lane}
 
 
-def _nnls_rel(X: np.ndarray, y: np.ndarray, floor: float = 10.0) -> np.ndarray:
+def _nnls_rel(X: np.ndarray, y: np.ndarray, floor: float = 10.0, offset: np.ndarray | float = 0.0) -> np.ndarray:
     """The one fitter: non-negative least squares on relative error (rows scaled by
-    ``1 / max(y, floor)``)."""
+    ``1 / max(y, floor)``) of ``X · coef + offset`` (``offset``: LUTs priced outside the fit)."""
     from scipy.optimize import nnls  # heavy: scipy (comes with scikit-learn; only the fit needs it)
 
     s = 1.0 / np.maximum(y, floor)
-    coef, _ = nnls(X * s[:, None], y * s)
+    coef, _ = nnls(X * s[:, None], (y - offset) * s)
     return coef
 
 
-def _nnls_rel_l1(X: np.ndarray, y: np.ndarray, floor: float = 10.0, iters: int = 10, eps: float = 0.01) -> np.ndarray:
+def _nnls_rel_l1(X: np.ndarray, y: np.ndarray, floor: float = 10.0, offset: np.ndarray | float = 0.0,
+                 iters: int = 10, eps: float = 0.01) -> np.ndarray:
     """Non-negative least *absolute* relative error: :func:`_nnls_rel`'s system, reweighted
     ``iters`` times from its solution by ``1 / sqrt(max(|relative residual|, eps))`` (iteratively
     reweighted least squares; a few far-off rows pull the fit less than under squares)."""
     from scipy.optimize import nnls  # heavy: scipy
 
     s = 1.0 / np.maximum(y, floor)
-    A, b = X * s[:, None], y * s
+    A, b = X * s[:, None], (y - offset) * s
     coef, _ = nnls(A, b)
     for _ in range(iters):
         w = 1.0 / np.sqrt(np.maximum(np.abs(A @ coef - b), eps))
