@@ -6,11 +6,13 @@ mechanism behind the cost model's delay-mapped lane term; issue 15; Yosys, cache
 Why: ``synth_ecp5`` maps LUTs with ``abc9 -W 300``, which maps for delay and recovers area only where
 a path has slack against the slowest register-to-register path it sees (a MULT18X18D cuts paths:
 abc9 sees no timing through it). A 16:1 index mux in front of the multipliers is mapped with wide
-LUTs (LUT6 / LUT7 through PFUMX and L6MUX21) when it lies on that slowest path, into LUT4s when
-not. The cost model prices such a lane (``data/lanes.csv``) at its standalone cost where
-``costmodel.latency.mux_slack_ratio`` is at least ``MUX16_DELAY_MAPPED`` (0.676: where even the
-mux's LUT4 form, 4 levels against 2 of LUT6, would be the slowest segment), at the fitted
-coefficient of the other int x int 16:1 lanes elsewhere.
+LUTs (2 levels of LUT6 / LUT7 through PFUMX and L6MUX21) when it lies on that slowest path, into
+LUT4s (4 levels) when it has slack. ``costmodel.latency.mux_slack_ratio`` gives the mux segment over
+the slowest other (the adders between two registers as one Yosys $macc: full-adder levels and one
+carry chain). Below :data:`AREA_FORM` (0.676) the LUT4 form is fast enough; from
+``MUX16_DELAY_MAPPED`` (0.807) on, even the form between (one LUT6 level, two LUT4) is too slow, and
+the cost model prices the lane at its standalone cost (``data/lanes.csv``); between the two, at the
+fitted coefficient of the other int x int 16:1 lanes, like below.
 
 1. One engine (4 lanes int7n x int7n, 2:16, k_max 17) at every pipeline depth: cells, LUT sites,
    and the model's LUT sites beside them.
@@ -19,26 +21,38 @@ coefficient of the other int x int 16:1 lanes elsewhere.
    its mux segment over the slowest other segment, the shipped model's error, and the error with
    the delay-mapped lanes at the fitted coefficient of the others (the rule taken out, the other
    coefficients as shipped).
+3. Fresh engines (``--fresh N``, default 30; 0 skips): the first N int x int 16:1 sparse engines of a
+   DOE draw with a seed no stored table uses (``--seed``, default :data:`FRESH_SEED`), synthesized now
+   (Yosys, cached; about 15 minutes on 2 cores for 30 uncached): the rule on configs it never saw.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 # this file's folder holds scripts named like packages: keep bench/ off the import path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
+from costmodel.calibrate import doe_grid  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
-from costmodel.latency import MUX16_DELAY_MAPPED, mux_slack_ratio  # noqa: E402
+from costmodel.latency import ABC9_ECP5, MUX16_DELAY_MAPPED, mux_slack_ratio  # noqa: E402
 from costmodel.resources import cv_predictions, design_matrix, heldout_rows, model_for, predict_frame  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
-from hw.rtl import lut_sites, parse_stat, run_synth, synth_command, verilog_text  # noqa: E402
+from hw.rtl import lut_sites, parse_stat, run_synth, synth_command, synthesize, verilog_text  # noqa: E402
+from quant.formats import IntFormat, parse_format  # noqa: E402
 
 ENGINE = dict(engine="sparse", lanes=4, wfmt="int7n", afmt="int7n", k_max=17, n=2, m=16, block=None)
 CELLS = ("LUT4", "PFUMX", "L6MUX21", "CCU2C", "MULT18X18D", "TRELLIS_FF")
+#: the DOE seed of the fresh engines (costmodel.calibrate.doe_grid; the stored draws use 0, 1, 2)
+FRESH_SEED = 11
+#: the ratio below which the mux's area form (4 levels of LUT4) is no slower than the slowest segment
+AREA_FORM = 2 * (ABC9_ECP5["lut6"] + ABC9_ECP5["wire"]) / (4 * (ABC9_ECP5["lut4"] + ABC9_ECP5["wire"]))
 
 
 def sweep() -> None:
@@ -62,7 +76,7 @@ def stored() -> None:
     c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_int_m16"]
     cal, cal_pred = cv_predictions("ecp5")
     held = heldout_rows("ecp5")
-    print(f"\n# ECP5 int x int 16:1 engines with DSP multipliers: mux segment / slowest other (delay-mapped from "
+    print(f"\n# ECP5 int x int 16:1 engines with DSP multipliers: mux segment / slowest other (priced alone from "
           f"{MUX16_DELAY_MAPPED:.3f}), the LUT-site error of the shipped fit (calibration out of fold), and with every "
           f"lane at the fitted {c16:.3f} x its standalone excess (the rule taken out)")
     print("| draw | lanes | pipeline | mux / slowest | LUT sites | shipped error | without the rule |")
@@ -80,9 +94,54 @@ def stored() -> None:
                   f"{(p[i] - y[i]) / y[i]:+.1%} | {(without[i] - y[i]) / y[i]:+.1%} |")
 
 
-def main() -> int:
+def _sites(cfg: dict) -> int:
+    res = synthesize(config_from_dict(cfg), "ecp5")
+    return int(lut_sites(res.lut, res.carry, "ecp5"))
+
+
+def fresh(count: int, seed: int = FRESH_SEED, jobs: int = 2) -> None:
+    cfgs = [c for c in doe_grid(seed=seed, count=5000) if c["engine"] == "sparse" and c["m"] == 16
+            and all(isinstance(parse_format(c[k]), IntFormat) for k in ("wfmt", "afmt"))][:count]
+    if not cfgs:
+        return
+    rows = pd.concat([config_row(config_from_dict(c)) for c in cfgs], ignore_index=True)
+    with ProcessPoolExecutor(jobs) as pool:
+        y = np.array(list(pool.map(_sites, cfgs)), dtype=float)
+    model, _ = model_for("ecp5")
+    lut = model["resources"]["lut"]
+    c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_int_m16"]
+    f = frame_features(rows, "ecp5")
+    mapped = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]["lane_excess_int_m16_delay_mapped"]
+    p = predict_frame(rows, "ecp5")["lut"].to_numpy(float)
+    ratio, err, without = mux_slack_ratio(f), (p - y) / y, (p - (1 - c16) * mapped - y) / y
+    print(f"\n# {len(cfgs)} fresh ECP5 int x int 16:1 engines (doe_grid seed {seed}, never stored), Yosys now: "
+          "LUT sites against the shipped model, and with the rule taken out")
+    print("| lanes | n | formats | k_max | pipeline | mux / slowest | LUT sites | shipped error | without the rule |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i in np.argsort(ratio):
+        c = cfgs[i]
+        print(f"| {c['lanes']} | {c['n']} | {c['wfmt']} x {c['afmt']} | {c['k_max']} | {c['pipeline']} | "
+              f"{ratio[i]:.3f} | {int(y[i])} | {err[i]:+.1%} | {without[i]:+.1%} |")
+    print("\n| mux / slowest | engines | shipped median / p90 / max abs error | without the rule |")
+    print("|---|---|---|---|")
+    for name, sel in ((f"< {AREA_FORM:.3f} (area form)", ratio < AREA_FORM),
+                      (f"{AREA_FORM:.3f} - {MUX16_DELAY_MAPPED:.3f} (between)", (ratio >= AREA_FORM)
+                       & (ratio < MUX16_DELAY_MAPPED)),
+                      (f">= {MUX16_DELAY_MAPPED:.3f} (delay form, priced alone)", ratio >= MUX16_DELAY_MAPPED)):
+        if sel.any():
+            a, b = np.abs(err[sel]), np.abs(without[sel])
+            print(f"| {name} | {int(sel.sum())} | {np.median(a):.1%} / {np.quantile(a, 0.9):.1%} / {a.max():.1%} | "
+                  f"{np.median(b):.1%} / {np.quantile(b, 0.9):.1%} / {b.max():.1%} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fresh", type=int, default=30, help="fresh engines to synthesize (0: none; default 30)")
+    ap.add_argument("--seed", type=int, default=FRESH_SEED, help=f"their DOE seed (default {FRESH_SEED})")
+    args = ap.parse_args(argv)
     sweep()
     stored()
+    fresh(args.fresh, args.seed)
     return 0
 
 

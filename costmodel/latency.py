@@ -177,30 +177,53 @@ def path_ns_frame(target: str, f) -> np.ndarray:
 #: techlibs/lattice ``common_sim.vh`` and ``ccu2c_sim.vh``) and its wire delay per LUT level
 #: (``abc9 -W 300``)
 ABC9_ECP5 = dict(lut4=0.379, lut6=0.618, wire=0.300, ccu2c_in=0.516, ccu2c_per_2_bits=0.043, ccu2c_out=0.273)
-#: the :func:`mux_slack_ratio` from which abc9 keeps an ECP5 16:1 index mux delay-mapped (2 levels
-#: of LUT6, through PFUMX / L6MUX21) instead of recovering its area (4 levels of LUT4): where even
-#: its LUT4 form would be the slowest segment, ``2 (LUT6 + wire) / (4 (LUT4 + wire))`` = 0.676
-MUX16_DELAY_MAPPED = 2 * (ABC9_ECP5["lut6"] + ABC9_ECP5["wire"]) / (4 * (ABC9_ECP5["lut4"] + ABC9_ECP5["wire"]))
+_LUT4, _LUT6 = ABC9_ECP5["lut4"] + ABC9_ECP5["wire"], ABC9_ECP5["lut6"] + ABC9_ECP5["wire"]
+#: the :func:`mux_slack_ratio` from which abc9 maps an ECP5 16:1 index mux wholly for delay (2
+#: levels of LUT6, through PFUMX / L6MUX21, as when it is synthesized alone): where even its next
+#: faster form, one level of LUT6 and two of LUT4, would be slower than the slowest other segment,
+#: ``2 LUT6 / (LUT6 + 2 LUT4)`` (wire included) = 0.807. Between the area form's ratio (4 levels
+#: of LUT4: 0.676) and this one abc9 may take the form between.
+MUX16_DELAY_MAPPED = 2 * _LUT6 / (_LUT6 + 2 * _LUT4)
+#: the rows a Yosys $macc of n operands keeps after each level of 3:2 full adders (maccmap:
+#: full adders down to two rows, then one carry-chain adder)
+_DADDA = (2, 3, 4, 6, 9, 13, 19, 28, 42, 63, 94, 141)
+
+
+def _macc_ns(terms: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """ns of a Yosys $macc of ``terms`` operands summed into ``bits`` bits on ECP5 (abc9's view):
+    one LUT4 level per level of full adders, then a CCU2C carry chain (two bits a cell)."""
+    d = ABC9_ECP5
+    fa_levels = np.searchsorted(np.asarray(_DADDA), terms)  # the first row count >= terms
+    chain = d["ccu2c_in"] + d["ccu2c_per_2_bits"] * bits / 2 + d["ccu2c_out"] + d["wire"]
+    return fa_levels * _LUT4 + chain
 
 
 def mux_slack_ratio(f) -> np.ndarray:
     """ECP5 (abc9's view, :data:`ABC9_ECP5`): each engine's sparse index-mux segment (registers →
-    mux → MULT18X18D, delay-mapped: ``mux_levels`` LUT6) over its slowest other segment (the adder
-    levels and the accumulator adder between pipeline registers, the first run's adders after the
-    DSP block, which cuts every path through it); 0 for dense engines. Meaningful for int × int
-    engines with DSP multipliers (a LUT multiplier or a minifloat aligner lengthens the mux's
-    segment). ``f``: a :func:`costmodel.features.frame_features` frame."""
-    d = ABC9_ECP5
-
-    def adder(bits: np.ndarray) -> np.ndarray:  # a CCU2C carry chain (two bits a cell) and its wire
-        return d["ccu2c_in"] + d["ccu2c_per_2_bits"] * bits / 2 + d["ccu2c_out"] + d["wire"]
-
+    mux → MULT18X18D, delay-mapped: ``mux_levels`` LUT6) over its slowest other segment. The DSP
+    block cuts every path through it; Yosys' alumacc merges the adders between two registers into
+    one $macc (:func:`_macc_ns`): tree levels ``a..b`` of a run sum ``min(2^(b-a+1), ceil(lanes /
+    2^(a-1)))`` operands (one more with the accumulator) into ``prod_bits + b`` bits
+    (``acc_bits``); the accumulator's clear is the flip-flops' synchronous reset (no LUT). 0 for
+    dense engines. Meaningful for int × int engines with DSP multipliers (a LUT multiplier or a
+    minifloat aligner lengthens the mux's segment). ``f``: a
+    :func:`costmodel.features.frame_features` frame."""
     lanes = np.asarray(f["lanes"], dtype=np.int64)
-    level = adder(np.asarray(f["prod_bits"], dtype=float) + np.log2(np.maximum(lanes, 1)))
-    acc = d["lut4"] + d["wire"] + adder(np.asarray(f["acc_bits"], dtype=float))
-    flags = _run_flags(lanes, np.asarray(f["pipeline"], dtype=np.int64))
-    slowest = (flags[1] * level[:, None] + flags[2] * acc[:, None]).max(1)
-    return np.asarray(f["mux_levels"], dtype=float) * (d["lut6"] + d["wire"]) / np.maximum(slowest, 1e-9)
+    pipe = np.asarray(f["pipeline"], dtype=np.int64)
+    prod = np.asarray(f["prod_bits"], dtype=float)
+    acc = np.asarray(f["acc_bits"], dtype=float)
+    slowest = np.full(len(lanes), 1e-9)
+    for lane_count, depth in set(zip(lanes.tolist(), pipe.tolist())):
+        rows = (lanes == lane_count) & (pipe == depth)
+        level = 0
+        for _, n, with_acc in pipeline_runs(lane_count, depth):
+            first, level = level + 1, level + n
+            if n == 0 and not with_acc:
+                continue
+            terms = (min(2 ** n, -(-lane_count // 2 ** (first - 1))) if n else 1) + with_acc
+            bits = acc[rows] if with_acc else prod[rows] + level
+            slowest[rows] = np.maximum(slowest[rows], _macc_ns(np.full(int(rows.sum()), terms), bits))
+    return np.asarray(f["mux_levels"], dtype=float) * _LUT6 / slowest
 
 
 def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,
