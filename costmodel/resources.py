@@ -391,8 +391,8 @@ LANE_MODELS = {", the sparse lanes measured alone where stored": ("lane_excess",
                    "lane_excess_int_m2", "lane_excess_int_m4", "lane_excess_int_m8", "lane_excess_int_m16",
                    "lane_excess_int_m16_delay_mapped", "lane_excess_mf")}
 #: lane terms priced at coefficient 1, never fitted: an ECP5 int × int 16:1 lane whose mux abc9
-#: keeps delay-mapped costs what it costs alone (design_matrix; bench/abc9_slack.py: the 9 stored
-#: such engines within ±0.7 % at coefficient 1). A fit leaves out one that none of its rows carries
+#: maps wholly for delay costs what it costs alone (design_matrix; bench/abc9_slack.py: the 9 stored
+#: such engines within ±0.6 %, fresh ones too). A fit leaves out one that none of its rows carries
 FIXED_TERMS = ("lane_excess_int_m16_delay_mapped",)
 
 
@@ -650,10 +650,10 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     cols["lane_excess"] = np.where(measured_lane, lanes * (np.nan_to_num(lane) - ml), 0.0)
     # the same apart by operand kind, an int × int lane's (its multiplier's LUTs are the DSP's
     # glue or a LUT multiplier's, its excess the m:1 mux alone) per m (LANE_MODELS)
-    # ECP5: abc9 maps an int × int engine's 16:1 index mux for delay (wide LUTs, as alone) where it
-    # lies on the slowest path abc9 sees, and recovers area where it has slack (latency.
-    # mux_slack_ratio, bench/abc9_slack.py): the delay-mapped lanes apart, priced at their
-    # standalone cost (FIXED_TERMS)
+    # ECP5: abc9 maps an int × int engine's 16:1 index mux wholly for delay (2 levels of LUT6, as
+    # alone) where even its next faster form would be slower than the slowest other segment abc9
+    # sees, and recovers area where it has slack (latency.mux_slack_ratio, MUX16_DELAY_MAPPED;
+    # bench/abc9_slack.py): those lanes apart, priced at their standalone cost (FIXED_TERMS)
     m16 = f["mux_m"].to_numpy() == 16
     delay_mapped = (int_dsp & m16 & (mux_slack_ratio(f) >= MUX16_DELAY_MAPPED) if target == "ecp5"
                     else np.zeros(len(f), bool))
