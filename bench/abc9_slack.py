@@ -9,7 +9,7 @@ abc9 sees no timing through it). A 16:1 index mux in front of the multipliers is
 LUTs (2 levels of LUT6 / LUT7 through PFUMX and L6MUX21) when it lies on that slowest path, into
 LUT4s (4 levels) when it has slack. ``costmodel.latency.mux_slack_ratio`` gives the mux segment over
 the slowest other (the adders between two registers as one Yosys $macc: full-adder levels and one
-carry chain). Below :data:`AREA_FORM` (0.676) the LUT4 form is fast enough; from
+carry chain). Below ``MUX16_AREA_FORM`` (0.676) the LUT4 form is fast enough; from
 ``MUX16_DELAY_MAPPED`` (0.807) on, even the form between (one LUT6 level, two LUT4) is too slow, and
 the cost model prices the lane at its standalone cost (``data/lanes.csv``); between the two, at the
 fitted coefficient of the other int x int 16:1 lanes, like below.
@@ -41,7 +41,7 @@ import pandas as pd  # noqa: E402
 
 from costmodel.calibrate import doe_grid  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
-from costmodel.latency import ABC9_ECP5, MUX16_DELAY_MAPPED, mux_slack_ratio  # noqa: E402
+from costmodel.latency import MUX16_AREA_FORM as AREA_FORM, MUX16_DELAY_MAPPED, mux_slack_ratio  # noqa: E402
 from costmodel.resources import cv_predictions, design_matrix, heldout_rows, model_for, predict_frame  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
 from hw.rtl import lut_sites, parse_stat, run_synth, synth_command, synthesize, verilog_text  # noqa: E402
@@ -51,8 +51,6 @@ ENGINE = dict(engine="sparse", lanes=4, wfmt="int7n", afmt="int7n", k_max=17, n=
 CELLS = ("LUT4", "PFUMX", "L6MUX21", "CCU2C", "MULT18X18D", "TRELLIS_FF")
 #: the DOE seed of the fresh engines (costmodel.calibrate.doe_grid; the stored draws use 0, 1, 2)
 FRESH_SEED = 11
-#: the ratio below which the mux's area form (4 levels of LUT4) is no slower than the slowest segment
-AREA_FORM = 2 * (ABC9_ECP5["lut6"] + ABC9_ECP5["wire"]) / (4 * (ABC9_ECP5["lut4"] + ABC9_ECP5["wire"]))
 
 
 def sweep() -> None:

@@ -28,10 +28,10 @@ from hw.rtl import LUTRAM_LUT_SITES, lut_sites_rule
 
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
-from .latency import fmax_array, fmax_model_frame, fmax_source
+from .latency import fmax_array, fmax_model_frame, fmax_source, mux16_form
 from .packing import KINDS as ENGINE_KINDS, extra_cells, load_fit as load_logic_cell_fit
 from .store import SWABounds
-from .resources import fit_origin, lane_luts, load_coefficients, model_for, predict_frame, predict_swa
+from .resources import FIXED_TERMS, fit_origin, lane_luts, load_coefficients, model_for, predict_frame, predict_swa
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
 
 __all__ = ["Workload", "Estimator", "MacEstimator", "SWAEstimator", "ESTIMATORS", "estimator",
@@ -227,14 +227,22 @@ class MacEstimator:
                       f"family, errors measured on {fitted} alone)" if len(joint) > 1 else ")")
                    + ("" if fitted == target else f"; {fitted} fit reused for {target} (same LUT6/CARRY fabric) with "
                                                   f"the {target} DSP rule: error not measured on {target}"))
-        # a lane model prices a sparse engine by its lane measured alone, where stored
-        unmeasured = np.zeros(len(out), dtype=np.int64)
+        # a lane model prices a sparse engine by its lane measured alone, where stored; on ECP5 by
+        # the form abc9 gives its 16:1 index mux (latency.mux16_form)
+        code = np.zeros(len(out), dtype=np.int64)
         if "lut_lane_unmeasured" in model["resources"] and self.engine == "sparse":
-            unmeasured = np.isnan(lane_luts(pairs, feats["pair_id"].to_numpy(), feats["mux_m"].to_numpy(),
-                                            target)).astype(np.int64)
+            unmeasured = np.isnan(lane_luts(pairs, feats["pair_id"].to_numpy(), feats["mux_m"].to_numpy(), target))
+            priced = FIXED_TERMS[0] in model["resources"]["lut"]["terms"]  # a fit whose rows carry the form
+            form = mux16_form(feats, target) if priced else np.zeros(len(out), dtype=np.int64)
+            code = np.where(unmeasured, 1, np.where(form > 0, 4 - form, 0))  # form 2 -> label 2, 1 -> 3
         out["resource_source"] = label_column(
             [src, f"{src}; this sparse lane (index mux + multiplier) is not yet synthesized alone "
-                  f"(data/lanes.csv): its LUTs priced by the index-mux terms"], unmeasured, len(out))
+                  f"(data/lanes.csv): its LUTs priced by the index-mux terms",
+             f"{src}; abc9 maps this engine's 16:1 index mux wholly for delay (its path leaves no slack, "
+             f"costmodel.latency.mux16_form): its lane priced at its standalone LUTs",
+             f"{src}; this engine's 16:1 index mux lies between abc9's area and delay forms "
+             f"(costmodel.latency.mux16_form): on about a third of such engines Yosys gives 12-20 % more LUTs "
+             f"than this estimate"], code, len(out))
         err = _errors(model, self.engine, measured=fitted == target)
         esrc = _error_source(model, self.engine, fitted, target)
         cells = load_logic_cell_fit(target)

@@ -39,7 +39,7 @@ from .features import config_row, frame_features
 __all__ = ["fmax_mhz", "fmax_array", "fmax_model_frame", "fmax_source", "pipeline_runs", "path_ns_array",
            "path_ns_frame", "path_components_frame", "pnr_design", "LTP_CHECK_JSON", "load_pnr_fit", "FMAX_SOURCE",
            "DELAYS", "PNR_FIT_JSON",
-           "ABC9_ECP5", "MUX16_DELAY_MAPPED", "mux_slack_ratio"]
+           "ABC9_ECP5", "MUX16_AREA_FORM", "MUX16_DELAY_MAPPED", "mux_slack_ratio", "mux16_form"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,11 +178,14 @@ def path_ns_frame(target: str, f) -> np.ndarray:
 #: (``abc9 -W 300``)
 ABC9_ECP5 = dict(lut4=0.379, lut6=0.618, wire=0.300, ccu2c_in=0.516, ccu2c_per_2_bits=0.043, ccu2c_out=0.273)
 _LUT4, _LUT6 = ABC9_ECP5["lut4"] + ABC9_ECP5["wire"], ABC9_ECP5["lut6"] + ABC9_ECP5["wire"]
+#: the :func:`mux_slack_ratio` below which an ECP5 16:1 index mux's area form (4 levels of LUT4)
+#: is no slower than the slowest other segment: ``2 LUT6 / (4 LUT4)`` (wire included) = 0.676
+MUX16_AREA_FORM = 2 * _LUT6 / (4 * _LUT4)
 #: the :func:`mux_slack_ratio` from which abc9 maps an ECP5 16:1 index mux wholly for delay (2
 #: levels of LUT6, through PFUMX / L6MUX21, as when it is synthesized alone): where even its next
 #: faster form, one level of LUT6 and two of LUT4, would be slower than the slowest other segment,
-#: ``2 LUT6 / (LUT6 + 2 LUT4)`` (wire included) = 0.807. Between the area form's ratio (4 levels
-#: of LUT4: 0.676) and this one abc9 may take the form between.
+#: ``2 LUT6 / (LUT6 + 2 LUT4)`` (wire included) = 0.807. Between :data:`MUX16_AREA_FORM` and this
+#: one abc9 may take the form between (half the excess) or the area form.
 MUX16_DELAY_MAPPED = 2 * _LUT6 / (_LUT6 + 2 * _LUT4)
 #: the rows a Yosys $macc of n operands keeps after each level of 3:2 full adders (maccmap:
 #: full adders down to two rows, then one carry-chain adder)
@@ -224,6 +227,19 @@ def mux_slack_ratio(f) -> np.ndarray:
             bits = acc[rows] if with_acc else prod[rows] + level
             slowest[rows] = np.maximum(slowest[rows], _macc_ns(np.full(int(rows.sum()), terms), bits))
     return np.asarray(f["mux_levels"], dtype=float) * _LUT6 / slowest
+
+
+def mux16_form(f, target: str) -> np.ndarray:
+    """Which form abc9 gives each engine's 16:1 index mux on ``target``: 2 where it maps it wholly for
+    delay (:data:`MUX16_DELAY_MAPPED`), 1 between the forms, 0 in its area form, and 0 wherever the
+    view does not apply (not ECP5; not an int × int engine with DSP multipliers and a 16:1 mux).
+    ``f``: a :func:`costmodel.features.frame_features` frame."""
+    out = np.zeros(len(f), dtype=np.int64)
+    if target != "ecp5":
+        return out
+    applies = ((np.asarray(f["mux_m"]) == 16) & (np.asarray(f["mult_dsp"]) > 0) & (np.asarray(f["mf"]) == 0))
+    ratio = mux_slack_ratio(f)
+    return np.where(applies, (ratio >= MUX16_AREA_FORM).astype(np.int64) + (ratio >= MUX16_DELAY_MAPPED), 0)
 
 
 def fmax_array(target: str, lanes, prod_bits, acc_bits, mult_levels, mult_in_dsp, pipeline,

@@ -139,7 +139,7 @@ from hw.rtl import lut_sites
 from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANE_MS, LANES_CSV, PRIMITIVES_CSV,
                     SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now, swa_doe_bounds)
 from .features import CONFIG_COLUMNS, config_row, frame_features, pair_props
-from .latency import MUX16_DELAY_MAPPED, mux_slack_ratio
+from .latency import mux16_form
 from .pnr import PNR_CSV
 from .swa import SWA_CANDIDATES, SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
 
@@ -652,11 +652,9 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # glue or a LUT multiplier's, its excess the m:1 mux alone) per m (LANE_MODELS)
     # ECP5: abc9 maps an int × int engine's 16:1 index mux wholly for delay (2 levels of LUT6, as
     # alone) where even its next faster form would be slower than the slowest other segment abc9
-    # sees, and recovers area where it has slack (latency.mux_slack_ratio, MUX16_DELAY_MAPPED;
-    # bench/abc9_slack.py): those lanes apart, priced at their standalone cost (FIXED_TERMS)
-    m16 = f["mux_m"].to_numpy() == 16
-    delay_mapped = (int_dsp & m16 & (mux_slack_ratio(f) >= MUX16_DELAY_MAPPED) if target == "ecp5"
-                    else np.zeros(len(f), bool))
+    # sees, and recovers area where it has slack (latency.mux16_form; bench/abc9_slack.py): those
+    # lanes apart, priced at their standalone cost (FIXED_TERMS)
+    delay_mapped = mux16_form(f, target) == 2
     for m_ in LANE_MS:
         cols[f"lane_excess_int_m{m_}"] = cols["lane_excess"] * (~mf & (f["mux_m"].to_numpy() == m_) & ~delay_mapped)
     cols["lane_excess_int_m16_delay_mapped"] = cols["lane_excess"] * delay_mapped
