@@ -23,7 +23,7 @@ fitted coefficient of the other int x int 16:1 lanes, like below.
    coefficients as shipped).
 3. Fresh engines (``--fresh N``, default 30; 0 skips): the first N int x int 16:1 sparse engines of a
    DOE draw with a seed no stored table uses (``--seed``, default :data:`FRESH_SEED`), synthesized now
-   (Yosys, cached; about 15 minutes on 2 cores for 30 uncached): the rule on configs it never saw.
+   (Yosys, cached; about 2 minutes on 2 cores for 30 uncached): the rule on configs it never saw.
 """
 
 from __future__ import annotations
@@ -68,25 +68,32 @@ def sweep() -> None:
               f"{(model - sites) / sites:+.1%} |", flush=True)
 
 
-def stored() -> None:
+def _rule(rows: pd.DataFrame, pred: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features, mux ratio, the shipped LUT sites, those with the delay-form lanes at the fitted
+    coefficient of the others (the rule taken out), and whether an engine has a 16:1 int x int lane
+    on DSP multipliers, for ECP5 ``rows`` and their predictions ``pred``."""
     model, _ = model_for("ecp5")
     lut = model["resources"]["lut"]
     c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_int_m16"]
+    f = frame_features(rows, "ecp5")
+    cols = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]
+    mapped = cols["lane_excess_int_m16_delay_mapped"]
+    p = pred["lut"].to_numpy(float)
+    keep = ((f["mf"] == 0) & (f["mult_dsp"] > 0)).to_numpy() & (cols["lane_excess_int_m16"] + mapped > 0)
+    return f, mux_slack_ratio(f), p, p - (1 - c16) * mapped, keep
+
+
+def stored() -> None:
     cal, cal_pred = cv_predictions("ecp5")
     held = heldout_rows("ecp5")
     print(f"\n# ECP5 int x int 16:1 engines with DSP multipliers: mux segment / slowest other (priced alone from "
-          f"{MUX16_DELAY_MAPPED:.3f}), the LUT-site error of the shipped fit (calibration out of fold), and with every "
-          f"lane at the fitted {c16:.3f} x its standalone excess (the rule taken out)")
+          f"{MUX16_DELAY_MAPPED:.3f}), the LUT-site error of the shipped fit (calibration out of fold), and with the "
+          f"lanes priced alone at the fitted coefficient of the others (the rule taken out)")
     print("| draw | lanes | pipeline | mux / slowest | LUT sites | shipped error | without the rule |")
     print("|---|---|---|---|---|---|---|")
     for name, rows, pred in (("calibration", cal, cal_pred), ("held out", held, predict_frame(held, "ecp5"))):
-        f = frame_features(rows, "ecp5")
-        cols = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]
-        mapped = cols["lane_excess_int_m16_delay_mapped"]
-        ratio, y = mux_slack_ratio(f), rows["lut"].to_numpy(float)
-        p = pred["lut"].to_numpy(float)
-        without = p - (1 - c16) * mapped
-        keep = ((f["mf"] == 0) & (f["mult_dsp"] > 0)).to_numpy() & (cols["lane_excess_int_m16"] + mapped > 0)
+        f, ratio, p, without, keep = _rule(rows, pred)
+        y = rows["lut"].to_numpy(float)
         for i in np.where(keep)[0][np.argsort(ratio[keep])]:
             print(f"| {name} | {f['lanes'].iloc[i]} | {f['pipeline'].iloc[i]} | {ratio[i]:.3f} | {int(y[i])} | "
                   f"{(p[i] - y[i]) / y[i]:+.1%} | {(without[i] - y[i]) / y[i]:+.1%} |")
@@ -105,13 +112,8 @@ def fresh(count: int, seed: int = FRESH_SEED, jobs: int = 2) -> None:
     rows = pd.concat([config_row(config_from_dict(c)) for c in cfgs], ignore_index=True)
     with ProcessPoolExecutor(jobs) as pool:
         y = np.array(list(pool.map(_sites, cfgs)), dtype=float)
-    model, _ = model_for("ecp5")
-    lut = model["resources"]["lut"]
-    c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_int_m16"]
-    f = frame_features(rows, "ecp5")
-    mapped = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]["lane_excess_int_m16_delay_mapped"]
-    p = predict_frame(rows, "ecp5")["lut"].to_numpy(float)
-    ratio, err, without = mux_slack_ratio(f), (p - y) / y, (p - (1 - c16) * mapped - y) / y
+    _, ratio, p, without, _ = _rule(rows, predict_frame(rows, "ecp5"))
+    err, without = (p - y) / y, (without - y) / y
     print(f"\n# {len(cfgs)} fresh ECP5 int x int 16:1 engines (doe_grid seed {seed}, never stored), Yosys now: "
           "LUT sites against the shipped model, and with the rule taken out")
     print("| lanes | n | formats | k_max | pipeline | mux / slowest | LUT sites | shipped error | without the rule |")
