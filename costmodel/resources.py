@@ -416,9 +416,9 @@ def lane_terms(terms: list[str], own: Sequence[str]) -> list[str]:
 
 
 def with_fixed(fitter, terms: Sequence[str]):
-    """``fitter`` over the columns ``terms`` with the :data:`FIXED_TERMS` among them at coefficient
-    1: the others fitted to the LUTs less those terms' (each row's error still relative to all its
-    LUTs)."""
+    """``fitter`` (one of :data:`LUT_FITS`, which take an ``offset``) over the columns ``terms`` with
+    the :data:`FIXED_TERMS` among them at coefficient 1: the others fitted to the LUTs less those
+    terms' (each row's error still relative to all its LUTs)."""
     fixed = np.isin(list(terms), FIXED_TERMS)
     if not fixed.any():
         return fitter
