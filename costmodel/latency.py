@@ -212,20 +212,14 @@ def mux_slack_ratio(f) -> np.ndarray:
     minifloat aligner lengthens the mux's segment). ``f``: a
     :func:`costmodel.features.frame_features` frame."""
     lanes = np.asarray(f["lanes"], dtype=np.int64)
-    pipe = np.asarray(f["pipeline"], dtype=np.int64)
-    prod = np.asarray(f["prod_bits"], dtype=float)
-    acc = np.asarray(f["acc_bits"], dtype=float)
-    slowest = np.full(len(lanes), 1e-9)
-    for lane_count, depth in set(zip(lanes.tolist(), pipe.tolist())):
-        rows = (lanes == lane_count) & (pipe == depth)
-        level = 0
-        for _, n, with_acc in pipeline_runs(lane_count, depth):
-            first, level = level + 1, level + n
-            if n == 0 and not with_acc:
-                continue
-            terms = (min(2 ** n, -(-lane_count // 2 ** (first - 1))) if n else 1) + with_acc
-            bits = acc[rows] if with_acc else prod[rows] + level
-            slowest[rows] = np.maximum(slowest[rows], _macc_ns(np.full(int(rows.sum()), terms), bits))
+    _, n, with_acc = _run_flags(lanes, np.asarray(f["pipeline"], dtype=np.int64))  # (rows, runs) each
+    last = np.cumsum(n, axis=1)  # the tree level each run ends at
+    first = last - n + 1
+    terms = np.where(n > 0, np.minimum(2.0 ** n, np.ceil(lanes[:, None] / 2.0 ** (first - 1))), 1) + with_acc
+    bits = np.where(with_acc > 0, np.asarray(f["acc_bits"], dtype=float)[:, None],
+                    np.asarray(f["prod_bits"], dtype=float)[:, None] + last)
+    runs = np.where((n > 0) | (with_acc > 0), _macc_ns(terms, bits), 0.0)  # a run of the multiplier alone: no adder
+    slowest = np.maximum(runs.max(axis=1, initial=0.0), 1e-9)
     return np.asarray(f["mux_levels"], dtype=float) * _LUT6 / slowest
 
 
