@@ -85,6 +85,8 @@ calibrate: $(STAMP)
 	done
 	# last: a family's lanes start with those of its stored sparse calibration engines
 	for t in $(LANE_FAMILIES); do $(CAL) lanes --target $$t --jobs $(JOBS) || exit 1; done
+	# ECP5's multipliers under abc9 delay targets, those of the stored engines first
+	$(CAL) mult-curves --target ecp5 --jobs $(JOBS)
 	# the Lattice engines and SWA kernels of both draws packed by nextpnr (iCE40 logic cells, ECP5 TRELLIS_COMB)
 	for t in ice40 ecp5; do for e in mac swa; do for s in calibration heldout; do \
 	  $(CAL) logic-cells --split $$s --target $$t --engines $$e --jobs $(JOBS) || exit 1; \

@@ -14,6 +14,14 @@ Two tables live in ``costmodel/data/`` (shipped as package data):
     multiplier of the format pair) per (weight, activation, m): on ECP5, abc9 maps a lane at up to
     twice its mux and multiplier alone, by format pair and m, in no pattern a formula of the
     formats follows; the model reads the measured lane where stored (:func:`lane_triples`).
+``mult_curves.csv``
+    The exact multiplier of a format pair alone under abc9 delay targets (ECP5, ``scratchpad -set
+    abc9.D``): its area form (:data:`~costmodel.store.AREA_DELAY_PS`, a target no path reaches) for
+    every pair, and its curve (:data:`~costmodel.store.CURVE_DELAYS_PS`) for each whose area form
+    is smaller than its delay form (``primitives.csv``). In an engine with a register right after
+    the multipliers abc9 recovers area on them down to what the slowest run of adders leaves them
+    (:func:`costmodel.latency.multiplier_budget_ns`); the model reads the curve there. The pairs of
+    the stored engines come first (:func:`synthesize_curves`).
 ``muxes.csv``
     The sparse engine's N:M index mux (``hw.sparse.IndexMux``) alone, over lanes, N:M and
     activation widths: checks the LUT6 count of an m:1 mux (:func:`costmodel.features.mux_lut6_per_bit`).
@@ -87,12 +95,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -100,7 +109,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.arith import ConfigError, multiplier
 from hw.engines import config_from_dict
-from hw.rtl import TARGETS, SynthError, synthesize, verilog_text, yosys_version
+from hw.rtl import ABC9_TARGETS, TARGETS, SynthError, synthesize, verilog_text, yosys_version
 from hw.sparse import IndexMux
 from hw.swa import SWAConfig
 from hw.engine import tree_levels
@@ -108,8 +117,8 @@ from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 
 from .packing import measure_stored
 from .pnr import PNR_CSV
-from .store import (BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS,
-                    FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
+from .store import (AREA_DELAY_PS, BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, CURVE_DELAYS_PS, CURVE_FIELDS,
+                    CURVE_FLAT_LUTS, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS, MULT_CURVES_CSV, FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
                     MUXES_CSV, ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV,
                     SWA_DOE_FIELDS, SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
                     failed_keys, forget_failure, heldout_keys, now, parse_date, record_failure, replace_row,
@@ -424,13 +433,14 @@ def _record_command(kind: str, argv: list[str]) -> None:
 @dataclass(frozen=True)
 class SynthJob:
     """One synthesis to store: ``spec`` (hashed with the target into the row's key), ``build``
-    (makes the component or engine config), the row's own identifying ``columns`` and a
-    ``label`` for the progress line."""
+    (makes the component or engine config), the row's own identifying ``columns``, a ``label``
+    for the progress line and ``options`` of :func:`hw.rtl.synthesize` (an abc9 delay target)."""
 
     spec: dict
     build: Callable[[], Any]
     columns: dict
     label: str
+    options: dict = field(default_factory=dict)
 
 
 
@@ -492,7 +502,7 @@ def synthesize_missing(jobs: Iterable[SynthJob], path: Path, fields: list[str], 
             started = time.perf_counter()
             built = job.build()
             verilog = built if isinstance(built, str) else verilog_text(built)
-            running[pool.submit(synthesize, verilog, target)] = (job, key, started)
+            running[pool.submit(synthesize, verilog, target, **job.options)] = (job, key, started)
             if len(running) >= workers:
                 ready, _ = wait(running, return_when=FIRST_COMPLETED)
                 for f in ready:
@@ -571,6 +581,58 @@ def primitive_jobs() -> Iterator[SynthJob]:
     for w, a in primitive_pairs():
         yield SynthJob({"primitive": "multiplier", "wfmt": w, "afmt": a}, partial(multiplier, w, a),
                        {"wfmt": w, "afmt": a}, f"prim {w} x {a}")
+
+
+def engine_pairs(target: str) -> set[tuple[str, str]]:
+    """The format pairs (sorted) of every engine stored for ``target`` (calibration and DOE tables)."""
+    out: set[tuple[str, str]] = set()
+    for path in (CALIBRATION_CSV, *DOE_CSV.values()):
+        if path.exists():
+            d = pd.read_csv(path, usecols=["target", "wfmt", "afmt"])
+            d = d[d["target"] == target]
+            out |= {tuple(sorted(p)) for p in zip(d["wfmt"], d["afmt"])}
+    return out
+
+
+def curve_jobs(pairs: Iterable[tuple[str, str]], delays: Iterable[int]) -> Iterator[SynthJob]:
+    """The exact multiplier of each pair alone under each abc9 delay target (ps): its LUTs
+    against the delay it must meet (``mult_curves.csv``)."""
+    for w, a in pairs:
+        for d in delays:
+            yield SynthJob({"primitive": "multiplier", "wfmt": w, "afmt": a, "abc9_delay_ps": d},
+                           partial(multiplier, w, a), {"wfmt": w, "afmt": a, "delay_ps": d},
+                           f"curve {w} x {a} @ {d} ps", {"abc9_delay_ps": d})
+
+
+def curved_pairs(pairs: Iterable[tuple[str, str]], target: str,
+                 slack_luts: int = CURVE_FLAT_LUTS) -> list[tuple[str, str]]:
+    """The pairs whose stored area form (:data:`AREA_DELAY_PS`) takes more than ``slack_luts``
+    LUT4 fewer than their delay form (``primitives.csv``; the carry cells are the same in both):
+    those with a curve to measure. The model reads a curve once it is whole, and a pair with its
+    area form alone as flat (:func:`costmodel.resources._curve_table`)."""
+    if not MULT_CURVES_CSV.exists():
+        return []
+    c = pd.read_csv(MULT_CURVES_CSV)
+    c = c[(c["target"] == target) & (c["delay_ps"] == AREA_DELAY_PS)]
+    area = {tuple(sorted(p)): lut for *p, lut in zip(c["wfmt"], c["afmt"], c["lut"])}
+    prim = pd.read_csv(PRIMITIVES_CSV)
+    prim = prim[prim["target"] == target]
+    delay = {tuple(sorted(p)): lut for *p, lut in zip(prim["wfmt"], prim["afmt"], prim["lut"])}
+    return [p for p in pairs if (k := tuple(sorted(p))) in area and k in delay and area[k] < delay[k] - slack_luts]
+
+
+def synthesize_curves(target: str, limit: int | None = None, **run) -> None:
+    """Every multiplier's area form, then the curve (:data:`CURVE_DELAYS_PS`) of each whose area
+    form is smaller than its delay form: the pairs of the stored engines first, then every other
+    :func:`primitive_pairs` pair (resumable: each part skips what is stored)."""
+    stored = engine_pairs(target)
+    pairs = primitive_pairs()
+    first = [p for p in pairs if tuple(sorted(p)) in stored]
+    rest = [p for p in pairs if tuple(sorted(p)) not in stored]
+    for part in (first, rest):
+        synthesize_missing(curve_jobs(part, [AREA_DELAY_PS]), MULT_CURVES_CSV, CURVE_FIELDS, target, limit=limit, **run)
+        synthesize_missing(curve_jobs(curved_pairs(part, target), CURVE_DELAYS_PS), MULT_CURVES_CSV, CURVE_FIELDS,
+                           target, limit=limit, **run)
 
 
 def buffer_component(depth: int, width: int, transparent: bool = False):
@@ -669,6 +731,10 @@ def main(argv: list[str] | None = None) -> int:
     pl = sub.add_parser("lanes", parents=[common], help="sparse lanes (index mux + multiplier) alone; hours, resumable")
     pl.add_argument("--target", default="ecp5", choices=sorted(TARGETS))
     pl.add_argument("--limit", type=int, default=None)
+    pv = sub.add_parser("mult-curves", parents=[common],
+                        help="multipliers alone under abc9 delay targets (LUTs against delay); hours, resumable")
+    pv.add_argument("--target", default="ecp5", choices=sorted(ABC9_TARGETS))
+    pv.add_argument("--limit", type=int, default=None, help="at most this many syntheses per part")
     pc = sub.add_parser("logic-cells", parents=[common],
                         help="Lattice cells (nextpnr --pack-only: iCE40 logic cells, ECP5 TRELLIS_COMB) of the stored "
                              "engines of a draw; resumable")
@@ -711,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "logic-cells":
         measure_stored(args.split, args.target, jobs=args.jobs, limit=args.limit, engines=args.engines,
                        retry_failed=args.retry_failed, before=args.again_before)
+        return 0
+    if args.what == "mult-curves":
+        synthesize_curves(args.target, limit=args.limit, **run)
         return 0
     if args.what == "lanes":
         synthesize_missing(lane_jobs(args.target), LANES_CSV, LANE_FIELDS, args.target, limit=args.limit, **run)

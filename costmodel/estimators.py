@@ -31,7 +31,8 @@ from .features import frame_features, normalize_frame
 from .latency import fmax_array, fmax_model_frame, fmax_source, mux16_form
 from .packing import KINDS as ENGINE_KINDS, extra_cells, load_fit as load_logic_cell_fit
 from .store import SWABounds
-from .resources import FIXED_TERMS, fit_origin, lane_luts, load_coefficients, model_for, predict_frame, predict_swa
+from .resources import (FIXED_TERMS, fit_origin, lane_luts, load_coefficients, model_for, mult_curve_state, predict_frame,
+                        predict_swa)
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
 
 __all__ = ["Workload", "Estimator", "MacEstimator", "SWAEstimator", "ESTIMATORS", "estimator",
@@ -235,14 +236,24 @@ class MacEstimator:
             priced = FIXED_TERMS[0] in model["resources"]["lut"]["terms"]  # a fit whose rows carry the form
             form = mux16_form(feats, target) if priced else np.zeros(len(out), dtype=np.int64)
             code = np.where(unmeasured, 1, np.where(form > 0, 4 - form, 0))  # form 2 -> label 2, 1 -> 3
-        out["resource_source"] = label_column(
-            [src, f"{src}; this sparse lane (index mux + multiplier) is not yet synthesized alone "
-                  f"(data/lanes.csv): its LUTs priced by the index-mux terms",
-             f"{src}; abc9 maps this engine's 16:1 index mux wholly for delay (its path leaves no slack, "
-             f"costmodel.latency.mux16_form): its lane priced at its standalone LUTs",
-             f"{src}; this engine's 16:1 index mux lies between abc9's area and delay forms "
-             f"(costmodel.latency.mux16_form): on about a third of such engines Yosys gives 12-20 % more LUTs "
-             f"than this estimate"], code, len(out))
+        lanes = [src, f"{src}; this sparse lane (index mux + multiplier) is not yet synthesized alone "
+                      f"(data/lanes.csv): its LUTs priced by the index-mux terms",
+                 f"{src}; abc9 maps this engine's 16:1 index mux wholly for delay (its path leaves no slack, "
+                 f"costmodel.latency.mux16_form): its lane priced at its standalone LUTs",
+                 f"{src}; this engine's 16:1 index mux lies between abc9's area and delay forms "
+                 f"(costmodel.latency.mux16_form): on about a third of such engines Yosys gives 12-20 % more LUTs "
+                 f"than this estimate"]
+        # ECP5: abc9 recovers area on multipliers a slower run of adders gives slack (their curve)
+        curves = ["", "; abc9 recovers area on this engine's multipliers (a register after them, a slower run of "
+                      "adders behind: costmodel.latency.multiplier_budget_ns): priced at their curve under that delay "
+                      "(data/mult_curves.csv), within about 0.3 ns of abc9's own timing, where Yosys ranges from 26 % "
+                      "under to 3 % over the estimate on fresh engines (bench/mult_budget.py)",
+                  "; a slower run of adders gives this engine's multipliers slack, but their curve is not yet "
+                  "measured (python -m costmodel.calibrate mult-curves --target ecp5): priced at their delay form, "
+                  "where Yosys may give up to a third fewer LUTs"]
+        state = mult_curve_state(feats, pairs, target)
+        out["resource_source"] = label_column([lane + c for lane in lanes for c in curves], code * len(curves) + state,
+                                              len(out))
         err = _errors(model, self.engine, measured=fitted == target)
         esrc = _error_source(model, self.engine, fitted, target)
         cells = load_logic_cell_fit(target)

@@ -192,24 +192,22 @@ MUX16_DELAY_MAPPED = 2 * _LUT6 / (_LUT6 + 2 * _LUT4)
 _DADDA = (2, 3, 4, 6, 9, 13, 19, 28, 42, 63, 94, 141)
 
 
-def _macc_ns(terms: np.ndarray, bits: np.ndarray) -> np.ndarray:
+def _macc_ns(terms: np.ndarray, bits: np.ndarray, fa_level_ns: float = _LUT4) -> np.ndarray:
     """ns of a Yosys $macc of ``terms`` operands summed into ``bits`` bits on ECP5 (abc9's view):
-    one LUT4 level per level of full adders, then a CCU2C carry chain (two bits a cell)."""
+    one LUT4 level (``fa_level_ns``, wire included) per level of full adders, then a CCU2C carry
+    chain (two bits a cell)."""
     d = ABC9_ECP5
     fa_levels = np.searchsorted(np.asarray(_DADDA), terms)  # the first row count >= terms
     chain = d["ccu2c_in"] + d["ccu2c_per_2_bits"] * bits / 2 + d["ccu2c_out"] + d["wire"]
-    return fa_levels * _LUT4 + chain
+    return fa_levels * fa_level_ns + chain
 
 
-def mux_slack_ratio(f) -> np.ndarray:
-    """ECP5 (abc9's view, :data:`ABC9_ECP5`): each engine's sparse index-mux segment (registers →
-    mux → MULT18X18D, delay-mapped: ``mux_levels`` LUT6) over its slowest other segment. The DSP
-    block cuts every path through it; Yosys' alumacc merges the adders between two registers into
-    one $macc (:func:`_macc_ns`): tree levels ``a..b`` of a run sum ``min(2^(b-a+1), ceil(lanes /
-    2^(a-1)))`` operands (one more with the accumulator) into ``prod_bits + b`` bits
-    (``acc_bits``); the accumulator's clear is the flip-flops' synchronous reset (no LUT). 0 for
-    dense engines. Meaningful for int × int engines with DSP multipliers (a LUT multiplier or a
-    minifloat aligner lengthens the mux's segment). ``f``: a
+def _slowest_adder_run_ns(f, fa_level_ns: float = _LUT4) -> np.ndarray:
+    """ECP5 (abc9's view, :data:`ABC9_ECP5`): ns of each engine's slowest register-to-register run
+    of adders. Yosys' alumacc merges the adders between two registers into one $macc
+    (:func:`_macc_ns`): tree levels ``a..b`` of a run sum ``min(2^(b-a+1), ceil(lanes / 2^(a-1)))``
+    operands (one more with the accumulator) into ``prod_bits + b`` bits (``acc_bits``); the
+    accumulator's clear is the flip-flops' synchronous reset (no LUT). ``f``: a
     :func:`costmodel.features.frame_features` frame."""
     lanes = np.asarray(f["lanes"], dtype=np.int64)
     _, n, with_acc = _run_flags(lanes, np.asarray(f["pipeline"], dtype=np.int64))  # (rows, runs) each
@@ -218,9 +216,43 @@ def mux_slack_ratio(f) -> np.ndarray:
     terms = np.where(n > 0, np.minimum(2.0 ** n, np.ceil(lanes[:, None] / 2.0 ** (first - 1))), 1) + with_acc
     bits = np.where(with_acc > 0, np.asarray(f["acc_bits"], dtype=float)[:, None],
                     np.asarray(f["prod_bits"], dtype=float)[:, None] + last)
-    runs = np.where((n > 0) | (with_acc > 0), _macc_ns(terms, bits), 0.0)  # a run of the multiplier alone: no adder
-    slowest = np.maximum(runs.max(axis=1, initial=0.0), 1e-9)
+    runs = np.where((n > 0) | (with_acc > 0), _macc_ns(terms, bits, fa_level_ns), 0.0)  # the multiplier alone: no adder
+    return runs.max(axis=1, initial=0.0)
+
+
+def mux_slack_ratio(f) -> np.ndarray:
+    """ECP5 (abc9's view, :data:`ABC9_ECP5`): each engine's sparse index-mux segment (registers →
+    mux → MULT18X18D, delay-mapped: ``mux_levels`` LUT6) over its slowest other segment
+    (:func:`_slowest_adder_run_ns`; the DSP block cuts every path through it). 0 for dense
+    engines. Meaningful for int × int engines with DSP multipliers (a LUT multiplier or a
+    minifloat aligner lengthens the mux's segment). ``f``: a
+    :func:`costmodel.features.frame_features` frame."""
+    slowest = np.maximum(_slowest_adder_run_ns(f), 1e-9)
     return np.asarray(f["mux_levels"], dtype=float) * _LUT6 / slowest
+
+
+#: ns, one level of a $macc's full adders (LUT4 and wire) as abc9 times it: fitted to abc9's own
+#: critical delay of 12 int8 x int8 engines (MULT18X18D products: the adder runs are the slowest),
+#: probed by delay targets (``bench/mult_budget.py --probe``: the smallest ``abc9.D`` under which
+#: Yosys recovers area, by bisection; 5-65 operands, 4-64 lanes, pipeline 1-3): every run within
+#: 0.26 ns of this view with the carry chain as :data:`ABC9_ECP5` gives it and no constant. Faster
+#: than a LUT4 at its slowest pin (0.679 with the wire: ABC puts the late bits on the fast pins);
+#: the ECP5 fit's 5-fold CV goal score agrees (0.45 / 0.5 / 0.515 / 0.55 / 0.6 / 0.679 ns: 1.018 / 0.931 /
+#: 0.964 / 0.974 / 1.010 / 0.992; without the curves 1.112). The index-mux view
+#: (:func:`mux_slack_ratio`) keeps the slowest pin its thresholds were measured with.
+MACC_FA_LEVEL_NS = 0.515
+
+
+def multiplier_budget_ns(f) -> np.ndarray:
+    """ECP5 (abc9's view): the delay abc9 lets each engine's multipliers take, ns. With a register
+    right after them (pipeline ≥ 1: ``hw.engine.register_points`` puts the first there) they are a
+    run of their own, and abc9 recovers area on them until they are as slow as the slowest run of
+    adders (:func:`_slowest_adder_run_ns`), less a sparse engine's index mux in front of them
+    (``mux_levels`` LUT6): the multiplier alone under that delay target (``mult_curves.csv``) is
+    what they cost. 0 at pipeline 0 (they share the critical run: mapped for delay). ``f``: a
+    :func:`costmodel.features.frame_features` frame."""
+    budget = _slowest_adder_run_ns(f, MACC_FA_LEVEL_NS) - np.asarray(f["mux_levels"], dtype=float) * _LUT6
+    return np.where(np.asarray(f["pipeline"]) > 0, np.maximum(budget, 0.0), 0.0)
 
 
 def mux16_form(f, target: str) -> np.ndarray:

@@ -136,10 +136,11 @@ import pandas as pd
 from hw.engines import config_from_dict
 from hw.rtl import lut_sites
 
-from .store import (CALIBRATION_CSV, DOE_CALIBRATION_CSV, DOE_HELDOUT_CSV, LANE_MS, LANES_CSV, PRIMITIVES_CSV,
+from .store import (AREA_DELAY_PS, CALIBRATION_CSV, CURVE_DELAYS_PS, CURVE_FLAT_LUTS, DOE_CALIBRATION_CSV,
+                    DOE_HELDOUT_CSV, LANE_MS, LANES_CSV, MULT_CURVES_CSV, PRIMITIVES_CSV,
                     SWA_CALIBRATION_CSV, SWA_DOE_CSV, heldout_keys, now, swa_doe_bounds)
 from .features import CONFIG_COLUMNS, config_row, frame_features, pair_props
-from .latency import mux16_form
+from .latency import multiplier_budget_ns, mux16_form
 from .pnr import PNR_CSV
 from .swa import SWA_CANDIDATES, SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
 
@@ -354,6 +355,73 @@ def _cached_primitive_table(target: str) -> dict:
         return {}
 
 
+def _curve_table(target: str) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Each format pair's multiplier alone under abc9 delay targets (``data/mult_curves.csv``,
+    ``python -m costmodel.calibrate mult-curves``): the targets (ns, ascending) and the mean LUT
+    sites at each, both operand orders, for every pair whose whole curve is stored (every
+    :data:`~costmodel.store.CURVE_DELAYS_PS` and the area form) or whose area form alone is stored
+    and is no smaller than its delay form (a flat curve: no more to measure); empty for a family
+    with none."""
+    return _parsed_curves(_file_stamp(MULT_CURVES_CSV), target) if MULT_CURVES_CSV.exists() else {}
+
+
+@lru_cache(maxsize=8)
+def _parsed_curves(stamp: tuple, target: str) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    c = _parsed_csv(stamp)
+    c = c[c["target"] == target]
+    delay_form = _cached_primitive_table(target)
+    whole = {*CURVE_DELAYS_PS, AREA_DELAY_PS}
+    out: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for (w, a), g in c.groupby([c["wfmt"].where(c["wfmt"] <= c["afmt"], c["afmt"]),
+                                c["afmt"].where(c["wfmt"] <= c["afmt"], c["wfmt"])]):
+        mean = g.groupby("delay_ps")["lut"].mean()
+        flat = set(mean.index) == {AREA_DELAY_PS} and mean.iloc[0] >= delay_form.get((w, a), np.inf) - CURVE_FLAT_LUTS
+        if whole <= set(mean.index) or flat:
+            out[(w, a)] = out[(a, w)] = (mean.index.to_numpy(dtype=float) / 1000.0, mean.to_numpy(dtype=float))
+    return out
+
+
+def mult_luts_at(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, budget_ns: np.ndarray,
+                 measured: np.ndarray, target: str) -> np.ndarray:
+    """LUTs of each row's multiplier when abc9 may let it take ``budget_ns`` (ns; 0: mapped for
+    delay): its curve (:func:`_curve_table`) interpolated between the stored delay targets, from
+    its delay form ``measured`` (``primitives.csv``) at 0; ``measured`` itself for a pair with no
+    curve stored (every family but ECP5)."""
+    curves = _curve_table(target)
+    out = np.asarray(measured, dtype=float).copy()
+    if not curves:
+        return out
+    budget = np.asarray(budget_ns, dtype=float)
+    for i, pair in enumerate(pairs):
+        rows = (pair_id == i) & (budget > 0)
+        if pair in curves and rows.any():
+            ns, luts = curves[pair]
+            out[rows] = np.interp(budget[rows], np.r_[0.0, ns], np.r_[out[rows][0], luts])
+    return out
+
+
+#: a multiplier's curve "acts" where it leaves under this share of the delay form
+CURVE_ACTS = 0.95
+
+
+def mult_curve_state(f: pd.DataFrame, pairs: Sequence[tuple[str, str]], target: str) -> np.ndarray:
+    """Per row of a :func:`costmodel.features.frame_features` frame ``f`` (format ``pairs`` by its
+    ``pair_id``): 1 where abc9 gives the multipliers slack and their curve prices them under
+    :data:`CURVE_ACTS` of their delay form, 2 where they have slack but no curve is stored for the
+    pair (a minifloat or LUT multiplier: priced at its delay form), else 0 (every family but ECP5)."""
+    out = np.zeros(len(f), dtype=np.int64)
+    if target != "ecp5":
+        return out
+    pid = f["pair_id"].to_numpy()
+    budget = multiplier_budget_ns(f)
+    table, curves = _cached_primitive_table(target), _curve_table(target)
+    delay = np.array([table.get(p, np.nan) for p in pairs], dtype=float)[pid]
+    share = mult_luts_at(pairs, pid, budget, delay, target) / np.maximum(delay, 1e-9)
+    stored = np.array([p in curves for p in pairs], dtype=bool)[pid]
+    curvable = (f["mf"].to_numpy() > 0) | (f["mult_dsp"].to_numpy() == 0)
+    return np.where(budget > 0, np.where(stored, (share < CURVE_ACTS).astype(np.int64), 2 * curvable), 0)
+
+
 @lru_cache(maxsize=None)
 def _lane_table(target: str) -> dict[tuple[str, str, int], float]:
     """Measured LUTs of one sparse lane alone (``data/lanes.csv``: an m:1 index mux feeding the
@@ -496,6 +564,10 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     mterms = np.array([_mult_terms(pp) for pp in props],
                       dtype=float).reshape(-1, len(MULT_TERMS))[pid]
     ml_measured = np.array([table.get((w, a), 0.0) for w, a in pairs], dtype=float)[pid]
+    # ECP5: with a register right after them, abc9 recovers area on the multipliers down to what
+    # the slowest run of adders leaves them (their curve at that budget, mult_luts_at)
+    ml_budget = mult_luts_at(pairs, pid, multiplier_budget_ns(f), ml_measured, target) if target == "ecp5" \
+        else ml_measured
     lanes = f["lanes"].to_numpy(dtype=float)
     dspm = f["mult_dsp"].to_numpy() > 0
     # DSP48s take whole int × int products (and a cascade absorbs the first adder level); a
@@ -538,7 +610,7 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
         "tree_bits_intdsp_l1comb": tree * (dsp_pipe & ~l1_reg), "tree_bits_intdsp_l1reg": tree * (dsp_pipe & l1_reg),
         "acc_bits": acc * ~acc_in_dsp, "mux_lut6": mux6, "mux_macc": mux6 * int_lut_macc,
         "macc_pp_bits": ab_bits * int_lut_macc,
-        "mult_measured": lanes * ml_measured,
+        "mult_measured": lanes * ml_budget,
         # the multiplier formula fitted on primitives.csv, where the pair was not synthesized alone
         "mult_formula": lanes * ml * ~measured,
         **{f"mult_{t}": lanes * mterms[:, j] * ~measured for j, t in enumerate(MULT_TERMS)},
@@ -1521,18 +1593,30 @@ def fit_lattice(target: str) -> dict:
     menu = {n: t for n, t in LATTICE_CANDIDATES.items() if t == LATTICE_LUT_TERMS or own is not None}
     chosen, cands, scores, oof = select_lut_fit(
         rows, lambda terms: _lattice_lut_matrix(rows, target, terms, own), menu, _drawn(rows))
+    y = rows["lut"].to_numpy(dtype=float)
+    if own is not None and _lane_table(target):
+        # a lane model on top of each fit's best engine-term candidate (not only the best one's: the
+        # two fits' base scores lie close, and the lane model moves them apart)
+        matrix = lambda ts: _lattice_lut_matrix(rows, target, ts, own)  # noqa: E731
+        applies = design_matrix(rows, target, own)["lane_model_rows"]
+        tops = {}
+        for fit_ in LUT_FITS.values():
+            named = [n for n, (t, f_, _) in cands.items() if f_ is fit_ and t != LATTICE_LUT_TERMS]
+            if named:
+                base = min(named, key=scores.get)
+                tops[score_lane_model(rows, matrix, applies, base, cands[base][0], fit_, [np.ones(len(rows), bool)],
+                                      scores, oof)] = base
+        best = min(tops, key=scores.get)
+        if scores[best] < scores[chosen]:
+            chosen = best
+            cands[chosen] = cands[tops[best]]
     terms, fitter, _ = cands[chosen]
     mult = own if terms != LATTICE_LUT_TERMS else None
-    y = rows["lut"].to_numpy(dtype=float)
     matrix = lambda ts: _lattice_lut_matrix(rows, target, ts, mult)  # noqa: E731
     lut = {"lut": {"terms": terms, "coef": fitter(matrix(terms), y).tolist()}}
-    if mult is not None and _lane_table(target):  # the chosen fit with a lane model on top
-        applies = design_matrix(rows, target, mult)["lane_model_rows"]
-        chosen = score_lane_model(rows, matrix, applies, chosen, terms, fitter, [np.ones(len(rows), bool)], scores,
-                                  oof)
-        lanes = lane_model_of(chosen)
-        if lanes:
-            lut = with_lane_model(lut, matrix, applies, y, fitter, lanes)
+    lanes = lane_model_of(chosen)
+    if lanes:
+        lut = with_lane_model(lut, matrix, design_matrix(rows, target, mult)["lane_model_rows"], y, fitter, lanes)
     model = {"kind": "lattice", "multiplier": mult, "resources": {**lut, "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
     pred["lut"] = oof[chosen].astype(np.int64)  # out-of-fold LUTs
@@ -1545,7 +1629,7 @@ def fit_lattice(target: str) -> dict:
         validation, rule = _engine_errors(held_pred, held), CV_RULE
     drawn = rows["key"].isin(_read_csv(DOE_CALIBRATION_CSV)["key"]).any() if DOE_CALIBRATION_CSV.exists() else False
     files = ([PNR_CSV] + ([DOE_CALIBRATION_CSV] if drawn else []) + ([PRIMITIVES_CSV] if mult else [])
-             + ([LANES_CSV] if "lut_lane_unmeasured" in lut else []))
+             + ([LANES_CSV] if "lut_lane_unmeasured" in lut else []) + ([MULT_CURVES_CSV] if _curve_table(target) else []))
     yosys = sorted(set(_read_csv(PNR_CSV)["yosys"]) | set(rows.get("yosys", pd.Series(dtype=str)).dropna()))
     return _record(
         ["dot", "sparse"], target, "lattice", model["resources"],
@@ -1565,8 +1649,13 @@ MIN_SWA_ROWS = 20
 
 def write_coefficients(targets: list[str], path: Path = COEFFICIENTS_JSON) -> dict:
     """Refit ``targets`` (every engine with stored syntheses for each) and write ``coefficients.json``:
-    ``{"schema": 2, "fits": {target: {"mac": record, "swa": record}}}`` (:func:`_record`)."""
-    fits: dict = {}
+    ``{"schema": 2, "fits": {target: {"mac": record, "swa": record}}}`` (:func:`_record`); the
+    stored fits of the other families are kept as they are."""
+    try:
+        stored = json.loads(path.read_text()).get("fits", {}) if path.exists() else {}
+    except ValueError:
+        stored = {}
+    fits: dict = {t: rec for t, rec in stored.items() if t not in targets}
     xilinx = tuple(t for t in XILINX_TARGETS if t in targets)
     joint = fit_xilinx(xilinx) if xilinx else {}
     for t in sorted(targets, key=lambda t: t in PRIMITIVES_OF):  # a family another reuses comes first

@@ -32,6 +32,16 @@ PRIMITIVES_CSV = DATA / "primitives.csv"
 BUFFERS_CSV = DATA / "buffers.csv"
 MUXES_CSV = DATA / "muxes.csv"
 LANES_CSV = DATA / "lanes.csv"
+#: the exact multipliers synthesized alone under abc9 delay targets (ECP5): LUTs against delay
+MULT_CURVES_CSV = DATA / "mult_curves.csv"
+#: ps, the abc9 delay targets of a multiplier's curve (the budgets the stored engines give their
+#: multipliers: 1.3-8 ns, ``costmodel.latency.multiplier_budget_ns``) and one far beyond any
+#: path (its area form)
+CURVE_DELAYS_PS = (1500, 2000, 2500, 3000, 3500, 4000, 5000, 6500)
+AREA_DELAY_PS = 100_000
+#: LUT sites by which a multiplier's area form must undercut its delay form for its curve to be
+#: measured (fewer: abc9's noise between two mappings, a flat curve)
+CURVE_FLAT_LUTS = 4
 #: the m of the sparse lanes measured alone (those of the random engine draws)
 LANE_MS = (2, 4, 8, 16)
 CALIBRATION_CSV = DATA / "calibration.csv"
@@ -55,6 +65,7 @@ MUX_FIELDS = ["key", "lanes", "n", "m", "abits", "target", "lut", "ff", "muxf", 
 BUFFER_FIELDS = ["key", "depth", "width", "target", "lut", "ff", "bram18", "lutram", "seconds", "yosys", "date",
                  "transparent"]
 PRIM_FIELDS = ["key", "wfmt", "afmt", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
+CURVE_FIELDS = ["key", "wfmt", "afmt", "delay_ps", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
 #: one lane of a sparse engine alone (``lanes``): an m:1 index mux feeding the exact multiplier
 LANE_FIELDS = ["key", "wfmt", "afmt", "m", "target", "lut", "ff", "carry", "dsp", "seconds", "yosys", "date"]
 SWA_FIELDS = ["key", "config", "target", "head_dim", "window", "lanes", "qk_fmt", "v_fmt", "lut", "ff", "carry",

@@ -37,7 +37,7 @@ from quant.common import cache_root
 
 __all__ = [
     "Resources", "SynthError", "TARGETS", "atomic_write", "cache_root", "verilog_text", "export_verilog",
-    "synthesize", "synth_command", "run_synth", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
+    "synthesize", "synth_command", "abc9_critical_ns", "run_synth", "parse_stat", "resources_from_cells", "yosys_version", "run_yosys",
 ]
 
 #: Yosys synthesis command per target (``{top}`` is the module name)
@@ -381,16 +381,31 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def synth_command(target: str, nodsp: bool = False, top: str = TOP) -> str:
+#: targets whose ``synth_*`` maps LUTs with abc9 (delay-driven, then area recovery under the
+#: critical path's delay, or under a delay target: :func:`synth_command`'s ``abc9_delay_ps``)
+ABC9_TARGETS = ("ecp5",)
+
+
+def synth_command(target: str, nodsp: bool = False, top: str = TOP, abc9_delay_ps: int | None = None) -> str:
     """The Yosys synthesis command of ``target`` (:data:`TARGETS`) for top module ``top``;
     ``nodsp``: multipliers in LUTs (``-nodsp``; iCE40's default flow maps none to DSPs and
-    ``synth_ice40`` knows no such option, so nothing is added there)."""
+    ``synth_ice40`` knows no such option, so nothing is added there); ``abc9_delay_ps``: abc9's
+    delay target (ps, ``scratchpad -set abc9.D``; :data:`ABC9_TARGETS` only): abc9 maps for that
+    delay where it can and recovers area wherever the logic is faster than it needs to be, as in
+    a design whose critical path lies elsewhere."""
     if target not in TARGETS:
         raise ValueError(f"unknown synthesis target {target!r}; choose one of {', '.join(TARGETS)}")
-    return TARGETS[target].format(top=top) + (" -nodsp" if nodsp and target != "ice40" else "")
+    cmd = TARGETS[target].format(top=top) + (" -nodsp" if nodsp and target != "ice40" else "")
+    if abc9_delay_ps is None:
+        return cmd
+    if target not in ABC9_TARGETS:
+        raise ValueError(f"a delay target applies to abc9's LUT mapping only ({', '.join(ABC9_TARGETS)}), "
+                         f"not to {target!r}")
+    return f"scratchpad -set abc9.D {int(abc9_delay_ps)}\n{cmd}"
 
 
-def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cache: bool = True) -> Resources:
+def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cache: bool = True,
+               abc9_delay_ps: int | None = None) -> Resources:
     """Synthesize a component (or a config with ``build()``, or Verilog text with top module
     ``dut``) with Yosys for ``target``.
 
@@ -399,12 +414,13 @@ def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cach
     target : ``"xc7"`` (7-series, synth_xilinx), ``"xcup"`` (UltraScale+), ``"ice40"``, ``"ecp5"``.
     nodsp : map multipliers to LUTs (``-nodsp``; no effect on ice40, whose default flow uses none).
     cache : read/write the JSON result cache (``cache_root()/synth``).
+    abc9_delay_ps : abc9's delay target, ps (:func:`synth_command`; ECP5 only).
 
     Returns
     -------
     Resources, with the Yosys version and wall time (s) of the run.
     """
-    cmd = synth_command(target, nodsp)
+    cmd = synth_command(target, nodsp, abc9_delay_ps=abc9_delay_ps)
     verilog = component if isinstance(component, str) else verilog_text(component)
     version = yosys_version()
     key = hashlib.sha256(json.dumps([verilog, target, cmd, version]).encode()).hexdigest()[:32]
@@ -423,3 +439,26 @@ def synthesize(component: Any, target: str = "xc7", *, nodsp: bool = False, cach
     if cache:
         atomic_write(path, json.dumps(res.to_dict(), indent=1))
     return res
+
+
+def abc9_critical_ns(component: Any, target: str = "ecp5", lo_ps: int = 800, hi_ps: int = 12_000,
+                     step_ps: int = 150) -> float:
+    """abc9's own critical delay of a design (ns), probed through its delay target: the smallest
+    ``abc9_delay_ps`` under which :func:`synthesize` gives fewer LUT sites than with none (abc9
+    then recovers area beyond what its critical path allows; below it, abc9 maps as with none), by
+    bisection between ``lo_ps`` and ``hi_ps`` to ``step_ps``. NaN where even ``hi_ps`` recovers
+    none. About 7 syntheses (cached)."""
+    verilog = component if isinstance(component, str) else verilog_text(component)
+
+    def sites(delay_ps: int | None) -> int:
+        r = synthesize(verilog, target, abc9_delay_ps=delay_ps)
+        return lut_sites(r.lut, r.carry, target)
+
+    base = sites(None)
+    if sites(hi_ps) >= base:
+        return float("nan")
+    lo, hi = lo_ps, hi_ps
+    while hi - lo > step_ps:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if sites(mid) < base else (mid, hi)
+    return (lo + hi) / 2000
