@@ -392,11 +392,13 @@ def mult_luts_at(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, budget_n
     if not curves:
         return out
     budget = np.asarray(budget_ns, dtype=float)
-    for i, pair in enumerate(pairs):
-        rows = (pair_id == i) & (budget > 0)
-        if pair in curves and rows.any():
-            ns, luts = curves[pair]
-            out[rows] = np.interp(budget[rows], np.r_[0.0, ns], np.r_[out[rows][0], luts])
+    given = np.flatnonzero(budget > 0)
+    given = given[np.argsort(pair_id[given], kind="stable")]  # the rows with a budget, by pair
+    ids, starts = np.unique(pair_id[given], return_index=True)
+    for i, rows in zip(ids, np.split(given, starts[1:])):
+        if pairs[i] in curves:
+            ns, luts = curves[pairs[i]]
+            out[rows] = np.interp(budget[rows], np.r_[0.0, ns], np.r_[out[rows[0]], luts])
     return out
 
 
@@ -1594,11 +1596,11 @@ def fit_lattice(target: str) -> dict:
     chosen, cands, scores, oof = select_lut_fit(
         rows, lambda terms: _lattice_lut_matrix(rows, target, terms, own), menu, _drawn(rows))
     y = rows["lut"].to_numpy(dtype=float)
-    if own is not None and _lane_table(target):
+    applies = design_matrix(rows, target, own)["lane_model_rows"] if own is not None and _lane_table(target) else None
+    if applies is not None:
         # a lane model on top of each fit's best engine-term candidate (not only the best one's: the
         # two fits' base scores lie close, and the lane model moves them apart)
         matrix = lambda ts: _lattice_lut_matrix(rows, target, ts, own)  # noqa: E731
-        applies = design_matrix(rows, target, own)["lane_model_rows"]
         tops = {}
         for fit_ in LUT_FITS.values():
             named = [n for n, (t, f_, _) in cands.items() if f_ is fit_ and t != LATTICE_LUT_TERMS]
@@ -1615,8 +1617,8 @@ def fit_lattice(target: str) -> dict:
     matrix = lambda ts: _lattice_lut_matrix(rows, target, ts, mult)  # noqa: E731
     lut = {"lut": {"terms": terms, "coef": fitter(matrix(terms), y).tolist()}}
     lanes = lane_model_of(chosen)
-    if lanes:
-        lut = with_lane_model(lut, matrix, design_matrix(rows, target, mult)["lane_model_rows"], y, fitter, lanes)
+    if lanes:  # built on engine terms: mult is own
+        lut = with_lane_model(lut, matrix, applies, y, fitter, lanes)
     model = {"kind": "lattice", "multiplier": mult, "resources": {**lut, "ff": {"terms": ["reg_bits"], "coef": [1.0]}}}
     pred = predict_frame(rows, target, model)
     pred["lut"] = oof[chosen].astype(np.int64)  # out-of-fold LUTs

@@ -59,6 +59,20 @@ def test_stored_fit_reproduces_itself(tmp_path):
                     assert new["validation"][eng][res]["median_rel_err"] == pytest.approx(e["median_rel_err"])
 
 
+def test_refitting_one_family_keeps_the_others(tmp_path):
+    """``python -m costmodel.resources ice40`` refits iCE40 alone: the stored fits of every other
+    family stay as they were, byte for byte."""
+    from costmodel.resources import write_coefficients
+
+    path = tmp_path / "coefficients.json"
+    path.write_text(COEFFICIENTS_JSON.read_text())
+    stored = json.loads(path.read_text())["fits"]
+    refit = write_coefficients(["ice40"], path=path)["fits"]
+    assert sorted(refit) == sorted(stored)
+    assert all(refit[t] == stored[t] for t in stored if t != "ice40")
+    assert json.loads(path.read_text())["fits"]["ice40"]["mac"]["resources"] == stored["ice40"]["mac"]["resources"]
+
+
 def test_xcup_synthesizes_like_xc7_without_dsps():
     """The premise of PRIMITIVES_OF and of the joint Xilinx fit: on every engine stored for both
     families, LUT and FF agree wherever no multiplier maps to a DSP, and FF differs (xcup packs no
