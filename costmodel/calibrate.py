@@ -118,7 +118,8 @@ from quant.formats import IntFormat, MinifloatFormat, all_formats, parse_format
 from .packing import measure_stored
 from .pnr import PNR_CSV
 from .store import (AREA_DELAY_PS, BUFFER_FIELDS, BUFFERS_CSV, CALIBRATION_CSV, CURVE_DELAYS_PS, CURVE_FIELDS,
-                    CURVE_FLAT_LUTS, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS, MULT_CURVES_CSV, FAILURES_CSV, LANE_FIELDS, LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
+                    CURVE_FLAT_LUTS, DOE_CSV, DOE_FIELDS, ENGINE_FIELDS, MULT_CURVES_CSV, FAILURES_CSV, LANE_FIELDS,
+                    LANE_MS, LANES_CSV, MEASURED, META_JSON, MUX_FIELDS,
                     MUXES_CSV, ORDER_CHECK_CSV, PRIM_FIELDS, PRIMITIVES_CSV, SWA_CALIBRATION_CSV, SWA_DOE_CSV,
                     SWA_DOE_FIELDS, SWA_DOE_BOUNDS, SWA_FIELDS, SWABounds, append, config_columns, config_key, done_keys,
                     failed_keys, forget_failure, heldout_keys, now, parse_date, record_failure, replace_row,
