@@ -44,9 +44,9 @@ import pandas as pd  # noqa: E402
 
 from costmodel.calibrate import doe_grid  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
-from costmodel.latency import MACC_FA_LEVEL_NS, _slowest_adder_run_ns, multiplier_budget_ns  # noqa: E402
+from costmodel.latency import MACC_FA_LEVEL_NS, _slowest_adder_run_ns  # noqa: E402
 from costmodel.resources import (_curve_table, _primitive_table, cv_predictions, heldout_rows, model_for,  # noqa: E402
-                                 mult_luts_at, predict_frame)
+                                 mult_forms, predict_frame)
 from hw.engines import config_from_dict  # noqa: E402
 from hw.rtl import abc9_critical_ns, lut_sites, synthesize  # noqa: E402
 from quant.formats import MinifloatFormat, parse_format  # noqa: E402
@@ -98,11 +98,7 @@ def _with_and_without(rows: pd.DataFrame, pred: pd.DataFrame) -> tuple[np.ndarra
     lut = model["resources"]["lut"]
     coef = dict(zip(lut["terms"], lut["coef"]))["mult_measured"]
     f, pairs = frame_features(rows, "ecp5", return_pairs=True)
-    table = _primitive_table("ecp5")
-    pid = f["pair_id"].to_numpy()
-    delay = np.array([table.get(p, 0.0) for p in pairs])[pid]
-    budget = multiplier_budget_ns(f)
-    at = mult_luts_at(pairs, pid, budget, delay, "ecp5")
+    budget, delay, at = mult_forms(f, pairs, "ecp5")
     p = pred["lut"].to_numpy(float)
     return budget, p, p + coef * f["lanes"].to_numpy(float) * (delay - at), at / np.maximum(delay, 1e-9)
 

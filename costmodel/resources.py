@@ -402,6 +402,19 @@ def mult_luts_at(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, budget_n
     return out
 
 
+def mult_forms(f: pd.DataFrame, pairs: Sequence[tuple[str, str]], target: str
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of a :func:`costmodel.features.frame_features` frame ``f`` (format ``pairs`` by its
+    ``pair_id``), ECP5: the multipliers' budget (ns, :func:`costmodel.latency.multiplier_budget_ns`),
+    one multiplier's delay form (LUT sites, ``primitives.csv``; NaN where not measured) and its
+    curve at that budget (:func:`mult_luts_at`)."""
+    pid = f["pair_id"].to_numpy()
+    table = _cached_primitive_table(target)
+    delay = np.array([table.get(p, np.nan) for p in pairs], dtype=float)[pid]
+    budget = multiplier_budget_ns(f)
+    return budget, delay, mult_luts_at(pairs, pid, budget, delay, target)
+
+
 #: a multiplier's curve "acts" where it leaves under this share of the delay form
 CURVE_ACTS = 0.95
 
@@ -414,12 +427,10 @@ def mult_curve_state(f: pd.DataFrame, pairs: Sequence[tuple[str, str]], target: 
     out = np.zeros(len(f), dtype=np.int64)
     if target != "ecp5":
         return out
-    pid = f["pair_id"].to_numpy()
-    budget = multiplier_budget_ns(f)
-    table, curves = _cached_primitive_table(target), _curve_table(target)
-    delay = np.array([table.get(p, np.nan) for p in pairs], dtype=float)[pid]
-    share = mult_luts_at(pairs, pid, budget, delay, target) / np.maximum(delay, 1e-9)
-    stored = np.array([p in curves for p in pairs], dtype=bool)[pid]
+    budget, delay, at = mult_forms(f, pairs, target)
+    share = at / np.maximum(delay, 1e-9)
+    curves = _curve_table(target)
+    stored = np.array([p in curves for p in pairs], dtype=bool)[f["pair_id"].to_numpy()]
     curvable = (f["mf"].to_numpy() > 0) | (f["mult_dsp"].to_numpy() == 0)
     return np.where(budget > 0, np.where(stored, (share < CURVE_ACTS).astype(np.int64), 2 * curvable), 0)
 

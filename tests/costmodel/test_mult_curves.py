@@ -14,7 +14,7 @@ from costmodel import calibrate as C
 from costmodel import store
 from costmodel.features import config_row, frame_features
 from costmodel.latency import multiplier_budget_ns
-from costmodel.resources import _curve_table, _primitive_table, mult_luts_at, predict_frame
+from costmodel.resources import _curve_table, _primitive_table, mult_forms, mult_luts_at, predict_frame
 from hw.arith import multiplier
 from hw.engines import config_from_dict
 from hw.rtl import lut_sites, synth_command, synthesize
@@ -106,10 +106,7 @@ def test_fresh_minifloat_engines_with_slack_cost_what_their_curves_say():
     cfgs = [c for c in C.doe_grid(seed=16, count=6000) if c["engine"] == "dot" and c["pipeline"] >= 1
             and c["lanes"] <= 24 and any(isinstance(parse_format(c[k]), MinifloatFormat) for k in ("wfmt", "afmt"))]
     rows = pd.concat([config_row(config_from_dict(c)) for c in cfgs], ignore_index=True)
-    f, pairs = frame_features(rows, "ecp5", return_pairs=True)
-    table = _primitive_table("ecp5")
-    delay = np.array([table.get(p, np.nan) for p in pairs])[f["pair_id"].to_numpy()]
-    at = mult_luts_at(pairs, f["pair_id"].to_numpy(), multiplier_budget_ns(f), delay, "ecp5")
+    _, delay, at = mult_forms(*frame_features(rows, "ecp5", return_pairs=True), "ecp5")
     keep = np.where(at < 0.85 * delay)[0][:12]
     assert len(keep) == 12
     sites = np.array([lut_sites(r.lut, r.carry, "ecp5") for r in (synthesize(config_from_dict(cfgs[i]), "ecp5")
