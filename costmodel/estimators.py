@@ -246,8 +246,8 @@ class MacEstimator:
         # ECP5: abc9 recovers area on multipliers a slower run of adders gives slack (their curve)
         curves = ["", "; abc9 recovers area on this engine's multipliers (a register after them, a slower run of "
                       "adders behind: costmodel.latency.multiplier_budget_ns): priced at their curve under that delay "
-                      "(data/mult_curves.csv); on 32 fresh such engines the estimate lay from 20 % under to 12 % over "
-                      "Yosys, median 6 % (with the delay form: 6 % under to 45 % over, median 13 %; "
+                      "(data/mult_curves.csv); on 32 fresh such engines the estimate lay from 33 % under to 13 % over "
+                      "Yosys, median 6 % (with the delay form: 6 % under to 51 % over, median 24 %; "
                       "bench/mult_budget.py)",
                   "; a slower run of adders gives this engine's multipliers slack, but their curve is not yet "
                   "measured (python -m costmodel.calibrate mult-curves --target ecp5): priced at their delay form, "
