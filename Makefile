@@ -23,8 +23,9 @@ DOE_HELDOUT_COUNT ?= 200
 DOE_FRESH_COUNT ?= 60
 SWA_DOE_COUNT ?= 120
 SWA_DOE_HELDOUT_COUNT ?= 60
-#: a second held-out SWA draw (seed 2), family:count as it was run
-SWA_FRESH ?= xc7:20 ecp5:20 xcup:12 ice40:12
+#: more held-out SWA draws, family:seed:count as they were run: seed 2 after the terms were chosen on
+#: seed 0's, seed 3 after the int-V magnitude term (swa.INT_V_ABS_SUFFIX) was
+SWA_FRESH ?= xc7:2:20 ecp5:2:20 xcup:2:12 ice40:2:12 xc7:3:20 ecp5:3:20 xcup:3:20
 #: SWA calibration draws grown past SWA_DOE_COUNT (the same seed 1, continued), family:count as it was run
 SWA_MORE ?= xc7:240
 FAMILIES  ?= xc7 xcup ice40 ecp5
@@ -72,8 +73,8 @@ calibrate: $(STAMP)
 	  $(CAL) engines --grid swa-doe --split calibration --count $(SWA_DOE_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	  $(CAL) engines --grid swa-doe --split heldout --count $(SWA_DOE_HELDOUT_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	done
-	for tn in $(SWA_FRESH); do \
-	  $(CAL) engines --grid swa-doe --split heldout --seed 2 --count $${tn##*:} --target $${tn%%:*} --jobs $(JOBS) || exit 1; \
+	for tsn in $(SWA_FRESH); do sn=$${tsn#*:}; \
+	  $(CAL) engines --grid swa-doe --split heldout --seed $${sn%%:*} --count $${tsn##*:} --target $${tsn%%:*} --jobs $(JOBS) || exit 1; \
 	done
 	for tn in $(SWA_MORE); do \
 	  $(CAL) engines --grid swa-doe --split calibration --count $${tn##*:} --target $${tn%%:*} --jobs $(JOBS) || exit 1; \

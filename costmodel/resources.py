@@ -989,8 +989,9 @@ CV_RULE = ("validation = every row of the held-out random draws (data/doe_heldou
            "after the terms were chosen), never fitted on; "
            "terms chosen by 5-fold cross-validation over the calibration rows (fold by the config without its "
            "target: costmodel.resources.config_ids)")
-SWA_CV_RULE = ("validation = every row of the held-out random SWA draws (data/swa_doe_heldout.csv: seed 0, and "
-               "seed 2 drawn after the terms were chosen), never fitted on; terms and fits chosen by 5-fold "
+SWA_CV_RULE = ("validation = every row of the held-out random SWA draws (data/swa_doe_heldout.csv: seed 0, "
+               "seed 2 drawn after the terms were chosen and seed 3 after the int-V terms were added), never "
+               "fitted on; terms and fits chosen by 5-fold "
                "cross-validation over the calibration rows (fold = int(key[:8], 16) % 5)")
 SPLIT_RULE = "validation iff int(key[:8], 16) % 5 == 0 (key = sha1 of [config, target]; costmodel.store.split)"
 #: the command that rewrites data/coefficients.json (every fit in it)

@@ -148,6 +148,22 @@ SWA_CANDIDATES["lut"].update({
 #: design less what Yosys drops): the other resource's terms while one resource's candidates are
 #: cross-validated. Each family's shipped fit picks its own terms and fit by the goal score
 #: (:func:`costmodel.resources.fit_swa`, ``lut_terms_chosen`` / ``ff_terms_chosen``)
+#: every LUT term set with the SV negation (``sv_neg_bits``), also with a signed int V's magnitude
+#: (``v_abs_bits``: the V decoder negates a negative int code, a minifloat V is sign-magnitude):
+#: without it the xc7 fit over-predicts kernels with an unsigned int V by a median 3 % and
+#: under-predicts those with a signed one by 2 % (calibration rows, 2026-12-06)
+INT_V_ABS_SUFFIX = ", int-V magnitude"
+SWA_CANDIDATES["lut"].update({
+    name + INT_V_ABS_SUFFIX: [*terms, "v_abs_bits"]
+    for name, terms in SWA_CANDIDATES["lut"].items() if "sv_neg_bits" in terms})
+#: … and each of those less the SV accumulators' top bits where V is an unsigned int
+#: (``less_sv_acc_top_bits``): each SV term is then a non-negative ``exp_bits + 1 + V bits``-bit
+#: product, so the accumulator's adder above it only carries (2026-12-06: xc7 CV goal score
+#: 0.489 → 0.448)
+UNSIGNED_V_ACC_SUFFIX = ", unsigned-V accumulator top"
+SWA_CANDIDATES["lut"].update({
+    name + UNSIGNED_V_ACC_SUFFIX: [*terms, "less_sv_acc_top_bits"]
+    for name, terms in SWA_CANDIDATES["lut"].items() if "v_abs_bits" in terms})
 SWA_LUT_TERMS = SWA_CANDIDATES["lut"]["… + QKᵀ tree outside the DSP48 cascade, SV accumulators by chunking"]
 SWA_FF_TERMS = SWA_CANDIDATES["ff"]["… + block-RAM score row"]
 SWA_ACTIONS = ["qk_mult", "sv_mult", "score_mult", "add_bits", "exp_reads", "buf_read_bits", "buf_write_bits",
@@ -371,6 +387,11 @@ def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
     ``sv_mult_bits``   lanes · (exp_bits + 1) · V magnitude bits of p·v multipliers in LUTs
     ``sv_lane_bits``   lanes · sv_bits (each SV term's negation)
     ``sv_neg_bits``    the same where V is signed (an unsigned V's sign is constant 0: no negation)
+    ``v_abs_bits``     lanes · V bits where V is a signed int (the V decoder's ``|v|``, a negation;
+                       a minifloat V is sign-magnitude, an unsigned one its own magnitude)
+    ``less_sv_acc_top_bits``  −head_dim · (sv_bits − (exp_bits + 1 + V bits)) where V is an unsigned
+                       int: the accumulator bits above a non-negative SV term, whose adder only
+                       carries there (a negative term: a positive coefficient subtracts)
     ``io_bits``        lanes · (2 · Q/K bits + V bits) (a beat of codes)
     ``ff_counted``     the kernel's register bits (:func:`hw.registers.register_bits`, from the
                        elaborated design) + the memories' flip-flops (``lutram_ff``)
@@ -433,6 +454,9 @@ def swa_features(p: pd.DataFrame, target: str = "xc7") -> pd.DataFrame:
         "sv_mult_bits": lanes * (g("exp_bits") + 1) * g("v_mul_a") * (g("sv_dsp") == 0),
         "sv_lane_bits": lanes * g("sv_bits"),
         "sv_neg_bits": lanes * g("sv_bits") * g("v_signed"),
+        "v_abs_bits": lanes * g("v_bits") * g("v_signed") * (g("v_mf") == 0),
+        "less_sv_acc_top_bits": -g("head_dim") * np.maximum(g("sv_bits") - g("exp_bits") - 1 - g("v_bits"), 0)
+        * ((g("v_signed") == 0) & (g("v_mf") == 0)),
         "io_bits": lanes * (2 * g("qk_bits") + g("v_bits")),
         "ff_counted": g("reg_bits") + mem["ff"],
         # what Yosys drops of them, as negative terms (a positive coefficient subtracts):
