@@ -101,7 +101,7 @@ def swa_table(target: str) -> None:
     # each held-out draw alone: seed 2 was drawn after the terms were chosen with seed 0's figures in
     # view, seed 3 after the int-V magnitude term (costmodel.swa.INT_V_ABS_SUFFIX) was
     d, f = swa_rows(target, heldout=True)
-    if d["seed"].nunique() > 1:
+    if "seed" in d and d["seed"].nunique() > 1:
         y = d["lut"].to_numpy(float)
         rel = (predict_swa(f, model_for(target, "swa")[0], target)["lut"].to_numpy(float) - y) / y
         for seed in sorted(d["seed"].unique()):

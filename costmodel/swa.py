@@ -144,10 +144,6 @@ SWA_CANDIDATES["lut"].update({
     name + SPLIT_MULT_SUFFIX: [c for t in terms
                                for c in (("qk_mult_lut_int", "qk_mult_lut_mf") if t == "qk_mult_lut" else (t,))]
     for name, terms in SWA_CANDIDATES["lut"].items() if "qk_mult_lut" in terms})
-#: the default terms (least CV median + p90 on xc7 until 2026-12-04; FF counted from the elaborated
-#: design less what Yosys drops): the other resource's terms while one resource's candidates are
-#: cross-validated. Each family's shipped fit picks its own terms and fit by the goal score
-#: (:func:`costmodel.resources.fit_swa`, ``lut_terms_chosen`` / ``ff_terms_chosen``)
 #: every LUT term set with the SV negation (``sv_neg_bits``), also with a signed int V's magnitude
 #: (``v_abs_bits``: the V decoder negates a negative int code, a minifloat V is sign-magnitude):
 #: without it the xc7 fit over-predicts kernels with an unsigned int V by a median 3 % and
@@ -164,6 +160,10 @@ UNSIGNED_V_ACC_SUFFIX = ", unsigned-V accumulator top"
 SWA_CANDIDATES["lut"].update({
     name + UNSIGNED_V_ACC_SUFFIX: [*terms, "less_sv_acc_top_bits"]
     for name, terms in SWA_CANDIDATES["lut"].items() if "v_abs_bits" in terms})
+#: the default terms (least CV median + p90 on xc7 until 2026-12-04; FF counted from the elaborated
+#: design less what Yosys drops): the other resource's terms while one resource's candidates are
+#: cross-validated. Each family's shipped fit picks its own terms and fit by the goal score
+#: (:func:`costmodel.resources.fit_swa`, ``lut_terms_chosen`` / ``ff_terms_chosen``)
 SWA_LUT_TERMS = SWA_CANDIDATES["lut"]["… + QKᵀ tree outside the DSP48 cascade, SV accumulators by chunking"]
 SWA_FF_TERMS = SWA_CANDIDATES["ff"]["… + block-RAM score row"]
 SWA_ACTIONS = ["qk_mult", "sv_mult", "score_mult", "add_bits", "exp_reads", "buf_read_bits", "buf_write_bits",

@@ -396,4 +396,4 @@ def test_int_v_terms_count_what_the_sv_unit_builds():
                     else 0 for c in configs]
     assert f["v_abs_bits"].tolist() == signed_int == [24, 0, 0, 0]
     assert (-f["less_sv_acc_top_bits"]).tolist() == unsigned_top
-    assert all(b > 0 for b in unsigned_top[1::3])
+    assert unsigned_top[1] > 0 and unsigned_top[3] > 0  # the uint V kernels have bits above their terms
