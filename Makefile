@@ -25,7 +25,7 @@ SWA_DOE_COUNT ?= 120
 SWA_DOE_HELDOUT_COUNT ?= 60
 #: more held-out SWA draws, family:seed:count as they were run: seed 2 after the terms were chosen on
 #: seed 0's, seed 3 after the int-V magnitude term (swa.INT_V_ABS_SUFFIX) was
-SWA_FRESH ?= xc7:2:20 ecp5:2:20 xcup:2:12 ice40:2:12 xc7:3:20 ecp5:3:20 xcup:3:20
+SWA_FRESH ?= xc7:2:20 ecp5:2:20 xcup:2:12 ice40:2:12 xc7:3:20 ecp5:3:20 xcup:3:20 ice40:3:12
 #: SWA calibration draws grown past SWA_DOE_COUNT (the same seed 1, continued), family:count as it was run
 SWA_MORE ?= xc7:240
 FAMILIES  ?= xc7 xcup ice40 ecp5

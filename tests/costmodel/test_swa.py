@@ -304,7 +304,7 @@ SWA_NOT_MET: dict[str, dict[tuple[str, str], str]] = {
     # after the int-V terms, swa.INT_V_ABS_SUFFIX and UNSIGNED_V_ACC_SUFFIX, were added)
     "xc7": {},  # until 2026-12-06: int Q/K/V LUT median 6.0 % (13 kernels)
     "xcup": {},  # its own fit (resources.pick_swa_fit); 60 kernels of seed 0 + 12 of seed 2 + 20 of seed 3
-    "ice40": {},  # 60 + 12 kernels within iCE40's own draw bounds (costmodel.store.SWA_DOE_FAMILY_BOUNDS)
+    "ice40": {},  # 60 + 12 + 12 kernels within iCE40's own draw bounds (costmodel.store.SWA_DOE_FAMILY_BOUNDS)
     # LUT sites: LUT4 + 2 per CCU2C; every kernel on today's RTL; until 2026-12-06 causal p90 12.2 %
     # and minifloat p90 12.8 %
     "ecp5": {},
