@@ -100,8 +100,7 @@ def stored() -> None:
 
 
 def _sites(cfg: dict) -> int:
-    res = synthesize(config_from_dict(cfg), "ecp5")
-    return int(lut_sites(res.lut, res.carry, "ecp5"))
+    return synthesize(config_from_dict(cfg), "ecp5").lut_sites
 
 
 def fresh(count: int, seed: int = FRESH_SEED, jobs: int = 2) -> None:

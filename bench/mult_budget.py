@@ -48,7 +48,7 @@ from costmodel.latency import MACC_FA_LEVEL_NS, _slowest_adder_run_ns  # noqa: E
 from costmodel.resources import (_curve_table, _primitive_table, cv_predictions, heldout_rows, model_for,  # noqa: E402
                                  mult_forms, predict_frame)
 from hw.engines import config_from_dict  # noqa: E402
-from hw.rtl import abc9_critical_ns, lut_sites, synthesize  # noqa: E402
+from hw.rtl import abc9_critical_ns, synthesize  # noqa: E402
 from quant.formats import MinifloatFormat, parse_format  # noqa: E402
 
 PAIR = ("e4m3ieee", "e2m4")
@@ -149,8 +149,7 @@ def stored() -> None:
 
 
 def _sites(cfg: dict) -> int:
-    res = synthesize(config_from_dict(cfg), "ecp5")
-    return int(lut_sites(res.lut, res.carry, "ecp5"))
+    return synthesize(config_from_dict(cfg), "ecp5").lut_sites
 
 
 def fresh(count: int, seed: int = FRESH_SEED, jobs: int = 2) -> None:

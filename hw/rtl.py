@@ -451,8 +451,7 @@ def abc9_critical_ns(component: Any, target: str = "ecp5", lo_ps: int = 800, hi_
     verilog = component if isinstance(component, str) else verilog_text(component)
 
     def sites(delay_ps: int | None) -> int:
-        r = synthesize(verilog, target, abc9_delay_ps=delay_ps)
-        return lut_sites(r.lut, r.carry, target)
+        return synthesize(verilog, target, abc9_delay_ps=delay_ps).lut_sites
 
     base = sites(None)
     if sites(hi_ps) >= base:

@@ -13,7 +13,7 @@ import pytest
 from costmodel import calibrate as C
 from costmodel import estimate_frame, resources, store
 from costmodel.resources import heldout_rows, lattice_rows
-from hw.rtl import lut_sites, synthesize
+from hw.rtl import synthesize
 from quant.formats import IntFormat, all_formats, parse_format
 
 
@@ -190,8 +190,7 @@ def test_fresh_int16_engines_outside_the_band_within_ten_percent():
     ratio = mux_slack_ratio(frame_features(rows, "ecp5"))
     keep = np.where((ratio < MUX16_AREA_FORM) | (ratio >= MUX16_DELAY_MAPPED))[0][:20]
     rows = rows.iloc[keep].reset_index(drop=True)
-    sites = np.array([lut_sites(r.lut, r.carry, "ecp5") for r in (synthesize(config_from_dict(cfgs[i]), "ecp5")
-                                                                  for i in keep)], dtype=float)
+    sites = np.array([synthesize(config_from_dict(cfgs[i]), "ecp5").lut_sites for i in keep], dtype=float)
     rel = (predict_frame(rows, "ecp5")["lut"].to_numpy(float) - sites) / sites
     assert (ratio[keep] >= MUX16_DELAY_MAPPED).sum() >= 3
     assert (np.abs(rel) <= 0.10).all(), dict(zip(ratio[keep].round(3), rel.round(3)))

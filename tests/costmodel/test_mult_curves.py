@@ -17,7 +17,7 @@ from costmodel.latency import multiplier_budget_ns
 from costmodel.resources import _curve_table, _primitive_table, mult_forms, mult_luts_at, predict_frame
 from hw.arith import multiplier
 from hw.engines import config_from_dict
-from hw.rtl import lut_sites, synth_command, synthesize
+from hw.rtl import synth_command, synthesize
 from quant.formats import MinifloatFormat, parse_format
 
 
@@ -61,8 +61,7 @@ def test_abc9_recovers_area_on_a_multiplier_given_slack():
     under a looser delay target, never more than its delay form, and about half at 100 ns."""
     sites = {}
     for d in (None, 3000, 5000, 100_000):
-        r = synthesize(multiplier("e4m3ieee", "e2m4"), "ecp5", abc9_delay_ps=d)
-        sites[d] = lut_sites(r.lut, r.carry, "ecp5")
+        sites[d] = synthesize(multiplier("e4m3ieee", "e2m4"), "ecp5", abc9_delay_ps=d).lut_sites
     assert sites[None] >= sites[3000] >= sites[5000] >= sites[100_000]
     assert sites[100_000] < 0.7 * sites[None], sites
 
@@ -109,8 +108,7 @@ def test_fresh_minifloat_engines_with_slack_cost_what_their_curves_say():
     _, delay, at = mult_forms(*frame_features(rows, "ecp5", return_pairs=True), "ecp5")
     keep = np.where(at < 0.85 * delay)[0][:12]
     assert len(keep) == 12
-    sites = np.array([lut_sites(r.lut, r.carry, "ecp5") for r in (synthesize(config_from_dict(cfgs[i]), "ecp5")
-                                                                  for i in keep)], dtype=float)
+    sites = np.array([synthesize(config_from_dict(cfgs[i]), "ecp5").lut_sites for i in keep], dtype=float)
     pred = predict_frame(rows.iloc[keep].reset_index(drop=True), "ecp5")["lut"].to_numpy(float)
     lut = model_for("ecp5")[0]["resources"]["lut"]
     coef = dict(zip(lut["terms"], lut["coef"]))["mult_measured"]
