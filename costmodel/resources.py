@@ -99,8 +99,8 @@ family fitted on its own rows is a candidate of the selection too, and loses: CV
 multiplier-formula coefficients over ``data/primitives.csv`` (xc7 syntheses; xcup maps a LUT
 multiplier identically, :data:`PRIMITIVES_OF`). The held-out random draw
 ``data/doe_heldout.csv`` (seed 0, drawn before any fit) is never fitted on; its errors per group
-are the model's stated accuracy (:func:`heldout_report`). Terms and fit (squared or absolute
-relative error, :data:`LUT_FITS`) are chosen by 5-fold cross-validation over calibration rows
+are the model's stated accuracy (:func:`heldout_report`). Terms and fit (squared, absolute, or
+kinked absolute relative error, :data:`LUT_FITS`) are chosen by 5-fold cross-validation over calibration rows
 only, by their distance from issue 15's goals (:func:`select_lut_fit`, :data:`SELECTION_RULE`;
 ``python -m costmodel.resources --cv`` lists every candidate). ``python -m
 costmodel.resources xc7 xcup ice40 ecp5`` refits and writes ``data/coefficients.json`` with the
@@ -111,8 +111,8 @@ Lattice targets (ice40, ecp5)
 Fitted on the bare-engine ``synth_ice40`` / ``synth_ecp5`` runs of the place-and-route sample
 (``data/pnr.csv``, :mod:`costmodel.pnr`) and of the family's random calibration draw: LUT4 (ECP5:
 LUT4 sites, every CCU2C carry cell counted as its two LUT4s, :func:`hw.rtl.lut_sites`, as
-every stored table is read) by NNLS over the :data:`LATTICE_CANDIDATES` term set and :data:`LUT_FITS` fit (squared or
-absolute relative error) that :func:`select_lut_fit` chooses (the Lattice terms, or the engine
+every stored table is read) by NNLS over the :data:`LATTICE_CANDIDATES` term set and :data:`LUT_FITS` fit (squared, absolute
+or kinked absolute relative error) that :func:`select_lut_fit` chooses (the Lattice terms, or the engine
 terms on the family's own standalone multipliers where ``primitives.csv`` holds them),
 errors on the family's held-out random draw; FF = the structural register count (no coefficient), DSP = SB_MAC16 (none: ``synth_ice40``
 infers none by default) / MULT18X18D by the ``synth_ecp5`` rule, BRAM = 0. ``tests/costmodel/
@@ -790,6 +790,35 @@ def _nnls_rel_l1(X: np.ndarray, y: np.ndarray, floor: float = 10.0, offset: np.n
     return coef
 
 
+#: relative error (a fraction) beyond which :func:`_lp_rel_kinked` weighs each row's error twice:
+#: issue 15's median goal (:data:`LUT_GOALS`)
+KINK = 0.05
+
+
+def _lp_rel_kinked(X: np.ndarray, y: np.ndarray, floor: float = 10.0, offset: np.ndarray | float = 0.0,
+                   kink: float = KINK) -> np.ndarray:
+    """Non-negative least absolute relative error with the part of each row's error beyond
+    ``kink`` counted twice: min over ``coef >= 0`` of sum_i |r_i| + max(|r_i| - kink, 0), ``r`` =
+    :func:`_nnls_rel`'s scaled residuals, as a linear program (HiGHS). Where absolute error lets
+    the few far-off rows lie (their weight no more than any other's), this pulls them in by the
+    rule that scores a fit (:func:`goal_score`: a missed goal weighs twice)."""
+    from scipy import sparse  # heavy: scipy
+    from scipy.optimize import linprog  # heavy: scipy
+
+    s = 1.0 / np.maximum(y, floor)
+    A, b = sparse.csr_matrix(X * s[:, None]), (y - offset) * s
+    n, k = A.shape
+    eye = sparse.identity(n, format="csr")
+    # variables: coef (k), the residual's positive and negative parts (n each), its excess beyond
+    # the kink (n): A coef - pos + neg = b, excess >= pos + neg - kink
+    res = linprog(np.r_[np.zeros(k), np.ones(3 * n)], A_eq=sparse.hstack([A, -eye, eye, sparse.csr_matrix((n, n))]),
+                  b_eq=b, A_ub=sparse.hstack([sparse.csr_matrix((n, k)), eye, eye, -eye]), b_ub=np.full(n, kink),
+                  bounds=(0, None), method="highs")
+    if res.status != 0:
+        raise ResourceModelError(f"the kinked relative-error fit found no solution: {res.message}")
+    return res.x[:k]
+
+
 #: folds of the cross-validation that chooses the model's terms (``int(id[:8], 16) % 5`` of a
 #: sha1 hex id: the config's own, :func:`config_ids`, for dot/sparse rows)
 CV_FOLDS = 5
@@ -818,8 +847,10 @@ def config_ids(rows: pd.DataFrame) -> pd.Series:
 
 #: the LUT fits every family chooses from by 5-fold CV (:func:`select_lut_fit`), with its term
 #: sets (ECP5's calibration rows hold a few engines far off any term set, −30 % to +40 %; squares
-#: let them tilt every coefficient)
-LUT_FITS = {"least squares of relative error": _nnls_rel, "least absolute relative error": _nnls_rel_l1}
+#: let them tilt every coefficient, absolute error lets them lie; the kinked fit, added on
+#: 2026-12-06, weighs the error beyond 5 % twice, as the goal score weighs a missed goal)
+LUT_FITS = {"least squares of relative error": _nnls_rel, "least absolute relative error": _nnls_rel_l1,
+            "least absolute relative error, beyond 5 % counted twice": _lp_rel_kinked}
 
 
 def _counted(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -837,6 +868,9 @@ def _method(fitter) -> str:
     """How ``fitter`` (one of :data:`FF_FITS`) fits, for the record's ``method``."""
     if fitter is _counted:
         return "counted: every term at coefficient 1, no fit"
+    if fitter is _lp_rel_kinked:
+        return (f"scipy.optimize.linprog (HiGHS) on rows scaled by 1/max(y, 10): least sum of |relative residual| + "
+                f"max(|relative residual| - {KINK}, 0), coefficients >= 0")
     return METHOD if fitter is _nnls_rel else (
         "scipy.optimize.nnls on rows scaled by 1/max(y, 10), reweighted 10 times by 1/sqrt(max(|relative residual|, "
         "0.01)) (least absolute relative error)")
@@ -847,7 +881,7 @@ def lut_fit_of(record: dict) -> tuple[list[str], object, tuple[str, ...] | None]
     terms of the lane model (:func:`with_lane_model`) that sits on them (the terms are then its
     fallback's; None without one)."""
     res = record["resources"]
-    fitter = _nnls_rel if record.get("method", METHOD) == METHOD else _nnls_rel_l1
+    fitter = {_method(f): f for f in LUT_FITS.values()}[record.get("method", METHOD)]
     if "lut_lane_unmeasured" not in res:
         return res["lut"]["terms"], fitter, None
     fallback = res["lut_lane_unmeasured"]["terms"]
@@ -899,8 +933,8 @@ def select_lut_fit(rows: pd.DataFrame, matrix, candidates: dict[str, list[str]],
     ``scored`` rows (the random calibration draw) by ``folds``-fold CV over all calibration
     ``rows`` (folds by :func:`config_ids`); ``matrix(terms)`` is the LUT design matrix of
     ``rows``; ``pools`` maps a name suffix to the row masks fitted apart (default: all rows
-    together, suffix ""). Returns the chosen name (a least-absolute fit named with ", least
-    absolute relative error" after its terms, then the pool's suffix), every candidate ``name ->
+    together, suffix ""). Returns the chosen name (a fit other than squares named with its
+    :data:`LUT_FITS` key after its terms, then the pool's suffix), every candidate ``name ->
     (terms, fitter, pool suffix)``, their scores, and their out-of-fold LUTs (rounded, as
     predicted)."""
     y = rows["lut"].to_numpy(dtype=float)
