@@ -21,6 +21,8 @@ DOE_COUNT ?= 400
 DOE_HELDOUT_COUNT ?= 200
 #: a second held-out draw (seed 2), added after the model's terms were chosen on seed 0's
 DOE_FRESH_COUNT ?= 60
+#: more held-out draws, family:seed:count as they were run: ECP5 seed 4 after its calibration draw was doubled
+DOE_FRESH ?= ecp5:4:100
 SWA_DOE_COUNT ?= 120
 SWA_DOE_HELDOUT_COUNT ?= 60
 #: more held-out SWA draws, family:seed:count as they were run: seed 2 after the terms were chosen on
@@ -28,6 +30,9 @@ SWA_DOE_HELDOUT_COUNT ?= 60
 SWA_FRESH ?= xc7:2:20 ecp5:2:20 xcup:2:12 ice40:2:12 xc7:3:20 ecp5:3:20 xcup:3:20 ice40:3:12
 #: SWA calibration draws grown past SWA_DOE_COUNT (the same seed 1, continued), family:count as it was run
 SWA_MORE ?= xc7:240
+#: dot / sparse calibration draws grown past DOE_COUNT (the same seed 1, continued), family:count as it was run:
+#: ECP5, whose abc9 tail is the model's widest (fourteenth session)
+DOE_MORE ?= ecp5:800
 FAMILIES  ?= xc7 xcup ice40 ecp5
 #: families with their own standalone multipliers (xcup uses xc7's: same fabric; its memories differ)
 PRIMITIVE_FAMILIES ?= xc7 ice40 ecp5
@@ -83,6 +88,12 @@ calibrate: $(STAMP)
 	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	  $(CAL) engines --grid doe --split heldout --count $(DOE_HELDOUT_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	  $(CAL) engines --grid doe --split heldout --seed 2 --count $(DOE_FRESH_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
+	done
+	for tsn in $(DOE_FRESH); do sn=$${tsn#*:}; \
+	  $(CAL) engines --grid doe --split heldout --seed $${sn%%:*} --count $${tsn##*:} --target $${tsn%%:*} --jobs $(JOBS) || exit 1; \
+	done
+	for tn in $(DOE_MORE); do \
+	  $(CAL) engines --grid doe --split calibration --count $${tn##*:} --target $${tn%%:*} --jobs $(JOBS) || exit 1; \
 	done
 	# last: a family's lanes start with those of its stored sparse calibration engines
 	for t in $(LANE_FAMILIES); do $(CAL) lanes --target $$t --jobs $(JOBS) || exit 1; done

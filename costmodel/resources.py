@@ -111,7 +111,7 @@ Lattice targets (ice40, ecp5)
 Fitted on the bare-engine ``synth_ice40`` / ``synth_ecp5`` runs of the place-and-route sample
 (``data/pnr.csv``, :mod:`costmodel.pnr`) and of the family's random calibration draw: LUT4 (ECP5:
 LUT4 sites, every CCU2C carry cell counted as its two LUT4s, :func:`hw.rtl.lut_sites`, as
-every stored table is read) by NNLS over the :data:`LATTICE_CANDIDATES` term set and :data:`LUT_FITS` fit (squared, absolute
+every stored table is read) by a non-negative fit over the :data:`LATTICE_CANDIDATES` term set and :data:`LUT_FITS` fit (squared, absolute
 or kinked absolute relative error) that :func:`select_lut_fit` chooses (the Lattice terms, or the engine
 terms on the family's own standalone multipliers where ``primitives.csv`` holds them),
 errors on the family's held-out random draw; FF = the structural register count (no coefficient), DSP = SB_MAC16 (none: ``synth_ice40``
@@ -1019,8 +1019,8 @@ def _sha256(path: Path) -> str:
 
 #: how every fit is made and how its rows are held out (one rule for every engine and target)
 METHOD = "scipy.optimize.nnls on rows scaled by 1/max(y, 10) (relative error)"
-CV_RULE = ("validation = every row of the held-out random draws (data/doe_heldout.csv: seed 0, and seed 2 drawn "
-           "after the terms were chosen), never fitted on; "
+CV_RULE = ("validation = every row of the held-out random draws (data/doe_heldout.csv: seed 0, seed 2 drawn "
+           "after the terms were chosen and, ECP5, seed 4 after its calibration draw was doubled), never fitted on; "
            "terms chosen by 5-fold cross-validation over the calibration rows (fold by the config without its "
            "target: costmodel.resources.config_ids)")
 SWA_CV_RULE = ("validation = every row of the held-out random SWA draws (data/swa_doe_heldout.csv: seed 0, "
