@@ -19,10 +19,9 @@ JOBS    ?= 2
 
 DOE_COUNT ?= 400
 DOE_HELDOUT_COUNT ?= 200
-#: a second held-out draw (seed 2), added after the model's terms were chosen on seed 0's
-DOE_FRESH_COUNT ?= 60
-#: more held-out draws, family:seed:count as they were run: ECP5 seed 4 after its calibration draw was doubled
-DOE_FRESH ?= ecp5:4:100
+#: more held-out draws, family:seed:count as they were run: seed 2 after the model's terms were chosen on
+#: seed 0's, ECP5's seed 4 after its calibration draw was doubled
+DOE_FRESH ?= xc7:2:60 xcup:2:60 ice40:2:60 ecp5:2:60 ecp5:4:100
 SWA_DOE_COUNT ?= 120
 SWA_DOE_HELDOUT_COUNT ?= 60
 #: more held-out SWA draws, family:seed:count as they were run: seed 2 after the terms were chosen on
@@ -87,7 +86,6 @@ calibrate: $(STAMP)
 	for t in $(FAMILIES); do \
 	  $(CAL) engines --grid doe --split calibration --count $(DOE_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	  $(CAL) engines --grid doe --split heldout --count $(DOE_HELDOUT_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
-	  $(CAL) engines --grid doe --split heldout --seed 2 --count $(DOE_FRESH_COUNT) --target $$t --jobs $(JOBS) || exit 1; \
 	done
 	for tsn in $(DOE_FRESH); do sn=$${tsn#*:}; \
 	  $(CAL) engines --grid doe --split heldout --seed $${sn%%:*} --count $${tsn##*:} --target $${tsn%%:*} --jobs $(JOBS) || exit 1; \

@@ -876,12 +876,17 @@ def _method(fitter) -> str:
         "0.01)) (least absolute relative error)")
 
 
+def fitter_of(method: str):
+    """The fitter (one of :data:`FF_FITS`) whose :func:`_method` is a stored record's ``method``."""
+    return {_method(fit): fit for fit in FF_FITS.values()}[method]
+
+
 def lut_fit_of(record: dict) -> tuple[list[str], object, tuple[str, ...] | None]:
     """The LUT terms and fitter (one of :data:`LUT_FITS`) of a stored fit ``record``, and the lane
     terms of the lane model (:func:`with_lane_model`) that sits on them (the terms are then its
     fallback's; None without one)."""
     res = record["resources"]
-    fitter = {_method(f): f for f in LUT_FITS.values()}[record.get("method", METHOD)]
+    fitter = fitter_of(record.get("method", METHOD))
     if "lut_lane_unmeasured" not in res:
         return res["lut"]["terms"], fitter, None
     fallback = res["lut_lane_unmeasured"]["terms"]
@@ -1425,9 +1430,8 @@ def swa_config_ids(d: pd.DataFrame) -> pd.Series:
 
 def _swa_fit_of(record: dict) -> tuple[list[str], list[str], dict]:
     """The LUT terms, FF terms and fitters (:data:`FF_FITS`, per resource) of a stored SWA fit."""
-    by_method = {_method(fit): fit for fit in FF_FITS.values()}
     return (record["resources"]["lut"]["terms"], record["resources"]["ff"]["terms"],
-            {res: by_method[m] for res, m in record["method"].items()})
+            {res: fitter_of(m) for res, m in record["method"].items()})
 
 
 def _cross_family_oof(record: dict, fitted: str, target: str, d: pd.DataFrame, f: pd.DataFrame,
