@@ -33,7 +33,7 @@ from hw.arith import ConfigError, acc_bits, product_bits, product_range
 from hw.engine import register_points, tree_levels
 from quant.formats import IntFormat, parse_format
 
-from .maccmap import macc, product_rows, word
+from .maccmap import full_adder_bits, macc, product_rows, word
 
 __all__ = ["pair_props", "mult_dsp", "buffer_cost", "write_port_glue", "MemoryCell", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
            "FEATURE_COLUMNS"]
@@ -173,7 +173,7 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "full_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "reg_msb_kept", "reg_msb_kept_dsp", "macc_signext_bits", "macc_terms", "macc_term_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "reg_msb_kept", "reg_msb_kept_dsp", "macc_signext_bits", "macc_terms", "macc_term_bits", "macc_fa_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
 #: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
@@ -274,6 +274,78 @@ def _register_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
     return table[pair_id]
 
 
+class _Tree(NamedTuple):
+    """A ``lanes``-term :class:`hw.adder_tree.AdderTree` with the registers of ``pipeline`` as a
+    netlist: node kinds (``product``, ``add``, ``reg``), operands, the registers of each level,
+    the adders in level order, and the terms the accumulator's adder sums (the last level's)."""
+
+    kind: list[str]
+    ins: list[tuple[int, ...]]
+    levels: dict[int, list[int]]
+    adders: list[int]
+    root: int
+
+
+def _adder_tree(lanes: int, pipeline: int) -> _Tree:
+    """:class:`_Tree` of a ``lanes``-term adder tree with the registers of ``pipeline``."""
+    regs = set(register_points(lanes, pipeline))
+    kind: list[str] = []
+    ins: list[tuple[int, ...]] = []
+
+    def node(k: str, operands: tuple[int, ...] = ()) -> int:
+        kind.append(k)
+        ins.append(operands)
+        return len(kind) - 1
+
+    levels: dict[int, list[int]] = {}
+    adders: list[int] = []
+    terms = [node("product") for _ in range(int(lanes))]
+    for lvl in range(tree_levels(lanes) + 1):
+        if lvl:
+            sums = [node("add", (terms[2 * i], terms[2 * i + 1])) for i in range(len(terms) // 2)]
+            adders += sums
+            terms = sums + ([terms[-1]] if len(terms) % 2 else [])
+        if lvl in regs:
+            terms = levels[lvl] = [node("reg", (t,)) for t in terms]
+    return _Tree(kind, ins, levels, adders, terms[0])
+
+
+@lru_cache(maxsize=None)
+def macc_full_adders(lanes: int, pipeline: int, prod_bits: int, signed: bool, acc_bits: int) -> int:
+    """Full-adder bits (:func:`costmodel.maccmap.full_adder_bits`) of the ``$macc`` that sums a
+    ``lanes``-term tree's terms after its last pipeline register (the products without one) into
+    the accumulator.
+
+    ``alumacc`` merges every adder read only by another adder into its reader: the levels after
+    the last register and the accumulator's adder become one ``$macc`` of those terms and the
+    accumulator (``acc_bits`` wide), each term sign-extended (``signed``: a product of
+    ``prod_bits`` bits, a sum one bit wider than its wider operand, at most ``acc_bits``). An
+    unsigned tree's sum enters the signed accumulator's adder zero-extended: it is merged only
+    where it reaches the accumulator's width, else its own ``$macc`` (of three or more terms) feeds a
+    plain adder. An unsigned term's top bit is a constant 0 and takes no full adder. Checked
+    against the ``$fa`` cells of Yosys 0.70's ``maccmap`` on ECP5 engines
+    (``tests/costmodel/test_resources.py``)."""
+    tree = _adder_tree(lanes, pipeline)
+    width = [0] * len(tree.kind)
+    for n, k in enumerate(tree.kind):  # data bits of each node
+        ops = tree.ins[n]
+        width[n] = (prod_bits - (not signed) if k == "product" else width[ops[0]] if k == "reg"
+                    else min(max(width[i] for i in ops) + 1, acc_bits))
+    top, terms, todo = tree.root, [], [tree.root]
+    while todo:  # the terms after the last register: open the merged adders
+        n = todo.pop(0)
+        if tree.kind[n] == "add":
+            todo += tree.ins[n]
+        else:
+            terms.append(n)
+    merged_acc = signed or width[top] >= acc_bits
+    out = acc_bits if merged_acc else width[top]
+    rows = [word(width[n] + (not signed), width[n], out) for n in terms]
+    if merged_acc:
+        rows.append(word(acc_bits, acc_bits, out))
+    return full_adder_bits(rows, out) if len(rows) >= 3 else 0
+
+
 @lru_cache(maxsize=None)
 def _msb_kept(lanes: int, pipeline: int, fold: tuple[int, int] | None = None) -> tuple[tuple[int, int], ...]:
     """Per tree level (0 = the products) of a ``lanes``-term :class:`hw.adder_tree.AdderTree`
@@ -302,27 +374,8 @@ def _msb_kept(lanes: int, pipeline: int, fold: tuple[int, int] | None = None) ->
     ``tests/costmodel/test_resources.py``): a register of a ``$macc`` the wave did not reach
     (a 3-term root ``(a + b) + c`` after a register, the first pair's 4-term sum) keeps the bit.
     """
-    regs = set(register_points(lanes, pipeline))
-    kind: list[str] = []
-    ins: list[tuple[int, ...]] = []
-    const: list[bool] = []
-
-    def node(k: str, operands: tuple[int, ...] = (), c: bool = False) -> int:
-        kind.append(k)
-        ins.append(operands)
-        const.append(c)
-        return len(kind) - 1
-
-    levels: dict[int, list[int]] = {}
-    adders: list[int] = []
-    terms = [node("product", c=True) for _ in range(int(lanes))]
-    for lvl in range(tree_levels(lanes) + 1):
-        if lvl:
-            sums = [node("add", (terms[2 * i], terms[2 * i + 1])) for i in range(len(terms) // 2)]
-            adders += sums
-            terms = sums + ([terms[-1]] if len(terms) % 2 else [])
-        if lvl in regs:
-            terms = levels[lvl] = [node("reg", (t,)) for t in terms]
+    kind, ins, levels, adders, _ = _adder_tree(lanes, pipeline)
+    const = [k == "product" for k in kind]
     ffs = [r for lvl in sorted(levels) for r in levels[lvl]]
     if adders:
         adders = adders[1:] + adders[:1]  # the tree's first adder is visited last
@@ -751,6 +804,11 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # (1 term: acc + partial, a plain adder)
     f["macc_terms"] = last_terms
     f["macc_term_bits"] = last_bits
+    # the full adders maccmap lays out for that $macc (a fabric one: priced where it is)
+    shape = np.column_stack([lanes, pipe, pb, unsigned, acc_w]).astype(np.int64)
+    uniq, inv = np.unique(shape, axis=0, return_inverse=True)
+    f["macc_fa_bits"] = np.array([macc_full_adders(int(ln), int(p), int(b), not u, int(w)) for ln, p, b, u, w in uniq],
+                                 dtype=np.int64)[inv.reshape(-1)] if len(uniq) else np.zeros(0, np.int64)
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()
     m = cfg["m"].to_numpy()

@@ -1,4 +1,5 @@
-"""Which adder output bits are constant once Yosys maps the adders to gates (iCE40).
+"""Yosys' ``maccmap`` replayed: which adder output bits are constant once Yosys maps the adders
+to gates (iCE40), and how many full adders a ``$macc`` takes (every family's fabric).
 
 ``synth_ice40`` maps every ``$alu`` to a chain of ``SB_CARRY`` cells and LUT4 sum bits
 (``techlibs/ice40/arith_map.v``), and ``ice40_opt`` replaces a ``SB_CARRY`` with two constant-0
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["Bits", "word", "product_rows", "carry_chain", "macc"]
+__all__ = ["Bits", "word", "product_rows", "carry_chain", "macc", "full_adder_bits"]
 
 #: one bit per position, LSB first: None = constant 0 at ``maccmap`` time, False = a wire that
 #: folds to 0 on the gates, True = data
@@ -57,21 +58,23 @@ def carry_chain(a: Bits, b: Bits, ci: bool | None = None) -> Bits:
     return out
 
 
-def _fulladd(rows: Sequence[Bits], width: int) -> tuple[Bits, Bits]:
-    """``maccmap``'s ``$fa`` over three rows, its constant-0 ends trimmed: (sum, carry) rows."""
+def _fulladd(rows: Sequence[Bits], width: int) -> tuple[Bits, Bits, int]:
+    """``maccmap``'s ``$fa`` over three rows, its constant-0 ends trimmed: (sum, carry) rows and
+    the cell's width (bits)."""
     live = [k for k in range(width) if any(r[k] is not None for r in rows)]
     s: Bits = [None] * width
     c: Bits = [None] * width
-    if live:
-        for k in range(live[0], live[-1] + 1):
-            n = sum(bool(r[k]) for r in rows)
-            s[k], c[k] = n >= 1, n >= 2
-    return s, c
+    if not live:
+        return s, c, 0
+    for k in range(live[0], live[-1] + 1):
+        n = sum(bool(r[k]) for r in rows)
+        s[k], c[k] = n >= 1, n >= 2
+    return s, c, live[-1] - live[0] + 1
 
 
-def macc(addends: Sequence[Bits], width: int) -> Bits:
-    """Output bits of a ``$macc`` of ``addends`` (rows of ``width`` bits, :func:`word` /
-    :func:`product_rows`) after ``maccmap`` and the carry chain's constant folding."""
+def _maccmap(addends: Sequence[Bits], width: int) -> tuple[Bits, int]:
+    """``maccmap`` of ``addends`` (rows of ``width`` bits): the output bits after the carry
+    chain's constant folding, and the full-adder bits of its ``$fa`` rounds."""
     columns: list[list[bool]] = [[] for _ in range(width)]
     for row in addends:
         for k, bit in enumerate(row[:width]):
@@ -93,15 +96,17 @@ def macc(addends: Sequence[Bits], width: int) -> Bits:
             for k in deepest:
                 tree_bits += [columns[k].pop(0)] * (1 << k)
     if not summands:
-        return [None] * width
+        return [None] * width, 0
     if len(summands) == 1:
-        return summands[0]
+        return summands[0], 0
+    adders = 0
     while len(summands) > 2:
         nxt: list[Bits] = []
         i = 0
         while i < len(summands):
             if i + 2 < len(summands):
-                s, c = _fulladd(summands[i:i + 3], width)
+                s, c, n = _fulladd(summands[i:i + 3], width)
+                adders += n
                 extra = tree_bits.pop() if tree_bits else None
                 nxt += [s, [extra] + c[:width - 1]]
                 i += 3
@@ -110,4 +115,16 @@ def macc(addends: Sequence[Bits], width: int) -> Bits:
                 i += 1
         summands = nxt
     ci = tree_bits.pop() if tree_bits else None
-    return carry_chain(summands[0], summands[-1], ci)
+    return carry_chain(summands[0], summands[-1], ci), adders
+
+
+def macc(addends: Sequence[Bits], width: int) -> Bits:
+    """Output bits of a ``$macc`` of ``addends`` (rows of ``width`` bits, :func:`word` /
+    :func:`product_rows`) after ``maccmap`` and the carry chain's constant folding."""
+    return _maccmap(addends, width)[0]
+
+
+def full_adder_bits(addends: Sequence[Bits], width: int) -> int:
+    """Full adders ``maccmap`` lays out to reduce ``addends`` (rows of ``width`` bits) to the two
+    rows of its final ``$alu``: the summed width of its ``$fa`` cells (bits)."""
+    return _maccmap(addends, width)[1]

@@ -42,10 +42,12 @@ multiply-accumulate merge
                 or all of them, merged with the accumulator's adder): LUTs per sign-extension
                 bit of its signed operands, each extended to the accumulator's width
                 (``macc_signext_fabric``, ``features.macc_signext_bits``), and per full adder
-                of maccmap's compressor, ``(terms − 1) · acc_bits`` for a signed product
-                (``macc_fa_signed``, ``features.macc_terms``: on ECP5, whose CCU2C carry chains
-                leave a plain adder's sum bits out of the LUT4 count, the bulk of an int × int
-                DSP engine's LUT4s);
+                of maccmap's compressor, as it lays them out (``macc_fa``,
+                ``features.macc_full_adders``: signed and unsigned terms at their own widths,
+                checked against Yosys' ``$fa`` cells; until 2026-12-07 ``(terms − 1) ·
+                acc_bits`` for a signed product only, ``macc_fa_signed``: on ECP5, whose CCU2C
+                carry chains leave a plain adder's sum bits out of the LUT4 count, the bulk of
+                an int × int DSP engine's LUT4s);
 accumulator     LUTs per accumulator bit, minifloat and integer engines apart (about 1.7: the
                 adder and its clear; a minifloat engine's by where its significand products lie,
                 as its adders); one LUT per bit where Yosys packs the accumulator into a
@@ -249,6 +251,8 @@ CANDIDATES = {
     "terms of 2026-12-04 night (those + the sparse engines' multipliers apart + the fabric $macc's full adders)":
         LUT_TERMS,
     "2026-12-04 night terms + the index mux's bits apart for minifloat and integer engines": LUT_TERMS + ["mux_bits_mf", "mux_bits_int"],
+    "2026-12-04 night terms, the fabric $macc's full adders as maccmap lays them out": [
+        *_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa"],
     "the standalone multiplier formula scaled by one coefficient, the rest of 2026-12-04 night": [
         "const", "mult_measured", "mult_formula", *_REST_TERMS, *_STRUCTURE_TERMS],
     "the multiplier formula fitted on the standalone multipliers (primitives.csv), dense and sparse apart": [
@@ -714,6 +718,11 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     terms_in = f["macc_terms"].to_numpy(dtype=float)
     cols["macc_fa_signed"] = (np.maximum(terms_in - 1, 0) * acc * (~fold & ~int_lut_macc)
                               * (f["unsigned_product"].to_numpy() == 0))
+    # the same full adders counted as maccmap lays them out (a Lattice candidate;
+    # features.macc_full_adders): an unsigned tree's terms too, each at its own width, their
+    # constant top bits taking none (ECP5, seed-4 held-out draw, 28 lanes uint6 x uint6, pipeline
+    # 1: 1,079 LUT4, 28 % over the terms above, which price its 28-term $macc at nothing)
+    cols["macc_fa"] = f["macc_fa_bits"].to_numpy(dtype=float) * (~fold & ~int_lut_macc)
     # the minifloat aligners' shifter mux bits in front of an unpipelined multi-operand sum (a
     # Lattice candidate): synth_ecp5 maps LUTs with abc9, which maps for delay, and duplicates the
     # aligners' logic that feeds the $macc's full adders and the carry chain behind them. ECP5,
@@ -1631,7 +1640,11 @@ LATTICE_CANDIDATES = {
     "those + the sparse engines' multipliers apart, the index mux's bits apart for minifloat and integer engines": [
         *_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa_signed", "aligner_dup_p0", "mult_measured_sparse",
         "mux_bits_mf", "mux_bits_int"],
-    "the terms of 2026-12-04 night, the family's own multipliers": LUT_TERMS}
+    "the terms of 2026-12-04 night, the family's own multipliers": LUT_TERMS,
+    "those + the sparse engines' multipliers apart, the index mux's bits apart for minifloat and integer engines, "
+    "the fabric $macc's full adders as maccmap lays them out": [
+        *_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa", "aligner_dup_p0", "mult_measured_sparse",
+        "mux_bits_mf", "mux_bits_int"]}
 
 
 def fit_lattice(target: str) -> dict:
