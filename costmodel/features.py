@@ -277,7 +277,7 @@ def _register_matrix(lanes: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
 class _Tree(NamedTuple):
     """A ``lanes``-term :class:`hw.adder_tree.AdderTree` with the registers of ``pipeline`` as a
     netlist: node kinds (``product``, ``add``, ``reg``), operands, the registers of each level,
-    the adders in level order, and the terms the accumulator's adder sums (the last level's)."""
+    the adders in level order, and the tree's last term (what the accumulator's adder adds)."""
 
     kind: list[str]
     ins: list[tuple[int, ...]]
@@ -331,15 +331,15 @@ def macc_full_adders(lanes: int, pipeline: int, prod_bits: int, signed: bool, ac
         ops = tree.ins[n]
         width[n] = (prod_bits - (not signed) if k == "product" else width[ops[0]] if k == "reg"
                     else min(max(width[i] for i in ops) + 1, acc_bits))
-    top, terms, todo = tree.root, [], [tree.root]
+    terms, todo = [], [tree.root]
     while todo:  # the terms after the last register: open the merged adders
         n = todo.pop(0)
         if tree.kind[n] == "add":
             todo += tree.ins[n]
         else:
             terms.append(n)
-    merged_acc = signed or width[top] >= acc_bits
-    out = acc_bits if merged_acc else width[top]
+    merged_acc = signed or width[tree.root] >= acc_bits
+    out = acc_bits if merged_acc else width[tree.root]
     rows = [word(width[n] + (not signed), width[n], out) for n in terms]
     if merged_acc:
         rows.append(word(acc_bits, acc_bits, out))
@@ -826,11 +826,15 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     # (1 term: acc + partial, a plain adder)
     f["macc_terms"] = last_terms
     f["macc_term_bits"] = last_bits
-    # the full adders maccmap lays out for that $macc (a fabric one: priced where it is)
-    shape = np.column_stack([lanes, pipe, pb, unsigned, acc_w]).astype(np.int64)
+    # the full adders maccmap lays out for that $macc (a fabric one: priced where it is); one
+    # term and the accumulator are a plain adder: none
+    fa_bits = np.zeros(len(lanes), dtype=np.int64)
+    summed = last_terms >= 2
+    shape = np.column_stack([lanes, pipe, pb, unsigned, acc_w])[summed].astype(np.int64)
     uniq, inv = np.unique(shape, axis=0, return_inverse=True)
-    f["macc_fa_bits"] = np.array([macc_full_adders(int(ln), int(p), int(b), not u, int(w)) for ln, p, b, u, w in uniq],
-                                 dtype=np.int64)[inv.reshape(-1)] if len(uniq) else np.zeros(0, np.int64)
+    fa_bits[summed] = np.array([macc_full_adders(int(ln), int(p), int(b), not u, int(w)) for ln, p, b, u, w in uniq],
+                               dtype=np.int64)[inv.reshape(-1)]
+    f["macc_fa_bits"] = fa_bits
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()
     m = cfg["m"].to_numpy()

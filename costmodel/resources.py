@@ -718,10 +718,10 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     terms_in = f["macc_terms"].to_numpy(dtype=float)
     cols["macc_fa_signed"] = (np.maximum(terms_in - 1, 0) * acc * (~fold & ~int_lut_macc)
                               * (f["unsigned_product"].to_numpy() == 0))
-    # the same full adders counted as maccmap lays them out (a Lattice candidate;
+    # the same full adders counted as maccmap lays them out (a candidate of every family;
     # features.macc_full_adders): an unsigned tree's terms too, each at its own width, their
     # constant top bits taking none (ECP5, seed-4 held-out draw, 28 lanes uint6 x uint6, pipeline
-    # 1: 1,079 LUT4, 28 % over the terms above, which price its 28-term $macc at nothing)
+    # 1: 1,079 LUT sites, 28 % under the terms above, which price its 28-term $macc at nothing)
     cols["macc_fa"] = f["macc_fa_bits"].to_numpy(dtype=float) * (~fold & ~int_lut_macc)
     # the minifloat aligners' shifter mux bits in front of an unpipelined multi-operand sum (a
     # Lattice candidate): synth_ecp5 maps LUTs with abc9, which maps for delay, and duplicates the
