@@ -55,7 +55,7 @@ demo: $(STAMP)
 	$(VENV)/bin/paretofab demo
 
 test: $(STAMP)
-	$(VPY) -m pytest -n $(JOBS) -q
+	$(VPY) -m pytest -n $(JOBS) -q --durations=25
 
 test-slow: $(STAMP)
 	$(VPY) -m pytest -n $(JOBS) -q -m slow

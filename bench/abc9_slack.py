@@ -74,12 +74,12 @@ def _rule(rows: pd.DataFrame, pred: pd.DataFrame) -> tuple[pd.DataFrame, np.ndar
     on DSP multipliers, for ECP5 ``rows`` and their predictions ``pred``."""
     model, _ = model_for("ecp5")
     lut = model["resources"]["lut"]
-    c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_int_m16"]
+    c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_mux_m16"]
     f = frame_features(rows, "ecp5")
     cols = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]
-    mapped = cols["lane_excess_int_m16_delay_mapped"]
+    mapped = cols["lane_excess_mux_m16_delay_mapped"]
     p = pred["lut"].to_numpy(float)
-    keep = ((f["mf"] == 0) & (f["mult_dsp"] > 0)).to_numpy() & (cols["lane_excess_int_m16"] + mapped > 0)
+    keep = ((f["mf"] == 0) & (f["mult_dsp"] > 0)).to_numpy() & (cols["lane_excess_mux_m16"] + mapped > 0)
     return f, mux_slack_ratio(f), p, p - (1 - c16) * mapped, keep
 
 

@@ -222,13 +222,16 @@ def _slowest_adder_run_ns(f, fa_level_ns: float = _LUT4) -> np.ndarray:
 
 def mux_slack_ratio(f) -> np.ndarray:
     """ECP5 (abc9's view, :data:`ABC9_ECP5`): each engine's sparse index-mux segment (registers →
-    mux → MULT18X18D, delay-mapped: ``mux_levels`` LUT6) over its slowest other segment
+    mux → MULT18X18D, delay-mapped: ``mux_levels`` LUT6; a minifloat multiplier's operand decoder
+    between them, ``hw.arith.OperandDecoder``: one LUT4 more) over its slowest other segment
     (:func:`_slowest_adder_run_ns`; the DSP block cuts every path through it). 0 for dense
-    engines. Meaningful for int × int engines with DSP multipliers (a LUT multiplier or a
-    minifloat aligner lengthens the mux's segment). ``f``: a
-    :func:`costmodel.features.frame_features` frame."""
+    engines. Meaningful where the mux is most of that segment: int × int engines with DSP
+    multipliers, and minifloat lanes whose multiplier is so small that abc9 maps the lone lane's
+    mux for delay (``resources.mux_bound_lanes``); elsewhere a LUT multiplier lengthens it. ``f``:
+    a :func:`costmodel.features.frame_features` frame."""
     slowest = np.maximum(_slowest_adder_run_ns(f), 1e-9)
-    return np.asarray(f["mux_levels"], dtype=float) * _LUT6 / slowest
+    decoder = (np.asarray(f["mf"]) > 0) * _LUT4
+    return (np.asarray(f["mux_levels"], dtype=float) * _LUT6 + decoder) / slowest
 
 
 #: ns, one level of a $macc's full adders (LUT4 and wire) as abc9 times it: fitted to abc9's own
@@ -255,15 +258,17 @@ def multiplier_budget_ns(f) -> np.ndarray:
     return np.where(np.asarray(f["pipeline"]) > 0, np.maximum(budget, 0.0), 0.0)
 
 
-def mux16_form(f, target: str) -> np.ndarray:
+def mux16_form(f, target: str, mux_bound: np.ndarray | None = None) -> np.ndarray:
     """Which form abc9 gives each engine's 16:1 index mux on ``target``: 2 where it maps it wholly for
     delay (:data:`MUX16_DELAY_MAPPED`), 1 between the forms, 0 in its area form, and 0 wherever the
-    view does not apply (not ECP5; not an int × int engine with DSP multipliers and a 16:1 mux).
-    ``f``: a :func:`costmodel.features.frame_features` frame."""
+    view does not apply (not ECP5; no 16:1 mux in front of DSP multipliers; a minifloat lane not
+    ``mux_bound``, per row: ``resources.mux_bound_lanes``). ``f``: a
+    :func:`costmodel.features.frame_features` frame."""
     out = np.zeros(len(f), dtype=np.int64)
     if target != "ecp5":
         return out
-    applies = ((np.asarray(f["mux_m"]) == 16) & (np.asarray(f["mult_dsp"]) > 0) & (np.asarray(f["mf"]) == 0))
+    lane = (np.asarray(f["mf"]) == 0) if mux_bound is None else (np.asarray(f["mf"]) == 0) | mux_bound
+    applies = (np.asarray(f["mux_m"]) == 16) & (np.asarray(f["mult_dsp"]) > 0) & lane
     ratio = mux_slack_ratio(f)
     return np.where(applies, (ratio >= MUX16_AREA_FORM).astype(np.int64) + (ratio >= MUX16_DELAY_MAPPED), 0)
 

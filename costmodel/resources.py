@@ -147,7 +147,7 @@ from .pnr import PNR_CSV
 from .swa import SWA_CANDIDATES, SWA_FF_TERMS, SWA_LUT_TERMS, swa_configs, swa_design, swa_features, swa_props
 
 __all__ = ["COEFFICIENTS_JSON", "fit", "fit_swa", "predict_swa", "model_for", "load_coefficients", "predict_frame",
-           "design_matrix", "lane_luts", "heldout_report", "HELDOUT_GROUPS",
+           "design_matrix", "lane_luts", "index_mux_form", "mux_bound_lanes", "heldout_report", "HELDOUT_GROUPS",
            "LUT_TERMS", "FF_TERMS", "ResourceModelError"]
 
 COEFFICIENTS_JSON = Path(__file__).parent / "data" / "coefficients.json"
@@ -440,26 +440,68 @@ def mult_curve_state(f: pd.DataFrame, pairs: Sequence[tuple[str, str]], target: 
 
 
 @lru_cache(maxsize=None)
-def _lane_table(target: str) -> dict[tuple[str, str, int], float]:
+def _lane_table(target: str, carry_cells: bool = True) -> dict[tuple[str, str, int], float]:
     """Measured LUTs of one sparse lane alone (``data/lanes.csv``: an m:1 index mux feeding the
     multiplier, :class:`costmodel.calibrate.SparseLane`) per (w, a, m), the mean of every stored
     run; the family's own syntheses (``PRIMITIVES_OF`` as for multipliers); empty without the
-    table."""
+    table. LUT sites; ``carry_cells=False``: the LUT cells alone (the carry cells' sites left out:
+    what a wider index mux adds to)."""
     if not LANES_CSV.exists():
         return {}
+    source = PRIMITIVES_OF.get(target, target)
     p = _read_csv(LANES_CSV)
-    p = p[p["target"] == PRIMITIVES_OF.get(target, target)]
+    p = p[p["target"] == source]
+    if not carry_cells:
+        p = p.assign(lut=p["lut"] - lut_sites(0, p["carry"].fillna(0), source))
     return {(w, a, int(m)): float(v) for (w, a, m), v in p.groupby(["wfmt", "afmt", "m"])["lut"].mean().items()}
 
 
-def lane_luts(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, m: np.ndarray, target: str) -> np.ndarray:
+def lane_luts(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, m: np.ndarray, target: str,
+              carry_cells: bool = True) -> np.ndarray:
     """LUTs of each row's sparse lane measured alone (``data/lanes.csv``; format pair
-    ``pairs[pair_id]``, index mux ``m``:1), NaN where none is stored (a dense row: ``m`` 0)."""
-    table = _lane_table(target)
+    ``pairs[pair_id]``, index mux ``m``:1), NaN where none is stored (a dense row: ``m`` 0);
+    ``carry_cells`` as :func:`_lane_table`'s."""
+    table = _lane_table(target, carry_cells)
     m = np.asarray(m).astype(np.int64)
     span = int(m.max(initial=0)) + 1
     combo, inv = np.unique(np.asarray(pair_id).astype(np.int64) * span + m, return_inverse=True)
     return np.array([table.get((*pairs[int(c) // span], int(c) % span), np.nan) for c in combo])[inv.reshape(-1)]
+
+
+#: the 16:1 / 8:1 ratio of a minifloat lane's LUT cells measured alone (``data/lanes.csv``; carry
+#: cells left out: a wider mux adds none) from which abc9 mapped the lone lane's 16:1 index mux
+#: for delay. ECP5's ratios are bimodal (2,263 lanes: a mode at 1.1-1.3, a trough at 2.1 with 8
+#: lanes in 2.1-2.2, a second mode at 2.3-2.4); 295 of the 314 lanes from the trough up have an
+#: e1mX operand, a multiplier so small that the mux is the lone lane's critical path (e1m4 x e1m4:
+#: 62 LUT4 at 8:1, 177 at 16:1). 5-fold CV of the ECP5 fit over the threshold: 1.8 / 2.1 / 2.4:
+#: 0.800 / 0.796 / 0.808 (0.816 without)
+LONE_MUX16_DELAY_MAPPED = 2.1
+
+
+def mux_bound_lanes(pairs: Sequence[tuple[str, str]], pair_id: np.ndarray, m: np.ndarray,
+                    target: str) -> np.ndarray:
+    """ECP5 (abc9's view): rows whose sparse lane is a minifloat one at 16:1 with its significand
+    product in a DSP whose mux abc9 mapped for delay when the lane was measured alone (its LUT
+    cells at 16:1 at least :data:`LONE_MUX16_DELAY_MAPPED` × those at 8:1): the lane's excess over
+    its multiplier is its mux, as an int × int lane's, and the mux's form in the engine follows the
+    engine's slack (``latency.mux16_form``). False elsewhere and on every other family."""
+    m = np.asarray(m).astype(np.int64)
+    if target != "ecp5" or not (m == 16).any():
+        return np.zeros(len(m), dtype=bool)
+    at16 = np.where(m == 16, 16, 0)
+    c16 = lane_luts(pairs, pair_id, at16, target, carry_cells=False)
+    c8 = lane_luts(pairs, pair_id, at16 // 2, target, carry_cells=False)
+    props = [pair_props(w, a, target) for w, a in pairs]
+    mf_dsp = np.array([bool(pp["mf"]) and pp["mult_dsp"] > 0 for pp in props], dtype=bool)[np.asarray(pair_id)]
+    with np.errstate(invalid="ignore"):
+        return mf_dsp & (m == 16) & (c16 >= LONE_MUX16_DELAY_MAPPED * c8) & (c8 > 0)
+
+
+def index_mux_form(f: pd.DataFrame, pairs: Sequence[tuple[str, str]], target: str) -> np.ndarray:
+    """``latency.mux16_form`` of each row of a :func:`costmodel.features.frame_features` frame ``f``
+    (format ``pairs`` by its ``pair_id``), the minifloat lanes of :func:`mux_bound_lanes` included."""
+    bound = mux_bound_lanes(pairs, f["pair_id"].to_numpy(), f["mux_m"].to_numpy(), target)
+    return mux16_form(f, target, bound)
 
 
 #: the LUT terms that price a sparse engine's index mux (and its multipliers apart): a lane model
@@ -470,15 +512,16 @@ LANE_PRICED = ("mux_bits_m2", "mux_bits_m4", "mux_bits_m8", "mux_bits_m16", "mux
 #: LUTs over its multiplier's (``lane_excess``) at one coefficient; or an int × int lane's at one
 #: coefficient per m (its excess is the m:1 mux alone, and inside an engine ABC maps a wide mux more
 #: tightly than alone: 5 LUT6 per 16:1 bit against 8, ``data/muxes.csv``) and a lane with a
-#: minifloat operand at one of its own (``lane_excess_int_m*``, ``lane_excess_mf``)
+#: minifloat operand at one of its own (``lane_excess_mux_m*``, ``lane_excess_mf``; on ECP5 a
+#: minifloat lane whose lone mux abc9 mapped for delay is priced as its mux too, :func:`mux_bound_lanes`)
 LANE_MODELS = {", the sparse lanes measured alone where stored": ("lane_excess",),
-               ", the sparse lanes measured alone where stored, an int × int lane's by its m": (
-                   "lane_excess_int_m2", "lane_excess_int_m4", "lane_excess_int_m8", "lane_excess_int_m16",
-                   "lane_excess_int_m16_delay_mapped", "lane_excess_mf")}
+               ", the sparse lanes measured alone where stored, a lane whose excess is its index mux by its m": (
+                   "lane_excess_mux_m2", "lane_excess_mux_m4", "lane_excess_mux_m8", "lane_excess_mux_m16",
+                   "lane_excess_mux_m16_delay_mapped", "lane_excess_mf")}
 #: lane terms priced at coefficient 1, never fitted: an ECP5 int × int 16:1 lane whose mux abc9
 #: maps wholly for delay costs what it costs alone (design_matrix; bench/abc9_slack.py: the 9 stored
 #: such engines within ±0.6 %, fresh ones too). A fit leaves out one that none of its rows carries
-FIXED_TERMS = ("lane_excess_int_m16_delay_mapped",)
+FIXED_TERMS = ("lane_excess_mux_m16_delay_mapped",)
 
 
 #: the fewest fitted rows on which each of a lane model's own terms must be non-zero for the model
@@ -742,17 +785,20 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     lane = lane_luts(pairs, pid, f["mux_m"].to_numpy(), target)
     measured_lane = sparse & ~np.isnan(lane)
     cols["lane_excess"] = np.where(measured_lane, lanes * (np.nan_to_num(lane) - ml), 0.0)
-    # the same apart by operand kind, an int × int lane's (its multiplier's LUTs are the DSP's
-    # glue or a LUT multiplier's, its excess the m:1 mux alone) per m (LANE_MODELS)
-    # ECP5: abc9 maps an int × int engine's 16:1 index mux wholly for delay (2 levels of LUT6, as
+    # the same apart by operand kind, a lane whose excess is its m:1 mux alone per m (LANE_MODELS):
+    # an int × int lane's (its multiplier's LUTs are the DSP's glue or a LUT multiplier's), and on
+    # ECP5 a minifloat lane's whose lone mux abc9 mapped for delay (mux_bound_lanes)
+    # ECP5: abc9 maps such an engine's 16:1 index mux wholly for delay (2 levels of LUT6, as
     # alone) where even its next faster form would be slower than the slowest other segment abc9
     # sees, and recovers area where it has slack (latency.mux16_form; bench/abc9_slack.py): those
     # lanes apart, priced at their standalone cost (FIXED_TERMS)
-    delay_mapped = mux16_form(f, target) == 2
+    bound = mux_bound_lanes(pairs, pid, f["mux_m"].to_numpy(), target)
+    delay_mapped = mux16_form(f, target, bound) == 2
+    mux_lane = ~mf | bound
     for m_ in LANE_MS:
-        cols[f"lane_excess_int_m{m_}"] = cols["lane_excess"] * (~mf & (f["mux_m"].to_numpy() == m_) & ~delay_mapped)
-    cols["lane_excess_int_m16_delay_mapped"] = cols["lane_excess"] * delay_mapped
-    cols["lane_excess_mf"] = cols["lane_excess"] * mf
+        cols[f"lane_excess_mux_m{m_}"] = cols["lane_excess"] * (mux_lane & (f["mux_m"].to_numpy() == m_) & ~delay_mapped)
+    cols["lane_excess_mux_m16_delay_mapped"] = cols["lane_excess"] * delay_mapped
+    cols["lane_excess_mf"] = cols["lane_excess"] * ~mux_lane
     lut = np.column_stack([cols[t] for t in (LUT_TERMS if lut_terms is None else lut_terms)])
     # Yosys packs into DSP48 registers, for int × int DSP multipliers: the registers after the
     # multipliers (MREG) and after the first adder level (PREG of the cascade), a lone product

@@ -139,7 +139,6 @@ NOT_MET: dict[str, dict[tuple[str, str], str]] = {
         # 12.1 %: the fifth worst of 41 is int2 x int2, 4 lanes, 66 LUT sites against 58;
         # 16.5 % before the fabric $macc's full adders were replayed (features.macc_full_adders)
         ("dense same-format", "lut_p90"): "12.1% (goal ≤12%; 16.5% before the replayed $macc full adders)",
-        ("sparse+blocks", "lut_p90"): "12.5% (goal ≤12%; 12.0% before the replayed $macc full adders)",
     },
 }
 #: the fewest held-out rows a group may have: each family draws 200 (seed 0) + 60 (seed 2), ECP5 + 100 (seed 4)
