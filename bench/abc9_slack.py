@@ -24,6 +24,11 @@ fitted coefficient of the other int x int 16:1 lanes, like below.
 3. Fresh engines (``--fresh N``, default 30; 0 skips): the first N int x int 16:1 sparse engines of a
    DOE draw with a seed no stored table uses (``--seed``, default :data:`FRESH_SEED`), synthesized now
    (Yosys, cached; about 2 minutes on 2 cores for 30 uncached): the rule on configs it never saw.
+4. Fresh minifloat engines whose lanes take the same view (``--mux-bound N``, default 40; 0 skips): a
+   16:1 lane whose lone mux abc9 maps for delay, its significand product in a MULT18X18D
+   (``costmodel.resources.mux_bound_lanes``), the first N with pipeline >= 1 of the DOE draw of
+   :data:`MUX_BOUND_SEED`: the shipped error by the form the model gives the mux, and with their
+   lanes at their standalone excess wherever it gives the area form or the one between.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ import pandas as pd  # noqa: E402
 from costmodel.calibrate import doe_grid  # noqa: E402
 from costmodel.features import config_row, frame_features  # noqa: E402
 from costmodel.latency import MUX16_AREA_FORM as AREA_FORM, MUX16_DELAY_MAPPED, mux_slack_ratio  # noqa: E402
-from costmodel.resources import cv_predictions, design_matrix, heldout_rows, model_for, predict_frame  # noqa: E402
+from costmodel.resources import (cv_predictions, design_matrix, heldout_rows, index_mux_form, model_for,  # noqa: E402
+                                 mux_bound_lanes, predict_frame)
 from hw.engines import config_from_dict  # noqa: E402
 from hw.rtl import lut_sites, parse_stat, run_synth, synth_command, synthesize, verilog_text  # noqa: E402
 from quant.formats import IntFormat, parse_format  # noqa: E402
@@ -51,6 +57,8 @@ ENGINE = dict(engine="sparse", lanes=4, wfmt="int7n", afmt="int7n", k_max=17, n=
 CELLS = ("LUT4", "PFUMX", "L6MUX21", "CCU2C", "MULT18X18D", "TRELLIS_FF")
 #: the DOE seed of the fresh engines (costmodel.calibrate.doe_grid; the stored draws use 0, 1, 2)
 FRESH_SEED = 11
+#: the DOE seed of the fresh mux-bound minifloat engines (section 4)
+MUX_BOUND_SEED = 12
 
 
 def sweep() -> None:
@@ -133,14 +141,62 @@ def fresh(count: int, seed: int = FRESH_SEED, jobs: int = 2) -> None:
                   f"{np.median(b):.1%} / {np.quantile(b, 0.9):.1%} / {b.max():.1%} |")
 
 
+def _forms_table(err: np.ndarray, alone: np.ndarray, form: np.ndarray) -> None:
+    print("\n| the model's mux form | engines | shipped median / p90 / max abs error | lanes at their standalone excess |")
+    print("|---|---|---|---|")
+    for name, sel in (("area", form == 0), ("between", form == 1), ("delay (priced alone)", form == 2)):
+        if sel.any():
+            a, b = np.abs(err[sel]), np.abs(alone[sel])
+            print(f"| {name} | {int(sel.sum())} | {np.median(a):.1%} / {np.quantile(a, 0.9):.1%} / {a.max():.1%} | "
+                  f"{np.median(b):.1%} / {np.quantile(b, 0.9):.1%} / {b.max():.1%} |")
+    a, b = np.abs(err), np.abs(alone)
+    print(f"| all | {len(err)} | {np.median(a):.1%} / {np.quantile(a, 0.9):.1%} / {a.max():.1%} | "
+          f"{np.median(b):.1%} / {np.quantile(b, 0.9):.1%} / {b.max():.1%} |")
+
+
+def mux_bound(count: int, seed: int = MUX_BOUND_SEED, jobs: int = 2) -> None:
+    cfgs = [c for c in doe_grid(seed=seed, count=20000) if c["engine"] == "sparse" and c["m"] == 16
+            and c["pipeline"] >= 1]
+    rows = pd.concat([config_row(config_from_dict(c)) for c in cfgs], ignore_index=True)
+    f, pairs = frame_features(rows, "ecp5", return_pairs=True)
+    pick = np.where(mux_bound_lanes(pairs, f["pair_id"].to_numpy(), f["mux_m"].to_numpy(), "ecp5"))[0][:count]
+    if not len(pick):
+        return
+    cfgs, rows = [cfgs[i] for i in pick], rows.iloc[pick].reset_index(drop=True)
+    with ProcessPoolExecutor(jobs) as pool:
+        y = np.array(list(pool.map(_sites, cfgs)), dtype=float)
+    model, _ = model_for("ecp5")
+    lut = model["resources"]["lut"]
+    c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_mux_m16"]
+    f, pairs = frame_features(rows, "ecp5", return_pairs=True)
+    form = index_mux_form(f, pairs, "ecp5")
+    fitted = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]["lane_excess_mux_m16"]
+    p = predict_frame(rows, "ecp5")["lut"].to_numpy(float)
+    err, alone = (p - y) / y, (p + (1 - c16) * fitted - y) / y
+    print(f"\n# {len(cfgs)} fresh ECP5 sparse engines with a mux-bound minifloat 16:1 lane (doe_grid seed {seed}, "
+          "pipeline >= 1, never stored), Yosys now: LUT sites against the shipped model, and with those lanes at their "
+          "standalone excess where the model gives the mux its area form or the one between")
+    print("| lanes | n | formats | block | pipeline | mux / slowest | form | LUT sites | shipped error | standalone |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    ratio = mux_slack_ratio(f)
+    for i in np.argsort(ratio):
+        c = cfgs[i]
+        print(f"| {c['lanes']} | {c['n']} | {c['wfmt']} x {c['afmt']} | {c.get('block')} | {c['pipeline']} | "
+              f"{ratio[i]:.3f} | {form[i]} | {int(y[i])} | {err[i]:+.1%} | {alone[i]:+.1%} |")
+    _forms_table(err, alone, form)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fresh", type=int, default=30, help="fresh engines to synthesize (0: none; default 30)")
     ap.add_argument("--seed", type=int, default=FRESH_SEED, help=f"their DOE seed (default {FRESH_SEED})")
+    ap.add_argument("--mux-bound", type=int, default=40,
+                    help="fresh minifloat engines with a mux-bound 16:1 lane to synthesize (0: none; default 40)")
     args = ap.parse_args(argv)
     sweep()
     stored()
     fresh(args.fresh, args.seed)
+    mux_bound(args.mux_bound)
     return 0
 
 

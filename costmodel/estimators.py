@@ -31,8 +31,8 @@ from .features import frame_features, normalize_frame
 from .latency import fmax_array, fmax_model_frame, fmax_source
 from .packing import KINDS as ENGINE_KINDS, extra_cells, load_fit as load_logic_cell_fit
 from .store import SWABounds
-from .resources import (FIXED_TERMS, fit_origin, index_mux_form, lane_luts, load_coefficients, model_for, mult_curve_state, predict_frame,
-                        predict_swa)
+from .resources import (FIXED_TERMS, fit_origin, index_mux_form, lane_luts, load_coefficients, model_for,
+                        mult_curve_state, mux_bound_lanes, predict_frame, predict_swa)
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
 
 __all__ = ["Workload", "Estimator", "MacEstimator", "SWAEstimator", "ESTIMATORS", "estimator",
@@ -236,6 +236,9 @@ class MacEstimator:
             priced = FIXED_TERMS[0] in model["resources"]["lut"]["terms"]  # a fit whose rows carry the form
             form = index_mux_form(feats, pairs, target) if priced else np.zeros(len(out), dtype=np.int64)
             code = np.where(unmeasured, 1, np.where(form > 0, 4 - form, 0))  # form 2 -> label 2, 1 -> 3
+            if priced:  # a minifloat lane priced as its mux: labels 4, 5, 6 for forms 0, 1, 2
+                bound = mux_bound_lanes(pairs, feats["pair_id"].to_numpy(), feats["mux_m"].to_numpy(), target)
+                code = np.where(bound & ~unmeasured, 4 + form, code)
         lanes = [src, f"{src}; this sparse lane (index mux + multiplier) is not yet synthesized alone "
                       f"(data/lanes.csv): its LUTs priced by the index-mux terms",
                  f"{src}; abc9 maps this engine's 16:1 index mux wholly for delay (its path leaves no slack, "
@@ -243,6 +246,16 @@ class MacEstimator:
                  f"{src}; this engine's 16:1 index mux lies between abc9's area and delay forms "
                  f"(costmodel.latency.mux16_form): on about a third of such engines Yosys gives 12-20 % more LUTs "
                  f"than this estimate"]
+        bound = (f"{src}; this minifloat lane's 16:1 index mux is mapped for delay when the lane stands alone "
+                 f"(costmodel.resources.mux_bound_lanes), so it is priced as its mux, by the form abc9 gives the mux "
+                 f"here (costmodel.latency.mux16_form): ")
+        lanes += [bound + "its area form (the engine gives it slack); on 11 fresh such engines from 11 % under to 35 % "
+                          "over Yosys, median error 11 % (bench/abc9_slack.py)",
+                  bound + "between the area and delay forms, where abc9 takes either: 40 % over Yosys on the one fresh "
+                          "such engine of bench/abc9_slack.py, 32 % under on a held-out one",
+                  bound + "wholly for delay, priced at its standalone LUTs; on 28 fresh such engines median error 2.6 %, "
+                          "but up to 43 % over Yosys just past that form's threshold (mux segment 0.81-0.94 of the "
+                          "slowest other), where abc9 still finds area (bench/abc9_slack.py)"]
         # ECP5: abc9 recovers area on multipliers a slower run of adders gives slack (their curve)
         curves = ["", "; abc9 recovers area on this engine's multipliers (a register after them, a slower run of "
                       "adders behind: costmodel.latency.multiplier_budget_ns): priced at their curve under that delay "
