@@ -129,29 +129,23 @@ def fresh(count: int, seed: int = FRESH_SEED, jobs: int = 2) -> None:
         c = cfgs[i]
         print(f"| {c['lanes']} | {c['n']} | {c['wfmt']} x {c['afmt']} | {c['k_max']} | {c['pipeline']} | "
               f"{ratio[i]:.3f} | {int(y[i])} | {err[i]:+.1%} | {without[i]:+.1%} |")
-    print("\n| mux / slowest | engines | shipped median / p90 / max abs error | without the rule |")
-    print("|---|---|---|---|")
-    for name, sel in ((f"< {AREA_FORM:.3f} (area form)", ratio < AREA_FORM),
-                      (f"{AREA_FORM:.3f} - {MUX16_DELAY_MAPPED:.3f} (between)", (ratio >= AREA_FORM)
-                       & (ratio < MUX16_DELAY_MAPPED)),
-                      (f">= {MUX16_DELAY_MAPPED:.3f} (delay form, priced alone)", ratio >= MUX16_DELAY_MAPPED)):
-        if sel.any():
-            a, b = np.abs(err[sel]), np.abs(without[sel])
-            print(f"| {name} | {int(sel.sum())} | {np.median(a):.1%} / {np.quantile(a, 0.9):.1%} / {a.max():.1%} | "
-                  f"{np.median(b):.1%} / {np.quantile(b, 0.9):.1%} / {b.max():.1%} |")
+    _error_table("mux / slowest", "without the rule", err, without, (
+        (f"< {AREA_FORM:.3f} (area form)", ratio < AREA_FORM),
+        (f"{AREA_FORM:.3f} - {MUX16_DELAY_MAPPED:.3f} (between)", (ratio >= AREA_FORM) & (ratio < MUX16_DELAY_MAPPED)),
+        (f">= {MUX16_DELAY_MAPPED:.3f} (delay form, priced alone)", ratio >= MUX16_DELAY_MAPPED)))
 
 
-def _forms_table(err: np.ndarray, alone: np.ndarray, form: np.ndarray) -> None:
-    print("\n| the model's mux form | engines | shipped median / p90 / max abs error | lanes at their standalone excess |")
+def _error_table(group: str, other: str, err: np.ndarray, alt: np.ndarray,
+                 groups: tuple[tuple[str, np.ndarray], ...]) -> None:
+    """Median / p90 / max of the relative errors ``err`` (shipped) and ``alt`` (``other``) per
+    non-empty group (name, row mask)."""
+    print(f"\n| {group} | engines | shipped median / p90 / max abs error | {other} |")
     print("|---|---|---|---|")
-    for name, sel in (("area", form == 0), ("between", form == 1), ("delay (priced alone)", form == 2)):
+    for name, sel in groups:
         if sel.any():
-            a, b = np.abs(err[sel]), np.abs(alone[sel])
+            a, b = np.abs(err[sel]), np.abs(alt[sel])
             print(f"| {name} | {int(sel.sum())} | {np.median(a):.1%} / {np.quantile(a, 0.9):.1%} / {a.max():.1%} | "
                   f"{np.median(b):.1%} / {np.quantile(b, 0.9):.1%} / {b.max():.1%} |")
-    a, b = np.abs(err), np.abs(alone)
-    print(f"| all | {len(err)} | {np.median(a):.1%} / {np.quantile(a, 0.9):.1%} / {a.max():.1%} | "
-          f"{np.median(b):.1%} / {np.quantile(b, 0.9):.1%} / {b.max():.1%} |")
 
 
 def mux_bound(count: int, seed: int = MUX_BOUND_SEED, jobs: int = 2) -> None:
@@ -162,13 +156,12 @@ def mux_bound(count: int, seed: int = MUX_BOUND_SEED, jobs: int = 2) -> None:
     pick = np.where(mux_bound_lanes(pairs, f["pair_id"].to_numpy(), f["mux_m"].to_numpy(), "ecp5"))[0][:count]
     if not len(pick):
         return
-    cfgs, rows = [cfgs[i] for i in pick], rows.iloc[pick].reset_index(drop=True)
+    cfgs, rows, f = [cfgs[i] for i in pick], rows.iloc[pick].reset_index(drop=True), f.iloc[pick].reset_index(drop=True)
     with ProcessPoolExecutor(jobs) as pool:
         y = np.array(list(pool.map(_sites, cfgs)), dtype=float)
     model, _ = model_for("ecp5")
     lut = model["resources"]["lut"]
     c16 = dict(zip(lut["terms"], lut["coef"]))["lane_excess_mux_m16"]
-    f, pairs = frame_features(rows, "ecp5", return_pairs=True)
     form = index_mux_form(f, pairs, "ecp5")
     fitted = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]["lane_excess_mux_m16"]
     p = predict_frame(rows, "ecp5")["lut"].to_numpy(float)
@@ -183,7 +176,9 @@ def mux_bound(count: int, seed: int = MUX_BOUND_SEED, jobs: int = 2) -> None:
         c = cfgs[i]
         print(f"| {c['lanes']} | {c['n']} | {c['wfmt']} x {c['afmt']} | {c.get('block')} | {c['pipeline']} | "
               f"{ratio[i]:.3f} | {form[i]} | {int(y[i])} | {err[i]:+.1%} | {alone[i]:+.1%} |")
-    _forms_table(err, alone, form)
+    _error_table("the model's mux form", "lanes at their standalone excess", err, alone, (
+        ("area", form == 0), ("between", form == 1), ("delay (priced alone)", form == 2),
+        ("all", np.ones(len(form), dtype=bool))))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,10 +28,10 @@ from hw.rtl import LUTRAM_LUT_SITES, lut_sites_rule
 
 from .energy import action_counts_array, mac_dynamic_pj
 from .features import frame_features, normalize_frame
-from .latency import fmax_array, fmax_model_frame, fmax_source
+from .latency import fmax_array, fmax_model_frame, fmax_source, mux16_form
 from .packing import KINDS as ENGINE_KINDS, extra_cells, load_fit as load_logic_cell_fit
 from .store import SWABounds
-from .resources import (FIXED_TERMS, fit_origin, index_mux_form, lane_luts, load_coefficients, model_for,
+from .resources import (FIXED_TERMS, fit_origin, lane_luts, load_coefficients, model_for,
                         mult_curve_state, mux_bound_lanes, predict_frame, predict_swa)
 from .swa import swa_actions, swa_configs, swa_dynamic_pj, swa_features, swa_props
 
@@ -232,13 +232,13 @@ class MacEstimator:
         # the form abc9 gives its 16:1 index mux (latency.mux16_form)
         code = np.zeros(len(out), dtype=np.int64)
         if "lut_lane_unmeasured" in model["resources"] and self.engine == "sparse":
-            unmeasured = np.isnan(lane_luts(pairs, feats["pair_id"].to_numpy(), feats["mux_m"].to_numpy(), target))
+            pid, m = feats["pair_id"].to_numpy(), feats["mux_m"].to_numpy()
+            unmeasured = np.isnan(lane_luts(pairs, pid, m, target))
             priced = FIXED_TERMS[0] in model["resources"]["lut"]["terms"]  # a fit whose rows carry the form
-            form = index_mux_form(feats, pairs, target) if priced else np.zeros(len(out), dtype=np.int64)
-            code = np.where(unmeasured, 1, np.where(form > 0, 4 - form, 0))  # form 2 -> label 2, 1 -> 3
-            if priced:  # a minifloat lane priced as its mux: labels 4, 5, 6 for forms 0, 1, 2
-                bound = mux_bound_lanes(pairs, feats["pair_id"].to_numpy(), feats["mux_m"].to_numpy(), target)
-                code = np.where(bound & ~unmeasured, 4 + form, code)
+            bound = mux_bound_lanes(pairs, pid, m, target) if priced else np.zeros(len(out), dtype=bool)
+            form = mux16_form(feats, target, bound) if priced else np.zeros(len(out), dtype=np.int64)
+            # int x int lanes: form 2 -> label 2, 1 -> 3; a minifloat lane priced as its mux: labels 4, 5, 6
+            code = np.where(unmeasured, 1, np.where(bound, 4 + form, np.where(form > 0, 4 - form, 0)))
         lanes = [src, f"{src}; this sparse lane (index mux + multiplier) is not yet synthesized alone "
                       f"(data/lanes.csv): its LUTs priced by the index-mux terms",
                  f"{src}; abc9 maps this engine's 16:1 index mux wholly for delay (its path leaves no slack, "

@@ -267,7 +267,9 @@ def mux16_form(f, target: str, mux_bound: np.ndarray | None = None) -> np.ndarra
     out = np.zeros(len(f), dtype=np.int64)
     if target != "ecp5":
         return out
-    lane = (np.asarray(f["mf"]) == 0) if mux_bound is None else (np.asarray(f["mf"]) == 0) | mux_bound
+    lane = np.asarray(f["mf"]) == 0  # int x int, and the minifloat lanes priced as their mux
+    if mux_bound is not None:
+        lane = lane | mux_bound
     applies = (np.asarray(f["mux_m"]) == 16) & (np.asarray(f["mult_dsp"]) > 0) & lane
     ratio = mux_slack_ratio(f)
     return np.where(applies, (ratio >= MUX16_AREA_FORM).astype(np.int64) + (ratio >= MUX16_DELAY_MAPPED), 0)
