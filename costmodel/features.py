@@ -33,7 +33,7 @@ from hw.arith import ConfigError, acc_bits, product_bits, product_range
 from hw.engine import register_points, tree_levels
 from quant.formats import IntFormat, parse_format
 
-from .maccmap import full_adder_bits, macc, product_rows, word
+from .maccmap import full_adder_bits, full_adder_rounds, macc, product_rows, word
 
 __all__ = ["pair_props", "mult_dsp", "buffer_cost", "write_port_glue", "MemoryCell", "MEMORY_CELLS", "frame_features", "config_row", "normalize_frame", "mux_lut6_per_bit",
            "FEATURE_COLUMNS"]
@@ -173,7 +173,7 @@ def _register_levels(lanes: int, pipeline: int) -> tuple[int, ...]:
 CONFIG_COLUMNS = ["engine", "lanes", "wfmt", "afmt", "k_max", "pipeline", "n", "m", "block"]
 
 FEATURE_COLUMNS = ["lanes", "pipeline", "unsigned_product", "native_product", "full_product", "prod_bits", "acc_bits", "mult_dsp", "mult_levels", "mf", "wb", "ab",
-                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "reg_msb_kept", "reg_msb_kept_dsp", "macc_signext_bits", "macc_terms", "macc_term_bits", "macc_fa_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
+                   "shift_bits", "mul_a", "mul_b", "exp_bits", "tree_bits", "tree_reg", "tree_l1", "l1_reg", "tree_adders", "reg_bits", "reg_l01", "reg_raw_last", "reg_meet_last", "reg_l1_raw", "reg_terms", "reg_terms_dsp", "reg_msb_kept", "reg_msb_kept_dsp", "macc_signext_bits", "macc_terms", "macc_term_bits", "macc_fa_bits", "deep_macc_fa_bits", "deep_macc_merged_bits", "mux_bits", "mux_lut6", "mux_levels", "mux_m", "in_bits"]
 
 
 #: LUT6s per selected bit of an m:1 index mux, read off standalone Yosys syntheses of
@@ -310,6 +310,31 @@ def _adder_tree(lanes: int, pipeline: int) -> _Tree:
     return _Tree(kind, ins, levels, adders, terms[0])
 
 
+def _node_widths(tree: _Tree, prod_bits: int, signed: bool, acc_bits: int) -> list[int]:
+    """Data bits of every node of ``tree`` (a product of ``prod_bits`` bits, one fewer unsigned: its
+    top bit is a constant 0; a sum one bit wider than its wider operand, at most ``acc_bits``)."""
+    width = [0] * len(tree.kind)
+    for n, k in enumerate(tree.kind):
+        ops = tree.ins[n]
+        width[n] = (prod_bits - (not signed) if k == "product" else width[ops[0]] if k == "reg"
+                    else min(max(width[i] for i in ops) + 1, acc_bits))
+    return width
+
+
+def _merged(tree: _Tree, root: int) -> tuple[list[int], list[int]]:
+    """The terms of the ``$macc`` that ``alumacc`` makes of adder ``root`` and every adder read
+    only by another adder below it (products and registers), and those merged adders."""
+    terms, merged, todo = [], [], [root]
+    while todo:
+        n = todo.pop(0)
+        if tree.kind[n] == "add":
+            merged.append(n)
+            todo += tree.ins[n]
+        else:
+            terms.append(n)
+    return terms, merged
+
+
 @lru_cache(maxsize=None)
 def macc_full_adders(lanes: int, pipeline: int, prod_bits: int, signed: bool, acc_bits: int) -> int:
     """Full-adder bits (:func:`costmodel.maccmap.full_adder_bits`) of the ``$macc`` that sums a
@@ -326,24 +351,50 @@ def macc_full_adders(lanes: int, pipeline: int, prod_bits: int, signed: bool, ac
     against the ``$fa`` cells of Yosys 0.70's ``maccmap`` on ECP5 engines
     (``tests/costmodel/test_resources.py``)."""
     tree = _adder_tree(lanes, pipeline)
-    width = [0] * len(tree.kind)
-    for n, k in enumerate(tree.kind):  # data bits of each node
-        ops = tree.ins[n]
-        width[n] = (prod_bits - (not signed) if k == "product" else width[ops[0]] if k == "reg"
-                    else min(max(width[i] for i in ops) + 1, acc_bits))
-    terms, todo = [], [tree.root]
-    while todo:  # the terms after the last register: open the merged adders
-        n = todo.pop(0)
-        if tree.kind[n] == "add":
-            todo += tree.ins[n]
-        else:
-            terms.append(n)
+    width = _node_widths(tree, prod_bits, signed, acc_bits)
+    terms = _merged(tree, tree.root)[0]
     merged_acc = signed or width[tree.root] >= acc_bits
     out = acc_bits if merged_acc else width[tree.root]
     rows = [word(width[n] + (not signed), width[n], out) for n in terms]
     if merged_acc:
         rows.append(word(acc_bits, acc_bits, out))
     return full_adder_bits(rows, out) if len(rows) >= 3 else 0
+
+
+#: rounds of full adders from which a ``$macc`` counts as deep (:func:`inner_macc_adders`): on ECP5
+#: its full adders cost apart from the merged adders' carry-chain bits (5-fold CV of the ECP5 fit;
+#: a $macc of 4 terms, two rounds, with them was worse)
+DEEP_MACC_ROUNDS = 3
+#: the fewest terms of a ``$macc`` that ``maccmap`` reduces in :data:`DEEP_MACC_ROUNDS` rounds (5)
+DEEP_MACC_TERMS = next(n for n in range(3, 64) if full_adder_rounds(n) >= DEEP_MACC_ROUNDS)
+
+
+@lru_cache(maxsize=None)
+def inner_macc_adders(lanes: int, pipeline: int, prod_bits: int, signed: bool, acc_bits: int,
+                      min_terms: int = 3) -> tuple[int, int]:
+    """The ``$macc`` cells of at least ``min_terms`` terms in front of a ``lanes``-term tree's
+    pipeline registers: (their full-adder bits, the data bits of the adders merged into them).
+
+    Between two pipeline registers ``alumacc`` merges every adder read only by another adder into
+    its reader (as :func:`macc_full_adders` after the last one): an adder whose sum a register
+    holds and its unregistered operand adders become one ``$macc`` of their terms, which
+    ``maccmap`` reduces with full adders to one carry-chain adder of the registered sum's width
+    (widths as :func:`macc_full_adders`). The merged adders (not that last one) are then no
+    carry-chain adders of their own. Checked against the ``$fa`` cells of Yosys 0.70's
+    ``maccmap`` on ECP5 engines (``tests/costmodel/test_resources.py``)."""
+    tree = _adder_tree(lanes, pipeline)
+    width = _node_widths(tree, prod_bits, signed, acc_bits)
+    fa_bits = merged_bits = 0
+    for regs in tree.levels.values():
+        for reg in regs:
+            root = tree.ins[reg][0]
+            terms, merged = _merged(tree, root)
+            if tree.kind[root] != "add" or len(terms) < max(min_terms, 3):
+                continue
+            out = width[root]
+            fa_bits += full_adder_bits([word(width[n] + (not signed), width[n], out) for n in terms], out)
+            merged_bits += sum(width[n] for n in merged[1:])
+    return fa_bits, merged_bits
 
 
 def _verilog_order(adders: list[int], levels: dict[int, list[int]]) -> list[int]:
@@ -835,6 +886,15 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     fa_bits[summed] = np.array([macc_full_adders(int(ln), int(p), int(b), not u, int(w)) for ln, p, b, u, w in uniq],
                                dtype=np.int64)[inv.reshape(-1)]
     f["macc_fa_bits"] = fa_bits
+    # the $maccs of DEEP_MACC_TERMS or more terms in front of the pipeline registers
+    # (inner_macc_adders): their full adders and the adder bits merged into them
+    inner = np.zeros((len(lanes), 2), dtype=np.int64)
+    deep = pipe >= 1
+    shape = np.column_stack([lanes, pipe, pb, unsigned, acc_w])[deep].astype(np.int64)
+    uniq, inv = np.unique(shape, axis=0, return_inverse=True)
+    inner[deep] = np.array([inner_macc_adders(int(ln), int(p), int(b), not u, int(w), DEEP_MACC_TERMS)
+                            for ln, p, b, u, w in uniq], dtype=np.int64).reshape(-1, 2)[inv.reshape(-1)]
+    f["deep_macc_fa_bits"], f["deep_macc_merged_bits"] = inner[:, 0], inner[:, 1]
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()
     m = cfg["m"].to_numpy()

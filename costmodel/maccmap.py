@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["Bits", "word", "product_rows", "carry_chain", "macc", "full_adder_bits"]
+__all__ = ["Bits", "word", "product_rows", "carry_chain", "macc", "full_adder_bits", "full_adder_rounds"]
 
 #: one bit per position, LSB first: None = constant 0 at ``maccmap`` time, False = a wire that
 #: folds to 0 on the gates, True = data
@@ -128,3 +128,13 @@ def full_adder_bits(addends: Sequence[Bits], width: int) -> int:
     """Full adders ``maccmap`` lays out to reduce ``addends`` (rows of ``width`` bits) to the two
     rows of its final ``$alu``: the summed width of its ``$fa`` cells (bits)."""
     return _maccmap(addends, width)[1]
+
+
+def full_adder_rounds(rows: int) -> int:
+    """Rounds of full adders ``maccmap`` takes to reduce ``rows`` addends to the two of its final
+    ``$alu``: each round turns every three rows into two (a sum and a carry row)."""
+    rounds = 0
+    while rows > 2:
+        rows -= rows // 3
+        rounds += 1
+    return rounds

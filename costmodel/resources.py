@@ -766,6 +766,15 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # constant top bits taking none (ECP5, seed-4 held-out draw, 28 lanes uint6 x uint6, pipeline
     # 1: 1,079 LUT sites, 28 % under the terms above, which price its 28-term $macc at nothing)
     cols["macc_fa"] = f["macc_fa_bits"].to_numpy(dtype=float) * (~fold & ~int_lut_macc)
+    # the $maccs of 5 or more terms (3+ rounds of full adders) in front of the pipeline registers
+    # (features.inner_macc_adders, DEEP_MACC_TERMS; a Lattice candidate): their full adders, on top
+    # of the tree's adders or in place of the adders merged into them (those are no carry-chain
+    # adders of their own). ECP5, 5-fold CV: int × int DSP engines at pipeline 2 whose last
+    # register follows an 8- or 16-term $macc were 19-29 % under without them (21 lanes int8 ×
+    # int8: 343 full-adder bits, 285 of them in front of the register)
+    cols["deep_macc_fa"] = f["deep_macc_fa_bits"].to_numpy(dtype=float) * (~tree_dsp & ~mf)
+    cols["tree_bits_comb_int_unmerged"] = (cols["tree_bits_comb_int"]
+                                           - f["deep_macc_merged_bits"].to_numpy(dtype=float) * (~tree_dsp & ~mf))
     # the minifloat aligners' shifter mux bits in front of an unpipelined multi-operand sum (a
     # Lattice candidate): synth_ecp5 maps LUTs with abc9, which maps for delay, and duplicates the
     # aligners' logic that feeds the $macc's full adders and the carry chain behind them. ECP5,
@@ -1652,6 +1661,11 @@ def _lattice_lut_matrix(rows: pd.DataFrame, target: str, terms: list[str], mult:
     return design_matrix(rows, target, mult, lut_terms=terms)["lut"]
 
 
+#: the engine terms ECP5 chose before the deep $maccs (below): the sparse engines' multipliers apart, the index
+#: mux's bits apart for minifloat and integer engines, the fabric $macc's full adders as maccmap
+#: lays them out
+_MACCMAP_TERMS = [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa", "aligner_dup_p0",
+                             "mult_measured_sparse", "mux_bits_mf", "mux_bits_int"]
 #: the LUT term sets a Lattice fit chooses from by 5-fold CV (engine terms only where the family's
 #: own multipliers are stored in ``primitives.csv``; "engine terms" are the Xilinx terms shipped
 #: until the evening of 2026-12-04; "the multiplier formula's terms fitted on whole engines" the
@@ -1688,9 +1702,12 @@ LATTICE_CANDIDATES = {
         "mux_bits_mf", "mux_bits_int"],
     "the terms of 2026-12-04 night, the family's own multipliers": LUT_TERMS,
     "those + the sparse engines' multipliers apart, the index mux's bits apart for minifloat and integer engines, "
-    "the fabric $macc's full adders as maccmap lays them out": [
-        *_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa", "aligner_dup_p0", "mult_measured_sparse",
-        "mux_bits_mf", "mux_bits_int"]}
+    "the fabric $macc's full adders as maccmap lays them out": _MACCMAP_TERMS,
+    # the deep $maccs in front of the pipeline registers (design_matrix's deep_macc_fa)
+    "those + the deep $maccs' full adders in front of the pipeline registers": [
+        *_MACCMAP_TERMS, "deep_macc_fa"],
+    "those, the deep $maccs' full adders in place of the adders merged into them": [
+        *_split(_MACCMAP_TERMS, {"tree_bits_comb_int": ["tree_bits_comb_int_unmerged"]}), "deep_macc_fa"]}
 
 
 def fit_lattice(target: str) -> dict:
