@@ -1,7 +1,7 @@
-"""ECP5: the full adders of the deep ``$macc`` cells in front of an integer tree's pipeline registers
-(the cost model's ``deep_macc_fa`` term; issue 15; Yosys, cached).
+"""The full adders of the deep ``$macc`` cells in front of an integer tree's pipeline registers (the
+cost model's ``deep_macc_fa`` term; issue 15; Yosys, cached).
 
-    .venv/bin/python bench/deep_macc.py [--fresh 30] [--baseline OLD_COEFFICIENTS.json]
+    .venv/bin/python bench/deep_macc.py [--target ecp5] [--fresh 30] [--baseline OLD_COEFFICIENTS.json]
 
 Why: between two pipeline registers Yosys' ``alumacc`` merges the adders read only by another adder
 into one ``$macc``, and ``maccmap`` reduces its terms with rounds of full adders (LUT4s on ECP5, where
@@ -9,11 +9,13 @@ a plain adder's sum bits are CCU2C carry cells) before one carry chain. A ``$mac
 terms takes three or more rounds (``costmodel.features.DEEP_MACC_TERMS``): 21 lanes int8 x int8 at
 pipeline 2 hold two 8-term ones and a 5-term one, 285 full-adder bits
 (``costmodel.features.inner_macc_adders``, equal to Yosys' ``$fa`` cells). The model prices those bits
-on top of the tree's adders.
+on top of the tree's adders (ECP5) or in place of the adders merged into them (xc7 and xcup; not on
+xc7's DSP trees, whose adders the DSP48 cascade takes in part).
 
-1. Stored ECP5 integer engines with such a ``$macc`` (calibration: the shipped fit's 5-fold out-of-fold
-   error, ``costmodel.resources.cv_predictions``; held out: the shipped fit's), against the shipped
-   model with the term taken out (its other coefficients as shipped) and, with ``--baseline``, a
+1. Stored integer engines of ``--target`` (default ecp5) with such a ``$macc`` (calibration: the
+   shipped fit's 5-fold out-of-fold error, ``costmodel.resources.cv_predictions``; held out: the
+   shipped fit's), against the shipped model with the term's columns taken out (its other coefficients as shipped; where the term
+   replaced the merged adders, those back at the tree's coefficient) and, with ``--baseline``, a
    stored fit (a ``coefficients.json``; e.g. ``git show 67eb13e:costmodel/data/coefficients.json``,
    the fit before the term).
 2. Fresh engines (``--fresh N``, default 30; 0 skips): the first N integer engines (dense or sparse)
@@ -28,6 +30,7 @@ import argparse
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 # this file's folder holds scripts named like packages: keep bench/ off the import path
@@ -37,7 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from costmodel.calibrate import doe_grid  # noqa: E402
-from costmodel.features import config_row, frame_features  # noqa: E402
+from costmodel.features import config_row  # noqa: E402
 from costmodel.resources import cv_predictions, design_matrix, heldout_rows, model_for, predict_frame  # noqa: E402
 from hw.engines import config_from_dict  # noqa: E402
 from hw.rtl import synthesize  # noqa: E402
@@ -47,24 +50,27 @@ from quant.formats import IntFormat, parse_format  # noqa: E402
 FRESH_SEED = 13
 
 
-def _sites(cfg: dict) -> int:
-    return synthesize(config_from_dict(cfg), "ecp5").lut_sites
+def _sites(cfg: dict, target: str) -> int:
+    return synthesize(config_from_dict(cfg), target).lut_sites
 
 
 def _int_pair(c: dict) -> bool:
     return all(isinstance(parse_format(c[k]), IntFormat) for k in ("wfmt", "afmt"))
 
 
-def _predictions(rows: pd.DataFrame, pred: np.ndarray, baseline: dict | None) -> dict[str, np.ndarray]:
+def _predictions(rows: pd.DataFrame, target: str, pred: np.ndarray, baseline: dict | None) -> dict[str, np.ndarray]:
     """LUT sites of ``rows``: shipped (``pred``), the term taken out, and the ``baseline`` fit's."""
-    model, _ = model_for("ecp5")
+    model, _ = model_for(target)
     lut = model["resources"]["lut"]
-    coef = dict(zip(lut["terms"], lut["coef"])).get("deep_macc_fa", 0.0)
-    col = design_matrix(rows, "ecp5", model.get("multiplier"))["lut_columns"]["deep_macc_fa"]
-    out = {"shipped": pred, "term taken out": pred - coef * col}
+    coef = dict(zip(lut["terms"], lut["coef"]))
+    cols = design_matrix(rows, target, model.get("multiplier"))["lut_columns"]
+    out = pred - coef.get("deep_macc_fa", 0.0) * cols["deep_macc_fa"]
+    if "tree_bits_comb_int_unmerged" in coef:  # the merged adders back at the tree's coefficient
+        out += coef["tree_bits_comb_int_unmerged"] * (cols["tree_bits_comb_int"] - cols["tree_bits_comb_int_unmerged"])
+    preds = {"shipped": pred, "term taken out": out}
     if baseline is not None:
-        out["baseline"] = predict_frame(rows, "ecp5", baseline)["lut"].to_numpy(float)
-    return out
+        preds["baseline"] = predict_frame(rows, target, baseline)["lut"].to_numpy(float)
+    return preds
 
 
 def _table(title: str, groups: list[tuple[str, pd.DataFrame, np.ndarray, dict[str, np.ndarray]]]) -> None:
@@ -85,42 +91,42 @@ def _table(title: str, groups: list[tuple[str, pd.DataFrame, np.ndarray, dict[st
             print(f"| {name} | {len(y)} | {' | '.join(cells)} |")
 
 
-def _deep(rows: pd.DataFrame) -> np.ndarray:
-    f = frame_features(rows, "ecp5")
-    return ((f["deep_macc_fa_bits"] > 0) & (f["mf"] == 0)).to_numpy()
+def _deep(rows: pd.DataFrame, target: str) -> np.ndarray:
+    """Rows with a deep $macc the model prices (integer trees in the fabric)."""
+    return design_matrix(rows, target, model_for(target)[0].get("multiplier"))["lut_columns"]["deep_macc_fa"] > 0
 
 
-def stored(baseline: dict | None) -> None:
-    cal, cal_pred = cv_predictions("ecp5")
-    held = heldout_rows("ecp5")
+def stored(target: str, baseline: dict | None) -> None:
+    cal, cal_pred = cv_predictions(target)
+    held = heldout_rows(target)
     groups = []
     for name, rows, pred in (("calibration (out of fold)", cal, cal_pred["lut"].to_numpy(float)),
-                             ("held out", held, predict_frame(held, "ecp5")["lut"].to_numpy(float))):
-        keep = _deep(rows)
+                             ("held out", held, predict_frame(held, target)["lut"].to_numpy(float))):
+        keep = _deep(rows, target)
         rows = rows[keep].reset_index(drop=True)
-        preds = _predictions(rows, pred[keep], baseline)
+        preds = _predictions(rows, target, pred[keep], baseline)
         if baseline is not None and name.startswith("calibration"):
             preds["baseline"] = np.full(len(rows), np.nan)  # a baseline's own out-of-fold fit is not stored
         groups.append((name, rows, rows["lut"].to_numpy(float), preds))
-    _table("stored ECP5 integer engines with a $macc of 5+ terms in front of a pipeline register: LUT-site error",
-           groups)
+    _table(f"stored {target} integer engines with a $macc of 5+ terms in front of a pipeline register: LUT-site "
+           "error", groups)
 
 
-def fresh(count: int, seed: int, baseline: dict | None, jobs: int = 2) -> None:
+def fresh(target: str, count: int, seed: int, baseline: dict | None, jobs: int = 2) -> None:
     pool_cfgs = [c for c in doe_grid(seed=seed, count=5000) if _int_pair(c) and c["pipeline"] >= 1]
     rows = pd.concat([config_row(config_from_dict(c)) for c in pool_cfgs], ignore_index=True)
-    deep = _deep(rows)
+    deep = _deep(rows, target)
     pick = {"with one": np.where(deep)[0][:count], "without one (control)": np.where(~deep)[0][:count // 2]}
     groups = []
     for name, idx in pick.items():
         cfgs = [pool_cfgs[i] for i in idx]
         sub = rows.iloc[idx].reset_index(drop=True)
         with ProcessPoolExecutor(jobs) as pool:
-            y = np.array(list(pool.map(_sites, cfgs)), dtype=float)
-        preds = _predictions(sub, predict_frame(sub, "ecp5")["lut"].to_numpy(float), baseline)
+            y = np.array(list(pool.map(partial(_sites, target=target), cfgs)), dtype=float)
+        preds = _predictions(sub, target, predict_frame(sub, target)["lut"].to_numpy(float), baseline)
         groups.append((name, sub, y, preds))
         if name == "with one":
-            print(f"\n# fresh ECP5 integer engines of pipeline >= 1 with a deep $macc (doe_grid seed {seed}, never "
+            print(f"\n# fresh {target} integer engines of pipeline >= 1 with a deep $macc (doe_grid seed {seed}, never "
                   "stored), Yosys now")
             print(f"| engine | lanes | formats | k_max | pipeline | LUT sites | {' | '.join(preds)} |")
             print("|---|---|---|---|---|---|" + "---|" * len(preds))
@@ -128,27 +134,28 @@ def fresh(count: int, seed: int, baseline: dict | None, jobs: int = 2) -> None:
                 errs = " | ".join(f"{(p[i] - y[i]) / y[i]:+.1%}" for p in preds.values())
                 print(f"| {c['engine']} | {c['lanes']} | {c['wfmt']} x {c['afmt']} | {c['k_max']} | {c['pipeline']} | "
                       f"{int(y[i])} | {errs} |", flush=True)
-    _table(f"fresh ECP5 integer engines of pipeline >= 1 (doe_grid seed {seed}): LUT-site error by whether a "
+    _table(f"fresh {target} integer engines of pipeline >= 1 (doe_grid seed {seed}): LUT-site error by whether a "
            "$macc of 5+ terms stands in front of a pipeline register", groups)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", default="ecp5", choices=("ecp5", "xc7", "xcup"), help="device family (default ecp5)")
     ap.add_argument("--fresh", type=int, default=30, help="fresh engines with a deep $macc to synthesize (0: none)")
     ap.add_argument("--seed", type=int, default=FRESH_SEED, help=f"their DOE seed (default {FRESH_SEED})")
-    ap.add_argument("--baseline", type=Path, help="a coefficients.json whose ECP5 fit to print beside the shipped one")
+    ap.add_argument("--baseline", type=Path, help="a coefficients.json whose fit of --target to print beside the shipped one")
     args = ap.parse_args(argv)
     baseline = None
     if args.baseline is not None:
         try:
-            baseline = json.loads(args.baseline.read_text())["fits"]["ecp5"]["mac"]
+            baseline = json.loads(args.baseline.read_text())["fits"][args.target]["mac"]
         except (OSError, ValueError, KeyError) as e:
-            print(f"error: --baseline {args.baseline}: not a coefficients.json with an ECP5 fit ({e}); "
+            print(f"error: --baseline {args.baseline}: not a coefficients.json with a {args.target} fit ({e}); "
                   "e.g. git show 67eb13e:costmodel/data/coefficients.json > old.json", file=sys.stderr)
             return 2
-    stored(baseline)
+    stored(args.target, baseline)
     if args.fresh:
-        fresh(args.fresh, args.seed, baseline)
+        fresh(args.target, args.fresh, args.seed, baseline)
     return 0
 
 

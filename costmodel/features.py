@@ -361,9 +361,10 @@ def macc_full_adders(lanes: int, pipeline: int, prod_bits: int, signed: bool, ac
     return full_adder_bits(rows, out) if len(rows) >= 3 else 0
 
 
-#: rounds of full adders from which a ``$macc`` counts as deep (:func:`inner_macc_adders`): on ECP5
-#: its full adders cost apart from the merged adders' carry-chain bits (5-fold CV of the ECP5 fit;
-#: a $macc of 4 terms, two rounds, with them was worse)
+#: rounds of full adders from which a ``$macc`` in front of a pipeline register counts as deep
+#: (:func:`inner_macc_adders`): the ECP5 fit prices the full adders of the deep ones
+#: (``costmodel.resources.design_matrix``'s ``deep_macc_fa``); counting those of 4 terms (two
+#: rounds) too made its 5-fold CV worse
 DEEP_MACC_ROUNDS = 3
 #: the fewest terms of a ``$macc`` that ``maccmap`` reduces in :data:`DEEP_MACC_ROUNDS` rounds (5)
 DEEP_MACC_TERMS = next(n for n in range(3, 64) if full_adder_rounds(n) >= DEEP_MACC_ROUNDS)
@@ -380,16 +381,21 @@ def inner_macc_adders(lanes: int, pipeline: int, prod_bits: int, signed: bool, a
     holds and its unregistered operand adders become one ``$macc`` of their terms, which
     ``maccmap`` reduces with full adders to one carry-chain adder of the registered sum's width
     (widths as :func:`macc_full_adders`). The merged adders (not that last one) are then no
-    carry-chain adders of their own. Checked against the ``$fa`` cells of Yosys 0.70's
-    ``maccmap`` on ECP5 engines (``tests/costmodel/test_resources.py``)."""
+    carry-chain adders of their own. Equal to the ``$fa`` cells of Yosys 0.70's ``maccmap`` on
+    signed ECP5 engines (``tests/costmodel/test_resources.py``); on unsigned ones (with
+    :func:`macc_full_adders`) off by up to a fifth either way (uint4 × uint4, 58 lanes, pipeline
+    2: 499 against 528; uint5 × uint7, 40 lanes, pipeline 3: 341 against 314), where Yosys keeps
+    some constant top bits as wires and leaves narrowed adders apart (:func:`_msb_kept`)."""
     tree = _adder_tree(lanes, pipeline)
     width = _node_widths(tree, prod_bits, signed, acc_bits)
     fa_bits = merged_bits = 0
     for regs in tree.levels.values():
         for reg in regs:
             root = tree.ins[reg][0]
+            if tree.kind[root] != "add":
+                continue
             terms, merged = _merged(tree, root)
-            if tree.kind[root] != "add" or len(terms) < max(min_terms, 3):
+            if len(terms) < max(min_terms, 3):
                 continue
             out = width[root]
             fa_bits += full_adder_bits([word(width[n] + (not signed), width[n], out) for n in terms], out)

@@ -205,6 +205,8 @@ _ENGINE_TERMS_2026_12_04 = _split(_NOPACK_TERMS, _MF_SPLIT)
 #: (``mult_measured_sparse``), and the full adders of the accumulator's fabric $macc
 #: (``macc_fa_signed``)
 LUT_TERMS = [*_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa_signed"]
+#: the 2026-12-04 night terms with the fabric $macc's full adders as maccmap lays them out (``macc_fa``)
+_XILINX_MACCMAP_TERMS = [*_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa"]
 #: the LUT term sets the Xilinx fit chooses from (:func:`select_xilinx`, each by either fit of
 #: :data:`LUT_FITS`; ``python -m costmodel.resources --cv`` lists their scores; the choice is
 #: ``lut_terms_chosen`` in ``coefficients.json``). Until 2026-12-04 night the terms were chosen by
@@ -251,8 +253,13 @@ CANDIDATES = {
     "terms of 2026-12-04 night (those + the sparse engines' multipliers apart + the fabric $macc's full adders)":
         LUT_TERMS,
     "2026-12-04 night terms + the index mux's bits apart for minifloat and integer engines": LUT_TERMS + ["mux_bits_mf", "mux_bits_int"],
-    "2026-12-04 night terms, the fabric $macc's full adders as maccmap lays them out": [
-        *_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa"],
+    "2026-12-04 night terms, the fabric $macc's full adders as maccmap lays them out": _XILINX_MACCMAP_TERMS,
+    # the deep $maccs in front of the pipeline registers (design_matrix's deep_macc_fa; xc7's DSP48
+    # cascade takes a pipelined DSP tree's first level, and its adders are not counted there)
+    "those + the deep $maccs' full adders in front of the pipeline registers": [
+        *_XILINX_MACCMAP_TERMS, "deep_macc_fa"],
+    "those, the deep $maccs' full adders in place of the adders merged into them": [
+        *_split(_XILINX_MACCMAP_TERMS, {"tree_bits_comb_int": ["tree_bits_comb_int_unmerged"]}), "deep_macc_fa"],
     "the standalone multiplier formula scaled by one coefficient, the rest of 2026-12-04 night": [
         "const", "mult_measured", "mult_formula", *_REST_TERMS, *_STRUCTURE_TERMS],
     "the multiplier formula fitted on the standalone multipliers (primitives.csv), dense and sparse apart": [
@@ -1665,7 +1672,7 @@ def _lattice_lut_matrix(rows: pd.DataFrame, target: str, terms: list[str], mult:
 #: mux's bits apart for minifloat and integer engines, the fabric $macc's full adders as maccmap
 #: lays them out
 _MACCMAP_TERMS = [*_MULT_LUT_TERMS, *_REST_TERMS, "prod_bits_comb", "macc_fa", "aligner_dup_p0",
-                             "mult_measured_sparse", "mux_bits_mf", "mux_bits_int"]
+                  "mult_measured_sparse", "mux_bits_mf", "mux_bits_int"]
 #: the LUT term sets a Lattice fit chooses from by 5-fold CV (engine terms only where the family's
 #: own multipliers are stored in ``primitives.csv``; "engine terms" are the Xilinx terms shipped
 #: until the evening of 2026-12-04; "the multiplier formula's terms fitted on whole engines" the
