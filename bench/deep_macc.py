@@ -8,9 +8,11 @@ into one ``$macc``, and ``maccmap`` reduces its terms with rounds of full adders
 a plain adder's sum bits are CCU2C carry cells) before one carry chain. A ``$macc`` of five or more
 terms takes three or more rounds (``costmodel.features.DEEP_MACC_TERMS``): 21 lanes int8 x int8 at
 pipeline 2 hold two 8-term ones and a 5-term one, 285 full-adder bits
-(``costmodel.features.inner_macc_adders``, equal to Yosys' ``$fa`` cells). The model prices those bits
-on top of the tree's adders (ECP5) or in place of the adders merged into them (xc7 and xcup; not on
-xc7's DSP trees, whose adders the DSP48 cascade takes in part).
+(``costmodel.features.inner_macc_adders``, equal to Yosys' ``$fa`` cells). The ECP5 fit prices those
+bits on top of the tree's adders; the Xilinx fits are not offered the term (README, the seventeenth
+session: their fresh engines split), and with ``--target xc7`` / ``xcup`` this prints their shipped fits
+on the same kind of engines (the term's column is 0 there; xc7's DSP trees, whose adders the DSP48
+cascade takes in part, are left out).
 
 1. Stored integer engines of ``--target`` (default ecp5) with such a ``$macc`` (calibration: the
    shipped fit's 5-fold out-of-fold error, ``costmodel.resources.cv_predictions``; held out: the
@@ -21,7 +23,7 @@ xc7's DSP trees, whose adders the DSP48 cascade takes in part).
 2. Fresh engines (``--fresh N``, default 30; 0 skips): the first N integer engines (dense or sparse)
    with such a ``$macc`` of a DOE draw with a seed no stored table uses (``--seed``, default
    :data:`FRESH_SEED`), and as a control the first N / 2 integer engines of pipeline >= 1 without
-   one, synthesized now (Yosys, cached; about 5 minutes on 2 cores for 45 uncached).
+   one, synthesized now (Yosys, cached; uncached on 2 cores about 3 minutes for ECP5, 8 for xc7 or xcup).
 """
 
 from __future__ import annotations

@@ -205,8 +205,6 @@ _ENGINE_TERMS_2026_12_04 = _split(_NOPACK_TERMS, _MF_SPLIT)
 #: (``mult_measured_sparse``), and the full adders of the accumulator's fabric $macc
 #: (``macc_fa_signed``)
 LUT_TERMS = [*_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa_signed"]
-#: the 2026-12-04 night terms with the fabric $macc's full adders as maccmap lays them out (``macc_fa``)
-_XILINX_MACCMAP_TERMS = [*_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa"]
 #: the LUT term sets the Xilinx fit chooses from (:func:`select_xilinx`, each by either fit of
 #: :data:`LUT_FITS`; ``python -m costmodel.resources --cv`` lists their scores; the choice is
 #: ``lut_terms_chosen`` in ``coefficients.json``). Until 2026-12-04 night the terms were chosen by
@@ -253,13 +251,8 @@ CANDIDATES = {
     "terms of 2026-12-04 night (those + the sparse engines' multipliers apart + the fabric $macc's full adders)":
         LUT_TERMS,
     "2026-12-04 night terms + the index mux's bits apart for minifloat and integer engines": LUT_TERMS + ["mux_bits_mf", "mux_bits_int"],
-    "2026-12-04 night terms, the fabric $macc's full adders as maccmap lays them out": _XILINX_MACCMAP_TERMS,
-    # the deep $maccs in front of the pipeline registers (design_matrix's deep_macc_fa; xc7's DSP48
-    # cascade takes a pipelined DSP tree's first level, and its adders are not counted there)
-    "those + the deep $maccs' full adders in front of the pipeline registers": [
-        *_XILINX_MACCMAP_TERMS, "deep_macc_fa"],
-    "those, the deep $maccs' full adders in place of the adders merged into them": [
-        *_split(_XILINX_MACCMAP_TERMS, {"tree_bits_comb_int": ["tree_bits_comb_int_unmerged"]}), "deep_macc_fa"],
+    "2026-12-04 night terms, the fabric $macc's full adders as maccmap lays them out": [
+        *_ENGINE_TERMS_2026_12_04, "mult_measured_sparse", "macc_fa"],
     "the standalone multiplier formula scaled by one coefficient, the rest of 2026-12-04 night": [
         "const", "mult_measured", "mult_formula", *_REST_TERMS, *_STRUCTURE_TERMS],
     "the multiplier formula fitted on the standalone multipliers (primitives.csv), dense and sparse apart": [
