@@ -423,15 +423,15 @@ def test_macc_full_adders_are_what_yosys_maccmap_lays_out():
 def test_inner_macc_full_adders_are_what_yosys_maccmap_lays_out():
     """``features.inner_macc_adders`` with ``features.macc_full_adders`` against Yosys 0.70: the
     summed width of every ``$fa`` cell ``maccmap`` makes after ``synth_ecp5``'s coarse passes, on
-    signed engines whose pipeline registers follow merged adders ($maccs of 3, 4, 8 and 16 terms),
+    signed engines whose pipeline registers follow merged adders ($maccs of 3 to 16 terms),
     and the deep ones alone (``deep_macc_fa_bits``: 5 or more terms) as what the rest leaves."""
     from costmodel.features import frame_features, inner_macc_adders
     from hw.engines import config_from_dict
     from hw.rtl import run_yosys, verilog_text
 
-    cfgs = [dict(wfmt="int8", afmt="int8", lanes=21, pipeline=2, k_max=12405),  # 8-term $maccs
+    cfgs = [dict(wfmt="int8", afmt="int8", lanes=21, pipeline=2, k_max=12405),  # 8- and 5-term $maccs
             dict(wfmt="int3", afmt="int4n", lanes=32, pipeline=3, k_max=1423),  # 4-term
-            dict(wfmt="uint2", afmt="int5n", lanes=43, pipeline=2, k_max=384),  # 16-term
+            dict(wfmt="uint2", afmt="int5n", lanes=43, pipeline=2, k_max=384),  # 16- and 11-term
             dict(wfmt="int2n", afmt="int2n", lanes=3, pipeline=2, k_max=370)]  # 3-term
     cfgs = [{"engine": "dot", **c} for c in cfgs]
     f = frame_features(pd.DataFrame(cfgs), "ecp5")
