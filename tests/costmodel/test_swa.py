@@ -12,7 +12,7 @@ import pytest
 from costmodel import estimate, estimate_frame
 from costmodel.store import SWA_CALIBRATION_CSV, SWA_DOE_CSV
 from costmodel.energy import ERT
-from costmodel.resources import COEFFICIENTS_JSON, fit_swa
+from costmodel.resources import COEFFICIENTS_JSON
 from costmodel.swa import swa_configs, swa_features, swa_props
 from hw import swa
 from hw.arith import ConfigError
@@ -208,17 +208,16 @@ def _stored_swa() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def test_swa_fit_reproduces_itself_and_counts_equal_yosys():
-    """Refitting from the stored CSVs gives the shipped SWA fit (same schema as dot/sparse), never
-    fitted on a held-out key; the counted DSP and BRAM18 equal Yosys on every stored synthesis
-    (grid, random calibration draw and random held-out draw: causal, symmetric and dense kernels,
-    int and minifloat Q/K/V)."""
+def test_swa_fit_record_and_counts_equal_yosys():
+    """The shipped SWA fit (same schema as dot/sparse; its refit from the stored CSVs is checked with
+    every other fit's, ``test_resources.py::test_stored_fit_reproduces_itself``) was never fitted on
+    a held-out key; the counted DSP and BRAM18 equal Yosys on every stored synthesis (grid, random
+    calibration draw and random held-out draw: causal, symmetric and dense kernels, int and
+    minifloat Q/K/V)."""
     shipped = json.loads(COEFFICIENTS_JSON.read_text())["fits"]["xc7"]["swa"]
-    refit = fit_swa("xc7")
-    assert refit["data"] == shipped["data"] and refit["keys"] == shipped["keys"]
     for res in ("lut", "ff"):
-        assert refit["resources"][res]["terms"] == shipped["resources"][res]["terms"]
-        np.testing.assert_allclose(refit["resources"][res]["coef"], shipped["resources"][res]["coef"], rtol=1e-6)
+        assert shipped["resources"][res]["terms"] and len(shipped["resources"][res]["coef"]) == len(
+            shipped["resources"][res]["terms"])
     assert {"command", "yosys", "date", "split_rule", "validation", "cv", "heldout_groups"} <= set(shipped)
     held = pd.read_csv(SWA_DOE_CSV["heldout"])
     held = set(held.loc[held["target"] == "xc7", "key"])
