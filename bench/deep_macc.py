@@ -60,12 +60,22 @@ def _int_pair(c: dict) -> bool:
     return all(isinstance(parse_format(c[k]), IntFormat) for k in ("wfmt", "afmt"))
 
 
-def _predictions(rows: pd.DataFrame, target: str, pred: np.ndarray, baseline: dict | None) -> dict[str, np.ndarray]:
-    """LUT sites of ``rows``: shipped (``pred``), the term taken out, and the ``baseline`` fit's."""
-    model, _ = model_for(target)
-    lut = model["resources"]["lut"]
+#: the design-matrix columns the term touches
+_COLUMNS = ("deep_macc_fa", "tree_bits_comb_int", "tree_bits_comb_int_unmerged")
+
+
+def _columns(rows: pd.DataFrame, target: str) -> dict[str, np.ndarray]:
+    """:data:`_COLUMNS` of ``rows`` under the shipped fit of ``target``."""
+    cols = design_matrix(rows, target, model_for(target)[0].get("multiplier"))["lut_columns"]
+    return {c: cols[c] for c in _COLUMNS}
+
+
+def _predictions(rows: pd.DataFrame, cols: dict[str, np.ndarray], target: str, pred: np.ndarray,
+                 baseline: dict | None) -> dict[str, np.ndarray]:
+    """LUT sites of ``rows`` (their :func:`_columns` ``cols``): shipped (``pred``), the term taken out,
+    and the ``baseline`` fit's."""
+    lut = model_for(target)[0]["resources"]["lut"]
     coef = dict(zip(lut["terms"], lut["coef"]))
-    cols = design_matrix(rows, target, model.get("multiplier"))["lut_columns"]
     out = pred - coef.get("deep_macc_fa", 0.0) * cols["deep_macc_fa"]
     if "tree_bits_comb_int_unmerged" in coef:  # the merged adders back at the tree's coefficient
         out += coef["tree_bits_comb_int_unmerged"] * (cols["tree_bits_comb_int"] - cols["tree_bits_comb_int_unmerged"])
@@ -93,20 +103,16 @@ def _table(title: str, groups: list[tuple[str, pd.DataFrame, np.ndarray, dict[st
             print(f"| {name} | {len(y)} | {' | '.join(cells)} |")
 
 
-def _deep(rows: pd.DataFrame, target: str) -> np.ndarray:
-    """Rows with a deep $macc the model prices (integer trees in the fabric)."""
-    return design_matrix(rows, target, model_for(target)[0].get("multiplier"))["lut_columns"]["deep_macc_fa"] > 0
-
-
 def stored(target: str, baseline: dict | None) -> None:
     cal, cal_pred = cv_predictions(target)
     held = heldout_rows(target)
     groups = []
     for name, rows, pred in (("calibration (out of fold)", cal, cal_pred["lut"].to_numpy(float)),
                              ("held out", held, predict_frame(held, target)["lut"].to_numpy(float))):
-        keep = _deep(rows, target)
+        cols = _columns(rows, target)
+        keep = cols["deep_macc_fa"] > 0  # a deep $macc the model prices (integer trees in the fabric)
         rows = rows[keep].reset_index(drop=True)
-        preds = _predictions(rows, target, pred[keep], baseline)
+        preds = _predictions(rows, {c: v[keep] for c, v in cols.items()}, target, pred[keep], baseline)
         if baseline is not None and name.startswith("calibration"):
             preds["baseline"] = np.full(len(rows), np.nan)  # a baseline's own out-of-fold fit is not stored
         groups.append((name, rows, rows["lut"].to_numpy(float), preds))
@@ -117,15 +123,19 @@ def stored(target: str, baseline: dict | None) -> None:
 def fresh(target: str, count: int, seed: int, baseline: dict | None, jobs: int = 2) -> None:
     pool_cfgs = [c for c in doe_grid(seed=seed, count=5000) if _int_pair(c) and c["pipeline"] >= 1]
     rows = pd.concat([config_row(config_from_dict(c)) for c in pool_cfgs], ignore_index=True)
-    deep = _deep(rows, target)
+    cols = _columns(rows, target)
+    deep = cols["deep_macc_fa"] > 0
     pick = {"with one": np.where(deep)[0][:count], "without one (control)": np.where(~deep)[0][:count // 2]}
+    every = np.concatenate(list(pick.values()))
+    with ProcessPoolExecutor(jobs) as pool:  # both groups in one pool
+        sites = dict(zip(every, pool.map(partial(_sites, target=target), [pool_cfgs[i] for i in every])))
     groups = []
     for name, idx in pick.items():
         cfgs = [pool_cfgs[i] for i in idx]
         sub = rows.iloc[idx].reset_index(drop=True)
-        with ProcessPoolExecutor(jobs) as pool:
-            y = np.array(list(pool.map(partial(_sites, target=target), cfgs)), dtype=float)
-        preds = _predictions(sub, target, predict_frame(sub, target)["lut"].to_numpy(float), baseline)
+        y = np.array([sites[i] for i in idx], dtype=float)
+        preds = _predictions(sub, {c: v[idx] for c, v in cols.items()}, target,
+                             predict_frame(sub, target)["lut"].to_numpy(float), baseline)
         groups.append((name, sub, y, preds))
         if name == "with one":
             print(f"\n# fresh {target} integer engines of pipeline >= 1 with a deep $macc (doe_grid seed {seed}, never "

@@ -885,21 +885,20 @@ def frame_features(df: pd.DataFrame, target: str = "xc7", normalized: bool = Fal
     f["macc_term_bits"] = last_bits
     # the full adders maccmap lays out for that $macc (a fabric one: priced where it is); one
     # term and the accumulator are a plain adder: none
-    fa_bits = np.zeros(len(lanes), dtype=np.int64)
-    summed = last_terms >= 2
-    shape = np.column_stack([lanes, pipe, pb, unsigned, acc_w])[summed].astype(np.int64)
+    # each distinct tree shape replayed once, and only where it has such a $macc (last_terms and
+    # pipe follow from the shape)
+    shape = np.column_stack([lanes, pipe, pb, unsigned, acc_w]).astype(np.int64)
     uniq, inv = np.unique(shape, axis=0, return_inverse=True)
-    fa_bits[summed] = np.array([macc_full_adders(int(ln), int(p), int(b), not u, int(w)) for ln, p, b, u, w in uniq],
-                               dtype=np.int64)[inv.reshape(-1)]
-    f["macc_fa_bits"] = fa_bits
+    inv = inv.reshape(-1)
+    summed, piped = np.zeros(len(uniq), dtype=bool), np.zeros(len(uniq), dtype=bool)
+    summed[inv[last_terms >= 2]], piped[inv[pipe >= 1]] = True, True
+    trees = [(int(ln), int(p), int(b), not u, int(w)) for ln, p, b, u, w in uniq]
+    f["macc_fa_bits"] = np.array([macc_full_adders(*t) if s else 0 for t, s in zip(trees, summed)],
+                                 dtype=np.int64)[inv]
     # the $maccs of DEEP_MACC_TERMS or more terms in front of the pipeline registers
     # (inner_macc_adders): their full adders and the adder bits merged into them
-    inner = np.zeros((len(lanes), 2), dtype=np.int64)
-    deep = pipe >= 1
-    shape = np.column_stack([lanes, pipe, pb, unsigned, acc_w])[deep].astype(np.int64)
-    uniq, inv = np.unique(shape, axis=0, return_inverse=True)
-    inner[deep] = np.array([inner_macc_adders(int(ln), int(p), int(b), not u, int(w), DEEP_MACC_TERMS)
-                            for ln, p, b, u, w in uniq], dtype=np.int64).reshape(-1, 2)[inv.reshape(-1)]
+    inner = np.array([inner_macc_adders(*t, DEEP_MACC_TERMS) if d else (0, 0) for t, d in zip(trees, piped)],
+                     dtype=np.int64).reshape(-1, 2)[inv]
     f["deep_macc_fa_bits"], f["deep_macc_merged_bits"] = inner[:, 0], inner[:, 1]
     f["reg_bits"] = reg_bits + 2 * f["acc_bits"].to_numpy() + 1  # + accumulator + output register + valid
     sp = (cfg["engine"] == "sparse").to_numpy()

@@ -772,9 +772,10 @@ def design_matrix(df: pd.DataFrame, target: str, mult_coef: dict | None,
     # adders of their own). ECP5, 5-fold CV: int × int DSP engines at pipeline 2 whose last
     # register follows an 8- or 16-term $macc were 19-29 % under without them (21 lanes int8 ×
     # int8: 343 full-adder bits, 285 of them in front of the register)
-    cols["deep_macc_fa"] = f["deep_macc_fa_bits"].to_numpy(dtype=float) * (~tree_dsp & ~mf)
+    int_fabric = ~tree_dsp & ~mf  # an integer tree whose adders lie in the fabric
+    cols["deep_macc_fa"] = f["deep_macc_fa_bits"].to_numpy(dtype=float) * int_fabric
     cols["tree_bits_comb_int_unmerged"] = (cols["tree_bits_comb_int"]
-                                           - f["deep_macc_merged_bits"].to_numpy(dtype=float) * (~tree_dsp & ~mf))
+                                           - f["deep_macc_merged_bits"].to_numpy(dtype=float) * int_fabric)
     # the minifloat aligners' shifter mux bits in front of an unpipelined multi-operand sum (a
     # Lattice candidate): synth_ecp5 maps LUTs with abc9, which maps for delay, and duplicates the
     # aligners' logic that feeds the $macc's full adders and the carry chain behind them. ECP5,
